@@ -1,0 +1,67 @@
+"""xpnet: multilayer perceptrons with one Array API code path.
+
+NumPy on a CPU, CuPy on a CUDA GPU, and (tested) PyTorch and
+``array_api_strict``: the same training loop and, from the same seed, the same
+initial weights and batch order everywhere.
+
+Examples
+--------
+>>> import numpy as np, xpnet as xn
+>>> X = np.random.default_rng(0).normal(size=(200, 8)).astype("float32")
+>>> y = (X[:, 0] > 0).astype("int64")
+>>> model = xn.MLP([8, 16, 2], backend="numpy", seed=0)
+>>> history = model.fit(X, y, epochs=5, batch_size=32, verbose=0)
+>>> model.evaluate(X, y)["accuracy"] > 0.9
+True
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import backends, datasets, initializers, layers, losses, metrics, optimizers, schedules
+from . import testing
+from .backends import available_backends, get_backend, to_numpy
+from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint, ProgressBar
+from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint, save
+from .layers import (
+    GELU,
+    Dense,
+    Dropout,
+    Layer,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    Tanh,
+    register_layer,
+)
+from .losses import BinaryCrossEntropy, Loss, MeanSquaredError, SoftmaxCrossEntropy
+from .model import MLP, Sequential
+from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, clip_by_global_norm
+from .random import RNG
+from .schedules import Constant, CosineDecay, ExponentialDecay, LinearWarmup, StepDecay
+from .training import History, NonFiniteLossError, fit
+
+__all__ = [
+    "__version__",
+    # modules
+    "backends", "datasets", "initializers", "layers", "losses", "metrics", "optimizers",
+    "schedules", "testing",
+    # backends
+    "available_backends", "get_backend", "to_numpy",
+    # model
+    "MLP", "Sequential", "fit", "History", "NonFiniteLossError",
+    # layers
+    "Layer", "Dense", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "Dropout",
+    "register_layer",
+    # losses
+    "Loss", "SoftmaxCrossEntropy", "MeanSquaredError", "BinaryCrossEntropy",
+    # optimizers and schedules
+    "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_by_global_norm",
+    "Constant", "StepDecay", "ExponentialDecay", "CosineDecay", "LinearWarmup",
+    # callbacks
+    "Callback", "EarlyStopping", "ModelCheckpoint", "ProgressBar", "CSVLogger",
+    # checkpoints
+    "save", "load", "load_checkpoint", "Checkpoint", "CheckpointError",
+    "RNG",
+]

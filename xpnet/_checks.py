@@ -1,0 +1,181 @@
+"""Input checks shared by the public entry points.
+
+Every check runs before any work is done and raises ``ValueError`` or
+``TypeError`` with a message that names the argument, the bad value and what
+was expected.  NumPy is used here for host-side inspection of host inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .backends import Backend, backend_of, dtype_name
+
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def check_int(name: str, value: Any, *, minimum: int = 1, allow_none: bool = False) -> int | None:
+    """Check an integer argument (bools rejected)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = True) -> float:
+    """Check a finite float argument within optional bounds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
+    return value
+
+
+def check_dtype(dtype: Any) -> str:
+    """Normalise a float dtype spec to ``"float32"`` or ``"float64"``."""
+    name = dtype if isinstance(dtype, str) else dtype_name(dtype)
+    if name not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return name
+
+
+def _is_array(a: Any) -> bool:
+    return array_api_compat.is_array_api_obj(a)
+
+
+def _kind(a: Any) -> str:
+    mod = type(a).__module__.split(".")[0]
+    return {"numpy": "NumPy", "cupy": "CuPy", "torch": "torch",
+            "array_api_strict": "array_api_strict"}.get(mod, mod)
+
+
+def to_backend(name: str, a: Any, backend: Backend) -> Any:
+    """Return ``a`` on ``backend``: NumPy/lists are copied there once; foreign arrays refused."""
+    if isinstance(a, (list, tuple)):
+        a = np.asarray(a)
+    if not _is_array(a):
+        raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    if isinstance(a, np.ndarray):
+        if backend.name == "numpy":
+            return a
+        return backend.asarray(a)
+    if backend.owns(a):
+        return a
+    theirs = backend_of(a)
+    if theirs.name != backend.name:
+        raise TypeError(
+            f"{name} is a {_kind(a)} array but the model lives on backend {backend.name!r}; "
+            f"pass a NumPy array, or move the model with model.to({theirs.name!r})"
+        )
+    raise TypeError(
+        f"{name} is on device {theirs.device} but the model is on {backend.device}; "
+        f"move the data or the model (model.to({backend.name!r}, device=...))"
+    )
+
+
+def _host_view(a: Any) -> np.ndarray | None:
+    return a if isinstance(a, np.ndarray) else None
+
+
+def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
+            name: str = "X") -> Any:
+    """Validate features and return them on ``backend`` with the model's dtype."""
+    if isinstance(X, (list, tuple)):
+        X = np.asarray(X)
+    if not _is_array(X):
+        raise TypeError(f"{name} must be a 2-D float array, got {type(X).__name__}")
+    if X.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}"
+            + ("; flatten images with X.reshape(len(X), -1)" if X.ndim > 2 else "")
+        )
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 samples)")
+    dname = dtype_name(X.dtype)
+    if dname.startswith("complex"):
+        raise TypeError(f"{name} has complex dtype {dname}; xpnet trains on real floats")
+    if dname in ("bool",) or dname.startswith(("int", "uint")):
+        hint = " / 255" if dname == "uint8" else ""
+        raise TypeError(
+            f"{name} has dtype {dname}; convert it to floats first, "
+            f"e.g. X.astype('float32'){hint}"
+        )
+    if dname not in ("float16", "float32", "float64", "bfloat16"):
+        raise TypeError(f"{name} has unsupported dtype {dname}; expected float32 or float64")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"{name} has {X.shape[1]} features, the model expects {n_features}")
+    host = _host_view(X)
+    if host is not None:
+        if not np.isfinite(host).all():
+            bad = int(np.size(host) - np.count_nonzero(np.isfinite(host)))
+            raise ValueError(f"{name} contains {bad} NaN or infinite values; clean the data first")
+    Xd = to_backend(name, X, backend)
+    xp = backend.xp
+    target = backend.dtype(dtype)
+    if Xd.dtype != target:
+        Xd = xp.astype(Xd, target)
+    if host is None and not bool(xp.all(xp.isfinite(Xd))):
+        raise ValueError(f"{name} contains NaN or infinite values; clean the data first")
+    return Xd
+
+
+def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_outputs: int,
+            name: str = "y") -> Any:
+    """Validate targets for ``loss`` and return them on ``backend``."""
+    if isinstance(y, (list, tuple)):
+        y = np.asarray(y)
+    if not _is_array(y):
+        raise TypeError(f"{name} must be an array, got {type(y).__name__}")
+    if y.ndim == 0 or y.ndim > 2:
+        raise ValueError(f"{name} must be 1-D or 2-D, got shape {tuple(y.shape)}")
+    if y.shape[0] != n_samples:
+        raise ValueError(f"X has {n_samples} samples but {name} has {y.shape[0]}")
+    dname = dtype_name(y.dtype)
+    if dname.startswith("complex"):
+        raise TypeError(f"{name} has complex dtype {dname}")
+    xp = backend.xp
+    from .losses import SoftmaxCrossEntropy
+
+    if isinstance(loss, SoftmaxCrossEntropy) and y.ndim == 1:
+        if not (dname.startswith(("int", "uint"))):
+            raise TypeError(
+                f"{name} has dtype {dname}; class labels must be integers 0..{n_outputs - 1} "
+                f"(convert with y.astype('int64'))"
+            )
+        yd = to_backend(name, y, backend)
+        lo, hi = int(xp.min(yd)), int(xp.max(yd))
+        if lo < 0 or hi >= n_outputs:
+            raise ValueError(
+                f"{name} has labels in [{lo}, {hi}] but the model has {n_outputs} classes "
+                f"(labels must be in [0, {n_outputs - 1}])"
+            )
+        return xp.astype(yd, xp.int64) if dname != "int64" else yd
+    # float targets: probabilities, 0/1 labels or regression values
+    if isinstance(loss, SoftmaxCrossEntropy) and y.ndim == 2 and y.shape[1] != n_outputs:
+        raise ValueError(f"{name} has {y.shape[1]} columns, the model has {n_outputs} outputs")
+    if y.ndim == 2 and y.shape[1] != n_outputs:
+        raise ValueError(f"{name} has {y.shape[1]} columns, the model has {n_outputs} outputs")
+    if y.ndim == 1 and n_outputs != 1:
+        raise ValueError(
+            f"{name} is 1-D but the model has {n_outputs} outputs; pass shape (n, {n_outputs})"
+        )
+    yd = to_backend(name, y, backend)
+    target = backend.dtype(dtype)
+    if yd.dtype != target:
+        yd = xp.astype(yd, target)
+    if not bool(xp.all(xp.isfinite(yd))):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return yd

@@ -1,0 +1,418 @@
+"""Backends: the only module that names NumPy, CuPy and PyTorch.
+
+A *backend* is an Array API namespace plus a device.  Everything else in xpnet
+gets one :class:`Backend` per public call and writes ``xp.*`` from the
+standard.  CuPy and PyTorch are imported lazily, only when asked for, so
+``import xpnet`` stays fast and never touches a GPU driver.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "KNOWN_BACKENDS",
+    "available_backends",
+    "backend_status",
+    "get_backend",
+    "backend_of",
+    "to_numpy",
+    "synchronize",
+]
+
+#: Backend names xpnet knows by name. Any other Array API namespace works when
+#: its arrays are passed in directly (see :func:`backend_of`).
+KNOWN_BACKENDS = ("numpy", "cupy", "torch", "array_api_strict")
+
+_MODULES = {
+    "numpy": "numpy",
+    "cupy": "cupy",
+    "torch": "torch",
+    "array_api_strict": "array_api_strict",
+}
+
+
+class BackendError(ValueError):
+    """A backend was asked for that is unknown or cannot run here."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An Array API namespace and the device arrays live on.
+
+    Parameters
+    ----------
+    name : str
+        ``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"`` or the
+        module name of another Array API library.
+    xp : module
+        The Array API compatible namespace (array-api-compat's wrapper where
+        one exists).
+    device : object
+        The device, as the namespace spells it (``"cpu"``, a CuPy device...).
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> b = xn.backends.get_backend("numpy")
+    >>> b.name, b.is_host
+    ('numpy', True)
+    """
+
+    name: str
+    xp: Any = field(repr=False)
+    device: Any = None
+
+    @property
+    def is_host(self) -> bool:
+        """True when arrays live in host memory, so reading a value costs no sync."""
+        if self.name in ("numpy", "array_api_strict"):
+            return True
+        if self.name == "torch":
+            return str(self.device).startswith("cpu")
+        return False
+
+    @property
+    def mutable(self) -> bool:
+        """True when arrays support in-place updates (NumPy, CuPy, PyTorch)."""
+        return self.name in ("numpy", "cupy", "torch")
+
+    @property
+    def device_name(self) -> str:
+        """A human-readable description of the device."""
+        if self.name == "cupy":
+            try:
+                import cupy
+
+                props = cupy.cuda.runtime.getDeviceProperties(self.device.id)
+                gpu = props["name"]
+                gpu = gpu.decode() if isinstance(gpu, bytes) else gpu
+                return f"cuda:{self.device.id} ({gpu})"
+            except Exception:  # pragma: no cover - needs a GPU
+                return f"cuda:{getattr(self.device, 'id', 0)}"
+        if self.name == "torch":
+            return str(self.device)
+        return "cpu"
+
+    def asarray(self, data: Any, dtype: Any = None) -> Any:
+        """Copy host data (NumPy array, list, scalar) onto this backend's device."""
+        return self.xp.asarray(data, dtype=dtype, device=self.device)
+
+    def dtype(self, name: str | Any) -> Any:
+        """Resolve a dtype name such as ``"float32"`` in this namespace."""
+        if not isinstance(name, str):
+            name = dtype_name(name)
+        try:
+            return getattr(self.xp, name)
+        except AttributeError:
+            raise BackendError(f"dtype {name!r} is not available in backend {self.name!r}") from None
+
+    def owns(self, a: Any) -> bool:
+        """Whether array ``a`` belongs to this backend's namespace and device."""
+        try:
+            xp = array_api_compat.array_namespace(a)
+        except TypeError:
+            return False
+        if _namespace_name(xp) != self.name:
+            return False
+        return str(array_api_compat.device(a)) == str(self.device)
+
+
+def dtype_name(dtype: Any) -> str:
+    """The standard name (``"float32"``...) of a dtype object of any namespace."""
+    s = str(dtype)
+    for name in ("float64", "float32", "float16", "bfloat16", "complex64", "complex128",
+                 "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8",
+                 "bool"):
+        if s.endswith(name) or s.endswith(name + "'>") or s == name:
+            return name
+    return s
+
+
+def _namespace_name(xp: Any) -> str:
+    if array_api_compat.is_numpy_namespace(xp):
+        return "numpy"
+    if array_api_compat.is_cupy_namespace(xp):
+        return "cupy"
+    if array_api_compat.is_torch_namespace(xp):
+        return "torch"
+    if array_api_compat.is_array_api_strict_namespace(xp):
+        return "array_api_strict"
+    return getattr(xp, "__name__", "unknown").split(".")[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _probe(name: str) -> str | None:
+    """Return None when backend ``name`` is usable, else the reason it is not."""
+    if name not in _MODULES:
+        return f"unknown backend (known: {', '.join(KNOWN_BACKENDS)})"
+    module = _MODULES[name]
+    if importlib.util.find_spec(module) is None:
+        hint = {
+            "cupy": 'pip install "xpnet[cuda12]" (or cuda13)',
+            "torch": "pip install torch",
+            "array_api_strict": "pip install array-api-strict",
+        }.get(name, f"pip install {module}")
+        return f"{module} is not installed ({hint})"
+    if name == "cupy":
+        if os.environ.get("XPNET_DISABLE_CUPY"):
+            return "disabled by XPNET_DISABLE_CUPY"
+        try:
+            import cupy
+
+            n = cupy.cuda.runtime.getDeviceCount()
+            if n < 1:
+                return "no CUDA GPU found"
+            # Allocate and compute once so a broken driver/toolkit shows up now.
+            float(cupy.arange(4, dtype=cupy.float32).sum())
+        except Exception as exc:  # any driver/toolkit failure means "unavailable"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return f"CuPy is installed but cannot use a GPU: {first}"
+        return None
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # pragma: no cover - broken installs
+        return f"{module} failed to import: {exc}"
+    return None
+
+
+def backend_status() -> dict[str, str | None]:
+    """Report every known backend and, when unavailable, why.
+
+    Returns
+    -------
+    dict
+        Maps each name in :data:`KNOWN_BACKENDS` to ``None`` when usable or
+        to a one-line reason when not.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> xn.backends.backend_status()["numpy"] is None
+    True
+    """
+    return {name: _probe(name) for name in KNOWN_BACKENDS}
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that can run on this machine.
+
+    CuPy counts only when a CUDA GPU is actually usable; the check is quick,
+    never crashes, and is cached for the life of the process.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> "numpy" in xn.available_backends()
+    True
+    """
+    return [name for name, why in backend_status().items() if why is None]
+
+
+def _namespace(name: str) -> Any:
+    if name == "numpy":
+        import array_api_compat.numpy as xp
+    elif name == "cupy":
+        import array_api_compat.cupy as xp
+    elif name == "torch":
+        import array_api_compat.torch as xp
+    elif name == "array_api_strict":
+        import array_api_strict as xp
+    else:  # pragma: no cover - guarded by _probe
+        raise BackendError(name)
+    return xp
+
+
+def get_backend(name: str | Backend = "auto", device: Any = None) -> Backend:
+    """Resolve a backend by name.
+
+    Parameters
+    ----------
+    name : str or Backend
+        ``"auto"`` (CuPy when a GPU is usable, else NumPy), ``"numpy"``,
+        ``"cupy"``, ``"torch"``, ``"array_api_strict"``; ``"torch:cuda"`` style
+        names set the device too.
+    device : optional
+        Device for the backend (``"cpu"``, ``"cuda"``, ``"cuda:1"``, or an int
+        GPU index for CuPy). Defaults to the backend's default device.
+
+    Returns
+    -------
+    Backend
+
+    Raises
+    ------
+    BackendError
+        When the name is unknown or the backend cannot run here; the message
+        says why and how to fix it.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> xn.backends.get_backend("numpy").name
+    'numpy'
+    """
+    if isinstance(name, Backend):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a string such as 'numpy', got {type(name).__name__}")
+    if ":" in name and device is None:
+        name, device = name.split(":", 1)
+    name = name.strip().lower().replace("-", "_")
+    if name == "auto":
+        name = "cupy" if _probe("cupy") is None else "numpy"
+    if name not in _MODULES:
+        raise BackendError(
+            f"unknown backend {name!r}; choose one of: auto, {', '.join(KNOWN_BACKENDS)}"
+        )
+    why = _probe(name)
+    if why is not None:
+        raise BackendError(f"backend {name!r} is not available: {why}")
+    xp = _namespace(name)
+    if name == "torch":
+        import torch
+
+        dev = torch.device(device if device is not None else "cpu")
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise BackendError("backend 'torch' with device 'cuda': PyTorch sees no CUDA GPU")
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        return Backend("torch", xp, dev)
+    if name == "cupy":
+        import cupy
+
+        idx = 0
+        if device is not None:
+            idx = int(str(device).replace("cuda", "").strip(":") or 0)
+        return Backend("cupy", xp, cupy.cuda.Device(idx))
+    if name == "array_api_strict":
+        return Backend(name, xp, xp.Device("CPU_DEVICE") if device is None else device)
+    if device not in (None, "cpu"):
+        raise BackendError(f"backend 'numpy' runs on the CPU only, got device {device!r}")
+    return Backend("numpy", xp, "cpu")
+
+
+def backend_of(*arrays: Any) -> Backend:
+    """The backend (namespace + device) that the given arrays live on.
+
+    Parameters
+    ----------
+    *arrays
+        Arrays of one namespace and one device. Python scalars and ``None``
+        are ignored.
+
+    Raises
+    ------
+    TypeError
+        When the arrays come from different namespaces or devices.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> xn.backends.backend_of(np.zeros(3)).name
+    'numpy'
+    """
+    arrs = [a for a in arrays if a is not None and not isinstance(a, (int, float, bool))]
+    if not arrs:
+        raise TypeError("no arrays given")
+    try:
+        xp = array_api_compat.array_namespace(*arrs)
+    except TypeError as exc:
+        kinds = sorted({type(a).__module__.split(".")[0] + "." + type(a).__name__ for a in arrs})
+        raise TypeError(
+            f"arrays come from different libraries ({', '.join(kinds)}); "
+            "convert them to one backend first"
+        ) from exc
+    devices = {str(array_api_compat.device(a)) for a in arrs}
+    if len(devices) > 1:
+        raise TypeError(f"arrays live on different devices: {sorted(devices)}")
+    name = _namespace_name(xp)
+    return Backend(name, xp, array_api_compat.device(arrs[0]))
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """Copy an array of any backend to a NumPy array on the host.
+
+    This is the one explicit device-to-host copy in xpnet.
+
+    Parameters
+    ----------
+    a : array
+        A NumPy, CuPy, PyTorch, array_api_strict (or any DLPack-capable) array.
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> import array_api_compat.numpy as xp
+    >>> xn.backends.to_numpy(xp.ones(2)).tolist()
+    [1.0, 1.0]
+    """
+    if isinstance(a, np.ndarray):
+        return a
+    if isinstance(a, np.generic):
+        return np.asarray(a)
+    if array_api_compat.is_cupy_array(a):
+        return a.get()
+    if array_api_compat.is_torch_array(a):
+        return a.detach().cpu().numpy()
+    try:
+        return np.from_dlpack(a)
+    except Exception:
+        return np.asarray(a)
+
+
+def synchronize(backend: Backend) -> None:
+    """Block until all queued work on the backend's device has finished.
+
+    Used for honest timings; a no-op on host backends.
+
+    Parameters
+    ----------
+    backend : Backend
+    """
+    if backend.name == "cupy":
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+    elif backend.name == "torch" and not backend.is_host:
+        import torch
+
+        torch.cuda.synchronize(backend.device)
+
+
+def versions() -> dict[str, str]:
+    """Versions of xpnet's array libraries that are installed (without importing GPU ones).
+
+    Returns
+    -------
+    dict
+        Package name to version string.
+    """
+    from importlib import metadata
+
+    out = {}
+    for pkg in ("numpy", "array-api-compat", "array-api-strict", "torch", "cupy",
+                "cupy-cuda12x", "cupy-cuda13x", "safetensors", "rich"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out

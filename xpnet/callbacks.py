@@ -1,0 +1,295 @@
+"""Callbacks for :func:`xpnet.fit`: early stopping, checkpoints, progress bar, CSV log."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "ProgressBar", "CSVLogger"]
+
+
+class Callback:
+    """Base class: override any hook. ``self.model`` is set before training starts.
+
+    Hooks receive ``logs``, a dict of Python floats (``loss``, ``accuracy``,
+    ``val_loss``, ``val_accuracy``, ``lr``, ``seconds``...). Set
+    ``self.model.stop_training = True`` to stop after the current epoch.
+    ``on_batch_end`` is called at display intervals only (reading values from
+    the device is a sync), with running means for the epoch so far.
+    """
+
+    model: Any = None
+
+    def set_model(self, model: Any) -> None:
+        """Attach the model being trained."""
+        self.model = model
+
+    def on_train_begin(self, logs: dict) -> None:
+        """Called once before the first epoch; ``logs`` describes the run."""
+
+    def on_train_end(self, logs: dict) -> None:
+        """Called once after the last epoch (also after an early stop)."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict) -> None:
+        """Called at the start of each epoch (0-based)."""
+
+    def on_batch_end(self, step: int, logs: dict) -> None:
+        """Called at display intervals with running values for the epoch."""
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        """Called at the end of each epoch with that epoch's metrics."""
+
+
+def _mode_for(monitor: str, mode: str) -> str:
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode != "auto":
+        return mode
+    return "max" if "acc" in monitor else "min"
+
+
+class EarlyStopping(Callback):
+    """Stop when a monitored metric has stopped improving.
+
+    Parameters
+    ----------
+    monitor : str
+        Metric name in the epoch logs (default ``"val_loss"``; falls back to
+        ``"loss"`` when there is no validation data).
+    patience : int
+        Epochs without improvement before stopping.
+    min_delta : float
+        Smallest change that counts as an improvement.
+    mode : {"auto", "min", "max"}
+    restore_best_weights : bool
+        Put back the parameters of the best epoch when stopping or at the end.
+
+    Attributes
+    ----------
+    best : float
+    best_epoch : int
+    stopped_epoch : int or None
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 3, min_delta: float = 0.0,
+                 mode: str = "auto", restore_best_weights: bool = True):
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
+        if not math.isfinite(min_delta) or min_delta < 0:
+            raise ValueError(f"min_delta must be a finite float >= 0, got {min_delta!r}")
+        self.monitor = monitor
+        self.patience = patience
+        self.min_delta = float(min_delta)
+        self.mode = _mode_for(monitor, mode)
+        self.restore_best_weights = restore_best_weights
+        self._reset()
+
+    def _reset(self) -> None:
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = -1
+        self.wait = 0
+        self.stopped_epoch: int | None = None
+        self._best_params: dict | None = None
+
+    def on_train_begin(self, logs):
+        self._reset()
+        if not logs.get("has_validation") and self.monitor.startswith("val_"):
+            self.monitor = self.monitor[4:]
+
+    def _improved(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, epoch, logs):
+        if self.monitor not in logs:
+            raise ValueError(
+                f"EarlyStopping monitors {self.monitor!r} but the logs only have "
+                f"{sorted(logs)}"
+            )
+        value = logs[self.monitor]
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                xp = self.model.xp
+                self._best_params = {k: xp.asarray(v, copy=True)
+                                     for k, v in self.model.params.items()}
+        else:
+            self.wait += 1
+            if self.wait > self.patience:
+                self.stopped_epoch = epoch
+                self.model.stop_training = True
+
+    def on_train_end(self, logs):
+        if self.restore_best_weights and self._best_params is not None:
+            self.model.params = self._best_params
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (atomically) at the end of epochs.
+
+    Parameters
+    ----------
+    path : str or Path
+        Target ``.safetensors`` file; ``{epoch}`` in the name is formatted.
+    monitor : str
+        Metric used with ``save_best_only``.
+    save_best_only : bool
+        Only save when the monitored metric improves.
+    mode : {"auto", "min", "max"}
+    """
+
+    def __init__(self, path: str | os.PathLike, monitor: str = "val_loss",
+                 save_best_only: bool = False, mode: str = "auto"):
+        self.path = str(path)
+        self.monitor = monitor
+        self.save_best_only = save_best_only
+        self.mode = _mode_for(monitor, mode)
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.saved: list[str] = []
+        self.fit_state: Any = None  # set by fit so checkpoints can resume
+
+    def on_train_begin(self, logs):
+        parent = Path(self.path.format(epoch=0)).resolve().parent
+        if not parent.exists():
+            raise FileNotFoundError(f"ModelCheckpoint folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise PermissionError(f"ModelCheckpoint folder {parent} is not writable")
+        if not logs.get("has_validation") and self.monitor.startswith("val_"):
+            self.monitor = self.monitor[4:]
+
+    def on_epoch_end(self, epoch, logs):
+        from .checkpoint import save
+
+        if self.save_best_only:
+            value = logs.get(self.monitor)
+            if value is None:
+                raise ValueError(f"ModelCheckpoint monitors {self.monitor!r}, not in the logs")
+            better = value < self.best if self.mode == "min" else value > self.best
+            if not better:
+                return
+            self.best = value
+        path = self.path.format(epoch=epoch + 1)
+        training = self.fit_state() if callable(self.fit_state) else None
+        save(self.model, path, training=training)
+        self.saved.append(path)
+
+
+class CSVLogger(Callback):
+    """Write one CSV row of metrics per epoch (the file is replaced atomically).
+
+    Parameters
+    ----------
+    path : str or Path
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.rows: list[dict] = []
+
+    def on_train_begin(self, logs):
+        self.rows = []
+
+    def on_epoch_end(self, epoch, logs):
+        self.rows.append({"epoch": epoch + 1, **logs})
+        keys: list[str] = []
+        for row in self.rows:
+            keys += [k for k in row if k not in keys]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file, fsync and os.replace."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+class ProgressBar(Callback):
+    """A rich progress bar per epoch: loss, accuracy, samples/s; one summary line per epoch.
+
+    Parameters
+    ----------
+    stream : file, optional
+        Where to draw (default: standard error, so standard output stays clean).
+    """
+
+    def __init__(self, stream: Any = None):
+        self.stream = stream
+        self._progress = None
+        self._task = None
+
+    def on_train_begin(self, logs):
+        from rich.console import Console
+
+        self.console = Console(file=self.stream or sys.stderr, highlight=False)
+        self.epochs = logs["epochs"]
+        self.steps = logs["steps_per_epoch"]
+        self.samples = logs["samples"]
+
+    def on_epoch_begin(self, epoch, logs):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._epoch = epoch
+        self._t0 = time.perf_counter()
+        self._progress = Progress(
+            TextColumn(f"epoch {epoch + 1}/{self.epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=self.console,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=self.steps, info="")
+
+    def on_batch_end(self, step, logs):
+        if self._progress is None:
+            return
+        dt = max(time.perf_counter() - self._t0, 1e-9)
+        info = f"loss {logs['loss']:.4f}"
+        if "accuracy" in logs:
+            info += f"  acc {logs['accuracy']:.4f}"
+        info += f"  {logs['samples_seen'] / dt:,.0f} samples/s"
+        self._progress.update(self._task, completed=step + 1, info=info)
+
+    def on_epoch_end(self, epoch, logs):
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        parts = [f"epoch {epoch + 1:>{len(str(self.epochs))}}/{self.epochs}"]
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            if key in logs:
+                parts.append(f"{key} {logs[key]:.4f}")
+        secs = logs.get("seconds", 0.0)
+        parts.append(f"{secs:.2f}s")
+        if secs > 0:
+            parts.append(f"{self.samples / secs:,.0f} samples/s")
+        self.console.print("  ".join(parts), soft_wrap=True)
+
+    def on_train_end(self, logs):
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

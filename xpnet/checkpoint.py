@@ -1,0 +1,302 @@
+"""Checkpoints: safetensors tensors + JSON metadata; atomic writes; never unpickles.
+
+Files are written on the host (NumPy is used here for I/O only): parameters
+and optimizer moments are copied off the device, serialised by safetensors,
+written to a temp file in the target folder, fsynced, then ``os.replace``d
+over the target, so a crash mid-save leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backends import Backend, get_backend, to_numpy
+
+__all__ = ["save", "load", "load_checkpoint", "Checkpoint", "CheckpointError"]
+
+FORMAT = "xpnet"
+FORMAT_VERSION = 1
+_PARAM = "params/"
+_OPT = "optimizer/"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupted, or does not match what was asked."""
+
+
+@dataclass
+class Checkpoint:
+    """Everything a checkpoint holds.
+
+    Attributes
+    ----------
+    model : Sequential
+        The model with its saved parameters, on the requested backend.
+    optimizer : Optimizer or None
+        The optimizer, with its state (moments, step count) restored.
+    training : dict or None
+        Where training stopped: ``epoch`` (epochs done), ``rng`` (the
+        batch-order generator's state), ``seed``, ``history``. Pass it to
+        ``fit(resume=...)`` to continue exactly.
+    metadata : dict
+        Versions, backend and time of the save, and any user metadata.
+    """
+
+    model: Any
+    optimizer: Any = None
+    training: dict | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    parent = path.parent
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # pragma: no cover - e.g. Windows
+        pass
+
+
+def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
+         training: dict | None = None, metadata: dict | None = None) -> Path:
+    """Save a model (and optionally its optimizer and training position) atomically.
+
+    Parameters
+    ----------
+    model : Sequential
+        From any backend; tensors are copied to the host for writing.
+    path : str or Path
+        Target file, conventionally ``*.safetensors``.
+    optimizer : Optimizer, optional
+        Saved with its ``state``. Defaults to ``model.optimizer`` when that
+        has a state.
+    training : dict, optional
+        Training position (``epoch``, ``rng``, ``seed``, ``history``), as
+        ``fit`` provides to :class:`xpnet.ModelCheckpoint`; an ``optimizer``
+        key in it is used as the optimizer.
+    metadata : dict, optional
+        Extra JSON-serialisable information stored with the file.
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> import tempfile, os, xpnet as xn
+    >>> m = xn.MLP([4, 3], backend="numpy")
+    >>> p = xn.save(m, os.path.join(tempfile.mkdtemp(), "m.safetensors"))
+    >>> xn.load(p, backend="numpy").params.keys() == m.params.keys()
+    True
+    """
+    from safetensors.numpy import save as st_save
+
+    from . import __version__
+
+    path = Path(path)
+    if not path.parent.exists():
+        raise FileNotFoundError(f"cannot save to {path}: folder {path.parent} does not exist")
+    training = dict(training) if training else None
+    if training and "optimizer" in training:
+        optimizer = training.pop("optimizer") if optimizer is None else optimizer
+        training.pop("optimizer", None)
+    if optimizer is None and getattr(model, "optimizer", None) is not None \
+            and model.optimizer.state is not None:
+        optimizer = model.optimizer
+    tensors: dict[str, np.ndarray] = {}
+    for k, v in model.params.items():
+        tensors[_PARAM + k] = np.ascontiguousarray(to_numpy(v))
+    meta: dict[str, str] = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "xpnet_version": __version__,
+        "model": json.dumps(model.get_config()),
+        "backend": model.backend.name,
+        "device": model.backend.device_name,
+        "dtype": model.dtype_name,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if optimizer is not None:
+        opt_meta = {"class": type(optimizer).__name__, "config": optimizer.get_config()}
+        state = optimizer.state
+        if state is not None:
+            opt_meta["step"] = int(state["step"])
+            opt_meta["slots"] = [s for s in state if s != "step"]
+            for slot, values in state.items():
+                if slot == "step":
+                    continue
+                for k, v in values.items():
+                    tensors[f"{_OPT}{slot}/{k}"] = np.ascontiguousarray(to_numpy(v))
+        meta["optimizer"] = json.dumps(opt_meta)
+    if training is not None:
+        meta["training"] = json.dumps(training)
+    if metadata:
+        meta["user"] = json.dumps(metadata)
+    data = st_save(tensors, metadata=meta)
+    _atomic_write_bytes(path, data)
+    return path
+
+
+def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    from safetensors import safe_open
+
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8:
+        raise CheckpointError(f"{path} is not an xpnet checkpoint: file too short ({size} bytes)")
+    header_len = int.from_bytes(head, "little")
+    if header_len <= 1 or header_len > size - 8 or header_len > 100_000_000:
+        raise CheckpointError(
+            f"{path} is not an xpnet checkpoint (safetensors header length {header_len} does not "
+            f"fit a {size}-byte file)"
+        )
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise CheckpointError(f"{path} is a safetensors file but not an xpnet checkpoint")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except CheckpointError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"{path} is not a valid xpnet checkpoint: {exc}") from None
+    return tensors, meta
+
+
+def _json(meta: dict, key: str, path: Path) -> Any:
+    try:
+        return json.loads(meta[key])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: metadata {key!r} is missing or not JSON ({exc})") from None
+
+
+def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
+                    device: Any = None) -> Checkpoint:
+    """Load a model, its optimizer state and training position from a checkpoint.
+
+    Parameters
+    ----------
+    path : str or Path
+    backend : str or Backend
+        Where to put the tensors; any backend can load a file saved from any other.
+    device : optional
+
+    Returns
+    -------
+    Checkpoint
+
+    Raises
+    ------
+    CheckpointError
+        For a file that is not a checkpoint, is truncated or corrupted, or
+        whose tensors do not match its architecture.
+    FileNotFoundError
+    """
+    from .model import Sequential
+    from .optimizers import optimizer_from_config
+
+    path = Path(path)
+    be = get_backend(backend, device)
+    tensors, meta = _read(path)
+    try:
+        version = int(meta.get("format_version", "0"))
+    except ValueError:
+        version = -1
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {meta.get('format_version')!r} "
+                              f"is not supported (expected {FORMAT_VERSION})")
+    config = _json(meta, "model", path)
+    try:
+        model = Sequential.from_config(config, backend=be)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: bad model architecture in metadata: {exc}") from None
+    expected = {_PARAM + k: v for k, v in model.params.items()}
+    got = {k for k in tensors if k.startswith(_PARAM)}
+    if got != set(expected):
+        raise CheckpointError(
+            f"{path}: tensors do not match the architecture (missing "
+            f"{sorted(set(expected) - got)}, unexpected {sorted(got - set(expected))})"
+        )
+    for k, ref in expected.items():
+        arr = tensors[k]
+        if tuple(arr.shape) != tuple(ref.shape):
+            raise CheckpointError(
+                f"{path}: tensor {k!r} has shape {tuple(arr.shape)}, the architecture needs "
+                f"{tuple(ref.shape)}"
+            )
+        if str(arr.dtype) != model.dtype_name:
+            raise CheckpointError(
+                f"{path}: tensor {k!r} has dtype {arr.dtype}, expected {model.dtype_name}"
+            )
+        if not np.isfinite(arr).all():
+            raise CheckpointError(f"{path}: tensor {k!r} contains NaN or inf")
+    dtype = model.dtype
+    model.params = {k[len(_PARAM):]: be.asarray(tensors[k], dtype=dtype) for k in expected}
+    optimizer = None
+    if "optimizer" in meta:
+        om = _json(meta, "optimizer", path)
+        try:
+            optimizer = optimizer_from_config(om["class"], om["config"])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CheckpointError(f"{path}: bad optimizer metadata: {exc}") from None
+        if "step" in om:
+            state: dict = {"step": int(om["step"])}
+            for slot in om.get("slots", []):
+                state[slot] = {}
+                for k, ref in model.params.items():
+                    name = f"{_OPT}{slot}/{k}"
+                    if name not in tensors or tuple(tensors[name].shape) != tuple(ref.shape):
+                        raise CheckpointError(f"{path}: optimizer tensor {name!r} is missing or "
+                                              "has the wrong shape")
+                    state[slot][k] = be.asarray(tensors[name], dtype=dtype)
+            optimizer.state = state
+        model.optimizer = optimizer
+    training = _json(meta, "training", path) if "training" in meta else None
+    info = {k: v for k, v in meta.items() if k not in ("model", "optimizer", "training", "user")}
+    if "user" in meta:
+        info["user"] = _json(meta, "user", path)
+    return Checkpoint(model=model, optimizer=optimizer, training=training, metadata=info)
+
+
+def load(path: str | os.PathLike, *, backend: str | Backend = "auto", device: Any = None):
+    """Load a model saved with :func:`save` onto any backend.
+
+    Parameters
+    ----------
+    path : str or Path
+    backend : str or Backend
+    device : optional
+
+    Returns
+    -------
+    Sequential
+        With ``model.optimizer`` restored when the file holds one.
+    """
+    return load_checkpoint(path, backend=backend, device=device).model

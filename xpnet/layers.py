@@ -1,0 +1,355 @@
+"""Layers: small objects with math only; parameters live in plain dicts.
+
+The contract (see :class:`Layer`) is four methods. A layer never stores its
+parameters; the model passes them in, so the same layer object works for any
+backend and optimizers can treat parameters as plain arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .backends import Backend
+from .initializers import get_initializer
+from .random import RNG
+
+__all__ = [
+    "Layer",
+    "Dense",
+    "ReLU",
+    "LeakyReLU",
+    "Tanh",
+    "Sigmoid",
+    "GELU",
+    "Dropout",
+    "register_layer",
+    "layer_from_config",
+    "ACTIVATIONS",
+]
+
+Params = dict[str, Any]
+
+
+class Layer:
+    """Base class and contract for every layer.
+
+    Subclasses override the methods below. ``forward`` returns the output and
+    a *cache* (anything the backward pass needs); ``backward`` receives that
+    cache and the gradient of the loss w.r.t. the output and returns the
+    gradient w.r.t. the input and a dict of parameter gradients with the same
+    keys as ``params``.
+
+    Attributes
+    ----------
+    stochastic : bool
+        When True the model passes ``rng=`` (an :class:`xpnet.RNG`) to
+        ``forward`` during training (used by :class:`Dropout`).
+
+    Examples
+    --------
+    A custom layer that scales its input by a learned vector:
+
+    >>> import xpnet as xn
+    >>> class Scale(xn.Layer):
+    ...     def init(self, in_features, rng, *, backend, dtype):
+    ...         return {"s": backend.xp.ones((in_features,), dtype=dtype, device=backend.device)}
+    ...     def forward(self, params, x, *, train=False):
+    ...         return x * params["s"], x
+    ...     def backward(self, params, cache, dy):
+    ...         xp = xn.backends.backend_of(dy).xp
+    ...         return dy * params["s"], {"s": xp.sum(dy * cache, axis=0)}
+    """
+
+    stochastic = False
+
+    def init(self, in_features: int, rng: RNG, *, backend: Backend, dtype: Any) -> Params:
+        """Create this layer's parameters (an empty dict for parameter-free layers)."""
+        return {}
+
+    def forward(self, params: Params, x: Any, *, train: bool = False) -> tuple[Any, Any]:
+        """Compute the output and the cache the backward pass needs."""
+        raise NotImplementedError
+
+    def backward(self, params: Params, cache: Any, dy: Any) -> tuple[Any, Params]:
+        """Return ``(dx, grads)`` given the cache and the output gradient ``dy``."""
+        raise NotImplementedError
+
+    def out_features(self, in_features: int) -> int:
+        """Number of output features given the number of input features."""
+        return in_features
+
+    def get_config(self) -> dict:
+        """Constructor arguments, JSON-serialisable, for checkpoints."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Dense(Layer):
+    """Fully connected layer ``y = x @ W + b``.
+
+    Parameters
+    ----------
+    units : int
+        Number of output features.
+    init : str
+        Weight initializer: ``"he_normal"`` (default, for ReLU-family
+        activations), ``"he_uniform"``, ``"glorot_uniform"`` (tanh/sigmoid) or
+        ``"uniform"`` (U(-0.5, 0.5), the original notebook's).
+    bias : bool
+        Whether to learn a bias (initialised to zero).
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> xn.Dense(10).out_features(784)
+    10
+    """
+
+    def __init__(self, units: int, *, init: str = "he_normal", bias: bool = True):
+        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+            raise ValueError(f"Dense units must be a positive int, got {units!r}")
+        get_initializer(init)
+        self.units = units
+        self.init_name = init
+        self.bias = bias
+
+    def init(self, in_features: int, rng: RNG, *, backend: Backend, dtype: Any) -> Params:
+        w = get_initializer(self.init_name)((in_features, self.units), rng, backend, dtype)
+        params = {"W": w}
+        if self.bias:
+            params["b"] = backend.xp.zeros((self.units,), dtype=dtype, device=backend.device)
+        return params
+
+    def forward(self, params: Params, x: Any, *, train: bool = False) -> tuple[Any, Any]:
+        y = x @ params["W"]
+        if self.bias:
+            y = y + params["b"]
+        return y, x
+
+    def backward(self, params: Params, cache: Any, dy: Any, *,
+                 need_input_grad: bool = True) -> tuple[Any, Params]:
+        x = cache
+        xp = _xp(dy)
+        grads = {"W": xp.matrix_transpose(x) @ dy}
+        if self.bias:
+            grads["b"] = xp.sum(dy, axis=0)
+        dx = dy @ xp.matrix_transpose(params["W"]) if need_input_grad else None
+        return dx, grads
+
+    def out_features(self, in_features: int) -> int:
+        return self.units
+
+    def get_config(self) -> dict:
+        return {"units": self.units, "init": self.init_name, "bias": self.bias}
+
+
+def _xp(a: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.array_namespace(a)
+
+
+class ReLU(Layer):
+    """Rectified linear unit ``max(x, 0)``."""
+
+    def forward(self, params, x, *, train=False):
+        xp = _xp(x)
+        y = xp.maximum(x, 0.0)
+        return y, y
+
+    def backward(self, params, cache, dy):
+        xp = _xp(dy)
+        return xp.where(cache > 0, dy, 0.0), {}
+
+
+class LeakyReLU(Layer):
+    """Leaky ReLU: ``x`` for positive inputs, ``negative_slope * x`` otherwise.
+
+    Parameters
+    ----------
+    negative_slope : float
+        Slope for negative inputs (default 0.01).
+    """
+
+    def __init__(self, negative_slope: float = 0.01):
+        if not (isinstance(negative_slope, (int, float)) and math.isfinite(negative_slope)):
+            raise ValueError(f"negative_slope must be a finite float, got {negative_slope!r}")
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, params, x, *, train=False):
+        xp = _xp(x)
+        return xp.where(x > 0, x, x * self.negative_slope), x
+
+    def backward(self, params, cache, dy):
+        xp = _xp(dy)
+        return xp.where(cache > 0, dy, dy * self.negative_slope), {}
+
+    def get_config(self):
+        return {"negative_slope": self.negative_slope}
+
+
+class Tanh(Layer):
+    """Hyperbolic tangent."""
+
+    def forward(self, params, x, *, train=False):
+        y = _xp(x).tanh(x)
+        return y, y
+
+    def backward(self, params, cache, dy):
+        return dy * (1.0 - cache * cache), {}
+
+
+def sigmoid(x: Any) -> Any:
+    """Numerically stable logistic sigmoid for any Array API array.
+
+    Parameters
+    ----------
+    x : array
+
+    Returns
+    -------
+    array
+    """
+    xp = _xp(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+class Sigmoid(Layer):
+    """Logistic sigmoid ``1 / (1 + exp(-x))`` (computed without overflow)."""
+
+    def forward(self, params, x, *, train=False):
+        y = sigmoid(x)
+        return y, y
+
+    def backward(self, params, cache, dy):
+        return dy * cache * (1.0 - cache), {}
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+class GELU(Layer):
+    """Gaussian error linear unit, tanh approximation.
+
+    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``; the Array API
+    standard has no ``erf``, so the exact form is not portable. This matches
+    ``torch.nn.GELU(approximate="tanh")``.
+    """
+
+    def forward(self, params, x, *, train=False):
+        xp = _xp(x)
+        t = xp.tanh(_GELU_C * (x + 0.044715 * x * x * x))
+        return 0.5 * x * (1.0 + t), (x, t)
+
+    def backward(self, params, cache, dy):
+        x, t = cache
+        dinner = _GELU_C * (1.0 + 3 * 0.044715 * x * x)
+        return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner), {}
+
+
+class Dropout(Layer):
+    """Inverted dropout: zero each input with probability ``rate`` while training.
+
+    Kept inputs are scaled by ``1 / (1 - rate)`` so evaluation needs no change.
+
+    Parameters
+    ----------
+    rate : float
+        Drop probability in ``[0, 1)``.
+    """
+
+    stochastic = True
+
+    def __init__(self, rate: float = 0.5):
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+
+    def forward(self, params, x, *, train=False, rng: RNG | None = None):
+        if not train or self.rate == 0.0:
+            return x, None
+        if rng is None:
+            raise ValueError("Dropout in training mode needs rng=")
+        from .backends import backend_of
+
+        mask = rng.keep_mask(tuple(x.shape), 1.0 - self.rate, backend_of(x), x.dtype)
+        return x * mask, mask
+
+    def backward(self, params, cache, dy):
+        return (dy if cache is None else dy * cache), {}
+
+    def get_config(self):
+        return {"rate": self.rate}
+
+
+#: Activation names accepted by :class:`xpnet.MLP` and the CLI.
+ACTIVATIONS = {
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "tanh": Tanh,
+    "sigmoid": Sigmoid,
+    "gelu": GELU,
+}
+
+_REGISTRY: dict[str, type[Layer]] = {
+    cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, Dropout)
+}
+
+
+def register_layer(cls: type[Layer]) -> type[Layer]:
+    """Register a custom layer class so checkpoints that use it can be loaded.
+
+    Usable as a decorator.
+
+    Parameters
+    ----------
+    cls : type
+        A :class:`Layer` subclass whose ``get_config()`` returns its
+        constructor keyword arguments.
+
+    Returns
+    -------
+    type
+        ``cls`` unchanged.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise TypeError(f"register_layer expects a Layer subclass, got {cls!r}")
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def layer_from_config(config: dict) -> Layer:
+    """Rebuild a layer from ``{"class": name, "config": {...}}``.
+
+    Parameters
+    ----------
+    config : dict
+
+    Returns
+    -------
+    Layer
+
+    Raises
+    ------
+    ValueError
+        When the class is unknown (custom layers must be registered with
+        :func:`register_layer`) or the config does not fit its constructor.
+    """
+    if not isinstance(config, dict) or "class" not in config:
+        raise ValueError(f"layer config must be a dict with a 'class' key, got {config!r}")
+    name = config["class"]
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise ValueError(
+            f"unknown layer class {name!r}; register custom layers with "
+            f"xpnet.register_layer (known: {', '.join(sorted(_REGISTRY))})"
+        )
+    try:
+        return cls(**config.get("config", {}))
+    except TypeError as exc:
+        raise ValueError(f"layer {name}: bad config {config.get('config')!r}: {exc}") from None

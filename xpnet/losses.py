@@ -1,0 +1,221 @@
+"""Losses: value and gradient w.r.t. the model output, in one pass.
+
+Every loss returns the *mean* over the batch as a 0-d array that stays on the
+device (no host sync), and its gradient already divided by the batch size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+from .layers import sigmoid
+
+__all__ = [
+    "Loss",
+    "SoftmaxCrossEntropy",
+    "MeanSquaredError",
+    "BinaryCrossEntropy",
+    "get_loss",
+    "softmax",
+    "log_softmax",
+    "LOSSES",
+]
+
+
+def _xp(a):
+    return array_api_compat.array_namespace(a)
+
+
+def log_softmax(z: Any) -> Any:
+    """Stable log-softmax over the last axis.
+
+    Parameters
+    ----------
+    z : array of shape (n, k)
+
+    Returns
+    -------
+    array of shape (n, k)
+    """
+    xp = _xp(z)
+    s = z - xp.max(z, axis=-1, keepdims=True)
+    return s - xp.log(xp.sum(xp.exp(s), axis=-1, keepdims=True))
+
+
+def softmax(z: Any) -> Any:
+    """Stable softmax over the last axis (each row sums to one).
+
+    Parameters
+    ----------
+    z : array of shape (n, k)
+
+    Returns
+    -------
+    array of shape (n, k)
+    """
+    xp = _xp(z)
+    e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
+    return e / xp.sum(e, axis=-1, keepdims=True)
+
+
+class Loss:
+    """Base class: a loss maps (model output, target) to a scalar.
+
+    Subclasses implement :meth:`value_and_grad`; ``__call__`` returns only
+    the value. ``classification`` says whether targets are class labels.
+    """
+
+    name = "loss"
+    classification = False
+
+    def __call__(self, output: Any, target: Any) -> Any:
+        """The mean loss as a 0-d array on the output's device."""
+        return self.value_and_grad(output, target, need_grad=False)[0]
+
+    def value_and_grad(self, output: Any, target: Any, *, need_grad: bool = True):
+        """Return ``(loss, d_loss/d_output)``; the gradient is None if not needed."""
+        raise NotImplementedError
+
+    def output_transform(self, output: Any) -> Any:
+        """Map raw model outputs to predictions (probabilities for classifiers)."""
+        return output
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax followed by cross-entropy, fused and stable for large logits.
+
+    Targets are integer class labels of shape ``(n,)`` or class probabilities
+    of shape ``(n, k)``. The gradient ``(softmax(z) - onehot(y)) / n`` is
+    formed without materialising a float one-hot matrix.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> z = np.array([[1000.0, 0.0], [0.0, 1000.0]])
+    >>> float(xn.SoftmaxCrossEntropy()(z, np.array([0, 1])))
+    0.0
+    """
+
+    name = "cross_entropy"
+    classification = True
+
+    def value_and_grad(self, output, target, *, need_grad=True):
+        xp = _xp(output)
+        n, k = output.shape
+        s = output - xp.max(output, axis=1, keepdims=True)
+        e = xp.exp(s)
+        sum_e = xp.sum(e, axis=1, keepdims=True)
+        lse = xp.log(sum_e)
+        if target.ndim == 1:
+            hit = xp.reshape(target, (n, 1)) == xp.arange(k, dtype=target.dtype,
+                                                          device=array_api_compat.device(target))
+            picked = xp.sum(xp.where(hit, s, 0.0), axis=1, keepdims=True)
+            loss = xp.mean(lse - picked)
+            if not need_grad:
+                return loss, None
+            p = e / sum_e
+            grad = xp.where(hit, p - 1.0, p) / float(n)
+        else:
+            logp = s - lse
+            loss = -xp.sum(target * logp) / float(n)
+            if not need_grad:
+                return loss, None
+            p = e / sum_e
+            grad = (p * xp.sum(target, axis=1, keepdims=True) - target) / float(n)
+        return loss, grad
+
+    def output_transform(self, output):
+        return softmax(output)
+
+
+class MeanSquaredError(Loss):
+    """Mean squared error over all elements, ``mean((output - target)**2)``."""
+
+    name = "mse"
+
+    def value_and_grad(self, output, target, *, need_grad=True):
+        xp = _xp(output)
+        if target.ndim == 1 and output.ndim == 2 and output.shape[1] == 1:
+            target = xp.reshape(target, (-1, 1))
+        d = output - target
+        loss = xp.mean(d * d)
+        if not need_grad:
+            return loss, None
+        size = 1
+        for s in output.shape:
+            size *= s
+        return loss, d * (2.0 / size)
+
+
+class BinaryCrossEntropy(Loss):
+    """Sigmoid + binary cross-entropy on logits, stable for any logit size.
+
+    Targets are 0/1 (or probabilities) with the output's shape; a 1-D target
+    is accepted for a single-output model.
+    """
+
+    name = "binary_cross_entropy"
+    classification = True
+
+    def value_and_grad(self, output, target, *, need_grad=True):
+        xp = _xp(output)
+        if target.ndim == 1 and output.ndim == 2 and output.shape[1] == 1:
+            target = xp.reshape(target, (-1, 1))
+        target = xp.astype(target, output.dtype)
+        loss = xp.mean(xp.maximum(output, 0.0) - output * target
+                       + xp.log1p(xp.exp(-xp.abs(output))))
+        if not need_grad:
+            return loss, None
+        size = 1
+        for s in output.shape:
+            size *= s
+        return loss, (sigmoid(output) - target) / float(size)
+
+    def output_transform(self, output):
+        return sigmoid(output)
+
+
+#: Loss names accepted by models and ``fit``.
+LOSSES = {
+    "cross_entropy": SoftmaxCrossEntropy,
+    "mse": MeanSquaredError,
+    "binary_cross_entropy": BinaryCrossEntropy,
+}
+_ALIASES = {
+    "softmax_cross_entropy": "cross_entropy",
+    "categorical_crossentropy": "cross_entropy",
+    "sparse_categorical_crossentropy": "cross_entropy",
+    "mean_squared_error": "mse",
+    "bce": "binary_cross_entropy",
+    "binary_crossentropy": "binary_cross_entropy",
+}
+
+
+def get_loss(loss: str | Loss) -> Loss:
+    """Resolve a loss name (``"cross_entropy"``, ``"mse"``, ``"binary_cross_entropy"``).
+
+    Parameters
+    ----------
+    loss : str or Loss
+
+    Returns
+    -------
+    Loss
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message lists the valid ones.
+    """
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str):
+        key = _ALIASES.get(loss.lower(), loss.lower())
+        if key in LOSSES:
+            return LOSSES[key]()
+    raise ValueError(f"unknown loss {loss!r}; choose one of: {', '.join(LOSSES)}")

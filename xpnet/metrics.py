@@ -1,0 +1,110 @@
+"""Metrics on any Array API namespace; results are arrays on the inputs' device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+__all__ = ["accuracy", "top_k_accuracy", "confusion_matrix", "log_loss"]
+
+
+def _xp(*a):
+    return array_api_compat.array_namespace(*a)
+
+
+def accuracy(y_true: Any, y_pred: Any) -> Any:
+    """Fraction of equal labels.
+
+    Parameters
+    ----------
+    y_true, y_pred : 1-D integer arrays of the same length
+
+    Returns
+    -------
+    0-d float array
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> float(xn.metrics.accuracy(np.array([0, 1, 1]), np.array([0, 1, 0])))
+    0.6666666666666666
+    """
+    xp = _xp(y_true, y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has shape {tuple(y_true.shape)}, y_pred {tuple(y_pred.shape)}")
+    return xp.mean(xp.astype(y_true == y_pred, xp.float64 if _has_f64(xp) else xp.float32))
+
+
+def _has_f64(xp) -> bool:
+    return not array_api_compat.is_torch_namespace(xp) or True
+
+
+def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> Any:
+    """Fraction of rows whose true label is among the ``k`` highest scores.
+
+    Parameters
+    ----------
+    y_true : 1-D integer array of length n
+    scores : array of shape (n, n_classes)
+    k : int
+
+    Returns
+    -------
+    0-d float array
+    """
+    xp = _xp(y_true, scores)
+    if scores.ndim != 2 or scores.shape[0] != y_true.shape[0]:
+        raise ValueError("scores must have shape (n, n_classes) matching y_true")
+    if not 1 <= k <= scores.shape[1]:
+        raise ValueError(f"k must be in [1, {scores.shape[1]}], got {k}")
+    true_score = xp.sum(xp.where(
+        xp.reshape(y_true, (-1, 1)) == xp.arange(scores.shape[1], device=scores.device),
+        scores, 0.0), axis=1, keepdims=True)
+    higher = xp.sum(xp.astype(scores > true_score, xp.int64), axis=1)
+    return xp.mean(xp.astype(higher < k, xp.float64))
+
+
+def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> Any:
+    """Counts ``C[i, j]`` of samples with true class ``i`` predicted as ``j``.
+
+    Parameters
+    ----------
+    y_true, y_pred : 1-D integer arrays
+    num_classes : int
+
+    Returns
+    -------
+    int64 array of shape (num_classes, num_classes)
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> xn.metrics.confusion_matrix(np.array([0, 1, 1]), np.array([0, 1, 0]), 2).tolist()
+    [[1, 0], [1, 1]]
+    """
+    xp = _xp(y_true, y_pred)
+    classes = xp.arange(num_classes, device=y_true.device)
+    t = xp.astype(xp.reshape(y_true, (-1, 1)) == classes, xp.int64)
+    p = xp.astype(xp.reshape(y_pred, (-1, 1)) == classes, xp.int64)
+    return xp.matrix_transpose(t) @ p
+
+
+def log_loss(y_true: Any, proba: Any, eps: float = 1e-12) -> Any:
+    """Mean negative log-likelihood of the true classes under ``proba``.
+
+    Parameters
+    ----------
+    y_true : 1-D integer array of length n
+    proba : array of shape (n, n_classes), rows summing to one
+    eps : float
+        Probabilities are clipped to ``[eps, 1]``.
+
+    Returns
+    -------
+    0-d float array
+    """
+    xp = _xp(y_true, proba)
+    hit = xp.reshape(y_true, (-1, 1)) == xp.arange(proba.shape[1], device=proba.device)
+    p = xp.sum(xp.where(hit, proba, 0.0), axis=1)
+    return -xp.mean(xp.log(xp.clip(p, eps, 1.0)))

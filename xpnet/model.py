@@ -1,0 +1,463 @@
+"""Sequential models: forward, loss_and_grads, predict, evaluate, to(backend)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from . import _checks
+from .backends import Backend, get_backend, to_numpy
+from .layers import ACTIVATIONS, Dense, Dropout, Layer, layer_from_config
+from .losses import Loss, get_loss
+from .random import RNG
+
+__all__ = ["Sequential", "MLP"]
+
+
+class Sequential:
+    """A stack of layers trained with one loss on one backend.
+
+    Parameters
+    ----------
+    layers : list of Layer
+    in_features : int
+        Number of input features.
+    loss : str or Loss
+        ``"cross_entropy"`` (default), ``"mse"`` or ``"binary_cross_entropy"``.
+    backend : str
+        ``"auto"`` (CuPy when a GPU is usable, else NumPy), ``"numpy"``,
+        ``"cupy"``, ``"torch"`` or ``"array_api_strict"``.
+    device : optional
+        Device on the backend (e.g. ``"cuda"`` for torch).
+    dtype : {"float32", "float64"}
+    seed : int
+        Seed for the initial parameters. The same seed gives bitwise-identical
+        initial parameters on every backend.
+
+    Attributes
+    ----------
+    params : dict of str to array
+        The parameters, named ``"<layer index>.<name>"`` (e.g. ``"0.W"``).
+    backend : Backend
+    optimizer : Optimizer or None
+        The optimizer of the last ``fit``; ``fit`` without ``optimizer=``
+        continues with it.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> m = xn.Sequential([xn.Dense(4), xn.ReLU(), xn.Dense(2)], in_features=3,
+    ...                   backend="numpy", seed=0)
+    >>> sorted(m.params)
+    ['0.W', '0.b', '2.W', '2.b']
+    """
+
+    def __init__(self, layers: list[Layer], *, in_features: int, loss: str | Loss = "cross_entropy",
+                 backend: str | Backend = "auto", device: Any = None, dtype: str = "float32",
+                 seed: int = 0):
+        if not isinstance(layers, (list, tuple)) or not layers:
+            raise ValueError("layers must be a non-empty list of Layer objects")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] is {type(layer).__name__}, not an xpnet Layer")
+        self.in_features = _checks.check_int("in_features", in_features)
+        self.loss = get_loss(loss)
+        self.dtype_name = _checks.check_dtype(dtype)
+        self.seed = _checks.check_int("seed", seed, minimum=0)
+        self.layers = list(layers)
+        self.backend = get_backend(backend, device)
+        self.optimizer = None
+        self._skip_kw = [self._accepts_need_input_grad(layer) for layer in self.layers]
+        self.rng = RNG(self.seed)
+        self.params = self._init_params()
+
+    # -- construction --------------------------------------------------------
+    @staticmethod
+    def _accepts_need_input_grad(layer: Layer) -> bool:
+        try:
+            return "need_input_grad" in inspect.signature(layer.backward).parameters
+        except (TypeError, ValueError):  # pragma: no cover
+            return False
+
+    def _init_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        n = self.in_features
+        dtype = self.backend.dtype(self.dtype_name)
+        for i, layer in enumerate(self.layers):
+            p = layer.init(n, self.rng, backend=self.backend, dtype=dtype)
+            for k, v in p.items():
+                params[f"{i}.{k}"] = v
+            n = layer.out_features(n)
+        self.out_features = n
+        return params
+
+    @property
+    def dtype(self) -> Any:
+        """The parameters' dtype object in the backend namespace."""
+        return self.backend.dtype(self.dtype_name)
+
+    @property
+    def xp(self) -> Any:
+        """The Array API namespace of the model's backend."""
+        return self.backend.xp
+
+    @property
+    def num_params(self) -> int:
+        """Total number of scalar parameters."""
+        total = 0
+        for v in self.params.values():
+            size = 1
+            for s in v.shape:
+                size *= s
+            total += size
+        return total
+
+    def layer_params(self, i: int) -> dict[str, Any]:
+        """The parameters of layer ``i`` keyed by their short names."""
+        prefix = f"{i}."
+        return {k[len(prefix):]: v for k, v in self.params.items() if k.startswith(prefix)}
+
+    # -- math ------------------------------------------------------------------
+    def _forward(self, X: Any, *, train: bool, rng: RNG | None = None):
+        caches = []
+        h = X
+        for i, layer in enumerate(self.layers):
+            p = self.layer_params(i)
+            if train and layer.stochastic:
+                h, c = layer.forward(p, h, train=True, rng=rng if rng is not None else self.rng)
+            else:
+                h, c = layer.forward(p, h, train=train)
+            caches.append(c)
+        return h, caches
+
+    def _backward(self, caches: list, dout: Any) -> dict[str, Any]:
+        first = next((i for i, layer in enumerate(self.layers) if self.layer_params(i)), None)
+        grads: dict[str, Any] = {}
+        dy = dout
+        for i in range(len(self.layers) - 1, -1, -1):
+            if first is None or i < first:
+                break
+            layer = self.layers[i]
+            p = self.layer_params(i)
+            if self._skip_kw[i]:
+                dy_in, g = layer.backward(p, caches[i], dy, need_input_grad=i > first)
+            else:
+                dy_in, g = layer.backward(p, caches[i], dy)
+            for k, v in g.items():
+                grads[f"{i}.{k}"] = v
+            dy = dy_in
+        return {k: grads[k] for k in self.params}
+
+    def forward(self, X: Any, *, train: bool = False) -> Any:
+        """Raw outputs (logits for classifiers) for ``X`` on the model's device.
+
+        Parameters
+        ----------
+        X : array of shape (n, in_features)
+        train : bool
+            Training mode (dropout active).
+
+        Returns
+        -------
+        array of shape (n, out_features)
+        """
+        X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
+        return self._forward(X, train=train)[0]
+
+    def _loss_grads_out(self, X, y, loss: Loss, *, train: bool, rng: RNG | None = None):
+        out, caches = self._forward(X, train=train, rng=rng)
+        value, dout = loss.value_and_grad(out, y)
+        return value, self._backward(caches, dout), out
+
+    def loss_and_grads(self, X: Any, y: Any, loss: str | Loss | None = None, *,
+                       train: bool = True) -> tuple[Any, dict[str, Any]]:
+        """Mean loss on ``(X, y)`` and its gradient w.r.t. every parameter.
+
+        The building block for custom training loops. The loss stays a 0-d
+        array on the device (call ``float()`` on it when you want the number).
+
+        Parameters
+        ----------
+        X : array of shape (n, in_features)
+        y : array
+            Integer labels for cross-entropy, targets otherwise.
+        loss : str or Loss, optional
+            Defaults to the model's loss.
+        train : bool
+            Training mode (dropout active). Use ``False`` for gradient checks.
+
+        Returns
+        -------
+        loss : 0-d array
+        grads : dict
+            Same keys as :attr:`params`.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> m = xn.MLP([3, 4, 2], backend="numpy", seed=0)
+        >>> loss, grads = m.loss_and_grads(np.ones((5, 3), "float32"), np.array([0, 1, 0, 1, 0]))
+        >>> sorted(grads) == sorted(m.params)
+        True
+        """
+        loss_obj = self.loss if loss is None else get_loss(loss)
+        Xd = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
+        yd = _checks.check_y(y, self.backend, self.dtype_name, Xd.shape[0], loss_obj,
+                             self.out_features)
+        value, grads, _ = self._loss_grads_out(Xd, yd, loss_obj, train=train)
+        return value, grads
+
+    # -- inference -----------------------------------------------------------
+    def _batched_outputs(self, X: Any, batch_size: int | None) -> Any:
+        n = X.shape[0]
+        bs = n if batch_size is None else batch_size
+        if bs >= n:
+            return self._forward(X, train=False)[0]
+        parts = [self._forward(X[i:i + bs, ...], train=False)[0] for i in range(0, n, bs)]
+        return self.xp.concat(parts, axis=0)
+
+    def predict_proba(self, X: Any, *, batch_size: int | None = 8192) -> Any:
+        """Class probabilities (softmax or sigmoid of the outputs).
+
+        Parameters
+        ----------
+        X : array of shape (n, in_features)
+        batch_size : int or None
+            Rows per forward pass (bounds memory); None for one pass.
+
+        Returns
+        -------
+        array of shape (n, out_features), on the model's device
+        """
+        _checks.check_int("batch_size", batch_size, allow_none=True)
+        X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
+        return self.loss.output_transform(self._batched_outputs(X, batch_size))
+
+    def predict(self, X: Any, *, batch_size: int | None = 8192) -> Any:
+        """Predicted class labels (int64) for classifiers, outputs for regressors.
+
+        Parameters
+        ----------
+        X : array of shape (n, in_features)
+        batch_size : int or None
+
+        Returns
+        -------
+        array on the model's device
+        """
+        _checks.check_int("batch_size", batch_size, allow_none=True)
+        X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
+        out = self._batched_outputs(X, batch_size)
+        return self._labels_from_outputs(out)
+
+    def _labels_from_outputs(self, out: Any) -> Any:
+        xp = self.xp
+        if self.loss.name == "cross_entropy":
+            return xp.argmax(out, axis=1)
+        if self.loss.name == "binary_cross_entropy":
+            return xp.astype(out > 0, xp.int64)
+        return out
+
+    def evaluate(self, X: Any, y: Any, *, batch_size: int | None = 8192) -> dict[str, float]:
+        """Mean loss (and accuracy for classifiers) on ``(X, y)`` as Python floats.
+
+        Parameters
+        ----------
+        X : array of shape (n, in_features)
+        y : array
+        batch_size : int or None
+
+        Returns
+        -------
+        dict
+            ``{"loss": float, "accuracy": float}`` (no accuracy for ``mse``).
+        """
+        _checks.check_int("batch_size", batch_size, allow_none=True)
+        Xd = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
+        yd = _checks.check_y(y, self.backend, self.dtype_name, Xd.shape[0], self.loss,
+                             self.out_features)
+        return self._evaluate(Xd, yd, batch_size)
+
+    def _evaluate(self, Xd: Any, yd: Any, batch_size: int | None = 8192) -> dict[str, float]:
+        out = self._batched_outputs(Xd, batch_size)
+        result = {"loss": float(self.loss(out, yd))}
+        acc = self._accuracy_count(out, yd)
+        if acc is not None:
+            result["accuracy"] = float(acc) / Xd.shape[0]
+        return result
+
+    def _accuracy_count(self, out: Any, yd: Any) -> Any:
+        """Number of correct predictions as a 0-d device array (None for regression)."""
+        xp = self.xp
+        if self.loss.name == "cross_entropy":
+            pred = xp.argmax(out, axis=1)
+            truth = yd if yd.ndim == 1 else xp.argmax(yd, axis=1)
+            return xp.sum(xp.astype(pred == truth, xp.int64))
+        if self.loss.name == "binary_cross_entropy":
+            t = yd if yd.ndim == out.ndim else xp.reshape(yd, out.shape)
+            return xp.sum(xp.astype((out > 0) == (t > 0.5), xp.int64)) / (
+                out.shape[1] if out.ndim == 2 else 1)
+        return None
+
+    # -- training ------------------------------------------------------------
+    def fit(self, X: Any, y: Any, **kwargs: Any):
+        """Train the model; see :func:`xpnet.fit` for every argument.
+
+        Returns
+        -------
+        History
+        """
+        from .training import fit
+
+        return fit(self, X, y, **kwargs)
+
+    # -- devices ---------------------------------------------------------------
+    def to(self, backend: str | Backend, device: Any = None) -> Sequential:
+        """Move the parameters to another backend/device (same values); returns self.
+
+        Parameters
+        ----------
+        backend : str or Backend
+        device : optional
+
+        Returns
+        -------
+        Sequential
+            ``self``, now on the new backend.
+        """
+        new = get_backend(backend, device)
+        dtype = new.dtype(self.dtype_name)
+        self.params = {k: new.asarray(to_numpy(v), dtype=dtype) for k, v in self.params.items()}
+        self.backend = new
+        self.optimizer = None
+        return self
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        """Replace the parameters (same keys and shapes), moving NumPy arrays to the device."""
+        if set(params) != set(self.params):
+            raise ValueError(
+                f"parameter names differ: expected {sorted(self.params)}, got {sorted(params)}"
+            )
+        new = {}
+        for k, v in params.items():
+            if tuple(v.shape) != tuple(self.params[k].shape):
+                raise ValueError(
+                    f"parameter {k!r} has shape {tuple(v.shape)}, expected "
+                    f"{tuple(self.params[k].shape)}"
+                )
+            new[k] = _checks.to_backend(f"params[{k!r}]", v, self.backend)
+            if new[k].dtype != self.dtype:
+                new[k] = self.xp.astype(new[k], self.dtype)
+        self.params = {k: new[k] for k in self.params}
+
+    # -- config --------------------------------------------------------------
+    def get_config(self) -> dict:
+        """The architecture as JSON (used by checkpoints)."""
+        return {
+            "class": "Sequential",
+            "in_features": self.in_features,
+            "loss": self.loss.name,
+            "dtype": self.dtype_name,
+            "seed": self.seed,
+            "layers": [{"class": type(layer).__name__, "config": layer.get_config()}
+                       for layer in self.layers],
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, *, backend: str | Backend = "auto",
+                    device: Any = None) -> Sequential:
+        """Build a model from :meth:`get_config` output (parameters freshly initialised).
+
+        Parameters
+        ----------
+        config : dict
+        backend : str or Backend
+        device : optional
+
+        Returns
+        -------
+        Sequential
+        """
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("model config must be a dict with a 'layers' list")
+        layers = [layer_from_config(c) for c in config["layers"]]
+        return Sequential(layers, in_features=config["in_features"], loss=config["loss"],
+                          backend=backend, device=device, dtype=config["dtype"],
+                          seed=config.get("seed", 0))
+
+    def summary(self) -> str:
+        """A short table of layers, output sizes and parameter counts."""
+        lines = [f"{'layer':<28}{'out':>8}{'params':>12}"]
+        n = self.in_features
+        for i, layer in enumerate(self.layers):
+            n = layer.out_features(n)
+            count = 0
+            for v in self.layer_params(i).values():
+                size = 1
+                for s in v.shape:
+                    size *= s
+                count += size
+            lines.append(f"{i:>2} {layer!r:<25}{n:>8}{count:>12,}")
+        lines.append(f"total params: {self.num_params:,}  backend: {self.backend.name} "
+                     f"({self.backend.device_name})  dtype: {self.dtype_name}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(in_features={self.in_features}, layers={self.layers}, "
+                f"loss={self.loss.name!r}, backend={self.backend.name!r}, "
+                f"dtype={self.dtype_name!r})")
+
+
+def MLP(sizes: list[int], *, activation: str = "relu", dropout: float = 0.0,
+        loss: str | Loss = "cross_entropy", init: str | None = None,
+        backend: str | Backend = "auto", device: Any = None, dtype: str = "float32",
+        seed: int = 0) -> Sequential:
+    """A multilayer perceptron: Dense -> activation (-> Dropout) ... -> Dense.
+
+    Parameters
+    ----------
+    sizes : list of int
+        ``[in_features, hidden..., out_features]``, e.g. ``[784, 256, 10]``.
+    activation : str
+        ``"relu"``, ``"leaky_relu"``, ``"tanh"``, ``"sigmoid"`` or ``"gelu"``.
+    dropout : float
+        Dropout rate after each hidden activation, in ``[0, 1)``.
+    loss : str or Loss
+    init : str, optional
+        Weight initializer; defaults to He normal for ReLU-family activations
+        and Glorot uniform for tanh/sigmoid.
+    backend, device, dtype, seed
+        See :class:`Sequential`.
+
+    Returns
+    -------
+    Sequential
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> m = xn.MLP([784, 256, 10], backend="numpy", seed=0)
+    >>> m.num_params
+    203530
+    """
+    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+        raise ValueError(f"sizes must list at least input and output sizes, got {sizes!r}")
+    for i, s in enumerate(sizes):
+        if isinstance(s, bool) or not isinstance(s, int) or s <= 0:
+            raise ValueError(f"sizes[{i}] must be a positive int, got {s!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}"
+        )
+    dropout = _checks.check_float("dropout", dropout, low=0.0, high=1.0)
+    if init is None:
+        init = "glorot_uniform" if activation in ("tanh", "sigmoid") else "he_normal"
+    layers: list[Layer] = []
+    for h in sizes[1:-1]:
+        layers.append(Dense(h, init=init))
+        layers.append(ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(Dropout(dropout))
+    layers.append(Dense(sizes[-1], init=init))
+    return Sequential(layers, in_features=sizes[0], loss=loss, backend=backend, device=device,
+                      dtype=dtype, seed=seed)

@@ -1,0 +1,436 @@
+"""Optimizers as pure updates: ``params, state = opt.update(params, grads, state)``.
+
+``update`` rebinds arrays (it never mutates its inputs), so immutable
+namespaces work. The formulas follow ``torch.optim`` exactly (tested against
+it), so published hyper-parameters carry over.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import array_api_compat
+
+from .schedules import get_schedule, schedule_from_config, schedule_to_config
+
+__all__ = [
+    "Optimizer",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "RMSprop",
+    "clip_by_global_norm",
+    "clip_by_value",
+    "global_norm",
+    "get_optimizer",
+    "optimizer_from_config",
+    "OPTIMIZERS",
+]
+
+Params = dict[str, Any]
+
+
+def _xp(a):
+    return array_api_compat.array_namespace(a)
+
+
+def _finite(name: str, value, *, low: float = 0.0, high: float | None = None,
+            low_inclusive: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    bad_low = value < low if low_inclusive else value <= low
+    if bad_low or (high is not None and value >= high):
+        rng = f"{'[' if low_inclusive else '('}{low}, {high if high is not None else 'inf'})"
+        raise ValueError(f"{name} must be in {rng}, got {value!r}")
+    return float(value)
+
+
+def global_norm(grads: Params) -> Any:
+    """The L2 norm of all gradients together, as a 0-d device array.
+
+    Parameters
+    ----------
+    grads : dict of arrays
+
+    Returns
+    -------
+    0-d array
+    """
+    total = None
+    for g in grads.values():
+        s = _xp(g).sum(g * g)
+        total = s if total is None else total + s
+    return _xp(total).sqrt(total)
+
+
+def clip_by_global_norm(grads: Params, max_norm: float) -> tuple[Params, Any]:
+    """Scale all gradients so their global L2 norm is at most ``max_norm``.
+
+    Same rule as ``torch.nn.utils.clip_grad_norm_``; computed on the device
+    with no host sync.
+
+    Parameters
+    ----------
+    grads : dict of arrays
+    max_norm : float
+
+    Returns
+    -------
+    (clipped grads, norm before clipping)
+    """
+    norm = global_norm(grads)
+    xp = _xp(norm)
+    coef = xp.minimum(max_norm / (norm + 1e-6), 1.0)
+    return {k: g * coef for k, g in grads.items()}, norm
+
+
+def clip_by_value(grads: Params, limit: float) -> Params:
+    """Clip every gradient element to ``[-limit, limit]``.
+
+    Parameters
+    ----------
+    grads : dict of arrays
+    limit : float
+
+    Returns
+    -------
+    dict of arrays
+    """
+    return {k: _xp(g).clip(g, -limit, limit) for k, g in grads.items()}
+
+
+class Optimizer:
+    """Base class for optimizers.
+
+    Parameters
+    ----------
+    lr : float or Schedule
+        Learning rate, or a schedule ``step -> lr`` (step counts from 0).
+    weight_decay : float
+        L2 penalty added to the gradient (decoupled for :class:`AdamW`).
+    clip_norm : float, optional
+        Clip gradients to this global L2 norm before the update.
+    clip_value : float, optional
+        Clip each gradient element to ``[-clip_value, clip_value]``.
+
+    Attributes
+    ----------
+    state : dict or None
+        The state left by the last :func:`xpnet.fit` that used this object;
+        passing the same optimizer to ``fit`` again continues from it.
+    """
+
+    slots: tuple[str, ...] = ()
+
+    def __init__(self, lr=1e-3, *, weight_decay: float = 0.0, clip_norm: float | None = None,
+                 clip_value: float | None = None):
+        if isinstance(lr, (int, float)) and not isinstance(lr, bool):
+            _finite("lr", lr, low=0.0, low_inclusive=False)
+        elif not callable(lr):
+            raise ValueError(f"lr must be a positive float or a schedule, got {lr!r}")
+        self.lr = get_schedule(lr)
+        self.weight_decay = _finite("weight_decay", weight_decay)
+        self.clip_norm = None if clip_norm is None else _finite(
+            "clip_norm", clip_norm, low_inclusive=False)
+        self.clip_value = None if clip_value is None else _finite(
+            "clip_value", clip_value, low_inclusive=False)
+        self.state: dict | None = None
+
+    # -- public --------------------------------------------------------------
+    def learning_rate(self, step: int) -> float:
+        """The learning rate used for update number ``step`` (0-based)."""
+        return float(self.lr(step))
+
+    def init(self, params: Params) -> dict:
+        """Fresh optimizer state for ``params`` (zeros for every slot, step 0).
+
+        Parameters
+        ----------
+        params : dict of arrays
+
+        Returns
+        -------
+        dict
+            ``{"step": 0, slot_name: {param_key: array}, ...}``.
+        """
+        state: dict = {"step": 0}
+        for slot in self.slots:
+            state[slot] = {k: _xp(p).zeros_like(p) for k, p in params.items()}
+        return state
+
+    def update(self, params: Params, grads: Params, state: dict, *,
+               keep: Any = None) -> tuple[Params, dict]:
+        """Apply one update; return new params and new state (inputs untouched).
+
+        Parameters
+        ----------
+        params, grads : dict of arrays with the same keys
+        state : dict from :meth:`init` or a previous update
+        keep : 0-d bool array, optional
+            When given and False, the update is discarded on the device
+            (params and state stay as they were) without a host sync; used to
+            drop a step whose loss or gradient is not finite.
+
+        Returns
+        -------
+        (params, state)
+        """
+        if set(grads) != set(params):
+            missing = sorted(set(params) - set(grads))
+            extra = sorted(set(grads) - set(params))
+            raise ValueError(f"grads keys do not match params (missing {missing}, extra {extra})")
+        step = int(state["step"])
+        lr = self.learning_rate(step)
+        if self.clip_value is not None:
+            grads = clip_by_value(grads, self.clip_value)
+        if self.clip_norm is not None:
+            grads, _ = clip_by_global_norm(grads, self.clip_norm)
+        new_params: Params = {}
+        new_state: dict = {"step": step + 1}
+        for slot in self.slots:
+            new_state[slot] = {}
+        for k, p in params.items():
+            slots = {s: state[s][k] for s in self.slots}
+            p2, slots2 = self._update_one(p, grads[k], slots, lr, step + 1)
+            if keep is not None:
+                xp = _xp(p)
+                p2 = xp.where(keep, p2, p)
+                slots2 = {s: xp.where(keep, v, slots[s]) for s, v in slots2.items()}
+            new_params[k] = p2
+            for s, v in slots2.items():
+                new_state[s][k] = v
+        return new_params, new_state
+
+    def _update_one(self, p, g, slots: dict, lr: float, t: int):
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        """Constructor arguments as JSON, for checkpoints."""
+        cfg = {"lr": schedule_to_config(self.lr), "weight_decay": self.weight_decay,
+               "clip_norm": self.clip_norm, "clip_value": self.clip_value}
+        cfg.update(self._extra_config())
+        return cfg
+
+    def _extra_config(self) -> dict:
+        return {}
+
+    def __repr__(self) -> str:
+        cfg = self.get_config()
+        lr = cfg.pop("lr")
+        lr_s = lr["config"]["lr"] if lr["class"] == "Constant" else lr
+        args = ", ".join(f"{k}={v!r}" for k, v in cfg.items() if v not in (None, 0.0, False))
+        return f"{type(self).__name__}(lr={lr_s!r}{', ' + args if args else ''})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum.
+
+    Parameters
+    ----------
+    lr : float or Schedule
+    momentum : float
+        In ``[0, 1)``; 0 is plain gradient descent.
+    nesterov : bool
+    weight_decay, clip_norm, clip_value
+        See :class:`Optimizer`.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> opt = xn.SGD(lr=0.1)
+    >>> p, s = opt.update({"w": np.ones(2)}, {"w": np.ones(2)}, opt.init({"w": np.ones(2)}))
+    >>> p["w"].tolist()
+    [0.9, 0.9]
+    """
+
+    def __init__(self, lr=0.01, momentum: float = 0.0, nesterov: bool = False, **kw):
+        super().__init__(lr, **kw)
+        self.momentum = _finite("momentum", momentum, high=1.0)
+        if nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.nesterov = bool(nesterov)
+        self.slots = ("momentum_buffer",) if self.momentum > 0 else ()
+
+    def _update_one(self, p, g, slots, lr, t):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum > 0:
+            buf = g if t == 1 else self.momentum * slots["momentum_buffer"] + g
+            g = g + self.momentum * buf if self.nesterov else buf
+            return p - lr * g, {"momentum_buffer": buf}
+        return p - lr * g, {}
+
+    def _extra_config(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), with bias correction; ``weight_decay`` is an L2 term.
+
+    Parameters
+    ----------
+    lr : float or Schedule
+    betas : (float, float)
+    eps : float
+    weight_decay, clip_norm, clip_value
+        See :class:`Optimizer`.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> xn.Adam(lr=1e-3)
+    Adam(lr=0.001, betas=(0.9, 0.999), eps=1e-08)
+    """
+
+    slots = ("exp_avg", "exp_avg_sq")
+    decoupled = False
+
+    def __init__(self, lr=1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 **kw):
+        super().__init__(lr, **kw)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair of floats, got {betas!r}")
+        self.betas = (_finite("betas[0]", betas[0], high=1.0), _finite("betas[1]", betas[1],
+                                                                        high=1.0))
+        self.eps = _finite("eps", eps, low_inclusive=False)
+
+    def _update_one(self, p, g, slots, lr, t):
+        b1, b2 = self.betas
+        if self.weight_decay:
+            if self.decoupled:
+                p = p * (1.0 - lr * self.weight_decay)
+            else:
+                g = g + self.weight_decay * p
+        m = b1 * slots["exp_avg"] + (1.0 - b1) * g
+        v = b2 * slots["exp_avg_sq"] + (1.0 - b2) * (g * g)
+        bc1 = 1.0 - b1**t
+        bc2 = 1.0 - b2**t
+        denom = _xp(v).sqrt(v) / math.sqrt(bc2) + self.eps
+        return p - (lr / bc1) * (m / denom), {"exp_avg": m, "exp_avg_sq": v}
+
+    def _extra_config(self):
+        return {"betas": list(self.betas), "eps": self.eps}
+
+    def __repr__(self) -> str:
+        lr = self.get_config()["lr"]
+        lr_s = lr["config"]["lr"] if lr["class"] == "Constant" else lr
+        extra = f", weight_decay={self.weight_decay}" if self.weight_decay else ""
+        return f"{type(self).__name__}(lr={lr_s!r}, betas={self.betas}, eps={self.eps}{extra})"
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter); default decay 0.01.
+
+    Parameters
+    ----------
+    lr : float or Schedule
+    betas : (float, float)
+    eps : float
+    weight_decay : float
+        Decoupled: ``p *= 1 - lr * weight_decay`` before the Adam step.
+    """
+
+    decoupled = True
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay: float = 0.01, **kw):
+        super().__init__(lr, betas=betas, eps=eps, weight_decay=weight_decay, **kw)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton), optionally centered and with momentum, as in ``torch.optim``.
+
+    Parameters
+    ----------
+    lr : float or Schedule
+    alpha : float
+        Smoothing constant of the squared-gradient average.
+    eps : float
+    momentum : float
+    centered : bool
+    weight_decay, clip_norm, clip_value
+        See :class:`Optimizer`.
+    """
+
+    def __init__(self, lr=1e-2, alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
+                 centered: bool = False, **kw):
+        super().__init__(lr, **kw)
+        self.alpha = _finite("alpha", alpha, high=1.0)
+        self.eps = _finite("eps", eps, low_inclusive=False)
+        self.momentum = _finite("momentum", momentum, high=1.0)
+        self.centered = bool(centered)
+        slots = ["square_avg"]
+        if self.momentum > 0:
+            slots.append("momentum_buffer")
+        if self.centered:
+            slots.append("grad_avg")
+        self.slots = tuple(slots)
+
+    def _update_one(self, p, g, slots, lr, t):
+        xp = _xp(p)
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        sq = self.alpha * slots["square_avg"] + (1.0 - self.alpha) * (g * g)
+        out = {"square_avg": sq}
+        if self.centered:
+            ga = self.alpha * slots["grad_avg"] + (1.0 - self.alpha) * g
+            out["grad_avg"] = ga
+            avg = xp.sqrt(sq - ga * ga) + self.eps
+        else:
+            avg = xp.sqrt(sq) + self.eps
+        if self.momentum > 0:
+            buf = self.momentum * slots["momentum_buffer"] + g / avg
+            out["momentum_buffer"] = buf
+            return p - lr * buf, out
+        return p - lr * (g / avg), out
+
+    def _extra_config(self):
+        return {"alpha": self.alpha, "eps": self.eps, "momentum": self.momentum,
+                "centered": self.centered}
+
+
+#: Optimizer names accepted by ``fit`` and the CLI.
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+
+
+def get_optimizer(opt: str | Optimizer | None, **kwargs) -> Optimizer:
+    """Resolve an optimizer name (``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``).
+
+    Parameters
+    ----------
+    opt : str or Optimizer
+    **kwargs
+        Passed to the constructor when ``opt`` is a name (e.g. ``lr=``).
+
+    Returns
+    -------
+    Optimizer
+    """
+    if isinstance(opt, Optimizer):
+        return opt
+    if isinstance(opt, str) and opt.lower() in OPTIMIZERS:
+        return OPTIMIZERS[opt.lower()](**kwargs)
+    raise ValueError(f"unknown optimizer {opt!r}; choose one of: {', '.join(OPTIMIZERS)}")
+
+
+def optimizer_from_config(name: str, cfg: dict) -> Optimizer:
+    """Rebuild an optimizer from its class name and :meth:`Optimizer.get_config`.
+
+    Parameters
+    ----------
+    name : str
+        Class name, e.g. ``"Adam"``.
+    cfg : dict
+
+    Returns
+    -------
+    Optimizer
+    """
+    classes = {c.__name__: c for c in OPTIMIZERS.values()}
+    if name not in classes:
+        raise ValueError(f"unknown optimizer class {name!r}")
+    kwargs = dict(cfg)
+    kwargs["lr"] = schedule_from_config(kwargs["lr"])
+    if "betas" in kwargs:
+        kwargs["betas"] = tuple(kwargs["betas"])
+    return classes[name](**kwargs)

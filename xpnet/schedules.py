@@ -1,0 +1,237 @@
+"""Learning-rate schedules: pure functions of the optimizer step (0-based).
+
+A schedule is any callable ``step -> float``. The classes here also describe
+themselves as JSON (``get_config``) so checkpoints can rebuild them.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = [
+    "Schedule",
+    "Constant",
+    "StepDecay",
+    "ExponentialDecay",
+    "CosineDecay",
+    "LinearWarmup",
+    "get_schedule",
+    "schedule_from_config",
+]
+
+
+def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return float(value)
+
+
+def _check_steps(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+class Schedule:
+    """Base class: ``schedule(step)`` returns the learning rate for that step."""
+
+    def __call__(self, step: int) -> float:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        """Constructor arguments for checkpoints."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Constant(Schedule):
+    """The same learning rate at every step.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate, > 0.
+
+    Examples
+    --------
+    >>> Constant(0.1)(1000)
+    0.1
+    """
+
+    def __init__(self, lr: float):
+        self.lr = _check_positive("lr", lr)
+
+    def __call__(self, step: int) -> float:
+        return self.lr
+
+    def get_config(self):
+        return {"lr": self.lr}
+
+
+class StepDecay(Schedule):
+    """Multiply the rate by ``gamma`` every ``step_size`` steps.
+
+    Parameters
+    ----------
+    lr : float
+    step_size : int
+    gamma : float
+
+    Examples
+    --------
+    >>> StepDecay(1.0, step_size=10, gamma=0.5)(25)
+    0.25
+    """
+
+    def __init__(self, lr: float, step_size: int, gamma: float = 0.1):
+        self.lr = _check_positive("lr", lr)
+        self.step_size = _check_steps("step_size", step_size)
+        self.gamma = _check_positive("gamma", gamma)
+
+    def __call__(self, step: int) -> float:
+        return self.lr * self.gamma ** (step // self.step_size)
+
+    def get_config(self):
+        return {"lr": self.lr, "step_size": self.step_size, "gamma": self.gamma}
+
+
+class ExponentialDecay(Schedule):
+    """``lr * gamma ** step``: smooth exponential decay per step.
+
+    Parameters
+    ----------
+    lr : float
+    gamma : float
+        Per-step factor in (0, 1].
+
+    Examples
+    --------
+    >>> round(ExponentialDecay(1.0, gamma=0.5)(2), 6)
+    0.25
+    """
+
+    def __init__(self, lr: float, gamma: float):
+        self.lr = _check_positive("lr", lr)
+        self.gamma = _check_positive("gamma", gamma)
+        if self.gamma > 1.0:
+            raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
+
+    def __call__(self, step: int) -> float:
+        return self.lr * self.gamma**step
+
+    def get_config(self):
+        return {"lr": self.lr, "gamma": self.gamma}
+
+
+class CosineDecay(Schedule):
+    """Cosine annealing from ``lr`` to ``min_lr`` over ``total_steps``, then flat.
+
+    Parameters
+    ----------
+    lr : float
+    total_steps : int
+    min_lr : float
+
+    Examples
+    --------
+    >>> CosineDecay(1.0, total_steps=10)(10)
+    0.0
+    """
+
+    def __init__(self, lr: float, total_steps: int, min_lr: float = 0.0):
+        self.lr = _check_positive("lr", lr)
+        self.total_steps = _check_steps("total_steps", total_steps)
+        self.min_lr = _check_positive("min_lr", min_lr, allow_zero=True)
+
+    def __call__(self, step: int) -> float:
+        t = min(step, self.total_steps) / self.total_steps
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * t))
+
+    def get_config(self):
+        return {"lr": self.lr, "total_steps": self.total_steps, "min_lr": self.min_lr}
+
+
+class LinearWarmup(Schedule):
+    """Ramp linearly up to ``after(warmup_steps)`` over the first steps, then follow ``after``.
+
+    Parameters
+    ----------
+    after : Schedule or float
+        The schedule to follow after warm-up (a float means constant).
+    warmup_steps : int
+    start_factor : float
+        The rate at step 0 is ``start_factor * after(0)``-ish; ramps to 1.
+
+    Examples
+    --------
+    >>> LinearWarmup(1.0, warmup_steps=4)(1)
+    0.5
+    """
+
+    def __init__(self, after: Schedule | float, warmup_steps: int, start_factor: float = 0.0):
+        self.after = get_schedule(after)
+        self.warmup_steps = _check_steps("warmup_steps", warmup_steps)
+        self.start_factor = _check_positive("start_factor", start_factor, allow_zero=True)
+
+    def __call__(self, step: int) -> float:
+        if step >= self.warmup_steps:
+            return self.after(step - self.warmup_steps)
+        frac = self.start_factor + (1.0 - self.start_factor) * (step + 1) / (self.warmup_steps + 1)
+        return self.after(0) * frac
+
+    def get_config(self):
+        return {"after": schedule_to_config(self.after), "warmup_steps": self.warmup_steps,
+                "start_factor": self.start_factor}
+
+
+_SCHEDULES = {cls.__name__: cls for cls in (Constant, StepDecay, ExponentialDecay, CosineDecay,
+                                            LinearWarmup)}
+
+
+def get_schedule(lr) -> Schedule:
+    """Turn a float or a callable into a schedule.
+
+    Parameters
+    ----------
+    lr : float, Schedule or callable
+        A number becomes :class:`Constant`; a callable ``step -> float`` is used as is.
+
+    Returns
+    -------
+    Schedule or callable
+    """
+    if isinstance(lr, Schedule) or (callable(lr) and not isinstance(lr, (int, float))):
+        return lr
+    return Constant(lr)
+
+
+def schedule_to_config(s) -> dict:
+    """Describe a schedule as JSON (``{"class": ..., "config": ...}``)."""
+    if isinstance(s, Schedule):
+        cfg = s.get_config()
+        return {"class": type(s).__name__, "config": cfg}
+    raise ValueError(f"custom schedule {s!r} cannot be saved; use a built-in Schedule class")
+
+
+def schedule_from_config(cfg: dict) -> Schedule:
+    """Rebuild a schedule from :func:`schedule_to_config` output.
+
+    Parameters
+    ----------
+    cfg : dict
+
+    Returns
+    -------
+    Schedule
+    """
+    if not isinstance(cfg, dict) or cfg.get("class") not in _SCHEDULES:
+        raise ValueError(f"unknown schedule config {cfg!r}")
+    kwargs = dict(cfg.get("config", {}))
+    if "after" in kwargs:
+        kwargs["after"] = schedule_from_config(kwargs["after"])
+    return _SCHEDULES[cfg["class"]](**kwargs)

@@ -1,0 +1,225 @@
+"""Testing helpers: cross-backend ``assert_close`` and finite-difference gradient checks.
+
+Values are compared on the host (NumPy), after the namespace, dtype and device
+have been checked; this is the one place tests copy device arrays to the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .backends import Backend, backend_of, dtype_name, get_backend, to_numpy
+
+__all__ = ["assert_close", "check_gradients", "GradientCheckError"]
+
+_DEFAULT_RTOL = {"float16": 1e-3, "float32": 1e-5, "float64": 1e-10}
+
+
+def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: float = 0.0,
+                 check_dtype: bool = True, check_namespace: bool = True,
+                 err_msg: str = "") -> None:
+    """Assert two arrays are close, after checking namespace, dtype and device.
+
+    Parameters
+    ----------
+    actual : array
+        The array under test, on any backend.
+    desired : array
+        Expected values. A NumPy array is compared by value only (namespace
+        and device checks apply when ``desired`` is on the same kind of
+        backend as ``actual``).
+    rtol : float, optional
+        Relative tolerance; defaults by dtype (float32 1e-5, float64 1e-10).
+    atol : float
+    check_dtype, check_namespace : bool
+    err_msg : str
+        Prefix for the failure message.
+
+    Raises
+    ------
+    AssertionError
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> xn.testing.assert_close(np.float32([1, 2]), np.float32([1, 2.00001]), rtol=1e-5)
+    """
+    prefix = f"{err_msg}: " if err_msg else ""
+    a_is = array_api_compat.is_array_api_obj(actual)
+    d_is = array_api_compat.is_array_api_obj(desired)
+    if not a_is:
+        actual = np.asarray(actual)
+    if not d_is:
+        desired = np.asarray(desired)
+    if check_namespace and a_is and d_is and not isinstance(desired, np.ndarray):
+        ba, bd = backend_of(actual), backend_of(desired)
+        if ba.name != bd.name:
+            raise AssertionError(f"{prefix}namespaces differ: {ba.name} vs {bd.name}")
+        if str(ba.device) != str(bd.device):
+            raise AssertionError(f"{prefix}devices differ: {ba.device} vs {bd.device}")
+    da, dd = dtype_name(actual.dtype), dtype_name(desired.dtype)
+    if check_dtype and da != dd:
+        raise AssertionError(f"{prefix}dtypes differ: {da} vs {dd}")
+    if tuple(actual.shape) != tuple(desired.shape):
+        raise AssertionError(f"{prefix}shapes differ: {tuple(actual.shape)} vs "
+                             f"{tuple(desired.shape)}")
+    if rtol is None:
+        rtol = max(_DEFAULT_RTOL.get(da, 0.0), _DEFAULT_RTOL.get(dd, 0.0))
+    np.testing.assert_allclose(to_numpy(actual), to_numpy(desired), rtol=rtol, atol=atol,
+                               err_msg=prefix)
+
+
+class GradientCheckError(AssertionError):
+    """Analytic and numerical gradients disagree beyond tolerance."""
+
+
+def _numeric_grad(f, x0: np.ndarray, eps: float) -> np.ndarray:
+    g = np.zeros_like(x0)
+    flat = x0.reshape(-1)
+    gflat = g.reshape(-1)
+    for i in range(flat.size):
+        orig = flat[i]
+        flat[i] = orig + eps
+        fp = f(x0)
+        flat[i] = orig - eps
+        fm = f(x0)
+        flat[i] = orig
+        gflat[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+def _compare(name: str, analytic: np.ndarray, numeric: np.ndarray, rtol: float, atol: float,
+             report: dict) -> None:
+    err = np.abs(analytic - numeric)
+    scale = np.maximum(np.abs(analytic), np.abs(numeric))
+    bad = err > atol + rtol * scale
+    report[name] = float(np.max(err / np.maximum(scale, 1e-12))) if err.size else 0.0
+    if bad.any():
+        i = int(np.argmax(err - (atol + rtol * scale)))
+        raise GradientCheckError(
+            f"gradient of {name!r} is wrong at flat index {i}: analytic "
+            f"{analytic.reshape(-1)[i]:.10g}, numerical {numeric.reshape(-1)[i]:.10g} "
+            f"({int(bad.sum())} of {bad.size} entries outside rtol={rtol}, atol={atol})"
+        )
+
+
+def check_gradients(obj: Any, x: Any, y: Any = None, *, params: dict | None = None,
+                    backend: str | Backend | None = None, eps: float = 1e-6,
+                    rtol: float = 1e-5, atol: float = 1e-8, seed: int = 0) -> dict[str, float]:
+    """Compare analytic gradients with central finite differences in float64.
+
+    Parameters
+    ----------
+    obj : Layer, Loss or Sequential
+        * a layer: checks d/dx and d/dparams of ``sum(forward(x) * R)`` for a
+          fixed random ``R`` (dropout is checked in eval mode unless
+          you build your own mask);
+        * a loss: checks d/d(output) of ``loss(x, y)``;
+        * a model: checks every parameter gradient of ``loss_and_grads(x, y,
+          train=False)``; the model must be float64.
+    x : array
+        Input (host NumPy or the backend's array), float64.
+    y : array, optional
+        Targets for a loss or a model.
+    params : dict, optional
+        Layer parameters; by default the layer's ``init`` in float64.
+    backend : str or Backend, optional
+        Where to compute; defaults to the backend of ``x`` (or of the model).
+    eps, rtol, atol : float
+    seed : int
+
+    Returns
+    -------
+    dict
+        The maximum relative error for each checked quantity.
+
+    Raises
+    ------
+    GradientCheckError
+        When any entry is outside tolerance; the message names it.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> x = np.random.default_rng(0).normal(size=(4, 3))
+    >>> sorted(xn.testing.check_gradients(xn.Dense(2), x, backend="numpy"))
+    ['W', 'b', 'x']
+    """
+    from .layers import Layer
+    from .losses import Loss
+    from .model import Sequential
+    from .random import RNG
+
+    report: dict[str, float] = {}
+    host_x = to_numpy(x).astype(np.float64)
+    if isinstance(obj, Sequential):
+        if obj.dtype_name != "float64":
+            raise ValueError("check_gradients needs a float64 model (dtype='float64')")
+        be = obj.backend
+        host_y = None if y is None else to_numpy(y)
+        xb = be.asarray(host_x, dtype=be.xp.float64)
+        yb = be.asarray(host_y)
+        _, grads = obj.loss_and_grads(xb, yb, train=False)
+        original = {k: to_numpy(v).copy() for k, v in obj.params.items()}
+        try:
+            for k in original:
+                def f(p, k=k):
+                    obj.params = {**obj.params, k: be.asarray(p, dtype=be.xp.float64)}
+                    return float(obj.loss(obj._forward(xb, train=False)[0], yb))
+                num = _numeric_grad(f, original[k].copy(), eps)
+                obj.params = {kk: be.asarray(v, dtype=be.xp.float64)
+                              for kk, v in original.items()}
+                _compare(k, to_numpy(grads[k]), num, rtol, atol, report)
+        finally:
+            obj.params = {kk: be.asarray(v, dtype=be.xp.float64) for kk, v in original.items()}
+        return report
+
+    be = get_backend(backend) if backend is not None else (
+        backend_of(x) if not isinstance(x, np.ndarray) else get_backend("numpy"))
+    xp = be.xp
+    f64 = xp.float64
+
+    if isinstance(obj, Loss):
+        if y is None:
+            raise ValueError("checking a loss needs targets y")
+        host_y = to_numpy(y)
+        yb = be.asarray(host_y if host_y.dtype.kind in "iu" else host_y.astype(np.float64))
+        _, g = obj.value_and_grad(be.asarray(host_x, dtype=f64), yb)
+
+        def floss(z):
+            return float(obj(be.asarray(z, dtype=f64), yb))
+
+        _compare("output", to_numpy(g), _numeric_grad(floss, host_x.copy(), eps), rtol, atol,
+                 report)
+        return report
+
+    if not isinstance(obj, Layer):
+        raise TypeError(f"check_gradients expects a Layer, Loss or Sequential, got {type(obj)}")
+    if params is None:
+        params = obj.init(host_x.shape[-1], RNG(seed), backend=be, dtype=f64)
+        params = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
+    else:
+        params = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
+    dev = {k: be.asarray(v, dtype=f64) for k, v in params.items()}
+    xb = be.asarray(host_x, dtype=f64)
+    out, cache = obj.forward(dev, xb, train=False)
+    R = np.random.default_rng(seed + 1).normal(size=tuple(out.shape))
+    Rb = be.asarray(R, dtype=f64)
+    dx, grads = obj.backward(dev, cache, Rb)
+
+    def fx(xv):
+        o, _ = obj.forward(dev, be.asarray(xv, dtype=f64), train=False)
+        return float(np.sum(to_numpy(o) * R))
+
+    _compare("x", to_numpy(dx), _numeric_grad(fx, host_x.copy(), eps), rtol, atol, report)
+    for k in params:
+        def fp(pv, k=k):
+            o, _ = obj.forward({**dev, k: be.asarray(pv, dtype=f64)}, xb, train=False)
+            return float(np.sum(to_numpy(o) * R))
+
+        _compare(k, to_numpy(grads[k]), _numeric_grad(fp, params[k].copy(), eps), rtol, atol,
+                 report)
+    return report
