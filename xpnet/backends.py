@@ -131,8 +131,8 @@ class Backend:
 def dtype_name(dtype: Any) -> str:
     """The standard name (``"float32"``...) of a dtype object of any namespace."""
     s = str(dtype)
-    for name in ("float64", "float32", "float16", "bfloat16", "complex64", "complex128",
-                 "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8",
+    for name in ("bfloat16", "float64", "float32", "float16", "complex64", "complex128",
+                 "uint64", "uint32", "uint16", "uint8", "int64", "int32", "int16", "int8",
                  "bool"):
         if s.endswith(name) or s.endswith(name + "'>") or s == name:
             return name
@@ -392,7 +392,7 @@ def synchronize(backend: Backend) -> None:
         import cupy
 
         cupy.cuda.get_current_stream().synchronize()
-    elif backend.name == "torch" and not backend.is_host:
+    elif backend.name == "torch" and getattr(backend.device, "type", "cpu") == "cuda":
         import torch
 
         torch.cuda.synchronize(backend.device)

@@ -144,11 +144,19 @@ class ModelCheckpoint(Callback):
     save_best_only : bool
         Only save when the monitored metric improves.
     mode : {"auto", "min", "max"}
+    metadata : dict, optional
+        Extra JSON-serialisable information stored in every file written
+        (see :func:`xpnet.save`); read it back from
+        ``load_checkpoint(path).metadata["user"]``.
     """
 
     def __init__(self, path: str | os.PathLike, monitor: str = "val_loss",
-                 save_best_only: bool = False, mode: str = "auto"):
+                 save_best_only: bool = False, mode: str = "auto",
+                 metadata: dict | None = None):
+        if metadata is not None and not isinstance(metadata, dict):
+            raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
         self.path = str(path)
+        self.metadata = dict(metadata) if metadata else None
         self.monitor = monitor
         self.save_best_only = save_best_only
         self.mode = _mode_for(monitor, mode)
@@ -178,7 +186,7 @@ class ModelCheckpoint(Callback):
             self.best = value
         path = self.path.format(epoch=epoch + 1)
         training = self.fit_state() if callable(self.fit_state) else None
-        save(self.model, path, training=training)
+        save(self.model, path, training=training, metadata=self.metadata)
         self.saved.append(path)
 
 

@@ -287,16 +287,19 @@ class Sequential:
         return result
 
     def _accuracy_count(self, out: Any, yd: Any) -> Any:
-        """Number of correct predictions as a 0-d device array (None for regression)."""
+        """Number of correct predictions as a 0-d array of the model's dtype (None for mse).
+
+        For binary cross-entropy with several outputs, each output counts 1/k.
+        """
         xp = self.xp
         if self.loss.name == "cross_entropy":
             pred = xp.argmax(out, axis=1)
             truth = yd if yd.ndim == 1 else xp.argmax(yd, axis=1)
-            return xp.sum(xp.astype(pred == truth, xp.int64))
+            return xp.sum(xp.astype(pred == truth, out.dtype))
         if self.loss.name == "binary_cross_entropy":
             t = yd if yd.ndim == out.ndim else xp.reshape(yd, out.shape)
-            return xp.sum(xp.astype((out > 0) == (t > 0.5), xp.int64)) / (
-                out.shape[1] if out.ndim == 2 else 1)
+            k = out.shape[1] if out.ndim == 2 else 1
+            return xp.sum(xp.astype((out > 0) == (t > 0.5), out.dtype)) / float(k)
         return None
 
     # -- training ------------------------------------------------------------

@@ -279,7 +279,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
             t0 = time.perf_counter()
             perm = rng.permutation(n, backend) if shuffle and steps > 0 else None
             run_loss = xp.zeros((), dtype=model.dtype, device=backend.device)
-            run_correct = xp.zeros((), dtype=xp.int64, device=backend.device) \
+            run_correct = xp.zeros((), dtype=model.dtype, device=backend.device) \
                 if classification else None
             bad = None if host else xp.asarray(False, device=backend.device)
             first_bad = None if host else xp.asarray(-1, dtype=xp.int64, device=backend.device)
@@ -326,7 +326,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                 if classification:
                     c = model._accuracy_count(out, yb)
                     run_correct = run_correct + (c if host else xp.where(
-                        ok if on_nonfinite == "skip" else ok & ~bad, c, 0))
+                        ok if on_nonfinite == "skip" else ok & ~bad, c, 0.0))
                 seen_ok = n_ok_host if host else hi
                 now = time.perf_counter()
                 if verbose or any(type(cb).on_batch_end is not Callback.on_batch_end

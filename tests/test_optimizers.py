@@ -1,0 +1,149 @@
+"""Optimizers against torch.optim (an independent oracle), schedules and clipping."""
+
+import math
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+
+CASES = {
+    "sgd": (lambda: xn.SGD(lr=0.1), lambda t, p: t.optim.SGD(p, lr=0.1)),
+    "sgd-wd": (lambda: xn.SGD(lr=0.1, weight_decay=0.01),
+               lambda t, p: t.optim.SGD(p, lr=0.1, weight_decay=0.01)),
+    "momentum": (lambda: xn.SGD(lr=0.05, momentum=0.9),
+                 lambda t, p: t.optim.SGD(p, lr=0.05, momentum=0.9)),
+    "nesterov": (lambda: xn.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+                 lambda t, p: t.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True,
+                                          weight_decay=1e-3)),
+    "adam": (lambda: xn.Adam(lr=1e-2), lambda t, p: t.optim.Adam(p, lr=1e-2)),
+    "adam-l2": (lambda: xn.Adam(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+                lambda t, p: t.optim.Adam(p, lr=1e-2, betas=(0.8, 0.99), eps=1e-6,
+                                          weight_decay=0.1)),
+    "adamw": (lambda: xn.AdamW(lr=1e-2, weight_decay=0.05),
+              lambda t, p: t.optim.AdamW(p, lr=1e-2, weight_decay=0.05)),
+    "rmsprop": (lambda: xn.RMSprop(lr=1e-2), lambda t, p: t.optim.RMSprop(p, lr=1e-2)),
+    "rmsprop-centered-momentum": (
+        lambda: xn.RMSprop(lr=1e-3, alpha=0.9, momentum=0.5, centered=True, weight_decay=0.01),
+        lambda t, p: t.optim.RMSprop(p, lr=1e-3, alpha=0.9, momentum=0.5, centered=True,
+                                     weight_decay=0.01)),
+}
+
+
+def _grad_fn(params):
+    """Gradient of sum(sin(p) * p**2) - a nonlinear, parameter-dependent field."""
+    return {k: np.cos(v) * v**2 + 2 * v * np.sin(v) for k, v in params.items()}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_matches_torch_for_20_steps(name, backend):
+    torch = pytest.importorskip("torch")
+    make_xn, make_torch = CASES[name]
+    rng = np.random.default_rng(0)
+    host = {"w": rng.normal(size=(5, 3)), "b": rng.normal(size=(3,))}
+    tparams = [torch.tensor(host["w"], requires_grad=False), torch.tensor(host["b"])]
+    topt = make_torch(torch, tparams)
+    b = xn.get_backend(backend)
+    params = {k: b.asarray(v, dtype=b.xp.float64) for k, v in host.items()}
+    opt = make_xn()
+    state = opt.init(params)
+    for _ in range(20):
+        hp = {k: xn.to_numpy(v) for k, v in params.items()}
+        grads = _grad_fn(hp)
+        for tp, k in zip(tparams, ("w", "b")):
+            tp.grad = torch.tensor(grads[k])
+        topt.step()
+        params, state = opt.update(params, {k: b.asarray(v, dtype=b.xp.float64)
+                                            for k, v in grads.items()}, state)
+    assert state["step"] == 20
+    for tp, k in zip(tparams, ("w", "b")):
+        np.testing.assert_allclose(xn.to_numpy(params[k]), tp.detach().numpy(), rtol=1e-10,
+                                   atol=1e-12)
+
+
+def test_update_is_pure(backend):
+    b = xn.get_backend(backend)
+    p = {"w": b.asarray(np.ones(3), dtype=b.xp.float64)}
+    g = {"w": b.asarray(np.full(3, 0.5), dtype=b.xp.float64)}
+    opt = xn.Adam(lr=0.1)
+    s0 = opt.init(p)
+    p1, s1 = opt.update(p, g, s0)
+    np.testing.assert_array_equal(xn.to_numpy(p["w"]), np.ones(3))
+    assert s0["step"] == 0 and s1["step"] == 1
+    np.testing.assert_array_equal(xn.to_numpy(s0["exp_avg"]["w"]), np.zeros(3))
+    assert not np.allclose(xn.to_numpy(p1["w"]), 1.0)
+
+
+def test_clip_by_global_norm(backend):
+    b = xn.get_backend(backend)
+    rng = np.random.default_rng(0)
+    g = {k: b.asarray(rng.normal(size=s) * 10, dtype=b.xp.float64)
+         for k, s in (("a", (4, 3)), ("c", (7,)))}
+    clipped, norm = xn.clip_by_global_norm(g, 1.0)
+    total = math.sqrt(sum(float(np.sum(xn.to_numpy(v) ** 2)) for v in g.values()))
+    assert abs(float(norm) - total) < 1e-9
+    after = math.sqrt(sum(float(np.sum(xn.to_numpy(v) ** 2)) for v in clipped.values()))
+    assert after <= 1.0 + 1e-9 and after > 0.99
+    small = {k: v * 1e-3 for k, v in g.items()}
+    same, _ = xn.clip_by_global_norm(small, 1.0)
+    for k in g:
+        np.testing.assert_allclose(xn.to_numpy(same[k]), xn.to_numpy(small[k]))
+
+
+def test_clip_norm_and_value_in_optimizer_match_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(4, 4))
+    g = rng.normal(size=(4, 4)) * 50
+    opt = xn.SGD(lr=0.1, clip_norm=2.0)
+    p, _ = opt.update({"w": w}, {"w": g}, opt.init({"w": w}))
+    tw = torch.tensor(w)
+    tw.grad = torch.tensor(g)
+    torch.nn.utils.clip_grad_norm_([tw], 2.0)
+    np.testing.assert_allclose(p["w"], w - 0.1 * tw.grad.numpy(), rtol=1e-12)
+    opt = xn.SGD(lr=1.0, clip_value=0.5)
+    p, _ = opt.update({"w": w}, {"w": g}, opt.init({"w": w}))
+    assert np.all(np.abs(p["w"] - w) <= 0.5 + 1e-12)
+
+
+def test_schedules_values():
+    assert xn.Constant(0.3)(0) == 0.3
+    s = xn.StepDecay(1.0, step_size=10, gamma=0.5)
+    assert [s(0), s(9), s(10), s(25)] == [1.0, 1.0, 0.5, 0.25]
+    e = xn.ExponentialDecay(2.0, gamma=0.9)
+    assert math.isclose(e(3), 2.0 * 0.9**3)
+    c = xn.CosineDecay(1.0, total_steps=100, min_lr=0.1)
+    assert c(0) == 1.0 and math.isclose(c(50), 0.55) and math.isclose(c(100), 0.1)
+    assert math.isclose(c(1000), 0.1)
+    w = xn.LinearWarmup(c, warmup_steps=9)
+    ramp = [w(i) for i in range(9)]
+    assert all(a < b for a, b in zip(ramp, ramp[1:])) and math.isclose(ramp[-1], 0.9)
+    assert w(9) == c(0) and w(59) == c(50)
+
+
+def test_schedule_drives_optimizer_lr():
+    opt = xn.SGD(lr=xn.StepDecay(1.0, step_size=1, gamma=0.5))
+    p = {"w": np.zeros(1)}
+    s = opt.init(p)
+    seen = []
+    for _ in range(3):
+        new, s = opt.update(p, {"w": np.ones(1)}, s)
+        seen.append(float(p["w"][0] - new["w"][0]))
+    assert seen == [1.0, 0.5, 0.25]
+
+
+@pytest.mark.parametrize("bad", [
+    lambda: xn.Adam(lr=0), lambda: xn.Adam(lr=-1e-3), lambda: xn.SGD(lr=float("nan")),
+    lambda: xn.SGD(lr=0.1, momentum=1.0), lambda: xn.SGD(lr=0.1, nesterov=True),
+    lambda: xn.Adam(betas=(0.9, 1.0)), lambda: xn.RMSprop(eps=0),
+    lambda: xn.CosineDecay(0.1, total_steps=0), lambda: xn.StepDecay(0.1, step_size=-1),
+    lambda: xn.SGD(lr=0.1, clip_norm=0),
+])
+def test_bad_hyperparameters_are_refused(bad):
+    with pytest.raises(ValueError, match="must be|needs momentum"):
+        bad()
+
+
+def test_unknown_optimizer_lists_choices():
+    with pytest.raises(ValueError, match="choose one of: sgd, adam, adamw, rmsprop"):
+        xn.optimizers.get_optimizer("adagrad")
