@@ -1,0 +1,185 @@
+# No NumPy here: this module only moves bytes over HTTP into verified files.
+"""One verified, atomic HTTP download (internal to :mod:`xpnet.datasets`).
+
+:func:`fetch_verified` streams a URL into a uniquely named temporary file in the
+destination folder, hashing on the way; it fails on an HTTP error, a refused
+connection, a timeout, a body shorter than its ``Content-Length`` (a connection closed
+mid-transfer), a size other than the expected one, or a SHA-256 mismatch, and then
+deletes the temporary file. Only a verified file is fsynced and renamed onto its final
+name with :func:`os.replace`. That rename is atomic on one file system, so a reader, or
+a second process downloading the same file at the same moment, sees either no file or
+a complete verified one: two concurrent downloads each rename their own complete copy,
+and the last rename wins with identical bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+__all__ = ["MirrorFailed", "fetch_verified"]
+
+# Without a Content-Length or a known size, refuse to store more than this.
+MAX_DOWNLOAD_BYTES = 256 * 2**20
+_CHUNK = 1 << 16
+
+
+class MirrorFailed(Exception):
+    """One URL failed; the message says why in a few words."""
+
+
+def _explain(exc: BaseException, timeout: float) -> str:
+    import http.client
+    import urllib.error
+
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        reason = exc.reason
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            return f"timed out after {timeout:g} s"
+        if isinstance(reason, OSError):
+            return f"cannot connect: {reason.strerror or reason}"
+        return str(reason)
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return f"timed out after {timeout:g} s"
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"connection closed early: truncated transfer ({len(exc.partial)} bytes read)"
+    if isinstance(exc, ConnectionError):
+        return f"connection failed: {exc.strerror or exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool, label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``; a rich progress bar on stderr when enabled."""
+    if not enabled:
+        yield lambda n: None
+        return
+    # rich is a dependency of xpnet; imported lazily to keep `import xpnet` fast.
+    from rich.console import Console
+    from rich.errors import LiveError
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    try:
+        bar.start()
+    except LiveError:  # another live display is active (e.g. a concurrent download)
+        yield lambda n: None
+        return
+    try:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+    finally:
+        bar.stop()
+
+
+def fetch_verified(
+    url: str,
+    target: Path,
+    *,
+    sha256: str,
+    size: int | None,
+    content_ok: Callable[[Path], bool],
+    timeout: float,
+    progress: bool,
+    label: str,
+) -> None:
+    """Download ``url`` to ``target`` if it hashes to ``sha256`` (or, failing that, if
+    ``content_ok(temp_path)`` accepts it); raise :class:`MirrorFailed` otherwise. On
+    failure no file is left behind. ``content_ok`` is also used to accept a copy that
+    another process already put in place when ``target`` cannot be replaced."""
+    # Imported here: urllib.request and http.client are only needed to download.
+    import http.client
+    import urllib.request
+
+    tmp_name: str | None = None
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "xpnet"})
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            announced: int | None = None
+            with contextlib.suppress(TypeError, ValueError):
+                announced = int(resp.headers.get("Content-Length"))
+            if announced is not None and size is not None and announced != size:
+                raise MirrorFailed(
+                    f"server announces {announced} bytes, the published file has {size}"
+                )
+            limit = size or announced or MAX_DOWNLOAD_BYTES
+            with tempfile.NamedTemporaryFile(
+                dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
+            ) as tmp:
+                tmp_name = tmp.name
+                h = hashlib.sha256()
+                received = 0
+                with _progress_bar(progress, label, announced) as advance:
+                    while True:
+                        chunk = resp.read(_CHUNK)
+                        if not chunk:
+                            break
+                        received += len(chunk)
+                        if received > limit:
+                            raise MirrorFailed(f"server sent more than the expected {limit} bytes")
+                        tmp.write(chunk)
+                        h.update(chunk)
+                        advance(len(chunk))
+                tmp.flush()
+                os.fsync(tmp.fileno())
+        if announced is not None and received != announced:
+            raise MirrorFailed(f"truncated transfer: got {received} of {announced} bytes")
+        if size is not None and received != size:
+            raise MirrorFailed(f"got {received} bytes, the published file has {size}")
+        digest = h.hexdigest()
+        if digest != sha256 and not content_ok(Path(tmp_name)):
+            raise MirrorFailed(f"SHA-256 mismatch: expected {sha256}, got {digest}")
+        _publish(tmp_name, target, sha256, content_ok)
+        tmp_name = None
+    except MirrorFailed:
+        raise
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise MirrorFailed(_explain(exc, timeout)) from None
+    finally:
+        if tmp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+
+
+def _publish(tmp_name: str, target: Path, sha256: str, content_ok: Callable[[Path], bool]) -> None:
+    """Atomically move a verified temporary file onto target."""
+    try:
+        os.replace(tmp_name, target)
+    except PermissionError:
+        # Windows refuses to replace a file another process holds open. If that process
+        # already put a verified copy there, ours is redundant.
+        if target.is_file() and (
+            hashlib.sha256(target.read_bytes()).hexdigest() == sha256 or content_ok(target)
+        ):
+            os.unlink(tmp_name)
+            return
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+        with contextlib.suppress(OSError):
+            fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)

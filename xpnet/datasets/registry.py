@@ -1,0 +1,314 @@
+# NumPy is used on the host here for file I/O (.npz and IDX files), as DESIGN.md allows.
+"""``load(name)``: one entry point for the bundled digits, MNIST, Fashion-MNIST and
+data on disk (a folder of IDX files or an ``.npz`` file)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ._core import Dataset, DatasetError, file_sha256
+from .digits import load_digits
+from .idx import _read_idx_bytes
+from .mnist import CLASS_NAMES, FILES, _find_local, known_digests, load_mnist
+
+__all__ = ["DATASET_NAMES", "load", "load_idx_folder", "load_npz"]
+
+#: Names :func:`load` accepts besides a path.
+DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist")
+
+_ALIASES = {
+    "digits": "digits",
+    "mnist": "mnist",
+    "fashion-mnist": "fashion-mnist",
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+}
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_MAX_DEFLATE_RATIO = 1032
+
+
+def load(
+    name: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    progress: bool = True,
+) -> Dataset:
+    """Load a dataset by name or from a path.
+
+    Parameters
+    ----------
+    name : str or os.PathLike
+        ``"digits"`` (bundled 8x8 digits, offline), ``"mnist"`` or ``"fashion-mnist"``
+        (downloaded once, then cached and re-verified), or a path: a folder holding the
+        four IDX files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+        ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each raw or ``.gz``),
+        or an ``.npz`` file with arrays ``x_train``, ``y_train``, ``x_test``,
+        ``y_test`` (the Keras ``mnist.npz`` layout). Names are matched before paths;
+        write ``./mnist`` to load a folder called ``mnist``.
+    data_dir : str or os.PathLike, optional
+        For ``"mnist"`` / ``"fashion-mnist"`` only: the folder holding (or to receive)
+        the four ``.gz`` files. Default: ``cache_dir() / name``. Ignored otherwise.
+    progress : bool, default True
+        Progress bars while downloading.
+
+    Returns
+    -------
+    Dataset
+        float32 images in [0, 1] flattened to ``(n, n_features)``, int64 labels, class
+        names, image shape, source and the SHA-256 of each file read.
+
+    Raises
+    ------
+    DatasetError
+        Unknown name (the message lists the valid names), missing or malformed files,
+        checksum mismatch, object arrays in an ``.npz``, mismatched lengths, negative
+        labels, NaN pixels.
+    DownloadError
+        MNIST files are missing and no mirror could deliver them.
+
+    Examples
+    --------
+    >>> import xpnet.datasets as xds
+    >>> ds = xds.load("digits")
+    >>> ds.x_train.dtype, ds.y_train.dtype, ds.image_shape
+    (dtype('float32'), dtype('int64'), (8, 8))
+    """
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(f"dataset name must be a str or a path, got {type(name).__name__}")
+    if isinstance(name, str):
+        key = name.strip().lower()
+        if key in _ALIASES:
+            canonical = _ALIASES[key]
+            if canonical == "digits":
+                return load_digits()
+            return load_mnist(canonical, data_dir, progress=progress)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return load_idx_folder(path)
+    if path.is_file():
+        return load_npz(path)
+    text = os.fspath(name)
+    if isinstance(name, os.PathLike) or os.sep in text or "/" in text or "." in text:
+        raise DatasetError(f"no such file or folder: {path}")
+    raise DatasetError(
+        f"unknown dataset {text!r}; valid names are {', '.join(map(repr, DATASET_NAMES))}, "
+        "or a path to a folder of IDX files or to an .npz file"
+    )
+
+
+def load_idx_folder(folder: str | os.PathLike[str]) -> Dataset:
+    """Load the four standard IDX files from a folder (no checksum table needed).
+
+    Each file may be gzip-compressed (``.gz``) or raw, and may use the dotted spelling
+    ``train-images.idx3-ubyte``. If all four files match a known MNIST or Fashion-MNIST
+    digest, the dataset gets that name and its class names.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The folder.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    DatasetError
+        A file is missing or malformed (:class:`~xpnet.datasets.IDXError`), images are
+        not ``(n, rows, cols)``, lengths differ, labels are negative.
+
+    Examples
+    --------
+    >>> import xpnet.datasets as xds
+    >>> ds = xds.load_idx_folder("data/mnist")  # doctest: +SKIP
+    """
+    folder = Path(folder)
+    paths = {fname: _find_local(folder, fname) for fname in FILES}
+    missing = [f for f, p in paths.items() if p is None]
+    if missing:
+        present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        raise DatasetError(
+            f"{folder}: missing IDX file(s) {', '.join(m[:-3] + '[.gz]' for m in missing)}; "
+            f"the folder holds {present if present else 'nothing'}"
+        )
+    arrays = []
+    digests: dict[str, str] = {}
+    content_digests = []
+    for fname in FILES:
+        path = paths[fname]
+        assert path is not None
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read: {exc}") from exc
+        arr, raw_digest = _read_idx_bytes(data, str(path))
+        digests[path.name] = hashlib.sha256(data).hexdigest()
+        content_digests.append((digests[path.name], raw_digest))
+        arrays.append(arr)
+    x_train, y_train, x_test, y_test = arrays
+    for key, x in (("train images", x_train), ("test images", x_test)):
+        if x.ndim != 3:
+            raise DatasetError(f"{folder}: {key} have shape {x.shape}; expected (n, rows, cols)")
+    for key, y in (("train labels", y_train), ("test labels", y_test)):
+        if y.ndim != 1:
+            raise DatasetError(f"{folder}: {key} have shape {y.shape}; expected (n,)")
+    name, class_names = folder.resolve().name or "idx", None
+    known = known_digests()
+    owners = {
+        known.get(archive, known.get(content, "")).split("/")[0]
+        for archive, content in content_digests
+    }
+    if len(owners) == 1 and (owner := owners.pop()) in CLASS_NAMES:
+        name, class_names = owner, CLASS_NAMES[owner]
+    return Dataset.from_arrays(
+        name,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        class_names=class_names,
+        source=str(folder),
+        sha256=digests,
+    )
+
+
+def _npz_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in zf.infolist():
+        if info.filename.endswith(".npy"):
+            members[info.filename[:-4]] = info
+    return members
+
+
+def _check_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, key: str) -> None:
+    """Read one .npy header and reject object dtypes and impossible sizes before numpy
+    allocates the array."""
+    fmt = np.lib.format
+    with zf.open(info) as f:
+        try:
+            version = fmt.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = fmt.read_array_header_2_0(f)
+            else:
+                return  # newer format: numpy's own checks apply
+        except (ValueError, OSError, EOFError) as exc:
+            raise DatasetError(f"{path}: array {key!r} has a malformed header: {exc}") from None
+    if dtype.hasobject:
+        raise DatasetError(
+            f"{path}: array {key!r} has object dtype {dtype}; xpnet never unpickles data "
+            "(save numeric arrays only)"
+        )
+    nbytes = math.prod(shape) * dtype.itemsize
+    limit = info.file_size
+    if info.compress_type != zipfile.ZIP_STORED:
+        limit = min(limit, info.compress_size * _MAX_DEFLATE_RATIO + 1024)
+    if nbytes > limit:
+        raise DatasetError(
+            f"{path}: array {key!r} claims shape {shape} of {dtype} ({nbytes} bytes) but "
+            f"the archive member holds at most {limit} bytes: truncated or corrupt"
+        )
+
+
+def load_npz(path: str | os.PathLike[str]) -> Dataset:
+    """Load an ``.npz`` file with ``x_train``, ``y_train``, ``x_test``, ``y_test``.
+
+    This is the layout of Keras' ``mnist.npz``; any ``.npz`` with those four arrays
+    works (key case is ignored). Optional arrays: ``class_names`` (strings) and
+    ``image_shape`` (integers). Pickled (object) arrays are never loaded.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.npz`` file.
+
+    Returns
+    -------
+    Dataset
+        Named after the file stem, with ``source`` the path.
+
+    Raises
+    ------
+    DatasetError
+        Not a zip/npz file, missing keys, object arrays, truncated members, or array
+        contents that fail validation (see :meth:`Dataset.from_arrays`).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> import xpnet.datasets as xds
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = pathlib.Path(d, "toy.npz")
+    ...     np.savez(p, x_train=np.zeros((3, 4), np.uint8), y_train=[0, 1, 2],
+    ...              x_test=np.zeros((1, 4), np.uint8), y_test=[1])
+    ...     ds = xds.load(p)
+    >>> ds.name, ds.x_train.shape, ds.num_classes
+    ('toy', (3, 4), 3)
+    """
+    path = Path(path)
+    try:
+        digest = file_sha256(path)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read: {exc}") from exc
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = _npz_members(zf)
+            by_lower = {k.lower(): k for k in members}
+            keys = {}
+            for want in _NPZ_KEYS:
+                if want not in by_lower:
+                    raise DatasetError(
+                        f"{path}: no array {want!r}; an .npz dataset needs "
+                        f"{', '.join(_NPZ_KEYS)} (found: {', '.join(sorted(members)) or 'none'})"
+                    )
+                keys[want] = by_lower[want]
+            for opt in ("class_names", "image_shape"):
+                if opt in by_lower:
+                    keys[opt] = by_lower[opt]
+            for want, key in keys.items():
+                _check_npy_member(zf, members[key], path, want)
+    except zipfile.BadZipFile as exc:
+        raise DatasetError(f"{path}: not an .npz (zip) file: {exc}") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read: {exc}") from exc
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            for want, key in keys.items():
+                arrays[want] = npz[key]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"{path}: cannot read arrays: {exc}") from None
+    class_names = None
+    if "class_names" in arrays:
+        names = arrays["class_names"]
+        if names.dtype.kind not in "US" or names.ndim != 1:
+            raise DatasetError(f"{path}: class_names must be a 1-D array of strings")
+        class_names = [str(n) for n in names.tolist()]
+    image_shape = None
+    if "image_shape" in arrays:
+        shp = arrays["image_shape"]
+        if shp.ndim != 1 or not np.issubdtype(shp.dtype, np.integer):
+            raise DatasetError(f"{path}: image_shape must be a 1-D integer array")
+        image_shape = [int(d) for d in shp.tolist()]
+    try:
+        return Dataset.from_arrays(
+            path.stem,
+            arrays["x_train"],
+            arrays["y_train"],
+            arrays["x_test"],
+            arrays["y_test"],
+            class_names=class_names,
+            image_shape=image_shape,
+            source=str(path),
+            sha256={path.name: digest},
+        )
+    except DatasetError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
