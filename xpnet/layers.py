@@ -127,7 +127,7 @@ class Dense(Layer):
     def forward(self, params: Params, x: Any, *, train: bool = False) -> tuple[Any, Any]:
         y = x @ params["W"]
         if self.bias:
-            y = y + params["b"]
+            y += params["b"]  # in place: the product is a fresh array
         return y, x
 
     def backward(self, params: Params, cache: Any, dy: Any, *,

@@ -202,6 +202,48 @@ class Optimizer:
                 new_state[s][k] = v
         return new_params, new_state
 
+    def update_(self, params: Params, grads: Params, state: dict) -> None:
+        """Apply one update in place: ``params`` and ``state`` are modified.
+
+        The mutable fast path that :func:`xpnet.fit` uses. On NumPy arrays it
+        runs a cache-blocked, multi-threaded fused update that gives the same
+        bits as :meth:`update`; elsewhere it falls back to :meth:`update` and
+        rebinds the dict entries. ``grads`` may be overwritten (clipping).
+
+        Parameters
+        ----------
+        params, grads : dict of arrays with the same keys
+        state : dict from :meth:`init`
+        """
+        from . import _inplace
+
+        kernel = self._kernel if type(self)._kernel is not Optimizer._kernel else None
+        if kernel is None or not _inplace.eligible(params, grads, state, self.slots):
+            new_params, new_state = self.update(params, grads, state)
+            params.update(new_params)
+            state.clear()
+            state.update(new_state)
+            return
+        step = int(state["step"])
+        lr = self.learning_rate(step)
+        if self.clip_value is not None:
+            for g in grads.values():
+                np_clip = _xp(g).clip(g, -self.clip_value, self.clip_value)
+                g[...] = np_clip
+        if self.clip_norm is not None:
+            norm = float(global_norm(grads))
+            coef = min(self.clip_norm / (norm + 1e-6), 1.0)
+            if coef < 1.0:
+                for g in grads.values():
+                    g *= coef
+        state["step"] = step + 1
+        _inplace.run(params, grads, state, self.slots,
+                     self._kernel(lr, step + 1))
+
+    def _kernel(self, lr: float, t: int):
+        """Return ``f(p, g, *slots, tmp)`` updating 1-D NumPy chunks in place."""
+        raise NotImplementedError
+
     def _update_one(self, p, g, slots: dict, lr: float, t: int):
         raise NotImplementedError
 
@@ -261,6 +303,35 @@ class SGD(Optimizer):
             return p - lr * g, {"momentum_buffer": buf}
         return p - lr * g, {}
 
+    def _kernel(self, lr, t):
+        import numpy as np
+
+        wd, mom, nesterov = self.weight_decay, self.momentum, self.nesterov
+
+        def k(p, g, *rest):
+            tmp = rest[-1]
+            if wd:
+                np.multiply(p, wd, out=tmp)
+                g += tmp
+            if mom > 0:
+                buf = rest[0]
+                if t == 1:
+                    buf[...] = g
+                else:
+                    buf *= mom
+                    buf += g
+                if nesterov:
+                    np.multiply(buf, mom, out=tmp)
+                    tmp += g
+                else:
+                    tmp[...] = buf
+                tmp *= lr
+            else:
+                np.multiply(g, lr, out=tmp)
+            p -= tmp
+
+        return k
+
     def _extra_config(self):
         return {"momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -308,6 +379,38 @@ class Adam(Optimizer):
         bc2 = 1.0 - b2**t
         denom = _xp(v).sqrt(v) / math.sqrt(bc2) + self.eps
         return p - (lr / bc1) * (m / denom), {"exp_avg": m, "exp_avg_sq": v}
+
+    def _kernel(self, lr, t):
+        import numpy as np
+
+        b1, b2 = self.betas
+        wd, decoupled, eps = self.weight_decay, self.decoupled, self.eps
+        step_size = lr / (1.0 - b1**t)
+        sqrt_bc2 = math.sqrt(1.0 - b2**t)
+        c1, c2, decay = 1.0 - b1, 1.0 - b2, 1.0 - lr * wd
+
+        def k(p, g, m, v, tmp):
+            if wd:
+                if decoupled:
+                    p *= decay
+                else:
+                    np.multiply(p, wd, out=tmp)
+                    g += tmp
+            m *= b1
+            np.multiply(g, c1, out=tmp)
+            m += tmp
+            v *= b2
+            np.multiply(g, g, out=tmp)
+            tmp *= c2
+            v += tmp
+            np.sqrt(v, out=tmp)
+            tmp /= sqrt_bc2
+            tmp += eps
+            np.divide(m, tmp, out=tmp)
+            tmp *= step_size
+            p -= tmp
+
+        return k
 
     def _extra_config(self):
         return {"betas": list(self.betas), "eps": self.eps}

@@ -277,7 +277,8 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
             for cb in callbacks:
                 cb.on_epoch_begin(epoch, {})
             t0 = time.perf_counter()
-            perm = rng.permutation(n, backend) if shuffle and steps > 0 else None
+            # one full batch: order does not change the mean gradient, so skip the copy
+            perm = rng.permutation(n, backend) if shuffle and steps > 1 else None
             run_loss = xp.zeros((), dtype=model.dtype, device=backend.device)
             run_correct = xp.zeros((), dtype=model.dtype, device=backend.device) \
                 if classification else None
@@ -312,8 +313,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                             break
                         skipped += 1
                         continue
-                    model.params, optimizer.state = optimizer.update(model.params, grads,
-                                                                     optimizer.state)
+                    optimizer.update_(model.params, grads, optimizer.state)
                     run_loss = run_loss + value * (hi - lo)
                     n_ok_host += hi - lo
                 else:
