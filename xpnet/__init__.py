@@ -40,7 +40,7 @@ from .model import MLP, Sequential
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, clip_by_global_norm
 from .random import RNG
 from .schedules import Constant, CosineDecay, ExponentialDecay, LinearWarmup, StepDecay
-from .training import History, NonFiniteLossError, fit
+from .training import History, NonFiniteLossError, TrainingInterrupted, fit
 
 __all__ = [
     "__version__",
@@ -50,7 +50,7 @@ __all__ = [
     # backends
     "available_backends", "get_backend", "to_numpy",
     # model
-    "MLP", "Sequential", "fit", "History", "NonFiniteLossError",
+    "MLP", "Sequential", "fit", "History", "NonFiniteLossError", "TrainingInterrupted",
     # layers
     "Layer", "Dense", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "Dropout",
     "register_layer",

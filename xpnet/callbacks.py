@@ -168,10 +168,46 @@ class ModelCheckpoint(Callback):
         parent = Path(self.path.format(epoch=0)).resolve().parent
         if not parent.exists():
             raise FileNotFoundError(f"ModelCheckpoint folder {parent} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise PermissionError(f"ModelCheckpoint folder {parent} is not writable")
+        check_writable(parent, self._estimated_bytes())
         if not logs.get("has_validation") and self.monitor.startswith("val_"):
             self.monitor = self.monitor[4:]
+
+    def _estimated_bytes(self) -> int:
+        """Size of one checkpoint: parameters plus optimizer slots, plus the header."""
+        if self.model is None:
+            return 0
+        per_copy = 0
+        for v in self.model.params.values():
+            size = 1
+            for d in v.shape:
+                size *= d
+            per_copy += size * (8 if self.model.dtype_name == "float64" else 4)
+        opt = getattr(self.model, "optimizer", None)
+        copies = 1 + (len(opt.slots) if opt is not None else 2)
+        return per_copy * copies + 64 * 1024
+
+    def save_now(self) -> str:
+        """Write a resumable checkpoint immediately (used when training is interrupted).
+
+        With ``save_best_only`` the best file is kept and the state goes to
+        ``<name>.interrupted.safetensors`` beside it.
+
+        Returns
+        -------
+        str
+            The path written.
+        """
+        from .checkpoint import save
+
+        epoch = (self.fit_state()["epoch"] if callable(self.fit_state) else 0) + 1
+        path = self.path.format(epoch=epoch)
+        if self.save_best_only:
+            p = Path(path)
+            path = str(p.with_name(p.stem + ".interrupted" + p.suffix))
+        training = self.fit_state() if callable(self.fit_state) else None
+        save(self.model, path, training=training, metadata=self.metadata)
+        self.saved.append(path)
+        return path
 
     def on_epoch_end(self, epoch, logs):
         from .checkpoint import save
@@ -215,6 +251,41 @@ class CSVLogger(Callback):
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.path, buf.getvalue())
+
+
+def check_writable(folder: Path, need_bytes: int = 0) -> None:
+    """Fail early, with a clear message, when ``folder`` cannot take a file of ``need_bytes``.
+
+    Creates and removes a small probe file (catches read-only file systems
+    that ``os.access`` misses) and compares free space with ``need_bytes``
+    (twice that, since a save writes a temp file before replacing the old one).
+
+    Parameters
+    ----------
+    folder : Path
+    need_bytes : int
+
+    Raises
+    ------
+    PermissionError
+        The folder is not writable.
+    OSError
+        Not enough free space (errno ENOSPC).
+    """
+    import errno
+    import shutil
+
+    folder = Path(folder)
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".xpnet-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PermissionError(f"folder {folder} is not writable: {exc.strerror or exc}") from None
+    free = shutil.disk_usage(folder).free
+    if need_bytes and free < 2 * need_bytes:
+        raise OSError(errno.ENOSPC, f"not enough free space in {folder}: a checkpoint needs "
+                      f"about {2 * need_bytes / 1e6:.1f} MB, {free / 1e6:.1f} MB free")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -262,6 +333,11 @@ class ProgressBar(Callback):
 
         self._epoch = epoch
         self._t0 = time.perf_counter()
+        if not self.console.is_terminal:
+            # a live bar in a log file or pipe only adds blank lines; the per-epoch
+            # summary line is printed either way
+            self._progress = None
+            return
         self._progress = Progress(
             TextColumn(f"epoch {epoch + 1}/{self.epochs}"),
             BarColumn(),

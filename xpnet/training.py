@@ -20,7 +20,7 @@ from .callbacks import Callback, ModelCheckpoint, ProgressBar
 from .optimizers import Adam, Optimizer, get_optimizer
 from .random import RNG
 
-__all__ = ["fit", "History", "NonFiniteLossError"]
+__all__ = ["fit", "History", "NonFiniteLossError", "TrainingInterrupted"]
 
 ON_NONFINITE = ("raise", "stop", "skip")
 
@@ -251,11 +251,17 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                       "backend": backend.name, "device": backend.device_name}
     if verbose:
         callbacks = [ProgressBar(), *callbacks]
-    current = {"epoch": start_epoch}
+    # where training stands, for checkpoints (a mid-epoch save can resume exactly)
+    pos: dict[str, Any] = {"epoch": start_epoch, "step": 0, "epoch_rng": None,
+                           "run_loss": 0.0, "run_correct": 0.0, "seen": 0}
 
     def fit_state() -> dict:
-        return {"epoch": current["epoch"], "rng": rng.get_state(), "seed": seed,
-                "optimizer": optimizer, "history": history.to_dict()["history"]}
+        out = {"epoch": pos["epoch"], "step": pos["step"], "rng": rng.get_state(),
+               "seed": seed, "optimizer": optimizer, "history": history.to_dict()["history"]}
+        if pos["step"]:
+            out.update(epoch_rng=pos["epoch_rng"], run_loss=pos["run_loss"],
+                       run_correct=pos["run_correct"], seen=pos["seen"])
+        return out
 
     for cb in callbacks:
         cb.set_model(model)
@@ -270,26 +276,44 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     classification = loss.classification
     step_index = (xp.asarray(start_epoch * steps, dtype=xp.int64, device=backend.device)
                   if not host else None)
+    wants_batches = bool(verbose) or any(
+        type(cb).on_batch_end is not Callback.on_batch_end for cb in callbacks)
+    stop = _InterruptFlag()
     t_train = time.perf_counter()
     try:
+        stop.install()
         for epoch in range(start_epoch, epochs):
-            current["epoch"] = epoch
+            pos["epoch"] = epoch
             for cb in callbacks:
                 cb.on_epoch_begin(epoch, {})
             t0 = time.perf_counter()
+            first_step = 0
+            mid = resume is not None and epoch == start_epoch and int(resume.get("step", 0)) > 0
+            if mid:
+                # resume inside an epoch: same permutation, same dropout stream, same sums
+                rng.set_state(resume["epoch_rng"])
+            pos["epoch_rng"] = rng.get_state()
             # one full batch: order does not change the mean gradient, so skip the copy
             perm = rng.permutation(n, backend) if shuffle and steps > 1 else None
             run_loss = xp.zeros((), dtype=model.dtype, device=backend.device)
             run_correct = xp.zeros((), dtype=model.dtype, device=backend.device) \
                 if classification else None
-            bad = None if host else xp.asarray(False, device=backend.device)
-            first_bad = None if host else xp.asarray(-1, dtype=xp.int64, device=backend.device)
             n_ok_host = 0
-            seen_ok = 0
+            if mid:
+                rng.set_state(resume["rng"])
+                first_step = int(resume["step"])
+                run_loss = run_loss + float(resume.get("run_loss", 0.0))
+                if classification:
+                    run_correct = run_correct + float(resume.get("run_correct", 0.0))
+                n_ok_host = int(resume.get("seen", 0))
+            bad = None if host else xp.asarray(False, device=backend.device)
+            n_bad = None if host else xp.asarray(0, dtype=xp.int64, device=backend.device)
+            first_bad = None if host else xp.asarray(-1, dtype=xp.int64, device=backend.device)
+            seen_ok = n_ok_host
             skipped = 0
             last_display = time.perf_counter()
             stop_now = False
-            for step in range(steps):
+            for step in range(first_step, steps):
                 lo, hi = step * bs, min((step + 1) * bs, n)
                 if perm is None:
                     xb, yb = (Xd, yd) if (lo == 0 and hi == n) else (Xd[lo:hi, ...], yd[lo:hi])
@@ -315,22 +339,24 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                         continue
                     optimizer.update_(model.params, grads, optimizer.state)
                     run_loss = run_loss + value * (hi - lo)
+                    if classification:
+                        run_correct = run_correct + model._accuracy_count(out, yb)
                     n_ok_host += hi - lo
+                    seen_ok = n_ok_host
                 else:
                     keep = ok if on_nonfinite == "skip" else (ok & ~bad)
                     first_bad = xp.where((~ok) & (~bad), step_index + step, first_bad)
                     bad = bad | (~ok)
+                    n_bad = n_bad + xp.astype(~ok, xp.int64)
                     model.params, optimizer.state = optimizer.update(
                         model.params, grads, optimizer.state, keep=keep)
                     run_loss = run_loss + xp.where(keep, value, 0.0) * float(hi - lo)
-                if classification:
-                    c = model._accuracy_count(out, yb)
-                    run_correct = run_correct + (c if host else xp.where(
-                        ok if on_nonfinite == "skip" else ok & ~bad, c, 0.0))
-                seen_ok = n_ok_host if host else hi
-                now = time.perf_counter()
-                if verbose or any(type(cb).on_batch_end is not Callback.on_batch_end
-                                  for cb in callbacks):
+                    if classification:
+                        run_correct = run_correct + xp.where(
+                            keep, model._accuracy_count(out, yb), 0.0)
+                    seen_ok = hi
+                if wants_batches:
+                    now = time.perf_counter()
                     if now - last_display >= display_interval or step == steps - 1:
                         last_display = now
                         if not host and bool(bad) and on_nonfinite != "skip":
@@ -342,23 +368,27 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                             logs["accuracy"] = float(run_correct) / denom
                         for cb in callbacks:
                             cb.on_batch_end(step, logs)
+                if stop.requested:
+                    pos.update(step=step + 1, run_loss=float(run_loss),
+                               run_correct=float(run_correct) if classification else 0.0,
+                               seen=seen_ok)
+                    raise _interrupted(callbacks, epoch, step, steps)
             if not host and not stop_now:
                 if bool(bad):
                     if on_nonfinite == "skip":
-                        skipped += int(xp.sum(xp.astype(bad, xp.int64)))
+                        skipped += int(n_bad)
                     else:
                         stop_now = _device_nonfinite(on_nonfinite, first_bad, steps, history)
-                seen_ok = n
+                seen_ok = n - skipped * bs if on_nonfinite == "skip" else n
             if not host:
                 step_index = step_index + steps
             synchronize(backend)
             seconds = time.perf_counter() - t0
             logs = {}
-            denom = seen_ok if host else n
-            if denom > 0:
-                logs["loss"] = float(run_loss) / denom
+            if seen_ok > 0:
+                logs["loss"] = float(run_loss) / seen_ok
                 if classification:
-                    logs["accuracy"] = float(run_correct) / denom
+                    logs["accuracy"] = float(run_correct) / seen_ok
             if Xv is not None:
                 v = model._evaluate(Xv, yv)
                 logs.update({"val_" + k: val for k, val in v.items()})
@@ -366,7 +396,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
             logs["seconds"] = seconds
             if skipped:
                 logs["skipped_steps"] = float(skipped)
-            current["epoch"] = epoch + 1
+            pos.update(epoch=epoch + 1, step=0)
             if stop_now:
                 break
             history.append(epoch, logs)
@@ -376,10 +406,75 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                 history.stopped_early = True
                 break
     finally:
+        stop.uninstall()
         history.params["train_seconds"] = time.perf_counter() - t_train
         for cb in callbacks:
             cb.on_train_end({})
     return history
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped :func:`fit` at the end of a step.
+
+    Attributes
+    ----------
+    epoch, step : int
+        1-based epoch and the number of steps done in it.
+    checkpoint : str or None
+        Path of the resumable checkpoint written on the way out (when a
+        :class:`~xpnet.ModelCheckpoint` callback was given).
+    """
+
+    def __init__(self, epoch: int, step: int, checkpoint: str | None):
+        self.epoch, self.step, self.checkpoint = epoch, step, checkpoint
+        where = f"epoch {epoch}, step {step}"
+        msg = f"training interrupted at {where}"
+        if checkpoint:
+            msg += f"; resumable checkpoint saved to {checkpoint}"
+        super().__init__(msg)
+
+
+def _interrupted(callbacks: list, epoch: int, step: int, steps: int) -> TrainingInterrupted:
+    path = None
+    for cb in callbacks:
+        if isinstance(cb, ModelCheckpoint):
+            path = cb.save_now()
+    return TrainingInterrupted(epoch + 1, step + 1, path)
+
+
+class _InterruptFlag:
+    """Turns the first SIGINT during fit into a flag read after each step.
+
+    A second Ctrl-C interrupts at once (the default behaviour).
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: Any = None
+        self._installed = False
+
+    def _handler(self, signum, frame):  # pragma: no cover - exercised in a subprocess test
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def install(self) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._old = signal.signal(signal.SIGINT, self._handler)
+                self._installed = True
+            except ValueError:  # pragma: no cover - e.g. embedded interpreters
+                self._installed = False
+
+    def uninstall(self) -> None:
+        import signal
+
+        if self._installed:
+            signal.signal(signal.SIGINT, self._old)
+            self._installed = False
 
 
 def _device_nonfinite(policy: str, first_bad: Any, steps: int, history: History) -> bool:
