@@ -50,13 +50,13 @@ def test_matches_torch_for_20_steps(name, backend):
     for _ in range(20):
         hp = {k: xn.to_numpy(v) for k, v in params.items()}
         grads = _grad_fn(hp)
-        for tp, k in zip(tparams, ("w", "b")):
+        for tp, k in zip(tparams, ("w", "b"), strict=True):
             tp.grad = torch.tensor(grads[k])
         topt.step()
         params, state = opt.update(params, {k: b.asarray(v, dtype=b.xp.float64)
                                             for k, v in grads.items()}, state)
     assert state["step"] == 20
-    for tp, k in zip(tparams, ("w", "b")):
+    for tp, k in zip(tparams, ("w", "b"), strict=True):
         np.testing.assert_allclose(xn.to_numpy(params[k]), tp.detach().numpy(), rtol=1e-10,
                                    atol=1e-12)
 
@@ -117,7 +117,7 @@ def test_schedules_values():
     assert math.isclose(c(1000), 0.1)
     w = xn.LinearWarmup(c, warmup_steps=9)
     ramp = [w(i) for i in range(9)]
-    assert all(a < b for a, b in zip(ramp, ramp[1:])) and math.isclose(ramp[-1], 0.9)
+    assert all(a < b for a, b in zip(ramp, ramp[1:], strict=False)) and math.isclose(ramp[-1], 0.9)
     assert w(9) == c(0) and w(59) == c(50)
 
 

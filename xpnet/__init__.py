@@ -19,8 +19,17 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import backends, datasets, initializers, layers, losses, metrics, optimizers, schedules
-from . import testing
+from . import (
+    backends,
+    datasets,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    optimizers,
+    schedules,
+    testing,
+)
 from .backends import available_backends, get_backend, to_numpy
 from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint, ProgressBar
 from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint, save

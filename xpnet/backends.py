@@ -115,7 +115,9 @@ class Backend:
         try:
             return getattr(self.xp, name)
         except AttributeError:
-            raise BackendError(f"dtype {name!r} is not available in backend {self.name!r}") from None
+            raise BackendError(
+                f"dtype {name!r} is not available in backend {self.name!r}"
+            ) from None
 
     def owns(self, a: Any) -> bool:
         """Whether array ``a`` belongs to this backend's namespace and device."""
@@ -151,7 +153,7 @@ def _namespace_name(xp: Any) -> str:
     return getattr(xp, "__name__", "unknown").split(".")[0]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe(name: str) -> str | None:
     """Return None when backend ``name`` is usable, else the reason it is not."""
     if name not in _MODULES:
@@ -224,17 +226,15 @@ def available_backends() -> list[str]:
 
 
 def _namespace(name: str) -> Any:
-    if name == "numpy":
-        import array_api_compat.numpy as xp
-    elif name == "cupy":
-        import array_api_compat.cupy as xp
-    elif name == "torch":
-        import array_api_compat.torch as xp
-    elif name == "array_api_strict":
-        import array_api_strict as xp
-    else:  # pragma: no cover - guarded by _probe
+    modules = {
+        "numpy": "array_api_compat.numpy",
+        "cupy": "array_api_compat.cupy",
+        "torch": "array_api_compat.torch",
+        "array_api_strict": "array_api_strict",
+    }
+    if name not in modules:  # pragma: no cover - guarded by _probe
         raise BackendError(name)
-    return xp
+    return importlib.import_module(modules[name])
 
 
 def get_backend(name: str | Backend = "auto", device: Any = None) -> Backend:

@@ -185,7 +185,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     if verbose not in (0, 1, 2, True, False):
         raise ValueError(f"verbose must be 0 or 1, got {verbose!r}")
     if seed is not None:
-        _checks.check_int("seed", seed, minimum=0)
+        seed = _checks.check_int("seed", seed, minimum=0)
     callbacks = list(callbacks or [])
     for cb in callbacks:
         if not isinstance(cb, Callback):
@@ -235,7 +235,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     rng = RNG(seed)
     if resume is not None and "rng" in resume:
         rng.set_state(resume["rng"])
-    state = optimizer.state
+    state: Any = optimizer.state
     if not _compatible_state(state, model.params):
         state = optimizer.init(model.params)
     optimizer.state = state
@@ -274,7 +274,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
 
     host = backend.is_host
     classification = loss.classification
-    step_index = (xp.asarray(start_epoch * steps, dtype=xp.int64, device=backend.device)
+    step_index: Any = (xp.asarray(start_epoch * steps, dtype=xp.int64, device=backend.device)
                   if not host else None)
     wants_batches = bool(verbose) or any(
         type(cb).on_batch_end is not Callback.on_batch_end for cb in callbacks)
@@ -290,25 +290,28 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
             first_step = 0
             mid = resume is not None and epoch == start_epoch and int(resume.get("step", 0)) > 0
             if mid:
+                assert resume is not None
                 # resume inside an epoch: same permutation, same dropout stream, same sums
                 rng.set_state(resume["epoch_rng"])
             pos["epoch_rng"] = rng.get_state()
             # one full batch: order does not change the mean gradient, so skip the copy
             perm = rng.permutation(n, backend) if shuffle and steps > 1 else None
             run_loss = xp.zeros((), dtype=model.dtype, device=backend.device)
-            run_correct = xp.zeros((), dtype=model.dtype, device=backend.device) \
+            run_correct: Any = xp.zeros((), dtype=model.dtype, device=backend.device) \
                 if classification else None
             n_ok_host = 0
             if mid:
+                assert resume is not None
                 rng.set_state(resume["rng"])
                 first_step = int(resume["step"])
                 run_loss = run_loss + float(resume.get("run_loss", 0.0))
                 if classification:
                     run_correct = run_correct + float(resume.get("run_correct", 0.0))
                 n_ok_host = int(resume.get("seen", 0))
-            bad = None if host else xp.asarray(False, device=backend.device)
-            n_bad = None if host else xp.asarray(0, dtype=xp.int64, device=backend.device)
-            first_bad = None if host else xp.asarray(-1, dtype=xp.int64, device=backend.device)
+            bad: Any = None if host else xp.asarray(False, device=backend.device)
+            n_bad: Any = None if host else xp.asarray(0, dtype=xp.int64, device=backend.device)
+            first_bad: Any = None if host else xp.asarray(-1, dtype=xp.int64,
+                                                           device=backend.device)
             seen_ok = n_ok_host
             skipped = 0
             last_display = time.perf_counter()
