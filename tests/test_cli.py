@@ -1,0 +1,489 @@
+"""The ``xpnet`` command, run for real: ``python -m xpnet ...`` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+
+MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _env(cwd: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(XPNET_DATA_DIR=str(cwd / "cache"), NO_COLOR="1", COLUMNS="120",
+               PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def xpnet(*args, cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """Run the real command; never raises on a non-zero exit."""
+    return subprocess.run([sys.executable, "-m", "xpnet", *map(str, args)], cwd=cwd,
+                          env=_env(cwd, **env), capture_output=True, text=True, timeout=timeout)
+
+
+def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def one_json(proc: subprocess.CompletedProcess) -> dict:
+    """stdout must hold exactly one JSON object and nothing else."""
+    ok(proc)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stdout
+    return json.loads(lines[0])
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert len(data) > 1024
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> SimpleNamespace:
+    """One short digits run shared by the evaluate/predict tests."""
+    cwd = tmp_path_factory.mktemp("trained")
+    proc = xpnet("train", "--backend", "numpy", "--epochs", "3", "--out", "run", "--plot",
+                 "--json", cwd=cwd)
+    summary = one_json(proc)
+    return SimpleNamespace(cwd=cwd, out=cwd / "run", summary=summary, proc=proc)
+
+
+# ------------------------------------------------------------------------------ train
+def test_train_writes_model_record_and_plot(trained):
+    s, out = trained.summary, trained.out
+    assert s["status"] == "completed"
+    assert s["epochs"] == 3 and s["dataset"] == "digits" and s["backend"] == "numpy"
+    assert 0.5 < s["test"]["accuracy"] <= 1.0 and s["test"]["loss"] > 0
+    assert s["history"]["epoch"] == [1, 2, 3]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"):
+        assert len(s["history"][key]) == 3
+    assert Path(s["model"]) == (out / "model.safetensors").resolve()
+    assert Path(s["run_json"]) == (out / "run.json").resolve()
+    assert Path(s["curves"]) == (out / "curves.png").resolve()
+    assert_png(out / "curves.png")
+    # human output went to stderr
+    assert "test accuracy" in trained.proc.stderr and "backend numpy" in trained.proc.stderr
+    assert "epoch 3/3" in trained.proc.stderr
+
+    run = json.loads((out / "run.json").read_text())
+    assert run["schema"] == 1 and run["status"] == "completed"
+    assert run["command"].startswith("xpnet train")
+    assert run["seed"] == 0 and run["settings"]["epochs"] == 3
+    assert run["settings"]["hidden"] == [512, 256] and run["settings"]["optimizer"] == "adam"
+    assert run["versions"]["xpnet"] == xn.__version__ and "numpy" in run["versions"]
+    assert run["backend"] == {"name": "numpy", "device": "cpu"}
+    ds = run["dataset"]
+    assert ds["name"] == "digits" and ds["source"] == "bundled"
+    assert len(ds["sha256"]["digits.npz"]) == 64
+    assert ds["n_train"] + ds["n_val"] == 1437 and ds["n_test"] == 360
+    assert run["history"] == s["history"]
+    assert run["test"] == s["test"] and run["epochs_done"] == 3
+    assert run["files"] == {"model": "model.safetensors", "run": "run.json",
+                            "curves": "curves.png"}
+
+    ckpt = xn.load_checkpoint(out / "model.safetensors", backend="numpy")
+    user = ckpt.metadata["user"]
+    assert user["dataset"]["image_shape"] == [8, 8]
+    assert user["dataset"]["class_names"] == [str(i) for i in range(10)]
+    assert ckpt.training["epoch"] == 3 and ckpt.optimizer is not None
+    assert ckpt.model.in_features == 64 and ckpt.model.out_features == 10
+    assert [tuple(v.shape) for k, v in ckpt.model.params.items() if k.endswith("W")] == [
+        (64, 512), (512, 256), (256, 10)]
+
+
+def test_default_train_reaches_95_percent(tmp_path):
+    """The user's first run: `xpnet train` with nothing else."""
+    s = one_json(xpnet("train", "--json", cwd=tmp_path))
+    assert s["test"]["accuracy"] >= 0.95, s["test"]
+    assert s["dataset"] == "digits" and s["status"] == "completed"
+    runs = [p for p in (tmp_path / "runs").iterdir() if p.name != "latest"]
+    assert len(runs) == 1 and runs[0].name.startswith("digits-")
+    assert (runs[0] / "model.safetensors").is_file() and (runs[0] / "run.json").is_file()
+    assert Path(s["out"]) == runs[0].resolve()
+    if (tmp_path / "runs" / "latest").is_symlink():  # not where symlinks are not allowed
+        assert (tmp_path / "runs" / "latest").resolve() == runs[0].resolve()
+        e = one_json(xpnet("evaluate", "runs/latest", "--json", cwd=tmp_path))
+        assert e["accuracy"] == pytest.approx(s["test"]["accuracy"])
+
+
+def test_resume_continues_bitwise(tmp_path):
+    common = ["--backend", "numpy", "--dropout", "0.2", "--quiet"]
+    ok(xpnet("train", *common, "--epochs", "4", "--out", "straight", cwd=tmp_path))
+    ok(xpnet("train", *common, "--epochs", "2", "--out", "split", cwd=tmp_path))
+    s = one_json(xpnet("train", "--out", "split", "--resume", "--epochs", "4", "--json",
+                       "--quiet", cwd=tmp_path))
+    assert s["epochs"] == 4 and s["history"]["epoch"] == [1, 2, 3, 4]
+    a = json.loads((tmp_path / "straight" / "run.json").read_text())
+    b = json.loads((tmp_path / "split" / "run.json").read_text())
+    assert b["history"]["loss"] == a["history"]["loss"]  # bitwise on NumPy
+    assert b["test"] == a["test"]
+    assert b["resumes"][0]["from_epoch"] == 2
+    pa = xn.load(tmp_path / "straight" / "model.safetensors", backend="numpy").params
+    pb = xn.load(tmp_path / "split" / "model.safetensors", backend="numpy").params
+    for k in pa:
+        xn.testing.assert_close(pb[k], pa[k], rtol=0, atol=0)
+
+
+def test_resume_refuses_a_different_experiment(trained):
+    proc = xpnet("train", "--out", "run", "--resume", "--hidden", "32", cwd=trained.cwd)
+    assert proc.returncode == 2 and "--hidden 32 differs" in proc.stderr
+    proc = xpnet("train", "--out", "run", "--resume", cwd=trained.cwd)
+    assert proc.returncode == 2 and "already done 3 epochs" in proc.stderr
+
+
+def test_existing_run_is_not_overwritten_unless_asked(tmp_path):
+    ok(xpnet("train", "--epochs", "1", "--out", "r", "--quiet", cwd=tmp_path))
+    before = (tmp_path / "r" / "model.safetensors").read_bytes()
+    proc = xpnet("train", "--epochs", "1", "--out", "r", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 2 and "--overwrite" in proc.stderr
+    assert (tmp_path / "r" / "model.safetensors").read_bytes() == before
+    ok(xpnet("train", "--epochs", "1", "--out", "r", "--overwrite", "--seed", "1", "--quiet",
+             cwd=tmp_path))
+    assert (tmp_path / "r" / "model.safetensors").read_bytes() != before
+
+
+def test_no_save_writes_nothing(tmp_path):
+    s = one_json(xpnet("train", "--epochs", "1", "--no-save", "--json", cwd=tmp_path))
+    assert s["out"] is None and s["model"] is None
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "cache") == []
+
+
+@pytest.mark.parametrize("flags", [
+    ["--optimizer", "sgd", "--schedule", "cosine", "--warmup-epochs", "1", "--threads", "1"],
+    ["--optimizer", "adamw", "--schedule", "step", "--hidden", "none", "--lr", "0.05"],
+    ["--optimizer", "rmsprop", "--schedule", "exponential", "--activation", "tanh",
+     "--dtype", "float64", "--val-split", "0", "--batch-size", "500"],
+    ["--early-stopping", "1", "--epochs", "8", "--backend", "array_api_strict"],
+])
+def test_train_options(tmp_path, flags):
+    s = one_json(xpnet("train", "--epochs", "3", *flags, "--out", "r", "--json", "--quiet",
+                       cwd=tmp_path))
+    assert s["test"]["accuracy"] > 0.3
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    for flag, value in zip(flags, flags[1:], strict=False):
+        if flag == "--optimizer":
+            assert run["settings"]["optimizer"] == value
+        if flag == "--schedule":
+            assert run["settings"]["schedule"] == value
+    if "--schedule" in flags:  # the learning rate changed over the run
+        lrs = s["history"]["lr"]
+        assert lrs[-1] < max(lrs)
+    if "--val-split" in flags:
+        assert "val_loss" not in s["history"]
+    # the saved model is the one whose test metrics were reported (with early stopping:
+    # the best epoch's weights)
+    ds = xn.datasets.load("digits")
+    model = xn.load(tmp_path / "r" / "model.safetensors", backend="numpy")
+    assert model.evaluate(ds.x_test, ds.y_test)["accuracy"] == pytest.approx(
+        s["test"]["accuracy"])
+
+
+def test_divergence_exits_1(tmp_path):
+    proc = xpnet("train", "--optimizer", "sgd", "--lr", "1e4", "--epochs", "3", "--out", "d",
+                 "--quiet", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert proc.stderr.startswith("xpnet: error: training diverged") and "--lr" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr
+    assert json.loads((tmp_path / "d" / "run.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+def test_ctrl_c_keeps_last_epoch_and_resumes(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xpnet", "train", "--backend", "numpy", "--epochs", "10000",
+         "--out", "run"], cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        # a child started from a background job may inherit an ignored SIGINT
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / "model.safetensors").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+            time.sleep(0.05)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "xpnet train --out run --resume" in err
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    done = run["epochs_done"]
+    assert run["status"] == "interrupted" and 1 <= done < 10000
+    ckpt = xn.load_checkpoint(tmp_path / "run" / "model.safetensors", backend="numpy")
+    assert ckpt.training["epoch"] >= done
+    target = ckpt.training["epoch"] + 1
+    s = one_json(xpnet("train", "--out", "run", "--resume", "--epochs", target, "--json",
+                       "--quiet", cwd=tmp_path))
+    assert s["epochs"] == target and s["history"]["epoch"] == list(range(1, target + 1))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"real MNIST files not in {MNIST_DIR}")
+def test_train_on_an_mnist_idx_folder(tmp_path):
+    from xpnet.datasets import read_idx, write_idx
+
+    images = read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
+    folder = tmp_path / "mnist-part"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte.gz", images[:8000])
+    write_idx(folder / "train-labels-idx1-ubyte.gz", labels[:8000])
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", images[8000:])
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels[8000:])
+    s = one_json(xpnet("train", "--dataset", folder, "--epochs", "1", "--backend", "numpy",
+                       "--out", "m", "--json", cwd=tmp_path))
+    assert s["epochs"] == 1 and s["test"]["accuracy"] > 0.85
+    run = json.loads((tmp_path / "m" / "run.json").read_text())
+    assert run["dataset"]["n_train"] + run["dataset"]["n_val"] == 8000
+    assert run["dataset"]["n_test"] == 2000 and run["dataset"]["image_shape"] == [28, 28]
+    assert set(run["dataset"]["sha256"]) == {"train-images-idx3-ubyte.gz",
+                                             "train-labels-idx1-ubyte.gz",
+                                             "t10k-images-idx3-ubyte.gz",
+                                             "t10k-labels-idx1-ubyte.gz"}
+    # evaluate finds the folder from the model file
+    e = one_json(xpnet("evaluate", tmp_path / "m", "--backend", "numpy", "--json",
+                       cwd=tmp_path))
+    assert e["samples"] == 2000 and e["accuracy"] == pytest.approx(s["test"]["accuracy"])
+
+
+# ------------------------------------------------------------------------------ evaluate
+def test_evaluate_text(trained):
+    proc = ok(xpnet("evaluate", "run", "--backend", "numpy", cwd=trained.cwd))
+    out = proc.stdout
+    assert "accuracy" in out and "per class" in out and "confusion matrix" in out
+    acc = trained.summary["test"]["accuracy"]
+    assert f"{acc:.4f}" in out
+
+
+def test_evaluate_json_and_plot(trained, tmp_path):
+    plot = tmp_path / "cm.png"
+    e = one_json(xpnet("evaluate", trained.out / "model.safetensors", "--backend", "numpy",
+                       "--json", "--plot-path", plot, cwd=trained.cwd))
+    assert e["accuracy"] == pytest.approx(trained.summary["test"]["accuracy"])
+    assert e["loss"] == pytest.approx(trained.summary["test"]["loss"], rel=1e-5)
+    cm = np.array(e["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == 360 == e["samples"]
+    assert np.trace(cm) / cm.sum() == pytest.approx(e["accuracy"])
+    assert [row["support"] for row in e["per_class"]] == cm.sum(axis=1).tolist()
+    assert e["plot"] == str(plot.resolve())
+    assert_png(plot)
+    e2 = one_json(xpnet("evaluate", "run", "--split", "train", "--plot", "--json",
+                        "--backend", "numpy", cwd=trained.cwd))
+    assert e2["samples"] == 1437
+    assert_png(trained.out / "confusion.png")
+
+
+# ------------------------------------------------------------------------------ predict
+def _reference(trained, X: np.ndarray) -> np.ndarray:
+    model = xn.load(trained.out / "model.safetensors", backend="numpy")
+    return np.asarray(model.predict(X))
+
+
+def test_predict_npy_rows_and_uint8_images(trained, tmp_path):
+    ds = xn.datasets.load("digits")
+    rows = ds.x_test[:5]
+    np.save(tmp_path / "rows.npy", rows)
+    images = np.round(ds.x_test[5:9] * 255).astype(np.uint8).reshape(4, 8, 8)
+    np.save(tmp_path / "images.npy", images)
+    p = one_json(xpnet("predict", "run", tmp_path / "rows.npy", tmp_path / "images.npy",
+                       "--backend", "numpy", "--json", cwd=trained.cwd))
+    preds = p["predictions"]
+    assert len(preds) == 9
+    expected = np.concatenate([_reference(trained, rows),
+                               _reference(trained, images.reshape(4, 64) / np.float32(255))])
+    assert [q["label"] for q in preds] == expected.tolist()
+    for q in preds:
+        assert q["class"] == str(q["label"]) and 0 < q["probability"] <= 1
+        assert len(q["top_k"]) == 3 and q["top_k"][0]["label"] == q["label"]
+        probs = [t["probability"] for t in q["top_k"]]
+        assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+    assert preds[0]["input"].endswith("rows.npy[0]")
+    text = ok(xpnet("predict", "run", tmp_path / "rows.npy", "--top-k", "1",
+                    "--backend", "numpy", cwd=trained.cwd)).stdout
+    assert "rows.npy[4]" in text
+
+
+def test_predict_png_and_inverted_png(trained, tmp_path):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    ds = xn.datasets.load("digits")
+    img = np.round(ds.x_test[0].reshape(8, 8) * 255).astype(np.uint8)
+    # 4x nearest upsampling; the 4x4 box filter used to shrink it back is exact
+    Image.fromarray(img).resize((32, 32), Image.NEAREST).save(tmp_path / "digit.png")
+    Image.fromarray(255 - img).resize((32, 32), Image.NEAREST).convert("RGB").save(
+        tmp_path / "dark-on-light.png")
+    p = one_json(xpnet("predict", "run", tmp_path / "digit.png",
+                       tmp_path / "dark-on-light.png", "--backend", "numpy", "--json",
+                       cwd=trained.cwd))
+    expected = int(_reference(trained, img.reshape(1, 64) / np.float32(255))[0])
+    first, second = p["predictions"]
+    assert first["label"] == expected and first["inverted"] is False
+    assert second["label"] == expected and second["inverted"] is True
+    assert second["probability"] == pytest.approx(first["probability"], rel=1e-5)
+
+
+def test_predict_idx(trained, tmp_path):
+    ds = xn.datasets.load("digits")
+    images = np.round(ds.x_test[:6] * 255).astype(np.uint8).reshape(6, 8, 8)
+    xn.datasets.write_idx(tmp_path / "few-images-idx3-ubyte.gz", images)
+    p = one_json(xpnet("predict", "run", tmp_path / "few-images-idx3-ubyte.gz", "--top-k",
+                       "20", "--backend", "numpy", "--json", cwd=trained.cwd))
+    assert [q["label"] for q in p["predictions"]] == _reference(
+        trained, images.reshape(6, 64) / np.float32(255)).tolist()
+    assert all(len(q["top_k"]) == 10 for q in p["predictions"])  # clipped to the classes
+
+
+# ------------------------------------------------------------------------------ info etc.
+@pytest.mark.slow  # probing the backends imports torch
+def test_info(tmp_path):
+    text = ok(xpnet("info", cwd=tmp_path)).stdout
+    assert xn.__version__ in text and "numpy" in text and "BLAS" in text
+    assert str(tmp_path / "cache") in text
+    info = one_json(xpnet("info", "--json", cwd=tmp_path))
+    assert info["versions"]["xpnet"] == xn.__version__
+    assert info["backends"]["numpy"]["available"] is True
+    assert info["backends"]["numpy"]["devices"] == ["cpu"]
+    for row in info["backends"].values():
+        assert row["available"] or row["reason"]
+    assert info["data_cache"]["dir"] == str(tmp_path / "cache")
+
+
+def test_help_and_version(tmp_path):
+    top = ok(xpnet("--help", cwd=tmp_path)).stdout
+    for word in ("train", "evaluate", "predict", "info", "download", "exit status", "130"):
+        assert word in top
+    train = ok(xpnet("train", "--help", cwd=tmp_path)).stdout
+    for flag in ("--dataset", "--resume", "--plot", "--json", "--early-stopping", "--threads"):
+        assert flag in train
+    assert ok(xpnet("--version", cwd=tmp_path)).stdout.strip() == f"xpnet {xn.__version__}"
+    proc = xpnet(cwd=tmp_path)
+    assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+def test_console_script(tmp_path):
+    exe = shutil.which("xpnet", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("the xpnet console script is not installed next to this Python")
+    proc = subprocess.run([exe, "--version"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0 and xn.__version__ in proc.stdout
+
+
+def test_main_returns_exit_code(capsys):
+    from xpnet.cli import main
+
+    assert main(["train", "--epochs", "0"]) == 2
+    assert main(["--version"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("xpnet: error: argument --epochs")
+
+
+# ------------------------------------------------------------------------------ errors
+def _corrupt_files(cwd: Path, model: Path) -> dict[str, Path]:
+    bad_model = cwd / "garbage.safetensors"
+    bad_model.write_bytes(os.urandom(3000))
+    truncated = cwd / "truncated.safetensors"
+    truncated.write_bytes(model.read_bytes()[:5000])
+    bad_data = cwd / "bad-idx"
+    bad_data.mkdir(exist_ok=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (bad_data / name).write_bytes(b"\x00\x00\x08\x03" + os.urandom(40))
+    bad_npy = cwd / "wrong-shape.npy"
+    np.save(bad_npy, np.zeros((3, 5), np.float32))
+    nan_npy = cwd / "nan.npy"
+    np.save(nan_npy, np.full((1, 64), np.nan, np.float32))
+    return {"bad_model": bad_model, "truncated": truncated, "bad_data": bad_data,
+            "bad_npy": bad_npy, "nan_npy": nan_npy}
+
+
+ERRORS = [
+    # (id, args, exit code, text in the message)
+    ("negative-lr", ["train", "--lr", "-1"], 2, "--lr: must be > 0"),
+    ("nan-lr", ["train", "--lr", "nan"], 2, "--lr: must be a finite number"),
+    ("zero-hidden", ["train", "--hidden", "0,5"], 2, "layer sizes must be positive"),
+    ("zero-epochs", ["train", "--epochs", "0"], 2, "--epochs: must be an integer >= 1"),
+    ("dropout", ["train", "--dropout", "1.5"], 2, "--dropout: must be >= 0 and < 1"),
+    ("val-split", ["train", "--val-split", "1"], 2, "--val-split"),
+    ("batch", ["train", "--batch-size", "x"], 2, "--batch-size: expected an integer"),
+    ("warmup", ["train", "--warmup-epochs", "5", "--epochs", "5"], 2, "--warmup-epochs 5"),
+    ("momentum-adam", ["train", "--momentum", "0.9"], 2, "--momentum applies to sgd"),
+    ("unknown-backend", ["train", "--backend", "tpu"], 2, "unknown backend 'tpu'"),
+    ("unknown-dataset", ["train", "--dataset", "imagenet"], 2, "unknown dataset 'imagenet'"),
+    ("unknown-command", ["fit"], 2, "invalid choice: 'fit'"),
+    ("unknown-flag", ["train", "--colour"], 2, "unrecognized arguments: --colour"),
+    ("resume-without-out", ["train", "--resume"], 2, "--resume needs --out"),
+    ("no-save-plot", ["train", "--no-save", "--plot"], 2, "--no-save cannot be combined"),
+    ("missing-dataset", ["train", "--dataset", "./no/such/folder"], 3, "no such file"),
+    ("corrupt-dataset", ["train", "--dataset", "{bad_data}"], 3, "bad-idx"),
+    ("nothing-to-resume", ["train", "--out", "empty", "--resume"], 3, "nothing to resume"),
+    ("no-gpu", ["train", "--backend", "cupy"], 4, "backend 'cupy' is not available"),
+    ("missing-model", ["evaluate", "nope.safetensors"], 3, "does not exist"),
+    ("garbage-model", ["evaluate", "{bad_model}"], 3, "not an xpnet checkpoint"),
+    ("truncated-model", ["evaluate", "{truncated}"], 3, "truncated.safetensors"),
+    ("model-folder-empty", ["evaluate", "empty"], 3, "without a model.safetensors"),
+    ("eval-wrong-data", ["evaluate", "run", "--dataset", "{bad_data}"], 3, "bad-idx"),
+    ("missing-input", ["predict", "run", "nope.npy"], 3, "input nope.npy does not exist"),
+    ("wrong-shape-input", ["predict", "run", "{bad_npy}"], 3, "has shape (3, 5)"),
+    ("nan-input", ["predict", "run", "{nan_npy}"], 3, "NaN"),
+    ("not-an-input", ["predict", "run", "{bad_model}"], 3, "not a .npy, IDX or image"),
+    ("top-k", ["predict", "run", "{nan_npy}", "--top-k", "0"], 2, "--top-k"),
+    ("download-name", ["download", "cifar"], 2, "invalid choice: 'cifar'"),
+]
+
+
+@pytest.mark.parametrize("args,code,text", [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS])
+def test_errors_are_one_line_with_exit_code(trained, args, code, text):
+    cwd = trained.cwd
+    (cwd / "empty").mkdir(exist_ok=True)
+    files = _corrupt_files(cwd, trained.out / "model.safetensors")
+    argv = [a.format(**files) for a in args]
+    proc = xpnet(*argv, cwd=cwd, XPNET_DISABLE_CUPY="1")
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xpnet: error: "), proc.stderr
+    assert text in lines[0]
+    assert proc.stdout == ""
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = xpnet("evaluate", "nope.safetensors", "--debug", cwd=tmp_path)
+    assert proc.returncode == 3
+    assert "Traceback" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("xpnet: error: ")
+
+
+def test_plot_without_matplotlib_fails_before_training(tmp_path):
+    shadow = tmp_path / "shadow" / "matplotlib"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('matplotlib hidden by the test')\n")
+    pythonpath = os.pathsep.join([str(tmp_path / "shadow"), os.environ.get("PYTHONPATH", "")])
+    proc = xpnet("train", "--plot", "--out", "r", cwd=tmp_path, PYTHONPATH=pythonpath)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("xpnet: error: --plot needs matplotlib: "
+                                   "pip install 'xpnet[plot]'")
+    assert not (tmp_path / "r").exists()
