@@ -15,6 +15,19 @@ import pytest
 import xpnet as xn
 
 ALL_BACKENDS = ("numpy", "array_api_strict", "torch", "cupy")
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several test workers share the cores: one BLAS thread each avoids the
+    # oversubscription that makes OpenBLAS's spinning threads 10x slower.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
 
