@@ -33,11 +33,7 @@ def accuracy(y_true: Any, y_pred: Any) -> Any:
     xp = _xp(y_true, y_pred)
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true has shape {tuple(y_true.shape)}, y_pred {tuple(y_pred.shape)}")
-    return xp.mean(xp.astype(y_true == y_pred, xp.float64 if _has_f64(xp) else xp.float32))
-
-
-def _has_f64(xp) -> bool:
-    return not array_api_compat.is_torch_namespace(xp) or True
+    return xp.mean(xp.astype(y_true == y_pred, xp.float64))
 
 
 def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> Any:
@@ -85,9 +81,10 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> Any:
     """
     xp = _xp(y_true, y_pred)
     classes = xp.arange(num_classes, device=y_true.device)
-    t = xp.astype(xp.reshape(y_true, (-1, 1)) == classes, xp.int64)
-    p = xp.astype(xp.reshape(y_pred, (-1, 1)) == classes, xp.int64)
-    return xp.matrix_transpose(t) @ p
+    # float matmul (exact for counts below 2**53): integer matmul is not supported everywhere
+    t = xp.astype(xp.reshape(y_true, (-1, 1)) == classes, xp.float64)
+    p = xp.astype(xp.reshape(y_pred, (-1, 1)) == classes, xp.float64)
+    return xp.astype(xp.round(xp.matrix_transpose(t) @ p), xp.int64)
 
 
 def log_loss(y_true: Any, proba: Any, eps: float = 1e-12) -> Any:
