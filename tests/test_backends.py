@@ -70,3 +70,23 @@ def test_foreign_array_is_refused_with_advice(backend):
     X = xn.get_backend(other).asarray(np.ones((2, 3), np.float32))
     with pytest.raises(TypeError, match=f"model lives on backend '{backend}'"):
         m.predict(X)
+
+
+def test_models_pickle_on_every_backend(backend, blobs):
+    import pickle
+
+    X, y = blobs
+    m = xn.MLP([4, 6, 3], backend=backend, seed=0)
+    m.fit(X, y, epochs=1, batch_size=64, verbose=0)
+    m2 = pickle.loads(pickle.dumps(m))
+    assert m2.backend == m.backend
+    assert m2.optimizer.state["step"] == m.optimizer.state["step"]
+    np.testing.assert_array_equal(xn.to_numpy(m2.predict(X)), xn.to_numpy(m.predict(X)))
+
+
+@pytest.mark.parametrize("bad", ["cuda:x", "gpu"])
+def test_cupy_device_strings_are_parsed_or_refused(bad):
+    if xn.backends.backend_status()["cupy"] is not None:
+        pytest.skip("needs a usable GPU to reach device parsing")
+    with pytest.raises(ValueError, match="bad device"):
+        xn.get_backend("cupy", bad)

@@ -119,6 +119,16 @@ class Backend:
                 f"dtype {name!r} is not available in backend {self.name!r}"
             ) from None
 
+    def __reduce__(self):
+        # namespaces are modules (not picklable): rebuild from the name and device
+        if self.name == "cupy":
+            dev: Any = getattr(self.device, "id", 0)
+        elif self.name == "array_api_strict":
+            dev = getattr(self.device, "_device", None) or str(self.device)
+        else:
+            dev = str(self.device)
+        return (get_backend, (self.name, dev))
+
     def owns(self, a: Any) -> bool:
         """Whether array ``a`` belongs to this backend's namespace and device."""
         try:
@@ -296,11 +306,24 @@ def get_backend(name: str | Backend = "auto", device: Any = None) -> Backend:
         import cupy
 
         idx = 0
-        if device is not None:
-            idx = int(str(device).replace("cuda", "").strip(":") or 0)
+        if isinstance(device, int) and not isinstance(device, bool):
+            idx = device
+        elif hasattr(device, "id"):  # a cupy.cuda.Device
+            idx = int(device.id)
+        elif device is not None:
+            text = str(device).strip().lower()
+            if text.startswith("cuda"):
+                text = text[4:].lstrip(":")
+            try:
+                idx = int(text or 0)
+            except ValueError:
+                raise BackendError(f"backend 'cupy': bad device {device!r}; use an int or "
+                                   "'cuda:N'") from None
         return Backend("cupy", xp, cupy.cuda.Device(idx))
     if name == "array_api_strict":
-        return Backend(name, xp, xp.Device("CPU_DEVICE") if device is None else device)
+        if device is None or isinstance(device, str):
+            device = xp.Device(device or "CPU_DEVICE")
+        return Backend(name, xp, device)
     if device not in (None, "cpu"):
         raise BackendError(f"backend 'numpy' runs on the CPU only, got device {device!r}")
     return Backend("numpy", xp, "cpu")
