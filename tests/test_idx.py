@@ -308,6 +308,11 @@ def test_limit_constant():
 
 # ------------------------------------------------------------------------------- fuzzing
 
+# 300 examples per fuzz test in CI; HYPOTHESIS_PROFILE=deep (x20) or XPNET_FUZZ_SCALE=<n>
+# for more on demand (the same knob as tests/test_fuzz_checkpoint.py).
+FUZZ_SCALE = int(os.environ.get(
+    "XPNET_FUZZ_SCALE", "20" if os.environ.get("HYPOTHESIS_PROFILE") == "deep" else "1"))
+
 _VALID = [
     idx_bytes(0x08, (2, 3), bytes(range(6))),
     idx_bytes(0x0C, (3,), struct.pack(">3i", 1, -1, 7)),
@@ -318,22 +323,33 @@ _SEEDS = _VALID + [gz(v) for v in _VALID]
 
 
 def _check_fuzz(blob: bytes) -> None:
+    read_idx(_VALID[0])  # warm up lazy imports before tracing
+    tracemalloc.start()
     try:
         out = read_idx(blob)
     except IDXError:
+        out = None
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    # never more than the input justifies (10x its size, plus 1 MiB of slack)
+    assert peak < 10 * len(blob) + 2**20, peak
+    if out is None:
         return
     assert isinstance(out, np.ndarray)
     assert 1 <= out.ndim <= 4
     assert out.dtype.isnative
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300 * FUZZ_SCALE, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=64))
 def test_fuzz_random_bytes(blob):
     _check_fuzz(blob)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300 * FUZZ_SCALE, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(_SEEDS),
     st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=4),

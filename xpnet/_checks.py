@@ -62,10 +62,28 @@ def _kind(a: Any) -> str:
             "array_api_strict": "array_api_strict"}.get(mod, mod)
 
 
+def _from_sequence(name: str, a: Any) -> Any:
+    """Turn a list/tuple into a NumPy array; a ragged or non-numeric one is refused by name."""
+    if not isinstance(a, (list, tuple)):
+        return a
+    try:
+        return np.asarray(a)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} could not be converted to an array ({exc}); "
+                         "pass a rectangular array of numbers") from None
+
+
+def _check_numeric(name: str, dname: str) -> None:
+    if dname.startswith("complex"):
+        raise TypeError(f"{name} has complex dtype {dname}; xpnet trains on real floats")
+    if dname not in ("bool", "float16", "float32", "float64", "bfloat16") \
+            and not dname.startswith(("int", "uint")):
+        raise TypeError(f"{name} has unsupported dtype {dname}; expected numbers")
+
+
 def to_backend(name: str, a: Any, backend: Backend) -> Any:
     """Return ``a`` on ``backend``: NumPy/lists are copied there once; foreign arrays refused."""
-    if isinstance(a, (list, tuple)):
-        a = np.asarray(a)
+    a = _from_sequence(name, a)
     if not _is_array(a):
         raise TypeError(f"{name} must be an array, got {type(a).__name__}")
     if isinstance(a, np.ndarray):
@@ -76,8 +94,10 @@ def to_backend(name: str, a: Any, backend: Backend) -> Any:
         return a
     theirs = backend_of(a)
     if theirs.name != backend.name:
+        kind = _kind(a)
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
         raise TypeError(
-            f"{name} is a {_kind(a)} array but the model lives on backend {backend.name!r}; "
+            f"{name} is {article} {kind} array but the model lives on backend {backend.name!r}; "
             f"pass a NumPy array, or move the model with model.to({theirs.name!r})"
         )
     raise TypeError(
@@ -93,8 +113,7 @@ def _host_view(a: Any) -> np.ndarray | None:
 def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
             name: str = "X") -> Any:
     """Validate features and return them on ``backend`` with the model's dtype."""
-    if isinstance(X, (list, tuple)):
-        X = np.asarray(X)
+    X = _from_sequence(name, X)
     if not _is_array(X):
         raise TypeError(f"{name} must be a 2-D float array, got {type(X).__name__}")
     if X.ndim != 2:
@@ -135,8 +154,7 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
 def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_outputs: int,
             name: str = "y") -> Any:
     """Validate targets for ``loss`` and return them on ``backend``."""
-    if isinstance(y, (list, tuple)):
-        y = np.asarray(y)
+    y = _from_sequence(name, y)
     if not _is_array(y):
         raise TypeError(f"{name} must be an array, got {type(y).__name__}")
     if y.ndim == 0 or y.ndim > 2:
@@ -144,8 +162,7 @@ def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_o
     if y.shape[0] != n_samples:
         raise ValueError(f"X has {n_samples} samples but {name} has {y.shape[0]}")
     dname = dtype_name(y.dtype)
-    if dname.startswith("complex"):
-        raise TypeError(f"{name} has complex dtype {dname}")
+    _check_numeric(name, dname)
     xp = backend.xp
     from .losses import SoftmaxCrossEntropy
 
@@ -178,4 +195,11 @@ def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_o
         yd = xp.astype(yd, target)
     if not bool(xp.all(xp.isfinite(yd))):
         raise ValueError(f"{name} contains NaN or infinite values")
+    if loss.classification:
+        lo, hi = float(xp.min(yd)), float(xp.max(yd))
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                f"{name} has values in [{lo:g}, {hi:g}]; {loss.name} targets "
+                f"(0/1 labels or probabilities) must be in [0, 1]"
+            )
     return yd

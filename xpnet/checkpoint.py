@@ -166,6 +166,8 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a file (a checkpoint is one .safetensors file)")
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
@@ -193,8 +195,82 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 def _json(meta: dict, key: str, path: Path) -> Any:
     try:
         return json.loads(meta[key])
-    except (KeyError, json.JSONDecodeError) as exc:
+    except (KeyError, ValueError, RecursionError) as exc:  # ValueError: JSON, huge ints
         raise CheckpointError(f"{path}: metadata {key!r} is missing or not JSON ({exc})") from None
+
+
+# Errors a hostile or corrupted manifest can provoke while rebuilding objects from it.
+_CONFIG_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
+                  RecursionError)
+
+
+def _check_dense_shapes(config: Any, tensors: dict, path: Path) -> None:
+    """Compare the manifest's Dense shapes with the file's tensors before allocating anything.
+
+    Building the model initialises its parameters, so a manifest that lies
+    (``in_features`` or ``units`` of 10**9 in a small file) would allocate
+    far more than the file holds. Built-in layers are checked here; the only
+    built-in layer with parameters is :class:`~xpnet.Dense`.
+    """
+    from . import _checks
+    from .layers import Dense, layer_from_config
+
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise CheckpointError(f"{path}: bad model architecture in metadata: model config must "
+                              "be a dict with a 'layers' list")
+    try:
+        n = _checks.check_int("in_features", config.get("in_features"))
+        layers = [layer_from_config(c) for c in config["layers"]]
+    except _CONFIG_ERRORS as exc:
+        raise CheckpointError(f"{path}: bad model architecture in metadata: {exc}") from None
+    for i, layer in enumerate(layers):
+        if type(layer) is Dense:
+            need = {"W": (n, layer.units)}
+            if layer.bias:
+                need["b"] = (layer.units,)
+            for name, shape in need.items():
+                key = f"{_PARAM}{i}.{name}"
+                if key not in tensors:
+                    raise CheckpointError(f"{path}: tensors do not match the architecture "
+                                          f"(missing [{key!r}])")
+                got = tuple(tensors[key].shape)
+                if got != shape:
+                    raise CheckpointError(f"{path}: tensor {key!r} has shape {got}, the "
+                                          f"architecture needs {shape}")
+        try:
+            n = layer.out_features(n)
+        except _CONFIG_ERRORS as exc:
+            raise CheckpointError(f"{path}: bad model architecture in metadata: {exc}") from None
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise CheckpointError(f"{path}: bad model architecture in metadata: layer {i} "
+                                  f"gives {n!r} features")
+
+
+def _check_training(training: Any, path: Path) -> None:
+    """The training record must have the types ``fit(resume=...)`` relies on."""
+    if not isinstance(training, dict):
+        raise CheckpointError(f"{path}: training record must be a JSON object, got "
+                              f"{type(training).__name__}")
+    for key in ("epoch", "step", "seed", "seen"):
+        v = training.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise CheckpointError(f"{path}: training record {key!r} must be an int >= 0, "
+                                  f"got {v!r}")
+    for key in ("run_loss", "run_correct"):
+        v = training.get(key, 0.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise CheckpointError(f"{path}: training record {key!r} must be a number, got {v!r}")
+    if not isinstance(training.get("history", {}), dict):
+        raise CheckpointError(f"{path}: training record 'history' must be a JSON object")
+    from .random import RNG
+
+    for key in ("rng", "epoch_rng"):
+        if training.get(key) is not None:
+            try:
+                RNG(0).set_state(training[key])
+            except _CONFIG_ERRORS as exc:
+                raise CheckpointError(f"{path}: training record {key!r} is not a generator "
+                                      f"state: {exc}") from None
 
 
 def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
@@ -222,6 +298,8 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
     from .model import Sequential
     from .optimizers import optimizer_from_config
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
     be = get_backend(backend, device)
     tensors, meta = _read(path)
@@ -233,9 +311,10 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
         raise CheckpointError(f"{path}: checkpoint format version {meta.get('format_version')!r} "
                               f"is not supported (expected {FORMAT_VERSION})")
     config = _json(meta, "model", path)
+    _check_dense_shapes(config, tensors, path)
     try:
         model = Sequential.from_config(config, backend=be)
-    except (ValueError, TypeError, KeyError) as exc:
+    except _CONFIG_ERRORS as exc:
         raise CheckpointError(f"{path}: bad model architecture in metadata: {exc}") from None
     expected = {_PARAM + k: v for k, v in model.params.items()}
     got = {k for k in tensors if k.startswith(_PARAM)}
@@ -264,21 +343,31 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
         om = _json(meta, "optimizer", path)
         try:
             optimizer = optimizer_from_config(om["class"], om["config"])
-        except (ValueError, TypeError, KeyError) as exc:
+        except _CONFIG_ERRORS as exc:
             raise CheckpointError(f"{path}: bad optimizer metadata: {exc}") from None
         if "step" in om:
-            state: dict = {"step": int(om["step"])}
-            for slot in om.get("slots", []):
+            step, slots = om["step"], om.get("slots", [])
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise CheckpointError(f"{path}: bad optimizer metadata: step must be an int "
+                                      f">= 0, got {step!r}")
+            if not isinstance(slots, list) or sorted(map(str, slots)) != sorted(optimizer.slots):
+                raise CheckpointError(f"{path}: bad optimizer metadata: slots {slots!r}, "
+                                      f"{type(optimizer).__name__} has {list(optimizer.slots)}")
+            state: dict = {"step": step}
+            for slot in slots:
                 state[slot] = {}
                 for k, ref in model.params.items():
                     name = f"{_OPT}{slot}/{k}"
-                    if name not in tensors or tuple(tensors[name].shape) != tuple(ref.shape):
+                    if name not in tensors or tuple(tensors[name].shape) != tuple(ref.shape) \
+                            or str(tensors[name].dtype) != model.dtype_name:
                         raise CheckpointError(f"{path}: optimizer tensor {name!r} is missing or "
-                                              "has the wrong shape")
+                                              "has the wrong shape or dtype")
                     state[slot][k] = be.asarray(tensors[name], dtype=dtype)
             optimizer.state = state
         model.optimizer = optimizer
     training = _json(meta, "training", path) if "training" in meta else None
+    if training is not None:
+        _check_training(training, path)
     info = {k: v for k, v in meta.items() if k not in ("model", "optimizer", "training", "user")}
     if "user" in meta:
         info["user"] = _json(meta, "user", path)

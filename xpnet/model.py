@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import numbers
 from typing import Any
 
 from . import _checks
@@ -336,13 +337,24 @@ class Sequential:
         return self
 
     def set_params(self, params: dict[str, Any]) -> None:
-        """Replace the parameters (same keys and shapes), moving NumPy arrays to the device."""
+        """Replace the parameters (same keys and shapes), moving NumPy arrays to the device.
+
+        Every value is checked (an array, a real float dtype, the right shape,
+        finite) before anything is replaced.
+        """
+        if not isinstance(params, dict):
+            raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
         if set(params) != set(self.params):
             raise ValueError(
                 f"parameter names differ: expected {sorted(self.params)}, got {sorted(params)}"
             )
         new = {}
         for k, v in params.items():
+            if not _checks._is_array(v):
+                raise TypeError(f"parameter {k!r} must be an array, got {type(v).__name__}")
+            dname = _checks.dtype_name(v.dtype)
+            if dname not in ("float16", "float32", "float64", "bfloat16"):
+                raise TypeError(f"parameter {k!r} has dtype {dname}; expected float32 or float64")
             if tuple(v.shape) != tuple(self.params[k].shape):
                 raise ValueError(
                     f"parameter {k!r} has shape {tuple(v.shape)}, expected "
@@ -351,6 +363,8 @@ class Sequential:
             new[k] = _checks.to_backend(f"params[{k!r}]", v, self.backend)
             if new[k].dtype != self.dtype:
                 new[k] = self.xp.astype(new[k], self.dtype)
+            if not bool(self.xp.all(self.xp.isfinite(new[k]))):
+                raise ValueError(f"parameter {k!r} contains NaN or infinite values")
         self.params = {k: new[k] for k in self.params}
 
     # -- config --------------------------------------------------------------
@@ -446,8 +460,9 @@ def MLP(sizes: list[int], *, activation: str = "relu", dropout: float = 0.0,
     if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
         raise ValueError(f"sizes must list at least input and output sizes, got {sizes!r}")
     for i, s in enumerate(sizes):
-        if isinstance(s, bool) or not isinstance(s, int) or s <= 0:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0:
             raise ValueError(f"sizes[{i}] must be a positive int, got {s!r}")
+    sizes = [int(s) for s in sizes]
     if activation not in ACTIVATIONS:
         raise ValueError(
             f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}"

@@ -8,6 +8,7 @@ it), so published hyper-parameters carry over.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import array_api_compat
@@ -37,7 +38,7 @@ def _xp(a):
 
 def _finite(name: str, value, *, low: float = 0.0, high: float | None = None,
             low_inclusive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     bad_low = value < low if low_inclusive else value <= low
     if bad_low or (high is not None and value >= high):
@@ -125,8 +126,8 @@ class Optimizer:
 
     def __init__(self, lr=1e-3, *, weight_decay: float = 0.0, clip_norm: float | None = None,
                  clip_value: float | None = None):
-        if isinstance(lr, (int, float)) and not isinstance(lr, bool):
-            _finite("lr", lr, low=0.0, low_inclusive=False)
+        if isinstance(lr, numbers.Real) and not isinstance(lr, bool):
+            lr = _finite("lr", lr, low=0.0, low_inclusive=False)
         elif not callable(lr):
             raise ValueError(f"lr must be a positive float or a schedule, got {lr!r}")
         self.lr = get_schedule(lr)

@@ -7,6 +7,7 @@ themselves as JSON (``get_config``) so checkpoints can rebuild them.
 from __future__ import annotations
 
 import math
+import numbers
 
 __all__ = [
     "Schedule",
@@ -21,7 +22,7 @@ __all__ = [
 
 
 def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
@@ -29,9 +30,9 @@ def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> flo
 
 
 def _check_steps(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+    return int(value)
 
 
 class Schedule:
@@ -147,6 +148,8 @@ class CosineDecay(Schedule):
         self.lr = _check_positive("lr", lr)
         self.total_steps = _check_steps("total_steps", total_steps)
         self.min_lr = _check_positive("min_lr", min_lr, allow_zero=True)
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr must be <= lr ({self.lr!r}), got {min_lr!r}")
 
     def __call__(self, step: int) -> float:
         t = min(step, self.total_steps) / self.total_steps
@@ -177,6 +180,8 @@ class LinearWarmup(Schedule):
         self.after = get_schedule(after)
         self.warmup_steps = _check_steps("warmup_steps", warmup_steps)
         self.start_factor = _check_positive("start_factor", start_factor, allow_zero=True)
+        if self.start_factor > 1.0:
+            raise ValueError(f"start_factor must be in [0, 1], got {start_factor!r}")
 
     def __call__(self, step: int) -> float:
         if step >= self.warmup_steps:
