@@ -178,3 +178,17 @@ def test_custom_layer_needs_registration(tmp_path):
         xn.load(p, backend="numpy")
     xn.register_layer(Twice)
     assert isinstance(xn.load(p, backend="numpy").layers[1], Twice)
+
+
+def test_stale_temp_files_of_killed_saves_are_cleaned(tmp_path, blobs):
+    import time
+
+    m = _trained("numpy", blobs)
+    old = tmp_path / ".m.safetensors.abc123.tmp"
+    old.write_bytes(b"partial")
+    hour_ago = time.time() - 7200
+    os.utime(old, (hour_ago, hour_ago))
+    fresh = tmp_path / ".m.safetensors.def456.tmp"  # maybe another process's save in flight
+    fresh.write_bytes(b"partial")
+    xn.save(m, tmp_path / "m.safetensors")
+    assert not old.exists() and fresh.exists()

@@ -244,3 +244,23 @@ def test_nonfinite_device_path_without_host_sync(policy, backend, blobs, monkeyp
         for k in ref.params:
             np.testing.assert_allclose(xn.to_numpy(m.params[k]), xn.to_numpy(ref.params[k]),
                                        rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(display_interval=-1.0), "display_interval must be >= 0"),
+    (dict(display_interval=float("nan")), "display_interval must be finite"),
+    (dict(shuffle="yes"), "shuffle must be True or False"),
+    (dict(resume="abc"), "resume must be the 'training' dict"),
+    (dict(callbacks=42), "callbacks must be a list"),
+])
+def test_more_bad_fit_arguments(kwargs, match, blobs):
+    X, y = blobs
+    with pytest.raises((ValueError, TypeError), match=match):
+        xn.MLP([4, 3], backend="numpy").fit(X, y, verbose=0, **kwargs)
+
+
+def test_single_callback_is_accepted(tmp_path, blobs):
+    X, y = blobs
+    xn.MLP([4, 3], backend="numpy").fit(X, y, epochs=1, verbose=0,
+                                        callbacks=xn.CSVLogger(tmp_path / "log.csv"))
+    assert (tmp_path / "log.csv").exists()

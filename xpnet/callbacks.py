@@ -82,7 +82,8 @@ class EarlyStopping(Callback):
                  mode: str = "auto", restore_best_weights: bool = True):
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"patience must be an int >= 0, got {patience!r}")
-        if not math.isfinite(min_delta) or min_delta < 0:
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) \
+                or not math.isfinite(min_delta) or min_delta < 0:
             raise ValueError(f"min_delta must be a finite float >= 0, got {min_delta!r}")
         self.monitor = monitor
         self.patience = patience

@@ -56,8 +56,20 @@ class Checkpoint:
     metadata: dict = field(default_factory=dict)
 
 
+def _remove_stale_temps(path: Path, older_than: float = 3600.0) -> None:
+    """Delete temp files of earlier saves to ``path`` killed mid-write (older than an hour)."""
+    now = time.time()
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > older_than:
+                tmp.unlink()
+        except OSError:
+            pass
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     parent = path.parent
+    _remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -186,7 +186,19 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
         raise ValueError(f"verbose must be 0 or 1, got {verbose!r}")
     if seed is not None:
         seed = _checks.check_int("seed", seed, minimum=0)
+    if isinstance(callbacks, Callback):
+        callbacks = [callbacks]
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a list of Callback objects, got "
+                        f"{type(callbacks).__name__}")
     callbacks = list(callbacks or [])
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+    display_interval = _checks.check_float("display_interval", display_interval, low=0.0,
+                                           high=None)
+    if resume is not None and not (isinstance(resume, dict) and "epoch" in resume):
+        raise TypeError("resume must be the 'training' dict of a checkpoint "
+                        "(xpnet.load_checkpoint(path).training)")
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks must be xpnet Callback objects, got {type(cb).__name__}")
