@@ -264,3 +264,27 @@ def test_single_callback_is_accepted(tmp_path, blobs):
     xn.MLP([4, 3], backend="numpy").fit(X, y, epochs=1, verbose=0,
                                         callbacks=xn.CSVLogger(tmp_path / "log.csv"))
     assert (tmp_path / "log.csv").exists()
+
+
+def test_loss_and_grads_without_value_scans_has_no_host_reads(backend, blobs, monkeypatch):
+    """check_values=False: no value is read back from device arrays (no sync on a GPU)."""
+    X, y = blobs
+    m = xn.MLP([4, 8, 3], backend=backend, seed=0)
+    Xd, yd = m.backend.asarray(X, dtype=m.dtype), m.backend.asarray(y)
+    ref_loss, ref_grads = m.loss_and_grads(Xd, yd)
+    reads = []
+    xp = m.backend.xp
+    for name in ("all", "min"):  # (max is also used by the softmax itself)
+        orig = getattr(xp, name)
+
+        def counting(*a, _orig=orig, **k):
+            reads.append(1)
+            return _orig(*a, **k)
+
+        monkeypatch.setattr(xp, name, counting)
+    loss, grads = m.loss_and_grads(Xd, yd, check_values=False)
+    if backend != "numpy":
+        assert reads == []
+    assert float(loss) == float(ref_loss)
+    for k in grads:
+        np.testing.assert_array_equal(xn.to_numpy(grads[k]), xn.to_numpy(ref_grads[k]))

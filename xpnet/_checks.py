@@ -111,8 +111,11 @@ def _host_view(a: Any) -> np.ndarray | None:
 
 
 def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
-            name: str = "X") -> Any:
-    """Validate features and return them on ``backend`` with the model's dtype."""
+            name: str = "X", *, values: bool = True) -> Any:
+    """Validate features and return them on ``backend`` with the model's dtype.
+
+    ``values=False`` skips the NaN/inf scan of device arrays (a device-to-host sync).
+    """
     X = _from_sequence(name, X)
     if not _is_array(X):
         raise TypeError(f"{name} must be a 2-D float array, got {type(X).__name__}")
@@ -146,14 +149,19 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
     target = backend.dtype(dtype)
     if Xd.dtype != target:
         Xd = xp.astype(Xd, target)
-    if host is None and not bool(xp.all(xp.isfinite(Xd))):
+    if values and host is None and not bool(xp.all(xp.isfinite(Xd))):
         raise ValueError(f"{name} contains NaN or infinite values; clean the data first")
     return Xd
 
 
 def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_outputs: int,
-            name: str = "y") -> Any:
-    """Validate targets for ``loss`` and return them on ``backend``."""
+            name: str = "y", *, values: bool = True) -> Any:
+    """Validate targets for ``loss`` and return them on ``backend``.
+
+    ``values=False`` skips the checks that read values (label range, NaN, [0, 1]) for
+    arrays already on a device, where each would be a device-to-host sync.
+    """
+    values = values or isinstance(y, (np.ndarray, list, tuple))
     y = _from_sequence(name, y)
     if not _is_array(y):
         raise TypeError(f"{name} must be an array, got {type(y).__name__}")
@@ -173,7 +181,7 @@ def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_o
                 f"(convert with y.astype('int64'))"
             )
         yd = to_backend(name, y, backend)
-        lo, hi = int(xp.min(yd)), int(xp.max(yd))
+        lo, hi = (int(xp.min(yd)), int(xp.max(yd))) if values else (0, 0)
         if lo < 0 or hi >= n_outputs:
             raise ValueError(
                 f"{name} has labels in [{lo}, {hi}] but the model has {n_outputs} classes "
@@ -193,9 +201,9 @@ def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_o
     target = backend.dtype(dtype)
     if yd.dtype != target:
         yd = xp.astype(yd, target)
-    if not bool(xp.all(xp.isfinite(yd))):
+    if values and not bool(xp.all(xp.isfinite(yd))):
         raise ValueError(f"{name} contains NaN or infinite values")
-    if loss.classification:
+    if values and loss.classification:
         lo, hi = float(xp.min(yd)), float(xp.max(yd))
         if lo < 0.0 or hi > 1.0:
             raise ValueError(

@@ -171,7 +171,8 @@ class Sequential:
         return value, self._backward(caches, dout), out
 
     def loss_and_grads(self, X: Any, y: Any, loss: str | Loss | None = None, *,
-                       train: bool = True) -> tuple[Any, dict[str, Any]]:
+                       train: bool = True, check_values: bool = True
+                       ) -> tuple[Any, dict[str, Any]]:
         """Mean loss on ``(X, y)`` and its gradient w.r.t. every parameter.
 
         The building block for custom training loops. The loss stays a 0-d
@@ -186,6 +187,12 @@ class Sequential:
             Defaults to the model's loss.
         train : bool
             Training mode (dropout active). Use ``False`` for gradient checks.
+        check_values : bool
+            Scan device arrays for NaN/inf and out-of-range labels. Each scan
+            reads a value back from the device (a sync); in a GPU training
+            loop over data you already checked, pass ``False`` to keep the
+            step free of syncs. Shapes and dtypes are always checked, and
+            NumPy inputs are always scanned (on the host, before moving).
 
         Returns
         -------
@@ -202,9 +209,10 @@ class Sequential:
         True
         """
         loss_obj = self.loss if loss is None else get_loss(loss)
-        Xd = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
+        Xd = _checks.check_X(X, self.backend, self.dtype_name, self.in_features,
+                             values=check_values)
         yd = _checks.check_y(y, self.backend, self.dtype_name, Xd.shape[0], loss_obj,
-                             self.out_features)
+                             self.out_features, values=check_values)
         value, grads, _ = self._loss_grads_out(Xd, yd, loss_obj, train=train)
         return value, grads
 
