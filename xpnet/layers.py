@@ -162,8 +162,9 @@ class ReLU(Layer):
         return y, y
 
     def backward(self, params, cache, dy):
-        xp = _xp(dy)
-        return xp.where(cache > 0, dy, 0.0), {}
+        # cache is the output (>= 0), so sign(cache) is the 0/1 mask; a multiply by it
+        # is several times faster than where(cache > 0, dy, 0) on NumPy
+        return dy * _xp(dy).sign(cache), {}
 
 
 class LeakyReLU(Layer):

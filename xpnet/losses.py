@@ -28,6 +28,12 @@ def _xp(a):
     return array_api_compat.array_namespace(a)
 
 
+def _index_assignable(a: Any) -> bool:
+    """Whether ``a[int_array, int_array] -= v`` works in place (NumPy, CuPy, PyTorch)."""
+    return (array_api_compat.is_numpy_array(a) or array_api_compat.is_cupy_array(a)
+            or array_api_compat.is_torch_array(a))
+
+
 def log_softmax(z: Any) -> Any:
     """Stable log-softmax over the last axis.
 
@@ -112,22 +118,26 @@ class SoftmaxCrossEntropy(Loss):
         sum_e = xp.sum(e, axis=1, keepdims=True)
         lse = xp.log(sum_e)
         if target.ndim == 1:
-            hit = xp.reshape(target, (n, 1)) == xp.arange(k, dtype=target.dtype,
-                                                          device=array_api_compat.device(target))
-            picked = xp.sum(xp.where(hit, s, 0.0), axis=1, keepdims=True)
+            picked = xp.take_along_axis(s, xp.reshape(target, (n, 1)), axis=1)
             loss = xp.mean(lse - picked)
             if not need_grad:
                 return loss, None
             p = e / sum_e
-            grad = xp.where(hit, p - 1.0, p) / float(n)
-        else:
-            logp = s - lse
-            loss = -xp.sum(target * logp) / float(n)
-            if not need_grad:
-                return loss, None
-            p = e / sum_e
-            grad = (p * xp.sum(target, axis=1, keepdims=True) - target) / float(n)
-        return loss, grad
+            if _index_assignable(p):
+                # subtract 1 at each row's label in place: no one-hot matrix at all
+                rows = xp.arange(n, device=array_api_compat.device(target))
+                p[rows, target] -= 1.0
+                p *= 1.0 / n
+                return loss, p
+            hit = xp.reshape(target, (n, 1)) == xp.arange(
+                k, dtype=target.dtype, device=array_api_compat.device(target))
+            return loss, (p - xp.astype(hit, p.dtype)) * (1.0 / n)
+        logp = s - lse
+        loss = -xp.sum(target * logp) / float(n)
+        if not need_grad:
+            return loss, None
+        p = e / sum_e
+        return loss, (p * xp.sum(target, axis=1, keepdims=True) - target) / float(n)
 
     def output_transform(self, output):
         return softmax(output)
