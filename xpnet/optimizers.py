@@ -376,18 +376,21 @@ class Adam(Optimizer):
                 g = g + self.weight_decay * p
         m = b1 * slots["exp_avg"] + (1.0 - b1) * g
         v = b2 * slots["exp_avg_sq"] + (1.0 - b2) * (g * g)
-        bc1 = 1.0 - b1**t
-        bc2 = 1.0 - b2**t
-        denom = _xp(v).sqrt(v) / math.sqrt(bc2) + self.eps
-        return p - (lr / bc1) * (m / denom), {"exp_avg": m, "exp_avg_sq": v}
+        # torch's  p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps),  rearranged to save a
+        # pass over the parameters: p -= (lr/bc1*sqrt(bc2)) * m / (sqrt(v) + eps*sqrt(bc2))
+        sqrt_bc2 = math.sqrt(1.0 - b2**t)
+        step_size = lr / (1.0 - b1**t) * sqrt_bc2
+        denom = _xp(v).sqrt(v) + self.eps * sqrt_bc2
+        return p - step_size * (m / denom), {"exp_avg": m, "exp_avg_sq": v}
 
     def _kernel(self, lr, t):
         import numpy as np
 
         b1, b2 = self.betas
         wd, decoupled, eps = self.weight_decay, self.decoupled, self.eps
-        step_size = lr / (1.0 - b1**t)
         sqrt_bc2 = math.sqrt(1.0 - b2**t)
+        step_size = lr / (1.0 - b1**t) * sqrt_bc2  # same arithmetic as _update_one
+        eps_scaled = eps * sqrt_bc2
         c1, c2, decay = 1.0 - b1, 1.0 - b2, 1.0 - lr * wd
 
         def k(p, g, m, v, tmp):
@@ -405,8 +408,7 @@ class Adam(Optimizer):
             tmp *= c2
             v += tmp
             np.sqrt(v, out=tmp)
-            tmp /= sqrt_bc2
-            tmp += eps
+            tmp += eps_scaled
             np.divide(m, tmp, out=tmp)
             tmp *= step_size
             p -= tmp
