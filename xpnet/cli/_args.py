@@ -1,0 +1,377 @@
+"""The interface of the ``xpnet`` command: defaults, exit codes, flags and their checks.
+
+Everything a user can type or read back is defined here: :data:`DEFAULTS`,
+:data:`EXIT_CODES`, the names of the files a run writes, the argument parser and the
+per-flag value checks. No data, device or file is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+__all__ = ["DEFAULTS", "EXIT_CODES", "CLIError", "build_parser"]
+
+# -----------------------------------------------------------------------------------------
+# Defaults: the one place to change them. Lookup order for every `train` setting: the
+# flag on the command line; when resuming, the value the run was started with; the
+# entry of the dataset below; then "train". The learning rate, weight decay and momentum
+# fall back to the optimizer's entry when neither the flag nor the dataset sets them, and a
+# dataset's "lr" applies only while its default optimizer is in use (see
+# `_settings.resolve`).
+# -----------------------------------------------------------------------------------------
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "train": {
+        "dataset": "digits",
+        "backend": "auto",
+        "hidden": (512, 256),
+        "activation": "relu",
+        "dropout": 0.3,
+        "optimizer": "adam",
+        "schedule": "cosine",
+        "warmup_epochs": 0,
+        "batch_size": 128,
+        "epochs": 30,
+        "seed": 0,
+        "dtype": "float32",
+        "val_split": 0.1,
+        "early_stopping": 0,
+        "threads": "auto",
+    },
+    # per dataset (paths use "train"; a folder whose files are MNIST's uses "mnist")
+    "digits": {"batch_size": 64, "epochs": 20},
+    "mnist": {"epochs": 30},
+    "fashion-mnist": {"epochs": 30},
+    # per optimizer
+    "optimizers": {
+        "adam": {"lr": 2e-3, "weight_decay": 0.0},
+        "adamw": {"lr": 1e-3, "weight_decay": 0.01},
+        "sgd": {"lr": 0.05, "weight_decay": 0.0, "momentum": 0.9},
+        "rmsprop": {"lr": 1e-3, "weight_decay": 0.0, "momentum": 0.0},
+    },
+}
+
+# --threads auto: below this much work per step (batch size x parameters), CPU backends
+# run with one BLAS/OpenMP thread. Small matrices gain nothing from more threads, and
+# OpenBLAS's spinning worker threads make such steps 10-20x slower when the cores are
+# shared with other processes (measured on a 2-core machine).
+AUTO_ONE_THREAD_BELOW = 50_000_000
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DATA, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+#: Exit status -> meaning (also printed by ``--help``).
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_FAILURE: "runtime failure (training diverged, out of memory, internal error)",
+    EXIT_USAGE: "usage error: bad flag or value, missing optional dependency",
+    EXIT_DATA: "data or file problem: missing/corrupted dataset, model or input file",
+    EXIT_BACKEND: "backend unavailable (e.g. --backend cupy without a usable GPU)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); a run with an output folder can be resumed",
+}
+
+DATASETS = ("digits", "mnist", "fashion-mnist")
+DATASET_ALIASES = {"digits": "digits", "mnist": "mnist", "fashion-mnist": "fashion-mnist",
+                   "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
+BACKENDS = ("auto", "numpy", "cupy", "torch", "array_api_strict")
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "step", "exponential")
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
+# The files of a run folder.
+MODEL_FILE, RUN_FILE, CURVES_FILE, CONFUSION_FILE = (
+    "model.safetensors", "run.json", "curves.png", "confusion.png")
+
+
+class CLIError(Exception):
+    """An error the command reports as one line, with its exit status.
+
+    Parameters
+    ----------
+    message : str
+        The line printed after ``xpnet: error:``; it says what is wrong and how to fix it.
+    code : int, optional
+        The exit status, one of :data:`EXIT_CODES` (default: 2, a usage error).
+
+    Examples
+    --------
+    >>> from xpnet.cli._args import CLIError
+    >>> err = CLIError("model file m.safetensors does not exist", 3)
+    >>> err.code, str(err)
+    (3, 'model file m.safetensors does not exist')
+    """
+
+    def __init__(self, message: str, code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.code = code
+
+
+# ----------------------------------------------------------------------------- values
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (raised as CLIError, exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CLIError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type=`` that accepts integers >= `minimum`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _float_in(low: float, high: float | None = None, *, low_open: bool = False,
+              high_open: bool = True) -> Callable[[str], float]:
+    """An argparse ``type=`` that accepts finite floats between `low` and `high`."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        bad_low = value < low or (low_open and value == low)
+        bad_high = high is not None and (value > high or (high_open and value == high))
+        if bad_low or bad_high:
+            lo = f"{'>' if low_open else '>='} {low:g}"
+            rng = lo if high is None else f"{lo} and {'<' if high_open else '<='} {high:g}"
+            raise argparse.ArgumentTypeError(f"must be {rng}, got {text}")
+        return value
+    return parse
+
+
+def _hidden_sizes(text: str) -> tuple[int, ...]:
+    """--hidden: '512,256' -> (512, 256); 'none' or '' -> ()."""
+    text = text.strip()
+    if text.lower() in ("", "none"):
+        return ()
+    sizes = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            size = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated layer sizes such as 512,256, got {text!r}") from None
+        if size < 1:
+            raise argparse.ArgumentTypeError(
+                f"layer sizes must be positive integers, got {size} in {text!r}")
+        sizes.append(size)
+    return tuple(sizes)
+
+
+def _threads(text: str) -> str | int:
+    """--threads: 'auto' or an integer >= 1."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return _int_at_least(1)(text)
+
+
+def _backend_name(text: str) -> str:
+    """--backend: a known backend name, optionally with ':device' (torch:cuda)."""
+    name = text.strip().lower().replace("-", "_")
+    base = name.split(":", 1)[0]
+    if base not in BACKENDS:
+        raise argparse.ArgumentTypeError(
+            f"unknown backend {text!r}; choose one of: {', '.join(BACKENDS)} "
+            "(torch:cuda selects a device)")
+    return name
+
+
+# ----------------------------------------------------------------------------- help text
+def _epilog() -> str:
+    lines = ["exit status:"]
+    lines += [f"  {code:<4} {text}" for code, text in EXIT_CODES.items()]
+    return "\n".join(lines)
+
+
+def _dflt(key: str) -> str:
+    """'default: X' text for help, listing per-dataset values that differ."""
+    base = DEFAULTS["train"].get(key)
+    per = {d: DEFAULTS[d][key] for d in DATASETS if key in DEFAULTS.get(d, {})}
+
+    def fmt(v: Any) -> str:
+        return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+    if not per:
+        return f"default: {fmt(base)}"
+    parts = [f"{d} {fmt(v)}" for d, v in per.items()]
+    if any(d not in per for d in DATASETS) or base is not None:
+        parts.append(f"otherwise {fmt(base)}")
+    return "default: " + ", ".join(parts)
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``xpnet`` command.
+
+    A bad flag or value raises :class:`CLIError` (exit status 2) with a one-line message
+    instead of printing usage and exiting; ``--help`` and ``--version`` still raise
+    ``SystemExit(0)``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser, with one subparser per command (``train``, ``evaluate``, ``predict``,
+        ``info``, ``download``); the chosen command is ``args.command``.
+
+    Examples
+    --------
+    >>> from xpnet.cli import build_parser
+    >>> args = build_parser().parse_args(["train", "--hidden", "64,32", "--epochs", "5"])
+    >>> args.command, args.hidden, args.epochs, args.lr
+    ('train', (64, 32), 5, None)
+    """
+    from .. import __version__
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    # a _Parser like the subparsers, so it can be their parent
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error")
+
+    parser = _Parser(
+        prog="xpnet", formatter_class=fmt, epilog=_epilog(),
+        description="Train, evaluate and use multilayer perceptrons on NumPy, CuPy or "
+                    "PyTorch.\nStart with `xpnet train`: it trains on the bundled 8x8 "
+                    "digits in seconds.")
+    parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    # ---- train
+    t = sub.add_parser(
+        "train", parents=[common], formatter_class=fmt, epilog=_epilog(),
+        help="train a model on a dataset", description=(
+            "Train an MLP and save it, with its optimizer state, in an output folder.\n"
+            "Without --out, each run gets a new folder runs/<dataset>-<date>-<time>.\n"
+            "Flags left out take per-dataset defaults (or, with --resume, the values the "
+            "run was started with)."))
+    g = t.add_argument_group("data")
+    g.add_argument("--dataset", metavar="NAME|PATH",
+                   help="digits (bundled), mnist, fashion-mnist, a folder of the four IDX "
+                        "files, or an .npz with x_train/y_train/x_test/y_test "
+                        "(default: digits)")
+    g.add_argument("--data-dir", metavar="DIR",
+                   help="folder holding (or to receive) the MNIST/Fashion-MNIST files "
+                        "(default: the cache, see `xpnet info`)")
+    g.add_argument("--val-split", type=_float_in(0.0, 1.0), metavar="F",
+                   help=f"fraction of the training set held out for validation, chosen at "
+                        f"random from --seed; 0 disables ({_dflt('val_split')})")
+    g = t.add_argument_group("model")
+    g.add_argument("--hidden", type=_hidden_sizes, metavar="N,N,...",
+                   help=f"hidden layer sizes; 'none' for softmax regression "
+                        f"({_dflt('hidden')})")
+    g.add_argument("--activation", choices=ACTIVATIONS, help=f"({_dflt('activation')})")
+    g.add_argument("--dropout", type=_float_in(0.0, 1.0), metavar="F",
+                   help=f"dropout rate after each hidden layer, in [0, 1) "
+                        f"({_dflt('dropout')})")
+    g.add_argument("--dtype", choices=("float32", "float64"), help=f"({_dflt('dtype')})")
+    g = t.add_argument_group("optimization")
+    g.add_argument("--optimizer", choices=OPTIMIZER_NAMES, help=f"({_dflt('optimizer')})")
+    opt_lr = ", ".join(f"{k} {v['lr']:g}" for k, v in DEFAULTS["optimizers"].items())
+    g.add_argument("--lr", type=_float_in(0.0, low_open=True), metavar="F",
+                   help=f"peak learning rate (default: {opt_lr})")
+    g.add_argument("--momentum", type=_float_in(0.0, 1.0), metavar="F",
+                   help="momentum for sgd and rmsprop (default: sgd 0.9, rmsprop 0)")
+    g.add_argument("--weight-decay", type=_float_in(0.0), metavar="F",
+                   help="L2 penalty; decoupled for adamw (default: adamw 0.01, otherwise 0)")
+    g.add_argument("--schedule", choices=SCHEDULES,
+                   help="learning-rate schedule over the run: cosine decays to 0, step "
+                        "divides by 10 every third of the run, exponential decays to "
+                        f"lr/100 ({_dflt('schedule')})")
+    g.add_argument("--warmup-epochs", type=_int_at_least(0), metavar="N",
+                   help=f"linear warm-up before the schedule ({_dflt('warmup_epochs')})")
+    g.add_argument("--batch-size", type=_int_at_least(1), metavar="N",
+                   help=f"({_dflt('batch_size')})")
+    g.add_argument("--epochs", type=_int_at_least(1), metavar="N",
+                   help=f"total epochs, including those already done when resuming "
+                        f"({_dflt('epochs')})")
+    g.add_argument("--early-stopping", type=_int_at_least(0), metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better validation loss and "
+                        "keep the best weights; 0 disables (default: 0)")
+    g.add_argument("--seed", type=_int_at_least(0), metavar="N",
+                   help=f"seed for weights, validation split, batch order and dropout "
+                        f"({_dflt('seed')})")
+    g = t.add_argument_group("execution and output")
+    g.add_argument("--backend", type=_backend_name, metavar="NAME",
+                   help="auto (cupy when a GPU is usable, else numpy), numpy, cupy, torch, "
+                        "torch:cuda, array_api_strict (default: auto)")
+    g.add_argument("--threads", type=_threads, metavar="N|auto",
+                   help="BLAS/OpenMP threads on CPU backends; auto uses 1 for small models, "
+                        "else the library default (needs threadpoolctl; default: auto)")
+    g.add_argument("--out", metavar="DIR", help="output folder for model.safetensors, "
+                   "run.json and curves.png (default: runs/<dataset>-<date>-<time>)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out DIR from its last completed epoch")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace a previous run in --out DIR instead of refusing")
+    g.add_argument("--no-save", action="store_true", help="train without writing any file")
+    g.add_argument("--plot", action="store_true",
+                   help="also write curves.png (loss and accuracy per epoch; needs matplotlib)")
+    g.add_argument("--json", action="store_true",
+                   help="print the final summary as one JSON object on standard output")
+    g.add_argument("--quiet", action="store_true", help="print nothing but errors on stderr")
+
+    # ---- evaluate
+    e = sub.add_parser(
+        "evaluate", parents=[common], formatter_class=fmt, epilog=_epilog(),
+        help="accuracy, loss, per-class accuracy and confusion matrix of a saved model",
+        description="Evaluate a saved model (a .safetensors file or a run folder) on the "
+                    "test split of its dataset.")
+    e.add_argument("model", metavar="MODEL", help="model file or run folder")
+    e.add_argument("--dataset", metavar="NAME|PATH",
+                   help="dataset to evaluate on (default: the one the model was trained on)")
+    e.add_argument("--data-dir", metavar="DIR", help="folder of the MNIST/Fashion-MNIST files")
+    e.add_argument("--split", choices=("test", "train"), default="test",
+                   help="which split (default: test)")
+    e.add_argument("--backend", type=_backend_name, default="auto", metavar="NAME",
+                   help="(default: auto)")
+    e.add_argument("--plot", action="store_true",
+                   help=f"save the confusion matrix as {CONFUSION_FILE} next to the model")
+    e.add_argument("--plot-path", metavar="FILE", help="where to save the confusion matrix PNG "
+                   "(implies --plot)")
+    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    # ---- predict
+    p = sub.add_parser(
+        "predict", parents=[common], formatter_class=fmt, epilog=_epilog(),
+        help="classify images or arrays with a saved model",
+        description="Classify inputs: .npy arrays ((n, features) rows or (n, h, w) images; "
+                    "uint8 is scaled by 1/255, floats must be in [0, 1]), IDX files (raw or "
+                    ".gz), or image files (PNG/JPEG..., needs Pillow; converted to grayscale "
+                    "and resized to the model's image shape).")
+    p.add_argument("model", metavar="MODEL", help="model file or run folder")
+    p.add_argument("inputs", metavar="INPUT", nargs="+", help=".npy, IDX or image file(s)")
+    p.add_argument("--top-k", type=_int_at_least(1), default=3, metavar="K",
+                   help="show the K most likely classes (default: 3)")
+    p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                   help="invert image files (dark strokes on a light background) to match "
+                        "the training data's light-on-dark; auto decides from the border "
+                        "(default: auto)")
+    p.add_argument("--backend", type=_backend_name, default="auto", metavar="NAME",
+                   help="(default: auto)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    # ---- info
+    i = sub.add_parser("info", parents=[common], formatter_class=fmt, epilog=_epilog(),
+                       help="versions, backends, devices, BLAS threads, data cache",
+                       description="Show what xpnet can use on this machine.")
+    i.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    # ---- download
+    d = sub.add_parser("download", parents=[common], formatter_class=fmt, epilog=_epilog(),
+                       help="download and verify MNIST or Fashion-MNIST",
+                       description="Download the four files of a dataset (SHA-256 checked) "
+                                   "into the cache or --data-dir.")
+    d.add_argument("name", choices=("mnist", "fashion-mnist"), metavar="NAME",
+                   help="mnist or fashion-mnist")
+    d.add_argument("--data-dir", metavar="DIR", help="target folder (default: the cache)")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser

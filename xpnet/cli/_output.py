@@ -1,0 +1,179 @@
+# NumPy is used on the host here only to recognise NumPy scalars when writing JSON.
+"""What the ``xpnet`` command prints: rich consoles, styled text and JSON.
+
+Human-readable text goes through a :func:`console` (markup off); machine-readable results
+go through :func:`jsonable`, which turns everything into plain JSON types.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+__all__ = ["console", "styled", "jsonable", "print_json", "write_json", "fmt_secs"]
+
+
+def console(*, stderr: bool, quiet: bool = False) -> Console:
+    """A rich console that prints text as given.
+
+    Parameters
+    ----------
+    stderr : bool
+        Print to standard error (progress, summaries) instead of standard output
+        (results).
+    quiet : bool, optional
+        Print nothing (``--quiet``).
+
+    Returns
+    -------
+    rich.console.Console
+        A console with markup and highlighting off, since paths, class names and messages
+        may hold ``[brackets]``.
+
+    Examples
+    --------
+    >>> from xpnet.cli._output import console
+    >>> console(stderr=False).print("model [1] saved")
+    model [1] saved
+    """
+    from rich.console import Console
+
+    # markup off: paths, class names and messages may hold [brackets]
+    return Console(stderr=stderr, quiet=quiet, highlight=False, markup=False, soft_wrap=True)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Text made of plain strings and ``(text, style)`` pairs.
+
+    Parameters
+    ----------
+    *parts : str or (str, str)
+        Pieces in order; a pair gives a rich style such as ``"bold"`` or ``"red"``.
+
+    Returns
+    -------
+    rich.text.Text
+        The assembled text.
+
+    Examples
+    --------
+    >>> from xpnet.cli._output import styled
+    >>> styled("backend ", ("numpy", "bold")).plain
+    'backend numpy'
+    """
+    from rich.text import Text
+
+    return Text.assemble(*parts)
+
+
+def jsonable(obj: Any) -> Any:
+    """`obj` as plain JSON types; non-finite floats become None (JSON has no NaN).
+
+    Parameters
+    ----------
+    obj : object
+        Dicts, lists, tuples, scalars (Python or NumPy), paths; anything else becomes its
+        ``str``.
+
+    Returns
+    -------
+    object
+        The same structure of dicts (with string keys), lists, str, int, float, bool and
+        None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.cli._output import jsonable
+    >>> jsonable({1: (np.int64(2), float("nan"))})
+    {'1': [2, None]}
+    """
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (bool, str)) or obj is None:
+        return obj
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def print_json(obj: Any) -> None:
+    """Write `obj` to standard output as one line of JSON (see :func:`jsonable`).
+
+    Parameters
+    ----------
+    obj : object
+        The result of a command.
+
+    Examples
+    --------
+    >>> from xpnet.cli._output import print_json
+    >>> print_json({"accuracy": 0.5})
+    {"accuracy": 0.5}
+    """
+    sys.stdout.write(json.dumps(jsonable(obj), allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write `obj` as indented JSON to `path` atomically (temp file, fsync, os.replace).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file to (re)write.
+    obj : object
+        Anything :func:`jsonable` accepts.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from xpnet.cli._output import write_json
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_json(Path(d) / "run.json", {"epochs": 3})
+    ...     print((Path(d) / "run.json").read_text(), end="")
+    {
+      "epochs": 3
+    }
+    """
+    from ..callbacks import atomic_write_text
+
+    atomic_write_text(path, json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+
+
+def fmt_secs(s: float) -> str:
+    """A duration for people: ``'4.2 s'``, or minutes and seconds from two minutes on.
+
+    Parameters
+    ----------
+    s : float
+        Seconds.
+
+    Returns
+    -------
+    str
+        The duration.
+
+    Examples
+    --------
+    >>> from xpnet.cli._output import fmt_secs
+    >>> fmt_secs(4.21), fmt_secs(125.0)
+    ('4.2 s', '2 min 5 s')
+    """
+    return f"{s:.1f} s" if s < 120 else f"{int(s // 60)} min {s % 60:.0f} s"

@@ -1,0 +1,173 @@
+# NumPy is used on the host here for the plotted values (matplotlib takes NumPy arrays).
+"""The PNG plots of the ``xpnet`` command: training curves and confusion matrices.
+
+matplotlib is optional: :func:`require_matplotlib` is called before any work when a plot
+is asked for, so a missing matplotlib fails at once instead of after training. Figures
+are drawn without pyplot (no GUI backend, no global state) and saved atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._args import EXIT_USAGE, CLIError
+
+__all__ = ["require_matplotlib", "save_figure", "plot_curves", "plot_confusion"]
+
+
+def require_matplotlib() -> None:
+    """Check that matplotlib can draw (with the Agg backend) before any work starts.
+
+    Raises
+    ------
+    CLIError
+        Exit status 2 with the install command, when matplotlib is missing.
+
+    Examples
+    --------
+    >>> from xpnet.cli._plots import require_matplotlib
+    >>> require_matplotlib()  # silent when matplotlib is installed
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure  # noqa: F401
+    except ImportError:
+        raise CLIError("--plot needs matplotlib: pip install 'xpnet[plot]'", EXIT_USAGE) from None
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically (temp file, fsync, os.replace).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path : pathlib.Path
+        The PNG file; its folder must exist. On any error the temporary file is removed
+        and an earlier `path` is left as it was.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from matplotlib.figure import Figure
+    >>> from xpnet.cli._plots import save_figure
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     save_figure(Figure(figsize=(1, 1)), Path(d) / "empty.png")
+    ...     print(sorted(p.name for p in Path(d).iterdir()))
+    ['empty.png']
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def plot_curves(history: dict[str, Any], path: Path, title: str) -> None:
+    """Plot loss (log scale) and accuracy per epoch, train and validation, as a PNG.
+
+    Parameters
+    ----------
+    history : dict
+        The ``history`` of a run record: ``"epoch"`` and lists such as ``"loss"``,
+        ``"accuracy"``, ``"val_loss"``, ``"val_accuracy"`` (None for a missing value).
+        Series whose length differs from ``"epoch"`` are left out.
+    path : pathlib.Path
+        The PNG file to write (see :func:`save_figure`).
+    title : str
+        The figure title.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from xpnet.cli._plots import plot_curves
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     plot_curves({"epoch": [1, 2], "loss": [0.9, 0.5], "val_loss": [1.0, None]},
+    ...                 Path(d) / "curves.png", "digits")
+    ...     (Path(d) / "curves.png").stat().st_size > 0
+    True
+    """
+    from matplotlib.figure import Figure
+
+    epochs = history.get("epoch", [])
+    fig = Figure(figsize=(10, 4), dpi=110, layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
+        for prefix, name, style in (("", "train", "-o"), ("val_", "validation", "-s")):
+            values = history.get(prefix + key)
+            if values and len(values) == len(epochs):
+                ys = [np.nan if v is None else v for v in values]
+                ax.plot(epochs, ys, style, markersize=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        if ax.has_data():
+            ax.legend()
+    axes[0].set_yscale("log")
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def plot_confusion(cm: np.ndarray, names: list[str], path: Path, title: str) -> None:
+    """Plot a confusion matrix as a PNG, coloured by the fraction of each true class.
+
+    Parameters
+    ----------
+    cm : numpy.ndarray
+        (k, k) counts; rows are true classes, columns predictions.
+    names : list of str
+        The k class names, used as tick labels.
+    path : pathlib.Path
+        The PNG file to write (see :func:`save_figure`).
+    title : str
+        The axes title.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from xpnet.cli._plots import plot_confusion
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     plot_confusion(np.array([[5, 1], [0, 4]]), ["cat", "dog"], Path(d) / "cm.png",
+    ...                    "test")
+    ...     (Path(d) / "cm.png").stat().st_size > 0
+    True
+    """
+    from matplotlib.figure import Figure
+
+    k = cm.shape[0]
+    size = max(4.0, min(0.5 * k + 2, 16.0))
+    fig = Figure(figsize=(size + 1, size), dpi=110, layout="constrained")
+    ax = fig.subplots()
+    rows = cm.sum(axis=1, keepdims=True)
+    frac = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
+    im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, label="fraction of the true class")
+    ax.set_xticks(range(k), labels=names, rotation=45 if max(map(len, names)) > 2 else 0,
+                  ha="right" if max(map(len, names)) > 2 else "center")
+    ax.set_yticks(range(k), labels=names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if k <= 30:
+        for i in range(k):
+            for j in range(k):
+                if cm[i, j]:
+                    ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
+                            color="white" if frac[i, j] > 0.5 else "black")
+    ax.set_title(title)
+    save_figure(fig, path)

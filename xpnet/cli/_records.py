@@ -1,0 +1,327 @@
+"""The output folder of ``xpnet train`` and its run record, ``run.json``.
+
+A run folder holds ``model.safetensors`` (rewritten by a checkpoint callback after every
+epoch), ``run.json`` (:func:`new_record`, kept in step by :class:`RunRecorder`) and, with
+``--plot``, ``curves.png``. Default folders are ``runs/<dataset>-<date>-<time>`` with a
+``runs/latest`` link to the newest. The schema is documented in ``docs/cli.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from ._args import CURVES_FILE, EXIT_DATA, MODEL_FILE, RUN_FILE, CLIError
+from ._output import write_json
+
+__all__ = ["RUN_SCHEMA", "timestamp", "default_out", "make_output_folder", "read_previous_record",
+           "new_record", "RunRecorder", "recorder_callback"]
+
+#: Version of the run.json layout (and of the ``xpnet_cli`` checkpoint metadata).
+RUN_SCHEMA = 1
+
+
+def timestamp() -> str:
+    """The local time as run.json records it, e.g. ``'2025-01-01T12:00:00+0100'``.
+
+    Returns
+    -------
+    str
+        ISO 8601 date and time with the UTC offset.
+
+    Examples
+    --------
+    >>> from xpnet.cli._records import timestamp
+    >>> len(timestamp()) >= 24
+    True
+    """
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+# ----------------------------------------------------------------------------- folders
+def default_out(dataset_name: str) -> Path:
+    """A new folder name ``runs/<dataset>-<YYYYmmdd-HHMMSS>`` that does not exist yet.
+
+    Parameters
+    ----------
+    dataset_name : str
+        The dataset's name; characters unsafe in a file name become ``-``.
+
+    Returns
+    -------
+    pathlib.Path
+        A relative path; ``-2``, ``-3``, ... is appended when the name is taken.
+
+    Examples
+    --------
+    >>> from xpnet.cli._records import default_out
+    >>> default_out("fashion mnist").name.startswith("fashion-mnist-")
+    True
+    """
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset_name).strip("-.") or "run"
+    base = Path("runs") / f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out, k = base, 2
+    while out.exists():
+        out, k = base.with_name(f"{base.name}-{k}"), k + 1
+    return out
+
+
+def _point_latest(out: Path) -> None:
+    """Make runs/latest a symlink to the newest default run folder (best effort)."""
+    link = out.parent / "latest"
+    if link.exists() and not link.is_symlink():
+        return  # a real folder called latest: leave it alone
+    tmp = out.parent / f".latest.{os.getpid()}.tmp"
+    try:
+        tmp.unlink(missing_ok=True)
+        os.symlink(out.name, tmp, target_is_directory=True)
+        os.replace(tmp, link)
+    except (OSError, NotImplementedError):  # e.g. Windows without symlink rights
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def make_output_folder(out: Path, *, latest: bool, overwrite: bool) -> None:
+    """Create a run's output folder.
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        The folder; its parents are created too.
+    latest : bool
+        Point the ``latest`` link beside it at it (for default folders; best effort).
+    overwrite : bool
+        Remove the model, run record and curves of an earlier run in it.
+
+    Raises
+    ------
+    CLIError
+        Exit status 3 when the folder cannot be created.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from xpnet.cli._records import make_output_folder
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     make_output_folder(Path(d) / "runs" / "a", latest=True, overwrite=False)
+    ...     sorted(p.name for p in (Path(d) / "runs").iterdir())
+    ['a', 'latest']
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"cannot create the output folder {out}: {exc.strerror}",
+                       EXIT_DATA) from None
+    if latest:
+        _point_latest(out)
+    if overwrite:
+        for name in (MODEL_FILE, RUN_FILE, CURVES_FILE):
+            (out / name).unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- run.json
+def read_previous_record(out: Path) -> Any:
+    """The run record already in `out`, or None when there is none or it is unreadable.
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        The folder of the run being resumed.
+
+    Returns
+    -------
+    object or None
+        The parsed ``run.json``.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from xpnet.cli._records import read_previous_record
+    >>> read_previous_record(Path("no-such-run")) is None
+    True
+    """
+    if not (out / RUN_FILE).is_file():
+        return None
+    try:
+        return json.loads((out / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def new_record(*, command: str, settings: dict[str, Any], previous: Any,
+               resume: dict[str, Any] | None, resuming: bool, backend: Any,
+               dataset: dict[str, Any], model: Any, optimizer: Any, steps_per_epoch: int,
+               batch_size: int, saving: bool) -> dict[str, Any]:
+    """The run record of a run that is starting (``status`` ``"running"``).
+
+    Parameters
+    ----------
+    command : str
+        This command line, as typed.
+    settings : dict
+        Every train setting after defaults were applied (lists, not tuples).
+    previous : dict or None
+        The record of the run being resumed (see :func:`read_previous_record`); its
+        ``command``, ``started_at`` and ``resumes`` are carried over.
+    resume : dict or None
+        The checkpoint's training position when resuming (its ``"epoch"`` is recorded).
+    resuming : bool
+        Whether this is a ``--resume``; if so, one entry is added to ``resumes``.
+    backend : xpnet.backends.Backend
+        The backend the run uses.
+    dataset : dict
+        The dataset's description (name, source, sizes, ...).
+    model : xpnet.model.MLP
+        The model being trained.
+    optimizer : xpnet.optimizers.Optimizer
+        The optimizer (recorded as its ``repr``).
+    steps_per_epoch, batch_size : int
+        The step count and batch size actually used.
+    saving : bool
+        Whether the run writes files (False with ``--no-save``).
+
+    Returns
+    -------
+    dict
+        The record; ``history``, ``epochs_done``, ``test`` and the timings are filled in
+        as the run goes (see :class:`RunRecorder`).
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> from xpnet.cli._records import new_record
+    >>> model = xn.MLP([4, 3], backend="numpy")
+    >>> rec = new_record(command="xpnet train", settings={"seed": 0, "epochs": 2},
+    ...                  previous=None, resume=None, resuming=False, backend=model.backend,
+    ...                  dataset={"name": "toy"}, model=model, optimizer=xn.Adam(),
+    ...                  steps_per_epoch=1, batch_size=8, saving=False)
+    >>> rec["status"], rec["epochs"], rec["files"]["model"]
+    ('running', 2, None)
+    """
+    from .. import __version__
+    from ..backends import versions
+
+    versions_info = {"xpnet": __version__, "python": platform.python_version(), **versions()}
+    prev = previous or {}
+    return {
+        "schema": RUN_SCHEMA,
+        "status": "running",
+        "command": prev.get("command") or command,
+        "settings": settings,
+        "seed": settings["seed"],
+        "started_at": prev.get("started_at") or timestamp(),
+        "finished_at": None,
+        "resumes": [*prev.get("resumes", []),
+                    {"at": timestamp(), "command": command,
+                     "from_epoch": int((resume or {}).get("epoch", 0))}
+                    ] if resuming else [],
+        "versions": versions_info,
+        "platform": {"system": platform.platform(), "machine": platform.machine(),
+                     "cpus": os.cpu_count()},
+        "backend": {"name": backend.name, "device": backend.device_name},
+        "dataset": dataset,
+        "model": {"config": model.get_config(), "num_params": model.num_params},
+        "optimizer": repr(optimizer),
+        "steps_per_epoch": steps_per_epoch,
+        "batch_size": batch_size,
+        "epochs": settings["epochs"],
+        "epochs_done": 0,
+        "history": {},
+        "test": None,
+        "train_seconds": None,
+        "samples_per_second": None,
+        "files": {"model": MODEL_FILE if saving else None,
+                  "run": RUN_FILE if saving else None, "curves": None},
+    }
+
+
+class RunRecorder:
+    """Keeps run.json in step with the checkpoint: rewritten after every epoch.
+
+    Parameters
+    ----------
+    path : pathlib.Path or None
+        Where to write the record; None writes nothing (``--no-save``).
+    record : dict
+        The record (see :func:`new_record`); updated in place.
+    history : dict or None
+        The history saved in the checkpoint of a resumed run, to continue from.
+
+    Examples
+    --------
+    >>> from xpnet.cli._records import RunRecorder
+    >>> rec = RunRecorder(None, {}, {"loss": [0.9]})
+    >>> rec.epoch_end(1, {"loss": 0.5})
+    >>> rec.record["history"], rec.record["epochs_done"]
+    ({'epoch': [1, 2], 'loss': [0.9, 0.5]}, 2)
+    """
+
+    def __init__(self, path: Path | None, record: dict[str, Any],
+                 history: dict[str, Any] | None):
+        self.path = path
+        self.record = record
+        hist = history or {}
+        n = max((len(v) for v in hist.values()), default=0)
+        self.record["history"] = {"epoch": list(range(1, n + 1)),
+                                  **{k: list(v) for k, v in hist.items()}}
+        self.record["epochs_done"] = n
+
+    def epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        """Append one epoch's logs to the history and rewrite the file.
+
+        Parameters
+        ----------
+        epoch : int
+            The 0-based epoch that just ended.
+        logs : dict
+            Its metrics, as passed to ``Callback.on_epoch_end``.
+        """
+        h = self.record["history"]
+        h["epoch"].append(epoch + 1)
+        for k, v in logs.items():
+            h.setdefault(k, []).append(v)
+        self.record["epochs_done"] = epoch + 1
+        self.write()
+
+    def write(self) -> None:
+        """Write the record atomically (nothing without a path)."""
+        if self.path is not None:
+            write_json(self.path, self.record)
+
+
+def recorder_callback(recorder: RunRecorder) -> Any:
+    """A :class:`xpnet.callbacks.Callback` that calls ``recorder.epoch_end`` after each epoch.
+
+    Parameters
+    ----------
+    recorder : RunRecorder
+        The recorder to feed.
+
+    Returns
+    -------
+    xpnet.callbacks.Callback
+        The callback, for ``fit(callbacks=...)``.
+
+    Examples
+    --------
+    >>> from xpnet.cli._records import RunRecorder, recorder_callback
+    >>> recorder = RunRecorder(None, {}, None)
+    >>> recorder_callback(recorder).on_epoch_end(0, {"loss": 0.5})
+    >>> recorder.record["history"]
+    {'epoch': [1], 'loss': [0.5]}
+    """
+    from ..callbacks import Callback
+
+    class RunRecord(Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+            recorder.epoch_end(epoch, logs)
+
+    return RunRecord()

@@ -1,0 +1,331 @@
+# NumPy is used on the host here for the validation split's index arithmetic.
+"""From ``xpnet train`` flags to a training setup.
+
+Resolves every setting (flag, then the resumed run, then :data:`~xpnet.cli._args.DEFAULTS`),
+checks combinations no single flag can check, and builds the pieces ``fit`` needs that
+depend only on the settings: the optimizer with its schedule, the validation split and the
+BLAS thread limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._args import AUTO_ONE_THREAD_BELOW, DEFAULTS, EXIT_DATA, EXIT_USAGE, CLIError
+from ._io import run_meta
+
+__all__ = ["TRAIN_KEYS", "resolve", "check_settings", "saved_settings", "resume_conflicts",
+           "make_optimizer", "split", "limit_threads"]
+
+#: The settings of a run, in run.json order.
+TRAIN_KEYS = ("dataset", "data_dir", "backend", "hidden", "activation", "dropout", "optimizer",
+              "lr", "momentum", "weight_decay", "schedule", "warmup_epochs", "batch_size",
+              "epochs", "seed", "dtype", "val_split", "early_stopping", "threads")
+# Settings that define the experiment: a resumed run must keep them.
+_FIXED_ON_RESUME = ("dataset", "hidden", "activation", "dropout", "dtype", "val_split",
+                    "optimizer", "seed")
+
+
+def resolve(args: argparse.Namespace, dataset_key: str, saved: dict[str, Any] | None
+            ) -> tuple[dict[str, Any], set[str]]:
+    """Settings from flags > saved run > DEFAULTS[dataset] > DEFAULTS['train'].
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``train`` flags; None means "not given".
+    dataset_key : str
+        The entry of :data:`DEFAULTS` for the dataset (``"train"`` for paths).
+    saved : dict or None
+        The settings of the run being resumed.
+
+    Returns
+    -------
+    settings : dict
+        A value for every key of :data:`TRAIN_KEYS`; ``hidden`` is a tuple.
+    explicit : set of str
+        The keys given on the command line.
+
+    Examples
+    --------
+    >>> from xpnet.cli import build_parser
+    >>> from xpnet.cli._settings import resolve
+    >>> args = build_parser().parse_args(["train", "--optimizer", "sgd"])
+    >>> s, explicit = resolve(args, "digits", None)
+    >>> s["batch_size"], s["lr"], s["momentum"], explicit
+    (64, 0.05, 0.9, {'optimizer'})
+    """
+    explicit = {k for k in TRAIN_KEYS if getattr(args, k, None) is not None}
+    saved = saved or {}
+    ds_defaults = DEFAULTS.get(dataset_key, {})
+    s: dict[str, Any] = {}
+    for key in TRAIN_KEYS:
+        if key in explicit:
+            s[key] = getattr(args, key)
+        elif key in saved:
+            s[key] = saved[key]
+        elif key in ds_defaults:
+            s[key] = ds_defaults[key]
+        else:
+            s[key] = DEFAULTS["train"].get(key)
+    s["hidden"] = tuple(s["hidden"])
+    opt_defaults = DEFAULTS["optimizers"][s["optimizer"]]
+    opt_is_default = "optimizer" not in explicit and "optimizer" not in saved and \
+        s["optimizer"] == ds_defaults.get("optimizer", DEFAULTS["train"]["optimizer"])
+    for key in ("lr", "weight_decay", "momentum"):
+        if s[key] is None:
+            if opt_is_default and key in ds_defaults:
+                s[key] = ds_defaults[key]
+            else:
+                s[key] = opt_defaults.get(key)
+    return s, explicit
+
+
+def check_settings(s: dict[str, Any]) -> None:
+    """Check combinations of settings that no single flag can check.
+
+    Parameters
+    ----------
+    s : dict
+        Resolved settings (see :func:`resolve`).
+
+    Raises
+    ------
+    CLIError
+        Exit status 2 when the warm-up is not shorter than the run, or momentum is given
+        to an optimizer without it.
+
+    Examples
+    --------
+    >>> from xpnet.cli._settings import check_settings
+    >>> check_settings({"warmup_epochs": 5, "epochs": 5})
+    Traceback (most recent call last):
+    ...
+    xpnet.cli._args.CLIError: --warmup-epochs 5 must be smaller than --epochs 5
+    """
+    if s["warmup_epochs"] >= s["epochs"]:
+        raise CLIError(f"--warmup-epochs {s['warmup_epochs']} must be smaller than --epochs "
+                       f"{s['epochs']}", EXIT_USAGE)
+    if s["momentum"] is not None and s["optimizer"] not in ("sgd", "rmsprop") \
+            and s["momentum"] > 0:
+        raise CLIError(f"--momentum applies to sgd and rmsprop, not {s['optimizer']}",
+                       EXIT_USAGE)
+
+
+def saved_settings(model_file: Path) -> tuple[dict[str, Any], int]:
+    """The settings and the last completed epoch of a run saved by ``xpnet train``.
+
+    Parameters
+    ----------
+    model_file : pathlib.Path
+        The run's ``model.safetensors``.
+
+    Returns
+    -------
+    settings : dict
+        The settings the run was last run with.
+    epoch : int
+        The number of epochs done.
+
+    Raises
+    ------
+    CLIError
+        Exit status 3 when the file holds no run settings or no training position.
+    """
+    from ..checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(model_file, backend="numpy")
+    settings = run_meta(ckpt).get("settings")
+    if not isinstance(settings, dict):
+        raise CLIError(f"{model_file} was not written by `xpnet train` (no run settings in it); "
+                       "it cannot be resumed from the command line", EXIT_DATA)
+    if ckpt.training is None:
+        raise CLIError(f"{model_file} holds no training position; it cannot be resumed",
+                       EXIT_DATA)
+    return settings, int(ckpt.training.get("epoch", 0))
+
+
+def resume_conflicts(s: dict[str, Any], saved: dict[str, Any], explicit: set[str]) -> None:
+    """Refuse flags that would change the experiment of the run being resumed.
+
+    Parameters
+    ----------
+    s : dict
+        Resolved settings.
+    saved : dict
+        The settings of the run being resumed.
+    explicit : set of str
+        The settings given on the command line.
+
+    Raises
+    ------
+    CLIError
+        Exit status 2 naming the first flag whose value differs from the saved one.
+
+    Examples
+    --------
+    >>> from xpnet.cli._settings import resume_conflicts
+    >>> resume_conflicts({"seed": 1}, {"seed": 0}, {"seed"})
+    Traceback (most recent call last):
+    ...
+    xpnet.cli._args.CLIError: --seed 1 differs from the run being resumed (0); drop --seed to resume, or start a new run in another --out folder
+    """  # noqa: E501
+    for key in _FIXED_ON_RESUME:
+        if key not in explicit or key not in saved:
+            continue
+        new, old = s[key], saved[key]
+        if key == "hidden":
+            new, old = list(new), list(old)
+        if new != old:
+            flag = "--" + key.replace("_", "-")
+
+            def show(v: Any) -> str:
+                return ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+            raise CLIError(f"{flag} {show(new)} differs from the run being resumed "
+                           f"({show(old)}); drop {flag} to resume, or start a new run in "
+                           "another --out folder", EXIT_USAGE)
+
+
+def make_optimizer(s: dict[str, Any], steps_per_epoch: int) -> Any:
+    """The optimizer of the settings, with its learning-rate schedule and warm-up.
+
+    Parameters
+    ----------
+    s : dict
+        Resolved settings (``optimizer``, ``lr``, ``schedule``, ``warmup_epochs``,
+        ``epochs``, ``weight_decay``, ``momentum``).
+    steps_per_epoch : int
+        Steps in one epoch; schedules count steps.
+
+    Returns
+    -------
+    xpnet.optimizers.Optimizer
+        A new optimizer.
+
+    Examples
+    --------
+    >>> from xpnet.cli._settings import make_optimizer
+    >>> s = {"optimizer": "sgd", "lr": 0.1, "schedule": "constant", "warmup_epochs": 0,
+    ...      "epochs": 3, "weight_decay": 0.0, "momentum": 0.9}
+    >>> type(make_optimizer(s, 10)).__name__
+    'SGD'
+    """
+    from .. import schedules
+    from ..optimizers import OPTIMIZERS
+
+    lr, warm = s["lr"], s["warmup_epochs"] * steps_per_epoch
+    after = max((s["epochs"] - s["warmup_epochs"]) * steps_per_epoch, 1)
+    sched: Any
+    if s["schedule"] == "cosine":
+        sched = schedules.CosineDecay(lr, total_steps=after)
+    elif s["schedule"] == "step":
+        step_size = max(1, (s["epochs"] - s["warmup_epochs"]) // 3) * steps_per_epoch
+        sched = schedules.StepDecay(lr, step_size=step_size, gamma=0.1)
+    elif s["schedule"] == "exponential":
+        sched = schedules.ExponentialDecay(lr, gamma=0.01 ** (1.0 / after))
+    else:
+        sched = schedules.Constant(lr)
+    if warm > 0:
+        sched = schedules.LinearWarmup(sched, warmup_steps=warm)
+    kwargs: dict[str, Any] = {"lr": sched, "weight_decay": s["weight_decay"]}
+    if s["optimizer"] in ("sgd", "rmsprop"):
+        kwargs["momentum"] = s["momentum"]
+    return OPTIMIZERS[s["optimizer"]](**kwargs)
+
+
+def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Training and validation row indices: a seeded random subset, both in data order.
+
+    Parameters
+    ----------
+    n : int
+        Rows in the training set.
+    fraction : float
+        ``--val-split``; 0 keeps every row for training.
+    seed : int
+        ``--seed``.
+
+    Returns
+    -------
+    train : numpy.ndarray
+        Sorted indices of the training rows.
+    val : numpy.ndarray or None
+        Sorted indices of the validation rows; None when `fraction` is 0.
+
+    Raises
+    ------
+    CLIError
+        Exit status 2 when either part would be empty.
+
+    Examples
+    --------
+    >>> from xpnet.cli._settings import split
+    >>> train, val = split(10, 0.2, seed=0)
+    >>> len(train), len(val), sorted([*train, *val]) == list(range(10))
+    (8, 2, True)
+    """
+    n_val = int(math.floor(n * fraction))
+    if fraction > 0 and (n_val < 1 or n_val >= n):
+        raise CLIError(f"--val-split {fraction:g} leaves {n_val} validation and {n - n_val} "
+                       f"training rows of {n}; both must be >= 1", EXIT_USAGE)
+    if n_val == 0:
+        return np.arange(n), None
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def limit_threads(setting: str | int, backend: Any, work: int, explicit: bool
+                  ) -> tuple[Any, str]:
+    """Apply ``--threads`` on CPU backends.
+
+    Parameters
+    ----------
+    setting : "auto" or int
+        The ``--threads`` setting.
+    backend : xpnet.backends.Backend
+        The backend; nothing is limited on a GPU.
+    work : int
+        Batch size times parameters; ``auto`` uses one thread below
+        ``AUTO_ONE_THREAD_BELOW``.
+    explicit : bool
+        Whether ``--threads`` was given (then a missing threadpoolctl is an error).
+
+    Returns
+    -------
+    limiter : threadpoolctl.threadpool_limits or None
+        Call its ``restore_original_limits()`` after training; None when nothing changed.
+    description : str
+        The thread setting in words, for the header line.
+
+    Raises
+    ------
+    CLIError
+        Exit status 2 when ``--threads`` was given and threadpoolctl is missing.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> from xpnet.cli._settings import limit_threads
+    >>> limit_threads("auto", SimpleNamespace(is_host=False), 0, False)
+    (None, 'device')
+    """
+    if not backend.is_host:
+        return None, "device"
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        if explicit:
+            raise CLIError("--threads needs threadpoolctl: pip install threadpoolctl",
+                           EXIT_USAGE) from None
+        return None, "library default (install threadpoolctl to tune)"
+    if setting == "auto":
+        if work >= AUTO_ONE_THREAD_BELOW:
+            return None, "library default"
+        return threadpool_limits(limits=1), "1 (auto: small model)"
+    return threadpool_limits(limits=int(setting)), str(setting)

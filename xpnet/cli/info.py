@@ -1,0 +1,165 @@
+# NumPy is used on the host here only to read its build configuration (its BLAS).
+"""``xpnet info`` and ``xpnet download``: the machine and the data cache.
+
+``info`` shows versions, the backends (and why one is unavailable), their devices, the BLAS
+libraries and their threads, and what is in the data cache. ``download`` fetches and
+verifies MNIST or Fashion-MNIST into the cache or ``--data-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+from typing import Any
+
+import numpy as np
+
+from ._args import EXIT_OK
+from ._output import console, print_json, styled
+
+__all__ = ["cmd_info", "cmd_download"]
+
+
+def _blas_info() -> list[dict[str, Any]]:
+    """The BLAS/OpenMP libraries in use and their threads (threadpoolctl, else NumPy)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        threadpool_info = None
+    if threadpool_info is not None:
+        return [{"library": i.get("internal_api"), "api": i.get("user_api"),
+                 "threads": i.get("num_threads"), "version": i.get("version"),
+                 "threading": i.get("threading_layer")} for i in threadpool_info()]
+    try:
+        cfg = np.show_config(mode="dicts")  # numpy >= 1.25
+        blas = cfg.get("Build Dependencies", {}).get("blas", {})
+        env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                          "MKL_NUM_THREADS") if k in os.environ}
+        return [{"library": blas.get("name"), "api": "blas", "version": blas.get("version"),
+                 "threads": env or "unknown (pip install threadpoolctl to see them)"}]
+    except Exception:  # pragma: no cover - very old numpy
+        return []
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Run ``xpnet info``: what xpnet can use on this machine.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``info`` arguments (``--json``).
+
+    Returns
+    -------
+    int
+        0.
+
+    Examples
+    --------
+    >>> from xpnet.cli import main
+    >>> main(["info", "--json"])  # doctest: +SKIP
+    0
+    """
+    from .. import __version__
+    from ..backends import BackendError, backend_status, get_backend, versions
+    from ..datasets import cache_dir
+
+    status = backend_status()
+    devices: dict[str, list[str]] = {}
+    for name, why in status.items():
+        if why is not None:
+            continue
+        try:
+            devices[name] = [get_backend(name).device_name]
+        except BackendError as exc:  # pragma: no cover - probe said yes
+            devices[name] = [f"unavailable: {exc}"]
+        if name == "torch":
+            try:
+                devices[name].append(get_backend("torch", "cuda").device_name)
+            except BackendError:
+                pass
+    affinity: int | None
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        affinity = os.cpu_count()
+    cache = cache_dir()
+    data: dict[str, dict[str, Any]] = {}
+    for name in ("mnist", "fashion-mnist"):
+        folder = cache / name
+        files = sorted(p.name for p in folder.glob("*ubyte*")) if folder.is_dir() else []
+        data[name] = {"folder": str(folder), "files": files}
+    auto = "cupy" if status.get("cupy") is None else "numpy"
+    info: dict[str, Any] = {
+        "versions": {"xpnet": __version__, "python": platform.python_version(), **versions()},
+        "platform": platform.platform(),
+        "cpus": {"count": os.cpu_count(), "usable": affinity},
+        "backends": {name: {"available": why is None, "reason": why,
+                            "devices": devices.get(name, [])} for name, why in status.items()},
+        "auto_backend": auto,
+        "blas": _blas_info(),
+        "data_cache": {"dir": str(cache), "env": "XPNET_DATA_DIR", "datasets": data},
+    }
+    if args.json:
+        print_json(info)
+        return EXIT_OK
+
+    from rich.table import Table
+
+    con = console(stderr=False)
+    con.print(f"xpnet {__version__} on Python {platform.python_version()}, "
+              f"{info['platform']}, {affinity} of {os.cpu_count()} CPUs usable")
+    t = Table(title="packages", title_justify="left", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in info["versions"].items():
+        t.add_row(k, v)
+    con.print(t)
+    b = Table(title=f"backends (auto picks {auto})", title_justify="left")
+    b.add_column("backend", style="bold")
+    b.add_column("status")
+    b.add_column("devices / reason")
+    for name, row in info["backends"].items():
+        if row["available"]:
+            b.add_row(name, styled(("available", "green")), ", ".join(row["devices"]))
+        else:
+            b.add_row(name, styled(("unavailable", "red")), row["reason"])
+    con.print(b)
+    bl = Table(title="BLAS", title_justify="left")
+    for col in ("library", "api", "threads", "version"):
+        bl.add_column(col)
+    for row in info["blas"]:
+        bl.add_row(*[str(row.get(c, "")) for c in ("library", "api", "threads", "version")])
+    con.print(bl)
+    con.print(f"data cache  {cache}  (set XPNET_DATA_DIR to move it)")
+    for name, row in data.items():
+        state = f"{len(row['files'])} file(s)" if row["files"] else "not downloaded"
+        con.print(f"  {name:<14}{state}")
+    return EXIT_OK
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    """Run ``xpnet download``: fetch and SHA-256-check the four files of a dataset.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``download`` arguments (``name``, ``--data-dir``, ``--quiet``).
+
+    Returns
+    -------
+    int
+        0; a failed download raises :class:`xpnet.datasets.DatasetError` (exit status 3).
+
+    Examples
+    --------
+    >>> from xpnet.cli import main
+    >>> main(["download", "mnist"])  # doctest: +SKIP
+    0
+    """
+    from ..datasets import download
+
+    folder = download(args.name, args.data_dir, progress=not args.quiet)
+    print(f"{args.name}: the four files are verified in {folder}")
+    return EXIT_OK
