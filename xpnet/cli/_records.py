@@ -151,9 +151,10 @@ def read_previous_record(out: Path) -> Any:
     if not (out / RUN_FILE).is_file():
         return None
     try:
-        return json.loads((out / RUN_FILE).read_text())
+        record = json.loads((out / RUN_FILE).read_text())
     except (OSError, ValueError):
         return None
+    return record if isinstance(record, dict) else None  # a damaged record is ignored
 
 
 def new_record(*, command: str, settings: dict[str, Any], previous: Any,
