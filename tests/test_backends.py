@@ -90,3 +90,40 @@ def test_cupy_device_strings_are_parsed_or_refused(bad):
         pytest.skip("needs a usable GPU to reach device parsing")
     with pytest.raises(ValueError, match="bad device"):
         xn.get_backend("cupy", bad)
+
+
+def test_backend_given_as_a_namespace_module():
+    import types
+
+    import array_api_strict
+
+    assert xn.get_backend(array_api_strict).name == "array_api_strict"
+    m = xn.MLP([3, 2], backend=array_api_strict, seed=0)
+    ref = xn.MLP([3, 2], backend="array_api_strict", seed=0)
+    for k in m.params:
+        assert xn.to_numpy(m.params[k]).tobytes() == xn.to_numpy(ref.params[k]).tobytes()
+    # a namespace xpnet does not know is used as it is (here: a plain module that forwards
+    # to NumPy's standard functions; arrays stay NumPy arrays, so it can be exercised here)
+    import array_api_compat.numpy as cnp
+
+    other = types.ModuleType("othernp")
+    other.__dict__.update({k: getattr(cnp, k) for k in dir(cnp) if not k.startswith("__")})
+    other.__array_api_version__ = cnp.__array_api_version__
+    b = xn.get_backend(other)
+    assert b.xp is other and b.name == "othernp"
+    assert not b.is_host and not b.mutable
+    # and it trains end to end on the generic path (pure updates, device-side guard),
+    # giving NumPy's numbers
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    y = (X[:, 0] > 0).astype(np.int64)
+    h = xn.MLP([4, 8, 2], backend=other, seed=0).fit(X, y, epochs=3, batch_size=32,
+                                                     verbose=0, seed=1)
+    h_ref = xn.MLP([4, 8, 2], backend="numpy", seed=0).fit(X, y, epochs=3, batch_size=32,
+                                                           verbose=0, seed=1)
+    np.testing.assert_allclose(h.history["loss"], h_ref.history["loss"], rtol=1e-6)
+
+
+def test_non_namespace_backend_argument_is_refused():
+    with pytest.raises(TypeError, match="backend must be a name such as 'numpy'"):
+        xn.get_backend(3.5)

@@ -43,7 +43,19 @@ _MODULES = {
 
 
 class BackendError(ValueError):
-    """A backend was asked for that is unknown or cannot run here."""
+    """A backend was asked for that is unknown or cannot run here.
+
+    A ``ValueError``, so ``except ValueError`` catches it too.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> try:
+    ...     xn.get_backend("tensorflow")
+    ... except xn.backends.BackendError as exc:
+    ...     print(exc)
+    unknown backend 'tensorflow'; choose one of: auto, numpy, cupy, torch, array_api_strict
+    """
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,14 @@ class Backend:
 
     @property
     def is_host(self) -> bool:
-        """True when arrays live in host memory, so reading a value costs no sync."""
+        """True when arrays live in host memory, so reading a value costs no sync.
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> xn.get_backend("numpy").is_host, xn.get_backend("array_api_strict").is_host
+        (True, True)
+        """
         if self.name in ("numpy", "array_api_strict"):
             return True
         if self.name == "torch":
@@ -84,12 +103,26 @@ class Backend:
 
     @property
     def mutable(self) -> bool:
-        """True when arrays support in-place updates (NumPy, CuPy, PyTorch)."""
+        """True when arrays support in-place updates (NumPy, CuPy, PyTorch).
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> xn.get_backend("numpy").mutable, xn.get_backend("array_api_strict").mutable
+        (True, False)
+        """
         return self.name in ("numpy", "cupy", "torch")
 
     @property
     def device_name(self) -> str:
-        """A human-readable description of the device."""
+        """A human-readable description of the device.
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> xn.get_backend("numpy").device_name
+        'cpu'
+        """
         if self.name == "cupy":
             try:
                 import cupy
@@ -105,11 +138,51 @@ class Backend:
         return "cpu"
 
     def asarray(self, data: Any, dtype: Any = None) -> Any:
-        """Copy host data (NumPy array, list, scalar) onto this backend's device."""
+        """Copy host data (NumPy array, list, scalar) onto this backend's device.
+
+        Parameters
+        ----------
+        data : array_like
+        dtype : dtype of this namespace, optional
+
+        Returns
+        -------
+        array
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> b = xn.get_backend("array_api_strict")
+        >>> a = b.asarray([1.0, 2.0], dtype=b.dtype("float32"))
+        >>> b.owns(a), xn.to_numpy(a).tolist()
+        (True, [1.0, 2.0])
+        """
         return self.xp.asarray(data, dtype=dtype, device=self.device)
 
     def dtype(self, name: str | Any) -> Any:
-        """Resolve a dtype name such as ``"float32"`` in this namespace."""
+        """Resolve a dtype name such as ``"float32"`` in this namespace.
+
+        Parameters
+        ----------
+        name : str or dtype
+            A standard dtype name, or a dtype object of any namespace.
+
+        Returns
+        -------
+        dtype
+
+        Raises
+        ------
+        BackendError
+            When the namespace has no such dtype.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> b = xn.get_backend("numpy")
+        >>> b.dtype("float32") == b.xp.float32, b.dtype(np.dtype("int64")) == b.xp.int64
+        (True, True)
+        """
         if not isinstance(name, str):
             name = dtype_name(name)
         try:
@@ -119,7 +192,7 @@ class Backend:
                 f"dtype {name!r} is not available in backend {self.name!r}"
             ) from None
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[str, Any]]:
         # namespaces are modules (not picklable): rebuild from the name and device
         if self.name == "cupy":
             dev: Any = getattr(self.device, "id", 0)
@@ -130,7 +203,24 @@ class Backend:
         return (get_backend, (self.name, dev))
 
     def owns(self, a: Any) -> bool:
-        """Whether array ``a`` belongs to this backend's namespace and device."""
+        """Whether array ``a`` belongs to this backend's namespace and device.
+
+        Parameters
+        ----------
+        a : object
+
+        Returns
+        -------
+        bool
+            False for arrays of another library or device, and for non-arrays.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> b = xn.get_backend("numpy")
+        >>> b.owns(np.zeros(2)), b.owns([0.0, 0.0])
+        (True, False)
+        """
         try:
             xp = array_api_compat.array_namespace(a)
         except TypeError:
@@ -141,7 +231,14 @@ class Backend:
 
 
 def dtype_name(dtype: Any) -> str:
-    """The standard name (``"float32"``...) of a dtype object of any namespace."""
+    """The standard name (``"float32"``...) of a dtype object of any namespace.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> xn.backends.dtype_name(np.dtype("float32")), xn.backends.dtype_name(np.int64)
+    ('float32', 'int64')
+    """
     s = str(dtype)
     for name in ("bfloat16", "float64", "float32", "float16", "complex64", "complex128",
                  "uint64", "uint32", "uint16", "uint8", "int64", "int32", "int16", "int8",
@@ -252,10 +349,13 @@ def get_backend(name: str | Backend = "auto", device: Any = None) -> Backend:
 
     Parameters
     ----------
-    name : str or Backend
+    name : str, Backend or module
         ``"auto"`` (CuPy when a GPU is usable, else NumPy), ``"numpy"``,
         ``"cupy"``, ``"torch"``, ``"array_api_strict"``; ``"torch:cuda"`` style
-        names set the device too.
+        names set the device too. An Array API namespace module (anything with
+        ``__array_api_version__``) is accepted as well: the four libraries above
+        resolve to their named backend, any other namespace is used as it is
+        (generic path: pure optimizer updates, device-side non-finite guard).
     device : optional
         Device for the backend (``"cpu"``, ``"cuda"``, ``"cuda:1"``, or an int
         GPU index for CuPy). Defaults to the backend's default device.
@@ -278,8 +378,18 @@ def get_backend(name: str | Backend = "auto", device: Any = None) -> Backend:
     """
     if isinstance(name, Backend):
         return name
+    if hasattr(name, "__array_api_version__") and hasattr(name, "asarray"):
+        # an Array API namespace module: a known library goes through its named path
+        # (array-api-compat wrapper, device handling); any other is used as it is
+        known = _namespace_name(name)
+        if known in _MODULES:
+            return get_backend(known, device)
+        return Backend(known, name, device)
     if not isinstance(name, str):
-        raise TypeError(f"backend must be a string such as 'numpy', got {type(name).__name__}")
+        raise TypeError(
+            f"backend must be a name such as 'numpy' or an Array API namespace module, "
+            f"got {type(name).__name__}"
+        )
     if ":" in name and device is None:
         name, device = name.split(":", 1)
     name = name.strip().lower().replace("-", "_")
@@ -410,6 +520,16 @@ def synchronize(backend: Backend) -> None:
     Parameters
     ----------
     backend : Backend
+
+    Examples
+    --------
+    >>> import time, numpy as np, xpnet as xn
+    >>> b = xn.get_backend("numpy")
+    >>> t0 = time.perf_counter()
+    >>> _ = b.xp.ones((64, 64)) @ b.xp.ones((64, 64))
+    >>> xn.backends.synchronize(b)  # on a GPU: wait for the product before reading the clock
+    >>> time.perf_counter() >= t0
+    True
     """
     if backend.name == "cupy":
         import cupy
@@ -428,6 +548,12 @@ def versions() -> dict[str, str]:
     -------
     dict
         Package name to version string.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> "numpy" in xn.backends.versions()
+    True
     """
     from importlib import metadata
 
