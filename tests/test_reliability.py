@@ -340,7 +340,8 @@ CONSTRUCTOR_CASES = [
      BackendError, r"unknown backend 'jax'; choose one of: auto, numpy, cupy, torch, "
                    r"array_api_strict"),
     ("MLP-backend-type", lambda: xn.MLP([4, 3], backend=3),
-     TypeError, r"backend must be a string such as 'numpy', got int"),
+     TypeError, r"backend must be a name such as 'numpy' or an Array API namespace "
+                r"module, got int"),
     ("MLP-numpy-on-cuda", lambda: xn.MLP([4, 3], backend="numpy", device="cuda"),
      BackendError, r"backend 'numpy' runs on the CPU only, got device 'cuda'"),
     # Sequential and layers

@@ -10,7 +10,7 @@ Examples
 >>> X = np.random.default_rng(0).normal(size=(200, 8)).astype("float32")
 >>> y = (X[:, 0] > 0).astype("int64")
 >>> model = xn.MLP([8, 16, 2], backend="numpy", seed=0)
->>> history = model.fit(X, y, epochs=5, batch_size=32, verbose=0)
+>>> history = model.fit(X, y, epochs=10, batch_size=32, optimizer=xn.Adam(lr=0.01), verbose=0)
 >>> model.evaluate(X, y)["accuracy"] > 0.9
 True
 """

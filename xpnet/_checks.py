@@ -8,7 +8,7 @@ was expected.  NumPy is used here for host-side inspection of host inputs.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal, overload
 
 import array_api_compat
 import numpy as np
@@ -18,8 +18,13 @@ from .backends import Backend, backend_of, dtype_name
 FLOAT_DTYPES = ("float32", "float64")
 
 
+@overload
+def check_int(name: str, value: Any, *, minimum: int = ...,
+              allow_none: Literal[False] = ...) -> int: ...
+@overload
+def check_int(name: str, value: Any, *, minimum: int = ..., allow_none: bool) -> int | None: ...
 def check_int(name: str, value: Any, *, minimum: int = 1, allow_none: bool = False) -> int | None:
-    """Check an integer argument (bools rejected)."""
+    """Check an integer argument (bools rejected); ``None`` passes only with ``allow_none``."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -204,10 +209,10 @@ def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_o
     if values and not bool(xp.all(xp.isfinite(yd))):
         raise ValueError(f"{name} contains NaN or infinite values")
     if values and loss.classification:
-        lo, hi = float(xp.min(yd)), float(xp.max(yd))
-        if lo < 0.0 or hi > 1.0:
+        vmin, vmax = float(xp.min(yd)), float(xp.max(yd))
+        if vmin < 0.0 or vmax > 1.0:
             raise ValueError(
-                f"{name} has values in [{lo:g}, {hi:g}]; {loss.name} targets "
+                f"{name} has values in [{vmin:g}, {vmax:g}]; {loss.name} targets "
                 f"(0/1 labels or probabilities) must be in [0, 1]"
             )
     return yd

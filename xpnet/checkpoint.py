@@ -14,11 +14,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .backends import Backend, get_backend, to_numpy
+
+if TYPE_CHECKING:
+    from .model import Sequential
 
 __all__ = ["save", "load", "load_checkpoint", "Checkpoint", "CheckpointError"]
 
@@ -29,7 +32,24 @@ _OPT = "optimizer/"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, corrupted, or does not match what was asked."""
+    """A checkpoint file is missing, corrupted, or does not match what was asked.
+
+    A ``ValueError``, so ``except ValueError`` catches it too.
+
+    Examples
+    --------
+    >>> import os, tempfile, xpnet as xn
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "junk.safetensors")
+    >>> with open(path, "wb") as f:
+    ...     _ = f.write(b"not a checkpoint")
+    >>> try:
+    ...     xn.load(path, backend="numpy")
+    ... except xn.CheckpointError as exc:
+    ...     print(str(exc).replace(path, "<path>"))  # doctest: +ELLIPSIS
+    <path> is not an xpnet checkpoint (safetensors header length ... does not fit a 16-byte file)
+    >>> tmp.cleanup()
+    """
 
 
 @dataclass
@@ -48,6 +68,17 @@ class Checkpoint:
         ``fit(resume=...)`` to continue exactly.
     metadata : dict
         Versions, backend and time of the save, and any user metadata.
+
+    Examples
+    --------
+    >>> import os, tempfile, xpnet as xn
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = xn.save(xn.MLP([3, 2], backend="numpy"), os.path.join(tmp.name, "m.safetensors"),
+    ...                metadata={"run": "demo"})
+    >>> ckpt = xn.load_checkpoint(path, backend="numpy")
+    >>> ckpt.optimizer, ckpt.training, ckpt.metadata["user"], ckpt.metadata["dtype"]
+    (None, None, {'run': 'demo'}, 'float32')
+    >>> tmp.cleanup()
     """
 
     model: Any
@@ -120,10 +151,12 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
     Examples
     --------
     >>> import tempfile, os, xpnet as xn
+    >>> tmp = tempfile.TemporaryDirectory()
     >>> m = xn.MLP([4, 3], backend="numpy")
-    >>> p = xn.save(m, os.path.join(tempfile.mkdtemp(), "m.safetensors"))
+    >>> p = xn.save(m, os.path.join(tmp.name, "m.safetensors"))
     >>> xn.load(p, backend="numpy").params.keys() == m.params.keys()
     True
+    >>> tmp.cleanup()
     """
     from safetensors.numpy import save as st_save
 
@@ -237,7 +270,7 @@ def _check_dense_shapes(config: Any, tensors: dict, path: Path) -> None:
         raise CheckpointError(f"{path}: bad model architecture in metadata: {exc}") from None
     for i, layer in enumerate(layers):
         if type(layer) is Dense:
-            need = {"W": (n, layer.units)}
+            need: dict[str, tuple[int, ...]] = {"W": (n, layer.units)}
             if layer.bias:
                 need["b"] = (layer.units,)
             for name, shape in need.items():
@@ -306,9 +339,21 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
         For a file that is not a checkpoint, is truncated or corrupted, or
         whose tensors do not match its architecture.
     FileNotFoundError
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, xpnet as xn
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> m = xn.MLP([3, 2], backend="numpy")
+    >>> h = m.fit(np.zeros((8, 3), "float32"), np.zeros(8, "int64"), epochs=2, verbose=0)
+    >>> path = xn.save(m, os.path.join(tmp.name, "m.safetensors"))  # with m.optimizer
+    >>> ckpt = xn.load_checkpoint(path, backend="numpy")
+    >>> type(ckpt.optimizer).__name__, ckpt.optimizer.state["step"]
+    ('Adam', 2)
+    >>> tmp.cleanup()
     """
     from .model import Sequential
-    from .optimizers import optimizer_from_config
+    from .optimizers import Optimizer, optimizer_from_config
 
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
@@ -350,7 +395,7 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
             raise CheckpointError(f"{path}: tensor {k!r} contains NaN or inf")
     dtype = model.dtype
     model.params = {k[len(_PARAM):]: be.asarray(tensors[k], dtype=dtype) for k in expected}
-    optimizer = None
+    optimizer: Optimizer | None = None
     if "optimizer" in meta:
         om = _json(meta, "optimizer", path)
         try:
@@ -386,18 +431,37 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
     return Checkpoint(model=model, optimizer=optimizer, training=training, metadata=info)
 
 
-def load(path: str | os.PathLike, *, backend: str | Backend = "auto", device: Any = None):
+def load(path: str | os.PathLike, *, backend: str | Backend = "auto",
+         device: Any = None) -> Sequential:
     """Load a model saved with :func:`save` onto any backend.
 
     Parameters
     ----------
     path : str or Path
     backend : str or Backend
+        Where to put the tensors; any backend can load a file saved from any other.
     device : optional
 
     Returns
     -------
     Sequential
         With ``model.optimizer`` restored when the file holds one.
+
+    Raises
+    ------
+    CheckpointError
+        For a file that is not a valid checkpoint (see :func:`load_checkpoint`).
+    FileNotFoundError
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, xpnet as xn
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> m = xn.MLP([3, 4, 2], backend="numpy", seed=3)
+    >>> path = xn.save(m, os.path.join(tmp.name, "m.safetensors"))
+    >>> back = xn.load(path, backend="array_api_strict")  # any backend
+    >>> back.backend.name, np.array_equal(xn.to_numpy(back.params["0.W"]), m.params["0.W"])
+    ('array_api_strict', True)
+    >>> tmp.cleanup()
     """
     return load_checkpoint(path, backend=backend, device=device).model

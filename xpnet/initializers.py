@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from .backends import Backend
@@ -25,6 +26,14 @@ def he_normal(shape: tuple[int, int], rng: RNG, backend: Backend, dtype: Any) ->
     Returns
     -------
     array
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> b = xn.get_backend("numpy")
+    >>> w = xn.initializers.he_normal((800, 400), xn.RNG(0), b, b.xp.float64)
+    >>> round(float(w.std()) ** 2 * 800, 1)  # variance * fan_in
+    2.0
     """
     return rng.normal(shape, math.sqrt(2.0 / shape[0]), backend, dtype)
 
@@ -42,6 +51,14 @@ def he_uniform(shape: tuple[int, int], rng: RNG, backend: Backend, dtype: Any) -
     Returns
     -------
     array
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> b = xn.get_backend("numpy")
+    >>> w = xn.initializers.he_uniform((6, 100), xn.RNG(0), b, b.xp.float64)
+    >>> bool(abs(w).max() <= 1.0)  # a = sqrt(6 / 6)
+    True
     """
     a = math.sqrt(6.0 / shape[0])
     return rng.uniform(shape, -a, a, backend, dtype)
@@ -62,6 +79,14 @@ def glorot_uniform(shape: tuple[int, int], rng: RNG, backend: Backend, dtype: An
     Returns
     -------
     array
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> b = xn.get_backend("numpy")
+    >>> w = xn.initializers.glorot_uniform((4, 2), xn.RNG(0), b, b.xp.float32)
+    >>> w.shape, bool(abs(w).max() <= 1.0)  # a = sqrt(6 / (4 + 2))
+    ((4, 2), True)
     """
     a = math.sqrt(6.0 / (shape[0] + shape[1]))
     return rng.uniform(shape, -a, a, backend, dtype)
@@ -69,7 +94,7 @@ def glorot_uniform(shape: tuple[int, int], rng: RNG, backend: Backend, dtype: An
 
 def uniform(shape: tuple[int, ...], rng: RNG, backend: Backend, dtype: Any,
             low: float = -0.5, high: float = 0.5) -> Any:
-    """Plain U(low, high), as the original notebook used for its weights.
+    """Plain U[low, high), as the original notebook used for its weights.
 
     Parameters
     ----------
@@ -82,6 +107,14 @@ def uniform(shape: tuple[int, ...], rng: RNG, backend: Backend, dtype: Any,
     Returns
     -------
     array
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> b = xn.get_backend("numpy")
+    >>> w = xn.initializers.uniform((10, 784), xn.RNG(0), b, b.xp.float32)
+    >>> bool((w >= -0.5).all() and (w < 0.5).all())
+    True
     """
     return rng.uniform(shape, low, high, backend, dtype)
 
@@ -100,10 +133,18 @@ def zeros(shape: tuple[int, ...], rng: RNG, backend: Backend, dtype: Any) -> Any
     Returns
     -------
     array
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> b = xn.get_backend("numpy")
+    >>> xn.initializers.zeros((3,), xn.RNG(0), b, b.xp.float32).tolist()
+    [0.0, 0.0, 0.0]
     """
     return backend.xp.zeros(shape, dtype=dtype, device=backend.device)
 
 
+#: Initializer names accepted by :class:`xpnet.Dense` and :func:`xpnet.MLP`.
 INITIALIZERS = {
     "he_normal": he_normal,
     "he_uniform": he_uniform,
@@ -113,17 +154,30 @@ INITIALIZERS = {
 }
 
 
-def get_initializer(name: str):
+def get_initializer(name: str | Callable[..., Any]) -> Callable[..., Any]:
     """Look up an initializer by name.
 
     Parameters
     ----------
-    name : str
-        One of ``he_normal``, ``he_uniform``, ``glorot_uniform``, ``uniform``, ``zeros``.
+    name : str or callable
+        One of ``he_normal``, ``he_uniform``, ``glorot_uniform``, ``uniform``,
+        ``zeros``; a callable ``(shape, rng, backend, dtype) -> array`` is
+        returned as is.
 
     Returns
     -------
     callable
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message lists the valid ones.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> xn.initializers.get_initializer("glorot_uniform") is xn.initializers.glorot_uniform
+    True
     """
     if callable(name):
         return name

@@ -59,28 +59,125 @@ class Layer:
     ...     def backward(self, params, cache, dy):
     ...         xp = xn.backends.backend_of(dy).xp
     ...         return dy * params["s"], {"s": xp.sum(dy * cache, axis=0)}
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(4, 3))
+    >>> sorted(xn.testing.check_gradients(Scale(), x, backend="numpy"))
+    ['s', 'x']
     """
 
     stochastic = False
 
     def init(self, in_features: int, rng: RNG, *, backend: Backend, dtype: Any) -> Params:
-        """Create this layer's parameters (an empty dict for parameter-free layers)."""
+        """Create this layer's parameters (an empty dict for parameter-free layers).
+
+        Parameters
+        ----------
+        in_features : int
+            Number of input features.
+        rng : RNG
+            The model's generator; draw initial weights from it.
+        backend : Backend
+            Where the parameters live (``backend.xp``, ``backend.device``).
+        dtype : dtype
+            The parameters' dtype in ``backend.xp``.
+
+        Returns
+        -------
+        dict of str to array
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> b = xn.get_backend("numpy")
+        >>> params = xn.Dense(3).init(2, xn.RNG(0), backend=b, dtype=b.xp.float32)
+        >>> {k: v.shape for k, v in params.items()}
+        {'W': (2, 3), 'b': (3,)}
+        """
         return {}
 
     def forward(self, params: Params, x: Any, *, train: bool = False) -> tuple[Any, Any]:
-        """Compute the output and the cache the backward pass needs."""
+        """Compute the output and the cache the backward pass needs.
+
+        Parameters
+        ----------
+        params : dict of str to array
+            This layer's parameters (from :meth:`init`).
+        x : array of shape (n, in_features)
+        train : bool
+            Training mode (e.g. dropout active).
+
+        Returns
+        -------
+        y : array of shape (n, out_features)
+        cache : object
+            Anything :meth:`backward` needs (often ``x`` or ``y``).
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> y, cache = xn.ReLU().forward({}, np.array([[-1.0, 2.0]]))
+        >>> y.tolist()
+        [[0.0, 2.0]]
+        """
         raise NotImplementedError
 
     def backward(self, params: Params, cache: Any, dy: Any) -> tuple[Any, Params]:
-        """Return ``(dx, grads)`` given the cache and the output gradient ``dy``."""
+        """Return ``(dx, grads)`` given the cache and the output gradient ``dy``.
+
+        Parameters
+        ----------
+        params : dict of str to array
+        cache : object
+            The cache :meth:`forward` returned.
+        dy : array of shape (n, out_features)
+            Gradient of the loss w.r.t. this layer's output.
+
+        Returns
+        -------
+        dx : array of shape (n, in_features)
+            Gradient w.r.t. the input.
+        grads : dict of str to array
+            Gradient w.r.t. each parameter, same keys as ``params``.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> b = xn.get_backend("numpy")
+        >>> dense = xn.Dense(3)
+        >>> params = dense.init(2, xn.RNG(0), backend=b, dtype=b.xp.float64)
+        >>> y, cache = dense.forward(params, np.ones((4, 2)))
+        >>> dx, grads = dense.backward(params, cache, np.ones((4, 3)))
+        >>> dx.shape, {k: g.shape for k, g in grads.items()}
+        ((4, 2), {'W': (2, 3), 'b': (3,)})
+        """
         raise NotImplementedError
 
     def out_features(self, in_features: int) -> int:
-        """Number of output features given the number of input features."""
+        """Number of output features given the number of input features.
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> xn.ReLU().out_features(5), xn.Dense(3).out_features(5)
+        (5, 3)
+        """
         return in_features
 
     def get_config(self) -> dict:
-        """Constructor arguments, JSON-serialisable, for checkpoints."""
+        """Constructor arguments, JSON-serialisable, for checkpoints.
+
+        Returns
+        -------
+        dict
+            Keyword arguments that rebuild an equal layer
+            (see :func:`layer_from_config`).
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> xn.Dropout(0.25).get_config()
+        {'rate': 0.25}
+        """
         return {}
 
     def __repr__(self) -> str:
@@ -118,6 +215,7 @@ class Dense(Layer):
         self.bias = bias
 
     def init(self, in_features: int, rng: RNG, *, backend: Backend, dtype: Any) -> Params:
+        """``W`` of shape ``(in_features, units)`` from the initializer; ``b`` zeros."""
         w = get_initializer(self.init_name)((in_features, self.units), rng, backend, dtype)
         params = {"W": w}
         if self.bias:
@@ -125,6 +223,7 @@ class Dense(Layer):
         return params
 
     def forward(self, params: Params, x: Any, *, train: bool = False) -> tuple[Any, Any]:
+        """``x @ W + b``; the cache is ``x``."""
         y = x @ params["W"]
         if self.bias:
             y += params["b"]  # in place: the product is a fresh array
@@ -132,6 +231,11 @@ class Dense(Layer):
 
     def backward(self, params: Params, cache: Any, dy: Any, *,
                  need_input_grad: bool = True) -> tuple[Any, Params]:
+        """Gradients of ``W`` and ``b``; ``dx`` is None when ``need_input_grad`` is False.
+
+        The model passes ``need_input_grad=False`` to its first parameterised
+        layer, which saves one matrix product per step.
+        """
         x = cache
         xp = _xp(dy)
         grads = {"W": xp.matrix_transpose(x) @ dy}
@@ -141,9 +245,11 @@ class Dense(Layer):
         return dx, grads
 
     def out_features(self, in_features: int) -> int:
+        """``units``, whatever the input size."""
         return self.units
 
     def get_config(self) -> dict:
+        """Constructor arguments: ``units``, ``init``, ``bias``."""
         return {"units": self.units, "init": self.init_name, "bias": self.bias}
 
 
@@ -154,14 +260,25 @@ def _xp(a: Any) -> Any:
 
 
 class ReLU(Layer):
-    """Rectified linear unit ``max(x, 0)``."""
+    """Rectified linear unit ``max(x, 0)``.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> relu = xn.ReLU()
+    >>> y, cache = relu.forward({}, np.array([[-1.0, 2.0]]))
+    >>> y.tolist(), relu.backward({}, cache, np.ones((1, 2)))[0].tolist()
+    ([[0.0, 2.0]], [[0.0, 1.0]])
+    """
 
     def forward(self, params, x, *, train=False):
+        """``max(x, 0)``; the cache is the output."""
         xp = _xp(x)
         y = xp.maximum(x, 0.0)
         return y, y
 
     def backward(self, params, cache, dy):
+        """``dy`` where the output is positive, else 0."""
         # cache is the output (>= 0), so sign(cache) is the 0/1 mask; a multiply by it
         # is several times faster than where(cache > 0, dy, 0) on NumPy
         return dy * _xp(dy).sign(cache), {}
@@ -174,6 +291,12 @@ class LeakyReLU(Layer):
     ----------
     negative_slope : float
         Slope for negative inputs (default 0.01).
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> xn.LeakyReLU(0.1).forward({}, np.array([[-1.0, 2.0]]))[0].tolist()
+    [[-0.1, 2.0]]
     """
 
     def __init__(self, negative_slope: float = 0.01):
@@ -182,25 +305,39 @@ class LeakyReLU(Layer):
         self.negative_slope = float(negative_slope)
 
     def forward(self, params, x, *, train=False):
+        """``x`` or ``negative_slope * x``; the cache is the input."""
         xp = _xp(x)
         return xp.where(x > 0, x, x * self.negative_slope), x
 
     def backward(self, params, cache, dy):
+        """``dy`` for positive inputs, ``negative_slope * dy`` otherwise."""
         xp = _xp(dy)
         return xp.where(cache > 0, dy, dy * self.negative_slope), {}
 
     def get_config(self):
+        """Constructor arguments: ``negative_slope``."""
         return {"negative_slope": self.negative_slope}
 
 
 class Tanh(Layer):
-    """Hyperbolic tangent."""
+    """Hyperbolic tangent.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> tanh = xn.Tanh()
+    >>> y, cache = tanh.forward({}, np.array([[0.0, 100.0]]))
+    >>> y.tolist(), tanh.backward({}, cache, np.ones((1, 2)))[0].tolist()
+    ([[0.0, 1.0]], [[1.0, 0.0]])
+    """
 
     def forward(self, params, x, *, train=False):
+        """``tanh(x)``; the cache is the output."""
         y = _xp(x).tanh(x)
         return y, y
 
     def backward(self, params, cache, dy):
+        """``dy * (1 - y**2)``."""
         return dy * (1.0 - cache * cache), {}
 
 
@@ -214,6 +351,12 @@ def sigmoid(x: Any) -> Any:
     Returns
     -------
     array
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> xn.layers.sigmoid(np.array([-1000.0, 0.0, 1000.0])).tolist()  # no overflow
+    [0.0, 0.5, 1.0]
     """
     xp = _xp(x)
     e = xp.exp(-xp.abs(x))
@@ -221,13 +364,24 @@ def sigmoid(x: Any) -> Any:
 
 
 class Sigmoid(Layer):
-    """Logistic sigmoid ``1 / (1 + exp(-x))`` (computed without overflow)."""
+    """Logistic sigmoid ``1 / (1 + exp(-x))`` (computed without overflow).
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> sig = xn.Sigmoid()
+    >>> y, cache = sig.forward({}, np.array([[-1000.0, 0.0, 1000.0]]))
+    >>> y.tolist(), sig.backward({}, cache, np.ones((1, 3)))[0].tolist()
+    ([[0.0, 0.5, 1.0]], [[0.0, 0.25, 0.0]])
+    """
 
     def forward(self, params, x, *, train=False):
+        """The stable sigmoid of ``x``; the cache is the output."""
         y = sigmoid(x)
         return y, y
 
     def backward(self, params, cache, dy):
+        """``dy * y * (1 - y)``."""
         return dy * cache * (1.0 - cache), {}
 
 
@@ -240,14 +394,23 @@ class GELU(Layer):
     ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``; the Array API
     standard has no ``erf``, so the exact form is not portable. This matches
     ``torch.nn.GELU(approximate="tanh")``.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> y, cache = xn.GELU().forward({}, np.array([[0.0, 1.0, 10.0]]))
+    >>> np.round(y, 4).tolist()
+    [[0.0, 0.8412, 10.0]]
     """
 
     def forward(self, params, x, *, train=False):
+        """The tanh-approximate GELU of ``x``; the cache is ``(x, tanh(...))``."""
         xp = _xp(x)
         t = xp.tanh(_GELU_C * (x + 0.044715 * x * x * x))
         return 0.5 * x * (1.0 + t), (x, t)
 
     def backward(self, params, cache, dy):
+        """``dy`` times the derivative of the tanh approximation."""
         x, t = cache
         dinner = _GELU_C * (1.0 + 3 * 0.044715 * x * x)
         return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner), {}
@@ -262,6 +425,16 @@ class Dropout(Layer):
     ----------
     rate : float
         Drop probability in ``[0, 1)``.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> drop, x = xn.Dropout(0.5), np.ones((2, 4))
+    >>> drop.forward({}, x)[0] is x  # evaluation: the identity
+    True
+    >>> y, mask = drop.forward({}, x, train=True, rng=xn.RNG(0))
+    >>> sorted(set(y.ravel().tolist()))  # kept inputs are scaled by 1 / (1 - rate)
+    [0.0, 2.0]
     """
 
     stochastic = True
@@ -272,6 +445,7 @@ class Dropout(Layer):
         self.rate = float(rate)
 
     def forward(self, params, x, *, train=False, rng: RNG | None = None):
+        """Mask and scale ``x`` in training (``rng`` required), identity otherwise."""
         if not train or self.rate == 0.0:
             return x, None
         if rng is None:
@@ -282,9 +456,11 @@ class Dropout(Layer):
         return x * mask, mask
 
     def backward(self, params, cache, dy):
+        """``dy`` times the forward pass's mask."""
         return (dy if cache is None else dy * cache), {}
 
     def get_config(self):
+        """Constructor arguments: ``rate``."""
         return {"rate": self.rate}
 
 
@@ -317,6 +493,23 @@ def register_layer(cls: type[Layer]) -> type[Layer]:
     -------
     type
         ``cls`` unchanged.
+
+    Raises
+    ------
+    TypeError
+        When ``cls`` is not a :class:`Layer` subclass.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> @xn.register_layer
+    ... class Double(xn.Layer):
+    ...     def forward(self, params, x, *, train=False):
+    ...         return 2 * x, None
+    ...     def backward(self, params, cache, dy):
+    ...         return 2 * dy, {}
+    >>> xn.layers.layer_from_config({"class": "Double", "config": {}})
+    Double()
     """
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise TypeError(f"register_layer expects a Layer subclass, got {cls!r}")
@@ -330,6 +523,8 @@ def layer_from_config(config: dict) -> Layer:
     Parameters
     ----------
     config : dict
+        ``{"class": name, "config": kwargs}`` as :meth:`xpnet.Sequential.get_config`
+        lists its layers.
 
     Returns
     -------
@@ -340,6 +535,12 @@ def layer_from_config(config: dict) -> Layer:
     ValueError
         When the class is unknown (custom layers must be registered with
         :func:`register_layer`) or the config does not fit its constructor.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> xn.layers.layer_from_config({"class": "Dense", "config": {"units": 3}})
+    Dense(units=3, init='he_normal', bias=True)
     """
     if not isinstance(config, dict) or "class" not in config:
         raise ValueError(f"layer config must be a dict with a 'class' key, got {config!r}")

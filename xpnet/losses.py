@@ -44,6 +44,12 @@ def log_softmax(z: Any) -> Any:
     Returns
     -------
     array of shape (n, k)
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> np.round(xn.losses.log_softmax(np.array([[0.0, 0.0], [1000.0, 0.0]])), 4).tolist()
+    [[-0.6931, -0.6931], [0.0, -1000.0]]
     """
     xp = _xp(z)
     s = z - xp.max(z, axis=-1, keepdims=True)
@@ -60,6 +66,12 @@ def softmax(z: Any) -> Any:
     Returns
     -------
     array of shape (n, k)
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> xn.losses.softmax(np.array([[1000.0, 1000.0], [0.0, -1000.0]])).tolist()  # no overflow
+    [[0.5, 0.5], [1.0, 0.0]]
     """
     xp = _xp(z)
     e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
@@ -71,6 +83,30 @@ class Loss:
 
     Subclasses implement :meth:`value_and_grad`; ``__call__`` returns only
     the value. ``classification`` says whether targets are class labels.
+
+    Attributes
+    ----------
+    name : str
+        The loss's name in configs and checkpoints.
+    classification : bool
+        Whether targets are labels (the model then reports accuracy).
+
+    Examples
+    --------
+    A mean absolute error loss:
+
+    >>> import numpy as np, xpnet as xn
+    >>> class L1(xn.Loss):
+    ...     name = "l1"
+    ...     def value_and_grad(self, output, target, *, need_grad=True):
+    ...         xp = xn.backends.backend_of(output).xp
+    ...         d = output - target
+    ...         grad = xp.sign(d) / (d.shape[0] * d.shape[1]) if need_grad else None
+    ...         return xp.mean(xp.abs(d)), grad
+    >>> float(L1()(np.array([[1.0, -3.0]]), np.array([[0.0, 0.0]])))
+    2.0
+    >>> sorted(xn.testing.check_gradients(L1(), np.array([[1.0, -3.0]]), np.zeros((1, 2))))
+    ['output']
     """
 
     name = "loss"
@@ -81,11 +117,43 @@ class Loss:
         return self.value_and_grad(output, target, need_grad=False)[0]
 
     def value_and_grad(self, output: Any, target: Any, *, need_grad: bool = True):
-        """Return ``(loss, d_loss/d_output)``; the gradient is None if not needed."""
+        """Return ``(loss, d_loss/d_output)``; the gradient is None if not needed.
+
+        Parameters
+        ----------
+        output : array of shape (n, k)
+            Raw model outputs (logits for classifiers).
+        target : array
+            Labels or targets, as the loss expects.
+        need_grad : bool
+            False skips the gradient (evaluation).
+
+        Returns
+        -------
+        loss : 0-d array
+            The mean over the batch, on the output's device.
+        grad : array of the output's shape, or None
+            Already divided by the batch size.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> loss, grad = xn.MeanSquaredError().value_and_grad(np.array([[1.0, 3.0]]),
+        ...                                                   np.array([[1.0, 1.0]]))
+        >>> float(loss), grad.tolist()
+        (2.0, [[0.0, 2.0]])
+        """
         raise NotImplementedError
 
     def output_transform(self, output: Any) -> Any:
-        """Map raw model outputs to predictions (probabilities for classifiers)."""
+        """Map raw model outputs to predictions (probabilities for classifiers).
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> xn.SoftmaxCrossEntropy().output_transform(np.array([[0.0, 0.0]])).tolist()
+        [[0.5, 0.5]]
+        """
         return output
 
     def __repr__(self) -> str:
@@ -96,8 +164,9 @@ class SoftmaxCrossEntropy(Loss):
     """Softmax followed by cross-entropy, fused and stable for large logits.
 
     Targets are integer class labels of shape ``(n,)`` or class probabilities
-    of shape ``(n, k)``. The gradient ``(softmax(z) - onehot(y)) / n`` is
-    formed without materialising a float one-hot matrix.
+    of shape ``(n, k)``. For labels on NumPy, CuPy and PyTorch the gradient
+    ``(softmax(z) - onehot(y)) / n`` is formed in place, without a one-hot
+    matrix.
 
     Examples
     --------
@@ -105,12 +174,16 @@ class SoftmaxCrossEntropy(Loss):
     >>> z = np.array([[1000.0, 0.0], [0.0, 1000.0]])
     >>> float(xn.SoftmaxCrossEntropy()(z, np.array([0, 1])))
     0.0
+    >>> loss, grad = xn.SoftmaxCrossEntropy().value_and_grad(np.zeros((1, 2)), np.array([0]))
+    >>> round(float(loss), 4), grad.tolist()  # log(2), (softmax - onehot) / n
+    (0.6931, [[-0.5, 0.5]])
     """
 
     name = "cross_entropy"
     classification = True
 
     def value_and_grad(self, output, target, *, need_grad=True):
+        """Mean cross-entropy of ``softmax(output)`` and its gradient w.r.t. the logits."""
         xp = _xp(output)
         n, k = output.shape
         s = output - xp.max(output, axis=1, keepdims=True)
@@ -140,15 +213,26 @@ class SoftmaxCrossEntropy(Loss):
         return loss, (p * xp.sum(target, axis=1, keepdims=True) - target) / float(n)
 
     def output_transform(self, output):
+        """Class probabilities: the softmax of the logits."""
         return softmax(output)
 
 
 class MeanSquaredError(Loss):
-    """Mean squared error over all elements, ``mean((output - target)**2)``."""
+    """Mean squared error over all elements, ``mean((output - target)**2)``.
+
+    A 1-D target is accepted for a single-output model.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> float(xn.MeanSquaredError()(np.array([[1.0], [3.0]]), np.array([1.0, 1.0])))
+    2.0
+    """
 
     name = "mse"
 
     def value_and_grad(self, output, target, *, need_grad=True):
+        """Mean squared error and its gradient ``2 (output - target) / size``."""
         xp = _xp(output)
         if target.ndim == 1 and output.ndim == 2 and output.shape[1] == 1:
             target = xp.reshape(target, (-1, 1))
@@ -167,12 +251,22 @@ class BinaryCrossEntropy(Loss):
 
     Targets are 0/1 (or probabilities) with the output's shape; a 1-D target
     is accepted for a single-output model.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> bce = xn.BinaryCrossEntropy()
+    >>> float(bce(np.array([[1000.0], [-1000.0]]), np.array([1.0, 0.0])))  # no overflow
+    0.0
+    >>> bce.output_transform(np.array([[0.0]])).tolist()
+    [[0.5]]
     """
 
     name = "binary_cross_entropy"
     classification = True
 
     def value_and_grad(self, output, target, *, need_grad=True):
+        """Mean binary cross-entropy on logits and its gradient ``(sigmoid - target) / size``."""
         xp = _xp(output)
         if target.ndim == 1 and output.ndim == 2 and output.shape[1] == 1:
             target = xp.reshape(target, (-1, 1))
@@ -187,6 +281,7 @@ class BinaryCrossEntropy(Loss):
         return loss, (sigmoid(output) - target) / float(size)
 
     def output_transform(self, output):
+        """Probabilities: the sigmoid of the logits."""
         return sigmoid(output)
 
 
@@ -212,6 +307,8 @@ def get_loss(loss: str | Loss) -> Loss:
     Parameters
     ----------
     loss : str or Loss
+        A name or alias (case-insensitive, e.g. ``"bce"``), or an instance,
+        returned as is.
 
     Returns
     -------
@@ -221,6 +318,12 @@ def get_loss(loss: str | Loss) -> Loss:
     ------
     ValueError
         For an unknown name; the message lists the valid ones.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> xn.losses.get_loss("bce"), xn.losses.get_loss("mean_squared_error").name
+    (BinaryCrossEntropy(), 'mse')
     """
     if isinstance(loss, Loss):
         return loss

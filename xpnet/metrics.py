@@ -48,6 +48,14 @@ def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> Any:
     Returns
     -------
     0-d float array
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> scores = np.array([[0.1, 0.5, 0.4], [0.8, 0.15, 0.05]])
+    >>> y = np.array([2, 1])  # each true class is second best
+    >>> [float(xn.metrics.top_k_accuracy(y, scores, k=k)) for k in (1, 2)]
+    [0.0, 1.0]
     """
     xp = _xp(y_true, scores)
     if scores.ndim != 2 or scores.shape[0] != y_true.shape[0]:
@@ -100,6 +108,13 @@ def log_loss(y_true: Any, proba: Any, eps: float = 1e-12) -> Any:
     Returns
     -------
     0-d float array
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> proba = np.array([[0.5, 0.5], [0.0, 1.0]])
+    >>> round(float(xn.metrics.log_loss(np.array([0, 1]), proba)), 4)  # (log 2 + 0) / 2
+    0.3466
     """
     xp = _xp(y_true, proba)
     hit = xp.reshape(y_true, (-1, 1)) == xp.arange(proba.shape[1], device=proba.device)

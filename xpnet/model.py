@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _checks
 from .backends import Backend, get_backend, to_numpy
 from .layers import ACTIVATIONS, Dense, Dropout, Layer, layer_from_config
 from .losses import Loss, get_loss
 from .random import RNG
+
+if TYPE_CHECKING:
+    from .optimizers import Optimizer
+    from .training import History
 
 __all__ = ["Sequential", "MLP"]
 
@@ -67,7 +71,7 @@ class Sequential:
         self.seed = _checks.check_int("seed", seed, minimum=0)
         self.layers = list(layers)
         self.backend = get_backend(backend, device)
-        self.optimizer = None
+        self.optimizer: Optimizer | None = None
         self._skip_kw = [self._accepts_need_input_grad(layer) for layer in self.layers]
         self.rng = RNG(self.seed)
         self.params = self._init_params()
@@ -94,17 +98,39 @@ class Sequential:
 
     @property
     def dtype(self) -> Any:
-        """The parameters' dtype object in the backend namespace."""
+        """The parameters' dtype object in the backend namespace.
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> m = xn.MLP([3, 2], backend="numpy", dtype="float64")
+        >>> m.dtype == m.xp.float64
+        True
+        """
         return self.backend.dtype(self.dtype_name)
 
     @property
     def xp(self) -> Any:
-        """The Array API namespace of the model's backend."""
+        """The Array API namespace of the model's backend.
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> xn.MLP([3, 2], backend="numpy").xp.__name__
+        'array_api_compat.numpy'
+        """
         return self.backend.xp
 
     @property
     def num_params(self) -> int:
-        """Total number of scalar parameters."""
+        """Total number of scalar parameters.
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> xn.MLP([3, 4, 2], backend="numpy").num_params  # (3*4 + 4) + (4*2 + 2)
+        26
+        """
         total = 0
         for v in self.params.values():
             size = 1
@@ -114,7 +140,27 @@ class Sequential:
         return total
 
     def layer_params(self, i: int) -> dict[str, Any]:
-        """The parameters of layer ``i`` keyed by their short names."""
+        """The parameters of layer ``i`` keyed by their short names.
+
+        Parameters
+        ----------
+        i : int
+            Index into :attr:`layers`.
+
+        Returns
+        -------
+        dict of str to array
+            Empty for a layer without parameters.
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> m = xn.MLP([3, 4, 2], backend="numpy")
+        >>> {k: v.shape for k, v in m.layer_params(2).items()}
+        {'W': (4, 2), 'b': (2,)}
+        >>> m.layer_params(1)
+        {}
+        """
         prefix = f"{i}."
         return {k[len(prefix):]: v for k, v in self.params.items() if k.startswith(prefix)}
 
@@ -125,7 +171,9 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             p = self.layer_params(i)
             if train and layer.stochastic:
-                h, c = layer.forward(p, h, train=True, rng=rng if rng is not None else self.rng)
+                # rng= is the optional keyword of stochastic layers (Layer.stochastic)
+                h, c = layer.forward(p, h, train=True,  # type: ignore[call-arg]
+                                     rng=rng if rng is not None else self.rng)
             else:
                 h, c = layer.forward(p, h, train=train)
             caches.append(c)
@@ -140,8 +188,9 @@ class Sequential:
                 break
             layer = self.layers[i]
             p = self.layer_params(i)
-            if self._skip_kw[i]:
-                dy_in, g = layer.backward(p, caches[i], dy, need_input_grad=i > first)
+            if self._skip_kw[i]:  # the layer's backward takes the optional need_input_grad=
+                dy_in, g = layer.backward(p, caches[i], dy,  # type: ignore[call-arg]
+                                          need_input_grad=i > first)
             else:
                 dy_in, g = layer.backward(p, caches[i], dy)
             for k, v in g.items():
@@ -161,6 +210,12 @@ class Sequential:
         Returns
         -------
         array of shape (n, out_features)
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> xn.MLP([3, 4, 2], backend="numpy").forward(np.ones((5, 3), "float32")).shape
+        (5, 2)
         """
         X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
         return self._forward(X, train=train)[0]
@@ -237,6 +292,14 @@ class Sequential:
         Returns
         -------
         array of shape (n, out_features), on the model's device
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> m = xn.MLP([3, 4, 2], backend="numpy")
+        >>> p = m.predict_proba(np.ones((5, 3), "float32"))
+        >>> p.shape, bool(np.allclose(p.sum(axis=1), 1.0))
+        ((5, 2), True)
         """
         _checks.check_int("batch_size", batch_size, allow_none=True)
         X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
@@ -249,10 +312,21 @@ class Sequential:
         ----------
         X : array of shape (n, in_features)
         batch_size : int or None
+            Rows per forward pass (bounds memory); None for one pass.
 
         Returns
         -------
         array on the model's device
+            Shape ``(n,)`` for cross-entropy models, ``(n, out_features)``
+            (0/1 labels or regression outputs) otherwise.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> m = xn.MLP([3, 4, 2], backend="numpy")
+        >>> labels = m.predict(np.ones((5, 3), "float32"))
+        >>> labels.shape, str(labels.dtype)
+        ((5,), 'int64')
         """
         _checks.check_int("batch_size", batch_size, allow_none=True)
         X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
@@ -274,12 +348,21 @@ class Sequential:
         ----------
         X : array of shape (n, in_features)
         y : array
+            Integer labels for cross-entropy, targets otherwise.
         batch_size : int or None
+            Rows per forward pass (bounds memory); None for one pass.
 
         Returns
         -------
         dict
             ``{"loss": float, "accuracy": float}`` (no accuracy for ``mse``).
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> m = xn.MLP([3, 2], backend="numpy")
+        >>> sorted(m.evaluate(np.ones((4, 3), "float32"), np.array([0, 1, 0, 1])))
+        ['accuracy', 'loss']
         """
         _checks.check_int("batch_size", batch_size, allow_none=True)
         Xd = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
@@ -312,12 +395,22 @@ class Sequential:
         return None
 
     # -- training ------------------------------------------------------------
-    def fit(self, X: Any, y: Any, **kwargs: Any):
+    def fit(self, X: Any, y: Any, **kwargs: Any) -> History:
         """Train the model; see :func:`xpnet.fit` for every argument.
 
         Returns
         -------
         History
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> X = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+        >>> y = (X[:, 0] > 0).astype("int64")
+        >>> m = xn.MLP([3, 8, 2], backend="numpy", seed=0)
+        >>> h = m.fit(X, y, epochs=20, optimizer=xn.Adam(lr=0.05), verbose=0)
+        >>> h.history["loss"][-1] < h.history["loss"][0]
+        True
         """
         from .training import fit
 
@@ -335,7 +428,17 @@ class Sequential:
         Returns
         -------
         Sequential
-            ``self``, now on the new backend.
+            ``self``, now on the new backend. ``optimizer`` is reset to None
+            (its state lived on the old device).
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> m = xn.MLP([3, 2], backend="numpy")
+        >>> m.to("array_api_strict").backend.name
+        'array_api_strict'
+        >>> m.to("numpy").backend.name
+        'numpy'
         """
         new = get_backend(backend, device)
         dtype = new.dtype(self.dtype_name)
@@ -349,6 +452,25 @@ class Sequential:
 
         Every value is checked (an array, a real float dtype, the right shape,
         finite) before anything is replaced.
+
+        Parameters
+        ----------
+        params : dict of str to array
+            The same keys as :attr:`params`; arrays of the model's backend or
+            NumPy arrays.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For a non-array, a wrong dtype, key or shape, or NaN/inf values.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> m = xn.MLP([3, 2], backend="numpy")
+        >>> m.set_params({"0.W": np.zeros((3, 2)), "0.b": np.ones(2)})
+        >>> m.params["0.b"].tolist(), str(m.params["0.W"].dtype)
+        ([1.0, 1.0], 'float32')
         """
         if not isinstance(params, dict):
             raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
@@ -377,7 +499,21 @@ class Sequential:
 
     # -- config --------------------------------------------------------------
     def get_config(self) -> dict:
-        """The architecture as JSON (used by checkpoints)."""
+        """The architecture as JSON (used by checkpoints).
+
+        Returns
+        -------
+        dict
+            ``class``, ``in_features``, ``loss``, ``dtype``, ``seed`` and
+            ``layers`` (each ``{"class": ..., "config": ...}``).
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> cfg = xn.MLP([3, 4, 2], backend="numpy").get_config()
+        >>> [layer["class"] for layer in cfg["layers"]], cfg["loss"]
+        (['Dense', 'ReLU', 'Dense'], 'cross_entropy')
+        """
         return {
             "class": "Sequential",
             "in_features": self.in_features,
@@ -396,12 +532,23 @@ class Sequential:
         Parameters
         ----------
         config : dict
+            The output of :meth:`get_config`.
         backend : str or Backend
+            Where to build the model (see :class:`Sequential`).
         device : optional
+            Device on the backend.
 
         Returns
         -------
         Sequential
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> m = xn.MLP([3, 4, 2], backend="numpy", seed=1)
+        >>> twin = xn.Sequential.from_config(m.get_config(), backend="numpy")
+        >>> all(bool((twin.params[k] == v).all()) for k, v in m.params.items())  # same seed
+        True
         """
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError("model config must be a dict with a 'layers' list")
@@ -411,7 +558,18 @@ class Sequential:
                           seed=config.get("seed", 0))
 
     def summary(self) -> str:
-        """A short table of layers, output sizes and parameter counts."""
+        """A short table of layers, output sizes and parameter counts.
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> print(xn.MLP([4, 8, 3], backend="numpy").summary())
+        layer                            out      params
+         0 Dense(units=8, init='he_normal', bias=True)       8          40
+         1 ReLU()                          8           0
+         2 Dense(units=3, init='he_normal', bias=True)       3          27
+        total params: 67  backend: numpy (cpu)  dtype: float32
+        """
         lines = [f"{'layer':<28}{'out':>8}{'params':>12}"]
         n = self.in_features
         for i, layer in enumerate(self.layers):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
@@ -30,18 +31,21 @@ __all__ = [
 ]
 
 Params = dict[str, Any]
+#: A learning rate: a positive float, or a schedule ``step -> lr`` (step counts from 0).
+LearningRate = float | Callable[[int], float]
 
 
 def _xp(a):
     return array_api_compat.array_namespace(a)
 
 
-def _finite(name: str, value, *, low: float = 0.0, high: float | None = None,
+def _finite(name: str, value: Any, *, low: float = 0.0, high: float | None = None,
             low_inclusive: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
-    bad_low = value < low if low_inclusive else value <= low
-    if bad_low or (high is not None and value >= high):
+    v = float(value)  # a finite Real; the message below keeps the caller's spelling
+    bad_low = v < low if low_inclusive else v <= low
+    if bad_low or (high is not None and v >= high):
         rng = f"{'[' if low_inclusive else '('}{low}, {high if high is not None else 'inf'})"
         raise ValueError(f"{name} must be in {rng}, got {value!r}")
     return float(value)
@@ -57,6 +61,12 @@ def global_norm(grads: Params) -> Any:
     Returns
     -------
     0-d array
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> float(xn.optimizers.global_norm({"a": np.array([3.0, 0.0]), "b": np.array([4.0])}))
+    5.0
     """
     total = None
     for g in grads.values():
@@ -79,6 +89,14 @@ def clip_by_global_norm(grads: Params, max_norm: float) -> tuple[Params, Any]:
     Returns
     -------
     (clipped grads, norm before clipping)
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> grads = {"a": np.array([3.0, 0.0]), "b": np.array([4.0])}
+    >>> clipped, norm = xn.clip_by_global_norm(grads, 1.0)
+    >>> float(norm), np.round(clipped["a"], 6).tolist(), np.round(clipped["b"], 6).tolist()
+    (5.0, [0.6, 0.0], [0.8])
     """
     norm = global_norm(grads)
     xp = _xp(norm)
@@ -97,6 +115,12 @@ def clip_by_value(grads: Params, limit: float) -> Params:
     Returns
     -------
     dict of arrays
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> xn.optimizers.clip_by_value({"w": np.array([-3.0, 0.5, 2.0])}, 1.0)["w"].tolist()
+    [-1.0, 0.5, 1.0]
     """
     return {k: _xp(g).clip(g, -limit, limit) for k, g in grads.items()}
 
@@ -120,12 +144,27 @@ class Optimizer:
     state : dict or None
         The state left by the last :func:`xpnet.fit` that used this object;
         passing the same optimizer to ``fit`` again continues from it.
+    slots : tuple of str
+        Names of the per-parameter state arrays (e.g. Adam's ``exp_avg``).
+
+    Examples
+    --------
+    The pure interface every optimizer shares, as used in a custom loop:
+
+    >>> import numpy as np, xpnet as xn
+    >>> opt = xn.Adam(lr=0.1, clip_norm=1.0)
+    >>> params = {"w": np.array([1.0, -1.0])}
+    >>> state = opt.init(params)
+    >>> for _ in range(3):
+    ...     params, state = opt.update(params, {"w": 2 * params["w"]}, state)
+    >>> state["step"], bool(np.all(np.abs(params["w"]) < 1.0))
+    (3, True)
     """
 
     slots: tuple[str, ...] = ()
 
-    def __init__(self, lr=1e-3, *, weight_decay: float = 0.0, clip_norm: float | None = None,
-                 clip_value: float | None = None):
+    def __init__(self, lr: LearningRate = 1e-3, *, weight_decay: float = 0.0,
+                 clip_norm: float | None = None, clip_value: float | None = None):
         if isinstance(lr, numbers.Real) and not isinstance(lr, bool):
             lr = _finite("lr", lr, low=0.0, low_inclusive=False)
         elif not callable(lr):
@@ -140,7 +179,22 @@ class Optimizer:
 
     # -- public --------------------------------------------------------------
     def learning_rate(self, step: int) -> float:
-        """The learning rate used for update number ``step`` (0-based)."""
+        """The learning rate used for update number ``step`` (0-based).
+
+        Parameters
+        ----------
+        step : int
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> xn.SGD(lr=xn.StepDecay(0.1, step_size=10, gamma=0.5)).learning_rate(10)
+        0.05
+        """
         return float(self.lr(step))
 
     def init(self, params: Params) -> dict:
@@ -154,6 +208,13 @@ class Optimizer:
         -------
         dict
             ``{"step": 0, slot_name: {param_key: array}, ...}``.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> state = xn.Adam().init({"w": np.ones(3)})
+        >>> sorted(state), state["exp_avg"]["w"].tolist()
+        (['exp_avg', 'exp_avg_sq', 'step'], [0.0, 0.0, 0.0])
         """
         state: dict = {"step": 0}
         for slot in self.slots:
@@ -176,6 +237,15 @@ class Optimizer:
         Returns
         -------
         (params, state)
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> opt = xn.SGD(lr=0.5)
+        >>> params = {"w": np.array([1.0, 2.0])}
+        >>> new, state = opt.update(params, {"w": np.array([1.0, 1.0])}, opt.init(params))
+        >>> new["w"].tolist(), params["w"].tolist(), state["step"]
+        ([0.5, 1.5], [1.0, 2.0], 1)
         """
         if set(grads) != set(params):
             missing = sorted(set(params) - set(grads))
@@ -215,6 +285,16 @@ class Optimizer:
         ----------
         params, grads : dict of arrays with the same keys
         state : dict from :meth:`init`
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> opt = xn.SGD(lr=0.5)
+        >>> params = {"w": np.array([1.0, 2.0])}
+        >>> state = opt.init(params)
+        >>> opt.update_(params, {"w": np.array([1.0, 1.0])}, state)
+        >>> params["w"].tolist(), state["step"]
+        ([0.5, 1.5], 1)
         """
         from . import _inplace
 
@@ -249,7 +329,22 @@ class Optimizer:
         raise NotImplementedError
 
     def get_config(self) -> dict:
-        """Constructor arguments as JSON, for checkpoints."""
+        """Constructor arguments as JSON, for checkpoints.
+
+        Returns
+        -------
+        dict
+            ``lr`` (a schedule config), ``weight_decay``, ``clip_norm``,
+            ``clip_value`` and the subclass's own arguments; rebuild with
+            :func:`optimizer_from_config`.
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> cfg = xn.SGD(lr=0.1, momentum=0.9).get_config()
+        >>> cfg["lr"], cfg["momentum"], cfg["clip_norm"]
+        ({'class': 'Constant', 'config': {'lr': 0.1}}, 0.9, None)
+        """
         cfg = {"lr": schedule_to_config(self.lr), "weight_decay": self.weight_decay,
                "clip_norm": self.clip_norm, "clip_value": self.clip_value}
         cfg.update(self._extra_config())
@@ -272,11 +367,17 @@ class SGD(Optimizer):
     Parameters
     ----------
     lr : float or Schedule
+        Learning rate, or a schedule ``step -> lr``.
     momentum : float
         In ``[0, 1)``; 0 is plain gradient descent.
     nesterov : bool
-    weight_decay, clip_norm, clip_value
-        See :class:`Optimizer`.
+        Nesterov momentum (needs ``momentum > 0``).
+    weight_decay : float
+        L2 penalty added to the gradient.
+    clip_norm : float, optional
+        Clip gradients to this global L2 norm before the update.
+    clip_value : float, optional
+        Clip each gradient element to ``[-clip_value, clip_value]``.
 
     Examples
     --------
@@ -287,8 +388,11 @@ class SGD(Optimizer):
     [0.9, 0.9]
     """
 
-    def __init__(self, lr=0.01, momentum: float = 0.0, nesterov: bool = False, **kw):
-        super().__init__(lr, **kw)
+    def __init__(self, lr: LearningRate = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 *, weight_decay: float = 0.0, clip_norm: float | None = None,
+                 clip_value: float | None = None):
+        super().__init__(lr, weight_decay=weight_decay, clip_norm=clip_norm,
+                         clip_value=clip_value)
         self.momentum = _finite("momentum", momentum, high=1.0)
         if nesterov and self.momentum == 0.0:
             raise ValueError("nesterov=True needs momentum > 0")
@@ -343,10 +447,17 @@ class Adam(Optimizer):
     Parameters
     ----------
     lr : float or Schedule
+        Learning rate, or a schedule ``step -> lr``.
     betas : (float, float)
+        Decay rates of the first and second moment averages, each in ``[0, 1)``.
     eps : float
-    weight_decay, clip_norm, clip_value
-        See :class:`Optimizer`.
+        Added to the denominator for stability (> 0).
+    weight_decay : float
+        L2 penalty added to the gradient (coupled; see :class:`AdamW`).
+    clip_norm : float, optional
+        Clip gradients to this global L2 norm before the update.
+    clip_value : float, optional
+        Clip each gradient element to ``[-clip_value, clip_value]``.
 
     Examples
     --------
@@ -358,9 +469,11 @@ class Adam(Optimizer):
     slots = ("exp_avg", "exp_avg_sq")
     decoupled = False
 
-    def __init__(self, lr=1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 **kw):
-        super().__init__(lr, **kw)
+    def __init__(self, lr: LearningRate = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, *, weight_decay: float = 0.0,
+                 clip_norm: float | None = None, clip_value: float | None = None):
+        super().__init__(lr, weight_decay=weight_decay, clip_norm=clip_norm,
+                         clip_value=clip_value)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair of floats, got {betas!r}")
         self.betas = (_finite("betas[0]", betas[0], high=1.0), _finite("betas[1]", betas[1],
@@ -431,16 +544,36 @@ class AdamW(Adam):
     Parameters
     ----------
     lr : float or Schedule
+        Learning rate, or a schedule ``step -> lr``.
     betas : (float, float)
+        Decay rates of the first and second moment averages, each in ``[0, 1)``.
     eps : float
+        Added to the denominator for stability (> 0).
     weight_decay : float
         Decoupled: ``p *= 1 - lr * weight_decay`` before the Adam step.
+    clip_norm : float, optional
+        Clip gradients to this global L2 norm before the update.
+    clip_value : float, optional
+        Clip each gradient element to ``[-clip_value, clip_value]``.
+
+    Examples
+    --------
+    With a zero gradient only the decay acts: ``1 * (1 - 0.1 * 0.5)``.
+
+    >>> import numpy as np, xpnet as xn
+    >>> opt = xn.AdamW(lr=0.1, weight_decay=0.5)
+    >>> p, s = opt.update({"w": np.ones(2)}, {"w": np.zeros(2)}, opt.init({"w": np.ones(2)}))
+    >>> p["w"].tolist()
+    [0.95, 0.95]
     """
 
     decoupled = True
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay: float = 0.01, **kw):
-        super().__init__(lr, betas=betas, eps=eps, weight_decay=weight_decay, **kw)
+    def __init__(self, lr: LearningRate = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.01, *,
+                 clip_norm: float | None = None, clip_value: float | None = None):
+        super().__init__(lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         clip_norm=clip_norm, clip_value=clip_value)
 
 
 class RMSprop(Optimizer):
@@ -449,18 +582,38 @@ class RMSprop(Optimizer):
     Parameters
     ----------
     lr : float or Schedule
+        Learning rate, or a schedule ``step -> lr``.
     alpha : float
-        Smoothing constant of the squared-gradient average.
+        Smoothing constant of the squared-gradient average, in ``[0, 1)``.
     eps : float
+        Added to the denominator for stability (> 0).
     momentum : float
+        In ``[0, 1)``; 0 disables the momentum buffer.
     centered : bool
-    weight_decay, clip_norm, clip_value
-        See :class:`Optimizer`.
+        Divide by the gradient's estimated variance instead of its second moment.
+    weight_decay : float
+        L2 penalty added to the gradient.
+    clip_norm : float, optional
+        Clip gradients to this global L2 norm before the update.
+    clip_value : float, optional
+        Clip each gradient element to ``[-clip_value, clip_value]``.
+
+    Examples
+    --------
+    The first step divides the gradient by ``sqrt(1 - alpha) * |g|``:
+
+    >>> import numpy as np, xpnet as xn
+    >>> opt = xn.RMSprop(lr=0.01)
+    >>> p, s = opt.update({"w": np.ones(2)}, {"w": np.ones(2)}, opt.init({"w": np.ones(2)}))
+    >>> np.round(p["w"], 6).tolist(), sorted(s)
+    ([0.9, 0.9], ['square_avg', 'step'])
     """
 
-    def __init__(self, lr=1e-2, alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
-                 centered: bool = False, **kw):
-        super().__init__(lr, **kw)
+    def __init__(self, lr: LearningRate = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 momentum: float = 0.0, centered: bool = False, *, weight_decay: float = 0.0,
+                 clip_norm: float | None = None, clip_value: float | None = None):
+        super().__init__(lr, weight_decay=weight_decay, clip_norm=clip_norm,
+                         clip_value=clip_value)
         self.alpha = _finite("alpha", alpha, high=1.0)
         self.eps = _finite("eps", eps, low_inclusive=False)
         self.momentum = _finite("momentum", momentum, high=1.0)
@@ -499,18 +652,30 @@ class RMSprop(Optimizer):
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
 
 
-def get_optimizer(opt: str | Optimizer | None, **kwargs) -> Optimizer:
+def get_optimizer(opt: str | Optimizer | None, **kwargs: Any) -> Optimizer:
     """Resolve an optimizer name (``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``).
 
     Parameters
     ----------
     opt : str or Optimizer
+        A name (case-insensitive) or an instance, returned as is.
     **kwargs
         Passed to the constructor when ``opt`` is a name (e.g. ``lr=``).
 
     Returns
     -------
     Optimizer
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message lists the valid ones.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> xn.optimizers.get_optimizer("SGD", lr=0.1, momentum=0.9)
+    SGD(lr=0.1, momentum=0.9)
     """
     if isinstance(opt, Optimizer):
         return opt
@@ -527,10 +692,20 @@ def optimizer_from_config(name: str, cfg: dict) -> Optimizer:
     name : str
         Class name, e.g. ``"Adam"``.
     cfg : dict
+        The output of :meth:`Optimizer.get_config`.
 
     Returns
     -------
     Optimizer
+        A fresh optimizer (no state).
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> opt = xn.AdamW(lr=xn.CosineDecay(0.01, total_steps=100), clip_norm=1.0)
+    >>> twin = xn.optimizers.optimizer_from_config("AdamW", opt.get_config())
+    >>> twin.get_config() == opt.get_config()
+    True
     """
     classes = {c.__name__: c for c in OPTIMIZERS.values()}
     if name not in classes:

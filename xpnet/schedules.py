@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "Schedule",
@@ -36,13 +38,43 @@ def _check_steps(name: str, value: int) -> int:
 
 
 class Schedule:
-    """Base class: ``schedule(step)`` returns the learning rate for that step."""
+    """Base class: ``schedule(step)`` returns the learning rate for that step.
+
+    Subclasses implement ``__call__`` and :meth:`get_config` (their
+    constructor arguments), so that checkpoints can rebuild them.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> class Halving(xn.schedules.Schedule):
+    ...     def __init__(self, lr):
+    ...         self.lr = lr
+    ...     def __call__(self, step):
+    ...         return self.lr / 2**step
+    ...     def get_config(self):
+    ...         return {"lr": self.lr}
+    >>> h = Halving(1.0)
+    >>> h(3), h
+    (0.125, Halving(lr=1.0))
+    """
 
     def __call__(self, step: int) -> float:
         raise NotImplementedError
 
     def get_config(self) -> dict:
-        """Constructor arguments for checkpoints."""
+        """Constructor arguments for checkpoints.
+
+        Returns
+        -------
+        dict
+            Keyword arguments that rebuild an equal schedule.
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> xn.StepDecay(0.1, step_size=100).get_config()
+        {'lr': 0.1, 'step_size': 100, 'gamma': 0.1}
+        """
         return {}
 
     def __repr__(self) -> str:
@@ -70,7 +102,8 @@ class Constant(Schedule):
     def __call__(self, step: int) -> float:
         return self.lr
 
-    def get_config(self):
+    def get_config(self) -> dict:
+        """Constructor arguments: ``lr``."""
         return {"lr": self.lr}
 
 
@@ -97,7 +130,8 @@ class StepDecay(Schedule):
     def __call__(self, step: int) -> float:
         return self.lr * self.gamma ** (step // self.step_size)
 
-    def get_config(self):
+    def get_config(self) -> dict:
+        """Constructor arguments: ``lr``, ``step_size``, ``gamma``."""
         return {"lr": self.lr, "step_size": self.step_size, "gamma": self.gamma}
 
 
@@ -125,7 +159,8 @@ class ExponentialDecay(Schedule):
     def __call__(self, step: int) -> float:
         return self.lr * self.gamma**step
 
-    def get_config(self):
+    def get_config(self) -> dict:
+        """Constructor arguments: ``lr``, ``gamma``."""
         return {"lr": self.lr, "gamma": self.gamma}
 
 
@@ -155,7 +190,8 @@ class CosineDecay(Schedule):
         t = min(step, self.total_steps) / self.total_steps
         return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * t))
 
-    def get_config(self):
+    def get_config(self) -> dict:
+        """Constructor arguments: ``lr``, ``total_steps``, ``min_lr``."""
         return {"lr": self.lr, "total_steps": self.total_steps, "min_lr": self.min_lr}
 
 
@@ -167,13 +203,17 @@ class LinearWarmup(Schedule):
     after : Schedule or float
         The schedule to follow after warm-up (a float means constant).
     warmup_steps : int
+        Number of warm-up steps; step ``warmup_steps`` is ``after(0)``.
     start_factor : float
-        The rate at step 0 is ``start_factor * after(0)``-ish; ramps to 1.
+        In ``[0, 1]``. During warm-up the rate at step ``s`` is ``after(0) * (f + (1 - f)
+        * (s + 1) / (warmup_steps + 1))`` with ``f = start_factor``, so it never starts
+        at exactly zero and rises to ``after(0)`` in equal steps.
 
     Examples
     --------
-    >>> LinearWarmup(1.0, warmup_steps=4)(1)
-    0.5
+    >>> w = LinearWarmup(1.0, warmup_steps=4)
+    >>> [round(w(s), 6) for s in range(6)]
+    [0.2, 0.4, 0.6, 0.8, 1.0, 1.0]
     """
 
     def __init__(self, after: Schedule | float, warmup_steps: int, start_factor: float = 0.0):
@@ -189,7 +229,8 @@ class LinearWarmup(Schedule):
         frac = self.start_factor + (1.0 - self.start_factor) * (step + 1) / (self.warmup_steps + 1)
         return self.after(0) * frac
 
-    def get_config(self):
+    def get_config(self) -> dict:
+        """Constructor arguments; ``after`` as a nested schedule config."""
         return {"after": schedule_to_config(self.after), "warmup_steps": self.warmup_steps,
                 "start_factor": self.start_factor}
 
@@ -198,7 +239,7 @@ _SCHEDULES = {cls.__name__: cls for cls in (Constant, StepDecay, ExponentialDeca
                                             LinearWarmup)}
 
 
-def get_schedule(lr) -> Schedule:
+def get_schedule(lr: float | Callable[[int], float]) -> Schedule | Callable[[int], float]:
     """Turn a float or a callable into a schedule.
 
     Parameters
@@ -209,14 +250,43 @@ def get_schedule(lr) -> Schedule:
     Returns
     -------
     Schedule or callable
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> xn.schedules.get_schedule(0.1)
+    Constant(lr=0.1)
+    >>> xn.schedules.get_schedule(lambda step: 0.1 / (step + 1))(4)
+    0.02
     """
     if isinstance(lr, Schedule) or (callable(lr) and not isinstance(lr, (int, float))):
         return lr
     return Constant(lr)
 
 
-def schedule_to_config(s) -> dict:
-    """Describe a schedule as JSON (``{"class": ..., "config": ...}``)."""
+def schedule_to_config(s: Any) -> dict:
+    """Describe a schedule as JSON (``{"class": ..., "config": ...}``).
+
+    Parameters
+    ----------
+    s : Schedule
+        A built-in schedule; plain callables cannot be described.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ValueError
+        For a callable that is not a built-in :class:`Schedule`.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> xn.schedules.schedule_to_config(xn.ExponentialDecay(0.1, gamma=0.99))
+    {'class': 'ExponentialDecay', 'config': {'lr': 0.1, 'gamma': 0.99}}
+    """
     if isinstance(s, Schedule):
         cfg = s.get_config()
         return {"class": type(s).__name__, "config": cfg}
@@ -233,6 +303,19 @@ def schedule_from_config(cfg: dict) -> Schedule:
     Returns
     -------
     Schedule
+
+    Raises
+    ------
+    ValueError
+        For an unknown class or a malformed config.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> s = xn.LinearWarmup(xn.CosineDecay(0.1, total_steps=50), warmup_steps=5)
+    >>> twin = xn.schedules.schedule_from_config(xn.schedules.schedule_to_config(s))
+    >>> twin.after, all(twin(i) == s(i) for i in (0, 5, 30))
+    (CosineDecay(lr=0.1, total_steps=50, min_lr=0.0), True)
     """
     if not isinstance(cfg, dict) or cfg.get("class") not in _SCHEDULES:
         raise ValueError(f"unknown schedule config {cfg!r}")

@@ -53,7 +53,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .backends import Backend, backend_of, get_backend, to_numpy
 from .callbacks import Callback
-from .layers import GELU, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+from .layers import GELU, Dense, Dropout, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
 from .model import Sequential
 from .optimizers import SGD, Adam, AdamW, RMSprop, optimizer_from_config
 from .training import NonFiniteLossError
@@ -341,7 +341,7 @@ class _BaseMLP(BaseEstimator):
         act = _ACTIVATIONS[self.activation]
         init = "glorot_uniform" if self.activation in (
             "tanh", "logistic", "sigmoid", "identity") else "he_normal"
-        layers = []
+        layers: list[Layer] = []
         for h in self._checked_hidden():
             layers.append(Dense(h, init=init))
             if act is not None:
@@ -356,8 +356,13 @@ class _BaseMLP(BaseEstimator):
     def _reset_progress(self) -> None:
         self.n_iter_ = 0
         self.t_ = 0
-        self.loss_curve_ = []
+        self.loss_curve_: list[float] = []
         self._no_improvement_count = 0
+        # As in scikit-learn, which of these is None depends on early_stopping, and the
+        # epoch code reads only the ones that are set; hence Any rather than Optional.
+        self.validation_scores_: Any
+        self.best_validation_score_: Any
+        self.best_loss_: Any
         if self.early_stopping:
             self.validation_scores_ = []
             self.best_validation_score_ = -math.inf
@@ -366,7 +371,7 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
             self.best_loss_ = math.inf
-        self._best_params = None
+        self._best_params: dict[str, Any] | None = None
 
     def _end_of_epoch(self, logs: dict, X_val: Any, y_val: Any, n_train: int) -> bool:
         """Record one epoch like scikit-learn; return True when training should stop."""

@@ -73,7 +73,24 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
 
 
 class GradientCheckError(AssertionError):
-    """Analytic and numerical gradients disagree beyond tolerance."""
+    """Analytic and numerical gradients disagree beyond tolerance.
+
+    Examples
+    --------
+    A layer whose backward pass forgets a factor of two:
+
+    >>> import numpy as np, xpnet as xn
+    >>> class Double(xn.Layer):
+    ...     def forward(self, params, x, *, train=False):
+    ...         return 2 * x, None
+    ...     def backward(self, params, cache, dy):
+    ...         return dy, {}  # wrong: should be 2 * dy
+    >>> try:
+    ...     xn.testing.check_gradients(Double(), np.ones((2, 3)), backend="numpy")
+    ... except xn.testing.GradientCheckError as exc:
+    ...     print(str(exc).split(" at ")[0])
+    gradient of 'x' is wrong
+    """
 
 
 def _numeric_grad(f, x0: np.ndarray, eps: float) -> np.ndarray:

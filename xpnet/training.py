@@ -34,6 +34,20 @@ class NonFiniteLossError(FloatingPointError):
         1-based epoch.
     step : int
         1-based step within the epoch.
+
+    Examples
+    --------
+    Weights so large that the logits overflow make the first loss NaN:
+
+    >>> import numpy as np, xpnet as xn
+    >>> m = xn.MLP([2, 2], backend="numpy")
+    >>> m.set_params({"0.W": np.full((2, 2), 3e38), "0.b": np.zeros(2)})
+    >>> with np.errstate(all="ignore"):
+    ...     try:
+    ...         m.fit(np.ones((8, 2), "float32"), np.zeros(8, "int64"), verbose=0)
+    ...     except xn.NonFiniteLossError as exc:
+    ...         print(exc.epoch, exc.step, "|", str(exc).split(";")[0])
+    1 1 | non-finite loss at epoch 1, step 1
     """
 
     def __init__(self, epoch: int, step: int, what: str = "loss"):
@@ -58,6 +72,16 @@ class History:
     params : dict
         The run's settings (epochs, batch size, steps per epoch...).
     stopped_early : bool
+        True when an :class:`~xpnet.EarlyStopping` callback or
+        ``on_nonfinite="stop"`` ended the run before ``epochs``.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> X, y = np.zeros((8, 3), "float32"), np.zeros(8, "int64")
+    >>> h = xn.MLP([3, 2], backend="numpy").fit(X, y, epochs=2, batch_size=4, verbose=0)
+    >>> sorted(h.history), h.epoch, h.params["steps_per_epoch"], h.stopped_early
+    (['accuracy', 'loss', 'lr', 'seconds'], [0, 1], 2, False)
     """
 
     def __init__(self) -> None:
@@ -67,13 +91,38 @@ class History:
         self.stopped_early = False
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
-        """Record one epoch's logs."""
+        """Record one epoch's logs.
+
+        Parameters
+        ----------
+        epoch : int
+            0-based epoch index.
+        logs : dict of str to float
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> h = xn.History()
+        >>> h.append(0, {"loss": 0.5})
+        >>> h.append(1, {"loss": 0.25})
+        >>> h.history, h.epoch
+        ({'loss': [0.5, 0.25]}, [0, 1])
+        """
         self.epoch.append(epoch)
         for k, v in logs.items():
             self.history.setdefault(k, []).append(v)
 
     def to_dict(self) -> dict:
-        """JSON-friendly view."""
+        """JSON-friendly view: ``{"epoch": [...], "history": {name: [...]}}``.
+
+        Examples
+        --------
+        >>> import json, xpnet as xn
+        >>> h = xn.History()
+        >>> h.append(0, {"loss": 0.5})
+        >>> json.dumps(h.to_dict())
+        '{"epoch": [0], "history": {"loss": [0.5]}}'
+        """
         return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in
                                                        self.history.items()}}
 
@@ -438,6 +487,19 @@ class TrainingInterrupted(KeyboardInterrupt):
     checkpoint : str or None
         Path of the resumable checkpoint written on the way out (when a
         :class:`~xpnet.ModelCheckpoint` callback was given).
+
+    Examples
+    --------
+    ``fit`` raises it; continue with
+    ``fit(..., resume=xn.load_checkpoint(exc.checkpoint).training)``. It is a
+    ``KeyboardInterrupt``, so code that does not catch it stops as usual:
+
+    >>> import xpnet as xn
+    >>> exc = xn.TrainingInterrupted(2, 5, "run.safetensors")
+    >>> isinstance(exc, KeyboardInterrupt), exc.checkpoint
+    (True, 'run.safetensors')
+    >>> print(exc)
+    training interrupted at epoch 2, step 5; resumable checkpoint saved to run.safetensors
     """
 
     def __init__(self, epoch: int, step: int, checkpoint: str | None):

@@ -379,12 +379,26 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
-        """Number of classes, ``len(class_names)``."""
+        """Number of classes, ``len(class_names)``.
+
+        Examples
+        --------
+        >>> import xpnet.datasets as xds
+        >>> xds.load("digits").num_classes
+        10
+        """
         return len(self.class_names)
 
     @property
     def n_features(self) -> int:
-        """Features per sample, ``x_train.shape[1]``."""
+        """Features per sample, ``x_train.shape[1]``.
+
+        Examples
+        --------
+        >>> import xpnet.datasets as xds
+        >>> xds.load("digits").n_features
+        64
+        """
         return int(self.x_train.shape[1])
 
     def summary(self) -> str:
