@@ -62,9 +62,9 @@ def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> Any:
         raise ValueError("scores must have shape (n, n_classes) matching y_true")
     if not 1 <= k <= scores.shape[1]:
         raise ValueError(f"k must be in [1, {scores.shape[1]}], got {k}")
-    true_score = xp.sum(xp.where(
-        xp.reshape(y_true, (-1, 1)) == xp.arange(scores.shape[1], device=scores.device),
-        scores, 0.0), axis=1, keepdims=True)
+    classes = xp.arange(scores.shape[1], device=array_api_compat.device(scores))
+    true_score = xp.sum(xp.where(xp.reshape(y_true, (-1, 1)) == classes, scores, 0.0),
+                        axis=1, keepdims=True)
     higher = xp.sum(xp.astype(scores > true_score, xp.int64), axis=1)
     return xp.mean(xp.astype(higher < k, xp.float64))
 
@@ -88,7 +88,7 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> Any:
     [[1, 0], [1, 1]]
     """
     xp = _xp(y_true, y_pred)
-    classes = xp.arange(num_classes, device=y_true.device)
+    classes = xp.arange(num_classes, device=array_api_compat.device(y_true))
     # float matmul (exact for counts below 2**53): integer matmul is not supported everywhere
     t = xp.astype(xp.reshape(y_true, (-1, 1)) == classes, xp.float64)
     p = xp.astype(xp.reshape(y_pred, (-1, 1)) == classes, xp.float64)
@@ -117,6 +117,7 @@ def log_loss(y_true: Any, proba: Any, eps: float = 1e-12) -> Any:
     0.3466
     """
     xp = _xp(y_true, proba)
-    hit = xp.reshape(y_true, (-1, 1)) == xp.arange(proba.shape[1], device=proba.device)
+    classes = xp.arange(proba.shape[1], device=array_api_compat.device(proba))
+    hit = xp.reshape(y_true, (-1, 1)) == classes
     p = xp.sum(xp.where(hit, proba, 0.0), axis=1)
     return -xp.mean(xp.log(xp.clip(p, eps, 1.0)))

@@ -72,6 +72,8 @@ class Sequential:
         self.layers = list(layers)
         self.backend = get_backend(backend, device)
         self.optimizer: Optimizer | None = None
+        #: set to True (e.g. by a callback) to stop ``fit`` after the current epoch
+        self.stop_training = False
         self._skip_kw = [self._accepts_need_input_grad(layer) for layer in self.layers]
         self.rng = RNG(self.seed)
         self.params = self._init_params()
@@ -570,7 +572,8 @@ class Sequential:
          2 Dense(units=3, init='he_normal', bias=True)       3          27
         total params: 67  backend: numpy (cpu)  dtype: float32
         """
-        lines = [f"{'layer':<28}{'out':>8}{'params':>12}"]
+        width = max([5] + [len(repr(layer)) for layer in self.layers]) + 2
+        lines = [f"{'   layer':<{width + 3}}{'out':>8}{'params':>12}"]
         n = self.in_features
         for i, layer in enumerate(self.layers):
             n = layer.out_features(n)
@@ -580,7 +583,7 @@ class Sequential:
                 for s in v.shape:
                     size *= s
                 count += size
-            lines.append(f"{i:>2} {layer!r:<25}{n:>8}{count:>12,}")
+            lines.append(f"{i:>2} {layer!r:<{width}}{n:>8}{count:>12,}")
         lines.append(f"total params: {self.num_params:,}  backend: {self.backend.name} "
                      f"({self.backend.device_name})  dtype: {self.dtype_name}")
         return "\n".join(lines)

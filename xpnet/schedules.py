@@ -78,7 +78,10 @@ class Schedule:
         return {}
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        # show nested schedules as themselves, not as their config dicts
+        cfg = {k: getattr(self, k, v) if isinstance(v, dict) else v
+               for k, v in self.get_config().items()}
+        args = ", ".join(f"{k}={v!r}" for k, v in cfg.items())
         return f"{type(self).__name__}({args})"
 
 

@@ -176,7 +176,9 @@ def check_gradients(obj: Any, x: Any, y: Any = None, *, params: dict | None = No
         if obj.dtype_name != "float64":
             raise ValueError("check_gradients needs a float64 model (dtype='float64')")
         be = obj.backend
-        host_y = None if y is None else to_numpy(y)
+        if y is None:
+            raise ValueError("checking a model's gradients needs targets y")
+        host_y = to_numpy(y)
         xb = be.asarray(host_x, dtype=be.xp.float64)
         yb = be.asarray(host_y)
         _, grads = obj.loss_and_grads(xb, yb, train=False)

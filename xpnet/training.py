@@ -232,7 +232,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
     if verbose not in (0, 1, 2, True, False):
-        raise ValueError(f"verbose must be 0 or 1, got {verbose!r}")
+        raise ValueError(f"verbose must be 0, 1 or 2 (2 is the same as 1), got {verbose!r}")
     if seed is not None:
         seed = _checks.check_int("seed", seed, minimum=0)
     if isinstance(callbacks, Callback):
@@ -371,6 +371,8 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                 n_ok_host = int(resume.get("seen", 0))
             bad: Any = None if host else xp.asarray(False, device=backend.device)
             n_bad: Any = None if host else xp.asarray(0, dtype=xp.int64, device=backend.device)
+            bad_rows: Any = None if host else xp.asarray(0, dtype=xp.int64,
+                                                         device=backend.device)
             first_bad: Any = None if host else xp.asarray(-1, dtype=xp.int64,
                                                            device=backend.device)
             seen_ok = n_ok_host
@@ -412,6 +414,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                     first_bad = xp.where((~ok) & (~bad), step_index + step, first_bad)
                     bad = bad | (~ok)
                     n_bad = n_bad + xp.astype(~ok, xp.int64)
+                    bad_rows = bad_rows + xp.astype(~ok, xp.int64) * (hi - lo)
                     model.params, optimizer.state = optimizer.update(
                         model.params, grads, optimizer.state, keep=keep)
                     run_loss = run_loss + xp.where(keep, value, 0.0) * float(hi - lo)
@@ -443,7 +446,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                         skipped += int(n_bad)
                     else:
                         stop_now = _device_nonfinite(on_nonfinite, first_bad, steps, history)
-                seen_ok = n - skipped * bs if on_nonfinite == "skip" else n
+                seen_ok = n - int(bad_rows) if on_nonfinite == "skip" else n
             if not host:
                 step_index = step_index + steps
             synchronize(backend)
@@ -558,7 +561,7 @@ def _device_nonfinite(policy: str, first_bad: Any, steps: int, history: History)
     g = int(first_bad)
     epoch, step = g // steps + 1, g % steps + 1
     if policy == "raise":
-        raise NonFiniteLossError(epoch, step)
+        raise NonFiniteLossError(epoch, step, "loss or gradient")
     history.stopped_early = True
     return True
 
