@@ -1,10 +1,11 @@
-"""The in-place, cache-blocked, threaded optimizer update for NumPy arrays.
+"""The in-place, chunked (optionally threaded) optimizer update for NumPy arrays.
 
 This is the mutable fast path behind :meth:`xpnet.Optimizer.update_`: every
 parameter, gradient and slot is cut into chunks small enough to stay in the
 CPU cache; each chunk goes through the whole update rule (a handful of NumPy
 ufunc calls with ``out=``) before the next one is touched, and the chunks are
-shared among a few threads (NumPy ufuncs release the GIL). The arithmetic is
+optionally shared among threads (NumPy ufuncs release the GIL; see
+:func:`num_threads`). The arithmetic is
 the same, operation for operation, as the pure ``update``, so both paths give
 bitwise-identical results. NumPy is used directly here; this module is only
 called for NumPy arrays.
@@ -27,18 +28,20 @@ _pool_size = 0
 
 
 def num_threads() -> int:
-    """Threads used for the update (``XPNET_NUM_THREADS``, default: CPU count, at most 8)."""
+    """Threads used for the update: ``XPNET_NUM_THREADS``, default 1.
+
+    Measured on a 2-core machine with OpenBLAS: splitting the update over 2
+    threads was no faster (BLAS worker threads keep spinning on the cores right
+    after each matrix product), so the default is one thread; set
+    ``XPNET_NUM_THREADS`` to try more on machines with more cores.
+    """
     env = os.environ.get("XPNET_NUM_THREADS")
     if env:
         try:
             return max(1, int(env))
         except ValueError:
             pass
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS/Windows
-        n = os.cpu_count() or 1
-    return max(1, min(8, n))
+    return 1
 
 
 def _get_pool(n: int) -> ThreadPoolExecutor:
