@@ -1,0 +1,492 @@
+#!/usr/bin/env python
+"""GPU benchmark: xpnet on CuPy against PyTorch CUDA, plus a no-sync proof.
+
+Needs CuPy and a CUDA GPU (PyTorch with CUDA for the peers); exits with status
+2 and a one-line reason where they are missing.
+
+Workloads (float32, 60,000 MNIST-shaped rows, resident on the GPU)
+
+  W1     784-10-10 ReLU, full batch, plain gradient descent lr 0.1 (per iteration)
+  W2     784-512-256-10 ReLU, Adam lr 1e-3, batch 128, shuffled      (per epoch)
+  W3     the same net, SGD momentum 0.9 lr 0.01, batch 1024          (per epoch)
+  large  784-4096-4096-10 ReLU, Adam lr 1e-3, batch 4096, shuffled   (per epoch)
+
+Implementations
+
+  floor        the GEMMs forward + backward need (cupy.matmul, preallocated ``out=``)
+  xpnet        ``xn.MLP(..., backend="cupy").fit(...)`` on arrays already on the GPU
+  torch        PyTorch CUDA eager (default optimizer: multi-tensor ``foreach``)
+  torch_fused  the same with ``torch.optim.Adam/SGD(fused=True)``
+
+Every sample is timed with CUDA events (start recorded before the host loop,
+end recorded after it, then synchronised), after one warm-up run of each
+implementation; implementations are interleaved and the order rotates every
+repeat. The loss of the PyTorch loops is accumulated on the device (no
+``.item()`` per step), as xpnet does.
+
+No-sync check (``--sync-check``, on by default): builds the training step
+exactly as ``xpnet.fit`` runs it on a device (``take`` the batch, loss and
+gradients, finiteness flag, masked optimizer update, running loss/accuracy)
+and runs a few steps (1) inside ``cupyx.allow_synchronize(False)`` and (2)
+behind a ~1 s queue of GPU work: if no step waited for the device, the event
+recorded after that queue is still pending when the steps return.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+WORKLOADS = ("W1", "W2", "W3", "large")
+IMPLS = ("floor", "xpnet", "torch", "torch_fused")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="xpnet GPU benchmark: CuPy backend vs PyTorch CUDA (eager and fused "
+                    "optimizers) and the cuBLAS GEMM floor; checks that xpnet's training "
+                    "step never synchronises with the host.")
+    p.add_argument("--workloads", default=",".join(WORKLOADS),
+                   help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)")
+    p.add_argument("--impls", default=",".join(IMPLS),
+                   help=f"comma-separated subset of {','.join(IMPLS)} (default: all)")
+    p.add_argument("--repeats", type=int, default=5, help="timed samples (median reported)")
+    p.add_argument("--n", type=int, default=60000, help="rows (default 60,000)")
+    p.add_argument("--w1-iters", type=int, default=20, help="W1 iterations per sample")
+    p.add_argument("--quick", action="store_true", help="6,000 rows, 2 repeats")
+    p.add_argument("--sync-check", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the no-host-sync check of xpnet's training step (default on)")
+    p.add_argument("--sync-steps", type=int, default=5, help="steps in the sync check")
+    p.add_argument("--device", type=int, default=0, help="CUDA device index")
+    p.add_argument("--out", default=None, help="output folder (default benchmarks/results)")
+    a = p.parse_args(argv)
+    a.workloads = [w.strip() for w in a.workloads.split(",") if w.strip()]
+    a.impls = [w.strip() for w in a.impls.split(",") if w.strip()]
+    for w in a.workloads:
+        if w not in WORKLOADS:
+            p.error(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
+    for i in a.impls:
+        if i not in IMPLS:
+            p.error(f"unknown implementation {i!r}; choose from {', '.join(IMPLS)}")
+    if a.quick:
+        a.n, a.repeats, a.w1_iters = min(a.n, 6000), min(a.repeats, 2), min(a.w1_iters, 5)
+    return a
+
+
+def gpu_unavailable() -> str | None:
+    """None when CuPy can run on a GPU here, else the reason."""
+    try:
+        import cupy
+    except ImportError:
+        return 'CuPy is not installed (pip install "xpnet[cuda12]" or "xpnet[cuda13]")'
+    except Exception as exc:  # broken install
+        return f"CuPy failed to import: {exc}"
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return "no CUDA GPU found"
+        float(cupy.arange(4, dtype=cupy.float32).sum())
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"CuPy cannot use a GPU: {first}"
+    return None
+
+
+SPECS = {
+    "W1": {"sizes": [784, 10, 10], "opt": "gd", "lr": 0.1, "batch": None, "unit": "iteration"},
+    "W2": {"sizes": [784, 512, 256, 10], "opt": "adam", "lr": 1e-3, "batch": 128,
+           "unit": "epoch"},
+    "W3": {"sizes": [784, 512, 256, 10], "opt": "momentum", "lr": 0.01, "batch": 1024,
+           "unit": "epoch"},
+    "large": {"sizes": [784, 4096, 4096, 10], "opt": "adam", "lr": 1e-3, "batch": 4096,
+              "unit": "epoch"},
+}
+
+
+def _batches(n, bs):
+    bs = n if bs is None else min(bs, n)
+    return [(lo, min(lo + bs, n)) for lo in range(0, n, bs)]
+
+
+# ============================================================================ runners
+class CupyFloor:
+    name = "floor"
+
+    def __init__(self, cp, sizes, Xc, batch, iters):
+        rng = cp.random.default_rng(1)
+        self.cp, self.iters = cp, iters
+        self.W = [rng.standard_normal((a, b), dtype=cp.float32) * (2.0 / a) ** 0.5
+                  for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        self.gW = [cp.empty_like(w) for w in self.W]
+        self.steps = [hi - lo for lo, hi in _batches(Xc.shape[0], batch)]
+        self.bufs = {}
+        for m in set(self.steps):
+            Z = [cp.empty((m, b), cp.float32) for b in sizes[1:]]
+            dZ = [rng.standard_normal((m, b), dtype=cp.float32) * 0.01 for b in sizes[1:]]
+            dA = [None] + [cp.empty((m, a), cp.float32) for a in sizes[1:-1]]
+            self.bufs[m] = (Xc[:m], Z, dZ, dA)
+
+    def _step(self, m):
+        xb, Z, dZ, dA = self.bufs[m]
+        mm = self.cp.matmul
+        h = xb
+        for i, w in enumerate(self.W):
+            mm(h, w, out=Z[i])
+            h = Z[i]
+        for i in range(len(self.W) - 1, -1, -1):
+            a = xb if i == 0 else Z[i - 1]
+            mm(a.T, dZ[i], out=self.gW[i])
+            if i > 0:
+                mm(dZ[i], self.W[i].T, out=dA[i])
+
+    def run(self):
+        for _ in range(self.iters):
+            for m in self.steps:
+                self._step(m)
+
+    warmup = run
+
+
+class XpnetGpu:
+    name = "xpnet"
+
+    def __init__(self, xn, spec, Xc, yc, iters, device):
+        self.model = xn.MLP(spec["sizes"], backend="cupy", device=device, dtype="float32",
+                            seed=0)
+        self.opt = {"adam": lambda: xn.Adam(lr=spec["lr"]),
+                    "momentum": lambda: xn.SGD(lr=spec["lr"], momentum=0.9),
+                    "gd": lambda: xn.SGD(lr=spec["lr"])}[spec["opt"]]()
+        self.X, self.y, self.batch, self.iters = Xc, yc, spec["batch"], iters
+        self.history_seconds: list[float] = []
+
+    def run(self):
+        h = self.model.fit(self.X, self.y, epochs=self.iters, batch_size=self.batch,
+                           optimizer=self.opt, verbose=0, shuffle=True)
+        self.history_seconds.append(sum(h.history["seconds"]) / self.iters)
+        self.loss = h.history["loss"][-1]
+
+    def warmup(self):
+        self.run()
+        self.history_seconds.clear()
+
+
+class TorchGpu:
+    def __init__(self, torch, spec, Xt, yt, iters, fused):
+        import torch.nn.functional as F
+        from torch import nn
+
+        self.torch, self.F = torch, F
+        torch.manual_seed(0)
+        sizes = spec["sizes"]
+        layers: list = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers).to(Xt.device)
+        kw = {"fused": True} if fused else {}
+        ps = self.net.parameters()
+        if spec["opt"] == "adam":
+            self.opt = torch.optim.Adam(ps, lr=spec["lr"], **kw)
+        else:
+            self.opt = torch.optim.SGD(ps, lr=spec["lr"],
+                                       momentum=0.9 if spec["opt"] == "momentum" else 0.0, **kw)
+        self.X, self.y, self.batch, self.iters = Xt, yt, spec["batch"], iters
+        self.gen = torch.Generator(device=Xt.device).manual_seed(0)
+        self.name = "torch_fused" if fused else "torch"
+
+    def _step(self, xb, yb):
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.F.cross_entropy(self.net(xb), yb)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
+    def run(self):
+        torch, n = self.torch, self.X.shape[0]
+        for _ in range(self.iters):
+            total = torch.zeros((), device=self.X.device)
+            if self.batch is None or self.batch >= n:
+                total += self._step(self.X, self.y) * n
+            else:
+                perm = torch.randperm(n, device=self.X.device, generator=self.gen)
+                Xp, yp = self.X[perm], self.y[perm]
+                for lo, hi in _batches(n, self.batch):
+                    total += self._step(Xp[lo:hi], yp[lo:hi]) * (hi - lo)
+            self._total = total
+        self.loss = None
+
+    warmup = run
+
+
+# ============================================================================ timing
+def timed(cp, torch, runner) -> float:
+    """Seconds for one ``runner.run()`` measured with CUDA events of its own library."""
+    if runner.name.startswith("torch"):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        runner.run()
+        e.record()
+        e.synchronize()
+        return s.elapsed_time(e) / 1e3
+    s, e = cp.cuda.Event(), cp.cuda.Event()
+    s.record()
+    runner.run()
+    e.record()
+    e.synchronize()
+    return cp.cuda.get_elapsed_time(s, e) / 1e3
+
+
+# ============================================================================ sync check
+def make_xpnet_step(xn, model, opt, Xd, yd, batch, seed=0):
+    """One training step exactly as ``xpnet.fit`` runs it on a device backend.
+
+    Keep in step with the device branch of the loop in ``xpnet/training.py``
+    (when xpnet grows a public step function, call that here instead).
+    """
+    xp, backend, loss = model.xp, model.backend, model.loss
+    rng = xn.RNG(seed)
+    n = Xd.shape[0]
+    perm = rng.permutation(n, backend)
+    if opt.state is None:
+        opt.state = opt.init(model.params)
+    st = {"bad": xp.asarray(False, device=backend.device),
+          "n_bad": xp.asarray(0, dtype=xp.int64, device=backend.device),
+          "first_bad": xp.asarray(-1, dtype=xp.int64, device=backend.device),
+          "run_loss": xp.zeros((), dtype=model.dtype, device=backend.device),
+          "correct": xp.zeros((), dtype=model.dtype, device=backend.device)}
+    n_steps = -(-n // batch)
+
+    def step(i):
+        lo = (i % n_steps) * batch
+        hi = min(lo + batch, n)
+        idx = perm[lo:hi]
+        xb, yb = xp.take(Xd, idx, axis=0), xp.take(yd, idx, axis=0)
+        value, grads, out = model._loss_grads_out(xb, yb, loss, train=True, rng=rng)
+        gsum = None
+        for g in grads.values():
+            s = xp.sum(g)
+            gsum = s if gsum is None else gsum + s
+        ok = xp.isfinite(value) & xp.isfinite(gsum)
+        keep = ok & ~st["bad"]
+        st["first_bad"] = xp.where((~ok) & (~st["bad"]), i, st["first_bad"])
+        st["bad"] = st["bad"] | (~ok)
+        st["n_bad"] = st["n_bad"] + xp.astype(~ok, xp.int64)
+        model.params, opt.state = opt.update(model.params, grads, opt.state, keep=keep)
+        st["run_loss"] = st["run_loss"] + xp.where(keep, value, 0.0) * float(hi - lo)
+        c = model._accuracy_count(out, yb)
+        if c is not None:
+            st["correct"] = st["correct"] + xp.where(keep, c, 0.0)
+
+    return step
+
+
+def _detector_check(cupyx, step, steps: int) -> dict:
+    """Run ``steps`` training steps inside ``cupyx.allow_synchronize(False)``."""
+    import traceback
+    import warnings
+
+    if not hasattr(cupyx, "allow_synchronize"):
+        return {"ok": None, "note": "cupyx.allow_synchronize is not available"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with cupyx.allow_synchronize(False):
+                for i in range(2, 2 + steps):
+                    step(i)
+        except cupyx.DeviceSynchronized as exc:
+            tb = traceback.extract_tb(exc.__traceback__)
+            where = [f"{f.filename.split('/')[-1]}:{f.lineno} {f.name}" for f in tb[-6:]]
+            return {"ok": False, "where": where}
+    return {"ok": True, "steps": steps}
+
+
+def sync_check(cp, xn, Xc, yc, steps: int) -> dict:
+    import warnings
+
+    import cupyx
+
+    out: dict = {}
+    for wname in ("W2", "large"):
+        spec = SPECS[wname]
+        model = xn.MLP(spec["sizes"], backend="cupy", dtype="float32", seed=0)
+        opt = xn.Adam(lr=spec["lr"])
+        rec: dict = {}
+        try:
+            step = make_xpnet_step(xn, model, opt, Xc, yc, spec["batch"])
+        except AttributeError as exc:
+            out[wname] = {"error": f"xpnet internals changed, update make_xpnet_step: {exc}"}
+            continue
+        step(0)
+        step(1)
+        cp.cuda.Device().synchronize()
+        # (1) CuPy's own detector (deprecated in CuPy, may be gone in a future release)
+        rec["allow_synchronize"] = _detector_check(cupyx, step, steps)
+        cp.cuda.Device().synchronize()
+        # (2) backlog test: queue ~1 s of GPU work, then run steps on the host
+        a = cp.ones((8192, 8192), cp.float32)
+        b = cp.empty_like(a)
+        t0 = cp.cuda.Event()
+        t1 = cp.cuda.Event()
+        t0.record()
+        cp.matmul(a, a, out=b)
+        t1.record()
+        t1.synchronize()
+        one = cp.cuda.get_elapsed_time(t0, t1)
+        reps = max(1, int(1000.0 / max(one, 1e-3)))
+        import time
+
+        for _ in range(reps):
+            cp.matmul(a, a, out=b)
+        backlog_done = cp.cuda.Event()
+        backlog_done.record()
+        h0 = time.perf_counter()
+        for i in range(100, 100 + steps):
+            step(i)
+        host_s = time.perf_counter() - h0
+        pending = not backlog_done.query()
+        cp.cuda.Device().synchronize()
+        rec["backlog"] = {"ok": pending, "backlog_ms": one * reps, "host_ms_for_steps":
+                          host_s * 1e3, "steps": steps,
+                          "meaning": "backlog still pending when the steps returned"
+                          if pending else "a step waited for the GPU (or the backlog was "
+                                          "too short)"}
+        # (3) the public research-loop call: with its value checks (a sync by design) and
+        #     with check_values=False (documented as sync-free), where xpnet has that option
+        xb, yb = Xc[:spec["batch"]], yc[:spec["batch"]]
+        for label, kw in (("loss_and_grads", {}),
+                          ("loss_and_grads(check_values=False)", {"check_values": False})):
+            if not hasattr(cupyx, "allow_synchronize"):
+                break
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    with cupyx.allow_synchronize(False):
+                        model.loss_and_grads(xb, yb, **kw)
+                    rec[f"{label} syncs"] = False
+                except cupyx.DeviceSynchronized:
+                    rec[f"{label} syncs"] = True
+                except TypeError:
+                    rec[f"{label} syncs"] = "option not available"
+        out[wname] = rec
+        del a, b
+    return out
+
+
+# ============================================================================ main
+def main(args) -> int:
+    reason = gpu_unavailable()
+    if reason is not None:
+        print(f"bench_gpu: cannot run here: {reason}. Run it on a machine with a CUDA GPU and "
+              "CuPy: python benchmarks/bench_gpu.py", file=sys.stderr)
+        return 2
+    import statistics
+    import time
+    from pathlib import Path
+
+    import cupy as cp
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _common import REPO, environment, fmt_seconds, load_data, log, write_json
+
+    import xpnet as xn
+
+    cp.cuda.Device(args.device).use()
+    try:
+        import torch
+
+        have_torch = torch.cuda.is_available()
+    except ImportError:
+        torch, have_torch = None, False
+    env = environment(os.cpu_count() or 1)
+    props = cp.cuda.runtime.getDeviceProperties(args.device)
+    env["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    env["cupy"] = cp.__version__
+    env["cuda_runtime"] = cp.cuda.runtime.runtimeGetVersion()
+    env["CUPY_TF32"] = os.environ.get("CUPY_TF32")
+    if have_torch:
+        env["torch"] = torch.__version__
+        env["torch_allow_tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+    X, y, source = load_data(args.n, "float32")
+    Xc, yc = cp.asarray(X), cp.asarray(y)
+    Xt = yt = None
+    if have_torch:
+        Xt, yt = torch.from_numpy(X).cuda(), torch.from_numpy(y).cuda()
+    del X, y
+    res = {"env": env, "config": {"n": args.n, "repeats": args.repeats, "data": source,
+                                  "w1_iters": args.w1_iters}, "workloads": {}}
+    for w in args.workloads:
+        spec = SPECS[w]
+        iters = args.w1_iters if w == "W1" else 1
+        runners = []
+        for name in args.impls:
+            if name == "floor":
+                runners.append(CupyFloor(cp, spec["sizes"], Xc, spec["batch"], iters))
+            elif name == "xpnet":
+                runners.append(XpnetGpu(xn, spec, Xc, yc, iters, None))
+            elif have_torch:
+                try:
+                    runners.append(TorchGpu(torch, spec, Xt, yt, iters, name == "torch_fused"))
+                except (RuntimeError, TypeError) as exc:
+                    log(f"[{w}] {name} skipped: {exc}")
+        for r in list(runners):
+            try:
+                r.warmup()
+            except (RuntimeError, TypeError, ValueError) as exc:
+                if not r.name.startswith("torch"):
+                    raise
+                log(f"[{w}] {r.name} skipped: {exc}")  # e.g. a fused optimizer not supported
+                runners.remove(r)
+        cp.cuda.Device().synchronize()
+        samples = {r.name: [] for r in runners}
+        for rep in range(args.repeats):
+            k = len(runners)
+            for r in runners[rep % k:] + runners[:rep % k]:
+                dt = timed(cp, torch, r) / iters
+                samples[r.name].append(dt)
+                log(f"[{w} {rep + 1}/{args.repeats}] {r.name:<11} {fmt_seconds(dt)}")
+        floor = samples.get("floor")
+        impls = {}
+        for r in runners:
+            s = samples[r.name]
+            e = {"median": statistics.median(s), "min": min(s), "max": max(s), "samples": s}
+            if floor:
+                e["x_floor"] = statistics.median([a / b for a, b in zip(s, floor, strict=True)])
+            if "xpnet" in samples:
+                e["xpnet_over_this"] = statistics.median(
+                    [a / b for a, b in zip(samples["xpnet"], s, strict=True)])
+            if isinstance(r, XpnetGpu):
+                e["history_seconds"] = r.history_seconds
+            impls[r.name] = e
+        res["workloads"][w] = {**spec, "impls": impls}
+        del runners
+        cp.get_default_memory_pool().free_all_blocks()
+        if have_torch:
+            torch.cuda.empty_cache()
+    if args.sync_check:
+        res["sync_check"] = sync_check(cp, xn, Xc, yc, args.sync_steps)
+    env["when_done"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    out_dir = Path(args.out) if args.out else REPO / "benchmarks" / "results"
+    write_json(out_dir / "gpu.json", res)
+    print(f"GPU: {env['gpu']}  CuPy {env['cupy']}"
+          + (f"  torch {env['torch']}" if have_torch else "  (no PyTorch CUDA)"))
+    print(f"{'workload':<8} {'impl':<12} {'median':>10} {'min':>10} {'max':>10} "
+          f"{'x floor':>8} {'xpnet/this':>10}")
+    for w, wd in res["workloads"].items():
+        for name, e in wd["impls"].items():
+            print(f"{w:<8} {name:<12} {fmt_seconds(e['median']):>10} "
+                  f"{fmt_seconds(e['min']):>10} {fmt_seconds(e['max']):>10} "
+                  f"{e.get('x_floor', float('nan')):>7.2f}x "
+                  f"{e.get('xpnet_over_this', float('nan')):>10.2f}")
+    for w, rec in res.get("sync_check", {}).items():
+        print(f"sync check {w}: {rec}")
+    log(f"results: {out_dir / 'gpu.json'}")
+    ok = all(r.get("allow_synchronize", {}).get("ok") is not False
+             and r.get("backlog", {}).get("ok") and "error" not in r
+             for r in res.get("sync_check", {}).values())
+    return 0 if ok or not args.sync_check else 1
+
+
+if __name__ == "__main__":
+    _args = parse_args()
+    sys.exit(main(_args))
