@@ -221,7 +221,7 @@ MODEL_CASES = [
      lambda m: m.fit(X_OK, Y_OK, validation_data=(X_OK[:3], np.array([0, 1, 9])), verbose=0),
      ValueError, r"validation y has labels in \[0, 9\]"),
     ("fit-verbose", "ce", lambda m: m.fit(X_OK, Y_OK, verbose=5),
-     ValueError, r"verbose must be 0 or 1, got 5"),
+     ValueError, r"verbose must be 0, 1 or 2 \(2 is the same as 1\), got 5"),
     ("fit-optimizer-type", "ce", lambda m: m.fit(X_OK, Y_OK, optimizer=3, verbose=0),
      ValueError, r"unknown optimizer 3; choose one of: sgd, adam, adamw, rmsprop"),
     ("fit-callbacks-type", "ce", lambda m: m.fit(X_OK, Y_OK, callbacks=[object()], verbose=0),

@@ -145,10 +145,11 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features, the model expects {n_features}")
     host = _host_view(X)
-    if host is not None:
-        if not np.isfinite(host).all():
-            bad = int(np.size(host) - np.count_nonzero(np.isfinite(host)))
-            raise ValueError(f"{name} contains {bad} NaN or infinite values; clean the data first")
+    # min and max propagate NaN and expose inf without a boolean copy of X
+    if host is not None and host.size and not (np.isfinite(host.min())
+                                                and np.isfinite(host.max())):
+        bad = int(np.size(host) - np.count_nonzero(np.isfinite(host)))
+        raise ValueError(f"{name} contains {bad} NaN or infinite values; clean the data first")
     Xd = to_backend(name, X, backend)
     xp = backend.xp
     target = backend.dtype(dtype)
