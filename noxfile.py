@@ -66,6 +66,6 @@ def types(session):
 @nox.session(reuse_venv=True)
 def bench(session):
     """CPU benchmarks against the GEMM floor, NumPy, PyTorch and scikit-learn."""
-    session.install("-e", ".[test]", "torch", "threadpoolctl")
+    session.install("-e", ".[bench]")
     session.run("python", "benchmarks/bench_cpu.py", *session.posargs)
     session.run("python", "benchmarks/bench_scaling.py")
