@@ -98,7 +98,28 @@ def _remove_stale_temps(path: Path, older_than: float = 3600.0) -> None:
             pass
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, os.replace.
+
+    The one implementation of xpnet's atomic writes (checkpoints, CSV logs, run
+    records, plots). A crash at any point leaves either the old file or the new
+    one, never a partial file; the temp file is removed on any error.
+
+    Parameters
+    ----------
+    path : Path
+    data : bytes
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from xpnet.checkpoint import atomic_write_bytes
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     atomic_write_bytes(Path(d) / "a.txt", b"hi")
+    ...     print(sorted(p.name for p in Path(d).iterdir()))
+    ['a.txt']
+    """
     parent = path.parent
     _remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -202,7 +223,7 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
     if metadata:
         meta["user"] = json.dumps(metadata)
     data = st_save(tensors, metadata=meta)
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
     return path
 
 

@@ -8,8 +8,6 @@ are drawn without pyplot (no GUI backend, no global state) and saved atomically.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -63,19 +61,13 @@ def save_figure(fig: Any, path: Path) -> None:
     ...     print(sorted(p.name for p in Path(d).iterdir()))
     ['empty.png']
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    import io
+
+    from ..checkpoint import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def plot_curves(history: dict[str, Any], path: Path, title: str) -> None:
