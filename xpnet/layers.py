@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ._fast import relu_grad, sum_rows
 from .backends import Backend
 from .initializers import get_initializer
 from .random import RNG
@@ -240,7 +241,7 @@ class Dense(Layer):
         xp = _xp(dy)
         grads = {"W": xp.matrix_transpose(x) @ dy}
         if self.bias:
-            grads["b"] = xp.sum(dy, axis=0)
+            grads["b"] = sum_rows(xp, dy)
         dx = dy @ xp.matrix_transpose(params["W"]) if need_input_grad else None
         return dx, grads
 
@@ -279,9 +280,7 @@ class ReLU(Layer):
 
     def backward(self, params, cache, dy):
         """``dy`` where the output is positive, else 0."""
-        # cache is the output (>= 0), so sign(cache) is the 0/1 mask; a multiply by it
-        # is several times faster than where(cache > 0, dy, 0) on NumPy
-        return dy * _xp(dy).sign(cache), {}
+        return relu_grad(_xp(dy), dy, cache), {}
 
 
 class LeakyReLU(Layer):

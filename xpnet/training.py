@@ -14,7 +14,7 @@ import math
 import time
 from typing import Any
 
-from . import _checks
+from . import _checks, _malloc
 from .backends import synchronize
 from .callbacks import Callback, ModelCheckpoint, ProgressBar
 from .optimizers import Adam, Optimizer, get_optimizer
@@ -340,6 +340,8 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     wants_batches = bool(verbose) or any(
         type(cb).on_batch_end is not Callback.on_batch_end for cb in callbacks)
     stop = _InterruptFlag()
+    if backend.name == "numpy":
+        _malloc.keep_freed_memory()  # no page faults from step to step (see _malloc)
     t_train = time.perf_counter()
     try:
         stop.install()
@@ -474,6 +476,8 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                 break
     finally:
         stop.uninstall()
+        if backend.name == "numpy":
+            _malloc.release()
         history.params["train_seconds"] = time.perf_counter() - t_train
         for cb in callbacks:
             cb.on_train_end({})
