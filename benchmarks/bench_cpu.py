@@ -47,6 +47,7 @@ IMPL_LABELS = {
     "floor": "GEMM floor",
     "numpy": "NumPy clean loop",
     "xpnet": "xpnet",
+    "xpnet_jit": "xpnet + numba (xpnet[jit])",
     "torch": "PyTorch CPU (slicing)",
     "torch_dl": "PyTorch CPU (DataLoader)",
     "sklearn": "scikit-learn MLP",
@@ -321,10 +322,11 @@ class NumpyLoop:
 class XpnetRunner:
     """``model.fit`` on the numpy backend; returns the mean of history["seconds"]."""
 
-    name = "xpnet"
-
-    def __init__(self, sizes, X, y, batch, opt, lr, dtype, *, iters=1):
+    def __init__(self, sizes, X, y, batch, opt, lr, dtype, *, iters=1, jit=False):
         import xpnet as xn
+
+        self.name = "xpnet_jit" if jit else "xpnet"
+        self.jit = jit
 
         self.xn = xn
         self.X, self.y, self.batch, self.iters = X, y, batch, iters
@@ -339,8 +341,16 @@ class XpnetRunner:
         self.loss = None
 
     def _fit(self, X, y, epochs):
-        return self.model.fit(X, y, epochs=epochs, batch_size=self.batch, optimizer=self.opt,
-                              verbose=0, shuffle=True)
+        old = os.environ.get("XPNET_JIT")
+        os.environ["XPNET_JIT"] = "1" if self.jit else "0"  # read at every update
+        try:
+            return self.model.fit(X, y, epochs=epochs, batch_size=self.batch,
+                                  optimizer=self.opt, verbose=0, shuffle=True)
+        finally:
+            if old is None:
+                del os.environ["XPNET_JIT"]
+            else:
+                os.environ["XPNET_JIT"] = old
 
     def warmup(self):
         k = min(WARMUP_ROWS, self.X.shape[0])
@@ -563,7 +573,7 @@ def make_runners(workload, X, y, args):
     runners = []
     skipped = {}
     for name in args.impls:
-        if workload == "W2f64" and name not in ("floor", "numpy", "xpnet"):
+        if workload == "W2f64" and name not in ("floor", "numpy", "xpnet", "xpnet_jit"):
             continue
         if name == "floor":
             runners.append(GemmFloor(sizes, X, batch, X.dtype, iters=iters))
@@ -571,6 +581,12 @@ def make_runners(workload, X, y, args):
             runners.append(NumpyLoop(sizes, X, y, batch, opt, lr, X.dtype, iters=iters))
         elif name == "xpnet":
             runners.append(XpnetRunner(sizes, X, y, batch, opt, lr, dtype, iters=iters))
+        elif name == "xpnet_jit":
+            if not have("numba"):
+                skipped[name] = "numba is not installed (pip install 'xpnet[jit]')"
+                continue
+            runners.append(XpnetRunner(sizes, X, y, batch, opt, lr, dtype, iters=iters,
+                                       jit=True))
         elif name in ("torch", "torch_dl"):
             if not have("torch"):
                 skipped[name] = "torch is not installed"
@@ -743,10 +759,11 @@ def targets(results: dict) -> list[dict]:
     rows = []
     wl = results["workloads"]
     for w, lim in TARGET_FLOOR.items():
-        x = wl.get(w, {}).get("impls", {}).get("xpnet")
-        if x and "x_floor" in x:
-            rows.append({"target": f"{w}: xpnet <= {lim:.2f}x GEMM floor",
-                         "value": f"{x['x_floor']:.2f}x", "met": x["x_floor"] <= lim})
+        for name in ("xpnet", "xpnet_jit"):
+            x = wl.get(w, {}).get("impls", {}).get(name)
+            if x and "x_floor" in x:
+                rows.append({"target": f"{w}: {IMPL_LABELS[name]} <= {lim:.2f}x GEMM floor",
+                             "value": f"{x['x_floor']:.2f}x", "met": x["x_floor"] <= lim})
     for w in ("W1", "W2", "W3"):
         impls = wl.get(w, {}).get("impls", {})
         x = impls.get("xpnet")
@@ -845,7 +862,8 @@ def plot(results: dict, path: Path) -> None:
     wl = [w for w in results["workloads"] if results["workloads"][w]["impls"]]
     names = [n for n in IMPL_LABELS if n != "floor"
              and any(n in results["workloads"][w]["impls"] for w in wl)]
-    colors = {"numpy": "#7f7f7f", "xpnet": "#d62728", "torch": "#1f77b4",
+    colors = {"numpy": "#7f7f7f", "xpnet": "#d62728", "xpnet_jit": "#8c1a1a",
+              "torch": "#1f77b4",
               "torch_dl": "#6baed6", "sklearn": "#ff7f0e"}
     fig, ax = plt.subplots(figsize=(8.5, 4.2), dpi=120)
     width = 0.8 / max(len(names), 1)

@@ -149,11 +149,23 @@ def test_unknown_optimizer_lists_choices():
         xn.optimizers.get_optimizer("adagrad")
 
 
+@pytest.mark.parametrize("path", ["numpy", "jit"])
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_inplace_update_is_bitwise_equal_to_pure(name, dtype, monkeypatch):
-    """The threaded, cache-blocked NumPy fast path gives the same bits as update()."""
+def test_inplace_update_is_bitwise_equal_to_pure(name, dtype, path, monkeypatch):
+    """Both in-place paths give the same bits as update(): the threaded, cache-blocked
+    NumPy ufunc update, and the compiled (numba) update where there is one."""
+    from xpnet import _jit
+
     monkeypatch.setenv("XPNET_NUM_THREADS", "3")
+    monkeypatch.setenv("XPNET_JIT", "1" if path == "jit" else "0")
+    jit_calls = []
+    if path == "jit":
+        if not _jit.installed():
+            pytest.skip("numba is not installed (pip install 'xpnet[jit]')")
+        real_run = _jit._run
+        monkeypatch.setattr(_jit, "_run", lambda k, calls: jit_calls.append(k) or
+                            real_run(k, calls))
     make_xn, _ = CASES[name]
     rng = np.random.default_rng(0)
     # sizes straddle the chunk size and the parallel threshold
@@ -168,6 +180,8 @@ def test_inplace_update_is_bitwise_equal_to_pure(name, dtype, monkeypatch):
         pure, sp = opt_pure.update(pure, grads, sp)
         opt_fast.update_(fast, {k: g.copy() for k, g in grads.items()}, sf)
     assert sf["step"] == sp["step"] == 4
+    has_kernel = type(opt_fast)._jit_update is not xn.Optimizer._jit_update
+    assert len(jit_calls) == (4 if path == "jit" and has_kernel else 0)
     for k in shapes:
         assert fast[k].tobytes() == pure[k].tobytes(), k
         for slot in opt_pure.slots:

@@ -14,6 +14,7 @@ from typing import Any
 
 import array_api_compat
 
+from . import _jit
 from .schedules import get_schedule, schedule_from_config, schedule_to_config
 
 __all__ = [
@@ -318,12 +319,19 @@ class Optimizer:
                 for g in grads.values():
                     g *= coef
         state["step"] = step + 1
+        if _jit.enabled() and self._jit_update(params, grads, state, lr, step + 1):
+            return
         _inplace.run(params, grads, state, self.slots,
                      self._kernel(lr, step + 1))
 
     def _kernel(self, lr: float, t: int):
         """Return ``f(p, g, *slots, tmp)`` updating 1-D NumPy chunks in place."""
         raise NotImplementedError
+
+    def _jit_update(self, params: Params, grads: Params, state: dict, lr: float,
+                    t: int) -> bool:
+        """The compiled (numba) update of :mod:`xpnet._jit`; False where there is none."""
+        return False
 
     def _update_one(self, p, g, slots: dict, lr: float, t: int):
         raise NotImplementedError
@@ -407,6 +415,10 @@ class SGD(Optimizer):
             g = g + self.momentum * buf if self.nesterov else buf
             return p - lr * g, {"momentum_buffer": buf}
         return p - lr * g, {}
+
+    def _jit_update(self, params, grads, state, lr, t):
+        return _jit.sgd(params, grads, state, lr, t, weight_decay=self.weight_decay,
+                        momentum=self.momentum, nesterov=self.nesterov)
 
     def _kernel(self, lr, t):
         import numpy as np
@@ -496,15 +508,25 @@ class Adam(Optimizer):
         denom = _xp(v).sqrt(v) + self.eps * sqrt_bc2
         return p - step_size * (m / denom), {"exp_avg": m, "exp_avg_sq": v}
 
+    def _scalars(self, lr, t):
+        b1, b2 = self.betas
+        sqrt_bc2 = math.sqrt(1.0 - b2**t)
+        return {"b1": b1, "b2": b2, "c1": 1.0 - b1, "c2": 1.0 - b2,
+                # same arithmetic as _update_one
+                "step_size": lr / (1.0 - b1**t) * sqrt_bc2, "eps_scaled": self.eps * sqrt_bc2,
+                "weight_decay": self.weight_decay, "decay": 1.0 - lr * self.weight_decay}
+
+    def _jit_update(self, params, grads, state, lr, t):
+        return _jit.adam(params, grads, state, decoupled=self.decoupled,
+                         **self._scalars(lr, t))
+
     def _kernel(self, lr, t):
         import numpy as np
 
-        b1, b2 = self.betas
-        wd, decoupled, eps = self.weight_decay, self.decoupled, self.eps
-        sqrt_bc2 = math.sqrt(1.0 - b2**t)
-        step_size = lr / (1.0 - b1**t) * sqrt_bc2  # same arithmetic as _update_one
-        eps_scaled = eps * sqrt_bc2
-        c1, c2, decay = 1.0 - b1, 1.0 - b2, 1.0 - lr * wd
+        sc = self._scalars(lr, t)
+        b1, b2, c1, c2 = sc["b1"], sc["b2"], sc["c1"], sc["c2"]
+        step_size, eps_scaled, decay = sc["step_size"], sc["eps_scaled"], sc["decay"]
+        wd, decoupled = self.weight_decay, self.decoupled
 
         def k(p, g, m, v, tmp):
             if wd:

@@ -1,0 +1,46 @@
+"""numba kernels behind :mod:`xpnet._jit` (imported only when numba is installed).
+
+Each kernel mirrors the NumPy ufunc sequence of the optimizer's ``_kernel``
+one rounding at a time; see :mod:`xpnet._jit` for why.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": False}
+
+
+@numba.njit(**_JIT)
+def sgd(p, g, buf, lr, wd, mom, has_wd, has_mom, nesterov, first):  # pragma: no cover
+    for i in range(p.shape[0]):
+        gi = g[i]
+        if has_wd:
+            gi = gi + p[i] * wd
+        if has_mom:
+            b = gi if first else buf[i] * mom + gi
+            buf[i] = b
+            u = b * mom + gi if nesterov else b
+            p[i] = p[i] - u * lr
+        else:
+            p[i] = p[i] - gi * lr
+
+
+@numba.njit(**_JIT)
+def adam(p, g, m, v, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
+         decoupled):  # pragma: no cover
+    for i in range(p.shape[0]):
+        gi = g[i]
+        pi = p[i]
+        if has_wd:
+            if decoupled:
+                pi = pi * decay
+            else:
+                gi = gi + pi * wd
+        mi = m[i] * b1 + gi * c1
+        vi = v[i] * b2 + (gi * gi) * c2
+        m[i] = mi
+        v[i] = vi
+        d = np.sqrt(vi) + eps_scaled
+        p[i] = pi - (mi / d) * step_size
