@@ -47,7 +47,7 @@ IMPL_LABELS = {
     "floor": "GEMM floor",
     "numpy": "NumPy clean loop",
     "xpnet": "xpnet",
-    "xpnet_jit": "xpnet + numba (xpnet[jit])",
+    "xpnet_jit": "xpnet + numba",
     "torch": "PyTorch CPU (slicing)",
     "torch_dl": "PyTorch CPU (DataLoader)",
     "sklearn": "scikit-learn MLP",
