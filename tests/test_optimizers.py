@@ -197,3 +197,44 @@ def test_inplace_update_falls_back_for_immutable_arrays():
     opt.update_(p, {"w": b.asarray(np.full(3, 0.5), dtype=b.xp.float64)}, s)
     assert s["step"] == 1
     np.testing.assert_array_equal(xn.to_numpy(p["w"]), xn.to_numpy(ref["w"]))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cupy_fused_update_is_bitwise_equal_to_the_generic_one(name, dtype, monkeypatch):
+    """On CuPy, XPNET_CUPY_FUSED=1 runs one ElementwiseKernel per parameter (SGD, Adam,
+    AdamW); it must give the generic update's bits, the keep=False mask included."""
+    from xpnet import _cupy_fused
+
+    why = xn.backends.backend_status().get("cupy")
+    if why is not None:
+        pytest.skip(f"backend cupy unavailable: {why}")
+    b = xn.get_backend("cupy")
+    cp = b.xp
+    make_xn, _ = CASES[name]
+    rng = np.random.default_rng(0)
+    shapes = {"a": (700, 300), "b": (300,), "c": (5, 3)}
+    params = {k: b.asarray(rng.normal(size=s).astype(dtype)) for k, s in shapes.items()}
+    calls = []
+    real = _cupy_fused._kernel
+    monkeypatch.setattr(_cupy_fused, "_kernel", lambda n: calls.append(n) or real(n))
+    results = []
+    for fused in ("0", "1"):
+        monkeypatch.setenv("XPNET_CUPY_FUSED", fused)
+        opt = make_xn()
+        p, s = dict(params), opt.init(params)
+        g_rng = np.random.default_rng(1)
+        for step in range(5):
+            grads = {k: b.asarray(g_rng.normal(size=sh).astype(dtype))
+                     for k, sh in shapes.items()}
+            keep = cp.asarray(step != 2)  # the third step is discarded on the device
+            p, s = opt.update(p, grads, s, keep=keep)
+        results.append((p, s, opt))
+    (pg, sg, opt), (pf, sf, _) = results
+    has_kernel = type(opt)._fused_update is not xn.Optimizer._fused_update
+    assert bool(calls) == has_kernel
+    assert sg["step"] == sf["step"] == 5
+    for k in shapes:
+        assert xn.to_numpy(pf[k]).tobytes() == xn.to_numpy(pg[k]).tobytes(), k
+        for slot in opt.slots:
+            assert xn.to_numpy(sf[slot][k]).tobytes() == xn.to_numpy(sg[slot][k]).tobytes()

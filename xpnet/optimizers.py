@@ -14,7 +14,7 @@ from typing import Any
 
 import array_api_compat
 
-from . import _jit
+from . import _cupy_fused, _jit
 from .schedules import get_schedule, schedule_from_config, schedule_to_config
 
 __all__ = [
@@ -258,6 +258,10 @@ class Optimizer:
             grads = clip_by_value(grads, self.clip_value)
         if self.clip_norm is not None:
             grads, _ = clip_by_global_norm(grads, self.clip_norm)
+        if _cupy_fused.applicable(params):
+            fused = self._fused_update(params, grads, state, lr, step + 1, keep)
+            if fused is not None:
+                return fused[0], {"step": step + 1, **fused[1]}
         new_params: Params = {}
         new_state: dict = {"step": step + 1}
         for slot in self.slots:
@@ -332,6 +336,11 @@ class Optimizer:
                     t: int) -> bool:
         """The compiled (numba) update of :mod:`xpnet._jit`; False where there is none."""
         return False
+
+    def _fused_update(self, params: Params, grads: Params, state: dict, lr: float, t: int,
+                      keep: Any) -> tuple[Params, dict] | None:
+        """The fused CuPy update of :mod:`xpnet._cupy_fused`; None where there is none."""
+        return None
 
     def _update_one(self, p, g, slots: dict, lr: float, t: int):
         raise NotImplementedError
@@ -415,6 +424,11 @@ class SGD(Optimizer):
             g = g + self.momentum * buf if self.nesterov else buf
             return p - lr * g, {"momentum_buffer": buf}
         return p - lr * g, {}
+
+    def _fused_update(self, params, grads, state, lr, t, keep):
+        return _cupy_fused.sgd(params, grads, state, keep, lr=lr, t=t,
+                               weight_decay=self.weight_decay, momentum=self.momentum,
+                               nesterov=self.nesterov)
 
     def _jit_update(self, params, grads, state, lr, t):
         return _jit.sgd(params, grads, state, lr, t, weight_decay=self.weight_decay,
@@ -515,6 +529,10 @@ class Adam(Optimizer):
                 # same arithmetic as _update_one
                 "step_size": lr / (1.0 - b1**t) * sqrt_bc2, "eps_scaled": self.eps * sqrt_bc2,
                 "weight_decay": self.weight_decay, "decay": 1.0 - lr * self.weight_decay}
+
+    def _fused_update(self, params, grads, state, lr, t, keep):
+        return _cupy_fused.adam(params, grads, state, keep, decoupled=self.decoupled,
+                                **self._scalars(lr, t))
 
     def _jit_update(self, params, grads, state, lr, t):
         return _jit.adam(params, grads, state, decoupled=self.decoupled,
