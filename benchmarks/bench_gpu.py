@@ -15,6 +15,8 @@ Implementations
 
   floor        the GEMMs forward + backward need (cupy.matmul, preallocated ``out=``)
   xpnet        ``xn.MLP(..., backend="cupy").fit(...)`` on arrays already on the GPU
+  xpnet_fused  the same with ``XPNET_CUPY_FUSED=1``: one ElementwiseKernel per parameter
+               for the optimizer update (opt-in until verified on a GPU)
   torch        PyTorch CUDA eager (default optimizer: multi-tensor ``foreach``)
   torch_fused  the same with ``torch.optim.Adam/SGD(fused=True)``
 
@@ -39,7 +41,7 @@ import os
 import sys
 
 WORKLOADS = ("W1", "W2", "W3", "large")
-IMPLS = ("floor", "xpnet", "torch", "torch_fused")
+IMPLS = ("floor", "xpnet", "xpnet_fused", "torch", "torch_fused")
 
 
 def parse_args(argv=None):
@@ -148,9 +150,9 @@ class CupyFloor:
 
 
 class XpnetGpu:
-    name = "xpnet"
-
-    def __init__(self, xn, spec, Xc, yc, iters, device):
+    def __init__(self, xn, spec, Xc, yc, iters, device, fused=False):
+        self.name = "xpnet_fused" if fused else "xpnet"
+        self.fused = fused
         self.model = xn.MLP(spec["sizes"], backend="cupy", device=device, dtype="float32",
                             seed=0)
         self.opt = {"adam": lambda: xn.Adam(lr=spec["lr"]),
@@ -160,6 +162,7 @@ class XpnetGpu:
         self.history_seconds: list[float] = []
 
     def run(self):
+        os.environ["XPNET_CUPY_FUSED"] = "1" if self.fused else "0"  # read at every update
         h = self.model.fit(self.X, self.y, epochs=self.iters, batch_size=self.batch,
                            optimizer=self.opt, verbose=0, shuffle=True)
         self.history_seconds.append(sum(h.history["seconds"]) / self.iters)
@@ -422,8 +425,8 @@ def main(args) -> int:
         for name in args.impls:
             if name == "floor":
                 runners.append(CupyFloor(cp, spec["sizes"], Xc, spec["batch"], iters))
-            elif name == "xpnet":
-                runners.append(XpnetGpu(xn, spec, Xc, yc, iters, None))
+            elif name in ("xpnet", "xpnet_fused"):
+                runners.append(XpnetGpu(xn, spec, Xc, yc, iters, None, name == "xpnet_fused"))
             elif have_torch:
                 try:
                     runners.append(TorchGpu(torch, spec, Xt, yt, iters, name == "torch_fused"))
