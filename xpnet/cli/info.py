@@ -99,6 +99,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                             "devices": devices.get(name, [])} for name, why in status.items()},
         "auto_backend": auto,
         "blas": _blas_info(),
+        "cpu_speedups": _speedups(),
         "data_cache": {"dir": str(cache), "env": "XPNET_DATA_DIR", "datasets": data},
     }
     if args.json:
@@ -132,6 +133,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     for row in info["blas"]:
         bl.add_row(*[str(row.get(c, "")) for c in ("library", "api", "threads", "version")])
     con.print(bl)
+    for key, row in info["cpu_speedups"].items():
+        con.print(f"{key:<22}{'on ' if row['on'] else 'off'}  {row['why']}")
     con.print(f"data cache  {cache}  (set XPNET_DATA_DIR to move it)")
     for name, row in data.items():
         state = f"{len(row['files'])} file(s)" if row["files"] else "not downloaded"
@@ -163,3 +166,21 @@ def cmd_download(args: argparse.Namespace) -> int:
     folder = download(args.name, args.data_dir, progress=not args.quiet)
     print(f"{args.name}: the four files are verified in {folder}")
     return EXIT_OK
+
+
+def _speedups() -> dict[str, dict[str, Any]]:
+    """Whether the optional CPU speed-ups apply here, and why (see docs/design.md)."""
+    from .. import _jit, _malloc
+
+    jit_on = _jit.enabled()
+    if jit_on:
+        jit_why = "numba installed: compiled SGD/Adam updates (XPNET_JIT=0 turns them off)"
+    elif _jit.installed():
+        jit_why = "numba installed but XPNET_JIT=0"
+    else:
+        jit_why = 'numba not installed (pip install "xpnet[jit]")'
+    mal_on = _malloc.enabled()
+    mal_why = ("glibc: freed memory kept between steps during fit (XPNET_MALLOC_TUNING=0 "
+               "turns it off)" if mal_on else "not glibc, or XPNET_MALLOC_TUNING=0")
+    return {"compiled optimizer": {"on": jit_on, "why": jit_why},
+            "malloc tuning": {"on": mal_on, "why": mal_why}}
