@@ -559,7 +559,7 @@ def versions() -> dict[str, str]:
 
     out = {}
     for pkg in ("numpy", "array-api-compat", "array-api-strict", "torch", "cupy",
-                "cupy-cuda12x", "cupy-cuda13x", "safetensors", "rich"):
+                "cupy-cuda12x", "cupy-cuda13x", "safetensors", "rich", "numba"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
