@@ -353,6 +353,9 @@ class XpnetRunner:
                 os.environ["XPNET_JIT"] = old
 
     def warmup(self):
+        if self.jit:
+            import numba  # noqa: F401  (the import is not part of any epoch; fit then
+            # uses the compiled update whatever the size of the fit)
         k = min(WARMUP_ROWS, self.X.shape[0])
         self._fit(self.X[:k], self.y[:k], 1)
 

@@ -142,3 +142,44 @@ def test_malloc_tuning_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("XPNET_MALLOC_TUNING", "0")
     assert _malloc.enabled() is False
     assert _malloc.keep_freed_memory() is False
+
+
+_JIT_CHOICE = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import xpnet as xn
+    from xpnet import _jit
+    if sys.argv[1] == "cheap":
+        _jit.WORTH_IT = 0.0
+    rng = np.random.default_rng(0)
+    X = rng.random((256, 20), dtype=np.float32)
+    y = rng.integers(0, 3, 256)
+    m = xn.MLP([20, 16, 3], backend="numpy", seed=0)
+    m.fit(X, y, epochs=2, batch_size=64, verbose=0)
+    print("numba" in sys.modules)
+""")
+
+
+@pytest.mark.skipif(not __import__("xpnet")._jit.installed(), reason="numba is not installed")
+def test_a_small_fit_does_not_pay_for_importing_numba():
+    def imported(mode: str) -> bool:
+        out = subprocess.run([sys.executable, "-c", _JIT_CHOICE, mode], capture_output=True,
+                             text=True, check=True, timeout=300,
+                             env={k: v for k, v in os.environ.items() if k != "XPNET_JIT"})
+        return out.stdout.strip().splitlines()[-1] == "True"
+
+    # 2 epochs x 4 steps x 403 parameters: far below the break-even, numba stays unloaded
+    assert imported("default") is False
+    # with the break-even at 0 the same fit uses the compiled update
+    assert imported("cheap") is True
+
+
+def test_jit_worth_it_and_suspended():
+    from xpnet import _jit
+
+    assert _jit.worth_it(535_818, 469 * 30) is True
+    assert _jit.worth_it(1_000, 10) is ("numba" in sys.modules)
+    with _jit.suspended():
+        assert _jit.enabled() is False
+    with _jit.suspended(False):
+        assert _jit.enabled() is (_jit.installed() and os.environ.get("XPNET_JIT", "1") != "0")

@@ -14,7 +14,7 @@ import math
 import time
 from typing import Any
 
-from . import _checks, _malloc
+from . import _checks, _jit, _malloc
 from .backends import synchronize
 from .callbacks import Callback, ModelCheckpoint, ProgressBar
 from .optimizers import Adam, Optimizer, get_optimizer
@@ -340,8 +340,14 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     wants_batches = bool(verbose) or any(
         type(cb).on_batch_end is not Callback.on_batch_end for cb in callbacks)
     stop = _InterruptFlag()
+    jit_off = False
     if backend.name == "numpy":
         _malloc.keep_freed_memory()  # no page faults from step to step (see _malloc)
+        # a short fit would spend more importing numba than the compiled update saves
+        n_params = sum(math.prod(p.shape) for p in model.params.values())
+        jit_off = not _jit.worth_it(n_params, steps * max(epochs - start_epoch, 0))
+    no_jit = _jit.suspended(jit_off)
+    no_jit.__enter__()
     t_train = time.perf_counter()
     try:
         stop.install()
@@ -476,6 +482,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                 break
     finally:
         stop.uninstall()
+        no_jit.__exit__(None, None, None)
         if backend.name == "numpy":
             _malloc.release()
         history.params["train_seconds"] = time.perf_counter() - t_train
