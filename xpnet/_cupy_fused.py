@@ -12,9 +12,11 @@ compiled with ``--fmad=false`` so that ``a * b + c`` is not contracted into a
 fused multiply-add, which rounds once instead of twice. ``sqrt`` and division
 are IEEE-rounded (nvrtc's defaults without ``--use_fast_math``).
 
-Status: written against CuPy's documented ``ElementwiseKernel`` API and tested
-only where a CUDA GPU is present (``tests/test_optimizers.py``); it has not yet
-run on a GPU, so it is off unless ``XPNET_CUPY_FUSED=1``.
+Status: the kernel bodies are compiled with the host C++ compiler in
+``tests/test_cupy_kernel_source.py`` and give the generic update's bits on the
+CPU. The CuPy side (``ElementwiseKernel`` binding, the 0-d ``keep`` broadcast,
+nvrtc) is tested only where a CUDA GPU is present (``tests/test_optimizers.py``)
+and has not run on a GPU yet, so it is off unless ``XPNET_CUPY_FUSED=1``.
 """
 
 from __future__ import annotations
