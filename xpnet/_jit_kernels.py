@@ -9,10 +9,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": False}
+# nogil: the update may run beside other threads; cache: compiled once per machine;
+# error_model="numpy": no ZeroDivisionError checks (they block vectorisation);
+# fastmath=False: no reassociation and no multiply-add contraction (bitwise equality)
 
 
-@numba.njit(**_JIT)
+@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=False)
 def sgd(p, g, buf, lr, wd, mom, has_wd, has_mom, nesterov, first):  # pragma: no cover
     for i in range(p.shape[0]):
         gi = g[i]
@@ -27,7 +29,7 @@ def sgd(p, g, buf, lr, wd, mom, has_wd, has_mom, nesterov, first):  # pragma: no
             p[i] = p[i] - gi * lr
 
 
-@numba.njit(**_JIT)
+@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=False)
 def adam(p, g, m, v, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
          decoupled):  # pragma: no cover
     for i in range(p.shape[0]):
