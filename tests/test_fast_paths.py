@@ -93,6 +93,28 @@ def test_cross_entropy_fast_path_matches_the_generic_formula(n, k, dtype):
     assert none is None and float(value_only) == float(loss)
 
 
+@pytest.mark.parametrize("labels,err,msg", [
+    (np.array([2]), ValueError, r"labels must have shape \(4,\) to match 4 outputs, got "
+                                r"shape \(1,\)"),
+    (np.array([0, 1, 2]), ValueError, r"got shape \(3,\)"),
+    (np.zeros((4, 1), int), ValueError, r"got shape \(4, 1\)"),
+    (np.array([0.0, 1.0, 2.0, 0.0]), TypeError, r"labels must be integers, got dtype float64"),
+])
+def test_cross_entropy_fast_path_rejects_mismatched_labels(labels, err, msg):
+    z = np.zeros((4, 3), "float32")
+    with pytest.raises(err, match=msg):
+        _ce_labels_numpy(z, labels, True)
+
+
+def test_cross_entropy_fast_path_takes_unsigned_labels():
+    z = np.random.default_rng(0).standard_normal((6, 3)).astype("float32")
+    y = np.array([0, 1, 2, 2, 1, 0])
+    ref = _ce_labels_numpy(z, y, True)
+    for dt in ("uint8", "uint64", "int32"):
+        got = _ce_labels_numpy(z, y.astype(dt), True)
+        assert float(got[0]) == float(ref[0]) and got[1].tobytes() == ref[1].tobytes()
+
+
 @pytest.mark.parametrize("labels,lo,hi", [([0, 3], 0, 3), ([-1, 1], -1, 1)])
 def test_cross_entropy_fast_path_rejects_labels_out_of_range(labels, lo, hi):
     with pytest.raises(ValueError, match=rf"labels must be in \[0, 2\] for 3 outputs, got "
@@ -132,10 +154,29 @@ def test_malloc_tuning_removes_page_faults_between_steps():
         return int(out.stdout.strip().splitlines()[-1])
 
     untuned, tuned = faults("0"), faults("1")
-    # 8 steps at batch 2048 (measured: 15,015 faults vs 1): glibc's defaults hand the
-    # heap top back to the kernel and fault it in again
-    assert untuned > 2000, untuned
-    assert tuned < untuned / 10, (tuned, untuned)
+    # 8 steps at batch 2048. Measured on the benchmark machine: 15,015 faults with glibc's
+    # defaults (the heap top goes back to the kernel and is faulted in again) and 1 with
+    # the tuning. How many the defaults cost depends on the glibc version and on
+    # transparent huge pages; the tuning must remove (nearly) all of them.
+    assert tuned <= max(100, untuned // 10), (tuned, untuned)
+
+
+def test_malloc_tuning_is_undone_after_fit_and_respects_the_user(monkeypatch):
+    if not _malloc.enabled():
+        pytest.skip("the malloc tuning needs glibc on Linux")
+    calls = []
+    monkeypatch.setattr(_malloc._libc, "mallopt", lambda k, v: calls.append((k, v)) or 1)
+    monkeypatch.setattr(_malloc._libc, "malloc_trim", lambda pad: calls.append(("trim", pad)))
+    rng = np.random.default_rng(0)
+    X, y = rng.random((64, 5), dtype=np.float32), rng.integers(0, 2, 64)
+    xn.MLP([5, 4, 2], backend="numpy", seed=0).fit(X, y, epochs=1, verbose=0)
+    assert calls == [(-3, _malloc.MMAP_THRESHOLD), (-1, _malloc.TRIM_THRESHOLD),
+                     (-1, _malloc.TRIM_THRESHOLD_AFTER), ("trim", 0)]
+    assert _malloc._active == 0
+    calls.clear()
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")  # the user's own setting wins
+    xn.MLP([5, 4, 2], backend="numpy", seed=0).fit(X, y, epochs=1, verbose=0)
+    assert calls == [] and _malloc.enabled() is False
 
 
 def test_malloc_tuning_can_be_turned_off(monkeypatch):
@@ -174,12 +215,16 @@ def test_a_small_fit_does_not_pay_for_importing_numba():
     assert imported("cheap") is True
 
 
-def test_jit_worth_it_and_suspended():
+def test_jit_worth_it_and_suspended(monkeypatch):
     from xpnet import _jit
+
+    monkeypatch.setenv("XPNET_JIT", "1")
 
     assert _jit.worth_it(535_818, 469 * 30) is True
     assert _jit.worth_it(1_000, 10) is ("numba" in sys.modules)
     with _jit.suspended():
         assert _jit.enabled() is False
     with _jit.suspended(False):
-        assert _jit.enabled() is (_jit.installed() and os.environ.get("XPNET_JIT", "1") != "0")
+        assert _jit.enabled() is (_jit.installed() and not _jit.failed())
+    monkeypatch.setenv("XPNET_JIT", "off")
+    assert _jit.enabled() is False

@@ -238,3 +238,27 @@ def test_cupy_fused_update_is_bitwise_equal_to_the_generic_one(name, dtype, monk
         assert xn.to_numpy(pf[k]).tobytes() == xn.to_numpy(pg[k]).tobytes(), k
         for slot in opt.slots:
             assert xn.to_numpy(sf[slot][k]).tobytes() == xn.to_numpy(sg[slot][k]).tobytes()
+
+
+def test_a_subclass_with_its_own_rule_never_takes_the_parents_fast_paths(monkeypatch):
+    """Overriding only _update_one (the documented way to write an optimizer) must give
+    that rule on every path: update, update_ with the NumPy kernel, and update_ with
+    numba; the parent's fast paths would silently apply Adam's rule instead."""
+
+    class SignAdam(xn.Adam):
+        def _update_one(self, p, g, slots, lr, t):
+            xp = xn.backends.backend_of(p).xp
+            return p - lr * xp.sign(g), dict(slots)
+
+    from xpnet.optimizers import _fast_path_ok
+
+    assert _fast_path_ok(xn.Adam, "_kernel") and _fast_path_ok(xn.AdamW, "_jit_update")
+    for path in ("_kernel", "_jit_update", "_fused_update"):
+        assert not _fast_path_ok(SignAdam, path)
+    for jit in ("0", "1"):
+        monkeypatch.setenv("XPNET_JIT", jit)
+        opt = SignAdam(lr=0.5)
+        p = {"w": np.array([1.0, 2.0, 3.0])}
+        s = opt.init(p)
+        opt.update_(p, {"w": np.array([0.3, -0.2, 0.0])}, s)
+        assert p["w"].tolist() == [0.5, 2.5, 3.0]

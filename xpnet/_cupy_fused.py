@@ -53,23 +53,35 @@ T pn = p - u * lr;
 if (keep) { p2 = pn; buf2 = b; } else { p2 = p; buf2 = buf; }
 """
 
+_SGD_PLAIN = """
+T gi = g;
+if (has_wd) { gi = gi + p * wd; }
+T pn = p - gi * lr;
+p2 = keep ? pn : p;
+"""
+
 
 def enabled() -> bool:
     """Whether ``XPNET_CUPY_FUSED=1`` asks for the fused CuPy updates."""
     return os.environ.get("XPNET_CUPY_FUSED", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
-def applicable(params: dict) -> bool:
-    """True when enabled and every parameter is a float32/float64 CuPy array of one dtype."""
+def applicable(params: dict, grads: dict, state: dict) -> bool:
+    """True when enabled and every parameter, gradient and slot is a CuPy array of the
+    same float32/float64 dtype (anything else takes the generic, promoting path)."""
     if not enabled() or not params:
         return False
     import array_api_compat
 
+    arrays = list(params.values()) + [grads.get(k) for k in params]
+    for slot in state.values():
+        if isinstance(slot, dict):
+            arrays += [slot.get(k) for k in params]
     dtypes = set()
-    for p in params.values():
-        if not array_api_compat.is_cupy_array(p):
+    for a in arrays:
+        if a is None or not array_api_compat.is_cupy_array(a):
             return False
-        dtypes.add(str(p.dtype))
+        dtypes.add(str(a.dtype))
     return len(dtypes) == 1 and dtypes <= {"float32", "float64"}
 
 
@@ -83,11 +95,15 @@ def _kernel(name: str) -> Any:
                 "T p, T g, T m, T v, bool keep, T b1, T b2, T c1, T c2, T step_size, "
                 "T eps_scaled, T wd, T decay, bool has_wd, bool decoupled",
                 "T p2, T m2, T v2", _ADAM, "xpnet_fused_adam", options=_OPTIONS)
-        else:
+        elif name == "sgd":
             k = cupy.ElementwiseKernel(
                 "T p, T g, T buf, bool keep, T lr, T wd, T mom, bool has_wd, bool has_mom, "
                 "bool nesterov, bool first",
                 "T p2, T buf2", _SGD, "xpnet_fused_sgd", options=_OPTIONS)
+        else:
+            k = cupy.ElementwiseKernel(
+                "T p, T g, bool keep, T lr, T wd, bool has_wd",
+                "T p2", _SGD_PLAIN, "xpnet_fused_sgd_plain", options=_OPTIONS)
         _KERNELS[name] = k
     return k
 
@@ -118,13 +134,18 @@ def adam(params: dict, grads: dict, state: dict, keep: Any, *, b1: float, b2: fl
 def sgd(params: dict, grads: dict, state: dict, keep: Any, *, lr: float, t: int,
         weight_decay: float, momentum: float, nesterov: bool) -> tuple[dict, dict]:
     """SGD (L2 decay, momentum, Nesterov), fused; returns ``(new_params, new_slots)``."""
-    k, kp = _kernel("sgd"), _keep(keep)
+    kp = _keep(keep)
     new_p, new_buf = {}, {}
+    if momentum == 0:
+        k = _kernel("sgd_plain")
+        for key, p in params.items():
+            dt = p.dtype.type
+            new_p[key] = k(p, grads[key], kp, dt(lr), dt(weight_decay), weight_decay != 0.0)
+        return new_p, {}
+    k = _kernel("sgd")
     for key, p in params.items():
         dt = p.dtype.type
-        buf = state["momentum_buffer"][key] if momentum > 0 else p
-        new_p[key], b = k(p, grads[key], buf, kp, dt(lr), dt(weight_decay),
-                          dt(momentum), weight_decay != 0.0, momentum > 0, nesterov, t == 1)
-        if momentum > 0:
-            new_buf[key] = b
-    return new_p, ({"momentum_buffer": new_buf} if momentum > 0 else {})
+        new_p[key], new_buf[key] = k(p, grads[key], state["momentum_buffer"][key], kp, dt(lr),
+                                     dt(weight_decay), dt(momentum), weight_decay != 0.0,
+                                     True, nesterov, t == 1)
+    return new_p, {"momentum_buffer": new_buf}

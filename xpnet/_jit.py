@@ -20,6 +20,8 @@ compiled path off.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import importlib.util
 import os
 from collections.abc import Iterator
@@ -31,15 +33,26 @@ _kernels: Any = None
 _failed = False
 
 
+@functools.lru_cache(maxsize=1)
 def installed() -> bool:
-    """Whether numba can be imported (without importing it)."""
+    """Whether numba can be imported (without importing it; looked up once)."""
     return importlib.util.find_spec("numba") is not None
 
 
+def switched_off() -> bool:
+    """Whether ``XPNET_JIT`` is ``0`` (or ``false``, ``no``, ``off``)."""
+    return os.environ.get("XPNET_JIT", "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def failed() -> bool:
+    """Whether numba failed to import or compile in this process (then it is not used)."""
+    return _failed
+
+
 def enabled() -> bool:
-    """Whether the compiled update is used: numba installed and ``XPNET_JIT`` not ``0``."""
-    if _suspended or os.environ.get("XPNET_JIT", "1").strip().lower() in (
-            "0", "false", "no", "off"):
+    """Whether the compiled update is used now: numba installed, not switched off, not
+    failed, and not suspended by the running ``fit`` of this thread/context."""
+    if _suspended.get() or switched_off():
         return False
     return not _failed and installed()
 
@@ -48,7 +61,10 @@ def enabled() -> bool:
 # update saves about 2 ns per parameter per step (W2: 1.6 ms -> 0.49 ms for 535,818
 # parameters). Below this many parameter-steps a fit would lose more than it gains.
 WORTH_IT = 2.5e8
-_suspended = 0
+# per thread / per asyncio task, so a small fit in one thread does not switch the
+# compiled update off for a large fit running in another
+_suspended: contextvars.ContextVar[int] = contextvars.ContextVar("xpnet_jit_suspended",
+                                                                 default=0)
 
 
 def worth_it(n_params: int, steps: int) -> bool:
@@ -64,13 +80,12 @@ def worth_it(n_params: int, steps: int) -> bool:
 
 @contextlib.contextmanager
 def suspended(flag: bool = True) -> Iterator[None]:
-    """Within the block, :func:`enabled` is False when ``flag`` is True."""
-    global _suspended
-    _suspended += int(flag)
+    """Within the block (in this thread or task), :func:`enabled` is False if ``flag``."""
+    token = _suspended.set(_suspended.get() + int(flag))
     try:
         yield
     finally:
-        _suspended -= int(flag)
+        _suspended.reset(token)
 
 
 def _get() -> Any:

@@ -5,14 +5,21 @@ them at the end of the step. With glibc's default, dynamic thresholds, the
 heap top is handed back to the kernel as soon as more than a few MiB are free,
 and the next step faults the same pages in again: about 2,000 page faults and
 5 ms of a 20 ms step at batch 1024 on the 784-512-256-10 net (measured with
-``getrusage`` on the benchmark machine). Fixing the mmap threshold at 32 MiB
-and the trim threshold at 256 MiB with ``mallopt`` makes glibc reuse those
-pages instead; :func:`release` gives the free memory back once training ends.
+``getrusage`` on the benchmark machine).
 
-Only glibc on Linux is touched (other C libraries and platforms keep their
-defaults), and ``XPNET_MALLOC_TUNING=0`` turns it off. The settings are
-process-wide; they only change *when* free memory is returned, never how much
-memory arrays use.
+While ``fit`` runs, :func:`keep_freed_memory` sets glibc's mmap threshold to
+32 MiB (the ceiling glibc's own dynamic threshold can reach) and its trim
+threshold to 256 MiB, so those pages are reused instead. When the last running
+``fit`` ends, :func:`release` gives the free memory back (``malloc_trim``) and
+lowers the trim threshold to 32 MiB, so that afterwards at most about 32 MiB of
+free memory stays at the heap top. glibc cannot switch its dynamic adjustment
+back on, so the process keeps these fixed thresholds after the first ``fit``;
+they are close to where the dynamic ones settle once large arrays have been
+freed.
+
+Nothing is changed when the C library is not glibc, when the user configured
+malloc already (``MALLOC_*_`` variables or ``glibc.malloc`` tunables in
+``GLIBC_TUNABLES``), or when ``XPNET_MALLOC_TUNING=0``.
 """
 
 from __future__ import annotations
@@ -20,14 +27,20 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 32 << 20  # glibc's own maximum for the dynamic threshold on 64-bit
-TRIM_THRESHOLD = 256 << 20
+MMAP_THRESHOLD = 32 << 20  # glibc's ceiling for the dynamic threshold on 64-bit
+TRIM_THRESHOLD = 256 << 20  # while training
+TRIM_THRESHOLD_AFTER = 32 << 20  # once no fit is running
+_USER_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_",
+              "MALLOC_MMAP_MAX_", "MALLOC_ARENA_MAX")
 
 _libc: ctypes.CDLL | None = None
-_state: bool | None = None
+_probed = False
+_lock = threading.Lock()
+_active = 0
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -46,29 +59,52 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
+def user_configured() -> bool:
+    """Whether the environment already sets glibc's malloc parameters."""
+    if any(os.environ.get(v) for v in _USER_VARS):
+        return True
+    return "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")
+
+
 def enabled() -> bool:
-    """Whether the tuning applies here: glibc, and ``XPNET_MALLOC_TUNING`` is not ``0``."""
+    """Whether the tuning applies: glibc, malloc not configured by the user, and
+    ``XPNET_MALLOC_TUNING`` not ``0``."""
     if os.environ.get("XPNET_MALLOC_TUNING", "1").strip().lower() in ("0", "false", "no", "off"):
         return False
-    global _libc
-    if _libc is None:
-        _libc = _glibc()
+    if user_configured():
+        return False
+    global _libc, _probed
+    if not _probed:
+        _libc, _probed = _glibc(), True
     return _libc is not None
 
 
 def keep_freed_memory() -> bool:
-    """Set glibc's mmap and trim thresholds (once per process); True if they are set."""
-    global _state
+    """Raise the thresholds for the duration of a fit; True if they are set.
+
+    Every call that returns True must be paired with one :func:`release`.
+    """
+    global _active
     if not enabled():
         return False
-    if _state is None:
-        assert _libc is not None
-        _state = bool(_libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-                      and _libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-    return _state
+    assert _libc is not None
+    with _lock:
+        if _active == 0 and not (_libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+                                 and _libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)):
+            return False
+        _active += 1
+    return True
 
 
 def release() -> None:
-    """Return the free heap memory to the kernel (``malloc_trim(0)``) if the tuning is on."""
-    if _state and _libc is not None:
-        _libc.malloc_trim(0)
+    """End of a fit: when no other fit is running, trim the heap and lower the trim threshold."""
+    global _active
+    if _libc is None:
+        return
+    with _lock:
+        if _active == 0:
+            return
+        _active -= 1
+        if _active == 0:
+            _libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_AFTER)
+            _libc.malloc_trim(0)

@@ -230,12 +230,17 @@ def _ce_labels_numpy(z: np.ndarray, y: np.ndarray, need_grad: bool):
     array's memory, and the label column corrected through a flat index.
     """
     n, k = z.shape
+    if y.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},) to match {n} outputs, "
+                         f"got shape {tuple(y.shape)}")
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integers, got dtype {y.dtype}")
     if n and (int(y.min()) < 0 or int(y.max()) >= k):
         raise ValueError(f"labels must be in [0, {k - 1}] for {k} outputs, "
                          f"got labels in [{int(y.min())}, {int(y.max())}]")
     s = z - row_max(np, z)
     flat = np.arange(n) * k
-    flat += y
+    flat += y.astype(np.intp, copy=False)
     picked = s.reshape(-1).take(flat)
     np.exp(s, out=s)
     sum_e = row_sums(np, s)

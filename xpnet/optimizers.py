@@ -7,6 +7,7 @@ it), so published hyper-parameters carry over.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable
@@ -124,6 +125,25 @@ def clip_by_value(grads: Params, limit: float) -> Params:
     [-1.0, 0.5, 1.0]
     """
     return {k: _xp(g).clip(g, -limit, limit) for k, g in grads.items()}
+
+
+@functools.cache
+def _fast_path_ok(cls: type, name: str) -> bool:
+    """Whether ``cls`` may use its fast path ``name`` (``_kernel``, ``_jit_update``,
+    ``_fused_update``): the method must be defined by the class that defines the update
+    rule ``_update_one``, or by a subclass of it. A user subclass that overrides only
+    ``_update_one`` thus gets its own rule through the generic path, never the parent's
+    fast path."""
+
+    def owner(attr: str) -> type | None:
+        for c in cls.__mro__:
+            if attr in c.__dict__:
+                return c
+        return None
+
+    rule, fast = owner("_update_one"), owner(name)
+    return (rule is not None and fast is not None and fast is not Optimizer
+            and issubclass(fast, rule))
 
 
 class Optimizer:
@@ -258,7 +278,8 @@ class Optimizer:
             grads = clip_by_value(grads, self.clip_value)
         if self.clip_norm is not None:
             grads, _ = clip_by_global_norm(grads, self.clip_norm)
-        if _cupy_fused.applicable(params):
+        if _fast_path_ok(type(self), "_fused_update") and _cupy_fused.applicable(params, grads,
+                                                                                  state):
             fused = self._fused_update(params, grads, state, lr, step + 1, keep)
             if fused is not None:
                 return fused[0], {"step": step + 1, **fused[1]}
@@ -303,7 +324,7 @@ class Optimizer:
         """
         from . import _inplace
 
-        kernel = self._kernel if type(self)._kernel is not Optimizer._kernel else None
+        kernel = self._kernel if _fast_path_ok(type(self), "_kernel") else None
         if kernel is None or not _inplace.eligible(params, grads, state, self.slots):
             new_params, new_state = self.update(params, grads, state)
             params.update(new_params)
@@ -323,7 +344,8 @@ class Optimizer:
                 for g in grads.values():
                     g *= coef
         state["step"] = step + 1
-        if _jit.enabled() and self._jit_update(params, grads, state, lr, step + 1):
+        if _fast_path_ok(type(self), "_jit_update") and _jit.enabled() \
+                and self._jit_update(params, grads, state, lr, step + 1):
             return
         _inplace.run(params, grads, state, self.slots,
                      self._kernel(lr, step + 1))

@@ -340,9 +340,9 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     wants_batches = bool(verbose) or any(
         type(cb).on_batch_end is not Callback.on_batch_end for cb in callbacks)
     stop = _InterruptFlag()
-    jit_off = False
+    jit_off = tuned = False
     if backend.name == "numpy":
-        _malloc.keep_freed_memory()  # no page faults from step to step (see _malloc)
+        tuned = _malloc.keep_freed_memory()  # no page faults from step to step (see _malloc)
         # a short fit would spend more importing numba than the compiled update saves
         n_params = sum(math.prod(p.shape) for p in model.params.values())
         jit_off = not _jit.worth_it(n_params, steps * max(epochs - start_epoch, 0))
@@ -483,7 +483,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     finally:
         stop.uninstall()
         no_jit.__exit__(None, None, None)
-        if backend.name == "numpy":
+        if tuned:
             _malloc.release()
         history.params["train_seconds"] = time.perf_counter() - t_train
         for cb in callbacks:
