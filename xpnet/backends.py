@@ -230,6 +230,23 @@ class Backend:
         return str(array_api_compat.device(a)) == str(self.device)
 
 
+_NAMESPACES: dict[type, Any] = {}
+
+
+def _namespace_of(a: Any) -> Any:
+    """``array_api_compat.array_namespace(a)``, looked up once per array type.
+
+    The namespace depends only on the array's type, and the lookup costs several
+    microseconds, paid a dozen times per training step.
+    """
+    t = type(a)
+    xp = _NAMESPACES.get(t)
+    if xp is None:
+        xp = array_api_compat.array_namespace(a)
+        _NAMESPACES[t] = xp
+    return xp
+
+
 def dtype_name(dtype: Any) -> str:
     """The standard name (``"float32"``...) of a dtype object of any namespace.
 

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from ._fast import relu_grad, sum_rows
-from .backends import Backend
+from .backends import Backend, _namespace_of
 from .initializers import get_initializer
 from .random import RNG
 
@@ -255,9 +255,7 @@ class Dense(Layer):
 
 
 def _xp(a: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.array_namespace(a)
+    return _namespace_of(a)
 
 
 class ReLU(Layer):

@@ -12,6 +12,7 @@ import array_api_compat
 import numpy as np
 
 from ._fast import row_max, row_sums
+from .backends import _namespace_of
 from .layers import sigmoid
 
 __all__ = [
@@ -26,8 +27,8 @@ __all__ = [
 ]
 
 
-def _xp(a):
-    return array_api_compat.array_namespace(a)
+def _xp(a: Any) -> Any:
+    return _namespace_of(a)
 
 
 def _index_assignable(a: Any) -> bool:

@@ -166,12 +166,30 @@ class Sequential:
         prefix = f"{i}."
         return {k[len(prefix):]: v for k, v in self.params.items() if k.startswith(prefix)}
 
+    def _layer_keys(self) -> list[list[tuple[str, str]]]:
+        """Per layer, ``(short name, key in params)`` pairs; rebuilt when the keys change.
+
+        The same as :meth:`layer_params` for every layer at once, without scanning
+        every key for every layer at every step.
+        """
+        keys = tuple(self.params)
+        cached = getattr(self, "_layer_keys_cache", None)
+        if cached is not None and cached[0] == keys:
+            return cached[1]
+        per: list[list[tuple[str, str]]] = [[] for _ in self.layers]
+        for i in range(len(self.layers)):
+            prefix = f"{i}."
+            per[i] = [(k[len(prefix):], k) for k in keys if k.startswith(prefix)]
+        self._layer_keys_cache = (keys, per)
+        return per
+
     # -- math ------------------------------------------------------------------
     def _forward(self, X: Any, *, train: bool, rng: RNG | None = None):
         caches = []
         h = X
+        params, per = self.params, self._layer_keys()
         for i, layer in enumerate(self.layers):
-            p = self.layer_params(i)
+            p = {short: params[key] for short, key in per[i]}
             if train and layer.stochastic:
                 # rng= is the optional keyword of stochastic layers (Layer.stochastic)
                 h, c = layer.forward(p, h, train=True,  # type: ignore[call-arg]
@@ -182,14 +200,15 @@ class Sequential:
         return h, caches
 
     def _backward(self, caches: list, dout: Any) -> dict[str, Any]:
-        first = next((i for i, layer in enumerate(self.layers) if self.layer_params(i)), None)
+        params, per = self.params, self._layer_keys()
+        first = next((i for i in range(len(self.layers)) if per[i]), None)
         grads: dict[str, Any] = {}
         dy = dout
         for i in range(len(self.layers) - 1, -1, -1):
             if first is None or i < first:
                 break
             layer = self.layers[i]
-            p = self.layer_params(i)
+            p = {short: params[key] for short, key in per[i]}
             if self._skip_kw[i]:  # the layer's backward takes the optional need_input_grad=
                 dy_in, g = layer.backward(p, caches[i], dy,  # type: ignore[call-arg]
                                           need_input_grad=i > first)

@@ -13,9 +13,8 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
-import array_api_compat
-
 from . import _cupy_fused, _jit
+from .backends import _namespace_of
 from .schedules import get_schedule, schedule_from_config, schedule_to_config
 
 __all__ = [
@@ -37,8 +36,8 @@ Params = dict[str, Any]
 LearningRate = float | Callable[[int], float]
 
 
-def _xp(a):
-    return array_api_compat.array_namespace(a)
+def _xp(a: Any) -> Any:
+    return _namespace_of(a)
 
 
 def _finite(name: str, value: Any, *, low: float = 0.0, high: float | None = None,
