@@ -350,8 +350,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     if backend.name == "numpy":
         tuned = _malloc.keep_freed_memory()  # no page faults from step to step (see _malloc)
         # a short fit would spend more importing numba than the compiled update saves
-        n_params = sum(math.prod(p.shape) for p in model.params.values())
-        jit_off = not _jit.worth_it(n_params, steps * max(epochs - start_epoch, 0))
+        jit_off = not _jit.worth_it(model.num_params, steps * max(epochs - start_epoch, 0))
     no_jit = _jit.suspended(jit_off)
     no_jit.__enter__()
     t_train = time.perf_counter()
