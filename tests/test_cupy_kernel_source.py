@@ -108,6 +108,10 @@ CASES = {
     "adam": lambda: xn.Adam(lr=1e-2),
     "adam-l2": lambda: xn.Adam(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
     "adamw": lambda: xn.AdamW(lr=1e-2, weight_decay=0.05),
+    "rmsprop": lambda: xn.RMSprop(lr=1e-2),
+    "rmsprop-momentum-wd": lambda: xn.RMSprop(lr=1e-3, momentum=0.5, weight_decay=0.01),
+    "rmsprop-centered-momentum": lambda: xn.RMSprop(lr=1e-3, alpha=0.9, momentum=0.5,
+                                                    centered=True, weight_decay=0.01),
 }
 
 

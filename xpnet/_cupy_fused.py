@@ -61,6 +61,27 @@ p2 = keep ? pn : p;
 """
 
 
+_RMSPROP = """
+T gi = g;
+if (has_wd) { gi = gi + p * wd; }
+T s = sq * a + (gi * gi) * c;
+T gav = ga;
+T d;
+if (centered) {
+    gav = ga * a + gi * c;
+    d = sqrt(s - gav * gav) + eps;
+} else {
+    d = sqrt(s) + eps;
+}
+T u = gi / d;
+T b = buf;
+T pn;
+if (has_mom) { b = buf * mom + u; pn = p - b * lr; } else { pn = p - u * lr; }
+if (keep) { p2 = pn; sq2 = s; buf2 = b; ga2 = gav; }
+else { p2 = p; sq2 = sq; buf2 = buf; ga2 = ga; }
+"""
+
+
 def enabled() -> bool:
     """Whether ``XPNET_CUPY_FUSED=1`` asks for the fused CuPy updates."""
     return os.environ.get("XPNET_CUPY_FUSED", "0").strip().lower() in ("1", "true", "yes", "on")
@@ -100,6 +121,12 @@ def _kernel(name: str) -> Any:
                 "T p, T g, T buf, bool keep, T lr, T wd, T mom, bool has_wd, bool has_mom, "
                 "bool nesterov, bool first",
                 "T p2, T buf2", _SGD, "xpnet_fused_sgd", options=_OPTIONS)
+        elif name == "rmsprop":
+            k = cupy.ElementwiseKernel(
+                "T p, T g, T sq, T buf, T ga, bool keep, T lr, T wd, T a, T c, T eps, T mom, "
+                "bool has_wd, bool has_mom, bool centered",
+                "T p2, T sq2, T buf2, T ga2", _RMSPROP, "xpnet_fused_rmsprop",
+                options=_OPTIONS)
         else:
             k = cupy.ElementwiseKernel(
                 "T p, T g, bool keep, T lr, T wd, bool has_wd",
@@ -149,3 +176,30 @@ def sgd(params: dict, grads: dict, state: dict, keep: Any, *, lr: float, t: int,
                                      dt(weight_decay), dt(momentum), weight_decay != 0.0,
                                      True, nesterov, t == 1)
     return new_p, {"momentum_buffer": new_buf}
+
+
+def rmsprop(params: dict, grads: dict, state: dict, keep: Any, *, lr: float,
+            weight_decay: float, alpha: float, eps: float, momentum: float,
+            centered: bool) -> tuple[dict, dict]:
+    """RMSprop (centered, momentum, L2 decay), fused; returns ``(new_params, new_slots)``."""
+    k, kp = _kernel("rmsprop"), _keep(keep)
+    new_p: dict = {}
+    slots: dict[str, dict] = {"square_avg": {}}
+    if momentum > 0:
+        slots["momentum_buffer"] = {}
+    if centered:
+        slots["grad_avg"] = {}
+    for key, p in params.items():
+        dt = p.dtype.type
+        buf = state["momentum_buffer"][key] if momentum > 0 else p
+        ga = state["grad_avg"][key] if centered else p
+        new_p[key], sq2, buf2, ga2 = k(
+            p, grads[key], state["square_avg"][key], buf, ga, kp, dt(lr), dt(weight_decay),
+            dt(alpha), dt(1.0 - alpha), dt(eps), dt(momentum), weight_decay != 0.0,
+            momentum > 0, centered)
+        slots["square_avg"][key] = sq2
+        if momentum > 0:
+            slots["momentum_buffer"][key] = buf2
+        if centered:
+            slots["grad_avg"][key] = ga2
+    return new_p, slots

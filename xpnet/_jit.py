@@ -160,3 +160,20 @@ def adam(params: dict, grads: dict, state: dict, *, b1: float, b2: float, c1: fl
                       dt(b1), dt(b2), dt(c1), dt(c2), dt(step_size), dt(eps_scaled),
                       dt(weight_decay), dt(decay), weight_decay != 0.0, decoupled))
     return _run(k.adam, calls)
+
+
+def rmsprop(params: dict, grads: dict, state: dict, lr: float, *, weight_decay: float,
+            alpha: float, eps: float, momentum: float, centered: bool) -> bool:
+    """RMSprop (optionally centered, with momentum, with L2 decay) in place."""
+    k = _get()
+    if k is None or any(p.dtype not in _DTYPES for p in params.values()):
+        return False
+    calls = []
+    for key, p in params.items():
+        dt = p.dtype.type
+        buf = state["momentum_buffer"][key] if momentum > 0 else p
+        ga = state["grad_avg"][key] if centered else p
+        calls.append((_flat(p), _flat(grads[key]), _flat(state["square_avg"][key]), _flat(buf),
+                      _flat(ga), dt(lr), dt(weight_decay), dt(alpha), dt(1.0 - alpha), dt(eps),
+                      dt(momentum), weight_decay != 0.0, momentum > 0, centered))
+    return _run(k.rmsprop, calls)

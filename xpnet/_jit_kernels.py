@@ -46,3 +46,27 @@ def adam(p, g, m, v, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
         v[i] = vi
         d = np.sqrt(vi) + eps_scaled
         p[i] = pi - (mi / d) * step_size
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=False)
+def rmsprop(p, g, sq, buf, ga, lr, wd, a, c, eps, mom, has_wd, has_mom,
+            centered):  # pragma: no cover
+    for i in range(p.shape[0]):
+        gi = g[i]
+        if has_wd:
+            gi = gi + p[i] * wd
+        s = sq[i] * a + (gi * gi) * c
+        sq[i] = s
+        if centered:
+            gav = ga[i] * a + gi * c
+            ga[i] = gav
+            d = np.sqrt(s - gav * gav) + eps
+        else:
+            d = np.sqrt(s) + eps
+        u = gi / d
+        if has_mom:
+            b = buf[i] * mom + u
+            buf[i] = b
+            p[i] = p[i] - b * lr
+        else:
+            p[i] = p[i] - u * lr

@@ -704,6 +704,55 @@ class RMSprop(Optimizer):
             return p - lr * buf, out
         return p - lr * (g / avg), out
 
+    def _fused_update(self, params, grads, state, lr, t, keep):
+        return _cupy_fused.rmsprop(params, grads, state, keep, lr=lr,
+                                   weight_decay=self.weight_decay, alpha=self.alpha,
+                                   eps=self.eps, momentum=self.momentum,
+                                   centered=self.centered)
+
+    def _jit_update(self, params, grads, state, lr, t):
+        return _jit.rmsprop(params, grads, state, lr, weight_decay=self.weight_decay,
+                            alpha=self.alpha, eps=self.eps, momentum=self.momentum,
+                            centered=self.centered)
+
+    def _kernel(self, lr, t):
+        import numpy as np
+
+        wd, a, c, eps = self.weight_decay, self.alpha, 1.0 - self.alpha, self.eps
+        mom, centered = self.momentum, self.centered
+
+        def k(p, g, sq, *rest):  # rest: [momentum_buffer], [grad_avg], tmp (slot order)
+            tmp = rest[-1]
+            if wd:
+                np.multiply(p, wd, out=tmp)
+                g += tmp
+            sq *= a
+            np.multiply(g, g, out=tmp)
+            tmp *= c
+            sq += tmp
+            if centered:
+                ga = rest[-2]
+                ga *= a
+                np.multiply(g, c, out=tmp)
+                ga += tmp
+                np.multiply(ga, ga, out=tmp)
+                np.subtract(sq, tmp, out=tmp)
+                np.sqrt(tmp, out=tmp)
+            else:
+                np.sqrt(sq, out=tmp)
+            tmp += eps
+            np.divide(g, tmp, out=tmp)
+            if mom > 0:
+                buf = rest[0]
+                buf *= mom
+                buf += tmp
+                np.multiply(buf, lr, out=tmp)
+            else:
+                tmp *= lr
+            p -= tmp
+
+        return k
+
     def _extra_config(self):
         return {"alpha": self.alpha, "eps": self.eps, "momentum": self.momentum,
                 "centered": self.centered}

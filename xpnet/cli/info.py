@@ -180,7 +180,7 @@ def _speedups() -> dict[str, dict[str, Any]]:
         jit_on, jit_why = False, "numba installed but failed to compile here"
     else:
         jit_on, jit_why = True, (
-            f"numba: compiled SGD/Adam updates in fits of at least {_jit.WORTH_IT:.1e} "
+            f"numba: compiled optimizer updates in fits of at least {_jit.WORTH_IT:.1e} "
             "parameter-updates (XPNET_JIT=0 turns them off)")
     mal_on = _malloc.enabled()
     if mal_on:
