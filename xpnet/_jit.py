@@ -130,11 +130,19 @@ def _run(kernel: Any, calls: list[tuple[Any, ...]]) -> bool:
     return True
 
 
+def _kernels_for(params: dict) -> Any:
+    """The kernel module, or None when numba is unusable or a dtype is not float32/64."""
+    k = _get()
+    if k is None or any(p.dtype not in _DTYPES for p in params.values()):
+        return None
+    return k
+
+
 def sgd(params: dict, grads: dict, state: dict, lr: float, t: int, *, weight_decay: float,
         momentum: float, nesterov: bool) -> bool:
     """SGD (optionally with L2 decay, momentum, Nesterov) in place; False if not compiled."""
-    k = _get()
-    if k is None or any(p.dtype not in _DTYPES for p in params.values()):
+    k = _kernels_for(params)
+    if k is None:
         return False
     calls = []
     for key, p in params.items():
@@ -149,8 +157,8 @@ def adam(params: dict, grads: dict, state: dict, *, b1: float, b2: float, c1: fl
          c2: float, step_size: float, eps_scaled: float, weight_decay: float, decay: float,
          decoupled: bool) -> bool:
     """Adam / AdamW in place with precomputed scalars; False if not compiled."""
-    k = _get()
-    if k is None or any(p.dtype not in _DTYPES for p in params.values()):
+    k = _kernels_for(params)
+    if k is None:
         return False
     m_all, v_all = state["exp_avg"], state["exp_avg_sq"]
     calls = []
@@ -165,8 +173,8 @@ def adam(params: dict, grads: dict, state: dict, *, b1: float, b2: float, c1: fl
 def rmsprop(params: dict, grads: dict, state: dict, lr: float, *, weight_decay: float,
             alpha: float, eps: float, momentum: float, centered: bool) -> bool:
     """RMSprop (optionally centered, with momentum, with L2 decay) in place."""
-    k = _get()
-    if k is None or any(p.dtype not in _DTYPES for p in params.values()):
+    k = _kernels_for(params)
+    if k is None:
         return False
     calls = []
     for key, p in params.items():
