@@ -288,3 +288,25 @@ def test_loss_and_grads_without_value_scans_has_no_host_reads(backend, blobs, mo
     assert float(loss) == float(ref_loss)
     for k in grads:
         np.testing.assert_array_equal(xn.to_numpy(grads[k]), xn.to_numpy(ref_grads[k]))
+
+
+@pytest.mark.parametrize("device_path", [False, True])
+def test_finiteness_check_totals_gradient_sums_alike_on_host_and_device(device_path,
+                                                                        monkeypatch):
+    """Each gradient's sum is finite but their float32 total would overflow: both code
+    paths total in float64 and train on (before, the host path did and the device path
+    called the step non-finite)."""
+    if device_path:
+        monkeypatch.setattr(xn.backends.Backend, "is_host", property(lambda self: False))
+    m = xn.MLP([2, 2, 2], backend="numpy", seed=0)
+    real = m._loss_grads_out
+
+    def huge_grads(*args, **kwargs):
+        value, grads, out = real(*args, **kwargs)
+        return value, {k: np.full_like(g, 1e38 / g.size) for k, g in grads.items()}, out
+
+    monkeypatch.setattr(m, "_loss_grads_out", huge_grads)
+    h = m.fit(np.ones((4, 2), "float32"), np.array([0, 1, 0, 1]), epochs=2, batch_size=4,
+              verbose=0, optimizer=xn.SGD(lr=1e-40), on_nonfinite="raise")
+    assert len(h.epoch) == 2 and "skipped_steps" not in h.history
+    assert all(np.isfinite(xn.to_numpy(v)).all() for v in m.params.values())

@@ -172,14 +172,14 @@ class Sequential:
         The same as :meth:`layer_params` for every layer at once, without scanning
         every key for every layer at every step.
         """
-        keys = tuple(self.params)
+        keys = (len(self.layers), *self.params)
         cached = getattr(self, "_layer_keys_cache", None)
         if cached is not None and cached[0] == keys:
             return cached[1]
         per: list[list[tuple[str, str]]] = [[] for _ in self.layers]
         for i in range(len(self.layers)):
             prefix = f"{i}."
-            per[i] = [(k[len(prefix):], k) for k in keys if k.startswith(prefix)]
+            per[i] = [(k[len(prefix):], k) for k in self.params if k.startswith(prefix)]
         self._layer_keys_cache = (keys, per)
         return per
 

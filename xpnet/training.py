@@ -401,7 +401,8 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                     xb, yb = xp.take(Xd, idx, axis=0), xp.take(yd, idx, axis=0)
                 value, grads, out = model._loss_grads_out(xb, yb, loss, train=True, rng=rng)
                 if host:
-                    # one float per gradient: NaN/inf anywhere makes the total non-finite
+                    # one sum per gradient (in the model dtype), totalled in float64:
+                    # NaN/inf anywhere makes the total non-finite
                     if not (math.isfinite(float(value)) and math.isfinite(
                             sum(float(_sum(g)) for g in grads.values()))):
                         what = "loss" if not math.isfinite(float(value)) else "gradient"
@@ -420,9 +421,11 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                     n_ok_host += hi - lo
                     seen_ok = n_ok_host
                 else:
+                    # per-gradient sums in the model dtype, their total in float64: the
+                    # same test as the host path above
                     gsum = None
                     for g in grads.values():
-                        s = xp.sum(g)
+                        s = xp.astype(xp.sum(g), xp.float64)
                         gsum = s if gsum is None else gsum + s
                     ok = xp.isfinite(value) & xp.isfinite(gsum)
                     keep = ok if on_nonfinite == "skip" else (ok & ~bad)
