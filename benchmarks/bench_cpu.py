@@ -124,6 +124,7 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -216,7 +217,30 @@ class GemmFloor:
         return (time.perf_counter() - t0) / self.iters
 
 
-class NumpyLoop:
+class _EpochLoop:
+    """Shared by the hand-written loops: ``_epoch(X, y)`` trains one epoch and returns
+    its mean loss; the warm-up is one epoch on the first rows, a sample ``iters`` epochs."""
+
+    X: Any
+    y: Any
+    iters: int
+    loss: Any
+
+    def _epoch(self, X, y) -> float:
+        raise NotImplementedError
+
+    def warmup(self):
+        k = min(WARMUP_ROWS, self.X.shape[0])
+        self._epoch(self.X[:k], self.y[:k])
+
+    def run(self) -> float:
+        t0 = time.perf_counter()
+        for _ in range(self.iters):
+            self.loss = self._epoch(self.X, self.y)
+        return (time.perf_counter() - t0) / self.iters
+
+
+class NumpyLoop(_EpochLoop):
     """A clean, idiomatic NumPy MLP: ReLU, fused softmax cross-entropy, in-place
     optimizer updates, ``X[idx]`` batches from one permutation per epoch."""
 
@@ -308,15 +332,6 @@ class NumpyLoop:
                 total += self._step(X[idx], y[idx]) * (hi - lo)
         return total / n
 
-    def warmup(self):
-        k = min(WARMUP_ROWS, self.X.shape[0])
-        self._epoch(self.X[:k], self.y[:k])
-
-    def run(self) -> float:
-        t0 = time.perf_counter()
-        for _ in range(self.iters):
-            self.loss = self._epoch(self.X, self.y)
-        return (time.perf_counter() - t0) / self.iters
 
 
 class XpnetRunner:
@@ -371,7 +386,7 @@ class XpnetRunner:
         return {"fit_wall": summarize(self.fit_wall) if self.fit_wall else None}
 
 
-class TorchRunner:
+class TorchRunner(_EpochLoop):
     """PyTorch CPU eager: nn.Sequential, F.cross_entropy, torch.optim."""
 
     def __init__(self, sizes, X, y, batch, opt, lr, dtype, *, iters=1, loader=False,
@@ -428,15 +443,6 @@ class TorchRunner:
                 total += self._step(Xp[lo:hi], yp[lo:hi]) * (hi - lo)
         return total / n
 
-    def warmup(self):
-        k = min(WARMUP_ROWS, self.X.shape[0])
-        self._epoch(self.X[:k], self.y[:k])
-
-    def run(self) -> float:
-        t0 = time.perf_counter()
-        for _ in range(self.iters):
-            self.loss = self._epoch(self.X, self.y)
-        return (time.perf_counter() - t0) / self.iters
 
 
 class SklearnRunner:
