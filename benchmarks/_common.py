@@ -310,3 +310,18 @@ def wait_quiet(threshold: float, max_wait: float, window: float = 0.5) -> float 
 
 def quiet_budget_left() -> bool:
     return WAIT_BUDGET["left"] > 0
+
+
+def publish_chart(png: Path, name: str, *, quick: bool, custom_out: bool) -> None:
+    """Copy a chart of a full run to ``docs/img/<name>`` (not for --quick or --out runs)."""
+    import shutil
+
+    if not png.exists():
+        return
+    if quick or custom_out:
+        log(f"chart: {png}")
+        return
+    dst = REPO / "docs" / "img" / name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(png, dst)
+    log(f"chart: {png} (copied to {dst})")

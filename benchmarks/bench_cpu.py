@@ -119,7 +119,6 @@ if ARGS is not None:
     pin_threads_env(ARGS.threads)
 
 import math  # noqa: E402
-import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import warnings  # noqa: E402
@@ -139,6 +138,7 @@ from _common import (  # noqa: E402
     limit_threads,
     load_data,
     log,
+    publish_chart,
     quiet_budget_left,
     set_wait_budget,
     summarize,
@@ -998,11 +998,7 @@ def main(args) -> int:
     if not args.no_plot and results["workloads"]:
         png = out_dir / "cpu.png"
         plot(results, png)
-        if png.exists() and not args.quick and args.out is None:
-            dst = REPO / "docs" / "img" / "bench_cpu.png"
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(png, dst)
-            log(f"chart: {png} (copied to {dst})")
+        publish_chart(png, "bench_cpu.png", quick=args.quick, custom_out=args.out is not None)
     log(f"results: {out_dir / 'cpu.json'}  ({env['total_seconds']:.0f} s in all)")
     return 0
 

@@ -55,7 +55,6 @@ if ARGS is not None:
 
     pin_threads_env(ARGS.threads)
 
-import shutil  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -69,6 +68,7 @@ from _common import (  # noqa: E402
     limit_threads,
     load_data,
     log,
+    publish_chart,
     quiet_budget_left,
     set_wait_budget,
     wait_quiet,
@@ -209,11 +209,7 @@ def main(args) -> int:
     if not args.no_plot:
         png = out_dir / "scaling.png"
         plot(res, png)
-        if png.exists() and not args.quick and args.out is None:
-            dst = REPO / "docs" / "img" / "bench_scaling.png"
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(png, dst)
-            log(f"plot: {png} (copied to {dst})")
+        publish_chart(png, "bench_scaling.png", quick=args.quick, custom_out=args.out is not None)
     log(f"results: {out_dir / 'scaling.json'} ({env['total_seconds']:.0f} s)")
     return 0
 
