@@ -70,8 +70,10 @@ def _seed_files() -> tuple[bytes, ...]:
                      momentum=0.9, nesterov=True, clip_norm=1.0)
         c.fit(X, (X[:, :3] > 0).astype(float), epochs=1, batch_size=20, optimizer=opt,
               verbose=0)
+        gen = xn.RNG(3).get_state()  # a mid-epoch record needs both generator states
         xn.save(c, d / "c.safetensors", training={"epoch": 1, "step": 1, "seen": 20,
-                                                   "run_loss": 0.5, "history": {}})
+                                                   "run_loss": 0.5, "history": {},
+                                                   "rng": gen, "epoch_rng": gen})
         return tuple((d / f"{n}.safetensors").read_bytes() for n in "abc")
     finally:
         shutil.rmtree(d)

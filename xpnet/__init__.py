@@ -29,6 +29,7 @@ from . import (
     optimizers,
     schedules,
     testing,
+    training,
 )
 from .backends import available_backends, get_backend, to_numpy
 from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint, ProgressBar
@@ -55,7 +56,7 @@ __all__ = [
     "__version__",
     # modules
     "backends", "datasets", "initializers", "layers", "losses", "metrics", "optimizers",
-    "schedules", "testing",
+    "schedules", "testing", "training",
     # backends
     "available_backends", "get_backend", "to_numpy",
     # model

@@ -145,6 +145,8 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features, the model expects {n_features}")
     host = _host_view(X)
+    if not values and host is not None and backend.owns(host):
+        host = None  # already where the model lives and checked by the caller
     # min and max propagate NaN and expose inf without a boolean copy of X
     if host is not None and host.size and not (np.isfinite(host.min())
                                                 and np.isfinite(host.max())):
@@ -162,12 +164,11 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
 
 def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_outputs: int,
             name: str = "y", *, values: bool = True) -> Any:
-    """Validate targets for ``loss`` and return them on ``backend``.
+    """Validate targets for ``loss`` (through :meth:`xpnet.Loss.check_target`).
 
     ``values=False`` skips the checks that read values (label range, NaN, [0, 1]) for
     arrays already on a device, where each would be a device-to-host sync.
     """
-    values = values or isinstance(y, (np.ndarray, list, tuple))
     y = _from_sequence(name, y)
     if not _is_array(y):
         raise TypeError(f"{name} must be an array, got {type(y).__name__}")
@@ -175,28 +176,43 @@ def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_o
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {tuple(y.shape)}")
     if y.shape[0] != n_samples:
         raise ValueError(f"X has {n_samples} samples but {name} has {y.shape[0]}")
-    dname = dtype_name(y.dtype)
-    _check_numeric(name, dname)
-    xp = backend.xp
-    from .losses import SoftmaxCrossEntropy
+    _check_numeric(name, dtype_name(y.dtype))
+    values = values or (isinstance(y, np.ndarray) and not backend.owns(y))
+    return loss.check_target(y, backend=backend, dtype=dtype, n_outputs=n_outputs, name=name,
+                             values=values)
 
-    if isinstance(loss, SoftmaxCrossEntropy) and y.ndim == 1:
-        if not (dname.startswith(("int", "uint"))):
-            raise TypeError(
-                f"{name} has dtype {dname}; class labels must be integers 0..{n_outputs - 1} "
-                f"(convert with y.astype('int64'))"
-            )
-        yd = to_backend(name, y, backend)
-        lo, hi = (int(xp.min(yd)), int(xp.max(yd))) if values else (0, 0)
-        if lo < 0 or hi >= n_outputs:
-            raise ValueError(
-                f"{name} has labels in [{lo}, {hi}] but the model has {n_outputs} classes "
-                f"(labels must be in [0, {n_outputs - 1}])"
-            )
-        return xp.astype(yd, xp.int64) if dname != "int64" else yd
-    # float targets: probabilities, 0/1 labels or regression values
-    if isinstance(loss, SoftmaxCrossEntropy) and y.ndim == 2 and y.shape[1] != n_outputs:
-        raise ValueError(f"{name} has {y.shape[1]} columns, the model has {n_outputs} outputs")
+
+def is_integer_array(a: Any) -> bool:
+    """Whether ``a`` has an integer dtype (labels)."""
+    return dtype_name(a.dtype).startswith(("int", "uint"))
+
+
+def check_labels(y: Any, backend: Backend, n_classes: int, name: str = "y", *,
+                 values: bool = True) -> Any:
+    """Integer class labels in ``[0, n_classes)``, returned as int64 on ``backend``."""
+    dname = dtype_name(y.dtype)
+    if not is_integer_array(y):
+        raise TypeError(
+            f"{name} has dtype {dname}; class labels must be integers 0..{n_classes - 1} "
+            f"(convert with y.astype('int64'))"
+        )
+    yd = to_backend(name, y, backend)
+    xp = backend.xp
+    lo, hi = (int(xp.min(yd)), int(xp.max(yd))) if values else (0, 0)
+    if lo < 0 or hi >= n_classes:
+        raise ValueError(
+            f"{name} has labels in [{lo}, {hi}] but the model has {n_classes} classes "
+            f"(labels must be in [0, {n_classes - 1}])"
+        )
+    return xp.astype(yd, xp.int64) if dname != "int64" else yd
+
+
+def check_float_targets(y: Any, backend: Backend, dtype: str, n_outputs: int, name: str = "y",
+                        *, values: bool = True, unit_range: str | None = None) -> Any:
+    """Float targets of shape ``(n, n_outputs)`` (or ``(n,)`` for one output) on ``backend``.
+
+    ``unit_range`` names the loss when the values must lie in [0, 1] (probabilities).
+    """
     if y.ndim == 2 and y.shape[1] != n_outputs:
         raise ValueError(f"{name} has {y.shape[1]} columns, the model has {n_outputs} outputs")
     if y.ndim == 1 and n_outputs != 1:
@@ -204,16 +220,17 @@ def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_o
             f"{name} is 1-D but the model has {n_outputs} outputs; pass shape (n, {n_outputs})"
         )
     yd = to_backend(name, y, backend)
+    xp = backend.xp
     target = backend.dtype(dtype)
     if yd.dtype != target:
         yd = xp.astype(yd, target)
     if values and not bool(xp.all(xp.isfinite(yd))):
         raise ValueError(f"{name} contains NaN or infinite values")
-    if values and loss.classification:
+    if values and unit_range is not None:
         vmin, vmax = float(xp.min(yd)), float(xp.max(yd))
         if vmin < 0.0 or vmax > 1.0:
             raise ValueError(
-                f"{name} has values in [{vmin:g}, {vmax:g}]; {loss.name} targets "
+                f"{name} has values in [{vmin:g}, {vmax:g}]; {unit_range} targets "
                 f"(0/1 labels or probabilities) must be in [0, 1]"
             )
     return yd

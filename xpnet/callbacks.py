@@ -6,174 +6,13 @@ import csv
 import io
 import math
 import os
-import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
+
+from .checkpoint import atomic_write_bytes, save
+from .training.callbacks import Callback, ProgressBar
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "ProgressBar", "CSVLogger"]
-
-
-class Callback:
-    """Base class: override any hook. ``self.model`` is set before training starts.
-
-    Hooks receive ``logs``, a dict of Python floats (``loss``, ``accuracy``,
-    ``val_loss``, ``val_accuracy``, ``lr``, ``seconds``...). Set
-    ``self.model.stop_training = True`` to stop after the current epoch.
-    ``on_batch_end`` is called at display intervals only (reading values from
-    the device is a sync), with running means for the epoch so far.
-
-    Examples
-    --------
-    A callback that records the training loss of every epoch:
-
-    >>> import numpy as np, xpnet as xn
-    >>> class LossLog(xn.Callback):
-    ...     def __init__(self):
-    ...         self.losses = []
-    ...     def on_epoch_end(self, epoch, logs):
-    ...         self.losses.append(logs["loss"])
-    >>> X = np.random.default_rng(0).normal(size=(32, 3)).astype("float32")
-    >>> y = (X[:, 0] > 0).astype("int64")
-    >>> cb = LossLog()
-    >>> h = xn.MLP([3, 2], backend="numpy").fit(X, y, epochs=2, callbacks=[cb], verbose=0)
-    >>> len(cb.losses)
-    2
-    """
-
-    model: Any = None
-
-    def set_model(self, model: Any) -> None:
-        """Attach the model being trained (``fit`` calls this before training).
-
-        Parameters
-        ----------
-        model : Sequential
-
-        Examples
-        --------
-        >>> import xpnet as xn
-        >>> cb, m = xn.Callback(), xn.MLP([3, 2], backend="numpy")
-        >>> cb.set_model(m)
-        >>> cb.model is m
-        True
-        """
-        self.model = model
-
-    def on_train_begin(self, logs: dict) -> None:
-        """Called once before the first epoch; ``logs`` describes the run.
-
-        Parameters
-        ----------
-        logs : dict
-            ``epochs``, ``steps_per_epoch``, ``samples``, ``batch_size`` and
-            ``has_validation``.
-
-        Examples
-        --------
-        >>> import numpy as np, xpnet as xn
-        >>> class Show(xn.Callback):
-        ...     def on_train_begin(self, logs):
-        ...         print(logs["epochs"], logs["steps_per_epoch"], logs["has_validation"])
-        >>> X, y = np.zeros((32, 3), "float32"), np.zeros(32, "int64")
-        >>> h = xn.MLP([3, 2], backend="numpy").fit(X, y, epochs=2, batch_size=8,
-        ...                                         callbacks=[Show()], verbose=0)
-        2 4 False
-        """
-
-    def on_train_end(self, logs: dict) -> None:
-        """Called once after the last epoch (also after an early stop or an error).
-
-        Parameters
-        ----------
-        logs : dict
-            Empty; read the model or the returned :class:`~xpnet.History`.
-
-        Examples
-        --------
-        >>> import numpy as np, xpnet as xn
-        >>> class Done(xn.Callback):
-        ...     def on_train_end(self, logs):
-        ...         print("done after", self.model.optimizer.state["step"], "steps")
-        >>> X, y = np.zeros((8, 3), "float32"), np.zeros(8, "int64")
-        >>> h = xn.MLP([3, 2], backend="numpy").fit(X, y, epochs=2, callbacks=[Done()],
-        ...                                         verbose=0)
-        done after 2 steps
-        """
-
-    def on_epoch_begin(self, epoch: int, logs: dict) -> None:
-        """Called at the start of each epoch.
-
-        Parameters
-        ----------
-        epoch : int
-            0-based epoch index.
-        logs : dict
-            Empty.
-
-        Examples
-        --------
-        >>> import numpy as np, xpnet as xn
-        >>> class Epochs(xn.Callback):
-        ...     def on_epoch_begin(self, epoch, logs):
-        ...         print("epoch", epoch)
-        >>> X, y = np.zeros((8, 3), "float32"), np.zeros(8, "int64")
-        >>> h = xn.MLP([3, 2], backend="numpy").fit(X, y, epochs=2, callbacks=[Epochs()],
-        ...                                         verbose=0)
-        epoch 0
-        epoch 1
-        """
-
-    def on_batch_end(self, step: int, logs: dict) -> None:
-        """Called at display intervals with running values for the epoch.
-
-        Parameters
-        ----------
-        step : int
-            0-based step within the epoch.
-        logs : dict
-            Running means ``loss`` (and ``accuracy``) over the epoch so far,
-            and ``samples_seen``.
-
-        Examples
-        --------
-        With ``display_interval=0`` the hook runs after every step:
-
-        >>> import numpy as np, xpnet as xn
-        >>> class Steps(xn.Callback):
-        ...     def on_batch_end(self, step, logs):
-        ...         print(step, logs["samples_seen"])
-        >>> X, y = np.zeros((20, 3), "float32"), np.zeros(20, "int64")
-        >>> h = xn.MLP([3, 2], backend="numpy").fit(X, y, epochs=1, batch_size=8,
-        ...     display_interval=0.0, callbacks=[Steps()], verbose=0)
-        0 8
-        1 16
-        2 20
-        """
-
-    def on_epoch_end(self, epoch: int, logs: dict) -> None:
-        """Called at the end of each epoch with that epoch's metrics.
-
-        Parameters
-        ----------
-        epoch : int
-            0-based epoch index.
-        logs : dict
-            ``loss``, ``accuracy`` (classifiers), ``val_loss`` and
-            ``val_accuracy`` (with validation data), ``lr``, ``seconds``.
-
-        Examples
-        --------
-        >>> import numpy as np, xpnet as xn
-        >>> class Keys(xn.Callback):
-        ...     def on_epoch_end(self, epoch, logs):
-        ...         print(epoch, sorted(logs))
-        >>> X, y = np.zeros((8, 3), "float32"), np.zeros(8, "int64")
-        >>> h = xn.MLP([3, 2], backend="numpy").fit(X, y, epochs=1, callbacks=[Keys()],
-        ...                                         verbose=0)
-        0 ['accuracy', 'loss', 'lr', 'seconds']
-        """
 
 
 def _mode_for(monitor: str, mode: str) -> str:
@@ -330,7 +169,6 @@ class ModelCheckpoint(Callback):
         self.mode = _mode_for(monitor, mode)
         self.best = math.inf if self.mode == "min" else -math.inf
         self.saved: list[str] = []
-        self.fit_state: Any = None  # set by fit so checkpoints can resume
 
     def on_train_begin(self, logs: dict) -> None:
         """Check that the target folder exists and has room, before the first epoch."""
@@ -355,6 +193,26 @@ class ModelCheckpoint(Callback):
         copies = 1 + (len(opt.slots) if opt is not None else 2)
         return per_copy * copies + 64 * 1024
 
+    def training_record(self) -> dict | None:
+        """The resume record of the fit this callback runs in (None outside a fit).
+
+        Read from the trainer (``self.trainer.state``), so a file written now
+        resumes from exactly this point; the trainer stays attached after
+        ``fit`` returns, so this is also the record of the finished run.
+
+        Returns
+        -------
+        dict or None
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> ckpt = xn.ModelCheckpoint("unused-{epoch}.safetensors")
+        >>> ckpt.training_record() is None
+        True
+        """
+        return None if self.trainer is None else self.trainer.state.to_record()
+
     def save_now(self) -> str:
         """Write a resumable checkpoint immediately (used when training is interrupted).
 
@@ -376,22 +234,21 @@ class ModelCheckpoint(Callback):
         'm.safetensors'
         >>> tmp.cleanup()
         """
-        from .checkpoint import save
-
-        epoch = (self.fit_state()["epoch"] if callable(self.fit_state) else 0) + 1
-        path = self.path.format(epoch=epoch)
+        training = self.training_record()
+        path = self.path.format(epoch=(training["epoch"] if training else 0) + 1)
         if self.save_best_only:
             p = Path(path)
             path = str(p.with_name(p.stem + ".interrupted" + p.suffix))
-        training = self.fit_state() if callable(self.fit_state) else None
         save(self.model, path, training=training, metadata=self.metadata)
         self.saved.append(path)
         return path
 
+    def on_train_interrupted(self, logs: dict) -> str | None:
+        """Write a resumable mid-epoch checkpoint; return its path."""
+        return self.save_now()
+
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         """Save (with ``save_best_only``, only when the monitored metric improved)."""
-        from .checkpoint import save
-
         if self.save_best_only:
             value = logs.get(self.monitor)
             if value is None:
@@ -401,8 +258,7 @@ class ModelCheckpoint(Callback):
                 return
             self.best = value
         path = self.path.format(epoch=epoch + 1)
-        training = self.fit_state() if callable(self.fit_state) else None
-        save(self.model, path, training=training, metadata=self.metadata)
+        save(self.model, path, training=self.training_record(), metadata=self.metadata)
         self.saved.append(path)
 
 
@@ -485,97 +341,6 @@ def check_writable(folder: Path, need_bytes: int = 0) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file, fsync and os.replace."""
-    from .checkpoint import atomic_write_bytes
-
     atomic_write_bytes(Path(path), text.encode("utf-8"))
 
 
-class ProgressBar(Callback):
-    """A rich progress bar per epoch: loss, accuracy, samples/s; one summary line per epoch.
-
-    Parameters
-    ----------
-    stream : file, optional
-        Where to draw (default: standard error, so standard output stays clean).
-        When it is not a terminal only the per-epoch lines are written.
-
-    Examples
-    --------
-    ``fit(verbose=1)`` adds one on standard error; pass one to draw elsewhere:
-
-    >>> import io, numpy as np, xpnet as xn
-    >>> X, y = np.zeros((8, 3), "float32"), np.zeros(8, "int64")
-    >>> out = io.StringIO()
-    >>> h = xn.MLP([3, 2], backend="numpy").fit(
-    ...     X, y, epochs=2, callbacks=[xn.ProgressBar(stream=out)], verbose=0)
-    >>> "epoch 2/2  loss" in out.getvalue()
-    True
-    """
-
-    def __init__(self, stream: Any = None):
-        self.stream = stream
-        self._progress: Any = None
-        self._task: Any = None
-
-    def on_train_begin(self, logs: dict) -> None:
-        """Open the console and note the run's size."""
-        from rich.console import Console
-
-        self.console = Console(file=self.stream or sys.stderr, highlight=False)
-        self.epochs = logs["epochs"]
-        self.steps = logs["steps_per_epoch"]
-        self.samples = logs["samples"]
-
-    def on_epoch_begin(self, epoch: int, logs: dict) -> None:
-        """Start the epoch's live bar (only on a terminal)."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self._epoch = epoch
-        self._t0 = time.perf_counter()
-        if not self.console.is_terminal:
-            # a live bar in a log file or pipe only adds blank lines; the per-epoch
-            # summary line is printed either way
-            self._progress = None
-            return
-        self._progress = Progress(
-            TextColumn(f"epoch {epoch + 1}/{self.epochs}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=self.console,
-            transient=True,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task("train", total=self.steps, info="")
-
-    def on_batch_end(self, step: int, logs: dict) -> None:
-        """Advance the bar and show the running loss, accuracy and samples/s."""
-        if self._progress is None:
-            return
-        dt = max(time.perf_counter() - self._t0, 1e-9)
-        info = f"loss {logs['loss']:.4f}"
-        if "accuracy" in logs:
-            info += f"  acc {logs['accuracy']:.4f}"
-        info += f"  {logs['samples_seen'] / dt:,.0f} samples/s"
-        self._progress.update(self._task, completed=step + 1, info=info)
-
-    def on_epoch_end(self, epoch: int, logs: dict) -> None:
-        """Replace the bar with one summary line for the epoch."""
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-        parts = [f"epoch {epoch + 1:>{len(str(self.epochs))}}/{self.epochs}"]
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-            if key in logs:
-                parts.append(f"{key} {logs[key]:.4f}")
-        secs = logs.get("seconds", 0.0)
-        parts.append(f"{secs:.2f}s")
-        if secs > 0:
-            parts.append(f"{self.samples / secs:,.0f} samples/s")
-        self.console.print("  ".join(parts), soft_wrap=True)
-
-    def on_train_end(self, logs: dict) -> None:
-        """Close a bar left open by an interruption."""
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .backends import Backend, get_backend, to_numpy
+from .training.state import TrainState
 
 if TYPE_CHECKING:
     from .model import Sequential
@@ -270,16 +271,17 @@ _CONFIG_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, O
                   RecursionError)
 
 
-def _check_dense_shapes(config: Any, tensors: dict, path: Path) -> None:
-    """Compare the manifest's Dense shapes with the file's tensors before allocating anything.
+def _check_shapes(config: Any, tensors: dict, path: Path) -> None:
+    """Compare every layer's declared parameter shapes with the file's tensors.
 
     Building the model initialises its parameters, so a manifest that lies
-    (``in_features`` or ``units`` of 10**9 in a small file) would allocate
-    far more than the file holds. Built-in layers are checked here; the only
-    built-in layer with parameters is :class:`~xpnet.Dense`.
+    (``in_features`` or ``units`` of 10**9 in a small file) would allocate far
+    more than the file holds. Each layer reports its shapes through
+    :meth:`xpnet.Layer.param_shapes`; a layer that does not declare them is
+    checked after the model is built.
     """
     from . import _checks
-    from .layers import Dense, layer_from_config
+    from .layers import layer_from_config
 
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise CheckpointError(f"{path}: bad model architecture in metadata: model config must "
@@ -290,53 +292,31 @@ def _check_dense_shapes(config: Any, tensors: dict, path: Path) -> None:
     except _CONFIG_ERRORS as exc:
         raise CheckpointError(f"{path}: bad model architecture in metadata: {exc}") from None
     for i, layer in enumerate(layers):
-        if type(layer) is Dense:
-            need: dict[str, tuple[int, ...]] = {"W": (n, layer.units)}
-            if layer.bias:
-                need["b"] = (layer.units,)
-            for name, shape in need.items():
-                key = f"{_PARAM}{i}.{name}"
-                if key not in tensors:
-                    raise CheckpointError(f"{path}: tensors do not match the architecture "
-                                          f"(missing [{key!r}])")
-                got = tuple(tensors[key].shape)
-                if got != shape:
-                    raise CheckpointError(f"{path}: tensor {key!r} has shape {got}, the "
-                                          f"architecture needs {shape}")
         try:
+            need = layer.param_shapes(n)
             n = layer.out_features(n)
         except _CONFIG_ERRORS as exc:
             raise CheckpointError(f"{path}: bad model architecture in metadata: {exc}") from None
+        for name, shape in (need or {}).items():
+            key = f"{_PARAM}{i}.{name}"
+            if key not in tensors:
+                raise CheckpointError(f"{path}: tensors do not match the architecture "
+                                      f"(missing [{key!r}])")
+            got = tuple(tensors[key].shape)
+            if got != tuple(shape):
+                raise CheckpointError(f"{path}: tensor {key!r} has shape {got}, layer {i} "
+                                      f"({type(layer).__name__}) needs {tuple(shape)}")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise CheckpointError(f"{path}: bad model architecture in metadata: layer {i} "
                                   f"gives {n!r} features")
 
 
 def _check_training(training: Any, path: Path) -> None:
-    """The training record must have the types ``fit(resume=...)`` relies on."""
-    if not isinstance(training, dict):
-        raise CheckpointError(f"{path}: training record must be a JSON object, got "
-                              f"{type(training).__name__}")
-    for key in ("epoch", "step", "seed", "seen"):
-        v = training.get(key, 0)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise CheckpointError(f"{path}: training record {key!r} must be an int >= 0, "
-                                  f"got {v!r}")
-    for key in ("run_loss", "run_correct"):
-        v = training.get(key, 0.0)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise CheckpointError(f"{path}: training record {key!r} must be a number, got {v!r}")
-    if not isinstance(training.get("history", {}), dict):
-        raise CheckpointError(f"{path}: training record 'history' must be a JSON object")
-    from .random import RNG
-
-    for key in ("rng", "epoch_rng"):
-        if training.get(key) is not None:
-            try:
-                RNG(0).set_state(training[key])
-            except _CONFIG_ERRORS as exc:
-                raise CheckpointError(f"{path}: training record {key!r} is not a generator "
-                                      f"state: {exc}") from None
+    """The training record must pass the schema ``fit(resume=...)`` uses (TrainState)."""
+    try:
+        TrainState.from_record(training)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
@@ -389,7 +369,7 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
         raise CheckpointError(f"{path}: checkpoint format version {meta.get('format_version')!r} "
                               f"is not supported (expected {FORMAT_VERSION})")
     config = _json(meta, "model", path)
-    _check_dense_shapes(config, tensors, path)
+    _check_shapes(config, tensors, path)
     try:
         model = Sequential.from_config(config, backend=be)
     except _CONFIG_ERRORS as exc:

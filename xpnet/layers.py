@@ -164,6 +164,32 @@ class Layer:
         """
         return in_features
 
+    def param_shapes(self, in_features: int) -> dict[str, tuple[int, ...]] | None:
+        """The shapes of the parameters :meth:`init` creates for ``in_features`` inputs.
+
+        The checkpoint loader compares every layer's shapes with the file's
+        tensors before it allocates anything, so a file whose architecture
+        does not match its tensors is refused cheaply. A layer that does not
+        override :meth:`init` has no parameters (``{}``); a layer that
+        overrides ``init`` but not this method returns ``None`` (not
+        declared), and its tensors are checked after the model is built.
+
+        Parameters
+        ----------
+        in_features : int
+
+        Returns
+        -------
+        dict of str to tuple of int, or None
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> xn.Dense(3).param_shapes(5), xn.ReLU().param_shapes(5)
+        ({'W': (5, 3), 'b': (3,)}, {})
+        """
+        return {} if type(self).init is Layer.init else None
+
     def get_config(self) -> dict:
         """Constructor arguments, JSON-serialisable, for checkpoints.
 
@@ -244,6 +270,13 @@ class Dense(Layer):
             grads["b"] = sum_rows(xp, dy)
         dx = dy @ xp.matrix_transpose(params["W"]) if need_input_grad else None
         return dx, grads
+
+    def param_shapes(self, in_features: int) -> dict[str, tuple[int, ...]]:
+        """``W``: ``(in_features, units)``; ``b``: ``(units,)`` when there is a bias."""
+        shapes: dict[str, tuple[int, ...]] = {"W": (in_features, self.units)}
+        if self.bias:
+            shapes["b"] = (self.units,)
+        return shapes
 
     def out_features(self, in_features: int) -> int:
         """``units``, whatever the input size."""

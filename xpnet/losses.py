@@ -11,6 +11,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from . import _checks
 from ._fast import row_max, row_sums
 from .backends import _namespace_of
 from .layers import sigmoid
@@ -158,6 +159,106 @@ class Loss:
         [[0.5, 0.5]]
         """
         return output
+
+    # -- the contract the model and fit rely on --------------------------------
+    def check_target(self, y: Any, *, backend: Any, dtype: str, n_outputs: int,
+                     name: str = "y", values: bool = True) -> Any:
+        """Validate targets and return them on ``backend`` in the form this loss takes.
+
+        The default follows :attr:`classification`: a classification loss takes
+        a 1-D array of integer labels in ``[0, n_outputs)`` (returned as int64)
+        or an ``(n, n_outputs)`` array of probabilities in [0, 1]; any other
+        loss takes float targets of the output's shape (``(n,)`` for one
+        output), cast to the model's dtype. Override it for other targets.
+
+        Parameters
+        ----------
+        y : array
+            1-D or 2-D, already checked for its number of rows.
+        backend : Backend
+            Where the model lives; NumPy inputs are moved there.
+        dtype : str
+            The model's float dtype name.
+        n_outputs : int
+            The model's number of outputs.
+        name : str
+            The argument's name in error messages.
+        values : bool
+            Also check values (label range, NaN, [0, 1]); each check of a
+            device array reads a value back from the device.
+
+        Returns
+        -------
+        array
+            On ``backend``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming the bad value and what was expected.
+
+        Examples
+        --------
+        A custom loss with ``classification = True`` takes integer labels:
+
+        >>> import numpy as np, xpnet as xn
+        >>> class MyCE(xn.SoftmaxCrossEntropy):
+        ...     name = "my_ce"
+        >>> be = xn.get_backend("numpy")
+        >>> MyCE().check_target(np.array([0, 2]), backend=be, dtype="float32",
+        ...                     n_outputs=3).dtype
+        dtype('int64')
+        >>> try:
+        ...     MyCE().check_target(np.array([0, 3]), backend=be, dtype="float32", n_outputs=3)
+        ... except ValueError as exc:
+        ...     print(exc)
+        y has labels in [0, 3] but the model has 3 classes (labels must be in [0, 2])
+        """
+        if self.classification and y.ndim == 1:
+            return _checks.check_labels(y, backend, n_outputs, name, values=values)
+        return _checks.check_float_targets(
+            y, backend, dtype, n_outputs, name, values=values,
+            unit_range=self.name if self.classification else None)
+
+    def predict_labels(self, output: Any) -> Any:
+        """Predicted class labels (int64, shape ``(n,)``) from raw outputs.
+
+        The default, for classification losses: the index of the largest
+        output of each row. Regression losses return the outputs unchanged.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> xn.SoftmaxCrossEntropy().predict_labels(np.array([[0.1, 2.0], [3.0, -1.0]])).tolist()
+        [1, 0]
+        """
+        if not self.classification:
+            return output
+        xp = _xp(output)
+        return xp.argmax(output, axis=1)
+
+    def count_correct(self, output: Any, target: Any) -> Any:
+        """Number of correct predictions in a batch, a 0-d array of the output's dtype.
+
+        ``None`` for losses that are not classification losses (no accuracy).
+        The default compares :meth:`predict_labels` with the labels, or with
+        the most probable class of each row for ``(n, k)`` probability targets.
+        ``fit`` and ``evaluate`` divide the sum over batches by the number of
+        rows to report ``accuracy``.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> out = np.array([[0.1, 2.0], [3.0, -1.0], [0.0, 1.0]])
+        >>> float(xn.SoftmaxCrossEntropy().count_correct(out, np.array([1, 1, 1])))
+        2.0
+        """
+        if not self.classification:
+            return None
+        xp = _xp(output)
+        pred = self.predict_labels(output)
+        truth = target if target.ndim == 1 else xp.argmax(target, axis=1)
+        return xp.sum(xp.astype(pred == truth, output.dtype))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -322,6 +423,23 @@ class BinaryCrossEntropy(Loss):
     def output_transform(self, output):
         """Probabilities: the sigmoid of the logits."""
         return sigmoid(output)
+
+    def check_target(self, y, *, backend, dtype, n_outputs, name="y", values=True):
+        """0/1 labels or probabilities of the output's shape (``(n,)`` for one output)."""
+        return _checks.check_float_targets(y, backend, dtype, n_outputs, name, values=values,
+                                           unit_range=self.name)
+
+    def predict_labels(self, output):
+        """1 where the logit is positive, else 0 (int64, the output's shape)."""
+        xp = _xp(output)
+        return xp.astype(output > 0, xp.int64)
+
+    def count_correct(self, output, target):
+        """Correct 0/1 predictions; with ``k`` outputs each one counts ``1/k``."""
+        xp = _xp(output)
+        t = target if target.ndim == output.ndim else xp.reshape(target, output.shape)
+        k = output.shape[1] if output.ndim == 2 else 1
+        return xp.sum(xp.astype((output > 0) == (t > 0.5), output.dtype)) / float(k)
 
 
 #: Loss names accepted by models and ``fit``.

@@ -247,34 +247,44 @@ class Sequential:
         return value, self._backward(caches, dout), out
 
     def loss_and_grads(self, X: Any, y: Any, loss: str | Loss | None = None, *,
-                       train: bool = True, check_values: bool = True
-                       ) -> tuple[Any, dict[str, Any]]:
+                       train: bool = True, check_values: bool = True, rng: RNG | None = None,
+                       return_output: bool = False) -> tuple[Any, ...]:
         """Mean loss on ``(X, y)`` and its gradient w.r.t. every parameter.
 
-        The building block for custom training loops. The loss stays a 0-d
-        array on the device (call ``float()`` on it when you want the number).
+        The building block for custom training loops, and the call
+        :func:`xpnet.fit`'s step makes. The loss stays a 0-d array on the
+        device (call ``float()`` on it when you want the number).
 
         Parameters
         ----------
         X : array of shape (n, in_features)
         y : array
-            Integer labels for cross-entropy, targets otherwise.
+            Targets as the loss takes them (see :meth:`xpnet.Loss.check_target`):
+            integer labels for classification losses, float targets otherwise.
         loss : str or Loss, optional
             Defaults to the model's loss.
         train : bool
             Training mode (dropout active). Use ``False`` for gradient checks.
         check_values : bool
-            Scan device arrays for NaN/inf and out-of-range labels. Each scan
-            reads a value back from the device (a sync); in a GPU training
-            loop over data you already checked, pass ``False`` to keep the
-            step free of syncs. Shapes and dtypes are always checked, and
-            NumPy inputs are always scanned (on the host, before moving).
+            Scan the values (NaN/inf, label range) of arrays already on the
+            model's backend. On a GPU each scan reads a value back from the
+            device (a sync); in a loop over data you already checked once,
+            pass ``False``. Shapes and dtypes are always checked, and NumPy
+            inputs bound for another backend are always scanned on the host.
+        rng : RNG, optional
+            The generator stochastic layers (dropout) draw from; default the
+            model's own.
+        return_output : bool
+            Also return the raw outputs of the forward pass (e.g. to count
+            correct predictions with :meth:`xpnet.Loss.count_correct`).
 
         Returns
         -------
         loss : 0-d array
         grads : dict
             Same keys as :attr:`params`.
+        output : array of shape (n, out_features)
+            Only with ``return_output=True``.
 
         Examples
         --------
@@ -283,14 +293,18 @@ class Sequential:
         >>> loss, grads = m.loss_and_grads(np.ones((5, 3), "float32"), np.array([0, 1, 0, 1, 0]))
         >>> sorted(grads) == sorted(m.params)
         True
+        >>> _, _, out = m.loss_and_grads(np.ones((5, 3), "float32"), np.zeros(5, "int64"),
+        ...                              return_output=True)
+        >>> out.shape
+        (5, 2)
         """
         loss_obj = self.loss if loss is None else get_loss(loss)
         Xd = _checks.check_X(X, self.backend, self.dtype_name, self.in_features,
                              values=check_values)
         yd = _checks.check_y(y, self.backend, self.dtype_name, Xd.shape[0], loss_obj,
                              self.out_features, values=check_values)
-        value, grads, _ = self._loss_grads_out(Xd, yd, loss_obj, train=train)
-        return value, grads
+        value, grads, out = self._loss_grads_out(Xd, yd, loss_obj, train=train, rng=rng)
+        return (value, grads, out) if return_output else (value, grads)
 
     # -- inference -----------------------------------------------------------
     def _batched_outputs(self, X: Any, batch_size: int | None) -> Any:
@@ -352,15 +366,7 @@ class Sequential:
         _checks.check_int("batch_size", batch_size, allow_none=True)
         X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
         out = self._batched_outputs(X, batch_size)
-        return self._labels_from_outputs(out)
-
-    def _labels_from_outputs(self, out: Any) -> Any:
-        xp = self.xp
-        if self.loss.name == "cross_entropy":
-            return xp.argmax(out, axis=1)
-        if self.loss.name == "binary_cross_entropy":
-            return xp.astype(out > 0, xp.int64)
-        return out
+        return self.loss.predict_labels(out)
 
     def evaluate(self, X: Any, y: Any, *, batch_size: int | None = 8192) -> dict[str, float]:
         """Mean loss (and accuracy for classifiers) on ``(X, y)`` as Python floats.
@@ -394,26 +400,10 @@ class Sequential:
     def _evaluate(self, Xd: Any, yd: Any, batch_size: int | None = 8192) -> dict[str, float]:
         out = self._batched_outputs(Xd, batch_size)
         result = {"loss": float(self.loss(out, yd))}
-        acc = self._accuracy_count(out, yd)
-        if acc is not None:
-            result["accuracy"] = float(acc) / Xd.shape[0]
+        correct = self.loss.count_correct(out, yd)
+        if correct is not None:
+            result["accuracy"] = float(correct) / Xd.shape[0]
         return result
-
-    def _accuracy_count(self, out: Any, yd: Any) -> Any:
-        """Number of correct predictions as a 0-d array of the model's dtype (None for mse).
-
-        For binary cross-entropy with several outputs, each output counts 1/k.
-        """
-        xp = self.xp
-        if self.loss.name == "cross_entropy":
-            pred = xp.argmax(out, axis=1)
-            truth = yd if yd.ndim == 1 else xp.argmax(yd, axis=1)
-            return xp.sum(xp.astype(pred == truth, out.dtype))
-        if self.loss.name == "binary_cross_entropy":
-            t = yd if yd.ndim == out.ndim else xp.reshape(yd, out.shape)
-            k = out.shape[1] if out.ndim == 2 else 1
-            return xp.sum(xp.astype((out > 0) == (t > 0.5), out.dtype)) / float(k)
-        return None
 
     # -- training ------------------------------------------------------------
     def fit(self, X: Any, y: Any, **kwargs: Any) -> History:

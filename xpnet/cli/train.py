@@ -281,10 +281,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     # ---- results ----------------------------------------------------------------------
     if early is not None and checkpoint is not None and model_file is not None \
-            and callable(checkpoint.fit_state) \
+            and checkpoint.trainer is not None \
             and 0 <= early.best_epoch < len(history.epoch) - 1:
         # EarlyStopping put back the best epoch's weights: store those
-        save(model, model_file, training=checkpoint.fit_state(), metadata=meta)
+        save(model, model_file, training=checkpoint.training_record(), metadata=meta)
     test = model.evaluate(ds.x_test, ds.y_test)
     epochs_run = len(history.epoch) - start_epoch
     secs = [v for v in history.history.get("seconds", [])[start_epoch:]]

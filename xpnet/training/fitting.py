@@ -1,0 +1,211 @@
+"""``fit``: check every argument, prepare the data, then ``Trainer(...).run()``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .. import _checks
+from ..optimizers import Adam, Optimizer, get_optimizer
+from .callbacks import Callback, History
+from .guards import ON_NONFINITE
+from .state import TrainState
+from .trainer import Trainer
+
+__all__ = ["fit"]
+
+
+def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
+        optimizer: Optimizer | str | None = None, validation_data=None,
+        validation_split: float = 0.0, shuffle: bool = True,
+        callbacks: list[Callback] | None = None, seed: int | None = None, verbose: int = 1,
+        on_nonfinite: str = "raise", resume: dict | TrainState | None = None,
+        display_interval: float = 0.25) -> History:
+    """Train ``model`` on ``(X, y)``.
+
+    Calling ``fit`` again continues from the current parameters; passing the
+    same optimizer object (or none, which reuses ``model.optimizer``)
+    continues its state (moments and step count). Every argument is checked
+    before the model or the optimizer is changed.
+
+    Parameters
+    ----------
+    model : Sequential
+    X : array of shape (n, in_features)
+        NumPy arrays are moved to the model's device once; arrays of the
+        model's own backend are used in place.
+    y : array
+        Targets as the model's loss takes them: integer labels for
+        classification losses, float targets otherwise.
+    epochs : int
+        Number of passes over the data (>= 1). With ``resume``, the total
+        number of epochs including those already done.
+    batch_size : int or None
+        Rows per step; ``None`` means full batch. Values above the number of
+        samples are clipped to it (one full-batch step per epoch).
+    optimizer : Optimizer or str, optional
+        ``"adam"``, ``"sgd"``, ``"adamw"``, ``"rmsprop"`` or an instance.
+        Default: the model's last optimizer, else ``Adam(lr=1e-3)``.
+    validation_data : (X_val, y_val), optional
+    validation_split : float
+        Fraction in ``[0, 1)`` of the *last* rows of ``X`` held out for
+        validation (ignored when ``validation_data`` is given).
+    shuffle : bool
+        Reshuffle the rows every epoch (from ``seed``).
+    callbacks : list of Callback, optional
+    seed : int, optional
+        Seed for batch order and dropout. The same seed gives the same batch
+        order on every backend. Default: drawn from the model's generator.
+    verbose : {0, 1}
+        0 is silent; 1 shows a progress bar and one line per epoch (stderr).
+    on_nonfinite : {"raise", "stop", "skip"}
+        What to do when a loss or gradient is NaN/inf: raise
+        :class:`NonFiniteLossError` (default), stop training quietly, or skip
+        that update and go on. The offending update is never applied.
+    resume : dict or TrainState, optional
+        The ``training`` record of a checkpoint (see :func:`xpnet.load_checkpoint`)
+        to continue an interrupted run exactly; checked by
+        :meth:`TrainState.from_record`.
+    display_interval : float
+        Seconds between progress updates (each reads the running loss from
+        the device).
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    ValueError, TypeError
+        For bad arguments, before any work starts.
+    NonFiniteLossError
+        When ``on_nonfinite="raise"`` and a step is not finite.
+    TrainingInterrupted
+        On Ctrl-C or SIGTERM, at the end of the current step.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(64, 4)).astype("float32"); y = (X[:, 0] > 0).astype("int64")
+    >>> m = xn.MLP([4, 8, 2], backend="numpy", seed=0)
+    >>> h = m.fit(X, y, epochs=3, batch_size=16, verbose=0)
+    >>> len(h.history["loss"])
+    3
+    """
+    epochs = _checks.check_int("epochs", epochs)
+    batch_size = _checks.check_int("batch_size", batch_size, allow_none=True)
+    callbacks = _check_callbacks(callbacks)
+    _check_options(on_nonfinite, verbose, shuffle)
+    display_interval = _checks.check_float("display_interval", display_interval, low=0.0)
+    start = _start_state(resume, seed)
+    optimizer = get_optimizer(optimizer if optimizer is not None else
+                              model.optimizer if model.optimizer is not None else Adam(lr=1e-3))
+    Xd, yd, validation = _prepare_data(model, X, y, validation_data, validation_split)
+    bs = Xd.shape[0] if batch_size is None else min(batch_size, Xd.shape[0])
+    steps = math.ceil(Xd.shape[0] / bs)
+    if start is not None:
+        _check_resume(start, epochs, steps)
+    else:
+        start = TrainState(seed=model.rng.spawn_seed() if seed is None else seed)
+    # every check has passed: only now touch the optimizer's state
+    if not _compatible_state(optimizer.state, model.params):
+        optimizer.state = optimizer.init(model.params)
+    trainer = Trainer(model, Xd, yd, optimizer=optimizer, epochs=epochs, batch_size=bs,
+                      validation=validation, shuffle=shuffle, callbacks=callbacks,
+                      verbose=bool(verbose), on_nonfinite=on_nonfinite, state=start,
+                      display_interval=display_interval)
+    return trainer.run()
+
+
+def _check_callbacks(callbacks: Any) -> list[Callback]:
+    if isinstance(callbacks, Callback):
+        callbacks = [callbacks]
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a list of Callback objects, got "
+                        f"{type(callbacks).__name__}")
+    for cb in callbacks or []:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be xpnet Callback objects, got {type(cb).__name__}")
+    return list(callbacks or [])
+
+
+def _check_options(on_nonfinite: Any, verbose: Any, shuffle: Any) -> None:
+    if on_nonfinite not in ON_NONFINITE:
+        raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
+    if verbose not in (0, 1, 2, True, False):
+        raise ValueError(f"verbose must be 0, 1 or 2 (2 is the same as 1), got {verbose!r}")
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+
+
+def _start_state(resume: Any, seed: Any) -> TrainState | None:
+    """The resumed position (checked by the one record schema), or None for a new run."""
+    if seed is not None:
+        seed = _checks.check_int("seed", seed, minimum=0)
+    if resume is None:
+        return None
+    if isinstance(resume, TrainState):
+        resume = resume.to_record()
+    if not isinstance(resume, dict):
+        raise TypeError("resume must be the 'training' dict of a checkpoint "
+                        "(xpnet.load_checkpoint(path).training)")
+    start = TrainState.from_record(resume)
+    if seed is not None and "seed" not in resume:
+        start.seed = seed
+    return start
+
+
+def _check_resume(start: TrainState, epochs: int, steps: int) -> None:
+    if start.epoch >= epochs:
+        raise ValueError(f"resume: {start.epoch} epochs are already done; ask for "
+                         f"epochs > {start.epoch}")
+    if start.step >= steps:
+        raise ValueError(f"resume: the record is at step {start.step} of an epoch, but this "
+                         f"data gives {steps} steps per epoch; resume with the same data and "
+                         "batch size")
+
+
+def _prepare_data(model: Any, X: Any, y: Any, validation_data: Any,
+                  validation_split: Any) -> tuple[Any, Any, tuple[Any, Any] | None]:
+    """Check X, y and the validation data; move them to the model's device once."""
+    validation_split = _checks.check_float("validation_split", validation_split, low=0.0,
+                                           high=1.0)
+    if validation_data is not None and not (
+            isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+        raise ValueError("validation_data must be a pair (X_val, y_val)")
+    Xd, yd = _checked(model, X, y, "X", "y")
+    if validation_data is not None:
+        return Xd, yd, _checked(model, *validation_data, "validation X", "validation y")
+    if validation_split > 0:
+        n_val = int(math.floor(Xd.shape[0] * validation_split))
+        if n_val < 1 or n_val >= Xd.shape[0]:
+            raise ValueError(
+                f"validation_split={validation_split} leaves {n_val} validation and "
+                f"{Xd.shape[0] - n_val} training rows; both must be >= 1")
+        return Xd[:-n_val, ...], yd[:-n_val, ...], (Xd[-n_val:, ...], yd[-n_val:, ...])
+    return Xd, yd, None
+
+
+def _checked(model: Any, X: Any, y: Any, xname: str, yname: str) -> tuple[Any, Any]:
+    Xd = _checks.check_X(X, model.backend, model.dtype_name, model.in_features, name=xname)
+    yd = _checks.check_y(y, model.backend, model.dtype_name, Xd.shape[0], model.loss,
+                         model.out_features, name=yname)
+    return Xd, yd
+
+
+def _compatible_state(state: dict | None, params: dict) -> bool:
+    """Whether an optimizer state has a slot of the right shape, dtype and device per param."""
+    if not state or "step" not in state:
+        return False
+    for slot, values in state.items():
+        if slot == "step":
+            continue
+        if set(values) != set(params):
+            return False
+        for k, v in values.items():
+            p = params[k]
+            if tuple(v.shape) != tuple(p.shape) or v.dtype != p.dtype \
+                    or str(getattr(v, "device", "")) != str(getattr(p, "device", "")):
+                return False
+    return True
