@@ -17,8 +17,6 @@ True
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from . import (
     backends,
     datasets,
@@ -31,6 +29,7 @@ from . import (
     testing,
     training,
 )
+from ._version import __version__
 from .backends import available_backends, get_backend, to_numpy
 from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint, ProgressBar
 from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint, save

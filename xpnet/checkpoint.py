@@ -14,15 +14,17 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from . import _checks
+from ._version import __version__
 from .backends import Backend, get_backend, to_numpy
+from .layers import layer_from_config
+from .model import Sequential
+from .optimizers import Optimizer, optimizer_from_config
 from .training.state import TrainState
-
-if TYPE_CHECKING:
-    from .model import Sequential
 
 __all__ = ["save", "load", "load_checkpoint", "Checkpoint", "CheckpointError"]
 
@@ -182,8 +184,6 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
     """
     from safetensors.numpy import save as st_save
 
-    from . import __version__
-
     path = Path(path)
     if not path.parent.exists():
         raise FileNotFoundError(f"cannot save to {path}: folder {path.parent} does not exist")
@@ -280,9 +280,6 @@ def _check_shapes(config: Any, tensors: dict, path: Path) -> None:
     :meth:`xpnet.Layer.param_shapes`; a layer that does not declare them is
     checked after the model is built.
     """
-    from . import _checks
-    from .layers import layer_from_config
-
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise CheckpointError(f"{path}: bad model architecture in metadata: model config must "
                               "be a dict with a 'layers' list")
@@ -353,9 +350,6 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
     ('Adam', 2)
     >>> tmp.cleanup()
     """
-    from .model import Sequential
-    from .optimizers import Optimizer, optimizer_from_config
-
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)

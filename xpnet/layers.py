@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from ._fast import relu_grad, sum_rows
-from .backends import Backend, _namespace_of
+from .backends import Backend, _namespace_of, backend_of
 from .initializers import get_initializer
 from .random import RNG
 
@@ -480,8 +480,6 @@ class Dropout(Layer):
             return x, None
         if rng is None:
             raise ValueError("Dropout in training mode needs rng=")
-        from .backends import backend_of
-
         mask = rng.keep_mask(tuple(x.shape), 1.0 - self.rate, backend_of(x), x.dtype)
         return x * mask, mask
 

@@ -11,10 +11,10 @@ from .backends import Backend, get_backend, to_numpy
 from .layers import ACTIVATIONS, Dense, Dropout, Layer, layer_from_config
 from .losses import Loss, get_loss
 from .random import RNG
+from .training import History, fit
 
 if TYPE_CHECKING:
     from .optimizers import Optimizer
-    from .training import History
 
 __all__ = ["Sequential", "MLP"]
 
@@ -423,8 +423,6 @@ class Sequential:
         >>> h.history["loss"][-1] < h.history["loss"][0]
         True
         """
-        from .training import fit
-
         return fit(self, X, y, **kwargs)
 
     # -- devices ---------------------------------------------------------------

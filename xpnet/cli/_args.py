@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     >>> args.command, args.hidden, args.epochs, args.lr
     ('train', (64, 32), 5, None)
     """
-    from .. import __version__
+    from .._version import __version__
 
     fmt = argparse.RawDescriptionHelpFormatter
     # a _Parser like the subparsers, so it can be their parent

@@ -207,7 +207,7 @@ def new_record(*, command: str, settings: dict[str, Any], previous: Any,
     >>> rec["status"], rec["epochs"], rec["files"]["model"]
     ('running', 2, None)
     """
-    from .. import __version__
+    from .._version import __version__
     from ..backends import versions
 
     versions_info = {"xpnet": __version__, "python": platform.python_version(), **versions()}

@@ -61,7 +61,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     >>> main(["info", "--json"])  # doctest: +SKIP
     0
     """
-    from .. import __version__
+    from .._version import __version__
     from ..backends import BackendError, backend_status, get_backend, versions
     from ..datasets import cache_dir
 

@@ -139,7 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     >>> main(["train", "--epochs", "2", "--no-save", "--quiet"])  # doctest: +SKIP
     0
     """
-    from .. import __version__
+    from .._version import __version__
     from ..callbacks import EarlyStopping, ModelCheckpoint
     from ..checkpoint import load_checkpoint, save
     from ..model import MLP
