@@ -46,7 +46,7 @@ def number_after(label: str, text: str) -> float:
 def test_every_example_is_tested():
     scripts = {p.name for p in EXAMPLES.glob("*.py")} - {"example_data.py"}
     assert scripts == {"cpu_mnist.py", "gpu_mnist.py", "custom_loop.py", "custom_layer.py",
-                       "notebook_config.py"}
+                       "notebook_config.py", "fit_by_hand.py"}
 
 
 def test_cpu_mnist_fast():
@@ -97,6 +97,14 @@ def test_custom_loop_fast_matches_fit():
     out = run_example("custom_loop.py", "--fast")
     assert number_after("test accuracy:", out) > 0.85
     assert number_after("largest difference from fit()'s parameters:", out) < 1e-5
+
+
+def test_fit_by_hand_matches_fit_bit_for_bit():
+    out = run_example("fit_by_hand.py", "--fast")
+    assert number_after("largest difference from fit()'s parameters:", out) == 0.0
+    assert "same loss, accuracy and val_loss history as fit(): True" in out
+    assert "fit(resume=...) continued the run to epoch 4" in out
+    assert number_after("test accuracy:", out) > 0.7
 
 
 def test_custom_layer_fast():
