@@ -144,6 +144,9 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
         raise TypeError(f"{name} has unsupported dtype {dname}; expected float32 or float64")
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features, the model expects {n_features}")
+    if isinstance(X, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array; fill or drop the masked values first "
+                        f"(e.g. {name}.filled(0.0) or {name}.compressed())")
     host = _host_view(X)
     if not values and host is not None and backend.owns(host):
         host = None  # already where the model lives and checked by the caller
@@ -152,6 +155,12 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
                                                 and np.isfinite(host.max())):
         bad = int(np.size(host) - np.count_nonzero(np.isfinite(host)))
         raise ValueError(f"{name} contains {bad} NaN or infinite values; clean the data first")
+    if host is not None and host.size and dtype == "float32" and host.dtype.itemsize > 4:
+        big = max(abs(float(host.min())), abs(float(host.max())))
+        if big > float(np.finfo(np.float32).max):
+            raise ValueError(f"{name} has values up to {big:.3g}, beyond float32's range "
+                             f"(3.4e38), where the model computes; scale the data or build the "
+                             f"model with dtype='float64'")
     Xd = to_backend(name, X, backend)
     xp = backend.xp
     target = backend.dtype(dtype)
@@ -174,6 +183,8 @@ def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_o
         raise TypeError(f"{name} must be an array, got {type(y).__name__}")
     if y.ndim == 0 or y.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {tuple(y.shape)}")
+    if isinstance(y, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array; fill or drop the masked values first")
     if y.shape[0] != n_samples:
         raise ValueError(f"X has {n_samples} samples but {name} has {y.shape[0]}")
     _check_numeric(name, dtype_name(y.dtype))

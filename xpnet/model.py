@@ -311,9 +311,27 @@ class Sequential:
         n = X.shape[0]
         bs = n if batch_size is None else batch_size
         if bs >= n:
-            return self._forward(X, train=False)[0]
-        parts = [self._forward(X[i:i + bs, ...], train=False)[0] for i in range(0, n, bs)]
-        return self.xp.concat(parts, axis=0)
+            out = self._forward(X, train=False)[0]
+        else:
+            parts = [self._forward(X[i:i + bs, ...], train=False)[0] for i in range(0, n, bs)]
+            out = self.xp.concat(parts, axis=0)
+        self._check_outputs(out)
+        return out
+
+    def _check_outputs(self, out: Any) -> None:
+        """Refuse non-finite outputs, naming the cause (the weights or the inputs' range)."""
+        xp = self.xp
+        ok = xp.all(xp.isfinite(out))  # one read from the device per call
+        if bool(ok):
+            return
+        bad_rows = int(xp.sum(xp.astype(~xp.all(xp.isfinite(out), axis=1), xp.int64)))
+        bad_params = sorted(k for k, v in self.params.items() if not bool(xp.all(xp.isfinite(v))))
+        cause = (f"the parameters {bad_params} hold NaN or inf; reload a good checkpoint"
+                 if bad_params else
+                 f"the inputs are too large for {self.dtype_name} arithmetic (an overflow in "
+                 "the forward pass); scale the inputs or use dtype='float64'")
+        raise FloatingPointError(f"the model's outputs are not finite for {bad_rows} of "
+                                 f"{out.shape[0]} rows: {cause}")
 
     def predict_proba(self, X: Any, *, batch_size: int | None = 8192) -> Any:
         """Class probabilities (softmax or sigmoid of the outputs).

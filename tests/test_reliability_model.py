@@ -1,0 +1,73 @@
+"""Reliability of the model's own checks: inputs in the model's dtype, finite outputs,
+no state change before every check has passed, masked arrays refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+
+
+def _data(n=16):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 3)), rng.integers(0, 2, n)
+
+
+def test_float64_input_beyond_float32_range_is_refused():
+    m = xn.MLP([3, 2], backend="numpy")
+    X, y = _data()
+    X[3, 1] = 1e39  # finite in float64, inf once cast to the model's float32
+    for call in (lambda: m.predict(X), lambda: m.predict_proba(X),
+                 lambda: m.evaluate(X, y), lambda: m.fit(X, y, verbose=0)):
+        with pytest.raises(ValueError, match=r"values up to 1e\+39, beyond float32's range"):
+            call()
+    # the same data trains in float64
+    xn.MLP([3, 2], backend="numpy", dtype="float64").fit(X, y, epochs=1, verbose=0)
+
+
+def test_nonfinite_outputs_name_the_weights(backend):
+    m = xn.MLP([3, 2], backend=backend)
+    b = xn.to_numpy(m.params["0.b"]).copy()
+    b[0] = np.nan
+    m.params["0.b"] = m.backend.asarray(b)  # set_params would refuse it
+    X, y = _data()
+    for call in (lambda: m.predict(X), lambda: m.predict_proba(X), lambda: m.evaluate(X, y)):
+        with pytest.raises(FloatingPointError,
+                           match=r"not finite for 16 of 16 rows: the parameters \['0.b'\]"):
+            call()
+
+
+def test_overflowing_forward_pass_names_the_inputs():
+    m = xn.MLP([3, 2], backend="numpy")
+    m.set_params({"0.W": np.full((3, 2), 1e30, "float32"), "0.b": np.zeros(2, "float32")})
+    X = np.zeros((4, 3), "float32")
+    X[1] = 1e10  # 3e40 overflows float32
+    with pytest.raises(FloatingPointError, match=r"for 1 of 4 rows: the inputs are too large"):
+        m.predict(X)
+
+
+def test_masked_arrays_are_refused_before_any_state_changes():
+    X, y = _data()
+    m = xn.MLP([3, 2], backend="numpy", seed=0)
+    m.fit(X, y, epochs=1, verbose=0)
+    opt, state_step = m.optimizer, m.optimizer.state["step"]
+    W = m.params["0.W"].copy()
+    Xm = np.ma.masked_array(X, mask=np.zeros_like(X, dtype=bool))
+    with pytest.raises(TypeError, match="X is a masked array"):
+        m.fit(Xm, y, optimizer=xn.SGD(lr=0.1), verbose=0)
+    with pytest.raises(TypeError, match="y is a masked array"):
+        m.fit(X, np.ma.masked_array(y), optimizer=xn.SGD(lr=0.1), verbose=0)
+    assert m.optimizer is opt and m.optimizer.state["step"] == state_step
+    np.testing.assert_array_equal(m.params["0.W"], W)
+
+
+def test_fit_changes_no_state_when_a_late_check_fails():
+    X, y = _data()
+    m = xn.MLP([3, 2], backend="numpy", seed=0)
+    m.fit(X, y, epochs=1, verbose=0)
+    opt, state = m.optimizer, m.optimizer.state
+    new_opt = xn.SGD(lr=0.1)
+    with pytest.raises(ValueError, match="validation X has 4 features"):
+        m.fit(X, y, optimizer=new_opt, validation_data=(np.zeros((2, 4)), y[:2]), verbose=0)
+    assert m.optimizer is opt and m.optimizer.state is state and new_opt.state is None
