@@ -35,7 +35,8 @@ __all__ = ["POLICIES", "split_rows", "take_rows"]
 
 POLICIES = ("last", "random", "stratified")
 
-#: Rows of one part: a slice (policy "last") or sorted/ordered host int64 indices.
+#: Rows of one part: a slice ("last"), or host int64 indices, sorted ("random") or in
+#: scikit-learn's shuffled order ("stratified").
 Rows = slice | np.ndarray
 
 
