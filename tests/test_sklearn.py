@@ -162,6 +162,18 @@ def test_early_stopping_scores_and_best_weights():
         _quick(early_stopping=True, validation_fraction=0.01).fit(X[:20], y[:20])
 
 
+def test_early_stopping_puts_back_the_best_epoch():
+    from sklearn.model_selection import train_test_split
+
+    X, y = make_blobs(n_samples=400, centers=3, n_features=5, random_state=0, cluster_std=4.0)
+    X = StandardScaler().fit_transform(X).astype("float32")
+    clf = _quick(early_stopping=True, n_iter_no_change=3, max_iter=200, random_state=1).fit(X, y)
+    # the held-out rows are scikit-learn's stratified split drawn from random_state
+    _, val = train_test_split(np.arange(400), test_size=0.1, random_state=1, stratify=y)
+    assert clf.validation_scores_[-1] < clf.best_validation_score_  # the last epoch was worse
+    assert clf.score(X[val], y[val]) == pytest.approx(clf.best_validation_score_, abs=1e-6)
+
+
 def test_partial_fit_classes_and_unknown_labels():
     X, y = _blobs(labels=["a", "b", "c"])
     clf = _quick()
@@ -254,6 +266,47 @@ def test_bad_parameters_raise_before_training(bad, match):
         _quick(**bad).fit(X, y)
 
 
+@pytest.mark.parametrize("bad, error, match", [
+    ({"alpha": np.inf}, ValueError, "alpha must be finite"),
+    ({"tol": np.nan}, ValueError, "tol must be finite, got nan"),
+    ({"tol": np.inf}, ValueError, "tol must be finite, got inf"),  # as scikit-learn
+    ({"momentum": 1.0}, ValueError, "momentum must be < 1.0"),
+    ({"validation_fraction": 0.0, "early_stopping": True}, ValueError,
+     "validation_fraction must be > 0.0"),
+    ({"n_iter_no_change": 0}, ValueError, "n_iter_no_change must be >= 1"),
+    ({"max_iter": 2.5}, TypeError, "max_iter must be an int"),
+    ({"hidden_layer_sizes": "wide"}, ValueError, "hidden_layer_sizes must be > 0"),
+    ({"hidden_layer_sizes": None}, TypeError, "hidden_layer_sizes must be an int or a sequence"),
+    ({"shuffle": 1}, TypeError, "shuffle must be a bool"),
+    ({"backend": 3}, TypeError, "backend must be a string"),
+])
+def test_bad_parameters_named_by_the_package_validators(bad, error, match):
+    X, y = _blobs(n=30)
+    with pytest.raises(error, match=match):
+        _quick(**bad).fit(X, y)
+
+
+def test_unbounded_patience_as_scikit_learn():
+    X, y = _blobs(n=60)
+    # no epoch improves by tol=10, yet n_iter_no_change=inf never stops: all 7 epochs run
+    assert _quick(n_iter_no_change=np.inf, tol=10.0, max_iter=7).fit(X, y).n_iter_ == 7
+    assert _quick(n_iter_no_change=2, tol=10.0, max_iter=7).fit(X, y).n_iter_ == 4
+
+
+@pytest.mark.parametrize("activation, layers", [
+    ("logistic", ["Dense", "Sigmoid", "Dense"]),
+    ("identity", ["Dense", "Dense"]),
+    ("gelu", ["Dense", "GELU", "Dense"]),
+])
+def test_model_is_xpnet_mlp(activation, layers):
+    X, y = _blobs(n=60)
+    clf = _quick(activation=activation, max_iter=1, dropout=0.1, random_state=4).fit(X, y)
+    name = {"logistic": "sigmoid"}.get(activation, activation)
+    twin = xn.MLP([5, 16, 3], activation=name, dropout=0.1, backend="numpy", seed=4)
+    assert clf.model_.get_config() == twin.get_config()
+    assert [c["class"] for c in twin.get_config()["layers"] if c["class"] != "Dropout"] == layers
+
+
 def test_nonfinite_training_raises_value_error():
     X, y = _blobs(n=60)
     with np.errstate(all="ignore"), pytest.raises(ValueError, match="non-finite"):
@@ -274,6 +327,23 @@ def test_pickle_round_trip():
     np.testing.assert_array_equal(clf.predict_proba(X), clf2.predict_proba(X))
     clf2.partial_fit(X, y)  # the optimizer state travelled too
     assert clf2.n_iter_ == clf.n_iter_ + 1
+
+
+@pytest.mark.parametrize("name", ["array_api_strict", "torch"])
+def test_pickle_round_trip_under_dispatch(name):
+    xp, device = _namespace(name)
+    X, y = _blobs()
+    Xa, ya = _to(xp, device, X), _to(xp, device, y)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = _quick(max_iter=5).fit(Xa, ya)
+        back = pickle.loads(pickle.dumps(clf))
+        assert back.model_.backend.name == clf.model_.backend.name
+        np.testing.assert_array_equal(xn.to_numpy(back.predict_proba(Xa)),
+                                      xn.to_numpy(clf.predict_proba(Xa)))
+        back.partial_fit(Xa, ya)  # parameters, optimizer and generator state travelled
+        clf.partial_fit(Xa, ya)
+        np.testing.assert_array_equal(xn.to_numpy(back.predict_proba(Xa)),
+                                      xn.to_numpy(clf.predict_proba(Xa)))
 
 
 def test_feature_names_in_from_dataframe():

@@ -8,6 +8,8 @@ was expected.  NumPy is used here for host-side inspection of host inputs.
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Collection
 from typing import Any, Literal, overload
 
 import array_api_compat
@@ -24,10 +26,21 @@ def check_int(name: str, value: Any, *, minimum: int = ...,
 @overload
 def check_int(name: str, value: Any, *, minimum: int = ..., allow_none: bool) -> int | None: ...
 def check_int(name: str, value: Any, *, minimum: int = 1, allow_none: bool = False) -> int | None:
-    """Check an integer argument (bools rejected); ``None`` passes only with ``allow_none``."""
+    """Check an integer argument (bools rejected); ``None`` passes only with ``allow_none``.
+
+    Examples
+    --------
+    >>> from xpnet._checks import check_int
+    >>> check_int("epochs", 3)
+    3
+    >>> check_int("epochs", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: epochs must be >= 1, got 0
+    """
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
@@ -36,8 +49,23 @@ def check_int(name: str, value: Any, *, minimum: int = 1, allow_none: bool = Fal
 
 def check_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
                 low_open: bool = False, high_open: bool = True) -> float:
-    """Check a finite float argument within optional bounds."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+    """Check a finite real argument within optional bounds.
+
+    Examples
+    --------
+    >>> from xpnet._checks import check_float
+    >>> check_float("momentum", 0.9, low=0.0, high=1.0)
+    0.9
+    >>> check_float("tol", float("inf"), low=0.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: tol must be finite, got inf
+    >>> check_float("lr", 0.0, low=0.0, low_open=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: lr must be > 0.0, got 0.0
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value):
@@ -47,6 +75,67 @@ def check_float(name: str, value: Any, *, low: float | None = None, high: float 
     if high is not None and (value > high or (high_open and value == high)):
         raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
     return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Check a flag: ``True``/``False`` (NumPy's bools included), nothing else.
+
+    Examples
+    --------
+    >>> from xpnet._checks import check_bool
+    >>> check_bool("shuffle", True)
+    True
+    >>> check_bool("shuffle", 1)
+    Traceback (most recent call last):
+    ...
+    TypeError: shuffle must be a bool, got 1
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def check_choice(name: str, value: Any, choices: Collection[str]) -> str:
+    """Check that ``value`` is one of the names in ``choices``.
+
+    Examples
+    --------
+    >>> from xpnet._checks import check_choice
+    >>> check_choice("solver", "sgd", ("adam", "sgd"))
+    'sgd'
+    >>> check_choice("solver", "lbfgs", ("adam", "sgd"))
+    Traceback (most recent call last):
+    ...
+    ValueError: solver must be one of ['adam', 'sgd'], got 'lbfgs'
+    """
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_sizes(name: str, value: Any) -> list[int]:
+    """Check layer widths: an int or a sequence of ints, each >= 1 (may be empty).
+
+    Examples
+    --------
+    >>> from xpnet._checks import check_sizes
+    >>> check_sizes("hidden_layer_sizes", (64, 32)), check_sizes("hidden_layer_sizes", 8)
+    ([64, 32], [8])
+    >>> check_sizes("hidden_layer_sizes", (10, 0))
+    Traceback (most recent call last):
+    ...
+    ValueError: hidden_layer_sizes must be > 0, got (10, 0)
+    """
+    sizes = [value] if isinstance(value, numbers.Integral) and not isinstance(value, bool) \
+        else value
+    try:
+        sizes = list(sizes)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a sequence of ints, got {value!r}") from None
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
+    return [int(s) for s in sizes]
 
 
 def check_dtype(dtype: Any) -> str:

@@ -9,6 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ._best import BestWeights
 from .checkpoint import atomic_write_bytes, save
 from .training.callbacks import Callback, ProgressBar
 
@@ -78,22 +79,25 @@ class EarlyStopping(Callback):
         self._reset()
 
     def _reset(self) -> None:
-        self.best = math.inf if self.mode == "min" else -math.inf
+        self._tracker = BestWeights(self.mode, min_delta=self.min_delta, patience=self.patience)
         self.best_epoch = -1
-        self.wait = 0
         self.stopped_epoch: int | None = None
-        self._best_params: dict | None = None
+
+    @property
+    def best(self) -> float:
+        """Best value of the monitored metric so far."""
+        return self._tracker.best
+
+    @property
+    def wait(self) -> int:
+        """Epochs since the last improvement."""
+        return self._tracker.wait
 
     def on_train_begin(self, logs: dict) -> None:
         """Reset the counters; monitor ``loss`` instead of ``val_loss`` without validation data."""
         self._reset()
         if not logs.get("has_validation") and self.monitor.startswith("val_"):
             self.monitor = self.monitor[4:]
-
-    def _improved(self, value: float) -> bool:
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         """Track the best value; ask ``fit`` to stop after ``patience`` epochs without one."""
@@ -102,23 +106,17 @@ class EarlyStopping(Callback):
                 f"EarlyStopping monitors {self.monitor!r} but the logs only have "
                 f"{sorted(logs)}"
             )
-        value = logs[self.monitor]
-        if self._improved(value):
-            self.best, self.best_epoch, self.wait = value, epoch, 0
-            if self.restore_best_weights:
-                xp = self.model.xp
-                self._best_params = {k: xp.asarray(v, copy=True)
-                                     for k, v in self.model.params.items()}
-        else:
-            self.wait += 1
-            if self.wait > self.patience:
-                self.stopped_epoch = epoch
-                self.model.stop_training = True
+        params = self.model.params if self.restore_best_weights else None
+        if self._tracker.update(logs[self.monitor], params):
+            self.best_epoch = epoch
+        elif self._tracker.should_stop:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
 
     def on_train_end(self, logs: dict) -> None:
         """Put back the best epoch's parameters when ``restore_best_weights`` is set."""
-        if self.restore_best_weights and self._best_params is not None:
-            self.model.params = self._best_params
+        if self.restore_best_weights and self._tracker.params is not None:
+            self.model.params = self._tracker.params
 
 
 class ModelCheckpoint(Callback):

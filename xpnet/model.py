@@ -630,13 +630,14 @@ def MLP(sizes: list[int], *, activation: str = "relu", dropout: float = 0.0,
     sizes : list of int
         ``[in_features, hidden..., out_features]``, e.g. ``[784, 256, 10]``.
     activation : str
-        ``"relu"``, ``"leaky_relu"``, ``"tanh"``, ``"sigmoid"`` or ``"gelu"``.
+        ``"relu"``, ``"leaky_relu"``, ``"tanh"``, ``"sigmoid"``, ``"gelu"``, or
+        ``"identity"`` (no activation layer: a linear model).
     dropout : float
         Dropout rate after each hidden activation, in ``[0, 1)``.
     loss : str or Loss
     init : str, optional
         Weight initializer; defaults to He normal for ReLU-family activations
-        and Glorot uniform for tanh/sigmoid.
+        and Glorot uniform for tanh/sigmoid/identity.
     backend, device, dtype, seed
         See :class:`Sequential`.
 
@@ -657,17 +658,18 @@ def MLP(sizes: list[int], *, activation: str = "relu", dropout: float = 0.0,
         if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0:
             raise ValueError(f"sizes[{i}] must be a positive int, got {s!r}")
     sizes = [int(s) for s in sizes]
-    if activation not in ACTIVATIONS:
+    if activation not in ACTIVATIONS and activation != "identity":
         raise ValueError(
-            f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}"
+            f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}, identity"
         )
     dropout = _checks.check_float("dropout", dropout, low=0.0, high=1.0)
     if init is None:
-        init = "glorot_uniform" if activation in ("tanh", "sigmoid") else "he_normal"
+        init = "glorot_uniform" if activation in ("tanh", "sigmoid", "identity") else "he_normal"
     layers: list[Layer] = []
     for h in sizes[1:-1]:
         layers.append(Dense(h, init=init))
-        layers.append(ACTIVATIONS[activation]())
+        if activation != "identity":
+            layers.append(ACTIVATIONS[activation]())
         if dropout > 0:
             layers.append(Dropout(dropout))
     layers.append(Dense(sizes[-1], init=init))

@@ -12,8 +12,12 @@ device, and array outputs come back in that namespace ("everything follows
 ``X``"). Without dispatch, inputs are converted to NumPy as scikit-learn does
 everywhere, and the ``backend`` parameter says where the arithmetic runs.
 
-NumPy is used on the host for label bookkeeping of string labels and for the
-validation split's indices.
+They are thin: the model is :func:`xpnet.MLP`, training is :func:`xpnet.fit`, the
+arguments are checked by the package's validators, the best epoch is tracked as by
+:class:`xpnet.EarlyStopping` (with scikit-learn's ``tol`` rule) and the early-stopping
+split is the package's ``"stratified"`` validation-split policy.
+
+NumPy is used on the host for the bookkeeping of string labels and for NumPy outputs.
 
 Examples
 --------
@@ -32,6 +36,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import warnings
@@ -40,9 +45,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 from sklearn import get_config
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils._array_api import (  # scikit-learn's Array API helpers (no public alias)
     get_namespace,
@@ -51,11 +55,14 @@ from sklearn.utils._array_api import (  # scikit-learn's Array API helpers (no p
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _checks
+from ._best import BestWeights
+from ._split import split_rows, take_rows
 from .backends import Backend, backend_of, get_backend, to_numpy
 from .callbacks import Callback
-from .layers import GELU, Dense, Dropout, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
-from .model import Sequential
-from .optimizers import SGD, Adam, AdamW, RMSprop, optimizer_from_config
+from .layers import ACTIVATIONS
+from .model import MLP, Sequential
+from .optimizers import SGD, Adam, AdamW, RMSprop
 from .training import NonFiniteLossError
 from .training import fit as _xn_fit
 
@@ -95,28 +102,28 @@ try:
 except ImportError:  # pragma: no cover - older scikit-learn
     move_to = _fallback_move_to
 
-#: Hidden-layer activations: scikit-learn's four names plus xpnet's extras.
-_ACTIVATIONS = {
-    "relu": ReLU,
-    "tanh": Tanh,
-    "logistic": Sigmoid,
-    "sigmoid": Sigmoid,
-    "identity": None,
-    "leaky_relu": LeakyReLU,
-    "gelu": GELU,
-}
+#: scikit-learn's activation names that xpnet spells differently.
+_SKLEARN_NAMES = {"logistic": "sigmoid"}
+#: Hidden-layer activations: xpnet.MLP's (``"identity"`` adds no layer) plus scikit-learn's.
+_ACTIVATIONS = tuple(sorted({*ACTIVATIONS, "identity", *_SKLEARN_NAMES}))
 _SOLVERS = ("adam", "adamw", "sgd", "rmsprop")
-_DTYPES = ("float32", "float64")
+_BOOLS = ("shuffle", "warm_start", "early_stopping", "nesterovs_momentum")
+#: Real parameters and their ranges (scikit-learn's).
+_REALS: dict[str, dict[str, Any]] = {
+    "alpha": dict(low=0.0, high=None),
+    "learning_rate_init": dict(low=0.0, low_open=True, high=None),
+    "tol": dict(low=0.0, high=None),
+    "momentum": dict(low=0.0, high=1.0),
+    "beta_1": dict(low=0.0, high=1.0),
+    "beta_2": dict(low=0.0, high=1.0),
+    "epsilon": dict(low=0.0, low_open=True, high=None),
+    "dropout": dict(low=0.0, high=1.0),
+}
 
 
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-def _dispatch_namespace(X: Any) -> tuple[Any, bool, Any]:
-    """scikit-learn's view of ``X``: (namespace, dispatch active?, device)."""
-    return get_namespace_and_device(X)
-
-
 def _is_host_output(X: Any) -> bool:
     """Whether outputs for validated ``X`` must be NumPy arrays."""
     return isinstance(X, np.ndarray)
@@ -141,72 +148,17 @@ def _float_dtypes(X: Any) -> tuple:
     return (xp.float64, xp.float32)
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {low}, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_real(name: str, value: Any, low: float, high: float | None = None, *,
-                low_open: bool = False, high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    bad = math.isnan(value) or value < low or (low_open and value == low)
-    if high is not None:
-        bad = bad or value > high or (high_open and value == high)
-    if bad:
-        lo_b = "(" if low_open else "["
-        hi_b = ")" if (high is None or high_open) else "]"
-        raise ValueError(
-            f"{name} must be in {lo_b}{low}, {'inf' if high is None else high}{hi_b}, "
-            f"got {value!r}"
-        )
-    return value
-
-
-def _pack_model(model: Sequential) -> dict:
-    """A picklable description of a model (its Backend holds a module, which pickle refuses)."""
-    opt = model.optimizer
-    return {
-        "config": model.get_config(),
-        "params": dict(model.params),
-        "rng": model.rng.get_state(),
-        "optimizer": None if opt is None else (type(opt).__name__, opt.get_config(), opt.state),
-    }
-
-
-def _unpack_model(packed: dict, backend: Backend | None = None) -> Sequential:
-    """Rebuild a model from :func:`_pack_model` on the parameters' own backend (or ``backend``)."""
-    params = packed["params"]
-    where = backend_of(next(iter(params.values())))
-    model = Sequential.from_config(packed["config"], backend=where)
-    model.set_params(params)
-    model.rng.set_state(packed["rng"])
-    if packed["optimizer"] is not None:
-        name, cfg, state = packed["optimizer"]
-        model.optimizer = optimizer_from_config(name, cfg)
-        model.optimizer.state = state
-    if backend is not None and (backend.name != where.name
-                                or str(backend.device) != str(where.device)):
-        model.to(backend)  # drops the optimizer state (see Sequential.to)
-    return model
-
-
 class _EpochMonitor(Callback):
     """Hands every epoch's logs to the estimator (loss curve, tol / n_iter_no_change)."""
 
-    def __init__(self, estimator: _BaseMLP, X_val: Any, y_val: Any, n_train: int,
-                 incremental: bool):
+    def __init__(self, estimator: _BaseMLP, val: tuple | None, n_train: int, incremental: bool):
         self.estimator = estimator
-        self.X_val, self.y_val = X_val, y_val
+        self.val = val
         self.n_train = n_train
         self.incremental = incremental
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
-        stop = self.estimator._end_of_epoch(logs, self.X_val, self.y_val, self.n_train)
+        stop = self.estimator._end_of_epoch(logs, self.val, self.n_train)
         if stop and not self.incremental:
             self.model.stop_training = True
 
@@ -256,54 +208,39 @@ class _BaseMLP(BaseEstimator):
         """Factor from xpnet's epoch loss to scikit-learn's ``loss_curve_`` convention."""
         return 1.0
 
-    # -- parameters ------------------------------------------------------------
-    def _checked_hidden(self) -> list[int]:
-        h = self.hidden_layer_sizes
-        if isinstance(h, numbers.Integral) and not isinstance(h, bool):
-            h = [h]
-        try:
-            sizes = list(h)
-        except TypeError:
-            raise TypeError(
-                f"hidden_layer_sizes must be an int or a sequence of ints, got {h!r}"
-            ) from None
-        for s in sizes:
-            if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
-                raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes!r}")
-        return [int(s) for s in sizes]
+    def _targets(self, y: Any, *, first: bool, incremental: bool,
+                 classes: Any) -> tuple[Any, np.ndarray | None]:
+        """Set or check the target attributes; return (model targets, host strata or None)."""
+        raise NotImplementedError
 
-    def _check_params(self) -> None:
-        self._checked_hidden()
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}"
-            )
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"solver must be one of {list(_SOLVERS)}, got {self.solver!r}")
-        _check_real("alpha", self.alpha, 0.0)
+    def _device_score(self, X_val: Any, y_val: Any) -> float:
+        """The validation score (accuracy or R^2) of ``model_``, computed on its device."""
+        raise NotImplementedError
+
+    # -- parameters ------------------------------------------------------------
+    def _check_params(self, incremental: bool = False) -> None:
+        """Check every constructor argument before any work (the package's validators)."""
+        for name in _BOOLS:
+            _checks.check_bool(name, getattr(self, name))
+        _checks.check_sizes("hidden_layer_sizes", self.hidden_layer_sizes)
+        _checks.check_choice("activation", self.activation, _ACTIVATIONS)
+        _checks.check_choice("solver", self.solver, _SOLVERS)
+        for name, bounds in _REALS.items():
+            _checks.check_float(name, getattr(self, name), **bounds)
+        _checks.check_float("validation_fraction", self.validation_fraction, low=0.0,
+                            high=1.0, low_open=bool(self.early_stopping))
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
-            _check_int("batch_size", self.batch_size, 1)
-        _check_real("learning_rate_init", self.learning_rate_init, 0.0, low_open=True)
-        _check_int("max_iter", self.max_iter, 1)
-        _check_real("tol", self.tol, 0.0)
-        _check_real("momentum", self.momentum, 0.0, 1.0, high_open=True)
-        _check_real("validation_fraction", self.validation_fraction, 0.0, 1.0,
-                    low_open=self.early_stopping, high_open=True)
-        _check_real("beta_1", self.beta_1, 0.0, 1.0, high_open=True)
-        _check_real("beta_2", self.beta_2, 0.0, 1.0, high_open=True)
-        _check_real("epsilon", self.epsilon, 0.0, low_open=True)
+            _checks.check_int("batch_size", self.batch_size)
+        _checks.check_int("max_iter", self.max_iter)
         if not (isinstance(self.n_iter_no_change, float) and self.n_iter_no_change == math.inf):
-            _check_int("n_iter_no_change", self.n_iter_no_change, 1)
-        _check_real("dropout", self.dropout, 0.0, 1.0, high_open=True)
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+            _checks.check_int("n_iter_no_change", self.n_iter_no_change)
+        _checks.check_dtype(self.dtype)
         if not isinstance(self.backend, (str, Backend)):
             raise TypeError(
                 f"backend must be a string such as 'numpy' or 'auto', got {self.backend!r}"
             )
-        for name in ("shuffle", "warm_start", "early_stopping", "nesterovs_momentum"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
 
     def _resolve_backend(self, X: Any) -> Backend:
         """Where the model lives: ``X``'s backend under dispatch, else ``self.backend``."""
@@ -336,28 +273,40 @@ class _BaseMLP(BaseEstimator):
                        weight_decay=wd)
         return RMSprop(lr, eps=self.epsilon, weight_decay=wd)
 
-    def _build_model(self, n_in: int, n_out: int, loss: str, backend: Backend,
-                     seed: int) -> Sequential:
-        act = _ACTIVATIONS[self.activation]
-        init = "glorot_uniform" if self.activation in (
-            "tanh", "logistic", "sigmoid", "identity") else "he_normal"
-        layers: list[Layer] = []
-        for h in self._checked_hidden():
-            layers.append(Dense(h, init=init))
-            if act is not None:
-                layers.append(act())
-            if self.dropout > 0:
-                layers.append(Dropout(float(self.dropout)))
-        layers.append(Dense(n_out, init=init))
-        return Sequential(layers, in_features=n_in, loss=loss, backend=backend,
-                          dtype=self.dtype, seed=seed)
+    def _build_model(self, n_in: int, n_out: int, backend: Backend, seed: int) -> Sequential:
+        hidden = _checks.check_sizes("hidden_layer_sizes", self.hidden_layer_sizes)
+        return MLP([n_in, *hidden, n_out],
+                   activation=_SKLEARN_NAMES.get(self.activation, self.activation),
+                   dropout=float(self.dropout), loss=self._model_loss(), backend=backend,
+                   dtype=self.dtype, seed=seed)
+
+    def _batch_size(self, n: int) -> int:
+        if isinstance(self.batch_size, str):
+            return min(200, n)
+        if self.batch_size > n:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going "
+                "to be clipped", stacklevel=5)
+        return min(int(self.batch_size), n)
 
     # -- training ------------------------------------------------------------
+    def _fit(self, X: Any, y: Any, *, incremental: bool, classes: Any = None):
+        """``fit`` (``incremental=False``) and ``partial_fit``: checks, then :meth:`_train`."""
+        self._check_params(incremental)
+        first = not hasattr(self, "model_") or (not incremental and not self.warm_start)
+        X, y = self._validate_xy(X, y, reset=first,
+                                 method="partial_fit" if incremental else "fit")
+        y_model, strata = self._targets(y, first=first, incremental=incremental,
+                                        classes=classes)
+        if first:
+            self._record_fit_input(X)
+        self._train(X, y_model, first=first, incremental=incremental, strata=strata)
+        return self
+
     def _reset_progress(self) -> None:
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_: list[float] = []
-        self._no_improvement_count = 0
         # As in scikit-learn, which of these is None depends on early_stopping, and the
         # epoch code reads only the ones that are set; hence Any rather than Optional.
         self.validation_scores_: Any
@@ -371,9 +320,9 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
             self.best_loss_ = math.inf
-        self._best_params: dict[str, Any] | None = None
+        self._best = BestWeights("max" if self.early_stopping else "min", rule="sklearn")
 
-    def _end_of_epoch(self, logs: dict, X_val: Any, y_val: Any, n_train: int) -> bool:
+    def _end_of_epoch(self, logs: dict, val: tuple | None, n_train: int) -> bool:
         """Record one epoch like scikit-learn; return True when training should stop."""
         loss = float(logs["loss"]) * self._loss_scale()
         self.n_iter_ += 1
@@ -382,127 +331,99 @@ class _BaseMLP(BaseEstimator):
         self.loss_curve_.append(loss)
         if self.verbose:
             print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
-        if X_val is not None:
-            score = self._device_score(X_val, y_val)
+        if val is not None:
+            score = self._device_score(*val)
             self.validation_scores_.append(score)
             if self.verbose:
                 print(f"Validation score: {score:f}")
-            if score < self.best_validation_score_ + self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if score > self.best_validation_score_:
-                self.best_validation_score_ = score
-                xp = self.model_.xp
-                self._best_params = {k: xp.asarray(v, copy=True)
-                                     for k, v in self.model_.params.items()}
+            self._best.update(score, self.model_.params)  # keeps the best epoch's weights
+            self.best_validation_score_ = self._best.best
         else:
-            if loss > self.best_loss_ - self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if loss < self.best_loss_:
-                self.best_loss_ = loss
-        stop = self._no_improvement_count > self.n_iter_no_change
+            self._best.update(loss)
+            self.best_loss_ = self._best.best
+        stop = self._best.should_stop
         if stop and self.verbose:
-            what = ("Validation score did not improve" if X_val is not None
+            what = ("Validation score did not improve" if val is not None
                     else "Training loss did not improve")
             print(f"{what} more than tol={self.tol:f} for {self.n_iter_no_change} "
                   "consecutive epochs. Stopping.")
         return stop
 
-    def _split(self, X: Any, y_model: Any, stratify: np.ndarray | None,
-               rs: np.random.RandomState):
+    def _split(self, X: Any, y_model: Any, strata: np.ndarray | None,
+               rs: np.random.RandomState) -> tuple[Any, Any, tuple[Any, Any]]:
         """Hold out ``validation_fraction`` of the rows (stratified for classifiers)."""
-        n = X.shape[0]
-        try:
-            idx_tr, idx_val = train_test_split(
-                np.arange(n), test_size=self.validation_fraction, random_state=rs,
-                stratify=stratify)
-        except ValueError as exc:
-            raise ValueError(f"early_stopping: cannot split off a validation set: {exc}") from exc
-        if idx_val.shape[0] < 2:
+        train, val = split_rows(X.shape[0], self.validation_fraction, policy="stratified",
+                                seed=rs, labels=strata, name="validation_fraction")
+        if len(val) < 2:
             raise ValueError(
                 "The validation set is too small. Increase 'validation_fraction' "
                 "or the size of your dataset."
             )
+        b = self.model_.backend
+        val_xy = (_checks.to_backend("X", take_rows(X, val), b),
+                  _checks.to_backend("y", take_rows(y_model, val), b))
+        return take_rows(X, train), take_rows(y_model, train), val_xy
 
-        def take(a, idx):
-            if isinstance(a, np.ndarray):
-                return a[idx]
-            xp = array_api_compat.array_namespace(a)
-            return xp.take(a, xp.asarray(idx, device=array_api_compat.device(a)), axis=0)
-
-        return take(X, idx_tr), take(y_model, idx_tr), take(X, idx_val), take(y_model, idx_val)
-
-    def _train(self, X: Any, y_model: Any, *, n_outputs: int, incremental: bool,
-               stratify: np.ndarray | None = None) -> None:
+    def _train(self, X: Any, y_model: Any, *, first: bool, incremental: bool,
+               strata: np.ndarray | None) -> None:
         """Build (or continue) ``model_`` and run the epochs on validated ``X``/``y_model``."""
-        if incremental and self.early_stopping:
-            raise ValueError("partial_fit does not support early_stopping=True")
         seed, rs = self._seeds()
-        fresh = (not hasattr(self, "model_")
-                 or (not incremental and not self.warm_start))
-        if fresh:
-            backend = self._resolve_backend(X)
-            self.model_ = self._build_model(X.shape[1], n_outputs, self._model_loss(),
-                                            backend, seed)
+        if first:
+            self.model_ = self._build_model(X.shape[1], self.n_outputs_,
+                                            self._resolve_backend(X), seed)
             self._reset_progress()
         elif not incremental:
             self.n_iter_ = 0  # warm start: a new fit counts its own iterations
-
-        X_val = y_val = None
-        X_tr, y_tr = X, y_model
+        # read anew on every fit, as scikit-learn does (set_params between warm starts)
+        self._best.min_delta, self._best.patience = float(self.tol), self.n_iter_no_change
+        X_tr, y_tr, val = X, y_model, None
         if self.early_stopping:
-            X_tr, y_tr, X_val, y_val = self._split(X, y_model, stratify, rs)
-            X_val = self._to_model(X_val)
-            y_val = self._to_model(y_val)
+            X_tr, y_tr, val = self._split(X, y_model, strata, rs)
         n = X_tr.shape[0]
-        if isinstance(self.batch_size, str):
-            bs = min(200, n)
-        else:
-            if self.batch_size > n:
-                warnings.warn(
-                    "Got `batch_size` less than 1 or larger than sample size. It is going "
-                    "to be clipped", stacklevel=3)
-            bs = int(np.clip(self.batch_size, 1, n))
-
+        bs = self._batch_size(n)
         model = self.model_
-        if incremental and model.optimizer is not None:
-            optimizer = model.optimizer
-        else:
-            optimizer = self._make_optimizer(bs)
-        epochs = 1 if incremental else int(self.max_iter)
-        monitor = _EpochMonitor(self, X_val, y_val, n, incremental)
+        reuse = incremental and model.optimizer is not None
+        optimizer = model.optimizer if reuse else self._make_optimizer(bs)
         n_before = self.n_iter_
         try:
-            history = _xn_fit(model, X_tr, y_tr, epochs=epochs, batch_size=bs,
-                              optimizer=optimizer, shuffle=bool(self.shuffle),
-                              callbacks=[monitor], verbose=0)
+            history = _xn_fit(model, X_tr, y_tr, epochs=1 if incremental else int(self.max_iter),
+                              batch_size=bs, optimizer=optimizer, shuffle=bool(self.shuffle),
+                              callbacks=[_EpochMonitor(self, val, n, incremental)], verbose=0)
         except NonFiniteLossError as exc:
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain "
                 f"large values and need to be preprocessed. ({exc})"
             ) from exc
-        if self.early_stopping and self._best_params is not None:
-            model.set_params(self._best_params)
-        self._best_params = None
+        if self._best.params is not None:  # early stopping: back to the best epoch
+            model.set_params(self._best.params)
+            self._best.params = None
         if (not incremental and not history.stopped_early
                 and self.n_iter_ - n_before == self.max_iter):
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
-                "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
+                "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=4)
 
-    def _to_model(self, a: Any) -> Any:
-        """``a`` (NumPy or the model's own namespace) on the model's backend."""
-        b = self.model_.backend
-        if isinstance(a, np.ndarray):
-            return a if b.name == "numpy" else b.asarray(a)
-        return a
+    # -- input checks ------------------------------------------------------------
+    def _validate_xy(self, X: Any, y: Any, reset: bool, method: str) -> tuple[Any, Any]:
+        """scikit-learn's checks of ``(X, y)``; a numeric ``y`` follows ``X`` under dispatch."""
+        if not reset:  # continuing: the data must live where the model was fitted
+            check_same_namespace(X, self, attribute="_fit_namespace_ref", method=method)
+        classifier = is_classifier(self)
+        X, y = validate_data(self, X, y, reset=reset, multi_output=True,
+                             y_numeric=not classifier, dtype=_float_dtypes(X))
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if classifier:
+            check_classification_targets(y)
+        xp_X, dispatch, device = get_namespace_and_device(X)
+        if dispatch and not (isinstance(y, np.ndarray) and y.dtype.kind in "OUS"):
+            # scikit-learn's convention: numeric targets follow X's namespace and device.
+            y = move_to(y, xp=xp_X, device=device)
+        return X, y
 
     def _record_fit_input(self, X: Any) -> None:
         """Remember the namespace/device of the fit input for ``check_same_namespace``."""
-        xp, _, device = _dispatch_namespace(X)
+        xp, _, device = get_namespace_and_device(X)
         self._fit_namespace_ref = xp.zeros((0,), dtype=X.dtype, device=device)
 
     def _check_predict_input(self, X: Any, method: str) -> Any:
@@ -510,34 +431,25 @@ class _BaseMLP(BaseEstimator):
         check_same_namespace(X, self, attribute="_fit_namespace_ref", method=method)
         return validate_data(self, X, reset=False, dtype=_float_dtypes(X))
 
-    # -- pickling --------------------------------------------------------------
-    def __getstate__(self):
-        state = super().__getstate__()
-        if "model_" in state:
-            state = dict(state)
-            state["model_"] = _pack_model(state["model_"])
-        return state
-
-    def __setstate__(self, state):
-        if isinstance(state.get("model_"), dict):
-            state = dict(state)
-            state["model_"] = _unpack_model(state["model_"])
-        super().__setstate__(state)
-
     def __sklearn_array_api_convert__(self, converter):
         """Support :func:`sklearn.utils._array_api.move_estimator_to`.
 
         Returns a copy whose array attributes, and whose model's parameters,
-        were passed through ``converter`` (the optimizer state is dropped).
+        were passed through ``converter`` (the optimizer state is dropped when the
+        model changes namespace or device).
         """
         new = clone(self)
         for key, value in vars(self).items():
             if key == "model_":
-                target = backend_of(converter(next(iter(value.params.values()))))
-                value = _unpack_model(_pack_model(value), backend=target)
+                moved = converter(next(iter(value.params.values())))
+                value = copy.deepcopy(value)
+                if not value.backend.owns(moved):
+                    value.to(backend_of(moved))  # drops the optimizer state (see Sequential.to)
             elif hasattr(value, "__dlpack__") or isinstance(value, np.ndarray):
                 if not (isinstance(value, np.ndarray) and value.dtype.kind in "OUS"):
                     value = converter(value)
+            else:
+                value = copy.deepcopy(value)
             setattr(new, key, value)
         return new
 
@@ -692,20 +604,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         # xpnet's BCE averages over labels too; scikit-learn sums over them.
         return float(self.n_outputs_) if self._multilabel else 1.0
 
-    def _validate_xy(self, X, y, reset: bool, method: str):
-        if not reset:  # continuing: the data must live where the model was fitted
-            check_same_namespace(X, self, attribute="_fit_namespace_ref", method=method)
-        X, y = validate_data(self, X, y, reset=reset, multi_output=True,
-                             dtype=_float_dtypes(X))
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        check_classification_targets(y)
-        xp_X, dispatch, device = _dispatch_namespace(X)
-        if dispatch and not (isinstance(y, np.ndarray) and y.dtype.kind in "OUS"):
-            # scikit-learn's convention: numeric targets follow X's namespace and device.
-            y = move_to(y, xp=xp_X, device=device)
-        return X, y
-
     @staticmethod
     def _unique_sorted(y: Any) -> Any:
         if isinstance(y, np.ndarray):
@@ -735,6 +633,37 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.classes_ = self._unique_sorted(source)
         self.n_outputs_ = int(self.classes_.shape[0])
         self.out_activation_ = "softmax"
+
+    def _check_same_classes(self, y: Any, classes: Any, incremental: bool) -> None:
+        """A continued fit must keep ``classes_`` (multilabel targets are not checked)."""
+        if self._multilabel:
+            return
+        if incremental and classes is not None:
+            given = np.unique(np.asarray(classes) if isinstance(classes, (list, tuple))
+                              else to_numpy(classes))
+            if not np.array_equal(given, to_numpy(self.classes_)):
+                raise ValueError(
+                    f"`classes={given}` is not the same as on the first call to partial_fit, "
+                    f"which was {self.classes_}")
+        elif not incremental and not np.array_equal(to_numpy(self._unique_sorted(y)),
+                                                    to_numpy(self.classes_)):
+            raise ValueError(
+                "warm_start can only be used where `y` has the same classes as in the "
+                f"previous call to fit. Previously got {self.classes_}, `y` has "
+                f"{self._unique_sorted(y)}")
+
+    def _targets(self, y: Any, *, first: bool, incremental: bool,
+                 classes: Any) -> tuple[Any, np.ndarray | None]:
+        """Class indices of ``y``, and the host labels to stratify the split on."""
+        if first:
+            if incremental and classes is None and type_of_target(y) != "multilabel-indicator":
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            self._set_classes(y, classes)
+        else:
+            self._check_same_classes(y, classes, incremental)
+        y_enc = self._encode(y)
+        strata = to_numpy(y_enc) if self.early_stopping and not self._multilabel else None
+        return y_enc, strata
 
     def _encode(self, y: Any) -> Any:
         """Class indices (int64) of ``y`` in ``classes_``; ValueError for unknown labels."""
@@ -791,25 +720,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self : MLPClassifier
             The fitted estimator.
         """
-        self._check_params()
-        first = not hasattr(self, "model_") or not self.warm_start
-        X, y = self._validate_xy(X, y, reset=first, method="fit")
-        self._record_fit_input(X)
-        if first:
-            self._set_classes(y)
-        elif not self._multilabel and not np.array_equal(
-                to_numpy(self._unique_sorted(y)), to_numpy(self.classes_)):
-            raise ValueError(
-                "warm_start can only be used where `y` has the same classes as in the "
-                f"previous call to fit. Previously got {self.classes_}, `y` has "
-                f"{self._unique_sorted(y)}")
-        y_enc = self._encode(y)
-        stratify = None
-        if self.early_stopping and not self._multilabel:
-            stratify = y_enc if isinstance(y_enc, np.ndarray) else to_numpy(y_enc)
-        self._train(X, y_enc, n_outputs=self.n_outputs_, incremental=False,
-                    stratify=stratify)
-        return self
+        return self._fit(X, y, incremental=False)
 
     def partial_fit(self, X, y, classes=None):
         """Run one epoch over ``(X, y)``, continuing from the current state.
@@ -826,25 +737,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         -------
         self : MLPClassifier
         """
-        self._check_params()
-        if self.early_stopping:
-            raise ValueError("partial_fit does not support early_stopping=True")
-        first = not hasattr(self, "model_")
-        X, y = self._validate_xy(X, y, reset=first, method="partial_fit")
-        if first:
-            if classes is None and type_of_target(y) != "multilabel-indicator":
-                raise ValueError("classes must be passed on the first call to partial_fit.")
-            self._record_fit_input(X)
-            self._set_classes(y, classes)
-        elif classes is not None and not self._multilabel:
-            given = np.unique(np.asarray(classes) if isinstance(classes, (list, tuple))
-                              else to_numpy(classes))
-            if not np.array_equal(given, to_numpy(self.classes_)):
-                raise ValueError(
-                    f"`classes={given}` is not the same as on the first call to partial_fit, "
-                    f"which was {self.classes_}")
-        self._train(X, self._encode(y), n_outputs=self.n_outputs_, incremental=True)
-        return self
+        return self._fit(X, y, incremental=True, classes=classes)
 
     def predict_proba(self, X):
         """Class probabilities, columns ordered as ``classes_``.
@@ -987,17 +880,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _loss_scale(self) -> float:
         return 0.5  # xpnet's mse is mean((p - y)**2); scikit-learn reports half of it
 
-    def _validate_xy(self, X, y, reset: bool, method: str):
-        if not reset:  # continuing: the data must live where the model was fitted
-            check_same_namespace(X, self, attribute="_fit_namespace_ref", method=method)
-        X, y = validate_data(self, X, y, reset=reset, multi_output=True, y_numeric=True,
-                             dtype=_float_dtypes(X))
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        xp_X, dispatch, device = _dispatch_namespace(X)
-        if dispatch:
-            y = move_to(y, xp=xp_X, device=device)
-        return X, y
+    def _targets(self, y: Any, *, first: bool, incremental: bool,
+                 classes: Any) -> tuple[Any, None]:
+        """``y`` itself; the number of outputs is set on the first fit and kept after."""
+        k = 1 if y.ndim == 1 else int(y.shape[1])
+        if first:
+            self.n_outputs_ = k
+            self.out_activation_ = "identity"
+        elif k != self.n_outputs_:
+            raise ValueError(f"y has {k} outputs, the model was fitted with {self.n_outputs_}")
+        return y, None
 
     def _device_score(self, X_val: Any, y_val: Any) -> float:
         """R^2 (uniform average over outputs) on the device, as ``sklearn.metrics.r2_score``."""
@@ -1014,24 +906,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         r2 = xp.where(den > 0, 1.0 - num / safe, xp.where(num == 0, one, xp.zeros_like(num)))
         return float(xp.mean(r2))
 
-    def _fit_or_partial(self, X, y, incremental: bool):
-        self._check_params()
-        if incremental and self.early_stopping:
-            raise ValueError("partial_fit does not support early_stopping=True")
-        first = not hasattr(self, "model_") or (not incremental and not self.warm_start)
-        X, y = self._validate_xy(X, y, reset=first,
-                                 method="partial_fit" if incremental else "fit")
-        if first:
-            self._record_fit_input(X)
-            self.n_outputs_ = 1 if y.ndim == 1 else int(y.shape[1])
-            self.out_activation_ = "identity"
-        else:
-            k = 1 if y.ndim == 1 else int(y.shape[1])
-            if k != self.n_outputs_:
-                raise ValueError(f"y has {k} outputs, the model was fitted with {self.n_outputs_}")
-        self._train(X, y, n_outputs=self.n_outputs_, incremental=incremental)
-        return self
-
     def fit(self, X, y):
         """Fit the model to ``X`` and targets ``y``.
 
@@ -1044,7 +918,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         -------
         self : MLPRegressor
         """
-        return self._fit_or_partial(X, y, incremental=False)
+        return self._fit(X, y, incremental=False)
 
     def partial_fit(self, X, y):
         """Run one epoch over ``(X, y)``, continuing from the current state.
@@ -1058,7 +932,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         -------
         self : MLPRegressor
         """
-        return self._fit_or_partial(X, y, incremental=True)
+        return self._fit(X, y, incremental=True)
 
     def predict(self, X):
         """Predicted targets.

@@ -1,4 +1,4 @@
-# NumPy is used on the host here for the validation split's index arithmetic.
+# NumPy appears here only in type annotations (the split's indices).
 """From ``xpnet train`` flags to a training setup.
 
 Resolves every setting (flag, then the resumed run, then :data:`~xpnet.cli._args.DEFAULTS`),
@@ -10,12 +10,12 @@ BLAS thread limit.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._split import split_rows
 from ._args import AUTO_ONE_THREAD_BELOW, DEFAULTS, EXIT_DATA, EXIT_USAGE, CLIError
 from ._io import run_meta
 
@@ -270,14 +270,10 @@ def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray | 
     >>> len(train), len(val), sorted([*train, *val]) == list(range(10))
     (8, 2, True)
     """
-    n_val = int(math.floor(n * fraction))
-    if fraction > 0 and (n_val < 1 or n_val >= n):
-        raise CLIError(f"--val-split {fraction:g} leaves {n_val} validation and {n - n_val} "
-                       f"training rows of {n}; both must be >= 1", EXIT_USAGE)
-    if n_val == 0:
-        return np.arange(n), None
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    try:  # the "random" policy of the package's one split helper (see xpnet._split)
+        return split_rows(n, fraction, policy="random", seed=seed, name="--val-split")
+    except ValueError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from None
 
 
 def limit_threads(setting: str | int, backend: Any, work: int, explicit: bool

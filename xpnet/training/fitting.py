@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from .. import _checks
+from .._split import split_rows, take_rows
 from ..optimizers import Adam, Optimizer, get_optimizer
 from .callbacks import Callback, History
 from .guards import ON_NONFINITE
@@ -177,13 +178,10 @@ def _prepare_data(model: Any, X: Any, y: Any, validation_data: Any,
     Xd, yd = _checked(model, X, y, "X", "y")
     if validation_data is not None:
         return Xd, yd, _checked(model, *validation_data, "validation X", "validation y")
-    if validation_split > 0:
-        n_val = int(math.floor(Xd.shape[0] * validation_split))
-        if n_val < 1 or n_val >= Xd.shape[0]:
-            raise ValueError(
-                f"validation_split={validation_split} leaves {n_val} validation and "
-                f"{Xd.shape[0] - n_val} training rows; both must be >= 1")
-        return Xd[:-n_val, ...], yd[:-n_val, ...], (Xd[-n_val:, ...], yd[-n_val:, ...])
+    train, val = split_rows(Xd.shape[0], validation_split, policy="last")
+    if val is not None:
+        return (take_rows(Xd, train), take_rows(yd, train),
+                (take_rows(Xd, val), take_rows(yd, val)))
     return Xd, yd, None
 
 
