@@ -165,7 +165,7 @@ class ModelCheckpoint(Callback):
         self.monitor = monitor
         self.save_best_only = save_best_only
         self.mode = _mode_for(monitor, mode)
-        self.best = math.inf if self.mode == "min" else -math.inf
+        self._tracker = BestWeights(self.mode)
         self.saved: list[str] = []
 
     def on_train_begin(self, logs: dict) -> None:
@@ -190,6 +190,11 @@ class ModelCheckpoint(Callback):
         opt = getattr(self.model, "optimizer", None)
         copies = 1 + (len(opt.slots) if opt is not None else 2)
         return per_copy * copies + 64 * 1024
+
+    @property
+    def best(self) -> float:
+        """Best value of the monitored metric so far (with ``save_best_only``)."""
+        return self._tracker.best
 
     def training_record(self) -> dict | None:
         """The resume record of the fit this callback runs in (None outside a fit).
@@ -251,10 +256,8 @@ class ModelCheckpoint(Callback):
             value = logs.get(self.monitor)
             if value is None:
                 raise ValueError(f"ModelCheckpoint monitors {self.monitor!r}, not in the logs")
-            better = value < self.best if self.mode == "min" else value > self.best
-            if not better:
+            if not self._tracker.update(value):
                 return
-            self.best = value
         path = self.path.format(epoch=epoch + 1)
         save(self.model, path, training=self.training_record(), metadata=self.metadata)
         self.saved.append(path)
