@@ -71,3 +71,35 @@ def test_fit_changes_no_state_when_a_late_check_fails():
     with pytest.raises(ValueError, match="validation X has 4 features"):
         m.fit(X, y, optimizer=new_opt, validation_data=(np.zeros((2, 4)), y[:2]), verbose=0)
     assert m.optimizer is opt and m.optimizer.state is state and new_opt.state is None
+
+
+def _saved_with_slot(tmp_path, slot, value):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    X, y = _data()
+    m = xn.MLP([3, 2], backend="numpy", seed=0)
+    m.fit(X, y, epochs=1, optimizer=xn.Adam(), verbose=0)
+    path = xn.save(m, tmp_path / "m.safetensors")
+    with safe_open(str(path), framework="numpy") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    tensors[f"optimizer/{slot}/0.W"][0, 0] = value
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+@pytest.mark.parametrize("slot,value,match", [
+    ("exp_avg", np.inf, r"'optimizer/exp_avg/0.W' contains NaN or inf"),
+    ("exp_avg_sq", np.nan, r"'optimizer/exp_avg_sq/0.W' contains NaN or inf"),
+    ("exp_avg_sq", -1.0, r"'optimizer/exp_avg_sq/0.W' holds negative values"),
+])
+def test_loader_refuses_bad_optimizer_slots(tmp_path, slot, value, match):
+    path = _saved_with_slot(tmp_path, slot, value)
+    with pytest.raises(xn.CheckpointError, match=match):
+        xn.load_checkpoint(path, backend="numpy")
+
+
+def test_negative_first_moment_is_fine(tmp_path):
+    path = _saved_with_slot(tmp_path, "exp_avg", -1.0)
+    assert xn.load_checkpoint(path, backend="numpy").optimizer.state["step"] == 1

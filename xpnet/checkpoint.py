@@ -316,6 +316,16 @@ def _check_training(training: Any, path: Path) -> None:
         raise CheckpointError(f"{path}: {exc}") from None
 
 
+def _check_slot(arr: np.ndarray, name: str, nonnegative: bool, path: Path) -> None:
+    """An optimizer slot is finite (resuming would write NaN/inf into the parameters),
+    and a second-moment slot is >= 0 (its square root is taken)."""
+    if arr.size and not np.isfinite(arr).all():
+        raise CheckpointError(f"{path}: optimizer tensor {name!r} contains NaN or inf")
+    if nonnegative and arr.size and float(arr.min()) < 0:
+        raise CheckpointError(f"{path}: optimizer tensor {name!r} holds negative values "
+                              f"(down to {float(arr.min()):.3g}); it is a mean of squares")
+
+
 def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
                     device: Any = None) -> Checkpoint:
     """Load a model, its optimizer state and training position from a checkpoint.
@@ -414,6 +424,7 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
                             or str(tensors[name].dtype) != model.dtype_name:
                         raise CheckpointError(f"{path}: optimizer tensor {name!r} is missing or "
                                               "has the wrong shape or dtype")
+                    _check_slot(tensors[name], name, slot in optimizer.nonnegative_slots, path)
                     state[slot][k] = be.asarray(tensors[name], dtype=dtype)
             optimizer.state = state
         model.optimizer = optimizer

@@ -182,6 +182,8 @@ class Optimizer:
     """
 
     slots: tuple[str, ...] = ()
+    #: slots that hold means of squares: never negative (checked when loading)
+    nonnegative_slots: tuple[str, ...] = ()
 
     def __init__(self, lr: LearningRate = 1e-3, *, weight_decay: float = 0.0,
                  clip_norm: float | None = None, clip_value: float | None = None):
@@ -514,6 +516,7 @@ class Adam(Optimizer):
     """
 
     slots = ("exp_avg", "exp_avg_sq")
+    nonnegative_slots = ("exp_avg_sq",)
     decoupled = False
 
     def __init__(self, lr: LearningRate = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -669,6 +672,8 @@ class RMSprop(Optimizer):
     >>> np.round(p["w"], 6).tolist(), sorted(s)
     ([0.9, 0.9], ['square_avg', 'step'])
     """
+
+    nonnegative_slots = ("square_avg",)
 
     def __init__(self, lr: LearningRate = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  momentum: float = 0.0, centered: bool = False, *, weight_decay: float = 0.0,
