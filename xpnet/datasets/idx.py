@@ -22,13 +22,13 @@ import io
 import math
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import numpy as np
 
+from .._files import atomic_open
 from ._core import DatasetError
 
 __all__ = ["IDXError", "read_idx", "write_idx", "MAX_PAYLOAD_BYTES"]
@@ -354,27 +354,12 @@ def write_idx(path: str | os.PathLike[str], array: object) -> Path:
         raise IDXError(f"{path}: dimension in shape {arr.shape} does not fit in 32 bits")
     header = bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
     payload = np.ascontiguousarray(arr, dtype=_CODE_TO_DTYPE[code]).tobytes()
-    tmp = tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with tmp:
-            if path.name.endswith(".gz"):
-                with gzip.GzipFile(
-                    filename="", fileobj=tmp, mode="wb", compresslevel=6, mtime=0
-                ) as gz:
-                    gz.write(header)
-                    gz.write(payload)
-            else:
-                tmp.write(header)
-                tmp.write(payload)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp.name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp.name)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path) as f:
+        if path.name.endswith(".gz"):
+            with gzip.GzipFile(filename="", fileobj=f, mode="wb", compresslevel=6, mtime=0) as gz:
+                gz.write(header)
+                gz.write(payload)
+        else:
+            f.write(header)
+            f.write(payload)
     return path
