@@ -157,6 +157,9 @@ def _fill(inp: _Input, dest: np.ndarray, image_shape: tuple[int, ...] | None,
         except DatasetError as exc:
             raise CLIError(f"{inp.path}: not a .npy, IDX or image file ({exc})",
                            EXIT_DATA) from None
+    if tuple(arr.shape) != inp.shape:
+        raise CLIError(f"{inp.path} changed while it was being read (shape {inp.shape}, now "
+                       f"{tuple(arr.shape)})", EXIT_DATA)
     _convert_into(dest, arr, str(inp.path))
     del arr
     if inp.rows == 1:

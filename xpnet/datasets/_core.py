@@ -204,15 +204,16 @@ def check_data_size(n_values: int, what: str) -> None:
     ...     check_data_size(2**31, "big.npy")
     ... except DatasetError as exc:
     ...     print(exc)  # doctest: +NORMALIZE_WHITESPACE
-    big.npy holds 2147483648 values: 8589934592 bytes as float32, above the
+    big.npy would take 8589934592 bytes as float32 (2147483648 values), above the
     4294967296-byte cap (xpnet.datasets.MAX_DATA_BYTES); set XPNET_MAX_DATA_BYTES to
     allow more
     """
     need, cap = 4 * int(n_values), max_data_bytes()
     if need > cap:
         raise DatasetError(
-            f"{what} holds {n_values} values: {need} bytes as float32, above the {cap}-byte "
-            "cap (xpnet.datasets.MAX_DATA_BYTES); set XPNET_MAX_DATA_BYTES to allow more"
+            f"{what} would take {need} bytes as float32 ({n_values} values), above the "
+            f"{cap}-byte cap (xpnet.datasets.MAX_DATA_BYTES); set XPNET_MAX_DATA_BYTES to "
+            "allow more"
         )
 
 
