@@ -205,6 +205,18 @@ def test_full_disk_names_the_file_and_the_resume_command(tmp_path, monkeypatch, 
     assert xn.load_checkpoint(out / "model.safetensors", backend="numpy").training["epoch"] == 2
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_full_disk_before_the_first_record_says_to_run_again(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    _fail_fsync_of("run.json", after=0, monkeypatch=monkeypatch)
+    code = main(["train", "--backend", "numpy", "--epochs", "2", "--out", str(out), "--quiet"])
+    assert code == 3
+    assert capsys.readouterr().err == (
+        f"xpnet: error: no space left on device while writing {out / 'run.json'}; free some "
+        "space, then run the command again\n")
+    assert not out.exists()  # the folder the lock created is removed again
+
+
 def test_an_error_after_training_marks_the_run_failed(tmp_path, monkeypatch, capsys):
     pytest.importorskip("matplotlib")
     import xpnet.cli.train as train

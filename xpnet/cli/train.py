@@ -422,6 +422,15 @@ def _interrupted(run: _Run, exc: KeyboardInterrupt, guard: SignalGuard) -> int:
     return code
 
 
+def _disk_full(run: _Run, exc: OSError) -> str:
+    """A full disk's message: the file (or the free-space check) and how to go on."""
+    what = f"no space left on device while writing {exc.filename}" if exc.filename \
+        else str(exc.strerror or exc)
+    hint = _resume_hint(run)
+    then = f"continue with: {hint}" if hint else "run the command again"
+    return f"{what}; free some space, then {then}"
+
+
 def _failure(run: _Run, exc: BaseException) -> tuple[str, int | None]:
     """The one-line message of a run that failed, and its exit status (None: main decides)."""
     from ..training import NonFiniteLossError
@@ -433,10 +442,7 @@ def _failure(run: _Run, exc: BaseException) -> tuple[str, int | None]:
                 f"{exc.epoch}, step {exc.step}; lower --lr (now {run.s['lr']:g}), add "
                 f"--warmup-epochs, or try --optimizer adam{saved_txt}", EXIT_FAILURE)
     if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
-        hint = _resume_hint(run)
-        then = f"continue with: {hint}" if hint else "run the command again"
-        return (f"no space left on device while writing {exc.filename or run.out}; free some "
-                f"space, then {then}", EXIT_DATA)
+        return _disk_full(run, exc), EXIT_DATA
     if isinstance(exc, CLIError):
         return str(exc), None
     return f"{type(exc).__name__}: {exc}", None
@@ -511,6 +517,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "threads" in run.explicit)
             _open_records(run)
             return _run_recorded(run, guard, t_start)
+        except OSError as exc:  # before run.json was written: nothing to mark
+            if exc.errno not in _DISK_FULL:
+                raise
+            raise CLIError(_disk_full(run, exc), EXIT_DATA) from None
         finally:
             if run.limiter is not None:
                 run.limiter.restore_original_limits()
