@@ -219,6 +219,24 @@ def _check_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path,
     return shape
 
 
+def _npz_extras(arrays: dict[str, np.ndarray], path: Path
+                ) -> tuple[list[str] | None, list[int] | None]:
+    """The optional ``class_names`` and ``image_shape`` arrays of an .npz, checked."""
+    class_names = None
+    if "class_names" in arrays:
+        names = arrays["class_names"]
+        if names.dtype.kind not in "US" or names.ndim != 1:
+            raise DatasetError(f"{path}: class_names must be a 1-D array of strings")
+        class_names = [str(n) for n in names.tolist()]
+    image_shape = None
+    if "image_shape" in arrays:
+        shp = arrays["image_shape"]
+        if shp.ndim != 1 or not np.issubdtype(shp.dtype, np.integer):
+            raise DatasetError(f"{path}: image_shape must be a 1-D integer array")
+        image_shape = [int(d) for d in shp.tolist()]
+    return class_names, image_shape
+
+
 def load_npz(path: str | os.PathLike[str]) -> Dataset:
     """Load an ``.npz`` file with ``x_train``, ``y_train``, ``x_test``, ``y_test``.
 
@@ -289,18 +307,7 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
                 arrays[want] = npz[key]
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"{path}: cannot read arrays: {exc}") from None
-    class_names = None
-    if "class_names" in arrays:
-        names = arrays["class_names"]
-        if names.dtype.kind not in "US" or names.ndim != 1:
-            raise DatasetError(f"{path}: class_names must be a 1-D array of strings")
-        class_names = [str(n) for n in names.tolist()]
-    image_shape = None
-    if "image_shape" in arrays:
-        shp = arrays["image_shape"]
-        if shp.ndim != 1 or not np.issubdtype(shp.dtype, np.integer):
-            raise DatasetError(f"{path}: image_shape must be a 1-D integer array")
-        image_shape = [int(d) for d in shp.tolist()]
+    class_names, image_shape = _npz_extras(arrays, path)
     try:
         return Dataset.from_arrays(
             path.stem,
