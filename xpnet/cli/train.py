@@ -153,11 +153,10 @@ def _lock_out(run: _Run) -> None:
 
 
 def _note_stale(run: _Run) -> None:
-    stale = run.lock.stale if run.lock is not None else None
-    if stale is not None:
+    if run.lock is not None and run.lock.stale is not None:
         console(stderr=True, quiet=run.args.quiet).print(
             f"xpnet: note: cleared the stale lock of an earlier run in {run.lock.folder} "
-            f"(pid {stale.get('pid')}, no longer running)")
+            f"(pid {run.lock.stale.get('pid')}, no longer running)")
 
 
 def _plan(run: _Run) -> None:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 
@@ -254,7 +254,7 @@ def check_class_count(num_classes: int, n_labels: int, what: str) -> None:
             f"samples; more classes than samples are allowed only up to {FREE_CLASSES}")
 
 
-def read_npy_header(f: BinaryIO, name: str) -> tuple[tuple[int, ...], np.dtype, bool]:
+def read_npy_header(f: IO[bytes], name: str) -> tuple[tuple[int, ...], np.dtype, bool]:
     """Read the header of a ``.npy`` stream and check it, without reading the data.
 
     Parameters
