@@ -28,6 +28,7 @@ another process).
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 import stat
@@ -76,7 +77,7 @@ def remove_stale_temps(path: str | os.PathLike[str],
     """
     path = Path(path)
     now, removed = time.time(), 0
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         try:
             if now - tmp.stat().st_mtime > older_than:
                 tmp.unlink()
