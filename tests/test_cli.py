@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,6 +20,7 @@ import xpnet as xn
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MODEL_FILE = "model.safetensors"
 
 
 def _env(cwd: Path, **extra: str) -> dict[str, str]:
@@ -408,6 +410,50 @@ def test_main_returns_exit_code(capsys):
 
 
 # ------------------------------------------------------------------------------ errors
+def _png_claiming(path: Path, width: int, height: int) -> Path:
+    """A PNG header claiming width x height grey pixels, with no pixel data: a
+    decompression bomb as far as the header goes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (len(data).to_bytes(4, "big") + kind + data
+                + zlib.crc32(kind + data).to_bytes(4, "big"))
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    path.write_bytes(PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+def _npy_claiming(path: Path, shape: tuple[int, ...]) -> Path:
+    """A .npy header claiming `shape` of float32, followed by 16 bytes."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        f.write(bytes(16))
+    return path
+
+
+def _with_metadata(src: Path, dst: Path, **changes: dict) -> Path:
+    """A copy of a checkpoint with parts of its run metadata replaced."""
+    ckpt = xn.load_checkpoint(src, backend="numpy")
+    meta = json.loads(json.dumps(ckpt.metadata["user"]))
+    for section, values in changes.items():
+        meta[section].update(values)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    return xn.save(ckpt.model, dst, optimizer=ckpt.optimizer, training=ckpt.training,
+                   metadata=meta)
+
+
+def _idx_dataset(folder: Path, train_labels: list[int]) -> Path:
+    from xpnet.datasets import write_idx
+
+    folder.mkdir(exist_ok=True)
+    n = len(train_labels)
+    write_idx(folder / "train-images-idx3-ubyte", np.zeros((n, 8, 8), np.uint8))
+    write_idx(folder / "train-labels-idx1-ubyte", np.array(train_labels, np.int32))
+    write_idx(folder / "t10k-images-idx3-ubyte", np.zeros((1, 8, 8), np.uint8))
+    write_idx(folder / "t10k-labels-idx1-ubyte", np.zeros(1, np.int32))
+    return folder
+
+
 def _corrupt_files(cwd: Path, model: Path) -> dict[str, Path]:
     bad_model = cwd / "garbage.safetensors"
     bad_model.write_bytes(os.urandom(3000))
@@ -422,8 +468,22 @@ def _corrupt_files(cwd: Path, model: Path) -> dict[str, Path]:
     np.save(bad_npy, np.zeros((3, 5), np.float32))
     nan_npy = cwd / "nan.npy"
     np.save(nan_npy, np.full((1, 64), np.nan, np.float32))
+    regressor = cwd / "regressor.safetensors"
+    xn.save(xn.MLP([64, 10], loss="mse", backend="numpy"), regressor,
+            metadata={"dataset": {"spec": "digits", "image_shape": [8, 8]}})
     return {"bad_model": bad_model, "truncated": truncated, "bad_data": bad_data,
-            "bad_npy": bad_npy, "nan_npy": nan_npy}
+            "bad_npy": bad_npy, "nan_npy": nan_npy,
+            "bomb_png": _png_claiming(cwd / "bomb.png", 20_000, 20_000),
+            "lying_npy": _npy_claiming(cwd / "lying.npy", (10**12, 64)),
+            "bad_shape_model": _with_metadata(model, cwd / "bad-shape.safetensors",
+                                              dataset={"image_shape": ["x", "y"]}),
+            "bad_spec_model": _with_metadata(model, cwd / "bad-spec.safetensors",
+                                             dataset={"spec": 5}),
+            "bad_settings_run": _with_metadata(model, cwd / "bad-settings" / MODEL_FILE,
+                                               settings={"hidden": "512,256"}).parent,
+            "regressor": regressor,
+            "huge_label": _idx_dataset(cwd / "huge-label", [70_000, 0]),
+            "many_classes": _idx_dataset(cwd / "many-classes", [300, 0])}
 
 
 ERRORS = [
@@ -457,6 +517,24 @@ ERRORS = [
     ("nan-input", ["predict", "run", "{nan_npy}"], 3, "NaN"),
     ("not-an-input", ["predict", "run", "{bad_model}"], 3, "not a .npy, IDX or image"),
     ("top-k", ["predict", "run", "{nan_npy}", "--top-k", "0"], 2, "--top-k"),
+    ("bomb-image", ["predict", "run", "{bomb_png}"], 3,
+     "refused as a possible decompression bomb"),
+    ("lying-npy", ["predict", "run", "{lying_npy}"], 3,
+     "the .npy header claims shape (1000000000000, 64) of float32 (256000000000000 bytes) "
+     "but the file holds 16 bytes of data: truncated or corrupt"),
+    ("meta-image-shape", ["predict", "{bad_shape_model}", "{nan_npy}"], 3,
+     "damaged metadata: dataset.image_shape must be a list of 1 to 4 positive integers, "
+     "got list ['x', 'y']"),
+    ("meta-spec", ["evaluate", "{bad_spec_model}"], 3,
+     "damaged metadata: dataset.spec must be a string, got int 5"),
+    ("meta-settings", ["train", "--out", "{bad_settings_run}", "--resume", "--epochs", "9"],
+     3, "damaged metadata: settings.hidden must be a list of integers, got str '512,256'"),
+    ("evaluate-regressor", ["evaluate", "{regressor}", "--dataset", "digits"], 3,
+     "is not a classifier (its loss is mse)"),
+    ("label-too-large", ["train", "--dataset", "{huge_label}", "--epochs", "1"], 3,
+     "y_train has label 70000 at index 0; labels must be < 65536"),
+    ("classes-beyond-data", ["train", "--dataset", "{many_classes}", "--epochs", "1"], 3,
+     "labels up to 300 give 301 classes but the data has only 3 labelled samples"),
     ("download-name", ["download", "cifar"], 2, "invalid choice: 'cifar'"),
 ]
 
@@ -474,6 +552,7 @@ def test_errors_are_one_line_with_exit_code(trained, args, code, text):
     assert len(lines) == 1 and lines[0].startswith("xpnet: error: "), proc.stderr
     assert text in lines[0]
     assert proc.stdout == ""
+    assert "lower --batch-size" not in lines[0]
 
 
 def test_debug_shows_the_traceback(tmp_path):

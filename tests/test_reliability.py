@@ -298,6 +298,23 @@ def test_refused_fit_writes_nothing(tmp_path):
 
 # ------------------------------------------------------------ constructors and loaders
 
+def _tiny_dataset(labels, class_names=None, cap=None):
+    """Dataset.from_arrays on 2 + 1 samples of 4 pixels (XPNET_MAX_DATA_BYTES=cap)."""
+    old = os.environ.get("XPNET_MAX_DATA_BYTES")
+    if cap is not None:
+        os.environ["XPNET_MAX_DATA_BYTES"] = cap
+    try:
+        return xn.datasets.Dataset.from_arrays(
+            "t", np.zeros((2, 4), np.uint8), labels, np.zeros((1, 4), np.uint8), [0],
+            class_names=class_names)
+    finally:
+        if cap is not None:
+            if old is None:
+                del os.environ["XPNET_MAX_DATA_BYTES"]
+            else:
+                os.environ["XPNET_MAX_DATA_BYTES"] = old
+
+
 def _lazy_load(path):
     return lambda: xn.load(path, backend="numpy")
 
@@ -446,6 +463,19 @@ CONSTRUCTOR_CASES = [
      TypeError, r"dataset name must be a str or a path, got int"),
     ("datasets.load-missing-path", lambda: xn.datasets.load("/nonexistent/data.npz"),
      DatasetError, r"no such file or folder: /nonexistent/data\.npz"),
+    # Dataset.from_arrays: class counts are bounded before anything is built from them
+    ("from_arrays-label-too-large", lambda: _tiny_dataset([70_000, 0]),
+     DatasetError, r"y_train has label 70000 at index 0; labels must be < 65536 "
+                   r"\(xpnet\.datasets\.MAX_CLASSES\)"),
+    ("from_arrays-classes-beyond-data", lambda: _tiny_dataset([300, 0]),
+     DatasetError, r"labels up to 300 give 301 classes but the data has only 3 labelled "
+                   r"samples; more classes than samples are allowed only up to 256"),
+    ("from_arrays-too-many-class-names",
+     lambda: _tiny_dataset([0, 1], class_names=[f"c{i}" for i in range(70_000)]),
+     DatasetError, r"70000 class names give 70000 classes; at most 65536 are allowed"),
+    ("from_arrays-over-the-data-cap", lambda: _tiny_dataset([0, 1], cap="16"),
+     DatasetError, r"t's x_train and x_test would take 48 bytes as float32 \(12 values\), "
+                   r"above the 16-byte cap"),
     # backends
     ("get_backend-unknown", lambda: xn.get_backend("mxnet"),
      BackendError, r"unknown backend 'mxnet'; choose one of: auto, numpy, cupy, torch"),
@@ -467,8 +497,22 @@ def test_docs_table_lists_every_case():
     assert not missing, f"add these cases to docs/reliability.md: {missing}"
     for name in ("test_sigkill_mid_save_leaves_a_loadable_checkpoint",
                  "test_arrays_on_another_device_are_refused", "test_refused_fit_writes_nothing",
-                 "test_lying_manifest_is_refused_cheaply", "HYPOTHESIS_PROFILE=deep"):
+                 "test_lying_manifest_is_refused_cheaply", "HYPOTHESIS_PROFILE=deep",
+                 *_tests_in("test_cli_runs.py"), *_tests_in("test_data_limits.py"),
+                 *_tests_in("test_files.py")):
         assert name in doc, name
+    from test_cli import ERRORS
+
+    missing = [e[0] for e in ERRORS if f"`{e[0]}`" not in doc]
+    assert not missing, f"add these command-line cases to docs/reliability.md: {missing}"
+
+
+def _tests_in(filename: str) -> list[str]:
+    """The names of the test functions of a test module (read, not imported)."""
+    import re
+
+    text = (Path(__file__).resolve().parent / filename).read_text()
+    return re.findall(r"^def (test_\w+)", text, flags=re.MULTILINE)
 
 
 def test_every_error_class_is_a_valueerror_or_typeerror():

@@ -6,11 +6,11 @@ import csv
 import io
 import math
 import os
-import tempfile
 from pathlib import Path
 
 from ._best import BestWeights
-from .checkpoint import atomic_write_bytes, save
+from ._files import atomic_write_text, check_writable
+from .checkpoint import save
 from .training.callbacks import Callback, ProgressBar
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "ProgressBar", "CSVLogger"]
@@ -303,45 +303,5 @@ class CSVLogger(Callback):
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.path, buf.getvalue())
-
-
-def check_writable(folder: Path, need_bytes: int = 0) -> None:
-    """Fail early, with a clear message, when ``folder`` cannot take a file of ``need_bytes``.
-
-    Creates and removes a small probe file (catches read-only file systems
-    that ``os.access`` misses) and compares free space with ``need_bytes``
-    (twice that, since a save writes a temp file before replacing the old one).
-
-    Parameters
-    ----------
-    folder : Path
-    need_bytes : int
-
-    Raises
-    ------
-    PermissionError
-        The folder is not writable.
-    OSError
-        Not enough free space (errno ENOSPC).
-    """
-    import errno
-    import shutil
-
-    folder = Path(folder)
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".xpnet-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise PermissionError(f"folder {folder} is not writable: {exc.strerror or exc}") from None
-    free = shutil.disk_usage(folder).free
-    if need_bytes and free < 2 * need_bytes:
-        raise OSError(errno.ENOSPC, f"not enough free space in {folder}: a checkpoint needs "
-                      f"about {2 * need_bytes / 1e6:.1f} MB, {free / 1e6:.1f} MB free")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file, fsync and os.replace."""
-    atomic_write_bytes(Path(path), text.encode("utf-8"))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks
+from ._files import atomic_write_bytes
 from ._version import __version__
 from .backends import Backend, get_backend, to_numpy
 from .layers import layer_from_config
@@ -88,64 +88,6 @@ class Checkpoint:
     optimizer: Any = None
     training: dict | None = None
     metadata: dict = field(default_factory=dict)
-
-
-def _remove_stale_temps(path: Path, older_than: float = 3600.0) -> None:
-    """Delete temp files of earlier saves to ``path`` killed mid-write (older than an hour)."""
-    now = time.time()
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        try:
-            if now - tmp.stat().st_mtime > older_than:
-                tmp.unlink()
-        except OSError:
-            pass
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, os.replace.
-
-    The one implementation of xpnet's atomic writes (checkpoints, CSV logs, run
-    records, plots). A crash at any point leaves either the old file or the new
-    one, never a partial file; the temp file is removed on any error.
-
-    Parameters
-    ----------
-    path : Path
-    data : bytes
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from xpnet.checkpoint import atomic_write_bytes
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     atomic_write_bytes(Path(d) / "a.txt", b"hi")
-    ...     print(sorted(p.name for p in Path(d).iterdir()))
-    ['a.txt']
-    """
-    parent = path.parent
-    _remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # pragma: no cover - e.g. Windows
-        pass
 
 
 def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,

@@ -13,8 +13,11 @@ One module per job:
 ============  ================================================================
 ``_args``     defaults, exit codes, flags and their value checks
 ``_settings`` ``train`` settings: defaults lookup, resume rules, optimizer, split
-``_io``       reading datasets, saved models and ``predict`` inputs
+``_io``       reading datasets, saved models and their metadata
+``_inputs``   reading ``predict`` inputs into one block, within the data cap
 ``_records``  the run folder and ``run.json``
+``_runlock``  one ``train`` per output folder (an exclusive lock)
+``_signals``  SIGTERM handled like Ctrl-C; exit status 128 + signal
 ``_plots``    training curves and confusion matrix PNGs
 ``_output``   consoles, styled text, JSON
 ``train``     ``xpnet train``
@@ -38,12 +41,12 @@ from ._args import (
     EXIT_CODES,
     EXIT_DATA,
     EXIT_FAILURE,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     CLIError,
     build_parser,
 )
+from ._signals import exit_status
 from .evaluate import cmd_evaluate, cmd_predict
 from .info import cmd_download, cmd_info
 from .train import cmd_train
@@ -55,7 +58,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "info": cmd_info, "download": cmd_download}
 
 
-def _classify(exc: BaseException) -> tuple[int, str]:
+def _classify(exc: BaseException, command: str | None = None) -> tuple[int, str]:
     """Exit status and one-line message for an exception that ended a command."""
     from ..backends import BackendError
     from ..checkpoint import CheckpointError
@@ -72,8 +75,9 @@ def _classify(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, NonFiniteLossError):
         return EXIT_FAILURE, f"training diverged: {exc}"
     if isinstance(exc, MemoryError):
-        return EXIT_FAILURE, f"out of memory ({exc or type(exc).__name__}); lower --batch-size " \
-                             "or --hidden"
+        advice = "lower --batch-size or --hidden" if command == "train" else \
+            "give fewer or smaller inputs, or use a machine with more memory"
+        return EXIT_FAILURE, f"out of memory ({exc or type(exc).__name__}); {advice}"
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         return EXIT_DATA, f"{where}{exc.strerror or exc}"
@@ -84,8 +88,32 @@ def _one_line(message: str) -> str:
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
 
 
+def _report(code: int, message: str, *, as_json: bool, status: str = "error") -> int:
+    """One line on standard error; with --json also one JSON object on standard output."""
+    line = _one_line(message)
+    sys.stderr.write(f"xpnet: {'error: ' if status == 'error' else ''}{line}\n")
+    sys.stderr.flush()
+    if as_json:
+        from ._output import print_json
+
+        print_json({"status": status, "exit_code": code, "message": line})
+    return code
+
+
+def _wants_json(argv: list[str], args: argparse.Namespace | None) -> bool:
+    """--json was given (before parsing succeeds, any '--json' word counts)."""
+    if args is not None:
+        return bool(getattr(args, "json", False))
+    return "--json" in argv
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``xpnet`` command and return its exit status.
+
+    Every failure is one line on standard error, ``xpnet: error: <message>``; with
+    ``--json`` standard output then holds exactly one JSON object,
+    ``{"status": "error", "exit_code": N, "message": "..."}`` (``"status":
+    "interrupted"`` after Ctrl-C or SIGTERM).
 
     Parameters
     ----------
@@ -100,11 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     Examples
     --------
     >>> from xpnet.cli import main
-    >>> main(["info", "--json"])  # doctest: +SKIP
-    0
+    >>> main(["evaluate", "no-such-model.safetensors", "--json"])  # doctest: +ELLIPSIS
+    {"status": "error", "exit_code": 3, "message": "model file no-such-model.safetensors ..."}
+    3
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    args: argparse.Namespace | None = None
     try:
         parser = build_parser()
         try:
@@ -122,11 +152,11 @@ def main(argv: list[str] | None = None) -> int:
                 # bury the one-line error; fit() detects non-finite values itself
                 warnings.simplefilter("ignore", RuntimeWarning)
             return handler(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if debug:
             traceback.print_exc()
-        sys.stderr.write("xpnet: interrupted\n")
-        return EXIT_INTERRUPTED
+        return _report(exit_status(exc), "interrupted", as_json=_wants_json(argv, args),
+                       status="interrupted")
     except SystemExit as exc:  # rich exits this way when the reader of stdout goes away
         return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
     except BrokenPipeError:  # e.g. `xpnet info | head`
@@ -136,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return EXIT_OK
     except Exception as exc:
-        code, message = _classify(exc)
+        code, message = _classify(exc, getattr(args, "command", None))
         if debug:
             traceback.print_exc()
-        sys.stderr.write(f"xpnet: error: {_one_line(message)}\n")
-        sys.stderr.flush()
-        return code
+        return _report(code, message, as_json=_wants_json(argv, args))

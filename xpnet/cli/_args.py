@@ -59,16 +59,20 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 # shared with other processes (measured on a 2-core machine).
 AUTO_ONE_THREAD_BELOW = 50_000_000
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DATA, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DATA, EXIT_BACKEND = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
 
 #: Exit status -> meaning (also printed by ``--help``).
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_FAILURE: "runtime failure (training diverged, out of memory, internal error)",
-    EXIT_USAGE: "usage error: bad flag or value, missing optional dependency",
-    EXIT_DATA: "data or file problem: missing/corrupted dataset, model or input file",
+    EXIT_USAGE: "usage error: bad flag or value, missing optional dependency, output "
+                "folder in use by another run",
+    EXIT_DATA: "data or file problem: missing/corrupted dataset, model or input file, "
+               "data above the size cap, full disk",
     EXIT_BACKEND: "backend unavailable (e.g. --backend cupy without a usable GPU)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); a run with an output folder can be resumed",
+    EXIT_TERMINATED: "terminated (SIGTERM); handled like Ctrl-C",
 }
 
 DATASETS = ("digits", "mnist", "fashion-mnist")

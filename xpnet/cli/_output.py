@@ -152,7 +152,7 @@ def write_json(path: Path, obj: Any) -> None:
       "epochs": 3
     }
     """
-    from ..callbacks import atomic_write_text
+    from .._files import atomic_write_text
 
     atomic_write_text(path, json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
 

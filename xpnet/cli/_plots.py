@@ -63,7 +63,7 @@ def save_figure(fig: Any, path: Path) -> None:
     """
     import io
 
-    from ..checkpoint import atomic_write_bytes
+    from .._files import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

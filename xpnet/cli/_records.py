@@ -44,31 +44,49 @@ def timestamp() -> str:
 
 
 # ----------------------------------------------------------------------------- folders
-def default_out(dataset_name: str) -> Path:
-    """A new folder name ``runs/<dataset>-<YYYYmmdd-HHMMSS>`` that does not exist yet.
+def default_out(dataset_name: str, root: Path = Path("runs")) -> Path:
+    """Create and return a new folder ``<root>/<dataset>-<YYYYmmdd-HHMMSS>``.
 
     Parameters
     ----------
     dataset_name : str
         The dataset's name; characters unsafe in a file name become ``-``.
+    root : pathlib.Path, optional
+        Where run folders go (created when missing); default ``runs``.
 
     Returns
     -------
     pathlib.Path
-        A relative path; ``-2``, ``-3``, ... is appended when the name is taken.
+        The new folder; ``-2``, ``-3``, ... is appended when the name is taken. It is
+        created here, atomically, so two runs started in the same second never share one.
+
+    Raises
+    ------
+    CLIError
+        Exit status 3 when the folder cannot be created.
 
     Examples
     --------
+    >>> import tempfile
+    >>> from pathlib import Path
     >>> from xpnet.cli._records import default_out
-    >>> default_out("fashion mnist").name.startswith("fashion-mnist-")
-    True
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     first, second = default_out("fashion mnist", Path(d)), default_out("x", Path(d))
+    ...     first.name.startswith("fashion-mnist-"), first.is_dir()
+    (True, True)
     """
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset_name).strip("-.") or "run"
-    base = Path("runs") / f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = root / f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
     out, k = base, 2
-    while out.exists():
-        out, k = base.with_name(f"{base.name}-{k}"), k + 1
-    return out
+    while True:
+        try:
+            out.mkdir(parents=True)
+            return out
+        except FileExistsError:
+            out, k = base.with_name(f"{base.name}-{k}"), k + 1
+        except OSError as exc:
+            raise CLIError(f"cannot create the output folder {out}: {exc.strerror}",
+                           EXIT_DATA) from None
 
 
 def _point_latest(out: Path) -> None:

@@ -117,6 +117,40 @@ def check_settings(s: dict[str, Any]) -> None:
                        EXIT_USAGE)
 
 
+def _as_flag_text(key: str, value: Any) -> str:
+    """A saved setting written as its command-line value (ValueError if it has none)."""
+    if key == "hidden":
+        if not isinstance(value, list) or not all(type(v) is int for v in value):
+            raise ValueError("a list of integers")
+        return ",".join(map(str, value)) or "none"
+    if key in ("dataset", "data_dir") and not isinstance(value, str):
+        raise ValueError("a string")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError("a number or a name")
+    return str(value)
+
+
+def _check_saved(settings: dict[str, Any], model_file: Path) -> None:
+    """Check the saved settings with the same parser that checks the flags (exit 3)."""
+    from ._args import build_parser
+
+    argv = ["train"]
+    for key in TRAIN_KEYS:
+        value = settings.get(key)
+        if value is None:
+            continue
+        try:
+            argv.append(f"--{key.replace('_', '-')}={_as_flag_text(key, value)}")
+        except ValueError as exc:
+            raise CLIError(f"{model_file}: damaged metadata: settings.{key} must be {exc}, "
+                           f"got {type(value).__name__} {value!r:.60}", EXIT_DATA) from None
+    try:
+        build_parser().parse_args(argv)
+    except CLIError as exc:
+        raise CLIError(f"{model_file}: damaged metadata: the saved settings do not parse: "
+                       f"{exc}", EXIT_DATA) from None
+
+
 def saved_settings(model_file: Path) -> tuple[dict[str, Any], int]:
     """The settings and the last completed epoch of a run saved by ``xpnet train``.
 
@@ -140,10 +174,11 @@ def saved_settings(model_file: Path) -> tuple[dict[str, Any], int]:
     from ..checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(model_file, backend="numpy")
-    settings = run_meta(ckpt).get("settings")
+    settings = run_meta(ckpt, model_file).get("settings")
     if not isinstance(settings, dict):
         raise CLIError(f"{model_file} was not written by `xpnet train` (no run settings in it); "
                        "it cannot be resumed from the command line", EXIT_DATA)
+    _check_saved(settings, model_file)
     if ckpt.training is None:
         raise CLIError(f"{model_file} holds no training position; it cannot be resumed",
                        EXIT_DATA)

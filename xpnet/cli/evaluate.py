@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 
 from ._args import CONFUSION_FILE, DATASETS, EXIT_DATA, EXIT_OK, EXIT_USAGE, CLIError
+from ._inputs import read_inputs
 from ._io import (
     class_names,
     dataset_spec,
     image_shape,
     load_dataset,
     model_path,
-    read_inputs,
+    require_classifier,
     run_meta,
 )
 from ._output import console, print_json, styled
@@ -31,19 +32,103 @@ from ._plots import plot_confusion, require_matplotlib
 __all__ = ["cmd_evaluate", "cmd_predict"]
 
 
-def _per_class(cm: np.ndarray, names: list[str]) -> list[dict[str, Any]]:
+#: Up to this many classes the confusion matrix is built, printed (--json) and plotted;
+#: above it only the per-class table is (it is computed from the sparse pairs).
+DENSE_CONFUSION_MAX = 1000
+
+
+def _confusion(y: np.ndarray, pred: np.ndarray, k: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Support, correct count and most frequent wrong prediction (-1: none) of each true
+    class, from the (true, predicted) pairs that occur: memory O(n + k), not O(k^2).
+    The dense (k, k) matrix too when k <= DENSE_CONFUSION_MAX."""
+    pairs, counts = np.unique(y.astype(np.int64) * k + pred.astype(np.int64),
+                              return_counts=True)
+    true, guess = np.divmod(pairs, k)
+    support = np.bincount(y, minlength=k)
+    correct = np.zeros(k, dtype=np.int64)
+    diag = true == guess
+    correct[true[diag]] = counts[diag]
+    t, g, c = true[~diag], guess[~diag], counts[~diag]
+    order = np.lexsort((g, -c, t))  # by true class, then most frequent, then lowest label
+    t, g = t[order], g[order]
+    first = np.ones(t.shape[0], dtype=bool)
+    first[1:] = t[1:] != t[:-1]
+    confused = np.full(k, -1, dtype=np.int64)
+    confused[t[first]] = g[first]
+    cm = None
+    if k <= DENSE_CONFUSION_MAX:
+        cm = np.zeros((k, k), dtype=np.int64)
+        cm[true, guess] = counts
+    return support, correct, confused, cm
+
+
+def _per_class(support: np.ndarray, correct: np.ndarray, confused: np.ndarray,
+               names: list[str]) -> list[dict[str, Any]]:
     """Support, correct count, accuracy and most frequent confusion of each true class."""
     per_class: list[dict[str, Any]] = []
-    for c in range(cm.shape[0]):
-        support = int(cm[c].sum())
-        off = cm[c].copy()
-        off[c] = 0
-        confused = int(off.argmax()) if off.any() else None
+    for c in range(support.shape[0]):
+        n, ok, other = int(support[c]), int(correct[c]), int(confused[c])
         per_class.append({
-            "label": c, "class": names[c], "support": support, "correct": int(cm[c, c]),
-            "accuracy": cm[c, c] / support if support else None,
-            "most_confused_with": None if confused is None else names[confused]})
+            "label": c, "class": names[c], "support": n, "correct": ok,
+            "accuracy": ok / n if n else None,
+            "most_confused_with": None if other < 0 else names[other]})
     return per_class
+
+
+def _plot_target(args: argparse.Namespace, model_file: Path) -> Path | None:
+    """Where --plot / --plot-path put the confusion matrix (checked before any work)."""
+    if not (args.plot or args.plot_path):
+        return None
+    require_matplotlib()
+    plot_path = Path(args.plot_path).expanduser() if args.plot_path \
+        else model_file.parent / CONFUSION_FILE
+    if not plot_path.parent.is_dir():
+        raise CLIError(f"--plot-path: folder {plot_path.parent} does not exist", EXIT_USAGE)
+    return plot_path
+
+
+def _evaluation_data(args: argparse.Namespace, spec: str | None, meta: dict[str, Any],
+                     model: Any, model_file: Path) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The dataset, and the X and y of the chosen split, checked against the model."""
+    data_dir = args.data_dir
+    if spec is None:
+        info = meta.get("dataset") or {}
+        spec = info.get("spec")
+        if not spec:
+            raise CLIError(f"{model_file} does not say which dataset it was trained on; pass "
+                           "--dataset NAME|PATH", EXIT_USAGE)
+        data_dir = data_dir or info.get("data_dir")
+        if spec not in DATASETS and not Path(spec).exists():
+            raise CLIError(f"the model was trained on {spec}, which no longer exists; pass "
+                           "--dataset NAME|PATH", EXIT_DATA)
+    ds = load_dataset(spec, data_dir, progress=not args.json)
+    X, y = (ds.x_test, ds.y_test) if args.split == "test" else (ds.x_train, ds.y_train)
+    if ds.n_features != model.in_features:
+        raise CLIError(f"{ds.name} has {ds.n_features} features per sample but the model "
+                       f"expects {model.in_features}; evaluate it on the data it was trained "
+                       "on", EXIT_DATA)
+    if int(y.max()) >= model.out_features:
+        raise CLIError(f"{ds.name} has label {int(y.max())} but the model only knows "
+                       f"{model.out_features} classes", EXIT_DATA)
+    return ds, X, y
+
+
+def _scores(model: Any, backend: Any, X: np.ndarray, y: np.ndarray
+            ) -> tuple[dict[str, Any], dict[str, float], np.ndarray]:
+    """Loss and accuracy, top-3/top-5 accuracy and the predicted labels (on the host)."""
+    from .. import metrics
+    from ..backends import to_numpy
+
+    result = model.evaluate(X, y)
+    yd = backend.asarray(y, dtype=backend.xp.int64)
+    scores = model.predict_proba(X)
+    pred = to_numpy(backend.xp.argmax(scores, axis=1))
+    top: dict[str, float] = {}
+    for kk in (3, 5):
+        if kk < model.out_features:
+            top[str(kk)] = float(metrics.top_k_accuracy(yd, scores, kk))
+    return result, top, pred
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -62,8 +147,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     Raises
     ------
     CLIError
-        When the model, the dataset or the plot folder is missing, or the data does not
-        fit the model (exit status 2 or 3).
+        When the model, the dataset or the plot folder is missing, the model is not a
+        classifier, or the data does not fit the model (exit status 2 or 3).
 
     Examples
     --------
@@ -71,113 +156,93 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     >>> main(["evaluate", "runs/latest", "--json"])  # doctest: +SKIP
     0
     """
-    from .. import metrics
-    from ..backends import get_backend, to_numpy
+    from ..backends import get_backend
     from ..checkpoint import load_checkpoint
 
     model_file = model_path(args.model)
-    plot_path = None
-    if args.plot or args.plot_path:
-        require_matplotlib()
-        plot_path = Path(args.plot_path).expanduser() if args.plot_path \
-            else model_file.parent / CONFUSION_FILE
-        if not plot_path.parent.is_dir():
-            raise CLIError(f"--plot-path: folder {plot_path.parent} does not exist", EXIT_USAGE)
-    spec = None
-    if args.dataset is not None:
-        _, spec = dataset_spec(args.dataset)
+    plot_path = _plot_target(args, model_file)
+    spec = None if args.dataset is None else dataset_spec(args.dataset)[1]
     backend = get_backend(args.backend)
     ckpt = load_checkpoint(model_file, backend=backend)
-    model, meta = ckpt.model, run_meta(ckpt)
-    data_dir = args.data_dir
-    if spec is None:
-        info = meta.get("dataset") or {}
-        spec = info.get("spec")
-        if not spec:
-            raise CLIError(f"{model_file} does not say which dataset it was trained on; pass "
-                           "--dataset NAME|PATH", EXIT_USAGE)
-        data_dir = data_dir or info.get("data_dir")
-        if spec not in DATASETS and not Path(spec).exists():
-            raise CLIError(f"the model was trained on {spec}, which no longer exists; pass "
-                           "--dataset NAME|PATH", EXIT_DATA)
-    ds = load_dataset(spec, data_dir, progress=not args.json)
-    X, y = (ds.x_test, ds.y_test) if args.split == "test" else (ds.x_train, ds.y_train)
-    if ds.n_features != model.in_features:
-        raise CLIError(f"{ds.name} has {ds.n_features} features per sample but the model "
-                       f"expects {model.in_features}; evaluate it on the data it was trained "
-                       "on", EXIT_DATA)
+    model, meta = ckpt.model, run_meta(ckpt, model_file)
+    require_classifier(model, model_file, "evaluate")
+    ds, X, y = _evaluation_data(args, spec, meta, model, model_file)
+    result, top, pred = _scores(model, backend, X, y)
     k = model.out_features
-    if int(y.max()) >= k:
-        raise CLIError(f"{ds.name} has label {int(y.max())} but the model only knows {k} "
-                       "classes", EXIT_DATA)
-    result = model.evaluate(X, y)
-    yd = backend.asarray(y, dtype=backend.xp.int64)
-    scores = model.predict_proba(X)
-    pred = backend.xp.argmax(scores, axis=1)
     # counted on the host: the predictions are output now, and integer matmul (what
     # metrics.confusion_matrix uses) is not implemented for CUDA tensors in PyTorch
-    cm = np.bincount(y.astype(np.int64) * k + to_numpy(pred).astype(np.int64),
-                     minlength=k * k).reshape(k, k)
-    top: dict[str, float] = {}
-    for kk in (3, 5):
-        if kk < k:
-            top[str(kk)] = float(metrics.top_k_accuracy(yd, scores, kk))
+    support, correct, confused, cm = _confusion(y, pred, k)
     names = class_names(meta, k)
-    per_class = _per_class(cm, names)
-    if plot_path is not None:
+    per_class = _per_class(support, correct, confused, names)
+    if plot_path is not None and cm is not None:
         plot_confusion(cm, names, plot_path,
                        f"{ds.name} {args.split}: accuracy {result.get('accuracy', 0):.4f}")
     out = {"model": str(model_file.resolve()), "dataset": ds.name, "source": ds.source,
            "split": args.split, "samples": int(X.shape[0]), "backend": backend.name,
            "device": backend.device_name, "accuracy": result.get("accuracy"),
            "loss": result["loss"], "top_k_accuracy": top, "per_class": per_class,
-           "confusion_matrix": cm.tolist(),
-           "plot": str(plot_path.resolve()) if plot_path else None}
+           "confusion_matrix": None if cm is None else cm.tolist(),
+           "plot": str(plot_path.resolve()) if plot_path and cm is not None else None}
     if args.json:
         print_json(out)
-        return EXIT_OK
+    else:
+        _print_evaluation(out, model, model_file, ds, cm, names)
+    return EXIT_OK
 
+
+def _print_evaluation(out: dict[str, Any], model: Any, model_file: Path, ds: Any,
+                      cm: np.ndarray | None, names: list[str]) -> None:
+    """The tables of ``xpnet evaluate`` without --json."""
     from rich.table import Table
 
     con = console(stderr=False)
     con.print(f"model  {model_file}  ({model.num_params:,} parameters, backend "
-              f"{backend.name} {backend.device_name})")
-    con.print(f"data   {ds.summary()}; evaluating the {args.split} split")
+              f"{out['backend']} {out['device']})")
+    con.print(f"data   {ds.summary()}; evaluating the {out['split']} split")
     t = Table(title="metrics", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column(justify="right")
-    t.add_row("accuracy", f"{result.get('accuracy', float('nan')):.4f}")
-    t.add_row("loss", f"{result['loss']:.4f}")
-    for top_k, v in top.items():
+    accuracy = out["accuracy"]
+    t.add_row("accuracy", f"{accuracy if accuracy is not None else float('nan'):.4f}")
+    t.add_row("loss", f"{out['loss']:.4f}")
+    for top_k, v in out["top_k_accuracy"].items():
         t.add_row(f"top-{top_k} accuracy", f"{v:.4f}")
-    t.add_row("samples", f"{X.shape[0]:,}")
+    t.add_row("samples", f"{out['samples']:,}")
     con.print(t)
     pc = Table(title="per class", title_justify="left")
     for col in ("class", "support", "correct", "accuracy", "most confused with"):
         pc.add_column(col, justify="left" if col in ("class", "most confused with")
                       else "right")
-    for row in per_class:
+    for row in out["per_class"]:
         acc = row["accuracy"]
-        style = "red" if acc is not None and acc < (result.get("accuracy") or 0) - 0.05 else ""
+        style = "red" if acc is not None and acc < (accuracy or 0) - 0.05 else ""
         pc.add_row(row["class"], f"{row['support']:,}", f"{row['correct']:,}",
                    "-" if acc is None else f"{acc:.4f}", row["most_confused_with"] or "-",
                    style=style)
     con.print(pc)
-    if k <= 20:
-        cmt = Table(title="confusion matrix (rows: true class, columns: predicted)",
-                    title_justify="left")
-        cmt.add_column("true \\ pred", style="bold")
-        for name in names:
-            cmt.add_column(name, justify="right")
-        for i, name in enumerate(names):
-            cmt.add_row(name, *[styled((str(v), "bold" if i == j else "dim" if v == 0 else ""))
-                                for j, v in enumerate(cm[i].tolist())])
-        con.print(cmt)
-    else:
-        con.print(f"(confusion matrix of {k} classes not shown; use --json or --plot)")
-    if plot_path is not None:
-        con.print(f"confusion matrix plot: {plot_path}")
-    return EXIT_OK
+    _print_confusion(con, cm, names)
+    if out["plot"] is not None:
+        con.print(f"confusion matrix plot: {out['plot']}")
+
+
+def _print_confusion(con: Any, cm: np.ndarray | None, names: list[str]) -> None:
+    """The confusion matrix as a table, up to 20 classes."""
+    from rich.table import Table
+
+    k = len(names)
+    if cm is None or k > 20:
+        more = " or --plot" if cm is not None else ""
+        con.print(f"(confusion matrix of {k} classes not shown; use --json{more})")
+        return
+    cmt = Table(title="confusion matrix (rows: true class, columns: predicted)",
+                title_justify="left")
+    cmt.add_column("true \\ pred", style="bold")
+    for name in names:
+        cmt.add_column(name, justify="right")
+    for i, name in enumerate(names):
+        cmt.add_row(name, *[styled((str(v), "bold" if i == j else "dim" if v == 0 else ""))
+                            for j, v in enumerate(cm[i].tolist())])
+    con.print(cmt)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -214,9 +279,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise CLIError(f"input {Path(text).expanduser()} does not exist", EXIT_DATA)
     backend = get_backend(args.backend)
     ckpt = load_checkpoint(model_file, backend=backend)
-    model, meta = ckpt.model, run_meta(ckpt)
-    if model.loss.name != "cross_entropy":
-        raise CLIError(f"{model_file} is not a classifier (loss {model.loss.name})", EXIT_DATA)
+    model, meta = ckpt.model, run_meta(ckpt, model_file)
+    require_classifier(model, model_file, "predict")
     k = model.out_features
     names = class_names(meta, k)
     shape = image_shape(meta, model.in_features)

@@ -1,17 +1,24 @@
 """``xpnet train``: train an MLP and keep a resumable run folder.
 
 Everything that can be checked is checked before data is loaded or a device is touched;
+the ``--out`` folder is locked first (:mod:`~xpnet.cli._runlock`: one run per folder);
 then the data, the model and the output folder; then ``fit`` with a checkpoint and a run
-record rewritten after every epoch. Progress and the summary go to standard error; with
-``--json`` the summary also goes to standard output as one JSON object.
+record rewritten after every epoch. From the first ``run.json`` write on, every ending
+leaves it final: ``completed``/``stopped_early``, ``interrupted`` (Ctrl-C or SIGTERM,
+see :mod:`~xpnet.cli._signals`; exit status 130 or 143) or ``failed`` with the error.
+Progress and the summary go to standard error; with ``--json`` the summary also goes to
+standard output as one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import shlex
+import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +28,6 @@ from ._args import (
     DEFAULTS,
     EXIT_DATA,
     EXIT_FAILURE,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     MODEL_FILE,
@@ -41,6 +47,7 @@ from ._records import (
     recorder_callback,
     timestamp,
 )
+from ._runlock import RunLock
 from ._settings import (
     check_settings,
     limit_threads,
@@ -50,8 +57,48 @@ from ._settings import (
     saved_settings,
     split,
 )
+from ._signals import SignalGuard, exit_status
 
 __all__ = ["cmd_train"]
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+@dataclass
+class _Run:
+    """What one ``xpnet train`` has worked out so far, passed between its phases."""
+
+    args: argparse.Namespace
+    command: str
+    out: Path | None = None
+    lock: RunLock | None = None
+    spec_kind: str = "name"
+    spec: str = ""
+    saved: dict[str, Any] | None = None
+    done: int = 0
+    s: dict[str, Any] = field(default_factory=dict)
+    explicit: set[str] = field(default_factory=set)
+    backend: Any = None
+    ds: Any = None
+    X: Any = None
+    y: Any = None
+    val: Any = None
+    n_train: int = 0
+    bs: int = 0
+    steps: int = 0
+    optimizer: Any = None
+    model: Any = None
+    resume: dict[str, Any] | None = None
+    limiter: Any = None
+    threads_txt: str = ""
+    model_file: Path | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
+    recorder: RunRecorder | None = None
+    early: Any = None
+    checkpoint: Any = None
+    history: Any = None
+    start_epoch: int = 0
 
 
 def _check_flags(args: argparse.Namespace) -> None:
@@ -69,48 +116,362 @@ def _check_flags(args: argparse.Namespace) -> None:
         require_matplotlib()
 
 
-def _locate_run(args: argparse.Namespace
-                ) -> tuple[str, str, Path | None, dict[str, Any] | None, int]:
-    """(spec kind, dataset spec, --out folder, settings of the resumed run, epochs done)."""
-    spec_kind, spec = dataset_spec(args.dataset) if args.dataset is not None \
+def _locate_run(run: _Run) -> None:
+    """The dataset spec, and with --resume the settings and epochs of the run in --out."""
+    args = run.args
+    run.spec_kind, run.spec = dataset_spec(args.dataset) if args.dataset is not None \
         else ("name", DEFAULTS["train"]["dataset"])
-    saved: dict[str, Any] | None = None
-    done = 0
-    out: Path | None = None
-    if not args.no_save:
-        out = Path(args.out).expanduser() if args.out else None
-        if out is not None and out.exists() and not out.is_dir():
-            raise CLIError(f"--out {out} is a file, not a folder", EXIT_USAGE)
-        if args.resume:
-            assert out is not None
-            model_file = out / MODEL_FILE
-            if not model_file.is_file():
-                raise CLIError(f"nothing to resume: {model_file} does not exist; run without "
-                               "--resume to start a new run", EXIT_DATA)
-            saved, done = saved_settings(model_file)
-            if args.dataset is None:
-                spec_kind = "name" if saved["dataset"] in DATASETS else "path"
-                spec = saved["dataset"]
-        elif out is not None and (out / MODEL_FILE).exists() and not args.overwrite:
-            raise CLIError(f"{out} already holds a run ({MODEL_FILE}); pass --resume to "
-                           "continue it, --overwrite to replace it, or choose another --out",
-                           EXIT_USAGE)
-    return spec_kind, spec, out, saved, done
-
-
-def _report_interrupt(out: Path | None, done: int, epochs: int) -> None:
-    """Say what a Ctrl-C left behind and how to continue."""
-    err = console(stderr=True)
+    out = run.out
     if out is None:
-        err.print(f"xpnet: interrupted after {done} epoch(s); nothing was saved "
-                  "(--no-save)")
-    elif done == 0 or not (out / MODEL_FILE).exists():
-        err.print(f"xpnet: interrupted before the first epoch finished; nothing to resume "
-                  f"in {out}")
+        return
+    if args.resume:
+        model_file = out / MODEL_FILE
+        if not model_file.is_file():
+            raise CLIError(f"nothing to resume: {model_file} does not exist; run without "
+                           "--resume to start a new run", EXIT_DATA)
+        run.saved, run.done = saved_settings(model_file)
+        if args.dataset is None:
+            run.spec_kind = "name" if run.saved["dataset"] in DATASETS else "path"
+            run.spec = run.saved["dataset"]
+    elif (out / MODEL_FILE).exists() and not args.overwrite:
+        raise CLIError(f"{out} already holds a run ({MODEL_FILE}); pass --resume to "
+                       "continue it, --overwrite to replace it, or choose another --out",
+                       EXIT_USAGE)
+
+
+def _lock_out(run: _Run) -> None:
+    """Lock --out before anything reads it: one run per folder (exit status 2 if in use)."""
+    args = run.args
+    if args.no_save or not args.out:
+        return
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file, not a folder", EXIT_USAGE)
+    run.lock = RunLock(out, run.command)
+    run.out = out
+    _note_stale(run)
+
+
+def _note_stale(run: _Run) -> None:
+    if run.lock is not None and run.lock.stale is not None:
+        console(stderr=True, quiet=run.args.quiet).print(
+            f"xpnet: note: cleared the stale lock of an earlier run in {run.lock.folder} "
+            f"(pid {run.lock.stale.get('pid')}, no longer running)")
+
+
+def _plan(run: _Run) -> None:
+    """Settings from flags, the resumed run and the defaults; all checks before data."""
+    _locate_run(run)
+    dataset_key = run.spec if run.spec_kind == "name" else "train"
+    run.s, run.explicit = resolve(run.args, dataset_key, run.saved)
+    run.s["dataset"] = run.spec
+    check_settings(run.s)
+    if run.saved is not None:
+        resume_conflicts(run.s, run.saved, run.explicit)
+        if run.done >= run.s["epochs"]:
+            raise CLIError(f"the run in {run.out} has already done {run.done} epochs; pass "
+                           f"--epochs N with N > {run.done} to train further", EXIT_USAGE)
+
+
+def _load(run: _Run) -> None:
+    """The backend, the dataset, the validation split and the optimizer."""
+    from ..backends import get_backend
+
+    args = run.args
+    run.backend = get_backend(run.s["backend"])
+    ds = run.ds = load_dataset(run.spec, run.s["data_dir"], progress=not args.quiet)
+    if run.spec_kind == "path" and ds.name in DATASETS and run.saved is None:
+        # a folder holding the real MNIST files gets MNIST's defaults
+        run.s, run.explicit = resolve(args, ds.name, None)
+        run.s["dataset"] = run.spec
+        check_settings(run.s)
+    train_idx, val_idx = split(ds.x_train.shape[0], run.s["val_split"], run.s["seed"])
+    run.X, run.y = ds.x_train[train_idx], ds.y_train[train_idx]
+    run.val = None if val_idx is None else (ds.x_train[val_idx], ds.y_train[val_idx])
+    run.n_train = run.X.shape[0]
+    run.bs = min(run.s["batch_size"], run.n_train)
+    run.steps = math.ceil(run.n_train / run.bs)
+    run.optimizer = make_optimizer(run.s, run.steps)
+
+
+def _build_model(run: _Run) -> None:
+    """A new model, or the resumed run's model, optimizer state and training position."""
+    from ..checkpoint import load_checkpoint
+    from ..model import MLP
+
+    ds, s = run.ds, run.s
+    if run.saved is None:
+        run.model = MLP([ds.n_features, *s["hidden"], ds.num_classes],
+                        activation=s["activation"], dropout=s["dropout"], backend=run.backend,
+                        dtype=s["dtype"], seed=s["seed"])
+        return
+    assert run.out is not None
+    ckpt = load_checkpoint(run.out / MODEL_FILE, backend=run.backend)
+    model = run.model = ckpt.model
+    if model.in_features != ds.n_features or model.out_features < ds.num_classes:
+        raise CLIError(f"{run.out / MODEL_FILE} has {model.in_features} inputs and "
+                       f"{model.out_features} classes but {ds.name} has {ds.n_features} "
+                       f"features and {ds.num_classes} classes", EXIT_DATA)
+    run.resume = ckpt.training or {}
+    if ckpt.optimizer is not None and type(ckpt.optimizer) is type(run.optimizer):
+        run.optimizer.state = ckpt.optimizer.state
+
+
+def _open_records(run: _Run) -> None:
+    """The output folder (a new default one is created and locked here) and run.json."""
+    args, ds, s = run.args, run.ds, run.s
+    default_folder = run.out is None and not args.no_save
+    if default_folder:
+        run.out = default_out(ds.name if run.spec_kind == "path" else run.spec)
+        run.lock = RunLock(run.out, run.command)
+    if run.out is not None:
+        make_output_folder(run.out, latest=default_folder, overwrite=args.overwrite)
+        run.model_file = run.out / MODEL_FILE
+    dataset_info = {
+        "name": ds.name, "spec": run.spec, "data_dir": s["data_dir"], "source": ds.source,
+        "sha256": dict(ds.sha256), "n_train": int(run.n_train),
+        "n_val": 0 if run.val is None else int(run.val[0].shape[0]),
+        "n_test": int(ds.x_test.shape[0]), "n_features": ds.n_features,
+        "num_classes": ds.num_classes, "image_shape": list(ds.image_shape),
+        "class_names": list(ds.class_names)}
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()}
+    run.meta = {"xpnet_cli": RUN_SCHEMA, "settings": settings, "dataset": {
+        k: dataset_info[k] for k in ("name", "spec", "data_dir", "source", "n_features",
+                                     "num_classes", "image_shape", "class_names")}}
+    previous = read_previous_record(run.out) if run.saved is not None and run.out else None
+    run.record = new_record(
+        command=run.command, settings=settings, previous=previous, resume=run.resume,
+        resuming=run.saved is not None, backend=run.backend, dataset=dataset_info,
+        model=run.model, optimizer=run.optimizer, steps_per_epoch=run.steps,
+        batch_size=run.bs, saving=run.out is not None)
+    run.recorder = RunRecorder(run.out / RUN_FILE if run.out else None, run.record,
+                               (run.resume or {}).get("history"))
+    run.recorder.write()
+
+
+def _announce(run: _Run) -> None:
+    """Tell the user what is about to happen (standard error)."""
+    from .._version import __version__
+
+    s, ds, backend = run.s, run.ds, run.backend
+    con = console(stderr=True, quiet=run.args.quiet)
+    con.print(styled((f"xpnet {__version__}", "bold"), "  backend ", (backend.name, "bold"),
+                     f" ({backend.device_name}), {s['dtype']}, seed {s['seed']}"
+                     + (f", threads {run.threads_txt}" if backend.is_host else "")))
+    con.print(f"data     {ds.summary()}")
+    vtxt = f", validation {run.val[0].shape[0]:,} ({s['val_split']:g})" if run.val else ""
+    con.print(f"split    train {run.n_train:,}{vtxt}, test {ds.x_test.shape[0]:,}")
+    con.print(f"model    {_sizes(run)} ({s['activation']}"
+              f"{', dropout ' + format(s['dropout'], 'g') if s['dropout'] else ''}), "
+              f"{run.model.num_params:,} parameters")
+    con.print(f"training {run.optimizer!r}, schedule {s['schedule']}, batch {run.bs}, "
+              f"{s['epochs']} epoch{'s' if s['epochs'] != 1 else ''} ({run.steps} steps each)")
+    if run.resume is not None:
+        con.print(f"resuming {run.out} after epoch {run.resume.get('epoch', 0)}")
+    if run.out is not None:
+        con.print(f"output   {run.out}")
+
+
+def _sizes(run: _Run) -> str:
+    return " → ".join(map(str, [run.ds.n_features, *run.s["hidden"], run.ds.num_classes]))
+
+
+def _fit(run: _Run) -> None:
+    """Train, with the checkpoint and run.json rewritten after every epoch."""
+    from ..callbacks import EarlyStopping, ModelCheckpoint
+    from ..training import fit
+
+    s = run.s
+    callbacks: list[Any] = []
+    if s["early_stopping"] > 0:
+        run.early = EarlyStopping(monitor="val_loss", patience=s["early_stopping"],
+                                  restore_best_weights=True)
+        callbacks.append(run.early)
+    if run.model_file is not None:
+        run.checkpoint = ModelCheckpoint(run.model_file, metadata=run.meta)
+        callbacks.append(run.checkpoint)
+    assert run.recorder is not None
+    callbacks.append(recorder_callback(run.recorder))
+    run.start_epoch = int((run.resume or {}).get("epoch", 0))
+    run.history = fit(run.model, run.X, run.y, epochs=s["epochs"], batch_size=run.bs,
+                      optimizer=run.optimizer, validation_data=run.val, callbacks=callbacks,
+                      seed=s["seed"], verbose=0 if run.args.quiet else 1, resume=run.resume)
+
+
+def _finish(run: _Run) -> dict[str, Any]:
+    """Best weights, test score and curves; run.json's final record. The summary's data."""
+    from ..checkpoint import save
+
+    history, early, checkpoint = run.history, run.early, run.checkpoint
+    if early is not None and checkpoint is not None and run.model_file is not None \
+            and checkpoint.trainer is not None \
+            and 0 <= early.best_epoch < len(history.epoch) - 1:
+        # EarlyStopping put back the best epoch's weights: store those
+        save(run.model, run.model_file, training=checkpoint.training_record(), metadata=run.meta)
+    test = run.model.evaluate(run.ds.x_test, run.ds.y_test)
+    secs = list(history.history.get("seconds", [])[run.start_epoch:])
+    train_secs = float(sum(secs))
+    epochs_run = len(history.epoch) - run.start_epoch
+    sps = run.n_train * epochs_run / train_secs if train_secs > 0 else None
+    curves = None
+    if run.args.plot and run.out is not None:
+        curves = run.out / CURVES_FILE
+        plot_curves(run.record["history"], curves,
+                    f"{run.ds.name}: {_sizes(run)}, {run.s['optimizer']} lr {run.s['lr']:g}")
+    status = "stopped_early" if history.stopped_early else "completed"
+    run.record.update(status=status, finished_at=timestamp(), test=test,
+                      train_seconds=train_secs, samples_per_second=sps,
+                      stopped_early=history.stopped_early,
+                      best_epoch=None if early is None or early.best_epoch < 0
+                      else early.best_epoch + 1)
+    run.record["files"]["curves"] = CURVES_FILE if curves else None
+    assert run.recorder is not None
+    run.recorder.write()
+    return {"status": status, "test": test, "train_secs": train_secs, "sps": sps,
+            "curves": curves}
+
+
+def _print_summary(run: _Run, result: dict[str, Any], total: float) -> None:
+    """The result table (standard error) and, with --json, the summary (standard output)."""
+    from rich.table import Table
+
+    history, out, test = run.history, run.out, result["test"]
+    table = Table(title="result", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("test accuracy", f"{test.get('accuracy', float('nan')):.4f}")
+    table.add_row("test loss", f"{test['loss']:.4f}")
+    ep_txt = f"{len(history.epoch)}"
+    if run.start_epoch:
+        ep_txt += f" ({run.start_epoch} before resuming)"
+    if history.stopped_early:
+        ep_txt += f", stopped early (best epoch {run.record['best_epoch']})"
+    table.add_row("epochs", ep_txt)
+    table.add_row("time", f"{fmt_secs(total)} (training {fmt_secs(result['train_secs'])})")
+    table.add_row("samples/s", f"{result['sps']:,.0f}" if result["sps"] else "-")
+    if out is not None:
+        table.add_row("model", str(run.model_file))
+        table.add_row("run record", str(out / RUN_FILE))
+        if result["curves"]:
+            table.add_row("curves", str(result["curves"]))
+        table.add_row("next", f"xpnet evaluate {shlex.quote(str(out))}")
     else:
-        err.print(f"xpnet: interrupted; epoch {done}/{epochs} is saved in "
-                  f"{out / MODEL_FILE}. Continue with:\n"
-                  f"  xpnet train --out {shlex.quote(str(out))} --resume")
+        table.add_row("model", "not saved (--no-save)")
+    console(stderr=True, quiet=run.args.quiet).print(table)
+    if run.args.json:
+        curves = result["curves"]
+        print_json({
+            "status": result["status"], "dataset": run.ds.name, "backend": run.backend.name,
+            "device": run.backend.device_name, "test": test, "epochs": len(history.epoch),
+            "stopped_early": history.stopped_early, "train_seconds": result["train_secs"],
+            "total_seconds": total, "samples_per_second": result["sps"],
+            "history": run.record["history"], "settings": run.record["settings"],
+            "out": str(out.resolve()) if out else None,
+            "model": str(run.model_file.resolve()) if out and run.model_file else None,
+            "run_json": str((out / RUN_FILE).resolve()) if out else None,
+            "curves": str(curves.resolve()) if curves else None})
+
+
+# ----------------------------------------------------------------------------- endings
+def _resume_hint(run: _Run) -> str | None:
+    """The command that continues this run, when its folder holds a checkpoint."""
+    if run.out is None or not (run.out / MODEL_FILE).exists():
+        return None
+    return f"xpnet train --out {shlex.quote(str(run.out))} --resume"
+
+
+def _write_final(run: _Run, guard: SignalGuard) -> str:
+    """Rewrite run.json with its final status; a note for the message if that failed."""
+    if run.recorder is None:
+        return ""
+    try:
+        with guard.deferred():
+            run.recorder.write()
+    except OSError as exc:
+        return f" ({RUN_FILE} could not be updated: {exc})"
+    return ""
+
+
+def _interrupted(run: _Run, exc: KeyboardInterrupt, guard: SignalGuard) -> int:
+    """Ctrl-C or SIGTERM: run.json says interrupted, the user learns how to continue."""
+    code = exit_status(exc, guard.received)
+    try:
+        name = signal.Signals(code - 128).name
+    except ValueError:
+        name = f"signal {code - 128}"
+    run.record.update(status="interrupted", finished_at=timestamp(), signal=name)
+    note = _write_final(run, guard)
+    hint = _resume_hint(run)
+    done, epochs = run.record["epochs_done"], run.s["epochs"]
+    if run.out is None:
+        message = f"interrupted ({name}) after {done} epoch(s); nothing was saved (--no-save)"
+    elif hint is None:
+        message = (f"interrupted ({name}) before the first epoch finished; nothing to resume "
+                   f"in {run.out}")
+    else:
+        where = f"epoch {done}/{epochs}"
+        if getattr(exc, "checkpoint", None) and getattr(exc, "step", 0):
+            where = f"epoch {exc.epoch}, step {exc.step}"  # type: ignore[attr-defined]
+        message = (f"interrupted ({name}); {where} is saved in {run.out / MODEL_FILE}. "
+                   f"Continue with:\n  {hint}")
+    console(stderr=True).print(f"xpnet: {message}{note}")
+    if run.args.json:
+        print_json({"status": "interrupted", "exit_code": code, "signal": name,
+                    "message": message.replace("\n  ", " ") + note, "resume": hint})
+    return code
+
+
+def _disk_full(run: _Run, exc: OSError) -> str:
+    """A full disk's message: the file (or the free-space check) and how to go on."""
+    what = f"no space left on device while writing {exc.filename}" if exc.filename \
+        else str(exc.strerror or exc)
+    hint = _resume_hint(run)
+    then = f"continue with: {hint}" if hint else "run the command again"
+    return f"{what}; free some space, then {then}"
+
+
+def _failure(run: _Run, exc: BaseException) -> tuple[str, int | None]:
+    """The one-line message of a run that failed, and its exit status (None: main decides)."""
+    from ..training import NonFiniteLossError
+
+    if isinstance(exc, NonFiniteLossError):
+        saved_txt = (f"; epoch {run.record['epochs_done']} is saved in {run.out / MODEL_FILE}"
+                     if run.out is not None and run.record["epochs_done"] else "")
+        return (f"training diverged: the loss or a gradient became NaN/inf at epoch "
+                f"{exc.epoch}, step {exc.step}; lower --lr (now {run.s['lr']:g}), add "
+                f"--warmup-epochs, or try --optimizer adam{saved_txt}", EXIT_FAILURE)
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+        return _disk_full(run, exc), EXIT_DATA
+    if isinstance(exc, CLIError):
+        return str(exc), None
+    return f"{type(exc).__name__}: {exc}", None
+
+
+def _failed(run: _Run, exc: BaseException, guard: SignalGuard) -> BaseException:
+    """Mark run.json failed, with the error; return the exception to raise."""
+    message, code = _failure(run, exc)
+    run.record.update(status="failed", error=message, finished_at=timestamp())
+    note = _write_final(run, guard)
+    if code is not None:
+        return CLIError(message + note, code)
+    return exc
+
+
+def _run_recorded(run: _Run, guard: SignalGuard, t_start: float) -> int:
+    """From the first run.json write on: every ending leaves run.json final."""
+    try:
+        _announce(run)
+        _fit(run)
+        result = _finish(run)
+    except KeyboardInterrupt as exc:
+        return _interrupted(run, exc, guard)
+    except BaseException as exc:
+        raised = _failed(run, exc, guard)
+        if raised is exc:
+            raise
+        raise raised from None
+    _print_summary(run, result, time.perf_counter() - t_start)
+    return EXIT_OK
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -125,13 +486,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0 when training completed or stopped early; 130 after Ctrl-C.
+        0 when training completed or stopped early; 130 after Ctrl-C (SIGINT), 143
+        after SIGTERM.
 
     Raises
     ------
     CLIError
-        For bad flag combinations, a run that cannot be resumed, a model that does not
-        fit the data, or a diverged run (exit status 1).
+        For bad flag combinations, an output folder in use by another run (exit status
+        2), a run that cannot be resumed, a model that does not fit the data, a full
+        disk (3), or a diverged run (1).
 
     Examples
     --------
@@ -139,214 +502,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     >>> main(["train", "--epochs", "2", "--no-save", "--quiet"])  # doctest: +SKIP
     0
     """
-    from .._version import __version__
-    from ..callbacks import EarlyStopping, ModelCheckpoint
-    from ..checkpoint import load_checkpoint, save
-    from ..model import MLP
-    from ..training import NonFiniteLossError, fit
-
     t_start = time.perf_counter()
-    con = console(stderr=True, quiet=args.quiet)
-
-    # ---- everything that can be checked before touching data or devices ------------
     _check_flags(args)
-    spec_kind, spec, out, saved, done = _locate_run(args)
-    dataset_key = spec if spec_kind == "name" else "train"
-    s, explicit = resolve(args, dataset_key, saved)
-    s["dataset"] = spec
-    check_settings(s)
-    if saved is not None:
-        resume_conflicts(s, saved, explicit)
-        if done >= s["epochs"]:
-            raise CLIError(f"the run in {out} has already done {done} epochs; pass --epochs N "
-                           f"with N > {done} to train further", EXIT_USAGE)
-
-    # ---- backend, then data ---------------------------------------------------------
-    from ..backends import get_backend
-
-    backend = get_backend(s["backend"])
-    ds = load_dataset(spec, s["data_dir"], progress=not args.quiet)
-    if spec_kind == "path" and ds.name in DATASETS and saved is None:
-        # a folder holding the real MNIST files gets MNIST's defaults
-        s, explicit = resolve(args, ds.name, None)
-        s["dataset"] = spec
-        check_settings(s)
-    train_idx, val_idx = split(ds.x_train.shape[0], s["val_split"], s["seed"])
-    X, y = ds.x_train[train_idx], ds.y_train[train_idx]
-    val = None if val_idx is None else (ds.x_train[val_idx], ds.y_train[val_idx])
-    n_train = X.shape[0]
-    bs = min(s["batch_size"], n_train)
-    steps = math.ceil(n_train / bs)
-    optimizer = make_optimizer(s, steps)
-
-    # ---- model --------------------------------------------------------------------
-    resume = None
-    if saved is not None:
-        assert out is not None
-        ckpt = load_checkpoint(out / MODEL_FILE, backend=backend)
-        model = ckpt.model
-        if model.in_features != ds.n_features or model.out_features < ds.num_classes:
-            raise CLIError(f"{out / MODEL_FILE} has {model.in_features} inputs and "
-                           f"{model.out_features} classes but {ds.name} has {ds.n_features} "
-                           f"features and {ds.num_classes} classes", EXIT_DATA)
-        resume = ckpt.training or {}
-        if ckpt.optimizer is not None and type(ckpt.optimizer) is type(optimizer):
-            optimizer.state = ckpt.optimizer.state
-    else:
-        model = MLP([ds.n_features, *s["hidden"], ds.num_classes], activation=s["activation"],
-                    dropout=s["dropout"], backend=backend, dtype=s["dtype"], seed=s["seed"])
-
-    # ---- output folder and records ---------------------------------------------------
-    default_folder = out is None and not args.no_save
-    if default_folder:
-        out = default_out(ds.name if spec_kind == "path" else spec)
-    model_file: Path | None = None
-    if out is not None:
-        make_output_folder(out, latest=default_folder, overwrite=args.overwrite)
-        model_file = out / MODEL_FILE
-    dataset_info = {
-        "name": ds.name, "spec": spec, "data_dir": s["data_dir"], "source": ds.source,
-        "sha256": dict(ds.sha256), "n_train": int(n_train),
-        "n_val": 0 if val is None else int(val[0].shape[0]), "n_test": int(ds.x_test.shape[0]),
-        "n_features": ds.n_features, "num_classes": ds.num_classes,
-        "image_shape": list(ds.image_shape), "class_names": list(ds.class_names)}
-    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()}
-    meta = {"xpnet_cli": RUN_SCHEMA, "settings": settings, "dataset": {
-        k: dataset_info[k] for k in ("name", "spec", "data_dir", "source", "n_features",
-                                     "num_classes", "image_shape", "class_names")}}
-    command = "xpnet " + " ".join(shlex.quote(a) for a in args.argv)
-    previous = read_previous_record(out) if saved is not None and out is not None else None
-    record = new_record(command=command, settings=settings, previous=previous, resume=resume,
-                        resuming=saved is not None, backend=backend, dataset=dataset_info,
-                        model=model, optimizer=optimizer, steps_per_epoch=steps,
-                        batch_size=bs, saving=out is not None)
-    recorder = RunRecorder(out / RUN_FILE if out else None, record,
-                           (resume or {}).get("history"))
-    recorder.write()
-
-    # ---- tell the user what is about to happen ----------------------------------------
-    limiter, threads_txt = limit_threads(s["threads"], backend, bs * model.num_params,
-                                         "threads" in explicit)
-    sizes = " → ".join(map(str, [ds.n_features, *s["hidden"], ds.num_classes]))
-    con.print(styled((f"xpnet {__version__}", "bold"), "  backend ", (backend.name, "bold"),
-                     f" ({backend.device_name}), {s['dtype']}, seed {s['seed']}"
-                     + (f", threads {threads_txt}" if backend.is_host else "")))
-    con.print(f"data     {ds.summary()}")
-    vtxt = f", validation {val[0].shape[0]:,} ({s['val_split']:g})" if val else ""
-    con.print(f"split    train {n_train:,}{vtxt}, test {ds.x_test.shape[0]:,}")
-    con.print(f"model    {sizes} ({s['activation']}"
-              f"{', dropout ' + format(s['dropout'], 'g') if s['dropout'] else ''}), "
-              f"{model.num_params:,} parameters")
-    con.print(f"training {optimizer!r}, schedule {s['schedule']}, batch {bs}, "
-              f"{s['epochs']} epoch{'s' if s['epochs'] != 1 else ''} ({steps} steps each)")
-    if resume is not None:
-        con.print(f"resuming {out} after epoch {resume.get('epoch', 0)}")
-    if out is not None:
-        con.print(f"output   {out}")
-
-    # ---- train ------------------------------------------------------------------------
-    callbacks: list[Any] = []
-    early = None
-    if s["early_stopping"] > 0:
-        early = EarlyStopping(monitor="val_loss", patience=s["early_stopping"],
-                              restore_best_weights=True)
-        callbacks.append(early)
-    checkpoint = None
-    if model_file is not None:
-        checkpoint = ModelCheckpoint(model_file, metadata=meta)
-        callbacks.append(checkpoint)
-    callbacks.append(recorder_callback(recorder))
-    start_epoch = int((resume or {}).get("epoch", 0))
-    try:
-        history = fit(model, X, y, epochs=s["epochs"], batch_size=bs, optimizer=optimizer,
-                      validation_data=val, callbacks=callbacks, seed=s["seed"],
-                      verbose=0 if args.quiet else 1, resume=resume)
-    except KeyboardInterrupt:
-        record.update(status="interrupted", finished_at=timestamp())
-        recorder.write()
-        _report_interrupt(out, record["epochs_done"], s["epochs"])
-        return EXIT_INTERRUPTED
-    except NonFiniteLossError as exc:
-        record.update(status="failed", error=str(exc), finished_at=timestamp())
-        recorder.write()
-        saved_txt = (f"; epoch {record['epochs_done']} is saved in {out / MODEL_FILE}"
-                     if out is not None and record["epochs_done"] else "")
-        raise CLIError(
-            f"training diverged: the loss or a gradient became NaN/inf at epoch {exc.epoch}, "
-            f"step {exc.step}; lower --lr (now {s['lr']:g}), add --warmup-epochs, or try "
-            f"--optimizer adam{saved_txt}", EXIT_FAILURE) from None
-    finally:
-        if limiter is not None:
-            limiter.restore_original_limits()
-
-    # ---- results ----------------------------------------------------------------------
-    if early is not None and checkpoint is not None and model_file is not None \
-            and checkpoint.trainer is not None \
-            and 0 <= early.best_epoch < len(history.epoch) - 1:
-        # EarlyStopping put back the best epoch's weights: store those
-        save(model, model_file, training=checkpoint.training_record(), metadata=meta)
-    test = model.evaluate(ds.x_test, ds.y_test)
-    epochs_run = len(history.epoch) - start_epoch
-    secs = [v for v in history.history.get("seconds", [])[start_epoch:]]
-    train_secs = float(sum(secs))
-    sps = n_train * epochs_run / train_secs if train_secs > 0 else None
-    curves = None
-    if args.plot and out is not None:
-        curves = out / CURVES_FILE
-        plot_curves(record["history"], curves,
-                    f"{ds.name}: {sizes}, {s['optimizer']} lr {s['lr']:g}")
-    status = "stopped_early" if history.stopped_early else "completed"
-    record.update(status=status, finished_at=timestamp(),
-                  test=test, train_seconds=train_secs, samples_per_second=sps,
-                  stopped_early=history.stopped_early,
-                  best_epoch=None if early is None or early.best_epoch < 0
-                  else early.best_epoch + 1)
-    record["files"]["curves"] = CURVES_FILE if curves else None
-    recorder.write()
-    total = time.perf_counter() - t_start
-
-    from rich.table import Table
-
-    table = Table(title="result", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("test accuracy", f"{test.get('accuracy', float('nan')):.4f}")
-    table.add_row("test loss", f"{test['loss']:.4f}")
-    ep_txt = f"{len(history.epoch)}"
-    if start_epoch:
-        ep_txt += f" ({start_epoch} before resuming)"
-    if history.stopped_early:
-        ep_txt += f", stopped early (best epoch {record['best_epoch']})"
-    table.add_row("epochs", ep_txt)
-    table.add_row("time", f"{fmt_secs(total)} (training {fmt_secs(train_secs)})")
-    table.add_row("samples/s", f"{sps:,.0f}" if sps else "-")
-    if out is not None:
-        table.add_row("model", str(model_file))
-        table.add_row("run record", str(out / RUN_FILE))
-        if curves:
-            table.add_row("curves", str(curves))
-        table.add_row("next", f"xpnet evaluate {shlex.quote(str(out))}")
-    else:
-        table.add_row("model", "not saved (--no-save)")
-    con.print(table)
-
-    if args.json:
-        print_json({
-            "status": status,
-            "dataset": ds.name,
-            "backend": backend.name,
-            "device": backend.device_name,
-            "test": test,
-            "epochs": len(history.epoch),
-            "stopped_early": history.stopped_early,
-            "train_seconds": train_secs,
-            "total_seconds": total,
-            "samples_per_second": sps,
-            "history": record["history"],
-            "settings": settings,
-            "out": str(out.resolve()) if out else None,
-            "model": str(model_file.resolve()) if out and model_file else None,
-            "run_json": str((out / RUN_FILE).resolve()) if out else None,
-            "curves": str(curves.resolve()) if curves else None,
-        })
-    return EXIT_OK
+    run = _Run(args=args, command="xpnet " + " ".join(shlex.quote(a) for a in args.argv))
+    with SignalGuard() as guard:
+        try:
+            _lock_out(run)
+            _plan(run)
+            _load(run)
+            _build_model(run)
+            run.limiter, run.threads_txt = limit_threads(
+                run.s["threads"], run.backend, run.bs * run.model.num_params,
+                "threads" in run.explicit)
+            _open_records(run)
+            return _run_recorded(run, guard, t_start)
+        except OSError as exc:  # before run.json was written: nothing to mark
+            if exc.errno not in _DISK_FULL:
+                raise
+            raise CLIError(_disk_full(run, exc), EXIT_DATA) from None
+        finally:
+            if run.limiter is not None:
+                run.limiter.restore_original_limits()
+            if run.lock is not None:
+                run.lock.release()

@@ -11,19 +11,39 @@ Examples
 'digits: 1437 train / 360 test images of 8x8 (64 features), 10 classes (source: bundled)'
 """
 
-from ._core import Dataset, DatasetError, DownloadError, cache_dir, file_sha256
+from ._core import (
+    FREE_CLASSES,
+    MAX_CLASSES,
+    MAX_DATA_BYTES,
+    Dataset,
+    DatasetError,
+    DownloadError,
+    cache_dir,
+    check_class_count,
+    check_data_size,
+    check_float_values,
+    file_sha256,
+    max_data_bytes,
+    read_npy_header,
+)
 from .digits import load_digits
-from .idx import IDXError, read_idx, write_idx
+from .idx import IDXError, read_idx, read_idx_header, write_idx
 from .mnist import download, load_mnist
 from .registry import DATASET_NAMES, load, load_idx_folder, load_npz
 
 __all__ = [
     "DATASET_NAMES",
+    "FREE_CLASSES",
+    "MAX_CLASSES",
+    "MAX_DATA_BYTES",
     "Dataset",
     "DatasetError",
     "DownloadError",
     "IDXError",
     "cache_dir",
+    "check_class_count",
+    "check_data_size",
+    "check_float_values",
     "download",
     "file_sha256",
     "load",
@@ -31,6 +51,9 @@ __all__ = [
     "load_idx_folder",
     "load_mnist",
     "load_npz",
+    "max_data_bytes",
     "read_idx",
+    "read_idx_header",
+    "read_npy_header",
     "write_idx",
 ]

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -19,8 +19,16 @@ __all__ = [
     "Dataset",
     "DatasetError",
     "DownloadError",
+    "FREE_CLASSES",
+    "MAX_CLASSES",
+    "MAX_DATA_BYTES",
     "cache_dir",
+    "check_class_count",
+    "check_data_size",
+    "check_float_values",
     "file_sha256",
+    "max_data_bytes",
+    "read_npy_header",
 ]
 
 
@@ -126,8 +134,181 @@ def cache_dir() -> Path:
     return root / "xpnet"
 
 
-def _prepare_images(x: Any, key: str) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Validate images and return them as float32 (n, n_features) in [0, 1]."""
+#: Labels must be smaller than this: a dataset has at most 65,536 classes.
+MAX_CLASSES = 2**16
+#: A dataset may have more classes than labelled samples only up to this many (any
+#: ``uint8`` label); above it, every class needs at least one sample's worth of data.
+FREE_CLASSES = 256
+#: Default cap, in bytes, on the float32 copy of the images a loader makes (4 GiB);
+#: the environment variable ``XPNET_MAX_DATA_BYTES`` sets another.
+MAX_DATA_BYTES = 2**32
+_CHECK_CHUNK = 1 << 20  # elements per chunk when checking float values
+
+
+def max_data_bytes() -> int:
+    """The cap on the float32 copy of a dataset or of ``predict`` inputs, in bytes.
+
+    ``XPNET_MAX_DATA_BYTES`` when it is set (a positive integer), else
+    :data:`MAX_DATA_BYTES` (4 GiB). Loaders compare what the file headers claim with it
+    before they allocate or decompress anything.
+
+    Returns
+    -------
+    int
+        The cap.
+
+    Raises
+    ------
+    DatasetError
+        ``XPNET_MAX_DATA_BYTES`` is set but is not a positive integer.
+
+    Examples
+    --------
+    >>> from xpnet.datasets import max_data_bytes
+    >>> max_data_bytes() >= 2**20
+    True
+    """
+    text = os.environ.get("XPNET_MAX_DATA_BYTES", "").strip()
+    if not text:
+        return MAX_DATA_BYTES
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DatasetError(f"XPNET_MAX_DATA_BYTES must be a positive integer (bytes), got "
+                           f"{text!r}")
+    return value
+
+
+def check_data_size(n_values: int, what: str) -> None:
+    """Refuse data whose float32 copy would exceed :func:`max_data_bytes`.
+
+    Parameters
+    ----------
+    n_values : int
+        The number of values (samples times features) the float32 copy would hold.
+    what : str
+        What the data is, for the message (e.g. a file name).
+
+    Raises
+    ------
+    DatasetError
+        Above the cap; the message gives both sizes and how to raise the cap.
+
+    Examples
+    --------
+    >>> from xpnet.datasets import DatasetError, check_data_size
+    >>> check_data_size(70_000 * 784, "mnist")  # 220 MB: fine
+    >>> try:
+    ...     check_data_size(2**31, "big.npy")
+    ... except DatasetError as exc:
+    ...     print(exc)  # doctest: +NORMALIZE_WHITESPACE
+    big.npy would take 8589934592 bytes as float32 (2147483648 values), above the
+    4294967296-byte cap (xpnet.datasets.MAX_DATA_BYTES); set XPNET_MAX_DATA_BYTES to
+    allow more
+    """
+    need, cap = 4 * int(n_values), max_data_bytes()
+    if need > cap:
+        raise DatasetError(
+            f"{what} would take {need} bytes as float32 ({n_values} values), above the "
+            f"{cap}-byte cap (xpnet.datasets.MAX_DATA_BYTES); set XPNET_MAX_DATA_BYTES to "
+            "allow more"
+        )
+
+
+def check_class_count(num_classes: int, n_labels: int, what: str) -> None:
+    """Refuse a class count that is too large, or too large for the data.
+
+    Parameters
+    ----------
+    num_classes : int
+        The number of classes (largest label + 1, or the number of class names).
+    n_labels : int
+        The number of labelled samples (train and test).
+    what : str
+        Where the count comes from, for the message.
+
+    Raises
+    ------
+    DatasetError
+        Above :data:`MAX_CLASSES`, or above both :data:`FREE_CLASSES` and `n_labels`.
+
+    Examples
+    --------
+    >>> from xpnet.datasets import DatasetError, check_class_count
+    >>> check_class_count(10, 3, "labels")  # up to 256 classes are always allowed
+    >>> try:
+    ...     check_class_count(1000, 3, "labels")
+    ... except DatasetError as exc:
+    ...     print(exc)  # doctest: +NORMALIZE_WHITESPACE
+    labels give 1000 classes but the data has only 3 labelled samples; more classes than
+    samples are allowed only up to 256
+    """
+    if num_classes > MAX_CLASSES:
+        raise DatasetError(f"{what} give {num_classes} classes; at most {MAX_CLASSES} are "
+                           "allowed (xpnet.datasets.MAX_CLASSES)")
+    if num_classes > max(FREE_CLASSES, n_labels):
+        raise DatasetError(
+            f"{what} give {num_classes} classes but the data has only {n_labels} labelled "
+            f"samples; more classes than samples are allowed only up to {FREE_CLASSES}")
+
+
+def read_npy_header(f: IO[bytes], name: str) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """Read the header of a ``.npy`` stream and check it, without reading the data.
+
+    Parameters
+    ----------
+    f : binary file
+        Positioned at the start of the ``.npy`` data (a file, or a member of an ``.npz``);
+        left just after the header.
+    name : str
+        What to call the array in messages.
+
+    Returns
+    -------
+    shape : tuple of int
+    dtype : numpy.dtype
+    fortran_order : bool
+
+    Raises
+    ------
+    DatasetError
+        A malformed header, a format version other than 1.0 and 2.0 (3.0 exists only for
+        structured dtypes with non-Latin-1 field names), or an object dtype (xpnet never
+        unpickles data).
+
+    Examples
+    --------
+    >>> import io
+    >>> import numpy as np
+    >>> from xpnet.datasets import read_npy_header
+    >>> buf = io.BytesIO()
+    >>> np.save(buf, np.zeros((2, 3), np.uint8))
+    >>> _ = buf.seek(0)
+    >>> read_npy_header(buf, "x.npy")
+    ((2, 3), dtype('uint8'), False)
+    """
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+        else:
+            raise DatasetError(f"{name} uses .npy format version {version[0]}.{version[1]}; "
+                               "xpnet reads versions 1.0 and 2.0 (numeric arrays)")
+    except (ValueError, OSError, EOFError) as exc:
+        raise DatasetError(f"{name} has a malformed .npy header: {exc}") from None
+    if dtype.hasobject:
+        raise DatasetError(f"{name} has object dtype {dtype}; xpnet never unpickles data "
+                           "(save numeric arrays only)")
+    return tuple(int(d) for d in shape), dtype, bool(fortran)
+
+
+def _image_array(x: Any, key: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Validate the shape and dtype of images; return them as (n, n_features), unconverted."""
     x = np.asarray(x)
     if x.dtype.hasobject:
         raise DatasetError(f"{key} is an object array; only numeric arrays are accepted")
@@ -140,42 +321,76 @@ def _prepare_images(x: Any, key: str) -> tuple[np.ndarray, tuple[int, ...]]:
     n_features = math.prod(image_shape)
     if n_features == 0:
         raise DatasetError(f"{key} has shape {x.shape}: each sample has no features")
-    x = x.reshape(n, n_features)
-    if x.dtype == np.uint8:
-        out = x.astype(np.float32)
-        out /= np.float32(255.0)
-        return out, image_shape
+    if x.dtype != np.bool_ and not np.issubdtype(x.dtype, np.integer) \
+            and not np.issubdtype(x.dtype, np.floating):
+        raise DatasetError(
+            f"{key} has dtype {x.dtype}; expected uint8, an integer or a float dtype")
+    return x.reshape(n, n_features), image_shape
+
+
+def check_float_values(x: np.ndarray, key: str) -> None:
+    """Check that float samples are finite and in [0, 1], in chunks (no full-size temporaries).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (n, n_features) floats.
+    key : str
+        The array's name, for the message.
+
+    Raises
+    ------
+    DatasetError
+        NaN or infinity (naming the first sample that holds one), or values outside [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.datasets import DatasetError, check_float_values
+    >>> try:
+    ...     check_float_values(np.array([[0.5], [np.nan]], np.float32), "x_test")
+    ... except DatasetError as exc:
+    ...     print(exc)
+    x_test contains NaN (first at sample 1)
+    """
+    rows = max(1, _CHECK_CHUNK // max(1, x.shape[1]))
+    lo, hi = math.inf, -math.inf
+    for start in range(0, x.shape[0], rows):
+        part = x[start:start + rows]
+        if not np.isfinite(part).all():
+            bad = np.argwhere(~np.isfinite(part))[0]
+            kind = "NaN" if np.isnan(part[tuple(bad)]) else "an infinite value"
+            raise DatasetError(f"{key} contains {kind} (first at sample {start + int(bad[0])})")
+        lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+    if lo < 0.0 or hi > 1.0:
+        raise DatasetError(
+            f"{key} holds floats in [{lo:g}, {hi:g}]; float images must already be "
+            "scaled to [0, 1] (uint8 images are scaled for you)"
+        )
+
+
+def _to_float32(x: np.ndarray, key: str) -> np.ndarray:
+    """(n, n_features) float32 in [0, 1] from validated images: the one float copy."""
     if x.dtype == np.bool_:
-        return x.astype(np.float32), image_shape
+        return x.astype(np.float32)
     if np.issubdtype(x.dtype, np.integer):
-        lo, hi = int(x.min()), int(x.max())
-        if lo < 0 or hi > 255:
-            raise DatasetError(
-                f"{key} holds integers in [{lo}, {hi}]; integer images must lie in "
-                "[0, 255] (they are divided by 255)"
-            )
+        if x.dtype != np.uint8:
+            lo, hi = int(x.min()), int(x.max())
+            if lo < 0 or hi > 255:
+                raise DatasetError(
+                    f"{key} holds integers in [{lo}, {hi}]; integer images must lie in "
+                    "[0, 255] (they are divided by 255)"
+                )
         out = x.astype(np.float32)
         out /= np.float32(255.0)
-        return out, image_shape
-    if np.issubdtype(x.dtype, np.floating):
-        out = x.astype(np.float32)
-        finite = np.isfinite(out)
-        if not finite.all():
-            bad = np.argwhere(~finite)[0]
-            kind = "NaN" if np.isnan(out[tuple(bad)]) else "an infinite value"
-            raise DatasetError(f"{key} contains {kind} (first at sample {int(bad[0])})")
-        flo, fhi = float(out.min()), float(out.max())
-        if flo < 0.0 or fhi > 1.0:
-            raise DatasetError(
-                f"{key} holds floats in [{flo:g}, {fhi:g}]; float images must already be "
-                "scaled to [0, 1] (uint8 images are scaled for you)"
-            )
-        return out, image_shape
-    raise DatasetError(f"{key} has dtype {x.dtype}; expected uint8, an integer or a float dtype")
+        return out
+    out = x.astype(np.float32)  # float64 values beyond float32's range become inf here
+    check_float_values(out, key)
+    return out
 
 
 def _prepare_labels(y: Any, key: str) -> np.ndarray:
-    """Validate labels and return them as int64 of shape (n,)."""
+    """Validate labels (below MAX_CLASSES) and return them as int64 of shape (n,)."""
     y = np.asarray(y)
     if y.dtype.hasobject:
         raise DatasetError(f"{key} is an object array; labels must be integers")
@@ -192,9 +407,27 @@ def _prepare_labels(y: Any, key: str) -> np.ndarray:
             f"{key} has a negative label {int(y[first])} at index {first}; "
             "labels must be non-negative integers"
         )
-    if int(y.max()) > np.iinfo(np.int64).max:  # only reachable for uint64
-        raise DatasetError(f"{key} has labels too large for int64")
+    top = int(y.max())
+    if top >= MAX_CLASSES:
+        first = int(np.argmax(y == y.dtype.type(top)))
+        raise DatasetError(
+            f"{key} has label {top} at index {first}; labels must be < {MAX_CLASSES} "
+            "(xpnet.datasets.MAX_CLASSES)"
+        )
     return y.astype(np.int64)
+
+
+def _class_names(class_names: Sequence[str] | None, top: int, n_labels: int
+                 ) -> tuple[str, ...]:
+    """The class names, after checking their number before building any."""
+    if class_names is None:
+        check_class_count(top + 1, n_labels, f"labels up to {top}")
+        return tuple(str(i) for i in range(top + 1))
+    check_class_count(len(class_names), n_labels, f"{len(class_names)} class names")
+    names = tuple(str(c) for c in class_names)
+    if top >= len(names):
+        raise DatasetError(f"label {top} has no class name: {len(names)} class names were given")
+    return names
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -276,6 +509,8 @@ class Dataset:
                 f"image_shape {self.image_shape} does not match {self.x_train.shape[1]} features"
             )
         top = max(int(self.y_train.max(initial=0)), int(self.y_test.max(initial=0)))
+        check_class_count(len(self.class_names), self.y_train.shape[0] + self.y_test.shape[0],
+                          f"{len(self.class_names)} class names")
         if top >= len(self.class_names):
             raise DatasetError(
                 f"label {top} has no class name: class_names has {len(self.class_names)} entries"
@@ -307,9 +542,11 @@ class Dataset:
             must already lie in ``[0, 1]`` and be finite. Everything is flattened to
             ``(n, n_features)`` float32.
         y_train, y_test : array_like
-            Non-negative integer labels of shape ``(n,)``.
+            Non-negative integer labels of shape ``(n,)``, below :data:`MAX_CLASSES`.
         class_names : sequence of str, optional
             Names indexed by label; default ``"0"``, ``"1"``, ... up to the largest label.
+            The number of classes may exceed the number of labelled samples (train and
+            test) only up to :data:`FREE_CLASSES` (see :func:`check_class_count`).
         image_shape : sequence of int, optional
             Shape of one sample; default ``x_train.shape[1:]``.
         source : str, default "arrays"
@@ -324,8 +561,12 @@ class Dataset:
         Raises
         ------
         DatasetError
-            Empty arrays, mismatched lengths, negative or non-integer labels, NaN or
-            out-of-range pixel values, object arrays, mismatched feature counts.
+            Empty arrays, mismatched lengths, negative or non-integer labels, a label of
+            :data:`MAX_CLASSES` or more, more classes than the data can hold, images
+            whose float32 copy would exceed :func:`max_data_bytes`, NaN or out-of-range
+            pixel values (also float64 values beyond float32's range), object arrays,
+            mismatched feature counts. Labels and sizes are checked before any copy is
+            made.
 
         Examples
         --------
@@ -335,27 +576,26 @@ class Dataset:
         >>> ds.summary()
         'xor: 2 train / 2 test samples of 2 features, 2 classes (source: arrays)'
         """
-        xtr, shape_tr = _prepare_images(x_train, "x_train")
-        xte, shape_te = _prepare_images(x_test, "x_test")
+        # shapes, labels and the class count first: they bound what is allocated next
+        xtr_raw, shape_tr = _image_array(x_train, "x_train")
+        xte_raw, shape_te = _image_array(x_test, "x_test")
         ytr = _prepare_labels(y_train, "y_train")
         yte = _prepare_labels(y_test, "y_test")
-        if xtr.shape[0] != ytr.shape[0]:
-            raise DatasetError(f"x_train has {xtr.shape[0]} samples but y_train has {ytr.shape[0]}")
-        if xte.shape[0] != yte.shape[0]:
-            raise DatasetError(f"x_test has {xte.shape[0]} samples but y_test has {yte.shape[0]}")
+        if xtr_raw.shape[0] != ytr.shape[0]:
+            raise DatasetError(
+                f"x_train has {xtr_raw.shape[0]} samples but y_train has {ytr.shape[0]}")
+        if xte_raw.shape[0] != yte.shape[0]:
+            raise DatasetError(
+                f"x_test has {xte_raw.shape[0]} samples but y_test has {yte.shape[0]}")
         if shape_tr != shape_te:
             raise DatasetError(
                 f"x_train samples have shape {shape_tr} but x_test samples have {shape_te}"
             )
-        top = max(int(ytr.max()), int(yte.max()))
-        if class_names is None:
-            names = tuple(str(i) for i in range(top + 1))
-        else:
-            names = tuple(str(c) for c in class_names)
-            if top >= len(names):
-                raise DatasetError(
-                    f"label {top} has no class name: {len(names)} class names were given"
-                )
+        names = _class_names(class_names, max(int(ytr.max()), int(yte.max())),
+                             ytr.shape[0] + yte.shape[0])
+        check_data_size(xtr_raw.size + xte_raw.size, f"{name}'s x_train and x_test")
+        xtr = _to_float32(xtr_raw, "x_train")
+        xte = _to_float32(xte_raw, "x_test")
         if image_shape is None:
             shape = shape_tr
         else:

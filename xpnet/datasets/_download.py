@@ -18,9 +18,10 @@ import contextlib
 import hashlib
 import os
 import socket
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from .._files import create_temp, fsync_folder
 
 __all__ = ["MirrorFailed", "fetch_verified"]
 
@@ -125,10 +126,9 @@ def fetch_verified(
                     f"server announces {announced} bytes, the published file has {size}"
                 )
             limit = size or announced or MAX_DOWNLOAD_BYTES
-            with tempfile.NamedTemporaryFile(
-                dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
-            ) as tmp:
-                tmp_name = tmp.name
+            fd, tmp_path = create_temp(target, ".part")
+            tmp_name = str(tmp_path)
+            with os.fdopen(fd, "wb") as tmp:
                 h = hashlib.sha256()
                 received = 0
                 with _progress_bar(progress, label, announced) as advance:
@@ -176,10 +176,4 @@ def _publish(tmp_name: str, target: Path, sha256: str, content_ok: Callable[[Pat
             os.unlink(tmp_name)
             return
         raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        with contextlib.suppress(OSError):
-            fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+    fsync_folder(target.parent)  # make the rename itself durable

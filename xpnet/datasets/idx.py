@@ -22,16 +22,16 @@ import io
 import math
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import numpy as np
 
+from .._files import atomic_open
 from ._core import DatasetError
 
-__all__ = ["IDXError", "read_idx", "write_idx", "MAX_PAYLOAD_BYTES"]
+__all__ = ["IDXError", "read_idx", "read_idx_header", "write_idx", "MAX_PAYLOAD_BYTES"]
 
 #: Largest payload :func:`read_idx` accepts (2 GiB); larger claims are rejected unread.
 MAX_PAYLOAD_BYTES = 2**31
@@ -143,19 +143,13 @@ def _read_exact(stream: BinaryIO | _GunzipReader, n: int) -> bytes:
     return b"".join(parts)
 
 
-def _parse(
-    stream: BinaryIO | _GunzipReader,
-    name: str,
-    *,
-    raw_size: int | None,
-    gz_size: int | None,
-    hasher: _Hasher | None = None,
-) -> np.ndarray:
-    """Parse an IDX stream. Exactly one of raw_size (plain file length) and gz_size
-    (compressed file length) is given. ``hasher`` (if any) sees every uncompressed byte."""
+def _read_header(
+    stream: BinaryIO | _GunzipReader, name: str, *, gz: bool, hasher: _Hasher | None = None
+) -> tuple[tuple[int, ...], np.dtype]:
+    """Read and check an IDX header: the shape and the (big-endian) dtype it declares."""
     head = _read_exact(stream, 4)
     if len(head) < 4:
-        if gz_size is not None:
+        if gz:
             raise IDXError(
                 f"{name}: decompressed data is {len(head)} bytes long; "
                 "an IDX header needs at least 4"
@@ -180,9 +174,21 @@ def _parse(
     if hasher is not None:
         hasher.update(head)
         hasher.update(dim_bytes)
-    dims = struct.unpack(f">{ndim}I", dim_bytes)
-    dtype = _CODE_TO_DTYPE[code]
-    header_len = 4 + 4 * ndim
+    return struct.unpack(f">{ndim}I", dim_bytes), _CODE_TO_DTYPE[code]
+
+
+def _parse(
+    stream: BinaryIO | _GunzipReader,
+    name: str,
+    *,
+    raw_size: int | None,
+    gz_size: int | None,
+    hasher: _Hasher | None = None,
+) -> np.ndarray:
+    """Parse an IDX stream. Exactly one of raw_size (plain file length) and gz_size
+    (compressed file length) is given. ``hasher`` (if any) sees every uncompressed byte."""
+    dims, dtype = _read_header(stream, name, gz=gz_size is not None, hasher=hasher)
+    header_len = 4 + 4 * len(dims)
     count = math.prod(dims)
     nbytes = count * dtype.itemsize
     shape_text = f"shape {dims} of {dtype.name}"
@@ -288,6 +294,57 @@ def read_idx(source: str | os.PathLike[str] | bytes | bytearray | memoryview) ->
             raise IDXError(f"{name}: cannot read: {exc}") from exc
 
 
+def read_idx_header(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview,
+) -> tuple[tuple[int, ...], np.dtype]:
+    """Read only the header of an IDX file: the shape and dtype of the array it holds.
+
+    Nothing beyond the header is read or decompressed (a gzip file is inflated only as
+    far as its first 20 bytes), so callers can check sizes before reading any data.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, bytes, bytearray or memoryview
+        A path to an IDX file (``.gz`` or not), or the file's bytes.
+
+    Returns
+    -------
+    shape : tuple of int
+        The dimensions the header declares (not yet checked against the file's length;
+        :func:`read_idx` does that).
+    dtype : numpy.dtype
+        The native-endian dtype of the values.
+
+    Raises
+    ------
+    IDXError
+        The file cannot be opened, or its header is malformed.
+
+    Examples
+    --------
+    >>> from xpnet.datasets import read_idx_header
+    >>> read_idx_header(bytes([0, 0, 0x08, 2, 0, 0, 0, 2, 0, 0, 0, 3]) + bytes(6))
+    ((2, 3), dtype('uint8'))
+    """
+    name = _describe(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        f: BinaryIO = io.BytesIO(bytes(source))
+    else:
+        try:
+            f = open(source, "rb")
+        except OSError as exc:
+            raise IDXError(f"{name}: cannot open: {exc.strerror or exc}") from exc
+    with f:
+        try:
+            gz = f.read(2) == _GZIP_MAGIC
+            f.seek(0)
+            stream = _GunzipReader(f, name) if gz else f
+            dims, dtype = _read_header(stream, name, gz=gz)
+        except OSError as exc:
+            raise IDXError(f"{name}: cannot read: {exc}") from exc
+    return dims, dtype.newbyteorder("=")
+
+
 def _read_stream(f: BinaryIO, name: str, size: int, hasher: _Hasher | None = None) -> np.ndarray:
     magic = f.read(2)
     f.seek(0)
@@ -354,27 +411,12 @@ def write_idx(path: str | os.PathLike[str], array: object) -> Path:
         raise IDXError(f"{path}: dimension in shape {arr.shape} does not fit in 32 bits")
     header = bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
     payload = np.ascontiguousarray(arr, dtype=_CODE_TO_DTYPE[code]).tobytes()
-    tmp = tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with tmp:
-            if path.name.endswith(".gz"):
-                with gzip.GzipFile(
-                    filename="", fileobj=tmp, mode="wb", compresslevel=6, mtime=0
-                ) as gz:
-                    gz.write(header)
-                    gz.write(payload)
-            else:
-                tmp.write(header)
-                tmp.write(payload)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp.name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp.name)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path) as f:
+        if path.name.endswith(".gz"):
+            with gzip.GzipFile(filename="", fileobj=f, mode="wb", compresslevel=6, mtime=0) as gz:
+                gz.write(header)
+                gz.write(payload)
+        else:
+            f.write(header)
+            f.write(payload)
     return path

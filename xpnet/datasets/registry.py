@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._core import Dataset, DatasetError, file_sha256
+from ._core import Dataset, DatasetError, check_data_size, file_sha256, read_npy_header
 from .digits import load_digits
-from .idx import _read_idx_bytes
+from .idx import _read_idx_bytes, read_idx_header
 from .mnist import CLASS_NAMES, FILES, _find_local, known_digests, load_mnist
 
 __all__ = ["DATASET_NAMES", "load", "load_idx_folder", "load_npz"]
@@ -138,6 +138,7 @@ def load_idx_folder(folder: str | os.PathLike[str]) -> Dataset:
             f"{folder}: missing IDX file(s) {', '.join(m[:-3] + '[.gz]' for m in missing)}; "
             f"the folder holds {present if present else 'nothing'}"
         )
+    _check_idx_headers(folder, [p for p in paths.values() if p is not None])
     arrays = []
     digests: dict[str, str] = {}
     content_digests = []
@@ -152,13 +153,8 @@ def load_idx_folder(folder: str | os.PathLike[str]) -> Dataset:
         digests[path.name] = hashlib.sha256(data).hexdigest()
         content_digests.append((digests[path.name], raw_digest))
         arrays.append(arr)
+        del data
     x_train, y_train, x_test, y_test = arrays
-    for key, x in (("train images", x_train), ("test images", x_test)):
-        if x.ndim != 3:
-            raise DatasetError(f"{folder}: {key} have shape {x.shape}; expected (n, rows, cols)")
-    for key, y in (("train labels", y_train), ("test labels", y_test)):
-        if y.ndim != 1:
-            raise DatasetError(f"{folder}: {key} have shape {y.shape}; expected (n,)")
     name, class_names = folder.resolve().name or "idx", None
     known = known_digests()
     owners = {
@@ -179,6 +175,21 @@ def load_idx_folder(folder: str | os.PathLike[str]) -> Dataset:
     )
 
 
+def _check_idx_headers(folder: Path, paths: list[Path]) -> None:
+    """Shapes, lengths and the float32 size from the four headers, before reading any data."""
+    shapes = [read_idx_header(p)[0] for p in paths]
+    for key, shape, ndim in zip(("train images", "train labels", "test images", "test labels"),
+                                shapes, (3, 1, 3, 1), strict=True):
+        if len(shape) != ndim:
+            want = "(n, rows, cols)" if ndim == 3 else "(n,)"
+            raise DatasetError(f"{folder}: {key} have shape {shape}; expected {want}")
+    for split, (images, labels) in (("train", shapes[:2]), ("test", shapes[2:])):
+        if images[0] != labels[0]:
+            raise DatasetError(f"{folder}: x_{split} has {images[0]} samples but y_{split} has "
+                               f"{labels[0]}")
+    check_data_size(math.prod(shapes[0]) + math.prod(shapes[2]), f"{folder}'s images")
+
+
 def _npz_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     members: dict[str, zipfile.ZipInfo] = {}
     for info in zf.infolist():
@@ -187,26 +198,15 @@ def _npz_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     return members
 
 
-def _check_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, key: str) -> None:
+def _check_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path,
+                      key: str) -> tuple[int, ...]:
     """Read one .npy header and reject object dtypes and impossible sizes before numpy
-    allocates the array."""
-    fmt = np.lib.format
+    allocates the array; return the array's shape."""
     with zf.open(info) as f:
         try:
-            version = fmt.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = fmt.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, _, dtype = fmt.read_array_header_2_0(f)
-            else:
-                return  # newer format: numpy's own checks apply
-        except (ValueError, OSError, EOFError) as exc:
-            raise DatasetError(f"{path}: array {key!r} has a malformed header: {exc}") from None
-    if dtype.hasobject:
-        raise DatasetError(
-            f"{path}: array {key!r} has object dtype {dtype}; xpnet never unpickles data "
-            "(save numeric arrays only)"
-        )
+            shape, dtype, _ = read_npy_header(f, f"{path}: array {key!r}")
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read array {key!r}: {exc}") from exc
     nbytes = math.prod(shape) * dtype.itemsize
     limit = info.file_size
     if info.compress_type != zipfile.ZIP_STORED:
@@ -216,6 +216,25 @@ def _check_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, ke
             f"{path}: array {key!r} claims shape {shape} of {dtype} ({nbytes} bytes) but "
             f"the archive member holds at most {limit} bytes: truncated or corrupt"
         )
+    return shape
+
+
+def _npz_extras(arrays: dict[str, np.ndarray], path: Path
+                ) -> tuple[list[str] | None, list[int] | None]:
+    """The optional ``class_names`` and ``image_shape`` arrays of an .npz, checked."""
+    class_names = None
+    if "class_names" in arrays:
+        names = arrays["class_names"]
+        if names.dtype.kind not in "US" or names.ndim != 1:
+            raise DatasetError(f"{path}: class_names must be a 1-D array of strings")
+        class_names = [str(n) for n in names.tolist()]
+    image_shape = None
+    if "image_shape" in arrays:
+        shp = arrays["image_shape"]
+        if shp.ndim != 1 or not np.issubdtype(shp.dtype, np.integer):
+            raise DatasetError(f"{path}: image_shape must be a 1-D integer array")
+        image_shape = [int(d) for d in shp.tolist()]
+    return class_names, image_shape
 
 
 def load_npz(path: str | os.PathLike[str]) -> Dataset:
@@ -273,8 +292,10 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
             for opt in ("class_names", "image_shape"):
                 if opt in by_lower:
                     keys[opt] = by_lower[opt]
-            for want, key in keys.items():
-                _check_npy_member(zf, members[key], path, want)
+            shapes = {want: _check_npy_member(zf, members[key], path, want)
+                      for want, key in keys.items()}
+            check_data_size(math.prod(shapes["x_train"]) + math.prod(shapes["x_test"]),
+                            f"{path}'s x_train and x_test")
     except zipfile.BadZipFile as exc:
         raise DatasetError(f"{path}: not an .npz (zip) file: {exc}") from None
     except OSError as exc:
@@ -286,18 +307,7 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
                 arrays[want] = npz[key]
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"{path}: cannot read arrays: {exc}") from None
-    class_names = None
-    if "class_names" in arrays:
-        names = arrays["class_names"]
-        if names.dtype.kind not in "US" or names.ndim != 1:
-            raise DatasetError(f"{path}: class_names must be a 1-D array of strings")
-        class_names = [str(n) for n in names.tolist()]
-    image_shape = None
-    if "image_shape" in arrays:
-        shp = arrays["image_shape"]
-        if shp.ndim != 1 or not np.issubdtype(shp.dtype, np.integer):
-            raise DatasetError(f"{path}: image_shape must be a 1-D integer array")
-        image_shape = [int(d) for d in shp.tolist()]
+    class_names, image_shape = _npz_extras(arrays, path)
     try:
         return Dataset.from_arrays(
             path.stem,

@@ -1,0 +1,271 @@
+# NumPy is used on the host here for file I/O: reading .npy, IDX and image inputs and
+# checking their values before they go to the model, as DESIGN.md allows.
+"""The inputs of ``xpnet predict``: ``.npy``, IDX and image files, read into one block.
+
+Memory stays proportional to the data: every input's header is read first (shape and
+dtype, nothing decompressed), the total is compared with the data cap
+(:func:`xpnet.datasets.max_data_bytes`), then one float32 block is allocated and each
+input is converted into its rows of it, one input at a time (``.npy`` files are memory
+mapped, never loaded whole). That block is the only float copy.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._args import EXIT_DATA, EXIT_USAGE, CLIError
+
+__all__ = ["IMAGE_SUFFIXES", "read_inputs"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
+                  ".ppm", ".pbm")
+
+
+@dataclass
+class _Input:
+    """One input file, as planned from its header: its kind, stored shape and row count."""
+
+    text: str
+    path: Path
+    kind: str  # "image", "npy" or "idx"
+    shape: tuple[int, ...] = ()
+    dtype: Any = None
+    rows: int = 1
+
+
+def _row_count(shape: tuple[int, ...], name: str, n_features: int,
+               image_shape: tuple[int, ...] | None) -> int:
+    """Rows an array of `shape` gives: rows, one image, or a stack of images."""
+    want = f"(n, {n_features}) rows" + (
+        f" or (n, {', '.join(map(str, image_shape))}) images" if image_shape else "")
+    if len(shape) == 1 and shape[0] == n_features:
+        rows = 1
+    elif image_shape and shape == image_shape:
+        rows = 1
+    elif len(shape) == 2 and shape[1] == n_features:
+        rows = shape[0]
+    elif len(shape) >= 3 and (shape[1:] == image_shape if image_shape
+                              else math.prod(shape[1:]) == n_features):
+        rows = shape[0]
+    else:
+        raise CLIError(f"{name} has shape {shape}; the model expects {want}", EXIT_DATA)
+    if rows == 0:
+        raise CLIError(f"{name} holds no samples", EXIT_DATA)
+    return rows
+
+
+def _check_dtype(dtype: np.dtype, name: str) -> None:
+    if dtype.hasobject:
+        raise CLIError(f"{name}: object arrays are not accepted", EXIT_DATA)
+    if not (dtype == np.bool_ or np.issubdtype(dtype, np.integer)
+            or np.issubdtype(dtype, np.floating)):
+        raise CLIError(f"{name} has dtype {dtype}; expected uint8, integers or floats",
+                       EXIT_DATA)
+
+
+def _npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a .npy header, after checking the file holds that much data."""
+    from ..datasets import DatasetError, read_npy_header
+
+    try:
+        with open(path, "rb") as f:
+            shape, dtype, _ = read_npy_header(f, str(path))
+            have = path.stat().st_size - f.tell()
+    except DatasetError as exc:
+        raise CLIError(f"not a readable .npy file: {exc}", EXIT_DATA) from None
+    need = math.prod(shape) * dtype.itemsize
+    if need > have:
+        raise CLIError(f"{path}: the .npy header claims shape {shape} of {dtype} ({need} "
+                       f"bytes) but the file holds {have} bytes of data: truncated or "
+                       "corrupt", EXIT_DATA)
+    return shape, dtype
+
+
+def _plan(text: str, n_features: int, image_shape: tuple[int, ...] | None) -> _Input:
+    """Check one input from its name and header alone: nothing is decoded."""
+    from ..datasets import DatasetError, read_idx_header
+
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise CLIError(f"input {path} does not exist", EXIT_DATA)
+    if path.is_dir():
+        raise CLIError(f"input {path} is a folder; give .npy, IDX or image files", EXIT_DATA)
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        if image_shape is None or len(image_shape) != 2:
+            raise CLIError(f"{path}: the model has no 2-D image shape to resize images to; "
+                           "give .npy rows instead", EXIT_DATA)
+        return _Input(text, path, "image")
+    if suffix == ".npy":
+        shape, dtype = _npy_shape(path)
+        kind = "npy"
+    else:
+        try:
+            shape, dtype = read_idx_header(path)
+        except DatasetError as exc:
+            raise CLIError(f"{path}: not a .npy, IDX or image file ({exc})",
+                           EXIT_DATA) from None
+        kind = "idx"
+    _check_dtype(dtype, str(path))
+    rows = _row_count(shape, str(path), n_features, image_shape)
+    return _Input(text, path, kind, shape, dtype, rows)
+
+
+def _convert_into(dest: np.ndarray, arr: np.ndarray, name: str) -> None:
+    """Scale `arr` into the float32 rows `dest` in place: integers / 255, floats checked."""
+    from ..datasets import DatasetError, check_float_values
+
+    if np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.uint8 and arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 255:
+            raise CLIError(f"{name} holds integers in [{lo}, {hi}]; integer inputs must lie "
+                           "in [0, 255] (they are divided by 255)", EXIT_DATA)
+    dest.reshape(arr.shape)[...] = arr  # a view of dest: no temporary copy
+    if arr.dtype != np.bool_ and np.issubdtype(arr.dtype, np.integer):
+        dest /= np.float32(255.0)
+    elif np.issubdtype(arr.dtype, np.floating):
+        try:  # float64 beyond float32's range became inf in the assignment
+            check_float_values(dest, name)
+        except DatasetError as exc:
+            raise CLIError(f"{exc}; float inputs must be finite and scaled to [0, 1] like "
+                           "the training data (uint8 is scaled for you)", EXIT_DATA) from None
+
+
+def _fill(inp: _Input, dest: np.ndarray, image_shape: tuple[int, ...] | None,
+          invert: str) -> list[dict[str, Any]]:
+    """Read one input into its rows of the block; return one item per row."""
+    from ..datasets import DatasetError, read_idx
+
+    if inp.kind == "image":
+        assert image_shape is not None
+        dest[0], flipped = _read_image(inp.path, image_shape, invert)
+        return [{"input": inp.text, "inverted": flipped}]
+    if inp.kind == "npy":
+        try:
+            arr = np.load(inp.path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise CLIError(f"{inp.path}: not a readable .npy file ({exc})", EXIT_DATA) from None
+    else:
+        try:
+            arr = read_idx(inp.path)
+        except DatasetError as exc:
+            raise CLIError(f"{inp.path}: not a .npy, IDX or image file ({exc})",
+                           EXIT_DATA) from None
+    if tuple(arr.shape) != inp.shape:
+        raise CLIError(f"{inp.path} changed while it was being read (shape {inp.shape}, now "
+                       f"{tuple(arr.shape)})", EXIT_DATA)
+    _convert_into(dest, arr, str(inp.path))
+    del arr
+    if inp.rows == 1:
+        return [{"input": inp.text}]
+    return [{"input": f"{inp.text}[{i}]"} for i in range(inp.rows)]
+
+
+def _open_image(path: Path) -> Any:
+    """Open an image lazily, refusing sizes above Pillow's decompression-bomb limit."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise CLIError(f"{path}: refused as a possible decompression bomb: {exc}",
+                           EXIT_DATA) from None
+    return im
+
+
+def _read_image(path: Path, image_shape: tuple[int, ...], invert: str
+                ) -> tuple[np.ndarray, bool]:
+    """One image file as a row of h*w pixels in [0, 1], and whether it was inverted."""
+    try:
+        from PIL import Image, ImageOps
+    except ImportError:
+        raise CLIError("reading image files needs Pillow: pip install 'xpnet[images]'",
+                       EXIT_USAGE) from None
+    try:
+        with _open_image(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and
+                                                   "transparency" in im.info):
+                im = im.convert("RGBA")
+                bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(bg, im)
+            gray = im.convert("L")
+            h, w = image_shape
+            shrink = gray.width >= w and gray.height >= h
+            resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+            if gray.size != (w, h):
+                gray = gray.resize((w, h), resample=resample)
+            arr = np.asarray(gray, dtype=np.float32) / np.float32(255.0)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise CLIError(f"{path}: cannot read the image: {exc}", EXIT_DATA) from None
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    flip = invert == "yes" or (invert == "auto" and float(border.mean()) > 0.5)
+    if flip:
+        arr = 1.0 - arr
+    return arr.reshape(-1), flip
+
+
+def read_inputs(paths: list[str], n_features: int, image_shape: tuple[int, ...] | None,
+                invert: str) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Read ``predict`` inputs into one block of rows for the model.
+
+    Parameters
+    ----------
+    paths : list of str
+        ``.npy`` files ((n, features) rows, one image or a stack of images), IDX files
+        (raw or ``.gz``) or image files (see :data:`IMAGE_SUFFIXES`; needs Pillow).
+    n_features : int
+        The model's number of inputs.
+    image_shape : tuple of int or None
+        The shape image inputs are resized to (see :func:`xpnet.cli._io.image_shape`).
+    invert : {"auto", "yes", "no"}
+        Whether to invert image files (``auto``: when their border is light).
+
+    Returns
+    -------
+    X : numpy.ndarray
+        (n, n_features) float32 rows in [0, 1]; integers are divided by 255.
+    items : list of dict
+        One per row: ``{"input": name}`` (``name[i]`` for row i of a multi-row file),
+        with ``"inverted"`` for image files.
+
+    Raises
+    ------
+    CLIError
+        Exit status 3 for a missing, unreadable, truncated or misshapen input, values out
+        of range, an image above Pillow's decompression-bomb limit, or inputs whose
+        float32 copy would exceed the data cap (checked before anything is allocated);
+        2 when an image needs Pillow and it is missing.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from pathlib import Path
+    >>> from xpnet.cli._inputs import read_inputs
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     np.save(Path(d) / "x.npy", np.zeros((2, 8, 8), np.uint8))
+    ...     X, items = read_inputs([str(Path(d) / "x.npy")], 64, (8, 8), "auto")
+    >>> X.shape, X.dtype, [item["input"][-6:] for item in items]
+    ((2, 64), dtype('float32'), ['npy[0]', 'npy[1]'])
+    """
+    from ..datasets import check_data_size
+
+    plans = [_plan(text, n_features, image_shape) for text in paths]
+    total = sum(p.rows for p in plans)
+    check_data_size(total * n_features, f"the {len(plans)} input file(s)")
+    X = np.empty((total, n_features), dtype=np.float32)
+    items: list[dict[str, Any]] = []
+    start = 0
+    for inp in plans:
+        items += _fill(inp, X[start:start + inp.rows], image_shape, invert)
+        start += inp.rows
+    return X, items

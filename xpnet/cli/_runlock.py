@@ -1,0 +1,190 @@
+"""One ``xpnet train`` per output folder: an exclusive lock on ``<out>/.xpnet.lock``.
+
+The lock is an OS file lock (``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows)
+taken without waiting, so a second run into a folder in use is refused at once (exit
+status 2) with the pid, host, start time and command of the run holding it, which the
+holder writes into the lock file. A run removes the file when it ends. The operating
+system drops the lock when its process dies, however it dies, so a file left behind by a
+run killed with ``SIGKILL`` never blocks the next one: it is there, naming its dead
+holder, but nobody holds it. The next run takes it over and reports the stale lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ._args import EXIT_DATA, EXIT_USAGE, CLIError
+
+__all__ = ["LOCK_FILE", "RunLock"]
+
+#: The lock file inside a run folder.
+LOCK_FILE = ".xpnet.lock"
+_WIN_LOCK_OFFSET = 1 << 20  # Windows locks a byte past the holder's description
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the exclusive lock without waiting; False when another process holds it."""
+    if sys.platform == "win32":  # pragma: no cover - Windows
+        import msvcrt
+
+        os.lseek(fd, _WIN_LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _unlock(fd: int) -> None:
+    if sys.platform == "win32":  # pragma: no cover - Windows
+        import msvcrt
+
+        os.lseek(fd, _WIN_LOCK_OFFSET, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        return
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _holder(text: str) -> dict[str, Any] | None:
+    """The holder a lock file describes, or None when it is empty or unreadable."""
+    try:
+        info = json.loads(text)
+    except ValueError:
+        return None
+    return info if isinstance(info, dict) and "pid" in info else None
+
+
+def _describe(info: dict[str, Any] | None) -> str:
+    if info is None:
+        return "another process (it has not yet written its pid)"
+    where = "" if info.get("host") == platform.node() else f" on {info.get('host')}"
+    return (f"pid {info.get('pid')}{where}, started {info.get('started_at')}: "
+            f"{info.get('command')}")
+
+
+class RunLock:
+    """The exclusive lock of one run folder, held by this process until :meth:`release`.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The run folder (created, with its parents, when missing).
+    command : str
+        The command line, written into the lock file for a refused second run to show.
+
+    Attributes
+    ----------
+    stale : dict or None
+        The holder a stale lock named (a run that ended without releasing it), if any.
+
+    Raises
+    ------
+    CLIError
+        Exit status 2 when another process holds the folder (the message names it),
+        3 when the folder or the lock file cannot be created.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from xpnet.cli._runlock import RunLock
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     lock = RunLock(Path(d) / "run", "xpnet train --out run")
+    ...     try:
+    ...         RunLock(Path(d) / "run", "xpnet train --out run")
+    ...     except Exception as exc:
+    ...         print(type(exc).__name__, exc.code)
+    ...     lock.release()
+    ...     (Path(d) / "run").exists()  # created by the lock, empty: removed again
+    CLIError 2
+    False
+    """
+
+    def __init__(self, folder: Path, command: str):
+        self.folder = folder
+        self.path = folder / LOCK_FILE
+        self.created = not folder.exists()
+        self._fd: int | None = None
+        for _ in range(5):  # retry if the file was replaced between opening and locking
+            fd = self._open()
+            if not _try_lock(fd):
+                other = self._read_holder(wait=True)
+                os.close(fd)
+                raise CLIError(f"{folder} is in use by another xpnet run "
+                               f"({_describe(other)}); wait for it to finish, or choose "
+                               "another --out", EXIT_USAGE)
+            if self._same_file(fd):
+                self._fd = fd
+                break
+            os.close(fd)
+        else:  # pragma: no cover - another process keeps replacing the lock file
+            raise CLIError(f"cannot lock {self.path}: it keeps being replaced", EXIT_DATA)
+        self.stale = self._read_holder(wait=False)
+        self._write_holder(command)
+
+    def _open(self) -> int:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                           0o666)
+        except OSError as exc:
+            raise CLIError(f"cannot create the output folder {self.folder} or its lock file: "
+                           f"{exc.strerror or exc}", EXIT_DATA) from None
+
+    def _same_file(self, fd: int) -> bool:
+        """Whether the locked file is still the one at self.path (not removed meanwhile)."""
+        try:
+            return os.path.samestat(os.fstat(fd), os.stat(self.path))
+        except OSError:
+            return False
+
+    def _read_holder(self, *, wait: bool) -> dict[str, Any] | None:
+        """The lock file's holder; a holder that just took the lock gets 0.5 s to write."""
+        for _ in range(10 if wait else 1):
+            with contextlib.suppress(OSError):
+                info = _holder(self.path.read_text(encoding="utf-8"))
+                if info is not None:
+                    return info
+            if wait:
+                time.sleep(0.05)
+        return None
+
+    def _write_holder(self, command: str) -> None:
+        assert self._fd is not None
+        info = {"pid": os.getpid(), "host": platform.node(),
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command}
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        os.write(self._fd, json.dumps(info).encode("utf-8"))
+
+    def release(self) -> None:
+        """Remove the lock file and unlock; remove the folder too if the lock made it and
+        it is empty. Safe to call twice."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        with contextlib.suppress(OSError):  # removed while still locked: a run waiting on
+            if self._same_file(fd):         # the old file sees it replaced and retries
+                self.path.unlink()
+        if self.created:
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()  # only when nothing was written
+        with contextlib.suppress(OSError):
+            _unlock(fd)
+        os.close(fd)
