@@ -14,11 +14,10 @@ import math
 import time
 from typing import Any
 
-import numpy as np
-
-from . import _checks, _jit, _malloc
+from . import _checks
 from .backends import synchronize
 from .callbacks import Callback, ModelCheckpoint, ProgressBar
+from .ops import ops_for
 from .optimizers import Adam, Optimizer, get_optimizer
 from .random import RNG
 
@@ -342,17 +341,11 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     wants_batches = bool(verbose) or any(
         type(cb).on_batch_end is not Callback.on_batch_end for cb in callbacks)
     stop = _InterruptFlag()
-    # a host backend checks every step's gradients before applying them; np.add.reduce
-    # skips two wrapper layers of xp.sum, a few microseconds per gradient per step
-    _sum: Any = (lambda g: np.add.reduce(g, axis=None)) if backend.name == "numpy" \
-        else xp.sum
-    jit_off = tuned = False
-    if backend.name == "numpy":
-        tuned = _malloc.keep_freed_memory()  # no page faults from step to step (see _malloc)
-        # a short fit would spend more importing numba than the compiled update saves
-        jit_off = not _jit.worth_it(model.num_params, steps * max(epochs - start_epoch, 0))
-    no_jit = _jit.suspended(jit_off)
-    no_jit.__enter__()
+    ops = ops_for(backend)
+    # malloc tuning and numba gating on NumPy (see xpnet.ops.NumpyOps.training)
+    speed = ops.training(num_params=model.num_params,
+                         n_updates=steps * max(epochs - start_epoch, 0))
+    speed.__enter__()
     t_train = time.perf_counter()
     try:
         stop.install()
@@ -403,8 +396,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                 if host:
                     # one sum per gradient (in the model dtype), totalled in float64:
                     # NaN/inf anywhere makes the total non-finite
-                    if not (math.isfinite(float(value)) and math.isfinite(
-                            sum(float(_sum(g)) for g in grads.values()))):
+                    if not ops.all_finite(value, grads):
                         what = "loss" if not math.isfinite(float(value)) else "gradient"
                         if on_nonfinite == "raise":
                             raise NonFiniteLossError(epoch + 1, step + 1, what)
@@ -421,13 +413,8 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                     n_ok_host += hi - lo
                     seen_ok = n_ok_host
                 else:
-                    # per-gradient sums in the model dtype, their total in float64: the
-                    # same test as the host path above
-                    gsum = None
-                    for g in grads.values():
-                        s = xp.astype(xp.sum(g), xp.float64)
-                        gsum = s if gsum is None else gsum + s
-                    ok = xp.isfinite(value) & xp.isfinite(gsum)
+                    # the same test as the host path above, as a flag on the device
+                    ok = ops.finite_flag(value, grads)
                     keep = ok if on_nonfinite == "skip" else (ok & ~bad)
                     first_bad = xp.where((~ok) & (~bad), step_index + step, first_bad)
                     bad = bad | (~ok)
@@ -492,9 +479,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                 break
     finally:
         stop.uninstall()
-        no_jit.__exit__(None, None, None)
-        if tuned:
-            _malloc.release()
+        speed.__exit__(None, None, None)
         history.params["train_seconds"] = time.perf_counter() - t_train
         for cb in callbacks:
             cb.on_train_end({})
