@@ -273,11 +273,8 @@ class Optimizer:
         _check_keys(params, grads)
         step = int(state["step"])
         lr = self.learning_rate(step)
-        grads = self.clip_grads(grads)
-        fused = _ops(params).update(self, params, grads, state, lr, step + 1, keep)
-        if fused is not None:
-            return fused[0], {"step": step + 1, **fused[1]}
-        return self._reference(params, grads, state, lr, step + 1, keep)
+        return self._pure(_ops(params), params, self.clip_grads(grads), state, lr, step + 1,
+                          keep)
 
     def update_(self, params: Params, grads: Params, state: dict) -> None:
         """Apply one update in place: ``params`` and ``state`` are modified.
@@ -308,10 +305,11 @@ class Optimizer:
         step = int(state["step"])
         lr = self.learning_rate(step)
         grads = self.clip_grads(grads)
-        if _ops(params).update_(self, params, grads, state, lr, step + 1):
+        ops = _ops(params)
+        if ops.update_(self, params, grads, state, lr, step + 1):
             state["step"] = step + 1
             return
-        new_params, new_state = self._reference(params, grads, state, lr, step + 1, None)
+        new_params, new_state = self._pure(ops, params, grads, state, lr, step + 1, None)
         params.update(new_params)
         state.clear()
         state.update(new_state)
@@ -344,6 +342,15 @@ class Optimizer:
         if self.clip_norm is not None:
             grads, _ = clip_by_global_norm(grads, self.clip_norm)
         return grads
+
+    def _pure(self, ops: Any, params: Params, grads: Params, state: dict, lr: float, t: int,
+              keep: Any) -> tuple[Params, dict]:
+        """Update ``t`` (1-based) of clipped ``grads``: the library's fused kernel for
+        this class where one applies, else the reference rule; inputs untouched."""
+        fused = ops.update(self, params, grads, state, lr, t, keep)
+        if fused is not None:
+            return fused[0], {"step": t, **fused[1]}
+        return self._reference(params, grads, state, lr, t, keep)
 
     def _reference(self, params: Params, grads: Params, state: dict, lr: float, t: int,
                    keep: Any) -> tuple[Params, dict]:

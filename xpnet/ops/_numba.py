@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from ._chunked import flat_arrays
+
 _failed = False
 _COMPILED: dict[Callable[..., None], Any] = {}
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -137,8 +139,6 @@ def update_(loop: Callable[..., None], hyper: tuple[Any, ...], params: dict, gra
     ``hyper`` is already cast to the arrays' dtype. False (nothing changed) when
     the compiled path is off, the dtype is not float32/float64, or numba fails.
     """
-    from ._chunked import flat_arrays
-
     if not enabled() or any(p.dtype not in _DTYPES for p in params.values()):
         return False
     try:
