@@ -73,8 +73,9 @@ def eligible(params: dict, grads: dict, state: dict, names: Sequence[str | None]
     dtype = None
     for k, p in params.items():
         g = grads.get(k)
-        arrays = [p, g] + [state[s][k] for s in names if s is not None]
-        for a in arrays:
+        if type(g) is not np.ndarray or g.shape != p.shape:
+            return False
+        for a in [p, g] + [state[s][k] for s in names if s is not None]:
             if type(a) is not np.ndarray or not a.flags.c_contiguous \
                     or not a.flags.writeable or a.dtype.kind != "f":
                 return False
@@ -82,8 +83,6 @@ def eligible(params: dict, grads: dict, state: dict, names: Sequence[str | None]
                 dtype = a.dtype
             elif a.dtype != dtype:
                 return False
-        if g.shape != p.shape:
-            return False
     return True
 
 
