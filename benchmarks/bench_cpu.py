@@ -707,7 +707,7 @@ def memory_child(name: str, args) -> None:
         # clones numpy and so imports numpy.f2py, numpy.testing, ...: about 10 MiB)
         # belongs to the baseline, like torch's import does
         xpnet.get_backend("numpy")
-        import xpnet._inplace  # noqa: F401  (imports concurrent.futures)
+        import xpnet.ops._chunked  # noqa: F401  (imports concurrent.futures)
     X, y, _ = load_data(args.n, "float32", verbose=False)
     gc.collect()
     base_rss = _rss_kb("VmRSS")

@@ -248,6 +248,7 @@ def make_xpnet_step(xn, model, opt, Xd, yd, batch, seed=0):
     (when xpnet grows a public step function, call that here instead).
     """
     xp, backend, loss = model.xp, model.backend, model.loss
+    ops = xn.ops.ops_for(backend)
     rng = xn.RNG(seed)
     n = Xd.shape[0]
     perm = rng.permutation(n, backend)
@@ -266,11 +267,7 @@ def make_xpnet_step(xn, model, opt, Xd, yd, batch, seed=0):
         idx = perm[lo:hi]
         xb, yb = xp.take(Xd, idx, axis=0), xp.take(yd, idx, axis=0)
         value, grads, out = model._loss_grads_out(xb, yb, loss, train=True, rng=rng)
-        gsum = None
-        for g in grads.values():
-            s = xp.sum(g)
-            gsum = s if gsum is None else gsum + s
-        ok = xp.isfinite(value) & xp.isfinite(gsum)
+        ok = ops.finite_flag(value, grads)  # the device guard fit uses
         keep = ok & ~st["bad"]
         st["first_bad"] = xp.where((~ok) & (~st["bad"]), i, st["first_bad"])
         st["bad"] = st["bad"] | (~ok)

@@ -373,9 +373,9 @@ def test_info(tmp_path):
     for row in info["backends"].values():
         assert row["available"] or row["reason"]
     assert info["data_cache"]["dir"] == str(tmp_path / "cache")
-    from xpnet import _jit, _malloc
+    from xpnet.ops import _malloc, _numba
 
-    assert info["cpu_speedups"]["compiled optimizer"]["on"] is _jit.enabled()
+    assert info["cpu_speedups"]["compiled optimizer"]["on"] is _numba.enabled()
     assert info["cpu_speedups"]["malloc tuning"]["on"] is _malloc.enabled()
     assert "compiled optimizer" in text and "malloc tuning" in text
 

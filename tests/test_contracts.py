@@ -274,3 +274,28 @@ def test_trainer_gradient_hook_runs_on_every_step():
     np.testing.assert_array_equal(m.params["0.W"], frozen)
     assert not np.array_equal(m.params["2.W"], xn.MLP([2, 4, 3], backend="numpy",
                                                        seed=0).params["2.W"])
+
+
+def test_interrupt_on_the_last_step_of_an_epoch_resumes_exactly(tmp_path):
+    """A record taken after the epoch's last step (step == steps) resumes into the epoch end."""
+    X, y = _blobs(48)
+    ref = xn.MLP([2, 4, 3], backend="numpy", seed=0)
+    ref.fit(X, y, epochs=3, batch_size=16, seed=1, verbose=0)
+
+    class StopAtEpochEnd(xn.Callback):
+        def on_batch_end(self, step, logs):
+            if self.trainer.epoch == 1 and step == 2:
+                self.trainer._interrupt.signum = 2  # as the SIGINT handler would
+
+    ckpt = xn.ModelCheckpoint(tmp_path / "m.safetensors")
+    m = xn.MLP([2, 4, 3], backend="numpy", seed=0)
+    with pytest.raises(xn.TrainingInterrupted) as info:
+        m.fit(X, y, epochs=3, batch_size=16, seed=1, display_interval=0.0,
+              callbacks=[StopAtEpochEnd(), ckpt], verbose=0)
+    assert (info.value.epoch, info.value.step) == (2, 3)
+    back = xn.load_checkpoint(info.value.checkpoint, backend="numpy")
+    assert (back.training["epoch"], back.training["step"]) == (1, 3)
+    h = back.model.fit(X, y, epochs=3, batch_size=16, resume=back.training, verbose=0)
+    assert h.epoch == [0, 1, 2]
+    for k in ref.params:
+        np.testing.assert_array_equal(back.model.params[k], ref.params[k])

@@ -1,15 +1,15 @@
 """The fused CuPy updates, run on the CPU through an ``ElementwiseKernel`` emulator.
 
-:mod:`xpnet._cupy_fused` builds ``cupy.ElementwiseKernel`` s from a parameter list
-and a C++ body. Here a stand-in ``cupy`` module implements ``ElementwiseKernel``
-the way CuPy documents it: it parses the parameter lists, generates a C++ loop
-in which every input is a ``const`` value and every output a reference,
-compiles it with the host compiler (IEEE ``sqrt`` and division, no fused
-multiply-add, as ``--fmad=false`` asks of nvrtc), and on a call casts scalars
-to the type ``T`` of the arrays and broadcasts 0-d arrays. ``_cupy_fused.adam``
-and ``_cupy_fused.sgd`` then run unchanged, so the argument order, the
-parameter lists and the bodies are all checked, bit for bit against the
-generic :meth:`xpnet.Optimizer.update`, ``keep=False`` steps included.
+:mod:`xpnet.ops._cupy` builds ``cupy.ElementwiseKernel`` s from the parameter lists
+and C++ bodies in :mod:`xpnet.ops.kernels`. Here a stand-in ``cupy`` module
+implements ``ElementwiseKernel`` the way CuPy documents it: it parses the
+parameter lists, generates a C++ loop in which every input is a ``const`` value
+and every output a reference, compiles it with the host compiler (IEEE ``sqrt``
+and division, no fused multiply-add, as ``--fmad=false`` asks of nvrtc), and on
+a call casts scalars to the type ``T`` of the arrays and broadcasts 0-d arrays.
+``_cupy.fused_update`` then runs unchanged for every rule, so the argument
+order, the parameter lists and the bodies are all checked, bit for bit against
+the reference :meth:`xpnet.Optimizer.update`, ``keep=False`` steps included.
 
 What remains for a GPU is CuPy and nvrtc themselves:
 ``test_cupy_fused_update_is_bitwise_equal_to_the_generic_one`` in
@@ -29,7 +29,8 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet import _cupy_fused
+from xpnet.ops import _cupy
+from xpnet.ops.kernels import kernels_for
 
 CXX = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler on this machine")
@@ -96,7 +97,7 @@ def fake_cupy(tmp_path_factory, monkeypatch):
     mod.ones = np.ones
     mod.bool_ = np.bool_
     monkeypatch.setitem(sys.modules, "cupy", mod)
-    monkeypatch.setattr(_cupy_fused, "_KERNELS", {})
+    monkeypatch.setattr(_cupy, "_KERNELS", {})
     return mod
 
 
@@ -110,6 +111,7 @@ CASES = {
     "adamw": lambda: xn.AdamW(lr=1e-2, weight_decay=0.05),
     "rmsprop": lambda: xn.RMSprop(lr=1e-2),
     "rmsprop-momentum-wd": lambda: xn.RMSprop(lr=1e-3, momentum=0.5, weight_decay=0.01),
+    "rmsprop-centered": lambda: xn.RMSprop(lr=1e-3, alpha=0.9, centered=True),
     "rmsprop-centered-momentum": lambda: xn.RMSprop(lr=1e-3, alpha=0.9, momentum=0.5,
                                                     centered=True, weight_decay=0.01),
 }
@@ -131,7 +133,8 @@ def test_fused_updates_give_the_generic_update_bit_for_bit(fake_cupy, name, dtyp
         keep = np.asarray(step != 3) if keep_kind == "array" else None
         p_ref, s_ref = opt_ref.update(p_ref, grads, s_ref, keep=keep)
         t = int(s_k["step"]) + 1
-        fused = opt_k._fused_update(p_k, grads, s_k, opt_k.learning_rate(t - 1), t, keep)
+        fused = _cupy.fused_update(kernels_for(opt_k), opt_k, p_k, grads, s_k,
+                                   opt_k.learning_rate(t - 1), t, keep)
         p_k, s_k = fused[0], {"step": t, **fused[1]}
         for k in shapes:
             assert p_k[k].tobytes() == p_ref[k].tobytes(), (step, k)

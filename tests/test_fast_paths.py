@@ -1,4 +1,4 @@
-"""The NumPy fast paths give the plain Array API results, and the malloc tuning works."""
+"""The NumPy ops give the plain Array API results, and the malloc tuning works."""
 
 from __future__ import annotations
 
@@ -11,8 +11,13 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet import _fast, _malloc
-from xpnet.losses import _ce_labels_numpy
+from xpnet.ops import NumpyOps, Ops, _malloc, _numba, ops_of
+
+NP = NumpyOps()
+
+
+def _ce_labels_numpy(z, y, need_grad):
+    return NP.softmax_ce_labels(z, y, need_grad)
 
 SHAPES = [(3, 4), (64, 10), (128, 10), (512, 10), (1000, 3), (2000, 32), (700, 33),
           (60000, 10), (1024, 512)]
@@ -24,15 +29,15 @@ def test_reductions_match_plain_numpy(shape, dtype):
     rng = np.random.default_rng(sum(shape))
     a = (rng.standard_normal(shape) * 10).astype(dtype)
     rtol = 1e-5 if dtype == "float32" else 1e-12
-    s0 = _fast.sum_rows(np, a)
+    s0 = NP.sum_rows(np, a)
     assert s0.shape == (shape[1],) and s0.dtype == a.dtype
     np.testing.assert_allclose(s0, a.astype("float64").sum(axis=0), rtol=rtol,
                                atol=rtol * np.abs(a).sum(axis=0).max())
-    s1 = _fast.row_sums(np, a)
+    s1 = NP.row_sums(np, a)
     assert s1.shape == (shape[0], 1) and s1.dtype == a.dtype
     np.testing.assert_allclose(s1, a.astype("float64").sum(axis=1, keepdims=True),
                                rtol=rtol, atol=rtol * np.abs(a).sum(axis=1).max())
-    mx = _fast.row_max(np, a)
+    mx = NP.row_max(np, a)
     assert mx.shape == (shape[0], 1) and mx.dtype == a.dtype
     np.testing.assert_array_equal(mx, a.max(axis=1, keepdims=True))  # exact: no rounding
 
@@ -42,11 +47,11 @@ def test_reductions_propagate_nan_and_inf():
     a[5, 3] = np.nan
     a[7, 0] = np.inf
     a[9, 9] = -np.inf
-    mx = _fast.row_max(np, a)[:, 0]
+    mx = NP.row_max(np, a)[:, 0]
     assert np.isnan(mx[5]) and mx[7] == np.inf and mx[9] == 1.0 and mx[0] == 1.0
-    rs = _fast.row_sums(np, a)[:, 0]
+    rs = NP.row_sums(np, a)[:, 0]
     assert np.isnan(rs[5]) and rs[7] == np.inf and rs[9] == -np.inf and rs[0] == 10.0
-    cs = _fast.sum_rows(np, a)
+    cs = NP.sum_rows(np, a)
     assert np.isnan(cs[3]) and cs[0] == np.inf and cs[9] == -np.inf and cs[1] == 1000.0
 
 
@@ -55,7 +60,7 @@ def test_relu_grad_matches_the_sign_mask(shape):
     rng = np.random.default_rng(0)
     y = np.maximum(rng.standard_normal(shape).astype("float32"), 0.0)
     dy = rng.standard_normal(shape).astype("float32")
-    g = _fast.relu_grad(np, dy, y)
+    g = NP.relu_grad(np, dy, y)
     assert g.dtype == np.float32
     np.testing.assert_array_equal(g, dy * np.sign(y))
 
@@ -63,11 +68,25 @@ def test_relu_grad_matches_the_sign_mask(shape):
 def test_other_namespaces_take_the_plain_path():
     strict = pytest.importorskip("array_api_strict")
     a = strict.asarray(np.arange(2000.0).reshape(1000, 2))
-    assert float(strict.sum(_fast.sum_rows(strict, a))) == float(np.arange(2000.0).sum())
-    assert _fast.row_max(strict, a).shape == (1000, 1)
-    assert _fast.row_sums(strict, a).shape == (1000, 1)
-    r = _fast.relu_grad(strict, a, a)
-    assert float(strict.sum(r)) == float(np.arange(1, 2000.0).sum())
+    assert type(ops_of(a)) is Ops
+    for ops in (ops_of(a), NP):  # the NumPy ops hand foreign arrays to the generic code
+        assert float(strict.sum(ops.sum_rows(strict, a))) == float(np.arange(2000.0).sum())
+        assert ops.row_max(strict, a).shape == (1000, 1)
+        assert ops.row_sums(strict, a).shape == (1000, 1)
+        r = ops.relu_grad(strict, a, a)
+        assert float(strict.sum(r)) == float(np.arange(1, 2000.0).sum())
+        assert ops.softmax_ce_labels(a, strict.asarray([0] * 1000), True) is None
+
+
+def test_ops_are_chosen_once_per_library():
+    assert ops_of(np.zeros(3)) is ops_of(np.ones((2, 2), "float32"))
+    assert type(ops_of(np.zeros(3))) is NumpyOps
+    assert type(ops_of(np.ma.zeros(3))) is Ops  # a subclass is not a plain ndarray
+    assert type(xn.ops.ops_for(xn.get_backend("numpy"))) is NumpyOps
+    assert ops_of(np.zeros(3)) is xn.ops.ops_for(xn.get_backend("numpy"))
+    torch = pytest.importorskip("torch")
+    assert type(ops_of(torch.zeros(3))) is Ops
+    assert type(xn.ops.ops_for(xn.get_backend("torch"))) is Ops
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -189,9 +208,9 @@ _JIT_CHOICE = textwrap.dedent("""
     import sys
     import numpy as np
     import xpnet as xn
-    from xpnet import _jit
+    from xpnet.ops import _numba
     if sys.argv[1] == "cheap":
-        _jit.WORTH_IT = 0.0
+        _numba.WORTH_IT = 0.0
     rng = np.random.default_rng(0)
     X = rng.random((256, 20), dtype=np.float32)
     y = rng.integers(0, 3, 256)
@@ -201,7 +220,7 @@ _JIT_CHOICE = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(not __import__("xpnet")._jit.installed(), reason="numba is not installed")
+@pytest.mark.skipif(not _numba.installed(), reason="numba is not installed")
 def test_a_small_fit_does_not_pay_for_importing_numba():
     def imported(mode: str) -> bool:
         out = subprocess.run([sys.executable, "-c", _JIT_CHOICE, mode], capture_output=True,
@@ -216,15 +235,29 @@ def test_a_small_fit_does_not_pay_for_importing_numba():
 
 
 def test_jit_worth_it_and_suspended(monkeypatch):
-    from xpnet import _jit
-
     monkeypatch.setenv("XPNET_JIT", "1")
 
-    assert _jit.worth_it(535_818, 469 * 30) is True
-    assert _jit.worth_it(1_000, 10) is ("numba" in sys.modules)
-    with _jit.suspended():
-        assert _jit.enabled() is False
-    with _jit.suspended(False):
-        assert _jit.enabled() is (_jit.installed() and not _jit.failed())
+    assert _numba.worth_it(535_818, 469 * 30) is True
+    assert _numba.worth_it(1_000, 10) is ("numba" in sys.modules)
+    with _numba.suspended():
+        assert _numba.enabled() is False
+    with _numba.suspended(False):
+        assert _numba.enabled() is (_numba.installed() and not _numba.failed())
     monkeypatch.setenv("XPNET_JIT", "off")
-    assert _jit.enabled() is False
+    assert _numba.enabled() is False
+
+
+def test_numpy_training_context_gates_numba(monkeypatch):
+    """``NumpyOps.training`` suspends numba for a fit too small to repay its import, and
+    only then; the generic ops' context changes nothing."""
+    monkeypatch.setenv("XPNET_JIT", "1")
+    monkeypatch.setattr(_numba, "WORTH_IT", 1e6)
+    monkeypatch.delitem(sys.modules, "numba", raising=False)
+    outside = _numba.enabled()
+    with NP.training(num_params=10, n_updates=10):
+        assert _numba.enabled() is False
+    with NP.training(num_params=1000, n_updates=1000):
+        assert _numba.enabled() is outside
+    with Ops().training(num_params=10, n_updates=10):
+        assert _numba.enabled() is outside
+    assert _numba.enabled() is outside

@@ -23,6 +23,12 @@ CASES = {
     "adamw": (lambda: xn.AdamW(lr=1e-2, weight_decay=0.05),
               lambda t, p: t.optim.AdamW(p, lr=1e-2, weight_decay=0.05)),
     "rmsprop": (lambda: xn.RMSprop(lr=1e-2), lambda t, p: t.optim.RMSprop(p, lr=1e-2)),
+    "rmsprop-momentum-wd": (
+        lambda: xn.RMSprop(lr=1e-3, momentum=0.5, weight_decay=0.01),
+        lambda t, p: t.optim.RMSprop(p, lr=1e-3, momentum=0.5, weight_decay=0.01)),
+    "rmsprop-centered": (
+        lambda: xn.RMSprop(lr=1e-3, alpha=0.9, centered=True),
+        lambda t, p: t.optim.RMSprop(p, lr=1e-3, alpha=0.9, centered=True)),
     "rmsprop-centered-momentum": (
         lambda: xn.RMSprop(lr=1e-3, alpha=0.9, momentum=0.5, centered=True, weight_decay=0.01),
         lambda t, p: t.optim.RMSprop(p, lr=1e-3, alpha=0.9, momentum=0.5, centered=True,
@@ -154,18 +160,21 @@ def test_unknown_optimizer_lists_choices():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_inplace_update_is_bitwise_equal_to_pure(name, dtype, path, monkeypatch):
     """Both in-place paths give the same bits as update(): the threaded, cache-blocked
-    NumPy ufunc update, and the compiled (numba) update where there is one."""
-    from xpnet import _jit
+    NumPy ufunc update, and the compiled (numba) update."""
+    from xpnet.ops import _chunked, _numba
 
     monkeypatch.setenv("XPNET_NUM_THREADS", "3")
     monkeypatch.setenv("XPNET_JIT", "1" if path == "jit" else "0")
-    jit_calls = []
+    jit_calls, ufunc_calls = [], []
     if path == "jit":
-        if not _jit.installed():
+        if not _numba.installed():
             pytest.skip("numba is not installed (pip install 'xpnet[jit]')")
-        real_run = _jit._run
-        monkeypatch.setattr(_jit, "_run", lambda k, calls: jit_calls.append(k) or
+        real_run = _numba._run
+        monkeypatch.setattr(_numba, "_run", lambda k, calls: jit_calls.append(k) or
                             real_run(k, calls))
+    real_chunks = _chunked.run
+    monkeypatch.setattr(_chunked, "run", lambda *a: ufunc_calls.append(a[0]) or
+                        real_chunks(*a))
     make_xn, _ = CASES[name]
     rng = np.random.default_rng(0)
     # sizes straddle the chunk size and the parallel threshold
@@ -180,8 +189,39 @@ def test_inplace_update_is_bitwise_equal_to_pure(name, dtype, path, monkeypatch)
         pure, sp = opt_pure.update(pure, grads, sp)
         opt_fast.update_(fast, {k: g.copy() for k, g in grads.items()}, sf)
     assert sf["step"] == sp["step"] == 4
-    has_kernel = type(opt_fast)._jit_update is not xn.Optimizer._jit_update
-    assert len(jit_calls) == (4 if path == "jit" and has_kernel else 0)
+    # every built-in rule has both kernels: each update took the path under test
+    assert len(jit_calls) == (4 if path == "jit" else 0)
+    assert len(ufunc_calls) == (0 if path == "jit" else 4)
+    for k in shapes:
+        assert fast[k].tobytes() == pure[k].tobytes(), k
+        for slot in opt_pure.slots:
+            assert sf[slot][k].tobytes() == sp[slot][k].tobytes(), (slot, k)
+
+
+@pytest.mark.parametrize("clip", [{"clip_value": 0.5}, {"clip_norm": 1.0},
+                                  {"clip_value": 0.5, "clip_norm": 1.0}])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_clipping_is_applied_once_alike_on_both_paths(clip, dtype):
+    """update_ (in place, NumPy kernel) and update (reference rule) clip through the same
+    method, so they still give the same bits; the clipped gradient is what the rule sees."""
+    rng = np.random.default_rng(2)
+    shapes = {"a": (70, 30), "b": (30,)}
+    params = {k: rng.normal(size=s).astype(dtype) for k, s in shapes.items()}
+    opt_pure, opt_fast = xn.Adam(lr=1e-2, **clip), xn.Adam(lr=1e-2, **clip)
+    pure, sp = dict(params), opt_pure.init(params)
+    fast, sf = {k: v.copy() for k, v in params.items()}, opt_fast.init(params)
+    for _ in range(3):
+        grads = {k: (rng.normal(size=s) * 10).astype(dtype) for k, s in shapes.items()}
+        pure, sp = opt_pure.update(pure, grads, sp)
+        opt_fast.update_(fast, {k: g.copy() for k, g in grads.items()}, sf)
+        clipped = opt_pure.clip_grads(grads)
+        assert all(c.dtype == np.dtype(dtype) for c in clipped.values())
+        if "clip_value" in clip and "clip_norm" not in clip:
+            assert max(float(np.abs(c).max()) for c in clipped.values()) == 0.5
+        if "clip_norm" in clip:
+            norm = math.sqrt(sum(float(np.sum(c.astype("float64") ** 2))
+                                 for c in clipped.values()))
+            assert 0.99 < norm <= 1.0 + 1e-5
     for k in shapes:
         assert fast[k].tobytes() == pure[k].tobytes(), k
         for slot in opt_pure.slots:
@@ -204,7 +244,8 @@ def test_inplace_update_falls_back_for_immutable_arrays():
 def test_cupy_fused_update_is_bitwise_equal_to_the_generic_one(name, dtype, monkeypatch):
     """On CuPy, XPNET_CUPY_FUSED=1 runs one ElementwiseKernel per parameter (SGD, Adam,
     AdamW); it must give the generic update's bits, the keep=False mask included."""
-    from xpnet import _cupy_fused
+    from xpnet.ops import _cupy
+    from xpnet.ops.kernels import kernels_for
 
     why = xn.backends.backend_status().get("cupy")
     if why is not None:
@@ -216,8 +257,8 @@ def test_cupy_fused_update_is_bitwise_equal_to_the_generic_one(name, dtype, monk
     shapes = {"a": (700, 300), "b": (300,), "c": (5, 3)}
     params = {k: b.asarray(rng.normal(size=s).astype(dtype)) for k, s in shapes.items()}
     calls = []
-    real = _cupy_fused._kernel
-    monkeypatch.setattr(_cupy_fused, "_kernel", lambda n: calls.append(n) or real(n))
+    real = _cupy._compiled
+    monkeypatch.setattr(_cupy, "_compiled", lambda spec: calls.append(spec) or real(spec))
     results = []
     for fused in ("0", "1"):
         monkeypatch.setenv("XPNET_CUPY_FUSED", fused)
@@ -231,8 +272,7 @@ def test_cupy_fused_update_is_bitwise_equal_to_the_generic_one(name, dtype, monk
             p, s = opt.update(p, grads, s, keep=keep)
         results.append((p, s, opt))
     (pg, sg, opt), (pf, sf, _) = results
-    has_kernel = type(opt)._fused_update is not xn.Optimizer._fused_update
-    assert bool(calls) == has_kernel
+    assert bool(calls) == (kernels_for(opt).cuda is not None)
     assert sg["step"] == sf["step"] == 5
     for k in shapes:
         assert xn.to_numpy(pf[k]).tobytes() == xn.to_numpy(pg[k]).tobytes(), k
@@ -243,18 +283,17 @@ def test_cupy_fused_update_is_bitwise_equal_to_the_generic_one(name, dtype, monk
 def test_a_subclass_with_its_own_rule_never_takes_the_parents_fast_paths(monkeypatch):
     """Overriding only _update_one (the documented way to write an optimizer) must give
     that rule on every path: update, update_ with the NumPy kernel, and update_ with
-    numba; the parent's fast paths would silently apply Adam's rule instead."""
+    numba; the parent's kernels would silently apply Adam's rule instead. Kernels are
+    keyed by the exact class, so a subclass has none."""
+    from xpnet.ops.kernels import kernels_for
 
     class SignAdam(xn.Adam):
         def _update_one(self, p, g, slots, lr, t):
             xp = xn.backends.backend_of(p).xp
             return p - lr * xp.sign(g), dict(slots)
 
-    from xpnet.optimizers import _fast_path_ok
-
-    assert _fast_path_ok(xn.Adam, "_kernel") and _fast_path_ok(xn.AdamW, "_jit_update")
-    for path in ("_kernel", "_jit_update", "_fused_update"):
-        assert not _fast_path_ok(SignAdam, path)
+    assert kernels_for(xn.Adam()) is not None and kernels_for(xn.AdamW()) is not None
+    assert kernels_for(SignAdam()) is None
     for jit in ("0", "1"):
         monkeypatch.setenv("XPNET_JIT", jit)
         opt = SignAdam(lr=0.5)
@@ -262,3 +301,6 @@ def test_a_subclass_with_its_own_rule_never_takes_the_parents_fast_paths(monkeyp
         s = opt.init(p)
         opt.update_(p, {"w": np.array([0.3, -0.2, 0.0])}, s)
         assert p["w"].tolist() == [0.5, 2.5, 3.0]
+        p2, _ = opt.update({"w": np.array([1.0, 2.0, 3.0])}, {"w": np.array([0.3, -0.2, 0.0])},
+                           opt.init(p))
+        assert p2["w"].tolist() == [0.5, 2.5, 3.0]

@@ -181,9 +181,7 @@ def to_backend(name: str, a: Any, backend: Backend) -> Any:
     if not _is_array(a):
         raise TypeError(f"{name} must be an array, got {type(a).__name__}")
     if isinstance(a, np.ndarray):
-        if backend.name == "numpy":
-            return a
-        return backend.asarray(a)
+        return a if backend.owns(a) else backend.asarray(a)
     if backend.owns(a):
         return a
     theirs = backend_of(a)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._fast import relu_grad, sum_rows
 from .backends import Backend, _namespace_of, backend_of
 from .initializers import get_initializer
+from .ops import ops_of
 from .random import RNG
 
 __all__ = [
@@ -267,7 +267,7 @@ class Dense(Layer):
         xp = _xp(dy)
         grads = {"W": xp.matrix_transpose(x) @ dy}
         if self.bias:
-            grads["b"] = sum_rows(xp, dy)
+            grads["b"] = ops_of(dy).sum_rows(xp, dy)
         dx = dy @ xp.matrix_transpose(params["W"]) if need_input_grad else None
         return dx, grads
 
@@ -311,7 +311,7 @@ class ReLU(Layer):
 
     def backward(self, params, cache, dy):
         """``dy`` where the output is positive, else 0."""
-        return relu_grad(_xp(dy), dy, cache), {}
+        return ops_of(dy).relu_grad(_xp(dy), dy, cache), {}
 
 
 class LeakyReLU(Layer):

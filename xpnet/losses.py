@@ -9,12 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import array_api_compat
-import numpy as np
 
 from . import _checks
-from ._fast import row_max, row_sums
 from .backends import _namespace_of
 from .layers import sigmoid
+from .ops import ops_of
 
 __all__ = [
     "Loss",
@@ -30,12 +29,6 @@ __all__ = [
 
 def _xp(a: Any) -> Any:
     return _namespace_of(a)
-
-
-def _index_assignable(a: Any) -> bool:
-    """Whether ``a[int_array, int_array] -= v`` works in place (NumPy, CuPy, PyTorch)."""
-    return (array_api_compat.is_numpy_array(a) or array_api_compat.is_cupy_array(a)
-            or array_api_compat.is_torch_array(a))
 
 
 def log_softmax(z: Any) -> Any:
@@ -268,9 +261,11 @@ class SoftmaxCrossEntropy(Loss):
     """Softmax followed by cross-entropy, fused and stable for large logits.
 
     Targets are integer class labels of shape ``(n,)`` or class probabilities
-    of shape ``(n, k)``. For labels on NumPy, CuPy and PyTorch the gradient
-    ``(softmax(z) - onehot(y)) / n`` is formed in place, without a one-hot
-    matrix.
+    of shape ``(n, k)``. With labels the gradient is
+    ``(softmax(z) - onehot(y)) / n``; where the array library has a faster route
+    (:meth:`xpnet.ops.Ops.softmax_ce_labels`: NumPy corrects the label column
+    in place, without a one-hot matrix) that route is taken, with the same
+    results.
 
     Examples
     --------
@@ -290,8 +285,10 @@ class SoftmaxCrossEntropy(Loss):
         """Mean cross-entropy of ``softmax(output)`` and its gradient w.r.t. the logits."""
         xp = _xp(output)
         n, k = output.shape
-        if target.ndim == 1 and type(output) is np.ndarray and type(target) is np.ndarray:
-            return _ce_labels_numpy(output, target, need_grad)
+        if target.ndim == 1:
+            fast = ops_of(output).softmax_ce_labels(output, target, need_grad)
+            if fast is not None:
+                return fast
         s = output - xp.max(output, axis=1, keepdims=True)
         e = xp.exp(s)
         sum_e = xp.sum(e, axis=1, keepdims=True)
@@ -302,12 +299,6 @@ class SoftmaxCrossEntropy(Loss):
             if not need_grad:
                 return loss, None
             p = e / sum_e
-            if _index_assignable(p):
-                # subtract 1 at each row's label in place: no one-hot matrix at all
-                rows = xp.arange(n, device=array_api_compat.device(target))
-                p[rows, target] -= 1.0
-                p *= 1.0 / n
-                return loss, p
             hit = xp.reshape(target, (n, 1)) == xp.arange(
                 k, dtype=target.dtype, device=array_api_compat.device(target))
             return loss, (p - xp.astype(hit, p.dtype)) * (1.0 / n)
@@ -321,40 +312,6 @@ class SoftmaxCrossEntropy(Loss):
     def output_transform(self, output):
         """Class probabilities: the softmax of the logits."""
         return softmax(output)
-
-
-def _ce_labels_numpy(z: np.ndarray, y: np.ndarray, need_grad: bool):
-    """Softmax cross-entropy with integer labels on NumPy, in as few passes as possible.
-
-    The same arithmetic as the generic path (shift by the row max, exp, sum,
-    log), with the short-axis reductions of :mod:`xpnet._fast`, the label
-    logits picked by one flat ``take``, the exponentials formed in the shifted
-    array's memory, and the label column corrected through a flat index.
-    """
-    n, k = z.shape
-    if y.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},) to match {n} outputs, "
-                         f"got shape {tuple(y.shape)}")
-    if y.dtype.kind not in "iu":
-        raise TypeError(f"labels must be integers, got dtype {y.dtype}")
-    if n and (int(y.min()) < 0 or int(y.max()) >= k):
-        raise ValueError(f"labels must be in [0, {k - 1}] for {k} outputs, "
-                         f"got labels in [{int(y.min())}, {int(y.max())}]")
-    s = z - row_max(np, z)
-    flat = np.arange(n) * k
-    flat += y.astype(np.intp, copy=False)
-    picked = s.reshape(-1).take(flat)
-    np.exp(s, out=s)
-    sum_e = row_sums(np, s)
-    loss = np.mean(np.log(sum_e[:, 0]) - picked)
-    if not need_grad:
-        return loss, None
-    sum_e *= n
-    np.divide(1.0, sum_e, out=sum_e)  # one divide per row, then a multiply per element
-    s *= sum_e
-    p = s.reshape(-1)
-    p[flat] -= 1.0 / n
-    return loss, s
 
 
 class MeanSquaredError(Loss):

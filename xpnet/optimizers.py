@@ -3,18 +3,22 @@
 ``update`` rebinds arrays (it never mutates its inputs), so immutable
 namespaces work. The formulas follow ``torch.optim`` exactly (tested against
 it), so published hyper-parameters carry over.
+
+Each rule is written once here, as the reference: the optimizer's
+``_update_one``. Faster versions of it (NumPy ufunc chunks, numba, CUDA) live
+in :mod:`xpnet.ops.kernels`, registered for the exact class, and give the
+reference's bits (tested); a subclass runs its own ``_update_one``.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 from collections.abc import Callable
 from typing import Any
 
-from . import _cupy_fused, _jit
 from .backends import _namespace_of
+from .ops import ops_of
 from .schedules import get_schedule, schedule_from_config, schedule_to_config
 
 __all__ = [
@@ -50,6 +54,18 @@ def _finite(name: str, value: Any, *, low: float = 0.0, high: float | None = Non
         rng = f"{'[' if low_inclusive else '('}{low}, {high if high is not None else 'inf'})"
         raise ValueError(f"{name} must be in {rng}, got {value!r}")
     return float(value)
+
+
+def _check_keys(params: Params, grads: Params) -> None:
+    if grads.keys() != params.keys():
+        missing = sorted(set(params) - set(grads))
+        extra = sorted(set(grads) - set(params))
+        raise ValueError(f"grads keys do not match params (missing {missing}, extra {extra})")
+
+
+def _ops(params: Params) -> Any:
+    """The ops of the parameters' library (generic ones for no parameters)."""
+    return ops_of(next(iter(params.values()), None))
 
 
 def global_norm(grads: Params) -> Any:
@@ -123,26 +139,9 @@ def clip_by_value(grads: Params, limit: float) -> Params:
     >>> xn.optimizers.clip_by_value({"w": np.array([-3.0, 0.5, 2.0])}, 1.0)["w"].tolist()
     [-1.0, 0.5, 1.0]
     """
-    return {k: _xp(g).clip(g, -limit, limit) for k, g in grads.items()}
-
-
-@functools.cache
-def _fast_path_ok(cls: type, name: str) -> bool:
-    """Whether ``cls`` may use its fast path ``name`` (``_kernel``, ``_jit_update``,
-    ``_fused_update``): the method must be defined by the class that defines the update
-    rule ``_update_one``, or by a subclass of it. A user subclass that overrides only
-    ``_update_one`` thus gets its own rule through the generic path, never the parent's
-    fast path."""
-
-    def owner(attr: str) -> type | None:
-        for c in cls.__mro__:
-            if attr in c.__dict__:
-                return c
-        return None
-
-    rule, fast = owner("_update_one"), owner(name)
-    return (rule is not None and fast is not None and fast is not Optimizer
-            and issubclass(fast, rule))
+    # minimum/maximum, not clip: array-api-compat's CuPy clip writes through boolean
+    # masks, each a device sync
+    return {k: _xp(g).minimum(_xp(g).maximum(g, -limit), limit) for k, g in grads.items()}
 
 
 class Optimizer:
@@ -247,6 +246,10 @@ class Optimizer:
                keep: Any = None) -> tuple[Params, dict]:
         """Apply one update; return new params and new state (inputs untouched).
 
+        Clipping (:meth:`clip_grads`) comes first; then the library's fused
+        kernel for this exact class where one applies (CuPy with
+        ``XPNET_CUPY_FUSED=1``), else the reference rule ``_update_one``.
+
         Parameters
         ----------
         params, grads : dict of arrays with the same keys
@@ -269,44 +272,21 @@ class Optimizer:
         >>> new["w"].tolist(), params["w"].tolist(), state["step"]
         ([0.5, 1.5], [1.0, 2.0], 1)
         """
-        if set(grads) != set(params):
-            missing = sorted(set(params) - set(grads))
-            extra = sorted(set(grads) - set(params))
-            raise ValueError(f"grads keys do not match params (missing {missing}, extra {extra})")
+        _check_keys(params, grads)
         step = int(state["step"])
         lr = self.learning_rate(step)
-        if self.clip_value is not None:
-            grads = clip_by_value(grads, self.clip_value)
-        if self.clip_norm is not None:
-            grads, _ = clip_by_global_norm(grads, self.clip_norm)
-        if _fast_path_ok(type(self), "_fused_update") and _cupy_fused.applicable(params, grads,
-                                                                                  state):
-            fused = self._fused_update(params, grads, state, lr, step + 1, keep)
-            if fused is not None:
-                return fused[0], {"step": step + 1, **fused[1]}
-        new_params: Params = {}
-        new_state: dict = {"step": step + 1}
-        for slot in self.slots:
-            new_state[slot] = {}
-        for k, p in params.items():
-            slots = {s: state[s][k] for s in self.slots}
-            p2, slots2 = self._update_one(p, grads[k], slots, lr, step + 1)
-            if keep is not None:
-                xp = _xp(p)
-                p2 = xp.where(keep, p2, p)
-                slots2 = {s: xp.where(keep, v, slots[s]) for s, v in slots2.items()}
-            new_params[k] = p2
-            for s, v in slots2.items():
-                new_state[s][k] = v
-        return new_params, new_state
+        return self._pure(_ops(params), params, self.clip_grads(grads), state, lr, step + 1,
+                          keep)
 
     def update_(self, params: Params, grads: Params, state: dict) -> None:
         """Apply one update in place: ``params`` and ``state`` are modified.
 
-        The mutable fast path that :func:`xpnet.fit` uses. On NumPy arrays it
-        runs a cache-blocked, multi-threaded fused update that gives the same
-        bits as :meth:`update`; elsewhere it falls back to :meth:`update` and
-        rebinds the dict entries. ``grads`` may be overwritten (clipping).
+        The mutable fast path that :func:`xpnet.fit` uses. After clipping
+        (:meth:`clip_grads`), the library's in-place kernel for this exact class
+        runs where one applies (on NumPy: a compiled numba loop, or a
+        cache-blocked, optionally threaded ufunc update), giving the same bits
+        as :meth:`update`; elsewhere the reference rule runs and the dict
+        entries are rebound. ``grads`` may be overwritten.
 
         Parameters
         ----------
@@ -323,49 +303,78 @@ class Optimizer:
         >>> params["w"].tolist(), state["step"]
         ([0.5, 1.5], 1)
         """
-        from . import _inplace
-
-        kernel = self._kernel if _fast_path_ok(type(self), "_kernel") else None
-        if kernel is None or not _inplace.eligible(params, grads, state, self.slots):
-            new_params, new_state = self.update(params, grads, state)
-            params.update(new_params)
-            state.clear()
-            state.update(new_state)
-            return
+        _check_keys(params, grads)
         step = int(state["step"])
         lr = self.learning_rate(step)
-        if self.clip_value is not None:
-            for g in grads.values():
-                np_clip = _xp(g).clip(g, -self.clip_value, self.clip_value)
-                g[...] = np_clip
-        if self.clip_norm is not None:
-            norm = float(global_norm(grads))
-            coef = min(self.clip_norm / (norm + 1e-6), 1.0)
-            if coef < 1.0:
-                for g in grads.values():
-                    g *= coef
-        state["step"] = step + 1
-        if _fast_path_ok(type(self), "_jit_update") and _jit.enabled() \
-                and self._jit_update(params, grads, state, lr, step + 1):
+        grads = self.clip_grads(grads)
+        ops = _ops(params)
+        if ops.update_(self, params, grads, state, lr, step + 1):
+            state["step"] = step + 1
             return
-        _inplace.run(params, grads, state, self.slots,
-                     self._kernel(lr, step + 1))
+        new_params, new_state = self._pure(ops, params, grads, state, lr, step + 1, None)
+        params.update(new_params)
+        state.clear()
+        state.update(new_state)
 
-    def _kernel(self, lr: float, t: int):
-        """Return ``f(p, g, *slots, tmp)`` updating 1-D NumPy chunks in place."""
-        raise NotImplementedError
+    def clip_grads(self, grads: Params) -> Params:
+        """``grads`` clipped as configured: by value (``clip_value``), then by
+        global norm (``clip_norm``); the same dict when neither is set.
 
-    def _jit_update(self, params: Params, grads: Params, state: dict, lr: float,
-                    t: int) -> bool:
-        """The compiled (numba) update of :mod:`xpnet._jit`; False where there is none."""
-        return False
+        Used by both :meth:`update` and :meth:`update_`; no host sync.
 
-    def _fused_update(self, params: Params, grads: Params, state: dict, lr: float, t: int,
-                      keep: Any) -> tuple[Params, dict] | None:
-        """The fused CuPy update of :mod:`xpnet._cupy_fused`; None where there is none."""
-        return None
+        Parameters
+        ----------
+        grads : dict of arrays
+
+        Returns
+        -------
+        dict of arrays
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> g = {"w": np.array([3.0, -0.5])}
+        >>> xn.SGD(clip_value=1.0).clip_grads(g)["w"].tolist()
+        [1.0, -0.5]
+        >>> np.round(xn.SGD(clip_norm=1.0).clip_grads(g)["w"], 4).tolist()
+        [0.9864, -0.1644]
+        """
+        if self.clip_value is not None:
+            grads = clip_by_value(grads, self.clip_value)
+        if self.clip_norm is not None:
+            grads, _ = clip_by_global_norm(grads, self.clip_norm)
+        return grads
+
+    def _pure(self, ops: Any, params: Params, grads: Params, state: dict, lr: float, t: int,
+              keep: Any) -> tuple[Params, dict]:
+        """Update ``t`` (1-based) of clipped ``grads``: the library's fused kernel for
+        this class where one applies, else the reference rule; inputs untouched."""
+        fused = ops.update(self, params, grads, state, lr, t, keep)
+        if fused is not None:
+            return fused[0], {"step": t, **fused[1]}
+        return self._reference(params, grads, state, lr, t, keep)
+
+    def _reference(self, params: Params, grads: Params, state: dict, lr: float, t: int,
+                   keep: Any) -> tuple[Params, dict]:
+        """The reference update: ``_update_one`` per parameter, masked by ``keep``."""
+        new_params: Params = {}
+        new_state: dict = {"step": t}
+        for slot in self.slots:
+            new_state[slot] = {}
+        for k, p in params.items():
+            slots = {s: state[s][k] for s in self.slots}
+            p2, slots2 = self._update_one(p, grads[k], slots, lr, t)
+            if keep is not None:
+                xp = _xp(p)
+                p2 = xp.where(keep, p2, p)
+                slots2 = {s: xp.where(keep, v, slots[s]) for s, v in slots2.items()}
+            new_params[k] = p2
+            for s, v in slots2.items():
+                new_state[s][k] = v
+        return new_params, new_state
 
     def _update_one(self, p, g, slots: dict, lr: float, t: int):
+        """The rule for one parameter (the reference): ``(new p, {slot: new value})``."""
         raise NotImplementedError
 
     def get_config(self) -> dict:
@@ -448,44 +457,6 @@ class SGD(Optimizer):
             return p - lr * g, {"momentum_buffer": buf}
         return p - lr * g, {}
 
-    def _fused_update(self, params, grads, state, lr, t, keep):
-        return _cupy_fused.sgd(params, grads, state, keep, lr=lr, t=t,
-                               weight_decay=self.weight_decay, momentum=self.momentum,
-                               nesterov=self.nesterov)
-
-    def _jit_update(self, params, grads, state, lr, t):
-        return _jit.sgd(params, grads, state, lr, t, weight_decay=self.weight_decay,
-                        momentum=self.momentum, nesterov=self.nesterov)
-
-    def _kernel(self, lr, t):
-        import numpy as np
-
-        wd, mom, nesterov = self.weight_decay, self.momentum, self.nesterov
-
-        def k(p, g, *rest):
-            tmp = rest[-1]
-            if wd:
-                np.multiply(p, wd, out=tmp)
-                g += tmp
-            if mom > 0:
-                buf = rest[0]
-                if t == 1:
-                    buf[...] = g
-                else:
-                    buf *= mom
-                    buf += g
-                if nesterov:
-                    np.multiply(buf, mom, out=tmp)
-                    tmp += g
-                else:
-                    tmp[...] = buf
-                tmp *= lr
-            else:
-                np.multiply(g, lr, out=tmp)
-            p -= tmp
-
-        return k
-
     def _extra_config(self):
         return {"momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -545,52 +516,6 @@ class Adam(Optimizer):
         step_size = lr / (1.0 - b1**t) * sqrt_bc2
         denom = _xp(v).sqrt(v) + self.eps * sqrt_bc2
         return p - step_size * (m / denom), {"exp_avg": m, "exp_avg_sq": v}
-
-    def _scalars(self, lr, t):
-        b1, b2 = self.betas
-        sqrt_bc2 = math.sqrt(1.0 - b2**t)
-        return {"b1": b1, "b2": b2, "c1": 1.0 - b1, "c2": 1.0 - b2,
-                # same arithmetic as _update_one
-                "step_size": lr / (1.0 - b1**t) * sqrt_bc2, "eps_scaled": self.eps * sqrt_bc2,
-                "weight_decay": self.weight_decay, "decay": 1.0 - lr * self.weight_decay}
-
-    def _fused_update(self, params, grads, state, lr, t, keep):
-        return _cupy_fused.adam(params, grads, state, keep, decoupled=self.decoupled,
-                                **self._scalars(lr, t))
-
-    def _jit_update(self, params, grads, state, lr, t):
-        return _jit.adam(params, grads, state, decoupled=self.decoupled,
-                         **self._scalars(lr, t))
-
-    def _kernel(self, lr, t):
-        import numpy as np
-
-        sc = self._scalars(lr, t)
-        b1, b2, c1, c2 = sc["b1"], sc["b2"], sc["c1"], sc["c2"]
-        step_size, eps_scaled, decay = sc["step_size"], sc["eps_scaled"], sc["decay"]
-        wd, decoupled = self.weight_decay, self.decoupled
-
-        def k(p, g, m, v, tmp):
-            if wd:
-                if decoupled:
-                    p *= decay
-                else:
-                    np.multiply(p, wd, out=tmp)
-                    g += tmp
-            m *= b1
-            np.multiply(g, c1, out=tmp)
-            m += tmp
-            v *= b2
-            np.multiply(g, g, out=tmp)
-            tmp *= c2
-            v += tmp
-            np.sqrt(v, out=tmp)
-            tmp += eps_scaled
-            np.divide(m, tmp, out=tmp)
-            tmp *= step_size
-            p -= tmp
-
-        return k
 
     def _extra_config(self):
         return {"betas": list(self.betas), "eps": self.eps}
@@ -708,55 +633,6 @@ class RMSprop(Optimizer):
             out["momentum_buffer"] = buf
             return p - lr * buf, out
         return p - lr * (g / avg), out
-
-    def _fused_update(self, params, grads, state, lr, t, keep):
-        return _cupy_fused.rmsprop(params, grads, state, keep, lr=lr,
-                                   weight_decay=self.weight_decay, alpha=self.alpha,
-                                   eps=self.eps, momentum=self.momentum,
-                                   centered=self.centered)
-
-    def _jit_update(self, params, grads, state, lr, t):
-        return _jit.rmsprop(params, grads, state, lr, weight_decay=self.weight_decay,
-                            alpha=self.alpha, eps=self.eps, momentum=self.momentum,
-                            centered=self.centered)
-
-    def _kernel(self, lr, t):
-        import numpy as np
-
-        wd, a, c, eps = self.weight_decay, self.alpha, 1.0 - self.alpha, self.eps
-        mom, centered = self.momentum, self.centered
-
-        def k(p, g, sq, *rest):  # rest: [momentum_buffer], [grad_avg], tmp (slot order)
-            tmp = rest[-1]
-            if wd:
-                np.multiply(p, wd, out=tmp)
-                g += tmp
-            sq *= a
-            np.multiply(g, g, out=tmp)
-            tmp *= c
-            sq += tmp
-            if centered:
-                ga = rest[-2]
-                ga *= a
-                np.multiply(g, c, out=tmp)
-                ga += tmp
-                np.multiply(ga, ga, out=tmp)
-                np.subtract(sq, tmp, out=tmp)
-                np.sqrt(tmp, out=tmp)
-            else:
-                np.sqrt(sq, out=tmp)
-            tmp += eps
-            np.divide(g, tmp, out=tmp)
-            if mom > 0:
-                buf = rest[0]
-                buf *= mom
-                buf += tmp
-                np.multiply(buf, lr, out=tmp)
-            else:
-                tmp *= lr
-            p -= tmp
-
-        return k
 
     def _extra_config(self):
         return {"alpha": self.alpha, "eps": self.eps, "momentum": self.momentum,

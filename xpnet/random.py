@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend
+from .ops import ops_for
 
 __all__ = ["RNG"]
 
@@ -166,9 +167,11 @@ class RNG:
     def keep_mask(self, shape: tuple[int, ...], keep: float, backend: Backend, dtype: Any) -> Any:
         """A dropout mask: ``1/keep`` with probability ``keep``, else 0.
 
-        On CuPy the draw uses CuPy's generator (seeded once from this one) so
-        no host-to-device copy happens per step; elsewhere it is drawn on the
-        host, which keeps NumPy/PyTorch/array_api_strict runs identical.
+        The uniform draws come from the backend's ops
+        (:meth:`xpnet.ops.Ops.uniform`): on CuPy from CuPy's generator (seeded
+        once from this one), so no host-to-device copy happens per step;
+        elsewhere from this generator on the host, which keeps
+        NumPy/PyTorch/array_api_strict runs identical.
 
         Examples
         --------
@@ -179,20 +182,7 @@ class RNG:
         [0.0, 2.0]
         """
         xp = backend.xp
-        if backend.name == "cupy":  # pragma: no cover - needs a GPU
-            import cupy
-
-            gen = self._device_rng.get("cupy")
-            if gen is None:
-                gen = cupy.random.default_rng(self.spawn_seed())
-                self._device_rng["cupy"] = gen
-            u = gen.random(shape, dtype=dtype)
-        else:
-            from .backends import dtype_name
-
-            name = dtype_name(dtype)
-            u = self.generator.random(shape, dtype=np.float32 if name == "float32" else np.float64)
-            u = backend.asarray(u, dtype=dtype)
+        u = ops_for(backend).uniform(self, shape, dtype, backend)
         scale = xp.asarray(1.0 / keep, dtype=dtype, device=backend.device)
         zero = xp.asarray(0.0, dtype=dtype, device=backend.device)
         return xp.where(u < keep, scale, zero)

@@ -169,26 +169,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def _speedups() -> dict[str, dict[str, Any]]:
-    """Whether the optional CPU speed-ups apply here, and why (see docs/design.md)."""
-    from .. import _jit, _malloc
+    """Whether the optional CPU speed-ups apply here, and why (see ``xpnet.ops``)."""
+    from ..backends import get_backend
+    from ..ops import ops_for
 
-    if not _jit.installed():
-        jit_on, jit_why = False, 'numba not installed (pip install "xpnet[jit]")'
-    elif _jit.switched_off():
-        jit_on, jit_why = False, "numba installed, switched off by XPNET_JIT"
-    elif _jit.failed():
-        jit_on, jit_why = False, "numba installed but failed to compile here"
-    else:
-        jit_on, jit_why = True, (
-            f"numba: compiled optimizer updates in fits of at least {_jit.WORTH_IT:.1e} "
-            "parameter-updates (XPNET_JIT=0 turns them off)")
-    mal_on = _malloc.enabled()
-    if mal_on:
-        mal_why = ("glibc: freed memory kept between steps during fit (XPNET_MALLOC_TUNING=0 "
-                   "turns it off)")
-    elif _malloc.user_configured():
-        mal_why = "malloc configured by MALLOC_*_ / GLIBC_TUNABLES: left alone"
-    else:
-        mal_why = "not glibc, or switched off by XPNET_MALLOC_TUNING"
-    return {"compiled optimizer": {"on": jit_on, "why": jit_why},
-            "malloc tuning": {"on": mal_on, "why": mal_why}}
+    return ops_for(get_backend("numpy")).speedups()

@@ -1,49 +1,104 @@
-"""Temporary stand-in for the accelerated-ops layer (replaced by the ops subpackage)."""
+"""Accelerated ops: every speed path of xpnet, behind one object per array library.
+
+The rest of the package is written once against the Array API standard. Where
+a library does something faster than the standard spelling, or where a step
+needs library-specific help (in-place optimizer kernels, numba, CuPy
+elementwise kernels, glibc malloc tuning), that code lives here and nowhere
+else, behind the methods of an :class:`Ops`:
+
+* :class:`Ops`: the generic ops, plain Array API code (every namespace);
+* :class:`NumpyOps`: NumPy fast paths, the in-place ufunc and numba optimizer
+  kernels, malloc tuning during ``fit``;
+* :class:`CupyOps`: the fused CUDA optimizer kernels (``XPNET_CUPY_FUSED=1``)
+  and a dropout sampler on the device.
+
+:func:`ops_for` picks the ops of a backend (``fit`` does, once);
+:func:`ops_of` picks those of an array's library (layers, losses and
+optimizers do, per call; a dictionary look-up on the array's type). The
+optimizer kernels are in :mod:`xpnet.ops.kernels`, one module per update rule.
+
+Environment variables: ``XPNET_JIT=0`` (no numba), ``XPNET_NUM_THREADS``
+(threads for the ufunc update, default 1), ``XPNET_MALLOC_TUNING=0`` (leave
+glibc alone), ``XPNET_CUPY_FUSED=1`` (fused CuPy updates).
+
+Examples
+--------
+>>> import numpy as np, xpnet as xn
+>>> from xpnet.ops import ops_for, ops_of
+>>> ops_for(xn.get_backend("numpy")).name, ops_of(np.zeros(2)).name
+('numpy', 'numpy')
+>>> ops_for(xn.get_backend("array_api_strict")).name
+'generic'
+"""
 
 from __future__ import annotations
 
-import contextlib
-import math
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
-from .. import _jit, _malloc
+from ._base import Ops
+from ._cupy import CupyOps
+from ._numpy import NumpyOps
 
+__all__ = ["Ops", "NumpyOps", "CupyOps", "ops_for", "ops_of"]
 
-class Ops:
-    def __init__(self, backend: Any):
-        self.backend = backend
-        self.numpy = backend.name == "numpy"
-
-    @contextlib.contextmanager
-    def training(self, *, num_params: int, n_updates: int):
-        tuned = False
-        jit_off = False
-        if self.numpy:
-            tuned = _malloc.keep_freed_memory()
-            jit_off = not _jit.worth_it(num_params, n_updates)
-        try:
-            with _jit.suspended(jit_off):
-                yield
-        finally:
-            if tuned:
-                _malloc.release()
-
-    def all_finite(self, value: Any, grads: dict) -> bool:
-        if not math.isfinite(float(value)):
-            return False
-        s = (lambda g: np.add.reduce(g, axis=None)) if self.numpy else self.backend.xp.sum
-        return math.isfinite(sum(float(s(g)) for g in grads.values()))
-
-    def finite_flag(self, value: Any, grads: dict) -> Any:
-        xp = self.backend.xp
-        gsum = None
-        for g in grads.values():
-            s = xp.astype(xp.sum(g), xp.float64)
-            gsum = s if gsum is None else gsum + s
-        return xp.isfinite(value) & xp.isfinite(gsum)
+_GENERIC = Ops()
+_NUMPY = NumpyOps()
+_CUPY = CupyOps()
+_BY_NAME: dict[str, Ops] = {"numpy": _NUMPY, "cupy": _CUPY}
+_BY_TYPE: dict[type, Ops] = {np.ndarray: _NUMPY}
 
 
 def ops_for(backend: Any) -> Ops:
-    return Ops(backend)
+    """The ops of a backend: the one place that decides which fast paths apply.
+
+    Parameters
+    ----------
+    backend : xpnet.backends.Backend
+
+    Returns
+    -------
+    Ops
+        :class:`NumpyOps` for ``"numpy"``, :class:`CupyOps` for ``"cupy"``, the
+        generic :class:`Ops` for every other backend (one shared object each).
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> from xpnet.ops import ops_for
+    >>> ops_for(xn.get_backend("torch")).name
+    'generic'
+    """
+    return _BY_NAME.get(backend.name, _GENERIC)
+
+
+def ops_of(a: Any) -> Ops:
+    """The ops of an array's library, looked up once per array type.
+
+    Plain ``np.ndarray`` gets :class:`NumpyOps` (subclasses such as masked
+    arrays get the generic ops), CuPy arrays :class:`CupyOps`, anything else
+    the generic :class:`Ops`.
+
+    Parameters
+    ----------
+    a : array
+
+    Returns
+    -------
+    Ops
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.ops import ops_of
+    >>> ops_of(np.zeros(2)).name, ops_of(np.ma.zeros(2)).name
+    ('numpy', 'generic')
+    """
+    t = type(a)
+    ops = _BY_TYPE.get(t)
+    if ops is None:
+        ops = _CUPY if array_api_compat.is_cupy_array(a) else _GENERIC
+        _BY_TYPE[t] = ops
+    return ops

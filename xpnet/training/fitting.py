@@ -161,7 +161,7 @@ def _check_resume(start: TrainState, epochs: int, steps: int) -> None:
     if start.epoch >= epochs:
         raise ValueError(f"resume: {start.epoch} epochs are already done; ask for "
                          f"epochs > {start.epoch}")
-    if start.step >= steps:
+    if start.step > steps:
         raise ValueError(f"resume: the record is at step {start.step} of an epoch, but this "
                          f"data gives {steps} steps per epoch; resume with the same data and "
                          "batch size")

@@ -1,20 +1,18 @@
 """The in-place, chunked (optionally threaded) optimizer update for NumPy arrays.
 
-This is the mutable fast path behind :meth:`xpnet.Optimizer.update_`: every
-parameter, gradient and slot is cut into chunks small enough to stay in the
-CPU cache; each chunk goes through the whole update rule (a handful of NumPy
-ufunc calls with ``out=``) before the next one is touched, and the chunks are
+Every parameter, gradient and slot is cut into chunks small enough to stay in
+the CPU cache; each chunk goes through the whole update rule (the rule's
+``ufunc`` kernel: a handful of NumPy ufunc calls with ``out=``, see
+:mod:`xpnet.ops.kernels`) before the next one is touched, and the chunks are
 optionally shared among threads (NumPy ufuncs release the GIL; see
-:func:`num_threads`). The arithmetic is
-the same, operation for operation, as the pure ``update``, so both paths give
-bitwise-identical results. NumPy is used directly here; this module is only
-called for NumPy arrays.
+:func:`num_threads`). The arithmetic is the same, operation for operation, as
+the reference rule, so both give bitwise-identical results.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -34,6 +32,12 @@ def num_threads() -> int:
     threads was no faster (BLAS worker threads keep spinning on the cores right
     after each matrix product), so the default is one thread; set
     ``XPNET_NUM_THREADS`` to try more on machines with more cores.
+
+    Examples
+    --------
+    >>> from xpnet.ops._chunked import num_threads
+    >>> num_threads() >= 1
+    True
     """
     env = os.environ.get("XPNET_NUM_THREADS")
     if env:
@@ -52,31 +56,51 @@ def _get_pool(n: int) -> ThreadPoolExecutor:
     return _pool
 
 
-def eligible(params: dict, grads: dict, state: dict, slots: tuple[str, ...]) -> bool:
-    """True when every array is a C-contiguous, writeable NumPy float array of one dtype."""
+def eligible(params: dict, grads: dict, state: dict, names: Sequence[str | None]) -> bool:
+    """True when every parameter, gradient and named slot array is a C-contiguous,
+    writeable NumPy float array of one dtype (``None`` names are skipped).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.ops._chunked import eligible
+    >>> p, g = {"w": np.ones(3)}, {"w": np.ones(3)}
+    >>> eligible(p, g, {"m": {"w": np.zeros(3)}}, ("m", None))
+    True
+    >>> eligible(p, g, {"m": {"w": np.zeros(3, "float32")}}, ("m",))  # two dtypes
+    False
+    """
     dtype = None
     for k, p in params.items():
-        arrays = [p, grads.get(k)] + [state[s][k] for s in slots]
-        for a in arrays:
-            if not isinstance(a, np.ndarray) or not a.flags.c_contiguous \
+        g = grads.get(k)
+        if type(g) is not np.ndarray or g.shape != p.shape:
+            return False
+        for a in [p, g] + [state[s][k] for s in names if s is not None]:
+            if type(a) is not np.ndarray or not a.flags.c_contiguous \
                     or not a.flags.writeable or a.dtype.kind != "f":
                 return False
             if dtype is None:
                 dtype = a.dtype
             elif a.dtype != dtype:
                 return False
-        if tuple(grads[k].shape) != tuple(p.shape):
-            return False
     return True
 
 
-def run(params: dict, grads: dict, state: dict, slots: tuple[str, ...],
-        kernel: Callable[..., None]) -> None:
-    """Apply ``kernel(p, g, *slot_arrays, tmp)`` to every chunk of every parameter."""
+def flat_arrays(params: dict, grads: dict, state: dict, key: str,
+                names: Sequence[str | None]) -> list[np.ndarray]:
+    """``p, g, *slot arrays`` of one parameter as 1-D views (the parameter for ``None``)."""
+    p = params[key].reshape(-1)
+    return [p, grads[key].reshape(-1)] + [p if s is None else state[s][key].reshape(-1)
+                                          for s in names]
+
+
+def run(kernel: Callable[..., None], hyper: tuple[Any, ...], params: dict, grads: dict,
+        state: dict, names: Sequence[str | None]) -> None:
+    """Apply ``kernel(p, g, *slot arrays, *hyper, tmp)`` to every chunk of every parameter."""
     tasks: list[tuple[Any, ...]] = []
     total = 0
-    for k, p in params.items():
-        flat = [p.reshape(-1), grads[k].reshape(-1)] + [state[s][k].reshape(-1) for s in slots]
+    for k in params:
+        flat = flat_arrays(params, grads, state, k, names)
         n = flat[0].shape[0]
         total += n
         for lo in range(0, n, CHUNK):
@@ -90,7 +114,7 @@ def run(params: dict, grads: dict, state: dict, slots: tuple[str, ...],
     def work(part: list[tuple[Any, ...]]) -> None:
         tmp = np.empty(CHUNK, dtype=dtype)
         for arrays in part:
-            kernel(*arrays, tmp[: arrays[0].shape[0]])
+            kernel(*arrays, *hyper, tmp[: arrays[0].shape[0]])
 
     if threads == 1 or len(tasks) == 1:
         work(tasks)

@@ -1,0 +1,186 @@
+"""The ops layer: one object per library, generic code with no device syncs, the guards.
+
+The generic ops are what CuPy runs wherever it has no kernel of its own. There,
+a boolean-mask write (``a[mask] = v``) makes CuPy count the mask on the host,
+which waits for the GPU; array-api-compat's CuPy ``sign`` (``out[isnan(x)] =
+nan``) and ``clip`` (``out[x < lo] = lo``) are written that way. The guard
+below fails on any of these in ``array_api_strict``, and the generic path (the
+ops, clipping, metrics, a whole ``fit``) runs under it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.ops import CupyOps, NumpyOps, Ops, ops_for, ops_of
+from xpnet.ops.kernels import RuleKernels, class_key, kernels_for, register
+
+strict = pytest.importorskip("array_api_strict")
+StrictArray = type(strict.asarray(0.0))
+
+
+def _is_bool_key(key) -> bool:
+    keys = key if isinstance(key, tuple) else (key,)
+    return any(getattr(k, "dtype", None) in (strict.bool, np.bool_) for k in keys)
+
+
+@pytest.fixture
+def no_sync_patterns(monkeypatch):
+    """``array_api_strict`` with ``sign``, ``clip`` and boolean-mask writes refused."""
+    used: list[str] = []
+
+    def refuse(name):
+        def f(*args, **kwargs):
+            used.append(name)
+            raise AssertionError(f"the generic path called {name}")
+        return f
+
+    monkeypatch.setattr(strict, "sign", refuse("sign"))
+    monkeypatch.setattr(strict, "clip", refuse("clip"))
+    real_setitem = StrictArray.__setitem__
+
+    def setitem(self, key, value):
+        if _is_bool_key(key):
+            used.append("boolean-mask write")
+            raise AssertionError("the generic path wrote through a boolean mask")
+        return real_setitem(self, key, value)
+
+    monkeypatch.setattr(StrictArray, "__setitem__", setitem)
+    return used
+
+
+def test_the_guard_catches_each_pattern(no_sync_patterns):
+    """The guard can fail: the old ReLU gradient, and array-api-compat's clip (the one
+    the CuPy namespace uses) run under it, are refused."""
+    from array_api_compat.common import _aliases
+
+    y = strict.asarray([0.0, 2.0, 3.0])
+    with pytest.raises(AssertionError, match="sign"):
+        y * strict.sign(y)
+    with pytest.raises(AssertionError, match="boolean mask"):
+        _aliases.clip(strict.asarray(3.0), 0.5, 2.5, xp=strict)
+    with pytest.raises(AssertionError, match="boolean mask"):
+        y[y > 1.0] = 0.0
+    assert no_sync_patterns == ["sign", "boolean-mask write", "boolean-mask write"]
+
+
+def test_generic_relu_grad_and_clipping_use_no_masks(no_sync_patterns):
+    y = strict.asarray([[0.0, 0.5], [2.0, float("nan")]])
+    dy = strict.asarray([[1.0, -2.0], [3.0, 4.0]])
+    g = Ops().relu_grad(strict, dy, y)
+    assert xn.to_numpy(g).tolist() == [[0.0, -2.0], [3.0, 0.0]]  # 0 where y is NaN, too
+    grads = {"w": strict.asarray([-3.0, 0.25, 2.0, float("nan")])}
+    clipped = xn.optimizers.clip_by_value(grads, 1.0)["w"]
+    np.testing.assert_array_equal(xn.to_numpy(clipped), [-1.0, 0.25, 1.0, np.nan])
+    opt = xn.SGD(lr=1.0, clip_value=1.0, clip_norm=1.0)
+    p = {"w": strict.asarray([0.0, 0.0, 0.0])}
+    new, _ = opt.update(p, {"w": strict.asarray([-3.0, 0.25, 2.0])}, opt.init(p))
+    # clipped to [-1, 0.25, 1], then scaled to norm 1 / (1 + 1e-6) of the clipped norm
+    norm = math.sqrt(1.0 + 0.0625 + 1.0)
+    np.testing.assert_allclose(xn.to_numpy(new["w"]), [1 / norm, -0.25 / norm, -1 / norm],
+                               rtol=1e-5)
+    proba = strict.asarray([[1.0, 0.0], [0.5, 0.5]])
+    loss = xn.metrics.log_loss(strict.asarray([1, 0]), proba, eps=1e-12)
+    assert math.isclose(float(loss), (-math.log(1e-12) - math.log(0.5)) / 2, rel_tol=1e-9)
+    assert no_sync_patterns == []
+
+
+def test_a_whole_generic_fit_uses_no_masks(no_sync_patterns, blobs):
+    """ReLU, dropout, clipping, the loss, the optimizer and the guards of one fit."""
+    X, y = blobs
+    model = xn.MLP([4, 16, 3], dropout=0.2, backend="array_api_strict", seed=0)
+    h = model.fit(X, y, epochs=5, batch_size=64, verbose=0,
+                  optimizer=xn.Adam(lr=0.02, clip_value=1.0, clip_norm=5.0))
+    assert no_sync_patterns == []
+    assert h.history["loss"][-1] < h.history["loss"][0]
+    assert xn.to_numpy(model.evaluate(X, y)["accuracy"]) > 0.8
+
+
+def test_ops_for_chooses_once_per_backend(backend):
+    b = xn.get_backend(backend)
+    expected = {"numpy": NumpyOps, "cupy": CupyOps}.get(backend, Ops)
+    assert type(ops_for(b)) is expected
+    assert ops_for(b) is ops_for(xn.get_backend(backend))
+    assert ops_of(b.xp.zeros(3, dtype=b.xp.float32, device=b.device)) is ops_for(b)
+
+
+def test_host_and_device_guards_agree(backend):
+    """``all_finite`` and ``finite_flag`` give the same answer on every backend, for the
+    generic ops and for the backend's own."""
+    b = xn.get_backend(backend)
+
+    def arr(v):
+        return b.asarray(np.asarray(v, dtype=np.float32), dtype=b.xp.float32)
+
+    huge = 3e38  # each sum finite in float32, their total is not: totalled in float64
+    cases = [
+        (arr(1.0), {"a": arr([1.0, 2.0]), "b": arr([3.0])}, True),
+        (arr(np.nan), {"a": arr([1.0])}, False),
+        (arr(1.0), {"a": arr([1.0, np.inf])}, False),
+        (arr(1.0), {"a": arr([np.nan]), "b": arr([1.0])}, False),
+        (arr(1.0), {"a": arr([huge]), "b": arr([huge])}, True),
+        (arr(1.0), {}, True),
+    ]
+    for ops in {type(ops_for(b)): ops_for(b), Ops: Ops()}.values():
+        for value, grads, ok in cases:
+            assert ops.all_finite(value, grads) is ok, (ops, grads)
+            flag = ops.finite_flag(value, grads)
+            assert flag.shape == () and bool(flag) is ok, (ops, grads)
+
+
+def test_uniform_draws_the_host_numbers_everywhere_but_cupy(backend):
+    b = xn.get_backend(backend)
+    u = ops_for(b).uniform(xn.RNG(3), (4, 5), b.xp.float32, b)
+    assert tuple(u.shape) == (4, 5) and b.owns(u)
+    if backend != "cupy":
+        ref = np.random.Generator(np.random.PCG64(3)).random((4, 5), dtype=np.float32)
+        np.testing.assert_array_equal(xn.to_numpy(u), ref)
+
+
+def test_kernels_are_keyed_by_the_exact_class():
+    assert class_key(xn.AdamW) == "xpnet.optimizers.AdamW"
+    for opt in (xn.SGD(), xn.SGD(momentum=0.9), xn.Adam(), xn.AdamW(), xn.RMSprop(),
+                xn.RMSprop(momentum=0.5, centered=True)):
+        k = kernels_for(opt)
+        assert k is not None and k.ufunc and k.loop and k.cuda
+        # every kernel reads exactly the optimizer's slots (None: not in this setting)
+        assert {s for s in k.arrays(opt) if s} == set(opt.slots)
+        assert {s for s in k.cuda(opt).arrays if s} == set(opt.slots)
+
+    class MyAdam(xn.Adam):
+        pass
+
+    assert kernels_for(MyAdam()) is None
+    with pytest.raises(TypeError, match="must be a RuleKernels"):
+        register("adam")
+
+
+def test_registered_kernels_serve_a_new_optimizer():
+    """A rule defined outside the package runs through the ops once registered: update_
+    on NumPy takes its ufunc kernel and gives the reference rule's bits."""
+
+    class HalfStep(xn.Optimizer):
+        def _update_one(self, p, g, slots, lr, t):
+            return p - (lr * 0.5) * g, {}
+
+    def ufunc(p, g, half_lr, tmp):
+        np.multiply(g, half_lr, out=tmp)
+        p -= tmp
+
+    calls = []
+    register(RuleKernels((class_key(HalfStep),), lambda opt: (), lambda opt, lr, t: (lr * 0.5,),
+                         ufunc=lambda *a: calls.append(1) or ufunc(*a)))
+    opt = HalfStep(lr=0.3)
+    rng = np.random.default_rng(0)
+    p0 = {"w": rng.normal(size=(50, 7)).astype("float32")}
+    g = {"w": rng.normal(size=(50, 7)).astype("float32")}
+    ref, _ = opt.update(p0, g, opt.init(p0))
+    p = {"w": p0["w"].copy()}
+    state = opt.init(p)
+    opt.update_(p, {"w": g["w"].copy()}, state)
+    assert calls and state["step"] == 1
+    assert p["w"].tobytes() == ref["w"].tobytes()

@@ -1,0 +1,254 @@
+"""The generic ops: plain Array API code that runs on every namespace.
+
+Every method here is what the NumPy and CuPy ops fall back to; none of it
+reads a value back to the host (except :meth:`Ops.all_finite`, the host guard,
+by design), writes through a boolean mask, or calls a function that
+array-api-compat implements with one (``sign``, ``clip`` on CuPy): each of
+those would wait for a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+
+from ..backends import _namespace_of, dtype_name
+
+
+def cast_hyper(hyper: Iterable[Any], dtype_type: Any) -> tuple[Any, ...]:
+    """Floats cast to the arrays' scalar type (as NumPy and CuPy do with Python
+    floats); bools left as they are.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.ops._base import cast_hyper
+    >>> [type(v).__name__ for v in cast_hyper((0.1, True), np.float32)]
+    ['float32', 'bool']
+    """
+    return tuple(v if isinstance(v, bool) else dtype_type(v) for v in hyper)
+
+
+class Ops:
+    """Array operations behind one object per array library; this base is generic.
+
+    Layers, losses, optimizers and ``fit`` call these instead of choosing a fast
+    path themselves. The base class is written against the Array API standard
+    only; :class:`~xpnet.ops.NumpyOps` and :class:`~xpnet.ops.CupyOps` override
+    what their library does faster. Get one with :func:`~xpnet.ops.ops_for` (a
+    backend) or :func:`~xpnet.ops.ops_of` (an array).
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> from xpnet.ops import ops_of
+    >>> ops = ops_of(xp.ones(2))
+    >>> ops.name
+    'generic'
+    >>> ops.relu_grad(xp, xp.asarray([1.0, 2.0]), xp.asarray([0.0, 3.0]))
+    Array([0., 2.], dtype=array_api_strict.float64)
+    """
+
+    name = "generic"
+
+    # -- math used by layers and losses ------------------------------------
+    def sum_rows(self, xp: Any, a: Any) -> Any:
+        """``xp.sum(a, axis=0)`` for a 2-D array: the sum over rows, shape ``(k,)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xpnet.ops import ops_of
+        >>> ops_of(np.ones(1)).sum_rows(np, np.ones((1000, 3), "float32")).tolist()
+        [1000.0, 1000.0, 1000.0]
+        """
+        return xp.sum(a, axis=0)
+
+    def row_sums(self, xp: Any, a: Any) -> Any:
+        """``xp.sum(a, axis=1, keepdims=True)`` for a 2-D array: shape ``(n, 1)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xpnet.ops import ops_of
+        >>> ops_of(np.ones(1)).row_sums(np, np.arange(6.0).reshape(2, 3)).tolist()
+        [[3.0], [12.0]]
+        """
+        return xp.sum(a, axis=1, keepdims=True)
+
+    def row_max(self, xp: Any, a: Any) -> Any:
+        """``xp.max(a, axis=1, keepdims=True)`` for a 2-D array: shape ``(n, 1)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xpnet.ops import ops_of
+        >>> a = np.array([[1.0, 5.0, 2.0], [7.0, -1.0, np.nan]])
+        >>> ops_of(a).row_max(np, a).tolist()
+        [[5.0], [nan]]
+        """
+        return xp.max(a, axis=1, keepdims=True)
+
+    def relu_grad(self, xp: Any, dy: Any, y: Any) -> Any:
+        """``dy`` where the ReLU output ``y`` is positive, else 0 (also where ``y`` is NaN).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xpnet.ops import ops_of
+        >>> dy, y = np.array([1.0, 2.0, 3.0]), np.array([0.0, 0.5, 2.0])
+        >>> ops_of(dy).relu_grad(np, dy, y).tolist()
+        [0.0, 2.0, 3.0]
+        """
+        # not dy * sign(y): array-api-compat's CuPy sign writes through a NaN mask (a sync)
+        return dy * xp.astype(y > 0, dy.dtype)
+
+    def softmax_ce_labels(self, z: Any, y: Any,
+                          need_grad: bool) -> tuple[Any, Any] | None:
+        """Softmax cross-entropy of logits ``z`` with integer labels ``y``, fast.
+
+        Returns ``(mean loss, gradient or None)``, or None when this library has
+        no fast path for these arrays (then the loss runs its generic code).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xpnet.ops import Ops
+        >>> Ops().softmax_ce_labels(np.zeros((1, 2)), np.array([0]), True) is None
+        True
+        """
+        return None
+
+    # -- training support ---------------------------------------------------
+    def training(self, *, num_params: int, n_updates: int) -> AbstractContextManager[None]:
+        """A context for the whole of a fit (process-wide tuning; nothing here).
+
+        Parameters
+        ----------
+        num_params : int
+            Parameters the fit updates.
+        n_updates : int
+            Optimizer updates it will make.
+
+        Examples
+        --------
+        >>> from xpnet.ops import Ops
+        >>> with Ops().training(num_params=10, n_updates=5):
+        ...     pass
+        """
+        return contextlib.nullcontext()
+
+    def all_finite(self, value: Any, grads: dict[str, Any]) -> bool:
+        """Host guard: whether the loss and every gradient are finite.
+
+        One sum per gradient in its own dtype, totalled as Python floats
+        (float64): a NaN or inf anywhere makes the total non-finite. Reads
+        values back, so it is for host backends.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xpnet.ops import Ops
+        >>> ops = Ops()
+        >>> ops.all_finite(np.asarray(1.0), {"w": np.ones(3)})
+        True
+        >>> ops.all_finite(np.asarray(1.0), {"w": np.array([1.0, np.inf])})
+        False
+        """
+        if not math.isfinite(float(value)):
+            return False
+        return math.isfinite(sum(float(_namespace_of(g).sum(g)) for g in grads.values()))
+
+    def finite_flag(self, value: Any, grads: dict[str, Any]) -> Any:
+        """Device guard: :meth:`all_finite` as a 0-d bool array, with no host sync.
+
+        The per-gradient sums stay in their dtype, the total is float64, as in
+        :meth:`all_finite`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xpnet.ops import Ops
+        >>> bool(Ops().finite_flag(np.asarray(1.0), {"w": np.array([np.nan])}))
+        False
+        """
+        xp = _namespace_of(value)
+        total = None
+        for g in grads.values():
+            s = xp.astype(xp.sum(g), xp.float64)
+            total = s if total is None else total + s
+        ok = xp.isfinite(value)
+        return ok if total is None else ok & xp.isfinite(total)
+
+    def uniform(self, rng: Any, shape: tuple[int, ...], dtype: Any, backend: Any) -> Any:
+        """Uniform ``[0, 1)`` draws on ``backend`` (the dropout sampler).
+
+        Drawn on the host from ``rng`` (an :class:`xpnet.RNG`) and copied to the
+        device, so every backend gets the same numbers.
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> from xpnet.ops import Ops
+        >>> b = xn.get_backend("numpy")
+        >>> u = Ops().uniform(xn.RNG(0), (2, 3), b.xp.float32, b)
+        >>> u.shape, str(u.dtype), bool((u >= 0).all() and (u < 1).all())
+        ((2, 3), 'float32', True)
+        """
+        host = np.float32 if dtype_name(dtype) == "float32" else np.float64
+        return backend.asarray(rng.generator.random(shape, dtype=host), dtype=dtype)
+
+    # -- optimizer kernels ----------------------------------------------------
+    def update(self, opt: Any, params: dict, grads: dict, state: dict, lr: float, t: int,
+               keep: Any) -> tuple[dict, dict] | None:
+        """A fused pure update ``(new_params, new_slots)``, or None (no kernel here).
+
+        Called by :meth:`xpnet.Optimizer.update` with clipped gradients; ``t`` is
+        the 1-based number of this update and ``keep`` the optional 0-d mask.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> from xpnet.ops import Ops
+        >>> p = {"w": np.ones(2)}
+        >>> opt = xn.SGD(lr=0.1)
+        >>> Ops().update(opt, p, p, opt.init(p), 0.1, 1, None) is None
+        True
+        """
+        return None
+
+    def update_(self, opt: Any, params: dict, grads: dict, state: dict, lr: float,
+                t: int) -> bool:
+        """Update ``params`` and the slots in ``state`` in place; False: no kernel here.
+
+        Called by :meth:`xpnet.Optimizer.update_` (which counts the step).
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> from xpnet.ops import Ops
+        >>> p = {"w": np.ones(2)}
+        >>> opt = xn.SGD(lr=0.1)
+        >>> Ops().update_(opt, p, {"w": np.ones(2)}, opt.init(p), 0.1, 1), p["w"].tolist()
+        (False, [1.0, 1.0])
+        """
+        return False
+
+    def speedups(self) -> dict[str, dict[str, Any]]:
+        """The optional speed-ups of this library: ``{name: {"on": bool, "why": str}}``.
+
+        Examples
+        --------
+        >>> from xpnet.ops import Ops
+        >>> Ops().speedups()
+        {}
+        """
+        return {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

@@ -1,0 +1,138 @@
+"""CuPy ops: fused optimizer updates (one elementwise kernel per parameter) and the
+device-side dropout sampler.
+
+The reference :meth:`xpnet.Optimizer.update` on CuPy launches a dozen or more
+small kernels per parameter (each arithmetic step of the rule, then ``where(keep,
+...)`` for each output). The rule's ``cupy.ElementwiseKernel`` (``RuleKernels.cuda``
+in :mod:`xpnet.ops.kernels`) does the whole rule, the ``keep`` mask included, in
+one launch per parameter, and still returns new arrays (``update`` stays pure).
+
+The kernels repeat the reference rule one rounding at a time: scalars are cast
+to the array dtype (as CuPy does with Python floats), and the kernels are
+compiled with ``--fmad=false`` so that ``a * b + c`` is not contracted into a
+fused multiply-add, which rounds once instead of twice. ``sqrt`` and division
+are IEEE-rounded (nvrtc's defaults without ``--use_fast_math``).
+
+Status: the kernel bodies are compiled with the host C++ compiler in
+``tests/test_cupy_kernel_source.py`` and give the reference rule's bits on the
+CPU. The CuPy side (``ElementwiseKernel`` binding, the 0-d ``keep`` broadcast,
+nvrtc) is tested only where a CUDA GPU is present (``tests/test_optimizers.py``)
+and has not run on a GPU yet, so it is off unless ``XPNET_CUPY_FUSED=1``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import array_api_compat
+
+from ._base import Ops, cast_hyper
+from .kernels import CudaKernel, RuleKernels, kernels_for
+
+_KERNELS: dict[tuple[str, str, str, str], Any] = {}
+_OPTIONS = ("--fmad=false",)
+
+
+def fused_enabled() -> bool:
+    """Whether ``XPNET_CUPY_FUSED=1`` asks for the fused CuPy updates."""
+    return os.environ.get("XPNET_CUPY_FUSED", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def applicable(params: dict, grads: dict, state: dict) -> bool:
+    """True when every parameter, gradient and slot is a CuPy array of the same
+    float32/float64 dtype (anything else takes the reference, promoting rule)."""
+    if not params:
+        return False
+    arrays = list(params.values()) + [grads.get(k) for k in params]
+    for slot in state.values():
+        if isinstance(slot, dict):
+            arrays += [slot.get(k) for k in params]
+    dtypes = set()
+    for a in arrays:
+        if a is None or not array_api_compat.is_cupy_array(a):
+            return False
+        dtypes.add(str(a.dtype))
+    return len(dtypes) == 1 and dtypes <= {"float32", "float64"}
+
+
+def _compiled(spec: CudaKernel) -> Any:
+    key = (spec.name, spec.in_params, spec.out_params, spec.body)
+    k = _KERNELS.get(key)
+    if k is None:
+        import cupy
+
+        k = cupy.ElementwiseKernel(spec.in_params, spec.out_params, spec.body, spec.name,
+                                   options=_OPTIONS)
+        _KERNELS[key] = k
+    return k
+
+
+def fused_update(kernels: RuleKernels, opt: Any, params: dict, grads: dict, state: dict,
+                 lr: float, t: int, keep: Any) -> tuple[dict, dict]:
+    """Run the rule's CUDA kernel on every parameter: ``(new_params, new_slots)``.
+
+    No eligibility test here (see :func:`applicable`); ``kernels.cuda`` must be set.
+    """
+    assert kernels.cuda is not None
+    spec = kernels.cuda(opt)
+    k = _compiled(spec)
+    if keep is None:
+        import cupy
+
+        keep = cupy.ones((), dtype=cupy.bool_)
+    hyper = cast_hyper(kernels.hyper(opt, lr, t), next(iter(params.values())).dtype.type)
+    new_p: dict = {}
+    slots: dict[str, dict] = {s: {} for s in spec.arrays if s is not None}
+    for key, p in params.items():
+        arrays = [p if s is None else state[s][key] for s in spec.arrays]
+        out = k(p, grads[key], *arrays, keep, *hyper)
+        out = out if isinstance(out, tuple) else (out,)
+        new_p[key] = out[0]
+        for s, a in zip(spec.arrays, out[1:], strict=True):
+            if s is not None:
+                slots[s][key] = a
+    return new_p, slots
+
+
+class CupyOps(Ops):
+    """Ops for CuPy arrays: the generic ops, plus the fused optimizer update
+    (``XPNET_CUPY_FUSED=1``) and a dropout sampler that draws on the device.
+
+    Examples
+    --------
+    >>> from xpnet.ops import CupyOps
+    >>> CupyOps().name
+    'cupy'
+    """
+
+    name = "cupy"
+
+    def update(self, opt: Any, params: dict, grads: dict, state: dict, lr: float, t: int,
+               keep: Any) -> tuple[dict, dict] | None:
+        """The fused update when enabled and a kernel applies; else None."""
+        if not fused_enabled():
+            return None
+        kernels = kernels_for(opt)
+        if kernels is None or kernels.cuda is None or not applicable(params, grads, state):
+            return None
+        return fused_update(kernels, opt, params, grads, state, lr, t, keep)
+
+    def uniform(self, rng: Any, shape: tuple[int, ...], dtype: Any,
+                backend: Any) -> Any:  # pragma: no cover - needs a GPU
+        """Uniform ``[0, 1)`` draws from CuPy's generator, seeded once from ``rng``:
+        no host-to-device copy per step (the draws differ from the host ones)."""
+        import cupy
+
+        gen = rng._device_rng.get("cupy")
+        if gen is None:
+            gen = cupy.random.default_rng(rng.spawn_seed())
+            rng._device_rng["cupy"] = gen
+        return gen.random(shape, dtype=dtype)
+
+    def speedups(self) -> dict[str, dict[str, Any]]:
+        """Whether the fused optimizer update is switched on."""
+        on = fused_enabled()
+        why = ("XPNET_CUPY_FUSED=1: one ElementwiseKernel per parameter" if on else
+               "off by default (not yet run on a GPU); XPNET_CUPY_FUSED=1 turns it on")
+        return {"fused optimizer": {"on": on, "why": why}}

@@ -1,0 +1,186 @@
+"""Optimizer kernels, one module per update rule, keyed by the exact optimizer class.
+
+The reference for every rule is the optimizer's own per-parameter method
+(``_update_one`` in :mod:`xpnet.optimizers`). A module here restates that rule
+for the fast paths and exposes it as ``KERNELS``, a :class:`RuleKernels`:
+
+* ``ufunc``: NumPy ufunc calls with ``out=`` on 1-D chunks, in place
+  (run by the NumPy ops, chunk by chunk, see ``xpnet/ops/_chunked.py``);
+* ``loop``: the same rule as a plain loop over 1-D arrays, compiled by numba
+  when it is installed (see ``xpnet/ops/_numba.py``);
+* ``cuda``: the body of a ``cupy.ElementwiseKernel`` (see ``xpnet/ops/_cupy.py``).
+
+All three take their arrays and hyper-parameters in one order::
+
+    ufunc(p, g, *arrays, *hyper, tmp)      # in place, tmp: a scratch chunk
+    loop(p, g, *arrays, *hyper)            # in place
+    cuda kernel(p, g, *arrays, keep, *hyper) -> (p2, *arrays2)   # pure
+
+``arrays`` are the state slots named by ``RuleKernels.arrays(opt)`` (for the
+CUDA kernel, by ``CudaKernel.arrays``); a ``None`` there is a slot the
+optimizer's configuration does not have, and the parameter is passed in its
+place (the kernel ignores it). ``hyper`` is ``RuleKernels.hyper(opt, lr, t)``
+with every float cast to the arrays' dtype first, as NumPy and CuPy do with
+Python floats, and every bool left as it is.
+
+Each kernel repeats the reference rule one rounding at a time (no fused
+multiply-add, no reassociation), so that it gives the reference rule's bits;
+``tests/test_optimizers.py`` and ``tests/test_cupy_kernel_source.py`` check
+this for every optimizer variant.
+
+Kernels are found by ``f"{cls.__module__}.{cls.__qualname__}"`` of the
+optimizer's class, so a user subclass of :class:`xpnet.Adam` runs its own
+reference rule and never Adam's kernels. Adding an optimizer with kernels means
+adding its class to ``optimizers.py`` and one module here: every module in
+this package is loaded on the first look-up. :func:`register` adds kernels for
+a class defined elsewhere.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CudaKernel", "RuleKernels", "class_key", "kernels_for", "register"]
+
+
+@dataclass(frozen=True)
+class CudaKernel:
+    """A ``cupy.ElementwiseKernel`` that applies one update rule to one parameter.
+
+    Parameters
+    ----------
+    name : str
+        Kernel name (unique per variant; CuPy caches the compiled kernel by it).
+    arrays : tuple of (str or None)
+        The state slots it reads after ``p, g`` (``None``: the parameter in its place).
+    in_params, out_params : str
+        CuPy parameter lists: ``"T p, T g, <arrays>, bool keep, <hyper>"`` and
+        ``"T p2, <one output per array>"``.
+    body : str
+        The C++ body; it must leave the inputs' values in the outputs where
+        ``keep`` is false.
+    """
+
+    name: str
+    arrays: tuple[str | None, ...]
+    in_params: str
+    out_params: str
+    body: str
+
+
+@dataclass(frozen=True)
+class RuleKernels:
+    """The fast-path kernels of one update rule (see the module docstring).
+
+    Parameters
+    ----------
+    optimizers : tuple of str
+        The classes they serve, as ``"module.QualName"`` (exact classes only).
+    arrays : callable
+        ``arrays(opt) -> tuple of (str or None)``: the state slots, in kernel order.
+    hyper : callable
+        ``hyper(opt, lr, t) -> tuple of float/bool``: the rule's scalars for update ``t``.
+    ufunc, loop : callable, optional
+        The NumPy ufunc kernel and the numba loop (plain Python, compiled lazily).
+    cuda : callable, optional
+        ``cuda(opt) -> CudaKernel``: the CUDA variant for the optimizer's settings.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> from xpnet.ops.kernels import kernels_for
+    >>> k = kernels_for(xn.Adam())
+    >>> k.arrays(xn.Adam()), len(k.hyper(xn.Adam(), 1e-3, 1))
+    (('exp_avg', 'exp_avg_sq'), 10)
+    """
+
+    optimizers: tuple[str, ...]
+    arrays: Callable[[Any], tuple[str | None, ...]]
+    hyper: Callable[[Any, float, int], tuple[Any, ...]]
+    ufunc: Callable[..., None] | None = None
+    loop: Callable[..., None] | None = None
+    cuda: Callable[[Any], CudaKernel] | None = None
+
+
+_REGISTRY: dict[str, RuleKernels] = {}
+_loaded = False
+
+
+def class_key(cls: type) -> str:
+    """The registry key of a class: ``"module.QualName"``.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> from xpnet.ops.kernels import class_key
+    >>> class_key(xn.AdamW)
+    'xpnet.optimizers.AdamW'
+    """
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def register(kernels: RuleKernels) -> None:
+    """Use ``kernels`` for the optimizer classes it names (replacing earlier ones).
+
+    Parameters
+    ----------
+    kernels : RuleKernels
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> from xpnet.ops.kernels import RuleKernels, kernels_for, register
+    >>> class Plain(xn.SGD):
+    ...     pass
+    >>> kernels_for(Plain()) is None  # a subclass runs its own reference rule
+    True
+    >>> register(RuleKernels((f"{__name__}.Plain",), lambda o: (), lambda o, lr, t: (lr,)))
+    >>> kernels_for(Plain()) is not None
+    True
+    """
+    if not isinstance(kernels, RuleKernels):
+        raise TypeError(f"kernels must be a RuleKernels, got {type(kernels).__name__}")
+    _load()
+    for name in kernels.optimizers:
+        _REGISTRY[name] = kernels
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        kernels = getattr(module, "KERNELS", None)
+        if isinstance(kernels, RuleKernels):
+            for name in kernels.optimizers:
+                _REGISTRY.setdefault(name, kernels)
+    _loaded = True
+
+
+def kernels_for(opt: Any) -> RuleKernels | None:
+    """The kernels registered for ``type(opt)`` exactly, or None.
+
+    Parameters
+    ----------
+    opt : Optimizer
+
+    Returns
+    -------
+    RuleKernels or None
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> from xpnet.ops.kernels import kernels_for
+    >>> kernels_for(xn.SGD()) is not None, kernels_for(object()) is None
+    (True, True)
+    """
+    if not _loaded:
+        _load()
+    cls = type(opt)
+    return _REGISTRY.get(f"{cls.__module__}.{cls.__qualname__}")

@@ -1,0 +1,88 @@
+"""Adam and AdamW kernels (reference rule: ``Adam._update_one`` in :mod:`xpnet.optimizers`).
+
+torch's ``p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)`` is computed, as in the
+reference, as ``p -= (lr/bc1*sqrt(bc2)) * (m / (sqrt(v) + eps*sqrt(bc2)))``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import CudaKernel, RuleKernels
+
+
+def _arrays(opt):
+    return ("exp_avg", "exp_avg_sq")
+
+
+def _hyper(opt, lr, t):
+    b1, b2 = opt.betas
+    sqrt_bc2 = math.sqrt(1.0 - b2**t)
+    wd = opt.weight_decay
+    # the same arithmetic as Adam._update_one
+    return (b1, b2, 1.0 - b1, 1.0 - b2, lr / (1.0 - b1**t) * sqrt_bc2, opt.eps * sqrt_bc2,
+            wd, 1.0 - lr * wd, wd != 0.0, opt.decoupled)
+
+
+def _ufunc(p, g, m, v, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd, decoupled,
+           tmp):
+    if has_wd:
+        if decoupled:
+            p *= decay
+        else:
+            np.multiply(p, wd, out=tmp)
+            g += tmp
+    m *= b1
+    np.multiply(g, c1, out=tmp)
+    m += tmp
+    v *= b2
+    np.multiply(g, g, out=tmp)
+    tmp *= c2
+    v += tmp
+    np.sqrt(v, out=tmp)
+    tmp += eps_scaled
+    np.divide(m, tmp, out=tmp)
+    tmp *= step_size
+    p -= tmp
+
+
+def _loop(p, g, m, v, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
+          decoupled):  # pragma: no cover - compiled by numba
+    for i in range(p.shape[0]):
+        gi = g[i]
+        pi = p[i]
+        if has_wd:
+            if decoupled:
+                pi = pi * decay
+            else:
+                gi = gi + pi * wd
+        mi = m[i] * b1 + gi * c1
+        vi = v[i] * b2 + (gi * gi) * c2
+        m[i] = mi
+        v[i] = vi
+        d = np.sqrt(vi) + eps_scaled
+        p[i] = pi - (mi / d) * step_size
+
+
+_CUDA = CudaKernel(
+    "xpnet_fused_adam", ("exp_avg", "exp_avg_sq"),
+    "T p, T g, T m, T v, bool keep, T b1, T b2, T c1, T c2, T step_size, T eps_scaled, "
+    "T wd, T decay, bool has_wd, bool decoupled",
+    "T p2, T m2, T v2",
+    """
+T gi = g;
+T pi = p;
+if (has_wd) {
+    if (decoupled) { pi = pi * decay; } else { gi = gi + pi * wd; }
+}
+T mi = m * b1 + gi * c1;
+T vi = v * b2 + (gi * gi) * c2;
+T d = sqrt(vi) + eps_scaled;
+T pn = pi - (mi / d) * step_size;
+if (keep) { p2 = pn; m2 = mi; v2 = vi; } else { p2 = p; m2 = m; v2 = v; }
+""")
+
+KERNELS = RuleKernels(("xpnet.optimizers.Adam", "xpnet.optimizers.AdamW"), _arrays, _hyper,
+                      ufunc=_ufunc, loop=_loop, cuda=lambda opt: _CUDA)

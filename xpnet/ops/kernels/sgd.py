@@ -1,0 +1,83 @@
+"""SGD kernels: L2 decay, momentum, Nesterov (reference rule: ``SGD._update_one``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import CudaKernel, RuleKernels
+
+
+def _arrays(opt):
+    return ("momentum_buffer",) if opt.momentum > 0 else (None,)
+
+
+def _hyper(opt, lr, t):
+    return (lr, opt.weight_decay, opt.momentum, opt.weight_decay != 0.0, opt.momentum > 0,
+            opt.nesterov, t == 1)
+
+
+def _ufunc(p, g, buf, lr, wd, mom, has_wd, has_mom, nesterov, first, tmp):
+    if has_wd:
+        np.multiply(p, wd, out=tmp)
+        g += tmp
+    if has_mom:
+        if first:
+            buf[...] = g
+        else:
+            buf *= mom
+            buf += g
+        if nesterov:
+            np.multiply(buf, mom, out=tmp)
+            tmp += g
+        else:
+            tmp[...] = buf
+        tmp *= lr
+    else:
+        np.multiply(g, lr, out=tmp)
+    p -= tmp
+
+
+def _loop(p, g, buf, lr, wd, mom, has_wd, has_mom, nesterov,
+          first):  # pragma: no cover - compiled by numba
+    for i in range(p.shape[0]):
+        gi = g[i]
+        if has_wd:
+            gi = gi + p[i] * wd
+        if has_mom:
+            b = gi if first else buf[i] * mom + gi
+            buf[i] = b
+            u = b * mom + gi if nesterov else b
+            p[i] = p[i] - u * lr
+        else:
+            p[i] = p[i] - gi * lr
+
+
+_HYPER = "T lr, T wd, T mom, bool has_wd, bool has_mom, bool nesterov, bool first"
+
+_CUDA_MOMENTUM = CudaKernel(
+    "xpnet_fused_sgd", ("momentum_buffer",), "T p, T g, T buf, bool keep, " + _HYPER,
+    "T p2, T buf2",
+    """
+T gi = g;
+if (has_wd) { gi = gi + p * wd; }
+T u = gi;
+T b = buf;
+if (has_mom) {
+    b = first ? gi : buf * mom + gi;
+    u = nesterov ? gi + b * mom : b;
+}
+T pn = p - u * lr;
+if (keep) { p2 = pn; buf2 = b; } else { p2 = p; buf2 = buf; }
+""")
+
+_CUDA_PLAIN = CudaKernel(
+    "xpnet_fused_sgd_plain", (), "T p, T g, bool keep, " + _HYPER, "T p2",
+    """
+T gi = g;
+if (has_wd) { gi = gi + p * wd; }
+T pn = p - gi * lr;
+p2 = keep ? pn : p;
+""")
+
+KERNELS = RuleKernels(("xpnet.optimizers.SGD",), _arrays, _hyper, ufunc=_ufunc, loop=_loop,
+                      cuda=lambda opt: _CUDA_MOMENTUM if opt.momentum > 0 else _CUDA_PLAIN)
