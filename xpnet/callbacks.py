@@ -181,12 +181,7 @@ class ModelCheckpoint(Callback):
         """Size of one checkpoint: parameters plus optimizer slots, plus the header."""
         if self.model is None:
             return 0
-        per_copy = 0
-        for v in self.model.params.values():
-            size = 1
-            for d in v.shape:
-                size *= d
-            per_copy += size * (8 if self.model.dtype_name == "float64" else 4)
+        per_copy = self.model.num_params * (8 if self.model.dtype_name == "float64" else 4)
         opt = getattr(self.model, "optimizer", None)
         copies = 1 + (len(opt.slots) if opt is not None else 2)
         return per_copy * copies + 64 * 1024

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .backends import Backend, _namespace_of, backend_of
+from .backends import Backend, backend_of
+from .backends import _namespace_of as _xp
 from .initializers import get_initializer
 from .ops import ops_of
 from .random import RNG
@@ -285,10 +286,6 @@ class Dense(Layer):
     def get_config(self) -> dict:
         """Constructor arguments: ``units``, ``init``, ``bias``."""
         return {"units": self.units, "init": self.init_name, "bias": self.bias}
-
-
-def _xp(a: Any) -> Any:
-    return _namespace_of(a)
 
 
 class ReLU(Layer):

@@ -6,12 +6,13 @@ device (no host sync), and its gradient already divided by the batch size.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import array_api_compat
 
 from . import _checks
-from .backends import _namespace_of
+from .backends import _namespace_of as _xp
 from .layers import sigmoid
 from .ops import ops_of
 
@@ -25,10 +26,6 @@ __all__ = [
     "log_softmax",
     "LOSSES",
 ]
-
-
-def _xp(a: Any) -> Any:
-    return _namespace_of(a)
 
 
 def log_softmax(z: Any) -> Any:
@@ -337,10 +334,7 @@ class MeanSquaredError(Loss):
         loss = xp.mean(d * d)
         if not need_grad:
             return loss, None
-        size = 1
-        for s in output.shape:
-            size *= s
-        return loss, d * (2.0 / size)
+        return loss, d * (2.0 / math.prod(output.shape))
 
 
 class BinaryCrossEntropy(Loss):
@@ -372,10 +366,7 @@ class BinaryCrossEntropy(Loss):
                        + xp.log1p(xp.exp(-xp.abs(output))))
         if not need_grad:
             return loss, None
-        size = 1
-        for s in output.shape:
-            size *= s
-        return loss, (sigmoid(output) - target) / float(size)
+        return loss, (sigmoid(output) - target) / float(math.prod(output.shape))
 
     def output_transform(self, output):
         """Probabilities: the sigmoid of the logits."""

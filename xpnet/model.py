@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 from typing import TYPE_CHECKING, Any
 
@@ -133,13 +134,7 @@ class Sequential:
         >>> xn.MLP([3, 4, 2], backend="numpy").num_params  # (3*4 + 4) + (4*2 + 2)
         26
         """
-        total = 0
-        for v in self.params.values():
-            size = 1
-            for s in v.shape:
-                size *= s
-            total += size
-        return total
+        return sum(math.prod(v.shape) for v in self.params.values())
 
     def layer_params(self, i: int) -> dict[str, Any]:
         """The parameters of layer ``i`` keyed by their short names.
@@ -602,12 +597,7 @@ class Sequential:
         n = self.in_features
         for i, layer in enumerate(self.layers):
             n = layer.out_features(n)
-            count = 0
-            for v in self.layer_params(i).values():
-                size = 1
-                for s in v.shape:
-                    size *= s
-                count += size
+            count = sum(math.prod(v.shape) for v in self.layer_params(i).values())
             lines.append(f"{i:>2} {layer!r:<{width}}{n:>8}{count:>12,}")
         lines.append(f"total params: {self.num_params:,}  backend: {self.backend.name} "
                      f"({self.backend.device_name})  dtype: {self.dtype_name}")

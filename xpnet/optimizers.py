@@ -17,7 +17,7 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
-from .backends import _namespace_of
+from .backends import _namespace_of as _xp
 from .ops import ops_of
 from .schedules import get_schedule, schedule_from_config, schedule_to_config
 
@@ -38,10 +38,6 @@ __all__ = [
 Params = dict[str, Any]
 #: A learning rate: a positive float, or a schedule ``step -> lr`` (step counts from 0).
 LearningRate = float | Callable[[int], float]
-
-
-def _xp(a: Any) -> Any:
-    return _namespace_of(a)
 
 
 def _finite(name: str, value: Any, *, low: float = 0.0, high: float | None = None,
