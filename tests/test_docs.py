@@ -71,15 +71,17 @@ def fenced_blocks(text: str) -> list[Block]:
     return blocks
 
 
-def run_page(page: str, tmp_path: Path, monkeypatch) -> list[str]:
+def run_page(path: Path, tmp_path: Path, monkeypatch) -> list[str]:
     """Run a page's python and pycon blocks in order; the failures, as messages."""
+    page = path.name if path.parent == DOCS else str(path)
+    text = path.read_text()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path / "cache"))  # never a real cache
     namespace: dict = {"__name__": "__docs__"}
     failures: list[str] = []
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     runner = doctest.DocTestRunner(optionflags=flags)
-    for block in fenced_blocks((DOCS / page).read_text()):
+    for block in fenced_blocks(text):
         if "no-run" in block.classes or "--8<--" in block.code:
             continue
         where = f"{page}:{block.line}"
@@ -102,7 +104,7 @@ def run_page(page: str, tmp_path: Path, monkeypatch) -> list[str]:
 @pytest.mark.parametrize("page", [p for p in CHECKED if any(
     b.lang in ("python", "pycon") for b in fenced_blocks((DOCS / p).read_text()))])
 def test_page_snippets_run_and_show_their_real_output(page, tmp_path, monkeypatch):
-    failures = run_page(page, tmp_path, monkeypatch)
+    failures = run_page(DOCS / page, tmp_path, monkeypatch)
     assert not failures, "\n\n".join(failures)
 
 
@@ -140,14 +142,14 @@ def test_the_block_parser_reads_languages_classes_and_indented_fences():
     assert blocks[1].classes == {"python", "no-run"}
 
 
-def test_a_wrong_shown_output_fails(tmp_path, monkeypatch):
-    page = DOCS / "_wrong_output_probe.md"
-    page.write_text("```pycon\n>>> 1 + 1\n3\n```\n")
-    try:
-        failures = run_page(page.name, tmp_path, monkeypatch)
-    finally:
-        page.unlink()
-    assert len(failures) == 1 and "Expected:\n    3\nGot:\n    2" in failures[0]
+def test_a_wrong_shown_output_or_a_failing_block_fails(tmp_path, monkeypatch):
+    page = tmp_path / "probe.md"
+    page.write_text("```pycon\n>>> x = 1 + 1\n>>> x\n3\n```\n\n```python\nx / 0\n```\n\n"
+                    "``` {.python .no-run}\nnot run at all\n```\n")
+    failures = run_page(page, tmp_path, monkeypatch)
+    assert len(failures) == 2
+    assert "Expected:\n    3\nGot:\n    2" in failures[0]
+    assert "ZeroDivisionError" in failures[1]   # x from the pycon block reached it
 
 
 # ------------------------------------------------------------------ API index
