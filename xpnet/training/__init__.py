@@ -19,8 +19,8 @@ from .fitting import fit
 from .guards import ON_NONFINITE, DeviceGuard, HostGuard, NonFiniteLossError
 from .interrupt import InterruptFlag, TrainingInterrupted
 from .state import TrainState
-from .trainer import Trainer
+from .trainer import StepValues, Trainer
 
-__all__ = ["fit", "Trainer", "TrainState", "History", "CallbackList", "Callback",
+__all__ = ["fit", "Trainer", "StepValues", "TrainState", "History", "CallbackList", "Callback",
            "ProgressBar", "NonFiniteLossError", "TrainingInterrupted", "InterruptFlag",
            "HostGuard", "DeviceGuard", "ON_NONFINITE"]
