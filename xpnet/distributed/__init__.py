@@ -11,8 +11,8 @@ through NCCL or staged, see :func:`choose_reducer`). See ``docs/distributed.md``
 
 Modules: ``_comm`` (communicators, :func:`init`), ``_sharding``, ``_parallel`` (the
 gradient hook, the agreed start, sharded validation), ``_reduce`` (reducers),
-``_nccl`` (CuPy + NCCL), ``_devices`` (local rank, GPU choice), ``_failure``
-(abort on an uncaught exception, the watchdog).
+``_gpu`` (GPU count, the rank's GPU, CuPy + NCCL), ``_devices`` (local rank from
+the launcher, GPU choice), ``_failure`` (abort on an uncaught exception, the watchdog).
 
 Examples
 --------
@@ -38,6 +38,7 @@ from ._comm import (
 )
 from ._devices import choose_device, env_local_rank, env_world_size
 from ._failure import EXIT_FAILED, EXIT_TIMEOUT, Watchdog, install_excepthook
+from ._gpu import gpu_count, local_device
 from ._parallel import GradientAllreduce, agree_start, evaluate_sharded, rank_seed
 from ._reduce import REDUCERS, HostReducer, StagedReducer, choose_reducer, make_reducer
 from ._sharding import shard_rows
@@ -45,5 +46,6 @@ from ._sharding import shard_rows
 __all__ = ["init", "Communicator", "SingleProcess", "MPICommunicator", "DistributedError",
            "DEFAULT_TIMEOUT", "shard_rows", "GradientAllreduce", "agree_start",
            "evaluate_sharded", "rank_seed", "REDUCERS", "choose_reducer", "make_reducer",
-           "HostReducer", "StagedReducer", "choose_device", "env_local_rank",
+           "HostReducer", "StagedReducer", "choose_device", "local_device", "gpu_count",
+           "env_local_rank",
            "env_world_size", "install_excepthook", "Watchdog", "EXIT_FAILED", "EXIT_TIMEOUT"]

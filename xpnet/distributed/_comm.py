@@ -48,6 +48,8 @@ class Communicator:
         The number of ranks.
     local_rank : int
         The rank among the processes on this node (picks the GPU).
+    local_size : int
+        The number of ranks on this node.
     timeout : float or None
         Seconds a collective of the training loop may wait (None: no limit).
 
@@ -65,6 +67,7 @@ class Communicator:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    local_size: int = 1
     timeout: float | None = None
 
     @property
@@ -209,10 +212,11 @@ class MPICommunicator(Communicator):
         self.MPI, self.comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.timeout = timeout or None
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)  # ranks on this node
         local = env_local_rank()
-        if local is None:  # ask MPI which ranks share this node
-            local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank).Get_rank()
-        self.local_rank = local
+        self.local_rank = node.Get_rank() if local is None else local
+        self.local_size = node.Get_size()
+        node.Free()
         self.watchdog = Watchdog(self.timeout, self._expired, rank=self.rank)
 
     def _expired(self, message: str) -> None:

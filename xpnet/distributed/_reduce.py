@@ -239,7 +239,7 @@ def make_reducer(comm: Any, backend: Backend, kind: str | None = None) -> Any:
     """
     nccl = cuda_aware = False
     if not backend.is_host:  # pragma: no cover - needs a GPU
-        from ._nccl import nccl_available
+        from ._gpu import nccl_available
 
         nccl = backend.name == "cupy" and nccl_available()
         cuda_aware = _cuda_aware_mpi()
@@ -251,6 +251,6 @@ def make_reducer(comm: Any, backend: Backend, kind: str | None = None) -> Any:
         return StagedReducer(comm)
     if kind == "cuda-aware-mpi":  # pragma: no cover - needs a GPU
         return CudaAwareMPIReducer(comm)
-    from ._nccl import NcclReducer  # pragma: no cover - needs a GPU
+    from ._gpu import NcclReducer  # pragma: no cover - needs a GPU
 
     return NcclReducer(comm, backend)  # pragma: no cover

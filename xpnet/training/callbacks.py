@@ -368,7 +368,8 @@ class CallbackList:
         self.callbacks: list[Callback] = [self.history]
         if progress:
             self.callbacks.append(ProgressBar())
-        self.callbacks += [cb for cb in callbacks if rank == 0 or not cb.rank_zero_only]
+        self.callbacks = [cb for cb in [*self.callbacks, *callbacks]
+                          if rank == 0 or not cb.rank_zero_only]
         for cb in self.callbacks:
             cb.set_model(model)
             cb.set_trainer(trainer)

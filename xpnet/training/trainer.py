@@ -173,8 +173,8 @@ class Trainer:
         self.ops = ops_for(model.backend)
         guard = HostGuard if model.backend.is_host else DeviceGuard
         self.guard = guard(on_nonfinite, self.ops, model.xp, model, optimizer)
-        self.callbacks = CallbackList(callbacks, model=model, trainer=self,
-                                      progress=verbose and comm.is_root, rank=comm.rank)
+        self.callbacks = CallbackList(callbacks, model=model, trainer=self, progress=verbose,
+                                      rank=comm.rank)
         self.history: History = self.callbacks.history
         self.history.restore(self._start.history)
         self.history.params = {

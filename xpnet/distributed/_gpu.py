@@ -1,5 +1,5 @@
-# This module imports CuPy (its NCCL binding): it runs only with the cupy backend.
-"""NCCL reductions for CuPy: the communicator is set up over MPI, the sums stay on the GPU."""
+# This module imports CuPy (its NCCL binding) and PyTorch, lazily: GPU runs only.
+"""GPUs of a rank: how many it sees, and NCCL reductions for CuPy (set up over MPI)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,73 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["nccl_available", "NcclReducer"]
+__all__ = ["gpu_count", "local_device", "nccl_available", "NcclReducer"]
+
+
+def gpu_count(backend_name: str) -> int:
+    """The number of GPUs ``backend_name`` (``"cupy"`` or ``"torch"``) sees; 0 if none.
+
+    Parameters
+    ----------
+    backend_name : str
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> from xpnet.distributed._gpu import gpu_count
+    >>> gpu_count("numpy")
+    0
+    """
+    try:
+        if backend_name == "cupy":
+            import cupy
+
+            return int(cupy.cuda.runtime.getDeviceCount())
+        if backend_name == "torch":
+            import torch
+
+            return int(torch.cuda.device_count())
+    except Exception:
+        return 0
+    return 0
+
+
+def local_device(comm: Any, backend_name: str = "cupy", explicit: int | None = None
+                 ) -> int | None:
+    """The GPU this rank should use: ``explicit``, else its rank on the node modulo the GPUs.
+
+    Parameters
+    ----------
+    comm : Communicator
+        Its ``local_rank`` picks the GPU.
+    backend_name : {"cupy", "torch"}
+    explicit : int, optional
+        A device the user chose (``--device``).
+
+    Returns
+    -------
+    int or None
+        None on one process without ``explicit`` (the backend's default device).
+
+    Raises
+    ------
+    ValueError
+        When this process sees no GPU, or ``explicit`` is not one of them.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> xn.distributed.local_device(xn.distributed.SingleProcess()) is None
+    True
+    """
+    from ._devices import choose_device
+
+    if comm.size == 1 and explicit is None:
+        return None
+    return choose_device(comm.local_rank, gpu_count(backend_name), explicit)
 
 
 def nccl_available() -> bool:
@@ -19,7 +85,7 @@ def nccl_available() -> bool:
 
     Examples
     --------
-    >>> from xpnet.distributed._nccl import nccl_available
+    >>> from xpnet.distributed._gpu import nccl_available
     >>> isinstance(nccl_available(), bool)
     True
     """
