@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -36,11 +37,12 @@ def data(n: int, seed: int = 0):
     return X, y
 
 
-def model_and_optimizer(name: str):
+def model_and_optimizer(name: str, backend: str = "numpy", device=None):
     import xpnet as xn
 
     cls, kwargs = OPTIMIZERS[name]
-    model = xn.MLP([FEATURES, HIDDEN, CLASSES], backend="numpy", dtype="float64", seed=3)
+    model = xn.MLP([FEATURES, HIDDEN, CLASSES], backend=backend, device=device,
+                   dtype="float64", seed=3)
     return model, getattr(xn, cls)(**kwargs)
 
 
@@ -111,7 +113,21 @@ def _interrupted_run(comm, out: Path) -> None:
 
 
 def scenario_nonfinite(comm, out: Path) -> None:
-    """Rank 1 alone sees a NaN loss at its 7th step; every policy, every rank."""
+    """Rank 1 alone sees a NaN loss at its 27th step; every policy, every rank, both guards.
+
+    The device guard (a GPU's: updates masked on the device, flags read at agreed
+    points) runs on the CPU by making the backend claim it is not on the host; its
+    reductions then go through the host-staged reducer.
+    """
+    import xpnet as xn
+
+    results = {"host": _nonfinite_policies(comm)}
+    xn.backends.Backend.is_host = property(lambda self: False)
+    results["device"] = _nonfinite_policies(comm)
+    _write(out, "nonfinite", comm, results)
+
+
+def _nonfinite_policies(comm) -> dict:
     import xpnet as xn
 
     X, y = data(320)
@@ -139,7 +155,7 @@ def scenario_nonfinite(comm, out: Path) -> None:
             entry["error"] = [exc.epoch, exc.step]
         entry.update(steps=int(opt.state["step"]), digest=params_digest(model))
         results[policy] = entry
-    _write(out, "nonfinite", comm, results)
+    return results
 
 
 def scenario_raise(comm, out: Path) -> None:
@@ -173,6 +189,25 @@ def scenario_leave(comm, out: Path) -> None:
                   callbacks=[Leave()], distributed=comm)
     except RuntimeError:
         sys.stderr.write("rank 1 left the training loop\n")
+
+
+def scenario_gpu(comm, out: Path) -> None:
+    """Adam on 313 rows with CuPy, one GPU per rank (local rank); the reducer it used."""
+    import xpnet as xn
+
+    class Reducer(xn.Callback):
+        def on_train_begin(self, logs):
+            self.name = self.trainer.grad_hooks[0].reducer.name
+
+    X, y = data(313)
+    model, opt = model_and_optimizer("adam", "cupy", xn.distributed.local_device(comm))
+    seen = Reducer()
+    model.fit(X, y, epochs=2, batch_size=B, optimizer=opt, seed=11, verbose=0,
+              callbacks=[seen], distributed=comm)
+    if comm.rank == 0:
+        np.savez(out / "gpu.npz", **{k: xn.to_numpy(v) for k, v in model.params.items()})
+    _write(out, "gpu", comm, {"reducer": seen.name, "digest": params_digest(
+        SimpleNamespace(params={k: xn.to_numpy(v) for k, v in model.params.items()}))})
 
 
 def main() -> None:

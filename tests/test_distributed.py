@@ -146,13 +146,17 @@ def test_nonfinite_on_one_rank_makes_every_rank_apply_the_policy_at_the_same_ste
     proc = run_worker("nonfinite", tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r0, r1 = read(tmp_path, "nonfinite")
-    assert r0 == r1
-    assert r0["raise"]["error"] == [2, 7] and r0["raise"]["steps"] == 26
-    assert r0["stop"] == {**r0["stop"], "error": None, "epochs": 1, "stopped": True,
-                          "steps": 26}
-    assert r0["skip"]["epochs"] == 3 and r0["skip"]["skipped"] == [1.0]
-    assert r0["skip"]["steps"] == 59  # 60 steps, one skipped
-    assert r0["raise"]["digest"] == r0["stop"]["digest"]  # stopped before the bad update
+    assert r0 == r1  # the same outcome, parameters included, on both ranks
+    for guard in ("host", "device"):
+        r = r0[guard]
+        assert r["raise"]["error"] == [2, 7]
+        assert r["stop"] == {**r["stop"], "error": None, "epochs": 1, "stopped": True}
+        assert r["skip"]["epochs"] == 3 and r["skip"]["skipped"] == [1.0]
+        assert r["raise"]["digest"] == r["stop"]["digest"]  # the bad update never applied
+    host = r0["host"]
+    assert host["raise"]["steps"] == host["stop"]["steps"] == 26
+    assert host["skip"]["steps"] == 59  # 60 steps, one skipped
+    assert r0["device"]["skip"]["digest"] == host["skip"]["digest"]
 
 
 def test_a_rank_that_raises_ends_the_job_naming_the_rank(tmp_path):
@@ -162,6 +166,38 @@ def test_a_rank_that_raises_ends_the_job_naming_the_rank(tmp_path):
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0, text
     assert "rank 1 of 2 failed" in text and "rank one broke on purpose" in text
+
+
+def _gpus() -> int:
+    try:
+        import cupy
+
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:
+        return 0
+
+
+def _gpu_run(tmp_path: Path, **env: str) -> dict:
+    proc = run_worker("gpu", tmp_path, timeout=300, **env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ranks = read(tmp_path, "gpu")
+    assert ranks[0]["digest"] == ranks[1]["digest"]
+    model = one_process("adam", 313, 2)
+    saved = np.load(tmp_path / "gpu.npz")
+    for k in model.params:  # cuBLAS and OpenBLAS round differently: float64, 1e-9
+        xn.testing.assert_close(model.params[k], saved[k], rtol=1e-9, atol=1e-12)
+    return ranks[0]
+
+
+@pytest.mark.skipif(_gpus() < 2, reason=f"NCCL needs two GPUs, one per rank; this machine "
+                                        f"has {_gpus()} usable (CuPy)")
+def test_nccl_reductions_on_two_gpus_give_the_one_process_result(tmp_path):
+    assert _gpu_run(tmp_path)["reducer"] == "nccl"
+
+
+@pytest.mark.skipif(_gpus() < 1, reason="needs a CUDA GPU and CuPy")
+def test_host_staged_reductions_on_a_gpu_give_the_one_process_result(tmp_path):
+    assert _gpu_run(tmp_path, XPNET_REDUCER="staged")["reducer"] == "staged"
 
 
 def test_a_rank_that_leaves_is_caught_by_the_timeout(tmp_path):
