@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_distributed import mpi_command, mpi_env, pytestmark  # noqa: F401
+from test_distributed import REPO, mpi_command, mpi_env, pytestmark  # noqa: F401
 
 from xpnet.cli import main
 
@@ -61,6 +61,17 @@ def test_a_two_rank_run_resumes_on_one_process_with_the_same_global_batch(tmp_pa
     straight = one_process(capsys, *FLAGS, "--epochs", "3", "--batch-size", "64", "--no-save")
     assert resumed["test"]["accuracy"] == straight["test"]["accuracy"]
     assert resumed["history"]["loss"] == pytest.approx(straight["history"]["loss"], rel=1e-9)
+
+
+def test_the_example_script_runs_on_two_ranks(tmp_path):
+    proc = subprocess.run([*mpi_command(2), sys.executable, "examples/distributed_digits.py",
+                           "--fast", "--save", str(tmp_path / "m.safetensors")],
+                          cwd=REPO, capture_output=True, text=True, timeout=180,
+                          env=mpi_env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("test accuracy:") == 1 and "global batch: 64" in proc.stdout
+    assert float(proc.stdout.rsplit("test accuracy:", 1)[1]) > 0.85
+    assert (tmp_path / "m.safetensors").is_file()
 
 
 def test_a_usage_error_is_reported_once_and_ends_every_rank(tmp_path):

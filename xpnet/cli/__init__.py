@@ -10,20 +10,22 @@ output holds exactly one JSON object and nothing else.
 
 One module per job:
 
-============  ================================================================
-``_args``     defaults, exit codes, flags and their value checks
-``_settings`` ``train`` settings: defaults lookup, resume rules, optimizer, split
-``_io``       reading datasets, saved models and their metadata
-``_inputs``   reading ``predict`` inputs into one block, within the data cap
-``_records``  the run folder and ``run.json``
-``_runlock``  one ``train`` per output folder (an exclusive lock)
-``_signals``  SIGTERM handled like Ctrl-C; exit status 128 + signal
-``_plots``    training curves and confusion matrix PNGs
-``_output``   consoles, styled text, JSON
-``train``     ``xpnet train``
-``evaluate``  ``xpnet evaluate`` and ``xpnet predict``
-``info``      ``xpnet info`` and ``xpnet download``
-============  ================================================================
+================  ================================================================
+``_args``         defaults, exit codes, flags and their value checks
+``_settings``     ``train`` settings: defaults lookup, resume rules, optimizer, split
+``_io``           reading datasets, saved models and their metadata
+``_inputs``       reading ``predict`` inputs into one block, within the data cap
+``_records``      the run folder and ``run.json``
+``_runlock``      one ``train`` per output folder (an exclusive lock)
+``_signals``      SIGTERM handled like Ctrl-C; exit status 128 + signal
+``_failures``     the exit status and message of an exception
+``_distributed``  ``train --distributed``: phases agreed by every rank, rank 0 writes
+``_plots``        training curves and confusion matrix PNGs
+``_output``       consoles, styled text, JSON
+``train``         ``xpnet train``
+``evaluate``      ``xpnet evaluate`` and ``xpnet predict``
+``info``          ``xpnet info`` and ``xpnet download``
+================  ================================================================
 """
 
 from __future__ import annotations

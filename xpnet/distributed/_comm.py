@@ -289,7 +289,9 @@ def init(*, timeout: float | None = None, require: bool = False,
     (initialising MPI) and returns an :class:`MPICommunicator` over
     ``MPI.COMM_WORLD``; started any other way it returns a
     :class:`SingleProcess` without touching MPI, so the same script runs
-    everywhere. Calling it again returns the same communicator.
+    everywhere. Calling it again returns the same communicator. Open MPI is
+    asked to let waiting ranks yield their core
+    (``OMPI_MCA_mpi_yield_when_idle=1`` unless already set).
 
     Parameters
     ----------
@@ -336,6 +338,9 @@ def init(*, timeout: float | None = None, require: bool = False,
         return _WORLD
     if not _launched():
         return SingleProcess()
+    # a rank waiting for the others gives its core away instead of spinning: free on an
+    # idle core, and on shared or oversubscribed cores the step was measured 2-3x faster
+    os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
     from mpi4py import MPI
 
     world = MPI.COMM_WORLD
