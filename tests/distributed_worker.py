@@ -58,8 +58,14 @@ def _write(out: Path, name: str, comm, payload: dict) -> None:
 
 
 def scenario_train(comm, out: Path) -> None:
-    """Equivalence runs, hashes after every epoch, and a run interrupted by rank 1."""
+    """Equivalence runs, hashes after every epoch, and a run interrupted by rank 1.
+
+    The step buffers (66 gradients + 5) are reduced in buckets of 16 elements here, so
+    the bucketed path of large models is the one compared with one process.
+    """
     import xpnet as xn
+
+    xn.distributed._comm.BUCKET = 16
 
     class Hashes(xn.Callback):
         def __init__(self):
@@ -121,10 +127,27 @@ def scenario_nonfinite(comm, out: Path) -> None:
     """
     import xpnet as xn
 
-    results = {"host": _nonfinite_policies(comm)}
+    results = {"host": _nonfinite_policies(comm), "early_stop": _stop_on_one_rank(comm)}
     xn.backends.Backend.is_host = property(lambda self: False)
     results["device"] = _nonfinite_policies(comm)
     _write(out, "nonfinite", comm, results)
+
+
+def _stop_on_one_rank(comm) -> dict:
+    """Rank 1 alone asks to stop at the end of epoch 2: every rank stops there."""
+    import xpnet as xn
+
+    class StopOnRankOne(xn.Callback):
+        def on_epoch_end(self, epoch, logs):
+            if comm.rank == 1 and epoch == 1:
+                self.model.stop_training = True
+
+    X, y = data(320)
+    model, opt = model_and_optimizer("sgd")
+    h = model.fit(X, y, epochs=5, batch_size=B, optimizer=opt, seed=11, verbose=0,
+                  callbacks=[StopOnRankOne()], distributed=comm)
+    return {"epochs": len(h.epoch), "stopped": h.stopped_early,
+            "digest": params_digest(model)}
 
 
 def _nonfinite_policies(comm) -> dict:

@@ -142,7 +142,7 @@ def test_a_checkpoint_of_two_ranks_resumes_on_one_as_the_uninterrupted_run(train
     assert_params(model, trained / "uninterrupted.npz")
 
 
-def test_nonfinite_on_one_rank_makes_every_rank_apply_the_policy_at_the_same_step(tmp_path):
+def test_nan_or_a_stop_on_one_rank_makes_every_rank_act_at_the_same_step(tmp_path):
     proc = run_worker("nonfinite", tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r0, r1 = read(tmp_path, "nonfinite")
@@ -153,6 +153,7 @@ def test_nonfinite_on_one_rank_makes_every_rank_apply_the_policy_at_the_same_ste
         assert r["stop"] == {**r["stop"], "error": None, "epochs": 1, "stopped": True}
         assert r["skip"]["epochs"] == 3 and r["skip"]["skipped"] == [1.0]
         assert r["raise"]["digest"] == r["stop"]["digest"]  # the bad update never applied
+    assert r0["early_stop"]["epochs"] == 2 and r0["early_stop"]["stopped"] is True
     host = r0["host"]
     assert host["raise"]["steps"] == host["stop"]["steps"] == 26
     assert host["skip"]["steps"] == 59  # 60 steps, one skipped

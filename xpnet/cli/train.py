@@ -529,6 +529,11 @@ def _train_on_other_rank(run: _Run) -> int:
     return EXIT_OK
 
 
+def _lock_and_plan(run: _Run) -> None:
+    _lock_out(run)
+    _plan(run)
+
+
 def _prepare(run: _Run) -> None:
     """Lock, plan, load, build, thread limits and the run folder; agreed on every rank."""
     comm = run.comm
@@ -540,7 +545,7 @@ def _prepare(run: _Run) -> None:
         _limit_threads(run)
         _open_records(run)
         return
-    together(comm, lambda: (_lock_out(run), _plan(run)), on="root")
+    together(comm, lambda: _lock_and_plan(run), on="root")
     share_plan(comm, run)
     together(comm, lambda: _load(run), on="root")  # first: a download happens once
     together(comm, lambda: _load(run), on="others")

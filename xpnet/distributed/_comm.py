@@ -23,6 +23,9 @@ __all__ = ["Communicator", "SingleProcess", "MPICommunicator", "DistributedError
 #: Seconds one collective of the training loop may wait before the job is ended;
 #: ``XPNET_DISTRIBUTED_TIMEOUT`` overrides it (0 waits forever).
 DEFAULT_TIMEOUT = 300.0
+#: Elements per MPI call: a larger NumPy buffer is reduced in buckets of this size, far
+#: below MPI's limit of 2**31 - 1 elements per call (512 MiB of float32).
+BUCKET = 1 << 27
 MPI_INSTALL_HINT = 'pip install "xpnet[mpi]" (mpi4py and the Open MPI wheels)'
 
 
@@ -224,11 +227,17 @@ class MPICommunicator(Communicator):
 
     def allreduce(self, values: Any, *, what: str = "allreduce",
                   guarded: bool = True) -> Any:
+        if isinstance(values, np.ndarray) and values.ndim == 1 and values.size > BUCKET:
+            parts = [values[lo:lo + BUCKET] for lo in range(0, values.size, BUCKET)]
+        else:
+            parts = [values]
         if not guarded:
-            self.comm.Allreduce(self.MPI.IN_PLACE, values, op=self.MPI.SUM)
+            for part in parts:
+                self.comm.Allreduce(self.MPI.IN_PLACE, part, op=self.MPI.SUM)
             return values
         with self.watchdog.guard(what):
-            self.comm.Allreduce(self.MPI.IN_PLACE, values, op=self.MPI.SUM)
+            for part in parts:
+                self.comm.Allreduce(self.MPI.IN_PLACE, part, op=self.MPI.SUM)
         return values
 
     def any(self, flag: bool, *, what: str = "a decision") -> bool:

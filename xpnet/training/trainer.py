@@ -253,6 +253,7 @@ class Trainer:
             if not self.step(k, perm):
                 return False
             current = self.current
+            assert current is not None
             if current.display:
                 self._last_display = time.perf_counter()
                 if self.guard.poll():
