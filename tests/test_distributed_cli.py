@@ -51,10 +51,16 @@ def test_train_on_two_ranks_is_one_run_with_the_global_batch(tmp_path, capsys):
     assert summary["history"]["loss"] == pytest.approx(single["history"]["loss"], rel=1e-9)
 
 
-def test_a_two_rank_run_resumes_on_one_process_with_the_same_global_batch(tmp_path, capsys):
-    proc = xpnet_on_two_ranks(*FLAGS, "--epochs", "2", "--batch-size", "32", "--distributed",
+def test_a_two_rank_run_resumes_on_two_ranks_then_one_with_the_same_global_batch(tmp_path,
+                                                                               capsys):
+    proc = xpnet_on_two_ranks(*FLAGS, "--epochs", "1", "--batch-size", "32", "--distributed",
                               "--out", "run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # ranks other than 0 never read --out: they get the settings and weights from rank 0
+    proc = xpnet_on_two_ranks("train", "--out", "run", "--resume", "--epochs", "2",
+                              "--distributed", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["epochs_done"] == 2
     resumed = one_process(capsys, "train", "--out", str(tmp_path / "run"), "--resume",
                           "--epochs", "3", "--quiet")
     assert resumed["settings"]["batch_size"] == 64  # 32 per rank x 2 ranks, now on one
