@@ -96,20 +96,31 @@ def _steps(args, workload: str) -> int:
 
 
 def _timed_hook(trainer, times: dict) -> None:
-    """Wrap the trainer's gradient hook and its reducer with clocks."""
+    """Wrap the trainer's gradient hook and its reducer with clocks.
+
+    On a GPU the device is synchronised around each (NCCL only queues its work), which
+    adds waits a real step does not have: the step time is then an upper bound.
+    """
+    from xpnet.backends import synchronize
+
     hook = trainer.grad_hooks[0]
     reducer = hook.reducer
     reduce = reducer.allreduce
+    backend = hook.backend
 
     def timed_reduce(*a, **k):
+        synchronize(backend)
         t = time.perf_counter()
         out = reduce(*a, **k)
+        synchronize(backend)
         times["allreduce"] += time.perf_counter() - t
         return out
 
     def timed_hook(grads, tr):
+        synchronize(backend)
         t = time.perf_counter()
         out = hook(grads, tr)
+        synchronize(backend)
         times["hook"] += time.perf_counter() - t
         return out
 
