@@ -46,7 +46,14 @@ def number_after(label: str, text: str) -> float:
 def test_every_example_is_tested():
     scripts = {p.name for p in EXAMPLES.glob("*.py")} - {"example_data.py"}
     assert scripts == {"cpu_mnist.py", "gpu_mnist.py", "custom_loop.py", "custom_layer.py",
-                       "notebook_config.py", "fit_by_hand.py"}
+                       "notebook_config.py", "fit_by_hand.py", "distributed_digits.py"}
+
+
+def test_distributed_digits_fast_on_one_process():
+    # under mpiexec it is tested in tests/test_distributed_cli.py
+    out = run_example("distributed_digits.py", "--fast")
+    assert "ranks: 1, global batch: 32" in out
+    assert number_after("test accuracy:", out) > 0.85
 
 
 def test_cpu_mnist_fast():

@@ -20,6 +20,7 @@ from __future__ import annotations
 from . import (
     backends,
     datasets,
+    distributed,
     initializers,
     layers,
     losses,
@@ -54,8 +55,8 @@ from .training import History, NonFiniteLossError, TrainingInterrupted, fit
 __all__ = [
     "__version__",
     # modules
-    "backends", "datasets", "initializers", "layers", "losses", "metrics", "optimizers",
-    "schedules", "testing", "training",
+    "backends", "datasets", "distributed", "initializers", "layers", "losses", "metrics",
+    "optimizers", "schedules", "testing", "training",
     # backends
     "available_backends", "get_backend", "to_numpy",
     # model

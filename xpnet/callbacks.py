@@ -155,6 +155,8 @@ class ModelCheckpoint(Callback):
     >>> tmp.cleanup()
     """
 
+    rank_zero_only = True  # one writer in data-parallel training
+
     def __init__(self, path: str | os.PathLike, monitor: str = "val_loss",
                  save_best_only: bool = False, mode: str = "auto",
                  metadata: dict | None = None):
@@ -278,6 +280,8 @@ class CSVLogger(Callback):
     ('epoch,loss,accuracy,lr,seconds', 3)
     >>> tmp.cleanup()
     """
+
+    rank_zero_only = True  # one writer in data-parallel training
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)

@@ -10,20 +10,22 @@ output holds exactly one JSON object and nothing else.
 
 One module per job:
 
-============  ================================================================
-``_args``     defaults, exit codes, flags and their value checks
-``_settings`` ``train`` settings: defaults lookup, resume rules, optimizer, split
-``_io``       reading datasets, saved models and their metadata
-``_inputs``   reading ``predict`` inputs into one block, within the data cap
-``_records``  the run folder and ``run.json``
-``_runlock``  one ``train`` per output folder (an exclusive lock)
-``_signals``  SIGTERM handled like Ctrl-C; exit status 128 + signal
-``_plots``    training curves and confusion matrix PNGs
-``_output``   consoles, styled text, JSON
-``train``     ``xpnet train``
-``evaluate``  ``xpnet evaluate`` and ``xpnet predict``
-``info``      ``xpnet info`` and ``xpnet download``
-============  ================================================================
+================  ================================================================
+``_args``         defaults, exit codes, flags and their value checks
+``_settings``     ``train`` settings: defaults lookup, resume rules, optimizer, split
+``_io``           reading datasets, saved models and their metadata
+``_inputs``       reading ``predict`` inputs into one block, within the data cap
+``_records``      the run folder and ``run.json``
+``_runlock``      one ``train`` per output folder (an exclusive lock)
+``_signals``      SIGTERM handled like Ctrl-C; exit status 128 + signal
+``_failures``     the exit status and message of an exception
+``_distributed``  ``train --distributed``: phases agreed by every rank, rank 0 writes
+``_plots``        training curves and confusion matrix PNGs
+``_output``       consoles, styled text, JSON
+``train``         ``xpnet train``
+``evaluate``      ``xpnet evaluate`` and ``xpnet predict``
+``info``          ``xpnet info`` and ``xpnet download``
+================  ================================================================
 """
 
 from __future__ import annotations
@@ -37,15 +39,13 @@ from collections.abc import Callable
 
 from ._args import (
     DEFAULTS,
-    EXIT_BACKEND,
     EXIT_CODES,
-    EXIT_DATA,
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
-    CLIError,
     build_parser,
 )
+from ._failures import classify as _classify
 from ._signals import exit_status
 from .evaluate import cmd_evaluate, cmd_predict
 from .info import cmd_download, cmd_info
@@ -56,32 +56,6 @@ __all__ = ["main", "build_parser", "DEFAULTS", "EXIT_CODES"]
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
     "info": cmd_info, "download": cmd_download}
-
-
-def _classify(exc: BaseException, command: str | None = None) -> tuple[int, str]:
-    """Exit status and one-line message for an exception that ended a command."""
-    from ..backends import BackendError
-    from ..checkpoint import CheckpointError
-    from ..datasets import DatasetError
-    from ..training import NonFiniteLossError
-
-    if isinstance(exc, CLIError):
-        return exc.code, str(exc)
-    if isinstance(exc, BackendError):
-        return EXIT_BACKEND, f"{exc}; run `xpnet info` to see what is usable, or pass " \
-                             "--backend numpy"
-    if isinstance(exc, (DatasetError, CheckpointError)):
-        return EXIT_DATA, str(exc)
-    if isinstance(exc, NonFiniteLossError):
-        return EXIT_FAILURE, f"training diverged: {exc}"
-    if isinstance(exc, MemoryError):
-        advice = "lower --batch-size or --hidden" if command == "train" else \
-            "give fewer or smaller inputs, or use a machine with more memory"
-        return EXIT_FAILURE, f"out of memory ({exc or type(exc).__name__}); {advice}"
-    if isinstance(exc, OSError):
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        return EXIT_DATA, f"{where}{exc.strerror or exc}"
-    return EXIT_FAILURE, f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)"
 
 
 def _one_line(message: str) -> str:
@@ -97,6 +71,38 @@ def _report(code: int, message: str, *, as_json: bool, status: str = "error") ->
         from ._output import print_json
 
         print_json({"status": status, "exit_code": code, "message": line})
+    return code
+
+
+def _rank(args: argparse.Namespace | None) -> tuple[int, int]:
+    """This process's rank and the job's size under ``train --distributed`` (else 0, 1)."""
+    from ._distributed import env_rank
+
+    comm = getattr(args, "comm", None)
+    if comm is not None:
+        return comm.rank, comm.size
+    if getattr(args, "distributed", False) or (args is None and "--distributed" in sys.argv):
+        return env_rank(), 2
+    return 0, 1
+
+
+def _end_rank(code: int, message: str, args: argparse.Namespace | None, *,
+              as_json: bool) -> int:
+    """Report a failure once per job: rank 0 for agreed ones, the failing rank otherwise.
+
+    A rank that failed alone while the others train names itself and ends the job
+    (``MPI_Abort``): the others are waiting in a collective for it.
+    """
+    rank, size = _rank(args)
+    alone = bool(getattr(args, "rank_failure", False))
+    if rank != 0 and not alone:
+        return code  # every rank failed the same way; rank 0 says so
+    if rank != 0:
+        message = f"rank {rank} of {size}: {message}"
+    code = _report(code, message, as_json=as_json)
+    comm = getattr(args, "comm", None)
+    if alone and comm is not None and comm.size > 1:
+        comm.abort(code, f"ending every rank of the job because rank {rank} failed")
     return code
 
 
@@ -155,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         if debug:
             traceback.print_exc()
+        if _rank(args)[0] != 0:
+            return exit_status(exc)
         return _report(exit_status(exc), "interrupted", as_json=_wants_json(argv, args),
                        status="interrupted")
     except SystemExit as exc:  # rich exits this way when the reader of stdout goes away
@@ -169,4 +177,4 @@ def main(argv: list[str] | None = None) -> int:
         code, message = _classify(exc, getattr(args, "command", None))
         if debug:
             traceback.print_exc()
-        return _report(code, message, as_json=_wants_json(argv, args))
+        return _end_rank(code, message, args, as_json=_wants_json(argv, args))

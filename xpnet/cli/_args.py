@@ -310,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=_threads, metavar="N|auto",
                    help="BLAS/OpenMP threads on CPU backends; auto uses 1 for small models, "
                         "else the library default (needs threadpoolctl; default: auto)")
+    g.add_argument("--device", type=_int_at_least(0), metavar="N",
+                   help="GPU index for cupy and torch:cuda (default: 0, or with "
+                        "--distributed the rank's place on its node)")
+    g.add_argument("--distributed", action="store_true",
+                   help="train data-parallel on every process started by mpiexec or srun "
+                        "(needs mpi4py: pip install 'xpnet[mpi]'); --batch-size is then per "
+                        "rank, and rank 0 alone prints and writes files")
     g.add_argument("--out", metavar="DIR", help="output folder for model.safetensors, "
                    "run.json and curves.png (default: runs/<dataset>-<date>-<time>)")
     g.add_argument("--resume", action="store_true",

@@ -7,14 +7,15 @@ record rewritten after every epoch. From the first ``run.json`` write on, every 
 leaves it final: ``completed``/``stopped_early``, ``interrupted`` (Ctrl-C or SIGTERM,
 see :mod:`~xpnet.cli._signals`; exit status 130 or 143) or ``failed`` with the error.
 Progress and the summary go to standard error; with ``--json`` the summary also goes to
-standard output as one JSON object.
+standard output as one JSON object. With ``--distributed`` every rank of ``mpiexec`` or
+``srun`` trains and rank 0 alone prints and writes (see :mod:`~xpnet.cli._distributed`).
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
-import math
+import os
 import shlex
 import signal
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ._args import (
+    AUTO_ONE_THREAD_BELOW,
     CURVES_FILE,
     DATASETS,
     DEFAULTS,
@@ -33,6 +35,14 @@ from ._args import (
     MODEL_FILE,
     RUN_FILE,
     CLIError,
+)
+from ._distributed import (
+    global_steps,
+    open_comm,
+    per_rank_batch,
+    rank_device,
+    share_plan,
+    together,
 )
 from ._io import dataset_spec, load_dataset
 from ._output import console, fmt_secs, print_json, styled
@@ -70,6 +80,7 @@ class _Run:
 
     args: argparse.Namespace
     command: str
+    comm: Any = None
     out: Path | None = None
     lock: RunLock | None = None
     spec_kind: str = "name"
@@ -85,6 +96,7 @@ class _Run:
     val: Any = None
     n_train: int = 0
     bs: int = 0
+    global_bs: int = 0
     steps: int = 0
     optimizer: Any = None
     model: Any = None
@@ -166,6 +178,7 @@ def _plan(run: _Run) -> None:
     run.s, run.explicit = resolve(run.args, dataset_key, run.saved)
     run.s["dataset"] = run.spec
     check_settings(run.s)
+    _rank_settings(run)
     if run.saved is not None:
         resume_conflicts(run.s, run.saved, run.explicit)
         if run.done >= run.s["epochs"]:
@@ -173,24 +186,32 @@ def _plan(run: _Run) -> None:
                            f"--epochs N with N > {run.done} to train further", EXIT_USAGE)
 
 
+def _rank_settings(run: _Run) -> None:
+    """With several ranks: their number, and the batch per rank of a resumed run."""
+    if run.comm.size > 1:
+        run.s["ranks"] = run.comm.size
+    run.s["batch_size"] = per_rank_batch(run.s, run.saved, run.explicit, run.comm.size)
+
+
 def _load(run: _Run) -> None:
     """The backend, the dataset, the validation split and the optimizer."""
     from ..backends import get_backend
 
     args = run.args
-    run.backend = get_backend(run.s["backend"])
+    run.backend = get_backend(*rank_device(run.comm, run.s["backend"], args.device))
     ds = run.ds = load_dataset(run.spec, run.s["data_dir"], progress=not args.quiet)
     if run.spec_kind == "path" and ds.name in DATASETS and run.saved is None:
         # a folder holding the real MNIST files gets MNIST's defaults
         run.s, run.explicit = resolve(args, ds.name, None)
         run.s["dataset"] = run.spec
         check_settings(run.s)
+        _rank_settings(run)
     train_idx, val_idx = split(ds.x_train.shape[0], run.s["val_split"], run.s["seed"])
     run.X, run.y = ds.x_train[train_idx], ds.y_train[train_idx]
     run.val = None if val_idx is None else (ds.x_train[val_idx], ds.y_train[val_idx])
     run.n_train = run.X.shape[0]
     run.bs = min(run.s["batch_size"], run.n_train)
-    run.steps = math.ceil(run.n_train / run.bs)
+    run.global_bs, run.steps = global_steps(run.n_train, run.bs, run.comm.size)
     run.optimizer = make_optimizer(run.s, run.steps)
 
 
@@ -215,6 +236,22 @@ def _build_model(run: _Run) -> None:
     run.resume = ckpt.training or {}
     if ckpt.optimizer is not None and type(ckpt.optimizer) is type(run.optimizer):
         run.optimizer.state = ckpt.optimizer.state
+
+
+def _model_like_rank0(run: _Run, config: dict[str, Any]) -> None:
+    """The other ranks' model: rank 0's architecture (its weights come at the start of fit)."""
+    from ..model import Sequential
+
+    run.model = Sequential.from_config(config, backend=run.backend)
+
+
+def _limit_threads(run: _Run) -> None:
+    """--threads; auto with several ranks on a node shares the node's cores among them."""
+    setting, work = run.s["threads"], run.bs * run.model.num_params
+    if setting == "auto" and run.comm.local_size > 1 and work >= AUTO_ONE_THREAD_BELOW:
+        setting = max(1, (os.cpu_count() or 1) // run.comm.local_size)
+    run.limiter, run.threads_txt = limit_threads(setting, run.backend, work,
+                                                 "threads" in run.explicit)
 
 
 def _open_records(run: _Run) -> None:
@@ -243,7 +280,9 @@ def _open_records(run: _Run) -> None:
         command=run.command, settings=settings, previous=previous, resume=run.resume,
         resuming=run.saved is not None, backend=run.backend, dataset=dataset_info,
         model=run.model, optimizer=run.optimizer, steps_per_epoch=run.steps,
-        batch_size=run.bs, saving=run.out is not None)
+        batch_size=run.global_bs, saving=run.out is not None)
+    if run.comm.size > 1:
+        run.record["ranks"] = run.comm.size
     run.recorder = RunRecorder(run.out / RUN_FILE if run.out else None, run.record,
                                (run.resume or {}).get("history"))
     run.recorder.write()
@@ -264,7 +303,9 @@ def _announce(run: _Run) -> None:
     con.print(f"model    {_sizes(run)} ({s['activation']}"
               f"{', dropout ' + format(s['dropout'], 'g') if s['dropout'] else ''}), "
               f"{run.model.num_params:,} parameters")
-    con.print(f"training {run.optimizer!r}, schedule {s['schedule']}, batch {run.bs}, "
+    batch = f"{run.global_bs} ({run.bs} x {run.comm.size} ranks)" if run.comm.size > 1 \
+        else f"{run.bs}"
+    con.print(f"training {run.optimizer!r}, schedule {s['schedule']}, batch {batch}, "
               f"{s['epochs']} epoch{'s' if s['epochs'] != 1 else ''} ({run.steps} steps each)")
     if run.resume is not None:
         con.print(f"resuming {run.out} after epoch {run.resume.get('epoch', 0)}")
@@ -290,12 +331,13 @@ def _fit(run: _Run) -> None:
     if run.model_file is not None:
         run.checkpoint = ModelCheckpoint(run.model_file, metadata=run.meta)
         callbacks.append(run.checkpoint)
-    assert run.recorder is not None
-    callbacks.append(recorder_callback(run.recorder))
+    if run.recorder is not None:  # rank 0 only
+        callbacks.append(recorder_callback(run.recorder))
     run.start_epoch = int((run.resume or {}).get("epoch", 0))
     run.history = fit(run.model, run.X, run.y, epochs=s["epochs"], batch_size=run.bs,
                       optimizer=run.optimizer, validation_data=run.val, callbacks=callbacks,
-                      seed=s["seed"], verbose=0 if run.args.quiet else 1, resume=run.resume)
+                      seed=s["seed"], verbose=0 if run.args.quiet else 1, resume=run.resume,
+                      distributed=run.comm)
 
 
 def _finish(run: _Run) -> dict[str, Any]:
@@ -457,6 +499,63 @@ def _failed(run: _Run, exc: BaseException, guard: SignalGuard) -> BaseException:
     return exc
 
 
+def _note_rank_failure(run: _Run, exc: BaseException) -> None:
+    """Mark a failure of this rank alone while the others train: main() must end the job.
+
+    A diverged run and an interruption are reached by every rank at the same step
+    (reduced values and flags); anything else raised before training finished left
+    the other ranks waiting in a collective.
+    """
+    from ..training import NonFiniteLossError
+
+    if run.comm.size > 1 and run.history is None and \
+            not isinstance(exc, (NonFiniteLossError, KeyboardInterrupt)):
+        run.args.rank_failure = True
+
+
+def _train_on_other_rank(run: _Run) -> int:
+    """Ranks other than 0: train silently; rank 0 reports how the run ended."""
+    from ..training import NonFiniteLossError
+
+    try:
+        _fit(run)
+    except KeyboardInterrupt as exc:  # every rank stopped at the same step
+        return exit_status(exc)
+    except NonFiniteLossError:  # likewise; rank 0 says where
+        return EXIT_FAILURE
+    except BaseException as exc:
+        _note_rank_failure(run, exc)
+        raise
+    return EXIT_OK
+
+
+def _lock_and_plan(run: _Run) -> None:
+    _lock_out(run)
+    _plan(run)
+
+
+def _prepare(run: _Run) -> None:
+    """Lock, plan, load, build, thread limits and the run folder; agreed on every rank."""
+    comm = run.comm
+    if comm.size == 1:
+        _lock_out(run)
+        _plan(run)
+        _load(run)
+        _build_model(run)
+        _limit_threads(run)
+        _open_records(run)
+        return
+    together(comm, lambda: _lock_and_plan(run), on="root")
+    share_plan(comm, run)
+    together(comm, lambda: _load(run), on="root")  # first: a download happens once
+    together(comm, lambda: _load(run), on="others")
+    together(comm, lambda: _build_model(run), on="root")
+    config = comm.bcast(run.model.get_config() if comm.is_root else None)
+    together(comm, lambda: _model_like_rank0(run, config), on="others")
+    together(comm, lambda: _limit_threads(run))
+    together(comm, lambda: _open_records(run), on="root")
+
+
 def _run_recorded(run: _Run, guard: SignalGuard, t_start: float) -> int:
     """From the first run.json write on: every ending leaves run.json final."""
     try:
@@ -466,6 +565,7 @@ def _run_recorded(run: _Run, guard: SignalGuard, t_start: float) -> int:
     except KeyboardInterrupt as exc:
         return _interrupted(run, exc, guard)
     except BaseException as exc:
+        _note_rank_failure(run, exc)
         raised = _failed(run, exc, guard)
         if raised is exc:
             raise
@@ -504,17 +604,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     """
     t_start = time.perf_counter()
     _check_flags(args)
-    run = _Run(args=args, command="xpnet " + " ".join(shlex.quote(a) for a in args.argv))
+    comm = args.comm = open_comm(args)  # main() reads it to end each rank
+    if not comm.is_root:  # rank 0 alone prints and writes
+        args.quiet, args.json = True, False
+    run = _Run(args=args, command="xpnet " + " ".join(shlex.quote(a) for a in args.argv),
+               comm=comm)
     with SignalGuard() as guard:
         try:
-            _lock_out(run)
-            _plan(run)
-            _load(run)
-            _build_model(run)
-            run.limiter, run.threads_txt = limit_threads(
-                run.s["threads"], run.backend, run.bs * run.model.num_params,
-                "threads" in run.explicit)
-            _open_records(run)
+            _prepare(run)
+            if not comm.is_root:
+                return _train_on_other_rank(run)
             return _run_recorded(run, guard, t_start)
         except OSError as exc:  # before run.json was written: nothing to mark
             if exc.errno not in _DISK_FULL:

@@ -45,6 +45,8 @@ class Callback:
     model: Any = None
     #: the :class:`~xpnet.training.Trainer` running the fit (None outside ``fit``)
     trainer: Any = None
+    #: in data-parallel training, run only on rank 0 (callbacks that print or write files)
+    rank_zero_only: bool = False
 
     def set_model(self, model: Any) -> None:
         """Attach the model being trained (``fit`` calls this before training).
@@ -330,6 +332,8 @@ class CallbackList:
     calls each hook once on the list. :class:`History` always comes first (so
     every later callback sees the epoch already recorded), then a
     :class:`ProgressBar` when ``progress`` is set, then the user's callbacks.
+    On ranks other than 0 of a data-parallel fit, callbacks marked
+    ``rank_zero_only`` (progress, checkpoints, logs) are left out.
 
     Parameters
     ----------
@@ -338,6 +342,8 @@ class CallbackList:
     trainer : Trainer, optional
     progress : bool
         Add a :class:`ProgressBar` on standard error.
+    rank : int
+        This process's rank in data-parallel training (0 on one process).
 
     Attributes
     ----------
@@ -350,15 +356,20 @@ class CallbackList:
     >>> cl = xn.training.CallbackList([xn.EarlyStopping()], model=None, progress=True)
     >>> [type(cb).__name__ for cb in cl.callbacks]
     ['History', 'ProgressBar', 'EarlyStopping']
+    >>> cl = xn.training.CallbackList([xn.EarlyStopping(), xn.CSVLogger("log.csv")],
+    ...                               model=None, rank=1)
+    >>> [type(cb).__name__ for cb in cl.callbacks]
+    ['History', 'EarlyStopping']
     """
 
     def __init__(self, callbacks: Iterable[Callback] = (), *, model: Any,
-                 trainer: Any = None, progress: bool = False):
+                 trainer: Any = None, progress: bool = False, rank: int = 0):
         self.history = History()
         self.callbacks: list[Callback] = [self.history]
         if progress:
             self.callbacks.append(ProgressBar())
-        self.callbacks += list(callbacks)
+        self.callbacks = [cb for cb in [*self.callbacks, *callbacks]
+                          if rank == 0 or not cb.rank_zero_only]
         for cb in self.callbacks:
             cb.set_model(model)
             cb.set_trainer(trainer)
@@ -420,6 +431,8 @@ class ProgressBar(Callback):
     >>> "epoch 2/2  loss" in out.getvalue()
     True
     """
+
+    rank_zero_only = True
 
     def __init__(self, stream: Any = None):
         self.stream = stream

@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import _checks
 from .._split import split_rows, take_rows
+from ..distributed import Communicator, SingleProcess
 from ..optimizers import Adam, Optimizer, get_optimizer
 from .callbacks import Callback, History
 from .guards import ON_NONFINITE
@@ -21,7 +22,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
         validation_split: float = 0.0, shuffle: bool = True,
         callbacks: list[Callback] | None = None, seed: int | None = None, verbose: int = 1,
         on_nonfinite: str = "raise", resume: dict | TrainState | None = None,
-        display_interval: float = 0.25) -> History:
+        display_interval: float = 0.25, distributed: Communicator | None = None) -> History:
     """Train ``model`` on ``(X, y)``.
 
     Calling ``fit`` again continues from the current parameters; passing the
@@ -42,8 +43,9 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
         Number of passes over the data (>= 1). With ``resume``, the total
         number of epochs including those already done.
     batch_size : int or None
-        Rows per step; ``None`` means full batch. Values above the number of
-        samples are clipped to it (one full-batch step per epoch).
+        Rows per step (per rank with ``distributed``); ``None`` means full
+        batch. Values above the number of samples are clipped to it (one
+        full-batch step per epoch).
     optimizer : Optimizer or str, optional
         ``"adam"``, ``"sgd"``, ``"adamw"``, ``"rmsprop"`` or an instance.
         Default: the model's last optimizer, else ``Adam(lr=1e-3)``.
@@ -70,6 +72,14 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     display_interval : float
         Seconds between progress updates (each reads the running loss from
         the device).
+    distributed : Communicator, optional
+        Train data-parallel over the ranks of :func:`xpnet.distributed.init`:
+        every rank calls ``fit`` with the same model, data and settings, takes
+        ``batch_size`` rows of each global batch of ``batch_size x ranks``
+        rows, and ends with the same parameters, those of one process
+        training with the global batch. Rank 0's parameters, optimizer state
+        and ``resume`` position are used on every rank; only rank 0 prints and
+        runs the callbacks that write files. See :mod:`xpnet.distributed`.
 
     Returns
     -------
@@ -80,7 +90,8 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     ValueError, TypeError
         For bad arguments, before any work starts.
     NonFiniteLossError
-        When ``on_nonfinite="raise"`` and a step is not finite.
+        When ``on_nonfinite="raise"`` and a step is not finite (on every rank,
+        at the same step, with ``distributed``).
     TrainingInterrupted
         On Ctrl-C or SIGTERM, at the end of the current step.
 
@@ -96,6 +107,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     """
     epochs = _checks.check_int("epochs", epochs)
     batch_size = _checks.check_int("batch_size", batch_size, allow_none=True)
+    comm = _check_distributed(distributed)
     callbacks = _check_callbacks(callbacks)
     _check_options(on_nonfinite, verbose, shuffle)
     display_interval = _checks.check_float("display_interval", display_interval, low=0.0)
@@ -103,7 +115,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     optimizer = get_optimizer(optimizer if optimizer is not None else
                               model.optimizer if model.optimizer is not None else Adam(lr=1e-3))
     Xd, yd, validation = _prepare_data(model, X, y, validation_data, validation_split)
-    bs = Xd.shape[0] if batch_size is None else min(batch_size, Xd.shape[0])
+    bs = Xd.shape[0] if batch_size is None else min(batch_size * comm.size, Xd.shape[0])
     steps = math.ceil(Xd.shape[0] / bs)
     if start is not None:
         _check_resume(start, epochs, steps)
@@ -115,8 +127,17 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     trainer = Trainer(model, Xd, yd, optimizer=optimizer, epochs=epochs, batch_size=bs,
                       validation=validation, shuffle=shuffle, callbacks=callbacks,
                       verbose=bool(verbose), on_nonfinite=on_nonfinite, state=start,
-                      display_interval=display_interval)
+                      display_interval=display_interval, distributed=comm)
     return trainer.run()
+
+
+def _check_distributed(distributed: Any) -> Communicator:
+    if distributed is None:
+        return SingleProcess()
+    if not isinstance(distributed, Communicator):
+        raise TypeError("distributed must be a communicator from xpnet.distributed.init(), "
+                        f"got {type(distributed).__name__}")
+    return distributed
 
 
 def _check_callbacks(callbacks: Any) -> list[Callback]:

@@ -4,7 +4,14 @@ One step is: take a batch -> ``model.loss_and_grads`` (forward, loss,
 backward) -> the gradient hooks -> the non-finite guard, which applies the
 optimizer update -> the running sums. Gradient transformations (a
 data-parallel allreduce, parameter masks...) plug in as hooks: functions
-``hook(grads, trainer) -> grads`` run in order on every step.
+``hook(grads, trainer) -> grads`` run in order on every step; a hook may also
+replace the step's values (:class:`StepValues`, ``trainer.current``).
+
+With a communicator of several ranks (``distributed=``) each rank takes its
+slice of every global batch, the first hook is the gradient allreduce
+(:class:`xpnet.distributed.GradientAllreduce`), and the decisions that end an
+epoch or the run (a signal, early stopping, the non-finite policy) are taken
+from values reduced over the ranks, so every rank takes them at the same step.
 """
 
 from __future__ import annotations
@@ -13,9 +20,18 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..backends import synchronize
+from ..distributed import (
+    GradientAllreduce,
+    SingleProcess,
+    agree_start,
+    evaluate_sharded,
+    rank_seed,
+    shard_rows,
+)
 from ..ops import ops_for
 from ..random import RNG
 from .callbacks import Callback, CallbackList, History
@@ -23,9 +39,47 @@ from .guards import DeviceGuard, HostGuard
 from .interrupt import InterruptFlag, TrainingInterrupted
 from .state import TrainState
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "StepValues"]
 
 GradHook = Callable[[dict, "Trainer"], dict]
+
+
+@dataclass
+class StepValues:
+    """What one step produced, as the guard and the loop read it (``trainer.current``).
+
+    Gradient hooks may replace it: the data-parallel allreduce puts in the
+    values of the whole global batch, reduced over the ranks.
+
+    Attributes
+    ----------
+    loss : 0-d array
+        Mean loss over ``rows``.
+    correct : 0-d array or None
+        Correct predictions among ``rows`` (None: no accuracy).
+    rows : int
+        Rows the values cover.
+    batch_rows : int
+        Rows of the step over all ranks (equal to ``rows`` on one process).
+    signal : int
+        0, or the signal (SIGINT/SIGTERM) that asks training to stop after this step.
+    display : bool
+        Whether the loop polls the guard and calls ``on_batch_end`` after this step.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> v = xn.training.StepValues(loss=0.5, correct=3.0, rows=4, batch_rows=8)
+    >>> v.signal, v.display
+    (0, False)
+    """
+
+    loss: Any
+    correct: Any
+    rows: int
+    batch_rows: int
+    signal: int = 0
+    display: bool = False
 
 
 class Trainer:
@@ -55,12 +109,23 @@ class Trainer:
         Seconds between ``on_batch_end`` calls (each reads the device).
     grad_hooks : list of callable, optional
         ``hook(grads, trainer) -> grads``, run on every step before the guard.
+    distributed : Communicator, optional
+        Train data-parallel over its ranks (see :mod:`xpnet.distributed`):
+        ``batch_size`` is then the global batch, every rank's model, optimizer
+        state and start position become rank 0's, and only rank 0 gets the
+        progress bar and the ``rank_zero_only`` callbacks.
 
     Attributes
     ----------
     history : History
     rng : RNG
-        The generator for batch order and dropout.
+        The generator for batch order (and dropout, on one process).
+    dropout_rng : RNG
+        The generator dropout draws from: ``rng`` on one process, a stream of
+        each rank's own with several (the batch order stays the same on all).
+    current : StepValues or None
+        The values of the step in progress (or last done).
+    comm : Communicator
 
     Examples
     --------
@@ -84,7 +149,7 @@ class Trainer:
                  shuffle: bool = True, callbacks: Sequence[Callback] = (),
                  verbose: bool = False, on_nonfinite: str = "raise",
                  state: TrainState | None = None, display_interval: float = 0.25,
-                 grad_hooks: Sequence[GradHook] = ()):
+                 grad_hooks: Sequence[GradHook] = (), distributed: Any = None):
         self.model, self.X, self.y, self.validation = model, X, y, validation
         self.optimizer, self.epochs, self.shuffle = optimizer, epochs, shuffle
         self.n = X.shape[0]
@@ -93,21 +158,36 @@ class Trainer:
         self.display_interval = display_interval
         self.grad_hooks = list(grad_hooks)
         self._start = state if state is not None else TrainState()
+        self.comm = comm = distributed if distributed is not None else SingleProcess()
+        if comm.size > 1:  # every rank starts from rank 0; one allreduce per step
+            self._start = agree_start(comm, model, optimizer, self._start, X=X, y=y,
+                                      validation=validation, settings={
+                                          "epochs": epochs, "global batch": self.batch_size,
+                                          "shuffle": shuffle, "on_nonfinite": on_nonfinite})
+            self.grad_hooks.insert(0, GradientAllreduce(comm, model))
         self.rng = RNG(self._start.seed)
         if self._start.rng is not None:
             self.rng.set_state(self._start.rng)
+        self.dropout_rng = self.rng if comm.size == 1 else RNG(rank_seed(
+            self._start.seed, comm.rank, self._start.epoch, self._start.step))
         self.ops = ops_for(model.backend)
         guard = HostGuard if model.backend.is_host else DeviceGuard
         self.guard = guard(on_nonfinite, self.ops, model.xp, model, optimizer)
-        self.callbacks = CallbackList(callbacks, model=model, trainer=self, progress=verbose)
+        self.callbacks = CallbackList(callbacks, model=model, trainer=self, progress=verbose,
+                                      rank=comm.rank)
         self.history: History = self.callbacks.history
         self.history.restore(self._start.history)
         self.history.params = {
             "epochs": epochs, "batch_size": self.batch_size, "steps_per_epoch": self.steps,
             "samples": self.n, "seed": self._start.seed, "optimizer": repr(optimizer),
-            "backend": model.backend.name, "device": model.backend.device_name}
+            "backend": model.backend.name, "device": model.backend.device_name,
+            "ranks": comm.size}
         self.epoch, self.step_done = self._start.epoch, self._start.step
         self._epoch_rng: dict | None = self._start.epoch_rng
+        self._interrupt = InterruptFlag()
+        self._wants_batches = self.callbacks.wants_batches
+        self._last_display = 0.0
+        self.current: StepValues | None = None
 
     # -- position --------------------------------------------------------------
     @property
@@ -147,7 +227,8 @@ class Trainer:
                 "epochs": self.epochs, "steps_per_epoch": self.steps, "samples": self.n,
                 "batch_size": self.batch_size, "has_validation": self.validation is not None})
             while self.epoch < self.epochs:
-                if not self.run_epoch() or model.stop_training:
+                if not self.run_epoch() or self.comm.any(model.stop_training,
+                                                         what="the stop decision"):
                     self.history.stopped_early = True
                     break
         return self.history
@@ -167,19 +248,22 @@ class Trainer:
         self.callbacks.on_epoch_begin(epoch, {})
         t0 = time.perf_counter()
         perm = self._begin_epoch(first)
-        last_display = time.perf_counter()
-        wants_batches = self.callbacks.wants_batches
+        self._last_display = time.perf_counter()
         for k in range(first, self.steps):
             if not self.step(k, perm):
                 return False
-            if wants_batches and (time.perf_counter() - last_display >= self.display_interval
-                                  or k == self.steps - 1):
-                last_display = time.perf_counter()
+            current = self.current
+            assert current is not None
+            if current.display:
+                self._last_display = time.perf_counter()
                 if self.guard.poll():
                     return False
                 self.callbacks.on_batch_end(k, self._running_logs(k))
-            if self._interrupt.requested:
-                raise self._interrupted(k)
+            # one process stops as soon as it sees a signal; several ranks stop at the
+            # step whose reduced flags carried it, so all stop together
+            signum = current.signal or (self.comm.size == 1 and self._interrupt.signum)
+            if signum:
+                raise self._interrupted(k, signum)
         seen = self.guard.end_epoch(self.n)
         if self.guard.poll():
             return False
@@ -208,7 +292,12 @@ class Trainer:
         return perm
 
     def batch(self, k: int, perm: Any) -> tuple[Any, Any, int]:
-        """Rows of step ``k``: ``(X_batch, y_batch, rows)``.
+        """This rank's rows of step ``k``: ``(X_batch, y_batch, rows)``.
+
+        On several ranks, the rank's contiguous share of the global batch
+        (:func:`xpnet.distributed.shard_rows`). A rank with no share of a short
+        last batch gets one stand-in row and ``rows == 0`` (its values are
+        weighted 0).
 
         Parameters
         ----------
@@ -221,14 +310,18 @@ class Trainer:
         -------
         tuple
         """
-        lo, hi = k * self.batch_size, min((k + 1) * self.batch_size, self.n)
+        glo, ghi = k * self.batch_size, min((k + 1) * self.batch_size, self.n)
+        lo, hi = shard_rows(glo, ghi, self.comm.rank, self.comm.size)
+        rows = hi - lo
+        if rows == 0:
+            lo, hi = glo, glo + 1
         X, y = self.X, self.y
         if perm is None:
             if lo == 0 and hi == self.n:
-                return X, y, hi - lo
-            return X[lo:hi, ...], y[lo:hi, ...], hi - lo
+                return X, y, rows
+            return X[lo:hi, ...], y[lo:hi, ...], rows
         xp, idx = self.model.xp, perm[lo:hi]
-        return xp.take(X, idx, axis=0), xp.take(y, idx, axis=0), hi - lo
+        return xp.take(X, idx, axis=0), xp.take(y, idx, axis=0), rows
 
     def step(self, k: int, perm: Any = None) -> bool:
         """One training step on batch ``k``: gradients, hooks, guarded update.
@@ -248,14 +341,24 @@ class Trainer:
         xb, yb, rows = self.batch(k, perm)
         model = self.model
         value, grads, out = model.loss_and_grads(xb, yb, train=True, check_values=False,
-                                                 rng=self.rng, return_output=True)
+                                                 rng=self.dropout_rng, return_output=True)
+        self.current = StepValues(
+            value, model.loss.count_correct(out, yb), rows,
+            min((k + 1) * self.batch_size, self.n) - k * self.batch_size,
+            self._interrupt.signum or 0, self._display_due(k))
         for hook in self.grad_hooks:
             grads = hook(grads, self)
-        count = model.loss.count_correct(out, yb)
-        if not self.guard.apply(k, value, grads, count, rows):
+        cur = self.current
+        if not self.guard.apply(k, cur.loss, grads, cur.correct, cur.rows):
             return False
         self.step_done = k + 1
         return True
+
+    def _display_due(self, k: int) -> bool:
+        """Whether this rank wants a progress display after step ``k`` (time or last step)."""
+        return self._wants_batches and (
+            k == self.steps - 1
+            or time.perf_counter() - self._last_display >= self.display_interval)
 
     # -- logs --------------------------------------------------------------------
     def _running_logs(self, k: int) -> dict[str, float]:
@@ -304,10 +407,9 @@ class Trainer:
         """
         if self.validation is None:
             return {}
-        result = self.model.evaluate(*self.validation)
+        result = evaluate_sharded(self.model, *self.validation, self.comm)
         return {"val_" + k: v for k, v in result.items()}
 
-    def _interrupted(self, k: int) -> TrainingInterrupted:
+    def _interrupted(self, k: int, signum: int) -> TrainingInterrupted:
         path = self.callbacks.on_train_interrupted({"epoch": self.epoch, "step": k + 1})
-        return TrainingInterrupted(self.epoch + 1, k + 1, path,
-                                   self._interrupt.signum or 2)
+        return TrainingInterrupted(self.epoch + 1, k + 1, path, signum)
