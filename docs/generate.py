@@ -55,6 +55,7 @@ EXAMPLE_RUNS: dict[str, list[str]] = {
     "fit_by_hand": [],
     "custom_layer": [],
     "notebook_config": [],
+    "distributed_digits": [],
 }
 HELPERS = {"example_data"}  # imported by the examples, not run on its own
 
