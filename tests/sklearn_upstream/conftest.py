@@ -20,8 +20,9 @@ SKIP = {
                 "n_layers_...) on an unfitted estimator and expects partial_fit to run on them; "
                 "xpnet's state is its model_ (a Sequential), built by fit",
     "test_gradient": "calls the private _loss_grad_lbfgs with scikit-learn's private "
-                     "activation and delta buffers; xpnet checks its gradients with "
-                     "xpnet.testing.check_gradients (tests/test_sklearn_conformance.py)",
+                     "activation and delta buffers; the same finite-difference check of "
+                     "xpnet's objective is test_objective_gradient_matches_finite_differences "
+                     "in tests/test_sklearn_conformance.py",
 }
 #: Tests expected to fail for now, with the reason.
 XFAIL = {

@@ -24,7 +24,7 @@ from typing import Any
 
 import array_api_compat
 
-from ..backends import backend_of
+from ..backends import _namespace_of  # the package's namespace lookup, cached per type
 from ..layers import sigmoid
 from ..losses import Loss
 
@@ -39,6 +39,12 @@ class _PreparedTargets(Loss):
                      name: str = "y", values: bool = True) -> Any:
         """Return ``y`` unchanged: the estimator prepared it once for the whole fit."""
         return y
+
+
+def _in_place(a: Any) -> bool:
+    """Whether ``a[rows, cols] -= v`` works in place (NumPy, CuPy, PyTorch)."""
+    return (array_api_compat.is_numpy_array(a) or array_api_compat.is_cupy_array(a)
+            or array_api_compat.is_torch_array(a))
 
 
 def _clipped(xp: Any, p: Any) -> Any:
@@ -63,7 +69,7 @@ class HalfSquaredError(_PreparedTargets):
 
     def value_and_grad(self, output, target, *, need_grad=True):
         """Half the mean squared error, and ``(output - target) / n``."""
-        xp = backend_of(output).xp
+        xp = _namespace_of(output)
         d = output - target
         value = 0.5 * xp.mean(d * d)
         return value, (d / float(output.shape[0]) if need_grad else None)
@@ -89,7 +95,7 @@ class HalfPoissonDeviance(_PreparedTargets):
 
     def value_and_grad(self, output, target, *, need_grad=True):
         """Half Poisson deviance and ``(exp(output) - target) / n``."""
-        xp = backend_of(output).xp
+        xp = _namespace_of(output)
         n = float(output.shape[0])
         p = xp.exp(output)
         pos = target > 0
@@ -100,7 +106,7 @@ class HalfPoissonDeviance(_PreparedTargets):
 
     def output_transform(self, output):
         """Predictions: ``exp(output)``."""
-        return backend_of(output).xp.exp(output)
+        return _namespace_of(output).exp(output)
 
 
 class LogisticLogLoss(_PreparedTargets):
@@ -123,7 +129,7 @@ class LogisticLogLoss(_PreparedTargets):
 
     def value_and_grad(self, output, target, *, need_grad=True):
         """Clipped binary log loss summed over outputs, and ``(sigmoid(output) - target) / n``."""
-        xp = backend_of(output).xp
+        xp = _namespace_of(output)
         n = float(output.shape[0])
         p = sigmoid(output)
         pc = _clipped(xp, p)
@@ -152,7 +158,7 @@ class SoftmaxLogLoss(_PreparedTargets):
 
     def value_and_grad(self, output, target, *, need_grad=True):
         """Clipped log loss of the softmax, and ``(softmax(output) - onehot(target)) / n``."""
-        xp = backend_of(output).xp
+        xp = _namespace_of(output)
         n, k = output.shape
         e = xp.exp(output - xp.max(output, axis=1, keepdims=True))
         p = e / xp.sum(e, axis=1, keepdims=True)
@@ -160,13 +166,18 @@ class SoftmaxLogLoss(_PreparedTargets):
         value = -xp.mean(xp.log(_clipped(xp, picked)))
         if not need_grad:
             return value, None
-        classes = xp.arange(k, dtype=target.dtype, device=array_api_compat.device(p))
+        device = array_api_compat.device(p)
+        if _in_place(p):  # subtract 1 at each row's label: no one-hot matrix
+            p[xp.arange(n, device=device), target] -= 1.0
+            p /= float(n)
+            return value, p
+        classes = xp.arange(k, dtype=target.dtype, device=device)
         hit = xp.astype(xp.reshape(target, (n, 1)) == classes, p.dtype)
         return value, (p - hit) / float(n)
 
     def output_transform(self, output):
         """Probabilities: the softmax of the outputs."""
-        xp = backend_of(output).xp
+        xp = _namespace_of(output)
         e = xp.exp(output - xp.max(output, axis=1, keepdims=True))
         return e / xp.sum(e, axis=1, keepdims=True)
 
@@ -220,7 +231,7 @@ def add_l2_penalty(value: Any, grads: dict, params: dict, keys: list[str], alpha
     """
     total = None
     for k in keys:
-        xp = backend_of(params[k]).xp
+        xp = _namespace_of(params[k])
         w = xp.reshape(params[k], (-1,))
         sq = xp.vecdot(w, w)
         total = sq if total is None else total + sq

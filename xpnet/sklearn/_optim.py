@@ -25,14 +25,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backends import backend_of
+from ..backends import _namespace_of  # the package's namespace lookup, cached per type
 from ..optimizers import RMSprop
 
 __all__ = ["SGDRule", "AdamRule", "AdamWRule", "RMSpropRule"]
 
 
 def _zeros(params: dict) -> dict:
-    return {k: backend_of(p).xp.zeros_like(p) for k, p in params.items()}
+    return {k: _namespace_of(p).zeros_like(p) for k, p in params.items()}
 
 
 class _Rule:
@@ -164,9 +164,10 @@ class AdamRule(_Rule):
         self.t += 1
         self.learning_rate = (self.learning_rate_init * math.sqrt(1 - self.beta_2 ** self.t)
                               / (1 - self.beta_1 ** self.t))
+        xp = None
         for k, g in grads.items():
             m, v = self._moments(k, g)
-            xp = backend_of(v).xp
+            xp = xp or _namespace_of(v)
             step = -self.learning_rate * m / (xp.sqrt(v) + self.epsilon)
             if self.mutable:
                 params[k] += step
