@@ -328,10 +328,18 @@ def test_assigning_weights_before_fit_is_refused():
         xs.MLPClassifier().coefs_ = [np.zeros((2, 2))]
 
 
-def test_poisson_refuses_negative_targets():
+def test_bad_targets_leave_the_estimator_as_it_was():
     X, y = make_regression(n_samples=30, n_features=3, random_state=0)
+    reg = xs.MLPRegressor(loss="poisson", max_iter=2)
     with pytest.raises(ValueError, match=r"loss='poisson' needs y >= 0"):
-        xs.MLPRegressor(loss="poisson", max_iter=2).fit(X, y)
+        reg.fit(X, y)
+    assert not hasattr(reg, "model_") and not hasattr(reg, "n_outputs_")
+    clf = xs.MLPClassifier(solver="sgd")
+    with pytest.raises(ValueError, match="has classes not in"):
+        clf.partial_fit(X[:2], [1, 0], classes=[2])
+    assert not hasattr(clf, "classes_")
+    clf.partial_fit(X[:2], [1, 0], classes=[0, 1])  # a first call still
+    assert clf.classes_.tolist() == [0, 1] and clf.n_outputs_ == 1
 
 
 def test_binary_early_stopping_split_is_stratified_as_sklearn():

@@ -291,20 +291,33 @@ class BaseMLP(BaseEstimator):
         first = not hasattr(self, "model_") or (not incremental and not self.warm_start)
         X, y = self._validate_xy(X, y, reset=first,
                                  method="partial_fit" if incremental else "fit")
-        self._set_targets(y, first=first, incremental=incremental, classes=classes)
-        self._random_state = check_random_state(self.random_state)
-        if first:
-            self._record_fit_input(X)
-            self._initialize(X)
-        model = self.model_
-        rows = Rows(X, model.backend, model.dtype_name, model.in_features)
-        Y, strata = self._encode_targets(y)
+        rows, Y, strata = self._prepare(X, y, first=first, incremental=incremental,
+                                        classes=classes)
         if self.solver == "lbfgs":
             _solvers.fit_lbfgs(self, rows, Y)
         else:
             _solvers.fit_stochastic(self, rows, Y, strata, incremental)
         self._check_finite_weights()
         return self
+
+    def _prepare(self, X: Any, y: Any, *, first: bool, incremental: bool,
+                 classes: Any) -> tuple[Rows, Any, Any]:
+        """Targets, model and device data for a fit; on a bad ``y`` the estimator is unchanged."""
+        before = dict(vars(self))
+        try:
+            self._set_targets(y, first=first, incremental=incremental, classes=classes)
+            self._random_state = check_random_state(self.random_state)
+            if first:
+                self._record_fit_input(X)
+                self._initialize(X)
+            model = self.model_
+            rows = Rows(X, model.backend, model.dtype_name, model.in_features)
+            Y, strata = self._encode_targets(y)
+        except Exception:
+            vars(self).clear()
+            vars(self).update(before)
+            raise
+        return rows, Y, strata
 
     # -- input checks ------------------------------------------------------------
     def _validate_xy(self, X: Any, y: Any, reset: bool, method: str) -> tuple[Any, Any]:

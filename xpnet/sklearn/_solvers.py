@@ -33,6 +33,7 @@ from sklearn.utils.optimize import _check_optimize_result  # scikit-learn's own 
 
 from .._split import split_rows
 from ..backends import to_numpy
+from ..ops import ops_for
 from ._data import Rows
 from ._losses import add_l2_penalty, weight_keys
 
@@ -127,6 +128,17 @@ def fit_stochastic(est: Any, rows: Rows, Y: Any, strata: Any, incremental: bool)
     rows, Y, val = _split(est, rows, Y, strata)
     bs = _batch_size(est, rows.n)
     sample_idx = np.arange(rows.n, dtype=int)
+    model = est.model_
+    # the package's per-fit memory setup (the Trainer's): freed step memory is reused
+    with ops_for(model.backend).training(num_params=model.num_params,
+                                         n_updates=est.max_iter * -(-rows.n // bs)):
+        _epochs(est, rows, Y, bs, sample_idx, val, incremental)
+    if est.early_stopping:
+        est._restore_best()
+
+
+def _epochs(est: Any, rows: Rows, Y: Any, bs: int, sample_idx: np.ndarray, val: tuple | None,
+            incremental: bool) -> None:
     try:
         est.n_iter_ = 0
         for _ in range(int(est.max_iter)):
@@ -145,11 +157,9 @@ def fit_stochastic(est: Any, rows: Rows, Y: Any, strata: Any, incremental: bool)
             if est.n_iter_ == est.max_iter:
                 warnings.warn(f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) "
                               "reached and the optimization hasn't converged yet.",
-                              ConvergenceWarning, stacklevel=4)
+                              ConvergenceWarning, stacklevel=5)
     except KeyboardInterrupt:
-        warnings.warn("Training interrupted by user.", stacklevel=4)
-    if est.early_stopping:
-        est._restore_best()
+        warnings.warn("Training interrupted by user.", stacklevel=5)
 
 
 # ---------------------------------------------------------------------------
@@ -211,10 +221,12 @@ def fit_lbfgs(est: Any, rows: Rows, Y: Any) -> None:
         print(f"Iteration {seen[0]}, loss = {intermediate_result.fun:.8f}")
 
     x0 = np.concatenate([to_numpy(model.params[k]).ravel() for k, *_ in layout])
-    res = scipy.optimize.minimize(
-        fun, x0.astype(np.float64), method="L-BFGS-B", jac=True,
-        callback=progress if est.verbose else None,
-        options={"maxfun": int(est.max_fun), "maxiter": int(est.max_iter), "gtol": est.tol})
+    with ops_for(backend).training(num_params=model.num_params, n_updates=int(est.max_fun)):
+        res = scipy.optimize.minimize(
+            fun, x0.astype(np.float64), method="L-BFGS-B", jac=True,
+            callback=progress if est.verbose else None,
+            options={"maxfun": int(est.max_fun), "maxiter": int(est.max_iter),
+                     "gtol": est.tol})
     est.n_iter_ = _check_optimize_result("lbfgs", res, est.max_iter)
     est.loss_ = float(res.fun)
     unpack(np.array(res.x, dtype=np.float64, copy=True))
