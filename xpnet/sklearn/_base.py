@@ -191,8 +191,8 @@ class BaseMLP(BaseEstimator):
         self.model_ = model
         self.n_iter_ = 0
         self.t_ = 0
-        self._optimizer = None
-        self._best = None
+        self._optimizer: Any = None
+        self._best: Any = None  # a BestWeights once a stochastic solver runs
         if self.solver in STOCHASTIC:
             self._reset_progress()
 
@@ -314,8 +314,8 @@ class BaseMLP(BaseEstimator):
             rows = Rows(X, model.backend, model.dtype_name, model.in_features)
             Y, strata = self._encode_targets(y)
         except Exception:
-            vars(self).clear()
-            vars(self).update(before)
+            self.__dict__.clear()
+            self.__dict__.update(before)
             raise
         return rows, Y, strata
 

@@ -59,9 +59,10 @@ def _split(est: Any, rows: Rows, Y: Any, strata: Any) -> tuple[Rows, Any, tuple 
     """scikit-learn's early-stopping hold-out (``train_test_split``), or everything."""
     if not est.early_stopping:
         return rows, Y, None
-    train, val = split_rows(rows.n, est.validation_fraction, policy="stratified",
-                            seed=est._random_state, labels=strata,
-                            name="validation_fraction")
+    train_rows, val_rows = split_rows(rows.n, est.validation_fraction, policy="stratified",
+                                      seed=est._random_state, labels=strata,
+                                      name="validation_fraction")
+    train, val = np.asarray(train_rows), np.asarray(val_rows)
     if len(val) < 2:
         raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                          "or the size of your dataset.")
@@ -88,8 +89,8 @@ def _batch_size(est: Any, n: int) -> int:
 def _epoch(est: Any, rows: Rows, Y: Any, bs: int, order: np.ndarray | None) -> float:
     """One pass over the rows; returns the mean loss (one read from the device)."""
     model, opt = est.model_, est._optimizer
-    dev_order = None if order is None else rows.index(order)
-    y_order = None if order is None else take_y(rows, order)
+    dev_order: Any = None if order is None else rows.index(order)
+    y_order: Any = None if order is None else take_y(rows, order)
     xp = model.xp
     total: Any = 0.0
     for lo in range(0, rows.n, bs):
@@ -184,7 +185,8 @@ def _full_loss_grad(est: Any, rows: Rows, Y: Any) -> tuple[Any, dict]:
     """Loss and gradients over every row (sparse rows: a weighted sum over dense chunks)."""
     if not rows.sparse:
         return loss_and_grads(est, rows.X, Y)
-    total, acc = None, None
+    total: Any = None
+    acc: Any = None
     for sl, block in rows.chunks():
         w = (sl.stop - sl.start) / rows.n
         value, grads = loss_and_grads(est, block, Y[sl, ...], decay=False)
