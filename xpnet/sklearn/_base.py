@@ -1,0 +1,458 @@
+"""The machinery :class:`MLPClassifier` and :class:`MLPRegressor` share.
+
+Parameters are checked by the package's validators before any work; the model is
+:func:`xpnet.MLP` with scikit-learn's initial weights (Glorot-uniform drawn from
+``random_state``, biases too); training is :mod:`xpnet.sklearn._solvers`.
+NumPy is used on the host for the initial weights and index bookkeeping.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+from typing import Any
+
+import array_api_compat
+import numpy as np
+from sklearn.base import BaseEstimator, clone, is_classifier
+from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .. import _checks
+from .._best import BestWeights
+from ..backends import Backend, backend_of, dtype_name, get_backend
+from ..layers import ACTIVATIONS
+from ..model import MLP, Sequential
+from . import _solvers
+from ._data import CHUNK, Rows, is_sparse
+from ._namespaces import (
+    check_same_namespace,
+    float_dtypes,
+    get_namespace_and_device,
+    move_to,
+)
+from ._optim import AdamRule, AdamWRule, RMSpropRule, SGDRule
+
+#: scikit-learn's activation names that xpnet spells differently.
+SKLEARN_NAMES = {"logistic": "sigmoid"}
+#: Hidden-layer activations: scikit-learn's, xpnet.MLP's and the ``"sigmoid"`` alias.
+ACTIVATION_NAMES = tuple(sorted({*ACTIVATIONS, "identity", *SKLEARN_NAMES}))
+STOCHASTIC = ("sgd", "adam", "adamw", "rmsprop")
+SOLVERS = ("lbfgs", *STOCHASTIC)
+LEARNING_RATES = ("constant", "invscaling", "adaptive")
+_BOOLS = ("shuffle", "warm_start", "early_stopping", "nesterovs_momentum")
+#: Real parameters and their ranges (scikit-learn's).
+_REALS: dict[str, dict[str, Any]] = {
+    "alpha": dict(low=0.0, high=None),
+    "learning_rate_init": dict(low=0.0, low_open=True, high=None),
+    "power_t": dict(low=0.0, high=None),
+    "tol": dict(low=0.0, high=None),
+    "momentum": dict(low=0.0, high=1.0, high_open=False),
+    "beta_1": dict(low=0.0, high=1.0),
+    "beta_2": dict(low=0.0, high=1.0),
+    "epsilon": dict(low=0.0, low_open=True, high=None),
+    "dropout": dict(low=0.0, high=1.0),
+}
+NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain "
+              "large values and need to be preprocessed.")
+
+
+class BaseMLP(BaseEstimator):
+    """Shared machinery of :class:`MLPClassifier` and :class:`MLPRegressor`."""
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0, backend="numpy", device=None, dtype=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dropout = dropout
+        self.backend = backend
+        self.device = device
+        self.dtype = dtype
+
+    # -- subclass hooks ------------------------------------------------------
+    def _model_loss(self) -> str:
+        """The xpnet loss the model is built with (what ``model_.predict`` uses)."""
+        raise NotImplementedError
+
+    def _sk_loss(self) -> Any:
+        """scikit-learn's training loss, an :class:`xpnet.Loss` (``_losses``)."""
+        raise NotImplementedError
+
+    def _set_targets(self, y: Any, *, first: bool, incremental: bool, classes: Any) -> None:
+        """Set (or check) the target attributes: ``n_outputs_``, ``out_activation_``..."""
+        raise NotImplementedError
+
+    def _encode_targets(self, y: Any) -> tuple[Any, Any]:
+        """The targets on the model's device as the loss takes them, and the strata or None."""
+        raise NotImplementedError
+
+    def _score_outputs(self, out: Any, Y: Any) -> float:
+        """scikit-learn's validation score (accuracy or R^2) from raw outputs, on the device."""
+        raise NotImplementedError
+
+    # -- parameters ------------------------------------------------------------
+    def _check_params(self, incremental: bool = False) -> None:
+        """Check every constructor argument before any work (the package's validators)."""
+        for name in _BOOLS:
+            _checks.check_bool(name, getattr(self, name))
+        _checks.check_sizes("hidden_layer_sizes", self.hidden_layer_sizes)
+        _checks.check_choice("activation", self.activation, ACTIVATION_NAMES)
+        _checks.check_choice("solver", self.solver, SOLVERS)
+        _checks.check_choice("learning_rate", self.learning_rate, LEARNING_RATES)
+        for name, bounds in _REALS.items():
+            _checks.check_float(name, getattr(self, name), **bounds)
+        _checks.check_float("validation_fraction", self.validation_fraction, low=0.0,
+                            high=1.0, low_open=bool(self.early_stopping))
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            _checks.check_int("batch_size", self.batch_size)
+        _checks.check_int("max_iter", self.max_iter)
+        _checks.check_int("max_fun", self.max_fun)
+        if not (isinstance(self.verbose, (bool, np.bool_))):
+            _checks.check_int("verbose", self.verbose, minimum=0)
+        if not (isinstance(self.n_iter_no_change, float) and self.n_iter_no_change == math.inf):
+            _checks.check_int("n_iter_no_change", self.n_iter_no_change)
+        if self.dtype is not None:
+            _checks.check_dtype(self.dtype)
+        if not isinstance(self.backend, (str, Backend)):
+            raise TypeError(
+                f"backend must be a string such as 'numpy' or 'auto', got {self.backend!r}")
+        if self.solver == "lbfgs" and self.dropout > 0:
+            raise ValueError("dropout needs a stochastic solver ('adam', 'sgd', 'adamw' or "
+                             f"'rmsprop'); solver='lbfgs' got dropout={self.dropout}")
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+
+    def _check_solver(self) -> bool:
+        """``partial_fit`` exists only for the stochastic solvers (as in scikit-learn)."""
+        if self.solver not in STOCHASTIC:
+            raise AttributeError("partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return True
+
+    # -- the model -----------------------------------------------------------
+    def _resolve_backend(self, X: Any) -> Backend:
+        """Where the model lives: ``X``'s backend under dispatch, else ``backend``/``device``."""
+        if not isinstance(X, np.ndarray) and not is_sparse(X):
+            return backend_of(X)
+        return get_backend(self.backend, self.device)
+
+    def _compute_dtype(self, X: Any) -> str:
+        """``dtype`` when given, else the input's float dtype (scikit-learn's rule)."""
+        if self.dtype is not None:
+            return _checks.check_dtype(self.dtype)
+        name = dtype_name(X.dtype)
+        return name if name in _checks.FLOAT_DTYPES else "float64"
+
+    def _model_seed(self) -> int:
+        """The xpnet model's seed (its dropout draws): ``random_state`` when it is an int."""
+        if isinstance(self.random_state, numbers.Integral):
+            return int(self.random_state)
+        if self.dropout > 0:  # an extension: its seed comes from the same RandomState
+            return int(self._random_state.randint(np.iinfo(np.int32).max))
+        return 0
+
+    def _initialize(self, X: Any) -> None:
+        """Build ``model_`` with scikit-learn's initial weights; reset the progress."""
+        hidden = _checks.check_sizes("hidden_layer_sizes", self.hidden_layer_sizes)
+        units = [int(X.shape[1]), *hidden, int(self.n_outputs_)]
+        model = MLP(units, activation=SKLEARN_NAMES.get(self.activation, self.activation),
+                    dropout=float(self.dropout), loss=self._model_loss(),
+                    init="glorot_uniform", backend=self._resolve_backend(X),
+                    dtype=self._compute_dtype(X), seed=self._model_seed())
+        self._set_initial_weights(model, units)
+        self.model_ = model
+        self.n_iter_ = 0
+        self.t_ = 0
+        self._optimizer: Any = None
+        self._best: Any = None  # a BestWeights once a stochastic solver runs
+        if self.solver in STOCHASTIC:
+            self._reset_progress()
+
+    def _set_initial_weights(self, model: Sequential, units: list[int]) -> None:
+        """scikit-learn's ``_init_coef``: U(-b, b), ``b = sqrt(6 / (fan_in + fan_out))``.
+
+        The factor is 2 for the logistic activation; biases are drawn too; the draws
+        come from ``random_state`` in scikit-learn's order, in float64, then cast.
+        """
+        factor = 2.0 if self.activation in ("logistic", "sigmoid") else 6.0
+        rs, dt = self._random_state, model.dtype_name
+        new = {}
+        w_keys = [k for k in model.params if k.endswith(".W")]
+        b_keys = [k for k in model.params if k.endswith(".b")]
+        for i, (kw, kb) in enumerate(zip(w_keys, b_keys, strict=True)):
+            fan_in, fan_out = units[i], units[i + 1]
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            new[kw] = rs.uniform(-bound, bound, (fan_in, fan_out)).astype(dt, copy=False)
+            new[kb] = rs.uniform(-bound, bound, fan_out).astype(dt, copy=False)
+        model.set_params(new)
+
+    def _make_optimizer(self) -> Any:
+        """A fresh optimizer for ``model_.params`` (scikit-learn's rules for sgd and adam)."""
+        params, mutable = self.model_.params, self.model_.backend.mutable
+        lr = float(self.learning_rate_init)
+        if self.solver == "sgd":
+            return SGDRule(params, lr, self.learning_rate, self.momentum,
+                           self.nesterovs_momentum, self.power_t, mutable=mutable)
+        if self.solver == "adam":
+            return AdamRule(params, lr, self.beta_1, self.beta_2, self.epsilon, mutable=mutable)
+        if self.solver == "adamw":
+            return AdamWRule(params, lr, self.beta_1, self.beta_2, self.epsilon,
+                             weight_decay=float(self.alpha), mutable=mutable)
+        return RMSpropRule(params, lr, self.epsilon)
+
+    # -- progress of the stochastic solvers -----------------------------------
+    def _reset_progress(self) -> None:
+        """scikit-learn's ``_initialize`` bookkeeping for stochastic solvers."""
+        self.loss_curve_: list[float] = []
+        self._no_improvement_count = 0
+        # As in scikit-learn, which of these is None depends on early_stopping.
+        self.validation_scores_: Any
+        self.best_validation_score_: Any
+        self.best_loss_: Any
+        if self.early_stopping:
+            self.validation_scores_, self.best_validation_score_ = [], -math.inf
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = self.best_validation_score_ = None
+            self.best_loss_ = math.inf
+        self._best = BestWeights("max" if self.early_stopping else "min", rule="sklearn")
+        xp = self.model_.xp  # the initial weights are the fallback "best" (scikit-learn's)
+        self._best.params = {k: xp.asarray(v, copy=True) for k, v in self.model_.params.items()}
+
+    def _start_stochastic(self) -> None:
+        """Before the epochs: progress exists (and suits ``early_stopping``); read tol anew."""
+        mode = "max" if self.early_stopping else "min"
+        if getattr(self, "_best", None) is None or self._best.mode != mode:
+            self._reset_progress()
+        # read anew on every fit, as scikit-learn does (set_params between warm starts)
+        self._best.min_delta, self._best.patience = float(self.tol), self.n_iter_no_change
+
+    def _update_no_improvement_count(self, val: tuple | None) -> None:
+        """scikit-learn's ``tol`` rule on the validation score or the training loss."""
+        if val is not None:
+            score = self._validation_score(*val)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print(f"Validation score: {score:f}")
+            self._best.update(score, self.model_.params)  # keeps the best epoch's weights
+            self.best_validation_score_ = self._best.best
+        else:
+            self._best.update(self.loss_curve_[-1])
+            self.best_loss_ = self._best.best
+        self._no_improvement_count = self._best.wait
+
+    def _validation_score(self, rows: Rows, Y: Any) -> float:
+        return self._score_outputs(self._outputs(rows), Y)
+
+    def _restore_best(self) -> None:
+        """Put the best epoch's weights back (a run that never improved keeps its weights)."""
+        best = self._best.params
+        if best is not None:
+            self.model_.params = {k: best[k] for k in self.model_.params}
+            self._best.params = None
+
+    def _check_finite_weights(self) -> None:
+        xp = self.model_.xp
+        if not all(bool(xp.all(xp.isfinite(p))) for p in self.model_.params.values()):
+            raise ValueError(NON_FINITE)
+
+    # -- fit -------------------------------------------------------------------
+    def _fit(self, X: Any, y: Any, *, incremental: bool, classes: Any = None):
+        """``fit`` (``incremental=False``) and ``partial_fit``: checks, then a solver."""
+        self._check_params(incremental)
+        first = not hasattr(self, "model_") or (not incremental and not self.warm_start)
+        X, y = self._validate_xy(X, y, reset=first,
+                                 method="partial_fit" if incremental else "fit")
+        rows, Y, strata = self._prepare(X, y, first=first, incremental=incremental,
+                                        classes=classes)
+        if self.solver == "lbfgs":
+            _solvers.fit_lbfgs(self, rows, Y)
+        else:
+            _solvers.fit_stochastic(self, rows, Y, strata, incremental)
+        self._check_finite_weights()
+        return self
+
+    def _prepare(self, X: Any, y: Any, *, first: bool, incremental: bool,
+                 classes: Any) -> tuple[Rows, Any, Any]:
+        """Targets, model and device data for a fit; on a bad ``y`` the estimator is unchanged."""
+        before = dict(vars(self))
+        try:
+            self._set_targets(y, first=first, incremental=incremental, classes=classes)
+            self._random_state = check_random_state(self.random_state)
+            if first:
+                self._record_fit_input(X)
+                self._initialize(X)
+            model = self.model_
+            rows = Rows(X, model.backend, model.dtype_name, model.in_features)
+            Y, strata = self._encode_targets(y)
+        except Exception:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        return rows, Y, strata
+
+    # -- input checks ------------------------------------------------------------
+    def _validate_xy(self, X: Any, y: Any, reset: bool, method: str) -> tuple[Any, Any]:
+        """scikit-learn's checks of ``(X, y)``; a numeric ``y`` follows ``X`` under dispatch."""
+        if not reset:  # continuing: the data must live where the model was fitted
+            check_same_namespace(X, self, attribute="_fit_namespace_ref", method=method)
+        classifier = is_classifier(self)
+        X, y = validate_data(self, X, y, reset=reset, accept_sparse="csr", multi_output=True,
+                             y_numeric=not classifier, dtype=float_dtypes(X))
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if classifier:
+            check_classification_targets(y)
+        if is_sparse(X):
+            return X, y
+        xp_X, dispatch, device = get_namespace_and_device(X)
+        if dispatch and not (isinstance(y, np.ndarray) and y.dtype.kind in "OUS"):
+            # scikit-learn's convention: numeric targets follow X's namespace and device.
+            y = move_to(y, xp=xp_X, device=device)
+        return X, y
+
+    def _record_fit_input(self, X: Any) -> None:
+        """Remember the namespace/device of the fit input for ``check_same_namespace``."""
+        if is_sparse(X):
+            self._fit_namespace_ref = np.zeros((0,), dtype=X.dtype)
+            return
+        xp = array_api_compat.array_namespace(X)
+        self._fit_namespace_ref = xp.zeros((0,), dtype=X.dtype,
+                                           device=array_api_compat.device(X))
+
+    def _check_predict_input(self, X: Any, method: str) -> Any:
+        check_is_fitted(self)
+        if not is_sparse(X):
+            check_same_namespace(X, self, attribute="_fit_namespace_ref", method=method)
+        return validate_data(self, X, reset=False, accept_sparse="csr", dtype=float_dtypes(X))
+
+    def _outputs(self, rows: Rows) -> Any:
+        """Raw model outputs for every row (one forward pass per chunk of sparse rows)."""
+        parts = [self.model_.forward(block) for _, block in rows.chunks()]
+        return parts[0] if len(parts) == 1 else self.model_.xp.concat(parts, axis=0)
+
+    def _predict_outputs(self, X: Any) -> Any:
+        """Raw outputs for validated ``X``, in chunks of rows."""
+        m = self.model_
+        if is_sparse(X):
+            return self._outputs(Rows(X, m.backend, m.dtype_name, m.in_features))
+        n = X.shape[0]
+        parts = [m.forward(X[lo:min(lo + CHUNK, n), ...]) for lo in range(0, n, CHUNK)]
+        return parts[0] if len(parts) == 1 else m.xp.concat(parts, axis=0)
+
+    def __sklearn_array_api_convert__(self, converter):
+        """Support :func:`sklearn.utils._array_api.move_estimator_to`.
+
+        Returns a copy whose array attributes, and whose model's parameters, were
+        passed through ``converter``. The optimizer state and the saved best weights
+        stay behind: a later ``partial_fit`` starts a fresh optimizer.
+        """
+        new = clone(self)
+        for key, value in vars(self).items():
+            if key == "model_":
+                moved = converter(next(iter(value.params.values())))
+                value = copy.deepcopy(value)
+                if not value.backend.owns(moved):
+                    value.to(backend_of(moved))
+            elif key == "_optimizer":
+                value = None
+            elif key == "_best":
+                value = copy.copy(value)
+                if value is not None:
+                    value.params = None
+            elif hasattr(value, "__dlpack__") or isinstance(value, np.ndarray):
+                if not (isinstance(value, np.ndarray) and value.dtype.kind in "OUS"):
+                    value = converter(value)
+            else:
+                value = copy.deepcopy(value)
+            setattr(new, key, value)
+        return new
+
+    # -- scikit-learn's layout of the parameters -------------------------------
+    def _layer_arrays(self, suffix: str) -> list:
+        m = self.model_
+        return [m.params[k] for k in m.params if k.endswith(suffix)]
+
+    def _assign(self, suffix: str, name: str, value: Any) -> None:
+        """Write a list of arrays into the model's parameters (checked, cast, on its device)."""
+        if "model_" not in vars(self):
+            raise AttributeError(f"{name} can only be assigned on a fitted estimator; call fit "
+                                 "or partial_fit first")
+        m = self.model_
+        keys = [k for k in m.params if k.endswith(suffix)]
+        value = list(value)
+        if len(value) != len(keys):
+            raise ValueError(f"{name} must be a list of {len(keys)} arrays (one per layer), "
+                             f"got {len(value)}")
+        new = dict(m.params)
+        for i, (k, v) in enumerate(zip(keys, value, strict=True)):
+            v = v if array_api_compat.is_array_api_obj(v) else np.asarray(v, dtype=float)
+            if tuple(v.shape) != tuple(m.params[k].shape):
+                raise ValueError(f"{name}[{i}] has shape {tuple(v.shape)}, expected "
+                                 f"{tuple(m.params[k].shape)}")
+            new[k] = v
+        m.set_params(new)
+
+    @property
+    def coefs_(self) -> list:
+        """Weight matrices, ``coefs_[i]`` of shape (n_in, n_out), on the model's backend.
+
+        Assignable: a list of arrays of the same shapes is written into ``model_``
+        (cast to its dtype, moved to its device).
+        """
+        return self._layer_arrays(".W")
+
+    @coefs_.setter
+    def coefs_(self, value: Any) -> None:
+        self._assign(".W", "coefs_", value)
+
+    @property
+    def intercepts_(self) -> list:
+        """Bias vectors, ``intercepts_[i]`` of shape (n_out,), on the model's backend.
+
+        Assignable like :attr:`coefs_`.
+        """
+        return self._layer_arrays(".b")
+
+    @intercepts_.setter
+    def intercepts_(self, value: Any) -> None:
+        self._assign(".b", "intercepts_", value)
+
+    @property
+    def n_layers_(self) -> int:
+        """Number of layers including input and output (as in scikit-learn)."""
+        return len(self.coefs_) + 1
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = True
+        tags.input_tags.sparse = True
+        return tags

@@ -1,0 +1,388 @@
+"""``MLPClassifier``: scikit-learn's multilayer perceptron classifier, trained by xpnet.
+
+NumPy is used on the host for string labels and NumPy outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import type_of_target
+
+from ..backends import to_numpy
+from ..layers import sigmoid
+from ._base import BaseMLP
+from ._losses import LogisticLogLoss, SoftmaxLogLoss
+from ._namespaces import as_output, move_to
+
+__all__ = ["MLPClassifier"]
+
+
+def _unique_sorted(y: Any) -> Any:
+    if isinstance(y, np.ndarray):
+        return np.unique(y)
+    xp = array_api_compat.array_namespace(y)
+    return xp.sort(xp.unique_values(y))
+
+
+class MLPClassifier(ClassifierMixin, BaseMLP):
+    """Multi-layer perceptron classifier: scikit-learn's, on every xpnet backend.
+
+    A drop-in for :class:`sklearn.neural_network.MLPClassifier` (scikit-learn 1.9):
+    the same parameters with the same defaults and meaning, the same initial weights
+    for the same ``random_state``, the same losses, solvers and stopping rules, so the
+    same training. It runs on NumPy by default, on CuPy or PyTorch through
+    ``backend=``, and on any Array API namespace under
+    ``sklearn.set_config(array_api_dispatch=True)``. See the scikit-learn estimators
+    page of the documentation for what differs.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default=(100,)
+        Units of each hidden layer.
+    activation : {"relu", "tanh", "logistic", "identity", "leaky_relu", "gelu"}, default="relu"
+        Hidden-layer activation (``"sigmoid"`` is an alias of ``"logistic"``;
+        ``"leaky_relu"`` and ``"gelu"`` are xpnet extensions).
+    solver : {"adam", "sgd", "lbfgs", "adamw", "rmsprop"}, default="adam"
+        scikit-learn's Adam, SGD (momentum, Nesterov, ``learning_rate`` schedules) and
+        L-BFGS (:func:`scipy.optimize.minimize`, full batch); ``"adamw"`` and
+        ``"rmsprop"`` are xpnet extensions.
+    alpha : float, default=1e-4
+        L2 strength, as scikit-learn: ``alpha / (2 n) * sum(W**2)`` over the weight
+        matrices (not the biases) is added to each batch's loss, ``n`` its rows.
+        For ``"adamw"`` the decoupled weight decay of the weight matrices instead.
+    batch_size : int or "auto", default="auto"
+        Rows per step; ``"auto"`` is ``min(200, n_samples)``. Not used by lbfgs.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        scikit-learn's schedules for ``solver="sgd"``.
+    learning_rate_init : float, default=1e-3
+        Initial learning rate (sgd, adam, adamw, rmsprop).
+    power_t : float, default=0.5
+        Exponent of ``"invscaling"``.
+    max_iter : int, default=200
+        Maximum epochs (stochastic solvers) or iterations (lbfgs).
+    shuffle : bool, default=True
+        Reshuffle the rows every epoch (scikit-learn's order for the same ``random_state``).
+    random_state : int, RandomState instance or None, default=None
+        Initial weights, batch order and the early-stopping split, drawn as scikit-learn does.
+    tol : float, default=1e-4
+        Improvement that counts (training loss, or validation score with
+        ``early_stopping``); for lbfgs, the gradient tolerance ``gtol``.
+    verbose : bool or int, default=False
+        Print the loss (and validation score) of every epoch.
+    warm_start : bool, default=False
+        Continue from the previous fit's weights (with a fresh optimizer, as scikit-learn).
+    momentum : float, default=0.9
+        Momentum of ``solver="sgd"``, in [0, 1].
+    nesterovs_momentum : bool, default=True
+        Nesterov momentum for ``solver="sgd"``.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows (stratified for binary problems, as
+        scikit-learn), stop when the accuracy has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs, and put the best epoch's weights back.
+    validation_fraction : float, default=0.1
+        Held-out fraction for ``early_stopping``.
+    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+        Adam's moment decay rates and epsilon (epsilon is also RMSprop's).
+    n_iter_no_change : int or inf, default=10
+        Epochs without a ``tol`` improvement before stopping.
+    max_fun : int, default=15000
+        Maximum loss evaluations of lbfgs.
+    dropout : float, default=0.0
+        xpnet extension: dropout rate after each hidden activation (stochastic solvers).
+    backend : str, default="numpy"
+        xpnet extension: where NumPy (or sparse) input is trained: ``"numpy"``,
+        ``"auto"`` (CuPy when a GPU is usable), ``"cupy"``, ``"torch"``... Outputs for
+        NumPy input are NumPy. Under array API dispatch a non-NumPy ``X`` decides instead.
+    device : optional
+        xpnet extension: the device on ``backend`` (e.g. ``"cuda:1"`` for torch).
+    dtype : {None, "float32", "float64"}, default=None
+        xpnet extension: the parameter and compute dtype. None follows the input as
+        scikit-learn does (float32 stays float32, everything else is float64).
+
+    Attributes
+    ----------
+    classes_ : array of shape (n_classes,)
+        Class labels; in ``X``'s namespace for numeric labels under dispatch,
+        NumPy otherwise. For multilabel targets ``arange(n_labels)``.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` had string column names (a DataFrame).
+    model_ : xpnet.Sequential
+        The trained xpnet model (its outputs are logits).
+    loss_ : float
+        Last epoch's mean training loss, L2 term included (lbfgs: the final loss).
+    loss_curve_ : list of float
+        ``loss_`` of every epoch (stochastic solvers).
+    best_loss_ : float or None
+        Lowest training loss (None with ``early_stopping``).
+    validation_scores_ : list of float or None
+        Validation accuracy of every epoch with ``early_stopping``.
+    best_validation_score_ : float or None
+    n_iter_ : int
+        Epochs (iterations for lbfgs) run by the last ``fit`` or ``partial_fit`` call.
+    t_ : int
+        Training samples seen.
+    n_outputs_ : int
+        Output units: 1 for binary problems, else the number of classes or labels.
+    out_activation_ : str
+        ``"softmax"`` (multiclass) or ``"logistic"`` (binary and multilabel).
+    coefs_, intercepts_ : list of arrays
+        The model's weights in scikit-learn's layout; assignable.
+    n_layers_ : int
+
+    See Also
+    --------
+    MLPRegressor
+    sklearn.neural_network.MLPClassifier
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from xpnet.sklearn import MLPClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = MLPClassifier(hidden_layer_sizes=(32,), solver="lbfgs", random_state=0)
+    >>> clf.fit(X, y).predict(X[:3]).tolist()
+    [0, 0, 0]
+    >>> clf.coefs_[0].dtype, clf.n_outputs_, clf.out_activation_
+    (dtype('float64'), 3, 'softmax')
+    """
+
+    # -- labels ----------------------------------------------------------------
+    @property
+    def _softmax(self) -> bool:
+        return self.out_activation_ == "softmax"
+
+    def _model_loss(self) -> str:
+        return "cross_entropy" if self._softmax else "binary_cross_entropy"
+
+    def _sk_loss(self) -> Any:
+        return SoftmaxLogLoss() if self._softmax else LogisticLogLoss()
+
+    def _set_classes(self, y: Any, classes: Any = None) -> None:
+        """Define ``classes_`` and the output layout from ``y`` (or ``classes``)."""
+        self._multilabel = type_of_target(y) == "multilabel-indicator"
+        if self._multilabel:
+            xp = array_api_compat.array_namespace(y)
+            self.classes_ = xp.arange(y.shape[1], device=array_api_compat.device(y))
+            self.n_outputs_ = int(y.shape[1])
+            self.out_activation_ = "logistic"
+            return
+        kind = type_of_target(y)
+        if kind not in ("binary", "multiclass"):
+            raise ValueError(f"Unknown label type: {kind!r}")
+        source = y if classes is None else classes
+        if classes is not None and not isinstance(y, np.ndarray):
+            xp = array_api_compat.array_namespace(y)
+            source = move_to(xp.asarray(classes) if not hasattr(classes, "shape")
+                             else classes, xp=xp, device=array_api_compat.device(y))
+        elif classes is not None:
+            source = np.asarray(classes)
+        self.classes_ = _unique_sorted(source)
+        k = int(self.classes_.shape[0])
+        self.n_outputs_ = k if k > 2 else 1
+        self.out_activation_ = "softmax" if k > 2 else "logistic"
+
+    def _check_classes(self, y: Any) -> None:
+        """scikit-learn's checks of a continued fit's labels (multilabel: not checked)."""
+        if self._multilabel:
+            return
+        given = to_numpy(_unique_sorted(y))
+        known = to_numpy(self.classes_)
+        if self.warm_start:
+            if set(given.tolist()) != set(known.tolist()):
+                raise ValueError(
+                    "warm_start can only be used where `y` has the same classes as in the "
+                    f"previous call to fit. Previously got {self.classes_}, `y` has {given}")
+        elif len(np.setdiff1d(given, known, assume_unique=True)):
+            raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                             f"{self.classes_}. 'y' has {given}.")
+
+    def _set_targets(self, y: Any, *, first: bool, incremental: bool, classes: Any) -> None:
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._set_classes(y, classes if incremental else None)
+        else:
+            self._check_classes(y)
+
+    def _indices(self, y: Any) -> Any:
+        """Class indices (int64) of ``y`` in ``classes_``; ValueError for unknown labels."""
+        classes = self.classes_
+        k = classes.shape[0]
+        if isinstance(classes, np.ndarray):
+            y_h = y if isinstance(y, np.ndarray) else to_numpy(y)
+            idx = np.searchsorted(classes, y_h)
+            bad = np.asarray(classes[np.minimum(idx, k - 1)] != y_h)
+            if bad.any():
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` "
+                                 f"has {classes}. 'y' has {np.unique(y_h[bad])}.")
+            return idx.astype(np.int64)
+        xp = array_api_compat.array_namespace(classes)
+        idx = xp.searchsorted(classes, y)
+        clipped = xp.clip(idx, 0, k - 1) if hasattr(xp, "clip") else xp.minimum(idx, k - 1)
+        if bool(xp.any(xp.take(classes, clipped) != y)):
+            raise ValueError(
+                f"`y` has classes not in `self.classes_`. `self.classes_` has {classes}.")
+        return xp.astype(clipped, xp.int64)
+
+    def _encode_targets(self, y: Any) -> tuple[Any, Any]:
+        """Labels (softmax), or 0/1 floats of shape (n, n_outputs) (logistic), on the device.
+
+        The strata of the early-stopping split are scikit-learn's: the binarized
+        ``(n, 1)`` boolean targets of a binary problem, None otherwise.
+        """
+        m = self.model_
+        b, xp = m.backend, m.xp
+        if self._multilabel:
+            if y.ndim != 2 or y.shape[1] != self.n_outputs_:
+                raise ValueError(f"y has {y.shape[1] if y.ndim == 2 else 1} labels, the model "
+                                 f"was fitted with {self.n_outputs_}")
+            Y = xp.astype(y if b.owns(y) else b.asarray(to_numpy(y)), m.dtype)
+            return Y, None
+        idx = self._indices(y)
+        idx = idx if b.owns(idx) else b.asarray(to_numpy(idx), dtype=xp.int64)
+        if self._softmax:
+            return idx, None
+        Y = xp.reshape(xp.astype(idx == 1, m.dtype), (-1, 1))
+        strata = to_numpy(Y) > 0.5 if self.early_stopping else None
+        return Y, strata
+
+    def _score_outputs(self, out: Any, Y: Any) -> float:
+        """Accuracy (subset accuracy for multilabel targets), as scikit-learn's ``_score``."""
+        xp = self.model_.xp
+        if self._softmax:
+            ok = xp.argmax(out, axis=1) == Y
+        else:
+            pred = sigmoid(out) > 0.5
+            if not self._multilabel and self.classes_.shape[0] == 1:
+                pred = xp.zeros_like(pred)
+            ok = xp.all(pred == (Y > 0.5), axis=1)
+        return float(xp.mean(xp.astype(ok, self.model_.dtype)))
+
+    # -- public API ------------------------------------------------------------
+    def fit(self, X, y):
+        """Fit the model to ``X`` and labels ``y``.
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix of shape (n_samples, n_features)
+            Training data (NumPy, a DataFrame, a sparse matrix, or, under array API
+            dispatch, an array of any supported namespace).
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels (numbers or strings), or a multilabel indicator matrix.
+
+        Returns
+        -------
+        self : MLPClassifier
+            The fitted estimator.
+        """
+        return self._fit(X, y, incremental=False)
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X, y, classes=None):
+        """Run one epoch over ``(X, y)``, continuing from the current state.
+
+        Not available for ``solver="lbfgs"``.
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the whole problem; required on the first call (not for
+            multilabel targets); must be the same on later calls.
+
+        Returns
+        -------
+        self : MLPClassifier
+        """
+        if getattr(self, "classes_", None) is None:
+            if classes is None and type_of_target(y) != "multilabel-indicator":
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+        elif classes is not None:
+            given = np.unique(np.asarray(classes) if isinstance(classes, (list, tuple))
+                              else to_numpy(classes))
+            if not np.array_equal(given, to_numpy(self.classes_)):
+                raise ValueError(f"`classes={classes!r}` is not the same as on last call to "
+                                 f"partial_fit, was: {self.classes_!r}")
+        return self._fit(X, y, incremental=True, classes=classes)
+
+    def _probabilities(self, X: Any) -> Any:
+        """Output-layer probabilities (softmax, or the sigmoid of each output) on the device."""
+        out = self._predict_outputs(X)
+        return self._sk_loss().output_transform(out)
+
+    def predict_proba(self, X):
+        """Class probabilities, columns ordered as ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : array of shape (n_samples, n_classes)
+            Same namespace and device as ``X`` (NumPy for NumPy, sparse or list input).
+        """
+        return self._proba_columns(X, "predict_proba")
+
+    def _proba_columns(self, X: Any, method: str) -> Any:
+        X = self._check_predict_input(X, method)
+        p = self._probabilities(X)
+        if not self._softmax and not self._multilabel:
+            p = self.model_.xp.concat([1.0 - p, p], axis=1)
+        return as_output(p, X)
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : array of shape (n_samples, n_classes)
+        """
+        p = self._proba_columns(X, "predict_log_proba")
+        xp = array_api_compat.array_namespace(p)
+        with np.errstate(divide="ignore"):
+            return xp.log(p)
+
+    def predict(self, X):
+        """Predicted class labels.
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : array of shape (n_samples,) or (n_samples, n_labels)
+            Labels from ``classes_``; in ``X``'s namespace for numeric labels,
+            NumPy for string labels.
+        """
+        X = self._check_predict_input(X, "predict")
+        p = self._probabilities(X)
+        xp = self.model_.xp
+        if self._multilabel:
+            return as_output(xp.astype(p > 0.5, xp.int64), X)
+        if self._softmax:
+            idx = xp.argmax(p, axis=1)
+        else:
+            idx = xp.astype(p[:, 0] > 0.5, xp.int64)
+            if self.classes_.shape[0] == 1:
+                idx = xp.zeros_like(idx)
+        classes = self.classes_
+        if isinstance(classes, np.ndarray):
+            return classes[to_numpy(idx)]
+        cxp = array_api_compat.array_namespace(classes)
+        return cxp.take(classes, as_output(idx, X), axis=0)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags

@@ -1,0 +1,242 @@
+"""scikit-learn's MLP losses and L2 penalty, as :class:`xpnet.Loss` objects on any backend.
+
+scikit-learn scales its losses in its own way, and its learning rates and ``alpha``
+grids only carry over with the same scaling (``sklearn/neural_network/_base.py`` and
+``_multilayer_perceptron.py``, scikit-learn 1.9):
+
+- squared error: the value is ``mean((p - y)**2) / 2`` over all elements, the
+  gradient with respect to the outputs ``(p - y) / n`` (not divided by the number
+  of outputs, so it is not the value's exact gradient for several outputs);
+- log loss: probabilities clipped to ``[eps, 1 - eps]`` in the value, summed over
+  the labels of a logistic output (binary and multilabel) and averaged over rows;
+  the gradient is ``(p - y) / n`` with the unclipped ``p``;
+- Poisson: half the Poisson deviance of ``exp(output)``, summed over outputs;
+- the penalty ``alpha / (2 n) * sum(W**2)`` over the weight matrices only (never the
+  biases), where ``n`` is the batch's number of rows; its gradient ``alpha / n * W``.
+
+The targets are prepared once by the estimator (labels, indicator matrix or float
+targets on the model's device), so :meth:`Loss.check_target` passes them through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+from ..backends import _namespace_of  # the package's namespace lookup, cached per type
+from ..layers import sigmoid
+from ..losses import Loss
+
+__all__ = ["HalfSquaredError", "HalfPoissonDeviance", "LogisticLogLoss", "SoftmaxLogLoss",
+           "add_l2_penalty", "weight_keys"]
+
+
+class _PreparedTargets(Loss):
+    """A loss whose targets the estimator has already checked and placed."""
+
+    def check_target(self, y: Any, *, backend: Any, dtype: str, n_outputs: int,
+                     name: str = "y", values: bool = True) -> Any:
+        """Return ``y`` unchanged: the estimator prepared it once for the whole fit."""
+        return y
+
+
+def _in_place(a: Any) -> bool:
+    """Whether ``a[rows, cols] -= v`` works in place (NumPy, CuPy, PyTorch)."""
+    return (array_api_compat.is_numpy_array(a) or array_api_compat.is_cupy_array(a)
+            or array_api_compat.is_torch_array(a))
+
+
+def _clipped(xp: Any, p: Any) -> Any:
+    eps = float(xp.finfo(p.dtype).eps)
+    # minimum/maximum, not compat clip (boolean-mask writes, a sync, on CuPy)
+    return xp.minimum(xp.maximum(p, eps), 1.0 - eps)
+
+
+class HalfSquaredError(_PreparedTargets):
+    """scikit-learn's ``squared_error``: ``mean((p - y)**2) / 2``, gradient ``(p - y) / n``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.sklearn._losses import HalfSquaredError
+    >>> value, grad = HalfSquaredError().value_and_grad(np.array([[1.0, 3.0]]),
+    ...                                                  np.array([[0.0, 1.0]]))
+    >>> float(value), grad.tolist()
+    (1.25, [[1.0, 2.0]])
+    """
+
+    name = "sklearn_squared_error"
+
+    def value_and_grad(self, output, target, *, need_grad=True):
+        """Half the mean squared error, and ``(output - target) / n``."""
+        xp = _namespace_of(output)
+        d = output - target
+        value = 0.5 * xp.mean(d * d)
+        return value, (d / float(output.shape[0]) if need_grad else None)
+
+
+class HalfPoissonDeviance(_PreparedTargets):
+    """scikit-learn's ``poisson`` loss on the log-scale output ``z`` (prediction ``exp(z)``).
+
+    The value is ``sum_j mean_i (y log(y / p) - y + p)`` with ``p = exp(z)``, the
+    gradient ``(p - y) / n``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.sklearn._losses import HalfPoissonDeviance
+    >>> value, grad = HalfPoissonDeviance().value_and_grad(np.zeros((2, 1)),
+    ...                                                     np.array([[1.0], [0.0]]))
+    >>> round(float(value), 6), grad.tolist()   # p = 1: (0 - 1 + 1) and (0 - 0 + 1), / 2
+    (0.5, [[0.0], [0.5]])
+    """
+
+    name = "sklearn_poisson"
+
+    def value_and_grad(self, output, target, *, need_grad=True):
+        """Half Poisson deviance and ``(exp(output) - target) / n``."""
+        xp = _namespace_of(output)
+        n = float(output.shape[0])
+        p = xp.exp(output)
+        pos = target > 0
+        ratio = xp.where(pos, target, xp.ones_like(target)) / p
+        xlogy = xp.where(pos, target * xp.log(ratio), xp.zeros_like(target))
+        value = xp.sum(xlogy - target + p) / n
+        return value, ((p - target) / n if need_grad else None)
+
+    def output_transform(self, output):
+        """Predictions: ``exp(output)``."""
+        return _namespace_of(output).exp(output)
+
+
+class LogisticLogLoss(_PreparedTargets):
+    """scikit-learn's log loss on logistic outputs (binary: one output; multilabel: one per label).
+
+    Targets are 0/1 floats of the output's shape; the value is summed over the
+    outputs and averaged over the rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.sklearn._losses import LogisticLogLoss
+    >>> value, grad = LogisticLogLoss().value_and_grad(np.zeros((2, 1)), np.array([[1.0], [0.0]]))
+    >>> round(float(value), 4), grad.tolist()   # log(2); (0.5 - y) / 2
+    (0.6931, [[-0.25], [0.25]])
+    """
+
+    name = "sklearn_logistic_log_loss"
+    classification = True
+
+    def value_and_grad(self, output, target, *, need_grad=True):
+        """Clipped binary log loss summed over outputs, and ``(sigmoid(output) - target) / n``."""
+        xp = _namespace_of(output)
+        n = float(output.shape[0])
+        p = sigmoid(output)
+        pc = _clipped(xp, p)
+        value = -xp.sum(target * xp.log(pc) + (1.0 - target) * xp.log(1.0 - pc)) / n
+        return value, ((p - target) / n if need_grad else None)
+
+    def output_transform(self, output):
+        """Probabilities: the sigmoid of the outputs."""
+        return sigmoid(output)
+
+
+class SoftmaxLogLoss(_PreparedTargets):
+    """scikit-learn's log loss on a softmax output, with integer labels as targets.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.sklearn._losses import SoftmaxLogLoss
+    >>> value, grad = SoftmaxLogLoss().value_and_grad(np.zeros((1, 2)), np.array([1]))
+    >>> round(float(value), 4), grad.tolist()
+    (0.6931, [[0.5, -0.5]])
+    """
+
+    name = "sklearn_softmax_log_loss"
+    classification = True
+
+    def value_and_grad(self, output, target, *, need_grad=True):
+        """Clipped log loss of the softmax, and ``(softmax(output) - onehot(target)) / n``."""
+        xp = _namespace_of(output)
+        n, k = output.shape
+        e = xp.exp(output - xp.max(output, axis=1, keepdims=True))
+        p = e / xp.sum(e, axis=1, keepdims=True)
+        picked = xp.take_along_axis(p, xp.reshape(target, (n, 1)), axis=1)
+        value = -xp.mean(xp.log(_clipped(xp, picked)))
+        if not need_grad:
+            return value, None
+        device = array_api_compat.device(p)
+        if _in_place(p):  # subtract 1 at each row's label: no one-hot matrix
+            p[xp.arange(n, device=device), target] -= 1.0
+            p /= float(n)
+            return value, p
+        classes = xp.arange(k, dtype=target.dtype, device=device)
+        hit = xp.astype(xp.reshape(target, (n, 1)) == classes, p.dtype)
+        return value, (p - hit) / float(n)
+
+    def output_transform(self, output):
+        """Probabilities: the softmax of the outputs."""
+        xp = _namespace_of(output)
+        e = xp.exp(output - xp.max(output, axis=1, keepdims=True))
+        return e / xp.sum(e, axis=1, keepdims=True)
+
+
+def weight_keys(params: dict) -> list[str]:
+    """The keys of the weight matrices (``"<i>.W"``), in layer order: what ``alpha`` decays.
+
+    Examples
+    --------
+    >>> from xpnet.sklearn._losses import weight_keys
+    >>> weight_keys({"0.W": 0, "0.b": 0, "2.W": 0, "2.b": 0})
+    ['0.W', '2.W']
+    """
+    return [k for k in params if k.endswith(".W")]
+
+
+def add_l2_penalty(value: Any, grads: dict, params: dict, keys: list[str], alpha: float,
+                   n: int) -> Any:
+    """Add scikit-learn's ``alpha / (2 n) * sum(W**2)`` to ``value`` and ``alpha / n * W`` to grads.
+
+    Parameters
+    ----------
+    value : 0-d array
+        The batch's mean loss.
+    grads : dict
+        Gradients, updated for the ``keys`` entries (rebinding, so immutable arrays work).
+    params : dict
+        The model's parameters.
+    keys : list of str
+        The weight keys (biases are not penalised).
+    alpha : float
+        The L2 strength, ``> 0``.
+    n : int
+        Rows in the batch.
+
+    Returns
+    -------
+    0-d array
+        ``value`` plus the penalty.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.sklearn._losses import add_l2_penalty
+    >>> params = {"0.W": np.array([[3.0, 4.0]]), "0.b": np.array([1.0])}
+    >>> grads = {"0.W": np.zeros((1, 2)), "0.b": np.zeros(1)}
+    >>> float(add_l2_penalty(np.asarray(1.0), grads, params, ["0.W"], alpha=1.0, n=4))
+    4.125
+    >>> grads["0.W"].tolist(), grads["0.b"].tolist()
+    ([[0.75, 1.0]], [0.0])
+    """
+    total = None
+    for k in keys:
+        xp = _namespace_of(params[k])
+        w = xp.reshape(params[k], (-1,))
+        sq = xp.vecdot(w, w)
+        total = sq if total is None else total + sq
+        grads[k] = grads[k] + params[k] * (alpha / n)
+    if total is None:
+        return value
+    return value + (0.5 * alpha) * total / float(n)

@@ -1,0 +1,235 @@
+"""scikit-learn's stochastic optimizers (``sgd``, ``adam``) on any backend, plus xpnet's extras.
+
+The rules are those of ``sklearn/neural_network/_stochastic_optimizers.py``
+(scikit-learn 1.9), operation for operation, so that the same gradients give the same
+parameters to the last bit:
+
+- SGD keeps a *velocity* ``v = momentum * v - lr * g`` and adds ``v`` (Nesterov:
+  ``momentum * v - lr * g`` with the new ``v``). ``xn.SGD`` keeps PyTorch's buffer
+  instead, which is the same only while the learning rate is constant.
+- Adam folds the bias corrections into the step size and adds ``epsilon`` to
+  ``sqrt(v)`` itself: ``-lr * sqrt(1 - b2**t) / (1 - b1**t) * m / (sqrt(v) + eps)``.
+  ``xn.Adam`` adds ``eps`` to the bias-corrected ``sqrt(v_hat)``, which differs in
+  early steps.
+- ``learning_rate="invscaling"`` sets ``lr = learning_rate_init / (t + 1)**power_t`` at
+  the end of each epoch, ``t`` the number of samples seen; ``"adaptive"`` divides it by
+  5 each time the no-improvement counter runs out, and stops below ``1e-6``. Both are
+  scikit-learn's and apply to ``sgd`` only.
+
+Updates are in place where the backend allows it (NumPy, CuPy, PyTorch) and rebind
+the parameter dict's entries otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..backends import _namespace_of  # the package's namespace lookup, cached per type
+from ..optimizers import RMSprop
+
+__all__ = ["SGDRule", "AdamRule", "AdamWRule", "RMSpropRule"]
+
+
+def _zeros(params: dict) -> dict:
+    return {k: _namespace_of(p).zeros_like(p) for k, p in params.items()}
+
+
+class _Rule:
+    """What the estimator's epoch loop needs: ``update``, ``iteration_ends``, ``trigger_stopping``.
+
+    Attributes
+    ----------
+    learning_rate_init : float
+    learning_rate : float
+        The current learning rate (scikit-learn's ``_optimizer.learning_rate``).
+    """
+
+    def __init__(self, learning_rate_init: float, mutable: bool):
+        self.learning_rate_init = float(learning_rate_init)
+        self.learning_rate = float(learning_rate_init)
+        self.mutable = mutable
+
+    def update(self, params: dict, grads: dict) -> None:
+        """Apply one step to ``params`` (a dict of arrays) given ``grads``."""
+        raise NotImplementedError
+
+    def iteration_ends(self, time_step: int) -> None:
+        """End of an epoch; ``time_step`` is the number of training samples seen so far."""
+
+    def trigger_stopping(self, msg: str, verbose: Any) -> bool:
+        """The no-improvement counter ran out: whether to stop (True) or go on (False)."""
+        if verbose:
+            print(msg + " Stopping.")
+        return True
+
+
+class SGDRule(_Rule):
+    """scikit-learn's ``SGDOptimizer``: momentum velocity, Nesterov, and the lr schedules.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.sklearn._optim import SGDRule
+    >>> p = {"w": np.array([1.0])}
+    >>> opt = SGDRule(p, 0.1, "constant", momentum=0.5, nesterov=False, power_t=0.5,
+    ...               mutable=True)
+    >>> opt.update(p, {"w": np.array([1.0])}); opt.update(p, {"w": np.array([1.0])})
+    >>> p["w"].tolist()   # v = -0.1, then v = 0.5 * -0.1 - 0.1 = -0.15
+    [0.75]
+    """
+
+    def __init__(self, params: dict, learning_rate_init: float, lr_schedule: str,
+                 momentum: float, nesterov: bool, power_t: float, *, mutable: bool):
+        super().__init__(learning_rate_init, mutable)
+        self.lr_schedule = lr_schedule
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.power_t = float(power_t)
+        self.velocities = _zeros(params)
+
+    def iteration_ends(self, time_step: int) -> None:
+        """``invscaling``: ``lr = learning_rate_init / (time_step + 1) ** power_t``."""
+        if self.lr_schedule == "invscaling":
+            self.learning_rate = float(self.learning_rate_init) / (time_step + 1) ** self.power_t
+
+    def trigger_stopping(self, msg: str, verbose: Any) -> bool:
+        """``adaptive``: divide the learning rate by 5, or stop once it is at most 1e-6."""
+        if self.lr_schedule != "adaptive":
+            return super().trigger_stopping(msg, verbose)
+        if self.learning_rate <= 1e-6:
+            if verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        self.learning_rate /= 5.0
+        if verbose:
+            print(f"{msg} Setting learning rate to {self.learning_rate:f}")
+        return False
+
+    def update(self, params: dict, grads: dict) -> None:
+        """``v = momentum * v - lr * g``; add ``v`` (or ``momentum * v - lr * g``, Nesterov)."""
+        mom, lr = self.momentum, self.learning_rate
+        vel = self.velocities
+        for k, g in grads.items():
+            if self.mutable:
+                v = vel[k]
+                v *= mom
+                v -= lr * g
+            else:
+                v = vel[k] = mom * vel[k] - lr * g
+            step = mom * v - lr * g if self.nesterov else v
+            if self.mutable:
+                params[k] += step
+            else:
+                params[k] = params[k] + step
+
+
+class AdamRule(_Rule):
+    """scikit-learn's ``AdamOptimizer`` (bias corrections folded into the step size).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.sklearn._optim import AdamRule
+    >>> p = {"w": np.array([1.0])}
+    >>> opt = AdamRule(p, 0.1, 0.9, 0.999, 1e-8, mutable=True)
+    >>> opt.update(p, {"w": np.array([2.0])})
+    >>> round(float(p["w"][0]), 6), opt.t   # the first step is about -lr * sign(g)
+    (0.9, 1)
+    """
+
+    def __init__(self, params: dict, learning_rate_init: float, beta_1: float, beta_2: float,
+                 epsilon: float, *, mutable: bool):
+        super().__init__(learning_rate_init, mutable)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.t = 0
+        self.ms = _zeros(params)
+        self.vs = _zeros(params)
+
+    def _moments(self, k: str, g: Any) -> tuple[Any, Any]:
+        b1, b2 = self.beta_1, self.beta_2
+        if self.mutable:
+            m, v = self.ms[k], self.vs[k]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            return m, v
+        m = self.ms[k] = b1 * self.ms[k] + (1 - b1) * g
+        v = self.vs[k] = b2 * self.vs[k] + (1 - b2) * (g * g)
+        return m, v
+
+    def update(self, params: dict, grads: dict) -> None:
+        """One Adam step, as scikit-learn computes it."""
+        self.t += 1
+        self.learning_rate = (self.learning_rate_init * math.sqrt(1 - self.beta_2 ** self.t)
+                              / (1 - self.beta_1 ** self.t))
+        xp = None
+        for k, g in grads.items():
+            m, v = self._moments(k, g)
+            xp = xp or _namespace_of(v)
+            step = -self.learning_rate * m / (xp.sqrt(v) + self.epsilon)
+            if self.mutable:
+                params[k] += step
+            else:
+                params[k] = params[k] + step
+
+
+class AdamWRule(AdamRule):
+    """xpnet extension ``solver="adamw"``: :class:`AdamRule` with decoupled weight decay.
+
+    Before each step the weight matrices (not the biases) shrink by
+    ``learning_rate_init * weight_decay``, as AdamW does; no L2 term enters the loss.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.sklearn._optim import AdamWRule
+    >>> p = {"0.W": np.array([1.0]), "0.b": np.array([1.0])}
+    >>> opt = AdamWRule(p, 0.1, 0.9, 0.999, 1e-8, weight_decay=0.5, mutable=True)
+    >>> opt.update(p, {"0.W": np.array([0.0]), "0.b": np.array([0.0])})
+    >>> p["0.W"].tolist(), p["0.b"].tolist()   # zero gradient: only the decay acts
+    ([0.95], [1.0])
+    """
+
+    def __init__(self, params: dict, learning_rate_init: float, beta_1: float, beta_2: float,
+                 epsilon: float, *, weight_decay: float, mutable: bool):
+        super().__init__(params, learning_rate_init, beta_1, beta_2, epsilon, mutable=mutable)
+        self.weight_decay = float(weight_decay)
+
+    def update(self, params: dict, grads: dict) -> None:
+        """Decay the weight matrices, then one Adam step."""
+        shrink = 1.0 - self.learning_rate_init * self.weight_decay
+        if shrink != 1.0:
+            for k in params:
+                if k.endswith(".W"):
+                    if self.mutable:
+                        params[k] *= shrink
+                    else:
+                        params[k] = params[k] * shrink
+        super().update(params, grads)
+
+
+class RMSpropRule(_Rule):
+    """xpnet extension ``solver="rmsprop"``: :class:`xpnet.RMSprop` (``alpha`` as the L2 term).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.sklearn._optim import RMSpropRule
+    >>> p = {"w": np.ones(2)}
+    >>> opt = RMSpropRule(p, 0.01, 1e-8)
+    >>> opt.update(p, {"w": np.ones(2)})
+    >>> np.round(p["w"], 6).tolist()
+    [0.9, 0.9]
+    """
+
+    def __init__(self, params: dict, learning_rate_init: float, epsilon: float):
+        super().__init__(learning_rate_init, mutable=False)
+        self.optimizer = RMSprop(self.learning_rate, eps=epsilon)
+        self.state = self.optimizer.init(params)
+
+    def update(self, params: dict, grads: dict) -> None:
+        """One :meth:`xpnet.RMSprop.update`, written back into ``params``."""
+        new, self.state = self.optimizer.update(params, grads, self.state)
+        params.update(new)
