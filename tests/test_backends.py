@@ -111,7 +111,7 @@ def test_backend_given_as_a_namespace_module():
     other.__array_api_version__ = cnp.__array_api_version__
     b = xn.get_backend(other)
     assert b.xp is other and b.name == "othernp"
-    assert not b.is_host
+    assert not b.is_host and not b.mutable
     # and it trains end to end on the generic path (pure updates, device-side guard),
     # giving NumPy's numbers
     rng = np.random.default_rng(0)

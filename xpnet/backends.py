@@ -102,6 +102,18 @@ class Backend:
         return False
 
     @property
+    def mutable(self) -> bool:
+        """True when arrays support in-place updates (NumPy, CuPy, PyTorch).
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> xn.get_backend("numpy").mutable, xn.get_backend("array_api_strict").mutable
+        (True, False)
+        """
+        return self.name in ("numpy", "cupy", "torch")
+
+    @property
     def device_name(self) -> str:
         """A human-readable description of the device.
 
