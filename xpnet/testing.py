@@ -12,6 +12,10 @@ import array_api_compat
 import numpy as np
 
 from .backends import Backend, backend_of, dtype_name, get_backend, to_numpy
+from .layers import Layer
+from .losses import Loss
+from .model import Sequential
+from .random import RNG
 
 __all__ = ["assert_close", "check_gradients", "GradientCheckError"]
 
@@ -165,69 +169,74 @@ def check_gradients(obj: Any, x: Any, y: Any = None, *, params: dict | None = No
     >>> sorted(xn.testing.check_gradients(xn.Dense(2), x, backend="numpy"))
     ['W', 'b', 'x']
     """
-    from .layers import Layer
-    from .losses import Loss
-    from .model import Sequential
-    from .random import RNG
-
     report: dict[str, float] = {}
     host_x = to_numpy(x).astype(np.float64)
     if isinstance(obj, Sequential):
-        if obj.dtype_name != "float64":
-            raise ValueError("check_gradients needs a float64 model (dtype='float64')")
-        be = obj.backend
-        if y is None:
-            raise ValueError("checking a model's gradients needs targets y")
-        host_y = to_numpy(y)
-        xb = be.asarray(host_x, dtype=be.xp.float64)
-        yb = be.asarray(host_y)
-        _, grads = obj.loss_and_grads(xb, yb, train=False)
-        original = {k: to_numpy(v).copy() for k, v in obj.params.items()}
-        try:
-            for k in original:
-                def f(p, k=k):
-                    obj.params = {**obj.params, k: be.asarray(p, dtype=be.xp.float64)}
-                    return float(obj.loss(obj._forward(xb, train=False)[0], yb))
-                num = _numeric_grad(f, original[k].copy(), eps)
-                obj.params = {kk: be.asarray(v, dtype=be.xp.float64)
-                              for kk, v in original.items()}
-                _compare(k, to_numpy(grads[k]), num, rtol, atol, report)
-        finally:
-            obj.params = {kk: be.asarray(v, dtype=be.xp.float64) for kk, v in original.items()}
+        _check_model(obj, host_x, y, eps, rtol, atol, report)
         return report
-
     be = get_backend(backend) if backend is not None else (
         backend_of(x) if not isinstance(x, np.ndarray) else get_backend("numpy"))
-    xp = be.xp
-    f64 = xp.float64
-
     if isinstance(obj, Loss):
-        if y is None:
-            raise ValueError("checking a loss needs targets y")
-        host_y = to_numpy(y)
-        yb = be.asarray(host_y if host_y.dtype.kind in "iu" else host_y.astype(np.float64))
-        _, g = obj.value_and_grad(be.asarray(host_x, dtype=f64), yb)
-
-        def floss(z):
-            return float(obj(be.asarray(z, dtype=f64), yb))
-
-        _compare("output", to_numpy(g), _numeric_grad(floss, host_x.copy(), eps), rtol, atol,
-                 report)
-        return report
-
-    if not isinstance(obj, Layer):
+        _check_loss(obj, be, host_x, y, eps, rtol, atol, report)
+    elif isinstance(obj, Layer):
+        _check_layer(obj, be, host_x, params, seed, eps, rtol, atol, report)
+    else:
         raise TypeError(f"check_gradients expects a Layer, Loss or Sequential, got {type(obj)}")
+    return report
+
+
+def _check_model(obj: Any, host_x: np.ndarray, y: Any, eps: float, rtol: float, atol: float,
+                 report: dict) -> None:
+    if obj.dtype_name != "float64":
+        raise ValueError("check_gradients needs a float64 model (dtype='float64')")
+    be = obj.backend
+    if y is None:
+        raise ValueError("checking a model's gradients needs targets y")
+    host_y = to_numpy(y)
+    xb = be.asarray(host_x, dtype=be.xp.float64)
+    yb = be.asarray(host_y)
+    _, grads = obj.loss_and_grads(xb, yb, train=False)
+    original = {k: to_numpy(v).copy() for k, v in obj.params.items()}
+    try:
+        for k in original:
+            def f(p, k=k):
+                obj.params = {**obj.params, k: be.asarray(p, dtype=be.xp.float64)}
+                return float(obj.loss(obj._forward(xb, train=False)[0], yb))
+            num = _numeric_grad(f, original[k].copy(), eps)
+            obj.params = {kk: be.asarray(v, dtype=be.xp.float64)
+                          for kk, v in original.items()}
+            _compare(k, to_numpy(grads[k]), num, rtol, atol, report)
+    finally:
+        obj.params = {kk: be.asarray(v, dtype=be.xp.float64) for kk, v in original.items()}
+
+
+def _check_loss(obj: Any, be: Any, host_x: np.ndarray, y: Any, eps: float, rtol: float,
+                atol: float, report: dict) -> None:
+    if y is None:
+        raise ValueError("checking a loss needs targets y")
+    f64 = be.xp.float64
+    host_y = to_numpy(y)
+    yb = be.asarray(host_y if host_y.dtype.kind in "iu" else host_y.astype(np.float64))
+    _, g = obj.value_and_grad(be.asarray(host_x, dtype=f64), yb)
+
+    def floss(z):
+        return float(obj(be.asarray(z, dtype=f64), yb))
+
+    _compare("output", to_numpy(g), _numeric_grad(floss, host_x.copy(), eps), rtol, atol,
+             report)
+
+
+def _check_layer(obj: Any, be: Any, host_x: np.ndarray, params: dict | None, seed: int,
+                 eps: float, rtol: float, atol: float, report: dict) -> None:
+    f64 = be.xp.float64
     if params is None:
         params = obj.init(host_x.shape[-1], RNG(seed), backend=be, dtype=f64)
-        params = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
-    else:
-        params = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
+    params = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
     dev = {k: be.asarray(v, dtype=f64) for k, v in params.items()}
     xb = be.asarray(host_x, dtype=f64)
     out, cache = obj.forward(dev, xb, train=False)
     R = np.random.default_rng(seed + 1).normal(size=tuple(out.shape))
-    Rb = be.asarray(R, dtype=f64)
-    dx, grads = obj.backward(dev, cache, Rb)
+    dx, grads = obj.backward(dev, cache, be.asarray(R, dtype=f64))
 
     def fx(xv):
         o, _ = obj.forward(dev, be.asarray(xv, dtype=f64), train=False)
@@ -241,4 +250,3 @@ def check_gradients(obj: Any, x: Any, y: Any = None, *, params: dict | None = No
 
         _compare(k, to_numpy(grads[k]), _numeric_grad(fp, params[k].copy(), eps), rtol, atol,
                  report)
-    return report
