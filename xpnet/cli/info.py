@@ -61,11 +61,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     >>> main(["info", "--json"])  # doctest: +SKIP
     0
     """
-    from .._version import __version__
-    from ..backends import BackendError, backend_status, get_backend, versions
-    from ..datasets import cache_dir
+    info = _gather()
+    if args.json:
+        print_json(info)
+        return EXIT_OK
+    _show(info)
+    return EXIT_OK
 
-    status = backend_status()
+
+def _devices(status: dict[str, str | None]) -> dict[str, list[str]]:
+    """The devices of every usable backend (torch: the CPU and, when there is one, CUDA)."""
+    from ..backends import BackendError, get_backend
+
     devices: dict[str, list[str]] = {}
     for name, why in status.items():
         if why is not None:
@@ -79,6 +86,17 @@ def cmd_info(args: argparse.Namespace) -> int:
                 devices[name].append(get_backend("torch", "cuda").device_name)
             except BackendError:
                 pass
+    return devices
+
+
+def _gather() -> dict[str, Any]:
+    """Everything ``xpnet info`` reports, as JSON-ready data."""
+    from .._version import __version__
+    from ..backends import backend_status, versions
+    from ..datasets import cache_dir
+
+    status = backend_status()
+    devices = _devices(status)
     affinity: int | None
     try:
         affinity = len(os.sched_getaffinity(0))
@@ -90,34 +108,34 @@ def cmd_info(args: argparse.Namespace) -> int:
         folder = cache / name
         files = sorted(p.name for p in folder.glob("*ubyte*")) if folder.is_dir() else []
         data[name] = {"folder": str(folder), "files": files}
-    auto = "cupy" if status.get("cupy") is None else "numpy"
-    info: dict[str, Any] = {
+    return {
         "versions": {"xpnet": __version__, "python": platform.python_version(), **versions()},
         "platform": platform.platform(),
         "cpus": {"count": os.cpu_count(), "usable": affinity},
         "backends": {name: {"available": why is None, "reason": why,
                             "devices": devices.get(name, [])} for name, why in status.items()},
-        "auto_backend": auto,
+        "auto_backend": "cupy" if status.get("cupy") is None else "numpy",
         "blas": _blas_info(),
         "cpu_speedups": _speedups(),
         "data_cache": {"dir": str(cache), "env": "XPNET_DATA_DIR", "datasets": data},
     }
-    if args.json:
-        print_json(info)
-        return EXIT_OK
 
+
+def _show(info: dict[str, Any]) -> None:
+    """Print ``info`` as tables."""
     from rich.table import Table
 
     con = console(stderr=False)
-    con.print(f"xpnet {__version__} on Python {platform.python_version()}, "
-              f"{info['platform']}, {affinity} of {os.cpu_count()} CPUs usable")
+    cpus = info["cpus"]
+    con.print(f"xpnet {info['versions']['xpnet']} on Python {platform.python_version()}, "
+              f"{info['platform']}, {cpus['usable']} of {cpus['count']} CPUs usable")
     t = Table(title="packages", title_justify="left", show_header=False)
     t.add_column(style="bold")
     t.add_column()
     for k, v in info["versions"].items():
         t.add_row(k, v)
     con.print(t)
-    b = Table(title=f"backends (auto picks {auto})", title_justify="left")
+    b = Table(title=f"backends (auto picks {info['auto_backend']})", title_justify="left")
     b.add_column("backend", style="bold")
     b.add_column("status")
     b.add_column("devices / reason")
@@ -135,11 +153,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     con.print(bl)
     for key, row in info["cpu_speedups"].items():
         con.print(f"{key:<22}{'on ' if row['on'] else 'off'}  {row['why']}")
-    con.print(f"data cache  {cache}  (set XPNET_DATA_DIR to move it)")
-    for name, row in data.items():
+    cache = info["data_cache"]
+    con.print(f"data cache  {cache['dir']}  (set XPNET_DATA_DIR to move it)")
+    for name, row in cache["datasets"].items():
         state = f"{len(row['files'])} file(s)" if row["files"] else "not downloaded"
         con.print(f"  {name:<14}{state}")
-    return EXIT_OK
 
 
 def cmd_download(args: argparse.Namespace) -> int:
