@@ -1,4 +1,4 @@
-"""The ``xpnet`` command: ``train``, ``evaluate``, ``predict``, ``info``, ``download``.
+"""The ``xpnet`` command: ``train``, ``evaluate``, ``predict``, ``export``, ``info``, ``download``.
 
 Run ``xpnet --help`` or see ``docs/cli.md``. :func:`main` is the entry point of both the
 ``xpnet`` console script and ``python -m xpnet``; it returns the exit code (see
@@ -19,6 +19,7 @@ One module per job:
 ``_output``   consoles, styled text, JSON
 ``train``     ``xpnet train``
 ``evaluate``  ``xpnet evaluate`` and ``xpnet predict``
+``export``    ``xpnet export`` (ONNX)
 ``info``      ``xpnet info`` and ``xpnet download``
 ============  ================================================================
 """
@@ -42,9 +43,10 @@ from ._args import (
     EXIT_OK,
     EXIT_USAGE,
     CLIError,
-    build_parser,
 )
+from ._args import build_parser as _build_parser
 from .evaluate import cmd_evaluate, cmd_predict
+from .export import add_export_parser, cmd_export
 from .info import cmd_download, cmd_info
 from .train import cmd_train
 
@@ -52,7 +54,28 @@ __all__ = ["main", "build_parser", "DEFAULTS", "EXIT_CODES"]
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-    "info": cmd_info, "download": cmd_download}
+    "info": cmd_info, "download": cmd_download, "export": cmd_export}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``xpnet`` command, ``export`` included.
+
+    See :func:`xpnet.cli._args.build_parser`; :func:`xpnet.cli.export.add_export_parser`
+    adds ``export``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+
+    Examples
+    --------
+    >>> from xpnet.cli import build_parser
+    >>> build_parser().parse_args(["export", "m.safetensors", "m.onnx"]).command
+    'export'
+    """
+    parser = _build_parser()
+    add_export_parser(parser)
+    return parser
 
 
 def _classify(exc: BaseException) -> tuple[int, str]:
