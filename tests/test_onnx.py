@@ -266,7 +266,9 @@ def without_ndonnx(monkeypatch):
 
 
 def test_missing_dependency_says_what_to_install(tmp_path, without_ndonnx):
-    with pytest.raises(ImportError, match=r'needs ndonnx: pip install "xpnet\[onnx\]"'):
+    text = (r'needs ndonnx, onnx and onnxruntime \(ndonnx.* not installed\): '
+            r'pip install "xpnet\[onnx\]"')
+    with pytest.raises(ImportError, match=text):
         xn.export_onnx(xn.MLP([4, 3], backend="numpy"), tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
 

@@ -77,7 +77,8 @@ def require_onnx() -> dict[str, str]:
     missing = [m for m in ("ndonnx", "onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
     python = "" if sys.version_info >= (3, 11) else "; ndonnx needs Python 3.11 or later"
     if missing:
-        raise ImportError(f"ONNX export needs {' and '.join(missing)}: "
+        raise ImportError(f"ONNX export needs ndonnx, onnx and onnxruntime "
+                          f"({', '.join(missing)} not installed): "
                           f'pip install "xpnet[onnx]"{python}')
     import ndonnx
     import onnx
@@ -145,7 +146,9 @@ def _check_class_names(names: Any, record: dict, model: Sequential) -> list[str]
     """The class names: given, else the run record's, else None; checked against the model."""
     source = "class_names"
     if names is None:
-        dataset = record.get("dataset") if isinstance(record.get("dataset"), dict) else {}
+        dataset = record.get("dataset")
+        if not isinstance(dataset, dict):
+            dataset = {}
         names, source = dataset.get("class_names", record.get("class_names")), "the run record"
     if names is None:
         return None
@@ -236,7 +239,7 @@ def _heads(model: Sequential, logits: Any, names: list[str]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- the graph
 def _build(model: Sequential, names: list[str], batch: int | None, opset: int | None) -> Any:
-    """The checked ``onnx.ModelProto`` (without metadata)."""
+    """The traced ``onnx.ModelProto``, converted to ``opset`` when given (no metadata yet)."""
     import ndonnx as ndx
     import onnx
 
