@@ -34,6 +34,7 @@ from ._version import __version__
 from .backends import available_backends, get_backend, to_numpy
 from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint, ProgressBar
 from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint, save
+from .export import export_onnx
 from .layers import (
     GELU,
     Dense,
@@ -73,5 +74,6 @@ __all__ = [
     "Callback", "EarlyStopping", "ModelCheckpoint", "ProgressBar", "CSVLogger",
     # checkpoints
     "save", "load", "load_checkpoint", "Checkpoint", "CheckpointError",
+    "export_onnx",
     "RNG",
 ]

@@ -1,4 +1,4 @@
-"""The ``xpnet`` command: ``train``, ``evaluate``, ``predict``, ``info``, ``download``.
+"""The ``xpnet`` command: ``train``, ``evaluate``, ``predict``, ``export``, ``info``, ``download``.
 
 Run ``xpnet --help`` or see ``docs/cli.md``. :func:`main` is the entry point of both the
 ``xpnet`` console script and ``python -m xpnet``; it returns the exit code (see
@@ -10,23 +10,7 @@ output holds exactly one JSON object and nothing else.
 
 One module per job:
 
-================  ================================================================
-``_args``         defaults, exit codes, flags and their value checks
-``_settings``     ``train`` settings: defaults lookup, resume rules, optimizer, split
-``_io``           reading datasets, saved models and their metadata
-``_inputs``       reading ``predict`` inputs into one block, within the data cap
-``_records``      the run folder and ``run.json``
-``_runlock``      one ``train`` per output folder (an exclusive lock)
-``_signals``      SIGTERM handled like Ctrl-C; exit status 128 + signal
-``_failures``     the exit status and message of an exception
-``_distributed``  ``train --distributed``: phases agreed by every rank, rank 0 writes
-``_plots``        training curves and confusion matrix PNGs
-``_output``       consoles, styled text, JSON
-``train``         ``xpnet train``
-``evaluate``      ``xpnet evaluate`` and ``xpnet predict``
-``info``          ``xpnet info`` and ``xpnet download``
-================  ================================================================
-"""
+================  ========================================================="""
 
 from __future__ import annotations
 
@@ -43,11 +27,12 @@ from ._args import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
-    build_parser,
 )
+from ._args import build_parser as _build_parser
 from ._failures import classify as _classify
 from ._signals import exit_status
 from .evaluate import cmd_evaluate, cmd_predict
+from .export import add_export_parser, cmd_export
 from .info import cmd_download, cmd_info
 from .train import cmd_train
 
@@ -55,7 +40,28 @@ __all__ = ["main", "build_parser", "DEFAULTS", "EXIT_CODES"]
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-    "info": cmd_info, "download": cmd_download}
+    "info": cmd_info, "download": cmd_download, "export": cmd_export}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``xpnet`` command, ``export`` included.
+
+    See :func:`xpnet.cli._args.build_parser`; :func:`xpnet.cli.export.add_export_parser`
+    adds ``export``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+
+    Examples
+    --------
+    >>> from xpnet.cli import build_parser
+    >>> build_parser().parse_args(["export", "m.safetensors", "m.onnx"]).command
+    'export'
+    """
+    parser = _build_parser()
+    add_export_parser(parser)
+    return parser
 
 
 def _one_line(message: str) -> str:

@@ -1,0 +1,153 @@
+"""``xpnet export``: write a saved model as an ONNX graph (see ``docs/onnx.md``).
+
+The graph is traced from the layers' own forward code by :func:`xpnet.export_onnx`;
+this module adds the subcommand's flags, turns the optional-dependency and tracing
+errors into the command's exit statuses, and prints what was written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ._args import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, _epilog, _int_at_least
+from ._io import model_path
+from ._output import console, print_json, styled
+
+__all__ = ["add_export_parser", "cmd_export"]
+
+
+def _outputs(text: str) -> list[str]:
+    """--outputs: comma-separated names out of proba, logits, labels."""
+    from ..export import OUTPUTS
+
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [n for n in names if n not in OUTPUTS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(OUTPUTS)}, got {text!r}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a name is listed twice in {text!r}")
+    return names
+
+
+def _batch(text: str) -> str | int:
+    """--batch: 'dynamic' or an integer >= 1."""
+    if text.strip().lower() == "dynamic":
+        return "dynamic"
+    return _int_at_least(1)(text)
+
+
+def add_export_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the ``export`` subcommand to the parser of :func:`xpnet.cli.build_parser`.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The ``xpnet`` parser, with its subcommands.
+
+    Examples
+    --------
+    >>> from xpnet.cli import build_parser
+    >>> args = build_parser().parse_args(["export", "m.safetensors", "m.onnx",
+    ...                                   "--outputs", "proba,labels", "--batch", "1"])
+    >>> args.command, args.outputs, args.batch, args.opset
+    ('export', ['proba', 'labels'], 1, None)
+    """
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    x = sub.add_parser(
+        "export", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_epilog(),
+        help="write a saved model as an ONNX graph (needs xpnet[onnx])",
+        description="Trace a saved model's forward code into an ONNX graph with ndonnx, "
+                    "check it with onnx.checker and onnxruntime, and write it atomically.\n"
+                    "Input 'input' (the model's dtype, shape [batch, features]); outputs "
+                    "as --outputs says.\nNeeds pip install \"xpnet[onnx]\" (Python >= 3.11).")
+    x.add_argument("model", metavar="MODEL", help="model file or run folder")
+    x.add_argument("output", metavar="OUTPUT", help="the .onnx file to write (replaced if it "
+                   "exists)")
+    x.add_argument("--outputs", type=_outputs, default=["proba"], metavar="NAMES",
+                   help="comma-separated graph outputs: proba (softmax/sigmoid), logits, "
+                        "labels (what `predict` returns) (default: proba)")
+    x.add_argument("--batch", type=_batch, default="dynamic", metavar="dynamic|N",
+                   help="rows per call: dynamic (any) or a fixed N (default: dynamic)")
+    x.add_argument("--opset", type=_int_at_least(1), metavar="N",
+                   help="ONNX opset to convert to (default: the one ndonnx builds, 21)")
+    x.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    x.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+def _describe(path: Path) -> dict[str, Any]:
+    """Size, opset and the ``metadata_props`` entries of a written ONNX file."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    return {"bytes": path.stat().st_size,
+            "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+            "input": json.loads(meta["input"]), "outputs": json.loads(meta["outputs"]),
+            "class_names": json.loads(meta["class_names"]) if "class_names" in meta else None}
+
+
+def _shape(spec: dict[str, Any]) -> str:
+    return "[" + ", ".join(str(d) for d in spec["shape"]) + "]"
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Run ``xpnet export``: trace, check and write a saved model as ONNX.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``export`` arguments (see :func:`add_export_parser`).
+
+    Returns
+    -------
+    int
+        0.
+
+    Raises
+    ------
+    CLIError
+        Exit status 2 without ndonnx/onnxruntime or when OUTPUT is the model file, 3 for a
+        missing or bad model file, 1 when the model cannot be traced.
+
+    Examples
+    --------
+    >>> from xpnet.cli import main
+    >>> main(["export", "runs/latest", "model.onnx", "--outputs", "proba,labels"])  # doctest: +SKIP
+    0
+    """
+    from ..checkpoint import load_checkpoint
+    from ..export import ExportError, export_onnx, require_onnx
+
+    try:
+        versions = require_onnx()
+    except ImportError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from None
+    model_file = model_path(args.model)
+    out = Path(args.output).expanduser()
+    if out.exists() and out.resolve() == model_file.resolve():
+        raise CLIError(f"OUTPUT {out} is the model file itself; give a new name such as "
+                       "model.onnx", EXIT_USAGE)
+    ckpt = load_checkpoint(model_file, backend="numpy")
+    try:
+        export_onnx(ckpt, out, outputs=args.outputs, batch=args.batch, opset=args.opset)
+    except ExportError as exc:
+        raise CLIError(str(exc), EXIT_FAILURE) from None
+    info = {"model": str(model_file.resolve()), "onnx": str(out.resolve()), **_describe(out),
+            "versions": versions}
+    if args.json:
+        print_json(info)
+        return EXIT_OK
+    con = console(stderr=False)
+    con.print(styled("wrote ", (str(out), "bold"),
+                     f" ({info['bytes'] / 1e3:,.1f} kB, opset {info['opset']}) from {model_file}"))
+    for kind, spec in [("input", info["input"])] + [("output", s) for s in info["outputs"]]:
+        con.print(f"  {kind:<7} {spec['name']:<7} {spec['dtype']:<8} {_shape(spec)}")
+    if info["class_names"]:
+        con.print(f"  classes {', '.join(info['class_names'])}")
+    con.print(f"checked with onnx.checker and onnxruntime {versions['onnxruntime']} "
+              f"(outputs match the model); traced with ndonnx {versions['ndonnx']}")
+    return EXIT_OK
