@@ -501,12 +501,21 @@ def to_numpy(a: Any) -> np.ndarray:
 
     Parameters
     ----------
-    a : array
-        A NumPy, CuPy, PyTorch, array_api_strict (or any DLPack-capable) array.
+    a : array, or dict of arrays
+        A NumPy, CuPy, PyTorch, JAX, array_api_strict (or any DLPack-capable)
+        array, a Python number or list; a dict (such as ``model.params`` or an
+        optimizer state) is converted entry by entry, nested dicts included
+        (Python numbers in it, such as the state's ``step``, are kept).
 
     Returns
     -------
-    numpy.ndarray
+    numpy.ndarray, or dict of them
+
+    Raises
+    ------
+    TypeError
+        For an object that is not an array (it would become a NumPy array of
+        Python objects).
 
     Examples
     --------
@@ -514,19 +523,31 @@ def to_numpy(a: Any) -> np.ndarray:
     >>> import array_api_compat.numpy as xp
     >>> xn.backends.to_numpy(xp.ones(2)).tolist()
     [1.0, 1.0]
+    >>> m = xn.MLP([3, 2], backend="array_api_strict")
+    >>> {k: type(v).__name__ for k, v in xn.to_numpy(m.params).items()}
+    {'0.W': 'ndarray', '0.b': 'ndarray'}
     """
     if isinstance(a, np.ndarray):
         return a
+    if isinstance(a, dict):
+        return {k: v if isinstance(v, (bool, int, float)) else to_numpy(v)
+                for k, v in a.items()}
     if isinstance(a, np.generic):
         return np.asarray(a)
     if array_api_compat.is_cupy_array(a):
         return a.get()
     if array_api_compat.is_torch_array(a):
         return a.detach().cpu().numpy()
-    try:
-        return np.from_dlpack(a)
-    except Exception:
-        return np.asarray(a)
+    if array_api_compat.is_array_api_obj(a):
+        try:
+            return np.from_dlpack(a)
+        except Exception:
+            return np.asarray(a)
+    out = np.asarray(a)
+    if out.dtype == object:
+        raise TypeError(f"to_numpy expects an array (or a dict of arrays), got "
+                        f"{type(a).__name__}")
+    return out
 
 
 def synchronize(backend: Backend) -> None:

@@ -55,6 +55,9 @@ class Trainer:
         Seconds between ``on_batch_end`` calls (each reads the device).
     grad_hooks : list of callable, optional
         ``hook(grads, trainer) -> grads``, run on every step before the guard.
+    sample_weight : array of shape (n,), optional
+        Checked weights on the model's device; each batch takes its rows, and
+        its loss is their weighted mean.
 
     Attributes
     ----------
@@ -84,8 +87,9 @@ class Trainer:
                  shuffle: bool = True, callbacks: Sequence[Callback] = (),
                  verbose: bool = False, on_nonfinite: str = "raise",
                  state: TrainState | None = None, display_interval: float = 0.25,
-                 grad_hooks: Sequence[GradHook] = ()):
+                 grad_hooks: Sequence[GradHook] = (), sample_weight: Any = None):
         self.model, self.X, self.y, self.validation = model, X, y, validation
+        self.sample_weight = sample_weight
         self.optimizer, self.epochs, self.shuffle = optimizer, epochs, shuffle
         self.n = X.shape[0]
         self.batch_size = min(batch_size, self.n)
@@ -222,13 +226,14 @@ class Trainer:
         tuple
         """
         lo, hi = k * self.batch_size, min((k + 1) * self.batch_size, self.n)
-        X, y = self.X, self.y
+        return self.rows(self.X, k, perm), self.rows(self.y, k, perm), hi - lo
+
+    def rows(self, a: Any, k: int, perm: Any) -> Any:
+        """The rows of ``a`` (X, y or the weights) that batch ``k`` takes."""
+        lo, hi = k * self.batch_size, min((k + 1) * self.batch_size, self.n)
         if perm is None:
-            if lo == 0 and hi == self.n:
-                return X, y, hi - lo
-            return X[lo:hi, ...], y[lo:hi, ...], hi - lo
-        xp, idx = self.model.xp, perm[lo:hi]
-        return xp.take(X, idx, axis=0), xp.take(y, idx, axis=0), hi - lo
+            return a if lo == 0 and hi == self.n else a[lo:hi, ...]
+        return self.model.xp.take(a, perm[lo:hi], axis=0)
 
     def step(self, k: int, perm: Any = None) -> bool:
         """One training step on batch ``k``: gradients, hooks, guarded update.
@@ -246,9 +251,11 @@ class Trainer:
             False when the non-finite policy stopped training.
         """
         xb, yb, rows = self.batch(k, perm)
+        wb = None if self.sample_weight is None else self.rows(self.sample_weight, k, perm)
         model = self.model
         value, grads, out = model.loss_and_grads(xb, yb, train=True, check_values=False,
-                                                 rng=self.rng, return_output=True)
+                                                 rng=self.rng, return_output=True,
+                                                 sample_weight=wb)
         for hook in self.grad_hooks:
             grads = hook(grads, self)
         count = model.loss.count_correct(out, yb)
