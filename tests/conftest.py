@@ -14,7 +14,13 @@ import pytest
 
 import xpnet as xn
 
-ALL_BACKENDS = ("numpy", "array_api_strict", "torch", "cupy")
+ALL_BACKENDS = ("numpy", "array_api_strict", "torch", "jax", "cupy")
+
+# JAX makes float32 arrays of float64 requests unless its 64-bit mode is on, and the
+# suite checks float64 agreement across backends; the mode must be set before jax is
+# imported (xpnet imports it lazily). tests/test_jax.py checks the mode off in a
+# subprocess.
+os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Several test workers share the cores: one BLAS thread each avoids the

@@ -18,7 +18,7 @@ def _trained(backend, blobs, **kw):
     return m
 
 
-@pytest.mark.parametrize("target", ["numpy", "array_api_strict", "torch"])
+@pytest.mark.parametrize("target", ["numpy", "array_api_strict", "torch", "jax"])
 def test_round_trip_between_backends(backend, target, tmp_path, blobs):
     if target not in xn.available_backends():
         pytest.skip(f"{target} unavailable")

@@ -152,7 +152,7 @@ def _is_array(a: Any) -> bool:
 
 def _kind(a: Any) -> str:
     mod = type(a).__module__.split(".")[0]
-    return {"numpy": "NumPy", "cupy": "CuPy", "torch": "torch",
+    return {"numpy": "NumPy", "cupy": "CuPy", "torch": "torch", "jax": "JAX", "jaxlib": "JAX",
             "array_api_strict": "array_api_strict"}.get(mod, mod)
 
 
@@ -302,7 +302,8 @@ def check_labels(y: Any, backend: Backend, n_classes: int, name: str = "y", *,
             f"{name} has labels in [{lo}, {hi}] but the model has {n_classes} classes "
             f"(labels must be in [0, {n_classes - 1}])"
         )
-    return xp.astype(yd, xp.int64) if dname != "int64" else yd
+    index = backend.index_dtype
+    return yd if yd.dtype == index else xp.astype(yd, index)
 
 
 def check_float_targets(y: Any, backend: Backend, dtype: str, n_outputs: int, name: str = "y",

@@ -143,7 +143,8 @@ class Registry:
                 f"{', '.join(map(repr, missing))}, which {cls.__name__}.get_config() does not "
                 "return; return every constructor argument from get_config()")
         try:
-            twin_cfg = json.loads(json.dumps(cls(**cfg).get_config()))
+            twin = cls(**cfg)
+            twin_cfg = json.loads(json.dumps(twin.get_config()))
         except Exception as exc:  # the user's constructor: any error means "cannot rebuild"
             raise ValueError(f"{what} cannot be rebuilt from a checkpoint: "
                              f"{cls.__name__}(**{cfg!r}) fails: {exc}") from None
@@ -151,4 +152,31 @@ class Registry:
             raise ValueError(f"{what} cannot be rebuilt from a checkpoint: "
                              f"{cls.__name__}(**get_config()) has the config {twin_cfg!r}, "
                              f"not {cfg!r}")
+        differs = _differing_attribute(obj, twin)
+        if differs is not None:
+            name, mine, theirs = differs
+            raise ValueError(f"{what} cannot be rebuilt from a checkpoint: "
+                             f"{cls.__name__}(**get_config()) has {name}={theirs!r}, this "
+                             f"object {name}={mine!r}; get_config() must return the values "
+                             "it was built with")
         return cfg
+
+
+def _differing_attribute(obj: Any, twin: Any) -> tuple[str, Any, Any] | None:
+    """The first public attribute (set on both) whose values compare unequal, or None.
+
+    Layers and losses hold hyper-parameters only, so a faithful ``get_config()``
+    rebuilds an object with the same attributes. Values that do not compare to a
+    plain bool (arrays) are not judged.
+    """
+    mine, theirs = getattr(obj, "__dict__", {}), getattr(twin, "__dict__", {})
+    for name, value in mine.items():
+        if name.startswith("_") or name == "trainable" or name not in theirs:
+            continue
+        try:
+            same = value == theirs[name]
+        except Exception:  # an object whose == raises: not judged
+            continue
+        if isinstance(same, bool) and not same:
+            return name, value, theirs[name]
+    return None

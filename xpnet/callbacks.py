@@ -269,7 +269,8 @@ class ModelCheckpoint(Callback):
             if not self._tracker.update(value):
                 return
         path = self.path.format(epoch=epoch + 1)
-        save(self.model, path, training=self.training_record(), metadata=self.metadata)
+        save(self.model, path, training=self.training_record(), metadata=self.metadata,
+             optimizer=None if self.save_optimizer else False)
         self.saved.append(path)
 
 

@@ -15,7 +15,7 @@ import array_api_compat
 
 from . import _checks
 from ._registry import Registry
-from .backends import _namespace_of
+from .backends import _namespace_of, backend_of
 from .layers import sigmoid
 from .ops import ops_of
 
@@ -527,7 +527,7 @@ class BinaryCrossEntropy(Loss):
     def predict_labels(self, output):
         """1 where the logit is positive, else 0 (int64, the output's shape)."""
         xp = _xp(output)
-        return xp.astype(output > 0, xp.int64)
+        return xp.astype(output > 0, backend_of(output).index_dtype)
 
     def count_correct(self, output, target):
         """Correct 0/1 predictions; with ``k`` outputs each one counts ``1/k``."""

@@ -446,7 +446,8 @@ class Sequential:
         ok = xp.all(xp.isfinite(out))  # one read from the device per call
         if bool(ok):
             return
-        bad_rows = int(xp.sum(xp.astype(~xp.all(xp.isfinite(out), axis=1), xp.int64)))
+        bad = ~xp.all(xp.isfinite(out), axis=1)
+        bad_rows = int(xp.sum(xp.astype(bad, self.backend.index_dtype)))
         bad_params = sorted(k for k, v in self.params.items() if not bool(xp.all(xp.isfinite(v))))
         cause = (f"the parameters {bad_params} hold NaN or inf; reload a good checkpoint"
                  if bad_params else

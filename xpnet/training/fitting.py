@@ -303,6 +303,6 @@ def _class_labels(model: Any, yd: Any) -> tuple[Any, int]:
             yd.ndim == 1 or yd.shape[1] == 1):
         flat = xp.reshape(yd, (-1,))
         if bool(xp.all((flat == 0.0) | (flat == 1.0))):
-            return xp.astype(flat, xp.int64), 2
+            return xp.astype(flat, model.backend.index_dtype), 2
     raise ValueError("class_weight needs class labels: 1-D integer labels, or 0/1 targets of "
                      "a single-output binary_cross_entropy model")
