@@ -192,7 +192,7 @@ def test_train_options(tmp_path, flags):
         assert "{" not in run["optimizer"] and "config" not in run["optimizer"]
     if "cosine" in flags:
         assert run["optimizer"].startswith("SGD(lr=warmup(")
-        assert " then cosine(0.1 -> 0, " in run["optimizer"]
+        assert " then cosine(0.05 -> 0, 42 steps), momentum=0.9)" in run["optimizer"]
     if "--val-split" in flags:
         assert "val_loss" not in s["history"]
     # the saved model is the one whose test metrics were reported (with early stopping:

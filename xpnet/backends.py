@@ -571,7 +571,7 @@ def backend_of(*arrays: Any) -> Backend:
     return Backend(name, xp, array_api_compat.device(arrs[0]))
 
 
-def to_numpy(a: Any) -> np.ndarray:
+def to_numpy(a: Any) -> Any:
     """Copy an array of any backend to a NumPy array on the host.
 
     This is the one explicit device-to-host copy in xpnet.

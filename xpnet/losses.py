@@ -588,12 +588,12 @@ def register_loss(cls: type[Loss]) -> type[Loss]:
     >>> import xpnet as xn
     >>> @xn.register_loss
     ... class Smoothed(xn.SoftmaxCrossEntropy):
-    ...     name = "smoothed_ce"
+    ...     name = "smoothed_example"
     ...     def __init__(self, smoothing=0.1):
     ...         self.smoothing = smoothing
     ...     def get_config(self):
     ...         return {"smoothing": self.smoothing}
-    >>> xn.losses.loss_from_config({"name": "smoothed_ce", "config": {"smoothing": 0.2}})
+    >>> xn.losses.loss_from_config({"name": "smoothed_example", "config": {"smoothing": 0.2}})
     Smoothed(smoothing=0.2)
     >>> class Mine(xn.SoftmaxCrossEntropy):   # keeps the built-in name
     ...     pass

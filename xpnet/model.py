@@ -171,10 +171,10 @@ class Sequential:
     def _layer_index(self, i: Any) -> int:
         if isinstance(i, bool) or not isinstance(i, numbers.Integral):
             raise TypeError(f"layer index must be an int, got {i!r}")
-        n = len(self.layers)
-        if not -n <= i < n:
-            raise IndexError(f"layer index {i} is out of range for {n} layers")
-        return int(i) % n
+        n, index = len(self.layers), int(i)
+        if not -n <= index < n:
+            raise IndexError(f"layer index {index} is out of range for {n} layers")
+        return index % n
 
     def _set_trainable(self, layers: Any, flag: bool) -> Sequential:
         if layers is None:

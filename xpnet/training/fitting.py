@@ -279,7 +279,7 @@ def class_sample_weight(model: Any, yd: Any, class_weight: Any, sample_weight: A
     elif isinstance(class_weight, dict):
         for label, w in class_weight.items():
             if isinstance(label, bool) or not isinstance(label, numbers.Integral) \
-                    or not 0 <= label < k:
+                    or not 0 <= int(label) < k:
                 raise ValueError(f"class_weight has the label {label!r}; labels are the "
                                  f"integers 0..{k - 1}")
             table[int(label)] = _checks.check_float(f"class_weight[{label}]", w, low=0.0)
