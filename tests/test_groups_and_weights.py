@@ -216,6 +216,7 @@ def test_weights_of_one_give_the_unweighted_training_bit_for_bit():
         assert a.params[k].tobytes() == b.params[k].tobytes(), k
 
 
+@pytest.mark.slow_on_jax
 def test_minibatches_take_their_weight_rows(backend):
     """Weighting one class by zero in shuffled minibatches: that class is never learned."""
     X, y = _data(n=120)

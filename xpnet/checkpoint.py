@@ -227,6 +227,9 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
         if state is not None:
             opt_meta["step"] = int(state["step"])
             opt_meta["slots"] = [s for s in state if s != "step"]
+            if opt_meta["slots"]:  # the parameters the state covers (frozen ones have none)
+                covered = state[opt_meta["slots"][0]]
+                opt_meta["keys"] = [k for k in model.params if k in covered]
             for slot, values in state.items():
                 if slot == "step":
                     continue
@@ -322,21 +325,21 @@ def _check_shapes(config: Any, tensors: dict, path: Path) -> None:
                                   f"gives {n!r} features")
 
 
-def _slot_keys(tensors: dict, slots: list, params: dict, path: Path) -> list[str]:
-    """The parameters the optimizer state covers: every slot names the same ones (all of
-    them, or the trainable ones when layers were frozen)."""
-    per_slot = []
+def _slot_keys(om: dict, tensors: dict, slots: list, params: dict, path: Path) -> list[str]:
+    """The parameters the optimizer state covers: the record's ``keys`` (all parameters in
+    files without it), each slot holding a tensor for exactly those."""
+    keys = om.get("keys", list(params))
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) \
+            or len(set(keys)) != len(keys) or not set(keys) <= set(params):
+        raise CheckpointError(f"{path}: bad optimizer metadata: keys {keys!r} are not distinct "
+                              f"parameters of the model ({sorted(params)})")
     for slot in slots:
         prefix = f"{_OPT}{slot}/"
-        per_slot.append({k[len(prefix):] for k in tensors if k.startswith(prefix)})
-    if not per_slot:
-        return []
-    keys = per_slot[0]
-    if any(other != keys for other in per_slot[1:]) or not keys <= set(params):
-        raise CheckpointError(f"{path}: optimizer tensors do not match the parameters "
-                              f"(slots cover {sorted(map(sorted, per_slot))}, parameters "
-                              f"are {sorted(params)})")
-    return [k for k in params if k in keys]
+        have = sorted(k[len(prefix):] for k in tensors if k.startswith(prefix))
+        if have != sorted(keys):
+            raise CheckpointError(f"{path}: optimizer slot {slot!r} holds tensors for "
+                                  f"{have}, the record says {sorted(keys)}")
+    return [k for k in params if k in set(keys)]
 
 
 def _check_training(training: Any, path: Path) -> None:
@@ -447,7 +450,7 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
                 raise CheckpointError(f"{path}: bad optimizer metadata: slots {slots!r}, "
                                       f"{type(optimizer).__name__} has {list(optimizer.slots)}")
             state: dict = {"step": step}
-            keys = _slot_keys(tensors, slots, model.params, path)
+            keys = _slot_keys(om, tensors, slots, model.params, path)
             for slot in slots:
                 state[slot] = {}
                 for k in keys:
