@@ -70,6 +70,8 @@ def test_loss_and_grads_skips_frozen_layers_and_gives_the_same_trainable_gradien
     assert [i for i, _ in calls] == [4, 3, 2]
     assert calls[0][1] == {"need_input_grad": True, "need_param_grads": False}
     assert calls[2][1] == {"need_input_grad": False}
+    # the gradient check covers the trainable parameters of a partly frozen model
+    assert sorted(xn.testing.check_gradients(m, X[:5], y[:5])) == ["2.W", "2.b"]
 
 
 def test_everything_frozen_is_refused_before_training():

@@ -65,13 +65,13 @@ def test_jax_matches_numpy_in_float64_through_fit():
                                 atol=1e-13)
 
 
-def _run(code: str, x64: str) -> subprocess.CompletedProcess:
+def _run(code: str, x64: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "JAX_ENABLE_X64": x64, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-W", "error", "-c", textwrap.dedent(code)],
-                          capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+                          capture_output=True, text=True, env=env, timeout=120, cwd=cwd)
 
 
-def test_float64_needs_jax_64_bit_mode_and_float32_works_without_it():
+def test_float64_needs_jax_64_bit_mode_and_float32_works_without_it(tmp_path):
     code = """
         import numpy as np, xpnet as xn
         rng = np.random.default_rng(0)
@@ -81,17 +81,23 @@ def test_float64_needs_jax_64_bit_mode_and_float32_works_without_it():
               class_weight="balanced")
         print(str(m.params["0.W"].dtype), str(m.predict(X).dtype),
               float(xn.metrics.accuracy(m.backend.asarray(y), m.predict(X))) >= 0)
+        path = xn.save(xn.MLP([3, 2], backend="numpy", dtype="float64"), "f64.safetensors")
+        try:
+            xn.load(path, backend="jax")  # the same refusal, not a CheckpointError
+        except xn.backends.BackendError as exc:
+            print(type(exc).__name__)
         try:
             xn.MLP([3, 2], backend="jax", dtype="float64")
         except xn.backends.BackendError as exc:
             print(exc)
     """
-    off = _run(code, "0")
+    off = _run(code, "0", tmp_path)
     assert off.returncode == 0, off.stderr
-    first, message = off.stdout.strip().splitlines()
-    assert first == "float32 int32 True"
+    first, load_error, message = off.stdout.strip().splitlines()
+    assert first == "float32 int32 True" and load_error == "BackendError"
     assert message.startswith("backend 'jax' computes in float32 unless JAX's 64-bit mode is "
                               "on: set the environment variable JAX_ENABLE_X64=1")
-    on = _run(code.replace("float64\")", "float64\"); print('float64 ok')"), "1")
+    on = _run(code.replace('dtype="float64")\n', 'dtype="float64"); print("float64 ok")\n')
+              .replace('backend="jax")  #', 'backend="jax"); print("loaded")  #'), "1", tmp_path)
     assert on.returncode == 0, on.stderr
-    assert on.stdout.strip().splitlines() == ["float32 int64 True", "float64 ok"]
+    assert on.stdout.strip().splitlines() == ["float32 int64 True", "loaded", "float64 ok"]

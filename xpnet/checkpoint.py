@@ -408,6 +408,8 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
                               f"is not supported (expected {FORMAT_VERSION})")
     config = _json(meta, "model", path)
     _check_shapes(config, tensors, path)
+    if config.get("dtype") in ("float32", "float64"):
+        be.dtype(config["dtype"])  # BackendError: JAX holds float64 only in its 64-bit mode
     try:
         model = Sequential.from_config(config, backend=be)
     except _CONFIG_ERRORS as exc:

@@ -725,6 +725,21 @@ def check_saveable(loss: Loss) -> str | dict:
 
 
 def loss_config(loss: Loss) -> str | dict:
-    """A loss's entry in a model config, unchecked (see :func:`check_saveable`)."""
+    """A loss's entry in a model config, unchecked (see :func:`check_saveable`).
+
+    Parameters
+    ----------
+    loss : Loss
+
+    Returns
+    -------
+    str or dict
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> xn.losses.loss_config(xn.SoftmaxCrossEntropy())
+    'cross_entropy'
+    """
     cfg = loss.get_config()
     return loss.name if not cfg else {"name": loss.name, "config": cfg}
