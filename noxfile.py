@@ -13,7 +13,7 @@ PY = ["3.10", "3.11", "3.12", "3.13"]
 
 @nox.session(python=PY, reuse_venv=True)
 def tests(session):
-    """All tests on every backend installed (numpy, array_api_strict, torch if present)."""
+    """All tests on every backend installed (numpy, array_api_strict, jax, torch if present)."""
     session.install("-e", ".[test]")
     session.run("pytest", "-n", "2", *session.posargs)
 
@@ -37,6 +37,13 @@ def tests_torch(session):
     """Tests on PyTorch (CPU, or CUDA when available)."""
     session.install("-e", ".[test]", "torch")
     session.run("pytest", *session.posargs, env={"XPNET_TEST_BACKENDS": "torch"})
+
+
+@nox.session(name="tests-jax", reuse_venv=True)
+def tests_jax(session):
+    """The tests on JAX (CPU; the test extra installs jax)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs, env={"XPNET_TEST_BACKENDS": "jax"})
 
 
 @nox.session(name="tests-cupy", reuse_venv=True)

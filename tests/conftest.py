@@ -14,7 +14,13 @@ import pytest
 
 import xpnet as xn
 
-ALL_BACKENDS = ("numpy", "array_api_strict", "torch", "cupy")
+ALL_BACKENDS = ("numpy", "array_api_strict", "torch", "jax", "cupy")
+
+# JAX makes float32 arrays of float64 requests unless its 64-bit mode is on, and the
+# suite checks float64 agreement across backends; the mode must be set before jax is
+# imported (xpnet imports it lazily). tests/test_jax.py checks the mode off in a
+# subprocess.
+os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Several test workers share the cores: one BLAS thread each avoids the
@@ -42,13 +48,26 @@ def _selected() -> tuple[str, ...]:
     return names
 
 
+SLOW_ON_JAX = ("slow on jax: the generic path runs JAX eagerly, about 14x NumPy's time on "
+               "small MLPs (docs/backends.md); what this test checks runs on every other "
+               "backend, and JAX's agreement with them is checked by test_cross_backend and "
+               "test_jax; XPNET_TEST_SLOW_JAX=1 runs it")
+
+
 @pytest.fixture(params=_selected())
 def backend(request) -> str:
-    """Name of a usable backend; skips with the reason when it cannot run here."""
+    """Name of a usable backend; skips with the reason when it cannot run here.
+
+    Tests marked ``slow_on_jax`` (the few that train longest) skip on JAX, with the
+    reason, unless ``XPNET_TEST_SLOW_JAX=1``.
+    """
     name = request.param
     why = xn.backends.backend_status()[name]
     if why is not None:
         pytest.skip(f"backend {name} unavailable: {why}")
+    if name == "jax" and request.node.get_closest_marker("slow_on_jax") \
+            and os.environ.get("XPNET_TEST_SLOW_JAX") != "1":
+        pytest.skip(SLOW_ON_JAX)
     return name
 
 

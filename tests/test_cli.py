@@ -188,6 +188,11 @@ def test_train_options(tmp_path, flags):
     if "--schedule" in flags:  # the learning rate changed over the run
         lrs = s["history"]["lr"]
         assert lrs[-1] < max(lrs)
+        # the optimizer is recorded as readable text, not a config dump
+        assert "{" not in run["optimizer"] and "config" not in run["optimizer"]
+    if "cosine" in flags:
+        assert run["optimizer"].startswith("SGD(lr=warmup(")
+        assert " then cosine(0.05 -> 0, 42 steps), momentum=0.9)" in run["optimizer"]
     if "--val-split" in flags:
         assert "val_loss" not in s["history"]
     # the saved model is the one whose test metrics were reported (with early stopping:

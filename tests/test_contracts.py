@@ -51,6 +51,7 @@ def _blobs(n=120, seed=0):
     return X, y.astype("int64")
 
 
+@pytest.mark.slow_on_jax
 def test_custom_classification_loss_trains_on_integer_labels(backend):
     X, y = _blobs()
     m = xn.MLP([2, 16, 3], loss=HingeLoss(), backend=backend, seed=0)

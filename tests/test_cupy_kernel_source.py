@@ -114,6 +114,11 @@ CASES = {
     "rmsprop-centered": lambda: xn.RMSprop(lr=1e-3, alpha=0.9, centered=True),
     "rmsprop-centered-momentum": lambda: xn.RMSprop(lr=1e-3, alpha=0.9, momentum=0.5,
                                                     centered=True, weight_decay=0.01),
+    # weight-decay masks: each parameter gets its own decay (none for the 1-D "b")
+    "sgd-mask": lambda: xn.SGD(lr=0.05, momentum=0.9, weight_decay=0.01, decay="weights"),
+    "adamw-mask": lambda: xn.AdamW(lr=1e-2, weight_decay=0.05, decay=lambda k: k != "b"),
+    "rmsprop-mask": lambda: xn.RMSprop(lr=1e-3, momentum=0.5, weight_decay=0.01,
+                                       decay=["a", "c"]),
 }
 
 

@@ -1,6 +1,7 @@
 """A user-written layer trains and gradient-checks like a built-in one."""
 
 import numpy as np
+import pytest
 
 import xpnet as xn
 
@@ -25,6 +26,7 @@ def test_custom_layer_gradients(backend):
     assert set(check) == {"x", "s"} and max(report.values()) < 1e-6
 
 
+@pytest.mark.slow_on_jax
 def test_custom_layer_in_a_model_trains(backend, blobs):
     X, y = blobs
     m = xn.Sequential([xn.Dense(16), xn.ReLU(), Scale(), xn.Dense(3)], in_features=4,

@@ -172,7 +172,7 @@ def test_registered_kernels_serve_a_new_optimizer():
         p -= tmp
 
     calls = []
-    register(RuleKernels((class_key(HalfStep),), lambda opt: (), lambda opt, lr, t: (lr * 0.5,),
+    register(RuleKernels((class_key(HalfStep),), lambda opt: (), lambda opt, lr, t, wd: (lr * 0.5,),
                          ufunc=lambda *a: calls.append(1) or ufunc(*a)))
     opt = HalfStep(lr=0.3)
     rng = np.random.default_rng(0)

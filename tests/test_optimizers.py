@@ -29,6 +29,25 @@ CASES = {
     "rmsprop-centered": (
         lambda: xn.RMSprop(lr=1e-3, alpha=0.9, centered=True),
         lambda t, p: t.optim.RMSprop(p, lr=1e-3, alpha=0.9, centered=True)),
+    # weight-decay masks: torch's parameter groups with weight_decay=0 for the bias "b"
+    # (the bitwise tests below have "a", "b", "c": the mask leaves the 1-D "b" alone)
+    "sgd-mask": (lambda: xn.SGD(lr=0.05, momentum=0.9, weight_decay=0.01, decay="weights"),
+                 lambda t, p: t.optim.SGD([{"params": [p[0]]},
+                                           {"params": [p[1]], "weight_decay": 0.0}],
+                                          lr=0.05, momentum=0.9, weight_decay=0.01)),
+    "adam-l2-mask": (lambda: xn.Adam(lr=1e-2, weight_decay=0.1, decay=lambda k: k != "b"),
+                     lambda t, p: t.optim.Adam([{"params": [p[0]]},
+                                                {"params": [p[1]], "weight_decay": 0.0}],
+                                               lr=1e-2, weight_decay=0.1)),
+    "adamw-mask": (lambda: xn.AdamW(lr=1e-2, weight_decay=0.05, decay="weights"),
+                   lambda t, p: t.optim.AdamW([{"params": [p[0]]},
+                                               {"params": [p[1]], "weight_decay": 0.0}],
+                                              lr=1e-2, weight_decay=0.05)),
+    "rmsprop-mask": (lambda: xn.RMSprop(lr=1e-3, momentum=0.5, weight_decay=0.01,
+                                        decay=["w", "a", "c"]),
+                     lambda t, p: t.optim.RMSprop([{"params": [p[0]]},
+                                                   {"params": [p[1]], "weight_decay": 0.0}],
+                                                  lr=1e-3, momentum=0.5, weight_decay=0.01)),
     "rmsprop-centered-momentum": (
         lambda: xn.RMSprop(lr=1e-3, alpha=0.9, momentum=0.5, centered=True, weight_decay=0.01),
         lambda t, p: t.optim.RMSprop(p, lr=1e-3, alpha=0.9, momentum=0.5, centered=True,

@@ -8,6 +8,7 @@ import xpnet as xn
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.slow_on_jax
 def test_784_256_10_adam_reaches_95_percent(backend, mnist_split):
     (X, y), (Xt, yt) = mnist_split
     m = xn.MLP([784, 256, 10], backend=backend, dtype="float32", seed=0)

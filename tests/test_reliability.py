@@ -353,9 +353,9 @@ CONSTRUCTOR_CASES = [
      ValueError, r"seed must be >= 0, got -1"),
     ("MLP-seed-float", lambda: xn.MLP([4, 3], seed=0.5),
      TypeError, r"seed must be an int >= 0, got 0\.5"),
-    ("MLP-backend-unknown", lambda: xn.MLP([4, 3], backend="jax"),
-     BackendError, r"unknown backend 'jax'; choose one of: auto, numpy, cupy, torch, "
-                   r"array_api_strict"),
+    ("MLP-backend-unknown", lambda: xn.MLP([4, 3], backend="tensorflow"),
+     BackendError, r"unknown backend 'tensorflow'; choose one of: auto, numpy, cupy, torch, "
+                   r"array_api_strict, jax"),
     ("MLP-backend-type", lambda: xn.MLP([4, 3], backend=3),
      TypeError, r"backend must be a name such as 'numpy' or an Array API namespace "
                 r"module, got int"),

@@ -199,6 +199,7 @@ def test_model_construction_errors():
         xn.MLP([4, 3], dtype="int32")
 
 
+@pytest.mark.slow_on_jax
 def test_regression_and_binary(backend):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 3))

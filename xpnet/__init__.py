@@ -46,7 +46,13 @@ from .layers import (
     Tanh,
     register_layer,
 )
-from .losses import BinaryCrossEntropy, Loss, MeanSquaredError, SoftmaxCrossEntropy
+from .losses import (
+    BinaryCrossEntropy,
+    Loss,
+    MeanSquaredError,
+    SoftmaxCrossEntropy,
+    register_loss,
+)
 from .model import MLP, Sequential
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, clip_by_global_norm
 from .random import RNG
@@ -66,7 +72,7 @@ __all__ = [
     "Layer", "Dense", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "Dropout",
     "register_layer",
     # losses
-    "Loss", "SoftmaxCrossEntropy", "MeanSquaredError", "BinaryCrossEntropy",
+    "Loss", "SoftmaxCrossEntropy", "MeanSquaredError", "BinaryCrossEntropy", "register_loss",
     # optimizers and schedules
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_by_global_norm",
     "Constant", "StepDecay", "ExponentialDecay", "CosineDecay", "LinearWarmup",

@@ -152,7 +152,7 @@ def _is_array(a: Any) -> bool:
 
 def _kind(a: Any) -> str:
     mod = type(a).__module__.split(".")[0]
-    return {"numpy": "NumPy", "cupy": "CuPy", "torch": "torch",
+    return {"numpy": "NumPy", "cupy": "CuPy", "torch": "torch", "jax": "JAX", "jaxlib": "JAX",
             "array_api_strict": "array_api_strict"}.get(mod, mod)
 
 
@@ -302,7 +302,8 @@ def check_labels(y: Any, backend: Backend, n_classes: int, name: str = "y", *,
             f"{name} has labels in [{lo}, {hi}] but the model has {n_classes} classes "
             f"(labels must be in [0, {n_classes - 1}])"
         )
-    return xp.astype(yd, xp.int64) if dname != "int64" else yd
+    index = backend.index_dtype
+    return yd if yd.dtype == index else xp.astype(yd, index)
 
 
 def check_float_targets(y: Any, backend: Backend, dtype: str, n_outputs: int, name: str = "y",
@@ -332,3 +333,44 @@ def check_float_targets(y: Any, backend: Backend, dtype: str, n_outputs: int, na
                 f"(0/1 labels or probabilities) must be in [0, 1]"
             )
     return yd
+
+
+def check_sample_weight(w: Any, backend: Backend, dtype: str, n_samples: int, loss: Any,
+                        name: str = "sample_weight", *, values: bool = True) -> Any:
+    """Per-row weights, checked like ``X`` and ``y``: shape ``(n,)``, real numbers, finite,
+    non-negative, not all zero; returned on ``backend`` in the model's dtype.
+
+    ``loss`` must define ``per_sample`` (the weighted mean is built on it).
+    ``values=False`` skips the value checks of arrays already on the device (a sync).
+    """
+    if not getattr(loss, "has_per_sample", False):
+        raise TypeError(f"{name} needs the loss of each row, but {type(loss).__name__} does "
+                        "not define per_sample(output, target)")
+    w = _from_sequence(name, w)
+    if not _is_array(w):
+        raise TypeError(f"{name} must be a 1-D array of weights, got {type(w).__name__}")
+    if w.ndim != 1 or w.shape[0] != n_samples:
+        raise ValueError(f"{name} has shape {tuple(w.shape)}; expected ({n_samples},), one "
+                         "weight per row of X")
+    dname = dtype_name(w.dtype)
+    _check_numeric(name, dname)
+    if isinstance(w, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array; fill or drop the masked values first")
+    values = values or (isinstance(w, np.ndarray) and not backend.owns(w))
+    if values:
+        if isinstance(w, np.ndarray):  # checked on the host, before any copy
+            xp, wv = np, w.astype(np.float64)
+        else:
+            xp, wv = backend.xp, to_backend(name, w, backend)
+            wv = xp.astype(wv, backend.dtype(dtype))
+        if not bool(xp.all(xp.isfinite(wv))):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        low = float(xp.min(wv))
+        if low < 0:
+            raise ValueError(f"{name} has negative values (down to {low:g}); weights must "
+                             "be >= 0")
+        if not float(xp.max(wv)) > 0:
+            raise ValueError(f"{name} is all zero: at least one row needs a positive weight")
+    wd = to_backend(name, w, backend)
+    target = backend.dtype(dtype)
+    return wd if wd.dtype == target else backend.xp.astype(wd, target)

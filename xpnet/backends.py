@@ -1,8 +1,8 @@
-"""Backends: the only module that names NumPy, CuPy and PyTorch.
+"""Backends: the only module that names NumPy, CuPy, PyTorch and JAX.
 
 A *backend* is an Array API namespace plus a device.  Everything else in xpnet
 gets one :class:`Backend` per public call and writes ``xp.*`` from the
-standard.  CuPy and PyTorch are imported lazily, only when asked for, so
+standard.  CuPy, PyTorch and JAX are imported lazily, only when asked for, so
 ``import xpnet`` stays fast and never touches a GPU driver.
 """
 
@@ -32,13 +32,14 @@ __all__ = [
 
 #: Backend names xpnet knows by name. Any other Array API namespace works when
 #: its arrays are passed in directly (see :func:`backend_of`).
-KNOWN_BACKENDS = ("numpy", "cupy", "torch", "array_api_strict")
+KNOWN_BACKENDS = ("numpy", "cupy", "torch", "array_api_strict", "jax")
 
 _MODULES = {
     "numpy": "numpy",
     "cupy": "cupy",
     "torch": "torch",
     "array_api_strict": "array_api_strict",
+    "jax": "jax",
 }
 
 
@@ -54,7 +55,7 @@ class BackendError(ValueError):
     ...     xn.get_backend("tensorflow")
     ... except xn.backends.BackendError as exc:
     ...     print(exc)
-    unknown backend 'tensorflow'; choose one of: auto, numpy, cupy, torch, array_api_strict
+    unknown backend 'tensorflow'; choose one of: auto, numpy, cupy, torch, array_api_strict, jax
     """
 
 
@@ -65,8 +66,8 @@ class Backend:
     Parameters
     ----------
     name : str
-        ``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"`` or the
-        module name of another Array API library.
+        ``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"``, ``"jax"``
+        or the module name of another Array API library.
     xp : module
         The Array API compatible namespace (array-api-compat's wrapper where
         one exists).
@@ -99,6 +100,8 @@ class Backend:
             return True
         if self.name == "torch":
             return str(self.device).startswith("cpu")
+        if self.name == "jax":
+            return getattr(self.device, "platform", "") == "cpu"
         return False
 
     @property
@@ -135,6 +138,8 @@ class Backend:
                 return f"cuda:{getattr(self.device, 'id', 0)}"
         if self.name == "torch":
             return str(self.device)
+        if self.name == "jax":
+            return f"{self.device.platform}:{self.device.id}"
         return "cpu"
 
     def asarray(self, data: Any, dtype: Any = None) -> Any:
@@ -185,6 +190,12 @@ class Backend:
         """
         if not isinstance(name, str):
             name = dtype_name(name)
+        if self.name == "jax" and name == "float64" and not _jax_x64():
+            raise BackendError(
+                "backend 'jax' computes in float32 unless JAX's 64-bit mode is on: set the "
+                "environment variable JAX_ENABLE_X64=1 before Python starts, or call "
+                "jax.config.update('jax_enable_x64', True) before any JAX array is made; "
+                "or use dtype='float32'")
         try:
             return getattr(self.xp, name)
         except AttributeError:
@@ -192,10 +203,43 @@ class Backend:
                 f"dtype {name!r} is not available in backend {self.name!r}"
             ) from None
 
+    @property
+    def index_dtype(self) -> Any:
+        """The integer dtype of labels and indices: int64 (int32 on JAX without 64-bit mode).
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> b = xn.get_backend("numpy")
+        >>> b.index_dtype == b.xp.int64
+        True
+        """
+        if self.name == "jax" and not _jax_x64():
+            return self.xp.int32
+        return self.xp.int64
+
+    @property
+    def wide_float(self) -> Any:
+        """The widest float dtype for sums and metrics: float64 (float32 on JAX without
+        64-bit mode).
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> b = xn.get_backend("numpy")
+        >>> b.wide_float == b.xp.float64
+        True
+        """
+        if self.name == "jax" and not _jax_x64():
+            return self.xp.float32
+        return self.xp.float64
+
     def __reduce__(self) -> tuple[Any, tuple[str, Any]]:
         # namespaces are modules (not picklable): rebuild from the name and device
         if self.name == "cupy":
             dev: Any = getattr(self.device, "id", 0)
+        elif self.name == "jax":
+            dev = self.device_name
         elif self.name == "array_api_strict":
             dev = getattr(self.device, "_device", None) or str(self.device)
         else:
@@ -274,7 +318,17 @@ def _namespace_name(xp: Any) -> str:
         return "torch"
     if array_api_compat.is_array_api_strict_namespace(xp):
         return "array_api_strict"
+    if array_api_compat.is_jax_namespace(xp):
+        return "jax"
     return getattr(xp, "__name__", "unknown").split(".")[0]
+
+
+def _jax_x64() -> bool:
+    """Whether JAX's 64-bit mode is on (JAX makes float32 arrays of float64 requests
+    otherwise)."""
+    import jax
+
+    return bool(jax.config.read("jax_enable_x64"))
 
 
 @functools.cache
@@ -288,6 +342,7 @@ def _probe(name: str) -> str | None:
             "cupy": 'pip install "xpnet[cuda12]" (or cuda13)',
             "torch": "pip install torch",
             "array_api_strict": "pip install array-api-strict",
+            "jax": "pip install jax",
         }.get(name, f"pip install {module}")
         return f"{module} is not installed ({hint})"
     if name == "cupy":
@@ -355,6 +410,7 @@ def _namespace(name: str) -> Any:
         "cupy": "array_api_compat.cupy",
         "torch": "array_api_compat.torch",
         "array_api_strict": "array_api_strict",
+        "jax": "jax.numpy",
     }
     if name not in modules:  # pragma: no cover - guarded by _probe
         raise BackendError(name)
@@ -368,14 +424,16 @@ def get_backend(name: str | Backend = "auto", device: Any = None) -> Backend:
     ----------
     name : str, Backend or module
         ``"auto"`` (CuPy when a GPU is usable, else NumPy), ``"numpy"``,
-        ``"cupy"``, ``"torch"``, ``"array_api_strict"``; ``"torch:cuda"`` style
-        names set the device too. An Array API namespace module (anything with
-        ``__array_api_version__``) is accepted as well: the four libraries above
-        resolve to their named backend, any other namespace is used as it is
-        (generic path: pure optimizer updates, device-side non-finite guard).
+        ``"cupy"``, ``"torch"``, ``"array_api_strict"``, ``"jax"``;
+        ``"torch:cuda"`` style names set the device too. An Array API
+        namespace module (anything with ``__array_api_version__``, e.g.
+        ``jax.numpy``) is accepted as well: the five libraries above resolve
+        to their named backend, any other namespace is used as it is (generic
+        path: pure optimizer updates, device-side non-finite guard).
     device : optional
-        Device for the backend (``"cpu"``, ``"cuda"``, ``"cuda:1"``, or an int
-        GPU index for CuPy). Defaults to the backend's default device.
+        Device for the backend (``"cpu"``, ``"cuda"``, ``"cuda:1"``, an int
+        GPU index for CuPy, a JAX ``Device``). Defaults to the backend's
+        default device (for JAX, ``jax.devices()[0]``).
 
     Returns
     -------
@@ -447,6 +505,8 @@ def get_backend(name: str | Backend = "auto", device: Any = None) -> Backend:
                 raise BackendError(f"backend 'cupy': bad device {device!r}; use an int or "
                                    "'cuda:N'") from None
         return Backend("cupy", xp, cupy.cuda.Device(idx))
+    if name == "jax":
+        return Backend("jax", xp, _jax_device(device))
     if name == "array_api_strict":
         if device is None or isinstance(device, str):
             device = xp.Device(device or "CPU_DEVICE")
@@ -454,6 +514,23 @@ def get_backend(name: str | Backend = "auto", device: Any = None) -> Backend:
     if device not in (None, "cpu"):
         raise BackendError(f"backend 'numpy' runs on the CPU only, got device {device!r}")
     return Backend("numpy", xp, "cpu")
+
+
+def _jax_device(device: Any) -> Any:
+    """A JAX ``Device`` from None (the default), a Device, or ``"cpu"``/``"gpu:1"``..."""
+    import jax
+
+    if device is None:
+        return jax.devices()[0]
+    if hasattr(device, "platform") and hasattr(device, "id"):
+        return device
+    platform, _, index = str(device).strip().lower().partition(":")
+    platform = {"cuda": "gpu", "rocm": "gpu"}.get(platform, platform)
+    try:
+        devices = jax.devices(platform)
+        return devices[int(index or 0)]
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise BackendError(f"backend 'jax': no device {device!r} ({exc})") from None
 
 
 def backend_of(*arrays: Any) -> Backend:
@@ -494,19 +571,28 @@ def backend_of(*arrays: Any) -> Backend:
     return Backend(name, xp, array_api_compat.device(arrs[0]))
 
 
-def to_numpy(a: Any) -> np.ndarray:
+def to_numpy(a: Any) -> Any:
     """Copy an array of any backend to a NumPy array on the host.
 
     This is the one explicit device-to-host copy in xpnet.
 
     Parameters
     ----------
-    a : array
-        A NumPy, CuPy, PyTorch, array_api_strict (or any DLPack-capable) array.
+    a : array, or dict of arrays
+        A NumPy, CuPy, PyTorch, JAX, array_api_strict (or any DLPack-capable)
+        array, a Python number or list; a dict (such as ``model.params`` or an
+        optimizer state) is converted entry by entry, nested dicts included
+        (Python numbers in it, such as the state's ``step``, are kept).
 
     Returns
     -------
-    numpy.ndarray
+    numpy.ndarray, or dict of them
+
+    Raises
+    ------
+    TypeError
+        For an object that is not an array (it would become a NumPy array of
+        Python objects).
 
     Examples
     --------
@@ -514,19 +600,31 @@ def to_numpy(a: Any) -> np.ndarray:
     >>> import array_api_compat.numpy as xp
     >>> xn.backends.to_numpy(xp.ones(2)).tolist()
     [1.0, 1.0]
+    >>> m = xn.MLP([3, 2], backend="array_api_strict")
+    >>> {k: type(v).__name__ for k, v in xn.to_numpy(m.params).items()}
+    {'0.W': 'ndarray', '0.b': 'ndarray'}
     """
     if isinstance(a, np.ndarray):
         return a
+    if isinstance(a, dict):
+        return {k: v if isinstance(v, (bool, int, float)) else to_numpy(v)
+                for k, v in a.items()}
     if isinstance(a, np.generic):
         return np.asarray(a)
     if array_api_compat.is_cupy_array(a):
         return a.get()
     if array_api_compat.is_torch_array(a):
         return a.detach().cpu().numpy()
-    try:
-        return np.from_dlpack(a)
-    except Exception:
-        return np.asarray(a)
+    if array_api_compat.is_array_api_obj(a):
+        try:
+            return np.from_dlpack(a)
+        except Exception:
+            return np.asarray(a)
+    out = np.asarray(a)
+    if out.dtype == object:
+        raise TypeError(f"to_numpy expects an array (or a dict of arrays), got "
+                        f"{type(a).__name__}")
+    return out
 
 
 def synchronize(backend: Backend) -> None:
@@ -575,8 +673,8 @@ def versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {}
-    for pkg in ("numpy", "array-api-compat", "array-api-strict", "torch", "cupy",
-                "cupy-cuda12x", "cupy-cuda13x", "safetensors", "rich", "numba"):
+    for pkg in ("numpy", "array-api-compat", "array-api-strict", "torch", "jax", "jaxlib",
+                "cupy", "cupy-cuda12x", "cupy-cuda13x", "safetensors", "rich", "numba"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

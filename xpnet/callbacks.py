@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ._best import BestWeights
 from ._files import atomic_write_text, check_writable
-from .checkpoint import save
+from .checkpoint import check_saveable, save
 from .training.callbacks import Callback, ProgressBar
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "ProgressBar", "CSVLogger"]
@@ -135,6 +135,10 @@ class ModelCheckpoint(Callback):
         Extra JSON-serialisable information stored in every file written
         (see :func:`xpnet.save`); read it back from
         ``load_checkpoint(path).metadata["user"]``.
+    save_optimizer : bool
+        Save the optimizer and its state (needed to resume exactly); False
+        writes the weights and architecture only, e.g. when the learning rate
+        is a plain function, which cannot be saved.
 
     Attributes
     ----------
@@ -159,7 +163,7 @@ class ModelCheckpoint(Callback):
 
     def __init__(self, path: str | os.PathLike, monitor: str = "val_loss",
                  save_best_only: bool = False, mode: str = "auto",
-                 metadata: dict | None = None):
+                 metadata: dict | None = None, save_optimizer: bool = True):
         if metadata is not None and not isinstance(metadata, dict):
             raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
         self.path = str(path)
@@ -169,9 +173,14 @@ class ModelCheckpoint(Callback):
         self.mode = _mode_for(monitor, mode)
         self._tracker = BestWeights(self.mode)
         self.saved: list[str] = []
+        if not isinstance(save_optimizer, bool):
+            raise TypeError(f"save_optimizer must be True or False, got {save_optimizer!r}")
+        self.save_optimizer = save_optimizer
 
     def on_train_begin(self, logs: dict) -> None:
-        """Check that the target folder exists and has room, before the first epoch."""
+        """Check, before the first epoch, that the files would load back (see
+        :func:`xpnet.checkpoint.check_saveable`) and that the folder exists and has room."""
+        check_saveable(self.model, self.model.optimizer if self.save_optimizer else None)
         parent = Path(self.path.format(epoch=0)).resolve().parent
         if not parent.exists():
             raise FileNotFoundError(f"ModelCheckpoint folder {parent} does not exist")
@@ -239,7 +248,8 @@ class ModelCheckpoint(Callback):
         if self.save_best_only:
             p = Path(path)
             path = str(p.with_name(p.stem + ".interrupted" + p.suffix))
-        save(self.model, path, training=training, metadata=self.metadata)
+        save(self.model, path, training=training, metadata=self.metadata,
+             optimizer=None if self.save_optimizer else False)
         self.saved.append(path)
         return path
 
@@ -256,7 +266,8 @@ class ModelCheckpoint(Callback):
             if not self._tracker.update(value):
                 return
         path = self.path.format(epoch=epoch + 1)
-        save(self.model, path, training=self.training_record(), metadata=self.metadata)
+        save(self.model, path, training=self.training_record(), metadata=self.metadata,
+             optimizer=None if self.save_optimizer else False)
         self.saved.append(path)
 
 

@@ -21,12 +21,15 @@ from . import _checks
 from ._files import atomic_write_bytes
 from ._version import __version__
 from .backends import Backend, get_backend, to_numpy
+from .layers import check_saveable as _layer_saveable
 from .layers import layer_from_config
+from .losses import check_saveable as _loss_saveable
 from .model import Sequential
-from .optimizers import Optimizer, optimizer_from_config
+from .optimizers import OPTIMIZERS, Optimizer, optimizer_from_config
 from .training.state import TrainState
 
-__all__ = ["save", "load", "load_checkpoint", "Checkpoint", "CheckpointError"]
+__all__ = ["save", "load", "load_checkpoint", "check_saveable", "Checkpoint",
+           "CheckpointError"]
 
 FORMAT = "xpnet"
 FORMAT_VERSION = 1
@@ -90,6 +93,61 @@ class Checkpoint:
     metadata: dict = field(default_factory=dict)
 
 
+def check_saveable(model: Any, optimizer: Any = None) -> tuple[dict, dict | None]:
+    """Check that a file of ``model`` (and ``optimizer``) would load back as they are.
+
+    :func:`save` calls it before it writes anything, and
+    :class:`~xpnet.ModelCheckpoint` before the first epoch. Refused: a layer
+    or a loss whose class is not registered (:func:`xpnet.register_layer`,
+    :func:`xpnet.register_loss`), or whose ``get_config()`` does not return
+    every constructor argument or does not rebuild it; an optimizer of a class
+    that is not built in, or whose schedule or decay mask is a function.
+
+    Parameters
+    ----------
+    model : Sequential
+    optimizer : Optimizer, optional
+
+    Returns
+    -------
+    (dict, dict or None)
+        The model's config and the optimizer's ``{"class", "config"}``.
+
+    Raises
+    ------
+    ValueError
+        Naming what cannot be rebuilt and what to do.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> m = xn.MLP([3, 2], backend="numpy")
+    >>> try:
+    ...     xn.checkpoint.check_saveable(m, xn.Adam(lr=lambda step: 1e-3))
+    ... except ValueError as exc:
+    ...     print(str(exc).split(":")[0])
+    the optimizer Adam(lr=lambda(step), betas=(0.9, 0.999), eps=1e-08) cannot be saved
+    """
+    config = model.get_config()
+    for i, layer in enumerate(model.layers):
+        _layer_saveable(layer, f"layer {i} ({type(layer).__name__})")
+    config["loss"] = _loss_saveable(model.loss)
+    if optimizer is None:
+        return config, None
+    if type(optimizer) not in OPTIMIZERS.values():
+        raise ValueError(f"the optimizer {optimizer!r} cannot be saved: only the built-in "
+                         f"classes ({', '.join(c.__name__ for c in OPTIMIZERS.values())}) can "
+                         "be rebuilt; save the weights and architecture alone with "
+                         "xn.save(model, path, optimizer=False)")
+    try:
+        opt_config = optimizer.get_config()
+    except ValueError as exc:
+        raise ValueError(f"the optimizer {optimizer!r} cannot be saved: {exc}; or save the "
+                         "weights and architecture alone with "
+                         "xn.save(model, path, optimizer=False)") from None
+    return config, {"class": type(optimizer).__name__, "config": opt_config}
+
+
 def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
          training: dict | None = None, metadata: dict | None = None) -> Path:
     """Save a model (and optionally its optimizer and training position) atomically.
@@ -100,9 +158,10 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
         From any backend; tensors are copied to the host for writing.
     path : str or Path
         Target file, conventionally ``*.safetensors``.
-    optimizer : Optimizer, optional
-        Saved with its ``state``. Defaults to ``model.optimizer`` when that
-        has a state.
+    optimizer : Optimizer, False or None
+        Saved with its ``state``. None (the default) saves ``model.optimizer``
+        when that has a state; False saves no optimizer (the weights and the
+        architecture only, e.g. for an optimizer whose schedule is a function).
     training : dict, optional
         Training position (``epoch``, ``rng``, ``seed``, ``history``), as
         ``fit`` provides to :class:`xpnet.ModelCheckpoint`; an ``optimizer``
@@ -114,6 +173,12 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
     -------
     Path
 
+    Raises
+    ------
+    ValueError
+        Before anything is written, when the file would not load back as the
+        model is (see :func:`check_saveable`).
+
     Examples
     --------
     >>> import tempfile, os, xpnet as xn
@@ -122,13 +187,16 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
     >>> p = xn.save(m, os.path.join(tmp.name, "m.safetensors"))
     >>> xn.load(p, backend="numpy").params.keys() == m.params.keys()
     True
+    >>> m.optimizer = xn.Adam(lr=lambda step: 1e-3 / (1 + step))
+    >>> m.optimizer.state = m.optimizer.init(m.params)
+    >>> p = xn.save(m, os.path.join(tmp.name, "w.safetensors"), optimizer=False)
+    >>> xn.load_checkpoint(p, backend="numpy").optimizer is None
+    True
     >>> tmp.cleanup()
     """
     from safetensors.numpy import save as st_save
 
     path = Path(path)
-    if not path.parent.exists():
-        raise FileNotFoundError(f"cannot save to {path}: folder {path.parent} does not exist")
     training = dict(training) if training else None
     if training and "optimizer" in training:
         optimizer = training.pop("optimizer") if optimizer is None else optimizer
@@ -136,6 +204,11 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
     if optimizer is None and getattr(model, "optimizer", None) is not None \
             and model.optimizer.state is not None:
         optimizer = model.optimizer
+    if optimizer is False:
+        optimizer = None
+    config, opt_meta = check_saveable(model, optimizer)
+    if not path.parent.exists():
+        raise FileNotFoundError(f"cannot save to {path}: folder {path.parent} does not exist")
     tensors: dict[str, np.ndarray] = {}
     for k, v in model.params.items():
         tensors[_PARAM + k] = np.ascontiguousarray(to_numpy(v))
@@ -143,18 +216,20 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
         "xpnet_version": __version__,
-        "model": json.dumps(model.get_config()),
+        "model": json.dumps(config),
         "backend": model.backend.name,
         "device": model.backend.device_name,
         "dtype": model.dtype_name,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    if optimizer is not None:
-        opt_meta = {"class": type(optimizer).__name__, "config": optimizer.get_config()}
+    if opt_meta is not None:
         state = optimizer.state
         if state is not None:
             opt_meta["step"] = int(state["step"])
             opt_meta["slots"] = [s for s in state if s != "step"]
+            if opt_meta["slots"]:  # the parameters the state covers (frozen ones have none)
+                covered = state[opt_meta["slots"][0]]
+                opt_meta["keys"] = [k for k in model.params if k in covered]
             for slot, values in state.items():
                 if slot == "step":
                     continue
@@ -250,6 +325,23 @@ def _check_shapes(config: Any, tensors: dict, path: Path) -> None:
                                   f"gives {n!r} features")
 
 
+def _slot_keys(om: dict, tensors: dict, slots: list, params: dict, path: Path) -> list[str]:
+    """The parameters the optimizer state covers: the record's ``keys`` (all parameters in
+    files without it), each slot holding a tensor for exactly those."""
+    keys = om.get("keys", list(params))
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) \
+            or len(set(keys)) != len(keys) or not set(keys) <= set(params):
+        raise CheckpointError(f"{path}: bad optimizer metadata: keys {keys!r} are not distinct "
+                              f"parameters of the model ({sorted(params)})")
+    for slot in slots:
+        prefix = f"{_OPT}{slot}/"
+        have = sorted(k[len(prefix):] for k in tensors if k.startswith(prefix))
+        if have != sorted(keys):
+            raise CheckpointError(f"{path}: optimizer slot {slot!r} holds tensors for "
+                                  f"{have}, the record says {sorted(keys)}")
+    return [k for k in params if k in set(keys)]
+
+
 def _check_training(training: Any, path: Path) -> None:
     """The training record must pass the schema ``fit(resume=...)`` uses (TrainState)."""
     try:
@@ -316,6 +408,8 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
                               f"is not supported (expected {FORMAT_VERSION})")
     config = _json(meta, "model", path)
     _check_shapes(config, tensors, path)
+    if config.get("dtype") in ("float32", "float64"):
+        be.dtype(config["dtype"])  # BackendError: JAX holds float64 only in its 64-bit mode
     try:
         model = Sequential.from_config(config, backend=be)
     except _CONFIG_ERRORS as exc:
@@ -358,9 +452,11 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
                 raise CheckpointError(f"{path}: bad optimizer metadata: slots {slots!r}, "
                                       f"{type(optimizer).__name__} has {list(optimizer.slots)}")
             state: dict = {"step": step}
+            keys = _slot_keys(om, tensors, slots, model.params, path)
             for slot in slots:
                 state[slot] = {}
-                for k, ref in model.params.items():
+                for k in keys:
+                    ref = model.params[k]
                     name = f"{_OPT}{slot}/{k}"
                     if name not in tensors or tuple(tensors[name].shape) != tuple(ref.shape) \
                             or str(tensors[name].dtype) != model.dtype_name:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ._registry import Registry
 from .backends import Backend, backend_of
 from .backends import _namespace_of as _xp
 from .initializers import get_initializer
@@ -27,6 +28,7 @@ __all__ = [
     "Dropout",
     "register_layer",
     "layer_from_config",
+    "check_saveable",
     "ACTIVATIONS",
 ]
 
@@ -47,6 +49,10 @@ class Layer:
     stochastic : bool
         When True the model passes ``rng=`` (an :class:`xpnet.RNG`) to
         ``forward`` during training (used by :class:`Dropout`).
+    trainable : bool
+        False freezes the layer's parameters: ``fit``, ``loss_and_grads`` and
+        the optimizers leave them alone (see :meth:`xpnet.Sequential.freeze`).
+        Checkpoints record it.
 
     Examples
     --------
@@ -68,6 +74,7 @@ class Layer:
     """
 
     stochastic = False
+    trainable = True
 
     def init(self, in_features: int, rng: RNG, *, backend: Backend, dtype: Any) -> Params:
         """Create this layer's parameters (an empty dict for parameter-free layers).
@@ -257,18 +264,22 @@ class Dense(Layer):
             y += params["b"]  # in place: the product is a fresh array
         return y, x
 
-    def backward(self, params: Params, cache: Any, dy: Any, *,
-                 need_input_grad: bool = True) -> tuple[Any, Params]:
+    def backward(self, params: Params, cache: Any, dy: Any, *, need_input_grad: bool = True,
+                 need_param_grads: bool = True) -> tuple[Any, Params]:
         """Gradients of ``W`` and ``b``; ``dx`` is None when ``need_input_grad`` is False.
 
-        The model passes ``need_input_grad=False`` to its first parameterised
-        layer, which saves one matrix product per step.
+        The model passes ``need_input_grad=False`` to its lowest trainable
+        layer, which saves one matrix product per step, and
+        ``need_param_grads=False`` to a frozen one above it (then ``grads`` is
+        empty).
         """
         x = cache
         xp = _xp(dy)
-        grads = {"W": xp.matrix_transpose(x) @ dy}
-        if self.bias:
-            grads["b"] = ops_of(dy).sum_rows(xp, dy)
+        grads = {}
+        if need_param_grads:
+            grads["W"] = xp.matrix_transpose(x) @ dy
+            if self.bias:
+                grads["b"] = ops_of(dy).sum_rows(xp, dy)
         dx = dy @ xp.matrix_transpose(params["W"]) if need_input_grad else None
         return dx, grads
 
@@ -498,15 +509,24 @@ ACTIVATIONS = {
     "gelu": GELU,
 }
 
-_REGISTRY: dict[str, type[Layer]] = {
-    cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, Dropout)
-}
+_REGISTRY = Registry("layer", "register_layer")
+for _cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, Dropout):
+    _REGISTRY.add(_cls.__name__, _cls, builtin=True)
 
 
 def register_layer(cls: type[Layer]) -> type[Layer]:
     """Register a custom layer class so checkpoints that use it can be loaded.
 
-    Usable as a decorator.
+    Usable as a decorator. Layers are stored by class name, and a name belongs
+    to one class: registering a different class under a name that is taken
+    (``Dense``, or another module's class of the same name) is refused, so a
+    user's ``Dense`` can never change how other checkpoints load. Registering
+    the same class again (or its redefinition in the same module, as when a
+    notebook cell is re-run) is allowed.
+
+    :func:`xpnet.save` refuses a model with a layer that loading could not
+    rebuild: an unregistered class, or one whose ``get_config()`` does not
+    return every constructor argument.
 
     Parameters
     ----------
@@ -523,6 +543,8 @@ def register_layer(cls: type[Layer]) -> type[Layer]:
     ------
     TypeError
         When ``cls`` is not a :class:`Layer` subclass.
+    ValueError
+        When its name is registered for a different class.
 
     Examples
     --------
@@ -535,11 +557,52 @@ def register_layer(cls: type[Layer]) -> type[Layer]:
     ...         return 2 * dy, {}
     >>> xn.layers.layer_from_config({"class": "Double", "config": {}})
     Double()
+    >>> class Dense(xn.Layer):  # a name taken by xpnet's Dense
+    ...     pass
+    >>> try:
+    ...     xn.register_layer(Dense)
+    ... except ValueError as exc:
+    ...     print(str(exc).split(";")[0])
+    layer name 'Dense' is taken by xpnet.layers.Dense
     """
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise TypeError(f"register_layer expects a Layer subclass, got {cls!r}")
-    _REGISTRY[cls.__name__] = cls
+    _REGISTRY.add(cls.__name__, cls)
     return cls
+
+
+def check_saveable(layer: Layer, what: str) -> dict:
+    """The layer's config, after checking that :func:`layer_from_config` rebuilds it.
+
+    Parameters
+    ----------
+    layer : Layer
+    what : str
+        How to name the layer in messages.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ValueError
+        For an unregistered class, or a ``get_config()`` that does not rebuild it.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> class Scale(xn.Layer):
+    ...     def __init__(self, factor=2.0):
+    ...         self.factor = factor
+    >>> _ = xn.register_layer(Scale)
+    >>> try:
+    ...     xn.layers.check_saveable(Scale(3.0), "layer 0 (Scale)")
+    ... except ValueError as exc:
+    ...     print(str(exc).split(": ")[1].split(";")[0])
+    Scale() takes 'factor', which Scale.get_config() does not return
+    """
+    return _REGISTRY.check_rebuildable(layer, type(layer).__name__, what)
 
 
 def layer_from_config(config: dict) -> Layer:
@@ -549,7 +612,7 @@ def layer_from_config(config: dict) -> Layer:
     ----------
     config : dict
         ``{"class": name, "config": kwargs}`` as :meth:`xpnet.Sequential.get_config`
-        lists its layers.
+        lists its layers, with an optional ``"trainable": bool``.
 
     Returns
     -------
@@ -566,17 +629,26 @@ def layer_from_config(config: dict) -> Layer:
     >>> import xpnet as xn
     >>> xn.layers.layer_from_config({"class": "Dense", "config": {"units": 3}})
     Dense(units=3, init='he_normal', bias=True)
+    >>> xn.layers.layer_from_config({"class": "Dense", "config": {"units": 3},
+    ...                              "trainable": False}).trainable
+    False
     """
     if not isinstance(config, dict) or "class" not in config:
         raise ValueError(f"layer config must be a dict with a 'class' key, got {config!r}")
     name = config["class"]
-    cls = _REGISTRY.get(name)
+    cls = _REGISTRY.get(name) if isinstance(name, str) else None
     if cls is None:
         raise ValueError(
             f"unknown layer class {name!r}; register custom layers with "
-            f"xpnet.register_layer (known: {', '.join(sorted(_REGISTRY))})"
+            f"xpnet.register_layer (known: {', '.join(_REGISTRY.names())})"
         )
+    trainable = config.get("trainable", True)
+    if not isinstance(trainable, bool):
+        raise ValueError(f"layer {name}: 'trainable' must be true or false, got {trainable!r}")
     try:
-        return cls(**config.get("config", {}))
+        layer = cls(**config.get("config", {}))
     except TypeError as exc:
         raise ValueError(f"layer {name}: bad config {config.get('config')!r}: {exc}") from None
+    if not trainable:
+        layer.trainable = False
+    return layer

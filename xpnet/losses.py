@@ -2,6 +2,9 @@
 
 Every loss returns the *mean* over the batch as a 0-d array that stays on the
 device (no host sync), and its gradient already divided by the batch size.
+``per_sample`` gives the loss of each row (the mean is their mean), and
+``weighted_value_and_grad`` the weighted mean ``sum(w * l) / sum(w)`` built
+on both.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from typing import Any
 import array_api_compat
 
 from . import _checks
+from ._registry import Registry
 from .backends import _namespace_of as _xp
+from .backends import backend_of
 from .layers import sigmoid
 from .ops import ops_of
 
@@ -22,6 +27,9 @@ __all__ = [
     "MeanSquaredError",
     "BinaryCrossEntropy",
     "get_loss",
+    "register_loss",
+    "loss_from_config",
+    "check_saveable",
     "softmax",
     "log_softmax",
     "LOSSES",
@@ -75,8 +83,12 @@ def softmax(z: Any) -> Any:
 class Loss:
     """Base class: a loss maps (model output, target) to a scalar.
 
-    Subclasses implement :meth:`value_and_grad`; ``__call__`` returns only
-    the value. ``classification`` says whether targets are class labels.
+    Subclasses implement :meth:`value_and_grad`, and :meth:`per_sample` to
+    train with sample weights; ``__call__`` returns only the value.
+    ``classification`` says whether targets are class labels. A loss with
+    constructor arguments returns them from :meth:`get_config`, and a loss of
+    your own is registered with :func:`register_loss` under its own ``name``
+    so that checkpoints rebuild it.
 
     Attributes
     ----------
@@ -138,6 +150,105 @@ class Loss:
         (2.0, [[0.0, 2.0]])
         """
         raise NotImplementedError
+
+    def per_sample(self, output: Any, target: Any) -> Any:
+        """The loss of each row, shape ``(n,)``; :meth:`value_and_grad`'s value is their mean.
+
+        Parameters
+        ----------
+        output : array of shape (n, k)
+        target : array
+            As :meth:`value_and_grad` takes it.
+
+        Returns
+        -------
+        array of shape (n,)
+
+        Raises
+        ------
+        NotImplementedError
+            For a loss that does not define it (it cannot then take sample weights).
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> xn.MeanSquaredError().per_sample(np.array([[1.0, 3.0], [0.0, 0.0]]),
+        ...                                  np.array([[1.0, 1.0], [0.0, 1.0]])).tolist()
+        [2.0, 0.5]
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define per_sample(output, "
+                                  "target), the loss of each row; define it to use "
+                                  "per-sample losses and sample weights")
+
+    @property
+    def has_per_sample(self) -> bool:
+        """Whether this loss defines :meth:`per_sample` (and so takes sample weights).
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> xn.SoftmaxCrossEntropy().has_per_sample, xn.Loss().has_per_sample
+        (True, False)
+        """
+        return type(self).per_sample is not Loss.per_sample
+
+    def weighted_value_and_grad(self, output: Any, target: Any, sample_weight: Any, *,
+                                need_grad: bool = True):
+        """Weighted mean ``sum(w * per_sample) / sum(w)`` and its gradient.
+
+        Built on :meth:`per_sample` (the value) and :meth:`value_and_grad` (its
+        gradient is each row's gradient over ``n``, so row ``i`` is scaled by
+        ``n * w_i / sum(w)``). Integer weights give the loss and gradient of
+        the batch with each row repeated ``w_i`` times. A batch whose weights
+        are all zero gives a zero loss and a zero gradient.
+
+        Parameters
+        ----------
+        output : array of shape (n, k)
+        target : array
+        sample_weight : array of shape (n,)
+            Non-negative, of the output's dtype and device.
+        need_grad : bool
+
+        Returns
+        -------
+        loss : 0-d array
+        grad : array of the output's shape, or None
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> out, y = np.array([[1.0], [3.0]]), np.array([[0.0], [0.0]])
+        >>> loss, grad = xn.MeanSquaredError().weighted_value_and_grad(
+        ...     out, y, np.array([3.0, 1.0]))
+        >>> float(loss), grad.tolist()       # (3 * 1 + 1 * 9) / 4; 2 * w * d / sum(w)
+        (3.0, [[1.5], [1.5]])
+        """
+        xp = _xp(output)
+        n = output.shape[0]
+        total = xp.sum(sample_weight)
+        total = xp.where(total > 0, total, xp.ones_like(total))  # all zero: loss 0, grad 0
+        value = xp.sum(self.per_sample(output, target) * sample_weight) / total
+        if not need_grad:
+            return value, None
+        _, grad = self.value_and_grad(output, target)
+        scale = sample_weight * (float(n) / total)
+        return value, grad * xp.reshape(scale, (n,) + (1,) * (grad.ndim - 1))
+
+    def get_config(self) -> dict:
+        """Constructor arguments, JSON-serialisable, for checkpoints (none by default).
+
+        Returns
+        -------
+        dict
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> xn.SoftmaxCrossEntropy().get_config()
+        {}
+        """
+        return {}
 
     def output_transform(self, output: Any) -> Any:
         """Map raw model outputs to predictions (probabilities for classifiers).
@@ -251,7 +362,8 @@ class Loss:
         return xp.sum(xp.astype(pred == truth, output.dtype))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -306,6 +418,16 @@ class SoftmaxCrossEntropy(Loss):
         p = e / sum_e
         return loss, (p * xp.sum(target, axis=1, keepdims=True) - target) / float(n)
 
+    def per_sample(self, output, target):
+        """Cross-entropy of each row, from labels ``(n,)`` or probabilities ``(n, k)``."""
+        xp = _xp(output)
+        n = output.shape[0]
+        logp = log_softmax(output)
+        if target.ndim == 1:
+            return xp.reshape(xp.take_along_axis(logp, xp.reshape(target, (n, 1)), axis=1),
+                              (n,)) * -1.0
+        return -xp.sum(target * logp, axis=1)
+
     def output_transform(self, output):
         """Class probabilities: the softmax of the logits."""
         return softmax(output)
@@ -335,6 +457,14 @@ class MeanSquaredError(Loss):
         if not need_grad:
             return loss, None
         return loss, d * (2.0 / math.prod(output.shape))
+
+    def per_sample(self, output, target):
+        """Mean squared error of each row (over its outputs)."""
+        xp = _xp(output)
+        if target.ndim == 1 and output.ndim == 2 and output.shape[1] == 1:
+            target = xp.reshape(target, (-1, 1))
+        d = output - target
+        return xp.mean(d * d, axis=1)
 
 
 class BinaryCrossEntropy(Loss):
@@ -368,6 +498,15 @@ class BinaryCrossEntropy(Loss):
             return loss, None
         return loss, (sigmoid(output) - target) / float(math.prod(output.shape))
 
+    def per_sample(self, output, target):
+        """Binary cross-entropy of each row (the mean over its outputs)."""
+        xp = _xp(output)
+        if target.ndim == 1 and output.ndim == 2 and output.shape[1] == 1:
+            target = xp.reshape(target, (-1, 1))
+        target = xp.astype(target, output.dtype)
+        return xp.mean(xp.maximum(output, 0.0) - output * target
+                       + xp.log1p(xp.exp(-xp.abs(output))), axis=1)
+
     def output_transform(self, output):
         """Probabilities: the sigmoid of the logits."""
         return sigmoid(output)
@@ -380,7 +519,7 @@ class BinaryCrossEntropy(Loss):
     def predict_labels(self, output):
         """1 where the logit is positive, else 0 (int64, the output's shape)."""
         xp = _xp(output)
-        return xp.astype(output > 0, xp.int64)
+        return xp.astype(output > 0, backend_of(output).index_dtype)
 
     def count_correct(self, output, target):
         """Correct 0/1 predictions; with ``k`` outputs each one counts ``1/k``."""
@@ -390,7 +529,7 @@ class BinaryCrossEntropy(Loss):
         return xp.sum(xp.astype((output > 0) == (t > 0.5), output.dtype)) / float(k)
 
 
-#: Loss names accepted by models and ``fit``.
+#: Loss names accepted by models and ``fit`` (built-in ones; see :func:`register_loss`).
 LOSSES = {
     "cross_entropy": SoftmaxCrossEntropy,
     "mse": MeanSquaredError,
@@ -404,6 +543,72 @@ _ALIASES = {
     "bce": "binary_cross_entropy",
     "binary_crossentropy": "binary_cross_entropy",
 }
+_REGISTRY = Registry("loss", "register_loss")
+for _name, _cls in LOSSES.items():
+    _REGISTRY.add(_name, _cls, builtin=True)
+
+
+def register_loss(cls: type[Loss]) -> type[Loss]:
+    """Register a loss class under its ``name`` so that checkpoints rebuild it.
+
+    Usable as a decorator. The class needs a ``name`` of its own (not the
+    base's ``"loss"``, a built-in name or alias, or another registered
+    class's), and a ``get_config()`` that returns its constructor arguments.
+    Registering the same class again (or its redefinition in the same module)
+    is allowed. A registered name also works wherever a loss name does
+    (``MLP(..., loss="my_name")``).
+
+    Parameters
+    ----------
+    cls : type
+        A :class:`Loss` subclass.
+
+    Returns
+    -------
+    type
+        ``cls`` unchanged.
+
+    Raises
+    ------
+    TypeError
+        When ``cls`` is not a :class:`Loss` subclass.
+    ValueError
+        When its name is missing or belongs to another class.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> @xn.register_loss
+    ... class Smoothed(xn.SoftmaxCrossEntropy):
+    ...     name = "smoothed_example"
+    ...     def __init__(self, smoothing=0.1):
+    ...         self.smoothing = smoothing
+    ...     def get_config(self):
+    ...         return {"smoothing": self.smoothing}
+    >>> xn.losses.loss_from_config({"name": "smoothed_example", "config": {"smoothing": 0.2}})
+    Smoothed(smoothing=0.2)
+    >>> class Mine(xn.SoftmaxCrossEntropy):   # keeps the built-in name
+    ...     pass
+    >>> try:
+    ...     xn.register_loss(Mine)
+    ... except ValueError as exc:
+    ...     print(str(exc).split(";")[0])
+    loss name 'cross_entropy' is taken by xpnet.losses.SoftmaxCrossEntropy
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Loss)):
+        raise TypeError(f"register_loss expects a Loss subclass, got {cls!r}")
+    name = cls.name
+    if not isinstance(name, str) or name in ("", Loss.name):
+        raise ValueError(f"{cls.__name__} needs a name of its own: set the class attribute "
+                         f"name = '...' (got {name!r})")
+    if name.lower() != name:
+        raise ValueError(f"loss names are lower case (names are looked up case-insensitively), "
+                         f"got {name!r}")
+    if name in _ALIASES:
+        raise ValueError(f"loss name {name!r} is an alias of the built-in "
+                         f"{_ALIASES[name]!r}; give {cls.__name__} a name of its own")
+    _REGISTRY.add(name, cls)
+    return cls
 
 
 def get_loss(loss: str | Loss) -> Loss:
@@ -412,8 +617,8 @@ def get_loss(loss: str | Loss) -> Loss:
     Parameters
     ----------
     loss : str or Loss
-        A name or alias (case-insensitive, e.g. ``"bce"``), or an instance,
-        returned as is.
+        A name or alias (case-insensitive, e.g. ``"bce"``), a name registered
+        with :func:`register_loss`, or an instance, returned as is.
 
     Returns
     -------
@@ -434,6 +639,99 @@ def get_loss(loss: str | Loss) -> Loss:
         return loss
     if isinstance(loss, str):
         key = _ALIASES.get(loss.lower(), loss.lower())
-        if key in LOSSES:
-            return LOSSES[key]()
-    raise ValueError(f"unknown loss {loss!r}; choose one of: {', '.join(LOSSES)}")
+        cls = _REGISTRY.get(key)
+        if cls is not None:
+            return cls()
+    raise ValueError(f"unknown loss {loss!r}; choose one of: {', '.join(_REGISTRY.names())}")
+
+
+def loss_from_config(config: str | dict) -> Loss:
+    """Rebuild a loss from a model config's ``"loss"`` entry.
+
+    Parameters
+    ----------
+    config : str or dict
+        A name (a loss without constructor arguments), or
+        ``{"name": name, "config": kwargs}``.
+
+    Returns
+    -------
+    Loss
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (a custom loss must be registered with
+        :func:`register_loss`) or a config that does not fit its constructor.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> xn.losses.loss_from_config("mse"), xn.losses.loss_from_config({"name": "mse"})
+    (MeanSquaredError(), MeanSquaredError())
+    """
+    if isinstance(config, str):
+        return get_loss(config)
+    if not isinstance(config, dict) or not isinstance(config.get("name"), str):
+        raise ValueError(f"loss config must be a name or a dict with a 'name', got {config!r}")
+    name, kwargs = config["name"], config.get("config", {})
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise ValueError(f"unknown loss {name!r}; register custom losses with "
+                         f"xpnet.register_loss (known: {', '.join(_REGISTRY.names())})")
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"loss {name}: config must be a dict, got {kwargs!r}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"loss {name}: bad config {kwargs!r}: {exc}") from None
+
+
+def check_saveable(loss: Loss) -> str | dict:
+    """The loss's entry in a model config, after checking that loading rebuilds it.
+
+    Parameters
+    ----------
+    loss : Loss
+
+    Returns
+    -------
+    str or dict
+        The name alone for a loss without constructor arguments, else
+        ``{"name": ..., "config": ...}``.
+
+    Raises
+    ------
+    ValueError
+        For a class that is not registered under its name, or a
+        ``get_config()`` that does not rebuild it.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> xn.losses.check_saveable(xn.MeanSquaredError())
+    'mse'
+    """
+    cfg = _REGISTRY.check_rebuildable(loss, loss.name, f"loss {type(loss).__name__}")
+    return loss.name if not cfg else {"name": loss.name, "config": cfg}
+
+
+def loss_config(loss: Loss) -> str | dict:
+    """A loss's entry in a model config, unchecked (see :func:`check_saveable`).
+
+    Parameters
+    ----------
+    loss : Loss
+
+    Returns
+    -------
+    str or dict
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> xn.losses.loss_config(xn.SoftmaxCrossEntropy())
+    'cross_entropy'
+    """
+    cfg = loss.get_config()
+    return loss.name if not cfg else {"name": loss.name, "config": cfg}

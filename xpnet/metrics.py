@@ -1,4 +1,8 @@
-"""Metrics on any Array API namespace; results are arrays on the inputs' device."""
+"""Metrics on any Array API namespace; results are arrays on the inputs' device.
+
+The inputs of one call must come from one library and one device; anything
+else is refused with a message that says how to convert.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,48 @@ from typing import Any
 
 import array_api_compat
 
+from ._checks import _kind
+from .backends import backend_of
+
 __all__ = ["accuracy", "top_k_accuracy", "confusion_matrix", "log_loss"]
 
 
-def _xp(*a):
-    return array_api_compat.array_namespace(*a)
+def _a(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
-def accuracy(y_true: Any, y_pred: Any) -> Any:
-    """Fraction of equal labels.
+def _xp(**arrays: Any) -> Any:
+    """The backend of the named arrays; refuse non-arrays, mixed libraries or devices."""
+    first_name, first, first_be = None, None, None
+    for name, a in arrays.items():
+        if a is None:
+            continue
+        if not array_api_compat.is_array_api_obj(a):
+            raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+        be = backend_of(a)
+        if first_be is None:
+            first_name, first, first_be = name, a, be
+            continue
+        if be.name != first_be.name:
+            kind, other = _kind(a), _kind(first)
+            raise TypeError(f"{name} is {_a(kind)} {kind} array but {first_name} is "
+                            f"{_a(other)} {other} array; "
+                            f"pass arrays of one library (e.g. xn.to_numpy({name}) and "
+                            f"xn.to_numpy({first_name}))")
+        if str(be.device) != str(first_be.device):
+            raise TypeError(f"{name} is on device {be.device} but {first_name} is on "
+                            f"{first_be.device}; move them to one device first")
+    return first_be
+
+
+def accuracy(y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+    """Fraction of equal labels (weighted by ``sample_weight`` when given).
 
     Parameters
     ----------
     y_true, y_pred : 1-D integer arrays of the same length
+    sample_weight : 1-D array of the same length, optional
+        Non-negative weights: the result is ``sum(w * (y_true == y_pred)) / sum(w)``.
 
     Returns
     -------
@@ -29,11 +62,22 @@ def accuracy(y_true: Any, y_pred: Any) -> Any:
     >>> import numpy as np, xpnet as xn
     >>> float(xn.metrics.accuracy(np.array([0, 1, 1]), np.array([0, 1, 0])))
     0.6666666666666666
+    >>> float(xn.metrics.accuracy(np.array([0, 1, 1]), np.array([0, 1, 0]),
+    ...                           sample_weight=np.array([1.0, 1.0, 2.0])))
+    0.5
     """
-    xp = _xp(y_true, y_pred)
+    be = _xp(y_true=y_true, y_pred=y_pred, sample_weight=sample_weight)
+    xp, f64 = be.xp, be.wide_float
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true has shape {tuple(y_true.shape)}, y_pred {tuple(y_pred.shape)}")
-    return xp.mean(xp.astype(y_true == y_pred, xp.float64))
+    hits = xp.astype(y_true == y_pred, f64)
+    if sample_weight is None:
+        return xp.mean(hits)
+    if sample_weight.shape != y_true.shape:
+        raise ValueError(f"sample_weight has shape {tuple(sample_weight.shape)}, y_true "
+                         f"{tuple(y_true.shape)}")
+    w = xp.astype(sample_weight, f64)
+    return xp.sum(hits * w) / xp.sum(w)
 
 
 def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> Any:
@@ -57,7 +101,8 @@ def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> Any:
     >>> [float(xn.metrics.top_k_accuracy(y, scores, k=k)) for k in (1, 2)]
     [0.0, 1.0]
     """
-    xp = _xp(y_true, scores)
+    be = _xp(y_true=y_true, scores=scores)
+    xp = be.xp
     if scores.ndim != 2 or scores.shape[0] != y_true.shape[0]:
         raise ValueError("scores must have shape (n, n_classes) matching y_true")
     if not 1 <= k <= scores.shape[1]:
@@ -65,8 +110,8 @@ def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> Any:
     classes = xp.arange(scores.shape[1], device=array_api_compat.device(scores))
     true_score = xp.sum(xp.where(xp.reshape(y_true, (-1, 1)) == classes, scores, 0.0),
                         axis=1, keepdims=True)
-    higher = xp.sum(xp.astype(scores > true_score, xp.int64), axis=1)
-    return xp.mean(xp.astype(higher < k, xp.float64))
+    higher = xp.sum(xp.astype(scores > true_score, be.index_dtype), axis=1)
+    return xp.mean(xp.astype(higher < k, be.wide_float))
 
 
 def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> Any:
@@ -87,12 +132,13 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> Any:
     >>> xn.metrics.confusion_matrix(np.array([0, 1, 1]), np.array([0, 1, 0]), 2).tolist()
     [[1, 0], [1, 1]]
     """
-    xp = _xp(y_true, y_pred)
+    be = _xp(y_true=y_true, y_pred=y_pred)
+    xp, f64 = be.xp, be.wide_float
     classes = xp.arange(num_classes, device=array_api_compat.device(y_true))
     # float matmul (exact for counts below 2**53): integer matmul is not supported everywhere
-    t = xp.astype(xp.reshape(y_true, (-1, 1)) == classes, xp.float64)
-    p = xp.astype(xp.reshape(y_pred, (-1, 1)) == classes, xp.float64)
-    return xp.astype(xp.round(xp.matrix_transpose(t) @ p), xp.int64)
+    t = xp.astype(xp.reshape(y_true, (-1, 1)) == classes, f64)
+    p = xp.astype(xp.reshape(y_pred, (-1, 1)) == classes, f64)
+    return xp.astype(xp.round(xp.matrix_transpose(t) @ p), be.index_dtype)
 
 
 def log_loss(y_true: Any, proba: Any, eps: float = 1e-12) -> Any:
@@ -116,7 +162,7 @@ def log_loss(y_true: Any, proba: Any, eps: float = 1e-12) -> Any:
     >>> round(float(xn.metrics.log_loss(np.array([0, 1]), proba)), 4)  # (log 2 + 0) / 2
     0.3466
     """
-    xp = _xp(y_true, proba)
+    xp = _xp(y_true=y_true, proba=proba).xp
     classes = xp.arange(proba.shape[1], device=array_api_compat.device(proba))
     hit = xp.reshape(y_true, (-1, 1)) == classes
     p = xp.sum(xp.where(hit, proba, 0.0), axis=1)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from . import _checks
 from .backends import Backend, get_backend, to_numpy
 from .layers import ACTIVATIONS, Dense, Dropout, Layer, layer_from_config
-from .losses import Loss, get_loss
+from .losses import Loss, get_loss, loss_config, loss_from_config
 from .random import RNG
 from .training import History, fit
 
@@ -75,15 +75,17 @@ class Sequential:
         self.optimizer: Optimizer | None = None
         #: set to True (e.g. by a callback) to stop ``fit`` after the current epoch
         self.stop_training = False
-        self._skip_kw = [self._accepts_need_input_grad(layer) for layer in self.layers]
+        self._skip_kw = [self._accepts(layer, "need_input_grad") for layer in self.layers]
+        self._param_kw = [self._accepts(layer, "need_param_grads") for layer in self.layers]
         self.rng = RNG(self.seed)
         self.params = self._init_params()
 
     # -- construction --------------------------------------------------------
     @staticmethod
-    def _accepts_need_input_grad(layer: Layer) -> bool:
+    def _accepts(layer: Layer, keyword: str) -> bool:
+        """Whether the layer's ``backward`` takes the optional ``keyword``."""
         try:
-            return "need_input_grad" in inspect.signature(layer.backward).parameters
+            return keyword in inspect.signature(layer.backward).parameters
         except (TypeError, ValueError):  # pragma: no cover
             return False
 
@@ -161,6 +163,90 @@ class Sequential:
         prefix = f"{i}."
         return {k[len(prefix):]: v for k, v in self.params.items() if k.startswith(prefix)}
 
+    def _layer_index(self, i: Any) -> int:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+            raise TypeError(f"layer index must be an int, got {i!r}")
+        n, index = len(self.layers), int(i)
+        if not -n <= index < n:
+            raise IndexError(f"layer index {index} is out of range for {n} layers")
+        return index % n
+
+    def _set_trainable(self, layers: Any, flag: bool) -> Sequential:
+        if layers is None:
+            chosen = list(range(len(self.layers)))
+        elif isinstance(layers, (list, tuple, range)):
+            chosen = [self._layer_index(i) for i in layers]
+        else:
+            chosen = [self._layer_index(layers)]
+        for i in chosen:
+            self.layers[i].trainable = flag
+        return self
+
+    def freeze(self, layers: int | list[int] | None = None) -> Sequential:
+        """Freeze layers: ``fit``, ``loss_and_grads`` and the optimizers leave their
+        parameters alone (no gradient, no update, no decay, no optimizer state).
+
+        Sets each layer's :attr:`~xpnet.Layer.trainable` to False; checkpoints
+        record it.
+
+        Parameters
+        ----------
+        layers : int, list of int, or None
+            Layer indices (negative ones count from the end); None freezes all.
+
+        Returns
+        -------
+        Sequential
+            ``self``.
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> m = xn.MLP([4, 8, 8, 3], backend="numpy")
+        >>> m.freeze().unfreeze(-1).trainable_keys     # train the head only
+        ['4.W', '4.b']
+        """
+        return self._set_trainable(layers, False)
+
+    def unfreeze(self, layers: int | list[int] | None = None) -> Sequential:
+        """Make layers trainable again (the inverse of :meth:`freeze`).
+
+        Parameters
+        ----------
+        layers : int, list of int, or None
+            Layer indices; None unfreezes all.
+
+        Returns
+        -------
+        Sequential
+            ``self``.
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> m = xn.MLP([4, 8, 3], backend="numpy").freeze(0)
+        >>> m.trainable_keys, m.unfreeze(0).trainable_keys
+        (['2.W', '2.b'], ['0.W', '0.b', '2.W', '2.b'])
+        """
+        return self._set_trainable(layers, True)
+
+    @property
+    def trainable_keys(self) -> list[str]:
+        """Keys of the parameters that training updates (those of trainable layers).
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> m = xn.MLP([3, 4, 2], backend="numpy")
+        >>> m.layers[0].trainable = False
+        >>> m.trainable_keys
+        ['2.W', '2.b']
+        """
+        per = self._layer_keys()
+        trained = {key for i, layer in enumerate(self.layers) if layer.trainable
+                   for _, key in per[i]}
+        return [k for k in self.params if k in trained]
+
     def _layer_keys(self) -> list[list[tuple[str, str]]]:
         """Per layer, ``(short name, key in params)`` pairs; rebuilt when the keys change.
 
@@ -179,7 +265,8 @@ class Sequential:
         return per
 
     # -- math ------------------------------------------------------------------
-    def _forward(self, X: Any, *, train: bool, rng: RNG | None = None):
+    def _forward(self, X: Any, *, train: bool, rng: RNG | None = None,
+                 outputs: list | None = None):
         caches = []
         h = X
         params, per = self.params, self._layer_keys()
@@ -192,29 +279,36 @@ class Sequential:
             else:
                 h, c = layer.forward(p, h, train=train)
             caches.append(c)
+            if outputs is not None:
+                outputs.append(h)
         return h, caches
 
     def _backward(self, caches: list, dout: Any) -> dict[str, Any]:
-        params, per = self.params, self._layer_keys()
-        first = next((i for i in range(len(self.layers)) if per[i]), None)
+        """Gradients of the trainable parameters; nothing below the lowest trainable
+        layer is run, and frozen layers that can skip their parameter gradients do."""
+        params, per, layers = self.params, self._layer_keys(), self.layers
+        trains = [bool(per[i]) and layers[i].trainable for i in range(len(layers))]
+        first = next((i for i, t in enumerate(trains) if t), None)
         grads: dict[str, Any] = {}
         dy = dout
-        for i in range(len(self.layers) - 1, -1, -1):
+        for i in range(len(layers) - 1, -1, -1):
             if first is None or i < first:
                 break
-            layer = self.layers[i]
             p = {short: params[key] for short, key in per[i]}
+            kw = {}
             if self._skip_kw[i]:  # the layer's backward takes the optional need_input_grad=
-                dy_in, g = layer.backward(p, caches[i], dy,  # type: ignore[call-arg]
-                                          need_input_grad=i > first)
-            else:
-                dy_in, g = layer.backward(p, caches[i], dy)
-            for k, v in g.items():
-                grads[f"{i}.{k}"] = v
+                kw["need_input_grad"] = i > first
+            if not trains[i] and self._param_kw[i]:  # ... and need_param_grads=
+                kw["need_param_grads"] = False
+            dy_in, g = layers[i].backward(p, caches[i], dy, **kw)
+            if trains[i]:
+                for k, v in g.items():
+                    grads[f"{i}.{k}"] = v
             dy = dy_in
-        return {k: grads[k] for k in self.params}
+        return {k: grads[k] for k in self.params if k in grads}
 
-    def forward(self, X: Any, *, train: bool = False) -> Any:
+    def forward(self, X: Any, *, train: bool = False,
+                return_intermediates: bool = False) -> Any:
         """Raw outputs (logits for classifiers) for ``X`` on the model's device.
 
         Parameters
@@ -222,29 +316,46 @@ class Sequential:
         X : array of shape (n, in_features)
         train : bool
             Training mode (dropout active).
+        return_intermediates : bool
+            Return every layer's output instead: a list with one array per
+            layer (``outs[i]`` is layer ``i``'s output, ``outs[-1]`` the
+            model's), on the model's device.
 
         Returns
         -------
-        array of shape (n, out_features)
+        array of shape (n, out_features), or list of arrays
 
         Examples
         --------
         >>> import numpy as np, xpnet as xn
-        >>> xn.MLP([3, 4, 2], backend="numpy").forward(np.ones((5, 3), "float32")).shape
+        >>> m = xn.MLP([3, 4, 2], backend="numpy")
+        >>> m.forward(np.ones((5, 3), "float32")).shape
         (5, 2)
+        >>> outs = m.forward(np.ones((5, 3), "float32"), return_intermediates=True)
+        >>> [type(layer).__name__ for layer in m.layers], [o.shape for o in outs]
+        (['Dense', 'ReLU', 'Dense'], [(5, 4), (5, 4), (5, 2)])
         """
         X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
-        return self._forward(X, train=train)[0]
+        if not return_intermediates:
+            return self._forward(X, train=train)[0]
+        outputs: list = []
+        self._forward(X, train=train, outputs=outputs)
+        return outputs
 
-    def _loss_grads_out(self, X, y, loss: Loss, *, train: bool, rng: RNG | None = None):
+    def _loss_grads_out(self, X, y, loss: Loss, *, train: bool, rng: RNG | None = None,
+                        weight: Any = None):
         out, caches = self._forward(X, train=train, rng=rng)
-        value, dout = loss.value_and_grad(out, y)
+        if weight is None:
+            value, dout = loss.value_and_grad(out, y)
+        else:
+            value, dout = loss.weighted_value_and_grad(out, y, weight)
         return value, self._backward(caches, dout), out
 
     def loss_and_grads(self, X: Any, y: Any, loss: str | Loss | None = None, *,
                        train: bool = True, check_values: bool = True, rng: RNG | None = None,
-                       return_output: bool = False) -> tuple[Any, ...]:
-        """Mean loss on ``(X, y)`` and its gradient w.r.t. every parameter.
+                       return_output: bool = False,
+                       sample_weight: Any = None) -> tuple[Any, ...]:
+        """Mean loss on ``(X, y)`` and its gradient w.r.t. every trainable parameter.
 
         The building block for custom training loops, and the call
         :func:`xpnet.fit`'s step makes. The loss stays a 0-d array on the
@@ -272,12 +383,19 @@ class Sequential:
         return_output : bool
             Also return the raw outputs of the forward pass (e.g. to count
             correct predictions with :meth:`xpnet.Loss.count_correct`).
+        sample_weight : array of shape (n,), optional
+            Non-negative weights, not all zero: the loss is then the weighted
+            mean ``sum(w_i * l_i) / sum(w_i)`` (see
+            :meth:`xpnet.Loss.weighted_value_and_grad`; the loss must define
+            ``per_sample``). Checked like ``X``.
 
         Returns
         -------
         loss : 0-d array
         grads : dict
-            Same keys as :attr:`params`.
+            The keys of :attr:`trainable_keys` (all of :attr:`params` unless
+            layers are frozen); frozen layers get no gradient, and layers
+            below the lowest trainable one are not back-propagated.
         output : array of shape (n, out_features)
             Only with ``return_output=True``.
 
@@ -298,7 +416,11 @@ class Sequential:
                              values=check_values)
         yd = _checks.check_y(y, self.backend, self.dtype_name, Xd.shape[0], loss_obj,
                              self.out_features, values=check_values)
-        value, grads, out = self._loss_grads_out(Xd, yd, loss_obj, train=train, rng=rng)
+        wd = None if sample_weight is None else _checks.check_sample_weight(
+            sample_weight, self.backend, self.dtype_name, Xd.shape[0], loss_obj,
+            values=check_values)
+        value, grads, out = self._loss_grads_out(Xd, yd, loss_obj, train=train, rng=rng,
+                                                 weight=wd)
         return (value, grads, out) if return_output else (value, grads)
 
     # -- inference -----------------------------------------------------------
@@ -319,7 +441,8 @@ class Sequential:
         ok = xp.all(xp.isfinite(out))  # one read from the device per call
         if bool(ok):
             return
-        bad_rows = int(xp.sum(xp.astype(~xp.all(xp.isfinite(out), axis=1), xp.int64)))
+        bad = ~xp.all(xp.isfinite(out), axis=1)
+        bad_rows = int(xp.sum(xp.astype(bad, self.backend.index_dtype)))
         bad_params = sorted(k for k, v in self.params.items() if not bool(xp.all(xp.isfinite(v))))
         cause = (f"the parameters {bad_params} hold NaN or inf; reload a good checkpoint"
                  if bad_params else
@@ -381,7 +504,8 @@ class Sequential:
         out = self._batched_outputs(X, batch_size)
         return self.loss.predict_labels(out)
 
-    def evaluate(self, X: Any, y: Any, *, batch_size: int | None = 8192) -> dict[str, float]:
+    def evaluate(self, X: Any, y: Any, *, batch_size: int | None = 8192,
+                 sample_weight: Any = None) -> dict[str, float]:
         """Mean loss (and accuracy for classifiers) on ``(X, y)`` as Python floats.
 
         Parameters
@@ -391,6 +515,10 @@ class Sequential:
             Integer labels for cross-entropy, targets otherwise.
         batch_size : int or None
             Rows per forward pass (bounds memory); None for one pass.
+        sample_weight : array of shape (n,), optional
+            Weights of the loss: ``loss`` is then ``sum(w_i * l_i) / sum(w_i)``.
+            As in Keras' ``evaluate``, ``accuracy`` stays the plain fraction of
+            correct rows (``xn.metrics.accuracy`` takes weights too).
 
         Returns
         -------
@@ -408,11 +536,16 @@ class Sequential:
         Xd = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
         yd = _checks.check_y(y, self.backend, self.dtype_name, Xd.shape[0], self.loss,
                              self.out_features)
-        return self._evaluate(Xd, yd, batch_size)
+        wd = None if sample_weight is None else _checks.check_sample_weight(
+            sample_weight, self.backend, self.dtype_name, Xd.shape[0], self.loss)
+        return self._evaluate(Xd, yd, batch_size, wd)
 
-    def _evaluate(self, Xd: Any, yd: Any, batch_size: int | None = 8192) -> dict[str, float]:
+    def _evaluate(self, Xd: Any, yd: Any, batch_size: int | None = 8192,
+                  weight: Any = None) -> dict[str, float]:
         out = self._batched_outputs(Xd, batch_size)
-        result = {"loss": float(self.loss(out, yd))}
+        value = self.loss(out, yd) if weight is None else \
+            self.loss.weighted_value_and_grad(out, yd, weight, need_grad=False)[0]
+        result = {"loss": float(value)}
         correct = self.loss.count_correct(out, yd)
         if correct is not None:
             result["accuracy"] = float(correct) / Xd.shape[0]
@@ -450,23 +583,34 @@ class Sequential:
         Returns
         -------
         Sequential
-            ``self``, now on the new backend. ``optimizer`` is reset to None
-            (its state lived on the old device).
+            ``self``, now on the new backend. The state of ``optimizer`` (its
+            moments) moves along, so the next ``fit`` continues it.
 
         Examples
         --------
-        >>> import xpnet as xn
+        >>> import numpy as np, xpnet as xn
         >>> m = xn.MLP([3, 2], backend="numpy")
+        >>> h = m.fit(np.zeros((8, 3), "float32"), np.zeros(8, "int64"), epochs=1, verbose=0)
         >>> m.to("array_api_strict").backend.name
+        'array_api_strict'
+        >>> xn.backends.backend_of(m.optimizer.state["exp_avg"]["0.W"]).name
         'array_api_strict'
         >>> m.to("numpy").backend.name
         'numpy'
         """
         new = get_backend(backend, device)
         dtype = new.dtype(self.dtype_name)
-        self.params = {k: new.asarray(to_numpy(v), dtype=dtype) for k, v in self.params.items()}
-        self.backend = new
-        self.optimizer = None
+
+        def move(v: Any) -> Any:
+            return new.asarray(to_numpy(v), dtype=dtype)
+
+        params = {k: move(v) for k, v in self.params.items()}
+        opt = self.optimizer
+        if opt is not None and opt.state is not None:
+            opt.state = {slot: values if slot == "step" else {k: move(v) for k, v in
+                                                              values.items()}
+                         for slot, values in opt.state.items()}
+        self.params, self.backend = params, new
         return self
 
     def set_params(self, params: dict[str, Any]) -> None:
@@ -526,8 +670,9 @@ class Sequential:
         Returns
         -------
         dict
-            ``class``, ``in_features``, ``loss``, ``dtype``, ``seed`` and
-            ``layers`` (each ``{"class": ..., "config": ...}``).
+            ``class``, ``in_features``, ``loss`` (a name, or ``{"name": ...,
+            "config": ...}`` for a loss with arguments), ``dtype``, ``seed`` and
+            ``layers`` (each ``{"class": ..., "config": ..., "trainable": ...}``).
 
         Examples
         --------
@@ -539,11 +684,11 @@ class Sequential:
         return {
             "class": "Sequential",
             "in_features": self.in_features,
-            "loss": self.loss.name,
+            "loss": loss_config(self.loss),
             "dtype": self.dtype_name,
             "seed": self.seed,
-            "layers": [{"class": type(layer).__name__, "config": layer.get_config()}
-                       for layer in self.layers],
+            "layers": [{"class": type(layer).__name__, "config": layer.get_config(),
+                        "trainable": bool(layer.trainable)} for layer in self.layers],
         }
 
     @classmethod
@@ -575,7 +720,8 @@ class Sequential:
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError("model config must be a dict with a 'layers' list")
         layers = [layer_from_config(c) for c in config["layers"]]
-        return Sequential(layers, in_features=config["in_features"], loss=config["loss"],
+        return Sequential(layers, in_features=config["in_features"],
+                          loss=loss_from_config(config["loss"]),
                           backend=backend, device=device, dtype=config["dtype"],
                           seed=config.get("seed", 0))
 

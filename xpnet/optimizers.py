@@ -19,7 +19,7 @@ from typing import Any
 
 from .backends import _namespace_of as _xp
 from .ops import ops_of
-from .schedules import get_schedule, schedule_from_config, schedule_to_config
+from .schedules import describe_lr, get_schedule, schedule_from_config, schedule_to_config
 
 __all__ = [
     "Optimizer",
@@ -38,6 +38,9 @@ __all__ = [
 Params = dict[str, Any]
 #: A learning rate: a positive float, or a schedule ``step -> lr`` (step counts from 0).
 LearningRate = float | Callable[[int], float]
+#: Which parameters weight decay applies to: ``"all"``, ``"weights"`` (arrays of two or
+#: more dimensions), a collection of parameter keys, or a function ``key -> bool``.
+DecayMask = str | Callable[[str], bool] | list | tuple | set | frozenset
 
 
 def _finite(name: str, value: Any, *, low: float = 0.0, high: float | None = None,
@@ -52,11 +55,59 @@ def _finite(name: str, value: Any, *, low: float = 0.0, high: float | None = Non
     return float(value)
 
 
-def _check_keys(params: Params, grads: Params) -> None:
-    if grads.keys() != params.keys():
-        missing = sorted(set(params) - set(grads))
-        extra = sorted(set(grads) - set(params))
-        raise ValueError(f"grads keys do not match params (missing {missing}, extra {extra})")
+def _trained(params: Params, grads: Params) -> Params:
+    """The parameters that ``grads`` updates (all of them, or the trainable subset).
+
+    A parameter without a gradient is frozen: it is left as it is and holds no
+    optimizer state. A gradient without a parameter is an error.
+    """
+    if grads.keys() == params.keys():
+        return params
+    extra = sorted(set(grads) - set(params))
+    if extra:
+        raise ValueError(f"grads has keys that are not parameters: {extra} (parameters: "
+                         f"{sorted(params)})")
+    return {k: p for k, p in params.items() if k in grads}
+
+
+def _check_lr(lr: Any) -> Any:
+    """A positive float becomes a :class:`Constant`; a callable must give a rate at step 0."""
+    if isinstance(lr, numbers.Real) and not isinstance(lr, bool):
+        return get_schedule(_finite("lr", lr, low=0.0, low_inclusive=False))
+    if not callable(lr):
+        raise ValueError(f"lr must be a positive float or a schedule, got {lr!r}")
+    _rate(lr, 0)
+    return get_schedule(lr)
+
+
+def _rate(schedule: Any, step: int) -> float:
+    try:
+        value = schedule(step)
+    except Exception as exc:  # the user's schedule: say which call failed
+        raise ValueError(f"the learning-rate schedule {describe_lr(schedule)} failed at step "
+                         f"{step}: {exc!r}") from exc
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value < 0:
+        raise ValueError(f"the learning-rate schedule {describe_lr(schedule)} gave {value!r} at "
+                         f"step {step}; a learning rate must be a finite number >= 0")
+    return float(value)
+
+
+def _check_decay(decay: Any) -> Any:
+    if isinstance(decay, str):
+        if decay not in ("all", "weights"):
+            raise ValueError(f"decay must be 'all', 'weights', a collection of parameter keys "
+                             f"or a function key -> bool, got {decay!r}")
+        return decay
+    if isinstance(decay, (list, tuple, set, frozenset)):
+        bad = [k for k in decay if not isinstance(k, str)]
+        if bad:
+            raise ValueError(f"decay keys must be parameter keys such as '0.W', got {bad!r}")
+        return frozenset(decay)
+    if callable(decay):
+        return decay
+    raise ValueError(f"decay must be 'all', 'weights', a collection of parameter keys or a "
+                     f"function key -> bool, got {decay!r}")
 
 
 def _ops(params: Params) -> Any:
@@ -145,14 +196,27 @@ class Optimizer:
 
     Parameters
     ----------
-    lr : float or Schedule
-        Learning rate, or a schedule ``step -> lr`` (step counts from 0).
+    lr : float or callable
+        Learning rate, or a schedule: any callable ``step -> float`` (step counts
+        from 0; the built-in :mod:`xpnet.schedules` also save in checkpoints).
+        Assigning ``opt.lr`` later is checked the same way.
     weight_decay : float
         L2 penalty added to the gradient (decoupled for :class:`AdamW`).
+    decay : {"all", "weights"}, collection of str, or callable
+        Which parameters ``weight_decay`` applies to: ``"all"`` (the default, as
+        in ``torch.optim``), ``"weights"`` (arrays of two or more dimensions, such
+        as ``Dense``'s ``W``; not biases, as scikit-learn's ``alpha``), a
+        collection of parameter keys, or a function ``key -> bool``.
     clip_norm : float, optional
         Clip gradients to this global L2 norm before the update.
     clip_value : float, optional
         Clip each gradient element to ``[-clip_value, clip_value]``.
+
+    Notes
+    -----
+    A parameter with no entry in ``grads`` is frozen: :meth:`update` and
+    :meth:`update_` leave it as it is (no decay either) and keep no state for
+    it; a parameter that gets a gradient again starts with zero moments.
 
     Attributes
     ----------
@@ -180,19 +244,76 @@ class Optimizer:
     #: slots that hold means of squares: never negative (checked when loading)
     nonnegative_slots: tuple[str, ...] = ()
 
+    #: True: weight decay shrinks the parameter (``p *= 1 - lr * wd``, AdamW);
+    #: False: it adds ``wd * p`` to the gradient (L2).
+    decoupled = False
+
     def __init__(self, lr: LearningRate = 1e-3, *, weight_decay: float = 0.0,
-                 clip_norm: float | None = None, clip_value: float | None = None):
-        if isinstance(lr, numbers.Real) and not isinstance(lr, bool):
-            lr = _finite("lr", lr, low=0.0, low_inclusive=False)
-        elif not callable(lr):
-            raise ValueError(f"lr must be a positive float or a schedule, got {lr!r}")
-        self.lr = get_schedule(lr)
+                 decay: DecayMask = "all", clip_norm: float | None = None,
+                 clip_value: float | None = None):
+        self.lr = lr
         self.weight_decay = _finite("weight_decay", weight_decay)
+        self.decay = _check_decay(decay)
         self.clip_norm = None if clip_norm is None else _finite(
             "clip_norm", clip_norm, low_inclusive=False)
         self.clip_value = None if clip_value is None else _finite(
             "clip_value", clip_value, low_inclusive=False)
         self.state: dict | None = None
+
+    @property
+    def lr(self) -> Any:
+        """The schedule ``step -> float`` (a float given is held as a :class:`Constant`).
+
+        Assigning a float or a callable is checked as the constructor checks it.
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> opt = xn.SGD(lr=0.1)
+        >>> opt.lr = 0.05
+        >>> opt.learning_rate(0), opt
+        (0.05, SGD(lr=0.05))
+        >>> try:
+        ...     opt.lr = -1.0
+        ... except ValueError as exc:
+        ...     print(exc)
+        lr must be in (0.0, inf), got -1.0
+        """
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: Any) -> None:
+        self._lr = _check_lr(value)
+
+    def weight_decay_for(self, key: str, p: Any) -> float:
+        """The weight decay applied to parameter ``key`` (0.0 where ``decay`` excludes it).
+
+        Parameters
+        ----------
+        key : str
+            The parameter's key, e.g. ``"0.W"``.
+        p : array
+            The parameter (``decay="weights"`` looks at its number of dimensions).
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> opt = xn.AdamW(weight_decay=0.01, decay="weights")
+        >>> opt.weight_decay_for("0.W", np.ones((3, 2))), opt.weight_decay_for("0.b", np.ones(2))
+        (0.01, 0.0)
+        """
+        wd, decay = self.weight_decay, self.decay
+        if wd == 0.0 or decay == "all":
+            return wd
+        if decay == "weights":
+            return wd if p.ndim >= 2 else 0.0
+        if isinstance(decay, frozenset):
+            return wd if key in decay else 0.0
+        return wd if decay(key) else 0.0
 
     # -- public --------------------------------------------------------------
     def learning_rate(self, step: int) -> float:
@@ -212,7 +333,7 @@ class Optimizer:
         >>> xn.SGD(lr=xn.StepDecay(0.1, step_size=10, gamma=0.5)).learning_rate(10)
         0.05
         """
-        return float(self.lr(step))
+        return _rate(self._lr, step)
 
     def init(self, params: Params) -> dict:
         """Fresh optimizer state for ``params`` (zeros for every slot, step 0).
@@ -245,10 +366,15 @@ class Optimizer:
         Clipping (:meth:`clip_grads`) comes first; then the library's fused
         kernel for this exact class where one applies (CuPy with
         ``XPNET_CUPY_FUSED=1``), else the reference rule ``_update_one``.
+        Parameters without a gradient in ``grads`` are frozen (see the class
+        notes).
 
         Parameters
         ----------
-        params, grads : dict of arrays with the same keys
+        params : dict of arrays
+        grads : dict of arrays
+            A gradient for every parameter to train (its keys are a subset of
+            ``params``'s).
         state : dict from :meth:`init` or a previous update
         keep : 0-d bool array, optional
             When given and False, the update is discarded on the device
@@ -263,16 +389,20 @@ class Optimizer:
         --------
         >>> import numpy as np, xpnet as xn
         >>> opt = xn.SGD(lr=0.5)
-        >>> params = {"w": np.array([1.0, 2.0])}
+        >>> params = {"w": np.array([1.0, 2.0]), "b": np.array([1.0])}
         >>> new, state = opt.update(params, {"w": np.array([1.0, 1.0])}, opt.init(params))
-        >>> new["w"].tolist(), params["w"].tolist(), state["step"]
-        ([0.5, 1.5], [1.0, 2.0], 1)
+        >>> new["w"].tolist(), new["b"].tolist(), params["w"].tolist(), state["step"]
+        ([0.5, 1.5], [1.0], [1.0, 2.0], 1)
         """
-        _check_keys(params, grads)
+        trained = _trained(params, grads)
+        state = self._aligned(trained, state, in_place=False)
         step = int(state["step"])
         lr = self.learning_rate(step)
-        return self._pure(_ops(params), params, self.clip_grads(grads), state, lr, step + 1,
-                          keep)
+        new, new_state = self._pure(_ops(trained), trained, self.clip_grads(grads), state, lr,
+                                    step + 1, keep)
+        if trained is not params:
+            new = {k: new.get(k, p) for k, p in params.items()}
+        return new, new_state
 
     def update_(self, params: Params, grads: Params, state: dict) -> None:
         """Apply one update in place: ``params`` and ``state`` are modified.
@@ -282,11 +412,12 @@ class Optimizer:
         runs where one applies (on NumPy: a compiled numba loop, or a
         cache-blocked, optionally threaded ufunc update), giving the same bits
         as :meth:`update`; elsewhere the reference rule runs and the dict
-        entries are rebound. ``grads`` may be overwritten.
+        entries are rebound. ``grads`` may be overwritten; parameters without
+        a gradient are frozen, as in :meth:`update`.
 
         Parameters
         ----------
-        params, grads : dict of arrays with the same keys
+        params, grads : dict of arrays (``grads``: a subset of the keys)
         state : dict from :meth:`init`
 
         Examples
@@ -299,18 +430,35 @@ class Optimizer:
         >>> params["w"].tolist(), state["step"]
         ([0.5, 1.5], 1)
         """
-        _check_keys(params, grads)
+        trained = _trained(params, grads)
+        self._aligned(trained, state, in_place=True)
         step = int(state["step"])
         lr = self.learning_rate(step)
         grads = self.clip_grads(grads)
-        ops = _ops(params)
-        if ops.update_(self, params, grads, state, lr, step + 1):
+        ops = _ops(trained)
+        if ops.update_(self, trained, grads, state, lr, step + 1):
             state["step"] = step + 1
             return
-        new_params, new_state = self._pure(ops, params, grads, state, lr, step + 1, None)
+        new_params, new_state = self._pure(ops, trained, grads, state, lr, step + 1, None)
         params.update(new_params)
         state.clear()
         state.update(new_state)
+
+    def _aligned(self, trained: Params, state: dict, *, in_place: bool) -> dict:
+        """``state`` with slots for exactly the trained parameters: a frozen parameter's
+        moments are dropped, a newly trained one's start at zero."""
+        for slot in self.slots:
+            values = state[slot]
+            if values.keys() == trained.keys():
+                continue
+            fixed = {k: values[k] if k in values else _xp(p).zeros_like(p)
+                     for k, p in trained.items()}
+            if in_place:
+                values.clear()
+                values.update(fixed)
+            else:
+                state = {**state, slot: fixed}
+        return state
 
     def clip_grads(self, grads: Params) -> Params:
         """``grads`` clipped as configured: by value (``clip_value``), then by
@@ -352,14 +500,16 @@ class Optimizer:
 
     def _reference(self, params: Params, grads: Params, state: dict, lr: float, t: int,
                    keep: Any) -> tuple[Params, dict]:
-        """The reference update: ``_update_one`` per parameter, masked by ``keep``."""
+        """The reference update: weight decay, then ``_update_one`` per parameter,
+        masked by ``keep``."""
         new_params: Params = {}
         new_state: dict = {"step": t}
         for slot in self.slots:
             new_state[slot] = {}
         for k, p in params.items():
             slots = {s: state[s][k] for s in self.slots}
-            p2, slots2 = self._update_one(p, grads[k], slots, lr, t)
+            p_in, g_in = self._decayed(p, grads[k], lr, self.weight_decay_for(k, p))
+            p2, slots2 = self._update_one(p_in, g_in, slots, lr, t)
             if keep is not None:
                 xp = _xp(p)
                 p2 = xp.where(keep, p2, p)
@@ -369,8 +519,19 @@ class Optimizer:
                 new_state[s][k] = v
         return new_params, new_state
 
+    def _decayed(self, p: Any, g: Any, lr: float, wd: float) -> tuple[Any, Any]:
+        """Weight decay, applied once for every rule: ``(p, g + wd p)``, or
+        ``(p (1 - lr wd), g)`` for a decoupled rule; unchanged for ``wd == 0``."""
+        if not wd:
+            return p, g
+        if self.decoupled:
+            return p * (1.0 - lr * wd), g
+        return p, g + wd * p
+
     def _update_one(self, p, g, slots: dict, lr: float, t: int):
-        """The rule for one parameter (the reference): ``(new p, {slot: new value})``."""
+        """The rule for one parameter (the reference): ``(new p, {slot: new value})``.
+
+        ``p`` and ``g`` arrive with the parameter's weight decay already applied."""
         raise NotImplementedError
 
     def get_config(self) -> dict:
@@ -379,18 +540,29 @@ class Optimizer:
         Returns
         -------
         dict
-            ``lr`` (a schedule config), ``weight_decay``, ``clip_norm``,
-            ``clip_value`` and the subclass's own arguments; rebuild with
-            :func:`optimizer_from_config`.
+            ``lr`` (a schedule config), ``weight_decay``, ``decay``,
+            ``clip_norm``, ``clip_value`` and the subclass's own arguments;
+            rebuild with :func:`optimizer_from_config`.
+
+        Raises
+        ------
+        ValueError
+            When the schedule or the decay mask is a function, which cannot
+            be written as JSON.
 
         Examples
         --------
         >>> import xpnet as xn
         >>> cfg = xn.SGD(lr=0.1, momentum=0.9).get_config()
-        >>> cfg["lr"], cfg["momentum"], cfg["clip_norm"]
-        ({'class': 'Constant', 'config': {'lr': 0.1}}, 0.9, None)
+        >>> cfg["lr"], cfg["momentum"], cfg["clip_norm"], cfg["decay"]
+        ({'class': 'Constant', 'config': {'lr': 0.1}}, 0.9, None, 'all')
         """
+        decay = self.decay
+        if callable(decay):
+            raise ValueError(f"the decay mask {decay!r} is a function, which cannot be saved; "
+                             "pass decay= as 'all', 'weights' or a list of parameter keys")
         cfg = {"lr": schedule_to_config(self.lr), "weight_decay": self.weight_decay,
+               "decay": decay if isinstance(decay, str) else sorted(decay),
                "clip_norm": self.clip_norm, "clip_value": self.clip_value}
         cfg.update(self._extra_config())
         return cfg
@@ -398,12 +570,21 @@ class Optimizer:
     def _extra_config(self) -> dict:
         return {}
 
+    def _repr_args(self) -> dict:
+        """Settings shown by ``repr``: never raises (unlike :meth:`get_config`)."""
+        decay = self.decay
+        shown = (None if decay == "all" else decay if isinstance(decay, str) else
+                 sorted(decay) if isinstance(decay, frozenset) else
+                 getattr(decay, "__name__", type(decay).__name__))
+        return {"weight_decay": self.weight_decay, "decay": shown if self.weight_decay else None,
+                "clip_norm": self.clip_norm, "clip_value": self.clip_value,
+                **self._extra_config()}
+
     def __repr__(self) -> str:
-        cfg = self.get_config()
-        lr = cfg.pop("lr")
-        lr_s = lr["config"]["lr"] if lr["class"] == "Constant" else lr
-        args = ", ".join(f"{k}={v!r}" for k, v in cfg.items() if v not in (None, 0.0, False))
-        return f"{type(self).__name__}(lr={lr_s!r}{', ' + args if args else ''})"
+        args = ", ".join(f"{k}={v!s}" if k == "decay" and not isinstance(v, (str, list))
+                         else f"{k}={v!r}" for k, v in self._repr_args().items()
+                         if v not in (None, 0.0, False))
+        return f"{type(self).__name__}(lr={describe_lr(self.lr)}{', ' + args if args else ''})"
 
 
 class SGD(Optimizer):
@@ -419,6 +600,8 @@ class SGD(Optimizer):
         Nesterov momentum (needs ``momentum > 0``).
     weight_decay : float
         L2 penalty added to the gradient.
+    decay : {"all", "weights"}, collection of str, or callable
+        Which parameters are decayed (see :class:`Optimizer`).
     clip_norm : float, optional
         Clip gradients to this global L2 norm before the update.
     clip_value : float, optional
@@ -434,9 +617,9 @@ class SGD(Optimizer):
     """
 
     def __init__(self, lr: LearningRate = 0.01, momentum: float = 0.0, nesterov: bool = False,
-                 *, weight_decay: float = 0.0, clip_norm: float | None = None,
-                 clip_value: float | None = None):
-        super().__init__(lr, weight_decay=weight_decay, clip_norm=clip_norm,
+                 *, weight_decay: float = 0.0, decay: DecayMask = "all",
+                 clip_norm: float | None = None, clip_value: float | None = None):
+        super().__init__(lr, weight_decay=weight_decay, decay=decay, clip_norm=clip_norm,
                          clip_value=clip_value)
         self.momentum = _finite("momentum", momentum, high=1.0)
         if nesterov and self.momentum == 0.0:
@@ -445,8 +628,6 @@ class SGD(Optimizer):
         self.slots = ("momentum_buffer",) if self.momentum > 0 else ()
 
     def _update_one(self, p, g, slots, lr, t):
-        if self.weight_decay:
-            g = g + self.weight_decay * p
         if self.momentum > 0:
             buf = g if t == 1 else self.momentum * slots["momentum_buffer"] + g
             g = g + self.momentum * buf if self.nesterov else buf
@@ -470,6 +651,8 @@ class Adam(Optimizer):
         Added to the denominator for stability (> 0).
     weight_decay : float
         L2 penalty added to the gradient (coupled; see :class:`AdamW`).
+    decay : {"all", "weights"}, collection of str, or callable
+        Which parameters are decayed (see :class:`Optimizer`).
     clip_norm : float, optional
         Clip gradients to this global L2 norm before the update.
     clip_value : float, optional
@@ -487,9 +670,9 @@ class Adam(Optimizer):
     decoupled = False
 
     def __init__(self, lr: LearningRate = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, *, weight_decay: float = 0.0,
+                 eps: float = 1e-8, *, weight_decay: float = 0.0, decay: DecayMask = "all",
                  clip_norm: float | None = None, clip_value: float | None = None):
-        super().__init__(lr, weight_decay=weight_decay, clip_norm=clip_norm,
+        super().__init__(lr, weight_decay=weight_decay, decay=decay, clip_norm=clip_norm,
                          clip_value=clip_value)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair of floats, got {betas!r}")
@@ -499,11 +682,6 @@ class Adam(Optimizer):
 
     def _update_one(self, p, g, slots, lr, t):
         b1, b2 = self.betas
-        if self.weight_decay:
-            if self.decoupled:
-                p = p * (1.0 - lr * self.weight_decay)
-            else:
-                g = g + self.weight_decay * p
         m = b1 * slots["exp_avg"] + (1.0 - b1) * g
         v = b2 * slots["exp_avg_sq"] + (1.0 - b2) * (g * g)
         # torch's  p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps),  rearranged to save a
@@ -516,11 +694,11 @@ class Adam(Optimizer):
     def _extra_config(self):
         return {"betas": list(self.betas), "eps": self.eps}
 
-    def __repr__(self) -> str:
-        lr = self.get_config()["lr"]
-        lr_s = lr["config"]["lr"] if lr["class"] == "Constant" else lr
-        extra = f", weight_decay={self.weight_decay}" if self.weight_decay else ""
-        return f"{type(self).__name__}(lr={lr_s!r}, betas={self.betas}, eps={self.eps}{extra})"
+    def _repr_args(self) -> dict:
+        # betas as a tuple, then the base class's settings
+        args = super()._repr_args()
+        return {"betas": self.betas, "eps": args.pop("eps"),
+                **{k: v for k, v in args.items() if k != "betas"}}
 
 
 class AdamW(Adam):
@@ -536,6 +714,9 @@ class AdamW(Adam):
         Added to the denominator for stability (> 0).
     weight_decay : float
         Decoupled: ``p *= 1 - lr * weight_decay`` before the Adam step.
+    decay : {"all", "weights"}, collection of str, or callable
+        Which parameters are decayed (see :class:`Optimizer`); ``"weights"``
+        leaves biases undecayed, the usual choice for AdamW.
     clip_norm : float, optional
         Clip gradients to this global L2 norm before the update.
     clip_value : float, optional
@@ -555,9 +736,9 @@ class AdamW(Adam):
     decoupled = True
 
     def __init__(self, lr: LearningRate = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.01, *,
+                 eps: float = 1e-8, weight_decay: float = 0.01, *, decay: DecayMask = "all",
                  clip_norm: float | None = None, clip_value: float | None = None):
-        super().__init__(lr, betas=betas, eps=eps, weight_decay=weight_decay,
+        super().__init__(lr, betas=betas, eps=eps, weight_decay=weight_decay, decay=decay,
                          clip_norm=clip_norm, clip_value=clip_value)
 
 
@@ -578,6 +759,8 @@ class RMSprop(Optimizer):
         Divide by the gradient's estimated variance instead of its second moment.
     weight_decay : float
         L2 penalty added to the gradient.
+    decay : {"all", "weights"}, collection of str, or callable
+        Which parameters are decayed (see :class:`Optimizer`).
     clip_norm : float, optional
         Clip gradients to this global L2 norm before the update.
     clip_value : float, optional
@@ -598,8 +781,9 @@ class RMSprop(Optimizer):
 
     def __init__(self, lr: LearningRate = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  momentum: float = 0.0, centered: bool = False, *, weight_decay: float = 0.0,
-                 clip_norm: float | None = None, clip_value: float | None = None):
-        super().__init__(lr, weight_decay=weight_decay, clip_norm=clip_norm,
+                 decay: DecayMask = "all", clip_norm: float | None = None,
+                 clip_value: float | None = None):
+        super().__init__(lr, weight_decay=weight_decay, decay=decay, clip_norm=clip_norm,
                          clip_value=clip_value)
         self.alpha = _finite("alpha", alpha, high=1.0)
         self.eps = _finite("eps", eps, low_inclusive=False)
@@ -614,8 +798,6 @@ class RMSprop(Optimizer):
 
     def _update_one(self, p, g, slots, lr, t):
         xp = _xp(p)
-        if self.weight_decay:
-            g = g + self.weight_decay * p
         sq = self.alpha * slots["square_avg"] + (1.0 - self.alpha) * (g * g)
         out = {"square_avg": sq}
         if self.centered:

@@ -150,7 +150,7 @@ class RNG:
         ([0, 1, 2, 3, 4], 'int64')
         """
         perm = self.generator.permutation(n)
-        return backend.asarray(perm, dtype=backend.xp.int64)
+        return backend.asarray(perm, dtype=backend.index_dtype)
 
     def host_permutation(self, n: int) -> np.ndarray:
         """A random permutation of ``range(n)`` as a host NumPy array.

@@ -1,7 +1,8 @@
 """Learning-rate schedules: pure functions of the optimizer step (0-based).
 
 A schedule is any callable ``step -> float``. The classes here also describe
-themselves as JSON (``get_config``) so checkpoints can rebuild them.
+themselves as JSON (``get_config``) so checkpoints can rebuild them, and as
+short text (``describe``) for logs: ``cosine(0.002 -> 0, 420 steps)``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import math
 import numbers
 from collections.abc import Callable
 from typing import Any
+
+from ._registry import Registry
 
 __all__ = [
     "Schedule",
@@ -20,6 +23,9 @@ __all__ = [
     "LinearWarmup",
     "get_schedule",
     "schedule_from_config",
+    "schedule_to_config",
+    "register_schedule",
+    "describe_lr",
 ]
 
 
@@ -77,6 +83,17 @@ class Schedule:
         """
         return {}
 
+    def describe(self) -> str:
+        """Short text for logs and the optimizer's ``repr`` (default: the ``repr``).
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> xn.LinearWarmup(xn.CosineDecay(0.002, total_steps=420), warmup_steps=20).describe()
+        'warmup(20 steps) then cosine(0.002 -> 0, 420 steps)'
+        """
+        return repr(self)
+
     def __repr__(self) -> str:
         # show nested schedules as themselves, not as their config dicts
         cfg = {k: getattr(self, k, v) if isinstance(v, dict) else v
@@ -109,6 +126,10 @@ class Constant(Schedule):
         """Constructor arguments: ``lr``."""
         return {"lr": self.lr}
 
+    def describe(self) -> str:
+        """The rate itself, e.g. ``0.001``."""
+        return repr(self.lr)
+
 
 class StepDecay(Schedule):
     """Multiply the rate by ``gamma`` every ``step_size`` steps.
@@ -136,6 +157,10 @@ class StepDecay(Schedule):
     def get_config(self) -> dict:
         """Constructor arguments: ``lr``, ``step_size``, ``gamma``."""
         return {"lr": self.lr, "step_size": self.step_size, "gamma": self.gamma}
+
+    def describe(self) -> str:
+        """E.g. ``step(0.1 x0.5 every 10 steps)``."""
+        return f"step({self.lr:g} x{self.gamma:g} every {self.step_size} steps)"
 
 
 class ExponentialDecay(Schedule):
@@ -165,6 +190,10 @@ class ExponentialDecay(Schedule):
     def get_config(self) -> dict:
         """Constructor arguments: ``lr``, ``gamma``."""
         return {"lr": self.lr, "gamma": self.gamma}
+
+    def describe(self) -> str:
+        """E.g. ``exponential(0.1 x0.99 per step)``."""
+        return f"exponential({self.lr:g} x{self.gamma:g} per step)"
 
 
 class CosineDecay(Schedule):
@@ -196,6 +225,10 @@ class CosineDecay(Schedule):
     def get_config(self) -> dict:
         """Constructor arguments: ``lr``, ``total_steps``, ``min_lr``."""
         return {"lr": self.lr, "total_steps": self.total_steps, "min_lr": self.min_lr}
+
+    def describe(self) -> str:
+        """E.g. ``cosine(0.002 -> 0, 420 steps)``."""
+        return f"cosine({self.lr:g} -> {self.min_lr:g}, {self.total_steps} steps)"
 
 
 class LinearWarmup(Schedule):
@@ -237,9 +270,83 @@ class LinearWarmup(Schedule):
         return {"after": schedule_to_config(self.after), "warmup_steps": self.warmup_steps,
                 "start_factor": self.start_factor}
 
+    def describe(self) -> str:
+        """E.g. ``warmup(20 steps) then cosine(0.002 -> 0, 420 steps)``."""
+        return f"warmup({self.warmup_steps} steps) then {describe_lr(self.after)}"
 
-_SCHEDULES = {cls.__name__: cls for cls in (Constant, StepDecay, ExponentialDecay, CosineDecay,
-                                            LinearWarmup)}
+
+_SCHEDULES = Registry("schedule", "schedules.register_schedule")
+for _cls in (Constant, StepDecay, ExponentialDecay, CosineDecay, LinearWarmup):
+    _SCHEDULES.add(_cls.__name__, _cls, builtin=True)
+
+
+def register_schedule(cls: type[Schedule]) -> type[Schedule]:
+    """Register a :class:`Schedule` subclass so that checkpoints can rebuild it.
+
+    Usable as a decorator. Its ``get_config()`` must return its constructor
+    arguments; a name that belongs to another class is refused. A plain
+    function works as a schedule too, but an optimizer using one is saved
+    with ``xn.save(model, path, optimizer=False)`` only.
+
+    Parameters
+    ----------
+    cls : type
+
+    Returns
+    -------
+    type
+        ``cls`` unchanged.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> @xn.schedules.register_schedule
+    ... class Halving(xn.schedules.Schedule):
+    ...     def __init__(self, lr):
+    ...         self.lr = lr
+    ...     def __call__(self, step):
+    ...         return self.lr / 2**step
+    ...     def get_config(self):
+    ...         return {"lr": self.lr}
+    >>> cfg = xn.schedules.schedule_to_config(Halving(1.0))
+    >>> xn.schedules.schedule_from_config(cfg)(2)
+    0.25
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Schedule)):
+        raise TypeError(f"register_schedule expects a Schedule subclass, got {cls!r}")
+    _SCHEDULES.add(cls.__name__, cls)
+    return cls
+
+
+def describe_lr(lr: Any) -> str:
+    """Short text for a learning rate: a schedule's ``describe()``, a function's name.
+
+    Parameters
+    ----------
+    lr : float, Schedule or callable
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> def warm(step):
+    ...     return 1e-3 * min(1.0, (step + 1) / 100)
+    >>> xn.schedules.describe_lr(warm), xn.schedules.describe_lr(lambda s: 0.1)
+    ('warm(step)', 'lambda(step)')
+    >>> xn.schedules.describe_lr(xn.CosineDecay(0.002, total_steps=420))
+    'cosine(0.002 -> 0, 420 steps)'
+    """
+    if isinstance(lr, Schedule):
+        return lr.describe()
+    if isinstance(lr, (int, float)) and not isinstance(lr, bool):
+        return repr(float(lr))
+    name = getattr(lr, "__name__", None)
+    if isinstance(name, str):
+        return ("lambda" if name == "<lambda>" else name) + "(step)"
+    return repr(lr) if type(lr).__repr__ is not object.__repr__ else type(lr).__name__
 
 
 def get_schedule(lr: float | Callable[[int], float]) -> Schedule | Callable[[int], float]:
@@ -273,7 +380,7 @@ def schedule_to_config(s: Any) -> dict:
     Parameters
     ----------
     s : Schedule
-        A built-in schedule; plain callables cannot be described.
+        A built-in or registered schedule; plain callables cannot be described.
 
     Returns
     -------
@@ -282,7 +389,7 @@ def schedule_to_config(s: Any) -> dict:
     Raises
     ------
     ValueError
-        For a callable that is not a built-in :class:`Schedule`.
+        For a callable that is not a built-in or registered :class:`Schedule`.
 
     Examples
     --------
@@ -291,9 +398,14 @@ def schedule_to_config(s: Any) -> dict:
     {'class': 'ExponentialDecay', 'config': {'lr': 0.1, 'gamma': 0.99}}
     """
     if isinstance(s, Schedule):
+        if _SCHEDULES.get(type(s).__name__) is not type(s):
+            raise ValueError(f"the schedule {describe_lr(s)} cannot be saved: "
+                             f"{type(s).__name__} is not registered (register it with "
+                             "xpnet.schedules.register_schedule)")
         cfg = s.get_config()
         return {"class": type(s).__name__, "config": cfg}
-    raise ValueError(f"custom schedule {s!r} cannot be saved; use a built-in Schedule class")
+    raise ValueError(f"the schedule {describe_lr(s)} is a function, which cannot be saved; "
+                     "use a Schedule class (built-in or registered) to save it")
 
 
 def schedule_from_config(cfg: dict) -> Schedule:
@@ -320,9 +432,11 @@ def schedule_from_config(cfg: dict) -> Schedule:
     >>> twin.after, all(twin(i) == s(i) for i in (0, 5, 30))
     (CosineDecay(lr=0.1, total_steps=50, min_lr=0.0), True)
     """
-    if not isinstance(cfg, dict) or cfg.get("class") not in _SCHEDULES:
+    cls = _SCHEDULES.get(cfg["class"]) if isinstance(cfg, dict) and isinstance(
+        cfg.get("class"), str) else None
+    if cls is None:
         raise ValueError(f"unknown schedule config {cfg!r}")
     kwargs = dict(cfg.get("config", {}))
     if "after" in kwargs:
         kwargs["after"] = schedule_from_config(kwargs["after"])
-    return _SCHEDULES[cfg["class"]](**kwargs)
+    return cls(**kwargs)

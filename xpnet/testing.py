@@ -139,7 +139,7 @@ def check_gradients(obj: Any, x: Any, y: Any = None, *, params: dict | None = No
           fixed random ``R`` (dropout is checked in eval mode unless
           you build your own mask);
         * a loss: checks d/d(output) of ``loss(x, y)``;
-        * a model: checks every parameter gradient of ``loss_and_grads(x, y,
+        * a model: checks every (trainable) parameter gradient of ``loss_and_grads(x, y,
           train=False)``; the model must be float64.
     x : array
         Input (host NumPy or the backend's array), float64.
@@ -198,7 +198,7 @@ def _check_model(obj: Any, host_x: np.ndarray, y: Any, eps: float, rtol: float, 
     _, grads = obj.loss_and_grads(xb, yb, train=False)
     original = {k: to_numpy(v).copy() for k, v in obj.params.items()}
     try:
-        for k in original:
+        for k in grads:  # the trainable parameters (frozen ones have no gradient)
             def f(p, k=k):
                 obj.params = {**obj.params, k: be.asarray(p, dtype=be.xp.float64)}
                 return float(obj.loss(obj._forward(xb, train=False)[0], yb))

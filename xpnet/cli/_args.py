@@ -78,7 +78,7 @@ EXIT_CODES = {
 DATASETS = ("digits", "mnist", "fashion-mnist")
 DATASET_ALIASES = {"digits": "digits", "mnist": "mnist", "fashion-mnist": "fashion-mnist",
                    "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
-BACKENDS = ("auto", "numpy", "cupy", "torch", "array_api_strict")
+BACKENDS = ("auto", "numpy", "cupy", "torch", "array_api_strict", "jax")
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step", "exponential")
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = t.add_argument_group("execution and output")
     g.add_argument("--backend", type=_backend_name, metavar="NAME",
                    help="auto (cupy when a GPU is usable, else numpy), numpy, cupy, torch, "
-                        "torch:cuda, array_api_strict (default: auto)")
+                        "torch:cuda, array_api_strict, jax (default: auto)")
     g.add_argument("--threads", type=_threads, metavar="N|auto",
                    help="BLAS/OpenMP threads on CPU backends; auto uses 1 for small models, "
                         "else the library default (needs threadpoolctl; default: auto)")

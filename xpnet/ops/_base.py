@@ -34,6 +34,35 @@ def cast_hyper(hyper: Iterable[Any], dtype_type: Any) -> tuple[Any, ...]:
     return tuple(v if isinstance(v, bool) else dtype_type(v) for v in hyper)
 
 
+def hypers(kernels: Any, opt: Any, lr: float, t: int, params: dict) -> dict[str, tuple]:
+    """``kernels.hyper(opt, lr, t, wd)`` for each parameter, with its own weight decay
+    (``opt.weight_decay_for``), cast to the parameters' scalar type; computed once per
+    distinct decay.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> from xpnet.ops._base import hypers
+    >>> from xpnet.ops.kernels import kernels_for
+    >>> opt = xn.SGD(lr=0.1, weight_decay=0.01, decay="weights")
+    >>> h = hypers(kernels_for(opt), opt, 0.1, 1, {"W": np.ones((2, 2)), "b": np.ones(2)})
+    >>> float(h["W"][1]), float(h["b"][1])
+    (0.01, 0.0)
+    """
+    if not params:
+        return {}
+    dtype_type = next(iter(params.values())).dtype.type
+    by_decay: dict[float, tuple] = {}
+    out = {}
+    for k, p in params.items():
+        wd = opt.weight_decay_for(k, p)
+        h = by_decay.get(wd)
+        if h is None:
+            h = by_decay[wd] = cast_hyper(kernels.hyper(opt, lr, t, wd), dtype_type)
+        out[k] = h
+    return out
+
+
 class Ops:
     """Array operations behind one object per array library; this base is generic.
 

@@ -94,9 +94,10 @@ def flat_arrays(params: dict, grads: dict, state: dict, key: str,
                                           for s in names]
 
 
-def run(kernel: Callable[..., None], hyper: tuple[Any, ...], params: dict, grads: dict,
-        state: dict, names: Sequence[str | None]) -> None:
-    """Apply ``kernel(p, g, *slot arrays, *hyper, tmp)`` to every chunk of every parameter."""
+def run(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], params: dict,
+        grads: dict, state: dict, names: Sequence[str | None]) -> None:
+    """Apply ``kernel(p, g, *slot arrays, *hyper[key], tmp)`` to every chunk of every
+    parameter (``hyper``: each parameter's scalars, by key)."""
     tasks: list[tuple[Any, ...]] = []
     total = 0
     for k in params:
@@ -105,7 +106,7 @@ def run(kernel: Callable[..., None], hyper: tuple[Any, ...], params: dict, grads
         total += n
         for lo in range(0, n, CHUNK):
             hi = min(lo + CHUNK, n)
-            tasks.append(tuple(a[lo:hi] for a in flat))
+            tasks.append((*(a[lo:hi] for a in flat), *hyper[k]))
     if not tasks:
         return
     dtype = tasks[0][0].dtype
@@ -113,8 +114,8 @@ def run(kernel: Callable[..., None], hyper: tuple[Any, ...], params: dict, grads
 
     def work(part: list[tuple[Any, ...]]) -> None:
         tmp = np.empty(CHUNK, dtype=dtype)
-        for arrays in part:
-            kernel(*arrays, *hyper, tmp[: arrays[0].shape[0]])
+        for args in part:
+            kernel(*args, tmp[: args[0].shape[0]])
 
     if threads == 1 or len(tasks) == 1:
         work(tasks)

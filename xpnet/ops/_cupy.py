@@ -27,7 +27,7 @@ from typing import Any
 
 import array_api_compat
 
-from ._base import Ops, cast_hyper
+from ._base import Ops, hypers
 from .kernels import CudaKernel, RuleKernels, kernels_for
 
 _KERNELS: dict[tuple[str, str, str, str], Any] = {}
@@ -81,12 +81,12 @@ def fused_update(kernels: RuleKernels, opt: Any, params: dict, grads: dict, stat
         import cupy
 
         keep = cupy.ones((), dtype=cupy.bool_)
-    hyper = cast_hyper(kernels.hyper(opt, lr, t), next(iter(params.values())).dtype.type)
+    hyper = hypers(kernels, opt, lr, t, params)
     new_p: dict = {}
     slots: dict[str, dict] = {s: {} for s in spec.arrays if s is not None}
     for key, p in params.items():
         arrays = [p if s is None else state[s][key] for s in spec.arrays]
-        out = k(p, grads[key], *arrays, keep, *hyper)
+        out = k(p, grads[key], *arrays, keep, *hyper[key])
         out = out if isinstance(out, tuple) else (out,)
         new_p[key] = out[0]
         for s, a in zip(spec.arrays, out[1:], strict=True):

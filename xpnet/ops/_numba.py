@@ -132,12 +132,13 @@ def _run(kernel: Any, calls: list[tuple[Any, ...]]) -> bool:
     return True
 
 
-def update_(loop: Callable[..., None], hyper: tuple[Any, ...], params: dict, grads: dict,
-            state: dict, names: tuple[str | None, ...]) -> bool:
-    """Run the compiled ``loop(p, g, *slot arrays, *hyper)`` on every parameter in place.
+def update_(loop: Callable[..., None], hyper: dict[str, tuple[Any, ...]], params: dict,
+            grads: dict, state: dict, names: tuple[str | None, ...]) -> bool:
+    """Run the compiled ``loop(p, g, *slot arrays, *hyper[key])`` on every parameter in place.
 
-    ``hyper`` is already cast to the arrays' dtype. False (nothing changed) when
-    the compiled path is off, the dtype is not float32/float64, or numba fails.
+    ``hyper`` holds each parameter's scalars, already cast to the arrays' dtype.
+    False (nothing changed) when the compiled path is off, the dtype is not
+    float32/float64, or numba fails.
     """
     if not enabled() or any(p.dtype not in _DTYPES for p in params.values()):
         return False
@@ -146,5 +147,5 @@ def update_(loop: Callable[..., None], hyper: tuple[Any, ...], params: dict, gra
     except Exception as exc:  # pragma: no cover - a broken numba install
         _fail(exc)
         return False
-    calls = [(*flat_arrays(params, grads, state, k, names), *hyper) for k in params]
+    calls = [(*flat_arrays(params, grads, state, k, names), *hyper[k]) for k in params]
     return _run(kernel, calls)

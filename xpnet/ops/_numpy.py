@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import _chunked, _malloc, _numba
-from ._base import Ops, cast_hyper
+from ._base import Ops, hypers
 from .kernels import kernels_for
 
 _ONES: dict[tuple[int, str], np.ndarray] = {}
@@ -187,7 +187,7 @@ class NumpyOps(Ops):
         names = kernels.arrays(opt)
         if not params or not _chunked.eligible(params, grads, state, names):
             return False
-        hyper = cast_hyper(kernels.hyper(opt, lr, t), next(iter(params.values())).dtype.type)
+        hyper = hypers(kernels, opt, lr, t, params)
         if kernels.loop is not None and _numba.update_(kernels.loop, hyper, params, grads,
                                                        state, names):
             return True

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from .. import _checks
 from .._split import split_rows, take_rows
+from ..backends import to_numpy
 from ..distributed import Communicator, SingleProcess
 from ..optimizers import Adam, Optimizer, get_optimizer
 from .callbacks import Callback, History
@@ -22,13 +24,15 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
         validation_split: float = 0.0, shuffle: bool = True,
         callbacks: list[Callback] | None = None, seed: int | None = None, verbose: int = 1,
         on_nonfinite: str = "raise", resume: dict | TrainState | None = None,
-        display_interval: float = 0.25, distributed: Communicator | None = None) -> History:
+        display_interval: float = 0.25, distributed: Communicator | None = None,
+        sample_weight: Any = None, class_weight: dict | str | None = None) -> History:
     """Train ``model`` on ``(X, y)``.
 
     Calling ``fit`` again continues from the current parameters; passing the
     same optimizer object (or none, which reuses ``model.optimizer``)
     continues its state (moments and step count). Every argument is checked
-    before the model or the optimizer is changed.
+    before the model or the optimizer is changed. Frozen layers
+    (:meth:`~xpnet.Sequential.freeze`) are left as they are.
 
     Parameters
     ----------
@@ -80,6 +84,20 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
         training with the global batch. Rank 0's parameters, optimizer state
         and ``resume`` position are used on every rank; only rank 0 prints and
         runs the callbacks that write files. See :mod:`xpnet.distributed`.
+    sample_weight : array of shape (n,), optional
+        Non-negative weight of each row of ``X`` (not all zero). Each step
+        minimises the batch's weighted mean ``sum(w_i * l_i) / sum(w_i)``;
+        integer weights train as if each row were repeated ``w_i`` times. The
+        weights of the rows ``validation_split`` holds out are dropped. The
+        History's ``loss`` is the mean of the steps' weighted losses (weighted
+        by rows, as Keras reports it; exact for full batches), ``accuracy``
+        the plain fraction of correct rows.
+    class_weight : dict or "balanced", optional
+        Weight of each class label, multiplied into ``sample_weight``:
+        ``{label: weight}`` (classes not named weigh 1), or ``"balanced"``
+        (scikit-learn's ``n_samples / (n_classes * count(label))`` over the
+        classes present). Needs class labels: integer labels, or 0/1 targets
+        of a single-output ``binary_cross_entropy`` model.
 
     Returns
     -------
@@ -114,7 +132,15 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     start = _start_state(resume, seed)
     optimizer = get_optimizer(optimizer if optimizer is not None else
                               model.optimizer if model.optimizer is not None else Adam(lr=1e-3))
-    Xd, yd, validation = _prepare_data(model, X, y, validation_data, validation_split)
+    if comm.size > 1 and (sample_weight is not None or class_weight is not None):
+        raise ValueError("sample_weight and class_weight are not supported with distributed= "
+                         "over several ranks yet (the gradients would be averaged by rows, "
+                         "not by weight); train in one process or without weights")
+    if not model.trainable_keys:
+        raise ValueError("every layer of the model is frozen: nothing to train; unfreeze "
+                         "some with model.unfreeze(i)")
+    Xd, yd, wd, validation = _prepare_data(model, X, y, validation_data, validation_split,
+                                           sample_weight, class_weight)
     bs = Xd.shape[0] if batch_size is None else min(batch_size * comm.size, Xd.shape[0])
     steps = math.ceil(Xd.shape[0] / bs)
     if start is not None:
@@ -123,11 +149,11 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
         start = TrainState(seed=model.rng.spawn_seed() if seed is None else seed)
     # every check has passed: only now touch the optimizer's state
     if not _compatible_state(optimizer.state, model.params):
-        optimizer.state = optimizer.init(model.params)
+        optimizer.state = optimizer.init({k: model.params[k] for k in model.trainable_keys})
     trainer = Trainer(model, Xd, yd, optimizer=optimizer, epochs=epochs, batch_size=bs,
                       validation=validation, shuffle=shuffle, callbacks=callbacks,
                       verbose=bool(verbose), on_nonfinite=on_nonfinite, state=start,
-                      display_interval=display_interval, distributed=comm)
+                      display_interval=display_interval, distributed=comm, sample_weight=wd)
     return trainer.run()
 
 
@@ -188,22 +214,28 @@ def _check_resume(start: TrainState, epochs: int, steps: int) -> None:
                          "batch size")
 
 
-def _prepare_data(model: Any, X: Any, y: Any, validation_data: Any,
-                  validation_split: Any) -> tuple[Any, Any, tuple[Any, Any] | None]:
-    """Check X, y and the validation data; move them to the model's device once."""
+def _prepare_data(model: Any, X: Any, y: Any, validation_data: Any, validation_split: Any,
+                  sample_weight: Any = None, class_weight: Any = None
+                  ) -> tuple[Any, Any, Any, tuple[Any, Any] | None]:
+    """Check X, y, the weights and the validation data; move them to the device once."""
     validation_split = _checks.check_float("validation_split", validation_split, low=0.0,
                                            high=1.0)
     if validation_data is not None and not (
             isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
         raise ValueError("validation_data must be a pair (X_val, y_val)")
     Xd, yd = _checked(model, X, y, "X", "y")
+    wd = None if sample_weight is None else _checks.check_sample_weight(
+        sample_weight, model.backend, model.dtype_name, Xd.shape[0], model.loss)
+    if class_weight is not None:
+        wd = class_sample_weight(model, yd, class_weight, wd)
     if validation_data is not None:
-        return Xd, yd, _checked(model, *validation_data, "validation X", "validation y")
+        return Xd, yd, wd, _checked(model, *validation_data, "validation X", "validation y")
     train, val = split_rows(Xd.shape[0], validation_split, policy="last")
     if val is not None:
         return (take_rows(Xd, train), take_rows(yd, train),
+                None if wd is None else take_rows(wd, train),
                 (take_rows(Xd, val), take_rows(yd, val)))
-    return Xd, yd, None
+    return Xd, yd, wd, None
 
 
 def _checked(model: Any, X: Any, y: Any, xname: str, yname: str) -> tuple[Any, Any]:
@@ -214,13 +246,14 @@ def _checked(model: Any, X: Any, y: Any, xname: str, yname: str) -> tuple[Any, A
 
 
 def _compatible_state(state: dict | None, params: dict) -> bool:
-    """Whether an optimizer state has a slot of the right shape, dtype and device per param."""
+    """Whether an optimizer state's slots fit the parameters they name (shape, dtype,
+    device); slots of parameters frozen or unfrozen since are aligned by the optimizer."""
     if not state or "step" not in state:
         return False
     for slot, values in state.items():
         if slot == "step":
             continue
-        if set(values) != set(params):
+        if not isinstance(values, dict) or not set(values) <= set(params):
             return False
         for k, v in values.items():
             p = params[k]
@@ -228,3 +261,73 @@ def _compatible_state(state: dict | None, params: dict) -> bool:
                     or str(getattr(v, "device", "")) != str(getattr(p, "device", "")):
                 return False
     return True
+
+
+def class_sample_weight(model: Any, yd: Any, class_weight: Any, sample_weight: Any = None) -> Any:
+    """Per-row weights from ``class_weight`` (times ``sample_weight`` when given).
+
+    Parameters
+    ----------
+    model : Sequential
+    yd : array
+        Checked targets on the model's device (integer labels, or 0/1 targets of a
+        single-output binary cross-entropy model).
+    class_weight : dict or "balanced"
+    sample_weight : array, optional
+        Checked weights on the device.
+
+    Returns
+    -------
+    array of shape (n,) on the model's device, in its dtype
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> from xpnet.training.fitting import class_sample_weight
+    >>> m = xn.MLP([2, 3], backend="numpy", dtype="float64")
+    >>> y = np.array([0, 0, 0, 1])
+    >>> np.round(class_sample_weight(m, y, "balanced"), 4).tolist()   # 4 / (2 * count)
+    [0.6667, 0.6667, 0.6667, 2.0]
+    >>> class_sample_weight(m, y, {1: 5.0}).tolist()
+    [1.0, 1.0, 1.0, 5.0]
+    """
+    xp, be = model.xp, model.backend
+    labels, k = _class_labels(model, yd)
+    counts = to_numpy(xp.sum(xp.astype(xp.reshape(labels, (-1, 1)) == xp.arange(
+        k, dtype=labels.dtype, device=be.device), model.dtype), axis=0)).astype(float)
+    table = [1.0] * k
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be a dict or 'balanced', got {class_weight!r}")
+        present = int((counts > 0).sum())
+        table = [float(labels.shape[0]) / (present * c) if c > 0 else 1.0 for c in counts]
+    elif isinstance(class_weight, dict):
+        for label, w in class_weight.items():
+            if isinstance(label, bool) or not isinstance(label, numbers.Integral) \
+                    or not 0 <= int(label) < k:
+                raise ValueError(f"class_weight has the label {label!r}; labels are the "
+                                 f"integers 0..{k - 1}")
+            table[int(label)] = _checks.check_float(f"class_weight[{label}]", w, low=0.0)
+    else:
+        raise TypeError(f"class_weight must be a dict or 'balanced', got "
+                        f"{type(class_weight).__name__}")
+    w = xp.take(be.asarray(table, dtype=model.dtype), labels, axis=0)
+    if sample_weight is not None:
+        w = w * sample_weight
+    if not float(xp.max(w)) > 0:
+        raise ValueError("class_weight and sample_weight give every row a zero weight")
+    return w
+
+
+def _class_labels(model: Any, yd: Any) -> tuple[Any, int]:
+    """Integer labels and the number of classes, for class weights."""
+    xp, loss = model.xp, model.loss
+    if loss.classification and yd.ndim == 1 and _checks.is_integer_array(yd):
+        return yd, model.out_features
+    if loss.classification and model.out_features == 1 and (
+            yd.ndim == 1 or yd.shape[1] == 1):
+        flat = xp.reshape(yd, (-1,))
+        if bool(xp.all((flat == 0.0) | (flat == 1.0))):
+            return xp.astype(flat, model.backend.index_dtype), 2
+    raise ValueError("class_weight needs class labels: 1-D integer labels, or 0/1 targets of "
+                     "a single-output binary_cross_entropy model")

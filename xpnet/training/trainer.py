@@ -114,6 +114,9 @@ class Trainer:
         ``batch_size`` is then the global batch, every rank's model, optimizer
         state and start position become rank 0's, and only rank 0 gets the
         progress bar and the ``rank_zero_only`` callbacks.
+    sample_weight : array of shape (n,), optional
+        Checked weights on the model's device; each batch takes its rows, and
+        its loss is their weighted mean.
 
     Attributes
     ----------
@@ -149,8 +152,10 @@ class Trainer:
                  shuffle: bool = True, callbacks: Sequence[Callback] = (),
                  verbose: bool = False, on_nonfinite: str = "raise",
                  state: TrainState | None = None, display_interval: float = 0.25,
-                 grad_hooks: Sequence[GradHook] = (), distributed: Any = None):
+                 grad_hooks: Sequence[GradHook] = (), distributed: Any = None,
+                 sample_weight: Any = None):
         self.model, self.X, self.y, self.validation = model, X, y, validation
+        self.sample_weight = sample_weight
         self.optimizer, self.epochs, self.shuffle = optimizer, epochs, shuffle
         self.n = X.shape[0]
         self.batch_size = min(batch_size, self.n)
@@ -310,18 +315,22 @@ class Trainer:
         -------
         tuple
         """
+        lo, hi, rows = self._span(k)
+        return self.rows(self.X, k, perm), self.rows(self.y, k, perm), rows
+
+    def _span(self, k: int) -> tuple[int, int, int]:
+        """This rank's row range of step ``k`` and its row count (a stand-in row for none)."""
         glo, ghi = k * self.batch_size, min((k + 1) * self.batch_size, self.n)
         lo, hi = shard_rows(glo, ghi, self.comm.rank, self.comm.size)
         rows = hi - lo
-        if rows == 0:
-            lo, hi = glo, glo + 1
-        X, y = self.X, self.y
+        return (glo, glo + 1, 0) if rows == 0 else (lo, hi, rows)
+
+    def rows(self, a: Any, k: int, perm: Any) -> Any:
+        """This rank's rows of ``a`` (X, y or the weights) for step ``k``."""
+        lo, hi, _ = self._span(k)
         if perm is None:
-            if lo == 0 and hi == self.n:
-                return X, y, rows
-            return X[lo:hi, ...], y[lo:hi, ...], rows
-        xp, idx = self.model.xp, perm[lo:hi]
-        return xp.take(X, idx, axis=0), xp.take(y, idx, axis=0), rows
+            return a if lo == 0 and hi == self.n else a[lo:hi, ...]
+        return self.model.xp.take(a, perm[lo:hi], axis=0)
 
     def step(self, k: int, perm: Any = None) -> bool:
         """One training step on batch ``k``: gradients, hooks, guarded update.
@@ -339,9 +348,11 @@ class Trainer:
             False when the non-finite policy stopped training.
         """
         xb, yb, rows = self.batch(k, perm)
+        wb = None if self.sample_weight is None else self.rows(self.sample_weight, k, perm)
         model = self.model
         value, grads, out = model.loss_and_grads(xb, yb, train=True, check_values=False,
-                                                 rng=self.dropout_rng, return_output=True)
+                                                 rng=self.dropout_rng, return_output=True,
+                                                 sample_weight=wb)
         self.current = StepValues(
             value, model.loss.count_correct(out, yb), rows,
             min((k + 1) * self.batch_size, self.n) - k * self.batch_size,

@@ -19,9 +19,12 @@ All three take their arrays and hyper-parameters in one order::
 ``arrays`` are the state slots named by ``RuleKernels.arrays(opt)`` (for the
 CUDA kernel, by ``CudaKernel.arrays``); a ``None`` there is a slot the
 optimizer's configuration does not have, and the parameter is passed in its
-place (the kernel ignores it). ``hyper`` is ``RuleKernels.hyper(opt, lr, t)``
+place (the kernel ignores it). ``hyper`` is ``RuleKernels.hyper(opt, lr, t, wd)``
 with every float cast to the arrays' dtype first, as NumPy and CuPy do with
-Python floats, and every bool left as it is.
+Python floats, and every bool left as it is; ``wd`` is the parameter's own
+weight decay (``opt.weight_decay_for(key, p)``: 0 where the optimizer's
+``decay`` mask excludes it), so the ops compute it once per distinct value
+(:func:`xpnet.ops._base.hypers`) and pass each parameter its own.
 
 Each kernel repeats the reference rule one rounding at a time (no fused
 multiply-add, no reassociation), so that it gives the reference rule's bits;
@@ -83,7 +86,8 @@ class RuleKernels:
     arrays : callable
         ``arrays(opt) -> tuple of (str or None)``: the state slots, in kernel order.
     hyper : callable
-        ``hyper(opt, lr, t) -> tuple of float/bool``: the rule's scalars for update ``t``.
+        ``hyper(opt, lr, t, wd) -> tuple of float/bool``: the rule's scalars for update
+        ``t`` of a parameter with weight decay ``wd``.
     ufunc, loop : callable, optional
         The NumPy ufunc kernel and the numba loop (plain Python, compiled lazily).
     cuda : callable, optional
@@ -94,13 +98,13 @@ class RuleKernels:
     >>> import xpnet as xn
     >>> from xpnet.ops.kernels import kernels_for
     >>> k = kernels_for(xn.Adam())
-    >>> k.arrays(xn.Adam()), len(k.hyper(xn.Adam(), 1e-3, 1))
+    >>> k.arrays(xn.Adam()), len(k.hyper(xn.Adam(), 1e-3, 1, 0.0))
     (('exp_avg', 'exp_avg_sq'), 10)
     """
 
     optimizers: tuple[str, ...]
     arrays: Callable[[Any], tuple[str | None, ...]]
-    hyper: Callable[[Any, float, int], tuple[Any, ...]]
+    hyper: Callable[[Any, float, int, float], tuple[Any, ...]]
     ufunc: Callable[..., None] | None = None
     loop: Callable[..., None] | None = None
     cuda: Callable[[Any], CudaKernel] | None = None
@@ -138,7 +142,7 @@ def register(kernels: RuleKernels) -> None:
     ...     pass
     >>> kernels_for(Plain()) is None  # a subclass runs its own reference rule
     True
-    >>> register(RuleKernels((f"{__name__}.Plain",), lambda o: (), lambda o, lr, t: (lr,)))
+    >>> register(RuleKernels((f"{__name__}.Plain",), lambda o: (), lambda o, lr, t, wd: (lr,)))
     >>> kernels_for(Plain()) is not None
     True
     """

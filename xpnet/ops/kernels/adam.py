@@ -17,10 +17,9 @@ def _arrays(opt):
     return ("exp_avg", "exp_avg_sq")
 
 
-def _hyper(opt, lr, t):
+def _hyper(opt, lr, t, wd):
     b1, b2 = opt.betas
     sqrt_bc2 = math.sqrt(1.0 - b2**t)
-    wd = opt.weight_decay
     # the same arithmetic as Adam._update_one
     return (b1, b2, 1.0 - b1, 1.0 - b2, lr / (1.0 - b1**t) * sqrt_bc2, opt.eps * sqrt_bc2,
             wd, 1.0 - lr * wd, wd != 0.0, opt.decoupled)

@@ -14,9 +14,9 @@ def _arrays(opt):
             "grad_avg" if opt.centered else None)
 
 
-def _hyper(opt, lr, t):
-    return (lr, opt.weight_decay, opt.alpha, 1.0 - opt.alpha, opt.eps, opt.momentum,
-            opt.weight_decay != 0.0, opt.momentum > 0, opt.centered)
+def _hyper(opt, lr, t, wd):
+    return (lr, wd, opt.alpha, 1.0 - opt.alpha, opt.eps, opt.momentum, wd != 0.0,
+            opt.momentum > 0, opt.centered)
 
 
 def _ufunc(p, g, sq, buf, ga, lr, wd, a, c, eps, mom, has_wd, has_mom, centered, tmp):

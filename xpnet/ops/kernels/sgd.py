@@ -11,9 +11,8 @@ def _arrays(opt):
     return ("momentum_buffer",) if opt.momentum > 0 else (None,)
 
 
-def _hyper(opt, lr, t):
-    return (lr, opt.weight_decay, opt.momentum, opt.weight_decay != 0.0, opt.momentum > 0,
-            opt.nesterov, t == 1)
+def _hyper(opt, lr, t, wd):
+    return (lr, wd, opt.momentum, wd != 0.0, opt.momentum > 0, opt.nesterov, t == 1)
 
 
 def _ufunc(p, g, buf, lr, wd, mom, has_wd, has_mom, nesterov, first, tmp):

@@ -1,0 +1,182 @@
+"""Name registries for the classes a checkpoint names (layers, losses, schedules).
+
+A checkpoint stores a class by name and its constructor arguments
+(``get_config()``); loading looks the name up here. Two rules keep that safe:
+
+* a name belongs to one class: registering a *different* class under a name
+  that is taken is refused (re-registering a class of the same module and
+  qualified name, as a re-run notebook cell or a module reload does, replaces it);
+* :meth:`Registry.check_rebuildable` refuses, before a file is written, an
+  object that loading could not rebuild as it is: an unregistered class, a
+  ``get_config()`` that is not JSON or misses a constructor argument, or one
+  that does not rebuild an equal object.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from typing import Any
+
+__all__ = ["Registry"]
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class Registry:
+    """Classes by name, for one kind of object (``"layer"``, ``"loss"``...).
+
+    Parameters
+    ----------
+    kind : str
+        What the classes are, for messages.
+    register_call : str
+        The public function that registers one, for messages.
+
+    Examples
+    --------
+    >>> from xpnet._registry import Registry
+    >>> reg = Registry("widget", "register_widget")
+    >>> class Knob:
+    ...     pass
+    >>> reg.add("Knob", Knob)
+    >>> reg.get("Knob") is Knob
+    True
+    >>> class Other:
+    ...     pass
+    >>> try:
+    ...     reg.add("Knob", Other)
+    ... except ValueError as exc:
+    ...     print(str(exc).split(";")[0])  # doctest: +ELLIPSIS
+    widget name 'Knob' is taken by ...Knob
+    """
+
+    def __init__(self, kind: str, register_call: str):
+        self.kind, self.register_call = kind, register_call
+        self._classes: dict[str, type] = {}
+        self._builtin: set[str] = set()
+
+    def add(self, name: str, cls: type, *, builtin: bool = False) -> None:
+        """Register ``cls`` under ``name``; refuse a name held by another class.
+
+        Parameters
+        ----------
+        name : str
+        cls : type
+        builtin : bool
+            xpnet's own class: its name is never given to another class.
+
+        Raises
+        ------
+        ValueError
+            When ``name`` belongs to a different class (not a redefinition of
+            the same module-qualified class, and never for a built-in name).
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{self.kind} name must be a non-empty str, got {name!r}")
+        held = self._classes.get(name)
+        if held is not None and held is not cls and (
+                name in self._builtin or _qualified(held) != _qualified(cls)):
+            raise ValueError(
+                f"{self.kind} name {name!r} is taken by {_qualified(held)}; give "
+                f"{_qualified(cls)} a name of its own before registering it")
+        self._classes[name] = cls
+        if builtin:
+            self._builtin.add(name)
+
+    def get(self, name: str) -> type | None:
+        """The class registered under ``name``, or None."""
+        return self._classes.get(name)
+
+    def names(self) -> list[str]:
+        """Registered names, in the order they were registered (built-in ones first)."""
+        return list(self._classes)
+
+    def check_rebuildable(self, obj: Any, name: str, what: str) -> dict:
+        """Refuse ``obj`` unless ``registry[name](**obj.get_config())`` rebuilds it.
+
+        Parameters
+        ----------
+        obj : object
+            A layer or a loss.
+        name : str
+            The name a file would store for it.
+        what : str
+            How to call it in messages (``"layer 2 (Scale)"``).
+
+        Returns
+        -------
+        dict
+            Its config, checked to be JSON.
+
+        Raises
+        ------
+        ValueError
+            Naming the class and what to do.
+        """
+        cls = type(obj)
+        held = self._classes.get(name)
+        if held is None:
+            raise ValueError(
+                f"{what} cannot be rebuilt from a checkpoint: {_qualified(cls)} is not "
+                f"registered; register it with xpnet.{self.register_call}({cls.__name__})")
+        if held is not cls:
+            raise ValueError(
+                f"{what} cannot be rebuilt from a checkpoint: it would be stored as "
+                f"{name!r}, the name of {_qualified(held)}; give {cls.__name__} a name of "
+                f"its own and register it with xpnet.{self.register_call}")
+        cfg = obj.get_config()
+        try:
+            cfg = json.loads(json.dumps(cfg))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{what}: get_config() must return a JSON-serialisable dict, got "
+                             f"{cfg!r} ({exc})") from None
+        if not isinstance(cfg, dict):
+            raise ValueError(f"{what}: get_config() must return a dict, got {cfg!r}")
+        missing = [p.name for p in inspect.signature(cls).parameters.values()
+                   if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in cfg]
+        if missing:
+            raise ValueError(
+                f"{what} cannot be rebuilt from a checkpoint: {cls.__name__}() takes "
+                f"{', '.join(map(repr, missing))}, which {cls.__name__}.get_config() does not "
+                "return; return every constructor argument from get_config()")
+        try:
+            twin = cls(**cfg)
+            twin_cfg = json.loads(json.dumps(twin.get_config()))
+        except Exception as exc:  # the user's constructor: any error means "cannot rebuild"
+            raise ValueError(f"{what} cannot be rebuilt from a checkpoint: "
+                             f"{cls.__name__}(**{cfg!r}) fails: {exc}") from None
+        if twin_cfg != cfg:
+            raise ValueError(f"{what} cannot be rebuilt from a checkpoint: "
+                             f"{cls.__name__}(**get_config()) has the config {twin_cfg!r}, "
+                             f"not {cfg!r}")
+        differs = _differing_attribute(obj, twin)
+        if differs is not None:
+            name, mine, theirs = differs
+            raise ValueError(f"{what} cannot be rebuilt from a checkpoint: "
+                             f"{cls.__name__}(**get_config()) has {name}={theirs!r}, this "
+                             f"object {name}={mine!r}; get_config() must return the values "
+                             "it was built with")
+        return cfg
+
+
+def _differing_attribute(obj: Any, twin: Any) -> tuple[str, Any, Any] | None:
+    """The first public attribute (set on both) whose values compare unequal, or None.
+
+    Layers and losses hold hyper-parameters only, so a faithful ``get_config()``
+    rebuilds an object with the same attributes. Values that do not compare to a
+    plain bool (arrays) are not judged.
+    """
+    mine, theirs = getattr(obj, "__dict__", {}), getattr(twin, "__dict__", {})
+    for name, value in mine.items():
+        if name.startswith("_") or name == "trainable" or name not in theirs:
+            continue
+        try:
+            same = value == theirs[name]
+        except Exception:  # an object whose == raises: not judged
+            continue
+        if isinstance(same, bool) and not same:
+            return name, value, theirs[name]
+    return None
