@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..backends import to_numpy
 from ..checkpoint import Checkpoint, atomic_write_bytes
 from ..model import Sequential
