@@ -164,6 +164,41 @@ class Ops:
             return False
         return math.isfinite(sum(float(_namespace_of(g).sum(g)) for g in grads.values()))
 
+    def arrays_finite(self, arrays: Iterable[Any]) -> bool:
+        """Host check of an update's result: whether every element of ``arrays`` is finite.
+
+        One sum per array, in float64 so that no finite array of float32
+        values can overflow it; a NaN or inf anywhere makes it non-finite.
+        Reads values back, so it is for host backends.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xpnet.ops import Ops
+        >>> Ops().arrays_finite([np.full(3, 3e38, "float32"), np.zeros(2)])
+        True
+        >>> Ops().arrays_finite([np.ones(2), np.array([0.0, -np.inf])])
+        False
+        """
+        total = 0.0
+        for a in arrays:
+            xp = _namespace_of(a)
+            total += float(xp.sum(a, dtype=xp.float64))
+        return math.isfinite(total)
+
+    def scope(self, a: Any) -> AbstractContextManager[Any]:
+        """A context under which new arrays land on ``a``'s device (nothing here; the
+        CuPy ops make ``a``'s GPU current).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xpnet.ops import Ops
+        >>> with Ops().scope(np.zeros(1)):
+        ...     pass
+        """
+        return contextlib.nullcontext()
+
     def finite_flag(self, value: Any, grads: dict[str, Any]) -> Any:
         """Device guard: :meth:`all_finite` as a 0-d bool array, with no host sync.
 
@@ -238,6 +273,27 @@ class Ops:
         (False, [1.0, 1.0])
         """
         return False
+
+    def update_checked_(self, opt: Any, params: dict, grads: dict, state: dict, lr: float,
+                        t: int, spare: dict) -> bool | None:
+        """Update in place only if every new parameter and slot is finite.
+
+        Returns True (applied), False (not applied: ``params`` and ``state``
+        hold exactly what they held) or None (no such kernel here: the caller
+        runs the pure update, checks it and rebinds). ``spare`` is a dict the
+        kernel may keep arrays in between calls (the NumPy ops write the
+        update into a second set of arrays and swap the two on success).
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> from xpnet.ops import Ops
+        >>> p = {"w": np.ones(2)}
+        >>> opt = xn.SGD(lr=0.1)
+        >>> Ops().update_checked_(opt, p, p, opt.init(p), 0.1, 1, {}) is None
+        True
+        """
+        return None
 
     def speedups(self) -> dict[str, dict[str, Any]]:
         """The optional speed-ups of this library: ``{name: {"on": bool, "why": str}}``.

@@ -11,6 +11,7 @@ the reference rule, so both give bitwise-identical results.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -123,3 +124,105 @@ def run(kernel: Callable[..., None], hyper: tuple[Any, ...], params: dict, grads
     parts = [tasks[i::threads] for i in range(threads)]
     for f in [pool.submit(work, part) for part in parts if part]:
         f.result()
+
+
+# -- the guarded update: out of place into spare arrays, checked, swapped in --------------
+
+def spares(params: dict, state: dict, names: Sequence[str | None], spare: dict) -> dict:
+    """Arrays to write one update into: ``{"params": {k: a}, slot: {k: a}}``.
+
+    Taken from ``spare`` (what the last guarded update left there) when their
+    shape and dtype fit and they are not the live arrays, allocated otherwise;
+    ``spare`` is filled in place.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.ops._chunked import spares
+    >>> p = {"w": np.ones(3)}
+    >>> box = {}
+    >>> out = spares(p, {"m": {"w": np.zeros(3)}}, ("m",), box)
+    >>> sorted(out) == sorted(box) == ["m", "params"], out["params"]["w"] is p["w"]
+    (True, False)
+    """
+    live = {"params": params, **{s: state[s] for s in names if s is not None}}
+    for group, arrays in live.items():
+        mine = spare.setdefault(group, {})
+        for k, a in arrays.items():
+            b = mine.get(k)
+            if b is None or b is a or b.shape != a.shape or b.dtype != a.dtype \
+                    or not b.flags.c_contiguous or not b.flags.writeable:
+                mine[k] = np.empty_like(a, order="C")
+    return spare
+
+
+def swap(params: dict, state: dict, names: Sequence[str | None], out: dict) -> None:
+    """Make the arrays in ``out`` the live ones, and the live ones the spares."""
+    live = {"params": params, **{s: state[s] for s in names if s is not None}}
+    for group, arrays in live.items():
+        mine = out[group]
+        for k in arrays:
+            arrays[k], mine[k] = mine[k], arrays[k]
+
+
+def flat_arrays_to(params: dict, grads: dict, state: dict, out: dict, key: str,
+                   names: Sequence[str | None]) -> list[np.ndarray]:
+    """``p, g, *slots, p2, *slots2`` of one parameter as 1-D views (``p``/``p2`` for ``None``)."""
+    ins = flat_arrays(params, grads, state, key, names)
+    p2 = out["params"][key].reshape(-1)
+    return ins + [p2] + [p2 if s is None else out[s][key].reshape(-1) for s in names]
+
+
+def _finite(arrays: Sequence[np.ndarray], zeros: np.ndarray) -> bool:
+    """Whether every element is finite: a dot product with zeros is NaN exactly when one
+    is inf or NaN (one BLAS pass per array, on a chunk still in the cache)."""
+    with np.errstate(invalid="ignore"):
+        return all(math.isfinite(float(np.dot(a, zeros[: a.shape[0]]))) for a in arrays)
+
+
+def run_to(kernel: Callable[..., None], hyper: tuple[Any, ...], params: dict, grads: dict,
+           state: dict, names: Sequence[str | None], out: dict, *,
+           in_place: bool = False) -> bool:
+    """Write one update into ``out``, chunk by chunk; True when every written value is finite.
+
+    ``kernel`` is a rule's ``ufunc_to`` (``in_place=False``), or its in-place
+    ``ufunc`` (``in_place=True``: each chunk is first copied into ``out``).
+    Each chunk is checked right after it is computed, while it is in the cache.
+    The live arrays are never written.
+    """
+    n_slots = len(names)
+    distinct = [0] + [1 + j for j, s in enumerate(names) if s is not None]
+    tasks: list[tuple[Any, ...]] = []
+    total = 0
+    for k in params:
+        flat = flat_arrays_to(params, grads, state, out, k, names)
+        n = flat[0].shape[0]
+        total += n
+        for lo in range(0, n, CHUNK):
+            hi = min(lo + CHUNK, n)
+            tasks.append(tuple(a[lo:hi] for a in flat))
+    if not tasks:
+        return True
+    dtype = tasks[0][0].dtype
+    threads = num_threads() if total >= _MIN_PARALLEL else 1
+
+    def work(part: list[tuple[Any, ...]]) -> bool:
+        tmp = np.empty(CHUNK, dtype=dtype)
+        zeros = np.zeros(CHUNK, dtype=dtype)
+        for arrays in part:
+            src, g, dst = arrays[:n_slots + 2], arrays[1], arrays[n_slots + 2:]
+            if in_place:
+                for j in distinct:
+                    np.copyto(dst[j], src[0 if j == 0 else j + 1])
+                kernel(dst[0], g, *dst[1:], *hyper, tmp[: g.shape[0]])
+            else:
+                kernel(*arrays, *hyper, tmp[: g.shape[0]])
+            if not _finite([dst[j] for j in distinct], zeros):
+                return False  # nothing is swapped in: the rest need not be computed
+        return True
+
+    if threads == 1 or len(tasks) == 1:
+        return work(tasks)
+    pool = _get_pool(threads)
+    parts = [tasks[i::threads] for i in range(threads)]
+    return all([f.result() for f in [pool.submit(work, part) for part in parts if part]])

@@ -196,6 +196,51 @@ class NumpyOps(Ops):
         _chunked.run(kernels.ufunc, hyper, params, grads, state, names)
         return True
 
+    def update_checked_(self, opt: Any, params: dict, grads: dict, state: dict, lr: float,
+                        t: int, spare: dict) -> bool | None:
+        """The update written into spare arrays, checked, and swapped in when finite.
+
+        Double buffering: the rule's out-of-place numba loop (``loop_to``) or
+        ufunc kernel (``ufunc_to``; a copy and ``ufunc`` when a rule has none)
+        reads the live arrays and writes the new values into a second set
+        kept in ``spare``, checking each chunk while it is in the cache. When
+        every value is finite the dict entries of ``params`` and ``state`` are
+        swapped with the spares (no copy); otherwise nothing changes. Same
+        eligibility as :meth:`update_` (else None); ``grads`` may be overwritten.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> from xpnet.ops import NumpyOps
+        >>> opt, spare = xn.SGD(lr=1e38), {}
+        >>> p = {"w": np.array([3e38, 1.0], "float32")}
+        >>> NumpyOps().update_checked_(opt, p, {"w": np.array([-3.0, 1.0], "float32")},
+        ...                            opt.init(p), 1e38, 1, spare), p["w"].tolist()
+        (False, [3.0000000054977558e+38, 1.0])
+        """
+        kernels = kernels_for(opt)
+        if kernels is None or not params:
+            return None
+        names = kernels.arrays(opt)
+        if not _chunked.eligible(params, grads, state, names):
+            return None
+        hyper = cast_hyper(kernels.hyper(opt, lr, t), next(iter(params.values())).dtype.type)
+        out = _chunked.spares(params, state, names, spare)
+        ok = None
+        if kernels.loop_to is not None:
+            ok = _numba.update_to(kernels.loop_to, hyper, params, grads, state, names, out)
+        if ok is None:
+            if kernels.ufunc_to is not None:
+                ok = _chunked.run_to(kernels.ufunc_to, hyper, params, grads, state, names, out)
+            elif kernels.ufunc is not None:
+                ok = _chunked.run_to(kernels.ufunc, hyper, params, grads, state, names, out,
+                                     in_place=True)
+            else:
+                return None
+        if ok:
+            _chunked.swap(params, state, names, out)
+        return ok
+
     def speedups(self) -> dict[str, dict[str, Any]]:
         """Whether the compiled optimizer update and the malloc tuning apply here, and why.
 

@@ -8,18 +8,25 @@ for the fast paths and exposes it as ``KERNELS``, a :class:`RuleKernels`:
   (run by the NumPy ops, chunk by chunk, see ``xpnet/ops/_chunked.py``);
 * ``loop``: the same rule as a plain loop over 1-D arrays, compiled by numba
   when it is installed (see ``xpnet/ops/_numba.py``);
-* ``cuda``: the body of a ``cupy.ElementwiseKernel`` (see ``xpnet/ops/_cupy.py``).
+* ``cuda``: the body of a ``cupy.ElementwiseKernel`` (see ``xpnet/ops/_cupy.py``);
+* ``ufunc_to``, ``loop_to``: the ufunc kernel and the loop written out of place,
+  into a second set of arrays, for the non-finite guard of ``fit`` (an update
+  that would leave a non-finite value is never applied: the NumPy ops write it
+  into spare arrays, check it, and swap them in only when it is finite).
 
-All three take their arrays and hyper-parameters in one order::
+All take their arrays and hyper-parameters in one order::
 
-    ufunc(p, g, *arrays, *hyper, tmp)      # in place, tmp: a scratch chunk
-    loop(p, g, *arrays, *hyper)            # in place
+    ufunc(p, g, *arrays, *hyper, tmp)                   # in place, tmp: a scratch chunk
+    loop(p, g, *arrays, *hyper)                         # in place
+    ufunc_to(p, g, *arrays, p2, *arrays2, *hyper, tmp)  # into p2, arrays2
+    loop_to(p, g, *arrays, p2, *arrays2, *hyper) -> bool  # True: a non-finite result
     cuda kernel(p, g, *arrays, keep, *hyper) -> (p2, *arrays2)   # pure
 
 ``arrays`` are the state slots named by ``RuleKernels.arrays(opt)`` (for the
 CUDA kernel, by ``CudaKernel.arrays``); a ``None`` there is a slot the
 optimizer's configuration does not have, and the parameter is passed in its
-place (the kernel ignores it). ``hyper`` is ``RuleKernels.hyper(opt, lr, t)``
+place (the kernel ignores it; in ``arrays2``, ``p2`` takes its place and must not be
+written). ``g`` may be overwritten by every kernel. ``hyper`` is ``RuleKernels.hyper(opt, lr, t)``
 with every float cast to the arrays' dtype first, as NumPy and CuPy do with
 Python floats, and every bool left as it is.
 
@@ -88,6 +95,10 @@ class RuleKernels:
         The NumPy ufunc kernel and the numba loop (plain Python, compiled lazily).
     cuda : callable, optional
         ``cuda(opt) -> CudaKernel``: the CUDA variant for the optimizer's settings.
+    ufunc_to, loop_to : callable, optional
+        The out-of-place ufunc kernel and numba loop used by the guarded update
+        (without them the guarded update copies each chunk and runs ``ufunc``
+        on the copy, which costs a pass more).
 
     Examples
     --------
@@ -104,6 +115,8 @@ class RuleKernels:
     ufunc: Callable[..., None] | None = None
     loop: Callable[..., None] | None = None
     cuda: Callable[[Any], CudaKernel] | None = None
+    ufunc_to: Callable[..., None] | None = None
+    loop_to: Callable[..., bool] | None = None
 
 
 _REGISTRY: dict[str, RuleKernels] = {}
