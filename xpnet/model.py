@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import numbers
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _checks
 from .backends import Backend, get_backend, to_numpy
@@ -17,6 +19,18 @@ if TYPE_CHECKING:
     from .optimizers import Optimizer
 
 __all__ = ["Sequential", "MLP"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _on_device(method: _F) -> _F:
+    """Run a public method with the model's device current (``Backend.device_scope``):
+    on CuPy every array it creates and every kernel output then lands on that GPU."""
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.backend.device_scope():
+            return method(self, *args, **kwargs)
+    return wrapper  # type: ignore[return-value]
 
 
 class Sequential:
@@ -76,7 +90,8 @@ class Sequential:
         self.stop_training = False
         self._skip_kw = [self._accepts_need_input_grad(layer) for layer in self.layers]
         self.rng = RNG(self.seed)
-        self.params = self._init_params()
+        with self.backend.device_scope():
+            self.params = self._init_params()
 
     # -- construction --------------------------------------------------------
     @staticmethod
@@ -219,6 +234,7 @@ class Sequential:
             dy = dy_in
         return {k: grads[k] for k in self.params}
 
+    @_on_device
     def forward(self, X: Any, *, train: bool = False) -> Any:
         """Raw outputs (logits for classifiers) for ``X`` on the model's device.
 
@@ -246,6 +262,7 @@ class Sequential:
         value, dout = loss.value_and_grad(out, y)
         return value, self._backward(caches, dout), out
 
+    @_on_device
     def loss_and_grads(self, X: Any, y: Any, loss: str | Loss | None = None, *,
                        train: bool = True, check_values: bool = True, rng: RNG | None = None,
                        return_output: bool = False) -> tuple[Any, ...]:
@@ -333,6 +350,7 @@ class Sequential:
         raise FloatingPointError(f"the model's outputs are not finite for {bad_rows} of "
                                  f"{out.shape[0]} rows: {cause}")
 
+    @_on_device
     def predict_proba(self, X: Any, *, batch_size: int | None = 8192) -> Any:
         """Class probabilities (softmax or sigmoid of the outputs).
 
@@ -358,6 +376,7 @@ class Sequential:
         X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
         return self.loss.output_transform(self._batched_outputs(X, batch_size))
 
+    @_on_device
     def predict(self, X: Any, *, batch_size: int | None = 8192) -> Any:
         """Predicted class labels (int64) for classifiers, outputs for regressors.
 
@@ -386,6 +405,7 @@ class Sequential:
         out = self._batched_outputs(X, batch_size)
         return self.loss.predict_labels(out)
 
+    @_on_device
     def evaluate(self, X: Any, y: Any, *, batch_size: int | None = 8192) -> dict[str, float]:
         """Mean loss (and accuracy for classifiers) on ``(X, y)`` as Python floats.
 
@@ -469,11 +489,14 @@ class Sequential:
         """
         new = get_backend(backend, device)
         dtype = new.dtype(self.dtype_name)
-        self.params = {k: new.asarray(to_numpy(v), dtype=dtype) for k, v in self.params.items()}
+        with new.device_scope():
+            self.params = {k: new.asarray(to_numpy(v), dtype=dtype)
+                           for k, v in self.params.items()}
         self.backend = new
         self.optimizer = None
         return self
 
+    @_on_device
     def set_params(self, params: dict[str, Any]) -> None:
         """Replace the parameters (same keys and shapes), moving NumPy arrays to the device.
 

@@ -331,10 +331,15 @@ class Optimizer:
         ([0.5, 1.5], 1)
         """
         _check_keys(params, grads)
+        ops = _ops(params)
+        with ops.scope(next(iter(params.values()), None)):
+            return self._update_(ops, params, grads, state, check_finite, spare)
+
+    def _update_(self, ops: Any, params: Params, grads: Params, state: dict,
+                 check_finite: bool, spare: dict | None) -> bool:
         step = int(state["step"])
         lr = self.learning_rate(step)
         grads = self.clip_grads(grads)
-        ops = _ops(params)
         if check_finite:
             done = ops.update_checked_(self, params, grads, state, lr, step + 1,
                                        {} if spare is None else spare)
@@ -344,8 +349,7 @@ class Optimizer:
             if done:
                 state["step"] = step + 1
             return done
-        with ops.scope(next(iter(params.values()), None)):
-            new_params, new_state = self._pure(ops, params, grads, state, lr, step + 1, None)
+        new_params, new_state = self._pure(ops, params, grads, state, lr, step + 1, None)
         if check_finite and not ops.arrays_finite(
                 [*new_params.values(), *(a for s in self.slots for a in new_state[s].values())]):
             return False
