@@ -430,3 +430,24 @@ def test_the_gpu_benchmark_times_the_trainers_own_step(blobs):
     assert args.workloads == ["W1", "W2", "W3", "large"] and args.device == 0
     if xn.backends.backend_status()["cupy"] is not None:
         assert bench_gpu.main(args) == 2  # says why and stops
+
+
+@pytest.mark.parametrize("device_path", [False, True], ids=["host", "device"])
+def test_running_sums_are_exact_beyond_float32s_2_to_the_24(device_path, monkeypatch):
+    """A float32 accumulator stops counting at 2**24 correct predictions per epoch
+    (2**24 + 1 rounds to 2**24); the guards sum in float64."""
+    if device_path:
+        monkeypatch.setattr(Backend, "is_host", property(lambda self: False))
+    m = xn.MLP([2, 2], backend="numpy", seed=0)
+    opt = xn.SGD(lr=1e-3)
+    opt.state = opt.init(m.params)
+    X, y = np.ones((4, 2), "float32"), np.zeros(4, "int64")
+    t = xn.training.Trainer(m, X, y, optimizer=opt, epochs=1, batch_size=4,
+                            state=xn.training.TrainState(seed=0))
+    t.begin_epoch(0)
+    _, grads = m.loss_and_grads(X, y)
+    for count in (2.0**24, 1.0):
+        value = np.asarray(0.5, "float32")
+        t.guard.apply(0, value, dict(grads), np.asarray(count, "float32"), 4)
+    sums = t.guard.running()
+    assert sums["run_correct"] == 2**24 + 1 and sums["seen"] == 8 and sums["run_loss"] == 4.0

@@ -72,14 +72,42 @@ def test_guarded_inplace_update_gives_the_reference_bits(name, dtype, path, monk
     for _ in range(4):
         grads = {k: rng.normal(size=sh).astype(dtype) for k, sh in SHAPES.items()}
         ref, s_ref = opt_ref.update(ref, grads, s_ref)
-        assert opt.update_(live, _copy(grads), s, check_finite=True, spare=spare) is True
+        given, old = _copy(grads), dict(live)
+        assert opt.update_(live, given, s, check_finite=True, spare=spare) is True
+        # no copy: the gradient arrays now hold the parameters, the old parameter arrays
+        # take their place, and the slots swap with a second set kept in spare
+        assert all(live[k] is not old[k] and given[k] is old[k] for k in SHAPES)
     assert s["step"] == s_ref["step"] == 4
     assert calls and set(calls) == {"update_to" if path == "jit" else "run_to"}
     for k in SHAPES:
         assert live[k].tobytes() == ref[k].tobytes(), k
-        assert live[k] is not spare["params"][k]  # two sets of arrays, swapped each step
         for slot in opt.slots:
             assert s[slot][k].tobytes() == s_ref[slot][k].tobytes(), (slot, k)
+            assert s[slot][k] is not spare[slot][k]
+
+
+def test_a_gradient_that_shares_memory_is_copied_first():
+    """The new parameters go over the gradients, so a gradient that is a view, the same
+    array for two parameters, or one held elsewhere is copied first; the result is still
+    the reference rule's."""
+    rng = np.random.default_rng(1)
+    shared = rng.normal(size=(6, 4)).astype("float32")
+    buf = rng.normal(size=60).astype("float32")
+    params = {"a": rng.normal(size=(6, 4)).astype("float32"),
+              "b": rng.normal(size=(6, 4)).astype("float32"),
+              "c": rng.normal(size=(12,)).astype("float32")}
+    opt = xn.Adam(lr=0.1)
+    ref, _ = opt.update(params, {"a": shared, "b": shared, "c": buf[5:17]}, opt.init(params))
+    live, state = _copy(params), opt.init(params)
+    grads = {"a": shared, "b": shared, "c": buf[5:17]}
+    before = (shared.copy(), buf.copy())
+    assert opt.update_(live, grads, state, check_finite=True) is True
+    for k in params:
+        assert live[k].tobytes() == ref[k].tobytes(), k
+    # an array someone else holds (here the caller; a layer's cache or a gradient hook's
+    # buffer, refilled every step) is never written, nor made a parameter
+    assert shared.tobytes() == before[0].tobytes() and buf.tobytes() == before[1].tobytes()
+    assert all(live[k] is not a for k in live for a in (shared, buf))
 
 
 def _overflowing_grads(params, dtype, where):
@@ -147,6 +175,7 @@ def test_a_registered_inplace_kernel_is_guarded_through_copies(monkeypatch):
     p, state, spare = _copy(p0), opt.init(p0), {}
     assert opt.update_(p, _copy(g), state, check_finite=True, spare=spare) is True
     assert p["w"].tobytes() == ref["w"].tobytes() and spare["params"]["w"] is not p["w"]
+    assert "params" in spare  # an in-place kernel computes on copies of the parameters
     before = p["w"].tobytes()
     g["w"][-1, -1] = np.inf
     with warnings.catch_warnings():
@@ -245,3 +274,29 @@ def test_the_host_guard_names_an_overflowing_update(tmp_path, monkeypatch):
     for k, v in m.params.items():
         np.testing.assert_array_equal(v, snaps.last[k])
     assert m.optimizer.state["step"] == 0 and not os.path.exists(tmp_path / "m.safetensors")
+
+
+def test_a_gradient_hook_that_refills_its_buffers_keeps_them(blobs):
+    """A hook that returns the same preallocated arrays every step (as an allreduce into
+    fixed buffers does) gets them back untouched: they never become the parameters."""
+    X, y = blobs
+    m = xn.MLP([4, 16, 3], backend="numpy", seed=0)
+    buffers: dict = {}
+
+    def hook(grads, trainer):
+        for k, g in grads.items():
+            b = buffers.setdefault(k, np.empty_like(g))
+            np.copyto(b, g)
+        return dict(buffers)
+
+    ref = xn.MLP([4, 16, 3], backend="numpy", seed=0)
+    ref.fit(X, y, epochs=2, batch_size=32, verbose=0, seed=1, optimizer=xn.Adam(lr=1e-2))
+    opt = xn.Adam(lr=1e-2)
+    opt.state = opt.init(m.params)
+    X32 = X.astype("float32")
+    t = xn.training.Trainer(m, X32, y, optimizer=opt, epochs=2, batch_size=32,
+                            grad_hooks=[hook], state=xn.training.TrainState(seed=1))
+    t.run()
+    for k, v in ref.params.items():
+        assert m.params[k].tobytes() == v.tobytes(), k
+        assert all(m.params[k] is not b for b in buffers.values())

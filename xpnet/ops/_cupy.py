@@ -80,9 +80,7 @@ def fused_update(kernels: RuleKernels, opt: Any, params: dict, grads: dict, stat
     spec = kernels.cuda(opt)
     k = _compiled(spec)
     if keep is None:
-        import cupy
-
-        keep = cupy.ones((), dtype=cupy.bool_)
+        keep = True  # a scalar argument: no kernel to make a 0-d array
     hyper = cast_hyper(kernels.hyper(opt, lr, t), next(iter(params.values())).dtype.type)
     new_p: dict = {}
     slots: dict[str, dict] = {s: {} for s in spec.arrays if s is not None}

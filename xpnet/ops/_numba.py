@@ -152,7 +152,8 @@ def update_(loop: Callable[..., None], hyper: tuple[Any, ...], params: dict, gra
 
 def update_to(loop_to: Callable[..., bool], hyper: tuple[Any, ...], params: dict, grads: dict,
               state: dict, names: tuple[str | None, ...], out: dict) -> bool | None:
-    """Run the compiled ``loop_to`` on every parameter, writing into ``out``.
+    """Run the compiled ``loop_to`` on every parameter: the new parameters over the
+    gradients, the new slots into ``out``.
 
     Returns True when every written value is finite, False when one is not
     (the loops return as soon as a parameter's result holds one), and None

@@ -198,15 +198,21 @@ class NumpyOps(Ops):
 
     def update_checked_(self, opt: Any, params: dict, grads: dict, state: dict, lr: float,
                         t: int, spare: dict) -> bool | None:
-        """The update written into spare arrays, checked, and swapped in when finite.
+        """The update computed beside the live arrays, checked, and swapped in when finite.
 
         Double buffering: the rule's out-of-place numba loop (``loop_to``) or
-        ufunc kernel (``ufunc_to``; a copy and ``ufunc`` when a rule has none)
-        reads the live arrays and writes the new values into a second set
-        kept in ``spare``, checking each chunk while it is in the cache. When
-        every value is finite the dict entries of ``params`` and ``state`` are
-        swapped with the spares (no copy); otherwise nothing changes. Same
-        eligibility as :meth:`update_` (else None); ``grads`` may be overwritten.
+        ufunc kernel (``ufunc_to``) reads the live parameters and slots, writes
+        the new parameters over the gradients (which the update consumes; a
+        gradient that shares memory or that something else holds is copied
+        first) and the new slots into a second set kept in ``spare``, and
+        checks each chunk while it is in the cache (in the loop; for the ufunc
+        kernels through the floating-point status, with the inputs checked by
+        a BLAS pass each unless known finite). When every value is finite the
+        dict entries are swapped (no copy: the gradient arrays become the
+        parameters, the old parameter arrays take their place in ``grads``);
+        otherwise the live arrays are as they were. A rule with only an
+        in-place ``ufunc`` runs it on copies of each chunk. Same eligibility as
+        :meth:`update_` (else None).
 
         Examples
         --------
@@ -224,21 +230,26 @@ class NumpyOps(Ops):
         names = kernels.arrays(opt)
         if not _chunked.eligible(params, grads, state, names):
             return None
+        if kernels.ufunc_to is None and kernels.ufunc is None:
+            return None
         hyper = cast_hyper(kernels.hyper(opt, lr, t), next(iter(params.values())).dtype.type)
-        out = _chunked.spares(params, state, names, spare)
-        ok = None
-        if kernels.loop_to is not None:
+        ok, into_grads = None, True
+        if kernels.loop_to is not None and _numba.enabled():
+            _chunked.own_grads(params, grads, state, names)
+            out = _chunked.spares(params, state, names, spare)
             ok = _numba.update_to(kernels.loop_to, hyper, params, grads, state, names, out)
         if ok is None:
-            if kernels.ufunc_to is not None:
-                ok = _chunked.run_to(kernels.ufunc_to, hyper, params, grads, state, names, out)
-            elif kernels.ufunc is not None:
-                ok = _chunked.run_to(kernels.ufunc, hyper, params, grads, state, names, out,
-                                     in_place=True)
-            else:
-                return None
+            into_grads = kernels.ufunc_to is not None
+            if into_grads:
+                _chunked.own_grads(params, grads, state, names)
+            out = _chunked.spares(params, state, names, spare, with_params=not into_grads)
+            ok = _chunked.run_to(kernels.ufunc_to if into_grads else kernels.ufunc, hyper,
+                                 params, grads, state, names, out, in_place=not into_grads,
+                                 state_finite=_chunked.state_known_finite(params, state,
+                                                                          names, spare))
         if ok:
-            _chunked.swap(params, state, names, out)
+            _chunked.swap(params, grads, state, names, out, into_grads=into_grads)
+            _chunked.mark_checked(params, state, names, spare)
         return ok
 
     def speedups(self) -> dict[str, dict[str, Any]]:

@@ -10,23 +10,24 @@ for the fast paths and exposes it as ``KERNELS``, a :class:`RuleKernels`:
   when it is installed (see ``xpnet/ops/_numba.py``);
 * ``cuda``: the body of a ``cupy.ElementwiseKernel`` (see ``xpnet/ops/_cupy.py``);
 * ``ufunc_to``, ``loop_to``: the ufunc kernel and the loop written out of place,
-  into a second set of arrays, for the non-finite guard of ``fit`` (an update
-  that would leave a non-finite value is never applied: the NumPy ops write it
-  into spare arrays, check it, and swap them in only when it is finite).
+  for the non-finite guard of ``fit`` (an update that would leave a non-finite
+  value is never applied): the new parameter goes over the gradient ``g`` (which
+  the update consumes), the new slots into a second set of arrays; the NumPy ops
+  check the result and swap the arrays in only when it is finite.
 
 All take their arrays and hyper-parameters in one order::
 
-    ufunc(p, g, *arrays, *hyper, tmp)                   # in place, tmp: a scratch chunk
-    loop(p, g, *arrays, *hyper)                         # in place
-    ufunc_to(p, g, *arrays, p2, *arrays2, *hyper, tmp)  # into p2, arrays2
-    loop_to(p, g, *arrays, p2, *arrays2, *hyper) -> bool  # True: a non-finite result
+    ufunc(p, g, *arrays, *hyper, tmp)               # in place, tmp: a scratch chunk
+    loop(p, g, *arrays, *hyper)                     # in place
+    ufunc_to(p, g, *arrays, *arrays2, *hyper, tmp)  # new p into g, new slots into arrays2
+    loop_to(p, g, *arrays, *arrays2, *hyper) -> bool  # the same; True: a non-finite value
     cuda kernel(p, g, *arrays, keep, *hyper) -> (p2, *arrays2)   # pure
 
 ``arrays`` are the state slots named by ``RuleKernels.arrays(opt)`` (for the
 CUDA kernel, by ``CudaKernel.arrays``); a ``None`` there is a slot the
 optimizer's configuration does not have, and the parameter is passed in its
-place (the kernel ignores it; in ``arrays2``, ``p2`` takes its place and must not be
-written). ``g`` may be overwritten by every kernel. ``hyper`` is ``RuleKernels.hyper(opt, lr, t)``
+place (the kernel ignores it; in ``arrays2`` too, and must not write it). ``g`` may
+be overwritten by every kernel. ``hyper`` is ``RuleKernels.hyper(opt, lr, t)``
 with every float cast to the arrays' dtype first, as NumPy and CuPy do with
 Python floats, and every bool left as it is.
 

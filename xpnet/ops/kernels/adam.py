@@ -66,16 +66,11 @@ def _loop(p, g, m, v, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
         p[i] = pi - (mi / d) * step_size
 
 
-def _ufunc_to(p, g, m, v, p2, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
+def _ufunc_to(p, g, m, v, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
               decoupled, tmp):
-    src = p
-    if has_wd:
-        if decoupled:
-            np.multiply(p, decay, out=p2)
-            src = p2
-        else:
-            np.multiply(p, wd, out=tmp)
-            g += tmp
+    if has_wd and not decoupled:
+        np.multiply(p, wd, out=tmp)
+        g += tmp
     np.multiply(m, b1, out=m2)
     np.multiply(g, c1, out=tmp)
     m2 += tmp
@@ -87,10 +82,14 @@ def _ufunc_to(p, g, m, v, p2, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd,
     tmp += eps_scaled
     np.divide(m2, tmp, out=tmp)
     tmp *= step_size
-    np.subtract(src, tmp, out=p2)
+    if has_wd and decoupled:
+        np.multiply(p, decay, out=g)  # g is no longer needed: the new parameter goes there
+        g -= tmp
+    else:
+        np.subtract(p, tmp, out=g)
 
 
-def _loop_to(p, g, m, v, p2, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
+def _loop_to(p, g, m, v, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
              decoupled):  # pragma: no cover - compiled by numba
     bad = False
     for i in range(p.shape[0]):
@@ -107,7 +106,7 @@ def _loop_to(p, g, m, v, p2, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd, 
         v2[i] = vi
         d = np.sqrt(vi) + eps_scaled
         pn = pi - (mi / d) * step_size
-        p2[i] = pn
+        g[i] = pn  # the new parameter, over the gradient
         bad |= (pn - pn != 0) | (mi - mi != 0) | (vi - vi != 0)  # NaN for inf and NaN
     return bad
 

@@ -68,7 +68,7 @@ def _loop(p, g, sq, buf, ga, lr, wd, a, c, eps, mom, has_wd, has_mom,
             p[i] = p[i] - u * lr
 
 
-def _ufunc_to(p, g, sq, buf, ga, p2, sq2, buf2, ga2, lr, wd, a, c, eps, mom, has_wd, has_mom,
+def _ufunc_to(p, g, sq, buf, ga, sq2, buf2, ga2, lr, wd, a, c, eps, mom, has_wd, has_mom,
               centered, tmp):
     if has_wd:
         np.multiply(p, wd, out=tmp)
@@ -94,10 +94,10 @@ def _ufunc_to(p, g, sq, buf, ga, p2, sq2, buf2, ga2, lr, wd, a, c, eps, mom, has
         np.multiply(buf2, lr, out=tmp)
     else:
         tmp *= lr
-    np.subtract(p, tmp, out=p2)
+    np.subtract(p, tmp, out=g)  # the new parameter, over the gradient
 
 
-def _loop_to(p, g, sq, buf, ga, p2, sq2, buf2, ga2, lr, wd, a, c, eps, mom, has_wd, has_mom,
+def _loop_to(p, g, sq, buf, ga, sq2, buf2, ga2, lr, wd, a, c, eps, mom, has_wd, has_mom,
              centered):  # pragma: no cover - compiled by numba
     bad = False
     for i in range(p.shape[0]):
@@ -123,7 +123,7 @@ def _loop_to(p, g, sq, buf, ga, p2, sq2, buf2, ga2, lr, wd, a, c, eps, mom, has_
             pn = pi - b * lr
         else:
             pn = pi - u * lr
-        p2[i] = pn
+        g[i] = pn  # the new parameter, over the gradient
         bad |= pn - pn != 0  # NaN for inf and NaN
     return bad
 

@@ -52,7 +52,7 @@ def _loop(p, g, buf, lr, wd, mom, has_wd, has_mom, nesterov,
             p[i] = p[i] - gi * lr
 
 
-def _ufunc_to(p, g, buf, p2, buf2, lr, wd, mom, has_wd, has_mom, nesterov, first, tmp):
+def _ufunc_to(p, g, buf, buf2, lr, wd, mom, has_wd, has_mom, nesterov, first, tmp):
     if has_wd:
         np.multiply(p, wd, out=tmp)
         g += tmp
@@ -70,10 +70,10 @@ def _ufunc_to(p, g, buf, p2, buf2, lr, wd, mom, has_wd, has_mom, nesterov, first
         tmp *= lr
     else:
         np.multiply(g, lr, out=tmp)
-    np.subtract(p, tmp, out=p2)
+    np.subtract(p, tmp, out=g)  # the new parameter, over the gradient
 
 
-def _loop_to(p, g, buf, p2, buf2, lr, wd, mom, has_wd, has_mom, nesterov,
+def _loop_to(p, g, buf, buf2, lr, wd, mom, has_wd, has_mom, nesterov,
              first):  # pragma: no cover - compiled by numba
     bad = False
     for i in range(p.shape[0]):
@@ -89,7 +89,7 @@ def _loop_to(p, g, buf, p2, buf2, lr, wd, mom, has_wd, has_mom, nesterov,
             bad |= b - b != 0
         else:
             pn = pi - gi * lr
-        p2[i] = pn
+        g[i] = pn  # the new parameter, over the gradient
         bad |= pn - pn != 0  # NaN for inf and NaN
     return bad
 
