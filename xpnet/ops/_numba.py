@@ -34,7 +34,7 @@ import numpy as np
 from ._chunked import flat_arrays, flat_arrays_to
 
 _failed = False
-_COMPILED: dict[Callable[..., None], Any] = {}
+_COMPILED: dict[Callable[..., Any], Any] = {}
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Importing numba takes about 0.5 s and a first compile about 1 s more; the compiled Adam
@@ -99,7 +99,7 @@ def _fail(exc: BaseException) -> None:  # pragma: no cover - depends on the numb
                   "using the NumPy update", RuntimeWarning, stacklevel=4)
 
 
-def compiled(loop: Callable[..., None]) -> Any:
+def compiled(loop: Callable[..., Any]) -> Any:
     """``loop`` compiled by numba (once per process; numba caches it on disk)."""
     k = _COMPILED.get(loop)
     if k is None:

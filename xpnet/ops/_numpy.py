@@ -243,8 +243,10 @@ class NumpyOps(Ops):
             if into_grads:
                 _chunked.own_grads(params, grads, state, names)
             out = _chunked.spares(params, state, names, spare, with_params=not into_grads)
-            ok = _chunked.run_to(kernels.ufunc_to if into_grads else kernels.ufunc, hyper,
-                                 params, grads, state, names, out, in_place=not into_grads,
+            kernel = kernels.ufunc_to if into_grads else kernels.ufunc
+            assert kernel is not None  # one of the two, checked above
+            ok = _chunked.run_to(kernel, hyper, params, grads, state, names, out,
+                                 in_place=not into_grads,
                                  state_finite=_chunked.state_known_finite(params, state,
                                                                           names, spare))
         if ok:

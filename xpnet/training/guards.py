@@ -83,8 +83,9 @@ class _Guard:
         self.skipped = 0
         self.epoch, self.steps = epoch, steps
 
-    def running(self) -> dict[str, float]:
-        """The epoch's running sums of loss x rows and correct predictions, and their rows."""
+    def running(self) -> dict[str, Any]:
+        """The epoch's running sums of loss x rows and correct predictions (floats), and
+        the rows they cover (an int)."""
         return {"run_loss": self.run_loss, "run_correct": self.run_correct, "seen": self.seen}
 
     def _bad(self, k: int, what: str) -> bool:
@@ -206,7 +207,7 @@ class DeviceGuard(_Guard):
         self._flat, self._views = flat, views
         return keep
 
-    def running(self) -> dict[str, float]:
+    def running(self) -> dict[str, Any]:
         """The running sums, read from the device (one sync)."""
         acc = to_numpy(self.acc)
         return {"run_loss": self.run_loss + float(acc[0]),
