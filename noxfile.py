@@ -55,6 +55,20 @@ def tests_cupy(session):
 
 
 @nox.session(reuse_venv=True)
+def gpu(session):
+    """On a CUDA machine, one command: the suite with CuPy, then benchmarks/bench_gpu.py.
+
+    Installs xpnet with the CuPy extra (``-- cuda13`` for CUDA 13; default cuda12) and
+    PyTorch (the benchmark's peer); the benchmark writes benchmarks/results/gpu.json.
+    On a machine without network access run ``bash benchmarks/gpu_session.sh`` instead.
+    """
+    extra = session.posargs[0] if session.posargs else "cuda12"
+    session.install("-e", f".[test,{extra}]", "torch")
+    session.run("pytest", "-q", "-n", "4", "tests", env={"XPNET_TEST_BACKENDS": "numpy,cupy"})
+    session.run("python", "benchmarks/bench_gpu.py")
+
+
+@nox.session(reuse_venv=True)
 def lint(session):
     """ruff."""
     session.install("ruff>=0.6")

@@ -14,10 +14,13 @@ Workloads (float32, 60,000 MNIST-shaped rows, resident on the GPU)
 Implementations
 
   floor        the GEMMs forward + backward need (cupy.matmul, preallocated ``out=``)
-  xpnet        ``xn.MLP(..., backend="cupy").fit(...)`` on arrays already on the GPU
+  xpnet        xpnet's own training step on CuPy: ``Trainer.begin_epoch`` then
+               ``Trainer.step`` for every batch (gather, forward, loss, backward, the
+               non-finite guard, the update, the running sums), the loop ``fit`` runs,
+               without fit's one-off checks and epoch-end work; ``XPNET_CUPY_FUSED=0``
   xpnet_fused  the same with ``XPNET_CUPY_FUSED=1``: one ElementwiseKernel per parameter
-               for the optimizer update (opt-in until verified on a GPU)
-  torch        PyTorch CUDA eager (default optimizer: multi-tensor ``foreach``)
+               for the optimizer update
+  torch        PyTorch CUDA eager, the same bare loop (default optimizer: ``foreach``)
   torch_fused  the same with ``torch.optim.Adam/SGD(fused=True)``
 
 Every sample is timed with CUDA events (start recorded before the host loop,
@@ -26,12 +29,15 @@ implementation; implementations are interleaved and the order rotates every
 repeat. The loss of the PyTorch loops is accumulated on the device (no
 ``.item()`` per step), as xpnet does.
 
-No-sync check (``--sync-check``, on by default): builds the training step
-exactly as ``xpnet.fit`` runs it on a device (``take`` the batch, loss and
-gradients, finiteness flag, masked optimizer update, running loss/accuracy)
-and runs a few steps (1) inside ``cupyx.allow_synchronize(False)`` and (2)
-behind a ~1 s queue of GPU work: if no step waited for the device, the event
-recorded after that queue is still pending when the steps return.
+No-sync check (``--sync-check``, on by default): the same ``Trainer.step`` of
+W2 and of the large net, with the default update (``XPNET_CUPY_FUSED=0``) and
+then with the fused one, runs a few steps (1) inside
+``cupyx.allow_synchronize(False)`` and (2) behind a ~1 s queue of GPU work: if
+no step waited for the device, the event recorded after that queue is still
+pending when the steps return.
+
+Results go to ``<out>/gpu.json`` (``--out``, default ``benchmarks/results``) with the
+GPU, driver, CUDA, CuPy and PyTorch versions and the date.
 """
 
 from __future__ import annotations
@@ -150,27 +156,43 @@ class CupyFloor:
 
 
 class XpnetGpu:
-    def __init__(self, xn, spec, Xc, yc, iters, device, fused=False):
+    """xpnet's training step, as ``fit`` runs it: the Trainer's own ``step``."""
+
+    def __init__(self, xn, spec, Xc, yc, iters, device, fused=False, backend="cupy"):
         self.name = "xpnet_fused" if fused else "xpnet"
         self.fused = fused
-        self.model = xn.MLP(spec["sizes"], backend="cupy", device=device, dtype="float32",
+        self.model = xn.MLP(spec["sizes"], backend=backend, device=device, dtype="float32",
                             seed=0)
-        self.opt = {"adam": lambda: xn.Adam(lr=spec["lr"]),
-                    "momentum": lambda: xn.SGD(lr=spec["lr"], momentum=0.9),
-                    "gd": lambda: xn.SGD(lr=spec["lr"])}[spec["opt"]]()
-        self.X, self.y, self.batch, self.iters = Xc, yc, spec["batch"], iters
-        self.history_seconds: list[float] = []
+        opt = {"adam": lambda: xn.Adam(lr=spec["lr"]),
+               "momentum": lambda: xn.SGD(lr=spec["lr"], momentum=0.9),
+               "gd": lambda: xn.SGD(lr=spec["lr"])}[spec["opt"]]()
+        with self.model.backend.device_scope():
+            opt.state = opt.init(self.model.params)
+        n = Xc.shape[0]
+        self.trainer = xn.training.Trainer(
+            self.model, Xc, yc, optimizer=opt, epochs=1, shuffle=True,
+            batch_size=n if spec["batch"] is None else spec["batch"],
+            state=xn.training.TrainState(seed=0))
+        self.iters = iters
+
+    def set_path(self):
+        os.environ["XPNET_CUPY_FUSED"] = "1" if self.fused else "0"  # read at every update
 
     def run(self):
-        os.environ["XPNET_CUPY_FUSED"] = "1" if self.fused else "0"  # read at every update
-        h = self.model.fit(self.X, self.y, epochs=self.iters, batch_size=self.batch,
-                           optimizer=self.opt, verbose=0, shuffle=True)
-        self.history_seconds.append(sum(h.history["seconds"]) / self.iters)
-        self.loss = h.history["loss"][-1]
+        self.set_path()
+        t = self.trainer
+        with self.model.backend.device_scope():
+            for _ in range(self.iters):
+                perm = t.begin_epoch(0)
+                for k in range(t.steps):
+                    t.step(k, perm)
 
     def warmup(self):
         self.run()
-        self.history_seconds.clear()
+        sums = self.trainer.guard.running()  # reads the device
+        self.loss = sums["run_loss"] / max(sums["seen"], 1)
+        if self.trainer.guard.poll():
+            raise RuntimeError(f"{self.name}: a warm-up step was not finite")
 
 
 class TorchGpu:
@@ -241,42 +263,13 @@ def timed(cp, torch, runner) -> float:
 
 
 # ============================================================================ sync check
-def make_xpnet_step(xn, model, opt, Xd, yd, batch, seed=0):
-    """One training step exactly as ``xpnet.fit`` runs it on a device backend.
-
-    Keep in step with the device branch of the loop in ``xpnet/training.py``
-    (when xpnet grows a public step function, call that here instead).
-    """
-    xp, backend, loss = model.xp, model.backend, model.loss
-    ops = xn.ops.ops_for(backend)
-    rng = xn.RNG(seed)
-    n = Xd.shape[0]
-    perm = rng.permutation(n, backend)
-    if opt.state is None:
-        opt.state = opt.init(model.params)
-    st = {"bad": xp.asarray(False, device=backend.device),
-          "n_bad": xp.asarray(0, dtype=xp.int64, device=backend.device),
-          "first_bad": xp.asarray(-1, dtype=xp.int64, device=backend.device),
-          "run_loss": xp.zeros((), dtype=model.dtype, device=backend.device),
-          "correct": xp.zeros((), dtype=model.dtype, device=backend.device)}
-    n_steps = -(-n // batch)
+def trainer_steps(runner):
+    """``step(i)``: the Trainer's own step on batch ``i`` of the current epoch's order."""
+    t = runner.trainer
+    perm = t.begin_epoch(0)
 
     def step(i):
-        lo = (i % n_steps) * batch
-        hi = min(lo + batch, n)
-        idx = perm[lo:hi]
-        xb, yb = xp.take(Xd, idx, axis=0), xp.take(yd, idx, axis=0)
-        value, grads, out = model._loss_grads_out(xb, yb, loss, train=True, rng=rng)
-        ok = ops.finite_flag(value, grads)  # the device guard fit uses
-        keep = ok & ~st["bad"]
-        st["first_bad"] = xp.where((~ok) & (~st["bad"]), i, st["first_bad"])
-        st["bad"] = st["bad"] | (~ok)
-        st["n_bad"] = st["n_bad"] + xp.astype(~ok, xp.int64)
-        model.params, opt.state = opt.update(model.params, grads, opt.state, keep=keep)
-        st["run_loss"] = st["run_loss"] + xp.where(keep, value, 0.0) * float(hi - lo)
-        c = model._accuracy_count(out, yb)
-        if c is not None:
-            st["correct"] = st["correct"] + xp.where(keep, c, 0.0)
+        t.step(i % t.steps, perm)
 
     return step
 
@@ -301,175 +294,167 @@ def _detector_check(cupyx, step, steps: int) -> dict:
     return {"ok": True, "steps": steps}
 
 
-def sync_check(cp, xn, Xc, yc, steps: int) -> dict:
+def _backlog_check(cp, step, steps: int) -> dict:
+    """Queue about 1 s of GPU work, then run steps: they must return before it ends."""
+    import time
+
+    a = cp.ones((8192, 8192), cp.float32)
+    b = cp.empty_like(a)
+    t0, t1 = cp.cuda.Event(), cp.cuda.Event()
+    t0.record()
+    cp.matmul(a, a, out=b)
+    t1.record()
+    t1.synchronize()
+    one = cp.cuda.get_elapsed_time(t0, t1)
+    reps = max(1, int(1000.0 / max(one, 1e-3)))
+    for _ in range(reps):
+        cp.matmul(a, a, out=b)
+    backlog_done = cp.cuda.Event()
+    backlog_done.record()
+    h0 = time.perf_counter()
+    for i in range(100, 100 + steps):
+        step(i)
+    host_s = time.perf_counter() - h0
+    pending = not backlog_done.query()
+    cp.cuda.Device().synchronize()
+    return {"ok": pending, "backlog_ms": one * reps, "host_ms_for_steps": host_s * 1e3,
+            "steps": steps,
+            "meaning": "backlog still pending when the steps returned" if pending else
+                       "a step waited for the GPU (or the backlog was too short)"}
+
+
+def _public_call_checks(cupyx, model, xb, yb) -> dict:
+    """``loss_and_grads`` with its value checks (a sync by design) and without them."""
     import warnings
 
+    rec: dict = {}
+    if not hasattr(cupyx, "allow_synchronize"):
+        return rec
+    for label, kw in (("loss_and_grads", {}),
+                      ("loss_and_grads(check_values=False)", {"check_values": False})):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                with cupyx.allow_synchronize(False):
+                    model.loss_and_grads(xb, yb, **kw)
+                rec[f"{label} syncs"] = False
+            except cupyx.DeviceSynchronized:
+                rec[f"{label} syncs"] = True
+    return rec
+
+
+def sync_check(cp, xn, Xc, yc, steps: int, device: int) -> dict:
+    """The Trainer's step of W2 and the large net, default and fused update, proven sync-free."""
     import cupyx
 
     out: dict = {}
     for wname in ("W2", "large"):
         spec = SPECS[wname]
-        model = xn.MLP(spec["sizes"], backend="cupy", dtype="float32", seed=0)
-        opt = xn.Adam(lr=spec["lr"])
-        rec: dict = {}
-        try:
-            step = make_xpnet_step(xn, model, opt, Xc, yc, spec["batch"])
-        except AttributeError as exc:
-            out[wname] = {"error": f"xpnet internals changed, update make_xpnet_step: {exc}"}
-            continue
-        step(0)
-        step(1)
-        cp.cuda.Device().synchronize()
-        # (1) CuPy's own detector (deprecated in CuPy, may be gone in a future release)
-        rec["allow_synchronize"] = _detector_check(cupyx, step, steps)
-        cp.cuda.Device().synchronize()
-        # (2) backlog test: queue ~1 s of GPU work, then run steps on the host
-        a = cp.ones((8192, 8192), cp.float32)
-        b = cp.empty_like(a)
-        t0 = cp.cuda.Event()
-        t1 = cp.cuda.Event()
-        t0.record()
-        cp.matmul(a, a, out=b)
-        t1.record()
-        t1.synchronize()
-        one = cp.cuda.get_elapsed_time(t0, t1)
-        reps = max(1, int(1000.0 / max(one, 1e-3)))
-        import time
-
-        for _ in range(reps):
-            cp.matmul(a, a, out=b)
-        backlog_done = cp.cuda.Event()
-        backlog_done.record()
-        h0 = time.perf_counter()
-        for i in range(100, 100 + steps):
-            step(i)
-        host_s = time.perf_counter() - h0
-        pending = not backlog_done.query()
-        cp.cuda.Device().synchronize()
-        rec["backlog"] = {"ok": pending, "backlog_ms": one * reps, "host_ms_for_steps":
-                          host_s * 1e3, "steps": steps,
-                          "meaning": "backlog still pending when the steps returned"
-                          if pending else "a step waited for the GPU (or the backlog was "
-                                          "too short)"}
-        # (3) the public research-loop call: with its value checks (a sync by design) and
-        #     with check_values=False (documented as sync-free), where xpnet has that option
-        xb, yb = Xc[:spec["batch"]], yc[:spec["batch"]]
-        for label, kw in (("loss_and_grads", {}),
-                          ("loss_and_grads(check_values=False)", {"check_values": False})):
-            if not hasattr(cupyx, "allow_synchronize"):
-                break
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    with cupyx.allow_synchronize(False):
-                        model.loss_and_grads(xb, yb, **kw)
-                    rec[f"{label} syncs"] = False
-                except cupyx.DeviceSynchronized:
-                    rec[f"{label} syncs"] = True
-                except TypeError:
-                    rec[f"{label} syncs"] = "option not available"
-        out[wname] = rec
-        del a, b
+        for fused in (False, True):
+            runner = XpnetGpu(xn, spec, Xc, yc, 1, device, fused=fused)
+            runner.set_path()  # the path under test, whatever ran before
+            rec: dict = {"XPNET_CUPY_FUSED": os.environ["XPNET_CUPY_FUSED"]}
+            with runner.model.backend.device_scope():
+                step = trainer_steps(runner)
+                step(0)
+                step(1)
+                cp.cuda.Device().synchronize()
+                rec["allow_synchronize"] = _detector_check(cupyx, step, steps)
+                cp.cuda.Device().synchronize()
+                rec["backlog"] = _backlog_check(cp, step, steps)
+                if not fused:
+                    rec.update(_public_call_checks(cupyx, runner.model, Xc[:spec["batch"]],
+                                                   yc[:spec["batch"]]))
+            out[f"{wname} {runner.name}"] = rec
+            del runner
+            cp.get_default_memory_pool().free_all_blocks()
     return out
 
 
 # ============================================================================ main
-def main(args) -> int:
-    reason = gpu_unavailable()
-    if reason is not None:
-        print(f"bench_gpu: cannot run here: {reason}. Run it on a machine with a CUDA GPU and "
-              "CuPy: python benchmarks/bench_gpu.py", file=sys.stderr)
-        return 2
-    import statistics
+def gpu_environment(cp, torch, device: int) -> dict:
+    """Machine, GPU, driver, CUDA, CuPy and PyTorch versions, and the date."""
     import time
-    from pathlib import Path
-
-    import cupy as cp
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _common import REPO, environment, fmt_seconds, load_data, log, write_json
+    from _common import environment
 
-    import xpnet as xn
-
-    cp.cuda.Device(args.device).use()
-    try:
-        import torch
-
-        have_torch = torch.cuda.is_available()
-    except ImportError:
-        torch, have_torch = None, False
     env = environment(os.cpu_count() or 1)
-    props = cp.cuda.runtime.getDeviceProperties(args.device)
+    props = cp.cuda.runtime.getDeviceProperties(device)
     env["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    env["gpu_memory_gib"] = round(props["totalGlobalMem"] / 2**30, 1)
     env["cupy"] = cp.__version__
     env["cuda_runtime"] = cp.cuda.runtime.runtimeGetVersion()
+    env["cuda_driver"] = cp.cuda.runtime.driverGetVersion()
     env["CUPY_TF32"] = os.environ.get("CUPY_TF32")
-    if have_torch:
+    env["date"] = time.strftime("%Y-%m-%d")
+    if torch is not None:
         env["torch"] = torch.__version__
+        env["torch_cuda"] = torch.version.cuda
         env["torch_allow_tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
-    X, y, source = load_data(args.n, "float32")
-    Xc, yc = cp.asarray(X), cp.asarray(y)
-    Xt = yt = None
-    if have_torch:
-        Xt, yt = torch.from_numpy(X).cuda(), torch.from_numpy(y).cuda()
-    del X, y
-    res = {"env": env, "config": {"n": args.n, "repeats": args.repeats, "data": source,
-                                  "w1_iters": args.w1_iters}, "workloads": {}}
-    for w in args.workloads:
-        spec = SPECS[w]
-        iters = args.w1_iters if w == "W1" else 1
-        runners = []
-        for name in args.impls:
-            if name == "floor":
-                runners.append(CupyFloor(cp, spec["sizes"], Xc, spec["batch"], iters))
-            elif name in ("xpnet", "xpnet_fused"):
-                runners.append(XpnetGpu(xn, spec, Xc, yc, iters, None, name == "xpnet_fused"))
-            elif have_torch:
-                try:
-                    runners.append(TorchGpu(torch, spec, Xt, yt, iters, name == "torch_fused"))
-                except (RuntimeError, TypeError) as exc:
-                    log(f"[{w}] {name} skipped: {exc}")
-        for r in list(runners):
+    return env
+
+
+def make_runners(cp, xn, torch, w, args, data) -> list:
+    spec, (Xc, yc, Xt, yt) = SPECS[w], data
+    iters = args.w1_iters if w == "W1" else 1
+    runners: list = []
+    for name in args.impls:
+        if name == "floor":
+            runners.append(CupyFloor(cp, spec["sizes"], Xc, spec["batch"], iters))
+        elif name in ("xpnet", "xpnet_fused"):
+            runners.append(XpnetGpu(xn, spec, Xc, yc, iters, args.device,
+                                    name == "xpnet_fused"))
+        elif torch is not None:
             try:
-                r.warmup()
-            except (RuntimeError, TypeError, ValueError) as exc:
-                if not r.name.startswith("torch"):
-                    raise
-                log(f"[{w}] {r.name} skipped: {exc}")  # e.g. a fused optimizer not supported
-                runners.remove(r)
-        cp.cuda.Device().synchronize()
-        samples = {r.name: [] for r in runners}
-        for rep in range(args.repeats):
-            k = len(runners)
-            for r in runners[rep % k:] + runners[:rep % k]:
-                dt = timed(cp, torch, r) / iters
-                samples[r.name].append(dt)
-                log(f"[{w} {rep + 1}/{args.repeats}] {r.name:<11} {fmt_seconds(dt)}")
-        floor = samples.get("floor")
-        impls = {}
-        for r in runners:
-            s = samples[r.name]
-            e = {"median": statistics.median(s), "min": min(s), "max": max(s), "samples": s}
-            if floor:
-                e["x_floor"] = statistics.median([a / b for a, b in zip(s, floor, strict=True)])
-            if "xpnet" in samples:
-                e["xpnet_over_this"] = statistics.median(
-                    [a / b for a, b in zip(samples["xpnet"], s, strict=True)])
-            if isinstance(r, XpnetGpu):
-                e["history_seconds"] = r.history_seconds
-            impls[r.name] = e
-        res["workloads"][w] = {**spec, "impls": impls}
-        del runners
-        cp.get_default_memory_pool().free_all_blocks()
-        if have_torch:
-            torch.cuda.empty_cache()
-    if args.sync_check:
-        res["sync_check"] = sync_check(cp, xn, Xc, yc, args.sync_steps)
-    env["when_done"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    out_dir = Path(args.out) if args.out else REPO / "benchmarks" / "results"
-    write_json(out_dir / "gpu.json", res)
-    print(f"GPU: {env['gpu']}  CuPy {env['cupy']}"
-          + (f"  torch {env['torch']}" if have_torch else "  (no PyTorch CUDA)"))
+                runners.append(TorchGpu(torch, spec, Xt, yt, iters, name == "torch_fused"))
+            except (RuntimeError, TypeError) as exc:
+                print(f"[{w}] {name} skipped: {exc}", file=sys.stderr)
+    for r in list(runners):
+        try:
+            r.warmup()
+        except (RuntimeError, TypeError, ValueError) as exc:
+            if not r.name.startswith("torch"):
+                raise
+            print(f"[{w}] {r.name} skipped: {exc}", file=sys.stderr)  # e.g. fused unsupported
+            runners.remove(r)
+    return runners
+
+
+def measure(cp, torch, runners, iters: int, repeats: int, w: str) -> dict:
+    """Interleaved, rotating samples; median, min, max, ratios to the floor and to xpnet."""
+    import statistics
+
+    from _common import fmt_seconds, log
+
+    cp.cuda.Device().synchronize()
+    samples: dict[str, list[float]] = {r.name: [] for r in runners}
+    for rep in range(repeats):
+        k = len(runners)
+        for r in runners[rep % k:] + runners[:rep % k]:
+            dt = timed(cp, torch, r) / iters
+            samples[r.name].append(dt)
+            log(f"[{w} {rep + 1}/{repeats}] {r.name:<11} {fmt_seconds(dt)}")
+    floor = samples.get("floor")
+    impls = {}
+    for name, s in samples.items():
+        e = {"median": statistics.median(s), "min": min(s), "max": max(s), "samples": s}
+        if floor:
+            e["x_floor"] = statistics.median([a / b for a, b in zip(s, floor, strict=True)])
+        if "xpnet" in samples:
+            e["xpnet_over_this"] = statistics.median(
+                [a / b for a, b in zip(samples["xpnet"], s, strict=True)])
+        impls[name] = e
+    return impls
+
+
+def report(res: dict) -> None:
+    from _common import fmt_seconds
+
+    env = res["env"]
+    print(f"GPU: {env['gpu']}  driver {env['cuda_driver']}  CUDA runtime "
+          f"{env['cuda_runtime']}  CuPy {env['cupy']}  torch {env.get('torch', '-')}  "
+          f"{env['date']}")
     print(f"{'workload':<8} {'impl':<12} {'median':>10} {'min':>10} {'max':>10} "
           f"{'x floor':>8} {'xpnet/this':>10}")
     for w, wd in res["workloads"].items():
@@ -480,10 +465,59 @@ def main(args) -> int:
                   f"{e.get('xpnet_over_this', float('nan')):>10.2f}")
     for w, rec in res.get("sync_check", {}).items():
         print(f"sync check {w}: {rec}")
+
+
+def main(args) -> int:
+    reason = gpu_unavailable()
+    if reason is not None:
+        print(f"bench_gpu: cannot run here: {reason}. Run it on a machine with a CUDA GPU and "
+              "CuPy: python benchmarks/bench_gpu.py", file=sys.stderr)
+        return 2
+    from pathlib import Path
+
+    import cupy as cp
+
+    import xpnet as xn
+
+    cp.cuda.Device(args.device).use()
+    torch = None
+    try:
+        import torch as _torch
+
+        if _torch.cuda.is_available():
+            torch = _torch
+            torch.cuda.set_device(args.device)  # its events record on the current device
+    except ImportError:
+        pass
+    env = gpu_environment(cp, torch, args.device)
+    from _common import REPO, load_data, log, write_json
+
+    X, y, source = load_data(args.n, "float32")
+    Xc, yc = cp.asarray(X), cp.asarray(y)
+    Xt = yt = None
+    if torch is not None:
+        dev = f"cuda:{args.device}"
+        Xt, yt = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
+    del X, y
+    res = {"env": env, "config": {"n": args.n, "repeats": args.repeats, "data": source,
+                                  "w1_iters": args.w1_iters}, "workloads": {}}
+    for w in args.workloads:
+        runners = make_runners(cp, xn, torch, w, args, (Xc, yc, Xt, yt))
+        iters = args.w1_iters if w == "W1" else 1
+        res["workloads"][w] = {**SPECS[w], "impls": measure(cp, torch, runners, iters,
+                                                            args.repeats, w)}
+        del runners
+        cp.get_default_memory_pool().free_all_blocks()
+        if torch is not None:
+            torch.cuda.empty_cache()
+    if args.sync_check:
+        res["sync_check"] = sync_check(cp, xn, Xc, yc, args.sync_steps, args.device)
+    out_dir = Path(args.out) if args.out else REPO / "benchmarks" / "results"
+    write_json(out_dir / "gpu.json", res)
+    report(res)
     log(f"results: {out_dir / 'gpu.json'}")
     ok = all(r.get("allow_synchronize", {}).get("ok") is not False
-             and r.get("backlog", {}).get("ok") and "error" not in r
-             for r in res.get("sync_check", {}).values())
+             and r.get("backlog", {}).get("ok") for r in res.get("sync_check", {}).values())
     return 0 if ok or not args.sync_check else 1
 
 

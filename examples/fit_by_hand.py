@@ -4,8 +4,9 @@
     python examples/fit_by_hand.py --fast     # fewer epochs
 
 Validation split, dropout drawn from the run's generator, the running loss and
-accuracy summed on the device, the non-finite check before each update, the
-callbacks with their History, and a resumable checkpoint at the end. The last lines
+accuracy summed in float64, the non-finite checks (of the loss and gradients, and of
+the update, which is applied only if every new value is finite), the callbacks with
+their History, and a resumable checkpoint at the end. The last lines
 train the same model with ``fit`` and check that both end with the same bits.
 """
 
@@ -39,20 +40,19 @@ def fit_by_hand(model, X, y, *, epochs, batch_size, seed, val_fraction, callback
         cbs.on_epoch_begin(epoch, {})
         t0 = time.perf_counter()
         perm = rng.permutation(n, backend)                     # int64, on the device
-        run_loss = xp.zeros((), dtype=model.dtype, device=backend.device)
-        run_correct = xp.zeros((), dtype=model.dtype, device=backend.device)
+        run_loss, run_correct, spare = 0.0, 0.0, {}             # float64 sums, as fit keeps
         for k in range(steps):
             idx = perm[k * batch_size:(k + 1) * batch_size]
             xb, yb = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
             loss, grads, out = model.loss_and_grads(xb, yb, check_values=False, rng=rng,
                                                     return_output=True)
             total = float(loss) + sum(float(xp.sum(g)) for g in grads.values())
-            if not math.isfinite(total):                       # never apply a bad step
+            if not math.isfinite(total) or not opt.update_(    # never apply a bad step
+                    model.params, grads, opt.state, check_finite=True, spare=spare):
                 raise xn.NonFiniteLossError(epoch + 1, k + 1)
-            opt.update_(model.params, grads, opt.state)        # in place, same bits as update
-            run_loss = run_loss + loss * idx.shape[0]
-            run_correct = run_correct + loss_fn.count_correct(out, yb)
-        logs = {"loss": float(run_loss) / n, "accuracy": float(run_correct) / n}
+            run_loss += float(loss) * idx.shape[0]
+            run_correct += float(loss_fn.count_correct(out, yb))
+        logs = {"loss": run_loss / n, "accuracy": run_correct / n}
         logs.update({f"val_{k}": v for k, v in model.evaluate(Xv, yv).items()})
         logs["lr"] = opt.learning_rate(opt.state["step"] - 1)
         logs["seconds"] = time.perf_counter() - t0

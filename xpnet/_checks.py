@@ -175,13 +175,22 @@ def _check_numeric(name: str, dname: str) -> None:
         raise TypeError(f"{name} has unsupported dtype {dname}; expected numbers")
 
 
-def to_backend(name: str, a: Any, backend: Backend) -> Any:
-    """Return ``a`` on ``backend``: NumPy/lists are copied there once; foreign arrays refused."""
+def to_backend(name: str, a: Any, backend: Backend, dtype: str | None = None) -> Any:
+    """Return ``a`` on ``backend``: NumPy/lists are copied there once; foreign arrays refused.
+
+    With ``dtype``, a NumPy array bound for another backend is cast on the host
+    first, so float64 data for a float32 GPU model is uploaded at half the size.
+    """
     a = _from_sequence(name, a)
     if not _is_array(a):
         raise TypeError(f"{name} must be an array, got {type(a).__name__}")
     if isinstance(a, np.ndarray):
-        return a if backend.owns(a) else backend.asarray(a)
+        if backend.owns(a):
+            return a
+        if dtype is not None:
+            with np.errstate(over="ignore"):  # beyond the dtype's range: inf, refused after
+                a = a.astype(dtype, copy=False)
+        return backend.asarray(a)
     if backend.owns(a):
         return a
     theirs = backend_of(a)
@@ -248,7 +257,7 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
             raise ValueError(f"{name} has values up to {big:.3g}, beyond float32's range "
                              f"(3.4e38), where the model computes; scale the data or build the "
                              f"model with dtype='float64'")
-    Xd = to_backend(name, X, backend)
+    Xd = to_backend(name, X, backend, dtype)
     xp = backend.xp
     target = backend.dtype(dtype)
     if Xd.dtype != target:
@@ -318,7 +327,7 @@ def check_float_targets(y: Any, backend: Backend, dtype: str, n_outputs: int, na
         raise ValueError(
             f"{name} is 1-D but the model has {n_outputs} outputs; pass shape (n, {n_outputs})"
         )
-    yd = to_backend(name, y, backend)
+    yd = to_backend(name, y, backend, dtype)
     xp = backend.xp
     target = backend.dtype(dtype)
     if yd.dtype != target:

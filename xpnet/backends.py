@@ -8,10 +8,12 @@ standard.  CuPy, PyTorch and JAX are imported lazily, only when asked for, so
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
 import os
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +117,38 @@ class Backend:
         (True, False)
         """
         return self.name in ("numpy", "cupy", "torch")
+
+    def device_scope(self) -> AbstractContextManager[Any]:
+        """A context under which new arrays and kernel outputs land on this backend's device.
+
+        CuPy creates ``zeros``, ``empty``, ``arange``, ``full``, ``*_like`` and the
+        output of every kernel on the *current* CUDA device, whatever ``device=``
+        says; only ``asarray`` follows ``device=``. On CuPy this makes the
+        backend's GPU current for the block (a fresh ``cupy.cuda.Device``, so
+        threads never share one device stack); elsewhere it does nothing. Every
+        public model call, ``fit`` and the optimizers enter it.
+
+        Returns
+        -------
+        context manager
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> b = xn.get_backend("numpy")
+        >>> with b.device_scope():
+        ...     z = b.xp.zeros(3, dtype=b.xp.float32, device=b.device)
+        >>> b.owns(z)
+        True
+        """
+        if self.name == "cupy":
+            return type(self.device)(self.device.id)
+        return contextlib.nullcontext()
+
+    def __hash__(self) -> int:
+        # a CuPy Device compares by id but is unhashable; hash what equality compares
+        dev = getattr(self.device, "id", None) if self.name == "cupy" else str(self.device)
+        return hash((self.name, getattr(self.xp, "__name__", id(self.xp)), dev))
 
     @property
     def device_name(self) -> str:
@@ -331,6 +365,22 @@ def _jax_x64() -> bool:
     return bool(jax.config.read("jax_enable_x64"))
 
 
+def _probe_cupy(cupy: Any) -> None:
+    """Run once each CUDA component a training step uses, so a missing one shows up now.
+
+    A reduction (CUB), a matrix product (cuBLAS) and an elementwise kernel
+    compiled at run time with the options of xpnet's own kernels (NVRTC); one
+    read back waits for all three. xpnet draws nothing with cuRAND (its
+    dropout sampler is an NVRTC kernel), so cuRAND is not required.
+    """
+    a = cupy.arange(4, dtype=cupy.float32).reshape(2, 2)
+    twice = cupy.ElementwiseKernel("T x", "T y", "y = x + x", "xpnet_probe",
+                                   options=("--fmad=false",))
+    total = float((twice(a @ a)).sum())  # [[2, 3], [6, 11]] doubled: 44
+    if total != 44.0:
+        raise RuntimeError(f"the GPU computed {total} for a 2 x 2 test that gives 44")
+
+
 @functools.cache
 def _probe(name: str) -> str | None:
     """Return None when backend ``name`` is usable, else the reason it is not."""
@@ -354,8 +404,7 @@ def _probe(name: str) -> str | None:
             n = cupy.cuda.runtime.getDeviceCount()
             if n < 1:
                 return "no CUDA GPU found"
-            # Allocate and compute once so a broken driver/toolkit shows up now.
-            float(cupy.arange(4, dtype=cupy.float32).sum())
+            _probe_cupy(cupy)
         except Exception as exc:  # any driver/toolkit failure means "unavailable"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return f"CuPy is installed but cannot use a GPU: {first}"
@@ -490,21 +539,7 @@ def get_backend(name: str | Backend = "auto", device: Any = None) -> Backend:
     if name == "cupy":
         import cupy
 
-        idx = 0
-        if isinstance(device, int) and not isinstance(device, bool):
-            idx = device
-        elif hasattr(device, "id"):  # a cupy.cuda.Device
-            idx = int(device.id)
-        elif device is not None:
-            text = str(device).strip().lower()
-            if text.startswith("cuda"):
-                text = text[4:].lstrip(":")
-            try:
-                idx = int(text or 0)
-            except ValueError:
-                raise BackendError(f"backend 'cupy': bad device {device!r}; use an int or "
-                                   "'cuda:N'") from None
-        return Backend("cupy", xp, cupy.cuda.Device(idx))
+        return Backend("cupy", xp, _cupy_device(cupy, device))
     if name == "jax":
         return Backend("jax", xp, _jax_device(device))
     if name == "array_api_strict":
@@ -531,6 +566,39 @@ def _jax_device(device: Any) -> Any:
         return devices[int(index or 0)]
     except (RuntimeError, ValueError, IndexError) as exc:
         raise BackendError(f"backend 'jax': no device {device!r} ({exc})") from None
+
+
+def _cupy_device(cupy: Any, device: Any) -> Any:
+    """The ``cupy.cuda.Device`` that ``device`` names; the current one when None.
+
+    Accepts an int, ``"N"``, ``"cuda"``, ``"cuda:N"`` or a ``cupy.cuda.Device``;
+    refuses an index this machine does not have.
+    """
+    if device is None:
+        return cupy.cuda.Device()  # the current device, as CuPy itself defaults
+    if isinstance(device, bool):
+        raise BackendError(f"backend 'cupy': bad device {device!r}; use an int or 'cuda:N'")
+    if isinstance(device, int):
+        idx = device
+    elif hasattr(device, "id"):  # a cupy.cuda.Device
+        idx = int(device.id)
+    else:
+        text = str(device).strip().lower()
+        if text.startswith("cuda"):
+            text = text[4:].lstrip(":")
+        if not text:
+            return cupy.cuda.Device()
+        try:
+            idx = int(text)
+        except ValueError:
+            raise BackendError(f"backend 'cupy': bad device {device!r}; use an int or "
+                               "'cuda:N'") from None
+    count = cupy.cuda.runtime.getDeviceCount()
+    if not 0 <= idx < count:
+        have = f"GPUs 0-{count - 1}" if count > 1 else "one GPU (0)"
+        raise BackendError(f"backend 'cupy': there is no GPU {idx} on this machine "
+                           f"(it has {have})")
+    return cupy.cuda.Device(idx)
 
 
 def backend_of(*arrays: Any) -> Backend:
@@ -647,9 +715,7 @@ def synchronize(backend: Backend) -> None:
     True
     """
     if backend.name == "cupy":
-        import cupy
-
-        cupy.cuda.get_current_stream().synchronize()
+        backend.device.synchronize()  # that GPU, whichever is current
     elif backend.name == "torch" and getattr(backend.device, "type", "cpu") == "cuda":
         import torch
 

@@ -6,14 +6,19 @@ else is refused with a message that says how to convert.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import array_api_compat
 
 from ._checks import _kind
 from .backends import backend_of
+from .ops import ops_of
 
 __all__ = ["accuracy", "top_k_accuracy", "confusion_matrix", "log_loss"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _a(word: str) -> str:
@@ -44,6 +49,17 @@ def _xp(**arrays: Any) -> Any:
     return first_be
 
 
+def _on_device(f: _F) -> _F:
+    """Run ``f`` with its first array's device current (CuPy creates ``arange`` and kernel
+    outputs on the current GPU)."""
+    @functools.wraps(f)
+    def wrapper(a: Any, *args: Any, **kwargs: Any) -> Any:
+        with ops_of(a).scope(a):
+            return f(a, *args, **kwargs)
+    return wrapper  # type: ignore[return-value]
+
+
+@_on_device
 def accuracy(y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
     """Fraction of equal labels (weighted by ``sample_weight`` when given).
 
@@ -80,6 +96,7 @@ def accuracy(y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
     return xp.sum(hits * w) / xp.sum(w)
 
 
+@_on_device
 def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> Any:
     """Fraction of rows whose true label is among the ``k`` highest scores.
 
@@ -114,6 +131,7 @@ def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> Any:
     return xp.mean(xp.astype(higher < k, be.wide_float))
 
 
+@_on_device
 def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> Any:
     """Counts ``C[i, j]`` of samples with true class ``i`` predicted as ``j``.
 
@@ -141,6 +159,7 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> Any:
     return xp.astype(xp.round(xp.matrix_transpose(t) @ p), be.index_dtype)
 
 
+@_on_device
 def log_loss(y_true: Any, proba: Any, eps: float = 1e-12) -> Any:
     """Mean negative log-likelihood of the true classes under ``proba``.
 

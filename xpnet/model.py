@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import numbers
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _checks
 from .backends import Backend, get_backend, to_numpy
@@ -18,6 +20,18 @@ if TYPE_CHECKING:
     from .optimizers import Optimizer
 
 __all__ = ["Sequential", "MLP"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _on_device(method: _F) -> _F:
+    """Run a public method with the model's device current (``Backend.device_scope``):
+    on CuPy every array it creates and every kernel output then lands on that GPU."""
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.backend.device_scope():
+            return method(self, *args, **kwargs)
+    return wrapper  # type: ignore[return-value]
 
 
 class Sequential:
@@ -78,7 +92,8 @@ class Sequential:
         self._skip_kw = [self._accepts(layer, "need_input_grad") for layer in self.layers]
         self._param_kw = [self._accepts(layer, "need_param_grads") for layer in self.layers]
         self.rng = RNG(self.seed)
-        self.params = self._init_params()
+        with self.backend.device_scope():
+            self.params = self._init_params()
 
     # -- construction --------------------------------------------------------
     @staticmethod
@@ -307,6 +322,7 @@ class Sequential:
             dy = dy_in
         return {k: grads[k] for k in self.params if k in grads}
 
+    @_on_device
     def forward(self, X: Any, *, train: bool = False,
                 return_intermediates: bool = False) -> Any:
         """Raw outputs (logits for classifiers) for ``X`` on the model's device.
@@ -351,6 +367,7 @@ class Sequential:
             value, dout = loss.weighted_value_and_grad(out, y, weight)
         return value, self._backward(caches, dout), out
 
+    @_on_device
     def loss_and_grads(self, X: Any, y: Any, loss: str | Loss | None = None, *,
                        train: bool = True, check_values: bool = True, rng: RNG | None = None,
                        return_output: bool = False,
@@ -451,6 +468,7 @@ class Sequential:
         raise FloatingPointError(f"the model's outputs are not finite for {bad_rows} of "
                                  f"{out.shape[0]} rows: {cause}")
 
+    @_on_device
     def predict_proba(self, X: Any, *, batch_size: int | None = 8192) -> Any:
         """Class probabilities (softmax or sigmoid of the outputs).
 
@@ -476,6 +494,7 @@ class Sequential:
         X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
         return self.loss.output_transform(self._batched_outputs(X, batch_size))
 
+    @_on_device
     def predict(self, X: Any, *, batch_size: int | None = 8192) -> Any:
         """Predicted class labels (int64) for classifiers, outputs for regressors.
 
@@ -504,6 +523,7 @@ class Sequential:
         out = self._batched_outputs(X, batch_size)
         return self.loss.predict_labels(out)
 
+    @_on_device
     def evaluate(self, X: Any, y: Any, *, batch_size: int | None = 8192,
                  sample_weight: Any = None) -> dict[str, float]:
         """Mean loss (and accuracy for classifiers) on ``(X, y)`` as Python floats.
@@ -604,15 +624,17 @@ class Sequential:
         def move(v: Any) -> Any:
             return new.asarray(to_numpy(v), dtype=dtype)
 
-        params = {k: move(v) for k, v in self.params.items()}
-        opt = self.optimizer
-        if opt is not None and opt.state is not None:
-            opt.state = {slot: values if slot == "step" else {k: move(v) for k, v in
-                                                              values.items()}
-                         for slot, values in opt.state.items()}
+        with new.device_scope():
+            params = {k: move(v) for k, v in self.params.items()}
+            opt = self.optimizer
+            if opt is not None and opt.state is not None:
+                opt.state = {slot: values if slot == "step" else
+                             {k: move(v) for k, v in values.items()}
+                             for slot, values in opt.state.items()}
         self.params, self.backend = params, new
         return self
 
+    @_on_device
     def set_params(self, params: dict[str, Any]) -> None:
         """Replace the parameters (same keys and shapes), moving NumPy arrays to the device.
 

@@ -355,8 +355,10 @@ class Optimizer:
         (['exp_avg', 'exp_avg_sq', 'step'], [0.0, 0.0, 0.0])
         """
         state: dict = {"step": 0}
-        for slot in self.slots:
-            state[slot] = {k: _xp(p).zeros_like(p) for k, p in params.items()}
+        first = next(iter(params.values()), None)
+        with _ops(params).scope(first):  # zeros_like on CuPy: on the current GPU
+            for slot in self.slots:
+                state[slot] = {k: _xp(p).zeros_like(p) for k, p in params.items()}
         return state
 
     def update(self, params: Params, grads: Params, state: dict, *,
@@ -398,13 +400,16 @@ class Optimizer:
         state = self._aligned(trained, state, in_place=False)
         step = int(state["step"])
         lr = self.learning_rate(step)
-        new, new_state = self._pure(_ops(trained), trained, self.clip_grads(grads), state, lr,
-                                    step + 1, keep)
+        ops = _ops(trained)
+        with ops.scope(next(iter(trained.values()), None)):
+            new, new_state = self._pure(ops, trained, self.clip_grads(grads), state, lr,
+                                        step + 1, keep)
         if trained is not params:
             new = {k: new.get(k, p) for k, p in params.items()}
         return new, new_state
 
-    def update_(self, params: Params, grads: Params, state: dict) -> None:
+    def update_(self, params: Params, grads: Params, state: dict, *,
+                check_finite: bool = False, spare: dict | None = None) -> bool:
         """Apply one update in place: ``params`` and ``state`` are modified.
 
         The mutable fast path that :func:`xpnet.fit` uses. After clipping
@@ -419,6 +424,23 @@ class Optimizer:
         ----------
         params, grads : dict of arrays (``grads``: a subset of the keys)
         state : dict from :meth:`init`
+        check_finite : bool
+            Apply the update only if every new parameter and slot value is
+            finite; otherwise leave ``params`` and ``state`` exactly as they
+            were (the step count too) and return False. On NumPy the update is
+            written into a second set of arrays, checked while in the cache,
+            and the dict entries are swapped with them (the arrays the dicts
+            held become the spares); elsewhere the pure update is checked
+            before the entries are rebound. ``fit`` uses this.
+        spare : dict, optional
+            Where the NumPy kernels keep their second set of arrays between
+            calls; pass the same (initially empty) dict every step to avoid
+            allocating them each time.
+
+        Returns
+        -------
+        bool
+            Whether the update was applied (always True without ``check_finite``).
 
         Examples
         --------
@@ -427,22 +449,46 @@ class Optimizer:
         >>> params = {"w": np.array([1.0, 2.0])}
         >>> state = opt.init(params)
         >>> opt.update_(params, {"w": np.array([1.0, 1.0])}, state)
+        True
+        >>> params["w"].tolist(), state["step"]
+        ([0.5, 1.5], 1)
+        >>> huge = xn.SGD(lr=1e10)  # 0.5 - 1e10 * 1e300 overflows: the update is not applied
+        >>> huge.update_(params, {"w": np.array([1e300, 0.0])}, state, check_finite=True)
+        False
         >>> params["w"].tolist(), state["step"]
         ([0.5, 1.5], 1)
         """
         trained = _trained(params, grads)
         self._aligned(trained, state, in_place=True)
+        ops = _ops(trained)
+        with ops.scope(next(iter(trained.values()), None)):
+            done = self._update_(ops, trained, grads, state, check_finite, spare)
+        if trained is not params:
+            params.update(trained)  # entries the in-place kernels swapped or rebound
+        return done
+
+    def _update_(self, ops: Any, params: Params, grads: Params, state: dict,
+                 check_finite: bool, spare: dict | None) -> bool:
         step = int(state["step"])
         lr = self.learning_rate(step)
         grads = self.clip_grads(grads)
-        ops = _ops(trained)
-        if ops.update_(self, trained, grads, state, lr, step + 1):
-            state["step"] = step + 1
-            return
-        new_params, new_state = self._pure(ops, trained, grads, state, lr, step + 1, None)
+        if check_finite:
+            done = ops.update_checked_(self, params, grads, state, lr, step + 1,
+                                       {} if spare is None else spare)
+        else:
+            done = ops.update_(self, params, grads, state, lr, step + 1) or None
+        if done is not None:
+            if done:
+                state["step"] = step + 1
+            return done
+        new_params, new_state = self._pure(ops, params, grads, state, lr, step + 1, None)
+        if check_finite and not ops.arrays_finite(
+                [*new_params.values(), *(a for s in self.slots for a in new_state[s].values())]):
+            return False
         params.update(new_params)
         state.clear()
         state.update(new_state)
+        return True
 
     def _aligned(self, trained: Params, state: dict, *, in_place: bool) -> dict:
         """``state`` with slots for exactly the trained parameters: a frozen parameter's

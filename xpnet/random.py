@@ -3,7 +3,10 @@
 Everything that must match across backends (initial weights, batch order) is
 drawn on the host from one NumPy PCG64 generator, cast to the target dtype on
 the host, then moved to the device once.  Dropout masks may use a backend's own
-sampler (CuPy), seeded from the host generator, because they need not match.
+sampler (CuPy), because they need not match: a counter-based stream whose key
+is drawn once from the host generator and whose counter advances by one per
+draw. Key and counter are part of :meth:`RNG.get_state`, so a resumed run
+draws the same masks.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class RNG:
             raise ValueError(f"seed must be >= 0, got {seed}")
         self.seed = None if seed is None else int(seed)
         self.generator = np.random.Generator(np.random.PCG64(self.seed))
-        self._device_rng: dict[str, Any] = {}
+        self._stream: list[int] | None = None  # [key, counter] of the device sampler
 
     # -- state ---------------------------------------------------------------
     def get_state(self) -> dict:
@@ -60,12 +63,15 @@ class RNG:
         True
         """
         st = self.generator.bit_generator.state
-        return {
+        out = {
             "bit_generator": st["bit_generator"],
             "state": {k: int(v) for k, v in st["state"].items()},
             "has_uint32": int(st["has_uint32"]),
             "uinteger": int(st["uinteger"]),
         }
+        if self._stream is not None:
+            out["device_stream"] = list(self._stream)
+        return out
 
     def set_state(self, state: dict) -> None:
         """Restore a state produced by :meth:`get_state`.
@@ -89,8 +95,16 @@ class RNG:
         """
         if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
             raise ValueError("RNG state must be a PCG64 state dict from RNG.get_state()")
-        self.generator.bit_generator.state = state
-        self._device_rng.clear()
+        stream = state.get("device_stream")
+        if stream is not None and not (
+                isinstance(stream, list) and len(stream) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**64
+                        for v in stream)):
+            raise ValueError(f"RNG state 'device_stream' must be [key, counter], two ints in "
+                             f"[0, 2**64), got {stream!r}")
+        self.generator.bit_generator.state = {k: v for k, v in state.items()
+                                              if k != "device_stream"}
+        self._stream = None if stream is None else [int(v) for v in stream]
 
     def spawn_seed(self) -> int:
         """Draw a 63-bit integer seed, e.g. for a device-side sampler.
@@ -102,6 +116,37 @@ class RNG:
         True
         """
         return int(self.generator.integers(0, 2**63 - 1))
+
+    def device_stream(self) -> tuple[int, int]:
+        """The ``(key, counter)`` of the next draw of a counter-based device sampler.
+
+        The key is drawn from this generator on first use (:meth:`spawn_seed`),
+        the counter starts at 0 and advances by one per call. Both are part of
+        :meth:`get_state`, so a generator restored from a state continues the
+        same stream: a resumed run draws the same dropout masks on CuPy.
+
+        Returns
+        -------
+        (int, int)
+            The key (below 2**63) and this draw's counter (below 2**64).
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> rng = xn.RNG(0)
+        >>> key, c0 = rng.device_stream()
+        >>> state = rng.get_state()
+        >>> rng.device_stream() == (key, 1), c0
+        (True, 0)
+        >>> rng.set_state(state)
+        >>> rng.device_stream() == (key, 1)
+        True
+        """
+        if self._stream is None:
+            self._stream = [self.spawn_seed(), 0]
+        key, counter = self._stream
+        self._stream[1] = (counter + 1) % 2**64
+        return key, counter
 
     # -- draws ---------------------------------------------------------------
     def _host(self, values: np.ndarray, backend: Backend, dtype: Any) -> Any:

@@ -193,6 +193,41 @@ class Ops:
             return False
         return math.isfinite(sum(float(_namespace_of(g).sum(g)) for g in grads.values()))
 
+    def arrays_finite(self, arrays: Iterable[Any]) -> bool:
+        """Host check of an update's result: whether every element of ``arrays`` is finite.
+
+        One ``all(isfinite(a))`` per array: exact (no sum that large finite
+        values could overflow) and without float64 (which JAX may not have).
+        Reads values back, so it is for host backends.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xpnet.ops import Ops
+        >>> Ops().arrays_finite([np.full(3, 3e38, "float32"), np.zeros(2)])
+        True
+        >>> Ops().arrays_finite([np.ones(2), np.array([0.0, -np.inf])])
+        False
+        """
+        for a in arrays:
+            xp = _namespace_of(a)
+            if not bool(xp.all(xp.isfinite(a))):
+                return False
+        return True
+
+    def scope(self, a: Any) -> AbstractContextManager[Any]:
+        """A context under which new arrays land on ``a``'s device (nothing here; the
+        CuPy ops make ``a``'s GPU current).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xpnet.ops import Ops
+        >>> with Ops().scope(np.zeros(1)):
+        ...     pass
+        """
+        return contextlib.nullcontext()
+
     def finite_flag(self, value: Any, grads: dict[str, Any]) -> Any:
         """Device guard: :meth:`all_finite` as a 0-d bool array, with no host sync.
 
@@ -267,6 +302,27 @@ class Ops:
         (False, [1.0, 1.0])
         """
         return False
+
+    def update_checked_(self, opt: Any, params: dict, grads: dict, state: dict, lr: float,
+                        t: int, spare: dict) -> bool | None:
+        """Update in place only if every new parameter and slot is finite.
+
+        Returns True (applied), False (not applied: ``params`` and ``state``
+        hold exactly what they held) or None (no such kernel here: the caller
+        runs the pure update, checks it and rebinds). ``spare`` is a dict the
+        kernel may keep arrays in between calls (the NumPy ops write the
+        update into a second set of arrays and swap the two on success).
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> from xpnet.ops import Ops
+        >>> p = {"w": np.ones(2)}
+        >>> opt = xn.SGD(lr=0.1)
+        >>> Ops().update_checked_(opt, p, p, opt.init(p), 0.1, 1, {}) is None
+        True
+        """
+        return None
 
     def speedups(self) -> dict[str, dict[str, Any]]:
         """The optional speed-ups of this library: ``{name: {"on": bool, "why": str}}``.

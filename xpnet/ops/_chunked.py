@@ -11,7 +11,9 @@ the reference rule, so both give bitwise-identical results.
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -124,3 +126,195 @@ def run(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], params: 
     parts = [tasks[i::threads] for i in range(threads)]
     for f in [pool.submit(work, part) for part in parts if part]:
         f.result()
+
+
+# -- the guarded update: new values into the gradient and spare slots, checked, swapped in
+
+def _refs_of_a_lone_value() -> int:
+    """``sys.getrefcount`` of an array referenced by nothing but a dict, as :func:`own_grads`
+    sees it (measured, since interpreters count borrowed references differently)."""
+    box = {"x": np.empty(1)}
+    for _, a in box.items():
+        return sys.getrefcount(a)
+    return 0  # pragma: no cover
+
+
+_LONE = _refs_of_a_lone_value()
+
+
+def own_grads(params: dict, grads: dict, state: dict, names: Sequence[str | None]) -> None:
+    """Make every gradient an array the guarded update may write the new parameter into
+    and hand over as the parameter: one that owns its memory and that nothing else holds
+    (a fresh gradient from a backward pass); any other (a view, one used twice, one a
+    layer or a gradient hook keeps and refills) is replaced by a copy in ``grads``."""
+    seen: set[int] = set()
+    others = list(params.values()) + [state[s][k] for s in names if s is not None
+                                      for k in params]
+    bases = {id(a) for a in others} | {id(a.base) for a in others if a.base is not None}
+    for k, g in grads.items():
+        if not g.flags.owndata or id(g) in seen or id(g) in bases \
+                or sys.getrefcount(g) > _LONE:
+            g = grads[k] = np.array(g, order="C", copy=True)
+        seen.add(id(g))
+
+
+def spares(params: dict, state: dict, names: Sequence[str | None], spare: dict, *,
+           with_params: bool = False) -> dict:
+    """Arrays to write the new slot values into (and the new parameters, with
+    ``with_params``): ``{slot: {k: a}, "params": {k: a}}``.
+
+    Taken from ``spare`` (what the last guarded update left there) when their
+    shape and dtype fit and they are not the live arrays, allocated otherwise;
+    ``spare`` is filled in place.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.ops._chunked import spares
+    >>> p, m = {"w": np.ones(3)}, {"w": np.zeros(3)}
+    >>> box = {}
+    >>> out = spares(p, {"m": m}, ("m",), box)
+    >>> sorted(out) == sorted(box) == ["m"], out["m"]["w"] is m["w"]
+    (True, False)
+    """
+    live = {s: state[s] for s in names if s is not None}
+    if with_params:
+        live["params"] = params
+    for group, arrays in live.items():
+        mine = spare.setdefault(group, {})
+        for k, a in arrays.items():
+            b = mine.get(k)
+            if b is None or b is a or b.shape != a.shape or b.dtype != a.dtype \
+                    or not b.flags.c_contiguous or not b.flags.writeable:
+                mine[k] = np.empty_like(a, order="C")
+    return spare
+
+
+def swap(params: dict, grads: dict, state: dict, names: Sequence[str | None], out: dict, *,
+         into_grads: bool = True) -> None:
+    """Make the new values live: the gradients (holding the new parameters) become the
+    parameters and the old parameters take their place in ``grads``, or, without
+    ``into_grads``, the spare parameters swap with the live ones; the spare slots swap
+    with the live slots."""
+    if into_grads:
+        for k in params:
+            params[k], grads[k] = grads[k], params[k]
+    live = {s: state[s] for s in names if s is not None}
+    if not into_grads:
+        live["params"] = params
+    for group, arrays in live.items():
+        mine = out[group]
+        for k in arrays:
+            arrays[k], mine[k] = mine[k], arrays[k]
+
+
+def flat_arrays_to(params: dict, grads: dict, state: dict, out: dict, key: str,
+                   names: Sequence[str | None]) -> list[np.ndarray]:
+    """``p, g, *slots, *new slots`` of one parameter as 1-D views (``p`` for ``None``, in
+    both places: an absent slot is neither read nor written)."""
+    ins = flat_arrays(params, grads, state, key, names)
+    return ins + [ins[0] if s is None else out[s][key].reshape(-1) for s in names]
+
+
+def _finite(arrays: Sequence[np.ndarray], zeros: np.ndarray) -> bool:
+    """Whether every element is finite: a dot product with zeros is NaN exactly when one
+    is inf or NaN, and 0 otherwise however large the values (one BLAS pass per array, on
+    a chunk still in the cache). Call under ``np.errstate(invalid="ignore")``."""
+    return all(math.isfinite(float(np.dot(a, zeros[: a.shape[0]]))) for a in arrays)
+
+
+def _inputs_finite(arrays: Sequence[np.ndarray], zeros: np.ndarray) -> bool:
+    with np.errstate(invalid="ignore"):
+        return _finite(arrays, zeros)
+
+
+def _live(params: dict, state: dict, names: Sequence[str | None]) -> list[np.ndarray]:
+    return list(params.values()) + [state[s][k] for s in names if s is not None
+                                    for k in params]
+
+
+def state_known_finite(params: dict, state: dict, names: Sequence[str | None],
+                       spare: dict) -> bool:
+    """Whether the live parameters and slots are the arrays the last guarded update left
+    (checked finite then, so still finite: nothing else wrote them in place)."""
+    known = spare.get("_checked")
+    live = _live(params, state, names)
+    return known is not None and len(known) == len(live) and all(
+        a is b for a, b in zip(known, live, strict=True))
+
+
+def mark_checked(params: dict, state: dict, names: Sequence[str | None], spare: dict) -> None:
+    """Remember the live arrays as checked finite (see :func:`state_known_finite`)."""
+    spare["_checked"] = _live(params, state, names)
+
+
+def run_to(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], params: dict,
+           grads: dict,
+           state: dict, names: Sequence[str | None], out: dict, *,
+           in_place: bool = False, state_finite: bool = False) -> bool:
+    """Compute one update without touching the live parameters and slots, chunk by chunk;
+    True when every new value is finite.
+
+    ``kernel`` is a rule's ``ufunc_to`` (``in_place=False``: the new parameter goes
+    into the gradient, the new slots into ``out``), or its in-place ``ufunc``
+    (``in_place=True``: each chunk of the parameter and slots is first copied into
+    ``out``, which then holds ``"params"`` too).
+
+    The check is the floating-point status: the kernel runs with overflow, invalid
+    operations and division by zero raising, so a value that becomes inf or NaN inside
+    it stops the update, at no cost per element. That covers every non-finite result
+    when the inputs are finite, so the inputs are checked, chunk by chunk while in the
+    cache: the gradient always, the parameter and slots unless ``state_finite`` (they
+    are what the last guarded update left, see :func:`state_known_finite`).
+    """
+    n_slots = len(names)
+    distinct = [j for j, s in enumerate(names) if s is not None]
+    tasks: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
+    total = 0
+    for k in params:
+        flat = flat_arrays_to(params, grads, state, out, k, names)
+        if in_place:
+            flat.append(out["params"][k].reshape(-1))
+        n = flat[0].shape[0]
+        total += n
+        for lo in range(0, n, CHUNK):
+            hi = min(lo + CHUNK, n)
+            tasks.append((tuple(a[lo:hi] for a in flat), hyper[k]))
+    if not tasks:
+        return True
+    dtype = tasks[0][0][0].dtype
+    threads = num_threads() if total >= _MIN_PARALLEL else 1
+
+    def work(part: list[tuple[tuple[Any, ...], tuple[Any, ...]]]) -> bool:
+        zeros = np.zeros(CHUNK, dtype=dtype)
+        try:
+            with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+                return _work(part, np.empty(CHUNK, dtype=dtype), zeros)
+        except FloatingPointError:
+            return False  # nothing is swapped in: the rest need not be computed
+
+    def _work(part: list[tuple[tuple[Any, ...], tuple[Any, ...]]], tmp: np.ndarray,
+              zeros: Any) -> bool:
+        for arrays, h in part:
+            p, g, slots = arrays[0], arrays[1], arrays[2:2 + n_slots]
+            new_slots = arrays[2 + n_slots:2 + 2 * n_slots]
+            inputs = [g] if state_finite else [p, g] + [slots[j] for j in distinct]
+            if not _inputs_finite(inputs, zeros):
+                return False
+            t = tmp[: g.shape[0]]
+            if in_place:
+                p2 = arrays[-1]
+                np.copyto(p2, p)
+                for j in distinct:
+                    np.copyto(new_slots[j], slots[j])
+                kernel(p2, g, *[p2 if s is None else new_slots[j]
+                                for j, s in enumerate(names)], *h, t)
+            else:
+                kernel(p, g, *slots, *new_slots, *h, t)
+        return True
+
+    if threads == 1 or len(tasks) == 1:
+        return work(tasks)
+    pool = _get_pool(threads)
+    parts = [tasks[i::threads] for i in range(threads)]
+    return all([f.result() for f in [pool.submit(work, part) for part in parts if part]])

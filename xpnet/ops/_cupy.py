@@ -1,5 +1,5 @@
-"""CuPy ops: fused optimizer updates (one elementwise kernel per parameter) and the
-device-side dropout sampler.
+"""CuPy ops: fused optimizer updates (one elementwise kernel per parameter), the
+device-side dropout sampler and the device scope of an array.
 
 The reference :meth:`xpnet.Optimizer.update` on CuPy launches a dozen or more
 small kernels per parameter (each arithmetic step of the rule, then ``where(keep,
@@ -27,11 +27,13 @@ from typing import Any
 
 import array_api_compat
 
+from . import _philox
 from ._base import Ops, hypers
 from .kernels import CudaKernel, RuleKernels, kernels_for
 
 _KERNELS: dict[tuple[str, str, str, str], Any] = {}
 _OPTIONS = ("--fmad=false",)
+_UNIFORM: list[Any] = []
 
 
 def fused_enabled() -> bool:
@@ -78,9 +80,7 @@ def fused_update(kernels: RuleKernels, opt: Any, params: dict, grads: dict, stat
     spec = kernels.cuda(opt)
     k = _compiled(spec)
     if keep is None:
-        import cupy
-
-        keep = cupy.ones((), dtype=cupy.bool_)
+        keep = True  # a scalar argument: no kernel to make a 0-d array
     hyper = hypers(kernels, opt, lr, t, params)
     new_p: dict = {}
     slots: dict[str, dict] = {s: {} for s in spec.arrays if s is not None}
@@ -120,15 +120,29 @@ class CupyOps(Ops):
 
     def uniform(self, rng: Any, shape: tuple[int, ...], dtype: Any,
                 backend: Any) -> Any:  # pragma: no cover - needs a GPU
-        """Uniform ``[0, 1)`` draws from CuPy's generator, seeded once from ``rng``:
-        no host-to-device copy per step (the draws differ from the host ones)."""
+        """Uniform ``[0, 1)`` draws made on the device by a Philox4x32-10 kernel.
+
+        Draw ``(key, counter)`` of ``rng``'s device stream (:meth:`xpnet.RNG.device_stream`):
+        no host-to-device copy per step, no generator state on the device, and
+        a resumed run continues the same stream. The numbers are those of
+        :func:`xpnet.ops._philox.uniform_host`, not the host generator's.
+        """
         import cupy
 
-        gen = rng._device_rng.get("cupy")
-        if gen is None:
-            gen = cupy.random.default_rng(rng.spawn_seed())
-            rng._device_rng["cupy"] = gen
-        return gen.random(shape, dtype=dtype)
+        if not _UNIFORM:
+            _UNIFORM.append(cupy.ElementwiseKernel(
+                _philox.IN_PARAMS, _philox.OUT_PARAMS, _philox.BODY, _philox.NAME,
+                preamble=_philox.PREAMBLE))
+        with backend.device_scope():
+            out = cupy.empty(shape, dtype=dtype)
+            words = (cupy.uint32(w) for w in _philox.split_key(*rng.device_stream()))
+            return _UNIFORM[0](*words, out)
+
+    def scope(self, a: Any) -> Any:  # pragma: no cover - needs a GPU
+        """The GPU that ``a`` lives on, made current for the block."""
+        import cupy
+
+        return cupy.cuda.Device(a.device.id)
 
     def speedups(self) -> dict[str, dict[str, Any]]:
         """Whether the fused optimizer update is switched on."""

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from ._chunked import flat_arrays
+from ._chunked import flat_arrays, flat_arrays_to
 
 _failed = False
-_COMPILED: dict[Callable[..., None], Any] = {}
+_COMPILED: dict[Callable[..., Any], Any] = {}
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Importing numba takes about 0.5 s and a first compile about 1 s more; the compiled Adam
@@ -99,7 +99,7 @@ def _fail(exc: BaseException) -> None:  # pragma: no cover - depends on the numb
                   "using the NumPy update", RuntimeWarning, stacklevel=4)
 
 
-def compiled(loop: Callable[..., None]) -> Any:
+def compiled(loop: Callable[..., Any]) -> Any:
     """``loop`` compiled by numba (once per process; numba caches it on disk)."""
     k = _COMPILED.get(loop)
     if k is None:
@@ -149,3 +149,34 @@ def update_(loop: Callable[..., None], hyper: dict[str, tuple[Any, ...]], params
         return False
     calls = [(*flat_arrays(params, grads, state, k, names), *hyper[k]) for k in params]
     return _run(kernel, calls)
+
+
+def update_to(loop_to: Callable[..., bool], hyper: dict[str, tuple[Any, ...]], params: dict,
+              grads: dict,
+              state: dict, names: tuple[str | None, ...], out: dict) -> bool | None:
+    """Run the compiled ``loop_to`` on every parameter: the new parameters over the
+    gradients, the new slots into ``out``.
+
+    Returns True when every written value is finite, False when one is not
+    (the loops return as soon as a parameter's result holds one), and None
+    when the compiled path is off or fails (then nothing was written).
+    """
+    if not enabled() or any(p.dtype not in _DTYPES for p in params.values()):
+        return None
+    try:
+        kernel = compiled(loop_to)
+    except Exception as exc:  # pragma: no cover - a broken numba install
+        _fail(exc)
+        return None
+    calls = [(*flat_arrays_to(params, grads, state, out, k, names), *hyper[k])
+             for k in params]
+    try:
+        bad = bool(kernel(*calls[0]))
+    except Exception as exc:  # pragma: no cover - depends on the numba install
+        _fail(exc)
+        return None
+    for args in calls[1:]:
+        if bad:
+            return False
+        bad = bool(kernel(*args))
+    return not bad

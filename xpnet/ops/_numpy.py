@@ -196,6 +196,64 @@ class NumpyOps(Ops):
         _chunked.run(kernels.ufunc, hyper, params, grads, state, names)
         return True
 
+    def update_checked_(self, opt: Any, params: dict, grads: dict, state: dict, lr: float,
+                        t: int, spare: dict) -> bool | None:
+        """The update computed beside the live arrays, checked, and swapped in when finite.
+
+        Double buffering: the rule's out-of-place numba loop (``loop_to``) or
+        ufunc kernel (``ufunc_to``) reads the live parameters and slots, writes
+        the new parameters over the gradients (which the update consumes; a
+        gradient that shares memory or that something else holds is copied
+        first) and the new slots into a second set kept in ``spare``, and
+        checks each chunk while it is in the cache (in the loop; for the ufunc
+        kernels through the floating-point status, with the inputs checked by
+        a BLAS pass each unless known finite). When every value is finite the
+        dict entries are swapped (no copy: the gradient arrays become the
+        parameters, the old parameter arrays take their place in ``grads``);
+        otherwise the live arrays are as they were. A rule with only an
+        in-place ``ufunc`` runs it on copies of each chunk. Same eligibility as
+        :meth:`update_` (else None).
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> from xpnet.ops import NumpyOps
+        >>> opt, spare = xn.SGD(lr=1e38), {}
+        >>> p = {"w": np.array([3e38, 1.0], "float32")}
+        >>> NumpyOps().update_checked_(opt, p, {"w": np.array([-3.0, 1.0], "float32")},
+        ...                            opt.init(p), 1e38, 1, spare), p["w"].tolist()
+        (False, [3.0000000054977558e+38, 1.0])
+        """
+        kernels = kernels_for(opt)
+        if kernels is None or not params:
+            return None
+        names = kernels.arrays(opt)
+        if not _chunked.eligible(params, grads, state, names):
+            return None
+        if kernels.ufunc_to is None and kernels.ufunc is None:
+            return None
+        hyper = hypers(kernels, opt, lr, t, params)
+        ok, into_grads = None, True
+        if kernels.loop_to is not None and _numba.enabled():
+            _chunked.own_grads(params, grads, state, names)
+            out = _chunked.spares(params, state, names, spare)
+            ok = _numba.update_to(kernels.loop_to, hyper, params, grads, state, names, out)
+        if ok is None:
+            into_grads = kernels.ufunc_to is not None
+            if into_grads:
+                _chunked.own_grads(params, grads, state, names)
+            out = _chunked.spares(params, state, names, spare, with_params=not into_grads)
+            kernel = kernels.ufunc_to if into_grads else kernels.ufunc
+            assert kernel is not None  # one of the two, checked above
+            ok = _chunked.run_to(kernel, hyper, params, grads, state, names, out,
+                                 in_place=not into_grads,
+                                 state_finite=_chunked.state_known_finite(params, state,
+                                                                          names, spare))
+        if ok:
+            _chunked.swap(params, grads, state, names, out, into_grads=into_grads)
+            _chunked.mark_checked(params, state, names, spare)
+        return ok
+
     def speedups(self) -> dict[str, dict[str, Any]]:
         """Whether the compiled optimizer update and the malloc tuning apply here, and why.
 

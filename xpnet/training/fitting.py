@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import numbers
 from typing import Any
@@ -19,6 +21,18 @@ from .trainer import Trainer
 __all__ = ["fit"]
 
 
+def _on_model_device(f: Any) -> Any:
+    """Run ``fit`` with the model's device current: on CuPy the data's casts, the
+    validation split and the optimizer state land on the model's GPU."""
+    @functools.wraps(f)
+    def wrapper(model: Any, *args: Any, **kwargs: Any) -> Any:
+        scope = getattr(getattr(model, "backend", None), "device_scope", None)
+        with scope() if scope is not None else contextlib.nullcontext():
+            return f(model, *args, **kwargs)
+    return wrapper
+
+
+@_on_model_device
 def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
         optimizer: Optimizer | str | None = None, validation_data=None,
         validation_split: float = 0.0, shuffle: bool = True,

@@ -1,13 +1,20 @@
-"""Non-finite guards: what a step does with a NaN/inf loss or gradient.
+"""Non-finite guards: what a step does with a NaN/inf loss, gradient or update.
 
 The policy (``on_nonfinite``) is chosen once per fit, and so is the guard:
 
 * :class:`HostGuard` for host backends (NumPy, CPU torch, ``array_api_strict``),
-  where reading a value costs nothing: each step is checked before its update
-  is applied, in place.
-* :class:`DeviceGuard` for devices: the update is masked on the device
-  (``keep``), and the flag is read only at display intervals and at the end
-  of the epoch, so a GPU step never waits on the host.
+  where reading a value costs nothing: the loss and the gradients are checked
+  first, then the update is applied only if every new parameter and optimizer
+  slot is finite (``Optimizer.update_(..., check_finite=True)``: on NumPy the
+  update is written into a second set of arrays, checked chunk by chunk, and
+  swapped in; elsewhere the pure update is checked before it is rebound).
+* :class:`DeviceGuard` for devices: the update is computed, then one flag says
+  whether the loss, the gradients and every new parameter and slot are
+  finite, and the step keeps the old values where it is false; the flag is
+  read only at display intervals and at the end of the epoch, so a GPU step
+  never waits on the host. Its bookkeeping is a handful of kernels per step
+  whatever the number of parameters (parameters and slots are views of one
+  flat buffer chosen with one ``where``).
 
 Both keep the epoch's running loss and correct count, so the offending update
 is never applied and never counted.
@@ -18,13 +25,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..backends import to_numpy
+
 __all__ = ["NonFiniteLossError", "HostGuard", "DeviceGuard", "ON_NONFINITE"]
 
 ON_NONFINITE = ("raise", "stop", "skip")
+_UPDATE = "update (a parameter or optimizer slot would become inf or NaN)"
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN/inf loss or gradient; the message names epoch and step.
+    """Training produced a NaN/inf loss or gradient, or an update that would have made a
+    parameter or optimizer slot NaN/inf (it was not applied); the message names epoch and step.
 
     Attributes
     ----------
@@ -58,7 +69,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class _Guard:
-    """What both guards share: the policy and the epoch's running sums."""
+    """What both guards share: the policy and the epoch's running sums (in float64)."""
 
     def __init__(self, policy: str, ops: Any, xp: Any, model: Any, optimizer: Any):
         self.policy, self.ops, self.xp = policy, ops, xp
@@ -68,39 +79,44 @@ class _Guard:
     def begin_epoch(self, epoch: int, steps: int, *, run_loss: float = 0.0,
                     run_correct: float = 0.0, seen: int = 0) -> None:
         """Start the epoch's sums (from a resumed position's sums when given)."""
-        xp, model = self.xp, self.model
-        zero = xp.zeros((), dtype=model.dtype, device=model.backend.device)
-        self.run_loss = zero + run_loss if run_loss else zero
-        self.run_correct = zero + run_correct if run_correct else zero
-        self.seen = seen
+        self.run_loss, self.run_correct, self.seen = float(run_loss), float(run_correct), seen
         self.skipped = 0
         self.epoch, self.steps = epoch, steps
 
-    def running(self) -> dict[str, float]:
-        """The epoch's running mean loss and correct count (reads the device)."""
-        return {"run_loss": float(self.run_loss), "run_correct": float(self.run_correct),
-                "seen": self.seen}
+    def running(self) -> dict[str, Any]:
+        """The epoch's running sums of loss x rows and correct predictions (floats), and
+        the rows they cover (an int)."""
+        return {"run_loss": self.run_loss, "run_correct": self.run_correct, "seen": self.seen}
+
+    def _bad(self, k: int, what: str) -> bool:
+        """Step ``k`` was not applied: raise, stop, or count it. False when training stops."""
+        if self.policy == "raise":
+            raise NonFiniteLossError(self.epoch + 1, k + 1, what)
+        if self.policy == "stop":
+            self.stopped = True
+            return False
+        self.skipped += 1
+        return True
 
 
 class HostGuard(_Guard):
-    """Check each step on the host, then update in place; the bad update is never applied."""
+    """Check each step on the host; apply its update only if every new value is finite."""
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.spare: dict = {}  # the second set of arrays of the NumPy update
 
     def apply(self, k: int, value: Any, grads: dict, count: Any, rows: int) -> bool:
         """Apply step ``k``'s update when finite; False when the policy says stop."""
         if not self.ops.all_finite(value, grads):
-            what = "loss" if not math.isfinite(float(value)) else "gradient"
-            if self.policy == "raise":
-                raise NonFiniteLossError(self.epoch + 1, k + 1, what)
-            if self.policy == "stop":
-                self.stopped = True
-                return False
-            self.skipped += 1
-            return True
+            return self._bad(k, "loss" if not math.isfinite(float(value)) else "gradient")
         opt = self.optimizer
-        opt.update_(self.model.params, grads, opt.state)
-        self.run_loss = self.run_loss + value * rows
+        if not opt.update_(self.model.params, grads, opt.state, check_finite=True,
+                           spare=self.spare):
+            return self._bad(k, _UPDATE)
+        self.run_loss += float(value) * rows
         if count is not None:
-            self.run_correct = self.run_correct + count
+            self.run_correct += float(count)
         self.seen += rows
         return True
 
@@ -114,48 +130,104 @@ class HostGuard(_Guard):
 
 
 class DeviceGuard(_Guard):
-    """Mask each update on the device; read the flags at display intervals only."""
+    """Keep each update on the device only where it is finite; read the flags at display
+    intervals only."""
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self._flat: Any = None  # the buffer the live parameters and slots are views of
+        self._views: list = []
+        self._weights: dict[int, Any] = {}
 
     def begin_epoch(self, epoch: int, steps: int, **sums: Any) -> None:
-        """Start the epoch's sums and the device flags."""
+        """Start the epoch's sums and the device flag."""
         super().begin_epoch(epoch, steps, **sums)
-        xp, dev = self.xp, self.model.backend.device
-        self.bad = xp.asarray(False, device=dev)
-        self.n_bad = xp.asarray(0, dtype=xp.int64, device=dev)
-        self.bad_rows = xp.asarray(0, dtype=xp.int64, device=dev)
-        self.first_bad = xp.asarray(-1, dtype=xp.int64, device=dev)
-        self._zero = xp.asarray(0, dtype=xp.int64, device=dev)
+        xp, dev, dtype = self.xp, self.model.backend.device, self.model.dtype
+        # kept steps' loss x rows, correct predictions, rows, steps: one vector, one add
+        self.acc = xp.zeros((4,), dtype=xp.float64, device=dev)
+        self.good = xp.asarray(True, device=dev)  # every step of the epoch so far kept
+        self._zero = xp.zeros((), dtype=dtype, device=dev)
+        self._one = xp.ones((), dtype=dtype, device=dev)
+        self._first: int | None = None
+        self._ran = 0
 
     def apply(self, k: int, value: Any, grads: dict, count: Any, rows: int) -> bool:
-        """Apply step ``k``'s update under a device-side ``keep`` mask; no host sync."""
+        """Compute step ``k``'s update and keep it where it is finite; no host sync."""
         xp = self.xp
-        ok = self.ops.finite_flag(value, grads)
-        keep = ok if self.policy == "skip" else (ok & ~self.bad)
-        # zero + k: the step index as a device scalar without a host-to-device copy
-        self.first_bad = xp.where((~ok) & (~self.bad), self._zero + k, self.first_bad)
-        self.bad = self.bad | (~ok)
-        self.n_bad = self.n_bad + xp.astype(~ok, xp.int64)
-        self.bad_rows = self.bad_rows + xp.astype(~ok, xp.int64) * rows
+        if self._first is None:
+            self._first = k
+        self._ran += 1
         opt, model = self.optimizer, self.model
-        model.params, opt.state = opt.update(model.params, grads, opt.state, keep=keep)
-        self.run_loss = self.run_loss + xp.where(keep, value, 0.0) * float(rows)
-        if count is not None:
-            self.run_correct = self.run_correct + xp.where(keep, count, 0.0)
-        self.seen += rows
+        new_params, new_state = opt.update(model.params, grads, opt.state)
+        keep = self._select(value, grads, new_params, new_state)
+        parts = xp.stack([value, self._zero if count is None else count, self._one, self._one])
+        self.acc = self.acc + xp.where(keep, parts * self._rows(rows), 0.0)
         return True
+
+    def _rows(self, rows: int) -> Any:
+        w = self._weights.get(rows)
+        if w is None:  # at most two sizes per fit: the batch and the last one
+            w = self.xp.asarray([float(rows), 1.0, float(rows), 1.0], dtype=self.xp.float64,
+                                device=self.model.backend.device)
+            self._weights[rows] = w
+        return w
+
+    def _select(self, value: Any, grads: dict, new_params: dict, new_state: dict) -> Any:
+        """One flag for the loss, the gradients and every new value; the new parameters and
+        slots where it holds, the old ones elsewhere, as views of one buffer."""
+        xp, model, opt = self.xp, self.model, self.optimizer
+        keys = list(model.params)
+        slots = [s for s in new_state if s != "step"]
+        old = [model.params[k] for k in keys] + [opt.state[s][k] for s in slots for k in keys]
+        new = [new_params[k] for k in keys] + [new_state[s][k] for s in slots for k in keys]
+        views = self._views
+        if len(views) == len(old) and all(a is b for a, b in zip(views, old, strict=True)):
+            flat_old = self._flat  # the live values are the views of the last step's buffer
+        else:
+            flat_old = xp.concat([xp.reshape(a, (-1,)) for a in old])
+        head = [xp.reshape(value, (1,))] + [xp.reshape(g, (-1,)) for g in grads.values()]
+        flat_new = xp.concat(head + [xp.reshape(a, (-1,)) for a in new])
+        ok = xp.isfinite(xp.sum(flat_new, dtype=xp.float64))  # NaN/inf anywhere: not finite
+        keep = ok if self.policy == "skip" else ok & self.good
+        if self.policy != "skip":
+            self.good = keep
+        start = flat_new.shape[0] - flat_old.shape[0]
+        flat = xp.where(keep, flat_new[start:], flat_old)
+        views, offset = [], 0
+        for a in old:
+            size = math.prod(a.shape)
+            views.append(xp.reshape(flat[offset:offset + size], a.shape))
+            offset += size
+        n = len(keys)
+        model.params = dict(zip(keys, views[:n], strict=True))
+        state: dict = {"step": new_state["step"]}
+        for j, s in enumerate(slots):
+            state[s] = dict(zip(keys, views[n * (j + 1):n * (j + 2)], strict=True))
+        opt.state = state
+        self._flat, self._views = flat, views
+        return keep
+
+    def running(self) -> dict[str, Any]:
+        """The running sums, read from the device (one sync)."""
+        acc = to_numpy(self.acc)
+        return {"run_loss": self.run_loss + float(acc[0]),
+                "run_correct": self.run_correct + float(acc[1]),
+                "seen": self.seen + int(acc[2])}
 
     def poll(self) -> bool:
         """Read the flag (a sync); raise or stop per the policy. True when training stops."""
-        if self.policy == "skip" or not bool(self.bad):
+        if self.policy == "skip" or bool(self.good):
             return False
-        k = int(self.first_bad)
+        kept = int(to_numpy(self.acc)[3])  # the kept steps are those before the first bad one
+        k = (self._first or 0) + kept
         if self.policy == "raise":
-            raise NonFiniteLossError(self.epoch + 1, k + 1, "loss or gradient")
+            raise NonFiniteLossError(self.epoch + 1, k + 1, "loss, gradient or " + _UPDATE)
         self.stopped = True
         return True
 
     def end_epoch(self, n: int) -> int:
         """Count skipped steps (a sync) and return the rows the epoch's means cover."""
-        if self.policy == "skip" and bool(self.bad):
-            self.skipped += int(self.n_bad)
-        return self.seen - int(self.bad_rows) if self.policy == "skip" else self.seen
+        acc = to_numpy(self.acc)
+        if self.policy == "skip":
+            self.skipped += self._ran - int(acc[3])
+        return self.seen + int(acc[2])

@@ -224,6 +224,7 @@ class Trainer:
         updates = self.steps * max(self.epochs - self.epoch, 0)
         t_train = time.perf_counter()
         with contextlib.ExitStack() as stack:
+            stack.enter_context(model.backend.device_scope())
             stack.enter_context(self.ops.training(num_params=model.num_params,
                                                   n_updates=updates))
             self._interrupt = stack.enter_context(InterruptFlag())
@@ -252,7 +253,7 @@ class Trainer:
         epoch, first = self.epoch, self.step_done
         self.callbacks.on_epoch_begin(epoch, {})
         t0 = time.perf_counter()
-        perm = self._begin_epoch(first)
+        perm = self.begin_epoch(first)
         self._last_display = time.perf_counter()
         for k in range(first, self.steps):
             if not self.step(k, perm):
@@ -278,8 +279,20 @@ class Trainer:
         self.callbacks.on_epoch_end(epoch, logs)
         return True
 
-    def _begin_epoch(self, first: int) -> Any:
-        """Draw the epoch's permutation (redrawn exactly when resuming mid-epoch)."""
+    def begin_epoch(self, first: int = 0) -> Any:
+        """Draw the epoch's permutation (redrawn exactly when resuming mid-epoch) and
+        start the guard's sums; :meth:`step` takes the permutation.
+
+        Parameters
+        ----------
+        first : int
+            The first step to run (a resumed position's step, else 0).
+
+        Returns
+        -------
+        array or None
+            The permutation, on the device (None: the data's order).
+        """
         start = self._start if (first and self.epoch == self._start.epoch) else None
         if start is not None and start.epoch_rng is not None:
             self.rng.set_state(start.epoch_rng)

@@ -8,18 +8,26 @@ for the fast paths and exposes it as ``KERNELS``, a :class:`RuleKernels`:
   (run by the NumPy ops, chunk by chunk, see ``xpnet/ops/_chunked.py``);
 * ``loop``: the same rule as a plain loop over 1-D arrays, compiled by numba
   when it is installed (see ``xpnet/ops/_numba.py``);
-* ``cuda``: the body of a ``cupy.ElementwiseKernel`` (see ``xpnet/ops/_cupy.py``).
+* ``cuda``: the body of a ``cupy.ElementwiseKernel`` (see ``xpnet/ops/_cupy.py``);
+* ``ufunc_to``, ``loop_to``: the ufunc kernel and the loop written out of place,
+  for the non-finite guard of ``fit`` (an update that would leave a non-finite
+  value is never applied): the new parameter goes over the gradient ``g`` (which
+  the update consumes), the new slots into a second set of arrays; the NumPy ops
+  check the result and swap the arrays in only when it is finite.
 
-All three take their arrays and hyper-parameters in one order::
+All take their arrays and hyper-parameters in one order::
 
-    ufunc(p, g, *arrays, *hyper, tmp)      # in place, tmp: a scratch chunk
-    loop(p, g, *arrays, *hyper)            # in place
+    ufunc(p, g, *arrays, *hyper, tmp)               # in place, tmp: a scratch chunk
+    loop(p, g, *arrays, *hyper)                     # in place
+    ufunc_to(p, g, *arrays, *arrays2, *hyper, tmp)  # new p into g, new slots into arrays2
+    loop_to(p, g, *arrays, *arrays2, *hyper) -> bool  # the same; True: a non-finite value
     cuda kernel(p, g, *arrays, keep, *hyper) -> (p2, *arrays2)   # pure
 
 ``arrays`` are the state slots named by ``RuleKernels.arrays(opt)`` (for the
 CUDA kernel, by ``CudaKernel.arrays``); a ``None`` there is a slot the
 optimizer's configuration does not have, and the parameter is passed in its
-place (the kernel ignores it). ``hyper`` is ``RuleKernels.hyper(opt, lr, t, wd)``
+place (the kernel ignores it; in ``arrays2`` too, and must not write it). ``g`` may
+be overwritten by every kernel. ``hyper`` is ``RuleKernels.hyper(opt, lr, t, wd)``
 with every float cast to the arrays' dtype first, as NumPy and CuPy do with
 Python floats, and every bool left as it is; ``wd`` is the parameter's own
 weight decay (``opt.weight_decay_for(key, p)``: 0 where the optimizer's
@@ -92,6 +100,10 @@ class RuleKernels:
         The NumPy ufunc kernel and the numba loop (plain Python, compiled lazily).
     cuda : callable, optional
         ``cuda(opt) -> CudaKernel``: the CUDA variant for the optimizer's settings.
+    ufunc_to, loop_to : callable, optional
+        The out-of-place ufunc kernel and numba loop used by the guarded update
+        (without them the guarded update copies each chunk and runs ``ufunc``
+        on the copy, which costs a pass more).
 
     Examples
     --------
@@ -108,6 +120,8 @@ class RuleKernels:
     ufunc: Callable[..., None] | None = None
     loop: Callable[..., None] | None = None
     cuda: Callable[[Any], CudaKernel] | None = None
+    ufunc_to: Callable[..., None] | None = None
+    loop_to: Callable[..., bool] | None = None
 
 
 _REGISTRY: dict[str, RuleKernels] = {}

@@ -65,6 +65,51 @@ def _loop(p, g, m, v, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
         p[i] = pi - (mi / d) * step_size
 
 
+def _ufunc_to(p, g, m, v, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
+              decoupled, tmp):
+    if has_wd and not decoupled:
+        np.multiply(p, wd, out=tmp)
+        g += tmp
+    np.multiply(m, b1, out=m2)
+    np.multiply(g, c1, out=tmp)
+    m2 += tmp
+    np.multiply(v, b2, out=v2)
+    np.multiply(g, g, out=tmp)
+    tmp *= c2
+    v2 += tmp
+    np.sqrt(v2, out=tmp)
+    tmp += eps_scaled
+    np.divide(m2, tmp, out=tmp)
+    tmp *= step_size
+    if has_wd and decoupled:
+        np.multiply(p, decay, out=g)  # g is no longer needed: the new parameter goes there
+        g -= tmp
+    else:
+        np.subtract(p, tmp, out=g)
+
+
+def _loop_to(p, g, m, v, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
+             decoupled):  # pragma: no cover - compiled by numba
+    bad = False
+    for i in range(p.shape[0]):
+        gi = g[i]
+        pi = p[i]
+        if has_wd:
+            if decoupled:
+                pi = pi * decay
+            else:
+                gi = gi + pi * wd
+        mi = m[i] * b1 + gi * c1
+        vi = v[i] * b2 + (gi * gi) * c2
+        m2[i] = mi
+        v2[i] = vi
+        d = np.sqrt(vi) + eps_scaled
+        pn = pi - (mi / d) * step_size
+        g[i] = pn  # the new parameter, over the gradient
+        bad |= (pn - pn != 0) | (mi - mi != 0) | (vi - vi != 0)  # NaN for inf and NaN
+    return bad
+
+
 _CUDA = CudaKernel(
     "xpnet_fused_adam", ("exp_avg", "exp_avg_sq"),
     "T p, T g, T m, T v, bool keep, T b1, T b2, T c1, T c2, T step_size, T eps_scaled, "
@@ -84,4 +129,5 @@ if (keep) { p2 = pn; m2 = mi; v2 = vi; } else { p2 = p; m2 = m; v2 = v; }
 """)
 
 KERNELS = RuleKernels(("xpnet.optimizers.Adam", "xpnet.optimizers.AdamW"), _arrays, _hyper,
-                      ufunc=_ufunc, loop=_loop, cuda=lambda opt: _CUDA)
+                      ufunc=_ufunc, loop=_loop, cuda=lambda opt: _CUDA,
+                      ufunc_to=_ufunc_to, loop_to=_loop_to)

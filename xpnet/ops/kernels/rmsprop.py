@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from . import CudaKernel, RuleKernels
@@ -70,37 +68,89 @@ def _loop(p, g, sq, buf, ga, lr, wd, a, c, eps, mom, has_wd, has_mom,
             p[i] = p[i] - u * lr
 
 
-_CUDA = CudaKernel(
-    "xpnet_fused_rmsprop", ("square_avg", "momentum_buffer", "grad_avg"),
-    "T p, T g, T sq, T buf, T ga, bool keep, T lr, T wd, T a, T c, T eps, T mom, "
-    "bool has_wd, bool has_mom, bool centered",
-    "T p2, T sq2, T buf2, T ga2",
-    """
-T gi = g;
-if (has_wd) { gi = gi + p * wd; }
-T s = sq * a + (gi * gi) * c;
-T gav = ga;
-T d;
-if (centered) {
-    gav = ga * a + gi * c;
-    d = sqrt(s - gav * gav) + eps;
-} else {
-    d = sqrt(s) + eps;
-}
-T u = gi / d;
-T b = buf;
-T pn;
-if (has_mom) { b = buf * mom + u; pn = p - b * lr; } else { pn = p - u * lr; }
-if (keep) { p2 = pn; sq2 = s; buf2 = b; ga2 = gav; }
-else { p2 = p; sq2 = sq; buf2 = buf; ga2 = ga; }
-""")
+def _ufunc_to(p, g, sq, buf, ga, sq2, buf2, ga2, lr, wd, a, c, eps, mom, has_wd, has_mom,
+              centered, tmp):
+    if has_wd:
+        np.multiply(p, wd, out=tmp)
+        g += tmp
+    np.multiply(sq, a, out=sq2)
+    np.multiply(g, g, out=tmp)
+    tmp *= c
+    sq2 += tmp
+    if centered:
+        np.multiply(ga, a, out=ga2)
+        np.multiply(g, c, out=tmp)
+        ga2 += tmp
+        np.multiply(ga2, ga2, out=tmp)
+        np.subtract(sq2, tmp, out=tmp)
+        np.sqrt(tmp, out=tmp)
+    else:
+        np.sqrt(sq2, out=tmp)
+    tmp += eps
+    np.divide(g, tmp, out=tmp)
+    if has_mom:
+        np.multiply(buf, mom, out=buf2)
+        buf2 += tmp
+        np.multiply(buf2, lr, out=tmp)
+    else:
+        tmp *= lr
+    np.subtract(p, tmp, out=g)  # the new parameter, over the gradient
+
+
+def _loop_to(p, g, sq, buf, ga, sq2, buf2, ga2, lr, wd, a, c, eps, mom, has_wd, has_mom,
+             centered):  # pragma: no cover - compiled by numba
+    bad = False
+    for i in range(p.shape[0]):
+        gi = g[i]
+        pi = p[i]
+        if has_wd:
+            gi = gi + pi * wd
+        s = sq[i] * a + (gi * gi) * c
+        sq2[i] = s
+        bad |= s - s != 0
+        if centered:
+            gav = ga[i] * a + gi * c
+            ga2[i] = gav
+            bad |= gav - gav != 0
+            d = np.sqrt(s - gav * gav) + eps
+        else:
+            d = np.sqrt(s) + eps
+        u = gi / d
+        if has_mom:
+            b = buf[i] * mom + u
+            buf2[i] = b
+            bad |= b - b != 0
+            pn = pi - b * lr
+        else:
+            pn = pi - u * lr
+        g[i] = pn  # the new parameter, over the gradient
+        bad |= pn - pn != 0  # NaN for inf and NaN
+    return bad
 
 
 def _cuda(opt):
-    # one kernel for every setting: slots the settings lack are passed as the parameter
-    # and their outputs dropped
-    return dataclasses.replace(_CUDA, arrays=_arrays(opt))
+    """One kernel per setting, reading and writing only the slots the setting has."""
+    mom, centered = opt.momentum > 0, opt.centered
+    arrays = tuple(s for s in _arrays(opt) if s is not None)
+    ins = "T p, T g, T sq" + (", T buf" if mom else "") + (", T ga" if centered else "")
+    outs = "T p2, T sq2" + (", T buf2" if mom else "") + (", T ga2" if centered else "")
+    body = ["T gi = g;", "if (has_wd) { gi = gi + p * wd; }", "T s = sq * a + (gi * gi) * c;"]
+    if centered:
+        body += ["T gav = ga * a + gi * c;", "T d = sqrt(s - gav * gav) + eps;"]
+    else:
+        body += ["T d = sqrt(s) + eps;"]
+    body += ["T u = gi / d;"]
+    body += ["T b = buf * mom + u;", "T pn = p - b * lr;"] if mom else ["T pn = p - u * lr;"]
+    new = ["p2 = pn;", "sq2 = s;"] + (["buf2 = b;"] if mom else []) \
+        + (["ga2 = gav;"] if centered else [])
+    old = ["p2 = p;", "sq2 = sq;"] + (["buf2 = buf;"] if mom else []) \
+        + (["ga2 = ga;"] if centered else [])
+    body += [f"if (keep) {{ {' '.join(new)} }} else {{ {' '.join(old)} }}"]
+    name = "xpnet_fused_rmsprop" + ("_momentum" if mom else "") + ("_centered" if centered else "")
+    return CudaKernel(name, arrays,
+                      ins + ", bool keep, T lr, T wd, T a, T c, T eps, T mom, bool has_wd, "
+                      "bool has_mom, bool centered", outs, "\n".join(body) + "\n")
 
 
 KERNELS = RuleKernels(("xpnet.optimizers.RMSprop",), _arrays, _hyper, ufunc=_ufunc,
-                      loop=_loop, cuda=_cuda)
+                      loop=_loop, cuda=_cuda, ufunc_to=_ufunc_to, loop_to=_loop_to)

@@ -51,6 +51,48 @@ def _loop(p, g, buf, lr, wd, mom, has_wd, has_mom, nesterov,
             p[i] = p[i] - gi * lr
 
 
+def _ufunc_to(p, g, buf, buf2, lr, wd, mom, has_wd, has_mom, nesterov, first, tmp):
+    if has_wd:
+        np.multiply(p, wd, out=tmp)
+        g += tmp
+    if has_mom:
+        if first:
+            buf2[...] = g
+        else:
+            np.multiply(buf, mom, out=buf2)
+            buf2 += g
+        if nesterov:
+            np.multiply(buf2, mom, out=tmp)
+            tmp += g
+        else:
+            tmp[...] = buf2
+        tmp *= lr
+    else:
+        np.multiply(g, lr, out=tmp)
+    np.subtract(p, tmp, out=g)  # the new parameter, over the gradient
+
+
+def _loop_to(p, g, buf, buf2, lr, wd, mom, has_wd, has_mom, nesterov,
+             first):  # pragma: no cover - compiled by numba
+    bad = False
+    for i in range(p.shape[0]):
+        gi = g[i]
+        pi = p[i]
+        if has_wd:
+            gi = gi + pi * wd
+        if has_mom:
+            b = gi if first else buf[i] * mom + gi
+            buf2[i] = b
+            u = b * mom + gi if nesterov else b
+            pn = pi - u * lr
+            bad |= b - b != 0
+        else:
+            pn = pi - gi * lr
+        g[i] = pn  # the new parameter, over the gradient
+        bad |= pn - pn != 0  # NaN for inf and NaN
+    return bad
+
+
 _HYPER = "T lr, T wd, T mom, bool has_wd, bool has_mom, bool nesterov, bool first"
 
 _CUDA_MOMENTUM = CudaKernel(
@@ -79,4 +121,5 @@ p2 = keep ? pn : p;
 """)
 
 KERNELS = RuleKernels(("xpnet.optimizers.SGD",), _arrays, _hyper, ufunc=_ufunc, loop=_loop,
-                      cuda=lambda opt: _CUDA_MOMENTUM if opt.momentum > 0 else _CUDA_PLAIN)
+                      cuda=lambda opt: _CUDA_MOMENTUM if opt.momentum > 0 else _CUDA_PLAIN,
+                      ufunc_to=_ufunc_to, loop_to=_loop_to)
