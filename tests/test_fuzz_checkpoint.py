@@ -403,3 +403,56 @@ def test_missing_and_folder(tmp_path):
         xn.load_checkpoint(tmp_path / "none.safetensors", backend="numpy")
     with pytest.raises(xn.CheckpointError, match="is not a file"):
         xn.load_checkpoint(tmp_path, backend="numpy")
+
+
+# -- the training record and the optimizer slots ------------------------------------------
+_record_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 10**6), st.floats(allow_nan=True),
+    st.text(max_size=5), st.lists(st.floats(allow_nan=True), max_size=4),
+    st.dictionaries(st.text(max_size=4), st.lists(st.integers(0, 3), max_size=3),
+                    max_size=3))
+_records = st.dictionaries(
+    st.sampled_from(["epoch", "step", "seed", "seen", "run_loss", "run_correct", "history",
+                     "rng", "epoch_rng", "extra"]), _record_values, max_size=8)
+
+
+@fuzz_settings(300)
+@given(_records)
+def test_fuzz_training_records_are_accepted_or_refused_by_name(record):
+    """Any record: TrainState accepts it (and then it round-trips) or names the problem."""
+    from xpnet.training import TrainState
+
+    try:
+        state = TrainState.from_record(record)
+    except (TypeError, ValueError) as exc:
+        assert "training record" in str(exc)
+        return
+    assert TrainState.from_record(state.to_record()) == state
+
+
+@fuzz_settings(60)
+@given(st.sampled_from(["exp_avg", "exp_avg_sq"]),
+       st.floats(allow_nan=True, allow_infinity=True, width=32))
+def test_fuzz_optimizer_slot_values(slot, value):
+    """A checkpoint's Adam slot holding any value loads only if it is valid for that slot."""
+    import tempfile
+    from pathlib import Path
+
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        m = xn.MLP([3, 2], backend="numpy", seed=0)
+        m.fit(np.ones((4, 3), "float32"), np.zeros(4, "int64"), epochs=1, verbose=0)
+        path = xn.save(m, Path(tmp) / "m.safetensors")
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata()
+        tensors = load_file(str(path))
+        tensors[f"optimizer/{slot}/0.W"][0, 0] = value
+        save_file(tensors, str(path), metadata=meta)
+        valid = np.isfinite(value) and (slot != "exp_avg_sq" or value >= 0)
+        if valid:
+            assert xn.load_checkpoint(path, backend="numpy").optimizer.state["step"] == 1
+        else:
+            with pytest.raises(xn.CheckpointError, match="optimizer tensor"):
+                xn.load_checkpoint(path, backend="numpy")
