@@ -360,6 +360,74 @@ def _check_slot(arr: np.ndarray, name: str, nonnegative: bool, path: Path) -> No
                               f"(down to {float(arr.min()):.3g}); it is a mean of squares")
 
 
+def _load_model(meta: dict, tensors: dict, be: Backend, path: Path) -> Sequential:
+    """The model the manifest describes, with the file's parameters (each checked)."""
+    config = _json(meta, "model", path)
+    _check_shapes(config, tensors, path)
+    if config.get("dtype") in ("float32", "float64"):
+        be.dtype(config["dtype"])  # BackendError: JAX holds float64 only in its 64-bit mode
+    try:
+        model = Sequential.from_config(config, backend=be)
+    except _CONFIG_ERRORS as exc:
+        raise CheckpointError(f"{path}: bad model architecture in metadata: {exc}") from None
+    expected = {_PARAM + k: v for k, v in model.params.items()}
+    got = {k for k in tensors if k.startswith(_PARAM)}
+    if got != set(expected):
+        raise CheckpointError(
+            f"{path}: tensors do not match the architecture (missing "
+            f"{sorted(set(expected) - got)}, unexpected {sorted(got - set(expected))})"
+        )
+    for k, ref in expected.items():
+        _check_param(tensors[k], k, tuple(ref.shape), model.dtype_name, path)
+    model.params = {k[len(_PARAM):]: be.asarray(tensors[k], dtype=model.dtype)
+                    for k in expected}
+    return model
+
+
+def _check_param(arr: np.ndarray, k: str, shape: tuple, dtype_name: str, path: Path) -> None:
+    if tuple(arr.shape) != shape:
+        raise CheckpointError(f"{path}: tensor {k!r} has shape {tuple(arr.shape)}, the "
+                              f"architecture needs {shape}")
+    if str(arr.dtype) != dtype_name:
+        raise CheckpointError(f"{path}: tensor {k!r} has dtype {arr.dtype}, expected "
+                              f"{dtype_name}")
+    if not np.isfinite(arr).all():
+        raise CheckpointError(f"{path}: tensor {k!r} contains NaN or inf")
+
+
+def _load_optimizer(meta: dict, tensors: dict, model: Sequential, path: Path) -> Optimizer:
+    """The optimizer of the manifest, with its state (every slot checked) when saved."""
+    om = _json(meta, "optimizer", path)
+    try:
+        optimizer = optimizer_from_config(om["class"], om["config"])
+    except _CONFIG_ERRORS as exc:
+        raise CheckpointError(f"{path}: bad optimizer metadata: {exc}") from None
+    if "step" not in om:
+        return optimizer
+    step, slots = om["step"], om.get("slots", [])
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{path}: bad optimizer metadata: step must be an int "
+                              f">= 0, got {step!r}")
+    if not isinstance(slots, list) or sorted(map(str, slots)) != sorted(optimizer.slots):
+        raise CheckpointError(f"{path}: bad optimizer metadata: slots {slots!r}, "
+                              f"{type(optimizer).__name__} has {list(optimizer.slots)}")
+    state: dict = {"step": step}
+    keys = _slot_keys(om, tensors, slots, model.params, path)
+    for slot in slots:
+        state[slot] = {}
+        for k in keys:
+            ref = model.params[k]
+            name = f"{_OPT}{slot}/{k}"
+            if name not in tensors or tuple(tensors[name].shape) != tuple(ref.shape) \
+                    or str(tensors[name].dtype) != model.dtype_name:
+                raise CheckpointError(f"{path}: optimizer tensor {name!r} is missing or "
+                                      "has the wrong shape or dtype")
+            _check_slot(tensors[name], name, slot in optimizer.nonnegative_slots, path)
+            state[slot][k] = model.backend.asarray(tensors[name], dtype=model.dtype)
+    optimizer.state = state
+    return optimizer
+
+
 def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
                     device: Any = None) -> Checkpoint:
     """Load a model, its optimizer state and training position from a checkpoint.
@@ -406,65 +474,9 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {meta.get('format_version')!r} "
                               f"is not supported (expected {FORMAT_VERSION})")
-    config = _json(meta, "model", path)
-    _check_shapes(config, tensors, path)
-    if config.get("dtype") in ("float32", "float64"):
-        be.dtype(config["dtype"])  # BackendError: JAX holds float64 only in its 64-bit mode
-    try:
-        model = Sequential.from_config(config, backend=be)
-    except _CONFIG_ERRORS as exc:
-        raise CheckpointError(f"{path}: bad model architecture in metadata: {exc}") from None
-    expected = {_PARAM + k: v for k, v in model.params.items()}
-    got = {k for k in tensors if k.startswith(_PARAM)}
-    if got != set(expected):
-        raise CheckpointError(
-            f"{path}: tensors do not match the architecture (missing "
-            f"{sorted(set(expected) - got)}, unexpected {sorted(got - set(expected))})"
-        )
-    for k, ref in expected.items():
-        arr = tensors[k]
-        if tuple(arr.shape) != tuple(ref.shape):
-            raise CheckpointError(
-                f"{path}: tensor {k!r} has shape {tuple(arr.shape)}, the architecture needs "
-                f"{tuple(ref.shape)}"
-            )
-        if str(arr.dtype) != model.dtype_name:
-            raise CheckpointError(
-                f"{path}: tensor {k!r} has dtype {arr.dtype}, expected {model.dtype_name}"
-            )
-        if not np.isfinite(arr).all():
-            raise CheckpointError(f"{path}: tensor {k!r} contains NaN or inf")
-    dtype = model.dtype
-    model.params = {k[len(_PARAM):]: be.asarray(tensors[k], dtype=dtype) for k in expected}
-    optimizer: Optimizer | None = None
-    if "optimizer" in meta:
-        om = _json(meta, "optimizer", path)
-        try:
-            optimizer = optimizer_from_config(om["class"], om["config"])
-        except _CONFIG_ERRORS as exc:
-            raise CheckpointError(f"{path}: bad optimizer metadata: {exc}") from None
-        if "step" in om:
-            step, slots = om["step"], om.get("slots", [])
-            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-                raise CheckpointError(f"{path}: bad optimizer metadata: step must be an int "
-                                      f">= 0, got {step!r}")
-            if not isinstance(slots, list) or sorted(map(str, slots)) != sorted(optimizer.slots):
-                raise CheckpointError(f"{path}: bad optimizer metadata: slots {slots!r}, "
-                                      f"{type(optimizer).__name__} has {list(optimizer.slots)}")
-            state: dict = {"step": step}
-            keys = _slot_keys(om, tensors, slots, model.params, path)
-            for slot in slots:
-                state[slot] = {}
-                for k in keys:
-                    ref = model.params[k]
-                    name = f"{_OPT}{slot}/{k}"
-                    if name not in tensors or tuple(tensors[name].shape) != tuple(ref.shape) \
-                            or str(tensors[name].dtype) != model.dtype_name:
-                        raise CheckpointError(f"{path}: optimizer tensor {name!r} is missing or "
-                                              "has the wrong shape or dtype")
-                    _check_slot(tensors[name], name, slot in optimizer.nonnegative_slots, path)
-                    state[slot][k] = be.asarray(tensors[name], dtype=dtype)
-            optimizer.state = state
+    model = _load_model(meta, tensors, be, path)
+    optimizer = _load_optimizer(meta, tensors, model, path) if "optimizer" in meta else None
+    if optimizer is not None:
         model.optimizer = optimizer
     training = _json(meta, "training", path) if "training" in meta else None
     if training is not None:
