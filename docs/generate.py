@@ -252,6 +252,10 @@ def gen_backends(out_dir: Path, work: Path) -> None:
 # --------------------------------------------------------------------------- api
 
 _ROLE = re.compile(r":(?:py:)?(?:func|class|meth|mod|attr|data|exc|obj):`~?([^`]+)`")
+# A cross-reference in a docstring, [`name`][identifier] or [`name`][]: the index shows
+# the last part of the name as code, as for a role, so that a summary stays one short
+# line of the table.
+_XREF = re.compile(r"\[`([^`]+)`\]\[[\w.]*\]")
 
 
 def api_modules() -> list[str]:
@@ -275,6 +279,7 @@ def _summary(obj) -> str:
         return ""
     first = doc.split("\n\n")[0].replace("\n", " ")
     first = _ROLE.sub(lambda m: f"`{m.group(1).rsplit('.', 1)[-1]}`", first)
+    first = _XREF.sub(lambda m: f"`{m.group(1).rsplit('.', 1)[-1]}`", first)
     return re.sub(r"``([^`]+)``", r"`\1`", first).replace("|", "\\|")
 
 

@@ -1,10 +1,10 @@
-"""Best-value tracking shared by :class:`xpnet.EarlyStopping` and the scikit-learn estimators.
+"""Best-value tracking shared by [`xpnet.EarlyStopping`][] and the scikit-learn estimators.
 
 One object holds the best value of a monitored metric, a copy of the parameters at that
 point and the number of epochs since the last improvement. Two comparison rules exist,
 because the two callers promise their users two different published conventions:
 
-``rule="keras"`` (:class:`xpnet.EarlyStopping`, as Keras' ``EarlyStopping``)
+``rule="keras"`` ([`xpnet.EarlyStopping`][], as Keras' ``EarlyStopping``)
     An epoch improves when it beats ``best`` by more than ``min_delta``; only then do
     ``best`` and the saved parameters move, and the wait counter restarts.
 ``rule="sklearn"`` (``xpnet.sklearn`` estimators, as ``sklearn.neural_network``'s
@@ -41,7 +41,7 @@ class BestWeights:
     min_delta : float
         Change that counts as an improvement (``tol`` in scikit-learn); ``>= 0``.
     patience : int or math.inf
-        Epochs without improvement tolerated; :attr:`should_stop` is ``wait > patience``.
+        Epochs without improvement tolerated; `should_stop` is ``wait > patience``.
     rule : {"keras", "sklearn"}
         Which convention decides "improved" and "new best" (see the module docstring).
 

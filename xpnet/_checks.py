@@ -269,7 +269,8 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
 
 def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_outputs: int,
             name: str = "y", *, values: bool = True) -> Any:
-    """Validate targets for ``loss`` (through :meth:`xpnet.Loss.check_target`).
+    """Validate targets for ``loss`` (through
+    [`xpnet.Loss.check_target`][xpnet.losses.Loss.check_target]).
 
     ``values=False`` skips the checks that read values (label range, NaN, [0, 1]) for
     arrays already on a device, where each would be a device-to-host sync.

@@ -1,8 +1,8 @@
 """Atomic file writes: the one implementation every writer in xpnet uses.
 
 Checkpoints, ``run.json``, CSV logs, plots, IDX files and downloads all go through
-:func:`atomic_open` (or its two short forms, :func:`atomic_write_bytes` and
-:func:`atomic_write_text`):
+`atomic_open` (or its two short forms, `atomic_write_bytes` and
+`atomic_write_text`):
 
 1. a temp file ``.<name>.<random>.tmp`` is created **in the target's folder** (same file
    system, so the rename below is atomic), with mode ``0o666`` so that the process umask
@@ -21,7 +21,7 @@ re-raised with ``filename`` set to the *target* (not the temp file), so a full d
 
 Temp files of a write killed by ``SIGKILL`` or a power cut cannot be cleaned up by the
 process itself; the next write to the same target removes those older than an hour
-(:func:`remove_stale_temps`; a younger one may belong to a write still in flight in
+(`remove_stale_temps`; a younger one may belong to a write still in flight in
 another process).
 """
 
@@ -104,7 +104,7 @@ def create_temp(path: str | os.PathLike[str], suffix: str = ".tmp") -> tuple[int
     -------
     (int, pathlib.Path)
         An open file descriptor (write only) and the temp file's path. The caller closes
-        and renames or removes it; :func:`atomic_open` does all of that.
+        and renames or removes it; `atomic_open` does all of that.
 
     Examples
     --------
@@ -231,7 +231,7 @@ def atomic_open(path: str | os.PathLike[str], *, suffix: str = ".tmp"
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to `path` atomically (see :func:`atomic_open`).
+    """Write `data` to `path` atomically (see `atomic_open`).
 
     Parameters
     ----------
@@ -258,7 +258,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
-    """Write `text` to `path` atomically (see :func:`atomic_open`).
+    """Write `text` to `path` atomically (see `atomic_open`).
 
     Parameters
     ----------

@@ -6,7 +6,7 @@ A checkpoint stores a class by name and its constructor arguments
 * a name belongs to one class: registering a *different* class under a name
   that is taken is refused (re-registering a class of the same module and
   qualified name, as a re-run notebook cell or a module reload does, replaces it);
-* :meth:`Registry.check_rebuildable` refuses, before a file is written, an
+* `Registry.check_rebuildable` refuses, before a file is written, an
   object that loading could not rebuild as it is: an unregistered class, a
   ``get_config()`` that is not JSON or misses a constructor argument, or one
   that does not rebuild an equal object.

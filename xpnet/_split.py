@@ -1,12 +1,12 @@
 """The validation split: one function, three documented policies.
 
 NumPy is used on the host here for index arithmetic only; the rows themselves are taken
-on the data's own namespace and device by :func:`take_rows`.
+on the data's own namespace and device by `take_rows`.
 
 Which rows are held out is a choice each caller makes on purpose (see "Validation
 splits" in ``docs/design.md``):
 
-``"last"``, used by :func:`xpnet.fit` (``validation_split=``)
+``"last"``, used by [`xpnet.fit`][] (``validation_split=``)
     The last ``floor(n * fraction)`` rows, as Keras does. Nothing random, nothing
     copied: the split is two slices of the device arrays, so a user who ordered the
     data (say, by time) knows exactly which rows are held out.
@@ -15,7 +15,7 @@ splits" in ``docs/design.md``):
     parts in data order. The CLI trains on dataset files that are often sorted by
     label, where the last rows would be one class.
 ``"stratified"``, used by the ``xpnet.sklearn`` estimators (``early_stopping``)
-    :func:`sklearn.model_selection.train_test_split` with ``test_size=fraction``
+    `sklearn.model_selection.train_test_split` with ``test_size=fraction``
     (``ceil``), ``random_state=seed`` and ``stratify=labels`` (a plain shuffled split
     when ``labels`` is None, as for regressors): the split scikit-learn's own MLP
     estimators make, so results match theirs. scikit-learn is imported only here.
@@ -63,7 +63,7 @@ def split_rows(n: int, fraction: float, *, policy: str, seed: Any = None, labels
     Returns
     -------
     train, val : slice or numpy.ndarray
-        Row selectors for :func:`take_rows`; ``val`` is None when ``fraction`` is 0.
+        Row selectors for `take_rows`; ``val`` is None when ``fraction`` is 0.
 
     Raises
     ------
@@ -119,7 +119,7 @@ def _stratified(n: int, fraction: float, seed: Any, labels: Any,
 
 
 def take_rows(a: Any, rows: Rows) -> Any:
-    """The rows ``rows`` (from :func:`split_rows`) of ``a``, on ``a``'s namespace and device.
+    """The rows ``rows`` (from `split_rows`) of ``a``, on ``a``'s namespace and device.
 
     A slice is a view; host indices are moved to ``a``'s device once and taken there.
 

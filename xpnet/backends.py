@@ -1,7 +1,7 @@
 """Backends: the only module that names NumPy, CuPy, PyTorch and JAX.
 
 A *backend* is an Array API namespace plus a device.  Everything else in xpnet
-gets one :class:`Backend` per public call and writes ``xp.*`` from the
+gets one [`Backend`][xpnet.backends.Backend] per public call and writes ``xp.*`` from the
 standard.  CuPy, PyTorch and JAX are imported lazily, only when asked for, so
 ``import xpnet`` stays fast and never touches a GPU driver.
 """
@@ -32,9 +32,9 @@ __all__ = [
     "synchronize",
 ]
 
-#: Backend names xpnet knows by name. Any other Array API namespace works when
-#: its arrays are passed in directly (see :func:`backend_of`).
 KNOWN_BACKENDS = ("numpy", "cupy", "torch", "array_api_strict", "jax")
+"""Backend names xpnet knows by name. Any other Array API namespace works when
+its arrays are passed in directly (see [`backend_of`][xpnet.backends.backend_of])."""
 
 _MODULES = {
     "numpy": "numpy",
@@ -422,8 +422,8 @@ def backend_status() -> dict[str, str | None]:
     Returns
     -------
     dict
-        Maps each name in :data:`KNOWN_BACKENDS` to ``None`` when usable or
-        to a one-line reason when not.
+        Maps each name in [`KNOWN_BACKENDS`][xpnet.backends.KNOWN_BACKENDS] to ``None``
+        when usable or to a one-line reason when not.
 
     Examples
     --------

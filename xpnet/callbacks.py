@@ -1,4 +1,4 @@
-"""Callbacks for :func:`xpnet.fit`: early stopping, checkpoints, progress bar, CSV log."""
+"""Callbacks for [`xpnet.fit`][]: early stopping, checkpoints, progress bar, CSV log."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ class ModelCheckpoint(Callback):
     mode : {"auto", "min", "max"}
     metadata : dict, optional
         Extra JSON-serialisable information stored in every file written
-        (see :func:`xpnet.save`); read it back from
+        (see [`xpnet.save`][]); read it back from
         ``load_checkpoint(path).metadata["user"]``.
     save_optimizer : bool
         Save the optimizer and its state (needed to resume exactly); False
@@ -179,7 +179,7 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, logs: dict) -> None:
         """Check, before the first epoch, that the files would load back (see
-        :func:`xpnet.checkpoint.check_saveable`) and that the folder exists and has room."""
+        [`xpnet.checkpoint.check_saveable`][]) and that the folder exists and has room."""
         check_saveable(self.model, self.model.optimizer if self.save_optimizer else None)
         parent = Path(self.path.format(epoch=0)).resolve().parent
         if not parent.exists():

@@ -96,10 +96,10 @@ class Checkpoint:
 def check_saveable(model: Any, optimizer: Any = None) -> tuple[dict, dict | None]:
     """Check that a file of ``model`` (and ``optimizer``) would load back as they are.
 
-    :func:`save` calls it before it writes anything, and
-    :class:`~xpnet.ModelCheckpoint` before the first epoch. Refused: a layer
-    or a loss whose class is not registered (:func:`xpnet.register_layer`,
-    :func:`xpnet.register_loss`), or whose ``get_config()`` does not return
+    [`save`][xpnet.checkpoint.save] calls it before it writes anything, and
+    [`ModelCheckpoint`][xpnet.ModelCheckpoint] before the first epoch. Refused: a layer
+    or a loss whose class is not registered ([`xpnet.register_layer`][],
+    [`xpnet.register_loss`][]), or whose ``get_config()`` does not return
     every constructor argument or does not rebuild it; an optimizer of a class
     that is not built in, or whose schedule or decay mask is a function.
 
@@ -164,7 +164,7 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
         architecture only, e.g. for an optimizer whose schedule is a function).
     training : dict, optional
         Training position (``epoch``, ``rng``, ``seed``, ``history``), as
-        ``fit`` provides to :class:`xpnet.ModelCheckpoint`; an ``optimizer``
+        ``fit`` provides to [`xpnet.ModelCheckpoint`][]; an ``optimizer``
         key in it is used as the optimizer.
     metadata : dict, optional
         Extra JSON-serialisable information stored with the file.
@@ -177,7 +177,7 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
     ------
     ValueError
         Before anything is written, when the file would not load back as the
-        model is (see :func:`check_saveable`).
+        model is (see [`check_saveable`][xpnet.checkpoint.check_saveable]).
 
     Examples
     --------
@@ -294,8 +294,8 @@ def _check_shapes(config: Any, tensors: dict, path: Path) -> None:
     Building the model initialises its parameters, so a manifest that lies
     (``in_features`` or ``units`` of 10**9 in a small file) would allocate far
     more than the file holds. Each layer reports its shapes through
-    :meth:`xpnet.Layer.param_shapes`; a layer that does not declare them is
-    checked after the model is built.
+    [`xpnet.Layer.param_shapes`][xpnet.layers.Layer.param_shapes]; a layer that does not
+    declare them is checked after the model is built.
     """
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise CheckpointError(f"{path}: bad model architecture in metadata: model config must "
@@ -489,7 +489,7 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
 
 def load(path: str | os.PathLike, *, backend: str | Backend = "auto",
          device: Any = None) -> Sequential:
-    """Load a model saved with :func:`save` onto any backend.
+    """Load a model saved with [`save`][xpnet.checkpoint.save] onto any backend.
 
     Parameters
     ----------
@@ -506,7 +506,8 @@ def load(path: str | os.PathLike, *, backend: str | Backend = "auto",
     Raises
     ------
     CheckpointError
-        For a file that is not a valid checkpoint (see :func:`load_checkpoint`).
+        For a file that is not a valid checkpoint (see
+        [`load_checkpoint`][xpnet.checkpoint.load_checkpoint]).
     FileNotFoundError
 
     Examples

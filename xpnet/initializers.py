@@ -144,7 +144,6 @@ def zeros(shape: tuple[int, ...], rng: RNG, backend: Backend, dtype: Any) -> Any
     return backend.xp.zeros(shape, dtype=dtype, device=backend.device)
 
 
-#: Initializer names accepted by :class:`xpnet.Dense` and :func:`xpnet.MLP`.
 INITIALIZERS = {
     "he_normal": he_normal,
     "he_uniform": he_uniform,
@@ -152,6 +151,7 @@ INITIALIZERS = {
     "uniform": uniform,
     "zeros": zeros,
 }
+"""Initializer names accepted by [`xpnet.Dense`][] and [`xpnet.MLP`][]."""
 
 
 def get_initializer(name: str | Callable[..., Any]) -> Callable[..., Any]:

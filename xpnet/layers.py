@@ -1,6 +1,6 @@
 """Layers: small objects with math only; parameters live in plain dicts.
 
-The contract (see :class:`Layer`) is four methods. A layer never stores its
+The contract (see [`Layer`][xpnet.layers.Layer]) is four methods. A layer never stores its
 parameters; the model passes them in, so the same layer object works for any
 backend and optimizers can treat parameters as plain arrays.
 """
@@ -47,11 +47,12 @@ class Layer:
     Attributes
     ----------
     stochastic : bool
-        When True the model passes ``rng=`` (an :class:`xpnet.RNG`) to
-        ``forward`` during training (used by :class:`Dropout`).
+        When True the model passes ``rng=`` (an [`xpnet.RNG`][]) to
+        ``forward`` during training (used by [`Dropout`][xpnet.layers.Dropout]).
     trainable : bool
         False freezes the layer's parameters: ``fit``, ``loss_and_grads`` and
-        the optimizers leave them alone (see :meth:`xpnet.Sequential.freeze`).
+        the optimizers leave them alone (see
+        [`xpnet.Sequential.freeze`][xpnet.model.Sequential.freeze]).
         Checkpoints record it.
 
     Examples
@@ -110,7 +111,7 @@ class Layer:
         Parameters
         ----------
         params : dict of str to array
-            This layer's parameters (from :meth:`init`).
+            This layer's parameters (from [`init`][xpnet.layers.Layer.init]).
         x : array of shape (n, in_features)
         train : bool
             Training mode (e.g. dropout active).
@@ -119,7 +120,7 @@ class Layer:
         -------
         y : array of shape (n, out_features)
         cache : object
-            Anything :meth:`backward` needs (often ``x`` or ``y``).
+            Anything [`backward`][xpnet.layers.Layer.backward] needs (often ``x`` or ``y``).
 
         Examples
         --------
@@ -137,7 +138,7 @@ class Layer:
         ----------
         params : dict of str to array
         cache : object
-            The cache :meth:`forward` returned.
+            The cache [`forward`][xpnet.layers.Layer.forward] returned.
         dy : array of shape (n, out_features)
             Gradient of the loss w.r.t. this layer's output.
 
@@ -173,12 +174,13 @@ class Layer:
         return in_features
 
     def param_shapes(self, in_features: int) -> dict[str, tuple[int, ...]] | None:
-        """The shapes of the parameters :meth:`init` creates for ``in_features`` inputs.
+        """The shapes of the parameters [`init`][xpnet.layers.Layer.init] creates for
+        ``in_features`` inputs.
 
         The checkpoint loader compares every layer's shapes with the file's
         tensors before it allocates anything, so a file whose architecture
         does not match its tensors is refused cheaply. A layer that does not
-        override :meth:`init` has no parameters (``{}``); a layer that
+        override [`init`][xpnet.layers.Layer.init] has no parameters (``{}``); a layer that
         overrides ``init`` but not this method returns ``None`` (not
         declared), and its tensors are checked after the model is built.
 
@@ -205,7 +207,7 @@ class Layer:
         -------
         dict
             Keyword arguments that rebuild an equal layer
-            (see :func:`layer_from_config`).
+            (see [`layer_from_config`][xpnet.layers.layer_from_config]).
 
         Examples
         --------
@@ -500,7 +502,6 @@ class Dropout(Layer):
         return {"rate": self.rate}
 
 
-#: Activation names accepted by :class:`xpnet.MLP` and the CLI.
 ACTIVATIONS = {
     "relu": ReLU,
     "leaky_relu": LeakyReLU,
@@ -508,6 +509,7 @@ ACTIVATIONS = {
     "sigmoid": Sigmoid,
     "gelu": GELU,
 }
+"""Activation names accepted by [`xpnet.MLP`][] and the CLI."""
 
 _REGISTRY = Registry("layer", "register_layer")
 for _cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, Dropout):
@@ -524,14 +526,14 @@ def register_layer(cls: type[Layer]) -> type[Layer]:
     the same class again (or its redefinition in the same module, as when a
     notebook cell is re-run) is allowed.
 
-    :func:`xpnet.save` refuses a model with a layer that loading could not
+    [`xpnet.save`][] refuses a model with a layer that loading could not
     rebuild: an unregistered class, or one whose ``get_config()`` does not
     return every constructor argument.
 
     Parameters
     ----------
     cls : type
-        A :class:`Layer` subclass whose ``get_config()`` returns its
+        A [`Layer`][xpnet.layers.Layer] subclass whose ``get_config()`` returns its
         constructor keyword arguments.
 
     Returns
@@ -542,7 +544,7 @@ def register_layer(cls: type[Layer]) -> type[Layer]:
     Raises
     ------
     TypeError
-        When ``cls`` is not a :class:`Layer` subclass.
+        When ``cls`` is not a [`Layer`][xpnet.layers.Layer] subclass.
     ValueError
         When its name is registered for a different class.
 
@@ -572,7 +574,8 @@ def register_layer(cls: type[Layer]) -> type[Layer]:
 
 
 def check_saveable(layer: Layer, what: str) -> dict:
-    """The layer's config, after checking that :func:`layer_from_config` rebuilds it.
+    """The layer's config, after checking that
+    [`layer_from_config`][xpnet.layers.layer_from_config] rebuilds it.
 
     Parameters
     ----------
@@ -611,8 +614,9 @@ def layer_from_config(config: dict) -> Layer:
     Parameters
     ----------
     config : dict
-        ``{"class": name, "config": kwargs}`` as :meth:`xpnet.Sequential.get_config`
-        lists its layers, with an optional ``"trainable": bool``.
+        ``{"class": name, "config": kwargs}`` as
+        [`xpnet.Sequential.get_config`][xpnet.model.Sequential.get_config] lists its
+        layers, with an optional ``"trainable": bool``.
 
     Returns
     -------
@@ -622,7 +626,7 @@ def layer_from_config(config: dict) -> Layer:
     ------
     ValueError
         When the class is unknown (custom layers must be registered with
-        :func:`register_layer`) or the config does not fit its constructor.
+        [`register_layer`][xpnet.layers.register_layer]) or the config does not fit its constructor.
 
     Examples
     --------

@@ -83,12 +83,13 @@ def softmax(z: Any) -> Any:
 class Loss:
     """Base class: a loss maps (model output, target) to a scalar.
 
-    Subclasses implement :meth:`value_and_grad`, and :meth:`per_sample` to
-    train with sample weights; ``__call__`` returns only the value.
-    ``classification`` says whether targets are class labels. A loss with
-    constructor arguments returns them from :meth:`get_config`, and a loss of
-    your own is registered with :func:`register_loss` under its own ``name``
-    so that checkpoints rebuild it.
+    Subclasses implement [`value_and_grad`][xpnet.losses.Loss.value_and_grad], and
+    [`per_sample`][xpnet.losses.Loss.per_sample] to train with sample weights;
+    ``__call__`` returns only the value. ``classification`` says whether targets are
+    class labels. A loss with constructor arguments returns them from
+    [`get_config`][xpnet.losses.Loss.get_config], and a loss of your own is registered
+    with [`register_loss`][xpnet.losses.register_loss] under its own ``name`` so that
+    checkpoints rebuild it.
 
     Attributes
     ----------
@@ -152,13 +153,14 @@ class Loss:
         raise NotImplementedError
 
     def per_sample(self, output: Any, target: Any) -> Any:
-        """The loss of each row, shape ``(n,)``; :meth:`value_and_grad`'s value is their mean.
+        """The loss of each row, shape ``(n,)``;
+        [`value_and_grad`][xpnet.losses.Loss.value_and_grad]'s value is their mean.
 
         Parameters
         ----------
         output : array of shape (n, k)
         target : array
-            As :meth:`value_and_grad` takes it.
+            As [`value_and_grad`][xpnet.losses.Loss.value_and_grad] takes it.
 
         Returns
         -------
@@ -182,7 +184,8 @@ class Loss:
 
     @property
     def has_per_sample(self) -> bool:
-        """Whether this loss defines :meth:`per_sample` (and so takes sample weights).
+        """Whether this loss defines [`per_sample`][xpnet.losses.Loss.per_sample]
+        (and so takes sample weights).
 
         Examples
         --------
@@ -196,11 +199,11 @@ class Loss:
                                 need_grad: bool = True):
         """Weighted mean ``sum(w * per_sample) / sum(w)`` and its gradient.
 
-        Built on :meth:`per_sample` (the value) and :meth:`value_and_grad` (its
-        gradient is each row's gradient over ``n``, so row ``i`` is scaled by
-        ``n * w_i / sum(w)``). Integer weights give the loss and gradient of
-        the batch with each row repeated ``w_i`` times. A batch whose weights
-        are all zero gives a zero loss and a zero gradient.
+        Built on [`per_sample`][xpnet.losses.Loss.per_sample] (the value) and
+        [`value_and_grad`][xpnet.losses.Loss.value_and_grad] (its gradient is each row's
+        gradient over ``n``, so row ``i`` is scaled by ``n * w_i / sum(w)``). Integer
+        weights give the loss and gradient of the batch with each row repeated ``w_i``
+        times. A batch whose weights are all zero gives a zero loss and a zero gradient.
 
         Parameters
         ----------
@@ -266,7 +269,7 @@ class Loss:
                      name: str = "y", values: bool = True) -> Any:
         """Validate targets and return them on ``backend`` in the form this loss takes.
 
-        The default follows :attr:`classification`: a classification loss takes
+        The default follows `classification`: a classification loss takes
         a 1-D array of integer labels in ``[0, n_outputs)`` (returned as int64)
         or an ``(n, n_outputs)`` array of probabilities in [0, 1]; any other
         loss takes float targets of the output's shape (``(n,)`` for one
@@ -342,10 +345,10 @@ class Loss:
         """Number of correct predictions in a batch, a 0-d array of the output's dtype.
 
         ``None`` for losses that are not classification losses (no accuracy).
-        The default compares :meth:`predict_labels` with the labels, or with
-        the most probable class of each row for ``(n, k)`` probability targets.
-        ``fit`` and ``evaluate`` divide the sum over batches by the number of
-        rows to report ``accuracy``.
+        The default compares [`predict_labels`][xpnet.losses.Loss.predict_labels] with
+        the labels, or with the most probable class of each row for ``(n, k)``
+        probability targets. ``fit`` and ``evaluate`` divide the sum over batches by the
+        number of rows to report ``accuracy``.
 
         Examples
         --------
@@ -372,7 +375,7 @@ class SoftmaxCrossEntropy(Loss):
     Targets are integer class labels of shape ``(n,)`` or class probabilities
     of shape ``(n, k)``. With labels the gradient is
     ``(softmax(z) - onehot(y)) / n``; where the array library has a faster route
-    (:meth:`xpnet.ops.Ops.softmax_ce_labels`: NumPy corrects the label column
+    ([`xpnet.ops.Ops.softmax_ce_labels`][]: NumPy corrects the label column
     in place, without a one-hot matrix) that route is taken, with the same
     results.
 
@@ -529,12 +532,13 @@ class BinaryCrossEntropy(Loss):
         return xp.sum(xp.astype((output > 0) == (t > 0.5), output.dtype)) / float(k)
 
 
-#: Loss names accepted by models and ``fit`` (built-in ones; see :func:`register_loss`).
 LOSSES = {
     "cross_entropy": SoftmaxCrossEntropy,
     "mse": MeanSquaredError,
     "binary_cross_entropy": BinaryCrossEntropy,
 }
+"""Loss names accepted by models and ``fit`` (built-in ones; see
+[`register_loss`][xpnet.losses.register_loss])."""
 _ALIASES = {
     "softmax_cross_entropy": "cross_entropy",
     "categorical_crossentropy": "cross_entropy",
@@ -561,7 +565,7 @@ def register_loss(cls: type[Loss]) -> type[Loss]:
     Parameters
     ----------
     cls : type
-        A :class:`Loss` subclass.
+        A [`Loss`][xpnet.losses.Loss] subclass.
 
     Returns
     -------
@@ -571,7 +575,7 @@ def register_loss(cls: type[Loss]) -> type[Loss]:
     Raises
     ------
     TypeError
-        When ``cls`` is not a :class:`Loss` subclass.
+        When ``cls`` is not a [`Loss`][xpnet.losses.Loss] subclass.
     ValueError
         When its name is missing or belongs to another class.
 
@@ -618,7 +622,7 @@ def get_loss(loss: str | Loss) -> Loss:
     ----------
     loss : str or Loss
         A name or alias (case-insensitive, e.g. ``"bce"``), a name registered
-        with :func:`register_loss`, or an instance, returned as is.
+        with [`register_loss`][xpnet.losses.register_loss], or an instance, returned as is.
 
     Returns
     -------
@@ -662,7 +666,8 @@ def loss_from_config(config: str | dict) -> Loss:
     ------
     ValueError
         For an unknown name (a custom loss must be registered with
-        :func:`register_loss`) or a config that does not fit its constructor.
+        [`register_loss`][xpnet.losses.register_loss]) or a config that does not fit
+        its constructor.
 
     Examples
     --------
@@ -717,7 +722,8 @@ def check_saveable(loss: Loss) -> str | dict:
 
 
 def loss_config(loss: Loss) -> str | dict:
-    """A loss's entry in a model config, unchecked (see :func:`check_saveable`).
+    """A loss's entry in a model config, unchecked (see
+    [`check_saveable`][xpnet.losses.check_saveable]).
 
     Parameters
     ----------

@@ -87,8 +87,8 @@ class Sequential:
         self.layers = list(layers)
         self.backend = get_backend(backend, device)
         self.optimizer: Optimizer | None = None
-        #: set to True (e.g. by a callback) to stop ``fit`` after the current epoch
         self.stop_training = False
+        """Set to True (e.g. by a callback) to stop ``fit`` after the current epoch."""
         self._skip_kw = [self._accepts(layer, "need_input_grad") for layer in self.layers]
         self._param_kw = [self._accepts(layer, "need_param_grads") for layer in self.layers]
         self.rng = RNG(self.seed)
@@ -159,7 +159,7 @@ class Sequential:
         Parameters
         ----------
         i : int
-            Index into :attr:`layers`.
+            Index into `layers`.
 
         Returns
         -------
@@ -201,7 +201,7 @@ class Sequential:
         """Freeze layers: ``fit``, ``loss_and_grads`` and the optimizers leave their
         parameters alone (no gradient, no update, no decay, no optimizer state).
 
-        Sets each layer's :attr:`~xpnet.Layer.trainable` to False; checkpoints
+        Sets each layer's `trainable` to False; checkpoints
         record it.
 
         Parameters
@@ -224,7 +224,7 @@ class Sequential:
         return self._set_trainable(layers, False)
 
     def unfreeze(self, layers: int | list[int] | None = None) -> Sequential:
-        """Make layers trainable again (the inverse of :meth:`freeze`).
+        """Make layers trainable again (the inverse of [`freeze`][xpnet.model.Sequential.freeze]).
 
         Parameters
         ----------
@@ -265,8 +265,8 @@ class Sequential:
     def _layer_keys(self) -> list[list[tuple[str, str]]]:
         """Per layer, ``(short name, key in params)`` pairs; rebuilt when the keys change.
 
-        The same as :meth:`layer_params` for every layer at once, without scanning
-        every key for every layer at every step.
+        The same as [`layer_params`][xpnet.model.Sequential.layer_params] for every
+        layer at once, without scanning every key for every layer at every step.
         """
         keys = (len(self.layers), *self.params)
         cached = getattr(self, "_layer_keys_cache", None)
@@ -375,15 +375,16 @@ class Sequential:
         """Mean loss on ``(X, y)`` and its gradient w.r.t. every trainable parameter.
 
         The building block for custom training loops, and the call
-        :func:`xpnet.fit`'s step makes. The loss stays a 0-d array on the
+        [`xpnet.fit`][]'s step makes. The loss stays a 0-d array on the
         device (call ``float()`` on it when you want the number).
 
         Parameters
         ----------
         X : array of shape (n, in_features)
         y : array
-            Targets as the loss takes them (see :meth:`xpnet.Loss.check_target`):
-            integer labels for classification losses, float targets otherwise.
+            Targets as the loss takes them (see
+            [`xpnet.Loss.check_target`][xpnet.losses.Loss.check_target]): integer labels
+            for classification losses, float targets otherwise.
         loss : str or Loss, optional
             Defaults to the model's loss.
         train : bool
@@ -399,20 +400,20 @@ class Sequential:
             model's own.
         return_output : bool
             Also return the raw outputs of the forward pass (e.g. to count
-            correct predictions with :meth:`xpnet.Loss.count_correct`).
+            correct predictions with [`xpnet.Loss.count_correct`][xpnet.losses.Loss.count_correct]).
         sample_weight : array of shape (n,), optional
             Non-negative weights, not all zero: the loss is then the weighted
             mean ``sum(w_i * l_i) / sum(w_i)`` (see
-            :meth:`xpnet.Loss.weighted_value_and_grad`; the loss must define
-            ``per_sample``). Checked like ``X``.
+            [`xpnet.Loss.weighted_value_and_grad`][xpnet.losses.Loss.weighted_value_and_grad];
+            the loss must define ``per_sample``). Checked like ``X``.
 
         Returns
         -------
         loss : 0-d array
         grads : dict
-            The keys of :attr:`trainable_keys` (all of :attr:`params` unless
-            layers are frozen); frozen layers get no gradient, and layers
-            below the lowest trainable one are not back-propagated.
+            The keys of [`trainable_keys`][xpnet.model.Sequential.trainable_keys] (all
+            of `params` unless layers are frozen); frozen layers get no gradient, and
+            layers below the lowest trainable one are not back-propagated.
         output : array of shape (n, out_features)
             Only with ``return_output=True``.
 
@@ -573,7 +574,7 @@ class Sequential:
 
     # -- training ------------------------------------------------------------
     def fit(self, X: Any, y: Any, **kwargs: Any) -> History:
-        """Train the model; see :func:`xpnet.fit` for every argument.
+        """Train the model; see [`xpnet.fit`][] for every argument.
 
         Returns
         -------
@@ -644,7 +645,7 @@ class Sequential:
         Parameters
         ----------
         params : dict of str to array
-            The same keys as :attr:`params`; arrays of the model's backend or
+            The same keys as `params`; arrays of the model's backend or
             NumPy arrays.
 
         Raises
@@ -716,14 +717,15 @@ class Sequential:
     @classmethod
     def from_config(cls, config: dict, *, backend: str | Backend = "auto",
                     device: Any = None) -> Sequential:
-        """Build a model from :meth:`get_config` output (parameters freshly initialised).
+        """Build a model from [`get_config`][xpnet.model.Sequential.get_config] output
+        (parameters freshly initialised).
 
         Parameters
         ----------
         config : dict
-            The output of :meth:`get_config`.
+            The output of [`get_config`][xpnet.model.Sequential.get_config].
         backend : str or Backend
-            Where to build the model (see :class:`Sequential`).
+            Where to build the model (see [`Sequential`][xpnet.model.Sequential]).
         device : optional
             Device on the backend.
 
@@ -797,7 +799,7 @@ def MLP(sizes: list[int], *, activation: str = "relu", dropout: float = 0.0,
         Weight initializer; defaults to He normal for ReLU-family activations
         and Glorot uniform for tanh/sigmoid/identity.
     backend, device, dtype, seed
-        See :class:`Sequential`.
+        See [`Sequential`][xpnet.model.Sequential].
 
     Returns
     -------

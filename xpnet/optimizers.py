@@ -6,7 +6,7 @@ it), so published hyper-parameters carry over.
 
 Each rule is written once here, as the reference: the optimizer's
 ``_update_one``. Faster versions of it (NumPy ufunc chunks, numba, CUDA) live
-in :mod:`xpnet.ops.kernels`, registered for the exact class, and give the
+in [`xpnet.ops.kernels`][], registered for the exact class, and give the
 reference's bits (tested); a subclass runs its own ``_update_one``.
 """
 
@@ -71,7 +71,8 @@ def _trained(params: Params, grads: Params) -> Params:
 
 
 def _check_lr(lr: Any) -> Any:
-    """A positive float becomes a :class:`Constant`; a callable must give a rate at step 0."""
+    """A positive float becomes a [`Constant`][xpnet.schedules.Constant];
+    a callable must give a rate at step 0."""
     if isinstance(lr, numbers.Real) and not isinstance(lr, bool):
         return get_schedule(_finite("lr", lr, low=0.0, low_inclusive=False))
     if not callable(lr):
@@ -198,10 +199,10 @@ class Optimizer:
     ----------
     lr : float or callable
         Learning rate, or a schedule: any callable ``step -> float`` (step counts
-        from 0; the built-in :mod:`xpnet.schedules` also save in checkpoints).
+        from 0; the built-in [`xpnet.schedules`][] also save in checkpoints).
         Assigning ``opt.lr`` later is checked the same way.
     weight_decay : float
-        L2 penalty added to the gradient (decoupled for :class:`AdamW`).
+        L2 penalty added to the gradient (decoupled for [`AdamW`][xpnet.optimizers.AdamW]).
     decay : {"all", "weights"}, collection of str, or callable
         Which parameters ``weight_decay`` applies to: ``"all"`` (the default, as
         in ``torch.optim``), ``"weights"`` (arrays of two or more dimensions, such
@@ -214,14 +215,16 @@ class Optimizer:
 
     Notes
     -----
-    A parameter with no entry in ``grads`` is frozen: :meth:`update` and
-    :meth:`update_` leave it as it is (no decay either) and keep no state for
-    it; a parameter that gets a gradient again starts with zero moments.
+    A parameter with no entry in ``grads`` is frozen:
+    [`update`][xpnet.optimizers.Optimizer.update] and
+    [`update_`][xpnet.optimizers.Optimizer.update_] leave it as it is (no decay either)
+    and keep no state for it; a parameter that gets a gradient again starts with
+    zero moments.
 
     Attributes
     ----------
     state : dict or None
-        The state left by the last :func:`xpnet.fit` that used this object;
+        The state left by the last [`xpnet.fit`][] that used this object;
         passing the same optimizer to ``fit`` again continues from it.
     slots : tuple of str
         Names of the per-parameter state arrays (e.g. Adam's ``exp_avg``).
@@ -241,12 +244,12 @@ class Optimizer:
     """
 
     slots: tuple[str, ...] = ()
-    #: slots that hold means of squares: never negative (checked when loading)
     nonnegative_slots: tuple[str, ...] = ()
+    """Slots that hold means of squares: never negative (checked when loading)."""
 
-    #: True: weight decay shrinks the parameter (``p *= 1 - lr * wd``, AdamW);
-    #: False: it adds ``wd * p`` to the gradient (L2).
     decoupled = False
+    """True: weight decay shrinks the parameter (``p *= 1 - lr * wd``, AdamW);
+    False: it adds ``wd * p`` to the gradient (L2)."""
 
     def __init__(self, lr: LearningRate = 1e-3, *, weight_decay: float = 0.0,
                  decay: DecayMask = "all", clip_norm: float | None = None,
@@ -262,7 +265,8 @@ class Optimizer:
 
     @property
     def lr(self) -> Any:
-        """The schedule ``step -> float`` (a float given is held as a :class:`Constant`).
+        """The schedule ``step -> float`` (a float given is held as a
+        [`Constant`][xpnet.schedules.Constant]).
 
         Assigning a float or a callable is checked as the constructor checks it.
 
@@ -365,11 +369,10 @@ class Optimizer:
                keep: Any = None) -> tuple[Params, dict]:
         """Apply one update; return new params and new state (inputs untouched).
 
-        Clipping (:meth:`clip_grads`) comes first; then the library's fused
-        kernel for this exact class where one applies (CuPy with
-        ``XPNET_CUPY_FUSED=1``), else the reference rule ``_update_one``.
-        Parameters without a gradient in ``grads`` are frozen (see the class
-        notes).
+        Clipping ([`clip_grads`][xpnet.optimizers.Optimizer.clip_grads]) comes first;
+        then the library's fused kernel for this exact class where one applies (CuPy
+        with ``XPNET_CUPY_FUSED=1``), else the reference rule ``_update_one``.
+        Parameters without a gradient in ``grads`` are frozen (see the class notes).
 
         Parameters
         ----------
@@ -377,7 +380,8 @@ class Optimizer:
         grads : dict of arrays
             A gradient for every parameter to train (its keys are a subset of
             ``params``'s).
-        state : dict from :meth:`init` or a previous update
+        state : dict
+            From [`init`][xpnet.optimizers.Optimizer.init] or a previous update.
         keep : 0-d bool array, optional
             When given and False, the update is discarded on the device
             (params and state stay as they were) without a host sync; used to
@@ -412,18 +416,20 @@ class Optimizer:
                 check_finite: bool = False, spare: dict | None = None) -> bool:
         """Apply one update in place: ``params`` and ``state`` are modified.
 
-        The mutable fast path that :func:`xpnet.fit` uses. After clipping
-        (:meth:`clip_grads`), the library's in-place kernel for this exact class
-        runs where one applies (on NumPy: a compiled numba loop, or a
-        cache-blocked, optionally threaded ufunc update), giving the same bits
-        as :meth:`update`; elsewhere the reference rule runs and the dict
-        entries are rebound. ``grads`` may be overwritten; parameters without
-        a gradient are frozen, as in :meth:`update`.
+        The mutable fast path that [`xpnet.fit`][] uses. After clipping
+        ([`clip_grads`][xpnet.optimizers.Optimizer.clip_grads]), the library's in-place
+        kernel for this exact class runs where one applies (on NumPy: a compiled numba
+        loop, or a cache-blocked, optionally threaded ufunc update), giving the same
+        bits as [`update`][xpnet.optimizers.Optimizer.update]; elsewhere the reference
+        rule runs and the dict entries are rebound. ``grads`` may be overwritten;
+        parameters without a gradient are frozen, as in
+        [`update`][xpnet.optimizers.Optimizer.update].
 
         Parameters
         ----------
         params, grads : dict of arrays (``grads``: a subset of the keys)
-        state : dict from :meth:`init`
+        state : dict
+            From [`init`][xpnet.optimizers.Optimizer.init].
         check_finite : bool
             Apply the update only if every new parameter and slot value is
             finite; otherwise leave ``params`` and ``state`` exactly as they
@@ -510,7 +516,8 @@ class Optimizer:
         """``grads`` clipped as configured: by value (``clip_value``), then by
         global norm (``clip_norm``); the same dict when neither is set.
 
-        Used by both :meth:`update` and :meth:`update_`; no host sync.
+        Used by both [`update`][xpnet.optimizers.Optimizer.update] and
+        [`update_`][xpnet.optimizers.Optimizer.update_]; no host sync.
 
         Parameters
         ----------
@@ -588,7 +595,7 @@ class Optimizer:
         dict
             ``lr`` (a schedule config), ``weight_decay``, ``decay``,
             ``clip_norm``, ``clip_value`` and the subclass's own arguments;
-            rebuild with :func:`optimizer_from_config`.
+            rebuild with [`optimizer_from_config`][xpnet.optimizers.optimizer_from_config].
 
         Raises
         ------
@@ -617,7 +624,8 @@ class Optimizer:
         return {}
 
     def _repr_args(self) -> dict:
-        """Settings shown by ``repr``: never raises (unlike :meth:`get_config`)."""
+        """Settings shown by ``repr``: never raises (unlike
+        [`get_config`][xpnet.optimizers.Optimizer.get_config])."""
         decay = self.decay
         shown = (None if decay == "all" else decay if isinstance(decay, str) else
                  sorted(decay) if isinstance(decay, frozenset) else
@@ -647,7 +655,7 @@ class SGD(Optimizer):
     weight_decay : float
         L2 penalty added to the gradient.
     decay : {"all", "weights"}, collection of str, or callable
-        Which parameters are decayed (see :class:`Optimizer`).
+        Which parameters are decayed (see [`Optimizer`][xpnet.optimizers.Optimizer]).
     clip_norm : float, optional
         Clip gradients to this global L2 norm before the update.
     clip_value : float, optional
@@ -696,9 +704,9 @@ class Adam(Optimizer):
     eps : float
         Added to the denominator for stability (> 0).
     weight_decay : float
-        L2 penalty added to the gradient (coupled; see :class:`AdamW`).
+        L2 penalty added to the gradient (coupled; see [`AdamW`][xpnet.optimizers.AdamW]).
     decay : {"all", "weights"}, collection of str, or callable
-        Which parameters are decayed (see :class:`Optimizer`).
+        Which parameters are decayed (see [`Optimizer`][xpnet.optimizers.Optimizer]).
     clip_norm : float, optional
         Clip gradients to this global L2 norm before the update.
     clip_value : float, optional
@@ -761,7 +769,7 @@ class AdamW(Adam):
     weight_decay : float
         Decoupled: ``p *= 1 - lr * weight_decay`` before the Adam step.
     decay : {"all", "weights"}, collection of str, or callable
-        Which parameters are decayed (see :class:`Optimizer`); ``"weights"``
+        Which parameters are decayed (see [`Optimizer`][xpnet.optimizers.Optimizer]); ``"weights"``
         leaves biases undecayed, the usual choice for AdamW.
     clip_norm : float, optional
         Clip gradients to this global L2 norm before the update.
@@ -806,7 +814,7 @@ class RMSprop(Optimizer):
     weight_decay : float
         L2 penalty added to the gradient.
     decay : {"all", "weights"}, collection of str, or callable
-        Which parameters are decayed (see :class:`Optimizer`).
+        Which parameters are decayed (see [`Optimizer`][xpnet.optimizers.Optimizer]).
     clip_norm : float, optional
         Clip gradients to this global L2 norm before the update.
     clip_value : float, optional
@@ -863,8 +871,8 @@ class RMSprop(Optimizer):
                 "centered": self.centered}
 
 
-#: Optimizer names accepted by ``fit`` and the CLI.
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+"""Optimizer names accepted by ``fit`` and the CLI."""
 
 
 def get_optimizer(opt: str | Optimizer | None, **kwargs: Any) -> Optimizer:
@@ -900,14 +908,15 @@ def get_optimizer(opt: str | Optimizer | None, **kwargs: Any) -> Optimizer:
 
 
 def optimizer_from_config(name: str, cfg: dict) -> Optimizer:
-    """Rebuild an optimizer from its class name and :meth:`Optimizer.get_config`.
+    """Rebuild an optimizer from its class name and
+    [`Optimizer.get_config`][xpnet.optimizers.Optimizer.get_config].
 
     Parameters
     ----------
     name : str
         Class name, e.g. ``"Adam"``.
     cfg : dict
-        The output of :meth:`Optimizer.get_config`.
+        The output of [`Optimizer.get_config`][xpnet.optimizers.Optimizer.get_config].
 
     Returns
     -------

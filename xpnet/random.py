@@ -5,7 +5,7 @@ drawn on the host from one NumPy PCG64 generator, cast to the target dtype on
 the host, then moved to the device once.  Dropout masks may use a backend's own
 sampler (CuPy), because they need not match: a counter-based stream whose key
 is drawn once from the host generator and whose counter advances by one per
-draw. Key and counter are part of :meth:`RNG.get_state`, so a resumed run
+draw. Key and counter are part of [`RNG.get_state`][xpnet.random.RNG.get_state], so a resumed run
 draws the same masks.
 """
 
@@ -74,7 +74,7 @@ class RNG:
         return out
 
     def set_state(self, state: dict) -> None:
-        """Restore a state produced by :meth:`get_state`.
+        """Restore a state produced by [`get_state`][xpnet.random.RNG.get_state].
 
         Parameters
         ----------
@@ -120,10 +120,11 @@ class RNG:
     def device_stream(self) -> tuple[int, int]:
         """The ``(key, counter)`` of the next draw of a counter-based device sampler.
 
-        The key is drawn from this generator on first use (:meth:`spawn_seed`),
-        the counter starts at 0 and advances by one per call. Both are part of
-        :meth:`get_state`, so a generator restored from a state continues the
-        same stream: a resumed run draws the same dropout masks on CuPy.
+        The key is drawn from this generator on first use
+        ([`spawn_seed`][xpnet.random.RNG.spawn_seed]), the counter starts at 0 and
+        advances by one per call. Both are part of
+        [`get_state`][xpnet.random.RNG.get_state], so a generator restored from a state
+        continues the same stream: a resumed run draws the same dropout masks on CuPy.
 
         Returns
         -------
@@ -213,7 +214,7 @@ class RNG:
         """A dropout mask: ``1/keep`` with probability ``keep``, else 0.
 
         The uniform draws come from the backend's ops
-        (:meth:`xpnet.ops.Ops.uniform`): on CuPy from CuPy's generator (seeded
+        ([`xpnet.ops.Ops.uniform`][]): on CuPy from CuPy's generator (seeded
         once from this one), so no host-to-device copy happens per step;
         elsewhere from this generator on the host, which keeps
         NumPy/PyTorch/array_api_strict runs identical.

@@ -46,7 +46,7 @@ def _check_steps(name: str, value: int) -> int:
 class Schedule:
     """Base class: ``schedule(step)`` returns the learning rate for that step.
 
-    Subclasses implement ``__call__`` and :meth:`get_config` (their
+    Subclasses implement ``__call__`` and [`get_config`][xpnet.schedules.Schedule.get_config] (their
     constructor arguments), so that checkpoints can rebuild them.
 
     Examples
@@ -281,7 +281,8 @@ for _cls in (Constant, StepDecay, ExponentialDecay, CosineDecay, LinearWarmup):
 
 
 def register_schedule(cls: type[Schedule]) -> type[Schedule]:
-    """Register a :class:`Schedule` subclass so that checkpoints can rebuild it.
+    """Register a [`Schedule`][xpnet.schedules.Schedule] subclass
+    so that checkpoints can rebuild it.
 
     Usable as a decorator. Its ``get_config()`` must return its constructor
     arguments; a name that belongs to another class is refused. A plain
@@ -355,7 +356,8 @@ def get_schedule(lr: float | Callable[[int], float]) -> Schedule | Callable[[int
     Parameters
     ----------
     lr : float, Schedule or callable
-        A number becomes :class:`Constant`; a callable ``step -> float`` is used as is.
+        A number becomes [`Constant`][xpnet.schedules.Constant]; a callable
+        ``step -> float`` is used as is.
 
     Returns
     -------
@@ -389,7 +391,7 @@ def schedule_to_config(s: Any) -> dict:
     Raises
     ------
     ValueError
-        For a callable that is not a built-in or registered :class:`Schedule`.
+        For a callable that is not a built-in or registered [`Schedule`][xpnet.schedules.Schedule].
 
     Examples
     --------
@@ -409,7 +411,7 @@ def schedule_to_config(s: Any) -> dict:
 
 
 def schedule_from_config(cfg: dict) -> Schedule:
-    """Rebuild a schedule from :func:`schedule_to_config` output.
+    """Rebuild a schedule from [`schedule_to_config`][xpnet.schedules.schedule_to_config] output.
 
     Parameters
     ----------
