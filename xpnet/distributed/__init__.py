@@ -1,18 +1,21 @@
 """Data-parallel training over MPI: many processes, many GPUs, many machines.
 
 ``comm = xpnet.distributed.init()`` returns the communicator of the job (every rank
-under ``mpiexec`` or ``srun``, a :class:`SingleProcess` otherwise), and
+under ``mpiexec`` or ``srun``, a [`SingleProcess`][xpnet.distributed.SingleProcess] otherwise), and
 ``model.fit(X, y, batch_size=128, distributed=comm)`` trains with 128 rows per rank
 per step. Every rank draws the same global batch order and takes its own contiguous
-slice of each global batch (:func:`shard_rows`); rank 0's parameters are broadcast
-at the start (:func:`agree_start`); one allreduce per step sums the weighted
-gradients, the loss and the control flags (:class:`GradientAllreduce`, on the host,
-through NCCL or staged, see :func:`choose_reducer`). See ``docs/distributed.md``.
+slice of each global batch ([`shard_rows`][xpnet.distributed.shard_rows]); rank 0's
+parameters are broadcast at the start ([`agree_start`][xpnet.distributed.agree_start]);
+one allreduce per step sums the weighted gradients, the loss and the control flags
+([`GradientAllreduce`][xpnet.distributed.GradientAllreduce], on the host, through NCCL
+or staged, see [`choose_reducer`][xpnet.distributed.choose_reducer]). See
+``docs/distributed.md``.
 
-Modules: ``_comm`` (communicators, :func:`init`), ``_sharding``, ``_parallel`` (the
-gradient hook, the agreed start, sharded validation), ``_reduce`` (reducers),
-``_gpu`` (GPU count, the rank's GPU, CuPy + NCCL), ``_devices`` (local rank from
-the launcher, GPU choice), ``_failure`` (abort on an uncaught exception, the watchdog).
+Modules: ``_comm`` (communicators, [`init`][xpnet.distributed.init]), ``_sharding``,
+``_parallel`` (the gradient hook, the agreed start, sharded validation), ``_reduce``
+(reducers), ``_gpu`` (GPU count, the rank's GPU, CuPy + NCCL), ``_devices`` (local rank
+from the launcher, GPU choice), ``_failure`` (abort on an uncaught exception,
+the watchdog).
 
 Examples
 --------

@@ -1,9 +1,11 @@
 # NumPy is used here on the host only, for the buffers handed to MPI.
 """Communicators: the collectives data-parallel training needs, over MPI or over nothing.
 
-:class:`SingleProcess` is the communicator of a run without MPI: one rank, every
-collective returns its input. :class:`MPICommunicator` wraps an ``mpi4py``
-communicator. :func:`init` returns the right one for the way the process was started.
+[`SingleProcess`][xpnet.distributed.SingleProcess] is the communicator of a run without
+MPI: one rank, every collective returns its input.
+[`MPICommunicator`][xpnet.distributed.MPICommunicator] wraps an ``mpi4py`` communicator.
+[`init`][xpnet.distributed.init] returns the right one for the way the process
+was started.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from ._failure import EXIT_TIMEOUT, Watchdog, install_excepthook
 __all__ = ["Communicator", "SingleProcess", "MPICommunicator", "DistributedError", "init",
            "DEFAULT_TIMEOUT", "MPI_INSTALL_HINT"]
 
-#: Seconds one collective of the training loop may wait before the job is ended;
-#: ``XPNET_DISTRIBUTED_TIMEOUT`` overrides it (0 waits forever).
 DEFAULT_TIMEOUT = 300.0
+"""Seconds one collective of the training loop may wait before the job is ended;
+``XPNET_DISTRIBUTED_TIMEOUT`` overrides it (0 waits forever)."""
 #: Elements per MPI call: a larger NumPy buffer is reduced in buckets of this size, far
 #: below MPI's limit of 2**31 - 1 elements per call (512 MiB of float32).
 BUCKET = 1 << 27
@@ -41,7 +43,8 @@ class DistributedError(RuntimeError):
 
 
 class Communicator:
-    """What training asks of a group of ranks; :class:`SingleProcess` is the one-rank case.
+    """What training asks of a group of ranks;
+    [`SingleProcess`][xpnet.distributed.SingleProcess] is the one-rank case.
 
     Attributes
     ----------
@@ -188,9 +191,10 @@ class SingleProcess(Communicator):
 
 
 class MPICommunicator(Communicator):
-    """The collectives over an ``mpi4py`` communicator (``MPI.COMM_WORLD`` from :func:`init`).
+    """The collectives over an ``mpi4py`` communicator (``MPI.COMM_WORLD`` from
+    [`init`][xpnet.distributed.init]).
 
-    Collectives of the training loop are guarded by a :class:`Watchdog`: one
+    Collectives of the training loop are guarded by a [`Watchdog`][xpnet.distributed.Watchdog]: one
     that waits more than ``timeout`` seconds ends the job.
 
     Parameters
@@ -201,7 +205,7 @@ class MPICommunicator(Communicator):
 
     Examples
     --------
-    Built by :func:`init` under ``mpiexec``; it needs mpi4py:
+    Built by [`init`][xpnet.distributed.init] under ``mpiexec``; it needs mpi4py:
 
     >>> import xpnet as xn
     >>> comm = xn.distributed.init()   # one process here: a SingleProcess
@@ -295,9 +299,9 @@ def init(*, timeout: float | None = None, require: bool = False,
     """The communicator of this job: every rank under ``mpiexec``/``srun``, else one process.
 
     Under an MPI launcher with more than one process this imports mpi4py
-    (initialising MPI) and returns an :class:`MPICommunicator` over
+    (initialising MPI) and returns an [`MPICommunicator`][xpnet.distributed.MPICommunicator] over
     ``MPI.COMM_WORLD``; started any other way it returns a
-    :class:`SingleProcess` without touching MPI, so the same script runs
+    [`SingleProcess`][xpnet.distributed.SingleProcess] without touching MPI, so the same script runs
     everywhere. Calling it again returns the same communicator. Open MPI is
     asked to let waiting ranks yield their core
     (``OMPI_MCA_mpi_yield_when_idle=1`` unless already set).
@@ -307,13 +311,16 @@ def init(*, timeout: float | None = None, require: bool = False,
     timeout : float, optional
         Seconds one collective of the training loop may wait for the other
         ranks before the job is ended (exit status 124); 0 waits forever.
-        Default ``XPNET_DISTRIBUTED_TIMEOUT`` or :data:`DEFAULT_TIMEOUT` (300 s).
+        Default ``XPNET_DISTRIBUTED_TIMEOUT`` or
+        [`DEFAULT_TIMEOUT`][xpnet.distributed.DEFAULT_TIMEOUT] (300 s).
     require : bool
-        Raise :class:`DistributedError` when mpi4py is not installed, even in
-        a single process (the command line's ``--distributed`` does this).
+        Raise [`DistributedError`][xpnet.distributed.DistributedError] when mpi4py
+        is not installed, even in a single process (the command line's
+        ``--distributed`` does this).
     abort_on_error : bool
-        Install :func:`install_excepthook`: an uncaught exception on one rank
-        ends every rank at once (``MPI_Abort``) instead of leaving them waiting.
+        Install [`install_excepthook`][xpnet.distributed.install_excepthook]: an
+        uncaught exception on one rank ends every rank at once (``MPI_Abort``) instead
+        of leaving them waiting.
 
     Returns
     -------

@@ -80,7 +80,7 @@ def choose_device(local_rank: int, n_devices: int, explicit: int | None = None) 
     Parameters
     ----------
     local_rank : int
-        The rank on the node (:attr:`Communicator.local_rank`).
+        The rank on the node (`Communicator.local_rank`).
     n_devices : int
         GPUs this process sees.
     explicit : int, optional

@@ -2,12 +2,12 @@
 
 Two mechanisms, both documented in ``docs/distributed.md``:
 
-* :func:`install_excepthook`: an exception nobody catches on one rank prints its
-  traceback, names the rank and calls ``MPI_Abort``, which ends every rank of the
-  job at once (``mpiexec`` exits with status 1).
-* :class:`Watchdog`: a rank that waits longer than the timeout in one collective
-  of the training loop (another rank died silently, hung, or left the loop) says
-  so and aborts the job (exit status 124).
+* [`install_excepthook`][xpnet.distributed.install_excepthook]: an exception nobody
+  catches on one rank prints its traceback, names the rank and calls ``MPI_Abort``,
+  which ends every rank of the job at once (``mpiexec`` exits with status 1).
+* [`Watchdog`][xpnet.distributed.Watchdog]: a rank that waits longer than the timeout in
+  one collective of the training loop (another rank died silently, hung, or left the
+  loop) says so and aborts the job (exit status 124).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 
 __all__ = ["install_excepthook", "Watchdog", "EXIT_FAILED", "EXIT_TIMEOUT"]
 
-#: ``MPI_Abort`` error code after an uncaught exception on a rank.
 EXIT_FAILED = 1
-#: ``MPI_Abort`` error code after a rank waited longer than the timeout.
+"""``MPI_Abort`` error code after an uncaught exception on a rank."""
 EXIT_TIMEOUT = 124
+"""``MPI_Abort`` error code after a rank waited longer than the timeout."""
 
 
 def install_excepthook(comm: Any) -> Callable[..., None]:
@@ -39,7 +39,7 @@ def install_excepthook(comm: Any) -> Callable[..., None]:
     Returns
     -------
     callable
-        The hook installed as :data:`sys.excepthook`.
+        The hook installed as `sys.excepthook`.
 
     Examples
     --------

@@ -1,7 +1,7 @@
 # NumPy is used here on the host only: the start-of-fit broadcast buffer, seeds, checksums.
 """Data parallelism inside ``fit``: the gradient hook, the agreed start, sharded validation.
 
-The :class:`~xpnet.training.Trainer` uses these when given a communicator with more
+The [`Trainer`][xpnet.training.Trainer] uses these when given a communicator with more
 than one rank; nothing here imports the training package (the trainer is passed in).
 """
 
@@ -48,7 +48,8 @@ class GradientAllreduce:
     model : Sequential
         Its parameters fix the buffer's layout.
     reducer : optional
-        How to sum (default :func:`make_reducer` for the model's backend).
+        How to sum (default [`make_reducer`][xpnet.distributed.make_reducer] for the
+        model's backend).
 
     Examples
     --------

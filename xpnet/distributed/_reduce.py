@@ -13,7 +13,7 @@
 =================  ==============================================================
 
 The buffer always ends with ``len(flags)`` slots for the control flags (see
-:class:`~xpnet.distributed.GradientAllreduce`). A reducer with ``inline_flags`` has
+[`GradientAllreduce`][xpnet.distributed.GradientAllreduce]). A reducer with ``inline_flags`` has
 them written into the buffer and reads their sums back from it (one MPI call in all);
 the others sum the flags in a separate small MPI call on the host, so that the host
 never writes to or waits for the device for them.
@@ -31,6 +31,8 @@ from ..backends import Backend, synchronize, to_numpy
 __all__ = ["REDUCERS", "choose_reducer", "make_reducer", "HostReducer", "StagedReducer"]
 
 REDUCERS = ("host", "nccl", "cuda-aware-mpi", "staged")
+"""Names of the reducers, the ways one step's buffer is summed over the ranks
+(``XPNET_REDUCER`` picks one; see [`choose_reducer`][xpnet.distributed.choose_reducer])."""
 
 
 def choose_reducer(backend_name: str, is_host: bool, *, nccl: bool, cuda_aware: bool,
@@ -42,7 +44,7 @@ def choose_reducer(backend_name: str, is_host: bool, *, nccl: bool, cuda_aware: 
     backend_name : str
         ``"numpy"``, ``"cupy"``, ``"torch"``...
     is_host : bool
-        Whether arrays live in host memory (:attr:`xpnet.backends.Backend.is_host`).
+        Whether arrays live in host memory ([`xpnet.backends.Backend.is_host`][]).
     nccl : bool
         Whether CuPy's NCCL binding works here.
     cuda_aware : bool
@@ -53,7 +55,7 @@ def choose_reducer(backend_name: str, is_host: bool, *, nccl: bool, cuda_aware: 
     Returns
     -------
     str
-        One of :data:`REDUCERS`.
+        One of [`REDUCERS`][xpnet.distributed.REDUCERS].
 
     Raises
     ------
@@ -158,7 +160,8 @@ class StagedReducer:
         self.comm = comm
 
     def allreduce(self, flat: Any, flags: list[int], backend: Backend) -> tuple[Any, list[int]]:
-        """Sum ``flat`` through a host copy; see :meth:`HostReducer.allreduce`.
+        """Sum ``flat`` through a host copy; see
+        [`HostReducer.allreduce`][xpnet.distributed.HostReducer.allreduce].
 
         Parameters
         ----------
@@ -216,14 +219,16 @@ def _cuda_aware_mpi() -> bool:  # pragma: no cover - needs a GPU build of MPI
 
 
 def make_reducer(comm: Any, backend: Backend, kind: str | None = None) -> Any:
-    """The reducer this job uses for ``backend`` (see :func:`choose_reducer`).
+    """The reducer this job uses for ``backend`` (see
+    [`choose_reducer`][xpnet.distributed.choose_reducer]).
 
     Parameters
     ----------
     comm : Communicator
     backend : Backend
     kind : str, optional
-        Force one of :data:`REDUCERS`; default ``XPNET_REDUCER`` or the best that works.
+        Force one of [`REDUCERS`][xpnet.distributed.REDUCERS]; default ``XPNET_REDUCER``
+        or the best that works.
 
     Returns
     -------

@@ -1,17 +1,18 @@
 """Training: ``fit`` = argument checks + ``Trainer(...).run()``.
 
-* :mod:`~xpnet.training.fitting`: :func:`fit` checks every argument and
+* `fitting`: [`fit`][xpnet.training.fit] checks every argument and
   prepares the data before anything changes.
-* :mod:`~xpnet.training.trainer`: :class:`Trainer` runs epochs and steps
+* `trainer`: [`Trainer`][xpnet.training.Trainer] runs epochs and steps
   through the model's public calls only; gradient hooks plug into its step
-  (:class:`StepValues` is what a step produced), and so does data parallelism
-  over the ranks of a :mod:`xpnet.distributed` communicator.
-* :mod:`~xpnet.training.state`: :class:`TrainState`, the position of a run and
+  ([`StepValues`][xpnet.training.StepValues] is what a step produced), and so does data parallelism
+  over the ranks of a [`xpnet.distributed`][] communicator.
+* `state`: [`TrainState`][xpnet.training.TrainState], the position of a run and
   the one schema of the resume record.
-* :mod:`~xpnet.training.guards`: the non-finite policy, on the host or on the device.
-* :mod:`~xpnet.training.callbacks`: :class:`CallbackList` (owns :class:`History`
-  and the progress bar) and the :class:`Callback` base.
-* :mod:`~xpnet.training.interrupt`: SIGINT/SIGTERM turned into a clean stop.
+* `guards`: the non-finite policy, on the host or on the device.
+* `callbacks`: [`CallbackList`][xpnet.training.CallbackList] (owns
+  [`History`][xpnet.training.History] and the progress bar) and the
+  [`Callback`][xpnet.training.Callback] base.
+* `interrupt`: SIGINT/SIGTERM turned into a clean stop.
 """
 
 from __future__ import annotations

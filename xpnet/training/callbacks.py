@@ -1,7 +1,7 @@
 """The callback machinery of a fit: ``Callback``, ``CallbackList``, ``History``, ``ProgressBar``.
 
 The concrete callbacks users add (early stopping, checkpoints, CSV logs) live
-in :mod:`xpnet.callbacks`; this module holds what the trainer itself needs, so
+in [`xpnet.callbacks`][]; this module holds what the trainer itself needs, so
 that the training loop never names a concrete user callback.
 """
 
@@ -43,10 +43,10 @@ class Callback:
     """
 
     model: Any = None
-    #: the :class:`~xpnet.training.Trainer` running the fit (None outside ``fit``)
     trainer: Any = None
-    #: in data-parallel training, run only on rank 0 (callbacks that print or write files)
+    """The [`Trainer`][xpnet.training.Trainer] running the fit (None outside ``fit``)."""
     rank_zero_only: bool = False
+    """In data-parallel training, run only on rank 0 (callbacks that print or write files)."""
 
     def set_model(self, model: Any) -> None:
         """Attach the model being trained (``fit`` calls this before training).
@@ -66,10 +66,10 @@ class Callback:
         self.model = model
 
     def set_trainer(self, trainer: Any) -> None:
-        """Attach the :class:`~xpnet.training.Trainer` running the fit.
+        """Attach the [`Trainer`][xpnet.training.Trainer] running the fit.
 
         A callback reads the run's position through ``self.trainer.state``
-        (a :class:`~xpnet.training.TrainState`), e.g. to save a resumable
+        (a [`TrainState`][xpnet.training.TrainState]), e.g. to save a resumable
         checkpoint.
 
         Parameters
@@ -105,7 +105,7 @@ class Callback:
         -------
         str or None
             The path of a file written for resuming (reported by
-            :class:`~xpnet.TrainingInterrupted`), or None.
+            [`TrainingInterrupted`][xpnet.TrainingInterrupted]), or None.
 
         Examples
         --------
@@ -142,7 +142,7 @@ class Callback:
         Parameters
         ----------
         logs : dict
-            Empty; read the model or the returned :class:`~xpnet.History`.
+            Empty; read the model or the returned [`History`][xpnet.History].
 
         Examples
         --------
@@ -231,7 +231,7 @@ class Callback:
 
 
 class History(Callback):
-    """Per-epoch metrics returned by :func:`fit`.
+    """Per-epoch metrics returned by [`fit`][xpnet.training.fit].
 
     Attributes
     ----------
@@ -243,7 +243,7 @@ class History(Callback):
     params : dict
         The run's settings (epochs, batch size, steps per epoch...).
     stopped_early : bool
-        True when an :class:`~xpnet.EarlyStopping` callback or
+        True when an [`EarlyStopping`][xpnet.EarlyStopping] callback or
         ``on_nonfinite="stop"`` ended the run before ``epochs``.
 
     Examples
@@ -329,9 +329,9 @@ class CallbackList:
     """The callbacks of one fit, called in order; owns the History and the progress bar.
 
     Like Keras' ``CallbackList``: ``fit`` builds one from the user's list and
-    calls each hook once on the list. :class:`History` always comes first (so
+    calls each hook once on the list. [`History`][xpnet.training.History] always comes first (so
     every later callback sees the epoch already recorded), then a
-    :class:`ProgressBar` when ``progress`` is set, then the user's callbacks.
+    [`ProgressBar`][xpnet.training.ProgressBar] when ``progress`` is set, then the user's callbacks.
     On ranks other than 0 of a data-parallel fit, callbacks marked
     ``rank_zero_only`` (progress, checkpoints, logs) are left out.
 
@@ -341,7 +341,7 @@ class CallbackList:
     model : Sequential
     trainer : Trainer, optional
     progress : bool
-        Add a :class:`ProgressBar` on standard error.
+        Add a [`ProgressBar`][xpnet.training.ProgressBar] on standard error.
     rank : int
         This process's rank in data-parallel training (0 on one process).
 

@@ -46,7 +46,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     same optimizer object (or none, which reuses ``model.optimizer``)
     continues its state (moments and step count). Every argument is checked
     before the model or the optimizer is changed. Frozen layers
-    (:meth:`~xpnet.Sequential.freeze`) are left as they are.
+    ([`freeze`][xpnet.model.Sequential.freeze]) are left as they are.
 
     Parameters
     ----------
@@ -81,23 +81,24 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
         0 is silent; 1 shows a progress bar and one line per epoch (stderr).
     on_nonfinite : {"raise", "stop", "skip"}
         What to do when a loss or gradient is NaN/inf: raise
-        :class:`NonFiniteLossError` (default), stop training quietly, or skip
-        that update and go on. The offending update is never applied.
+        [`NonFiniteLossError`][xpnet.training.NonFiniteLossError] (default), stop
+        training quietly, or skip that update and go on. The offending update is
+        never applied.
     resume : dict or TrainState, optional
-        The ``training`` record of a checkpoint (see :func:`xpnet.load_checkpoint`)
+        The ``training`` record of a checkpoint (see [`xpnet.load_checkpoint`][])
         to continue an interrupted run exactly; checked by
-        :meth:`TrainState.from_record`.
+        [`TrainState.from_record`][xpnet.training.TrainState.from_record].
     display_interval : float
         Seconds between progress updates (each reads the running loss from
         the device).
     distributed : Communicator, optional
-        Train data-parallel over the ranks of :func:`xpnet.distributed.init`:
+        Train data-parallel over the ranks of [`xpnet.distributed.init`][]:
         every rank calls ``fit`` with the same model, data and settings, takes
         ``batch_size`` rows of each global batch of ``batch_size x ranks``
         rows, and ends with the same parameters, those of one process
         training with the global batch. Rank 0's parameters, optimizer state
         and ``resume`` position are used on every rank; only rank 0 prints and
-        runs the callbacks that write files. See :mod:`xpnet.distributed`.
+        runs the callbacks that write files. See [`xpnet.distributed`][].
     sample_weight : array of shape (n,), optional
         Non-negative weight of each row of ``X`` (not all zero). Each step
         minimises the batch's weighted mean ``sum(w_i * l_i) / sum(w_i)``;

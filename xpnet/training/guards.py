@@ -2,19 +2,18 @@
 
 The policy (``on_nonfinite``) is chosen once per fit, and so is the guard:
 
-* :class:`HostGuard` for host backends (NumPy, CPU torch, ``array_api_strict``),
-  where reading a value costs nothing: the loss and the gradients are checked
-  first, then the update is applied only if every new parameter and optimizer
-  slot is finite (``Optimizer.update_(..., check_finite=True)``: on NumPy the
-  update is written into a second set of arrays, checked chunk by chunk, and
-  swapped in; elsewhere the pure update is checked before it is rebound).
-* :class:`DeviceGuard` for devices: the update is computed, then one flag says
-  whether the loss, the gradients and every new parameter and slot are
-  finite, and the step keeps the old values where it is false; the flag is
-  read only at display intervals and at the end of the epoch, so a GPU step
-  never waits on the host. Its bookkeeping is a handful of kernels per step
-  whatever the number of parameters (parameters and slots are views of one
-  flat buffer chosen with one ``where``).
+* [`HostGuard`][xpnet.training.HostGuard] for host backends (NumPy, CPU torch,
+  ``array_api_strict``), where reading a value costs nothing: the loss and the gradients
+  are checked first, then the update is applied only if every new parameter and
+  optimizer slot is finite (``Optimizer.update_(..., check_finite=True)``: on NumPy the
+  update is written into a second set of arrays, checked chunk by chunk, and swapped in;
+  elsewhere the pure update is checked before it is rebound).
+* [`DeviceGuard`][xpnet.training.DeviceGuard] for devices: the update is computed, then
+  one flag says whether the loss, the gradients and every new parameter and slot are
+  finite, and the step keeps the old values where it is false; the flag is read only at
+  display intervals and at the end of the epoch, so a GPU step never waits on the host.
+  Its bookkeeping is a handful of kernels per step whatever the number of parameters
+  (parameters and slots are views of one flat buffer chosen with one ``where``).
 
 Both keep the epoch's running loss and correct count, so the offending update
 is never applied and never counted.
@@ -30,6 +29,9 @@ from ..backends import to_numpy
 __all__ = ["NonFiniteLossError", "HostGuard", "DeviceGuard", "ON_NONFINITE"]
 
 ON_NONFINITE = ("raise", "stop", "skip")
+"""The values ``on_nonfinite`` accepts: what a step does with a NaN/inf loss,
+gradient or update (``"raise"`` a [`NonFiniteLossError`][xpnet.training.NonFiniteLossError],
+``"stop"`` training quietly, or ``"skip"`` that update and go on)."""
 _UPDATE = "update (a parameter or optimizer slot would become inf or NaN)"
 
 

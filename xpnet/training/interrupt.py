@@ -10,7 +10,7 @@ __all__ = ["TrainingInterrupted", "InterruptFlag"]
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) or SIGTERM stopped :func:`fit` at the end of a step.
+    """Ctrl-C (SIGINT) or SIGTERM stopped [`fit`][xpnet.training.fit] at the end of a step.
 
     Attributes
     ----------
@@ -18,7 +18,7 @@ class TrainingInterrupted(KeyboardInterrupt):
         1-based epoch and the number of steps done in it.
     checkpoint : str or None
         Path of the resumable checkpoint written on the way out (when a
-        :class:`~xpnet.ModelCheckpoint` callback was given).
+        [`ModelCheckpoint`][xpnet.ModelCheckpoint] callback was given).
     signum : int
         The signal that stopped training (``signal.SIGINT`` or ``signal.SIGTERM``);
         the command line exits with ``128 + signum``.

@@ -1,9 +1,9 @@
 """``TrainState``: where a training run stands, and the one schema of the resume record.
 
 The record a checkpoint stores and ``fit(resume=...)`` takes is written by
-:meth:`TrainState.to_record`, and checked and read back by
-:meth:`TrainState.from_record`: the checkpoint loader and ``fit`` use the same
-code, so a record one of them accepts the other can use.
+[`TrainState.to_record`][xpnet.training.TrainState.to_record], and checked and read back by
+[`TrainState.from_record`][xpnet.training.TrainState.from_record]: the checkpoint loader
+and ``fit`` use the same code, so a record one of them accepts the other can use.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class TrainState:
     seed : int
         The run's seed (batch order and dropout).
     rng : dict or None
-        The host generator's state (:meth:`xpnet.RNG.get_state`).
+        The host generator's state ([`xpnet.RNG.get_state`][xpnet.random.RNG.get_state]).
     epoch_rng : dict or None
         The generator's state at the start of the current epoch; needed to
         redraw its permutation when ``step > 0``.
@@ -105,8 +105,8 @@ class TrainState:
         Parameters
         ----------
         record : dict
-            As written by :meth:`to_record` (the ``training`` entry of a
-            checkpoint). Unknown keys are ignored.
+            As written by [`to_record`][xpnet.training.TrainState.to_record] (the
+            ``training`` entry of a checkpoint). Unknown keys are ignored.
 
         Returns
         -------

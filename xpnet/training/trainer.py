@@ -5,11 +5,11 @@ backward) -> the gradient hooks -> the non-finite guard, which applies the
 optimizer update -> the running sums. Gradient transformations (a
 data-parallel allreduce, parameter masks...) plug in as hooks: functions
 ``hook(grads, trainer) -> grads`` run in order on every step; a hook may also
-replace the step's values (:class:`StepValues`, ``trainer.current``).
+replace the step's values ([`StepValues`][xpnet.training.StepValues], ``trainer.current``).
 
 With a communicator of several ranks (``distributed=``) each rank takes its
 slice of every global batch, the first hook is the gradient allreduce
-(:class:`xpnet.distributed.GradientAllreduce`), and the decisions that end an
+([`xpnet.distributed.GradientAllreduce`][]), and the decisions that end an
 epoch or the run (a signal, early stopping, the non-finite policy) are taken
 from values reduced over the ranks, so every rank takes them at the same step.
 """
@@ -110,7 +110,7 @@ class Trainer:
     grad_hooks : list of callable, optional
         ``hook(grads, trainer) -> grads``, run on every step before the guard.
     distributed : Communicator, optional
-        Train data-parallel over its ranks (see :mod:`xpnet.distributed`):
+        Train data-parallel over its ranks (see [`xpnet.distributed`][]):
         ``batch_size`` is then the global batch, every rank's model, optimizer
         state and start position become rank 0's, and only rank 0 gets the
         progress bar and the ``rank_zero_only`` callbacks.
@@ -281,7 +281,7 @@ class Trainer:
 
     def begin_epoch(self, first: int = 0) -> Any:
         """Draw the epoch's permutation (redrawn exactly when resuming mid-epoch) and
-        start the guard's sums; :meth:`step` takes the permutation.
+        start the guard's sums; [`step`][xpnet.training.Trainer.step] takes the permutation.
 
         Parameters
         ----------
@@ -313,7 +313,7 @@ class Trainer:
         """This rank's rows of step ``k``: ``(X_batch, y_batch, rows)``.
 
         On several ranks, the rank's contiguous share of the global batch
-        (:func:`xpnet.distributed.shard_rows`). A rank with no share of a short
+        ([`xpnet.distributed.shard_rows`][]). A rank with no share of a short
         last batch gets one stand-in row and ``rows == 0`` (its values are
         weighted 0).
 
