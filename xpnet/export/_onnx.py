@@ -2,11 +2,11 @@
 # into the graph as constants, and the check run feeds NumPy rows to onnxruntime.
 """ONNX export through ndonnx: the layers' own ``forward``, traced.
 
-The steps of :func:`export_onnx`: check every argument; import ndonnx, onnx and
-onnxruntime (:func:`require_onnx`); trace each layer (:func:`_trace`); add the heads the
-caller asked for (:func:`_heads`); convert the opset when asked; annotate the shapes and
-the metadata; ``onnx.checker.check_model``; run the graph once in onnxruntime against
-the model itself (:func:`_verify`); write the file atomically.
+The steps of [`export_onnx`][xpnet.export.export_onnx]: check every argument; import
+ndonnx, onnx and onnxruntime ([`require_onnx`][xpnet.export.require_onnx]); trace each
+layer (`_trace`); add the heads the caller asked for (`_heads`); convert the opset when
+asked; annotate the shapes and the metadata; ``onnx.checker.check_model``; run the graph
+once in onnxruntime against the model itself (`_verify`); write the file atomically.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from ..model import Sequential
 
 __all__ = ["export_onnx", "ExportError", "require_onnx", "INPUT_NAME", "OUTPUTS", "BATCH_DIM"]
 
-#: The name of the graph's one input.
 INPUT_NAME = "input"
-#: The outputs the graph can have, by name.
+"""The name of the graph's one input."""
 OUTPUTS = ("proba", "logits", "labels")
-#: The name of the symbolic batch dimension of ``batch="dynamic"`` graphs.
+"""The outputs the graph can have, by name."""
 BATCH_DIM = "batch"
+"""The name of the symbolic batch dimension of ``batch="dynamic"`` graphs."""
 _MIN_NDONNX = (0, 23)
 _VERIFY_MAX_ROWS = 4096  # a static batch above this is not run through onnxruntime
 _LIBRARIES = ("ndonnx", "spox", "onnx", "onnxruntime", "numpy", "array_api_compat")
@@ -363,24 +363,26 @@ def export_onnx(model: Any, path: str | os.PathLike, *,
     """Write a model as an ONNX graph traced from its layers' own forward code.
 
     Each layer's ``forward(params, x, train=False)`` runs on an ``ndonnx`` array, with
-    the parameters as constants, so the graph computes what :meth:`~xpnet.Sequential.forward`
-    computes (dropout is the identity). Before anything is written the graph passes
-    ``onnx.checker.check_model`` and is run once in onnxruntime on seeded random rows,
-    whose outputs must match the model's; the file is then written atomically.
+    the parameters as constants, so the graph computes what
+    [`forward`][xpnet.model.Sequential.forward] computes (dropout is the identity).
+    Before anything is written the graph passes ``onnx.checker.check_model`` and is run
+    once in onnxruntime on seeded random rows, whose outputs must match the model's; the
+    file is then written atomically.
 
     Parameters
     ----------
     model : Sequential or Checkpoint
-        The model; a :class:`~xpnet.checkpoint.Checkpoint` (from
-        :func:`xpnet.load_checkpoint`) also contributes the dataset and class names that
+        The model; a [`Checkpoint`][xpnet.checkpoint.Checkpoint] (from
+        [`xpnet.load_checkpoint`][]) also contributes the dataset and class names that
         ``xpnet train`` stores with a model.
     path : str or Path
         The ``.onnx`` file to write; its folder must exist.
     outputs : {"proba", "logits", "labels"} or list of them
         The graph's outputs, in this order: ``"proba"`` is
-        :meth:`~xpnet.Sequential.predict_proba` (softmax or sigmoid), ``"logits"`` is
-        :meth:`~xpnet.Sequential.forward`, ``"labels"`` is :meth:`~xpnet.Sequential.predict`
-        (int64 class indices for cross-entropy models).
+        [`predict_proba`][xpnet.model.Sequential.predict_proba] (softmax or sigmoid),
+        ``"logits"`` is [`forward`][xpnet.model.Sequential.forward], ``"labels"`` is
+        [`predict`][xpnet.model.Sequential.predict] (int64 class indices for
+        cross-entropy models).
     batch : "dynamic" or int
         ``"dynamic"``: the first input dimension is the symbolic ``"batch"``, any number
         of rows; an int fixes it.

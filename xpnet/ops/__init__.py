@@ -4,18 +4,18 @@ The rest of the package is written once against the Array API standard. Where
 a library does something faster than the standard spelling, or where a step
 needs library-specific help (in-place optimizer kernels, numba, CuPy
 elementwise kernels, glibc malloc tuning), that code lives here and nowhere
-else, behind the methods of an :class:`Ops`:
+else, behind the methods of an [`Ops`][xpnet.ops.Ops]:
 
-* :class:`Ops`: the generic ops, plain Array API code (every namespace);
-* :class:`NumpyOps`: NumPy fast paths, the in-place ufunc and numba optimizer
+* [`Ops`][xpnet.ops.Ops]: the generic ops, plain Array API code (every namespace);
+* [`NumpyOps`][xpnet.ops.NumpyOps]: NumPy fast paths, the in-place ufunc and numba optimizer
   kernels, malloc tuning during ``fit``;
-* :class:`CupyOps`: the fused CUDA optimizer kernels (``XPNET_CUPY_FUSED=1``)
+* [`CupyOps`][xpnet.ops.CupyOps]: the fused CUDA optimizer kernels (``XPNET_CUPY_FUSED=1``)
   and a dropout sampler on the device.
 
-:func:`ops_for` picks the ops of a backend (``fit`` does, once);
-:func:`ops_of` picks those of an array's library (layers, losses and
+[`ops_for`][xpnet.ops.ops_for] picks the ops of a backend (``fit`` does, once);
+[`ops_of`][xpnet.ops.ops_of] picks those of an array's library (layers, losses and
 optimizers do, per call; a dictionary look-up on the array's type). The
-optimizer kernels are in :mod:`xpnet.ops.kernels`, one module per update rule.
+optimizer kernels are in [`xpnet.ops.kernels`][], one module per update rule.
 
 Environment variables: ``XPNET_JIT=0`` (no numba), ``XPNET_NUM_THREADS``
 (threads for the ufunc update, default 1), ``XPNET_MALLOC_TUNING=0`` (leave
@@ -61,8 +61,9 @@ def ops_for(backend: Any) -> Ops:
     Returns
     -------
     Ops
-        :class:`NumpyOps` for ``"numpy"``, :class:`CupyOps` for ``"cupy"``, the
-        generic :class:`Ops` for every other backend (one shared object each).
+        [`NumpyOps`][xpnet.ops.NumpyOps] for ``"numpy"``, [`CupyOps`][xpnet.ops.CupyOps]
+        for ``"cupy"``, the generic [`Ops`][xpnet.ops.Ops] for every other backend (one
+        shared object each).
 
     Examples
     --------
@@ -77,9 +78,9 @@ def ops_for(backend: Any) -> Ops:
 def ops_of(a: Any) -> Ops:
     """The ops of an array's library, looked up once per array type.
 
-    Plain ``np.ndarray`` gets :class:`NumpyOps` (subclasses such as masked
-    arrays get the generic ops), CuPy arrays :class:`CupyOps`, anything else
-    the generic :class:`Ops`.
+    Plain ``np.ndarray`` gets [`NumpyOps`][xpnet.ops.NumpyOps] (subclasses such as masked
+    arrays get the generic ops), CuPy arrays [`CupyOps`][xpnet.ops.CupyOps], anything else
+    the generic [`Ops`][xpnet.ops.Ops].
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """The generic ops: plain Array API code that runs on every namespace.
 
 Every method here is what the NumPy and CuPy ops fall back to; none of it
-reads a value back to the host (except :meth:`Ops.all_finite`, the host guard,
+reads a value back to the host (except [`Ops.all_finite`][xpnet.ops.Ops.all_finite], the host guard,
 by design), writes through a boolean mask, or calls a function that
 array-api-compat implements with one (``sign``, ``clip`` on CuPy): each of
 those would wait for a GPU.
@@ -68,9 +68,9 @@ class Ops:
 
     Layers, losses, optimizers and ``fit`` call these instead of choosing a fast
     path themselves. The base class is written against the Array API standard
-    only; :class:`~xpnet.ops.NumpyOps` and :class:`~xpnet.ops.CupyOps` override
-    what their library does faster. Get one with :func:`~xpnet.ops.ops_for` (a
-    backend) or :func:`~xpnet.ops.ops_of` (an array).
+    only; [`NumpyOps`][xpnet.ops.NumpyOps] and [`CupyOps`][xpnet.ops.CupyOps] override
+    what their library does faster. Get one with [`ops_for`][xpnet.ops.ops_for] (a
+    backend) or [`ops_of`][xpnet.ops.ops_of] (an array).
 
     Examples
     --------
@@ -229,10 +229,11 @@ class Ops:
         return contextlib.nullcontext()
 
     def finite_flag(self, value: Any, grads: dict[str, Any]) -> Any:
-        """Device guard: :meth:`all_finite` as a 0-d bool array, with no host sync.
+        """Device guard: [`all_finite`][xpnet.ops.Ops.all_finite] as a 0-d bool array,
+        with no host sync.
 
         The per-gradient sums stay in their dtype, the total is float64, as in
-        :meth:`all_finite`.
+        [`all_finite`][xpnet.ops.Ops.all_finite].
 
         Examples
         --------
@@ -252,7 +253,7 @@ class Ops:
     def uniform(self, rng: Any, shape: tuple[int, ...], dtype: Any, backend: Any) -> Any:
         """Uniform ``[0, 1)`` draws on ``backend`` (the dropout sampler).
 
-        Drawn on the host from ``rng`` (an :class:`xpnet.RNG`) and copied to the
+        Drawn on the host from ``rng`` (an [`xpnet.RNG`][]) and copied to the
         device, so every backend gets the same numbers.
 
         Examples
@@ -272,8 +273,9 @@ class Ops:
                keep: Any) -> tuple[dict, dict] | None:
         """A fused pure update ``(new_params, new_slots)``, or None (no kernel here).
 
-        Called by :meth:`xpnet.Optimizer.update` with clipped gradients; ``t`` is
-        the 1-based number of this update and ``keep`` the optional 0-d mask.
+        Called by [`xpnet.Optimizer.update`][xpnet.optimizers.Optimizer.update] with
+        clipped gradients; ``t`` is the 1-based number of this update and ``keep`` the
+        optional 0-d mask.
 
         Examples
         --------
@@ -290,7 +292,8 @@ class Ops:
                 t: int) -> bool:
         """Update ``params`` and the slots in ``state`` in place; False: no kernel here.
 
-        Called by :meth:`xpnet.Optimizer.update_` (which counts the step).
+        Called by [`xpnet.Optimizer.update_`][xpnet.optimizers.Optimizer.update_] (which
+        counts the step).
 
         Examples
         --------

@@ -3,9 +3,9 @@
 Every parameter, gradient and slot is cut into chunks small enough to stay in
 the CPU cache; each chunk goes through the whole update rule (the rule's
 ``ufunc`` kernel: a handful of NumPy ufunc calls with ``out=``, see
-:mod:`xpnet.ops.kernels`) before the next one is touched, and the chunks are
+[`xpnet.ops.kernels`][]) before the next one is touched, and the chunks are
 optionally shared among threads (NumPy ufuncs release the GIL; see
-:func:`num_threads`). The arithmetic is the same, operation for operation, as
+`num_threads`). The arithmetic is the same, operation for operation, as
 the reference rule, so both give bitwise-identical results.
 """
 
@@ -131,7 +131,7 @@ def run(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], params: 
 # -- the guarded update: new values into the gradient and spare slots, checked, swapped in
 
 def _refs_of_a_lone_value() -> int:
-    """``sys.getrefcount`` of an array referenced by nothing but a dict, as :func:`own_grads`
+    """``sys.getrefcount`` of an array referenced by nothing but a dict, as `own_grads`
     sees it (measured, since interpreters count borrowed references differently)."""
     box = {"x": np.empty(1)}
     for _, a in box.items():
@@ -244,7 +244,7 @@ def state_known_finite(params: dict, state: dict, names: Sequence[str | None],
 
 
 def mark_checked(params: dict, state: dict, names: Sequence[str | None], spare: dict) -> None:
-    """Remember the live arrays as checked finite (see :func:`state_known_finite`)."""
+    """Remember the live arrays as checked finite (see `state_known_finite`)."""
     spare["_checked"] = _live(params, state, names)
 
 
@@ -265,7 +265,7 @@ def run_to(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], param
     it stops the update, at no cost per element. That covers every non-finite result
     when the inputs are finite, so the inputs are checked, chunk by chunk while in the
     cache: the gradient always, the parameter and slots unless ``state_finite`` (they
-    are what the last guarded update left, see :func:`state_known_finite`).
+    are what the last guarded update left, see `state_known_finite`).
     """
     n_slots = len(names)
     distinct = [j for j, s in enumerate(names) if s is not None]

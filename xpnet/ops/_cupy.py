@@ -1,11 +1,12 @@
 """CuPy ops: fused optimizer updates (one elementwise kernel per parameter), the
 device-side dropout sampler and the device scope of an array.
 
-The reference :meth:`xpnet.Optimizer.update` on CuPy launches a dozen or more
-small kernels per parameter (each arithmetic step of the rule, then ``where(keep,
-...)`` for each output). The rule's ``cupy.ElementwiseKernel`` (``RuleKernels.cuda``
-in :mod:`xpnet.ops.kernels`) does the whole rule, the ``keep`` mask included, in
-one launch per parameter, and still returns new arrays (``update`` stays pure).
+The reference [`xpnet.Optimizer.update`][xpnet.optimizers.Optimizer.update] on CuPy
+launches a dozen or more small kernels per parameter (each arithmetic step of the rule,
+then ``where(keep, ...)`` for each output). The rule's ``cupy.ElementwiseKernel``
+(``RuleKernels.cuda`` in [`xpnet.ops.kernels`][]) does the whole rule, the ``keep`` mask
+included, in one launch per parameter, and still returns new arrays
+(``update`` stays pure).
 
 The kernels repeat the reference rule one rounding at a time: scalars are cast
 to the array dtype (as CuPy does with Python floats), and the kernels are
@@ -74,7 +75,7 @@ def fused_update(kernels: RuleKernels, opt: Any, params: dict, grads: dict, stat
                  lr: float, t: int, keep: Any) -> tuple[dict, dict]:
     """Run the rule's CUDA kernel on every parameter: ``(new_params, new_slots)``.
 
-    No eligibility test here (see :func:`applicable`); ``kernels.cuda`` must be set.
+    No eligibility test here (see `applicable`); ``kernels.cuda`` must be set.
     """
     assert kernels.cuda is not None
     spec = kernels.cuda(opt)
@@ -122,10 +123,11 @@ class CupyOps(Ops):
                 backend: Any) -> Any:  # pragma: no cover - needs a GPU
         """Uniform ``[0, 1)`` draws made on the device by a Philox4x32-10 kernel.
 
-        Draw ``(key, counter)`` of ``rng``'s device stream (:meth:`xpnet.RNG.device_stream`):
-        no host-to-device copy per step, no generator state on the device, and
-        a resumed run continues the same stream. The numbers are those of
-        :func:`xpnet.ops._philox.uniform_host`, not the host generator's.
+        Draw ``(key, counter)`` of ``rng``'s device stream
+        ([`xpnet.RNG.device_stream`][xpnet.random.RNG.device_stream]): no host-to-device
+        copy per step, no generator state on the device, and a resumed run continues the
+        same stream. The numbers are those of `xpnet.ops._philox.uniform_host`, not the
+        host generator's.
         """
         import cupy
 

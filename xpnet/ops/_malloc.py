@@ -7,10 +7,10 @@ and the next step faults the same pages in again: about 2,000 page faults and
 5 ms of a 20 ms step at batch 1024 on the 784-512-256-10 net (measured with
 ``getrusage`` on the benchmark machine).
 
-While ``fit`` runs, :func:`keep_freed_memory` sets glibc's mmap threshold to
+While ``fit`` runs, `keep_freed_memory` sets glibc's mmap threshold to
 32 MiB (the ceiling glibc's own dynamic threshold can reach) and its trim
 threshold to 256 MiB, so those pages are reused instead. When the last running
-``fit`` ends, :func:`release` gives the free memory back (``malloc_trim``) and
+``fit`` ends, `release` gives the free memory back (``malloc_trim``) and
 lowers the trim threshold to 32 MiB, so that afterwards at most about 32 MiB of
 free memory stays at the heap top. glibc cannot switch its dynamic adjustment
 back on, so the process keeps these fixed thresholds after the first ``fit``;
@@ -82,7 +82,7 @@ def enabled() -> bool:
 def keep_freed_memory() -> bool:
     """Raise the thresholds for the duration of a fit; True if they are set.
 
-    Every call that returns True must be paired with one :func:`release`.
+    Every call that returns True must be paired with one `release`.
     """
     global _active
     if not enabled():

@@ -1,11 +1,11 @@
 """Optional compiled optimizer updates for NumPy arrays (with numba installed).
 
-The ufunc update (:mod:`xpnet.ops._chunked`) makes about a dozen passes over
+The ufunc update (`xpnet.ops._chunked`) makes about a dozen passes over
 every parameter. Inside a training loop the parameters, gradients and moments
 no longer sit in the CPU cache when the update starts, so each pass costs
 memory traffic: on the benchmark machine the Adam update of the
 784-512-256-10 net took about 1.9 ms of a 4.5 ms step. The rule's numba loop
-(``RuleKernels.loop`` in :mod:`xpnet.ops.kernels`) reads each element once and
+(``RuleKernels.loop`` in [`xpnet.ops.kernels`][]) reads each element once and
 does the whole rule in registers: about 0.85 ms in the same loop.
 
 The loops repeat the reference rule's arithmetic operation for operation, in
@@ -75,14 +75,14 @@ def worth_it(n_params: int, steps: int) -> bool:
     """Whether a fit of ``steps`` updates of ``n_params`` parameters should use numba.
 
     True when numba is already imported (nothing left to pay) or when the work is
-    large enough to repay the import (:data:`WORTH_IT` parameter-steps).
+    large enough to repay the import (`WORTH_IT` parameter-steps).
     """
     return "numba" in sys.modules or n_params * steps >= WORTH_IT
 
 
 @contextlib.contextmanager
 def suspended(flag: bool = True) -> Iterator[None]:
-    """Within the block (in this thread or task), :func:`enabled` is False if ``flag``."""
+    """Within the block (in this thread or task), `enabled` is False if ``flag``."""
     token = _suspended.set(_suspended.get() + int(flag))
     try:
         yield

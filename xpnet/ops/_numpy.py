@@ -168,8 +168,8 @@ class NumpyOps(Ops):
                 _malloc.release()
 
     def all_finite(self, value: Any, grads: dict[str, Any]) -> bool:
-        """As :meth:`Ops.all_finite`; ``np.add.reduce`` skips two wrapper layers of
-        ``xp.sum`` (a few microseconds per gradient per step)."""
+        """As [`Ops.all_finite`][xpnet.ops.Ops.all_finite]; ``np.add.reduce`` skips two wrapper
+        layers of ``xp.sum`` (a few microseconds per gradient per step)."""
         if not math.isfinite(float(value)):
             return False
         return math.isfinite(sum(float(np.add.reduce(g, axis=None)) for g in grads.values()))
@@ -212,7 +212,7 @@ class NumpyOps(Ops):
         parameters, the old parameter arrays take their place in ``grads``);
         otherwise the live arrays are as they were. A rule with only an
         in-place ``ufunc`` runs it on copies of each chunk. Same eligibility as
-        :meth:`update_` (else None).
+        [`update_`][xpnet.ops.NumpyOps.update_] (else None).
 
         Examples
         --------

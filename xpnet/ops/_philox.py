@@ -7,15 +7,16 @@ A counter-based generator (Salmon et al., "Parallel random numbers: as easy as
 words of ``philox4x32_10(ctr=(i, counter), key)``. One elementwise kernel per
 draw, no generator object (CuPy's ``default_rng`` allocates about 13 MB of
 XORWOW states per generator), nothing that cannot be pickled, and a stream
-that resumes exactly from two integers (:meth:`xpnet.RNG.device_stream`).
+that resumes exactly from two integers
+([`xpnet.RNG.device_stream`][xpnet.random.RNG.device_stream]).
 
 Words become floats as NumPy does: ``(w0 >> 8) * 2**-24`` in float32,
 ``((w0 >> 5) * 2**26 + (w1 >> 6)) * 2**-53`` in float64, both exact, in
 ``[0, 1)``.
 
-:func:`uniform_host` computes the same numbers with NumPy; the test suite
-compiles :data:`PREAMBLE` and :data:`BODY` with the host C++ compiler and
-compares them bit for bit, and checks :func:`philox4x32` against Random123's
+`uniform_host` computes the same numbers with NumPy; the test suite
+compiles `PREAMBLE` and `BODY` with the host C++ compiler and
+compares them bit for bit, and checks `philox4x32` against Random123's
 known-answer vectors.
 """
 

@@ -1,16 +1,17 @@
-"""scikit-learn estimators backed by xpnet: :class:`MLPClassifier` and :class:`MLPRegressor`.
+"""scikit-learn estimators backed by xpnet: [`MLPClassifier`][xpnet.sklearn.MLPClassifier] and
+[`MLPRegressor`][xpnet.sklearn.MLPRegressor].
 
 Install with ``pip install "xpnet[sklearn]"``. ``import xpnet`` never imports
 scikit-learn; only ``import xpnet.sklearn`` does.
 
-They are drop-ins for :mod:`sklearn.neural_network`'s estimators of the same names
+They are drop-ins for `sklearn.neural_network`'s estimators of the same names
 (scikit-learn 1.9): the same parameters and defaults, the same initial weights for
 the same ``random_state``, scikit-learn's losses and L2 penalty, its SGD (with the
 ``learning_rate`` schedules), Adam and L-BFGS, its stopping rules, sparse input and
 dtype preservation. scikit-learn's own test file for these estimators
 (``sklearn/neural_network/tests/test_mlp.py``) runs against them in the test suite.
 
-What xpnet adds: the model is an :class:`xpnet.Sequential` (``model_``) on any
+What xpnet adds: the model is an [`xpnet.Sequential`][] (``model_``) on any
 backend (``backend="cupy"``, ``"torch"``...), with scikit-learn's Array API
 convention under ``sklearn.set_config(array_api_dispatch=True)``: a PyTorch, CuPy or
 ``array_api_strict`` input trains on its own namespace and device, and array outputs

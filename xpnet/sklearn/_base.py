@@ -1,8 +1,9 @@
-"""The machinery :class:`MLPClassifier` and :class:`MLPRegressor` share.
+"""The machinery [`MLPClassifier`][xpnet.sklearn.MLPClassifier] and
+[`MLPRegressor`][xpnet.sklearn.MLPRegressor] share.
 
 Parameters are checked by the package's validators before any work; the model is
-:func:`xpnet.MLP` with scikit-learn's initial weights (Glorot-uniform drawn from
-``random_state``, biases too); training is :mod:`xpnet.sklearn._solvers`.
+[`xpnet.MLP`][] with scikit-learn's initial weights (Glorot-uniform drawn from
+``random_state``, biases too); training is `xpnet.sklearn._solvers`.
 NumPy is used on the host for the initial weights and index bookkeeping.
 """
 
@@ -60,7 +61,8 @@ NON_FINITE = ("Solver produced non-finite parameter weights. The input data may 
 
 
 class BaseMLP(BaseEstimator):
-    """Shared machinery of :class:`MLPClassifier` and :class:`MLPRegressor`."""
+    """Shared machinery of [`MLPClassifier`][xpnet.sklearn.MLPClassifier] and
+    [`MLPRegressor`][xpnet.sklearn.MLPRegressor]."""
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
@@ -103,7 +105,7 @@ class BaseMLP(BaseEstimator):
         raise NotImplementedError
 
     def _sk_loss(self) -> Any:
-        """scikit-learn's training loss, an :class:`xpnet.Loss` (``_losses``)."""
+        """scikit-learn's training loss, an [`xpnet.Loss`][] (``_losses``)."""
         raise NotImplementedError
 
     def _set_targets(self, y: Any, *, first: bool, incremental: bool, classes: Any) -> None:
@@ -369,7 +371,7 @@ class BaseMLP(BaseEstimator):
         return parts[0] if len(parts) == 1 else m.xp.concat(parts, axis=0)
 
     def __sklearn_array_api_convert__(self, converter):
-        """Support :func:`sklearn.utils._array_api.move_estimator_to`.
+        """Support `sklearn.utils._array_api.move_estimator_to`.
 
         Returns a copy whose array attributes, and whose model's parameters, were
         passed through ``converter``. The optimizer state and the saved best weights
@@ -438,7 +440,7 @@ class BaseMLP(BaseEstimator):
     def intercepts_(self) -> list:
         """Bias vectors, ``intercepts_[i]`` of shape (n_out,), on the model's backend.
 
-        Assignable like :attr:`coefs_`.
+        Assignable like `coefs_`.
         """
         return self._layer_arrays(".b")
 

@@ -32,7 +32,7 @@ def _unique_sorted(y: Any) -> Any:
 class MLPClassifier(ClassifierMixin, BaseMLP):
     """Multi-layer perceptron classifier: scikit-learn's, on every xpnet backend.
 
-    A drop-in for :class:`sklearn.neural_network.MLPClassifier` (scikit-learn 1.9):
+    A drop-in for `sklearn.neural_network.MLPClassifier` (scikit-learn 1.9):
     the same parameters with the same defaults and meaning, the same initial weights
     for the same ``random_state``, the same losses, solvers and stopping rules, so the
     same training. It runs on NumPy by default, on CuPy or PyTorch through
@@ -49,7 +49,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         ``"leaky_relu"`` and ``"gelu"`` are xpnet extensions).
     solver : {"adam", "sgd", "lbfgs", "adamw", "rmsprop"}, default="adam"
         scikit-learn's Adam, SGD (momentum, Nesterov, ``learning_rate`` schedules) and
-        L-BFGS (:func:`scipy.optimize.minimize`, full batch); ``"adamw"`` and
+        L-BFGS (`scipy.optimize.minimize`, full batch); ``"adamw"`` and
         ``"rmsprop"`` are xpnet extensions.
     alpha : float, default=1e-4
         L2 strength, as scikit-learn: ``alpha / (2 n) * sum(W**2)`` over the weight
@@ -337,7 +337,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return as_output(p, X)
 
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`.
+        """Logarithm of [`predict_proba`][xpnet.sklearn.MLPClassifier.predict_proba].
 
         Parameters
         ----------

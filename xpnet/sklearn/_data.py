@@ -1,7 +1,7 @@
 """Rows of ``X`` on the model's backend: a dense array moved once, or a sparse matrix by batches.
 
 Dense ``X`` is checked and moved to the model's device in its dtype once per fit
-(:func:`xpnet._checks.check_X`); a batch is ``xp.take`` of it. A SciPy sparse matrix
+(`xpnet._checks.check_X`); a batch is ``xp.take`` of it. A SciPy sparse matrix
 (CSR; scikit-learn's ``validate_data`` converts the other formats) stays on the host and
 each batch, or each chunk of a full pass, is densified on its own and moved to the
 device, so the dense matrix never exists whole. The arithmetic then is the dense
@@ -81,13 +81,13 @@ class Rows:
                                     dtype=self.backend.dtype(self.dtype))
 
     def index(self, idx: np.ndarray) -> Any:
-        """Host row indices in the form :meth:`take` wants (on the device for dense rows)."""
+        """Host row indices in the form `take` wants (on the device for dense rows)."""
         if self.sparse or self.backend.name == "numpy":
             return idx
         return self.backend.asarray(idx, dtype=self.backend.xp.int64)
 
     def take(self, idx: Any) -> Any:
-        """The rows ``idx`` (a slice, or indices from :meth:`index`), dense on the device."""
+        """The rows ``idx`` (a slice, or indices from `index`), dense on the device."""
         if self.sparse:
             return self._dense(self.X[idx])
         if isinstance(idx, slice):
@@ -95,7 +95,7 @@ class Rows:
         return self.backend.xp.take(self.X, idx, axis=0)
 
     def subset(self, idx: np.ndarray) -> Rows:
-        """The rows ``idx`` (host indices) as a new :class:`Rows` (a copy)."""
+        """The rows ``idx`` (host indices) as a new `Rows` (a copy)."""
         new = object.__new__(Rows)
         new.backend, new.dtype, new.sparse = self.backend, self.dtype, self.sparse
         new.n = len(idx)

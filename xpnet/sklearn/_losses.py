@@ -1,4 +1,4 @@
-"""scikit-learn's MLP losses and L2 penalty, as :class:`xpnet.Loss` objects on any backend.
+"""scikit-learn's MLP losses and L2 penalty, as [`xpnet.Loss`][] objects on any backend.
 
 scikit-learn scales its losses in its own way, and its learning rates and ``alpha``
 grids only carry over with the same scaling (``sklearn/neural_network/_base.py`` and
@@ -15,7 +15,8 @@ grids only carry over with the same scaling (``sklearn/neural_network/_base.py``
   biases), where ``n`` is the batch's number of rows; its gradient ``alpha / n * W``.
 
 The targets are prepared once by the estimator (labels, indicator matrix or float
-targets on the model's device), so :meth:`Loss.check_target` passes them through.
+targets on the model's device), so [`Loss.check_target`][xpnet.losses.Loss.check_target]
+passes them through.
 """
 
 from __future__ import annotations

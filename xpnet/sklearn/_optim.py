@@ -176,7 +176,7 @@ class AdamRule(_Rule):
 
 
 class AdamWRule(AdamRule):
-    """xpnet extension ``solver="adamw"``: :class:`AdamRule` with decoupled weight decay.
+    """xpnet extension ``solver="adamw"``: `AdamRule` with decoupled weight decay.
 
     Before each step the weight matrices (not the biases) shrink by
     ``learning_rate_init * weight_decay``, as AdamW does; no L2 term enters the loss.
@@ -211,7 +211,7 @@ class AdamWRule(AdamRule):
 
 
 class RMSpropRule(_Rule):
-    """xpnet extension ``solver="rmsprop"``: :class:`xpnet.RMSprop` (``alpha`` as the L2 term).
+    """xpnet extension ``solver="rmsprop"``: [`xpnet.RMSprop`][] (``alpha`` as the L2 term).
 
     Examples
     --------
@@ -230,6 +230,7 @@ class RMSpropRule(_Rule):
         self.state = self.optimizer.init(params)
 
     def update(self, params: dict, grads: dict) -> None:
-        """One :meth:`xpnet.RMSprop.update`, written back into ``params``."""
+        """One [`xpnet.RMSprop.update`][xpnet.optimizers.Optimizer.update], written back into
+        ``params``."""
         new, self.state = self.optimizer.update(params, grads, self.state)
         params.update(new)

@@ -21,9 +21,9 @@ LOSSES = ("squared_error", "poisson")
 class MLPRegressor(RegressorMixin, BaseMLP):
     """Multi-layer perceptron regressor: scikit-learn's, on every xpnet backend.
 
-    A drop-in for :class:`sklearn.neural_network.MLPRegressor` (scikit-learn 1.9),
+    A drop-in for `sklearn.neural_network.MLPRegressor` (scikit-learn 1.9),
     with the same parameters, defaults, initial weights, losses and solvers; see
-    :class:`MLPClassifier` for the parameters they share.
+    [`MLPClassifier`][xpnet.sklearn.MLPClassifier] for the parameters they share.
 
     Parameters
     ----------
@@ -77,7 +77,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     out_activation_ : str
         ``"identity"`` (``"exp"`` for ``loss="poisson"``).
     coefs_, intercepts_ : list of arrays
-        Assignable, as for :class:`MLPClassifier`.
+        Assignable, as for [`MLPClassifier`][xpnet.sklearn.MLPClassifier].
     n_layers_ : int
 
     See Also

@@ -1,17 +1,17 @@
 """The two ways the estimators train: scikit-learn's epoch loop, and L-BFGS through SciPy.
 
 Both compute the loss and its gradients with the model's public
-:meth:`xpnet.Sequential.loss_and_grads` and scikit-learn's losses
-(:mod:`xpnet.sklearn._losses`), plus the L2 penalty on the weight matrices.
+[`xpnet.Sequential.loss_and_grads`][xpnet.model.Sequential.loss_and_grads] and scikit-learn's losses
+(`xpnet.sklearn._losses`), plus the L2 penalty on the weight matrices.
 
 The epoch loop is scikit-learn's ``_fit_stochastic`` step by step: the batch order from
-:func:`sklearn.utils.shuffle` with the estimator's ``RandomState``, the loss summed over
+`sklearn.utils.shuffle` with the estimator's ``RandomState``, the loss summed over
 batches (weighted by their rows) on the device and read once per epoch, the ``tol`` /
-``n_iter_no_change`` rule (:class:`xpnet._best.BestWeights`, rule ``"sklearn"``), the
+``n_iter_no_change`` rule (`xpnet._best.BestWeights`, rule ``"sklearn"``), the
 learning-rate schedule at the end of each epoch, and, with ``early_stopping``, the best
 epoch's weights put back at the end (a diverging run keeps going, and ends with them).
 
-L-BFGS runs :func:`scipy.optimize.minimize` (``method="L-BFGS-B"``) on the flat
+L-BFGS runs `scipy.optimize.minimize` (``method="L-BFGS-B"``) on the flat
 parameter vector, which lives on the host; each evaluation copies it to the model's
 device, computes the full-batch loss and gradients there, and copies the gradient back
 (one round trip of ``num_params`` floats per evaluation).

@@ -1,8 +1,8 @@
 """Optimizer kernels, one module per update rule, keyed by the exact optimizer class.
 
 The reference for every rule is the optimizer's own per-parameter method
-(``_update_one`` in :mod:`xpnet.optimizers`). A module here restates that rule
-for the fast paths and exposes it as ``KERNELS``, a :class:`RuleKernels`:
+(``_update_one`` in [`xpnet.optimizers`][]). A module here restates that rule
+for the fast paths and exposes it as ``KERNELS``, a [`RuleKernels`][xpnet.ops.kernels.RuleKernels]:
 
 * ``ufunc``: NumPy ufunc calls with ``out=`` on 1-D chunks, in place
   (run by the NumPy ops, chunk by chunk, see ``xpnet/ops/_chunked.py``);
@@ -32,7 +32,7 @@ with every float cast to the arrays' dtype first, as NumPy and CuPy do with
 Python floats, and every bool left as it is; ``wd`` is the parameter's own
 weight decay (``opt.weight_decay_for(key, p)``: 0 where the optimizer's
 ``decay`` mask excludes it), so the ops compute it once per distinct value
-(:func:`xpnet.ops._base.hypers`) and pass each parameter its own.
+(`xpnet.ops._base.hypers`) and pass each parameter its own.
 
 Each kernel repeats the reference rule one rounding at a time (no fused
 multiply-add, no reassociation), so that it gives the reference rule's bits;
@@ -40,11 +40,11 @@ multiply-add, no reassociation), so that it gives the reference rule's bits;
 this for every optimizer variant.
 
 Kernels are found by ``f"{cls.__module__}.{cls.__qualname__}"`` of the
-optimizer's class, so a user subclass of :class:`xpnet.Adam` runs its own
+optimizer's class, so a user subclass of [`xpnet.Adam`][] runs its own
 reference rule and never Adam's kernels. Adding an optimizer with kernels means
 adding its class to ``optimizers.py`` and one module here: every module in
-this package is loaded on the first look-up. :func:`register` adds kernels for
-a class defined elsewhere.
+this package is loaded on the first look-up. [`register`][xpnet.ops.kernels.register]
+adds kernels for a class defined elsewhere.
 """
 
 from __future__ import annotations

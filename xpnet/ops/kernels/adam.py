@@ -1,4 +1,4 @@
-"""Adam and AdamW kernels (reference rule: ``Adam._update_one`` in :mod:`xpnet.optimizers`).
+"""Adam and AdamW kernels (reference rule: ``Adam._update_one`` in [`xpnet.optimizers`][]).
 
 torch's ``p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)`` is computed, as in the
 reference, as ``p -= (lr/bc1*sqrt(bc2)) * (m / (sqrt(v) + eps*sqrt(bc2)))``.
