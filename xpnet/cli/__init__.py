@@ -1,8 +1,8 @@
 """The ``xpnet`` command: ``train``, ``evaluate``, ``predict``, ``export``, ``info``, ``download``.
 
-Run ``xpnet --help`` or see ``docs/cli.md``. :func:`main` is the entry point of both the
+Run ``xpnet --help`` or see ``docs/cli.md``. `main` is the entry point of both the
 ``xpnet`` console script and ``python -m xpnet``; it returns the exit code (see
-:data:`EXIT_CODES`) instead of raising, so it can also be called from Python.
+`EXIT_CODES`) instead of raising, so it can also be called from Python.
 
 Human-readable progress and the ``train`` summary go to standard error; the results of
 ``evaluate``, ``predict`` and ``info`` go to standard output, and with ``--json`` standard
@@ -46,7 +46,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``xpnet`` command, ``export`` included.
 
-    See :func:`xpnet.cli._args.build_parser`; :func:`xpnet.cli.export.add_export_parser`
+    See `xpnet.cli._args.build_parser`; `xpnet.cli.export.add_export_parser`
     adds ``export``.
 
     Returns
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success; see :data:`EXIT_CODES` for the others.
+        0 on success; see `EXIT_CODES` for the others.
 
     Examples
     --------

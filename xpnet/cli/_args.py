@@ -1,7 +1,7 @@
 """The interface of the ``xpnet`` command: defaults, exit codes, flags and their checks.
 
-Everything a user can type or read back is defined here: :data:`DEFAULTS`,
-:data:`EXIT_CODES`, the names of the files a run writes, the argument parser and the
+Everything a user can type or read back is defined here: `DEFAULTS`,
+`EXIT_CODES`, the names of the files a run writes, the argument parser and the
 per-flag value checks. No data, device or file is touched.
 """
 
@@ -52,6 +52,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "rmsprop": {"lr": 1e-3, "weight_decay": 0.0, "momentum": 0.0},
     },
 }
+"""Default settings of the ``xpnet`` command: ``"train"`` holds the defaults of every
+``train`` setting, one entry per dataset holds what that dataset changes, and
+``"optimizers"`` the learning rate, weight decay and momentum of each optimizer."""
 
 # --threads auto: below this much work per step (batch size x parameters), CPU backends
 # run with one BLAS/OpenMP thread. Small matrices gain nothing from more threads, and
@@ -62,7 +65,6 @@ AUTO_ONE_THREAD_BELOW = 50_000_000
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DATA, EXIT_BACKEND = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
 
-#: Exit status -> meaning (also printed by ``--help``).
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_FAILURE: "runtime failure (training diverged, out of memory, internal error)",
@@ -74,6 +76,7 @@ EXIT_CODES = {
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); a run with an output folder can be resumed",
     EXIT_TERMINATED: "terminated (SIGTERM); handled like Ctrl-C",
 }
+"""Exit status -> meaning (also printed by ``--help``)."""
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
 DATASET_ALIASES = {"digits": "digits", "mnist": "mnist", "fashion-mnist": "fashion-mnist",
@@ -95,7 +98,7 @@ class CLIError(Exception):
     message : str
         The line printed after ``xpnet: error:``; it says what is wrong and how to fix it.
     code : int, optional
-        The exit status, one of :data:`EXIT_CODES` (default: 2, a usage error).
+        The exit status, one of `EXIT_CODES` (default: 2, a usage error).
 
     Examples
     --------
@@ -216,7 +219,7 @@ def _dflt(key: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``xpnet`` command.
 
-    A bad flag or value raises :class:`CLIError` (exit status 2) with a one-line message
+    A bad flag or value raises `CLIError` (exit status 2) with a one-line message
     instead of printing usage and exiting; ``--help`` and ``--version`` still raise
     ``SystemExit(0)``.
 

@@ -3,7 +3,7 @@
 Rank 0 plans the run (locks and reads ``--out``), loads the data first (a download
 happens once), builds or resumes the model and alone prints and writes files; the
 other ranks take its settings and model configuration, load the data after it, and
-train. Every phase before training ends with :func:`together`: a failure on any rank
+train. Every phase before training ends with `together`: a failure on any rank
 becomes the same one-line error, and the same exit status, on every rank, so none is
 left waiting. From the start of ``fit`` on, ranks that fail alone end the job instead
 (see ``main``).
@@ -75,7 +75,7 @@ def together(comm: Any, phase: Callable[[], Any], *, on: str = "all",
     """Run ``phase`` on the ranks ``on`` (``"all"``, ``"root"``, ``"others"``), then agree.
 
     Every rank learns whether the phase failed anywhere; if it did, every rank
-    raises the same :class:`AgreedError`: the first failing rank's message (named
+    raises the same `AgreedError`: the first failing rank's message (named
     when it is not rank 0) and exit status.
 
     Parameters
@@ -180,7 +180,7 @@ def rank_device(comm: Any, backend: str, explicit: int | None) -> tuple[str, Any
     Returns
     -------
     tuple
-        ``(name, device)`` for :func:`xpnet.get_backend` (device None: its default).
+        ``(name, device)`` for [`xpnet.get_backend`][] (device None: its default).
 
     Examples
     --------

@@ -4,7 +4,7 @@
 
 Memory stays proportional to the data: every input's header is read first (shape and
 dtype, nothing decompressed), the total is compared with the data cap
-(:func:`xpnet.datasets.max_data_bytes`), then one float32 block is allocated and each
+([`xpnet.datasets.max_data_bytes`][]), then one float32 block is allocated and each
 input is converted into its rows of it, one input at a time (``.npy`` files are memory
 mapped, never loaded whole). That block is the only float copy.
 """
@@ -221,11 +221,11 @@ def read_inputs(paths: list[str], n_features: int, image_shape: tuple[int, ...] 
     ----------
     paths : list of str
         ``.npy`` files ((n, features) rows, one image or a stack of images), IDX files
-        (raw or ``.gz``) or image files (see :data:`IMAGE_SUFFIXES`; needs Pillow).
+        (raw or ``.gz``) or image files (see `IMAGE_SUFFIXES`; needs Pillow).
     n_features : int
         The model's number of inputs.
     image_shape : tuple of int or None
-        The shape image inputs are resized to (see :func:`xpnet.cli._io.image_shape`).
+        The shape image inputs are resized to (see `xpnet.cli._io.image_shape`).
     invert : {"auto", "yes", "no"}
         Whether to invert image files (``auto``: when their border is light).
 

@@ -1,8 +1,8 @@
 """What the ``xpnet`` command reads: datasets, saved models and their metadata.
 
-Every reader checks what it reads and raises :class:`~xpnet.cli._args.CLIError` with exit
+Every reader checks what it reads and raises `CLIError` with exit
 status 3 (a data or file problem) naming the file and what is wrong with it. The inputs
-of ``xpnet predict`` are read by :mod:`xpnet.cli._inputs`.
+of ``xpnet predict`` are read by `xpnet.cli._inputs`.
 """
 
 from __future__ import annotations
@@ -58,12 +58,12 @@ def dataset_spec(value: str) -> tuple[str, str]:
 
 
 def load_dataset(spec: str, data_dir: str | None, *, progress: bool) -> Any:
-    """Load a dataset by name or path (see :func:`xpnet.datasets.load`).
+    """Load a dataset by name or path (see [`xpnet.datasets.load`][]).
 
     Parameters
     ----------
     spec : str
-        A canonical name or an absolute path, as :func:`dataset_spec` returns.
+        A canonical name or an absolute path, as `dataset_spec` returns.
     data_dir : str or None
         Folder of the MNIST/Fashion-MNIST files; None for the cache.
     progress : bool
@@ -240,7 +240,7 @@ def class_names(meta: dict[str, Any], n: int) -> list[str]:
     Parameters
     ----------
     meta : dict
-        The run metadata (see :func:`run_meta`).
+        The run metadata (see `run_meta`).
     n : int
         The model's number of classes.
 
@@ -267,7 +267,7 @@ def image_shape(meta: dict[str, Any], n_features: int) -> tuple[int, ...] | None
     Parameters
     ----------
     meta : dict
-        The run metadata (see :func:`run_meta`).
+        The run metadata (see `run_meta`).
     n_features : int
         The model's number of inputs.
 

@@ -1,8 +1,8 @@
 # NumPy is used on the host here only to recognise NumPy scalars when writing JSON.
 """What the ``xpnet`` command prints: rich consoles, styled text and JSON.
 
-Human-readable text goes through a :func:`console` (markup off); machine-readable results
-go through :func:`jsonable`, which turns everything into plain JSON types.
+Human-readable text goes through a `console` (markup off); machine-readable results
+go through `jsonable`, which turns everything into plain JSON types.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def jsonable(obj: Any) -> Any:
 
 
 def print_json(obj: Any) -> None:
-    """Write `obj` to standard output as one line of JSON (see :func:`jsonable`).
+    """Write `obj` to standard output as one line of JSON (see `jsonable`).
 
     Parameters
     ----------
@@ -138,7 +138,7 @@ def write_json(path: Path, obj: Any) -> None:
     path : pathlib.Path
         The file to (re)write.
     obj : object
-        Anything :func:`jsonable` accepts.
+        Anything `jsonable` accepts.
 
     Examples
     --------

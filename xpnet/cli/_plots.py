@@ -1,7 +1,7 @@
 # NumPy is used on the host here for the plotted values (matplotlib takes NumPy arrays).
 """The PNG plots of the ``xpnet`` command: training curves and confusion matrices.
 
-matplotlib is optional: :func:`require_matplotlib` is called before any work when a plot
+matplotlib is optional: `require_matplotlib` is called before any work when a plot
 is asked for, so a missing matplotlib fails at once instead of after training. Figures
 are drawn without pyplot (no GUI backend, no global state) and saved atomically.
 """
@@ -80,7 +80,7 @@ def plot_curves(history: dict[str, Any], path: Path, title: str) -> None:
         ``"accuracy"``, ``"val_loss"``, ``"val_accuracy"`` (None for a missing value).
         Series whose length differs from ``"epoch"`` are left out.
     path : pathlib.Path
-        The PNG file to write (see :func:`save_figure`).
+        The PNG file to write (see `save_figure`).
     title : str
         The figure title.
 
@@ -125,7 +125,7 @@ def plot_confusion(cm: np.ndarray, names: list[str], path: Path, title: str) -> 
     names : list of str
         The k class names, used as tick labels.
     path : pathlib.Path
-        The PNG file to write (see :func:`save_figure`).
+        The PNG file to write (see `save_figure`).
     title : str
         The axes title.
 

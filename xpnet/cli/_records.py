@@ -1,7 +1,7 @@
 """The output folder of ``xpnet train`` and its run record, ``run.json``.
 
 A run folder holds ``model.safetensors`` (rewritten by a checkpoint callback after every
-epoch), ``run.json`` (:func:`new_record`, kept in step by :class:`RunRecorder`) and, with
+epoch), ``run.json`` (`new_record`, kept in step by `RunRecorder`) and, with
 ``--plot``, ``curves.png``. Default folders are ``runs/<dataset>-<date>-<time>`` with a
 ``runs/latest`` link to the newest. The schema is documented in ``docs/cli.md``.
 """
@@ -188,7 +188,7 @@ def new_record(*, command: str, settings: dict[str, Any], previous: Any,
     settings : dict
         Every train setting after defaults were applied (lists, not tuples).
     previous : dict or None
-        The record of the run being resumed (see :func:`read_previous_record`); its
+        The record of the run being resumed (see `read_previous_record`); its
         ``command``, ``started_at`` and ``resumes`` are carried over.
     resume : dict or None
         The checkpoint's training position when resuming (its ``"epoch"`` is recorded).
@@ -211,7 +211,7 @@ def new_record(*, command: str, settings: dict[str, Any], previous: Any,
     -------
     dict
         The record; ``history``, ``epochs_done``, ``test`` and the timings are filled in
-        as the run goes (see :class:`RunRecorder`).
+        as the run goes (see `RunRecorder`).
 
     Examples
     --------
@@ -270,7 +270,7 @@ class RunRecorder:
     path : pathlib.Path or None
         Where to write the record; None writes nothing (``--no-save``).
     record : dict
-        The record (see :func:`new_record`); updated in place.
+        The record (see `new_record`); updated in place.
     history : dict or None
         The history saved in the checkpoint of a resumed run, to continue from.
 
@@ -317,7 +317,7 @@ class RunRecorder:
 
 
 def recorder_callback(recorder: RunRecorder) -> Any:
-    """A :class:`xpnet.callbacks.Callback` that calls ``recorder.epoch_end`` after each epoch.
+    """A [`xpnet.callbacks.Callback`][] that calls ``recorder.epoch_end`` after each epoch.
 
     Parameters
     ----------

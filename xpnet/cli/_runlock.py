@@ -79,7 +79,7 @@ def _describe(info: dict[str, Any] | None) -> str:
 
 
 class RunLock:
-    """The exclusive lock of one run folder, held by this process until :meth:`release`.
+    """The exclusive lock of one run folder, held by this process until `release`.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 # NumPy appears here only in type annotations (the split's indices).
 """From ``xpnet train`` flags to a training setup.
 
-Resolves every setting (flag, then the resumed run, then :data:`~xpnet.cli._args.DEFAULTS`),
+Resolves every setting (flag, then the resumed run, then `DEFAULTS`),
 checks combinations no single flag can check, and builds the pieces ``fit`` needs that
 depend only on the settings: the optimizer with its schedule, the validation split and the
 BLAS thread limit.
@@ -40,14 +40,14 @@ def resolve(args: argparse.Namespace, dataset_key: str, saved: dict[str, Any] | 
     args : argparse.Namespace
         The parsed ``train`` flags; None means "not given".
     dataset_key : str
-        The entry of :data:`DEFAULTS` for the dataset (``"train"`` for paths).
+        The entry of `DEFAULTS` for the dataset (``"train"`` for paths).
     saved : dict or None
         The settings of the run being resumed.
 
     Returns
     -------
     settings : dict
-        A value for every key of :data:`TRAIN_KEYS`; ``hidden`` is a tuple.
+        A value for every key of `TRAIN_KEYS`; ``hidden`` is a tuple.
     explicit : set of str
         The keys given on the command line.
 
@@ -92,7 +92,7 @@ def check_settings(s: dict[str, Any]) -> None:
     Parameters
     ----------
     s : dict
-        Resolved settings (see :func:`resolve`).
+        Resolved settings (see `resolve`).
 
     Raises
     ------

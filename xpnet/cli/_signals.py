@@ -1,9 +1,9 @@
 """SIGTERM handled like Ctrl-C (SIGINT) while ``xpnet train`` runs.
 
-Job schedulers and ``kill`` stop a process with SIGTERM. :class:`SignalGuard` makes it
+Job schedulers and ``kill`` stop a process with SIGTERM. `SignalGuard` makes it
 stop ``xpnet train`` the way Ctrl-C does: inside ``fit`` it is passed on to fit's own
 SIGINT handler (the step finishes, a resumable checkpoint is written, and
-:class:`xpnet.TrainingInterrupted` is raised); anywhere else :class:`Terminated`, a
+[`xpnet.TrainingInterrupted`][] is raised); anywhere else `Terminated`, a
 ``KeyboardInterrupt``, is raised. Either way ``run.json`` is marked ``interrupted`` and
 the exit status is 128 + the signal number: 130 for SIGINT, 143 for SIGTERM.
 """
@@ -47,10 +47,10 @@ def exit_status(exc: BaseException, received: int | None = None) -> int:
     Parameters
     ----------
     exc : BaseException
-        The ``KeyboardInterrupt`` (or :class:`xpnet.TrainingInterrupted`); its ``signum``
+        The ``KeyboardInterrupt`` (or [`xpnet.TrainingInterrupted`][]); its ``signum``
         attribute names the signal when it has one.
     received : int or None, optional
-        The termination signal a :class:`SignalGuard` saw, used when `exc` has no
+        The termination signal a `SignalGuard` saw, used when `exc` has no
         ``signum``.
 
     Returns

@@ -137,7 +137,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     Parameters
     ----------
     args : argparse.Namespace
-        The parsed ``evaluate`` arguments (see :func:`xpnet.cli.build_parser`).
+        The parsed ``evaluate`` arguments (see `xpnet.cli.build_parser`).
 
     Returns
     -------
@@ -251,7 +251,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     Parameters
     ----------
     args : argparse.Namespace
-        The parsed ``predict`` arguments (see :func:`xpnet.cli.build_parser`).
+        The parsed ``predict`` arguments (see `xpnet.cli.build_parser`).
 
     Returns
     -------

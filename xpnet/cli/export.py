@@ -1,6 +1,6 @@
 """``xpnet export``: write a saved model as an ONNX graph (see ``docs/onnx.md``).
 
-The graph is traced from the layers' own forward code by :func:`xpnet.export_onnx`;
+The graph is traced from the layers' own forward code by [`xpnet.export_onnx`][];
 this module adds the subcommand's flags, turns the optional-dependency and tracing
 errors into the command's exit statuses, and prints what was written.
 """
@@ -41,7 +41,7 @@ def _batch(text: str) -> str | int:
 
 
 def add_export_parser(parser: argparse.ArgumentParser) -> None:
-    """Add the ``export`` subcommand to the parser of :func:`xpnet.cli.build_parser`.
+    """Add the ``export`` subcommand to the parser of `xpnet.cli.build_parser`.
 
     Parameters
     ----------
@@ -100,7 +100,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     Parameters
     ----------
     args : argparse.Namespace
-        The parsed ``export`` arguments (see :func:`add_export_parser`).
+        The parsed ``export`` arguments (see `add_export_parser`).
 
     Returns
     -------

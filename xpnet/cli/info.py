@@ -171,7 +171,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0; a failed download raises :class:`xpnet.datasets.DatasetError` (exit status 3).
+        0; a failed download raises [`xpnet.datasets.DatasetError`][] (exit status 3).
 
     Examples
     --------

@@ -1,14 +1,14 @@
 """``xpnet train``: train an MLP and keep a resumable run folder.
 
 Everything that can be checked is checked before data is loaded or a device is touched;
-the ``--out`` folder is locked first (:mod:`~xpnet.cli._runlock`: one run per folder);
+the ``--out`` folder is locked first (`_runlock`: one run per folder);
 then the data, the model and the output folder; then ``fit`` with a checkpoint and a run
 record rewritten after every epoch. From the first ``run.json`` write on, every ending
 leaves it final: ``completed``/``stopped_early``, ``interrupted`` (Ctrl-C or SIGTERM,
-see :mod:`~xpnet.cli._signals`; exit status 130 or 143) or ``failed`` with the error.
+see `_signals`; exit status 130 or 143) or ``failed`` with the error.
 Progress and the summary go to standard error; with ``--json`` the summary also goes to
 standard output as one JSON object. With ``--distributed`` every rank of ``mpiexec`` or
-``srun`` trains and rank 0 alone prints and writes (see :mod:`~xpnet.cli._distributed`).
+``srun`` trains and rank 0 alone prints and writes (see `_distributed`).
 """
 
 from __future__ import annotations
@@ -580,7 +580,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     Parameters
     ----------
     args : argparse.Namespace
-        The parsed ``train`` flags (see :func:`xpnet.cli.build_parser`), plus ``argv``,
+        The parsed ``train`` flags (see `xpnet.cli.build_parser`), plus ``argv``,
         the command line as given, for the run record.
 
     Returns

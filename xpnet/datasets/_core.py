@@ -1,6 +1,6 @@
 # NumPy is used on the host here for dataset I/O and validation (DESIGN.md, rule 1).
-"""Shared pieces of :mod:`xpnet.datasets`: the error classes, :class:`Dataset`, hashing
-and the cache folder."""
+"""Shared pieces of [`xpnet.datasets`][]: the error classes, [`Dataset`][xpnet.datasets.Dataset],
+hashing and the cache folder."""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ __all__ = [
 class DatasetError(ValueError):
     """A data file or array is missing, malformed, or fails its checksum.
 
-    Every problem with data that :mod:`xpnet.datasets` detects is raised as this class
+    Every problem with data that [`xpnet.datasets`][] detects is raised as this class
     (or a subclass), so ``except DatasetError`` catches them all. It is a
-    :class:`ValueError`.
+    `ValueError`.
 
     Examples
     --------
@@ -134,14 +134,14 @@ def cache_dir() -> Path:
     return root / "xpnet"
 
 
-#: Labels must be smaller than this: a dataset has at most 65,536 classes.
 MAX_CLASSES = 2**16
-#: A dataset may have more classes than labelled samples only up to this many (any
-#: ``uint8`` label); above it, every class needs at least one sample's worth of data.
+"""Labels must be smaller than this: a dataset has at most 65,536 classes."""
 FREE_CLASSES = 256
-#: Default cap, in bytes, on the float32 copy of the images a loader makes (4 GiB);
-#: the environment variable ``XPNET_MAX_DATA_BYTES`` sets another.
+"""A dataset may have more classes than labelled samples only up to this many (any
+``uint8`` label); above it, every class needs at least one sample's worth of data."""
 MAX_DATA_BYTES = 2**32
+"""Default cap, in bytes, on the float32 copy of the images a loader makes (4 GiB);
+the environment variable ``XPNET_MAX_DATA_BYTES`` sets another."""
 _CHECK_CHUNK = 1 << 20  # elements per chunk when checking float values
 
 
@@ -149,8 +149,8 @@ def max_data_bytes() -> int:
     """The cap on the float32 copy of a dataset or of ``predict`` inputs, in bytes.
 
     ``XPNET_MAX_DATA_BYTES`` when it is set (a positive integer), else
-    :data:`MAX_DATA_BYTES` (4 GiB). Loaders compare what the file headers claim with it
-    before they allocate or decompress anything.
+    [`MAX_DATA_BYTES`][xpnet.datasets.MAX_DATA_BYTES] (4 GiB). Loaders compare what the
+    file headers claim with it before they allocate or decompress anything.
 
     Returns
     -------
@@ -182,7 +182,8 @@ def max_data_bytes() -> int:
 
 
 def check_data_size(n_values: int, what: str) -> None:
-    """Refuse data whose float32 copy would exceed :func:`max_data_bytes`.
+    """Refuse data whose float32 copy would exceed
+    [`max_data_bytes`][xpnet.datasets.max_data_bytes].
 
     Parameters
     ----------
@@ -232,7 +233,8 @@ def check_class_count(num_classes: int, n_labels: int, what: str) -> None:
     Raises
     ------
     DatasetError
-        Above :data:`MAX_CLASSES`, or above both :data:`FREE_CLASSES` and `n_labels`.
+        Above [`MAX_CLASSES`][xpnet.datasets.MAX_CLASSES], or above both
+        [`FREE_CLASSES`][xpnet.datasets.FREE_CLASSES] and `n_labels`.
 
     Examples
     --------
@@ -434,9 +436,10 @@ def _class_names(class_names: Sequence[str] | None, top: int, n_labels: int
 class Dataset:
     """A labelled train/test split held as NumPy arrays on the host.
 
-    Build one with :func:`xpnet.datasets.load` or :meth:`Dataset.from_arrays`; both
-    validate the arrays. Move the arrays to a device with the backend of your choice
-    (``fit`` does that once for you).
+    Build one with [`xpnet.datasets.load`][] or
+    [`Dataset.from_arrays`][xpnet.datasets.Dataset.from_arrays]; both validate the
+    arrays. Move the arrays to a device with the backend of your choice (``fit`` does
+    that once for you).
 
     Parameters
     ----------
@@ -530,7 +533,7 @@ class Dataset:
         source: str = "arrays",
         sha256: dict[str, str] | None = None,
     ) -> Dataset:
-        """Validate and convert arrays into a :class:`Dataset`.
+        """Validate and convert arrays into a [`Dataset`][xpnet.datasets.Dataset].
 
         Parameters
         ----------
@@ -542,15 +545,17 @@ class Dataset:
             must already lie in ``[0, 1]`` and be finite. Everything is flattened to
             ``(n, n_features)`` float32.
         y_train, y_test : array_like
-            Non-negative integer labels of shape ``(n,)``, below :data:`MAX_CLASSES`.
+            Non-negative integer labels of shape ``(n,)``, below
+            [`MAX_CLASSES`][xpnet.datasets.MAX_CLASSES].
         class_names : sequence of str, optional
             Names indexed by label; default ``"0"``, ``"1"``, ... up to the largest label.
             The number of classes may exceed the number of labelled samples (train and
-            test) only up to :data:`FREE_CLASSES` (see :func:`check_class_count`).
+            test) only up to [`FREE_CLASSES`][xpnet.datasets.FREE_CLASSES] (see
+            [`check_class_count`][xpnet.datasets.check_class_count]).
         image_shape : sequence of int, optional
             Shape of one sample; default ``x_train.shape[1:]``.
         source : str, default "arrays"
-            Recorded as :attr:`source`.
+            Recorded as `source`.
         sha256 : dict, optional
             Digests of the files the arrays came from.
 
@@ -562,9 +567,10 @@ class Dataset:
         ------
         DatasetError
             Empty arrays, mismatched lengths, negative or non-integer labels, a label of
-            :data:`MAX_CLASSES` or more, more classes than the data can hold, images
-            whose float32 copy would exceed :func:`max_data_bytes`, NaN or out-of-range
-            pixel values (also float64 values beyond float32's range), object arrays,
+            [`MAX_CLASSES`][xpnet.datasets.MAX_CLASSES] or more, more classes than the
+            data can hold, images whose float32 copy would exceed
+            [`max_data_bytes`][xpnet.datasets.max_data_bytes], NaN or out-of-range pixel
+            values (also float64 values beyond float32's range), object arrays,
             mismatched feature counts. Labels and sizes are checked before any copy is
             made.
 

@@ -1,12 +1,12 @@
 # No NumPy here: this module only moves bytes over HTTP into verified files.
-"""One verified, atomic HTTP download (internal to :mod:`xpnet.datasets`).
+"""One verified, atomic HTTP download (internal to [`xpnet.datasets`][]).
 
-:func:`fetch_verified` streams a URL into a uniquely named temporary file in the
+`fetch_verified` streams a URL into a uniquely named temporary file in the
 destination folder, hashing on the way; it fails on an HTTP error, a refused
 connection, a timeout, a body shorter than its ``Content-Length`` (a connection closed
 mid-transfer), a size other than the expected one, or a SHA-256 mismatch, and then
 deletes the temporary file. Only a verified file is fsynced and renamed onto its final
-name with :func:`os.replace`. That rename is atomic on one file system, so a reader, or
+name with `os.replace`. That rename is atomic on one file system, so a reader, or
 a second process downloading the same file at the same moment, sees either no file or
 a complete verified one: two concurrent downloads each rename their own complete copy,
 and the last rename wins with identical bytes.
@@ -107,7 +107,7 @@ def fetch_verified(
     label: str,
 ) -> None:
     """Download ``url`` to ``target`` if it hashes to ``sha256`` (or, failing that, if
-    ``content_ok(temp_path)`` accepts it); raise :class:`MirrorFailed` otherwise. On
+    ``content_ok(temp_path)`` accepts it); raise `MirrorFailed` otherwise. On
     failure no file is left behind. ``content_ok`` is also used to accept a copy that
     another process already put in place when ``target`` cannot be replaced."""
     # Imported here: urllib.request and http.client are only needed to download.

@@ -19,12 +19,12 @@ from ._core import Dataset, DatasetError
 
 __all__ = ["DIGITS_SHA256", "N_TEST", "SPLIT_SEED", "load_digits"]
 
-#: SHA-256 of the bundled ``_data/digits.npz``; checked on every load.
 DIGITS_SHA256 = "b2dab7b501728c22e9119ad76740b2e17c77a231e42d1e592380d90886f1a05e"
-#: Number of images held out as the test split.
+"""SHA-256 of the bundled ``_data/digits.npz``; checked on every load."""
 N_TEST = 360
-#: Seed of the ``numpy.random.default_rng`` permutation that fixes the split.
+"""Number of images held out as the test split."""
 SPLIT_SEED = 0
+"""Seed of the ``numpy.random.default_rng`` permutation that fixes the split."""
 _N_IMAGES = 1797
 
 

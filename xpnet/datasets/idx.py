@@ -7,11 +7,11 @@ An IDX file is a header followed by a C-order array, all big-endian::
     <dim 0> ... <dim ndim-1>        # uint32 each
     <payload>                       # prod(dims) * itemsize bytes
 
-:func:`read_idx` checks the whole header, and that the payload length is exactly what
-the header implies, *before* it allocates the array, so a hostile or damaged file can
-neither make it allocate gigabytes nor return a silently truncated array. Gzip input is
-decompressed as a stream and never past the header-implied size plus one byte (a gzip
-bomb costs nothing).
+[`read_idx`][xpnet.datasets.read_idx] checks the whole header, and that the payload
+length is exactly what the header implies, *before* it allocates the array, so a hostile
+or damaged file can neither make it allocate gigabytes nor return a silently truncated
+array. Gzip input is decompressed as a stream and never past the header-implied size
+plus one byte (a gzip bomb costs nothing).
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from ._core import DatasetError
 
 __all__ = ["IDXError", "read_idx", "read_idx_header", "write_idx", "MAX_PAYLOAD_BYTES"]
 
-#: Largest payload :func:`read_idx` accepts (2 GiB); larger claims are rejected unread.
 MAX_PAYLOAD_BYTES = 2**31
+"""Largest payload [`read_idx`][xpnet.datasets.read_idx] accepts (2 GiB);
+larger claims are rejected unread."""
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # Deflate cannot expand data by more than about 1032:1, so a gzip file of N bytes can
@@ -62,7 +63,7 @@ class IDXError(DatasetError):
     """An IDX file is malformed: bad header, wrong length, corrupt gzip, or too big.
 
     The message names the file and the problem. A subclass of
-    :class:`~xpnet.datasets.DatasetError`, hence of :class:`ValueError`.
+    [`DatasetError`][xpnet.datasets.DatasetError], hence of `ValueError`.
 
     Examples
     --------
@@ -265,7 +266,7 @@ def read_idx(source: str | os.PathLike[str] | bytes | bytearray | memoryview) ->
         If the file cannot be read, is shorter than 4 bytes, has a bad magic number, an
         unknown type code, ``ndim`` outside 1..4, a truncated header, a payload shorter
         or longer than the header implies, a claimed size above
-        :data:`MAX_PAYLOAD_BYTES` or above what the file can hold, or corrupt gzip data.
+        `MAX_PAYLOAD_BYTES` or above what the file can hold, or corrupt gzip data.
 
     Examples
     --------
@@ -311,7 +312,7 @@ def read_idx_header(
     -------
     shape : tuple of int
         The dimensions the header declares (not yet checked against the file's length;
-        :func:`read_idx` does that).
+        [`read_idx`][xpnet.datasets.read_idx] does that).
     dtype : numpy.dtype
         The native-endian dtype of the values.
 

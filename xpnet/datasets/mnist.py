@@ -1,9 +1,9 @@
 # NumPy is used on the host here for file I/O (IDX parsing), as DESIGN.md rule 1 allows.
 """MNIST and Fashion-MNIST: mirrors, the SHA-256 table, download and the local cache.
 
-Downloads are verified against :data:`CHECKSUMS` before they become visible: each file
+Downloads are verified against `CHECKSUMS` before they become visible: each file
 streams into a uniquely named temporary file in the destination folder, is hashed on
-the way, fsynced, and only then renamed onto its final name with :func:`os.replace`
+the way, fsynced, and only then renamed onto its final name with `os.replace`
 (see ``_download.py``). The rename is atomic on one file system, so a reader, or a
 second process downloading the same file at the same time, sees either no file or a
 complete verified one, never a partial one. Any failure deletes the temporary file.
@@ -36,16 +36,15 @@ __all__ = [
     "load_mnist",
 ]
 
-#: The four files of each dataset, in (train images, train labels, test images,
-#: test labels) order, under their published names.
 FILES: tuple[str, ...] = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
+"""The four files of each dataset, in (train images, train labels, test images,
+test labels) order, under their published names."""
 
-#: Base URLs tried in turn; a file's URL is ``base + file name``. Tests replace these.
 MIRRORS: dict[str, tuple[str, ...]] = {
     "mnist": (
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -57,6 +56,7 @@ MIRRORS: dict[str, tuple[str, ...]] = {
         "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
     ),
 }
+"""Base URLs tried in turn; a file's URL is ``base + file name``. Tests replace these."""
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,9 @@ CHECKSUMS: dict[str, dict[str, FileChecksum]] = {
         ),
     },
 }
+"""Expected digests of the published files: dataset name -> file name ->
+[`FileChecksum`][xpnet.datasets.mnist.FileChecksum]."""
 
-#: Class names by label.
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "mnist": tuple(str(i) for i in range(10)),
     "fashion-mnist": (
@@ -146,6 +147,7 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
         "Ankle boot",
     ),
 }
+"""Class names by label."""
 
 _ALIASES = {
     "mnist": "mnist",
@@ -272,7 +274,7 @@ def download(
 ) -> Path:
     """Download and verify the four files of MNIST or Fashion-MNIST.
 
-    Files already present and matching :data:`CHECKSUMS` are kept (nothing is
+    Files already present and matching `CHECKSUMS` are kept (nothing is
     fetched when all four verify); missing files are fetched, trying each mirror in
     turn; a present file that fails its checksum is replaced by a verified download.
     Each file is written atomically (see the module docstring), so concurrent downloads
@@ -396,7 +398,7 @@ def load_mnist(
 
     Files already in the folder are verified (every time) before anything is
     downloaded; a file that fails is an error, never silently replaced. Missing files
-    are downloaded as by :func:`download`.
+    are downloaded as by [`download`][xpnet.datasets.download].
 
     Parameters
     ----------

@@ -19,8 +19,8 @@ from .mnist import CLASS_NAMES, FILES, _find_local, known_digests, load_mnist
 
 __all__ = ["DATASET_NAMES", "load", "load_idx_folder", "load_npz"]
 
-#: Names :func:`load` accepts besides a path.
 DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist")
+"""Names [`load`][xpnet.datasets.load] accepts besides a path."""
 
 _ALIASES = {
     "digits": "digits",
@@ -121,7 +121,7 @@ def load_idx_folder(folder: str | os.PathLike[str]) -> Dataset:
     Raises
     ------
     DatasetError
-        A file is missing or malformed (:class:`~xpnet.datasets.IDXError`), images are
+        A file is missing or malformed ([`IDXError`][xpnet.datasets.IDXError]), images are
         not ``(n, rows, cols)``, lengths differ, labels are negative.
 
     Examples
@@ -258,7 +258,8 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
     ------
     DatasetError
         Not a zip/npz file, missing keys, object arrays, truncated members, or array
-        contents that fail validation (see :meth:`Dataset.from_arrays`).
+        contents that fail validation (see
+        [`Dataset.from_arrays`][xpnet.datasets.Dataset.from_arrays]).
 
     Examples
     --------
