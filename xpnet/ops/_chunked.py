@@ -219,13 +219,22 @@ def flat_arrays_to(params: dict, grads: dict, state: dict, out: dict, key: str,
 def _finite(arrays: Sequence[np.ndarray], zeros: np.ndarray) -> bool:
     """Whether every element is finite: a dot product with zeros is NaN exactly when one
     is inf or NaN, and 0 otherwise however large the values (one BLAS pass per array, on
-    a chunk still in the cache). Call under ``np.errstate(invalid="ignore")``."""
+    a chunk still in the cache). Under ``np.errstate(invalid="raise")`` an inf raises
+    ``FloatingPointError`` instead (``inf * 0``), which the caller takes as "not finite"."""
     return all(math.isfinite(float(np.dot(a, zeros[: a.shape[0]]))) for a in arrays)
 
 
-def _inputs_finite(arrays: Sequence[np.ndarray], zeros: np.ndarray) -> bool:
-    with np.errstate(invalid="ignore"):
-        return _finite(arrays, zeros)
+_ZEROS: dict[str, np.ndarray] = {}
+
+
+def _zeros(dtype: np.dtype) -> np.ndarray:
+    """A read-only chunk of zeros of ``dtype`` (made once: the check runs every step)."""
+    z = _ZEROS.get(dtype.str)
+    if z is None or z.shape[0] != CHUNK:
+        z = np.zeros(CHUNK, dtype=dtype)
+        z.setflags(write=False)
+        _ZEROS[dtype.str] = z
+    return z
 
 
 def _live(params: dict, state: dict, names: Sequence[str | None]) -> list[np.ndarray]:
@@ -286,7 +295,7 @@ def run_to(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], param
     threads = num_threads() if total >= _MIN_PARALLEL else 1
 
     def work(part: list[tuple[tuple[Any, ...], tuple[Any, ...]]]) -> bool:
-        zeros = np.zeros(CHUNK, dtype=dtype)
+        zeros = _zeros(dtype)
         try:
             with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
                 return _work(part, np.empty(CHUNK, dtype=dtype), zeros)
@@ -299,7 +308,7 @@ def run_to(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], param
             p, g, slots = arrays[0], arrays[1], arrays[2:2 + n_slots]
             new_slots = arrays[2 + n_slots:2 + 2 * n_slots]
             inputs = [g] if state_finite else [p, g] + [slots[j] for j in distinct]
-            if not _inputs_finite(inputs, zeros):
+            if not _finite(inputs, zeros):  # inf raises, NaN gives NaN
                 return False
             t = tmp[: g.shape[0]]
             if in_place:
