@@ -88,6 +88,19 @@ def eligible(params: dict, grads: dict, state: dict, names: Sequence[str | None]
     return True
 
 
+def grads_eligible(params: dict, grads: dict) -> bool:
+    """:func:`eligible` for the gradients alone, when the parameters and slots are known
+    to be (they are the arrays the last guarded update left, see
+    :func:`state_known_finite`): same shape and dtype as the parameter, C-contiguous,
+    writeable NumPy arrays."""
+    for k, p in params.items():
+        g = grads.get(k)
+        if type(g) is not np.ndarray or g.shape != p.shape or g.dtype != p.dtype \
+                or not g.flags.c_contiguous or not g.flags.writeable:
+            return False
+    return True
+
+
 def flat_arrays(params: dict, grads: dict, state: dict, key: str,
                 names: Sequence[str | None]) -> list[np.ndarray]:
     """``p, g, *slot arrays`` of one parameter as 1-D views (the parameter for ``None``)."""
@@ -142,15 +155,21 @@ def _refs_of_a_lone_value() -> int:
 _LONE = _refs_of_a_lone_value()
 
 
-def own_grads(params: dict, grads: dict, state: dict, names: Sequence[str | None]) -> None:
+def _bases(arrays: Sequence[np.ndarray]) -> set[int]:
+    """The ids of ``arrays`` and of the arrays they are views of."""
+    return {id(a) for a in arrays} | {id(a.base) for a in arrays if a.base is not None}
+
+
+def own_grads(params: dict, grads: dict, state: dict, names: Sequence[str | None],
+              bases: set[int] | None = None) -> None:
     """Make every gradient an array the guarded update may write the new parameter into
     and hand over as the parameter: one that owns its memory and that nothing else holds
     (a fresh gradient from a backward pass); any other (a view, one used twice, one a
-    layer or a gradient hook keeps and refills) is replaced by a copy in ``grads``."""
+    layer or a gradient hook keeps and refills) is replaced by a copy in ``grads``.
+    ``bases``: :func:`_bases` of the live parameters and slots, when already known."""
     seen: set[int] = set()
-    others = list(params.values()) + [state[s][k] for s in names if s is not None
-                                      for k in params]
-    bases = {id(a) for a in others} | {id(a.base) for a in others if a.base is not None}
+    if bases is None:
+        bases = _bases(_live(params, state, names))
     for k, g in grads.items():
         if not g.flags.owndata or id(g) in seen or id(g) in bases \
                 or sys.getrefcount(g) > _LONE:
@@ -159,13 +178,14 @@ def own_grads(params: dict, grads: dict, state: dict, names: Sequence[str | None
 
 
 def spares(params: dict, state: dict, names: Sequence[str | None], spare: dict, *,
-           with_params: bool = False) -> dict:
+           with_params: bool = False, known: bool | None = None) -> dict:
     """Arrays to write the new slot values into (and the new parameters, with
     ``with_params``): ``{slot: {k: a}, "params": {k: a}}``.
 
     Taken from ``spare`` (what the last guarded update left there) when their
     shape and dtype fit and they are not the live arrays, allocated otherwise;
-    ``spare`` is filled in place.
+    ``spare`` is filled in place. ``known``: :func:`state_known_finite`, when the
+    caller has it.
 
     Examples
     --------
@@ -180,8 +200,12 @@ def spares(params: dict, state: dict, names: Sequence[str | None], spare: dict, 
     live = {s: state[s] for s in names if s is not None}
     if with_params:
         live["params"] = params
+    if known is None:
+        known = state_known_finite(params, state, names, spare)
     for group, arrays in live.items():
         mine = spare.setdefault(group, {})
+        if known and mine.keys() == arrays.keys():
+            continue  # the arrays the last update swapped out: they fit
         for k, a in arrays.items():
             b = mine.get(k)
             if b is None or b is a or b.shape != a.shape or b.dtype != a.dtype \
@@ -254,7 +278,8 @@ def state_known_finite(params: dict, state: dict, names: Sequence[str | None],
 
 def mark_checked(params: dict, state: dict, names: Sequence[str | None], spare: dict) -> None:
     """Remember the live arrays as checked finite (see :func:`state_known_finite`)."""
-    spare["_checked"] = _live(params, state, names)
+    live = spare["_checked"] = _live(params, state, names)
+    spare["_bases"] = _bases(live)
 
 
 def run_to(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], params: dict,
@@ -286,6 +311,9 @@ def run_to(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], param
             flat.append(out["params"][k].reshape(-1))
         n = flat[0].shape[0]
         total += n
+        if n <= CHUNK:
+            tasks.append((tuple(flat), hyper[k]))
+            continue
         for lo in range(0, n, CHUNK):
             hi = min(lo + CHUNK, n)
             tasks.append((tuple(a[lo:hi] for a in flat), hyper[k]))
