@@ -300,10 +300,10 @@ class Backend:
         (True, False)
         """
         try:
-            xp = array_api_compat.array_namespace(a)
+            xp = _namespace_of(a)
         except TypeError:
             return False
-        if _namespace_name(xp) != self.name:
+        if _namespace_names(xp) != self.name:
             return False
         return str(array_api_compat.device(a)) == str(self.device)
 
@@ -334,6 +334,23 @@ def dtype_name(dtype: Any) -> str:
     >>> xn.backends.dtype_name(np.dtype("float32")), xn.backends.dtype_name(np.int64)
     ('float32', 'int64')
     """
+    try:
+        return _DTYPE_NAMES[dtype]
+    except (KeyError, TypeError):  # not seen yet, or unhashable
+        pass
+    name = _dtype_name(dtype)
+    try:
+        if len(_DTYPE_NAMES) < 256:
+            _DTYPE_NAMES[dtype] = name
+    except TypeError:
+        pass
+    return name
+
+
+_DTYPE_NAMES: dict[Any, str] = {}  # str(dtype) costs microseconds, paid per training step
+
+
+def _dtype_name(dtype: Any) -> str:
     s = str(dtype)
     for name in ("bfloat16", "float64", "float32", "float16", "complex64", "complex128",
                  "uint64", "uint32", "uint16", "uint8", "int64", "int32", "int16", "int8",
@@ -341,6 +358,17 @@ def dtype_name(dtype: Any) -> str:
         if s.endswith(name) or s.endswith(name + "'>") or s == name:
             return name
     return s
+
+
+_NAMESPACE_NAMES: dict[int, tuple[Any, str]] = {}
+
+
+def _namespace_names(xp: Any) -> str:
+    """`_namespace_name`, looked up once per namespace (several microseconds each)."""
+    hit = _NAMESPACE_NAMES.get(id(xp))
+    if hit is None or hit[0] is not xp:
+        hit = _NAMESPACE_NAMES[id(xp)] = (xp, _namespace_name(xp))
+    return hit[1]
 
 
 def _namespace_name(xp: Any) -> str:

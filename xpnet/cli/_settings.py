@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -306,9 +306,10 @@ def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray | 
     (8, 2, True)
     """
     try:  # the "random" policy of the package's one split helper (see xpnet._split)
-        return split_rows(n, fraction, policy="random", seed=seed, name="--val-split")
+        train, val = split_rows(n, fraction, policy="random", seed=seed, name="--val-split")
     except ValueError as exc:
         raise CLIError(str(exc), EXIT_USAGE) from None
+    return cast(np.ndarray, train), cast("np.ndarray | None", val)  # "random": index arrays
 
 
 def limit_threads(setting: str | int, backend: Any, work: int, explicit: bool

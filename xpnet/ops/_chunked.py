@@ -88,6 +88,19 @@ def eligible(params: dict, grads: dict, state: dict, names: Sequence[str | None]
     return True
 
 
+def grads_eligible(params: dict, grads: dict) -> bool:
+    """`eligible` for the gradients alone, when the parameters and slots are known
+    to be (they are the arrays the last guarded update left, see
+    `state_known_finite`): same shape and dtype as the parameter, C-contiguous,
+    writeable NumPy arrays."""
+    for k, p in params.items():
+        g = grads.get(k)
+        if type(g) is not np.ndarray or g.shape != p.shape or g.dtype != p.dtype \
+                or not g.flags.c_contiguous or not g.flags.writeable:
+            return False
+    return True
+
+
 def flat_arrays(params: dict, grads: dict, state: dict, key: str,
                 names: Sequence[str | None]) -> list[np.ndarray]:
     """``p, g, *slot arrays`` of one parameter as 1-D views (the parameter for ``None``)."""
@@ -142,15 +155,21 @@ def _refs_of_a_lone_value() -> int:
 _LONE = _refs_of_a_lone_value()
 
 
-def own_grads(params: dict, grads: dict, state: dict, names: Sequence[str | None]) -> None:
+def _bases(arrays: Sequence[np.ndarray]) -> set[int]:
+    """The ids of ``arrays`` and of the arrays they are views of."""
+    return {id(a) for a in arrays} | {id(a.base) for a in arrays if a.base is not None}
+
+
+def own_grads(params: dict, grads: dict, state: dict, names: Sequence[str | None],
+              bases: set[int] | None = None) -> None:
     """Make every gradient an array the guarded update may write the new parameter into
     and hand over as the parameter: one that owns its memory and that nothing else holds
     (a fresh gradient from a backward pass); any other (a view, one used twice, one a
-    layer or a gradient hook keeps and refills) is replaced by a copy in ``grads``."""
+    layer or a gradient hook keeps and refills) is replaced by a copy in ``grads``.
+    ``bases``: `_bases` of the live parameters and slots, when already known."""
     seen: set[int] = set()
-    others = list(params.values()) + [state[s][k] for s in names if s is not None
-                                      for k in params]
-    bases = {id(a) for a in others} | {id(a.base) for a in others if a.base is not None}
+    if bases is None:
+        bases = _bases(_live(params, state, names))
     for k, g in grads.items():
         if not g.flags.owndata or id(g) in seen or id(g) in bases \
                 or sys.getrefcount(g) > _LONE:
@@ -159,13 +178,14 @@ def own_grads(params: dict, grads: dict, state: dict, names: Sequence[str | None
 
 
 def spares(params: dict, state: dict, names: Sequence[str | None], spare: dict, *,
-           with_params: bool = False) -> dict:
+           with_params: bool = False, known: bool | None = None) -> dict:
     """Arrays to write the new slot values into (and the new parameters, with
     ``with_params``): ``{slot: {k: a}, "params": {k: a}}``.
 
     Taken from ``spare`` (what the last guarded update left there) when their
     shape and dtype fit and they are not the live arrays, allocated otherwise;
-    ``spare`` is filled in place.
+    ``spare`` is filled in place. ``known``: `state_known_finite`, when the
+    caller has it.
 
     Examples
     --------
@@ -180,8 +200,12 @@ def spares(params: dict, state: dict, names: Sequence[str | None], spare: dict, 
     live = {s: state[s] for s in names if s is not None}
     if with_params:
         live["params"] = params
+    if known is None:
+        known = state_known_finite(params, state, names, spare)
     for group, arrays in live.items():
         mine = spare.setdefault(group, {})
+        if known and mine.keys() == arrays.keys():
+            continue  # the arrays the last update swapped out: they fit
         for k, a in arrays.items():
             b = mine.get(k)
             if b is None or b is a or b.shape != a.shape or b.dtype != a.dtype \
@@ -219,13 +243,22 @@ def flat_arrays_to(params: dict, grads: dict, state: dict, out: dict, key: str,
 def _finite(arrays: Sequence[np.ndarray], zeros: np.ndarray) -> bool:
     """Whether every element is finite: a dot product with zeros is NaN exactly when one
     is inf or NaN, and 0 otherwise however large the values (one BLAS pass per array, on
-    a chunk still in the cache). Call under ``np.errstate(invalid="ignore")``."""
+    a chunk still in the cache). Under ``np.errstate(invalid="raise")`` an inf raises
+    ``FloatingPointError`` instead (``inf * 0``), which the caller takes as "not finite"."""
     return all(math.isfinite(float(np.dot(a, zeros[: a.shape[0]]))) for a in arrays)
 
 
-def _inputs_finite(arrays: Sequence[np.ndarray], zeros: np.ndarray) -> bool:
-    with np.errstate(invalid="ignore"):
-        return _finite(arrays, zeros)
+_ZEROS: dict[str, np.ndarray] = {}
+
+
+def _zeros(dtype: np.dtype) -> np.ndarray:
+    """A read-only chunk of zeros of ``dtype`` (made once: the check runs every step)."""
+    z = _ZEROS.get(dtype.str)
+    if z is None or z.shape[0] != CHUNK:
+        z = np.zeros(CHUNK, dtype=dtype)
+        z.setflags(write=False)
+        _ZEROS[dtype.str] = z
+    return z
 
 
 def _live(params: dict, state: dict, names: Sequence[str | None]) -> list[np.ndarray]:
@@ -245,7 +278,8 @@ def state_known_finite(params: dict, state: dict, names: Sequence[str | None],
 
 def mark_checked(params: dict, state: dict, names: Sequence[str | None], spare: dict) -> None:
     """Remember the live arrays as checked finite (see `state_known_finite`)."""
-    spare["_checked"] = _live(params, state, names)
+    live = spare["_checked"] = _live(params, state, names)
+    spare["_bases"] = _bases(live)
 
 
 def run_to(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], params: dict,
@@ -277,6 +311,9 @@ def run_to(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], param
             flat.append(out["params"][k].reshape(-1))
         n = flat[0].shape[0]
         total += n
+        if n <= CHUNK:
+            tasks.append((tuple(flat), hyper[k]))
+            continue
         for lo in range(0, n, CHUNK):
             hi = min(lo + CHUNK, n)
             tasks.append((tuple(a[lo:hi] for a in flat), hyper[k]))
@@ -286,7 +323,7 @@ def run_to(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], param
     threads = num_threads() if total >= _MIN_PARALLEL else 1
 
     def work(part: list[tuple[tuple[Any, ...], tuple[Any, ...]]]) -> bool:
-        zeros = np.zeros(CHUNK, dtype=dtype)
+        zeros = _zeros(dtype)
         try:
             with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
                 return _work(part, np.empty(CHUNK, dtype=dtype), zeros)
@@ -299,7 +336,7 @@ def run_to(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], param
             p, g, slots = arrays[0], arrays[1], arrays[2:2 + n_slots]
             new_slots = arrays[2 + n_slots:2 + 2 * n_slots]
             inputs = [g] if state_finite else [p, g] + [slots[j] for j in distinct]
-            if not _inputs_finite(inputs, zeros):
+            if not _finite(inputs, zeros):  # inf raises, NaN gives NaN
                 return False
             t = tmp[: g.shape[0]]
             if in_place:

@@ -228,27 +228,30 @@ class NumpyOps(Ops):
         if kernels is None or not params:
             return None
         names = kernels.arrays(opt)
-        if not _chunked.eligible(params, grads, state, names):
+        known = _chunked.state_known_finite(params, state, names, spare)
+        if not (_chunked.grads_eligible(params, grads) if known
+                else _chunked.eligible(params, grads, state, names)):
             return None
         if kernels.ufunc_to is None and kernels.ufunc is None:
             return None
         hyper = hypers(kernels, opt, lr, t, params)
         ok, into_grads = None, True
+        bases = spare.get("_bases") if known else None
         if kernels.loop_to is not None and _numba.enabled():
-            _chunked.own_grads(params, grads, state, names)
-            out = _chunked.spares(params, state, names, spare)
+            _chunked.own_grads(params, grads, state, names, bases)
+            out = _chunked.spares(params, state, names, spare, known=known)
             ok = _numba.update_to(kernels.loop_to, hyper, params, grads, state, names, out)
         if ok is None:
             into_grads = kernels.ufunc_to is not None
             if into_grads:
-                _chunked.own_grads(params, grads, state, names)
-            out = _chunked.spares(params, state, names, spare, with_params=not into_grads)
+                _chunked.own_grads(params, grads, state, names, bases)
+            out = _chunked.spares(params, state, names, spare, with_params=not into_grads,
+                                  known=known)
             kernel = kernels.ufunc_to if into_grads else kernels.ufunc
             assert kernel is not None  # one of the two, checked above
             ok = _chunked.run_to(kernel, hyper, params, grads, state, names, out,
                                  in_place=not into_grads,
-                                 state_finite=_chunked.state_known_finite(params, state,
-                                                                          names, spare))
+                                 state_finite=known)
         if ok:
             _chunked.swap(params, grads, state, names, out, into_grads=into_grads)
             _chunked.mark_checked(params, state, names, spare)

@@ -244,7 +244,8 @@ def _prepare_data(model: Any, X: Any, y: Any, validation_data: Any, validation_s
     if class_weight is not None:
         wd = class_sample_weight(model, yd, class_weight, wd)
     if validation_data is not None:
-        return Xd, yd, wd, _checked(model, *validation_data, "validation X", "validation y")
+        Xv, yv = validation_data
+        return Xd, yd, wd, _checked(model, Xv, yv, "validation X", "validation y")
     train, val = split_rows(Xd.shape[0], validation_split, policy="last")
     if val is not None:
         return (take_rows(Xd, train), take_rows(yd, train),
