@@ -207,6 +207,12 @@ def to_backend(name: str, a: Any, backend: Backend, dtype: str | None = None) ->
     )
 
 
+def _in_dtype(a: Any, backend: Backend, dtype: str) -> Any:
+    """``a`` (on ``backend``) cast to ``dtype``, or ``a`` itself when it has that dtype."""
+    target = backend.dtype(dtype)
+    return a if a.dtype == target else backend.xp.astype(a, target)
+
+
 def _host_view(a: Any) -> np.ndarray | None:
     return a if isinstance(a, np.ndarray) else None
 
@@ -257,11 +263,8 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
             raise ValueError(f"{name} has values up to {big:.3g}, beyond float32's range "
                              f"(3.4e38), where the model computes; scale the data or build the "
                              f"model with dtype='float64'")
-    Xd = to_backend(name, X, backend, dtype)
+    Xd = _in_dtype(to_backend(name, X, backend, dtype), backend, dtype)
     xp = backend.xp
-    target = backend.dtype(dtype)
-    if Xd.dtype != target:
-        Xd = xp.astype(Xd, target)
     if values and host is None and not bool(xp.all(xp.isfinite(Xd))):
         raise ValueError(f"{name} contains NaN or infinite values; clean the data first")
     return Xd
@@ -328,11 +331,8 @@ def check_float_targets(y: Any, backend: Backend, dtype: str, n_outputs: int, na
         raise ValueError(
             f"{name} is 1-D but the model has {n_outputs} outputs; pass shape (n, {n_outputs})"
         )
-    yd = to_backend(name, y, backend, dtype)
+    yd = _in_dtype(to_backend(name, y, backend, dtype), backend, dtype)
     xp = backend.xp
-    target = backend.dtype(dtype)
-    if yd.dtype != target:
-        yd = xp.astype(yd, target)
     if values and not bool(xp.all(xp.isfinite(yd))):
         raise ValueError(f"{name} contains NaN or infinite values")
     if values and unit_range is not None:
@@ -381,6 +381,4 @@ def check_sample_weight(w: Any, backend: Backend, dtype: str, n_samples: int, lo
                              "be >= 0")
         if not float(xp.max(wv)) > 0:
             raise ValueError(f"{name} is all zero: at least one row needs a positive weight")
-    wd = to_backend(name, w, backend)
-    target = backend.dtype(dtype)
-    return wd if wd.dtype == target else backend.xp.astype(wd, target)
+    return _in_dtype(to_backend(name, w, backend), backend, dtype)

@@ -34,6 +34,8 @@ class Registry:
         What the classes are, for messages.
     register_call : str
         The public function that registers one, for messages.
+    base : type, optional
+        The class every registered class derives from (checked by `register`).
 
     Examples
     --------
@@ -53,8 +55,8 @@ class Registry:
     widget name 'Knob' is taken by ...Knob
     """
 
-    def __init__(self, kind: str, register_call: str):
-        self.kind, self.register_call = kind, register_call
+    def __init__(self, kind: str, register_call: str, base: type = object):
+        self.kind, self.register_call, self.base = kind, register_call, base
         self._classes: dict[str, type] = {}
         self._builtin: set[str] = set()
 
@@ -85,6 +87,52 @@ class Registry:
         self._classes[name] = cls
         if builtin:
             self._builtin.add(name)
+
+    def check_class(self, cls: Any) -> None:
+        """Refuse anything but a subclass of ``base``, with a ``TypeError`` naming it."""
+        if not (isinstance(cls, type) and issubclass(cls, self.base)):
+            call = self.register_call.rsplit(".", 1)[-1]
+            raise TypeError(f"{call} expects a {self.base.__name__} subclass, got {cls!r}")
+
+    def register(self, cls: Any) -> Any:
+        """Register a user's class under its class name, after `check_class`.
+
+        Parameters
+        ----------
+        cls : type
+            A subclass of ``base``.
+
+        Returns
+        -------
+        type
+            ``cls`` unchanged (so a ``register_...`` function can be a decorator).
+
+        Raises
+        ------
+        TypeError
+            When ``cls`` is not a subclass of ``base``.
+        ValueError
+            When its name is registered for a different class (see `add`).
+
+        Examples
+        --------
+        >>> from xpnet._registry import Registry
+        >>> class Widget:
+        ...     pass
+        >>> reg = Registry("widget", "register_widget", Widget)
+        >>> class Knob(Widget):
+        ...     pass
+        >>> reg.register(Knob) is Knob, reg.names()
+        (True, ['Knob'])
+        >>> try:
+        ...     reg.register(int)
+        ... except TypeError as exc:
+        ...     print(exc)
+        register_widget expects a Widget subclass, got <class 'int'>
+        """
+        self.check_class(cls)
+        self.add(cls.__name__, cls)
+        return cls
 
     def get(self, name: str) -> type | None:
         """The class registered under ``name``, or None."""

@@ -224,7 +224,7 @@ class Backend:
         """
         if not isinstance(name, str):
             name = dtype_name(name)
-        if self.name == "jax" and name == "float64" and not _jax_x64():
+        if name == "float64" and not self._has_64bit:
             raise BackendError(
                 "backend 'jax' computes in float32 unless JAX's 64-bit mode is on: set the "
                 "environment variable JAX_ENABLE_X64=1 before Python starts, or call "
@@ -238,6 +238,11 @@ class Backend:
             ) from None
 
     @property
+    def _has_64bit(self) -> bool:
+        """False on JAX without its 64-bit mode (int32 and float32 at most), else True."""
+        return self.name != "jax" or _jax_x64()
+
+    @property
     def index_dtype(self) -> Any:
         """The integer dtype of labels and indices: int64 (int32 on JAX without 64-bit mode).
 
@@ -248,9 +253,7 @@ class Backend:
         >>> b.index_dtype == b.xp.int64
         True
         """
-        if self.name == "jax" and not _jax_x64():
-            return self.xp.int32
-        return self.xp.int64
+        return self.xp.int64 if self._has_64bit else self.xp.int32
 
     @property
     def wide_float(self) -> Any:
@@ -264,9 +267,7 @@ class Backend:
         >>> b.wide_float == b.xp.float64
         True
         """
-        if self.name == "jax" and not _jax_x64():
-            return self.xp.float32
-        return self.xp.float64
+        return self.xp.float64 if self._has_64bit else self.xp.float32
 
     def __reduce__(self) -> tuple[Any, tuple[str, Any]]:
         # namespaces are modules (not picklable): rebuild from the name and device

@@ -511,7 +511,7 @@ ACTIVATIONS = {
 }
 """Activation names accepted by [`xpnet.MLP`][] and the CLI."""
 
-_REGISTRY = Registry("layer", "register_layer")
+_REGISTRY = Registry("layer", "register_layer", Layer)
 for _cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, Dropout):
     _REGISTRY.add(_cls.__name__, _cls, builtin=True)
 
@@ -567,10 +567,7 @@ def register_layer(cls: type[Layer]) -> type[Layer]:
     ...     print(str(exc).split(";")[0])
     layer name 'Dense' is taken by xpnet.layers.Dense
     """
-    if not (isinstance(cls, type) and issubclass(cls, Layer)):
-        raise TypeError(f"register_layer expects a Layer subclass, got {cls!r}")
-    _REGISTRY.add(cls.__name__, cls)
-    return cls
+    return _REGISTRY.register(cls)
 
 
 def check_saveable(layer: Layer, what: str) -> dict:

@@ -436,6 +436,21 @@ class SoftmaxCrossEntropy(Loss):
         return softmax(output)
 
 
+def _as_output_shape(xp: Any, output: Any, target: Any) -> Any:
+    """A 1-D target as the column of a single-output model; any other target as it is."""
+    if target.ndim == 1 and output.ndim == 2 and output.shape[1] == 1:
+        return xp.reshape(target, (-1, 1))
+    return target
+
+
+def _bce_terms(xp: Any, output: Any, target: Any) -> tuple[Any, Any]:
+    """The target in the output's shape and dtype, and the binary cross-entropy of each
+    element on logits, ``max(z, 0) - z t + log1p(exp(-|z|))`` (no overflow for any z)."""
+    target = xp.astype(_as_output_shape(xp, output, target), output.dtype)
+    return target, (xp.maximum(output, 0.0) - output * target
+                    + xp.log1p(xp.exp(-xp.abs(output))))
+
+
 class MeanSquaredError(Loss):
     """Mean squared error over all elements, ``mean((output - target)**2)``.
 
@@ -453,9 +468,7 @@ class MeanSquaredError(Loss):
     def value_and_grad(self, output, target, *, need_grad=True):
         """Mean squared error and its gradient ``2 (output - target) / size``."""
         xp = _xp(output)
-        if target.ndim == 1 and output.ndim == 2 and output.shape[1] == 1:
-            target = xp.reshape(target, (-1, 1))
-        d = output - target
+        d = output - _as_output_shape(xp, output, target)
         loss = xp.mean(d * d)
         if not need_grad:
             return loss, None
@@ -464,9 +477,7 @@ class MeanSquaredError(Loss):
     def per_sample(self, output, target):
         """Mean squared error of each row (over its outputs)."""
         xp = _xp(output)
-        if target.ndim == 1 and output.ndim == 2 and output.shape[1] == 1:
-            target = xp.reshape(target, (-1, 1))
-        d = output - target
+        d = output - _as_output_shape(xp, output, target)
         return xp.mean(d * d, axis=1)
 
 
@@ -492,11 +503,8 @@ class BinaryCrossEntropy(Loss):
     def value_and_grad(self, output, target, *, need_grad=True):
         """Mean binary cross-entropy on logits and its gradient ``(sigmoid - target) / size``."""
         xp = _xp(output)
-        if target.ndim == 1 and output.ndim == 2 and output.shape[1] == 1:
-            target = xp.reshape(target, (-1, 1))
-        target = xp.astype(target, output.dtype)
-        loss = xp.mean(xp.maximum(output, 0.0) - output * target
-                       + xp.log1p(xp.exp(-xp.abs(output))))
+        target, terms = _bce_terms(xp, output, target)
+        loss = xp.mean(terms)
         if not need_grad:
             return loss, None
         return loss, (sigmoid(output) - target) / float(math.prod(output.shape))
@@ -504,11 +512,7 @@ class BinaryCrossEntropy(Loss):
     def per_sample(self, output, target):
         """Binary cross-entropy of each row (the mean over its outputs)."""
         xp = _xp(output)
-        if target.ndim == 1 and output.ndim == 2 and output.shape[1] == 1:
-            target = xp.reshape(target, (-1, 1))
-        target = xp.astype(target, output.dtype)
-        return xp.mean(xp.maximum(output, 0.0) - output * target
-                       + xp.log1p(xp.exp(-xp.abs(output))), axis=1)
+        return xp.mean(_bce_terms(xp, output, target)[1], axis=1)
 
     def output_transform(self, output):
         """Probabilities: the sigmoid of the logits."""
@@ -547,7 +551,7 @@ _ALIASES = {
     "bce": "binary_cross_entropy",
     "binary_crossentropy": "binary_cross_entropy",
 }
-_REGISTRY = Registry("loss", "register_loss")
+_REGISTRY = Registry("loss", "register_loss", Loss)
 for _name, _cls in LOSSES.items():
     _REGISTRY.add(_name, _cls, builtin=True)
 
@@ -599,8 +603,7 @@ def register_loss(cls: type[Loss]) -> type[Loss]:
     ...     print(str(exc).split(";")[0])
     loss name 'cross_entropy' is taken by xpnet.losses.SoftmaxCrossEntropy
     """
-    if not (isinstance(cls, type) and issubclass(cls, Loss)):
-        raise TypeError(f"register_loss expects a Loss subclass, got {cls!r}")
+    _REGISTRY.check_class(cls)
     name = cls.name
     if not isinstance(name, str) or name in ("", Loss.name):
         raise ValueError(f"{cls.__name__} needs a name of its own: set the class attribute "

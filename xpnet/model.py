@@ -453,6 +453,12 @@ class Sequential:
         self._check_outputs(out)
         return out
 
+    def _checked_outputs(self, X: Any, batch_size: int | None) -> Any:
+        """The outputs for ``X``, after checking ``batch_size`` and ``X`` (for the predicts)."""
+        _checks.check_int("batch_size", batch_size, allow_none=True)
+        X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
+        return self._batched_outputs(X, batch_size)
+
     def _check_outputs(self, out: Any) -> None:
         """Refuse non-finite outputs, naming the cause (the weights or the inputs' range)."""
         xp = self.xp
@@ -491,9 +497,7 @@ class Sequential:
         >>> p.shape, bool(np.allclose(p.sum(axis=1), 1.0))
         ((5, 2), True)
         """
-        _checks.check_int("batch_size", batch_size, allow_none=True)
-        X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
-        return self.loss.output_transform(self._batched_outputs(X, batch_size))
+        return self.loss.output_transform(self._checked_outputs(X, batch_size))
 
     @_on_device
     def predict(self, X: Any, *, batch_size: int | None = 8192) -> Any:
@@ -519,10 +523,7 @@ class Sequential:
         >>> labels.shape, str(labels.dtype)
         ((5,), 'int64')
         """
-        _checks.check_int("batch_size", batch_size, allow_none=True)
-        X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
-        out = self._batched_outputs(X, batch_size)
-        return self.loss.predict_labels(out)
+        return self.loss.predict_labels(self._checked_outputs(X, batch_size))
 
     @_on_device
     def evaluate(self, X: Any, y: Any, *, batch_size: int | None = 8192,

@@ -275,7 +275,7 @@ class LinearWarmup(Schedule):
         return f"warmup({self.warmup_steps} steps) then {describe_lr(self.after)}"
 
 
-_SCHEDULES = Registry("schedule", "schedules.register_schedule")
+_SCHEDULES = Registry("schedule", "schedules.register_schedule", Schedule)
 for _cls in (Constant, StepDecay, ExponentialDecay, CosineDecay, LinearWarmup):
     _SCHEDULES.add(_cls.__name__, _cls, builtin=True)
 
@@ -313,10 +313,7 @@ def register_schedule(cls: type[Schedule]) -> type[Schedule]:
     >>> xn.schedules.schedule_from_config(cfg)(2)
     0.25
     """
-    if not (isinstance(cls, type) and issubclass(cls, Schedule)):
-        raise TypeError(f"register_schedule expects a Schedule subclass, got {cls!r}")
-    _SCHEDULES.add(cls.__name__, cls)
-    return cls
+    return _SCHEDULES.register(cls)
 
 
 def describe_lr(lr: Any) -> str:

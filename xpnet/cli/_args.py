@@ -238,29 +238,72 @@ def build_parser() -> argparse.ArgumentParser:
     """
     from .._version import __version__
 
-    fmt = argparse.RawDescriptionHelpFormatter
-    # a _Parser like the subparsers, so it can be their parent
-    common = _Parser(add_help=False)
-    common.add_argument("--debug", action="store_true",
-                        help="show the full traceback of an error")
-
     parser = _Parser(
-        prog="xpnet", formatter_class=fmt, epilog=_epilog(),
+        prog="xpnet", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_epilog(),
         description="Train, evaluate and use multilayer perceptrons on NumPy, CuPy or "
                     "PyTorch.\nStart with `xpnet train`: it trains on the bundled 8x8 "
                     "digits in seconds.")
     parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_predict(sub)
+    _add_info(sub)
+    _add_download(sub)
+    return parser
 
-    # ---- train
-    t = sub.add_parser(
-        "train", parents=[common], formatter_class=fmt, epilog=_epilog(),
-        help="train a model on a dataset", description=(
+
+def add_command(sub: Any, name: str, *, help: str, description: str) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` with the flags every command has (``--debug``).
+
+    Its usage errors are one line (`CLIError`, exit status 2) and its help
+    ends with the exit statuses.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        What ``add_subparsers`` returned for the ``xpnet`` parser.
+    name : str
+        The command's name.
+    help, description : str
+        Its line in ``xpnet --help`` and the text at the top of ``xpnet NAME --help``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The command's parser, for its own flags.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from xpnet.cli._args import add_command
+    >>> sub = argparse.ArgumentParser(prog="x").add_subparsers(dest="command")
+    >>> p = add_command(sub, "hello", help="say hello", description="Say hello.")
+    >>> p.parse_args(["--debug"]).debug
+    True
+    """
+    p = sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=_epilog(), help=help, description=description)
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    return p
+
+
+def _add_train(sub: Any) -> None:
+    """``xpnet train``: its flags in four groups."""
+    t = add_command(
+        sub, "train", help="train a model on a dataset", description=(
             "Train an MLP and save it, with its optimizer state, in an output folder.\n"
             "Without --out, each run gets a new folder runs/<dataset>-<date>-<time>.\n"
             "Flags left out take per-dataset defaults (or, with --resume, the values the "
             "run was started with)."))
-    g = t.add_argument_group("data")
+    _train_data_flags(t.add_argument_group("data"))
+    _train_model_flags(t.add_argument_group("model"))
+    _train_optimization_flags(t.add_argument_group("optimization"))
+    _train_execution_flags(t.add_argument_group("execution and output"))
+
+
+def _train_data_flags(g: Any) -> None:
+    """``train``'s data flags: what to train on and the validation split."""
     g.add_argument("--dataset", metavar="NAME|PATH",
                    help="digits (bundled), mnist, fashion-mnist, a folder of the four IDX "
                         "files, or an .npz with x_train/y_train/x_test/y_test "
@@ -271,7 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--val-split", type=_float_in(0.0, 1.0), metavar="F",
                    help=f"fraction of the training set held out for validation, chosen at "
                         f"random from --seed; 0 disables ({_dflt('val_split')})")
-    g = t.add_argument_group("model")
+
+
+def _train_model_flags(g: Any) -> None:
+    """``train``'s model flags: layers, activation, dropout, dtype."""
     g.add_argument("--hidden", type=_hidden_sizes, metavar="N,N,...",
                    help=f"hidden layer sizes; 'none' for softmax regression "
                         f"({_dflt('hidden')})")
@@ -280,7 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"dropout rate after each hidden layer, in [0, 1) "
                         f"({_dflt('dropout')})")
     g.add_argument("--dtype", choices=("float32", "float64"), help=f"({_dflt('dtype')})")
-    g = t.add_argument_group("optimization")
+
+
+def _train_optimization_flags(g: Any) -> None:
+    """``train``'s optimization flags: optimizer, schedule, batches, epochs, seed."""
     g.add_argument("--optimizer", choices=OPTIMIZER_NAMES, help=f"({_dflt('optimizer')})")
     opt_lr = ", ".join(f"{k} {v['lr']:g}" for k, v in DEFAULTS["optimizers"].items())
     g.add_argument("--lr", type=_float_in(0.0, low_open=True), metavar="F",
@@ -306,7 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=_int_at_least(0), metavar="N",
                    help=f"seed for weights, validation split, batch order and dropout "
                         f"({_dflt('seed')})")
-    g = t.add_argument_group("execution and output")
+
+
+def _train_execution_flags(g: Any) -> None:
+    """``train``'s execution and output flags: backend, devices, ranks, files, printing."""
     g.add_argument("--backend", type=_backend_name, metavar="NAME",
                    help="auto (cupy when a GPU is usable, else numpy), numpy, cupy, torch, "
                         "torch:cuda, array_api_strict, jax (default: auto)")
@@ -333,9 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the final summary as one JSON object on standard output")
     g.add_argument("--quiet", action="store_true", help="print nothing but errors on stderr")
 
-    # ---- evaluate
-    e = sub.add_parser(
-        "evaluate", parents=[common], formatter_class=fmt, epilog=_epilog(),
+
+
+def _add_evaluate(sub: Any) -> None:
+    """``xpnet evaluate`` and its flags."""
+    e = add_command(
+        sub, "evaluate",
         help="accuracy, loss, per-class accuracy and confusion matrix of a saved model",
         description="Evaluate a saved model (a .safetensors file or a run folder) on the "
                     "test split of its dataset.")
@@ -353,10 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(implies --plot)")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    # ---- predict
-    p = sub.add_parser(
-        "predict", parents=[common], formatter_class=fmt, epilog=_epilog(),
-        help="classify images or arrays with a saved model",
+
+def _add_predict(sub: Any) -> None:
+    """``xpnet predict`` and its flags."""
+    p = add_command(
+        sub, "predict", help="classify images or arrays with a saved model",
         description="Classify inputs: .npy arrays ((n, features) rows or (n, h, w) images; "
                     "uint8 is scaled by 1/255, floats must be in [0, 1]), IDX files (raw or "
                     ".gz), or image files (PNG/JPEG..., needs Pillow; converted to grayscale "
@@ -373,19 +429,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="(default: auto)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    # ---- info
-    i = sub.add_parser("info", parents=[common], formatter_class=fmt, epilog=_epilog(),
-                       help="versions, backends, devices, BLAS threads, data cache",
-                       description="Show what xpnet can use on this machine.")
+
+def _add_info(sub: Any) -> None:
+    """``xpnet info`` and its flag."""
+    i = add_command(sub, "info", help="versions, backends, devices, BLAS threads, data cache",
+                    description="Show what xpnet can use on this machine.")
     i.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    # ---- download
-    d = sub.add_parser("download", parents=[common], formatter_class=fmt, epilog=_epilog(),
-                       help="download and verify MNIST or Fashion-MNIST",
-                       description="Download the four files of a dataset (SHA-256 checked) "
-                                   "into the cache or --data-dir.")
+
+def _add_download(sub: Any) -> None:
+    """``xpnet download`` and its flags."""
+    d = add_command(sub, "download", help="download and verify MNIST or Fashion-MNIST",
+                    description="Download the four files of a dataset (SHA-256 checked) "
+                                "into the cache or --data-dir.")
     d.add_argument("name", choices=("mnist", "fashion-mnist"), metavar="NAME",
                    help="mnist or fashion-mnist")
     d.add_argument("--data-dir", metavar="DIR", help="target folder (default: the cache)")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser

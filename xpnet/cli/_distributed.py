@@ -261,8 +261,8 @@ def env_rank() -> int:
     """
     import os
 
-    for name in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"):
-        value = os.environ.get(name, "")
-        if value.isdigit():
-            return int(value)
-    return 0
+    from ..distributed._devices import _first_int
+
+    rank = _first_int(os.environ, ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK",
+                                   "SLURM_PROCID"))
+    return 0 if rank is None else rank

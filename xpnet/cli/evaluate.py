@@ -131,6 +131,19 @@ def _scores(model: Any, backend: Any, X: np.ndarray, y: np.ndarray
     return result, top, pred
 
 
+def _load_classifier(model_file: Path, backend_name: str, command: str
+                     ) -> tuple[Any, Any, dict[str, Any]]:
+    """The backend, the saved classifier on it and its run metadata, for ``command``."""
+    from ..backends import get_backend
+    from ..checkpoint import load_checkpoint
+
+    backend = get_backend(backend_name)
+    ckpt = load_checkpoint(model_file, backend=backend)
+    model, meta = ckpt.model, run_meta(ckpt, model_file)
+    require_classifier(model, model_file, command)
+    return backend, model, meta
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run ``xpnet evaluate``: accuracy, loss, top-k, per-class table, confusion matrix.
 
@@ -156,16 +169,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     >>> main(["evaluate", "runs/latest", "--json"])  # doctest: +SKIP
     0
     """
-    from ..backends import get_backend
-    from ..checkpoint import load_checkpoint
-
     model_file = model_path(args.model)
     plot_path = _plot_target(args, model_file)
     spec = None if args.dataset is None else dataset_spec(args.dataset)[1]
-    backend = get_backend(args.backend)
-    ckpt = load_checkpoint(model_file, backend=backend)
-    model, meta = ckpt.model, run_meta(ckpt, model_file)
-    require_classifier(model, model_file, "evaluate")
+    backend, model, meta = _load_classifier(model_file, args.backend, "evaluate")
     ds, X, y = _evaluation_data(args, spec, meta, model, model_file)
     result, top, pred = _scores(model, backend, X, y)
     k = model.out_features
@@ -270,17 +277,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     >>> main(["predict", "runs/latest", "digit.png", "--json"])  # doctest: +SKIP
     0
     """
-    from ..backends import get_backend, to_numpy
-    from ..checkpoint import load_checkpoint
+    from ..backends import to_numpy
 
     model_file = model_path(args.model)
     for text in args.inputs:  # cheap checks first
         if not Path(text).expanduser().exists():
             raise CLIError(f"input {Path(text).expanduser()} does not exist", EXIT_DATA)
-    backend = get_backend(args.backend)
-    ckpt = load_checkpoint(model_file, backend=backend)
-    model, meta = ckpt.model, run_meta(ckpt, model_file)
-    require_classifier(model, model_file, "predict")
+    backend, model, meta = _load_classifier(model_file, args.backend, "predict")
     k = model.out_features
     names = class_names(meta, k)
     shape = image_shape(meta, model.in_features)
@@ -298,8 +301,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"model": str(model_file.resolve()), "backend": backend.name,
                     "class_names": names, "predictions": preds})
-        return EXIT_OK
+    else:
+        _print_predictions(preds, top_k, model_file)
+    return EXIT_OK
 
+
+def _print_predictions(preds: list[dict[str, Any]], top_k: int, model_file: Path) -> None:
+    """The table of ``xpnet predict`` without --json."""
     from rich.table import Table
 
     con = console(stderr=False)
@@ -316,4 +324,3 @@ def cmd_predict(args: argparse.Namespace) -> int:
             row.append(", ".join(f"{c['class']} {c['probability']:.3f}" for c in p["top_k"]))
         t.add_row(*row)
     con.print(t)
-    return EXIT_OK

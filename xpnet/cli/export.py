@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._args import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, _epilog, _int_at_least
+from ._args import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, _int_at_least, add_command
 from ._io import model_path
 from ._output import console, print_json, styled
 
@@ -57,8 +57,8 @@ def add_export_parser(parser: argparse.ArgumentParser) -> None:
     ('export', ['proba', 'labels'], 1, None)
     """
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    x = sub.add_parser(
-        "export", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_epilog(),
+    x = add_command(
+        sub, "export",
         help="write a saved model as an ONNX graph (needs xpnet[onnx])",
         description="Trace a saved model's forward code into an ONNX graph with ndonnx, "
                     "check it with onnx.checker and onnxruntime, and write it atomically.\n"
@@ -75,7 +75,6 @@ def add_export_parser(parser: argparse.ArgumentParser) -> None:
     x.add_argument("--opset", type=_int_at_least(1), metavar="N",
                    help="ONNX opset to convert to (default: the one ndonnx builds, 21)")
     x.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    x.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
 
 def _describe(path: Path) -> dict[str, Any]:

@@ -432,6 +432,43 @@ def _class_names(class_names: Sequence[str] | None, top: int, n_labels: int
     return names
 
 
+def _checked_splits(x_train: Any, y_train: Any, x_test: Any, y_test: Any,
+                    class_names: Sequence[str] | None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, ...],
+                               tuple[str, ...]]:
+    """Both splits' shapes, labels and class count, checked before any copy is made.
+
+    Returns the images as ``(n, n_features)`` (unconverted), the int64 labels, the
+    shape of one sample and the class names.
+    """
+    xtr, shape_tr = _image_array(x_train, "x_train")
+    xte, shape_te = _image_array(x_test, "x_test")
+    ytr = _prepare_labels(y_train, "y_train")
+    yte = _prepare_labels(y_test, "y_test")
+    for split, x, y in (("train", xtr, ytr), ("test", xte, yte)):
+        if x.shape[0] != y.shape[0]:
+            raise DatasetError(f"x_{split} has {x.shape[0]} samples but y_{split} has "
+                               f"{y.shape[0]}")
+    if shape_tr != shape_te:
+        raise DatasetError(
+            f"x_train samples have shape {shape_tr} but x_test samples have {shape_te}"
+        )
+    names = _class_names(class_names, max(int(ytr.max()), int(yte.max())),
+                         ytr.shape[0] + yte.shape[0])
+    return xtr, ytr, xte, yte, shape_tr, names
+
+
+def _sample_shape(image_shape: Sequence[int], n_features: int) -> tuple[int, ...]:
+    """A given ``image_shape``, checked against the samples' number of features."""
+    shape = tuple(int(d) for d in image_shape)
+    if math.prod(shape) != n_features:
+        raise DatasetError(
+            f"image_shape {shape} has {math.prod(shape)} pixels but the samples have "
+            f"{n_features} features"
+        )
+    return shape
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
     """A labelled train/test split held as NumPy arrays on the host.
@@ -520,19 +557,10 @@ class Dataset:
             )
 
     @classmethod
-    def from_arrays(
-        cls,
-        name: str,
-        x_train: Any,
-        y_train: Any,
-        x_test: Any,
-        y_test: Any,
-        *,
-        class_names: Sequence[str] | None = None,
-        image_shape: Sequence[int] | None = None,
-        source: str = "arrays",
-        sha256: dict[str, str] | None = None,
-    ) -> Dataset:
+    def from_arrays(cls, name: str, x_train: Any, y_train: Any, x_test: Any, y_test: Any, *,
+                    class_names: Sequence[str] | None = None,
+                    image_shape: Sequence[int] | None = None, source: str = "arrays",
+                    sha256: dict[str, str] | None = None) -> Dataset:
         """Validate and convert arrays into a [`Dataset`][xpnet.datasets.Dataset].
 
         Parameters
@@ -583,45 +611,15 @@ class Dataset:
         'xor: 2 train / 2 test samples of 2 features, 2 classes (source: arrays)'
         """
         # shapes, labels and the class count first: they bound what is allocated next
-        xtr_raw, shape_tr = _image_array(x_train, "x_train")
-        xte_raw, shape_te = _image_array(x_test, "x_test")
-        ytr = _prepare_labels(y_train, "y_train")
-        yte = _prepare_labels(y_test, "y_test")
-        if xtr_raw.shape[0] != ytr.shape[0]:
-            raise DatasetError(
-                f"x_train has {xtr_raw.shape[0]} samples but y_train has {ytr.shape[0]}")
-        if xte_raw.shape[0] != yte.shape[0]:
-            raise DatasetError(
-                f"x_test has {xte_raw.shape[0]} samples but y_test has {yte.shape[0]}")
-        if shape_tr != shape_te:
-            raise DatasetError(
-                f"x_train samples have shape {shape_tr} but x_test samples have {shape_te}"
-            )
-        names = _class_names(class_names, max(int(ytr.max()), int(yte.max())),
-                             ytr.shape[0] + yte.shape[0])
-        check_data_size(xtr_raw.size + xte_raw.size, f"{name}'s x_train and x_test")
-        xtr = _to_float32(xtr_raw, "x_train")
-        xte = _to_float32(xte_raw, "x_test")
-        if image_shape is None:
-            shape = shape_tr
-        else:
-            shape = tuple(int(d) for d in image_shape)
-            if math.prod(shape) != xtr.shape[1]:
-                raise DatasetError(
-                    f"image_shape {shape} has {math.prod(shape)} pixels but the samples have "
-                    f"{xtr.shape[1]} features"
-                )
-        return cls(
-            name=str(name),
-            x_train=xtr,
-            y_train=ytr,
-            x_test=xte,
-            y_test=yte,
-            class_names=names,
-            image_shape=shape,
-            source=str(source),
-            sha256=dict(sha256 or {}),
-        )
+        xtr, ytr, xte, yte, shape, names = _checked_splits(x_train, y_train, x_test, y_test,
+                                                           class_names)
+        check_data_size(xtr.size + xte.size, f"{name}'s x_train and x_test")
+        xtr, xte = _to_float32(xtr, "x_train"), _to_float32(xte, "x_test")
+        if image_shape is not None:
+            shape = _sample_shape(image_shape, xtr.shape[1])
+        return cls(name=str(name), x_train=xtr, y_train=ytr, x_test=xte, y_test=yte,
+                   class_names=names, image_shape=shape, source=str(source),
+                   sha256=dict(sha256 or {}))
 
     @property
     def num_classes(self) -> int:

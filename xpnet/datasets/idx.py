@@ -244,6 +244,14 @@ def _parse(
     return out.reshape(dims).astype(native, copy=False)
 
 
+def _open(path: str | os.PathLike[str], name: str) -> BinaryIO:
+    """The file opened for binary reading; IDXError naming it when it cannot be."""
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise IDXError(f"{name}: cannot open: {exc.strerror or exc}") from exc
+
+
 def read_idx(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> np.ndarray:
     """Read an IDX array from a file path or from bytes, raw or gzip-compressed.
 
@@ -281,11 +289,7 @@ def read_idx(source: str | os.PathLike[str] | bytes | bytearray | memoryview) ->
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         return _read_stream(io.BytesIO(data), name, len(data))
-    try:
-        f = open(source, "rb")
-    except OSError as exc:
-        raise IDXError(f"{name}: cannot open: {exc.strerror or exc}") from exc
-    with f:
+    with _open(source, name) as f:
         try:
             size = os.fstat(f.fileno()).st_size
             return _read_stream(f, name, size)
@@ -331,10 +335,7 @@ def read_idx_header(
     if isinstance(source, (bytes, bytearray, memoryview)):
         f: BinaryIO = io.BytesIO(bytes(source))
     else:
-        try:
-            f = open(source, "rb")
-        except OSError as exc:
-            raise IDXError(f"{name}: cannot open: {exc.strerror or exc}") from exc
+        f = _open(source, name)
     with f:
         try:
             gz = f.read(2) == _GZIP_MAGIC

@@ -15,6 +15,7 @@ import numpy as np
 from ._core import Dataset, DatasetError, check_data_size, file_sha256, read_npy_header
 from .digits import load_digits
 from .idx import _read_idx_bytes, read_idx_header
+from .mnist import _ALIASES as _MNIST_ALIASES
 from .mnist import CLASS_NAMES, FILES, _find_local, known_digests, load_mnist
 
 __all__ = ["DATASET_NAMES", "load", "load_idx_folder", "load_npz"]
@@ -22,13 +23,7 @@ __all__ = ["DATASET_NAMES", "load", "load_idx_folder", "load_npz"]
 DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist")
 """Names [`load`][xpnet.datasets.load] accepts besides a path."""
 
-_ALIASES = {
-    "digits": "digits",
-    "mnist": "mnist",
-    "fashion-mnist": "fashion-mnist",
-    "fashion_mnist": "fashion-mnist",
-    "fashionmnist": "fashion-mnist",
-}
+_ALIASES = {"digits": "digits", **_MNIST_ALIASES}
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _MAX_DEFLATE_RATIO = 1032
 

@@ -173,7 +173,11 @@ class Communicator:
         if message:
             sys.stderr.write(f"xpnet.distributed: {message}\n")
             sys.stderr.flush()
+        self._abort_job(code)
         os._exit(code)
+
+    def _abort_job(self, code: int) -> None:
+        """End the other ranks too (one process: there are none)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(rank={self.rank}, size={self.size})"
@@ -263,12 +267,8 @@ class MPICommunicator(Communicator):
     def barrier(self) -> None:
         self.comm.Barrier()
 
-    def abort(self, code: int = 1, message: str | None = None) -> NoReturn:
-        if message:
-            sys.stderr.write(f"xpnet.distributed: {message}\n")
-            sys.stderr.flush()
-        self.comm.Abort(code)
-        os._exit(code)  # pragma: no cover - MPI_Abort does not return
+    def _abort_job(self, code: int) -> None:
+        self.comm.Abort(code)  # does not return
 
 
 _WORLD: Communicator | None = None

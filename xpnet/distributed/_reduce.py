@@ -89,7 +89,22 @@ def choose_reducer(backend_name: str, is_host: bool, *, nccl: bool, cuda_aware: 
     return possible[0]
 
 
-class HostReducer:
+class _MPIReducer:
+    """What the reducers that go through MPI alone share: the communicator they sum over."""
+
+    name = ""
+    inline_flags = False
+
+    def __init__(self, comm: Any):
+        self.comm = comm
+
+
+def _read_flags(summed: Any) -> list[int]:
+    """The summed flags, from the float slots at the end of a summed host buffer."""
+    return [int(round(float(v))) for v in summed.tolist()]
+
+
+class HostReducer(_MPIReducer):
     """One MPI ``Allreduce`` on a host buffer, control flags included.
 
     Parameters
@@ -111,9 +126,6 @@ class HostReducer:
     name = "host"
     inline_flags = True
 
-    def __init__(self, comm: Any):
-        self.comm = comm
-
     def allreduce(self, flat: Any, flags: list[int], backend: Backend) -> tuple[Any, list[int]]:
         """Sum ``flat`` (whose last ``len(flags)`` slots hold the flags) over the ranks.
 
@@ -132,10 +144,10 @@ class HostReducer:
         """
         k = len(flags)
         self.comm.allreduce(flat, what="the gradient allreduce")
-        return flat, [int(round(float(v))) for v in to_numpy(flat[-k:]).tolist()]
+        return flat, _read_flags(to_numpy(flat[-k:]))
 
 
-class StagedReducer:
+class StagedReducer(_MPIReducer):
     """Device buffer copied to the host, summed over MPI, copied back.
 
     Parameters
@@ -154,10 +166,6 @@ class StagedReducer:
     """
 
     name = "staged"
-    inline_flags = False
-
-    def __init__(self, comm: Any):
-        self.comm = comm
 
     def allreduce(self, flat: Any, flags: list[int], backend: Backend) -> tuple[Any, list[int]]:
         """Sum ``flat`` through a host copy; see
@@ -178,10 +186,10 @@ class StagedReducer:
         host[-k:] = flags
         self.comm.allreduce(host, what="the gradient allreduce")
         out = backend.xp.asarray(host, dtype=flat.dtype, device=backend.device)
-        return out, [int(round(float(v))) for v in host[-k:].tolist()]
+        return out, _read_flags(host[-k:])
 
 
-class CudaAwareMPIReducer:
+class CudaAwareMPIReducer(_MPIReducer):
     """A device buffer handed straight to an MPI that reads GPU memory.
 
     Parameters
@@ -190,10 +198,6 @@ class CudaAwareMPIReducer:
     """
 
     name = "cuda-aware-mpi"
-    inline_flags = False
-
-    def __init__(self, comm: Any):
-        self.comm = comm
 
     def allreduce(self, flat: Any, flags: list[int],
                   backend: Backend) -> tuple[Any, list[int]]:  # pragma: no cover - GPU

@@ -114,6 +114,18 @@ def compiled(loop: Callable[..., Any]) -> Any:
     return k
 
 
+def _kernel_for(loop: Callable[..., Any], params: dict) -> Any:
+    """The compiled ``loop`` when the compiled path is on and every parameter is
+    float32/float64, else None (a failure to compile turns the path off, with a warning)."""
+    if not enabled() or any(p.dtype not in _DTYPES for p in params.values()):
+        return None
+    try:
+        return compiled(loop)
+    except Exception as exc:  # pragma: no cover - a broken numba install
+        _fail(exc)
+        return None
+
+
 def _run(kernel: Any, calls: list[tuple[Any, ...]]) -> bool:
     """Run ``kernel(*args)`` for each call; the first call compiles (or loads the cache).
 
@@ -140,12 +152,8 @@ def update_(loop: Callable[..., None], hyper: dict[str, tuple[Any, ...]], params
     False (nothing changed) when the compiled path is off, the dtype is not
     float32/float64, or numba fails.
     """
-    if not enabled() or any(p.dtype not in _DTYPES for p in params.values()):
-        return False
-    try:
-        kernel = compiled(loop)
-    except Exception as exc:  # pragma: no cover - a broken numba install
-        _fail(exc)
+    kernel = _kernel_for(loop, params)
+    if kernel is None:
         return False
     calls = [(*flat_arrays(params, grads, state, k, names), *hyper[k]) for k in params]
     return _run(kernel, calls)
@@ -161,12 +169,8 @@ def update_to(loop_to: Callable[..., bool], hyper: dict[str, tuple[Any, ...]], p
     (the loops return as soon as a parameter's result holds one), and None
     when the compiled path is off or fails (then nothing was written).
     """
-    if not enabled() or any(p.dtype not in _DTYPES for p in params.values()):
-        return None
-    try:
-        kernel = compiled(loop_to)
-    except Exception as exc:  # pragma: no cover - a broken numba install
-        _fail(exc)
+    kernel = _kernel_for(loop_to, params)
+    if kernel is None:
         return None
     calls = [(*flat_arrays_to(params, grads, state, out, k, names), *hyper[k])
              for k in params]
