@@ -478,6 +478,33 @@ def test_array_api_dispatch_strings_regressor_early_stopping(name):
     assert 1 - np.mean((xn.to_numpy(out) - target) ** 2) / np.var(target) > 0.9
 
 
+@pytest.mark.parametrize("name", ["array_api_strict", "torch"])
+def test_array_api_dispatch_sample_weight(name):
+    """Weights in X's namespace train there, as scikit-learn's run on NumPy (float64)."""
+    from sklearn.neural_network import MLPRegressor as SkMLPRegressor
+
+    xp, device = _namespace(name)
+    X, _ = _blobs(n=200, seed=3)
+    X = X.astype("float64")
+    y = X[:, 0] - 0.5 * X[:, 1]
+    w = np.random.default_rng(0).uniform(0.0, 2.0, size=200)
+    params = dict(hidden_layer_sizes=(8,), solver="sgd", batch_size=32, max_iter=6,
+                  learning_rate_init=0.05, early_stopping=True, random_state=0)
+    theirs = SkMLPRegressor(**params).fit(X, y, sample_weight=w)
+    Xa, ya, wa = (_to(xp, device, a) for a in (X, y, w))
+    with sklearn.config_context(array_api_dispatch=True):
+        ours = MLPRegressor(**params).fit(Xa, ya, sample_weight=wa)
+        more = MLPRegressor(**params).set_params(early_stopping=False)
+        more.partial_fit(Xa, ya, sample_weight=wa).partial_fit(Xa, ya, sample_weight=wa)
+    assert ours.model_.backend.name == xn.backends.backend_of(Xa).name
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_,
+                               rtol=1e-10)
+    ref = SkMLPRegressor(**params).set_params(early_stopping=False)
+    ref.partial_fit(X, y, sample_weight=w).partial_fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(more.loss_curve_, ref.loss_curve_, rtol=1e-10)
+
+
 def test_array_api_dispatch_off_converts_to_numpy():
     torch = pytest.importorskip("torch")
     X, y = _blobs()

@@ -24,11 +24,8 @@ SKIP = {
                      "xpnet's objective is test_objective_gradient_matches_finite_differences "
                      "in tests/test_sklearn_conformance.py",
 }
-#: Tests expected to fail for now, with the reason.
-XFAIL = {
-    "test_mlp_sample_weight_with_early_stopping": "fit(sample_weight=...) is not there yet: "
-                                                  "it lands with the research issue (#12)",
-}
+#: Tests expected to fail for now, with the reason: none.
+XFAIL: dict[str, str] = {}
 
 
 @pytest.fixture

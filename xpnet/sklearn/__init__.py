@@ -6,9 +6,10 @@ scikit-learn; only ``import xpnet.sklearn`` does.
 
 They are drop-ins for `sklearn.neural_network`'s estimators of the same names
 (scikit-learn 1.9): the same parameters and defaults, the same initial weights for
-the same ``random_state``, scikit-learn's losses and L2 penalty, its SGD (with the
-``learning_rate`` schedules), Adam and L-BFGS, its stopping rules, sparse input and
-dtype preservation. scikit-learn's own test file for these estimators
+the same ``random_state``, scikit-learn's losses and L2 penalty, ``sample_weight`` in
+``fit`` and ``partial_fit`` with its meaning, its SGD (with the ``learning_rate``
+schedules), Adam and L-BFGS, its stopping rules, sparse input and dtype preservation.
+scikit-learn's own test file for these estimators
 (``sklearn/neural_network/tests/test_mlp.py``) runs against them in the test suite.
 
 What xpnet adds: the model is an [`xpnet.Sequential`][] (``model_``) on any

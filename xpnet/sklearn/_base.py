@@ -19,7 +19,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import (  # scikit-learn's own check of sample_weight
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
 
 from .. import _checks
 from .._best import BestWeights
@@ -27,7 +31,7 @@ from ..backends import Backend, backend_of, dtype_name, get_backend
 from ..layers import ACTIVATIONS
 from ..model import MLP, Sequential
 from . import _solvers
-from ._data import CHUNK, Rows, is_sparse
+from ._data import CHUNK, Rows, Samples, Weights, is_sparse
 from ._namespaces import (
     check_same_namespace,
     float_dtypes,
@@ -58,6 +62,23 @@ _REALS: dict[str, dict[str, Any]] = {
 }
 NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain "
               "large values and need to be preprocessed.")
+
+
+def average_rows(xp: Any, a: Any, w: Any = None) -> Any:
+    """The mean of ``a`` over its rows, or ``np.average(a, axis=0, weights=w)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.sklearn._base import average_rows
+    >>> a = np.array([[1.0, 2.0], [3.0, 6.0]])
+    >>> average_rows(np, a).tolist(), average_rows(np, a, np.array([3.0, 1.0])).tolist()
+    ([2.0, 4.0], [1.5, 3.0])
+    """
+    if w is None:
+        return xp.mean(a, axis=0)
+    wb = xp.reshape(w, (-1,) + (1,) * (a.ndim - 1))
+    return xp.sum(a * wb, axis=0) / xp.sum(w)
 
 
 class BaseMLP(BaseEstimator):
@@ -116,8 +137,11 @@ class BaseMLP(BaseEstimator):
         """The targets on the model's device as the loss takes them, and the strata or None."""
         raise NotImplementedError
 
-    def _score_outputs(self, out: Any, Y: Any) -> float:
-        """scikit-learn's validation score (accuracy or R^2) from raw outputs, on the device."""
+    def _score_outputs(self, out: Any, Y: Any, w: Any = None) -> float:
+        """scikit-learn's validation score (accuracy or R^2) from raw outputs, on the device.
+
+        ``w``: the device sample weights of the rows, or None.
+        """
         raise NotImplementedError
 
     # -- parameters ------------------------------------------------------------
@@ -257,10 +281,10 @@ class BaseMLP(BaseEstimator):
         # read anew on every fit, as scikit-learn does (set_params between warm starts)
         self._best.min_delta, self._best.patience = float(self.tol), self.n_iter_no_change
 
-    def _update_no_improvement_count(self, val: tuple | None) -> None:
+    def _update_no_improvement_count(self, val: Samples | None) -> None:
         """scikit-learn's ``tol`` rule on the validation score or the training loss."""
         if val is not None:
-            score = self._validation_score(*val)
+            score = self._validation_score(val)
             self.validation_scores_.append(score)
             if self.verbose:
                 print(f"Validation score: {score:f}")
@@ -271,8 +295,10 @@ class BaseMLP(BaseEstimator):
             self.best_loss_ = self._best.best
         self._no_improvement_count = self._best.wait
 
-    def _validation_score(self, rows: Rows, Y: Any) -> float:
-        return self._score_outputs(self._outputs(rows), Y)
+    def _validation_score(self, val: Samples) -> float:
+        """The score of the held-out samples (weighted by their sample weights, if any)."""
+        w = None if val.weights is None else val.weights.device
+        return self._score_outputs(self._outputs(val.rows), val.Y, w)
 
     def _restore_best(self) -> None:
         """Put the best epoch's weights back (a run that never improved keeps its weights)."""
@@ -287,23 +313,59 @@ class BaseMLP(BaseEstimator):
             raise ValueError(NON_FINITE)
 
     # -- fit -------------------------------------------------------------------
-    def _fit(self, X: Any, y: Any, *, incremental: bool, classes: Any = None):
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to ``X`` and ``y``.
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix of shape (n_samples, n_features)
+            Training data (NumPy, a DataFrame, a sparse matrix, or, under array API
+            dispatch, an array of any supported namespace).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels (numbers or strings) or a multilabel indicator matrix for
+            the classifier; real targets for the regressor.
+        sample_weight : array-like of shape (n_samples,) or float, default=None
+            Per-row weights, with scikit-learn's meaning: each batch's loss is the
+            weighted mean over its rows, the L2 term is divided by the sum of the
+            batch's weights, and the ``early_stopping`` score is weighted.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xpnet.sklearn import MLPRegressor
+        >>> X = np.linspace(-1, 1, 40).reshape(-1, 1)
+        >>> w = np.r_[np.zeros(20), np.ones(20)]   # only the right half counts
+        >>> reg = MLPRegressor(hidden_layer_sizes=(8,), solver="lbfgs", random_state=0)
+        >>> reg.fit(X, np.abs(X[:, 0]), sample_weight=w).n_iter_ > 0
+        True
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X: Any, y: Any, sample_weight: Any = None, *, incremental: bool,
+             classes: Any = None):
         """``fit`` (``incremental=False``) and ``partial_fit``: checks, then a solver."""
         self._check_params(incremental)
         first = not hasattr(self, "model_") or (not incremental and not self.warm_start)
         X, y = self._validate_xy(X, y, reset=first,
                                  method="partial_fit" if incremental else "fit")
-        rows, Y, strata = self._prepare(X, y, first=first, incremental=incremental,
-                                        classes=classes)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        data, strata = self._prepare(X, y, sample_weight, first=first,
+                                     incremental=incremental, classes=classes)
         if self.solver == "lbfgs":
-            _solvers.fit_lbfgs(self, rows, Y)
+            _solvers.fit_lbfgs(self, data)
         else:
-            _solvers.fit_stochastic(self, rows, Y, strata, incremental)
+            _solvers.fit_stochastic(self, data, strata, incremental)
         self._check_finite_weights()
         return self
 
-    def _prepare(self, X: Any, y: Any, *, first: bool, incremental: bool,
-                 classes: Any) -> tuple[Rows, Any, Any]:
+    def _prepare(self, X: Any, y: Any, sample_weight: Any, *, first: bool, incremental: bool,
+                 classes: Any) -> tuple[Samples, Any]:
         """Targets, model and device data for a fit; on a bad ``y`` the estimator is unchanged."""
         before = dict(vars(self))
         try:
@@ -315,11 +377,13 @@ class BaseMLP(BaseEstimator):
             model = self.model_
             rows = Rows(X, model.backend, model.dtype_name, model.in_features)
             Y, strata = self._encode_targets(y)
+            weights = (None if sample_weight is None
+                       else Weights(sample_weight, model.backend, model.dtype_name))
         except Exception:
             self.__dict__.clear()
             self.__dict__.update(before)
             raise
-        return rows, Y, strata
+        return Samples(rows, Y, weights), strata
 
     # -- input checks ------------------------------------------------------------
     def _validate_xy(self, X: Any, y: Any, reset: bool, method: str) -> tuple[Any, Any]:

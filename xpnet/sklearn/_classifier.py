@@ -15,7 +15,7 @@ from sklearn.utils.multiclass import type_of_target
 
 from ..backends import to_numpy
 from ..layers import sigmoid
-from ._base import BaseMLP
+from ._base import BaseMLP, average_rows
 from ._losses import LogisticLogLoss, SoftmaxLogLoss
 from ._namespaces import as_output, move_to
 
@@ -53,7 +53,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         ``"rmsprop"`` are xpnet extensions.
     alpha : float, default=1e-4
         L2 strength, as scikit-learn: ``alpha / (2 n) * sum(W**2)`` over the weight
-        matrices (not the biases) is added to each batch's loss, ``n`` its rows.
+        matrices (not the biases) is added to each batch's loss, ``n`` its rows (with
+        ``sample_weight``, the sum of its weights).
         For ``"adamw"`` the decoupled weight decay of the weight matrices instead.
     batch_size : int or "auto", default="auto"
         Rows per step; ``"auto"`` is ``min(200, n_samples)``. Not used by lbfgs.
@@ -250,8 +251,11 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         strata = to_numpy(Y) > 0.5 if self.early_stopping else None
         return Y, strata
 
-    def _score_outputs(self, out: Any, Y: Any) -> float:
-        """Accuracy (subset accuracy for multilabel targets), as scikit-learn's ``_score``."""
+    def _score_outputs(self, out: Any, Y: Any, w: Any = None) -> float:
+        """Accuracy (subset accuracy for multilabel targets), as scikit-learn's ``_score``.
+
+        Weighted by ``w`` as ``accuracy_score(sample_weight=w)``.
+        """
         xp = self.model_.xp
         if self._softmax:
             ok = xp.argmax(out, axis=1) == Y
@@ -260,29 +264,11 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             if not self._multilabel and self.classes_.shape[0] == 1:
                 pred = xp.zeros_like(pred)
             ok = xp.all(pred == (Y > 0.5), axis=1)
-        return float(xp.mean(xp.astype(ok, self.model_.dtype)))
+        return float(average_rows(xp, xp.astype(ok, self.model_.dtype), w))
 
     # -- public API ------------------------------------------------------------
-    def fit(self, X, y):
-        """Fit the model to ``X`` and labels ``y``.
-
-        Parameters
-        ----------
-        X : array-like or scipy sparse matrix of shape (n_samples, n_features)
-            Training data (NumPy, a DataFrame, a sparse matrix, or, under array API
-            dispatch, an array of any supported namespace).
-        y : array-like of shape (n_samples,) or (n_samples, n_labels)
-            Class labels (numbers or strings), or a multilabel indicator matrix.
-
-        Returns
-        -------
-        self : MLPClassifier
-            The fitted estimator.
-        """
-        return self._fit(X, y, incremental=False)
-
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """Run one epoch over ``(X, y)``, continuing from the current state.
 
         Not available for ``solver="lbfgs"``.
@@ -291,6 +277,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         ----------
         X : array-like or scipy sparse matrix of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        sample_weight : array-like of shape (n_samples,) or float, default=None
+            Per-row weights, as for :meth:`fit`.
         classes : array-like of shape (n_classes,), default=None
             Every class of the whole problem; required on the first call (not for
             multilabel targets); must be the same on later calls.
@@ -308,7 +296,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             if not np.array_equal(given, to_numpy(self.classes_)):
                 raise ValueError(f"`classes={classes!r}` is not the same as on last call to "
                                  f"partial_fit, was: {self.classes_!r}")
-        return self._fit(X, y, incremental=True, classes=classes)
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def _probabilities(self, X: Any) -> Any:
         """Output-layer probabilities (softmax, or the sigmoid of each output) on the device."""

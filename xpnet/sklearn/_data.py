@@ -1,4 +1,6 @@
-"""Rows of ``X`` on the model's backend: a dense array moved once, or a sparse matrix by batches.
+"""The data of a fit on the model's backend: rows of ``X``, targets and sample weights.
+
+``X``: a dense array moved once, or a sparse matrix by batches.
 
 Dense ``X`` is checked and moved to the model's device in its dtype once per fit
 (`xpnet._checks.check_X`); a batch is ``xp.take`` of it. A SciPy sparse matrix
@@ -7,21 +9,28 @@ each batch, or each chunk of a full pass, is densified on its own and moved to t
 device, so the dense matrix never exists whole. The arithmetic then is the dense
 arithmetic on the same rows, so sparse and dense input give the same results.
 
-NumPy is used on the host for index arrays and to densify sparse batches.
+Sample weights (:class:`Weights`) are moved to the device once too, and a host copy
+is kept: the sum of a batch's weights divides scikit-learn's L2 term, and it is taken
+there, as scikit-learn takes it, before the batch's step (a Python float, no read
+from the device).
+
+NumPy is used on the host for index arrays, to densify sparse batches and for the
+host copy of the sample weights.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse
 
 from .. import _checks
-from ..backends import Backend
+from ..backends import Backend, to_numpy
 
-__all__ = ["Rows", "is_sparse"]
+__all__ = ["Rows", "Samples", "Weights", "device_index", "is_sparse", "take_on_device"]
 
 #: Rows per chunk of a full pass (prediction, L-BFGS on sparse input, validation).
 CHUNK = 8192
@@ -110,3 +119,127 @@ class Rows:
         for lo in range(0, self.n, size):
             sl = slice(lo, min(lo + size, self.n))
             yield sl, self._dense(self.X[sl])
+
+
+def device_index(backend: Backend, idx: Any) -> Any:
+    """Host indices (or a slice) in the form ``xp.take`` of a device array wants.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> from xpnet.sklearn._data import device_index
+    >>> device_index(xn.get_backend("numpy"), np.array([2, 0])).tolist()
+    [2, 0]
+    """
+    if isinstance(idx, slice) or backend.name == "numpy":
+        return idx
+    return backend.asarray(idx, dtype=backend.xp.int64)
+
+
+def take_on_device(backend: Backend, a: Any, idx: Any) -> Any:
+    """Rows ``idx`` (a slice, or indices from :func:`device_index`) of device array ``a``.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> from xpnet.sklearn._data import take_on_device
+    >>> b = xn.get_backend("numpy")
+    >>> a = np.arange(4.0)
+    >>> take_on_device(b, a, slice(1, 3)).tolist(), take_on_device(b, a, np.array([3, 0])).tolist()
+    ([1.0, 2.0], [3.0, 0.0])
+    """
+    return a[idx, ...] if isinstance(idx, slice) else backend.xp.take(a, idx, axis=0)
+
+
+class Weights:
+    """The sample weights of one fit: on the model's device, and a host copy for their sums.
+
+    Parameters
+    ----------
+    w : array of shape (n,)
+        Weights checked by scikit-learn's ``_check_sample_weight`` (NumPy, or under
+        array API dispatch an array on the model's backend).
+    backend : Backend
+        Where the model lives.
+    dtype : str
+        The model's dtype name (the device copy's dtype).
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> from xpnet.sklearn._data import Weights
+    >>> w = Weights(np.array([1.0, 0.0, 2.0, 3.0]), xn.get_backend("numpy"), "float32")
+    >>> w.device.dtype, w.batch_sums(np.array([3, 1, 0, 2]), 3)
+    (dtype('float32'), [4.0, 2.0])
+    """
+
+    def __init__(self, w: Any, backend: Backend, dtype: str):
+        self.backend = backend
+        #: In the checked dtype: batch sums are scikit-learn's to the bit.
+        self.host = w if isinstance(w, np.ndarray) else to_numpy(w)
+        target = backend.dtype(dtype)
+        if backend.owns(w):
+            self.device = w if w.dtype == target else backend.xp.astype(w, target)
+        else:
+            self.device = backend.asarray(self.host.astype(dtype, copy=False), dtype=target)
+
+    def subset(self, idx: np.ndarray) -> Weights:
+        """The weights of rows ``idx`` (host indices) as a new :class:`Weights`."""
+        new = object.__new__(Weights)
+        new.backend, new.host = self.backend, self.host[idx]
+        new.device = take_on_device(self.backend, self.device, device_index(self.backend, idx))
+        return new
+
+    def take(self, idx: Any) -> Any:
+        """The device weights of rows ``idx`` (from :func:`device_index`, or a slice)."""
+        return take_on_device(self.backend, self.device, idx)
+
+    def batch_sums(self, order: np.ndarray | None, batch_size: int) -> list[float]:
+        """The sum of each batch's weights, as scikit-learn sums them, as Python floats.
+
+        ``order`` is the epoch's row order (None: the rows in order).
+
+        Raises
+        ------
+        ZeroDivisionError
+            A batch whose weights sum to zero (scikit-learn's ``np.average`` raises
+            the same, in that batch's step).
+        """
+        host = self.host if order is None else self.host[order]
+        sums = [float(host[lo:lo + batch_size].sum()) for lo in range(0, len(host), batch_size)]
+        zero = [i for i, s in enumerate(sums) if s == 0.0]
+        if zero:
+            lo = zero[0] * batch_size
+            raise ZeroDivisionError(
+                f"Weights sum to zero, can't be normalized: the sample weights of batch "
+                f"{zero[0]} (rows {lo} to {min(lo + batch_size, len(host)) - 1} of the "
+                "epoch's order) sum to zero; give every batch a non-zero weight, e.g. a "
+                "larger batch_size or shuffle=True")
+        return sums
+
+
+@dataclass
+class Samples:
+    """The rows, the targets (on the device) and the optional sample weights of a fit.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> from xpnet.sklearn._data import Rows, Samples, Weights
+    >>> b = xn.get_backend("numpy")
+    >>> data = Samples(Rows(np.eye(3), b, "float64", 3), np.arange(3.0),
+    ...                Weights(np.array([1.0, 2.0, 3.0]), b, "float64"))
+    >>> part = data.subset(np.array([2, 0]))
+    >>> part.rows.n, part.Y.tolist(), part.weights.host.tolist()
+    (2, [2.0, 0.0], [3.0, 1.0])
+    """
+
+    rows: Rows
+    Y: Any
+    weights: Weights | None = None
+
+    def subset(self, idx: np.ndarray) -> Samples:
+        """The samples ``idx`` (host indices), a copy."""
+        b = self.rows.backend
+        return Samples(self.rows.subset(idx), take_on_device(b, self.Y, device_index(b, idx)),
+                       None if self.weights is None else self.weights.subset(idx))

@@ -14,6 +14,11 @@ grids only carry over with the same scaling (``sklearn/neural_network/_base.py``
 - the penalty ``alpha / (2 n) * sum(W**2)`` over the weight matrices only (never the
   biases), where ``n`` is the batch's number of rows; its gradient ``alpha / n * W``.
 
+With sample weights each loss is the weighted mean of its :meth:`per_sample` values,
+``sum(w * l) / sum(w)``, and the gradient with respect to the outputs ``w (p - y) /
+sum(w)``: :meth:`xpnet.Loss.weighted_value_and_grad`, scikit-learn's ``np.average``
+with ``weights=``. The penalty's ``n`` is then the batch's ``sum(w)``.
+
 The targets are prepared once by the estimator (labels, indicator matrix or float
 targets on the model's device), so [`Loss.check_target`][xpnet.losses.Loss.check_target]
 passes them through.
@@ -54,6 +59,21 @@ def _clipped(xp: Any, p: Any) -> Any:
     return xp.minimum(xp.maximum(p, eps), 1.0 - eps)
 
 
+def _poisson_terms(xp: Any, output: Any, target: Any) -> tuple[Any, Any]:
+    """``y log(y / p) - y + p`` element by element (0 log 0 = 0), and ``p = exp(output)``."""
+    p = xp.exp(output)
+    pos = target > 0
+    ratio = xp.where(pos, target, xp.ones_like(target)) / p
+    xlogy = xp.where(pos, target * xp.log(ratio), xp.zeros_like(target))
+    return xlogy - target + p, p
+
+
+def _binary_log_terms(xp: Any, p: Any, target: Any) -> Any:
+    """``y log(p) + (1 - y) log(1 - p)`` element by element, ``p`` clipped to ``[eps, 1 - eps]``."""
+    pc = _clipped(xp, p)
+    return target * xp.log(pc) + (1.0 - target) * xp.log(1.0 - pc)
+
+
 class HalfSquaredError(_PreparedTargets):
     """scikit-learn's ``squared_error``: ``mean((p - y)**2) / 2``, gradient ``(p - y) / n``.
 
@@ -75,6 +95,11 @@ class HalfSquaredError(_PreparedTargets):
         d = output - target
         value = 0.5 * xp.mean(d * d)
         return value, (d / float(output.shape[0]) if need_grad else None)
+
+    def per_sample(self, output, target):
+        """Half the mean squared error of each row (over its outputs)."""
+        d = output - target
+        return 0.5 * _namespace_of(output).mean(d * d, axis=1)
 
 
 class HalfPoissonDeviance(_PreparedTargets):
@@ -99,12 +124,14 @@ class HalfPoissonDeviance(_PreparedTargets):
         """Half Poisson deviance and ``(exp(output) - target) / n``."""
         xp = _namespace_of(output)
         n = float(output.shape[0])
-        p = xp.exp(output)
-        pos = target > 0
-        ratio = xp.where(pos, target, xp.ones_like(target)) / p
-        xlogy = xp.where(pos, target * xp.log(ratio), xp.zeros_like(target))
-        value = xp.sum(xlogy - target + p) / n
+        terms, p = _poisson_terms(xp, output, target)
+        value = xp.sum(terms) / n
         return value, ((p - target) / n if need_grad else None)
+
+    def per_sample(self, output, target):
+        """Half the Poisson deviance of each row, summed over its outputs."""
+        xp = _namespace_of(output)
+        return xp.sum(_poisson_terms(xp, output, target)[0], axis=1)
 
     def output_transform(self, output):
         """Predictions: ``exp(output)``."""
@@ -134,9 +161,13 @@ class LogisticLogLoss(_PreparedTargets):
         xp = _namespace_of(output)
         n = float(output.shape[0])
         p = sigmoid(output)
-        pc = _clipped(xp, p)
-        value = -xp.sum(target * xp.log(pc) + (1.0 - target) * xp.log(1.0 - pc)) / n
+        value = -xp.sum(_binary_log_terms(xp, p, target)) / n
         return value, ((p - target) / n if need_grad else None)
+
+    def per_sample(self, output, target):
+        """The clipped binary log loss of each row, summed over its outputs."""
+        xp = _namespace_of(output)
+        return -xp.sum(_binary_log_terms(xp, sigmoid(output), target), axis=1)
 
     def output_transform(self, output):
         """Probabilities: the sigmoid of the outputs."""
@@ -162,10 +193,8 @@ class SoftmaxLogLoss(_PreparedTargets):
         """Clipped log loss of the softmax, and ``(softmax(output) - onehot(target)) / n``."""
         xp = _namespace_of(output)
         n, k = output.shape
-        e = xp.exp(output - xp.max(output, axis=1, keepdims=True))
-        p = e / xp.sum(e, axis=1, keepdims=True)
-        picked = xp.take_along_axis(p, xp.reshape(target, (n, 1)), axis=1)
-        value = -xp.mean(xp.log(_clipped(xp, picked)))
+        p, logs = self._probabilities_and_logs(xp, output, target)
+        value = -xp.mean(logs)
         if not need_grad:
             return value, None
         device = array_api_compat.device(p)
@@ -176,6 +205,17 @@ class SoftmaxLogLoss(_PreparedTargets):
         classes = xp.arange(k, dtype=target.dtype, device=device)
         hit = xp.astype(xp.reshape(target, (n, 1)) == classes, p.dtype)
         return value, (p - hit) / float(n)
+
+    def _probabilities_and_logs(self, xp: Any, output: Any, target: Any) -> tuple[Any, Any]:
+        """The softmax, and the log of each row's clipped probability of its label, (n, 1)."""
+        p = self.output_transform(output)
+        picked = xp.take_along_axis(p, xp.reshape(target, (output.shape[0], 1)), axis=1)
+        return p, xp.log(_clipped(xp, picked))
+
+    def per_sample(self, output, target):
+        """The clipped log loss of each row."""
+        xp = _namespace_of(output)
+        return -xp.reshape(self._probabilities_and_logs(xp, output, target)[1], (-1,))
 
     def output_transform(self, output):
         """Probabilities: the softmax of the outputs."""
@@ -197,7 +237,7 @@ def weight_keys(params: dict) -> list[str]:
 
 
 def add_l2_penalty(value: Any, grads: dict, params: dict, keys: list[str], alpha: float,
-                   n: int) -> Any:
+                   n: float) -> Any:
     """Add scikit-learn's ``alpha / (2 n) * sum(W**2)`` to ``value`` and ``alpha / n * W`` to grads.
 
     Parameters
@@ -212,8 +252,9 @@ def add_l2_penalty(value: Any, grads: dict, params: dict, keys: list[str], alpha
         The weight keys (biases are not penalised).
     alpha : float
         The L2 strength, ``> 0``.
-    n : int
-        Rows in the batch.
+    n : float
+        Rows in the batch, or with sample weights the sum of the batch's weights
+        (scikit-learn's ``sw_sum``).
 
     Returns
     -------

@@ -54,6 +54,13 @@ class _Rule:
         """Apply one step to ``params`` (a dict of arrays) given ``grads``."""
         raise NotImplementedError
 
+    def _add(self, params: dict, k: str, step: Any) -> None:
+        """``params[k] += step``: in place where the backend allows it, else rebinding."""
+        if self.mutable:
+            params[k] += step
+        else:
+            params[k] = params[k] + step
+
     def iteration_ends(self, time_step: int) -> None:
         """End of an epoch; ``time_step`` is the number of training samples seen so far."""
 
@@ -117,11 +124,7 @@ class SGDRule(_Rule):
                 v -= lr * g
             else:
                 v = vel[k] = mom * vel[k] - lr * g
-            step = mom * v - lr * g if self.nesterov else v
-            if self.mutable:
-                params[k] += step
-            else:
-                params[k] = params[k] + step
+            self._add(params, k, mom * v - lr * g if self.nesterov else v)
 
 
 class AdamRule(_Rule):
@@ -168,11 +171,7 @@ class AdamRule(_Rule):
         for k, g in grads.items():
             m, v = self._moments(k, g)
             xp = xp or _namespace_of(v)
-            step = -self.learning_rate * m / (xp.sqrt(v) + self.epsilon)
-            if self.mutable:
-                params[k] += step
-            else:
-                params[k] = params[k] + step
+            self._add(params, k, -self.learning_rate * m / (xp.sqrt(v) + self.epsilon))
 
 
 class AdamWRule(AdamRule):

@@ -9,7 +9,7 @@ from sklearn.utils.metaestimators import available_if
 
 from .. import _checks
 from ..backends import to_numpy
-from ._base import BaseMLP
+from ._base import BaseMLP, average_rows
 from ._losses import HalfPoissonDeviance, HalfSquaredError
 from ._namespaces import as_output
 
@@ -145,35 +145,27 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                              f"(the smallest is {float(xp.min(Y)):g})")
         return Y, None
 
-    def _score_outputs(self, out: Any, Y: Any) -> float:
-        """R^2 (uniform average over outputs), NaN for non-finite predictions, as scikit-learn."""
+    def _score_outputs(self, out: Any, Y: Any, w: Any = None) -> float:
+        """R^2 (uniform average over outputs), NaN for non-finite predictions, as scikit-learn.
+
+        Weighted by ``w`` as ``r2_score(sample_weight=w)``.
+        """
         xp = self.model_.xp
         pred = xp.exp(out) if self.out_activation_ == "exp" else out
         if not bool(xp.all(xp.isfinite(pred))):
             return float("nan")
-        num = xp.sum((Y - pred) ** 2, axis=0)
-        den = xp.sum((Y - xp.mean(Y, axis=0)) ** 2, axis=0)
+        sq_err, sq_dev = (Y - pred) ** 2, (Y - average_rows(xp, Y, w)) ** 2
+        if w is not None:
+            wc = xp.reshape(w, (-1, 1))
+            sq_err, sq_dev = wc * sq_err, wc * sq_dev
+        num, den = xp.sum(sq_err, axis=0), xp.sum(sq_dev, axis=0)
         one = xp.ones_like(num)
         safe = xp.where(den > 0, den, one)
         r2 = xp.where(den > 0, 1.0 - num / safe, xp.where(num == 0, one, xp.zeros_like(num)))
         return float(xp.mean(r2))
 
-    def fit(self, X, y):
-        """Fit the model to ``X`` and targets ``y``.
-
-        Parameters
-        ----------
-        X : array-like or scipy sparse matrix of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-
-        Returns
-        -------
-        self : MLPRegressor
-        """
-        return self._fit(X, y, incremental=False)
-
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """Run one epoch over ``(X, y)``, continuing from the current state.
 
         Not available for ``solver="lbfgs"``.
@@ -182,12 +174,14 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         ----------
         X : array-like or scipy sparse matrix of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,) or float, default=None
+            Per-row weights, as for :meth:`fit`.
 
         Returns
         -------
         self : MLPRegressor
         """
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):
         """Predicted targets.

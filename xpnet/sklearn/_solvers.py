@@ -16,13 +16,21 @@ parameter vector, which lives on the host; each evaluation copies it to the mode
 device, computes the full-batch loss and gradients there, and copies the gradient back
 (one round trip of ``num_params`` floats per evaluation).
 
-NumPy is used on the host for index arrays and for the L-BFGS vector.
+With ``sample_weight`` every loss is the weighted mean over the batch (the model's
+``loss_and_grads(sample_weight=)``) and the L2 term is divided by the sum of the
+batch's weights instead of its rows, as in scikit-learn's ``_backprop``; the sums come
+from the host copy of the weights (:class:`xpnet.sklearn._data.Weights`), so no step
+reads the device. ``loss_`` stays the row-weighted mean of the batch losses, as
+scikit-learn reports it.
+
+NumPy is used on the host for index arrays, the weights' sums and the L-BFGS vector.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -34,47 +42,66 @@ from sklearn.utils.optimize import _check_optimize_result  # scikit-learn's own 
 from .._split import split_rows
 from ..backends import to_numpy
 from ..ops import ops_for
-from ._data import Rows
+from ._data import Samples, device_index, take_on_device
 from ._losses import add_l2_penalty, weight_keys
 
 __all__ = ["fit_stochastic", "fit_lbfgs", "loss_and_grads"]
 
 
-def loss_and_grads(est: Any, Xb: Any, yb: Any, *, decay: bool = True) -> tuple[Any, dict]:
-    """The batch's loss (penalty included) and gradients, as scikit-learn's ``_backprop``."""
+def loss_and_grads(est: Any, Xb: Any, yb: Any, *, weight: Any = None, total: float | None = None,
+                   decay: bool = True) -> tuple[Any, dict]:
+    """The batch's loss (penalty included) and gradients, as scikit-learn's ``_backprop``.
+
+    ``weight`` (device sample weights of the batch) makes the loss the weighted mean
+    (:meth:`xpnet.Sequential.loss_and_grads` with ``sample_weight=``); ``total`` is
+    then the sum of the batch's weights, which divides the L2 term instead of the rows.
+    """
     model = est.model_
     value, grads = model.loss_and_grads(Xb, yb, loss=est._sk_loss(), train=True,
-                                        check_values=False)
+                                        check_values=False, sample_weight=weight)
     alpha = float(est.alpha)
     if decay and alpha > 0 and est.solver != "adamw":
-        value = add_l2_penalty(value, grads, model.params, weight_keys(model.params), alpha,
-                               int(Xb.shape[0]))
+        n = float(Xb.shape[0]) if total is None else total
+        value = add_l2_penalty(value, grads, model.params, weight_keys(model.params), alpha, n)
     return value, grads
 
 
 # ---------------------------------------------------------------------------
 # stochastic solvers
 # ---------------------------------------------------------------------------
-def _split(est: Any, rows: Rows, Y: Any, strata: Any) -> tuple[Rows, Any, tuple | None]:
-    """scikit-learn's early-stopping hold-out (``train_test_split``), or everything."""
+def _split(est: Any, data: Samples, strata: Any) -> tuple[Samples, Samples | None]:
+    """scikit-learn's early-stopping hold-out (``train_test_split``), or everything.
+
+    The sample weights go with their rows (scikit-learn passes them to the same
+    ``train_test_split`` call, which draws the same split). Held-out weights that are
+    all zero, which scikit-learn's weighted score refuses after the first epoch, are
+    refused here before any step, with its message.
+    """
     if not est.early_stopping:
-        return rows, Y, None
-    train_rows, val_rows = split_rows(rows.n, est.validation_fraction, policy="stratified",
-                                      seed=est._random_state, labels=strata,
-                                      name="validation_fraction")
+        return data, None
+    train_rows, val_rows = split_rows(data.rows.n, est.validation_fraction,
+                                      policy="stratified", seed=est._random_state,
+                                      labels=strata, name="validation_fraction")
     train, val = np.asarray(train_rows), np.asarray(val_rows)
     if len(val) < 2:
         raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                          "or the size of your dataset.")
-    xp = est.model_.xp
-    return (rows.subset(train), xp.take(Y, take_y(rows, train), axis=0),
-            (rows.subset(val), xp.take(Y, take_y(rows, val), axis=0)))
+    val_data = data.subset(val)
+    if val_data.weights is not None:
+        _check_validation_weights(val_data.weights.host)
+    return data.subset(train), val_data
 
 
-def take_y(rows: Rows, idx: np.ndarray) -> Any:
-    """Host indices ``idx`` on the targets' device (the targets are always dense)."""
-    b = rows.backend
-    return idx if b.name == "numpy" else b.asarray(idx, dtype=b.xp.int64)
+def _check_validation_weights(w: np.ndarray) -> None:
+    """The errors scikit-learn's weighted accuracy and R^2 raise for these weights."""
+    where = (f"the sample weights of the {len(w)} rows held out for early stopping "
+             "(validation_fraction)")
+    if not w.any():
+        raise ValueError(f"Sample weights must contain at least one non-zero number: {where} "
+                         "are all zero, so the validation score is not defined")
+    if float(w.sum()) == 0.0:
+        raise ZeroDivisionError(f"Weights sum to zero, can't be normalized: {where} sum to "
+                                "zero, so the validation score is not defined")
 
 
 def _batch_size(est: Any, n: int) -> int:
@@ -86,26 +113,36 @@ def _batch_size(est: Any, n: int) -> int:
     return int(min(max(est.batch_size, 1), n))
 
 
-def _epoch(est: Any, rows: Rows, Y: Any, bs: int, order: np.ndarray | None) -> float:
+def _batches(data: Samples, bs: int, order: np.ndarray | None) -> Iterator[tuple]:
+    """``(X, y, weights or None, L2 divisor, rows)`` of each batch, in the epoch's order.
+
+    The weight sums of the whole epoch are taken (and checked) before its first batch.
+    """
+    rows, w = data.rows, data.weights
+    b = rows.backend
+    dev_order: Any = None if order is None else rows.index(order)
+    y_order: Any = None if order is None else device_index(b, order)
+    sums = None if w is None else w.batch_sums(order, bs)
+    for i, lo in enumerate(range(0, rows.n, bs)):
+        sl = slice(lo, min(lo + bs, rows.n))
+        x_idx, y_idx = (sl, sl) if order is None else (dev_order[sl], y_order[sl])
+        size = sl.stop - sl.start
+        yield (rows.take(x_idx), take_on_device(b, data.Y, y_idx),
+               None if w is None else w.take(y_idx), size if sums is None else sums[i], size)
+
+
+def _epoch(est: Any, data: Samples, bs: int, order: np.ndarray | None) -> float:
     """One pass over the rows; returns the mean loss (one read from the device)."""
     model, opt = est.model_, est._optimizer
-    dev_order: Any = None if order is None else rows.index(order)
-    y_order: Any = None if order is None else take_y(rows, order)
-    xp = model.xp
     total: Any = 0.0
-    for lo in range(0, rows.n, bs):
-        sl = slice(lo, min(lo + bs, rows.n))
-        if order is None:
-            Xb, yb = rows.take(sl), Y[sl, ...]
-        else:
-            Xb, yb = rows.take(dev_order[sl]), xp.take(Y, y_order[sl], axis=0)
-        value, grads = loss_and_grads(est, Xb, yb)
-        total = total + value * (sl.stop - sl.start)
+    for Xb, yb, wb, divisor, size in _batches(data, bs, order):
+        value, grads = loss_and_grads(est, Xb, yb, weight=wb, total=float(divisor))
+        total = total + value * size  # scikit-learn weighs each batch by its rows
         opt.update(model.params, grads)
-    return float(total) / rows.n
+    return float(total) / data.rows.n
 
 
-def _end_of_epoch(est: Any, val: tuple | None) -> bool:
+def _end_of_epoch(est: Any, val: Samples | None) -> bool:
     """scikit-learn's bookkeeping after an epoch; True when training should stop."""
     est._update_no_improvement_count(val)
     est._optimizer.iteration_ends(est.t_)
@@ -121,24 +158,24 @@ def _end_of_epoch(est: Any, val: tuple | None) -> bool:
     return False
 
 
-def fit_stochastic(est: Any, rows: Rows, Y: Any, strata: Any, incremental: bool) -> None:
-    """scikit-learn's ``_fit_stochastic``: epochs of mini-batch steps on ``rows``/``Y``."""
+def fit_stochastic(est: Any, data: Samples, strata: Any, incremental: bool) -> None:
+    """scikit-learn's ``_fit_stochastic``: epochs of mini-batch steps on ``data``."""
     if not incremental or getattr(est, "_optimizer", None) is None:
         est._optimizer = est._make_optimizer()
     est._start_stochastic()
-    rows, Y, val = _split(est, rows, Y, strata)
-    bs = _batch_size(est, rows.n)
-    sample_idx = np.arange(rows.n, dtype=int)
+    data, val = _split(est, data, strata)
+    bs = _batch_size(est, data.rows.n)
+    sample_idx = np.arange(data.rows.n, dtype=int)
     model = est.model_
     # the package's per-fit memory setup (the Trainer's): freed step memory is reused
     with ops_for(model.backend).training(num_params=model.num_params,
-                                         n_updates=est.max_iter * -(-rows.n // bs)):
-        _epochs(est, rows, Y, bs, sample_idx, val, incremental)
+                                         n_updates=est.max_iter * -(-data.rows.n // bs)):
+        _epochs(est, data, bs, sample_idx, val, incremental)
     if est.early_stopping:
         est._restore_best()
 
 
-def _epochs(est: Any, rows: Rows, Y: Any, bs: int, sample_idx: np.ndarray, val: tuple | None,
+def _epochs(est: Any, data: Samples, bs: int, sample_idx: np.ndarray, val: Samples | None,
             incremental: bool) -> None:
     try:
         est.n_iter_ = 0
@@ -147,9 +184,9 @@ def _epochs(est: Any, rows: Rows, Y: Any, bs: int, sample_idx: np.ndarray, val: 
             if est.shuffle:
                 sample_idx = sk_shuffle(sample_idx, random_state=est._random_state)
                 order = sample_idx
-            est.loss_ = _epoch(est, rows, Y, bs, order)
+            est.loss_ = _epoch(est, data, bs, order)
             est.n_iter_ += 1
-            est.t_ += rows.n
+            est.t_ += data.rows.n
             est.loss_curve_.append(est.loss_)
             if est.verbose:
                 print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
@@ -181,26 +218,37 @@ def _layout(params: dict) -> list[tuple[str, int, int, tuple]]:
     return out
 
 
-def _full_loss_grad(est: Any, rows: Rows, Y: Any) -> tuple[Any, dict]:
+def _chunk_share(data: Samples, sl: slice, whole: float) -> float:
+    """A chunk's share of the full-batch mean: its rows, or its weights' sum, over the whole."""
+    if data.weights is None:
+        return (sl.stop - sl.start) / whole
+    return float(data.weights.host[sl].sum()) / whole
+
+
+def _full_loss_grad(est: Any, data: Samples) -> tuple[Any, dict]:
     """Loss and gradients over every row (sparse rows: a weighted sum over dense chunks)."""
+    rows, w = data.rows, data.weights
+    whole = float(rows.n) if w is None else float(w.host.sum())
     if not rows.sparse:
-        return loss_and_grads(est, rows.X, Y)
+        return loss_and_grads(est, rows.X, data.Y, weight=None if w is None else w.device,
+                              total=whole)
     total: Any = None
     acc: Any = None
     for sl, block in rows.chunks():
-        w = (sl.stop - sl.start) / rows.n
-        value, grads = loss_and_grads(est, block, Y[sl, ...], decay=False)
-        total = value * w if total is None else total + value * w
-        acc = ({k: g * w for k, g in grads.items()} if acc is None
-               else {k: acc[k] + g * w for k, g in grads.items()})
+        share = _chunk_share(data, sl, whole)
+        value, grads = loss_and_grads(est, block, data.Y[sl, ...],
+                                      weight=None if w is None else w.take(sl), decay=False)
+        total = value * share if total is None else total + value * share
+        acc = ({k: g * share for k, g in grads.items()} if acc is None
+               else {k: acc[k] + g * share for k, g in grads.items()})
     model = est.model_
     if est.alpha > 0 and est.solver != "adamw":
         total = add_l2_penalty(total, acc, model.params, weight_keys(model.params),
-                               float(est.alpha), rows.n)
+                               float(est.alpha), whole)
     return total, acc
 
 
-def fit_lbfgs(est: Any, rows: Rows, Y: Any) -> None:
+def fit_lbfgs(est: Any, data: Samples) -> None:
     """scikit-learn's ``_fit_lbfgs``: L-BFGS-B on the flat parameter vector."""
     model = est.model_
     layout = _layout(model.params)
@@ -212,7 +260,7 @@ def fit_lbfgs(est: Any, rows: Rows, Y: Any) -> None:
 
     def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
         unpack(theta)
-        value, grads = _full_loss_grad(est, rows, Y)
+        value, grads = _full_loss_grad(est, data)
         grad = np.concatenate([to_numpy(grads[k]).ravel() for k, *_ in layout])
         return float(value), grad.astype(np.float64, copy=False)
 
