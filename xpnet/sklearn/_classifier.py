@@ -278,7 +278,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         X : array-like or scipy sparse matrix of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
         sample_weight : array-like of shape (n_samples,) or float, default=None
-            Per-row weights, as for :meth:`fit`.
+            Per-row weights, as for `fit`.
         classes : array-like of shape (n_classes,), default=None
             Every class of the whole problem; required on the first call (not for
             multilabel targets); must be the same on later calls.

@@ -9,7 +9,7 @@ each batch, or each chunk of a full pass, is densified on its own and moved to t
 device, so the dense matrix never exists whole. The arithmetic then is the dense
 arithmetic on the same rows, so sparse and dense input give the same results.
 
-Sample weights (:class:`Weights`) are moved to the device once too, and a host copy
+Sample weights (`Weights`) are moved to the device once too, and a host copy
 is kept: the sum of a batch's weights divides scikit-learn's L2 term, and it is taken
 there, as scikit-learn takes it, before the batch's step (a Python float, no read
 from the device).
@@ -137,7 +137,7 @@ def device_index(backend: Backend, idx: Any) -> Any:
 
 
 def take_on_device(backend: Backend, a: Any, idx: Any) -> Any:
-    """Rows ``idx`` (a slice, or indices from :func:`device_index`) of device array ``a``.
+    """Rows ``idx`` (a slice, or indices from `device_index`) of device array ``a``.
 
     Examples
     --------
@@ -184,14 +184,14 @@ class Weights:
             self.device = backend.asarray(self.host.astype(dtype, copy=False), dtype=target)
 
     def subset(self, idx: np.ndarray) -> Weights:
-        """The weights of rows ``idx`` (host indices) as a new :class:`Weights`."""
+        """The weights of rows ``idx`` (host indices) as a new `Weights`."""
         new = object.__new__(Weights)
         new.backend, new.host = self.backend, self.host[idx]
         new.device = take_on_device(self.backend, self.device, device_index(self.backend, idx))
         return new
 
     def take(self, idx: Any) -> Any:
-        """The device weights of rows ``idx`` (from :func:`device_index`, or a slice)."""
+        """The device weights of rows ``idx`` (from `device_index`, or a slice)."""
         return take_on_device(self.backend, self.device, idx)
 
     def batch_sums(self, order: np.ndarray | None, batch_size: int) -> list[float]:

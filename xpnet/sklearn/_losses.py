@@ -14,10 +14,10 @@ grids only carry over with the same scaling (``sklearn/neural_network/_base.py``
 - the penalty ``alpha / (2 n) * sum(W**2)`` over the weight matrices only (never the
   biases), where ``n`` is the batch's number of rows; its gradient ``alpha / n * W``.
 
-With sample weights each loss is the weighted mean of its :meth:`per_sample` values,
+With sample weights each loss is the weighted mean of its `per_sample` values,
 ``sum(w * l) / sum(w)``, and the gradient with respect to the outputs ``w (p - y) /
-sum(w)``: :meth:`xpnet.Loss.weighted_value_and_grad`, scikit-learn's ``np.average``
-with ``weights=``. The penalty's ``n`` is then the batch's ``sum(w)``.
+sum(w)``: [`Loss.weighted_value_and_grad`][xpnet.Loss.weighted_value_and_grad],
+scikit-learn's ``np.average`` with ``weights=``. The penalty's ``n`` is then the batch's ``sum(w)``.
 
 The targets are prepared once by the estimator (labels, indicator matrix or float
 targets on the model's device), so [`Loss.check_target`][xpnet.losses.Loss.check_target]

@@ -175,7 +175,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         X : array-like or scipy sparse matrix of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
         sample_weight : array-like of shape (n_samples,) or float, default=None
-            Per-row weights, as for :meth:`fit`.
+            Per-row weights, as for `fit`.
 
         Returns
         -------

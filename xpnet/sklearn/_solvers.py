@@ -19,7 +19,7 @@ device, computes the full-batch loss and gradients there, and copies the gradien
 With ``sample_weight`` every loss is the weighted mean over the batch (the model's
 ``loss_and_grads(sample_weight=)``) and the L2 term is divided by the sum of the
 batch's weights instead of its rows, as in scikit-learn's ``_backprop``; the sums come
-from the host copy of the weights (:class:`xpnet.sklearn._data.Weights`), so no step
+from the host copy of the weights (`xpnet.sklearn._data.Weights`), so no step
 reads the device. ``loss_`` stays the row-weighted mean of the batch losses, as
 scikit-learn reports it.
 
@@ -53,8 +53,9 @@ def loss_and_grads(est: Any, Xb: Any, yb: Any, *, weight: Any = None, total: flo
     """The batch's loss (penalty included) and gradients, as scikit-learn's ``_backprop``.
 
     ``weight`` (device sample weights of the batch) makes the loss the weighted mean
-    (:meth:`xpnet.Sequential.loss_and_grads` with ``sample_weight=``); ``total`` is
-    then the sum of the batch's weights, which divides the L2 term instead of the rows.
+    ([`Sequential.loss_and_grads`][xpnet.Sequential.loss_and_grads] with
+    ``sample_weight=``); ``total`` is then the sum of the batch's weights, which divides
+    the L2 term instead of the rows.
     """
     model = est.model_
     value, grads = model.loss_and_grads(Xb, yb, loss=est._sk_loss(), train=True,
