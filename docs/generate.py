@@ -11,8 +11,13 @@ Targets:
   ``docs/generated/examples/<name>.txt`` and its training curves, drawn from the
   ``History`` of the script's first ``fit`` (or ``CallbackList``), in
   ``docs/img/examples/<name>.png``.
-* ``cli``: ``xpnet train --out runs/demo`` for Getting started
-  (``docs/generated/xpnet-train.txt``).
+* ``cli``: ``xpnet train --out runs/demo`` for Getting started and The command line
+  (``docs/generated/xpnet-train.txt``); for The command line also the test accuracy
+  of seeds 0, 1 and 2, three errors with their one-line messages, a second run refused
+  by a busy folder's lock and Ctrl-C on the first (``docs/generated/xpnet-*.txt``).
+* ``performance``: the tables of Performance from the benchmarks' recorded results
+  (``benchmarks/results/*.json``, through ``benchmarks/report_md.py`` and
+  ``benchmarks/bench_onnx.py``) into ``docs/generated/performance/``.
 * ``backends``: the cross-backend table of Backends (``docs/generated/backends-table.md``):
   NumPy vs ``array_api_strict`` vs PyTorch, float32 and float64.
 * ``api``: the index of every public name for the API reference
@@ -172,16 +177,65 @@ def shorten_train_output(text: str, keep: int = 2) -> str:
     return "\n".join(shown) + "\n"
 
 
+_XPNET = [sys.executable, "-m", "xpnet"]
+
+
 def gen_cli(out_dir: Path, work: Path) -> None:
-    xpnet = [sys.executable, "-m", "xpnet"]
-    text = _run([*xpnet, "train", "--out", "runs/demo"], work)
+    text = _run([*_XPNET, "train", "--out", "runs/demo"], work)
     out_dir.mkdir(parents=True, exist_ok=True)
     write(out_dir / "xpnet-train.txt",
           "$ xpnet train --out runs/demo\n" + shorten_train_output(text))
     # Without a usable GPU (CuPy is hidden here): the message and exit status 4.
-    text = _run([*xpnet, "train", "--backend", "cupy"], work, expect_rc=4)
+    text = _run([*_XPNET, "train", "--backend", "cupy"], work, expect_rc=4)
     write(out_dir / "xpnet-train-cupy.txt",
           f"$ xpnet train --backend cupy\n{text}$ echo $?\n4\n")
+    errors = [(["--hidden", "0,5"], 2), (["--backend", "cupy"], 4),
+              (["--optimizer", "sgd", "--lr", "1e4", "--quiet"], 1)]
+    shown = "".join(f"$ xpnet train {' '.join(args)}\n"
+                    + _run([*_XPNET, "train", *args], work, expect_rc=rc)
+                    for args, rc in errors)
+    write(out_dir / "xpnet-errors.txt", shown)
+    seeds = "for s in 0 1 2; do xpnet train --seed $s --no-save --quiet --json " \
+            "| jq .test.accuracy; done"
+    accuracies = [json.loads(_run([*_XPNET, "train", "--seed", str(s), "--no-save",
+                                   "--quiet", "--json"], work))["test"]["accuracy"]
+                  for s in (0, 1, 2)]
+    write(out_dir / "xpnet-train-seeds.txt",
+          f"$ {seeds}\n" + "".join(f"{a!r}\n" for a in accuracies))
+    gen_cli_interrupted(out_dir, work)
+
+
+def gen_cli_interrupted(out_dir: Path, work: Path) -> None:
+    """A second run refused by the first's lock, then Ctrl-C (SIGINT) on the first."""
+    import signal
+    import time
+
+    cmd = ["train", "--out", "runs/a", "--epochs", "1000"]
+    first = subprocess.Popen([*_XPNET, *cmd], cwd=work, env=pinned_env(work),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not (work / "runs" / "a" / "model.safetensors").exists():
+            if first.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"xpnet {' '.join(cmd)} did not finish an epoch:\n"
+                                   f"{first.communicate()[1]}")
+            time.sleep(0.05)
+        second = _run([*_XPNET, "train", "--out", "runs/a"], work, expect_rc=2)
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    if first.returncode != 130:
+        raise RuntimeError(f"Ctrl-C ended xpnet train with {first.returncode}:\n{err}")
+    write(out_dir / "xpnet-train-busy.txt", f"$ xpnet train --out runs/a\n{second}")
+    lines = err.splitlines()
+    epochs = [i for i, line in enumerate(lines) if line.startswith("epoch ")]
+    write(out_dir / "xpnet-train-interrupted.txt",
+          f"$ xpnet {' '.join(cmd)}\n... (the header and {len(epochs) - 1} epochs)\n"
+          + "\n".join(lines[epochs[-1]:]) + "\n")
 
 
 # --------------------------------------------------------------------------- backends
@@ -362,6 +416,14 @@ _VOLATILE = [
     # Why CuPy is unavailable depends on the machine (not installed, or hidden).
     (re.compile(r"((?:backend '?cupy'?|cupy backend) is not available: ).*?(?=; run|$)",
                 re.M), r"\1<why>"),
+    # Who holds a run folder's lock, and since when.
+    (re.compile(r"pid \d+, started [\d\-T:+]+"), "pid <PID>, started <TIME>"),
+]
+# Where Ctrl-C lands: the epoch and step it interrupted, and the lines before it.
+_INTERRUPTED = [
+    (re.compile(r"^\.\.\. \(the header and \d+ epochs\)$", re.M), "... (<N> epochs)"),
+    (re.compile(r"^epoch .*$", re.M), "epoch <the last finished epoch>"),
+    (re.compile(r"epoch \d+(/\d+|, step \d+) is saved"), "epoch <E> is saved"),
 ]
 
 
@@ -394,6 +456,9 @@ def same_magnitudes(shown: str, fresh: str) -> list[str]:
 def compare(name: str, shown: str, fresh: str) -> list[str]:
     if name == "backends-table.md":
         return [f"{name}: {p}" for p in same_magnitudes(shown, fresh)]
+    if name == "xpnet-train-interrupted.txt":
+        for pattern, repl in _INTERRUPTED:
+            shown, fresh = pattern.sub(repl, shown), pattern.sub(repl, fresh)
     if mask(shown) == mask(fresh):
         return []
     diff = difflib.unified_diff(mask(shown).splitlines(), mask(fresh).splitlines(),
