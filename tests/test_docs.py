@@ -30,7 +30,7 @@ DOCS = ROOT / "docs"
 # 79 characters fit a code block at 1280 px with both sidebars (measured in Chromium).
 MAX_CODE_LINE = 79
 # Pages other work is rewriting now; their snippets join the check when it lands.
-NOT_CHECKED_YET = {"datasets.md", "onnx.md", "performance.md", "research.md",
+NOT_CHECKED_YET = {"onnx.md", "performance.md", "research.md",
                    "reliability.md", "sklearn.md"}
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")
                if not p.relative_to(DOCS).as_posix().startswith("generated/"))
