@@ -1,7 +1,7 @@
 """Produce the outputs the docs show, or check that the committed ones are current.
 
     python docs/generate.py                    # regenerate every target
-    python docs/generate.py examples           # only some: examples, cli, backends
+    python docs/generate.py examples cli       # only some targets (list below)
     python docs/generate.py --check            # exit 1 (with a diff) if a shown output changed
 
 Targets:
@@ -18,6 +18,8 @@ Targets:
 * ``performance``: the tables of Performance from the benchmarks' recorded results
   (``benchmarks/results/*.json``, through ``benchmarks/report_md.py`` and
   ``benchmarks/bench_onnx.py``) into ``docs/generated/performance/``.
+* ``onnx``: ``xpnet export`` of a digits run, and its message where ndonnx is not
+  installed (the import made to fail), for the ONNX page (``docs/generated/xpnet-export*.txt``).
 * ``backends``: the cross-backend table of Backends (``docs/generated/backends-table.md``):
   NumPy vs ``array_api_strict`` vs PyTorch, float32 and float64.
 * ``api``: the index of every public name for the API reference
@@ -238,6 +240,32 @@ def gen_cli_interrupted(out_dir: Path, work: Path) -> None:
           + "\n".join(lines[epochs[-1]:]) + "\n")
 
 
+# --------------------------------------------------------------------------- onnx
+
+# ``xpnet export`` as it answers where ndonnx is not installed: the import fails.
+_WITHOUT_NDONNX = ("import sys; sys.modules['ndonnx'] = None; from xpnet.cli import main; "
+                   "sys.exit(main())")
+
+
+def onnx_installed() -> bool:
+    """Whether the ONNX extra's packages are importable here."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("ndonnx", "onnx", "onnxruntime"))
+
+
+def gen_onnx(out_dir: Path, work: Path) -> None:
+    _run([*_XPNET, "train", "--out", "runs/digits", "--quiet"], work)
+    export = ["export", "runs/digits", "digits.onnx", "--outputs", "proba,labels"]
+    text = _run([*_XPNET, *export], work)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write(out_dir / "xpnet-export.txt",
+          f"$ xpnet train --out runs/digits\n$ xpnet {' '.join(export)}\n{text}")
+    missing = ["export", "runs/latest", "model.onnx"]
+    text = _run([sys.executable, "-c", _WITHOUT_NDONNX, *missing], work, expect_rc=2)
+    write(out_dir / "xpnet-export-no-ndonnx.txt", f"$ xpnet {' '.join(missing)}\n{text}")
+
+
 # --------------------------------------------------------------------------- backends
 
 _MEASURE = """
@@ -416,6 +444,8 @@ _VOLATILE = [
     # Why CuPy is unavailable depends on the machine (not installed, or hidden).
     (re.compile(r"((?:backend '?cupy'?|cupy backend) is not available: ).*?(?=; run|$)",
                 re.M), r"\1<why>"),
+    # The ONNX libraries' versions (the check runs with whatever is installed).
+    (re.compile(r"\b(onnxruntime|ndonnx) \d+\.\d+\.\d+"), r"\1 <version>"),
     # Who holds a run folder's lock, and since when.
     (re.compile(r"pid \d+, started [\d\-T:+]+"), "pid <PID>, started <TIME>"),
 ]
@@ -466,7 +496,7 @@ def compare(name: str, shown: str, fresh: str) -> list[str]:
     return [f"{name} changed:\n" + "\n".join(diff)]
 
 
-TARGETS = ("examples", "cli", "backends", "api", "notebook")
+TARGETS = ("examples", "cli", "onnx", "backends", "api", "notebook")
 
 
 def generate(targets: tuple[str, ...], out_dir: Path, img_dir: Path | None) -> None:
@@ -476,6 +506,8 @@ def generate(targets: tuple[str, ...], out_dir: Path, img_dir: Path | None) -> N
             gen_examples(out_dir, img_dir, work)
         if "cli" in targets:
             gen_cli(out_dir, work)
+        if "onnx" in targets:
+            gen_onnx(out_dir, work)
         if "backends" in targets:
             gen_backends(out_dir, work)
         if "api" in targets:
@@ -513,6 +545,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.targets and mnist_test_dir() is None:
         print("MNIST's test files not found: skipping the notebook target", file=sys.stderr)
         targets = tuple(t for t in targets if t != "notebook")
+    if not args.targets and not onnx_installed():
+        print("ndonnx, onnx or onnxruntime not installed: skipping the onnx target",
+              file=sys.stderr)
+        targets = tuple(t for t in targets if t != "onnx")
     if args.check:
         problems = check(targets)
         for p in problems:

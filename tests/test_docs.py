@@ -30,8 +30,11 @@ DOCS = ROOT / "docs"
 # 79 characters fit a code block at 1280 px with both sidebars (measured in Chromium).
 MAX_CODE_LINE = 79
 # Pages other work is rewriting now; their snippets join the check when it lands.
-NOT_CHECKED_YET = {"onnx.md", "performance.md", "research.md",
+NOT_CHECKED_YET = {"performance.md", "research.md",
                    "reliability.md", "sklearn.md"}
+# Pages whose code needs packages that the test extra may not install (ndonnx needs
+# Python 3.11): there the page's snippets are skipped, not failed.
+NEEDS = {"onnx.md": ("ndonnx", "onnx", "onnxruntime")}
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")
                if not p.relative_to(DOCS).as_posix().startswith("generated/"))
 CHECKED = [p for p in PAGES if p not in NOT_CHECKED_YET]
@@ -104,6 +107,8 @@ def run_page(path: Path, tmp_path: Path, monkeypatch) -> list[str]:
 @pytest.mark.parametrize("page", [p for p in CHECKED if any(
     b.lang in ("python", "pycon") for b in fenced_blocks((DOCS / p).read_text()))])
 def test_page_snippets_run_and_show_their_real_output(page, tmp_path, monkeypatch):
+    for module in NEEDS.get(page, ()):
+        pytest.importorskip(module)
     failures = run_page(DOCS / page, tmp_path, monkeypatch)
     assert not failures, "\n\n".join(failures)
 

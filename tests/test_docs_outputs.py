@@ -73,3 +73,9 @@ def test_backends_table_tolerates_a_factor_of_10_and_keeps_zeros():
     assert generate.same_magnitudes(shown, shown.replace("2.4e-7", "3.0e-6"))
     assert generate.same_magnitudes(shown, shown.replace("| 0 |", "| 1.0e-9 |"))
     assert generate.same_magnitudes(shown, shown.replace("bitwise identical", "**differ**"))
+
+
+def test_onnx_outputs_are_current():
+    if not generate.onnx_installed():
+        pytest.skip("ndonnx, onnx or onnxruntime not installed (the onnx extra)")
+    check("onnx")
