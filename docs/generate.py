@@ -106,9 +106,11 @@ def _run(cmd: list[str], work: Path, expect_rc: int = 0) -> str:
     return proc.stdout
 
 
-def write(path: Path, text: str) -> None:
-    """Write ``text`` unless the file already says the same up to timings (no churn)."""
-    if path.exists() and mask(path.read_text()) == mask(text):
+def write(path: Path, text: str, exact: bool = False) -> None:
+    """Write ``text`` unless the file already says the same up to timings (no churn);
+    ``exact``: unless it says exactly the same."""
+    if path.exists() and (path.read_text() == text if exact else
+                          mask(path.read_text()) == mask(text)):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -331,6 +333,17 @@ def gen_backends(out_dir: Path, work: Path) -> None:
     write(out_dir / "backends-table.md", "\n".join(lines) + "\n")
 
 
+# --------------------------------------------------------------------------- performance
+
+def gen_performance(out_dir: Path, work: Path) -> None:
+    """The tables of Performance, from the results the benchmarks recorded."""
+    tables = work / "performance-tables"
+    _run([sys.executable, str(ROOT / "benchmarks" / "report_md.py"), "--write", str(tables)],
+         work)
+    for table in sorted(tables.glob("*.md")):
+        write(out_dir / "performance" / table.name, table.read_text(), exact=True)
+
+
 # --------------------------------------------------------------------------- api
 
 _ROLE = re.compile(r":(?:py:)?(?:func|class|meth|mod|attr|data|exc|obj):`~?([^`]+)`")
@@ -484,19 +497,23 @@ def same_magnitudes(shown: str, fresh: str) -> list[str]:
 
 
 def compare(name: str, shown: str, fresh: str) -> list[str]:
+    """Problems where the ``fresh`` output of file ``name`` differs from the ``shown`` one."""
+    exact = name.startswith("performance/")   # from recorded results: nothing varies
+    name = name.rsplit("/", 1)[-1]
     if name == "backends-table.md":
         return [f"{name}: {p}" for p in same_magnitudes(shown, fresh)]
     if name == "xpnet-train-interrupted.txt":
         for pattern, repl in _INTERRUPTED:
             shown, fresh = pattern.sub(repl, shown), pattern.sub(repl, fresh)
-    if mask(shown) == mask(fresh):
+    if not exact:
+        shown, fresh = mask(shown), mask(fresh)
+    if shown == fresh:
         return []
-    diff = difflib.unified_diff(mask(shown).splitlines(), mask(fresh).splitlines(),
+    diff = difflib.unified_diff(shown.splitlines(), fresh.splitlines(),
                                 f"shown {name}", f"fresh {name}", lineterm="")
     return [f"{name} changed:\n" + "\n".join(diff)]
 
-
-TARGETS = ("examples", "cli", "onnx", "backends", "api", "notebook")
+TARGETS = ("examples", "cli", "onnx", "performance", "backends", "api", "notebook")
 
 
 def generate(targets: tuple[str, ...], out_dir: Path, img_dir: Path | None) -> None:
@@ -508,6 +525,8 @@ def generate(targets: tuple[str, ...], out_dir: Path, img_dir: Path | None) -> N
             gen_cli(out_dir, work)
         if "onnx" in targets:
             gen_onnx(out_dir, work)
+        if "performance" in targets:
+            gen_performance(out_dir, work)
         if "backends" in targets:
             gen_backends(out_dir, work)
         if "api" in targets:
@@ -528,7 +547,7 @@ def check(targets: tuple[str, ...]) -> list[str]:
             if not shown.exists():
                 problems.append(f"{rel}: not generated yet")
                 continue
-            problems += compare(rel.name, shown.read_text(), fresh.read_text())
+            problems += compare(rel.as_posix(), shown.read_text(), fresh.read_text())
         return problems
 
 

@@ -79,3 +79,14 @@ def test_onnx_outputs_are_current():
     if not generate.onnx_installed():
         pytest.skip("ndonnx, onnx or onnxruntime not installed (the onnx extra)")
     check("onnx")
+
+
+def test_performance_tables_are_current():
+    check("performance")
+
+
+def test_recorded_tables_are_compared_exactly():
+    row = "| **xpnet** | 2.40 s | 2.25 s – 2.56 s | 2.17 | 2.16 – 2.18 | 1.00 |\n"
+    assert generate.compare("performance/W2.md", row, row) == []
+    assert generate.compare("performance/W2.md", row, row.replace("2.40 s", "2.41 s"))
+    assert generate.compare("W2.md", row, row.replace("2.40 s", "2.41 s")) == []  # masked
