@@ -79,6 +79,21 @@ def targets_table(targets: list) -> str:
     return "\n".join(out) + "\n"
 
 
+def long_run_table(r: dict) -> str:
+    """Memory over a long ``fit`` (``results/memory.json`` of bench_memory.py)."""
+    first = r["results"][0]
+    warm, epochs = first["warmup_epochs"], first["epochs"]
+    out = [f"| Scenario | RSS after epoch {warm} | Peak RSS after epoch {warm} | "
+           f"Peak RSS after epoch {epochs} | Peak growth | RSS trend after epoch {warm} |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for e in r["results"]:
+        out.append(f"| {e['scenario']} | {e['rss_after_warmup_mib']:.1f} MiB | "
+                   f"{e['peak_rss_after_warmup_mib']:.1f} MiB | {e['peak_rss_end_mib']:.1f} MiB | "
+                   f"{e['peak_growth_pct']:.2f} % | "
+                   f"{e['rss_slope_kib_per_epoch']:+.2f} KiB/epoch |")
+    return "\n".join(out) + "\n"
+
+
 def cpu_tables(r: dict) -> str:
     out = [workload_table(w, wd) for w, wd in r["workloads"].items()]
     if r.get("memory"):
@@ -92,7 +107,8 @@ def tables(d: Path) -> dict[str, str]:
     """Every table of docs/performance.md from the results in ``d``: name -> Markdown.
 
     The names: each workload of cpu.json (``W1``, ``W2``, ``W3``, ``infer``, ``W2f64``),
-    ``memory``, ``targets``, ``scaling`` and ``onnx``, where the files hold them.
+    ``memory``, ``targets``, ``scaling``, ``onnx`` and ``memory-long-run`` (for
+    docs/reliability.md), where the files hold them.
     """
     found: dict[str, str] = {}
     if (d / "cpu.json").exists():
@@ -104,6 +120,8 @@ def tables(d: Path) -> dict[str, str]:
             found["targets"] = targets_table(r["targets"])
     if (d / "scaling.json").exists():
         found["scaling"] = scaling_table(json.loads((d / "scaling.json").read_text()))
+    if (d / "memory.json").exists():
+        found["memory-long-run"] = long_run_table(json.loads((d / "memory.json").read_text()))
     if (d / "onnx.json").exists():
         from bench_onnx import table
 

@@ -15,9 +15,9 @@ Targets:
   (``docs/generated/xpnet-train.txt``); for The command line also the test accuracy
   of seeds 0, 1 and 2, three errors with their one-line messages, a second run refused
   by a busy folder's lock and Ctrl-C on the first (``docs/generated/xpnet-*.txt``).
-* ``performance``: the tables of Performance from the benchmarks' recorded results
-  (``benchmarks/results/*.json``, through ``benchmarks/report_md.py`` and
-  ``benchmarks/bench_onnx.py``) into ``docs/generated/performance/``.
+* ``performance``: the tables of Performance, and Reliability's long-run memory
+  table, from the benchmarks' recorded results (``benchmarks/results/*.json``, through
+  ``benchmarks/report_md.py``) into ``docs/generated/performance/``.
 * ``onnx``: ``xpnet export`` of a digits run, and its message where ndonnx is not
   installed (the import made to fail), for the ONNX page (``docs/generated/xpnet-export*.txt``).
 * ``backends``: the cross-backend table of Backends (``docs/generated/backends-table.md``):
