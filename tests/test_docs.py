@@ -249,6 +249,33 @@ def test_nav_lists_every_page():
         assert f" {page}" in nav or f"- {page}" in nav, f"{page} is not in mkdocs.yml's nav"
 
 
+# ``pip install xpnet`` or ``"xpnet[cuda12]"``: by a name no package index serves yet
+# (``"xpnet[extra]"`` and ``"xpnet[...]"`` name the form error messages use, to explain it).
+_BY_NAME = re.compile(r"""pip install (?:-\S+ )*["']?xpnet(?:\[(?!extra\]|\.\.\.\])|["'\s]|$)""")
+
+
+def test_install_commands_install_from_a_clone_or_a_wheel():
+    """Commands a reader types install ``.``/``".[extra]"`` or a wheel, never the name
+    (which only installation.md explains, as error messages use it)."""
+    wrong = []
+    for path in [ROOT / "README.md", *(DOCS / p for p in PAGES)]:
+        text = path.read_text()
+        commands = [b.code for b in fenced_blocks(text) if "output" not in b.classes]
+        commands += re.findall(r"`(pip install [^`]+)`", text)
+        wrong += [f"{path.name}: {line.strip()}" for code in commands
+                  for line in code.splitlines() if _BY_NAME.search(line)
+                  and not line.lstrip().startswith((">>>", "xpnet:"))]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_readme_quick_start_accuracy_is_the_generated_one():
+    """The README's "about N%" is what ``xpnet train`` printed in the generated run."""
+    shown = (DOCS / "generated" / "xpnet-train.txt").read_text()
+    accuracy = float(re.search(r"test accuracy\s*│\s*([\d.]+)", shown).group(1))
+    readme = (ROOT / "README.md").read_text()
+    assert f"test accuracy (about {round(accuracy * 100)}%)" in readme
+
+
 @pytest.mark.skipif(os.name == "nt", reason="paths")
 def test_readme_install_commands_match_the_installation_page():
     readme = (ROOT / "README.md").read_text()
