@@ -29,14 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 # 79 characters fit a code block at 1280 px with both sidebars (measured in Chromium).
 MAX_CODE_LINE = 79
-# Pages other work is rewriting now; their snippets join the check when it lands.
-NOT_CHECKED_YET = {"sklearn.md"}
 # Pages whose code needs packages that the test extra may not install (ndonnx needs
 # Python 3.11): there the page's snippets are skipped, not failed.
 NEEDS = {"onnx.md": ("ndonnx", "onnx", "onnxruntime")}
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")
                if not p.relative_to(DOCS).as_posix().startswith("generated/"))
-CHECKED = [p for p in PAGES if p not in NOT_CHECKED_YET]
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
 
@@ -103,7 +100,7 @@ def run_page(path: Path, tmp_path: Path, monkeypatch) -> list[str]:
     return failures
 
 
-@pytest.mark.parametrize("page", [p for p in CHECKED if any(
+@pytest.mark.parametrize("page", [p for p in PAGES if any(
     b.lang in ("python", "pycon") for b in fenced_blocks((DOCS / p).read_text()))])
 def test_page_snippets_run_and_show_their_real_output(page, tmp_path, monkeypatch):
     for module in NEEDS.get(page, ()):
@@ -130,7 +127,7 @@ def code_lines(page: str):
                 yield f"{page}:{b.line + k + 1}", line
 
 
-@pytest.mark.parametrize("page", CHECKED)
+@pytest.mark.parametrize("page", PAGES)
 def test_code_lines_fit_the_page(page):
     too_long = [f"{where}: {len(line)} characters: {line[:50]}..."
                 for where, line in code_lines(page) if len(line) > MAX_CODE_LINE]
