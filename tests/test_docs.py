@@ -109,21 +109,34 @@ def test_page_snippets_run_and_show_their_real_output(page, tmp_path, monkeypatc
     assert not failures, "\n\n".join(failures)
 
 
-def code_lines(page: str):
-    """``(where, line)`` for every code line a page shows, scripts from docs/ included.
+def included_lines(spec: str) -> list[tuple[int, str]]:
+    """``(line number, line)`` of what ``--8<-- "path[:section]"`` includes."""
+    path, _, section = spec.partition(":")
+    lines = list(enumerate((ROOT / path).read_text().splitlines(), start=1))
+    if not section:
+        return lines
+    start = next(i for i, line in lines if line.endswith(f"--8<-- [start:{section}]"))
+    end = next(i for i, line in lines if line.endswith(f"--8<-- [end:{section}]"))
+    return lines[start:end - 1]
 
-    Program outputs (``{.text .output}``, wrapped by the stylesheet) and the example
-    scripts (shown folded, and held to the package's line length by ruff) are left out.
+
+def code_lines(page: str):
+    """``(where, line)`` for every code line a page shows, included files too.
+
+    Program outputs (``{.text .output}``, wrapped by the stylesheet) and whole example
+    scripts (shown folded, and held to the package's line length by ruff) are left out;
+    files from docs/ and sections of scripts (``--8<-- "file.py:name"``, shown open)
+    count.
     """
     for b in fenced_blocks((DOCS / page).read_text()):
         if "output" in b.classes:
             continue
         for k, line in enumerate(b.code.splitlines()):
-            m = re.match(r'--8<-- "(docs/[^":]+)', line.strip())
-            if m:
-                for j, inc in enumerate((ROOT / m.group(1)).read_text().splitlines()):
-                    yield f"{m.group(1)}:{j + 1}", inc
-            else:
+            m = re.match(r'--8<-- "([^"]+)"', line.strip())
+            if m and (m.group(1).startswith("docs/") or ":" in m.group(1)):
+                for j, inc in included_lines(m.group(1)):
+                    yield f"{m.group(1).partition(':')[0]}:{j}", inc
+            elif not m:
                 yield f"{page}:{b.line + k + 1}", line
 
 
