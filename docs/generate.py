@@ -206,7 +206,8 @@ def gen_cli(out_dir: Path, work: Path) -> None:
                   for s in (0, 1, 2)]
     write(out_dir / "xpnet-train-seeds.txt",
           f"$ {seeds}\n" + "".join(f"{a!r}\n" for a in accuracies))
-    gen_cli_interrupted(out_dir, work)
+    if os.name == "posix":   # signals and the folder lock as on Linux and macOS
+        gen_cli_interrupted(out_dir, work)
 
 
 def gen_cli_interrupted(out_dir: Path, work: Path) -> None:
