@@ -3,6 +3,9 @@
 
     python benchmarks/report_md.py                 # both files from benchmarks/results/
     python benchmarks/report_md.py --dir /tmp/out  # elsewhere
+    python benchmarks/report_md.py --write DIR     # each table (onnx.json's too) in a file
+
+``python docs/generate.py performance`` writes the files the page includes this way.
 """
 
 from __future__ import annotations
@@ -27,43 +30,103 @@ def _s(t: float) -> str:
     return f"{t:.2f} s" if t >= 1 else f"{t * 1e3:.1f} ms"
 
 
-def cpu_tables(r: dict) -> str:
-    out = []
-    for w, wd in r["workloads"].items():
-        out.append(f"**{TITLES.get(w, w)}** ({UNITS.get(wd['unit'], wd['unit'])})\n")
-        extra = w == "infer"
-        head = ("| implementation | median | min – max | × GEMM floor | × floor, IQR | "
-                "xpnet ÷ this |")
-        sep = "| --- | ---: | ---: | ---: | ---: | ---: |"
+def _range(lo: float, hi: float) -> str:
+    """``lo – hi`` with the unit written once where both share it: ``48.8 – 65.1 ms``."""
+    a, b = _s(lo), _s(hi)
+    if a.split()[1] == b.split()[1]:
+        return f"{a.split()[0]} – {b}"
+    return f"{a} – {b}"
+
+
+def workload_table(w: str, wd: dict) -> str:
+    """One workload's title and table: each implementation's time and ratios."""
+    out = [f"**{TITLES.get(w, w)}** ({UNITS.get(wd['unit'], wd['unit'])})\n"]
+    extra = w == "infer"
+    head = "| implementation | median | min – max | × GEMM floor (IQR) | xpnet ÷ this |"
+    sep = "| --- | ---: | ---: | ---: | ---: |"
+    if extra:
+        head += " rows/s |"
+        sep += " ---: |"
+    out += [head, sep]
+    for name, e in wd["impls"].items():
+        label = f"**{e['label']}**" if name == "xpnet" else e["label"]
+        iqr = (f" ({e['x_floor_q1']:.2f} – {e['x_floor_q3']:.2f})"
+               if "x_floor_q1" in e and name != "floor" else "")
+        row = (f"| {label} | {_s(e['median'])} | {_range(e['min'], e['max'])} | "
+               f"{e['x_floor']:.2f}{iqr} | {e['xpnet_over_this']:.2f} |")
         if extra:
-            head += " rows/s |"
-            sep += " ---: |"
-        out += [head, sep]
-        for name, e in wd["impls"].items():
-            label = f"**{e['label']}**" if name == "xpnet" else e["label"]
-            iqr = (f"{e['x_floor_q1']:.2f} – {e['x_floor_q3']:.2f}"
-                   if "x_floor_q1" in e and name != "floor" else "")
-            row = (f"| {label} | {_s(e['median'])} | {_s(e['min'])} – {_s(e['max'])} | "
-                   f"{e['x_floor']:.2f} | {iqr} | {e['xpnet_over_this']:.2f} |")
-            if extra:
-                row += f" {e['rows_per_second']:,.0f} |"
-            out.append(row)
-        out.append("")
-    mem = r.get("memory")
-    if mem:
-        out += ["| implementation (one W2 epoch, fresh process) | peak RSS above baseline | "
-                "baseline (library + data) |", "| --- | ---: | ---: |"]
-        for e in mem.values():
-            if "peak_above_baseline_mib" in e:
-                out.append(f"| {e['label']} | {e['peak_above_baseline_mib']:.1f} MiB | "
-                           f"{e['baseline_mib']:.0f} MiB |")
-        out.append("")
+            row += f" {e['rows_per_second']:,.0f} |"
+        out.append(row)
+    return "\n".join(out) + "\n"
+
+
+def memory_table(mem: dict) -> str:
+    """Peak resident memory above the baseline, one row per implementation."""
+    out = ["| implementation (one W2 epoch, fresh process) | peak RSS above baseline | "
+           "baseline (library + data) |", "| --- | ---: | ---: |"]
+    for e in mem.values():
+        if "peak_above_baseline_mib" in e:
+            out.append(f"| {e['label']} | {e['peak_above_baseline_mib']:.1f} MiB | "
+                       f"{e['baseline_mib']:.0f} MiB |")
+    return "\n".join(out) + "\n"
+
+
+def targets_table(targets: list) -> str:
+    """Each target, the value now, and whether it is met."""
+    out = ["| target | now | met |", "| --- | --- | --- |"]
+    for t in targets:
+        out.append(f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |")
+    return "\n".join(out) + "\n"
+
+
+def long_run_table(r: dict) -> str:
+    """Memory over a long ``fit`` (``results/memory.json`` of bench_memory.py)."""
+    first = r["results"][0]
+    warm, epochs = first["warmup_epochs"], first["epochs"]
+    out = [f"| Scenario | RSS after epoch {warm} | Peak RSS after epoch {warm} | "
+           f"Peak RSS after epoch {epochs} | Peak growth | RSS trend after epoch {warm} |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for e in r["results"]:
+        out.append(f"| {e['scenario']} | {e['rss_after_warmup_mib']:.1f} MiB | "
+                   f"{e['peak_rss_after_warmup_mib']:.1f} MiB | {e['peak_rss_end_mib']:.1f} MiB | "
+                   f"{e['peak_growth_pct']:.2f} % | "
+                   f"{e['rss_slope_kib_per_epoch']:+.2f} KiB/epoch |")
+    return "\n".join(out) + "\n"
+
+
+def cpu_tables(r: dict) -> str:
+    out = [workload_table(w, wd) for w, wd in r["workloads"].items()]
+    if r.get("memory"):
+        out.append(memory_table(r["memory"]))
     if r.get("targets"):
-        out += ["| target | now | met |", "| --- | --- | --- |"]
-        for t in r["targets"]:
-            out.append(f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |")
-        out.append("")
+        out.append(targets_table(r["targets"]))
     return "\n".join(out)
+
+
+def tables(d: Path) -> dict[str, str]:
+    """Every table of docs/performance.md from the results in ``d``: name -> Markdown.
+
+    The names: each workload of cpu.json (``W1``, ``W2``, ``W3``, ``infer``, ``W2f64``),
+    ``memory``, ``targets``, ``scaling``, ``onnx`` and ``memory-long-run`` (for
+    docs/reliability.md), where the files hold them.
+    """
+    found: dict[str, str] = {}
+    if (d / "cpu.json").exists():
+        r = json.loads((d / "cpu.json").read_text())
+        found.update({w: workload_table(w, wd) for w, wd in r["workloads"].items()})
+        if r.get("memory"):
+            found["memory"] = memory_table(r["memory"])
+        if r.get("targets"):
+            found["targets"] = targets_table(r["targets"])
+    if (d / "scaling.json").exists():
+        found["scaling"] = scaling_table(json.loads((d / "scaling.json").read_text()))
+    if (d / "memory.json").exists():
+        found["memory-long-run"] = long_run_table(json.loads((d / "memory.json").read_text()))
+    if (d / "onnx.json").exists():
+        from bench_onnx import table
+
+        found["onnx"] = table(json.loads((d / "onnx.json").read_text())) + "\n"
+    return found
 
 
 def scaling_table(r: dict) -> str:
@@ -80,8 +143,16 @@ def scaling_table(r: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dir", default=str(HERE / "results"))
+    p.add_argument("--write", metavar="FOLDER",
+                   help="write each table to FOLDER/<name>.md instead of printing them")
     a = p.parse_args(argv)
     d = Path(a.dir)
+    if a.write:
+        out = Path(a.write)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in tables(d).items():
+            (out / f"{name}.md").write_text(text)
+        return 0
     if (d / "cpu.json").exists():
         r = json.loads((d / "cpu.json").read_text())
         env = r["env"]

@@ -1,7 +1,7 @@
 """Produce the outputs the docs show, or check that the committed ones are current.
 
     python docs/generate.py                    # regenerate every target
-    python docs/generate.py examples           # only some: examples, cli, backends
+    python docs/generate.py examples cli       # only some targets (list below)
     python docs/generate.py --check            # exit 1 (with a diff) if a shown output changed
 
 Targets:
@@ -11,8 +11,15 @@ Targets:
   ``docs/generated/examples/<name>.txt`` and its training curves, drawn from the
   ``History`` of the script's first ``fit`` (or ``CallbackList``), in
   ``docs/img/examples/<name>.png``.
-* ``cli``: ``xpnet train --out runs/demo`` for Getting started
-  (``docs/generated/xpnet-train.txt``).
+* ``cli``: ``xpnet train --out runs/demo`` for Getting started and The command line
+  (``docs/generated/xpnet-train.txt``); for The command line also the test accuracy
+  of seeds 0, 1 and 2, three errors with their one-line messages, a second run refused
+  by a busy folder's lock and Ctrl-C on the first (``docs/generated/xpnet-*.txt``).
+* ``performance``: the tables of Performance, and Reliability's long-run memory
+  table, from the benchmarks' recorded results (``benchmarks/results/*.json``, through
+  ``benchmarks/report_md.py``) into ``docs/generated/performance/``.
+* ``onnx``: ``xpnet export`` of a digits run, and its message where ndonnx is not
+  installed (the import made to fail), for the ONNX page (``docs/generated/xpnet-export*.txt``).
 * ``backends``: the cross-backend table of Backends (``docs/generated/backends-table.md``):
   NumPy vs ``array_api_strict`` vs PyTorch, float32 and float64.
 * ``api``: the index of every public name for the API reference
@@ -99,9 +106,11 @@ def _run(cmd: list[str], work: Path, expect_rc: int = 0) -> str:
     return proc.stdout
 
 
-def write(path: Path, text: str) -> None:
-    """Write ``text`` unless the file already says the same up to timings (no churn)."""
-    if path.exists() and mask(path.read_text()) == mask(text):
+def write(path: Path, text: str, exact: bool = False) -> None:
+    """Write ``text`` unless the file already says the same up to timings (no churn);
+    ``exact``: unless it says exactly the same."""
+    if path.exists() and (path.read_text() == text if exact else
+                          mask(path.read_text()) == mask(text)):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -172,16 +181,92 @@ def shorten_train_output(text: str, keep: int = 2) -> str:
     return "\n".join(shown) + "\n"
 
 
+_XPNET = [sys.executable, "-m", "xpnet"]
+
+
 def gen_cli(out_dir: Path, work: Path) -> None:
-    xpnet = [sys.executable, "-m", "xpnet"]
-    text = _run([*xpnet, "train", "--out", "runs/demo"], work)
+    text = _run([*_XPNET, "train", "--out", "runs/demo"], work)
     out_dir.mkdir(parents=True, exist_ok=True)
     write(out_dir / "xpnet-train.txt",
           "$ xpnet train --out runs/demo\n" + shorten_train_output(text))
     # Without a usable GPU (CuPy is hidden here): the message and exit status 4.
-    text = _run([*xpnet, "train", "--backend", "cupy"], work, expect_rc=4)
+    text = _run([*_XPNET, "train", "--backend", "cupy"], work, expect_rc=4)
     write(out_dir / "xpnet-train-cupy.txt",
           f"$ xpnet train --backend cupy\n{text}$ echo $?\n4\n")
+    errors = [(["--hidden", "0,5"], 2), (["--backend", "cupy"], 4),
+              (["--optimizer", "sgd", "--lr", "1e4", "--quiet"], 1)]
+    shown = "".join(f"$ xpnet train {' '.join(args)}\n"
+                    + _run([*_XPNET, "train", *args], work, expect_rc=rc)
+                    for args, rc in errors)
+    write(out_dir / "xpnet-errors.txt", shown)
+    seeds = "for s in 0 1 2; do xpnet train --seed $s --no-save --quiet --json " \
+            "| jq .test.accuracy; done"
+    accuracies = [json.loads(_run([*_XPNET, "train", "--seed", str(s), "--no-save",
+                                   "--quiet", "--json"], work))["test"]["accuracy"]
+                  for s in (0, 1, 2)]
+    write(out_dir / "xpnet-train-seeds.txt",
+          f"$ {seeds}\n" + "".join(f"{a!r}\n" for a in accuracies))
+    if os.name == "posix":   # signals and the folder lock as on Linux and macOS
+        gen_cli_interrupted(out_dir, work)
+
+
+def gen_cli_interrupted(out_dir: Path, work: Path) -> None:
+    """A second run refused by the first's lock, then Ctrl-C (SIGINT) on the first."""
+    import signal
+    import time
+
+    cmd = ["train", "--out", "runs/a", "--epochs", "1000"]
+    first = subprocess.Popen([*_XPNET, *cmd], cwd=work, env=pinned_env(work),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not (work / "runs" / "a" / "model.safetensors").exists():
+            if first.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"xpnet {' '.join(cmd)} did not finish an epoch:\n"
+                                   f"{first.communicate()[1]}")
+            time.sleep(0.05)
+        second = _run([*_XPNET, "train", "--out", "runs/a"], work, expect_rc=2)
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    if first.returncode != 130:
+        raise RuntimeError(f"Ctrl-C ended xpnet train with {first.returncode}:\n{err}")
+    write(out_dir / "xpnet-train-busy.txt", f"$ xpnet train --out runs/a\n{second}")
+    lines = err.splitlines()
+    epochs = [i for i, line in enumerate(lines) if line.startswith("epoch ")]
+    write(out_dir / "xpnet-train-interrupted.txt",
+          f"$ xpnet {' '.join(cmd)}\n... (the header and {len(epochs) - 1} epochs)\n"
+          + "\n".join(lines[epochs[-1]:]) + "\n")
+
+
+# --------------------------------------------------------------------------- onnx
+
+# ``xpnet export`` as it answers where ndonnx is not installed: the import fails.
+_WITHOUT_NDONNX = ("import sys; sys.modules['ndonnx'] = None; from xpnet.cli import main; "
+                   "sys.exit(main())")
+
+
+def onnx_installed() -> bool:
+    """Whether the ONNX extra's packages are importable here."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("ndonnx", "onnx", "onnxruntime"))
+
+
+def gen_onnx(out_dir: Path, work: Path) -> None:
+    _run([*_XPNET, "train", "--out", "runs/digits", "--quiet"], work)
+    export = ["export", "runs/digits", "digits.onnx", "--outputs", "proba,labels"]
+    text = _run([*_XPNET, *export], work)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write(out_dir / "xpnet-export.txt",
+          f"$ xpnet train --out runs/digits\n$ xpnet {' '.join(export)}\n{text}")
+    missing = ["export", "runs/latest", "model.onnx"]
+    text = _run([sys.executable, "-c", _WITHOUT_NDONNX, *missing], work, expect_rc=2)
+    write(out_dir / "xpnet-export-no-ndonnx.txt", f"$ xpnet {' '.join(missing)}\n{text}")
 
 
 # --------------------------------------------------------------------------- backends
@@ -247,6 +332,17 @@ def gen_backends(out_dir: Path, work: Path) -> None:
                      f"| {_sci(r['grads'])} | {_sci(r['losses'])} | {_sci(r['params'])} |")
     out_dir.mkdir(parents=True, exist_ok=True)
     write(out_dir / "backends-table.md", "\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------- performance
+
+def gen_performance(out_dir: Path, work: Path) -> None:
+    """The tables of Performance, from the results the benchmarks recorded."""
+    tables = work / "performance-tables"
+    _run([sys.executable, str(ROOT / "benchmarks" / "report_md.py"), "--write", str(tables)],
+         work)
+    for table in sorted(tables.glob("*.md")):
+        write(out_dir / "performance" / table.name, table.read_text(), exact=True)
 
 
 # --------------------------------------------------------------------------- api
@@ -367,6 +463,16 @@ _VOLATILE = [
     # Why CuPy is unavailable depends on the machine (not installed, or hidden).
     (re.compile(r"((?:backend '?cupy'?|cupy backend) is not available: ).*?(?=; run|$)",
                 re.M), r"\1<why>"),
+    # The ONNX libraries' versions (the check runs with whatever is installed).
+    (re.compile(r"\b(onnxruntime|ndonnx) \d+\.\d+\.\d+"), r"\1 <version>"),
+    # Who holds a run folder's lock, and since when.
+    (re.compile(r"pid \d+, started [\d\-T:+]+"), "pid <PID>, started <TIME>"),
+]
+# Where Ctrl-C lands: the epoch and step it interrupted, and the lines before it.
+_INTERRUPTED = [
+    (re.compile(r"^\.\.\. \(the header and \d+ epochs\)$", re.M), "... (<N> epochs)"),
+    (re.compile(r"^epoch .*$", re.M), "epoch <the last finished epoch>"),
+    (re.compile(r"epoch \d+(/\d+|, step \d+) is saved"), "epoch <E> is saved"),
 ]
 
 
@@ -397,16 +503,23 @@ def same_magnitudes(shown: str, fresh: str) -> list[str]:
 
 
 def compare(name: str, shown: str, fresh: str) -> list[str]:
+    """Problems where the ``fresh`` output of file ``name`` differs from the ``shown`` one."""
+    exact = name.startswith("performance/")   # from recorded results: nothing varies
+    name = name.rsplit("/", 1)[-1]
     if name == "backends-table.md":
         return [f"{name}: {p}" for p in same_magnitudes(shown, fresh)]
-    if mask(shown) == mask(fresh):
+    if name == "xpnet-train-interrupted.txt":
+        for pattern, repl in _INTERRUPTED:
+            shown, fresh = pattern.sub(repl, shown), pattern.sub(repl, fresh)
+    if not exact:
+        shown, fresh = mask(shown), mask(fresh)
+    if shown == fresh:
         return []
-    diff = difflib.unified_diff(mask(shown).splitlines(), mask(fresh).splitlines(),
+    diff = difflib.unified_diff(shown.splitlines(), fresh.splitlines(),
                                 f"shown {name}", f"fresh {name}", lineterm="")
     return [f"{name} changed:\n" + "\n".join(diff)]
 
-
-TARGETS = ("examples", "cli", "backends", "api", "notebook")
+TARGETS = ("examples", "cli", "onnx", "performance", "backends", "api", "notebook")
 
 
 def generate(targets: tuple[str, ...], out_dir: Path, img_dir: Path | None) -> None:
@@ -416,6 +529,10 @@ def generate(targets: tuple[str, ...], out_dir: Path, img_dir: Path | None) -> N
             gen_examples(out_dir, img_dir, work)
         if "cli" in targets:
             gen_cli(out_dir, work)
+        if "onnx" in targets:
+            gen_onnx(out_dir, work)
+        if "performance" in targets:
+            gen_performance(out_dir, work)
         if "backends" in targets:
             gen_backends(out_dir, work)
         if "api" in targets:
@@ -436,7 +553,7 @@ def check(targets: tuple[str, ...]) -> list[str]:
             if not shown.exists():
                 problems.append(f"{rel}: not generated yet")
                 continue
-            problems += compare(rel.name, shown.read_text(), fresh.read_text())
+            problems += compare(rel.as_posix(), shown.read_text(), fresh.read_text())
         return problems
 
 
@@ -453,6 +570,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.targets and mnist_test_dir() is None:
         print("MNIST's test files not found: skipping the notebook target", file=sys.stderr)
         targets = tuple(t for t in targets if t != "notebook")
+    if not args.targets and not onnx_installed():
+        print("ndonnx, onnx or onnxruntime not installed: skipping the onnx target",
+              file=sys.stderr)
+        targets = tuple(t for t in targets if t != "onnx")
     if args.check:
         problems = check(targets)
         for p in problems:

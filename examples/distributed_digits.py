@@ -7,7 +7,7 @@ Every rank loads the data, builds the model and calls ``fit`` with the same argu
 ``distributed=comm`` makes them one run: each step takes ``--batch-size`` rows on every
 rank, so the global batch is ``--batch-size x ranks``. The learning rate follows the
 linear scaling rule (base rate x ranks, reached after a warm-up). Rank 0 alone prints
-and saves. Needs ``pip install "xpnet[mpi]"`` for more than one process.
+and saves. Needs ``pip install ".[mpi]"`` for more than one process.
 """
 
 from __future__ import annotations

@@ -22,46 +22,56 @@ import xpnet as xn
 
 
 # --8<-- [start:fit_by_hand]
-def fit_by_hand(model, X, y, *, epochs, batch_size, seed, val_fraction, callbacks):
+def fit_by_hand(model, X, y, *, epochs, batch_size, seed, val_fraction,
+                callbacks):
     xp, backend, loss_fn = model.xp, model.backend, model.loss
-    X = backend.asarray(X, dtype=model.dtype)                 # to the device, once
+    # to the device, once
+    X = backend.asarray(X, dtype=model.dtype)
     y = backend.asarray(y)
-    n_val = math.floor(X.shape[0] * val_fraction)             # fit holds out the last rows
+    # fit holds out the last rows
+    n_val = math.floor(X.shape[0] * val_fraction)
     X, y, Xv, yv = X[:-n_val], y[:-n_val], X[-n_val:], y[-n_val:]
     n, steps = X.shape[0], math.ceil(X.shape[0] / batch_size)
     opt = xn.Adam(lr=1e-3)
     opt.state = opt.init(model.params)
-    model.optimizer = opt                                      # saved with the model
-    rng = xn.RNG(seed)                                         # batch order and dropout
-    cbs = xn.training.CallbackList(callbacks, model=model)     # History comes first
-    cbs.on_train_begin({"epochs": epochs, "steps_per_epoch": steps, "samples": n,
-                        "batch_size": batch_size, "has_validation": True})
+    model.optimizer = opt                       # saved with the model
+    rng = xn.RNG(seed)                          # batch order and dropout
+    # History comes first
+    cbs = xn.training.CallbackList(callbacks, model=model)
+    cbs.on_train_begin({"epochs": epochs, "steps_per_epoch": steps,
+                        "samples": n, "batch_size": batch_size,
+                        "has_validation": True})
     for epoch in range(epochs):
         cbs.on_epoch_begin(epoch, {})
         t0 = time.perf_counter()
-        perm = rng.permutation(n, backend)                     # int64, on the device
-        run_loss, run_correct, spare = 0.0, 0.0, {}             # float64 sums, as fit keeps
+        perm = rng.permutation(n, backend)      # int64, on the device
+        # float64 sums, as fit keeps
+        run_loss, run_correct, spare = 0.0, 0.0, {}
         for k in range(steps):
             idx = perm[k * batch_size:(k + 1) * batch_size]
             xb, yb = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
-            loss, grads, out = model.loss_and_grads(xb, yb, check_values=False, rng=rng,
-                                                    return_output=True)
+            loss, grads, out = model.loss_and_grads(
+                xb, yb, check_values=False, rng=rng, return_output=True)
             total = float(loss) + sum(float(xp.sum(g)) for g in grads.values())
-            if not math.isfinite(total) or not opt.update_(    # never apply a bad step
-                    model.params, grads, opt.state, check_finite=True, spare=spare):
+            # never apply a bad step
+            if not math.isfinite(total) or not opt.update_(
+                    model.params, grads, opt.state, check_finite=True,
+                    spare=spare):
                 raise xn.NonFiniteLossError(epoch + 1, k + 1)
             run_loss += float(loss) * idx.shape[0]
             run_correct += float(loss_fn.count_correct(out, yb))
         logs = {"loss": run_loss / n, "accuracy": run_correct / n}
-        logs.update({f"val_{k}": v for k, v in model.evaluate(Xv, yv).items()})
+        val = model.evaluate(Xv, yv)
+        logs.update({f"val_{k}": v for k, v in val.items()})
         logs["lr"] = opt.learning_rate(opt.state["step"] - 1)
         logs["seconds"] = time.perf_counter() - t0
         cbs.on_epoch_end(epoch, logs)
-        if model.stop_training:                                # e.g. EarlyStopping
+        if model.stop_training:                 # e.g. EarlyStopping
             break
     cbs.on_train_end({})
-    state = xn.training.TrainState(epoch=epoch + 1, seed=seed, rng=rng.get_state(),
-                                   history=cbs.history.to_dict()["history"])
+    history = cbs.history.to_dict()["history"]
+    state = xn.training.TrainState(epoch=epoch + 1, seed=seed,
+                                   rng=rng.get_state(), history=history)
     return cbs.history, state
 # --8<-- [end:fit_by_hand]
 

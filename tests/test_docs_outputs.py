@@ -73,3 +73,20 @@ def test_backends_table_tolerates_a_factor_of_10_and_keeps_zeros():
     assert generate.same_magnitudes(shown, shown.replace("2.4e-7", "3.0e-6"))
     assert generate.same_magnitudes(shown, shown.replace("| 0 |", "| 1.0e-9 |"))
     assert generate.same_magnitudes(shown, shown.replace("bitwise identical", "**differ**"))
+
+
+def test_onnx_outputs_are_current():
+    if not generate.onnx_installed():
+        pytest.skip("ndonnx, onnx or onnxruntime not installed (the onnx extra)")
+    check("onnx")
+
+
+def test_performance_tables_are_current():
+    check("performance")
+
+
+def test_recorded_tables_are_compared_exactly():
+    row = "| **xpnet** | 2.40 s | 2.25 s – 2.56 s | 2.17 | 2.16 – 2.18 | 1.00 |\n"
+    assert generate.compare("performance/W2.md", row, row) == []
+    assert generate.compare("performance/W2.md", row, row.replace("2.40 s", "2.41 s"))
+    assert generate.compare("W2.md", row, row.replace("2.40 s", "2.41 s")) == []  # masked

@@ -291,6 +291,7 @@ def _open_records(run: _Run) -> None:
 def _announce(run: _Run) -> None:
     """Tell the user what is about to happen (standard error)."""
     from .._version import __version__
+    from ..schedules import describe_lr
 
     s, ds, backend = run.s, run.ds, run.backend
     con = console(stderr=True, quiet=run.args.quiet)
@@ -305,12 +306,21 @@ def _announce(run: _Run) -> None:
               f"{run.model.num_params:,} parameters")
     batch = f"{run.global_bs} ({run.bs} x {run.comm.size} ranks)" if run.comm.size > 1 \
         else f"{run.bs}"
-    con.print(f"training {run.optimizer!r}, schedule {s['schedule']}, batch {batch}, "
-              f"{s['epochs']} epoch{'s' if s['epochs'] != 1 else ''} ({run.steps} steps each)")
+    con.print(f"training {_optimizer_text(s)}, batch {batch}, {s['epochs']} "
+              f"epoch{'s' if s['epochs'] != 1 else ''} of {run.steps} steps")
+    con.print(f"lr       {describe_lr(run.optimizer.lr)}")
     if run.resume is not None:
         con.print(f"resuming {run.out} after epoch {run.resume.get('epoch', 0)}")
     if run.out is not None:
         con.print(f"output   {run.out}")
+
+
+def _optimizer_text(s: dict[str, Any]) -> str:
+    """The optimizer's name and the settings that are not zero, e.g. ``sgd (momentum 0.9)``."""
+    extras = [f"{label} {s[key]:g}" for key, label in (("momentum", "momentum"),
+                                                       ("weight_decay", "weight decay"))
+              if s.get(key)]
+    return s["optimizer"] + (f" ({', '.join(extras)})" if extras else "")
 
 
 def _sizes(run: _Run) -> str:
