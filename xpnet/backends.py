@@ -335,20 +335,23 @@ def dtype_name(dtype: Any) -> str:
     >>> xn.backends.dtype_name(np.dtype("float32")), xn.backends.dtype_name(np.int64)
     ('float32', 'int64')
     """
+    # keyed with the type first: dtypes of two libraries never get compared (array_api_strict
+    # warns when its dtypes are compared with NumPy's)
+    key = (type(dtype), dtype)
     try:
-        return _DTYPE_NAMES[dtype]
+        return _DTYPE_NAMES[key]
     except (KeyError, TypeError):  # not seen yet, or unhashable
         pass
     name = _dtype_name(dtype)
     try:
         if len(_DTYPE_NAMES) < 256:
-            _DTYPE_NAMES[dtype] = name
+            _DTYPE_NAMES[key] = name
     except TypeError:
         pass
     return name
 
 
-_DTYPE_NAMES: dict[Any, str] = {}  # str(dtype) costs microseconds, paid per training step
+_DTYPE_NAMES: dict[tuple[type, Any], str] = {}  # str(dtype) costs microseconds, per step
 
 
 def _dtype_name(dtype: Any) -> str:
