@@ -8,8 +8,8 @@ wider than the block) and tables wider than the content column (mkdocs-material 
 lets the table scroll inside its own frame, which hides columns). Blocks inside a
 collapsed ``??? example`` (the included source files) and API signatures are counted
 apart. Exit status 1 when a prose code block or a table overflows at the first width,
-or when a whole page scrolls sideways at any width. (At a phone's width code lines
-longer than about 40 characters scroll inside their block, as on any site.)
+or when a whole page scrolls sideways at any width. (At a phone's width the site's
+stylesheet wraps code lines and table cells, so nothing should overflow there either.)
 
 Needs ``pip install playwright`` and a Chromium: the one ``playwright install
 chromium`` downloads, or a system one passed with ``--chromium`` (found on PATH as
