@@ -432,23 +432,12 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
                     device: Any = None) -> Checkpoint:
     """Load a model, its optimizer state and training position from a checkpoint.
 
-    Parameters
-    ----------
-    path : str or Path
-    backend : str or Backend
-        Where to put the tensors; any backend can load a file saved from any other.
-    device : optional
+    It takes the arguments and raises the errors of [`load`][xpnet.checkpoint.load],
+    which returns only the ``model`` of this result.
 
     Returns
     -------
     Checkpoint
-
-    Raises
-    ------
-    CheckpointError
-        For a file that is not a checkpoint, is truncated or corrupted, or
-        whose tensors do not match its architecture.
-    FileNotFoundError
 
     Examples
     --------
@@ -497,17 +486,19 @@ def load(path: str | os.PathLike, *, backend: str | Backend = "auto",
     backend : str or Backend
         Where to put the tensors; any backend can load a file saved from any other.
     device : optional
+        Device on the backend.
 
     Returns
     -------
     Sequential
-        With ``model.optimizer`` restored when the file holds one.
+        With ``model.optimizer`` restored when the file holds one; the training
+        position is in [`load_checkpoint`][xpnet.checkpoint.load_checkpoint]'s result.
 
     Raises
     ------
     CheckpointError
-        For a file that is not a valid checkpoint (see
-        [`load_checkpoint`][xpnet.checkpoint.load_checkpoint]).
+        For a file that is not a checkpoint, is truncated or corrupted, or whose
+        tensors do not match its architecture.
     FileNotFoundError
 
     Examples

@@ -1,4 +1,18 @@
-"""Weight initializers, drawn on the host so every backend starts identical."""
+"""Weight initializers, drawn on the host so every backend starts identical.
+
+Every initializer is called the same way, ``init(shape, rng, backend, dtype)``, and
+returns a new array of that shape and dtype on the backend's device:
+
+- ``shape``: a tuple of int; for a weight matrix ``(fan_in, fan_out)``, from which
+  the He and Glorot initializers take their scale.
+- ``rng``: the [`RNG`][xpnet.random.RNG] the values are drawn from, on the host, so
+  that one seed gives the same weights on every backend.
+- ``backend``: the [`Backend`][xpnet.backends.Backend] whose device holds the result.
+- ``dtype``: a floating dtype of that backend's namespace, e.g. ``backend.xp.float32``.
+
+[`get_initializer`][xpnet.initializers.get_initializer] looks one up by name, and
+returns a function of this form of your own as it is.
+"""
 
 from __future__ import annotations
 
@@ -16,16 +30,8 @@ __all__ = ["glorot_uniform", "he_normal", "he_uniform", "uniform", "zeros", "get
 def he_normal(shape: tuple[int, int], rng: RNG, backend: Backend, dtype: Any) -> Any:
     """He (Kaiming) normal: N(0, 2 / fan_in). The default for ReLU-family nets.
 
-    Parameters
-    ----------
-    shape : (fan_in, fan_out)
-    rng : RNG
-    backend : Backend
-    dtype : dtype of the backend
-
-    Returns
-    -------
-    array
+    ``shape`` is ``(fan_in, fan_out)``; the arguments, the same for every initializer,
+    are described in [`xpnet.initializers`][].
 
     Examples
     --------
@@ -41,16 +47,8 @@ def he_normal(shape: tuple[int, int], rng: RNG, backend: Backend, dtype: Any) ->
 def he_uniform(shape: tuple[int, int], rng: RNG, backend: Backend, dtype: Any) -> Any:
     """He uniform: U(-a, a) with a = sqrt(6 / fan_in).
 
-    Parameters
-    ----------
-    shape : (fan_in, fan_out)
-    rng : RNG
-    backend : Backend
-    dtype : dtype of the backend
-
-    Returns
-    -------
-    array
+    The variance of [`he_normal`][xpnet.initializers.he_normal], within bounds.
+    ``shape`` is ``(fan_in, fan_out)``; for the arguments see [`xpnet.initializers`][].
 
     Examples
     --------
@@ -67,18 +65,8 @@ def he_uniform(shape: tuple[int, int], rng: RNG, backend: Backend, dtype: Any) -
 def glorot_uniform(shape: tuple[int, int], rng: RNG, backend: Backend, dtype: Any) -> Any:
     """Glorot (Xavier) uniform: U(-a, a) with a = sqrt(6 / (fan_in + fan_out)).
 
-    The default for tanh and sigmoid nets.
-
-    Parameters
-    ----------
-    shape : (fan_in, fan_out)
-    rng : RNG
-    backend : Backend
-    dtype : dtype of the backend
-
-    Returns
-    -------
-    array
+    The default for tanh and sigmoid nets. ``shape`` is ``(fan_in, fan_out)``; the
+    arguments are those of [every initializer][xpnet.initializers].
 
     Examples
     --------
@@ -96,17 +84,16 @@ def uniform(shape: tuple[int, ...], rng: RNG, backend: Backend, dtype: Any,
             low: float = -0.5, high: float = 0.5) -> Any:
     """Plain U[low, high), as the original notebook used for its weights.
 
+    Takes the [arguments of every initializer][xpnet.initializers], of any shape, and
+    two of its own.
+
     Parameters
     ----------
-    shape : tuple of int
-    rng : RNG
-    backend : Backend
-    dtype : dtype of the backend
-    low, high : float
-
-    Returns
-    -------
-    array
+    low : float
+        The lower bound, included; the default interval ``[-0.5, 0.5)`` is the
+        notebook's, whatever the shape.
+    high : float
+        The upper bound, excluded.
 
     Examples
     --------
@@ -122,17 +109,8 @@ def uniform(shape: tuple[int, ...], rng: RNG, backend: Backend, dtype: Any,
 def zeros(shape: tuple[int, ...], rng: RNG, backend: Backend, dtype: Any) -> Any:
     """All zeros (biases).
 
-    Parameters
-    ----------
-    shape : tuple of int
-    rng : RNG
-        Unused; present so every initializer has one signature.
-    backend : Backend
-    dtype : dtype of the backend
-
-    Returns
-    -------
-    array
+    The arguments are those of [every initializer][xpnet.initializers], of any shape;
+    ``rng`` is not used, and stays in the signature so that all have one.
 
     Examples
     --------
@@ -161,8 +139,8 @@ def get_initializer(name: str | Callable[..., Any]) -> Callable[..., Any]:
     ----------
     name : str or callable
         One of ``he_normal``, ``he_uniform``, ``glorot_uniform``, ``uniform``,
-        ``zeros``; a callable ``(shape, rng, backend, dtype) -> array`` is
-        returned as is.
+        ``zeros``; a callable ``(shape, rng, backend, dtype) -> array``, called
+        as [every initializer][xpnet.initializers] is, is returned as is.
 
     Returns
     -------

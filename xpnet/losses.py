@@ -559,29 +559,25 @@ for _name, _cls in LOSSES.items():
 def register_loss(cls: type[Loss]) -> type[Loss]:
     """Register a loss class under its ``name`` so that checkpoints rebuild it.
 
-    Usable as a decorator. The class needs a ``name`` of its own (not the
-    base's ``"loss"``, a built-in name or alias, or another registered
-    class's), and a ``get_config()`` that returns its constructor arguments.
-    Registering the same class again (or its redefinition in the same module)
-    is allowed. A registered name also works wherever a loss name does
-    (``MLP(..., loss="my_name")``).
+    It works as [`register_layer`][xpnet.layers.register_layer] does (a decorator
+    that returns ``cls``; one class per name, the same class again is allowed;
+    [`xpnet.save`][] refuses a loss that loading could not rebuild), but the name
+    is the class attribute ``name``, not the class name. A registered name also
+    works wherever a loss name does (``MLP(..., loss="my_name")``).
 
     Parameters
     ----------
     cls : type
-        A [`Loss`][xpnet.losses.Loss] subclass.
-
-    Returns
-    -------
-    type
-        ``cls`` unchanged.
+        A [`Loss`][xpnet.losses.Loss] subclass with a lower-case ``name`` of its own:
+        not the base's ``"loss"``, nor a built-in name or alias.
 
     Raises
     ------
     TypeError
         When ``cls`` is not a [`Loss`][xpnet.losses.Loss] subclass.
     ValueError
-        When its name is missing or belongs to another class.
+        When its ``name`` is missing, not lower case, a built-in alias, or registered
+        for another class.
 
     Examples
     --------

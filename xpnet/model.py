@@ -224,17 +224,9 @@ class Sequential:
         return self._set_trainable(layers, False)
 
     def unfreeze(self, layers: int | list[int] | None = None) -> Sequential:
-        """Make layers trainable again (the inverse of [`freeze`][xpnet.model.Sequential.freeze]).
-
-        Parameters
-        ----------
-        layers : int, list of int, or None
-            Layer indices; None unfreezes all.
-
-        Returns
-        -------
-        Sequential
-            ``self``.
+        """Make layers trainable again: the inverse of
+        [`freeze`][xpnet.model.Sequential.freeze], with the same ``layers`` argument
+        (None unfreezes all); returns ``self``.
 
         Examples
         --------
@@ -479,11 +471,7 @@ class Sequential:
     def predict_proba(self, X: Any, *, batch_size: int | None = 8192) -> Any:
         """Class probabilities (softmax or sigmoid of the outputs).
 
-        Parameters
-        ----------
-        X : array of shape (n, in_features)
-        batch_size : int or None
-            Rows per forward pass (bounds memory); None for one pass.
+        ``X`` and ``batch_size`` are as for [`predict`][xpnet.model.Sequential.predict].
 
         Returns
         -------
@@ -530,13 +518,12 @@ class Sequential:
                  sample_weight: Any = None) -> dict[str, float]:
         """Mean loss (and accuracy for classifiers) on ``(X, y)`` as Python floats.
 
+        ``X`` and ``batch_size`` are as for [`predict`][xpnet.model.Sequential.predict].
+
         Parameters
         ----------
-        X : array of shape (n, in_features)
         y : array
             Integer labels for cross-entropy, targets otherwise.
-        batch_size : int or None
-            Rows per forward pass (bounds memory); None for one pass.
         sample_weight : array of shape (n,), optional
             Weights of the loss: ``loss`` is then ``sum(w_i * l_i) / sum(w_i)``.
             As in Keras' ``evaluate``, ``accuracy`` stays the plain fraction of
@@ -786,6 +773,9 @@ def MLP(sizes: list[int], *, activation: str = "relu", dropout: float = 0.0,
         seed: int = 0) -> Sequential:
     """A multilayer perceptron: Dense -> activation (-> Dropout) ... -> Dense.
 
+    Built as a [`Sequential`][xpnet.model.Sequential], to which ``backend``,
+    ``device``, ``dtype`` and ``seed`` are passed on as they are.
+
     Parameters
     ----------
     sizes : list of int
@@ -799,8 +789,6 @@ def MLP(sizes: list[int], *, activation: str = "relu", dropout: float = 0.0,
     init : str, optional
         Weight initializer; defaults to He normal for ReLU-family activations
         and Glorot uniform for tanh/sigmoid/identity.
-    backend, device, dtype, seed
-        See [`Sequential`][xpnet.model.Sequential].
 
     Returns
     -------

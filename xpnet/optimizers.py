@@ -644,22 +644,15 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum.
 
+    ``lr``, ``weight_decay``, ``decay``, ``clip_norm`` and ``clip_value`` are those of
+    every [`Optimizer`][xpnet.optimizers.Optimizer].
+
     Parameters
     ----------
-    lr : float or Schedule
-        Learning rate, or a schedule ``step -> lr``.
     momentum : float
         In ``[0, 1)``; 0 is plain gradient descent.
     nesterov : bool
         Nesterov momentum (needs ``momentum > 0``).
-    weight_decay : float
-        L2 penalty added to the gradient.
-    decay : {"all", "weights"}, collection of str, or callable
-        Which parameters are decayed (see [`Optimizer`][xpnet.optimizers.Optimizer]).
-    clip_norm : float, optional
-        Clip gradients to this global L2 norm before the update.
-    clip_value : float, optional
-        Clip each gradient element to ``[-clip_value, clip_value]``.
 
     Examples
     --------
@@ -695,22 +688,17 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba), with bias correction; ``weight_decay`` is an L2 term.
 
+    ``lr``, ``weight_decay``, ``decay``, ``clip_norm`` and ``clip_value`` are those of
+    every [`Optimizer`][xpnet.optimizers.Optimizer]; the L2 term joins the gradient
+    before the moments rescale it (for decay kept apart from the gradient, see
+    [`AdamW`][xpnet.optimizers.AdamW]).
+
     Parameters
     ----------
-    lr : float or Schedule
-        Learning rate, or a schedule ``step -> lr``.
     betas : (float, float)
         Decay rates of the first and second moment averages, each in ``[0, 1)``.
     eps : float
         Added to the denominator for stability (> 0).
-    weight_decay : float
-        L2 penalty added to the gradient (coupled; see [`AdamW`][xpnet.optimizers.AdamW]).
-    decay : {"all", "weights"}, collection of str, or callable
-        Which parameters are decayed (see [`Optimizer`][xpnet.optimizers.Optimizer]).
-    clip_norm : float, optional
-        Clip gradients to this global L2 norm before the update.
-    clip_value : float, optional
-        Clip each gradient element to ``[-clip_value, clip_value]``.
 
     Examples
     --------
@@ -758,23 +746,14 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter); default decay 0.01.
 
+    The parameters are [`Adam`][xpnet.optimizers.Adam]'s; only ``weight_decay``
+    differs, in its default and in what it does.
+
     Parameters
     ----------
-    lr : float or Schedule
-        Learning rate, or a schedule ``step -> lr``.
-    betas : (float, float)
-        Decay rates of the first and second moment averages, each in ``[0, 1)``.
-    eps : float
-        Added to the denominator for stability (> 0).
     weight_decay : float
-        Decoupled: ``p *= 1 - lr * weight_decay`` before the Adam step.
-    decay : {"all", "weights"}, collection of str, or callable
-        Which parameters are decayed (see [`Optimizer`][xpnet.optimizers.Optimizer]); ``"weights"``
-        leaves biases undecayed, the usual choice for AdamW.
-    clip_norm : float, optional
-        Clip gradients to this global L2 norm before the update.
-    clip_value : float, optional
-        Clip each gradient element to ``[-clip_value, clip_value]``.
+        Decoupled: ``p *= 1 - lr * weight_decay`` before the Adam step. With
+        ``decay="weights"`` biases are left undecayed, the usual choice for AdamW.
 
     Examples
     --------
@@ -799,10 +778,11 @@ class AdamW(Adam):
 class RMSprop(Optimizer):
     """RMSprop (Hinton), optionally centered and with momentum, as in ``torch.optim``.
 
+    ``lr``, ``weight_decay``, ``decay``, ``clip_norm`` and ``clip_value`` are those of
+    every [`Optimizer`][xpnet.optimizers.Optimizer].
+
     Parameters
     ----------
-    lr : float or Schedule
-        Learning rate, or a schedule ``step -> lr``.
     alpha : float
         Smoothing constant of the squared-gradient average, in ``[0, 1)``.
     eps : float
@@ -811,14 +791,6 @@ class RMSprop(Optimizer):
         In ``[0, 1)``; 0 disables the momentum buffer.
     centered : bool
         Divide by the gradient's estimated variance instead of its second moment.
-    weight_decay : float
-        L2 penalty added to the gradient.
-    decay : {"all", "weights"}, collection of str, or callable
-        Which parameters are decayed (see [`Optimizer`][xpnet.optimizers.Optimizer]).
-    clip_norm : float, optional
-        Clip gradients to this global L2 norm before the update.
-    clip_value : float, optional
-        Clip each gradient element to ``[-clip_value, clip_value]``.
 
     Examples
     --------

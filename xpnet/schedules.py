@@ -64,11 +64,19 @@ class Schedule:
     (0.125, Halving(lr=1.0))
     """
 
+    _arguments: tuple[str, ...] = ()
+    # the constructor's arguments, each held in the attribute of its name: what the
+    # default get_config returns
+
     def __call__(self, step: int) -> float:
         raise NotImplementedError
 
     def get_config(self) -> dict:
         """Constructor arguments for checkpoints.
+
+        The built-in schedules return their constructor's arguments as they were
+        given; a subclass with constructor arguments of its own overrides it to
+        return them, as the class example does.
 
         Returns
         -------
@@ -81,7 +89,7 @@ class Schedule:
         >>> xn.StepDecay(0.1, step_size=100).get_config()
         {'lr': 0.1, 'step_size': 100, 'gamma': 0.1}
         """
-        return {}
+        return {name: getattr(self, name) for name in self._arguments}
 
     def describe(self) -> str:
         """Short text for logs and the optimizer's ``repr`` (default: the ``repr``).
@@ -116,15 +124,13 @@ class Constant(Schedule):
     0.1
     """
 
+    _arguments = ("lr",)
+
     def __init__(self, lr: float):
         self.lr = _check_positive("lr", lr)
 
     def __call__(self, step: int) -> float:
         return self.lr
-
-    def get_config(self) -> dict:
-        """Constructor arguments: ``lr``."""
-        return {"lr": self.lr}
 
     def describe(self) -> str:
         """The rate itself, e.g. ``0.001``."""
@@ -137,14 +143,19 @@ class StepDecay(Schedule):
     Parameters
     ----------
     lr : float
+        The rate of the first ``step_size`` steps, > 0.
     step_size : int
+        Steps between two reductions, > 0.
     gamma : float
+        The factor of each reduction, > 0.
 
     Examples
     --------
     >>> StepDecay(1.0, step_size=10, gamma=0.5)(25)
     0.25
     """
+
+    _arguments = ("lr", "step_size", "gamma")
 
     def __init__(self, lr: float, step_size: int, gamma: float = 0.1):
         self.lr = _check_positive("lr", lr)
@@ -153,10 +164,6 @@ class StepDecay(Schedule):
 
     def __call__(self, step: int) -> float:
         return self.lr * self.gamma ** (step // self.step_size)
-
-    def get_config(self) -> dict:
-        """Constructor arguments: ``lr``, ``step_size``, ``gamma``."""
-        return {"lr": self.lr, "step_size": self.step_size, "gamma": self.gamma}
 
     def describe(self) -> str:
         """E.g. ``step(0.1 x0.5 every 10 steps)``."""
@@ -169,6 +176,7 @@ class ExponentialDecay(Schedule):
     Parameters
     ----------
     lr : float
+        The rate at step 0, > 0.
     gamma : float
         Per-step factor in (0, 1].
 
@@ -178,6 +186,8 @@ class ExponentialDecay(Schedule):
     0.25
     """
 
+    _arguments = ("lr", "gamma")
+
     def __init__(self, lr: float, gamma: float):
         self.lr = _check_positive("lr", lr)
         self.gamma = _check_positive("gamma", gamma)
@@ -186,10 +196,6 @@ class ExponentialDecay(Schedule):
 
     def __call__(self, step: int) -> float:
         return self.lr * self.gamma**step
-
-    def get_config(self) -> dict:
-        """Constructor arguments: ``lr``, ``gamma``."""
-        return {"lr": self.lr, "gamma": self.gamma}
 
     def describe(self) -> str:
         """E.g. ``exponential(0.1 x0.99 per step)``."""
@@ -202,14 +208,19 @@ class CosineDecay(Schedule):
     Parameters
     ----------
     lr : float
+        The rate at step 0, > 0.
     total_steps : int
+        Steps to reach ``min_lr``, > 0; the rate stays there after.
     min_lr : float
+        The final rate, in ``[0, lr]``.
 
     Examples
     --------
     >>> CosineDecay(1.0, total_steps=10)(10)
     0.0
     """
+
+    _arguments = ("lr", "total_steps", "min_lr")
 
     def __init__(self, lr: float, total_steps: int, min_lr: float = 0.0):
         self.lr = _check_positive("lr", lr)
@@ -221,10 +232,6 @@ class CosineDecay(Schedule):
     def __call__(self, step: int) -> float:
         t = min(step, self.total_steps) / self.total_steps
         return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * t))
-
-    def get_config(self) -> dict:
-        """Constructor arguments: ``lr``, ``total_steps``, ``min_lr``."""
-        return {"lr": self.lr, "total_steps": self.total_steps, "min_lr": self.min_lr}
 
     def describe(self) -> str:
         """E.g. ``cosine(0.002 -> 0, 420 steps)``."""
@@ -284,34 +291,31 @@ def register_schedule(cls: type[Schedule]) -> type[Schedule]:
     """Register a [`Schedule`][xpnet.schedules.Schedule] subclass
     so that checkpoints can rebuild it.
 
-    Usable as a decorator. Its ``get_config()`` must return its constructor
-    arguments; a name that belongs to another class is refused. A plain
-    function works as a schedule too, but an optimizer using one is saved
-    with ``xn.save(model, path, optimizer=False)`` only.
+    It works as [`register_layer`][xpnet.layers.register_layer] does: by class name,
+    as a decorator that returns ``cls``, one class per name, and a ``get_config()``
+    that returns the constructor arguments. A subclass of a built-in schedule needs
+    registering too, under its own name. A plain function works as a schedule as
+    well, but an optimizer using one is saved with
+    ``xn.save(model, path, optimizer=False)`` only.
 
     Parameters
     ----------
     cls : type
-
-    Returns
-    -------
-    type
-        ``cls`` unchanged.
+        A [`Schedule`][xpnet.schedules.Schedule] subclass.
 
     Examples
     --------
+    A step decay with a floor; it keeps [`StepDecay`][xpnet.schedules.StepDecay]'s
+    constructor and ``get_config``:
+
     >>> import xpnet as xn
     >>> @xn.schedules.register_schedule
-    ... class Halving(xn.schedules.Schedule):
-    ...     def __init__(self, lr):
-    ...         self.lr = lr
+    ... class FlooredStep(xn.StepDecay):
     ...     def __call__(self, step):
-    ...         return self.lr / 2**step
-    ...     def get_config(self):
-    ...         return {"lr": self.lr}
-    >>> cfg = xn.schedules.schedule_to_config(Halving(1.0))
-    >>> xn.schedules.schedule_from_config(cfg)(2)
-    0.25
+    ...         return max(super().__call__(step), 1e-4)
+    >>> cfg = xn.schedules.schedule_to_config(FlooredStep(0.1, step_size=10))
+    >>> cfg["class"], xn.schedules.schedule_from_config(cfg)(50)
+    ('FlooredStep', 0.0001)
     """
     return _SCHEDULES.register(cls)
 

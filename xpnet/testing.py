@@ -149,8 +149,15 @@ def check_gradients(obj: Any, x: Any, y: Any = None, *, params: dict | None = No
         Layer parameters; by default the layer's ``init`` in float64.
     backend : str or Backend, optional
         Where to compute; defaults to the backend of ``x`` (or of the model).
-    eps, rtol, atol : float
+    eps : float
+        The finite-difference step: ``(f(v + eps) - f(v - eps)) / (2 eps)``.
+    rtol : float
+        Relative tolerance: an entry fails when its error exceeds
+        ``atol + rtol * max(|analytic|, |numerical|)``.
+    atol : float
+        Absolute tolerance, added to ``rtol``'s.
     seed : int
+        Seeds a layer's ``init`` (when ``params`` is not given) and the random ``R``.
 
     Returns
     -------

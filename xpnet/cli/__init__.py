@@ -8,9 +8,31 @@ Human-readable progress and the ``train`` summary go to standard error; the resu
 ``evaluate``, ``predict`` and ``info`` go to standard output, and with ``--json`` standard
 output holds exactly one JSON object and nothing else.
 
+Each command is one handler, ``cmd_<command>(args) -> int``: ``args`` is the
+``argparse.Namespace`` that `build_parser` parses for that command, the result is the
+exit status (0 when the command did its job), and a failure the user can fix is raised
+as `CLIError` with its exit status, which `main` reports as one line.
+
 One module per job:
 
-================  ========================================================="""
+================  ================================================================
+``_args``         defaults, exit codes, flags and their value checks
+``_settings``     ``train`` settings: defaults lookup, resume rules, optimizer, split
+``_io``           reading datasets, saved models and their metadata
+``_inputs``       reading ``predict`` inputs into one block, within the data cap
+``_records``      the run folder and ``run.json``
+``_runlock``      one ``train`` per output folder (an exclusive lock)
+``_signals``      SIGTERM handled like Ctrl-C; exit status 128 + signal
+``_failures``     the exit status and message of an exception
+``_distributed``  ``train --distributed``: phases agreed by every rank, rank 0 writes
+``_plots``        training curves and confusion matrix PNGs
+``_output``       consoles, styled text, JSON
+``train``         ``xpnet train``
+``evaluate``      ``xpnet evaluate`` and ``xpnet predict``
+``export``        ``xpnet export`` (ONNX)
+``info``          ``xpnet info`` and ``xpnet download``
+================  ================================================================
+"""
 
 from __future__ import annotations
 

@@ -147,15 +147,7 @@ def _load_classifier(model_file: Path, backend_name: str, command: str
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run ``xpnet evaluate``: accuracy, loss, top-k, per-class table, confusion matrix.
 
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed ``evaluate`` arguments (see `xpnet.cli.build_parser`).
-
-    Returns
-    -------
-    int
-        0.
+    The command's handler (see `xpnet.cli`); returns 0 once the report is printed.
 
     Raises
     ------
@@ -255,15 +247,7 @@ def _print_confusion(con: Any, cm: np.ndarray | None, names: list[str]) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Run ``xpnet predict``: the most likely classes of each input row.
 
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed ``predict`` arguments (see `xpnet.cli.build_parser`).
-
-    Returns
-    -------
-    int
-        0.
+    The command's handler (see `xpnet.cli`); returns 0 once every input is classified.
 
     Raises
     ------

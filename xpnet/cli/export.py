@@ -96,15 +96,8 @@ def _shape(spec: dict[str, Any]) -> str:
 def cmd_export(args: argparse.Namespace) -> int:
     """Run ``xpnet export``: trace, check and write a saved model as ONNX.
 
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed ``export`` arguments (see `add_export_parser`).
-
-    Returns
-    -------
-    int
-        0.
+    The command's handler (see `xpnet.cli`), for the arguments `add_export_parser`
+    defines; returns 0 once the ONNX file is written and checked.
 
     Raises
     ------

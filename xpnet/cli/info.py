@@ -45,15 +45,8 @@ def _blas_info() -> list[dict[str, Any]]:
 def cmd_info(args: argparse.Namespace) -> int:
     """Run ``xpnet info``: what xpnet can use on this machine.
 
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed ``info`` arguments (``--json``).
-
-    Returns
-    -------
-    int
-        0.
+    The command's handler (see `xpnet.cli`), for its one flag, ``--json``; always
+    returns 0.
 
     Examples
     --------
@@ -163,15 +156,13 @@ def _show(info: dict[str, Any]) -> None:
 def cmd_download(args: argparse.Namespace) -> int:
     """Run ``xpnet download``: fetch and SHA-256-check the four files of a dataset.
 
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed ``download`` arguments (``name``, ``--data-dir``, ``--quiet``).
+    The command's handler (see `xpnet.cli`), for ``name``, ``--data-dir`` and
+    ``--quiet``; returns 0 once the files are verified.
 
-    Returns
-    -------
-    int
-        0; a failed download raises [`xpnet.datasets.DatasetError`][] (exit status 3).
+    Raises
+    ------
+    xpnet.datasets.DatasetError
+        When the download fails (exit status 3).
 
     Examples
     --------

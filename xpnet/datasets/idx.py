@@ -309,8 +309,8 @@ def read_idx_header(
 
     Parameters
     ----------
-    source : str, os.PathLike, bytes, bytearray or memoryview
-        A path to an IDX file (``.gz`` or not), or the file's bytes.
+    source
+        As for [`read_idx`][xpnet.datasets.read_idx]: a path or the file's bytes.
 
     Returns
     -------
