@@ -146,7 +146,7 @@ def test_kernels_are_keyed_by_the_exact_class():
     for opt in (xn.SGD(), xn.SGD(momentum=0.9), xn.Adam(), xn.AdamW(), xn.RMSprop(),
                 xn.RMSprop(momentum=0.5, centered=True)):
         k = kernels_for(opt)
-        assert k is not None and k.ufunc and k.loop and k.cuda
+        assert k is not None and k.ufunc_to and k.loop_to and k.cuda
         # every kernel reads exactly the optimizer's slots (None: not in this setting)
         assert {s for s in k.arrays(opt) if s} == set(opt.slots)
         assert {s for s in k.cuda(opt).arrays if s} == set(opt.slots)
