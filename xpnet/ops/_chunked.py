@@ -201,37 +201,34 @@ def _cuts(arrays: list[np.ndarray], n: int) -> Iterator[tuple[np.ndarray, ...]]:
         yield pick([a[s] for a in distinct])
 
 
-Task = tuple[tuple[np.ndarray, ...], tuple[Any, ...]]
-
-
 def _chunks(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], params: dict,
             flat: Callable[[str], list[np.ndarray]],
-            check: Callable[[tuple[np.ndarray, ...]], list[np.ndarray]] | None) -> bool:
+            check: Callable[[tuple[Any, ...]], list[np.ndarray]] | None) -> bool:
     """The chunk loop: ``kernel(*flat(key)[lo:hi], *hyper[key], tmp)`` for every chunk of
     every parameter, on `num_threads` threads. ``check``: None (the in-place update),
-    or the arrays of a chunk to check finite before the kernel runs on it (the guarded
-    update, see `run_to`); then False when a value is not finite."""
-    tasks: list[Task] = []
+    or the arrays of a chunk (from its arguments) to check finite before the kernel runs
+    on it (the guarded update, see `run_to`); then False when a value is not finite."""
+    tasks: list[tuple[Any, ...]] = []  # each chunk's arguments but tmp
     total = 0
     for k in params:
         arrays = flat(k)
         n = arrays[0].shape[0]
         total += n
         if n <= CHUNK:
-            tasks.append((tuple(arrays), hyper[k]))
+            tasks.append((*arrays, *hyper[k]))
         else:
-            tasks.extend((cut, hyper[k]) for cut in _cuts(arrays, n))
+            tasks.extend((*cut, *hyper[k]) for cut in _cuts(arrays, n))
     if not tasks:
         return True
-    dtype = tasks[0][0][0].dtype
+    dtype = tasks[0][0].dtype
     threads = num_threads() if total >= _MIN_PARALLEL else 1
 
-    def work(part: list[Task]) -> bool:
+    def work(part: list[tuple[Any, ...]]) -> bool:
         tmp = np.empty(CHUNK, dtype=dtype)
         if check is not None:
             return _checked(kernel, part, tmp, check)
-        for arrays, h in part:
-            kernel(*arrays, *h, tmp[: arrays[0].shape[0]])
+        for args in part:
+            kernel(*args, tmp[: args[0].shape[0]])
         return True
 
     if threads == 1 or len(tasks) == 1:
@@ -402,27 +399,27 @@ def run_to(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], param
     """
     distinct = [2 + j for j, s in enumerate(names) if s is not None]
 
-    def inputs(arrays: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    def inputs(args: tuple[Any, ...]) -> list[np.ndarray]:
         if state_finite:
-            return [arrays[1]]
-        return [arrays[0], arrays[1]] + [arrays[j] for j in distinct]
+            return [args[1]]
+        return [args[0], args[1]] + [args[j] for j in distinct]
 
     return _chunks(kernel, hyper, params,
                    lambda k: flat_arrays_to(params, grads, state, out, k, names,
                                             into_grads=into_grads), inputs)
 
 
-def _checked(kernel: Callable[..., None], part: list[Task], tmp: np.ndarray,
-             inputs: Callable[[tuple[np.ndarray, ...]], list[np.ndarray]]) -> bool:
+def _checked(kernel: Callable[..., None], part: list[tuple[Any, ...]], tmp: np.ndarray,
+             inputs: Callable[[tuple[Any, ...]], list[np.ndarray]]) -> bool:
     """`run_to`'s work on one thread's chunks: the inputs checked, then the kernel run,
     with the floating-point errors raising; False at the first non-finite value."""
     zeros = _zeros(tmp.dtype)
     try:
         with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
-            for arrays, h in part:
-                if not _finite(inputs(arrays), zeros):  # inf raises, NaN gives NaN
+            for args in part:
+                if not _finite(inputs(args), zeros):  # inf raises, NaN gives NaN
                     return False
-                kernel(*arrays, *h, tmp[: arrays[0].shape[0]])
+                kernel(*args, tmp[: args[0].shape[0]])
     except FloatingPointError:
         return False  # nothing is swapped in: the rest need not be computed
     return True
