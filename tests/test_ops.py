@@ -146,7 +146,7 @@ def test_kernels_are_keyed_by_the_exact_class():
     for opt in (xn.SGD(), xn.SGD(momentum=0.9), xn.Adam(), xn.AdamW(), xn.RMSprop(),
                 xn.RMSprop(momentum=0.5, centered=True)):
         k = kernels_for(opt)
-        assert k is not None and k.ufunc and k.loop and k.cuda
+        assert k is not None and k.ufunc_to and k.loop_to and k.cuda
         # every kernel reads exactly the optimizer's slots (None: not in this setting)
         assert {s for s in k.arrays(opt) if s} == set(opt.slots)
         assert {s for s in k.cuda(opt).arrays if s} == set(opt.slots)
@@ -183,4 +183,105 @@ def test_registered_kernels_serve_a_new_optimizer():
     state = opt.init(p)
     opt.update_(p, {"w": g["w"].copy()}, state)
     assert calls and state["step"] == 1
+    assert p["w"].tobytes() == ref["w"].tobytes()
+
+
+class _HalfMomentum(xn.Optimizer):
+    """``buf = 0.5 buf + g; p -= lr buf``: a rule defined outside the package."""
+
+    slots = ("buf",)
+
+    def _update_one(self, p, g, slots, lr, t):
+        buf = 0.5 * slots["buf"] + g
+        return p - lr * buf, {"buf": buf}
+
+
+def _half_momentum_ufunc_to(p, g, buf, p2, buf2, half, lr, tmp):
+    np.multiply(buf, half, out=buf2)
+    buf2 += g
+    np.multiply(buf2, lr, out=tmp)
+    np.subtract(p, tmp, out=p2)
+
+
+def _half_momentum_loop_to(p, g, buf, p2, buf2, half, lr):  # pragma: no cover - numba
+    bad = False
+    for i in range(p.shape[0]):
+        b = buf[i] * half + g[i]
+        pn = p[i] - b * lr
+        buf2[i] = b
+        p2[i] = pn
+        bad |= (b - b != 0) | (pn - pn != 0)
+    return bad
+
+
+@pytest.mark.parametrize("path", ["jit", "ufunc"])
+def test_a_registered_out_of_place_rule_serves_both_updates(path, monkeypatch):
+    """One out-of-place kernel per form serves the in-place update (its outputs aliased
+    to its inputs: the parameter and slot arrays are updated where they are) and the
+    guarded one (a second set of arrays, swapped in); both give the reference bits."""
+    from xpnet.ops import _chunked, _numba
+
+    if path == "jit" and not _numba.installed():
+        pytest.skip("numba is not installed (pip install 'xpnet[jit]')")
+    monkeypatch.setenv("XPNET_JIT", "1" if path == "jit" else "0")
+    ufunc_runs = []
+    real_run = _chunked.run
+    monkeypatch.setattr(_chunked, "run", lambda *a: ufunc_runs.append(1) or real_run(*a))
+    register(RuleKernels((class_key(_HalfMomentum),), lambda opt: ("buf",),
+                         lambda opt, lr, t, wd: (0.5, lr), ufunc_to=_half_momentum_ufunc_to,
+                         loop_to=_half_momentum_loop_to))
+    rng = np.random.default_rng(0)
+    shapes = {"w": (400, 300), "b": (300,)}  # "w" spans several chunks
+    p0 = {k: rng.normal(size=s).astype("float32") for k, s in shapes.items()}
+    opt = _HalfMomentum(lr=0.1)
+    ref, s_ref = dict(p0), opt.init(p0)
+    live, s_live = {k: v.copy() for k, v in p0.items()}, opt.init(p0)
+    arrays = [*live.values(), *s_live["buf"].values()]
+    for _ in range(3):
+        g = {k: rng.normal(size=s).astype("float32") for k, s in shapes.items()}
+        ref, s_ref = opt.update(ref, g, s_ref)
+        assert opt.update_(live, {k: v.copy() for k, v in g.items()}, s_live) is True
+    assert len(ufunc_runs) == (0 if path == "jit" else 3)
+    assert [*live.values(), *s_live["buf"].values()] == arrays  # the same arrays, updated
+    for k in shapes:
+        assert live[k].tobytes() == ref[k].tobytes(), k
+        assert s_live["buf"][k].tobytes() == s_ref["buf"][k].tobytes(), k
+    g = {k: rng.normal(size=s).astype("float32") for k, s in shapes.items()}
+    ref, s_ref = opt.update(ref, g, s_ref)
+    assert opt.update_(live, g, s_live, check_finite=True, spare={}) is True
+    for k in shapes:
+        assert live[k].tobytes() == ref[k].tobytes(), k
+        assert s_live["buf"][k].tobytes() == s_ref["buf"][k].tobytes(), k
+
+
+def test_a_registered_inplace_loop_serves_the_inplace_update(monkeypatch):
+    """A rule registered with only an in-place numba loop (``loop``, no ``loop_to``) is
+    still compiled and run by the in-place update, with the reference rule's bits."""
+    from xpnet.ops import _numba
+
+    if not _numba.installed():
+        pytest.skip("numba is not installed (pip install 'xpnet[jit]')")
+    monkeypatch.setenv("XPNET_JIT", "1")
+
+    class HalfLoop(xn.Optimizer):
+        def _update_one(self, p, g, slots, lr, t):
+            return p - (lr * 0.5) * g, {}
+
+    def loop(p, g, half_lr):  # pragma: no cover - compiled by numba
+        for i in range(p.shape[0]):
+            p[i] = p[i] - g[i] * half_lr
+
+    kernels = []
+    real_run = _numba._run
+    monkeypatch.setattr(_numba, "_run", lambda k, calls: kernels.append(k) or real_run(k, calls))
+    register(RuleKernels((class_key(HalfLoop),), lambda opt: (), lambda opt, lr, t, wd: (lr * 0.5,),
+                         loop=loop))
+    rng = np.random.default_rng(0)
+    p0 = {"w": rng.normal(size=(50, 7)).astype("float32")}
+    g = {"w": rng.normal(size=(50, 7)).astype("float32")}
+    opt = HalfLoop(lr=0.3)
+    ref, _ = opt.update(p0, g, opt.init(p0))
+    p = {"w": p0["w"].copy()}
+    assert opt.update_(p, {"w": g["w"].copy()}, opt.init(p)) is True
+    assert kernels == [_numba.compiled(loop)]
     assert p["w"].tobytes() == ref["w"].tobytes()

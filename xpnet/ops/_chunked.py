@@ -1,20 +1,27 @@
-"""The in-place, chunked (optionally threaded) optimizer update for NumPy arrays.
+"""The chunked (optionally threaded) optimizer update for NumPy arrays.
 
 Every parameter, gradient and slot is cut into chunks small enough to stay in
 the CPU cache; each chunk goes through the whole update rule (the rule's
-``ufunc`` kernel: a handful of NumPy ufunc calls with ``out=``, see
+``ufunc_to`` kernel: a handful of NumPy ufunc calls with ``out=``, see
 [`xpnet.ops.kernels`][]) before the next one is touched, and the chunks are
 optionally shared among threads (NumPy ufuncs release the GIL; see
 `num_threads`). The arithmetic is the same, operation for operation, as
 the reference rule, so both give bitwise-identical results.
+
+One chunk loop serves both updates: `run` (in place: the kernel's outputs are
+its inputs, ``p2`` the parameter and the new slots the live slots, which an
+elementwise ufunc with ``out=`` its own input allows) and `run_to` (the
+guarded update: new values into the gradient and a second set of slots,
+checked through the floating-point status, see there).
 """
 
 from __future__ import annotations
 
 import math
+import operator
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -109,36 +116,135 @@ def flat_arrays(params: dict, grads: dict, state: dict, key: str,
                                           for s in names]
 
 
-def run(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], params: dict,
-        grads: dict, state: dict, names: Sequence[str | None]) -> None:
-    """Apply ``kernel(p, g, *slot arrays, *hyper[key], tmp)`` to every chunk of every
-    parameter (``hyper``: each parameter's scalars, by key)."""
-    tasks: list[tuple[Any, ...]] = []
+def flat_arrays_to(params: dict, grads: dict, state: dict, out: dict | None, key: str,
+                   names: Sequence[str | None], *, into_grads: bool = True) -> list[np.ndarray]:
+    """``p, g, *slots, p2, *new slots`` of one parameter as 1-D views.
+
+    ``p2`` is the gradient (``into_grads``) or ``out["params"]``'s array, the new
+    slots ``out``'s; with ``out`` None every output is its input itself (``p2`` is
+    ``p``, the new slots are the slots: the in-place update). An absent slot
+    (``None``) is ``p`` in both places: it is neither read nor written.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.ops._chunked import flat_arrays_to
+    >>> p, g, m = {"w": np.ones(2)}, {"w": np.zeros(2)}, {"w": np.zeros(2)}
+    >>> a = flat_arrays_to(p, g, {"m": m}, None, "w", ("m", None))
+    >>> [[x is y for y in a].index(True) for x in a]  # p, g, m, absent; p2 = p, m, absent
+    [0, 1, 2, 0, 0, 2, 0]
+    """
+    ins = flat_arrays(params, grads, state, key, names)
+    if out is None:
+        return ins + [ins[0]] + ins[2:]
+    p2 = ins[1] if into_grads else out["params"][key].reshape(-1)
+    return ins + [p2] + new_slots(ins[0], out, key, names)
+
+
+def new_slots(p: np.ndarray, out: dict, key: str, names: Sequence[str | None]) -> list[np.ndarray]:
+    """The arrays of ``out`` the new slots of one parameter go into, as 1-D views (``p``,
+    the parameter's 1-D view, for an absent slot)."""
+    return [p if s is None else out[s][key].reshape(-1) for s in names]
+
+
+def in_place_as_to(ufunc: Callable[..., None], n_slots: int) -> Callable[..., None]:
+    """A rule's in-place ufunc kernel ``ufunc(p, g, *slots, *hyper, tmp)`` (one a
+    registered rule may give instead of ``ufunc_to``) in the out-of-place form
+    ``(p, g, *slots, p2, *new slots, *hyper, tmp)``: each input whose output is another
+    array is copied there first, then ``ufunc`` updates the outputs in place (in the
+    in-place update, where the outputs are the inputs, nothing is copied).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.ops._chunked import in_place_as_to
+    >>> def halve(p, g, tmp):
+    ...     p -= g
+    >>> p, g, p2 = np.ones(2), np.ones(2) / 2, np.zeros(2)
+    >>> in_place_as_to(halve, 0)(p, g, p2, None), p.tolist(), p2.tolist()
+    (None, [1.0, 1.0], [0.5, 0.5])
+    """
+    def kernel(p: np.ndarray, g: np.ndarray, *rest: Any) -> None:
+        slots, p2 = rest[:n_slots], rest[n_slots]
+        outs = rest[n_slots + 1:2 * n_slots + 1]
+        for a, b in zip((p, *slots), (p2, *outs), strict=True):
+            if b is not a:
+                np.copyto(b, a)
+        ufunc(p2, g, *outs, *rest[2 * n_slots + 1:])
+
+    return kernel
+
+
+def ufunc_kernel(kernels: Any, n_slots: int) -> Callable[..., None] | None:
+    """The rule's out-of-place ufunc kernel: ``kernels.ufunc_to``, else `in_place_as_to`
+    of a registered rule's in-place ``ufunc``, else None."""
+    if kernels.ufunc_to is not None:
+        return kernels.ufunc_to
+    if kernels.ufunc is not None:
+        return in_place_as_to(kernels.ufunc, n_slots)
+    return None
+
+
+def _cuts(arrays: list[np.ndarray], n: int) -> Iterator[tuple[np.ndarray, ...]]:
+    """``a[lo:hi]`` of each array for every chunk ``lo:hi`` of ``n`` elements, sliced
+    once per distinct array (an output that is its input stays the same object as it:
+    see `in_place_as_to`)."""
+    at: dict[int, int] = {}
+    distinct: list[np.ndarray] = []
+    for a in arrays:
+        if id(a) not in at:
+            at[id(a)] = len(distinct)
+            distinct.append(a)
+    pick = operator.itemgetter(*(at[id(a)] for a in arrays))
+    for lo in range(0, n, CHUNK):
+        s = slice(lo, min(lo + CHUNK, n))
+        yield pick([a[s] for a in distinct])
+
+
+def _chunks(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], params: dict,
+            flat: Callable[[str], list[np.ndarray]],
+            check: Callable[[tuple[Any, ...]], list[np.ndarray]] | None) -> bool:
+    """The chunk loop: ``kernel(*flat(key)[lo:hi], *hyper[key], tmp)`` for every chunk of
+    every parameter, on `num_threads` threads. ``check``: None (the in-place update),
+    or the arrays of a chunk (from its arguments) to check finite before the kernel runs
+    on it (the guarded update, see `run_to`); then False when a value is not finite."""
+    tasks: list[tuple[Any, ...]] = []  # each chunk's arguments but tmp
     total = 0
     for k in params:
-        flat = flat_arrays(params, grads, state, k, names)
-        n = flat[0].shape[0]
+        arrays = flat(k)
+        n = arrays[0].shape[0]
         total += n
-        for lo in range(0, n, CHUNK):
-            hi = min(lo + CHUNK, n)
-            tasks.append((*(a[lo:hi] for a in flat), *hyper[k]))
+        if n <= CHUNK:
+            tasks.append((*arrays, *hyper[k]))
+        else:
+            tasks.extend((*cut, *hyper[k]) for cut in _cuts(arrays, n))
     if not tasks:
-        return
+        return True
     dtype = tasks[0][0].dtype
     threads = num_threads() if total >= _MIN_PARALLEL else 1
 
-    def work(part: list[tuple[Any, ...]]) -> None:
+    def work(part: list[tuple[Any, ...]]) -> bool:
         tmp = np.empty(CHUNK, dtype=dtype)
+        if check is not None:
+            return _checked(kernel, part, tmp, check)
         for args in part:
             kernel(*args, tmp[: args[0].shape[0]])
+        return True
 
     if threads == 1 or len(tasks) == 1:
-        work(tasks)
-        return
+        return work(tasks)
     pool = _get_pool(threads)
     parts = [tasks[i::threads] for i in range(threads)]
-    for f in [pool.submit(work, part) for part in parts if part]:
-        f.result()
+    return all([f.result() for f in [pool.submit(work, part) for part in parts if part]])
+
+
+def run(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], params: dict,
+        grads: dict, state: dict, names: Sequence[str | None]) -> None:
+    """The in-place update: ``kernel(p, g, *slots, p, *slots, *hyper[key], tmp)`` (a
+    rule's ``ufunc_to``, its outputs the inputs themselves) on every chunk of every
+    parameter (``hyper``: each parameter's scalars, by key)."""
+    _chunks(kernel, hyper, params,
+            lambda k: flat_arrays_to(params, grads, state, None, k, names), None)
 
 
 # -- the guarded update: new values into the gradient and spare slots, checked, swapped in
@@ -232,14 +338,6 @@ def swap(params: dict, grads: dict, state: dict, names: Sequence[str | None], ou
             arrays[k], mine[k] = mine[k], arrays[k]
 
 
-def flat_arrays_to(params: dict, grads: dict, state: dict, out: dict, key: str,
-                   names: Sequence[str | None]) -> list[np.ndarray]:
-    """``p, g, *slots, *new slots`` of one parameter as 1-D views (``p`` for ``None``, in
-    both places: an absent slot is neither read nor written)."""
-    ins = flat_arrays(params, grads, state, key, names)
-    return ins + [ins[0] if s is None else out[s][key].reshape(-1) for s in names]
-
-
 def _finite(arrays: Sequence[np.ndarray], zeros: np.ndarray) -> bool:
     """Whether every element is finite: a dot product with zeros is NaN exactly when one
     is inf or NaN, and 0 otherwise however large the values (one BLAS pass per array, on
@@ -283,16 +381,14 @@ def mark_checked(params: dict, state: dict, names: Sequence[str | None], spare: 
 
 
 def run_to(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], params: dict,
-           grads: dict,
-           state: dict, names: Sequence[str | None], out: dict, *,
-           in_place: bool = False, state_finite: bool = False) -> bool:
+           grads: dict, state: dict, names: Sequence[str | None], out: dict, *,
+           into_grads: bool = True, state_finite: bool = False) -> bool:
     """Compute one update without touching the live parameters and slots, chunk by chunk;
     True when every new value is finite.
 
-    ``kernel`` is a rule's ``ufunc_to`` (``in_place=False``: the new parameter goes
-    into the gradient, the new slots into ``out``), or its in-place ``ufunc``
-    (``in_place=True``: each chunk of the parameter and slots is first copied into
-    ``out``, which then holds ``"params"`` too).
+    ``kernel`` is a rule's ``ufunc_to`` (or `in_place_as_to` of its in-place
+    ``ufunc``); the new parameter goes into the gradient (``into_grads``) or into
+    ``out["params"]``, the new slots into ``out``.
 
     The check is the floating-point status: the kernel runs with overflow, invalid
     operations and division by zero raising, so a value that becomes inf or NaN inside
@@ -301,57 +397,29 @@ def run_to(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], param
     cache: the gradient always, the parameter and slots unless ``state_finite`` (they
     are what the last guarded update left, see `state_known_finite`).
     """
-    n_slots = len(names)
-    distinct = [j for j, s in enumerate(names) if s is not None]
-    tasks: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
-    total = 0
-    for k in params:
-        flat = flat_arrays_to(params, grads, state, out, k, names)
-        if in_place:
-            flat.append(out["params"][k].reshape(-1))
-        n = flat[0].shape[0]
-        total += n
-        if n <= CHUNK:
-            tasks.append((tuple(flat), hyper[k]))
-            continue
-        for lo in range(0, n, CHUNK):
-            hi = min(lo + CHUNK, n)
-            tasks.append((tuple(a[lo:hi] for a in flat), hyper[k]))
-    if not tasks:
-        return True
-    dtype = tasks[0][0][0].dtype
-    threads = num_threads() if total >= _MIN_PARALLEL else 1
+    distinct = [2 + j for j, s in enumerate(names) if s is not None]
 
-    def work(part: list[tuple[tuple[Any, ...], tuple[Any, ...]]]) -> bool:
-        zeros = _zeros(dtype)
-        try:
-            with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
-                return _work(part, np.empty(CHUNK, dtype=dtype), zeros)
-        except FloatingPointError:
-            return False  # nothing is swapped in: the rest need not be computed
+    def inputs(args: tuple[Any, ...]) -> list[np.ndarray]:
+        if state_finite:
+            return [args[1]]
+        return [args[0], args[1]] + [args[j] for j in distinct]
 
-    def _work(part: list[tuple[tuple[Any, ...], tuple[Any, ...]]], tmp: np.ndarray,
-              zeros: Any) -> bool:
-        for arrays, h in part:
-            p, g, slots = arrays[0], arrays[1], arrays[2:2 + n_slots]
-            new_slots = arrays[2 + n_slots:2 + 2 * n_slots]
-            inputs = [g] if state_finite else [p, g] + [slots[j] for j in distinct]
-            if not _finite(inputs, zeros):  # inf raises, NaN gives NaN
-                return False
-            t = tmp[: g.shape[0]]
-            if in_place:
-                p2 = arrays[-1]
-                np.copyto(p2, p)
-                for j in distinct:
-                    np.copyto(new_slots[j], slots[j])
-                kernel(p2, g, *[p2 if s is None else new_slots[j]
-                                for j, s in enumerate(names)], *h, t)
-            else:
-                kernel(p, g, *slots, *new_slots, *h, t)
-        return True
+    return _chunks(kernel, hyper, params,
+                   lambda k: flat_arrays_to(params, grads, state, out, k, names,
+                                            into_grads=into_grads), inputs)
 
-    if threads == 1 or len(tasks) == 1:
-        return work(tasks)
-    pool = _get_pool(threads)
-    parts = [tasks[i::threads] for i in range(threads)]
-    return all([f.result() for f in [pool.submit(work, part) for part in parts if part]])
+
+def _checked(kernel: Callable[..., None], part: list[tuple[Any, ...]], tmp: np.ndarray,
+             inputs: Callable[[tuple[Any, ...]], list[np.ndarray]]) -> bool:
+    """`run_to`'s work on one thread's chunks: the inputs checked, then the kernel run,
+    with the floating-point errors raising; False at the first non-finite value."""
+    zeros = _zeros(tmp.dtype)
+    try:
+        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+            for args in part:
+                if not _finite(inputs(args), zeros):  # inf raises, NaN gives NaN
+                    return False
+                kernel(*args, tmp[: args[0].shape[0]])
+    except FloatingPointError:
+        return False  # nothing is swapped in: the rest need not be computed
+    return True

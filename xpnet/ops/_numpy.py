@@ -178,22 +178,26 @@ class NumpyOps(Ops):
                 t: int) -> bool:
         """The rule's numba loop when enabled, else its ufunc kernel chunk by chunk.
 
-        Needs C-contiguous writeable float arrays of one dtype (else False);
+        Both are the rule's out-of-place kernels (``loop_to``, ``ufunc_to``) run with
+        their outputs aliased to their inputs: the new parameter and slots are
+        written over the old ones, element by element, each read before it is
+        written. Needs C-contiguous writeable float arrays of one dtype (else False);
         ``grads`` may be overwritten.
         """
         kernels = kernels_for(opt)
-        if kernels is None or (kernels.ufunc is None and kernels.loop is None):
+        if kernels is None or not (kernels.loop_to or kernels.loop or kernels.ufunc_to
+                                   or kernels.ufunc):
             return False
         names = kernels.arrays(opt)
         if not params or not _chunked.eligible(params, grads, state, names):
             return False
         hyper = hypers(kernels, opt, lr, t, params)
-        if kernels.loop is not None and _numba.update_(kernels.loop, hyper, params, grads,
-                                                       state, names):
+        if _numba.update_(kernels, hyper, params, grads, state, names):
             return True
-        if kernels.ufunc is None:
+        ufunc = _chunked.ufunc_kernel(kernels, len(names))
+        if ufunc is None:
             return False
-        _chunked.run(kernels.ufunc, hyper, params, grads, state, names)
+        _chunked.run(ufunc, hyper, params, grads, state, names)
         return True
 
     def update_checked_(self, opt: Any, params: dict, grads: dict, state: dict, lr: float,
@@ -210,8 +214,8 @@ class NumpyOps(Ops):
         a BLAS pass each unless known finite). When every value is finite the
         dict entries are swapped (no copy: the gradient arrays become the
         parameters, the old parameter arrays take their place in ``grads``);
-        otherwise the live arrays are as they were. A rule with only an
-        in-place ``ufunc`` runs it on copies of each chunk. Same eligibility as
+        otherwise the live arrays are as they were. A registered rule with only
+        an in-place ``ufunc`` runs it on copies of each chunk. Same eligibility as
         [`update_`][xpnet.ops.NumpyOps.update_] (else None).
 
         Examples
@@ -232,7 +236,8 @@ class NumpyOps(Ops):
         if not (_chunked.grads_eligible(params, grads) if known
                 else _chunked.eligible(params, grads, state, names)):
             return None
-        if kernels.ufunc_to is None and kernels.ufunc is None:
+        ufunc = _chunked.ufunc_kernel(kernels, len(names))
+        if ufunc is None:
             return None
         hyper = hypers(kernels, opt, lr, t, params)
         ok, into_grads = None, True
@@ -242,16 +247,15 @@ class NumpyOps(Ops):
             out = _chunked.spares(params, state, names, spare, known=known)
             ok = _numba.update_to(kernels.loop_to, hyper, params, grads, state, names, out)
         if ok is None:
+            # a registered in-place ufunc (no ufunc_to) updates p2 where it stands,
+            # so p2 must start as a copy of p: a spare array, not the gradient
             into_grads = kernels.ufunc_to is not None
             if into_grads:
                 _chunked.own_grads(params, grads, state, names, bases)
             out = _chunked.spares(params, state, names, spare, with_params=not into_grads,
                                   known=known)
-            kernel = kernels.ufunc_to if into_grads else kernels.ufunc
-            assert kernel is not None  # one of the two, checked above
-            ok = _chunked.run_to(kernel, hyper, params, grads, state, names, out,
-                                 in_place=not into_grads,
-                                 state_finite=known)
+            ok = _chunked.run_to(ufunc, hyper, params, grads, state, names, out,
+                                 into_grads=into_grads, state_finite=known)
         if ok:
             _chunked.swap(params, grads, state, names, out, into_grads=into_grads)
             _chunked.mark_checked(params, state, names, spare)

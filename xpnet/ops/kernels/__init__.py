@@ -4,24 +4,40 @@ The reference for every rule is the optimizer's own per-parameter method
 (``_update_one`` in [`xpnet.optimizers`][]). A module here restates that rule
 for the fast paths and exposes it as ``KERNELS``, a [`RuleKernels`][xpnet.ops.kernels.RuleKernels]:
 
-* ``ufunc``: NumPy ufunc calls with ``out=`` on 1-D chunks, in place
-  (run by the NumPy ops, chunk by chunk, see ``xpnet/ops/_chunked.py``);
-* ``loop``: the same rule as a plain loop over 1-D arrays, compiled by numba
-  when it is installed (see ``xpnet/ops/_numba.py``);
-* ``cuda``: the body of a ``cupy.ElementwiseKernel`` (see ``xpnet/ops/_cupy.py``);
-* ``ufunc_to``, ``loop_to``: the ufunc kernel and the loop written out of place,
-  for the non-finite guard of ``fit`` (an update that would leave a non-finite
-  value is never applied): the new parameter goes over the gradient ``g`` (which
-  the update consumes), the new slots into a second set of arrays; the NumPy ops
-  check the result and swap the arrays in only when it is finite.
+* ``ufunc_to``: NumPy ufunc calls with ``out=`` on 1-D chunks (run by the NumPy
+  ops, chunk by chunk, see ``xpnet/ops/_chunked.py``);
+* ``loop_to``: the same rule as a plain loop over 1-D arrays, compiled by numba
+  when it is installed (see ``xpnet/ops/_numba.py``); it returns True when a
+  value it wrote is not finite;
+* ``cuda``: the body of a ``cupy.ElementwiseKernel`` (see ``xpnet/ops/_cupy.py``).
+
+The two host kernels are written once, out of place: they read the parameter
+``p``, the gradient ``g`` and the slots, and write the new parameter into ``p2``
+and the new slots into ``arrays2``. The NumPy ops run them two ways:
+
+* the in-place update (``update_``) passes the inputs themselves as the
+  outputs: ``p2`` is ``p``, ``arrays2`` are ``arrays``;
+* the guarded update (``update_(check_finite=True)``, what ``fit`` runs) passes
+  ``g`` as ``p2`` (the update consumes it) and a second set of slot arrays as
+  ``arrays2``, checks the result and swaps the arrays in only when it is finite.
+
+So a kernel must give the same values either way: it works element by element,
+reads every input element before it writes that element of an output, and
+reads ``g`` no more once it has written ``p2``. A ufunc call with ``out=`` one
+of its inputs is elementwise, so ``np.multiply(m, b1, out=m2)`` is ``m *= b1``
+when ``m2`` is ``m``.
 
 All take their arrays and hyper-parameters in one order::
 
-    ufunc(p, g, *arrays, *hyper, tmp)               # in place, tmp: a scratch chunk
-    loop(p, g, *arrays, *hyper)                     # in place
-    ufunc_to(p, g, *arrays, *arrays2, *hyper, tmp)  # new p into g, new slots into arrays2
-    loop_to(p, g, *arrays, *arrays2, *hyper) -> bool  # the same; True: a non-finite value
+    ufunc_to(p, g, *arrays, p2, *arrays2, *hyper, tmp)  # tmp: a scratch chunk
+    loop_to(p, g, *arrays, p2, *arrays2, *hyper) -> bool  # True: a non-finite value
     cuda kernel(p, g, *arrays, keep, *hyper) -> (p2, *arrays2)   # pure
+
+A rule registered from outside may give in-place host kernels instead (the
+form of earlier versions), ``ufunc(p, g, *arrays, *hyper, tmp)`` and
+``loop(p, g, *arrays, *hyper)``: the in-place update runs them as they are,
+and the guarded update runs ``ufunc`` on copies of each chunk (a pass more;
+``loop`` is not used there). ``ufunc_to`` and ``loop_to`` take precedence.
 
 ``arrays`` are the state slots named by ``RuleKernels.arrays(opt)`` (for the
 CUDA kernel, by ``CudaKernel.arrays``); a ``None`` there is a slot the
@@ -36,8 +52,9 @@ weight decay (``opt.weight_decay_for(key, p)``: 0 where the optimizer's
 
 Each kernel repeats the reference rule one rounding at a time (no fused
 multiply-add, no reassociation), so that it gives the reference rule's bits;
-``tests/test_optimizers.py`` and ``tests/test_cupy_kernel_source.py`` check
-this for every optimizer variant.
+``tests/test_optimizers.py``, ``tests/test_nonfinite_update.py`` and
+``tests/test_cupy_kernel_source.py`` check this for every optimizer variant,
+in place and guarded.
 
 Kernels are found by ``f"{cls.__module__}.{cls.__qualname__}"`` of the
 optimizer's class, so a user subclass of [`xpnet.Adam`][] runs its own
@@ -97,13 +114,16 @@ class RuleKernels:
         ``hyper(opt, lr, t, wd) -> tuple of float/bool``: the rule's scalars for update
         ``t`` of a parameter with weight decay ``wd``.
     ufunc, loop : callable, optional
-        The NumPy ufunc kernel and the numba loop (plain Python, compiled lazily).
+        In-place host kernels (the form of earlier versions; the built-in rules give
+        ``ufunc_to`` and ``loop_to`` instead), used where those are missing: the
+        in-place update runs them as they are, the guarded update runs ``ufunc`` on
+        copies of each chunk (a pass more).
     cuda : callable, optional
         ``cuda(opt) -> CudaKernel``: the CUDA variant for the optimizer's settings.
     ufunc_to, loop_to : callable, optional
-        The out-of-place ufunc kernel and numba loop used by the guarded update
-        (without them the guarded update copies each chunk and runs ``ufunc``
-        on the copy, which costs a pass more).
+        The out-of-place NumPy ufunc kernel and numba loop (plain Python, compiled
+        lazily), which serve both the in-place update (outputs aliased to the
+        inputs) and the guarded one.
 
     Examples
     --------

@@ -25,47 +25,7 @@ def _hyper(opt, lr, t, wd):
             wd, 1.0 - lr * wd, wd != 0.0, opt.decoupled)
 
 
-def _ufunc(p, g, m, v, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd, decoupled,
-           tmp):
-    if has_wd:
-        if decoupled:
-            p *= decay
-        else:
-            np.multiply(p, wd, out=tmp)
-            g += tmp
-    m *= b1
-    np.multiply(g, c1, out=tmp)
-    m += tmp
-    v *= b2
-    np.multiply(g, g, out=tmp)
-    tmp *= c2
-    v += tmp
-    np.sqrt(v, out=tmp)
-    tmp += eps_scaled
-    np.divide(m, tmp, out=tmp)
-    tmp *= step_size
-    p -= tmp
-
-
-def _loop(p, g, m, v, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
-          decoupled):  # pragma: no cover - compiled by numba
-    for i in range(p.shape[0]):
-        gi = g[i]
-        pi = p[i]
-        if has_wd:
-            if decoupled:
-                pi = pi * decay
-            else:
-                gi = gi + pi * wd
-        mi = m[i] * b1 + gi * c1
-        vi = v[i] * b2 + (gi * gi) * c2
-        m[i] = mi
-        v[i] = vi
-        d = np.sqrt(vi) + eps_scaled
-        p[i] = pi - (mi / d) * step_size
-
-
-def _ufunc_to(p, g, m, v, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
+def _ufunc_to(p, g, m, v, p2, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
               decoupled, tmp):
     if has_wd and not decoupled:
         np.multiply(p, wd, out=tmp)
@@ -82,13 +42,14 @@ def _ufunc_to(p, g, m, v, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd, dec
     np.divide(m2, tmp, out=tmp)
     tmp *= step_size
     if has_wd and decoupled:
-        np.multiply(p, decay, out=g)  # g is no longer needed: the new parameter goes there
-        g -= tmp
+        # last, so that p2 may be g (no longer read) or p (read by nothing above)
+        np.multiply(p, decay, out=p2)
+        p2 -= tmp
     else:
-        np.subtract(p, tmp, out=g)
+        np.subtract(p, tmp, out=p2)
 
 
-def _loop_to(p, g, m, v, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
+def _loop_to(p, g, m, v, p2, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
              decoupled):  # pragma: no cover - compiled by numba
     bad = False
     for i in range(p.shape[0]):
@@ -105,7 +66,7 @@ def _loop_to(p, g, m, v, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd, deca
         v2[i] = vi
         d = np.sqrt(vi) + eps_scaled
         pn = pi - (mi / d) * step_size
-        g[i] = pn  # the new parameter, over the gradient
+        p2[i] = pn
         bad |= (pn - pn != 0) | (mi - mi != 0) | (vi - vi != 0)  # NaN for inf and NaN
     return bad
 
@@ -129,5 +90,4 @@ if (keep) { p2 = pn; m2 = mi; v2 = vi; } else { p2 = p; m2 = m; v2 = v; }
 """)
 
 KERNELS = RuleKernels(("xpnet.optimizers.Adam", "xpnet.optimizers.AdamW"), _arrays, _hyper,
-                      ufunc=_ufunc, loop=_loop, cuda=lambda opt: _CUDA,
-                      ufunc_to=_ufunc_to, loop_to=_loop_to)
+                      cuda=lambda opt: _CUDA, ufunc_to=_ufunc_to, loop_to=_loop_to)

@@ -17,58 +17,7 @@ def _hyper(opt, lr, t, wd):
             opt.momentum > 0, opt.centered)
 
 
-def _ufunc(p, g, sq, buf, ga, lr, wd, a, c, eps, mom, has_wd, has_mom, centered, tmp):
-    if has_wd:
-        np.multiply(p, wd, out=tmp)
-        g += tmp
-    sq *= a
-    np.multiply(g, g, out=tmp)
-    tmp *= c
-    sq += tmp
-    if centered:
-        ga *= a
-        np.multiply(g, c, out=tmp)
-        ga += tmp
-        np.multiply(ga, ga, out=tmp)
-        np.subtract(sq, tmp, out=tmp)
-        np.sqrt(tmp, out=tmp)
-    else:
-        np.sqrt(sq, out=tmp)
-    tmp += eps
-    np.divide(g, tmp, out=tmp)
-    if has_mom:
-        buf *= mom
-        buf += tmp
-        np.multiply(buf, lr, out=tmp)
-    else:
-        tmp *= lr
-    p -= tmp
-
-
-def _loop(p, g, sq, buf, ga, lr, wd, a, c, eps, mom, has_wd, has_mom,
-          centered):  # pragma: no cover - compiled by numba
-    for i in range(p.shape[0]):
-        gi = g[i]
-        if has_wd:
-            gi = gi + p[i] * wd
-        s = sq[i] * a + (gi * gi) * c
-        sq[i] = s
-        if centered:
-            gav = ga[i] * a + gi * c
-            ga[i] = gav
-            d = np.sqrt(s - gav * gav) + eps
-        else:
-            d = np.sqrt(s) + eps
-        u = gi / d
-        if has_mom:
-            b = buf[i] * mom + u
-            buf[i] = b
-            p[i] = p[i] - b * lr
-        else:
-            p[i] = p[i] - u * lr
-
-
-def _ufunc_to(p, g, sq, buf, ga, sq2, buf2, ga2, lr, wd, a, c, eps, mom, has_wd, has_mom,
+def _ufunc_to(p, g, sq, buf, ga, p2, sq2, buf2, ga2, lr, wd, a, c, eps, mom, has_wd, has_mom,
               centered, tmp):
     if has_wd:
         np.multiply(p, wd, out=tmp)
@@ -94,10 +43,10 @@ def _ufunc_to(p, g, sq, buf, ga, sq2, buf2, ga2, lr, wd, a, c, eps, mom, has_wd,
         np.multiply(buf2, lr, out=tmp)
     else:
         tmp *= lr
-    np.subtract(p, tmp, out=g)  # the new parameter, over the gradient
+    np.subtract(p, tmp, out=p2)
 
 
-def _loop_to(p, g, sq, buf, ga, sq2, buf2, ga2, lr, wd, a, c, eps, mom, has_wd, has_mom,
+def _loop_to(p, g, sq, buf, ga, p2, sq2, buf2, ga2, lr, wd, a, c, eps, mom, has_wd, has_mom,
              centered):  # pragma: no cover - compiled by numba
     bad = False
     for i in range(p.shape[0]):
@@ -123,7 +72,7 @@ def _loop_to(p, g, sq, buf, ga, sq2, buf2, ga2, lr, wd, a, c, eps, mom, has_wd, 
             pn = pi - b * lr
         else:
             pn = pi - u * lr
-        g[i] = pn  # the new parameter, over the gradient
+        p2[i] = pn
         bad |= pn - pn != 0  # NaN for inf and NaN
     return bad
 
@@ -152,5 +101,5 @@ def _cuda(opt):
                       "bool has_mom, bool centered", outs, "\n".join(body) + "\n")
 
 
-KERNELS = RuleKernels(("xpnet.optimizers.RMSprop",), _arrays, _hyper, ufunc=_ufunc,
-                      loop=_loop, cuda=_cuda, ufunc_to=_ufunc_to, loop_to=_loop_to)
+KERNELS = RuleKernels(("xpnet.optimizers.RMSprop",), _arrays, _hyper, cuda=_cuda,
+                      ufunc_to=_ufunc_to, loop_to=_loop_to)

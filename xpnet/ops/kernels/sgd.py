@@ -15,43 +15,7 @@ def _hyper(opt, lr, t, wd):
     return (lr, wd, opt.momentum, wd != 0.0, opt.momentum > 0, opt.nesterov, t == 1)
 
 
-def _ufunc(p, g, buf, lr, wd, mom, has_wd, has_mom, nesterov, first, tmp):
-    if has_wd:
-        np.multiply(p, wd, out=tmp)
-        g += tmp
-    if has_mom:
-        if first:
-            buf[...] = g
-        else:
-            buf *= mom
-            buf += g
-        if nesterov:
-            np.multiply(buf, mom, out=tmp)
-            tmp += g
-        else:
-            tmp[...] = buf
-        tmp *= lr
-    else:
-        np.multiply(g, lr, out=tmp)
-    p -= tmp
-
-
-def _loop(p, g, buf, lr, wd, mom, has_wd, has_mom, nesterov,
-          first):  # pragma: no cover - compiled by numba
-    for i in range(p.shape[0]):
-        gi = g[i]
-        if has_wd:
-            gi = gi + p[i] * wd
-        if has_mom:
-            b = gi if first else buf[i] * mom + gi
-            buf[i] = b
-            u = b * mom + gi if nesterov else b
-            p[i] = p[i] - u * lr
-        else:
-            p[i] = p[i] - gi * lr
-
-
-def _ufunc_to(p, g, buf, buf2, lr, wd, mom, has_wd, has_mom, nesterov, first, tmp):
+def _ufunc_to(p, g, buf, p2, buf2, lr, wd, mom, has_wd, has_mom, nesterov, first, tmp):
     if has_wd:
         np.multiply(p, wd, out=tmp)
         g += tmp
@@ -69,10 +33,10 @@ def _ufunc_to(p, g, buf, buf2, lr, wd, mom, has_wd, has_mom, nesterov, first, tm
         tmp *= lr
     else:
         np.multiply(g, lr, out=tmp)
-    np.subtract(p, tmp, out=g)  # the new parameter, over the gradient
+    np.subtract(p, tmp, out=p2)
 
 
-def _loop_to(p, g, buf, buf2, lr, wd, mom, has_wd, has_mom, nesterov,
+def _loop_to(p, g, buf, p2, buf2, lr, wd, mom, has_wd, has_mom, nesterov,
              first):  # pragma: no cover - compiled by numba
     bad = False
     for i in range(p.shape[0]):
@@ -88,7 +52,7 @@ def _loop_to(p, g, buf, buf2, lr, wd, mom, has_wd, has_mom, nesterov,
             bad |= b - b != 0
         else:
             pn = pi - gi * lr
-        g[i] = pn  # the new parameter, over the gradient
+        p2[i] = pn
         bad |= pn - pn != 0  # NaN for inf and NaN
     return bad
 
@@ -120,6 +84,6 @@ T pn = p - gi * lr;
 p2 = keep ? pn : p;
 """)
 
-KERNELS = RuleKernels(("xpnet.optimizers.SGD",), _arrays, _hyper, ufunc=_ufunc, loop=_loop,
+KERNELS = RuleKernels(("xpnet.optimizers.SGD",), _arrays, _hyper,
                       cuda=lambda opt: _CUDA_MOMENTUM if opt.momentum > 0 else _CUDA_PLAIN,
                       ufunc_to=_ufunc_to, loop_to=_loop_to)
