@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import hashlib
 import importlib.util
 import inspect
 import os
@@ -162,7 +163,10 @@ def compiled_aliased(loop_to: Callable[..., Any], n_slots: int, n_hyper: int,
         exec(compile(src, inspect.getfile(loop_to), "exec"), scope)
         entry = scope[name]
         entry.__code__ = entry.__code__.replace(co_firstlineno=loop_to.__code__.co_firstlineno)
-        entry.__qualname__ = f"{loop_to.__qualname__}{name[len(loop_to.__name__):]}"
+        # the source's hash in the name: numba's disk cache tells entries apart by name
+        # and the loop file's stamp, so a changed template here gets a new cache entry
+        tag = hashlib.sha256(src.encode()).hexdigest()[:8]
+        entry.__qualname__ = f"{loop_to.__qualname__}{name[len(loop_to.__name__):]}_{tag}"
         k = _COMPILED[key] = _jit(entry)
     return k
 
