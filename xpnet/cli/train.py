@@ -19,7 +19,7 @@ import os
 import shlex
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -207,8 +207,14 @@ def _load(run: _Run) -> None:
         check_settings(run.s)
         _rank_settings(run)
     train_idx, val_idx = split(ds.x_train.shape[0], run.s["val_split"], run.s["seed"])
-    run.X, run.y = ds.x_train[train_idx], ds.y_train[train_idx]
-    run.val = None if val_idx is None else (ds.x_train[val_idx], ds.y_train[val_idx])
+    if val_idx is None:  # every row, in order: no copy
+        run.X, run.y, run.val = ds.x_train, ds.y_train, None
+    else:
+        run.X, run.y = ds.x_train[train_idx], ds.y_train[train_idx]
+        run.val = (ds.x_train[val_idx], ds.y_train[val_idx])
+        # the run keeps the dataset with its training rows only, so that the full array
+        # is freed: one float copy of the data during training, not two
+        run.ds = replace(ds, x_train=run.X, y_train=run.y)
     run.n_train = run.X.shape[0]
     run.bs = min(run.s["batch_size"], run.n_train)
     run.global_bs, run.steps = global_steps(run.n_train, run.bs, run.comm.size)
