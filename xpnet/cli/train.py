@@ -103,6 +103,7 @@ class _Run:
     resume: dict[str, Any] | None = None
     limiter: Any = None
     threads_txt: str = ""
+    data_summary: str = ""
     model_file: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
@@ -215,6 +216,7 @@ def _load(run: _Run) -> None:
         # the run keeps the dataset with its training rows only, so that the full array
         # is freed: one float copy of the data during training, not two
         run.ds = replace(ds, x_train=run.X, y_train=run.y)
+    run.data_summary = ds.summary()  # the dataset as loaded, before the split
     run.n_train = run.X.shape[0]
     run.bs = min(run.s["batch_size"], run.n_train)
     run.global_bs, run.steps = global_steps(run.n_train, run.bs, run.comm.size)
@@ -304,7 +306,7 @@ def _announce(run: _Run) -> None:
     con.print(styled((f"xpnet {__version__}", "bold"), "  backend ", (backend.name, "bold"),
                      f" ({backend.device_name}), {s['dtype']}, seed {s['seed']}"
                      + (f", threads {run.threads_txt}" if backend.is_host else "")))
-    con.print(f"data     {ds.summary()}")
+    con.print(f"data     {run.data_summary}")
     vtxt = f", validation {run.val[0].shape[0]:,} ({s['val_split']:g})" if run.val else ""
     con.print(f"split    train {run.n_train:,}{vtxt}, test {ds.x_test.shape[0]:,}")
     con.print(f"model    {_sizes(run)} ({s['activation']}"
