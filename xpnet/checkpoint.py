@@ -197,15 +197,7 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
     from safetensors.numpy import save as st_save
 
     path = Path(path)
-    training = dict(training) if training else None
-    if training and "optimizer" in training:
-        optimizer = training.pop("optimizer") if optimizer is None else optimizer
-        training.pop("optimizer", None)
-    if optimizer is None and getattr(model, "optimizer", None) is not None \
-            and model.optimizer.state is not None:
-        optimizer = model.optimizer
-    if optimizer is False:
-        optimizer = None
+    optimizer, training = _saved_optimizer(model, optimizer, training)
     config, opt_meta = check_saveable(model, optimizer)
     if not path.parent.exists():
         raise FileNotFoundError(f"cannot save to {path}: folder {path.parent} does not exist")
@@ -223,18 +215,7 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if opt_meta is not None:
-        state = optimizer.state
-        if state is not None:
-            opt_meta["step"] = int(state["step"])
-            opt_meta["slots"] = [s for s in state if s != "step"]
-            if opt_meta["slots"]:  # the parameters the state covers (frozen ones have none)
-                covered = state[opt_meta["slots"][0]]
-                opt_meta["keys"] = [k for k in model.params if k in covered]
-            for slot, values in state.items():
-                if slot == "step":
-                    continue
-                for k, v in values.items():
-                    tensors[f"{_OPT}{slot}/{k}"] = np.ascontiguousarray(to_numpy(v))
+        tensors.update(_optimizer_tensors(model, optimizer.state, opt_meta))
         meta["optimizer"] = json.dumps(opt_meta)
     if training is not None:
         meta["training"] = json.dumps(training)
@@ -243,6 +224,38 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
     data = st_save(tensors, metadata=meta)
     atomic_write_bytes(path, data)
     return path
+
+
+def _saved_optimizer(model: Any, optimizer: Any, training: dict | None) -> tuple[Any, dict | None]:
+    """The optimizer `save` writes (None for none) and the training record without it:
+    ``optimizer`` as given, else the record's ``optimizer`` entry, else the model's
+    optimizer when it has a state; False means none."""
+    training = dict(training) if training else None
+    if training and "optimizer" in training:
+        optimizer = training.pop("optimizer") if optimizer is None else optimizer
+        training.pop("optimizer", None)
+    if optimizer is None and getattr(model, "optimizer", None) is not None \
+            and model.optimizer.state is not None:
+        optimizer = model.optimizer
+    return (None if optimizer is False else optimizer), training
+
+
+def _optimizer_tensors(model: Any, state: dict | None, opt_meta: dict) -> dict[str, np.ndarray]:
+    """The optimizer slots as host tensors to write; ``opt_meta`` gains the step, the slot
+    names and the parameters the state covers (frozen ones have none)."""
+    tensors: dict[str, np.ndarray] = {}
+    if state is None:
+        return tensors
+    opt_meta["step"] = int(state["step"])
+    opt_meta["slots"] = [s for s in state if s != "step"]
+    if opt_meta["slots"]:
+        covered = state[opt_meta["slots"][0]]
+        opt_meta["keys"] = [k for k in model.params if k in covered]
+    for slot, values in state.items():
+        if slot != "step":
+            for k, v in values.items():
+                tensors[f"{_OPT}{slot}/{k}"] = np.ascontiguousarray(to_numpy(v))
+    return tensors
 
 
 def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:

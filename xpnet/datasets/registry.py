@@ -232,6 +232,36 @@ def _npz_extras(arrays: dict[str, np.ndarray], path: Path
     return class_names, image_shape
 
 
+def _npz_keys(path: Path) -> dict[str, str]:
+    """The member key of each array `load_npz` reads (the four required, the optional
+    ``class_names`` and ``image_shape``), after checking every member's header and the
+    data size, before any array is read."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = _npz_members(zf)
+            by_lower = {k.lower(): k for k in members}
+            keys = {}
+            for want in _NPZ_KEYS:
+                if want not in by_lower:
+                    raise DatasetError(
+                        f"{path}: no array {want!r}; an .npz dataset needs "
+                        f"{', '.join(_NPZ_KEYS)} (found: {', '.join(sorted(members)) or 'none'})"
+                    )
+                keys[want] = by_lower[want]
+            for opt in ("class_names", "image_shape"):
+                if opt in by_lower:
+                    keys[opt] = by_lower[opt]
+            shapes = {want: _check_npy_member(zf, members[key], path, want)
+                      for want, key in keys.items()}
+            check_data_size(math.prod(shapes["x_train"]) + math.prod(shapes["x_test"]),
+                            f"{path}'s x_train and x_test")
+    except zipfile.BadZipFile as exc:
+        raise DatasetError(f"{path}: not an .npz (zip) file: {exc}") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read: {exc}") from exc
+    return keys
+
+
 def load_npz(path: str | os.PathLike[str]) -> Dataset:
     """Load an ``.npz`` file with ``x_train``, ``y_train``, ``x_test``, ``y_test``.
 
@@ -273,29 +303,7 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
         digest = file_sha256(path)
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read: {exc}") from exc
-    try:
-        with zipfile.ZipFile(path) as zf:
-            members = _npz_members(zf)
-            by_lower = {k.lower(): k for k in members}
-            keys = {}
-            for want in _NPZ_KEYS:
-                if want not in by_lower:
-                    raise DatasetError(
-                        f"{path}: no array {want!r}; an .npz dataset needs "
-                        f"{', '.join(_NPZ_KEYS)} (found: {', '.join(sorted(members)) or 'none'})"
-                    )
-                keys[want] = by_lower[want]
-            for opt in ("class_names", "image_shape"):
-                if opt in by_lower:
-                    keys[opt] = by_lower[opt]
-            shapes = {want: _check_npy_member(zf, members[key], path, want)
-                      for want, key in keys.items()}
-            check_data_size(math.prod(shapes["x_train"]) + math.prod(shapes["x_test"]),
-                            f"{path}'s x_train and x_test")
-    except zipfile.BadZipFile as exc:
-        raise DatasetError(f"{path}: not an .npz (zip) file: {exc}") from None
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read: {exc}") from exc
+    keys = _npz_keys(path)
     arrays: dict[str, np.ndarray] = {}
     try:
         with np.load(path, allow_pickle=False) as npz:
