@@ -300,3 +300,64 @@ def test_a_gradient_hook_that_refills_its_buffers_keeps_them(blobs):
     for k, v in ref.params.items():
         assert m.params[k].tobytes() == v.tobytes(), k
         assert all(m.params[k] is not b for b in buffers.values())
+
+
+@pytest.mark.parametrize("grads_finite", [False, True])
+def test_gradients_the_caller_checked_are_not_checked_again(grads_finite, monkeypatch):
+    """``grads_finite=True`` (what fit's guard passes after checking them) drops the
+    gradients from the ufunc update's input checks; the parameters and slots are checked
+    on the first call and then known, so a trusted step checks nothing twice."""
+    _paths("ufunc", monkeypatch)
+    seen: list[int] = []
+    real = _chunked._finite
+    monkeypatch.setattr(_chunked, "_finite",
+                        lambda arrays, zeros: seen.append(len(arrays)) or real(arrays, zeros))
+    opt = xn.Adam(lr=1e-3)
+    rng = np.random.default_rng(0)
+    params = {k: rng.normal(size=s).astype("float32") for k, s in SHAPES.items()}
+    state, spare = opt.init(params), {}
+    for step in range(2):
+        grads = {k: rng.normal(size=s).astype("float32") for k, s in SHAPES.items()}
+        seen.clear()
+        assert opt.update_(params, grads, state, check_finite=True, spare=spare,
+                           grads_finite=grads_finite) is True
+        chunks = sum(-(-int(np.prod(s)) // _chunked.CHUNK) for s in SHAPES.values())
+        # first call: p, m, v (+ g); then only g, or nothing at all
+        per_chunk = (3 if step == 0 else 0) + (0 if grads_finite else 1)
+        assert sum(seen) == chunks * per_chunk
+
+
+def test_a_clip_grads_override_keeps_its_gradients_checked(monkeypatch):
+    """A rule whose ``clip_grads`` is its own may turn finite gradients into NaN: the
+    update checks them whatever ``grads_finite`` says, and refuses the step."""
+    _paths("ufunc", monkeypatch)
+
+    class NaNClip(xn.SGD):
+        def clip_grads(self, grads):
+            return {k: g * np.float32("nan") for k, g in grads.items()}
+
+    sgd = xn.ops.kernels.kernels_for(xn.SGD())
+    register(RuleKernels((class_key(NaNClip),), sgd.arrays, sgd.hyper, ufunc_to=sgd.ufunc_to))
+    opt = NaNClip(lr=0.1)
+    params = {"w": np.ones(5, "float32")}
+    state = opt.init(params)
+    assert opt.update_(params, {"w": np.ones(5, "float32")}, state, check_finite=True,
+                       spare={}, grads_finite=True) is False
+    assert params["w"].tolist() == [1.0] * 5 and state["step"] == 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_the_host_gradient_check_is_exact(dtype):
+    """fit's host check of the gradients: any inf or NaN anywhere is caught, and finite
+    values however large are not mistaken for one (no sum that could overflow)."""
+    ops = xn.ops.NumpyOps()
+    big = np.finfo(dtype).max
+    g = np.full((300, 500), big, dtype)
+    assert ops.all_finite(np.float32(1.0), {"a": g, "b": -g[:, ::7]})
+    for bad in (np.inf, -np.inf, np.nan):
+        for at in (0, 149_999, 70_000):
+            h = g.copy()
+            h.reshape(-1)[at] = bad
+            assert not ops.all_finite(np.float32(1.0), {"a": g, "b": h}), (bad, at)
+            assert not ops.all_finite(np.float32(1.0), {"b": h[:, ::3]}) or at % 3, (bad, at)
+    assert not ops.all_finite(np.float32("nan"), {"a": g})

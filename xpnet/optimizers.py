@@ -413,7 +413,8 @@ class Optimizer:
         return new, new_state
 
     def update_(self, params: Params, grads: Params, state: dict, *,
-                check_finite: bool = False, spare: dict | None = None) -> bool:
+                check_finite: bool = False, spare: dict | None = None,
+                grads_finite: bool = False) -> bool:
         """Apply one update in place: ``params`` and ``state`` are modified.
 
         The mutable fast path that [`xpnet.fit`][] uses. After clipping
@@ -442,6 +443,13 @@ class Optimizer:
             Where the NumPy kernels keep their second set of arrays between
             calls; pass the same (initially empty) dict every step to avoid
             allocating them each time.
+        grads_finite : bool
+            With ``check_finite``: the caller has already checked that every
+            gradient is finite (``fit``'s guard does), so the NumPy kernels do
+            not check them again. The library's clipping keeps finite gradients
+            finite; a subclass that overrides
+            [`clip_grads`][xpnet.optimizers.Optimizer.clip_grads] gets its
+            gradients checked whatever this says.
 
         Returns
         -------
@@ -468,26 +476,30 @@ class Optimizer:
         self._aligned(trained, state, in_place=True)
         ops = _ops(trained)
         with ops.scope(next(iter(trained.values()), None)):
-            done = self._update_(ops, trained, grads, state, check_finite, spare)
+            done = self._update_(ops, trained, grads, state, check_finite, spare,
+                                 grads_finite)
         if trained is not params:
             params.update(trained)  # entries the in-place kernels swapped or rebound
         return done
 
     def _update_(self, ops: Any, params: Params, grads: Params, state: dict,
-                 check_finite: bool, spare: dict | None) -> bool:
+                 check_finite: bool, spare: dict | None, grads_finite: bool = False) -> bool:
         step = int(state["step"])
         lr = self.learning_rate(step)
-        grads = self.clip_grads(grads)
+        clipped = self.clip_grads(grads)
         if check_finite:
-            done = ops.update_checked_(self, params, grads, state, lr, step + 1,
-                                       {} if spare is None else spare)
+            # the library's clipping maps finite gradients to finite ones; an override may not
+            known = grads_finite and (clipped is grads
+                                      or type(self).clip_grads is Optimizer.clip_grads)
+            done = ops.update_checked_(self, params, clipped, state, lr, step + 1,
+                                       {} if spare is None else spare, grads_finite=known)
         else:
-            done = ops.update_(self, params, grads, state, lr, step + 1) or None
+            done = ops.update_(self, params, clipped, state, lr, step + 1) or None
         if done is not None:
             if done:
                 state["step"] = step + 1
             return done
-        new_params, new_state = self._pure(ops, params, grads, state, lr, step + 1, None)
+        new_params, new_state = self._pure(ops, params, clipped, state, lr, step + 1, None)
         if check_finite and not ops.arrays_finite(
                 [*new_params.values(), *(a for s in self.slots for a in new_state[s].values())]):
             return False

@@ -307,7 +307,7 @@ class Ops:
         return False
 
     def update_checked_(self, opt: Any, params: dict, grads: dict, state: dict, lr: float,
-                        t: int, spare: dict) -> bool | None:
+                        t: int, spare: dict, *, grads_finite: bool = False) -> bool | None:
         """Update in place only if every new parameter and slot is finite.
 
         Returns True (applied), False (not applied: ``params`` and ``state``
@@ -315,6 +315,8 @@ class Ops:
         runs the pure update, checks it and rebinds). ``spare`` is a dict the
         kernel may keep arrays in between calls (the NumPy ops write the
         update into a second set of arrays and swap the two on success).
+        ``grads_finite``: the caller has checked every gradient, so a kernel
+        that checks its inputs may leave them out.
 
         Examples
         --------

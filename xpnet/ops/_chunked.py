@@ -21,7 +21,7 @@ import math
 import operator
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -359,6 +359,32 @@ def _zeros(dtype: np.dtype) -> np.ndarray:
     return z
 
 
+def all_finite(arrays: Iterable[np.ndarray]) -> bool:
+    """Whether every element of every array is finite: `_finite` chunk by chunk on the
+    flat view of each float32/float64 array (one BLAS pass, about twice as fast as a
+    sum, and exact: no sum of large finite values can overflow); other dtypes and
+    layouts go through ``isfinite``. Raises no warning for the infs it finds.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.ops._chunked import all_finite
+    >>> all_finite([np.full((300, 300), 3e38, "float32")]), all_finite([np.array([1, -np.inf])])
+    (True, False)
+    """
+    with np.errstate(invalid="ignore"):
+        for a in arrays:
+            if a.dtype.char not in "fd" or not a.flags.c_contiguous:
+                if not np.isfinite(a).all():
+                    return False
+                continue
+            flat, zeros = a.reshape(-1), _zeros(a.dtype)
+            if not _finite([flat[lo:lo + CHUNK] for lo in range(0, flat.shape[0], CHUNK)],
+                           zeros):
+                return False
+    return True
+
+
 def _live(params: dict, state: dict, names: Sequence[str | None]) -> list[np.ndarray]:
     return list(params.values()) + [state[s][k] for s in names if s is not None
                                     for k in params]
@@ -382,7 +408,8 @@ def mark_checked(params: dict, state: dict, names: Sequence[str | None], spare: 
 
 def run_to(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], params: dict,
            grads: dict, state: dict, names: Sequence[str | None], out: dict, *,
-           into_grads: bool = True, state_finite: bool = False) -> bool:
+           into_grads: bool = True, state_finite: bool = False,
+           grads_finite: bool = False) -> bool:
     """Compute one update without touching the live parameters and slots, chunk by chunk;
     True when every new value is finite.
 
@@ -394,15 +421,15 @@ def run_to(kernel: Callable[..., None], hyper: dict[str, tuple[Any, ...]], param
     operations and division by zero raising, so a value that becomes inf or NaN inside
     it stops the update, at no cost per element. That covers every non-finite result
     when the inputs are finite, so the inputs are checked, chunk by chunk while in the
-    cache: the gradient always, the parameter and slots unless ``state_finite`` (they
-    are what the last guarded update left, see `state_known_finite`).
+    cache: the gradient unless ``grads_finite`` (the caller checked it), the parameter
+    and slots unless ``state_finite`` (they are what the last guarded update left, see
+    `state_known_finite`).
     """
     distinct = [2 + j for j, s in enumerate(names) if s is not None]
+    picked = ([] if state_finite else [0, *distinct]) + ([] if grads_finite else [1])
 
     def inputs(args: tuple[Any, ...]) -> list[np.ndarray]:
-        if state_finite:
-            return [args[1]]
-        return [args[0], args[1]] + [args[j] for j in distinct]
+        return [args[j] for j in picked]
 
     return _chunks(kernel, hyper, params,
                    lambda k: flat_arrays_to(params, grads, state, out, k, names,
@@ -417,7 +444,8 @@ def _checked(kernel: Callable[..., None], part: list[tuple[Any, ...]], tmp: np.n
     try:
         with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
             for args in part:
-                if not _finite(inputs(args), zeros):  # inf raises, NaN gives NaN
+                arrays = inputs(args)
+                if arrays and not _finite(arrays, zeros):  # inf raises, NaN gives NaN
                     return False
                 kernel(*args, tmp[: args[0].shape[0]])
     except FloatingPointError:

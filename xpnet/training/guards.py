@@ -114,7 +114,7 @@ class HostGuard(_Guard):
             return self._bad(k, "loss" if not math.isfinite(float(value)) else "gradient")
         opt = self.optimizer
         if not opt.update_(self.model.params, grads, opt.state, check_finite=True,
-                           spare=self.spare):
+                           spare=self.spare, grads_finite=True):
             return self._bad(k, _UPDATE)
         self.run_loss += float(value) * rows
         if count is not None:
