@@ -107,8 +107,8 @@ def tables(d: Path) -> dict[str, str]:
     """Every table of docs/performance.md from the results in ``d``: name -> Markdown.
 
     The names: each workload of cpu.json (``W1``, ``W2``, ``W3``, ``infer``, ``W2f64``),
-    ``memory``, ``targets``, ``scaling``, ``onnx`` and ``memory-long-run`` (for
-    docs/reliability.md), where the files hold them.
+    ``memory``, ``targets``, ``scaling``, ``onnx``, ``bounds`` (bench_bounds.py) and
+    ``memory-long-run`` (for docs/reliability.md), where the files hold them.
     """
     found: dict[str, str] = {}
     if (d / "cpu.json").exists():
@@ -126,6 +126,10 @@ def tables(d: Path) -> dict[str, str]:
         from bench_onnx import table
 
         found["onnx"] = table(json.loads((d / "onnx.json").read_text())) + "\n"
+    if (d / "bounds.json").exists():
+        from bench_bounds import table as bounds_table
+
+        found["bounds"] = bounds_table(json.loads((d / "bounds.json").read_text()))
     return found
 
 

@@ -53,10 +53,11 @@ def fit_by_hand(model, X, y, *, epochs, batch_size, seed, val_fraction,
             loss, grads, out = model.loss_and_grads(
                 xb, yb, check_values=False, rng=rng, return_output=True)
             total = float(loss) + sum(float(xp.sum(g)) for g in grads.values())
-            # never apply a bad step
+            # never apply a bad step (a finite total: finite gradients,
+            # which the checked update need not check again)
             if not math.isfinite(total) or not opt.update_(
                     model.params, grads, opt.state, check_finite=True,
-                    spare=spare):
+                    spare=spare, grads_finite=True):
                 raise xn.NonFiniteLossError(epoch + 1, k + 1)
             run_loss += float(loss) * idx.shape[0]
             run_correct += float(loss_fn.count_correct(out, yb))
