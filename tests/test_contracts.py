@@ -182,6 +182,10 @@ BAD_RECORDS = [
     ({"epoch": 1, "run_loss": float("nan")}, r"'run_loss' must be a finite number"),
     ({"epoch": 1, "run_correct": -1.0}, r"'run_correct' must be >= 0"),
     ({"epoch": 1, "rng": {"bit_generator": "PCG64"}}, r"'rng' is not a generator state"),
+    # mid-epoch keys at an epoch boundary: to_record never writes them, so no round trip
+    ({"epoch": 0, "step": 0, "seen": 1}, r"step 0 but 'seen' 1: the mid-epoch keys"),
+    ({"epoch": 1, "run_loss": 2.5}, r"step 0 but 'run_loss' 2.5"),
+    ({"epoch": 1, "step": 0, "run_correct": 3.0}, r"step 0 but 'run_correct' 3.0"),
 ]
 
 

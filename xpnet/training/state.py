@@ -18,6 +18,7 @@ __all__ = ["TrainState"]
 
 _INTS = ("epoch", "step", "seed", "seen")
 _FLOATS = ("run_loss", "run_correct")
+_MID_EPOCH = ("epoch_rng", "run_loss", "run_correct", "seen")  # written only when step > 0
 # errors a hostile generator state can provoke inside RNG.set_state
 _STATE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
                  RecursionError)
@@ -106,7 +107,9 @@ class TrainState:
         ----------
         record : dict
             As written by [`to_record`][xpnet.training.TrainState.to_record] (the
-            ``training`` entry of a checkpoint). Unknown keys are ignored.
+            ``training`` entry of a checkpoint). Unknown keys are ignored; the
+            mid-epoch keys (``epoch_rng``, ``run_loss``, ``run_correct``, ``seen``)
+            must be absent or unset (None, 0) when ``step`` is 0.
 
         Returns
         -------
@@ -145,6 +148,12 @@ class TrainState:
                         "the generator state"
                     raise ValueError(f"training record has step {values['step']} > 0 but no "
                                      f"{key!r} ({what})")
+        else:  # at an epoch boundary the mid-epoch keys are unset (to_record omits them)
+            for key in _MID_EPOCH:
+                if values.get(key) not in (None, 0):
+                    raise ValueError(f"training record has step 0 but {key!r} "
+                                     f"{record[key]!r}: the mid-epoch keys belong to a "
+                                     "record with step > 0")
         return cls(**values)
 
 
