@@ -359,5 +359,6 @@ def test_the_host_gradient_check_is_exact(dtype):
             h = g.copy()
             h.reshape(-1)[at] = bad
             assert not ops.all_finite(np.float32(1.0), {"a": g, "b": h}), (bad, at)
-            assert not ops.all_finite(np.float32(1.0), {"b": h[:, ::3]}) or at % 3, (bad, at)
+            in_view = (at % 500) % 3 == 0  # a strided view holds it or not
+            assert ops.all_finite(np.float32(1.0), {"b": h[:, ::3]}) is not in_view, (bad, at)
     assert not ops.all_finite(np.float32("nan"), {"a": g})
