@@ -225,27 +225,17 @@ def new_record(*, command: str, settings: dict[str, Any], previous: Any,
     >>> rec["status"], rec["epochs"], rec["files"]["model"]
     ('running', 2, None)
     """
-    from .._version import __version__
-    from ..backends import versions
-
-    versions_info = {"xpnet": __version__, "python": platform.python_version(), **versions()}
-    prev = previous or {}
+    lineage = _lineage(command, previous, resume, resuming)
     return {
         "schema": RUN_SCHEMA,
         "status": "running",
-        "command": prev.get("command") or command,
+        "command": lineage["command"],
         "settings": settings,
         "seed": settings["seed"],
-        "started_at": prev.get("started_at") or timestamp(),
+        "started_at": lineage["started_at"],
         "finished_at": None,
-        "resumes": [*prev.get("resumes", []),
-                    {"at": timestamp(), "command": command,
-                     "from_epoch": int((resume or {}).get("epoch", 0))}
-                    ] if resuming else [],
-        "versions": versions_info,
-        "platform": {"system": platform.platform(), "machine": platform.machine(),
-                     "cpus": os.cpu_count()},
-        "backend": {"name": backend.name, "device": backend.device_name},
+        "resumes": lineage["resumes"],
+        **_environment(backend),
         "dataset": dataset,
         "model": {"config": model.get_config(), "num_params": model.num_params},
         "optimizer": repr(optimizer),
@@ -260,6 +250,31 @@ def new_record(*, command: str, settings: dict[str, Any], previous: Any,
         "files": {"model": MODEL_FILE if saving else None,
                   "run": RUN_FILE if saving else None, "curves": None},
     }
+
+
+def _lineage(command: str, previous: Any, resume: dict[str, Any] | None,
+             resuming: bool) -> dict[str, Any]:
+    """``command``, ``started_at`` and ``resumes`` of a starting run: the first run's
+    command and start carried over from ``previous``, one more entry in ``resumes`` when
+    ``resuming``."""
+    prev = previous or {}
+    resumes = [*prev.get("resumes", []),
+               {"at": timestamp(), "command": command,
+                "from_epoch": int((resume or {}).get("epoch", 0))}] if resuming else []
+    return {"command": prev.get("command") or command,
+            "started_at": prev.get("started_at") or timestamp(), "resumes": resumes}
+
+
+def _environment(backend: Any) -> dict[str, Any]:
+    """``versions``, ``platform`` and ``backend`` of the run record."""
+    from .._version import __version__
+    from ..backends import versions
+
+    return {"versions": {"xpnet": __version__, "python": platform.python_version(),
+                         **versions()},
+            "platform": {"system": platform.platform(), "machine": platform.machine(),
+                         "cpus": os.cpu_count()},
+            "backend": {"name": backend.name, "device": backend.device_name}}
 
 
 class RunRecorder:

@@ -147,13 +147,8 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     start = _start_state(resume, seed)
     optimizer = get_optimizer(optimizer if optimizer is not None else
                               model.optimizer if model.optimizer is not None else Adam(lr=1e-3))
-    if comm.size > 1 and (sample_weight is not None or class_weight is not None):
-        raise ValueError("sample_weight and class_weight are not supported with distributed= "
-                         "over several ranks yet (the gradients would be averaged by rows, "
-                         "not by weight); train in one process or without weights")
-    if not model.trainable_keys:
-        raise ValueError("every layer of the model is frozen: nothing to train; unfreeze "
-                         "some with model.unfreeze(i)")
+    _check_trainable(model, comm, weighted=sample_weight is not None
+                     or class_weight is not None)
     Xd, yd, wd, validation = _prepare_data(model, X, y, validation_data, validation_split,
                                            sample_weight, class_weight)
     bs = Xd.shape[0] if batch_size is None else min(batch_size * comm.size, Xd.shape[0])
@@ -170,6 +165,17 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                       verbose=bool(verbose), on_nonfinite=on_nonfinite, state=start,
                       display_interval=display_interval, distributed=comm, sample_weight=wd)
     return trainer.run()
+
+
+def _check_trainable(model: Any, comm: Communicator, *, weighted: bool) -> None:
+    """Refuse a fit with nothing to train, or with weights over several ranks."""
+    if comm.size > 1 and weighted:
+        raise ValueError("sample_weight and class_weight are not supported with distributed= "
+                         "over several ranks yet (the gradients would be averaged by rows, "
+                         "not by weight); train in one process or without weights")
+    if not model.trainable_keys:
+        raise ValueError("every layer of the model is frozen: nothing to train; unfreeze "
+                         "some with model.unfreeze(i)")
 
 
 def _check_distributed(distributed: Any) -> Communicator:
