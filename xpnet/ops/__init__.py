@@ -69,7 +69,7 @@ def ops_for(backend: Any) -> Ops:
     --------
     >>> import xpnet as xn
     >>> from xpnet.ops import ops_for
-    >>> ops_for(xn.get_backend("torch")).name
+    >>> ops_for(xn.get_backend("jax")).name
     'generic'
     """
     return _BY_NAME.get(backend.name, _GENERIC)
