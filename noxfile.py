@@ -13,7 +13,7 @@ PY = ["3.10", "3.11", "3.12", "3.13"]
 
 @nox.session(python=PY, reuse_venv=True)
 def tests(session):
-    """All tests on every backend installed (numpy, array_api_strict, jax, torch if present)."""
+    """The README's tests on every backend installed (`-- -m ""` adds the slow ones)."""
     session.install("-e", ".[test]")
     session.run("pytest", "-n", "2", *session.posargs)
 
@@ -51,7 +51,7 @@ def tests_cupy(session):
     """Tests on CuPy; needs a CUDA GPU (pass the extra, e.g. `-- cuda13`)."""
     extra = session.posargs[0] if session.posargs else "cuda12"
     session.install("-e", f".[test,{extra}]")
-    session.run("pytest", env={"XPNET_TEST_BACKENDS": "numpy,cupy"})
+    session.run("pytest", "-m", "", env={"XPNET_TEST_BACKENDS": "numpy,cupy"})  # slow ones too
 
 
 @nox.session(reuse_venv=True)
@@ -64,7 +64,8 @@ def gpu(session):
     """
     extra = session.posargs[0] if session.posargs else "cuda12"
     session.install("-e", f".[test,{extra}]", "torch")
-    session.run("pytest", "-q", "-n", "4", "tests", env={"XPNET_TEST_BACKENDS": "numpy,cupy"})
+    session.run("pytest", "-q", "-n", "4", "-m", "", "tests",
+                env={"XPNET_TEST_BACKENDS": "numpy,cupy"})
     session.run("python", "benchmarks/bench_gpu.py")
 
 

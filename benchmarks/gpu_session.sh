@@ -67,7 +67,7 @@ cat "$OUT_DIR/env.txt"
 
 # -- 1. the suite with CuPy ---------------------------------------------------------------
 XPNET_TEST_BACKENDS=numpy,cupy timeout "${TEST_TIMEOUT:-300}" "$PY" -m pytest -q \
-  -n "${TEST_WORKERS:-8}" -p no:cacheprovider -ra tests 2>&1 | tee "$OUT_DIR/tests.log"
+  -n "${TEST_WORKERS:-8}" -m "" -p no:cacheprovider -ra tests 2>&1 | tee "$OUT_DIR/tests.log"
 tests_rc=${PIPESTATUS[0]}
 
 # -- 2. the GPU benchmark -----------------------------------------------------------------

@@ -29,10 +29,12 @@ def check(target: str) -> None:
                           + f"\n\nIf intended: python docs/generate.py {target}")
 
 
+@pytest.mark.slow  # reruns every example script
 def test_examples_outputs_are_current():
     check("examples")
 
 
+@pytest.mark.slow  # reruns the CLI sessions the docs show
 def test_cli_outputs_are_current():
     check("cli")
 
@@ -78,6 +80,7 @@ def test_backends_table_tolerates_a_factor_of_10_and_keeps_zeros():
     assert generate.same_magnitudes(shown, shown.replace("bitwise identical", "**differ**"))
 
 
+@pytest.mark.slow
 def test_onnx_outputs_are_current():
     if not generate.onnx_installed():
         pytest.skip("ndonnx, onnx or onnxruntime not installed (the onnx extra)")

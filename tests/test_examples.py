@@ -122,6 +122,7 @@ def test_custom_layer_fast():
     assert "reloaded PReLU with identical slopes: True" in out
 
 
+@pytest.mark.slow
 def test_notebook_config_fast():
     out = run_example("notebook_config.py", "--fast")
     assert "iteration   0" in out
@@ -129,6 +130,7 @@ def test_notebook_config_fast():
     assert number_after("test accuracy:", out) > 0.75
 
 
+@pytest.mark.slow
 def test_notebook_config_scrambled_stays_near_chance():
     out = run_example("notebook_config.py", "--fast", "--scrambled")
     assert number_after("train accuracy:", out) < 0.3

@@ -71,6 +71,7 @@ def _run(code: str, x64: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=120, cwd=cwd)
 
 
+@pytest.mark.slow  # four fresh interpreters importing JAX
 def test_float64_needs_jax_64_bit_mode_and_float32_works_without_it(tmp_path):
     code = """
         import numpy as np, xpnet as xn

@@ -675,6 +675,7 @@ def _version_of(model, base) -> int:
     return i
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigkill_mid_save_leaves_a_loadable_checkpoint(tmp_path):
     """Kill a real process that saves in a loop, many times; the file is always whole."""
