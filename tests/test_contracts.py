@@ -195,7 +195,7 @@ def test_bad_resume_records_are_refused_by_fit_and_by_the_loader(record, match, 
     m = xn.MLP([2, 3], backend="numpy", seed=0)
     m.fit(X, y, epochs=1, verbose=0)
     params = {k: v.copy() for k, v in m.params.items()}
-    state = {k: (v if k == "step" else {p: a.copy() for p, a in v.items()})
+    state = {k: (v if k in ("step", "steps") else {p: a.copy() for p, a in v.items()})
              for k, v in m.optimizer.state.items()}
     with pytest.raises(ValueError, match=match):
         m.fit(X, y, epochs=3, resume=record, verbose=0)

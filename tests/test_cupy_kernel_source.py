@@ -138,9 +138,10 @@ def test_fused_updates_give_the_generic_update_bit_for_bit(fake_cupy, name, dtyp
         keep = np.asarray(step != 3) if keep_kind == "array" else None
         p_ref, s_ref = opt_ref.update(p_ref, grads, s_ref, keep=keep)
         t = int(s_k["step"]) + 1
+        ts = {k: s_k["steps"][k] + 1 for k in shapes}
         fused = _cupy.fused_update(kernels_for(opt_k), opt_k, p_k, grads, s_k,
-                                   opt_k.learning_rate(t - 1), t, keep)
-        p_k, s_k = fused[0], {"step": t, **fused[1]}
+                                   opt_k.learning_rate(t - 1), ts, keep)
+        p_k, s_k = fused[0], {"step": t, "steps": ts, **fused[1]}
         for k in shapes:
             assert p_k[k].tobytes() == p_ref[k].tobytes(), (step, k)
             for slot in opt_ref.slots:

@@ -234,30 +234,55 @@ def test_a_small_fit_does_not_pay_for_importing_numba():
     assert imported("cheap") is True
 
 
-def test_jit_worth_it_and_suspended(monkeypatch):
-    monkeypatch.setenv("XPNET_JIT", "1")
-
-    assert _numba.worth_it(535_818, 469 * 30) is True
-    assert _numba.worth_it(1_000, 10) is ("numba" in sys.modules)
-    with _numba.suspended():
-        assert _numba.enabled() is False
-    with _numba.suspended(False):
-        assert _numba.enabled() is (_numba.installed() and not _numba.failed())
-    monkeypatch.setenv("XPNET_JIT", "off")
-    assert _numba.enabled() is False
-
-
-def test_numpy_training_context_gates_numba(monkeypatch):
-    """``NumpyOps.training`` suspends numba for a fit too small to repay its import, and
-    only then; the generic ops' context changes nothing."""
+def test_one_rule_decides_when_compiling_pays(monkeypatch):
+    """fit decides once for its planned updates; outside a fit, an update compiles once the
+    optimizer's updates so far reach the break-even (or numba is already imported)."""
     monkeypatch.setenv("XPNET_JIT", "1")
     monkeypatch.setattr(_numba, "WORTH_IT", 1e6)
     monkeypatch.delitem(sys.modules, "numba", raising=False)
-    outside = _numba.enabled()
+    on = _numba.installed() and not _numba.failed()
+    assert _numba.worth_it(535_818, 469 * 30) is True
+    assert _numba.use(1_000, 1) is False  # a single small update never compiles
+    assert _numba.use(1_000, 1_000) is on
     with NP.training(num_params=10, n_updates=10):
-        assert _numba.enabled() is False
+        assert _numba.use(1_000, 1_000) is False  # the fit's decision
     with NP.training(num_params=1000, n_updates=1000):
-        assert _numba.enabled() is outside
+        assert _numba.use(10, 1) is on
     with Ops().training(num_params=10, n_updates=10):
-        assert _numba.enabled() is outside
-    assert _numba.enabled() is outside
+        assert _numba.use(1_000, 1) is False  # the generic ops decide nothing
+    monkeypatch.setenv("XPNET_JIT", "off")
+    assert _numba.use(10**9, 10**9) is False
+
+
+_ONE_UPDATE = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import xpnet as xn
+    print("numba" in sys.modules)
+    m = xn.MLP([784, 512, 10], backend="numpy", seed=0)
+    opt = xn.Adam()
+    state = opt.init(m.params)
+    loss, grads = m.loss_and_grads(np.zeros((4, 784), "float32"), np.zeros(4, "int64"))
+    opt.update_(m.params, grads, state, check_finite=True)
+    print("numba" in sys.modules)
+""")
+
+
+@pytest.mark.skipif(not _numba.installed(), reason="numba is not installed")
+def test_import_and_one_update_leave_numba_alone(tmp_path):
+    """``import xpnet`` and one update of a custom loop never import numba (before: one
+    ``update_`` imported it and compiled, writing numba's cache into the package)."""
+    out = subprocess.run([sys.executable, "-c", _ONE_UPDATE], capture_output=True, text=True,
+                         check=True, timeout=300,
+                         env={k: v for k, v in os.environ.items() if k != "XPNET_JIT"})
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_numba_caches_in_a_per_user_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert _numba.cache_dir() == tmp_path / "xpnet" / "numba"
+    package = os.path.dirname(xn.__file__)
+    assert not str(_numba.cache_dir()).startswith(package)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
+    assert _numba.cache_dir() == tmp_path / "mine"

@@ -1,13 +1,13 @@
 """The guard covers the update: an update that would make a parameter or an optimizer
 slot non-finite is never applied, under every policy, on the host and on the device.
 
-On NumPy ``update_(check_finite=True)`` writes the update into a second set of
-arrays (the rule's out-of-place numba loop or ufunc kernel), checks each chunk,
-and swaps the arrays in only when every value is finite; a late chunk that
-overflows after earlier chunks were computed leaves everything as it was. Other
-host backends check the pure update before rebinding it; the device guard keeps
-the old values under one flag. A finite update gives the reference rule's bits
-on every path.
+On NumPy ``update_(check_finite=True)`` over a model's store writes the update into
+the spare buffers (the rule's numba flat kernel or its ufunc kernel), checks each new
+value as it is written, and swaps the buffers in only when every value is finite; a
+late chunk that overflows after earlier chunks were computed leaves everything as it
+was. Other host backends check the reference update before assigning it; the device
+guard keeps the old values under one flag. A finite update gives the reference rule's
+bits on every path.
 """
 
 from __future__ import annotations
@@ -17,97 +17,19 @@ import warnings
 
 import numpy as np
 import pytest
-from test_optimizers import CASES
+from test_optimizers import CASES, store_paths
 
 import xpnet as xn
-from xpnet.ops import _chunked, _numba
-from xpnet.ops.kernels import RuleKernels, class_key, register
+from xpnet.ops.kernels import RuleKernels, class_key, kernels_for, register
+from xpnet.store import ParamStore
 
 SHAPES = {"a": (700, 300), "b": (300,), "c": (5, 3)}  # "a" spans several chunks
 
 
-def _paths(path, monkeypatch):
-    """Force the numba loop, the ufunc kernel, or neither (the pure fallback)."""
-    monkeypatch.setenv("XPNET_NUM_THREADS", "3")
-    if path == "jit":
-        if not _numba.installed():
-            pytest.skip("numba is not installed (pip install 'xpnet[jit]')")
-        monkeypatch.setenv("XPNET_JIT", "1")
-    else:
-        monkeypatch.setenv("XPNET_JIT", "0")
-
-
-def _copy(d):
-    return {k: v.copy() for k, v in d.items()}
-
-
 def _snapshot(params, state, slots):
     return ({k: v.tobytes() for k, v in params.items()},
-            {s: {k: v.tobytes() for k, v in state[s].items()} for s in slots}, state["step"])
-
-
-@pytest.mark.parametrize("path", ["jit", "ufunc"])
-@pytest.mark.parametrize("name", list(CASES))
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_guarded_inplace_update_gives_the_reference_bits(name, dtype, path, monkeypatch):
-    _paths(path, monkeypatch)
-    calls = []
-
-    def spy(real, name):
-        def f(*a, **k):
-            out = real(*a, **k)
-            if out is not None:  # None: the compiled path is off, nothing ran
-                calls.append(name)
-            return out
-        return f
-
-    for mod, fn in ((_numba, "update_to"), (_chunked, "run_to")):
-        monkeypatch.setattr(mod, fn, spy(getattr(mod, fn), fn))
-    make, _ = CASES[name]
-    rng = np.random.default_rng(0)
-    params = {k: rng.normal(size=s).astype(dtype) for k, s in SHAPES.items()}
-    opt_ref, opt = make(), make()
-    ref, s_ref = _copy(params), opt_ref.init(params)
-    live, s, spare = _copy(params), opt.init(params), {}
-    for _ in range(4):
-        grads = {k: rng.normal(size=sh).astype(dtype) for k, sh in SHAPES.items()}
-        ref, s_ref = opt_ref.update(ref, grads, s_ref)
-        given, old = _copy(grads), dict(live)
-        assert opt.update_(live, given, s, check_finite=True, spare=spare) is True
-        # no copy: the gradient arrays now hold the parameters, the old parameter arrays
-        # take their place, and the slots swap with a second set kept in spare
-        assert all(live[k] is not old[k] and given[k] is old[k] for k in SHAPES)
-    assert s["step"] == s_ref["step"] == 4
-    assert calls and set(calls) == {"update_to" if path == "jit" else "run_to"}
-    for k in SHAPES:
-        assert live[k].tobytes() == ref[k].tobytes(), k
-        for slot in opt.slots:
-            assert s[slot][k].tobytes() == s_ref[slot][k].tobytes(), (slot, k)
-            assert s[slot][k] is not spare[slot][k]
-
-
-def test_a_gradient_that_shares_memory_is_copied_first():
-    """The new parameters go over the gradients, so a gradient that is a view, the same
-    array for two parameters, or one held elsewhere is copied first; the result is still
-    the reference rule's."""
-    rng = np.random.default_rng(1)
-    shared = rng.normal(size=(6, 4)).astype("float32")
-    buf = rng.normal(size=60).astype("float32")
-    params = {"a": rng.normal(size=(6, 4)).astype("float32"),
-              "b": rng.normal(size=(6, 4)).astype("float32"),
-              "c": rng.normal(size=(12,)).astype("float32")}
-    opt = xn.Adam(lr=0.1)
-    ref, _ = opt.update(params, {"a": shared, "b": shared, "c": buf[5:17]}, opt.init(params))
-    live, state = _copy(params), opt.init(params)
-    grads = {"a": shared, "b": shared, "c": buf[5:17]}
-    before = (shared.copy(), buf.copy())
-    assert opt.update_(live, grads, state, check_finite=True) is True
-    for k in params:
-        assert live[k].tobytes() == ref[k].tobytes(), k
-    # an array someone else holds (here the caller; a layer's cache or a gradient hook's
-    # buffer, refilled every step) is never written, nor made a parameter
-    assert shared.tobytes() == before[0].tobytes() and buf.tobytes() == before[1].tobytes()
-    assert all(live[k] is not a for k in live for a in (shared, buf))
+            {s: {k: v.tobytes() for k, v in state[s].items()} for s in slots},
+            state["step"], dict(state["steps"]))
 
 
 def _overflowing_grads(params, dtype, where):
@@ -123,22 +45,22 @@ def _overflowing_grads(params, dtype, where):
     return grads
 
 
-@pytest.mark.parametrize("path", ["jit", "ufunc", "pure"])
+@pytest.mark.parametrize("path", ["jit", "numpy", "reference"])
 @pytest.mark.parametrize("where", ["late-chunk", "last-param"])
 @pytest.mark.parametrize("name", ["sgd", "nesterov", "adam", "adamw", "rmsprop-centered-momentum"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_an_overflowing_update_changes_nothing(name, dtype, where, path, monkeypatch):
-    """With the in-place kernels, the chunks before the one that overflows would already
-    have been written; double buffering leaves every parameter, slot and the step count
-    bit for bit as they were."""
-    _paths("ufunc" if path == "pure" else path, monkeypatch)
+    """The chunks before the one that overflows were already computed; the spare buffers
+    leave every parameter, slot and step count bit for bit as they were."""
+    calls = store_paths("numpy" if path == "reference" else path, monkeypatch)
     make, _ = CASES[name]
     opt = make()
-    if path == "pure":  # a subclass has no kernels: the pure update, checked, not rebound
+    if path == "reference":  # a subclass has no kernels: the reference rule, checked
         opt.__class__ = type("Mine", (type(opt),), {})
     opt.lr = xn.schedules.get_schedule(1e30)  # every update is huge
     rng = np.random.default_rng(0)
-    params = {k: rng.normal(size=s).astype(dtype) for k, s in SHAPES.items()}
+    params = ParamStore({k: rng.normal(size=s).astype(dtype) for k, s in SHAPES.items()},
+                        np).params
     state = opt.init(params)
     warm = {k: rng.normal(size=s).astype(dtype) * 1e-32 for k, s in SHAPES.items()}
     assert opt.update_(params, warm, state, check_finite=True) is True  # slots now nonzero
@@ -146,42 +68,66 @@ def test_an_overflowing_update_changes_nothing(name, dtype, where, path, monkeyp
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         applied = opt.update_(params, _overflowing_grads(params, dtype, where), state,
-                              check_finite=True, spare={})
+                              check_finite=True)
     assert applied is False
     assert _snapshot(params, state, opt.slots) == before
     assert all(np.isfinite(v).all() for v in params.values())
+    assert len(calls) == (0 if path == "reference" else 2)
 
 
-def test_a_registered_inplace_kernel_is_guarded_through_copies(monkeypatch):
-    """A rule registered with only an in-place ufunc kernel is run on copies of each chunk:
-    the same bits when finite, nothing changed when not."""
-    monkeypatch.setenv("XPNET_JIT", "0")
-
-    class Half(xn.Optimizer):
-        def _update_one(self, p, g, slots, lr, t):
-            return p - (lr * 0.5) * g, {}
-
-    def ufunc(p, g, half_lr, tmp):
-        np.multiply(g, half_lr, out=tmp)
-        p -= tmp
-
-    register(RuleKernels((class_key(Half),), lambda opt: (), lambda opt, lr, t, wd: (lr * 0.5,),
-                         ufunc=ufunc))
+def test_a_frozen_parameter_is_left_alone_and_restarts_from_exactly_lr():
+    """A parameter without a gradient keeps its values, holds no state and no count;
+    trained again, its first Adam step is exactly lr (torch.optim's per-parameter step),
+    whatever the optimizer's own count (before: 0.5-3x lr with the global count)."""
     rng = np.random.default_rng(0)
-    p0 = {"w": rng.normal(size=(400, 300)).astype("float32")}
-    g = {"w": rng.normal(size=(400, 300)).astype("float32")}
-    opt = Half(lr=0.3)
-    ref, _ = opt.update(p0, g, opt.init(p0))
-    p, state, spare = _copy(p0), opt.init(p0), {}
-    assert opt.update_(p, _copy(g), state, check_finite=True, spare=spare) is True
-    assert p["w"].tobytes() == ref["w"].tobytes() and spare["params"]["w"] is not p["w"]
-    assert "params" in spare  # an in-place kernel computes on copies of the parameters
-    before = p["w"].tobytes()
-    g["w"][-1, -1] = np.inf
+    params = ParamStore({k: rng.normal(size=s).astype("float64") for k, s in SHAPES.items()},
+                        np).params
+    opt = xn.Adam(lr=0.01)
+    state = opt.init(params)
+    frozen_c = params["c"].copy()
+    for _ in range(5):
+        grads = {k: rng.normal(size=s) for k, s in SHAPES.items() if k != "c"}
+        assert opt.update_(params, grads, state, check_finite=True)
+    assert params["c"].tobytes() == frozen_c.tobytes()
+    assert sorted(state["exp_avg"]) == ["a", "b"] and state["steps"] == {"a": 5, "b": 5}
+    before = params["c"].copy()
+    opt.update_(params, {k: rng.normal(size=s) for k, s in SHAPES.items()}, state)
+    assert state["steps"] == {"a": 6, "b": 6, "c": 1} and state["step"] == 6
+    np.testing.assert_allclose(np.abs(params["c"] - before), 0.01, rtol=1e-6)
+
+
+def test_a_slot_made_inf_in_place_is_noticed():
+    """A callback that writes inf into an optimizer slot: the next update is refused
+    (before: the store's "already checked" cache trusted the slot, and training went on)."""
+    rng = np.random.default_rng(0)
+    params = ParamStore({"w": rng.normal(size=(40, 30)).astype("float32")}, np).params
+    opt = xn.Adam(lr=1e-3)
+    state = opt.init(params)
+    grads = {"w": rng.normal(size=(40, 30)).astype("float32")}
+    assert opt.update_(params, grads, state, check_finite=True)
+    state["exp_avg_sq"]["w"][3, 4] = np.inf
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        assert opt.update_(p, g, state, check_finite=True, spare=spare) is False
-    assert p["w"].tobytes() == before and state["step"] == 1
+        assert opt.update_(params, grads, state, check_finite=True) is False
+    assert state["step"] == 1
+
+
+def test_a_clip_grads_override_keeps_its_gradients_checked(monkeypatch):
+    """A rule whose ``clip_grads`` is its own may turn finite gradients into NaN: the
+    update's own check sees the NaN new values and refuses the step."""
+    store_paths("numpy", monkeypatch)
+
+    class NaNClip(xn.SGD):
+        def clip_grads(self, grads):
+            return {k: g * np.float32("nan") for k, g in grads.items()}
+
+    sgd = kernels_for(xn.SGD())
+    register(RuleKernels((class_key(NaNClip),), sgd.arrays, sgd.hyper, ufunc_to=sgd.ufunc_to))
+    opt = NaNClip(lr=0.1)
+    params = ParamStore({"w": np.ones(5, "float32")}, np).params
+    state = opt.init(params)
+    assert opt.update_(params, {"w": np.ones(5, "float32")}, state, check_finite=True) is False
+    assert params["w"].tolist() == [1.0] * 5 and state["step"] == 0
 
 
 @pytest.mark.parametrize("backend_name", ["array_api_strict", "torch"])
@@ -300,50 +246,6 @@ def test_a_gradient_hook_that_refills_its_buffers_keeps_them(blobs):
     for k, v in ref.params.items():
         assert m.params[k].tobytes() == v.tobytes(), k
         assert all(m.params[k] is not b for b in buffers.values())
-
-
-@pytest.mark.parametrize("grads_finite", [False, True])
-def test_gradients_the_caller_checked_are_not_checked_again(grads_finite, monkeypatch):
-    """``grads_finite=True`` (what fit's guard passes after checking them) drops the
-    gradients from the ufunc update's input checks; the parameters and slots are checked
-    on the first call and then known, so a trusted step checks nothing twice."""
-    _paths("ufunc", monkeypatch)
-    seen: list[int] = []
-    real = _chunked._finite
-    monkeypatch.setattr(_chunked, "_finite",
-                        lambda arrays, zeros: seen.append(len(arrays)) or real(arrays, zeros))
-    opt = xn.Adam(lr=1e-3)
-    rng = np.random.default_rng(0)
-    params = {k: rng.normal(size=s).astype("float32") for k, s in SHAPES.items()}
-    state, spare = opt.init(params), {}
-    for step in range(2):
-        grads = {k: rng.normal(size=s).astype("float32") for k, s in SHAPES.items()}
-        seen.clear()
-        assert opt.update_(params, grads, state, check_finite=True, spare=spare,
-                           grads_finite=grads_finite) is True
-        chunks = sum(-(-int(np.prod(s)) // _chunked.CHUNK) for s in SHAPES.values())
-        # first call: p, m, v (+ g); then only g, or nothing at all
-        per_chunk = (3 if step == 0 else 0) + (0 if grads_finite else 1)
-        assert sum(seen) == chunks * per_chunk
-
-
-def test_a_clip_grads_override_keeps_its_gradients_checked(monkeypatch):
-    """A rule whose ``clip_grads`` is its own may turn finite gradients into NaN: the
-    update checks them whatever ``grads_finite`` says, and refuses the step."""
-    _paths("ufunc", monkeypatch)
-
-    class NaNClip(xn.SGD):
-        def clip_grads(self, grads):
-            return {k: g * np.float32("nan") for k, g in grads.items()}
-
-    sgd = xn.ops.kernels.kernels_for(xn.SGD())
-    register(RuleKernels((class_key(NaNClip),), sgd.arrays, sgd.hyper, ufunc_to=sgd.ufunc_to))
-    opt = NaNClip(lr=0.1)
-    params = {"w": np.ones(5, "float32")}
-    state = opt.init(params)
-    assert opt.update_(params, {"w": np.ones(5, "float32")}, state, check_finite=True,
-                       spare={}, grads_finite=True) is False
-    assert params["w"].tolist() == [1.0] * 5 and state["step"] == 0
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])

@@ -17,7 +17,15 @@ import pytest
 
 import xpnet as xn
 from xpnet.ops import CupyOps, NumpyOps, Ops, ops_for, ops_of
-from xpnet.ops.kernels import RuleKernels, class_key, kernels_for, register
+from xpnet.ops.kernels import (
+    RuleKernels,
+    class_key,
+    compiled_loop,
+    kernels_for,
+    prange,
+    register,
+)
+from xpnet.store import ParamStore
 
 strict = pytest.importorskip("array_api_strict")
 StrictArray = type(strict.asarray(0.0))
@@ -159,27 +167,29 @@ def test_kernels_are_keyed_by_the_exact_class():
         register("adam")
 
 
-def test_registered_kernels_serve_a_new_optimizer():
+def test_registered_kernels_serve_a_new_optimizer(monkeypatch):
     """A rule defined outside the package runs through the ops once registered: update_
-    on NumPy takes its ufunc kernel and gives the reference rule's bits."""
+    over a store on NumPy takes its ufunc kernel and gives the reference rule's bits."""
+    monkeypatch.setenv("XPNET_JIT", "0")
 
     class HalfStep(xn.Optimizer):
         def _update_one(self, p, g, slots, lr, t):
             return p - (lr * 0.5) * g, {}
 
-    def ufunc(p, g, half_lr, tmp):
+    def ufunc_to(p, g, unused, p2, unused2, half_lr, tmp):
         np.multiply(g, half_lr, out=tmp)
-        p -= tmp
+        np.subtract(p, tmp, out=p2)
 
     calls = []
-    register(RuleKernels((class_key(HalfStep),), lambda opt: (), lambda opt, lr, t, wd: (lr * 0.5,),
-                         ufunc=lambda *a: calls.append(1) or ufunc(*a)))
+    register(RuleKernels((class_key(HalfStep),), lambda opt: (None,),
+                         lambda opt, lr, t, wd: (lr * 0.5,),
+                         ufunc_to=lambda *a: calls.append(1) or ufunc_to(*a)))
     opt = HalfStep(lr=0.3)
     rng = np.random.default_rng(0)
     p0 = {"w": rng.normal(size=(50, 7)).astype("float32")}
     g = {"w": rng.normal(size=(50, 7)).astype("float32")}
     ref, _ = opt.update(p0, g, opt.init(p0))
-    p = {"w": p0["w"].copy()}
+    p = ParamStore(p0, np).params
     state = opt.init(p)
     opt.update_(p, {"w": g["w"].copy()}, state)
     assert calls and state["step"] == 1
@@ -214,74 +224,38 @@ def _half_momentum_loop_to(p, g, buf, p2, buf2, half, lr):  # pragma: no cover -
     return bad
 
 
-@pytest.mark.parametrize("path", ["jit", "ufunc"])
-def test_a_registered_out_of_place_rule_serves_both_updates(path, monkeypatch):
-    """One out-of-place kernel per form serves the in-place update (its outputs aliased
-    to its inputs: the parameter and slot arrays are updated where they are) and the
-    guarded one (a second set of arrays, swapped in); both give the reference bits."""
-    from xpnet.ops import _chunked, _numba
+def _half_momentum_flat(p, gs, s, p2, s2, pieces, h, bad):  # pragma: no cover - numba
+    for j in prange(pieces.shape[0]):
+        k, lo, hi, go = pieces[j, 0], pieces[j, 1], pieces[j, 2], pieces[j, 3]
+        g, r = gs[k], h[k]
+        bad[j] = compiled_loop(p[lo:hi], g[lo - go:hi - go], s[0][lo:hi], p2[lo:hi],
+                               s2[0][lo:hi], r[0], r[1])
 
-    if path == "jit" and not _numba.installed():
-        pytest.skip("numba is not installed (pip install 'xpnet[jit]')")
-    monkeypatch.setenv("XPNET_JIT", "1" if path == "jit" else "0")
-    ufunc_runs = []
-    real_run = _chunked.run
-    monkeypatch.setattr(_chunked, "run", lambda *a: ufunc_runs.append(1) or real_run(*a))
+
+@pytest.mark.parametrize("path", ["jit", "ufunc"])
+def test_a_registered_rule_serves_the_store_update(path, monkeypatch):
+    """A rule registered from outside with its ufunc kernel, its numba loop and its flat
+    kernel runs over a store on either path (the new values into the spare buffers,
+    swapped in) and gives the reference bits; its ``None``-free slot list is used as is."""
+    from test_optimizers import store_paths
+
+    calls = store_paths("numpy" if path == "ufunc" else path, monkeypatch)
     register(RuleKernels((class_key(_HalfMomentum),), lambda opt: ("buf",),
                          lambda opt, lr, t, wd: (0.5, lr), ufunc_to=_half_momentum_ufunc_to,
-                         loop_to=_half_momentum_loop_to))
+                         loop_to=_half_momentum_loop_to, flat=_half_momentum_flat))
     rng = np.random.default_rng(0)
     shapes = {"w": (400, 300), "b": (300,)}  # "w" spans several chunks
     p0 = {k: rng.normal(size=s).astype("float32") for k, s in shapes.items()}
     opt = _HalfMomentum(lr=0.1)
     ref, s_ref = dict(p0), opt.init(p0)
-    live, s_live = {k: v.copy() for k, v in p0.items()}, opt.init(p0)
-    arrays = [*live.values(), *s_live["buf"].values()]
+    live = ParamStore(p0, np).params
+    s_live = opt.init(live)
     for _ in range(3):
         g = {k: rng.normal(size=s).astype("float32") for k, s in shapes.items()}
         ref, s_ref = opt.update(ref, g, s_ref)
-        assert opt.update_(live, {k: v.copy() for k, v in g.items()}, s_live) is True
-    assert len(ufunc_runs) == (0 if path == "jit" else 3)
-    assert [*live.values(), *s_live["buf"].values()] == arrays  # the same arrays, updated
+        assert opt.update_(live, {k: v.copy() for k, v in g.items()}, s_live,
+                           check_finite=True) is True
+    assert len(calls) == 3
     for k in shapes:
         assert live[k].tobytes() == ref[k].tobytes(), k
         assert s_live["buf"][k].tobytes() == s_ref["buf"][k].tobytes(), k
-    g = {k: rng.normal(size=s).astype("float32") for k, s in shapes.items()}
-    ref, s_ref = opt.update(ref, g, s_ref)
-    assert opt.update_(live, g, s_live, check_finite=True, spare={}) is True
-    for k in shapes:
-        assert live[k].tobytes() == ref[k].tobytes(), k
-        assert s_live["buf"][k].tobytes() == s_ref["buf"][k].tobytes(), k
-
-
-def test_a_registered_inplace_loop_serves_the_inplace_update(monkeypatch):
-    """A rule registered with only an in-place numba loop (``loop``, no ``loop_to``) is
-    still compiled and run by the in-place update, with the reference rule's bits."""
-    from xpnet.ops import _numba
-
-    if not _numba.installed():
-        pytest.skip("numba is not installed (pip install 'xpnet[jit]')")
-    monkeypatch.setenv("XPNET_JIT", "1")
-
-    class HalfLoop(xn.Optimizer):
-        def _update_one(self, p, g, slots, lr, t):
-            return p - (lr * 0.5) * g, {}
-
-    def loop(p, g, half_lr):  # pragma: no cover - compiled by numba
-        for i in range(p.shape[0]):
-            p[i] = p[i] - g[i] * half_lr
-
-    kernels = []
-    real_run = _numba._run
-    monkeypatch.setattr(_numba, "_run", lambda k, calls: kernels.append(k) or real_run(k, calls))
-    register(RuleKernels((class_key(HalfLoop),), lambda opt: (), lambda opt, lr, t, wd: (lr * 0.5,),
-                         loop=loop))
-    rng = np.random.default_rng(0)
-    p0 = {"w": rng.normal(size=(50, 7)).astype("float32")}
-    g = {"w": rng.normal(size=(50, 7)).astype("float32")}
-    opt = HalfLoop(lr=0.3)
-    ref, _ = opt.update(p0, g, opt.init(p0))
-    p = {"w": p0["w"].copy()}
-    assert opt.update_(p, {"w": g["w"].copy()}, opt.init(p)) is True
-    assert kernels == [_numba.compiled(loop)]
-    assert p["w"].tobytes() == ref["w"].tobytes()

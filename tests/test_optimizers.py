@@ -174,43 +174,63 @@ def test_unknown_optimizer_lists_choices():
         xn.optimizers.get_optimizer("adagrad")
 
 
+def store_paths(path, monkeypatch):
+    """Force the store update's numba kernel or its ufunc kernel; return the list each
+    call of the path under test is appended to."""
+    from xpnet.ops import _chunked, _numba
+
+    calls: list = []
+    monkeypatch.setenv("XPNET_NUM_THREADS", "2")
+    if path == "jit":
+        if not _numba.installed():
+            pytest.skip("numba is not installed (pip install '.[jit]')")
+        import numba  # noqa: F401  (imported: every update may compile)
+
+        monkeypatch.setenv("XPNET_JIT", "1")
+        real = _numba.run_flat
+
+        def spy(*a):
+            out = real(*a)
+            if out is not None:  # None: nothing compiled ran
+                calls.append(out)
+            return out
+
+        monkeypatch.setattr(_numba, "run_flat", spy)
+    else:
+        monkeypatch.setenv("XPNET_JIT", "0")
+        real_run = _chunked.run
+        monkeypatch.setattr(_chunked, "run", lambda *a: calls.append(a[0]) or real_run(*a))
+    return calls
+
+
 @pytest.mark.parametrize("path", ["numpy", "jit"])
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_inplace_update_is_bitwise_equal_to_pure(name, dtype, path, monkeypatch):
-    """Both in-place paths give the same bits as update(): the threaded, cache-blocked
-    NumPy ufunc update, and the compiled (numba) update."""
-    from xpnet.ops import _chunked, _numba
+def test_store_update_is_bitwise_equal_to_pure(name, dtype, path, monkeypatch):
+    """The update over a model's flat buffers gives the same bits as update(), on both
+    of its paths: the NumPy ufunc kernel over cache-sized chunks and the compiled (numba)
+    flat kernel, split over 2 threads (the sizes straddle the chunk size and the
+    threshold for threads)."""
+    from xpnet.store import ParamStore
 
-    monkeypatch.setenv("XPNET_NUM_THREADS", "3")
-    monkeypatch.setenv("XPNET_JIT", "1" if path == "jit" else "0")
-    jit_calls, ufunc_calls = [], []
-    if path == "jit":
-        if not _numba.installed():
-            pytest.skip("numba is not installed (pip install 'xpnet[jit]')")
-        real_run = _numba._run
-        monkeypatch.setattr(_numba, "_run", lambda k, calls: jit_calls.append(k) or
-                            real_run(k, calls))
-    real_chunks = _chunked.run
-    monkeypatch.setattr(_chunked, "run", lambda *a: ufunc_calls.append(a[0]) or
-                        real_chunks(*a))
+    calls = store_paths(path, monkeypatch)
     make_xn, _ = CASES[name]
     rng = np.random.default_rng(0)
-    # sizes straddle the chunk size and the parallel threshold
     shapes = {"a": (700, 300), "b": (300,), "c": (5, 3)}
     params = {k: rng.normal(size=s).astype(dtype) for k, s in shapes.items()}
+    store = ParamStore(params, np)
     opt_pure, opt_fast = make_xn(), make_xn()
-    sp, sf = opt_pure.init(params), opt_fast.init(params)
-    pure = {k: v.copy() for k, v in params.items()}
-    fast = {k: v.copy() for k, v in params.items()}
+    sp, sf = opt_pure.init(params), opt_fast.init(store.params)
+    pure, fast = dict(params), store.params
     for _ in range(4):
         grads = {k: rng.normal(size=s).astype(dtype) for k, s in shapes.items()}
+        given = {k: g.copy() for k, g in grads.items()}
         pure, sp = opt_pure.update(pure, grads, sp)
-        opt_fast.update_(fast, {k: g.copy() for k, g in grads.items()}, sf)
-    assert sf["step"] == sp["step"] == 4
-    # every built-in rule has both kernels: each update took the path under test
-    assert len(jit_calls) == (4 if path == "jit" else 0)
-    assert len(ufunc_calls) == (0 if path == "jit" else 4)
+        assert opt_fast.update_(fast, given, sf, check_finite=True) is True
+        assert all(given[k].tobytes() == grads[k].tobytes() for k in shapes)  # untouched
+    assert sf["step"] == sp["step"] == 4 and sf["steps"] == sp["steps"] == dict.fromkeys(shapes, 4)
+    assert len(calls) == 4  # every built-in rule has both kernels: the path under test ran
+    assert fast is store.params and all(np.shares_memory(fast[k], store.flat) for k in shapes)
     for k in shapes:
         assert fast[k].tobytes() == pure[k].tobytes(), k
         for slot in opt_pure.slots:

@@ -150,6 +150,19 @@ def _is_array(a: Any) -> bool:
     return array_api_compat.is_array_api_obj(a)
 
 
+def check_param_value(key: str, value: Any, ref: Any) -> None:
+    """Refuse a parameter value whose kind, shape or dtype differs from ``ref``'s."""
+    if not _is_array(value) or type(value) is not type(ref):
+        raise TypeError(f"parameter {key!r} is a {_kind(value)} {type(value).__name__}, the "
+                        f"model's arrays are {_kind(ref)} {type(ref).__name__}")
+    if tuple(value.shape) != tuple(ref.shape):
+        raise ValueError(f"parameter {key!r} has shape {tuple(value.shape)}, expected "
+                         f"{tuple(ref.shape)}")
+    if dtype_name(value.dtype) != dtype_name(ref.dtype):
+        raise TypeError(f"parameter {key!r} has dtype {dtype_name(value.dtype)}, the model's "
+                        f"is {dtype_name(ref.dtype)}")
+
+
 def _kind(a: Any) -> str:
     mod = type(a).__module__.split(".")[0]
     return {"numpy": "NumPy", "cupy": "CuPy", "torch": "torch", "jax": "JAX", "jaxlib": "JAX",

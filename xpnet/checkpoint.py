@@ -247,12 +247,14 @@ def _optimizer_tensors(model: Any, state: dict | None, opt_meta: dict) -> dict[s
     if state is None:
         return tensors
     opt_meta["step"] = int(state["step"])
-    opt_meta["slots"] = [s for s in state if s != "step"]
+    opt_meta["slots"] = [s for s in state if s not in ("step", "steps")]
+    if "steps" in state:
+        opt_meta["steps"] = {k: int(n) for k, n in state["steps"].items()}
     if opt_meta["slots"]:
         covered = state[opt_meta["slots"][0]]
         opt_meta["keys"] = [k for k in model.params if k in covered]
     for slot, values in state.items():
-        if slot != "step":
+        if slot not in ("step", "steps"):
             for k, v in values.items():
                 tensors[f"{_OPT}{slot}/{k}"] = np.ascontiguousarray(to_numpy(v))
     return tensors
@@ -355,6 +357,20 @@ def _slot_keys(om: dict, tensors: dict, slots: list, params: dict, path: Path) -
     return [k for k in params if k in set(keys)]
 
 
+def _param_steps(om: dict, keys: list[str], step: int, path: Path) -> dict[str, int]:
+    """Each covered parameter's own update count: the record's ``steps``, or (files
+    written before per-parameter counts) the optimizer's step for every one."""
+    steps = om.get("steps")
+    if steps is None:
+        return dict.fromkeys(keys, step)
+    if not isinstance(steps, dict) or sorted(steps) != sorted(keys) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= step
+            for n in steps.values()):
+        raise CheckpointError(f"{path}: bad optimizer metadata: steps {steps!r} must give "
+                              f"each of {sorted(keys)} an update count in [0, {step}]")
+    return {k: steps[k] for k in keys}
+
+
 def _check_training(training: Any, path: Path) -> None:
     """The training record must pass the schema ``fit(resume=...)`` uses (TrainState)."""
     try:
@@ -424,8 +440,8 @@ def _load_optimizer(meta: dict, tensors: dict, model: Sequential, path: Path) ->
     if not isinstance(slots, list) or sorted(map(str, slots)) != sorted(optimizer.slots):
         raise CheckpointError(f"{path}: bad optimizer metadata: slots {slots!r}, "
                               f"{type(optimizer).__name__} has {list(optimizer.slots)}")
-    state: dict = {"step": step}
     keys = _slot_keys(om, tensors, slots, model.params, path)
+    state: dict = {"step": step, "steps": _param_steps(om, keys, step, path)}
     for slot in slots:
         state[slot] = {}
         for k in keys:

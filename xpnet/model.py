@@ -14,6 +14,7 @@ from .backends import Backend, get_backend, to_numpy
 from .layers import ACTIVATIONS, Dense, Dropout, Layer, layer_from_config
 from .losses import Loss, get_loss, loss_config, loss_from_config
 from .random import RNG
+from .store import ParamStore
 from .training import History, fit
 
 if TYPE_CHECKING:
@@ -92,8 +93,10 @@ class Sequential:
         self._skip_kw = [self._accepts(layer, "need_input_grad") for layer in self.layers]
         self._param_kw = [self._accepts(layer, "need_param_grads") for layer in self.layers]
         self.rng = RNG(self.seed)
+        self.store: ParamStore | None = None
+        self._params: dict[str, Any] = {}
         with self.backend.device_scope():
-            self.params = self._init_params()
+            self._set_new_params(self._init_params())
 
     # -- construction --------------------------------------------------------
     @staticmethod
@@ -115,6 +118,66 @@ class Sequential:
             n = layer.out_features(n)
         self.out_features = n
         return params
+
+    def _set_new_params(self, params: dict[str, Any]) -> None:
+        """Take ``params`` as the model's parameters: a new store on a mutable backend."""
+        if self.backend.mutable and params:
+            self.store = ParamStore(params, self.backend.xp)
+            self._params = self.store.params
+        else:
+            self.store, self._params = None, dict(params)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickled (and deep-copied) as plain arrays: the store is rebuilt on loading
+        state = dict(self.__dict__)
+        state["_params"], state["store"] = dict(self._params), None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.backend.mutable and self._params:
+            self._set_new_params(self._params)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters, ``{"<layer index>.<name>": array}``.
+
+        On NumPy, CuPy and PyTorch the arrays are views of the model's
+        [`store`][xpnet.store.ParamStore] and the dict is always the same object;
+        assigning a dict (or one key) copies the values in, after checking each
+        array's shape and dtype against the parameter it replaces. See
+        [`xpnet.store`][] for what a caller holding an array may rely on.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> m = xn.MLP([2, 2], backend="numpy")
+        >>> m.params = {"0.W": np.eye(2, dtype="float32"), "0.b": np.zeros(2, "float32")}
+        >>> m.params["0.W"].tolist()
+        [[1.0, 0.0], [0.0, 1.0]]
+        >>> try:
+        ...     m.params = {"0.W": np.eye(2), "0.b": np.zeros(2)}
+        ... except TypeError as exc:
+        ...     print(exc)
+        parameter '0.W' has dtype float64, the model's is float32
+        """
+        return self._params
+
+    @params.setter
+    def params(self, params: dict[str, Any]) -> None:
+        if not isinstance(params, dict):
+            raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+        if set(params) != set(self._params):
+            raise ValueError(f"parameter names differ: expected {sorted(self._params)}, "
+                             f"got {sorted(params)}")
+        if self.store is not None:
+            for k, v in params.items():
+                self.store.check_value(k, v)
+            self.store.params.update(params)
+            return
+        for k, v in params.items():
+            _checks.check_param_value(k, v, self._params[k])
+        self._params = {k: params[k] for k in self._params}
 
     @property
     def dtype(self) -> Any:
@@ -617,10 +680,12 @@ class Sequential:
             params = {k: move(v) for k, v in self.params.items()}
             opt = self.optimizer
             if opt is not None and opt.state is not None:
-                opt.state = {slot: values if slot == "step" else
+                opt.state = {slot: values if slot in ("step", "steps") else
                              {k: move(v) for k, v in values.items()}
                              for slot, values in opt.state.items()}
-        self.params, self.backend = params, new
+        self.backend = new
+        with new.device_scope():
+            self._set_new_params(params)
         return self
 
     @_on_device

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +69,18 @@ def _trained(params: Params, grads: Params) -> Params:
         raise ValueError(f"grads has keys that are not parameters: {extra} (parameters: "
                          f"{sorted(params)})")
     return {k: p for k, p in params.items() if k in grads}
+
+
+def _deprecated_update_args(kwargs: dict) -> None:
+    """``update_``'s arguments of earlier versions: warned about and ignored."""
+    unknown = sorted(set(kwargs) - {"spare", "grads_finite"})
+    if unknown:
+        raise TypeError(f"update_() got unexpected keyword arguments {unknown}")
+    if kwargs:
+        warnings.warn(f"update_(): {', '.join(sorted(kwargs))} no longer do anything (the "
+                      "model's store keeps the spare buffers, and the check of the new "
+                      "values covers the gradients) and will be removed",
+                      DeprecationWarning, stacklevel=3)
 
 
 def _check_lr(lr: Any) -> Any:
@@ -342,6 +355,12 @@ class Optimizer:
     def init(self, params: Params) -> dict:
         """Fresh optimizer state for ``params`` (zeros for every slot, step 0).
 
+        Given a model's ``params`` (or a subset of them, such as the trainable ones),
+        the slots are allocated in the model's [store][xpnet.store.ParamStore] (one
+        buffer for all slots) and the state's slot dicts are views into it, which is
+        what lets [`update_`][xpnet.optimizers.Optimizer.update_] run one kernel over
+        the whole model.
+
         Parameters
         ----------
         params : dict of arrays
@@ -349,18 +368,25 @@ class Optimizer:
         Returns
         -------
         dict
-            ``{"step": 0, slot_name: {param_key: array}, ...}``.
+            ``{"step": 0, "steps": {param_key: 0}, slot_name: {param_key: array}, ...}``:
+            ``step`` counts the updates applied (the learning-rate schedule's step),
+            ``steps`` each parameter's own updates (Adam's bias correction, as in
+            ``torch.optim``: a parameter trained late starts at 1).
 
         Examples
         --------
         >>> import numpy as np, xpnet as xn
         >>> state = xn.Adam().init({"w": np.ones(3)})
-        >>> sorted(state), state["exp_avg"]["w"].tolist()
-        (['exp_avg', 'exp_avg_sq', 'step'], [0.0, 0.0, 0.0])
+        >>> sorted(state), state["exp_avg"]["w"].tolist(), state["steps"]
+        (['exp_avg', 'exp_avg_sq', 'step', 'steps'], [0.0, 0.0, 0.0], {'w': 0})
         """
-        state: dict = {"step": 0}
+        state: dict = {"step": 0, "steps": dict.fromkeys(params, 0)}
+        store = getattr(params, "store", None)
         first = next(iter(params.values()), None)
-        with _ops(params).scope(first):  # zeros_like on CuPy: on the current GPU
+        with _ops(params).scope(first):  # zeros on CuPy: on the current GPU
+            if store is not None and params:
+                state.update(store.new_slots(self.slots, list(params)))
+                return state
             for slot in self.slots:
                 state[slot] = {k: _xp(p).zeros_like(p) for k, p in params.items()}
         return state
@@ -383,9 +409,10 @@ class Optimizer:
         state : dict
             From [`init`][xpnet.optimizers.Optimizer.init] or a previous update.
         keep : 0-d bool array, optional
-            When given and False, the update is discarded on the device
-            (params and state stay as they were) without a host sync; used to
-            drop a step whose loss or gradient is not finite.
+            When given and False, the new parameters and slots are the old ones,
+            chosen on the device without a host sync. The step counts (host
+            integers) advance all the same: a caller that discards a step this way
+            sets them back when it reads the flag.
 
         Returns
         -------
@@ -404,25 +431,27 @@ class Optimizer:
         state = self._aligned(trained, state, in_place=False)
         step = int(state["step"])
         lr = self.learning_rate(step)
+        ts = {k: state["steps"][k] + 1 for k in trained}
         ops = _ops(trained)
         with ops.scope(next(iter(trained.values()), None)):
-            new, new_state = self._pure(ops, trained, self.clip_grads(grads), state, lr,
-                                        step + 1, keep)
+            new, slots = self._pure(ops, trained, self.clip_grads(grads), state, lr, ts, keep)
         if trained is not params:
             new = {k: new.get(k, p) for k, p in params.items()}
-        return new, new_state
+        return new, {"step": step + 1, "steps": ts, **slots}
 
     def update_(self, params: Params, grads: Params, state: dict, *,
-                check_finite: bool = False, spare: dict | None = None,
-                grads_finite: bool = False) -> bool:
+                check_finite: bool = False, **deprecated: Any) -> bool:
         """Apply one update in place: ``params`` and ``state`` are modified.
 
-        The mutable fast path that [`xpnet.fit`][] uses. After clipping
-        ([`clip_grads`][xpnet.optimizers.Optimizer.clip_grads]), the library's in-place
-        kernel for this exact class runs where one applies (on NumPy: a compiled numba
-        loop, or a cache-blocked, optionally threaded ufunc update), giving the same
-        bits as [`update`][xpnet.optimizers.Optimizer.update]; elsewhere the reference
-        rule runs and the dict entries are rebound. ``grads`` may be overwritten;
+        The mutable fast path that [`xpnet.fit`][] uses. With a model's ``params`` and a
+        state from ``init(model.params)`` on NumPy, the rule runs as one kernel over the
+        model's flat buffers (numba where compiling pays, else NumPy ufuncs over
+        cache-sized chunks; see [`xpnet.store`][] and [`xpnet.ops`][]), writing the new
+        values beside the live ones and swapping them in: the dicts stay the same
+        objects, their arrays change. Elsewhere the reference rule runs and its result
+        is assigned to the dict entries (copied into the store where there is one,
+        rebound otherwise). Both give the bits of
+        [`update`][xpnet.optimizers.Optimizer.update]. ``grads`` is never modified;
         parameters without a gradient are frozen, as in
         [`update`][xpnet.optimizers.Optimizer.update].
 
@@ -432,24 +461,14 @@ class Optimizer:
         state : dict
             From [`init`][xpnet.optimizers.Optimizer.init].
         check_finite : bool
-            Apply the update only if every new parameter and slot value is
-            finite; otherwise leave ``params`` and ``state`` exactly as they
-            were (the step count too) and return False. On NumPy the update is
-            written into a second set of arrays, checked while in the cache,
-            and the dict entries are swapped with them (the arrays the dicts
-            held become the spares); elsewhere the pure update is checked
-            before the entries are rebound. ``fit`` uses this.
-        spare : dict, optional
-            Where the NumPy kernels keep their second set of arrays between
-            calls; pass the same (initially empty) dict every step to avoid
-            allocating them each time.
-        grads_finite : bool
-            With ``check_finite``: the caller has already checked that every
-            gradient is finite (``fit``'s guard does), so the NumPy kernels do
-            not check them again. The library's clipping keeps finite gradients
-            finite; a subclass that overrides
-            [`clip_grads`][xpnet.optimizers.Optimizer.clip_grads] gets its
-            gradients checked whatever this says.
+            Apply the update only if every new parameter and slot value is finite;
+            otherwise leave ``params`` and ``state`` exactly as they were (the step
+            counts too) and return False. The check is made as the new values are
+            written, so it costs no pass of its own on NumPy. ``fit`` uses this.
+        **deprecated
+            ``spare=`` and ``grads_finite=`` (earlier versions) are accepted with a
+            ``DeprecationWarning`` and ignored: the store keeps the spare buffers, and
+            the gradients are covered by the check of the new values.
 
         Returns
         -------
@@ -472,48 +491,65 @@ class Optimizer:
         >>> params["w"].tolist(), state["step"]
         ([0.5, 1.5], 1)
         """
+        _deprecated_update_args(deprecated)
         trained = _trained(params, grads)
-        self._aligned(trained, state, in_place=True)
-        ops = _ops(trained)
-        with ops.scope(next(iter(trained.values()), None)):
-            done = self._update_(ops, trained, grads, state, check_finite, spare,
-                                 grads_finite)
-        if trained is not params:
-            params.update(trained)  # entries the in-place kernels swapped or rebound
-        return done
-
-    def _update_(self, ops: Any, params: Params, grads: Params, state: dict,
-                 check_finite: bool, spare: dict | None, grads_finite: bool = False) -> bool:
+        self._aligned(trained, state, in_place=True, params=params)
         step = int(state["step"])
         lr = self.learning_rate(step)
-        clipped = self.clip_grads(grads)
-        if check_finite:
-            # the library's clipping maps finite gradients to finite ones; an override may not
-            known = grads_finite and (clipped is grads
-                                      or type(self).clip_grads is Optimizer.clip_grads)
-            done = ops.update_checked_(self, params, clipped, state, lr, step + 1,
-                                       {} if spare is None else spare, grads_finite=known)
-        else:
-            done = ops.update_(self, params, clipped, state, lr, step + 1) or None
-        if done is not None:
-            if done:
-                state["step"] = step + 1
-            return done
-        new_params, new_state = self._pure(ops, params, clipped, state, lr, step + 1, None)
-        if check_finite and not ops.arrays_finite(
-                [*new_params.values(), *(a for s in self.slots for a in new_state[s].values())]):
+        ops = _ops(trained)
+        with ops.scope(next(iter(trained.values()), None)):
+            clipped = self.clip_grads(grads)
+            done = ops.update_store(self, params, clipped, state, lr, check_finite)
+            if done is None:
+                done = self._update_reference_(ops, params, trained, clipped, state, lr,
+                                               check_finite)
+        if done:
+            state["step"] = step + 1
+            steps = state["steps"]
+            for k in trained:
+                steps[k] += 1
+        return done
+
+    def _update_reference_(self, ops: Any, params: Params, trained: Params, grads: Params,
+                           state: dict, lr: float, check: bool) -> bool:
+        """The reference rule's update, checked if asked, then assigned to the entries."""
+        ts = {k: state["steps"][k] + 1 for k in trained}
+        new_params, new_slots = self._pure(ops, trained, grads, state, lr, ts, None)
+        if check and not ops.arrays_finite(
+                [*new_params.values(), *(a for s in self.slots for a in new_slots[s].values())]):
             return False
-        params.update(new_params)
-        state.clear()
-        state.update(new_state)
+        for k, v in new_params.items():
+            params[k] = v
+        for s in self.slots:
+            values = state[s]
+            for k, v in new_slots[s].items():
+                values[k] = v
         return True
 
-    def _aligned(self, trained: Params, state: dict, *, in_place: bool) -> dict:
-        """``state`` with slots for exactly the trained parameters: a frozen parameter's
-        moments are dropped, a newly trained one's start at zero."""
+    def _aligned(self, trained: Params, state: dict, *, in_place: bool,
+                 params: Any = None) -> dict:
+        """``state`` with slots and step counts for exactly the trained parameters: a
+        frozen parameter's moments and count are dropped, a newly trained one's start at
+        zero. A state without per-parameter counts (saved by an earlier version) counts
+        every parameter at the state's step."""
+        keys = list(trained)
+        steps = state.get("steps")
+        if steps is None:
+            steps = dict.fromkeys(keys, int(state["step"]))
+        elif list(steps) != keys:
+            steps = {k: steps.get(k, 0) for k in keys}
+        if in_place:
+            state["steps"] = steps
+        else:
+            state = {**state, "steps": steps}
+        store = getattr(params, "store", None)
+        if store is not None and self.slots \
+                and all(state.get(s) is store.slot_dicts.get(s) for s in self.slots):
+            store.align_slots(keys)
+            return state
         for slot in self.slots:
             values = state[slot]
-            if values.keys() == trained.keys():
+            if list(values) == keys:
                 continue
             fixed = {k: values[k] if k in values else _xp(p).zeros_like(p)
                      for k, p in trained.items()}
@@ -554,35 +590,34 @@ class Optimizer:
             grads, _ = clip_by_global_norm(grads, self.clip_norm)
         return grads
 
-    def _pure(self, ops: Any, params: Params, grads: Params, state: dict, lr: float, t: int,
-              keep: Any) -> tuple[Params, dict]:
-        """Update ``t`` (1-based) of clipped ``grads``: the library's fused kernel for
-        this class where one applies, else the reference rule; inputs untouched."""
-        fused = ops.update(self, params, grads, state, lr, t, keep)
+    def _pure(self, ops: Any, params: Params, grads: Params, state: dict, lr: float,
+              ts: dict[str, int], keep: Any) -> tuple[Params, dict]:
+        """The new parameters and slots of clipped ``grads``, each parameter at its own
+        update number ``ts[key]`` (1-based): the library's fused kernel for this class
+        where one applies, else the reference rule; inputs untouched."""
+        fused = ops.update(self, params, grads, state, lr, ts, keep)
         if fused is not None:
-            return fused[0], {"step": t, **fused[1]}
-        return self._reference(params, grads, state, lr, t, keep)
+            return fused
+        return self._reference(params, grads, state, lr, ts, keep)
 
-    def _reference(self, params: Params, grads: Params, state: dict, lr: float, t: int,
-                   keep: Any) -> tuple[Params, dict]:
+    def _reference(self, params: Params, grads: Params, state: dict, lr: float,
+                   ts: dict[str, int], keep: Any) -> tuple[Params, dict]:
         """The reference update: weight decay, then ``_update_one`` per parameter,
         masked by ``keep``."""
         new_params: Params = {}
-        new_state: dict = {"step": t}
-        for slot in self.slots:
-            new_state[slot] = {}
+        new_slots: dict = {s: {} for s in self.slots}
         for k, p in params.items():
             slots = {s: state[s][k] for s in self.slots}
             p_in, g_in = self._decayed(p, grads[k], lr, self.weight_decay_for(k, p))
-            p2, slots2 = self._update_one(p_in, g_in, slots, lr, t)
+            p2, slots2 = self._update_one(p_in, g_in, slots, lr, ts[k])
             if keep is not None:
                 xp = _xp(p)
                 p2 = xp.where(keep, p2, p)
                 slots2 = {s: xp.where(keep, v, slots[s]) for s, v in slots2.items()}
             new_params[k] = p2
             for s, v in slots2.items():
-                new_state[s][k] = v
-        return new_params, new_state
+                new_slots[s][k] = v
+        return new_params, new_slots
 
     def _decayed(self, p: Any, g: Any, lr: float, wd: float) -> tuple[Any, Any]:
         """Weight decay, applied once for every rule: ``(p, g + wd p)``, or
@@ -812,7 +847,7 @@ class RMSprop(Optimizer):
     >>> opt = xn.RMSprop(lr=0.01)
     >>> p, s = opt.update({"w": np.ones(2)}, {"w": np.ones(2)}, opt.init({"w": np.ones(2)}))
     >>> np.round(p["w"], 6).tolist(), sorted(s)
-    ([0.9, 0.9], ['square_avg', 'step'])
+    ([0.9, 0.9], ['square_avg', 'step', 'steps'])
     """
 
     nonnegative_slots = ("square_avg",)

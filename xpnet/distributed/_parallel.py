@@ -206,9 +206,11 @@ def agree_start(comm: Any, model: Any, optimizer: Any, state: Any, *, X: Any, y:
                     f"the ranks disagree on {key}: rank 0 has {everyone[0][key]!r}, rank "
                     f"{rank} has {theirs.get(key)!r}; every rank must call fit with the "
                     "same model, optimizer, data and settings")
-    record, step = comm.bcast((state.to_record(), int(optimizer.state["step"])))
+    opt_state = optimizer.state
+    record, step, steps = comm.bcast((state.to_record(), int(opt_state["step"]),
+                                      dict(opt_state.get("steps", {}))))
     _broadcast_arrays(comm, model, optimizer)
-    optimizer.state["step"] = step
+    opt_state["step"], opt_state["steps"] = step, steps
     return type(state).from_record(record)
 
 
@@ -218,7 +220,7 @@ def _broadcast_arrays(comm: Any, model: Any, optimizer: Any) -> None:
         return
     state, slots = optimizer.state, getattr(optimizer, "slots", ())
     entries = [(None, k, p) for k, p in model.params.items()] + \
-              [(s, k, state[s][k]) for s in slots for k in model.params]
+              [(s, k, state[s][k]) for s in slots for k in model.params if k in state[s]]
     sizes = [math.prod(a.shape) for _, _, a in entries]
     host = np.empty(sum(sizes), dtype=np.dtype(model.dtype_name))
     if comm.rank == 0 and entries:

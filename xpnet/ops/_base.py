@@ -34,10 +34,10 @@ def cast_hyper(hyper: Iterable[Any], dtype_type: Any) -> tuple[Any, ...]:
     return tuple(v if isinstance(v, bool) else dtype_type(v) for v in hyper)
 
 
-def hypers(kernels: Any, opt: Any, lr: float, t: int, params: dict) -> dict[str, tuple]:
-    """``kernels.hyper(opt, lr, t, wd)`` for each parameter, with its own weight decay
-    (``opt.weight_decay_for``), cast to the parameters' scalar type; computed once per
-    distinct decay.
+def hypers(kernels: Any, opt: Any, lr: float, ts: dict[str, int], params: dict) -> dict[str, tuple]:
+    """``kernels.hyper(opt, lr, t, wd)`` for each parameter, with its own update number
+    ``ts[key]`` and weight decay (``opt.weight_decay_for``), cast to the parameters'
+    scalar type; computed once per distinct pair.
 
     Examples
     --------
@@ -45,20 +45,21 @@ def hypers(kernels: Any, opt: Any, lr: float, t: int, params: dict) -> dict[str,
     >>> from xpnet.ops._base import hypers
     >>> from xpnet.ops.kernels import kernels_for
     >>> opt = xn.SGD(lr=0.1, weight_decay=0.01, decay="weights")
-    >>> h = hypers(kernels_for(opt), opt, 0.1, 1, {"W": np.ones((2, 2)), "b": np.ones(2)})
+    >>> params = {"W": np.ones((2, 2)), "b": np.ones(2)}
+    >>> h = hypers(kernels_for(opt), opt, 0.1, {"W": 1, "b": 1}, params)
     >>> float(h["W"][1]), float(h["b"][1])
     (0.01, 0.0)
     """
     if not params:
         return {}
     dtype_type = next(iter(params.values())).dtype.type
-    by_decay: dict[float, tuple] = {}
+    memo: dict[tuple[int, float], tuple] = {}
     out = {}
     for k, p in params.items():
-        wd = opt.weight_decay_for(k, p)
-        h = by_decay.get(wd)
+        key = (ts[k], opt.weight_decay_for(k, p))
+        h = memo.get(key)
         if h is None:
-            h = by_decay[wd] = cast_hyper(kernels.hyper(opt, lr, t, wd), dtype_type)
+            h = memo[key] = cast_hyper(kernels.hyper(opt, lr, *key), dtype_type)
         out[k] = h
     return out
 
@@ -175,9 +176,8 @@ class Ops:
     def all_finite(self, value: Any, grads: dict[str, Any]) -> bool:
         """Host guard: whether the loss and every gradient are finite.
 
-        One sum per gradient in its own dtype, totalled as Python floats
-        (float64): a NaN or inf anywhere makes the total non-finite. Reads
-        values back, so it is for host backends.
+        One ``all(isfinite(g))`` per gradient: exact (no sum that large finite
+        values could overflow). Reads values back, so it is for host backends.
 
         Examples
         --------
@@ -191,7 +191,7 @@ class Ops:
         """
         if not math.isfinite(float(value)):
             return False
-        return math.isfinite(sum(float(_namespace_of(g).sum(g)) for g in grads.values()))
+        return self.arrays_finite(grads.values())
 
     def arrays_finite(self, arrays: Iterable[Any]) -> bool:
         """Host check of an update's result: whether every element of ``arrays`` is finite.
@@ -230,10 +230,7 @@ class Ops:
 
     def finite_flag(self, value: Any, grads: dict[str, Any]) -> Any:
         """Device guard: [`all_finite`][xpnet.ops.Ops.all_finite] as a 0-d bool array,
-        with no host sync.
-
-        The per-gradient sums stay in their dtype, the total is float64, as in
-        [`all_finite`][xpnet.ops.Ops.all_finite].
+        with no host sync (one ``all(isfinite(g))`` per gradient, exact).
 
         Examples
         --------
@@ -243,12 +240,10 @@ class Ops:
         False
         """
         xp = _namespace_of(value)
-        total = None
-        for g in grads.values():
-            s = xp.astype(xp.sum(g), xp.float64)
-            total = s if total is None else total + s
         ok = xp.isfinite(value)
-        return ok if total is None else ok & xp.isfinite(total)
+        for g in grads.values():
+            ok = ok & xp.all(xp.isfinite(g))
+        return ok
 
     def uniform(self, rng: Any, shape: tuple[int, ...], dtype: Any, backend: Any) -> Any:
         """Uniform ``[0, 1)`` draws on ``backend`` (the dropout sampler).
@@ -269,13 +264,13 @@ class Ops:
         return backend.asarray(rng.generator.random(shape, dtype=host), dtype=dtype)
 
     # -- optimizer kernels ----------------------------------------------------
-    def update(self, opt: Any, params: dict, grads: dict, state: dict, lr: float, t: int,
-               keep: Any) -> tuple[dict, dict] | None:
+    def update(self, opt: Any, params: dict, grads: dict, state: dict, lr: float,
+               ts: dict[str, int], keep: Any) -> tuple[dict, dict] | None:
         """A fused pure update ``(new_params, new_slots)``, or None (no kernel here).
 
         Called by [`xpnet.Optimizer.update`][xpnet.optimizers.Optimizer.update] with
-        clipped gradients; ``t`` is the 1-based number of this update and ``keep`` the
-        optional 0-d mask.
+        clipped gradients; ``ts`` holds each parameter's 1-based update number and
+        ``keep`` is the optional 0-d mask.
 
         Examples
         --------
@@ -283,48 +278,25 @@ class Ops:
         >>> from xpnet.ops import Ops
         >>> p = {"w": np.ones(2)}
         >>> opt = xn.SGD(lr=0.1)
-        >>> Ops().update(opt, p, p, opt.init(p), 0.1, 1, None) is None
+        >>> Ops().update(opt, p, p, opt.init(p), 0.1, {"w": 1}, None) is None
         True
         """
         return None
 
-    def update_(self, opt: Any, params: dict, grads: dict, state: dict, lr: float,
-                t: int) -> bool:
-        """Update ``params`` and the slots in ``state`` in place; False: no kernel here.
-
-        Called by [`xpnet.Optimizer.update_`][xpnet.optimizers.Optimizer.update_] (which
-        counts the step).
-
-        Examples
-        --------
-        >>> import numpy as np, xpnet as xn
-        >>> from xpnet.ops import Ops
-        >>> p = {"w": np.ones(2)}
-        >>> opt = xn.SGD(lr=0.1)
-        >>> Ops().update_(opt, p, {"w": np.ones(2)}, opt.init(p), 0.1, 1), p["w"].tolist()
-        (False, [1.0, 1.0])
-        """
-        return False
-
-    def update_checked_(self, opt: Any, params: dict, grads: dict, state: dict, lr: float,
-                        t: int, spare: dict, *, grads_finite: bool = False) -> bool | None:
-        """Update in place only if every new parameter and slot is finite.
-
-        Returns True (applied), False (not applied: ``params`` and ``state``
-        hold exactly what they held) or None (no such kernel here: the caller
-        runs the pure update, checks it and rebinds). ``spare`` is a dict the
-        kernel may keep arrays in between calls (the NumPy ops write the
-        update into a second set of arrays and swap the two on success).
-        ``grads_finite``: the caller has checked every gradient, so a kernel
-        that checks its inputs may leave them out.
+    def update_store(self, opt: Any, params: Any, grads: dict, state: dict, lr: float,
+                     check: bool) -> bool | None:
+        """The update over a model's flat buffers, or None (no kernel here: the
+        optimizer runs its reference rule). See
+        [`NumpyOps.update_store`][xpnet.ops.NumpyOps.update_store].
 
         Examples
         --------
         >>> import numpy as np, xpnet as xn
         >>> from xpnet.ops import Ops
-        >>> p = {"w": np.ones(2)}
+        >>> m = xn.MLP([2, 2], backend="numpy")
         >>> opt = xn.SGD(lr=0.1)
-        >>> Ops().update_checked_(opt, p, p, opt.init(p), 0.1, 1, {}) is None
+        >>> state = opt.init(m.params)
+        >>> Ops().update_store(opt, m.params, dict(m.params), state, 0.1, True) is None
         True
         """
         return None

@@ -72,7 +72,7 @@ def _compiled(spec: CudaKernel) -> Any:
 
 
 def fused_update(kernels: RuleKernels, opt: Any, params: dict, grads: dict, state: dict,
-                 lr: float, t: int, keep: Any) -> tuple[dict, dict]:
+                 lr: float, ts: dict[str, int], keep: Any) -> tuple[dict, dict]:
     """Run the rule's CUDA kernel on every parameter: ``(new_params, new_slots)``.
 
     No eligibility test here (see `applicable`); ``kernels.cuda`` must be set.
@@ -82,7 +82,7 @@ def fused_update(kernels: RuleKernels, opt: Any, params: dict, grads: dict, stat
     k = _compiled(spec)
     if keep is None:
         keep = True  # a scalar argument: no kernel to make a 0-d array
-    hyper = hypers(kernels, opt, lr, t, params)
+    hyper = hypers(kernels, opt, lr, ts, params)
     new_p: dict = {}
     slots: dict[str, dict] = {s: {} for s in spec.arrays if s is not None}
     for key, p in params.items():
@@ -109,15 +109,15 @@ class CupyOps(Ops):
 
     name = "cupy"
 
-    def update(self, opt: Any, params: dict, grads: dict, state: dict, lr: float, t: int,
-               keep: Any) -> tuple[dict, dict] | None:
+    def update(self, opt: Any, params: dict, grads: dict, state: dict, lr: float,
+               ts: dict[str, int], keep: Any) -> tuple[dict, dict] | None:
         """The fused update when enabled and a kernel applies; else None."""
         if not fused_enabled():
             return None
         kernels = kernels_for(opt)
         if kernels is None or kernels.cuda is None or not applicable(params, grads, state):
             return None
-        return fused_update(kernels, opt, params, grads, state, lr, t, keep)
+        return fused_update(kernels, opt, params, grads, state, lr, ts, keep)
 
     def uniform(self, rng: Any, shape: tuple[int, ...], dtype: Any,
                 backend: Any) -> Any:  # pragma: no cover - needs a GPU

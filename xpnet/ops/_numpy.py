@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from . import _chunked, _malloc, _numba
-from ._base import Ops, hypers
+from ._base import Ops, cast_hyper
 from .kernels import kernels_for
 
 _ONES: dict[tuple[int, str], np.ndarray] = {}
@@ -161,7 +162,7 @@ class NumpyOps(Ops):
     def _training(self, num_params: int, n_updates: int) -> Iterator[None]:
         tuned = _malloc.keep_freed_memory()
         try:
-            with _numba.suspended(not _numba.worth_it(num_params, n_updates)):
+            with _numba.deciding(num_params, n_updates):
                 yield
         finally:
             if tuned:
@@ -175,94 +176,64 @@ class NumpyOps(Ops):
             return False
         return _chunked.all_finite(grads.values())
 
-    def update_(self, opt: Any, params: dict, grads: dict, state: dict, lr: float,
-                t: int) -> bool:
-        """The rule's numba loop when enabled, else its ufunc kernel chunk by chunk.
+    def update_store(self, opt: Any, params: Any, grads: dict, state: dict, lr: float,
+                     check: bool) -> bool | None:
+        """The step's update over the model's flat buffers (see [`xpnet.store`][]).
 
-        Both are the rule's out-of-place kernels (``loop_to``, ``ufunc_to``) run with
-        their outputs aliased to their inputs: the new parameter and slots are
-        written over the old ones, element by element, each read before it is
-        written. Needs C-contiguous writeable float arrays of one dtype (else False);
-        ``grads`` may be overwritten.
-        """
-        kernels = kernels_for(opt)
-        if kernels is None or not (kernels.loop_to or kernels.loop or kernels.ufunc_to
-                                   or kernels.ufunc):
-            return False
-        names = kernels.arrays(opt)
-        if not params or not _chunked.eligible(params, grads, state, names):
-            return False
-        hyper = hypers(kernels, opt, lr, t, params)
-        if _numba.update_(kernels, hyper, params, grads, state, names):
-            return True
-        ufunc = _chunked.ufunc_kernel(kernels, len(names))
-        if ufunc is None:
-            return False
-        _chunked.run(ufunc, hyper, params, grads, state, names)
-        return True
-
-    def update_checked_(self, opt: Any, params: dict, grads: dict, state: dict, lr: float,
-                        t: int, spare: dict, *, grads_finite: bool = False) -> bool | None:
-        """The update computed beside the live arrays, checked, and swapped in when finite.
-
-        Double buffering: the rule's out-of-place numba loop (``loop_to``) or
-        ufunc kernel (``ufunc_to``) reads the live parameters and slots, writes
-        the new parameters over the gradients (which the update consumes; a
-        gradient that shares memory or that something else holds is copied
-        first) and the new slots into a second set kept in ``spare``, and
-        checks each chunk while it is in the cache (in the loop; for the ufunc
-        kernels through the floating-point status, with the inputs checked by
-        a BLAS pass each unless known finite: the parameters and slots when
-        they are what the last call left, the gradients with ``grads_finite``,
-        when the caller checked them). When every value is finite the
-        dict entries are swapped (no copy: the gradient arrays become the
-        parameters, the old parameter arrays take their place in ``grads``);
-        otherwise the live arrays are as they were. A registered rule with only
-        an in-place ``ufunc`` runs it on copies of each chunk. Same eligibility as
-        [`update_`][xpnet.ops.NumpyOps.update_] (else None).
+        The rule's numba ``flat`` kernel where compiling pays (`xpnet.ops._numba`), else
+        its ufunc kernel chunk by chunk, reads the live parameters and slots and writes
+        the new values into the store's spare buffers, checking each as it is written;
+        when every one is finite (or ``check`` is False) the store swaps the spare
+        buffers in. A parameter without a gradient is frozen: copied as it is, its slots
+        zeroed. Returns True (applied), False (not applied: nothing changed) or None
+        (not applicable: ``params`` is not a store's parameters, ``state`` not its slots,
+        a gradient not a NumPy array of the parameter's shape and dtype, or the rule has
+        no host kernel), and then the caller runs the reference rule.
 
         Examples
         --------
         >>> import numpy as np, xpnet as xn
-        >>> from xpnet.ops import NumpyOps
-        >>> opt, spare = xn.SGD(lr=1e38), {}
-        >>> p = {"w": np.array([3e38, 1.0], "float32")}
-        >>> NumpyOps().update_checked_(opt, p, {"w": np.array([-3.0, 1.0], "float32")},
-        ...                            opt.init(p), 1e38, 1, spare), p["w"].tolist()
-        (False, [3.0000000054977558e+38, 1.0])
+        >>> m = xn.MLP([2, 2], backend="numpy")
+        >>> opt = xn.SGD(lr=1e38)
+        >>> state = opt.init(m.params)
+        >>> grads = {"0.W": np.full((2, 2), -3e38, "float32"), "0.b": np.zeros(2, "float32")}
+        >>> NumpyOps().update_store(opt, m.params, grads, state, 1e38, True)
+        False
         """
+        store = getattr(params, "store", None)
         kernels = kernels_for(opt)
-        if kernels is None or not params:
+        if store is None or store.params is not params or kernels is None \
+                or kernels.ufunc_to is None or store.slot_names != tuple(opt.slots) \
+                or any(state[s] is not store.slot_dicts[s] for s in opt.slots):
             return None
+        gs, trained = [], []
+        for i, k in enumerate(store.keys):
+            g = grads.get(k)
+            if g is None:
+                gs.append(store.flat[:1])  # frozen: never read
+                continue
+            if type(g) is not np.ndarray or g.dtype != store.dtype \
+                    or g.shape != store.shapes[k]:
+                return None
+            gs.append(g.reshape(-1))
+            trained.append(i)
+        p2, spare_slots = store.spares()
         names = kernels.arrays(opt)
-        known = _chunked.state_known_finite(params, state, names, spare)
-        if not (_chunked.grads_eligible(params, grads) if known
-                else _chunked.eligible(params, grads, state, names)):
-            return None
-        ufunc = _chunked.ufunc_kernel(kernels, len(names))
-        if ufunc is None:
-            return None
-        hyper = hypers(kernels, opt, lr, t, params)
-        ok, into_grads = None, True
-        bases = spare.get("_bases") if known else None
-        if kernels.loop_to is not None and _numba.enabled():
-            _chunked.own_grads(params, grads, state, names, bases)
-            out = _chunked.spares(params, state, names, spare, known=known)
-            ok = _numba.update_to(kernels.loop_to, hyper, params, grads, state, names, out)
+        rows = {s: i for i, s in enumerate(store.slot_names)}
+        slots = [store.flat if s is None else store.slots[rows[s]] for s in names]
+        slots2 = [p2 if s is None else spare_slots[rows[s]] for s in names]
+        _copy_frozen(store, trained, p2, spare_slots)
+        table, hyper = _plan(store, opt, kernels, lr, state["steps"], trained)
+        steps = int(state["step"])
+        ok = _numba.run_flat(kernels, _chunked_threads(store.total), steps + 1, store.flat,
+                             tuple(gs), tuple(slots), p2, tuple(slots2), table,
+                             _table(hyper, store.dtype), np.zeros(len(table), np.bool_))
         if ok is None:
-            # a registered in-place ufunc (no ufunc_to) updates p2 where it stands,
-            # so p2 must start as a copy of p: a spare array, not the gradient
-            into_grads = kernels.ufunc_to is not None
-            if into_grads:
-                _chunked.own_grads(params, grads, state, names, bases)
-            out = _chunked.spares(params, state, names, spare, with_params=not into_grads,
-                                  known=known)
-            ok = _chunked.run_to(ufunc, hyper, params, grads, state, names, out,
-                                 into_grads=into_grads, state_finite=known,
-                                 grads_finite=grads_finite)
-        if ok:
-            _chunked.swap(params, grads, state, names, out, into_grads=into_grads)
-            _chunked.mark_checked(params, state, names, spare)
+            distinct = [j for j, s in enumerate(names) if s is not None]
+            ok = _chunked.run(kernels.ufunc_to, table, hyper, store.flat, gs, slots, p2,
+                              slots2, distinct)
+        if ok or not check:
+            store.swap()
         return ok
 
     def speedups(self) -> dict[str, dict[str, Any]]:
@@ -294,3 +265,56 @@ class NumpyOps(Ops):
             mal_why = "not glibc, or switched off by XPNET_MALLOC_TUNING"
         return {"compiled optimizer": {"on": jit_on, "why": jit_why},
                 "malloc tuning": {"on": mal_on, "why": mal_why}}
+
+
+def _copy_frozen(store: Any, trained: list[int], p2: np.ndarray, slots2: Any) -> None:
+    """The spare buffers' frozen segments: the parameter as it is, zero slots."""
+    if len(trained) == len(store.keys):
+        return
+    keep = set(trained)
+    for i, k in enumerate(store.keys):
+        if i not in keep:
+            lo, hi = store.offsets[k], store.offsets[k] + store.sizes[k]
+            p2[lo:hi] = store.flat[lo:hi]
+            if slots2 is not None:
+                slots2[:, lo:hi] = 0
+
+
+def _plan(store: Any, opt: Any, kernels: Any, lr: float, steps: dict,
+          trained: list[int]) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
+    """The pieces of the trained segments and each segment's hyper-parameters (its own
+    update number and weight decay, cast to the store's dtype)."""
+    key = tuple(trained)
+    table = store.cache.get(key)
+    if table is None:
+        offsets = [store.offsets[k] for k in store.keys]
+        sizes = [store.sizes[k] for k in store.keys]
+        table = store.cache[key] = _chunked.pieces(offsets, sizes, trained)
+    hyper: list[tuple[Any, ...]] = [()] * len(store.keys)
+    dtype_type = store.dtype.type
+    memo: dict[tuple[int, float], tuple[Any, ...]] = {}
+    for i in trained:
+        k = store.keys[i]
+        t, wd = steps[k] + 1, opt.weight_decay_for(k, store.params[k])
+        h = memo.get((t, wd))
+        if h is None:
+            h = memo[(t, wd)] = cast_hyper(kernels.hyper(opt, lr, t, wd), dtype_type)
+        hyper[i] = h
+    return table, hyper
+
+
+def _table(hyper: list[tuple[Any, ...]], dtype: np.dtype) -> np.ndarray:
+    """The hyper-parameters as one row per segment (flags as 0 or 1) for the flat kernel."""
+    width = max(len(h) for h in hyper)
+    return np.asarray([h if h else (0,) * width for h in hyper], dtype=dtype)
+
+
+def _chunked_threads(total: int) -> int:
+    """Threads for the flat kernel: ``XPNET_NUM_THREADS`` (default 1), one below 2**18
+    elements (threads cost more than they save there)."""
+    if total < 1 << 18:
+        return 1
+    try:
+        return max(1, int(os.environ.get("XPNET_NUM_THREADS", "1")))
+    except ValueError:
+        return 1

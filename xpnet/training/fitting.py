@@ -13,6 +13,7 @@ from .._split import split_rows, take_rows
 from ..backends import to_numpy
 from ..distributed import Communicator, SingleProcess
 from ..optimizers import Adam, Optimizer, get_optimizer
+from ..store import ParamDict
 from .callbacks import Callback, History
 from .guards import ON_NONFINITE
 from .state import TrainState
@@ -159,12 +160,23 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
         start = TrainState(seed=model.rng.spawn_seed() if seed is None else seed)
     # every check has passed: only now touch the optimizer's state
     if not _compatible_state(optimizer.state, model.params):
-        optimizer.state = optimizer.init({k: model.params[k] for k in model.trainable_keys})
+        optimizer.state = optimizer.init(_trainable_params(model))
+    elif model.store is not None:
+        model.store.adopt(optimizer.state, optimizer.slots)
     trainer = Trainer(model, Xd, yd, optimizer=optimizer, epochs=epochs, batch_size=bs,
                       validation=validation, shuffle=shuffle, callbacks=callbacks,
                       verbose=bool(verbose), on_nonfinite=on_nonfinite, state=start,
                       display_interval=display_interval, distributed=comm, sample_weight=wd)
     return trainer.run()
+
+
+def _trainable_params(model: Any) -> dict:
+    """The trainable parameters, as views of the model's store where it has one (so
+    that the optimizer's slots are allocated there)."""
+    keys = model.trainable_keys
+    if model.store is None:
+        return {k: model.params[k] for k in keys}
+    return ParamDict(model.store, {k: model.params[k] for k in keys})
 
 
 def _check_trainable(model: Any, comm: Communicator, *, weighted: bool) -> None:
@@ -273,7 +285,7 @@ def _compatible_state(state: dict | None, params: dict) -> bool:
     if not state or "step" not in state:
         return False
     for slot, values in state.items():
-        if slot == "step":
+        if slot in ("step", "steps"):
             continue
         if not isinstance(values, dict) or not set(values) <= set(params):
             return False

@@ -4,16 +4,16 @@ The policy (``on_nonfinite``) is chosen once per fit, and so is the guard:
 
 * [`HostGuard`][xpnet.training.HostGuard] for host backends (NumPy, CPU torch,
   ``array_api_strict``), where reading a value costs nothing: the loss and the gradients
-  are checked first, then the update is applied only if every new parameter and
-  optimizer slot is finite (``Optimizer.update_(..., check_finite=True)``: on NumPy the
-  update is written into a second set of arrays, checked chunk by chunk, and swapped in;
-  elsewhere the pure update is checked before it is rebound).
+  is read, then the update is applied only if every new parameter and optimizer slot is
+  finite (``Optimizer.update_(..., check_finite=True)``: on NumPy the update is written
+  into the store's spare buffers, checked as it is written, and swapped in; elsewhere
+  the reference update is checked before it is assigned).
 * [`DeviceGuard`][xpnet.training.DeviceGuard] for devices: the update is computed, then
   one flag says whether the loss, the gradients and every new parameter and slot are
   finite, and the step keeps the old values where it is false; the flag is read only at
   display intervals and at the end of the epoch, so a GPU step never waits on the host.
-  Its bookkeeping is a handful of kernels per step whatever the number of parameters
-  (parameters and slots are views of one flat buffer chosen with one ``where``).
+  ``XPNET_DEVICE_GUARD=1`` forces it on a host backend, where the tests check it against
+  the host guard.
 
 Both keep the epoch's running loss and correct count, so the offending update
 is never applied and never counted.
@@ -104,18 +104,19 @@ class _Guard:
 class HostGuard(_Guard):
     """Check each step on the host; apply its update only if every new value is finite."""
 
-    def __init__(self, *args: Any):
-        super().__init__(*args)
-        self.spare: dict = {}  # the second set of arrays of the NumPy update
-
     def apply(self, k: int, value: Any, grads: dict, count: Any, rows: int) -> bool:
-        """Apply step ``k``'s update when finite; False when the policy says stop."""
-        if not self.ops.all_finite(value, grads):
-            return self._bad(k, "loss" if not math.isfinite(float(value)) else "gradient")
+        """Apply step ``k``'s update when finite; False when the policy says stop.
+
+        The loss is read (one float); the gradients are not checked apart: every one
+        flows into a new value, which the update checks as it writes it. Only when the
+        update is refused are the gradients looked at, to name the cause.
+        """
+        if not math.isfinite(float(value)):
+            return self._bad(k, "loss")
         opt = self.optimizer
-        if not opt.update_(self.model.params, grads, opt.state, check_finite=True,
-                           spare=self.spare, grads_finite=True):
-            return self._bad(k, _UPDATE)
+        if not opt.update_(self.model.params, grads, opt.state, check_finite=True):
+            return self._bad(k, "gradient" if not self.ops.all_finite(value, grads)
+                             else _UPDATE)
         self.run_loss += float(value) * rows
         if count is not None:
             self.run_correct += float(count)
@@ -133,13 +134,18 @@ class HostGuard(_Guard):
 
 class DeviceGuard(_Guard):
     """Keep each update on the device only where it is finite; read the flags at display
-    intervals only."""
+    intervals only.
 
-    def __init__(self, *args: Any):
-        super().__init__(*args)
-        self._flat: Any = None  # the buffer the live parameters and slots are views of
-        self._views: list = []
-        self._weights: dict[int, Any] = {}
+    The update is computed out of place, one device flag says whether the loss, the
+    gradients and every new parameter and slot are finite, and each trained parameter
+    and slot becomes ``where(keep, new, old)``: frozen parameters and their (absent)
+    slots are never touched. The step counts are host integers, so they advance with
+    every step and are set back when a flag read shows steps that were not kept (at
+    the next display or the end of the epoch): with ``on_nonfinite="skip"``, the
+    steps between a skipped one and that read count one update too many for Adam's
+    bias correction and the schedule. ``XPNET_DEVICE_GUARD=1`` runs this guard on a
+    host backend too (the tests compare it with [`HostGuard`][xpnet.training.HostGuard]).
+    """
 
     def begin_epoch(self, epoch: int, steps: int, **sums: Any) -> None:
         """Start the epoch's sums and the device flag."""
@@ -150,8 +156,13 @@ class DeviceGuard(_Guard):
         self.good = xp.asarray(True, device=dev)  # every step of the epoch so far kept
         self._zero = xp.zeros((), dtype=dtype, device=dev)
         self._one = xp.ones((), dtype=dtype, device=dev)
+        self._weights: dict[int, Any] = {}
         self._first: int | None = None
         self._ran = 0
+        self._uncounted = 0  # steps not kept whose counts are already set back
+        self._zero_cache: dict[int, Any] = {}
+        self._own_flat: Any = None  # without a store: the buffer of the live values
+        self._own_views: list = []
 
     def apply(self, k: int, value: Any, grads: dict, count: Any, rows: int) -> bool:
         """Compute step ``k``'s update and keep it where it is finite; no host sync."""
@@ -160,8 +171,12 @@ class DeviceGuard(_Guard):
             self._first = k
         self._ran += 1
         opt, model = self.optimizer, self.model
+        # the live state covers exactly the trained parameters (a layer frozen or
+        # unfrozen since the last step), so that every slot written below exists
+        opt._aligned({k: model.params[k] for k in grads}, opt.state, in_place=True,
+                     params=model.params)
         new_params, new_state = opt.update(model.params, grads, opt.state)
-        keep = self._select(value, grads, new_params, new_state)
+        keep = self._commit(value, grads, new_params, new_state)
         parts = xp.stack([value, self._zero if count is None else count, self._one, self._one])
         self.acc = self.acc + xp.where(keep, parts * self._rows(rows), 0.0)
         return True
@@ -174,27 +189,76 @@ class DeviceGuard(_Guard):
             self._weights[rows] = w
         return w
 
-    def _select(self, value: Any, grads: dict, new_params: dict, new_state: dict) -> Any:
-        """One flag for the loss, the gradients and every new value; the new parameters and
-        slots where it holds, the old ones elsewhere, as views of one buffer."""
+    def _commit(self, value: Any, grads: dict, new_params: dict, new_state: dict) -> Any:
+        """One flag for the loss, the gradients and every new value; the new parameters
+        and slots where it holds, the old ones elsewhere.
+
+        With a store, a handful of kernels whatever the number of parameters: the loss,
+        the gradients and the new values laid out as the store's buffer in one ``concat``,
+        one sum for the flag, one ``where`` between that and the live buffer, which
+        becomes the store's buffer (frozen parameters as they are, their slots zero, as
+        on the host)."""
         xp, model, opt = self.xp, self.model, self.optimizer
-        keys = list(model.params)
-        slots = [s for s in new_state if s != "step"]
-        old = [model.params[k] for k in keys] + [opt.state[s][k] for s in slots for k in keys]
-        new = [new_params[k] for k in keys] + [new_state[s][k] for s in slots for k in keys]
-        views = self._views
+        store, slots = model.store, list(opt.slots)
+        if store is None:
+            return self._commit_each(value, grads, new_params, new_state)
+        head = [xp.reshape(value, (1,))] + [xp.reshape(g, (-1,)) for g in grads.values()]
+        rows = [{k: new_params[k] if k in grads else model.params[k] for k in store.keys}]
+        rows += [{k: new_state[s][k] for k in grads} for s in slots]
+        flat_new = xp.concat(head + [piece for row in rows for piece in self._layout(row)])
+        ok = xp.isfinite(xp.sum(flat_new, dtype=xp.float64))  # NaN/inf anywhere
+        keep = ok if self.policy == "skip" else ok & self.good
+        if self.policy != "skip":
+            self.good = keep
+        start = flat_new.shape[0] - store.data.shape[0] * store.total
+        store.set_data(xp.where(keep, xp.reshape(flat_new[start:], store.data.shape),
+                                store.data))
+        opt.state["step"], opt.state["steps"] = new_state["step"], new_state["steps"]
+        return keep
+
+    def _layout(self, row: dict) -> list[Any]:
+        """The pieces of one row of the store's buffer: each segment's values (zeros for a
+        key ``row`` lacks), then the zeros of the gap to the next segment."""
+        store, xp = self.model.store, self.xp
+        pieces, end = [], 0
+        for k in store.keys:
+            gap = store.offsets[k] - end
+            if gap:
+                pieces.append(self._zeros(gap))
+            pieces.append(xp.reshape(row[k], (-1,)) if k in row else self._zeros(store.sizes[k]))
+            end = store.offsets[k] + store.sizes[k]
+        if store.total > end:
+            pieces.append(self._zeros(store.total - end))
+        return pieces
+
+    def _zeros(self, n: int) -> Any:
+        z = self._zero_cache.get(n)
+        if z is None:
+            z = self._zero_cache[n] = self.xp.zeros((n,), dtype=self.model.dtype,
+                                                    device=self.model.backend.device)
+        return z
+
+    def _commit_each(self, value: Any, grads: dict, new_params: dict, new_state: dict) -> Any:
+        """`_commit` without a store (immutable arrays): the guard keeps a flat buffer of
+        its own, and the parameters and slots become views of the ``where`` over it."""
+        xp, model, opt = self.xp, self.model, self.optimizer
+        keys, slots = list(model.params), list(opt.slots)
+        params, state = model.params, opt.state
+        old = [params[k] for k in keys] + [state[s][k] for s in slots for k in grads]
+        new = [new_params[k] if k in grads else params[k] for k in keys] + \
+              [new_state[s][k] for s in slots for k in grads]
+        views = self._own_views
         if len(views) == len(old) and all(a is b for a, b in zip(views, old, strict=True)):
-            flat_old = self._flat  # the live values are the views of the last step's buffer
+            flat_old = self._own_flat  # the live values are the last step's views
         else:
             flat_old = xp.concat([xp.reshape(a, (-1,)) for a in old])
         head = [xp.reshape(value, (1,))] + [xp.reshape(g, (-1,)) for g in grads.values()]
         flat_new = xp.concat(head + [xp.reshape(a, (-1,)) for a in new])
-        ok = xp.isfinite(xp.sum(flat_new, dtype=xp.float64))  # NaN/inf anywhere: not finite
+        ok = xp.isfinite(xp.sum(flat_new, dtype=xp.float64))  # NaN/inf anywhere
         keep = ok if self.policy == "skip" else ok & self.good
         if self.policy != "skip":
             self.good = keep
-        start = flat_new.shape[0] - flat_old.shape[0]
-        flat = xp.where(keep, flat_new[start:], flat_old)
+        flat = xp.where(keep, flat_new[flat_new.shape[0] - flat_old.shape[0]:], flat_old)
         views, offset = [], 0
         for a in old:
             size = math.prod(a.shape)
@@ -202,15 +266,27 @@ class DeviceGuard(_Guard):
             offset += size
         n = len(keys)
         model.params = dict(zip(keys, views[:n], strict=True))
-        state: dict = {"step": new_state["step"]}
         for j, s in enumerate(slots):
-            state[s] = dict(zip(keys, views[n * (j + 1):n * (j + 2)], strict=True))
-        opt.state = state
-        self._flat, self._views = flat, views
+            state[s] = dict(zip(grads, views[n + j * len(grads):n + (j + 1) * len(grads)],
+                                strict=True))
+        state["step"], state["steps"] = new_state["step"], new_state["steps"]
+        self._own_flat, self._own_views = flat, views
         return keep
+
+    def _kept(self) -> int:
+        """Steps of this epoch kept so far (a sync); sets the counts back for the others."""
+        kept = int(to_numpy(self.acc)[3])
+        dropped = self._ran - kept - self._uncounted
+        if dropped > 0:
+            state = self.optimizer.state
+            state["step"] -= dropped
+            state["steps"] = {k: max(n - dropped, 0) for k, n in state["steps"].items()}
+            self._uncounted += dropped
+        return kept
 
     def running(self) -> dict[str, Any]:
         """The running sums, read from the device (one sync)."""
+        self._kept()
         acc = to_numpy(self.acc)
         return {"run_loss": self.run_loss + float(acc[0]),
                 "run_correct": self.run_correct + float(acc[1]),
@@ -218,10 +294,10 @@ class DeviceGuard(_Guard):
 
     def poll(self) -> bool:
         """Read the flag (a sync); raise or stop per the policy. True when training stops."""
+        kept = self._kept()
         if self.policy == "skip" or bool(self.good):
             return False
-        kept = int(to_numpy(self.acc)[3])  # the kept steps are those before the first bad one
-        k = (self._first or 0) + kept
+        k = (self._first or 0) + kept  # the kept steps are those before the first bad one
         if self.policy == "raise":
             raise NonFiniteLossError(self.epoch + 1, k + 1, "loss, gradient or " + _UPDATE)
         self.stopped = True
@@ -229,7 +305,7 @@ class DeviceGuard(_Guard):
 
     def end_epoch(self, n: int) -> int:
         """Count skipped steps (a sync) and return the rows the epoch's means cover."""
-        acc = to_numpy(self.acc)
+        kept = self._kept()
         if self.policy == "skip":
-            self.skipped += self._ran - int(acc[3])
-        return self.seen + int(acc[2])
+            self.skipped += self._ran - kept
+        return self.seen + int(to_numpy(self.acc)[2])

@@ -4,57 +4,43 @@ The reference for every rule is the optimizer's own per-parameter method
 (``_update_one`` in [`xpnet.optimizers`][]). A module here restates that rule
 for the fast paths and exposes it as ``KERNELS``, a [`RuleKernels`][xpnet.ops.kernels.RuleKernels]:
 
-* ``ufunc_to``: NumPy ufunc calls with ``out=`` on 1-D chunks (run by the NumPy
-  ops, chunk by chunk, see ``xpnet/ops/_chunked.py``);
-* ``loop_to``: the same rule as a plain loop over 1-D arrays, compiled by numba
-  when it is installed (see ``xpnet/ops/_numba.py``); it returns True when a
-  value it wrote is not finite;
+* ``loop_to``: the rule as a plain loop over 1-D arrays, compiled by numba when it is
+  installed; it returns True when a value it wrote is not finite (the check is in the
+  loop that writes the values, so it costs no pass of its own);
+* ``flat``: the one numba kernel of a step: it runs ``compiled_loop`` (the compiled
+  ``loop_to``) over every piece of the model's flat buffers (see
+  [`xpnet.store`][]), in parallel with ``prange`` where that pays;
+* ``ufunc_to``: the same rule as NumPy ufunc calls with ``out=`` on 1-D chunks, for
+  NumPy without numba (run chunk by chunk while each chunk is in the cache, the
+  chunk's new values checked right after);
 * ``cuda``: the body of a ``cupy.ElementwiseKernel`` (see ``xpnet/ops/_cupy.py``).
 
-The two host kernels are written once, out of place: they read the parameter
-``p``, the gradient ``g`` and the slots, and write the new parameter into ``p2``
-and the new slots into ``arrays2``. The NumPy ops run them two ways:
+Every host kernel is written out of place: it reads the parameter ``p``, the
+gradient ``g`` and the slots, and writes the new parameter into ``p2`` and the new
+slots into ``arrays2``, the model's spare buffers, which the store swaps in when
+every value is finite. They take their arrays and hyper-parameters in one order::
 
-* the in-place update (``update_``) passes the inputs themselves as the
-  outputs: ``p2`` is ``p``, ``arrays2`` are ``arrays``;
-* the guarded update (``update_(check_finite=True)``, what ``fit`` runs) passes
-  ``g`` as ``p2`` (the update consumes it) and a second set of slot arrays as
-  ``arrays2``, checks the result and swaps the arrays in only when it is finite.
-
-So a kernel must give the same values either way: it works element by element,
-reads every input element before it writes that element of an output, and
-reads ``g`` no more once it has written ``p2``. A ufunc call with ``out=`` one
-of its inputs is elementwise, so ``np.multiply(m, b1, out=m2)`` is ``m *= b1``
-when ``m2`` is ``m``.
-
-All take their arrays and hyper-parameters in one order::
-
-    ufunc_to(p, g, *arrays, p2, *arrays2, *hyper, tmp)  # tmp: a scratch chunk
+    ufunc_to(p, g, *arrays, p2, *arrays2, *hyper, tmp)  # tmp: a scratch chunk; g may be overwritten
     loop_to(p, g, *arrays, p2, *arrays2, *hyper) -> bool  # True: a non-finite value
+    flat(p, gs, arrays, p2, arrays2, pieces, hyper_table, bad)
     cuda kernel(p, g, *arrays, keep, *hyper) -> (p2, *arrays2)   # pure
-
-A rule registered from outside may give in-place host kernels instead (the
-form of earlier versions), ``ufunc(p, g, *arrays, *hyper, tmp)`` and
-``loop(p, g, *arrays, *hyper)``: the in-place update runs them as they are,
-and the guarded update runs ``ufunc`` on copies of each chunk (a pass more;
-``loop`` is not used there). ``ufunc_to`` and ``loop_to`` take precedence.
 
 ``arrays`` are the state slots named by ``RuleKernels.arrays(opt)`` (for the
 CUDA kernel, by ``CudaKernel.arrays``); a ``None`` there is a slot the
 optimizer's configuration does not have, and the parameter is passed in its
-place (the kernel ignores it; in ``arrays2`` too, and must not write it). ``g`` may
-be overwritten by every kernel. ``hyper`` is ``RuleKernels.hyper(opt, lr, t, wd)``
-with every float cast to the arrays' dtype first, as NumPy and CuPy do with
-Python floats, and every bool left as it is; ``wd`` is the parameter's own
-weight decay (``opt.weight_decay_for(key, p)``: 0 where the optimizer's
-``decay`` mask excludes it), so the ops compute it once per distinct value
-(`xpnet.ops._base.hypers`) and pass each parameter its own.
+place (the kernel ignores it; in ``arrays2`` too, and must not write it).
+``hyper`` is ``RuleKernels.hyper(opt, lr, t, wd)`` for the parameter's own update
+number ``t`` and weight decay ``wd`` (``opt.weight_decay_for(key, p)``), every float
+cast to the arrays' dtype first, as NumPy and CuPy do with Python floats. In
+``flat``, ``pieces`` rows are ``(segment, start, stop, segment start)`` in the flat
+buffers, ``gs`` holds each segment's gradient as a 1-D array, ``hyper_table`` one
+row of hyper-parameters per segment (flags as 0 or 1), and ``bad[j]`` receives the
+flag of piece ``j``.
 
 Each kernel repeats the reference rule one rounding at a time (no fused
 multiply-add, no reassociation), so that it gives the reference rule's bits;
 ``tests/test_optimizers.py``, ``tests/test_nonfinite_update.py`` and
-``tests/test_cupy_kernel_source.py`` check this for every optimizer variant,
-in place and guarded.
+``tests/test_cupy_kernel_source.py`` check this for every optimizer variant.
 
 Kernels are found by ``f"{cls.__module__}.{cls.__qualname__}"`` of the
 optimizer's class, so a user subclass of [`xpnet.Adam`][] runs its own
@@ -73,6 +59,14 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["CudaKernel", "RuleKernels", "class_key", "kernels_for", "register"]
+
+prange = range
+"""``flat`` kernels loop over their pieces with this: ``numba.prange`` once compiled."""
+
+
+def compiled_loop(*args: Any) -> bool:
+    """What a ``flat`` kernel calls: its rule's ``loop_to``, compiled, once compiled."""
+    raise RuntimeError("a flat kernel runs only when compiled (xpnet/ops/_numba.py)")
 
 
 @dataclass(frozen=True)
@@ -113,17 +107,14 @@ class RuleKernels:
     hyper : callable
         ``hyper(opt, lr, t, wd) -> tuple of float/bool``: the rule's scalars for update
         ``t`` of a parameter with weight decay ``wd``.
-    ufunc, loop : callable, optional
-        In-place host kernels (the form of earlier versions; the built-in rules give
-        ``ufunc_to`` and ``loop_to`` instead), used where those are missing: the
-        in-place update runs them as they are, the guarded update runs ``ufunc`` on
-        copies of each chunk (a pass more).
     cuda : callable, optional
         ``cuda(opt) -> CudaKernel``: the CUDA variant for the optimizer's settings.
-    ufunc_to, loop_to : callable, optional
-        The out-of-place NumPy ufunc kernel and numba loop (plain Python, compiled
-        lazily), which serve both the in-place update (outputs aliased to the
-        inputs) and the guarded one.
+    ufunc_to : callable, optional
+        The NumPy ufunc kernel over 1-D chunks (without it, NumPy runs the
+        reference rule).
+    loop_to, flat : callable, optional
+        The numba loop over 1-D arrays and the flat kernel that runs it over a
+        whole store (plain Python, compiled lazily; both or neither).
 
     Examples
     --------
@@ -137,11 +128,10 @@ class RuleKernels:
     optimizers: tuple[str, ...]
     arrays: Callable[[Any], tuple[str | None, ...]]
     hyper: Callable[[Any, float, int, float], tuple[Any, ...]]
-    ufunc: Callable[..., None] | None = None
-    loop: Callable[..., None] | None = None
     cuda: Callable[[Any], CudaKernel] | None = None
     ufunc_to: Callable[..., None] | None = None
     loop_to: Callable[..., bool] | None = None
+    flat: Callable[..., None] | None = None
 
 
 _REGISTRY: dict[str, RuleKernels] = {}

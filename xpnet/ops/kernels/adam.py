@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from . import CudaKernel, RuleKernels
+from . import CudaKernel, RuleKernels, compiled_loop, prange
 
 
 def _arrays(opt):
@@ -71,6 +71,15 @@ def _loop_to(p, g, m, v, p2, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd, 
     return bad
 
 
+def _flat(p, gs, s, p2, s2, pieces, h, bad):  # pragma: no cover - compiled by numba
+    for j in prange(pieces.shape[0]):
+        k, lo, hi, go = pieces[j, 0], pieces[j, 1], pieces[j, 2], pieces[j, 3]
+        g, r = gs[k], h[k]
+        bad[j] = compiled_loop(p[lo:hi], g[lo - go:hi - go], s[0][lo:hi], s[1][lo:hi], p2[lo:hi],
+                         s2[0][lo:hi], s2[1][lo:hi], r[0], r[1], r[2], r[3], r[4], r[5], r[6],
+                         r[7], r[8] != 0, r[9] != 0)
+
+
 _CUDA = CudaKernel(
     "xpnet_fused_adam", ("exp_avg", "exp_avg_sq"),
     "T p, T g, T m, T v, bool keep, T b1, T b2, T c1, T c2, T step_size, T eps_scaled, "
@@ -90,4 +99,5 @@ if (keep) { p2 = pn; m2 = mi; v2 = vi; } else { p2 = p; m2 = m; v2 = v; }
 """)
 
 KERNELS = RuleKernels(("xpnet.optimizers.Adam", "xpnet.optimizers.AdamW"), _arrays, _hyper,
-                      cuda=lambda opt: _CUDA, ufunc_to=_ufunc_to, loop_to=_loop_to)
+                      cuda=lambda opt: _CUDA, ufunc_to=_ufunc_to, loop_to=_loop_to,
+                      flat=_flat)

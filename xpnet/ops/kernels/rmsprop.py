@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import CudaKernel, RuleKernels
+from . import CudaKernel, RuleKernels, compiled_loop, prange
 
 
 def _arrays(opt):
@@ -77,6 +77,15 @@ def _loop_to(p, g, sq, buf, ga, p2, sq2, buf2, ga2, lr, wd, a, c, eps, mom, has_
     return bad
 
 
+def _flat(p, gs, s, p2, s2, pieces, h, bad):  # pragma: no cover - compiled by numba
+    for j in prange(pieces.shape[0]):
+        k, lo, hi, go = pieces[j, 0], pieces[j, 1], pieces[j, 2], pieces[j, 3]
+        g, r = gs[k], h[k]
+        bad[j] = compiled_loop(p[lo:hi], g[lo - go:hi - go], s[0][lo:hi], s[1][lo:hi], s[2][lo:hi],
+                         p2[lo:hi], s2[0][lo:hi], s2[1][lo:hi], s2[2][lo:hi], r[0], r[1], r[2],
+                         r[3], r[4], r[5], r[6] != 0, r[7] != 0, r[8] != 0)
+
+
 def _cuda(opt):
     """One kernel per setting, reading and writing only the slots the setting has."""
     mom, centered = opt.momentum > 0, opt.centered
@@ -102,4 +111,4 @@ def _cuda(opt):
 
 
 KERNELS = RuleKernels(("xpnet.optimizers.RMSprop",), _arrays, _hyper, cuda=_cuda,
-                      ufunc_to=_ufunc_to, loop_to=_loop_to)
+                      ufunc_to=_ufunc_to, loop_to=_loop_to, flat=_flat)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import CudaKernel, RuleKernels
+from . import CudaKernel, RuleKernels, compiled_loop, prange
 
 
 def _arrays(opt):
@@ -57,6 +57,14 @@ def _loop_to(p, g, buf, p2, buf2, lr, wd, mom, has_wd, has_mom, nesterov,
     return bad
 
 
+def _flat(p, gs, s, p2, s2, pieces, h, bad):  # pragma: no cover - compiled by numba
+    for j in prange(pieces.shape[0]):
+        k, lo, hi, go = pieces[j, 0], pieces[j, 1], pieces[j, 2], pieces[j, 3]
+        g, r = gs[k], h[k]
+        bad[j] = compiled_loop(p[lo:hi], g[lo - go:hi - go], s[0][lo:hi], p2[lo:hi], s2[0][lo:hi],
+                         r[0], r[1], r[2], r[3] != 0, r[4] != 0, r[5] != 0, r[6] != 0)
+
+
 _HYPER = "T lr, T wd, T mom, bool has_wd, bool has_mom, bool nesterov, bool first"
 
 _CUDA_MOMENTUM = CudaKernel(
@@ -86,4 +94,4 @@ p2 = keep ? pn : p;
 
 KERNELS = RuleKernels(("xpnet.optimizers.SGD",), _arrays, _hyper,
                       cuda=lambda opt: _CUDA_MOMENTUM if opt.momentum > 0 else _CUDA_PLAIN,
-                      ufunc_to=_ufunc_to, loop_to=_loop_to)
+                      ufunc_to=_ufunc_to, loop_to=_loop_to, flat=_flat)
