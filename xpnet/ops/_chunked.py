@@ -46,20 +46,14 @@ def run(kernel: Any, table: np.ndarray, hyper: Sequence[tuple[Any, ...]], p: np.
     """Run ``kernel`` (a rule's ``ufunc_to``) over the pieces of ``table`` (see `pieces`):
     new values into ``p2`` and ``slots2``; False at the first piece holding a non-finite
     new value (the rest is not computed). ``distinct`` lists the real slots (the others
-    stand for the parameter and are neither written nor checked).
-
-    The gradient chunk is copied first (the kernel may overwrite its ``g``).
-    """
+    stand for the parameter and are neither written nor checked)."""
     tmp = np.empty(CHUNK, dtype=p.dtype)
-    gbuf = np.empty(CHUNK, dtype=p.dtype)
     zeros = _zeros(p.dtype)
     with np.errstate(all="ignore"):
         for seg, lo, hi, go in table.tolist():
             n = hi - lo
-            g = gbuf[:n]
-            np.copyto(g, grads[seg][lo - go:hi - go])
             outs = [p2[lo:hi]] + [slots2[j][lo:hi] for j in distinct]
-            kernel(p[lo:hi], g, *(a[lo:hi] for a in slots), p2[lo:hi],
+            kernel(p[lo:hi], grads[seg][lo - go:hi - go], *(a[lo:hi] for a in slots), p2[lo:hi],
                    *(a[lo:hi] for a in slots2), *hyper[seg], tmp[:n])
             if not _finite(outs, zeros):
                 return False

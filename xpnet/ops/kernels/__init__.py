@@ -18,9 +18,11 @@ for the fast paths and exposes it as ``KERNELS``, a [`RuleKernels`][xpnet.ops.ke
 Every host kernel is written out of place: it reads the parameter ``p``, the
 gradient ``g`` and the slots, and writes the new parameter into ``p2`` and the new
 slots into ``arrays2``, the model's spare buffers, which the store swaps in when
-every value is finite. They take their arrays and hyper-parameters in one order::
+every value is finite. No kernel writes ``g`` (the caller's gradients, which a
+gradient hook may keep); a ufunc kernel that needs the decayed gradient forms it in
+``p2``, which it writes last. They take their arrays and hyper-parameters in one order::
 
-    ufunc_to(p, g, *arrays, p2, *arrays2, *hyper, tmp)  # tmp: a scratch chunk; g may be overwritten
+    ufunc_to(p, g, *arrays, p2, *arrays2, *hyper, tmp)  # tmp: a scratch chunk
     loop_to(p, g, *arrays, p2, *arrays2, *hyper) -> bool  # True: a non-finite value
     flat(p, gs, arrays, p2, arrays2, pieces, hyper_table, bad)
     cuda kernel(p, g, *arrays, keep, *hyper) -> (p2, *arrays2)   # pure

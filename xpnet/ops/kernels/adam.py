@@ -28,8 +28,9 @@ def _hyper(opt, lr, t, wd):
 def _ufunc_to(p, g, m, v, p2, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
               decoupled, tmp):
     if has_wd and not decoupled:
-        np.multiply(p, wd, out=tmp)
-        g += tmp
+        np.multiply(p, wd, out=p2)  # p2 holds the decayed gradient until the end
+        p2 += g
+        g = p2
     np.multiply(m, b1, out=m2)
     np.multiply(g, c1, out=tmp)
     m2 += tmp

@@ -17,8 +17,9 @@ def _hyper(opt, lr, t, wd):
 
 def _ufunc_to(p, g, buf, p2, buf2, lr, wd, mom, has_wd, has_mom, nesterov, first, tmp):
     if has_wd:
-        np.multiply(p, wd, out=tmp)
-        g += tmp
+        np.multiply(p, wd, out=p2)  # p2 holds the decayed gradient until the end
+        p2 += g
+        g = p2
     if has_mom:
         if first:
             buf2[...] = g
