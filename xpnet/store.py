@@ -269,9 +269,15 @@ class ParamStore:
     def spares(self) -> tuple[Any, Any]:
         """The spare parameter buffer and spare slot buffer (None without slots), made
         on first use: where a checked update writes its new values."""
+        spare = self.spare
+        return spare[0, ...], (spare[1:, ...] if self.slot_names else None)
+
+    @property
+    def spare(self) -> Any:
+        """The spare buffer (the shape of `data`), made on first use."""
         if self._spare is None:
             self._spare = self._empty(*self.data.shape)
-        return self._spare[0, ...], (self._spare[1:, ...] if self.slot_names else None)
+        return self._spare
 
     def swap(self) -> None:
         """Make the spare buffer live (after a checked update wrote it) and point every

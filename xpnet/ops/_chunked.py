@@ -42,20 +42,23 @@ def pieces(offsets: Sequence[int], sizes: Sequence[int], segments: Sequence[int]
 
 def run(kernel: Any, table: np.ndarray, hyper: Sequence[tuple[Any, ...]], p: np.ndarray,
         grads: Sequence[np.ndarray], slots: Sequence[np.ndarray], p2: np.ndarray,
-        slots2: Sequence[np.ndarray], distinct: Sequence[int]) -> bool:
+        slots2: Sequence[np.ndarray], out: np.ndarray) -> bool:
     """Run ``kernel`` (a rule's ``ufunc_to``) over the pieces of ``table`` (see `pieces`):
-    new values into ``p2`` and ``slots2``; False at the first piece holding a non-finite
-    new value (the rest is not computed). ``distinct`` lists the real slots (the others
-    stand for the parameter and are neither written nor checked)."""
+    new values into ``p2`` and ``slots2``, the rows of the 2-D buffer ``out``; False at
+    the first piece holding a non-finite new value (the rest is not computed).
+
+    A piece's new values are checked row by row of ``out`` (the parameter and every
+    slot) by `_finite` (one dot product per row: measured, a matrix-vector product over
+    the strided rows is slower)."""
     tmp = np.empty(CHUNK, dtype=p.dtype)
     zeros = _zeros(p.dtype)
+    rows = list(out)
     with np.errstate(all="ignore"):
         for seg, lo, hi, go in table.tolist():
             n = hi - lo
-            outs = [p2[lo:hi]] + [slots2[j][lo:hi] for j in distinct]
             kernel(p[lo:hi], grads[seg][lo - go:hi - go], *(a[lo:hi] for a in slots), p2[lo:hi],
                    *(a[lo:hi] for a in slots2), *hyper[seg], tmp[:n])
-            if not _finite(outs, zeros):
+            if not _finite([r[lo:hi] for r in rows], zeros):
                 return False
     return True
 

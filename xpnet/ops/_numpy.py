@@ -229,9 +229,8 @@ class NumpyOps(Ops):
                              tuple(gs), tuple(slots), p2, tuple(slots2), table,
                              _table(hyper, store.dtype), np.zeros(len(table), np.bool_))
         if ok is None:
-            distinct = [j for j, s in enumerate(names) if s is not None]
             ok = _chunked.run(kernels.ufunc_to, table, hyper, store.flat, gs, slots, p2,
-                              slots2, distinct)
+                              slots2, store.spare)
         if ok or not check:
             store.swap()
         return ok
