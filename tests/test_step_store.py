@@ -231,3 +231,35 @@ def test_deprecated_update_arguments_warn_and_still_work():
                            grads_finite=True)
     with pytest.raises(TypeError, match="unexpected keyword arguments"):
         opt.update_(m.params, grads, state, sparse=True)
+
+
+@pytest.mark.parametrize("name", ["sgd", "nesterov", "adam", "adam-l2", "adamw",
+                                  "rmsprop-centered-momentum", "adamw-mask"])
+def test_torch_runs_the_reference_rule_once_over_the_store(name):
+    """On PyTorch the whole buffer goes through the reference rule at once (one set of
+    element-wise ops, not one per parameter): the same bits as ``update`` per
+    parameter, the buffers swapped; a decay mask falls back to one parameter at a time."""
+    torch = pytest.importorskip("torch")
+    from test_optimizers import CASES
+
+    from xpnet.store import ParamStore
+
+    rng = np.random.default_rng(0)
+    shapes = {"a": (70, 30), "b": (30,), "c": (5, 3)}
+    host = {k: rng.normal(size=s).astype("float32") for k, s in shapes.items()}
+    params = {k: torch.from_numpy(v.copy()) for k, v in host.items()}
+    store = ParamStore(params, xn.get_backend("torch").xp)
+    opt_ref, opt = CASES[name][0](), CASES[name][0]()
+    ref, s_ref = dict(params), opt_ref.init(params)
+    state = opt.init(store.params)
+    for _ in range(3):
+        grads = {k: torch.from_numpy(rng.normal(size=s).astype("float32")) for k, s in
+                 shapes.items()}
+        ref, s_ref = opt_ref.update(ref, grads, s_ref)
+        before = store.data
+        assert opt.update_(store.params, grads, state, check_finite=True)
+        assert (store.data is not before) == (name != "adamw-mask")  # swapped or copied
+    for k in shapes:
+        assert store.params[k].numpy().tobytes() == ref[k].numpy().tobytes(), k
+        for s in opt.slots:
+            assert state[s][k].numpy().tobytes() == s_ref[s][k].numpy().tobytes(), (s, k)

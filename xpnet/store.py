@@ -16,9 +16,13 @@ What a caller may rely on:
 * ``model.params`` (and ``opt.state[slot]``) is the same dict object for the life of
   the model; assigning an array to one of its keys copies the values into the store
   and refuses a wrong shape or dtype.
-* On NumPy the checked update of ``fit`` swaps the live buffer with the spare one, so
+* The update of ``fit`` writes the spare buffer and swaps it in (NumPy, and PyTorch
+  when every parameter shares its update number and weight decay), so
   ``model.params[k]`` is a different array after a step: hold the dict, not the array.
-  On PyTorch the arrays keep their identity (the update is written into them).
+  Where the reference rule runs parameter by parameter (a decay mask on PyTorch, a
+  rule without kernels) the new values are copied into the views instead.
+* Gradients are never written by an update: a gradient hook may keep the arrays it
+  returns, and may change them only before the update reads them (in the hook).
 
 Examples
 --------
@@ -200,6 +204,23 @@ class ParamStore:
         self.params._rebind(rows[0])
         for i, d in enumerate(self.slot_dicts.values()):
             d._rebind({k: rows[1 + i][k] for k in d})
+
+    def layout(self, xp: Any) -> list[Any]:
+        """The segments of one row in order: each key, and a zero array for each gap
+        between segments (cached), for laying per-key arrays out as a row with one
+        ``concat``."""
+        pieces = self.cache.get("layout")
+        if pieces is None:
+            pieces, end = [], 0
+            for k in self.keys:
+                if self.offsets[k] > end:
+                    pieces.append(self._empty(self.offsets[k] - end))
+                pieces.append(k)
+                end = self.offsets[k] + self.sizes[k]
+            if self.total > end:
+                pieces.append(self._empty(self.total - end))
+            self.cache["layout"] = pieces
+        return pieces
 
     def check_value(self, key: str, value: Any) -> None:
         """Refuse an array of the wrong shape or dtype for parameter ``key``."""

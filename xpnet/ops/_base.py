@@ -285,21 +285,58 @@ class Ops:
 
     def update_store(self, opt: Any, params: Any, grads: dict, state: dict, lr: float,
                      check: bool) -> bool | None:
-        """The update over a model's flat buffers, or None (no kernel here: the
-        optimizer runs its reference rule). See
-        [`NumpyOps.update_store`][xpnet.ops.NumpyOps.update_store].
+        """The reference rule run once over a model's whole flat buffer (PyTorch, and
+        any library without kernels of its own).
+
+        Applies when every parameter is trained at one update number and one weight
+        decay (the usual case): the gradients are laid out as the buffer (zeros in
+        the gaps, where the parameters and slots are zero and stay so), the optimizer's
+        ``_update_one`` runs once on the whole buffer with the library's own
+        element-wise operations (the same bits as per parameter), the new values go into
+        the spare buffer, one float64 sum checks them, and the buffers are swapped.
+        Returns None where it does not apply (then the optimizer runs the reference
+        rule parameter by parameter); see
+        [`NumpyOps.update_store`][xpnet.ops.NumpyOps.update_store] for the NumPy kernels.
 
         Examples
         --------
         >>> import numpy as np, xpnet as xn
         >>> from xpnet.ops import Ops
         >>> m = xn.MLP([2, 2], backend="numpy")
-        >>> opt = xn.SGD(lr=0.1)
+        >>> opt = xn.SGD(lr=0.5)
         >>> state = opt.init(m.params)
-        >>> Ops().update_store(opt, m.params, dict(m.params), state, 0.1, True) is None
+        >>> grads = {k: np.ones_like(v) for k, v in m.params.items()}
+        >>> before = m.params["0.b"].copy()
+        >>> Ops().update_store(opt, m.params, grads, state, 0.5, True)
         True
+        >>> (before - m.params["0.b"]).tolist()
+        [0.5, 0.5]
         """
-        return None
+        store = getattr(params, "store", None)
+        if store is None or store.params is not params or len(grads) != len(store.keys) \
+                or store.slot_names != tuple(opt.slots) \
+                or any(state[s] is not store.slot_dicts[s] for s in opt.slots):
+            return None
+        steps = state["steps"]
+        t = steps[store.keys[0]] + 1
+        wd = opt.weight_decay_for(store.keys[0], params[store.keys[0]])
+        if any(steps[k] + 1 != t or opt.weight_decay_for(k, params[k]) != wd
+               for k in store.keys):
+            return None
+        xp = store.xp
+        g = xp.concat([xp.reshape(grads[k], (-1,)) if isinstance(k, str) else k
+                       for k in store.layout(xp)])
+        slots = {s: store.data[1 + i, ...] for i, s in enumerate(store.slot_names)}
+        p_in, g_in = opt._decayed(store.flat, g, lr, wd)
+        p2, slots2 = opt._update_one(p_in, g_in, slots, lr, t)
+        spare = store.spare
+        spare[0, ...] = p2
+        for i, s in enumerate(store.slot_names):
+            spare[1 + i, ...] = slots2[s]
+        if check and not bool(xp.isfinite(xp.sum(spare, dtype=xp.float64))):
+            return False
+        store.swap()
+        return True
 
     def speedups(self) -> dict[str, dict[str, Any]]:
         """The optional speed-ups of this library: ``{name: {"on": bool, "why": str}}``.

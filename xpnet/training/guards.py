@@ -217,19 +217,11 @@ class DeviceGuard(_Guard):
         return keep
 
     def _layout(self, row: dict) -> list[Any]:
-        """The pieces of one row of the store's buffer: each segment's values (zeros for a
-        key ``row`` lacks), then the zeros of the gap to the next segment."""
+        """The pieces of one row of the store's buffer (`ParamStore.layout`): each
+        segment's values (zeros for a key ``row`` lacks) and the gaps' zeros."""
         store, xp = self.model.store, self.xp
-        pieces, end = [], 0
-        for k in store.keys:
-            gap = store.offsets[k] - end
-            if gap:
-                pieces.append(self._zeros(gap))
-            pieces.append(xp.reshape(row[k], (-1,)) if k in row else self._zeros(store.sizes[k]))
-            end = store.offsets[k] + store.sizes[k]
-        if store.total > end:
-            pieces.append(self._zeros(store.total - end))
-        return pieces
+        return [(xp.reshape(row[k], (-1,)) if k in row else self._zeros(store.sizes[k]))
+                if isinstance(k, str) else k for k in store.layout(xp)]
 
     def _zeros(self, n: int) -> Any:
         z = self._zero_cache.get(n)

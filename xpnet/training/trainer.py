@@ -114,7 +114,11 @@ class Trainer:
     display_interval : float
         Seconds between ``on_batch_end`` calls (each reads the device).
     grad_hooks : list of callable, optional
-        ``hook(grads, trainer) -> grads``, run on every step before the guard.
+        ``hook(grads, trainer) -> grads``, run on every step before the guard. A hook
+        may return new arrays or change the ones it got; the update never writes
+        gradients, so the arrays a hook returns (and may keep, e.g. buffers it refills
+        every step) still hold those gradients after the step. The guard checks what
+        the last hook returns.
     distributed : Communicator, optional
         Train data-parallel over its ranks (see [`xpnet.distributed`][]):
         ``batch_size`` is then the global batch, every rank's model, optimizer
