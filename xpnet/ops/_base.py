@@ -196,9 +196,9 @@ class Ops:
     def arrays_finite(self, arrays: Iterable[Any]) -> bool:
         """Host check of an update's result: whether every element of ``arrays`` is finite.
 
-        One ``all(isfinite(a))`` per array: exact (no sum that large finite
-        values could overflow) and without float64 (which JAX may not have).
-        Reads values back, so it is for host backends.
+        One ``all(isfinite(a))`` per array, combined on the device and read back once:
+        exact (no sum that large finite values could overflow) and without float64
+        (which JAX may not have). Reads a value back, so it is for host backends.
 
         Examples
         --------
@@ -209,11 +209,12 @@ class Ops:
         >>> Ops().arrays_finite([np.ones(2), np.array([0.0, -np.inf])])
         False
         """
+        ok = None
         for a in arrays:
             xp = _namespace_of(a)
-            if not bool(xp.all(xp.isfinite(a))):
-                return False
-        return True
+            flag = xp.all(xp.isfinite(a))
+            ok = flag if ok is None else ok & flag
+        return True if ok is None else bool(ok)
 
     def scope(self, a: Any) -> AbstractContextManager[Any]:
         """A context under which new arrays land on ``a``'s device (nothing here; the
