@@ -414,6 +414,58 @@ def test_main_returns_exit_code(capsys):
     assert err.startswith("xpnet: error: argument --epochs")
 
 
+@pytest.mark.parametrize("argv,text", [
+    (["train", "--learning-rate", "0.1"],
+     "unrecognized arguments: --learning-rate 0.1; did you mean --lr?"),
+    (["train", "--epoch", "1"], "unrecognized arguments: --epoch 1; did you mean --epochs?"),
+    (["train", "--epoch=1"], "did you mean --epochs?"),
+    (["train", "--val", "0.2"], "did you mean --val-split?"),
+    (["train", "--weight_decay", "0.1"], "did you mean --weight-decay?"),
+    (["train", "--patience", "3"], "did you mean --early-stopping?"),
+    (["train", "--learning-rate", "0.1", "--batchsize", "8"],
+     "--learning-rate: did you mean --lr?; --batchsize: did you mean --batch-size?"),
+    (["evaluate", "m.safetensors", "--epochs", "3"], "--epochs is a flag of xpnet train"),
+    (["export", "m.safetensors", "m.onnx", "--output", "proba"], "did you mean --outputs?"),
+    (["trian"], "invalid choice: 'trian'; did you mean 'train'?"),
+    (["evalute", "run"], "did you mean 'evaluate'?"),
+    (["train", "--optimizer", "adma"], "invalid choice: 'adma'; did you mean 'adam'"),
+    (["download", "mnsit"], "did you mean 'mnist'?"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_unknown_flags_and_commands_get_a_suggestion(capsys, argv, text):
+    from xpnet.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xpnet: error: ") and err.count("\n") == 1, err
+    assert text in err
+
+
+def test_flags_are_never_abbreviated(capsys):
+    """``--epoch 1`` is an error, not ``--epochs 1``, on every parser."""
+    import argparse
+
+    from xpnet.cli import build_parser, main
+
+    assert main(["train", "--epoch", "1", "--no-save"]) == 2
+    assert main(["predict", "m.safetensors", "x.npy", "--top", "2"]) == 2
+    capsys.readouterr()
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert not parser.allow_abbrev
+    assert not [name for name, p in sub.choices.items() if p.allow_abbrev]
+
+
+def test_an_unknown_flag_with_json_prints_the_error_object(capsys):
+    from xpnet.cli import main
+
+    assert main(["train", "--learning-rate", "0.1", "--json"]) == 2
+    out = capsys.readouterr().out
+    assert json.loads(out) == {
+        "status": "error", "exit_code": 2,
+        "message": "unrecognized arguments: --learning-rate 0.1; did you mean --lr? "
+                   "(see 'xpnet train --help')"}
+
+
 # ------------------------------------------------------------------------------ errors
 def _png_claiming(path: Path, width: int, height: int) -> Path:
     """A PNG header claiming width x height grey pixels, with no pixel data: a

@@ -8,6 +8,7 @@ per-flag value checks. No data, device or file is touched.
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -115,10 +116,92 @@ class CLIError(Exception):
 
 # ----------------------------------------------------------------------------- values
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (raised as CLIError, exit status 2)."""
+    """argparse, but a usage error is one line (CLIError, exit status 2) with suggestions.
+
+    Flags must be spelled out (``allow_abbrev=False``: ``--epoch`` is not ``--epochs``);
+    an unknown flag, command or choice gets the closest known ones as a suggestion.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise CLIError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:
+        """Parse `args`; unknown arguments are an error naming the closest flags."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            owner = _subcommands(self).get(command, self) if command else self
+            hint = _flag_hint(extras, owner, self)
+            owner.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return parsed
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """A value outside ``choices`` (a command, ``--optimizer``...): suggest the closest."""
+        choices = action.choices
+        if choices is None or isinstance(choices, str) or value in choices:
+            return
+        names = [str(c) for c in choices]
+        close = difflib.get_close_matches(str(value), names, n=2, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise argparse.ArgumentError(
+            action, f"invalid choice: {value!r}{hint} (choose from "
+                    f"{', '.join(map(repr, names))})")
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Command name -> its parser (empty for a parser without subcommands)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _long_flags(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """``--flag`` -> its action, for every long flag of `parser`."""
+    return {o: a for a in parser._actions for o in a.option_strings if o.startswith("--")}
+
+
+def _close_flags(word: str, parser: argparse.ArgumentParser) -> list[str]:
+    """The flags of `parser` that `word` (an unknown ``--flag``) most likely meant."""
+    flags = _long_flags(parser)
+    names = {f[2:]: f for f in flags}
+    name = word.split("=", 1)[0].lstrip("-").lower().replace("_", "-")
+    if not name:
+        return []
+    rules: list[Callable[[str], bool]] = [
+        lambda known: known == name,                       # --weight_decay, -lr
+        lambda known: "-" in name and known == "".join(w[:1] for w in name.split("-")),
+        lambda known: len(name) > 2 and str(flags["--" + known].metavar).lower() == name,
+        lambda known: known.startswith(name),              # --epoch, --val (abbreviations)
+    ]
+    for rule in rules:
+        found = [names[k] for k in names if rule(k)]
+        if found:
+            return found[:3]
+    return [names[k] for k in difflib.get_close_matches(name, list(names), n=2, cutoff=0.6)]
+
+
+def _flag_hint(extras: list[str], owner: argparse.ArgumentParser,
+               top: argparse.ArgumentParser) -> str:
+    """'; did you mean --lr?' for the unknown flags among `extras` ('' when none is close)."""
+    unknown = [w.split("=", 1)[0] for w in extras
+               if w.startswith("-") and len(w) > 1 and not w[1:2].isdigit()]  # not values
+    hints = []
+    for flag in unknown:
+        name = "" if len(unknown) == 1 else f"{flag}: "
+        close = _close_flags(flag, owner)
+        if close:
+            hints.append(f"{name}did you mean {' or '.join(close)}?")
+            continue
+        elsewhere = [f"xpnet {command}" for command, p in _subcommands(top).items()
+                     if p is not owner and flag in _long_flags(p)]
+        if elsewhere:
+            hints.append(f"{flag} is a flag of {' and '.join(elsewhere)}")
+    return "; " + "; ".join(hints) if hints else ""
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -283,7 +366,8 @@ def add_command(sub: Any, name: str, *, help: str, description: str) -> argparse
     True
     """
     p = sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog=_epilog(), help=help, description=description)
+                       epilog=_epilog(), help=help, description=description,
+                       allow_abbrev=False)
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return p
 
