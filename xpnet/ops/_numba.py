@@ -160,12 +160,11 @@ def compiled_flat(kernels: Any, parallel: bool) -> Any:
     return k
 
 
-def run_flat(kernels: Any, threads: int, updates: int, *args: Any) -> bool | None:
-    """Run the rule's compiled flat kernel on ``args`` (see [`xpnet.ops.kernels`][]);
-    True when every new value is finite, None when it does not compile here (`use`
-    for ``updates`` made so far) or fails (then the caller runs the ufunc update)."""
-    if kernels.flat is None or kernels.loop_to is None or args[0].dtype not in _DTYPES \
-            or not use(args[0].shape[0], updates):
+def run_flat(kernels: Any, threads: int, *args: Any) -> bool | None:
+    """Run the rule's compiled flat kernel on ``args`` (see [`xpnet.ops.kernels`][]; the
+    caller has asked `use`); True when every new value is finite, None when the rule has
+    no such kernel or numba fails (then the caller runs the ufunc update)."""
+    if kernels.flat is None or kernels.loop_to is None or args[0].dtype not in _DTYPES:
         return None
     try:
         kernel = compiled_flat(kernels, threads > 1)

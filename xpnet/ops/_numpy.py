@@ -227,10 +227,11 @@ class NumpyOps(Ops):
         if len(trained) == len(store.keys) and store.total <= _chunked.CHUNK \
                 and all(h is hyper[0] for h in hyper):
             gs, table, hyper = _one_piece(store, gs, hyper[0])
-        steps = int(state["step"])
-        ok = _numba.run_flat(kernels, _chunked_threads(store.total), steps + 1, store.flat,
-                             tuple(gs), tuple(slots), p2, tuple(slots2), table,
-                             _table(hyper, store.dtype), np.zeros(len(table), np.bool_))
+        ok = None
+        if kernels.flat is not None and _numba.use(store.total, int(state["step"]) + 1):
+            ok = _numba.run_flat(kernels, _chunked_threads(store.total), store.flat,
+                                 tuple(gs), tuple(slots), p2, tuple(slots2), table,
+                                 _table(hyper, store.dtype), np.zeros(len(table), np.bool_))
         if ok is None:
             ok = _chunked.run(kernels.ufunc_to, table, hyper, store.flat, gs, slots, p2,
                               slots2, store.spare)
