@@ -263,3 +263,35 @@ def test_torch_runs_the_reference_rule_once_over_the_store(name):
         assert store.params[k].numpy().tobytes() == ref[k].numpy().tobytes(), k
         for s in opt.slots:
             assert state[s][k].numpy().tobytes() == s_ref[s][k].numpy().tobytes(), (s, k)
+
+
+def test_an_optimizer_reused_on_another_model_starts_fresh(caplog):
+    """The seed-sweep pattern: one optimizer object, a fresh model per seed. Each fit
+    starts it fresh (before: the second model continued the first one's moments and
+    step), says so once, and the same model keeps continuing its own state."""
+    X, y = _data(d=4)
+    opt = xn.Adam(lr=1e-2)
+    a = xn.MLP([4, 8, 3], backend="numpy", seed=0)
+    a.fit(X, y, epochs=2, batch_size=32, optimizer=opt, verbose=0)
+    assert opt.state["step"] == 6
+    b = xn.MLP([4, 8, 3], backend="numpy", seed=1)
+    with caplog.at_level("WARNING", logger="xpnet"):
+        b.fit(X, y, epochs=1, batch_size=32, optimizer=opt, verbose=0)
+    assert opt.state["step"] == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        "fit: Adam was last used to train another model; starting it fresh (step 0, zero "
+        "moments) for this one"]
+    caplog.clear()
+    b.fit(X, y, epochs=1, batch_size=32, optimizer=opt, verbose=0)  # its own: continues
+    assert opt.state["step"] == 6 and not caplog.records
+    twin = pickle.loads(pickle.dumps(b))  # the reference to the model is not pickled
+    assert twin.optimizer.state["step"] == 6
+
+
+def test_a_decay_mask_naming_no_parameter_is_refused():
+    X, y = _data(d=4)
+    m = xn.MLP([4, 3], backend="numpy", seed=0)
+    with pytest.raises(ValueError, match=r"decay mask names \['0.w'\], which are not "
+                                         r"parameters of this model"):
+        m.fit(X, y, epochs=1, optimizer=xn.AdamW(decay=["0.w"]), verbose=0)
+    assert m.optimizer is None  # refused before anything changed

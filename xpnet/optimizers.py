@@ -276,6 +276,12 @@ class Optimizer:
             "clip_value", clip_value, low_inclusive=False)
         self.state: dict | None = None
 
+    def __getstate__(self) -> dict:
+        # copied or pickled without the (weak) reference to the model it last trained
+        state = dict(self.__dict__)
+        state.pop("_last_model", None)
+        return state
+
     @property
     def lr(self) -> Any:
         """The schedule ``step -> float`` (a float given is held as a

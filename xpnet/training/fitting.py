@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import numbers
+import weakref
 from typing import Any
 
 from .. import _checks
@@ -150,6 +152,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                               model.optimizer if model.optimizer is not None else Adam(lr=1e-3))
     _check_trainable(model, comm, weighted=sample_weight is not None
                      or class_weight is not None)
+    _check_decay_keys(optimizer, model)
     Xd, yd, wd, validation = _prepare_data(model, X, y, validation_data, validation_split,
                                            sample_weight, class_weight)
     bs = Xd.shape[0] if batch_size is None else min(batch_size * comm.size, Xd.shape[0])
@@ -159,6 +162,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     else:
         start = TrainState(seed=model.rng.spawn_seed() if seed is None else seed)
     # every check has passed: only now touch the optimizer's state
+    _fresh_for(optimizer, model)
     if not _compatible_state(optimizer.state, model.params):
         optimizer.state = optimizer.init(_trainable_params(model))
     elif model.store is not None:
@@ -168,6 +172,30 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                       verbose=bool(verbose), on_nonfinite=on_nonfinite, state=start,
                       display_interval=display_interval, distributed=comm, sample_weight=wd)
     return trainer.run()
+
+
+def _check_decay_keys(optimizer: Any, model: Any) -> None:
+    """Refuse a weight-decay mask naming keys the model does not have (a typo would turn
+    decay off for the parameter meant, silently)."""
+    decay = getattr(optimizer, "decay", None)
+    if getattr(optimizer, "weight_decay", 0.0) and isinstance(decay, frozenset):
+        unknown = sorted(decay - set(model.params))
+        if unknown:
+            raise ValueError(f"the optimizer's decay mask names {unknown}, which are not "
+                             f"parameters of this model (parameters: {list(model.params)})")
+
+
+def _fresh_for(optimizer: Any, model: Any) -> None:
+    """An optimizer last trained on another model starts fresh (its moments and counts
+    belong to that model), and says so once."""
+    last = getattr(optimizer, "_last_model", None)
+    owner = last() if last is not None else None
+    if owner is not None and owner is not model and optimizer.state is not None:
+        logging.getLogger("xpnet").warning(
+            "fit: %s was last used to train another model; starting it fresh (step 0, "
+            "zero moments) for this one", type(optimizer).__name__)
+        optimizer.state = None
+    optimizer._last_model = weakref.ref(model)
 
 
 def _trainable_params(model: Any) -> dict:
