@@ -238,7 +238,8 @@ class Optimizer:
     ----------
     state : dict or None
         The state left by the last [`xpnet.fit`][] that used this object;
-        passing the same optimizer to ``fit`` again continues from it.
+        passing the same optimizer to ``fit`` again on the same model continues from
+        it (on another model, ``fit`` starts it fresh and says so in the ``xpnet`` log).
     slots : tuple of str
         Names of the per-parameter state arrays (e.g. Adam's ``exp_avg``).
 
