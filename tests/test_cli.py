@@ -365,6 +365,82 @@ def test_predict_idx(trained, tmp_path):
     assert all(len(q["top_k"]) == 10 for q in p["predictions"])  # clipped to the classes
 
 
+# ------------------------------------------------------------------------------ 80 columns
+def _too_wide(text: str, width: int) -> list[str]:
+    return [f"{len(line)}: {line}" for line in text.splitlines() if len(line) > width]
+
+
+def test_train_output_fits_80_columns(tmp_path):
+    """Under an 80-column terminal no line of ``xpnet train`` wraps."""
+    proc = ok(xpnet("train", "--epochs", "1", cwd=tmp_path, COLUMNS="80"))
+    assert not _too_wide(proc.stderr + proc.stdout, 80), proc.stderr
+    lines = proc.stderr.splitlines()
+    data = next(line for line in lines if line.startswith("data "))
+    assert "8x8 images (64 features), 10 classes" in data
+    epoch = next(line for line in lines if line.startswith("epoch "))
+    assert "loss " in epoch and "val_acc " in epoch  # what is dropped is whole fields
+    assert "test accuracy" in proc.stderr
+
+
+@pytest.mark.parametrize("width", [120, 88, 80, 60, 40])
+def test_epoch_lines_drop_whole_fields_to_fit(width):
+    from xpnet.cli._progress import epoch_line
+
+    logs = {"loss": 12.1370, "accuracy": 0.6437, "val_loss": 10.4203, "val_accuracy": 0.8951,
+            "seconds": 123.06}
+    for epoch, epochs in ((0, 5), (99, 1000)):
+        line = epoch_line(epoch, epochs, logs, 60_000, width)
+        assert len(line) <= width, line
+        prefix = f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}  "
+        assert line.startswith(prefix + "loss 12.1370"), line
+        for field in line[len(prefix):].split("  "):  # every field whole: name and number
+            assert field in ("123.06s", "488 samples/s") or \
+                field.split(" ")[0] in ("loss", "accuracy", "acc", "val_loss",
+                                        "val_accuracy", "val_acc"), line
+    assert "samples/s" in epoch_line(0, 5, logs, 60_000, 120)
+
+
+@pytest.mark.parametrize("width", [120, 80, 50])
+def test_the_live_bar_fits_the_terminal(width):
+    import io
+
+    from rich.console import Console
+
+    from xpnet.cli._progress import TrainProgress
+
+    bar = TrainProgress(Console(file=io.StringIO(), width=width, force_terminal=True))
+    bar.on_train_begin({"epochs": 300, "steps_per_epoch": 4690, "samples": 600_000})
+    bar.on_epoch_begin(122, {})
+    bar.on_batch_end(99, {"loss": 12.137, "accuracy": 0.6437, "samples_seen": 12_800})
+    shown = Console(file=io.StringIO(), width=width, record=True)
+    shown.print(bar._progress.get_renderable())
+    text = shown.export_text()
+    bar.on_epoch_end(122, {"loss": 12.137, "accuracy": 0.6437, "seconds": 1.5})
+    assert len(text.splitlines()) == 1 and not _too_wide(text, width), text
+    assert "epoch 123/300" in text and "100/4690" in text and "loss 12.1370" in text
+
+
+def test_info_fits_80_columns(monkeypatch, capsys):
+    from xpnet.cli import info
+
+    monkeypatch.setenv("COLUMNS", "80")
+    why = "cupy is not installed (pip install 'xpnet[cuda12]' (or cuda13)); " * 2
+    info._show({
+        "versions": {"xpnet": xn.__version__, "numpy": np.__version__},
+        "platform": "Linux-6.18.44-fc-v1300-x86_64-with-glibc2.36-and-a-long-suffix",
+        "cpus": {"count": 128, "usable": 64}, "auto_backend": "numpy",
+        "backends": {"numpy": {"available": True, "reason": None, "devices": ["cpu"]},
+                     "cupy": {"available": False, "reason": why, "devices": []}},
+        "blas": [{"library": "openblas", "api": "blas", "threads": 2, "version": "0.3"}],
+        "cpu_speedups": {"compiled optimizer": {"on": True, "why": "numba: " + why}},
+        "data_cache": {"dir": "/home/someone/.cache/xpnet", "env": "XPNET_DATA_DIR",
+                       "datasets": {"mnist": {"folder": "x", "files": []}}}})
+    out = capsys.readouterr().out
+    assert not _too_wide(out, 80), out
+    assert "64 of 128 CPUs usable" in " ".join(out.split())
+    assert "compiled optimizer    on   numba: cupy is not installed" in out
+
+
 # ------------------------------------------------------------------------------ info etc.
 @pytest.mark.slow  # probing the backends imports torch
 def test_info(tmp_path):

@@ -27,6 +27,7 @@ One module per job:
 ``_distributed``  ``train --distributed``: phases agreed by every rank, rank 0 writes
 ``_plots``        training curves and confusion matrix PNGs
 ``_output``       consoles, styled text, JSON
+``_progress``     ``train``'s bar and per-epoch lines, fitted to the terminal
 ``train``         ``xpnet train``
 ``evaluate``      ``xpnet evaluate`` and ``xpnet predict``
 ``export``        ``xpnet export`` (ONNX)

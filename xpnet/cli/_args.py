@@ -129,7 +129,8 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise CLIError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
 
-    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:
+    def parse_args(self, args: Any = None,  # type: ignore[override]
+                   namespace: Any = None) -> argparse.Namespace:
         """Parse `args`; unknown arguments are an error naming the closest flags."""
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:

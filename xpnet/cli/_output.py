@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-__all__ = ["console", "styled", "jsonable", "print_json", "write_json", "fmt_secs"]
+__all__ = ["console", "styled", "fit", "print_fitted", "jsonable", "print_json",
+           "write_json", "fmt_secs"]
 
 
 def console(*, stderr: bool, quiet: bool = False) -> Console:
@@ -73,6 +74,84 @@ def styled(*parts: str | tuple[str, str]) -> Text:
     from rich.text import Text
 
     return Text.assemble(*parts)
+
+
+def fit(text: str | Text, width: int, indent: int = 0) -> list[Text]:
+    """`text` broken at spaces into lines that fit `width` columns, never inside a word.
+
+    Lines after the first start with `indent` spaces, so a labelled line keeps its
+    value column. A word longer than a line (a long path) is kept whole on its line.
+
+    Parameters
+    ----------
+    text : str or rich.text.Text
+        One line, styled or not.
+    width : int
+        The terminal's width (``Console().width``).
+    indent : int, optional
+        Spaces before every line after the first (default 0); at most half of `width`.
+
+    Returns
+    -------
+    list of rich.text.Text
+        The lines, styles kept, without trailing spaces.
+
+    Examples
+    --------
+    >>> from xpnet.cli._output import fit
+    >>> [t.plain for t in fit("data     digits: 1437 train / 360 test images", 30, 9)]
+    ['data     digits: 1437 train /', '         360 test images']
+    """
+    from rich.text import Text
+
+    text = Text(text) if isinstance(text, str) else text.copy()
+    indent = indent if indent <= width // 2 else min(2, width // 2)
+    lines: list[Text] = []
+    pad = ""
+    while True:
+        avail = width - len(pad)
+        plain = text.plain
+        if len(plain) <= avail:
+            break
+        # on the first line a break inside the label gains nothing: the rest is indented
+        cut = plain.rfind(" ", indent + 1 if not pad else 1, avail + 1)
+        if cut < 0:  # the first word is longer than the line: keep it whole
+            cut = plain.find(" ", avail)
+            if cut < 0:
+                break
+        head = text[:cut]
+        head.rstrip()
+        lines.append(Text(pad) + head)
+        rest = plain[cut:]
+        text = text[cut + len(rest) - len(rest.lstrip(" ")):]
+        pad = " " * indent
+    if text.plain or not lines:
+        lines.append(Text(pad) + text)
+    return lines
+
+
+def print_fitted(con: Console, text: str | Text, indent: int = 0) -> None:
+    """Print `text` on `con`, broken at spaces to fit its width (see `fit`).
+
+    Parameters
+    ----------
+    con : rich.console.Console
+        Where to print; its ``width`` is the terminal's.
+    text : str or rich.text.Text
+        One line, styled or not.
+    indent : int, optional
+        Spaces before every line after the first.
+
+    Examples
+    --------
+    >>> from rich.console import Console
+    >>> from xpnet.cli._output import print_fitted
+    >>> print_fitted(Console(width=20), "model    64 → 512 → 256 → 10", indent=9)
+    model    64 → 512 →
+             256 → 10
+    """
+    for line in fit(text, con.width, indent):
+        con.print(line)
 
 
 def jsonable(obj: Any) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._args import EXIT_OK
-from ._output import console, print_json, styled
+from ._output import console, print_fitted, print_json, styled
 
 __all__ = ["cmd_info", "cmd_download"]
 
@@ -115,13 +115,14 @@ def _gather() -> dict[str, Any]:
 
 
 def _show(info: dict[str, Any]) -> None:
-    """Print ``info`` as tables."""
+    """Print ``info`` as tables and lines that fit the terminal's width."""
     from rich.table import Table
 
     con = console(stderr=False)
     cpus = info["cpus"]
-    con.print(f"xpnet {info['versions']['xpnet']} on Python {platform.python_version()}, "
-              f"{info['platform']}, {cpus['usable']} of {cpus['count']} CPUs usable")
+    print_fitted(con, f"xpnet {info['versions']['xpnet']} on Python "
+                      f"{platform.python_version()}, {info['platform']}, {cpus['usable']} "
+                      f"of {cpus['count']} CPUs usable", indent=2)
     t = Table(title="packages", title_justify="left", show_header=False)
     t.add_column(style="bold")
     t.add_column()
@@ -145,9 +146,11 @@ def _show(info: dict[str, Any]) -> None:
         bl.add_row(*[str(row.get(c, "")) for c in ("library", "api", "threads", "version")])
     con.print(bl)
     for key, row in info["cpu_speedups"].items():
-        con.print(f"{key:<22}{'on ' if row['on'] else 'off'}  {row['why']}")
+        print_fitted(con, f"{key:<22}{'on ' if row['on'] else 'off'}  {row['why']}",
+                     indent=27)
     cache = info["data_cache"]
-    con.print(f"data cache  {cache['dir']}  (set XPNET_DATA_DIR to move it)")
+    print_fitted(con, f"data cache  {cache['dir']}  (set XPNET_DATA_DIR to move it)",
+                 indent=12)
     for name, row in cache["datasets"].items():
         state = f"{len(row['files'])} file(s)" if row["files"] else "not downloaded"
         con.print(f"  {name:<14}{state}")

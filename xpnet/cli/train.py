@@ -45,8 +45,9 @@ from ._distributed import (
     together,
 )
 from ._io import dataset_spec, load_dataset
-from ._output import console, fmt_secs, print_json, styled
+from ._output import console, fmt_secs, print_fitted, print_json, styled
 from ._plots import plot_curves, require_matplotlib
+from ._progress import TrainProgress
 from ._records import (
     RUN_SCHEMA,
     RunRecorder,
@@ -297,30 +298,45 @@ def _open_records(run: _Run) -> None:
 
 
 def _announce(run: _Run) -> None:
-    """Tell the user what is about to happen (standard error)."""
+    """Tell the user what is about to happen (standard error), fitting the terminal's width."""
     from .._version import __version__
     from ..schedules import describe_lr
 
     s, ds, backend = run.s, run.ds, run.backend
     con = console(stderr=True, quiet=run.args.quiet)
-    con.print(styled((f"xpnet {__version__}", "bold"), "  backend ", (backend.name, "bold"),
-                     f" ({backend.device_name}), {s['dtype']}, seed {s['seed']}"
-                     + (f", threads {run.threads_txt}" if backend.is_host else "")))
-    con.print(f"data     {run.data_summary}")
+    say = lambda text: print_fitted(con, text, _INDENT)  # noqa: E731
+    say(styled((f"xpnet {__version__}", "bold"), "  backend ", (backend.name, "bold"),
+               f" ({backend.device_name}), {s['dtype']}, seed {s['seed']}"
+               + (f", threads {run.threads_txt}" if backend.is_host else "")))
+    say(_data_line(ds, run.data_summary, con.width))
     vtxt = f", validation {run.val[0].shape[0]:,} ({s['val_split']:g})" if run.val else ""
-    con.print(f"split    train {run.n_train:,}{vtxt}, test {ds.x_test.shape[0]:,}")
-    con.print(f"model    {_sizes(run)} ({s['activation']}"
-              f"{', dropout ' + format(s['dropout'], 'g') if s['dropout'] else ''}), "
-              f"{run.model.num_params:,} parameters")
+    say(f"split    train {run.n_train:,}{vtxt}, test {ds.x_test.shape[0]:,}")
+    say(f"model    {_sizes(run)} ({s['activation']}"
+        f"{', dropout ' + format(s['dropout'], 'g') if s['dropout'] else ''}), "
+        f"{run.model.num_params:,} parameters")
     batch = f"{run.global_bs} ({run.bs} x {run.comm.size} ranks)" if run.comm.size > 1 \
         else f"{run.bs}"
-    con.print(f"training {_optimizer_text(s)}, batch {batch}, {s['epochs']} "
-              f"epoch{'s' if s['epochs'] != 1 else ''} of {run.steps} steps")
-    con.print(f"lr       {describe_lr(run.optimizer.lr)}")
+    say(f"training {_optimizer_text(s)}, batch {batch}, {s['epochs']} "
+        f"epoch{'s' if s['epochs'] != 1 else ''} of {run.steps} steps")
+    say(f"lr       {describe_lr(run.optimizer.lr)}")
     if run.resume is not None:
-        con.print(f"resuming {run.out} after epoch {run.resume.get('epoch', 0)}")
+        say(f"resuming {run.out} after epoch {run.resume.get('epoch', 0)}")
     if run.out is not None:
-        con.print(f"output   {run.out}")
+        say(f"output   {run.out}")
+
+
+_INDENT = 9  # the value column of the lines _announce prints ("data     ...")
+
+
+def _data_line(ds: Any, summary: str, width: int) -> str:
+    """The ``data`` line; if too wide, without the counts (``split`` has them), then the source."""
+    what = (f"{'x'.join(map(str, ds.image_shape))} images ({ds.n_features} features)"
+            if len(ds.image_shape) >= 2 else f"{ds.n_features} features")
+    shorter = f"{ds.name}: {what}, {ds.num_classes} classes"
+    for text in (summary, f"{shorter} (source: {ds.source})", shorter):
+        if _INDENT + len(text) <= width:
+            return "data     " + text
+    return "data     " + summary  # broken at spaces by print_fitted
 
 
 def _optimizer_text(s: dict[str, Any]) -> str:
@@ -341,7 +357,8 @@ def _fit(run: _Run) -> None:
     from ..training import fit
 
     s = run.s
-    callbacks: list[Any] = []
+    # the progress comes first, where fit(verbose=1) would put the library's own
+    callbacks: list[Any] = [] if run.args.quiet else [TrainProgress()]
     if s["early_stopping"] > 0:
         run.early = EarlyStopping(monitor="val_loss", patience=s["early_stopping"],
                                   restore_best_weights=True)
@@ -354,7 +371,7 @@ def _fit(run: _Run) -> None:
     run.start_epoch = int((run.resume or {}).get("epoch", 0))
     run.history = fit(run.model, run.X, run.y, epochs=s["epochs"], batch_size=run.bs,
                       optimizer=run.optimizer, validation_data=run.val, callbacks=callbacks,
-                      seed=s["seed"], verbose=0 if run.args.quiet else 1, resume=run.resume,
+                      seed=s["seed"], verbose=0, resume=run.resume,
                       distributed=run.comm)
 
 
