@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -389,15 +390,31 @@ def test_epoch_lines_drop_whole_fields_to_fit(width):
     logs = {"loss": 12.1370, "accuracy": 0.6437, "val_loss": 10.4203, "val_accuracy": 0.8951,
             "seconds": 123.06}
     for epoch, epochs in ((0, 5), (99, 1000)):
-        line = epoch_line(epoch, epochs, logs, 60_000, width)
+        line = epoch_line(epoch, epochs, logs, 60_000, 469, width)
         assert len(line) <= width, line
         prefix = f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}  "
         assert line.startswith(prefix + "loss 12.1370"), line
         for field in line[len(prefix):].split("  "):  # every field whole: name and number
-            assert field in ("123.06s", "488 samples/s") or \
+            assert field in ("123.06s", "262ms/step", "488 samples/s") or \
                 field.split(" ")[0] in ("loss", "accuracy", "acc", "val_loss",
                                         "val_accuracy", "val_acc"), line
-    assert "samples/s" in epoch_line(0, 5, logs, 60_000, 120)
+    assert "samples/s" in epoch_line(0, 5, logs, 60_000, 469, 120)
+
+
+def test_epoch_lines_show_the_time_per_step_where_it_fits():
+    """As Keras does: ``3ms/step`` after the epoch's seconds, when the line has room."""
+    from xpnet.cli._progress import epoch_line
+
+    logs = {"loss": 1.137, "accuracy": 0.6437, "val_loss": 0.4203, "val_accuracy": 0.8951,
+            "seconds": 0.06}
+    assert epoch_line(0, 20, logs, 1294, 21, 88) == (
+        "epoch  1/20  loss 1.1370  acc 0.6437  val_loss 0.4203  val_acc 0.8951  0.06s  3ms/step")
+    assert "  0.06s  3ms/step  21,567 samples/s" in epoch_line(0, 20, logs, 1294, 21, 120)
+    assert "ms/step" not in epoch_line(0, 20, logs, 1294, 21, 80)
+    assert epoch_line(0, 2, {"loss": 1.0, "seconds": 9.0}, 1000, 3, 120).endswith(
+        "9.00s  3s/step  111 samples/s")
+    assert epoch_line(0, 2, {"loss": 1.0, "seconds": 0.005}, 1000, 20, 120).endswith(
+        "0.01s  250us/step  200,000 samples/s")
 
 
 @pytest.mark.parametrize("width", [120, 80, 50])
@@ -417,7 +434,10 @@ def test_the_live_bar_fits_the_terminal(width):
     text = shown.export_text()
     bar.on_epoch_end(122, {"loss": 12.137, "accuracy": 0.6437, "seconds": 1.5})
     assert len(text.splitlines()) == 1 and not _too_wide(text, width), text
-    assert "epoch 123/300" in text and "100/4690" in text and "loss 12.1370" in text
+    assert "epoch 123/300" in text and "100/4690" in text
+    assert re.search(r"eta (-:--:--|\d+:\d\d:\d\d)", text), text  # rich's TimeRemainingColumn
+    if width >= 80:  # elapsed (TimeElapsedColumn) before the ETA, and the running loss
+        assert re.search(r"\d+:\d\d:\d\d eta ", text) and "loss 12.1370" in text, text
 
 
 def test_info_fits_80_columns(monkeypatch, capsys):

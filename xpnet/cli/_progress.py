@@ -1,9 +1,11 @@
 """``xpnet train``'s progress: a bar per epoch and one line per epoch, fitted to the terminal.
 
-`TrainProgress` is the library's [`ProgressBar`][xpnet.training.ProgressBar] made to fit
-the console's width (``Console().width``: the terminal's, or ``$COLUMNS``): the live bar
-and the per-epoch line drop their least useful fields until they fit, instead of letting
-the terminal wrap them mid-number. `epoch_line` is the per-epoch line.
+`TrainProgress` is the library's [`ProgressBar`][xpnet.training.ProgressBar] with the
+epoch's elapsed time and ETA on the live bar and the time per step on the per-epoch
+line (as Keras shows them), made to fit the console's width (``Console().width``: the
+terminal's, or ``$COLUMNS``): the live bar and the per-epoch line drop their least
+useful fields until they fit, instead of letting the terminal wrap them mid-number.
+`epoch_line` is the per-epoch line.
 """
 
 from __future__ import annotations
@@ -25,24 +27,27 @@ _LEVELS: tuple[dict[str, Any], ...] = (
     {"drop": (), "short": False},
     {"drop": ("samples",), "short": False},
     {"drop": ("samples",), "short": True},
-    {"drop": ("samples", "seconds"), "short": True},
-    {"drop": ("samples", "seconds", "accuracy"), "short": True},
-    {"drop": ("samples", "seconds", "accuracy", "val_loss"), "short": True},
-    {"drop": ("samples", "seconds", "accuracy", "val_loss", "val_accuracy"), "short": True},
+    {"drop": ("samples", "per_step"), "short": True},
+    {"drop": ("samples", "per_step", "seconds"), "short": True},
+    {"drop": ("samples", "per_step", "seconds", "accuracy"), "short": True},
+    {"drop": ("samples", "per_step", "seconds", "accuracy", "val_loss"), "short": True},
+    {"drop": ("samples", "per_step", "seconds", "accuracy", "val_loss", "val_accuracy"),
+     "short": True},
 )
 _SHORT = {"accuracy": "acc", "val_accuracy": "val_acc"}
 _BAR_MIN, _BAR_MAX = 10, 40
 
 
-def epoch_line(epoch: int, epochs: int, logs: dict[str, Any], samples: int,
+def epoch_line(epoch: int, epochs: int, logs: dict[str, Any], samples: int, steps: int,
                width: int) -> str:
     """The line printed at the end of an epoch, within `width` columns where it can be.
 
     Everything fits on a wide terminal: ``epoch 1/20  loss 1.1370  accuracy 0.6437
-    val_loss 0.4203  val_accuracy 0.8951  0.06s  22,791 samples/s``. On a narrower one
-    samples/s goes first, then the metrics' names are shortened (``acc``, ``val_acc``),
-    then the epoch's seconds, then the training accuracy, the validation loss and the
-    validation accuracy; the epoch and the training loss always stay.
+    val_loss 0.4203  val_accuracy 0.8951  0.06s  3ms/step  22,791 samples/s``. On a
+    narrower one samples/s goes first, then the metrics' names are shortened (``acc``,
+    ``val_acc``), then the time per step goes, then the epoch's seconds, the training
+    accuracy, the validation loss and the validation accuracy; the epoch and the
+    training loss always stay.
 
     Parameters
     ----------
@@ -55,6 +60,8 @@ def epoch_line(epoch: int, epochs: int, logs: dict[str, Any], samples: int,
         ``val_accuracy``, ``seconds``.
     samples : int
         Training rows per epoch (for samples/s).
+    steps : int
+        Steps per epoch (for the time per step).
     width : int
         The terminal's width.
 
@@ -68,26 +75,28 @@ def epoch_line(epoch: int, epochs: int, logs: dict[str, Any], samples: int,
     >>> from xpnet.cli._progress import epoch_line
     >>> logs = {"loss": 1.137, "accuracy": 0.6437, "val_loss": 0.4203,
     ...         "val_accuracy": 0.8951, "seconds": 0.06}
-    >>> line = epoch_line(0, 20, logs, 1294, 120)
+    >>> line = epoch_line(0, 20, logs, 1294, 21, 120)
     >>> line.startswith("epoch  1/20  loss 1.1370  accuracy 0.6437  val_loss 0.4203")
     True
-    >>> line.endswith("  val_accuracy 0.8951  0.06s  21,567 samples/s")
+    >>> line.endswith("  val_accuracy 0.8951  0.06s  3ms/step  21,567 samples/s")
     True
-    >>> epoch_line(0, 20, logs, 1294, 80)
+    >>> epoch_line(0, 20, logs, 1294, 21, 88)
+    'epoch  1/20  loss 1.1370  acc 0.6437  val_loss 0.4203  val_acc 0.8951  0.06s  3ms/step'
+    >>> epoch_line(0, 20, logs, 1294, 21, 80)
     'epoch  1/20  loss 1.1370  acc 0.6437  val_loss 0.4203  val_acc 0.8951  0.06s'
-    >>> epoch_line(0, 20, logs, 1294, 40)
+    >>> epoch_line(0, 20, logs, 1294, 21, 40)
     'epoch  1/20  loss 1.1370  val_acc 0.8951'
     """
     line = ""
     for level in _LEVELS:
-        line = _epoch_line_at(epoch, epochs, logs, samples, **level)
+        line = _epoch_line_at(epoch, epochs, logs, samples, steps, **level)
         if len(line) <= width:
             break
     return line
 
 
-def _epoch_line_at(epoch: int, epochs: int, logs: dict[str, Any], samples: int, *,
-                   drop: tuple[str, ...], short: bool) -> str:
+def _epoch_line_at(epoch: int, epochs: int, logs: dict[str, Any], samples: int,
+                   steps: int, *, drop: tuple[str, ...], short: bool) -> str:
     """The per-epoch line without the fields in `drop`, names shortened if `short`."""
     parts = [f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}"]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
@@ -96,9 +105,20 @@ def _epoch_line_at(epoch: int, epochs: int, logs: dict[str, Any], samples: int, 
     secs = logs.get("seconds", 0.0)
     if "seconds" not in drop:
         parts.append(f"{secs:.2f}s")
+    if secs > 0 and steps > 0 and "per_step" not in drop:
+        parts.append(_per_step(secs / steps))
     if secs > 0 and "samples" not in drop:
         parts.append(f"{samples / secs:,.0f} samples/s")
     return "  ".join(parts)
+
+
+def _per_step(seconds: float) -> str:
+    """Seconds per step as Keras writes them: ``2s/step``, ``3ms/step``, ``250us/step``."""
+    if seconds >= 1:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"
 
 
 def _running_info(logs: dict[str, Any], seconds: float, parts: int) -> str:
@@ -113,15 +133,27 @@ def _running_info(logs: dict[str, Any], seconds: float, parts: int) -> str:
 # The widest each count of running values can be (loss 12.3456, 1,234,567 samples/s).
 _INFO_WIDTH = (0, len("loss 12.3456"), len("loss 12.3456  acc 0.0000"),
                len("loss 12.3456  acc 0.0000  1,234,567 samples/s"))
+_TIME_WIDTH = len("10:00:00")  # rich's TimeElapsedColumn and TimeRemainingColumn
+# The live bar, from the richest to the narrowest: (running values, elapsed, ETA).
+_BAR_LAYOUTS = ((3, True, True), (2, True, True), (1, True, True), (1, False, True),
+                (0, False, True), (0, False, False))
+
+
+
+def _extras_width(info_parts: int, elapsed: bool, eta: bool) -> int:
+    """The most columns the running values and the times take on the live bar, gaps included."""
+    return (_INFO_WIDTH[info_parts] + (_TIME_WIDTH + 1) * elapsed
+            + (len("eta") + 1 + _TIME_WIDTH + 1) * eta)
 
 
 class TrainProgress(ProgressBar):
     """The progress of ``xpnet train``: a live bar per epoch and one line per epoch.
 
     Like [`ProgressBar`][xpnet.training.ProgressBar] (the live bar only on a terminal),
-    but every line fits the console's width: the per-epoch line is `epoch_line`, and
-    the bar narrows and shows fewer running values (samples/s first, then the
-    accuracy) on a narrow terminal.
+    with the epoch's elapsed time and ETA on the bar, and every line fitted to the
+    console's width: the per-epoch line is `epoch_line` (with ms/step where it fits),
+    and on a narrow terminal the bar narrows and shows fewer running values (samples/s
+    first, then the accuracy), then drops the elapsed time, then the ETA.
 
     Parameters
     ----------
@@ -138,7 +170,7 @@ class TrainProgress(ProgressBar):
     >>> bar.on_epoch_begin(0, {})
     >>> bar.on_epoch_end(0, {"loss": 1.137, "accuracy": 0.6437, "seconds": 0.06})
     >>> bar.console.file.getvalue()
-    'epoch  1/20  loss 1.1370  accuracy 0.6437  0.06s  21,567 samples/s\\n'
+    'epoch  1/20  loss 1.1370  accuracy 0.6437  0.06s  3ms/step  21,567 samples/s\\n'
     """
 
     def __init__(self, console: Console | None = None):
@@ -154,7 +186,15 @@ class TrainProgress(ProgressBar):
 
     def on_epoch_begin(self, epoch: int, logs: dict) -> None:
         """Start the epoch's live bar (only on a terminal), sized to the console's width."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._epoch = epoch
         self._t0 = time.perf_counter()
@@ -164,13 +204,18 @@ class TrainProgress(ProgressBar):
         prefix = f"epoch {epoch + 1}/{self.epochs}"
         fixed = len(prefix) + 2 * len(str(self.steps)) + 1 + 3  # + 3 column gaps
         room = self.console.width - 1 - fixed
-        self._info_parts = next((n for n in (3, 2, 1) if room - _INFO_WIDTH[n] >= _BAR_MIN),
-                                0)
-        bar = max(1, min(_BAR_MAX, room - _INFO_WIDTH[self._info_parts]))
-        self._progress = Progress(
-            TextColumn(prefix, markup=False), BarColumn(bar_width=bar), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}", markup=False),
-            console=self.console, transient=True)
+        self._info_parts, elapsed, eta = next(
+            (layout for layout in _BAR_LAYOUTS if room - _extras_width(*layout) >= _BAR_MIN),
+            _BAR_LAYOUTS[-1])
+        bar = max(1, min(_BAR_MAX, room - _extras_width(self._info_parts, elapsed, eta)))
+        columns: list[ProgressColumn] = [
+            TextColumn(prefix, markup=False), BarColumn(bar_width=bar), MofNCompleteColumn()]
+        if elapsed:
+            columns.append(TimeElapsedColumn())
+        if eta:
+            columns += [TextColumn("eta", markup=False), TimeRemainingColumn()]
+        columns.append(TextColumn("{task.fields[info]}", markup=False))
+        self._progress = Progress(*columns, console=self.console, transient=True)
         self._progress.start()
         self._task = self._progress.add_task("train", total=self.steps, info="")
 
@@ -187,5 +232,5 @@ class TrainProgress(ProgressBar):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-        self.console.print(epoch_line(epoch, self.epochs, logs, self.samples,
+        self.console.print(epoch_line(epoch, self.epochs, logs, self.samples, self.steps,
                                       self.console.width), soft_wrap=True)
