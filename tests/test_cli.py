@@ -493,6 +493,40 @@ def test_help_and_version(tmp_path):
     assert proc.returncode == 2 and "usage" in proc.stderr
 
 
+def _help_texts(monkeypatch, columns: int) -> dict[str, str]:
+    """``xpnet --help`` ("") and every ``xpnet COMMAND --help``, at `columns` columns."""
+    import argparse
+
+    from xpnet.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {"": parser.format_help(), **{n: p.format_help() for n, p in sub.choices.items()}}
+
+
+def test_each_help_lists_only_the_exit_codes_of_its_command(monkeypatch):
+    from xpnet.cli._args import EXIT_CODES
+
+    helps = _help_texts(monkeypatch, 200)
+    codes = {name: [int(c) for c in re.findall(r"^  (\d+) ", text.split("exit status:")[1],
+                                                re.M)]
+             for name, text in helps.items()}
+    assert codes[""] == codes["train"] == list(EXIT_CODES)
+    assert codes["evaluate"] == codes["predict"] == [0, 1, 2, 3, 4, 130]
+    assert codes["export"] == codes["download"] == [0, 1, 2, 3, 130]
+    assert codes["info"] == [0, 1, 2, 130]
+    assert "diverged" not in helps["export"] and "SIGTERM" not in helps["export"]
+    assert "diverged" in helps["train"] and "143  terminated (SIGTERM)" in helps["train"]
+
+
+def test_help_fits_80_columns(monkeypatch):
+    for name, text in _help_texts(monkeypatch, 80).items():
+        assert not _too_wide(text, 80), name
+    assert "  2    usage error: bad flag or value, missing optional dependency, output\n" \
+           "       folder in use by another run" in _help_texts(monkeypatch, 80)["train"]
+
+
 def test_console_script(tmp_path):
     exe = shutil.which("xpnet", path=str(Path(sys.executable).parent))
     if exe is None:

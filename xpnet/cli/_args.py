@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
+import re
+import textwrap
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-__all__ = ["DEFAULTS", "EXIT_CODES", "CLIError", "build_parser"]
+__all__ = ["DEFAULTS", "EXIT_CODES", "COMMAND_EXIT_CODES", "CLIError", "build_parser"]
 
 # -----------------------------------------------------------------------------------------
 # Defaults: the one place to change them. Lookup order for every `train` setting: the
@@ -77,7 +79,58 @@ EXIT_CODES = {
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); a run with an output folder can be resumed",
     EXIT_TERMINATED: "terminated (SIGTERM); handled like Ctrl-C",
 }
-"""Exit status -> meaning (also printed by ``--help``)."""
+"""Exit status -> meaning, every command's (printed by ``xpnet --help``)."""
+
+_INTERRUPTED = "interrupted (Ctrl-C)"
+_INTERNAL = "runtime failure (out of memory, internal error)"
+COMMAND_EXIT_CODES: dict[str, dict[int, str]] = {
+    "train": EXIT_CODES,
+    "evaluate": {
+        EXIT_OK: "success",
+        EXIT_FAILURE: _INTERNAL,
+        EXIT_USAGE: "usage error: bad flag or value, --plot without matplotlib, a model "
+                    "that does not name its dataset (pass --dataset)",
+        EXIT_DATA: "data or file problem: missing/corrupted model or dataset, a model that "
+                   "is not a classifier or does not fit the data, data above the size cap, "
+                   "full disk",
+        EXIT_BACKEND: EXIT_CODES[EXIT_BACKEND],
+        EXIT_INTERRUPTED: _INTERRUPTED,
+    },
+    "predict": {
+        EXIT_OK: "success",
+        EXIT_FAILURE: _INTERNAL,
+        EXIT_USAGE: "usage error: bad flag or value, image files without Pillow",
+        EXIT_DATA: "data or file problem: missing/corrupted model or input file, an input of "
+                   "the wrong shape or with NaN, a decompression-bomb image, inputs above "
+                   "the size cap",
+        EXIT_BACKEND: EXIT_CODES[EXIT_BACKEND],
+        EXIT_INTERRUPTED: _INTERRUPTED,
+    },
+    "export": {
+        EXIT_OK: "success",
+        EXIT_FAILURE: "runtime failure (the model cannot be traced or its graph fails the "
+                      "checks, out of memory, internal error)",
+        EXIT_USAGE: "usage error: bad flag or value, the onnx extra not installed, OUTPUT is "
+                    "the model file",
+        EXIT_DATA: "data or file problem: missing/corrupted model file, full disk",
+        EXIT_INTERRUPTED: _INTERRUPTED,
+    },
+    "info": {
+        EXIT_OK: "success",
+        EXIT_FAILURE: "internal error",
+        EXIT_USAGE: "usage error: bad flag",
+        EXIT_INTERRUPTED: _INTERRUPTED,
+    },
+    "download": {
+        EXIT_OK: "success",
+        EXIT_FAILURE: _INTERNAL,
+        EXIT_USAGE: "usage error: bad flag or dataset name",
+        EXIT_DATA: "download failed (no network, no mirror answered, checksum mismatch), "
+                   "full disk",
+        EXIT_INTERRUPTED: _INTERRUPTED,
+    },
+}
+"""Command -> the exit statuses it can end with, and their meaning for it (its ``--help``)."""
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
 DATASET_ALIASES = {"digits": "digits", "mnist": "mnist", "fashion-mnist": "fashion-mnist",
@@ -277,9 +330,25 @@ def _backend_name(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------- help text
-def _epilog() -> str:
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs keep their line breaks but wrap to the terminal's width."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        """Each line of `text` wrapped between words; continuations keep its value column."""
+        lines = []
+        for line in text.splitlines():
+            hanging = re.match(r"\s*(?:\d+\s+)?", line).group()  # type: ignore[union-attr]
+            lines += textwrap.wrap(line, width, initial_indent=indent,
+                                   subsequent_indent=indent + " " * len(hanging),
+                                   break_long_words=False, break_on_hyphens=False) or [""]
+        return "\n".join(lines)
+
+
+def _epilog(command: str | None = None) -> str:
+    """The exit statuses `command` can end with (every command's when None), for --help."""
+    codes = COMMAND_EXIT_CODES.get(command, EXIT_CODES) if command else EXIT_CODES
     lines = ["exit status:"]
-    lines += [f"  {code:<4} {text}" for code, text in EXIT_CODES.items()]
+    lines += [f"  {code:<4} {text}" for code, text in codes.items()]
     return "\n".join(lines)
 
 
@@ -323,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .._version import __version__
 
     parser = _Parser(
-        prog="xpnet", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_epilog(),
+        prog="xpnet", formatter_class=_HelpFormatter, epilog=_epilog(),
         description="Train, evaluate and use multilayer perceptrons on NumPy, CuPy or "
                     "PyTorch.\nStart with `xpnet train`: it trains on the bundled 8x8 "
                     "digits in seconds.")
@@ -341,7 +410,7 @@ def add_command(sub: Any, name: str, *, help: str, description: str) -> argparse
     """Add subcommand ``name`` with the flags every command has (``--debug``).
 
     Its usage errors are one line (`CLIError`, exit status 2) and its help
-    ends with the exit statuses.
+    ends with the exit statuses it can end with (`COMMAND_EXIT_CODES`).
 
     Parameters
     ----------
@@ -366,9 +435,8 @@ def add_command(sub: Any, name: str, *, help: str, description: str) -> argparse
     >>> p.parse_args(["--debug"]).debug
     True
     """
-    p = sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog=_epilog(), help=help, description=description,
-                       allow_abbrev=False)
+    p = sub.add_parser(name, formatter_class=_HelpFormatter, epilog=_epilog(name),
+                       help=help, description=description, allow_abbrev=False)
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return p
 
