@@ -456,6 +456,7 @@ def gen_notebook(out_dir: Path, work: Path) -> None:
 
 _VOLATILE = [
     (re.compile(r"\d[\d,]*(\.\d+)? ?samples/s"), "<N> samples/s"),
+    (re.compile(r"\b\d+(?:\.\d+)?(?:ms|us|s)/step"), "<T>/step"),
     (re.compile(r"\b\d+(\.\d+)? ?s\b"), "<T> s"),
     (re.compile(r"(samples/s\s*│\s*)[\d,]+"), r"\1<N>"),
     (re.compile(r"/tmp\w*/tmp\w+"), "<TMP>"),
