@@ -195,3 +195,20 @@ def test_stale_temp_files_of_killed_saves_are_cleaned(tmp_path, blobs):
     fresh.write_bytes(b"partial")
     xn.save(m, tmp_path / "m.safetensors")
     assert not old.exists() and fresh.exists()
+
+
+@pytest.mark.parametrize("content,kind", [
+    (b"\x89PNG\r\n\x1a\n" + bytes(166), "a PNG image, 174 bytes"),
+    (b"x1,x2,label\n0.5,0.25,1\n", "a text file, 23 bytes"),
+    (b"\x93NUMPY\x01\x00" + bytes(40), "a NumPy .npy array, 48 bytes"),
+])
+def test_a_file_that_is_not_a_checkpoint_is_named_by_what_it_looks_like(tmp_path, content,
+                                                                        kind):
+    """``xpnet evaluate seven.png`` said "safetensors header length 727905341920923785 does
+    not fit a 174-byte file"; now it says what the file seems to be and what is expected."""
+    path = tmp_path / "seven.png"
+    path.write_bytes(content)
+    with pytest.raises(xn.CheckpointError) as info:
+        xn.load(path, backend="numpy")
+    assert f"is not an xpnet checkpoint: it looks like {kind}. A checkpoint is the " \
+           ".safetensors file that xn.save and xpnet train write" in str(info.value)

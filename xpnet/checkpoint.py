@@ -53,7 +53,7 @@ class CheckpointError(ValueError):
     ...     xn.load(path, backend="numpy")
     ... except xn.CheckpointError as exc:
     ...     print(str(exc).replace(path, "<path>"))  # doctest: +ELLIPSIS
-    <path> is not an xpnet checkpoint (safetensors header length ... does not fit a 16-byte file)
+    <path> is not an xpnet checkpoint: it looks like a text file, 16 bytes. A checkpoint is ...
     >>> tmp.cleanup()
     """
 
@@ -269,15 +269,17 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         raise CheckpointError(f"{path} is not a file (a checkpoint is one .safetensors file)")
     size = path.stat().st_size
     with open(path, "rb") as f:
-        head = f.read(8)
+        head = f.read(64)
     if len(head) < 8:
         raise CheckpointError(f"{path} is not an xpnet checkpoint: file too short ({size} bytes)")
-    header_len = int.from_bytes(head, "little")
+    header_len = int.from_bytes(head[:8], "little")
     if header_len <= 1 or header_len > size - 8 or header_len > 100_000_000:
+        kind = _looks_like(head)
+        what = (f": it looks like {kind}, {size} bytes" if kind else
+                f" (safetensors header length {header_len} does not fit a {size}-byte file)")
         raise CheckpointError(
-            f"{path} is not an xpnet checkpoint (safetensors header length {header_len} does not "
-            f"fit a {size}-byte file)"
-        )
+            f"{path} is not an xpnet checkpoint{what}. A checkpoint is the .safetensors "
+            "file that xn.save and xpnet train write (model.safetensors in a run folder)")
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
@@ -289,6 +291,24 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"{path} is not a valid xpnet checkpoint: {exc}") from None
     return tensors, meta
+
+
+_MAGIC = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+          (b"GIF8", "a GIF image"), (b"\x1f\x8b", "a gzip file"),
+          (b"PK\x03\x04", "a zip archive such as an .npz"),
+          (b"\x93NUMPY", "a NumPy .npy array"), (b"\x00\x00\x08", "an IDX file (MNIST's format)"))
+
+
+def _looks_like(head: bytes) -> str | None:
+    """What a file that is not a checkpoint seems to be, from its first bytes."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return "a text file" if all(c.isprintable() or c in "\r\n\t" for c in text) else None
 
 
 def _json(meta: dict, key: str, path: Path) -> Any:
