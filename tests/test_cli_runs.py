@@ -249,3 +249,25 @@ def test_json_failures_print_one_json_object(tmp_path, argv, code):
     assert line.startswith("xpnet: error: ") and "\n" not in line
     assert _one_json(proc.stdout) == {"status": "error", "exit_code": code,
                                       "message": line[len("xpnet: error: "):]}
+
+
+@pytest.mark.skipif(not hasattr(os, "O_NOFOLLOW"), reason="needs O_NOFOLLOW (POSIX)")
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_untouched(tmp_path, capsys, kind):
+    """A symlinked .xpnet.lock used to truncate and overwrite the file it points to (exit
+    0); a FIFO there blocked forever. Both are refused with exit 2 before any work."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    run = tmp_path / "run"
+    run.mkdir()
+    if kind == "symlink":
+        (run / ".xpnet.lock").symlink_to(victim)
+    else:
+        os.mkfifo(run / ".xpnet.lock")
+    code = main(["train", "--out", str(run), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert ("is a symbolic link; xpnet never writes through links" if kind == "symlink"
+            else "is not a regular file (a FIFO, a device or a folder)") in err
+    assert victim.read_text() == "keep me"
+    assert not (run / "model.safetensors").exists()

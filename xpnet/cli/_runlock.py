@@ -12,9 +12,11 @@ holder, but nobody holds it. The next run takes it over and reports the stale lo
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import platform
+import stat
 import sys
 import time
 from pathlib import Path
@@ -124,7 +126,7 @@ class RunLock:
         for _ in range(5):  # retry if the file was replaced between opening and locking
             fd = self._open()
             if not _try_lock(fd):
-                other = self._read_holder(wait=True)
+                other = self._read_holder(fd, wait=True)
                 os.close(fd)
                 raise CLIError(f"{folder} is in use by another xpnet run "
                                f"({_describe(other)}); wait for it to finish, or choose "
@@ -135,17 +137,28 @@ class RunLock:
             os.close(fd)
         else:  # pragma: no cover - another process keeps replacing the lock file
             raise CLIError(f"cannot lock {self.path}: it keeps being replaced", EXIT_DATA)
-        self.stale = self._read_holder(wait=False)
+        self.stale = self._read_holder(self._fd, wait=False)
         self._write_holder(command)
 
     def _open(self) -> int:
+        """The lock file, opened without following a link and without blocking on a FIFO;
+        anything but a regular file is refused (exit 2), never written through."""
+        flags = (os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+                 | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
-                           0o666)
+            fd = os.open(self.path, flags, 0o666)
         except OSError as exc:
+            if self.path.is_symlink() or exc.errno == errno.ELOOP:
+                raise CLIError(f"{self.path} is a symbolic link; xpnet never writes through "
+                               "links: remove it, or choose another --out", EXIT_USAGE) from None
             raise CLIError(f"cannot create the output folder {self.folder} or its lock file: "
                            f"{exc.strerror or exc}", EXIT_DATA) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise CLIError(f"{self.path} is not a regular file (a FIFO, a device or a "
+                           "folder); remove it, or choose another --out", EXIT_USAGE)
+        return fd
 
     def _same_file(self, fd: int) -> bool:
         """Whether the locked file is still the one at self.path (not removed meanwhile)."""
@@ -154,11 +167,13 @@ class RunLock:
         except OSError:
             return False
 
-    def _read_holder(self, *, wait: bool) -> dict[str, Any] | None:
-        """The lock file's holder; a holder that just took the lock gets 0.5 s to write."""
+    def _read_holder(self, fd: int, *, wait: bool) -> dict[str, Any] | None:
+        """The lock file's holder, read from ``fd`` (the regular file opened, at most 64 KiB);
+        a holder that just took the lock gets 0.5 s to write."""
         for _ in range(10 if wait else 1):
-            with contextlib.suppress(OSError):
-                info = _holder(self.path.read_text(encoding="utf-8"))
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                os.lseek(fd, 0, os.SEEK_SET)
+                info = _holder(os.read(fd, 1 << 16).decode("utf-8"))
                 if info is not None:
                     return info
             if wait:
