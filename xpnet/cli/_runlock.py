@@ -149,7 +149,7 @@ class RunLock:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, flags, 0o666)
         except OSError as exc:
-            if self.path.is_symlink() or exc.errno == errno.ELOOP:
+            if self.path.is_symlink() or exc.errno == getattr(errno, "ELOOP", None):
                 raise CLIError(f"{self.path} is a symbolic link; xpnet never writes through "
                                "links: remove it, or choose another --out", EXIT_USAGE) from None
             raise CLIError(f"cannot create the output folder {self.folder} or its lock file: "
