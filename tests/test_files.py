@@ -121,3 +121,28 @@ def test_stale_temp_files_are_removed_by_the_next_write_young_ones_kept(tmp_path
     write_json(target, {"status": "completed"})
     assert json.loads(target.read_text()) == {"status": "completed"}
     assert not old.exists() and young.exists() and other.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "folder"])
+def test_an_atomic_write_replaces_only_regular_files(tmp_path, kind):
+    """Before: os.replace swapped a FIFO, a device node (as root) or a link for the new
+    file. Now a target that is not a regular file is refused, naming what it is, and
+    nothing is left behind."""
+    from xpnet._files import atomic_write_bytes
+
+    target, victim = tmp_path / "out.png", tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    if kind == "symlink":
+        target.symlink_to(victim)
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.mkdir()
+    with pytest.raises(OSError, match={"symlink": "is a symbolic link", "fifo": "is a FIFO",
+                                       "folder": "is a folder"}[kind]):
+        atomic_write_bytes(target, b"png bytes")
+    assert victim.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "victim.txt"]
+    mode = os.lstat(target).st_mode
+    assert {"symlink": stat.S_ISLNK, "fifo": stat.S_ISFIFO, "folder": stat.S_ISDIR}[kind](mode)

@@ -28,6 +28,7 @@ another process).
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import secrets
@@ -37,7 +38,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "check_writable",
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "check_target",
+           "check_writable",
            "create_temp", "fsync_folder", "remove_stale_temps", "STALE_TEMP_SECONDS"]
 
 #: Temp files of an earlier write to the same target older than this are removed.
@@ -173,6 +175,37 @@ def _naming(exc: OSError, path: Path, tmp: Path | None) -> OSError:
     return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
 
 
+def check_target(path: str | os.PathLike[str]) -> None:
+    """Refuse to replace anything but a regular file: a link, a FIFO, a device or a folder
+    at ``path`` raises ``OSError`` naming it (nothing is written through a link, and
+    ``os.replace`` never swaps a device node or a FIFO for a file).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from pathlib import Path
+    >>> from xpnet._files import check_target
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     os.symlink(Path(d) / "elsewhere", Path(d) / "out.png")
+    ...     try:
+    ...         check_target(Path(d) / "out.png")
+    ...     except OSError as exc:
+    ...         print(exc.strerror)
+    is a symbolic link: xpnet writes only over regular files
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(mode):
+        return
+    what = ("a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode)
+            else "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode)
+            or stat.S_ISBLK(mode) else "not a regular file")
+    raise OSError(errno.EEXIST, f"is {what}: xpnet writes only over regular files"
+                  if what != "not a regular file" else "is not a regular file", str(path))
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], *, suffix: str = ".tmp"
                 ) -> Iterator[BinaryIO]:
@@ -208,6 +241,7 @@ def atomic_open(path: str | os.PathLike[str], *, suffix: str = ".tmp"
     ['a.bin']
     """
     path = Path(path)
+    check_target(path)
     remove_stale_temps(path)
     tmp: Path | None = None
     try:
