@@ -237,10 +237,6 @@ class ParamStore:
             raise TypeError(f"parameter {key!r} is a {type(value).__name__}, the model's "
                             f"arrays are {type(self.flat).__name__}")
 
-    def owns(self, d: Any) -> bool:
-        """Whether ``d`` is a dict of this store's views (the params or a slot dict)."""
-        return isinstance(d, ParamDict) and d.store is self
-
     # -- optimizer slots -----------------------------------------------------
     def new_slots(self, names: tuple[str, ...], keys: list[str]) -> dict[str, ParamDict]:
         """Fresh zero slots ``names`` for the parameters ``keys``: a new buffer holds the
