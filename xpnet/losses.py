@@ -231,7 +231,13 @@ class Loss:
         n = output.shape[0]
         total = xp.sum(sample_weight)
         total = xp.where(total > 0, total, xp.ones_like(total))  # all zero: loss 0, grad 0
-        value = xp.sum(self.per_sample(output, target) * sample_weight) / total
+        rows = self.per_sample(output, target)
+        if tuple(getattr(rows, "shape", ())) != (n,):
+            raise ValueError(
+                f"{type(self).__name__}.per_sample returned shape "
+                f"{tuple(getattr(rows, 'shape', ()))} for {n} rows; it must be ({n},), one "
+                "loss per row (a sum with keepdims=True broadcasts against the weights)")
+        value = xp.sum(rows * sample_weight) / total
         if not need_grad:
             return value, None
         _, grad = self.value_and_grad(output, target)

@@ -35,6 +35,25 @@ def _on_device(method: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
+def _check_layer_grads(what: str, params: dict[str, Any], grads: Any) -> None:
+    """Refuse gradients whose keys or shapes are not those of the layer's parameters."""
+    if not isinstance(grads, dict):
+        raise TypeError(f"{what}: backward must return (dx, dict of gradients), got "
+                        f"{type(grads).__name__} for the gradients")
+    if set(grads) != set(params):
+        raise ValueError(
+            f"{what}: backward returned gradients for {sorted(grads)}, but the layer's "
+            f"parameters are {sorted(params)} (missing {sorted(set(params) - set(grads))}, "
+            f"unexpected {sorted(set(grads) - set(params))}); return one gradient per "
+            "parameter, under the parameter's name")
+    for k, g in grads.items():
+        gshape, pshape = tuple(getattr(g, "shape", ())), tuple(params[k].shape)
+        if gshape != pshape:
+            raise ValueError(f"{what}: the gradient of {k!r} has shape {gshape}, the "
+                             f"parameter has shape {pshape}; the update would change the "
+                             "parameter's shape (a sum that kept a dimension?)")
+
+
 class Sequential:
     """A stack of layers trained with one loss on one backend.
 
@@ -353,9 +372,10 @@ class Sequential:
                 outputs.append(h)
         return h, caches
 
-    def _backward(self, caches: list, dout: Any) -> dict[str, Any]:
+    def _backward(self, caches: list, dout: Any, check: bool = False) -> dict[str, Any]:
         """Gradients of the trainable parameters; nothing below the lowest trainable
-        layer is run, and frozen layers that can skip their parameter gradients do."""
+        layer is run, and frozen layers that can skip their parameter gradients do.
+        ``check`` compares each layer's gradient keys and shapes with its parameters'."""
         params, per, layers = self.params, self._layer_keys(), self.layers
         trains = [bool(per[i]) and layers[i].trainable for i in range(len(layers))]
         first = next((i for i, t in enumerate(trains) if t), None)
@@ -371,6 +391,8 @@ class Sequential:
             if not trains[i] and self._param_kw[i]:  # ... and need_param_grads=
                 kw["need_param_grads"] = False
             dy_in, g = layers[i].backward(p, caches[i], dy, **kw)
+            if check and trains[i]:
+                _check_layer_grads(f"layer {i} ({type(layers[i]).__name__})", p, g)
             if trains[i]:
                 for k, v in g.items():
                     grads[f"{i}.{k}"] = v
@@ -414,19 +436,19 @@ class Sequential:
         return outputs
 
     def _loss_grads_out(self, X, y, loss: Loss, *, train: bool, rng: RNG | None = None,
-                        weight: Any = None):
+                        weight: Any = None, check_grads: bool = False):
         out, caches = self._forward(X, train=train, rng=rng)
         if weight is None:
             value, dout = loss.value_and_grad(out, y)
         else:
             value, dout = loss.weighted_value_and_grad(out, y, weight)
-        return value, self._backward(caches, dout), out
+        return value, self._backward(caches, dout, check=check_grads), out
 
     @_on_device
     def loss_and_grads(self, X: Any, y: Any, loss: str | Loss | None = None, *,
                        train: bool = True, check_values: bool = True, rng: RNG | None = None,
-                       return_output: bool = False,
-                       sample_weight: Any = None) -> tuple[Any, ...]:
+                       return_output: bool = False, sample_weight: Any = None,
+                       check_grads: bool = True) -> tuple[Any, ...]:
         """Mean loss on ``(X, y)`` and its gradient w.r.t. every trainable parameter.
 
         The building block for custom training loops, and the call
@@ -461,6 +483,11 @@ class Sequential:
             mean ``sum(w_i * l_i) / sum(w_i)`` (see
             [`xpnet.Loss.weighted_value_and_grad`][xpnet.losses.Loss.weighted_value_and_grad];
             the loss must define ``per_sample``). Checked like ``X``.
+        check_grads : bool
+            Compare the keys and shapes of the gradients each layer's ``backward``
+            returns with its parameters' (a ``ValueError`` names the layer, the key and
+            both shapes). No value is read from the device; [`xpnet.fit`][] checks on
+            the first step of each fit and passes ``False`` afterwards.
 
         Returns
         -------
@@ -493,7 +520,7 @@ class Sequential:
             sample_weight, self.backend, self.dtype_name, Xd.shape[0], loss_obj,
             values=check_values)
         value, grads, out = self._loss_grads_out(Xd, yd, loss_obj, train=train, rng=rng,
-                                                 weight=wd)
+                                                 weight=wd, check_grads=check_grads)
         return (value, grads, out) if return_output else (value, grads)
 
     # -- inference -----------------------------------------------------------

@@ -113,7 +113,11 @@ def _numeric_grad(f, x0: np.ndarray, eps: float) -> np.ndarray:
 
 
 def _compare(name: str, analytic: np.ndarray, numeric: np.ndarray, rtol: float, atol: float,
-             report: dict) -> None:
+             report: dict, what: str = "") -> None:
+    if analytic.shape != numeric.shape:  # never broadcast one against the other
+        raise GradientCheckError(
+            f"{what}gradient of {name!r} has shape {analytic.shape}, the value it is the "
+            f"gradient of has shape {numeric.shape}")
     err = np.abs(analytic - numeric)
     scale = np.maximum(np.abs(analytic), np.abs(numeric))
     bad = err > atol + rtol * scale
@@ -244,16 +248,32 @@ def _check_layer(obj: Any, be: Any, host_x: np.ndarray, params: dict | None, see
     out, cache = obj.forward(dev, xb, train=False)
     R = np.random.default_rng(seed + 1).normal(size=tuple(out.shape))
     dx, grads = obj.backward(dev, cache, be.asarray(R, dtype=f64))
+    what = f"{type(obj).__name__}: "
+    _check_grad_keys(what, params, grads)
 
     def fx(xv):
         o, _ = obj.forward(dev, be.asarray(xv, dtype=f64), train=False)
         return float(np.sum(to_numpy(o) * R))
 
-    _compare("x", to_numpy(dx), _numeric_grad(fx, host_x.copy(), eps), rtol, atol, report)
+    _compare("x", to_numpy(dx), _numeric_grad(fx, host_x.copy(), eps), rtol, atol, report,
+             what)
     for k in params:
         def fp(pv, k=k):
             o, _ = obj.forward({**dev, k: be.asarray(pv, dtype=f64)}, xb, train=False)
             return float(np.sum(to_numpy(o) * R))
 
         _compare(k, to_numpy(grads[k]), _numeric_grad(fp, params[k].copy(), eps), rtol, atol,
-                 report)
+                 report, what)
+
+
+def _check_grad_keys(what: str, params: dict, grads: Any) -> None:
+    """Refuse gradients that are not one per parameter, under the parameter's name."""
+    if not isinstance(grads, dict):
+        raise GradientCheckError(f"{what}backward must return (dx, dict of gradients), got "
+                                 f"{type(grads).__name__} for the gradients")
+    if set(grads) != set(params):
+        raise GradientCheckError(
+            f"{what}backward returned gradients for {sorted(grads)}, but the layer's "
+            f"parameters are {sorted(params)} (missing {sorted(set(params) - set(grads))}, "
+            f"unexpected {sorted(set(grads) - set(params))}); every parameter init returns "
+            "is trained, so backward returns one gradient per parameter, under its name")

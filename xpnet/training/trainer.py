@@ -204,6 +204,7 @@ class Trainer:
         self._wants_batches = self.callbacks.wants_batches
         self._last_display = 0.0
         self.current: StepValues | None = None
+        self._grads_checked = False  # the first step compares gradient keys and shapes
 
     # -- position --------------------------------------------------------------
     @property
@@ -376,7 +377,9 @@ class Trainer:
         model = self.model
         value, grads, out = model.loss_and_grads(xb, yb, train=True, check_values=False,
                                                  rng=self.dropout_rng, return_output=True,
-                                                 sample_weight=wb)
+                                                 sample_weight=wb,
+                                                 check_grads=not self._grads_checked)
+        self._grads_checked = True
         self.current = StepValues(
             value, model.loss.count_correct(out, yb), rows,
             min((k + 1) * self.batch_size, self.n) - k * self.batch_size,

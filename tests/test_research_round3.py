@@ -1,0 +1,101 @@
+"""Research API, third round: wrong results refused with a clear message, and the features
+researchers reach for (each test fails on the code before its fix)."""
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+
+
+def _data(n=32, d=3, k=2, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype("float32")
+    return X, (X[:, 0] > 0).astype("int64") % k
+
+
+class KeepDimsBias(xn.Layer):
+    """A bias layer whose gradient keeps the summed dimension: shape (1, d), not (d,)."""
+
+    def init(self, in_features, rng, *, backend, dtype):
+        return {"b": backend.xp.zeros((in_features,), dtype=dtype, device=backend.device)}
+
+    def forward(self, params, x, *, train=False):
+        return x + params["b"], None
+
+    def backward(self, params, cache, dy):
+        xp = xn.backends.backend_of(dy).xp
+        return dy, {"b": xp.sum(dy, axis=0, keepdims=True)}
+
+
+class TypoBias(KeepDimsBias):
+    """A gradient key typo: 'B' for 'b'."""
+
+    def backward(self, params, cache, dy):
+        xp = xn.backends.backend_of(dy).xp
+        return dy, {"B": xp.sum(dy, axis=0)}
+
+
+# -- item 1: gradient shapes and keys ------------------------------------------------------
+def test_fit_refuses_a_gradient_of_the_wrong_shape(backend):
+    X, y = _data()
+    m = xn.Sequential([xn.Dense(4), KeepDimsBias(), xn.Dense(2)], in_features=3,
+                      backend=backend)
+    before = {k: xn.to_numpy(v).copy() for k, v in m.params.items()}
+    with pytest.raises(ValueError, match=r"layer 1 \(KeepDimsBias\).*'b'.*\(1, 4\).*\(4,\)"):
+        m.fit(X, y, epochs=1, verbose=0)
+    assert {k: tuple(v.shape) for k, v in m.params.items()}["1.b"] == (4,)
+    for k, v in m.params.items():
+        np.testing.assert_array_equal(xn.to_numpy(v), before[k])
+
+
+def test_fit_refuses_a_gradient_key_typo(backend):
+    X, y = _data()
+    m = xn.Sequential([xn.Dense(4), TypoBias(), xn.Dense(2)], in_features=3, backend=backend)
+    with pytest.raises(ValueError, match=r"layer 1 \(TypoBias\).*missing \['b'\].*"
+                                         r"unexpected \['B'\]"):
+        m.fit(X, y, epochs=1, verbose=0)
+
+
+def test_loss_and_grads_checks_gradient_shapes(backend):
+    X, y = _data()
+    m = xn.Sequential([xn.Dense(4), KeepDimsBias(), xn.Dense(2)], in_features=3,
+                      backend=backend)
+    with pytest.raises(ValueError, match="has shape"):
+        m.loss_and_grads(X, y)
+    # a loop that opts out of the check (fit after its first step) still runs
+    _, grads = m.loss_and_grads(X, y, check_grads=False)
+    assert tuple(grads["1.b"].shape) == (1, 4)
+
+
+def test_check_gradients_refuses_a_broadcasting_gradient(backend):
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    with pytest.raises(xn.testing.GradientCheckError,
+                       match=r"KeepDimsBias.*'b'.*\(1, 3\).*\(3,\)"):
+        xn.testing.check_gradients(KeepDimsBias(), x, backend=backend)
+
+
+def test_check_gradients_refuses_a_key_typo(backend):
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    with pytest.raises(xn.testing.GradientCheckError, match=r"TypoBias.*missing \['b'\].*"
+                                                             r"unexpected \['B'\]"):
+        xn.testing.check_gradients(TypoBias(), x, backend=backend)
+
+
+class ColumnMSE(xn.MeanSquaredError):
+    """A custom loss whose per_sample keeps a column: shape (n, 1)."""
+
+    name = "column_mse"
+
+    def per_sample(self, output, target):
+        xp = xn.backends.backend_of(output).xp
+        d = output - target
+        return xp.sum(d * d, axis=1, keepdims=True) / output.shape[1]
+
+
+def test_per_sample_of_shape_n_by_1_is_refused(backend):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(32, 3)).astype("float32")
+    y = rng.normal(size=(32, 1)).astype("float32")
+    m = xn.MLP([3, 1], loss=ColumnMSE(), backend=backend)
+    with pytest.raises(ValueError, match=r"ColumnMSE.per_sample returned shape \(32, 1\)"):
+        m.loss_and_grads(X, y, sample_weight=np.ones(32, "float32"))
