@@ -1,5 +1,6 @@
 # NumPy is used on the host in this subpackage for file I/O (IDX, .npz), as DESIGN.md allows.
-"""Datasets for xpnet: bundled 8x8 digits, MNIST, Fashion-MNIST, and your own files.
+"""Datasets for xpnet: bundled 8x8 digits, MNIST, Fashion-MNIST, and your own files
+(image arrays, and tables: CSV, TSV, Parquet, see `read_table`).
 
 Everything here returns NumPy arrays on the host; ``fit`` moves them to the device once.
 
@@ -30,12 +31,28 @@ from .digits import load_digits
 from .idx import IDXError, read_idx, read_idx_header, write_idx
 from .mnist import download, load_mnist
 from .registry import DATASET_NAMES, load, load_idx_folder, load_npz
+from .tables import (
+    MAX_CATEGORIES,
+    TABLE_FORMATS,
+    Table,
+    TableEncoder,
+    TableError,
+    TableWarning,
+    is_table_file,
+    read_table,
+)
 
 __all__ = [
     "DATASET_NAMES",
     "FREE_CLASSES",
+    "MAX_CATEGORIES",
     "MAX_CLASSES",
     "MAX_DATA_BYTES",
+    "TABLE_FORMATS",
+    "Table",
+    "TableEncoder",
+    "TableError",
+    "TableWarning",
     "Dataset",
     "DatasetError",
     "DownloadError",
@@ -46,6 +63,7 @@ __all__ = [
     "check_float_values",
     "download",
     "file_sha256",
+    "is_table_file",
     "load",
     "load_digits",
     "load_idx_folder",
@@ -55,5 +73,6 @@ __all__ = [
     "read_idx",
     "read_idx_header",
     "read_npy_header",
+    "read_table",
     "write_idx",
 ]
