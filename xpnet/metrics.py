@@ -16,7 +16,8 @@ from ._checks import _kind
 from .backends import backend_of
 from .ops import ops_of
 
-__all__ = ["accuracy", "top_k_accuracy", "confusion_matrix", "log_loss"]
+__all__ = ["accuracy", "top_k_accuracy", "confusion_matrix", "log_loss", "mean_absolute_error",
+           "root_mean_squared_error", "r2_score"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -188,3 +189,109 @@ def log_loss(y_true: Any, proba: Any, eps: float = 1e-12) -> Any:
     # minimum/maximum, not clip: array-api-compat's CuPy clip writes through boolean
     # masks, each a device sync
     return -xp.mean(xp.log(xp.minimum(xp.maximum(p, eps), 1.0)))
+
+
+def _regression_pair(y_true: Any, y_pred: Any) -> tuple[Any, Any, Any]:
+    """The namespace and both arrays as wide floats of one shape ((n, 1) and (n,) agree)."""
+    be = _xp(y_true=y_true, y_pred=y_pred)
+    xp, f64 = be.xp, be.wide_float
+    if y_pred.ndim == 2 and y_pred.shape[1] == 1 and y_true.ndim == 1:
+        y_pred = xp.reshape(y_pred, (-1,))
+    if y_true.ndim == 2 and y_true.shape[1] == 1 and y_pred.ndim == 1:
+        y_true = xp.reshape(y_true, (-1,))
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has shape {tuple(y_true.shape)}, y_pred {tuple(y_pred.shape)}")
+    if y_true.shape[0] == 0:
+        raise ValueError("y_true and y_pred are empty")
+    return xp, xp.astype(y_true, f64), xp.astype(y_pred, f64)
+
+
+@_on_device
+def mean_absolute_error(y_true: Any, y_pred: Any) -> Any:
+    """Mean of ``|y_true - y_pred|`` over every element.
+
+    Parameters
+    ----------
+    y_true, y_pred : arrays of the same shape
+        Targets and predictions; a 1-D `y_true` and an ``(n, 1)`` `y_pred` are compared
+        row by row.
+
+    Returns
+    -------
+    0-d float array
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> float(xn.metrics.mean_absolute_error(np.array([1.0, 2.0, 4.0]),
+    ...                                      np.array([1.5, 2.0, 3.0])))
+    0.5
+    """
+    xp, t, p = _regression_pair(y_true, y_pred)
+    return xp.mean(xp.abs(t - p))
+
+
+@_on_device
+def root_mean_squared_error(y_true: Any, y_pred: Any) -> Any:
+    """Square root of the mean of ``(y_true - y_pred) ** 2`` over every element.
+
+    Parameters
+    ----------
+    y_true, y_pred : arrays of the same shape
+        Targets and predictions; a 1-D `y_true` and an ``(n, 1)`` `y_pred` are compared
+        row by row.
+
+    Returns
+    -------
+    0-d float array
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> float(xn.metrics.root_mean_squared_error(np.array([0.0, 0.0]),
+    ...                                          np.array([3.0, 4.0])))  # sqrt(12.5)
+    3.5355339059327378
+    """
+    xp, t, p = _regression_pair(y_true, y_pred)
+    d = t - p
+    return xp.sqrt(xp.mean(d * d))
+
+
+@_on_device
+def r2_score(y_true: Any, y_pred: Any) -> Any:
+    """Coefficient of determination, ``1 - sum((y - p)**2) / sum((y - mean(y))**2)``.
+
+    1 is a perfect fit, 0 is what predicting the mean of `y_true` scores, and a model
+    worse than that scores below 0. Several outputs (2-D arrays) are averaged, each
+    column scored on its own, as scikit-learn's ``r2_score`` does by default. A
+    constant `y_true` scores 1 when predicted exactly and 0 otherwise.
+
+    Parameters
+    ----------
+    y_true, y_pred : arrays of the same shape
+        Targets and predictions; a 1-D `y_true` and an ``(n, 1)`` `y_pred` are compared
+        row by row.
+
+    Returns
+    -------
+    0-d float array
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> y = np.array([1.0, 2.0, 3.0, 4.0])
+    >>> float(xn.metrics.r2_score(y, y)), float(xn.metrics.r2_score(y, np.full(4, 2.5)))
+    (1.0, 0.0)
+    >>> round(float(xn.metrics.r2_score(y, np.array([1.0, 2.0, 3.0, 2.0]))), 6)
+    0.2
+    """
+    xp, t, p = _regression_pair(y_true, y_pred)
+    d = t - p
+    c = t - xp.mean(t, axis=0)
+    ss_res = xp.sum(d * d, axis=0)
+    ss_tot = xp.sum(c * c, axis=0)
+    constant = ss_tot == 0.0
+    # a constant target: 1 when predicted exactly (1 - 0), else 0 (1 - 1)
+    ratio = xp.where(constant, xp.astype(ss_res != 0.0, ss_res.dtype),
+                     ss_res / xp.where(constant, 1.0, ss_tot))
+    return xp.mean(1.0 - ratio)
