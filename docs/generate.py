@@ -358,9 +358,21 @@ def api_modules() -> list[str]:
     """The modules the API pages document (their ``::: module`` directives), in nav order."""
     import yaml
 
+    def find(entries: list) -> list | None:
+        """The "API reference" section, at any depth of the navigation."""
+        for item in entries:
+            if isinstance(item, dict):
+                for title, value in item.items():
+                    if title == "API reference":
+                        return value
+                    if isinstance(value, list) and (found := find(value)) is not None:
+                        return found
+        return None
+
     nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text().replace("!ENV", ""))["nav"]
-    section = next(item["API reference"] for item in nav
-                   if isinstance(item, dict) and "API reference" in item)
+    section = find(nav)
+    if section is None:
+        raise RuntimeError("mkdocs.yml's nav has no 'API reference' section")
     pages = [next(iter(e.values())) if isinstance(e, dict) else e for e in section]
     found = []
     for page in pages:
