@@ -99,3 +99,39 @@ def test_per_sample_of_shape_n_by_1_is_refused(backend):
     m = xn.MLP([3, 1], loss=ColumnMSE(), backend=backend)
     with pytest.raises(ValueError, match=r"ColumnMSE.per_sample returned shape \(32, 1\)"):
         m.loss_and_grads(X, y, sample_weight=np.ones(32, "float32"))
+
+
+# -- item 3: save refuses what load could not load ----------------------------------------
+def test_save_refuses_nan_parameters_before_writing(backend, tmp_path):
+    m = xn.MLP([3, 2], backend=backend)
+    xp = m.xp
+    m.params = {**m.params, "0.W": xp.full((3, 2), float("nan"), dtype=xp.float32)}
+    path = tmp_path / "m.safetensors"
+    with pytest.raises(ValueError, match=r"cannot save: parameter '0.W' contains NaN"):
+        xn.save(m, path)
+    assert not path.exists() and not list(tmp_path.iterdir())
+
+
+def test_save_refuses_parameters_the_architecture_does_not_describe(tmp_path):
+    # an immutable backend's params dict takes an item of another shape or dtype as it is
+    m = xn.MLP([3, 2], backend="array_api_strict")
+    xp = m.xp
+    m.params["0.b"] = xp.zeros((1, 2), dtype=xp.float32)
+    with pytest.raises(ValueError, match=r"parameter '0.b' has shape \(1, 2\), the "
+                                         r"architecture needs \(2,\)"):
+        xn.save(m, tmp_path / "a.safetensors")
+    m = xn.MLP([3, 2], backend="array_api_strict")
+    m.params["0.b"] = xp.zeros((2,), dtype=xp.float64)
+    with pytest.raises(ValueError, match=r"parameter '0.b' has dtype float64, the model's "
+                                         r"is float32"):
+        xn.save(m, tmp_path / "b.safetensors")
+    assert not list(tmp_path.iterdir())
+    # a custom layer that does not declare its shapes is compared with a built twin
+    m = xn.Sequential([xn.Dense(4), _RegisteredBias()], in_features=3, backend="numpy")
+    xn.save(m, tmp_path / "c.safetensors")
+    assert xn.load(tmp_path / "c.safetensors", backend="numpy").params.keys() == m.params.keys()
+
+
+@xn.register_layer
+class _RegisteredBias(KeepDimsBias):
+    pass

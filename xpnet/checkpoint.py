@@ -204,6 +204,7 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
     tensors: dict[str, np.ndarray] = {}
     for k, v in model.params.items():
         tensors[_PARAM + k] = np.ascontiguousarray(to_numpy(v))
+    _check_loadable_params(model, config, tensors)
     meta: dict[str, str] = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -224,6 +225,41 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
     data = st_save(tensors, metadata=meta)
     atomic_write_bytes(path, data)
     return path
+
+
+def _check_loadable_params(model: Any, config: dict, tensors: dict[str, np.ndarray]) -> None:
+    """Refuse, before writing, parameters `load` would refuse: keys, shapes or dtype other
+    than the architecture's, or NaN/inf values."""
+    shapes: dict[str, tuple] | None = {}
+    n = model.in_features
+    for i, layer in enumerate(model.layers):
+        need = layer.param_shapes(n)
+        if need is None or shapes is None:
+            shapes = None
+        else:
+            shapes.update({f"{i}.{k}": tuple(v) for k, v in need.items()})
+        n = layer.out_features(n)
+    if shapes is None:  # a layer that does not declare its shapes: build the architecture
+        twin = Sequential.from_config(config, backend="numpy")
+        shapes = {k: tuple(v.shape) for k, v in twin.params.items()}
+    why = "cannot save: load would refuse the file ({}); the model's parameters were " \
+          "changed to values its architecture does not describe"
+    got = {k[len(_PARAM):] for k in tensors if k.startswith(_PARAM)}
+    if got != set(shapes):
+        raise ValueError(why.format(f"parameters missing {sorted(set(shapes) - got)}, "
+                                    f"unexpected {sorted(got - set(shapes))}"))
+    for k, shape in shapes.items():
+        arr = tensors[_PARAM + k]
+        if tuple(arr.shape) != shape:
+            raise ValueError(why.format(f"parameter {k!r} has shape {tuple(arr.shape)}, the "
+                                        f"architecture needs {shape}"))
+        if str(arr.dtype) != model.dtype_name:
+            raise ValueError(why.format(f"parameter {k!r} has dtype {arr.dtype}, the model's "
+                                        f"is {model.dtype_name}"))
+        if not np.isfinite(arr).all():
+            raise ValueError(f"cannot save: parameter {k!r} contains NaN or inf, and load "
+                             "refuses such a file; save a model from before it diverged "
+                             "(fit's on_nonfinite='raise' or 'skip' keeps it finite)")
 
 
 def _saved_optimizer(model: Any, optimizer: Any, training: dict | None) -> tuple[Any, dict | None]:
