@@ -7,6 +7,7 @@ of ``xpnet predict`` are read by `xpnet.cli._inputs`.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from pathlib import Path
@@ -15,7 +16,11 @@ from typing import Any
 from ._args import DATASET_ALIASES, DATASETS, EXIT_DATA, EXIT_USAGE, MODEL_FILE, CLIError
 
 __all__ = ["dataset_spec", "load_dataset", "model_path", "run_meta", "require_classifier",
-           "class_names", "image_shape"]
+           "class_names", "image_shape", "check_output", "dataset_inputs"]
+
+#: A folder given as an input contributes at most this many of its files to the check of
+#: `check_output` (a dataset folder holds a handful).
+_MAX_FOLDER_INPUTS = 1000
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -83,6 +88,114 @@ def load_dataset(spec: str, data_dir: str | None, *, progress: bool) -> Any:
     from ..datasets import load
 
     return load(spec, data_dir, progress=progress)
+
+
+def dataset_inputs(spec: str, data_dir: str | None) -> list[Path]:
+    """The files a dataset is read from: the ``.npz``, or the folder of IDX files.
+
+    Parameters
+    ----------
+    spec : str
+        A canonical name or an absolute path, as `dataset_spec` returns.
+    data_dir : str or None
+        ``--data-dir``; None for the cache folder of a named dataset.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Paths (files or folders) for `check_output`'s ``inputs``.
+
+    Examples
+    --------
+    >>> from xpnet.cli._io import dataset_inputs
+    >>> dataset_inputs("/data/x.npz", None)
+    [PosixPath('/data/x.npz')]
+    """
+    from ..datasets import cache_dir
+
+    if spec not in DATASETS:
+        return [Path(spec)]
+    if spec == "digits":  # bundled with the package
+        return []
+    return [Path(data_dir).expanduser() if data_dir else cache_dir() / spec]
+
+
+def _identities(paths: list[Path]) -> dict[tuple[int, int], Path]:
+    """(device, inode) of each existing file in `paths`, a folder standing for its files."""
+    found: dict[tuple[int, int], Path] = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        found[(st.st_dev, st.st_ino)] = path
+        if not os.path.isdir(path):
+            continue
+        try:
+            with os.scandir(path) as entries:
+                for entry in itertools.islice(entries, _MAX_FOLDER_INPUTS):
+                    try:
+                        inner = entry.stat()
+                    except OSError:
+                        continue
+                    found[(inner.st_dev, inner.st_ino)] = Path(entry.path)
+        except OSError:
+            continue
+    return found
+
+
+def check_output(path: Path, flag: str, inputs: tuple[Path, ...] | list[Path] = ()) -> None:
+    """Refuse, before any work, an output path xpnet must not write (exit status 2).
+
+    Refused: a symbolic link, a FIFO, a device, a folder or anything else that is not a
+    regular file at `path` (see `xpnet._files.check_target`); a `path` that is one of the
+    command's `inputs` (the same file, hard links included). Whether its folder exists is
+    the caller's check.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file the command will write.
+    flag : str
+        How the user gave it (``--plot-path``, ``OUTPUT``...), for the message.
+    inputs : list of pathlib.Path, optional
+        Files and folders the command reads (a folder stands for the files in it).
+
+    Raises
+    ------
+    CLIError
+        Exit status 2, naming the path and what it is.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from xpnet.cli._io import check_output
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     model = Path(d) / "model.safetensors"
+    ...     _ = model.write_bytes(b"weights")
+    ...     check_output(Path(d) / "cm.png", "--plot-path", [model])  # a new file: fine
+    ...     try:
+    ...         check_output(model, "--plot-path", [model])
+    ...     except Exception as exc:
+    ...         print(str(exc).replace(d, "D"))
+    --plot-path D/model.safetensors is an input of this command (D/model.safetensors); xpnet
+    never writes over its inputs: choose another name
+    """
+    from .._files import check_target
+
+    try:
+        check_target(path)
+    except OSError as exc:
+        raise CLIError(f"{flag} {path} {exc.strerror}", EXIT_USAGE) from None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # a new file
+    same = _identities(list(inputs)).get((st.st_dev, st.st_ino))
+    if same is not None:
+        raise CLIError(f"{flag} {path} is an input of this command ({same}); xpnet never "
+                       "writes over its inputs: choose another name", EXIT_USAGE)
 
 
 # ----------------------------------------------------------------------------- models

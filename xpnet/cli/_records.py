@@ -19,8 +19,8 @@ from typing import Any
 from ._args import CURVES_FILE, EXIT_DATA, MODEL_FILE, RUN_FILE, CLIError
 from ._output import write_json
 
-__all__ = ["RUN_SCHEMA", "timestamp", "default_out", "make_output_folder", "read_previous_record",
-           "new_record", "RunRecorder", "recorder_callback"]
+__all__ = ["RUN_SCHEMA", "timestamp", "default_out", "make_output_folder", "file_identity",
+           "read_previous_record", "new_record", "RunRecorder", "recorder_callback"]
 
 #: Version of the run.json layout (and of the ``xpnet_cli`` checkpoint metadata).
 RUN_SCHEMA = 1
@@ -106,7 +106,27 @@ def _point_latest(out: Path) -> None:
             pass
 
 
-def make_output_folder(out: Path, *, latest: bool, overwrite: bool) -> None:
+def file_identity(path: Path) -> tuple[int, int, int, int] | None:
+    """Device, inode, modification time and size of `path` (None when it does not exist).
+
+    An atomic save (a new file renamed over the old) always changes it.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from xpnet.cli._records import file_identity
+    >>> file_identity(Path("no-such-file")) is None
+    True
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def make_output_folder(out: Path, *, latest: bool, overwrite: bool
+                       ) -> tuple[int, int, int, int] | None:
     """Create a run's output folder.
 
     Parameters
@@ -116,7 +136,14 @@ def make_output_folder(out: Path, *, latest: bool, overwrite: bool) -> None:
     latest : bool
         Point the ``latest`` link beside it at it (for default folders; best effort).
     overwrite : bool
-        Remove the model, run record and curves of an earlier run in it.
+        The folder may hold an earlier run; it is kept, whole, until the new run first
+        saves its model (see `RunRecorder`'s ``replaces``): nothing is deleted here.
+
+    Returns
+    -------
+    tuple or None
+        With `overwrite`, the `file_identity` of the earlier run's model file (None
+        when there is none), for `RunRecorder`.
 
     Raises
     ------
@@ -140,9 +167,7 @@ def make_output_folder(out: Path, *, latest: bool, overwrite: bool) -> None:
                        EXIT_DATA) from None
     if latest:
         _point_latest(out)
-    if overwrite:
-        for name in (MODEL_FILE, RUN_FILE, CURVES_FILE):
-            (out / name).unlink(missing_ok=True)
+    return file_identity(out / MODEL_FILE) if overwrite else None
 
 
 # ----------------------------------------------------------------------------- run.json
@@ -288,6 +313,11 @@ class RunRecorder:
         The record (see `new_record`); updated in place.
     history : dict or None
         The history saved in the checkpoint of a resumed run, to continue from.
+    replaces : tuple or None, optional
+        ``--overwrite`` of an earlier run: the `file_identity` of its model file. Until
+        that file has been replaced by this run's first save, nothing is written (the
+        earlier run stays whole, see `pending`); the first write after it replaces
+        ``run.json`` and removes the earlier ``curves.png``.
 
     Examples
     --------
@@ -299,9 +329,11 @@ class RunRecorder:
     """
 
     def __init__(self, path: Path | None, record: dict[str, Any],
-                 history: dict[str, Any] | None):
+                 history: dict[str, Any] | None,
+                 replaces: tuple[int, int, int, int] | None = None):
         self.path = path
         self.record = record
+        self._replaces = replaces if path is not None else None
         hist = history or {}
         n = max((len(v) for v in hist.values()), default=0)
         self.record["history"] = {"epoch": list(range(1, n + 1)),
@@ -325,9 +357,21 @@ class RunRecorder:
         self.record["epochs_done"] = epoch + 1
         self.write()
 
+    @property
+    def pending(self) -> bool:
+        """True while an earlier run (``--overwrite``) is kept because this one has not
+        saved its model yet."""
+        if self._replaces is None or self.path is None:
+            return False
+        if file_identity(self.path.parent / MODEL_FILE) == self._replaces:
+            return True
+        self._replaces = None  # the new model is in place: the earlier run is gone
+        (self.path.parent / CURVES_FILE).unlink(missing_ok=True)
+        return False
+
     def write(self) -> None:
-        """Write the record atomically (nothing without a path)."""
-        if self.path is not None:
+        """Write the record atomically (nothing without a path, nor while `pending`)."""
+        if self.path is not None and not self.pending:
             write_json(self.path, self.record)
 
 

@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from ._args import CONFUSION_FILE, DATASETS, EXIT_DATA, EXIT_OK, EXIT_USAGE, CLIError
+from ._args import CONFUSION_FILE, DATASETS, EXIT_DATA, EXIT_OK, EXIT_USAGE, RUN_FILE, CLIError
 from ._inputs import read_inputs
 from ._io import (
+    check_output,
     class_names,
+    dataset_inputs,
     dataset_spec,
     image_shape,
     load_dataset,
@@ -85,11 +87,16 @@ def _plot_target(args: argparse.Namespace, model_file: Path) -> Path | None:
         else model_file.parent / CONFUSION_FILE
     if not plot_path.parent.is_dir():
         raise CLIError(f"--plot-path: folder {plot_path.parent} does not exist", EXIT_USAGE)
+    inputs = [model_file, model_file.parent / RUN_FILE]
+    if args.dataset is not None:
+        inputs += dataset_inputs(dataset_spec(args.dataset)[1], args.data_dir)
+    check_output(plot_path, "--plot-path" if args.plot_path else "--plot", inputs)
     return plot_path
 
 
 def _evaluation_data(args: argparse.Namespace, spec: str | None, meta: dict[str, Any],
-                     model: Any, model_file: Path) -> tuple[Any, np.ndarray, np.ndarray]:
+                     model: Any, model_file: Path, plot_path: Path | None = None
+                     ) -> tuple[Any, np.ndarray, np.ndarray]:
     """The dataset, and the X and y of the chosen split, checked against the model."""
     data_dir = args.data_dir
     if spec is None:
@@ -102,6 +109,9 @@ def _evaluation_data(args: argparse.Namespace, spec: str | None, meta: dict[str,
         if spec not in DATASETS and not Path(spec).exists():
             raise CLIError(f"the model was trained on {spec}, which no longer exists; pass "
                            "--dataset NAME|PATH", EXIT_DATA)
+    if plot_path is not None:  # the dataset named by the model file, checked before reading
+        check_output(plot_path, "--plot-path" if args.plot_path else "--plot",
+                     dataset_inputs(spec, data_dir))
     ds = load_dataset(spec, data_dir, progress=not args.json)
     X, y = (ds.x_test, ds.y_test) if args.split == "test" else (ds.x_train, ds.y_train)
     if ds.n_features != model.in_features:
@@ -165,7 +175,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     plot_path = _plot_target(args, model_file)
     spec = None if args.dataset is None else dataset_spec(args.dataset)[1]
     backend, model, meta = _load_classifier(model_file, args.backend, "evaluate")
-    ds, X, y = _evaluation_data(args, spec, meta, model, model_file)
+    ds, X, y = _evaluation_data(args, spec, meta, model, model_file, plot_path)
     result, top, pred = _scores(model, backend, X, y)
     k = model.out_features
     # counted on the host: the predictions are output now, and integer matmul (what

@@ -12,8 +12,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._args import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, _int_at_least, add_command
-from ._io import model_path
+from ._args import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    RUN_FILE,
+    CLIError,
+    _int_at_least,
+    add_command,
+)
+from ._io import check_output, model_path
 from ._output import console, print_json, styled
 
 __all__ = ["add_export_parser", "cmd_export"]
@@ -102,8 +110,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     Raises
     ------
     CLIError
-        Exit status 2 without ndonnx/onnxruntime or when OUTPUT is the model file, 3 for a
-        missing or bad model file, 1 when the model cannot be traced.
+        Exit status 2 without ndonnx/onnxruntime or when OUTPUT is the model file, its
+        run record, a link or not a regular file; 3 for a missing or bad model file, 1
+        when the model cannot be traced.
 
     Examples
     --------
@@ -123,6 +132,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if out.exists() and out.resolve() == model_file.resolve():
         raise CLIError(f"OUTPUT {out} is the model file itself; give a new name such as "
                        "model.onnx", EXIT_USAGE)
+    check_output(out, "OUTPUT", [model_file, model_file.parent / RUN_FILE])
     ckpt = load_checkpoint(model_file, backend="numpy")
     try:
         export_onnx(ckpt, out, outputs=args.outputs, batch=args.batch, opset=args.opset)

@@ -44,7 +44,7 @@ from ._distributed import (
     share_plan,
     together,
 )
-from ._io import dataset_spec, load_dataset
+from ._io import check_output, dataset_inputs, dataset_spec, load_dataset
 from ._output import console, fmt_secs, print_fitted, print_json, styled
 from ._plots import plot_curves, require_matplotlib
 from ._progress import TrainProgress
@@ -106,6 +106,7 @@ class _Run:
     threads_txt: str = ""
     data_summary: str = ""
     model_file: Path | None = None
+    replaces: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
     recorder: RunRecorder | None = None
@@ -180,12 +181,22 @@ def _plan(run: _Run) -> None:
     run.s, run.explicit = resolve(run.args, dataset_key, run.saved)
     run.s["dataset"] = run.spec
     check_settings(run.s)
+    _check_outputs(run)
     _rank_settings(run)
     if run.saved is not None:
         resume_conflicts(run.s, run.saved, run.explicit)
         if run.done >= run.s["epochs"]:
             raise CLIError(f"the run in {run.out} has already done {run.done} epochs; pass "
                            f"--epochs N with N > {run.done} to train further", EXIT_USAGE)
+
+
+def _check_outputs(run: _Run) -> None:
+    """The files written in --out: new or regular files, none of them the dataset (exit 2)."""
+    if run.out is None:
+        return
+    inputs = dataset_inputs(run.spec, run.s["data_dir"])
+    for name in (MODEL_FILE, RUN_FILE, CURVES_FILE):
+        check_output(run.out / name, "--out", inputs)
 
 
 def _rank_settings(run: _Run) -> None:
@@ -271,7 +282,8 @@ def _open_records(run: _Run) -> None:
         run.out = default_out(ds.name if run.spec_kind == "path" else run.spec)
         run.lock = RunLock(run.out, run.command)
     if run.out is not None:
-        make_output_folder(run.out, latest=default_folder, overwrite=args.overwrite)
+        run.replaces = make_output_folder(run.out, latest=default_folder,
+                                          overwrite=args.overwrite)
         run.model_file = run.out / MODEL_FILE
     dataset_info = {
         "name": ds.name, "spec": run.spec, "data_dir": s["data_dir"], "source": ds.source,
@@ -293,7 +305,7 @@ def _open_records(run: _Run) -> None:
     if run.comm.size > 1:
         run.record["ranks"] = run.comm.size
     run.recorder = RunRecorder(run.out / RUN_FILE if run.out else None, run.record,
-                               (run.resume or {}).get("history"))
+                               (run.resume or {}).get("history"), run.replaces)
     run.recorder.write()
 
 
@@ -482,6 +494,9 @@ def _interrupted(run: _Run, exc: KeyboardInterrupt, guard: SignalGuard) -> int:
     done, epochs = run.record["epochs_done"], run.s["epochs"]
     if run.out is None:
         message = f"interrupted ({name}) after {done} epoch(s); nothing was saved (--no-save)"
+    elif _kept(run):
+        hint = None
+        message = f"interrupted ({name}) before the new run saved anything{_kept(run)}"
     elif hint is None:
         message = (f"interrupted ({name}) before the first epoch finished; nothing to resume "
                    f"in {run.out}")
@@ -524,12 +539,24 @@ def _failure(run: _Run, exc: BaseException) -> tuple[str, int | None]:
     return f"{type(exc).__name__}: {exc}", None
 
 
+def _kept(run: _Run) -> str:
+    """``--overwrite`` that ended before its first save: a note that the earlier run stays."""
+    if run.recorder is None or not run.recorder.pending:
+        return ""
+    return f"; the earlier run in {run.out} is kept as it was"
+
+
 def _failed(run: _Run, exc: BaseException, guard: SignalGuard) -> BaseException:
     """Mark run.json failed, with the error; return the exception to raise."""
     message, code = _failure(run, exc)
     run.record.update(status="failed", error=message, finished_at=timestamp())
-    note = _write_final(run, guard)
+    note = _write_final(run, guard) + _kept(run)
     if code is not None:
+        return CLIError(message + note, code)
+    if note and isinstance(exc, Exception):
+        from ._failures import classify
+
+        code, message = classify(exc, "train")
         return CLIError(message + note, code)
     return exc
 

@@ -1,0 +1,149 @@
+"""Reliability of the ``xpnet`` command: what it writes, reads, prints and refuses.
+
+Each test holds one promise of docs/reliability.md ("What is promised"): output paths are
+checked before any work, the user's files and the command's inputs are never written
+over, metadata never chooses paths, non-regular inputs are refused instead of blocking,
+and bad values end in one clean line with a documented exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.cli import main
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX links and FIFOs")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.chdir(tmp_path)
+
+
+def _train(out: Path, *extra: str) -> int:
+    return main(["train", "--epochs", "1", "--hidden", "8", "--backend", "numpy", "--quiet",
+                 "--out", str(out), *extra])
+
+
+@pytest.fixture
+def run(tmp_path) -> Path:
+    out = tmp_path / "run"
+    assert _train(out) == 0
+    return out
+
+
+def _bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+# ----------------------------------------------------------------------------- outputs
+@posix_only
+@pytest.mark.parametrize("target", ["model", "run.json", "link", "fifo", "folder"])
+def test_evaluate_refuses_a_plot_path_it_must_not_write_before_any_work(
+        run, tmp_path, capsys, monkeypatch, target):
+    """--plot-path RUN/model.safetensors overwrote the model with a PNG (exit 0); a link
+    or a FIFO was refused only after the evaluation (exit 3)."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    path = {"model": run / "model.safetensors", "run.json": run / "run.json",
+            "link": tmp_path / "cm.png", "fifo": tmp_path / "cm.png",
+            "folder": tmp_path / "cm.png"}[target]
+    if target == "link":
+        path.symlink_to(victim)
+    elif target == "fifo":
+        os.mkfifo(path)
+    elif target == "folder":
+        path.mkdir()
+    before = _bytes(run)
+    loaded = []
+    monkeypatch.setattr("xpnet.cli.evaluate.load_dataset",
+                        lambda *a, **k: loaded.append(a))  # any work reaches this
+    code = main(["evaluate", str(run), "--plot-path", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"--plot-path {path} " in err
+    assert {"model": "is an input of this command", "run.json": "is an input of this command",
+            "link": "is a symbolic link", "fifo": "is a FIFO",
+            "folder": "is a folder"}[target] in err
+    assert loaded == []
+    assert _bytes(run) == before
+    assert victim.read_text() == "keep me"
+
+
+@posix_only
+def test_evaluate_refuses_a_plot_path_that_is_the_dataset_file(run, tmp_path, capsys):
+    data = tmp_path / "data.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x_train=rng.random((20, 64)), y_train=np.arange(20) % 10,
+             x_test=rng.random((10, 64)), y_test=np.arange(10) % 10)
+    before = data.read_bytes()
+    code = main(["evaluate", str(run), "--dataset", str(data), "--plot-path", str(data)])
+    assert code == 2
+    assert "is an input of this command" in capsys.readouterr().err
+    assert data.read_bytes() == before
+
+
+@posix_only
+@pytest.mark.parametrize("target", ["model", "run.json", "link"])
+def test_export_refuses_an_output_it_must_not_write(run, tmp_path, capsys, target):
+    victim = tmp_path / "victim.onnx"
+    victim.write_text("keep me")
+    path = {"model": run / "model.safetensors", "run.json": run / "run.json",
+            "link": tmp_path / "m.onnx"}[target]
+    if target == "link":
+        path.symlink_to(victim)
+    before = _bytes(run)
+    code = main(["export", str(run), str(path)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"OUTPUT {path} " in err
+    assert _bytes(run) == before and victim.read_text() == "keep me"
+
+
+@posix_only
+@pytest.mark.parametrize("name", ["run.json", "model.safetensors", "curves.png"])
+def test_train_refuses_a_link_in_its_output_folder_before_training(tmp_path, capsys, name):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    out = tmp_path / "fresh"
+    out.mkdir()
+    (out / name).symlink_to(victim)
+    extra = ["--overwrite"] if name == "model.safetensors" else []
+    code = _train(out, "--json", *extra)
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    assert f"--out {out / name} is a symbolic link" in captured.err
+    assert json.loads(captured.out)["exit_code"] == 2
+    assert victim.read_text() == "keep me"
+    assert sorted(p.name for p in out.iterdir()) == [name]  # no run.json, no model
+
+
+def test_overwrite_keeps_the_earlier_run_until_the_new_one_has_saved(run, capsys):
+    """--overwrite deleted the earlier model before the new run saved anything: a run that
+    diverged in its first epoch left no model at all."""
+    before = _bytes(run)
+    code = _train(run, "--overwrite", "--epochs", "3", "--lr", "1e30")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "training diverged" in err
+    assert f"the earlier run in {run} is kept as it was" in err
+    assert _bytes(run) == before  # model.safetensors and run.json, byte for byte
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+    # a new run that saves replaces the earlier one: model, record and curves
+    (run / "curves.png").write_bytes(b"old curves")
+    assert _train(run, "--overwrite", "--epochs", "2", "--seed", "5") == 0
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "completed" and record["epochs_done"] == 2
+    assert record["settings"]["seed"] == 5
+    assert not (run / "curves.png").exists()
+    ckpt = xn.load_checkpoint(run / "model.safetensors", backend="numpy")
+    assert ckpt.training["epoch"] == 2
