@@ -147,3 +147,44 @@ def test_overwrite_keeps_the_earlier_run_until_the_new_one_has_saved(run, capsys
     assert not (run / "curves.png").exists()
     ckpt = xn.load_checkpoint(run / "model.safetensors", backend="numpy")
     assert ckpt.training["epoch"] == 2
+
+
+# ----------------------------------------------------------------------------- metadata
+def test_a_model_file_never_chooses_where_evaluate_reads_or_downloads(tmp_path, capsys,
+                                                                       monkeypatch):
+    """The checkpoint's metadata ``data_dir`` made evaluate create that folder and download
+    into it."""
+    from xpnet.cli._args import EXIT_DATA, CLIError
+
+    elsewhere = tmp_path / "chosen-by-the-file"
+    model = xn.MLP([784, 10], backend="numpy")
+    xn.save(model, tmp_path / "m.safetensors", metadata={"dataset": {
+        "name": "mnist", "spec": "mnist", "data_dir": str(elsewhere)}})
+    asked = []
+
+    def load(spec, data_dir, *, progress):
+        asked.append((spec, data_dir))
+        raise CLIError("stop here", EXIT_DATA)
+
+    monkeypatch.setattr("xpnet.cli.evaluate.load_dataset", load)
+    assert main(["evaluate", str(tmp_path / "m.safetensors")]) == 3
+    assert main(["evaluate", str(tmp_path / "m.safetensors"), "--data-dir", "mine"]) == 3
+    assert asked == [("mnist", None), ("mnist", "mine")]
+    assert not elsewhere.exists()
+
+
+def test_resume_reads_the_data_folder_the_user_gives_not_the_saved_one(tmp_path,
+                                                                       monkeypatch):
+    from xpnet.cli import train as train_cmd
+    from xpnet.cli._args import EXIT_DATA, CLIError
+
+    assert _train(tmp_path / "run", "--data-dir", str(tmp_path / "old")) == 0
+    asked = []
+
+    def load(spec, data_dir, *, progress):
+        asked.append(data_dir)
+        raise CLIError("stop here", EXIT_DATA)
+
+    monkeypatch.setattr(train_cmd, "load_dataset", load)
+    assert _train(tmp_path / "run", "--resume", "--epochs", "2") == 3
+    assert asked == [None]

@@ -67,7 +67,7 @@ def resolve(args: argparse.Namespace, dataset_key: str, saved: dict[str, Any] | 
     for key in TRAIN_KEYS:
         if key in explicit:
             s[key] = getattr(args, key)
-        elif key in saved:
+        elif key in saved and key != "data_dir":  # a model file never chooses a folder
             s[key] = saved[key]
         elif key in ds_defaults:
             s[key] = ds_defaults[key]

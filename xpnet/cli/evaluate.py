@@ -105,7 +105,8 @@ def _evaluation_data(args: argparse.Namespace, spec: str | None, meta: dict[str,
         if not spec:
             raise CLIError(f"{model_file} does not say which dataset it was trained on; pass "
                            "--dataset NAME|PATH", EXIT_USAGE)
-        data_dir = data_dir or info.get("data_dir")
+        # the model file names the dataset only: where to read it (and whether to download
+        # into a folder) is the user's choice, --data-dir or the default data folder
         if spec not in DATASETS and not Path(spec).exists():
             raise CLIError(f"the model was trained on {spec}, which no longer exists; pass "
                            "--dataset NAME|PATH", EXIT_DATA)
