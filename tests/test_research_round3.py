@@ -135,3 +135,69 @@ def test_save_refuses_parameters_the_architecture_does_not_describe(tmp_path):
 @xn.register_layer
 class _RegisteredBias(KeepDimsBias):
     pass
+
+
+# -- item 5: a layer that holds a layer is saved -------------------------------------------
+@xn.register_layer
+class HeldResidual(xn.Layer):
+    """``x + block(x)``: holds another layer, stored in its config as that layer's config."""
+
+    def __init__(self, block):
+        self.block = block if isinstance(block, xn.Layer) else \
+            xn.layers.layer_from_config(block)
+
+    def init(self, in_features, rng, *, backend, dtype):
+        return self.block.init(in_features, rng, backend=backend, dtype=dtype)
+
+    def forward(self, params, x, *, train=False):
+        y, cache = self.block.forward(params, x, train=train)
+        return x + y, cache
+
+    def backward(self, params, cache, dy):
+        dx, grads = self.block.backward(params, cache, dy)
+        return dy + dx, grads
+
+    def get_config(self):
+        return {"block": {"class": type(self.block).__name__,
+                          "config": self.block.get_config()}}
+
+
+@xn.register_layer
+class LyingResidual(HeldResidual):
+    """Reports a block of 5 units whatever it holds."""
+
+    def get_config(self):
+        return {"block": {"class": "Dense", "config": {"units": 5, "init": "he_normal",
+                                                       "bias": True}}}
+
+
+def test_a_layer_holding_a_layer_is_saved_and_loaded(backend, tmp_path):
+    X, y = _data()
+    m = xn.Sequential([xn.Dense(4), HeldResidual(xn.Dense(4)), xn.ReLU(), xn.Dense(2)],
+                      in_features=3, backend=backend)
+    m.fit(X, y, epochs=2, verbose=0)
+    path = xn.save(m, tmp_path / "res.safetensors")
+    back = xn.load(path, backend=backend)
+    assert type(back.layers[1].block) is xn.Dense and back.layers[1].block.units == 4
+    xn.testing.assert_close(back.predict_proba(X), m.predict_proba(X))
+
+
+def test_a_held_layer_that_differs_is_named_by_its_path(tmp_path):
+    m = xn.Sequential([xn.Dense(5), LyingResidual(xn.Dense(5, bias=False))], in_features=3,
+                      backend="numpy")
+    with pytest.raises(ValueError, match=r"block\.bias=True, this object block\.bias=False"):
+        xn.save(m, tmp_path / "x.safetensors")
+    assert not list(tmp_path.iterdir())
+
+
+@xn.register_layer
+class RawHeld(HeldResidual):
+    def get_config(self):
+        return {"block": self.block}
+
+
+def test_a_held_layer_in_a_config_as_an_object_gets_advice(tmp_path):
+    m = xn.Sequential([RawHeld(xn.Dense(3))], in_features=3, backend="numpy")
+    with pytest.raises(ValueError, match=r"JSON-serialisable.*a held layer goes in as "
+                                         r"\{'class'.*layer_from_config"):
+        xn.save(m, tmp_path / "x.safetensors")

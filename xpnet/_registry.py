@@ -179,8 +179,11 @@ class Registry:
         try:
             cfg = json.loads(json.dumps(cfg))
         except (TypeError, ValueError) as exc:
+            hint = " (a held layer goes in as {'class': type(layer).__name__, 'config': " \
+                "layer.get_config()}, rebuilt by xpnet.layers.layer_from_config)" \
+                if self.kind == "layer" else ""
             raise ValueError(f"{what}: get_config() must return a JSON-serialisable dict, got "
-                             f"{cfg!r} ({exc})") from None
+                             f"{cfg!r} ({exc}){hint}") from None
         if not isinstance(cfg, dict):
             raise ValueError(f"{what}: get_config() must return a dict, got {cfg!r}")
         missing = [p.name for p in inspect.signature(cls).parameters.values()
@@ -210,21 +213,57 @@ class Registry:
         return cfg
 
 
-def _differing_attribute(obj: Any, twin: Any) -> tuple[str, Any, Any] | None:
-    """The first public attribute (set on both) whose values compare unequal, or None.
+def _differing_attribute(obj: Any, twin: Any, prefix: str = "",
+                         depth: int = 0) -> tuple[str, Any, Any] | None:
+    """The first public attribute (set on both) whose values differ, or None.
 
     Layers and losses hold hyper-parameters only, so a faithful ``get_config()``
-    rebuilds an object with the same attributes. Values that do not compare to a
-    plain bool (arrays) are not judged.
+    rebuilds an object with the same attributes. Values are compared by value: an
+    object without an ``==`` of its own (a held layer) by its attributes, in turn
+    (named by their path, ``block.units``), lists, tuples and dicts item by item.
+    Values that do not compare to a plain bool (arrays) are not judged.
     """
     mine, theirs = getattr(obj, "__dict__", {}), getattr(twin, "__dict__", {})
     for name, value in mine.items():
         if name.startswith("_") or name == "trainable" or name not in theirs:
             continue
-        try:
-            same = value == theirs[name]
-        except Exception:  # an object whose == raises: not judged
-            continue
-        if isinstance(same, bool) and not same:
-            return name, value, theirs[name]
+        found = _differing_value(f"{prefix}{name}", value, theirs[name], depth)
+        if found is not None:
+            return found
     return None
+
+
+def _differing_value(path: str, a: Any, b: Any, depth: int) -> tuple[str, Any, Any] | None:
+    """Where ``a`` and ``b`` differ by value (``_differing_attribute``), or None."""
+    if depth > 20:  # a cycle of held objects: not judged
+        return None
+    if type(a) is not type(b):
+        return None if _equal(a, b) is not False else (path, a, b)
+    if isinstance(a, (list, tuple)):
+        if len(a) != len(b):
+            return path, a, b
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = _differing_value(f"{path}[{i}]", x, y, depth + 1)
+            if found is not None:
+                return found
+        return None
+    if isinstance(a, dict):
+        if set(a) != set(b):
+            return path, a, b
+        for k in a:
+            found = _differing_value(f"{path}[{k!r}]", a[k], b[k], depth + 1)
+            if found is not None:
+                return found
+        return None
+    if type(a).__eq__ is object.__eq__ and hasattr(a, "__dict__"):
+        return _differing_attribute(a, b, f"{path}.", depth + 1)
+    return (path, a, b) if _equal(a, b) is False else None
+
+
+def _equal(a: Any, b: Any) -> bool | None:
+    """``a == b`` as a bool, or None when it is not one (arrays) or raises."""
+    try:
+        same = a == b
+    except Exception:  # an object whose == raises: not judged
+        return None
+    return same if isinstance(same, bool) else None
