@@ -26,6 +26,7 @@ from . import (
     losses,
     metrics,
     optimizers,
+    preprocessing,
     schedules,
     testing,
     training,
@@ -55,6 +56,7 @@ from .losses import (
 )
 from .model import MLP, Sequential
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, clip_by_global_norm
+from .preprocessing import Normalization
 from .random import RNG
 from .schedules import Constant, CosineDecay, ExponentialDecay, LinearWarmup, StepDecay
 from .training import History, NonFiniteLossError, TrainingInterrupted, fit
@@ -63,14 +65,14 @@ __all__ = [
     "__version__",
     # modules
     "backends", "datasets", "distributed", "initializers", "layers", "losses", "metrics",
-    "optimizers", "schedules", "testing", "training",
+    "optimizers", "preprocessing", "schedules", "testing", "training",
     # backends
     "available_backends", "get_backend", "to_numpy",
     # model
     "MLP", "Sequential", "fit", "History", "NonFiniteLossError", "TrainingInterrupted",
     # layers
     "Layer", "Dense", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "Dropout",
-    "register_layer",
+    "register_layer", "Normalization",
     # losses
     "Loss", "SoftmaxCrossEntropy", "MeanSquaredError", "BinaryCrossEntropy", "register_loss",
     # optimizers and schedules

@@ -180,6 +180,102 @@ def _from_sequence(name: str, a: Any) -> Any:
                          "pass a rectangular array of numbers") from None
 
 
+def as_array(name: str, a: Any, backend: Backend | None = None, *,
+             targets: bool = False) -> Any:
+    """``a`` as an array: arrays as they are; lists, pandas (or other) data frames and
+    series, and objects with ``__dlpack__`` or ``__array__`` converted once.
+
+    A table's columns must be numbers or bools: features become float32 (all columns
+    float32) or float64, ``targets`` keep their dtype. A column of text, categories or
+    dates is refused with the way to encode it. Anything else is returned as it is,
+    for the caller to refuse.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from xpnet._checks import as_array
+    >>> as_array("X", pd.DataFrame({"a": [1, 2], "b": [True, False]})).tolist()
+    [[1.0, 1.0], [2.0, 0.0]]
+    >>> as_array("X", pd.DataFrame({"city": ["Oslo", "Rome"]}))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: X: column 'city' holds text (...); encode it first: pandas.get_dummies(df) ...
+    """
+    if _is_array(a):
+        return a
+    if isinstance(a, (list, tuple)):
+        return _from_sequence(name, a)
+    if hasattr(a, "to_numpy") and (hasattr(a, "dtypes") or hasattr(a, "dtype")):
+        return _from_frame(name, a, targets)
+    if hasattr(a, "__dlpack__"):
+        for make in ([backend.xp.from_dlpack] if backend is not None else []) + [np.from_dlpack]:
+            try:
+                return make(a)
+            except Exception:  # noqa: BLE001 - a device or layout this library cannot take
+                continue
+    if hasattr(a, "__array__"):
+        out = np.asarray(a)
+        if out.dtype == object:
+            raise TypeError(f"{name} ({type(a).__name__}) converts to an array of Python "
+                            "objects, not numbers; pass a numeric array")
+        return out
+    return a
+
+
+def _column_kind(dtype: Any) -> str:
+    """``"number"``, or what a column of this (NumPy or pandas) dtype holds instead."""
+    kind = getattr(dtype, "kind", "O")
+    if kind in "biuf":
+        return "number"
+    text = str(dtype)
+    if text == "category":
+        return "categories"
+    if kind in "Mm":
+        return "dates or times"
+    if kind == "c":
+        return "complex numbers"
+    return "text"
+
+
+def _from_frame(name: str, a: Any, targets: bool) -> Any:
+    """A data frame or series (pandas, or anything with ``to_numpy`` and dtypes) as NumPy."""
+    frame = hasattr(a, "dtypes") and hasattr(a, "columns")
+    dtypes = list(a.dtypes) if frame else [a.dtype]
+    labels = list(a.columns) if frame else [getattr(a, "name", None)]
+    for label, dt in zip(labels, dtypes, strict=False):
+        what = _column_kind(dt)
+        if what == "number":
+            continue
+        where = f"{name}: column {label!r}" if frame else f"{name} ({type(a).__name__})"
+        if targets:
+            fix = ("encode them as integer labels 0..k-1 first, e.g. codes, names = "
+                   "pandas.factorize(y)" if what in ("text", "categories") else
+                   "convert them to numbers first")
+        elif what in ("text", "categories"):
+            fix = ("encode it first: pandas.get_dummies(df) one-hot encodes text columns (or "
+                   "train from the file with `xpnet train --dataset FILE.csv`, which encodes "
+                   "them)")
+        else:
+            fix = "convert it to numbers first (e.g. df[col].astype('int64'), or features " \
+                  "such as the day of the week)"
+        raise TypeError(f"{where} holds {what} ({dt}); {fix}")
+    numpy_dtypes = [np.dtype(getattr(dt, "numpy_dtype", dt)) for dt in dtypes]
+    if targets:
+        target = np.result_type(*numpy_dtypes) if numpy_dtypes else np.dtype(np.float64)
+    else:
+        target = np.dtype(np.float32) if numpy_dtypes and all(
+            d == np.float32 for d in numpy_dtypes) else np.dtype(np.float64)
+    try:
+        out = a.to_numpy(dtype=target, na_value=np.nan) if target.kind == "f" \
+            else a.to_numpy(dtype=target)
+    except TypeError:
+        out = np.asarray(a.to_numpy(), dtype=target)
+    except ValueError as exc:
+        raise ValueError(f"{name} ({type(a).__name__}) could not be converted to {target} "
+                         f"({exc}); fill or drop its missing values first") from None
+    return np.asarray(out)
+
+
 def _check_numeric(name: str, dname: str) -> None:
     if dname.startswith("complex"):
         raise TypeError(f"{name} has complex dtype {dname}; xpnet trains on real floats")
@@ -236,7 +332,7 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
 
     ``values=False`` skips the NaN/inf scan of device arrays (a device-to-host sync).
     """
-    X = _from_sequence(name, X)
+    X = as_array(name, X, backend)
     if not _is_array(X):
         raise TypeError(f"{name} must be a 2-D float array, got {type(X).__name__}")
     if X.ndim != 2:
@@ -291,7 +387,7 @@ def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_o
     ``values=False`` skips the checks that read values (label range, NaN, [0, 1]) for
     arrays already on a device, where each would be a device-to-host sync.
     """
-    y = _from_sequence(name, y)
+    y = as_array(name, y, backend, targets=True)
     if not _is_array(y):
         raise TypeError(f"{name} must be an array, got {type(y).__name__}")
     if y.ndim == 0 or y.ndim > 2:
@@ -369,7 +465,7 @@ def check_sample_weight(w: Any, backend: Backend, dtype: str, n_samples: int, lo
     if not getattr(loss, "has_per_sample", False):
         raise TypeError(f"{name} needs the loss of each row, but {type(loss).__name__} does "
                         "not define per_sample(output, target)")
-    w = _from_sequence(name, w)
+    w = as_array(name, w, backend, targets=True)
     if not _is_array(w):
         raise TypeError(f"{name} must be a 1-D array of weights, got {type(w).__name__}")
     if w.ndim != 1 or w.shape[0] != n_samples:
