@@ -12,13 +12,16 @@ Targets:
   ``History`` of the script's first ``fit`` (or ``CallbackList``), in
   ``docs/img/examples/<name>.png``.
 * ``cli``: ``xpnet train --out runs/demo`` for Getting started and The command line
-  (``docs/generated/xpnet-train.txt``); for The command line also the test accuracy
+  (``docs/generated/xpnet-train.txt``), then ``xpnet evaluate runs/demo`` and
+  ``xpnet predict runs/demo digit.png`` on the PNG ``docs/digit_png.py`` writes
+  (Pillow); for The command line also the test accuracy
   of seeds 0, 1 and 2, three errors with their one-line messages, a second run refused
   by a busy folder's lock and Ctrl-C on the first (``docs/generated/xpnet-*.txt``).
 * ``performance``: the tables of Performance, and Reliability's long-run memory
   table, from the benchmarks' recorded results (``benchmarks/results/*.json``, through
   ``benchmarks/report_md.py``) into ``docs/generated/performance/``.
-* ``onnx``: ``xpnet export`` of a digits run, and its message where ndonnx is not
+* ``onnx``: ``xpnet export`` of a digits run (and of Getting started's ``runs/demo``),
+  and its message where ndonnx is not
   installed (the import made to fail), for the ONNX page (``docs/generated/xpnet-export*.txt``).
 * ``backends``: the cross-backend table of Backends (``docs/generated/backends-table.md``):
   NumPy vs ``array_api_strict`` vs PyTorch, float32 and float64.
@@ -189,6 +192,13 @@ def gen_cli(out_dir: Path, work: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     write(out_dir / "xpnet-train.txt",
           "$ xpnet train --out runs/demo\n" + shorten_train_output(text))
+    # Getting started goes on with that run: evaluate it, predict a PNG it never saw.
+    text = _run([*_XPNET, "evaluate", "runs/demo"], work)
+    write(out_dir / "xpnet-evaluate.txt", f"$ xpnet evaluate runs/demo\n{text}")
+    made = _run([sys.executable, str(ROOT / "docs" / "digit_png.py")], work)
+    text = _run([*_XPNET, "predict", "runs/demo", "digit.png"], work)
+    write(out_dir / "xpnet-predict.txt",
+          f"$ python digit_png.py\n{made}$ xpnet predict runs/demo digit.png\n{text}")
     # Without a usable GPU (CuPy is hidden here): the message and exit status 4.
     text = _run([*_XPNET, "train", "--backend", "cupy"], work, expect_rc=4)
     write(out_dir / "xpnet-train-cupy.txt",
@@ -264,6 +274,10 @@ def gen_onnx(out_dir: Path, work: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     write(out_dir / "xpnet-export.txt",
           f"$ xpnet train --out runs/digits\n$ xpnet {' '.join(export)}\n{text}")
+    # Getting started's last step: the run it trained, exported with the defaults.
+    _run([*_XPNET, "train", "--out", "runs/demo", "--quiet"], work)
+    text = _run([*_XPNET, "export", "runs/demo", "digits.onnx"], work)
+    write(out_dir / "xpnet-export-demo.txt", f"$ xpnet export runs/demo digits.onnx\n{text}")
     missing = ["export", "runs/latest", "model.onnx"]
     text = _run([sys.executable, "-c", _WITHOUT_NDONNX, *missing], work, expect_rc=2)
     write(out_dir / "xpnet-export-no-ndonnx.txt", f"$ xpnet {' '.join(missing)}\n{text}")
