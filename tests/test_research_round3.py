@@ -201,3 +201,22 @@ def test_a_held_layer_in_a_config_as_an_object_gets_advice(tmp_path):
     with pytest.raises(ValueError, match=r"JSON-serialisable.*a held layer goes in as "
                                          r"\{'class'.*layer_from_config"):
         xn.save(m, tmp_path / "x.safetensors")
+
+
+# -- item 6: freezing is per model -----------------------------------------------------------
+def test_two_models_from_one_layer_list_do_not_share_freezing(backend):
+    layers = [xn.Dense(4), xn.ReLU(), xn.Dense(2)]
+    a = xn.Sequential(layers, in_features=3, backend=backend, seed=0)
+    b = xn.Sequential(layers, in_features=3, backend=backend, seed=1)
+    a.freeze(0)
+    assert a.trainable_keys == ["2.W", "2.b"]
+    assert b.trainable_keys == ["0.W", "0.b", "2.W", "2.b"]
+    assert layers[0].trainable  # the list given is left alone
+    X, y = _data()
+    before = xn.to_numpy(b.params["0.W"]).copy()
+    b.fit(X, y, epochs=1, verbose=0)
+    assert not np.array_equal(xn.to_numpy(b.params["0.W"]), before)
+    # a layer frozen before the build stays frozen in the model built from it
+    layers[0].trainable = False
+    assert xn.Sequential(layers, in_features=3, backend=backend).trainable_keys == ["2.W",
+                                                                                     "2.b"]

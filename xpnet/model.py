@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import math
@@ -35,6 +36,14 @@ def _on_device(method: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
+def _own_copy(layer: Layer) -> Layer:
+    """A copy of ``layer`` for one model (a shallow one where a layer cannot be deep-copied)."""
+    try:
+        return copy.deepcopy(layer)
+    except Exception:  # a layer holding something that cannot be copied deeply
+        return copy.copy(layer)
+
+
 def _check_layer_grads(what: str, params: dict[str, Any], grads: Any) -> None:
     """Refuse gradients whose keys or shapes are not those of the layer's parameters."""
     if not isinstance(grads, dict):
@@ -60,6 +69,10 @@ class Sequential:
     Parameters
     ----------
     layers : list of Layer
+        Copied at build (``copy.deepcopy``): the model's own layers are `layers`,
+        so two models built from one list share no freezing, and a layer changed
+        after the build changes no model. Change a model's layers through it
+        (``model.layers[i]``, [`freeze`][xpnet.model.Sequential.freeze]).
     in_features : int
         Number of input features.
     loss : str or Loss
@@ -104,7 +117,7 @@ class Sequential:
         self.loss = get_loss(loss)
         self.dtype_name = _checks.check_dtype(dtype)
         self.seed = _checks.check_int("seed", seed, minimum=0)
-        self.layers = list(layers)
+        self.layers = [_own_copy(layer) for layer in layers]
         self.backend = get_backend(backend, device)
         self.optimizer: Optimizer | None = None
         self.stop_training = False
@@ -527,7 +540,11 @@ class Sequential:
     def _batched_outputs(self, X: Any, batch_size: int | None) -> Any:
         n = X.shape[0]
         bs = n if batch_size is None else batch_size
-        if bs >= n:
+        if isinstance(X, _checks.HostRows):  # memory-mapped: read and converted per batch
+            parts = [self._forward(X.batch_rows(i, min(i + bs, n)), train=False)[0]
+                     for i in range(0, n, bs)]
+            out = parts[0] if len(parts) == 1 else self.xp.concat(parts, axis=0)
+        elif bs >= n:
             out = self._forward(X, train=False)[0]
         else:
             parts = [self._forward(X[i:i + bs, ...], train=False)[0] for i in range(0, n, bs)]
@@ -538,7 +555,7 @@ class Sequential:
     def _checked_outputs(self, X: Any, batch_size: int | None) -> Any:
         """The outputs for ``X``, after checking ``batch_size`` and ``X`` (for the predicts)."""
         _checks.check_int("batch_size", batch_size, allow_none=True)
-        X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
+        X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features, stream=True)
         return self._batched_outputs(X, batch_size)
 
     def _check_outputs(self, out: Any) -> None:
@@ -632,7 +649,8 @@ class Sequential:
         ['accuracy', 'loss']
         """
         _checks.check_int("batch_size", batch_size, allow_none=True)
-        Xd = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
+        Xd = _checks.check_X(X, self.backend, self.dtype_name, self.in_features,
+                             stream=True)
         yd = _checks.check_y(y, self.backend, self.dtype_name, Xd.shape[0], self.loss,
                              self.out_features)
         wd = None if sample_weight is None else _checks.check_sample_weight(
