@@ -188,3 +188,30 @@ def test_resume_reads_the_data_folder_the_user_gives_not_the_saved_one(tmp_path,
     monkeypatch.setattr(train_cmd, "load_dataset", load)
     assert _train(tmp_path / "run", "--resume", "--epochs", "2") == 3
     assert asked == [None]
+
+
+# ----------------------------------------------------------------------------- inputs
+@posix_only
+@pytest.mark.parametrize("name", ["x.npy", "x.png", "t10k-images-idx3-ubyte", "folder"])
+def test_predict_refuses_an_input_that_is_not_a_regular_file(run, tmp_path, capsys, name):
+    """A FIFO given to predict blocked forever (it is never opened now)."""
+    path = tmp_path / name
+    if name == "folder":
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    code = main(["predict", str(run), str(path), "--json"])
+    captured = capsys.readouterr()
+    assert code == 3, captured.err
+    what = "a folder" if name == "folder" else "a FIFO"
+    assert f"input {path} is {what}, not a regular file" in captured.err
+    assert json.loads(captured.out)["exit_code"] == 3
+
+
+@posix_only
+def test_the_idx_reader_refuses_a_fifo_instead_of_blocking(tmp_path):
+    from xpnet.datasets.idx import IDXError, read_idx
+
+    os.mkfifo(tmp_path / "labels-idx1-ubyte")
+    with pytest.raises(IDXError, match="is a FIFO, not a regular file"):
+        read_idx(tmp_path / "labels-idx1-ubyte")

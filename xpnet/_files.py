@@ -38,8 +38,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "check_target",
-           "check_writable",
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "check_regular",
+           "check_target", "check_writable",
            "create_temp", "fsync_folder", "remove_stale_temps", "STALE_TEMP_SECONDS"]
 
 #: Temp files of an earlier write to the same target older than this are removed.
@@ -175,6 +175,54 @@ def _naming(exc: OSError, path: Path, tmp: Path | None) -> OSError:
     return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
 
 
+def _kind(mode: int) -> str:
+    """What a file of this ``st_mode`` is, in words (for messages)."""
+    return ("a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode)
+            else "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode)
+            or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
+
+
+def check_regular(path: str | os.PathLike[str]) -> None:
+    """Refuse to read anything but a regular file (links are followed).
+
+    Reading a FIFO blocks until a writer comes, perhaps forever; a device such as
+    ``/dev/zero`` never ends. Both are refused before they are opened.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file about to be read.
+
+    Raises
+    ------
+    FileNotFoundError
+        It does not exist.
+    OSError
+        It is a FIFO, a device, a folder or a socket (errno ``EINVAL``), named with
+        what it is.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from pathlib import Path
+    >>> from xpnet._files import check_regular
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     os.mkfifo(Path(d) / "x.npy")
+    ...     try:
+    ...         check_regular(Path(d) / "x.npy")
+    ...     except OSError as exc:
+    ...         print(exc.strerror)
+    is a FIFO, not a regular file: xpnet reads only regular files
+    """
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        what = _kind(mode)
+        raise OSError(errno.EINVAL, f"is {what}, not a regular file: xpnet reads only "
+                      "regular files" if what != "not a regular file"
+                      else "is not a regular file: xpnet reads only regular files", str(path))
+
+
 def check_target(path: str | os.PathLike[str]) -> None:
     """Refuse to replace anything but a regular file: a link, a FIFO, a device or a folder
     at ``path`` raises ``OSError`` naming it (nothing is written through a link, and
@@ -199,9 +247,7 @@ def check_target(path: str | os.PathLike[str]) -> None:
         return
     if stat.S_ISREG(mode):
         return
-    what = ("a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode)
-            else "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode)
-            or stat.S_ISBLK(mode) else "not a regular file")
+    what = _kind(mode)
     raise OSError(errno.EEXIST, f"is {what}: xpnet writes only over regular files"
                   if what != "not a regular file" else "is not a regular file", str(path))
 

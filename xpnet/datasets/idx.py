@@ -28,7 +28,7 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from .._files import atomic_open
+from .._files import atomic_open, check_regular
 from ._core import DatasetError
 
 __all__ = ["IDXError", "read_idx", "read_idx_header", "write_idx", "MAX_PAYLOAD_BYTES"]
@@ -247,6 +247,7 @@ def _parse(
 def _open(path: str | os.PathLike[str], name: str) -> BinaryIO:
     """The file opened for binary reading; IDXError naming it when it cannot be."""
     try:
+        check_regular(path)  # a FIFO would block, a device never end
         return open(path, "rb")
     except OSError as exc:
         raise IDXError(f"{name}: cannot open: {exc.strerror or exc}") from exc
