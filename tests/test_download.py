@@ -55,6 +55,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
                 self.close_connection = True
+            elif mode == "trickle":  # each read is quick; the whole transfer is not
+                for i in range(0, len(body), 1024):
+                    self.wfile.write(body[i : i + 1024])
+                    self.wfile.flush()
+                    time.sleep(0.05)
             elif mode == "slow":
                 for i in range(0, len(body), 2048):
                     self.wfile.write(body[i : i + 2048])
@@ -255,6 +260,22 @@ def test_timeout_then_next_mirror(server, fake, tmp_path):
         "mnist", tmp_path, progress=False, timeout=0.3, mirrors=[f"{url}/slow/", f"{url}/fast/"]
     )
     assert _listing(folder) == sorted(FILES)
+
+
+def test_a_trickling_sender_is_cut_off_at_the_total_deadline(server, fake, tmp_path,
+                                                             monkeypatch):
+    """The per-read timeout let a sender trickling bytes hold the download forever."""
+    from xpnet.datasets import _download
+
+    monkeypatch.setattr(_download, "DEADLINE_BASE_S", 0.3)
+    monkeypatch.setattr(_download, "MIN_BYTES_PER_S", 1e12)
+    httpd, url = server
+    _serve(httpd, "/trickle/", fake, mode="trickle")
+    with pytest.raises(DownloadError, match=r"too slow: \d+ of \d+ bytes after the deadline "
+                                            r"of 0\.3 s"):
+        xds.download("mnist", tmp_path, progress=False, timeout=10,
+                     mirrors=[f"{url}/trickle/"])
+    assert _listing(tmp_path) == []
 
 
 def test_all_mirrors_down_message(server, fake, closed_port_url, tmp_path):

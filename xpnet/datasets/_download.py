@@ -3,13 +3,14 @@
 
 `fetch_verified` streams a URL into a uniquely named temporary file in the
 destination folder, hashing on the way; it fails on an HTTP error, a refused
-connection, a timeout, a body shorter than its ``Content-Length`` (a connection closed
-mid-transfer), a size other than the expected one, or a SHA-256 mismatch, and then
-deletes the temporary file. Only a verified file is fsynced and renamed onto its final
-name with `os.replace`. That rename is atomic on one file system, so a reader, or
-a second process downloading the same file at the same moment, sees either no file or
-a complete verified one: two concurrent downloads each rename their own complete copy,
-and the last rename wins with identical bytes.
+connection, a timeout (per read, and a total deadline for the whole file), a body
+shorter than its ``Content-Length`` (a connection closed mid-transfer), a size other
+than the expected one, or a SHA-256 mismatch, and then deletes the temporary file. Only
+a verified file is fsynced and renamed onto its final name with `os.replace`. That
+rename is atomic on one file system, so a reader, or a second process downloading the
+same file at the same moment, sees either no file or a complete verified one: two
+concurrent downloads each rename their own complete copy, and the last rename wins with
+identical bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import hashlib
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +30,13 @@ __all__ = ["MirrorFailed", "fetch_verified"]
 # Without a Content-Length or a known size, refuse to store more than this.
 MAX_DOWNLOAD_BYTES = 256 * 2**20
 _CHUNK = 1 << 16
+
+# The whole download of one file must end within DEADLINE_BASE_S + bytes / MIN_BYTES_PER_S
+# (11 min for MNIST's 9.9 MB): the per-read timeout alone lets a sender that trickles a
+# byte now and then hold the command forever. Kept hand-written: pooch (scipy,
+# scikit-image) passes only requests' per-read timeout and has no total deadline either.
+DEADLINE_BASE_S = 60.0
+MIN_BYTES_PER_S = 16_000.0
 
 
 class MirrorFailed(Exception):
@@ -115,6 +124,7 @@ def fetch_verified(
     import urllib.request
 
     tmp_name: str | None = None
+    start = time.monotonic()
     try:
         request = urllib.request.Request(url, headers={"User-Agent": "xpnet"})
         with urllib.request.urlopen(request, timeout=timeout) as resp:
@@ -126,6 +136,7 @@ def fetch_verified(
                     f"server announces {announced} bytes, the published file has {size}"
                 )
             limit = size or announced or MAX_DOWNLOAD_BYTES
+            deadline = DEADLINE_BASE_S + limit / MIN_BYTES_PER_S
             fd, tmp_path = create_temp(target, ".part")
             tmp_name = str(tmp_path)
             with os.fdopen(fd, "wb") as tmp:
@@ -137,6 +148,11 @@ def fetch_verified(
                         if not chunk:
                             break
                         received += len(chunk)
+                        if time.monotonic() - start > deadline:
+                            raise MirrorFailed(
+                                f"too slow: {received} of {limit} bytes after the deadline of "
+                                f"{deadline:g} s (at least {MIN_BYTES_PER_S / 1e3:g} kB/s "
+                                "expected)")
                         if received > limit:
                             raise MirrorFailed(f"server sent more than the expected {limit} bytes")
                         tmp.write(chunk)
