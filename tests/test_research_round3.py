@@ -220,3 +220,31 @@ def test_two_models_from_one_layer_list_do_not_share_freezing(backend):
     layers[0].trainable = False
     assert xn.Sequential(layers, in_features=3, backend=backend).trainable_keys == ["2.W",
                                                                                      "2.b"]
+
+
+# -- item 7: a reused EarlyStopping / ModelCheckpoint chooses again at each fit -------------
+def test_reused_early_stopping_monitors_what_this_fit_offers():
+    X, y = _data(64)
+    m = xn.MLP([3, 8, 2], backend="numpy", seed=0)
+    stop = xn.EarlyStopping(patience=50, restore_best_weights=False)  # val_loss
+    m.fit(X, y, epochs=2, callbacks=[stop], verbose=0)  # no validation: watches loss
+    assert stop.monitor == "loss"
+    h = m.fit(X, y, epochs=3, callbacks=[stop], validation_split=0.25, verbose=0)
+    assert stop.monitor == "val_loss"
+    assert stop.best == min(h.history["val_loss"])
+
+
+def test_reused_model_checkpoint_monitors_and_starts_a_new_best(tmp_path):
+    X, y = _data(64)
+    m = xn.MLP([3, 8, 2], backend="numpy", seed=0)
+    ckpt = xn.ModelCheckpoint(tmp_path / "best-{epoch}.safetensors", save_best_only=True)
+    m.fit(X, y, epochs=3, callbacks=[ckpt], optimizer=xn.Adam(lr=0.05), verbose=0)
+    assert ckpt.monitor == "loss"
+    first = len(ckpt.saved)
+    # new data, a harder problem: its losses are all above the first fit's best
+    Xn, yn = _data(64, seed=1)
+    yn = np.random.default_rng(2).integers(0, 2, size=64)
+    h = m.fit(Xn, yn, epochs=2, callbacks=[ckpt], validation_split=0.25, verbose=0)
+    assert ckpt.monitor == "val_loss"
+    assert ckpt.best == min(h.history["val_loss"])
+    assert len(ckpt.saved) > first

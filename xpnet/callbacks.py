@@ -16,6 +16,14 @@ from .training.callbacks import Callback, ProgressBar
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "ProgressBar", "CSVLogger"]
 
 
+def _monitor_for(requested: str, logs: dict) -> str:
+    """The metric a fit can offer for ``requested``: ``loss`` for ``val_loss`` without
+    validation data (chosen again at each fit's start)."""
+    if not logs.get("has_validation") and requested.startswith("val_"):
+        return requested[4:]
+    return requested
+
+
 def _mode_for(monitor: str, mode: str) -> str:
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
@@ -31,7 +39,9 @@ class EarlyStopping(Callback):
     ----------
     monitor : str
         Metric name in the epoch logs (default ``"val_loss"``; falls back to
-        ``"loss"`` when there is no validation data).
+        ``"loss"`` in a fit without validation data). The monitor, the mode and
+        the best value are chosen afresh at the start of every fit the callback
+        is passed to.
     patience : int
         Epochs without improvement before stopping.
     min_delta : float
@@ -71,9 +81,10 @@ class EarlyStopping(Callback):
         if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) \
                 or not math.isfinite(min_delta) or min_delta < 0:
             raise ValueError(f"min_delta must be a finite float >= 0, got {min_delta!r}")
-        self.monitor = monitor
+        self.monitor = self._monitor = monitor
         self.patience = patience
         self.min_delta = float(min_delta)
+        self._mode = mode
         self.mode = _mode_for(monitor, mode)
         self.restore_best_weights = restore_best_weights
         self._reset()
@@ -94,10 +105,12 @@ class EarlyStopping(Callback):
         return self._tracker.wait
 
     def on_train_begin(self, logs: dict) -> None:
-        """Reset the counters; monitor ``loss`` instead of ``val_loss`` without validation data."""
+        """Choose the monitor and mode for this fit (``loss`` instead of ``val_loss`` without
+        validation data) and reset the best value and the counters: a reused callback
+        starts afresh at each fit."""
+        self.monitor = _monitor_for(self._monitor, logs)
+        self.mode = _mode_for(self.monitor, self._mode)
         self._reset()
-        if not logs.get("has_validation") and self.monitor.startswith("val_"):
-            self.monitor = self.monitor[4:]
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         """Track the best value; ask ``fit`` to stop after ``patience`` epochs without one."""
@@ -127,7 +140,9 @@ class ModelCheckpoint(Callback):
     path : str or Path
         Target ``.safetensors`` file; ``{epoch}`` in the name is formatted.
     monitor : str
-        Metric used with ``save_best_only``.
+        Metric used with ``save_best_only`` (``"val_..."`` falls back to the
+        training metric in a fit without validation data). The monitor, the mode
+        and the best value are chosen afresh at the start of every fit.
     save_best_only : bool
         Only save when the monitored metric improves.
     mode : {"auto", "min", "max"}
@@ -168,8 +183,9 @@ class ModelCheckpoint(Callback):
             raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
         self.path = str(path)
         self.metadata = dict(metadata) if metadata else None
-        self.monitor = monitor
+        self.monitor = self._monitor = monitor
         self.save_best_only = save_best_only
+        self._mode = mode
         self.mode = _mode_for(monitor, mode)
         self._tracker = BestWeights(self.mode)
         self.saved: list[str] = []
@@ -179,14 +195,18 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, logs: dict) -> None:
         """Check, before the first epoch, that the files would load back (see
-        [`xpnet.checkpoint.check_saveable`][]) and that the folder exists and has room."""
+        [`xpnet.checkpoint.check_saveable`][]) and that the folder exists and has room;
+        choose the monitor and mode for this fit (``loss`` instead of ``val_loss``
+        without validation data) and start a new best: a reused callback starts afresh
+        at each fit."""
         check_saveable(self.model, self.model.optimizer if self.save_optimizer else None)
         parent = Path(self.path.format(epoch=0)).resolve().parent
         if not parent.exists():
             raise FileNotFoundError(f"ModelCheckpoint folder {parent} does not exist")
         check_writable(parent, self._estimated_bytes())
-        if not logs.get("has_validation") and self.monitor.startswith("val_"):
-            self.monitor = self.monitor[4:]
+        self.monitor = _monitor_for(self._monitor, logs)
+        self.mode = _mode_for(self.monitor, self._mode)
+        self._tracker = BestWeights(self.mode)
 
     def _estimated_bytes(self) -> int:
         """Size of one checkpoint: parameters plus optimizer slots, plus the header."""
