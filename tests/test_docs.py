@@ -237,6 +237,16 @@ def test_examples_page_shows_every_example():
     assert set(generate.EXAMPLE_RUNS) | generate.HELPERS == scripts
 
 
+def test_examples_table_lists_every_script():
+    """The table at the top of the Examples page has one row per file in examples/."""
+    page = (DOCS / "examples.md").read_text()
+    rows = re.findall(r"^\| \[`([\w.]+\.py)`\]\(#([\w-]+)\)", page, flags=re.M)
+    assert sorted(name for name, _ in rows) == sorted(
+        p.name for p in (ROOT / "examples").glob("*.py"))
+    for name, anchor in rows:   # each row links the script's own section
+        assert f"\n## `{name}`\n" in page and anchor == name.replace(".", ""), name
+
+
 def test_changelog_names_the_package_version_and_is_in_the_docs():
     changelog = (ROOT / "CHANGELOG.md").read_text()
     versions = re.findall(r"^## (\d+\.\d+\.\d+)", changelog, flags=re.M)
