@@ -47,6 +47,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"batch_size": 64, "epochs": 20},
     "mnist": {"epochs": 30},
     "fashion-mnist": {"epochs": 30},
+    # tables (.csv, .tsv, .parquet, an .npz of X and y): often a few hundred rows, where a
+    # big net overfits; a small one, a larger validation split and early stopping on it
+    # (measured in benchmarks/bench_tables.py)
+    "table": {"hidden": (64,), "dropout": 0.1, "batch_size": 32, "epochs": 200,
+              "val_split": 0.2, "early_stopping": 20, "weight_decay": 1e-4},
     # per optimizer
     "optimizers": {
         "adam": {"lr": 2e-3, "weight_decay": 0.0},
@@ -355,7 +360,7 @@ def _epilog(command: str | None = None) -> str:
 def _dflt(key: str) -> str:
     """'default: X' text for help, listing per-dataset values that differ."""
     base = DEFAULTS["train"].get(key)
-    per = {d: DEFAULTS[d][key] for d in DATASETS if key in DEFAULTS.get(d, {})}
+    per = {d: DEFAULTS[d][key] for d in (*DATASETS, "table") if key in DEFAULTS.get(d, {})}
 
     def fmt(v: Any) -> str:
         return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
@@ -459,8 +464,20 @@ def _train_data_flags(g: Any) -> None:
     """``train``'s data flags: what to train on and the validation split."""
     g.add_argument("--dataset", metavar="NAME|PATH",
                    help="digits (bundled), mnist, fashion-mnist, a folder of the four IDX "
-                        "files, or an .npz with x_train/y_train/x_test/y_test "
-                        "(default: digits)")
+                        "files, an .npz with x_train/y_train/x_test/y_test, or a table: "
+                        ".csv, .tsv, .parquet (needs pyarrow) or an .npz with X and y, with "
+                        "--target (default: digits)")
+    g.add_argument("--target", metavar="COLUMN",
+                   help="tables: the column to predict")
+    g.add_argument("--task", choices=("classification", "regression"),
+                   help="tables: default classification when the target holds integers or "
+                        "text, regression when it holds other numbers")
+    g.add_argument("--max-categories", type=_int_at_least(1), metavar="N",
+                   help="tables: most categories a text column may have; each becomes a "
+                        "0/1 feature (default: 1000)")
+    g.add_argument("--impute", action="store_true",
+                   help="tables: fill missing values (empty, NA, nan) with the training "
+                        "median, or the most frequent text, instead of refusing them")
     g.add_argument("--data-dir", metavar="DIR",
                    help="folder holding (or to receive) the MNIST/Fashion-MNIST files "
                         "(default: the cache, see `xpnet info`)")
@@ -490,7 +507,8 @@ def _train_optimization_flags(g: Any) -> None:
     g.add_argument("--momentum", type=_float_in(0.0, 1.0), metavar="F",
                    help="momentum for sgd and rmsprop (default: sgd 0.9, rmsprop 0)")
     g.add_argument("--weight-decay", type=_float_in(0.0), metavar="F",
-                   help="L2 penalty; decoupled for adamw (default: adamw 0.01, otherwise 0)")
+                   help="L2 penalty; decoupled for adamw (default: adamw 0.01, table 1e-4 "
+                        "with adam, otherwise 0)")
     g.add_argument("--schedule", choices=SCHEDULES,
                    help="learning-rate schedule over the run: cosine decays to 0, step "
                         "divides by 10 every third of the run, exponential decays to "
@@ -504,7 +522,7 @@ def _train_optimization_flags(g: Any) -> None:
                         f"({_dflt('epochs')})")
     g.add_argument("--early-stopping", type=_int_at_least(0), metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a better validation loss and "
-                        "keep the best weights; 0 disables (default: 0)")
+                        "keep the best weights; 0 disables (default: table 20, otherwise 0)")
     g.add_argument("--seed", type=_int_at_least(0), metavar="N",
                    help=f"seed for weights, validation split, batch order and dropout "
                         f"({_dflt('seed')})")
@@ -548,6 +566,10 @@ def _add_evaluate(sub: Any) -> None:
         description="Evaluate a saved model (a .safetensors file or a run folder) on the "
                     "test split of its dataset.")
     e.add_argument("model", metavar="MODEL", help="model file or run folder")
+    e.add_argument("data", metavar="DATA", nargs="?",
+                   help="dataset to evaluate on, as --dataset; for a model trained on a "
+                        "table, the table file (.csv, .tsv, .parquet, .npz) with its target "
+                        "column")
     e.add_argument("--dataset", metavar="NAME|PATH",
                    help="dataset to evaluate on (default: the one the model was trained on)")
     e.add_argument("--data-dir", metavar="DIR", help="folder of the MNIST/Fashion-MNIST files")
@@ -560,6 +582,18 @@ def _add_evaluate(sub: Any) -> None:
     e.add_argument("--plot-path", metavar="FILE", help="where to save the confusion matrix PNG "
                    "(implies --plot)")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    _table_input_flags(e)
+
+
+def _table_input_flags(p: Any) -> None:
+    """``--strict`` and ``--impute`` of ``evaluate`` and ``predict`` on tables."""
+    p.add_argument("--strict", action="store_true",
+                   help="tables: refuse a category the model never saw in training "
+                        "(default: encode it as all zeros, with a note)")
+    p.add_argument("--impute", action="store_true",
+                   help="tables: fill missing values with the training median or most "
+                        "frequent text (default: refuse them, unless the model was trained "
+                        "with --impute)")
 
 
 def _add_predict(sub: Any) -> None:
@@ -569,9 +603,12 @@ def _add_predict(sub: Any) -> None:
         description="Classify inputs: .npy arrays ((n, features) rows or (n, h, w) images; "
                     "uint8 is scaled by 1/255, floats must be in [0, 1]), IDX files (raw or "
                     ".gz), or image files (PNG/JPEG..., needs Pillow; converted to grayscale "
-                    "and resized to the model's image shape).")
+                    "and resized to the model's image shape).\nA model trained on a table "
+                    "takes one table file (.csv, .tsv, .parquet, .npz) of raw rows and "
+                    "prints one prediction per row as CSV.")
     p.add_argument("model", metavar="MODEL", help="model file or run folder")
-    p.add_argument("inputs", metavar="INPUT", nargs="+", help=".npy, IDX or image file(s)")
+    p.add_argument("inputs", metavar="INPUT", nargs="+",
+                   help=".npy, IDX or image file(s), or one table file")
     p.add_argument("--top-k", type=_int_at_least(1), default=3, metavar="K",
                    help="show the K most likely classes (default: 3)")
     p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
@@ -581,6 +618,12 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--backend", type=_backend_name, default="auto", metavar="NAME",
                    help="(default: auto)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--output", metavar="FILE",
+                   help="tables: write the predictions as CSV to FILE (atomically) instead "
+                        "of standard output")
+    p.add_argument("--proba", action="store_true",
+                   help="tables: add one probability column per class")
+    _table_input_flags(p)
 
 
 def _add_info(sub: Any) -> None:

@@ -25,10 +25,11 @@ __all__ = ["TRAIN_KEYS", "resolve", "check_settings", "saved_settings", "resume_
 #: The settings of a run, in run.json order.
 TRAIN_KEYS = ("dataset", "data_dir", "backend", "hidden", "activation", "dropout", "optimizer",
               "lr", "momentum", "weight_decay", "schedule", "warmup_epochs", "batch_size",
-              "epochs", "seed", "dtype", "val_split", "early_stopping", "threads")
+              "epochs", "seed", "dtype", "val_split", "early_stopping", "threads", "target",
+              "task", "max_categories")
 # Settings that define the experiment: a resumed run must keep them.
 _FIXED_ON_RESUME = ("dataset", "hidden", "activation", "dropout", "dtype", "val_split",
-                    "optimizer", "seed")
+                    "optimizer", "seed", "target", "task", "max_categories")
 
 
 def resolve(args: argparse.Namespace, dataset_key: str, saved: dict[str, Any] | None

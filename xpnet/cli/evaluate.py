@@ -31,6 +31,7 @@ from ._io import (
 )
 from ._output import console, print_json, styled
 from ._plots import plot_confusion, require_matplotlib
+from ._tables import evaluate_table, predict_table, table_encoder
 
 __all__ = ["cmd_evaluate", "cmd_predict"]
 
@@ -144,16 +145,19 @@ def _scores(model: Any, backend: Any, X: np.ndarray, y: np.ndarray
 
 
 def _load_classifier(model_file: Path, backend_name: str, command: str
-                     ) -> tuple[Any, Any, dict[str, Any]]:
-    """The backend, the saved classifier on it and its run metadata, for ``command``."""
+                     ) -> tuple[Any, Any, dict[str, Any], Any]:
+    """The backend, the saved model on it, its run metadata and, for a model trained on a
+    table, its table encoder (any other model must be a classifier), for ``command``."""
     from ..backends import get_backend
     from ..checkpoint import load_checkpoint
 
     backend = get_backend(backend_name)
     ckpt = load_checkpoint(model_file, backend=backend)
     model, meta = ckpt.model, run_meta(ckpt, model_file)
-    require_classifier(model, model_file, command)
-    return backend, model, meta
+    encoder = table_encoder(meta, model_file)
+    if encoder is None:
+        require_classifier(model, model_file, command)
+    return backend, model, meta, encoder
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -175,8 +179,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """
     model_file = model_path(args.model)
     plot_path = _plot_target(args, model_file)
-    spec = None if args.dataset is None else dataset_spec(args.dataset)[1]
-    backend, model, meta = _load_classifier(model_file, args.backend, "evaluate")
+    if args.data is not None and args.dataset is not None:
+        raise CLIError(f"give the data once: {args.data} or --dataset {args.dataset}",
+                       EXIT_USAGE)
+    dataset = args.dataset if args.dataset is not None else args.data
+    spec = None if dataset is None else dataset_spec(dataset)[1]
+    backend, model, meta, encoder = _load_classifier(model_file, args.backend, "evaluate")
+    if encoder is not None:
+        return evaluate_table(args, backend, model, encoder, model_file)
     ds, X, y = _evaluation_data(args, spec, meta, model, model_file, plot_path)
     result, top, pred = _scores(model, backend, X, y)
     k = model.out_features
@@ -284,7 +294,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
             check_regular(path)  # a FIFO would block forever, a device never end
         except OSError as exc:
             raise CLIError(f"input {path} {exc.strerror}", EXIT_DATA) from None
-    backend, model, meta = _load_classifier(model_file, args.backend, "predict")
+    backend, model, meta, encoder = _load_classifier(model_file, args.backend, "predict")
+    if encoder is not None:
+        return predict_table(args, backend, model, encoder, model_file)
+    for flag, value in (("--output", args.output), ("--proba", args.proba),
+                        ("--strict", args.strict), ("--impute", args.impute)):
+        if value:
+            raise CLIError(f"{flag} applies to models trained on a table; {model_file} "
+                           "classifies images or arrays", EXIT_USAGE)
     k = model.out_features
     names = class_names(meta, k)
     shape = image_shape(meta, model.in_features)

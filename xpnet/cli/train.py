@@ -69,6 +69,15 @@ from ._settings import (
     split,
 )
 from ._signals import SignalGuard, exit_status
+from ._tables import (
+    check_dataset_file,
+    check_table_flags,
+    is_table,
+    load_table,
+    saved_table,
+    scaled_model,
+    table_scores,
+)
 
 __all__ = ["cmd_train"]
 
@@ -86,6 +95,7 @@ class _Run:
     lock: RunLock | None = None
     spec_kind: str = "name"
     spec: str = ""
+    table: bool = False  # --dataset is a table file (see _tables)
     saved: dict[str, Any] | None = None
     done: int = 0
     s: dict[str, Any] = field(default_factory=dict)
@@ -177,7 +187,10 @@ def _note_stale(run: _Run) -> None:
 def _plan(run: _Run) -> None:
     """Settings from flags, the resumed run and the defaults; all checks before data."""
     _locate_run(run)
-    dataset_key = run.spec if run.spec_kind == "name" else "train"
+    check_dataset_file(run.spec_kind, run.spec)
+    run.table = is_table(run.spec_kind, run.spec)
+    check_table_flags(run.args, run.table, run.saved is not None)
+    dataset_key = "table" if run.table else run.spec if run.spec_kind == "name" else "train"
     run.s, run.explicit = resolve(run.args, dataset_key, run.saved)
     run.s["dataset"] = run.spec
     check_settings(run.s)
@@ -212,7 +225,12 @@ def _load(run: _Run) -> None:
 
     args = run.args
     run.backend = get_backend(*rank_device(run.comm, run.s["backend"], args.device))
-    ds = run.ds = load_dataset(run.spec, run.s["data_dir"], progress=not args.quiet)
+    if run.table:
+        saved = saved_table(run.out / MODEL_FILE) if run.saved is not None and run.out \
+            else None
+        ds = run.ds = load_table(run.spec, args, saved)
+    else:
+        ds = run.ds = load_dataset(run.spec, run.s["data_dir"], progress=not args.quiet)
     if run.spec_kind == "path" and ds.name in DATASETS and run.saved is None:
         # a folder holding the real MNIST files gets MNIST's defaults
         run.s, run.explicit = resolve(args, ds.name, None)
@@ -241,6 +259,13 @@ def _build_model(run: _Run) -> None:
     from ..model import MLP
 
     ds, s = run.ds, run.s
+    if run.saved is None and run.table:  # numeric columns scaled inside the model
+        run.model = scaled_model([ds.n_features, *s["hidden"], ds.num_classes],
+                                 ds.encoder.numeric_features, run.X,
+                                 regression=ds.regression, activation=s["activation"],
+                                 dropout=s["dropout"], backend=run.backend, dtype=s["dtype"],
+                                 seed=s["seed"])
+        return
     if run.saved is None:
         run.model = MLP([ds.n_features, *s["hidden"], ds.num_classes],
                         activation=s["activation"], dropout=s["dropout"], backend=run.backend,
@@ -296,6 +321,8 @@ def _open_records(run: _Run) -> None:
     run.meta = {"xpnet_cli": RUN_SCHEMA, "settings": settings, "dataset": {
         k: dataset_info[k] for k in ("name", "spec", "data_dir", "source", "n_features",
                                      "num_classes", "image_shape", "class_names")}}
+    if run.table:  # the encoding, applied again by evaluate and predict
+        dataset_info["table"] = run.meta["dataset"]["table"] = ds.encoder.to_dict()
     previous = read_previous_record(run.out) if run.saved is not None and run.out else None
     run.record = new_record(
         command=run.command, settings=settings, previous=previous, resume=run.resume,
@@ -322,7 +349,9 @@ def _announce(run: _Run) -> None:
                + (f", threads {run.threads_txt}" if backend.is_host else "")))
     say(_data_line(ds, run.data_summary, con.width))
     vtxt = f", validation {run.val[0].shape[0]:,} ({s['val_split']:g})" if run.val else ""
-    say(f"split    train {run.n_train:,}{vtxt}, test {ds.x_test.shape[0]:,}")
+    ttxt = "; test: a held-out file, with xpnet evaluate" if run.table \
+        else f", test {ds.x_test.shape[0]:,}"
+    say(f"split    train {run.n_train:,}{vtxt}{ttxt}")
     say(f"model    {_sizes(run)} ({s['activation']}"
         f"{', dropout ' + format(s['dropout'], 'g') if s['dropout'] else ''}), "
         f"{run.model.num_params:,} parameters")
@@ -397,7 +426,10 @@ def _finish(run: _Run) -> dict[str, Any]:
             and 0 <= early.best_epoch < len(history.epoch) - 1:
         # EarlyStopping put back the best epoch's weights: store those
         save(run.model, run.model_file, training=checkpoint.training_record(), metadata=run.meta)
-    test = run.model.evaluate(run.ds.x_test, run.ds.y_test)
+    if run.table:  # no test split: the validation rows' scores
+        test, validation = None, table_scores(run.model, run.ds, run.val)
+    else:
+        test, validation = run.model.evaluate(run.ds.x_test, run.ds.y_test), None
     secs = list(history.history.get("seconds", [])[run.start_epoch:])
     train_secs = float(sum(secs))
     epochs_run = len(history.epoch) - run.start_epoch
@@ -408,6 +440,8 @@ def _finish(run: _Run) -> dict[str, Any]:
         plot_curves(run.record["history"], curves,
                     f"{run.ds.name}: {_sizes(run)}, {run.s['optimizer']} lr {run.s['lr']:g}")
     status = "stopped_early" if history.stopped_early else "completed"
+    if run.table:
+        run.record["validation"] = validation
     run.record.update(status=status, finished_at=timestamp(), test=test,
                       train_seconds=train_secs, samples_per_second=sps,
                       stopped_early=history.stopped_early,
@@ -417,7 +451,7 @@ def _finish(run: _Run) -> dict[str, Any]:
     assert run.recorder is not None
     run.recorder.write()
     return {"status": status, "test": test, "train_secs": train_secs, "sps": sps,
-            "curves": curves}
+            "curves": curves, "validation": validation}
 
 
 def _print_summary(run: _Run, result: dict[str, Any], total: float) -> None:
@@ -428,8 +462,11 @@ def _print_summary(run: _Run, result: dict[str, Any], total: float) -> None:
     table = Table(title="result", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("test accuracy", f"{test.get('accuracy', float('nan')):.4f}")
-    table.add_row("test loss", f"{test['loss']:.4f}")
+    if test is not None:
+        table.add_row("test accuracy", f"{test.get('accuracy', float('nan')):.4f}")
+        table.add_row("test loss", f"{test['loss']:.4f}")
+    for name, text in _validation_rows(result.get("validation")):
+        table.add_row(name, text)
     ep_txt = f"{len(history.epoch)}"
     if run.start_epoch:
         ep_txt += f" ({run.start_epoch} before resuming)"
@@ -443,7 +480,8 @@ def _print_summary(run: _Run, result: dict[str, Any], total: float) -> None:
         table.add_row("run record", str(out / RUN_FILE))
         if result["curves"]:
             table.add_row("curves", str(result["curves"]))
-        table.add_row("next", f"xpnet evaluate {shlex.quote(str(out))}")
+        table.add_row("next", f"xpnet evaluate {shlex.quote(str(out))}"
+                      + (" HELD-OUT-FILE" if run.table else ""))
     else:
         table.add_row("model", "not saved (--no-save)")
     console(stderr=True, quiet=run.args.quiet).print(table)
@@ -451,7 +489,9 @@ def _print_summary(run: _Run, result: dict[str, Any], total: float) -> None:
         curves = result["curves"]
         print_json({
             "status": result["status"], "dataset": run.ds.name, "backend": run.backend.name,
-            "device": run.backend.device_name, "test": test, "epochs": len(history.epoch),
+            "device": run.backend.device_name, "test": test,
+            **({"validation": result["validation"]} if run.table else {}),
+            "epochs": len(history.epoch),
             "stopped_early": history.stopped_early, "train_seconds": result["train_secs"],
             "total_seconds": total, "samples_per_second": result["sps"],
             "history": run.record["history"], "settings": run.record["settings"],
@@ -459,6 +499,18 @@ def _print_summary(run: _Run, result: dict[str, Any], total: float) -> None:
             "model": str(run.model_file.resolve()) if out and run.model_file else None,
             "run_json": str((out / RUN_FILE).resolve()) if out else None,
             "curves": str(curves.resolve()) if curves else None})
+
+
+def _validation_rows(scores: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The summary's rows for a table's validation scores (none without validation rows)."""
+    if not scores:
+        return []
+    if "r2" in scores:
+        return [("validation R²", f"{scores['r2']:.4f}"),
+                ("validation MAE", f"{scores['mae']:.4g}"),
+                ("validation RMSE", f"{scores['rmse']:.4g}")]
+    return [("validation accuracy", f"{scores['accuracy']:.4f}"),
+            ("validation loss", f"{scores['loss']:.4f}")]
 
 
 # ----------------------------------------------------------------------------- endings

@@ -1,0 +1,545 @@
+# NumPy is used on the host here for tables: their encoded rows, the predictions written
+# out and the regression metrics of `evaluate`, which are output anyway (DESIGN.md, rule 1).
+"""Tables in the command: ``train --dataset FILE.csv --target COLUMN``, and ``evaluate``
+and ``predict`` of the models it saves.
+
+The table is read and encoded by [`xpnet.datasets.read_table`][] and
+[`xpnet.datasets.TableEncoder`][]; the encoding (columns, categories, classes, the
+target's mean and scale) is stored in the run record and the checkpoint's metadata
+(``dataset.table``) and applied again to the rows given to ``evaluate`` and
+``predict``. Numeric columns are standardized by a
+[`Normalization`][xpnet.preprocessing.Normalization] layer, the model's first, adapted
+on the training rows (`scaled_model`), so a saved or exported model takes raw rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._args import EXIT_DATA, EXIT_OK, EXIT_USAGE, CLIError
+from ._output import console, print_json
+
+__all__ = ["TableData", "is_table", "check_dataset_file", "check_table_flags", "load_table",
+           "saved_table", "scaled_model", "table_scores", "table_encoder", "evaluate_table",
+           "predict_table"]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class TableData:
+    """A table encoded for training, shaped like a [`Dataset`][xpnet.datasets.Dataset]
+    for ``xpnet train`` (no test split: the held-out file goes to ``evaluate``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.cli._tables import TableData
+    >>> from xpnet.datasets import TableEncoder
+    >>> enc = TableEncoder("y", task="regression")
+    >>> enc.columns = [{"name": "a", "kind": "float"}]
+    >>> TableData("t", np.zeros((3, 1), np.float32), np.zeros(3, np.float32),
+    ...           enc, "t.csv", 3).summary()
+    't: 3 rows of 1 column (1 features: 1 numeric, 0 one-hot); target y, regression (source: t.csv)'
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    encoder: Any
+    source: str
+    rows: int
+    sha256: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def x_test(self) -> np.ndarray:
+        """No test split: an empty block."""
+        return np.zeros((0, self.n_features), dtype=np.float32)
+
+    @property
+    def y_test(self) -> np.ndarray:
+        """No test split: no labels."""
+        return np.zeros(0, dtype=self.y_train.dtype)
+
+    @property
+    def n_features(self) -> int:
+        """Encoded features per row."""
+        return int(self.x_train.shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        """Model outputs: the classes, or 1 for regression."""
+        return int(self.encoder.n_outputs)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The target's classes (none for regression)."""
+        return tuple(self.encoder.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """Rows are not images: their width."""
+        return (self.n_features,)
+
+    @property
+    def regression(self) -> bool:
+        """Whether the target is a number to predict."""
+        return bool(self.encoder.task == "regression")
+
+    def summary(self) -> str:
+        """One line: rows, columns, features, target and task."""
+        enc = self.encoder
+        n_num = len(enc.numeric_features)
+        task = "regression" if self.regression else \
+            f"classification, {len(enc.classes)} classes"
+        return (f"{self.name}: {self.rows:,} rows of {len(enc.columns)} column"
+                f"{'s' if len(enc.columns) != 1 else ''} ({self.n_features} features: "
+                f"{n_num} numeric, {self.n_features - n_num} one-hot); target "
+                f"{enc.target}, {task} (source: {self.source})")
+
+
+def is_table(spec_kind: str, spec: str) -> bool:
+    """Whether a ``--dataset`` value names a table file (see `xpnet.datasets.is_table_file`).
+
+    Examples
+    --------
+    >>> from xpnet.cli._tables import is_table
+    >>> is_table("name", "digits"), is_table("path", "/data/houses.csv")
+    (False, True)
+    """
+    from ..datasets import is_table_file
+
+    return spec_kind == "path" and is_table_file(spec)
+
+
+def check_dataset_file(spec_kind: str, spec: str) -> None:
+    """Refuse a ``--dataset`` file of a format no loader reads, listing those accepted
+    (exit status 3).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from xpnet.cli._tables import check_dataset_file
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = pathlib.Path(d, "x.npy")
+    ...     p.touch()
+    ...     try:
+    ...         check_dataset_file("path", str(p))
+    ...     except Exception as exc:
+    ...         print(str(exc).replace(d, "DIR")[:60])
+    --dataset DIR/x.npy: unknown format '.npy'; accepted: a fold
+    """
+    from ..datasets import TABLE_FORMATS
+
+    p = Path(spec)
+    if spec_kind != "path" or not p.is_file() or p.suffix.lower() in TABLE_FORMATS:
+        return
+    tables = ", ".join(f"{s} ({d})" for s, d in TABLE_FORMATS.items() if s != ".npz")
+    raise CLIError(f"--dataset {p}: unknown format {p.suffix.lower() or '(no suffix)'!r}; "
+                   "accepted: a folder of the four IDX files, an .npz with x_train, y_train, "
+                   f"x_test, y_test (images) or with X and y (a table), {tables}", EXIT_DATA)
+
+
+def _header(path: str) -> list[str]:
+    """The column names of a CSV/TSV file's first line (empty if unreadable)."""
+    if Path(path).suffix.lower() not in (".csv", ".tsv"):
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            row = next(csv.reader(f, delimiter="\t" if path.lower().endswith(".tsv") else ","),
+                       [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+    return [c.strip() for c in row]
+
+
+def check_table_flags(args: argparse.Namespace, table: bool, resuming: bool) -> None:
+    """``--target`` and the other table flags go with a table file, and a table needs
+    ``--target`` (exit status 2).
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from xpnet.cli._tables import check_table_flags
+    >>> args = argparse.Namespace(target="y", task=None, max_categories=None, impute=False,
+    ...                           dataset="digits")
+    >>> check_table_flags(args, False, False)
+    Traceback (most recent call last):
+    ...
+    xpnet.cli._args.CLIError: --target applies to table files (.csv, .tsv, .parquet, .npz of X and y), not to digits
+    """  # noqa: E501
+    given = [flag for flag, value in (("--target", args.target), ("--task", args.task),
+                                      ("--max-categories", args.max_categories),
+                                      ("--impute", args.impute)) if value]
+    if not table and given:
+        raise CLIError(f"{given[0]} applies to table files (.csv, .tsv, .parquet, .npz of X "
+                       f"and y), not to {args.dataset or 'digits'}", EXIT_USAGE)
+    if table and not resuming and not args.target:
+        names = _header(args.dataset)
+        listed = f"; the columns are: {', '.join(names)}" if names else ""
+        raise CLIError(f"--dataset {args.dataset} is a table: pass --target COLUMN, the "
+                       f"column to predict{listed}", EXIT_USAGE)
+    if table and resuming and given:
+        raise CLIError(f"{given[0]} cannot change when resuming: the run keeps the encoding "
+                       "it was started with", EXIT_USAGE)
+
+
+def _encode(encoder: Any, table: Any, *, quiet: bool, **kwargs: Any
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``encoder.transform`` with its notes printed as ``xpnet: note:`` lines (stderr)."""
+    from ..datasets import TableWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TableWarning)
+        X, y = encoder.transform(table, **kwargs)
+    con = console(stderr=True, quiet=quiet)
+    for w in caught:
+        if issubclass(w.category, TableWarning):
+            con.print(f"xpnet: note: {w.message}", markup=False, highlight=False)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return X, y
+
+
+def load_table(path: str, args: argparse.Namespace, saved_spec: Any = None) -> TableData:
+    """Read and encode the training table: fit the encoding, or reuse a resumed run's.
+
+    Parameters
+    ----------
+    path : str
+        The table file.
+    args : argparse.Namespace
+        ``train``'s flags (``target``, ``task``, ``max_categories``, ``impute``, ``quiet``).
+    saved_spec : dict, optional
+        The encoding of the run being resumed.
+
+    Returns
+    -------
+    TableData
+
+    Raises
+    ------
+    xpnet.datasets.TableError
+        Whatever is wrong with the table (exit status 3).
+    """
+    from ..datasets import MAX_CATEGORIES, TableEncoder, file_sha256, read_table
+
+    if saved_spec is not None:
+        encoder = TableEncoder.from_dict(saved_spec)
+        table = read_table(path, kinds=encoder.kinds)
+    else:
+        table = read_table(path)
+        encoder = TableEncoder(args.target, task=args.task,
+                               max_categories=args.max_categories or MAX_CATEGORIES,
+                               impute=bool(args.impute)).fit(table)
+    X, y = _encode(encoder, table, quiet=args.quiet)
+    assert y is not None
+    return TableData(table.name, X, y, encoder, table.source, table.n_rows,
+                     {Path(path).name: file_sha256(path)})
+
+
+def scaled_model(sizes: list[int], numeric: list[int], X: Any, *, regression: bool,
+                 **kwargs: Any) -> Any:
+    """An MLP whose first layer standardizes the numeric features, adapted on `X`.
+
+    Parameters
+    ----------
+    sizes : list of int
+        ``[features, hidden..., outputs]``.
+    numeric : list of int
+        The columns to standardize (the one-hot ones pass through).
+    X : array
+        The training rows.
+    regression : bool
+        Mean squared error instead of cross-entropy.
+    **kwargs
+        ``activation``, ``dropout``, ``backend``, ``dtype``, ``seed`` of
+        [`MLP`][xpnet.model.MLP].
+
+    Returns
+    -------
+    xpnet.model.Sequential
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.cli._tables import scaled_model
+    >>> X = np.array([[1.0, 100.0, 1.0], [3.0, 300.0, 0.0]], np.float32)
+    >>> m = scaled_model([3, 4, 1], [0, 1], X, regression=True, backend="numpy")
+    >>> type(m.layers[0]).__name__, m.loss.name, m.layers[0].mean_.tolist()
+    ('Normalization', 'mse', [2.0, 200.0, 0.0])
+    """
+    from ..model import MLP, Sequential
+    from ..preprocessing import Normalization
+
+    loss = "mse" if regression else "cross_entropy"
+    body = MLP(sizes, loss=loss, **kwargs)
+    if not numeric:
+        return body
+    norm = Normalization(columns=numeric).adapt(X)
+    return Sequential([norm, *body.layers], in_features=sizes[0], loss=loss,
+                      backend=body.backend, dtype=body.dtype_name, seed=body.seed)
+
+
+def saved_table(model_file: Path) -> Any:
+    """The table encoding stored in the checkpoint of a run being resumed.
+
+    Raises
+    ------
+    CLIError
+        Exit status 3 when the checkpoint holds none (the run was not on a table).
+    """
+    from ..checkpoint import load_checkpoint
+    from ._io import run_meta
+
+    meta = run_meta(load_checkpoint(model_file, backend="numpy"), model_file)
+    spec = (meta.get("dataset") or {}).get("table")
+    if spec is None:
+        raise CLIError(f"{model_file} was not trained on a table; resume it with its own "
+                       "dataset", EXIT_DATA)
+    return spec
+
+
+def table_scores(model: Any, ds: TableData, val: Any) -> dict[str, Any] | None:
+    """Validation scores of a table run: loss and accuracy, or loss, MAE, RMSE and R² in
+    the target's units; None without validation rows.
+
+    Examples
+    --------
+    >>> from xpnet.cli._tables import table_scores
+    >>> table_scores(None, None, None) is None
+    True
+    """
+    from .. import metrics
+
+    if val is None:
+        return None
+    X, y = val
+    result = dict(model.evaluate(X, y))
+    if ds.regression:
+        pred, true = ds.encoder.decode(_outputs(model, X)), ds.encoder.decode(y)
+        result.update(mae=float(metrics.mean_absolute_error(true, pred)),
+                      rmse=float(metrics.root_mean_squared_error(true, pred)),
+                      r2=float(metrics.r2_score(true, pred)))
+    return result
+
+
+def table_encoder(meta: dict[str, Any], model_file: Any) -> Any:
+    """The encoder stored with a model trained on a table, or None for other models.
+
+    Examples
+    --------
+    >>> from xpnet.cli._tables import table_encoder
+    >>> table_encoder({"dataset": {"name": "digits"}}, "m.safetensors") is None
+    True
+    """
+    from ..datasets import TableEncoder, TableError
+
+    spec = (meta.get("dataset") or {}).get("table")
+    if spec is None:
+        return None
+    try:
+        return TableEncoder.from_dict(spec)
+    except TableError as exc:
+        raise CLIError(f"{model_file}: damaged metadata: {exc}", EXIT_DATA) from None
+
+
+def _read(path: str, encoder: Any, *, with_target: bool) -> Any:
+    from ..datasets import read_table
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise CLIError(f"input {p} does not exist", EXIT_DATA)
+    kinds = encoder.kinds
+    if not with_target:
+        kinds.pop(encoder.target, None)
+    return read_table(p, kinds=kinds)
+
+
+def _outputs(model: Any, X: np.ndarray) -> np.ndarray:
+    """Class probabilities (classification) or the raw outputs (regression), on the host."""
+    from ..backends import to_numpy
+
+    if model.loss.name == "cross_entropy":
+        return to_numpy(model.predict_proba(X)).astype(np.float64)
+    return to_numpy(model.predict(X)).astype(np.float64)
+
+
+# ----------------------------------------------------------------------------- evaluate
+def evaluate_table(args: argparse.Namespace, backend: Any, model: Any, encoder: Any,
+                   model_file: Path) -> int:
+    """``xpnet evaluate RUN FILE``: the model's scores on a table with the target column.
+
+    Classification: accuracy, loss, per-class table and confusion matrix; regression:
+    MAE, RMSE and R² in the target's units, and the loss on the standardized target.
+    """
+    from .. import metrics
+    from .evaluate import _confusion, _per_class, _print_confusion
+
+    path = args.data or args.dataset
+    if not path:
+        raise CLIError(f"{model_file} was trained on a table; give the file to evaluate on: "
+                       f"xpnet evaluate {args.model} FILE (with the {encoder.target!r} column)",
+                       EXIT_USAGE)
+    table = _read(path, encoder, with_target=True)
+    X, y = _encode(encoder, table, quiet=False, strict=args.strict,
+                   impute=True if args.impute else None)
+    assert y is not None
+    result = model.evaluate(X, y)
+    out: dict[str, Any] = {
+        "model": str(model_file.resolve()), "dataset": table.name, "source": table.source,
+        "samples": table.n_rows, "backend": backend.name, "device": backend.device_name,
+        "task": encoder.task, "target": encoder.target, "loss": result["loss"]}
+    outputs = _outputs(model, X)
+    if encoder.task == "regression":
+        pred, true = encoder.decode(outputs), encoder.decode(y)
+        out.update(mae=float(metrics.mean_absolute_error(true, pred)),
+                   rmse=float(metrics.root_mean_squared_error(true, pred)),
+                   r2=float(metrics.r2_score(true, pred)))
+        cm, names = None, []
+    else:
+        pred_idx = np.argmax(outputs, axis=1)
+        names = list(encoder.classes)
+        support, correct, confused, cm = _confusion(y, pred_idx, len(names))
+        out.update(accuracy=result.get("accuracy"),
+                   per_class=_per_class(support, correct, confused, names),
+                   confusion_matrix=None if cm is None else cm.tolist())
+    if args.json:
+        print_json(out)
+        return EXIT_OK
+    _print_table_scores(out, model, model_file)
+    if cm is not None:
+        _print_confusion(console(stderr=False), cm, names)
+    return EXIT_OK
+
+
+def _print_table_scores(out: dict[str, Any], model: Any, model_file: Path) -> None:
+    from rich.table import Table
+
+    con = console(stderr=False)
+    con.print(f"model  {model_file}  ({model.num_params:,} parameters, backend "
+              f"{out['backend']} {out['device']})")
+    con.print(f"data   {out['source']}: {out['samples']:,} rows; target {out['target']} "
+              f"({out['task']})")
+    t = Table(title="metrics", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    if out["task"] == "regression":
+        t.add_row("MAE", f"{out['mae']:.4g}")
+        t.add_row("RMSE", f"{out['rmse']:.4g}")
+        t.add_row("R²", f"{out['r2']:.4f}")
+        t.add_row("loss (standardized)", f"{out['loss']:.4f}")
+    else:
+        t.add_row("accuracy", f"{out['accuracy']:.4f}")
+        t.add_row("loss", f"{out['loss']:.4f}")
+    t.add_row("samples", f"{out['samples']:,}")
+    con.print(t)
+
+
+# ----------------------------------------------------------------------------- predict
+def _output_target(args: argparse.Namespace, inputs: list[Path], model_file: Path
+                   ) -> Path | None:
+    """Where ``--output`` writes, checked before any work: never over an input or the
+    model, only over a regular file, in a folder that exists."""
+    from .._files import check_target
+
+    if not args.output:
+        return None
+    out = Path(args.output).expanduser()
+    for other in (*inputs, model_file):
+        if out.resolve() == other.resolve():
+            what = "the model file" if other == model_file else "an input file"
+            raise CLIError(f"--output {out} is {what}; choose another file", EXIT_USAGE)
+    if not out.parent.is_dir():
+        raise CLIError(f"--output: folder {out.parent} does not exist", EXIT_USAGE)
+    try:
+        check_target(out)
+    except OSError as exc:
+        raise CLIError(f"--output {out} {exc.strerror}", EXIT_USAGE) from None
+    return out
+
+
+def predict_table(args: argparse.Namespace, backend: Any, model: Any, encoder: Any,
+                  model_file: Path) -> int:
+    """``xpnet predict RUN FILE``: one prediction per row of a table, in the target's terms.
+
+    Standard output gets a CSV (or, with ``--json``, one JSON object); ``--output`` writes
+    the CSV to a file instead (atomically), ``--proba`` adds one probability column per
+    class.
+    """
+    if len(args.inputs) != 1:
+        raise CLIError(f"a model trained on a table predicts one table file at a time; got "
+                       f"{len(args.inputs)} inputs", EXIT_USAGE)
+    if args.proba and encoder.task == "regression":
+        raise CLIError("--proba applies to classifiers; this model predicts a number "
+                       f"({encoder.target})", EXIT_USAGE)
+    path = Path(args.inputs[0]).expanduser()
+    out_path = _output_target(args, [path], model_file)
+    table = _read(str(path), encoder, with_target=False)
+    X, _ = _encode(encoder, table, quiet=False, target=False, strict=args.strict,
+                   impute=True if args.impute else None)
+    outputs = _outputs(model, X)
+    rows = _prediction_rows(encoder, outputs, args.proba)
+    if out_path is not None:
+        from .._files import atomic_write_text
+
+        atomic_write_text(out_path, _csv_text(rows))
+        console(stderr=True, quiet=bool(args.json)).print(
+            f"xpnet: wrote {len(rows) - 1:,} predictions to {out_path}")
+    if args.json:
+        header = rows[0]
+        print_json({"model": str(model_file.resolve()), "backend": backend.name,
+                    "input": str(path), "task": encoder.task, "target": encoder.target,
+                    "class_names": list(encoder.classes),
+                    "predictions": [_json_row(header, row, table.lines[i], table.unit)
+                                    for i, row in enumerate(rows[1:])],
+                    "output": str(out_path.resolve()) if out_path else None})
+    elif out_path is None:
+        import sys
+
+        sys.stdout.write(_csv_text(rows))
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def _prediction_rows(encoder: Any, outputs: np.ndarray, proba: bool) -> list[list[Any]]:
+    """The header and one row per input row: the prediction (and probabilities)."""
+    target = encoder.target
+    if encoder.task == "regression":
+        values = encoder.decode(outputs)
+        return [[target], *[[float(v)] for v in values]]
+    best = np.argmax(outputs, axis=1)
+    names = encoder.decode(best)
+    header = [target, "probability"]
+    if proba:
+        header += [f"p({c})" for c in encoder.classes]
+    rows: list[list[Any]] = [header]
+    for i in range(outputs.shape[0]):
+        row = [str(names[i]), float(outputs[i, best[i]])]
+        if proba:
+            row += [float(p) for p in outputs[i]]
+        rows.append(row)
+    return rows
+
+
+def _json_row(header: list[str], row: list[Any], line: Any, unit: str) -> dict[str, Any]:
+    item: dict[str, Any] = {unit: int(line), "prediction": row[0]}
+    if len(row) > 1:
+        item["probability"] = row[1]
+    if len(row) > 2:
+        item["probabilities"] = {h[2:-1]: p for h, p in zip(header[2:], row[2:], strict=True)}
+    return item
+
+
+def _csv_text(rows: list[list[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    for row in rows:
+        writer.writerow([repr(v) if isinstance(v, float) else v for v in row])
+    return buf.getvalue()
