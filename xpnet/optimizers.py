@@ -730,7 +730,10 @@ class SGD(Optimizer):
 
     def _update_one(self, p, g, slots, lr, t):
         if self.momentum > 0:
-            buf = g if t == 1 else self.momentum * slots["momentum_buffer"] + g
+            if isinstance(t, int):
+                buf = g if t == 1 else self.momentum * slots["momentum_buffer"] + g
+            else:  # a traced step count (the compiled JAX step)
+                buf = _xp(g).where(t == 1, g, self.momentum * slots["momentum_buffer"] + g)
             g = g + self.momentum * buf if self.nesterov else buf
             return p - lr * g, {"momentum_buffer": buf}
         return p - lr * g, {}
@@ -782,7 +785,9 @@ class Adam(Optimizer):
         v = b2 * slots["exp_avg_sq"] + (1.0 - b2) * (g * g)
         # torch's  p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps),  rearranged to save a
         # pass over the parameters: p -= (lr/bc1*sqrt(bc2)) * m / (sqrt(v) + eps*sqrt(bc2))
-        sqrt_bc2 = math.sqrt(1.0 - b2**t)
+        # (a traced step count on JAX, see xpnet.training._jit: the array's own sqrt)
+        bc2 = 1.0 - b2**t
+        sqrt_bc2 = math.sqrt(bc2) if isinstance(bc2, float) else _xp(bc2).sqrt(bc2)
         step_size = lr / (1.0 - b1**t) * sqrt_bc2
         denom = _xp(v).sqrt(v) + self.eps * sqrt_bc2
         return p - step_size * (m / denom), {"exp_avg": m, "exp_avg_sq": v}

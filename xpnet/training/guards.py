@@ -117,11 +117,15 @@ class HostGuard(_Guard):
         if not opt.update_(self.model.params, grads, opt.state, check_finite=True):
             return self._bad(k, "gradient" if not self.ops.all_finite(value, grads)
                              else _UPDATE)
+        self.record(value, count, rows)
+        return True
+
+    def record(self, value: Any, count: Any, rows: int) -> None:
+        """Add an applied step's loss and correct count to the epoch's sums."""
         self.run_loss += float(value) * rows
         if count is not None:
             self.run_correct += float(count)
         self.seen += rows
-        return True
 
     def poll(self) -> bool:
         """Nothing to read back on the host; False (go on)."""

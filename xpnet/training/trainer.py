@@ -35,6 +35,7 @@ from ..distributed import (
 )
 from ..ops import ops_for
 from ..random import RNG
+from ._jit import JitStep
 from .callbacks import Callback, CallbackList, History
 from .guards import DeviceGuard, HostGuard
 from .interrupt import InterruptFlag, TrainingInterrupted
@@ -189,6 +190,7 @@ class Trainer:
         guard = HostGuard if model.backend.is_host and not _device_guard_forced() \
             else DeviceGuard
         self.guard = guard(on_nonfinite, self.ops, model.xp, model, optimizer)
+        self._jit = JitStep(self) if JitStep.usable(self) else None
         self.callbacks = CallbackList(callbacks, model=model, trainer=self, progress=verbose,
                                       rank=comm.rank)
         self.history: History = self.callbacks.history
@@ -372,6 +374,15 @@ class Trainer:
         bool
             False when the non-finite policy stopped training.
         """
+        if self._jit is not None:  # JAX: the whole step compiled (None: run it eagerly)
+            done = self._jit.step(k, perm)
+            if done is not None:
+                value, correct, rows = done
+                self.current = self._values(k, rows, value, correct)
+                assert isinstance(self.guard, HostGuard)
+                self.guard.record(value, correct, rows)
+                self.step_done = k + 1
+                return True
         xb, yb, rows = self.batch(k, perm)
         wb = None if self.sample_weight is None else self.rows(self.sample_weight, k, perm)
         model = self.model
@@ -380,10 +391,7 @@ class Trainer:
                                                  sample_weight=wb,
                                                  check_grads=not self._grads_checked)
         self._grads_checked = True
-        self.current = StepValues(
-            value, model.loss.count_correct(out, yb), rows,
-            min((k + 1) * self.batch_size, self.n) - k * self.batch_size,
-            self._interrupt.signum or 0, self._display_due(k))
+        self.current = self._values(k, rows, value, model.loss.count_correct(out, yb))
         for hook in self.grad_hooks:
             grads = hook(grads, self)
         cur = self.current
@@ -391,6 +399,11 @@ class Trainer:
             return False
         self.step_done = k + 1
         return True
+
+    def _values(self, k: int, rows: int, value: Any, correct: Any) -> StepValues:
+        return StepValues(value, correct, rows,
+                          min((k + 1) * self.batch_size, self.n) - k * self.batch_size,
+                          self._interrupt.signum or 0, self._display_due(k))
 
     def _display_due(self, k: int) -> bool:
         """Whether this rank wants a progress display after step ``k`` (time or last step)."""

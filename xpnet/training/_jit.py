@@ -1,0 +1,167 @@
+"""The whole training step as one compiled function on JAX (``jax.jit``).
+
+On JAX every array operation is a separate dispatch when run eagerly; a W2 step is
+about 60 of them, which made ``fit`` on JAX about 3x the same job written natively with
+``jax.jit``. [`JitStep`][xpnet.training._jit.JitStep] traces the model's own forward,
+loss, backward and the optimizer's reference rule once per fit shape into one pure
+function ``(params, slots, lr, counts, X, y, weight) -> (new params, new slots, loss,
+correct, finite)``; the new values are those of the step where every loss, parameter
+and slot value is finite and the old ones elsewhere (the guard's ``where`` inside the
+same compiled kernel). When the flag says a step was not finite, nothing was changed
+and the trainer runs that step again through the ordinary guarded path, which names
+the cause and applies the policy (raise, stop, skip) exactly as on every backend.
+
+Used by the [`Trainer`][xpnet.training.Trainer] for JAX models on one process, without
+gradient hooks or stochastic layers (dropout draws from the host generator); anything
+the first trace cannot compile (a custom layer that reads values on the host, a custom
+rule using ``math`` on the step count) falls back to the eager step for that fit.
+``XPNET_JAX_JIT=0`` turns it off (the tests compare both).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from typing import Any
+
+import numpy as np
+
+_log = logging.getLogger("xpnet")
+# model -> {key: compiled step}: a fit after a fit reuses the compiled step
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _enabled() -> bool:
+    return os.environ.get("XPNET_JAX_JIT", "1").strip().lower() not in ("0", "false", "no",
+                                                                          "off")
+
+
+def _settings_key(optimizer: Any) -> tuple:
+    """The optimizer's settings that the trace bakes in (the learning rate is an input)."""
+    plain = (bool, int, float, str, tuple, frozenset, type(None))
+    return (type(optimizer), tuple(sorted(
+        (k, v) for k, v in vars(optimizer).items()
+        if k not in ("lr", "state") and isinstance(v, plain))))
+
+
+class JitStep:
+    """One compiled training step for a JAX model (see the module docstring)."""
+
+    def __init__(self, trainer: Any):
+        import jax
+
+        self.jax = jax
+        self.trainer = trainer
+        model, opt = trainer.model, trainer.optimizer
+        self.keys = tuple(model.trainable_keys)
+        key = (_settings_key(opt), repr(model.loss), self.keys,
+               tuple(repr(layer) for layer in model.layers))
+        cache = _CACHE.setdefault(model, {})
+        if key not in cache:
+            cache.clear()  # one compiled step per model: the settings of the last fit
+            cache[key] = jax.jit(self._pure, static_argnames=("rows",))
+        self.fn = cache[key]
+        self.tried = self.eager_done = False
+
+    @staticmethod
+    def usable(trainer: Any) -> bool:
+        """Whether this fit can run the compiled step."""
+        model = trainer.model
+        return (_enabled() and model.backend.name == "jax" and trainer.comm.size == 1
+                and not trainer.grad_hooks and isinstance(trainer.guard, _host_guard())
+                and all(_on_jax(a) for a in (trainer.X, trainer.y, trainer.sample_weight))
+                and not any(getattr(layer, "stochastic", False) for layer in model.layers)
+                and bool(model.trainable_keys))
+
+    def _pure(self, params: dict, slots: dict, hyper: Any, lo: Any, perm: Any, X: Any,
+              y: Any, weight: Any, rows: int) -> tuple:
+        """The step as a pure function of its inputs (traced by ``jax.jit``): the batch's
+        ``rows`` rows from ``lo`` (of ``perm`` when shuffled), the learning rate and the
+        parameters' update numbers in ``hyper``."""
+        jax = self.jax
+        xp = jax.numpy
+        model, opt = self.trainer.model, self.trainer.optimizer
+        idx = None if perm is None else jax.lax.dynamic_slice_in_dim(perm, lo, rows)
+
+        def batch(a: Any) -> Any:
+            if a is None:
+                return None
+            if idx is None:
+                return jax.lax.dynamic_slice_in_dim(a, lo, rows)
+            return xp.take(a, idx, axis=0)
+
+        xb, yb, wb = batch(X), batch(y), batch(weight)
+        saved = model._params
+        model._params = params
+        try:
+            value, grads, out = model._loss_grads_out(xb, yb, model.loss, train=True,
+                                                      weight=wb)
+        finally:
+            model._params = saved
+        trained = {k: params[k] for k in grads}
+        counts = {k: hyper[i + 1] for i, k in enumerate(self.keys)}
+        state = {s: slots[s] for s in opt.slots}
+        new, new_slots = opt._reference(trained, opt.clip_grads(grads), state, hyper[0],
+                                        counts, None)
+        ok = xp.isfinite(value)
+        for a in [*new.values(), *(v for s in opt.slots for v in new_slots[s].values())]:
+            ok = ok & xp.all(xp.isfinite(a))
+        new = {k: xp.where(ok, v, trained[k]) for k, v in new.items()}
+        new_slots = {s: {k: xp.where(ok, v, slots[s][k]) for k, v in new_slots[s].items()}
+                     for s in opt.slots}
+        return new, new_slots, value, model.loss.count_correct(out, yb), ok
+
+    def step(self, k: int, perm: Any) -> tuple[Any, Any, int] | None:
+        """Run the compiled step on batch ``k``; ``(loss, correct, rows)`` when it was
+        applied, None when the caller must run this step the ordinary way (the fit's
+        first step, a step that was not finite, or a step that does not compile: then
+        never again in this fit)."""
+        if not self.eager_done:  # the first step eagerly: it checks the gradients' keys
+            self.eager_done = True  # and shapes against the parameters once per fit
+            return None
+        trainer = self.trainer
+        model, opt = trainer.model, trainer.optimizer
+        state = opt.state
+        params = model._params
+        opt._aligned({k: params[k] for k in self.keys}, state, in_place=True, params=params)
+        step = int(state["step"])
+        steps = state["steps"]
+        hyper = np.asarray([opt.learning_rate(step), *(steps[k] + 1 for k in self.keys)],
+                           dtype=model.dtype_name)
+        lo, hi, rows = trainer._span(k)
+        slots = {s: {k: state[s][k] for k in self.keys} for s in opt.slots}
+        args = (params, slots, hyper, np.int32(lo), perm, trainer.X, trainer.y,
+                trainer.sample_weight, hi - lo)
+        if self.tried:
+            out = self.fn(*args)
+        else:
+            self.tried = True
+            try:
+                out = self.fn(*args)
+            except Exception as exc:  # noqa: BLE001 - any trace failure: run eagerly
+                _log.debug("the compiled JAX step is not used for this fit (%s: %s)",
+                           type(exc).__name__, exc)
+                trainer._jit = None
+                return None
+        new, new_slots, value, correct, ok = out
+        if not bool(ok):
+            return None
+        params.update(new)
+        for s in opt.slots:
+            state[s].update(new_slots[s])
+        state["step"] = step + 1
+        for k in self.keys:
+            steps[k] += 1
+        return value, correct, rows
+
+
+def _on_jax(a: Any) -> bool:
+    """None, or an array already on JAX (a host array would be copied in at every step)."""
+    return a is None or type(a).__module__.startswith("jax")
+
+
+def _host_guard() -> type:
+    from .guards import HostGuard
+
+    return HostGuard
