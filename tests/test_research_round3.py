@@ -248,3 +248,75 @@ def test_reused_model_checkpoint_monitors_and_starts_a_new_best(tmp_path):
     assert ckpt.monitor == "val_loss"
     assert ckpt.best == min(h.history["val_loss"])
     assert len(ckpt.saved) > first
+
+
+# -- item 8: check_gradients ---------------------------------------------------------------
+class WithRunningMean(xn.Layer):
+    """A layer that keeps a statistic its backward gives no gradient for."""
+
+    def init(self, in_features, rng, *, backend, dtype):
+        xp = backend.xp
+        return {"s": xp.ones((in_features,), dtype=dtype, device=backend.device),
+                "running_mean": xp.zeros((in_features,), dtype=dtype, device=backend.device)}
+
+    def forward(self, params, x, *, train=False):
+        return x * params["s"], x
+
+    def backward(self, params, cache, dy):
+        xp = xn.backends.backend_of(dy).xp
+        return dy * params["s"], {"s": xp.sum(dy * cache, axis=0)}
+
+
+def test_check_gradients_names_a_parameter_without_gradient(backend):
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    with pytest.raises(xn.testing.GradientCheckError,
+                       match=r"WithRunningMean: backward returned gradients for \['s'\].*"
+                             r"missing \['running_mean'\]"):
+        xn.testing.check_gradients(WithRunningMean(), x, backend=backend)
+
+
+class RecordsBackend(xn.Layer):
+    seen: list = []
+
+    def forward(self, params, x, *, train=False):
+        RecordsBackend.seen.append(xn.backends.backend_of(x).name)
+        return x, None
+
+    def backward(self, params, cache, dy):
+        return dy, {}
+
+
+def test_check_gradients_of_a_model_runs_on_the_backend_asked(backend):
+    m = xn.Sequential([xn.Dense(3), RecordsBackend(), xn.Tanh(), xn.Dense(2)], in_features=4,
+                      backend="numpy", dtype="float64")
+    X, y = np.random.default_rng(0).normal(size=(6, 4)), np.array([0, 1, 0, 1, 1, 0])
+    before = {k: xn.to_numpy(v).copy() for k, v in m.params.items()}
+    RecordsBackend.seen = []
+    report = xn.testing.check_gradients(m, X, y, backend=backend)
+    assert set(RecordsBackend.seen) == {backend}
+    assert sorted(report) == ["0.W", "0.b", "3.W", "3.b"]
+    assert m.backend.name == "numpy"  # the model itself is left where it is
+    for k, v in m.params.items():
+        np.testing.assert_array_equal(xn.to_numpy(v), before[k])
+
+
+class HalfPerSample(xn.MeanSquaredError):
+    """per_sample half of what value_and_grad's mean says."""
+
+    name = "half_per_sample_mse"
+
+    def per_sample(self, output, target):
+        return 0.5 * super().per_sample(output, target)
+
+
+def test_check_gradients_compares_per_sample_with_value_and_grad(backend):
+    rng = np.random.default_rng(0)
+    out, y = rng.normal(size=(6, 2)), rng.normal(size=(6, 2))
+    report = xn.testing.check_gradients(xn.MeanSquaredError(), out, y, backend=backend)
+    assert sorted(report) == ["output", "per_sample"] and report["per_sample"] < 1e-12
+    with pytest.raises(xn.testing.GradientCheckError,
+                       match=r"HalfPerSample: the mean of per_sample.*value_and_grad"):
+        xn.testing.check_gradients(HalfPerSample(), out, y, backend=backend)
+    with pytest.raises(xn.testing.GradientCheckError,
+                       match=r"ColumnMSE: per_sample returned shape \(6, 1\), not \(6,\)"):
+        xn.testing.check_gradients(ColumnMSE(), out[:, :1], y[:, :1], backend=backend)

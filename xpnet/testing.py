@@ -6,6 +6,7 @@ have been checked; this is the one place tests copy device arrays to the host.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import array_api_compat
@@ -142,9 +143,13 @@ def check_gradients(obj: Any, x: Any, y: Any = None, *, params: dict | None = No
         * a layer: checks d/dx and d/dparams of ``sum(forward(x) * R)`` for a
           fixed random ``R`` (dropout is checked in eval mode unless
           you build your own mask);
-        * a loss: checks d/d(output) of ``loss(x, y)``;
+        * a loss: checks d/d(output) of ``loss(x, y)`` and, for a loss that defines
+          ``per_sample``, that it has shape ``(n,)`` and that its mean is
+          ``value_and_grad``'s value (within ``rtol``/``atol``; reported as
+          ``"per_sample"``), as sample weights rely on both;
         * a model: checks every (trainable) parameter gradient of ``loss_and_grads(x, y,
-          train=False)``; the model must be float64.
+          train=False)``; the model must be float64. With ``backend`` other than the
+          model's, a copy moved there is checked (the model is left as it is).
     x : array
         Input (host NumPy or the backend's array), float64.
     y : array, optional
@@ -153,6 +158,10 @@ def check_gradients(obj: Any, x: Any, y: Any = None, *, params: dict | None = No
         Layer parameters; by default the layer's ``init`` in float64.
     backend : str or Backend, optional
         Where to compute; defaults to the backend of ``x`` (or of the model).
+
+    Every gradient must have the shape of what it is the gradient of, and a layer's
+    ``backward`` must return one gradient per parameter ``init`` made, under its
+    name: otherwise a `GradientCheckError` names the layer, the key and the shapes.
     eps : float
         The finite-difference step: ``(f(v + eps) - f(v - eps)) / (2 eps)``.
     rtol : float
@@ -183,6 +192,10 @@ def check_gradients(obj: Any, x: Any, y: Any = None, *, params: dict | None = No
     report: dict[str, float] = {}
     host_x = to_numpy(x).astype(np.float64)
     if isinstance(obj, Sequential):
+        if backend is not None:
+            be = get_backend(backend)
+            if (be.name, str(be.device)) != (obj.backend.name, str(obj.backend.device)):
+                obj = copy.deepcopy(obj).to(be)  # a twin on that backend; obj stays as it is
         _check_model(obj, host_x, y, eps, rtol, atol, report)
         return report
     be = get_backend(backend) if backend is not None else (
@@ -233,8 +246,29 @@ def _check_loss(obj: Any, be: Any, host_x: np.ndarray, y: Any, eps: float, rtol:
     def floss(z):
         return float(obj(be.asarray(z, dtype=f64), yb))
 
+    what = f"{type(obj).__name__}: "
     _compare("output", to_numpy(g), _numeric_grad(floss, host_x.copy(), eps), rtol, atol,
-             report)
+             report, what)
+    if obj.has_per_sample:
+        _check_per_sample(obj, be.asarray(host_x, dtype=f64), yb, rtol, atol, report, what)
+
+
+def _check_per_sample(obj: Any, z: Any, yb: Any, rtol: float, atol: float, report: dict,
+                      what: str) -> None:
+    """``per_sample`` is one value per row, and their mean is ``value_and_grad``'s value."""
+    rows = to_numpy(obj.per_sample(z, yb))
+    n = z.shape[0]
+    if rows.shape != (n,):
+        raise GradientCheckError(f"{what}per_sample returned shape {rows.shape}, not ({n},) "
+                                 "(one loss per row)")
+    mean, value = float(np.mean(rows)), float(to_numpy(obj.value_and_grad(z, yb)[0]))
+    err = abs(mean - value)
+    report["per_sample"] = err / max(abs(mean), abs(value), 1e-12)
+    if err > atol + rtol * max(abs(mean), abs(value)):
+        raise GradientCheckError(
+            f"{what}the mean of per_sample is {mean:.10g}, value_and_grad's value "
+            f"{value:.10g}: sample weights would train another loss (rtol={rtol}, "
+            f"atol={atol})")
 
 
 def _check_layer(obj: Any, be: Any, host_x: np.ndarray, params: dict | None, seed: int,
