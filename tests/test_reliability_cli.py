@@ -215,3 +215,64 @@ def test_the_idx_reader_refuses_a_fifo_instead_of_blocking(tmp_path):
     os.mkfifo(tmp_path / "labels-idx1-ubyte")
     with pytest.raises(IDXError, match="is a FIFO, not a regular file"):
         read_idx(tmp_path / "labels-idx1-ubyte")
+
+
+# ----------------------------------------------------------------------------- clean refusals
+@pytest.mark.parametrize("argv, flag", [
+    (["--hidden", "9" * 40], "--hidden: a layer size must be at most 2147483647, got "
+                             "999999999999...999999999999 (40 characters)"),
+    (["--hidden", "64," + "9" * 5000], "--hidden: expected comma-separated layer sizes"),
+    (["--threads", "9" * 40], "--threads: must be an integer <= 65536, got "
+                              "999999999999...999999999999 (40 characters)"),
+    (["--threads", "9" * 5000], "--threads: expected an integer, got "
+                                "'999999999999...999999999999 (5000 characters)'"),
+], ids=["hidden", "hidden-5000-digits", "threads", "threads-5000-digits"])
+def test_huge_integers_are_refused_with_one_line(tmp_path, capsys, argv, flag):
+    """--hidden 9999...9 ended in 'ValueError: Maximum allowed dimension exceeded' and
+    --threads 9999...9 in 'OverflowError' (exit 1)."""
+    code = main(["train", "--no-save", "--quiet", "--json", *argv])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    assert flag in captured.err and len(captured.err) < 400
+    assert json.loads(captured.out)["exit_code"] == 2
+
+
+@pytest.mark.parametrize("value", [5, "x", None, [1, "x"], {"at": 1}])
+def test_a_hand_edited_resumes_field_does_not_break_resume(run, capsys, value):
+    """``"resumes": 5`` in run.json: TypeError traceback and a run marked failed."""
+    record = json.loads((run / "run.json").read_text())
+    record["resumes"], record["started_at"] = value, value
+    (run / "run.json").write_text(json.dumps(record))
+    assert _train(run, "--resume", "--epochs", "2") == 0, capsys.readouterr().err
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "completed"
+    assert [r["from_epoch"] for r in record["resumes"]] == [1]
+    assert isinstance(record["started_at"], str) and record["started_at"] != "x" or \
+        value == "x"
+
+
+def test_export_refuses_another_suffix_before_writing(run, tmp_path, capsys):
+    """``xpnet export RUN m.json`` wrote m.json, then failed."""
+    code = main(["export", str(run), str(tmp_path / "m.json")])
+    assert code == 2
+    assert "must end in .onnx" in capsys.readouterr().err
+    assert not (tmp_path / "m.json").exists()
+
+
+@posix_only
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("argv", [["info", "--json"], ["evaluate", "nope", "--json"]])
+def test_json_on_a_full_disk_is_one_clean_error(tmp_path, argv):
+    """Standard output on a full disk: a double traceback."""
+    import subprocess
+
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "xpnet", *argv], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120,
+                              env=dict(os.environ, XPNET_DATA_DIR=str(tmp_path)))
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1] == "xpnet: error: cannot write to standard output: No space left on " \
+                        "device"
+    assert len(lines) == (1 if argv[0] == "info" else 2)

@@ -50,6 +50,7 @@ from ._args import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
+    CLIError,
 )
 from ._args import build_parser as _build_parser
 from ._failures import classify as _classify
@@ -99,7 +100,10 @@ def _report(code: int, message: str, *, as_json: bool, status: str = "error") ->
     if as_json:
         from ._output import print_json
 
-        print_json({"status": status, "exit_code": code, "message": line})
+        try:
+            print_json({"status": status, "exit_code": code, "message": line})
+        except CLIError as exc:  # standard output cannot be written either (a full disk)
+            sys.stderr.write(f"xpnet: error: {exc}\n")
     return code
 
 

@@ -263,17 +263,32 @@ def _flag_hint(extras: list[str], owner: argparse.ArgumentParser,
     return "; " + "; ".join(hints) if hints else ""
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type=`` that accepts integers >= `minimum`."""
+#: The largest layer size --hidden takes (the memory check of train refuses far less).
+MAX_LAYER_SIZE = 2**31 - 1
+#: The most threads --threads takes.
+MAX_THREADS = 65536
+
+
+def _int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type=`` that accepts integers >= `minimum` (and <= `maximum`)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected an integer, got {_short(text)!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer <= {maximum}, got {_short(text.strip())}")
         return value
     return parse
+
+
+def _short(text: str) -> str:
+    """`text` cut to 30 characters for a message (a 5,000-digit number stays readable)."""
+    return text if len(text) <= 30 else f"{text[:12]}...{text[-12:]} ({len(text)} characters)"
 
 
 def _float_in(low: float, high: float | None = None, *, low_open: bool = False,
@@ -308,10 +323,14 @@ def _hidden_sizes(text: str) -> tuple[int, ...]:
             size = int(part)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected comma-separated layer sizes such as 512,256, got {text!r}") from None
+                f"expected comma-separated layer sizes such as 512,256, got {_short(text)!r}"
+            ) from None
         if size < 1:
             raise argparse.ArgumentTypeError(
                 f"layer sizes must be positive integers, got {size} in {text!r}")
+        if size > MAX_LAYER_SIZE:
+            raise argparse.ArgumentTypeError(
+                f"a layer size must be at most {MAX_LAYER_SIZE}, got {_short(part)}")
         sizes.append(size)
     return tuple(sizes)
 
@@ -320,7 +339,7 @@ def _threads(text: str) -> str | int:
     """--threads: 'auto' or an integer >= 1."""
     if text.strip().lower() == "auto":
         return "auto"
-    return _int_at_least(1)(text)
+    return _int_at_least(1, MAX_THREADS)(text)
 
 
 def _backend_name(text: str) -> str:

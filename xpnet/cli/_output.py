@@ -199,14 +199,48 @@ def print_json(obj: Any) -> None:
     obj : object
         The result of a command.
 
+    Raises
+    ------
+    CLIError
+        Exit status 3 when standard output cannot be written (a full disk); later calls
+        then print nothing, so the error is reported once, on standard error.
+
     Examples
     --------
     >>> from xpnet.cli._output import print_json
     >>> print_json({"accuracy": 0.5})
     {"accuracy": 0.5}
     """
-    sys.stdout.write(json.dumps(jsonable(obj), allow_nan=False) + "\n")
-    sys.stdout.flush()
+    global _stdout_failed
+    if _stdout_failed:
+        return
+    try:
+        sys.stdout.write(json.dumps(jsonable(obj), allow_nan=False) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise  # the reader went away: main() ends quietly
+    except OSError as exc:  # e.g. standard output on a full disk: one error, exit status 3
+        _stdout_failed = True
+        _silence_stdout()
+        from ._args import EXIT_DATA, CLIError
+
+        raise CLIError(f"cannot write to standard output: {exc.strerror or exc}",
+                       EXIT_DATA) from None
+
+
+_stdout_failed = False
+
+
+def _silence_stdout() -> None:
+    """Point standard output at the null device, so that the flush at exit cannot fail."""
+    import os
+
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (captured output)
+        pass
 
 
 def write_json(path: Path, obj: Any) -> None:

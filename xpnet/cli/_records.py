@@ -283,11 +283,17 @@ def _lineage(command: str, previous: Any, resume: dict[str, Any] | None,
     command and start carried over from ``previous``, one more entry in ``resumes`` when
     ``resuming``."""
     prev = previous or {}
-    resumes = [*prev.get("resumes", []),
-               {"at": timestamp(), "command": command,
-                "from_epoch": int((resume or {}).get("epoch", 0))}] if resuming else []
-    return {"command": prev.get("command") or command,
-            "started_at": prev.get("started_at") or timestamp(), "resumes": resumes}
+    # a hand-edited or damaged record: fields of the wrong type are not carried over
+    earlier = prev.get("resumes")
+    earlier = [r for r in earlier if isinstance(r, dict)] if isinstance(earlier, list) else []
+    first = prev.get("command")
+    started = prev.get("started_at")
+    resumes = [*earlier, {"at": timestamp(), "command": command,
+                          "from_epoch": int((resume or {}).get("epoch", 0))}] \
+        if resuming else []
+    return {"command": first if isinstance(first, str) and first else command,
+            "started_at": started if isinstance(started, str) and started else timestamp(),
+            "resumes": resumes}
 
 
 def _environment(backend: Any) -> dict[str, Any]:
