@@ -244,9 +244,13 @@ def test_ctrl_c_keeps_last_epoch_and_resumes(tmp_path):
     ckpt = xn.load_checkpoint(tmp_path / "run" / "model.safetensors", backend="numpy")
     assert ckpt.training["epoch"] >= done
     target = ckpt.training["epoch"] + 1
-    s = one_json(xpnet("train", "--out", "run", "--resume", "--epochs", target, "--json",
-                       "--quiet", cwd=tmp_path))
+    proc = xpnet("train", "--out", "run", "--resume", "--epochs", target, "--json",
+                 cwd=tmp_path)
+    s = one_json(proc)
     assert s["epochs"] == target and s["history"]["epoch"] == list(range(1, target + 1))
+    # the resumed run names the point the interrupted one said it saved
+    saved = re.search(r"; (epoch \d+(?:, step \d+)?)(?:/\d+)? is saved", err).group(1)
+    assert f"resuming run after {saved}" in " ".join(proc.stderr.split()), proc.stderr
 
 
 @pytest.mark.slow

@@ -361,7 +361,10 @@ def _announce(run: _Run) -> None:
         f"epoch{'s' if s['epochs'] != 1 else ''} of {run.steps} steps")
     say(f"lr       {describe_lr(run.optimizer.lr)}")
     if run.resume is not None:
-        say(f"resuming {run.out} after epoch {run.resume.get('epoch', 0)}")
+        done, step = run.resume.get("epoch", 0), run.resume.get("step", 0)
+        # as the Ctrl-C message names it: "epoch 2, step 44" is saved (44 steps of epoch 2)
+        where = f"epoch {done + 1}, step {step}" if step else f"epoch {done}"
+        say(f"resuming {run.out} after {where}")
     if run.out is not None:
         say(f"output   {run.out}")
 
