@@ -565,7 +565,8 @@ def _train_execution_flags(g: Any) -> None:
     g.add_argument("--out", metavar="DIR", help="output folder for model.safetensors, "
                    "run.json and curves.png (default: runs/<dataset>-<date>-<time>)")
     g.add_argument("--resume", action="store_true",
-                   help="continue the run in --out DIR from its last completed epoch")
+                   help="continue the run in --out DIR from its last save (an epoch's end, "
+                        "or the step Ctrl-C or SIGTERM stopped it at)")
     g.add_argument("--overwrite", action="store_true",
                    help="replace a previous run in --out DIR instead of refusing")
     g.add_argument("--no-save", action="store_true", help="train without writing any file")
