@@ -320,3 +320,36 @@ def test_check_gradients_compares_per_sample_with_value_and_grad(backend):
     with pytest.raises(xn.testing.GradientCheckError,
                        match=r"ColumnMSE: per_sample returned shape \(6, 1\), not \(6,\)"):
         xn.testing.check_gradients(ColumnMSE(), out[:, :1], y[:, :1], backend=backend)
+
+
+# -- item 9: seed=None -----------------------------------------------------------------------
+def test_seed_none_draws_a_recorded_seed_that_repeats_the_run(backend, tmp_path):
+    X, y = _data(64)
+    a = xn.MLP([3, 8, 2], dropout=0.2, backend=backend, seed=None)
+    b = xn.MLP([3, 8, 2], dropout=0.2, backend=backend, seed=None)
+    assert isinstance(a.seed, int) and a.seed != b.seed  # fresh entropy each time
+    assert a.get_config()["seed"] == a.seed
+    h = a.fit(X, y, epochs=2, batch_size=16, verbose=0, seed=None)
+    run_seed = h.params["seed"]
+    assert isinstance(run_seed, int)
+    path = xn.save(a, tmp_path / "a.safetensors",
+                   training={"seed": run_seed, "epoch": 2, "step": 0})
+    ck = xn.load_checkpoint(path, backend=backend)
+    assert ck.model.seed == a.seed and ck.training["seed"] == run_seed
+    # the recorded seeds repeat the run exactly
+    again = xn.MLP([3, 8, 2], dropout=0.2, backend=backend, seed=ck.model.seed)
+    h2 = again.fit(X, y, epochs=2, batch_size=16, verbose=0, seed=ck.training["seed"])
+    assert h2.history["loss"] == h.history["loss"]
+    for k, v in a.params.items():
+        xn.testing.assert_close(again.params[k], v, rtol=0)
+
+
+def test_rng_none_records_the_seed_it_drew():
+    rng = xn.RNG(None)
+    assert isinstance(rng.seed, int)
+    assert xn.RNG(rng.seed).spawn_seed() == rng.spawn_seed()
+
+
+def test_the_default_seed_stays_zero():
+    assert xn.MLP([3, 2], backend="numpy").seed == 0
+    assert xn.Sequential([xn.Dense(2)], in_features=3, backend="numpy").seed == 0

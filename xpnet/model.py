@@ -14,7 +14,7 @@ from . import _checks
 from .backends import Backend, get_backend, to_numpy
 from .layers import ACTIVATIONS, Dense, Dropout, Layer, layer_from_config
 from .losses import Loss, get_loss, loss_config, loss_from_config
-from .random import RNG
+from .random import RNG, _fresh_seed
 from .store import ParamStore
 from .training import History, fit
 
@@ -83,9 +83,12 @@ class Sequential:
     device : optional
         Device on the backend (e.g. ``"cuda"`` for torch).
     dtype : {"float32", "float64"}
-    seed : int
+    seed : int or None
         Seed for the initial parameters. The same seed gives bitwise-identical
-        initial parameters on every backend.
+        initial parameters on every backend. ``None`` draws a fresh seed from the
+        operating system's entropy (e.g. for an ensemble) and records it in
+        `seed`, in [`get_config`][xpnet.model.Sequential.get_config] and so in
+        checkpoints: ``Sequential(..., seed=model.seed)`` builds the same model.
 
     Attributes
     ----------
@@ -107,7 +110,7 @@ class Sequential:
 
     def __init__(self, layers: list[Layer], *, in_features: int, loss: str | Loss = "cross_entropy",
                  backend: str | Backend = "auto", device: Any = None, dtype: str = "float32",
-                 seed: int = 0):
+                 seed: int | None = 0):
         if not isinstance(layers, (list, tuple)) or not layers:
             raise ValueError("layers must be a non-empty list of Layer objects")
         for i, layer in enumerate(layers):
@@ -116,7 +119,8 @@ class Sequential:
         self.in_features = _checks.check_int("in_features", in_features)
         self.loss = get_loss(loss)
         self.dtype_name = _checks.check_dtype(dtype)
-        self.seed = _checks.check_int("seed", seed, minimum=0)
+        self.seed = _fresh_seed() if seed is None else _checks.check_int("seed", seed,
+                                                                         minimum=0)
         self.layers = [_own_copy(layer) for layer in layers]
         self.backend = get_backend(backend, device)
         self.optimizer: Optimizer | None = None
@@ -880,11 +884,12 @@ class Sequential:
 def MLP(sizes: list[int], *, activation: str = "relu", dropout: float = 0.0,
         loss: str | Loss = "cross_entropy", init: str | None = None,
         backend: str | Backend = "auto", device: Any = None, dtype: str = "float32",
-        seed: int = 0) -> Sequential:
+        seed: int | None = 0) -> Sequential:
     """A multilayer perceptron: Dense -> activation (-> Dropout) ... -> Dense.
 
     Built as a [`Sequential`][xpnet.model.Sequential], to which ``backend``,
-    ``device``, ``dtype`` and ``seed`` are passed on as they are.
+    ``device``, ``dtype`` and ``seed`` are passed on as they are (``seed=None``
+    draws a fresh seed and records it in ``model.seed``).
 
     Parameters
     ----------

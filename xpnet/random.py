@@ -21,13 +21,25 @@ from .ops import ops_for
 __all__ = ["RNG"]
 
 
+def _fresh_seed() -> int:
+    """A seed drawn from the operating system's entropy (63 bits), for ``seed=None``."""
+    return int(np.random.SeedSequence().entropy) >> 65  # type: ignore[arg-type]
+
+
 class RNG:
     """A seeded random number generator whose draws are backend independent.
 
     Parameters
     ----------
     seed : int or None
-        Seed for NumPy's PCG64 bit generator. ``None`` draws fresh entropy.
+        Seed for NumPy's PCG64 bit generator. ``None`` draws a fresh seed from the
+        operating system's entropy and records it in ``seed``, so that
+        ``RNG(rng.seed)`` repeats the draws.
+
+    Attributes
+    ----------
+    seed : int
+        The seed given, or the one drawn for ``None``.
 
     Examples
     --------
@@ -44,7 +56,7 @@ class RNG:
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         if seed is not None and seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
-        self.seed = None if seed is None else int(seed)
+        self.seed = _fresh_seed() if seed is None else int(seed)
         self.generator = np.random.Generator(np.random.PCG64(self.seed))
         self._stream: list[int] | None = None  # [key, counter] of the device sampler
 
