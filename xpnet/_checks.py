@@ -7,15 +7,17 @@ was expected.  NumPy is used here for host-side inspection of host inputs.
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
+import weakref
 from collections.abc import Collection
 from typing import Any, Literal, overload
 
 import array_api_compat
 import numpy as np
 
-from .backends import Backend, backend_of, dtype_name
+from .backends import Backend, backend_of, dtype_name, to_numpy
 
 FLOAT_DTYPES = ("float32", "float64")
 
@@ -266,8 +268,9 @@ def _from_frame(name: str, a: Any, targets: bool) -> Any:
         target = np.dtype(np.float32) if numpy_dtypes and all(
             d == np.float32 for d in numpy_dtypes) else np.dtype(np.float64)
     try:
-        out = a.to_numpy(dtype=target, na_value=np.nan) if target.kind == "f" \
-            else a.to_numpy(dtype=target)
+        # a copy of our own: pandas' copy-on-write views are read-only, which PyTorch warns of
+        out = a.to_numpy(dtype=target, na_value=np.nan, copy=True) if target.kind == "f" \
+            else a.to_numpy(dtype=target, copy=True)
     except TypeError:
         out = np.asarray(a.to_numpy(), dtype=target)
     except ValueError as exc:
@@ -326,12 +329,86 @@ def _host_view(a: Any) -> np.ndarray | None:
     return a if isinstance(a, np.ndarray) else None
 
 
+def _check_host_values(name: str, host: np.ndarray, dtype: str) -> None:
+    """Refuse NaN/inf, and values beyond float32's range for a float32 model; one pass for
+    the minimum and one for the maximum (a memory map is read, never copied)."""
+    if host.dtype.kind not in "fc":
+        return
+    # min and max propagate NaN and expose inf without a boolean copy of X
+    low, high = float(host.min()), float(host.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        bad = int(np.size(host) - np.count_nonzero(np.isfinite(host)))
+        raise ValueError(f"{name} contains {bad} NaN or infinite values; clean the data first")
+    if dtype == "float32" and host.dtype.itemsize > 4:
+        big = max(abs(low), abs(high))
+        if big > float(np.finfo(np.float32).max):
+            raise ValueError(f"{name} has values up to {big:.3g}, beyond float32's range "
+                             f"(3.4e38), where the model computes; scale the data or build the "
+                             f"model with dtype='float64'")
+
+
+class HostRows:
+    """Rows of a memory-mapped host array, converted to a backend and dtype a batch at a time.
+
+    What ``check_X(..., stream=True)`` returns for a ``numpy.memmap`` that cannot be
+    used as it is (another dtype, another backend), so that ``fit``, ``evaluate`` and
+    ``predict`` never hold a converted copy of the whole array. Slicing rows gives
+    another ``HostRows`` (a view, nothing read); `batch_rows` reads and converts.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> from xpnet._checks import HostRows
+    >>> rows = HostRows(np.arange(12.0).reshape(6, 2), xn.get_backend("numpy"), "float32")
+    >>> rows[4:].shape, rows.batch_rows(0, 2, None).tolist()
+    ((2, 2), [[0.0, 1.0], [2.0, 3.0]])
+    >>> rows.batch_rows(0, 2, np.array([5, 0, 3])).dtype
+    dtype('float32')
+    """
+
+    ndim = 2
+
+    def __init__(self, array: np.ndarray, backend: Backend, dtype: str):
+        self.array, self.backend, self.dtype_name = array, backend, dtype
+        self.shape = tuple(array.shape)
+
+    def __getitem__(self, rows: Any) -> HostRows:
+        if isinstance(rows, tuple) and len(rows) == 2 and rows[1] is Ellipsis:
+            rows = rows[0]
+        if not isinstance(rows, slice):
+            raise TypeError("rows of a memory-mapped X are taken by slices")
+        return HostRows(self.array[rows], self.backend, self.dtype_name)
+
+    def batch_rows(self, lo: int, hi: int, perm: Any = None) -> Any:
+        """Rows ``lo:hi`` (or ``perm[lo:hi]``, an index array) on the backend, converted."""
+        if perm is None:  # a copy (writable, unlike the memory map, for PyTorch)
+            part = np.array(self.array[lo:hi], dtype=self.dtype_name)
+        else:  # the index vector comes to the host once per batch
+            part = np.take(self.array, to_numpy(perm[lo:hi]), axis=0)
+        return self.backend.asarray(part.astype(self.dtype_name, copy=False),
+                                    dtype=self.backend.dtype(self.dtype_name))
+
+
+def _streams(X: Any, backend: Backend, dtype: str) -> bool:
+    """Whether ``X`` is a memory map that the model cannot use as it is (so is converted
+    batch by batch); a float memmap of the model's dtype on NumPy is read in place."""
+    return isinstance(X, np.memmap) and not (backend.owns(X) and X.dtype == np.dtype(dtype))
+
+
 def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
-            name: str = "X", *, values: bool = True) -> Any:
+            name: str = "X", *, values: bool = True, stream: bool = False) -> Any:
     """Validate features and return them on ``backend`` with the model's dtype.
 
     ``values=False`` skips the NaN/inf scan of device arrays (a device-to-host sync).
+    ``stream=True`` returns a memory-mapped array of any real dtype (integers
+    included) as a [`HostRows`][xpnet._checks.HostRows], converted a batch at a time
+    by the caller, instead of converting it whole.
     """
+    if stream and isinstance(X, HostRows):
+        if n_features is not None and X.shape[1] != n_features:
+            raise ValueError(f"{name} has {X.shape[1]} features, the model expects "
+                             f"{n_features}")
+        return X
     X = as_array(name, X, backend)
     if not _is_array(X):
         raise TypeError(f"{name} must be a 2-D float array, got {type(X).__name__}")
@@ -345,13 +422,15 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
     dname = dtype_name(X.dtype)
     if dname.startswith("complex"):
         raise TypeError(f"{name} has complex dtype {dname}; xpnet trains on real floats")
-    if dname in ("bool",) or dname.startswith(("int", "uint")):
+    if dname.startswith(("int", "uint")) and isinstance(X, np.memmap):
+        pass  # converted (a batch at a time with stream=True): it cannot be cast in memory
+    elif dname in ("bool",) or dname.startswith(("int", "uint")):
         hint = " / 255" if dname == "uint8" else ""
         raise TypeError(
             f"{name} has dtype {dname}; convert it to floats first, "
             f"e.g. X.astype('float32'){hint}"
         )
-    if dname not in ("float16", "float32", "float64", "bfloat16"):
+    elif dname not in ("float16", "float32", "float64", "bfloat16"):
         raise TypeError(f"{name} has unsupported dtype {dname}; expected float32 or float64")
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features, the model expects {n_features}")
@@ -361,22 +440,54 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
     host = _host_view(X)
     if not values and host is not None and backend.owns(host):
         host = None  # already where the model lives and checked by the caller
-    # min and max propagate NaN and expose inf without a boolean copy of X
-    if host is not None and host.size and not (np.isfinite(host.min())
-                                                and np.isfinite(host.max())):
-        bad = int(np.size(host) - np.count_nonzero(np.isfinite(host)))
-        raise ValueError(f"{name} contains {bad} NaN or infinite values; clean the data first")
-    if host is not None and host.size and dtype == "float32" and host.dtype.itemsize > 4:
-        big = max(abs(float(host.min())), abs(float(host.max())))
-        if big > float(np.finfo(np.float32).max):
-            raise ValueError(f"{name} has values up to {big:.3g}, beyond float32's range "
-                             f"(3.4e38), where the model computes; scale the data or build the "
-                             f"model with dtype='float64'")
+    if host is not None and host.size:
+        _check_host_values(name, host, dtype)
+    if stream and _streams(X, backend, dtype):
+        return HostRows(X, backend, dtype)
     Xd = _in_dtype(to_backend(name, X, backend, dtype), backend, dtype)
     xp = backend.xp
     if values and host is None and not bool(xp.all(xp.isfinite(Xd))):
         raise ValueError(f"{name} contains NaN or infinite values; clean the data first")
     return Xd
+
+
+UNSCALED_LIMIT = 10.0
+"""``fit`` warns when a feature column's mean lies beyond +-``UNSCALED_LIMIT`` or its
+standard deviation above it (on up to ``UNSCALED_ROWS`` evenly spaced rows)."""
+UNSCALED_ROWS = 10_000
+_warned_unscaled: weakref.WeakSet = weakref.WeakSet()
+
+
+def warn_if_unscaled(model: Any, Xd: Any, name: str = "X") -> None:
+    """Log one warning (logger ``"xpnet"``, once per model) when the checked features
+    ``Xd`` look unscaled, unless the model starts with a ``Normalization`` layer."""
+    first = type(model.layers[0]).__name__ if model.layers else ""
+    if first == "Normalization" or model in _warned_unscaled:
+        return
+    n = int(Xd.shape[0])
+    step = max(1, n // UNSCALED_ROWS)
+    if isinstance(Xd, HostRows):
+        sample = np.asarray(Xd.array[::step][:UNSCALED_ROWS], dtype=np.float64)
+        mean, std = sample.mean(axis=0), sample.std(axis=0)
+    else:
+        xp = model.xp
+        idx = xp.arange(0, min(n, step * UNSCALED_ROWS), step,
+                        dtype=model.backend.index_dtype, device=model.backend.device)
+        sample = xp.take(Xd, idx, axis=0)
+        mean, std = xp.mean(sample, axis=0), xp.std(sample, axis=0)
+        mean, std = to_numpy(mean).astype(np.float64), to_numpy(std).astype(np.float64)
+    size = np.maximum(np.abs(mean), std)
+    j = int(np.argmax(size))
+    if not size[j] > UNSCALED_LIMIT:
+        return
+    _warned_unscaled.add(model)
+    logging.getLogger("xpnet").warning(
+        "fit: %s looks unscaled: column %d has mean %.4g and standard deviation %.4g (xpnet "
+        "warns beyond +-%g). An MLP trains best on features of mean about 0 and standard "
+        "deviation about 1: put xn.Normalization().adapt(%s) first in the model, e.g. "
+        "xn.Sequential([xn.Normalization().adapt(%s), xn.Dense(64), xn.ReLU(), "
+        "xn.Dense(n_outputs)], in_features=%d), or standardize %s yourself. (Logged once per "
+        "model.)", name, j, mean[j], std[j], UNSCALED_LIMIT, name, name, Xd.shape[1], name)
 
 
 def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_outputs: int,

@@ -56,7 +56,14 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     model : Sequential
     X : array of shape (n, in_features)
         NumPy arrays are moved to the model's device once; arrays of the
-        model's own backend are used in place.
+        model's own backend are used in place. A pandas DataFrame of numeric or
+        bool columns, and anything with ``__array__`` or ``__dlpack__``, is
+        converted once. A ``numpy.memmap`` (``np.load(path, mmap_mode="r")``) of
+        any float or integer dtype is read and converted a batch at a time,
+        never whole (validation data too). Features that look unscaled (a
+        column mean beyond +-10 or a standard deviation above 10) log one
+        warning on the ``"xpnet"`` logger that points to
+        [`Normalization`][xpnet.preprocessing.Normalization].
     y : array
         Targets as the model's loss takes them: integer labels for
         classification losses, float targets otherwise.
@@ -154,7 +161,8 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                      or class_weight is not None)
     _check_decay_keys(optimizer, model)
     Xd, yd, wd, validation = _prepare_data(model, X, y, validation_data, validation_split,
-                                           sample_weight, class_weight)
+                                           sample_weight, class_weight, stream=comm.size == 1)
+    _checks.warn_if_unscaled(model, Xd)
     bs = Xd.shape[0] if batch_size is None else min(batch_size * comm.size, Xd.shape[0])
     steps = math.ceil(Xd.shape[0] / bs)
     if start is not None:
@@ -276,22 +284,23 @@ def _check_resume(start: TrainState, epochs: int, steps: int) -> None:
 
 
 def _prepare_data(model: Any, X: Any, y: Any, validation_data: Any, validation_split: Any,
-                  sample_weight: Any = None, class_weight: Any = None
+                  sample_weight: Any = None, class_weight: Any = None, *, stream: bool = False
                   ) -> tuple[Any, Any, Any, tuple[Any, Any] | None]:
-    """Check X, y, the weights and the validation data; move them to the device once."""
+    """Check X, y, the weights and the validation data; move them to the device once (a
+    memory-mapped X with ``stream``: a batch at a time, see ``_checks.HostRows``)."""
     validation_split = _checks.check_float("validation_split", validation_split, low=0.0,
                                            high=1.0)
     if validation_data is not None and not (
             isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
         raise ValueError("validation_data must be a pair (X_val, y_val)")
-    Xd, yd = _checked(model, X, y, "X", "y")
+    Xd, yd = _checked(model, X, y, "X", "y", stream)
     wd = None if sample_weight is None else _checks.check_sample_weight(
         sample_weight, model.backend, model.dtype_name, Xd.shape[0], model.loss)
     if class_weight is not None:
         wd = class_sample_weight(model, yd, class_weight, wd)
     if validation_data is not None:
         Xv, yv = validation_data
-        return Xd, yd, wd, _checked(model, Xv, yv, "validation X", "validation y")
+        return Xd, yd, wd, _checked(model, Xv, yv, "validation X", "validation y", stream)
     train, val = split_rows(Xd.shape[0], validation_split, policy="last")
     if val is not None:
         return (take_rows(Xd, train), take_rows(yd, train),
@@ -300,8 +309,10 @@ def _prepare_data(model: Any, X: Any, y: Any, validation_data: Any, validation_s
     return Xd, yd, wd, None
 
 
-def _checked(model: Any, X: Any, y: Any, xname: str, yname: str) -> tuple[Any, Any]:
-    Xd = _checks.check_X(X, model.backend, model.dtype_name, model.in_features, name=xname)
+def _checked(model: Any, X: Any, y: Any, xname: str, yname: str,
+             stream: bool = False) -> tuple[Any, Any]:
+    Xd = _checks.check_X(X, model.backend, model.dtype_name, model.in_features, name=xname,
+                         stream=stream)
     yd = _checks.check_y(y, model.backend, model.dtype_name, Xd.shape[0], model.loss,
                          model.out_features, name=yname)
     return Xd, yd

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._checks import HostRows
 from ..backends import synchronize
 from ..distributed import (
     GradientAllreduce,
@@ -355,6 +356,8 @@ class Trainer:
     def rows(self, a: Any, k: int, perm: Any) -> Any:
         """This rank's rows of ``a`` (X, y or the weights) for step ``k``."""
         lo, hi, _ = self._span(k)
+        if isinstance(a, HostRows):  # a memory-mapped X: read and converted per batch
+            return a.batch_rows(lo, hi, perm)
         if perm is None:
             return a if lo == 0 and hi == self.n else a[lo:hi, ...]
         return self.model.xp.take(a, perm[lo:hi], axis=0)
