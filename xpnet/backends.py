@@ -421,7 +421,7 @@ def _probe(name: str) -> str | None:
     module = _MODULES[name]
     if importlib.util.find_spec(module) is None:
         hint = {
-            "cupy": 'pip install "xpnet[cuda12]" (or cuda13)',
+            "cupy": 'pip install "cupy-cuda12x[ctk]" (or cupy-cuda13x[ctk])',
             "torch": "pip install torch",
             "array_api_strict": "pip install array-api-strict",
             "jax": "pip install jax",

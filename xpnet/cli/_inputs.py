@@ -187,7 +187,7 @@ def _read_image(path: Path, image_shape: tuple[int, ...], invert: str
     try:
         from PIL import Image, ImageOps
     except ImportError:
-        raise CLIError("reading image files needs Pillow: pip install 'xpnet[images]'",
+        raise CLIError("reading image files needs Pillow: pip install pillow",
                        EXIT_USAGE) from None
     try:
         with _open_image(path) as im:

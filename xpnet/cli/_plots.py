@@ -37,7 +37,7 @@ def require_matplotlib() -> None:
         matplotlib.use("Agg")
         from matplotlib.figure import Figure  # noqa: F401
     except ImportError:
-        raise CLIError("--plot needs matplotlib: pip install 'xpnet[plot]'", EXIT_USAGE) from None
+        raise CLIError("--plot needs matplotlib: pip install matplotlib", EXIT_USAGE) from None
 
 
 def save_figure(fig: Any, path: Path) -> None:

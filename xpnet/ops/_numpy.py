@@ -249,7 +249,7 @@ class NumpyOps(Ops):
         ['compiled optimizer', 'malloc tuning']
         """
         if not _numba.installed():
-            jit_on, jit_why = False, 'numba not installed (pip install "xpnet[jit]")'
+            jit_on, jit_why = False, 'numba not installed (pip install numba)'
         elif _numba.switched_off():
             jit_on, jit_why = False, "numba installed, switched off by XPNET_JIT"
         elif _numba.failed():

@@ -1,7 +1,8 @@
 """scikit-learn estimators backed by xpnet: [`MLPClassifier`][xpnet.sklearn.MLPClassifier] and
 [`MLPRegressor`][xpnet.sklearn.MLPRegressor].
 
-Install with ``pip install "xpnet[sklearn]"``. ``import xpnet`` never imports
+Needs scikit-learn: ``pip install scikit-learn`` (or ``pip install ".[sklearn]"`` in a
+clone of xpnet). ``import xpnet`` never imports
 scikit-learn; only ``import xpnet.sklearn`` does.
 
 They are drop-ins for `sklearn.neural_network`'s estimators of the same names
