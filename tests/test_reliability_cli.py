@@ -276,3 +276,39 @@ def test_json_on_a_full_disk_is_one_clean_error(tmp_path, argv):
     assert lines[-1] == "xpnet: error: cannot write to standard output: No space left on " \
                         "device"
     assert len(lines) == (1 if argv[0] == "info" else 2)
+
+
+# ----------------------------------------------------------------------------- terminal
+def _hostile_run(tmp_path: Path) -> Path:
+    """A run trained on an .npz whose class names hold terminal escapes."""
+    rng = np.random.default_rng(0)
+    names = np.array(["cat\x1b[2J", "dog\x1b]0;owned\x07", "bird\r\x9b31m"])
+    np.savez(tmp_path / "evil.npz", x_train=rng.random((30, 4)), y_train=np.arange(30) % 3,
+             x_test=rng.random((9, 4)), y_test=np.arange(9) % 3, class_names=names)
+    out = tmp_path / "evil-run"
+    assert main(["train", "--dataset", str(tmp_path / "evil.npz"), "--epochs", "1",
+                 "--hidden", "4", "--backend", "numpy", "--quiet", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_class_names_never_reach_the_terminal_raw(tmp_path, capsys, command):
+    """A class name holding ``\\x1b[2J`` cleared the screen of whoever evaluated the model."""
+    run = _hostile_run(tmp_path)
+    capsys.readouterr()
+    argv = [command, str(run)]
+    if command == "predict":
+        np.save(tmp_path / "rows.npy", np.random.default_rng(1).random((3, 4)))
+        argv.append(str(tmp_path / "rows.npy"))
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert not any(ch in text for ch in "\x1b\x07\r\x9b"), repr(text)
+    assert "cat\\x1b[2J" in text or "cat\\x1b" in text
+
+
+def test_error_messages_escape_control_characters(tmp_path, capsys):
+    path = tmp_path / "x\x1b[2J.safetensors"
+    assert main(["evaluate", str(path)]) == 3
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "x\\x1b[2J.safetensors" in err

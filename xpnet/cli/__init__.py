@@ -89,7 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(message: str) -> str:
-    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    """The message on one line, control characters escaped (it may quote a file)."""
+    from ._output import safe_text
+
+    return safe_text(" ".join(part.strip() for part in str(message).splitlines()
+                              if part.strip()))
 
 
 def _report(code: int, message: str, *, as_json: bool, status: str = "error") -> int:

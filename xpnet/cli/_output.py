@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-__all__ = ["console", "styled", "fit", "print_fitted", "jsonable", "print_json",
+__all__ = ["console", "safe_text", "styled", "fit", "print_fitted", "jsonable", "print_json",
            "write_json", "fmt_secs"]
 
 
@@ -48,8 +49,50 @@ def console(*, stderr: bool, quiet: bool = False) -> Console:
     """
     from rich.console import Console
 
+    class _SafeConsole(Console):
+        """Every string printed (table cells included) goes through `safe_text`."""
+
+        def render_str(self, text: str, **kwargs: Any) -> Text:
+            return super().render_str(safe_text(text), **kwargs)
+
     # markup off: paths, class names and messages may hold [brackets]
-    return Console(stderr=stderr, quiet=quiet, highlight=False, markup=False, soft_wrap=True)
+    return _SafeConsole(stderr=stderr, quiet=quiet, highlight=False, markup=False,
+                        soft_wrap=True)
+
+
+# C0 controls but tab and newline, DEL, C1 controls, and the bidirectional overrides
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe_text(text: str) -> str:
+    r"""`text` with the characters that drive a terminal shown as escapes instead.
+
+    Class names, file names and messages come from files anyone may have written: an
+    ``ESC`` in them (``\x1b[2J`` clears the screen), another C0 or C1 control
+    character, or a bidirectional override would act on the terminal. Each is written as
+    its escape (``\x1b``, ``\u202e``); tab and newline are kept.
+
+    Parameters
+    ----------
+    text : str
+        Text about to be printed.
+
+    Returns
+    -------
+    str
+        The same text, each control character replaced by its escape.
+
+    Examples
+    --------
+    >>> from xpnet.cli._output import safe_text
+    >>> print(safe_text("cat\x1b[2J\rdog\x9b"))
+    cat\x1b[2J\x0ddog\x9b
+    """
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _CONTROLS.sub(escape, text)
 
 
 def styled(*parts: str | tuple[str, str]) -> Text:
@@ -73,7 +116,8 @@ def styled(*parts: str | tuple[str, str]) -> Text:
     """
     from rich.text import Text
 
-    return Text.assemble(*parts)
+    return Text.assemble(*(safe_text(p) if isinstance(p, str) else (safe_text(p[0]), p[1])
+                           for p in parts))
 
 
 def fit(text: str | Text, width: int, indent: int = 0) -> list[Text]:
@@ -104,7 +148,7 @@ def fit(text: str | Text, width: int, indent: int = 0) -> list[Text]:
     """
     from rich.text import Text
 
-    text = Text(text) if isinstance(text, str) else text.copy()
+    text = Text(safe_text(text)) if isinstance(text, str) else text.copy()
     indent = indent if indent <= width // 2 else min(2, width // 2)
     lines: list[Text] = []
     pad = ""
