@@ -270,7 +270,7 @@ def test_nav_lists_every_page():
 
 
 # ``pip install xpnet`` or ``"xpnet[cuda12]"``: by a name no package index serves yet
-# (``"xpnet[extra]"`` and ``"xpnet[...]"`` name the form error messages use, to explain it).
+# (``"xpnet[extra]"`` and ``"xpnet[...]"`` stand for the form, where a page explains it).
 _BY_NAME = re.compile(r"""pip install (?:-\S+ )*["']?xpnet(?:\[(?!extra\]|\.\.\.\])|["'\s]|$)""")
 
 
@@ -285,6 +285,18 @@ def test_install_commands_install_from_a_clone_or_a_wheel():
         wrong += [f"{path.name}: {line.strip()}" for code in commands
                   for line in code.splitlines() if _BY_NAME.search(line)
                   and not line.lstrip().startswith((">>>", "xpnet:"))]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_messages_name_what_to_install_by_a_name_an_index_serves():
+    """Install hints in the package's messages and help work from a clone and a wheel:
+    ``pip install pillow``, never ``pip install 'xpnet[images]'``."""
+    wrong = [f"{path.relative_to(ROOT)}: {line.strip()}"
+             for path in sorted((ROOT / "xpnet").rglob("*.py"))
+             for line in path.read_text().splitlines() if _BY_NAME.search(line)]
+    wrong += [f"docs/generated/{path.name}: {line.strip()}"
+              for path in sorted((DOCS / "generated").rglob("*.txt"))
+              for line in path.read_text().splitlines() if _BY_NAME.search(line)]
     assert not wrong, "\n".join(wrong)
 
 
