@@ -403,7 +403,11 @@ def _summary(obj) -> str:
     first = doc.split("\n\n")[0].replace("\n", " ")
     first = _ROLE.sub(lambda m: f"`{m.group(1).rsplit('.', 1)[-1]}`", first)
     first = _XREF.sub(lambda m: f"`{m.group(1).rsplit('.', 1)[-1]}`", first)
-    return re.sub(r"``([^`]+)``", r"`\1`", first).replace("|", "\\|")
+    first = re.sub(r"``([^`]+)``", r"`\1`", first)
+    # A table cell: a pipe outside code is escaped; inside code it is literal (the tables
+    # extension does not split there, and a backslash would show).
+    return "".join(part if part.startswith("`") else part.replace("|", "\\|")
+                   for part in re.split(r"(`[^`]*`)", first))
 
 
 def _kind(obj) -> str:
