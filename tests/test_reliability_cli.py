@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -312,3 +313,60 @@ def test_error_messages_escape_control_characters(tmp_path, capsys):
     assert main(["evaluate", str(path)]) == 3
     err = capsys.readouterr().err
     assert "\x1b" not in err and "x\\x1b[2J.safetensors" in err
+
+
+# ----------------------------------------------------------------------------- resume
+def _interrupted_mid_epoch(out: Path, monkeypatch) -> int:
+    """A run saved in the middle of its second epoch, as Ctrl-C leaves it."""
+    from xpnet.callbacks import Callback
+    from xpnet.cli import train as train_cmd
+
+    class CtrlC(Callback):
+        def __init__(self):
+            self.epoch = 0
+
+        def on_epoch_begin(self, epoch, logs):
+            self.epoch = epoch
+
+        def on_batch_end(self, step, logs):  # every step, as patched below
+            if self.epoch == 1 and step == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: saved at the next step
+
+    with monkeypatch.context() as m:
+        m.setattr(train_cmd, "TrainProgress", CtrlC)
+        m.setattr("xpnet.training.trainer.Trainer._display_due", lambda self, k: True)
+        assert main(["train", "--epochs", "3", "--hidden", "8", "--backend", "numpy",
+                     "--batch-size", "64", "--out", str(out)]) == 130
+    step = xn.load_checkpoint(out / "model.safetensors", backend="numpy").training["step"]
+    assert step > 0
+    return step
+
+
+@pytest.mark.parametrize("batch", ["32", "100"])
+def test_resume_mid_epoch_with_another_batch_size_is_refused(tmp_path, capsys, monkeypatch,
+                                                             batch):
+    """A smaller batch trained 48 rows twice without a word, a larger one failed with a
+    traceback and marked the run failed."""
+    out = tmp_path / "run"
+    step = _interrupted_mid_epoch(out, monkeypatch)
+    before = _bytes(out)
+    capsys.readouterr()
+    code = _train(out, "--resume", "--epochs", "3", "--batch-size", batch)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"--batch-size {batch} differs from the run being resumed (64), which was saved " \
+           f"in the middle of epoch 2 (step {step})" in err
+    assert _bytes(out) == before  # run.json still says interrupted
+    assert _train(out, "--resume", "--epochs", "3") == 0  # its own batch size resumes
+
+
+def test_resume_refuses_settings_that_misstate_the_saved_model(run, capsys):
+    """A hand-edited settings.hidden was taken silently; run.json then misstated the model."""
+    ckpt = xn.load_checkpoint(run / "model.safetensors", backend="numpy")
+    meta = ckpt.metadata["user"]
+    meta["settings"]["hidden"] = [32, 16]
+    xn.save(ckpt.model, run / "model.safetensors", training=ckpt.training, metadata=meta)
+    code = main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "its settings say hidden 32,16 but the saved model has hidden layers 8" in err

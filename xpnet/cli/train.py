@@ -279,8 +279,33 @@ def _build_model(run: _Run) -> None:
                        f"{model.out_features} classes but {ds.name} has {ds.n_features} "
                        f"features and {ds.num_classes} classes", EXIT_DATA)
     run.resume = ckpt.training or {}
+    _check_resumed(run, model)
     if ckpt.optimizer is not None and type(ckpt.optimizer) is type(run.optimizer):
         run.optimizer.state = ckpt.optimizer.state
+
+
+def _check_resumed(run: _Run, model: Any) -> None:
+    """The saved settings against the saved model, and a mid-epoch position against the
+    batch size: a resumed run trains what its record says, each row once per epoch."""
+    assert run.saved is not None and run.out is not None
+    hidden = [layer.units for layer in model.layers if hasattr(layer, "units")][:-1]
+    if list(run.s["hidden"]) != hidden:
+        raise CLIError(f"{run.out / MODEL_FILE}: its settings say hidden "
+                       f"{','.join(map(str, run.s['hidden'])) or 'none'} but the saved model "
+                       f"has hidden layers {','.join(map(str, hidden)) or 'none'}; the file "
+                       "was edited or damaged", EXIT_DATA)
+    step = run.resume.get("step", 0) if run.resume else 0
+    saved_bs = run.saved.get("batch_size")
+    if not step or not isinstance(saved_bs, int):
+        return
+    ranks = run.saved.get("ranks", 1) if isinstance(run.saved.get("ranks", 1), int) else 1
+    was = min(saved_bs, run.n_train) * ranks
+    if was != run.global_bs:
+        raise CLIError(f"--batch-size {run.global_bs} differs from the run being resumed "
+                       f"({was}), which was saved in the middle of epoch "
+                       f"{run.resume.get('epoch', 0) + 1} (step {step}): resume with its "
+                       "batch size (drop --batch-size); it can change from the next "
+                       "epoch's start", EXIT_USAGE)
 
 
 def _model_like_rank0(run: _Run, config: dict[str, Any]) -> None:
