@@ -12,8 +12,11 @@ and the trainer runs that step again through the ordinary guarded path, which na
 the cause and applies the policy (raise, stop, skip) exactly as on every backend.
 
 Used by the [`Trainer`][xpnet.training.Trainer] for JAX models on one process, without
-gradient hooks or stochastic layers (dropout draws from the host generator); anything
-the first trace cannot compile (a custom layer that reads values on the host, a custom
+gradient hooks, on data already on JAX. Dropout masks are drawn on the host from the
+trainer's generator exactly as the eager step draws them (the same calls in the same
+order, found by tracing the forward pass once) and passed in. The gradients' keys and
+shapes are checked as the step is traced. Anything the first trace
+cannot compile (a custom layer that reads values on the host, a custom
 rule using ``math`` on the step count) falls back to the eager step for that fit.
 ``XPNET_JAX_JIT=0`` turns it off (the tests compare both).
 """
@@ -26,6 +29,8 @@ import weakref
 from typing import Any
 
 import numpy as np
+
+from ..ops import ops_for
 
 _log = logging.getLogger("xpnet")
 # model -> {key: compiled step}: a fit after a fit reuses the compiled step
@@ -62,7 +67,8 @@ class JitStep:
             cache.clear()  # one compiled step per model: the settings of the last fit
             cache[key] = jax.jit(self._pure, static_argnames=("rows",))
         self.fn = cache[key]
-        self.tried = self.eager_done = False
+        self.tried = False
+        self.plans: dict[int, list] = {}
 
     @staticmethod
     def usable(trainer: Any) -> bool:
@@ -71,14 +77,13 @@ class JitStep:
         return (_enabled() and model.backend.name == "jax" and trainer.comm.size == 1
                 and not trainer.grad_hooks and isinstance(trainer.guard, _host_guard())
                 and all(_on_jax(a) for a in (trainer.X, trainer.y, trainer.sample_weight))
-                and not any(getattr(layer, "stochastic", False) for layer in model.layers)
                 and bool(model.trainable_keys))
 
     def _pure(self, params: dict, slots: dict, hyper: Any, lo: Any, perm: Any, X: Any,
-              y: Any, weight: Any, rows: int) -> tuple:
+              y: Any, weight: Any, masks: tuple, rows: int) -> tuple:
         """The step as a pure function of its inputs (traced by ``jax.jit``): the batch's
         ``rows`` rows from ``lo`` (of ``perm`` when shuffled), the learning rate and the
-        parameters' update numbers in ``hyper``."""
+        parameters' update numbers in ``hyper``, the dropout draws made on the host."""
         jax = self.jax
         xp = jax.numpy
         model, opt = self.trainer.model, self.trainer.optimizer
@@ -95,8 +100,10 @@ class JitStep:
         saved = model._params
         model._params = params
         try:
+            # the gradients' keys and shapes are checked as the step is traced
             value, grads, out = model._loss_grads_out(xb, yb, model.loss, train=True,
-                                                      weight=wb)
+                                                      rng=_Replay(masks), weight=wb,
+                                                      check_grads=True)
         finally:
             model._params = saved
         trained = {k: params[k] for k in grads}
@@ -112,14 +119,34 @@ class JitStep:
                      for s in opt.slots}
         return new, new_slots, value, model.loss.count_correct(out, yb), ok
 
+    def _masks(self, rows: int) -> tuple | None:
+        """The uniform draws of the step's dropout masks, made on the host from the
+        trainer's generator as the eager step makes them (same calls, same order); None
+        when a layer asks its generator for something else (that fit keeps the eager
+        step)."""
+        model = self.trainer.model
+        if not any(layer.stochastic for layer in model.layers):
+            return ()
+        plan = self.plans.get(rows)
+        if plan is None:
+            rec = _Recorder(self.jax.numpy)
+            spec = self.jax.ShapeDtypeStruct((rows, model.in_features),
+                                             model.backend.dtype(model.dtype_name))
+            try:
+                self.jax.eval_shape(lambda x: model._forward(x, train=True, rng=rec), spec)
+            except Exception as exc:  # noqa: BLE001 - a generator call not recorded
+                _log.debug("the compiled JAX step is not used for this fit (%s: %s)",
+                           type(exc).__name__, exc)
+                return None
+            plan = self.plans[rows] = rec.calls
+        rng, backend = self.trainer.dropout_rng, model.backend
+        ops = ops_for(backend)  # the draws keep_mask makes; the mask is made in the step
+        return tuple(ops.uniform(rng, shape, dtype, backend) for shape, _, dtype in plan)
+
     def step(self, k: int, perm: Any) -> tuple[Any, Any, int] | None:
         """Run the compiled step on batch ``k``; ``(loss, correct, rows)`` when it was
-        applied, None when the caller must run this step the ordinary way (the fit's
-        first step, a step that was not finite, or a step that does not compile: then
-        never again in this fit)."""
-        if not self.eager_done:  # the first step eagerly: it checks the gradients' keys
-            self.eager_done = True  # and shapes against the parameters once per fit
-            return None
+        applied, None when the caller must run this step the ordinary way (a step that
+        was not finite, or one that does not compile: then never again in this fit)."""
         trainer = self.trainer
         model, opt = trainer.model, trainer.optimizer
         state = opt.state
@@ -131,8 +158,12 @@ class JitStep:
                            dtype=model.dtype_name)
         lo, hi, rows = trainer._span(k)
         slots = {s: {k: state[s][k] for k in self.keys} for s in opt.slots}
+        masks = self._masks(hi - lo)
+        if masks is None:
+            trainer._jit = None
+            return None
         args = (params, slots, hyper, np.int32(lo), perm, trainer.X, trainer.y,
-                trainer.sample_weight, hi - lo)
+                trainer.sample_weight, masks, hi - lo)
         if self.tried:
             out = self.fn(*args)
         else:
@@ -154,6 +185,33 @@ class JitStep:
         for k in self.keys:
             steps[k] += 1
         return value, correct, rows
+
+
+class _Recorder:
+    """Stands for the generator while the forward pass is traced once: records the
+    dropout masks asked for (shape, keep, dtype) and hands out ones."""
+
+    def __init__(self, xp: Any):
+        self.xp = xp
+        self.calls: list[tuple] = []
+
+    def keep_mask(self, shape: tuple, keep: float, backend: Any, dtype: Any) -> Any:
+        self.calls.append((tuple(shape), keep, dtype))
+        return self.xp.ones(shape, dtype=dtype)
+
+
+class _Replay:
+    """Stands for the generator inside the compiled step: makes each dropout mask from
+    the uniform draws made on the host, in the order the forward pass asks for them
+    (the arithmetic of [`RNG.keep_mask`][xpnet.random.RNG.keep_mask])."""
+
+    def __init__(self, draws: tuple):
+        self.draws = list(draws)
+
+    def keep_mask(self, shape: tuple, keep: float, backend: Any, dtype: Any) -> Any:
+        xp = backend.xp
+        scale = xp.asarray(1.0 / keep, dtype=dtype)
+        return xp.where(self.draws.pop(0) < keep, scale, xp.asarray(0.0, dtype=dtype))
 
 
 def _on_jax(a: Any) -> bool:
