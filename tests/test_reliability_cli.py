@@ -370,3 +370,36 @@ def test_resume_refuses_settings_that_misstate_the_saved_model(run, capsys):
     err = capsys.readouterr().err
     assert code == 3
     assert "its settings say hidden 32,16 but the saved model has hidden layers 8" in err
+
+
+def test_early_stopping_saves_the_best_epoch_and_resumes_from_the_last(tmp_path, capsys):
+    """The run's model held the best epoch's weights with the last epoch's optimizer moments
+    and position, and --resume continued from that mix."""
+    out = tmp_path / "es"
+    argv = ["--epochs", "30", "--hidden", "16", "--early-stopping", "2", "--optimizer", "sgd",
+            "--lr", "0.3"]
+    assert _train(out, *argv) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "stopped_early"
+    best, last = record["best_epoch"], record["epochs_done"]
+    assert best < last
+    model = xn.load_checkpoint(out / "model.safetensors", backend="numpy")
+    state = xn.load_checkpoint(out / "last.safetensors", backend="numpy")
+    assert model.training["epoch"] == best and state.training["epoch"] == last
+    assert model.training["history"]["val_loss"] == record["history"]["val_loss"][:best]
+    assert min(record["history"]["val_loss"]) == record["history"]["val_loss"][best - 1]
+    # the saved model is the best epoch's: its test score is the one reported
+    assert model.model.evaluate(*_digits_test())["loss"] == pytest.approx(
+        record["test"]["loss"], rel=1e-6)
+    assert main(["train", "--out", str(out), "--resume", "--epochs", str(last + 1),
+                 "--quiet"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["resumes"][-1]["from_epoch"] == last
+    assert record["epochs_done"] == last + 1
+    assert xn.load_checkpoint(out / "last.safetensors",
+                              backend="numpy").training["epoch"] == last + 1
+
+
+def _digits_test():
+    ds = xn.datasets.load("digits")
+    return ds.x_test, ds.y_test

@@ -19,11 +19,16 @@ from typing import Any
 from ._args import CURVES_FILE, EXIT_DATA, MODEL_FILE, RUN_FILE, CLIError
 from ._output import write_json
 
-__all__ = ["RUN_SCHEMA", "timestamp", "default_out", "make_output_folder", "file_identity",
-           "read_previous_record", "new_record", "RunRecorder", "recorder_callback"]
+__all__ = ["RUN_SCHEMA", "RESUME_FILE", "timestamp", "default_out", "make_output_folder",
+           "file_identity", "read_previous_record", "new_record", "RunRecorder",
+           "recorder_callback"]
 
 #: Version of the run.json layout (and of the ``xpnet_cli`` checkpoint metadata).
 RUN_SCHEMA = 1
+
+#: With ``--early-stopping``: the last epoch's full state (weights, optimizer, position),
+#: what ``--resume`` continues from; ``model.safetensors`` holds the best epoch.
+RESUME_FILE = "last.safetensors"
 
 
 def timestamp() -> str:
@@ -126,7 +131,7 @@ def file_identity(path: Path) -> tuple[int, int, int, int] | None:
 
 
 def make_output_folder(out: Path, *, latest: bool, overwrite: bool
-                       ) -> tuple[int, int, int, int] | None:
+                       ) -> dict[str, tuple[int, int, int, int] | None] | None:
     """Create a run's output folder.
 
     Parameters
@@ -141,9 +146,9 @@ def make_output_folder(out: Path, *, latest: bool, overwrite: bool
 
     Returns
     -------
-    tuple or None
-        With `overwrite`, the `file_identity` of the earlier run's model file (None
-        when there is none), for `RunRecorder`.
+    dict or None
+        With `overwrite`, the `file_identity` of the earlier run's model and resume files
+        (None for one that does not exist), for `RunRecorder`; None without.
 
     Raises
     ------
@@ -167,7 +172,9 @@ def make_output_folder(out: Path, *, latest: bool, overwrite: bool
                        EXIT_DATA) from None
     if latest:
         _point_latest(out)
-    return file_identity(out / MODEL_FILE) if overwrite else None
+    if not overwrite:
+        return None
+    return {name: file_identity(out / name) for name in (MODEL_FILE, RESUME_FILE)}
 
 
 # ----------------------------------------------------------------------------- run.json
@@ -319,11 +326,12 @@ class RunRecorder:
         The record (see `new_record`); updated in place.
     history : dict or None
         The history saved in the checkpoint of a resumed run, to continue from.
-    replaces : tuple or None, optional
-        ``--overwrite`` of an earlier run: the `file_identity` of its model file. Until
-        that file has been replaced by this run's first save, nothing is written (the
-        earlier run stays whole, see `pending`); the first write after it replaces
-        ``run.json`` and removes the earlier ``curves.png``.
+    replaces : dict or None, optional
+        ``--overwrite`` of an earlier run: the `file_identity` of its model and resume
+        files (see `make_output_folder`). Until one of them has been replaced by this
+        run's first save, nothing is written (the earlier run stays whole, see
+        `pending`); then ``run.json`` is replaced and what is left of the earlier run
+        (the other checkpoint, ``curves.png``) removed.
 
     Examples
     --------
@@ -336,10 +344,11 @@ class RunRecorder:
 
     def __init__(self, path: Path | None, record: dict[str, Any],
                  history: dict[str, Any] | None,
-                 replaces: tuple[int, int, int, int] | None = None):
+                 replaces: dict[str, tuple[int, int, int, int] | None] | None = None):
         self.path = path
         self.record = record
-        self._replaces = replaces if path is not None else None
+        self._replaces = replaces if path is not None and replaces is not None \
+            and any(v is not None for v in replaces.values()) else None
         hist = history or {}
         n = max((len(v) for v in hist.values()), default=0)
         self.record["history"] = {"epoch": list(range(1, n + 1)),
@@ -369,10 +378,14 @@ class RunRecorder:
         saved its model yet."""
         if self._replaces is None or self.path is None:
             return False
-        if file_identity(self.path.parent / MODEL_FILE) == self._replaces:
+        folder = self.path.parent
+        earlier = {name: ident for name, ident in self._replaces.items()
+                   if file_identity(folder / name) == ident}
+        if len(earlier) == len(self._replaces):
             return True
-        self._replaces = None  # the new model is in place: the earlier run is gone
-        (self.path.parent / CURVES_FILE).unlink(missing_ok=True)
+        self._replaces = None  # this run has saved: what is left of the earlier one goes
+        for name in (*(n for n, ident in earlier.items() if ident is not None), CURVES_FILE):
+            (folder / name).unlink(missing_ok=True)
         return False
 
     def write(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import os
 import shlex
 import signal
@@ -49,6 +50,7 @@ from ._output import console, fmt_secs, print_fitted, print_json, styled
 from ._plots import plot_curves, require_matplotlib
 from ._progress import TrainProgress
 from ._records import (
+    RESUME_FILE,
     RUN_SCHEMA,
     RunRecorder,
     default_out,
@@ -116,6 +118,7 @@ class _Run:
     threads_txt: str = ""
     data_summary: str = ""
     model_file: Path | None = None
+    resume_file: Path | None = None
     replaces: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
@@ -150,18 +153,38 @@ def _locate_run(run: _Run) -> None:
     if out is None:
         return
     if args.resume:
-        model_file = out / MODEL_FILE
-        if not model_file.is_file():
-            raise CLIError(f"nothing to resume: {model_file} does not exist; run without "
-                           "--resume to start a new run", EXIT_DATA)
+        model_file = run.resume_file = _resume_source(out)
+        if model_file is None:
+            raise CLIError(f"nothing to resume: {out / MODEL_FILE} does not exist; run "
+                           "without --resume to start a new run", EXIT_DATA)
         run.saved, run.done = saved_settings(model_file)
         if args.dataset is None:
             run.spec_kind = "name" if run.saved["dataset"] in DATASETS else "path"
             run.spec = run.saved["dataset"]
-    elif (out / MODEL_FILE).exists() and not args.overwrite:
+    elif not args.overwrite and any((out / name).exists()
+                                    for name in (MODEL_FILE, RESUME_FILE)):
         raise CLIError(f"{out} already holds a run ({MODEL_FILE}); pass --resume to "
                        "continue it, --overwrite to replace it, or choose another --out",
                        EXIT_USAGE)
+
+
+def _resume_source(out: Path) -> Path | None:
+    """The checkpoint --resume continues from: of the model file and the resume file
+    (``--early-stopping``: the model file holds the best epoch), the one further on."""
+    from ..checkpoint import CheckpointError, load_checkpoint
+
+    found = [p for p in (out / RESUME_FILE, out / MODEL_FILE) if p.is_file()]
+    if len(found) < 2:
+        return found[0] if found else None
+
+    def position(path: Path) -> tuple[int, int]:
+        try:
+            training = load_checkpoint(path, backend="numpy").training or {}
+        except CheckpointError:
+            return (-1, -1)
+        return int(training.get("epoch", 0)), int(training.get("step", 0))
+
+    return max(found, key=position)  # a tie: the resume file, listed first
 
 
 def _lock_out(run: _Run) -> None:
@@ -208,7 +231,7 @@ def _check_outputs(run: _Run) -> None:
     if run.out is None:
         return
     inputs = dataset_inputs(run.spec, run.s["data_dir"])
-    for name in (MODEL_FILE, RUN_FILE, CURVES_FILE):
+    for name in (MODEL_FILE, RESUME_FILE, RUN_FILE, CURVES_FILE):
         check_output(run.out / name, "--out", inputs)
 
 
@@ -226,8 +249,7 @@ def _load(run: _Run) -> None:
     args = run.args
     run.backend = get_backend(*rank_device(run.comm, run.s["backend"], args.device))
     if run.table:
-        saved = saved_table(run.out / MODEL_FILE) if run.saved is not None and run.out \
-            else None
+        saved = saved_table(run.resume_file) if run.resume_file is not None else None
         ds = run.ds = load_table(run.spec, args, saved)
     else:
         ds = run.ds = load_dataset(run.spec, run.s["data_dir"], progress=not args.quiet)
@@ -271,11 +293,11 @@ def _build_model(run: _Run) -> None:
                         activation=s["activation"], dropout=s["dropout"], backend=run.backend,
                         dtype=s["dtype"], seed=s["seed"])
         return
-    assert run.out is not None
-    ckpt = load_checkpoint(run.out / MODEL_FILE, backend=run.backend)
+    assert run.out is not None and run.resume_file is not None
+    ckpt = load_checkpoint(run.resume_file, backend=run.backend)
     model = run.model = ckpt.model
     if model.in_features != ds.n_features or model.out_features < ds.num_classes:
-        raise CLIError(f"{run.out / MODEL_FILE} has {model.in_features} inputs and "
+        raise CLIError(f"{run.resume_file} has {model.in_features} inputs and "
                        f"{model.out_features} classes but {ds.name} has {ds.n_features} "
                        f"features and {ds.num_classes} classes", EXIT_DATA)
     run.resume = ckpt.training or {}
@@ -287,14 +309,15 @@ def _build_model(run: _Run) -> None:
 def _check_resumed(run: _Run, model: Any) -> None:
     """The saved settings against the saved model, and a mid-epoch position against the
     batch size: a resumed run trains what its record says, each row once per epoch."""
-    assert run.saved is not None and run.out is not None
+    assert run.saved is not None and run.resume_file is not None
     hidden = [layer.units for layer in model.layers if hasattr(layer, "units")][:-1]
     if list(run.s["hidden"]) != hidden:
-        raise CLIError(f"{run.out / MODEL_FILE}: its settings say hidden "
+        raise CLIError(f"{run.resume_file}: its settings say hidden "
                        f"{','.join(map(str, run.s['hidden'])) or 'none'} but the saved model "
                        f"has hidden layers {','.join(map(str, hidden)) or 'none'}; the file "
                        "was edited or damaged", EXIT_DATA)
-    step = run.resume.get("step", 0) if run.resume else 0
+    resume = run.resume or {}
+    step = resume.get("step", 0)
     saved_bs = run.saved.get("batch_size")
     if not step or not isinstance(saved_bs, int):
         return
@@ -303,7 +326,7 @@ def _check_resumed(run: _Run, model: Any) -> None:
     if was != run.global_bs:
         raise CLIError(f"--batch-size {run.global_bs} differs from the run being resumed "
                        f"({was}), which was saved in the middle of epoch "
-                       f"{run.resume.get('epoch', 0) + 1} (step {step}): resume with its "
+                       f"{resume.get('epoch', 0) + 1} (step {step}): resume with its "
                        "batch size (drop --batch-size); it can change from the next "
                        "epoch's start", EXIT_USAGE)
 
@@ -432,7 +455,11 @@ def _fit(run: _Run) -> None:
         run.early = EarlyStopping(monitor="val_loss", patience=s["early_stopping"],
                                   restore_best_weights=True)
         callbacks.append(run.early)
-    if run.model_file is not None:
+    if run.model_file is not None and run.out is not None and s["early_stopping"] > 0:
+        # the last state to resume from, and the best epoch as the run's model
+        run.checkpoint = ModelCheckpoint(run.out / RESUME_FILE, metadata=run.meta)
+        callbacks += [run.checkpoint, _best_model(run)]
+    elif run.model_file is not None:
         run.checkpoint = ModelCheckpoint(run.model_file, metadata=run.meta)
         callbacks.append(run.checkpoint)
     if run.recorder is not None:  # rank 0 only
@@ -444,16 +471,36 @@ def _fit(run: _Run) -> None:
                       distributed=run.comm)
 
 
-def _finish(run: _Run) -> dict[str, Any]:
-    """Best weights, test score and curves; run.json's final record. The summary's data."""
+def _best_model(run: _Run) -> Any:
+    """A callback that saves the run's model at each epoch that beats every earlier one
+    (of a resumed run too), with that epoch's own optimizer state and position."""
+    from ..callbacks import Callback
     from ..checkpoint import save
 
-    history, early, checkpoint = run.history, run.early, run.checkpoint
-    if early is not None and checkpoint is not None and run.model_file is not None \
-            and checkpoint.trainer is not None \
-            and 0 <= early.best_epoch < len(history.epoch) - 1:
-        # EarlyStopping put back the best epoch's weights: store those
-        save(run.model, run.model_file, training=checkpoint.training_record(), metadata=run.meta)
+    key = "val_loss" if run.val is not None else "loss"  # what EarlyStopping watches
+    earlier = (run.resume or {}).get("history", {}).get(key) or []
+    finite = [float(v) for v in earlier if isinstance(v, (int, float)) and math.isfinite(v)]
+    meta = run.meta
+    path: Path = run.model_file  # type: ignore[assignment]  # set when saving
+
+    class BestModel(Callback):
+        rank_zero_only = True
+        best = min(finite, default=math.inf)
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+            value = logs.get(key)
+            if value is None or not value < self.best:
+                return
+            self.best = float(value)
+            save(self.model, path, metadata=meta,
+                 training=self.trainer.state.to_record() if self.trainer else None)
+
+    return BestModel()
+
+
+def _finish(run: _Run) -> dict[str, Any]:
+    """Test score and curves; run.json's final record. The summary's data."""
+    history, early = run.history, run.early
     if run.table:  # no test split: the validation rows' scores
         test, validation = None, table_scores(run.model, run.ds, run.val)
     else:
@@ -544,7 +591,7 @@ def _validation_rows(scores: dict[str, Any] | None) -> list[tuple[str, str]]:
 # ----------------------------------------------------------------------------- endings
 def _resume_hint(run: _Run) -> str | None:
     """The command that continues this run, when its folder holds a checkpoint."""
-    if run.out is None or not (run.out / MODEL_FILE).exists():
+    if run.out is None or _resume_source(run.out) is None:
         return None
     return f"xpnet train --out {shlex.quote(str(run.out))} --resume"
 
@@ -584,7 +631,8 @@ def _interrupted(run: _Run, exc: KeyboardInterrupt, guard: SignalGuard) -> int:
         where = f"epoch {done}/{epochs}"
         if getattr(exc, "checkpoint", None) and getattr(exc, "step", 0):
             where = f"epoch {exc.epoch}, step {exc.step}"  # type: ignore[attr-defined]
-        message = (f"interrupted ({name}); {where} is saved in {run.out / MODEL_FILE}. "
+        saved_in = run.checkpoint.path if run.checkpoint is not None else run.out / MODEL_FILE
+        message = (f"interrupted ({name}); {where} is saved in {saved_in}. "
                    f"Continue with:\n  {hint}")
     console(stderr=True).print(f"xpnet: {message}{note}")
     if run.args.json:
