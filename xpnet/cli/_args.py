@@ -48,9 +48,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "mnist": {"epochs": 30},
     "fashion-mnist": {"epochs": 30},
     # tables (.csv, .tsv, .parquet, an .npz of X and y): often a few hundred rows, where a
-    # big net overfits; a small one, a larger validation split and early stopping on it
-    # (measured in benchmarks/bench_tables.py)
-    "table": {"hidden": (64,), "dropout": 0.1, "batch_size": 32, "epochs": 200,
+    # big net overfits; one small layer with heavy dropout, a larger validation split and
+    # early stopping on it (on diabetes' 331 rows dropout 0.1 scored R² 0.28-0.38 on
+    # three splits, 0.5 scored 0.35-0.43, within 0.03 of RidgeCV: benchmarks/bench_tables.py)
+    "table": {"hidden": (64,), "dropout": 0.5, "batch_size": 32, "epochs": 200,
               "val_split": 0.2, "early_stopping": 20, "weight_decay": 1e-4},
     # per optimizer
     "optimizers": {
