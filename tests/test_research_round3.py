@@ -353,3 +353,109 @@ def test_rng_none_records_the_seed_it_drew():
 def test_the_default_seed_stays_zero():
     assert xn.MLP([3, 2], backend="numpy").seed == 0
     assert xn.Sequential([xn.Dense(2)], in_features=3, backend="numpy").seed == 0
+
+
+# -- item 10: messages -----------------------------------------------------------------------
+def _other(backend):
+    """A backend other than ``backend`` (both installed in the test environment)."""
+    return "torch" if backend != "torch" else "numpy"
+
+
+def test_opt_update_with_gradients_of_another_backend_is_named(backend):
+    pytest.importorskip("torch")
+    m = xn.MLP([3, 4, 2], backend=backend)
+    other = xn.get_backend(_other(backend))
+    grads = {k: other.asarray(xn.to_numpy(v)) for k, v in m.params.items()}
+    opt = xn.Adam()
+    state = opt.init(m.params)
+    with pytest.raises(TypeError, match=rf"grads\['0.W'\] is a {other.name} array, the "
+                                        rf"parameter a {backend} one"):
+        opt.update(m.params, grads, state)
+
+
+def test_loss_of_arrays_of_two_backends_is_named(backend):
+    pytest.importorskip("torch")
+    other = xn.get_backend(_other(backend))
+    be = xn.get_backend(backend)
+    out = be.asarray(np.zeros((4, 2), "float32"))
+    y = other.asarray(np.zeros(4, "int64"))
+    with pytest.raises(TypeError, match=rf"the output is a {backend} array, the target a "
+                                        rf"{other.name} one"):
+        xn.MLP([3, 2], backend=backend).loss(out, y)
+
+
+def test_forward_under_jax_jit_says_what_to_do():
+    jax = pytest.importorskip("jax")
+    m = xn.MLP([3, 4, 2], backend="jax")
+    with pytest.raises(TypeError, match=r"cannot run inside jax.jit.*tracer"):
+        jax.jit(lambda x: m.forward(x))(jax.numpy.ones((2, 3), dtype=jax.numpy.float32))
+
+
+def test_integer_labels_in_a_column_are_told_to_ravel(backend):
+    X, y = _data()
+    m = xn.MLP([3, 2], backend=backend)
+    with pytest.raises(ValueError, match=r"y has shape \(32, 1\).*shape \(32,\).*y\[:, 0\]"):
+        m.fit(X, y.reshape(-1, 1), epochs=1, verbose=0)
+
+
+def test_integer_torch_inputs_get_torch_advice():
+    torch = pytest.importorskip("torch")
+    m = xn.MLP([3, 2], backend="torch")
+    with pytest.raises(TypeError, match=r"X has dtype int64.*X.to\(torch.float32\)"):
+        m.predict(torch.zeros(4, 3, dtype=torch.int64))
+    with pytest.raises(TypeError, match=r"y has dtype float32.*y.to\(torch.int64\)"):
+        m.fit(torch.zeros(4, 3), torch.zeros(4), epochs=1, verbose=0)
+
+
+class Widen(xn.Layer):
+    """Outputs 5 features but does not say so (no out_features)."""
+
+    def init(self, in_features, rng, *, backend, dtype):
+        return {"W": rng.normal((in_features, 5), 0.1, backend, dtype)}
+
+    def forward(self, params, x, *, train=False):
+        return x @ params["W"], x
+
+    def backward(self, params, cache, dy):
+        xp = xn.backends.backend_of(dy).xp
+        return dy @ xp.matrix_transpose(params["W"]), {"W": xp.matrix_transpose(cache) @ dy}
+
+
+def test_a_layer_without_out_features_is_named(backend):
+    X, y = _data()
+    m = xn.Sequential([Widen(), xn.Dense(2)], in_features=3, backend=backend)
+    with pytest.raises(ValueError, match=r"layer 0 \(Widen\) returned 5 features, but its "
+                                         r"out_features\(3\) says 3.*override out_features"):
+        m.fit(X, y, epochs=1, verbose=0)
+
+
+def test_dense_takes_numpy_integers_as_mlp_does():
+    assert xn.Dense(np.int64(3)).units == 3 and type(xn.Dense(np.int64(3)).units) is int
+    assert xn.Dense(np.int64(3)).get_config() == {"units": 3, "init": "he_normal",
+                                                  "bias": True}
+    with pytest.raises(ValueError):
+        xn.Dense(True)
+
+
+def test_optimizer_hyper_parameters_are_checked_when_assigned():
+    opt = xn.AdamW()
+    for name, bad in [("weight_decay", float("nan")), ("weight_decay", -1.0),
+                      ("eps", 0.0), ("clip_norm", float("inf"))]:
+        with pytest.raises(ValueError, match=name):
+            setattr(opt, name, bad)
+    with pytest.raises(ValueError, match="momentum"):
+        xn.SGD(lr=0.1).momentum = 2.0
+    with pytest.raises(ValueError, match=r"betas"):
+        opt.betas = (0.9, float("nan"))
+    opt.weight_decay = 0.5
+    assert opt.weight_decay == 0.5
+    opt.clip_norm = None
+    assert opt.clip_norm is None
+
+
+def test_to_numpy_of_a_torch_bfloat16_tensor():
+    torch = pytest.importorskip("torch")
+    t = torch.tensor([1.5, -2.0, 3.0e38], dtype=torch.bfloat16)
+    out = xn.to_numpy(t)
+    assert out.astype("float32").tolist() == t.float().tolist()
+    assert out.dtype.name in ("bfloat16", "float32")

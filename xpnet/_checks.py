@@ -428,7 +428,7 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
         hint = " / 255" if dname == "uint8" else ""
         raise TypeError(
             f"{name} has dtype {dname}; convert it to floats first, "
-            f"e.g. X.astype('float32'){hint}"
+            f"e.g. {_cast_hint(X, name, 'float32')}{hint}"
         )
     elif dname not in ("float16", "float32", "float64", "bfloat16"):
         raise TypeError(f"{name} has unsupported dtype {dname}; expected float32 or float64")
@@ -518,6 +518,14 @@ def is_integer_array(a: Any) -> bool:
     return dtype_name(a.dtype).startswith(("int", "uint"))
 
 
+def _cast_hint(a: Any, name: str, dtype: str) -> str:
+    """How to cast ``a`` in its own library: ``X.to(torch.float32)`` or ``X.astype(...)``."""
+    short = name.split()[-1]
+    if type(a).__module__.startswith("torch"):
+        return f"{short}.to(torch.{dtype})"
+    return f"{short}.astype('{dtype}')"
+
+
 def check_labels(y: Any, backend: Backend, n_classes: int, name: str = "y", *,
                  values: bool = True) -> Any:
     """Integer class labels in ``[0, n_classes)``, returned as int64 on ``backend``."""
@@ -525,7 +533,7 @@ def check_labels(y: Any, backend: Backend, n_classes: int, name: str = "y", *,
     if not is_integer_array(y):
         raise TypeError(
             f"{name} has dtype {dname}; class labels must be integers 0..{n_classes - 1} "
-            f"(convert with y.astype('int64'))"
+            f"(convert with {_cast_hint(y, name, 'int64')})"
         )
     yd = to_backend(name, y, backend)
     xp = backend.xp

@@ -703,6 +703,10 @@ def to_numpy(a: Any) -> Any:
     >>> m = xn.MLP([3, 2], backend="array_api_strict")
     >>> {k: type(v).__name__ for k, v in xn.to_numpy(m.params).items()}
     {'0.W': 'ndarray', '0.b': 'ndarray'}
+
+    A PyTorch ``bfloat16`` tensor becomes an ``ml_dtypes.bfloat16`` array, as
+    JAX's do (``float32``, which holds every bfloat16 value exactly, where
+    ``ml_dtypes`` is not installed).
     """
     if isinstance(a, np.ndarray):
         return a
@@ -714,7 +718,10 @@ def to_numpy(a: Any) -> Any:
     if array_api_compat.is_cupy_array(a):
         return a.get()
     if array_api_compat.is_torch_array(a):
-        return a.detach().cpu().numpy()
+        t = a.detach().cpu()
+        if str(t.dtype) == "torch.bfloat16":  # NumPy has no bfloat16 of its own
+            return _bfloat16_to_numpy(t)
+        return t.numpy()
     if array_api_compat.is_array_api_obj(a):
         try:
             return np.from_dlpack(a)
@@ -725,6 +732,18 @@ def to_numpy(a: Any) -> Any:
         raise TypeError(f"to_numpy expects an array (or a dict of arrays), got "
                         f"{type(a).__name__}")
     return out
+
+
+def _bfloat16_to_numpy(t: Any) -> Any:
+    """A torch bfloat16 tensor on the host as ml_dtypes' bfloat16 (what JAX gives), or as
+    float32 (exact) without ml_dtypes."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return t.float().numpy()
+    import torch
+
+    return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
 
 
 def synchronize(backend: Backend) -> None:

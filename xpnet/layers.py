@@ -8,6 +8,7 @@ backend and optimizers can treat parameters as plain arrays.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 from ._registry import Registry
@@ -222,6 +223,16 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
 
+def _as_int(value: Any) -> int | None:
+    """``value`` as a Python int when it is an integer (a NumPy one too, not a bool)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 class Dense(Layer):
     """Fully connected layer ``y = x @ W + b``.
 
@@ -244,10 +255,11 @@ class Dense(Layer):
     """
 
     def __init__(self, units: int, *, init: str = "he_normal", bias: bool = True):
-        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+        n = _as_int(units)  # a NumPy integer (as MLP takes sizes) becomes a Python int
+        if n is None or n <= 0:
             raise ValueError(f"Dense units must be a positive int, got {units!r}")
         get_initializer(init)
-        self.units = units
+        self.units = n
         self.init_name = init
         self.bias = bias
 

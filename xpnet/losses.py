@@ -36,6 +36,18 @@ __all__ = [
 ]
 
 
+def _check_same_backend(output: Any, target: Any) -> None:
+    """Refuse an output and a target of two array libraries, naming both."""
+    try:
+        ob, tb = backend_of(output).name, backend_of(target).name
+    except (TypeError, ValueError):
+        return  # not arrays of a known library: the loss's own checks speak
+    if ob != tb:
+        raise TypeError(f"the output is a {ob} array, the target a {tb} one; a loss needs "
+                        f"both on one backend (the model's methods move NumPy targets for "
+                        f"you: model.evaluate(X, y), or xn.get_backend({ob!r}).asarray(y))")
+
+
 def log_softmax(z: Any) -> Any:
     """Stable log-softmax over the last axis.
 
@@ -121,6 +133,8 @@ class Loss:
 
     def __call__(self, output: Any, target: Any) -> Any:
         """The mean loss as a 0-d array on the output's device."""
+        if type(output) is not type(target):
+            _check_same_backend(output, target)
         return self.value_and_grad(output, target, need_grad=False)[0]
 
     def value_and_grad(self, output: Any, target: Any, *, need_grad: bool = True):
@@ -227,6 +241,8 @@ class Loss:
         >>> float(loss), grad.tolist()       # (3 * 1 + 1 * 9) / 4; 2 * w * d / sum(w)
         (3.0, [[1.5], [1.5]])
         """
+        if type(output) is not type(target):
+            _check_same_backend(output, target)
         xp = _xp(output)
         n = output.shape[0]
         total = xp.sum(sample_weight)
@@ -326,6 +342,11 @@ class Loss:
         """
         if self.classification and y.ndim == 1:
             return _checks.check_labels(y, backend, n_outputs, name, values=values)
+        if self.classification and n_outputs > 1 and y.ndim == 2 and y.shape[1] == 1:
+            n = y.shape[0]
+            raise ValueError(f"{name} has shape ({n}, 1), a column, but class labels go in a "
+                             f"1-D array of shape ({n},): pass y[:, 0] (or a ({n}, "
+                             f"{n_outputs}) array of class probabilities)")
         return _checks.check_float_targets(
             y, backend, dtype, n_outputs, name, values=values,
             unit_range=self.name if self.classification else None)

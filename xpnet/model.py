@@ -36,6 +36,17 @@ def _on_device(method: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
+def _refuse_traced(X: Any, method: str) -> None:
+    """Refuse a JAX tracer (``model.forward`` under ``jax.jit``) with what to do instead."""
+    if any(c.__name__.endswith("Tracer") for c in type(X).__mro__):
+        raise TypeError(
+            f"model.{method} cannot run inside jax.jit, jax.grad or jax.vmap: X is a JAX "
+            "tracer (an abstract value), and the model checks its inputs' shapes, values "
+            "and device on the host. Call it on concrete arrays (fit compiles its own "
+            "training step on JAX), or jit a function of your own over the layers' "
+            "forward(params, x) with the parameters as an argument")
+
+
 def _own_copy(layer: Layer) -> Layer:
     """A copy of ``layer`` for one model (a shallow one where a layer cannot be deep-copied)."""
     try:
@@ -378,16 +389,48 @@ class Sequential:
         params, per = self.params, self._layer_keys()
         for i, layer in enumerate(self.layers):
             p = {short: params[key] for short, key in per[i]}
-            if train and layer.stochastic:
-                # rng= is the optional keyword of stochastic layers (Layer.stochastic)
-                h, c = layer.forward(p, h, train=True,  # type: ignore[call-arg]
-                                     rng=rng if rng is not None else self.rng)
-            else:
-                h, c = layer.forward(p, h, train=train)
+            try:
+                if train and layer.stochastic:
+                    # rng= is the optional keyword of stochastic layers (Layer.stochastic)
+                    h, c = layer.forward(p, h, train=True,  # type: ignore[call-arg]
+                                         rng=rng if rng is not None else self.rng)
+                else:
+                    h, c = layer.forward(p, h, train=train)
+            except Exception as exc:
+                err = self._width_error(X, i)
+                if err is not None:
+                    raise err from exc
+                raise
             caches.append(c)
             if outputs is not None:
                 outputs.append(h)
+        if len(getattr(h, "shape", ())) == 2 and h.shape[1] != self.out_features:
+            err = self._width_error(X, len(self.layers))
+            if err is not None:
+                raise err
         return h, caches
+
+    def _width_error(self, X: Any, upto: int) -> ValueError | None:
+        """The error naming the first of layers ``0..upto-1`` whose output width is not
+        what its ``out_features`` says (run again in eval mode), or None."""
+        params, per = self.params, self._layer_keys()
+        h, n = X, self.in_features
+        try:
+            for j in range(upto):
+                layer, declared = self.layers[j], self.layers[j].out_features(n)
+                h, _ = layer.forward({short: params[key] for short, key in per[j]}, h,
+                                     train=False)
+                got = h.shape[-1] if len(h.shape) == 2 else None
+                if got != declared:
+                    return ValueError(
+                        f"layer {j} ({type(layer).__name__}) returned {got} features, but "
+                        f"its out_features({n}) says {declared}: a layer whose output width "
+                        "differs from its input's must override out_features(in_features) "
+                        "(the layers after it are built for that width)")
+                n = declared
+        except Exception:  # noqa: BLE001 - no diagnosis: the original error stands
+            return None
+        return None
 
     def _backward(self, caches: list, dout: Any, check: bool = False) -> dict[str, Any]:
         """Gradients of the trainable parameters; nothing below the lowest trainable
@@ -445,6 +488,7 @@ class Sequential:
         >>> [type(layer).__name__ for layer in m.layers], [o.shape for o in outs]
         (['Dense', 'ReLU', 'Dense'], [(5, 4), (5, 4), (5, 2)])
         """
+        _refuse_traced(X, "forward")
         X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
         if not return_intermediates:
             return self._forward(X, train=train)[0]
@@ -528,6 +572,7 @@ class Sequential:
         >>> out.shape
         (5, 2)
         """
+        _refuse_traced(X, "loss_and_grads")
         loss_obj = self.loss if loss is None else get_loss(loss)
         Xd = _checks.check_X(X, self.backend, self.dtype_name, self.in_features,
                              values=check_values)
@@ -559,6 +604,7 @@ class Sequential:
     def _checked_outputs(self, X: Any, batch_size: int | None) -> Any:
         """The outputs for ``X``, after checking ``batch_size`` and ``X`` (for the predicts)."""
         _checks.check_int("batch_size", batch_size, allow_none=True)
+        _refuse_traced(X, "predict")
         X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features, stream=True)
         return self._batched_outputs(X, batch_size)
 

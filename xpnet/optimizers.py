@@ -62,6 +62,10 @@ def _trained(params: Params, grads: Params) -> Params:
     A parameter without a gradient is frozen: it is left as it is and holds no
     optimizer state. A gradient without a parameter is an error.
     """
+    for k, g in grads.items():  # one type test per key; the backends named on a mismatch
+        p = params.get(k)
+        if p is not None and type(g) is not type(p):
+            _check_same_backend(k, g, p)
     if grads.keys() == params.keys():
         return params
     extra = sorted(set(grads) - set(params))
@@ -69,6 +73,43 @@ def _trained(params: Params, grads: Params) -> Params:
         raise ValueError(f"grads has keys that are not parameters: {extra} (parameters: "
                          f"{sorted(params)})")
     return {k: p for k, p in params.items() if k in grads}
+
+
+def _check_same_backend(key: str, g: Any, p: Any) -> None:
+    """Refuse a gradient of another array library than its parameter's."""
+    from .backends import backend_of
+
+    try:
+        gb, pb = backend_of(g).name, backend_of(p).name
+    except (TypeError, ValueError):
+        raise TypeError(f"grads[{key!r}] is a {type(g).__name__}, not an array of the "
+                        f"parameter's library ({type(p).__name__})") from None
+    if gb != pb:
+        raise TypeError(f"grads[{key!r}] is a {gb} array, the parameter a {pb} one; an "
+                        f"update needs both on one backend (compute the gradients with the "
+                        f"model, or convert them: xn.get_backend({pb!r}).asarray(...))")
+
+
+def _check_betas(betas: Any) -> tuple[float, float]:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair of floats in [0, 1), got {betas!r}")
+    return (_finite("betas[0]", betas[0], high=1.0), _finite("betas[1]", betas[1], high=1.0))
+
+
+def _positive_or_none(name: str) -> Callable[[Any], Any]:
+    return lambda v: None if v is None else _finite(name, v, low_inclusive=False)
+
+
+_HYPER_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "weight_decay": lambda v: _finite("weight_decay", v),
+    "clip_norm": _positive_or_none("clip_norm"),
+    "clip_value": _positive_or_none("clip_value"),
+    "eps": lambda v: _finite("eps", v, low_inclusive=False),
+    "momentum": lambda v: _finite("momentum", v, high=1.0),
+    "alpha": lambda v: _finite("alpha", v, high=1.0),
+    "betas": _check_betas,
+}
+"""Hyper-parameters checked when assigned (``opt.weight_decay = nan`` is refused)."""
 
 
 def _deprecated_update_args(kwargs: dict) -> None:
@@ -276,6 +317,11 @@ class Optimizer:
         self.clip_value = None if clip_value is None else _finite(
             "clip_value", clip_value, low_inclusive=False)
         self.state: dict | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # a hyper-parameter assigned after construction is checked as the constructor does
+        check = _HYPER_CHECKS.get(name)
+        super().__setattr__(name, value if check is None else check(value))
 
     def __getstate__(self) -> dict:
         # copied or pickled without the (weak) reference to the model it last trained
