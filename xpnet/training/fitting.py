@@ -86,7 +86,11 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     callbacks : list of Callback, optional
     seed : int, optional
         Seed for batch order and dropout. The same seed gives the same batch
-        order on every backend. Default: drawn from the model's generator.
+        order on every backend. ``None`` (the default) draws one from the model's
+        generator (itself seeded by the model's ``seed``, drawn fresh for
+        ``seed=None``). The seed used is recorded in ``history.params["seed"]``
+        and in the ``training`` record of [`xpnet.ModelCheckpoint`][]'s files, so
+        ``fit(..., seed=that)`` from the same parameters repeats the run.
     verbose : {0, 1}
         0 is silent; 1 shows a progress bar and one line per epoch (stderr).
     on_nonfinite : {"raise", "stop", "skip"}
