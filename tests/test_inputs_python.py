@@ -90,6 +90,40 @@ def test_missing_values_in_a_frame_are_counted():
         model().fit(frame, y, verbose=0)
 
 
+class OtherDtype:
+    """A dtype of another data-frame library: a name, no NumPy ``kind``."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __str__(self):
+        return self.name
+
+
+class OtherFrame:
+    """A data frame of another library (Polars-like): columns, dtypes, to_numpy()."""
+
+    def __init__(self, data: dict, dtypes: list):
+        self.columns, self.dtypes, self._data = list(data), dtypes, data
+
+    def to_numpy(self):
+        return np.column_stack(list(self._data.values()))
+
+
+def test_a_frame_of_another_library_is_read_by_its_dtype_names():
+    _, X, y = table()
+    other = OtherFrame({"x": X[:, 0], "count": X[:, 1].astype(np.int64), "flag": X[:, 2]},
+                       [OtherDtype("Float64"), OtherDtype("Int64"), OtherDtype("Boolean")])
+    a, b = model(), model()
+    a.fit(X, y.to_numpy().copy(), epochs=2, verbose=0, seed=1)
+    b.fit(other, y, epochs=2, verbose=0, seed=1)
+    for k in a.params:
+        np.testing.assert_array_equal(b.params[k], a.params[k])
+    text = OtherFrame({"city": np.array(["Oslo"] * 240)}, [OtherDtype("String")])
+    with pytest.raises(TypeError, match=r"column 'city' holds text \(String\); encode it"):
+        model(d=1).predict(text)
+
+
 # ------------------------------------------------------------------------------ protocols
 class ArrayLike:
     """An object that only converts through __array__."""

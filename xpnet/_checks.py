@@ -225,18 +225,33 @@ def as_array(name: str, a: Any, backend: Backend | None = None, *,
 
 
 def _column_kind(dtype: Any) -> str:
-    """``"number"``, or what a column of this (NumPy or pandas) dtype holds instead."""
-    kind = getattr(dtype, "kind", "O")
+    """``"number"``, or what a column of this dtype holds instead: NumPy and pandas dtypes
+    by their ``kind``, others (Polars) by their name."""
+    kind = getattr(dtype, "kind", None)
+    text = str(dtype).lower()
+    if kind is None:  # a dtype of another library: Float64, Int8, Boolean, String...
+        kind = ("f" if text.startswith(("float", "decimal")) else
+                "i" if text.startswith(("int", "uint")) else
+                "b" if text.startswith("bool") else
+                "M" if text.startswith(("date", "time", "duration")) else
+                "C" if text.startswith(("categorical", "enum")) else "O")
     if kind in "biuf":
         return "number"
-    text = str(dtype)
-    if text == "category":
+    if text == "category" or kind == "C":
         return "categories"
     if kind in "Mm":
         return "dates or times"
     if kind == "c":
         return "complex numbers"
     return "text"
+
+
+def _numpy_dtype(dtype: Any) -> np.dtype | None:
+    """The NumPy dtype of a column's dtype, or None for another library's."""
+    try:
+        return np.dtype(getattr(dtype, "numpy_dtype", dtype))
+    except TypeError:
+        return None
 
 
 def _from_frame(name: str, a: Any, targets: bool) -> Any:
@@ -261,11 +276,14 @@ def _from_frame(name: str, a: Any, targets: bool) -> Any:
             fix = "convert it to numbers first (e.g. df[col].astype('int64'), or features " \
                   "such as the day of the week)"
         raise TypeError(f"{where} holds {what} ({dt}); {fix}")
-    numpy_dtypes = [np.dtype(getattr(dt, "numpy_dtype", dt)) for dt in dtypes]
+    found = [_numpy_dtype(dt) for dt in dtypes]
+    numpy_dtypes = [d for d in found if d is not None]
+    if targets and None in found:
+        return np.asarray(a.to_numpy())
     if targets:
         target = np.result_type(*numpy_dtypes) if numpy_dtypes else np.dtype(np.float64)
     else:
-        target = np.dtype(np.float32) if numpy_dtypes and all(
+        target = np.dtype(np.float32) if numpy_dtypes and None not in found and all(
             d == np.float32 for d in numpy_dtypes) else np.dtype(np.float64)
     try:
         # a copy of our own: pandas' copy-on-write views are read-only, which PyTorch warns of
