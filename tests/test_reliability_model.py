@@ -103,3 +103,75 @@ def test_loader_refuses_bad_optimizer_slots(tmp_path, slot, value, match):
 def test_negative_first_moment_is_fine(tmp_path):
     path = _saved_with_slot(tmp_path, "exp_avg", -1.0)
     assert xn.load_checkpoint(path, backend="numpy").optimizer.state["step"] == 1
+
+
+# ----------------------------------------------------------------------------- manifests
+def _edit_meta(path, key, edit):
+    """Rewrite one metadata entry of a saved checkpoint (a hand-edited file)."""
+    import json
+    import struct
+
+    blob = path.read_bytes()
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + n])
+    meta = header["__metadata__"]
+    meta[key] = edit(meta[key])
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + blob[8 + n:])
+
+
+def _json_edit(change):
+    import json
+
+    def edit(text):
+        value = json.loads(text)
+        change(value)
+        return json.dumps(value)
+    return edit
+
+
+@pytest.mark.parametrize("key, change, match", [
+    ("model", lambda m: m["layers"][0]["config"].update(bias="no"),
+     "layer Dense: 'bias' must be bool, got str 'no'"),
+    ("model", lambda m: m["layers"][0]["config"].update(units=8.0),
+     "layer Dense: 'units' must be int, got float 8.0"),
+    ("model", lambda m: m["layers"][1].update({"class": "LeakyReLU",
+                                               "config": {"negative_slope": "0.1"}}),
+     "layer LeakyReLU: 'negative_slope' must be float, got str '0.1'"),
+    ("optimizer", lambda o: o["config"].update(nesterov="yes"),
+     "optimizer SGD: 'nesterov' must be bool, got str 'yes'"),
+    ("optimizer", lambda o: o["config"].update(momentum=True),
+     "optimizer SGD: 'momentum' must be float, got bool True"),
+], ids=["bias-no", "units-float", "slope-str", "nesterov-yes", "momentum-bool"])
+def test_manifest_values_are_type_checked_when_loading(tmp_path, key, change, match):
+    """``bias: "no"`` and ``nesterov: "yes"`` loaded (as true)."""
+    m = xn.MLP([3, 8, 2], backend="numpy", seed=0)
+    m.fit(*_data(), epochs=1, verbose=0, optimizer=xn.SGD(momentum=0.9, nesterov=True))
+    path = xn.save(m, tmp_path / "m.safetensors")
+    _edit_meta(path, key, _json_edit(change))
+    with pytest.raises(xn.checkpoint.CheckpointError, match=match):
+        xn.load_checkpoint(path, backend="numpy")
+
+
+@pytest.mark.parametrize("version", [" 1", "1 ", "\u0661", "+1", "01", "1.0"])
+def test_format_version_must_be_exactly_what_save_writes(tmp_path, version):
+    """``" 1"`` and Arabic-Indic digits were taken as version 1."""
+    path = xn.save(xn.MLP([4, 3], backend="numpy"), tmp_path / "m.safetensors")
+    _edit_meta(path, "format_version", lambda v: version)
+    with pytest.raises(xn.checkpoint.CheckpointError, match="format version"):
+        xn.load_checkpoint(path, backend="numpy")
+
+
+@pytest.mark.parametrize("shape", [[-8, -8], [0, 64], [1, 1, 1, 1, 64], []])
+def test_a_dataset_image_shape_must_be_positive(tmp_path, shape):
+    """An .npz ``image_shape`` of [-8, -8] trained, then every later command called the
+    run damaged."""
+    from xpnet.datasets import DatasetError
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x_train=rng.random((6, 64)), y_train=np.arange(6) % 2,
+             x_test=rng.random((2, 64)), y_test=np.arange(2), image_shape=np.array(shape,
+                                                                                   int))
+    with pytest.raises(DatasetError, match="image_shape must be 1 to 4 positive integers"):
+        xn.datasets.load(tmp_path / "d.npz")

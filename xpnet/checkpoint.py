@@ -8,6 +8,7 @@ over the target, so a crash mid-save leaves the previous file intact.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -358,6 +359,47 @@ def _json(meta: dict, key: str, path: Path) -> Any:
 _CONFIG_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
                   RecursionError)
 
+# the constructor annotations a manifest value is checked against (others are left to the
+# constructor): "bias": "no" would be taken as true, "units": 8.0 as a size
+_SCALAR_TYPES = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
+
+
+def _layer_class(config: Any) -> type | None:
+    """The registered class a layer config names (None: layer_from_config says why)."""
+    from .layers import _REGISTRY
+
+    name = config.get("class") if isinstance(config, dict) else None
+    return _REGISTRY.get(name) if isinstance(name, str) else None
+
+
+def _check_config_types(cls: type, config: Any, what: str) -> None:
+    """Each value of a constructor config against the scalar type its parameter is
+    documented with (``bool``, ``int``, ``float``, ``str``, or one of them ``| None``)."""
+    if not isinstance(config, dict):
+        return
+    hints: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # the subclass's own annotation wins
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters
+        except (TypeError, ValueError):
+            continue
+        hints.update({name: p.annotation for name, p in params.items()
+                      if isinstance(p.annotation, str)})
+    for key, value in config.items():
+        parts = [t.strip() for t in hints.get(key, "").split("|")]
+        optional = "None" in parts
+        parts = [t for t in parts if t != "None"]
+        if len(parts) != 1 or parts[0] not in _SCALAR_TYPES or (value is None and optional):
+            continue
+        want = _SCALAR_TYPES[parts[0]]
+        if isinstance(value, bool) != (want == (bool,)) or not isinstance(value, want):
+            shown = repr(value)
+            raise ValueError(f"{what}: {key!r} must be {parts[0]}, got "
+                             f"{type(value).__name__} {shown[:40]}")
+
 
 def _check_shapes(config: Any, tensors: dict, path: Path) -> None:
     """Compare every layer's declared parameter shapes with the file's tensors.
@@ -373,6 +415,10 @@ def _check_shapes(config: Any, tensors: dict, path: Path) -> None:
                               "be a dict with a 'layers' list")
     try:
         n = _checks.check_int("in_features", config.get("in_features"))
+        for c in config["layers"]:
+            cls = _layer_class(c)
+            if cls is not None:
+                _check_config_types(cls, c.get("config"), f"layer {c['class']}")
         layers = [layer_from_config(c) for c in config["layers"]]
     except _CONFIG_ERRORS as exc:
         raise CheckpointError(f"{path}: bad model architecture in metadata: {exc}") from None
@@ -484,6 +530,9 @@ def _load_optimizer(meta: dict, tensors: dict, model: Sequential, path: Path) ->
     """The optimizer of the manifest, with its state (every slot checked) when saved."""
     om = _json(meta, "optimizer", path)
     try:
+        classes = {c.__name__: c for c in OPTIMIZERS.values()}
+        if om["class"] in classes:
+            _check_config_types(classes[om["class"]], om["config"], f"optimizer {om['class']}")
         optimizer = optimizer_from_config(om["class"], om["config"])
     except _CONFIG_ERRORS as exc:
         raise CheckpointError(f"{path}: bad optimizer metadata: {exc}") from None
@@ -541,11 +590,8 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
     path = Path(path)
     be = get_backend(backend, device)
     tensors, meta = _read(path)
-    try:
-        version = int(meta.get("format_version", "0"))
-    except ValueError:
-        version = -1
-    if version != FORMAT_VERSION:
+    # the exact text save writes: int() would also take " 1" and Arabic-Indic digits
+    if meta.get("format_version") != str(FORMAT_VERSION):
         raise CheckpointError(f"{path}: checkpoint format version {meta.get('format_version')!r} "
                               f"is not supported (expected {FORMAT_VERSION})")
     model = _load_model(meta, tensors, be, path)

@@ -461,6 +461,8 @@ def _checked_splits(x_train: Any, y_train: Any, x_test: Any, y_test: Any,
 def _sample_shape(image_shape: Sequence[int], n_features: int) -> tuple[int, ...]:
     """A given ``image_shape``, checked against the samples' number of features."""
     shape = tuple(int(d) for d in image_shape)
+    if not 1 <= len(shape) <= 4 or min(shape) < 1:
+        raise DatasetError(f"image_shape must be 1 to 4 positive integers, got {list(shape)}")
     if math.prod(shape) != n_features:
         raise DatasetError(
             f"image_shape {shape} has {math.prod(shape)} pixels but the samples have "
