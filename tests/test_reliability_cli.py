@@ -403,3 +403,23 @@ def test_early_stopping_saves_the_best_epoch_and_resumes_from_the_last(tmp_path,
 def _digits_test():
     ds = xn.datasets.load("digits")
     return ds.x_test, ds.y_test
+
+
+# ----------------------------------------------------------------------------- memory
+def test_a_model_larger_than_memory_is_refused_before_allocating(tmp_path, capsys,
+                                                                 monkeypatch):
+    """--hidden 100000,100000 was refused only by the allocator, after a float64 temporary."""
+    from xpnet.cli import train as train_cmd
+
+    monkeypatch.setattr(train_cmd, "_available_memory", lambda: 2**30)  # 1 GiB free
+    built = []
+    monkeypatch.setattr("xpnet.model.MLP.__init__",
+                        lambda self, *a, **k: built.append(a) or 1 / 0)
+    code = main(["train", "--hidden", "12000,12000", "--no-save", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    n = 64 * 12000 + 12000 + 12000 * 12000 + 12000 + 12000 * 10 + 10
+    assert f"the model has {n:,} parameters; training needs at least " \
+           f"{(8 * n + 8 * 12000 * 12000) / 2**30:,.1f} GiB" in err
+    assert "but 1.0 GiB of memory is available; lower --hidden" in err
+    assert built == []

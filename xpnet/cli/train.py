@@ -275,12 +275,47 @@ def _load(run: _Run) -> None:
     run.optimizer = make_optimizer(run.s, run.steps)
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux: MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f.read(1 << 16).decode("ascii", "replace").splitlines():
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_model_memory(run: _Run) -> None:
+    """Refuse, before allocating, a model whose weights and gradients alone exceed the
+    memory available on the host (exit status 2, with the numbers)."""
+    ds, s = run.ds, run.s
+    sizes = [ds.n_features, *s["hidden"], ds.num_classes]
+    n = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    itemsize = 8 if s["dtype"] == "float64" else 4
+    largest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    need = 2 * n * itemsize + 8 * largest  # + the float64 draw of the largest layer
+    avail = _available_memory() if run.backend is None or run.backend.is_host else None
+    if avail is not None and need > avail:
+        raise CLIError(
+            f"--hidden {','.join(map(str, s['hidden']))}: the model has {n:,} parameters; "
+            f"training needs at least {need / 2**30:,.1f} GiB ({n:,} x {itemsize} bytes "
+            f"of {s['dtype']} for the weights, as much for their gradients) but "
+            f"{avail / 2**30:,.1f} GiB of memory is available; lower --hidden", EXIT_USAGE)
+
+
 def _build_model(run: _Run) -> None:
     """A new model, or the resumed run's model, optimizer state and training position."""
     from ..checkpoint import load_checkpoint
     from ..model import MLP
 
     ds, s = run.ds, run.s
+    if run.saved is None:
+        _check_model_memory(run)
     if run.saved is None and run.table:  # numeric columns scaled inside the model
         run.model = scaled_model([ds.n_features, *s["hidden"], ds.num_classes],
                                  ds.encoder.numeric_features, run.X,
