@@ -295,9 +295,10 @@ def _check_model_memory(run: _Run) -> None:
     memory available on the host (exit status 2, with the numbers)."""
     ds, s = run.ds, run.s
     sizes = [ds.n_features, *s["hidden"], ds.num_classes]
-    n = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+    n = sum(a * b + b for a, b in pairs)
     itemsize = 8 if s["dtype"] == "float64" else 4
-    largest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    largest = max(a * b for a, b in pairs)
     need = 2 * n * itemsize + 8 * largest  # + the float64 draw of the largest layer
     avail = _available_memory() if run.backend is None or run.backend.is_host else None
     if avail is not None and need > avail:
