@@ -310,9 +310,9 @@ def _read_delimited(p: Path, delimiter: str, kinds: dict[str, str]) -> Table:
                 for column, value in zip(cells, row, strict=True):
                     column.append(value)
                 lines.append(line)
-    except UnicodeDecodeError as exc:
-        raise TableError(f"{p}, line {line + 1}: not UTF-8 text ({exc.reason} at byte "
-                         f"{exc.start} of the line's chunk); save the file as UTF-8") from None
+    except UnicodeDecodeError:
+        raise TableError(f"{p}, line {_first_bad_line(p)}: not UTF-8 text; save the file "
+                         "as UTF-8") from None
     except csv.Error as exc:
         raise TableError(f"{p}, line {line + 1}: {exc}") from None
     if not names:
@@ -326,6 +326,17 @@ def _read_delimited(p: Path, delimiter: str, kinds: dict[str, str]) -> Table:
         kind, values, missing = _parse_column(column, name, table, kinds.get(name))
         table.kinds[name], table.values[name], table.missing[name] = kind, values, missing
     return table
+
+
+def _first_bad_line(p: Path) -> int:
+    """The first line of a file that is not UTF-8 (text is decoded in chunks)."""
+    with open(p, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 1
 
 
 def _ragged(p: Path, line: int, got: int, names: tuple[str, ...]) -> str:
@@ -771,11 +782,12 @@ class TableEncoder:
             bad = int(np.flatnonzero(~known)[0])
             n_bad = int((~known).sum())
             if strict:
-                raise TableError(f"{table.where(bad, col['name'])}: category {values[bad]!r} "
-                                 f"was never seen in training ({n_bad:,} row(s) hold unseen "
-                                 f"categories); known: {_shorten(col['categories'])}")
+                raise TableError(f"{table.where(bad, col['name'])}: category "
+                                 f"{str(values[bad])!r} was never seen in training "
+                                 f"({n_bad:,} row(s) hold unseen categories); known: "
+                                 f"{_shorten(col['categories'])}")
             _note(f"{table.where(bad, col['name'])}: {n_bad:,} row(s) hold categories never "
-                  f"seen in training (first: {values[bad]!r}); encoded as all zeros")
+                  f"seen in training (first: {str(values[bad])!r}); encoded as all zeros")
         rows = np.flatnonzero(known)
         X[rows, start + idx_c[rows]] = 1.0
         return int(cats.shape[0])
