@@ -297,6 +297,19 @@ def test_all_mirrors_down_message(server, fake, closed_port_url, tmp_path):
     assert _listing(tmp_path / "mn") == []
 
 
+def test_mirrors_that_fail_alike_are_named_once(closed_port_url, tmp_path):
+    # offline, every mirror fails with the same reason: one clause, not one line each
+    mirrors = [closed_port_url, closed_port_url.replace("127.0.0.1", "localhost")]
+    with pytest.raises(DownloadError) as info:
+        xds.download("mnist", tmp_path / "mn", progress=False, mirrors=mirrors)
+    first, help_line = str(info.value).split("\n")
+    assert first.startswith(f"could not download mnist file {FILES[0]} from any mirror: ")
+    assert first.endswith("(2 mirrors: 127.0.0.1:{0}, localhost:{0}).".format(
+        closed_port_url.split(":")[2].split("/")[0]))
+    assert "--data-dir DIR" in help_line and all(f in help_line for f in FILES)
+    assert len(str(info.value).replace(str(tmp_path / "mn"), "~/mn")) < 400
+
+
 def test_load_reports_download_failure(fake, closed_port_url, tmp_path, monkeypatch):
     monkeypatch.setitem(MIRRORS, "mnist", (closed_port_url,))
     with pytest.raises(DownloadError, match="--data-dir"):
@@ -475,3 +488,14 @@ def test_concurrent_threads_with_progress_bars(server, fake, tmp_path):
         t.join(60)
     assert errors == []
     assert _listing(tmp_path) == sorted(FILES)
+
+
+def test_an_oversized_cache_file_is_refused_before_it_is_read(fake, tmp_path):
+    """A 6 GB file in the MNIST cache was read whole before its known size was checked."""
+    for fname, body in fake.items():
+        (tmp_path / fname).write_bytes(body)
+    with open(tmp_path / FILES[0], "r+b") as f:
+        f.truncate(6 * 10**9)  # sparse: no disk used; its size is refused from fstat
+    with pytest.raises(DatasetError, match=r"6,000,000,000 bytes, more than any copy of the "
+                                           r"mnist file train-images-idx3-ubyte\.gz"):
+        xds.load("mnist", tmp_path)

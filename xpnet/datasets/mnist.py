@@ -178,6 +178,27 @@ def _local_candidates(folder: Path, fname: str) -> list[Path]:
     return [folder / fname, folder / stem, folder / (dotted + ".gz"), folder / dotted]
 
 
+# The largest uncompressed file of either dataset (60,000 28x28 images plus the header).
+_RAW_MAX_BYTES = 47_040_016
+
+
+def _read_bounded(dataset: str, path: Path, spec: FileChecksum) -> bytes:
+    """The bytes of a cached file, its size checked before it is read: at most the
+    published .gz's size (twice, for a re-compressed copy) or the uncompressed file's."""
+    limit = max(2 * spec.size, _RAW_MAX_BYTES) if spec.size else _RAW_MAX_BYTES
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise DatasetError(
+                f"{path}: {size:,} bytes, more than any copy of the {dataset} file "
+                f"{path.name} can hold ({spec.size:,} bytes published, {_RAW_MAX_BYTES:,} "
+                f"uncompressed); delete it, or run `xpnet download {dataset}` to replace it")
+        data = f.read(limit + 1)
+    if len(data) > limit:  # grew while being read
+        raise DatasetError(f"{path}: more than {limit:,} bytes; delete it")
+    return data
+
+
 def _find_local(folder: Path, fname: str) -> Path | None:
     for p in _local_candidates(folder, fname):
         if p.is_file():
@@ -246,7 +267,7 @@ def _content_matches(spec: FileChecksum) -> Callable[[Path], bool]:
         if spec.raw_sha256 is None:
             return False
         try:
-            _, raw_digest = _read_idx_bytes(path.read_bytes(), str(path))
+            _, raw_digest = _read_idx_bytes(_read_bounded("download", path, spec), str(path))
         except (DatasetError, OSError):
             return False
         return raw_digest == spec.raw_sha256
@@ -323,7 +344,8 @@ def download(
         present = _find_local(folder, fname)
         if present is not None:
             try:
-                _verify_bytes(dataset, present, present.read_bytes(), table[fname])
+                _verify_bytes(dataset, present, _read_bounded(dataset, present, table[fname]),
+                              table[fname])
                 continue
             except (DatasetError, OSError):
                 pass  # damaged: fetch a verified copy onto the published name
@@ -473,7 +495,7 @@ def load_mnist(
 def _load_verified(dataset: str, path: Path, spec: FileChecksum) -> tuple[np.ndarray, str, str]:
     """Read path once, verify it against spec, parse it; return (array, name, digest)."""
     try:
-        data = path.read_bytes()
+        data = _read_bounded(dataset, path, spec)
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read: {exc}") from exc
     arr, digest = _verify_bytes(dataset, path, data, spec)
