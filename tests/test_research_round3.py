@@ -459,3 +459,31 @@ def test_to_numpy_of_a_torch_bfloat16_tensor():
     out = xn.to_numpy(t)
     assert out.astype("float32").tolist() == t.float().tolist()
     assert out.dtype.name in ("bfloat16", "float32")
+
+
+# -- features: ReduceLROnPlateau -------------------------------------------------------------
+def test_reduce_lr_on_plateau_reduces_the_rate_the_steps_use(backend, tmp_path):
+    X, y = _data(64)
+    m = xn.MLP([3, 8, 2], backend=backend, seed=0)
+    plateau = xn.ReduceLROnPlateau("loss", factor=0.5, patience=2, min_delta=10.0,
+                                   cooldown=1, min_lr=0.02)
+    opt = xn.SGD(lr=0.1)
+    h = m.fit(X, y, epochs=8, optimizer=opt, callbacks=[plateau], verbose=0)
+    # Keras' rule: epoch 0 improves; 1-2 wait, reduced at 2; 3 cools down (the wait
+    # counts again from there); reduced at 4 (0.025) and 6 (0.0125, held at min_lr)
+    assert plateau.reductions == [(2, 0.05), (4, 0.025), (6, 0.02)]
+    assert h.history["lr"] == [0.1, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.02]
+    assert m.optimizer.learning_rate(0) == 0.02
+    # saved with the reduced rate
+    back = xn.load_checkpoint(xn.save(m, tmp_path / "m.safetensors"), backend=backend)
+    assert back.optimizer.learning_rate(0) == 0.02
+
+
+def test_reduce_lr_on_plateau_refuses_a_schedule():
+    X, y = _data()
+    m = xn.MLP([3, 2], backend="numpy")
+    with pytest.raises(ValueError, match="ReduceLROnPlateau changes a constant learning rate"):
+        m.fit(X, y, epochs=1, verbose=0, optimizer=xn.SGD(lr=xn.CosineDecay(0.1, 10)),
+              callbacks=[xn.ReduceLROnPlateau()])
+    with pytest.raises(ValueError, match="factor"):
+        xn.ReduceLROnPlateau(factor=1.0)

@@ -33,7 +33,14 @@ from . import (
 )
 from ._version import __version__
 from .backends import available_backends, get_backend, to_numpy
-from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint, ProgressBar
+from .callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    ModelCheckpoint,
+    ProgressBar,
+    ReduceLROnPlateau,
+)
 from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint, save
 from .export import export_onnx
 from .layers import (
@@ -79,7 +86,8 @@ __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_by_global_norm",
     "Constant", "StepDecay", "ExponentialDecay", "CosineDecay", "LinearWarmup",
     # callbacks
-    "Callback", "EarlyStopping", "ModelCheckpoint", "ProgressBar", "CSVLogger",
+    "Callback", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "ProgressBar",
+    "CSVLogger",
     # checkpoints
     "save", "load", "load_checkpoint", "Checkpoint", "CheckpointError",
     "export_onnx",

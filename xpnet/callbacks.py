@@ -1,4 +1,5 @@
-"""Callbacks for [`xpnet.fit`][]: early stopping, checkpoints, progress bar, CSV log."""
+"""Callbacks for [`xpnet.fit`][]: early stopping, checkpoints, learning rate on plateaus,
+progress bar, CSV log."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from ._files import atomic_write_text, check_writable
 from .checkpoint import check_saveable, save
 from .training.callbacks import Callback, ProgressBar
 
-__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "ProgressBar", "CSVLogger"]
+__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "ProgressBar",
+           "CSVLogger"]
 
 
 def _monitor_for(requested: str, logs: dict) -> str:
@@ -289,6 +291,115 @@ class ModelCheckpoint(Callback):
         save(self.model, path, training=self.training_record(), metadata=self.metadata,
              optimizer=None if self.save_optimizer else False)
         self.saved.append(path)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when a metric has stopped improving.
+
+    Keras' rule: after ``patience`` epochs in a row without an improvement of more
+    than ``min_delta``, the rate becomes ``max(lr * factor, min_lr)``; then
+    ``cooldown`` epochs pass before the wait counts again. The optimizer's
+    learning rate must be a constant (a float): a schedule already decides the
+    rate at every step. The new rate is the optimizer's ``lr``, so a checkpoint
+    saves it and ``fit`` called again continues with it.
+
+    Parameters
+    ----------
+    monitor : str
+        Metric name in the epoch logs (default ``"val_loss"``; falls back to
+        ``"loss"`` in a fit without validation data). Chosen afresh, with the mode
+        and the best value, at the start of every fit.
+    factor : float
+        In ``(0, 1)``.
+    patience : int
+        Epochs without improvement before the rate is reduced.
+    mode : {"auto", "min", "max"}
+    min_delta : float
+        Smallest change that counts as an improvement.
+    cooldown : int
+        Epochs after a reduction during which the wait does not count.
+    min_lr : float
+        The rate is never reduced below it.
+
+    Attributes
+    ----------
+    reductions : list of (int, float)
+        ``(epoch, new rate)`` of each reduction in the last fit.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> X = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    >>> y = (X[:, 0] > 0).astype("int64")
+    >>> m = xn.MLP([3, 8, 2], backend="numpy", seed=0)
+    >>> plateau = xn.ReduceLROnPlateau("loss", factor=0.5, patience=1, min_delta=10.0)
+    >>> h = m.fit(X, y, epochs=4, optimizer=xn.SGD(lr=0.1), callbacks=[plateau], verbose=0)
+    >>> h.history["lr"], plateau.reductions
+    ([0.1, 0.1, 0.05, 0.025], [(1, 0.05), (2, 0.025), (3, 0.0125)])
+    """
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0,
+                 min_lr: float = 0.0):
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) \
+                or not 0.0 < factor < 1.0:
+            raise ValueError(f"factor must be in (0, 1), got {factor!r}")
+        for name, value in (("patience", patience), ("cooldown", cooldown)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        for name, value in (("min_delta", min_delta), ("min_lr", min_lr)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite float >= 0, got {value!r}")
+        self.monitor = self._monitor = monitor
+        self._mode = mode
+        self.mode = _mode_for(monitor, mode)
+        self.factor, self.patience, self.cooldown = float(factor), patience, cooldown
+        self.min_delta, self.min_lr = float(min_delta), float(min_lr)
+        self.reductions: list[tuple[int, float]] = []
+        self._tracker = BestWeights(self.mode, min_delta=self.min_delta)
+        self.wait = self._cooling = 0
+
+    def on_train_begin(self, logs: dict) -> None:
+        """Choose the monitor and mode for this fit, reset the counters, and check that
+        the optimizer's learning rate is a constant."""
+        from .schedules import Constant
+
+        opt = self.trainer.optimizer if self.trainer is not None else self.model.optimizer
+        if not isinstance(opt.lr, Constant):
+            raise ValueError(f"ReduceLROnPlateau changes a constant learning rate, but the "
+                             f"optimizer's is the schedule {opt.lr!r}; pass a float lr, or "
+                             "let the schedule decide the rate alone")
+        self.monitor = _monitor_for(self._monitor, logs)
+        self.mode = _mode_for(self.monitor, self._mode)
+        self._tracker = BestWeights(self.mode, min_delta=self.min_delta)
+        self.wait = self._cooling = 0
+        self.reductions = []
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        """Count the epochs without improvement; reduce the rate after ``patience``."""
+        if self.monitor not in logs:
+            raise ValueError(f"ReduceLROnPlateau monitors {self.monitor!r} but the logs only "
+                             f"have {sorted(logs)}")
+        improved = self._tracker.update(logs[self.monitor])
+        if self._cooling > 0:
+            self._cooling -= 1
+            self.wait = 0
+        if improved:
+            self.wait = 0
+            return
+        if self._cooling > 0:
+            return
+        self.wait += 1
+        if self.wait < self.patience:
+            return
+        opt = self.trainer.optimizer if self.trainer is not None else self.model.optimizer
+        old = float(opt.lr.lr)
+        new = max(old * self.factor, self.min_lr)
+        if new < old:
+            opt.lr = new
+            self.reductions.append((epoch, new))
+            self._cooling, self.wait = self.cooldown, 0
 
 
 class CSVLogger(Callback):
