@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,13 +276,22 @@ def _content_matches(spec: FileChecksum) -> Callable[[Path], bool]:
     return check
 
 
+def _tried(failures: list[tuple[str, str]]) -> str:
+    """Why each mirror failed; one reason, with the hosts, when they all failed alike."""
+    if not failures:
+        return " no mirrors configured."
+    reasons = {why for _, why in failures}
+    if len(reasons) == 1 and len(failures) > 1:
+        hosts = ", ".join(urllib.parse.urlsplit(url).netloc for url, _ in failures)
+        return f" {reasons.pop()} ({len(failures)} mirrors: {hosts})."
+    return "\n" + "\n".join(f"  - {url}: {why}" for url, why in failures)
+
+
 def _manual_help(dataset: str, folder: Path) -> str:
     files = ", ".join(FILES)
     return (
-        f"To use {dataset} without this download, fetch the four files ({files}) by hand "
-        "(from any of the URLs above, or another copy of the published files) into one "
-        "folder DIR and pass `--data-dir DIR` on the command line or data_dir=DIR in "
-        f"Python, or put them in {folder}; their SHA-256 is checked against xpnet's table."
+        f"Offline, put the four files ({files}) in a folder DIR and pass --data-dir DIR "
+        f"(data_dir=DIR in Python), or in {folder}; their SHA-256 is checked."
     )
 
 
@@ -395,15 +405,12 @@ def _fetch_files(
                     label=f"{dataset} {fname}",
                 )
             except MirrorFailed as exc:
-                failures.append(f"  - {url}: {exc}")
+                failures.append((url, str(exc)))
                 continue
             break
         else:
-            tried = "\n".join(failures) if failures else "  (no mirrors configured)"
-            raise DownloadError(
-                f"could not download {dataset} file {fname} from any mirror:\n{tried}\n"
-                + _manual_help(dataset, folder)
-            )
+            raise DownloadError(f"could not download {dataset} file {fname} from any "
+                                f"mirror:{_tried(failures)}\n" + _manual_help(dataset, folder))
 
 
 # ------------------------------------------------------------------------------- load
