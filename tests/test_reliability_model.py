@@ -175,3 +175,33 @@ def test_a_dataset_image_shape_must_be_positive(tmp_path, shape):
                                                                                    int))
     with pytest.raises(DatasetError, match="image_shape must be 1 to 4 positive integers"):
         xn.datasets.load(tmp_path / "d.npz")
+
+
+def test_class_names_are_bounded_in_size(tmp_path):
+    """Three class names of 40 MB each were accepted and rewritten into run.json every
+    epoch until the first save failed."""
+    from xpnet.datasets import DatasetError
+
+    rng = np.random.default_rng(0)
+    data = dict(x_train=rng.random((6, 4)), y_train=np.arange(6) % 3, x_test=rng.random((3, 4)),
+                y_test=np.arange(3))
+    with pytest.raises(DatasetError, match="class name 1 has 257 characters"):
+        xn.datasets.Dataset.from_arrays("d", **data, class_names=["a", "b" * 257, "c"])
+    np.savez(tmp_path / "big.npz", **data, class_names=np.array(["a", "b", "c" * 6_000_000]))
+    with pytest.raises(DatasetError, match=r"class_names takes 72,000,\d+ bytes; at most "):
+        xn.datasets.load(tmp_path / "big.npz")
+    names = ["cat", "dog", "x" * 256]  # 256 characters are fine
+    assert xn.datasets.Dataset.from_arrays("d", **data, class_names=names).class_names[2] \
+        == "x" * 256
+
+
+def test_a_hostile_manifest_gives_a_short_message(tmp_path):
+    """A hostile config yielded a 4-20 MB one-line error message."""
+    path = xn.save(xn.MLP([3, 2], backend="numpy"), tmp_path / "m.safetensors")
+    _edit_meta(path, "model", _json_edit(
+        lambda m: m["layers"][0]["config"].update(junk="x" * 4_000_000)))
+    with pytest.raises(xn.checkpoint.CheckpointError) as info:
+        xn.load_checkpoint(path, backend="numpy")
+    message = str(info.value)
+    assert "bad model architecture in metadata" in message and len(message) < 600
+    assert "characters)" in message

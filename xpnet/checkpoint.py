@@ -326,7 +326,7 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     except CheckpointError:
         raise
     except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointError(f"{path} is not a valid xpnet checkpoint: {exc}") from None
+        raise CheckpointError(f"{path} is not a valid xpnet checkpoint: {_bounded(exc)}") from None
     return tensors, meta
 
 
@@ -362,6 +362,13 @@ _CONFIG_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, O
 # the constructor annotations a manifest value is checked against (others are left to the
 # constructor): "bias": "no" would be taken as true, "units": 8.0 as a size
 _SCALAR_TYPES = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
+
+
+def _bounded(exc: BaseException, limit: int = 300) -> str:
+    """An error's text cut to `limit` characters: a hostile manifest quoted in an error
+    made a message of megabytes."""
+    text = str(exc)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _layer_class(config: Any) -> type | None:
@@ -421,13 +428,15 @@ def _check_shapes(config: Any, tensors: dict, path: Path) -> None:
                 _check_config_types(cls, c.get("config"), f"layer {c['class']}")
         layers = [layer_from_config(c) for c in config["layers"]]
     except _CONFIG_ERRORS as exc:
-        raise CheckpointError(f"{path}: bad model architecture in metadata: {exc}") from None
+        raise CheckpointError(f"{path}: bad model architecture in metadata: "
+                              f"{_bounded(exc)}") from None
     for i, layer in enumerate(layers):
         try:
             need = layer.param_shapes(n)
             n = layer.out_features(n)
         except _CONFIG_ERRORS as exc:
-            raise CheckpointError(f"{path}: bad model architecture in metadata: {exc}") from None
+            raise CheckpointError(f"{path}: bad model architecture in metadata: "
+                              f"{_bounded(exc)}") from None
         for name, shape in (need or {}).items():
             key = f"{_PARAM}{i}.{name}"
             if key not in tensors:
@@ -478,7 +487,7 @@ def _check_training(training: Any, path: Path) -> None:
     try:
         TrainState.from_record(training)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise CheckpointError(f"{path}: {_bounded(exc)}") from None
 
 
 def _check_slot(arr: np.ndarray, name: str, nonnegative: bool, path: Path) -> None:
@@ -500,7 +509,8 @@ def _load_model(meta: dict, tensors: dict, be: Backend, path: Path) -> Sequentia
     try:
         model = Sequential.from_config(config, backend=be)
     except _CONFIG_ERRORS as exc:
-        raise CheckpointError(f"{path}: bad model architecture in metadata: {exc}") from None
+        raise CheckpointError(f"{path}: bad model architecture in metadata: "
+                              f"{_bounded(exc)}") from None
     expected = {_PARAM + k: v for k, v in model.params.items()}
     got = {k for k in tensors if k.startswith(_PARAM)}
     if got != set(expected):
@@ -535,7 +545,7 @@ def _load_optimizer(meta: dict, tensors: dict, model: Sequential, path: Path) ->
             _check_config_types(classes[om["class"]], om["config"], f"optimizer {om['class']}")
         optimizer = optimizer_from_config(om["class"], om["config"])
     except _CONFIG_ERRORS as exc:
-        raise CheckpointError(f"{path}: bad optimizer metadata: {exc}") from None
+        raise CheckpointError(f"{path}: bad optimizer metadata: {_bounded(exc)}") from None
     if "step" not in om:
         return optimizer
     step, slots = om["step"], om.get("slots", [])

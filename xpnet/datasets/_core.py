@@ -143,6 +143,8 @@ MAX_DATA_BYTES = 2**32
 """Default cap, in bytes, on the float32 copy of the images a loader makes (4 GiB);
 the environment variable ``XPNET_MAX_DATA_BYTES`` sets another."""
 _CHECK_CHUNK = 1 << 20  # elements per chunk when checking float values
+# a class name is a label for tables and plots, stored in every checkpoint and run.json
+_MAX_CLASS_NAME_CHARS = 256
 
 
 def max_data_bytes() -> int:
@@ -427,6 +429,10 @@ def _class_names(class_names: Sequence[str] | None, top: int, n_labels: int
         return tuple(str(i) for i in range(top + 1))
     check_class_count(len(class_names), n_labels, f"{len(class_names)} class names")
     names = tuple(str(c) for c in class_names)
+    for i, name in enumerate(names):
+        if len(name) > _MAX_CLASS_NAME_CHARS:
+            raise DatasetError(f"class name {i} has {len(name):,} characters "
+                               f"({name[:20]!r}...); at most {_MAX_CLASS_NAME_CHARS} are taken")
     if top >= len(names):
         raise DatasetError(f"label {top} has no class name: {len(names)} class names were given")
     return names

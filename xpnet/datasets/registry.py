@@ -26,6 +26,7 @@ DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist")
 _ALIASES = {"digits": "digits", **_MNIST_ALIASES}
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _MAX_DEFLATE_RATIO = 1032
+_MAX_NAMES_BYTES = 2**16 * 256 * 4 + 4096  # 65,536 class names of 256 characters, as UTF-32
 
 
 def load(
@@ -253,6 +254,12 @@ def _npz_keys(path: Path) -> dict[str, str]:
                     keys[opt] = by_lower[opt]
             shapes = {want: _check_npy_member(zf, members[key], path, want)
                       for want, key in keys.items()}
+            if "class_names" in keys and members[keys["class_names"]].file_size > \
+                    _MAX_NAMES_BYTES:
+                raise DatasetError(
+                    f"{path}: class_names takes {members[keys['class_names']].file_size:,} "
+                    f"bytes; at most {_MAX_NAMES_BYTES:,} are read (65,536 names of 256 "
+                    "characters)")
             check_data_size(math.prod(shapes["x_train"]) + math.prod(shapes["x_test"]),
                             f"{path}'s x_train and x_test")
     except zipfile.BadZipFile as exc:
