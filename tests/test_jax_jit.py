@@ -1,6 +1,6 @@
 """The compiled JAX step (xpnet/training/_jit.py) against the eager step as its oracle:
-the same weights, history and step counts; the same refusal of a non-finite step; and
-the fallbacks (a layer that reads values on the host, dropout) training as before."""
+the same weights, history and step counts (dropout included); the same refusal of a
+non-finite step; and the user's own classes and host data keeping the eager step."""
 
 import numpy as np
 import pytest
@@ -120,57 +120,48 @@ def test_a_non_finite_step_is_refused_as_on_the_eager_path(monkeypatch, policy):
         assert hf.history["skipped_steps"][0] > 0
 
 
-class HostReading(xn.Layer):
-    """A layer that reads a value on the host in forward: it cannot be traced."""
+class Counting(xn.Layer):
+    """A layer with Python state (it counts its calls and explodes at one): a trace would
+    run that code once, so the fit must keep the eager step."""
+
+    def __init__(self, at):
+        self.at, self.calls = at, 0
 
     def forward(self, params, x, *, train=False):
-        if float(x[0, 0]) > 1e30:
-            raise AssertionError("unreachable")
-        return x, None
+        self.calls += 1
+        return (x * 1e30 * 1e30 if train and self.calls == self.at else x), None
 
     def backward(self, params, cache, dy):
         return dy, {}
 
 
-def test_a_layer_that_cannot_be_traced_trains_eagerly(monkeypatch):
-    def build(compiled):
+def test_user_classes_keep_the_eager_step(monkeypatch):
+    def build(compiled, layer):
         monkeypatch.setenv("XPNET_JAX_JIT", "1" if compiled else "0")
         X, y = _data()
-        m = xn.Sequential([xn.Dense(8), HostReading(), xn.ReLU(), xn.Dense(3)],
-                          in_features=6, backend="jax", seed=2)
-        m.fit(jnp.asarray(X), jnp.asarray(y), epochs=2, batch_size=64, verbose=0,
-              optimizer=xn.Adam(lr=1e-2))
-        return m
+        m = xn.Sequential([xn.Dense(8), layer, xn.ReLU(), xn.Dense(3)], in_features=6,
+                          backend="jax", seed=2)
+        h = m.fit(jnp.asarray(X), jnp.asarray(y), epochs=2, batch_size=64, verbose=0,
+                  optimizer=xn.SGD(lr=0.1), on_nonfinite="skip")
+        return m, h
 
-    _close(build(True), build(False), tol=1e-6)
+    (fast, hf), (slow, hs) = build(True, Counting(at=3)), build(False, Counting(at=3))
+    _close(fast, slow, tol=1e-6)
+    assert hf.history["skipped_steps"][0] == hs.history["skipped_steps"][0] == 1
 
+    class MyAdam(xn.Adam):
+        pass
 
-class Noisy(xn.Layer):
-    """A stochastic layer that asks its generator for something other than a dropout mask."""
-
-    stochastic = True
-
-    def forward(self, params, x, *, train=False, rng=None):
-        if not train:
-            return x, None
-        noise = rng.uniform(tuple(x.shape), -0.01, 0.01, xn.backends.backend_of(x), x.dtype)
-        return x + noise, None
-
-    def backward(self, params, cache, dy):
-        return dy, {}
-
-
-def test_other_generator_calls_and_host_data_keep_the_eager_step(monkeypatch):
     monkeypatch.setenv("XPNET_JAX_JIT", "1")
     X, y = _data()
-    ran = []
-    real = _jit.JitStep.step
-    monkeypatch.setattr(_jit.JitStep, "step",
-                        lambda self, k, perm: ran.append(1) or real(self, k, perm))
-    m = xn.Sequential([xn.Dense(8), Noisy(), xn.ReLU(), xn.Dense(3)], in_features=6,
-                      backend="jax", seed=2)
-    h = m.fit(jnp.asarray(X), jnp.asarray(y), epochs=2, batch_size=64, verbose=0)
-    assert len(h.history["loss"]) == 2
-    assert len(ran) == 1  # the recorder refused at the first step: eager after that
+    cases = [(xn.Sequential([xn.Dense(3), Counting(at=0)], in_features=6, backend="jax"),
+              xn.SGD(lr=0.1), False),                        # the user's layer
+             (xn.MLP([6, 3], backend="jax"), MyAdam(), False),  # the user's optimizer
+             (xn.MLP([6, 3], backend="jax"), xn.SGD(lr=0.1), True)]
+    for model, opt, compiled in cases:
+        trainer = xn.training.Trainer(model, jnp.asarray(X), jnp.asarray(y), optimizer=opt,
+                                      epochs=1, batch_size=32)
+        assert (trainer._jit is not None) is compiled
+    m = xn.MLP([6, 3], backend="jax")
     trainer = xn.training.Trainer(m, X, y, optimizer=xn.SGD(lr=0.1), epochs=1, batch_size=32)
     assert trainer._jit is None  # NumPy data: it would be copied in at every step

@@ -12,12 +12,13 @@ and the trainer runs that step again through the ordinary guarded path, which na
 the cause and applies the policy (raise, stop, skip) exactly as on every backend.
 
 Used by the [`Trainer`][xpnet.training.Trainer] for JAX models on one process, without
-gradient hooks, on data already on JAX. Dropout masks are drawn on the host from the
-trainer's generator exactly as the eager step draws them (the same calls in the same
-order, found by tracing the forward pass once) and passed in. The gradients' keys and
-shapes are checked as the step is traced. Anything the first trace
-cannot compile (a custom layer that reads values on the host, a custom
-rule using ``math`` on the step count) falls back to the eager step for that fit.
+gradient hooks, on data already on JAX, when every layer, the loss and the optimizer are
+xpnet's own classes: a user's class may keep Python state (a call counter) that a trace
+would run once instead of at every step, so such a fit keeps the eager step. Dropout's
+uniform draws are made on the host from the trainer's generator exactly as the eager
+step makes them (the same calls in the same order, found by tracing the forward pass
+once) and passed in. The gradients' keys and shapes are checked as the step is traced.
+A fit whose first step does not compile runs eagerly.
 ``XPNET_JAX_JIT=0`` turns it off (the tests compare both).
 """
 
@@ -77,7 +78,8 @@ class JitStep:
         return (_enabled() and model.backend.name == "jax" and trainer.comm.size == 1
                 and not trainer.grad_hooks and isinstance(trainer.guard, _host_guard())
                 and all(_on_jax(a) for a in (trainer.X, trainer.y, trainer.sample_weight))
-                and bool(model.trainable_keys))
+                and _ours(model.loss) and _ours(trainer.optimizer)
+                and all(_ours(layer) for layer in model.layers))
 
     def _pure(self, params: dict, slots: dict, hyper: Any, lo: Any, perm: Any, X: Any,
               y: Any, weight: Any, masks: tuple, rows: int) -> tuple:
@@ -212,6 +214,22 @@ class _Replay:
         xp = backend.xp
         scale = xp.asarray(1.0 / keep, dtype=dtype)
         return xp.where(self.draws.pop(0) < keep, scale, xp.asarray(0.0, dtype=dtype))
+
+
+def _ours(obj: Any) -> bool:
+    """Whether ``obj`` (a layer, loss or optimizer) and the layers it holds are xpnet's
+    own: pure code that a trace runs as the eager step does. A class of the user's may
+    keep Python state (a call counter, a list of what it saw) that a trace would run
+    once instead of at every step, so its fit keeps the eager step."""
+    if type(obj).__module__.split(".")[0] != "xpnet":
+        return False
+    from ..layers import Layer
+
+    for value in getattr(obj, "__dict__", {}).values():
+        held = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, Layer) and not _ours(v) for v in held):
+            return False
+    return True
 
 
 def _on_jax(a: Any) -> bool:
