@@ -205,3 +205,21 @@ def test_a_hostile_manifest_gives_a_short_message(tmp_path):
     message = str(info.value)
     assert "bad model architecture in metadata" in message and len(message) < 600
     assert "characters)" in message
+
+
+def test_scikit_learn_is_pinned_to_the_tested_range():
+    """xpnet.sklearn imports scikit-learn's private helpers, with no upper bound on the
+    version: each requirement has one, and the installed (tested) release is inside it."""
+    import re
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    Requirement = pytest.importorskip("packaging.requirements").Requirement
+    sklearn = pytest.importorskip("sklearn")
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    found = [Requirement(r) for extra in pyproject["project"]["optional-dependencies"].values()
+             for r in extra if re.match(r"scikit-learn\b", r)]
+    assert found
+    for req in found:
+        assert any(spec.operator in ("<", "<=", "~=", "==") for spec in req.specifier), req
+        assert req.specifier.contains(sklearn.__version__), (req, sklearn.__version__)
