@@ -4,12 +4,17 @@
     python docs/check_layout.py /tmp/site [--widths 1280,390] [--chromium PATH]
 
 For each page and width it lists code blocks that scroll sideways (their content is
-wider than the block) and tables wider than the content column (mkdocs-material then
-lets the table scroll inside its own frame, which hides columns). Blocks inside a
-collapsed ``??? example`` (the included source files) and API signatures are counted
-apart. Exit status 1 when a prose code block or a table overflows at the first width,
-or when a whole page scrolls sideways at any width. (At a phone's width the site's
-stylesheet wraps code lines and table cells, so nothing should overflow there either.)
+wider than the block), tables wider than the content column (mkdocs-material then
+lets the table scroll inside its own frame, which hides columns), and program outputs
+(``{.text .output}``) or Python sessions (``pycon``) that would garble a table or a
+summary printed in columns. Blocks inside a collapsed ``??? example`` or API source
+(the included source files) and API signatures are counted apart. Exit status 1 when
+a prose code block, a session or a table overflows at the first width; when an output
+block there holds fewer than the 88 columns the generated outputs are printed at (so
+only longer lines wrap); when an output or a session wraps a line at another width;
+or when a whole page scrolls sideways at any width. At a phone's width the stylesheet
+wraps prose code and table cells, and outputs and sessions scroll sideways: those are
+listed, not counted.
 
 Needs ``pip install playwright`` and a Chromium: the one ``playwright install
 chromium`` downloads, or a system one passed with ``--chromium`` (found on PATH as
@@ -32,18 +37,49 @@ _MEASURE = """
     if (el.closest('details')) return 'collapsed';
     if (el.closest('.doc-signature')) return 'signature';
     if (el.closest('.doc')) return 'api';
+    if (el.closest('.output')) return 'output';
+    if (el.closest('.language-pycon')) return 'session';
     return 'prose';
+  };
+  // Whether a block shows more rows than its text has lines: a line wrapped.
+  const wraps = (code) => {
+    const style = getComputedStyle(code);
+    const rows = code.innerText.replace(/\\n$/, '').split('\\n').length;
+    const pad = parseFloat(style.paddingTop) + parseFloat(style.paddingBottom);
+    const bar = code.offsetHeight - code.clientHeight;   // a horizontal scrollbar
+    return (code.offsetHeight - pad - bar) / parseFloat(style.lineHeight) > rows + 0.5;
   };
   const column = document.querySelector('.md-content__inner').clientWidth;
   const page = document.documentElement.scrollWidth - document.documentElement.clientWidth;
-  const out = {column, page, code: [], tables: []};
+  // How many characters of the block's font fit on one of its lines.
+  const columns = (code) => {
+    const probe = document.createElement('span');
+    probe.textContent = '0'.repeat(100);
+    probe.style.whiteSpace = 'pre';
+    code.appendChild(probe);
+    const em = probe.getBoundingClientRect().width / 100;
+    probe.remove();
+    const style = getComputedStyle(code);
+    const inner = code.clientWidth - parseFloat(style.paddingLeft)
+                  - parseFloat(style.paddingRight);
+    return Math.floor(inner / em);
+  };
+  const out = {column, page, code: [], tables: [], wrapped: [], outputs: []};
   for (const pre of document.querySelectorAll('.md-content pre')) {
     const code = pre.querySelector('code') || pre;
+    const k = kind(pre);
+    if (code.offsetParent === null) continue;   // folded away
+    if (k === 'output') {
+      out.outputs.push({columns: columns(code), wraps: wraps(code),
+                        first: code.innerText.split('\\n')[0].slice(0, 60)});
+    } else if (k === 'session' && wraps(code)) {
+      out.wrapped.push({kind: k, first: code.innerText.split('\\n')[0].slice(0, 60)});
+    }
     const over = code.scrollWidth - code.clientWidth;
     if (over > 1) {
       const text = code.innerText;
       const longest = Math.max(...text.split('\\n').map(l => l.length));
-      out.code.push({kind: kind(pre), over, longest,
+      out.code.push({kind: k, over, longest,
                      first: text.split('\\n').find(l => l.length === longest).slice(0, 60)});
     }
   }
@@ -58,6 +94,13 @@ _MEASURE = """
   return out;
 }
 """
+
+
+# Kinds whose overflow at the first (desktop) width fails the check. Outputs wrap
+# there (a long message), so they are held to OUTPUT_COLUMNS instead.
+_COUNTED = ("prose", "session")
+# The width docs/generate.py prints the outputs at (its COLUMNS).
+OUTPUT_COLUMNS = 88
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -98,12 +141,26 @@ def check(site: Path, widths: list[int], chromium: str | None) -> int:
                     text = item.get("head") or item["first"]
                     print(f"{width:>5} {rel:<40} {what:<5} {item['kind']:<9} "
                           f"+{item['over']}px  {text!r}")
-                    if width == widths[0] and item["kind"] == "prose":
+                    if width == widths[0] and item["kind"] in _COUNTED:
                         failures += 1
+                for item in found["outputs"]:
+                    # desktop: an output's 88 columns fit, so only longer lines wrap;
+                    # narrower: its lines stay whole (the block scrolls)
+                    if width == widths[0] and item["columns"] < OUTPUT_COLUMNS:
+                        print(f"{width:>5} {rel:<40} output shows {item['columns']} "
+                              f"columns, not {OUTPUT_COLUMNS}  {item['first']!r}")
+                        failures += 1
+                    elif width != widths[0] and item["wraps"]:
+                        found["wrapped"].append({"kind": "output", "first": item["first"]})
+                for item in found["wrapped"]:
+                    print(f"{width:>5} {rel:<40} {item['kind']} wraps a line  "
+                          f"{item['first']!r}")
+                    failures += 1
             page.close()
         browser.close()
     server.shutdown()
-    print(f"{failures} prose code blocks or tables overflow at {widths[0]} px")
+    print(f"{failures} problems: blocks or tables that overflow at {widths[0]} px, "
+          "outputs or sessions that wrap, pages that scroll")
     return 1 if failures else 0
 
 

@@ -4,7 +4,9 @@ Conventions (docs/writing-docs.md): in each page, ```pycon blocks are doctests w
 output must match, ```python blocks must run, ``` {.python .no-run} blocks are shown
 only. A page's blocks run in order in one namespace, in a temporary folder. Code
 lines stay within ``MAX_CODE_LINE`` characters so that no block scrolls sideways at
-1280 pixels; program outputs (``{.text .output}`` blocks) wrap instead.
+1280 pixels; program outputs (``{.text .output}`` blocks) are held to 88 columns by
+docs/generate.py, which the stylesheet fits at 1280 pixels (docs/check_layout.py
+checks it).
 
 Also here: the API index links every public name, the Examples page shows every
 script in examples/, and the version the docs and the changelog name is the package's.
@@ -123,7 +125,7 @@ def included_lines(spec: str) -> list[tuple[int, str]]:
 def code_lines(page: str):
     """``(where, line)`` for every code line a page shows, included files too.
 
-    Program outputs (``{.text .output}``, wrapped by the stylesheet) and whole example
+    Program outputs (``{.text .output}``, fitted by the stylesheet) and whole example
     scripts (shown folded, and held to the package's line length by ruff) are left out;
     files from docs/ and sections of scripts (``--8<-- "file.py:name"``, shown open)
     count.
