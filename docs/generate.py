@@ -17,6 +17,9 @@ Targets:
   (Pillow); for The command line also the test accuracy
   of seeds 0, 1 and 2, three errors with their one-line messages, a second run refused
   by a busy folder's lock and Ctrl-C on the first (``docs/generated/xpnet-*.txt``).
+* ``tables``: Your own data's session on scikit-learn's breast-cancer table written as
+  CSV files: ``xpnet train --dataset``, ``evaluate`` and ``predict`` on the held-out
+  rows, and two broken tables (``docs/generated/xpnet-table-*.txt``).
 * ``performance``: the tables of Performance, and Reliability's long-run memory
   table, from the benchmarks' recorded results (``benchmarks/results/*.json``, through
   ``benchmarks/report_md.py``) into ``docs/generated/performance/``.
@@ -251,6 +254,63 @@ def gen_cli_interrupted(out_dir: Path, work: Path) -> None:
     write(out_dir / "xpnet-train-interrupted.txt",
           f"$ xpnet {' '.join(cmd)}\n... (the header and {len(epochs) - 1} epochs)\n"
           + "\n".join(lines[epochs[-1]:]) + "\n")
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def write_cancer_tables(work: Path) -> None:
+    """breast-cancer as CSV: cancer.csv (426 rows), cancer-test.csv (143 held-out rows)
+    and cancer-new.csv (those rows without the diagnosis); a text column ``size`` added."""
+    import csv
+
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    data = load_breast_cancer()
+    area = data.data[:, list(data.feature_names).index("mean area")]
+    size = np.array(["small", "medium", "large"])[np.searchsorted(
+        np.quantile(area, [1 / 3, 2 / 3]), area)]
+    header = [*data.feature_names, "size", "diagnosis"]
+    rows = [[*map(repr, x.tolist()), s, data.target_names[t]]
+            for x, s, t in zip(data.data, size, data.target, strict=True)]
+    train, test = train_test_split(rows, test_size=0.25, random_state=0)
+    for name, part, cols in (("cancer.csv", train, None), ("cancer-test.csv", test, None),
+                             ("cancer-new.csv", test, -1)):
+        with open(work / name, "w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(header[:cols])
+            w.writerows(r[:cols] for r in part)
+
+
+def gen_tables(out_dir: Path, work: Path) -> None:
+    write_cancer_tables(work)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def here(cmd: list[str], expect_rc: int = 0) -> str:
+        """The output, with files named as given: the working folder is a temporary one."""
+        return _run(cmd, work, expect_rc).replace(f"{work}{os.sep}", "")
+
+    train = ["train", "--dataset", "cancer.csv", "--target", "diagnosis", "--out",
+             "runs/cancer"]
+    text = here([*_XPNET, *train])
+    write(out_dir / "xpnet-table-train.txt",
+          f"$ xpnet {' '.join(train)}\n" + shorten_train_output(text))
+    text = here([*_XPNET, "evaluate", "runs/cancer", "cancer-test.csv"])
+    write(out_dir / "xpnet-table-evaluate.txt",
+          f"$ xpnet evaluate runs/cancer cancer-test.csv\n{text}")
+    text = here([*_XPNET, "predict", "runs/cancer", "cancer-new.csv", "--proba"])
+    write(out_dir / "xpnet-table-predict.txt",
+          "$ xpnet predict runs/cancer cancer-new.csv --proba | head -4\n"
+          + "".join(text.splitlines(keepends=True)[:4]))
+    (work / "broken.csv").write_text("age,weight,smoker\n34,71.5,no\n51,80.2,yes\n"
+                                     "47,eighty,no\n29,66.0,yes\n")
+    errors = [["--dataset", "cancer.csv", "--target", "outcome"],
+              ["--dataset", "broken.csv", "--target", "smoker"]]
+    write(out_dir / "xpnet-table-errors.txt",
+          "".join(f"$ xpnet train {' '.join(args)}\n"
+                  + here([*_XPNET, "train", *args], expect_rc=3) for args in errors))
 
 
 # --------------------------------------------------------------------------- onnx
@@ -551,7 +611,8 @@ def compare(name: str, shown: str, fresh: str) -> list[str]:
                                 f"shown {name}", f"fresh {name}", lineterm="")
     return [f"{name} changed:\n" + "\n".join(diff)]
 
-TARGETS = ("examples", "cli", "onnx", "performance", "backends", "api", "notebook")
+TARGETS = ("examples", "cli", "tables", "onnx", "performance", "backends", "api",
+           "notebook")
 
 
 def generate(targets: tuple[str, ...], out_dir: Path, img_dir: Path | None) -> None:
@@ -561,6 +622,8 @@ def generate(targets: tuple[str, ...], out_dir: Path, img_dir: Path | None) -> N
             gen_examples(out_dir, img_dir, work)
         if "cli" in targets:
             gen_cli(out_dir, work)
+        if "tables" in targets:
+            gen_tables(out_dir, work)
         if "onnx" in targets:
             gen_onnx(out_dir, work)
         if "performance" in targets:
