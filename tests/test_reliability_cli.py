@@ -423,3 +423,35 @@ def test_a_model_larger_than_memory_is_refused_before_allocating(tmp_path, capsy
            f"{(8 * n + 8 * 12000 * 12000) / 2**30:,.1f} GiB" in err
     assert "but 1.0 GiB of memory is available; lower --hidden" in err
     assert built == []
+
+
+# ----------------------------------------------------------------------------- process state
+def test_the_command_silences_only_floating_point_warnings(monkeypatch):
+    """The CLI silenced every RuntimeWarning, numba's fallback warning included."""
+    import warnings
+
+    import xpnet.cli as cli
+
+    def handler(args):
+        warnings.warn("numba fell back to object mode", RuntimeWarning, stacklevel=1)
+        with np.errstate(over="warn"):
+            np.float32(3e38) * np.float32(10)  # a diverging run's overflow: silenced
+        return 0
+
+    monkeypatch.setitem(cli._COMMANDS, "info", handler)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert main(["info"]) == 0
+        warnings.warn("after the command", RuntimeWarning, stacklevel=1)
+    messages = [str(w.message) for w in seen]
+    assert messages == ["numba fell back to object mode", "after the command"]
+
+
+@posix_only
+def test_a_lock_linked_to_dev_zero_is_refused_unread(tmp_path, capsys):
+    """A lock symlinked to /dev/zero was read until memory ran out."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".xpnet.lock").symlink_to("/dev/zero")
+    assert _train(out) == 2
+    assert "is a symbolic link" in capsys.readouterr().err

@@ -67,6 +67,10 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "info": cmd_info, "download": cmd_download, "export": cmd_export}
 
 
+#: NumPy's floating-point warnings (overflow, invalid value, divide by zero, underflow).
+_FLOAT_WARNINGS = r"(overflow|invalid value|divide by zero|underflow) encountered"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``xpnet`` command, ``export`` included.
 
@@ -191,9 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         handler = _COMMANDS[args.command]
         with warnings.catch_warnings():
             if not debug:
-                # overflow warnings from the array library while a run diverges would
-                # bury the one-line error; fit() detects non-finite values itself
-                warnings.simplefilter("ignore", RuntimeWarning)
+                # the array library's floating-point warnings while a run diverges would
+                # bury the one-line error; fit() detects non-finite values itself. Only
+                # those: any other RuntimeWarning (numba's fallback...) is still shown
+                warnings.filterwarnings("ignore", _FLOAT_WARNINGS, RuntimeWarning)
             return handler(args)
     except KeyboardInterrupt as exc:
         if debug:
