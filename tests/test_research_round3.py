@@ -487,3 +487,55 @@ def test_reduce_lr_on_plateau_refuses_a_schedule():
               callbacks=[xn.ReduceLROnPlateau()])
     with pytest.raises(ValueError, match="factor"):
         xn.ReduceLROnPlateau(factor=1.0)
+
+
+# -- features: LayerNorm ---------------------------------------------------------------------
+@pytest.mark.parametrize("affine", [True, False])
+def test_layernorm_gradients(backend, affine):
+    x = np.random.default_rng(0).normal(size=(6, 5)) * 3 + 1
+    params = None
+    if affine:
+        rng = np.random.default_rng(1)
+        params = {"gamma": rng.normal(size=5), "beta": rng.normal(size=5)}
+    report = xn.testing.check_gradients(xn.LayerNorm(affine=affine), x, params=params,
+                                        backend=backend)
+    # check_gradients itself holds every entry to rtol=1e-5 (+ atol=1e-8); the largest
+    # relative error comes from entries near zero (each row of dx sums to zero)
+    assert sorted(report) == (["beta", "gamma", "x"] if affine else ["x"])
+    assert max(report.values()) < 1e-4
+
+
+def test_layernorm_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x, g, b = rng.normal(size=(4, 6)), rng.normal(size=6), rng.normal(size=6)
+    y, _ = xn.LayerNorm(1e-3).forward({"gamma": g, "beta": b}, x)
+    ref = torch.nn.functional.layer_norm(torch.tensor(x), (6,), torch.tensor(g),
+                                         torch.tensor(b), eps=1e-3)
+    np.testing.assert_allclose(y, ref.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.slow_on_jax
+def test_layernorm_trains_saves_and_loads(backend, blobs, tmp_path):
+    X, y = blobs
+    X = X.astype("float32") * 50.0  # unscaled features: the normalization copes
+    m = xn.Sequential([xn.Dense(16), xn.LayerNorm(), xn.ReLU(), xn.Dense(3)], in_features=4,
+                      backend=backend, seed=0)
+    h = m.fit(X, y, epochs=10, batch_size=32, optimizer=xn.Adam(lr=1e-2), verbose=0)
+    assert h.history["accuracy"][-1] > 0.9
+    assert sorted(m.params) == ["0.W", "0.b", "1.beta", "1.gamma", "3.W", "3.b"]
+    back = xn.load(xn.save(m, tmp_path / "ln.safetensors"), backend=backend)
+    assert back.layers[1].get_config() == {"eps": 1e-5, "affine": True}
+    xn.testing.assert_close(back.predict_proba(X), m.predict_proba(X))
+
+
+def test_layernorm_exports_to_onnx(tmp_path):
+    pytest.importorskip("ndonnx")
+    ort = pytest.importorskip("onnxruntime")
+    X = np.random.default_rng(0).normal(size=(16, 4)).astype("float32") * 10
+    m = xn.Sequential([xn.Dense(8), xn.LayerNorm(), xn.Tanh(), xn.Dense(3)], in_features=4,
+                      backend="numpy", seed=0)
+    path = xn.export_onnx(m, tmp_path / "ln.onnx", outputs=["logits"])
+    sess = ort.InferenceSession(str(path))
+    (got,) = sess.run(None, {sess.get_inputs()[0].name: X})
+    np.testing.assert_allclose(got, xn.to_numpy(m.forward(X)), rtol=1e-5, atol=1e-5)

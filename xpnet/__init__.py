@@ -48,6 +48,7 @@ from .layers import (
     Dense,
     Dropout,
     Layer,
+    LayerNorm,
     LeakyReLU,
     ReLU,
     Sigmoid,
@@ -79,7 +80,7 @@ __all__ = [
     "MLP", "Sequential", "fit", "History", "NonFiniteLossError", "TrainingInterrupted",
     # layers
     "Layer", "Dense", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "Dropout",
-    "register_layer", "Normalization",
+    "LayerNorm", "register_layer", "Normalization",
     # losses
     "Loss", "SoftmaxCrossEntropy", "MeanSquaredError", "BinaryCrossEntropy", "register_loss",
     # optimizers and schedules

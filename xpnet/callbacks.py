@@ -347,10 +347,10 @@ class ReduceLROnPlateau(Callback):
         for name, value in (("patience", patience), ("cooldown", cooldown)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        for name, value in (("min_delta", min_delta), ("min_lr", min_lr)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite float >= 0, got {value!r}")
+        for label, number in (("min_delta", min_delta), ("min_lr", min_lr)):
+            if isinstance(number, bool) or not isinstance(number, (int, float)) \
+                    or not math.isfinite(number) or number < 0:
+                raise ValueError(f"{label} must be a finite float >= 0, got {number!r}")
         self.monitor = self._monitor = monitor
         self._mode = mode
         self.mode = _mode_for(monitor, mode)

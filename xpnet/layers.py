@@ -27,6 +27,7 @@ __all__ = [
     "Sigmoid",
     "GELU",
     "Dropout",
+    "LayerNorm",
     "register_layer",
     "layer_from_config",
     "check_saveable",
@@ -514,6 +515,84 @@ class Dropout(Layer):
         return {"rate": self.rate}
 
 
+class LayerNorm(Layer):
+    """Layer normalization: each row to zero mean and unit variance, then scaled and shifted.
+
+    ``gamma * xhat + beta``, with ``gamma`` and ``beta`` learned per feature (Ba et
+    al., 2016; ``torch.nn.LayerNorm`` over the features). The statistics are those of each row alone, so training and evaluation compute
+    the same thing and the batch size does not matter.
+
+    Parameters
+    ----------
+    eps : float
+        Added to the variance, > 0 (PyTorch's default ``1e-5``).
+    affine : bool
+        Learn ``gamma`` (initialised to ones) and ``beta`` (zeros), one per feature.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> b = xn.get_backend("numpy")
+    >>> norm = xn.LayerNorm()
+    >>> params = norm.init(3, xn.RNG(0), backend=b, dtype=b.xp.float64)
+    >>> y, _ = norm.forward(params, np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 6.0]]))
+    >>> np.round(y, 4).tolist()
+    [[-1.2247, 0.0, 1.2247], [-0.7071, -0.7071, 1.4142]]
+    """
+
+    def __init__(self, eps: float = 1e-5, *, affine: bool = True):
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) \
+                or not math.isfinite(eps) or eps <= 0:
+            raise ValueError(f"LayerNorm eps must be a finite float > 0, got {eps!r}")
+        if not isinstance(affine, bool):
+            raise TypeError(f"LayerNorm affine must be True or False, got {affine!r}")
+        self.eps, self.affine = float(eps), affine
+
+    def init(self, in_features: int, rng: RNG, *, backend: Backend, dtype: Any) -> Params:
+        """``gamma`` ones and ``beta`` zeros of shape ``(in_features,)`` (none without
+        ``affine``)."""
+        if not self.affine:
+            return {}
+        xp, dev = backend.xp, backend.device
+        return {"gamma": xp.ones((in_features,), dtype=dtype, device=dev),
+                "beta": xp.zeros((in_features,), dtype=dtype, device=dev)}
+
+    def param_shapes(self, in_features: int) -> dict[str, tuple[int, ...]]:
+        """``gamma`` and ``beta``: ``(in_features,)`` each (none without ``affine``)."""
+        return {"gamma": (in_features,), "beta": (in_features,)} if self.affine else {}
+
+    def forward(self, params: Params, x: Any, *, train: bool = False) -> tuple[Any, Any]:
+        """The normalised rows, scaled and shifted; the cache is ``(xhat, 1 / std)``."""
+        xp = _xp(x)
+        xc = x - xp.mean(x, axis=1, keepdims=True)
+        inv = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=1, keepdims=True) + self.eps)
+        xhat = xc * inv
+        if not self.affine:
+            return xhat, (xhat, inv)
+        return xhat * params["gamma"] + params["beta"], (xhat, inv)
+
+    def backward(self, params: Params, cache: Any, dy: Any, *, need_input_grad: bool = True,
+                 need_param_grads: bool = True) -> tuple[Any, Params]:
+        """``dx = (g - mean(g) - xhat * mean(g * xhat)) / std`` with ``g = dy * gamma``;
+        ``gamma``: the column sums of ``dy * xhat``, ``beta``: those of ``dy``."""
+        xhat, inv = cache
+        xp = _xp(dy)
+        grads: Params = {}
+        if self.affine and need_param_grads:
+            grads["gamma"] = xp.sum(dy * xhat, axis=0)
+            grads["beta"] = xp.sum(dy, axis=0)
+        if not need_input_grad:
+            return None, grads
+        g = dy * params["gamma"] if self.affine else dy
+        dx = inv * (g - xp.mean(g, axis=1, keepdims=True)
+                    - xhat * xp.mean(g * xhat, axis=1, keepdims=True))
+        return dx, grads
+
+    def get_config(self) -> dict:
+        """Constructor arguments: ``eps``, ``affine``."""
+        return {"eps": self.eps, "affine": self.affine}
+
+
 ACTIVATIONS = {
     "relu": ReLU,
     "leaky_relu": LeakyReLU,
@@ -524,7 +603,7 @@ ACTIVATIONS = {
 """Activation names accepted by [`xpnet.MLP`][] and the CLI."""
 
 _REGISTRY = Registry("layer", "register_layer", Layer)
-for _cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, Dropout):
+for _cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, Dropout, LayerNorm):
     _REGISTRY.add(_cls.__name__, _cls, builtin=True)
 
 
