@@ -519,8 +519,9 @@ class LayerNorm(Layer):
     """Layer normalization: each row to zero mean and unit variance, then scaled and shifted.
 
     ``gamma * xhat + beta``, with ``gamma`` and ``beta`` learned per feature (Ba et
-    al., 2016; ``torch.nn.LayerNorm`` over the features). The statistics are those of each row alone, so training and evaluation compute
-    the same thing and the batch size does not matter.
+    al., 2016; ``torch.nn.LayerNorm`` over the features). The statistics are those
+    of each row alone, so training and evaluation compute the same thing and the
+    batch size does not matter.
 
     Parameters
     ----------
