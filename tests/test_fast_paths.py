@@ -181,6 +181,7 @@ def test_malloc_tuning_removes_page_faults_between_steps():
 
 
 def test_malloc_tuning_is_undone_after_fit_and_respects_the_user(monkeypatch):
+    monkeypatch.setenv("XPNET_MALLOC_TUNING", "1")  # a library fit's own default is off
     if not _malloc.enabled():
         pytest.skip("the malloc tuning needs glibc on Linux")
     calls = []

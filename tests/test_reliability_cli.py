@@ -455,3 +455,27 @@ def test_a_lock_linked_to_dev_zero_is_refused_unread(tmp_path, capsys):
     (out / ".xpnet.lock").symlink_to("/dev/zero")
     assert _train(out) == 2
     assert "is a symbolic link" in capsys.readouterr().err
+
+
+def test_a_library_fit_leaves_glibc_malloc_alone_xpnet_train_tunes_it(tmp_path, monkeypatch):
+    """glibc malloc thresholds set by a library fit stayed changed after it returned
+    (glibc cannot switch its dynamic thresholds back on): only the command tunes them."""
+    from xpnet.ops import _malloc
+
+    if not _malloc.available():
+        pytest.skip("the malloc tuning needs glibc on Linux")
+    for var in ("XPNET_MALLOC_TUNING", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
+                "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_", "MALLOC_ARENA_MAX", "GLIBC_TUNABLES"):
+        monkeypatch.delenv(var, raising=False)
+    calls = []
+    monkeypatch.setattr(_malloc._libc, "mallopt", lambda k, v: calls.append((k, v)) or 1)
+    monkeypatch.setattr(_malloc._libc, "malloc_trim", lambda pad: calls.append(("trim", pad)))
+    rng = np.random.default_rng(0)
+    X, y = rng.random((64, 5), dtype=np.float32), rng.integers(0, 2, 64)
+    xn.MLP([5, 4, 2], backend="numpy", seed=0).fit(X, y, epochs=1, verbose=0)
+    assert calls == []
+    assert _train(tmp_path / "run") == 0
+    assert calls[:2] == [(-3, _malloc.MMAP_THRESHOLD), (-1, _malloc.TRIM_THRESHOLD)]
+    calls.clear()
+    xn.MLP([5, 4, 2], backend="numpy", seed=0).fit(X, y, epochs=1, verbose=0)
+    assert calls == []  # the command's setting ended with it

@@ -482,6 +482,7 @@ def _sizes(run: _Run) -> str:
 def _fit(run: _Run) -> None:
     """Train, with the checkpoint and run.json rewritten after every epoch."""
     from ..callbacks import EarlyStopping, ModelCheckpoint
+    from ..ops._malloc import owned_process
     from ..training import fit
 
     s = run.s
@@ -501,10 +502,11 @@ def _fit(run: _Run) -> None:
     if run.recorder is not None:  # rank 0 only
         callbacks.append(recorder_callback(run.recorder))
     run.start_epoch = int((run.resume or {}).get("epoch", 0))
-    run.history = fit(run.model, run.X, run.y, epochs=s["epochs"], batch_size=run.bs,
-                      optimizer=run.optimizer, validation_data=run.val, callbacks=callbacks,
-                      seed=s["seed"], verbose=0, resume=run.resume,
-                      distributed=run.comm)
+    with owned_process():  # the command owns its process: glibc malloc tuning on NumPy
+        run.history = fit(run.model, run.X, run.y, epochs=s["epochs"], batch_size=run.bs,
+                          optimizer=run.optimizer, validation_data=run.val,
+                          callbacks=callbacks, seed=s["seed"], verbose=0, resume=run.resume,
+                          distributed=run.comm)
 
 
 def _best_model(run: _Run) -> Any:

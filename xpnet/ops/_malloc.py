@@ -17,17 +17,22 @@ back on, so the process keeps these fixed thresholds after the first ``fit``;
 they are close to where the dynamic ones settle once large arrays have been
 freed.
 
-Nothing is changed when the C library is not glibc, when the user configured
-malloc already (``MALLOC_*_`` variables or ``glibc.malloc`` tunables in
-``GLIBC_TUNABLES``), or when ``XPNET_MALLOC_TUNING=0``.
+These settings are process-wide and outlive the fit, so a library call does not
+make them on its own: the tuning applies inside `owned_process` (``xpnet train``,
+whose process ends with the command) or with ``XPNET_MALLOC_TUNING=1``. Nothing is
+changed when the C library is not glibc, when the user configured malloc already
+(``MALLOC_*_`` variables or ``glibc.malloc`` tunables in ``GLIBC_TUNABLES``), or
+when ``XPNET_MALLOC_TUNING=0``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
 import threading
+from collections.abc import Iterator
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -41,6 +46,19 @@ _libc: ctypes.CDLL | None = None
 _probed = False
 _lock = threading.Lock()
 _active = 0
+_owned = 0  # inside owned_process: the caller owns the process (the xpnet command)
+
+
+@contextlib.contextmanager
+def owned_process() -> Iterator[None]:
+    """Within this block the tuning applies by default (``XPNET_MALLOC_TUNING`` unset):
+    the caller owns the process, as ``xpnet train`` does."""
+    global _owned
+    _owned += 1
+    try:
+        yield
+    finally:
+        _owned -= 1
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -66,17 +84,25 @@ def user_configured() -> bool:
     return "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")
 
 
-def enabled() -> bool:
-    """Whether the tuning applies: glibc, malloc not configured by the user, and
-    ``XPNET_MALLOC_TUNING`` not ``0``."""
-    if os.environ.get("XPNET_MALLOC_TUNING", "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
-    if user_configured():
-        return False
+def available() -> bool:
+    """Whether the C library is glibc, whose thresholds the tuning sets."""
     global _libc, _probed
     if not _probed:
         _libc, _probed = _glibc(), True
     return _libc is not None
+
+
+def enabled() -> bool:
+    """Whether the tuning applies: glibc, malloc not configured by the user, and
+    ``XPNET_MALLOC_TUNING=1``, or unset inside `owned_process`."""
+    setting = os.environ.get("XPNET_MALLOC_TUNING", "").strip().lower()
+    if setting in ("0", "false", "no", "off"):
+        return False
+    if setting not in ("1", "true", "yes", "on") and not _owned:
+        return False
+    if user_configured():
+        return False
+    return available()
 
 
 def keep_freed_memory() -> bool:

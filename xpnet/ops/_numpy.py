@@ -264,6 +264,9 @@ class NumpyOps(Ops):
                        "(XPNET_MALLOC_TUNING=0 turns it off)")
         elif _malloc.user_configured():
             mal_why = "malloc configured by MALLOC_*_ / GLIBC_TUNABLES: left alone"
+        elif _malloc.available() and not os.environ.get("XPNET_MALLOC_TUNING", "").strip():
+            mal_why = ("glibc: freed memory kept between steps in xpnet train; a library "
+                       "fit leaves it alone unless XPNET_MALLOC_TUNING=1")
         else:
             mal_why = "not glibc, or switched off by XPNET_MALLOC_TUNING"
         return {"compiled optimizer": {"on": jit_on, "why": jit_why},
