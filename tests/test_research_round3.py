@@ -539,3 +539,49 @@ def test_layernorm_exports_to_onnx(tmp_path):
     sess = ort.InferenceSession(str(path))
     (got,) = sess.run(None, {sess.get_inputs()[0].name: X})
     np.testing.assert_allclose(got, xn.to_numpy(m.forward(X)), rtol=1e-5, atol=1e-5)
+
+
+# -- features: input gradients ---------------------------------------------------------------
+def _numeric_input_grad(m, X, y, eps=1e-6):
+    g = np.zeros_like(X)
+    for idx in np.ndindex(*X.shape):
+        Xp, Xm = X.copy(), X.copy()
+        Xp[idx] += eps
+        Xm[idx] -= eps
+        g[idx] = (m.evaluate(Xp, y)["loss"] - m.evaluate(Xm, y)["loss"]) / (2 * eps)
+    return g
+
+
+@pytest.mark.parametrize("frozen", [None, [0], "all"])
+def test_input_gradient_matches_finite_differences(backend, frozen):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(5, 4)), np.array([0, 1, 2, 1, 0])
+    m = xn.Sequential([xn.Dense(6), xn.LayerNorm(), xn.Tanh(), xn.Dense(3)], in_features=4,
+                      backend=backend, dtype="float64", seed=0)
+    if frozen == "all":
+        m.freeze()
+    elif frozen:
+        m.freeze(frozen)
+    loss, grads, dX = m.loss_and_grads(X, y, train=False, input_grad=True)
+    assert sorted(grads) == sorted(m.trainable_keys)
+    assert xn.backends.backend_of(dX).name == backend and tuple(dX.shape) == (5, 4)
+    np.testing.assert_allclose(xn.to_numpy(dX), _numeric_input_grad(m, X, y), rtol=1e-6,
+                               atol=1e-9)
+    # the other results are those of the call without it
+    loss2, grads2 = m.loss_and_grads(X, y, train=False)
+    assert float(loss) == float(loss2)
+    for k in grads2:
+        xn.testing.assert_close(grads[k], grads2[k], rtol=0)
+    # with return_output, the input gradient comes last
+    assert len(m.loss_and_grads(X, y, return_output=True, input_grad=True)) == 4
+
+
+def test_input_gradient_makes_an_adversarial_example(backend, blobs):
+    X, y = blobs
+    X = X.astype("float32")
+    m = xn.MLP([4, 16, 3], backend=backend, seed=0)
+    m.fit(X, y, epochs=5, optimizer=xn.Adam(lr=1e-2), verbose=0)
+    _, _, dX = m.loss_and_grads(X, y, train=False, input_grad=True)
+    xp = m.xp
+    adversarial = m.backend.asarray(X) + 0.5 * xp.sign(dX)  # the fast gradient sign method
+    assert m.evaluate(adversarial, y)["loss"] > 2 * m.evaluate(X, y)["loss"]

@@ -432,22 +432,25 @@ class Sequential:
             return None
         return None
 
-    def _backward(self, caches: list, dout: Any, check: bool = False) -> dict[str, Any]:
+    def _backward(self, caches: list, dout: Any, check: bool = False,
+                  input_grad: list | None = None) -> dict[str, Any]:
         """Gradients of the trainable parameters; nothing below the lowest trainable
         layer is run, and frozen layers that can skip their parameter gradients do.
-        ``check`` compares each layer's gradient keys and shapes with its parameters'."""
+        ``check`` compares each layer's gradient keys and shapes with its parameters';
+        a list ``input_grad`` runs every layer and receives the gradient w.r.t. X."""
         params, per, layers = self.params, self._layer_keys(), self.layers
         trains = [bool(per[i]) and layers[i].trainable for i in range(len(layers))]
         first = next((i for i, t in enumerate(trains) if t), None)
+        lowest = 0 if input_grad is not None else first
         grads: dict[str, Any] = {}
         dy = dout
         for i in range(len(layers) - 1, -1, -1):
-            if first is None or i < first:
+            if lowest is None or i < lowest:
                 break
             p = {short: params[key] for short, key in per[i]}
             kw = {}
             if self._skip_kw[i]:  # the layer's backward takes the optional need_input_grad=
-                kw["need_input_grad"] = i > first
+                kw["need_input_grad"] = i > lowest or input_grad is not None
             if not trains[i] and self._param_kw[i]:  # ... and need_param_grads=
                 kw["need_param_grads"] = False
             dy_in, g = layers[i].backward(p, caches[i], dy, **kw)
@@ -457,6 +460,8 @@ class Sequential:
                 for k, v in g.items():
                     grads[f"{i}.{k}"] = v
             dy = dy_in
+        if input_grad is not None:
+            input_grad.append(dy)
         return {k: grads[k] for k in self.params if k in grads}
 
     @_on_device
@@ -497,19 +502,21 @@ class Sequential:
         return outputs
 
     def _loss_grads_out(self, X, y, loss: Loss, *, train: bool, rng: RNG | None = None,
-                        weight: Any = None, check_grads: bool = False):
+                        weight: Any = None, check_grads: bool = False,
+                        input_grad: list | None = None):
         out, caches = self._forward(X, train=train, rng=rng)
         if weight is None:
             value, dout = loss.value_and_grad(out, y)
         else:
             value, dout = loss.weighted_value_and_grad(out, y, weight)
-        return value, self._backward(caches, dout, check=check_grads), out
+        grads = self._backward(caches, dout, check=check_grads, input_grad=input_grad)
+        return value, grads, out
 
     @_on_device
     def loss_and_grads(self, X: Any, y: Any, loss: str | Loss | None = None, *,
                        train: bool = True, check_values: bool = True, rng: RNG | None = None,
                        return_output: bool = False, sample_weight: Any = None,
-                       check_grads: bool = True) -> tuple[Any, ...]:
+                       check_grads: bool = True, input_grad: bool = False) -> tuple[Any, ...]:
         """Mean loss on ``(X, y)`` and its gradient w.r.t. every trainable parameter.
 
         The building block for custom training loops, and the call
@@ -549,6 +556,10 @@ class Sequential:
             returns with its parameters' (a ``ValueError`` names the layer, the key and
             both shapes). No value is read from the device; [`xpnet.fit`][] checks on
             the first step of each fit and passes ``False`` afterwards.
+        input_grad : bool
+            Also return the gradient of the loss w.r.t. ``X`` (saliency maps,
+            adversarial examples): every layer is back-propagated, frozen ones
+            included, and frozen layers still get no parameter gradient.
 
         Returns
         -------
@@ -559,6 +570,9 @@ class Sequential:
             layers below the lowest trainable one are not back-propagated.
         output : array of shape (n, out_features)
             Only with ``return_output=True``.
+        input_grad : array of shape (n, in_features)
+            Only with ``input_grad=True`` (last): d loss / d X, in the model's dtype,
+            on its device (also for NumPy ``X`` given to a GPU model).
 
         Examples
         --------
@@ -571,6 +585,10 @@ class Sequential:
         ...                              return_output=True)
         >>> out.shape
         (5, 2)
+        >>> _, _, dX = m.loss_and_grads(np.ones((5, 3), "float32"), np.zeros(5, "int64"),
+        ...                             input_grad=True)
+        >>> dX.shape
+        (5, 3)
         """
         _refuse_traced(X, "loss_and_grads")
         loss_obj = self.loss if loss is None else get_loss(loss)
@@ -581,9 +599,12 @@ class Sequential:
         wd = None if sample_weight is None else _checks.check_sample_weight(
             sample_weight, self.backend, self.dtype_name, Xd.shape[0], loss_obj,
             values=check_values)
+        sink: list | None = [] if input_grad else None
         value, grads, out = self._loss_grads_out(Xd, yd, loss_obj, train=train, rng=rng,
-                                                 weight=wd, check_grads=check_grads)
-        return (value, grads, out) if return_output else (value, grads)
+                                                 weight=wd, check_grads=check_grads,
+                                                 input_grad=sink)
+        result = (value, grads, out) if return_output else (value, grads)
+        return result + tuple(sink) if sink is not None else result
 
     # -- inference -----------------------------------------------------------
     def _batched_outputs(self, X: Any, batch_size: int | None) -> Any:
