@@ -304,3 +304,43 @@ def test_defaults_hold_up_against_scikit_learn_on_real_tables():
     assert db["xpnet"] >= db["sklearn MLP"] - 0.05, db
     assert db["xpnet"] >= db["RidgeCV"] - 0.05, db
     assert db["xpnet"] > 0.3 and bc["xpnet"] > 0.93
+
+
+def test_resume_keeps_the_encoding_and_npz_tables_train(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.tsv").write_text(table_text(60).replace(",", "\t"))
+    code, out, err = run(capsys, "train", "--dataset", "t.tsv", "--target", "label", "--out",
+                         "run", "--epochs", "2", "--quiet")
+    assert code == 0, err
+    spec = json.loads((tmp_path / "run" / "run.json").read_text())["dataset"]["table"]
+    code, out, err = run(capsys, "train", "--out", "run", "--resume", "--epochs", "3",
+                         "--quiet", "--json")
+    assert code == 0, err
+    assert json.loads(out)["epochs"] == 3
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["dataset"]["table"] == spec
+    code, out, err = run(capsys, "train", "--out", "run", "--resume", "--epochs", "4",
+                         "--target", "color", "--quiet")
+    assert_one_line_error(code, out, err, 2, "--target cannot change when resuming")
+    code, out, err = run(capsys, "evaluate", "run")
+    assert_one_line_error(code, out, err, 2, "was trained on a table; give the file to "
+                          "evaluate on")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 3)) * [1.0, 100.0, 1000.0]
+    np.savez(tmp_path / "xy.npz", X=X, y=(X[:, 0] > 0).astype(np.int64))
+    code, out, err = run(capsys, "train", "--dataset", "xy.npz", "--target", "y",
+                         "--no-save", "--quiet", "--json")
+    assert code == 0, err
+    assert json.loads(out)["validation"]["accuracy"] > 0.8
+
+
+@pytest.mark.slow  # trains on breast-cancer as the docs show it
+def test_docs_table_session_is_current():
+    pytest.importorskip("sklearn")
+    sys.path.insert(0, str(REPO / "docs"))
+    try:
+        generate = importlib.import_module("generate")
+    finally:
+        sys.path.remove(str(REPO / "docs"))
+    problems = generate.check(("tables",))
+    assert not problems, "\n\n".join(problems) + "\n\nIf intended: python docs/generate.py " \
+                                                 "tables"
