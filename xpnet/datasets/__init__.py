@@ -31,11 +31,11 @@ from .digits import load_digits
 from .idx import IDXError, read_idx, read_idx_header, write_idx
 from .mnist import download, load_mnist
 from .registry import DATASET_NAMES, load, load_idx_folder, load_npz
+from .table_encoder import TableEncoder
 from .tables import (
     MAX_CATEGORIES,
     TABLE_FORMATS,
     Table,
-    TableEncoder,
     TableError,
     TableWarning,
     is_table_file,

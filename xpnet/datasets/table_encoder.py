@@ -1,0 +1,497 @@
+# NumPy is used on the host here for encoding table columns, as DESIGN.md allows.
+"""[`TableEncoder`][xpnet.datasets.TableEncoder]: a [`Table`][xpnet.datasets.Table]'s
+columns as model inputs and targets, the same way at training and at prediction time.
+
+What it learns from the training table is a JSON-serialisable dict
+(`TableEncoder.to_dict`) that the command stores in the run and the checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._core import check_data_size
+from .tables import MAX_CATEGORIES, Table, TableError, TableWarning
+
+__all__ = ["TableEncoder"]
+
+_KINDS = ("int", "float", "string")
+_SPEC_VERSION = 1
+
+
+def _note(text: str) -> None:
+    warnings.warn(text, TableWarning, stacklevel=3)
+
+
+class TableEncoder:
+    """Encode a `Table` as model inputs and targets, the same way every time.
+
+    `fit` learns from the training table which columns are features, the type of each,
+    the categories of string columns (one-hot encoded, sorted), the values that fill
+    missing cells (median for numbers, most frequent value for strings), the task, the
+    classes (sorted) or the target's mean and standard deviation. `transform` applies
+    that to any table with the same column names. Numeric features come first, in file
+    order, then the one-hot blocks; scale the numeric ones inside the model (their
+    indices are `numeric_features`).
+
+    Parameters
+    ----------
+    target : str
+        The target column.
+    task : {"classification", "regression"}, optional
+        Default: classification when the target holds integers or strings, regression
+        when it holds other numbers.
+    max_categories : int, default 1000
+        Most categories one string column may have (more is refused, with the count).
+    impute : bool, default False
+        Fill missing feature values instead of refusing them. Missing targets are
+        always refused.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.datasets import Table, TableEncoder
+    >>> t = Table("pets", "pets.csv", ("age", "kind", "y"),
+    ...           {"age": "float", "kind": "string", "y": "string"},
+    ...           {"age": np.array([3.0, 5.5, 1.0]), "kind": np.array(["cat", "dog", "cat"]),
+    ...            "y": np.array(["no", "yes", "no"])},
+    ...           {k: np.zeros(3, bool) for k in ("age", "kind", "y")}, np.arange(2, 5))
+    >>> enc = TableEncoder("y").fit(t)
+    >>> enc.task, enc.classes, enc.feature_names
+    ('classification', ['no', 'yes'], ['age', 'kind=cat', 'kind=dog'])
+    >>> X, y = enc.transform(t)
+    >>> X.tolist(), y.tolist()
+    ([[3.0, 1.0, 0.0], [5.5, 0.0, 1.0], [1.0, 1.0, 0.0]], [0, 1, 0])
+    """
+
+    def __init__(self, target: str, *, task: str | None = None,
+                 max_categories: int = MAX_CATEGORIES, impute: bool = False):
+        if task not in (None, "classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+        if isinstance(max_categories, bool) or not isinstance(max_categories, int) \
+                or max_categories < 1:
+            raise ValueError(f"max_categories must be a positive int, got {max_categories!r}")
+        self.target = str(target)
+        self.task = task
+        self.max_categories = max_categories
+        self.impute = bool(impute)
+        self.columns: list[dict[str, Any]] = []
+        self.target_kind = ""
+        self.classes: list[str] = []
+        self.target_mean = 0.0
+        self.target_std = 1.0
+        self._fitted = False
+
+    # -- learning ---------------------------------------------------------------
+    def fit(self, table: Table) -> TableEncoder:
+        """Learn the encoding from the training table.
+
+        Parameters
+        ----------
+        table : Table
+
+        Returns
+        -------
+        TableEncoder
+            self.
+
+        Raises
+        ------
+        TableError
+            The target column is missing (the message lists the columns) or has missing
+            values; a string column with more than `max_categories` categories; a float
+            target with ``task="classification"`` that holds non-integers; no feature
+            column.
+        """
+        if self.target not in table.columns:
+            raise TableError(f"{table.source}: no column {self.target!r} to use as the target; "
+                             f"the columns are: {', '.join(table.columns)}")
+        self._check_target_missing(table)
+        kind = self.target_kind = table.kinds[self.target]
+        if self.task is None:
+            self.task = "regression" if kind == "float" else "classification"
+        values = table.values[self.target]
+        if self.task == "classification":
+            if kind == "float" and not np.all(values == np.round(values)):
+                raise TableError(f"{table.where(column=self.target)}: the target holds "
+                                 "non-integer numbers; use --task regression, or round them "
+                                 "to class labels")
+            found = np.unique(values)
+            if found.shape[0] > self.max_categories:
+                raise TableError(f"{table.where(column=self.target)}: the target has "
+                                 f"{found.shape[0]:,} classes, more than {self.max_categories:,}"
+                                 "; for a number to predict use --task regression, or raise "
+                                 "--max-categories")
+            self.classes = [_class_name(v) for v in found.tolist()]
+        else:
+            if kind == "string":
+                raise TableError(f"{table.where(column=self.target)}: regression needs a "
+                                 "numeric target; this column holds text")
+            self.target_mean = float(np.mean(values))
+            std = float(np.std(values))
+            self.target_std = std if std > 0 and math.isfinite(std) else 1.0
+        self.columns = [self._fit_column(table, name) for name in table.columns
+                        if name != self.target]
+        if not self.columns:
+            raise TableError(f"{table.source}: the table holds only the target column "
+                             f"{self.target!r}; there is nothing to learn from")
+        self._fitted = True
+        self._check_missing(table, impute=self.impute)
+        return self
+
+    def _fit_column(self, table: Table, name: str) -> dict[str, Any]:
+        kind, values, missing = table.kinds[name], table.values[name], table.missing[name]
+        present = values[~missing]
+        col: dict[str, Any] = {"name": name, "kind": kind, "fill": None}
+        if present.shape[0] == 0:
+            raise TableError(f"{table.where(column=name)}: every value is missing; drop the "
+                             "column")
+        if kind == "string":
+            cats, counts = np.unique(present, return_counts=True)
+            if cats.shape[0] > self.max_categories:
+                raise TableError(f"{table.where(column=name)}: {cats.shape[0]:,} categories, "
+                                 f"more than --max-categories {self.max_categories:,}; drop the "
+                                 "column, group its rare values, or raise --max-categories")
+            col["categories"] = cats.tolist()
+            col["fill"] = str(cats[int(np.argmax(counts))])
+        else:
+            col["fill"] = float(np.median(present))
+        return col
+
+    # -- applying ------------------------------------------------------------------
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the encoded features: numeric columns, then ``column=category``.
+
+        Examples
+        --------
+        >>> from xpnet.datasets import TableEncoder
+        >>> TableEncoder.from_dict({"version": 1, "target": "y", "task": "regression",
+        ...     "target_kind": "float", "classes": [], "target_mean": 0.0,
+        ...     "target_std": 1.0, "max_categories": 1000, "impute": False,
+        ...     "columns": [{"name": "c", "kind": "string", "fill": "a",
+        ...                  "categories": ["a", "b"]},
+        ...                 {"name": "n", "kind": "int", "fill": 1.0}]}).feature_names
+        ['n', 'c=a', 'c=b']
+        """
+        numeric = [c["name"] for c in self.columns if c["kind"] != "string"]
+        onehot = [f"{c['name']}={v}" for c in self.columns if c["kind"] == "string"
+                  for v in c["categories"]]
+        return numeric + onehot
+
+    @property
+    def numeric_features(self) -> list[int]:
+        """Indices of the numeric features (the first ones); the rest are one-hot.
+
+        Examples
+        --------
+        >>> from xpnet.datasets import TableEncoder
+        >>> enc = TableEncoder("y")
+        >>> enc.columns = [{"name": "a", "kind": "float"}, {"name": "b", "kind": "int"}]
+        >>> enc.numeric_features
+        [0, 1]
+        """
+        return list(range(sum(c["kind"] != "string" for c in self.columns)))
+
+    @property
+    def n_features(self) -> int:
+        """Number of encoded features.
+
+        Examples
+        --------
+        >>> from xpnet.datasets import TableEncoder
+        >>> enc = TableEncoder("y")
+        >>> enc.columns = [{"name": "a", "kind": "float"}]
+        >>> enc.n_features
+        1
+        """
+        return len(self.feature_names)
+
+    @property
+    def n_outputs(self) -> int:
+        """Model outputs: the number of classes, or 1 for regression.
+
+        Examples
+        --------
+        >>> from xpnet.datasets import TableEncoder
+        >>> TableEncoder("y", task="regression").n_outputs
+        1
+        """
+        return len(self.classes) if self.task == "classification" else 1
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        """The type of every column the encoder reads (features and target), for
+        `read_table`.
+
+        Examples
+        --------
+        >>> from xpnet.datasets import TableEncoder
+        >>> enc = TableEncoder("y")
+        >>> enc.columns, enc.target_kind = [{"name": "a", "kind": "float"}], "string"
+        >>> enc.kinds
+        {'a': 'float', 'y': 'string'}
+        """
+        return {**{c["name"]: c["kind"] for c in self.columns}, self.target: self.target_kind}
+
+    def _check_fitted(self) -> None:
+        if not self._fitted:
+            raise RuntimeError("this TableEncoder is not fitted; call fit(table) first")
+
+    def _check_target_missing(self, table: Table) -> None:
+        miss = table.missing[self.target]
+        if miss.any():
+            first = int(np.flatnonzero(miss)[0])
+            raise TableError(f"{table.where(first, self.target)}: the target is missing in "
+                             f"{int(miss.sum()):,} row(s) (this is the first); remove those "
+                             "rows")
+
+    def _check_missing(self, table: Table, *, impute: bool) -> None:
+        """Refuse missing feature values (count and first line) unless they are filled."""
+        if impute:
+            return
+        for col in self.columns:
+            miss = table.missing[col["name"]]
+            if miss.any():
+                first = int(np.flatnonzero(miss)[0])
+                raise TableError(f"{table.where(first, col['name'])}: {int(miss.sum()):,} "
+                                 f"missing value(s) in this column (this is the first); fill "
+                                 "them, or pass --impute to fill numbers with the training "
+                                 "median and text with the most frequent value")
+
+    def transform(self, table: Table, *, target: bool = True, strict: bool = False,
+                  impute: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Encode a table: float32 inputs, and the targets.
+
+        Columns are matched by name: a missing one is refused, an extra one ignored
+        (with a `TableWarning`). A category that training never saw is encoded as
+        all zeros, with a `TableWarning` (refused with ``strict=True``).
+
+        Parameters
+        ----------
+        table : Table
+        target : bool, default True
+            Encode the target column too (it must then be present). With False it is
+            ignored if present.
+        strict : bool, default False
+            Refuse categories (and classes) that training never saw.
+        impute : bool, optional
+            Fill missing values with the training median / most frequent value; default:
+            what the encoder was fitted with.
+
+        Returns
+        -------
+        X : numpy.ndarray
+            (n, n_features) float32.
+        y : numpy.ndarray or None
+            int64 class indices, or float32 standardized targets (regression); None when
+            `target` is False.
+
+        Raises
+        ------
+        TableError
+            A missing column, missing values (without imputing), an unseen category
+            with ``strict``, an unknown class in the target, data above the size cap.
+        """
+        self._check_fitted()
+        wanted = [c["name"] for c in self.columns] + ([self.target] if target else [])
+        absent = [name for name in wanted if name not in table.columns]
+        if absent:
+            what = "the target column" if absent == [self.target] else \
+                "column" + ("s" if len(absent) > 1 else "")
+            raise TableError(f"{table.source}: {what} {', '.join(map(repr, absent))} the model "
+                             f"was trained with {'is' if len(absent) == 1 else 'are'} missing;"
+                             f" the file has: {', '.join(table.columns)}")
+        extra = [n for n in table.columns if n not in wanted and n != self.target]
+        if extra:
+            _note(f"{table.source}: ignored column(s) the model was not trained on: "
+                  f"{', '.join(extra)}")
+        self._check_missing(table, impute=self.impute if impute is None else impute)
+        check_data_size(table.n_rows * self.n_features, table.source)
+        X = np.zeros((table.n_rows, self.n_features), dtype=np.float32)
+        numeric = [c for c in self.columns if c["kind"] != "string"]
+        for j, col in enumerate(numeric):
+            X[:, j] = self._filled(table, col)
+        start = len(numeric)
+        for col in self.columns:
+            if col["kind"] == "string":
+                start += self._one_hot(table, col, X, start, strict)
+        y = self._encode_target(table, strict) if target else None
+        return X, y
+
+    def _filled(self, table: Table, col: dict[str, Any]) -> np.ndarray:
+        values, miss = table.values[col["name"]], table.missing[col["name"]]
+        if miss.any():
+            values = np.where(miss, col["fill"], values)
+        return values
+
+    def _one_hot(self, table: Table, col: dict[str, Any], X: np.ndarray, start: int,
+                 strict: bool) -> int:
+        cats = np.asarray(col["categories"], dtype=str)
+        values = self._filled(table, col).astype(str)
+        idx = np.searchsorted(cats, values)
+        idx_c = np.minimum(idx, cats.shape[0] - 1)
+        known = cats[idx_c] == values
+        if not known.all():
+            bad = int(np.flatnonzero(~known)[0])
+            n_bad = int((~known).sum())
+            if strict:
+                raise TableError(f"{table.where(bad, col['name'])}: category "
+                                 f"{str(values[bad])!r} was never seen in training "
+                                 f"({n_bad:,} row(s) hold unseen categories); known: "
+                                 f"{_shorten(col['categories'])}")
+            _note(f"{table.where(bad, col['name'])}: {n_bad:,} row(s) hold categories never "
+                  f"seen in training (first: {str(values[bad])!r}); encoded as all zeros")
+        rows = np.flatnonzero(known)
+        X[rows, start + idx_c[rows]] = 1.0
+        return int(cats.shape[0])
+
+    def _encode_target(self, table: Table, strict: bool) -> np.ndarray:
+        self._check_target_missing(table)
+        values = table.values[self.target]
+        if self.task == "regression":
+            if table.kinds[self.target] == "string":
+                raise TableError(f"{table.where(column=self.target)}: the target holds text; "
+                                 "the model predicts numbers")
+            return ((values - self.target_mean) / self.target_std).astype(np.float32)
+        names = [_class_name(v) for v in values.tolist()]
+        lookup = {c: i for i, c in enumerate(self.classes)}
+        for row, name in enumerate(names):
+            if name not in lookup:
+                raise TableError(f"{table.where(row, self.target)}: class {name!r} was never "
+                                 f"seen in training; known: {_shorten(self.classes)}")
+        return np.asarray([lookup[n] for n in names], dtype=np.int64)
+
+    def decode(self, outputs: Any) -> np.ndarray:
+        """Model outputs back in the target's terms.
+
+        Parameters
+        ----------
+        outputs : array
+            Class indices (classification) or the model's standardized outputs,
+            shape (n,) or (n, 1) (regression), as NumPy arrays.
+
+        Returns
+        -------
+        numpy.ndarray
+            Class names (str), or predictions in the target's units (float64).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xpnet.datasets import TableEncoder
+        >>> enc = TableEncoder("price", task="regression")
+        >>> enc.target_mean, enc.target_std = 100.0, 20.0
+        >>> enc.decode(np.array([[0.5], [-1.0]])).tolist()
+        [110.0, 80.0]
+        """
+        out = np.asarray(outputs)
+        if self.task == "regression":
+            return out.reshape(-1).astype(np.float64) * self.target_std + self.target_mean
+        return np.asarray(self.classes, dtype=str)[out.astype(np.int64)]
+
+    # -- storing -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The encoding as a JSON-serialisable dict (see `from_dict`).
+
+        Returns
+        -------
+        dict
+
+        Examples
+        --------
+        >>> from xpnet.datasets import TableEncoder
+        >>> sorted(TableEncoder("y").to_dict())[:4]
+        ['classes', 'columns', 'impute', 'max_categories']
+        """
+        return {"version": _SPEC_VERSION, "target": self.target, "task": self.task,
+                "target_kind": self.target_kind, "classes": list(self.classes),
+                "target_mean": self.target_mean, "target_std": self.target_std,
+                "max_categories": self.max_categories, "impute": self.impute,
+                "columns": [dict(c) for c in self.columns]}
+
+    @classmethod
+    def from_dict(cls, spec: Any) -> TableEncoder:
+        """The encoder `to_dict` described, checked.
+
+        Parameters
+        ----------
+        spec : dict
+
+        Returns
+        -------
+        TableEncoder
+            Fitted.
+
+        Raises
+        ------
+        TableError
+            A field of the wrong type.
+
+        Examples
+        --------
+        >>> from xpnet.datasets import TableEncoder
+        >>> TableEncoder.from_dict({"target": 3})
+        Traceback (most recent call last):
+        ...
+        xpnet.datasets.tables.TableError: table encoding: target must be a string, got int
+        """
+        def bad(key: str, want: str, value: Any) -> TableError:
+            return TableError(f"table encoding: {key} must be {want}, got "
+                              f"{type(value).__name__}")
+
+        if not isinstance(spec, dict):
+            raise bad("the encoding", "an object", spec)
+        if not isinstance(spec.get("target"), str):
+            raise bad("target", "a string", spec.get("target"))
+        if spec.get("task") not in ("classification", "regression"):
+            raise bad("task", "'classification' or 'regression'", spec.get("task"))
+        columns = spec.get("columns")
+        if not isinstance(columns, list) or not all(_good_column(c) for c in columns):
+            raise bad("columns", "a list of {name, kind, fill, categories} objects", columns)
+        classes = spec.get("classes", [])
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise bad("classes", "a list of strings", classes)
+        for key in ("target_mean", "target_std"):
+            if not isinstance(spec.get(key), (int, float)) or isinstance(spec.get(key), bool):
+                raise bad(key, "a number", spec.get(key))
+        enc = cls(spec["target"], task=spec["task"],
+                  max_categories=int(spec.get("max_categories", MAX_CATEGORIES)),
+                  impute=bool(spec.get("impute", False)))
+        enc.columns = [dict(c) for c in columns]
+        enc.target_kind = str(spec.get("target_kind", "float"))
+        enc.classes = list(classes)
+        enc.target_mean, enc.target_std = float(spec["target_mean"]), float(spec["target_std"])
+        enc._fitted = True
+        return enc
+
+    def __repr__(self) -> str:
+        return (f"TableEncoder(target={self.target!r}, task={self.task!r}, "
+                f"features={len(self.columns)} columns)")
+
+
+def _good_column(c: Any) -> bool:
+    if not (isinstance(c, dict) and isinstance(c.get("name"), str) and c.get("kind") in _KINDS):
+        return False
+    if c["kind"] == "string":
+        cats = c.get("categories")
+        return isinstance(cats, list) and len(cats) > 0 and all(isinstance(v, str) for v in cats) \
+            and cats == sorted(cats) and isinstance(c.get("fill"), (str, type(None)))
+    return isinstance(c.get("fill"), (int, float, type(None)))
+
+
+def _class_name(v: Any) -> str:
+    """A class value as its name: integers without '.0', strings as they are."""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _shorten(names: Sequence[str], n: int = 8) -> str:
+    shown = ", ".join(map(repr, list(names)[:n]))
+    return shown + (f", ... ({len(names)} in all)" if len(names) > n else "")
