@@ -218,7 +218,7 @@ def test_divergence_exits_1(tmp_path):
 def test_ctrl_c_keeps_last_epoch_and_resumes(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "xpnet", "train", "--backend", "numpy", "--epochs", "10000",
-         "--out", "run"], cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
+         "--out", "run"], cwd=tmp_path, env=_env(tmp_path, COLUMNS="60"), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
         # a child started from a background job may inherit an ignored SIGINT
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -238,6 +238,7 @@ def test_ctrl_c_keeps_last_epoch_and_resumes(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert "xpnet train --out run --resume" in err
+    assert not _too_wide(err, 60), err   # the message breaks between words to fit
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     done = run["epochs_done"]
     assert run["status"] == "interrupted" and 1 <= done < 10000
@@ -249,7 +250,8 @@ def test_ctrl_c_keeps_last_epoch_and_resumes(tmp_path):
     s = one_json(proc)
     assert s["epochs"] == target and s["history"]["epoch"] == list(range(1, target + 1))
     # the resumed run names the point the interrupted one said it saved
-    saved = re.search(r"; (epoch \d+(?:, step \d+)?)(?:/\d+)? is saved", err).group(1)
+    saved = re.search(r"; (epoch \d+(?:, step \d+)?)(?:/\d+)? is saved",
+                      " ".join(err.split())).group(1)
     assert f"resuming run after {saved}" in " ".join(proc.stderr.split()), proc.stderr
 
 
@@ -385,6 +387,17 @@ def test_train_output_fits_80_columns(tmp_path):
     epoch = next(line for line in lines if line.startswith("epoch "))
     assert "loss " in epoch and "val_acc " in epoch  # what is dropped is whole fields
     assert "test accuracy" in proc.stderr
+
+
+def test_the_result_table_folds_a_long_path_at_80_columns(tmp_path):
+    """A long --out folds inside the result table: the table fits, the path is whole."""
+    out = "runs/" + "a-rather-long-folder-name/" * 3 + "run"
+    proc = ok(xpnet("train", "--epochs", "1", "--out", out, cwd=tmp_path, COLUMNS="80"))
+    table = [line for line in proc.stderr.splitlines() if line[:1] in "┌│└"]
+    assert table and not _too_wide("\n".join(table), 80), proc.stderr
+    cells = "".join(line.split("│")[2].strip() for line in proc.stderr.splitlines()
+                    if line.count("│") == 3)   # the value column, row after row
+    assert f"{out}/model.safetensors" in cells and "…" not in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("width", [120, 88, 80, 60, 40])

@@ -19,6 +19,7 @@ import math
 import os
 import shlex
 import signal
+import textwrap
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -574,7 +575,7 @@ def _print_summary(run: _Run, result: dict[str, Any], total: float) -> None:
     history, out, test = run.history, run.out, result["test"]
     table = Table(title="result", show_header=False, title_justify="left")
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")   # a long path folds onto the next row, whole
     if test is not None:
         table.add_row("test accuracy", f"{test.get('accuracy', float('nan')):.4f}")
         table.add_row("test loss", f"{test['loss']:.4f}")
@@ -672,7 +673,13 @@ def _interrupted(run: _Run, exc: KeyboardInterrupt, guard: SignalGuard) -> int:
         saved_in = run.checkpoint.path if run.checkpoint is not None else run.out / MODEL_FILE
         message = (f"interrupted ({name}); {where} is saved in {saved_in}. "
                    f"Continue with:\n  {hint}")
-    console(stderr=True).print(f"xpnet: {message}{note}")
+    err = console(stderr=True)
+    # lines that fit the terminal, broken between words; a path and the command to
+    # copy (the indented line) stay whole
+    err.print("\n".join(line if len(line) <= err.width or line.startswith("  ") else
+                         textwrap.fill(line, err.width, subsequent_indent="  ",
+                                       break_long_words=False, break_on_hyphens=False)
+                         for line in f"xpnet: {message}{note}".split("\n")))
     if run.args.json:
         print_json({"status": "interrupted", "exit_code": code, "signal": name,
                     "message": message.replace("\n  ", " ") + note, "resume": hint})
