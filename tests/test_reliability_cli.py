@@ -479,3 +479,23 @@ def test_a_library_fit_leaves_glibc_malloc_alone_xpnet_train_tunes_it(tmp_path, 
     calls.clear()
     xn.MLP([5, 4, 2], backend="numpy", seed=0).fit(X, y, epochs=1, verbose=0)
     assert calls == []  # the command's setting ended with it
+
+
+# ----------------------------------------------------------------------------- MPI
+@pytest.mark.parametrize("value", ["nan", "-1"])
+def test_a_nan_distributed_timeout_is_refused(monkeypatch, value):
+    """XPNET_DISTRIBUTED_TIMEOUT=nan silently disabled the watchdog."""
+    monkeypatch.setenv("XPNET_DISTRIBUTED_TIMEOUT", value)
+    with pytest.raises(xn.distributed.DistributedError,
+                       match=r"timeout must be >= 0 seconds \(0: no limit\), got (nan|-1)"):
+        xn.distributed.init()
+
+
+def test_an_infinite_distributed_timeout_means_no_limit(monkeypatch):
+    from xpnet.distributed._comm import _timeout_setting
+
+    monkeypatch.setenv("XPNET_DISTRIBUTED_TIMEOUT", "inf")
+    assert _timeout_setting(None) is None
+    monkeypatch.setenv("XPNET_DISTRIBUTED_TIMEOUT", "0")
+    assert _timeout_setting(None) is None
+    assert _timeout_setting(2.5) == 2.5

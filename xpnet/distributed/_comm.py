@@ -10,6 +10,7 @@ was started.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Any, NoReturn
@@ -283,9 +284,9 @@ def _timeout_setting(timeout: float | None) -> float | None:
             raise DistributedError(f"XPNET_DISTRIBUTED_TIMEOUT must be a number of seconds, "
                                    f"got {env!r}") from None
     timeout = DEFAULT_TIMEOUT if timeout is None else timeout
-    if timeout < 0:
+    if math.isnan(timeout) or timeout < 0:  # NaN compares false: it disabled the watchdog
         raise DistributedError(f"timeout must be >= 0 seconds (0: no limit), got {timeout}")
-    return timeout or None
+    return None if timeout == 0 or math.isinf(timeout) else timeout
 
 
 def _launched() -> bool:
