@@ -380,7 +380,7 @@ def evaluate_table(args: argparse.Namespace, backend: Any, model: Any, encoder: 
     MAE, RMSE and R² in the target's units, and the loss on the standardized target.
     """
     from .. import metrics
-    from .evaluate import _confusion, _per_class, _print_confusion
+    from ._confusion import confusion, per_class, print_confusion
 
     path = args.data or args.dataset
     if not path:
@@ -406,16 +406,16 @@ def evaluate_table(args: argparse.Namespace, backend: Any, model: Any, encoder: 
     else:
         pred_idx = np.argmax(outputs, axis=1)
         names = list(encoder.classes)
-        support, correct, confused, cm = _confusion(y, pred_idx, len(names))
+        support, correct, confused, cm = confusion(y, pred_idx, len(names))
         out.update(accuracy=result.get("accuracy"),
-                   per_class=_per_class(support, correct, confused, names),
+                   per_class=per_class(support, correct, confused, names),
                    confusion_matrix=None if cm is None else cm.tolist())
     if args.json:
         print_json(out)
         return EXIT_OK
     _print_table_scores(out, model, model_file)
     if cm is not None:
-        _print_confusion(console(stderr=False), cm, names)
+        print_confusion(console(stderr=False), cm, names)
     return EXIT_OK
 
 

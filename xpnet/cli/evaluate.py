@@ -17,6 +17,9 @@ import numpy as np
 
 from .._files import check_regular
 from ._args import CONFUSION_FILE, DATASETS, EXIT_DATA, EXIT_OK, EXIT_USAGE, RUN_FILE, CLIError
+from ._confusion import confusion as _confusion
+from ._confusion import per_class as _per_class
+from ._confusion import print_confusion as _print_confusion
 from ._inputs import read_inputs
 from ._io import (
     check_output,
@@ -29,55 +32,11 @@ from ._io import (
     require_classifier,
     run_meta,
 )
-from ._output import console, print_json, styled
+from ._output import console, print_json
 from ._plots import plot_confusion, require_matplotlib
 from ._tables import evaluate_table, predict_table, table_encoder
 
 __all__ = ["cmd_evaluate", "cmd_predict"]
-
-
-#: Up to this many classes the confusion matrix is built, printed (--json) and plotted;
-#: above it only the per-class table is (it is computed from the sparse pairs).
-DENSE_CONFUSION_MAX = 1000
-
-
-def _confusion(y: np.ndarray, pred: np.ndarray, k: int
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Support, correct count and most frequent wrong prediction (-1: none) of each true
-    class, from the (true, predicted) pairs that occur: memory O(n + k), not O(k^2).
-    The dense (k, k) matrix too when k <= DENSE_CONFUSION_MAX."""
-    pairs, counts = np.unique(y.astype(np.int64) * k + pred.astype(np.int64),
-                              return_counts=True)
-    true, guess = np.divmod(pairs, k)
-    support = np.bincount(y, minlength=k)
-    correct = np.zeros(k, dtype=np.int64)
-    diag = true == guess
-    correct[true[diag]] = counts[diag]
-    t, g, c = true[~diag], guess[~diag], counts[~diag]
-    order = np.lexsort((g, -c, t))  # by true class, then most frequent, then lowest label
-    t, g = t[order], g[order]
-    first = np.ones(t.shape[0], dtype=bool)
-    first[1:] = t[1:] != t[:-1]
-    confused = np.full(k, -1, dtype=np.int64)
-    confused[t[first]] = g[first]
-    cm = None
-    if k <= DENSE_CONFUSION_MAX:
-        cm = np.zeros((k, k), dtype=np.int64)
-        cm[true, guess] = counts
-    return support, correct, confused, cm
-
-
-def _per_class(support: np.ndarray, correct: np.ndarray, confused: np.ndarray,
-               names: list[str]) -> list[dict[str, Any]]:
-    """Support, correct count, accuracy and most frequent confusion of each true class."""
-    per_class: list[dict[str, Any]] = []
-    for c in range(support.shape[0]):
-        n, ok, other = int(support[c]), int(correct[c]), int(confused[c])
-        per_class.append({
-            "label": c, "class": names[c], "support": n, "correct": ok,
-            "accuracy": ok / n if n else None,
-            "most_confused_with": None if other < 0 else names[other]})
-    return per_class
 
 
 def _plot_target(args: argparse.Namespace, model_file: Path) -> Path | None:
@@ -244,26 +203,6 @@ def _print_evaluation(out: dict[str, Any], model: Any, model_file: Path, ds: Any
     _print_confusion(con, cm, names)
     if out["plot"] is not None:
         con.print(f"confusion matrix plot: {out['plot']}")
-
-
-def _print_confusion(con: Any, cm: np.ndarray | None, names: list[str]) -> None:
-    """The confusion matrix as a table, up to 20 classes."""
-    from rich.table import Table
-
-    k = len(names)
-    if cm is None or k > 20:
-        more = " or --plot" if cm is not None else ""
-        con.print(f"(confusion matrix of {k} classes not shown; use --json{more})")
-        return
-    cmt = Table(title="confusion matrix (rows: true class, columns: predicted)",
-                title_justify="left")
-    cmt.add_column("true \\ pred", style="bold")
-    for name in names:
-        cmt.add_column(name, justify="right")
-    for i, name in enumerate(names):
-        cmt.add_row(name, *[styled((str(v), "bold" if i == j else "dim" if v == 0 else ""))
-                            for j, v in enumerate(cm[i].tolist())])
-    con.print(cmt)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
