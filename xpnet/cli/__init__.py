@@ -20,6 +20,8 @@ One module per job:
 ``_settings``     ``train`` settings: defaults lookup, resume rules, optimizer, split
 ``_io``           reading datasets, saved models and their metadata
 ``_inputs``       reading ``predict`` inputs into one block, within the data cap
+``_tables``       tables (CSV, TSV, Parquet, .npz of X and y): train, evaluate, predict
+``_confusion``    ``evaluate``'s per-class counts and confusion matrix
 ``_records``      the run folder and ``run.json``
 ``_runlock``      one ``train`` per output folder (an exclusive lock)
 ``_signals``      SIGTERM handled like Ctrl-C; exit status 128 + signal
