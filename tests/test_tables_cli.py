@@ -168,9 +168,11 @@ def test_train_records_the_encoding(trained):
 
 def test_evaluate_on_the_held_out_file(trained):
     d, _ = trained
-    proc = cli(d, "evaluate", "run", "test.csv", "--json")
+    proc = cli(d, "evaluate", "run", "test.csv", "--json", "--plot-path", "cm.png")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
+    assert result["plot"] == str((d / "cm.png").resolve())
+    assert (d / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result["samples"] == 60 and result["task"] == "classification"
     assert result["accuracy"] > 0.8
     assert sum(row["support"] for row in result["per_class"]) == 60
@@ -202,7 +204,7 @@ def test_predict_never_writes_over_its_input(trained):
     d, _ = trained
     before = (d / "new.csv").read_bytes()
     proc = cli(d, "predict", "run", "new.csv", "--output", "new.csv")
-    assert proc.returncode == 2 and "is an input file" in proc.stderr
+    assert proc.returncode == 2 and "is an input of this command" in proc.stderr
     assert (d / "new.csv").read_bytes() == before
 
 

@@ -373,20 +373,29 @@ def _outputs(model: Any, X: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- evaluate
 def evaluate_table(args: argparse.Namespace, backend: Any, model: Any, encoder: Any,
-                   model_file: Path) -> int:
+                   model_file: Path, plot_path: Path | None = None) -> int:
     """``xpnet evaluate RUN FILE``: the model's scores on a table with the target column.
 
-    Classification: accuracy, loss, per-class table and confusion matrix; regression:
-    MAE, RMSE and R² in the target's units, and the loss on the standardized target.
+    Classification: accuracy, loss, per-class table and confusion matrix (plotted to
+    `plot_path` when given); regression: MAE, RMSE and R² in the target's units, and the
+    loss on the standardized target.
     """
     from .. import metrics
     from ._confusion import confusion, per_class, print_confusion
+    from ._io import check_output
+    from ._plots import plot_confusion
 
     path = args.data or args.dataset
     if not path:
         raise CLIError(f"{model_file} was trained on a table; give the file to evaluate on: "
                        f"xpnet evaluate {args.model} FILE (with the {encoder.target!r} column)",
                        EXIT_USAGE)
+    if plot_path is not None:
+        if encoder.task == "regression":
+            raise CLIError("--plot draws a classifier's confusion matrix; this model "
+                           f"predicts a number ({encoder.target})", EXIT_USAGE)
+        check_output(plot_path, "--plot-path" if args.plot_path else "--plot",
+                     [Path(path).expanduser()])
     table = _read(path, encoder, with_target=True)
     X, y = _encode(encoder, table, quiet=False, strict=args.strict,
                    impute=True if args.impute else None)
@@ -409,13 +418,19 @@ def evaluate_table(args: argparse.Namespace, backend: Any, model: Any, encoder: 
         support, correct, confused, cm = confusion(y, pred_idx, len(names))
         out.update(accuracy=result.get("accuracy"),
                    per_class=per_class(support, correct, confused, names),
-                   confusion_matrix=None if cm is None else cm.tolist())
+                   confusion_matrix=None if cm is None else cm.tolist(), plot=None)
+        if plot_path is not None and cm is not None:
+            plot_confusion(cm, names, plot_path,
+                           f"{table.name}: accuracy {result.get('accuracy', 0):.4f}")
+            out["plot"] = str(plot_path.resolve())
     if args.json:
         print_json(out)
         return EXIT_OK
     _print_table_scores(out, model, model_file)
     if cm is not None:
         print_confusion(console(stderr=False), cm, names)
+    if out.get("plot"):
+        console(stderr=False).print(f"confusion matrix plot: {out['plot']}")
     return EXIT_OK
 
 
@@ -447,21 +462,14 @@ def _output_target(args: argparse.Namespace, inputs: list[Path], model_file: Pat
                    ) -> Path | None:
     """Where ``--output`` writes, checked before any work: never over an input or the
     model, only over a regular file, in a folder that exists."""
-    from .._files import check_target
+    from ._io import check_output
 
     if not args.output:
         return None
     out = Path(args.output).expanduser()
-    for other in (*inputs, model_file):
-        if out.resolve() == other.resolve():
-            what = "the model file" if other == model_file else "an input file"
-            raise CLIError(f"--output {out} is {what}; choose another file", EXIT_USAGE)
     if not out.parent.is_dir():
         raise CLIError(f"--output: folder {out.parent} does not exist", EXIT_USAGE)
-    try:
-        check_target(out)
-    except OSError as exc:
-        raise CLIError(f"--output {out} {exc.strerror}", EXIT_USAGE) from None
+    check_output(out, "--output", [*inputs, model_file])
     return out
 
 

@@ -145,7 +145,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     spec = None if dataset is None else dataset_spec(dataset)[1]
     backend, model, meta, encoder = _load_classifier(model_file, args.backend, "evaluate")
     if encoder is not None:
-        return evaluate_table(args, backend, model, encoder, model_file)
+        return evaluate_table(args, backend, model, encoder, model_file, plot_path)
     ds, X, y = _evaluation_data(args, spec, meta, model, model_file, plot_path)
     result, top, pred = _scores(model, backend, X, y)
     k = model.out_features
