@@ -585,3 +585,63 @@ def test_input_gradient_makes_an_adversarial_example(backend, blobs):
     xp = m.xp
     adversarial = m.backend.asarray(X) + 0.5 * xp.sign(dX)  # the fast gradient sign method
     assert m.evaluate(adversarial, y)["loss"] > 2 * m.evaluate(X, y)["loss"]
+
+
+# -- features: fit(metrics=[...]) ------------------------------------------------------------
+def test_fit_metrics_for_a_regressor(backend):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(96, 3)).astype("float32")
+    y = (X @ np.array([[1.0], [-2.0], [0.5]]) + 0.1).astype("float32")
+    m = xn.MLP([3, 16, 1], loss="mse", backend=backend, seed=0)
+
+    def max_error(y_true, y_pred):
+        xp = xn.backends.backend_of(y_pred).xp
+        return xp.max(xp.abs(y_true - y_pred))
+
+    h = m.fit(X, y, epochs=3, validation_split=0.25, optimizer=xn.Adam(lr=1e-2), verbose=0,
+              metrics=["mae", "r2", max_error])
+    for key in ("mae", "r2", "max_error", "val_mae", "val_r2", "val_max_error"):
+        assert len(h.history[key]) == 3, key
+    # the last epoch's values are those of the final model on each part of the data
+    Xt, yt, Xv, yv = X[:72], y[:72], X[72:], y[72:]
+    pred_t, pred_v = m.predict(Xt), m.predict(Xv)
+    be = m.backend
+    assert h.history["r2"][-1] == pytest.approx(
+        float(xn.metrics.r2_score(be.asarray(yt), pred_t)), rel=1e-6)
+    assert h.history["val_mae"][-1] == pytest.approx(
+        float(xn.metrics.mean_absolute_error(be.asarray(yv), pred_v)), rel=1e-6)
+    assert h.history["r2"][-1] > h.history["r2"][0]
+
+
+def test_fit_metrics_for_a_classifier(backend, blobs):
+    X, y = blobs
+    m = xn.MLP([4, 8, 3], backend=backend, seed=0)
+    h = m.fit(X.astype("float32"), y, epochs=2, verbose=0,
+              metrics=["accuracy", "top_2_accuracy", ("half", lambda t, p: 0.5)])
+    assert sorted(h.history) == ["accuracy", "half", "loss", "lr", "seconds",
+                                 "top_2_accuracy"]
+    assert h.history["half"] == [0.5, 0.5]
+    assert h.history["top_2_accuracy"][-1] >= h.history["accuracy"][-1] - 0.05
+
+
+def test_fit_metrics_are_checked_before_training():
+    X, y = _data()
+    m = xn.MLP([3, 2], backend="numpy")
+    before = xn.to_numpy(m.params["0.W"]).copy()
+    with pytest.raises(ValueError, match="unknown metric 'f1'"):
+        m.fit(X, y, epochs=1, verbose=0, metrics=["f1"])
+    with pytest.raises(ValueError, match="metric 'mae' compares float targets"):
+        m.fit(X, y, epochs=1, verbose=0, metrics=["mae"])
+    with pytest.raises(ValueError, match="taken by fit's own logs"):
+        m.fit(X, y, epochs=1, verbose=0, metrics=[("loss", lambda t, p: 0.0)])
+    with pytest.raises(ValueError, match="no usable name"):
+        m.fit(X, y, epochs=1, verbose=0, metrics=[lambda t, p: 0.0])
+
+    def broken(y_true, y_pred):
+        return y_true @ y_pred
+
+    with pytest.raises(ValueError, match=r"metric 'broken' failed on the first 8 rows of X "
+                                         r"\(y_true of shape \(8,\), y_pred of shape \(8, 2\)\)"):
+        m.fit(X, y, epochs=1, verbose=0, metrics=[broken])
+    np.testing.assert_array_equal(xn.to_numpy(m.params["0.W"]), before)
+    assert m.optimizer is None

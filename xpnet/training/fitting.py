@@ -16,6 +16,8 @@ from ..backends import to_numpy
 from ..distributed import Communicator, SingleProcess
 from ..optimizers import Adam, Optimizer, get_optimizer
 from ..store import ParamDict
+from ._metrics import check as check_metrics
+from ._metrics import resolve as resolve_metrics
 from .callbacks import Callback, History
 from .guards import ON_NONFINITE
 from .state import TrainState
@@ -42,7 +44,8 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
         callbacks: list[Callback] | None = None, seed: int | None = None, verbose: int = 1,
         on_nonfinite: str = "raise", resume: dict | TrainState | None = None,
         display_interval: float = 0.25, distributed: Communicator | None = None,
-        sample_weight: Any = None, class_weight: dict | str | None = None) -> History:
+        sample_weight: Any = None, class_weight: dict | str | None = None,
+        metrics: list | None = None) -> History:
     """Train ``model`` on ``(X, y)``.
 
     Calling ``fit`` again continues from the current parameters; passing the
@@ -127,6 +130,18 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
         (scikit-learn's ``n_samples / (n_classes * count(label))`` over the
         classes present). Needs class labels: integer labels, or 0/1 targets
         of a single-output ``binary_cross_entropy`` model.
+    metrics : list, optional
+        More numbers for each epoch's logs and the History: built-in names
+        (``"mae"``, ``"rmse"``, ``"r2"`` for regressors; ``"top_k_accuracy"``
+        (k=5) or ``"top_3_accuracy"`` for classifiers; ``"accuracy"``, which every
+        classifier reports already) or functions ``fn(y_true, y_pred) -> number``
+        of the targets and ``model.predict_proba``'s predictions (named by
+        ``__name__``, or passed as ``("name", fn)``). Each is computed at the end of
+        every epoch on the whole training data (``"r2"``) and the validation data
+        (``"val_r2"``) with the epoch's final parameters, in evaluation mode: exact
+        for metrics that are not means, at the cost of one more forward pass over
+        the training data per epoch. Each metric runs once on a few rows before
+        training, so that a failing one stops ``fit`` before any work.
 
     Returns
     -------
@@ -164,8 +179,11 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     _check_trainable(model, comm, weighted=sample_weight is not None
                      or class_weight is not None)
     _check_decay_keys(optimizer, model)
+    optimizer.check_groups(model.params)  # a group naming no parameter, or one in two groups
+    metric_list = resolve_metrics(metrics, model)
     Xd, yd, wd, validation = _prepare_data(model, X, y, validation_data, validation_split,
                                            sample_weight, class_weight, stream=comm.size == 1)
+    check_metrics(metric_list, model, Xd, yd)
     _checks.warn_if_unscaled(model, Xd)
     bs = Xd.shape[0] if batch_size is None else min(batch_size * comm.size, Xd.shape[0])
     steps = math.ceil(Xd.shape[0] / bs)
@@ -182,7 +200,8 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     trainer = Trainer(model, Xd, yd, optimizer=optimizer, epochs=epochs, batch_size=bs,
                       validation=validation, shuffle=shuffle, callbacks=callbacks,
                       verbose=bool(verbose), on_nonfinite=on_nonfinite, state=start,
-                      display_interval=display_interval, distributed=comm, sample_weight=wd)
+                      display_interval=display_interval, distributed=comm, sample_weight=wd,
+                      metrics=metric_list)
     return trainer.run()
 
 

@@ -37,6 +37,7 @@ from ..distributed import (
 from ..ops import ops_for
 from ..random import RNG
 from ._jit import JitStep
+from ._metrics import values as metric_values
 from .callbacks import Callback, CallbackList, History
 from .guards import DeviceGuard, HostGuard
 from .interrupt import InterruptFlag, TrainingInterrupted
@@ -129,6 +130,10 @@ class Trainer:
     sample_weight : array of shape (n,), optional
         Checked weights on the model's device; each batch takes its rows, and
         its loss is their weighted mean.
+    metrics : list of (str, callable), optional
+        ``(name, fn(y_true, y_pred))`` computed at each epoch's end on the whole
+        training data (``name``) and the validation data (``val_name``), from
+        ``model.predict_proba``; ``fit(metrics=...)`` resolves names to these.
 
     Attributes
     ----------
@@ -165,9 +170,10 @@ class Trainer:
                  verbose: bool = False, on_nonfinite: str = "raise",
                  state: TrainState | None = None, display_interval: float = 0.25,
                  grad_hooks: Sequence[GradHook] = (), distributed: Any = None,
-                 sample_weight: Any = None):
+                 sample_weight: Any = None, metrics: Sequence[tuple[str, Any]] = ()):
         self.model, self.X, self.y, self.validation = model, X, y, validation
         self.sample_weight = sample_weight
+        self.metrics = list(metrics)
         self.optimizer, self.epochs, self.shuffle = optimizer, epochs, shuffle
         self.n = X.shape[0]
         self.batch_size = min(batch_size, self.n)
@@ -444,7 +450,10 @@ class Trainer:
             logs["loss"] = sums["run_loss"] / seen
             if self.model.loss.classification:
                 logs["accuracy"] = sums["run_correct"] / seen
+        logs.update(metric_values(self.metrics, self.model, self.X, self.y, ""))
         logs.update(self.evaluate())
+        if self.validation is not None:
+            logs.update(metric_values(self.metrics, self.model, *self.validation, "val_"))
         opt = self.optimizer
         logs["lr"] = opt.learning_rate(max(int(opt.state["step"]) - 1, 0))
         logs["seconds"] = seconds
