@@ -63,7 +63,15 @@ from .losses import (
     register_loss,
 )
 from .model import MLP, Sequential
-from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, clip_by_global_norm
+from .optimizers import (
+    SGD,
+    Adam,
+    AdamW,
+    Optimizer,
+    RMSprop,
+    clip_by_global_norm,
+    register_optimizer,
+)
 from .preprocessing import Normalization
 from .random import RNG
 from .schedules import Constant, CosineDecay, ExponentialDecay, LinearWarmup, StepDecay
@@ -84,7 +92,7 @@ __all__ = [
     # losses
     "Loss", "SoftmaxCrossEntropy", "MeanSquaredError", "BinaryCrossEntropy", "register_loss",
     # optimizers and schedules
-    "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_by_global_norm",
+    "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_by_global_norm", "register_optimizer",
     "Constant", "StepDecay", "ExponentialDecay", "CosineDecay", "LinearWarmup",
     # callbacks
     "Callback", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "ProgressBar",

@@ -26,7 +26,7 @@ from .layers import check_saveable as _layer_saveable
 from .layers import layer_from_config
 from .losses import check_saveable as _loss_saveable
 from .model import Sequential
-from .optimizers import OPTIMIZERS, Optimizer, optimizer_from_config
+from .optimizers import Optimizer, _optimizer_class, _saveable_config, optimizer_from_config
 from .training.state import TrainState
 
 __all__ = ["save", "load", "load_checkpoint", "check_saveable", "Checkpoint",
@@ -102,7 +102,8 @@ def check_saveable(model: Any, optimizer: Any = None) -> tuple[dict, dict | None
     or a loss whose class is not registered ([`xpnet.register_layer`][],
     [`xpnet.register_loss`][]), or whose ``get_config()`` does not return
     every constructor argument or does not rebuild it; an optimizer of a class
-    that is not built in, or whose schedule or decay mask is a function.
+    that is not registered ([`xpnet.register_optimizer`][]), whose config does not
+    rebuild it, or whose schedule, decay mask or group selector is a function.
 
     Parameters
     ----------
@@ -135,18 +136,13 @@ def check_saveable(model: Any, optimizer: Any = None) -> tuple[dict, dict | None
     config["loss"] = _loss_saveable(model.loss)
     if optimizer is None:
         return config, None
-    if type(optimizer) not in OPTIMIZERS.values():
-        raise ValueError(f"the optimizer {optimizer!r} cannot be saved: only the built-in "
-                         f"classes ({', '.join(c.__name__ for c in OPTIMIZERS.values())}) can "
-                         "be rebuilt; save the weights and architecture alone with "
-                         "xn.save(model, path, optimizer=False)")
     try:
-        opt_config = optimizer.get_config()
+        opt_meta = _saveable_config(optimizer)
     except ValueError as exc:
         raise ValueError(f"the optimizer {optimizer!r} cannot be saved: {exc}; or save the "
                          "weights and architecture alone with "
                          "xn.save(model, path, optimizer=False)") from None
-    return config, {"class": type(optimizer).__name__, "config": opt_config}
+    return config, opt_meta
 
 
 def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
@@ -540,9 +536,9 @@ def _load_optimizer(meta: dict, tensors: dict, model: Sequential, path: Path) ->
     """The optimizer of the manifest, with its state (every slot checked) when saved."""
     om = _json(meta, "optimizer", path)
     try:
-        classes = {c.__name__: c for c in OPTIMIZERS.values()}
-        if om["class"] in classes:
-            _check_config_types(classes[om["class"]], om["config"], f"optimizer {om['class']}")
+        cls = _optimizer_class(om["class"])
+        if cls is not None:
+            _check_config_types(cls, om["config"], f"optimizer {om['class']}")
         optimizer = optimizer_from_config(om["class"], om["config"])
     except _CONFIG_ERRORS as exc:
         raise CheckpointError(f"{path}: bad optimizer metadata: {_bounded(exc)}") from None

@@ -12,12 +12,16 @@ reference's bits (tested); a subclass runs its own ``_update_one``.
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
 import numbers
 import warnings
 from collections.abc import Callable
 from typing import Any
 
+from . import _param_groups
+from ._registry import Registry, _differing_value
 from .backends import _namespace_of as _xp
 from .ops import ops_of
 from .schedules import describe_lr, get_schedule, schedule_from_config, schedule_to_config
@@ -33,6 +37,7 @@ __all__ = [
     "global_norm",
     "get_optimizer",
     "optimizer_from_config",
+    "register_optimizer",
     "OPTIMIZERS",
 ]
 
@@ -266,6 +271,16 @@ class Optimizer:
         Clip gradients to this global L2 norm before the update.
     clip_value : float, optional
         Clip each gradient element to ``[-clip_value, clip_value]``.
+    groups : list of dict, optional
+        Parameter groups, each ``{"params": ..., "lr_scale": float, "weight_decay":
+        float}`` (the settings optional): ``"params"`` is ``"weights"`` (arrays of two
+        or more dimensions), a function ``key -> bool``, or a list of parameter keys
+        (``"0.W"``) and layer prefixes (``"2."``: every parameter of layer 2, nested
+        ones included). A group's parameters are updated with ``lr_scale`` times the
+        (scheduled) learning rate, and with its ``weight_decay`` in place of the
+        optimizer's and of the ``decay`` mask. A parameter may be in one group only;
+        one in none takes the optimizer's settings. See
+        [`groups`][xpnet.optimizers.Optimizer.groups].
 
     Notes
     -----
@@ -299,6 +314,7 @@ class Optimizer:
     """
 
     slots: tuple[str, ...] = ()
+    _groups: tuple = ()  # parameter groups, checked (see the groups property)
     nonnegative_slots: tuple[str, ...] = ()
     """Slots that hold means of squares: never negative (checked when loading)."""
 
@@ -308,10 +324,11 @@ class Optimizer:
 
     def __init__(self, lr: LearningRate = 1e-3, *, weight_decay: float = 0.0,
                  decay: DecayMask = "all", clip_norm: float | None = None,
-                 clip_value: float | None = None):
+                 clip_value: float | None = None, groups: list | None = None):
         self.lr = lr
         self.weight_decay = _finite("weight_decay", weight_decay)
         self.decay = _check_decay(decay)
+        self.groups = groups
         self.clip_norm = None if clip_norm is None else _finite(
             "clip_norm", clip_norm, low_inclusive=False)
         self.clip_value = None if clip_value is None else _finite(
@@ -328,6 +345,110 @@ class Optimizer:
         state = dict(self.__dict__)
         state.pop("_last_model", None)
         return state
+
+    @property
+    def groups(self) -> list[dict]:
+        """The parameter groups, as given (settings left out take the optimizer's).
+
+        A scale of the learning rate rather than a rate of its own keeps one schedule
+        for the whole model (``torch.optim``'s schedulers scale every group's rate
+        alike; ``optax.multi_transform`` chains each label's transform). Assigning a
+        list is checked as the constructor checks it.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> opt = xn.AdamW(lr=1e-3, weight_decay=0.01, groups=[
+        ...     {"params": ["0."], "lr_scale": 0.1},           # layer 0: a tenth of the rate
+        ...     {"params": ["1.b"], "weight_decay": 0.0}])     # no decay on that bias
+        >>> opt.lr_scale_for("0.W", np.ones((2, 2))), opt.weight_decay_for("1.b", np.ones(2))
+        (0.1, 0.0)
+        >>> opt.groups[1]
+        {'params': ['1.b'], 'weight_decay': 0.0}
+        >>> xn.SGD(lr=0.1, groups=[{"params": ["0."], "lr_scale": 0.1}])
+        SGD(lr=0.1, groups=[{'params': ['0.'], 'lr_scale': 0.1}])
+        >>> try:
+        ...     opt.groups = [{"params": ["0.W"]}, {"params": ["0."]}]
+        ... except ValueError as exc:
+        ...     print(str(exc).split(";")[0])
+        parameter groups 0 and 1 both name '0.W' ('0.W' and '0.')
+        """
+        return [{"params": g.select if isinstance(g.select, str) or callable(g.select)
+                 else list(g.select), **g._settings()} for g in self._groups]
+
+    @groups.setter
+    def groups(self, value: Any) -> None:
+        self._groups = _param_groups.check_groups(value)
+        self._group_of: dict = {}  # (key, ndim) -> group index or None
+
+    def _group(self, key: str, p: Any) -> Any:
+        """The group of parameter ``key``, or None (resolved once per key)."""
+        if not self._groups:
+            return None
+        memo = (key, p.ndim)
+        if memo not in self._group_of:
+            self._group_of[memo] = _param_groups.group_index(self._groups, key, p)
+        i = self._group_of[memo]
+        return None if i is None else self._groups[i]
+
+    def check_groups(self, params: Params) -> None:
+        """Refuse parameter groups that do not fit ``params``: a group, or a key or
+        layer prefix it lists, that names no parameter, and a parameter in two groups.
+
+        [`xpnet.fit`][] calls it with the model's parameters before it trains.
+
+        Parameters
+        ----------
+        params : dict of arrays
+            A model's parameters (all of them: frozen ones count).
+
+        Raises
+        ------
+        ValueError
+            Naming the group and what it names.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> opt = xn.SGD(lr=0.1, groups=[{"params": ["0.w"], "lr_scale": 0.5}])
+        >>> try:
+        ...     opt.check_groups({"0.W": np.ones((2, 2)), "0.b": np.ones(2)})
+        ... except ValueError as exc:
+        ...     print(str(exc).split(" (")[0])
+        parameter group 0 names ['0.w'], which are not parameters of this model
+        """
+        _param_groups.check_against(self._groups, params)
+
+    def lr_scale_for(self, key: str, p: Any) -> float:
+        """The multiple of the learning rate that parameter ``key`` is updated with
+        (its group's ``lr_scale``; 1.0 outside groups).
+
+        Parameters
+        ----------
+        key : str
+            The parameter's key, e.g. ``"0.W"``.
+        p : array
+            The parameter (a ``"weights"`` group looks at its number of dimensions).
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> opt = xn.SGD(lr=0.1, groups=[{"params": "weights", "lr_scale": 0.5}])
+        >>> opt.lr_scale_for("0.W", np.ones((3, 2))), opt.lr_scale_for("0.b", np.ones(2))
+        (0.5, 1.0)
+        """
+        group = self._group(key, p)
+        return 1.0 if group is None else group.lr_scale
+
+    def _lr_for(self, key: str, p: Any, lr: Any) -> Any:
+        """The learning rate of parameter ``key`` for the step's rate ``lr`` (a float, or
+        a traced value in the compiled JAX step); every update path computes it here."""
+        scale = self.lr_scale_for(key, p)
+        return lr if scale == 1.0 else lr * scale
 
     @property
     def lr(self) -> Any:
@@ -356,7 +477,8 @@ class Optimizer:
         self._lr = _check_lr(value)
 
     def weight_decay_for(self, key: str, p: Any) -> float:
-        """The weight decay applied to parameter ``key`` (0.0 where ``decay`` excludes it).
+        """The weight decay applied to parameter ``key``: its group's ``weight_decay``
+        where it sets one, else the optimizer's (0.0 where ``decay`` excludes it).
 
         Parameters
         ----------
@@ -376,6 +498,9 @@ class Optimizer:
         >>> opt.weight_decay_for("0.W", np.ones((3, 2))), opt.weight_decay_for("0.b", np.ones(2))
         (0.01, 0.0)
         """
+        group = self._group(key, p)
+        if group is not None and group.weight_decay is not None:
+            return group.weight_decay
         wd, decay = self.weight_decay, self.decay
         if wd == 0.0 or decay == "all":
             return wd
@@ -433,6 +558,8 @@ class Optimizer:
         >>> sorted(state), state["exp_avg"]["w"].tolist(), state["steps"]
         (['exp_avg', 'exp_avg_sq', 'step', 'steps'], [0.0, 0.0, 0.0], {'w': 0})
         """
+        for k, p in params.items():  # a parameter in two groups is refused here
+            self._group(k, p)
         state: dict = {"step": 0, "steps": dict.fromkeys(params, 0)}
         store = getattr(params, "store", None)
         first = next(iter(params.values()), None)
@@ -655,14 +782,15 @@ class Optimizer:
 
     def _reference(self, params: Params, grads: Params, state: dict, lr: float,
                    ts: dict[str, int], keep: Any) -> tuple[Params, dict]:
-        """The reference update: weight decay, then ``_update_one`` per parameter,
-        masked by ``keep``."""
+        """The reference update: weight decay, then ``_update_one`` per parameter at its
+        own learning rate (``lr`` scaled by its group's ``lr_scale``), masked by ``keep``."""
         new_params: Params = {}
         new_slots: dict = {s: {} for s in self.slots}
         for k, p in params.items():
             slots = {s: state[s][k] for s in self.slots}
-            p_in, g_in = self._decayed(p, grads[k], lr, self.weight_decay_for(k, p))
-            p2, slots2 = self._update_one(p_in, g_in, slots, lr, ts[k])
+            lr_k = self._lr_for(k, p, lr)
+            p_in, g_in = self._decayed(p, grads[k], lr_k, self.weight_decay_for(k, p))
+            p2, slots2 = self._update_one(p_in, g_in, slots, lr_k, ts[k])
             if keep is not None:
                 xp = _xp(p)
                 p2 = xp.where(keep, p2, p)
@@ -694,14 +822,15 @@ class Optimizer:
         -------
         dict
             ``lr`` (a schedule config), ``weight_decay``, ``decay``,
-            ``clip_norm``, ``clip_value`` and the subclass's own arguments;
+            ``clip_norm``, ``clip_value``, ``groups`` (only where there are
+            groups) and the subclass's own arguments;
             rebuild with [`optimizer_from_config`][xpnet.optimizers.optimizer_from_config].
 
         Raises
         ------
         ValueError
-            When the schedule or the decay mask is a function, which cannot
-            be written as JSON.
+            When the schedule, the decay mask or a group's selector is a
+            function, which cannot be written as JSON.
 
         Examples
         --------
@@ -717,6 +846,8 @@ class Optimizer:
         cfg = {"lr": schedule_to_config(self.lr), "weight_decay": self.weight_decay,
                "decay": decay if isinstance(decay, str) else sorted(decay),
                "clip_norm": self.clip_norm, "clip_value": self.clip_value}
+        if self._groups:
+            cfg["groups"] = [g.config(i) for i, g in enumerate(self._groups)]
         cfg.update(self._extra_config())
         return cfg
 
@@ -730,13 +861,17 @@ class Optimizer:
         shown = (None if decay == "all" else decay if isinstance(decay, str) else
                  sorted(decay) if isinstance(decay, frozenset) else
                  getattr(decay, "__name__", type(decay).__name__))
+        groups = self._groups and f"[{', '.join(g.shown() for g in self._groups)}]"
         return {"weight_decay": self.weight_decay, "decay": shown if self.weight_decay else None,
                 "clip_norm": self.clip_norm, "clip_value": self.clip_value,
-                **self._extra_config()}
+                **self._extra_config(), "groups": groups or None}
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!s}" if k == "decay" and not isinstance(v, (str, list))
-                         else f"{k}={v!r}" for k, v in self._repr_args().items()
+        def shown(k: str, v: Any) -> str:  # a function's name and the groups as they are
+            plain = k == "groups" or k == "decay" and not isinstance(v, (str, list))
+            return f"{k}={v!s}" if plain else f"{k}={v!r}"
+
+        args = ", ".join(shown(k, v) for k, v in self._repr_args().items()
                          if v not in (None, 0.0, False))
         return f"{type(self).__name__}(lr={describe_lr(self.lr)}{', ' + args if args else ''})"
 
@@ -765,9 +900,10 @@ class SGD(Optimizer):
 
     def __init__(self, lr: LearningRate = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  *, weight_decay: float = 0.0, decay: DecayMask = "all",
-                 clip_norm: float | None = None, clip_value: float | None = None):
+                 clip_norm: float | None = None, clip_value: float | None = None,
+                 groups: list | None = None):
         super().__init__(lr, weight_decay=weight_decay, decay=decay, clip_norm=clip_norm,
-                         clip_value=clip_value)
+                         clip_value=clip_value, groups=groups)
         self.momentum = _finite("momentum", momentum, high=1.0)
         if nesterov and self.momentum == 0.0:
             raise ValueError("nesterov=True needs momentum > 0")
@@ -816,9 +952,10 @@ class Adam(Optimizer):
 
     def __init__(self, lr: LearningRate = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, *, weight_decay: float = 0.0, decay: DecayMask = "all",
-                 clip_norm: float | None = None, clip_value: float | None = None):
+                 clip_norm: float | None = None, clip_value: float | None = None,
+                 groups: list | None = None):
         super().__init__(lr, weight_decay=weight_decay, decay=decay, clip_norm=clip_norm,
-                         clip_value=clip_value)
+                         clip_value=clip_value, groups=groups)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair of floats, got {betas!r}")
         self.betas = (_finite("betas[0]", betas[0], high=1.0), _finite("betas[1]", betas[1],
@@ -875,9 +1012,10 @@ class AdamW(Adam):
 
     def __init__(self, lr: LearningRate = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.01, *, decay: DecayMask = "all",
-                 clip_norm: float | None = None, clip_value: float | None = None):
+                 clip_norm: float | None = None, clip_value: float | None = None,
+                 groups: list | None = None):
         super().__init__(lr, betas=betas, eps=eps, weight_decay=weight_decay, decay=decay,
-                         clip_norm=clip_norm, clip_value=clip_value)
+                         clip_norm=clip_norm, clip_value=clip_value, groups=groups)
 
 
 class RMSprop(Optimizer):
@@ -913,9 +1051,9 @@ class RMSprop(Optimizer):
     def __init__(self, lr: LearningRate = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  momentum: float = 0.0, centered: bool = False, *, weight_decay: float = 0.0,
                  decay: DecayMask = "all", clip_norm: float | None = None,
-                 clip_value: float | None = None):
+                 clip_value: float | None = None, groups: list | None = None):
         super().__init__(lr, weight_decay=weight_decay, decay=decay, clip_norm=clip_norm,
-                         clip_value=clip_value)
+                         clip_value=clip_value, groups=groups)
         self.alpha = _finite("alpha", alpha, high=1.0)
         self.eps = _finite("eps", eps, low_inclusive=False)
         self.momentum = _finite("momentum", momentum, high=1.0)
@@ -984,6 +1122,100 @@ def get_optimizer(opt: str | Optimizer | None, **kwargs: Any) -> Optimizer:
     raise ValueError(f"unknown optimizer {opt!r}; choose one of: {', '.join(OPTIMIZERS)}")
 
 
+_REGISTRY = Registry("optimizer", "register_optimizer", Optimizer)
+for _cls in (SGD, Adam, AdamW, RMSprop):
+    _REGISTRY.add(_cls.__name__, _cls, builtin=True)
+
+
+def register_optimizer(cls: type[Optimizer]) -> type[Optimizer]:
+    """Register a custom optimizer class so that checkpoints of it save and load.
+
+    It works as [`register_layer`][xpnet.layers.register_layer] does (a decorator; a
+    name belongs to one class, so ``Adam`` cannot be taken over). The class is an
+    [`Optimizer`][xpnet.optimizers.Optimizer] subclass with its rule in
+    ``_update_one`` and its state arrays named in ``slots``; its own constructor
+    arguments come back from ``_extra_config()``. [`xpnet.save`][] refuses an optimizer
+    that loading could not rebuild as it is: an unregistered class, or a config that
+    misses a constructor argument or rebuilds different settings.
+
+    Parameters
+    ----------
+    cls : type
+        An [`Optimizer`][xpnet.optimizers.Optimizer] subclass that defines ``_update_one``.
+
+    Returns
+    -------
+    type
+        ``cls`` unchanged.
+
+    Raises
+    ------
+    TypeError
+        When ``cls`` is not an Optimizer subclass or has no ``_update_one`` of its own.
+    ValueError
+        When its name is registered for a different class.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> @xn.register_optimizer
+    ... class SignSGD(xn.Optimizer):
+    ...     def __init__(self, lr=0.01, *, scale=1.0, **kw):
+    ...         super().__init__(lr, **kw)
+    ...         self.scale = scale
+    ...     def _update_one(self, p, g, slots, lr, t):
+    ...         xp = xn.optimizers._xp(g)
+    ...         return p - lr * self.scale * xp.sign(g), {}
+    ...     def _extra_config(self):
+    ...         return {"scale": self.scale}
+    >>> opt = xn.optimizers.optimizer_from_config("SignSGD", SignSGD(0.1, scale=2.0).get_config())
+    >>> opt
+    SignSGD(lr=0.1, scale=2.0)
+    """
+    _REGISTRY.check_class(cls)
+    if cls._update_one is Optimizer._update_one:
+        raise TypeError(f"register_optimizer: {cls.__name__} defines no _update_one(p, g, "
+                        "slots, lr, t), the rule it applies to each parameter")
+    return _REGISTRY.register(cls)
+
+
+def _optimizer_class(name: Any) -> type | None:
+    """The optimizer class registered under ``name`` (built-in or user's), or None."""
+    return _REGISTRY.get(name) if isinstance(name, str) else None
+
+
+def _saveable_config(opt: Optimizer) -> dict:
+    """``{"class", "config"}`` of ``opt``, after checking that
+    [`optimizer_from_config`][xpnet.optimizers.optimizer_from_config] rebuilds its settings."""
+    cls, name = type(opt), type(opt).__name__
+    if _REGISTRY.get(name) is not cls:
+        raise ValueError(f"{cls.__module__}.{cls.__qualname__} is not registered; register "
+                         f"it with xpnet.register_optimizer({name})")
+    cfg = opt.get_config()
+    try:
+        cfg = json.loads(json.dumps(cfg))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"get_config() must return JSON, got {cfg!r} ({exc})") from None
+    missing = [p.name for p in inspect.signature(cls).parameters.values()
+               if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in cfg
+               and p.name != "groups"]
+    if missing:
+        raise ValueError(f"{name}() takes {', '.join(map(repr, missing))}, which "
+                         f"{name}.get_config() does not return; return it from _extra_config()")
+    try:
+        twin = optimizer_from_config(name, cfg)
+    except Exception as exc:  # the user's constructor: any error means "cannot rebuild"
+        raise ValueError(f"{name}(**get_config()) fails: {exc}") from None
+    for k, mine in vars(opt).items():
+        if not k.startswith("_") and k != "state" and k in vars(twin):
+            differs = _differing_value(k, mine, vars(twin)[k], 0)
+            if differs is not None:
+                raise ValueError(f"{name}(**get_config()) has {k}={differs[2]!r}, this "
+                                 f"optimizer {k}={differs[1]!r}; return every constructor "
+                                 "argument from _extra_config()")
+    return {"class": name, "config": cfg}
+
+
 def optimizer_from_config(name: str, cfg: dict) -> Optimizer:
     """Rebuild an optimizer from its class name and
     [`Optimizer.get_config`][xpnet.optimizers.Optimizer.get_config].
@@ -991,7 +1223,8 @@ def optimizer_from_config(name: str, cfg: dict) -> Optimizer:
     Parameters
     ----------
     name : str
-        Class name, e.g. ``"Adam"``.
+        Class name, e.g. ``"Adam"``, or that of a class registered with
+        [`register_optimizer`][xpnet.optimizers.register_optimizer].
     cfg : dict
         The output of [`Optimizer.get_config`][xpnet.optimizers.Optimizer.get_config].
 
@@ -1008,11 +1241,12 @@ def optimizer_from_config(name: str, cfg: dict) -> Optimizer:
     >>> twin.get_config() == opt.get_config()
     True
     """
-    classes = {c.__name__: c for c in OPTIMIZERS.values()}
-    if name not in classes:
-        raise ValueError(f"unknown optimizer class {name!r}")
+    cls = _optimizer_class(name)
+    if cls is None:
+        raise ValueError(f"unknown optimizer class {name!r}; register custom optimizers with "
+                         f"xpnet.register_optimizer (known: {', '.join(_REGISTRY.names())})")
     kwargs = dict(cfg)
     kwargs["lr"] = schedule_from_config(kwargs["lr"])
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
-    return classes[name](**kwargs)
+    return cls(**kwargs)

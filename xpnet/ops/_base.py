@@ -36,8 +36,9 @@ def cast_hyper(hyper: Iterable[Any], dtype_type: Any) -> tuple[Any, ...]:
 
 def hypers(kernels: Any, opt: Any, lr: float, ts: dict[str, int], params: dict) -> dict[str, tuple]:
     """``kernels.hyper(opt, lr, t, wd)`` for each parameter, with its own update number
-    ``ts[key]`` and weight decay (``opt.weight_decay_for``), cast to the parameters'
-    scalar type; computed once per distinct pair.
+    ``ts[key]``, weight decay (``opt.weight_decay_for``) and learning rate (``lr`` times
+    its group's ``lr_scale``), cast to the parameters' scalar type; computed once per
+    distinct triple.
 
     Examples
     --------
@@ -53,13 +54,14 @@ def hypers(kernels: Any, opt: Any, lr: float, ts: dict[str, int], params: dict) 
     if not params:
         return {}
     dtype_type = next(iter(params.values())).dtype.type
-    memo: dict[tuple[int, float], tuple] = {}
+    memo: dict[tuple[int, float, float], tuple] = {}
     out = {}
     for k, p in params.items():
-        key = (ts[k], opt.weight_decay_for(k, p))
+        key = (ts[k], opt.weight_decay_for(k, p), opt._lr_for(k, p, lr))
         h = memo.get(key)
         if h is None:
-            h = memo[key] = cast_hyper(kernels.hyper(opt, lr, *key), dtype_type)
+            t, wd, lr_k = key
+            h = memo[key] = cast_hyper(kernels.hyper(opt, lr_k, t, wd), dtype_type)
         out[k] = h
     return out
 
@@ -289,8 +291,9 @@ class Ops:
         """The reference rule run once over a model's whole flat buffer (PyTorch, and
         any library without kernels of its own).
 
-        Applies when every parameter is trained at one update number and one weight
-        decay (the usual case): the gradients are laid out as the buffer (zeros in
+        Applies when every parameter is trained at one update number, one weight
+        decay and one learning rate (the usual case; parameter groups with their own
+        settings take the per-parameter path): the gradients are laid out as the buffer (zeros in
         the gaps, where the parameters and slots are zero and stay so), the optimizer's
         ``_update_one`` runs once on the whole buffer with the library's own
         element-wise operations (the same bits as per parameter), the new values go into
@@ -318,18 +321,19 @@ class Ops:
                 or store.slot_names != tuple(opt.slots) \
                 or any(state[s] is not store.slot_dicts[s] for s in opt.slots):
             return None
-        steps = state["steps"]
-        t = steps[store.keys[0]] + 1
-        wd = opt.weight_decay_for(store.keys[0], params[store.keys[0]])
+        steps, first = state["steps"], store.keys[0]
+        t = steps[first] + 1
+        wd = opt.weight_decay_for(first, params[first])
+        lr_k = opt._lr_for(first, params[first], lr)
         if any(steps[k] + 1 != t or opt.weight_decay_for(k, params[k]) != wd
-               for k in store.keys):
+               or opt._lr_for(k, params[k], lr) != lr_k for k in store.keys):
             return None
         xp = store.xp
         g = xp.concat([xp.reshape(grads[k], (-1,)) if isinstance(k, str) else k
                        for k in store.layout(xp)])
         slots = {s: store.data[1 + i, ...] for i, s in enumerate(store.slot_names)}
-        p_in, g_in = opt._decayed(store.flat, g, lr, wd)
-        p2, slots2 = opt._update_one(p_in, g_in, slots, lr, t)
+        p_in, g_in = opt._decayed(store.flat, g, lr_k, wd)
+        p2, slots2 = opt._update_one(p_in, g_in, slots, lr_k, t)
         spare = store.spare
         spare[0, ...] = p2
         for i, s in enumerate(store.slot_names):

@@ -289,7 +289,7 @@ def _copy_frozen(store: Any, trained: list[int], p2: np.ndarray, slots2: Any) ->
 def _plan(store: Any, opt: Any, kernels: Any, lr: float, steps: dict,
           trained: list[int]) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
     """The pieces of the trained segments and each segment's hyper-parameters (its own
-    update number and weight decay, cast to the store's dtype)."""
+    update number, weight decay and learning rate, cast to the store's dtype)."""
     key = tuple(trained)
     table = store.cache.get(key)
     if table is None:
@@ -298,13 +298,15 @@ def _plan(store: Any, opt: Any, kernels: Any, lr: float, steps: dict,
         table = store.cache[key] = _chunked.pieces(offsets, sizes, trained)
     hyper: list[tuple[Any, ...]] = [()] * len(store.keys)
     dtype_type = store.dtype.type
-    memo: dict[tuple[int, float], tuple[Any, ...]] = {}
+    memo: dict[tuple[int, float, float], tuple[Any, ...]] = {}
     for i in trained:
         k = store.keys[i]
-        t, wd = steps[k] + 1, opt.weight_decay_for(k, store.params[k])
-        h = memo.get((t, wd))
+        p = store.params[k]
+        key = (steps[k] + 1, opt.weight_decay_for(k, p), opt._lr_for(k, p, lr))
+        h = memo.get(key)
         if h is None:
-            h = memo[(t, wd)] = cast_hyper(kernels.hyper(opt, lr, t, wd), dtype_type)
+            t, wd, lr_k = key
+            h = memo[key] = cast_hyper(kernels.hyper(opt, lr_k, t, wd), dtype_type)
         hyper[i] = h
     return table, hyper
 
