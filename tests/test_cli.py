@@ -389,6 +389,13 @@ def test_train_output_fits_80_columns(tmp_path):
     assert "test accuracy" in proc.stderr
 
 
+def test_evaluate_output_fits_80_columns(trained):
+    """``xpnet evaluate``'s model and data lines break between words at 80 columns."""
+    proc = ok(xpnet("evaluate", "run", cwd=trained.cwd, COLUMNS="80"))
+    assert not _too_wide(proc.stdout, 80), proc.stdout
+    assert "(source: bundled); evaluating the test split" in " ".join(proc.stdout.split())
+
+
 def test_the_result_table_folds_a_long_path_at_80_columns(tmp_path):
     """A long --out folds inside the result table: the table fits, the path is whole."""
     out = "runs/" + "a-rather-long-folder-name/" * 3 + "run"

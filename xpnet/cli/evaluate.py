@@ -32,7 +32,7 @@ from ._io import (
     require_classifier,
     run_meta,
 )
-from ._output import console, print_json
+from ._output import console, print_fitted, print_json
 from ._plots import plot_confusion, require_matplotlib
 from ._tables import evaluate_table, predict_table, table_encoder
 
@@ -176,9 +176,10 @@ def _print_evaluation(out: dict[str, Any], model: Any, model_file: Path, ds: Any
     from rich.table import Table
 
     con = console(stderr=False)
-    con.print(f"model  {model_file}  ({model.num_params:,} parameters, backend "
-              f"{out['backend']} {out['device']})")
-    con.print(f"data   {ds.summary()}; evaluating the {out['split']} split")
+    # broken between words to the terminal's width, continued under the value
+    print_fitted(con, f"model  {model_file}  ({model.num_params:,} parameters, backend "
+                      f"{out['backend']} {out['device']})", 7)
+    print_fitted(con, f"data   {ds.summary()}; evaluating the {out['split']} split", 7)
     t = Table(title="metrics", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column(justify="right")
