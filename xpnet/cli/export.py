@@ -130,12 +130,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise CLIError(str(exc), EXIT_USAGE) from None
     model_file = model_path(args.model)
     out = Path(args.output).expanduser()
-    if out.suffix.lower() != ".onnx":
-        raise CLIError(f"OUTPUT {out} must end in .onnx (the file written is an ONNX "
-                       "graph), e.g. model.onnx", EXIT_USAGE)
     if out.exists() and out.resolve() == model_file.resolve():
         raise CLIError(f"OUTPUT {out} is the model file itself; give a new name such as "
                        "model.onnx", EXIT_USAGE)
+    if out.suffix.lower() != ".onnx":
+        raise CLIError(f"OUTPUT {out} must end in .onnx (the file written is an ONNX "
+                       "graph), e.g. model.onnx", EXIT_USAGE)
     check_output(out, "OUTPUT", [model_file, model_file.parent / RUN_FILE])
     ckpt = load_checkpoint(model_file, backend="numpy")
     try:
