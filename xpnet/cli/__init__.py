@@ -142,6 +142,8 @@ def _end_rank(code: int, message: str, args: argparse.Namespace | None, *,
         return code  # every rank failed the same way; rank 0 says so
     if rank != 0:
         message = f"rank {rank} of {size}: {message}"
+        # rank 0 prints the JSON of the job; the job ends before it can
+        as_json = "--json" in (getattr(args, "argv", None) or ())
     code = _report(code, message, as_json=as_json)
     comm = getattr(args, "comm", None)
     if alone and comm is not None and comm.size > 1:

@@ -119,6 +119,7 @@ class _Run:
     threads_txt: str = ""
     data_summary: str = ""
     model_file: Path | None = None
+    record_path: Path | None = None  # other ranks: rank 0's run.json, marked if they fail
     resume_file: Path | None = None
     replaces: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
@@ -760,6 +761,8 @@ def _train_on_other_rank(run: _Run) -> int:
         return EXIT_FAILURE
     except BaseException as exc:
         _note_rank_failure(run, exc)
+        if getattr(run.args, "rank_failure", False):
+            _record_rank_failure(run, exc)
         raise
     return EXIT_OK
 
@@ -789,6 +792,42 @@ def _prepare(run: _Run) -> None:
     together(comm, lambda: _model_like_rank0(run, config), on="others")
     together(comm, lambda: _limit_threads(run))
     together(comm, lambda: _open_records(run), on="root")
+    # the run record's path: rank 0 marks it when a watchdog ends the job, another rank
+    # when it fails alone (the job then ends before rank 0 can)
+    out = comm.bcast(str(run.out) if comm.is_root and run.out is not None else None)
+    if comm.is_root:
+        comm.on_abort(lambda code, message: _aborted(run, code, message))
+    elif out is not None:
+        run.record_path = Path(out) / RUN_FILE
+
+
+def _aborted(run: _Run, code: int, message: str) -> None:
+    """The job is being ended (MPI_Abort) while run.json says running: mark it failed,
+    and with --json print the error, as for any other failure."""
+    if run.recorder is None or run.record.get("status") != "running":
+        return  # already final, and reported
+    run.record.update(status="failed", error=message, finished_at=timestamp())
+    run.recorder.write()
+    if run.args.json:
+        print_json({"status": "error", "exit_code": code, "message": message})
+
+
+def _record_rank_failure(run: _Run, exc: BaseException) -> None:
+    """This rank failed alone and is about to end the job: mark rank 0's run.json failed."""
+    from ._failures import classify
+    from ._output import write_json
+
+    if run.record_path is None:
+        return
+    record = read_previous_record(run.record_path.parent)
+    if record is None or record.get("status") != "running":
+        return
+    message = f"rank {run.comm.rank} of {run.comm.size}: {classify(exc, 'train')[1]}"
+    record.update(status="failed", error=message, finished_at=timestamp())
+    try:
+        write_json(run.record_path, record)
+    except OSError:
+        pass
 
 
 def _run_recorded(run: _Run, guard: SignalGuard, t_start: float) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import numpy as np
@@ -163,6 +164,23 @@ class Communicator:
     def barrier(self) -> None:
         """Wait until every rank has arrived (no timeout)."""
 
+    def on_abort(self, hook: Callable[[int, str], Any]) -> None:
+        """Call ``hook(code, message)`` on this rank when `abort` is about to end the job
+        (a watchdog that fired, a rank that failed alone): the last chance to leave a
+        record. A hook that raises is skipped.
+
+        Parameters
+        ----------
+        hook : callable
+
+        Examples
+        --------
+        >>> from xpnet.distributed import SingleProcess
+        >>> comm = SingleProcess()
+        >>> comm.on_abort(lambda code, message: print("ending:", code, message))
+        """
+        self.__dict__.setdefault("_abort_hooks", []).append(hook)
+
     def abort(self, code: int = 1, message: str | None = None) -> NoReturn:
         """End every rank of the job with exit status ``code``, after printing ``message``.
 
@@ -171,6 +189,11 @@ class Communicator:
         code : int
         message : str, optional
         """
+        for hook in self.__dict__.get("_abort_hooks", []):
+            try:
+                hook(code, message or "")
+            except BaseException:  # noqa: BLE001, S110 - ending the job matters more
+                pass
         if message:
             sys.stderr.write(f"xpnet.distributed: {message}\n")
             sys.stderr.flush()
