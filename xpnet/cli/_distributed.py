@@ -231,7 +231,8 @@ def global_steps(n_train: int, batch: int, ranks: int) -> tuple[int, int]:
 def share_plan(comm: Any, run: Any) -> None:
     """Give every rank rank 0's plan: the dataset, the settings, the resumed run's settings.
 
-    The other ranks never learn ``--out``: they write nothing.
+    The other ranks never learn ``--out``: they write nothing (but rank 0's ``run.json``
+    when they fail alone, see ``train._record_rank_failure``).
 
     Parameters
     ----------
