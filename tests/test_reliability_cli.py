@@ -210,6 +210,14 @@ def test_predict_refuses_an_input_that_is_not_a_regular_file(run, tmp_path, caps
 
 
 @posix_only
+def test_a_dataset_that_is_a_fifo_is_named_as_one(tmp_path, capsys):
+    os.mkfifo(tmp_path / "data.npz")
+    assert main(["train", "--dataset", str(tmp_path / "data.npz"), "--no-save"]) == 3
+    assert f"--dataset {tmp_path / 'data.npz'} is a FIFO, not a regular file" in \
+        capsys.readouterr().err
+
+
+@posix_only
 def test_the_idx_reader_refuses_a_fifo_instead_of_blocking(tmp_path):
     from xpnet.datasets.idx import IDXError, read_idx
 

@@ -54,6 +54,13 @@ def dataset_spec(value: str) -> tuple[str, str]:
         return "name", DATASET_ALIASES[key]
     path = Path(value).expanduser()
     if path.exists():
+        if not path.is_dir():
+            from .._files import check_regular
+
+            try:
+                check_regular(path)  # a FIFO would block the loader, a device never end
+            except OSError as exc:
+                raise CLIError(f"--dataset {path} {exc.strerror}", EXIT_DATA) from None
         return "path", str(path.resolve())
     if os.sep in value or "/" in value or "." in value or value.startswith("~"):
         raise CLIError(f"--dataset: no such file or folder: {value}", EXIT_DATA)
