@@ -322,3 +322,13 @@ def test_onnx_export_of_a_table_model_matches(tmp_path, regression):
         np.testing.assert_allclose(enc.decode(got), enc.decode(want), rtol=1e-5)
     else:
         np.testing.assert_array_equal(np.argmax(got, axis=1), np.argmax(want, axis=1))
+
+
+def test_text_column_of_a_model_stays_text_and_nan_cells_are_missing(tmp_path):
+    p = write(tmp_path, "a,b\n1,0.5\n2,nan\nx,NaN\n3,1.5\n")
+    with pytest.raises(TableError, match="'x' is not a number"):
+        read_table(p)  # mostly numbers: a typo, refused
+    t = read_table(p, kinds={"a": "string"})  # a model trained on text there
+    assert t.kinds["a"] == "string" and t.values["a"].tolist() == ["1", "2", "x", "3"]
+    assert t.kinds["b"] == "float"
+    assert t.missing["b"].tolist() == [False, True, True, False]
