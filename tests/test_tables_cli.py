@@ -346,3 +346,15 @@ def test_docs_table_session_is_current():
     problems = generate.check(("tables",))
     assert not problems, "\n\n".join(problems) + "\n\nIf intended: python docs/generate.py " \
                                                  "tables"
+
+
+def test_a_table_given_to_an_image_model_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "train", "--epochs", "1", "--out", "digits", "--quiet")
+    assert code == 0, err
+    (tmp_path / "rows.csv").write_text(table_text(5))
+    code, out, err = run(capsys, "predict", "digits", "rows.csv")
+    assert_one_line_error(code, out, err, 3, "rows.csv is a table, but this model was "
+                          "trained on images or arrays")
+    code, out, err = run(capsys, "predict", "digits", "rows.csv", "--output", "p.csv")
+    assert_one_line_error(code, out, err, 2, "--output applies to models trained on a table")

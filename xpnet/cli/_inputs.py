@@ -97,6 +97,10 @@ def _plan(text: str, n_features: int, image_shape: tuple[int, ...] | None) -> _I
     if path.is_dir():
         raise CLIError(f"input {path} is a folder; give .npy, IDX or image files", EXIT_DATA)
     suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv", ".parquet", ".pq"):
+        raise CLIError(f"{path} is a table, but this model was trained on images or arrays, "
+                       "not on a table; train one with xpnet train --dataset FILE --target "
+                       "COLUMN to predict from tables", EXIT_DATA)
     if suffix in IMAGE_SUFFIXES:
         if image_shape is None or len(image_shape) != 2:
             raise CLIError(f"{path}: the model has no 2-D image shape to resize images to; "
