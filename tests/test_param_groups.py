@@ -348,7 +348,7 @@ def test_a_bad_groups_config_in_a_checkpoint_is_refused(tmp_path):
 
 # -- register_optimizer ----------------------------------------------------------------------
 @xn.register_optimizer
-class HeavyBall(xn.Optimizer):
+class VelocitySGD(xn.Optimizer):
     """SGD with a velocity slot: v = mu v + g; p -= lr v."""
 
     def __init__(self, lr=0.01, mu=0.9, **kw):
@@ -368,13 +368,13 @@ def test_a_registered_optimizer_checkpoints_and_resumes_bit_for_bit(tmp_path):
     X, y = _data()
     straight = xn.MLP([6, 5, 3], backend="numpy", seed=0)
     straight.fit(X, y, epochs=4, batch_size=32, seed=3, verbose=0,
-                 optimizer=HeavyBall(0.05, mu=0.8, groups=MODEL_GROUPS))
+                 optimizer=VelocitySGD(0.05, mu=0.8, groups=MODEL_GROUPS))
     first = xn.MLP([6, 5, 3], backend="numpy", seed=0)
     first.fit(X, y, epochs=2, batch_size=32, seed=3, verbose=0,
-              optimizer=HeavyBall(0.05, mu=0.8, groups=MODEL_GROUPS),
+              optimizer=VelocitySGD(0.05, mu=0.8, groups=MODEL_GROUPS),
               callbacks=[xn.ModelCheckpoint(tmp_path / "last.safetensors")])
     c = xn.load_checkpoint(tmp_path / "last.safetensors", backend="numpy")
-    assert type(c.optimizer) is HeavyBall and c.optimizer.mu == 0.8
+    assert type(c.optimizer) is VelocitySGD and c.optimizer.mu == 0.8
     assert c.optimizer.groups == MODEL_GROUPS and c.optimizer.state["step"] == 2 * 4
     assert c.optimizer.state["velocity"]["0.W"].tobytes() == \
         first.optimizer.state["velocity"]["0.W"].tobytes()
@@ -385,7 +385,7 @@ def test_a_registered_optimizer_checkpoints_and_resumes_bit_for_bit(tmp_path):
 
 
 def test_an_unregistered_or_unfaithful_optimizer_is_refused_before_writing(tmp_path):
-    class Unregistered(HeavyBall):
+    class Unregistered(VelocitySGD):
         pass
 
     class Forgetful(xn.Optimizer):  # mu is not in its config
