@@ -1159,18 +1159,17 @@ def register_optimizer(cls: type[Optimizer]) -> type[Optimizer]:
     --------
     >>> import xpnet as xn
     >>> @xn.register_optimizer
-    ... class SignSGD(xn.Optimizer):
+    ... class ScaledSGD(xn.Optimizer):
     ...     def __init__(self, lr=0.01, *, scale=1.0, **kw):
     ...         super().__init__(lr, **kw)
     ...         self.scale = scale
     ...     def _update_one(self, p, g, slots, lr, t):
-    ...         xp = xn.optimizers._xp(g)
-    ...         return p - lr * self.scale * xp.sign(g), {}
+    ...         return p - lr * self.scale * g, {}
     ...     def _extra_config(self):
     ...         return {"scale": self.scale}
-    >>> opt = xn.optimizers.optimizer_from_config("SignSGD", SignSGD(0.1, scale=2.0).get_config())
-    >>> opt
-    SignSGD(lr=0.1, scale=2.0)
+    >>> cfg = ScaledSGD(0.1, scale=2.0).get_config()
+    >>> xn.optimizers.optimizer_from_config("ScaledSGD", cfg)
+    ScaledSGD(lr=0.1, scale=2.0)
     """
     _REGISTRY.check_class(cls)
     if cls._update_one is Optimizer._update_one:

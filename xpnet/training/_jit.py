@@ -44,7 +44,8 @@ def _enabled() -> bool:
 
 
 def _settings_key(optimizer: Any) -> tuple:
-    """The optimizer's settings that the trace bakes in (the learning rate is an input)."""
+    """The optimizer's settings that the trace bakes in (the learning rate is an input;
+    the parameter groups' scales and decays are constants of the trace, in ``_groups``)."""
     plain = (bool, int, float, str, tuple, frozenset, type(None))
     return (type(optimizer), tuple(sorted(
         (k, v) for k, v in vars(optimizer).items()
