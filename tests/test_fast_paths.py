@@ -164,7 +164,7 @@ _FAULTS = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(not _malloc.enabled(), reason="the malloc tuning needs glibc on Linux")
+@pytest.mark.skipif(not _malloc.available(), reason="the malloc tuning needs glibc on Linux")
 def test_malloc_tuning_removes_page_faults_between_steps():
     def faults(setting: str) -> int:
         env = dict(os.environ, XPNET_MALLOC_TUNING=setting)
