@@ -274,6 +274,12 @@ def test_regression_round_trip_in_target_units(tmp_path, capsys, monkeypatch):
         pytest.approx(result["r2"], abs=1e-9)
     code, out, err = run(capsys, "predict", "run", "test.csv", "--proba")
     assert_one_line_error(code, out, err, 2, "--proba applies to classifiers")
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = run(capsys, "train", "--dataset", "train.csv", "--target", "price",
+                         "--epochs", "1", "--no-save")
+    assert code == 0, err
+    assert "data     train: 3 features; target price, regression" in err
+    assert "classes" not in err
 
 
 # ----------------------------------------------------------------------------- quality

@@ -92,6 +92,11 @@ class TableData:
         """Whether the target is a number to predict."""
         return bool(self.encoder.task == "regression")
 
+    def short_summary(self) -> str:
+        """The name, the features and the target, for a narrow terminal."""
+        task = "regression" if self.regression else f"{len(self.encoder.classes)} classes"
+        return f"{self.name}: {self.n_features} features; target {self.encoder.target}, {task}"
+
     def summary(self) -> str:
         """One line: rows, columns, features, target and task."""
         enc = self.encoder

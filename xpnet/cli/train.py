@@ -73,6 +73,7 @@ from ._settings import (
 )
 from ._signals import SignalGuard, exit_status
 from ._tables import (
+    TableData,
     check_dataset_file,
     check_table_flags,
     is_table,
@@ -463,6 +464,8 @@ def _data_line(ds: Any, summary: str, width: int) -> str:
     what = (f"{'x'.join(map(str, ds.image_shape))} images ({ds.n_features} features)"
             if len(ds.image_shape) >= 2 else f"{ds.n_features} features")
     shorter = f"{ds.name}: {what}, {ds.num_classes} classes"
+    if isinstance(ds, TableData):  # a table: its target, and regression has no classes
+        shorter = ds.short_summary()
     for text in (summary, f"{shorter} (source: {ds.source})", shorter):
         if _INDENT + len(text) <= width:
             return "data     " + text
