@@ -364,3 +364,22 @@ def test_a_table_given_to_an_image_model_says_so(tmp_path, capsys, monkeypatch):
                           "trained on images or arrays")
     code, out, err = run(capsys, "predict", "digits", "rows.csv", "--output", "p.csv")
     assert_one_line_error(code, out, err, 2, "--output applies to models trained on a table")
+
+
+def test_parquet_trains_and_predicts(tmp_path, capsys, monkeypatch):
+    pa = pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install "
+                                               "pyarrow): Parquet is not tested")
+    import pyarrow.parquet as pq
+
+    monkeypatch.chdir(tmp_path)
+    rows = list(csv.reader(table_text(80).splitlines()))
+    cols = list(zip(*rows[1:], strict=True))
+    pq.write_table(pa.table({"size": [float(v) for v in cols[0]],
+                             "ratio": [float(v) for v in cols[1]],
+                             "color": list(cols[2]), "label": list(cols[3])}), "t.parquet")
+    code, out, err = run(capsys, "train", "--dataset", "t.parquet", "--target", "label",
+                         "--epochs", "3", "--out", "run", "--quiet")
+    assert code == 0, err
+    code, out, err = run(capsys, "predict", "run", "t.parquet")
+    assert code == 0, err
+    assert out.splitlines()[0] == "label,probability" and len(out.splitlines()) == 81
