@@ -223,3 +223,43 @@ def test_scikit_learn_is_pinned_to_the_tested_range():
     for req in found:
         assert any(spec.operator in ("<", "<=", "~=", "==") for spec in req.specifier), req
         assert req.specifier.contains(sklearn.__version__), (req, sklearn.__version__)
+
+
+def test_a_checkpoint_with_thousands_of_unused_tensors_is_refused_unread(tmp_path):
+    """A 19 MB checkpoint with 300k unused empty tensors cost +248 MB to load."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    path = xn.save(xn.MLP([3, 2], backend="numpy"), tmp_path / "m.safetensors")
+    with safe_open(str(path), framework="numpy") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    layers = len(json.loads(meta["model"])["layers"])
+    empty = np.zeros(0, np.float32)
+    tensors.update({f"params/0.extra{i}": empty for i in range(1024 * (layers + 1))})
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(xn.checkpoint.CheckpointError,
+                       match=rf"holds {len(tensors):,} tensors; the model and optimizer it "
+                             rf"describes can use at most {1024 * (layers + 1):,}"):
+        xn.load_checkpoint(path, backend="numpy")
+
+
+def test_a_checkpoint_with_too_many_tensors_is_refused_before_its_header_is_parsed(tmp_path):
+    """Refused from a count in the raw header, whatever the manifest says (parsing the
+    header of 300k tensors alone cost 275 MB)."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    path = xn.save(xn.MLP([3, 2], backend="numpy"), tmp_path / "m.safetensors")
+    with safe_open(str(path), framework="numpy") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    empty = np.zeros(0, np.float32)
+    tensors.update({f"params/0.extra{i}": empty for i in range(70_000)})
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(xn.checkpoint.CheckpointError,
+                       match=rf"holds {len(tensors):,} tensors; an xpnet checkpoint holds at "
+                             r"most 65,536"):
+        xn.load_checkpoint(path, backend="numpy")

@@ -313,17 +313,45 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         raise CheckpointError(
             f"{path} is not an xpnet checkpoint{what}. A checkpoint is the .safetensors "
             "file that xn.save and xpnet train write (model.safetensors in a run folder)")
+    with open(path, "rb") as f:  # counted in the raw header: parsing it costs ~1 kB each
+        f.seek(8)
+        count = f.read(header_len).count(b'"data_offsets"')
+    if count > _MAX_TENSORS:
+        raise CheckpointError(f"{path} holds {count:,} tensors; an xpnet checkpoint holds at "
+                              f"most {_MAX_TENSORS:,}: damaged or not written by xpnet")
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
             if meta.get("format") != FORMAT:
                 raise CheckpointError(f"{path} is a safetensors file but not an xpnet checkpoint")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            keys = list(f.keys())
+            limit = _tensor_limit(meta)
+            if len(keys) > limit:  # each tensor costs memory, even an empty one
+                raise CheckpointError(
+                    f"{path} holds {len(keys):,} tensors; the model and optimizer it "
+                    f"describes can use at most {limit:,}: damaged or not written by xpnet")
+            tensors = {k: f.get_tensor(k) for k in keys}
     except CheckpointError:
         raise
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"{path} is not a valid xpnet checkpoint: {_bounded(exc)}") from None
     return tensors, meta
+
+
+# tensors a checkpoint may hold per layer of its manifest, parameters and optimizer slots
+# together (a Dense layer has 2 parameters, Adam 2 slots each: 6)
+_TENSORS_PER_LAYER = 1024
+_MAX_TENSORS = 65_536  # whatever the manifest says
+
+
+def _tensor_limit(meta: dict) -> int:
+    """The most tensors the file's manifest can use, checked before any is read."""
+    try:
+        layers = json.loads(meta.get("model", "{}")).get("layers")
+    except (ValueError, RecursionError, AttributeError):
+        layers = None
+    n = len(layers) if isinstance(layers, list) else 0
+    return _TENSORS_PER_LAYER * (n + 1)
 
 
 _MAGIC = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
