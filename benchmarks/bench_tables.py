@@ -36,10 +36,6 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from _common import pin_threads_env  # noqa: E402
-
-pin_threads_env(1)
 
 
 def write_tables(folder: Path, split_seed: int = 0) -> dict[str, dict]:
@@ -184,6 +180,10 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int, default=0,
                         help="random_state of the train/test split (trials)")
     args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    from _common import pin_threads_env
+
+    pin_threads_env(1)  # before numpy is imported (run() imports it)
     results = run(args.seeds, args.flags.split() if args.flags else None, args.split_seed)
     for name, r in results["tables"].items():
         line = ", ".join(f"{k} {v:.4f}" for k, v in r["median"].items())
