@@ -113,15 +113,16 @@ def test_save_refuses_nan_parameters_before_writing(backend, tmp_path):
 
 
 def test_save_refuses_parameters_the_architecture_does_not_describe(tmp_path):
-    # an immutable backend's params dict takes an item of another shape or dtype as it is
+    # values written into the params dict past its item check (dict.__setitem__, as code
+    # holding a plain dict of the parameters would)
     m = xn.MLP([3, 2], backend="array_api_strict")
     xp = m.xp
-    m.params["0.b"] = xp.zeros((1, 2), dtype=xp.float32)
+    dict.__setitem__(m.params, "0.b", xp.zeros((1, 2), dtype=xp.float32))
     with pytest.raises(ValueError, match=r"parameter '0.b' has shape \(1, 2\), the "
                                          r"architecture needs \(2,\)"):
         xn.save(m, tmp_path / "a.safetensors")
     m = xn.MLP([3, 2], backend="array_api_strict")
-    m.params["0.b"] = xp.zeros((2,), dtype=xp.float64)
+    dict.__setitem__(m.params, "0.b", xp.zeros((2,), dtype=xp.float64))
     with pytest.raises(ValueError, match=r"parameter '0.b' has dtype float64, the model's "
                                          r"is float32"):
         xn.save(m, tmp_path / "b.safetensors")
@@ -645,3 +646,22 @@ def test_fit_metrics_are_checked_before_training():
         m.fit(X, y, epochs=1, verbose=0, metrics=[broken])
     np.testing.assert_array_equal(xn.to_numpy(m.params["0.W"]), before)
     assert m.optimizer is None
+
+
+def test_an_item_assigned_on_an_immutable_backend_is_checked():
+    for name in ("array_api_strict", "jax"):
+        if xn.backends.backend_status()[name] is not None:
+            continue
+        m = xn.MLP([3, 2], backend=name)
+        xp = m.xp
+        with pytest.raises(ValueError, match=r"parameter '0.b' has shape \(1, 2\)"):
+            m.params["0.b"] = xp.zeros((1, 2), dtype=xp.float32)
+        with pytest.raises(TypeError, match=r"parameter '0.b' is a NumPy ndarray"):
+            m.params["0.b"] = np.zeros(2, "float32")
+        with pytest.raises(KeyError, match="'0.c' is not a parameter"):
+            m.params["0.c"] = xp.zeros((2,), dtype=xp.float32)
+        m.params["0.b"] = xp.ones((2,), dtype=xp.float32)
+        assert xn.to_numpy(m.params["0.b"]).tolist() == [1.0, 1.0]
+        twin = __import__("copy").deepcopy(m)  # a copy keeps the check
+        with pytest.raises(ValueError):
+            twin.params["0.b"] = xp.zeros((1, 2), dtype=xp.float32)

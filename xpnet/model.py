@@ -36,6 +36,18 @@ def _on_device(method: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
+class _CheckedParams(dict):
+    """The parameters on an immutable backend (JAX, array_api_strict): a dict whose item
+    assignment is checked as ``model.params = ...`` is (kind, shape, dtype; known keys)."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self:
+            raise KeyError(f"{key!r} is not a parameter of this model (parameters: "
+                           f"{list(self)})")
+        _checks.check_param_value(key, value, dict.__getitem__(self, key))
+        dict.__setitem__(self, key, value)
+
+
 def _refuse_traced(X: Any, method: str) -> None:
     """Refuse a JAX tracer (``model.forward`` under ``jax.jit``) with what to do instead."""
     if any(c.__name__.endswith("Tracer") for c in type(X).__mro__):
@@ -172,7 +184,7 @@ class Sequential:
             self.store = ParamStore(params, self.backend.xp)
             self._params = self.store.params
         else:
-            self.store, self._params = None, dict(params)
+            self.store, self._params = None, _CheckedParams(params)
 
     def __getstate__(self) -> dict[str, Any]:
         # pickled (and deep-copied) as plain arrays: the store is rebuilt on loading
@@ -182,7 +194,7 @@ class Sequential:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        if self.backend.mutable and self._params:
+        if self._params:
             self._set_new_params(self._params)
 
     @property
@@ -224,7 +236,7 @@ class Sequential:
             return
         for k, v in params.items():
             _checks.check_param_value(k, v, self._params[k])
-        self._params = {k: params[k] for k in self._params}
+        self._params = _CheckedParams({k: params[k] for k in self._params})
 
     @property
     def dtype(self) -> Any:

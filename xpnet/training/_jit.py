@@ -165,7 +165,7 @@ class JitStep:
         if masks is None:
             trainer._jit = None
             return None
-        args = (params, slots, hyper, np.int32(lo), perm, trainer.X, trainer.y,
+        args = (dict(params), slots, hyper, np.int32(lo), perm, trainer.X, trainer.y,
                 trainer.sample_weight, masks, hi - lo)
         if self.tried:
             out = self.fn(*args)
