@@ -332,7 +332,7 @@ def test_seed_none_draws_a_recorded_seed_that_repeats_the_run(backend, tmp_path)
     assert a.get_config()["seed"] == a.seed
     h = a.fit(X, y, epochs=2, batch_size=16, verbose=0, seed=None)
     run_seed = h.params["seed"]
-    assert isinstance(run_seed, int)
+    assert isinstance(run_seed, int) and h.params["model_seed"] == a.seed
     path = xn.save(a, tmp_path / "a.safetensors",
                    training={"seed": run_seed, "epoch": 2, "step": 0})
     ck = xn.load_checkpoint(path, backend=backend)

@@ -237,11 +237,15 @@ class History(Callback):
     ----------
     history : dict of str to list of float
         ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ``lr``,
-        ``seconds`` (and ``skipped_steps`` when any step was skipped).
+        ``seconds`` (and ``skipped_steps`` when any step was skipped, and the
+        ``metrics`` of ``fit``, with their ``val_`` twins).
     epoch : list of int
         0-based epoch indices.
     params : dict
-        The run's settings (epochs, batch size, steps per epoch...).
+        The run's settings (epochs, batch size, steps per epoch...), with
+        ``seed`` (the seed of the batch order and dropout, drawn when ``fit``
+        had none) and ``model_seed`` (the model's): with the same data and
+        settings, they repeat the run.
     stopped_early : bool
         True when an [`EarlyStopping`][xpnet.EarlyStopping] callback or
         ``on_nonfinite="stop"`` ended the run before ``epochs``.

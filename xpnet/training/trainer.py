@@ -204,7 +204,8 @@ class Trainer:
         self.history.restore(self._start.history)
         self.history.params = {
             "epochs": epochs, "batch_size": self.batch_size, "steps_per_epoch": self.steps,
-            "samples": self.n, "seed": self._start.seed, "optimizer": repr(optimizer),
+            "samples": self.n, "seed": self._start.seed,
+            "model_seed": getattr(model, "seed", None), "optimizer": repr(optimizer),
             "backend": model.backend.name, "device": model.backend.device_name,
             "ranks": comm.size}
         self.epoch, self.step_done = self._start.epoch, self._start.step
