@@ -66,6 +66,11 @@ def test_tsv_quoted_fields_and_missing_markers(tmp_path):
     ("a,a\n1,2\n", "line 1, column 'a': the name appears twice"),
     ("a,\n1,2\n", "line 1: column 2 has no name"),
     ("a,b\n1,inf\n", "line 2, column 'b': 'inf' is not a finite number"),
+    ("a;b;y\n1;2;x\n", "line 1: the header is one column 'a;b;y', separated by ';'; a "
+                       ".csv file is read with commas between fields: save it with commas"),
+    ('a;b;y\n1;"2,5";x\n', "line 1: the header is one column 'a;b;y', separated by ';'"),
+    ("a\tb\ty\n1\t2\tx\n", "separated by tabs; a .csv file is read with commas between "
+                            "fields: name it .tsv"),
 ])
 def test_broken_files_name_file_line_and_column(tmp_path, text, message):
     p = write(tmp_path, text)
@@ -191,6 +196,24 @@ def test_integer_target_is_classification_unless_told(tmp_path):
     t = read_table(write(tmp_path, "x,k\n1,0.5\n2,1\n"))
     with pytest.raises(TableError, match="non-integer numbers; use --task regression"):
         TableEncoder("k", task="classification").fit(t)
+
+
+@pytest.mark.parametrize("rows, where", [("1,yes\n2,yes\n3,yes\n", "all 3 rows"),
+                                         ("1,yes\n", "its only row")])
+def test_a_target_of_one_class_is_refused(tmp_path, rows, where):
+    t = read_table(write(tmp_path, "x,label\n" + rows))
+    with pytest.raises(TableError, match=rf"column 'label': the target holds one class "
+                                         rf"\('yes'\) in {where}; a classifier needs at "
+                                         r"least 2 classes"):
+        TableEncoder("label").fit(t)
+    assert TableEncoder("label", task="regression").fit(
+        read_table(write(tmp_path, "x,label\n" + rows.replace("yes", "1")))).task == "regression"
+
+
+def test_a_comma_file_named_tsv_is_named_as_one(tmp_path):
+    with pytest.raises(TableError, match=r"separated by ','; a .tsv file is read with tabs "
+                                         r"between fields: name it .csv"):
+        read_table(write(tmp_path, "a,b,y\n1,2,x\n", "t.tsv"))
 
 
 def test_too_many_categories_refused_with_the_count(tmp_path):

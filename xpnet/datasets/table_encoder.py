@@ -127,6 +127,12 @@ class TableEncoder:
                                  f"{found.shape[0]:,} classes, more than {self.max_categories:,}"
                                  "; for a number to predict use --task regression, or raise "
                                  "--max-categories")
+            if found.shape[0] < 2:
+                raise TableError(f"{table.where(column=self.target)}: the target holds one "
+                                 f"class ({_class_name(found[0])!r}) in "
+                                 + (f"all {table.n_rows:,} rows" if table.n_rows > 1
+                                    else "its only row")
+                                 + "; a classifier needs at least 2 classes")
             self.classes = [_class_name(v) for v in found.tolist()]
         else:
             if kind == "string":

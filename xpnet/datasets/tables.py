@@ -297,6 +297,7 @@ def _read_delimited(p: Path, delimiter: str, kinds: dict[str, str]) -> Table:
                     if not row:
                         continue
                     names = _check_header(row, p)
+                    _check_separator(names, p, delimiter)
                     continue
                 if not row or (len(row) == 1 and not row[0].strip() and len(names) > 1):
                     continue  # a blank line
@@ -322,6 +323,22 @@ def _read_delimited(p: Path, delimiter: str, kinds: dict[str, str]) -> Table:
         kind, values, missing = _parse_column(column, name, table, kinds.get(name))
         table.kinds[name], table.values[name], table.missing[name] = kind, values, missing
     return table
+
+
+def _check_separator(names: tuple[str, ...], p: Path, delimiter: str) -> None:
+    """Refuse a one-column header that another separator (``;``, tab, ``|``) would split."""
+    if len(names) != 1:
+        return
+    for sep, label in ((";", "';'"), ("\t", "tabs"), ("|", "'|'"), (",", "','")):
+        if sep != delimiter and len([n for n in names[0].split(sep) if n.strip()]) > 1:
+            if {sep, delimiter} == {",", "\t"}:
+                fix = "name it " + (".tsv" if sep == "\t" else ".csv")
+            else:
+                fix = "save it with " + ("tabs" if delimiter == "\t" else "commas")
+            raise TableError(f"{p}, line 1: the header is one column {names[0][:60]!r}, "
+                             f"separated by {label}; a {p.suffix} file is read with "
+                             f"{'tabs' if delimiter == chr(9) else 'commas'} between fields: "
+                             f"{fix}")
 
 
 def _first_bad_line(p: Path) -> int:
