@@ -93,6 +93,9 @@ def test_adapt_streams_a_memmap(tmp_path):
     (np.zeros(3), None, ValueError, "non-empty 2-D"),
     (np.array([[1.0, np.nan], [2.0, 3.0]]), None, ValueError, "1 NaN or infinite values"),
     (np.ones((4, 2)), [0, 5], ValueError, r"columns \[5\] are out of range for 2"),
+    (np.ones((4, 3)), [True, False], ValueError, r"columns is a boolean mask of 2 entries "
+                                                 r"for 3 input columns"),
+    (np.ones((4, 3)), np.array([True, False, True, True]), ValueError, "mask of 4 entries"),
     (np.array([["a", "b"]]), None, TypeError, "unsupported dtype"),
 ])
 def test_bad_adapt_data_is_refused(data, columns, exc, text):

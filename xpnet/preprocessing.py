@@ -73,7 +73,7 @@ class Normalization(Layer):
     """
 
     def __init__(self, columns: Any = None):
-        self.columns = _check_columns(columns)
+        self.columns, self._mask_len = _check_columns(columns)
         # the adapted statistics: state, not configuration (get_config leaves them out)
         self._stats: tuple[np.ndarray, np.ndarray, int] | None = None
 
@@ -178,6 +178,10 @@ class Normalization(Layer):
         """The standardized columns' indices for ``d`` input columns, checked."""
         if self.columns is None:
             return np.arange(d)
+        mask_len = getattr(self, "_mask_len", None)  # absent from older pickles
+        if mask_len is not None and mask_len != d:
+            raise ValueError(f"Normalization columns is a boolean mask of {mask_len} "
+                             f"entries for {d} input columns; give one entry per column")
         bad = [c for c in self.columns if c >= d]
         if bad:
             raise ValueError(f"Normalization columns {bad} are out of range for {d} input "
@@ -230,23 +234,25 @@ class Normalization(Layer):
             f"Normalization(columns={list(self.columns)})"
 
 
-def _check_columns(columns: Any) -> tuple[int, ...] | None:
-    """None, or sorted unique column indices from indices or a boolean mask."""
+def _check_columns(columns: Any) -> tuple[tuple[int, ...] | None, int | None]:
+    """Sorted unique column indices (or None) from indices or a boolean mask, and the
+    mask's length (None for indices)."""
     if columns is None:
-        return None
+        return None, None
     if isinstance(columns, (str, bytes)) or not hasattr(columns, "__iter__"):
         raise TypeError(f"columns must be None, a sequence of column indices or a boolean "
                         f"mask, got {columns!r}")
     items = list(columns.tolist() if hasattr(columns, "tolist") else columns)
+    mask_len = None
     if items and all(isinstance(c, (bool, np.bool_)) for c in items):
-        items = [i for i, keep in enumerate(items) if keep]
+        mask_len, items = len(items), [i for i, keep in enumerate(items) if keep]
     for c in items:
         if isinstance(c, (bool, np.bool_)) or not isinstance(c, numbers.Integral) or c < 0:
             raise ValueError(f"columns must be non-negative column indices or a boolean "
                              f"mask, got {columns!r}")
     if len(set(items)) != len(items):
         raise ValueError(f"columns names a column twice: {columns!r}")
-    return tuple(sorted(int(c) for c in items))
+    return tuple(sorted(int(c) for c in items)), mask_len
 
 
 def _chunk_moments(chunk: Any, cols: np.ndarray, first_row: int
