@@ -480,3 +480,44 @@ def test_a_parameter_in_two_groups_is_refused_by_init_in_a_custom_loop():
     opt = xn.SGD(lr=0.1, groups=[{"params": "weights"}, {"params": lambda k: "W" in k}])
     with pytest.raises(ValueError, match="parameter '0.W' is in parameter groups 0 and 1"):
         opt.init({"0.W": np.ones((2, 2)), "0.b": np.ones(2)})
+
+
+@pytest.mark.parametrize("path", ["numpy", "jit"])
+def test_a_groups_decay_overrides_the_mask_and_a_zero_decay(path, monkeypatch):
+    """Decay on a bias the mask leaves out, and on an optimizer without decay, on the flat
+    kernels: each key as the rule without groups at the group's decay."""
+    from xpnet.store import ParamStore
+
+    calls = store_paths(path, monkeypatch)
+    cases = [(lambda wd, decay="weights", **kw: xn.Adam(1e-2, weight_decay=wd, decay=decay,
+                                                        **kw), 0.1,
+              {"0.W": 0.1, "0.b": 0.2, "1.W": 0.1, "1.b": 0.0}),
+             (lambda wd, **kw: xn.SGD(1e-2, momentum=0.9, weight_decay=wd, **kw), 0.0,
+              {"0.W": 0.0, "0.b": 0.2, "1.W": 0.0, "1.b": 0.0})]
+    for make, wd, per_key in cases:
+        opt = make(wd, groups=[{"params": ["0.b"], "weight_decay": 0.2}])
+        params = _host_params()
+        store = ParamStore(params, np)
+        state = opt.init(store.params)
+        oracles = {k: make(w, decay="all") for k, w in per_key.items()}
+        ref = {k: ({k: params[k]}, oracles[k].init({k: params[k]})) for k in SHAPES}
+        rng = np.random.default_rng(5)
+        for _ in range(3):
+            g = _grads(rng)
+            assert opt.update_(store.params, {k: v.copy() for k, v in g.items()}, state)
+            ref = {k: oracles[k].update(ref[k][0], {k: g[k]}, ref[k][1]) for k in SHAPES}
+        for k in SHAPES:
+            assert store.params[k].tobytes() == ref[k][0][k].tobytes(), (k, per_key[k])
+    assert len(calls) == 6  # the path under test ran
+
+
+def test_layer_prefixes_reach_nested_keys():
+    opt = xn.SGD(lr=0.1, groups=[{"params": ["2."], "lr_scale": 0.5},
+                                 {"params": ["3.0."], "weight_decay": 0.3}])
+    w = np.ones((2, 2))
+    assert [opt.lr_scale_for(k, w) for k in ("2.W", "2.0.W", "2.1.b", "12.W", "0.W")] == \
+        [0.5, 0.5, 0.5, 1.0, 1.0]
+    assert [opt.weight_decay_for(k, w) for k in ("3.0.W", "3.1.W")] == [0.3, 0.0]
+    opt.check_groups({"2.0.W": w, "3.0.b": w[0]})
+    with pytest.raises(ValueError, match=r"parameter group 1 names \['3.0.'\]"):
+        opt.check_groups({"2.0.W": w, "3.1.b": w[0]})
