@@ -21,7 +21,7 @@ from ._args import (
     _int_at_least,
     add_command,
 )
-from ._io import check_output, model_path
+from ._io import check_output, model_path, run_meta
 from ._output import console, print_json, styled
 
 __all__ = ["add_export_parser", "cmd_export"]
@@ -98,6 +98,31 @@ def _describe(path: Path) -> dict[str, Any]:
             "class_names": json.loads(meta["class_names"]) if "class_names" in meta else None}
 
 
+def _table_info(ckpt: Any, model_file: Path) -> dict[str, Any] | None:
+    """What the graph of a model trained on a table takes and returns; None otherwise."""
+    from ._tables import table_encoder
+
+    enc = table_encoder(run_meta(ckpt, model_file), model_file)
+    if enc is None:
+        return None
+    info = {"target": enc.target, "task": enc.task, "features": enc.feature_names,
+            "numeric_features": len(enc.numeric_features)}
+    if enc.task == "regression":
+        info.update(target_mean=enc.target_mean, target_std=enc.target_std)
+    return info
+
+
+def _table_lines(t: dict[str, Any]) -> list[str]:
+    """The input's columns and, for regression, how to undo the target's scaling."""
+    n = t["numeric_features"]
+    lines = [f"  table   {n} number{'s' if n != 1 else ''}, then {len(t['features']) - n} "
+             "one-hot features (run.json: dataset.table.columns)"]
+    if t["task"] == "regression":
+        lines.append(f"  target  {t['target']}, standardized: times {t['target_std']:.6g} "
+                     f"plus {t['target_mean']:.6g} gives its units")
+    return lines
+
+
 def _shape(spec: dict[str, Any]) -> str:
     return "[" + ", ".join(str(d) for d in spec["shape"]) + "]"
 
@@ -144,6 +169,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise CLIError(str(exc), EXIT_FAILURE) from None
     info = {"model": str(model_file.resolve()), "onnx": str(out.resolve()), **_describe(out),
             "versions": versions}
+    table = _table_info(ckpt, model_file)
+    if table is not None:
+        info["table"] = table
     if args.json:
         print_json(info)
         return EXIT_OK
@@ -154,6 +182,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         con.print(f"  {kind:<7} {spec['name']:<7} {spec['dtype']:<8} {_shape(spec)}")
     if info["class_names"]:
         con.print(f"  classes {', '.join(info['class_names'])}")
+    for line in _table_lines(table) if table is not None else []:
+        con.print(line)
     con.print(f"checked with onnx.checker and onnxruntime {versions['onnxruntime']} "
               f"(outputs match the model); traced with ndonnx {versions['ndonnx']}")
     return EXIT_OK
