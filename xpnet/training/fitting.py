@@ -180,7 +180,6 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                      or class_weight is not None)
     _check_decay_keys(optimizer, model)
     optimizer.check_groups(model.params)  # a group naming no parameter, or one in two groups
-    optimizer.check_groups(model.params)  # a group naming no parameter, or one in two groups
     metric_list = resolve_metrics(metrics, model)
     Xd, yd, wd, validation = _prepare_data(model, X, y, validation_data, validation_split,
                                            sample_weight, class_weight, stream=comm.size == 1)
