@@ -210,6 +210,22 @@ def test_a_target_of_one_class_is_refused(tmp_path, rows, where):
         read_table(write(tmp_path, "x,label\n" + rows.replace("yes", "1")))).task == "regression"
 
 
+def test_an_integer_target_of_many_classes_gets_a_note(tmp_path):
+    # whole numbers written without '.0' (pandas' to_csv of an int column): a quantity?
+    rows = "".join(f"{i},{100 + 3 * i}\n" for i in range(60))
+    t = read_table(write(tmp_path, "x,price\n" + rows))
+    with pytest.warns(TableWarning, match=r"column 'price': the target holds 60 different "
+                                          r"integers in 60 rows, so it is trained as 60 "
+                                          r"classes; for a quantity to predict, use --task "
+                                          r"regression"):
+        assert TableEncoder("price").fit(t).task == "classification"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TableEncoder("price", task="classification").fit(t)   # asked for: no note
+        labels = "".join(f"{i},{i % 21}\n" for i in range(21 * 5))  # 21 classes, 5 rows each
+        TableEncoder("k").fit(read_table(write(tmp_path, "x,k\n" + labels)))
+
+
 def test_a_comma_file_named_tsv_is_named_as_one(tmp_path):
     with pytest.raises(TableError, match=r"separated by ','; a .tsv file is read with tabs "
                                          r"between fields: name it .csv"):

@@ -248,6 +248,20 @@ def test_export_of_a_table_run_takes_raw_rows(trained):
                                atol=1e-6)
 
 
+def test_train_notes_an_integer_target_of_many_classes(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = "".join(f"{i},{100 + 3 * i}\n" for i in range(60))
+    (tmp_path / "t.csv").write_text("x,price\n" + rows)
+    code, out, err = run(capsys, "train", "--dataset", "t.csv", "--target", "price",
+                         "--epochs", "1", "--no-save")
+    assert code == 0, err
+    first = err.splitlines()[0]
+    assert first.startswith("xpnet: note: ") and first.endswith(
+        "t.csv, column 'price': the target holds 60 different integers in 60 rows, so it is "
+        "trained as 60 classes; for a quantity to predict, use --task regression"), err
+    assert "Warning" not in err
+
+
 def test_regression_round_trip_in_target_units(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(3)

@@ -195,13 +195,16 @@ def check_table_flags(args: argparse.Namespace, table: bool, resuming: bool) -> 
                        "it was started with", EXIT_USAGE)
 
 
-def _encode(encoder: Any, table: Any, *, quiet: bool, **kwargs: Any
+def _encode(encoder: Any, table: Any, *, quiet: bool, fit: bool = False, **kwargs: Any
             ) -> tuple[np.ndarray, np.ndarray | None]:
-    """``encoder.transform`` with its notes printed as ``xpnet: note:`` lines (stderr)."""
+    """``encoder.transform`` (after ``encoder.fit`` when `fit`) with its notes printed as
+    ``xpnet: note:`` lines (stderr)."""
     from ..datasets import TableWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TableWarning)
+        if fit:
+            encoder.fit(table)
         X, y = encoder.transform(table, **kwargs)
     con = console(stderr=True, quiet=quiet)
     for w in caught:
@@ -242,8 +245,8 @@ def load_table(path: str, args: argparse.Namespace, saved_spec: Any = None) -> T
         table = read_table(path)
         encoder = TableEncoder(args.target, task=args.task,
                                max_categories=args.max_categories or MAX_CATEGORIES,
-                               impute=bool(args.impute)).fit(table)
-    X, y = _encode(encoder, table, quiet=args.quiet)
+                               impute=bool(args.impute))
+    X, y = _encode(encoder, table, quiet=args.quiet, fit=saved_spec is None)
     assert y is not None
     return TableData(table.name, X, y, encoder, table.source, table.n_rows,
                      {Path(path).name: file_sha256(path)})

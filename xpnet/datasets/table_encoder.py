@@ -22,6 +22,9 @@ __all__ = ["TableEncoder"]
 
 _KINDS = ("int", "float", "string")
 _SPEC_VERSION = 1
+#: An inferred integer target with fewer rows than this per class (and over 20 classes)
+#: gets a note that it may be a quantity.
+_ROWS_PER_CLASS = 5
 
 
 def _note(text: str) -> None:
@@ -113,6 +116,7 @@ class TableEncoder:
                              f"the columns are: {', '.join(table.columns)}")
         self._check_target_missing(table)
         kind = self.target_kind = table.kinds[self.target]
+        inferred = self.task is None
         if self.task is None:
             self.task = "regression" if kind == "float" else "classification"
         values = table.values[self.target]
@@ -134,6 +138,13 @@ class TableEncoder:
                                     else "its only row")
                                  + "; a classifier needs at least 2 classes")
             self.classes = [_class_name(v) for v in found.tolist()]
+            n_classes = len(self.classes)
+            if inferred and kind == "int" and n_classes > 20 and \
+                    n_classes * _ROWS_PER_CLASS > table.n_rows:
+                _note(f"{table.where(column=self.target)}: the target holds {n_classes:,} "
+                      f"different integers in {table.n_rows:,} rows, so it is trained as "
+                      f"{n_classes:,} classes; for a quantity to predict, use --task "
+                      "regression")
         else:
             if kind == "string":
                 raise TableError(f"{table.where(column=self.target)}: regression needs a "
