@@ -226,6 +226,25 @@ def test_an_integer_target_of_many_classes_gets_a_note(tmp_path):
         TableEncoder("k").fit(read_table(write(tmp_path, "x,k\n" + labels)))
 
 
+def test_numbers_with_separators_or_signs_read_as_text_get_a_note(tmp_path):
+    rows = "".join(f'"{1000 + 7 * i:,}",{i}%,${i}.50,{i % 2}\n' for i in range(30))
+    t = read_table(write(tmp_path, "income,rate,price,y\n" + rows))
+    assert t.kinds["income"] == t.kinds["rate"] == t.kinds["price"] == "string"
+    with pytest.warns(TableWarning) as caught:
+        TableEncoder("y").fit(t)
+    notes = [str(w.message) for w in caught]
+    assert len(notes) == 3, notes
+    assert notes[0].endswith("column 'income': read as text, 30 categories, but its values "
+                             "are numbers written with separators or signs ('1,000'); remove "
+                             "the ',', '%' or currency signs from the file to use them as "
+                             "numbers")
+    assert "column 'rate'" in notes[1] and "('0%')" in notes[1]
+    assert "column 'price'" in notes[2] and "('$0.50')" in notes[2]
+    with warnings.catch_warnings():  # words, and decimal commas, are no such numbers
+        warnings.simplefilter("error")
+        TableEncoder("y").fit(read_table(write(tmp_path, 'c,d,y\nred,"1,5",0\nblue,"2,25",1\n')))
+
+
 def test_a_comma_file_named_tsv_is_named_as_one(tmp_path):
     with pytest.raises(TableError, match=r"separated by ','; a .tsv file is read with tabs "
                                          r"between fields: name it .csv"):

@@ -9,6 +9,7 @@ What it learns from the training table is a JSON-serialisable dict
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,10 @@ _SPEC_VERSION = 1
 #: An inferred integer target with fewer rows than this per class (and over 20 classes)
 #: gets a note that it may be a quantity.
 _ROWS_PER_CLASS = 5
+#: A number written with thousands separators, a percent sign or a currency sign.
+_FORMATTED = re.compile(r"[+-]?[$€£¥]?\d{1,3}(?:,\d{3})+(?:\.\d+)?%?"  # 1,234  $1,234.50
+                        r"|[+-]?[$€£¥]\d+(?:\.\d+)?"                  # $5
+                        r"|[+-]?\d+(?:\.\d+)?%")                       # 12.5%
 
 
 def _note(text: str) -> None:
@@ -176,6 +181,12 @@ class TableEncoder:
                                  "column, group its rare values, or raise --max-categories")
             col["categories"] = cats.tolist()
             col["fill"] = str(cats[int(np.argmax(counts))])
+            example = _formatted_number(col["categories"])
+            if example is not None:
+                _note(f"{table.where(column=name)}: read as text, {cats.shape[0]:,} "
+                      f"categories, but its values are numbers written with separators or "
+                      f"signs ({example!r}); remove the ',', '%' or currency signs from the "
+                      "file to use them as numbers")
         else:
             col["fill"] = float(np.median(present))
         return col
@@ -500,6 +511,12 @@ def _good_column(c: Any) -> bool:
         return isinstance(cats, list) and len(cats) > 0 and all(isinstance(v, str) for v in cats) \
             and cats == sorted(cats) and isinstance(c.get("fill"), (str, type(None)))
     return isinstance(c.get("fill"), (int, float, type(None)))
+
+
+def _formatted_number(categories: list[str]) -> str | None:
+    """A category like '1,234', '12%' or '$5' when nearly all of them are such numbers."""
+    found = [c for c in categories if _FORMATTED.fullmatch(c.strip())]
+    return found[0] if found and len(found) >= 0.9 * len(categories) else None
 
 
 def _class_name(v: Any) -> str:
