@@ -64,7 +64,9 @@ def test_tsv_quoted_fields_and_missing_markers(tmp_path):
     ("a,b\n1,2\n3,4\nfive,6\n", "line 4, column 'a': 'five' is not a number (the "
                                 "column's other 2 values are numbers)"),
     ("a,a\n1,2\n", "line 1, column 'a': the name appears twice"),
-    ("a,\n1,2\n", "line 1: column 2 has no name"),
+    ("a,\n1,2\n", "line 1: column 2 has no name; the first line must name every column"),
+    (",a,y\n0,1,2\n", "line 1: column 1 has no name; the first line must name every column "
+                      "(pandas writes its index there: df.to_csv(path, index=False))"),
     ("a,b\n1,inf\n", "line 2, column 'b': 'inf' is not a finite number"),
     ("a;b;y\n1;2;x\n", "line 1: the header is one column 'a;b;y', separated by ';'; a "
                        ".csv file is read with commas between fields: save it with commas"),

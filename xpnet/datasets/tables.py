@@ -273,8 +273,9 @@ def _check_header(header: list[str], p: Path) -> tuple[str, ...]:
     seen: set[str] = set()
     for i, name in enumerate(names):
         if not name:
+            hint = "" if i else " (pandas writes its index there: df.to_csv(path, index=False))"
             raise TableError(f"{p}, line 1: column {i + 1} has no name; the first line must "
-                             "name every column")
+                             f"name every column{hint}")
         if name in seen:
             raise TableError(f"{p}, line 1, column {name!r}: the name appears twice in the "
                              "header")
