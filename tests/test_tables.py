@@ -214,7 +214,7 @@ def test_a_target_of_one_class_is_refused(tmp_path, rows, where):
 
 def test_an_integer_target_of_many_classes_gets_a_note(tmp_path):
     # whole numbers written without '.0' (pandas' to_csv of an int column): a quantity?
-    rows = "".join(f"{i},{100 + 3 * i}\n" for i in range(60))
+    rows = "".join(f"{i % 7},{100 + 3 * i}\n" for i in range(60))
     t = read_table(write(tmp_path, "x,price\n" + rows))
     with pytest.warns(TableWarning, match=r"column 'price': the target holds 60 different "
                                           r"integers in 60 rows, so it is trained as 60 "
@@ -224,7 +224,7 @@ def test_an_integer_target_of_many_classes_gets_a_note(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         TableEncoder("price", task="classification").fit(t)   # asked for: no note
-        labels = "".join(f"{i},{i % 21}\n" for i in range(21 * 5))  # 21 classes, 5 rows each
+        labels = "".join(f"{i % 9},{i % 21}\n" for i in range(21 * 5))  # 21 classes, 5 rows each
         TableEncoder("k").fit(read_table(write(tmp_path, "x,k\n" + labels)))
 
 
@@ -245,6 +245,28 @@ def test_numbers_with_separators_or_signs_read_as_text_get_a_note(tmp_path):
     with warnings.catch_warnings():  # words, and decimal commas, are no such numbers
         warnings.simplefilter("error")
         TableEncoder("y").fit(read_table(write(tmp_path, 'c,d,y\nred,"1,5",0\nblue,"2,25",1\n')))
+
+
+def test_an_identifier_column_gets_a_note(tmp_path):
+    rng = np.random.default_rng(0)
+    ids = rng.permutation(np.arange(1000, 1030))
+    rows = "".join(f"{i},{k},{k},{v:.3f},{k % 2}\n"
+                   for i, k, v in zip(ids, range(30), rng.normal(size=30), strict=True))
+    t = read_table(write(tmp_path, "Customer ID,row,count,x,y\n" + rows))
+    with pytest.warns(TableWarning) as caught:
+        TableEncoder("y").fit(t)
+    notes = [str(w.message) for w in caught]
+    assert [n.split(": ")[0].split(", ")[1] for n in notes] == \
+        ["column 'Customer ID'", "column 'row'", "column 'count'"]   # by name, counting up
+    assert notes[0].endswith("column 'Customer ID': a different integer in every row (an "
+                             "identifier or a row number?) is a feature a model can only "
+                             "memorise; remove the column from the file if it is one")
+    with warnings.catch_warnings():  # repeated integers, or too few rows: no note
+        warnings.simplefilter("error")
+        TableEncoder("y").fit(read_table(write(tmp_path, "id,y\n" + "".join(
+            f"{i % 25},{i % 2}\n" for i in range(50)))))
+        TableEncoder("y").fit(read_table(write(tmp_path, "id,y\n" + "".join(
+            f"{i},{i % 2}\n" for i in range(19)))))
 
 
 def test_a_comma_file_named_tsv_is_named_as_one(tmp_path):

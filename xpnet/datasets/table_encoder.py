@@ -26,6 +26,7 @@ _SPEC_VERSION = 1
 #: An inferred integer target with fewer rows than this per class (and over 20 classes)
 #: gets a note that it may be a quantity.
 _ROWS_PER_CLASS = 5
+_ID_NAME = re.compile(r"(^|[_\s.-])id$|^id[_\s.-]|^(index|row|unnamed: ?0)$", re.IGNORECASE)
 #: A number written with thousands separators, a percent sign or a currency sign.
 _FORMATTED = re.compile(r"[+-]?[$€£¥]?\d{1,3}(?:,\d{3})+(?:\.\d+)?%?"  # 1,234  $1,234.50
                         r"|[+-]?[$€£¥]\d+(?:\.\d+)?"                  # $5
@@ -189,6 +190,10 @@ class TableEncoder:
                       "file to use them as numbers")
         else:
             col["fill"] = float(np.median(present))
+            if kind == "int" and _looks_like_an_id(name, values, missing):
+                _note(f"{table.where(column=name)}: a different integer in every row "
+                      f"(an identifier or a row number?) is a feature a model can only "
+                      f"memorise; remove the column from the file if it is one")
         return col
 
     # -- applying ------------------------------------------------------------------
@@ -511,6 +516,13 @@ def _good_column(c: Any) -> bool:
         return isinstance(cats, list) and len(cats) > 0 and all(isinstance(v, str) for v in cats) \
             and cats == sorted(cats) and isinstance(c.get("fill"), (str, type(None)))
     return isinstance(c.get("fill"), (int, float, type(None)))
+
+
+def _looks_like_an_id(name: str, values: np.ndarray, missing: np.ndarray) -> bool:
+    """Unique integers in 20+ rows, counting up by one or in a column named like an id."""
+    if values.shape[0] < 20 or missing.any() or np.unique(values).shape[0] != values.shape[0]:
+        return False
+    return bool(np.all(np.diff(values) == 1)) or _ID_NAME.search(name) is not None
 
 
 def _formatted_number(categories: list[str]) -> str | None:
