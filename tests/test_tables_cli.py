@@ -362,7 +362,17 @@ def test_resume_keeps_the_encoding_and_npz_tables_train(tmp_path, capsys, monkey
     assert json.loads((tmp_path / "run" / "run.json").read_text())["dataset"]["table"] == spec
     code, out, err = run(capsys, "train", "--out", "run", "--resume", "--epochs", "4",
                          "--target", "color", "--quiet")
-    assert_one_line_error(code, out, err, 2, "--target cannot change when resuming")
+    assert_one_line_error(code, out, err, 2, "--target cannot change when resuming: the run "
+                          "keeps the encoding it was started with (label); drop --target")
+    # the training command repeated with --resume: the same table flags are no change
+    code, out, err = run(capsys, "train", "--dataset", "t.tsv", "--target", "label", "--out",
+                         "run", "--resume", "--epochs", "4", "--quiet", "--json")
+    assert code == 0, err
+    assert json.loads(out)["epochs"] == 4
+    code, out, err = run(capsys, "train", "--out", "run", "--resume", "--epochs", "5",
+                         "--task", "regression", "--quiet")
+    assert_one_line_error(code, out, err, 2, "--task cannot change when resuming",
+                          "(classification)")
     code, out, err = run(capsys, "evaluate", "run")
     assert_one_line_error(code, out, err, 2, "was trained on a table; give the file to "
                           "evaluate on")

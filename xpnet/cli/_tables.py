@@ -164,9 +164,11 @@ def _header(path: str) -> list[str]:
     return [c.strip() for c in row]
 
 
-def check_table_flags(args: argparse.Namespace, table: bool, resuming: bool) -> None:
+def check_table_flags(args: argparse.Namespace, table: bool, resuming: bool,
+                      saved_spec: dict[str, Any] | None = None) -> None:
     """``--target`` and the other table flags go with a table file, and a table needs
-    ``--target`` (exit status 2).
+    ``--target`` (exit status 2); when resuming, a table flag may only repeat the value of
+    the run's encoding `saved_spec`.
 
     Examples
     --------
@@ -191,8 +193,16 @@ def check_table_flags(args: argparse.Namespace, table: bool, resuming: bool) -> 
         raise CLIError(f"--dataset {args.dataset} is a table: pass --target COLUMN, the "
                        f"column to predict{listed}", EXIT_USAGE)
     if table and resuming and given:
-        raise CLIError(f"{given[0]} cannot change when resuming: the run keeps the encoding "
-                       "it was started with", EXIT_USAGE)
+        spec = saved_spec or {}
+        for flag, value, key in (("--target", args.target, "target"),
+                                 ("--task", args.task, "task"),
+                                 ("--max-categories", args.max_categories, "max_categories"),
+                                 ("--impute", args.impute, "impute")):
+            if value and (key not in spec or value != spec[key]):
+                old = f" ({spec[key]})" if key in spec else ""
+                raise CLIError(f"{flag} cannot change when resuming: the run keeps the "
+                               f"encoding it was started with{old}; drop {flag} to resume",
+                               EXIT_USAGE)
 
 
 def _encode(encoder: Any, table: Any, *, quiet: bool, fit: bool = False, **kwargs: Any

@@ -215,7 +215,9 @@ def _plan(run: _Run) -> None:
     _locate_run(run)
     check_dataset_file(run.spec_kind, run.spec)
     run.table = is_table(run.spec_kind, run.spec)
-    check_table_flags(run.args, run.table, run.saved is not None)
+    resumed_table = saved_table(run.resume_file) if run.table and \
+        run.saved is not None and run.resume_file is not None else None
+    check_table_flags(run.args, run.table, run.saved is not None, resumed_table)
     dataset_key = "table" if run.table else run.spec if run.spec_kind == "name" else "train"
     run.s, run.explicit = resolve(run.args, dataset_key, run.saved)
     run.s["dataset"] = run.spec
