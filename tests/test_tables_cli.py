@@ -206,6 +206,13 @@ def test_predict_never_writes_over_its_input(trained):
     proc = cli(d, "predict", "run", "new.csv", "--output", "new.csv")
     assert proc.returncode == 2 and "is an input of this command" in proc.stderr
     assert (d / "new.csv").read_bytes() == before
+    for name, hint in (("preds.json", "the file .csv; for JSON: --json > preds.json"),
+                       ("preds.tsv", "the file .csv")):
+        proc = cli(d, "predict", "run", "new.csv", "--output", name)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert f"--output {name}: the predictions are written as CSV (commas); name {hint}" \
+            in proc.stderr
+        assert not (d / name).exists()
 
 
 def test_unseen_category_zero_by_default_refused_with_strict(trained):

@@ -476,6 +476,10 @@ def _print_table_scores(out: dict[str, Any], model: Any, model_file: Path) -> No
 
 
 # ----------------------------------------------------------------------------- predict
+#: --output suffixes of other formats than the CSV it writes.
+_NOT_CSV = frozenset({".json", ".jsonl", ".tsv", ".parquet", ".pq", ".npz", ".npy", ".xlsx",
+                      ".xls"})
+
 def _output_target(args: argparse.Namespace, inputs: list[Path], model_file: Path
                    ) -> Path | None:
     """Where ``--output`` writes, checked before any work: never over an input or the
@@ -485,6 +489,10 @@ def _output_target(args: argparse.Namespace, inputs: list[Path], model_file: Pat
     if not args.output:
         return None
     out = Path(args.output).expanduser()
+    if out.suffix.lower() in _NOT_CSV:
+        json_hint = f"; for JSON: --json > {out.name}" if out.suffix.lower() == ".json" else ""
+        raise CLIError(f"--output {out}: the predictions are written as CSV (commas); name "
+                       f"the file .csv{json_hint}", EXIT_USAGE)
     if not out.parent.is_dir():
         raise CLIError(f"--output: folder {out.parent} does not exist", EXIT_USAGE)
     check_output(out, "--output", [*inputs, model_file])
