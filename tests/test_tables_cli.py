@@ -107,7 +107,9 @@ def test_unknown_format_lists_the_accepted_ones(tmp_path, capsys, monkeypatch):
     (tmp_path / "data.npy").write_bytes(b"\x93NUMPY")
     code, out, err = run(capsys, "train", "--dataset", tmp_path / "data.npy", "--quiet")
     assert_one_line_error(code, out, err, 3, "unknown format '.npy'", ".csv", ".tsv",
-                          ".parquet", "with X and y (a table)")
+                          ".parquet", "with X and y (a table)",
+                          ", .csv CSV (comma-separated, header row), .tsv TSV")
+    assert "((" not in err and "))" not in err
 
 
 def test_too_many_categories_refused_and_flag_raises_the_limit(tmp_path, capsys,

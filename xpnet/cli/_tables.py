@@ -145,7 +145,7 @@ def check_dataset_file(spec_kind: str, spec: str) -> None:
     p = Path(spec)
     if spec_kind != "path" or not p.is_file() or p.suffix.lower() in TABLE_FORMATS:
         return
-    tables = ", ".join(f"{s} ({d})" for s, d in TABLE_FORMATS.items() if s != ".npz")
+    tables = ", ".join(f"{s} {d}" for s, d in TABLE_FORMATS.items() if s != ".npz")
     raise CLIError(f"--dataset {p}: unknown format {p.suffix.lower() or '(no suffix)'!r}; "
                    "accepted: a folder of the four IDX files, an .npz with x_train, y_train, "
                    f"x_test, y_test (images) or with X and y (a table), {tables}", EXIT_DATA)
