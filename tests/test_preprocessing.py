@@ -92,6 +92,8 @@ def test_adapt_streams_a_memmap(tmp_path):
     (np.zeros((0, 3)), None, ValueError, "non-empty 2-D"),
     (np.zeros(3), None, ValueError, "non-empty 2-D"),
     (np.array([[1.0, np.nan], [2.0, 3.0]]), None, ValueError, "1 NaN or infinite values"),
+    (np.array([[1.0, 2.0, 0.0], [2.0, 3.0, np.inf], [np.nan, 1.0, np.nan]]), [0, 2], ValueError,
+     r"3 NaN or infinite values in rows 0..2, the first at row 1, column 2; clean"),
     (np.ones((4, 2)), [0, 5], ValueError, r"columns \[5\] are out of range for 2"),
     (np.ones((4, 3)), [True, False], ValueError, r"columns is a boolean mask of 2 entries "
                                                  r"for 3 input columns"),

@@ -265,9 +265,11 @@ def _chunk_moments(chunk: Any, cols: np.ndarray, first_row: int
     if cols.shape[0] != c.shape[1]:
         c = xp.take(c, be.asarray(cols, dtype=be.index_dtype), axis=1)
     if not bool(xp.all(xp.isfinite(c))):
-        bad = int(xp.sum(xp.astype(~xp.isfinite(c), be.index_dtype)))
-        raise ValueError(f"adapt data contains {bad} NaN or infinite values in rows "
-                         f"{first_row}..{first_row + c.shape[0] - 1}; clean the data first")
+        mask = ~np.isfinite(to_numpy(c))
+        row, col = (int(i[0]) for i in np.nonzero(mask))
+        raise ValueError(f"adapt data contains {int(mask.sum())} NaN or infinite values in "
+                         f"rows {first_row}..{first_row + c.shape[0] - 1}, the first at row "
+                         f"{first_row + row}, column {int(cols[col])}; clean the data first")
     k = int(c.shape[0])
     mean = xp.mean(c, axis=0)
     dev = c - mean
