@@ -417,6 +417,10 @@ def test_a_table_given_to_an_image_model_says_so(tmp_path, capsys, monkeypatch):
                           "trained on images or arrays")
     code, out, err = run(capsys, "predict", "digits", "rows.csv", "--output", "p.csv")
     assert_one_line_error(code, out, err, 2, "--output applies to models trained on a table")
+    code, out, err = run(capsys, "evaluate", "digits", "rows.csv")   # not 'not an .npz'
+    assert_one_line_error(code, out, err, 3, "rows.csv is a table, but "
+                          "digits/model.safetensors was trained on images or arrays, not on "
+                          "a table; train one with xpnet train --dataset FILE --target COLUMN")
 
 
 def test_parquet_trains_and_predicts(tmp_path, capsys, monkeypatch):

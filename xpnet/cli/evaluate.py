@@ -146,6 +146,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     backend, model, meta, encoder = _load_classifier(model_file, args.backend, "evaluate")
     if encoder is not None:
         return evaluate_table(args, backend, model, encoder, model_file, plot_path)
+    if dataset is not None and Path(dataset).suffix.lower() in (".csv", ".tsv", ".parquet",
+                                                                ".pq"):
+        raise CLIError(f"{dataset} is a table, but {model_file} was trained on images or "
+                       "arrays, not on a table; train one with xpnet train --dataset FILE "
+                       "--target COLUMN to evaluate on tables", EXIT_DATA)
     ds, X, y = _evaluation_data(args, spec, meta, model, model_file, plot_path)
     result, top, pred = _scores(model, backend, X, y)
     k = model.out_features
