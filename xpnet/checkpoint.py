@@ -8,6 +8,7 @@ over the target, so a crash mid-save leaves the previous file intact.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
@@ -403,15 +404,14 @@ def _layer_class(config: Any) -> type | None:
     return _REGISTRY.get(name) if isinstance(name, str) else None
 
 
-def _check_config_types(cls: type, config: Any, what: str) -> None:
-    """Each value of a constructor config against the scalar type its parameter is
-    documented with (``bool``, ``int``, ``float``, ``str``, or one of them ``| None``)."""
-    if not isinstance(config, dict):
-        return
+@functools.lru_cache(maxsize=256)
+def _init_hints(cls: type) -> dict[str, str]:
+    """The string annotations of the constructors' parameters along ``cls``'s MRO (the
+    subclass's own wins); built-in ``__init__``s (``object``'s) have none to read."""
     hints: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):  # the subclass's own annotation wins
+    for klass in reversed(cls.__mro__):
         init = klass.__dict__.get("__init__")
-        if init is None:
+        if not inspect.isfunction(init):
             continue
         try:
             params = inspect.signature(init).parameters
@@ -419,6 +419,15 @@ def _check_config_types(cls: type, config: Any, what: str) -> None:
             continue
         hints.update({name: p.annotation for name, p in params.items()
                       if isinstance(p.annotation, str)})
+    return hints
+
+
+def _check_config_types(cls: type, config: Any, what: str) -> None:
+    """Each value of a constructor config against the scalar type its parameter is
+    documented with (``bool``, ``int``, ``float``, ``str``, or one of them ``| None``)."""
+    if not isinstance(config, dict):
+        return
+    hints = _init_hints(cls)
     for key, value in config.items():
         parts = [t.strip() for t in hints.get(key, "").split("|")]
         optional = "None" in parts
