@@ -64,7 +64,10 @@ def test_tsv_quoted_fields_and_missing_markers(tmp_path):
     ("a,b\n1,2\n3,4\nfive,6\n", "line 4, column 'a': 'five' is not a number (the "
                                 "column's other 2 values are numbers)"),
     ("a,a\n1,2\n", "line 1, column 'a': the name appears twice"),
-    ("a,\n1,2\n", "line 1: column 2 has no name; the first line must name every column"),
+    ("a,\n1,2\n", "line 1: column 2 has no name; the first line must name every column "
+                  "(it ends with a separator; remove it, and the one ending each row if any)"),
+    ("a,,b\n1,2,3\n", "line 1: column 2 has no name; the first line must name every "
+                      "column"),
     (",a,y\n0,1,2\n", "line 1: column 1 has no name; the first line must name every column "
                       "(pandas writes its index there: df.to_csv(path, index=False))"),
     ("a,b\n1,inf\n", "line 2, column 'b': 'inf' is not a finite number"),

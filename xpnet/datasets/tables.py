@@ -273,7 +273,11 @@ def _check_header(header: list[str], p: Path) -> tuple[str, ...]:
     seen: set[str] = set()
     for i, name in enumerate(names):
         if not name:
-            hint = "" if i else " (pandas writes its index there: df.to_csv(path, index=False))"
+            hint = ""
+            if i == 0:
+                hint = " (pandas writes its index there: df.to_csv(path, index=False))"
+            elif i == len(names) - 1:
+                hint = " (it ends with a separator; remove it, and the one ending each row if any)"
             raise TableError(f"{p}, line 1: column {i + 1} has no name; the first line must "
                              f"name every column{hint}")
         if name in seen:
