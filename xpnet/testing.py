@@ -137,6 +137,10 @@ def check_gradients(obj: Any, x: Any, y: Any = None, *, params: dict | None = No
                     rtol: float = 1e-5, atol: float = 1e-8, seed: int = 0) -> dict[str, float]:
     """Compare analytic gradients with central finite differences in float64.
 
+    Every gradient must have the shape of what it is the gradient of, and a layer's
+    ``backward`` must return one gradient per parameter ``init`` made, under its
+    name: otherwise a `GradientCheckError` names the layer, the key and the shapes.
+
     Parameters
     ----------
     obj : Layer, Loss or Sequential
@@ -158,10 +162,6 @@ def check_gradients(obj: Any, x: Any, y: Any = None, *, params: dict | None = No
         Layer parameters; by default the layer's ``init`` in float64.
     backend : str or Backend, optional
         Where to compute; defaults to the backend of ``x`` (or of the model).
-
-    Every gradient must have the shape of what it is the gradient of, and a layer's
-    ``backward`` must return one gradient per parameter ``init`` made, under its
-    name: otherwise a `GradientCheckError` names the layer, the key and the shapes.
     eps : float
         The finite-difference step: ``(f(v + eps) - f(v - eps)) / (2 eps)``.
     rtol : float
