@@ -237,7 +237,8 @@ def test_evaluate_names_a_missing_column(trained):
     proc = cli(d, "evaluate", "run", "new.csv")
     assert proc.returncode == 3 and "Traceback" not in proc.stderr
     assert "the target column 'label' the model was trained with is missing; the file " \
-           "has: note, color, ratio, size" in proc.stderr
+           "has: note, color, ratio, size; to predict rows without it: xpnet predict (in " \
+           "Python: transform(table, target=False))" in proc.stderr
 
 
 @pytest.mark.skipif(not HAVE_ONNX, reason="ndonnx, onnx and onnxruntime are not installed "

@@ -337,9 +337,11 @@ class TableEncoder:
         if absent:
             what = "the target column" if absent == [self.target] else \
                 "column" + ("s" if len(absent) > 1 else "")
+            hint = "; to predict rows without it: xpnet predict (in Python: " \
+                "transform(table, target=False))" if absent == [self.target] else ""
             raise TableError(f"{table.source}: {what} {', '.join(map(repr, absent))} the model "
                              f"was trained with {'is' if len(absent) == 1 else 'are'} missing;"
-                             f" the file has: {', '.join(table.columns)}")
+                             f" the file has: {', '.join(table.columns)}{hint}")
         extra = [n for n in table.columns if n not in wanted and n != self.target]
         if extra:
             _note(f"{table.source}: ignored column(s) the model was not trained on: "
