@@ -48,8 +48,9 @@ def _selected() -> tuple[str, ...]:
     return names
 
 
-SLOW_ON_JAX = ("slow on jax: the generic path runs JAX eagerly, about 14x NumPy's time on "
-               "small MLPs (docs/backends.md); what this test checks runs on every other "
+SLOW_ON_JAX = ("slow on jax: JAX compiles each fit's step and runs everything else eagerly, "
+               "several times NumPy's time on small MLPs (docs/backends.md); what this test "
+               "checks runs on every other "
                "backend, and JAX's agreement with them is checked by test_cross_backend and "
                "test_jax; XPNET_TEST_SLOW_JAX=1 runs it")
 
