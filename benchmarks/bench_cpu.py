@@ -44,6 +44,10 @@ import os
 import sys
 import time
 
+# xpnet's fits here tune glibc malloc as `xpnet train` does (a fit called from Python
+# leaves it alone by default since the thresholds outlive the call; docs/performance.md)
+os.environ.setdefault("XPNET_MALLOC_TUNING", "1")
+
 # ---- arguments and thread pinning happen before numpy is imported ------------------------
 WORKLOADS = ("W1", "W2", "W3", "infer", "W2f64", "memory")
 IMPL_LABELS = {
