@@ -272,6 +272,22 @@ def test_an_identifier_column_gets_a_note(tmp_path):
             f"{i},{i % 2}\n" for i in range(19)))))
 
 
+def test_a_float_target_of_few_whole_numbers_gets_a_note(tmp_path):
+    rows = "".join(f"{i % 5},{float(i % 2)}\n" for i in range(30))   # 0.0 / 1.0 labels
+    t = read_table(write(tmp_path, "x,sick\n" + rows))
+    with pytest.warns(TableWarning, match=r"column 'sick': the target holds only the whole "
+                                          r"numbers 0, 1, written with decimals, so it is "
+                                          r"trained as a number to predict \(regression\); "
+                                          r"for classes, use --task classification"):
+        assert TableEncoder("sick").fit(t).task == "regression"
+    assert TableEncoder("sick", task="classification").fit(t).classes == ["0", "1"]
+    with warnings.catch_warnings():   # a real quantity, or a task asked for: no note
+        warnings.simplefilter("error")
+        TableEncoder("sick", task="regression").fit(t)
+        TableEncoder("k").fit(read_table(write(tmp_path, "x,k\n" + "".join(
+            f"{i % 5},{i * 1.5}\n" for i in range(30)))))
+
+
 def test_a_comma_file_named_tsv_is_named_as_one(tmp_path):
     with pytest.raises(TableError, match=r"separated by ','; a .tsv file is read with tabs "
                                          r"between fields: name it .csv"):

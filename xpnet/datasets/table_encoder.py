@@ -155,6 +155,12 @@ class TableEncoder:
             if kind == "string":
                 raise TableError(f"{table.where(column=self.target)}: regression needs a "
                                  "numeric target; this column holds text")
+            found = np.unique(values)
+            if inferred and found.shape[0] <= 10 and np.all(found == np.round(found)):
+                shown = ", ".join(_class_name(v) for v in found.tolist())
+                _note(f"{table.where(column=self.target)}: the target holds only the whole "
+                      f"numbers {shown}, written with decimals, so it is trained as a number "
+                      "to predict (regression); for classes, use --task classification")
             self.target_mean = float(np.mean(values))
             std = float(np.std(values))
             self.target_std = std if std > 0 and math.isfinite(std) else 1.0
