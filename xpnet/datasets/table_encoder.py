@@ -114,8 +114,17 @@ class TableEncoder:
         TableError
             The target column is missing (the message lists the columns) or has missing
             values; a string column with more than `max_categories` categories; a float
-            target with ``task="classification"`` that holds non-integers; no feature
-            column.
+            target with ``task="classification"`` that holds non-integers; a
+            classification target of one class; no feature column.
+
+        Warns
+        -----
+        TableWarning
+            A note, the encoder still fitted: an inferred integer target of over 20
+            classes with under 5 rows per class, or an inferred float target of at most
+            10 whole numbers (the other task may be meant); a column of unique integers
+            counting up or named like an id; a text column of numbers written with
+            separators or signs (``1,234``, ``12%``, ``$5``).
         """
         if self.target not in table.columns:
             raise TableError(f"{table.source}: no column {self.target!r} to use as the target; "
