@@ -238,3 +238,47 @@ def test_float64_beyond_float32_is_refused_by_predict(tmp_path, digits_model):
     proc = _run_predict(tmp_path, digits_model, tmp_path / "x.npy")
     assert proc.returncode == 3, proc.stderr
     assert "contains an infinite value (first at sample 0)" in proc.stderr
+
+
+# The child runs one ``xpnet predict`` and reports its peak resident set size: the only
+# child of a fresh process, so no earlier child's peak is counted.
+_PREDICT_PEAK = textwrap.dedent("""
+    import resource, subprocess, sys
+    with open(sys.argv[1], "w") as out:
+        rc = subprocess.run([sys.executable, "-m", "xpnet", "predict", *sys.argv[2:]],
+                            stdout=out).returncode
+    print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+""")
+
+
+def _predict_peak(tmp_path: Path, model: Path, data: Path) -> tuple[int, Path]:
+    out = tmp_path / f"{data.name}.json"
+    proc = subprocess.run([sys.executable, "-c", _PREDICT_PEAK, str(out), str(model),
+                           str(data), "--backend", "numpy", "--json"],
+                          cwd=tmp_path, env=dict(os.environ, NO_COLOR="1"),
+                          capture_output=True, text=True, timeout=300)
+    rc, peak = map(int, proc.stdout.split())
+    assert rc == 0, proc.stderr
+    return peak, out
+
+
+def test_predict_json_memory_is_bounded_by_the_data(tmp_path, digits_model):
+    """200,000 zero 8x8 images in a 12 kB gzip IDX: 12.8 MB of uint8, 51 MB as float32.
+
+    Base code held a dict per row and n x classes float64: 680 MB at peak (51 MB for five
+    rows); streamed by batch it is the one float32 block over what five rows cost."""
+    n = 200_000
+    small, _ = _predict_peak(tmp_path, digits_model,
+                             _gz_idx_claiming(tmp_path / "five-idx3-ubyte.gz", (5, 8, 8)))
+    big, out = _predict_peak(tmp_path, digits_model,
+                             _gz_idx_claiming(tmp_path / "many-idx3-ubyte.gz", (n, 8, 8)))
+    as_float = 4 * n * 64
+    assert big - small < 3 * as_float, (big, small, as_float)
+    text = out.read_text()
+    assert text.count("\n") == 1 and text.endswith("]}\n")
+    preds = json.loads(text)["predictions"]
+    assert len(preds) == n
+    assert preds[0]["input"].endswith("many-idx3-ubyte.gz[0]")
+    assert preds[-1]["input"].endswith(f"many-idx3-ubyte.gz[{n - 1}]")
+    assert len({(p["label"], p["probability"]) for p in preds}) == 1  # the same zero image
+    assert [len(p["top_k"]) for p in preds[::50_000]] == [3] * 4

@@ -6,13 +6,16 @@ Memory stays proportional to the data: every input's header is read first (shape
 dtype, nothing decompressed), the total is compared with the data cap
 ([`xpnet.datasets.max_data_bytes`][]), then one float32 block is allocated and each
 input is converted into its rows of it, one input at a time (``.npy`` files are memory
-mapped, never loaded whole). That block is the only float copy.
+mapped, never loaded whole). That block is the only float copy. The names of the rows
+are made when asked for (`_Items`), not held one dict per row.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,15 +144,48 @@ def _convert_into(dest: np.ndarray, arr: np.ndarray, name: str) -> None:
                            "the training data (uint8 is scaled for you)", EXIT_DATA) from None
 
 
+class _Items(Sequence[dict[str, Any]]):
+    """The items of the rows of several inputs, each made when asked for."""
+
+    def __init__(self, spans: list[tuple[str, int, bool | None]]) -> None:
+        self._spans = spans  # (name, rows, inverted or None) per input
+        self._ends = list(np.cumsum([rows for _, rows, _ in spans], dtype=np.int64).tolist())
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    @staticmethod
+    def _item(span: tuple[str, int, bool | None], i: int) -> dict[str, Any]:
+        text, rows, flipped = span
+        if flipped is not None:
+            return {"input": text, "inverted": flipped}
+        return {"input": text} if rows == 1 else {"input": f"{text}[{i}]"}
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        i = int(index) + n if int(index) < 0 else int(index)
+        if not 0 <= i < n:
+            raise IndexError(f"item {index} of {n}")
+        s = bisect.bisect_right(self._ends, i)
+        return self._item(self._spans[s], i - (self._ends[s - 1] if s else 0))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for span in self._spans:
+            for i in range(span[1]):
+                yield self._item(span, i)
+
+
 def _fill(inp: _Input, dest: np.ndarray, image_shape: tuple[int, ...] | None,
-          invert: str) -> list[dict[str, Any]]:
-    """Read one input into its rows of the block; return one item per row."""
+          invert: str) -> tuple[str, int, bool | None]:
+    """Read one input into its rows of the block; return its (name, rows, inverted)."""
     from ..datasets import DatasetError, read_idx
 
     if inp.kind == "image":
         assert image_shape is not None
         dest[0], flipped = _read_image(inp.path, image_shape, invert)
-        return [{"input": inp.text, "inverted": flipped}]
+        return inp.text, 1, flipped
     if inp.kind == "npy":
         try:
             arr = np.load(inp.path, mmap_mode="r", allow_pickle=False)
@@ -166,9 +202,7 @@ def _fill(inp: _Input, dest: np.ndarray, image_shape: tuple[int, ...] | None,
                        f"{tuple(arr.shape)})", EXIT_DATA)
     _convert_into(dest, arr, str(inp.path))
     del arr
-    if inp.rows == 1:
-        return [{"input": inp.text}]
-    return [{"input": f"{inp.text}[{i}]"} for i in range(inp.rows)]
+    return inp.text, inp.rows, None
 
 
 def _open_image(path: Path) -> Any:
@@ -218,7 +252,7 @@ def _read_image(path: Path, image_shape: tuple[int, ...], invert: str
 
 
 def read_inputs(paths: list[str], n_features: int, image_shape: tuple[int, ...] | None,
-                invert: str) -> tuple[np.ndarray, list[dict[str, Any]]]:
+                invert: str) -> tuple[np.ndarray, Sequence[dict[str, Any]]]:
     """Read ``predict`` inputs into one block of rows for the model.
 
     Parameters
@@ -237,9 +271,10 @@ def read_inputs(paths: list[str], n_features: int, image_shape: tuple[int, ...] 
     -------
     X : numpy.ndarray
         (n, n_features) float32 rows in [0, 1]; integers are divided by 255.
-    items : list of dict
+    items : sequence of dict
         One per row: ``{"input": name}`` (``name[i]`` for row i of a multi-row file),
-        with ``"inverted"`` for image files.
+        with ``"inverted"`` for image files; each is made when indexed or iterated, so
+        a million rows do not hold a million dicts.
 
     Raises
     ------
@@ -267,9 +302,9 @@ def read_inputs(paths: list[str], n_features: int, image_shape: tuple[int, ...] 
     total = sum(p.rows for p in plans)
     check_data_size(total * n_features, f"the {len(plans)} input file(s)")
     X = np.empty((total, n_features), dtype=np.float32)
-    items: list[dict[str, Any]] = []
+    spans = []
     start = 0
     for inp in plans:
-        items += _fill(inp, X[start:start + inp.rows], image_shape, invert)
+        spans.append(_fill(inp, X[start:start + inp.rows], image_shape, invert))
         start += inp.rows
-    return X, items
+    return X, _Items(spans)

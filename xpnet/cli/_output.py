@@ -11,6 +11,7 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 __all__ = ["console", "safe_text", "styled", "fit", "print_fitted", "jsonable", "print_json",
-           "write_json", "fmt_secs"]
+           "print_json_rows", "write_json", "fmt_secs"]
 
 
 def console(*, stderr: bool, quiet: bool = False) -> Console:
@@ -255,11 +256,64 @@ def print_json(obj: Any) -> None:
     >>> print_json({"accuracy": 0.5})
     {"accuracy": 0.5}
     """
+    _write_stdout([json.dumps(jsonable(obj), allow_nan=False) + "\n"])
+
+
+def print_json_rows(obj: dict[str, Any], key: str, rows: Iterable[Any],
+                    chunk: int = 1024) -> None:
+    """Write `obj` with ``obj[key] = list(rows)`` as `print_json` would, row by row.
+
+    The rows are turned into JSON and written `chunk` at a time, so a million of them
+    never stand in memory together, as dicts or as text; the line written is the same,
+    byte for byte, as ``print_json({**obj, key: list(rows)})`` when `key` is new to `obj`.
+
+    Parameters
+    ----------
+    obj : dict
+        The fields before the rows.
+    key : str
+        The name of the list of rows, written last.
+    rows : iterable
+        The rows, each anything `jsonable` accepts; consumed once.
+    chunk : int, optional
+        Rows turned into text and written at a time (default 1024).
+
+    Raises
+    ------
+    CLIError
+        Exit status 3 when standard output cannot be written, as for `print_json`.
+
+    Examples
+    --------
+    >>> from xpnet.cli._output import print_json_rows
+    >>> print_json_rows({"model": "m"}, "predictions", ({"label": i} for i in range(2)))
+    {"model": "m", "predictions": [{"label": 0}, {"label": 1}]}
+    """
+    def pieces() -> Iterator[str]:
+        head = json.dumps(jsonable(obj), allow_nan=False)[:-1]
+        yield head + (", " if obj else "") + json.dumps(str(key)) + ": ["
+        batch: list[str] = []
+        first = True
+        for row in rows:
+            batch.append(json.dumps(jsonable(row), allow_nan=False))
+            if len(batch) >= chunk:
+                yield ("" if first else ", ") + ", ".join(batch)
+                batch, first = [], False
+        if batch:
+            yield ("" if first else ", ") + ", ".join(batch)
+        yield "]}\n"
+
+    _write_stdout(pieces())
+
+
+def _write_stdout(pieces: Iterable[str]) -> None:
+    """Write `pieces` to standard output and flush; a failed write is one CLIError."""
     global _stdout_failed
     if _stdout_failed:
         return
     try:
-        sys.stdout.write(json.dumps(jsonable(obj), allow_nan=False) + "\n")
+        for piece in pieces:
+            sys.stdout.write(piece)
         sys.stdout.flush()
     except BrokenPipeError:
         raise  # the reader went away: main() ends quietly

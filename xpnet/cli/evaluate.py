@@ -10,6 +10,7 @@ files. Results go to standard output, as tables or, with ``--json``, one JSON ob
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from ._io import (
     require_classifier,
     run_meta,
 )
-from ._output import console, print_fitted, print_json
+from ._output import console, print_fitted, print_json, print_json_rows
 from ._plots import plot_confusion, require_matplotlib
 from ._tables import evaluate_table, predict_table, table_encoder
 
@@ -251,25 +252,48 @@ def cmd_predict(args: argparse.Namespace) -> int:
     names = class_names(meta, k)
     shape = image_shape(meta, model.in_features)
     X, items = read_inputs(args.inputs, model.in_features, shape, args.invert)
-    proba = to_numpy(model.predict_proba(X)).astype(np.float64)
     top_k = min(args.top_k, k)
-    order = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
-    preds = []
-    for i, item in enumerate(items):
-        best = int(order[i, 0])
-        preds.append({**item, "label": best, "class": names[best],
-                      "probability": float(proba[i, best]),
-                      "top_k": [{"label": int(c), "class": names[int(c)],
-                                 "probability": float(proba[i, int(c)])} for c in order[i]]})
+    # every row is classified before anything is written (an error leaves no half output),
+    # one batch at a time: only the top k of each row are kept, not n x classes float64
+    n = X.shape[0]
+    labels = np.empty((n, top_k), dtype=np.int64)
+    probs = np.empty((n, top_k), dtype=np.float64)
+    for start in range(0, n, _PREDICT_BATCH):
+        proba = to_numpy(model.predict_proba(X[start:start + _PREDICT_BATCH])
+                         ).astype(np.float64)
+        order = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
+        labels[start:start + len(order)] = order
+        probs[start:start + len(order)] = np.take_along_axis(proba, order, axis=1)
+    del X, proba, order
+    preds = _prediction_rows(items, labels, probs, names)
     if args.json:
-        print_json({"model": str(model_file.resolve()), "backend": backend.name,
-                    "class_names": names, "predictions": preds})
+        print_json_rows({"model": str(model_file.resolve()), "backend": backend.name,
+                         "class_names": names}, "predictions", preds)
     else:
         _print_predictions(preds, top_k, model_file)
     return EXIT_OK
 
 
-def _print_predictions(preds: list[dict[str, Any]], top_k: int, model_file: Path) -> None:
+# rows per predict_proba call: the batch predict_proba uses itself, so that the outputs
+# are those of one call on all the rows
+_PREDICT_BATCH = 8192
+
+
+def _prediction_rows(items: Iterable[dict[str, Any]], labels: np.ndarray, probs: np.ndarray,
+                     names: list[str]) -> Iterator[dict[str, Any]]:
+    """One output dict per row, made as the output is written."""
+    rows = iter(items)
+    for start in range(0, labels.shape[0], 1024):  # Python numbers for 1024 rows at a time
+        for row_labels, row_probs in zip(labels[start:start + 1024].tolist(),
+                                         probs[start:start + 1024].tolist(), strict=True):
+            best = row_labels[0]
+            yield {**next(rows), "label": best, "class": names[best],
+                   "probability": row_probs[0],
+                   "top_k": [{"label": c, "class": names[c], "probability": q}
+                             for c, q in zip(row_labels, row_probs, strict=True)]}
+
+
+def _print_predictions(preds: Iterable[dict[str, Any]], top_k: int, model_file: Path) -> None:
     """The table of ``xpnet predict`` without --json."""
     from rich.table import Table
 
