@@ -274,7 +274,8 @@ def print_json_rows(obj: dict[str, Any], key: str, rows: Iterable[Any],
     key : str
         The name of the list of rows, written last.
     rows : iterable
-        The rows, each anything `jsonable` accepts; consumed once.
+        The rows, each anything `jsonable` accepts whose dict keys are strings;
+        consumed once.
     chunk : int, optional
         Rows turned into text and written at a time (default 1024).
 
@@ -292,18 +293,27 @@ def print_json_rows(obj: dict[str, Any], key: str, rows: Iterable[Any],
     def pieces() -> Iterator[str]:
         head = json.dumps(jsonable(obj), allow_nan=False)[:-1]
         yield head + (", " if obj else "") + json.dumps(str(key)) + ": ["
-        batch: list[str] = []
+        batch: list[Any] = []
         first = True
         for row in rows:
-            batch.append(json.dumps(jsonable(row), allow_nan=False))
+            batch.append(row)
             if len(batch) >= chunk:
-                yield ("" if first else ", ") + ", ".join(batch)
+                yield ("" if first else ", ") + _dumps_rows(batch)
                 batch, first = [], False
         if batch:
-            yield ("" if first else ", ") + ", ".join(batch)
+            yield ("" if first else ", ") + _dumps_rows(batch)
         yield "]}\n"
 
     _write_stdout(pieces())
+
+
+def _dumps_rows(rows: list[Any]) -> str:
+    """`rows` as JSON without the brackets: as is when already plain, else via `jsonable`."""
+    try:  # plain types with finite floats (the common case) need no jsonable walk
+        text = json.dumps(rows, allow_nan=False)
+    except (TypeError, ValueError):  # NumPy scalars, paths, NaN: as print_json writes them
+        text = json.dumps(jsonable(rows), allow_nan=False)
+    return text[1:-1]
 
 
 def _write_stdout(pieces: Iterable[str]) -> None:
