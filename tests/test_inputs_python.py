@@ -199,6 +199,25 @@ def test_scaled_features_and_normalized_models_log_nothing(caplog):
     assert not [r for r in caplog.records if "unscaled" in r.getMessage()]
 
 
+def test_a_normalization_never_adapted_is_named_when_the_features_look_unscaled(caplog):
+    _, X, y = table()
+    raw = X * 1000
+    norm = xn.Normalization()
+    m = model(first=[norm])
+    norm.adapt(raw)  # too late: the model holds its own copy of the layer
+    with caplog.at_level(logging.WARNING, logger="xpnet"):
+        m.fit(raw, y, epochs=1, verbose=0)
+    notes = [r.getMessage() for r in caplog.records if "unscaled" in r.getMessage()]
+    assert len(notes) == 1 and "was never adapted" in notes[0]
+    assert "adapting the original afterwards changes nothing" in notes[0]
+
+
+def test_a_column_of_labels_in_a_data_frame_is_told_how_to_take_the_column():
+    _, X, y = table()
+    with pytest.raises(ValueError, match=r"y\.iloc\[:, 0\]"):
+        model().fit(X, pd.DataFrame({"label": y}), epochs=1, verbose=0)
+
+
 # ------------------------------------------------------------------------------ memory maps
 def memmap(tmp_path, a, name="x.npy"):
     np.save(tmp_path / name, a)

@@ -478,9 +478,12 @@ _warned_unscaled: weakref.WeakSet = weakref.WeakSet()
 
 def warn_if_unscaled(model: Any, Xd: Any, name: str = "X") -> None:
     """Log one warning (logger ``"xpnet"``, once per model) when the checked features
-    ``Xd`` look unscaled, unless the model starts with a ``Normalization`` layer."""
-    first = type(model.layers[0]).__name__ if model.layers else ""
-    if first == "Normalization" or model in _warned_unscaled:
+    ``Xd`` look unscaled, unless the model starts with an adapted ``Normalization`` layer
+    (one never adapted is the identity: the warning then says so)."""
+    first = model.layers[0] if model.layers else None
+    normalization = type(first).__name__ == "Normalization"
+    if normalization and getattr(first, "_stats", None) is not None \
+            or model in _warned_unscaled:
         return
     n = int(Xd.shape[0])
     step = max(1, n // UNSCALED_ROWS)
@@ -499,6 +502,15 @@ def warn_if_unscaled(model: Any, Xd: Any, name: str = "X") -> None:
     if not size[j] > UNSCALED_LIMIT:
         return
     _warned_unscaled.add(model)
+    if normalization:
+        logging.getLogger("xpnet").warning(
+            "fit: %s looks unscaled (column %d has mean %.4g and standard deviation %.4g) and "
+            "the model's first layer, a Normalization, was never adapted, so it passes %s "
+            "through unchanged: adapt it before building the model, e.g. "
+            "xn.Sequential([xn.Normalization().adapt(%s), ...]) (the model holds a copy of "
+            "the layers it was built from, so adapting the original afterwards changes "
+            "nothing). (Logged once per model.)", name, j, mean[j], std[j], name, name)
+        return
     logging.getLogger("xpnet").warning(
         "fit: %s looks unscaled: column %d has mean %.4g and standard deviation %.4g (xpnet "
         "warns beyond +-%g). An MLP trains best on features of mean about 0 and standard "

@@ -345,8 +345,9 @@ class Loss:
         if self.classification and n_outputs > 1 and y.ndim == 2 and y.shape[1] == 1:
             n = y.shape[0]
             raise ValueError(f"{name} has shape ({n}, 1), a column, but class labels go in a "
-                             f"1-D array of shape ({n},): pass y[:, 0] (or a ({n}, "
-                             f"{n_outputs}) array of class probabilities)")
+                             f"1-D array of shape ({n},): pass y[:, 0] (a pandas DataFrame: "
+                             f"y.iloc[:, 0]; or a ({n}, {n_outputs}) array of class "
+                             "probabilities)")
         return _checks.check_float_targets(
             y, backend, dtype, n_outputs, name, values=values,
             unit_range=self.name if self.classification else None)
