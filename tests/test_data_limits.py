@@ -282,3 +282,16 @@ def test_predict_json_memory_is_bounded_by_the_data(tmp_path, digits_model):
     assert preds[-1]["input"].endswith(f"many-idx3-ubyte.gz[{n - 1}]")
     assert len({(p["label"], p["probability"]) for p in preds}) == 1  # the same zero image
     assert [len(p["top_k"]) for p in preds[::50_000]] == [3] * 4
+
+
+def test_predict_row_names_are_made_when_asked_for():
+    from xpnet.cli._inputs import _Items
+
+    items = _Items([("a.png", 1, True), ("b.npy", 3, None), ("c.npy", 1, None)])
+    assert len(items) == 5 and len(_Items([])) == 0
+    assert list(items) == [{"input": "a.png", "inverted": True}, {"input": "b.npy[0]"},
+                           {"input": "b.npy[1]"}, {"input": "b.npy[2]"}, {"input": "c.npy"}]
+    assert items[3] == {"input": "b.npy[2]"} and items[-1] == {"input": "c.npy"}
+    assert items[1:5:2] == [{"input": "b.npy[0]"}, {"input": "b.npy[2]"}]
+    with pytest.raises(IndexError, match="item 5 of 5"):
+        items[5]
