@@ -218,6 +218,25 @@ def test_a_column_of_labels_in_a_data_frame_is_told_how_to_take_the_column():
         model().fit(X, pd.DataFrame({"label": y}), epochs=1, verbose=0)
 
 
+def test_a_frame_with_the_columns_in_another_order_is_refused():
+    frame, X, y = table()
+    m = model()
+    m.fit(frame, y, epochs=1, verbose=0)
+    assert m.feature_names_in_ == ["x", "count", "flag"]
+    np.testing.assert_array_equal(m.predict(frame), m.predict(X))  # arrays: by position
+    with pytest.raises(ValueError, match=r"X's columns are the model's in another order "
+                                         r"\(column 0 is 'flag', at fit it was 'x'\).*"
+                                         r"X\[model\.feature_names_in_\]"):
+        m.predict(frame[["flag", "count", "x"]])
+    with pytest.raises(ValueError, match=r"missing \['flag'\], not seen at fit \['flag2'\]"):
+        m.evaluate(frame.rename(columns={"flag": "flag2"}), y)
+    with pytest.raises(ValueError, match="validation X's columns"):
+        m.fit(frame, y, epochs=1, verbose=0, validation_data=(frame[["count", "x", "flag"]], y))
+    # reordered as the message says, the predictions are the model's
+    np.testing.assert_array_equal(
+        m.predict(frame[["flag", "count", "x"]][m.feature_names_in_]), m.predict(frame))
+
+
 # ------------------------------------------------------------------------------ memory maps
 def memmap(tmp_path, a, name="x.npy"):
     np.save(tmp_path / name, a)

@@ -182,6 +182,37 @@ def _from_sequence(name: str, a: Any) -> Any:
                          "pass a rectangular array of numbers") from None
 
 
+def frame_columns(X: Any) -> list[str] | None:
+    """The column names of a data frame when they are all strings, else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not hasattr(X, "to_numpy"):
+        return None
+    names = list(columns)
+    return names if names and all(isinstance(c, str) for c in names) else None
+
+
+def check_columns(model: Any, X: Any, name: str = "X") -> None:
+    """Refuse a data frame whose columns differ, in name or order, from those ``model``
+    was fitted on (``model.feature_names_in_``): its values would be taken by position."""
+    want = getattr(model, "feature_names_in_", None)
+    got = frame_columns(X)
+    if want is None or got is None or got == want:
+        return
+    missing = [c for c in want if c not in got]
+    extra = [c for c in got if c not in want]
+    if not missing and not extra:
+        first = next(i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
+        raise ValueError(
+            f"{name}'s columns are the model's in another order (column {first} is "
+            f"{got[first]!r}, at fit it was {want[first]!r}); the values are taken by "
+            f"position, so reorder them: {name}[model.feature_names_in_]")
+    raise ValueError(
+        f"{name}'s columns differ from those the model was fitted on: missing "
+        f"{missing[:5]}{' ...' if len(missing) > 5 else ''}, not seen at fit "
+        f"{extra[:5]}{' ...' if len(extra) > 5 else ''}; pass "
+        f"{name}[model.feature_names_in_] with those columns")
+
+
 def as_array(name: str, a: Any, backend: Backend | None = None, *,
              targets: bool = False) -> Any:
     """``a`` as an array: arrays as they are; lists, pandas (or other) data frames and

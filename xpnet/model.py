@@ -121,6 +121,11 @@ class Sequential:
     optimizer : Optimizer or None
         The optimizer of the last ``fit``; ``fit`` without ``optimizer=``
         continues with it.
+    feature_names_in_ : list of str or None
+        The column names of the data frame the model was last fitted on (None for
+        arrays). ``fit``, ``predict``, ``predict_proba`` and ``evaluate`` refuse a data
+        frame whose columns differ from them, in name or in order (the values are taken
+        by position). Kept by pickling, not by checkpoints.
 
     Examples
     --------
@@ -147,6 +152,7 @@ class Sequential:
         self.layers = [_own_copy(layer) for layer in layers]
         self.backend = get_backend(backend, device)
         self.optimizer: Optimizer | None = None
+        self.feature_names_in_: list[str] | None = None
         self.stop_training = False
         """Set to True (e.g. by a callback) to stop ``fit`` after the current epoch."""
         self._skip_kw = [self._accepts(layer, "need_input_grad") for layer in self.layers]
@@ -638,6 +644,7 @@ class Sequential:
         """The outputs for ``X``, after checking ``batch_size`` and ``X`` (for the predicts)."""
         _checks.check_int("batch_size", batch_size, allow_none=True)
         _refuse_traced(X, "predict")
+        _checks.check_columns(self, X)
         X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features, stream=True)
         return self._batched_outputs(X, batch_size)
 
@@ -732,6 +739,7 @@ class Sequential:
         ['accuracy', 'loss']
         """
         _checks.check_int("batch_size", batch_size, allow_none=True)
+        _checks.check_columns(self, X)
         Xd = _checks.check_X(X, self.backend, self.dtype_name, self.in_features,
                              stream=True)
         yd = _checks.check_y(y, self.backend, self.dtype_name, Xd.shape[0], self.loss,

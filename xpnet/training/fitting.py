@@ -316,13 +316,18 @@ def _prepare_data(model: Any, X: Any, y: Any, validation_data: Any, validation_s
     if validation_data is not None and not (
             isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
         raise ValueError("validation_data must be a pair (X_val, y_val)")
+    _checks.check_columns(model, X)
     Xd, yd = _checked(model, X, y, "X", "y", stream)
+    names = _checks.frame_columns(X)
+    if names is not None:
+        model.feature_names_in_ = names
     wd = None if sample_weight is None else _checks.check_sample_weight(
         sample_weight, model.backend, model.dtype_name, Xd.shape[0], model.loss)
     if class_weight is not None:
         wd = class_sample_weight(model, yd, class_weight, wd)
     if validation_data is not None:
         Xv, yv = validation_data
+        _checks.check_columns(model, Xv, "validation X")
         return Xd, yd, wd, _checked(model, Xv, yv, "validation X", "validation y", stream)
     train, val = split_rows(Xd.shape[0], validation_split, policy="last")
     if val is not None:
