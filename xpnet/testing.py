@@ -15,7 +15,7 @@ import numpy as np
 from .backends import Backend, backend_of, dtype_name, get_backend, to_numpy
 from .layers import Layer
 from .losses import Loss
-from .model import Sequential
+from .model import Sequential, _check_layer_grads
 from .random import RNG
 
 __all__ = ["assert_close", "check_gradients", "GradientCheckError"]
@@ -301,13 +301,8 @@ def _check_layer(obj: Any, be: Any, host_x: np.ndarray, params: dict | None, see
 
 
 def _check_grad_keys(what: str, params: dict, grads: Any) -> None:
-    """Refuse gradients that are not one per parameter, under the parameter's name."""
-    if not isinstance(grads, dict):
-        raise GradientCheckError(f"{what}backward must return (dx, dict of gradients), got "
-                                 f"{type(grads).__name__} for the gradients")
-    if set(grads) != set(params):
-        raise GradientCheckError(
-            f"{what}backward returned gradients for {sorted(grads)}, but the layer's "
-            f"parameters are {sorted(params)} (missing {sorted(set(params) - set(grads))}, "
-            f"unexpected {sorted(set(grads) - set(params))}); every parameter init returns "
-            "is trained, so backward returns one gradient per parameter, under its name")
+    """The model's check of a layer's gradient keys and shapes, as a GradientCheckError."""
+    try:
+        _check_layer_grads(what.removesuffix(": "), params, grads)
+    except (TypeError, ValueError) as exc:
+        raise GradientCheckError(str(exc)) from None
