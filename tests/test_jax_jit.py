@@ -4,6 +4,7 @@ non-finite step; and the user's own classes and host data keeping the eager step
 
 import numpy as np
 import pytest
+from test_training import _Explode
 
 import xpnet as xn
 from xpnet.training import _jit
@@ -120,19 +121,9 @@ def test_a_non_finite_step_is_refused_as_on_the_eager_path(monkeypatch, policy):
         assert hf.history["skipped_steps"][0] > 0
 
 
-class Counting(xn.Layer):
-    """A layer with Python state (it counts its calls and explodes at one): a trace would
-    run that code once, so the fit must keep the eager step."""
-
-    def __init__(self, at):
-        self.at, self.calls = at, 0
-
-    def forward(self, params, x, *, train=False):
-        self.calls += 1
-        return (x * 1e30 * 1e30 if train and self.calls == self.at else x), None
-
-    def backward(self, params, cache, dy):
-        return dy, {}
+# a layer with Python state (it counts its calls and explodes at one): a trace would run
+# that code once, so the fit must keep the eager step
+Counting = _Explode
 
 
 def test_user_classes_keep_the_eager_step(monkeypatch):
