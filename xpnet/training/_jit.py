@@ -71,6 +71,7 @@ class JitStep:
         self.fn = cache[key]
         self.tried = False
         self.plans: dict[int, list] = {}
+        self.stochastic = any(layer.stochastic for layer in model.layers)
 
     @staticmethod
     def usable(trainer: Any) -> bool:
@@ -128,7 +129,7 @@ class JitStep:
         when a layer asks its generator for something else (that fit keeps the eager
         step)."""
         model = self.trainer.model
-        if not any(layer.stochastic for layer in model.layers):
+        if not self.stochastic:
             return ()
         plan = self.plans.get(rows)
         if plan is None:
