@@ -23,6 +23,12 @@ Temp files of a write killed by ``SIGKILL`` or a power cut cannot be cleaned up 
 process itself; the next write to the same target removes those older than an hour
 (`remove_stale_temps`; a younger one may belong to a write still in flight in
 another process).
+
+Reads and writes touch regular files only: `check_regular` (before a read: a FIFO blocks
+until a writer comes, ``/dev/zero`` never ends) and `check_target` (before a write: nothing
+is written through a link, and ``os.replace`` never swaps a device node or a FIFO).
+`check_writable` probes a folder with a real temp file (``os.access`` misses read-only
+file systems) and wants twice the file's size free (the temp file exists beside the old).
 """
 
 from __future__ import annotations
@@ -51,32 +57,7 @@ _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | \
 
 def remove_stale_temps(path: str | os.PathLike[str],
                        older_than: float = STALE_TEMP_SECONDS) -> int:
-    """Delete temp files of earlier writes to `path` that were killed mid-write.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The target file; its temp files are ``.<name>.<random>.tmp`` beside it.
-    older_than : float, optional
-        Only files last modified more than this many seconds ago are removed.
-
-    Returns
-    -------
-    int
-        The number of files removed.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from pathlib import Path
-    >>> from xpnet._files import remove_stale_temps
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     old = Path(d) / ".m.safetensors.1a2b.tmp"
-    ...     _ = old.write_bytes(b"partial")
-    ...     os.utime(old, (0, 0))
-    ...     remove_stale_temps(Path(d) / "m.safetensors")
-    1
-    """
+    """Delete the temp files beside `path` older than `older_than` seconds; return how many."""
     path = Path(path)
     now, removed = time.time(), 0
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
@@ -90,37 +71,7 @@ def remove_stale_temps(path: str | os.PathLike[str],
 
 
 def create_temp(path: str | os.PathLike[str], suffix: str = ".tmp") -> tuple[int, Path]:
-    """Create a new temp file ``.<name>.<random><suffix>`` beside `path`, for writing.
-
-    Its mode is ``0o666`` less the umask, or `path`'s own mode when `path` exists, so
-    that renaming it over `path` gives the file the mode users expect.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file the temp file will replace; its folder must exist.
-    suffix : str, optional
-        The temp file's suffix.
-
-    Returns
-    -------
-    (int, pathlib.Path)
-        An open file descriptor (write only) and the temp file's path. The caller closes
-        and renames or removes it; `atomic_open` does all of that.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from pathlib import Path
-    >>> from xpnet._files import create_temp
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     old = os.umask(0o027)
-    ...     fd, tmp = create_temp(Path(d) / "data.gz", ".part")
-    ...     _ = os.umask(old)
-    ...     os.close(fd)
-    ...     tmp.name.startswith(".data.gz."), tmp.suffix, oct(tmp.stat().st_mode & 0o777)
-    (True, '.part', '0o640')
-    """
+    """Create ``.<name>.<random><suffix>`` beside `path`; return (write-only fd, its path)."""
     path = Path(path)
     try:
         mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
@@ -144,20 +95,7 @@ def create_temp(path: str | os.PathLike[str], suffix: str = ".tmp") -> tuple[int
 
 
 def fsync_folder(folder: str | os.PathLike[str]) -> None:
-    """Make a rename in `folder` durable (POSIX; a no-op where folders cannot be opened).
-
-    Parameters
-    ----------
-    folder : str or os.PathLike
-        The folder whose entries changed.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from xpnet._files import fsync_folder
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     fsync_folder(d)
-    """
+    """Make a rename in `folder` durable (a no-op where folders cannot be opened)."""
     if not hasattr(os, "O_DIRECTORY"):
         return
     with contextlib.suppress(OSError):
@@ -184,37 +122,7 @@ def _kind(mode: int) -> str:
 
 
 def check_regular(path: str | os.PathLike[str]) -> None:
-    """Refuse to read anything but a regular file (links are followed).
-
-    Reading a FIFO blocks until a writer comes, perhaps forever; a device such as
-    ``/dev/zero`` never ends. Both are refused before they are opened.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file about to be read.
-
-    Raises
-    ------
-    FileNotFoundError
-        It does not exist.
-    OSError
-        It is a FIFO, a device, a folder or a socket (errno ``EINVAL``), named with
-        what it is.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from pathlib import Path
-    >>> from xpnet._files import check_regular
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     os.mkfifo(Path(d) / "x.npy")
-    ...     try:
-    ...         check_regular(Path(d) / "x.npy")
-    ...     except OSError as exc:
-    ...         print(exc.strerror)
-    is a FIFO, not a regular file: xpnet reads only regular files
-    """
+    """Raise OSError (EINVAL) naming what `path` is unless it is a regular file."""
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
         what = _kind(mode)
@@ -224,23 +132,7 @@ def check_regular(path: str | os.PathLike[str]) -> None:
 
 
 def check_target(path: str | os.PathLike[str]) -> None:
-    """Refuse to replace anything but a regular file: a link, a FIFO, a device or a folder
-    at ``path`` raises ``OSError`` naming it (nothing is written through a link, and
-    ``os.replace`` never swaps a device node or a FIFO for a file).
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from pathlib import Path
-    >>> from xpnet._files import check_target
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     os.symlink(Path(d) / "elsewhere", Path(d) / "out.png")
-    ...     try:
-    ...         check_target(Path(d) / "out.png")
-    ...     except OSError as exc:
-    ...         print(exc.strerror)
-    is a symbolic link: xpnet writes only over regular files
-    """
+    """Raise OSError naming what `path` is (a link too) unless it is absent or a regular file."""
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
@@ -255,37 +147,7 @@ def check_target(path: str | os.PathLike[str]) -> None:
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], *, suffix: str = ".tmp"
                 ) -> Iterator[BinaryIO]:
-    """Open a binary file that replaces `path` atomically when the block ends without error.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The target; its folder must exist.
-    suffix : str, optional
-        Suffix of the temp file (``.tmp``; downloads use ``.part``).
-
-    Yields
-    ------
-    BinaryIO
-        The temp file, open for writing. Leave the block with an exception to discard it.
-
-    Raises
-    ------
-    OSError
-        From creating, writing, syncing or renaming, with ``filename`` set to `path`;
-        the temp file is removed and an earlier `path` is left as it was.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from xpnet._files import atomic_open
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     with atomic_open(Path(d) / "a.bin") as f:
-    ...         _ = f.write(b"hello")
-    ...     print(sorted(p.name for p in Path(d).iterdir()))
-    ['a.bin']
-    """
+    """Yield a binary temp file that replaces `path` when the block ends without an error."""
     path = Path(path)
     check_target(path)
     remove_stale_temps(path)
@@ -311,86 +173,16 @@ def atomic_open(path: str | os.PathLike[str], *, suffix: str = ".tmp"
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to `path` atomically (see `atomic_open`).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The target; its folder must exist.
-    data : bytes
-        The whole new content.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from pathlib import Path
-    >>> from xpnet._files import atomic_write_bytes
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     p = Path(d) / "a.txt"
-    ...     atomic_write_bytes(p, b"hi")
-    ...     os.chmod(p, 0o640)
-    ...     atomic_write_bytes(p, b"again")  # keeps the file's mode
-    ...     p.read_bytes(), oct(p.stat().st_mode & 0o777)
-    (b'again', '0o640')
-    """
     with atomic_open(path) as f:
         f.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
-    """Write `text` to `path` atomically (see `atomic_open`).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The target; its folder must exist.
-    text : str
-        The whole new content.
-    encoding : str, optional
-        Default UTF-8.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from xpnet._files import atomic_write_text
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     atomic_write_text(Path(d) / "log.csv", "epoch,loss\\n1,0.5\\n")
-    ...     print((Path(d) / "log.csv").read_text(), end="")
-    epoch,loss
-    1,0.5
-    """
     atomic_write_bytes(path, text.encode(encoding))
 
 
 def check_writable(folder: str | os.PathLike[str], need_bytes: int = 0) -> None:
-    """Fail early, with a clear message, when `folder` cannot take a file of `need_bytes`.
-
-    Creates and removes a small probe file (catches read-only file systems that
-    ``os.access`` misses) and compares the free space with twice `need_bytes` (a save
-    writes its temp file before the old file goes).
-
-    Parameters
-    ----------
-    folder : str or os.PathLike
-        The folder files will be written to.
-    need_bytes : int, optional
-        The size of one file; 0 skips the free-space check.
-
-    Raises
-    ------
-    PermissionError
-        The folder is not writable.
-    OSError
-        Not enough free space (errno ``ENOSPC``); the message names the folder.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from xpnet._files import check_writable
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     check_writable(d, 1000)  # silent when there is room
-    """
+    """PermissionError if `folder` is read-only, OSError (ENOSPC) if under 2 x `need_bytes` free."""
     import errno
     import shutil
 
