@@ -3,6 +3,15 @@
 Every check runs before any work is done and raises ``ValueError`` or
 ``TypeError`` with a message that names the argument, the bad value and what
 was expected.  NumPy is used here for host-side inspection of host inputs.
+
+Inputs (`as_array`): arrays pass as they are; lists, data frames and series, and objects
+with ``__dlpack__`` or ``__array__`` are converted once. A table's columns must be numbers
+or bools: features become float32 when every column is, else float64; targets keep their
+dtype; text, categories and dates are refused with the way to encode them
+(tests/test_inputs_python.py shows each case). ``values=False`` skips the checks that
+read the values of arrays already on the device (each a device-to-host sync). A memory
+map of another dtype or backend is streamed (``check_X(..., stream=True)`` returns a
+`HostRows`), so that fit, evaluate and predict never hold a converted copy of it.
 """
 
 from __future__ import annotations
@@ -28,18 +37,7 @@ def check_int(name: str, value: Any, *, minimum: int = ...,
 @overload
 def check_int(name: str, value: Any, *, minimum: int = ..., allow_none: bool) -> int | None: ...
 def check_int(name: str, value: Any, *, minimum: int = 1, allow_none: bool = False) -> int | None:
-    """Check an integer argument (bools rejected); ``None`` passes only with ``allow_none``.
-
-    Examples
-    --------
-    >>> from xpnet._checks import check_int
-    >>> check_int("epochs", 3)
-    3
-    >>> check_int("epochs", 0)
-    Traceback (most recent call last):
-    ...
-    ValueError: epochs must be >= 1, got 0
-    """
+    """An int >= `minimum` (bools refused); ``None`` passes only with `allow_none`."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -51,22 +49,7 @@ def check_int(name: str, value: Any, *, minimum: int = 1, allow_none: bool = Fal
 
 def check_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
                 low_open: bool = False, high_open: bool = True) -> float:
-    """Check a finite real argument within optional bounds.
-
-    Examples
-    --------
-    >>> from xpnet._checks import check_float
-    >>> check_float("momentum", 0.9, low=0.0, high=1.0)
-    0.9
-    >>> check_float("tol", float("inf"), low=0.0)
-    Traceback (most recent call last):
-    ...
-    ValueError: tol must be finite, got inf
-    >>> check_float("lr", 0.0, low=0.0, low_open=True)
-    Traceback (most recent call last):
-    ...
-    ValueError: lr must be > 0.0, got 0.0
-    """
+    """A finite real within the bounds given (`low_open`, `high_open`: strict)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
     value = float(value)
@@ -80,54 +63,20 @@ def check_float(name: str, value: Any, *, low: float | None = None, high: float 
 
 
 def check_bool(name: str, value: Any) -> bool:
-    """Check a flag: ``True``/``False`` (NumPy's bools included), nothing else.
-
-    Examples
-    --------
-    >>> from xpnet._checks import check_bool
-    >>> check_bool("shuffle", True)
-    True
-    >>> check_bool("shuffle", 1)
-    Traceback (most recent call last):
-    ...
-    TypeError: shuffle must be a bool, got 1
-    """
+    """``True`` or ``False`` (NumPy's bools too), nothing else."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {value!r}")
     return bool(value)
 
 
 def check_choice(name: str, value: Any, choices: Collection[str]) -> str:
-    """Check that ``value`` is one of the names in ``choices``.
-
-    Examples
-    --------
-    >>> from xpnet._checks import check_choice
-    >>> check_choice("solver", "sgd", ("adam", "sgd"))
-    'sgd'
-    >>> check_choice("solver", "lbfgs", ("adam", "sgd"))
-    Traceback (most recent call last):
-    ...
-    ValueError: solver must be one of ['adam', 'sgd'], got 'lbfgs'
-    """
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
 
 
 def check_sizes(name: str, value: Any) -> list[int]:
-    """Check layer widths: an int or a sequence of ints, each >= 1 (may be empty).
-
-    Examples
-    --------
-    >>> from xpnet._checks import check_sizes
-    >>> check_sizes("hidden_layer_sizes", (64, 32)), check_sizes("hidden_layer_sizes", 8)
-    ([64, 32], [8])
-    >>> check_sizes("hidden_layer_sizes", (10, 0))
-    Traceback (most recent call last):
-    ...
-    ValueError: hidden_layer_sizes must be > 0, got (10, 0)
-    """
+    """Layer widths, an int or a sequence of ints >= 1 (may be empty), as a list."""
     sizes = [value] if isinstance(value, numbers.Integral) and not isinstance(value, bool) \
         else value
     try:
@@ -192,8 +141,7 @@ def frame_columns(X: Any) -> list[str] | None:
 
 
 def check_columns(model: Any, X: Any, name: str = "X") -> None:
-    """Refuse a data frame whose columns differ, in name or order, from those ``model``
-    was fitted on (``model.feature_names_in_``): its values would be taken by position."""
+    """Refuse a data frame whose columns differ from ``model.feature_names_in_``."""
     want = getattr(model, "feature_names_in_", None)
     got = frame_columns(X)
     if want is None or got is None or got == want:
@@ -215,14 +163,7 @@ def check_columns(model: Any, X: Any, name: str = "X") -> None:
 
 def as_array(name: str, a: Any, backend: Backend | None = None, *,
              targets: bool = False) -> Any:
-    """``a`` as an array: arrays as they are; lists, pandas (or other) data frames and
-    series, and objects with ``__dlpack__`` or ``__array__`` converted once.
-
-    A table's columns must be numbers or bools: features become float32 (all columns
-    float32) or float64, ``targets`` keep their dtype. A column of text, categories or
-    dates is refused with the way to encode it. Anything else is returned as it is,
-    for the caller to refuse (tests/test_inputs_python.py shows each case).
-    """
+    """`a` as an array, converted once where it is not one (see the module docstring)."""
     if _is_array(a):
         return a
     if isinstance(a, (list, tuple)):
@@ -245,8 +186,7 @@ def as_array(name: str, a: Any, backend: Backend | None = None, *,
 
 
 def _column_kind(dtype: Any) -> str:
-    """``"number"``, or what a column of this dtype holds instead: NumPy and pandas dtypes
-    by their ``kind``, others (Polars) by their name."""
+    """``"number"`` or what a column of this dtype holds (Polars dtypes by name)."""
     kind = getattr(dtype, "kind", None)
     text = str(dtype).lower()
     if kind is None:  # a dtype of another library: Float64, Int8, Boolean, String...
@@ -326,11 +266,7 @@ def _check_numeric(name: str, dname: str) -> None:
 
 
 def to_backend(name: str, a: Any, backend: Backend, dtype: str | None = None) -> Any:
-    """Return ``a`` on ``backend``: NumPy/lists are copied there once; foreign arrays refused.
-
-    With ``dtype``, a NumPy array bound for another backend is cast on the host
-    first, so float64 data for a float32 GPU model is uploaded at half the size.
-    """
+    """`a` on `backend`, a host array cast to `dtype` first; another backend's refused."""
     a = _from_sequence(name, a)
     if not _is_array(a):
         raise TypeError(f"{name} must be an array, got {type(a).__name__}")
@@ -368,8 +304,7 @@ def _host_view(a: Any) -> np.ndarray | None:
 
 
 def _check_host_values(name: str, host: np.ndarray, dtype: str) -> None:
-    """Refuse NaN/inf, and values beyond float32's range for a float32 model; one pass for
-    the minimum and one for the maximum (a memory map is read, never copied)."""
+    """Refuse NaN, inf and (float32 model) values beyond float32; no copy."""
     if host.dtype.kind not in "fc":
         return
     # min and max propagate NaN and expose inf without a boolean copy of X
@@ -386,23 +321,7 @@ def _check_host_values(name: str, host: np.ndarray, dtype: str) -> None:
 
 
 class HostRows:
-    """Rows of a memory-mapped host array, converted to a backend and dtype a batch at a time.
-
-    What ``check_X(..., stream=True)`` returns for a ``numpy.memmap`` that cannot be
-    used as it is (another dtype, another backend), so that ``fit``, ``evaluate`` and
-    ``predict`` never hold a converted copy of the whole array. Slicing rows gives
-    another ``HostRows`` (a view, nothing read); `batch_rows` reads and converts.
-
-    Examples
-    --------
-    >>> import numpy as np, xpnet as xn
-    >>> from xpnet._checks import HostRows
-    >>> rows = HostRows(np.arange(12.0).reshape(6, 2), xn.get_backend("numpy"), "float32")
-    >>> rows[4:].shape, rows.batch_rows(0, 2, None).tolist()
-    ((2, 2), [[0.0, 1.0], [2.0, 3.0]])
-    >>> rows.batch_rows(0, 2, np.array([5, 0, 3])).dtype
-    dtype('float32')
-    """
+    """Rows of a host memory map, converted a batch at a time by `batch_rows`."""
 
     ndim = 2
 
@@ -428,20 +347,13 @@ class HostRows:
 
 
 def _streams(X: Any, backend: Backend, dtype: str) -> bool:
-    """Whether ``X`` is a memory map that the model cannot use as it is (so is converted
-    batch by batch); a float memmap of the model's dtype on NumPy is read in place."""
+    """Whether `X` is a memory map the model cannot read in place (so `HostRows`)."""
     return isinstance(X, np.memmap) and not (backend.owns(X) and X.dtype == np.dtype(dtype))
 
 
 def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
             name: str = "X", *, values: bool = True, stream: bool = False) -> Any:
-    """Validate features and return them on ``backend`` with the model's dtype.
-
-    ``values=False`` skips the NaN/inf scan of device arrays (a device-to-host sync).
-    ``stream=True`` returns a memory-mapped array of any real dtype (integers
-    included) as a [`HostRows`][xpnet._checks.HostRows], converted a batch at a time
-    by the caller, instead of converting it whole.
-    """
+    """Features on `backend` in `dtype`; ``stream=True`` may return a `HostRows`."""
     if stream and isinstance(X, HostRows):
         if n_features is not None and X.shape[1] != n_features:
             raise ValueError(f"{name} has {X.shape[1]} features, the model expects "
@@ -497,9 +409,7 @@ _warned_unscaled: weakref.WeakSet = weakref.WeakSet()
 
 
 def warn_if_unscaled(model: Any, Xd: Any, name: str = "X") -> None:
-    """Log one warning (logger ``"xpnet"``, once per model) when the checked features
-    ``Xd`` look unscaled, unless the model starts with an adapted ``Normalization`` layer
-    (one never adapted is the identity: the warning then says so)."""
+    """Log once per model when `Xd` looks unscaled and no adapted Normalization leads."""
     first = model.layers[0] if model.layers else None
     normalization = type(first).__name__ == "Normalization"
     if normalization and getattr(first, "_stats", None) is not None \
@@ -542,12 +452,7 @@ def warn_if_unscaled(model: Any, Xd: Any, name: str = "X") -> None:
 
 def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_outputs: int,
             name: str = "y", *, values: bool = True) -> Any:
-    """Validate targets for ``loss`` (through
-    [`xpnet.Loss.check_target`][xpnet.losses.Loss.check_target]).
-
-    ``values=False`` skips the checks that read values (label range, NaN, [0, 1]) for
-    arrays already on a device, where each would be a device-to-host sync.
-    """
+    """Targets checked by ``loss.check_target``."""
     y = as_array(name, y, backend, targets=True)
     if not _is_array(y):
         raise TypeError(f"{name} must be an array, got {type(y).__name__}")
@@ -599,10 +504,7 @@ def check_labels(y: Any, backend: Backend, n_classes: int, name: str = "y", *,
 
 def check_float_targets(y: Any, backend: Backend, dtype: str, n_outputs: int, name: str = "y",
                         *, values: bool = True, unit_range: str | None = None) -> Any:
-    """Float targets of shape ``(n, n_outputs)`` (or ``(n,)`` for one output) on ``backend``.
-
-    ``unit_range`` names the loss when the values must lie in [0, 1] (probabilities).
-    """
+    """Float targets (n, n_outputs) or (n,); `unit_range` names a loss wanting [0, 1]."""
     if y.ndim == 2 and y.shape[1] != n_outputs:
         raise ValueError(f"{name} has {y.shape[1]} columns, the model has {n_outputs} outputs")
     if y.ndim == 1 and n_outputs != 1:
@@ -625,12 +527,7 @@ def check_float_targets(y: Any, backend: Backend, dtype: str, n_outputs: int, na
 
 def check_sample_weight(w: Any, backend: Backend, dtype: str, n_samples: int, loss: Any,
                         name: str = "sample_weight", *, values: bool = True) -> Any:
-    """Per-row weights, checked like ``X`` and ``y``: shape ``(n,)``, real numbers, finite,
-    non-negative, not all zero; returned on ``backend`` in the model's dtype.
-
-    ``loss`` must define ``per_sample`` (the weighted mean is built on it).
-    ``values=False`` skips the value checks of arrays already on the device (a sync).
-    """
+    """Per-row weights: (n,), finite, >= 0, not all zero; `loss` needs ``per_sample``."""
     if not getattr(loss, "has_per_sample", False):
         raise TypeError(f"{name} needs the loss of each row, but {type(loss).__name__} does "
                         "not define per_sample(output, target)")
