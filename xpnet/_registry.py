@@ -5,11 +5,14 @@ A checkpoint stores a class by name and its constructor arguments
 
 * a name belongs to one class: registering a *different* class under a name
   that is taken is refused (re-registering a class of the same module and
-  qualified name, as a re-run notebook cell or a module reload does, replaces it);
+  qualified name, as a re-run notebook cell or a module reload does, replaces it;
+  xpnet's own names are never given to another class);
 * `Registry.check_rebuildable` refuses, before a file is written, an
   object that loading could not rebuild as it is: an unregistered class, a
   ``get_config()`` that is not JSON or misses a constructor argument, or one
-  that does not rebuild an equal object.
+  that does not rebuild an equal object (public attributes compared by value: a held
+  object without an ``==`` of its own attribute by attribute, lists and dicts item by
+  item; arrays are not judged).
 """
 
 from __future__ import annotations
@@ -26,34 +29,7 @@ def _qualified(cls: type) -> str:
 
 
 class Registry:
-    """Classes by name, for one kind of object (``"layer"``, ``"loss"``...).
-
-    Parameters
-    ----------
-    kind : str
-        What the classes are, for messages.
-    register_call : str
-        The public function that registers one, for messages.
-    base : type, optional
-        The class every registered class derives from (checked by `register`).
-
-    Examples
-    --------
-    >>> from xpnet._registry import Registry
-    >>> reg = Registry("widget", "register_widget")
-    >>> class Knob:
-    ...     pass
-    >>> reg.add("Knob", Knob)
-    >>> reg.get("Knob") is Knob
-    True
-    >>> class Other:
-    ...     pass
-    >>> try:
-    ...     reg.add("Knob", Other)
-    ... except ValueError as exc:
-    ...     print(str(exc).split(";")[0])  # doctest: +ELLIPSIS
-    widget name 'Knob' is taken by ...Knob
-    """
+    """Classes by name for one kind of object (``"layer"``, ``"loss"``...), as above."""
 
     def __init__(self, kind: str, register_call: str, base: type = object):
         self.kind, self.register_call, self.base = kind, register_call, base
@@ -61,21 +37,7 @@ class Registry:
         self._builtin: set[str] = set()
 
     def add(self, name: str, cls: type, *, builtin: bool = False) -> None:
-        """Register ``cls`` under ``name``; refuse a name held by another class.
-
-        Parameters
-        ----------
-        name : str
-        cls : type
-        builtin : bool
-            xpnet's own class: its name is never given to another class.
-
-        Raises
-        ------
-        ValueError
-            When ``name`` belongs to a different class (not a redefinition of
-            the same module-qualified class, and never for a built-in name).
-        """
+        """Register `cls` under `name`; ValueError when another class holds it (rules above)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"{self.kind} name must be a non-empty str, got {name!r}")
         held = self._classes.get(name)
@@ -95,41 +57,7 @@ class Registry:
             raise TypeError(f"{call} expects a {self.base.__name__} subclass, got {cls!r}")
 
     def register(self, cls: Any) -> Any:
-        """Register a user's class under its class name, after `check_class`.
-
-        Parameters
-        ----------
-        cls : type
-            A subclass of ``base``.
-
-        Returns
-        -------
-        type
-            ``cls`` unchanged (so a ``register_...`` function can be a decorator).
-
-        Raises
-        ------
-        TypeError
-            When ``cls`` is not a subclass of ``base``.
-        ValueError
-            When its name is registered for a different class (see `add`).
-
-        Examples
-        --------
-        >>> from xpnet._registry import Registry
-        >>> class Widget:
-        ...     pass
-        >>> reg = Registry("widget", "register_widget", Widget)
-        >>> class Knob(Widget):
-        ...     pass
-        >>> reg.register(Knob) is Knob, reg.names()
-        (True, ['Knob'])
-        >>> try:
-        ...     reg.register(int)
-        ... except TypeError as exc:
-        ...     print(exc)
-        register_widget expects a Widget subclass, got <class 'int'>
-        """
+        """Register a user's `base` subclass under its class name; return it (a decorator)."""
         self.check_class(cls)
         self.add(cls.__name__, cls)
         return cls
@@ -143,27 +71,7 @@ class Registry:
         return list(self._classes)
 
     def check_rebuildable(self, obj: Any, name: str, what: str) -> dict:
-        """Refuse ``obj`` unless ``registry[name](**obj.get_config())`` rebuilds it.
-
-        Parameters
-        ----------
-        obj : object
-            A layer or a loss.
-        name : str
-            The name a file would store for it.
-        what : str
-            How to call it in messages (``"layer 2 (Scale)"``).
-
-        Returns
-        -------
-        dict
-            Its config, checked to be JSON.
-
-        Raises
-        ------
-        ValueError
-            Naming the class and what to do.
-        """
+        """`obj`'s config (JSON), or ValueError saying why loading could not rebuild it."""
         cls = type(obj)
         held = self._classes.get(name)
         if held is None:
@@ -215,14 +123,7 @@ class Registry:
 
 def _differing_attribute(obj: Any, twin: Any, prefix: str = "",
                          depth: int = 0) -> tuple[str, Any, Any] | None:
-    """The first public attribute (set on both) whose values differ, or None.
-
-    Layers and losses hold hyper-parameters only, so a faithful ``get_config()``
-    rebuilds an object with the same attributes. Values are compared by value: an
-    object without an ``==`` of its own (a held layer) by its attributes, in turn
-    (named by their path, ``block.units``), lists, tuples and dicts item by item.
-    Values that do not compare to a plain bool (arrays) are not judged.
-    """
+    """(path, mine, theirs) of the first public attribute whose values differ, or None."""
     mine, theirs = getattr(obj, "__dict__", {}), getattr(twin, "__dict__", {})
     for name, value in mine.items():
         if name.startswith("_") or name == "trainable" or name not in theirs:
