@@ -32,38 +32,7 @@ RULES = ("keras", "sklearn")
 
 
 class BestWeights:
-    """The best value of a metric so far, the parameters at that point, and the wait since.
-
-    Parameters
-    ----------
-    mode : {"min", "max"}
-        Whether a lower or a higher value is better.
-    min_delta : float
-        Change that counts as an improvement (``tol`` in scikit-learn); ``>= 0``.
-    patience : int or math.inf
-        Epochs without improvement tolerated; `should_stop` is ``wait > patience``.
-    rule : {"keras", "sklearn"}
-        Which convention decides "improved" and "new best" (see the module docstring).
-
-    Attributes
-    ----------
-    best : float
-        Best value so far (``inf`` for ``"min"``, ``-inf`` for ``"max"`` before any).
-    params : dict or None
-        Copies of the parameters passed with the best value; None when none were passed.
-    wait : int
-        Epochs since the last improvement.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet._best import BestWeights
-    >>> tracker = BestWeights("min", min_delta=0.1, patience=1)
-    >>> [tracker.update(v, {"w": np.asarray([v])}) for v in (1.0, 0.95, 0.7, 0.72, 0.71)]
-    [True, False, True, False, False]
-    >>> tracker.best, tracker.params["w"].tolist(), tracker.wait, tracker.should_stop
-    (0.7, [0.7], 2, True)
-    """
+    """Best value of a metric, copies of the parameters then (``params``) and ``wait`` since."""
 
     def __init__(self, mode: str = "min", *, min_delta: float = 0.0,
                  patience: int | float = 0, rule: str = "keras"):
@@ -77,42 +46,12 @@ class BestWeights:
         self.reset()
 
     def reset(self) -> None:
-        """Forget everything: no best value, no parameters, no wait.
-
-        Examples
-        --------
-        >>> from xpnet._best import BestWeights
-        >>> t = BestWeights("max")
-        >>> _ = t.update(0.5); t.reset(); t.best
-        -inf
-        """
         self.best = -self._sign * math.inf
         self.params: dict[str, Any] | None = None
         self.wait = 0
 
     def update(self, value: float, params: dict[str, Any] | None = None) -> bool:
-        """Record one epoch's ``value``; copy ``params`` when it is a new best.
-
-        Parameters
-        ----------
-        value : float
-            The monitored metric for this epoch.
-        params : dict of str to array, optional
-            The model's parameters now; copied (on their own device) when ``value``
-            becomes the new best. Pass None to track the value only.
-
-        Returns
-        -------
-        bool
-            Whether the epoch counts as an improvement (the wait counter restarted).
-
-        Examples
-        --------
-        >>> from xpnet._best import BestWeights
-        >>> keras, sk = BestWeights("max"), BestWeights("max", rule="sklearn")
-        >>> [keras.update(v) for v in (0.5, 0.5)], [sk.update(v) for v in (0.5, 0.5)]
-        ([True, False], [True, True])
-        """
+        """Record one epoch's value, copying `params` at a new best; return whether it improved."""
         # compare in "higher is better" units; negation is exact, NaN stays NaN
         v, b = self._sign * value, self._sign * self.best
         if self.rule == "keras":

@@ -19,6 +19,9 @@ splits" in ``docs/design.md``):
     (``ceil``), ``random_state=seed`` and ``stratify=labels`` (a plain shuffled split
     when ``labels`` is None, as for regressors): the split scikit-learn's own MLP
     estimators make, so results match theirs. scikit-learn is imported only here.
+
+`split_rows` refuses (``ValueError`` naming the caller's argument) a fraction outside
+``[0, 1)`` and a split that leaves either part empty or that scikit-learn refuses.
 """
 
 from __future__ import annotations
@@ -42,49 +45,7 @@ Rows = slice | np.ndarray
 
 def split_rows(n: int, fraction: float, *, policy: str, seed: Any = None, labels: Any = None,
                name: str = "validation_split") -> tuple[Rows, Rows | None]:
-    """Choose the training and validation rows of ``n`` samples.
-
-    Parameters
-    ----------
-    n : int
-        Number of rows.
-    fraction : float
-        Share held out for validation, in ``[0, 1)``; 0 holds out nothing.
-    policy : {"last", "random", "stratified"}
-        Which rows (see the module docstring for who uses which, and why).
-    seed : int, numpy.random.RandomState or None
-        ``"random"``: the seed of ``numpy.random.default_rng`` (an int, required).
-        ``"stratified"``: scikit-learn's ``random_state``. Not used by ``"last"``.
-    labels : array-like of shape (n,), optional
-        ``"stratified"`` only: host class labels to stratify on.
-    name : str
-        The caller's name for ``fraction``, used in error messages.
-
-    Returns
-    -------
-    train, val : slice or numpy.ndarray
-        Row selectors for `take_rows`; ``val`` is None when ``fraction`` is 0.
-
-    Raises
-    ------
-    ValueError
-        For an unknown policy, a fraction outside ``[0, 1)``, or a split that leaves
-        either part empty (or that scikit-learn refuses, e.g. fewer validation rows
-        than classes).
-
-    Examples
-    --------
-    >>> from xpnet._split import split_rows
-    >>> split_rows(10, 0.2, policy="last")
-    (slice(0, 8, None), slice(8, 10, None))
-    >>> train, val = split_rows(10, 0.2, policy="random", seed=0)
-    >>> len(train), len(val), sorted([*train, *val]) == list(range(10))
-    (8, 2, True)
-    >>> split_rows(10, 0.01, policy="last")
-    Traceback (most recent call last):
-    ...
-    ValueError: validation_split=0.01 leaves 0 validation and 10 training rows; both must be >= 1
-    """
+    """(train, val) row selectors for `take_rows` (val None when `fraction` is 0)."""
     policy = _checks.check_choice("policy", policy, POLICIES)
     n = _checks.check_int("n", n)
     fraction = _checks.check_float(name, fraction, low=0.0, high=1.0)
@@ -119,28 +80,7 @@ def _stratified(n: int, fraction: float, seed: Any, labels: Any,
 
 
 def take_rows(a: Any, rows: Rows) -> Any:
-    """The rows ``rows`` (from `split_rows`) of ``a``, on ``a``'s namespace and device.
-
-    A slice is a view; host indices are moved to ``a``'s device once and taken there.
-
-    Parameters
-    ----------
-    a : array
-        Any array of the Array API (NumPy, CuPy, torch, array_api_strict...), rows first.
-    rows : slice or numpy.ndarray
-
-    Returns
-    -------
-    array
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet._split import take_rows
-    >>> a = np.arange(12).reshape(6, 2)
-    >>> take_rows(a, slice(4, 6)).tolist(), take_rows(a, np.array([0, 5])).tolist()
-    ([[8, 9], [10, 11]], [[0, 1], [10, 11]])
-    """
+    """`rows` of `a` on its own namespace and device (a slice is a view)."""
     if isinstance(rows, slice) or isinstance(a, np.ndarray):
         return a[rows, ...]
     xp = array_api_compat.array_namespace(a)
