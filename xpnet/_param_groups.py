@@ -131,8 +131,7 @@ def group_index(groups: tuple[Group, ...], key: str, p: Any) -> int | None:
 
 
 def check_against(groups: tuple[Group, ...], params: dict) -> None:
-    """Refuse a group (or a listed key or prefix) that names no parameter of ``params``,
-    and a parameter in two groups."""
+    """Refuse a group, listed key or prefix naming no parameter, and a parameter in two groups."""
     for k, p in params.items():
         group_index(groups, k, p)
     for i, g in enumerate(groups):

@@ -65,16 +65,7 @@ NON_FINITE = ("Solver produced non-finite parameter weights. The input data may 
 
 
 def average_rows(xp: Any, a: Any, w: Any = None) -> Any:
-    """The mean of ``a`` over its rows, or ``np.average(a, axis=0, weights=w)``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.sklearn._base import average_rows
-    >>> a = np.array([[1.0, 2.0], [3.0, 6.0]])
-    >>> average_rows(np, a).tolist(), average_rows(np, a, np.array([3.0, 1.0])).tolist()
-    ([2.0, 4.0], [1.5, 3.0])
-    """
+    """Mean of `a` over its rows, or ``np.average(a, axis=0, weights=w)``."""
     if w is None:
         return xp.mean(a, axis=0)
     wb = xp.reshape(w, (-1,) + (1,) * (a.ndim - 1))
@@ -82,8 +73,7 @@ def average_rows(xp: Any, a: Any, w: Any = None) -> Any:
 
 
 class BaseMLP(BaseEstimator):
-    """Shared machinery of [`MLPClassifier`][xpnet.sklearn.MLPClassifier] and
-    [`MLPRegressor`][xpnet.sklearn.MLPRegressor]."""
+    """Shared machinery of MLPClassifier and MLPRegressor (their docstrings document it)."""
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
@@ -138,10 +128,7 @@ class BaseMLP(BaseEstimator):
         raise NotImplementedError
 
     def _score_outputs(self, out: Any, Y: Any, w: Any = None) -> float:
-        """scikit-learn's validation score (accuracy or R^2) from raw outputs, on the device.
-
-        ``w``: the device sample weights of the rows, or None.
-        """
+        """scikit-learn's validation score (accuracy or R^2) of raw outputs, `w`-weighted."""
         raise NotImplementedError
 
     # -- parameters ------------------------------------------------------------
@@ -223,11 +210,7 @@ class BaseMLP(BaseEstimator):
             self._reset_progress()
 
     def _set_initial_weights(self, model: Sequential, units: list[int]) -> None:
-        """scikit-learn's ``_init_coef``: U(-b, b), ``b = sqrt(6 / (fan_in + fan_out))``.
-
-        The factor is 2 for the logistic activation; biases are drawn too; the draws
-        come from ``random_state`` in scikit-learn's order, in float64, then cast.
-        """
+        """scikit-learn's ``_init_coef`` draws (biases too) from ``random_state``, in float64."""
         factor = 2.0 if self.activation in ("logistic", "sigmoid") else 6.0
         rs, dt = self._random_state, model.dtype_name
         new = {}
@@ -314,36 +297,7 @@ class BaseMLP(BaseEstimator):
 
     # -- fit -------------------------------------------------------------------
     def fit(self, X, y, sample_weight=None):
-        """Fit the model to ``X`` and ``y``.
-
-        Parameters
-        ----------
-        X : array-like or scipy sparse matrix of shape (n_samples, n_features)
-            Training data (NumPy, a DataFrame, a sparse matrix, or, under array API
-            dispatch, an array of any supported namespace).
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Class labels (numbers or strings) or a multilabel indicator matrix for
-            the classifier; real targets for the regressor.
-        sample_weight : array-like of shape (n_samples,) or float, default=None
-            Per-row weights, with scikit-learn's meaning: each batch's loss is the
-            weighted mean over its rows, the L2 term is divided by the sum of the
-            batch's weights, and the ``early_stopping`` score is weighted.
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from xpnet.sklearn import MLPRegressor
-        >>> X = np.linspace(-1, 1, 40).reshape(-1, 1)
-        >>> w = np.r_[np.zeros(20), np.ones(20)]   # only the right half counts
-        >>> reg = MLPRegressor(hidden_layer_sizes=(8,), solver="lbfgs", random_state=0)
-        >>> reg.fit(X, np.abs(X[:, 0]), sample_weight=w).n_iter_ > 0
-        True
-        """
+        """Fit to `X`, `y` (`sample_weight` as scikit-learn weighs it, see `alpha`); return self."""
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X: Any, y: Any, sample_weight: Any = None, *, incremental: bool,
@@ -435,12 +389,7 @@ class BaseMLP(BaseEstimator):
         return parts[0] if len(parts) == 1 else m.xp.concat(parts, axis=0)
 
     def __sklearn_array_api_convert__(self, converter):
-        """Support `sklearn.utils._array_api.move_estimator_to`.
-
-        Returns a copy whose array attributes, and whose model's parameters, were
-        passed through ``converter``. The optimizer state and the saved best weights
-        stay behind: a later ``partial_fit`` starts a fresh optimizer.
-        """
+        """A moved copy for ``move_estimator_to``, without optimizer state or best weights."""
         new = clone(self)
         for key, value in vars(self).items():
             if key == "model_":
@@ -489,11 +438,7 @@ class BaseMLP(BaseEstimator):
 
     @property
     def coefs_(self) -> list:
-        """Weight matrices, ``coefs_[i]`` of shape (n_in, n_out), on the model's backend.
-
-        Assignable: a list of arrays of the same shapes is written into ``model_``
-        (cast to its dtype, moved to its device).
-        """
+        """Weight matrices (n_in, n_out) on the model's backend; assignable (cast, moved)."""
         return self._layer_arrays(".W")
 
     @coefs_.setter
@@ -502,10 +447,7 @@ class BaseMLP(BaseEstimator):
 
     @property
     def intercepts_(self) -> list:
-        """Bias vectors, ``intercepts_[i]`` of shape (n_out,), on the model's backend.
-
-        Assignable like `coefs_`.
-        """
+        """Bias vectors (n_out,) on the model's backend; assignable like `coefs_`."""
         return self._layer_arrays(".b")
 
     @intercepts_.setter

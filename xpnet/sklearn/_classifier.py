@@ -230,11 +230,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return xp.astype(clipped, xp.int64)
 
     def _encode_targets(self, y: Any) -> tuple[Any, Any]:
-        """Labels (softmax), or 0/1 floats of shape (n, n_outputs) (logistic), on the device.
-
-        The strata of the early-stopping split are scikit-learn's: the binarized
-        ``(n, 1)`` boolean targets of a binary problem, None otherwise.
-        """
+        """Device targets as the loss takes them, and the split's strata (binary) or None."""
         m = self.model_
         b, xp = m.backend, m.xp
         if self._multilabel:
@@ -252,10 +248,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return Y, strata
 
     def _score_outputs(self, out: Any, Y: Any, w: Any = None) -> float:
-        """Accuracy (subset accuracy for multilabel targets), as scikit-learn's ``_score``.
-
-        Weighted by ``w`` as ``accuracy_score(sample_weight=w)``.
-        """
+        """Accuracy (subset accuracy for multilabel), ``accuracy_score(sample_weight=w)``."""
         xp = self.model_.xp
         if self._softmax:
             ok = xp.argmax(out, axis=1) == Y

@@ -37,43 +37,11 @@ CHUNK = 8192
 
 
 def is_sparse(X: Any) -> bool:
-    """Whether ``X`` is a SciPy sparse matrix or array.
-
-    Examples
-    --------
-    >>> import numpy as np, scipy.sparse
-    >>> from xpnet.sklearn._data import is_sparse
-    >>> is_sparse(scipy.sparse.csr_matrix(np.eye(2))), is_sparse(np.eye(2))
-    (True, False)
-    """
     return scipy.sparse.issparse(X)
 
 
 class Rows:
-    """The samples of one fit or prediction, as the model consumes them.
-
-    Parameters
-    ----------
-    X : array or scipy.sparse matrix
-        Validated features (float32/float64; CSR when sparse).
-    backend : Backend
-        Where the model lives.
-    dtype : str
-        The model's dtype name.
-    n_features : int
-        Columns the model expects.
-
-    Examples
-    --------
-    >>> import numpy as np, scipy.sparse, xpnet as xn
-    >>> from xpnet.sklearn._data import Rows
-    >>> X = np.arange(6.0).reshape(3, 2)
-    >>> dense = Rows(X, xn.get_backend("numpy"), "float32", 2)
-    >>> sparse = Rows(scipy.sparse.csr_matrix(X), xn.get_backend("numpy"), "float32", 2)
-    >>> idx = np.array([2, 0])
-    >>> dense.take(idx).tolist() == sparse.take(idx).tolist() == [[4.0, 5.0], [0.0, 1.0]]
-    True
-    """
+    """The rows of one fit or prediction: dense on the device, or CSR on the host."""
 
     def __init__(self, X: Any, backend: Backend, dtype: str, n_features: int):
         self.backend, self.dtype = backend, dtype
@@ -122,56 +90,19 @@ class Rows:
 
 
 def device_index(backend: Backend, idx: Any) -> Any:
-    """Host indices (or a slice) in the form ``xp.take`` of a device array wants.
-
-    Examples
-    --------
-    >>> import numpy as np, xpnet as xn
-    >>> from xpnet.sklearn._data import device_index
-    >>> device_index(xn.get_backend("numpy"), np.array([2, 0])).tolist()
-    [2, 0]
-    """
+    """Host indices (or a slice) as ``xp.take`` of a device array wants them."""
     if isinstance(idx, slice) or backend.name == "numpy":
         return idx
     return backend.asarray(idx, dtype=backend.xp.int64)
 
 
 def take_on_device(backend: Backend, a: Any, idx: Any) -> Any:
-    """Rows ``idx`` (a slice, or indices from `device_index`) of device array ``a``.
-
-    Examples
-    --------
-    >>> import numpy as np, xpnet as xn
-    >>> from xpnet.sklearn._data import take_on_device
-    >>> b = xn.get_backend("numpy")
-    >>> a = np.arange(4.0)
-    >>> take_on_device(b, a, slice(1, 3)).tolist(), take_on_device(b, a, np.array([3, 0])).tolist()
-    ([1.0, 2.0], [3.0, 0.0])
-    """
+    """Rows `idx` (a slice, or from `device_index`) of device array `a`."""
     return a[idx, ...] if isinstance(idx, slice) else backend.xp.take(a, idx, axis=0)
 
 
 class Weights:
-    """The sample weights of one fit: on the model's device, and a host copy for their sums.
-
-    Parameters
-    ----------
-    w : array of shape (n,)
-        Weights checked by scikit-learn's ``_check_sample_weight`` (NumPy, or under
-        array API dispatch an array on the model's backend).
-    backend : Backend
-        Where the model lives.
-    dtype : str
-        The model's dtype name (the device copy's dtype).
-
-    Examples
-    --------
-    >>> import numpy as np, xpnet as xn
-    >>> from xpnet.sklearn._data import Weights
-    >>> w = Weights(np.array([1.0, 0.0, 2.0, 3.0]), xn.get_backend("numpy"), "float32")
-    >>> w.device.dtype, w.batch_sums(np.array([3, 1, 0, 2]), 3)
-    (dtype('float32'), [4.0, 2.0])
-    """
+    """Sample weights of one fit: ``device`` (model's dtype) and ``host`` (their sums)."""
 
     def __init__(self, w: Any, backend: Backend, dtype: str):
         self.backend = backend
@@ -195,16 +126,7 @@ class Weights:
         return take_on_device(self.backend, self.device, idx)
 
     def batch_sums(self, order: np.ndarray | None, batch_size: int) -> list[float]:
-        """The sum of each batch's weights, as scikit-learn sums them, as Python floats.
-
-        ``order`` is the epoch's row order (None: the rows in order).
-
-        Raises
-        ------
-        ZeroDivisionError
-            A batch whose weights sum to zero (scikit-learn's ``np.average`` raises
-            the same, in that batch's step).
-        """
+        """Each batch's weight sum, as scikit-learn's; ZeroDivisionError naming a zero batch."""
         host = self.host if order is None else self.host[order]
         sums = [float(host[lo:lo + batch_size].sum()) for lo in range(0, len(host), batch_size)]
         zero = [i for i, s in enumerate(sums) if s == 0.0]
@@ -220,19 +142,7 @@ class Weights:
 
 @dataclass
 class Samples:
-    """The rows, the targets (on the device) and the optional sample weights of a fit.
-
-    Examples
-    --------
-    >>> import numpy as np, xpnet as xn
-    >>> from xpnet.sklearn._data import Rows, Samples, Weights
-    >>> b = xn.get_backend("numpy")
-    >>> data = Samples(Rows(np.eye(3), b, "float64", 3), np.arange(3.0),
-    ...                Weights(np.array([1.0, 2.0, 3.0]), b, "float64"))
-    >>> part = data.subset(np.array([2, 0]))
-    >>> part.rows.n, part.Y.tolist(), part.weights.host.tolist()
-    (2, [2.0, 0.0], [3.0, 1.0])
-    """
+    """The rows, device targets and optional sample weights of a fit."""
 
     rows: Rows
     Y: Any

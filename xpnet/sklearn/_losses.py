@@ -75,17 +75,7 @@ def _binary_log_terms(xp: Any, p: Any, target: Any) -> Any:
 
 
 class HalfSquaredError(_PreparedTargets):
-    """scikit-learn's ``squared_error``: ``mean((p - y)**2) / 2``, gradient ``(p - y) / n``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.sklearn._losses import HalfSquaredError
-    >>> value, grad = HalfSquaredError().value_and_grad(np.array([[1.0, 3.0]]),
-    ...                                                  np.array([[0.0, 1.0]]))
-    >>> float(value), grad.tolist()
-    (1.25, [[1.0, 2.0]])
-    """
+    """scikit-learn's ``squared_error``: ``mean((p - y)**2) / 2``, gradient ``(p - y) / n``."""
 
     name = "sklearn_squared_error"
 
@@ -103,20 +93,7 @@ class HalfSquaredError(_PreparedTargets):
 
 
 class HalfPoissonDeviance(_PreparedTargets):
-    """scikit-learn's ``poisson`` loss on the log-scale output ``z`` (prediction ``exp(z)``).
-
-    The value is ``sum_j mean_i (y log(y / p) - y + p)`` with ``p = exp(z)``, the
-    gradient ``(p - y) / n``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.sklearn._losses import HalfPoissonDeviance
-    >>> value, grad = HalfPoissonDeviance().value_and_grad(np.zeros((2, 1)),
-    ...                                                     np.array([[1.0], [0.0]]))
-    >>> round(float(value), 6), grad.tolist()   # p = 1: (0 - 1 + 1) and (0 - 0 + 1), / 2
-    (0.5, [[0.0], [0.5]])
-    """
+    """scikit-learn's ``poisson`` loss on the log-scale output (prediction ``exp(z)``)."""
 
     name = "sklearn_poisson"
 
@@ -139,19 +116,7 @@ class HalfPoissonDeviance(_PreparedTargets):
 
 
 class LogisticLogLoss(_PreparedTargets):
-    """scikit-learn's log loss on logistic outputs (binary: one output; multilabel: one per label).
-
-    Targets are 0/1 floats of the output's shape; the value is summed over the
-    outputs and averaged over the rows.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.sklearn._losses import LogisticLogLoss
-    >>> value, grad = LogisticLogLoss().value_and_grad(np.zeros((2, 1)), np.array([[1.0], [0.0]]))
-    >>> round(float(value), 4), grad.tolist()   # log(2); (0.5 - y) / 2
-    (0.6931, [[-0.25], [0.25]])
-    """
+    """scikit-learn's log loss on logistic outputs (0/1 float targets, summed over outputs)."""
 
     name = "sklearn_logistic_log_loss"
     classification = True
@@ -175,16 +140,7 @@ class LogisticLogLoss(_PreparedTargets):
 
 
 class SoftmaxLogLoss(_PreparedTargets):
-    """scikit-learn's log loss on a softmax output, with integer labels as targets.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.sklearn._losses import SoftmaxLogLoss
-    >>> value, grad = SoftmaxLogLoss().value_and_grad(np.zeros((1, 2)), np.array([1]))
-    >>> round(float(value), 4), grad.tolist()
-    (0.6931, [[0.5, -0.5]])
-    """
+    """scikit-learn's log loss on a softmax output, integer labels as targets."""
 
     name = "sklearn_softmax_log_loss"
     classification = True
@@ -225,53 +181,13 @@ class SoftmaxLogLoss(_PreparedTargets):
 
 
 def weight_keys(params: dict) -> list[str]:
-    """The keys of the weight matrices (``"<i>.W"``), in layer order: what ``alpha`` decays.
-
-    Examples
-    --------
-    >>> from xpnet.sklearn._losses import weight_keys
-    >>> weight_keys({"0.W": 0, "0.b": 0, "2.W": 0, "2.b": 0})
-    ['0.W', '2.W']
-    """
+    """The ``"<i>.W"`` keys in layer order: what ``alpha`` decays."""
     return [k for k in params if k.endswith(".W")]
 
 
 def add_l2_penalty(value: Any, grads: dict, params: dict, keys: list[str], alpha: float,
                    n: float) -> Any:
-    """Add scikit-learn's ``alpha / (2 n) * sum(W**2)`` to ``value`` and ``alpha / n * W`` to grads.
-
-    Parameters
-    ----------
-    value : 0-d array
-        The batch's mean loss.
-    grads : dict
-        Gradients, updated for the ``keys`` entries (rebinding, so immutable arrays work).
-    params : dict
-        The model's parameters.
-    keys : list of str
-        The weight keys (biases are not penalised).
-    alpha : float
-        The L2 strength, ``> 0``.
-    n : float
-        Rows in the batch, or with sample weights the sum of the batch's weights
-        (scikit-learn's ``sw_sum``).
-
-    Returns
-    -------
-    0-d array
-        ``value`` plus the penalty.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.sklearn._losses import add_l2_penalty
-    >>> params = {"0.W": np.array([[3.0, 4.0]]), "0.b": np.array([1.0])}
-    >>> grads = {"0.W": np.zeros((1, 2)), "0.b": np.zeros(1)}
-    >>> float(add_l2_penalty(np.asarray(1.0), grads, params, ["0.W"], alpha=1.0, n=4))
-    4.125
-    >>> grads["0.W"].tolist(), grads["0.b"].tolist()
-    ([[0.75, 1.0]], [0.0])
-    """
+    """`value` + ``alpha / (2 n) * sum(W**2)`` over `keys`; adds ``alpha / n * W`` to `grads`."""
     total = None
     for k in keys:
         xp = _namespace_of(params[k])

@@ -59,44 +59,16 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 
 def is_host_input(X: Any) -> bool:
-    """Whether outputs for validated ``X`` must be NumPy arrays (NumPy or SciPy sparse ``X``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.sklearn._namespaces import is_host_input
-    >>> is_host_input(np.zeros((2, 2)))
-    True
-    """
+    """Whether outputs for validated `X` are NumPy (NumPy or SciPy sparse `X`)."""
     return isinstance(X, np.ndarray) or is_sparse(X)
 
 
 def as_output(a: Any, X: Any) -> Any:
-    """Return model output ``a`` in the namespace scikit-learn expects for ``X``.
-
-    NumPy (or sparse) ``X`` gets NumPy back, with one explicit copy from the device
-    when the model runs elsewhere (e.g. ``backend="cupy"``). Non-NumPy ``X`` only
-    reaches here under dispatch, where the model lives on ``X``'s own backend.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.sklearn._namespaces import as_output
-    >>> as_output(np.ones(2), np.zeros((2, 3))).tolist()
-    [1.0, 1.0]
-    """
+    """Model output `a` as scikit-learn returns it for `X` (NumPy for host `X`)."""
     return to_numpy(a) if is_host_input(X) else a
 
 
 def float_dtypes(X: Any) -> tuple:
-    """The float dtypes ``validate_data`` may keep, in ``X``'s namespace under dispatch.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.sklearn._namespaces import float_dtypes
-    >>> [str(np.dtype(d)) for d in float_dtypes(np.zeros(2))]
-    ['float64', 'float32']
-    """
+    """The float dtypes ``validate_data`` may keep, in `X`'s namespace."""
     xp, _ = get_namespace(X)
     return (xp.float64, xp.float32)

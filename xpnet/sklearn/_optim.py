@@ -36,14 +36,7 @@ def _zeros(params: dict) -> dict:
 
 
 class _Rule:
-    """What the estimator's epoch loop needs: ``update``, ``iteration_ends``, ``trigger_stopping``.
-
-    Attributes
-    ----------
-    learning_rate_init : float
-    learning_rate : float
-        The current learning rate (scikit-learn's ``_optimizer.learning_rate``).
-    """
+    """What the epoch loop needs: ``update``, ``iteration_ends``, ``trigger_stopping``."""
 
     def __init__(self, learning_rate_init: float, mutable: bool):
         self.learning_rate_init = float(learning_rate_init)
@@ -72,19 +65,7 @@ class _Rule:
 
 
 class SGDRule(_Rule):
-    """scikit-learn's ``SGDOptimizer``: momentum velocity, Nesterov, and the lr schedules.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.sklearn._optim import SGDRule
-    >>> p = {"w": np.array([1.0])}
-    >>> opt = SGDRule(p, 0.1, "constant", momentum=0.5, nesterov=False, power_t=0.5,
-    ...               mutable=True)
-    >>> opt.update(p, {"w": np.array([1.0])}); opt.update(p, {"w": np.array([1.0])})
-    >>> p["w"].tolist()   # v = -0.1, then v = 0.5 * -0.1 - 0.1 = -0.15
-    [0.75]
-    """
+    """scikit-learn's ``SGDOptimizer``: momentum velocity, Nesterov, the lr schedules."""
 
     def __init__(self, params: dict, learning_rate_init: float, lr_schedule: str,
                  momentum: float, nesterov: bool, power_t: float, *, mutable: bool):
@@ -128,18 +109,7 @@ class SGDRule(_Rule):
 
 
 class AdamRule(_Rule):
-    """scikit-learn's ``AdamOptimizer`` (bias corrections folded into the step size).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.sklearn._optim import AdamRule
-    >>> p = {"w": np.array([1.0])}
-    >>> opt = AdamRule(p, 0.1, 0.9, 0.999, 1e-8, mutable=True)
-    >>> opt.update(p, {"w": np.array([2.0])})
-    >>> round(float(p["w"][0]), 6), opt.t   # the first step is about -lr * sign(g)
-    (0.9, 1)
-    """
+    """scikit-learn's ``AdamOptimizer`` (bias corrections folded into the step size)."""
 
     def __init__(self, params: dict, learning_rate_init: float, beta_1: float, beta_2: float,
                  epsilon: float, *, mutable: bool):
@@ -175,21 +145,7 @@ class AdamRule(_Rule):
 
 
 class AdamWRule(AdamRule):
-    """xpnet extension ``solver="adamw"``: `AdamRule` with decoupled weight decay.
-
-    Before each step the weight matrices (not the biases) shrink by
-    ``learning_rate_init * weight_decay``, as AdamW does; no L2 term enters the loss.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.sklearn._optim import AdamWRule
-    >>> p = {"0.W": np.array([1.0]), "0.b": np.array([1.0])}
-    >>> opt = AdamWRule(p, 0.1, 0.9, 0.999, 1e-8, weight_decay=0.5, mutable=True)
-    >>> opt.update(p, {"0.W": np.array([0.0]), "0.b": np.array([0.0])})
-    >>> p["0.W"].tolist(), p["0.b"].tolist()   # zero gradient: only the decay acts
-    ([0.95], [1.0])
-    """
+    """``solver="adamw"``: shrink weight matrices by ``lr_init * weight_decay``, then AdamRule."""
 
     def __init__(self, params: dict, learning_rate_init: float, beta_1: float, beta_2: float,
                  epsilon: float, *, weight_decay: float, mutable: bool):
@@ -210,18 +166,7 @@ class AdamWRule(AdamRule):
 
 
 class RMSpropRule(_Rule):
-    """xpnet extension ``solver="rmsprop"``: [`xpnet.RMSprop`][] (``alpha`` as the L2 term).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.sklearn._optim import RMSpropRule
-    >>> p = {"w": np.ones(2)}
-    >>> opt = RMSpropRule(p, 0.01, 1e-8)
-    >>> opt.update(p, {"w": np.ones(2)})
-    >>> np.round(p["w"], 6).tolist()
-    [0.9, 0.9]
-    """
+    """``solver="rmsprop"``: xpnet.RMSprop (``alpha`` as the L2 term)."""
 
     def __init__(self, params: dict, learning_rate_init: float, epsilon: float):
         super().__init__(learning_rate_init, mutable=False)
@@ -229,7 +174,6 @@ class RMSpropRule(_Rule):
         self.state = self.optimizer.init(params)
 
     def update(self, params: dict, grads: dict) -> None:
-        """One [`xpnet.RMSprop.update`][xpnet.optimizers.Optimizer.update], written back into
-        ``params``."""
+        """One xpnet.RMSprop step, written back into `params`."""
         new, self.state = self.optimizer.update(params, grads, self.state)
         params.update(new)

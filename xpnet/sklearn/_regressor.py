@@ -146,10 +146,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         return Y, None
 
     def _score_outputs(self, out: Any, Y: Any, w: Any = None) -> float:
-        """R^2 (uniform average over outputs), NaN for non-finite predictions, as scikit-learn.
-
-        Weighted by ``w`` as ``r2_score(sample_weight=w)``.
-        """
+        """R^2 over outputs (NaN for non-finite predictions), ``r2_score(sample_weight=w)``."""
         xp = self.model_.xp
         pred = xp.exp(out) if self.out_activation_ == "exp" else out
         if not bool(xp.all(xp.isfinite(pred))):

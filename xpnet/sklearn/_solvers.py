@@ -50,13 +50,7 @@ __all__ = ["fit_stochastic", "fit_lbfgs", "loss_and_grads"]
 
 def loss_and_grads(est: Any, Xb: Any, yb: Any, *, weight: Any = None, total: float | None = None,
                    decay: bool = True) -> tuple[Any, dict]:
-    """The batch's loss (penalty included) and gradients, as scikit-learn's ``_backprop``.
-
-    ``weight`` (device sample weights of the batch) makes the loss the weighted mean
-    ([`Sequential.loss_and_grads`][xpnet.Sequential.loss_and_grads] with
-    ``sample_weight=``); ``total`` is then the sum of the batch's weights, which divides
-    the L2 term instead of the rows.
-    """
+    """The batch's loss with the L2 term and gradients, as scikit-learn's ``_backprop``."""
     model = est.model_
     value, grads = model.loss_and_grads(Xb, yb, loss=est._sk_loss(), train=True,
                                         check_values=False, sample_weight=weight)
@@ -71,13 +65,7 @@ def loss_and_grads(est: Any, Xb: Any, yb: Any, *, weight: Any = None, total: flo
 # stochastic solvers
 # ---------------------------------------------------------------------------
 def _split(est: Any, data: Samples, strata: Any) -> tuple[Samples, Samples | None]:
-    """scikit-learn's early-stopping hold-out (``train_test_split``), or everything.
-
-    The sample weights go with their rows (scikit-learn passes them to the same
-    ``train_test_split`` call, which draws the same split). Held-out weights that are
-    all zero, which scikit-learn's weighted score refuses after the first epoch, are
-    refused here before any step, with its message.
-    """
+    """The early-stopping hold-out, weights with their rows (all-zero held-out weights refused)."""
     if not est.early_stopping:
         return data, None
     train_rows, val_rows = split_rows(data.rows.n, est.validation_fraction,
@@ -115,10 +103,7 @@ def _batch_size(est: Any, n: int) -> int:
 
 
 def _batches(data: Samples, bs: int, order: np.ndarray | None) -> Iterator[tuple]:
-    """``(X, y, weights or None, L2 divisor, rows)`` of each batch, in the epoch's order.
-
-    The weight sums of the whole epoch are taken (and checked) before its first batch.
-    """
+    """``(X, y, weights, L2 divisor, rows)`` per batch; the epoch's weight sums checked first."""
     rows, w = data.rows, data.weights
     b = rows.backend
     dev_order: Any = None if order is None else rows.index(order)
@@ -205,10 +190,7 @@ def _epochs(est: Any, data: Samples, bs: int, sample_idx: np.ndarray, val: Sampl
 # L-BFGS
 # ---------------------------------------------------------------------------
 def _layout(params: dict) -> list[tuple[str, int, int, tuple]]:
-    """``(key, start, stop, shape)`` of each parameter in scikit-learn's packing order.
-
-    scikit-learn packs every weight matrix first, then every bias vector.
-    """
+    """``(key, start, stop, shape)`` per parameter, packed as scikit-learn: weights, then biases."""
     keys = [k for k in params if k.endswith(".W")] + [k for k in params if k.endswith(".b")]
     out, start = [], 0
     for k in keys:
