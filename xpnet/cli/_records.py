@@ -418,6 +418,8 @@ def recorder_callback(recorder: RunRecorder) -> Any:
     from ..callbacks import Callback
 
     class RunRecord(Callback):
+        rank_zero_only = True  # a write the other ranks wait for (announced)
+
         def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
             recorder.epoch_end(epoch, logs)
 

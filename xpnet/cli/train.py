@@ -804,6 +804,7 @@ def _prepare(run: _Run) -> None:
         comm.on_abort(lambda code, message: _aborted(run, code, message))
     elif out is not None:
         run.record_path = Path(out) / RUN_FILE
+        comm.on_abort(lambda code, message: _aborted_in_save(run, code, message))
 
 
 def _aborted(run: _Run, code: int, message: str) -> None:
@@ -820,19 +821,35 @@ def _aborted(run: _Run, code: int, message: str) -> None:
 def _record_rank_failure(run: _Run, exc: BaseException) -> None:
     """This rank failed alone and is about to end the job: mark rank 0's run.json failed."""
     from ._failures import classify
+
+    _mark_failed(run, f"rank {run.comm.rank} of {run.comm.size}: {classify(exc, 'train')[1]}")
+
+
+def _aborted_in_save(run: _Run, code: int, message: str) -> None:
+    """This rank ends the job because rank 0's announced save outlasted the save timeout:
+    rank 0 is stuck in it, so this rank marks run.json failed and prints the JSON error."""
+    if run.comm.save_in_progress is None or not _mark_failed(run, message):
+        return  # not waiting for a save: rank 0 reports, as for any other timeout
+    if "--json" in (getattr(run.args, "argv", None) or ()):
+        print_json({"status": "error", "exit_code": code, "message": message})
+
+
+def _mark_failed(run: _Run, message: str) -> bool:
+    """Mark rank 0's run.json failed with ``message`` from another rank; True if it was
+    still running and is now marked."""
     from ._output import write_json
 
     if run.record_path is None:
-        return
+        return False
     record = read_previous_record(run.record_path.parent)
     if record is None or record.get("status") != "running":
-        return
-    message = f"rank {run.comm.rank} of {run.comm.size}: {classify(exc, 'train')[1]}"
+        return False
     record.update(status="failed", error=message, finished_at=timestamp())
     try:
         write_json(run.record_path, record)
     except OSError:
-        pass
+        return False
+    return True
 
 
 def _run_recorded(run: _Run, guard: SignalGuard, t_start: float) -> int:

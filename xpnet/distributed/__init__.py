@@ -32,6 +32,7 @@ Examples
 from __future__ import annotations
 
 from ._comm import (
+    DEFAULT_SAVE_TIMEOUT,
     DEFAULT_TIMEOUT,
     Communicator,
     DistributedError,
@@ -47,7 +48,8 @@ from ._reduce import REDUCERS, HostReducer, StagedReducer, choose_reducer, make_
 from ._sharding import shard_rows
 
 __all__ = ["init", "Communicator", "SingleProcess", "MPICommunicator", "DistributedError",
-           "DEFAULT_TIMEOUT", "shard_rows", "GradientAllreduce", "agree_start",
+           "DEFAULT_TIMEOUT", "DEFAULT_SAVE_TIMEOUT", "shard_rows", "GradientAllreduce",
+           "agree_start",
            "evaluate_sharded", "rank_seed", "REDUCERS", "choose_reducer", "make_reducer",
            "HostReducer", "StagedReducer", "choose_device", "local_device", "gpu_count",
            "env_local_rank",

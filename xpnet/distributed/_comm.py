@@ -10,10 +10,12 @@ was started.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 import numpy as np
@@ -22,11 +24,17 @@ from ._devices import env_local_rank, env_world_size
 from ._failure import EXIT_TIMEOUT, Watchdog, install_excepthook
 
 __all__ = ["Communicator", "SingleProcess", "MPICommunicator", "DistributedError", "init",
-           "DEFAULT_TIMEOUT", "MPI_INSTALL_HINT"]
+           "DEFAULT_TIMEOUT", "DEFAULT_SAVE_TIMEOUT", "MPI_INSTALL_HINT"]
 
 DEFAULT_TIMEOUT = 300.0
 """Seconds one collective of the training loop may wait before the job is ended;
 ``XPNET_DISTRIBUTED_TIMEOUT`` overrides it (0 waits forever)."""
+DEFAULT_SAVE_TIMEOUT = 3600.0
+"""Seconds the other ranks wait for one save that rank 0 announced (see
+[`Communicator.saving`][xpnet.distributed.Communicator.saving]) before the job is ended;
+``XPNET_DISTRIBUTED_SAVE_TIMEOUT`` overrides it (0 waits forever)."""
+#: Tag of rank 0's save notices, sent on the communicator's private duplicate.
+_SAVE_TAG = 7
 #: Elements per MPI call: a larger NumPy buffer is reduced in buckets of this size, far
 #: below MPI's limit of 2**31 - 1 elements per call (512 MiB of float32).
 BUCKET = 1 << 27
@@ -60,6 +68,9 @@ class Communicator:
         The number of ranks on this node.
     timeout : float or None
         Seconds a collective of the training loop may wait (None: no limit).
+    save_timeout : float or None
+        Seconds the other ranks wait for one save announced by rank 0 with
+        `saving` (None: no limit); never less than ``timeout``.
 
     Examples
     --------
@@ -77,11 +88,18 @@ class Communicator:
     local_rank: int = 0
     local_size: int = 1
     timeout: float | None = None
+    save_timeout: float | None = None
 
     @property
     def is_root(self) -> bool:
         """True on rank 0, the rank that prints and writes files."""
         return self.rank == 0
+
+    @property
+    def save_in_progress(self) -> str | None:
+        """The save of rank 0's this rank is waiting for now (see `saving`), else None."""
+        save = self.__dict__.get("_save")
+        return None if save is None else save[1]
 
     def allreduce(self, values: np.ndarray, *, what: str = "allreduce",
                   guarded: bool = True) -> np.ndarray:
@@ -105,6 +123,10 @@ class Communicator:
 
     def any(self, flag: bool, *, what: str = "a decision") -> bool:
         """True on every rank when ``flag`` is true on at least one.
+
+        While waiting, the ranks other than 0 hear rank 0's save notices (see
+        `saving`): during an announced save they wait up to ``save_timeout``
+        instead of ``timeout``.
 
         Parameters
         ----------
@@ -163,6 +185,40 @@ class Communicator:
 
     def barrier(self) -> None:
         """Wait until every rank has arrived (no timeout)."""
+
+    @contextlib.contextmanager
+    def saving(self, what: str = "a save") -> Iterator[None]:
+        """A context manager around a write of rank 0's that the other ranks wait for.
+
+        On rank 0 of several it tells every other rank that a save began and,
+        at its end, that it finished. A rank waiting in the next `any` (the
+        decision that follows each epoch's callbacks in ``fit``) then waits up
+        to ``save_timeout`` seconds for that save instead of ``timeout``, so slow
+        storage does not end a healthy job, while a rank that hangs anywhere
+        else is still caught after ``timeout``. ``fit`` announces rank 0's
+        ``rank_zero_only`` callbacks at the end of each epoch (checkpoints, run
+        records); elsewhere, and on the other ranks, this does nothing. Every
+        announced save must be followed by an `any` on every rank, which hears it.
+
+        Parameters
+        ----------
+        what : str
+            Named in the message when the save outlasts ``save_timeout``.
+
+        Yields
+        ------
+        None
+
+        Examples
+        --------
+        >>> from xpnet.distributed import SingleProcess
+        >>> comm = SingleProcess()
+        >>> with comm.saving("the checkpoint"):
+        ...     pass
+        >>> comm.any(False, what="the stop decision")
+        False
+        """
+        yield
 
     def on_abort(self, hook: Callable[[int, str], Any]) -> None:
         """Call ``hook(code, message)`` on this rank when `abort` is about to end the job
@@ -230,6 +286,10 @@ class MPICommunicator(Communicator):
     comm : mpi4py.MPI.Comm
     timeout : float or None
         Seconds (None or 0: no limit).
+    save_timeout : float or None
+        Seconds the other ranks wait for one save of rank 0's announced with
+        [`saving`][xpnet.distributed.Communicator.saving] (None or 0: no limit; raised
+        to ``timeout`` when smaller).
 
     Examples
     --------
@@ -241,12 +301,21 @@ class MPICommunicator(Communicator):
     (True, 1)
     """
 
-    def __init__(self, comm: Any, *, timeout: float | None = DEFAULT_TIMEOUT):
+    def __init__(self, comm: Any, *, timeout: float | None = DEFAULT_TIMEOUT,
+                 save_timeout: float | None = DEFAULT_SAVE_TIMEOUT):
         from mpi4py import MPI
 
         self.MPI, self.comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.timeout = timeout or None
+        self.save_timeout = None if self.timeout is None or not save_timeout else \
+            max(save_timeout, self.timeout)
+        self._notices = comm.Dup()  # rank 0's save notices, apart from the collectives
+        self._announced = 0  # rank 0: saves announced and finished
+        self._heard = 0  # other ranks: finished saves heard of
+        self._save: tuple[float, str] | None = None  # a save heard of: (since, what)
+        self._sends: list[Any] = []
+        self._depth = 0
         node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)  # ranks on this node
         local = env_local_rank()
         self.local_rank = node.Get_rank() if local is None else local
@@ -273,10 +342,63 @@ class MPICommunicator(Communicator):
         return values
 
     def any(self, flag: bool, *, what: str = "a decision") -> bool:
-        buf = np.array([1 if flag else 0], dtype=np.int64)
-        with self.watchdog.guard(what):
-            self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.MAX)
+        # [flag, saves rank 0 finished before it came]: the others then hear them all
+        buf = np.array([1 if flag else 0, self._announced], dtype=np.int64)
+        self._wait(self.comm.Iallreduce(self.MPI.IN_PLACE, buf, op=self.MPI.MAX), what)
+        while self.rank != 0 and self._heard < int(buf[1]):  # sent before rank 0 came
+            self._hear(self._notices.recv(source=0, tag=_SAVE_TAG))
+        self._sends = [r for r in self._sends if not r.Test()]
         return bool(buf[0])
+
+    def _wait(self, request: Any, what: str) -> None:
+        """Poll ``request`` until done, hearing save notices; end the job past the deadline."""
+        since, pause = time.monotonic(), 5e-5
+        while not request.Test():
+            if self.rank != 0:
+                while self._notices.iprobe(source=0, tag=_SAVE_TAG):
+                    since = self._hear(self._notices.recv(source=0, tag=_SAVE_TAG))
+            limit = self.timeout if self._save is None else self.save_timeout
+            if limit is not None and time.monotonic() - since > limit:
+                self._expired(self._late(what, limit))
+            time.sleep(pause)
+            pause = min(2 * pause, 0.01)
+
+    def _hear(self, notice: tuple[str, str]) -> float:
+        """Take one notice of rank 0's; returns when it was heard."""
+        now = time.monotonic()
+        kind, what = notice
+        if kind == "begin":
+            self._save = (now, what)
+        else:
+            self._save, self._heard = None, self._heard + 1
+        return now
+
+    def _late(self, what: str, limit: float) -> str:
+        if self._save is None:
+            return (f"rank {self.rank} waited more than {limit:g} s in {what}: another rank "
+                    "has failed, hung or left the training loop; ending every rank of the job")
+        return (f"rank {self.rank} waited more than {limit:g} s "
+                f"(XPNET_DISTRIBUTED_SAVE_TIMEOUT) for rank 0 to finish {self._save[1]}: its "
+                "storage is too slow or it hung; ending every rank of the job")
+
+    @contextlib.contextmanager
+    def saving(self, what: str = "a save") -> Iterator[None]:
+        if self.rank != 0 or self._depth:  # the others write nothing; one notice per save
+            yield
+            return
+        self._depth = 1
+        self._notify(("begin", what))
+        try:
+            yield
+        finally:
+            self._depth = 0
+            self._notify(("end", what))
+            self._announced += 1
+
+    def _notify(self, notice: tuple[str, str]) -> None:
+        self._sends = [r for r in self._sends if not r.Test()]
+        self._sends += [self._notices.isend(notice, dest=r, tag=_SAVE_TAG)
+                        for r in range(1, self.size)]
 
     def bcast(self, obj: Any, root: int = 0) -> Any:
         return self.comm.bcast(obj, root=root)
@@ -298,17 +420,19 @@ class MPICommunicator(Communicator):
 _WORLD: Communicator | None = None
 
 
-def _timeout_setting(timeout: float | None) -> float | None:
-    env = os.environ.get("XPNET_DISTRIBUTED_TIMEOUT")
+def _timeout_setting(timeout: float | None, variable: str = "XPNET_DISTRIBUTED_TIMEOUT",
+                     default: float = DEFAULT_TIMEOUT, name: str = "timeout") -> float | None:
+    env = os.environ.get(variable)
     if timeout is None and env:
         try:
             timeout = float(env)
         except ValueError:
-            raise DistributedError(f"XPNET_DISTRIBUTED_TIMEOUT must be a number of seconds, "
+            raise DistributedError(f"{variable} must be a number of seconds, "
                                    f"got {env!r}") from None
-    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+        name = variable
+    timeout = default if timeout is None else timeout
     if math.isnan(timeout) or timeout < 0:  # NaN compares false: it disabled the watchdog
-        raise DistributedError(f"timeout must be >= 0 seconds (0: no limit), got {timeout}")
+        raise DistributedError(f"{name} must be >= 0 seconds (0: no limit), got {timeout}")
     return None if timeout == 0 or math.isinf(timeout) else timeout
 
 
@@ -318,8 +442,8 @@ def _launched() -> bool:
         v in os.environ for v in ("PMIX_RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK"))
 
 
-def init(*, timeout: float | None = None, require: bool = False,
-         abort_on_error: bool = True) -> Communicator:
+def init(*, timeout: float | None = None, save_timeout: float | None = None,
+         require: bool = False, abort_on_error: bool = True) -> Communicator:
     """The communicator of this job: every rank under ``mpiexec``/``srun``, else one process.
 
     Under an MPI launcher with more than one process this imports mpi4py
@@ -337,6 +461,13 @@ def init(*, timeout: float | None = None, require: bool = False,
         ranks before the job is ended (exit status 124); 0 waits forever.
         Default ``XPNET_DISTRIBUTED_TIMEOUT`` or
         [`DEFAULT_TIMEOUT`][xpnet.distributed.DEFAULT_TIMEOUT] (300 s).
+    save_timeout : float, optional
+        Seconds the other ranks wait for one save that rank 0 announced with
+        [`Communicator.saving`][xpnet.distributed.Communicator.saving] (each
+        checkpoint ``fit`` writes at an epoch's end) before the job is ended
+        (exit status 124); 0 waits forever; never less than ``timeout``. Default
+        ``XPNET_DISTRIBUTED_SAVE_TIMEOUT`` or
+        [`DEFAULT_SAVE_TIMEOUT`][xpnet.distributed.DEFAULT_SAVE_TIMEOUT] (3600 s).
     require : bool
         Raise [`DistributedError`][xpnet.distributed.DistributedError] when mpi4py
         is not installed, even in a single process (the command line's
@@ -354,7 +485,8 @@ def init(*, timeout: float | None = None, require: bool = False,
     ------
     DistributedError
         When a launcher started several processes but mpi4py is missing (each
-        would otherwise train alone), or ``require`` and mpi4py is missing.
+        would otherwise train alone), or ``require`` and mpi4py is missing, or a
+        timeout (argument or variable) is not a number >= 0.
 
     Examples
     --------
@@ -365,6 +497,8 @@ def init(*, timeout: float | None = None, require: bool = False,
     """
     global _WORLD
     timeout = _timeout_setting(timeout)
+    save_timeout = _timeout_setting(save_timeout, "XPNET_DISTRIBUTED_SAVE_TIMEOUT",
+                                    DEFAULT_SAVE_TIMEOUT, "save_timeout")
     try:
         import mpi4py  # noqa: F401  (only checks that it is installed)
     except ImportError:
@@ -387,7 +521,7 @@ def init(*, timeout: float | None = None, require: bool = False,
     if world.Get_size() == 1:
         _WORLD = SingleProcess()
         return _WORLD
-    comm = MPICommunicator(world, timeout=timeout)
+    comm = MPICommunicator(world, timeout=timeout, save_timeout=save_timeout)
     if abort_on_error:
         install_excepthook(comm)
     _WORLD = comm

@@ -368,7 +368,7 @@ class CallbackList:
 
     def __init__(self, callbacks: Iterable[Callback] = (), *, model: Any,
                  trainer: Any = None, progress: bool = False, rank: int = 0):
-        self.history = History()
+        self.history, self.trainer = History(), trainer
         self.callbacks: list[Callback] = [self.history]
         if progress:
             self.callbacks.append(ProgressBar())
@@ -399,9 +399,17 @@ class CallbackList:
             cb.on_epoch_begin(epoch, logs)
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
-        """Call every callback's ``on_epoch_end`` (History first)."""
+        """Call every callback's ``on_epoch_end`` (History first); in data-parallel
+        training each ``rank_zero_only`` one runs as an announced save (see
+        [`Communicator.saving`][xpnet.distributed.Communicator.saving]), which the
+        other ranks wait for up to the save timeout."""
+        comm = getattr(self.trainer, "comm", None)
         for cb in self.callbacks:
-            cb.on_epoch_end(epoch, logs)
+            if cb.rank_zero_only and comm is not None and comm.size > 1:
+                with comm.saving(f"{type(cb).__name__} at the end of epoch {epoch + 1}"):
+                    cb.on_epoch_end(epoch, logs)
+            else:
+                cb.on_epoch_end(epoch, logs)
 
     def on_batch_end(self, step: int, logs: dict) -> None:
         """Call every callback's ``on_batch_end``."""
