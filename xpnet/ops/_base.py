@@ -21,36 +21,12 @@ from ..backends import _namespace_of, dtype_name
 
 
 def cast_hyper(hyper: Iterable[Any], dtype_type: Any) -> tuple[Any, ...]:
-    """Floats cast to the arrays' scalar type (as NumPy and CuPy do with Python
-    floats); bools left as they are.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.ops._base import cast_hyper
-    >>> [type(v).__name__ for v in cast_hyper((0.1, True), np.float32)]
-    ['float32', 'bool']
-    """
+    """Floats cast to the arrays' scalar type (as NumPy and CuPy cast Python floats); bools kept."""
     return tuple(v if isinstance(v, bool) else dtype_type(v) for v in hyper)
 
 
 def hypers(kernels: Any, opt: Any, lr: float, ts: dict[str, int], params: dict) -> dict[str, tuple]:
-    """``kernels.hyper(opt, lr, t, wd)`` for each parameter, with its own update number
-    ``ts[key]``, weight decay (``opt.weight_decay_for``) and learning rate (``lr`` times
-    its group's ``lr_scale``), cast to the parameters' scalar type; computed once per
-    distinct triple.
-
-    Examples
-    --------
-    >>> import numpy as np, xpnet as xn
-    >>> from xpnet.ops._base import hypers
-    >>> from xpnet.ops.kernels import kernels_for
-    >>> opt = xn.SGD(lr=0.1, weight_decay=0.01, decay="weights")
-    >>> params = {"W": np.ones((2, 2)), "b": np.ones(2)}
-    >>> h = hypers(kernels_for(opt), opt, 0.1, {"W": 1, "b": 1}, params)
-    >>> float(h["W"][1]), float(h["b"][1])
-    (0.01, 0.0)
-    """
+    """Each parameter's ``kernels.hyper`` (its step, decay and group lr), cast; memoised."""
     if not params:
         return {}
     dtype_type = next(iter(params.values())).dtype.type

@@ -26,15 +26,7 @@ CHUNK = 1 << 16  # elements per piece (measured: smaller chunks lose more to cal
 
 
 def pieces(offsets: Sequence[int], sizes: Sequence[int], segments: Sequence[int]) -> np.ndarray:
-    """Rows ``(segment, start, stop, segment start)`` cutting each of ``segments`` into
-    chunks of at most `CHUNK` elements of the flat buffers.
-
-    Examples
-    --------
-    >>> from xpnet.ops._chunked import CHUNK, pieces
-    >>> pieces([0, 10], [10, CHUNK + 1], [1]).tolist()
-    [[1, 10, 65546, 10], [1, 65546, 65547, 10]]
-    """
+    """Rows ``(segment, start, stop, segment start)`` cutting `segments` into `CHUNK` pieces."""
     rows = [(s, offsets[s] + lo, offsets[s] + min(sizes[s], lo + CHUNK), offsets[s])
             for s in segments for lo in range(0, sizes[s], CHUNK)]
     return np.asarray(rows, dtype=np.int64).reshape(-1, 4)
@@ -43,13 +35,7 @@ def pieces(offsets: Sequence[int], sizes: Sequence[int], segments: Sequence[int]
 def run(kernel: Any, table: np.ndarray, hyper: Sequence[tuple[Any, ...]], p: np.ndarray,
         grads: Sequence[np.ndarray], slots: Sequence[np.ndarray], p2: np.ndarray,
         slots2: Sequence[np.ndarray], out: np.ndarray) -> bool:
-    """Run ``kernel`` (a rule's ``ufunc_to``) over the pieces of ``table`` (see `pieces`):
-    new values into ``p2`` and ``slots2``, the rows of the 2-D buffer ``out``; False at
-    the first piece holding a non-finite new value (the rest is not computed).
-
-    A piece's new values are checked row by row of ``out`` (the parameter and every
-    slot) by `_finite` (one dot product per row: measured, a matrix-vector product over
-    the strided rows is slower)."""
+    """A rule's ``ufunc_to`` over `table` into `p2`, `slots2`; False at a non-finite piece."""
     tmp = np.empty(CHUNK, dtype=p.dtype)
     zeros = _zeros(p.dtype)
     rows = list(out)
@@ -64,8 +50,7 @@ def run(kernel: Any, table: np.ndarray, hyper: Sequence[tuple[Any, ...]], p: np.
 
 
 def _finite(arrays: Sequence[np.ndarray], zeros: np.ndarray) -> bool:
-    """Whether every element is finite: a dot product with zeros is NaN exactly when one
-    is inf or NaN (one BLAS pass per array, on a chunk still in the cache)."""
+    """Whether every element is finite (one dot product with zeros per array)."""
     return all(math.isfinite(float(np.dot(a, zeros[: a.shape[0]]))) for a in arrays)
 
 
@@ -74,8 +59,7 @@ _MAX_ZEROS = 1 << 20  # elements: a long array is checked in pieces of at most t
 
 
 def _zeros(dtype: np.dtype, n: int = CHUNK) -> np.ndarray:
-    """A read-only array of at least ``min(n, _MAX_ZEROS)`` and at least `CHUNK` zeros
-    of ``dtype`` (made once and grown when needed: the checks run every step)."""
+    """A cached read-only zero vector of `dtype`, `CHUNK` to ``_MAX_ZEROS`` long."""
     z = _ZEROS.get(dtype.str)
     n = max(min(n, _MAX_ZEROS), CHUNK)
     if z is None or z.shape[0] < n:
@@ -86,19 +70,7 @@ def _zeros(dtype: np.dtype, n: int = CHUNK) -> np.ndarray:
 
 
 def all_finite(arrays: Iterable[np.ndarray]) -> bool:
-    """Whether every element of every array is finite: the flat view of each
-    float32/float64 array times zeros, as in `_finite` (one BLAS pass, in pieces of
-    at most ``_MAX_ZEROS`` elements: faster than a sum, and exact, since no sum of
-    large finite values can overflow); other dtypes and layouts go through
-    ``isfinite``. Raises no warning for the infs it finds.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.ops._chunked import all_finite
-    >>> all_finite([np.full((300, 300), 3e38, "float32")]), all_finite([np.array([1, -np.inf])])
-    (True, False)
-    """
+    """Whether every element is finite: float arrays by the dot with zeros, others by isfinite."""
     dot, isfinite = np.dot, math.isfinite
     with np.errstate(invalid="ignore"):
         for a in arrays:

@@ -43,8 +43,7 @@ def fused_enabled() -> bool:
 
 
 def applicable(params: dict, grads: dict, state: dict) -> bool:
-    """True when every parameter, gradient and slot is a CuPy array of the same
-    float32/float64 dtype (anything else takes the reference, promoting rule)."""
+    """Whether all params, grads and slots are CuPy arrays of one float32/float64 dtype."""
     if not params:
         return False
     arrays = list(params.values()) + [grads.get(k) for k in params]
@@ -73,10 +72,7 @@ def _compiled(spec: CudaKernel) -> Any:
 
 def fused_update(kernels: RuleKernels, opt: Any, params: dict, grads: dict, state: dict,
                  lr: float, ts: dict[str, int], keep: Any) -> tuple[dict, dict]:
-    """Run the rule's CUDA kernel on every parameter: ``(new_params, new_slots)``.
-
-    No eligibility test here (see `applicable`); ``kernels.cuda`` must be set.
-    """
+    """``(new_params, new_slots)`` from the rule's CUDA kernel (the caller checked `applicable`)."""
     assert kernels.cuda is not None
     spec = kernels.cuda(opt)
     k = _compiled(spec)

@@ -51,8 +51,7 @@ _owned = 0  # inside owned_process: the caller owns the process (the xpnet comma
 
 @contextlib.contextmanager
 def owned_process() -> Iterator[None]:
-    """Within this block the tuning applies by default (``XPNET_MALLOC_TUNING`` unset):
-    the caller owns the process, as ``xpnet train`` does."""
+    """Within the block the tuning is on by default, as in ``xpnet train``."""
     global _owned
     _owned += 1
     try:
@@ -93,8 +92,7 @@ def available() -> bool:
 
 
 def enabled() -> bool:
-    """Whether the tuning applies: glibc, malloc not configured by the user, and
-    ``XPNET_MALLOC_TUNING=1``, or unset inside `owned_process`."""
+    """Whether the tuning applies: glibc, no user malloc settings, and asked for or owned."""
     setting = os.environ.get("XPNET_MALLOC_TUNING", "").strip().lower()
     if setting in ("0", "false", "no", "off"):
         return False
@@ -106,10 +104,7 @@ def enabled() -> bool:
 
 
 def keep_freed_memory() -> bool:
-    """Raise the thresholds for the duration of a fit; True if they are set.
-
-    Every call that returns True must be paired with one `release`.
-    """
+    """Raise the thresholds for a fit; True if set, then pair it with one `release`."""
     global _active
     if not enabled():
         return False

@@ -71,14 +71,12 @@ def failed() -> bool:
 
 
 def enabled() -> bool:
-    """Whether the compiled update may be used: numba installed, not switched off, and
-    not failed in this process."""
+    """Whether numba is installed, not switched off and has not failed in this process."""
     return not _failed and not switched_off() and installed()
 
 
 def use(n_params: int, updates: int) -> bool:
-    """Whether an update of ``n_params`` parameters compiles: the running fit's decision
-    (`deciding`), else `worth_it` with the ``updates`` the optimizer has made."""
+    """Whether this update compiles: the running fit's decision (`deciding`), else `worth_it`."""
     if not enabled():
         return False
     decided = _decided.get()
@@ -86,19 +84,13 @@ def use(n_params: int, updates: int) -> bool:
 
 
 def worth_it(n_params: int, steps: int) -> bool:
-    """Whether ``steps`` updates of ``n_params`` parameters should use numba (the rule
-    of the module docstring).
-
-    True when numba is already imported (nothing left to pay) or when the work is
-    large enough to repay the import (`WORTH_IT` parameter-steps).
-    """
+    """True when numba is imported already or ``n_params * steps >= WORTH_IT``."""
     return "numba" in sys.modules or n_params * steps >= WORTH_IT
 
 
 @contextlib.contextmanager
 def deciding(n_params: int, n_updates: int) -> Iterator[None]:
-    """Within the block (a fit, in this thread or task), `use` answers `worth_it` for the
-    fit's parameters and planned updates."""
+    """Within the block `use` answers `worth_it` for the fit's parameters and updates."""
     token = _decided.set(worth_it(n_params, n_updates))
     try:
         yield
@@ -126,13 +118,11 @@ def cache_dir() -> Path:
 
 
 def _jit(fn: Any, **flags: Any) -> Any:
-    """``fn`` compiled by numba, lazily, with what every loop needs: nogil, error_model
-    "numpy" (no ZeroDivisionError checks: they block vectorisation), fastmath=False (no
-    reassociation and no multiply-add contraction: bitwise equality with the reference
-    rule), cached on disk in `cache_dir` (numba chooses the cache folder when the
-    function is wrapped, so the setting is in force just for that)."""
+    """`fn` under numba.njit: nogil, no fastmath (bitwise equal), cached in `cache_dir`."""
     import numba
 
+    # numba reads CACHE_DIR when it wraps the function; error_model "numpy" drops the
+    # ZeroDivisionError checks, which block vectorisation
     config: Any = numba.config
     old = config.CACHE_DIR
     config.CACHE_DIR = str(cache_dir())
@@ -144,8 +134,7 @@ def _jit(fn: Any, **flags: Any) -> Any:
 
 
 def compiled_flat(kernels: Any, parallel: bool) -> Any:
-    """The rule's ``flat`` kernel, compiled with its ``loop_to`` as ``compiled_loop``
-    (once per process and setting; numba caches both on disk)."""
+    """The rule's ``flat`` kernel compiled with its ``loop_to`` (once per process and setting)."""
     key = (kernels.flat, parallel)
     k = _COMPILED.get(key)
     if k is None:
@@ -161,9 +150,7 @@ def compiled_flat(kernels: Any, parallel: bool) -> Any:
 
 
 def run_flat(kernels: Any, threads: int, *args: Any) -> bool | None:
-    """Run the rule's compiled flat kernel on ``args`` (see [`xpnet.ops.kernels`][]; the
-    caller has asked `use`); True when every new value is finite, None when the rule has
-    no such kernel or numba fails (then the caller runs the ufunc update)."""
+    """Run the compiled flat kernel: True when all new values are finite; None: use the ufuncs."""
     if kernels.flat is None or kernels.loop_to is None or args[0].dtype not in _DTYPES:
         return None
     try:

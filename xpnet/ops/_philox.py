@@ -61,29 +61,12 @@ if (sizeof(T) == 4) {
 
 
 def split_key(key: int, counter: int) -> tuple[int, int, int, int]:
-    """``(k0, k1, s0, s1)``: the 32-bit words of a 64-bit key and a 64-bit counter.
-
-    Examples
-    --------
-    >>> from xpnet.ops._philox import split_key
-    >>> [hex(w) for w in split_key(0x0123456789ABCDEF, 5)]
-    ['0x89abcdef', '0x1234567', '0x5', '0x0']
-    """
+    """``(k0, k1, s0, s1)``: the 32-bit words of a 64-bit key and counter."""
     return key & _MASK, (key >> 32) & _MASK, counter & _MASK, (counter >> 32) & _MASK
 
 
 def philox4x32(ctr: np.ndarray, key: tuple[int, int]) -> np.ndarray:
-    """Philox4x32-10 of counters ``ctr`` (shape ``(4, n)``, uint32) under ``key``.
-
-    Examples
-    --------
-    Random123's first known-answer vector (all zeros):
-
-    >>> import numpy as np
-    >>> from xpnet.ops._philox import philox4x32
-    >>> [hex(int(w)) for w in philox4x32(np.zeros((4, 1), np.uint32), (0, 0))[:, 0]]
-    ['0x6627e8d5', '0xe169c58d', '0xbc57ac4c', '0x9b00dbd8']
-    """
+    """Philox4x32-10 of uint32 counters `ctr` (shape (4, n)) under `key`."""
     c = [np.asarray(w, dtype=np.uint64) for w in ctr]
     k0, k1 = np.uint64(key[0]), np.uint64(key[1])
     m0, m1, w0, w1 = (np.uint64(v) for v in (_M0, _M1, _W0, _W1))
@@ -97,15 +80,7 @@ def philox4x32(ctr: np.ndarray, key: tuple[int, int]) -> np.ndarray:
 
 
 def uniform_host(key: int, counter: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    """The draws the CuPy sampler makes for ``(key, counter)``, computed with NumPy.
-
-    Examples
-    --------
-    >>> from xpnet.ops._philox import uniform_host
-    >>> u = uniform_host(7, 0, (2, 3), "float32")
-    >>> u.shape, str(u.dtype), bool(((u >= 0) & (u < 1)).all())
-    ((2, 3), 'float32', True)
-    """
+    """The draws the CuPy sampler makes for ``(key, counter)``, computed with NumPy."""
     k0, k1, s0, s1 = split_key(key, counter)
     n = int(np.prod(shape, dtype=np.int64))
     idx = np.arange(n, dtype=np.uint64)
