@@ -313,11 +313,7 @@ _NAMESPACES: dict[type, Any] = {}
 
 
 def _namespace_of(a: Any) -> Any:
-    """``array_api_compat.array_namespace(a)``, looked up once per array type.
-
-    The namespace depends only on the array's type, and the lookup costs several
-    microseconds, paid a dozen times per training step.
-    """
+    """``array_namespace(a)`` cached per array type (a lookup costs microseconds, per step)."""
     t = type(a)
     xp = _NAMESPACES.get(t)
     if xp is None:
@@ -390,21 +386,14 @@ def _namespace_name(xp: Any) -> str:
 
 
 def _jax_x64() -> bool:
-    """Whether JAX's 64-bit mode is on (JAX makes float32 arrays of float64 requests
-    otherwise)."""
+    """Whether JAX's 64-bit mode is on (else it makes float32 of float64 requests)."""
     import jax
 
     return bool(jax.config.read("jax_enable_x64"))
 
 
 def _probe_cupy(cupy: Any) -> None:
-    """Run once each CUDA component a training step uses, so a missing one shows up now.
-
-    A reduction (CUB), a matrix product (cuBLAS) and an elementwise kernel
-    compiled at run time with the options of xpnet's own kernels (NVRTC); one
-    read back waits for all three. xpnet draws nothing with cuRAND (its
-    dropout sampler is an NVRTC kernel), so cuRAND is not required.
-    """
+    """Run CUB, cuBLAS and an NVRTC kernel once so a missing CUDA part fails now (not cuRAND)."""
     a = cupy.arange(4, dtype=cupy.float32).reshape(2, 2)
     twice = cupy.ElementwiseKernel("T x", "T y", "y = x + x", "xpnet_probe",
                                    options=("--fmad=false",))
@@ -601,11 +590,7 @@ def _jax_device(device: Any) -> Any:
 
 
 def _cupy_device(cupy: Any, device: Any) -> Any:
-    """The ``cupy.cuda.Device`` that ``device`` names; the current one when None.
-
-    Accepts an int, ``"N"``, ``"cuda"``, ``"cuda:N"`` or a ``cupy.cuda.Device``;
-    refuses an index this machine does not have.
-    """
+    """The ``cupy.cuda.Device`` `device` names (current if None); an absent index refused."""
     if device is None:
         return cupy.cuda.Device()  # the current device, as CuPy itself defaults
     if isinstance(device, bool):
@@ -735,8 +720,7 @@ def to_numpy(a: Any) -> Any:
 
 
 def _bfloat16_to_numpy(t: Any) -> Any:
-    """A torch bfloat16 tensor on the host as ml_dtypes' bfloat16 (what JAX gives), or as
-    float32 (exact) without ml_dtypes."""
+    """A host torch bfloat16 tensor as ml_dtypes' bfloat16 (as JAX gives), else float32."""
     try:
         import ml_dtypes
     except ImportError:

@@ -472,8 +472,7 @@ def _as_output_shape(xp: Any, output: Any, target: Any) -> Any:
 
 
 def _bce_terms(xp: Any, output: Any, target: Any) -> tuple[Any, Any]:
-    """The target in the output's shape and dtype, and the binary cross-entropy of each
-    element on logits, ``max(z, 0) - z t + log1p(exp(-|z|))`` (no overflow for any z)."""
+    """(target as output, elementwise BCE on logits ``max(z,0) - z t + log1p(exp(-|z|))``)."""
     target = xp.astype(_as_output_shape(xp, output, target), output.dtype)
     return target, (xp.maximum(output, 0.0) - output * target
                     + xp.log1p(xp.exp(-xp.abs(output))))

@@ -51,8 +51,7 @@ def _xp(**arrays: Any) -> Any:
 
 
 def _on_device(f: _F) -> _F:
-    """Run ``f`` with its first array's device current (CuPy creates ``arange`` and kernel
-    outputs on the current GPU)."""
+    """Run `f` with its first array's device current (CuPy makes arrays on the current GPU)."""
     @functools.wraps(f)
     def wrapper(a: Any, *args: Any, **kwargs: Any) -> Any:
         with ops_of(a).scope(a):

@@ -235,8 +235,7 @@ class Normalization(Layer):
 
 
 def _check_columns(columns: Any) -> tuple[tuple[int, ...] | None, int | None]:
-    """Sorted unique column indices (or None) from indices or a boolean mask, and the
-    mask's length (None for indices)."""
+    """(sorted unique indices or None, mask length or None) from indices or a boolean mask."""
     if columns is None:
         return None, None
     if isinstance(columns, (str, bytes)) or not hasattr(columns, "__iter__"):
@@ -257,8 +256,7 @@ def _check_columns(columns: Any) -> tuple[tuple[int, ...] | None, int | None]:
 
 def _chunk_moments(chunk: Any, cols: np.ndarray, first_row: int
                    ) -> tuple[int, np.ndarray, np.ndarray]:
-    """Rows, column means and sums of squared deviations of one chunk, as float64 on the
-    host; computed in the chunk's own namespace (float64 where it has it)."""
+    """(rows, column means, sums of squared deviations) of a chunk, float64 on the host."""
     be = backend_of(chunk)
     xp = be.xp
     c = xp.astype(chunk, be.wide_float)

@@ -442,11 +442,7 @@ def _checked_splits(x_train: Any, y_train: Any, x_test: Any, y_test: Any,
                     class_names: Sequence[str] | None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, ...],
                                tuple[str, ...]]:
-    """Both splits' shapes, labels and class count, checked before any copy is made.
-
-    Returns the images as ``(n, n_features)`` (unconverted), the int64 labels, the
-    shape of one sample and the class names.
-    """
+    """Both splits checked before any copy: (n, d) images, int64 labels, sample shape, classes."""
     xtr, shape_tr = _image_array(x_train, "x_train")
     xte, shape_te = _image_array(x_test, "x_test")
     ytr = _prepare_labels(y_train, "y_train")

@@ -10,7 +10,9 @@ a verified file is fsynced and renamed onto its final name with `os.replace`. Th
 rename is atomic on one file system, so a reader, or a second process downloading the
 same file at the same moment, sees either no file or a complete verified one: two
 concurrent downloads each rename their own complete copy, and the last rename wins with
-identical bytes.
+identical bytes. A file whose SHA-256 differs is still taken when ``content_ok`` accepts
+it (a re-compressed copy of the same content), and so is a copy another process already
+put in place when the target cannot be replaced.
 """
 
 from __future__ import annotations
@@ -115,10 +117,7 @@ def fetch_verified(
     progress: bool,
     label: str,
 ) -> None:
-    """Download ``url`` to ``target`` if it hashes to ``sha256`` (or, failing that, if
-    ``content_ok(temp_path)`` accepts it); raise `MirrorFailed` otherwise. On
-    failure no file is left behind. ``content_ok`` is also used to accept a copy that
-    another process already put in place when ``target`` cannot be replaced."""
+    """Fetch `url` to `target` if `sha256` or `content_ok` accepts it, else raise MirrorFailed."""
     # Imported here: urllib.request and http.client are only needed to download.
     import http.client
     import urllib.request

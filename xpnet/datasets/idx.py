@@ -77,13 +77,7 @@ class IDXError(DatasetError):
 
 
 class _GunzipReader:
-    """Gzip decompressor that never produces more output than it is asked for.
-
-    ``read(n)`` decompresses at most ``n`` bytes, feeding compressed input in 1 MiB
-    chunks, so the output side is bounded by the caller. Concatenated gzip members are
-    followed; anything else after the last member is an error. The CRC-32 and length in
-    each member's trailer are checked by zlib when the member ends.
-    """
+    """Gzip reader: ``read(n)`` gives at most n bytes; members followed, trailing junk refused."""
 
     def __init__(self, f: BinaryIO, name: str) -> None:
         self._f = f
@@ -186,8 +180,7 @@ def _parse(
     gz_size: int | None,
     hasher: _Hasher | None = None,
 ) -> np.ndarray:
-    """Parse an IDX stream. Exactly one of raw_size (plain file length) and gz_size
-    (compressed file length) is given. ``hasher`` (if any) sees every uncompressed byte."""
+    """Parse an IDX stream; give one of `raw_size` and `gz_size`; `hasher` sees every raw byte."""
     dims, dtype = _read_header(stream, name, gz=gz_size is not None, hasher=hasher)
     header_len = 4 + 4 * len(dims)
     count = math.prod(dims)
@@ -357,8 +350,7 @@ def _read_stream(f: BinaryIO, name: str, size: int, hasher: _Hasher | None = Non
 
 
 def _read_idx_bytes(data: bytes, name: str) -> tuple[np.ndarray, str]:
-    """Parse IDX bytes (raw or gzip); return the array and the SHA-256 hex digest of the
-    uncompressed IDX content, so a re-compressed copy of a file can be recognised."""
+    """The array of IDX bytes (raw or gzip) and the SHA-256 of the uncompressed content."""
     hasher = hashlib.sha256()
     arr = _read_stream(io.BytesIO(data), name, len(data), hasher)
     return arr, hasher.hexdigest()

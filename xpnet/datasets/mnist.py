@@ -172,8 +172,7 @@ def _default_folder(name: str) -> Path:
 
 
 def _local_candidates(folder: Path, fname: str) -> list[Path]:
-    """Names a file may have on disk: the published .gz, uncompressed, or the
-    dotted ``train-images.idx3-ubyte`` spelling some redistributions use."""
+    """Names the file may have on disk: the .gz, uncompressed, or the dotted ``.idx3-ubyte``."""
     stem = fname[: -len(".gz")]
     dotted = stem.replace("-idx", ".idx")
     return [folder / fname, folder / stem, folder / (dotted + ".gz"), folder / dotted]
@@ -184,8 +183,7 @@ _RAW_MAX_BYTES = 47_040_016
 
 
 def _read_bounded(dataset: str, path: Path, spec: FileChecksum) -> bytes:
-    """The bytes of a cached file, its size checked before it is read: at most the
-    published .gz's size (twice, for a re-compressed copy) or the uncompressed file's."""
+    """A cached file's bytes, its size checked against the published sizes before reading."""
     limit = max(2 * spec.size, _RAW_MAX_BYTES) if spec.size else _RAW_MAX_BYTES
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -232,11 +230,7 @@ def _mismatch(
 def _verify_bytes(
     dataset: str, path: Path, data: bytes, spec: FileChecksum
 ) -> tuple[np.ndarray | None, str]:
-    """Check ``data`` (the bytes of ``path``) against ``spec``.
-
-    Returns (array or None, digest of data). The array is parsed here when the content
-    digest had to be computed anyway; otherwise None.
-    """
+    """(array parsed while hashing, or None; digest) of `data` checked against `spec`."""
     digest = hashlib.sha256(data).hexdigest()
     if digest == spec.sha256:
         return None, digest

@@ -196,8 +196,7 @@ def _npz_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
 
 def _check_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path,
                       key: str) -> tuple[int, ...]:
-    """Read one .npy header and reject object dtypes and impossible sizes before numpy
-    allocates the array; return the array's shape."""
+    """The shape in one .npy header; object dtypes and impossible sizes refused first."""
     with zf.open(info) as f:
         try:
             shape, dtype, _ = read_npy_header(f, f"{path}: array {key!r}")
@@ -234,9 +233,7 @@ def _npz_extras(arrays: dict[str, np.ndarray], path: Path
 
 
 def _npz_keys(path: Path) -> dict[str, str]:
-    """The member key of each array `load_npz` reads (the four required, the optional
-    ``class_names`` and ``image_shape``), after checking every member's header and the
-    data size, before any array is read."""
+    """The member key of each array `load_npz` reads, every header and size checked first."""
     try:
         with zipfile.ZipFile(path) as zf:
             members = _npz_members(zf)

@@ -387,8 +387,7 @@ def _parse_column(cells: Sequence[str], name: str, table: Table, want: str | Non
 
 def _cell_by_cell(texts: list[str], name: str, table: Table, want: str | None
                   ) -> tuple[str, np.ndarray, np.ndarray]:
-    """A column with text or missing cells: numbers, or text (refused where numbers are
-    wanted, or where most values are numbers)."""
+    """A column with text or missing cells as numbers or text (refused where numbers are due)."""
     n = len(texts)
     missing = np.fromiter((t.lower() in _MISSING for t in texts), dtype=bool, count=n)
     numbers = np.full(n, np.nan)
