@@ -63,7 +63,6 @@ class Registry:
         return cls
 
     def get(self, name: str) -> type | None:
-        """The class registered under ``name``, or None."""
         return self._classes.get(name)
 
     def names(self) -> list[str]:

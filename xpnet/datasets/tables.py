@@ -465,7 +465,6 @@ def _put_array(table: Table, name: str, a: np.ndarray) -> None:
 
 
 def _read_parquet(p: Path) -> Table:
-    """A Parquet file through pyarrow."""
     try:
         import pyarrow.parquet as pq
         import pyarrow.types as pat

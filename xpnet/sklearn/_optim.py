@@ -44,7 +44,6 @@ class _Rule:
         self.mutable = mutable
 
     def update(self, params: dict, grads: dict) -> None:
-        """Apply one step to ``params`` (a dict of arrays) given ``grads``."""
         raise NotImplementedError
 
     def _add(self, params: dict, k: str, step: Any) -> None:
@@ -133,7 +132,6 @@ class AdamRule(_Rule):
         return m, v
 
     def update(self, params: dict, grads: dict) -> None:
-        """One Adam step, as scikit-learn computes it."""
         self.t += 1
         self.learning_rate = (self.learning_rate_init * math.sqrt(1 - self.beta_2 ** self.t)
                               / (1 - self.beta_1 ** self.t))
@@ -153,7 +151,6 @@ class AdamWRule(AdamRule):
         self.weight_decay = float(weight_decay)
 
     def update(self, params: dict, grads: dict) -> None:
-        """Decay the weight matrices, then one Adam step."""
         shrink = 1.0 - self.learning_rate_init * self.weight_decay
         if shrink != 1.0:
             for k in params:
