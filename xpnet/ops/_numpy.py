@@ -288,8 +288,7 @@ def _copy_frozen(store: Any, trained: list[int], p2: np.ndarray, slots2: Any) ->
 
 def _plan(store: Any, opt: Any, kernels: Any, lr: float, steps: dict,
           trained: list[int]) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
-    """The pieces of the trained segments and each segment's hyper-parameters (its own
-    update number, weight decay and learning rate, cast to the store's dtype)."""
+    """The trained segments' pieces and each one's hyper-parameters (its step, decay, lr; cast)."""
     key = tuple(trained)
     table = store.cache.get(key)
     if table is None:
@@ -313,10 +312,7 @@ def _plan(store: Any, opt: Any, kernels: Any, lr: float, steps: dict,
 
 def _one_piece(store: Any, gs: list[np.ndarray],
                hyper: tuple[Any, ...]) -> tuple[list[np.ndarray], np.ndarray, list]:
-    """A small model whose segments all share their hyper-parameters is updated as one
-    piece: its gradients copied into one flat buffer (zero in the gaps, where the
-    parameters and slots are zero too, and stay so), one kernel call instead of one per
-    segment (a 32-16-16-10 net: 6 calls of a dozen ufuncs each down to one)."""
+    """Segments sharing hyper-parameters as one piece (gaps zero): one kernel call, not one each."""
     g = store.cache.get("flat grad")
     if g is None:
         g = store.cache["flat grad"] = np.zeros(store.total, dtype=store.dtype)
@@ -335,8 +331,7 @@ def _table(hyper: list[tuple[Any, ...]], dtype: np.dtype) -> np.ndarray:
 
 
 def _chunked_threads(total: int) -> int:
-    """Threads for the flat kernel: ``XPNET_NUM_THREADS`` (default 1), one below 2**18
-    elements (threads cost more than they save there)."""
+    """Threads for the flat kernel: ``XPNET_NUM_THREADS`` (default 1), 1 below 2**18 elements."""
     if total < 1 << 18:
         return 1
     try:
