@@ -297,7 +297,36 @@ class BaseMLP(BaseEstimator):
 
     # -- fit -------------------------------------------------------------------
     def fit(self, X, y, sample_weight=None):
-        """Fit to `X`, `y` (`sample_weight` as scikit-learn weighs it, see `alpha`); return self."""
+        """Fit the model to ``X`` and ``y``.
+
+        Parameters
+        ----------
+        X : array-like or scipy sparse matrix of shape (n_samples, n_features)
+            Training data (NumPy, a DataFrame, a sparse matrix, or, under array API
+            dispatch, an array of any supported namespace).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels (numbers or strings) or a multilabel indicator matrix for
+            the classifier; real targets for the regressor.
+        sample_weight : array-like of shape (n_samples,) or float, default=None
+            Per-row weights, with scikit-learn's meaning: each batch's loss is the
+            weighted mean over its rows, the L2 term is divided by the sum of the
+            batch's weights, and the ``early_stopping`` score is weighted.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xpnet.sklearn import MLPRegressor
+        >>> X = np.linspace(-1, 1, 40).reshape(-1, 1)
+        >>> w = np.r_[np.zeros(20), np.ones(20)]   # only the right half counts
+        >>> reg = MLPRegressor(hidden_layer_sizes=(8,), solver="lbfgs", random_state=0)
+        >>> reg.fit(X, np.abs(X[:, 0]), sample_weight=w).n_iter_ > 0
+        True
+        """
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X: Any, y: Any, sample_weight: Any = None, *, incremental: bool,
