@@ -45,6 +45,7 @@ from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint, save
 from .export import export_onnx
 from .layers import (
     GELU,
+    BatchNorm,
     Dense,
     Dropout,
     Layer,
@@ -88,7 +89,7 @@ __all__ = [
     "MLP", "Sequential", "fit", "History", "NonFiniteLossError", "TrainingInterrupted",
     # layers
     "Layer", "Dense", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "Dropout",
-    "LayerNorm", "register_layer", "Normalization",
+    "LayerNorm", "BatchNorm", "register_layer", "Normalization",
     # losses
     "Loss", "SoftmaxCrossEntropy", "MeanSquaredError", "BinaryCrossEntropy", "register_loss",
     # optimizers and schedules

@@ -37,6 +37,7 @@ FORMAT = "xpnet"
 FORMAT_VERSION = 1
 _PARAM = "params/"
 _OPT = "optimizer/"
+_BUF = "buffers/"  # the layers' buffers (BatchNorm's running statistics)
 
 
 class CheckpointError(ValueError):
@@ -203,6 +204,11 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
     for k, v in model.params.items():
         tensors[_PARAM + k] = np.ascontiguousarray(to_numpy(v))
     _check_loadable_params(model, config, tensors)
+    for k, v in getattr(model, "buffers", {}).items():
+        tensors[_BUF + k] = arr = np.ascontiguousarray(to_numpy(v))
+        if not np.isfinite(arr).all():
+            raise ValueError(f"cannot save: buffer {k!r} contains NaN or inf, and load "
+                             "refuses such a file")
     meta: dict[str, str] = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -466,12 +472,14 @@ def _check_shapes(config: Any, tensors: dict, path: Path) -> None:
     for i, layer in enumerate(layers):
         try:
             need = layer.param_shapes(n)
+            bufs = layer.buffer_shapes(n)
             n = layer.out_features(n)
         except _CONFIG_ERRORS as exc:
             raise CheckpointError(f"{path}: bad model architecture in metadata: "
                               f"{_bounded(exc)}") from None
-        for name, shape in (need or {}).items():
-            key = f"{_PARAM}{i}.{name}"
+        wanted = [(f"{_PARAM}{i}.{k}", v) for k, v in (need or {}).items()] + \
+            [(f"{_BUF}{i}.{k}", v) for k, v in (bufs or {}).items()]
+        for key, shape in wanted:
             if key not in tensors:
                 raise CheckpointError(f"{path}: tensors do not match the architecture "
                                       f"(missing [{key!r}])")
@@ -555,7 +563,22 @@ def _load_model(meta: dict, tensors: dict, be: Backend, path: Path) -> Sequentia
         _check_param(tensors[k], k, tuple(ref.shape), model.dtype_name, path)
     model.params = {k[len(_PARAM):]: be.asarray(tensors[k], dtype=model.dtype)
                     for k in expected}
+    _load_buffers(model, tensors, be, path)
     return model
+
+
+def _load_buffers(model: Sequential, tensors: dict, be: Backend, path: Path) -> None:
+    """The file's buffers into the model, each checked like a parameter."""
+    expected = {_BUF + k: v for k, v in model.buffers.items()}
+    got = {k for k in tensors if k.startswith(_BUF)}
+    if got != set(expected):
+        raise CheckpointError(
+            f"{path}: buffers do not match the architecture (missing "
+            f"{sorted(set(expected) - got)}, unexpected {sorted(got - set(expected))})")
+    for k, ref in expected.items():
+        _check_param(tensors[k], k, tuple(ref.shape), model.dtype_name, path)
+    model.buffers = {k[len(_BUF):]: be.asarray(tensors[k], dtype=model.dtype)
+                     for k in expected}
 
 
 def _check_param(arr: np.ndarray, k: str, shape: tuple, dtype_name: str, path: Path) -> None:

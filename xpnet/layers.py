@@ -28,6 +28,7 @@ __all__ = [
     "GELU",
     "Dropout",
     "LayerNorm",
+    "BatchNorm",
     "register_layer",
     "layer_from_config",
     "check_saveable",
@@ -201,6 +202,82 @@ class Layer:
         ({'W': (5, 3), 'b': (3,)}, {})
         """
         return {} if type(self).init is Layer.init else None
+
+    def init_buffers(self, in_features: int, *, backend: Backend, dtype: Any) -> Params:
+        """Create this layer's buffers: state that is not trained (an empty dict by default).
+
+        A buffer (e.g. [`BatchNorm`][xpnet.layers.BatchNorm]'s running mean) lives in
+        the model beside the parameters, in ``model.buffers`` under
+        ``"<layer index>.<name>"``: it is saved in checkpoints, moved by
+        ``model.to``, exported to ONNX, and never seen by optimizers, weight decay or
+        gradient checks. A layer that has buffers receives them in ``forward`` as the
+        keyword ``buffers=`` (a dict by short name) and says how a training step changes
+        them in [`update_buffers`][xpnet.layers.Layer.update_buffers].
+
+        Parameters
+        ----------
+        in_features : int
+        backend : Backend
+        dtype : dtype
+
+        Returns
+        -------
+        dict of str to array
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> b = xn.get_backend("numpy")
+        >>> bufs = xn.BatchNorm().init_buffers(3, backend=b, dtype=b.xp.float64)
+        >>> {k: v.tolist() for k, v in bufs.items()}
+        {'running_mean': [0.0, 0.0, 0.0], 'running_var': [1.0, 1.0, 1.0]}
+        """
+        return {}
+
+    def buffer_shapes(self, in_features: int) -> dict[str, tuple[int, ...]] | None:
+        """The shapes of the buffers [`init_buffers`][xpnet.layers.Layer.init_buffers]
+        creates, as [`param_shapes`][xpnet.layers.Layer.param_shapes] gives those of
+        the parameters (``{}`` without buffers, ``None`` when not declared).
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> xn.BatchNorm().buffer_shapes(4), xn.Dense(3).buffer_shapes(4)
+        ({'running_mean': (4,), 'running_var': (4,)}, {})
+        """
+        return {} if type(self).init_buffers is Layer.init_buffers else None
+
+    def update_buffers(self, buffers: Params, cache: Any) -> Params:
+        """The buffers' new values after a training ``forward`` whose cache is ``cache``.
+
+        Pure: returns new arrays and changes nothing. The model calls it after each
+        training forward pass and assigns the result only when the step is applied:
+        ``fit`` keeps the old values for a step its non-finite guard skips.
+
+        Parameters
+        ----------
+        buffers : dict of str to array
+            The current values, by short name.
+        cache : object
+            What the training ``forward`` returned as its cache.
+
+        Returns
+        -------
+        dict of str to array
+            The same keys and shapes as ``buffers``.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet as xn
+        >>> b = xn.get_backend("numpy")
+        >>> bn = xn.BatchNorm(momentum=0.5)
+        >>> bufs = bn.init_buffers(1, backend=b, dtype=b.xp.float64)
+        >>> params = bn.init(1, xn.RNG(0), backend=b, dtype=b.xp.float64)
+        >>> _, cache = bn.forward(params, np.array([[1.0], [3.0]]), train=True, buffers=bufs)
+        >>> {k: v.tolist() for k, v in bn.update_buffers(bufs, cache).items()}
+        {'running_mean': [1.0], 'running_var': [1.5]}
+        """
+        return buffers
 
     def get_config(self) -> dict:
         """Constructor arguments, JSON-serialisable, for checkpoints.
@@ -594,6 +671,145 @@ class LayerNorm(Layer):
         return {"eps": self.eps, "affine": self.affine}
 
 
+class BatchNorm(Layer):
+    """Batch normalization: each feature to zero mean and unit variance over the batch.
+
+    ``torch.nn.BatchNorm1d``'s semantics (Ioffe & Szegedy, 2015). In training
+    (``train=True``: ``fit`` and ``loss_and_grads``) each feature is normalised
+    with the batch's mean and biased variance, and the running statistics, two
+    buffers, move towards the batch's: ``running = (1 - momentum) * running +
+    momentum * batch``, with the unbiased variance (``n / (n - 1)`` times the
+    biased one). In evaluation (``predict``, ``evaluate``, ``forward``, ONNX export)
+    the running statistics are used, so a row's output does not depend on its batch.
+    ``gamma * xhat + beta`` follows, with ``gamma`` and ``beta`` learned per feature.
+
+    The running statistics are buffers (``model.buffers``, keys ``"<i>.running_mean"``
+    and ``"<i>.running_var"``): saved and loaded with the model, never trained, and
+    left unchanged by a step that ``fit``'s non-finite guard skips. Under data-parallel
+    training ([`xpnet.distributed`][]) each rank normalises with its own share of the
+    batch and keeps its own running statistics; rank 0's are the ones a checkpoint
+    holds (see the distributed guide). A training batch needs at least two rows.
+
+    Parameters
+    ----------
+    momentum : float
+        In ``[0, 1]``: the weight of each batch in the running statistics
+        (PyTorch's default 0.1; Keras calls ``1 - momentum`` its momentum).
+    eps : float
+        Added to the variance, > 0 (PyTorch's default ``1e-5``).
+    affine : bool
+        Learn ``gamma`` (initialised to ones) and ``beta`` (zeros), one per feature.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet as xn
+    >>> X = np.random.default_rng(0).normal(3.0, 2.0, size=(256, 4)).astype("float32")
+    >>> y = (X[:, 0] > 3.0).astype("int64")
+    >>> m = xn.Sequential([xn.Dense(8), xn.BatchNorm(), xn.ReLU(), xn.Dense(2)],
+    ...                   in_features=4, backend="numpy", seed=0)
+    >>> sorted(m.params), sorted(m.buffers)
+    (['0.W', '0.b', '1.beta', '1.gamma', '3.W', '3.b'], ['1.running_mean', '1.running_var'])
+    >>> h = m.fit(X, y, epochs=10, batch_size=32, optimizer=xn.Adam(lr=0.01), verbose=0)
+    >>> m.buffers["1.running_mean"].shape, m.evaluate(X, y)["accuracy"] > 0.9
+    ((8,), True)
+    """
+
+    def __init__(self, momentum: float = 0.1, eps: float = 1e-5, *, affine: bool = True):
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) \
+                or not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNorm momentum must be a float in [0, 1], got {momentum!r}")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) \
+                or not math.isfinite(eps) or eps <= 0:
+            raise ValueError(f"BatchNorm eps must be a finite float > 0, got {eps!r}")
+        if not isinstance(affine, bool):
+            raise TypeError(f"BatchNorm affine must be True or False, got {affine!r}")
+        self.momentum, self.eps, self.affine = float(momentum), float(eps), affine
+
+    def init(self, in_features: int, rng: RNG, *, backend: Backend, dtype: Any) -> Params:
+        """``gamma`` ones and ``beta`` zeros of shape ``(in_features,)`` (none without
+        ``affine``)."""
+        if not self.affine:
+            return {}
+        xp, dev = backend.xp, backend.device
+        return {"gamma": xp.ones((in_features,), dtype=dtype, device=dev),
+                "beta": xp.zeros((in_features,), dtype=dtype, device=dev)}
+
+    def param_shapes(self, in_features: int) -> dict[str, tuple[int, ...]]:
+        """``gamma`` and ``beta``: ``(in_features,)`` each (none without ``affine``)."""
+        return {"gamma": (in_features,), "beta": (in_features,)} if self.affine else {}
+
+    def init_buffers(self, in_features: int, *, backend: Backend, dtype: Any) -> Params:
+        """``running_mean`` zeros and ``running_var`` ones, of shape ``(in_features,)``."""
+        xp, dev = backend.xp, backend.device
+        return {"running_mean": xp.zeros((in_features,), dtype=dtype, device=dev),
+                "running_var": xp.ones((in_features,), dtype=dtype, device=dev)}
+
+    def buffer_shapes(self, in_features: int) -> dict[str, tuple[int, ...]]:
+        """``running_mean`` and ``running_var``: ``(in_features,)`` each."""
+        return {"running_mean": (in_features,), "running_var": (in_features,)}
+
+    def forward(self, params: Params, x: Any, *, train: bool = False,
+                buffers: Params | None = None) -> tuple[Any, Any]:
+        """Normalise with the batch's statistics (training) or the running ones; the
+        cache is ``(xhat, 1 / std, (mean, biased variance, rows) or None)``."""
+        xp = _xp(x)
+        if train:
+            n = x.shape[0]
+            if n < 2:
+                raise ValueError(
+                    f"BatchNorm in training needs at least 2 rows per batch, got {n}: a "
+                    "batch variance of one row is undefined. Choose a batch_size that does "
+                    "not leave a last batch of one row (rows % batch_size == 1)")
+            mean = xp.mean(x, axis=0)
+            xc = x - mean
+            var = xp.mean(xc * xc, axis=0)
+            stats = (mean, var, n)
+        else:
+            if buffers is None:
+                raise ValueError("BatchNorm in evaluation needs buffers= (its running "
+                                 "statistics: init_buffers)")
+            xc, var, stats = x - buffers["running_mean"], buffers["running_var"], None
+        inv = 1.0 / xp.sqrt(var + self.eps)
+        xhat = xc * inv
+        if not self.affine:
+            return xhat, (xhat, inv, stats)
+        return xhat * params["gamma"] + params["beta"], (xhat, inv, stats)
+
+    def backward(self, params: Params, cache: Any, dy: Any, *, need_input_grad: bool = True,
+                 need_param_grads: bool = True) -> tuple[Any, Params]:
+        """Training: ``dx = (g - mean(g) - xhat * mean(g * xhat)) / std`` over the batch
+        with ``g = dy * gamma``; evaluation: ``dx = g / std``. ``gamma``: the column sums
+        of ``dy * xhat``, ``beta``: those of ``dy``."""
+        xhat, inv, stats = cache
+        xp = _xp(dy)
+        grads: Params = {}
+        if self.affine and need_param_grads:
+            grads["gamma"] = xp.sum(dy * xhat, axis=0)
+            grads["beta"] = xp.sum(dy, axis=0)
+        if not need_input_grad:
+            return None, grads
+        g = dy * params["gamma"] if self.affine else dy
+        if stats is None:
+            return g * inv, grads
+        dx = inv * (g - xp.mean(g, axis=0) - xhat * xp.mean(g * xhat, axis=0))
+        return dx, grads
+
+    def update_buffers(self, buffers: Params, cache: Any) -> Params:
+        """``(1 - momentum) * running + momentum * batch`` for the mean and the unbiased
+        variance of the training batch the cache is of."""
+        stats = cache[2]
+        if stats is None:  # an evaluation forward leaves them as they are
+            return buffers
+        mean, var, n = stats
+        m = self.momentum
+        return {"running_mean": (1.0 - m) * buffers["running_mean"] + m * mean,
+                "running_var": (1.0 - m) * buffers["running_var"] + (m * n / (n - 1)) * var}
+
+    def get_config(self) -> dict:
+        """Constructor arguments: ``momentum``, ``eps``, ``affine``."""
+        return {"momentum": self.momentum, "eps": self.eps, "affine": self.affine}
+
+
 ACTIVATIONS = {
     "relu": ReLU,
     "leaky_relu": LeakyReLU,
@@ -604,7 +820,7 @@ ACTIVATIONS = {
 """Activation names accepted by [`xpnet.MLP`][] and the CLI."""
 
 _REGISTRY = Registry("layer", "register_layer", Layer)
-for _cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, Dropout, LayerNorm):
+for _cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, Dropout, LayerNorm, BatchNorm):
     _REGISTRY.add(_cls.__name__, _cls, builtin=True)
 
 

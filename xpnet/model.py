@@ -48,6 +48,33 @@ class _CheckedParams(dict):
         dict.__setitem__(self, key, value)
 
 
+def _check_buffer_value(key: str, value: Any, ref: Any) -> None:
+    """Refuse a buffer value whose kind, shape or dtype differs from ``ref``'s."""
+    try:
+        _checks.check_param_value(key, value, ref)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(str(exc).replace("parameter", "buffer", 1)) from None
+
+
+class _CheckedBuffers(dict):
+    """``model.buffers``: a dict whose item assignment is checked (known key, kind, shape,
+    dtype) as ``model.buffers = ...`` is."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self:
+            raise KeyError(f"{key!r} is not a buffer of this model (buffers: {list(self)})")
+        _check_buffer_value(key, value, dict.__getitem__(self, key))
+        dict.__setitem__(self, key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """Assign each pair as ``d[key] = value`` does (checked)."""
+        for k, v in dict(*args, **kwargs).items():
+            self[k] = v
+
+    def __reduce__(self) -> Any:  # copy/pickle keep the check
+        return (_CheckedBuffers, (dict(self),))
+
+
 def _refuse_traced(X: Any, method: str) -> None:
     """Refuse a JAX tracer (``model.forward`` under ``jax.jit``) with what to do instead."""
     if any(c.__name__.endswith("Tracer") for c in type(X).__mro__):
@@ -162,6 +189,7 @@ class Sequential:
         self._params: dict[str, Any] = {}
         with self.backend.device_scope():
             self._set_new_params(self._init_params())
+            self._set_new_buffers(self._init_buffers())
 
     # -- construction --------------------------------------------------------
     @staticmethod
@@ -184,6 +212,23 @@ class Sequential:
         self.out_features = n
         return params
 
+    def _init_buffers(self) -> dict[str, Any]:
+        buffers: dict[str, Any] = {}
+        n = self.in_features
+        dtype = self.backend.dtype(self.dtype_name)
+        for i, layer in enumerate(self.layers):
+            for k, v in layer.init_buffers(n, backend=self.backend, dtype=dtype).items():
+                buffers[f"{i}.{k}"] = v
+            n = layer.out_features(n)
+        return buffers
+
+    def _set_new_buffers(self, buffers: dict[str, Any]) -> None:
+        """Take ``buffers`` as the model's buffers; per layer, their (short name, key)."""
+        self._buffers = _CheckedBuffers(buffers)
+        self._buffer_keys: list[list[tuple[str, str]]] = [
+            [(k[len(f"{i}."):], k) for k in buffers if k.startswith(f"{i}.")]
+            for i in range(len(self.layers))]
+
     def _set_new_params(self, params: dict[str, Any]) -> None:
         """Take ``params`` as the model's parameters: a new store on a mutable backend."""
         if self.backend.mutable and params:
@@ -202,6 +247,7 @@ class Sequential:
         self.__dict__.update(state)
         if self._params:
             self._set_new_params(self._params)
+        self._set_new_buffers(state.get("_buffers", {}))  # a model pickled before buffers
 
     @property
     def params(self) -> dict[str, Any]:
@@ -243,6 +289,60 @@ class Sequential:
         for k, v in params.items():
             _checks.check_param_value(k, v, self._params[k])
         self._params = _CheckedParams({k: params[k] for k in self._params})
+
+    @property
+    def buffers(self) -> dict[str, Any]:
+        """The layers' buffers: state that is not trained, ``{"<layer index>.<name>": array}``.
+
+        [`BatchNorm`][xpnet.layers.BatchNorm]'s running statistics, for example
+        (see [`xpnet.Layer.init_buffers`][xpnet.layers.Layer.init_buffers]). Saved in
+        checkpoints and moved by [`to`][xpnet.model.Sequential.to]; optimizers, weight
+        decay and gradient checks never see them. A training step
+        ([`loss_and_grads`][xpnet.model.Sequential.loss_and_grads] with ``train=True``,
+        ``fit``) assigns their new values; a step ``fit``'s non-finite guard skips leaves
+        them as they were. Assigning a dict (or one key) checks each array's kind, shape
+        and dtype. Empty for a model without such layers.
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> m = xn.Sequential([xn.Dense(3), xn.BatchNorm()], in_features=2, backend="numpy")
+        >>> {k: v.tolist() for k, v in m.buffers.items()}
+        {'1.running_mean': [0.0, 0.0, 0.0], '1.running_var': [1.0, 1.0, 1.0]}
+        """
+        return self._buffers
+
+    @buffers.setter
+    def buffers(self, buffers: dict[str, Any]) -> None:
+        if not isinstance(buffers, dict):
+            raise TypeError(f"buffers must be a dict of arrays, got {type(buffers).__name__}")
+        if set(buffers) != set(self._buffers):
+            raise ValueError(f"buffer names differ: expected {sorted(self._buffers)}, "
+                             f"got {sorted(buffers)}")
+        for k, v in buffers.items():
+            _check_buffer_value(k, v, self._buffers[k])
+        self._buffers = _CheckedBuffers({k: buffers[k] for k in self._buffers})
+
+    def layer_buffers(self, i: int) -> dict[str, Any]:
+        """The buffers of layer ``i`` keyed by their short names (empty for most layers).
+
+        Parameters
+        ----------
+        i : int
+            Index into `layers`.
+
+        Returns
+        -------
+        dict of str to array
+
+        Examples
+        --------
+        >>> import xpnet as xn
+        >>> m = xn.Sequential([xn.Dense(3), xn.BatchNorm()], in_features=2, backend="numpy")
+        >>> sorted(m.layer_buffers(1)), m.layer_buffers(0)
+        (['running_mean', 'running_var'], {})
+        """
+        return {short: self._buffers[key] for short, key in self._buffer_keys[i]}
 
     @property
     def dtype(self) -> Any:
@@ -401,24 +501,29 @@ class Sequential:
 
     # -- math ------------------------------------------------------------------
     def _forward(self, X: Any, *, train: bool, rng: RNG | None = None,
-                 outputs: list | None = None):
+                 outputs: list | None = None, new_buffers: dict | None = None):
+        """The outputs and the caches; a dict ``new_buffers`` (training) receives the
+        buffers' new values (`Layer.update_buffers`), which are not assigned here."""
         caches = []
         h = X
-        params, per = self.params, self._layer_keys()
+        params, per, bkeys = self.params, self._layer_keys(), self._buffer_keys
         for i, layer in enumerate(self.layers):
             p = {short: params[key] for short, key in per[i]}
+            kw: dict[str, Any] = {}
+            if bkeys[i]:  # buffers= is the keyword of layers with buffers (init_buffers)
+                kw["buffers"] = {short: self._buffers[key] for short, key in bkeys[i]}
+            if train and layer.stochastic:
+                # rng= is the optional keyword of stochastic layers (Layer.stochastic)
+                kw["rng"] = rng if rng is not None else self.rng
             try:
-                if train and layer.stochastic:
-                    # rng= is the optional keyword of stochastic layers (Layer.stochastic)
-                    h, c = layer.forward(p, h, train=True,  # type: ignore[call-arg]
-                                         rng=rng if rng is not None else self.rng)
-                else:
-                    h, c = layer.forward(p, h, train=train)
+                h, c = layer.forward(p, h, train=train, **kw)
             except Exception as exc:
                 err = self._width_error(X, i)
                 if err is not None:
                     raise err from exc
                 raise
+            if train and bkeys[i] and new_buffers is not None:
+                self._collect_buffers(i, layer, kw["buffers"], c, new_buffers)
             caches.append(c)
             if outputs is not None:
                 outputs.append(h)
@@ -428,6 +533,22 @@ class Sequential:
                 raise err
         return h, caches
 
+    def _collect_buffers(self, i: int, layer: Layer, old: dict, cache: Any,
+                         new_buffers: dict) -> None:
+        """Layer ``i``'s new buffer values into ``new_buffers``, checked against the old."""
+        new = layer.update_buffers(old, cache)
+        what = f"layer {i} ({type(layer).__name__})"
+        if not isinstance(new, dict) or set(new) != set(old):
+            got = sorted(new) if isinstance(new, dict) else type(new).__name__
+            raise ValueError(f"{what}: update_buffers returned {got}, but the layer's "
+                             f"buffers are {sorted(old)}; return one new value per buffer")
+        for short, v in new.items():
+            if tuple(getattr(v, "shape", ())) != tuple(old[short].shape):
+                raise ValueError(f"{what}: update_buffers returned shape "
+                                 f"{tuple(getattr(v, 'shape', ()))} for {short!r}, the "
+                                 f"buffer has shape {tuple(old[short].shape)}")
+            new_buffers[f"{i}.{short}"] = v
+
     def _width_error(self, X: Any, upto: int) -> ValueError | None:
         """The error naming the first of layers ``0..upto-1`` whose output width is not
         what its ``out_features`` says (run again in eval mode), or None."""
@@ -436,8 +557,9 @@ class Sequential:
         try:
             for j in range(upto):
                 layer, declared = self.layers[j], self.layers[j].out_features(n)
+                kw = {"buffers": self.layer_buffers(j)} if self._buffer_keys[j] else {}
                 h, _ = layer.forward({short: params[key] for short, key in per[j]}, h,
-                                     train=False)
+                                     train=False, **kw)
                 got = h.shape[-1] if len(h.shape) == 2 else None
                 if got != declared:
                     return ValueError(
@@ -521,8 +643,8 @@ class Sequential:
 
     def _loss_grads_out(self, X, y, loss: Loss, *, train: bool, rng: RNG | None = None,
                         weight: Any = None, check_grads: bool = False,
-                        input_grad: list | None = None):
-        out, caches = self._forward(X, train=train, rng=rng)
+                        input_grad: list | None = None, new_buffers: dict | None = None):
+        out, caches = self._forward(X, train=train, rng=rng, new_buffers=new_buffers)
         if weight is None:
             value, dout = loss.value_and_grad(out, y)
         else:
@@ -534,7 +656,8 @@ class Sequential:
     def loss_and_grads(self, X: Any, y: Any, loss: str | Loss | None = None, *,
                        train: bool = True, check_values: bool = True, rng: RNG | None = None,
                        return_output: bool = False, sample_weight: Any = None,
-                       check_grads: bool = True, input_grad: bool = False) -> tuple[Any, ...]:
+                       check_grads: bool = True, input_grad: bool = False,
+                       return_buffers: bool = False) -> tuple[Any, ...]:
         """Mean loss on ``(X, y)`` and its gradient w.r.t. every trainable parameter.
 
         The building block for custom training loops, and the call
@@ -578,6 +701,13 @@ class Sequential:
             Also return the gradient of the loss w.r.t. ``X`` (saliency maps,
             adversarial examples): every layer is back-propagated, frozen ones
             included, and frozen layers still get no parameter gradient.
+        return_buffers : bool
+            Return the new values of the layers' [`buffers`][xpnet.model.Sequential.buffers]
+            (a dict, last; empty unless ``train``) instead of assigning them. By default
+            a training call assigns them at once, as a PyTorch forward pass in training
+            mode does; a loop that may skip a step (a non-finite loss) asks for them and
+            assigns them (``model.buffers.update(new)``) only when it applies the update,
+            as ``fit`` does.
 
         Returns
         -------
@@ -591,6 +721,8 @@ class Sequential:
         input_grad : array of shape (n, in_features)
             Only with ``input_grad=True`` (last): d loss / d X, in the model's dtype,
             on its device (also for NumPy ``X`` given to a GPU model).
+        buffers : dict
+            Only with ``return_buffers=True`` (last): the buffers' new values.
 
         Examples
         --------
@@ -618,11 +750,18 @@ class Sequential:
             sample_weight, self.backend, self.dtype_name, Xd.shape[0], loss_obj,
             values=check_values)
         sink: list | None = [] if input_grad else None
+        new_buffers: dict[str, Any] = {}
         value, grads, out = self._loss_grads_out(Xd, yd, loss_obj, train=train, rng=rng,
                                                  weight=wd, check_grads=check_grads,
-                                                 input_grad=sink)
+                                                 input_grad=sink, new_buffers=new_buffers)
         result = (value, grads, out) if return_output else (value, grads)
-        return result + tuple(sink) if sink is not None else result
+        if sink is not None:
+            result += tuple(sink)
+        if return_buffers:
+            return result + (new_buffers,)
+        if new_buffers:
+            dict.update(self._buffers, new_buffers)  # checked by _collect_buffers
+        return result
 
     # -- inference -----------------------------------------------------------
     def _batched_outputs(self, X: Any, batch_size: int | None) -> Any:
@@ -814,6 +953,7 @@ class Sequential:
 
         with new.device_scope():
             params = {k: move(v) for k, v in self.params.items()}
+            buffers = {k: move(v) for k, v in self.buffers.items()}
             opt = self.optimizer
             if opt is not None and opt.state is not None:
                 opt.state = {slot: values if slot in ("step", "steps") else
@@ -822,6 +962,7 @@ class Sequential:
         self.backend = new
         with new.device_scope():
             self._set_new_params(params)
+            self._set_new_buffers(buffers)
         return self
 
     @_on_device

@@ -134,7 +134,8 @@ def _compare(name: str, analytic: np.ndarray, numeric: np.ndarray, rtol: float, 
 
 def check_gradients(obj: Any, x: Any, y: Any = None, *, params: dict | None = None,
                     backend: str | Backend | None = None, eps: float = 1e-6,
-                    rtol: float = 1e-5, atol: float = 1e-8, seed: int = 0) -> dict[str, float]:
+                    rtol: float = 1e-5, atol: float = 1e-8, seed: int = 0,
+                    train: bool = False) -> dict[str, float]:
     """Compare analytic gradients with central finite differences in float64.
 
     Every gradient must have the shape of what it is the gradient of, and a layer's
@@ -171,6 +172,12 @@ def check_gradients(obj: Any, x: Any, y: Any = None, *, params: dict | None = No
         Absolute tolerance, added to ``rtol``'s.
     seed : int
         Seeds a layer's ``init`` (when ``params`` is not given) and the random ``R``.
+    train : bool
+        Check the training-mode forward pass instead (e.g.
+        [`BatchNorm`][xpnet.layers.BatchNorm] normalising with the batch's statistics);
+        for a forward pass that is the same at every call (not dropout's). A layer or
+        model with buffers is given its buffers (a layer its ``init_buffers``), and
+        the buffers are left as they are.
 
     Returns
     -------
@@ -196,21 +203,21 @@ def check_gradients(obj: Any, x: Any, y: Any = None, *, params: dict | None = No
             be = get_backend(backend)
             if (be.name, str(be.device)) != (obj.backend.name, str(obj.backend.device)):
                 obj = copy.deepcopy(obj).to(be)  # a twin on that backend; obj stays as it is
-        _check_model(obj, host_x, y, eps, rtol, atol, report)
+        _check_model(obj, host_x, y, eps, rtol, atol, report, train)
         return report
     be = get_backend(backend) if backend is not None else (
         backend_of(x) if not isinstance(x, np.ndarray) else get_backend("numpy"))
     if isinstance(obj, Loss):
         _check_loss(obj, be, host_x, y, eps, rtol, atol, report)
     elif isinstance(obj, Layer):
-        _check_layer(obj, be, host_x, params, seed, eps, rtol, atol, report)
+        _check_layer(obj, be, host_x, params, seed, eps, rtol, atol, report, train)
     else:
         raise TypeError(f"check_gradients expects a Layer, Loss or Sequential, got {type(obj)}")
     return report
 
 
 def _check_model(obj: Any, host_x: np.ndarray, y: Any, eps: float, rtol: float, atol: float,
-                 report: dict) -> None:
+                 report: dict, train: bool = False) -> None:
     if obj.dtype_name != "float64":
         raise ValueError("check_gradients needs a float64 model (dtype='float64')")
     be = obj.backend
@@ -219,13 +226,13 @@ def _check_model(obj: Any, host_x: np.ndarray, y: Any, eps: float, rtol: float, 
     host_y = to_numpy(y)
     xb = be.asarray(host_x, dtype=be.xp.float64)
     yb = be.asarray(host_y)
-    _, grads = obj.loss_and_grads(xb, yb, train=False)
+    _, grads, _ = obj.loss_and_grads(xb, yb, train=train, return_buffers=True)
     original = {k: to_numpy(v).copy() for k, v in obj.params.items()}
     try:
         for k in grads:  # the trainable parameters (frozen ones have no gradient)
             def f(p, k=k):
                 obj.params = {**obj.params, k: be.asarray(p, dtype=be.xp.float64)}
-                return float(obj.loss(obj._forward(xb, train=False)[0], yb))
+                return float(obj.loss(obj._forward(xb, train=train)[0], yb))
             num = _numeric_grad(f, original[k].copy(), eps)
             obj.params = {kk: be.asarray(v, dtype=be.xp.float64)
                           for kk, v in original.items()}
@@ -272,28 +279,31 @@ def _check_per_sample(obj: Any, z: Any, yb: Any, rtol: float, atol: float, repor
 
 
 def _check_layer(obj: Any, be: Any, host_x: np.ndarray, params: dict | None, seed: int,
-                 eps: float, rtol: float, atol: float, report: dict) -> None:
+                 eps: float, rtol: float, atol: float, report: dict,
+                 train: bool = False) -> None:
     f64 = be.xp.float64
     if params is None:
         params = obj.init(host_x.shape[-1], RNG(seed), backend=be, dtype=f64)
     params = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
     dev = {k: be.asarray(v, dtype=f64) for k, v in params.items()}
     xb = be.asarray(host_x, dtype=f64)
-    out, cache = obj.forward(dev, xb, train=False)
+    buffers = obj.init_buffers(host_x.shape[-1], backend=be, dtype=f64)
+    kw = {"buffers": buffers} if buffers else {}
+    out, cache = obj.forward(dev, xb, train=train, **kw)
     R = np.random.default_rng(seed + 1).normal(size=tuple(out.shape))
     dx, grads = obj.backward(dev, cache, be.asarray(R, dtype=f64))
     what = f"{type(obj).__name__}: "
     _check_grad_keys(what, params, grads)
 
     def fx(xv):
-        o, _ = obj.forward(dev, be.asarray(xv, dtype=f64), train=False)
+        o, _ = obj.forward(dev, be.asarray(xv, dtype=f64), train=train, **kw)
         return float(np.sum(to_numpy(o) * R))
 
     _compare("x", to_numpy(dx), _numeric_grad(fx, host_x.copy(), eps), rtol, atol, report,
              what)
     for k in params:
         def fp(pv, k=k):
-            o, _ = obj.forward({**dev, k: be.asarray(pv, dtype=f64)}, xb, train=False)
+            o, _ = obj.forward({**dev, k: be.asarray(pv, dtype=f64)}, xb, train=train, **kw)
             return float(np.sum(to_numpy(o) * R))
 
         _compare(k, to_numpy(grads[k]), _numeric_grad(fp, params[k].copy(), eps), rtol, atol,

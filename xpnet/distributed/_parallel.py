@@ -160,7 +160,7 @@ def agree_start(comm: Any, model: Any, optimizer: Any, state: Any, *, X: Any, y:
     Every rank describes its model, optimizer, data (shapes and a digest of
     sampled rows) and ``settings``; if any differs from rank 0's, every rank
     raises the same ``ValueError`` naming the first difference. Then rank 0's
-    parameters, optimizer state and training position are broadcast.
+    parameters, layer buffers, optimizer state and training position are broadcast.
 
     Parameters
     ----------
@@ -214,13 +214,19 @@ def agree_start(comm: Any, model: Any, optimizer: Any, state: Any, *, X: Any, y:
     return type(state).from_record(record)
 
 
+_BUFFER = object()  # marks a layer buffer among the broadcast arrays
+
+
 def _broadcast_arrays(comm: Any, model: Any, optimizer: Any) -> None:
-    """Rank 0's parameters and optimizer slots, through one host buffer, on every rank."""
+    """Rank 0's parameters, layer buffers and optimizer slots, through one host buffer,
+    on every rank."""
     if comm.size == 1:
         return
     state, slots = optimizer.state, getattr(optimizer, "slots", ())
+    buffers = getattr(model, "buffers", {})
     entries = [(None, k, p) for k, p in model.params.items()] + \
-              [(s, k, state[s][k]) for s in slots for k in model.params if k in state[s]]
+              [(s, k, state[s][k]) for s in slots for k in model.params if k in state[s]] + \
+              [(_BUFFER, k, b) for k, b in buffers.items()]
     sizes = [math.prod(a.shape) for _, _, a in entries]
     host = np.empty(sum(sizes), dtype=np.dtype(model.dtype_name))
     if comm.rank == 0 and entries:
@@ -234,6 +240,8 @@ def _broadcast_arrays(comm: Any, model: Any, optimizer: Any) -> None:
         off += n
         if slot is None:
             params[key] = part
+        elif slot is _BUFFER:
+            buffers[key] = model.backend.asarray(part.copy(), dtype=model.dtype)
         else:
             state[slot][key] = model.backend.asarray(part.copy(), dtype=model.dtype)
     model.set_params(params)

@@ -196,8 +196,11 @@ def _trace(model: Sequential, x: Any, ndx: Any) -> Any:
         what = f"layer {i} ({type(layer).__name__})"
         params = {k: ndx.asarray(np.ascontiguousarray(to_numpy(v)), dtype=dtype)
                   for k, v in model.layer_params(i).items()}
+        buffers = {k: ndx.asarray(np.ascontiguousarray(to_numpy(v)), dtype=dtype)
+                   for k, v in model.layer_buffers(i).items()}  # running statistics
+        kw = {"buffers": buffers} if buffers else {}
         try:
-            result = layer.forward(params, h, train=False)
+            result = layer.forward(params, h, train=False, **kw)
         except Exception as exc:
             raise _trace_error(what, exc) from exc
         width = layer.out_features(width)

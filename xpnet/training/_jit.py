@@ -14,7 +14,9 @@ the cause and applies the policy (raise, stop, skip) exactly as on every backend
 Used by the [`Trainer`][xpnet.training.Trainer] for JAX models on one process, without
 gradient hooks, on data already on JAX, when every layer, the loss and the optimizer are
 xpnet's own classes: a user's class may keep Python state (a call counter) that a trace
-would run once instead of at every step, so such a fit keeps the eager step. Dropout's
+would run once instead of at every step, so such a fit keeps the eager step. A model
+with buffers (BatchNorm's running statistics) keeps the eager step too: its new
+statistics are assigned by the guard with the update, outside this function. Dropout's
 uniform draws are made on the host from the trainer's generator exactly as the eager
 step makes them (the same calls in the same order, found by tracing the forward pass
 once) and passed in. The gradients' keys and shapes are checked as the step is traced.
@@ -78,6 +80,7 @@ class JitStep:
         """Whether this fit can run the compiled step."""
         model = trainer.model
         return (_enabled() and model.backend.name == "jax" and trainer.comm.size == 1
+                and not getattr(model, "buffers", None)
                 and not trainer.grad_hooks and isinstance(trainer.guard, _host_guard())
                 and all(_on_jax(a) for a in (trainer.X, trainer.y, trainer.sample_weight))
                 and _ours(model.loss) and _ours(trainer.optimizer)

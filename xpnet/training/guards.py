@@ -16,7 +16,9 @@ The policy (``on_nonfinite``) is chosen once per fit, and so is the guard:
   the host guard.
 
 Both keep the epoch's running loss and correct count, so the offending update
-is never applied and never counted.
+is never applied and never counted. The layers' new buffer values (BatchNorm's running
+statistics), when the step has any, are part of the step: checked with it, assigned to
+``model.buffers`` only where its update is, left as they were where it is skipped.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ ON_NONFINITE = ("raise", "stop", "skip")
 gradient or update (``"raise"`` a [`NonFiniteLossError`][xpnet.training.NonFiniteLossError],
 ``"stop"`` training quietly, or ``"skip"`` that update and go on)."""
 _UPDATE = "update (a parameter or optimizer slot would become inf or NaN)"
+_BUFFERS = "buffer update (a running statistic would become inf or NaN)"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -104,19 +107,26 @@ class _Guard:
 class HostGuard(_Guard):
     """Check each step on the host; apply its update only if every new value is finite."""
 
-    def apply(self, k: int, value: Any, grads: dict, count: Any, rows: int) -> bool:
-        """Apply step ``k``'s update when finite; False when the policy says stop.
+    def apply(self, k: int, value: Any, grads: dict, count: Any, rows: int,
+              buffers: dict | None = None) -> bool:
+        """Apply step ``k``'s update (and assign its new ``buffers``) when finite; False
+        when the policy says stop.
 
-        The loss is read (one float); the gradients are not checked apart: every one
-        flows into a new value, which the update checks as it writes it. Only when the
-        update is refused are the gradients looked at, to name the cause.
+        The loss is read (one float), then the new buffer values; the gradients are not
+        checked apart: every one flows into a new value, which the update checks as it
+        writes it. Only when the update is refused are the gradients looked at, to name
+        the cause.
         """
         if not math.isfinite(float(value)):
             return self._bad(k, "loss")
+        if buffers and not self.ops.all_finite(value, buffers):
+            return self._bad(k, _BUFFERS)
         opt = self.optimizer
         if not opt.update_(self.model.params, grads, opt.state, check_finite=True):
             return self._bad(k, "gradient" if not self.ops.all_finite(value, grads)
                              else _UPDATE)
+        if buffers:
+            dict.update(self.model.buffers, buffers)  # checked as the forward made them
         self.record(value, count, rows)
         return True
 
@@ -168,8 +178,10 @@ class DeviceGuard(_Guard):
         self._own_flat: Any = None  # without a store: the buffer of the live values
         self._own_views: list = []
 
-    def apply(self, k: int, value: Any, grads: dict, count: Any, rows: int) -> bool:
-        """Compute step ``k``'s update and keep it where it is finite; no host sync."""
+    def apply(self, k: int, value: Any, grads: dict, count: Any, rows: int,
+              buffers: dict | None = None) -> bool:
+        """Compute step ``k``'s update and keep it (with the new ``buffers``) where it
+        is finite; no host sync."""
         xp = self.xp
         if self._first is None:
             self._first = k
@@ -180,7 +192,10 @@ class DeviceGuard(_Guard):
         opt._aligned({k: model.params[k] for k in grads}, opt.state, in_place=True,
                      params=model.params)
         new_params, new_state = opt.update(model.params, grads, opt.state)
-        keep = self._commit(value, grads, new_params, new_state)
+        keep = self._commit(value, grads, new_params, new_state, buffers or {})
+        if buffers:  # the old values where the step is not kept
+            old = model.buffers
+            dict.update(old, {b: xp.where(keep, v, old[b]) for b, v in buffers.items()})
         parts = xp.stack([value, self._zero if count is None else count, self._one, self._one])
         self.acc = self.acc + xp.where(keep, parts * self._rows(rows), 0.0)
         return True
@@ -193,7 +208,8 @@ class DeviceGuard(_Guard):
             self._weights[rows] = w
         return w
 
-    def _commit(self, value: Any, grads: dict, new_params: dict, new_state: dict) -> Any:
+    def _commit(self, value: Any, grads: dict, new_params: dict, new_state: dict,
+                buffers: dict) -> Any:
         """One flag for the loss, the gradients and every new value; the new parameters
         and slots where it holds, the old ones elsewhere.
 
@@ -205,8 +221,9 @@ class DeviceGuard(_Guard):
         xp, model, opt = self.xp, self.model, self.optimizer
         store, slots = model.store, list(opt.slots)
         if store is None:
-            return self._commit_each(value, grads, new_params, new_state)
-        head = [xp.reshape(value, (1,))] + [xp.reshape(g, (-1,)) for g in grads.values()]
+            return self._commit_each(value, grads, new_params, new_state, buffers)
+        head = [xp.reshape(value, (1,))] + [xp.reshape(g, (-1,)) for g in grads.values()] \
+            + [xp.reshape(b, (-1,)) for b in buffers.values()]
         rows = [{k: new_params[k] if k in grads else model.params[k] for k in store.keys}]
         rows += [{k: new_state[s][k] for k in grads} for s in slots]
         flat_new = xp.concat(head + [piece for row in rows for piece in self._layout(row)])
@@ -234,7 +251,8 @@ class DeviceGuard(_Guard):
                                                     device=self.model.backend.device)
         return z
 
-    def _commit_each(self, value: Any, grads: dict, new_params: dict, new_state: dict) -> Any:
+    def _commit_each(self, value: Any, grads: dict, new_params: dict, new_state: dict,
+                     buffers: dict) -> Any:
         """`_commit` without a store (immutable arrays): the guard keeps a flat buffer of
         its own, and the parameters and slots become views of the ``where`` over it."""
         xp, model, opt = self.xp, self.model, self.optimizer
@@ -248,7 +266,8 @@ class DeviceGuard(_Guard):
             flat_old = self._own_flat  # the live values are the last step's views
         else:
             flat_old = xp.concat([xp.reshape(a, (-1,)) for a in old])
-        head = [xp.reshape(value, (1,))] + [xp.reshape(g, (-1,)) for g in grads.values()]
+        head = [xp.reshape(value, (1,))] + [xp.reshape(g, (-1,)) for g in grads.values()] \
+            + [xp.reshape(b, (-1,)) for b in buffers.values()]
         flat_new = xp.concat(head + [xp.reshape(a, (-1,)) for a in new])
         ok = xp.isfinite(xp.sum(flat_new, dtype=xp.float64))  # NaN/inf anywhere
         keep = ok if self.policy == "skip" else ok & self.good

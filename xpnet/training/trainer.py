@@ -2,7 +2,8 @@
 
 One step is: take a batch -> ``model.loss_and_grads`` (forward, loss,
 backward) -> the gradient hooks -> the non-finite guard, which applies the
-optimizer update -> the running sums. Gradient transformations (a
+optimizer update (and the layers' new buffer values, such as BatchNorm's running
+statistics, with it) -> the running sums. Gradient transformations (a
 data-parallel allreduce, parameter masks...) plug in as hooks: functions
 ``hook(grads, trainer) -> grads`` run in order on every step; a hook may also
 replace the step's values ([`StepValues`][xpnet.training.StepValues], ``trainer.current``).
@@ -396,16 +397,19 @@ class Trainer:
         xb, yb, rows = self.batch(k, perm)
         wb = None if self.sample_weight is None else self.rows(self.sample_weight, k, perm)
         model = self.model
-        value, grads, out = model.loss_and_grads(xb, yb, train=True, check_values=False,
-                                                 rng=self.dropout_rng, return_output=True,
-                                                 sample_weight=wb,
-                                                 check_grads=not self._grads_checked)
+        # a model with buffers (running statistics) gets their new values back: the
+        # guard assigns them only with the step's update
+        value, grads, out, *new_buffers = model.loss_and_grads(
+            xb, yb, train=True, check_values=False, rng=self.dropout_rng,
+            return_output=True, sample_weight=wb, check_grads=not self._grads_checked,
+            **({"return_buffers": True} if model.buffers else {}))
         self._grads_checked = True
         self.current = self._values(k, rows, value, model.loss.count_correct(out, yb))
         for hook in self.grad_hooks:
             grads = hook(grads, self)
         cur = self.current
-        if not self.guard.apply(k, cur.loss, grads, cur.correct, cur.rows):
+        if not self.guard.apply(k, cur.loss, grads, cur.correct, cur.rows,
+                                buffers=new_buffers[0] if new_buffers else None):
             return False
         self.step_done = k + 1
         return True
