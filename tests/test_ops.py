@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet.ops import CupyOps, NumpyOps, Ops, ops_for, ops_of
+from xpnet.ops import CupyOps, NumpyOps, Ops, TorchOps, ops_for, ops_of
 from xpnet.ops.kernels import (
     RuleKernels,
     class_key,
@@ -110,7 +110,7 @@ def test_a_whole_generic_fit_uses_no_masks(no_sync_patterns, blobs):
 
 def test_ops_for_chooses_once_per_backend(backend):
     b = xn.get_backend(backend)
-    expected = {"numpy": NumpyOps, "cupy": CupyOps}.get(backend, Ops)
+    expected = {"numpy": NumpyOps, "cupy": CupyOps, "torch": TorchOps}.get(backend, Ops)
     assert type(ops_for(b)) is expected
     assert ops_for(b) is ops_for(xn.get_backend(backend))
     assert ops_of(b.xp.zeros(3, dtype=b.xp.float32, device=b.device)) is ops_for(b)

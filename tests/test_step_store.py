@@ -235,10 +235,10 @@ def test_deprecated_update_arguments_warn_and_still_work():
 
 @pytest.mark.parametrize("name", ["sgd", "nesterov", "adam", "adam-l2", "adamw",
                                   "rmsprop-centered-momentum", "adamw-mask"])
-def test_torch_runs_the_reference_rule_once_over_the_store(name):
-    """On PyTorch the whole buffer goes through the reference rule at once (one set of
-    element-wise ops, not one per parameter): the same bits as ``update`` per
-    parameter, the buffers swapped; a decay mask falls back to one parameter at a time."""
+def test_torch_updates_the_store_in_one_checked_pass(name):
+    """On PyTorch (CPU) the NumPy kernels run over NumPy views of the store: the same
+    bits as ``update`` per parameter, the spare buffers swapped in, a decay mask (one
+    weight decay per segment) included."""
     torch = pytest.importorskip("torch")
     from test_optimizers import CASES
 
@@ -258,7 +258,7 @@ def test_torch_runs_the_reference_rule_once_over_the_store(name):
         ref, s_ref = opt_ref.update(ref, grads, s_ref)
         before = store.data
         assert opt.update_(store.params, grads, state, check_finite=True)
-        assert (store.data is not before) == (name != "adamw-mask")  # swapped or copied
+        assert store.data is not before  # written into the spare buffers, swapped
     for k in shapes:
         assert store.params[k].numpy().tobytes() == ref[k].numpy().tobytes(), k
         for s in opt.slots:
@@ -295,3 +295,19 @@ def test_a_decay_mask_naming_no_parameter_is_refused():
                                          r"parameters of this model"):
         m.fit(X, y, epochs=1, optimizer=xn.AdamW(decay=["0.w"]), verbose=0)
     assert m.optimizer is None  # refused before anything changed
+
+
+def test_torch_tensors_numpy_cannot_view_take_the_generic_update():
+    """The NumPy kernels see a tensor's memory only when it is a plain CPU tensor: one
+    that needs autograd is left to torch's own operations (same rule, same values)."""
+    torch = pytest.importorskip("torch")
+    from xpnet.ops import TorchOps
+
+    opt = xn.Adam(lr=0.1)
+    params = {"w": torch.ones(3, requires_grad=True)}
+    grads = {"w": torch.full((3,), 0.5)}
+    state = opt.init({"w": torch.ones(3)})
+    assert TorchOps().update(opt, params, grads, state, 0.1, {"w": 1}, None) is None
+    with torch.no_grad():
+        new, _ = opt.update(params, grads, state)
+    np.testing.assert_allclose(new["w"].detach().numpy(), np.full(3, 0.9), rtol=1e-6)

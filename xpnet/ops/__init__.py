@@ -41,13 +41,15 @@ import numpy as np
 from ._base import Ops
 from ._cupy import CupyOps
 from ._numpy import NumpyOps
+from ._torch import TorchOps
 
-__all__ = ["Ops", "NumpyOps", "CupyOps", "ops_for", "ops_of"]
+__all__ = ["Ops", "NumpyOps", "CupyOps", "TorchOps", "ops_for", "ops_of"]
 
 _GENERIC = Ops()
 _NUMPY = NumpyOps()
 _CUPY = CupyOps()
-_BY_NAME: dict[str, Ops] = {"numpy": _NUMPY, "cupy": _CUPY}
+_TORCH = TorchOps()
+_BY_NAME: dict[str, Ops] = {"numpy": _NUMPY, "cupy": _CUPY, "torch": _TORCH}
 _BY_TYPE: dict[type, Ops] = {np.ndarray: _NUMPY}
 
 
@@ -100,6 +102,7 @@ def ops_of(a: Any) -> Ops:
     t = type(a)
     ops = _BY_TYPE.get(t)
     if ops is None:
-        ops = _CUPY if array_api_compat.is_cupy_array(a) else _GENERIC
+        ops = _CUPY if array_api_compat.is_cupy_array(a) else \
+            _TORCH if array_api_compat.is_torch_array(a) else _GENERIC
         _BY_TYPE[t] = ops
     return ops

@@ -201,8 +201,16 @@ class NumpyOps(Ops):
         False
         """
         store = getattr(params, "store", None)
+        if store is None or store.params is not params:
+            return None
+        return self._update_flat(store, opt, grads, state, lr, check)
+
+    def _update_flat(self, store: Any, opt: Any, grads: dict, state: dict, lr: float,
+                    check: bool) -> bool | None:
+        """`update_store` on a store whose buffers are NumPy arrays (or NumPy views of
+        another library's host memory: [`TorchOps`][xpnet.ops.TorchOps])."""
         kernels = kernels_for(opt)
-        if store is None or store.params is not params or kernels is None \
+        if kernels is None \
                 or kernels.ufunc_to is None or store.slot_names != tuple(opt.slots) \
                 or any(state[s] is not store.slot_dicts[s] for s in opt.slots):
             return None
