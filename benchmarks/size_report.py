@@ -116,9 +116,9 @@ def _scan(path: Path, public: set[str], max_logic: int) -> dict:
                 isinstance(node, ast.ImportFrom) and node.level:
             base = _resolve(module, path, node)
             if base.startswith("xpnet"):
-                imports.add(base)
-                for alias in node.names:
-                    imports.add(f"{base}.{alias.name}")
+                for alias in node.names:  # a submodule, else a name of the module
+                    sub = f"{base}.{alias.name}"
+                    imports.add(sub if _is_module(sub) else base)
         elif isinstance(node, ast.Import):
             imports.update(a.name for a in node.names if a.name.startswith("xpnet"))
     return {"module": module, "code": len(code_lines), "private_doc": private_doc,
@@ -132,6 +132,11 @@ def _resolve(module: str, path: Path, node: ast.ImportFrom) -> str:
     package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     package = package[:len(package) - node.level + 1]
     return ".".join(package + ([node.module] if node.module else []))
+
+
+def _is_module(name: str) -> bool:
+    path = ROOT.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
