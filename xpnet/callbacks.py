@@ -43,7 +43,8 @@ class EarlyStopping(Callback):
         Metric name in the epoch logs (default ``"val_loss"``; falls back to
         ``"loss"`` in a fit without validation data). The monitor, the mode and
         the best value are chosen afresh at the start of every fit the callback
-        is passed to.
+        is passed to; a fit that resumes a run (``resume=``) goes on from that
+        run's history.
     patience : int
         Epochs without improvement before stopping.
     min_delta : float
@@ -51,6 +52,13 @@ class EarlyStopping(Callback):
     mode : {"auto", "min", "max"}
     restore_best_weights : bool
         Put back the parameters of the best epoch when stopping or at the end.
+    best_weights : dict, optional
+        For a fit that resumes a run (``fit(resume=...)``): the parameters of
+        that run's best epoch so far (as saved then, e.g. by a checkpoint with
+        ``save_best_only``). A resumed fit replays the run's history, so the
+        best value, its epoch and the wait go on as in an uninterrupted run;
+        these weights are the ones ``restore_best_weights`` puts back unless a
+        later epoch beats them (without them, the last epoch's stay).
 
     Attributes
     ----------
@@ -74,10 +82,22 @@ class EarlyStopping(Callback):
     >>> h = m.fit(X, y, epochs=20, validation_split=0.25, callbacks=[stop], verbose=0)
     >>> stop.best_epoch, stop.stopped_epoch, len(h.history["val_loss"]), h.stopped_early
     (0, 1, 2, True)
+
+    A fit that resumes a run goes on from that run's best value and wait:
+
+    >>> m = xn.MLP([3, 8, 2], backend="numpy", seed=0)
+    >>> stop = xn.EarlyStopping(patience=0, min_delta=10.0)
+    >>> state = xn.training.TrainState(epoch=1, seed=0,
+    ...                                history={"loss": [0.7], "val_loss": [0.6]})
+    >>> h = m.fit(X, y, epochs=20, validation_split=0.25, callbacks=[stop], verbose=0,
+    ...           resume=state.to_record())
+    >>> stop.best, stop.best_epoch, stop.stopped_epoch
+    (0.6, 0, 1)
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 3, min_delta: float = 0.0,
-                 mode: str = "auto", restore_best_weights: bool = True):
+                 mode: str = "auto", restore_best_weights: bool = True,
+                 best_weights: dict | None = None):
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"patience must be an int >= 0, got {patience!r}")
         if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) \
@@ -89,6 +109,10 @@ class EarlyStopping(Callback):
         self._mode = mode
         self.mode = _mode_for(monitor, mode)
         self.restore_best_weights = restore_best_weights
+        if best_weights is not None and not isinstance(best_weights, dict):
+            raise TypeError(f"best_weights must be a dict of parameters, got "
+                            f"{type(best_weights).__name__}")
+        self.best_weights = best_weights
         self._reset()
 
     def _reset(self) -> None:
@@ -109,10 +133,18 @@ class EarlyStopping(Callback):
     def on_train_begin(self, logs: dict) -> None:
         """Choose the monitor and mode for this fit (``loss`` instead of ``val_loss`` without
         validation data) and reset the best value and the counters: a reused callback
-        starts afresh at each fit."""
+        starts afresh at each fit; a fit that resumes a run replays that run's history
+        (and takes ``best_weights`` as the best epoch's parameters)."""
         self.monitor = _monitor_for(self._monitor, logs)
         self.mode = _mode_for(self.monitor, self._mode)
         self._reset()
+        history = getattr(getattr(self.trainer, "history", None), "history", None) or {}
+        for epoch, value in enumerate(history.get(self.monitor) or []):
+            if self._tracker.update(value):
+                self.best_epoch = epoch
+        if self.best_epoch >= 0 and self.best_weights is not None and \
+                self.restore_best_weights:
+            self._tracker.params = dict(self.best_weights)
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         """Track the best value; ask ``fit`` to stop after ``patience`` epochs without one."""

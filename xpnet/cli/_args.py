@@ -620,18 +620,22 @@ def _table_input_flags(p: Any) -> None:
 def _add_predict(sub: Any) -> None:
     """``xpnet predict`` and its flags."""
     p = add_command(
-        sub, "predict", help="classify images or arrays with a saved model",
-        description="Classify inputs: .npy arrays ((n, features) rows or (n, h, w) images; "
-                    "uint8 is scaled by 1/255, floats must be in [0, 1]), IDX files (raw or "
-                    ".gz), or image files (PNG/JPEG..., needs Pillow; converted to grayscale "
-                    "and resized to the model's image shape).\nA model trained on a table "
-                    "takes one table file (.csv, .tsv, .parquet, .npz) of raw rows and "
-                    "prints one prediction per row as CSV.")
+        sub, "predict", help="predict with a saved model: the classes of images or arrays, "
+                             "the class or number of each table row",
+        description="Predict with a saved model.\nA classifier of images or arrays takes "
+                    ".npy arrays ((n, features) rows or (n, h, w) images; uint8 is scaled by "
+                    "1/255, floats must be in [0, 1]), IDX files (raw or .gz), or image files "
+                    "(PNG/JPEG..., needs Pillow; converted to grayscale and resized to the "
+                    "model's image shape) and shows each input's most likely classes.\nA "
+                    "model trained on a table (a classifier, or a regression) takes one table "
+                    "file (.csv, .tsv, .parquet, .npz) of raw rows and prints one prediction "
+                    "per row as CSV: the class and its probability, or the number in the "
+                    "target's units.")
     p.add_argument("model", metavar="MODEL", help="model file or run folder")
     p.add_argument("inputs", metavar="INPUT", nargs="+",
                    help=".npy, IDX or image file(s), or one table file")
     p.add_argument("--top-k", type=_int_at_least(1), default=3, metavar="K",
-                   help="show the K most likely classes (default: 3)")
+                   help="images and arrays: show the K most likely classes (default: 3)")
     p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                    help="invert image files (dark strokes on a light background) to match "
                         "the training data's light-on-dark; auto decides from the border "

@@ -1,4 +1,5 @@
-# NumPy is used on the host here only to recognise NumPy scalars when writing JSON.
+# NumPy is used on the host here only to recognise NumPy scalars when writing JSON and to
+# print host floats with the digits their dtype carries.
 """What the ``xpnet`` command prints: rich consoles, styled text and JSON.
 
 Human-readable text goes through a `console` (markup off); machine-readable results
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 __all__ = ["console", "safe_text", "styled", "fit", "print_fitted", "jsonable", "print_json",
-           "print_json_rows", "write_json", "fmt_secs"]
+           "print_json_rows", "write_json", "fmt_secs", "same_decimals", "carried"]
 
 
 def console(*, stderr: bool, quiet: bool = False) -> Console:
@@ -398,3 +399,87 @@ def fmt_secs(s: float) -> str:
     ('4.2 s', '2 min 5 s')
     """
     return f"{s:.1f} s" if s < 120 else f"{int(s // 60)} min {s % 60:.0f} s"
+
+
+def same_decimals(values: Iterable[float], digits: int = 4) -> list[str]:
+    """Numbers printed side by side with the same decimals: ``digits`` significant
+    digits for the largest in magnitude, as many decimals for the others.
+
+    Parameters
+    ----------
+    values : iterable of float
+        Numbers in one unit (MAE and RMSE in the target's units).
+    digits : int
+        Significant digits of the largest.
+
+    Returns
+    -------
+    list of str
+        One string per value (``nan``, ``inf`` as Python writes them).
+
+    Examples
+    --------
+    >>> from xpnet.cli._output import same_decimals
+    >>> same_decimals([46.6, 58.49])
+    ['46.60', '58.49']
+    >>> same_decimals([0.0012, 0.00034]), same_decimals([123456.7, 98.1])
+    (['0.001200', '0.000340'], ['123457', '98'])
+    """
+    values = [float(v) for v in values]
+    finite = [abs(v) for v in values if math.isfinite(v) and v != 0]
+    top = math.floor(math.log10(max(finite))) if finite else 0
+    decimals = max(0, digits - 1 - top)
+    return [f"{v:.{decimals}f}" if math.isfinite(v) else str(v) for v in values]
+
+
+def carried(values: Any) -> np.ndarray:
+    """Float64 values that print (``repr``, JSON) with the digits their dtype carries.
+
+    A float32 value becomes the float64 nearest to its shortest decimal repr
+    (``0.1237`` rather than ``0.12369685620069504``), so it still reads back as
+    the same float32; float64 values are returned as they are.
+
+    Parameters
+    ----------
+    values : array_like
+        A NumPy array of floats (float16, float32 or float64).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, same shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet.cli._output import carried
+    >>> carried(np.array([0.12369686, 3.0, 1e-8], dtype=np.float32)).tolist()
+    [0.12369686, 3.0, 1e-08]
+    >>> float(np.float32(0.12369686))
+    0.12369686365127563
+    """
+    a = np.asarray(values)
+    x = a.astype(np.float64)
+    if a.dtype.itemsize >= 8 or a.dtype.kind != "f":
+        return x
+    flat, want = x.reshape(-1), a.reshape(-1)
+    todo = np.flatnonzero(np.isfinite(flat) & (flat != 0))
+    with np.errstate(all="ignore"):
+        exp = np.floor(np.log10(np.abs(flat[todo])))
+        far = np.abs(exp) > 12  # 10**k beyond 1e22 is inexact: NumPy's repr, one by one
+        for i in todo[far].tolist():
+            flat[i] = float(str(want[i]))
+        todo, exp = todo[~far], exp[~far]
+        for p in range(1, 10):  # significant digits: float32 needs at most 9
+            if todo.size == 0:
+                break
+            k = p - 1 - exp  # decimals; an exact power of ten divides correctly rounded
+            scale = 10.0 ** np.abs(k)
+            r = np.rint(flat[todo] * scale) / scale
+            big = k < 0
+            if big.any():
+                r[big] = np.rint(flat[todo[big]] / scale[big]) * scale[big]
+            ok = r.astype(a.dtype) == want[todo]
+            flat[todo[ok]] = r[ok]
+            todo, exp = todo[~ok], exp[~ok]
+    return flat.reshape(a.shape)

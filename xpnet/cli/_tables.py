@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ._args import EXIT_DATA, EXIT_OK, EXIT_USAGE, CLIError
-from ._output import console, print_json
+from ._output import carried, console, print_json, same_decimals
 
 __all__ = ["TableData", "is_table", "check_dataset_file", "check_table_flags", "load_table",
            "saved_table", "scaled_model", "table_scores", "table_encoder", "evaluate_table",
@@ -463,9 +463,10 @@ def _print_table_scores(out: dict[str, Any], model: Any, model_file: Path) -> No
     t = Table(title="metrics", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column(justify="right")
-    if out["task"] == "regression":
-        t.add_row("MAE", f"{out['mae']:.4g}")
-        t.add_row("RMSE", f"{out['rmse']:.4g}")
+    if out["task"] == "regression":  # in the target's units: the same decimals
+        mae, rmse = same_decimals([out["mae"], out["rmse"]])
+        t.add_row("MAE", mae)
+        t.add_row("RMSE", rmse)
         t.add_row("R²", f"{out['r2']:.4f}")
         t.add_row("loss (standardized)", f"{out['loss']:.4f}")
     else:
@@ -519,7 +520,7 @@ def predict_table(args: argparse.Namespace, backend: Any, model: Any, encoder: A
     X, _ = _encode(encoder, table, quiet=False, target=False, strict=args.strict,
                    impute=True if args.impute else None)
     outputs = _outputs(model, X)
-    rows = _prediction_rows(encoder, outputs, args.proba)
+    rows = _prediction_rows(encoder, outputs, args.proba, np.dtype(model.dtype_name))
     if out_path is not None:
         from .._files import atomic_write_text
 
@@ -542,22 +543,25 @@ def predict_table(args: argparse.Namespace, backend: Any, model: Any, encoder: A
     return EXIT_OK
 
 
-def _prediction_rows(encoder: Any, outputs: np.ndarray, proba: bool) -> list[list[Any]]:
-    """The header and one row per input row: the prediction (and probabilities)."""
+def _prediction_rows(encoder: Any, outputs: np.ndarray, proba: bool,
+                     dtype: np.dtype) -> list[list[Any]]:
+    """The header and one row per input row: the prediction (and probabilities), with
+    the digits the model's ``dtype`` carries."""
     target = encoder.target
     if encoder.task == "regression":
-        values = encoder.decode(outputs)
-        return [[target], *[[float(v)] for v in values]]
+        values = carried(encoder.decode(outputs).astype(dtype))
+        return [[target], *[[v] for v in values.tolist()]]
     best = np.argmax(outputs, axis=1)
     names = encoder.decode(best)
     header = [target, "probability"]
     if proba:
         header += [f"p({c})" for c in encoder.classes]
+    probs = carried(outputs.astype(dtype)).tolist()
     rows: list[list[Any]] = [header]
     for i in range(outputs.shape[0]):
-        row = [str(names[i]), float(outputs[i, best[i]])]
+        row = [str(names[i]), probs[i][best[i]]]
         if proba:
-            row += [float(p) for p in outputs[i]]
+            row += probs[i]
         rows.append(row)
     return rows
 

@@ -33,7 +33,7 @@ from ._io import (
     require_classifier,
     run_meta,
 )
-from ._output import console, print_fitted, print_json, print_json_rows
+from ._output import carried, console, print_fitted, print_json, print_json_rows
 from ._plots import plot_confusion, require_matplotlib
 from ._tables import evaluate_table, predict_table, table_encoder
 
@@ -213,9 +213,11 @@ def _print_evaluation(out: dict[str, Any], model: Any, model_file: Path, ds: Any
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Run ``xpnet predict``: the most likely classes of each input row.
+    """Run ``xpnet predict``: the most likely classes of each input row, or for a model
+    trained on a table, each row's class or number.
 
-    The command's handler (see `xpnet.cli`); returns 0 once every input is classified.
+    The command's handler (see `xpnet.cli`); returns 0 once every input is predicted.
+    Probabilities and numbers are printed with the digits the model's dtype carries.
 
     Raises
     ------
@@ -259,11 +261,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     labels = np.empty((n, top_k), dtype=np.int64)
     probs = np.empty((n, top_k), dtype=np.float64)
     for start in range(0, n, _PREDICT_BATCH):
-        proba = to_numpy(model.predict_proba(X[start:start + _PREDICT_BATCH])
-                         ).astype(np.float64)
+        proba = to_numpy(model.predict_proba(X[start:start + _PREDICT_BATCH]))
         order = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
         labels[start:start + len(order)] = order
-        probs[start:start + len(order)] = np.take_along_axis(proba, order, axis=1)
+        # the digits the model's dtype carries: float32 prints as its shortest repr
+        probs[start:start + len(order)] = carried(np.take_along_axis(proba, order, axis=1))
     del X, proba, order
     preds = _prediction_rows(items, labels, probs, names)
     if args.json:

@@ -47,7 +47,7 @@ from ._distributed import (
     together,
 )
 from ._io import check_output, dataset_inputs, dataset_spec, load_dataset
-from ._output import console, fmt_secs, print_fitted, print_json, styled
+from ._output import console, fmt_secs, print_fitted, print_json, same_decimals, styled
 from ._plots import plot_curves, require_matplotlib
 from ._progress import TrainProgress
 from ._records import (
@@ -497,7 +497,8 @@ def _fit(run: _Run) -> None:
     callbacks: list[Any] = [] if run.args.quiet else [TrainProgress()]
     if s["early_stopping"] > 0:
         run.early = EarlyStopping(monitor="val_loss", patience=s["early_stopping"],
-                                  restore_best_weights=True)
+                                  restore_best_weights=True,
+                                  best_weights=_resumed_best_weights(run))
         callbacks.append(run.early)
     if run.model_file is not None and run.out is not None and s["early_stopping"] > 0:
         # the last state to resume from, and the best epoch as the run's model
@@ -514,6 +515,29 @@ def _fit(run: _Run) -> None:
                           optimizer=run.optimizer, validation_data=run.val,
                           callbacks=callbacks, seed=s["seed"], verbose=0, resume=run.resume,
                           distributed=run.comm)
+
+
+def _resumed_best_weights(run: _Run) -> dict[str, Any] | None:
+    """The best epoch's parameters of the run being resumed: its model file, when that
+    holds the epoch its history calls best (the last state is the resume file)."""
+    from ..checkpoint import CheckpointError, load_checkpoint
+
+    if run.resume is None or run.resume_file is None or run.model_file is None or \
+            run.resume_file == run.model_file or not run.model_file.is_file():
+        return None
+    key = "val_loss" if run.val is not None else "loss"  # what EarlyStopping watches
+    values = (run.resume.get("history") or {}).get(key) or []
+    best, at = math.inf, -1
+    for epoch, value in enumerate(values):
+        if isinstance(value, (int, float)) and value < best:
+            best, at = float(value), epoch
+    try:
+        ckpt = load_checkpoint(run.model_file, backend=run.backend)
+    except CheckpointError:
+        return None
+    if at < 0 or (ckpt.training or {}).get("epoch") != at + 1:
+        return None
+    return dict(ckpt.model.params)
 
 
 def _best_model(run: _Run) -> Any:
@@ -625,10 +649,10 @@ def _validation_rows(scores: dict[str, Any] | None) -> list[tuple[str, str]]:
     """The summary's rows for a table's validation scores (none without validation rows)."""
     if not scores:
         return []
-    if "r2" in scores:
+    if "r2" in scores:  # MAE and RMSE in the target's units: the same decimals
+        mae, rmse = same_decimals([scores["mae"], scores["rmse"]])
         return [("validation R²", f"{scores['r2']:.4f}"),
-                ("validation MAE", f"{scores['mae']:.4g}"),
-                ("validation RMSE", f"{scores['rmse']:.4g}")]
+                ("validation MAE", mae), ("validation RMSE", rmse)]
     return [("validation accuracy", f"{scores['accuracy']:.4f}"),
             ("validation loss", f"{scores['loss']:.4f}")]
 
