@@ -82,7 +82,7 @@ def test_everything_frozen_is_refused_before_training():
     with pytest.raises(IndexError, match="layer index 5 is out of range for 3 layers"):
         m.unfreeze(5)
     with pytest.raises(TypeError, match="layer index must be an int"):
-        m.freeze("0")
+        m.freeze(0.5)  # a str is the address of a layer ("0", "2.0": see Block)
 
 
 def test_optimizer_drops_moments_of_newly_frozen_params_and_restarts_unfrozen_ones(backend):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from . import (
     backends,
+    blocks,
     datasets,
     distributed,
     initializers,
@@ -33,6 +34,7 @@ from . import (
 )
 from ._version import __version__
 from .backends import available_backends, get_backend, to_numpy
+from .blocks import Block, Residual
 from .callbacks import (
     Callback,
     CSVLogger,
@@ -81,15 +83,15 @@ from .training import History, NonFiniteLossError, TrainingInterrupted, fit
 __all__ = [
     "__version__",
     # modules
-    "backends", "datasets", "distributed", "initializers", "layers", "losses", "metrics",
-    "optimizers", "preprocessing", "schedules", "testing", "training",
+    "backends", "blocks", "datasets", "distributed", "initializers", "layers", "losses",
+    "metrics", "optimizers", "preprocessing", "schedules", "testing", "training",
     # backends
     "available_backends", "get_backend", "to_numpy",
     # model
     "MLP", "Sequential", "fit", "History", "NonFiniteLossError", "TrainingInterrupted",
     # layers
     "Layer", "Dense", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "Dropout",
-    "LayerNorm", "BatchNorm", "register_layer", "Normalization",
+    "LayerNorm", "BatchNorm", "register_layer", "Normalization", "Block", "Residual",
     # losses
     "Loss", "SoftmaxCrossEntropy", "MeanSquaredError", "BinaryCrossEntropy", "register_loss",
     # optimizers and schedules

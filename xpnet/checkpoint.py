@@ -23,6 +23,7 @@ from . import _checks
 from ._files import atomic_write_bytes
 from ._version import __version__
 from .backends import Backend, get_backend, to_numpy
+from .blocks import _held_configs, _walk
 from .layers import check_saveable as _layer_saveable
 from .layers import layer_from_config
 from .losses import check_saveable as _loss_saveable
@@ -134,6 +135,8 @@ def check_saveable(model: Any, optimizer: Any = None) -> tuple[dict, dict | None
     """
     config = model.get_config()
     for i, layer in enumerate(model.layers):
+        for path, held in reversed(list(_walk(layer, str(i)))):  # held layers first
+            _layer_saveable(held, f"layer {path} ({type(held).__name__})")
         _layer_saveable(layer, f"layer {i} ({type(layer).__name__})")
     config["loss"] = _loss_saveable(model.loss)
     if optimizer is None:
@@ -357,7 +360,10 @@ def _tensor_limit(meta: dict) -> int:
         layers = json.loads(meta.get("model", "{}")).get("layers")
     except (ValueError, RecursionError, AttributeError):
         layers = None
-    n = len(layers) if isinstance(layers, list) else 0
+    try:  # a layer that holds layers counts each
+        n = sum(1 for c in layers for _ in _held_configs(c)) if isinstance(layers, list) else 0
+    except ValueError:  # nested too deep: refused when the model is read
+        n = 0
     return _TENSORS_PER_LAYER * (n + 1)
 
 
@@ -400,14 +406,6 @@ def _bounded(exc: BaseException, limit: int = 300) -> str:
     made a message of megabytes."""
     text = str(exc)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
-
-
-def _layer_class(config: Any) -> type | None:
-    """The registered class a layer config names (None: layer_from_config says why)."""
-    from .layers import _REGISTRY
-
-    name = config.get("class") if isinstance(config, dict) else None
-    return _REGISTRY.get(name) if isinstance(name, str) else None
 
 
 @functools.lru_cache(maxsize=256)
@@ -462,9 +460,8 @@ def _check_shapes(config: Any, tensors: dict, path: Path) -> None:
     try:
         n = _checks.check_int("in_features", config.get("in_features"))
         for c in config["layers"]:
-            cls = _layer_class(c)
-            if cls is not None:
-                _check_config_types(cls, c.get("config"), f"layer {c['class']}")
+            for cls, inner in _held_configs(c):  # the layer's, and those of layers it holds
+                _check_config_types(cls, inner, f"layer {cls.__name__}")
         layers = [layer_from_config(c) for c in config["layers"]]
     except _CONFIG_ERRORS as exc:
         raise CheckpointError(f"{path}: bad model architecture in metadata: "

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _checks
 from .backends import Backend, get_backend, to_numpy
+from .blocks import _find, _walk, key_trainable, sublayers
 from .layers import ACTIVATIONS, Dense, Dropout, Layer, layer_from_config
 from .losses import Loss, get_loss, loss_config, loss_from_config
 from .random import RNG, _fresh_seed
@@ -408,34 +409,56 @@ class Sequential:
 
     def _layer_index(self, i: Any) -> int:
         if isinstance(i, bool) or not isinstance(i, numbers.Integral):
-            raise TypeError(f"layer index must be an int, got {i!r}")
+            raise TypeError(f"layer index must be an int or an address such as '2.0', got "
+                            f"{i!r}")
         n, index = len(self.layers), int(i)
         if not -n <= index < n:
             raise IndexError(f"layer index {index} is out of range for {n} layers")
         return index % n
 
+    def _addressed(self, i: Any) -> Layer:
+        """The layer an index or an address (``"2.0"``: layer 0 of the block at 2) names."""
+        if not isinstance(i, str):
+            return self.layers[self._layer_index(i)]
+        head, *rest = i.split(".")
+        try:
+            top = int(head)
+        except ValueError:
+            raise ValueError(f"layer address {i!r} must be indices joined by '.', as "
+                             "'2' or '2.0'") from None
+        try:
+            return _find(self.layers[self._layer_index(top)], rest, i)
+        except KeyError as exc:
+            raise IndexError(exc.args[0]) from None
+
     def _set_trainable(self, layers: Any, flag: bool) -> Sequential:
         if layers is None:
-            chosen = list(range(len(self.layers)))
+            chosen = list(self.layers)
         elif isinstance(layers, (list, tuple, range)):
-            chosen = [self._layer_index(i) for i in layers]
+            chosen = [self._addressed(i) for i in layers]
         else:
-            chosen = [self._layer_index(layers)]
-        for i in chosen:
-            self.layers[i].trainable = flag
+            chosen = [self._addressed(layers)]
+        for layer in chosen:
+            layer.trainable = flag
+            if flag:  # unfreezing a layer that holds layers unfreezes them all
+                for _, sub in _walk(layer, ""):
+                    sub.trainable = True
         return self
 
-    def freeze(self, layers: int | list[int] | None = None) -> Sequential:
+    def freeze(self, layers: int | str | list[int | str] | None = None) -> Sequential:
         """Freeze layers: ``fit``, ``loss_and_grads`` and the optimizers leave their
         parameters alone (no gradient, no update, no decay, no optimizer state).
 
         Sets each layer's `trainable` to False; checkpoints
-        record it.
+        record it. A layer held by another (in a [`xpnet.Block`][]) is addressed by
+        the prefix of its parameter keys: ``"2.0"`` is layer 0 of the block at index 2,
+        whose parameters are ``"2.0.W"`` and ``"2.0.b"``.
 
         Parameters
         ----------
-        layers : int, list of int, or None
-            Layer indices (negative ones count from the end); None freezes all.
+        layers : int, str, list of them, or None
+            Layer indices (negative ones count from the end) or addresses of held
+            layers (``"2.0"``); None freezes all.
 
         Returns
         -------
@@ -448,13 +471,19 @@ class Sequential:
         >>> m = xn.MLP([4, 8, 8, 3], backend="numpy")
         >>> m.freeze().unfreeze(-1).trainable_keys     # train the head only
         ['4.W', '4.b']
+        >>> block = xn.Block([xn.Dense(4), xn.ReLU(), xn.Dense(4)])
+        >>> m = xn.Sequential([xn.Dense(4), xn.Residual(block)], in_features=3,
+        ...                   backend="numpy")
+        >>> m.freeze("1.0").trainable_keys                # the block's first Dense
+        ['0.W', '0.b', '1.2.W', '1.2.b']
         """
         return self._set_trainable(layers, False)
 
-    def unfreeze(self, layers: int | list[int] | None = None) -> Sequential:
+    def unfreeze(self, layers: int | str | list[int | str] | None = None) -> Sequential:
         """Make layers trainable again: the inverse of
         [`freeze`][xpnet.model.Sequential.freeze], with the same ``layers`` argument
-        (None unfreezes all); returns ``self``.
+        (None unfreezes all); returns ``self``. Unfreezing a layer that holds layers
+        unfreezes them too.
 
         Examples
         --------
@@ -477,10 +506,17 @@ class Sequential:
         >>> m.trainable_keys
         ['2.W', '2.b']
         """
-        per = self._layer_keys()
-        trained = {key for i, layer in enumerate(self.layers) if layer.trainable
-                   for _, key in per[i]}
+        per = self._trained_keys()
+        trained = {key for keys in per for _, key in keys}
         return [k for k in self.params if k in trained]
+
+    def _trained_keys(self) -> list[list[tuple[str, str]]]:
+        """Per layer, the ``(short name, key)`` pairs of its trained parameters: all of a
+        trainable layer's, those of its trainable held layers for one that holds layers."""
+        per = self._layer_keys()
+        return [[] if not layer.trainable else per[i] if not sublayers(layer) else
+                [(short, key) for short, key in per[i] if key_trainable(layer, short)]
+                for i, layer in enumerate(self.layers)]
 
     def _layer_keys(self) -> list[list[tuple[str, str]]]:
         """Per layer, ``(short name, key in params)`` pairs; rebuilt when the keys change.
@@ -579,7 +615,8 @@ class Sequential:
         ``check`` compares each layer's gradient keys and shapes with its parameters';
         a list ``input_grad`` runs every layer and receives the gradient w.r.t. X."""
         params, per, layers = self.params, self._layer_keys(), self.layers
-        trains = [bool(per[i]) and layers[i].trainable for i in range(len(layers))]
+        trained = self._trained_keys()
+        trains = [bool(keys) for keys in trained]
         first = next((i for i, t in enumerate(trains) if t), None)
         lowest = 0 if input_grad is not None else first
         grads: dict[str, Any] = {}
@@ -595,7 +632,8 @@ class Sequential:
                 kw["need_param_grads"] = False
             dy_in, g = layers[i].backward(p, caches[i], dy, **kw)
             if check and trains[i]:
-                _check_layer_grads(f"layer {i} ({type(layers[i]).__name__})", p, g)
+                _check_layer_grads(f"layer {i} ({type(layers[i]).__name__})",
+                                   {short: params[key] for short, key in trained[i]}, g)
             if trains[i]:
                 for k, v in g.items():
                     grads[f"{i}.{k}"] = v
