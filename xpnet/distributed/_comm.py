@@ -422,17 +422,18 @@ _WORLD: Communicator | None = None
 
 def _timeout_setting(timeout: float | None, variable: str = "XPNET_DISTRIBUTED_TIMEOUT",
                      default: float = DEFAULT_TIMEOUT, name: str = "timeout") -> float | None:
-    env = os.environ.get(variable)
+    env, where = os.environ.get(variable), ""
     if timeout is None and env:
         try:
             timeout = float(env)
         except ValueError:
             raise DistributedError(f"{variable} must be a number of seconds, "
                                    f"got {env!r}") from None
-        name = variable
+        where = f"{variable}={env}: "
     timeout = default if timeout is None else timeout
     if math.isnan(timeout) or timeout < 0:  # NaN compares false: it disabled the watchdog
-        raise DistributedError(f"{name} must be >= 0 seconds (0: no limit), got {timeout}")
+        raise DistributedError(f"{where}{name} must be >= 0 seconds (0: no limit), "
+                               f"got {timeout}")
     return None if timeout == 0 or math.isinf(timeout) else timeout
 
 
