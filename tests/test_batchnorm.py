@@ -206,9 +206,36 @@ def test_a_skipped_step_leaves_the_running_statistics(backend, device_path, monk
 def test_a_one_row_training_batch_is_refused_by_name(backend):
     X, y = _data(33)
     m = _bn_model(backend)
+    before = _host(m.params)
+    with pytest.raises(ValueError, match=r"layer 0 \(BatchNorm\) needs at least 2 rows per "
+                                         r"batch in training, but 33 rows in batches of 32 "
+                                         r"give a batch of 1 row"):
+        m.fit(X, y, epochs=1, batch_size=32, verbose=0)
+    for k, v in _host(m.params).items():  # refused before the first step
+        np.testing.assert_array_equal(v, before[k])
     with pytest.raises(ValueError, match=r"BatchNorm in training needs at least 2 rows per "
                                          r"batch, got 1.*rows % batch_size == 1"):
-        m.fit(X, y, epochs=1, batch_size=32, verbose=0)
+        m.loss_and_grads(X[:1], y[:1])
+
+
+class _TwoRanks(SingleProcess):
+    rank, size = 0, 2
+
+    def allgather(self, obj):  # pragma: no cover - the check comes first
+        raise AssertionError("no collective before the batch check")
+
+
+def test_a_rank_share_of_one_row_is_refused_before_any_collective():
+    """66 rows in global batches of 32 over 2 ranks: the last batch gives each rank 1 row;
+    every rank refuses it alike at the start (no rank waits in an allreduce)."""
+    X, y = _data(66)
+    m = _bn_model("numpy")
+    opt = xn.SGD(lr=0.1)
+    opt.state = opt.init(m.params)
+    with pytest.raises(ValueError, match=r"needs at least 2 rows per batch on each of the 2 "
+                                         r"ranks in training.*or fewer ranks"):
+        xn.training.Trainer(m, X, y, optimizer=opt, epochs=1, batch_size=32,
+                            distributed=_TwoRanks())
 
 
 # -- checkpoints --------------------------------------------------------------------------

@@ -714,6 +714,8 @@ class BatchNorm(Layer):
     ((8,), True)
     """
 
+    _min_batch_rows = 2  # fit refuses smaller training batches before its first step
+
     def __init__(self, momentum: float = 0.1, eps: float = 1e-5, *, affine: bool = True):
         if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) \
                 or not 0.0 <= momentum <= 1.0:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._checks import HostRows
+from ..blocks import _walk
 from ..backends import synchronize
 from ..distributed import (
     GradientAllreduce,
@@ -90,6 +91,25 @@ class StepValues:
 def _device_guard_forced() -> bool:
     """``XPNET_DEVICE_GUARD=1``: run the device guard on a host backend (for tests)."""
     return os.environ.get("XPNET_DEVICE_GUARD", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _check_batch_rows(model: Any, n: int, batch_size: int, ranks: int) -> None:
+    """Refuse, on every rank alike before any step, batches too small for a layer that
+    needs several rows per batch in training (BatchNorm: 2, for a variance)."""
+    last = n - (math.ceil(n / batch_size) - 1) * batch_size
+    fewest = min(batch_size, last) // ranks  # a rank's smallest share of a batch
+    held = [pair for i, top in enumerate(model.layers)
+            for pair in [(str(i), top), *_walk(top, str(i))]]
+    for i, layer in held:  # a block's layers too, by address ("2.0")
+        need = getattr(layer, "_min_batch_rows", 1)
+        if fewest < need:
+            where = f" on each of the {ranks} ranks" if ranks > 1 else ""
+            raise ValueError(
+                f"layer {i} ({type(layer).__name__}) needs at least {need} rows per batch"
+                f"{where} in training, but {n} rows in batches of {batch_size} give a "
+                f"batch of {fewest} row(s){where}: choose a batch_size that does not leave "
+                f"a last batch that small (rows % batch_size)"
+                + (" or fewer ranks" if ranks > 1 else ""))
 
 
 class Trainer:
@@ -183,6 +203,7 @@ class Trainer:
         self.grad_hooks = list(grad_hooks)
         self._start = state if state is not None else TrainState()
         self.comm = comm = distributed if distributed is not None else SingleProcess()
+        _check_batch_rows(model, self.n, self.batch_size, comm.size)
         if comm.size > 1:  # every rank starts from rank 0; one allreduce per step
             self._start = agree_start(comm, model, optimizer, self._start, X=X, y=y,
                                       validation=validation, settings={
