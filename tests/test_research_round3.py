@@ -665,3 +665,45 @@ def test_an_item_assigned_on_an_immutable_backend_is_checked():
         twin = __import__("copy").deepcopy(m)  # a copy keeps the check
         with pytest.raises(ValueError):
             twin.params["0.b"] = xp.zeros((1, 2), dtype=xp.float32)
+
+
+# -- on_batch_end after every step, its values read lazily -----------------------------
+
+
+def test_on_batch_end_runs_every_step_and_reads_the_device_only_when_asked(backend,
+                                                                          monkeypatch):
+    """``on_batch_end`` ran at display intervals only (0.25 s: once or twice an epoch on a
+    small fit); it now runs after every step, and its running means are read (a sync)
+    only when a callback reads them, equal to the epoch's mean at the last step."""
+    from xpnet.training.trainer import Trainer
+
+    reads = []
+    running = Trainer._running_logs
+    monkeypatch.setattr(Trainer, "_running_logs",
+                        lambda self, k: reads.append(k) or running(self, k))
+
+    class Count(xn.Callback):
+        def __init__(self):
+            self.steps, self.keys = [], None
+
+        def on_batch_end(self, step, logs):
+            self.steps.append((step, logs["samples_seen"]))
+            self.keys = sorted(logs)
+
+    X, y = _data(n=40)
+    m = xn.MLP([3, 4, 2], backend=backend, seed=0)
+    count = Count()
+    m.fit(X, y, epochs=2, batch_size=16, callbacks=[count], verbose=0)
+    assert count.steps == [(0, 16), (1, 32), (2, 40)] * 2
+    assert count.keys == ["accuracy", "loss", "samples_seen"] and reads == []
+
+    class Last(xn.Callback):
+        def on_batch_end(self, step, logs):
+            if step == 2:
+                self.loss, self.accuracy = logs["loss"], logs["accuracy"]
+
+    last = Last()
+    h = m.fit(X, y, epochs=1, batch_size=16, callbacks=[last], verbose=0, shuffle=False)
+    assert reads == [2]
+    assert last.loss == pytest.approx(h.history["loss"][0], rel=1e-6)
+    assert last.accuracy == pytest.approx(h.history["accuracy"][0])

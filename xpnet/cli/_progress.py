@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..training import ProgressBar
+from ..training.callbacks import _display_due
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -220,8 +221,8 @@ class TrainProgress(ProgressBar):
         self._task = self._progress.add_task("train", total=self.steps, info="")
 
     def on_batch_end(self, step: int, logs: dict) -> None:
-        """Advance the bar and show the running values that fit."""
-        if self._progress is None:
+        """Advance the bar and show the running values that fit (at display intervals)."""
+        if self._progress is None or not _display_due(self):
             return
         seconds = max(time.perf_counter() - self._t0, 1e-9)
         self._progress.update(self._task, completed=step + 1,

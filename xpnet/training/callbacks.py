@@ -21,8 +21,10 @@ class Callback:
     Hooks receive ``logs``, a dict of Python floats (``loss``, ``accuracy``,
     ``val_loss``, ``val_accuracy``, ``lr``, ``seconds``...). Set
     ``self.model.stop_training = True`` to stop after the current epoch.
-    ``on_batch_end`` is called at display intervals only (reading values from
-    the device is a sync), with running means for the epoch so far.
+    ``on_batch_end`` is called after every step, with running means for the epoch so
+    far read from the device only when the callback reads them (a sync on a GPU);
+    ``self.trainer.current.display`` says whether a display is due (every
+    ``display_interval`` seconds).
 
     Examples
     --------
@@ -180,19 +182,20 @@ class Callback:
         """
 
     def on_batch_end(self, step: int, logs: dict) -> None:
-        """Called at display intervals with running values for the epoch.
+        """Called after every step with running values for the epoch.
 
         Parameters
         ----------
         step : int
             0-based step within the epoch.
-        logs : dict
+        logs : Mapping
             Running means ``loss`` (and ``accuracy``) over the epoch so far,
-            and ``samples_seen``.
+            and ``samples_seen``. The means are read from the device on first
+            access, so a hook that reads them only now and then (e.g. when
+            ``self.trainer.current.display`` is True) does not make a GPU step wait.
 
         Examples
         --------
-        With ``display_interval=0`` the hook runs after every step:
 
         >>> import numpy as np, xpnet as xn
         >>> class Steps(xn.Callback):
@@ -200,7 +203,7 @@ class Callback:
         ...         print(step, logs["samples_seen"])
         >>> X, y = np.zeros((20, 3), "float32"), np.zeros(20, "int64")
         >>> h = xn.MLP([3, 2], backend="numpy").fit(X, y, epochs=1, batch_size=8,
-        ...     display_interval=0.0, callbacks=[Steps()], verbose=0)
+        ...                                         callbacks=[Steps()], verbose=0)
         0 8
         1 16
         2 20
@@ -327,6 +330,13 @@ class History(Callback):
     def __repr__(self) -> str:
         last = {k: round(v[-1], 4) for k, v in self.history.items() if v}
         return f"History(epochs={len(self.epoch)}, last={last})"
+
+
+def _display_due(cb: Callback) -> bool:
+    """Whether the trainer says a progress display is due after this step (True
+    outside a fit, when the hook is called by hand)."""
+    current = getattr(getattr(cb, "trainer", None), "current", None)
+    return current is None or current.display
 
 
 class CallbackList:
@@ -483,8 +493,9 @@ class ProgressBar(Callback):
         self._task = self._progress.add_task("train", total=self.steps, info="")
 
     def on_batch_end(self, step: int, logs: dict) -> None:
-        """Advance the bar and show the running loss, accuracy and samples/s."""
-        if self._progress is None:
+        """Advance the bar and show the running loss, accuracy and samples/s (at display
+        intervals)."""
+        if self._progress is None or not _display_due(self):
             return
         dt = max(time.perf_counter() - self._t0, 1e-9)
         info = f"loss {logs['loss']:.4f}"

@@ -106,8 +106,8 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
         to continue an interrupted run exactly; checked by
         [`TrainState.from_record`][xpnet.training.TrainState.from_record].
     display_interval : float
-        Seconds between progress updates (each reads the running loss from
-        the device).
+        Seconds between progress updates and the guard's flag reads (each reads
+        from the device). Callbacks' ``on_batch_end`` runs after every step.
     distributed : Communicator, optional
         Train data-parallel over the ranks of [`xpnet.distributed.init`][]:
         every rank calls ``fit`` with the same model, data and settings, takes

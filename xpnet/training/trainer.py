@@ -21,7 +21,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +70,8 @@ class StepValues:
     signal : int
         0, or the signal (SIGINT/SIGTERM) that asks training to stop after this step.
     display : bool
-        Whether the loop polls the guard and calls ``on_batch_end`` after this step.
+        Whether the loop polls the guard and progress displays update after this step
+        (``on_batch_end`` itself runs after every step).
 
     Examples
     --------
@@ -86,6 +87,34 @@ class StepValues:
     batch_rows: int
     signal: int = 0
     display: bool = False
+
+
+class _RunningLogs(Mapping):
+    """``on_batch_end``'s logs: the keys known at once, the running values read from the
+    device on first access (a callback that reads none costs no sync)."""
+
+    def __init__(self, trainer: Trainer, k: int):
+        self._trainer, self._k, self._values = trainer, k, None
+        self._keys = ("loss", "accuracy", "samples_seen") \
+            if trainer.model.loss.classification else ("loss", "samples_seen")
+
+    def __getitem__(self, key: str) -> float:
+        if key not in self._keys:
+            raise KeyError(key)
+        if key == "samples_seen":
+            return min((self._k + 1) * self._trainer.batch_size, self._trainer.n)
+        if self._values is None:
+            self._values = self._trainer._running_logs(self._k)
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
 
 
 def _device_guard_forced() -> bool:
@@ -136,7 +165,8 @@ class Trainer:
     state : TrainState, optional
         Where to start (a resumed run); a fresh one from ``seed`` otherwise.
     display_interval : float
-        Seconds between ``on_batch_end`` calls (each reads the device).
+        Seconds between the guard's flag reads and progress updates (each reads the
+        device); ``on_batch_end`` runs after every step, its values read on access.
     grad_hooks : list of callable, optional
         ``hook(grads, trainer) -> grads``, run on every step before the guard. A hook
         may return new arrays or change the ones it got; the update never writes
@@ -308,7 +338,8 @@ class Trainer:
                 self._last_display = time.perf_counter()
                 if self.guard.poll():
                     return False
-                self.callbacks.on_batch_end(k, self._running_logs(k))
+            if self._wants_batches:
+                self.callbacks.on_batch_end(k, _RunningLogs(self, k))
             # one process stops as soon as it sees a signal; several ranks stop at the
             # step whose reduced flags carried it, so all stop together
             signum = current.signal or (self.comm.size == 1 and self._interrupt.signum)
