@@ -373,6 +373,43 @@ def test_a_block_owns_copies_of_its_layers():
     assert b.trainable_keys == ["0.1.W", "0.1.b"]
 
 
+# -- buffers ---------------------------------------------------------------------------------
+def test_batchnorm_in_a_block_keeps_nested_buffers(backend, tmp_path):
+    X, y = _data()
+    block = xn.Block([xn.BatchNorm(momentum=0.5), xn.Dense(8), xn.ReLU(), xn.Dense(8)])
+    m = xn.Sequential([xn.Dense(8), xn.ReLU(), xn.Residual(block), xn.Dense(3)],
+                      in_features=4, backend=backend)
+    assert list(m.buffers) == ["2.0.running_mean", "2.0.running_var"]
+    assert "2.0.gamma" in m.params and "2.0.running_mean" not in m.params
+    h = m.fit(X, y, epochs=10, batch_size=32, optimizer=xn.Adam(lr=0.02), verbose=0)
+    assert h.history["loss"][-1] < 0.6 * h.history["loss"][0]
+    # the running mean follows the block's input (the first ReLU's output), not zero
+    hidden = xn.to_numpy(m.forward(X, return_intermediates=True)[1])
+    np.testing.assert_allclose(xn.to_numpy(m.buffers["2.0.running_mean"]),
+                               hidden.mean(axis=0), rtol=0, atol=0.25)
+    assert float(np.abs(xn.to_numpy(m.buffers["2.0.running_mean"])).max()) > 0.05
+    back = xn.load(xn.save(m, tmp_path / "bn.safetensors"), backend=backend)
+    for k, v in m.buffers.items():
+        assert xn.to_numpy(back.buffers[k]).tobytes() == xn.to_numpy(v).tobytes(), k
+    np.testing.assert_array_equal(xn.to_numpy(back.predict_proba(X)),
+                                  xn.to_numpy(m.predict_proba(X)))
+    if HAVE_ONNX:
+        import onnxruntime as ort
+
+        path = xn.export_onnx(m, tmp_path / "bn.onnx", outputs="proba")
+        got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+            None, {"input": X})[0]
+        np.testing.assert_allclose(got, xn.to_numpy(m.predict_proba(X)), rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_layer_gradients_with_a_batchnorm_inside(backend):
+    x = np.random.default_rng(4).normal(size=(6, 3))
+    layer = xn.Residual(xn.Block([xn.BatchNorm(), xn.Dense(3), xn.Tanh()]))
+    report = xn.testing.check_gradients(layer, x, backend=backend)
+    assert sorted(report) == ["0.beta", "0.gamma", "1.W", "1.b", "x"]
+
+
 # -- ONNX ------------------------------------------------------------------------------------
 @pytest.mark.skipif(not HAVE_ONNX, reason="ndonnx, onnx and onnxruntime are not installed "
                                           "(pip install ndonnx onnx onnxruntime)")

@@ -201,11 +201,14 @@ def _backward(layer: Layer, params: Params, cache: Any, dy: Any, need_input_grad
     return layer.backward(params, cache, dy, **kw)
 
 
-def _forward(layer: Layer, params: Params, x: Any, train: bool, rng: RNG | None) -> Any:
-    """``layer.forward``, with the generator for a stochastic layer in training."""
+def _forward(layer: Layer, params: Params, x: Any, train: bool, rng: RNG | None,
+             buffers: Params | None) -> Any:
+    """``layer.forward``, with the generator for a stochastic layer in training and the
+    buffers of a layer that has them."""
+    kw: dict[str, Any] = {"buffers": buffers} if buffers else {}
     if train and layer.stochastic:
-        return layer.forward(params, x, train=True, rng=rng)  # type: ignore[call-arg]
-    return layer.forward(params, x, train=train)
+        kw["rng"] = rng
+    return layer.forward(params, x, train=train, **kw)
 
 
 class Block(Layer):
@@ -259,10 +262,10 @@ class Block(Layer):
         """True when one of the block's layers is stochastic (needs ``rng=`` in training)."""
         return any(layer.stochastic for layer in self.layers)
 
-    def _split(self, params: Params) -> list[Params]:
-        """Each layer's parameters under its short names."""
+    def _split(self, params: Params | None) -> list[Params]:
+        """Each layer's parameters (or buffers) under their short names."""
         parts: list[Params] = [{} for _ in self.layers]
-        for key, value in params.items():
+        for key, value in (params or {}).items():
             head, _, name = key.partition(".")
             parts[int(head)][name] = value
         return parts
@@ -297,15 +300,48 @@ class Block(Layer):
             n = layer.out_features(n)
         return n
 
+    def init_buffers(self, in_features: int, *, backend: Backend, dtype: Any) -> Params:
+        """Each layer's buffers (``BatchNorm``'s running statistics), keyed
+        ``"<j>.<name>"``."""
+        buffers: Params = {}
+        n = in_features
+        for j, layer in enumerate(self.layers):
+            for k, v in layer.init_buffers(n, backend=backend, dtype=dtype).items():
+                buffers[f"{j}.{k}"] = v
+            n = layer.out_features(n)
+        return buffers
+
+    def buffer_shapes(self, in_features: int) -> dict[str, tuple[int, ...]] | None:
+        """Each layer's buffer shapes, keyed ``"<j>.<name>"``; None when one does not
+        declare them."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        n = in_features
+        for j, layer in enumerate(self.layers):
+            need = layer.buffer_shapes(n)
+            if need is None:
+                return None
+            shapes.update({f"{j}.{k}": tuple(v) for k, v in need.items()})
+            n = layer.out_features(n)
+        return shapes
+
     def forward(self, params: Params, x: Any, *, train: bool = False,
-                rng: RNG | None = None) -> tuple[Any, Any]:
-        """Each layer's forward in turn (``rng`` to its stochastic layers in training);
-        the cache is the list of theirs."""
+                rng: RNG | None = None, buffers: Params | None = None) -> tuple[Any, Any]:
+        """Each layer's forward in turn (``rng`` to its stochastic layers in training,
+        ``buffers`` split among those that have them); the cache is the list of theirs."""
         caches = []
-        for layer, p in zip(self.layers, self._split(params), strict=True):
-            x, c = _forward(layer, p, x, train, rng)
+        for layer, p, b in zip(self.layers, self._split(params), self._split(buffers),
+                               strict=True):
+            x, c = _forward(layer, p, x, train, rng, b)
             caches.append(c)
         return x, caches
+
+    def update_buffers(self, buffers: Params, cache: Any) -> Params:
+        """Each layer's new buffers after the training forward whose cache is ``cache``."""
+        new: Params = {}
+        for j, (layer, b) in enumerate(zip(self.layers, self._split(buffers), strict=True)):
+            if b:
+                new.update({f"{j}.{k}": v for k, v in layer.update_buffers(b, cache[j]).items()})
+        return new
 
     def backward(self, params: Params, cache: Any, dy: Any, *, need_input_grad: bool = True,
                  need_param_grads: bool = True) -> tuple[Any, Params]:
@@ -408,11 +444,23 @@ class Residual(Layer):
         self.out_features(in_features)
         return self.block.param_shapes(in_features)
 
+    def init_buffers(self, in_features: int, *, backend: Backend, dtype: Any) -> Params:
+        """The block's buffers."""
+        return self.block.init_buffers(in_features, backend=backend, dtype=dtype)
+
+    def buffer_shapes(self, in_features: int) -> dict[str, tuple[int, ...]] | None:
+        """The block's buffer shapes."""
+        return self.block.buffer_shapes(in_features)
+
     def forward(self, params: Params, x: Any, *, train: bool = False,
-                rng: RNG | None = None) -> tuple[Any, Any]:
+                rng: RNG | None = None, buffers: Params | None = None) -> tuple[Any, Any]:
         """``x + block(x)``; the cache is the block's."""
-        y, cache = _forward(self.block, params, x, train, rng)
+        y, cache = _forward(self.block, params, x, train, rng, buffers)
         return x + y, cache
+
+    def update_buffers(self, buffers: Params, cache: Any) -> Params:
+        """The block's new buffers."""
+        return self.block.update_buffers(buffers, cache)
 
     def backward(self, params: Params, cache: Any, dy: Any, *, need_input_grad: bool = True,
                  need_param_grads: bool = True) -> tuple[Any, Params]:
