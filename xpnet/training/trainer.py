@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._checks import HostRows
-from ..blocks import _walk
 from ..backends import synchronize
+from ..blocks import _walk
 from ..distributed import (
     GradientAllreduce,
     SingleProcess,
