@@ -403,3 +403,26 @@ def test_a_custom_layer_with_a_buffer(backend, tmp_path):
     with pytest.raises(ValueError, match=r"layer 0 \(_BadUpdate\): update_buffers returned "
                                          r"\['row'\], but the layer's buffers are \['rows'\]"):
         bad.fit(X, y, epochs=1, verbose=0)
+
+
+def test_early_stopping_restores_the_best_epochs_running_statistics():
+    X, y = _data(200)
+    m = _bn_model("numpy")
+    seen = {}
+
+    class Keep(xn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen[epoch] = (logs["val_loss"], _host(self.model.params),
+                           _host(self.model.buffers))
+
+    stop = xn.EarlyStopping(patience=20)
+    m.fit(X, y, epochs=6, batch_size=16, verbose=0, validation_split=0.25,
+          optimizer=xn.SGD(lr=0.5), callbacks=[Keep(), stop])
+    best = min(seen, key=lambda e: seen[e][0])
+    assert stop.best_epoch == best and best < 5  # a better epoch before the last
+    _, params, buffers = seen[best]
+    assert not np.array_equal(seen[5][2]["2.running_var"], buffers["2.running_var"])
+    for k, v in buffers.items():
+        np.testing.assert_array_equal(m.buffers[k], v)
+    for k, v in params.items():
+        np.testing.assert_array_equal(m.params[k], v)

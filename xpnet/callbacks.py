@@ -16,6 +16,7 @@ from .training.callbacks import Callback, ProgressBar
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "ProgressBar",
            "CSVLogger"]
+_BUFFER = "buffers/"  # marks a layer buffer among the best epoch's saved arrays
 
 
 def _monitor_for(requested: str, logs: dict) -> str:
@@ -51,7 +52,8 @@ class EarlyStopping(Callback):
         Smallest change that counts as an improvement.
     mode : {"auto", "min", "max"}
     restore_best_weights : bool
-        Put back the parameters of the best epoch when stopping or at the end.
+        Put back the parameters of the best epoch when stopping or at the end (and the
+        layers' buffers, such as BatchNorm's running statistics, of that epoch).
     best_weights : dict, optional
         For a fit that resumes a run (``fit(resume=...)``): the parameters of
         that run's best epoch so far (as saved then, e.g. by a checkpoint with
@@ -153,7 +155,10 @@ class EarlyStopping(Callback):
                 f"EarlyStopping monitors {self.monitor!r} but the logs only have "
                 f"{sorted(logs)}"
             )
-        params = self.model.params if self.restore_best_weights else None
+        params = None
+        if self.restore_best_weights:  # the layers' buffers (running statistics) too
+            params = {**self.model.params, **{_BUFFER + k: v for k, v in
+                                              getattr(self.model, "buffers", {}).items()}}
         if self._tracker.update(logs[self.monitor], params):
             self.best_epoch = epoch
         elif self._tracker.should_stop:
@@ -163,7 +168,11 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs: dict) -> None:
         """Put back the best epoch's parameters when ``restore_best_weights`` is set."""
         if self.restore_best_weights and self._tracker.params is not None:
-            self.model.params = self._tracker.params
+            best = self._tracker.params
+            self.model.params = {k: v for k, v in best.items() if not k.startswith(_BUFFER)}
+            buffers = {k[len(_BUFFER):]: v for k, v in best.items() if k.startswith(_BUFFER)}
+            if buffers:
+                self.model.buffers = buffers
 
 
 class ModelCheckpoint(Callback):
