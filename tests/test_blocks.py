@@ -51,6 +51,14 @@ def test_parameter_keys_nest_and_plain_layers_keep_flat_keys(backend):
     assert m.num_params == 4 * 8 + 8 + 2 * (8 * 8 + 8) + 8 * 3 + 3
 
 
+def test_summary_lists_held_layers_under_their_addresses():
+    lines = _model("numpy").summary().splitlines()
+    assert lines[3].split() == ["2", "Residual(Block)", "8", "144"]
+    assert lines[4].split()[:2] == ["2.0", "Dense(units=8,"] and lines[4].split()[-1] == "72"
+    assert lines[5].split() == ["2.1", "ReLU()", "8", "0"]
+    assert lines[-1].startswith(f"total params: {_model('numpy').num_params:,}")
+
+
 def test_residual_adds_its_input(backend):
     m = xn.Sequential([xn.Residual(xn.Block([xn.Dense(3), xn.Tanh()]))], in_features=3,
                       loss="mse", backend=backend, dtype="float64")

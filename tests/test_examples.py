@@ -46,7 +46,8 @@ def number_after(label: str, text: str) -> float:
 def test_every_example_is_tested():
     scripts = {p.name for p in EXAMPLES.glob("*.py")} - {"example_data.py"}
     assert scripts == {"cpu_mnist.py", "gpu_mnist.py", "custom_loop.py", "custom_layer.py",
-                       "notebook_config.py", "fit_by_hand.py", "distributed_digits.py"}
+                       "notebook_config.py", "fit_by_hand.py", "distributed_digits.py",
+                       "residual_digits.py"}
 
 
 def test_distributed_digits_fast_on_one_process():
@@ -120,6 +121,19 @@ def test_custom_layer_fast():
     assert "model gradient check passed" in out
     assert number_after("test accuracy:", out) > 0.85
     assert "reloaded PReLU with identical slopes: True" in out
+
+
+def test_residual_digits_fast():
+    pytest.importorskip("onnxruntime")
+    out = run_example("residual_digits.py", "--fast", "--backends", "numpy,torch")
+    assert "1.0   LayerNorm" in out and "parameter keys: 0.W, 0.b, 1.0.gamma" in out
+    for backend in ("numpy", "torch"):
+        if f"{backend}: skipped" in out:
+            continue
+        assert number_after(f"{backend}: test accuracy:", out) > 0.9
+        assert f"{backend}: reloaded model gives identical predictions: True" in out
+        assert f"{backend}: onnxruntime agrees with predict: True" in out
+    assert "all checks passed" in out
 
 
 @pytest.mark.slow

@@ -149,6 +149,26 @@ def _find(layer: Layer, parts: list[str], address: str) -> Layer:
 _MAX_DEPTH = 32  # how deep layer configs may nest (a checkpoint's manifest: refused beyond)
 
 
+def _summary_rows(layer: Layer, address: str, n: int,
+                  depth: int = 0) -> list[tuple[str, str, int, int]]:
+    """``(address, label, out width, depth)`` of a layer and the layers it holds."""
+    subs = sublayers(layer)
+    rows = [(address, _label(layer) if subs else repr(layer), layer.out_features(n), depth)]
+    for prefix, sub in subs:
+        if prefix:
+            rows += _summary_rows(sub, f"{address}.{prefix[:-1]}", n, depth + 1)
+            n = sub.out_features(n)
+        else:  # a residual's block: its layers are addressed as the residual's
+            rows += _summary_rows(sub, address, n, depth)[1:]
+    return rows
+
+
+def _label(layer: Layer) -> str:
+    """A holder's name in a summary: ``Residual(Block)``."""
+    inner = [_label(sub) for prefix, sub in sublayers(layer) if not prefix]
+    return type(layer).__name__ + "".join(f"({name})" for name in inner)
+
+
 def _held_configs(config: Any, depth: int = 0) -> Iterator[tuple[type, dict]]:
     """``(class, config)`` of a registered layer config and of those held in it, any depth."""
     if depth > _MAX_DEPTH:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _checks
 from .backends import Backend, get_backend, to_numpy
-from .blocks import _find, _walk, key_trainable, sublayers
+from .blocks import _find, _summary_rows, _walk, key_trainable, sublayers
 from .layers import ACTIVATIONS, Dense, Dropout, Layer, layer_from_config
 from .losses import Loss, get_loss, loss_config, loss_from_config
 from .random import RNG, _fresh_seed
@@ -1130,13 +1130,18 @@ class Sequential:
          2 Dense(units=3, init='he_normal', bias=True)       3          27
         total params: 67  backend: numpy (cpu)  dtype: float32
         """
-        width = max([5] + [len(repr(layer)) for layer in self.layers]) + 2
-        lines = [f"{'   layer':<{width + 3}}{'out':>8}{'params':>12}"]
-        n = self.in_features
-        for i, layer in enumerate(self.layers):
+        rows, n = [], self.in_features
+        for i, layer in enumerate(self.layers):  # a block's layers below it, indented
+            rows += _summary_rows(layer, str(i), n)
             n = layer.out_features(n)
-            count = sum(math.prod(v.shape) for v in self.layer_params(i).values())
-            lines.append(f"{i:>2} {layer!r:<{width}}{n:>8}{count:>12,}")
+        labels = ["  " * depth + label for _, label, _, depth in rows]
+        at = max(2, *(len(address) for address, *_ in rows))
+        width = max([5] + [len(label) for label in labels]) + 2
+        lines = [f"{'   layer':<{width + at + 1}}{'out':>8}{'params':>12}"]
+        for (address, _, out, _), label in zip(rows, labels, strict=True):
+            count = sum(math.prod(v.shape) for k, v in self.params.items()
+                        if k.startswith(f"{address}."))
+            lines.append(f"{address:>{at}} {label:<{width}}{out:>8}{count:>12,}")
         lines.append(f"total params: {self.num_params:,}  backend: {self.backend.name} "
                      f"({self.backend.device_name})  dtype: {self.dtype_name}")
         return "\n".join(lines)
