@@ -10,7 +10,7 @@ import numbers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _checks
+from . import _autodiff, _checks
 from .backends import Backend, get_backend, to_numpy
 from .blocks import _find, _summary_rows, _walk, key_trainable, sublayers
 from .layers import ACTIVATIONS, Dense, Dropout, Layer, layer_from_config
@@ -184,6 +184,7 @@ class Sequential:
         self.stop_training = False
         """Set to True (e.g. by a callback) to stop ``fit`` after the current epoch."""
         self._skip_kw = [self._accepts(layer, "need_input_grad") for layer in self.layers]
+        self._autodiff = [_autodiff.needs(layer) for layer in self.layers]
         self._param_kw = [self._accepts(layer, "need_param_grads") for layer in self.layers]
         self.rng = RNG(self.seed)
         self.store: ParamStore | None = None
@@ -537,9 +538,11 @@ class Sequential:
 
     # -- math ------------------------------------------------------------------
     def _forward(self, X: Any, *, train: bool, rng: RNG | None = None,
-                 outputs: list | None = None, new_buffers: dict | None = None):
+                 outputs: list | None = None, new_buffers: dict | None = None,
+                 tape: bool = False):
         """The outputs and the caches; a dict ``new_buffers`` (training) receives the
-        buffers' new values (`Layer.update_buffers`), which are not assigned here."""
+        buffers' new values (`Layer.update_buffers`), which are not assigned here;
+        ``tape``: a backward pass follows (layers without one are recorded for autodiff)."""
         caches = []
         h = X
         params, per, bkeys = self.params, self._layer_keys(), self._buffer_keys
@@ -552,14 +555,19 @@ class Sequential:
                 # rng= is the optional keyword of stochastic layers (Layer.stochastic)
                 kw["rng"] = rng if rng is not None else self.rng
             try:
-                h, c = layer.forward(p, h, train=train, **kw)
+                if tape and self._autodiff[i]:
+                    h, c = _autodiff.forward(layer, p, h, train, kw)
+                else:
+                    h, c = layer.forward(p, h, train=train, **kw)
             except Exception as exc:
                 err = self._width_error(X, i)
                 if err is not None:
                     raise err from exc
                 raise
             if train and bkeys[i] and new_buffers is not None:
-                self._collect_buffers(i, layer, kw["buffers"], c, new_buffers)
+                self._collect_buffers(i, layer, kw["buffers"],
+                                      c.cache if isinstance(c, _autodiff.Tape) else c,
+                                      new_buffers)
             caches.append(c)
             if outputs is not None:
                 outputs.append(h)
@@ -630,7 +638,11 @@ class Sequential:
                 kw["need_input_grad"] = i > lowest or input_grad is not None
             if not trains[i] and self._param_kw[i]:  # ... and need_param_grads=
                 kw["need_param_grads"] = False
-            dy_in, g = layers[i].backward(p, caches[i], dy, **kw)
+            if self._autodiff[i]:
+                dy_in, g = _autodiff.backward(f"layer {i} ({type(layers[i]).__name__})",
+                                              layers[i], caches[i], dy)
+            else:
+                dy_in, g = layers[i].backward(p, caches[i], dy, **kw)
             if check and trains[i]:
                 _check_layer_grads(f"layer {i} ({type(layers[i]).__name__})",
                                    {short: params[key] for short, key in trained[i]}, g)
@@ -682,7 +694,8 @@ class Sequential:
     def _loss_grads_out(self, X, y, loss: Loss, *, train: bool, rng: RNG | None = None,
                         weight: Any = None, check_grads: bool = False,
                         input_grad: list | None = None, new_buffers: dict | None = None):
-        out, caches = self._forward(X, train=train, rng=rng, new_buffers=new_buffers)
+        out, caches = self._forward(X, train=train, rng=rng, new_buffers=new_buffers,
+                                    tape=True)
         if weight is None:
             value, dout = loss.value_and_grad(out, y)
         else:

@@ -12,6 +12,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from . import _autodiff
 from .backends import Backend, backend_of, dtype_name, get_backend, to_numpy
 from .layers import Layer
 from .losses import Loss
@@ -289,9 +290,16 @@ def _check_layer(obj: Any, be: Any, host_x: np.ndarray, params: dict | None, see
     xb = be.asarray(host_x, dtype=f64)
     buffers = obj.init_buffers(host_x.shape[-1], backend=be, dtype=f64)
     kw = {"buffers": buffers} if buffers else {}
-    out, cache = obj.forward(dev, xb, train=train, **kw)
+    if _autodiff.needs(obj):  # no backward: the library's autodiff (torch, JAX)
+        out, cache = _autodiff.forward(obj, dev, xb, train, kw)
+    else:
+        out, cache = obj.forward(dev, xb, train=train, **kw)
     R = np.random.default_rng(seed + 1).normal(size=tuple(out.shape))
-    dx, grads = obj.backward(dev, cache, be.asarray(R, dtype=f64))
+    if _autodiff.needs(obj):
+        dx, grads = _autodiff.backward(type(obj).__name__, obj, cache,
+                                       be.asarray(R, dtype=f64))
+    else:
+        dx, grads = obj.backward(dev, cache, be.asarray(R, dtype=f64))
     what = f"{type(obj).__name__}: "
     _check_grad_keys(what, params, grads)
 
