@@ -11,6 +11,7 @@ useful fields until they fit, instead of letting the terminal wrap them mid-numb
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..training import ProgressBar
@@ -122,7 +123,7 @@ def _per_step(seconds: float) -> str:
     return f"{seconds * 1e6:.0f}us/step"
 
 
-def _running_info(logs: dict[str, Any], seconds: float, parts: int) -> str:
+def _running_info(logs: Mapping[str, Any], seconds: float, parts: int) -> str:
     """The bar's running values: loss, then accuracy, then samples/s, the first `parts`."""
     info = [f"loss {logs['loss']:.4f}"]
     if "accuracy" in logs:
@@ -220,7 +221,7 @@ class TrainProgress(ProgressBar):
         self._progress.start()
         self._task = self._progress.add_task("train", total=self.steps, info="")
 
-    def on_batch_end(self, step: int, logs: dict) -> None:
+    def on_batch_end(self, step: int, logs: Mapping[str, float]) -> None:
         """Advance the bar and show the running values that fit (at display intervals)."""
         if self._progress is None or not _display_due(self):
             return

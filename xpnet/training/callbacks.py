@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = ["Callback", "CallbackList", "History", "ProgressBar"]
@@ -181,7 +181,7 @@ class Callback:
         epoch 1
         """
 
-    def on_batch_end(self, step: int, logs: dict) -> None:
+    def on_batch_end(self, step: int, logs: Mapping[str, float]) -> None:
         """Called after every step with running values for the epoch.
 
         Parameters
@@ -421,7 +421,7 @@ class CallbackList:
             else:
                 cb.on_epoch_end(epoch, logs)
 
-    def on_batch_end(self, step: int, logs: dict) -> None:
+    def on_batch_end(self, step: int, logs: Mapping[str, float]) -> None:
         """Call every callback's ``on_batch_end``."""
         for cb in self.callbacks:
             cb.on_batch_end(step, logs)
@@ -492,7 +492,7 @@ class ProgressBar(Callback):
         self._progress.start()
         self._task = self._progress.add_task("train", total=self.steps, info="")
 
-    def on_batch_end(self, step: int, logs: dict) -> None:
+    def on_batch_end(self, step: int, logs: Mapping[str, float]) -> None:
         """Advance the bar and show the running loss, accuracy and samples/s (at display
         intervals)."""
         if self._progress is None or not _display_due(self):

@@ -94,7 +94,8 @@ class _RunningLogs(Mapping):
     device on first access (a callback that reads none costs no sync)."""
 
     def __init__(self, trainer: Trainer, k: int):
-        self._trainer, self._k, self._values = trainer, k, None
+        self._trainer, self._k = trainer, k
+        self._values: dict[str, float] | None = None
         self._keys = ("loss", "accuracy", "samples_seen") \
             if trainer.model.loss.classification else ("loss", "samples_seen")
 
@@ -103,9 +104,10 @@ class _RunningLogs(Mapping):
             raise KeyError(key)
         if key == "samples_seen":
             return min((self._k + 1) * self._trainer.batch_size, self._trainer.n)
-        if self._values is None:
-            self._values = self._trainer._running_logs(self._k)
-        return self._values[key]
+        values = self._values
+        if values is None:
+            values = self._values = self._trainer._running_logs(self._k)
+        return values[key]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._keys)
