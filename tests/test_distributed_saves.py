@@ -60,9 +60,9 @@ def _one_json(stdout: str) -> dict:
 
 
 def test_a_save_slower_than_the_timeout_does_not_end_a_healthy_job(tmp_path):
-    """Rank 1 waited XPNET_DISTRIBUTED_TIMEOUT (2 s) for rank 0's 5-second save and
+    """Rank 1 waited XPNET_DISTRIBUTED_TIMEOUT (3 s) for rank 0's 8-second save and
     ended the job with exit 124; the save is announced, so it waits up to 60 s."""
-    proc = _run(tmp_path, FAULT="slow", SLOW="5", XPNET_DISTRIBUTED_TIMEOUT="2",
+    proc = _run(tmp_path, FAULT="slow", SLOW="8", XPNET_DISTRIBUTED_TIMEOUT="3",
                 XPNET_DISTRIBUTED_SAVE_TIMEOUT="60")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _one_json(proc.stdout)["status"] == "completed"
@@ -74,11 +74,11 @@ def test_a_save_slower_than_the_timeout_does_not_end_a_healthy_job(tmp_path):
 
 
 def test_a_save_longer_than_the_save_timeout_ends_the_job_naming_the_save(tmp_path):
-    proc = _run(tmp_path, FAULT="slow", SLOW="120", XPNET_DISTRIBUTED_TIMEOUT="1",
-                XPNET_DISTRIBUTED_SAVE_TIMEOUT="3")
+    proc = _run(tmp_path, FAULT="slow", SLOW="120", XPNET_DISTRIBUTED_TIMEOUT="2",
+                XPNET_DISTRIBUTED_SAVE_TIMEOUT="4")
     text = proc.stdout + proc.stderr
     assert proc.returncode == xn.distributed.EXIT_TIMEOUT, text
-    message = ("rank 1 waited more than 3 s (XPNET_DISTRIBUTED_SAVE_TIMEOUT) for rank 0 to "
+    message = ("rank 1 waited more than 4 s (XPNET_DISTRIBUTED_SAVE_TIMEOUT) for rank 0 to "
                "finish ModelCheckpoint at the end of epoch 2")
     assert message in text
     # rank 0 is stuck in its save: rank 1 leaves the record and the one JSON error
@@ -93,12 +93,12 @@ def test_a_save_longer_than_the_save_timeout_ends_the_job_naming_the_save(tmp_pa
 def test_a_rank_hanging_outside_a_save_is_still_caught_by_the_timeout(tmp_path):
     """A long save timeout does not slow down catching a rank that hangs elsewhere: rank 0
     sleeps 120 s in a callback of every rank (not a save) and rank 1 ends the job after
-    XPNET_DISTRIBUTED_TIMEOUT (2 s), not XPNET_DISTRIBUTED_SAVE_TIMEOUT (1 hour)."""
-    proc = _run(tmp_path, FAULT="hang", SLOW="120", XPNET_DISTRIBUTED_TIMEOUT="2",
+    XPNET_DISTRIBUTED_TIMEOUT (3 s), not XPNET_DISTRIBUTED_SAVE_TIMEOUT (1 hour)."""
+    proc = _run(tmp_path, FAULT="hang", SLOW="120", XPNET_DISTRIBUTED_TIMEOUT="3",
                 XPNET_DISTRIBUTED_SAVE_TIMEOUT="3600")
     text = proc.stdout + proc.stderr
     assert proc.returncode == xn.distributed.EXIT_TIMEOUT, text
-    assert "rank 1 waited more than 2 s in the stop decision" in text
+    assert "rank 1 waited more than 3 s in the stop decision" in text
 
 
 @pytest.mark.parametrize("value", ["nan", "-1", "soon"])
