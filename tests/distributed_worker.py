@@ -233,6 +233,28 @@ def scenario_gpu(comm, out: Path) -> None:
         SimpleNamespace(params={k: xn.to_numpy(v) for k, v in model.params.items()}))})
 
 
+def scenario_batchnorm(comm, out: Path) -> None:
+    """BatchNorm first (its input is X, so each rank's statistics can be computed in the
+    test): 100 rows in global batches of 16, not shuffled, 2 epochs; running statistics
+    per rank, then with sync_buffers=True; rank 0 saves each run."""
+    import xpnet as xn
+
+    X, y = data(100)
+    results = {}
+    for sync in (False, True):
+        model = xn.Sequential([xn.BatchNorm(momentum=0.2), xn.Dense(HIDDEN), xn.ReLU(),
+                               xn.Dense(CLASSES)], in_features=FEATURES, backend="numpy",
+                              dtype="float64", seed=3)
+        path = out / f"bn-sync{int(sync)}.safetensors"
+        model.fit(X, y, epochs=2, batch_size=B, optimizer=xn.SGD(lr=0.1), seed=11,
+                  shuffle=False, verbose=0, distributed=comm, sync_buffers=sync,
+                  callbacks=[xn.ModelCheckpoint(path)])
+        results[f"sync{int(sync)}"] = {
+            "params": params_digest(model),
+            "buffers": {k: np.asarray(v).tolist() for k, v in model.buffers.items()}}
+    _write(out, "batchnorm", comm, results)
+
+
 def main() -> None:
     import xpnet as xn
 

@@ -207,3 +207,45 @@ def test_a_rank_that_leaves_is_caught_by_the_timeout(tmp_path):
     assert proc.returncode == xn.distributed.EXIT_TIMEOUT, text
     # rank 1 left at the end of epoch 1: rank 0 waits in the agreed stop decision
     assert "rank 0 waited more than 3 s in the stop decision" in text
+
+
+def _bn_statistics(sync: bool) -> list[dict]:
+    """Each rank's running statistics of the batchnorm scenario's first layer, computed
+    here from its shares of the batches (BatchNorm(momentum=0.2) sees X itself)."""
+    X, _ = worker.data(100)
+    stats = [{"mean": np.zeros(worker.FEATURES), "var": np.ones(worker.FEATURES)}
+             for _ in range(2)]
+    for _epoch in range(2):
+        for glo in range(0, 100, 2 * worker.B):
+            for rank, s in enumerate(stats):
+                lo, hi = xn.distributed.shard_rows(glo, min(glo + 2 * worker.B, 100), rank, 2)
+                rows = X[lo:hi]
+                s["mean"] = 0.8 * s["mean"] + 0.2 * rows.mean(axis=0)
+                s["var"] = 0.8 * s["var"] + 0.2 * rows.var(axis=0, ddof=1)
+        if sync:
+            for key in ("mean", "var"):
+                both = (stats[0][key] + stats[1][key]) / 2
+                stats[0][key], stats[1][key] = both, both.copy()
+    return stats
+
+
+def test_batchnorm_statistics_are_per_rank_or_averaged_with_sync_buffers(tmp_path):
+    """Default: each rank keeps the running statistics of its own rows, and the checkpoint
+    rank 0 writes holds rank 0's; sync_buffers=True: every epoch ends with their mean on
+    every rank (and in the file). The parameters are the same on both ranks either way."""
+    proc = run_worker("batchnorm", tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ranks = read(tmp_path, "batchnorm")
+    for sync in (False, True):
+        run = [r[f"sync{int(sync)}"] for r in ranks]
+        assert run[0]["params"] == run[1]["params"]
+        want = _bn_statistics(sync)
+        for rank in range(2):
+            for key in ("mean", "var"):
+                np.testing.assert_allclose(run[rank]["buffers"][f"0.running_{key}"],
+                                           want[rank][key], rtol=1e-12)
+        same = run[0]["buffers"]["0.running_mean"] == run[1]["buffers"]["0.running_mean"]
+        assert same is sync
+        saved = xn.load(tmp_path / f"bn-sync{int(sync)}.safetensors", backend="numpy")
+        for k, v in run[0]["buffers"].items():  # rank 0's, bit for bit
+            assert saved.buffers[k].tolist() == v, k

@@ -43,13 +43,19 @@ from ._comm import (
 from ._devices import choose_device, env_local_rank, env_world_size
 from ._failure import EXIT_FAILED, EXIT_TIMEOUT, Watchdog, install_excepthook
 from ._gpu import gpu_count, local_device
-from ._parallel import GradientAllreduce, agree_start, evaluate_sharded, rank_seed
+from ._parallel import (
+    GradientAllreduce,
+    agree_start,
+    average_buffers,
+    evaluate_sharded,
+    rank_seed,
+)
 from ._reduce import REDUCERS, HostReducer, StagedReducer, choose_reducer, make_reducer
 from ._sharding import shard_rows
 
 __all__ = ["init", "Communicator", "SingleProcess", "MPICommunicator", "DistributedError",
            "DEFAULT_TIMEOUT", "DEFAULT_SAVE_TIMEOUT", "shard_rows", "GradientAllreduce",
-           "agree_start",
+           "agree_start", "average_buffers",
            "evaluate_sharded", "rank_seed", "REDUCERS", "choose_reducer", "make_reducer",
            "HostReducer", "StagedReducer", "choose_device", "local_device", "gpu_count",
            "env_local_rank",

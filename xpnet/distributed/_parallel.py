@@ -19,7 +19,8 @@ from ..backends import to_numpy
 from ._reduce import make_reducer
 from ._sharding import shard_rows
 
-__all__ = ["GradientAllreduce", "agree_start", "evaluate_sharded", "rank_seed"]
+__all__ = ["GradientAllreduce", "agree_start", "average_buffers", "evaluate_sharded",
+           "rank_seed"]
 
 #: Control flags summed with every step: SIGINT seen, another signal seen, display due.
 _FLAGS = 3
@@ -245,6 +246,47 @@ def _broadcast_arrays(comm: Any, model: Any, optimizer: Any) -> None:
         else:
             state[slot][key] = model.backend.asarray(part.copy(), dtype=model.dtype)
     model.set_params(params)
+
+
+def average_buffers(comm: Any, model: Any) -> None:
+    """Replace the model's buffers on every rank by their mean over the ranks.
+
+    A collective: every rank calls it at the same point. ``fit(sync_buffers=True)``
+    calls it at the end of every epoch, before validation and the callbacks, so that
+    every rank, its share of the validation rows and the checkpoint rank 0 writes hold
+    the same running statistics (the mean of the ranks' running means and variances,
+    as timm's ``distribute_bn``); the batch statistics a training step normalises
+    with stay each rank's own. Nothing to do on one process or without buffers.
+
+    Parameters
+    ----------
+    comm : Communicator
+    model : Sequential
+        Its ``buffers`` are replaced (on the model's device, in its dtype).
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> from xpnet.distributed import SingleProcess, average_buffers
+    >>> m = xn.Sequential([xn.BatchNorm()], in_features=2, backend="numpy")
+    >>> average_buffers(SingleProcess(), m)  # one process: the buffers as they are
+    >>> m.buffers["0.running_var"].tolist()
+    [1.0, 1.0]
+    """
+    buffers = getattr(model, "buffers", {})
+    if comm.size == 1 or not buffers:
+        return
+    host = np.concatenate([np.reshape(to_numpy(b), (-1,)).astype(np.float64)
+                           for b in buffers.values()])
+    comm.allreduce(host, what="the buffers' average")
+    host /= comm.size
+    new, off = {}, 0
+    for k, b in buffers.items():
+        n = math.prod(b.shape)
+        new[k] = model.backend.asarray(host[off:off + n].reshape(tuple(b.shape)),
+                                       dtype=model.dtype)
+        off += n
+    model.buffers = new
 
 
 def evaluate_sharded(model: Any, X: Any, y: Any, comm: Any) -> dict[str, float]:

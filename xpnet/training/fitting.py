@@ -21,7 +21,7 @@ from ._metrics import resolve as resolve_metrics
 from .callbacks import Callback, History
 from .guards import ON_NONFINITE
 from .state import TrainState
-from .trainer import Trainer
+from .trainer import Trainer, _check_batch_rows
 
 __all__ = ["fit"]
 
@@ -45,7 +45,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
         on_nonfinite: str = "raise", resume: dict | TrainState | None = None,
         display_interval: float = 0.25, distributed: Communicator | None = None,
         sample_weight: Any = None, class_weight: dict | str | None = None,
-        metrics: list | None = None) -> History:
+        metrics: list | None = None, sync_buffers: bool = False) -> History:
     """Train ``model`` on ``(X, y)``.
 
     Calling ``fit`` again continues from the current parameters; passing the
@@ -116,6 +116,9 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
         training with the global batch. Rank 0's parameters, optimizer state
         and ``resume`` position are used on every rank; only rank 0 prints and
         runs the callbacks that write files. See [`xpnet.distributed`][].
+        A model with [`BatchNorm`][xpnet.layers.BatchNorm] normalises each rank's
+        rows with their own statistics and keeps running statistics per rank (the
+        checkpoint holds rank 0's): see ``sync_buffers``.
     sample_weight : array of shape (n,), optional
         Non-negative weight of each row of ``X`` (not all zero). Each step
         minimises the batch's weighted mean ``sum(w_i * l_i) / sum(w_i)``;
@@ -142,6 +145,13 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
         for metrics that are not means, at the cost of one more forward pass over
         the training data per epoch. Each metric runs once on a few rows before
         training, so that a failing one stops ``fit`` before any work.
+    sync_buffers : bool
+        With ``distributed``: at the end of every epoch, before validation and the
+        callbacks, replace the layers' buffers (BatchNorm's running statistics) on
+        every rank by their mean over the ranks
+        ([`xpnet.distributed.average_buffers`][]), so that every rank and the
+        checkpoint hold the same. By default (False) each rank keeps its own. The
+        statistics a training step normalises with are each rank's own either way.
 
     Returns
     -------
@@ -187,6 +197,9 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     _checks.warn_if_unscaled(model, Xd)
     bs = Xd.shape[0] if batch_size is None else min(batch_size * comm.size, Xd.shape[0])
     steps = math.ceil(Xd.shape[0] / bs)
+    _check_batch_rows(model, Xd.shape[0], bs, comm.size)  # BatchNorm: 2 rows per rank
+    if not isinstance(sync_buffers, bool):
+        raise TypeError(f"sync_buffers must be True or False, got {sync_buffers!r}")
     if start is not None:
         _check_resume(start, epochs, steps)
     else:
@@ -201,7 +214,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
                       validation=validation, shuffle=shuffle, callbacks=callbacks,
                       verbose=bool(verbose), on_nonfinite=on_nonfinite, state=start,
                       display_interval=display_interval, distributed=comm, sample_weight=wd,
-                      metrics=metric_list)
+                      metrics=metric_list, sync_buffers=sync_buffers)
     return trainer.run()
 
 

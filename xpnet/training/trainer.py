@@ -32,6 +32,7 @@ from ..distributed import (
     GradientAllreduce,
     SingleProcess,
     agree_start,
+    average_buffers,
     evaluate_sharded,
     rank_seed,
     shard_rows,
@@ -132,7 +133,7 @@ def _check_batch_rows(model: Any, n: int, batch_size: int, ranks: int) -> None:
     held = [pair for i, top in enumerate(model.layers)
             for pair in [(str(i), top), *_walk(top, str(i))]]
     for i, layer in held:  # a block's layers too, by address ("2.0")
-        need = getattr(layer, "_min_batch_rows", 1)
+        need = getattr(layer, "_min_batch_rows", 0)  # a rank may have no rows otherwise
         if fewest < need:
             where = f" on each of the {ranks} ranks" if ranks > 1 else ""
             raise ValueError(
@@ -187,6 +188,11 @@ class Trainer:
         ``(name, fn(y_true, y_pred))`` computed at each epoch's end on the whole
         training data (``name``) and the validation data (``val_name``), from
         ``model.predict_proba``; ``fit(metrics=...)`` resolves names to these.
+    sync_buffers : bool
+        With several ranks, replace the layers' buffers (BatchNorm's running
+        statistics) on every rank by their mean over the ranks at the end of every
+        epoch, before validation and the callbacks
+        ([`xpnet.distributed.average_buffers`][]). By default each rank keeps its own.
 
     Attributes
     ----------
@@ -223,10 +229,12 @@ class Trainer:
                  verbose: bool = False, on_nonfinite: str = "raise",
                  state: TrainState | None = None, display_interval: float = 0.25,
                  grad_hooks: Sequence[GradHook] = (), distributed: Any = None,
-                 sample_weight: Any = None, metrics: Sequence[tuple[str, Any]] = ()):
+                 sample_weight: Any = None, metrics: Sequence[tuple[str, Any]] = (),
+                 sync_buffers: bool = False):
         self.model, self.X, self.y, self.validation = model, X, y, validation
         self.sample_weight = sample_weight
         self.metrics = list(metrics)
+        self.sync_buffers = sync_buffers
         self.optimizer, self.epochs, self.shuffle = optimizer, epochs, shuffle
         self.n = X.shape[0]
         self.batch_size = min(batch_size, self.n)
@@ -351,6 +359,8 @@ class Trainer:
         if self.guard.poll():
             return False
         synchronize(self.model.backend)
+        if self.sync_buffers:  # every rank's running statistics become their mean
+            average_buffers(self.comm, self.model)
         logs = self.epoch_logs(seen, time.perf_counter() - t0)
         self.epoch, self.step_done = epoch + 1, 0
         self.callbacks.on_epoch_end(epoch, logs)
