@@ -99,6 +99,13 @@ def test_a_rank_hanging_outside_a_save_is_still_caught_by_the_timeout(tmp_path):
     text = proc.stdout + proc.stderr
     assert proc.returncode == xn.distributed.EXIT_TIMEOUT, text
     assert "rank 1 waited more than 3 s in the stop decision" in text
+    # rank 0 is stuck: rank 1 leaves the record and the one JSON error (both stayed silent)
+    error = _one_json(proc.stdout)
+    assert error["exit_code"] == xn.distributed.EXIT_TIMEOUT
+    assert error["message"].startswith("rank 1 waited more than 3 s in the stop decision")
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "failed" and record["error"] == error["message"]
+    assert record["epochs_done"] == 1
 
 
 @pytest.mark.parametrize("value", ["nan", "-1", "soon"])

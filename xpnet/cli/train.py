@@ -828,7 +828,7 @@ def _prepare(run: _Run) -> None:
         comm.on_abort(lambda code, message: _aborted(run, code, message))
     elif out is not None:
         run.record_path = Path(out) / RUN_FILE
-        comm.on_abort(lambda code, message: _aborted_in_save(run, code, message))
+        comm.on_abort(lambda code, message: _aborted_waiting(run, code, message))
 
 
 def _aborted(run: _Run, code: int, message: str) -> None:
@@ -849,13 +849,23 @@ def _record_rank_failure(run: _Run, exc: BaseException) -> None:
     _mark_failed(run, f"rank {run.comm.rank} of {run.comm.size}: {classify(exc, 'train')[1]}")
 
 
-def _aborted_in_save(run: _Run, code: int, message: str) -> None:
-    """This rank ends the job because rank 0's announced save outlasted the save timeout:
-    rank 0 is stuck in it, so this rank marks run.json failed and prints the JSON error."""
-    if run.comm.save_in_progress is None or not _mark_failed(run, message):
-        return  # not waiting for a save: rank 0 reports, as for any other timeout
-    if "--json" in (getattr(run.args, "argv", None) or ()):
+def _aborted_waiting(run: _Run, code: int, message: str) -> None:
+    """This rank ends the job after waiting too long: unless rank 0 reports it first, mark
+    run.json failed and print the JSON error (rank 0 is stuck: in an announced save, or
+    elsewhere, and then it had a second to report a timeout of its own)."""
+    from ..distributed import EXIT_TIMEOUT
+
+    if code != EXIT_TIMEOUT:
+        return  # a rank failing alone has reported itself
+    if run.comm.save_in_progress is None:
+        time.sleep(_RANK0_GRACE)
+    if _mark_failed(run, message) and "--json" in (getattr(run.args, "argv", None) or ()):
         print_json({"status": "error", "exit_code": code, "message": message})
+
+
+#: Seconds another rank that timed out leaves rank 0 to report first (it may have timed
+#: out too, waiting for a third rank); then that rank marks run.json itself.
+_RANK0_GRACE = 1.0
 
 
 def _mark_failed(run: _Run, message: str) -> bool:
