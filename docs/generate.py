@@ -69,6 +69,7 @@ EXAMPLE_RUNS: dict[str, list[str]] = {
     "custom_layer": [],
     "notebook_config": [],
     "distributed_digits": [],
+    "residual_digits": ["--fast"],
 }
 HELPERS = {"example_data"}  # imported by the examples, not run on its own
 

@@ -12,9 +12,11 @@ layers keep their flat keys (``"0.W"``).
 Everything that takes keys takes nested ones: optimizer decay masks (``"2.0.W"``),
 parameter groups (the prefix ``"2."`` names every parameter of the block, ``"2.0."``
 those of its first layer) and [`freeze`][xpnet.model.Sequential.freeze] (``"2.0"``
-freezes the block's first layer). A held layer's ``trainable`` and the held layers
-themselves are saved in its config (``{"class", "config", "trainable"}``, rebuilt only
-through the layer registry) and exported to ONNX through their own ``forward``.
+freezes the block's first layer). Buffers nest the same way (a ``BatchNorm`` first in
+that block keeps ``"2.0.running_mean"`` in ``model.buffers``). A held layer's
+``trainable`` and the held layers themselves are saved in its config (``{"class",
+"config", "trainable"}``, rebuilt only through the layer registry) and exported to ONNX
+through their own ``forward``.
 
 A layer of your own that holds layers does the same through one method,
 ``sublayers()``, returning ``(key prefix, layer)`` pairs (see
@@ -91,8 +93,9 @@ def sublayers(layer: Layer) -> list[tuple[str, Layer]]:
 
 
 def key_trainable(layer: Layer, name: str) -> bool:
-    """Whether parameter ``name`` of ``layer`` is trained: the layer and every held layer
-    on the way to the parameter are ``trainable``.
+    """Whether parameter ``name`` of ``layer`` is trained (all layers on its way trainable).
+
+    The layer and every held layer on the way to the parameter must be ``trainable``.
 
     Parameters
     ----------
