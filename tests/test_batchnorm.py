@@ -426,3 +426,16 @@ def test_early_stopping_restores_the_best_epochs_running_statistics():
         np.testing.assert_array_equal(m.buffers[k], v)
     for k, v in params.items():
         np.testing.assert_array_equal(m.params[k], v)
+
+
+def test_outputs_made_non_finite_by_a_buffer_name_it(backend, tmp_path):
+    X, _ = _data(8)
+    m = _bn_model(backend)
+    xp = m.xp
+    m.buffers["2.running_var"] = xp.full((8,), float("nan"), dtype=xp.float64)
+    with pytest.raises(FloatingPointError, match=r"the buffers \['2.running_var'\] "
+                                                 r"\(running statistics\) hold NaN or inf"):
+        m.predict(X)
+    with pytest.raises(ValueError, match="cannot save: buffer '2.running_var' contains NaN"):
+        xn.save(m, tmp_path / "m.safetensors")
+    assert not list(tmp_path.iterdir())

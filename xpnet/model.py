@@ -847,8 +847,12 @@ class Sequential:
         bad = ~xp.all(xp.isfinite(out), axis=1)
         bad_rows = int(xp.sum(xp.astype(bad, self.backend.index_dtype)))
         bad_params = sorted(k for k, v in self.params.items() if not bool(xp.all(xp.isfinite(v))))
+        bad_buffers = sorted(k for k, v in self.buffers.items()
+                             if not bool(xp.all(xp.isfinite(v))))
         cause = (f"the parameters {bad_params} hold NaN or inf; reload a good checkpoint"
                  if bad_params else
+                 f"the buffers {bad_buffers} (running statistics) hold NaN or inf; reload a "
+                 "good checkpoint" if bad_buffers else
                  f"the inputs are too large for {self.dtype_name} arithmetic (an overflow in "
                  "the forward pass); scale the inputs or use dtype='float64'")
         raise FloatingPointError(f"the model's outputs are not finite for {bad_rows} of "
