@@ -24,41 +24,11 @@ __all__ = ["open_comm", "together", "AgreedError", "per_rank_batch", "rank_devic
 
 
 class AgreedError(CLIError):
-    """A failure every rank raises at the same point: each ends with it, none aborts.
-
-    Examples
-    --------
-    >>> from xpnet.cli._distributed import AgreedError
-    >>> err = AgreedError("rank 1: dataset missing", 3)
-    >>> err.code, str(err)
-    (3, 'rank 1: dataset missing')
-    """
+    """A failure every rank raises at the same point: each ends with it, none aborts."""
 
 
 def open_comm(args: argparse.Namespace) -> Any:
-    """The communicator of this ``xpnet train``: MPI with ``--distributed``, else one process.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The ``train`` flags.
-
-    Returns
-    -------
-    xpnet.distributed.Communicator
-
-    Raises
-    ------
-    CLIError
-        Exit status 2 when ``--distributed`` is given but mpi4py is not installed.
-
-    Examples
-    --------
-    >>> from argparse import Namespace
-    >>> from xpnet.cli._distributed import open_comm
-    >>> open_comm(Namespace(distributed=False)).size
-    1
-    """
+    """MPI with ``--distributed`` (exit 2 without mpi4py), else one process."""
     from ..distributed import DistributedError, SingleProcess, init
 
     if not getattr(args, "distributed", False):
@@ -72,37 +42,7 @@ def open_comm(args: argparse.Namespace) -> Any:
 
 def together(comm: Any, phase: Callable[[], Any], *, on: str = "all",
              command: str = "train") -> None:
-    """Run ``phase`` on the ranks ``on`` (``"all"``, ``"root"``, ``"others"``), then agree.
-
-    Every rank learns whether the phase failed anywhere; if it did, every rank
-    raises the same `AgreedError`: the first failing rank's message (named
-    when it is not rank 0) and exit status.
-
-    Parameters
-    ----------
-    comm : Communicator
-    phase : callable
-        No arguments; its exceptions are caught (not KeyboardInterrupt).
-    on : {"all", "root", "others"}
-    command : str
-        For the message of an out-of-memory error.
-
-    Raises
-    ------
-    AgreedError
-
-    Examples
-    --------
-    >>> from xpnet.distributed import SingleProcess
-    >>> from xpnet.cli._distributed import together
-    >>> def broken():
-    ...     raise FileNotFoundError(2, "No such file", "data.npz")
-    >>> try:
-    ...     together(SingleProcess(), broken)
-    ... except Exception as exc:
-    ...     print(type(exc).__name__, exc.code, exc)
-    AgreedError 3 data.npz: No such file
-    """
+    """Run `phase` on the ranks `on`; a failure anywhere is the same AgreedError on every rank."""
     runs_here = on == "all" or (on == "root") == comm.is_root
     failure = None
     if runs_here:
@@ -120,40 +60,7 @@ def together(comm: Any, phase: Callable[[], Any], *, on: str = "all",
 
 def per_rank_batch(s: dict[str, Any], saved: dict[str, Any] | None, explicit: set[str],
                    ranks: int) -> int:
-    """The batch per rank: ``--batch-size``, or a resumed run's global batch over ``ranks``.
-
-    A run resumed on another number of ranks keeps its global batch (per-rank batch
-    x ranks) unless ``--batch-size`` is given, so its steps and schedule go on as
-    they were.
-
-    Parameters
-    ----------
-    s : dict
-        Resolved settings (``batch_size`` as saved or given).
-    saved : dict or None
-        The resumed run's settings (``batch_size``, ``ranks``).
-    explicit : set of str
-        Settings given on the command line.
-    ranks : int
-        Ranks of this run.
-
-    Returns
-    -------
-    int
-
-    Raises
-    ------
-    CLIError
-        Exit status 2 when the global batch does not split over ``ranks``.
-
-    Examples
-    --------
-    >>> from xpnet.cli._distributed import per_rank_batch
-    >>> per_rank_batch({"batch_size": 64}, {"batch_size": 64, "ranks": 2}, set(), 1)
-    128
-    >>> per_rank_batch({"batch_size": 32}, {"batch_size": 64, "ranks": 2}, {"batch_size"}, 1)
-    32
-    """
+    """``--batch-size``, or a resumed run's global batch over `ranks` (exit 2: no even split)."""
     old = (saved or {}).get("ranks", 1)
     if saved is None or "batch_size" in explicit or type(old) is not int or old < 1 \
             or old == ranks:
@@ -167,28 +74,7 @@ def per_rank_batch(s: dict[str, Any], saved: dict[str, Any] | None, explicit: se
 
 
 def rank_device(comm: Any, backend: str, explicit: int | None) -> tuple[str, Any]:
-    """The backend name and device for this rank: ``--device``, else its place on the node.
-
-    Parameters
-    ----------
-    comm : Communicator
-    backend : str
-        The ``--backend`` setting (``auto``, ``cupy``, ``torch:cuda``...).
-    explicit : int or None
-        ``--device``.
-
-    Returns
-    -------
-    tuple
-        ``(name, device)`` for [`xpnet.get_backend`][] (device None: its default).
-
-    Examples
-    --------
-    >>> from xpnet.distributed import SingleProcess
-    >>> from xpnet.cli._distributed import rank_device
-    >>> rank_device(SingleProcess(), "numpy", None), rank_device(SingleProcess(), "torch", None)
-    (('numpy', None), ('torch', None))
-    """
+    """``(backend name, device)`` for this rank: ``--device``, else its place on the node."""
     from ..backends import get_backend
     from ..distributed import local_device
 
@@ -208,38 +94,13 @@ def rank_device(comm: Any, backend: str, explicit: int | None) -> tuple[str, Any
 
 
 def global_steps(n_train: int, batch: int, ranks: int) -> tuple[int, int]:
-    """The global batch and the steps per epoch of ``ranks`` ranks of ``batch`` rows.
-
-    Parameters
-    ----------
-    n_train, batch, ranks : int
-
-    Returns
-    -------
-    tuple of int
-
-    Examples
-    --------
-    >>> from xpnet.cli._distributed import global_steps
-    >>> global_steps(1000, 64, 4)
-    (256, 4)
-    """
+    """The global batch and the steps per epoch of `ranks` ranks of `batch` rows."""
     total = min(batch * ranks, n_train)
     return total, math.ceil(n_train / total)
 
 
 def share_plan(comm: Any, run: Any) -> None:
-    """Give every rank rank 0's plan: the dataset, the settings, the resumed run's settings.
-
-    The other ranks never learn ``--out``: they write nothing (but rank 0's ``run.json``
-    when they fail alone, see ``train._record_rank_failure``).
-
-    Parameters
-    ----------
-    comm : Communicator
-    run : train._Run
-        Read on rank 0, filled in on the others.
-    """
+    """Give every rank rank 0's plan (dataset, settings, resumed settings); not ``--out``."""
     keys = ("spec_kind", "spec", "saved", "done", "s", "explicit")
     plan = comm.bcast({k: getattr(run, k) for k in keys} if comm.is_root else None)
     if not comm.is_root:
@@ -248,18 +109,7 @@ def share_plan(comm: Any, run: Any) -> None:
 
 
 def env_rank() -> int:
-    """The rank a launcher gave this process (0 outside one): who reports early errors.
-
-    Returns
-    -------
-    int
-
-    Examples
-    --------
-    >>> from xpnet.cli._distributed import env_rank
-    >>> isinstance(env_rank(), int)
-    True
-    """
+    """The rank a launcher gave this process (0 outside one): who reports early errors."""
     import os
 
     from ..distributed._devices import _first_int

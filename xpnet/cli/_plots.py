@@ -19,18 +19,7 @@ __all__ = ["require_matplotlib", "save_figure", "plot_curves", "plot_confusion"]
 
 
 def require_matplotlib() -> None:
-    """Check that matplotlib can draw (with the Agg backend) before any work starts.
-
-    Raises
-    ------
-    CLIError
-        Exit status 2 with the install command, when matplotlib is missing.
-
-    Examples
-    --------
-    >>> from xpnet.cli._plots import require_matplotlib
-    >>> require_matplotlib()  # silent when matplotlib is installed
-    """
+    """Refuse (exit 2, with the install command) before any work when matplotlib is missing."""
     try:
         import matplotlib
 
@@ -41,26 +30,7 @@ def require_matplotlib() -> None:
 
 
 def save_figure(fig: Any, path: Path) -> None:
-    """Write a matplotlib figure as PNG atomically (temp file, fsync, os.replace).
-
-    Parameters
-    ----------
-    fig : matplotlib.figure.Figure
-        The figure.
-    path : pathlib.Path
-        The PNG file; its folder must exist. On any error the temporary file is removed
-        and an earlier `path` is left as it was.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from matplotlib.figure import Figure
-    >>> from xpnet.cli._plots import save_figure
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     save_figure(Figure(figsize=(1, 1)), Path(d) / "empty.png")
-    ...     print(sorted(p.name for p in Path(d).iterdir()))
-    ['empty.png']
-    """
+    """Write `fig` as PNG atomically; on error an earlier `path` is left as it was."""
     import io
 
     from .._files import atomic_write_bytes
@@ -71,29 +41,7 @@ def save_figure(fig: Any, path: Path) -> None:
 
 
 def plot_curves(history: dict[str, Any], path: Path, title: str) -> None:
-    """Plot loss (log scale) and accuracy per epoch, train and validation, as a PNG.
-
-    Parameters
-    ----------
-    history : dict
-        The ``history`` of a run record: ``"epoch"`` and lists such as ``"loss"``,
-        ``"accuracy"``, ``"val_loss"``, ``"val_accuracy"`` (None for a missing value).
-        Series whose length differs from ``"epoch"`` are left out.
-    path : pathlib.Path
-        The PNG file to write (see `save_figure`).
-    title : str
-        The figure title.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from xpnet.cli._plots import plot_curves
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     plot_curves({"epoch": [1, 2], "loss": [0.9, 0.5], "val_loss": [1.0, None]},
-    ...                 Path(d) / "curves.png", "digits")
-    ...     (Path(d) / "curves.png").stat().st_size > 0
-    True
-    """
+    """Loss (log scale) and accuracy per epoch, train and validation; short series left out."""
     from matplotlib.figure import Figure
 
     epochs = history.get("epoch", [])
@@ -116,30 +64,7 @@ def plot_curves(history: dict[str, Any], path: Path, title: str) -> None:
 
 
 def plot_confusion(cm: np.ndarray, names: list[str], path: Path, title: str) -> None:
-    """Plot a confusion matrix as a PNG, coloured by the fraction of each true class.
-
-    Parameters
-    ----------
-    cm : numpy.ndarray
-        (k, k) counts; rows are true classes, columns predictions.
-    names : list of str
-        The k class names, used as tick labels.
-    path : pathlib.Path
-        The PNG file to write (see `save_figure`).
-    title : str
-        The axes title.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> import numpy as np
-    >>> from xpnet.cli._plots import plot_confusion
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     plot_confusion(np.array([[5, 1], [0, 4]]), ["cat", "dog"], Path(d) / "cm.png",
-    ...                    "test")
-    ...     (Path(d) / "cm.png").stat().st_size > 0
-    True
-    """
+    """A confusion matrix coloured by the fraction of each true class."""
     from matplotlib.figure import Figure
 
     k = cm.shape[0]

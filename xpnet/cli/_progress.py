@@ -42,53 +42,7 @@ _BAR_MIN, _BAR_MAX = 10, 40
 
 def epoch_line(epoch: int, epochs: int, logs: dict[str, Any], samples: int, steps: int,
                width: int) -> str:
-    """The line printed at the end of an epoch, within `width` columns where it can be.
-
-    Everything fits on a wide terminal: ``epoch 1/20  loss 1.1370  accuracy 0.6437
-    val_loss 0.4203  val_accuracy 0.8951  0.06s  3ms/step  22,791 samples/s``. On a
-    narrower one samples/s goes first, then the metrics' names are shortened (``acc``,
-    ``val_acc``), then the time per step goes, then the epoch's seconds, the training
-    accuracy, the validation loss and the validation accuracy; the epoch and the
-    training loss always stay.
-
-    Parameters
-    ----------
-    epoch : int
-        The epoch that ended, counted from 0.
-    epochs : int
-        The run's total epochs.
-    logs : dict
-        The epoch's values: ``loss``, and where measured ``accuracy``, ``val_loss``,
-        ``val_accuracy``, ``seconds``.
-    samples : int
-        Training rows per epoch (for samples/s).
-    steps : int
-        Steps per epoch (for the time per step).
-    width : int
-        The terminal's width.
-
-    Returns
-    -------
-    str
-        The line.
-
-    Examples
-    --------
-    >>> from xpnet.cli._progress import epoch_line
-    >>> logs = {"loss": 1.137, "accuracy": 0.6437, "val_loss": 0.4203,
-    ...         "val_accuracy": 0.8951, "seconds": 0.06}
-    >>> line = epoch_line(0, 20, logs, 1294, 21, 120)
-    >>> line.startswith("epoch  1/20  loss 1.1370  accuracy 0.6437  val_loss 0.4203")
-    True
-    >>> line.endswith("  val_accuracy 0.8951  0.06s  3ms/step  21,567 samples/s")
-    True
-    >>> epoch_line(0, 20, logs, 1294, 21, 88)
-    'epoch  1/20  loss 1.1370  acc 0.6437  val_loss 0.4203  val_acc 0.8951  0.06s  3ms/step'
-    >>> epoch_line(0, 20, logs, 1294, 21, 80)
-    'epoch  1/20  loss 1.1370  acc 0.6437  val_loss 0.4203  val_acc 0.8951  0.06s'
-    >>> epoch_line(0, 20, logs, 1294, 21, 40)
-    'epoch  1/20  loss 1.1370  val_acc 0.8951'
-    """
+    """The epoch's line in `width`: drops samples/s, long names, ms/step, s, acc, val metrics."""
     line = ""
     for level in _LEVELS:
         line = _epoch_line_at(epoch, epochs, logs, samples, steps, **level)
@@ -149,31 +103,7 @@ def _extras_width(info_parts: int, elapsed: bool, eta: bool) -> int:
 
 
 class TrainProgress(ProgressBar):
-    """The progress of ``xpnet train``: a live bar per epoch and one line per epoch.
-
-    Like [`ProgressBar`][xpnet.training.ProgressBar] (the live bar only on a terminal),
-    with the epoch's elapsed time and ETA on the bar, and every line fitted to the
-    console's width: the per-epoch line is `epoch_line` (with ms/step where it fits),
-    and on a narrow terminal the bar narrows and shows fewer running values (samples/s
-    first, then the accuracy), then drops the elapsed time, then the ETA.
-
-    Parameters
-    ----------
-    console : rich.console.Console, optional
-        Where to draw (default: standard error).
-
-    Examples
-    --------
-    >>> import io
-    >>> from rich.console import Console
-    >>> from xpnet.cli._progress import TrainProgress
-    >>> bar = TrainProgress(Console(file=io.StringIO(), width=80))
-    >>> bar.on_train_begin({"epochs": 20, "steps_per_epoch": 21, "samples": 1294})
-    >>> bar.on_epoch_begin(0, {})
-    >>> bar.on_epoch_end(0, {"loss": 1.137, "accuracy": 0.6437, "seconds": 0.06})
-    >>> bar.console.file.getvalue()
-    'epoch  1/20  loss 1.1370  accuracy 0.6437  0.06s  3ms/step  21,567 samples/s\\n'
-    """
+    """ProgressBar with elapsed time and ETA, every line fitted to the console's width."""
 
     def __init__(self, console: Console | None = None):
         super().__init__()

@@ -32,54 +32,13 @@ RESUME_FILE = "last.safetensors"
 
 
 def timestamp() -> str:
-    """The local time as run.json records it, e.g. ``'2025-01-01T12:00:00+0100'``.
-
-    Returns
-    -------
-    str
-        ISO 8601 date and time with the UTC offset.
-
-    Examples
-    --------
-    >>> from xpnet.cli._records import timestamp
-    >>> len(timestamp()) >= 24
-    True
-    """
+    """The local time with UTC offset, e.g. ``'2025-01-01T12:00:00+0100'``."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 # ----------------------------------------------------------------------------- folders
 def default_out(dataset_name: str, root: Path = Path("runs")) -> Path:
-    """Create and return a new folder ``<root>/<dataset>-<YYYYmmdd-HHMMSS>``.
-
-    Parameters
-    ----------
-    dataset_name : str
-        The dataset's name; characters unsafe in a file name become ``-``.
-    root : pathlib.Path, optional
-        Where run folders go (created when missing); default ``runs``.
-
-    Returns
-    -------
-    pathlib.Path
-        The new folder; ``-2``, ``-3``, ... is appended when the name is taken. It is
-        created here, atomically, so two runs started in the same second never share one.
-
-    Raises
-    ------
-    CLIError
-        Exit status 3 when the folder cannot be created.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from xpnet.cli._records import default_out
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     first, second = default_out("fashion mnist", Path(d)), default_out("x", Path(d))
-    ...     first.name.startswith("fashion-mnist-"), first.is_dir()
-    (True, True)
-    """
+    """Create ``<root>/<dataset>-<YYYYmmdd-HHMMSS>`` atomically (``-2``... if taken; exit 3)."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset_name).strip("-.") or "run"
     base = root / f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
     out, k = base, 2
@@ -112,17 +71,7 @@ def _point_latest(out: Path) -> None:
 
 
 def file_identity(path: Path) -> tuple[int, int, int, int] | None:
-    """Device, inode, modification time and size of `path` (None when it does not exist).
-
-    An atomic save (a new file renamed over the old) always changes it.
-
-    Examples
-    --------
-    >>> from pathlib import Path
-    >>> from xpnet.cli._records import file_identity
-    >>> file_identity(Path("no-such-file")) is None
-    True
-    """
+    """Device, inode, mtime and size of `path`, or None; an atomic save changes it."""
     try:
         st = os.stat(path)
     except OSError:
@@ -132,39 +81,7 @@ def file_identity(path: Path) -> tuple[int, int, int, int] | None:
 
 def make_output_folder(out: Path, *, latest: bool, overwrite: bool
                        ) -> dict[str, tuple[int, int, int, int] | None] | None:
-    """Create a run's output folder.
-
-    Parameters
-    ----------
-    out : pathlib.Path
-        The folder; its parents are created too.
-    latest : bool
-        Point the ``latest`` link beside it at it (for default folders; best effort).
-    overwrite : bool
-        The folder may hold an earlier run; it is kept, whole, until the new run first
-        saves its model (see `RunRecorder`'s ``replaces``): nothing is deleted here.
-
-    Returns
-    -------
-    dict or None
-        With `overwrite`, the `file_identity` of the earlier run's model and resume files
-        (None for one that does not exist), for `RunRecorder`; None without.
-
-    Raises
-    ------
-    CLIError
-        Exit status 3 when the folder cannot be created.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from xpnet.cli._records import make_output_folder
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     make_output_folder(Path(d) / "runs" / "a", latest=True, overwrite=False)
-    ...     sorted(p.name for p in (Path(d) / "runs").iterdir())
-    ['a', 'latest']
-    """
+    """Create `out` (exit 3); with `overwrite`, the identities of the earlier run's files."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -179,25 +96,7 @@ def make_output_folder(out: Path, *, latest: bool, overwrite: bool
 
 # ----------------------------------------------------------------------------- run.json
 def read_previous_record(out: Path) -> Any:
-    """The run record already in `out`, or None when there is none or it is unreadable.
-
-    Parameters
-    ----------
-    out : pathlib.Path
-        The folder of the run being resumed.
-
-    Returns
-    -------
-    object or None
-        The parsed ``run.json``.
-
-    Examples
-    --------
-    >>> from pathlib import Path
-    >>> from xpnet.cli._records import read_previous_record
-    >>> read_previous_record(Path("no-such-run")) is None
-    True
-    """
+    """The parsed run.json in `out`, or None when missing or unreadable."""
     if not (out / RUN_FILE).is_file():
         return None
     try:
@@ -211,52 +110,7 @@ def new_record(*, command: str, settings: dict[str, Any], previous: Any,
                resume: dict[str, Any] | None, resuming: bool, backend: Any,
                dataset: dict[str, Any], model: Any, optimizer: Any, steps_per_epoch: int,
                batch_size: int, saving: bool) -> dict[str, Any]:
-    """The run record of a run that is starting (``status`` ``"running"``).
-
-    Parameters
-    ----------
-    command : str
-        This command line, as typed.
-    settings : dict
-        Every train setting after defaults were applied (lists, not tuples).
-    previous : dict or None
-        The record of the run being resumed (see `read_previous_record`); its
-        ``command``, ``started_at`` and ``resumes`` are carried over.
-    resume : dict or None
-        The checkpoint's training position when resuming (its ``"epoch"`` is recorded).
-    resuming : bool
-        Whether this is a ``--resume``; if so, one entry is added to ``resumes``.
-    backend : xpnet.backends.Backend
-        The backend the run uses.
-    dataset : dict
-        The dataset's description (name, source, sizes, ...).
-    model : xpnet.model.MLP
-        The model being trained.
-    optimizer : xpnet.optimizers.Optimizer
-        The optimizer (recorded as its ``repr``).
-    steps_per_epoch, batch_size : int
-        The step count and batch size actually used.
-    saving : bool
-        Whether the run writes files (False with ``--no-save``).
-
-    Returns
-    -------
-    dict
-        The record; ``history``, ``epochs_done``, ``test`` and the timings are filled in
-        as the run goes (see `RunRecorder`).
-
-    Examples
-    --------
-    >>> import xpnet as xn
-    >>> from xpnet.cli._records import new_record
-    >>> model = xn.MLP([4, 3], backend="numpy")
-    >>> rec = new_record(command="xpnet train", settings={"seed": 0, "epochs": 2},
-    ...                  previous=None, resume=None, resuming=False, backend=model.backend,
-    ...                  dataset={"name": "toy"}, model=model, optimizer=xn.Adam(),
-    ...                  steps_per_epoch=1, batch_size=8, saving=False)
-    >>> rec["status"], rec["epochs"], rec["files"]["model"]
-    ('running', 2, None)
-    """
+    """The record of a starting run (``status`` ``'running'``), filled in by `RunRecorder`."""
     lineage = _lineage(command, previous, resume, resuming)
     return {
         "schema": RUN_SCHEMA,
@@ -286,9 +140,7 @@ def new_record(*, command: str, settings: dict[str, Any], previous: Any,
 
 def _lineage(command: str, previous: Any, resume: dict[str, Any] | None,
              resuming: bool) -> dict[str, Any]:
-    """``command``, ``started_at`` and ``resumes`` of a starting run: the first run's
-    command and start carried over from ``previous``, one more entry in ``resumes`` when
-    ``resuming``."""
+    """``command``, ``started_at``, ``resumes``: carried from ``previous``, one more if resuming."""
     prev = previous or {}
     # a hand-edited or damaged record: fields of the wrong type are not carried over
     earlier = prev.get("resumes")
@@ -316,31 +168,7 @@ def _environment(backend: Any) -> dict[str, Any]:
 
 
 class RunRecorder:
-    """Keeps run.json in step with the checkpoint: rewritten after every epoch.
-
-    Parameters
-    ----------
-    path : pathlib.Path or None
-        Where to write the record; None writes nothing (``--no-save``).
-    record : dict
-        The record (see `new_record`); updated in place.
-    history : dict or None
-        The history saved in the checkpoint of a resumed run, to continue from.
-    replaces : dict or None, optional
-        ``--overwrite`` of an earlier run: the `file_identity` of its model and resume
-        files (see `make_output_folder`). Until one of them has been replaced by this
-        run's first save, nothing is written (the earlier run stays whole, see
-        `pending`); then ``run.json`` is replaced and what is left of the earlier run
-        (the other checkpoint, ``curves.png``) removed.
-
-    Examples
-    --------
-    >>> from xpnet.cli._records import RunRecorder
-    >>> rec = RunRecorder(None, {}, {"loss": [0.9]})
-    >>> rec.epoch_end(1, {"loss": 0.5})
-    >>> rec.record["history"], rec.record["epochs_done"]
-    ({'epoch': [1, 2], 'loss': [0.9, 0.5]}, 2)
-    """
+    """Keeps run.json in step with the checkpoint; an overwritten run stays until the first save."""
 
     def __init__(self, path: Path | None, record: dict[str, Any],
                  history: dict[str, Any] | None,
@@ -356,15 +184,7 @@ class RunRecorder:
         self.record["epochs_done"] = n
 
     def epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-        """Append one epoch's logs to the history and rewrite the file.
-
-        Parameters
-        ----------
-        epoch : int
-            The 0-based epoch that just ended.
-        logs : dict
-            Its metrics, as passed to ``Callback.on_epoch_end``.
-        """
+        """Append one epoch's logs to the history and rewrite the file."""
         h = self.record["history"]
         h["epoch"].append(epoch + 1)
         for k, v in logs.items():
@@ -374,8 +194,7 @@ class RunRecorder:
 
     @property
     def pending(self) -> bool:
-        """True while an earlier run (``--overwrite``) is kept because this one has not
-        saved its model yet."""
+        """True while an earlier run (``--overwrite``) is kept: no model saved yet."""
         if self._replaces is None or self.path is None:
             return False
         folder = self.path.parent
@@ -395,26 +214,7 @@ class RunRecorder:
 
 
 def recorder_callback(recorder: RunRecorder) -> Any:
-    """A [`xpnet.callbacks.Callback`][] that calls ``recorder.epoch_end`` after each epoch.
-
-    Parameters
-    ----------
-    recorder : RunRecorder
-        The recorder to feed.
-
-    Returns
-    -------
-    xpnet.callbacks.Callback
-        The callback, for ``fit(callbacks=...)``.
-
-    Examples
-    --------
-    >>> from xpnet.cli._records import RunRecorder, recorder_callback
-    >>> recorder = RunRecorder(None, {}, None)
-    >>> recorder_callback(recorder).on_epoch_end(0, {"loss": 0.5})
-    >>> recorder.record["history"]
-    {'epoch': [1], 'loss': [0.5]}
-    """
+    """A Callback that calls ``recorder.epoch_end`` after each epoch."""
     from ..callbacks import Callback
 
     class RunRecord(Callback):

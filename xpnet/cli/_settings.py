@@ -34,33 +34,7 @@ _FIXED_ON_RESUME = ("dataset", "hidden", "activation", "dropout", "dtype", "val_
 
 def resolve(args: argparse.Namespace, dataset_key: str, saved: dict[str, Any] | None
             ) -> tuple[dict[str, Any], set[str]]:
-    """Settings from flags > saved run > DEFAULTS[dataset] > DEFAULTS['train'].
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed ``train`` flags; None means "not given".
-    dataset_key : str
-        The entry of `DEFAULTS` for the dataset (``"train"`` for paths).
-    saved : dict or None
-        The settings of the run being resumed.
-
-    Returns
-    -------
-    settings : dict
-        A value for every key of `TRAIN_KEYS`; ``hidden`` is a tuple.
-    explicit : set of str
-        The keys given on the command line.
-
-    Examples
-    --------
-    >>> from xpnet.cli import build_parser
-    >>> from xpnet.cli._settings import resolve
-    >>> args = build_parser().parse_args(["train", "--optimizer", "sgd"])
-    >>> s, explicit = resolve(args, "digits", None)
-    >>> s["batch_size"], s["lr"], s["momentum"], explicit
-    (64, 0.05, 0.9, {'optimizer'})
-    """
+    """Settings from flags > saved run > DEFAULTS[dataset] > DEFAULTS['train']; flags given."""
     explicit = {k for k in TRAIN_KEYS if getattr(args, k, None) is not None}
     saved = saved or {}
     ds_defaults = DEFAULTS.get(dataset_key, {})
@@ -88,27 +62,7 @@ def resolve(args: argparse.Namespace, dataset_key: str, saved: dict[str, Any] | 
 
 
 def check_settings(s: dict[str, Any]) -> None:
-    """Check combinations of settings that no single flag can check.
-
-    Parameters
-    ----------
-    s : dict
-        Resolved settings (see `resolve`).
-
-    Raises
-    ------
-    CLIError
-        Exit status 2 when the warm-up is not shorter than the run, or momentum is given
-        to an optimizer without it.
-
-    Examples
-    --------
-    >>> from xpnet.cli._settings import check_settings
-    >>> check_settings({"warmup_epochs": 5, "epochs": 5})
-    Traceback (most recent call last):
-    ...
-    xpnet.cli._args.CLIError: --warmup-epochs 5 must be smaller than --epochs 5
-    """
+    """Refuse (exit 2) a warm-up not shorter than the run, or momentum the optimizer lacks."""
     if s["warmup_epochs"] >= s["epochs"]:
         raise CLIError(f"--warmup-epochs {s['warmup_epochs']} must be smaller than --epochs "
                        f"{s['epochs']}", EXIT_USAGE)
@@ -153,25 +107,7 @@ def _check_saved(settings: dict[str, Any], model_file: Path) -> None:
 
 
 def saved_settings(model_file: Path) -> tuple[dict[str, Any], int]:
-    """The settings and the last completed epoch of a run saved by ``xpnet train``.
-
-    Parameters
-    ----------
-    model_file : pathlib.Path
-        The run's ``model.safetensors``.
-
-    Returns
-    -------
-    settings : dict
-        The settings the run was last run with.
-    epoch : int
-        The number of epochs done.
-
-    Raises
-    ------
-    CLIError
-        Exit status 3 when the file holds no run settings or no training position.
-    """
+    """The settings and epochs done of a run saved by ``xpnet train`` (exit 3 when absent)."""
     from ..checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(model_file, backend="numpy")
@@ -187,30 +123,7 @@ def saved_settings(model_file: Path) -> tuple[dict[str, Any], int]:
 
 
 def resume_conflicts(s: dict[str, Any], saved: dict[str, Any], explicit: set[str]) -> None:
-    """Refuse flags that would change the experiment of the run being resumed.
-
-    Parameters
-    ----------
-    s : dict
-        Resolved settings.
-    saved : dict
-        The settings of the run being resumed.
-    explicit : set of str
-        The settings given on the command line.
-
-    Raises
-    ------
-    CLIError
-        Exit status 2 naming the first flag whose value differs from the saved one.
-
-    Examples
-    --------
-    >>> from xpnet.cli._settings import resume_conflicts
-    >>> resume_conflicts({"seed": 1}, {"seed": 0}, {"seed"})
-    Traceback (most recent call last):
-    ...
-    xpnet.cli._args.CLIError: --seed 1 differs from the run being resumed (0); drop --seed to resume, or start a new run in another --out folder
-    """  # noqa: E501
+    """Refuse (exit 2) the first flag given that differs from the run being resumed."""
     for key in _FIXED_ON_RESUME:
         if key not in explicit or key not in saved:
             continue
@@ -229,29 +142,7 @@ def resume_conflicts(s: dict[str, Any], saved: dict[str, Any], explicit: set[str
 
 
 def make_optimizer(s: dict[str, Any], steps_per_epoch: int) -> Any:
-    """The optimizer of the settings, with its learning-rate schedule and warm-up.
-
-    Parameters
-    ----------
-    s : dict
-        Resolved settings (``optimizer``, ``lr``, ``schedule``, ``warmup_epochs``,
-        ``epochs``, ``weight_decay``, ``momentum``).
-    steps_per_epoch : int
-        Steps in one epoch; schedules count steps.
-
-    Returns
-    -------
-    xpnet.optimizers.Optimizer
-        A new optimizer.
-
-    Examples
-    --------
-    >>> from xpnet.cli._settings import make_optimizer
-    >>> s = {"optimizer": "sgd", "lr": 0.1, "schedule": "constant", "warmup_epochs": 0,
-    ...      "epochs": 3, "weight_decay": 0.0, "momentum": 0.9}
-    >>> type(make_optimizer(s, 10)).__name__
-    'SGD'
-    """
+    """The optimizer of the settings, with its schedule and warm-up counted in steps."""
     from .. import schedules
     from ..optimizers import OPTIMIZERS
 
@@ -276,36 +167,7 @@ def make_optimizer(s: dict[str, Any], steps_per_epoch: int) -> Any:
 
 
 def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Training and validation row indices: a seeded random subset, both in data order.
-
-    Parameters
-    ----------
-    n : int
-        Rows in the training set.
-    fraction : float
-        ``--val-split``; 0 keeps every row for training.
-    seed : int
-        ``--seed``.
-
-    Returns
-    -------
-    train : numpy.ndarray
-        Sorted indices of the training rows.
-    val : numpy.ndarray or None
-        Sorted indices of the validation rows; None when `fraction` is 0.
-
-    Raises
-    ------
-    CLIError
-        Exit status 2 when either part would be empty.
-
-    Examples
-    --------
-    >>> from xpnet.cli._settings import split
-    >>> train, val = split(10, 0.2, seed=0)
-    >>> len(train), len(val), sorted([*train, *val]) == list(range(10))
-    (8, 2, True)
-    """
+    """Sorted train and validation row indices (val None at 0); exit 2 when either is empty."""
     try:  # the "random" policy of the package's one split helper (see xpnet._split)
         train, val = split_rows(n, fraction, policy="random", seed=seed, name="--val-split")
     except ValueError as exc:
@@ -315,39 +177,7 @@ def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray | 
 
 def limit_threads(setting: str | int, backend: Any, work: int, explicit: bool
                   ) -> tuple[Any, str]:
-    """Apply ``--threads`` on CPU backends.
-
-    Parameters
-    ----------
-    setting : "auto" or int
-        The ``--threads`` setting.
-    backend : xpnet.backends.Backend
-        The backend; nothing is limited on a GPU.
-    work : int
-        Batch size times parameters; ``auto`` uses one thread below
-        ``AUTO_ONE_THREAD_BELOW``.
-    explicit : bool
-        Whether ``--threads`` was given (then a missing threadpoolctl is an error).
-
-    Returns
-    -------
-    limiter : threadpoolctl.threadpool_limits or None
-        Call its ``restore_original_limits()`` after training; None when nothing changed.
-    description : str
-        The thread setting in words, for the header line.
-
-    Raises
-    ------
-    CLIError
-        Exit status 2 when ``--threads`` was given and threadpoolctl is missing.
-
-    Examples
-    --------
-    >>> from types import SimpleNamespace
-    >>> from xpnet.cli._settings import limit_threads
-    >>> limit_threads("auto", SimpleNamespace(is_host=False), 0, False)
-    (None, 'device')
-    """
+    """Apply ``--threads`` on CPU backends: (limiter or None, words); exit 2 if no threadpoolctl."""
     if not backend.is_host:
         return None, "device"
     try:

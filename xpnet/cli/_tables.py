@@ -34,20 +34,7 @@ __all__ = ["TableData", "is_table", "check_dataset_file", "check_table_flags", "
 
 @dataclass(frozen=True, eq=False, repr=False)
 class TableData:
-    """A table encoded for training, shaped like a [`Dataset`][xpnet.datasets.Dataset]
-    for ``xpnet train`` (no test split: the held-out file goes to ``evaluate``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.cli._tables import TableData
-    >>> from xpnet.datasets import TableEncoder
-    >>> enc = TableEncoder("y", task="regression")
-    >>> enc.columns = [{"name": "a", "kind": "float"}]
-    >>> TableData("t", np.zeros((3, 1), np.float32), np.zeros(3, np.float32),
-    ...           enc, "t.csv", 3).summary()
-    't: 3 rows of 1 column (1 features: 1 numeric, 0 one-hot); target y, regression (source: t.csv)'
-    """
+    """A table encoded for training, shaped like a Dataset (no test split)."""
 
     name: str
     x_train: np.ndarray
@@ -110,36 +97,14 @@ class TableData:
 
 
 def is_table(spec_kind: str, spec: str) -> bool:
-    """Whether a ``--dataset`` value names a table file (see `xpnet.datasets.is_table_file`).
-
-    Examples
-    --------
-    >>> from xpnet.cli._tables import is_table
-    >>> is_table("name", "digits"), is_table("path", "/data/houses.csv")
-    (False, True)
-    """
+    """Whether a ``--dataset`` value names a table file."""
     from ..datasets import is_table_file
 
     return spec_kind == "path" and is_table_file(spec)
 
 
 def check_dataset_file(spec_kind: str, spec: str) -> None:
-    """Refuse a ``--dataset`` file of a format no loader reads, listing those accepted
-    (exit status 3).
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> from xpnet.cli._tables import check_dataset_file
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     p = pathlib.Path(d, "x.npy")
-    ...     p.touch()
-    ...     try:
-    ...         check_dataset_file("path", str(p))
-    ...     except Exception as exc:
-    ...         print(str(exc).replace(d, "DIR")[:60])
-    --dataset DIR/x.npy: unknown format '.npy'; accepted: a fold
-    """
+    """Refuse (exit 3) a ``--dataset`` file no loader reads, listing the formats accepted."""
     from ..datasets import TABLE_FORMATS
 
     p = Path(spec)
@@ -166,21 +131,7 @@ def _header(path: str) -> list[str]:
 
 def check_table_flags(args: argparse.Namespace, table: bool, resuming: bool,
                       saved_spec: dict[str, Any] | None = None) -> None:
-    """``--target`` and the other table flags go with a table file, and a table needs
-    ``--target`` (exit status 2); when resuming, a table flag may only repeat the value of
-    the run's encoding `saved_spec`.
-
-    Examples
-    --------
-    >>> import argparse
-    >>> from xpnet.cli._tables import check_table_flags
-    >>> args = argparse.Namespace(target="y", task=None, max_categories=None, impute=False,
-    ...                           dataset="digits")
-    >>> check_table_flags(args, False, False)
-    Traceback (most recent call last):
-    ...
-    xpnet.cli._args.CLIError: --target applies to table files (.csv, .tsv, .parquet, .npz of X and y), not to digits
-    """  # noqa: E501
+    """Refuse (exit 2) table flags without a table, a table without --target, a changed resume."""
     given = [flag for flag, value in (("--target", args.target), ("--task", args.task),
                                       ("--max-categories", args.max_categories),
                                       ("--impute", args.impute)) if value]
@@ -226,26 +177,7 @@ def _encode(encoder: Any, table: Any, *, quiet: bool, fit: bool = False, **kwarg
 
 
 def load_table(path: str, args: argparse.Namespace, saved_spec: Any = None) -> TableData:
-    """Read and encode the training table: fit the encoding, or reuse a resumed run's.
-
-    Parameters
-    ----------
-    path : str
-        The table file.
-    args : argparse.Namespace
-        ``train``'s flags (``target``, ``task``, ``max_categories``, ``impute``, ``quiet``).
-    saved_spec : dict, optional
-        The encoding of the run being resumed.
-
-    Returns
-    -------
-    TableData
-
-    Raises
-    ------
-    xpnet.datasets.TableError
-        Whatever is wrong with the table (exit status 3).
-    """
+    """Read and encode the training table, or reuse a resumed run's encoding (TableError: 3)."""
     from ..datasets import MAX_CATEGORIES, TableEncoder, file_sha256, read_table
 
     if saved_spec is not None:
@@ -264,35 +196,7 @@ def load_table(path: str, args: argparse.Namespace, saved_spec: Any = None) -> T
 
 def scaled_model(sizes: list[int], numeric: list[int], X: Any, *, regression: bool,
                  **kwargs: Any) -> Any:
-    """An MLP whose first layer standardizes the numeric features, adapted on `X`.
-
-    Parameters
-    ----------
-    sizes : list of int
-        ``[features, hidden..., outputs]``.
-    numeric : list of int
-        The columns to standardize (the one-hot ones pass through).
-    X : array
-        The training rows.
-    regression : bool
-        Mean squared error instead of cross-entropy.
-    **kwargs
-        ``activation``, ``dropout``, ``backend``, ``dtype``, ``seed`` of
-        [`MLP`][xpnet.model.MLP].
-
-    Returns
-    -------
-    xpnet.model.Sequential
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.cli._tables import scaled_model
-    >>> X = np.array([[1.0, 100.0, 1.0], [3.0, 300.0, 0.0]], np.float32)
-    >>> m = scaled_model([3, 4, 1], [0, 1], X, regression=True, backend="numpy")
-    >>> type(m.layers[0]).__name__, m.loss.name, m.layers[0].mean_.tolist()
-    ('Normalization', 'mse', [2.0, 200.0, 0.0])
-    """
+    """An MLP whose first layer standardizes the `numeric` columns, adapted on `X`."""
     from ..model import MLP, Sequential
     from ..preprocessing import Normalization
 
@@ -306,13 +210,7 @@ def scaled_model(sizes: list[int], numeric: list[int], X: Any, *, regression: bo
 
 
 def saved_table(model_file: Path) -> Any:
-    """The table encoding stored in the checkpoint of a run being resumed.
-
-    Raises
-    ------
-    CLIError
-        Exit status 3 when the checkpoint holds none (the run was not on a table).
-    """
+    """The table encoding of the run being resumed (exit 3 when it has none)."""
     from ..checkpoint import load_checkpoint
     from ._io import run_meta
 
@@ -325,15 +223,7 @@ def saved_table(model_file: Path) -> Any:
 
 
 def table_scores(model: Any, ds: TableData, val: Any) -> dict[str, Any] | None:
-    """Validation scores of a table run: loss and accuracy, or loss, MAE, RMSE and R² in
-    the target's units; None without validation rows.
-
-    Examples
-    --------
-    >>> from xpnet.cli._tables import table_scores
-    >>> table_scores(None, None, None) is None
-    True
-    """
+    """Validation loss and accuracy, or loss, MAE, RMSE, R² in target units; None without rows."""
     from .. import metrics
 
     if val is None:
@@ -349,14 +239,7 @@ def table_scores(model: Any, ds: TableData, val: Any) -> dict[str, Any] | None:
 
 
 def table_encoder(meta: dict[str, Any], model_file: Any) -> Any:
-    """The encoder stored with a model trained on a table, or None for other models.
-
-    Examples
-    --------
-    >>> from xpnet.cli._tables import table_encoder
-    >>> table_encoder({"dataset": {"name": "digits"}}, "m.safetensors") is None
-    True
-    """
+    """The encoder stored with a model trained on a table, or None for other models."""
     from ..datasets import TableEncoder, TableError
 
     spec = (meta.get("dataset") or {}).get("table")
@@ -392,12 +275,7 @@ def _outputs(model: Any, X: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- evaluate
 def evaluate_table(args: argparse.Namespace, backend: Any, model: Any, encoder: Any,
                    model_file: Path, plot_path: Path | None = None) -> int:
-    """``xpnet evaluate RUN FILE``: the model's scores on a table with the target column.
-
-    Classification: accuracy, loss, per-class table and confusion matrix (plotted to
-    `plot_path` when given); regression: MAE, RMSE and R² in the target's units, and the
-    loss on the standardized target.
-    """
+    """``xpnet evaluate RUN FILE`` on a table holding the target column."""
     from .. import metrics
     from ._confusion import confusion, per_class, print_confusion
     from ._io import check_output
@@ -502,12 +380,7 @@ def _output_target(args: argparse.Namespace, inputs: list[Path], model_file: Pat
 
 def predict_table(args: argparse.Namespace, backend: Any, model: Any, encoder: Any,
                   model_file: Path) -> int:
-    """``xpnet predict RUN FILE``: one prediction per row of a table, in the target's terms.
-
-    Standard output gets a CSV (or, with ``--json``, one JSON object); ``--output`` writes
-    the CSV to a file instead (atomically), ``--proba`` adds one probability column per
-    class.
-    """
+    """``xpnet predict RUN FILE``: one prediction per row as CSV or JSON, or to ``--output``."""
     if len(args.inputs) != 1:
         raise CLIError(f"a model trained on a table predicts one table file at a time; got "
                        f"{len(args.inputs)} inputs", EXIT_USAGE)
