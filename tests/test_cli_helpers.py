@@ -206,3 +206,53 @@ def test_train_progress_prints_one_line_per_epoch_off_a_terminal():
     bar.on_epoch_end(0, {"loss": 1.137, "accuracy": 0.6437, "seconds": 0.06})
     assert bar.console.file.getvalue() == (
         "epoch  1/20  loss 1.1370  accuracy 0.6437  0.06s  3ms/step  21,567 samples/s\n")
+
+
+def test_parsers_take_the_flags_they_document():
+    import argparse
+
+    from xpnet.cli import build_parser
+    from xpnet.cli._args import add_command
+
+    args = build_parser().parse_args(["train", "--hidden", "64,32", "--epochs", "5"])
+    assert (args.command, args.hidden, args.epochs, args.lr) == ("train", (64, 32), 5, None)
+    args = build_parser().parse_args(["export", "m.safetensors", "m.onnx", "--outputs",
+                                      "proba,labels", "--batch", "1"])
+    assert (args.command, args.outputs, args.batch, args.opset) == (
+        "export", ["proba", "labels"], 1, None)
+    sub = argparse.ArgumentParser(prog="x").add_subparsers(dest="command")
+    p = add_command(sub, "hello", help="say hello", description="Say hello.")
+    assert p.parse_args(["--debug"]).debug is True
+
+
+def test_read_inputs_names_each_row_of_a_stack(tmp_path):
+    from xpnet.cli._inputs import read_inputs
+
+    np.save(tmp_path / "x.npy", np.zeros((2, 8, 8), np.uint8))
+    X, items = read_inputs([str(tmp_path / "x.npy")], 64, (8, 8), "auto")
+    assert (X.shape, X.dtype) == ((2, 64), np.float32)
+    assert [item["input"][-6:] for item in items] == ["npy[0]", "npy[1]"]
+
+
+def test_run_lock_refuses_a_second_holder_and_removes_the_folder_it_made(tmp_path):
+    from xpnet.cli._args import CLIError
+    from xpnet.cli._runlock import RunLock
+
+    lock = RunLock(tmp_path / "run", "xpnet train --out run")
+    with pytest.raises(CLIError) as err:
+        RunLock(tmp_path / "run", "xpnet train --out run")
+    assert err.value.code == 2
+    lock.release()
+    assert not (tmp_path / "run").exists()  # created by the lock, empty: removed again
+
+
+def test_confusion_counts_and_failure_classes():
+    from xpnet.cli._confusion import confusion, per_class
+    from xpnet.cli._failures import classify
+
+    support, correct, confused, cm = confusion(np.array([0, 0, 1]), np.array([0, 1, 1]), 2)
+    assert (support.tolist(), correct.tolist(), confused.tolist(), cm.tolist()) == (
+        [2, 1], [1, 1], [1, -1], [[1, 1], [0, 1]])
+    assert per_class(np.array([2]), np.array([1]), np.array([-1]), ["cat"])[0]["accuracy"] == 0.5
+    assert classify(MemoryError("no room"), "train") == (
+        1, "out of memory (no room); lower --batch-size or --hidden")

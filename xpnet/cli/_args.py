@@ -151,22 +151,7 @@ MODEL_FILE, RUN_FILE, CURVES_FILE, CONFUSION_FILE = (
 
 
 class CLIError(Exception):
-    """An error the command reports as one line, with its exit status.
-
-    Parameters
-    ----------
-    message : str
-        The line printed after ``xpnet: error:``; it says what is wrong and how to fix it.
-    code : int, optional
-        The exit status, one of `EXIT_CODES` (default: 2, a usage error).
-
-    Examples
-    --------
-    >>> from xpnet.cli._args import CLIError
-    >>> err = CLIError("model file m.safetensors does not exist", 3)
-    >>> err.code, str(err)
-    (3, 'model file m.safetensors does not exist')
-    """
+    """An error the command reports as one line, with its exit status (default 2)."""
 
     def __init__(self, message: str, code: int = EXIT_USAGE):
         super().__init__(message)
@@ -175,11 +160,7 @@ class CLIError(Exception):
 
 # ----------------------------------------------------------------------------- values
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (CLIError, exit status 2) with suggestions.
-
-    Flags must be spelled out (``allow_abbrev=False``: ``--epoch`` is not ``--epochs``);
-    an unknown flag, command or choice gets the closest known ones as a suggestion.
-    """
+    """argparse with flags spelled out; a usage error is one CLIError (exit 2) with suggestions."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         kwargs.setdefault("allow_abbrev", False)
@@ -395,25 +376,7 @@ def _dflt(key: str) -> str:
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``xpnet`` command.
-
-    A bad flag or value raises `CLIError` (exit status 2) with a one-line message
-    instead of printing usage and exiting; ``--help`` and ``--version`` still raise
-    ``SystemExit(0)``.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-        The parser, with one subparser per command (``train``, ``evaluate``, ``predict``,
-        ``info``, ``download``); the chosen command is ``args.command``.
-
-    Examples
-    --------
-    >>> from xpnet.cli import build_parser
-    >>> args = build_parser().parse_args(["train", "--hidden", "64,32", "--epochs", "5"])
-    >>> args.command, args.hidden, args.epochs, args.lr
-    ('train', (64, 32), 5, None)
-    """
+    """The ``xpnet`` parser without ``export``; bad flags raise CLIError, --help SystemExit(0)."""
     from .._version import __version__
 
     parser = _Parser(
@@ -432,34 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_command(sub: Any, name: str, *, help: str, description: str) -> argparse.ArgumentParser:
-    """Add subcommand ``name`` with the flags every command has (``--debug``).
-
-    Its usage errors are one line (`CLIError`, exit status 2) and its help
-    ends with the exit statuses it can end with (`COMMAND_EXIT_CODES`).
-
-    Parameters
-    ----------
-    sub : argparse._SubParsersAction
-        What ``add_subparsers`` returned for the ``xpnet`` parser.
-    name : str
-        The command's name.
-    help, description : str
-        Its line in ``xpnet --help`` and the text at the top of ``xpnet NAME --help``.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-        The command's parser, for its own flags.
-
-    Examples
-    --------
-    >>> import argparse
-    >>> from xpnet.cli._args import add_command
-    >>> sub = argparse.ArgumentParser(prog="x").add_subparsers(dest="command")
-    >>> p = add_command(sub, "hello", help="say hello", description="Say hello.")
-    >>> p.parse_args(["--debug"]).debug
-    True
-    """
+    """Add subcommand `name` with ``--debug``, one-line usage errors and its exit statuses."""
     p = sub.add_parser(name, formatter_class=_HelpFormatter, epilog=_epilog(name),
                        help=help, description=description, allow_abbrev=False)
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")

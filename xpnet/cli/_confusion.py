@@ -20,18 +20,7 @@ DENSE_CONFUSION_MAX = 1000
 
 def confusion(y: np.ndarray, pred: np.ndarray, k: int
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Support, correct count and most frequent wrong prediction (-1: none) of each true
-    class, from the (true, predicted) pairs that occur: memory O(n + k), not O(k^2).
-    The dense (k, k) matrix too when k <= DENSE_CONFUSION_MAX.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.cli._confusion import confusion
-    >>> support, correct, confused, cm = confusion(np.array([0, 0, 1]), np.array([0, 1, 1]), 2)
-    >>> support.tolist(), correct.tolist(), confused.tolist(), cm.tolist()
-    ([2, 1], [1, 1], [1, -1], [[1, 1], [0, 1]])
-    """
+    """Per true class: support, correct, most frequent wrong label (-1: none); cm when small."""
     pairs, counts = np.unique(y.astype(np.int64) * k + pred.astype(np.int64),
                               return_counts=True)
     true, guess = np.divmod(pairs, k)

@@ -8,24 +8,7 @@ __all__ = ["classify"]
 
 
 def classify(exc: BaseException, command: str | None = None) -> tuple[int, str]:
-    """Exit status and one-line message for an exception that ended a command.
-
-    Parameters
-    ----------
-    exc : BaseException
-    command : str, optional
-        The command that failed (the advice for running out of memory depends on it).
-
-    Returns
-    -------
-    tuple of (int, str)
-
-    Examples
-    --------
-    >>> from xpnet.cli._failures import classify
-    >>> classify(MemoryError("no room"), "train")
-    (1, 'out of memory (no room); lower --batch-size or --hidden')
-    """
+    """Exit status and one-line message for an exception that ended `command`."""
     from ..backends import BackendError
     from ..checkpoint import CheckpointError
     from ..datasets import DatasetError

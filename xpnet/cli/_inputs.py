@@ -8,6 +8,10 @@ dtype, nothing decompressed), the total is compared with the data cap
 input is converted into its rows of it, one input at a time (``.npy`` files are memory
 mapped, never loaded whole). That block is the only float copy. The names of the rows
 are made when asked for (`_Items`), not held one dict per row.
+
+A missing, unreadable, truncated or misshapen input, values out of range, an image above
+Pillow's decompression-bomb limit or inputs over the data cap are a `CLIError` with exit
+status 3; an image without Pillow installed, exit status 2.
 """
 
 from __future__ import annotations
@@ -253,49 +257,7 @@ def _read_image(path: Path, image_shape: tuple[int, ...], invert: str
 
 def read_inputs(paths: list[str], n_features: int, image_shape: tuple[int, ...] | None,
                 invert: str) -> tuple[np.ndarray, Sequence[dict[str, Any]]]:
-    """Read ``predict`` inputs into one block of rows for the model.
-
-    Parameters
-    ----------
-    paths : list of str
-        ``.npy`` files ((n, features) rows, one image or a stack of images), IDX files
-        (raw or ``.gz``) or image files (see `IMAGE_SUFFIXES`; needs Pillow).
-    n_features : int
-        The model's number of inputs.
-    image_shape : tuple of int or None
-        The shape image inputs are resized to (see `xpnet.cli._io.image_shape`).
-    invert : {"auto", "yes", "no"}
-        Whether to invert image files (``auto``: when their border is light).
-
-    Returns
-    -------
-    X : numpy.ndarray
-        (n, n_features) float32 rows in [0, 1]; integers are divided by 255.
-    items : sequence of dict
-        One per row: ``{"input": name}`` (``name[i]`` for row i of a multi-row file),
-        with ``"inverted"`` for image files; each is made when indexed or iterated, so
-        a million rows do not hold a million dicts.
-
-    Raises
-    ------
-    CLIError
-        Exit status 3 for a missing, unreadable, truncated or misshapen input, values out
-        of range, an image above Pillow's decompression-bomb limit, or inputs whose
-        float32 copy would exceed the data cap (checked before anything is allocated);
-        2 when an image needs Pillow and it is missing.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> import numpy as np
-    >>> from pathlib import Path
-    >>> from xpnet.cli._inputs import read_inputs
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     np.save(Path(d) / "x.npy", np.zeros((2, 8, 8), np.uint8))
-    ...     X, items = read_inputs([str(Path(d) / "x.npy")], 64, (8, 8), "auto")
-    >>> X.shape, X.dtype, [item["input"][-6:] for item in items]
-    ((2, 64), dtype('float32'), ['npy[0]', 'npy[1]'])
-    """
+    """``predict`` inputs as (n, n_features) float32 rows in [0, 1] and lazy per-row items."""
     from ..datasets import check_data_size
 
     plans = [_plan(text, n_features, image_shape) for text in paths]

@@ -81,42 +81,7 @@ def _describe(info: dict[str, Any] | None) -> str:
 
 
 class RunLock:
-    """The exclusive lock of one run folder, held by this process until `release`.
-
-    Parameters
-    ----------
-    folder : pathlib.Path
-        The run folder (created, with its parents, when missing).
-    command : str
-        The command line, written into the lock file for a refused second run to show.
-
-    Attributes
-    ----------
-    stale : dict or None
-        The holder a stale lock named (a run that ended without releasing it), if any.
-
-    Raises
-    ------
-    CLIError
-        Exit status 2 when another process holds the folder (the message names it),
-        3 when the folder or the lock file cannot be created.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from xpnet.cli._runlock import RunLock
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     lock = RunLock(Path(d) / "run", "xpnet train --out run")
-    ...     try:
-    ...         RunLock(Path(d) / "run", "xpnet train --out run")
-    ...     except Exception as exc:
-    ...         print(type(exc).__name__, exc.code)
-    ...     lock.release()
-    ...     (Path(d) / "run").exists()  # created by the lock, empty: removed again
-    CLIError 2
-    False
-    """
+    """A run folder's exclusive lock until `release` (exit 2: held elsewhere, 3: uncreatable)."""
 
     def __init__(self, folder: Path, command: str):
         self.folder = folder

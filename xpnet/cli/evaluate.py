@@ -121,22 +121,7 @@ def _load_classifier(model_file: Path, backend_name: str, command: str
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Run ``xpnet evaluate``: accuracy, loss, top-k, per-class table, confusion matrix.
-
-    The command's handler (see `xpnet.cli`); returns 0 once the report is printed.
-
-    Raises
-    ------
-    CLIError
-        When the model, the dataset or the plot folder is missing, the model is not a
-        classifier, or the data does not fit the model (exit status 2 or 3).
-
-    Examples
-    --------
-    >>> from xpnet.cli import main
-    >>> main(["evaluate", "runs/latest", "--json"])  # doctest: +SKIP
-    0
-    """
+    """Run ``xpnet evaluate``: accuracy, loss, top-k, per-class table, confusion matrix."""
     model_file = model_path(args.model)
     plot_path = _plot_target(args, model_file)
     if args.data is not None and args.dataset is not None:
@@ -213,24 +198,7 @@ def _print_evaluation(out: dict[str, Any], model: Any, model_file: Path, ds: Any
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Run ``xpnet predict``: the most likely classes of each input row, or for a model
-    trained on a table, each row's class or number.
-
-    The command's handler (see `xpnet.cli`); returns 0 once every input is predicted.
-    Probabilities and numbers are printed with the digits the model's dtype carries.
-
-    Raises
-    ------
-    CLIError
-        When the model or an input is missing or unreadable, an input does not fit the
-        model, or the model is not a classifier (exit status 2 or 3).
-
-    Examples
-    --------
-    >>> from xpnet.cli import main
-    >>> main(["predict", "runs/latest", "digit.png", "--json"])  # doctest: +SKIP
-    0
-    """
+    """Run ``xpnet predict``: each row's likely classes, or a table model's class or number."""
     from ..backends import to_numpy
 
     model_file = model_path(args.model)

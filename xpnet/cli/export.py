@@ -49,21 +49,7 @@ def _batch(text: str) -> str | int:
 
 
 def add_export_parser(parser: argparse.ArgumentParser) -> None:
-    """Add the ``export`` subcommand to the parser of `xpnet.cli.build_parser`.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        The ``xpnet`` parser, with its subcommands.
-
-    Examples
-    --------
-    >>> from xpnet.cli import build_parser
-    >>> args = build_parser().parse_args(["export", "m.safetensors", "m.onnx",
-    ...                                   "--outputs", "proba,labels", "--batch", "1"])
-    >>> args.command, args.outputs, args.batch, args.opset
-    ('export', ['proba', 'labels'], 1, None)
-    """
+    """Add the ``export`` subcommand to the ``xpnet`` parser."""
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     x = add_command(
         sub, "export",
@@ -128,24 +114,7 @@ def _shape(spec: dict[str, Any]) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Run ``xpnet export``: trace, check and write a saved model as ONNX.
-
-    The command's handler (see `xpnet.cli`), for the arguments `add_export_parser`
-    defines; returns 0 once the ONNX file is written and checked.
-
-    Raises
-    ------
-    CLIError
-        Exit status 2 without ndonnx/onnxruntime or when OUTPUT is the model file, its
-        run record, a link or not a regular file; 3 for a missing or bad model file, 1
-        when the model cannot be traced.
-
-    Examples
-    --------
-    >>> from xpnet.cli import main
-    >>> main(["export", "runs/latest", "model.onnx", "--outputs", "proba,labels"])  # doctest: +SKIP
-    0
-    """
+    """Run ``xpnet export``: trace, check and write a saved model as ONNX."""
     from ..checkpoint import load_checkpoint
     from ..export import ExportError, export_onnx, require_onnx
 

@@ -43,17 +43,7 @@ def _blas_info() -> list[dict[str, Any]]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Run ``xpnet info``: what xpnet can use on this machine.
-
-    The command's handler (see `xpnet.cli`), for its one flag, ``--json``; always
-    returns 0.
-
-    Examples
-    --------
-    >>> from xpnet.cli import main
-    >>> main(["info", "--json"])  # doctest: +SKIP
-    0
-    """
+    """Run ``xpnet info``: what xpnet can use on this machine."""
     info = _gather()
     if args.json:
         print_json(info)
@@ -157,22 +147,7 @@ def _show(info: dict[str, Any]) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    """Run ``xpnet download``: fetch and SHA-256-check the four files of a dataset.
-
-    The command's handler (see `xpnet.cli`), for ``name``, ``--data-dir`` and
-    ``--quiet``; returns 0 once the files are verified.
-
-    Raises
-    ------
-    xpnet.datasets.DatasetError
-        When the download fails (exit status 3).
-
-    Examples
-    --------
-    >>> from xpnet.cli import main
-    >>> main(["download", "mnist"])  # doctest: +SKIP
-    0
-    """
+    """Run ``xpnet download``: fetch and SHA-256-check a dataset's files."""
     from ..datasets import download
 
     folder = download(args.name, args.data_dir, progress=not args.quiet)

@@ -765,12 +765,7 @@ def _failed(run: _Run, exc: BaseException, guard: SignalGuard) -> BaseException:
 
 
 def _note_rank_failure(run: _Run, exc: BaseException) -> None:
-    """Mark a failure of this rank alone while the others train: main() must end the job.
-
-    A diverged run and an interruption are reached by every rank at the same step
-    (reduced values and flags); anything else raised before training finished left
-    the other ranks waiting in a collective.
-    """
+    """Mark a failure of this rank alone (not divergence or interrupt): main() ends the job."""
     from ..training import NonFiniteLossError
 
     if run.comm.size > 1 and run.history is None and \
@@ -850,9 +845,7 @@ def _record_rank_failure(run: _Run, exc: BaseException) -> None:
 
 
 def _aborted_waiting(run: _Run, code: int, message: str) -> None:
-    """This rank ends the job after waiting too long: unless rank 0 reports it first, mark
-    run.json failed and print the JSON error (rank 0 is stuck: in an announced save, or
-    elsewhere, and then it had a second to report a timeout of its own)."""
+    """A rank's wait timed out: unless rank 0 reports first, mark run.json failed, say so."""
     from ..distributed import EXIT_TIMEOUT
 
     if code != EXIT_TIMEOUT:
@@ -905,33 +898,7 @@ def _run_recorded(run: _Run, guard: SignalGuard, t_start: float) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Run ``xpnet train``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed ``train`` flags (see `xpnet.cli.build_parser`), plus ``argv``,
-        the command line as given, for the run record.
-
-    Returns
-    -------
-    int
-        0 when training completed or stopped early; 130 after Ctrl-C (SIGINT), 143
-        after SIGTERM.
-
-    Raises
-    ------
-    CLIError
-        For bad flag combinations, an output folder in use by another run (exit status
-        2), a run that cannot be resumed, a model that does not fit the data, a full
-        disk (3), or a diverged run (1).
-
-    Examples
-    --------
-    >>> from xpnet.cli import main
-    >>> main(["train", "--epochs", "2", "--no-save", "--quiet"])  # doctest: +SKIP
-    0
-    """
+    """Run ``xpnet train``: 0 when done or stopped early, 130 after SIGINT, 143 after SIGTERM."""
     t_start = time.perf_counter()
     _check_flags(args)
     comm = args.comm = open_comm(args)  # main() reads it to end each rank
