@@ -403,7 +403,6 @@ def add_command(sub: Any, name: str, *, help: str, description: str) -> argparse
 
 
 def _add_train(sub: Any) -> None:
-    """``xpnet train``: its flags in four groups."""
     t = add_command(
         sub, "train", help="train a model on a dataset", description=(
             "Train an MLP and save it, with its optimizer state, in an output folder.\n"
@@ -417,7 +416,6 @@ def _add_train(sub: Any) -> None:
 
 
 def _train_data_flags(g: Any) -> None:
-    """``train``'s data flags: what to train on and the validation split."""
     g.add_argument("--dataset", metavar="NAME|PATH",
                    help="digits (bundled), mnist, fashion-mnist, a folder of the four IDX "
                         "files, an .npz with x_train/y_train/x_test/y_test, or a table: "
@@ -443,7 +441,6 @@ def _train_data_flags(g: Any) -> None:
 
 
 def _train_model_flags(g: Any) -> None:
-    """``train``'s model flags: layers, activation, dropout, dtype."""
     g.add_argument("--hidden", type=_hidden_sizes, metavar="N,N,...",
                    help=f"hidden layer sizes; 'none' for softmax regression "
                         f"({_dflt('hidden')})")
@@ -455,7 +452,6 @@ def _train_model_flags(g: Any) -> None:
 
 
 def _train_optimization_flags(g: Any) -> None:
-    """``train``'s optimization flags: optimizer, schedule, batches, epochs, seed."""
     g.add_argument("--optimizer", choices=OPTIMIZER_NAMES, help=f"({_dflt('optimizer')})")
     opt_lr = ", ".join(f"{k} {v['lr']:g}" for k, v in DEFAULTS["optimizers"].items())
     g.add_argument("--lr", type=_float_in(0.0, low_open=True), metavar="F",
@@ -485,7 +481,6 @@ def _train_optimization_flags(g: Any) -> None:
 
 
 def _train_execution_flags(g: Any) -> None:
-    """``train``'s execution and output flags: backend, devices, ranks, files, printing."""
     g.add_argument("--backend", type=_backend_name, metavar="NAME",
                    help="auto (cupy when a GPU is usable, else numpy), numpy, cupy, torch, "
                         "torch:cuda, array_api_strict, jax (default: auto)")
@@ -516,7 +511,6 @@ def _train_execution_flags(g: Any) -> None:
 
 
 def _add_evaluate(sub: Any) -> None:
-    """``xpnet evaluate`` and its flags."""
     e = add_command(
         sub, "evaluate",
         help="accuracy, loss, per-class accuracy and confusion matrix of a saved model",
@@ -554,7 +548,6 @@ def _table_input_flags(p: Any) -> None:
 
 
 def _add_predict(sub: Any) -> None:
-    """``xpnet predict`` and its flags."""
     p = add_command(
         sub, "predict", help="predict with a saved model: the classes of images or arrays, "
                              "the class or number of each table row",
@@ -588,14 +581,12 @@ def _add_predict(sub: Any) -> None:
 
 
 def _add_info(sub: Any) -> None:
-    """``xpnet info`` and its flag."""
     i = add_command(sub, "info", help="versions, backends, devices, BLAS threads, data cache",
                     description="Show what xpnet can use on this machine.")
     i.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
 def _add_download(sub: Any) -> None:
-    """``xpnet download`` and its flags."""
     d = add_command(sub, "download", help="download and verify MNIST or Fashion-MNIST",
                     description="Download the four files of a dataset (SHA-256 checked) "
                                 "into the cache or --data-dir.")

@@ -44,15 +44,7 @@ def confusion(y: np.ndarray, pred: np.ndarray, k: int
 
 def per_class(support: np.ndarray, correct: np.ndarray, confused: np.ndarray,
               names: list[str]) -> list[dict[str, Any]]:
-    """Support, correct count, accuracy and most frequent confusion of each true class.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.cli._confusion import per_class
-    >>> per_class(np.array([2]), np.array([1]), np.array([-1]), ["cat"])[0]["accuracy"]
-    0.5
-    """
+    """Support, correct count, accuracy and most frequent confusion of each true class."""
     per_class: list[dict[str, Any]] = []
     for c in range(support.shape[0]):
         n, ok, other = int(support[c]), int(correct[c]), int(confused[c])

@@ -106,8 +106,7 @@ class RunLock:
         self._write_holder(command)
 
     def _open(self) -> int:
-        """The lock file, opened without following a link and without blocking on a FIFO;
-        anything but a regular file is refused (exit 2), never written through."""
+        """The lock file, opened without following a link or blocking on a FIFO (else exit 2)."""
         flags = (os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
                  | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         try:
@@ -133,8 +132,7 @@ class RunLock:
             return False
 
     def _read_holder(self, fd: int, *, wait: bool) -> dict[str, Any] | None:
-        """The lock file's holder, read from ``fd`` (the regular file opened, at most 64 KiB);
-        a holder that just took the lock gets 0.5 s to write."""
+        """The holder in ``fd`` (at most 64 KiB); one that just locked gets 0.5 s to write it."""
         for _ in range(10 if wait else 1):
             with contextlib.suppress(OSError, UnicodeDecodeError):
                 os.lseek(fd, 0, os.SEEK_SET)
@@ -154,8 +152,7 @@ class RunLock:
         os.write(self._fd, json.dumps(info).encode("utf-8"))
 
     def release(self) -> None:
-        """Remove the lock file and unlock; remove the folder too if the lock made it and
-        it is empty. Safe to call twice."""
+        """Unlock and remove the lock file, and the folder if the lock made it; idempotent."""
         if self._fd is None:
             return
         fd, self._fd = self._fd, None

@@ -56,7 +56,6 @@ class TableData:
 
     @property
     def n_features(self) -> int:
-        """Encoded features per row."""
         return int(self.x_train.shape[1])
 
     @property
@@ -66,7 +65,6 @@ class TableData:
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        """The target's classes (none for regression)."""
         return tuple(self.encoder.classes)
 
     @property
@@ -76,7 +74,6 @@ class TableData:
 
     @property
     def regression(self) -> bool:
-        """Whether the target is a number to predict."""
         return bool(self.encoder.task == "regression")
 
     def short_summary(self) -> str:
@@ -158,8 +155,7 @@ def check_table_flags(args: argparse.Namespace, table: bool, resuming: bool,
 
 def _encode(encoder: Any, table: Any, *, quiet: bool, fit: bool = False, **kwargs: Any
             ) -> tuple[np.ndarray, np.ndarray | None]:
-    """``encoder.transform`` (after ``encoder.fit`` when `fit`) with its notes printed as
-    ``xpnet: note:`` lines (stderr)."""
+    """``encoder.transform`` (after ``fit`` when `fit`), its notes printed as ``xpnet: note:``."""
     from ..datasets import TableWarning
 
     with warnings.catch_warnings(record=True) as caught:
@@ -361,8 +357,7 @@ _NOT_CSV = frozenset({".json", ".jsonl", ".tsv", ".parquet", ".pq", ".npz", ".np
 
 def _output_target(args: argparse.Namespace, inputs: list[Path], model_file: Path
                    ) -> Path | None:
-    """Where ``--output`` writes, checked before any work: never over an input or the
-    model, only over a regular file, in a folder that exists."""
+    """Where ``--output`` writes, checked first: a new or regular file, no input, folder exists."""
     from ._io import check_output
 
     if not args.output:
@@ -418,8 +413,7 @@ def predict_table(args: argparse.Namespace, backend: Any, model: Any, encoder: A
 
 def _prediction_rows(encoder: Any, outputs: np.ndarray, proba: bool,
                      dtype: np.dtype) -> list[list[Any]]:
-    """The header and one row per input row: the prediction (and probabilities), with
-    the digits the model's ``dtype`` carries."""
+    """The header and one row per input row, with the digits the model's dtype carries."""
     target = encoder.target
     if encoder.task == "regression":
         values = carried(encoder.decode(outputs).astype(dtype))

@@ -106,8 +106,7 @@ def _scores(model: Any, backend: Any, X: np.ndarray, y: np.ndarray
 
 def _load_classifier(model_file: Path, backend_name: str, command: str
                      ) -> tuple[Any, Any, dict[str, Any], Any]:
-    """The backend, the saved model on it, its run metadata and, for a model trained on a
-    table, its table encoder (any other model must be a classifier), for ``command``."""
+    """Backend, model, run metadata and table encoder (else it must be a classifier)."""
     from ..backends import get_backend
     from ..checkpoint import load_checkpoint
 
@@ -163,7 +162,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _print_evaluation(out: dict[str, Any], model: Any, model_file: Path, ds: Any,
                       cm: np.ndarray | None, names: list[str]) -> None:
-    """The tables of ``xpnet evaluate`` without --json."""
     from rich.table import Table
 
     con = console(stderr=False)
@@ -264,7 +262,6 @@ def _prediction_rows(items: Iterable[dict[str, Any]], labels: np.ndarray, probs:
 
 
 def _print_predictions(preds: Iterable[dict[str, Any]], top_k: int, model_file: Path) -> None:
-    """The table of ``xpnet predict`` without --json."""
     from rich.table import Table
 
     con = console(stderr=False)

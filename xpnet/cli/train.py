@@ -172,8 +172,7 @@ def _locate_run(run: _Run) -> None:
 
 
 def _resume_source(out: Path) -> Path | None:
-    """The checkpoint --resume continues from: of the model file and the resume file
-    (``--early-stopping``: the model file holds the best epoch), the one further on."""
+    """Of the model file and the resume file, the checkpoint further on (for --resume)."""
     from ..checkpoint import CheckpointError, load_checkpoint
 
     found = [p for p in (out / RESUME_FILE, out / MODEL_FILE) if p.is_file()]
@@ -296,8 +295,7 @@ def _available_memory() -> int | None:
 
 
 def _check_model_memory(run: _Run) -> None:
-    """Refuse, before allocating, a model whose weights and gradients alone exceed the
-    memory available on the host (exit status 2, with the numbers)."""
+    """Refuse (exit 2, with the numbers) weights and gradients over the host's memory."""
     ds, s = run.ds, run.s
     sizes = [ds.n_features, *s["hidden"], ds.num_classes]
     pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
@@ -348,8 +346,7 @@ def _build_model(run: _Run) -> None:
 
 
 def _check_resumed(run: _Run, model: Any) -> None:
-    """The saved settings against the saved model, and a mid-epoch position against the
-    batch size: a resumed run trains what its record says, each row once per epoch."""
+    """Saved settings against the saved model; a mid-epoch position against the batch size."""
     assert run.saved is not None and run.resume_file is not None
     hidden = [layer.units for layer in model.layers if hasattr(layer, "units")][:-1]
     if list(run.s["hidden"]) != hidden:
@@ -518,8 +515,7 @@ def _fit(run: _Run) -> None:
 
 
 def _resumed_best_weights(run: _Run) -> dict[str, Any] | None:
-    """The best epoch's parameters of the run being resumed: its model file, when that
-    holds the epoch its history calls best (the last state is the resume file)."""
+    """The resumed run's best-epoch parameters: its model file, if it holds that epoch."""
     from ..checkpoint import CheckpointError, load_checkpoint
 
     if run.resume is None or run.resume_file is None or run.model_file is None or \
@@ -541,8 +537,7 @@ def _resumed_best_weights(run: _Run) -> dict[str, Any] | None:
 
 
 def _best_model(run: _Run) -> Any:
-    """A callback that saves the run's model at each epoch that beats every earlier one
-    (of a resumed run too), with that epoch's own optimizer state and position."""
+    """A callback saving the model, optimizer state and position at each best epoch."""
     from ..callbacks import Callback
     from ..checkpoint import save
 
@@ -827,8 +822,7 @@ def _prepare(run: _Run) -> None:
 
 
 def _aborted(run: _Run, code: int, message: str) -> None:
-    """The job is being ended (MPI_Abort) while run.json says running: mark it failed,
-    and with --json print the error, as for any other failure."""
+    """Aborting while run.json says running: mark it failed and, with --json, print the error."""
     if run.recorder is None or run.record.get("status") != "running":
         return  # already final, and reported
     run.record.update(status="failed", error=message, finished_at=timestamp())
@@ -862,8 +856,7 @@ _RANK0_GRACE = 1.0
 
 
 def _mark_failed(run: _Run, message: str) -> bool:
-    """Mark rank 0's run.json failed with ``message`` from another rank; True if it was
-    still running and is now marked."""
+    """Mark rank 0's run.json failed with another rank's `message`; True if it was running."""
     from ._output import write_json
 
     if run.record_path is None:
