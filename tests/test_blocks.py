@@ -381,6 +381,33 @@ def test_a_block_owns_copies_of_its_layers():
     assert b.trainable_keys == ["0.1.W", "0.1.b"]
 
 
+# -- a held layer without backward -----------------------------------------------------------
+class _Swish(xn.Layer):
+    """x * sigmoid(beta * x), beta learned: forward only (autodiff on torch and JAX)."""
+
+    def init(self, in_features, rng, *, backend, dtype):
+        return {"beta": backend.xp.ones((in_features,), dtype=dtype, device=backend.device)}
+
+    def forward(self, params, x, *, train=False):
+        xp = xn.backends.backend_of(x).xp
+        return x / (1.0 + xp.exp(-params["beta"] * x)), None
+
+
+def test_a_held_layer_without_backward_runs_its_block_under_autodiff(backend):
+    X, y = _data(n=16)
+    m = xn.Sequential([xn.Dense(6), xn.Residual(xn.Block([xn.Dense(6), _Swish()])),
+                       xn.Dense(3)], in_features=4, backend=backend, dtype="float64")
+    if backend not in ("torch", "jax"):
+        with pytest.raises(NotImplementedError, match=r"layer 1.1 \(_Swish\) has no "
+                                                      r"backward\(\)"):
+            m.loss_and_grads(X, y)
+        return
+    report = xn.testing.check_gradients(m, X.astype("float64"), y)
+    assert {"1.0.W", "1.1.beta", "0.W"} <= set(report) and max(report.values()) < 1e-5
+    _, grads = m.freeze("1.0").loss_and_grads(X, y)  # a frozen layer of that block
+    assert sorted(grads) == ["0.W", "0.b", "1.1.beta", "2.W", "2.b"]
+
+
 # -- buffers ---------------------------------------------------------------------------------
 def test_batchnorm_in_a_block_keeps_nested_buffers(backend, tmp_path):
     X, y = _data()

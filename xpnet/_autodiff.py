@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from .blocks import sublayers
 from .layers import Layer
 
 
 def needs(layer: Layer) -> bool:
-    """Whether ``layer`` leaves its gradients to autodiff (it has no ``backward``)."""
-    return type(layer).backward is Layer.backward
+    """Whether ``layer`` leaves its gradients to autodiff (it, or a layer it holds, has no
+    ``backward``: then the whole holder runs under autodiff)."""
+    return type(layer).backward is Layer.backward or \
+        any(needs(sub) for _, sub in sublayers(layer))
 
 
 class Tape:

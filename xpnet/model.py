@@ -639,8 +639,10 @@ class Sequential:
             if not trains[i] and self._param_kw[i]:  # ... and need_param_grads=
                 kw["need_param_grads"] = False
             if self._autodiff[i]:
-                dy_in, g = _autodiff.backward(f"layer {i} ({type(layers[i]).__name__})",
-                                              layers[i], caches[i], dy)
+                dy_in, g = _autodiff.backward(self._autodiff_name(i), layers[i], caches[i],
+                                              dy)
+                if len(trained[i]) != len(per[i]):  # a frozen layer in an autodiff block
+                    g = {k: v for k, v in g.items() if k in {s for s, _ in trained[i]}}
             else:
                 dy_in, g = layers[i].backward(p, caches[i], dy, **kw)
             if check and trains[i]:
@@ -653,6 +655,13 @@ class Sequential:
         if input_grad is not None:
             input_grad.append(dy)
         return {k: grads[k] for k in self.params if k in grads}
+
+    def _autodiff_name(self, i: int) -> str:
+        """``layer 2.1 (Swish)``: the first layer at ``i`` (or held there) without backward."""
+        for address, layer in [(str(i), self.layers[i]), *_walk(self.layers[i], str(i))]:
+            if type(layer).backward is Layer.backward:
+                return f"layer {address} ({type(layer).__name__})"
+        return f"layer {i} ({type(self.layers[i]).__name__})"  # pragma: no cover
 
     @_on_device
     def forward(self, X: Any, *, train: bool = False,
