@@ -15,6 +15,8 @@ import textwrap
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from ..datasets.registry import DATASET_NAMES
+
 __all__ = ["DEFAULTS", "EXIT_CODES", "COMMAND_EXIT_CODES", "CLIError", "build_parser"]
 
 # -----------------------------------------------------------------------------------------
@@ -138,9 +140,7 @@ COMMAND_EXIT_CODES: dict[str, dict[int, str]] = {
 }
 """Command -> the exit statuses it can end with, and their meaning for it (its ``--help``)."""
 
-DATASETS = ("digits", "mnist", "fashion-mnist")
-DATASET_ALIASES = {"digits": "digits", "mnist": "mnist", "fashion-mnist": "fashion-mnist",
-                   "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
+DATASETS = DATASET_NAMES  # their spellings: xpnet.datasets.registry._canonical_name
 BACKENDS = ("auto", "numpy", "cupy", "torch", "array_api_strict", "jax")
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step", "exponential")

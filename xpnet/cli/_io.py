@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._args import DATASET_ALIASES, DATASETS, EXIT_DATA, EXIT_USAGE, MODEL_FILE, CLIError
+from ..datasets.registry import _canonical_name
+from ._args import DATASETS, EXIT_DATA, EXIT_USAGE, MODEL_FILE, CLIError
 
 __all__ = ["dataset_spec", "load_dataset", "model_path", "run_meta", "require_classifier",
            "class_names", "image_shape", "check_output", "dataset_inputs"]
@@ -26,9 +27,9 @@ _MAX_FOLDER_INPUTS = 1000
 # ----------------------------------------------------------------------------- datasets
 def dataset_spec(value: str) -> tuple[str, str]:
     """``--dataset`` as ``('name', canonical)`` or ``('path', absolute)``; names win (exit 3/2)."""
-    key = value.strip().lower()
-    if key in DATASET_ALIASES:
-        return "name", DATASET_ALIASES[key]
+    name = _canonical_name(value)
+    if name is not None:
+        return "name", name
     path = Path(value).expanduser()
     if path.exists():
         if not path.is_dir():

@@ -77,13 +77,11 @@ def load(
     """
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"dataset name must be a str or a path, got {type(name).__name__}")
-    if isinstance(name, str):
-        key = name.strip().lower()
-        if key in _ALIASES:
-            canonical = _ALIASES[key]
-            if canonical == "digits":
-                return load_digits()
-            return load_mnist(canonical, data_dir, progress=progress)
+    canonical = _canonical_name(name) if isinstance(name, str) else None
+    if canonical is not None:
+        if canonical == "digits":
+            return load_digits()
+        return load_mnist(canonical, data_dir, progress=progress)
     path = Path(name).expanduser()
     if path.is_dir():
         return load_idx_folder(path)
@@ -96,6 +94,11 @@ def load(
         f"unknown dataset {text!r}; valid names are {', '.join(map(repr, DATASET_NAMES))}, "
         "or a path to a folder of IDX files or to an .npz file"
     )
+
+
+def _canonical_name(name: str) -> str | None:
+    """The dataset `name` spells (``Fashion_MNIST`` -> ``fashion-mnist``), or None."""
+    return _ALIASES.get(name.strip().lower())
 
 
 def load_idx_folder(folder: str | os.PathLike[str]) -> Dataset:
