@@ -439,3 +439,39 @@ def test_outputs_made_non_finite_by_a_buffer_name_it(backend, tmp_path):
     with pytest.raises(ValueError, match="cannot save: buffer '2.running_var' contains NaN"):
         xn.save(m, tmp_path / "m.safetensors")
     assert not list(tmp_path.iterdir())
+
+
+def test_the_compiled_jax_step_carries_the_running_statistics(monkeypatch):
+    """On JAX the whole step is compiled with the buffers as inputs and outputs: the same
+    weights and statistics as the eager step (its oracle), dropout included."""
+    pytest.importorskip("jax")
+    from xpnet.training import _jit
+
+    X, y = _data(200)
+    runs = {}
+    for compiled in (True, False):
+        monkeypatch.setenv("XPNET_JAX_JIT", "1" if compiled else "0")
+        ran = []
+        real = _jit.JitStep.step
+
+        def counting(self, k, perm, _real=real, _ran=ran):
+            out = _real(self, k, perm)
+            _ran.append(out is not None)
+            return out
+
+        monkeypatch.setattr(_jit.JitStep, "step", counting)
+        m = xn.Sequential([xn.Dense(8), xn.BatchNorm(), xn.ReLU(), xn.Dropout(0.2),
+                           xn.Dense(2)], in_features=4, backend="jax", dtype="float64",
+                          seed=0)
+        m.fit(m.backend.asarray(X), m.backend.asarray(y), epochs=2, batch_size=32,
+              verbose=0, optimizer=xn.Adam(1e-2))
+        monkeypatch.setattr(_jit.JitStep, "step", real)
+        runs[compiled] = (m, sum(ran))
+    (jm, jsteps), (em, esteps) = runs[True], runs[False]
+    assert jsteps == 14 and esteps == 0
+    for got, want in ((jm.params, em.params), (jm.buffers, em.buffers)):
+        for k in want:
+            # a bias before BatchNorm has a zero gradient: its values are rounding noise
+            np.testing.assert_allclose(np.asarray(got[k]), np.asarray(want[k]), rtol=1e-8,
+                                       atol=1e-8, err_msg=k)
+    assert float(np.abs(np.asarray(jm.buffers["1.running_mean"])).max()) > 0.1

@@ -14,9 +14,9 @@ the cause and applies the policy (raise, stop, skip) exactly as on every backend
 Used by the [`Trainer`][xpnet.training.Trainer] for JAX models on one process, without
 gradient hooks, on data already on JAX, when every layer, the loss and the optimizer are
 xpnet's own classes: a user's class may keep Python state (a call counter) that a trace
-would run once instead of at every step, so such a fit keeps the eager step. A model
-with buffers (BatchNorm's running statistics) keeps the eager step too: its new
-statistics are assigned by the guard with the update, outside this function. Dropout's
+would run once instead of at every step, so such a fit keeps the eager step. The layers'
+buffers (BatchNorm's running statistics) are inputs and outputs of the step like the
+parameters: their new values are kept where the step is finite. Dropout's
 uniform draws are made on the host from the trainer's generator exactly as the eager
 step makes them (the same calls in the same order, found by tracing the forward pass
 once) and passed in. The gradients' keys and shapes are checked as the step is traced.
@@ -80,14 +80,13 @@ class JitStep:
         """Whether this fit can run the compiled step."""
         model = trainer.model
         return (_enabled() and model.backend.name == "jax" and trainer.comm.size == 1
-                and not getattr(model, "buffers", None)
                 and not trainer.grad_hooks and isinstance(trainer.guard, _host_guard())
                 and all(_on_jax(a) for a in (trainer.X, trainer.y, trainer.sample_weight))
                 and _ours(model.loss) and _ours(trainer.optimizer)
                 and all(_ours(layer) for layer in model.layers))
 
     def _pure(self, params: dict, slots: dict, hyper: Any, lo: Any, perm: Any, X: Any,
-              y: Any, weight: Any, masks: tuple, rows: int) -> tuple:
+              y: Any, weight: Any, masks: tuple, rows: int, buffers: dict) -> tuple:
         """The step as a pure function of its inputs (traced by ``jax.jit``): the batch's
         ``rows`` rows from ``lo`` (of ``perm`` when shuffled), the learning rate and the
         parameters' update numbers in ``hyper``, the dropout draws made on the host."""
@@ -104,27 +103,31 @@ class JitStep:
             return xp.take(a, idx, axis=0)
 
         xb, yb, wb = batch(X), batch(y), batch(weight)
-        saved = model._params
-        model._params = params
+        saved = model._params, model._buffers
+        model._params, model._buffers = params, buffers
+        new_buffers: dict = {}
         try:
             # the gradients' keys and shapes are checked as the step is traced
             value, grads, out = model._loss_grads_out(xb, yb, model.loss, train=True,
                                                       rng=_Replay(masks), weight=wb,
-                                                      check_grads=True)
+                                                      check_grads=True,
+                                                      new_buffers=new_buffers)
         finally:
-            model._params = saved
+            model._params, model._buffers = saved
         trained = {k: params[k] for k in grads}
         counts = {k: hyper[i + 1] for i, k in enumerate(self.keys)}
         state = {s: slots[s] for s in opt.slots}
         new, new_slots = opt._reference(trained, opt.clip_grads(grads), state, hyper[0],
                                         counts, None)
         ok = xp.isfinite(value)
-        for a in [*new.values(), *(v for s in opt.slots for v in new_slots[s].values())]:
+        for a in [*new.values(), *(v for s in opt.slots for v in new_slots[s].values()),
+                  *new_buffers.values()]:
             ok = ok & xp.all(xp.isfinite(a))
         new = {k: xp.where(ok, v, trained[k]) for k, v in new.items()}
         new_slots = {s: {k: xp.where(ok, v, slots[s][k]) for k, v in new_slots[s].items()}
                      for s in opt.slots}
-        return new, new_slots, value, model.loss.count_correct(out, yb), ok
+        new_buffers = {k: xp.where(ok, v, buffers[k]) for k, v in new_buffers.items()}
+        return new, new_slots, new_buffers, value, model.loss.count_correct(out, yb), ok
 
     def _masks(self, rows: int) -> tuple | None:
         """The uniform draws of the step's dropout masks, made on the host from the
@@ -170,7 +173,7 @@ class JitStep:
             trainer._jit = None
             return None
         args = (dict(params), slots, hyper, np.int32(lo), perm, trainer.X, trainer.y,
-                trainer.sample_weight, masks, hi - lo)
+                trainer.sample_weight, masks, hi - lo, dict(model.buffers))
         if self.tried:
             out = self.fn(*args)
         else:
@@ -182,10 +185,12 @@ class JitStep:
                            type(exc).__name__, exc)
                 trainer._jit = None
                 return None
-        new, new_slots, value, correct, ok = out
+        new, new_slots, new_buffers, value, correct, ok = out
         if not bool(ok):
             return None
         params.update(new)
+        if new_buffers:
+            dict.update(model.buffers, new_buffers)
         for s in opt.slots:
             state[s].update(new_slots[s])
         state["step"] = step + 1
