@@ -213,13 +213,15 @@ def test_freeze_refuses_bad_addresses():
     assert m.trainable_keys == list(m.params)  # nothing changed
 
 
-def test_decay_mask_names_nested_keys(backend):
+@pytest.mark.parametrize("mask", [["2.0.W"], ["2.0."]], ids=["key", "prefix"])
+def test_decay_mask_names_nested_keys(backend, mask):
     """One full-batch SGD step: the masked nested key is decayed (exactly lr * wd * W
-    more), every other parameter moves bit for bit as without decay."""
+    more), every other parameter moves bit for bit as without decay (the prefix also
+    names the bias "2.0.b", which starts at zero: its decay adds nothing)."""
     X, y = _data()
     lr, wd = 0.1, 0.5
     runs = {}
-    for name, opt in [("masked", xn.SGD(lr=lr, weight_decay=wd, decay=["2.0.W"])),
+    for name, opt in [("masked", xn.SGD(lr=lr, weight_decay=wd, decay=mask)),
                       ("plain", xn.SGD(lr=lr))]:
         m = _model(backend, dtype="float64")
         start = _host(m)
@@ -234,6 +236,20 @@ def test_decay_mask_names_nested_keys(backend):
     with pytest.raises(ValueError, match="2.0.w"):  # a mask naming no parameter
         _model(backend).fit(X, y, epochs=1, verbose=0,
                             optimizer=xn.SGD(weight_decay=0.1, decay=["2.0.w"]))
+    with pytest.raises(ValueError, match=r"\['2.7.'\], which are not parameters"):
+        _model(backend).fit(X, y, epochs=1, verbose=0,
+                            optimizer=xn.SGD(weight_decay=0.1, decay=["2.7."]))
+
+
+def test_decay_mask_takes_a_nested_layer_prefix():
+    opt = xn.AdamW(weight_decay=0.25, decay=["2.0.", "3.W"])
+    m = _model("numpy")
+    decayed = [k for k, v in m.params.items() if opt.weight_decay_for(k, v) == 0.25]
+    assert decayed == ["2.0.W", "2.0.b", "3.W"]
+    assert all(opt.weight_decay_for(k, v) == 0.0 for k, v in m.params.items()
+               if k not in decayed)
+    X, y = _data()
+    m.fit(X, y, epochs=1, verbose=0, optimizer=opt)  # accepted: the prefix names keys
 
 
 @pytest.mark.parametrize("prefix", ["2.", "2.0."])

@@ -266,7 +266,9 @@ class Optimizer:
         Which parameters ``weight_decay`` applies to: ``"all"`` (the default, as
         in ``torch.optim``), ``"weights"`` (arrays of two or more dimensions, such
         as ``Dense``'s ``W``; not biases, as scikit-learn's ``alpha``), a
-        collection of parameter keys, or a function ``key -> bool``.
+        collection of parameter keys and layer prefixes (an entry ending in ``"."``
+        names every key under it: ``"2."``, or ``"2.0."`` for the first layer of a
+        [`Block`][xpnet.blocks.Block] at index 2), or a function ``key -> bool``.
     clip_norm : float, optional
         Clip gradients to this global L2 norm before the update.
     clip_value : float, optional
@@ -506,8 +508,9 @@ class Optimizer:
             return wd
         if decay == "weights":
             return wd if p.ndim >= 2 else 0.0
-        if isinstance(decay, frozenset):
-            return wd if key in decay else 0.0
+        if isinstance(decay, frozenset):  # keys, and layer prefixes ending in "."
+            return wd if key in decay or any(_param_groups._names(e, key) for e in decay) \
+                else 0.0
         return wd if decay(key) else 0.0
 
     # -- public --------------------------------------------------------------

@@ -223,7 +223,8 @@ def _check_decay_keys(optimizer: Any, model: Any) -> None:
     decay off for the parameter meant, silently)."""
     decay = getattr(optimizer, "decay", None)
     if getattr(optimizer, "weight_decay", 0.0) and isinstance(decay, frozenset):
-        unknown = sorted(decay - set(model.params))
+        unknown = sorted(e for e in decay if e not in model.params and not (
+            e.endswith(".") and any(k.startswith(e) for k in model.params)))
         if unknown:
             raise ValueError(f"the optimizer's decay mask names {unknown}, which are not "
                              f"parameters of this model (parameters: {list(model.params)})")
