@@ -256,3 +256,34 @@ def test_confusion_counts_and_failure_classes():
     assert per_class(np.array([2]), np.array([1]), np.array([-1]), ["cat"])[0]["accuracy"] == 0.5
     assert classify(MemoryError("no room"), "train") == (
         1, "out of memory (no room); lower --batch-size or --hidden")
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "kill"), reason="POSIX signals")
+def test_the_command_guard_and_fits_flag_share_one_signal_layer():
+    """SIGTERM outside fit raises like Ctrl-C (exit 143), inside fit it reaches fit's flag;
+    deferred ignores both; every handler is put back exactly."""
+    import os
+    import signal
+
+    from xpnet.training import InterruptFlag
+    from xpnet.training.interrupt import _exit_status, _SignalGuard, _Terminated
+
+    assert (_exit_status(KeyboardInterrupt()), _exit_status(_Terminated(signal.SIGTERM))) \
+        == (130, 143)
+    assert _exit_status(KeyboardInterrupt(), signal.SIGTERM) == 143
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    with _SignalGuard() as guard:
+        with pytest.raises(_Terminated) as err:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert isinstance(err.value, KeyboardInterrupt) and guard.received == signal.SIGTERM
+        with InterruptFlag() as flag:  # fit's handlers: the first signal is a flag
+            guard._handler(signal.SIGTERM, None)  # passed on as SIGINT
+            assert flag.signum == signal.SIGINT
+            with pytest.raises(KeyboardInterrupt):  # a second one stops at once
+                os.kill(os.getpid(), signal.SIGTERM)
+        with guard.deferred():
+            assert all(signal.getsignal(s) is signal.SIG_IGN
+                       for s in (signal.SIGINT, signal.SIGTERM))
+            os.kill(os.getpid(), signal.SIGTERM)  # ignored
+        assert signal.getsignal(signal.SIGTERM) == guard._handler
+    assert {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} == before

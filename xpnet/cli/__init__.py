@@ -24,7 +24,6 @@ One module per job:
 ``_confusion``    ``evaluate``'s per-class counts and confusion matrix
 ``_records``      the run folder and ``run.json``
 ``_runlock``      one ``train`` per output folder (an exclusive lock)
-``_signals``      SIGTERM handled like Ctrl-C; exit status 128 + signal
 ``_failures``     the exit status and message of an exception
 ``_distributed``  ``train --distributed``: phases agreed by every rank, rank 0 writes
 ``_plots``        training curves and confusion matrix PNGs
@@ -35,6 +34,9 @@ One module per job:
 ``export``        ``xpnet export`` (ONNX)
 ``info``          ``xpnet info`` and ``xpnet download``
 ================  ================================================================
+
+SIGTERM stops a command as Ctrl-C does, with exit status 128 + the signal number: the
+command's guard lives beside ``fit``'s, in `xpnet.training.interrupt`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import traceback
 import warnings
 from collections.abc import Callable
 
+from ..training.interrupt import _exit_status
 from ._args import (
     DEFAULTS,
     EXIT_CODES,
@@ -56,7 +59,6 @@ from ._args import (
 )
 from ._args import build_parser as _build_parser
 from ._failures import classify as _classify
-from ._signals import exit_status
 from .evaluate import cmd_evaluate, cmd_predict
 from .export import add_export_parser, cmd_export
 from .info import cmd_download, cmd_info
@@ -208,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         if _rank(args)[0] != 0:
-            return exit_status(exc)
-        return _report(exit_status(exc), "interrupted", as_json=_wants_json(argv, args),
+            return _exit_status(exc)
+        return _report(_exit_status(exc), "interrupted", as_json=_wants_json(argv, args),
                        status="interrupted")
     except SystemExit as exc:  # rich exits this way when the reader of stdout goes away
         return exc.code if isinstance(exc.code, int) else EXIT_FAILURE

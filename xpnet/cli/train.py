@@ -5,7 +5,7 @@ the ``--out`` folder is locked first (`_runlock`: one run per folder);
 then the data, the model and the output folder; then ``fit`` with a checkpoint and a run
 record rewritten after every epoch. From the first ``run.json`` write on, every ending
 leaves it final: ``completed``/``stopped_early``, ``interrupted`` (Ctrl-C or SIGTERM,
-see `_signals`; exit status 130 or 143) or ``failed`` with the error.
+see `xpnet.training.interrupt`; exit status 130 or 143) or ``failed`` with the error.
 Progress and the summary go to standard error; with ``--json`` the summary also goes to
 standard output as one JSON object. With ``--distributed`` every rank of ``mpiexec`` or
 ``srun`` trains and rank 0 alone prints and writes (see `_distributed`).
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..training.interrupt import _exit_status, _SignalGuard
 from ._args import (
     AUTO_ONE_THREAD_BELOW,
     CURVES_FILE,
@@ -71,7 +72,6 @@ from ._settings import (
     saved_settings,
     split,
 )
-from ._signals import SignalGuard, exit_status
 from ._tables import (
     TableData,
     check_dataset_file,
@@ -660,7 +660,7 @@ def _resume_hint(run: _Run) -> str | None:
     return f"xpnet train --out {shlex.quote(str(run.out))} --resume"
 
 
-def _write_final(run: _Run, guard: SignalGuard) -> str:
+def _write_final(run: _Run, guard: _SignalGuard) -> str:
     """Rewrite run.json with its final status; a note for the message if that failed."""
     if run.recorder is None:
         return ""
@@ -672,9 +672,9 @@ def _write_final(run: _Run, guard: SignalGuard) -> str:
     return ""
 
 
-def _interrupted(run: _Run, exc: KeyboardInterrupt, guard: SignalGuard) -> int:
+def _interrupted(run: _Run, exc: KeyboardInterrupt, guard: _SignalGuard) -> int:
     """Ctrl-C or SIGTERM: run.json says interrupted, the user learns how to continue."""
-    code = exit_status(exc, guard.received)
+    code = _exit_status(exc, guard.received)
     try:
         name = signal.Signals(code - 128).name
     except ValueError:
@@ -744,7 +744,7 @@ def _kept(run: _Run) -> str:
     return f"; the earlier run in {run.out} is kept as it was"
 
 
-def _failed(run: _Run, exc: BaseException, guard: SignalGuard) -> BaseException:
+def _failed(run: _Run, exc: BaseException, guard: _SignalGuard) -> BaseException:
     """Mark run.json failed, with the error; return the exception to raise."""
     message, code = _failure(run, exc)
     run.record.update(status="failed", error=message, finished_at=timestamp())
@@ -775,7 +775,7 @@ def _train_on_other_rank(run: _Run) -> int:
     try:
         _fit(run)
     except KeyboardInterrupt as exc:  # every rank stopped at the same step
-        return exit_status(exc)
+        return _exit_status(exc)
     except NonFiniteLossError:  # likewise; rank 0 says where
         return EXIT_FAILURE
     except BaseException as exc:
@@ -872,7 +872,7 @@ def _mark_failed(run: _Run, message: str) -> bool:
     return True
 
 
-def _run_recorded(run: _Run, guard: SignalGuard, t_start: float) -> int:
+def _run_recorded(run: _Run, guard: _SignalGuard, t_start: float) -> int:
     """From the first run.json write on: every ending leaves run.json final."""
     try:
         _announce(run)
@@ -899,7 +899,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.quiet, args.json = True, False
     run = _Run(args=args, command="xpnet " + " ".join(shlex.quote(a) for a in args.argv),
                comm=comm)
-    with SignalGuard() as guard:
+    with _SignalGuard() as guard:
         try:
             _prepare(run)
             if not comm.is_root:

@@ -1,12 +1,46 @@
-"""Interruption: the first SIGINT or SIGTERM during ``fit`` stops it at the end of a step."""
+"""Signals: Ctrl-C (SIGINT) and SIGTERM, during ``fit`` and around ``xpnet train``.
+
+In ``fit``, `InterruptFlag` turns the first SIGINT or SIGTERM into a flag the trainer reads
+after each step: the step finishes, a resumable checkpoint is written and
+`TrainingInterrupted` is raised; a second signal interrupts at once. Around the whole
+command, `_SignalGuard` makes SIGTERM (job schedulers, ``kill``) stop it the way Ctrl-C
+does: inside ``fit`` it is passed on to fit's SIGINT handler, anywhere else `_Terminated`
+(a ``KeyboardInterrupt``) is raised; the command exits with 128 + the signal number
+(`_exit_status`: 130 for SIGINT, 143 for SIGTERM). Every handler is installed only in the
+main thread and the previous one put back exactly on exit (`_Handlers`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 __all__ = ["TrainingInterrupted", "InterruptFlag"]
+
+_H = TypeVar("_H", bound="_Handlers")
+
+
+class _Handlers:
+    """Install `handler` for `signals` in the main thread; put the previous ones back on exit."""
+
+    def __init__(self, signals: tuple[int, ...], handler: Callable[[int, Any], Any] | int):
+        self._signals, self._new = signals, handler
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self: _H) -> _H:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self._signals:
+                with contextlib.suppress(ValueError, OSError):  # e.g. embedded interpreters
+                    self._old[sig] = signal.signal(sig, self._new)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -47,7 +81,7 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(msg)
 
 
-class InterruptFlag:
+class InterruptFlag(_Handlers):
     """A context manager that turns the first SIGINT/SIGTERM into a flag read after each step.
 
     A second signal interrupts at once (``KeyboardInterrupt``). Handlers are
@@ -71,8 +105,8 @@ class InterruptFlag:
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
+        super().__init__(self.SIGNALS, self._handler)
         self.signum: int | None = None
-        self._old: dict[int, Any] = {}
 
     @property
     def requested(self) -> bool:
@@ -84,16 +118,36 @@ class InterruptFlag:
             raise KeyboardInterrupt
         self.signum = signum
 
-    def __enter__(self) -> InterruptFlag:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                try:
-                    self._old[sig] = signal.signal(sig, self._handler)
-                except ValueError:  # pragma: no cover - e.g. embedded interpreters
-                    pass
-        return self
 
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside ``fit``, raised the way Ctrl-C raises KeyboardInterrupt."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"terminated by signal {signum}")
+
+
+def _exit_status(exc: BaseException, received: int | None = None) -> int:
+    """128 + the signal: `exc`'s ``signum``, else `received`, else SIGINT (130; SIGTERM 143)."""
+    signum = getattr(exc, "signum", None) or received or signal.SIGINT
+    return 128 + int(signum)
+
+
+class _SignalGuard(_Handlers):
+    """While active, SIGTERM interrupts like SIGINT; `received` is the signal seen, if any."""
+
+    def __init__(self) -> None:
+        super().__init__((signal.SIGTERM,), self._handler)
+        self.received: int | None = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        on_int = signal.getsignal(signal.SIGINT)
+        if callable(on_int) and on_int is not signal.default_int_handler:
+            on_int(signal.SIGINT, frame)  # fit's handler: finish the step, save, raise
+            return
+        raise _Terminated(signum)
+
+    def deferred(self) -> _Handlers:
+        """Ignore SIGINT and SIGTERM in the block (while the final record is written)."""
+        return _Handlers((signal.SIGINT, signal.SIGTERM), signal.SIG_IGN)
