@@ -126,6 +126,14 @@ def key_trainable(layer: Layer, name: str) -> bool:
             return True
 
 
+def _frozen_prefixes(layer: Layer, prefix: str = "") -> list[str]:
+    """The key prefixes of the frozen layers held below ``layer`` (``""``: all its keys)."""
+    out: list[str] = []
+    for p, sub in sublayers(layer):
+        out += [prefix + p] if not sub.trainable else _frozen_prefixes(sub, prefix + p)
+    return out
+
+
 def _walk(layer: Layer, path: str) -> Iterator[tuple[str, Layer]]:
     """``(address, layer)`` of every layer held below ``layer`` (a residual's block: its own)."""
     for prefix, sub in sublayers(layer):

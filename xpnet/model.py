@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _autodiff, _checks
 from .backends import Backend, get_backend, to_numpy
-from .blocks import _find, _summary_rows, _walk, key_trainable, sublayers
+from .blocks import _find, _frozen_prefixes, _summary_rows, _walk
 from .layers import ACTIVATIONS, Dense, Dropout, Layer, layer_from_config
 from .losses import Loss, get_loss, loss_config, loss_from_config
 from .random import RNG, _fresh_seed
@@ -515,9 +515,12 @@ class Sequential:
         """Per layer, the ``(short name, key)`` pairs of its trained parameters: all of a
         trainable layer's, those of its trainable held layers for one that holds layers."""
         per = self._layer_keys()
-        return [[] if not layer.trainable else per[i] if not sublayers(layer) else
-                [(short, key) for short, key in per[i] if key_trainable(layer, short)]
-                for i, layer in enumerate(self.layers)]
+        out = []
+        for i, layer in enumerate(self.layers):
+            frozen = _frozen_prefixes(layer) if layer.trainable else [""]
+            out.append([(short, key) for short, key in per[i]
+                        if not any(short.startswith(f) for f in frozen)] if frozen else per[i])
+        return out
 
     def _layer_keys(self) -> list[list[tuple[str, str]]]:
         """Per layer, ``(short name, key in params)`` pairs; rebuilt when the keys change.
