@@ -463,11 +463,18 @@ class Trainer:
         model = self.model
         # a model with buffers (running statistics) gets their new values back: the
         # guard assigns them only with the step's update
-        value, grads, out, *new_buffers = model.loss_and_grads(
-            xb, yb, train=True, check_values=False, rng=self.dropout_rng,
-            return_output=True, sample_weight=wb, check_grads=not self._grads_checked,
-            **({"return_buffers": True} if model.buffers else {}))
-        self._grads_checked = True
+        if self._grads_checked:  # fit checked the data, the first step the gradients
+            buffers: dict | None = {} if model.buffers else None
+            value, grads, out = model._loss_grads_out(
+                xb, yb, model.loss, train=True, rng=self.dropout_rng, weight=wb,
+                new_buffers=buffers)
+            new_buffers = [] if buffers is None else [buffers]
+        else:
+            value, grads, out, *new_buffers = model.loss_and_grads(
+                xb, yb, train=True, check_values=False, rng=self.dropout_rng,
+                return_output=True, sample_weight=wb, check_grads=True,
+                **({"return_buffers": True} if model.buffers else {}))
+            self._grads_checked = True
         self.current = self._values(k, rows, value, model.loss.count_correct(out, yb))
         for hook in self.grad_hooks:
             grads = hook(grads, self)
