@@ -251,6 +251,10 @@ def test_one_rule_decides_when_compiling_pays(monkeypatch):
         assert _numba.use(10, 1) is on
     with Ops().training(num_params=10, n_updates=10):
         assert _numba.use(1_000, 1) is False  # the generic ops decide nothing
+    from xpnet.ops import TorchOps
+
+    with TorchOps().training(num_params=1000, n_updates=1000):
+        assert _numba.use(10, 1) is on  # PyTorch's CPU update runs NumPy's kernels
     monkeypatch.setenv("XPNET_JIT", "off")
     assert _numba.use(10**9, 10**9) is False
 

@@ -237,6 +237,38 @@ def test_store_update_is_bitwise_equal_to_pure(name, dtype, path, monkeypatch):
             assert sf[slot][k].tobytes() == sp[slot][k].tobytes(), (slot, k)
 
 
+@pytest.mark.parametrize("path", ["numpy", "jit"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_torch_store_update_runs_numpys_kernels_bitwise(name, path, monkeypatch):
+    """On PyTorch (CPU) the store's update runs the same NumPy kernels, ufunc or numba,
+    over NumPy views of the tensors: the bits of the pure update, written in place into
+    the tensors' own memory."""
+    torch = pytest.importorskip("torch")
+    from xpnet.store import ParamStore
+
+    calls = store_paths(path, monkeypatch)
+    make_xn, _ = CASES[name]
+    rng = np.random.default_rng(0)
+    shapes = {"a": (700, 300), "b": (300,), "c": (5, 3)}
+    params = {k: torch.from_numpy(rng.normal(size=s).astype("float32"))
+              for k, s in shapes.items()}
+    store = ParamStore(params, xn.get_backend("torch").xp)
+    opt_pure, opt_fast = make_xn(), make_xn()
+    sp, sf = opt_pure.init(params), opt_fast.init(store.params)
+    pure = dict(params)
+    for _ in range(3):
+        grads = {k: torch.from_numpy(rng.normal(size=s).astype("float32"))
+                 for k, s in shapes.items()}
+        pure, sp = opt_pure.update(pure, grads, sp)
+        assert opt_fast.update_(store.params, grads, sf, check_finite=True) is True
+    assert len(calls) == 3  # the path under test ran
+    for k in shapes:
+        assert isinstance(store.params[k], torch.Tensor)
+        assert store.params[k].numpy().tobytes() == pure[k].numpy().tobytes(), k
+        for slot in opt_pure.slots:
+            assert sf[slot][k].numpy().tobytes() == sp[slot][k].numpy().tobytes(), (slot, k)
+
+
 @pytest.mark.parametrize("clip", [{"clip_value": 0.5}, {"clip_norm": 1.0},
                                   {"clip_value": 0.5, "clip_norm": 1.0}])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -11,10 +11,12 @@ or that need autograd, take the generic path.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
 
+from . import _numba
 from ._base import Ops
 from ._numpy import NumpyOps
 
@@ -82,6 +84,10 @@ class TorchOps(Ops):
     """
 
     name = "torch"
+
+    def training(self, *, num_params: int, n_updates: int) -> AbstractContextManager[None]:
+        """The fit's decision whether NumPy's compiled (numba) update pays, as on NumPy."""
+        return _numba.deciding(num_params, n_updates)
 
     def update(self, opt: Any, params: dict, grads: dict, state: dict, lr: float,
                ts: dict[str, int], keep: Any) -> tuple[dict, dict] | None:
