@@ -24,6 +24,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from .._files import create_temp, fsync_folder
 
@@ -139,31 +140,14 @@ def fetch_verified(
             fd, tmp_path = create_temp(target, ".part")
             tmp_name = str(tmp_path)
             with os.fdopen(fd, "wb") as tmp:
-                h = hashlib.sha256()
-                received = 0
                 with _progress_bar(progress, label, announced) as advance:
-                    while True:
-                        chunk = resp.read(_CHUNK)
-                        if not chunk:
-                            break
-                        received += len(chunk)
-                        if time.monotonic() - start > deadline:
-                            raise MirrorFailed(
-                                f"too slow: {received} of {limit} bytes after the deadline of "
-                                f"{deadline:g} s (at least {MIN_BYTES_PER_S / 1e3:g} kB/s "
-                                "expected)")
-                        if received > limit:
-                            raise MirrorFailed(f"server sent more than the expected {limit} bytes")
-                        tmp.write(chunk)
-                        h.update(chunk)
-                        advance(len(chunk))
+                    received, digest = _copy(resp, tmp, limit, start, deadline, advance)
                 tmp.flush()
                 os.fsync(tmp.fileno())
         if announced is not None and received != announced:
             raise MirrorFailed(f"truncated transfer: got {received} of {announced} bytes")
         if size is not None and received != size:
             raise MirrorFailed(f"got {received} bytes, the published file has {size}")
-        digest = h.hexdigest()
         if digest != sha256 and not content_ok(Path(tmp_name)):
             raise MirrorFailed(f"SHA-256 mismatch: expected {sha256}, got {digest}")
         _publish(tmp_name, target, sha256, content_ok)
@@ -176,6 +160,26 @@ def fetch_verified(
         if tmp_name is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
+
+
+def _copy(resp: Any, out: Any, limit: int, start: float, deadline: float,
+          advance: Callable[[int], None]) -> tuple[int, str]:
+    """Copy the response to ``out`` in chunks, at most ``limit`` bytes and at most
+    ``deadline`` seconds after ``start``; return the bytes received and their SHA-256."""
+    h = hashlib.sha256()
+    received = 0
+    while chunk := resp.read(_CHUNK):
+        received += len(chunk)
+        if time.monotonic() - start > deadline:
+            raise MirrorFailed(
+                f"too slow: {received} of {limit} bytes after the deadline of "
+                f"{deadline:g} s (at least {MIN_BYTES_PER_S / 1e3:g} kB/s expected)")
+        if received > limit:
+            raise MirrorFailed(f"server sent more than the expected {limit} bytes")
+        out.write(chunk)
+        h.update(chunk)
+        advance(len(chunk))
+    return received, h.hexdigest()
 
 
 def _publish(tmp_name: str, target: Path, sha256: str, content_ok: Callable[[Path], bool]) -> None:
