@@ -688,7 +688,12 @@ class BatchNorm(Layer):
     left unchanged by a step that ``fit``'s non-finite guard skips. Under data-parallel
     training ([`xpnet.distributed`][]) each rank normalises with its own share of the
     batch and keeps its own running statistics; rank 0's are the ones a checkpoint
-    holds (see the distributed guide). A training batch needs at least two rows.
+    holds, unless ``fit(sync_buffers=True)`` averages them over the ranks at every
+    epoch's end. A training batch needs at least two rows (``fit`` refuses a
+    ``batch_size`` that leaves fewer). Freezing the layer
+    ([`freeze`][xpnet.model.Sequential.freeze]) stops ``gamma`` and ``beta``, not the
+    running statistics, which follow the training batches as in PyTorch (where
+    ``requires_grad=False`` does not stop them either).
 
     Parameters
     ----------
