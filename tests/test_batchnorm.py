@@ -475,3 +475,14 @@ def test_the_compiled_jax_step_carries_the_running_statistics(monkeypatch):
             np.testing.assert_allclose(np.asarray(got[k]), np.asarray(want[k]), rtol=1e-8,
                                        atol=1e-8, err_msg=k)
     assert float(np.abs(np.asarray(jm.buffers["1.running_mean"])).max()) > 0.1
+
+
+def test_a_frozen_batchnorm_keeps_gamma_and_beta_but_follows_the_batches(backend):
+    X, y = _data(64)
+    m = _bn_model(backend).freeze(0)
+    m.fit(X, y, epochs=1, batch_size=32, shuffle=False, verbose=0, optimizer=xn.Adam(1e-2))
+    assert "0.gamma" not in m.trainable_keys
+    np.testing.assert_array_equal(xn.to_numpy(m.params["0.gamma"]), np.ones(4))
+    np.testing.assert_allclose(xn.to_numpy(m.buffers["0.running_mean"]),
+                               0.9 * 0.1 * X[:32].mean(axis=0) + 0.1 * X[32:].mean(axis=0),
+                               rtol=1e-12)
