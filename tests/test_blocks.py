@@ -319,6 +319,20 @@ def test_an_unregistered_layer_in_a_block_is_named_before_saving(tmp_path):
     assert not (tmp_path / "m.safetensors").exists()
 
 
+def test_a_block_of_many_layers_loads_with_its_optimizer(tmp_path):
+    """The loader's bound on tensors per file counts a block's layers one by one: 600
+    Dense layers in one block, with Adam's two slots each, are 3,606 tensors (the bound
+    was 1,024 per top-level layer, plus 1,024: 3,072 here)."""
+    X, y = _data(n=8)
+    m = xn.Sequential([xn.Block([xn.Dense(2) for _ in range(600)]), xn.Dense(3)],
+                      in_features=4, backend="numpy")
+    opt = xn.Adam(lr=1e-3)
+    m.fit(X, y, epochs=1, verbose=0, optimizer=opt)
+    ck = xn.load_checkpoint(xn.save(m, tmp_path / "deep.safetensors", optimizer=opt))
+    assert len(ck.model.params) == 1202 and len(ck.optimizer.state["exp_avg"]) == 1202
+    assert ck.model.params["0.599.W"].tobytes() == m.params["0.599.W"].tobytes()
+
+
 def _rewrite(path, tmp_path, change):
     """A copy of the checkpoint at ``path`` whose model config ``change`` edited."""
     from safetensors import safe_open
