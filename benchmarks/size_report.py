@@ -9,9 +9,11 @@ Prints, for ``xpnet/``:
 - functions over ``--max-logic`` lines of logic (docstrings and comments not counted);
 - import cycles between the package's modules (imports at module level);
 - with ``--step``, the files and functions of the package one steady-state training
-  step enters (NumPy, no numba: ``sys.setprofile`` over a step after warm-up).
+  step enters (NumPy, no numba: ``sys.setprofile`` over a step after warm-up);
+- with ``--duplicates``, the ``duplicates`` finder's pairs over a copy of the package
+  with every docstring blanked (line numbers kept), so only code is compared.
 
-Run: ``python benchmarks/size_report.py [--step] [--json]``.
+Run: ``python benchmarks/size_report.py [--step] [--duplicates] [--json]``.
 """
 from __future__ import annotations
 
@@ -20,7 +22,10 @@ import ast
 import io
 import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import tokenize
 from pathlib import Path
 
@@ -211,6 +216,31 @@ def _step_trace() -> dict:
             "function_list": sorted(f"{os.path.relpath(f, root)}:{q}" for f, q in seen)}
 
 
+def _blank_docstrings(text: str) -> str:
+    """``text`` with each docstring replaced by ``...`` and blank lines (same line numbers)."""
+    lines = text.splitlines(keepends=True)
+    for _, expr in sorted(_docstring_nodes(ast.parse(text)), key=lambda d: -d[1].lineno):
+        first, last = expr.lineno - 1, expr.end_lineno - 1
+        head = lines[first].encode()[:expr.col_offset].decode()  # ast offsets count bytes
+        tail = lines[last].encode()[expr.end_col_offset:].decode()
+        lines[first:last + 1] = [head + "..." + tail] + ["\n"] * (last - first)
+    return "".join(lines)
+
+
+def _duplicates(most: int, seconds: int) -> str:
+    """Run ``duplicates`` over a docstring-free copy of the package; return its output."""
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = Path(tmp) / "xpnet"
+        for path in sorted(ROOT.rglob("*.py")):
+            target = dest / path.relative_to(ROOT)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(_blank_docstrings(path.read_text()))
+        cmd = [shutil.which("duplicates") or "duplicates", "--repo", tmp, "--most", str(most),
+               "--seconds", str(seconds)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=tmp)
+        return out.stdout + out.stderr
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the report; exit 0."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -218,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", action="store_true", help="trace one training step")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--per-module", action="store_true")
+    parser.add_argument("--duplicates", type=int, nargs="?", const=60, metavar="MOST",
+                        help="list duplicate-code pairs, docstrings blanked (default 60)")
     args = parser.parse_args(argv)
     public = _public_all()
     rows = [_scan(p, public, args.max_logic) for p in sorted(ROOT.rglob("*.py"))]
@@ -239,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                                 for r in rows}
     if args.step:
         report["step"] = _step_trace()
+    if args.duplicates:
+        report["duplicates"] = _duplicates(args.duplicates, 60)
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
@@ -259,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"one step enters {step['files']} files, {step['functions']} functions")
         for name in step["function_list"]:
             print("  " + name)
+    if args.duplicates:
+        print(report["duplicates"], end="")
     return 0
 
 
