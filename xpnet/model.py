@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _autodiff, _checks
 from .backends import Backend, get_backend, to_numpy
-from .blocks import _find, _frozen_prefixes, _summary_rows, _walk
+from .blocks import _find, _frozen_prefixes, _summary_rows, _walk, sublayers
 from .layers import ACTIVATIONS, Dense, Dropout, Layer, layer_from_config
 from .losses import Loss, get_loss, loss_config, loss_from_config
 from .random import RNG, _fresh_seed
@@ -649,8 +649,7 @@ class Sequential:
             else:
                 dy_in, g = layers[i].backward(p, caches[i], dy, **kw)
             if check and trains[i]:
-                _check_layer_grads(f"layer {i} ({type(layers[i]).__name__})",
-                                   {short: params[key] for short, key in trained[i]}, g)
+                self._check_grads(i, {short: params[key] for short, key in trained[i]}, g)
             if trains[i]:
                 for k, v in g.items():
                     grads[f"{i}.{k}"] = v
@@ -658,6 +657,20 @@ class Sequential:
         if input_grad is not None:
             input_grad.append(dy)
         return {k: grads[k] for k in self.params if k in grads}
+
+    def _check_grads(self, i: int, params: dict[str, Any], grads: Any) -> None:
+        """`_check_layer_grads` for layer ``i``; a held layer's own first, under its
+        address and short names (``layer 2.1 (Scale)``, ``'b'``)."""
+        if isinstance(grads, dict):
+            for address, held in _walk(self.layers[i], str(i)):
+                if address == str(i) or sublayers(held):
+                    continue
+                pre = address[len(str(i)) + 1:] + "."
+                _check_layer_grads(
+                    f"layer {address} ({type(held).__name__})",
+                    {k[len(pre):]: v for k, v in params.items() if k.startswith(pre)},
+                    {k[len(pre):]: v for k, v in grads.items() if k.startswith(pre)})
+        _check_layer_grads(f"layer {i} ({type(self.layers[i]).__name__})", params, grads)
 
     def _autodiff_name(self, i: int) -> str:
         """``layer 2.1 (Swish)``: the first layer at ``i`` (or held there) without backward."""
