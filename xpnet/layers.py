@@ -592,6 +592,29 @@ class Dropout(Layer):
         return {"rate": self.rate}
 
 
+def _check_norm(layer: str, eps: Any, affine: Any) -> float:
+    """``eps`` as a float, after checking it and ``affine`` for the ``layer`` named."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) \
+            or not math.isfinite(eps) or eps <= 0:
+        raise ValueError(f"{layer} eps must be a finite float > 0, got {eps!r}")
+    if not isinstance(affine, bool):
+        raise TypeError(f"{layer} affine must be True or False, got {affine!r}")
+    return float(eps)
+
+
+def _gamma_beta(affine: bool, n: int, backend: Backend, dtype: Any) -> Params:
+    if not affine:
+        return {}
+    xp, dev = backend.xp, backend.device
+    return {"gamma": xp.ones((n,), dtype=dtype, device=dev),
+            "beta": xp.zeros((n,), dtype=dtype, device=dev)}
+
+
+def _gamma_beta_grads(dy: Any, xhat: Any, need: bool) -> Params:
+    xp = _xp(dy)
+    return {"gamma": xp.sum(dy * xhat, axis=0), "beta": xp.sum(dy, axis=0)} if need else {}
+
+
 class LayerNorm(Layer):
     """Layer normalization: each row to zero mean and unit variance, then scaled and shifted.
 
@@ -619,21 +642,12 @@ class LayerNorm(Layer):
     """
 
     def __init__(self, eps: float = 1e-5, *, affine: bool = True):
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) \
-                or not math.isfinite(eps) or eps <= 0:
-            raise ValueError(f"LayerNorm eps must be a finite float > 0, got {eps!r}")
-        if not isinstance(affine, bool):
-            raise TypeError(f"LayerNorm affine must be True or False, got {affine!r}")
-        self.eps, self.affine = float(eps), affine
+        self.eps, self.affine = _check_norm("LayerNorm", eps, affine), affine
 
     def init(self, in_features: int, rng: RNG, *, backend: Backend, dtype: Any) -> Params:
         """``gamma`` ones and ``beta`` zeros of shape ``(in_features,)`` (none without
         ``affine``)."""
-        if not self.affine:
-            return {}
-        xp, dev = backend.xp, backend.device
-        return {"gamma": xp.ones((in_features,), dtype=dtype, device=dev),
-                "beta": xp.zeros((in_features,), dtype=dtype, device=dev)}
+        return _gamma_beta(self.affine, in_features, backend, dtype)
 
     def param_shapes(self, in_features: int) -> dict[str, tuple[int, ...]]:
         """``gamma`` and ``beta``: ``(in_features,)`` each (none without ``affine``)."""
@@ -645,9 +659,8 @@ class LayerNorm(Layer):
         xc = x - xp.mean(x, axis=1, keepdims=True)
         inv = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=1, keepdims=True) + self.eps)
         xhat = xc * inv
-        if not self.affine:
-            return xhat, (xhat, inv)
-        return xhat * params["gamma"] + params["beta"], (xhat, inv)
+        y = xhat * params["gamma"] + params["beta"] if self.affine else xhat
+        return y, (xhat, inv)
 
     def backward(self, params: Params, cache: Any, dy: Any, *, need_input_grad: bool = True,
                  need_param_grads: bool = True) -> tuple[Any, Params]:
@@ -655,10 +668,7 @@ class LayerNorm(Layer):
         ``gamma``: the column sums of ``dy * xhat``, ``beta``: those of ``dy``."""
         xhat, inv = cache
         xp = _xp(dy)
-        grads: Params = {}
-        if self.affine and need_param_grads:
-            grads["gamma"] = xp.sum(dy * xhat, axis=0)
-            grads["beta"] = xp.sum(dy, axis=0)
+        grads = _gamma_beta_grads(dy, xhat, self.affine and need_param_grads)
         if not need_input_grad:
             return None, grads
         g = dy * params["gamma"] if self.affine else dy
@@ -725,21 +735,13 @@ class BatchNorm(Layer):
         if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) \
                 or not 0.0 <= momentum <= 1.0:
             raise ValueError(f"BatchNorm momentum must be a float in [0, 1], got {momentum!r}")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) \
-                or not math.isfinite(eps) or eps <= 0:
-            raise ValueError(f"BatchNorm eps must be a finite float > 0, got {eps!r}")
-        if not isinstance(affine, bool):
-            raise TypeError(f"BatchNorm affine must be True or False, got {affine!r}")
-        self.momentum, self.eps, self.affine = float(momentum), float(eps), affine
+        self.eps, self.affine = _check_norm("BatchNorm", eps, affine), affine
+        self.momentum = float(momentum)
 
     def init(self, in_features: int, rng: RNG, *, backend: Backend, dtype: Any) -> Params:
         """``gamma`` ones and ``beta`` zeros of shape ``(in_features,)`` (none without
         ``affine``)."""
-        if not self.affine:
-            return {}
-        xp, dev = backend.xp, backend.device
-        return {"gamma": xp.ones((in_features,), dtype=dtype, device=dev),
-                "beta": xp.zeros((in_features,), dtype=dtype, device=dev)}
+        return _gamma_beta(self.affine, in_features, backend, dtype)
 
     def param_shapes(self, in_features: int) -> dict[str, tuple[int, ...]]:
         """``gamma`` and ``beta``: ``(in_features,)`` each (none without ``affine``)."""
@@ -778,9 +780,8 @@ class BatchNorm(Layer):
             xc, var, stats = x - buffers["running_mean"], buffers["running_var"], None
         inv = 1.0 / xp.sqrt(var + self.eps)
         xhat = xc * inv
-        if not self.affine:
-            return xhat, (xhat, inv, stats)
-        return xhat * params["gamma"] + params["beta"], (xhat, inv, stats)
+        y = xhat * params["gamma"] + params["beta"] if self.affine else xhat
+        return y, (xhat, inv, stats)
 
     def backward(self, params: Params, cache: Any, dy: Any, *, need_input_grad: bool = True,
                  need_param_grads: bool = True) -> tuple[Any, Params]:
@@ -789,10 +790,7 @@ class BatchNorm(Layer):
         of ``dy * xhat``, ``beta``: those of ``dy``."""
         xhat, inv, stats = cache
         xp = _xp(dy)
-        grads: Params = {}
-        if self.affine and need_param_grads:
-            grads["gamma"] = xp.sum(dy * xhat, axis=0)
-            grads["beta"] = xp.sum(dy, axis=0)
+        grads = _gamma_beta_grads(dy, xhat, self.affine and need_param_grads)
         if not need_input_grad:
             return None, grads
         g = dy * params["gamma"] if self.affine else dy
