@@ -10,12 +10,9 @@ useful fields until they fit, instead of letting the terminal wrap them mid-numb
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..training import ProgressBar
-from ..training.callbacks import _display_due
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -77,15 +74,6 @@ def _per_step(seconds: float) -> str:
     return f"{seconds * 1e6:.0f}us/step"
 
 
-def _running_info(logs: Mapping[str, Any], seconds: float, parts: int) -> str:
-    """The bar's running values: loss, then accuracy, then samples/s, the first `parts`."""
-    info = [f"loss {logs['loss']:.4f}"]
-    if "accuracy" in logs:
-        info.append(f"acc {logs['accuracy']:.4f}")
-    info.append(f"{logs['samples_seen'] / seconds:,.0f} samples/s")
-    return "  ".join(info[:parts])
-
-
 # The widest each count of running values can be (loss 12.3456, 1,234,567 samples/s).
 _INFO_WIDTH = (0, len("loss 12.3456"), len("loss 12.3456  acc 0.0000"),
                len("loss 12.3456  acc 0.0000  1,234,567 samples/s"))
@@ -108,7 +96,6 @@ class TrainProgress(ProgressBar):
     def __init__(self, console: Console | None = None):
         super().__init__()
         self._console = console
-        self._info_parts = 3
 
     def on_train_begin(self, logs: dict) -> None:
         """Open the console (or take the given one) and note the run's size."""
@@ -116,23 +103,17 @@ class TrainProgress(ProgressBar):
         if self._console is not None:
             self.console = self._console
 
-    def on_epoch_begin(self, epoch: int, logs: dict) -> None:
-        """Start the epoch's live bar (only on a terminal), sized to the console's width."""
+    def _columns(self, epoch: int) -> list[Any]:
+        """The live bar's columns, the most that fit the console's width."""
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
-            Progress,
             ProgressColumn,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
 
-        self._epoch = epoch
-        self._t0 = time.perf_counter()
-        self._progress = None
-        if not self.console.is_terminal:
-            return  # a live bar in a log file or pipe only adds blank lines
         prefix = f"epoch {epoch + 1}/{self.epochs}"
         fixed = len(prefix) + 2 * len(str(self.steps)) + 1 + 3  # + 3 column gaps
         room = self.console.width - 1 - fixed
@@ -147,17 +128,7 @@ class TrainProgress(ProgressBar):
         if eta:
             columns += [TextColumn("eta", markup=False), TimeRemainingColumn()]
         columns.append(TextColumn("{task.fields[info]}", markup=False))
-        self._progress = Progress(*columns, console=self.console, transient=True)
-        self._progress.start()
-        self._task = self._progress.add_task("train", total=self.steps, info="")
-
-    def on_batch_end(self, step: int, logs: Mapping[str, float]) -> None:
-        """Advance the bar and show the running values that fit (at display intervals)."""
-        if self._progress is None or not _display_due(self):
-            return
-        seconds = max(time.perf_counter() - self._t0, 1e-9)
-        self._progress.update(self._task, completed=step + 1,
-                              info=_running_info(logs, seconds, self._info_parts))
+        return columns
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         """Replace the bar with the epoch's line (`epoch_line`)."""

@@ -339,6 +339,15 @@ def _display_due(cb: Callback) -> bool:
     return current is None or current.display
 
 
+def _running_info(logs: Mapping[str, Any], seconds: float, parts: int) -> str:
+    """The bar's running values: loss, then accuracy, then samples/s, the first `parts`."""
+    info = [f"loss {logs['loss']:.4f}"]
+    if "accuracy" in logs:
+        info.append(f"acc {logs['accuracy']:.4f}")
+    info.append(f"{logs['samples_seen'] / seconds:,.0f} samples/s")
+    return "  ".join(info[:parts])
+
+
 class CallbackList:
     """The callbacks of one fit, called in order; owns the History and the progress bar.
 
@@ -455,6 +464,7 @@ class ProgressBar(Callback):
     """
 
     rank_zero_only = True
+    _info_parts = 3  # running values shown: loss, accuracy, samples/s (a subclass narrows)
 
     def __init__(self, stream: Any = None):
         self.stream = stream
@@ -472,37 +482,34 @@ class ProgressBar(Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict) -> None:
         """Start the epoch's live bar (only on a terminal)."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import Progress
 
         self._epoch = epoch
         self._t0 = time.perf_counter()
+        self._progress = None
         if not self.console.is_terminal:
             # a live bar in a log file or pipe only adds blank lines; the per-epoch
             # summary line is printed either way
-            self._progress = None
             return
-        self._progress = Progress(
-            TextColumn(f"epoch {epoch + 1}/{self.epochs}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=self.console,
-            transient=True,
-        )
+        self._progress = Progress(*self._columns(epoch), console=self.console, transient=True)
         self._progress.start()
         self._task = self._progress.add_task("train", total=self.steps, info="")
+
+    def _columns(self, epoch: int) -> list[Any]:
+        """The live bar's rich columns for ``epoch``."""
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+
+        return [TextColumn(f"epoch {epoch + 1}/{self.epochs}"), BarColumn(),
+                MofNCompleteColumn(), TextColumn("{task.fields[info]}")]
 
     def on_batch_end(self, step: int, logs: Mapping[str, float]) -> None:
         """Advance the bar and show the running loss, accuracy and samples/s (at display
         intervals)."""
         if self._progress is None or not _display_due(self):
             return
-        dt = max(time.perf_counter() - self._t0, 1e-9)
-        info = f"loss {logs['loss']:.4f}"
-        if "accuracy" in logs:
-            info += f"  acc {logs['accuracy']:.4f}"
-        info += f"  {logs['samples_seen'] / dt:,.0f} samples/s"
-        self._progress.update(self._task, completed=step + 1, info=info)
+        seconds = max(time.perf_counter() - self._t0, 1e-9)
+        self._progress.update(self._task, completed=step + 1,
+                              info=_running_info(logs, seconds, self._info_parts))
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         """Replace the bar with one summary line for the epoch."""
