@@ -301,28 +301,28 @@ class Block(Layer):
             parts[int(head)][name] = value
         return parts
 
-    def init(self, in_features: int, rng: RNG, *, backend: Backend, dtype: Any) -> Params:
-        """Each layer's parameters in turn, keyed ``"<j>.<name>"``."""
-        params: Params = {}
+    def _per_layer(self, in_features: int, get: Any) -> dict[str, Any] | None:
+        """``get(layer, its in_features)`` of each layer, keyed ``"<j>.<name>"``; None
+        when one returns None."""
+        out: dict[str, Any] = {}
         n = in_features
         for j, layer in enumerate(self.layers):
-            for k, v in layer.init(n, rng, backend=backend, dtype=dtype).items():
-                params[f"{j}.{k}"] = v
+            part = get(layer, n)
+            if part is None:
+                return None
+            out.update({f"{j}.{k}": v for k, v in part.items()})
             n = layer.out_features(n)
-        return params
+        return out
+
+    def init(self, in_features: int, rng: RNG, *, backend: Backend, dtype: Any) -> Params:
+        """Each layer's parameters in turn, keyed ``"<j>.<name>"``."""
+        return self._per_layer(in_features, lambda layer, n: layer.init(
+            n, rng, backend=backend, dtype=dtype)) or {}
 
     def param_shapes(self, in_features: int) -> dict[str, tuple[int, ...]] | None:
         """Each layer's shapes, keyed ``"<j>.<name>"``; None when one does not declare
         them."""
-        shapes: dict[str, tuple[int, ...]] = {}
-        n = in_features
-        for j, layer in enumerate(self.layers):
-            need = layer.param_shapes(n)
-            if need is None:
-                return None
-            shapes.update({f"{j}.{k}": tuple(v) for k, v in need.items()})
-            n = layer.out_features(n)
-        return shapes
+        return self._per_layer(in_features, lambda layer, n: _shapes(layer.param_shapes(n)))
 
     def out_features(self, in_features: int) -> int:
         """The last layer's output width."""
@@ -334,26 +334,13 @@ class Block(Layer):
     def init_buffers(self, in_features: int, *, backend: Backend, dtype: Any) -> Params:
         """Each layer's buffers (``BatchNorm``'s running statistics), keyed
         ``"<j>.<name>"``."""
-        buffers: Params = {}
-        n = in_features
-        for j, layer in enumerate(self.layers):
-            for k, v in layer.init_buffers(n, backend=backend, dtype=dtype).items():
-                buffers[f"{j}.{k}"] = v
-            n = layer.out_features(n)
-        return buffers
+        return self._per_layer(in_features, lambda layer, n: layer.init_buffers(
+            n, backend=backend, dtype=dtype)) or {}
 
     def buffer_shapes(self, in_features: int) -> dict[str, tuple[int, ...]] | None:
         """Each layer's buffer shapes, keyed ``"<j>.<name>"``; None when one does not
         declare them."""
-        shapes: dict[str, tuple[int, ...]] = {}
-        n = in_features
-        for j, layer in enumerate(self.layers):
-            need = layer.buffer_shapes(n)
-            if need is None:
-                return None
-            shapes.update({f"{j}.{k}": tuple(v) for k, v in need.items()})
-            n = layer.out_features(n)
-        return shapes
+        return self._per_layer(in_features, lambda layer, n: _shapes(layer.buffer_shapes(n)))
 
     def forward(self, params: Params, x: Any, *, train: bool = False,
                 rng: RNG | None = None, buffers: Params | None = None) -> tuple[Any, Any]:
@@ -512,3 +499,7 @@ class Residual(Layer):
 
 for _cls in (Block, Residual):
     _REGISTRY.add(_cls.__name__, _cls, builtin=True)
+
+
+def _shapes(need: dict | None) -> dict[str, tuple[int, ...]] | None:
+    return None if need is None else {k: tuple(v) for k, v in need.items()}
