@@ -200,15 +200,17 @@ def _step_trace() -> dict:
             seen.add((frame.f_code.co_filename, frame.f_code.co_qualname))
 
     class _Watch(xn.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            state["on"] = epoch == 1
+        """Trace from the end of epoch 1's first step to the end of its second."""
 
-        def on_epoch_end(self, epoch, logs=None):
-            state["on"] = False
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_batch_end(self, step, logs=None):
+            state["on"] = self.epoch == 1 and step == 0
 
     sys.setprofile(prof)
     try:
-        model.fit(X, y, epochs=2, batch_size=512, callbacks=[_Watch()], verbose=0)
+        model.fit(X, y, epochs=2, batch_size=128, callbacks=[_Watch()], verbose=0)
     finally:
         sys.setprofile(None)
     files = sorted({os.path.relpath(f, root) for f, _ in seen})
