@@ -76,11 +76,12 @@ def enabled() -> bool:
 
 
 def use(n_params: int, updates: int) -> bool:
-    """Whether this update compiles: the running fit's decision (`deciding`), else `worth_it`."""
-    if not enabled():
-        return False
+    """Whether this update compiles: the running fit's decision (`deciding`, made once),
+    else `worth_it`."""
     decided = _decided.get()
-    return worth_it(n_params, updates) if decided is None else decided
+    if decided is not None:
+        return decided and not _failed
+    return enabled() and worth_it(n_params, updates)
 
 
 def worth_it(n_params: int, steps: int) -> bool:
@@ -90,8 +91,9 @@ def worth_it(n_params: int, steps: int) -> bool:
 
 @contextlib.contextmanager
 def deciding(n_params: int, n_updates: int) -> Iterator[None]:
-    """Within the block `use` answers `worth_it` for the fit's parameters and updates."""
-    token = _decided.set(worth_it(n_params, n_updates))
+    """Within the block `use` answers `worth_it` for the fit's parameters and updates
+    (and whether numba is `enabled`, read once)."""
+    token = _decided.set(enabled() and worth_it(n_params, n_updates))
     try:
         yield
     finally:
