@@ -2,7 +2,7 @@
 
 The examples in ``xpnet/export`` run ONNX export, which needs the optional
 ``xpnet[onnx]`` extra (ndonnx needs Python 3.11 or later); without it their doctests
-are not collected. ``tests/test_onnx.py`` skips the same way, with the reason.
+are not collected, nor those of ``xpnet/ops/_torch.py`` without PyTorch. ``tests/test_onnx.py`` skips the same way, with the reason.
 
 A test that needs an optional package (torch, pandas, PyYAML, an extra...) or the real
 MNIST files skips, with the reason, where they are missing. ``XPNET_REQUIRE_ALL=1`` (the
@@ -39,6 +39,8 @@ if any(importlib.util.find_spec(m) is None for m in ("ndonnx", "onnx", "onnxrunt
         raise pytest.UsageError("XPNET_REQUIRE_ALL=1 but ndonnx, onnx or onnxruntime is "
                                 "missing: the examples of xpnet/export would not run")
     collect_ignore_glob.append("xpnet/export/*.py")
+if importlib.util.find_spec("torch") is None:  # TorchOps' example runs on PyTorch
+    collect_ignore_glob.append("xpnet/ops/_torch.py")
 
 
 def _skip_reason(report) -> str:
