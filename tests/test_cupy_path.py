@@ -252,7 +252,7 @@ def step_bookkeeping(monkeypatch, sizes, optimizer, policy="raise"):
     t = xn.training.Trainer(m, X, y, optimizer=optimizer, epochs=1, batch_size=32,
                             on_nonfinite=policy, state=xn.training.TrainState(seed=0))
     assert isinstance(t.guard, xn.training.DeviceGuard)
-    for obj, name in ((m, "loss_and_grads"), (optimizer, "update")):
+    for obj, name in ((m, "_loss_grads_out"), (optimizer, "update")):
         monkeypatch.setattr(obj, name, _paused(getattr(obj, name), count))
     perm = t.begin_epoch(0)
     t.step(0, perm)
