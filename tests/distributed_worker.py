@@ -158,7 +158,7 @@ def _nonfinite_policies(comm) -> dict:
     for policy in ("raise", "stop", "skip"):
         model, opt = model_and_optimizer("sgd")
         calls = [0]
-        original = model.loss_and_grads
+        original = model._loss_grads_out  # every step's forward, loss and backward
 
         def poisoned(*args, _orig=original, _calls=calls, **kwargs):
             value, grads, output = _orig(*args, **kwargs)
@@ -167,7 +167,7 @@ def _nonfinite_policies(comm) -> dict:
                 value = value * np.nan
             return value, grads, output
 
-        model.loss_and_grads = poisoned
+        model._loss_grads_out = poisoned
         entry = {"error": None}
         try:
             h = model.fit(X, y, epochs=3, batch_size=B, optimizer=opt, seed=11, verbose=0,
