@@ -801,9 +801,9 @@ def _loaded_runs(monkeypatch, tmp_path, *flags):
     seen: dict = {}
     real_load, real_dataset = train_mod._load, train_mod.load_dataset
 
-    def load(run):
-        real_load(run)
-        seen["run"] = run
+    def load(*args):
+        plan, seen["run"] = real_load(*args)
+        return plan, seen["run"]
 
     def dataset(*a, **k):
         seen["loaded"] = real_dataset(*a, **k)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ._args import EXIT_USAGE, CLIError
@@ -41,13 +42,14 @@ def open_comm(args: argparse.Namespace) -> Any:
 
 
 def together(comm: Any, phase: Callable[[], Any], *, on: str = "all",
-             command: str = "train") -> None:
-    """Run `phase` on the ranks `on`; a failure anywhere is the same AgreedError on every rank."""
+             command: str = "train") -> Any:
+    """Run `phase` on the ranks `on` and return its value (None elsewhere); a failure
+    anywhere is the same AgreedError on every rank."""
     runs_here = on == "all" or (on == "root") == comm.is_root
-    failure = None
+    failure = result = None
     if runs_here:
         try:
-            phase()
+            result = phase()
         except Exception as exc:
             code, message = classify(exc, command)
             failure = (code, message)
@@ -56,6 +58,7 @@ def together(comm: Any, phase: Callable[[], Any], *, on: str = "all",
         if outcome is not None:
             code, message = outcome
             raise AgreedError(message if rank == 0 else f"rank {rank}: {message}", code)
+    return result
 
 
 def per_rank_batch(s: dict[str, Any], saved: dict[str, Any] | None, explicit: set[str],
@@ -99,13 +102,11 @@ def global_steps(n_train: int, batch: int, ranks: int) -> tuple[int, int]:
     return total, math.ceil(n_train / total)
 
 
-def share_plan(comm: Any, run: Any) -> None:
-    """Give every rank rank 0's plan (dataset, settings, resumed settings); not ``--out``."""
-    keys = ("spec_kind", "spec", "saved", "done", "s", "explicit")
-    plan = comm.bcast({k: getattr(run, k) for k in keys} if comm.is_root else None)
-    if not comm.is_root:
-        for k in keys:
-            setattr(run, k, plan[k])
+def share_plan(comm: Any, plan: Any) -> Any:
+    """Rank 0's plan (dataset, settings, resumed settings) on every rank; not its checkpoint
+    file in ``--out``, nor its table flag (other ranks read ``--dataset`` with load_dataset)."""
+    shared = comm.bcast(plan if comm.is_root else None)
+    return plan if comm.is_root else replace(shared, resume_file=None, table=False)
 
 
 def env_rank() -> int:

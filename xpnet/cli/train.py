@@ -89,47 +89,72 @@ _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 @dataclass
-class _Run:
-    """What one ``xpnet train`` has worked out so far, passed between its phases."""
+class _Held:
+    """What the command releases however it ends: the ``--out`` lock, the thread limits."""
 
-    args: argparse.Namespace
-    command: str
-    comm: Any = None
-    out: Path | None = None
     lock: RunLock | None = None
-    spec_kind: str = "name"
-    spec: str = ""
-    table: bool = False  # --dataset is a table file (see _tables)
-    saved: dict[str, Any] | None = None
-    done: int = 0
-    s: dict[str, Any] = field(default_factory=dict)
-    explicit: set[str] = field(default_factory=set)
-    backend: Any = None
-    ds: Any = None
-    X: Any = None
-    y: Any = None
-    val: Any = None
-    n_train: int = 0
-    bs: int = 0
-    global_bs: int = 0
-    steps: int = 0
-    optimizer: Any = None
-    model: Any = None
-    resume: dict[str, Any] | None = None
     limiter: Any = None
-    threads_txt: str = ""
-    data_summary: str = ""
-    model_file: Path | None = None
-    record_path: Path | None = None  # other ranks: rank 0's run.json, marked if they fail
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The dataset and the settings, all checked before any data is read (`_plan`)."""
+
+    spec_kind: str
+    spec: str
+    s: dict[str, Any]
+    explicit: set[str]
+    table: bool = False  # --dataset is a table file (see _tables)
+    saved: dict[str, Any] | None = None  # with --resume: the run's settings,
+    done: int = 0  # its epochs done and its checkpoint further on
     resume_file: Path | None = None
-    replaces: Any = None
+
+
+@dataclass(frozen=True)
+class _Data:
+    """The loaded data, split and batched, and the optimizer for its steps (`_load`)."""
+
+    backend: Any
+    ds: Any
+    X: Any
+    y: Any
+    val: Any
+    n_train: int
+    bs: int
+    global_bs: int
+    steps: int
+    optimizer: Any
+    summary: str  # the dataset as loaded, before the split
+
+
+@dataclass(frozen=True)
+class _Records:
+    """The run folder and run.json (`_open_records`; rank 0, others know only its path)."""
+
+    out: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
     recorder: RunRecorder | None = None
-    early: Any = None
-    checkpoint: Any = None
-    history: Any = None
-    start_epoch: int = 0
+    model_file: Path | None = None
+    record_path: Path | None = None  # other ranks: rank 0's run.json, marked if they fail
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A prepared run (`_prepare`): what training, the summary and the endings read."""
+
+    args: argparse.Namespace
+    comm: Any
+    plan: _Plan
+    data: _Data
+    model: Any
+    resume: dict[str, Any] | None  # the resumed checkpoint's training position (rank 0)
+    threads_txt: str
+    rec: _Records
+
+    @property
+    def start_epoch(self) -> int:
+        return int((self.resume or {}).get("epoch", 0))
 
 
 def _check_flags(args: argparse.Namespace) -> None:
@@ -147,28 +172,27 @@ def _check_flags(args: argparse.Namespace) -> None:
         require_matplotlib()
 
 
-def _locate_run(run: _Run) -> None:
-    """The dataset spec, and with --resume the settings and epochs of the run in --out."""
-    args = run.args
-    run.spec_kind, run.spec = dataset_spec(args.dataset) if args.dataset is not None \
+def _locate_run(args: argparse.Namespace, out: Path | None) -> tuple[str, str, Any, int, Any]:
+    """The dataset spec, and with --resume the settings, epochs and checkpoint of the run in
+    --out: ``(spec_kind, spec, saved, done, resume_file)``."""
+    spec_kind, spec = dataset_spec(args.dataset) if args.dataset is not None \
         else ("name", DEFAULTS["train"]["dataset"])
-    out = run.out
-    if out is None:
-        return
-    if args.resume:
-        model_file = run.resume_file = _resume_source(out)
+    if out is not None and args.resume:
+        model_file = _resume_source(out)
         if model_file is None:
             raise CLIError(f"nothing to resume: {out / MODEL_FILE} does not exist; run "
                            "without --resume to start a new run", EXIT_DATA)
-        run.saved, run.done = saved_settings(model_file)
+        saved, done = saved_settings(model_file)
         if args.dataset is None:
-            run.spec_kind = "name" if run.saved["dataset"] in DATASETS else "path"
-            run.spec = run.saved["dataset"]
-    elif not args.overwrite and any((out / name).exists()
-                                    for name in (MODEL_FILE, RESUME_FILE)):
+            spec_kind = "name" if saved["dataset"] in DATASETS else "path"
+            spec = saved["dataset"]
+        return spec_kind, spec, saved, done, model_file
+    if out is not None and not args.overwrite and \
+            any((out / name).exists() for name in (MODEL_FILE, RESUME_FILE)):
         raise CLIError(f"{out} already holds a run ({MODEL_FILE}); pass --resume to "
                        "continue it, --overwrite to replace it, or choose another --out",
                        EXIT_USAGE)
+    return spec_kind, spec, None, 0, None
 
 
 def _resume_source(out: Path) -> Path | None:
@@ -189,94 +213,86 @@ def _resume_source(out: Path) -> Path | None:
     return max(found, key=position)  # a tie: the resume file, listed first
 
 
-def _lock_out(run: _Run) -> None:
+def _lock_out(args: argparse.Namespace, held: _Held) -> Path | None:
     """Lock --out before anything reads it: one run per folder (exit status 2 if in use)."""
-    args = run.args
     if args.no_save or not args.out:
-        return
+        return None
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is a file, not a folder", EXIT_USAGE)
-    run.lock = RunLock(out, run.command)
-    run.out = out
-    _note_stale(run)
+    lock = held.lock = RunLock(out, _command(args))
+    if lock.stale is not None:
+        console(stderr=True, quiet=args.quiet).print(
+            f"xpnet: note: cleared the stale lock of an earlier run in {lock.folder} "
+            f"(pid {lock.stale.get('pid')}, no longer running)")
+    return out
 
 
-def _note_stale(run: _Run) -> None:
-    if run.lock is not None and run.lock.stale is not None:
-        console(stderr=True, quiet=run.args.quiet).print(
-            f"xpnet: note: cleared the stale lock of an earlier run in {run.lock.folder} "
-            f"(pid {run.lock.stale.get('pid')}, no longer running)")
-
-
-def _plan(run: _Run) -> None:
+def _plan(args: argparse.Namespace, comm: Any, out: Path | None) -> _Plan:
     """Settings from flags, the resumed run and the defaults; all checks before data."""
-    _locate_run(run)
-    check_dataset_file(run.spec_kind, run.spec)
-    run.table = is_table(run.spec_kind, run.spec)
-    resumed_table = saved_table(run.resume_file) if run.table and \
-        run.saved is not None and run.resume_file is not None else None
-    check_table_flags(run.args, run.table, run.saved is not None, resumed_table)
-    dataset_key = "table" if run.table else run.spec if run.spec_kind == "name" else "train"
-    run.s, run.explicit = resolve(run.args, dataset_key, run.saved)
-    run.s["dataset"] = run.spec
-    check_settings(run.s)
-    _check_outputs(run)
-    _rank_settings(run)
-    if run.saved is not None:
-        resume_conflicts(run.s, run.saved, run.explicit)
-        if run.done >= run.s["epochs"]:
-            raise CLIError(f"the run in {run.out} has already done {run.done} epochs; pass "
-                           f"--epochs N with N > {run.done} to train further", EXIT_USAGE)
+    # saved and resume_file: both set with --resume, or neither
+    spec_kind, spec, saved, done, resume_file = _locate_run(args, out)
+    check_dataset_file(spec_kind, spec)
+    table = is_table(spec_kind, spec)
+    resumed_table = saved_table(resume_file) if table and resume_file is not None else None
+    check_table_flags(args, table, saved is not None, resumed_table)
+    dataset_key = "table" if table else spec if spec_kind == "name" else "train"
+    s, explicit = resolve(args, dataset_key, saved)
+    s["dataset"] = spec
+    check_settings(s)
+    if out is not None:  # the files written in --out: new or regular, none of them the data
+        inputs = dataset_inputs(spec, s["data_dir"])
+        for name in (MODEL_FILE, RESUME_FILE, RUN_FILE, CURVES_FILE):
+            check_output(out / name, "--out", inputs)
+    _rank_settings(s, saved, explicit, comm)
+    if saved is not None:
+        resume_conflicts(s, saved, explicit)
+        if done >= s["epochs"]:
+            raise CLIError(f"the run in {out} has already done {done} epochs; pass "
+                           f"--epochs N with N > {done} to train further", EXIT_USAGE)
+    return _Plan(spec_kind, spec, s, explicit, table, saved, done, resume_file)
 
 
-def _check_outputs(run: _Run) -> None:
-    """The files written in --out: new or regular files, none of them the dataset (exit 2)."""
-    if run.out is None:
-        return
-    inputs = dataset_inputs(run.spec, run.s["data_dir"])
-    for name in (MODEL_FILE, RESUME_FILE, RUN_FILE, CURVES_FILE):
-        check_output(run.out / name, "--out", inputs)
-
-
-def _rank_settings(run: _Run) -> None:
+def _rank_settings(s: dict, saved: dict | None, explicit: set[str], comm: Any) -> None:
     """With several ranks: their number, and the batch per rank of a resumed run."""
-    if run.comm.size > 1:
-        run.s["ranks"] = run.comm.size
-    run.s["batch_size"] = per_rank_batch(run.s, run.saved, run.explicit, run.comm.size)
+    if comm.size > 1:
+        s["ranks"] = comm.size
+    s["batch_size"] = per_rank_batch(s, saved, explicit, comm.size)
 
 
-def _load(run: _Run) -> None:
+def _load(args: argparse.Namespace, comm: Any, plan: _Plan) -> tuple[_Plan, _Data]:
     """The backend, the dataset, the validation split and the optimizer."""
     from ..backends import get_backend
 
-    args = run.args
-    run.backend = get_backend(*rank_device(run.comm, run.s["backend"], args.device))
-    if run.table:
-        saved = saved_table(run.resume_file) if run.resume_file is not None else None
-        ds = run.ds = load_table(run.spec, args, saved)
+    s = plan.s
+    backend = get_backend(*rank_device(comm, s["backend"], args.device))
+    if plan.table:
+        saved = saved_table(plan.resume_file) if plan.resume_file is not None else None
+        ds = load_table(plan.spec, args, saved)
     else:
-        ds = run.ds = load_dataset(run.spec, run.s["data_dir"], progress=not args.quiet)
-    if run.spec_kind == "path" and ds.name in DATASETS and run.saved is None:
+        ds = load_dataset(plan.spec, s["data_dir"], progress=not args.quiet)
+    if plan.spec_kind == "path" and ds.name in DATASETS and plan.saved is None:
         # a folder holding the real MNIST files gets MNIST's defaults
-        run.s, run.explicit = resolve(args, ds.name, None)
-        run.s["dataset"] = run.spec
-        check_settings(run.s)
-        _rank_settings(run)
-    train_idx, val_idx = split(ds.x_train.shape[0], run.s["val_split"], run.s["seed"])
+        s, explicit = resolve(args, ds.name, None)
+        s["dataset"] = plan.spec
+        check_settings(s)
+        _rank_settings(s, plan.saved, explicit, comm)
+        plan = replace(plan, s=s, explicit=explicit)
+    summary = ds.summary()  # the dataset as loaded, before the split
+    train_idx, val_idx = split(ds.x_train.shape[0], s["val_split"], s["seed"])
     if val_idx is None:  # every row, in order: no copy
-        run.X, run.y, run.val = ds.x_train, ds.y_train, None
+        X, y, val = ds.x_train, ds.y_train, None
     else:
-        run.X, run.y = ds.x_train[train_idx], ds.y_train[train_idx]
-        run.val = (ds.x_train[val_idx], ds.y_train[val_idx])
+        X, y = ds.x_train[train_idx], ds.y_train[train_idx]
+        val = (ds.x_train[val_idx], ds.y_train[val_idx])
         # the run keeps the dataset with its training rows only, so that the full array
         # is freed: one float copy of the data during training, not two
-        run.ds = replace(ds, x_train=run.X, y_train=run.y)
-    run.data_summary = ds.summary()  # the dataset as loaded, before the split
-    run.n_train = run.X.shape[0]
-    run.bs = min(run.s["batch_size"], run.n_train)
-    run.global_bs, run.steps = global_steps(run.n_train, run.bs, run.comm.size)
-    run.optimizer = make_optimizer(run.s, run.steps)
+        ds = replace(ds, x_train=X, y_train=y)
+    n_train = X.shape[0]
+    bs = min(s["batch_size"], n_train)
+    global_bs, steps = global_steps(n_train, bs, comm.size)
+    return plan, _Data(backend, ds, X, y, val, n_train, bs, global_bs, steps,
+                       make_optimizer(s, steps), summary)
 
 
 def _available_memory() -> int | None:
@@ -294,16 +310,15 @@ def _available_memory() -> int | None:
         return None
 
 
-def _check_model_memory(run: _Run) -> None:
+def _check_model_memory(s: dict[str, Any], data: _Data) -> None:
     """Refuse (exit 2, with the numbers) weights and gradients over the host's memory."""
-    ds, s = run.ds, run.s
-    sizes = [ds.n_features, *s["hidden"], ds.num_classes]
+    sizes = [data.ds.n_features, *s["hidden"], data.ds.num_classes]
     pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
     n = sum(a * b + b for a, b in pairs)
     itemsize = 8 if s["dtype"] == "float64" else 4
     largest = max(a * b for a, b in pairs)
     need = 2 * n * itemsize + 8 * largest  # + the float64 draw of the largest layer
-    avail = _available_memory() if run.backend is None or run.backend.is_host else None
+    avail = _available_memory() if data.backend is None or data.backend.is_host else None
     if avail is not None and need > avail:
         raise CLIError(
             f"--hidden {','.join(map(str, s['hidden']))}: the model has {n:,} parameters; "
@@ -312,114 +327,107 @@ def _check_model_memory(run: _Run) -> None:
             f"{avail / 2**30:,.1f} GiB of memory is available; lower --hidden", EXIT_USAGE)
 
 
-def _build_model(run: _Run) -> None:
+def _build_model(plan: _Plan, data: _Data) -> tuple[Any, dict[str, Any] | None]:
     """A new model, or the resumed run's model, optimizer state and training position."""
     from ..checkpoint import load_checkpoint
     from ..model import MLP
 
-    ds, s = run.ds, run.s
-    if run.saved is None:
-        _check_model_memory(run)
-    if run.saved is None and run.table:  # numeric columns scaled inside the model
-        run.model = scaled_model([ds.n_features, *s["hidden"], ds.num_classes],
-                                 ds.encoder.numeric_features, run.X,
-                                 regression=ds.regression, activation=s["activation"],
-                                 dropout=s["dropout"], backend=run.backend, dtype=s["dtype"],
-                                 seed=s["seed"])
-        return
-    if run.saved is None:
-        run.model = MLP([ds.n_features, *s["hidden"], ds.num_classes],
-                        activation=s["activation"], dropout=s["dropout"], backend=run.backend,
-                        dtype=s["dtype"], seed=s["seed"])
-        return
-    assert run.out is not None and run.resume_file is not None
-    ckpt = load_checkpoint(run.resume_file, backend=run.backend)
-    model = run.model = ckpt.model
+    ds, s = data.ds, plan.s
+    sizes = [ds.n_features, *s["hidden"], ds.num_classes]
+    if plan.saved is None:
+        _check_model_memory(s, data)
+        if plan.table:  # numeric columns scaled inside the model
+            return scaled_model(sizes, ds.encoder.numeric_features, data.X,
+                                regression=ds.regression, activation=s["activation"],
+                                dropout=s["dropout"], backend=data.backend, dtype=s["dtype"],
+                                seed=s["seed"]), None
+        return MLP(sizes, activation=s["activation"], dropout=s["dropout"],
+                   backend=data.backend, dtype=s["dtype"], seed=s["seed"]), None
+    assert plan.resume_file is not None
+    ckpt = load_checkpoint(plan.resume_file, backend=data.backend)
+    model = ckpt.model
     if model.in_features != ds.n_features or model.out_features < ds.num_classes:
-        raise CLIError(f"{run.resume_file} has {model.in_features} inputs and "
+        raise CLIError(f"{plan.resume_file} has {model.in_features} inputs and "
                        f"{model.out_features} classes but {ds.name} has {ds.n_features} "
                        f"features and {ds.num_classes} classes", EXIT_DATA)
-    run.resume = ckpt.training or {}
-    _check_resumed(run, model)
-    if ckpt.optimizer is not None and type(ckpt.optimizer) is type(run.optimizer):
-        run.optimizer.state = ckpt.optimizer.state
+    resume = ckpt.training or {}
+    _check_resumed(plan, data, model, resume)
+    if ckpt.optimizer is not None and type(ckpt.optimizer) is type(data.optimizer):
+        data.optimizer.state = ckpt.optimizer.state
+    return model, resume
 
 
-def _check_resumed(run: _Run, model: Any) -> None:
+def _check_resumed(plan: _Plan, data: _Data, model: Any, resume: dict[str, Any]) -> None:
     """Saved settings against the saved model; a mid-epoch position against the batch size."""
-    assert run.saved is not None and run.resume_file is not None
+    assert plan.saved is not None
     hidden = [layer.units for layer in model.layers if hasattr(layer, "units")][:-1]
-    if list(run.s["hidden"]) != hidden:
-        raise CLIError(f"{run.resume_file}: its settings say hidden "
-                       f"{','.join(map(str, run.s['hidden'])) or 'none'} but the saved model "
-                       f"has hidden layers {','.join(map(str, hidden)) or 'none'}; the file "
-                       "was edited or damaged", EXIT_DATA)
-    resume = run.resume or {}
+    if list(plan.s["hidden"]) != hidden:
+        raise CLIError(f"{plan.resume_file}: its settings say hidden "
+                       f"{','.join(map(str, plan.s['hidden'])) or 'none'} but the saved "
+                       f"model has hidden layers {','.join(map(str, hidden)) or 'none'}; the "
+                       "file was edited or damaged", EXIT_DATA)
     step = resume.get("step", 0)
-    saved_bs = run.saved.get("batch_size")
+    saved_bs, ranks = plan.saved.get("batch_size"), plan.saved.get("ranks", 1)
     if not step or not isinstance(saved_bs, int):
         return
-    ranks = run.saved.get("ranks", 1) if isinstance(run.saved.get("ranks", 1), int) else 1
-    was = min(saved_bs, run.n_train) * ranks
-    if was != run.global_bs:
-        raise CLIError(f"--batch-size {run.global_bs} differs from the run being resumed "
+    was = min(saved_bs, data.n_train) * (ranks if isinstance(ranks, int) else 1)
+    if was != data.global_bs:
+        raise CLIError(f"--batch-size {data.global_bs} differs from the run being resumed "
                        f"({was}), which was saved in the middle of epoch "
                        f"{resume.get('epoch', 0) + 1} (step {step}): resume with its "
                        "batch size (drop --batch-size); it can change from the next "
                        "epoch's start", EXIT_USAGE)
 
 
-def _model_like_rank0(run: _Run, config: dict[str, Any]) -> None:
-    """The other ranks' model: rank 0's architecture (its weights come at the start of fit)."""
-    from ..model import Sequential
-
-    run.model = Sequential.from_config(config, backend=run.backend)
-
-
-def _limit_threads(run: _Run) -> None:
+def _limit_threads(comm: Any, plan: _Plan, data: _Data, model: Any, held: _Held) -> str:
     """--threads; auto with several ranks on a node shares the node's cores among them."""
-    setting, work = run.s["threads"], run.bs * run.model.num_params
-    if setting == "auto" and run.comm.local_size > 1 and work >= AUTO_ONE_THREAD_BELOW:
-        setting = max(1, (os.cpu_count() or 1) // run.comm.local_size)
-    run.limiter, run.threads_txt = limit_threads(setting, run.backend, work,
-                                                 "threads" in run.explicit)
+    setting, work = plan.s["threads"], data.bs * model.num_params
+    if setting == "auto" and comm.local_size > 1 and work >= AUTO_ONE_THREAD_BELOW:
+        setting = max(1, (os.cpu_count() or 1) // comm.local_size)
+    held.limiter, txt = limit_threads(setting, data.backend, work, "threads" in plan.explicit)
+    return txt
 
 
-def _open_records(run: _Run) -> None:
+def _open_records(args: argparse.Namespace, comm: Any, plan: _Plan, data: _Data, model: Any,
+                  resume: dict[str, Any] | None, held: _Held) -> _Records:
     """The output folder (a new default one is created and locked here) and run.json."""
-    args, ds, s = run.args, run.ds, run.s
-    default_folder = run.out is None and not args.no_save
+    ds, s = data.ds, plan.s
+    default_folder = held.lock is None and not args.no_save
     if default_folder:
-        run.out = default_out(ds.name if run.spec_kind == "path" else run.spec)
-        run.lock = RunLock(run.out, run.command)
-    if run.out is not None:
-        run.replaces = make_output_folder(run.out, latest=default_folder,
-                                          overwrite=args.overwrite)
-        run.model_file = run.out / MODEL_FILE
+        held.lock = RunLock(default_out(ds.name if plan.spec_kind == "path" else plan.spec),
+                            _command(args))
+    out = held.lock.folder if held.lock is not None else None
+    replaces = None if out is None else make_output_folder(out, latest=default_folder,
+                                                           overwrite=args.overwrite)
     dataset_info = {
-        "name": ds.name, "spec": run.spec, "data_dir": s["data_dir"], "source": ds.source,
-        "sha256": dict(ds.sha256), "n_train": int(run.n_train),
-        "n_val": 0 if run.val is None else int(run.val[0].shape[0]),
+        "name": ds.name, "spec": plan.spec, "data_dir": s["data_dir"], "source": ds.source,
+        "sha256": dict(ds.sha256), "n_train": int(data.n_train),
+        "n_val": 0 if data.val is None else int(data.val[0].shape[0]),
         "n_test": int(ds.x_test.shape[0]), "n_features": ds.n_features,
         "num_classes": ds.num_classes, "image_shape": list(ds.image_shape),
         "class_names": list(ds.class_names)}
     settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()}
-    run.meta = {"xpnet_cli": RUN_SCHEMA, "settings": settings, "dataset": {
+    meta: dict[str, Any] = {"xpnet_cli": RUN_SCHEMA, "settings": settings, "dataset": {
         k: dataset_info[k] for k in ("name", "spec", "data_dir", "source", "n_features",
                                      "num_classes", "image_shape", "class_names")}}
-    if run.table:  # the encoding, applied again by evaluate and predict
-        dataset_info["table"] = run.meta["dataset"]["table"] = ds.encoder.to_dict()
-    previous = read_previous_record(run.out) if run.saved is not None and run.out else None
-    run.record = new_record(
-        command=run.command, settings=settings, previous=previous, resume=run.resume,
-        resuming=run.saved is not None, backend=run.backend, dataset=dataset_info,
-        model=run.model, optimizer=run.optimizer, steps_per_epoch=run.steps,
-        batch_size=run.global_bs, saving=run.out is not None)
-    if run.comm.size > 1:
-        run.record["ranks"] = run.comm.size
-    run.recorder = RunRecorder(run.out / RUN_FILE if run.out else None, run.record,
-                               (run.resume or {}).get("history"), run.replaces)
-    run.recorder.write()
+    if plan.table:  # the encoding, applied again by evaluate and predict
+        dataset_info["table"] = meta["dataset"]["table"] = ds.encoder.to_dict()
+    previous = read_previous_record(out) if plan.saved is not None and out else None
+    record = new_record(
+        command=_command(args), settings=settings, previous=previous, resume=resume,
+        resuming=plan.saved is not None, backend=data.backend, dataset=dataset_info,
+        model=model, optimizer=data.optimizer, steps_per_epoch=data.steps,
+        batch_size=data.global_bs, saving=out is not None)
+    if comm.size > 1:
+        record["ranks"] = comm.size
+    recorder = RunRecorder(out / RUN_FILE if out else None, record,
+                           (resume or {}).get("history"), replaces)
+    recorder.write()
+    return _Records(out, meta, record, recorder, out / MODEL_FILE if out else None)
+
+
+def _command(args: argparse.Namespace) -> str:
+    return "xpnet " + " ".join(shlex.quote(a) for a in args.argv)
 
 
 def _announce(run: _Run) -> None:
@@ -427,32 +435,31 @@ def _announce(run: _Run) -> None:
     from .._version import __version__
     from ..schedules import describe_lr
 
-    s, ds, backend = run.s, run.ds, run.backend
+    s, data, backend, size = run.plan.s, run.data, run.data.backend, run.comm.size
     con = console(stderr=True, quiet=run.args.quiet)
     say = lambda text: print_fitted(con, text, _INDENT)  # noqa: E731
     say(styled((f"xpnet {__version__}", "bold"), "  backend ", (backend.name, "bold"),
                f" ({backend.device_name}), {s['dtype']}, seed {s['seed']}"
                + (f", threads {run.threads_txt}" if backend.is_host else "")))
-    say(_data_line(ds, run.data_summary, con.width))
-    vtxt = f", validation {run.val[0].shape[0]:,} ({s['val_split']:g})" if run.val else ""
-    ttxt = "; test: a held-out file, with xpnet evaluate" if run.table \
-        else f", test {ds.x_test.shape[0]:,}"
-    say(f"split    train {run.n_train:,}{vtxt}{ttxt}")
-    say(f"model    {_sizes(run)} ({s['activation']}"
+    say(_data_line(data.ds, data.summary, con.width))
+    vtxt = f", validation {data.val[0].shape[0]:,} ({s['val_split']:g})" if data.val else ""
+    ttxt = "; test: a held-out file, with xpnet evaluate" if run.plan.table \
+        else f", test {data.ds.x_test.shape[0]:,}"
+    say(f"split    train {data.n_train:,}{vtxt}{ttxt}")
+    say(f"model    {_sizes(data.ds, s)} ({s['activation']}"
         f"{', dropout ' + format(s['dropout'], 'g') if s['dropout'] else ''}), "
         f"{run.model.num_params:,} parameters")
-    batch = f"{run.global_bs} ({run.bs} x {run.comm.size} ranks)" if run.comm.size > 1 \
-        else f"{run.bs}"
+    batch = f"{data.global_bs} ({data.bs} x {size} ranks)" if size > 1 else f"{data.bs}"
     say(f"training {_optimizer_text(s)}, batch {batch}, {s['epochs']} "
-        f"epoch{'s' if s['epochs'] != 1 else ''} of {run.steps} steps")
-    say(f"lr       {describe_lr(run.optimizer.lr)}")
+        f"epoch{'s' if s['epochs'] != 1 else ''} of {data.steps} steps")
+    say(f"lr       {describe_lr(data.optimizer.lr)}")
     if run.resume is not None:
         done, step = run.resume.get("epoch", 0), run.resume.get("step", 0)
         # as the Ctrl-C message names it: "epoch 2, step 44" is saved (44 steps of epoch 2)
         where = f"epoch {done + 1}, step {step}" if step else f"epoch {done}"
-        say(f"resuming {run.out} after {where}")
-    if run.out is not None:
-        say(f"output   {run.out}")
+        say(f"resuming {run.rec.out} after {where}")
+    if run.rec.out is not None:
+        say(f"output   {run.rec.out}")
 
 
 _INDENT = 9  # the value column of the lines _announce prints ("data     ...")
@@ -479,56 +486,58 @@ def _optimizer_text(s: dict[str, Any]) -> str:
     return s["optimizer"] + (f" ({', '.join(extras)})" if extras else "")
 
 
-def _sizes(run: _Run) -> str:
-    return " → ".join(map(str, [run.ds.n_features, *run.s["hidden"], run.ds.num_classes]))
+def _sizes(ds: Any, s: dict[str, Any]) -> str:
+    return " → ".join(map(str, [ds.n_features, *s["hidden"], ds.num_classes]))
 
 
-def _fit(run: _Run) -> None:
-    """Train, with the checkpoint and run.json rewritten after every epoch."""
+def _checkpoint_file(out: Path, s: dict[str, Any]) -> Path:
+    """Where fit saves the state to resume from: with early stopping, beside the best model."""
+    return out / (RESUME_FILE if s["early_stopping"] > 0 else MODEL_FILE)
+
+
+def _fit(run: _Run) -> tuple[Any, Any]:
+    """Train, with the checkpoint and run.json rewritten after every epoch: (history, early)."""
     from ..callbacks import EarlyStopping, ModelCheckpoint
     from ..ops._malloc import owned_process
     from ..training import fit
 
-    s = run.s
+    s, data, rec, early = run.plan.s, run.data, run.rec, None
     # the progress comes first, where fit(verbose=1) would put the library's own
     callbacks: list[Any] = [] if run.args.quiet else [TrainProgress()]
     if s["early_stopping"] > 0:
-        run.early = EarlyStopping(monitor="val_loss", patience=s["early_stopping"],
-                                  restore_best_weights=True,
-                                  best_weights=_resumed_best_weights(run))
-        callbacks.append(run.early)
-    if run.model_file is not None and run.out is not None and s["early_stopping"] > 0:
-        # the last state to resume from, and the best epoch as the run's model
-        run.checkpoint = ModelCheckpoint(run.out / RESUME_FILE, metadata=run.meta)
-        callbacks += [run.checkpoint, _best_model(run)]
-    elif run.model_file is not None:
-        run.checkpoint = ModelCheckpoint(run.model_file, metadata=run.meta)
-        callbacks.append(run.checkpoint)
-    if run.recorder is not None:  # rank 0 only
-        callbacks.append(recorder_callback(run.recorder))
-    run.start_epoch = int((run.resume or {}).get("epoch", 0))
+        early = EarlyStopping(monitor="val_loss", patience=s["early_stopping"],
+                              restore_best_weights=True,
+                              best_weights=_resumed_best_weights(run))
+        callbacks.append(early)
+    if rec.out is not None:  # with early stopping the best epoch is the run's model
+        callbacks.append(ModelCheckpoint(_checkpoint_file(rec.out, s), metadata=rec.meta))
+        if s["early_stopping"] > 0:
+            callbacks.append(_best_model(run))
+    if rec.recorder is not None:  # rank 0 only
+        callbacks.append(recorder_callback(rec.recorder))
     with owned_process():  # the command owns its process: glibc malloc tuning on NumPy
-        run.history = fit(run.model, run.X, run.y, epochs=s["epochs"], batch_size=run.bs,
-                          optimizer=run.optimizer, validation_data=run.val,
-                          callbacks=callbacks, seed=s["seed"], verbose=0, resume=run.resume,
-                          distributed=run.comm)
+        history = fit(run.model, data.X, data.y, epochs=s["epochs"], batch_size=data.bs,
+                      optimizer=data.optimizer, validation_data=data.val,
+                      callbacks=callbacks, seed=s["seed"], verbose=0, resume=run.resume,
+                      distributed=run.comm)
+    return history, early
 
 
 def _resumed_best_weights(run: _Run) -> dict[str, Any] | None:
     """The resumed run's best-epoch parameters: its model file, if it holds that epoch."""
     from ..checkpoint import CheckpointError, load_checkpoint
 
-    if run.resume is None or run.resume_file is None or run.model_file is None or \
-            run.resume_file == run.model_file or not run.model_file.is_file():
+    model_file, resume_file = run.rec.model_file, run.plan.resume_file
+    if run.resume is None or resume_file is None or model_file is None or \
+            resume_file == model_file or not model_file.is_file():
         return None
-    key = "val_loss" if run.val is not None else "loss"  # what EarlyStopping watches
-    values = (run.resume.get("history") or {}).get(key) or []
+    key = "val_loss" if run.data.val is not None else "loss"  # what EarlyStopping watches
     best, at = math.inf, -1
-    for epoch, value in enumerate(values):
+    for epoch, value in enumerate((run.resume.get("history") or {}).get(key) or []):
         if isinstance(value, (int, float)) and value < best:
             best, at = float(value), epoch
     try:
-        ckpt = load_checkpoint(run.model_file, backend=run.backend)
+        ckpt = load_checkpoint(model_file, backend=run.data.backend)
     except CheckpointError:
         return None
     if at < 0 or (ckpt.training or {}).get("epoch") != at + 1:
@@ -541,11 +550,11 @@ def _best_model(run: _Run) -> Any:
     from ..callbacks import Callback
     from ..checkpoint import save
 
-    key = "val_loss" if run.val is not None else "loss"  # what EarlyStopping watches
+    key = "val_loss" if run.data.val is not None else "loss"  # what EarlyStopping watches
     earlier = (run.resume or {}).get("history", {}).get(key) or []
     finite = [float(v) for v in earlier if isinstance(v, (int, float)) and math.isfinite(v)]
-    meta = run.meta
-    path: Path = run.model_file  # type: ignore[assignment]  # set when saving
+    meta = run.rec.meta
+    path: Path = run.rec.model_file  # type: ignore[assignment]  # set when saving
 
     class BestModel(Callback):
         rank_zero_only = True
@@ -562,42 +571,41 @@ def _best_model(run: _Run) -> Any:
     return BestModel()
 
 
-def _finish(run: _Run) -> dict[str, Any]:
+def _finish(run: _Run, history: Any, early: Any) -> dict[str, Any]:
     """Test score and curves; run.json's final record. The summary's data."""
-    history, early = run.history, run.early
-    if run.table:  # no test split: the validation rows' scores
-        test, validation = None, table_scores(run.model, run.ds, run.val)
+    ds, record, start = run.data.ds, run.rec.record, run.start_epoch
+    if run.plan.table:  # no test split: the validation rows' scores
+        test, validation = None, table_scores(run.model, ds, run.data.val)
     else:
-        test, validation = run.model.evaluate(run.ds.x_test, run.ds.y_test), None
-    secs = list(history.history.get("seconds", [])[run.start_epoch:])
-    train_secs = float(sum(secs))
-    epochs_run = len(history.epoch) - run.start_epoch
-    sps = run.n_train * epochs_run / train_secs if train_secs > 0 else None
+        test, validation = run.model.evaluate(ds.x_test, ds.y_test), None
+    train_secs = float(sum(list(history.history.get("seconds", [])[start:])))
+    epochs_run = len(history.epoch) - start
+    sps = run.data.n_train * epochs_run / train_secs if train_secs > 0 else None
     curves = None
-    if run.args.plot and run.out is not None:
-        curves = run.out / CURVES_FILE
-        plot_curves(run.record["history"], curves,
-                    f"{run.ds.name}: {_sizes(run)}, {run.s['optimizer']} lr {run.s['lr']:g}")
+    if run.args.plot and run.rec.out is not None:
+        curves = run.rec.out / CURVES_FILE
+        plot_curves(record["history"], curves, f"{ds.name}: {_sizes(ds, run.plan.s)}, "
+                    f"{run.plan.s['optimizer']} lr {run.plan.s['lr']:g}")
     status = "stopped_early" if history.stopped_early else "completed"
-    if run.table:
-        run.record["validation"] = validation
-    run.record.update(status=status, finished_at=timestamp(), test=test,
-                      train_seconds=train_secs, samples_per_second=sps,
-                      stopped_early=history.stopped_early,
-                      best_epoch=None if early is None or early.best_epoch < 0
-                      else early.best_epoch + 1)
-    run.record["files"]["curves"] = CURVES_FILE if curves else None
-    assert run.recorder is not None
-    run.recorder.write()
+    if run.plan.table:
+        record["validation"] = validation
+    record.update(status=status, finished_at=timestamp(), test=test,
+                  train_seconds=train_secs, samples_per_second=sps,
+                  stopped_early=history.stopped_early,
+                  best_epoch=None if early is None or early.best_epoch < 0
+                  else early.best_epoch + 1)
+    record["files"]["curves"] = CURVES_FILE if curves else None
+    assert run.rec.recorder is not None
+    run.rec.recorder.write()
     return {"status": status, "test": test, "train_secs": train_secs, "sps": sps,
             "curves": curves, "validation": validation}
 
 
-def _print_summary(run: _Run, result: dict[str, Any], total: float) -> None:
+def _print_summary(run: _Run, history: Any, result: dict[str, Any], total: float) -> None:
     """The result table (standard error) and, with --json, the summary (standard output)."""
     from rich.table import Table
 
-    history, out, test = run.history, run.out, result["test"]
+    out, test, record, model_file = run.rec.out, result["test"], run.rec.record, run.rec.model_file
     table = Table(title="result", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")   # a long path folds onto the next row, whole
@@ -610,32 +618,32 @@ def _print_summary(run: _Run, result: dict[str, Any], total: float) -> None:
     if run.start_epoch:
         ep_txt += f" ({run.start_epoch} before resuming)"
     if history.stopped_early:
-        ep_txt += f", stopped early (best epoch {run.record['best_epoch']})"
+        ep_txt += f", stopped early (best epoch {record['best_epoch']})"
     table.add_row("epochs", ep_txt)
     table.add_row("time", f"{fmt_secs(total)} (training {fmt_secs(result['train_secs'])})")
     table.add_row("samples/s", f"{result['sps']:,.0f}" if result["sps"] else "-")
     if out is not None:
-        table.add_row("model", str(run.model_file))
+        table.add_row("model", str(model_file))
         table.add_row("run record", str(out / RUN_FILE))
         if result["curves"]:
             table.add_row("curves", str(result["curves"]))
         table.add_row("next", f"xpnet evaluate {shlex.quote(str(out))}"
-                      + (" HELD-OUT-FILE" if run.table else ""))
+                      + (" HELD-OUT-FILE" if run.plan.table else ""))
     else:
         table.add_row("model", "not saved (--no-save)")
     console(stderr=True, quiet=run.args.quiet).print(table)
     if run.args.json:
-        curves = result["curves"]
+        curves, backend = result["curves"], run.data.backend
         print_json({
-            "status": result["status"], "dataset": run.ds.name, "backend": run.backend.name,
-            "device": run.backend.device_name, "test": test,
-            **({"validation": result["validation"]} if run.table else {}),
+            "status": result["status"], "dataset": run.data.ds.name, "backend": backend.name,
+            "device": backend.device_name, "test": test,
+            **({"validation": result["validation"]} if run.plan.table else {}),
             "epochs": len(history.epoch),
             "stopped_early": history.stopped_early, "train_seconds": result["train_secs"],
             "total_seconds": total, "samples_per_second": result["sps"],
-            "history": run.record["history"], "settings": run.record["settings"],
+            "history": record["history"], "settings": record["settings"],
             "out": str(out.resolve()) if out else None,
-            "model": str(run.model_file.resolve()) if out and run.model_file else None,
+            "model": str(model_file.resolve()) if out and model_file else None,
             "run_json": str((out / RUN_FILE).resolve()) if out else None,
             "curves": str(curves.resolve()) if curves else None})
 
@@ -653,20 +661,20 @@ def _validation_rows(scores: dict[str, Any] | None) -> list[tuple[str, str]]:
 
 
 # ----------------------------------------------------------------------------- endings
-def _resume_hint(run: _Run) -> str | None:
+def _resume_hint(out: Path | None) -> str | None:
     """The command that continues this run, when its folder holds a checkpoint."""
-    if run.out is None or _resume_source(run.out) is None:
+    if out is None or _resume_source(out) is None:
         return None
-    return f"xpnet train --out {shlex.quote(str(run.out))} --resume"
+    return f"xpnet train --out {shlex.quote(str(out))} --resume"
 
 
-def _write_final(run: _Run, guard: _SignalGuard) -> str:
+def _write_final(rec: _Records, guard: _SignalGuard) -> str:
     """Rewrite run.json with its final status; a note for the message if that failed."""
-    if run.recorder is None:
+    if rec.recorder is None:
         return ""
     try:
         with guard.deferred():
-            run.recorder.write()
+            rec.recorder.write()
     except OSError as exc:
         return f" ({RUN_FILE} could not be updated: {exc})"
     return ""
@@ -674,30 +682,29 @@ def _write_final(run: _Run, guard: _SignalGuard) -> str:
 
 def _interrupted(run: _Run, exc: KeyboardInterrupt, guard: _SignalGuard) -> int:
     """Ctrl-C or SIGTERM: run.json says interrupted, the user learns how to continue."""
-    code = _exit_status(exc, guard.received)
+    code, out = _exit_status(exc, guard.received), run.rec.out
     try:
         name = signal.Signals(code - 128).name
     except ValueError:
         name = f"signal {code - 128}"
-    run.record.update(status="interrupted", finished_at=timestamp(), signal=name)
-    note = _write_final(run, guard)
-    hint = _resume_hint(run)
-    done, epochs = run.record["epochs_done"], run.s["epochs"]
-    if run.out is None:
+    run.rec.record.update(status="interrupted", finished_at=timestamp(), signal=name)
+    note = _write_final(run.rec, guard)
+    hint = _resume_hint(out)
+    done, epochs = run.rec.record["epochs_done"], run.plan.s["epochs"]
+    if out is None:
         message = f"interrupted ({name}) after {done} epoch(s); nothing was saved (--no-save)"
-    elif _kept(run):
+    elif _kept(run.rec):
         hint = None
-        message = f"interrupted ({name}) before the new run saved anything{_kept(run)}"
+        message = f"interrupted ({name}) before the new run saved anything{_kept(run.rec)}"
     elif hint is None:
         message = (f"interrupted ({name}) before the first epoch finished; nothing to resume "
-                   f"in {run.out}")
+                   f"in {out}")
     else:
         where = f"epoch {done}/{epochs}"
         if getattr(exc, "checkpoint", None) and getattr(exc, "step", 0):
             where = f"epoch {exc.epoch}, step {exc.step}"  # type: ignore[attr-defined]
-        saved_in = run.checkpoint.path if run.checkpoint is not None else run.out / MODEL_FILE
-        message = (f"interrupted ({name}); {where} is saved in {saved_in}. "
-                   f"Continue with:\n  {hint}")
+        message = (f"interrupted ({name}); {where} is saved in "
+                   f"{_checkpoint_file(out, run.plan.s)}. Continue with:\n  {hint}")
     err = console(stderr=True)
     # lines that fit the terminal, broken between words; a path and the command to
     # copy (the indented line) stay whole
@@ -711,11 +718,11 @@ def _interrupted(run: _Run, exc: KeyboardInterrupt, guard: _SignalGuard) -> int:
     return code
 
 
-def _disk_full(run: _Run, exc: OSError) -> str:
+def _disk_full(out: Path | None, exc: OSError) -> str:
     """A full disk's message: the file (or the free-space check) and how to go on."""
     what = f"no space left on device while writing {exc.filename}" if exc.filename \
         else str(exc.strerror or exc)
-    hint = _resume_hint(run)
+    hint = _resume_hint(out)
     then = f"continue with: {hint}" if hint else "run the command again"
     return f"{what}; free some space, then {then}"
 
@@ -724,31 +731,31 @@ def _failure(run: _Run, exc: BaseException) -> tuple[str, int | None]:
     """The one-line message of a run that failed, and its exit status (None: main decides)."""
     from ..training import NonFiniteLossError
 
+    out, done = run.rec.out, run.rec.record.get("epochs_done")
     if isinstance(exc, NonFiniteLossError):
-        saved_txt = (f"; epoch {run.record['epochs_done']} is saved in {run.out / MODEL_FILE}"
-                     if run.out is not None and run.record["epochs_done"] else "")
+        saved_txt = f"; epoch {done} is saved in {out / MODEL_FILE}" if out and done else ""
         return (f"training diverged: the loss or a gradient became NaN/inf at epoch "
-                f"{exc.epoch}, step {exc.step}; lower --lr (now {run.s['lr']:g}), add "
+                f"{exc.epoch}, step {exc.step}; lower --lr (now {run.plan.s['lr']:g}), add "
                 f"--warmup-epochs, or try --optimizer adam{saved_txt}", EXIT_FAILURE)
     if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
-        return _disk_full(run, exc), EXIT_DATA
+        return _disk_full(out, exc), EXIT_DATA
     if isinstance(exc, CLIError):
         return str(exc), None
     return f"{type(exc).__name__}: {exc}", None
 
 
-def _kept(run: _Run) -> str:
+def _kept(rec: _Records) -> str:
     """``--overwrite`` that ended before its first save: a note that the earlier run stays."""
-    if run.recorder is None or not run.recorder.pending:
+    if rec.recorder is None or not rec.recorder.pending:
         return ""
-    return f"; the earlier run in {run.out} is kept as it was"
+    return f"; the earlier run in {rec.out} is kept as it was"
 
 
 def _failed(run: _Run, exc: BaseException, guard: _SignalGuard) -> BaseException:
     """Mark run.json failed, with the error; return the exception to raise."""
     message, code = _failure(run, exc)
-    run.record.update(status="failed", error=message, finished_at=timestamp())
-    note = _write_final(run, guard) + _kept(run)
+    run.rec.record.update(status="failed", error=message, finished_at=timestamp())
+    note = _write_final(run.rec, guard) + _kept(run.rec)
     if code is not None:
         return CLIError(message + note, code)
     if note and isinstance(exc, Exception):
@@ -759,13 +766,13 @@ def _failed(run: _Run, exc: BaseException, guard: _SignalGuard) -> BaseException
     return exc
 
 
-def _note_rank_failure(run: _Run, exc: BaseException) -> None:
-    """Mark a failure of this rank alone (not divergence or interrupt): main() ends the job."""
+def _note_rank_failure(args: argparse.Namespace, comm: Any, exc: BaseException) -> None:
+    """Mark a failure of this rank alone, before fit ended (not divergence or interrupt):
+    main() ends the job."""
     from ..training import NonFiniteLossError
 
-    if run.comm.size > 1 and run.history is None and \
-            not isinstance(exc, (NonFiniteLossError, KeyboardInterrupt)):
-        run.args.rank_failure = True
+    if comm.size > 1 and not isinstance(exc, (NonFiniteLossError, KeyboardInterrupt)):
+        args.rank_failure = True
 
 
 def _train_on_other_rank(run: _Run) -> int:
@@ -779,54 +786,56 @@ def _train_on_other_rank(run: _Run) -> int:
     except NonFiniteLossError:  # likewise; rank 0 says where
         return EXIT_FAILURE
     except BaseException as exc:
-        _note_rank_failure(run, exc)
+        _note_rank_failure(run.args, run.comm, exc)
         if getattr(run.args, "rank_failure", False):
             _record_rank_failure(run, exc)
         raise
     return EXIT_OK
 
 
-def _lock_and_plan(run: _Run) -> None:
-    _lock_out(run)
-    _plan(run)
-
-
-def _prepare(run: _Run) -> None:
+def _prepare(args: argparse.Namespace, comm: Any, held: _Held) -> _Run:
     """Lock, plan, load, build, thread limits and the run folder; agreed on every rank."""
-    comm = run.comm
     if comm.size == 1:
-        _lock_out(run)
-        _plan(run)
-        _load(run)
-        _build_model(run)
-        _limit_threads(run)
-        _open_records(run)
-        return
-    together(comm, lambda: _lock_and_plan(run), on="root")
-    share_plan(comm, run)
-    together(comm, lambda: _load(run), on="root")  # first: a download happens once
-    together(comm, lambda: _load(run), on="others")
-    together(comm, lambda: _build_model(run), on="root")
-    config = comm.bcast(run.model.get_config() if comm.is_root else None)
-    together(comm, lambda: _model_like_rank0(run, config), on="others")
-    together(comm, lambda: _limit_threads(run))
-    together(comm, lambda: _open_records(run), on="root")
+        plan, data = _load(args, comm, _plan(args, comm, _lock_out(args, held)))
+        model, resume = _build_model(plan, data)
+        threads_txt = _limit_threads(comm, plan, data, model, held)
+        rec = _open_records(args, comm, plan, data, model, resume, held)
+        return _Run(args, comm, plan, data, model, resume, threads_txt, rec)
+    from ..model import Sequential
+
+    root = comm.is_root
+    plan = together(comm, lambda: _plan(args, comm, _lock_out(args, held)), on="root")
+    plan = share_plan(comm, plan)
+    loaded = together(comm, lambda: _load(args, comm, plan), on="root")  # first: a download
+    plan, data = together(comm, lambda: _load(args, comm, plan), on="others") or loaded  # once
+    built = together(comm, lambda: _build_model(plan, data), on="root")
+    config = comm.bcast(built[0].get_config() if root else None)
+    # the other ranks: rank 0's architecture (its weights come at the start of fit)
+    like_rank0 = together(comm, lambda: Sequential.from_config(config, backend=data.backend),
+                          on="others")
+    model, resume = built or (like_rank0, None)
+    threads_txt = together(comm, lambda: _limit_threads(comm, plan, data, model, held))
+    rec = together(comm, lambda: _open_records(args, comm, plan, data, model, resume, held),
+                   on="root")
     # the run record's path: rank 0 marks it when a watchdog ends the job, another rank
     # when it fails alone (the job then ends before rank 0 can)
-    out = comm.bcast(str(run.out) if comm.is_root and run.out is not None else None)
-    if comm.is_root:
+    out = comm.bcast(str(rec.out) if root and rec.out is not None else None)
+    if not root:
+        rec = _Records(record_path=None if out is None else Path(out) / RUN_FILE)
+    run = _Run(args, comm, plan, data, model, resume, threads_txt, rec)
+    if root:
         comm.on_abort(lambda code, message: _aborted(run, code, message))
     elif out is not None:
-        run.record_path = Path(out) / RUN_FILE
         comm.on_abort(lambda code, message: _aborted_waiting(run, code, message))
+    return run
 
 
 def _aborted(run: _Run, code: int, message: str) -> None:
     """Aborting while run.json says running: mark it failed and, with --json, print the error."""
-    if run.recorder is None or run.record.get("status") != "running":
+    if run.rec.recorder is None or run.rec.record.get("status") != "running":
         return  # already final, and reported
-    run.record.update(status="failed", error=message, finished_at=timestamp())
-    run.recorder.write()
+    run.rec.record.update(status="failed", error=message, finished_at=timestamp())
+    run.rec.recorder.write()
     if run.args.json:
         print_json({"status": "error", "exit_code": code, "message": message})
 
@@ -859,14 +868,14 @@ def _mark_failed(run: _Run, message: str) -> bool:
     """Mark rank 0's run.json failed with another rank's `message`; True if it was running."""
     from ._output import write_json
 
-    if run.record_path is None:
+    if run.rec.record_path is None:
         return False
-    record = read_previous_record(run.record_path.parent)
+    record = read_previous_record(run.rec.record_path.parent)
     if record is None or record.get("status") != "running":
         return False
     record.update(status="failed", error=message, finished_at=timestamp())
     try:
-        write_json(run.record_path, record)
+        write_json(run.rec.record_path, record)
     except OSError:
         return False
     return True
@@ -874,19 +883,21 @@ def _mark_failed(run: _Run, message: str) -> bool:
 
 def _run_recorded(run: _Run, guard: _SignalGuard, t_start: float) -> int:
     """From the first run.json write on: every ending leaves run.json final."""
+    history: Any = None
     try:
         _announce(run)
-        _fit(run)
-        result = _finish(run)
+        history, early = _fit(run)
+        result = _finish(run, history, early)
     except KeyboardInterrupt as exc:
         return _interrupted(run, exc, guard)
     except BaseException as exc:
-        _note_rank_failure(run, exc)
+        if history is None:
+            _note_rank_failure(run.args, run.comm, exc)
         raised = _failed(run, exc, guard)
         if raised is exc:
             raise
         raise raised from None
-    _print_summary(run, result, time.perf_counter() - t_start)
+    _print_summary(run, history, result, time.perf_counter() - t_start)
     return EXIT_OK
 
 
@@ -897,20 +908,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     comm = args.comm = open_comm(args)  # main() reads it to end each rank
     if not comm.is_root:  # rank 0 alone prints and writes
         args.quiet, args.json = True, False
-    run = _Run(args=args, command="xpnet " + " ".join(shlex.quote(a) for a in args.argv),
-               comm=comm)
+    held = _Held()
     with _SignalGuard() as guard:
         try:
-            _prepare(run)
+            run = _prepare(args, comm, held)
             if not comm.is_root:
                 return _train_on_other_rank(run)
             return _run_recorded(run, guard, t_start)
         except OSError as exc:  # before run.json was written: nothing to mark
             if exc.errno not in _DISK_FULL:
                 raise
-            raise CLIError(_disk_full(run, exc), EXIT_DATA) from None
+            out = held.lock.folder if held.lock is not None else None
+            raise CLIError(_disk_full(out, exc), EXIT_DATA) from None
         finally:
-            if run.limiter is not None:
-                run.limiter.restore_original_limits()
-            if run.lock is not None:
-                run.lock.release()
+            if held.limiter is not None:
+                held.limiter.restore_original_limits()
+            if held.lock is not None:
+                held.lock.release()
