@@ -89,7 +89,9 @@ class ParamDict(dict):
         view = dict.__getitem__(self, key)
         if value is view:
             return
-        self.store.check_value(key, value)
+        if type(value) is not type(view) or value.shape != view.shape \
+                or value.dtype != view.dtype:  # the full check only where it can fail
+            self.store.check_value(key, value)
         view[...] = value
 
     def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
