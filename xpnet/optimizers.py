@@ -674,7 +674,8 @@ class Optimizer:
         >>> params["w"].tolist(), state["step"]
         ([0.5, 1.5], 1)
         """
-        _deprecated_update_args(deprecated)
+        if deprecated:
+            _deprecated_update_args(deprecated)
         trained = _trained(params, grads)
         self._aligned(trained, state, in_place=True, params=params)
         step = int(state["step"])
