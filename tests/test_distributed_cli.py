@@ -86,3 +86,24 @@ def test_a_usage_error_is_reported_once_and_ends_every_rank(tmp_path):
     proc = xpnet_on_two_ranks("train", "--distributed", "--out", "run", cwd=tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.count("already holds a run") == 1
+
+
+def test_a_table_file_trains_on_two_ranks_as_on_one_process_with_the_global_batch(tmp_path,
+                                                                                  capsys):
+    """``--dataset file.csv --distributed``: every rank reads and encodes the table (before:
+    ranks other than 0 read it as an IDX/npz dataset and the job failed)."""
+    from test_tables_cli import table_text
+
+    (tmp_path / "t.csv").write_text(table_text(n=200))
+    flags = ["train", "--dataset", str(tmp_path / "t.csv"), "--target", "label",
+             "--hidden", "8", "--dropout", "0", "--dtype", "float64", "--schedule",
+             "constant", "--epochs", "2", "--quiet"]
+    proc = xpnet_on_two_ranks(*flags, "--batch-size", "16", "--distributed", "--out", "run",
+                              "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads(proc.stdout)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["ranks"] == 2 and record["status"] == "completed"
+    single = one_process(capsys, *flags, "--batch-size", "32", "--no-save")
+    assert summary["history"]["loss"] == pytest.approx(single["history"]["loss"], rel=1e-9)
+    assert summary["validation"]["accuracy"] == single["validation"]["accuracy"]

@@ -103,10 +103,10 @@ def global_steps(n_train: int, batch: int, ranks: int) -> tuple[int, int]:
 
 
 def share_plan(comm: Any, plan: Any) -> Any:
-    """Rank 0's plan (dataset, settings, resumed settings) on every rank; not its checkpoint
-    file in ``--out``, nor its table flag (other ranks read ``--dataset`` with load_dataset)."""
+    """Rank 0's plan (dataset, settings, resumed settings and table encoding) on every
+    rank; not its checkpoint file in ``--out``."""
     shared = comm.bcast(plan if comm.is_root else None)
-    return plan if comm.is_root else replace(shared, resume_file=None, table=False)
+    return plan if comm.is_root else replace(shared, resume_file=None)
 
 
 def env_rank() -> int:

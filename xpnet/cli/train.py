@@ -108,6 +108,7 @@ class _Plan:
     saved: dict[str, Any] | None = None  # with --resume: the run's settings,
     done: int = 0  # its epochs done and its checkpoint further on
     resume_file: Path | None = None
+    resumed_table: Any = None  # with --resume of a table run: its encoding (every rank)
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,8 @@ def _plan(args: argparse.Namespace, comm: Any, out: Path | None) -> _Plan:
         if done >= s["epochs"]:
             raise CLIError(f"the run in {out} has already done {done} epochs; pass "
                            f"--epochs N with N > {done} to train further", EXIT_USAGE)
-    return _Plan(spec_kind, spec, s, explicit, table, saved, done, resume_file)
+    return _Plan(spec_kind, spec, s, explicit, table, saved, done, resume_file,
+                 resumed_table)
 
 
 def _rank_settings(s: dict, saved: dict | None, explicit: set[str], comm: Any) -> None:
@@ -267,8 +269,7 @@ def _load(args: argparse.Namespace, comm: Any, plan: _Plan) -> tuple[_Plan, _Dat
     s = plan.s
     backend = get_backend(*rank_device(comm, s["backend"], args.device))
     if plan.table:
-        saved = saved_table(plan.resume_file) if plan.resume_file is not None else None
-        ds = load_table(plan.spec, args, saved)
+        ds = load_table(plan.spec, args, plan.resumed_table)
     else:
         ds = load_dataset(plan.spec, s["data_dir"], progress=not args.quiet)
     if plan.spec_kind == "path" and ds.name in DATASETS and plan.saved is None:

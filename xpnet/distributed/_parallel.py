@@ -71,16 +71,24 @@ class GradientAllreduce:
     def __init__(self, comm: Any, model: Any, reducer: Any = None):
         self.comm, self.backend, self.dtype = comm, model.backend, model.dtype
         self.reducer = reducer if reducer is not None else make_reducer(comm, model.backend)
+        self._lay_out(model.params)
+
+    def _lay_out(self, arrays: dict) -> None:
+        """The buffer's layout for these keys (the trained parameters: frozen ones, such
+        as a Normalization's statistics, have no gradient)."""
         self.layout: list[tuple[str, int, int, tuple[int, ...]]] = []
         offset = 0
-        for key, p in model.params.items():
+        for key, p in arrays.items():
             n = math.prod(p.shape)
             self.layout.append((key, offset, n, tuple(p.shape)))
             offset += n
+        self.keys = tuple(arrays)
         #: elements of the gradients in the buffer
         self.size = offset
 
     def _pack(self, grads: dict, cur: Any, flags: list[int]) -> Any:
+        if tuple(grads) != self.keys:  # the same on every rank: one model, one freezing
+            self._lay_out(grads)
         xp, dev, dt = self.backend.xp, self.backend.device, self.dtype
         flat = xp.empty((self.size + 2 + _FLAGS,), dtype=dt, device=dev)
         share = cur.rows / cur.batch_rows

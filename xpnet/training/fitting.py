@@ -194,7 +194,8 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     Xd, yd, wd, validation = _prepare_data(model, X, y, validation_data, validation_split,
                                            sample_weight, class_weight, stream=comm.size == 1)
     check_metrics(metric_list, model, Xd, yd)
-    _checks.warn_if_unscaled(model, Xd)
+    if comm.rank == 0:  # the other ranks' models take rank 0's parameters at the start
+        _checks.warn_if_unscaled(model, Xd)
     bs = Xd.shape[0] if batch_size is None else min(batch_size * comm.size, Xd.shape[0])
     steps = math.ceil(Xd.shape[0] / bs)
     _check_batch_rows(model, Xd.shape[0], bs, comm.size)  # BatchNorm: 2 rows per rank
