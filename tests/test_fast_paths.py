@@ -85,8 +85,8 @@ def test_ops_are_chosen_once_per_library():
     assert type(xn.ops.ops_for(xn.get_backend("numpy"))) is NumpyOps
     assert ops_of(np.zeros(3)) is xn.ops.ops_for(xn.get_backend("numpy"))
     torch = pytest.importorskip("torch")
-    assert type(ops_of(torch.zeros(3))) is Ops
-    assert type(xn.ops.ops_for(xn.get_backend("torch"))) is Ops
+    assert type(ops_of(torch.zeros(3))) is xn.ops.TorchOps
+    assert type(xn.ops.ops_for(xn.get_backend("torch"))) is xn.ops.TorchOps
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
