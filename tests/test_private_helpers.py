@@ -28,20 +28,19 @@ def test_create_temp_names_the_file_after_its_target_and_follows_the_umask(tmp_p
 
 def test_sklearn_adamw_rule_decays_only_the_weight_matrices_before_its_step():
     pytest.importorskip("sklearn")
-    from xpnet.sklearn._optim import Rule, _Adam
+    from xpnet.sklearn._optim import AdamWRule
 
-    p = {"0.W": np.array([[1.0]]), "0.b": np.array([1.0])}
-    opt = Rule(0.1).start(_Adam(0.1, 0.9, 0.999, 1e-8, weight_decay=0.5), p)
-    opt.update(p, {"0.W": np.array([[0.0]]), "0.b": np.array([0.0])})
+    p = {"0.W": np.array([1.0]), "0.b": np.array([1.0])}
+    opt = AdamWRule(p, 0.1, 0.9, 0.999, 1e-8, weight_decay=0.5, mutable=True)
+    opt.update(p, {"0.W": np.array([0.0]), "0.b": np.array([0.0])})
     # a zero gradient: only the decay acts, 1 - 0.1 * 0.5, and not on the bias
-    assert p["0.W"].tolist() == [[0.95]] and p["0.b"].tolist() == [1.0]
+    assert p["0.W"].tolist() == [0.95] and p["0.b"].tolist() == [1.0]
 
 
 def test_sklearn_rmsprop_rule_writes_its_step_back_into_the_params():
     pytest.importorskip("sklearn")
-    from xpnet.optimizers import RMSprop
-    from xpnet.sklearn._optim import Rule
+    from xpnet.sklearn._optim import RMSpropRule
 
     p = {"w": np.ones(2)}
-    Rule(0.01).start(RMSprop(0.01, eps=1e-8), p).update(p, {"w": np.ones(2)})
+    RMSpropRule(p, 0.01, 1e-8).update(p, {"w": np.ones(2)})
     assert np.round(p["w"], 6).tolist() == [0.9, 0.9]

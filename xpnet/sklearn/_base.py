@@ -38,6 +38,7 @@ from ._namespaces import (
     get_namespace_and_device,
     move_to,
 )
+from ._optim import AdamRule, AdamWRule, RMSpropRule, SGDRule
 
 #: scikit-learn's activation names that xpnet spells differently.
 SKLEARN_NAMES = {"logistic": "sigmoid"}
@@ -221,6 +222,20 @@ class BaseMLP(BaseEstimator):
             new[kw] = rs.uniform(-bound, bound, (fan_in, fan_out)).astype(dt, copy=False)
             new[kb] = rs.uniform(-bound, bound, fan_out).astype(dt, copy=False)
         model.set_params(new)
+
+    def _make_optimizer(self) -> Any:
+        """A fresh optimizer for ``model_.params`` (scikit-learn's rules for sgd and adam)."""
+        params, mutable = self.model_.params, self.model_.backend.mutable
+        lr = float(self.learning_rate_init)
+        if self.solver == "sgd":
+            return SGDRule(params, lr, self.learning_rate, self.momentum,
+                           self.nesterovs_momentum, self.power_t, mutable=mutable)
+        if self.solver == "adam":
+            return AdamRule(params, lr, self.beta_1, self.beta_2, self.epsilon, mutable=mutable)
+        if self.solver == "adamw":
+            return AdamWRule(params, lr, self.beta_1, self.beta_2, self.epsilon,
+                             weight_decay=float(self.alpha), mutable=mutable)
+        return RMSpropRule(params, lr, self.epsilon)
 
     # -- progress of the stochastic solvers -----------------------------------
     def _reset_progress(self) -> None:

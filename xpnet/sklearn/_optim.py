@@ -2,10 +2,7 @@
 
 The rules are those of ``sklearn/neural_network/_stochastic_optimizers.py``
 (scikit-learn 1.9), operation for operation, so that the same gradients give the same
-parameters to the last bit. Their arithmetic is not that of ``xn.SGD`` / ``xn.Adam``
-(PyTorch's), so each is a core [`Optimizer`][xpnet.optimizers.Optimizer] with its own
-``_update_one``; the core does the rest (slots in the model's store, in-place updates
-where the backend allows them, rebinding otherwise, AdamW's decoupled decay):
+parameters to the last bit:
 
 - SGD keeps a *velocity* ``v = momentum * v - lr * g`` and adds ``v`` (Nesterov:
   ``momentum * v - lr * g`` with the new ``v``). ``xn.SGD`` keeps PyTorch's buffer
@@ -18,6 +15,9 @@ where the backend allows them, rebinding otherwise, AdamW's decoupled decay):
   the end of each epoch, ``t`` the number of samples seen; ``"adaptive"`` divides it by
   5 each time the no-improvement counter runs out, and stops below ``1e-6``. Both are
   scikit-learn's and apply to ``sgd`` only.
+
+Updates are in place where the backend allows it (NumPy, CuPy, PyTorch) and rebind
+the parameter dict's entries otherwise.
 """
 
 from __future__ import annotations
@@ -25,87 +25,65 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backends import _namespace_of
-from ..optimizers import Optimizer, RMSprop
+from ..backends import _namespace_of  # the package's namespace lookup, cached per type
+from ..optimizers import RMSprop
 
-__all__ = ["Rule", "make_rule"]
-
-
-class _SGD(Optimizer):
-    """scikit-learn's ``SGDOptimizer`` update (momentum may be 1, as scikit-learn allows)."""
-
-    slots = ("velocity",)
-
-    def __init__(self, lr: Any, momentum: float, nesterov: bool):
-        super().__init__(lr)
-        self.mu, self.nesterov = float(momentum), bool(nesterov)
-
-    def _update_one(self, p, g, slots, lr, t):
-        v = self.mu * slots["velocity"] - lr * g
-        return p + (self.mu * v - lr * g if self.nesterov else v), {"velocity": v}
+__all__ = ["SGDRule", "AdamRule", "AdamWRule", "RMSpropRule"]
 
 
-class _Adam(Optimizer):
-    """scikit-learn's ``AdamOptimizer``; with ``weight_decay``, AdamW on the weight matrices."""
-
-    slots = ("m", "v")
-    nonnegative_slots = ("v",)
-    decoupled = True
-
-    def __init__(self, lr: float, beta_1: float, beta_2: float, epsilon: float,
-                 weight_decay: float = 0.0):
-        super().__init__(lr, weight_decay=weight_decay, decay="weights")
-        self.b1, self.b2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
-
-    def step_size(self, lr: float, t: int) -> float:
-        return lr * math.sqrt(1 - self.b2 ** t) / (1 - self.b1 ** t)
-
-    def _update_one(self, p, g, slots, lr, t):
-        m = self.b1 * slots["m"] + (1 - self.b1) * g
-        v = self.b2 * slots["v"] + (1 - self.b2) * (g * g)
-        step = -self.step_size(lr, t) * m / (_namespace_of(v).sqrt(v) + self.epsilon)
-        return p + step, {"m": m, "v": v}
+def _zeros(params: dict) -> dict:
+    return {k: _namespace_of(p).zeros_like(p) for k, p in params.items()}
 
 
-class Rule:
-    """The estimators' ``_optimizer``: a core optimizer, its state, scikit-learn's epoch hooks.
+class _Rule:
+    """What the epoch loop needs: ``update``, ``iteration_ends``, ``trigger_stopping``."""
 
-    ``learning_rate`` is scikit-learn's attribute: the rate of the next SGD step (the
-    SGD optimizer's schedule reads it), Adam's bias-corrected step size of the last one.
-    """
-
-    def __init__(self, learning_rate_init: float, lr_schedule: str = "constant",
-                 power_t: float = 0.5):
-        self.learning_rate_init = self.learning_rate = float(learning_rate_init)
-        self.lr_schedule, self.power_t = lr_schedule, float(power_t)
-        self.opt: Any = None
-        self.state: dict = {}
-
-    def start(self, opt: Optimizer, params: dict) -> Rule:
-        # slots outside the model's store: one path (per parameter) before and after a pickle
-        self.opt, self.state = opt, opt.init(dict(params))
-        return self
-
-    def __call__(self, step: int) -> float:
-        """The SGD optimizer's schedule: the current ``learning_rate``."""
-        return self.learning_rate
+    def __init__(self, learning_rate_init: float, mutable: bool):
+        self.learning_rate_init = float(learning_rate_init)
+        self.learning_rate = float(learning_rate_init)
+        self.mutable = mutable
 
     def update(self, params: dict, grads: dict) -> None:
-        self.opt.update_(params, grads, self.state)
-        if isinstance(self.opt, _Adam):
-            self.learning_rate = self.opt.step_size(self.learning_rate_init, self.state["step"])
+        raise NotImplementedError
+
+    def _add(self, params: dict, k: str, step: Any) -> None:
+        """``params[k] += step``: in place where the backend allows it, else rebinding."""
+        if self.mutable:
+            params[k] += step
+        else:
+            params[k] = params[k] + step
 
     def iteration_ends(self, time_step: int) -> None:
         """End of an epoch; ``time_step`` is the number of training samples seen so far."""
+
+    def trigger_stopping(self, msg: str, verbose: Any) -> bool:
+        """The no-improvement counter ran out: whether to stop (True) or go on (False)."""
+        if verbose:
+            print(msg + " Stopping.")
+        return True
+
+
+class SGDRule(_Rule):
+    """scikit-learn's ``SGDOptimizer``: momentum velocity, Nesterov, the lr schedules."""
+
+    def __init__(self, params: dict, learning_rate_init: float, lr_schedule: str,
+                 momentum: float, nesterov: bool, power_t: float, *, mutable: bool):
+        super().__init__(learning_rate_init, mutable)
+        self.lr_schedule = lr_schedule
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.power_t = float(power_t)
+        self.velocities = _zeros(params)
+
+    def iteration_ends(self, time_step: int) -> None:
+        """``invscaling``: ``lr = learning_rate_init / (time_step + 1) ** power_t``."""
         if self.lr_schedule == "invscaling":
             self.learning_rate = float(self.learning_rate_init) / (time_step + 1) ** self.power_t
 
     def trigger_stopping(self, msg: str, verbose: Any) -> bool:
-        """The no-improvement counter ran out: stop (True), or, ``adaptive``, lower the rate."""
+        """``adaptive``: divide the learning rate by 5, or stop once it is at most 1e-6."""
         if self.lr_schedule != "adaptive":
-            if verbose:
-                print(msg + " Stopping.")
-            return True
+            return super().trigger_stopping(msg, verbose)
         if self.learning_rate <= 1e-6:
             if verbose:
                 print(msg + " Learning rate too small. Stopping.")
@@ -115,19 +93,84 @@ class Rule:
             print(f"{msg} Setting learning rate to {self.learning_rate:f}")
         return False
 
+    def update(self, params: dict, grads: dict) -> None:
+        """``v = momentum * v - lr * g``; add ``v`` (or ``momentum * v - lr * g``, Nesterov)."""
+        mom, lr = self.momentum, self.learning_rate
+        vel = self.velocities
+        for k, g in grads.items():
+            if self.mutable:
+                v = vel[k]
+                v *= mom
+                v -= lr * g
+            else:
+                v = vel[k] = mom * vel[k] - lr * g
+            self._add(params, k, mom * v - lr * g if self.nesterov else v)
 
-def make_rule(est: Any) -> Rule:
-    """A fresh ``_optimizer`` for ``est.model_.params`` from the estimator's settings."""
-    lr = float(est.learning_rate_init)
-    opt: Optimizer
-    if est.solver == "sgd":
-        rule = Rule(lr, est.learning_rate, est.power_t)
-        opt = _SGD(rule, est.momentum, est.nesterovs_momentum)  # its schedule: the rule
-    else:
-        rule = Rule(lr)
-        if est.solver == "rmsprop":  # xpnet.RMSprop (alpha is the loss's L2 term)
-            opt = RMSprop(lr, eps=est.epsilon)
-        else:
-            wd = float(est.alpha) if est.solver == "adamw" else 0.0
-            opt = _Adam(lr, est.beta_1, est.beta_2, est.epsilon, weight_decay=wd)
-    return rule.start(opt, est.model_.params)
+
+class AdamRule(_Rule):
+    """scikit-learn's ``AdamOptimizer`` (bias corrections folded into the step size)."""
+
+    def __init__(self, params: dict, learning_rate_init: float, beta_1: float, beta_2: float,
+                 epsilon: float, *, mutable: bool):
+        super().__init__(learning_rate_init, mutable)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.t = 0
+        self.ms = _zeros(params)
+        self.vs = _zeros(params)
+
+    def _moments(self, k: str, g: Any) -> tuple[Any, Any]:
+        b1, b2 = self.beta_1, self.beta_2
+        if self.mutable:
+            m, v = self.ms[k], self.vs[k]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            return m, v
+        m = self.ms[k] = b1 * self.ms[k] + (1 - b1) * g
+        v = self.vs[k] = b2 * self.vs[k] + (1 - b2) * (g * g)
+        return m, v
+
+    def update(self, params: dict, grads: dict) -> None:
+        self.t += 1
+        self.learning_rate = (self.learning_rate_init * math.sqrt(1 - self.beta_2 ** self.t)
+                              / (1 - self.beta_1 ** self.t))
+        xp = None
+        for k, g in grads.items():
+            m, v = self._moments(k, g)
+            xp = xp or _namespace_of(v)
+            self._add(params, k, -self.learning_rate * m / (xp.sqrt(v) + self.epsilon))
+
+
+class AdamWRule(AdamRule):
+    """``solver="adamw"``: shrink weight matrices by ``lr_init * weight_decay``, then AdamRule."""
+
+    def __init__(self, params: dict, learning_rate_init: float, beta_1: float, beta_2: float,
+                 epsilon: float, *, weight_decay: float, mutable: bool):
+        super().__init__(params, learning_rate_init, beta_1, beta_2, epsilon, mutable=mutable)
+        self.weight_decay = float(weight_decay)
+
+    def update(self, params: dict, grads: dict) -> None:
+        shrink = 1.0 - self.learning_rate_init * self.weight_decay
+        if shrink != 1.0:
+            for k in params:
+                if k.endswith(".W"):
+                    if self.mutable:
+                        params[k] *= shrink
+                    else:
+                        params[k] = params[k] * shrink
+        super().update(params, grads)
+
+
+class RMSpropRule(_Rule):
+    """``solver="rmsprop"``: xpnet.RMSprop (``alpha`` as the L2 term)."""
+
+    def __init__(self, params: dict, learning_rate_init: float, epsilon: float):
+        super().__init__(learning_rate_init, mutable=False)
+        self.optimizer = RMSprop(self.learning_rate, eps=epsilon)
+        self.state = self.optimizer.init(params)
+
+    def update(self, params: dict, grads: dict) -> None:
+        """One xpnet.RMSprop step, written back into `params`."""
+        new, self.state = self.optimizer.update(params, grads, self.state)
+        params.update(new)

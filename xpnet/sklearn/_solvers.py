@@ -44,7 +44,6 @@ from ..backends import to_numpy
 from ..ops import ops_for
 from ._data import Samples, device_index, take_on_device
 from ._losses import add_l2_penalty, weight_keys
-from ._optim import make_rule
 
 __all__ = ["fit_stochastic", "fit_lbfgs", "loss_and_grads"]
 
@@ -148,7 +147,7 @@ def _end_of_epoch(est: Any, val: Samples | None) -> bool:
 def fit_stochastic(est: Any, data: Samples, strata: Any, incremental: bool) -> None:
     """scikit-learn's ``_fit_stochastic``: epochs of mini-batch steps on ``data``."""
     if not incremental or getattr(est, "_optimizer", None) is None:
-        est._optimizer = make_rule(est)
+        est._optimizer = est._make_optimizer()
     est._start_stochastic()
     data, val = _split(est, data, strata)
     bs = _batch_size(est, data.rows.n)
