@@ -513,3 +513,13 @@ def test_onnx_export_agrees_with_predict(backend, tmp_path):
     proba, labels = session.run(None, {"input": X})
     np.testing.assert_allclose(proba, xn.to_numpy(m.predict_proba(X)), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(labels, xn.to_numpy(m.predict(X)))
+
+
+def test_check_gradients_of_a_block_leaves_out_its_frozen_layer():
+    """A block whose first layer is frozen gives no gradient for it: check_gradients checks
+    the trained keys (before: a GradientCheckError naming the frozen layer's keys missing)."""
+    block = xn.Block([xn.Dense(4), xn.ReLU(), xn.Dense(3)])
+    block.layers[0].trainable = False
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    errors = xn.testing.check_gradients(block, x, backend="numpy")
+    assert sorted(errors) == ["2.W", "2.b", "x"] and max(errors.values()) < 1e-6
