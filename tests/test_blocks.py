@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 import pytest
+from test_research_round3 import KeepDimsBias
 
 import xpnet as xn
 from xpnet.training import _jit
@@ -411,25 +412,11 @@ def test_a_block_owns_copies_of_its_layers():
     assert b.trainable_keys == ["0.1.W", "0.1.b"]
 
 
-class _KeepDimsBias(xn.Layer):
-    """A bias whose gradient keeps the summed dimension: shape (1, d), not (d,)."""
-
-    def init(self, in_features, rng, *, backend, dtype):
-        return {"b": backend.xp.zeros((in_features,), dtype=dtype, device=backend.device)}
-
-    def forward(self, params, x, *, train=False):
-        return x + params["b"], None
-
-    def backward(self, params, cache, dy):
-        xp = xn.backends.backend_of(dy).xp
-        return dy, {"b": xp.sum(dy, axis=0, keepdims=True)}
-
-
 def test_a_wrong_gradient_of_a_held_layer_is_named_by_its_address(backend):
     X, y = _data(n=16)
-    m = xn.Sequential([xn.Dense(4), xn.Residual(xn.Block([xn.Dense(4), _KeepDimsBias()])),
+    m = xn.Sequential([xn.Dense(4), xn.Residual(xn.Block([xn.Dense(4), KeepDimsBias()])),
                        xn.Dense(3)], in_features=4, backend=backend)
-    with pytest.raises(ValueError, match=r"layer 1.1 \(_KeepDimsBias\): the gradient of "
+    with pytest.raises(ValueError, match=r"layer 1.1 \(KeepDimsBias\): the gradient of "
                                          r"'b' has shape \(1, 4\), the parameter has "
                                          r"shape \(4,\)"):
         m.fit(X, y, epochs=1, verbose=0)
