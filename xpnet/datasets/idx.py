@@ -172,20 +172,9 @@ def _read_header(
     return struct.unpack(f">{ndim}I", dim_bytes), _CODE_TO_DTYPE[code]
 
 
-def _parse(
-    stream: BinaryIO | _GunzipReader,
-    name: str,
-    *,
-    raw_size: int | None,
-    gz_size: int | None,
-    hasher: _Hasher | None = None,
-) -> np.ndarray:
-    """Parse an IDX stream; give one of `raw_size` and `gz_size`; `hasher` sees every raw byte."""
-    dims, dtype = _read_header(stream, name, gz=gz_size is not None, hasher=hasher)
-    header_len = 4 + 4 * len(dims)
-    count = math.prod(dims)
-    nbytes = count * dtype.itemsize
-    shape_text = f"shape {dims} of {dtype.name}"
+def _check_sizes(name: str, shape_text: str, header_len: int, nbytes: int,
+                 raw_size: int | None, gz_size: int | None) -> None:
+    """Refuse a header whose payload size the limit or the file's size cannot hold."""
     if nbytes > MAX_PAYLOAD_BYTES:
         raise IDXError(
             f"{name}: header claims {shape_text} = {nbytes} bytes, above the "
@@ -208,6 +197,23 @@ def _parse(
             f"{name}: payload truncated: header claims {shape_text} = {nbytes} bytes, more "
             f"than a {gz_size}-byte gzip file can hold"
         )
+
+
+def _parse(
+    stream: BinaryIO | _GunzipReader,
+    name: str,
+    *,
+    raw_size: int | None,
+    gz_size: int | None,
+    hasher: _Hasher | None = None,
+) -> np.ndarray:
+    """Parse an IDX stream; give one of `raw_size` and `gz_size`; `hasher` sees every raw byte."""
+    dims, dtype = _read_header(stream, name, gz=gz_size is not None, hasher=hasher)
+    header_len = 4 + 4 * len(dims)
+    count = math.prod(dims)
+    nbytes = count * dtype.itemsize
+    shape_text = f"shape {dims} of {dtype.name}"
+    _check_sizes(name, shape_text, header_len, nbytes, raw_size, gz_size)
     # Only now, with the size known to be consistent, allocate.
     out = np.empty(count, dtype=dtype)
     view = out.view(np.uint8).reshape(-1).data
