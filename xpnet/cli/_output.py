@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -18,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._files import atomic_write_text
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-__all__ = ["console", "safe_text", "styled", "fit", "print_fitted", "jsonable", "print_json",
-           "print_json_rows", "write_json", "fmt_secs", "same_decimals", "carried"]
+__all__ = ["console", "safe_text", "styled", "fit", "print_fitted", "kv_table", "jsonable",
+           "print_json", "print_json_rows", "write_json", "fmt_secs", "same_decimals", "carried"]
 
 
 def console(*, stderr: bool, quiet: bool = False) -> Console:
@@ -95,6 +98,18 @@ def print_fitted(con: Console, text: str | Text, indent: int = 0) -> None:
         con.print(line)
 
 
+def kv_table(title: str, rows: Iterable[tuple[Any, ...]], **value: Any) -> Any:
+    """A rich table of names (bold) and values, no header; `value`: the value column's options."""
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(**value)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def jsonable(obj: Any) -> Any:
     """`obj` as plain JSON types (str keys); non-finite floats become None."""
     if isinstance(obj, dict):
@@ -107,9 +122,7 @@ def jsonable(obj: Any) -> Any:
         return int(obj)
     if isinstance(obj, (float, np.floating)):
         return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
+    return str(obj)  # a Path, an enum...
 
 
 def print_json(obj: Any) -> None:
@@ -170,8 +183,6 @@ _stdout_failed = False
 
 def _silence_stdout() -> None:
     """Point stdout at the null device, so that the flush at exit cannot fail."""
-    import os
-
     try:
         fd = os.open(os.devnull, os.O_WRONLY)
         os.dup2(fd, sys.stdout.fileno())
@@ -182,8 +193,6 @@ def _silence_stdout() -> None:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write `obj` as indented JSON to `path` atomically."""
-    from .._files import atomic_write_text
-
     atomic_write_text(path, json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
 
 

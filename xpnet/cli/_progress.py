@@ -19,20 +19,11 @@ if TYPE_CHECKING:
 
 __all__ = ["TrainProgress", "epoch_line"]
 
-# The per-epoch line, from the richest to the narrowest: each step drops or shortens the
-# least useful of what is left. Training loss and accuracy are never dropped before
-# the validation ones, and the epoch number and training loss always stay.
-_LEVELS: tuple[dict[str, Any], ...] = (
-    {"drop": (), "short": False},
-    {"drop": ("samples",), "short": False},
-    {"drop": ("samples",), "short": True},
-    {"drop": ("samples", "per_step"), "short": True},
-    {"drop": ("samples", "per_step", "seconds"), "short": True},
-    {"drop": ("samples", "per_step", "seconds", "accuracy"), "short": True},
-    {"drop": ("samples", "per_step", "seconds", "accuracy", "val_loss"), "short": True},
-    {"drop": ("samples", "per_step", "seconds", "accuracy", "val_loss", "val_accuracy"),
-     "short": True},
-)
+# The per-epoch line, from the richest to the narrowest: each level drops or shortens
+# ("short": acc, val_acc) one more of these, the least useful first. Training loss and
+# accuracy are never dropped before the validation ones, and the epoch number and
+# training loss always stay.
+_DROPPED = ("samples", "short", "per_step", "seconds", "accuracy", "val_loss", "val_accuracy")
 _SHORT = {"accuracy": "acc", "val_accuracy": "val_acc"}
 _BAR_MIN, _BAR_MAX = 10, 40
 
@@ -41,16 +32,17 @@ def epoch_line(epoch: int, epochs: int, logs: dict[str, Any], samples: int, step
                width: int) -> str:
     """The epoch's line in `width`: drops samples/s, long names, ms/step, s, acc, val metrics."""
     line = ""
-    for level in _LEVELS:
-        line = _epoch_line_at(epoch, epochs, logs, samples, steps, **level)
+    for level in range(len(_DROPPED) + 1):
+        line = _epoch_line_at(epoch, epochs, logs, samples, steps, _DROPPED[:level])
         if len(line) <= width:
             break
     return line
 
 
 def _epoch_line_at(epoch: int, epochs: int, logs: dict[str, Any], samples: int,
-                   steps: int, *, drop: tuple[str, ...], short: bool) -> str:
-    """The per-epoch line without the fields in `drop`, names shortened if `short`."""
+                   steps: int, drop: tuple[str, ...]) -> str:
+    """The per-epoch line without the fields in `drop`, names shortened if "short" is in it."""
+    short = "short" in drop
     parts = [f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}"]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         if key in logs and key not in drop:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ._args import EXIT_DATA, EXIT_OK, EXIT_USAGE, CLIError
-from ._output import carried, console, print_json, same_decimals
+from ._output import carried, console, kv_table, print_json, same_decimals
 
 __all__ = ["TableData", "is_table", "check_dataset_file", "check_table_flags", "load_table",
            "saved_table", "scaled_model", "table_scores", "table_encoder", "evaluate_table",
@@ -327,27 +327,18 @@ def evaluate_table(args: argparse.Namespace, backend: Any, model: Any, encoder: 
 
 
 def _print_table_scores(out: dict[str, Any], model: Any, model_file: Path) -> None:
-    from rich.table import Table
-
     con = console(stderr=False)
     con.print(f"model  {model_file}  ({model.num_params:,} parameters, backend "
               f"{out['backend']} {out['device']})")
     con.print(f"data   {out['source']}: {out['samples']:,} rows; target {out['target']} "
               f"({out['task']})")
-    t = Table(title="metrics", show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column(justify="right")
     if out["task"] == "regression":  # in the target's units: the same decimals
         mae, rmse = same_decimals([out["mae"], out["rmse"]])
-        t.add_row("MAE", mae)
-        t.add_row("RMSE", rmse)
-        t.add_row("R²", f"{out['r2']:.4f}")
-        t.add_row("loss (standardized)", f"{out['loss']:.4f}")
+        rows = [("MAE", mae), ("RMSE", rmse), ("R²", f"{out['r2']:.4f}"),
+                ("loss (standardized)", f"{out['loss']:.4f}")]
     else:
-        t.add_row("accuracy", f"{out['accuracy']:.4f}")
-        t.add_row("loss", f"{out['loss']:.4f}")
-    t.add_row("samples", f"{out['samples']:,}")
-    con.print(t)
+        rows = [("accuracy", f"{out['accuracy']:.4f}"), ("loss", f"{out['loss']:.4f}")]
+    con.print(kv_table("metrics", [*rows, ("samples", f"{out['samples']:,}")], justify="right"))
 
 
 # ----------------------------------------------------------------------------- predict

@@ -33,7 +33,7 @@ from ._io import (
     require_classifier,
     run_meta,
 )
-from ._output import carried, console, print_fitted, print_json, print_json_rows
+from ._output import carried, console, kv_table, print_fitted, print_json, print_json_rows
 from ._plots import plot_confusion, require_matplotlib
 from ._tables import evaluate_table, predict_table, table_encoder
 
@@ -169,16 +169,12 @@ def _print_evaluation(out: dict[str, Any], model: Any, model_file: Path, ds: Any
     print_fitted(con, f"model  {model_file}  ({model.num_params:,} parameters, backend "
                       f"{out['backend']} {out['device']})", 7)
     print_fitted(con, f"data   {ds.summary()}; evaluating the {out['split']} split", 7)
-    t = Table(title="metrics", show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column(justify="right")
     accuracy = out["accuracy"]
-    t.add_row("accuracy", f"{accuracy if accuracy is not None else float('nan'):.4f}")
-    t.add_row("loss", f"{out['loss']:.4f}")
-    for top_k, v in out["top_k_accuracy"].items():
-        t.add_row(f"top-{top_k} accuracy", f"{v:.4f}")
-    t.add_row("samples", f"{out['samples']:,}")
-    con.print(t)
+    con.print(kv_table("metrics", [
+        ("accuracy", f"{accuracy if accuracy is not None else float('nan'):.4f}"),
+        ("loss", f"{out['loss']:.4f}"),
+        *((f"top-{k} accuracy", f"{v:.4f}") for k, v in out["top_k_accuracy"].items()),
+        ("samples", f"{out['samples']:,}")], justify="right"))
     pc = Table(title="per class", title_justify="left")
     for col in ("class", "support", "correct", "accuracy", "most confused with"):
         pc.add_column(col, justify="left" if col in ("class", "most confused with")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._args import EXIT_OK
-from ._output import console, print_fitted, print_json, styled
+from ._output import console, kv_table, print_fitted, print_json, styled
 
 __all__ = ["cmd_info", "cmd_download"]
 
@@ -113,12 +113,7 @@ def _show(info: dict[str, Any]) -> None:
     print_fitted(con, f"xpnet {info['versions']['xpnet']} on Python "
                       f"{platform.python_version()}, {info['platform']}, {cpus['usable']} "
                       f"of {cpus['count']} CPUs usable", indent=2)
-    t = Table(title="packages", title_justify="left", show_header=False)
-    t.add_column(style="bold")
-    t.add_column()
-    for k, v in info["versions"].items():
-        t.add_row(k, v)
-    con.print(t)
+    con.print(kv_table("packages", info["versions"].items()))
     b = Table(title=f"backends (auto picks {info['auto_backend']})", title_justify="left")
     b.add_column("backend", style="bold")
     b.add_column("status")

@@ -48,7 +48,15 @@ from ._distributed import (
     together,
 )
 from ._io import check_output, dataset_inputs, dataset_spec, load_dataset
-from ._output import console, fmt_secs, print_fitted, print_json, same_decimals, styled
+from ._output import (
+    console,
+    fmt_secs,
+    kv_table,
+    print_fitted,
+    print_json,
+    same_decimals,
+    styled,
+)
 from ._plots import plot_curves, require_matplotlib
 from ._progress import TrainProgress
 from ._records import (
@@ -604,35 +612,30 @@ def _finish(run: _Run, history: Any, early: Any) -> dict[str, Any]:
 
 def _print_summary(run: _Run, history: Any, result: dict[str, Any], total: float) -> None:
     """The result table (standard error) and, with --json, the summary (standard output)."""
-    from rich.table import Table
-
     out, test, record, model_file = run.rec.out, result["test"], run.rec.record, run.rec.model_file
-    table = Table(title="result", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")   # a long path folds onto the next row, whole
+    rows: list[tuple[str, str]] = []
     if test is not None:
-        table.add_row("test accuracy", f"{test.get('accuracy', float('nan')):.4f}")
-        table.add_row("test loss", f"{test['loss']:.4f}")
-    for name, text in _validation_rows(result.get("validation")):
-        table.add_row(name, text)
+        rows += [("test accuracy", f"{test.get('accuracy', float('nan')):.4f}"),
+                 ("test loss", f"{test['loss']:.4f}")]
+    rows += _validation_rows(result.get("validation"))
     ep_txt = f"{len(history.epoch)}"
     if run.start_epoch:
         ep_txt += f" ({run.start_epoch} before resuming)"
     if history.stopped_early:
         ep_txt += f", stopped early (best epoch {record['best_epoch']})"
-    table.add_row("epochs", ep_txt)
-    table.add_row("time", f"{fmt_secs(total)} (training {fmt_secs(result['train_secs'])})")
-    table.add_row("samples/s", f"{result['sps']:,.0f}" if result["sps"] else "-")
+    rows += [("epochs", ep_txt),
+             ("time", f"{fmt_secs(total)} (training {fmt_secs(result['train_secs'])})"),
+             ("samples/s", f"{result['sps']:,.0f}" if result["sps"] else "-")]
     if out is not None:
-        table.add_row("model", str(model_file))
-        table.add_row("run record", str(out / RUN_FILE))
+        rows += [("model", str(model_file)), ("run record", str(out / RUN_FILE))]
         if result["curves"]:
-            table.add_row("curves", str(result["curves"]))
-        table.add_row("next", f"xpnet evaluate {shlex.quote(str(out))}"
-                      + (" HELD-OUT-FILE" if run.plan.table else ""))
+            rows.append(("curves", str(result["curves"])))
+        rows.append(("next", f"xpnet evaluate {shlex.quote(str(out))}"
+                     + (" HELD-OUT-FILE" if run.plan.table else "")))
     else:
-        table.add_row("model", "not saved (--no-save)")
-    console(stderr=True, quiet=run.args.quiet).print(table)
+        rows.append(("model", "not saved (--no-save)"))
+    # a long path folds onto the next row, whole
+    console(stderr=True, quiet=run.args.quiet).print(kv_table("result", rows, overflow="fold"))
     if run.args.json:
         curves, backend = result["curves"], run.data.backend
         print_json({
