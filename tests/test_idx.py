@@ -282,6 +282,12 @@ def test_garbage_after_gzip_stream():
         read_idx(gz(idx_bytes(0x08, (2,), b"\x01\x02")) + b"garbage")
 
 
+def test_zero_padding_after_gzip_stream_is_skipped():
+    # as gzip -d and Python's gzip module do; other bytes there are refused (above)
+    blob = gz(idx_bytes(0x08, (2,), b"\x01\x02")) + bytes(16)
+    assert read_idx(blob).tolist() == [1, 2]
+
+
 def test_gzip_bomb_is_not_decompressed():
     # Header claims 10 bytes; the stream then inflates to 64 MiB of zeros.
     comp = zlib.compressobj(9, zlib.DEFLATED, 31)

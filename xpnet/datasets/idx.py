@@ -10,12 +10,13 @@ An IDX file is a header followed by a C-order array, all big-endian::
 [`read_idx`][xpnet.datasets.read_idx] checks the whole header, and that the payload
 length is exactly what the header implies, *before* it allocates the array, so a hostile
 or damaged file can neither make it allocate gigabytes nor return a silently truncated
-array. Gzip input is decompressed as a stream and never past the header-implied size
-plus one byte (a gzip bomb costs nothing).
+array. Gzip input is read through `gzip.GzipFile` as a stream and never inflated more
+than 8 KiB past the header-implied size (a gzip bomb costs nothing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -23,8 +24,9 @@ import math
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -38,9 +40,6 @@ MAX_PAYLOAD_BYTES = 2**31
 larger claims are rejected unread."""
 
 _GZIP_MAGIC = b"\x1f\x8b"
-# Deflate cannot expand data by more than about 1032:1, so a gzip file of N bytes can
-# never hold more than this many bytes; larger header claims are rejected unread.
-_MAX_DEFLATE_RATIO = 1032
 _CHUNK = 1 << 20
 
 _CODE_TO_DTYPE: dict[int, np.dtype] = {
@@ -55,8 +54,13 @@ _KIND_SIZE_TO_CODE = {(dt.kind, dt.itemsize): code for code, dt in _CODE_TO_DTYP
 _CODES_TEXT = ", ".join(f"0x{c:02X} ({_CODE_TO_DTYPE[c].name})" for c in sorted(_CODE_TO_DTYPE))
 
 
+def _inflate_limit(compressed: int) -> int:
+    """Most bytes `compressed` bytes of deflate data (gzip, zip) can hold: about 1032:1."""
+    return compressed * 1032 + 1024
+
+
 class _Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: bytes | memoryview, /) -> None: ...
 
 
 class IDXError(DatasetError):
@@ -76,73 +80,58 @@ class IDXError(DatasetError):
     """
 
 
-class _GunzipReader:
-    """Gzip reader: ``read(n)`` gives at most n bytes; members followed, trailing junk refused."""
-
-    def __init__(self, f: BinaryIO, name: str) -> None:
-        self._f = f
-        self._name = name
-        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._input = b""
-
-    def _fail(self, what: str) -> IDXError:
-        return IDXError(f"{self._name}: corrupt gzip data ({what})")
-
-    def read(self, n: int) -> bytes:
-        out = bytearray()
-        while len(out) < n:
-            if self._d.eof:
-                tail = self._d.unused_data + self._input
-                self._input = b""
-                while len(tail) < 2:
-                    more = self._f.read(_CHUNK)
-                    if not more:
-                        break
-                    tail += more
-                if not tail:
-                    break  # clean end of the last member
-                if tail[:2] != _GZIP_MAGIC:
-                    raise self._fail(f"{len(tail)}+ bytes of non-gzip data after the stream")
-                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                self._input = tail
-                continue
-            data = self._d.unconsumed_tail or self._input
-            self._input = b""
-            if not data:
-                data = self._f.read(_CHUNK)
-                if not data:
-                    raise self._fail("the file ends before the end of the gzip stream: truncated")
-            try:
-                out += self._d.decompress(data, n - len(out))
-            except zlib.error as exc:
-                raise self._fail(str(exc)) from None
-        return bytes(out)
-
-
 def _describe(source: object) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return "<bytes>"
     return os.fspath(source)  # type: ignore[call-overload, no-any-return]
 
 
-def _read_exact(stream: BinaryIO | _GunzipReader, n: int) -> bytes:
-    """Read up to n bytes, looping over short reads; fewer only at end of data."""
-    parts = []
-    got = 0
-    while got < n:
-        chunk = stream.read(min(n - got, _CHUNK))
-        if not chunk:
-            break
-        parts.append(chunk)
-        got += len(chunk)
-    return b"".join(parts)
+def _open(source: str | os.PathLike[str] | bytes | bytearray | memoryview, name: str
+          ) -> io.BufferedIOBase:
+    """The path or bytes opened for binary reading; IDXError naming it when it cannot be."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return io.BytesIO(source)
+    try:
+        check_regular(source)  # a FIFO would block, a device never end
+        return open(source, "rb")
+    except OSError as exc:
+        raise IDXError(f"{name}: cannot open: {exc.strerror or exc}") from exc
+
+
+@contextlib.contextmanager
+def _reading(source: str | os.PathLike[str] | bytes | bytearray | memoryview, name: str
+             ) -> Iterator[tuple[io.BufferedIOBase, int | None, int | None]]:
+    """Yield (stream, raw size, gzip size): gzip content (by its magic) read through
+    `gzip.GzipFile`, whose reads inflate at most the bytes asked for plus its 8 KiB buffer;
+    read and gzip errors become IDXError."""
+    with _open(source, name) as f:
+        try:
+            size = f.seek(0, io.SEEK_END)
+            f.seek(0)
+            gz = f.read(2) == _GZIP_MAGIC
+            f.seek(0)
+            if not gz:
+                yield f, size, None
+                return
+            with gzip.GzipFile(fileobj=f, mode="rb") as unpacked:
+                yield unpacked, None, size
+        except EOFError:
+            raise IDXError(f"{name}: corrupt gzip data (the file ends before the end of the "
+                           "gzip stream: truncated)") from None
+        except gzip.BadGzipFile as exc:  # after the first member: the magic was checked
+            what = "non-gzip data after the stream" if "Not a gzipped" in str(exc) else exc
+            raise IDXError(f"{name}: corrupt gzip data ({what})") from None
+        except zlib.error as exc:
+            raise IDXError(f"{name}: corrupt gzip data ({exc})") from None
+        except OSError as exc:
+            raise IDXError(f"{name}: cannot read: {exc}") from exc
 
 
 def _read_header(
-    stream: BinaryIO | _GunzipReader, name: str, *, gz: bool, hasher: _Hasher | None = None
+    stream: io.BufferedIOBase, name: str, *, gz: bool, hasher: _Hasher | None = None
 ) -> tuple[tuple[int, ...], np.dtype]:
     """Read and check an IDX header: the shape and the (big-endian) dtype it declares."""
-    head = _read_exact(stream, 4)
+    head = stream.read(4)
     if len(head) < 4:
         if gz:
             raise IDXError(
@@ -160,7 +149,7 @@ def _read_header(
         raise IDXError(f"{name}: unknown data type code 0x{code:02X}; known codes: {_CODES_TEXT}")
     if not 1 <= ndim <= 4:
         raise IDXError(f"{name}: header says ndim={ndim}; xpnet reads IDX arrays of 1 to 4 dims")
-    dim_bytes = _read_exact(stream, 4 * ndim)
+    dim_bytes = stream.read(4 * ndim)
     if len(dim_bytes) < 4 * ndim:
         raise IDXError(
             f"{name}: header truncated: ndim={ndim} needs {4 * ndim} bytes of dimension "
@@ -192,7 +181,7 @@ def _check_sizes(name: str, shape_text: str, header_len: int, nbytes: int,
                 f"{name}: {have - nbytes} unexpected trailing bytes after the {nbytes}-byte "
                 f"payload of {shape_text}"
             )
-    if gz_size is not None and header_len + nbytes > gz_size * _MAX_DEFLATE_RATIO + 1024:
+    if gz_size is not None and header_len + nbytes > _inflate_limit(gz_size):
         raise IDXError(
             f"{name}: payload truncated: header claims {shape_text} = {nbytes} bytes, more "
             f"than a {gz_size}-byte gzip file can hold"
@@ -200,7 +189,7 @@ def _check_sizes(name: str, shape_text: str, header_len: int, nbytes: int,
 
 
 def _parse(
-    stream: BinaryIO | _GunzipReader,
+    stream: io.BufferedIOBase,
     name: str,
     *,
     raw_size: int | None,
@@ -216,16 +205,15 @@ def _parse(
     _check_sizes(name, shape_text, header_len, nbytes, raw_size, gz_size)
     # Only now, with the size known to be consistent, allocate.
     out = np.empty(count, dtype=dtype)
-    view = out.view(np.uint8).reshape(-1).data
+    view = out.view(np.uint8).data
     got = 0
     while got < nbytes:
-        chunk = stream.read(min(nbytes - got, _CHUNK))
-        if not chunk:
+        n = stream.readinto(view[got : got + _CHUNK])
+        if not n:
             break
-        view[got : got + len(chunk)] = chunk
-        got += len(chunk)
         if hasher is not None:
-            hasher.update(chunk)
+            hasher.update(view[got : got + n])
+        got += n
     if got < nbytes:
         raise IDXError(
             f"{name}: payload truncated: header claims {shape_text}, expected {nbytes} bytes "
@@ -241,15 +229,6 @@ def _parse(
             )
     native = dtype.newbyteorder("=")
     return out.reshape(dims).astype(native, copy=False)
-
-
-def _open(path: str | os.PathLike[str], name: str) -> BinaryIO:
-    """The file opened for binary reading; IDXError naming it when it cannot be."""
-    try:
-        check_regular(path)  # a FIFO would block, a device never end
-        return open(path, "rb")
-    except OSError as exc:
-        raise IDXError(f"{name}: cannot open: {exc.strerror or exc}") from exc
 
 
 def read_idx(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> np.ndarray:
@@ -286,17 +265,8 @@ def read_idx(source: str | os.PathLike[str] | bytes | bytearray | memoryview) ->
            [3, 4, 5]], dtype=uint8)
     """
     name = _describe(source)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        return _read_stream(io.BytesIO(data), name, len(data))
-    with _open(source, name) as f:
-        try:
-            size = os.fstat(f.fileno()).st_size
-            return _read_stream(f, name, size)
-        except IDXError:
-            raise
-        except OSError as exc:
-            raise IDXError(f"{name}: cannot read: {exc}") from exc
+    with _reading(source, name) as (stream, raw_size, gz_size):
+        return _parse(stream, name, raw_size=raw_size, gz_size=gz_size)
 
 
 def read_idx_header(
@@ -305,7 +275,7 @@ def read_idx_header(
     """Read only the header of an IDX file: the shape and dtype of the array it holds.
 
     Nothing beyond the header is read or decompressed (a gzip file is inflated only as
-    far as its first 20 bytes), so callers can check sizes before reading any data.
+    far as its first 8 KiB), so callers can check sizes before reading any data.
 
     Parameters
     ----------
@@ -332,33 +302,16 @@ def read_idx_header(
     ((2, 3), dtype('uint8'))
     """
     name = _describe(source)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        f: BinaryIO = io.BytesIO(bytes(source))
-    else:
-        f = _open(source, name)
-    with f:
-        try:
-            gz = f.read(2) == _GZIP_MAGIC
-            f.seek(0)
-            stream = _GunzipReader(f, name) if gz else f
-            dims, dtype = _read_header(stream, name, gz=gz)
-        except OSError as exc:
-            raise IDXError(f"{name}: cannot read: {exc}") from exc
+    with _reading(source, name) as (stream, _, gz_size):
+        dims, dtype = _read_header(stream, name, gz=gz_size is not None)
     return dims, dtype.newbyteorder("=")
-
-
-def _read_stream(f: BinaryIO, name: str, size: int, hasher: _Hasher | None = None) -> np.ndarray:
-    magic = f.read(2)
-    f.seek(0)
-    if magic == _GZIP_MAGIC:
-        return _parse(_GunzipReader(f, name), name, raw_size=None, gz_size=size, hasher=hasher)
-    return _parse(f, name, raw_size=size, gz_size=None, hasher=hasher)
 
 
 def _read_idx_bytes(data: bytes, name: str) -> tuple[np.ndarray, str]:
     """The array of IDX bytes (raw or gzip) and the SHA-256 of the uncompressed content."""
     hasher = hashlib.sha256()
-    arr = _read_stream(io.BytesIO(data), name, len(data), hasher)
+    with _reading(data, name) as (stream, raw_size, gz_size):
+        arr = _parse(stream, name, raw_size=raw_size, gz_size=gz_size, hasher=hasher)
     return arr, hasher.hexdigest()
 
 

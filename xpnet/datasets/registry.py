@@ -14,7 +14,7 @@ import numpy as np
 
 from ._core import Dataset, DatasetError, check_data_size, file_sha256, read_npy_header
 from .digits import load_digits
-from .idx import _read_idx_bytes, read_idx_header
+from .idx import _inflate_limit, _read_idx_bytes, read_idx_header
 from .mnist import _ALIASES as _MNIST_ALIASES
 from .mnist import CLASS_NAMES, FILES, _find_local, known_digests, load_mnist
 
@@ -25,7 +25,6 @@ DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist")
 
 _ALIASES = {"digits": "digits", **_MNIST_ALIASES}
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
-_MAX_DEFLATE_RATIO = 1032
 _MAX_NAMES_BYTES = 2**16 * 256 * 4 + 4096  # 65,536 class names of 256 characters, as UTF-32
 
 
@@ -208,7 +207,7 @@ def _check_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path,
     nbytes = math.prod(shape) * dtype.itemsize
     limit = info.file_size
     if info.compress_type != zipfile.ZIP_STORED:
-        limit = min(limit, info.compress_size * _MAX_DEFLATE_RATIO + 1024)
+        limit = min(limit, _inflate_limit(info.compress_size))
     if nbytes > limit:
         raise DatasetError(
             f"{path}: array {key!r} claims shape {shape} of {dtype} ({nbytes} bytes) but "
