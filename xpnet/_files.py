@@ -106,19 +106,13 @@ def fsync_folder(folder: str | os.PathLike[str]) -> None:
             os.close(fd)
 
 
-def _naming(exc: OSError, path: Path, tmp: Path | None) -> OSError:
-    """`exc` with the target as its filename (a full disk names the file being saved)."""
-    if exc.errno is None or exc.filename not in (None, str(tmp), tmp):
-        return exc
-    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
+_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
 
 
-def _kind(mode: int) -> str:
-    """What a file of this ``st_mode`` is, in words (for messages)."""
-    return ("a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode)
-            else "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode)
-            or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "not a regular file")
+def _kind(mode: int) -> str | None:
+    """What a file of this ``st_mode`` is, in words (for messages); None if no known kind."""
+    return next((what for test, what in _KINDS if test(mode)), None)
 
 
 def check_regular(path: str | os.PathLike[str]) -> None:
@@ -126,9 +120,8 @@ def check_regular(path: str | os.PathLike[str]) -> None:
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
         what = _kind(mode)
-        raise OSError(errno.EINVAL, f"is {what}, not a regular file: xpnet reads only "
-                      "regular files" if what != "not a regular file"
-                      else "is not a regular file: xpnet reads only regular files", str(path))
+        raise OSError(errno.EINVAL, (f"is {what}, not" if what else "is not")
+                      + " a regular file: xpnet reads only regular files", str(path))
 
 
 def check_target(path: str | os.PathLike[str]) -> None:
@@ -137,11 +130,10 @@ def check_target(path: str | os.PathLike[str]) -> None:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         return
-    if stat.S_ISREG(mode):
-        return
-    what = _kind(mode)
-    raise OSError(errno.EEXIST, f"is {what}: xpnet writes only over regular files"
-                  if what != "not a regular file" else "is not a regular file", str(path))
+    if not stat.S_ISREG(mode):
+        what = _kind(mode)
+        raise OSError(errno.EEXIST, f"is {what}: xpnet writes only over regular files" if what
+                      else "is not a regular file", str(path))
 
 
 @contextlib.contextmanager
@@ -160,11 +152,10 @@ def atomic_open(path: str | os.PathLike[str], *, suffix: str = ".tmp"
             os.fsync(f.fileno())
         os.replace(tmp, path)
         tmp = None
-    except OSError as exc:
-        named = _naming(exc, path, tmp)
-        if named is exc:
+    except OSError as exc:  # named after the target: a full disk names the file being saved
+        if exc.errno is None or exc.filename not in (None, str(tmp), tmp):
             raise
-        raise named from exc
+        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from exc
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):
@@ -183,7 +174,6 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
 
 def check_writable(folder: str | os.PathLike[str], need_bytes: int = 0) -> None:
     """PermissionError if `folder` is read-only, OSError (ENOSPC) if under 2 x `need_bytes` free."""
-    import errno
     import shutil
 
     folder = Path(folder)
