@@ -4,13 +4,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._output import styled
+from ._plots import plot_confusion
 
-__all__ = ["DENSE_CONFUSION_MAX", "confusion", "per_class", "print_confusion"]
+__all__ = ["DENSE_CONFUSION_MAX", "confusion", "per_class", "report", "print_confusion",
+           "print_report"]
 
 
 #: Up to this many classes the confusion matrix is built, printed (--json) and plotted;
@@ -55,6 +58,18 @@ def per_class(support: np.ndarray, correct: np.ndarray, confused: np.ndarray,
     return per_class
 
 
+def report(y: np.ndarray, pred: np.ndarray, names: list[str], plot_path: Path | None,
+           title: str) -> tuple[dict[str, Any], np.ndarray | None]:
+    """``evaluate``'s per_class, confusion_matrix and plot (drawn here), and the dense matrix."""
+    support, correct, confused, cm = confusion(y, pred, len(names))
+    plot = None
+    if plot_path is not None and cm is not None:
+        plot_confusion(cm, names, plot_path, title)
+        plot = str(plot_path.resolve())
+    return {"per_class": per_class(support, correct, confused, names),
+            "confusion_matrix": None if cm is None else cm.tolist(), "plot": plot}, cm
+
+
 def print_confusion(con: Any, cm: np.ndarray | None, names: list[str]) -> None:
     """The confusion matrix as a table, up to 20 classes."""
     from rich.table import Table
@@ -73,3 +88,10 @@ def print_confusion(con: Any, cm: np.ndarray | None, names: list[str]) -> None:
         cmt.add_row(name, *[styled((str(v), "bold" if i == j else "dim" if v == 0 else ""))
                             for j, v in enumerate(cm[i].tolist())])
     con.print(cmt)
+
+
+def print_report(con: Any, cm: np.ndarray | None, names: list[str], plot: str | None) -> None:
+    """The confusion matrix (`print_confusion`) and where its plot was written."""
+    print_confusion(con, cm, names)
+    if plot is not None:
+        con.print(f"confusion matrix plot: {plot}")

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ._args import EXIT_DATA, EXIT_USAGE, CLIError
+from ._io import refuse_table
 
 __all__ = ["IMAGE_SUFFIXES", "read_inputs"]
 
@@ -103,11 +104,8 @@ def _plan(text: str, n_features: int, image_shape: tuple[int, ...] | None) -> _I
         raise CLIError(f"input {path} does not exist", EXIT_DATA)
     if path.is_dir():
         raise CLIError(f"input {path} is a folder; give .npy, IDX or image files", EXIT_DATA)
+    refuse_table(path, "this model", "predict from")
     suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv", ".parquet", ".pq"):
-        raise CLIError(f"{path} is a table, but this model was trained on images or arrays, "
-                       "not on a table; train one with xpnet train --dataset FILE --target "
-                       "COLUMN to predict from tables", EXIT_DATA)
     if suffix in IMAGE_SUFFIXES:
         if image_shape is None or len(image_shape) != 2:
             raise CLIError(f"{path}: the model has no 2-D image shape to resize images to; "

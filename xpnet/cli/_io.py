@@ -17,7 +17,7 @@ from ..datasets.registry import _canonical_name
 from ._args import DATASETS, EXIT_DATA, EXIT_USAGE, MODEL_FILE, CLIError
 
 __all__ = ["dataset_spec", "load_dataset", "model_path", "run_meta", "require_classifier",
-           "class_names", "image_shape", "check_output", "dataset_inputs"]
+           "class_names", "image_shape", "check_output", "dataset_inputs", "refuse_table"]
 
 #: A folder given as an input contributes at most this many of its files to the check of
 #: `check_output` (a dataset folder holds a handful).
@@ -105,6 +105,14 @@ def check_output(path: Path, flag: str, inputs: tuple[Path, ...] | list[Path] = 
     if same is not None:
         raise CLIError(f"{flag} {path} is an input of this command ({same}); xpnet never "
                        "writes over its inputs: choose another name", EXIT_USAGE)
+
+
+def refuse_table(path: Any, model: Any, use: str) -> None:
+    """Refuse (exit 3) a table file given to a model of images or arrays."""
+    if Path(path).suffix.lower() in (".csv", ".tsv", ".parquet", ".pq"):
+        raise CLIError(f"{path} is a table, but {model} was trained on images or arrays, not "
+                       "on a table; train one with xpnet train --dataset FILE --target COLUMN "
+                       f"to {use} tables", EXIT_DATA)
 
 
 # ----------------------------------------------------------------------------- models

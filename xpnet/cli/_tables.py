@@ -126,31 +126,29 @@ def _header(path: str) -> list[str]:
     return [c.strip() for c in row]
 
 
+#: The flags of a table's encoding and their settings.
+_TABLE_FLAGS = (("--target", "target"), ("--task", "task"),
+                ("--max-categories", "max_categories"), ("--impute", "impute"))
+
+
 def check_table_flags(args: argparse.Namespace, table: bool, resuming: bool,
                       saved_spec: dict[str, Any] | None = None) -> None:
     """Refuse (exit 2) table flags without a table, a table without --target, a changed resume."""
-    given = [flag for flag, value in (("--target", args.target), ("--task", args.task),
-                                      ("--max-categories", args.max_categories),
-                                      ("--impute", args.impute)) if value]
+    given = [(flag, key) for flag, key in _TABLE_FLAGS if getattr(args, key)]
     if not table and given:
-        raise CLIError(f"{given[0]} applies to table files (.csv, .tsv, .parquet, .npz of X "
+        raise CLIError(f"{given[0][0]} applies to table files (.csv, .tsv, .parquet, .npz of X "
                        f"and y), not to {args.dataset or 'digits'}", EXIT_USAGE)
     if table and not resuming and not args.target:
         names = _header(args.dataset)
         listed = f"; the columns are: {', '.join(names)}" if names else ""
         raise CLIError(f"--dataset {args.dataset} is a table: pass --target COLUMN, the "
                        f"column to predict{listed}", EXIT_USAGE)
-    if table and resuming and given:
-        spec = saved_spec or {}
-        for flag, value, key in (("--target", args.target, "target"),
-                                 ("--task", args.task, "task"),
-                                 ("--max-categories", args.max_categories, "max_categories"),
-                                 ("--impute", args.impute, "impute")):
-            if value and (key not in spec or value != spec[key]):
-                old = f" ({spec[key]})" if key in spec else ""
-                raise CLIError(f"{flag} cannot change when resuming: the run keeps the "
-                               f"encoding it was started with{old}; drop {flag} to resume",
-                               EXIT_USAGE)
+    spec = saved_spec or {}
+    for flag, key in given if table and resuming else ():
+        if key not in spec or getattr(args, key) != spec[key]:
+            old = f" ({spec[key]})" if key in spec else ""
+            raise CLIError(f"{flag} cannot change when resuming: the run keeps the encoding "
+                           f"it was started with{old}; drop {flag} to resume", EXIT_USAGE)
 
 
 def _encode(encoder: Any, table: Any, *, quiet: bool, fit: bool = False, **kwargs: Any
@@ -220,18 +218,23 @@ def saved_table(model_file: Path) -> Any:
 
 def table_scores(model: Any, ds: TableData, val: Any) -> dict[str, Any] | None:
     """Validation loss and accuracy, or loss, MAE, RMSE, R² in target units; None without rows."""
-    from .. import metrics
-
     if val is None:
         return None
     X, y = val
     result = dict(model.evaluate(X, y))
     if ds.regression:
-        pred, true = ds.encoder.decode(_outputs(model, X)), ds.encoder.decode(y)
-        result.update(mae=float(metrics.mean_absolute_error(true, pred)),
-                      rmse=float(metrics.root_mean_squared_error(true, pred)),
-                      r2=float(metrics.r2_score(true, pred)))
+        result.update(_regression_scores(ds.encoder, _outputs(model, X), y))
     return result
+
+
+def _regression_scores(encoder: Any, outputs: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE and R² of the outputs, in the target's units."""
+    from .. import metrics
+
+    pred, true = encoder.decode(outputs), encoder.decode(y)
+    return {"mae": float(metrics.mean_absolute_error(true, pred)),
+            "rmse": float(metrics.root_mean_squared_error(true, pred)),
+            "r2": float(metrics.r2_score(true, pred))}
 
 
 def table_encoder(meta: dict[str, Any], model_file: Any) -> Any:
@@ -272,10 +275,8 @@ def _outputs(model: Any, X: np.ndarray) -> np.ndarray:
 def evaluate_table(args: argparse.Namespace, backend: Any, model: Any, encoder: Any,
                    model_file: Path, plot_path: Path | None = None) -> int:
     """``xpnet evaluate RUN FILE`` on a table holding the target column."""
-    from .. import metrics
-    from ._confusion import confusion, per_class, print_confusion
+    from ._confusion import print_report, report
     from ._io import check_output
-    from ._plots import plot_confusion
 
     path = args.data or args.dataset
     if not path:
@@ -297,32 +298,20 @@ def evaluate_table(args: argparse.Namespace, backend: Any, model: Any, encoder: 
         "model": str(model_file.resolve()), "dataset": table.name, "source": table.source,
         "samples": table.n_rows, "backend": backend.name, "device": backend.device_name,
         "task": encoder.task, "target": encoder.target, "loss": result["loss"]}
-    outputs = _outputs(model, X)
+    outputs, cm, names = _outputs(model, X), None, list(encoder.classes)
     if encoder.task == "regression":
-        pred, true = encoder.decode(outputs), encoder.decode(y)
-        out.update(mae=float(metrics.mean_absolute_error(true, pred)),
-                   rmse=float(metrics.root_mean_squared_error(true, pred)),
-                   r2=float(metrics.r2_score(true, pred)))
-        cm, names = None, []
+        out.update(_regression_scores(encoder, outputs, y))
     else:
-        pred_idx = np.argmax(outputs, axis=1)
-        names = list(encoder.classes)
-        support, correct, confused, cm = confusion(y, pred_idx, len(names))
-        out.update(accuracy=result.get("accuracy"),
-                   per_class=per_class(support, correct, confused, names),
-                   confusion_matrix=None if cm is None else cm.tolist(), plot=None)
-        if plot_path is not None and cm is not None:
-            plot_confusion(cm, names, plot_path,
-                           f"{table.name}: accuracy {result.get('accuracy', 0):.4f}")
-            out["plot"] = str(plot_path.resolve())
+        out["accuracy"] = result.get("accuracy")
+        scores, cm = report(y, np.argmax(outputs, axis=1), names, plot_path,
+                            f"{table.name}: accuracy {result.get('accuracy', 0):.4f}")
+        out.update(scores)
     if args.json:
         print_json(out)
         return EXIT_OK
     _print_table_scores(out, model, model_file)
     if cm is not None:
-        print_confusion(console(stderr=False), cm, names)
-    if out.get("plot"):
-        console(stderr=False).print(f"confusion matrix plot: {out['plot']}")
+        print_report(console(stderr=False), cm, names, out["plot"])
     return EXIT_OK
 
 

@@ -18,9 +18,7 @@ import numpy as np
 
 from .._files import check_regular
 from ._args import CONFUSION_FILE, DATASETS, EXIT_DATA, EXIT_OK, EXIT_USAGE, RUN_FILE, CLIError
-from ._confusion import confusion as _confusion
-from ._confusion import per_class as _per_class
-from ._confusion import print_confusion as _print_confusion
+from ._confusion import print_report, report
 from ._inputs import read_inputs
 from ._io import (
     check_output,
@@ -30,11 +28,12 @@ from ._io import (
     image_shape,
     load_dataset,
     model_path,
+    refuse_table,
     require_classifier,
     run_meta,
 )
 from ._output import carried, console, kv_table, print_fitted, print_json, print_json_rows
-from ._plots import plot_confusion, require_matplotlib
+from ._plots import require_matplotlib
 from ._tables import evaluate_table, predict_table, table_encoder
 
 __all__ = ["cmd_evaluate", "cmd_predict"]
@@ -131,28 +130,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     backend, model, meta, encoder = _load_classifier(model_file, args.backend, "evaluate")
     if encoder is not None:
         return evaluate_table(args, backend, model, encoder, model_file, plot_path)
-    if dataset is not None and Path(dataset).suffix.lower() in (".csv", ".tsv", ".parquet",
-                                                                ".pq"):
-        raise CLIError(f"{dataset} is a table, but {model_file} was trained on images or "
-                       "arrays, not on a table; train one with xpnet train --dataset FILE "
-                       "--target COLUMN to evaluate on tables", EXIT_DATA)
+    if dataset is not None:
+        refuse_table(dataset, model_file, "evaluate on")
     ds, X, y = _evaluation_data(args, spec, meta, model, model_file, plot_path)
     result, top, pred = _scores(model, backend, X, y)
-    k = model.out_features
+    names = class_names(meta, model.out_features)
     # counted on the host: the predictions are output now, and integer matmul (what
     # metrics.confusion_matrix uses) is not implemented for CUDA tensors in PyTorch
-    support, correct, confused, cm = _confusion(y, pred, k)
-    names = class_names(meta, k)
-    per_class = _per_class(support, correct, confused, names)
-    if plot_path is not None and cm is not None:
-        plot_confusion(cm, names, plot_path,
-                       f"{ds.name} {args.split}: accuracy {result.get('accuracy', 0):.4f}")
+    scores, cm = report(y, pred, names, plot_path,
+                        f"{ds.name} {args.split}: accuracy {result.get('accuracy', 0):.4f}")
     out = {"model": str(model_file.resolve()), "dataset": ds.name, "source": ds.source,
            "split": args.split, "samples": int(X.shape[0]), "backend": backend.name,
            "device": backend.device_name, "accuracy": result.get("accuracy"),
-           "loss": result["loss"], "top_k_accuracy": top, "per_class": per_class,
-           "confusion_matrix": None if cm is None else cm.tolist(),
-           "plot": str(plot_path.resolve()) if plot_path and cm is not None else None}
+           "loss": result["loss"], "top_k_accuracy": top, **scores}
     if args.json:
         print_json(out)
     else:
@@ -186,9 +176,7 @@ def _print_evaluation(out: dict[str, Any], model: Any, model_file: Path, ds: Any
                    "-" if acc is None else f"{acc:.4f}", row["most_confused_with"] or "-",
                    style=style)
     con.print(pc)
-    _print_confusion(con, cm, names)
-    if out["plot"] is not None:
-        con.print(f"confusion matrix plot: {out['plot']}")
+    print_report(con, cm, names, out["plot"])
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
