@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet._best import BestWeights
+from xpnet.callbacks import _BestWeights as BestWeights
 
 
 def _keras_reference(values, mode, min_delta, patience):

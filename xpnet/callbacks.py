@@ -1,5 +1,12 @@
-"""Callbacks for [`xpnet.fit`][]: early stopping, checkpoints, learning rate on plateaus,
-progress bar, CSV log."""
+"""The callbacks users add to [`xpnet.fit`][]: early stopping, checkpoints, learning rate
+on plateaus, CSV log (and, re-exported, the [`Callback`][xpnet.callbacks.Callback] base and
+the [`ProgressBar`][xpnet.callbacks.ProgressBar]).
+
+The first three watch one metric through the best-value tracker that the scikit-learn
+estimators share. What the trainer itself runs (the base, `CallbackList`, `History`, the
+progress bar) lives in `xpnet.training.callbacks`, below the checkpoint module that
+`ModelCheckpoint` writes with.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,11 @@ import io
 import math
 import os
 from pathlib import Path
+from typing import Any
 
-from ._best import BestWeights
+import array_api_compat
+
+from . import _checks
 from ._files import atomic_write_text, check_writable
 from .checkpoint import check_saveable, save
 from .training.callbacks import Callback, ProgressBar
@@ -19,20 +29,71 @@ __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", 
 _BUFFER = "buffers/"  # marks a layer buffer among the best epoch's saved arrays
 
 
-def _monitor_for(requested: str, logs: dict) -> str:
-    """The metric a fit can offer for ``requested``: ``loss`` for ``val_loss`` without
-    validation data (chosen again at each fit's start)."""
-    if not logs.get("has_validation") and requested.startswith("val_"):
-        return requested[4:]
-    return requested
+# The best value of a monitored metric, a copy of the parameters then and the epochs since,
+# for the callbacks below and the scikit-learn estimators, whose users were promised two
+# published rules. rule="keras" (as Keras' EarlyStopping): an epoch improves when it beats
+# `best` by more than min_delta; only then do `best` and the copy move and the wait restart.
+# rule="sklearn" (sklearn.neural_network's tol / n_iter_no_change): the wait restarts unless
+# the epoch falls short of `best` by min_delta (with min_delta=0 a tie counts), and `best`
+# with its copy moves on every strictly better value. Either way, stop once wait > patience.
+class _BestWeights:
+    """Best value of a metric, copies of the parameters then (``params``) and ``wait`` since."""
+
+    def __init__(self, mode: str = "min", *, min_delta: float = 0.0,
+                 patience: int | float = 0, rule: str = "keras"):
+        self.mode = _checks.check_choice("mode", mode, ("min", "max"))
+        self.rule = _checks.check_choice("rule", rule, ("keras", "sklearn"))
+        self.min_delta = _checks.check_float("min_delta", min_delta, low=0.0, high=None)
+        if not (isinstance(patience, float) and patience == math.inf):
+            patience = _checks.check_int("patience", patience, minimum=0)
+        self.patience = patience
+        self._sign = 1.0 if self.mode == "max" else -1.0
+        self.reset()
+
+    def reset(self) -> None:
+        self.best = -self._sign * math.inf
+        self.params: dict[str, Any] | None = None
+        self.wait = 0
+
+    def update(self, value: float, params: dict[str, Any] | None = None) -> bool:
+        """Record one epoch's value, copying `params` at a new best; return whether it improved."""
+        # compare in "higher is better" units; negation is exact, NaN stays NaN
+        v, b = self._sign * value, self._sign * self.best
+        if self.rule == "keras":
+            improved = new_best = v > b + self.min_delta
+        else:
+            improved, new_best = not v < b + self.min_delta, v > b
+        if new_best:
+            self.best = value
+            if params is not None:
+                xp = array_api_compat.array_namespace(*params.values())
+                self.params = {k: xp.asarray(a, copy=True) for k, a in params.items()}
+        self.wait = 0 if improved else self.wait + 1
+        return improved
+
+    @property
+    def should_stop(self) -> bool:
+        """Whether more than ``patience`` epochs in a row brought no improvement."""
+        return self.wait > self.patience
 
 
-def _mode_for(monitor: str, mode: str) -> str:
+def _watch(monitor: str, mode: str, logs: dict | None = None,
+           **tracker: Any) -> tuple[str, str, _BestWeights]:
+    """A fit's monitor (no ``val_`` without validation data in `logs`), mode and new tracker."""
+    if logs is not None and not logs.get("has_validation") and monitor.startswith("val_"):
+        monitor = monitor[4:]
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-    if mode != "auto":
-        return mode
-    return "max" if "acc" in monitor else "min"
+    mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
+    return monitor, mode, _BestWeights(mode, **tracker)
+
+
+def _monitored(cb: Any, logs: dict) -> float:
+    """The value of ``cb.monitor`` in an epoch's logs."""
+    if cb.monitor not in logs:
+        raise ValueError(f"{type(cb).__name__} monitors {cb.monitor!r} but the logs only "
+                         f"have {sorted(logs)}")
+    return logs[cb.monitor]
 
 
 class EarlyStopping(Callback):
@@ -105,20 +166,17 @@ class EarlyStopping(Callback):
         if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) \
                 or not math.isfinite(min_delta) or min_delta < 0:
             raise ValueError(f"min_delta must be a finite float >= 0, got {min_delta!r}")
-        self.monitor = self._monitor = monitor
-        self.patience = patience
-        self.min_delta = float(min_delta)
-        self._mode = mode
-        self.mode = _mode_for(monitor, mode)
-        self.restore_best_weights = restore_best_weights
         if best_weights is not None and not isinstance(best_weights, dict):
             raise TypeError(f"best_weights must be a dict of parameters, got "
                             f"{type(best_weights).__name__}")
-        self.best_weights = best_weights
+        self._monitor, self._mode = monitor, mode
+        self.patience, self.min_delta = patience, float(min_delta)
+        self.restore_best_weights, self.best_weights = restore_best_weights, best_weights
         self._reset()
 
-    def _reset(self) -> None:
-        self._tracker = BestWeights(self.mode, min_delta=self.min_delta, patience=self.patience)
+    def _reset(self, logs: dict | None = None) -> None:
+        self.monitor, self.mode, self._tracker = _watch(
+            self._monitor, self._mode, logs, min_delta=self.min_delta, patience=self.patience)
         self.best_epoch = -1
         self.stopped_epoch: int | None = None
 
@@ -137,9 +195,7 @@ class EarlyStopping(Callback):
         validation data) and reset the best value and the counters: a reused callback
         starts afresh at each fit; a fit that resumes a run replays that run's history
         (and takes ``best_weights`` as the best epoch's parameters)."""
-        self.monitor = _monitor_for(self._monitor, logs)
-        self.mode = _mode_for(self.monitor, self._mode)
-        self._reset()
+        self._reset(logs)
         history = getattr(getattr(self.trainer, "history", None), "history", None) or {}
         for epoch, value in enumerate(history.get(self.monitor) or []):
             if self._tracker.update(value):
@@ -150,16 +206,12 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         """Track the best value; ask ``fit`` to stop after ``patience`` epochs without one."""
-        if self.monitor not in logs:
-            raise ValueError(
-                f"EarlyStopping monitors {self.monitor!r} but the logs only have "
-                f"{sorted(logs)}"
-            )
+        value = _monitored(self, logs)
         params = None
         if self.restore_best_weights:  # the layers' buffers (running statistics) too
             params = {**self.model.params, **{_BUFFER + k: v for k, v in
                                               getattr(self.model, "buffers", {}).items()}}
-        if self._tracker.update(logs[self.monitor], params):
+        if self._tracker.update(value, params):
             self.best_epoch = epoch
         elif self._tracker.should_stop:
             self.stopped_epoch = epoch
@@ -226,11 +278,9 @@ class ModelCheckpoint(Callback):
             raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
         self.path = str(path)
         self.metadata = dict(metadata) if metadata else None
-        self.monitor = self._monitor = monitor
+        self._monitor, self._mode = monitor, mode
+        self.monitor, self.mode, self._tracker = _watch(monitor, mode)
         self.save_best_only = save_best_only
-        self._mode = mode
-        self.mode = _mode_for(monitor, mode)
-        self._tracker = BestWeights(self.mode)
         self.saved: list[str] = []
         if not isinstance(save_optimizer, bool):
             raise TypeError(f"save_optimizer must be True or False, got {save_optimizer!r}")
@@ -247,9 +297,7 @@ class ModelCheckpoint(Callback):
         if not parent.exists():
             raise FileNotFoundError(f"ModelCheckpoint folder {parent} does not exist")
         check_writable(parent, self._estimated_bytes())
-        self.monitor = _monitor_for(self._monitor, logs)
-        self.mode = _mode_for(self.monitor, self._mode)
-        self._tracker = BestWeights(self.mode)
+        self.monitor, self.mode, self._tracker = _watch(self._monitor, self._mode, logs)
 
     def _estimated_bytes(self) -> int:
         """Size of one checkpoint: parameters plus optimizer slots, plus the header."""
@@ -311,6 +359,9 @@ class ModelCheckpoint(Callback):
         if self.save_best_only:
             p = Path(path)
             path = str(p.with_name(p.stem + ".interrupted" + p.suffix))
+        return self._save(path, training)
+
+    def _save(self, path: str, training: dict | None) -> str:
         save(self.model, path, training=training, metadata=self.metadata,
              optimizer=None if self.save_optimizer else False)
         self.saved.append(path)
@@ -322,16 +373,9 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         """Save (with ``save_best_only``, only when the monitored metric improved)."""
-        if self.save_best_only:
-            value = logs.get(self.monitor)
-            if value is None:
-                raise ValueError(f"ModelCheckpoint monitors {self.monitor!r}, not in the logs")
-            if not self._tracker.update(value):
-                return
-        path = self.path.format(epoch=epoch + 1)
-        save(self.model, path, training=self.training_record(), metadata=self.metadata,
-             optimizer=None if self.save_optimizer else False)
-        self.saved.append(path)
+        if self.save_best_only and not self._tracker.update(_monitored(self, logs)):
+            return
+        self._save(self.path.format(epoch=epoch + 1), self.training_record())
 
 
 class ReduceLROnPlateau(Callback):
@@ -392,13 +436,11 @@ class ReduceLROnPlateau(Callback):
             if isinstance(number, bool) or not isinstance(number, (int, float)) \
                     or not math.isfinite(number) or number < 0:
                 raise ValueError(f"{label} must be a finite float >= 0, got {number!r}")
-        self.monitor = self._monitor = monitor
-        self._mode = mode
-        self.mode = _mode_for(monitor, mode)
+        self._monitor, self._mode = monitor, mode
         self.factor, self.patience, self.cooldown = float(factor), patience, cooldown
         self.min_delta, self.min_lr = float(min_delta), float(min_lr)
+        self.monitor, self.mode, self._tracker = _watch(monitor, mode, min_delta=self.min_delta)
         self.reductions: list[tuple[int, float]] = []
-        self._tracker = BestWeights(self.mode, min_delta=self.min_delta)
         self.wait = self._cooling = 0
 
     def on_train_begin(self, logs: dict) -> None:
@@ -411,18 +453,14 @@ class ReduceLROnPlateau(Callback):
             raise ValueError(f"ReduceLROnPlateau changes a constant learning rate, but the "
                              f"optimizer's is the schedule {opt.lr!r}; pass a float lr, or "
                              "let the schedule decide the rate alone")
-        self.monitor = _monitor_for(self._monitor, logs)
-        self.mode = _mode_for(self.monitor, self._mode)
-        self._tracker = BestWeights(self.mode, min_delta=self.min_delta)
+        self.monitor, self.mode, self._tracker = _watch(self._monitor, self._mode, logs,
+                                                        min_delta=self.min_delta)
         self.wait = self._cooling = 0
         self.reductions = []
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         """Count the epochs without improvement; reduce the rate after ``patience``."""
-        if self.monitor not in logs:
-            raise ValueError(f"ReduceLROnPlateau monitors {self.monitor!r} but the logs only "
-                             f"have {sorted(logs)}")
-        improved = self._tracker.update(logs[self.monitor])
+        improved = self._tracker.update(_monitored(self, logs))
         if self._cooling > 0:
             self._cooling -= 1
             self.wait = 0
@@ -485,5 +523,3 @@ class CSVLogger(Callback):
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.path, buf.getvalue())
-
-

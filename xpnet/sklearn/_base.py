@@ -26,8 +26,8 @@ from sklearn.utils.validation import (  # scikit-learn's own check of sample_wei
 )
 
 from .. import _checks
-from .._best import BestWeights
 from ..backends import Backend, backend_of, dtype_name, get_backend
+from ..callbacks import _BestWeights as BestWeights
 from ..layers import ACTIVATIONS
 from ..model import MLP, Sequential
 from . import _solvers

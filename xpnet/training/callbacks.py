@@ -1,8 +1,9 @@
 """The callback machinery of a fit: ``Callback``, ``CallbackList``, ``History``, ``ProgressBar``.
 
-The concrete callbacks users add (early stopping, checkpoints, CSV logs) live
-in [`xpnet.callbacks`][]; this module holds what the trainer itself needs, so
-that the training loop never names a concrete user callback.
+The callbacks users add (early stopping, checkpoints, CSV logs) live in
+[`xpnet.callbacks`][]; this module holds what the trainer itself runs. The line between
+the two is the import graph: `ModelCheckpoint` writes through `xpnet.checkpoint`, which
+builds models, which train through this package, so nothing here may reach it.
 """
 
 from __future__ import annotations
@@ -332,13 +333,6 @@ class History(Callback):
         return f"History(epochs={len(self.epoch)}, last={last})"
 
 
-def _display_due(cb: Callback) -> bool:
-    """Whether the trainer says a progress display is due after this step (True
-    outside a fit, when the hook is called by hand)."""
-    current = getattr(getattr(cb, "trainer", None), "current", None)
-    return current is None or current.display
-
-
 def _running_info(logs: Mapping[str, Any], seconds: float, parts: int) -> str:
     """The bar's running values: loss, then accuracy, then samples/s, the first `parts`."""
     info = [f"loss {logs['loss']:.4f}"]
@@ -505,7 +499,8 @@ class ProgressBar(Callback):
     def on_batch_end(self, step: int, logs: Mapping[str, float]) -> None:
         """Advance the bar and show the running loss, accuracy and samples/s (at display
         intervals)."""
-        if self._progress is None or not _display_due(self):
+        current = getattr(self.trainer, "current", None)  # None: called by hand, outside a fit
+        if self._progress is None or (current is not None and not current.display):
             return
         seconds = max(time.perf_counter() - self._t0, 1e-9)
         self._progress.update(self._task, completed=step + 1,
