@@ -57,26 +57,18 @@ class Rows:
         return self.backend.asarray(block.toarray().astype(self.dtype, copy=False),
                                     dtype=self.backend.dtype(self.dtype))
 
-    def index(self, idx: np.ndarray) -> Any:
-        """Host row indices in the form `take` wants (on the device for dense rows)."""
-        if self.sparse or self.backend.name == "numpy":
-            return idx
-        return self.backend.asarray(idx, dtype=self.backend.xp.int64)
-
     def take(self, idx: Any) -> Any:
-        """The rows ``idx`` (a slice, or indices from `index`), dense on the device."""
+        """The rows ``idx`` (a slice; host indices when sparse, else from `device_index`)."""
         if self.sparse:
             return self._dense(self.X[idx])
-        if isinstance(idx, slice):
-            return self.X[idx, ...]
-        return self.backend.xp.take(self.X, idx, axis=0)
+        return take_on_device(self.backend, self.X, idx)
 
     def subset(self, idx: np.ndarray) -> Rows:
         """The rows ``idx`` (host indices) as a new `Rows` (a copy)."""
         new = object.__new__(Rows)
         new.backend, new.dtype, new.sparse = self.backend, self.dtype, self.sparse
         new.n = len(idx)
-        new.X = self.X[idx] if self.sparse else self.take(self.index(idx))
+        new.X = self.X[idx] if self.sparse else self.take(device_index(self.backend, idx))
         return new
 
     def chunks(self, size: int = CHUNK) -> Iterator[tuple[slice, Any]]:

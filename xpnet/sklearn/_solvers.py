@@ -7,7 +7,7 @@ Both compute the loss and its gradients with the model's public
 The epoch loop is scikit-learn's ``_fit_stochastic`` step by step: the batch order from
 `sklearn.utils.shuffle` with the estimator's ``RandomState``, the loss summed over
 batches (weighted by their rows) on the device and read once per epoch, the ``tol`` /
-``n_iter_no_change`` rule (`xpnet._best.BestWeights`, rule ``"sklearn"``), the
+``n_iter_no_change`` rule (`xpnet.callbacks._BestWeights`, rule ``"sklearn"``), the
 learning-rate schedule at the end of each epoch, and, with ``early_stopping``, the best
 epoch's weights put back at the end (a diverging run keeps going, and ends with them).
 
@@ -51,13 +51,18 @@ __all__ = ["fit_stochastic", "fit_lbfgs", "loss_and_grads"]
 def loss_and_grads(est: Any, Xb: Any, yb: Any, *, weight: Any = None, total: float | None = None,
                    decay: bool = True) -> tuple[Any, dict]:
     """The batch's loss with the L2 term and gradients, as scikit-learn's ``_backprop``."""
-    model = est.model_
-    value, grads = model.loss_and_grads(Xb, yb, loss=est._sk_loss(), train=True,
-                                        check_values=False, sample_weight=weight)
-    alpha = float(est.alpha)
-    if decay and alpha > 0 and est.solver != "adamw":
-        n = float(Xb.shape[0]) if total is None else total
-        value = add_l2_penalty(value, grads, model.params, weight_keys(model.params), alpha, n)
+    value, grads = est.model_.loss_and_grads(Xb, yb, loss=est._sk_loss(), train=True,
+                                             check_values=False, sample_weight=weight)
+    if not decay:
+        return value, grads
+    return _with_l2(est, value, grads, float(Xb.shape[0]) if total is None else total)
+
+
+def _with_l2(est: Any, value: Any, grads: dict, n: float) -> tuple[Any, dict]:
+    """scikit-learn's L2 term with divisor `n` added to `value` and `grads` (none for adamw)."""
+    alpha, params = float(est.alpha), est.model_.params
+    if alpha > 0 and est.solver != "adamw":
+        value = add_l2_penalty(value, grads, params, weight_keys(params), alpha, n)
     return value, grads
 
 
@@ -106,8 +111,8 @@ def _batches(data: Samples, bs: int, order: np.ndarray | None) -> Iterator[tuple
     """``(X, y, weights, L2 divisor, rows)`` per batch; the epoch's weight sums checked first."""
     rows, w = data.rows, data.weights
     b = rows.backend
-    dev_order: Any = None if order is None else rows.index(order)
     y_order: Any = None if order is None else device_index(b, order)
+    dev_order: Any = order if rows.sparse else y_order
     sums = None if w is None else w.batch_sums(order, bs)
     for i, lo in enumerate(range(0, rows.n, bs)):
         sl = slice(lo, min(lo + bs, rows.n))
@@ -201,34 +206,21 @@ def _layout(params: dict) -> list[tuple[str, int, int, tuple]]:
     return out
 
 
-def _chunk_share(data: Samples, sl: slice, whole: float) -> float:
-    """A chunk's share of the full-batch mean: its rows, or its weights' sum, over the whole."""
-    if data.weights is None:
-        return (sl.stop - sl.start) / whole
-    return float(data.weights.host[sl].sum()) / whole
-
-
 def _full_loss_grad(est: Any, data: Samples) -> tuple[Any, dict]:
-    """Loss and gradients over every row (sparse rows: a weighted sum over dense chunks)."""
+    """Loss and gradients over every row: each chunk's, weighted by its share of the rows."""
     rows, w = data.rows, data.weights
     whole = float(rows.n) if w is None else float(w.host.sum())
-    if not rows.sparse:
-        return loss_and_grads(est, rows.X, data.Y, weight=None if w is None else w.device,
-                              total=whole)
     total: Any = None
     acc: Any = None
-    for sl, block in rows.chunks():
-        share = _chunk_share(data, sl, whole)
+    for sl, block in rows.chunks():  # dense rows: one chunk, its share exactly 1
         value, grads = loss_and_grads(est, block, data.Y[sl, ...],
                                       weight=None if w is None else w.take(sl), decay=False)
-        total = value * share if total is None else total + value * share
-        acc = ({k: g * share for k, g in grads.items()} if acc is None
-               else {k: acc[k] + g * share for k, g in grads.items()})
-    model = est.model_
-    if est.alpha > 0 and est.solver != "adamw":
-        total = add_l2_penalty(total, acc, model.params, weight_keys(model.params),
-                               float(est.alpha), whole)
-    return total, acc
+        share = (sl.stop - sl.start if w is None else float(w.host[sl].sum())) / whole
+        if share != 1.0:
+            value, grads = value * share, {k: g * share for k, g in grads.items()}
+        total = value if total is None else total + value
+        acc = grads if acc is None else {k: acc[k] + g for k, g in grads.items()}
+    return _with_l2(est, total, acc, whole)
 
 
 def fit_lbfgs(est: Any, data: Samples) -> None:
