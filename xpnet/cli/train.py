@@ -25,6 +25,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .._version import __version__
+from ..backends import get_backend
+from ..callbacks import Callback, EarlyStopping, ModelCheckpoint
+from ..checkpoint import CheckpointError, load_checkpoint, save
+from ..distributed import EXIT_TIMEOUT
+from ..model import MLP, Sequential
+from ..ops._malloc import owned_process
+from ..schedules import describe_lr
+from ..training import NonFiniteLossError, fit
 from ..training.interrupt import _exit_status, _SignalGuard
 from ._args import (
     AUTO_ONE_THREAD_BELOW,
@@ -47,6 +56,7 @@ from ._distributed import (
     share_plan,
     together,
 )
+from ._failures import classify
 from ._io import check_output, dataset_inputs, dataset_spec, load_dataset
 from ._output import (
     console,
@@ -56,6 +66,7 @@ from ._output import (
     print_json,
     same_decimals,
     styled,
+    write_json,
 )
 from ._plots import plot_curves, require_matplotlib
 from ._progress import TrainProgress
@@ -206,8 +217,6 @@ def _locate_run(args: argparse.Namespace, out: Path | None) -> tuple[str, str, A
 
 def _resume_source(out: Path) -> Path | None:
     """Of the model file and the resume file, the checkpoint further on (for --resume)."""
-    from ..checkpoint import CheckpointError, load_checkpoint
-
     found = [p for p in (out / RESUME_FILE, out / MODEL_FILE) if p.is_file()]
     if len(found) < 2:
         return found[0] if found else None
@@ -272,8 +281,6 @@ def _rank_settings(s: dict, saved: dict | None, explicit: set[str], comm: Any) -
 
 def _load(args: argparse.Namespace, comm: Any, plan: _Plan) -> tuple[_Plan, _Data]:
     """The backend, the dataset, the validation split and the optimizer."""
-    from ..backends import get_backend
-
     s = plan.s
     backend = get_backend(*rank_device(comm, s["backend"], args.device))
     if plan.table:
@@ -338,9 +345,6 @@ def _check_model_memory(s: dict[str, Any], data: _Data) -> None:
 
 def _build_model(plan: _Plan, data: _Data) -> tuple[Any, dict[str, Any] | None]:
     """A new model, or the resumed run's model, optimizer state and training position."""
-    from ..checkpoint import load_checkpoint
-    from ..model import MLP
-
     ds, s = data.ds, plan.s
     sizes = [ds.n_features, *s["hidden"], ds.num_classes]
     if plan.saved is None:
@@ -441,9 +445,6 @@ def _command(args: argparse.Namespace) -> str:
 
 def _announce(run: _Run) -> None:
     """Tell the user what is about to happen (standard error), fitting the terminal's width."""
-    from .._version import __version__
-    from ..schedules import describe_lr
-
     s, data, backend, size = run.plan.s, run.data, run.data.backend, run.comm.size
     con = console(stderr=True, quiet=run.args.quiet)
     say = lambda text: print_fitted(con, text, _INDENT)  # noqa: E731
@@ -506,10 +507,6 @@ def _checkpoint_file(out: Path, s: dict[str, Any]) -> Path:
 
 def _fit(run: _Run) -> tuple[Any, Any]:
     """Train, with the checkpoint and run.json rewritten after every epoch: (history, early)."""
-    from ..callbacks import EarlyStopping, ModelCheckpoint
-    from ..ops._malloc import owned_process
-    from ..training import fit
-
     s, data, rec, early = run.plan.s, run.data, run.rec, None
     # the progress comes first, where fit(verbose=1) would put the library's own
     callbacks: list[Any] = [] if run.args.quiet else [TrainProgress()]
@@ -534,40 +531,37 @@ def _fit(run: _Run) -> tuple[Any, Any]:
 
 def _resumed_best_weights(run: _Run) -> dict[str, Any] | None:
     """The resumed run's best-epoch parameters: its model file, if it holds that epoch."""
-    from ..checkpoint import CheckpointError, load_checkpoint
-
     model_file, resume_file = run.rec.model_file, run.plan.resume_file
-    if run.resume is None or resume_file is None or model_file is None or \
+    at = _earlier_best(run)[2]
+    if run.resume is None or resume_file is None or model_file is None or at < 0 or \
             resume_file == model_file or not model_file.is_file():
         return None
-    key = "val_loss" if run.data.val is not None else "loss"  # what EarlyStopping watches
-    best, at = math.inf, -1
-    for epoch, value in enumerate((run.resume.get("history") or {}).get(key) or []):
-        if isinstance(value, (int, float)) and value < best:
-            best, at = float(value), epoch
     try:
         ckpt = load_checkpoint(model_file, backend=run.data.backend)
     except CheckpointError:
         return None
-    if at < 0 or (ckpt.training or {}).get("epoch") != at + 1:
-        return None
-    return dict(ckpt.model.params)
+    return dict(ckpt.model.params) if (ckpt.training or {}).get("epoch") == at + 1 else None
+
+
+def _earlier_best(run: _Run) -> tuple[str, float, int]:
+    """What EarlyStopping watches, its best value before resuming and that epoch (-1: none)."""
+    key = "val_loss" if run.data.val is not None else "loss"
+    best, at = math.inf, -1
+    for epoch, value in enumerate(((run.resume or {}).get("history") or {}).get(key) or []):
+        if isinstance(value, (int, float)) and math.isfinite(value) and value < best:
+            best, at = float(value), epoch
+    return key, best, at
 
 
 def _best_model(run: _Run) -> Any:
     """A callback saving the model, optimizer state and position at each best epoch."""
-    from ..callbacks import Callback
-    from ..checkpoint import save
-
-    key = "val_loss" if run.data.val is not None else "loss"  # what EarlyStopping watches
-    earlier = (run.resume or {}).get("history", {}).get(key) or []
-    finite = [float(v) for v in earlier if isinstance(v, (int, float)) and math.isfinite(v)]
+    key, earlier_best, _ = _earlier_best(run)
     meta = run.rec.meta
     path: Path = run.rec.model_file  # type: ignore[assignment]  # set when saving
 
     class BestModel(Callback):
         rank_zero_only = True
-        best = min(finite, default=math.inf)
+        best = earlier_best
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
             value = logs.get(key)
@@ -733,8 +727,6 @@ def _disk_full(out: Path | None, exc: OSError) -> str:
 
 def _failure(run: _Run, exc: BaseException) -> tuple[str, int | None]:
     """The one-line message of a run that failed, and its exit status (None: main decides)."""
-    from ..training import NonFiniteLossError
-
     out, done = run.rec.out, run.rec.record.get("epochs_done")
     if isinstance(exc, NonFiniteLossError):
         saved_txt = f"; epoch {done} is saved in {out / MODEL_FILE}" if out and done else ""
@@ -763,8 +755,6 @@ def _failed(run: _Run, exc: BaseException, guard: _SignalGuard) -> BaseException
     if code is not None:
         return CLIError(message + note, code)
     if note and isinstance(exc, Exception):
-        from ._failures import classify
-
         code, message = classify(exc, "train")
         return CLIError(message + note, code)
     return exc
@@ -773,16 +763,12 @@ def _failed(run: _Run, exc: BaseException, guard: _SignalGuard) -> BaseException
 def _note_rank_failure(args: argparse.Namespace, comm: Any, exc: BaseException) -> None:
     """Mark a failure of this rank alone, before fit ended (not divergence or interrupt):
     main() ends the job."""
-    from ..training import NonFiniteLossError
-
     if comm.size > 1 and not isinstance(exc, (NonFiniteLossError, KeyboardInterrupt)):
         args.rank_failure = True
 
 
 def _train_on_other_rank(run: _Run) -> int:
     """Ranks other than 0: train silently; rank 0 reports how the run ended."""
-    from ..training import NonFiniteLossError
-
     try:
         _fit(run)
     except KeyboardInterrupt as exc:  # every rank stopped at the same step
@@ -805,7 +791,6 @@ def _prepare(args: argparse.Namespace, comm: Any, held: _Held) -> _Run:
         threads_txt = _limit_threads(comm, plan, data, model, held)
         rec = _open_records(args, comm, plan, data, model, resume, held)
         return _Run(args, comm, plan, data, model, resume, threads_txt, rec)
-    from ..model import Sequential
 
     root = comm.is_root
     plan = together(comm, lambda: _plan(args, comm, _lock_out(args, held)), on="root")
@@ -846,15 +831,11 @@ def _aborted(run: _Run, code: int, message: str) -> None:
 
 def _record_rank_failure(run: _Run, exc: BaseException) -> None:
     """This rank failed alone and is about to end the job: mark rank 0's run.json failed."""
-    from ._failures import classify
-
     _mark_failed(run, f"rank {run.comm.rank} of {run.comm.size}: {classify(exc, 'train')[1]}")
 
 
 def _aborted_waiting(run: _Run, code: int, message: str) -> None:
     """A rank's wait timed out: unless rank 0 reports first, mark run.json failed, say so."""
-    from ..distributed import EXIT_TIMEOUT
-
     if code != EXIT_TIMEOUT:
         return  # a rank failing alone has reported itself
     if run.comm.save_in_progress is None:
@@ -870,8 +851,6 @@ _RANK0_GRACE = 1.0
 
 def _mark_failed(run: _Run, message: str) -> bool:
     """Mark rank 0's run.json failed with another rank's `message`; True if it was running."""
-    from ._output import write_json
-
     if run.rec.record_path is None:
         return False
     record = read_previous_record(run.rec.record_path.parent)
