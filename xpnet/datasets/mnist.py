@@ -14,10 +14,11 @@ file and both digests, never a silent re-download.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,15 +168,16 @@ def _canonical(name: str) -> str:
     return _ALIASES[key]
 
 
-def _default_folder(name: str) -> Path:
-    return cache_dir() / name
+def _folder(dataset: str, data_dir: str | os.PathLike[str] | None) -> Path:
+    return cache_dir() / dataset if data_dir is None else Path(data_dir).expanduser()
 
 
-def _local_candidates(folder: Path, fname: str) -> list[Path]:
-    """Names the file may have on disk: the .gz, uncompressed, or the dotted ``.idx3-ubyte``."""
+def _find_local(folder: Path, fname: str) -> Path | None:
+    """The file under a name it may have: the .gz, uncompressed, or dotted ``.idx3-ubyte``."""
     stem = fname[: -len(".gz")]
     dotted = stem.replace("-idx", ".idx")
-    return [folder / fname, folder / stem, folder / (dotted + ".gz"), folder / dotted]
+    names = (fname, stem, dotted + ".gz", dotted)
+    return next((folder / n for n in names if (folder / n).is_file()), None)
 
 
 # The largest uncompressed file of either dataset (60,000 28x28 images plus the header).
@@ -198,33 +200,16 @@ def _read_bounded(dataset: str, path: Path, spec: FileChecksum) -> bytes:
     return data
 
 
-def _find_local(folder: Path, fname: str) -> Path | None:
-    for p in _local_candidates(folder, fname):
-        if p.is_file():
-            return p
-    return None
-
-
-def _mismatch(
-    dataset: str,
-    path: Path,
-    spec: FileChecksum,
-    digest: str,
-    raw_digest: str | None,
-) -> DatasetError:
-    msg = (
+def _mismatch(dataset: str, path: Path, spec: FileChecksum, digest: str,
+              raw_digest: str | None) -> DatasetError:
+    content = "" if raw_digest is None or spec.raw_sha256 is None else \
+        f" (decompressed content: expected {spec.raw_sha256}, got {raw_digest})"
+    return DatasetError(
         f"{path}: SHA-256 mismatch for {dataset} file {path.name}: expected {spec.sha256}, "
-        f"got {digest}"
-    )
-    if spec.raw_sha256 is not None and raw_digest is not None:
-        msg += f" (decompressed content: expected {spec.raw_sha256}, got {raw_digest})"
-    msg += (
-        f". The file is damaged or is not the published one. Delete it, or run "
-        f"`xpnet download {dataset}` (xpnet.datasets.download({dataset!r})) to replace "
-        "it with a verified copy; to load unverified files, pass their folder as the "
-        "dataset name instead (xpnet.datasets.load('DIR'))."
-    )
-    return DatasetError(msg)
+        f"got {digest}{content}. The file is damaged or is not the published one. Delete "
+        f"it, or run `xpnet download {dataset}` (xpnet.datasets.download({dataset!r})) to "
+        "replace it with a verified copy; to load unverified files, pass their folder as "
+        "the dataset name instead (xpnet.datasets.load('DIR')).")
 
 
 def _verify_bytes(
@@ -255,19 +240,15 @@ def _verify_bytes(
 # --------------------------------------------------------------------------- download
 
 
-def _content_matches(spec: FileChecksum) -> Callable[[Path], bool]:
-    """A check accepting a (re-compressed) copy whose IDX content has the known digest."""
-
-    def check(path: Path) -> bool:
-        if spec.raw_sha256 is None:
-            return False
-        try:
-            _, raw_digest = _read_idx_bytes(_read_bounded("download", path, spec), str(path))
-        except (DatasetError, OSError):
-            return False
-        return raw_digest == spec.raw_sha256
-
-    return check
+def _content_ok(spec: FileChecksum, path: Path) -> bool:
+    """Whether `path` is a (re-compressed) copy whose IDX content has the known digest."""
+    if spec.raw_sha256 is None:
+        return False
+    try:
+        _, raw_digest = _read_idx_bytes(_read_bounded("download", path, spec), str(path))
+    except (DatasetError, OSError):
+        return False
+    return raw_digest == spec.raw_sha256
 
 
 def _tried(failures: list[tuple[str, str]]) -> str:
@@ -279,14 +260,6 @@ def _tried(failures: list[tuple[str, str]]) -> str:
         hosts = ", ".join(urllib.parse.urlsplit(url).netloc for url, _ in failures)
         return f" {reasons.pop()} ({len(failures)} mirrors: {hosts})."
     return "\n" + "\n".join(f"  - {url}: {why}" for url, why in failures)
-
-
-def _manual_help(dataset: str, folder: Path) -> str:
-    files = ", ".join(FILES)
-    return (
-        f"Offline, put the four files ({files}) in a folder DIR and pass --data-dir DIR "
-        f"(data_dir=DIR in Python), or in {folder}; their SHA-256 is checked."
-    )
 
 
 def download(
@@ -358,12 +331,6 @@ def download(
     return folder
 
 
-def _folder(dataset: str, data_dir: str | os.PathLike[str] | None) -> Path:
-    if data_dir is None:
-        return _default_folder(dataset)
-    return Path(data_dir).expanduser()
-
-
 def _fetch_files(
     dataset: str,
     folder: Path,
@@ -384,27 +351,22 @@ def _fetch_files(
         raise DownloadError(f"cannot create the data folder {folder}: {exc}") from exc
     for fname in fnames:
         failures = []
+        spec = table[fname]
         for base in bases:
             url = (base if base.endswith("/") else base + "/") + fname
-            spec = table[fname]
             try:
-                fetch_verified(
-                    url,
-                    folder / fname,
-                    sha256=spec.sha256,
-                    size=spec.size,
-                    content_ok=_content_matches(spec),
-                    timeout=timeout,
-                    progress=progress,
-                    label=f"{dataset} {fname}",
-                )
+                fetch_verified(url, folder / fname, sha256=spec.sha256, size=spec.size,
+                               content_ok=functools.partial(_content_ok, spec),
+                               timeout=timeout, progress=progress, label=f"{dataset} {fname}")
+                break
             except MirrorFailed as exc:
                 failures.append((url, str(exc)))
-                continue
-            break
         else:
-            raise DownloadError(f"could not download {dataset} file {fname} from any "
-                                f"mirror:{_tried(failures)}\n" + _manual_help(dataset, folder))
+            raise DownloadError(
+                f"could not download {dataset} file {fname} from any mirror:"
+                f"{_tried(failures)}\nOffline, put the four files ({', '.join(FILES)}) in a "
+                f"folder DIR and pass --data-dir DIR (data_dir=DIR in Python), or in {folder}; "
+                "their SHA-256 is checked.")
 
 
 # ------------------------------------------------------------------------------- load
@@ -461,36 +423,19 @@ def load_mnist(
     table = CHECKSUMS[dataset]
     # Files already here are verified first, so a damaged file is reported before any
     # download; load never replaces a file that exists.
-    loaded: dict[str, tuple[np.ndarray, str, str]] = {}
-    missing = []
-    for fname in FILES:
-        path = _find_local(folder, fname)
-        if path is None:
-            missing.append(fname)
-        else:
-            loaded[fname] = _load_verified(dataset, path, table[fname])
+    paths = {fname: _find_local(folder, fname) for fname in FILES}
+    loaded = {f: _load_verified(dataset, p, table[f]) for f, p in paths.items() if p is not None}
+    missing = [fname for fname, path in paths.items() if path is None]
     _fetch_files(dataset, folder, missing, mirrors=mirrors, progress=progress, timeout=30.0)
-    for fname in missing:
-        loaded[fname] = _load_verified(dataset, folder / fname, table[fname])
-    arrays = [loaded[f][0] for f in FILES]
-    digests = {loaded[f][1]: loaded[f][2] for f in FILES}
-    x_train, y_train, x_test, y_test = arrays
+    loaded.update({f: _load_verified(dataset, folder / f, table[f]) for f in missing})
+    x_train, y_train, x_test, y_test = (loaded[f][0] for f in FILES)
     for key, x in (("train images", x_train), ("test images", x_test)):
         if x.ndim != 3 or x.dtype != np.uint8:
-            raise DatasetError(
-                f"{dataset} {key} have shape {x.shape} and dtype {x.dtype}; "
-                "expected (n, rows, cols) uint8"
-            )
-    return Dataset.from_arrays(
-        dataset,
-        x_train,
-        y_train,
-        x_test,
-        y_test,
-        class_names=CLASS_NAMES[dataset],
-        source=str(folder),
-        sha256=digests,
-    )
+            raise DatasetError(f"{dataset} {key} have shape {x.shape} and dtype {x.dtype}; "
+                               "expected (n, rows, cols) uint8")
+    return Dataset.from_arrays(dataset, x_train, y_train, x_test, y_test,
+                               class_names=CLASS_NAMES[dataset], source=str(folder),
+                               sha256={loaded[f][1]: loaded[f][2] for f in FILES})
 
 
 def _load_verified(dataset: str, path: Path, spec: FileChecksum) -> tuple[np.ndarray, str, str]:
