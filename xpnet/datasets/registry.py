@@ -137,40 +137,23 @@ def load_idx_folder(folder: str | os.PathLike[str]) -> Dataset:
             f"the folder holds {present if present else 'nothing'}"
         )
     _check_idx_headers(folder, [p for p in paths.values() if p is not None])
-    arrays = []
-    digests: dict[str, str] = {}
-    content_digests = []
-    for fname in FILES:
-        path = paths[fname]
+    arrays, digests, owners, known = [], {}, set(), known_digests()
+    for path in paths.values():
         assert path is not None
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise DatasetError(f"{path}: cannot read: {exc}") from exc
-        arr, raw_digest = _read_idx_bytes(data, str(path))
-        digests[path.name] = hashlib.sha256(data).hexdigest()
-        content_digests.append((digests[path.name], raw_digest))
+        arr, content = _read_idx_bytes(data, str(path))
+        digests[path.name] = archive = hashlib.sha256(data).hexdigest()
+        owners.add(known.get(archive, known.get(content, "")).split("/")[0])
         arrays.append(arr)
         del data
-    x_train, y_train, x_test, y_test = arrays
     name, class_names = folder.resolve().name or "idx", None
-    known = known_digests()
-    owners = {
-        known.get(archive, known.get(content, "")).split("/")[0]
-        for archive, content in content_digests
-    }
     if len(owners) == 1 and (owner := owners.pop()) in CLASS_NAMES:
         name, class_names = owner, CLASS_NAMES[owner]
-    return Dataset.from_arrays(
-        name,
-        x_train,
-        y_train,
-        x_test,
-        y_test,
-        class_names=class_names,
-        source=str(folder),
-        sha256=digests,
-    )
+    return Dataset.from_arrays(name, *arrays, class_names=class_names, source=str(folder),
+                               sha256=digests)
 
 
 def _check_idx_headers(folder: Path, paths: list[Path]) -> None:
@@ -186,14 +169,6 @@ def _check_idx_headers(folder: Path, paths: list[Path]) -> None:
             raise DatasetError(f"{folder}: x_{split} has {images[0]} samples but y_{split} has "
                                f"{labels[0]}")
     check_data_size(math.prod(shapes[0]) + math.prod(shapes[2]), f"{folder}'s images")
-
-
-def _npz_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
-    members: dict[str, zipfile.ZipInfo] = {}
-    for info in zf.infolist():
-        if info.filename.endswith(".npy"):
-            members[info.filename[:-4]] = info
-    return members
 
 
 def _check_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path,
@@ -238,19 +213,15 @@ def _npz_keys(path: Path) -> dict[str, str]:
     """The member key of each array `load_npz` reads, every header and size checked first."""
     try:
         with zipfile.ZipFile(path) as zf:
-            members = _npz_members(zf)
+            members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
             by_lower = {k.lower(): k for k in members}
-            keys = {}
-            for want in _NPZ_KEYS:
-                if want not in by_lower:
-                    raise DatasetError(
-                        f"{path}: no array {want!r}; an .npz dataset needs "
-                        f"{', '.join(_NPZ_KEYS)} (found: {', '.join(sorted(members)) or 'none'})"
-                    )
-                keys[want] = by_lower[want]
-            for opt in ("class_names", "image_shape"):
-                if opt in by_lower:
-                    keys[opt] = by_lower[opt]
+            absent = [want for want in _NPZ_KEYS if want not in by_lower]
+            if absent:
+                raise DatasetError(
+                    f"{path}: no array {absent[0]!r}; an .npz dataset needs "
+                    f"{', '.join(_NPZ_KEYS)} (found: {', '.join(sorted(members)) or 'none'})")
+            keys = {want: by_lower[want] for want in (*_NPZ_KEYS, "class_names", "image_shape")
+                    if want in by_lower}
             shapes = {want: _check_npy_member(zf, members[key], path, want)
                       for want, key in keys.items()}
             if "class_names" in keys and members[keys["class_names"]].file_size > \
