@@ -424,6 +424,24 @@ def test_npz_member_claiming_huge_shape(tmp_path):
         load(p)
 
 
+def test_npy_header_length_is_checked_before_it_is_read(tmp_path):
+    """Before: numpy allocated the 4 GiB a 2.0 header claims as its own length, then
+    failed on the missing bytes; now the claim is refused with nothing read."""
+    import tracemalloc
+
+    p = tmp_path / "big.npy"
+    p.write_bytes(b"\x93NUMPY\x02\x00" + (2**32 - 16).to_bytes(4, "little") + b"{'descr': '<f4'}")
+    tracemalloc.start()
+    try:
+        with open(p, "rb") as f, \
+                pytest.raises(DatasetError, match="claims 4294967280 bytes, more than 10000"):
+            xds.read_npy_header(f, "big.npy")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20
+
+
 # -------------------------------------------------------------------------------- digits
 
 

@@ -5,6 +5,7 @@ hashing and the cache folder."""
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import sys
@@ -143,6 +144,7 @@ MAX_DATA_BYTES = 2**32
 """Default cap, in bytes, on the float32 copy of the images a loader makes (4 GiB);
 the environment variable ``XPNET_MAX_DATA_BYTES`` sets another."""
 _CHECK_CHUNK = 1 << 20  # elements per chunk when checking float values
+_MAX_NPY_HEADER = 10_000  # numpy's own default max_header_size
 # a class name is a label for tables and plots, stored in every checkpoint and run.json
 _MAX_CLASS_NAME_CHARS = 256
 
@@ -296,13 +298,18 @@ def read_npy_header(f: IO[bytes], name: str) -> tuple[tuple[int, ...], np.dtype,
     fmt = np.lib.format
     try:
         version = fmt.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(f)
-        else:
+        if version not in ((1, 0), (2, 0)):
             raise DatasetError(f"{name} uses .npy format version {version[0]}.{version[1]}; "
                                "xpnet reads versions 1.0 and 2.0 (numeric arrays)")
+        # Kept by hand: numpy allocates the header length a file claims (4 GiB in a 2.0
+        # header) before it checks that length against its max_header_size.
+        size = f.read(2 if version == (1, 0) else 4)
+        length = int.from_bytes(size, "little")
+        if length > _MAX_NPY_HEADER:
+            raise ValueError(f"the header claims {length} bytes, more than {_MAX_NPY_HEADER}")
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = read(io.BytesIO(size + f.read(length)),
+                                     max_header_size=_MAX_NPY_HEADER)
     except (ValueError, OSError, EOFError) as exc:
         raise DatasetError(f"{name} has a malformed .npy header: {exc}") from None
     if dtype.hasobject:
