@@ -58,7 +58,9 @@ from ._args import (
     CLIError,
 )
 from ._args import build_parser as _build_parser
+from ._distributed import env_rank
 from ._failures import classify as _classify
+from ._output import print_json, safe_text
 from .evaluate import cmd_evaluate, cmd_predict
 from .export import add_export_parser, cmd_export
 from .info import cmd_download, cmd_info
@@ -98,8 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _one_line(message: str) -> str:
     """The message on one line, control characters escaped (it may quote a file)."""
-    from ._output import safe_text
-
     return safe_text(" ".join(part.strip() for part in str(message).splitlines()
                               if part.strip()))
 
@@ -110,8 +110,6 @@ def _report(code: int, message: str, *, as_json: bool, status: str = "error") ->
     sys.stderr.write(f"xpnet: {'error: ' if status == 'error' else ''}{line}\n")
     sys.stderr.flush()
     if as_json:
-        from ._output import print_json
-
         try:
             print_json({"status": status, "exit_code": code, "message": line})
         except CLIError as exc:  # standard output cannot be written either (a full disk)
@@ -121,8 +119,6 @@ def _report(code: int, message: str, *, as_json: bool, status: str = "error") ->
 
 def _rank(args: argparse.Namespace | None) -> tuple[int, int]:
     """This process's rank and the job's size under ``train --distributed`` (else 0, 1)."""
-    from ._distributed import env_rank
-
     comm = getattr(args, "comm", None)
     if comm is not None:
         return comm.rank, comm.size

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from ..backends import get_backend
+from ..distributed import DistributedError, SingleProcess, init, local_device
+from ..distributed._devices import _first_int
 from ._args import EXIT_USAGE, CLIError
 from ._failures import classify
 
@@ -30,8 +34,6 @@ class AgreedError(CLIError):
 
 def open_comm(args: argparse.Namespace) -> Any:
     """MPI with ``--distributed`` (exit 2 without mpi4py), else one process."""
-    from ..distributed import DistributedError, SingleProcess, init
-
     if not getattr(args, "distributed", False):
         return SingleProcess()
     try:
@@ -78,9 +80,6 @@ def per_rank_batch(s: dict[str, Any], saved: dict[str, Any] | None, explicit: se
 
 def rank_device(comm: Any, backend: str, explicit: int | None) -> tuple[str, Any]:
     """``(backend name, device)`` for this rank: ``--device``, else its place on the node."""
-    from ..backends import get_backend
-    from ..distributed import local_device
-
     name, _, where = backend.partition(":")
     if name == "auto":  # cupy when a GPU is usable, else numpy
         name = get_backend("auto").name
@@ -111,10 +110,6 @@ def share_plan(comm: Any, plan: Any) -> Any:
 
 def env_rank() -> int:
     """The rank a launcher gave this process (0 outside one): who reports early errors."""
-    import os
-
-    from ..distributed._devices import _first_int
-
     rank = _first_int(os.environ, ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK",
                                    "SLURM_PROCID"))
     return 0 if rank is None else rank

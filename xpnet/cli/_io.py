@@ -13,6 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._files import check_regular, check_target
+from ..datasets import cache_dir
+from ..datasets import load as load_dataset  # by canonical name or absolute path
 from ..datasets.registry import _canonical_name
 from ._args import DATASETS, EXIT_DATA, EXIT_USAGE, MODEL_FILE, CLIError
 
@@ -33,8 +36,6 @@ def dataset_spec(value: str) -> tuple[str, str]:
     path = Path(value).expanduser()
     if path.exists():
         if not path.is_dir():
-            from .._files import check_regular
-
             try:
                 check_regular(path)  # a FIFO would block the loader, a device never end
             except OSError as exc:
@@ -47,17 +48,8 @@ def dataset_spec(value: str) -> tuple[str, str]:
         "of a folder of IDX files or of an .npz file", EXIT_USAGE)
 
 
-def load_dataset(spec: str, data_dir: str | None, *, progress: bool) -> Any:
-    """Load a dataset by canonical name or absolute path (see `xpnet.datasets.load`)."""
-    from ..datasets import load
-
-    return load(spec, data_dir, progress=progress)
-
-
 def dataset_inputs(spec: str, data_dir: str | None) -> list[Path]:
     """The files a dataset is read from (the .npz, or the IDX folder), for `check_output`."""
-    from ..datasets import cache_dir
-
     if spec not in DATASETS:
         return [Path(spec)]
     if spec == "digits":  # bundled with the package
@@ -91,8 +83,6 @@ def _identities(paths: list[Path]) -> dict[tuple[int, int], Path]:
 
 def check_output(path: Path, flag: str, inputs: tuple[Path, ...] | list[Path] = ()) -> None:
     """Refuse (exit 2) an output that is not a regular file or is one of `inputs` (links too)."""
-    from .._files import check_target
-
     try:
         check_target(path)
     except OSError as exc:

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from ._args import EXIT_DATA, EXIT_OK, EXIT_USAGE, CLIError
+from ._confusion import print_report, report
+from ._io import check_output, run_meta
 from ._output import carried, console, kv_table, print_json, same_decimals
 
 __all__ = ["TableData", "is_table", "check_dataset_file", "check_table_flags", "load_table",
@@ -206,7 +208,6 @@ def scaled_model(sizes: list[int], numeric: list[int], X: Any, *, regression: bo
 def saved_table(model_file: Path) -> Any:
     """The table encoding of the run being resumed (exit 3 when it has none)."""
     from ..checkpoint import load_checkpoint
-    from ._io import run_meta
 
     meta = run_meta(load_checkpoint(model_file, backend="numpy"), model_file)
     spec = (meta.get("dataset") or {}).get("table")
@@ -275,9 +276,6 @@ def _outputs(model: Any, X: np.ndarray) -> np.ndarray:
 def evaluate_table(args: argparse.Namespace, backend: Any, model: Any, encoder: Any,
                    model_file: Path, plot_path: Path | None = None) -> int:
     """``xpnet evaluate RUN FILE`` on a table holding the target column."""
-    from ._confusion import print_report, report
-    from ._io import check_output
-
     path = args.data or args.dataset
     if not path:
         raise CLIError(f"{model_file} was trained on a table; give the file to evaluate on: "
@@ -338,8 +336,6 @@ _NOT_CSV = frozenset({".json", ".jsonl", ".tsv", ".parquet", ".pq", ".npz", ".np
 def _output_target(args: argparse.Namespace, inputs: list[Path], model_file: Path
                    ) -> Path | None:
     """Where ``--output`` writes, checked first: a new or regular file, no input, folder exists."""
-    from ._io import check_output
-
     if not args.output:
         return None
     out = Path(args.output).expanduser()

@@ -16,7 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import metrics
 from .._files import check_regular
+from ..backends import get_backend, to_numpy
+from ..checkpoint import load_checkpoint
 from ._args import CONFUSION_FILE, DATASETS, EXIT_DATA, EXIT_OK, EXIT_USAGE, RUN_FILE, CLIError
 from ._confusion import print_report, report
 from ._inputs import read_inputs
@@ -89,9 +92,6 @@ def _evaluation_data(args: argparse.Namespace, spec: str | None, meta: dict[str,
 def _scores(model: Any, backend: Any, X: np.ndarray, y: np.ndarray
             ) -> tuple[dict[str, Any], dict[str, float], np.ndarray]:
     """Loss and accuracy, top-3/top-5 accuracy and the predicted labels (on the host)."""
-    from .. import metrics
-    from ..backends import to_numpy
-
     result = model.evaluate(X, y)
     yd = backend.asarray(y, dtype=backend.xp.int64)
     scores = model.predict_proba(X)
@@ -106,9 +106,6 @@ def _scores(model: Any, backend: Any, X: np.ndarray, y: np.ndarray
 def _load_classifier(model_file: Path, backend_name: str, command: str
                      ) -> tuple[Any, Any, dict[str, Any], Any]:
     """Backend, model, run metadata and table encoder (else it must be a classifier)."""
-    from ..backends import get_backend
-    from ..checkpoint import load_checkpoint
-
     backend = get_backend(backend_name)
     ckpt = load_checkpoint(model_file, backend=backend)
     model, meta = ckpt.model, run_meta(ckpt, model_file)
@@ -181,8 +178,6 @@ def _print_evaluation(out: dict[str, Any], model: Any, model_file: Path, ds: Any
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Run ``xpnet predict``: each row's likely classes, or a table model's class or number."""
-    from ..backends import to_numpy
-
     model_file = model_path(args.model)
     for text in args.inputs:  # cheap checks first
         path = Path(text).expanduser()

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import load_checkpoint
+from ..export import OUTPUTS, ExportError, export_onnx, require_onnx
 from ._args import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -23,14 +25,13 @@ from ._args import (
 )
 from ._io import check_output, model_path, run_meta
 from ._output import console, print_json, styled
+from ._tables import table_encoder
 
 __all__ = ["add_export_parser", "cmd_export"]
 
 
 def _outputs(text: str) -> list[str]:
     """--outputs: comma-separated names out of proba, logits, labels."""
-    from ..export import OUTPUTS
-
     names = [part.strip() for part in text.split(",") if part.strip()]
     bad = [n for n in names if n not in OUTPUTS]
     if not names or bad:
@@ -86,8 +87,6 @@ def _describe(path: Path) -> dict[str, Any]:
 
 def _table_info(ckpt: Any, model_file: Path) -> dict[str, Any] | None:
     """What the graph of a model trained on a table takes and returns; None otherwise."""
-    from ._tables import table_encoder
-
     enc = table_encoder(run_meta(ckpt, model_file), model_file)
     if enc is None:
         return None
@@ -115,9 +114,6 @@ def _shape(spec: dict[str, Any]) -> str:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Run ``xpnet export``: trace, check and write a saved model as ONNX."""
-    from ..checkpoint import load_checkpoint
-    from ..export import ExportError, export_onnx, require_onnx
-
     try:
         versions = require_onnx()
     except ImportError as exc:

@@ -15,6 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from .._version import __version__
+from ..backends import BackendError, backend_status, get_backend, versions
+from ..datasets import cache_dir, download
+from ..ops import ops_for
 from ._args import EXIT_OK
 from ._output import console, kv_table, print_fitted, print_json, styled
 
@@ -54,8 +58,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _devices(status: dict[str, str | None]) -> dict[str, list[str]]:
     """The devices of every usable backend (torch: the CPU and, when there is one, CUDA)."""
-    from ..backends import BackendError, get_backend
-
     devices: dict[str, list[str]] = {}
     for name, why in status.items():
         if why is not None:
@@ -74,10 +76,6 @@ def _devices(status: dict[str, str | None]) -> dict[str, list[str]]:
 
 def _gather() -> dict[str, Any]:
     """Everything ``xpnet info`` reports, as JSON-ready data."""
-    from .._version import __version__
-    from ..backends import backend_status, versions
-    from ..datasets import cache_dir
-
     status = backend_status()
     devices = _devices(status)
     affinity: int | None
@@ -99,7 +97,7 @@ def _gather() -> dict[str, Any]:
                             "devices": devices.get(name, [])} for name, why in status.items()},
         "auto_backend": "cupy" if status.get("cupy") is None else "numpy",
         "blas": _blas_info(),
-        "cpu_speedups": _speedups(),
+        "cpu_speedups": ops_for(get_backend("numpy")).speedups(),  # see xpnet.ops
         "data_cache": {"dir": str(cache), "env": "XPNET_DATA_DIR", "datasets": data},
     }
 
@@ -143,16 +141,7 @@ def _show(info: dict[str, Any]) -> None:
 
 def cmd_download(args: argparse.Namespace) -> int:
     """Run ``xpnet download``: fetch and SHA-256-check a dataset's files."""
-    from ..datasets import download
-
     folder = download(args.name, args.data_dir, progress=not args.quiet)
     print(f"{args.name}: the four files are verified in {folder}")
     return EXIT_OK
 
-
-def _speedups() -> dict[str, dict[str, Any]]:
-    """Whether the optional CPU speed-ups apply here, and why (see ``xpnet.ops``)."""
-    from ..backends import get_backend
-    from ..ops import ops_for
-
-    return ops_for(get_backend("numpy")).speedups()

@@ -283,10 +283,8 @@ def _load(args: argparse.Namespace, comm: Any, plan: _Plan) -> tuple[_Plan, _Dat
     """The backend, the dataset, the validation split and the optimizer."""
     s = plan.s
     backend = get_backend(*rank_device(comm, s["backend"], args.device))
-    if plan.table:
-        ds = load_table(plan.spec, args, plan.resumed_table)
-    else:
-        ds = load_dataset(plan.spec, s["data_dir"], progress=not args.quiet)
+    ds: Any = load_table(plan.spec, args, plan.resumed_table) if plan.table \
+        else load_dataset(plan.spec, s["data_dir"], progress=not args.quiet)
     if plan.spec_kind == "path" and ds.name in DATASETS and plan.saved is None:
         # a folder holding the real MNIST files gets MNIST's defaults
         s, explicit = resolve(args, ds.name, None)
