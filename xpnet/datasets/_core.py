@@ -428,20 +428,32 @@ def _prepare_labels(y: Any, key: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
+def _check_class_names(n_names: int, top: int, n_labels: int) -> None:
+    """Refuse too many class names for the data, or too few for the largest label."""
+    check_class_count(n_names, n_labels, f"{n_names} class names")
+    if top >= n_names:
+        raise DatasetError(f"label {top} has no class name: {n_names} class names were given")
+
+
+def _check_sample_counts(x_train: Any, y_train: Any, x_test: Any, y_test: Any) -> None:
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if x.shape[0] != y.shape[0]:
+            raise DatasetError(f"x_{split} has {x.shape[0]} samples but y_{split} has "
+                               f"{y.shape[0]}")
+
+
 def _class_names(class_names: Sequence[str] | None, top: int, n_labels: int
                  ) -> tuple[str, ...]:
     """The class names, after checking their number before building any."""
     if class_names is None:
         check_class_count(top + 1, n_labels, f"labels up to {top}")
         return tuple(str(i) for i in range(top + 1))
-    check_class_count(len(class_names), n_labels, f"{len(class_names)} class names")
+    _check_class_names(len(class_names), top, n_labels)
     names = tuple(str(c) for c in class_names)
     for i, name in enumerate(names):
         if len(name) > _MAX_CLASS_NAME_CHARS:
             raise DatasetError(f"class name {i} has {len(name):,} characters "
                                f"({name[:20]!r}...); at most {_MAX_CLASS_NAME_CHARS} are taken")
-    if top >= len(names):
-        raise DatasetError(f"label {top} has no class name: {len(names)} class names were given")
     return names
 
 
@@ -454,10 +466,7 @@ def _checked_splits(x_train: Any, y_train: Any, x_test: Any, y_test: Any,
     xte, shape_te = _image_array(x_test, "x_test")
     ytr = _prepare_labels(y_train, "y_train")
     yte = _prepare_labels(y_test, "y_test")
-    for split, x, y in (("train", xtr, ytr), ("test", xte, yte)):
-        if x.shape[0] != y.shape[0]:
-            raise DatasetError(f"x_{split} has {x.shape[0]} samples but y_{split} has "
-                               f"{y.shape[0]}")
+    _check_sample_counts(xtr, ytr, xte, yte)
     if shape_tr != shape_te:
         raise DatasetError(
             f"x_train samples have shape {shape_tr} but x_test samples have {shape_te}"
@@ -545,11 +554,7 @@ class Dataset:
             y = getattr(self, key)
             if not isinstance(y, np.ndarray) or y.dtype != np.int64 or y.ndim != 1:
                 raise DatasetError(f"Dataset.{key} must be an int64 NumPy array of shape (n,)")
-        for split in ("train", "test"):
-            nx = getattr(self, f"x_{split}").shape[0]
-            ny = getattr(self, f"y_{split}").shape[0]
-            if nx != ny:
-                raise DatasetError(f"x_{split} has {nx} samples but y_{split} has {ny} labels")
+        _check_sample_counts(self.x_train, self.y_train, self.x_test, self.y_test)
         if self.x_train.shape[1] != self.x_test.shape[1]:
             raise DatasetError(
                 f"x_train has {self.x_train.shape[1]} features but x_test has "
@@ -560,12 +565,7 @@ class Dataset:
                 f"image_shape {self.image_shape} does not match {self.x_train.shape[1]} features"
             )
         top = max(int(self.y_train.max(initial=0)), int(self.y_test.max(initial=0)))
-        check_class_count(len(self.class_names), self.y_train.shape[0] + self.y_test.shape[0],
-                          f"{len(self.class_names)} class names")
-        if top >= len(self.class_names):
-            raise DatasetError(
-                f"label {top} has no class name: class_names has {len(self.class_names)} entries"
-            )
+        _check_class_names(len(self.class_names), top, len(self.y_train) + len(self.y_test))
 
     @classmethod
     def from_arrays(cls, name: str, x_train: Any, y_train: Any, x_test: Any, y_test: Any, *,
