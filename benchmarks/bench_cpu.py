@@ -798,7 +798,7 @@ def memory_child(name: str, args) -> None:
         # clones numpy and so imports numpy.f2py, numpy.testing, ...: about 10 MiB)
         # belongs to the baseline, like torch's import does
         xpnet.get_backend("numpy")
-        import xpnet.ops._chunked  # noqa: F401  (imports concurrent.futures)
+        import xpnet.ops._numpy  # noqa: F401
     X, y, _ = load_data(args.n, "float32", verbose=False)
     gc.collect()
     base_rss = _rss_kb("VmRSS")

@@ -177,7 +177,7 @@ def test_unknown_optimizer_lists_choices():
 def store_paths(path, monkeypatch):
     """Force the store update's numba kernel or its ufunc kernel; return the list each
     call of the path under test is appended to."""
-    from xpnet.ops import _chunked, _numba
+    from xpnet.ops import _numba, _numpy
 
     calls: list = []
     monkeypatch.setenv("XPNET_NUM_THREADS", "2")
@@ -198,8 +198,8 @@ def store_paths(path, monkeypatch):
         monkeypatch.setattr(_numba, "run_flat", spy)
     else:
         monkeypatch.setenv("XPNET_JIT", "0")
-        real_run = _chunked.run
-        monkeypatch.setattr(_chunked, "run", lambda *a: calls.append(a[0]) or real_run(*a))
+        real_run = _numpy._run_chunks
+        monkeypatch.setattr(_numpy, "_run_chunks", lambda *a: calls.append(a[0]) or real_run(*a))
     return calls
 
 

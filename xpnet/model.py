@@ -7,6 +7,7 @@ import functools
 import inspect
 import math
 import numbers
+import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +19,8 @@ from .losses import Loss, get_loss, loss_config, loss_from_config
 from .random import RNG, _fresh_seed
 from .store import ParamStore
 from .training import History, fit
+
+_TRAINABLE = operator.attrgetter("trainable")
 
 if TYPE_CHECKING:
     from .optimizers import Optimizer
@@ -189,6 +192,7 @@ class Sequential:
         self.rng = RNG(self.seed)
         self.store: ParamStore | None = None
         self._params: dict[str, Any] = {}
+        self._step_cache: dict[str, Any] = {}  # the step's per-layer keys and views
         with self.backend.device_scope():
             self._set_new_params(self._init_params())
             self._set_new_buffers(self._init_buffers())
@@ -243,10 +247,12 @@ class Sequential:
         # pickled (and deep-copied) as plain arrays: the store is rebuilt on loading
         state = dict(self.__dict__)
         state["_params"], state["store"] = dict(self._params), None
+        state.pop("_step_cache", None)  # views of the store: rebuilt on first use
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._step_cache = {}
         if self._params:
             self._set_new_params(self._params)
         self._set_new_buffers(state.get("_buffers", {}))  # a model pickled before buffers
@@ -514,12 +520,39 @@ class Sequential:
     def _trained_keys(self) -> list[list[tuple[str, str]]]:
         """Per layer, the ``(short name, key)`` pairs of its trained parameters: all of a
         trainable layer's, those of its trainable held layers for one that holds layers."""
+        return self._train_plan()[0]
+
+    def _train_plan(self) -> tuple[list[list[tuple[str, str]]], list[bool], int | None]:
+        """`_trained_keys`, whether each layer trains, the lowest that does; rebuilt when
+        the keys or a layer's ``trainable`` change (held layers: at every call)."""
         per = self._layer_keys()
+        flags = tuple(map(_TRAINABLE, self.layers))
+        cache = self._step_cache
+        plan = cache.get("train")
+        if plan is not None and plan[0] is per and plan[1] == flags and not plan[2]:
+            return plan[3]
         out = []
         for i, layer in enumerate(self.layers):
             frozen = _frozen_prefixes(layer) if layer.trainable else [""]
             out.append([(short, key) for short, key in per[i]
                         if not any(short.startswith(f) for f in frozen)] if frozen else per[i])
+        trains = [bool(keys) for keys in out]
+        result = (out, trains, next((i for i, t in enumerate(trains) if t), None))
+        cache["train"] = (per, flags, any(map(sublayers, self.layers)), result)
+        return result
+
+    def _layer_params(self, per: list[list[tuple[str, str]]]) -> list[dict[str, Any]]:
+        """Per layer, its parameters by short name; with a store, kept per live buffer."""
+        store = self.store
+        cache = self._step_cache
+        if store is not None:
+            for data, keys, out in cache.get("layer params", ()):
+                if data is store.data and keys is per:
+                    return out
+        params = self._params
+        out = [{short: params[key] for short, key in keys} for keys in per]
+        if store is not None:  # the live buffer and the spare one alternate
+            cache["layer params"] = [*cache.get("layer params", ())[-1:], (store.data, per, out)]
         return out
 
     def _layer_keys(self) -> list[list[tuple[str, str]]]:
@@ -528,14 +561,14 @@ class Sequential:
         The same as [`layer_params`][xpnet.model.Sequential.layer_params] for every
         layer at once, without scanning every key for every layer at every step.
         """
-        keys = (len(self.layers), *self.params)
+        keys = (len(self.layers), *self._params)
         cached = getattr(self, "_layer_keys_cache", None)
         if cached is not None and cached[0] == keys:
             return cached[1]
         per: list[list[tuple[str, str]]] = [[] for _ in self.layers]
         for i in range(len(self.layers)):
             prefix = f"{i}."
-            per[i] = [(k[len(prefix):], k) for k in self.params if k.startswith(prefix)]
+            per[i] = [(k[len(prefix):], k) for k in self._params if k.startswith(prefix)]
         self._layer_keys_cache = (keys, per)
         return per
 
@@ -548,9 +581,10 @@ class Sequential:
         ``tape``: a backward pass follows (layers without one are recorded for autodiff)."""
         caches = []
         h = X
-        params, per, bkeys = self.params, self._layer_keys(), self._buffer_keys
+        bkeys = self._buffer_keys
+        layer_params = self._layer_params(self._layer_keys())
         for i, layer in enumerate(self.layers):
-            p = {short: params[key] for short, key in per[i]}
+            p = layer_params[i]
             kw: dict[str, Any] = {}
             if bkeys[i]:  # buffers= is the keyword of layers with buffers (init_buffers)
                 kw["buffers"] = {short: self._buffers[key] for short, key in bkeys[i]}
@@ -625,17 +659,16 @@ class Sequential:
         layer is run, and frozen layers that can skip their parameter gradients do.
         ``check`` compares each layer's gradient keys and shapes with its parameters';
         a list ``input_grad`` runs every layer and receives the gradient w.r.t. X."""
-        params, per, layers = self.params, self._layer_keys(), self.layers
-        trained = self._trained_keys()
-        trains = [bool(keys) for keys in trained]
-        first = next((i for i, t in enumerate(trains) if t), None)
+        layers, per = self.layers, self._layer_keys()
+        trained, trains, first = self._train_plan()
+        layer_params = self._layer_params(per)
         lowest = 0 if input_grad is not None else first
-        grads: dict[str, Any] = {}
+        layer_grads = []
         dy = dout
         for i in range(len(layers) - 1, -1, -1):
             if lowest is None or i < lowest:
                 break
-            p = {short: params[key] for short, key in per[i]}
+            p = layer_params[i]
             kw = {}
             if self._skip_kw[i]:  # the layer's backward takes the optional need_input_grad=
                 kw["need_input_grad"] = i > lowest or input_grad is not None
@@ -649,14 +682,18 @@ class Sequential:
             else:
                 dy_in, g = layers[i].backward(p, caches[i], dy, **kw)
             if check and trains[i]:
-                self._check_grads(i, {short: params[key] for short, key in trained[i]}, g)
+                self._check_grads(i, {short: p[short] for short, _ in trained[i]}, g)
             if trains[i]:
-                for k, v in g.items():
-                    grads[f"{i}.{k}"] = v
+                layer_grads.append((trained[i], g))
             dy = dy_in
         if input_grad is not None:
             input_grad.append(dy)
-        return {k: grads[k] for k in self.params if k in grads}
+        grads: dict[str, Any] = {}  # in the parameters' order
+        for keys, g in reversed(layer_grads):
+            for short, key in keys:
+                if short in g:
+                    grads[key] = g[short]
+        return grads
 
     def _check_grads(self, i: int, params: dict[str, Any], grads: Any) -> None:
         """`_check_layer_grads` for layer ``i``; a held layer's own first, under its

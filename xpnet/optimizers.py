@@ -24,7 +24,13 @@ from . import _param_groups
 from ._registry import Registry, _differing_value
 from .backends import _namespace_of as _xp
 from .ops import ops_of
-from .schedules import describe_lr, get_schedule, schedule_from_config, schedule_to_config
+from .schedules import (
+    Constant,
+    describe_lr,
+    get_schedule,
+    schedule_from_config,
+    schedule_to_config,
+)
 
 __all__ = [
     "Optimizer",
@@ -679,9 +685,11 @@ class Optimizer:
         trained = _trained(params, grads)
         self._aligned(trained, state, in_place=True, params=params)
         step = int(state["step"])
-        lr = self.learning_rate(step)
-        ops = _ops(trained)
-        with ops.scope(next(iter(trained.values()), None)):
+        # a constant rate was checked when it was set
+        lr = self._lr.lr if type(self._lr) is Constant else self.learning_rate(step)
+        first = next(iter(trained.values()), None)
+        ops = ops_of(first)
+        with ops.scope(first):
             clipped = self.clip_grads(grads)
             done = ops.update_store(self, params, clipped, state, lr, check_finite)
             if done is None:
@@ -727,10 +735,13 @@ class Optimizer:
         else:
             state = {**state, "steps": steps}
         store = getattr(params, "store", None)
-        if store is not None and self.slots \
-                and all(state.get(s) is store.slot_dicts.get(s) for s in self.slots):
-            store.align_slots(keys)
-            return state
+        if store is not None and self.slots:
+            for s in self.slots:
+                if state.get(s) is not store.slot_dicts.get(s):
+                    break
+            else:  # the store holds the slots
+                store.align_slots(keys)
+                return state
         for slot in self.slots:
             values = state[slot]
             if list(values) == keys:

@@ -99,10 +99,6 @@ class ParamDict(dict):
         for k, v in dict(*args, **kwargs).items():
             self[k] = v
 
-    def _rebind(self, views: dict[str, Any]) -> None:
-        """Point the keys at other views of the store (after a buffer swap)."""
-        dict.update(self, views)
-
     def __delitem__(self, key: str) -> None:
         raise TypeError("parameters cannot be removed from a model's store")
 
@@ -132,6 +128,11 @@ class ParamStore:
     data : 2-D array
         The live buffer: row 0 the parameters (`flat`), then one row per optimizer
         slot (`slots`).
+    flat : 1-D array
+        The live parameter buffer (row 0 of ``data``).
+    slots : 2-D array or None
+        The live slot buffer, one row per slot name (rows 1... of ``data``); None
+        without slots.
     params : ParamDict
         Views of ``flat`` by key (the model's ``params``).
 
@@ -159,27 +160,18 @@ class ParamStore:
             self.offsets[k] = n
             n += -(-self.sizes[k] // align) * align
         self.total = n
+        self.slot_names: tuple[str, ...] = ()
         self.data = self._empty(1, self.total)  # row 0: the parameters; then the slots
+        self.flat, self.slots = self.data[0, ...], None
         self._spare: Any = None
         self._views: list[tuple[Any, list[dict[str, Any]]]] = []
         self.params = ParamDict(self, self._row_views(self.data)[0])
         for k, v in params.items():
             self.params[k] = v
-        self.slot_names: tuple[str, ...] = ()
         self.slot_dicts: dict[str, ParamDict] = {}
         self.cache: dict[Any, Any] = {}  # the ops' per-store plans (pieces of the buffers)
 
     # -- buffers -------------------------------------------------------------
-    @property
-    def flat(self) -> Any:
-        """The live parameter buffer (row 0 of `data`)."""
-        return self.data[0, ...]
-
-    @property
-    def slots(self) -> Any:
-        """The live slot buffer, one row per slot name (rows 1... of `data`), or None."""
-        return self.data[1:, ...] if self.slot_names else None
-
     def _empty(self, *shape: int) -> Any:
         return self.xp.zeros(shape, dtype=self.dtype, device=self.device)
 
@@ -202,10 +194,11 @@ class ParamStore:
     def set_data(self, data: Any) -> None:
         """Make ``data`` (same shape) the live buffer and point every view dict at it."""
         self.data = data
+        self.flat, self.slots = data[0, ...], (data[1:, ...] if self.slot_names else None)
         rows = self._row_views(data)
-        self.params._rebind(rows[0])
-        for i, d in enumerate(self.slot_dicts.values()):
-            d._rebind({k: rows[1 + i][k] for k in d})
+        dict.update(self.params, rows[0])  # the same keys, other views (not copied in)
+        for d, views in zip(self.slot_dicts.values(), rows[1:], strict=True):
+            dict.update(d, views if len(d) == len(views) else {k: views[k] for k in d})
 
     def layout(self, xp: Any) -> list[Any]:
         """The segments of one row in order: each key, and a zero array for each gap
@@ -288,7 +281,9 @@ class ParamStore:
     def spares(self) -> tuple[Any, Any]:
         """The spare parameter buffer and spare slot buffer (None without slots), made
         on first use: where a checked update writes its new values."""
-        spare = self.spare
+        spare = self._spare
+        if spare is None:
+            spare = self._spare = self._empty(*self.data.shape)
         return spare[0, ...], (spare[1:, ...] if self.slot_names else None)
 
     @property

@@ -50,7 +50,7 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 WORTH_IT = 2.5e8
 # the running fit's decision (None outside a fit), per thread / per asyncio task, so a
 # small fit in one thread does not switch the compiled update off for a large fit in another
-_decided: contextvars.ContextVar[bool | None] = contextvars.ContextVar("xpnet_jit_decided",
+DECIDED: contextvars.ContextVar[bool | None] = contextvars.ContextVar("xpnet_jit_decided",
                                                                        default=None)
 
 
@@ -78,7 +78,7 @@ def enabled() -> bool:
 def use(n_params: int, updates: int) -> bool:
     """Whether this update compiles: the running fit's decision (`deciding`, made once),
     else `worth_it`."""
-    decided = _decided.get()
+    decided = DECIDED.get()
     if decided is not None:
         return decided and not _failed
     return enabled() and worth_it(n_params, updates)
@@ -93,11 +93,11 @@ def worth_it(n_params: int, steps: int) -> bool:
 def deciding(n_params: int, n_updates: int) -> Iterator[None]:
     """Within the block `use` answers `worth_it` for the fit's parameters and updates
     (and whether numba is `enabled`, read once)."""
-    token = _decided.set(enabled() and worth_it(n_params, n_updates))
+    token = DECIDED.set(enabled() and worth_it(n_params, n_updates))
     try:
         yield
     finally:
-        _decided.reset(token)
+        DECIDED.reset(token)
 
 
 def _fail(exc: BaseException) -> None:  # pragma: no cover - depends on the numba install

@@ -25,16 +25,17 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _chunked, _malloc, _numba
+from . import _malloc, _numba
 from ._base import Ops, cast_hyper
-from .kernels import kernels_for
+from .kernels import BY_TYPE, kernels_for
 
 _ONES: dict[tuple[int, str], np.ndarray] = {}
+CHUNK = 1 << 16  # elements per piece (measured: smaller chunks lose more to call overhead)
 _SHORT = 32  # axes up to this long count as short (measured crossover: 64-256)
 
 
@@ -171,10 +172,10 @@ class NumpyOps(Ops):
     def all_finite(self, value: Any, grads: dict[str, Any]) -> bool:
         """As [`Ops.all_finite`][xpnet.ops.Ops.all_finite], each NumPy gradient checked
         exactly by a BLAS product with zeros (``inf * 0`` and NaN give NaN, any finite
-        value 0), half the time of its sum: ``_chunked.all_finite``."""
+        value 0), half the time of its sum: ``all_finite`` below."""
         if not math.isfinite(float(value)):
             return False
-        return _chunked.all_finite(grads.values())
+        return all_finite(grads.values())
 
     def update_store(self, opt: Any, params: Any, grads: dict, state: dict, lr: float,
                      check: bool) -> bool | None:
@@ -206,14 +207,15 @@ class NumpyOps(Ops):
         return self._update_flat(store, opt, grads, state, lr, check)
 
     def _update_flat(self, store: Any, opt: Any, grads: dict, state: dict, lr: float,
-                    check: bool) -> bool | None:
+                     check: bool) -> bool | None:
         """`update_store` on a store whose buffers are NumPy arrays (or NumPy views of
         another library's host memory: [`TorchOps`][xpnet.ops.TorchOps])."""
-        kernels = kernels_for(opt)
-        if kernels is None \
-                or kernels.ufunc_to is None or store.slot_names != tuple(opt.slots) \
-                or any(state[s] is not store.slot_dicts[s] for s in opt.slots):
+        kernels = BY_TYPE[type(opt)] if type(opt) in BY_TYPE else kernels_for(opt)
+        if kernels is None or kernels.ufunc_to is None or store.slot_names != tuple(opt.slots):
             return None
+        for s in opt.slots:
+            if state[s] is not store.slot_dicts[s]:
+                return None
         gs, trained = [], []
         for i, k in enumerate(store.keys):
             g = grads.get(k)
@@ -225,24 +227,25 @@ class NumpyOps(Ops):
                 return None
             gs.append(g.reshape(-1))
             trained.append(i)
+        plan = _plan(store, opt, kernels, tuple(trained))
         p2, spare_slots = store.spares()
-        names = kernels.arrays(opt)
-        rows = {s: i for i, s in enumerate(store.slot_names)}
-        slots = [store.flat if s is None else store.slots[rows[s]] for s in names]
-        slots2 = [p2 if s is None else spare_slots[rows[s]] for s in names]
-        _copy_frozen(store, trained, p2, spare_slots)
-        table, hyper = _plan(store, opt, kernels, lr, state["steps"], trained)
-        if len(trained) == len(store.keys) and store.total <= _chunked.CHUNK \
-                and all(h is hyper[0] for h in hyper):
-            gs, table, hyper = _one_piece(store, gs, hyper[0])
+        slots = [store.flat if r is None else store.slots[r] for r in plan.rows]
+        slots2 = [p2 if r is None else spare_slots[r] for r in plan.rows]
+        if len(trained) < len(store.keys):
+            _copy_frozen(store, trained, p2, spare_slots)
+        hyper = _hyper(store, opt, kernels, plan, lr, state["steps"])
+        table = plan.table
+        if plan.one_piece and len(set(map(id, hyper))) == 1:  # one step count too
+            gs, table, hyper = _one_piece(store, gs, hyper)
         ok = None
-        if kernels.flat is not None and _numba.use(store.total, int(state["step"]) + 1):
+        if kernels.flat is not None and _numba.DECIDED.get() is not False \
+                and _numba.use(store.total, int(state["step"]) + 1):  # a fit decides once
             ok = _numba.run_flat(kernels, _chunked_threads(store.total), store.flat,
                                  tuple(gs), tuple(slots), p2, tuple(slots2), table,
                                  _table(hyper, store.dtype), np.zeros(len(table), np.bool_))
         if ok is None:
-            ok = _chunked.run(kernels.ufunc_to, table, hyper, store.flat, gs, slots, p2,
-                              slots2, store.spare)
+            ok = _run_chunks(kernels.ufunc_to, table, hyper, store.flat, gs, slots, p2,
+                             slots2, spare_slots)
         if ok or not check:
             store.swap()
         return ok
@@ -294,42 +297,62 @@ def _copy_frozen(store: Any, trained: list[int], p2: np.ndarray, slots2: Any) ->
                 slots2[:, lo:hi] = 0
 
 
-def _plan(store: Any, opt: Any, kernels: Any, lr: float, steps: dict,
-          trained: list[int]) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
-    """The trained segments' pieces and each one's hyper-parameters (its step, decay, lr; cast)."""
-    key = tuple(trained)
-    table = store.cache.get(key)
-    if table is None:
-        offsets = [store.offsets[k] for k in store.keys]
-        sizes = [store.sizes[k] for k in store.keys]
-        table = store.cache[key] = _chunked.pieces(offsets, sizes, trained)
+class _Plan(NamedTuple):
+    """What an update of the same trained segments under the same settings reuses."""
+
+    table: np.ndarray  # the trained segments' pieces: (segment, start, stop, segment start)
+    segments: list[tuple[int, float, float]]  # (segment, weight decay, lr scale)
+    rows: list[int | None]  # the kernel's arrays: a slot row, or None for the parameters
+    one_piece: bool  # every segment, one setting, one chunk: one kernel call
+
+
+def _plan(store: Any, opt: Any, kernels: Any, trained: tuple[int, ...]) -> _Plan:
+    """The update's plan for ``trained``, cached in the store while the settings hold."""
+    key = ("plan", opt, trained, opt.weight_decay, opt.decay)
+    plan = store.cache.get(key)
+    if plan is not None and plan[0] is opt._groups:
+        return plan[1]
+    offsets = [store.offsets[k] for k in store.keys]
+    sizes = [store.sizes[k] for k in store.keys]
+    table = np.asarray([(s, offsets[s] + lo, offsets[s] + min(sizes[s], lo + CHUNK), offsets[s])
+                        for s in trained for lo in range(0, sizes[s], CHUNK)],
+                       dtype=np.int64).reshape(-1, 4)
+    segments = [(i, opt.weight_decay_for(store.keys[i], store.params[store.keys[i]]),
+                 opt.lr_scale_for(store.keys[i], store.params[store.keys[i]])) for i in trained]
+    rows = [None if a is None else store.slot_names.index(a) for a in kernels.arrays(opt)]
+    one = len(trained) == len(store.keys) and store.total <= CHUNK \
+        and len({(wd, scale) for _, wd, scale in segments}) == 1
+    plan = _Plan(table, segments, rows, one)
+    store.cache[key] = (opt._groups, plan)
+    return plan
+
+
+def _hyper(store: Any, opt: Any, kernels: Any, plan: _Plan, lr: float,
+           steps: dict) -> list[tuple[Any, ...]]:
+    """Each segment's hyper-parameters for this step (its step count, decay and lr; cast)."""
     hyper: list[tuple[Any, ...]] = [()] * len(store.keys)
-    dtype_type = store.dtype.type
+    dtype_type, keys = store.dtype.type, store.keys
     memo: dict[tuple[int, float, float], tuple[Any, ...]] = {}
-    for i in trained:
-        k = store.keys[i]
-        p = store.params[k]
-        key = (steps[k] + 1, opt.weight_decay_for(k, p), opt._lr_for(k, p, lr))
-        h = memo.get(key)
+    for i, wd, scale in plan.segments:
+        t = steps[keys[i]] + 1
+        h = memo.get((t, wd, scale))
         if h is None:
-            t, wd, lr_k = key
-            h = memo[key] = cast_hyper(kernels.hyper(opt, lr_k, t, wd), dtype_type)
+            h = memo[t, wd, scale] = cast_hyper(
+                kernels.hyper(opt, lr if scale == 1.0 else lr * scale, t, wd), dtype_type)
         hyper[i] = h
-    return table, hyper
+    return hyper
 
 
 def _one_piece(store: Any, gs: list[np.ndarray],
-               hyper: tuple[Any, ...]) -> tuple[list[np.ndarray], np.ndarray, list]:
+               hyper: list[tuple[Any, ...]]) -> tuple[list[np.ndarray], np.ndarray, list]:
     """Segments sharing hyper-parameters as one piece (gaps zero): one kernel call, not one each."""
     g = store.cache.get("flat grad")
     if g is None:
         g = store.cache["flat grad"] = np.zeros(store.total, dtype=store.dtype)
+        store.cache["one piece"] = np.asarray([[0, 0, store.total, 0]], np.int64)
     for k, gk in zip(store.keys, gs, strict=True):
         g[store.offsets[k]:store.offsets[k] + store.sizes[k]] = gk
-    table = store.cache.get("one piece")
-    if table is None:
-        table = store.cache["one piece"] = np.asarray([[0, 0, store.total, 0]], np.int64)
-    return [g], table, [hyper]
+    return [g], store.cache["one piece"], [hyper[0]]
 
 
 def _table(hyper: list[tuple[Any, ...]], dtype: np.dtype) -> np.ndarray:
@@ -346,3 +369,67 @@ def _chunked_threads(total: int) -> int:
         return max(1, int(os.environ.get("XPNET_NUM_THREADS", "1")))
     except ValueError:
         return 1
+
+
+def _run_chunks(kernel: Any, table: np.ndarray, hyper: Sequence[tuple[Any, ...]], p: np.ndarray,
+                grads: Sequence[np.ndarray], slots: Sequence[np.ndarray], p2: np.ndarray,
+                slots2: Sequence[np.ndarray], spare_slots: np.ndarray | None) -> bool:
+    """A rule's ``ufunc_to`` over `table` into `p2`, `slots2`; False at a non-finite piece.
+
+    Each piece goes through the whole rule and has its new values checked while they
+    are still in the cache: a BLAS product with zeros is NaN exactly where a value is
+    inf or NaN (no sum that could overflow).
+    """
+    tmp = np.empty(CHUNK, dtype=p.dtype)
+    zeros = _zeros(p.dtype)
+    dot, isfinite = np.dot, math.isfinite
+    with np.errstate(all="ignore"):
+        for seg, lo, hi, go in table.tolist():
+            n, args = hi - lo, [p[lo:hi], grads[seg][lo - go:hi - go]]
+            for a in slots:
+                args.append(a[lo:hi])
+            args.append(p2[lo:hi])
+            for a in slots2:
+                args.append(a[lo:hi])
+            kernel(*args, *hyper[seg], tmp[:n])
+            z = zeros[:n]
+            if not isfinite(dot(p2[lo:hi], z)) or spare_slots is not None \
+                    and not isfinite(float(dot(spare_slots[:, lo:hi], z).sum())):
+                return False
+    return True
+
+
+_ZEROS: dict[str, np.ndarray] = {}
+_MAX_ZEROS = 1 << 20  # elements: a long array is checked in pieces of at most this many
+
+
+def _zeros(dtype: np.dtype, n: int = CHUNK) -> np.ndarray:
+    """A cached read-only zero vector of `dtype`, `CHUNK` to ``_MAX_ZEROS`` long."""
+    z = _ZEROS.get(dtype.str)
+    n = max(min(n, _MAX_ZEROS), CHUNK)
+    if z is None or z.shape[0] < n:
+        z = np.zeros(n, dtype=dtype)
+        z.setflags(write=False)
+        _ZEROS[dtype.str] = z
+    return z
+
+
+def all_finite(arrays: Iterable[np.ndarray]) -> bool:
+    """Whether every element is finite: float arrays by the dot with zeros, others by isfinite."""
+    dot, isfinite = np.dot, math.isfinite
+    with np.errstate(invalid="ignore"):
+        for a in arrays:
+            if type(a) is not np.ndarray:
+                a = np.asarray(a)
+            if a.dtype.char not in "fd" or not a.flags.c_contiguous:
+                if not np.isfinite(a).all():
+                    return False
+                continue
+            flat = a.reshape(-1)
+            n = flat.shape[0]
+            zeros = _zeros(a.dtype, n)
+            step = zeros.shape[0]
+            if not all(isfinite(dot(flat[lo:lo + step], zeros[:min(step, n - lo)]))
+                       for lo in range(0, n, step)):
+                return False
+    return True

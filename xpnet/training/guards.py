@@ -122,7 +122,7 @@ class HostGuard(_Guard):
         if buffers and not self.ops.all_finite(value, buffers):
             return self._bad(k, _BUFFERS)
         opt = self.optimizer
-        if not opt.update_(self.model.params, grads, opt.state, check_finite=True):
+        if not opt.update_(self.model._params, grads, opt.state, check_finite=True):
             return self._bad(k, "gradient" if not self.ops.all_finite(value, grads)
                              else _UPDATE)
         if buffers:

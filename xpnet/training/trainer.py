@@ -255,7 +255,7 @@ class Trainer:
             self.rng.set_state(self._start.rng)
         self.dropout_rng = self.rng if comm.size == 1 else RNG(rank_seed(
             self._start.seed, comm.rank, self._start.epoch, self._start.step))
-        self.ops = ops_for(model.backend)
+        self.ops, self._xp = ops_for(model.backend), model.xp
         guard = HostGuard if model.backend.is_host and not _device_guard_forced() \
             else DeviceGuard
         self.guard = guard(on_nonfinite, self.ops, model.xp, model, optimizer)
@@ -273,7 +273,10 @@ class Trainer:
         self.epoch, self.step_done = self._start.epoch, self._start.step
         self._epoch_rng: dict | None = self._start.epoch_rng
         self._interrupt = InterruptFlag()
-        self._wants_batches = self.callbacks.wants_batches
+        # the callbacks with an on_batch_end, called directly after each step
+        self._batch_end = [cb.on_batch_end for cb in self.callbacks.callbacks
+                           if type(cb).on_batch_end is not Callback.on_batch_end]
+        self._wants_batches = bool(self._batch_end)
         self._last_display = 0.0
         self.current: StepValues | None = None
         self._grads_checked = False  # the first step compares gradient keys and shapes
@@ -348,8 +351,10 @@ class Trainer:
                 self._last_display = time.perf_counter()
                 if self.guard.poll():
                     return False
-            if self._wants_batches:
-                self.callbacks.on_batch_end(k, _RunningLogs(self, k))
+            if self._batch_end:
+                running = _RunningLogs(self, k)
+                for on_batch_end in self._batch_end:
+                    on_batch_end(k, running)
             # one process stops as soon as it sees a signal; several ranks stop at the
             # step whose reduced flags carried it, so all stop together
             signum = current.signal or (self.comm.size == 1 and self._interrupt.signum)
@@ -416,23 +421,28 @@ class Trainer:
         tuple
         """
         lo, hi, rows = self._span(k)
-        return self.rows(self.X, k, perm), self.rows(self.y, k, perm), rows
+        return self._take(self.X, lo, hi, perm), self._take(self.y, lo, hi, perm), rows
 
     def _span(self, k: int) -> tuple[int, int, int]:
         """This rank's row range of step ``k`` and its row count (a stand-in row for none)."""
         glo, ghi = k * self.batch_size, min((k + 1) * self.batch_size, self.n)
+        if self.comm.size == 1:
+            return glo, ghi, ghi - glo
         lo, hi = shard_rows(glo, ghi, self.comm.rank, self.comm.size)
-        rows = hi - lo
-        return (glo, glo + 1, 0) if rows == 0 else (lo, hi, rows)
+        return (glo, glo + 1, 0) if hi == lo else (lo, hi, hi - lo)
 
     def rows(self, a: Any, k: int, perm: Any) -> Any:
         """This rank's rows of ``a`` (X, y or the weights) for step ``k``."""
         lo, hi, _ = self._span(k)
+        return self._take(a, lo, hi, perm)
+
+    def _take(self, a: Any, lo: int, hi: int, perm: Any) -> Any:
+        """Rows ``lo:hi`` of ``a`` in the epoch's order (``perm``; None: the data's)."""
         if isinstance(a, HostRows):  # a memory-mapped X: read and converted per batch
             return a.batch_rows(lo, hi, perm)
         if perm is None:
             return a if lo == 0 and hi == self.n else a[lo:hi, ...]
-        return self.model.xp.take(a, perm[lo:hi], axis=0)
+        return self._xp.take(a, perm[lo:hi], axis=0)
 
     def step(self, k: int, perm: Any = None) -> bool:
         """One training step on batch ``k``: gradients, hooks, guarded update.
@@ -458,13 +468,15 @@ class Trainer:
                 self.guard.record(value, correct, rows)
                 self.step_done = k + 1
                 return True
-        xb, yb, rows = self.batch(k, perm)
-        wb = None if self.sample_weight is None else self.rows(self.sample_weight, k, perm)
+        lo, hi, rows = self._span(k)
+        xb, yb = self._take(self.X, lo, hi, perm), self._take(self.y, lo, hi, perm)
+        wb = None if self.sample_weight is None else self._take(self.sample_weight, lo, hi,
+                                                                 perm)
         model = self.model
         # a model with buffers (running statistics) gets their new values back: the
         # guard assigns them only with the step's update
         if self._grads_checked:  # fit checked the data, the first step the gradients
-            buffers: dict | None = {} if model.buffers else None
+            buffers: dict | None = {} if model._buffers else None
             value, grads, out = model._loss_grads_out(
                 xb, yb, model.loss, train=True, rng=self.dropout_rng, weight=wb,
                 new_buffers=buffers)
@@ -486,15 +498,14 @@ class Trainer:
         return True
 
     def _values(self, k: int, rows: int, value: Any, correct: Any) -> StepValues:
-        return StepValues(value, correct, rows,
-                          min((k + 1) * self.batch_size, self.n) - k * self.batch_size,
-                          self._interrupt.signum or 0, self._display_due(k))
-
-    def _display_due(self, k: int) -> bool:
-        """Whether this rank wants a progress display after step ``k`` (time or last step)."""
-        return self._wants_batches and (
+        """Step ``k``'s values; a display is due (on a rank that shows batches) at the
+        epoch's last step or ``display_interval`` after the last one."""
+        due = self._wants_batches and (
             k == self.steps - 1
             or time.perf_counter() - self._last_display >= self.display_interval)
+        return StepValues(value, correct, rows,
+                          min((k + 1) * self.batch_size, self.n) - k * self.batch_size,
+                          self._interrupt.signum or 0, due)
 
     # -- logs --------------------------------------------------------------------
     def _running_logs(self, k: int) -> dict[str, float]:

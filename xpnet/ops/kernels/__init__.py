@@ -137,6 +137,7 @@ class RuleKernels:
 
 
 _REGISTRY: dict[str, RuleKernels] = {}
+BY_TYPE: dict[type, RuleKernels | None] = {}  # kernels_for's answers (register clears it)
 _loaded = False
 
 
@@ -177,6 +178,7 @@ def register(kernels: RuleKernels) -> None:
     _load()
     for name in kernels.optimizers:
         _REGISTRY[name] = kernels
+    BY_TYPE.clear()
 
 
 def _load() -> None:
@@ -213,4 +215,5 @@ def kernels_for(opt: Any) -> RuleKernels | None:
     if not _loaded:
         _load()
     cls = type(opt)
-    return _REGISTRY.get(f"{cls.__module__}.{cls.__qualname__}")
+    kernels = BY_TYPE[cls] = _REGISTRY.get(f"{cls.__module__}.{cls.__qualname__}")
+    return kernels
