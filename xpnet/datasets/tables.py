@@ -484,16 +484,13 @@ def _read_parquet(p: Path) -> Table:
         t = col.type
         if pat.is_dictionary(t):
             col, t = col.cast(t.value_type), t.value_type
-        nulls = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        if pat.is_string(t) or pat.is_large_string(t):
-            texts = np.asarray([v if v is not None else "" for v in col.to_pylist()], dtype=str)
-            miss = nulls | np.asarray([v.strip().lower() in _MISSING for v in texts.tolist()],
-                                      dtype=bool)
-            table.kinds[name], table.values[name], table.missing[name] = "string", texts, miss
+        if pat.is_string(t) or pat.is_large_string(t):  # a null is an empty, missing cell
+            _put_array(table, name, np.asarray([v or "" for v in col.to_pylist()], dtype=str))
         elif pat.is_integer(t) or pat.is_floating(t) or pat.is_boolean(t):
             values = col.cast("float64").to_numpy(zero_copy_only=False)
             _put_array(table, name, np.asarray(values, dtype=np.float64))
-            table.missing[name] = table.missing[name] | nulls
+            table.missing[name] |= np.asarray(col.is_null().to_numpy(zero_copy_only=False),
+                                              dtype=bool)
             table.kinds[name] = "float" if pat.is_floating(t) else "int"
         else:
             raise TableError(f"{p}, column {name!r}: Parquet type {t} is neither a number nor "
