@@ -1,6 +1,6 @@
 """Optional compiled optimizer updates for NumPy arrays (with numba installed).
 
-The ufunc update (`xpnet.ops._chunked`) makes about a dozen passes over every
+The ufunc update (`xpnet.ops._numpy`) makes about a dozen passes over every
 parameter chunk. The rule's numba loop (``RuleKernels.loop_to`` in
 [`xpnet.ops.kernels`][]) reads each element once, does the whole rule in registers
 and checks each new value as it writes it; the rule's ``flat`` kernel runs that
