@@ -26,6 +26,10 @@ _SPEC_VERSION = 1
 #: An inferred integer target with fewer rows than this per class (and over 20 classes)
 #: gets a note that it may be a quantity.
 _ROWS_PER_CLASS = 5
+_TARGET_MISSING = "the target is missing in {n} row(s) (this is the first); remove those rows"
+_FEATURE_MISSING = ("{n} missing value(s) in this column (this is the first); fill them, or "
+                    "pass --impute to fill numbers with the training median and text with the "
+                    "most frequent value")
 _ID_NAME = re.compile(r"(^|[_\s.-])id$|^id[_\s.-]|^(index|row|unnamed: ?0)$", re.IGNORECASE)
 #: A number written with thousands separators, a percent sign or a currency sign.
 _FORMATTED = re.compile(r"[+-]?[$€£¥]?\d{1,3}(?:,\d{3})+(?:\.\d+)?%?"  # 1,234  $1,234.50
@@ -129,7 +133,7 @@ class TableEncoder:
         if self.target not in table.columns:
             raise TableError(f"{table.source}: no column {self.target!r} to use as the target; "
                              f"the columns are: {', '.join(table.columns)}")
-        self._check_target_missing(table)
+        _refuse_missing(table, self.target, _TARGET_MISSING)
         kind = self.target_kind = table.kinds[self.target]
         inferred = self.task is None
         if self.task is None:
@@ -291,26 +295,10 @@ class TableEncoder:
         if not self._fitted:
             raise RuntimeError("this TableEncoder is not fitted; call fit(table) first")
 
-    def _check_target_missing(self, table: Table) -> None:
-        miss = table.missing[self.target]
-        if miss.any():
-            first = int(np.flatnonzero(miss)[0])
-            raise TableError(f"{table.where(first, self.target)}: the target is missing in "
-                             f"{int(miss.sum()):,} row(s) (this is the first); remove those "
-                             "rows")
-
     def _check_missing(self, table: Table, *, impute: bool) -> None:
         """Refuse missing feature values (count and first line) unless they are filled."""
-        if impute:
-            return
-        for col in self.columns:
-            miss = table.missing[col["name"]]
-            if miss.any():
-                first = int(np.flatnonzero(miss)[0])
-                raise TableError(f"{table.where(first, col['name'])}: {int(miss.sum()):,} "
-                                 f"missing value(s) in this column (this is the first); fill "
-                                 "them, or pass --impute to fill numbers with the training "
-                                 "median and text with the most frequent value")
+        for col in self.columns if not impute else []:
+            _refuse_missing(table, col["name"], _FEATURE_MISSING)
 
     def transform(self, table: Table, *, target: bool = True, strict: bool = False,
                   impute: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -402,7 +390,7 @@ class TableEncoder:
         return int(cats.shape[0])
 
     def _encode_target(self, table: Table, strict: bool) -> np.ndarray:
-        self._check_target_missing(table)
+        _refuse_missing(table, self.target, _TARGET_MISSING)
         values = table.values[self.target]
         if self.task == "regression":
             if table.kinds[self.target] == "string":
@@ -523,6 +511,14 @@ class TableEncoder:
     def __repr__(self) -> str:
         return (f"TableEncoder(target={self.target!r}, task={self.task!r}, "
                 f"features={len(self.columns)} columns)")
+
+
+def _refuse_missing(table: Table, name: str, message: str) -> None:
+    """TableError at a column's first missing cell; `message` says ``{n}`` for their count."""
+    miss = table.missing[name]
+    if miss.any():
+        first = int(np.flatnonzero(miss)[0])
+        raise TableError(f"{table.where(first, name)}: " + message.format(n=f"{miss.sum():,}"))
 
 
 def _good_column(c: Any) -> bool:
