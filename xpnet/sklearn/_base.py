@@ -32,6 +32,7 @@ from ..layers import ACTIVATIONS
 from ..model import MLP, Sequential
 from . import _solvers
 from ._data import CHUNK, Rows, Samples, Weights, is_sparse
+from ._losses import layer_keys
 from ._namespaces import (
     check_same_namespace,
     float_dtypes,
@@ -213,10 +214,8 @@ class BaseMLP(BaseEstimator):
         """scikit-learn's ``_init_coef`` draws (biases too) from ``random_state``, in float64."""
         factor = 2.0 if self.activation in ("logistic", "sigmoid") else 6.0
         rs, dt = self._random_state, model.dtype_name
-        new = {}
-        w_keys = [k for k in model.params if k.endswith(".W")]
-        b_keys = [k for k in model.params if k.endswith(".b")]
-        for i, (kw, kb) in enumerate(zip(w_keys, b_keys, strict=True)):
+        new, p = {}, model.params
+        for i, (kw, kb) in enumerate(zip(layer_keys(p, ".W"), layer_keys(p, ".b"), strict=True)):
             fan_in, fan_out = units[i], units[i + 1]
             bound = np.sqrt(factor / (fan_in + fan_out))
             new[kw] = rs.uniform(-bound, bound, (fan_in, fan_out)).astype(dt, copy=False)
@@ -390,12 +389,9 @@ class BaseMLP(BaseEstimator):
 
     def _record_fit_input(self, X: Any) -> None:
         """Remember the namespace/device of the fit input for ``check_same_namespace``."""
-        if is_sparse(X):
-            self._fit_namespace_ref = np.zeros((0,), dtype=X.dtype)
-            return
-        xp = array_api_compat.array_namespace(X)
-        self._fit_namespace_ref = xp.zeros((0,), dtype=X.dtype,
-                                           device=array_api_compat.device(X))
+        ref = X.data if is_sparse(X) else X  # a CSR matrix's values: a NumPy array
+        self._fit_namespace_ref = array_api_compat.array_namespace(ref).zeros(
+            (0,), dtype=ref.dtype, device=array_api_compat.device(ref))
 
     def _check_predict_input(self, X: Any, method: str) -> Any:
         check_is_fitted(self)
@@ -442,8 +438,7 @@ class BaseMLP(BaseEstimator):
 
     # -- scikit-learn's layout of the parameters -------------------------------
     def _layer_arrays(self, suffix: str) -> list:
-        m = self.model_
-        return [m.params[k] for k in m.params if k.endswith(suffix)]
+        return [self.model_.params[k] for k in layer_keys(self.model_.params, suffix)]
 
     def _assign(self, suffix: str, name: str, value: Any) -> None:
         """Write a list of arrays into the model's parameters (checked, cast, on its device)."""
@@ -451,7 +446,7 @@ class BaseMLP(BaseEstimator):
             raise AttributeError(f"{name} can only be assigned on a fitted estimator; call fit "
                                  "or partial_fit first")
         m = self.model_
-        keys = [k for k in m.params if k.endswith(suffix)]
+        keys = layer_keys(m.params, suffix)
         value = list(value)
         if len(value) != len(keys):
             raise ValueError(f"{name} must be a list of {len(keys)} arrays (one per layer), "

@@ -32,10 +32,10 @@ import array_api_compat
 
 from ..backends import _namespace_of  # the package's namespace lookup, cached per type
 from ..layers import sigmoid
-from ..losses import Loss
+from ..losses import Loss, softmax
 
 __all__ = ["HalfSquaredError", "HalfPoissonDeviance", "LogisticLogLoss", "SoftmaxLogLoss",
-           "add_l2_penalty", "weight_keys"]
+           "add_l2_penalty", "layer_keys"]
 
 
 class _PreparedTargets(Loss):
@@ -174,15 +174,13 @@ class SoftmaxLogLoss(_PreparedTargets):
         return -xp.reshape(self._probabilities_and_logs(xp, output, target)[1], (-1,))
 
     def output_transform(self, output):
-        """Probabilities: the softmax of the outputs."""
-        xp = _namespace_of(output)
-        e = xp.exp(output - xp.max(output, axis=1, keepdims=True))
-        return e / xp.sum(e, axis=1, keepdims=True)
+        """Probabilities: the softmax of the outputs (`xpnet.losses.softmax`, scikit-learn's)."""
+        return softmax(output)
 
 
-def weight_keys(params: dict) -> list[str]:
-    """The ``"<i>.W"`` keys in layer order: what ``alpha`` decays."""
-    return [k for k in params if k.endswith(".W")]
+def layer_keys(params: dict, suffix: str) -> list[str]:
+    """The keys ending in `suffix` in layer order: ``".W"`` (what ``alpha`` decays) or ``".b"``."""
+    return [k for k in params if k.endswith(suffix)]
 
 
 def add_l2_penalty(value: Any, grads: dict, params: dict, keys: list[str], alpha: float,

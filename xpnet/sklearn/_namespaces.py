@@ -21,7 +21,7 @@ from ..backends import to_numpy
 from ._data import is_sparse
 
 __all__ = ["as_output", "check_same_namespace", "float_dtypes", "get_namespace_and_device",
-           "is_host_input", "move_to"]
+           "move_to"]
 
 
 def _fallback_check_same_namespace(X, estimator, *, attribute, method):
@@ -58,14 +58,9 @@ except ImportError:  # pragma: no cover - older scikit-learn
     move_to = _fallback_move_to
 
 
-def is_host_input(X: Any) -> bool:
-    """Whether outputs for validated `X` are NumPy (NumPy or SciPy sparse `X`)."""
-    return isinstance(X, np.ndarray) or is_sparse(X)
-
-
 def as_output(a: Any, X: Any) -> Any:
-    """Model output `a` as scikit-learn returns it for `X` (NumPy for host `X`)."""
-    return to_numpy(a) if is_host_input(X) else a
+    """Model output `a` as scikit-learn returns it for validated `X` (NumPy for NumPy or sparse)."""
+    return to_numpy(a) if isinstance(X, np.ndarray) or is_sparse(X) else a
 
 
 def float_dtypes(X: Any) -> tuple:

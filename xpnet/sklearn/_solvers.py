@@ -43,7 +43,7 @@ from .._split import split_rows
 from ..backends import to_numpy
 from ..ops import ops_for
 from ._data import Samples, device_index, take_on_device
-from ._losses import add_l2_penalty, weight_keys
+from ._losses import add_l2_penalty, layer_keys
 
 __all__ = ["fit_stochastic", "fit_lbfgs", "loss_and_grads"]
 
@@ -62,7 +62,7 @@ def _with_l2(est: Any, value: Any, grads: dict, n: float) -> tuple[Any, dict]:
     """scikit-learn's L2 term with divisor `n` added to `value` and `grads` (none for adamw)."""
     alpha, params = float(est.alpha), est.model_.params
     if alpha > 0 and est.solver != "adamw":
-        value = add_l2_penalty(value, grads, params, weight_keys(params), alpha, n)
+        value = add_l2_penalty(value, grads, params, layer_keys(params, ".W"), alpha, n)
     return value, grads
 
 
@@ -196,7 +196,7 @@ def _epochs(est: Any, data: Samples, bs: int, sample_idx: np.ndarray, val: Sampl
 # ---------------------------------------------------------------------------
 def _layout(params: dict) -> list[tuple[str, int, int, tuple]]:
     """``(key, start, stop, shape)`` per parameter, packed as scikit-learn: weights, then biases."""
-    keys = [k for k in params if k.endswith(".W")] + [k for k in params if k.endswith(".b")]
+    keys = layer_keys(params, ".W") + layer_keys(params, ".b")
     out, start = [], 0
     for k in keys:
         shape = tuple(params[k].shape)
