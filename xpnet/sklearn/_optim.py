@@ -27,6 +27,7 @@ from typing import Any
 
 from ..backends import _namespace_of  # the package's namespace lookup, cached per type
 from ..optimizers import RMSprop
+from ._losses import layer_keys
 
 __all__ = ["SGDRule", "AdamRule", "AdamWRule", "RMSpropRule"]
 
@@ -46,12 +47,18 @@ class _Rule:
     def update(self, params: dict, grads: dict) -> None:
         raise NotImplementedError
 
-    def _add(self, params: dict, k: str, step: Any) -> None:
-        """``params[k] += step``: in place where the backend allows it, else rebinding."""
+    def _scale_add(self, d: dict, k: str, scale: float, add: Any = None) -> Any:
+        """``d[k] = scale * d[k] + add``: in place where the backend allows it, else rebinding."""
+        x = d[k]
         if self.mutable:
-            params[k] += step
-        else:
-            params[k] = params[k] + step
+            if scale != 1.0:
+                x *= scale
+            if add is not None:
+                x += add
+            return x
+        x = x if scale == 1.0 else scale * x
+        d[k] = x = x if add is None else x + add
+        return x
 
     def iteration_ends(self, time_step: int) -> None:
         """End of an epoch; ``time_step`` is the number of training samples seen so far."""
@@ -96,15 +103,9 @@ class SGDRule(_Rule):
     def update(self, params: dict, grads: dict) -> None:
         """``v = momentum * v - lr * g``; add ``v`` (or ``momentum * v - lr * g``, Nesterov)."""
         mom, lr = self.momentum, self.learning_rate
-        vel = self.velocities
         for k, g in grads.items():
-            if self.mutable:
-                v = vel[k]
-                v *= mom
-                v -= lr * g
-            else:
-                v = vel[k] = mom * vel[k] - lr * g
-            self._add(params, k, mom * v - lr * g if self.nesterov else v)
+            v = self._scale_add(self.velocities, k, mom, -lr * g)
+            self._scale_add(params, k, 1.0, mom * v - lr * g if self.nesterov else v)
 
 
 class AdamRule(_Rule):
@@ -118,28 +119,17 @@ class AdamRule(_Rule):
         self.ms = _zeros(params)
         self.vs = _zeros(params)
 
-    def _moments(self, k: str, g: Any) -> tuple[Any, Any]:
-        b1, b2 = self.beta_1, self.beta_2
-        if self.mutable:
-            m, v = self.ms[k], self.vs[k]
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * (g * g)
-            return m, v
-        m = self.ms[k] = b1 * self.ms[k] + (1 - b1) * g
-        v = self.vs[k] = b2 * self.vs[k] + (1 - b2) * (g * g)
-        return m, v
-
     def update(self, params: dict, grads: dict) -> None:
         self.t += 1
-        self.learning_rate = (self.learning_rate_init * math.sqrt(1 - self.beta_2 ** self.t)
-                              / (1 - self.beta_1 ** self.t))
+        b1, b2 = self.beta_1, self.beta_2
+        self.learning_rate = (self.learning_rate_init * math.sqrt(1 - b2 ** self.t)
+                              / (1 - b1 ** self.t))
         xp = None
         for k, g in grads.items():
-            m, v = self._moments(k, g)
+            m = self._scale_add(self.ms, k, b1, (1 - b1) * g)
+            v = self._scale_add(self.vs, k, b2, (1 - b2) * (g * g))
             xp = xp or _namespace_of(v)
-            self._add(params, k, -self.learning_rate * m / (xp.sqrt(v) + self.epsilon))
+            self._scale_add(params, k, 1.0, -self.learning_rate * m / (xp.sqrt(v) + self.epsilon))
 
 
 class AdamWRule(AdamRule):
@@ -152,13 +142,8 @@ class AdamWRule(AdamRule):
 
     def update(self, params: dict, grads: dict) -> None:
         shrink = 1.0 - self.learning_rate_init * self.weight_decay
-        if shrink != 1.0:
-            for k in params:
-                if k.endswith(".W"):
-                    if self.mutable:
-                        params[k] *= shrink
-                    else:
-                        params[k] = params[k] * shrink
+        for k in layer_keys(params, ".W") if shrink != 1.0 else ():
+            self._scale_add(params, k, shrink)
         super().update(params, grads)
 
 
