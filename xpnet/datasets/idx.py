@@ -307,10 +307,11 @@ def read_idx_header(
     return dims, dtype.newbyteorder("=")
 
 
-def _read_idx_bytes(data: bytes, name: str) -> tuple[np.ndarray, str]:
-    """The array of IDX bytes (raw or gzip) and the SHA-256 of the uncompressed content."""
+def _read_idx_hashed(source: str | os.PathLike[str] | bytes, name: str
+                     ) -> tuple[np.ndarray, str]:
+    """The array of an IDX file or bytes (raw or gzip) and the SHA-256 of its IDX content."""
     hasher = hashlib.sha256()
-    with _reading(data, name) as (stream, raw_size, gz_size):
+    with _reading(source, name) as (stream, raw_size, gz_size):
         arr = _parse(stream, name, raw_size=raw_size, gz_size=gz_size, hasher=hasher)
     return arr, hasher.hexdigest()
 

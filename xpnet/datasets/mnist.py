@@ -26,7 +26,7 @@ import numpy as np
 
 from ._core import Dataset, DatasetError, DownloadError, cache_dir
 from ._download import MirrorFailed, fetch_verified
-from .idx import _read_idx_bytes
+from .idx import _read_idx_hashed
 
 __all__ = [
     "CHECKSUMS",
@@ -229,7 +229,7 @@ def _verify_bytes(
             )
         raise _mismatch(dataset, path, spec, digest, None)
     try:
-        arr, raw_digest = _read_idx_bytes(data, str(path))
+        arr, raw_digest = _read_idx_hashed(data, str(path))
     except DatasetError:
         raise _mismatch(dataset, path, spec, digest, None) from None
     if raw_digest != spec.raw_sha256:
@@ -245,7 +245,7 @@ def _content_ok(spec: FileChecksum, path: Path) -> bool:
     if spec.raw_sha256 is None:
         return False
     try:
-        _, raw_digest = _read_idx_bytes(_read_bounded("download", path, spec), str(path))
+        _, raw_digest = _read_idx_hashed(path, str(path))
     except (DatasetError, OSError):
         return False
     return raw_digest == spec.raw_sha256
@@ -446,7 +446,7 @@ def _load_verified(dataset: str, path: Path, spec: FileChecksum) -> tuple[np.nda
         raise DatasetError(f"{path}: cannot read: {exc}") from exc
     arr, digest = _verify_bytes(dataset, path, data, spec)
     if arr is None:
-        arr, _ = _read_idx_bytes(data, str(path))
+        arr, _ = _read_idx_hashed(data, str(path))
     return arr, path.name, digest
 
 

@@ -4,7 +4,6 @@ data on disk (a folder of IDX files or an ``.npz`` file)."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import zipfile
@@ -14,7 +13,7 @@ import numpy as np
 
 from ._core import Dataset, DatasetError, check_data_size, file_sha256, read_npy_header
 from .digits import load_digits
-from .idx import _inflate_limit, _read_idx_bytes, read_idx_header
+from .idx import _inflate_limit, _read_idx_hashed, read_idx_header
 from .mnist import _ALIASES as _MNIST_ALIASES
 from .mnist import CLASS_NAMES, FILES, _find_local, known_digests, load_mnist
 
@@ -140,15 +139,13 @@ def load_idx_folder(folder: str | os.PathLike[str]) -> Dataset:
     arrays, digests, owners, known = [], {}, set(), known_digests()
     for path in paths.values():
         assert path is not None
-        try:
-            data = path.read_bytes()
+        try:  # hashed, then parsed as a stream: no copy of the file's bytes is held
+            digests[path.name] = archive = file_sha256(path)
         except OSError as exc:
             raise DatasetError(f"{path}: cannot read: {exc}") from exc
-        arr, content = _read_idx_bytes(data, str(path))
-        digests[path.name] = archive = hashlib.sha256(data).hexdigest()
+        arr, content = _read_idx_hashed(path, str(path))
         owners.add(known.get(archive, known.get(content, "")).split("/")[0])
         arrays.append(arr)
-        del data
     name, class_names = folder.resolve().name or "idx", None
     if len(owners) == 1 and (owner := owners.pop()) in CLASS_NAMES:
         name, class_names = owner, CLASS_NAMES[owner]
