@@ -89,54 +89,40 @@ EXIT_CODES = {
 }
 """Exit status -> meaning, every command's (printed by ``xpnet --help``)."""
 
-_INTERRUPTED = "interrupted (Ctrl-C)"
 _INTERNAL = "runtime failure (out of memory, internal error)"
+
+
+def _codes(failure: str, usage: str, data: str | None = None, *,
+           backend: bool = False) -> dict[int, str]:
+    """A command's exit statuses: success, `failure`, `usage`, `data`, the backend's, Ctrl-C."""
+    codes = {EXIT_OK: "success", EXIT_FAILURE: failure, EXIT_USAGE: usage, EXIT_DATA: data,
+             EXIT_BACKEND: EXIT_CODES[EXIT_BACKEND] if backend else None,
+             EXIT_INTERRUPTED: "interrupted (Ctrl-C)"}
+    return {code: text for code, text in codes.items() if text is not None}
+
+
 COMMAND_EXIT_CODES: dict[str, dict[int, str]] = {
     "train": EXIT_CODES,
-    "evaluate": {
-        EXIT_OK: "success",
-        EXIT_FAILURE: _INTERNAL,
-        EXIT_USAGE: "usage error: bad flag or value, --plot without matplotlib, a model "
-                    "that does not name its dataset (pass --dataset)",
-        EXIT_DATA: "data or file problem: missing/corrupted model or dataset, a model that "
-                   "is not a classifier or does not fit the data, data above the size cap, "
-                   "full disk",
-        EXIT_BACKEND: EXIT_CODES[EXIT_BACKEND],
-        EXIT_INTERRUPTED: _INTERRUPTED,
-    },
-    "predict": {
-        EXIT_OK: "success",
-        EXIT_FAILURE: _INTERNAL,
-        EXIT_USAGE: "usage error: bad flag or value, image files without Pillow",
-        EXIT_DATA: "data or file problem: missing/corrupted model or input file, an input of "
-                   "the wrong shape or with NaN, a decompression-bomb image, inputs above "
-                   "the size cap",
-        EXIT_BACKEND: EXIT_CODES[EXIT_BACKEND],
-        EXIT_INTERRUPTED: _INTERRUPTED,
-    },
-    "export": {
-        EXIT_OK: "success",
-        EXIT_FAILURE: "runtime failure (the model cannot be traced or its graph fails the "
-                      "checks, out of memory, internal error)",
-        EXIT_USAGE: "usage error: bad flag or value, the onnx extra not installed, OUTPUT is "
-                    "the model file",
-        EXIT_DATA: "data or file problem: missing/corrupted model file, full disk",
-        EXIT_INTERRUPTED: _INTERRUPTED,
-    },
-    "info": {
-        EXIT_OK: "success",
-        EXIT_FAILURE: "internal error",
-        EXIT_USAGE: "usage error: bad flag",
-        EXIT_INTERRUPTED: _INTERRUPTED,
-    },
-    "download": {
-        EXIT_OK: "success",
-        EXIT_FAILURE: _INTERNAL,
-        EXIT_USAGE: "usage error: bad flag or dataset name",
-        EXIT_DATA: "download failed (no network, no mirror answered, checksum mismatch), "
-                   "full disk",
-        EXIT_INTERRUPTED: _INTERRUPTED,
-    },
+    "evaluate": _codes(
+        _INTERNAL, "usage error: bad flag or value, --plot without matplotlib, a model that "
+        "does not name its dataset (pass --dataset)",
+        "data or file problem: missing/corrupted model or dataset, a model that is not a "
+        "classifier or does not fit the data, data above the size cap, full disk",
+        backend=True),
+    "predict": _codes(
+        _INTERNAL, "usage error: bad flag or value, image files without Pillow",
+        "data or file problem: missing/corrupted model or input file, an input of the wrong "
+        "shape or with NaN, a decompression-bomb image, inputs above the size cap",
+        backend=True),
+    "export": _codes(
+        "runtime failure (the model cannot be traced or its graph fails the checks, out of "
+        "memory, internal error)",
+        "usage error: bad flag or value, the onnx extra not installed, OUTPUT is the model "
+        "file", "data or file problem: missing/corrupted model file, full disk"),
+    "info": _codes("internal error", "usage error: bad flag"),
+    "download": _codes(
+        _INTERNAL, "usage error: bad flag or dataset name",
+        "download failed (no network, no mirror answered, checksum mismatch), full disk"),
 }
 """Command -> the exit statuses it can end with, and their meaning for it (its ``--help``)."""
 
@@ -317,11 +303,11 @@ def _hidden_sizes(text: str) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def _threads(text: str) -> str | int:
-    """--threads: 'auto' or an integer >= 1."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    return _int_at_least(1, MAX_THREADS)(text)
+def _word_or_int(word: str, maximum: int | None = None) -> Callable[[str], str | int]:
+    """An argparse ``type=`` that accepts `word` or an integer >= 1 (and <= `maximum`)."""
+    def parse(text: str) -> str | int:
+        return word if text.strip().lower() == word else _int_at_least(1, maximum)(text)
+    return parse
 
 
 def _backend_name(text: str) -> str:
@@ -484,7 +470,7 @@ def _train_execution_flags(g: Any) -> None:
     g.add_argument("--backend", type=_backend_name, metavar="NAME",
                    help="auto (cupy when a GPU is usable, else numpy), numpy, cupy, torch, "
                         "torch:cuda, array_api_strict, jax (default: auto)")
-    g.add_argument("--threads", type=_threads, metavar="N|auto",
+    g.add_argument("--threads", type=_word_or_int("auto", MAX_THREADS), metavar="N|auto",
                    help="BLAS/OpenMP threads on CPU backends; auto uses 1 for small models, "
                         "else the library default (needs threadpoolctl; default: auto)")
     g.add_argument("--device", type=_int_at_least(0), metavar="N",

@@ -96,14 +96,10 @@ def _npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
 
 
 def _plan(text: str, n_features: int, image_shape: tuple[int, ...] | None) -> _Input:
-    """Check one input from its name and header alone: nothing is decoded."""
+    """Check one input (a regular file: cmd_predict checked) from its name and header alone."""
     from ..datasets import DatasetError, read_idx_header
 
     path = Path(text).expanduser()
-    if not path.exists():
-        raise CLIError(f"input {path} does not exist", EXIT_DATA)
-    if path.is_dir():
-        raise CLIError(f"input {path} is a folder; give .npy, IDX or image files", EXIT_DATA)
     refuse_table(path, "this model", "predict from")
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:

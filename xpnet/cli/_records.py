@@ -42,15 +42,21 @@ def default_out(dataset_name: str, root: Path = Path("runs")) -> Path:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset_name).strip("-.") or "run"
     base = root / f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
     out, k = base, 2
-    while True:
-        try:
-            out.mkdir(parents=True)
-            return out
-        except FileExistsError:
-            out, k = base.with_name(f"{base.name}-{k}"), k + 1
-        except OSError as exc:
-            raise CLIError(f"cannot create the output folder {out}: {exc.strerror}",
-                           EXIT_DATA) from None
+    while not _mkdir(out, exist_ok=False):
+        out, k = base.with_name(f"{base.name}-{k}"), k + 1
+    return out
+
+
+def _mkdir(out: Path, *, exist_ok: bool) -> bool:
+    """Create `out` and its parents (False: it exists, without `exist_ok`); exit 3 if it cannot."""
+    try:
+        out.mkdir(parents=True, exist_ok=exist_ok)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) and not exist_ok:
+            return False
+        raise CLIError(f"cannot create the output folder {out}: {exc.strerror}",
+                       EXIT_DATA) from None
+    return True
 
 
 def _point_latest(out: Path) -> None:
@@ -82,11 +88,7 @@ def file_identity(path: Path) -> tuple[int, int, int, int] | None:
 def make_output_folder(out: Path, *, latest: bool, overwrite: bool
                        ) -> dict[str, tuple[int, int, int, int] | None] | None:
     """Create `out` (exit 3); with `overwrite`, the identities of the earlier run's files."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CLIError(f"cannot create the output folder {out}: {exc.strerror}",
-                       EXIT_DATA) from None
+    _mkdir(out, exist_ok=True)
     if latest:
         _point_latest(out)
     if not overwrite:

@@ -31,36 +31,24 @@ LOCK_FILE = ".xpnet.lock"
 _WIN_LOCK_OFFSET = 1 << 20  # Windows locks a byte past the holder's description
 
 
-def _try_lock(fd: int) -> bool:
-    """Take the exclusive lock without waiting; False when another process holds it."""
+def _lock(fd: int, take: bool = True) -> bool:
+    """Take (or drop) the exclusive lock without waiting; False when another process holds it."""
     if sys.platform == "win32":  # pragma: no cover - Windows
         import msvcrt
 
         os.lseek(fd, _WIN_LOCK_OFFSET, os.SEEK_SET)
         try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK if take else msvcrt.LK_UNLCK, 1)
         except OSError:
             return False
         return True
     import fcntl
 
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_EX | fcntl.LOCK_NB) if take else fcntl.LOCK_UN)
     except BlockingIOError:
         return False
     return True
-
-
-def _unlock(fd: int) -> None:
-    if sys.platform == "win32":  # pragma: no cover - Windows
-        import msvcrt
-
-        os.lseek(fd, _WIN_LOCK_OFFSET, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        return
-    import fcntl
-
-    fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _holder(text: str) -> dict[str, Any] | None:
@@ -90,7 +78,7 @@ class RunLock:
         self._fd: int | None = None
         for _ in range(5):  # retry if the file was replaced between opening and locking
             fd = self._open()
-            if not _try_lock(fd):
+            if not _lock(fd):
                 other = self._read_holder(fd, wait=True)
                 os.close(fd)
                 raise CLIError(f"{folder} is in use by another xpnet run "
@@ -163,5 +151,5 @@ class RunLock:
             with contextlib.suppress(OSError):
                 self.folder.rmdir()  # only when nothing was written
         with contextlib.suppress(OSError):
-            _unlock(fd)
+            _lock(fd, take=False)
         os.close(fd)

@@ -129,15 +129,11 @@ def resume_conflicts(s: dict[str, Any], saved: dict[str, Any], explicit: set[str
             continue
         new, old = s[key], saved[key]
         if key == "hidden":
-            new, old = list(new), list(old)
+            new, old = ",".join(map(str, new)), ",".join(map(str, old))
         if new != old:
             flag = "--" + key.replace("_", "-")
-
-            def show(v: Any) -> str:
-                return ",".join(map(str, v)) if isinstance(v, list) else str(v)
-
-            raise CLIError(f"{flag} {show(new)} differs from the run being resumed "
-                           f"({show(old)}); drop {flag} to resume, or start a new run in "
+            raise CLIError(f"{flag} {new} differs from the run being resumed "
+                           f"({old}); drop {flag} to resume, or start a new run in "
                            "another --out folder", EXIT_USAGE)
 
 
@@ -148,16 +144,12 @@ def make_optimizer(s: dict[str, Any], steps_per_epoch: int) -> Any:
 
     lr, warm = s["lr"], s["warmup_epochs"] * steps_per_epoch
     after = max((s["epochs"] - s["warmup_epochs"]) * steps_per_epoch, 1)
-    sched: Any
-    if s["schedule"] == "cosine":
-        sched = schedules.CosineDecay(lr, total_steps=after)
-    elif s["schedule"] == "step":
-        step_size = max(1, (s["epochs"] - s["warmup_epochs"]) // 3) * steps_per_epoch
-        sched = schedules.StepDecay(lr, step_size=step_size, gamma=0.1)
-    elif s["schedule"] == "exponential":
-        sched = schedules.ExponentialDecay(lr, gamma=0.01 ** (1.0 / after))
-    else:
-        sched = schedules.Constant(lr)
+    third = max(1, (s["epochs"] - s["warmup_epochs"]) // 3) * steps_per_epoch
+    sched: Any = {
+        "cosine": lambda: schedules.CosineDecay(lr, total_steps=after),
+        "step": lambda: schedules.StepDecay(lr, step_size=third, gamma=0.1),
+        "exponential": lambda: schedules.ExponentialDecay(lr, gamma=0.01 ** (1.0 / after)),
+        "constant": lambda: schedules.Constant(lr)}[s["schedule"]]()
     if warm > 0:
         sched = schedules.LinearWarmup(sched, warmup_steps=warm)
     kwargs: dict[str, Any] = {"lr": sched, "weight_decay": s["weight_decay"]}

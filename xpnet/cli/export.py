@@ -21,6 +21,7 @@ from ._args import (
     RUN_FILE,
     CLIError,
     _int_at_least,
+    _word_or_int,
     add_command,
 )
 from ._io import check_output, model_path, run_meta
@@ -42,13 +43,6 @@ def _outputs(text: str) -> list[str]:
     return names
 
 
-def _batch(text: str) -> str | int:
-    """--batch: 'dynamic' or an integer >= 1."""
-    if text.strip().lower() == "dynamic":
-        return "dynamic"
-    return _int_at_least(1)(text)
-
-
 def add_export_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``export`` subcommand to the ``xpnet`` parser."""
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -66,7 +60,7 @@ def add_export_parser(parser: argparse.ArgumentParser) -> None:
     x.add_argument("--outputs", type=_outputs, default=["proba"], metavar="NAMES",
                    help="comma-separated graph outputs: proba (softmax/sigmoid), logits, "
                         "labels (what `predict` returns) (default: proba)")
-    x.add_argument("--batch", type=_batch, default="dynamic", metavar="dynamic|N",
+    x.add_argument("--batch", type=_word_or_int("dynamic"), default="dynamic", metavar="dynamic|N",
                    help="rows per call: dynamic (any) or a fixed N (default: dynamic)")
     x.add_argument("--opset", type=_int_at_least(1), metavar="N",
                    help="ONNX opset to convert to (default: the one ndonnx builds, 21)")
@@ -108,10 +102,6 @@ def _table_lines(t: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _shape(spec: dict[str, Any]) -> str:
-    return "[" + ", ".join(str(d) for d in spec["shape"]) + "]"
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     """Run ``xpnet export``: trace, check and write a saved model as ONNX."""
     try:
@@ -144,7 +134,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     con.print(styled("wrote ", (str(out), "bold"),
                      f" ({info['bytes'] / 1e3:,.1f} kB, opset {info['opset']}) from {model_file}"))
     for kind, spec in [("input", info["input"])] + [("output", s) for s in info["outputs"]]:
-        con.print(f"  {kind:<7} {spec['name']:<7} {spec['dtype']:<8} {_shape(spec)}")
+        shape = ", ".join(map(str, spec["shape"]))
+        con.print(f"  {kind:<7} {spec['name']:<7} {spec['dtype']:<8} [{shape}]")
     if info["class_names"]:
         con.print(f"  classes {', '.join(info['class_names'])}")
     for line in _table_lines(table) if table is not None else []:
