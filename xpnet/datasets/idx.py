@@ -86,29 +86,24 @@ def _describe(source: object) -> str:
     return os.fspath(source)  # type: ignore[call-overload, no-any-return]
 
 
-def _open(source: str | os.PathLike[str] | bytes | bytearray | memoryview, name: str
-          ) -> io.BufferedIOBase:
-    """The path or bytes opened for binary reading; IDXError naming it when it cannot be."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return io.BytesIO(source)
-    try:
-        check_regular(source)  # a FIFO would block, a device never end
-        return open(source, "rb")
-    except OSError as exc:
-        raise IDXError(f"{name}: cannot open: {exc.strerror or exc}") from exc
-
-
 @contextlib.contextmanager
 def _reading(source: str | os.PathLike[str] | bytes | bytearray | memoryview, name: str
              ) -> Iterator[tuple[io.BufferedIOBase, int | None, int | None]]:
     """Yield (stream, raw size, gzip size): gzip content (by its magic) read through
     `gzip.GzipFile`, whose reads inflate at most the bytes asked for plus its 8 KiB buffer;
     read and gzip errors become IDXError."""
-    with _open(source, name) as f:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        f: io.BufferedIOBase = io.BytesIO(source)
+    else:
         try:
-            size = f.seek(0, io.SEEK_END)
-            f.seek(0)
+            check_regular(source)  # a FIFO would block, a device never end
+            f = open(source, "rb")
+        except OSError as exc:
+            raise IDXError(f"{name}: cannot open: {exc.strerror or exc}") from exc
+    with f:
+        try:
             gz = f.read(2) == _GZIP_MAGIC
+            size = f.seek(0, io.SEEK_END)
             f.seek(0)
             if not gz:
                 yield f, size, None
