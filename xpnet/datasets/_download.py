@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,15 +51,12 @@ def _explain(exc: BaseException, timeout: float) -> str:
 
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError):
+        return f"timed out after {timeout:g} s"  # socket.timeout is TimeoutError
     if isinstance(exc, urllib.error.URLError):
         reason = exc.reason
-        if isinstance(reason, (TimeoutError, socket.timeout)):
-            return f"timed out after {timeout:g} s"
-        if isinstance(reason, OSError):
-            return f"cannot connect: {reason.strerror or reason}"
-        return str(reason)
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return f"timed out after {timeout:g} s"
+        return f"cannot connect: {reason.strerror or reason}" if isinstance(reason, OSError) \
+            else str(reason)
     if isinstance(exc, http.client.IncompleteRead):
         return f"connection closed early: truncated transfer ({len(exc.partial)} bytes read)"
     if isinstance(exc, ConnectionError):
