@@ -1,4 +1,3 @@
-# NumPy is used on the host here only to read its build configuration (its BLAS).
 """``xpnet info`` and ``xpnet download``: the machine and the data cache.
 
 ``info`` shows versions, the backends (and why one is unavailable), their devices, the BLAS
@@ -13,8 +12,6 @@ import os
 import platform
 from typing import Any
 
-import numpy as np
-
 from .._version import __version__
 from ..backends import BackendError, backend_status, get_backend, versions
 from ..datasets import cache_dir, download
@@ -26,24 +23,12 @@ __all__ = ["cmd_info", "cmd_download"]
 
 
 def _blas_info() -> list[dict[str, Any]]:
-    """The BLAS/OpenMP libraries in use and their threads (threadpoolctl, else NumPy)."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        threadpool_info = None
-    if threadpool_info is not None:
-        return [{"library": i.get("internal_api"), "api": i.get("user_api"),
-                 "threads": i.get("num_threads"), "version": i.get("version"),
-                 "threading": i.get("threading_layer")} for i in threadpool_info()]
-    try:
-        cfg = np.show_config(mode="dicts")  # numpy >= 1.25
-        blas = cfg.get("Build Dependencies", {}).get("blas", {})
-        env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                          "MKL_NUM_THREADS") if k in os.environ}
-        return [{"library": blas.get("name"), "api": "blas", "version": blas.get("version"),
-                 "threads": env or "unknown (pip install threadpoolctl to see them)"}]
-    except Exception:  # pragma: no cover - very old numpy
-        return []
+    """The BLAS/OpenMP libraries in use and their threads (threadpoolctl, a dependency)."""
+    from threadpoolctl import threadpool_info
+
+    return [{"library": i.get("internal_api"), "api": i.get("user_api"),
+             "threads": i.get("num_threads"), "version": i.get("version"),
+             "threading": i.get("threading_layer")} for i in threadpool_info()]
 
 
 def cmd_info(args: argparse.Namespace) -> int:
