@@ -119,6 +119,34 @@ def test_npz_of_X_and_y_is_a_table(tmp_path):
     assert not is_table_file(tmp_path / "img.npz")
 
 
+def test_npz_table_header_claims_are_checked_before_reading(tmp_path):
+    """Before: numpy allocated the 8 GiB an X header claimed in a 300-byte file, then
+    failed on the missing data; now the claim is refused from the header."""
+    import io
+    import tracemalloc
+    import zipfile
+
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 1)))
+    header["shape"] = (2**16, 2**14)
+    claim = io.BytesIO()
+    np.lib.format.write_array_header_1_0(claim, header)
+    y = io.BytesIO()
+    np.save(y, np.zeros(2**16))
+    p = tmp_path / "lie.npz"
+    with zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("X.npy", claim.getvalue() + bytes(64))
+        zf.writestr("y.npy", y.getvalue())
+    tracemalloc.start()
+    try:
+        with pytest.raises(TableError, match=r"array 'X' claims shape \(65536, 16384\) of "
+                           r"float64 \(8589934592 bytes\) but the archive member holds at most"):
+            read_table(p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20
+
+
 def test_parquet_reads_like_csv(tmp_path):
     pa = pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install "
                                                "pyarrow): Parquet is not tested")

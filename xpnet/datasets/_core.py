@@ -9,6 +9,7 @@ import io
 import math
 import os
 import sys
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,6 +317,36 @@ def read_npy_header(f: IO[bytes], name: str) -> tuple[tuple[int, ...], np.dtype,
         raise DatasetError(f"{name} has object dtype {dtype}; xpnet never unpickles data "
                            "(save numeric arrays only)")
     return tuple(int(d) for d in shape), dtype, bool(fortran)
+
+
+def _inflate_limit(compressed: int) -> int:
+    """Most bytes `compressed` bytes of deflate data (gzip, zip) can hold: about 1032:1."""
+    return compressed * 1032 + 1024
+
+
+def _npz_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """The ``.npy`` members of an ``.npz``, by array name."""
+    return {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+
+
+def _npz_member_shape(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path,
+                      key: str) -> tuple[int, ...]:
+    """The shape in one .npy header; object dtypes and impossible sizes refused first."""
+    with zf.open(info) as f:
+        try:
+            shape, dtype, _ = read_npy_header(f, f"{path}: array {key!r}")
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read array {key!r}: {exc}") from exc
+    nbytes = math.prod(shape) * dtype.itemsize
+    limit = info.file_size
+    if info.compress_type != zipfile.ZIP_STORED:
+        limit = min(limit, _inflate_limit(info.compress_size))
+    if nbytes > limit:
+        raise DatasetError(
+            f"{path}: array {key!r} claims shape {shape} of {dtype} ({nbytes} bytes) but "
+            f"the archive member holds at most {limit} bytes: truncated or corrupt"
+        )
+    return shape
 
 
 def _image_array(x: Any, key: str) -> tuple[np.ndarray, tuple[int, ...]]:

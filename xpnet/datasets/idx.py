@@ -31,7 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from .._files import atomic_open, check_regular
-from ._core import DatasetError
+from ._core import DatasetError, _inflate_limit
 
 __all__ = ["IDXError", "read_idx", "read_idx_header", "write_idx", "MAX_PAYLOAD_BYTES"]
 
@@ -52,11 +52,6 @@ _CODE_TO_DTYPE: dict[int, np.dtype] = {
 }
 _KIND_SIZE_TO_CODE = {(dt.kind, dt.itemsize): code for code, dt in _CODE_TO_DTYPE.items()}
 _CODES_TEXT = ", ".join(f"0x{c:02X} ({_CODE_TO_DTYPE[c].name})" for c in sorted(_CODE_TO_DTYPE))
-
-
-def _inflate_limit(compressed: int) -> int:
-    """Most bytes `compressed` bytes of deflate data (gzip, zip) can hold: about 1032:1."""
-    return compressed * 1032 + 1024
 
 
 class _Hasher(Protocol):

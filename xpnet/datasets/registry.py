@@ -11,9 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ._core import Dataset, DatasetError, check_data_size, file_sha256, read_npy_header
+from ._core import (
+    Dataset,
+    DatasetError,
+    _npz_member_shape,
+    _npz_members,
+    check_data_size,
+    file_sha256,
+)
 from .digits import load_digits
-from .idx import _inflate_limit, _read_idx_hashed, read_idx_header
+from .idx import _read_idx_hashed, read_idx_header
 from .mnist import _ALIASES as _MNIST_ALIASES
 from .mnist import CLASS_NAMES, FILES, _find_local, known_digests, load_mnist
 
@@ -168,26 +175,6 @@ def _check_idx_headers(folder: Path, paths: list[Path]) -> None:
     check_data_size(math.prod(shapes[0]) + math.prod(shapes[2]), f"{folder}'s images")
 
 
-def _check_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path,
-                      key: str) -> tuple[int, ...]:
-    """The shape in one .npy header; object dtypes and impossible sizes refused first."""
-    with zf.open(info) as f:
-        try:
-            shape, dtype, _ = read_npy_header(f, f"{path}: array {key!r}")
-        except OSError as exc:
-            raise DatasetError(f"{path}: cannot read array {key!r}: {exc}") from exc
-    nbytes = math.prod(shape) * dtype.itemsize
-    limit = info.file_size
-    if info.compress_type != zipfile.ZIP_STORED:
-        limit = min(limit, _inflate_limit(info.compress_size))
-    if nbytes > limit:
-        raise DatasetError(
-            f"{path}: array {key!r} claims shape {shape} of {dtype} ({nbytes} bytes) but "
-            f"the archive member holds at most {limit} bytes: truncated or corrupt"
-        )
-    return shape
-
-
 def _npz_extras(arrays: dict[str, np.ndarray], path: Path
                 ) -> tuple[list[str] | None, list[int] | None]:
     """The optional ``class_names`` and ``image_shape`` arrays of an .npz, checked."""
@@ -210,7 +197,7 @@ def _npz_keys(path: Path) -> dict[str, str]:
     """The member key of each array `load_npz` reads, every header and size checked first."""
     try:
         with zipfile.ZipFile(path) as zf:
-            members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+            members = _npz_members(zf)
             by_lower = {k.lower(): k for k in members}
             absent = [want for want in _NPZ_KEYS if want not in by_lower]
             if absent:
@@ -219,7 +206,7 @@ def _npz_keys(path: Path) -> dict[str, str]:
                     f"{', '.join(_NPZ_KEYS)} (found: {', '.join(sorted(members)) or 'none'})")
             keys = {want: by_lower[want] for want in (*_NPZ_KEYS, "class_names", "image_shape")
                     if want in by_lower}
-            shapes = {want: _check_npy_member(zf, members[key], path, want)
+            shapes = {want: _npz_member_shape(zf, members[key], path, want)
                       for want, key in keys.items()}
             if "class_names" in keys and members[keys["class_names"]].file_size > \
                     _MAX_NAMES_BYTES:
