@@ -8,6 +8,7 @@ go through `jsonable`, which turns everything into plain JSON types.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -136,15 +137,10 @@ def print_json_rows(obj: dict[str, Any], key: str, rows: Iterable[Any],
     def pieces() -> Iterator[str]:
         head = json.dumps(jsonable(obj), allow_nan=False)[:-1]
         yield head + (", " if obj else "") + json.dumps(str(key)) + ": ["
-        batch: list[Any] = []
-        first = True
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= chunk:
-                yield ("" if first else ", ") + _dumps_rows(batch)
-                batch, first = [], False
-        if batch:
-            yield ("" if first else ", ") + _dumps_rows(batch)
+        it, sep = iter(rows), ""
+        while batch := list(itertools.islice(it, chunk)):
+            yield sep + _dumps_rows(batch)
+            sep = ", "
         yield "]}\n"
 
     _write_stdout(pieces())
