@@ -518,13 +518,11 @@ class Sequential:
         return [k for k in self.params if k in trained]
 
     def _trained_keys(self) -> list[list[tuple[str, str]]]:
-        """Per layer, the ``(short name, key)`` pairs of its trained parameters: all of a
-        trainable layer's, those of its trainable held layers for one that holds layers."""
+        """Per layer, its trained parameters' ``(short name, key)`` pairs (held layers too)."""
         return self._train_plan()[0]
 
     def _train_plan(self) -> tuple[list[list[tuple[str, str]]], list[bool], int | None]:
-        """`_trained_keys`, whether each layer trains, the lowest that does; rebuilt when
-        the keys or a layer's ``trainable`` change (held layers: at every call)."""
+        """`_trained_keys`, which layers train, the lowest that does (cached while flags hold)."""
         per = self._layer_keys()
         flags = tuple(map(_TRAINABLE, self.layers))
         cache = self._step_cache
@@ -556,11 +554,7 @@ class Sequential:
         return out
 
     def _layer_keys(self) -> list[list[tuple[str, str]]]:
-        """Per layer, ``(short name, key in params)`` pairs; rebuilt when the keys change.
-
-        The same as [`layer_params`][xpnet.model.Sequential.layer_params] for every
-        layer at once, without scanning every key for every layer at every step.
-        """
+        """`layer_params`' (short name, key) pairs of every layer; rebuilt when keys change."""
         keys = (len(self.layers), *self._params)
         cached = getattr(self, "_layer_keys_cache", None)
         if cached is not None and cached[0] == keys:
@@ -655,10 +649,8 @@ class Sequential:
 
     def _backward(self, caches: list, dout: Any, check: bool = False,
                   input_grad: list | None = None) -> dict[str, Any]:
-        """Gradients of the trainable parameters; nothing below the lowest trainable
-        layer is run, and frozen layers that can skip their parameter gradients do.
-        ``check`` compares each layer's gradient keys and shapes with its parameters';
-        a list ``input_grad`` runs every layer and receives the gradient w.r.t. X."""
+        """Trained parameters' gradients, from the lowest trained layer up (``check``: their
+        keys and shapes; a list ``input_grad``: every layer, and it gets the X gradient)."""
         layers, per = self.layers, self._layer_keys()
         trained, trains, first = self._train_plan()
         layer_params = self._layer_params(per)
