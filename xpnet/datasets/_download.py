@@ -160,8 +160,7 @@ def fetch_verified(
 
 def _copy(resp: Any, out: Any, limit: int, start: float, deadline: float,
           advance: Callable[[int], None]) -> tuple[int, str]:
-    """Copy the response to ``out`` in chunks, at most ``limit`` bytes and at most
-    ``deadline`` seconds after ``start``; return the bytes received and their SHA-256."""
+    """Copy at most `limit` bytes within `deadline` s of `start`; return (size, SHA-256)."""
     h = hashlib.sha256()
     received = 0
     while chunk := resp.read(_CHUNK):

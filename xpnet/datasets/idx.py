@@ -84,9 +84,7 @@ def _describe(source: object) -> str:
 @contextlib.contextmanager
 def _reading(source: str | os.PathLike[str] | bytes | bytearray | memoryview, name: str
              ) -> Iterator[tuple[io.BufferedIOBase, int | None, int | None]]:
-    """Yield (stream, raw size, gzip size): gzip content (by its magic) read through
-    `gzip.GzipFile`, whose reads inflate at most the bytes asked for plus its 8 KiB buffer;
-    read and gzip errors become IDXError."""
+    """Yield (stream, raw size, gzip size), gzip unpacked; read and gzip errors as IDXError."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         f: io.BufferedIOBase = io.BytesIO(source)
     else:
@@ -103,6 +101,7 @@ def _reading(source: str | os.PathLike[str] | bytes | bytearray | memoryview, na
             if not gz:
                 yield f, size, None
                 return
+            # GzipFile's reads inflate what is asked for and at most its 8 KiB buffer more
             with gzip.GzipFile(fileobj=f, mode="rb") as unpacked:
                 yield unpacked, None, size
         except EOFError:
