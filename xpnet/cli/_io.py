@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,21 +132,19 @@ def _check_dataset_meta(info: Any, model_file: Any) -> None:
     """Types of the ``dataset`` metadata that ``evaluate`` and ``predict`` rely on."""
     if not isinstance(info, dict):
         raise _bad_field(model_file, "dataset", "an object", info)
-    for key, types, want in (("name", str, "a string"), ("spec", str, "a string"),
-                             ("source", str, "a string"),
-                             ("data_dir", (str, type(None)), "a string or null")):
-        if key in info and not isinstance(info[key], types):
+    for key, ok, want in _DATASET_META:
+        if key in info and not ok(info[key]):
             raise _bad_field(model_file, f"dataset.{key}", want, info[key])
-    shape = info.get("image_shape")
-    if shape is not None and not (
-            isinstance(shape, list) and 1 <= len(shape) <= 4
-            and all(type(d) is int and d >= 1 for d in shape)):
-        raise _bad_field(model_file, "dataset.image_shape", "a list of 1 to 4 positive "
-                         "integers", shape)
-    names = info.get("class_names")
-    if names is not None and not (isinstance(names, list)
-                                  and all(isinstance(c, str) for c in names)):
-        raise _bad_field(model_file, "dataset.class_names", "a list of strings", names)
+
+
+#: The ``dataset`` metadata entries that are checked: (key, check of a value, what it must be).
+_DATASET_META: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    *((key, lambda v: isinstance(v, str), "a string") for key in ("name", "spec", "source")),
+    ("data_dir", lambda v: v is None or isinstance(v, str), "a string or null"),
+    ("image_shape", lambda v: v is None or isinstance(v, list) and 1 <= len(v) <= 4
+     and all(type(d) is int and d >= 1 for d in v), "a list of 1 to 4 positive integers"),
+    ("class_names", lambda v: v is None or isinstance(v, list)
+     and all(isinstance(c, str) for c in v), "a list of strings"))
 
 
 def run_meta(ckpt: Any, model_file: Any = "the model file") -> dict[str, Any]:

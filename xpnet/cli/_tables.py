@@ -400,13 +400,8 @@ def _prediction_rows(encoder: Any, outputs: np.ndarray, proba: bool,
     if proba:
         header += [f"p({c})" for c in encoder.classes]
     probs = carried(outputs.astype(dtype)).tolist()
-    rows: list[list[Any]] = [header]
-    for i in range(outputs.shape[0]):
-        row = [str(names[i]), probs[i][best[i]]]
-        if proba:
-            row += probs[i]
-        rows.append(row)
-    return rows
+    return [header, *([str(name), p[b], *(p if proba else ())]
+                      for name, p, b in zip(names, probs, best.tolist(), strict=True))]
 
 
 def _json_row(header: list[str], row: list[Any], line: Any, unit: str) -> dict[str, Any]:
