@@ -265,8 +265,9 @@ class BaseMLP(BaseEstimator):
 
     def _update_no_improvement_count(self, val: Samples | None) -> None:
         """scikit-learn's ``tol`` rule on the validation score or the training loss."""
-        if val is not None:
-            score = self._validation_score(val)
+        if val is not None:  # the held-out score, weighted by their sample weights, if any
+            score = self._score_outputs(self._outputs(val.rows), val.Y,
+                                        None if val.weights is None else val.weights.device)
             self.validation_scores_.append(score)
             if self.verbose:
                 print(f"Validation score: {score:f}")
@@ -276,11 +277,6 @@ class BaseMLP(BaseEstimator):
             self._best.update(self.loss_curve_[-1])
             self.best_loss_ = self._best.best
         self._no_improvement_count = self._best.wait
-
-    def _validation_score(self, val: Samples) -> float:
-        """The score of the held-out samples (weighted by their sample weights, if any)."""
-        w = None if val.weights is None else val.weights.device
-        return self._score_outputs(self._outputs(val.rows), val.Y, w)
 
     def _restore_best(self) -> None:
         """Put the best epoch's weights back (a run that never improved keeps its weights)."""

@@ -166,14 +166,14 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     def _set_classes(self, y: Any, classes: Any = None) -> None:
         """Define ``classes_`` and the output layout from ``y`` (or ``classes``)."""
-        self._multilabel = type_of_target(y) == "multilabel-indicator"
+        kind = type_of_target(y)
+        self._multilabel = kind == "multilabel-indicator"
         if self._multilabel:
             xp = array_api_compat.array_namespace(y)
             self.classes_ = xp.arange(y.shape[1], device=array_api_compat.device(y))
             self.n_outputs_ = int(y.shape[1])
             self.out_activation_ = "logistic"
             return
-        kind = type_of_target(y)
         if kind not in ("binary", "multiclass"):
             raise ValueError(f"Unknown label type: {kind!r}")
         source = y if classes is None else classes
@@ -189,19 +189,14 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         self.out_activation_ = "softmax" if k > 2 else "logistic"
 
     def _check_classes(self, y: Any) -> None:
-        """scikit-learn's checks of a continued fit's labels (multilabel: not checked)."""
-        if self._multilabel:
+        """A warm start's labels are the first fit's (unknown labels: `_indices` refuses)."""
+        if self._multilabel or not self.warm_start:
             return
         given = to_numpy(_unique_sorted(y))
-        known = to_numpy(self.classes_)
-        if self.warm_start:
-            if set(given.tolist()) != set(known.tolist()):
-                raise ValueError(
-                    "warm_start can only be used where `y` has the same classes as in the "
-                    f"previous call to fit. Previously got {self.classes_}, `y` has {given}")
-        elif len(np.setdiff1d(given, known, assume_unique=True)):
-            raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
-                             f"{self.classes_}. 'y' has {given}.")
+        if set(given.tolist()) != set(to_numpy(self.classes_).tolist()):
+            raise ValueError(
+                "warm_start can only be used where `y` has the same classes as in the "
+                f"previous call to fit. Previously got {self.classes_}, `y` has {given}")
 
     def _set_targets(self, y: Any, *, first: bool, incremental: bool, classes: Any) -> None:
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
@@ -212,22 +207,14 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def _indices(self, y: Any) -> Any:
         """Class indices (int64) of ``y`` in ``classes_``; ValueError for unknown labels."""
         classes = self.classes_
-        k = classes.shape[0]
-        if isinstance(classes, np.ndarray):
-            y_h = y if isinstance(y, np.ndarray) else to_numpy(y)
-            idx = np.searchsorted(classes, y_h)
-            bad = np.asarray(classes[np.minimum(idx, k - 1)] != y_h)
-            if bad.any():
-                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` "
-                                 f"has {classes}. 'y' has {np.unique(y_h[bad])}.")
-            return idx.astype(np.int64)
-        xp = array_api_compat.array_namespace(classes)
+        y = to_numpy(y) if isinstance(classes, np.ndarray) else y  # string labels: on the host
+        xp, last = array_api_compat.array_namespace(classes), classes.shape[0] - 1
         idx = xp.searchsorted(classes, y)
-        clipped = xp.clip(idx, 0, k - 1) if hasattr(xp, "clip") else xp.minimum(idx, k - 1)
-        if bool(xp.any(xp.take(classes, clipped) != y)):
-            raise ValueError(
-                f"`y` has classes not in `self.classes_`. `self.classes_` has {classes}.")
-        return xp.astype(clipped, xp.int64)
+        idx = xp.clip(idx, 0, last) if hasattr(xp, "clip") else xp.minimum(idx, last)
+        if bool(xp.any(xp.take(classes, idx) != y)):
+            raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                             f"{classes}. 'y' has {_unique_sorted(y)}.")
+        return xp.astype(idx, xp.int64)
 
     def _encode_targets(self, y: Any) -> tuple[Any, Any]:
         """Device targets as the loss takes them, and the split's strata (binary) or None."""
@@ -291,11 +278,6 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                                  f"partial_fit, was: {self.classes_!r}")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
-    def _probabilities(self, X: Any) -> Any:
-        """Output-layer probabilities (softmax, or the sigmoid of each output) on the device."""
-        out = self._predict_outputs(X)
-        return self._sk_loss().output_transform(out)
-
     def predict_proba(self, X):
         """Class probabilities, columns ordered as ``classes_``.
 
@@ -309,6 +291,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             Same namespace and device as ``X`` (NumPy for NumPy, sparse or list input).
         """
         return self._proba_columns(X, "predict_proba")
+
+    def _probabilities(self, X: Any) -> Any:
+        """Output-layer probabilities (softmax, or the sigmoid of each output) on the device."""
+        return self._sk_loss().output_transform(self._predict_outputs(X))
 
     def _proba_columns(self, X: Any, method: str) -> Any:
         X = self._check_predict_input(X, method)
