@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import datasets
 from ._args import EXIT_DATA, EXIT_USAGE, CLIError
 from ._io import refuse_table
 
@@ -79,13 +80,11 @@ def _check_dtype(dtype: np.dtype, name: str) -> None:
 
 def _npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from a .npy header, after checking the file holds that much data."""
-    from ..datasets import DatasetError, read_npy_header
-
     try:
         with open(path, "rb") as f:
-            shape, dtype, _ = read_npy_header(f, str(path))
+            shape, dtype, _ = datasets.read_npy_header(f, str(path))
             have = path.stat().st_size - f.tell()
-    except DatasetError as exc:
+    except datasets.DatasetError as exc:
         raise CLIError(f"not a readable .npy file: {exc}", EXIT_DATA) from None
     need = math.prod(shape) * dtype.itemsize
     if need > have:
@@ -97,8 +96,6 @@ def _npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
 
 def _plan(text: str, n_features: int, image_shape: tuple[int, ...] | None) -> _Input:
     """Check one input (a regular file: cmd_predict checked) from its name and header alone."""
-    from ..datasets import DatasetError, read_idx_header
-
     path = Path(text).expanduser()
     refuse_table(path, "this model", "predict from")
     suffix = path.suffix.lower()
@@ -112,8 +109,8 @@ def _plan(text: str, n_features: int, image_shape: tuple[int, ...] | None) -> _I
         kind = "npy"
     else:
         try:
-            shape, dtype = read_idx_header(path)
-        except DatasetError as exc:
+            shape, dtype = datasets.read_idx_header(path)
+        except datasets.DatasetError as exc:
             raise CLIError(f"{path}: not a .npy, IDX or image file ({exc})",
                            EXIT_DATA) from None
         kind = "idx"
@@ -124,8 +121,6 @@ def _plan(text: str, n_features: int, image_shape: tuple[int, ...] | None) -> _I
 
 def _convert_into(dest: np.ndarray, arr: np.ndarray, name: str) -> None:
     """Scale `arr` into the float32 rows `dest` in place: integers / 255, floats checked."""
-    from ..datasets import DatasetError, check_float_values
-
     if np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.uint8 and arr.size:
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi > 255:
@@ -136,8 +131,8 @@ def _convert_into(dest: np.ndarray, arr: np.ndarray, name: str) -> None:
         dest /= np.float32(255.0)
     elif np.issubdtype(arr.dtype, np.floating):
         try:  # float64 beyond float32's range became inf in the assignment
-            check_float_values(dest, name)
-        except DatasetError as exc:
+            datasets.check_float_values(dest, name)
+        except datasets.DatasetError as exc:
             raise CLIError(f"{exc}; float inputs must be finite and scaled to [0, 1] like "
                            "the training data (uint8 is scaled for you)", EXIT_DATA) from None
 
@@ -178,8 +173,6 @@ class _Items(Sequence[dict[str, Any]]):
 def _fill(inp: _Input, dest: np.ndarray, image_shape: tuple[int, ...] | None,
           invert: str) -> tuple[str, int, bool | None]:
     """Read one input into its rows of the block; return its (name, rows, inverted)."""
-    from ..datasets import DatasetError, read_idx
-
     if inp.kind == "image":
         assert image_shape is not None
         dest[0], flipped = _read_image(inp.path, image_shape, invert)
@@ -191,8 +184,8 @@ def _fill(inp: _Input, dest: np.ndarray, image_shape: tuple[int, ...] | None,
             raise CLIError(f"{inp.path}: not a readable .npy file ({exc})", EXIT_DATA) from None
     else:
         try:
-            arr = read_idx(inp.path)
-        except DatasetError as exc:
+            arr = datasets.read_idx(inp.path)
+        except datasets.DatasetError as exc:
             raise CLIError(f"{inp.path}: not a .npy, IDX or image file ({exc})",
                            EXIT_DATA) from None
     if tuple(arr.shape) != inp.shape:
@@ -252,11 +245,9 @@ def _read_image(path: Path, image_shape: tuple[int, ...], invert: str
 def read_inputs(paths: list[str], n_features: int, image_shape: tuple[int, ...] | None,
                 invert: str) -> tuple[np.ndarray, Sequence[dict[str, Any]]]:
     """``predict`` inputs as (n, n_features) float32 rows in [0, 1] and lazy per-row items."""
-    from ..datasets import check_data_size
-
     plans = [_plan(text, n_features, image_shape) for text in paths]
     total = sum(p.rows for p in plans)
-    check_data_size(total * n_features, f"the {len(plans)} input file(s)")
+    datasets.check_data_size(total * n_features, f"the {len(plans)} input file(s)")
     X = np.empty((total, n_features), dtype=np.float32)
     spans = []
     start = 0

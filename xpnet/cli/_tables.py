@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import datasets
 from ._args import EXIT_DATA, EXIT_OK, EXIT_USAGE, CLIError
 from ._confusion import print_report, report
 from ._io import check_output, run_meta
@@ -97,19 +98,15 @@ class TableData:
 
 def is_table(spec_kind: str, spec: str) -> bool:
     """Whether a ``--dataset`` value names a table file."""
-    from ..datasets import is_table_file
-
-    return spec_kind == "path" and is_table_file(spec)
+    return spec_kind == "path" and datasets.is_table_file(spec)
 
 
 def check_dataset_file(spec_kind: str, spec: str) -> None:
     """Refuse (exit 3) a ``--dataset`` file no loader reads, listing the formats accepted."""
-    from ..datasets import TABLE_FORMATS
-
     p = Path(spec)
-    if spec_kind != "path" or not p.is_file() or p.suffix.lower() in TABLE_FORMATS:
+    if spec_kind != "path" or not p.is_file() or p.suffix.lower() in datasets.TABLE_FORMATS:
         return
-    tables = ", ".join(f"{s} {d}" for s, d in TABLE_FORMATS.items() if s != ".npz")
+    tables = ", ".join(f"{s} {d}" for s, d in datasets.TABLE_FORMATS.items() if s != ".npz")
     raise CLIError(f"--dataset {p}: unknown format {p.suffix.lower() or '(no suffix)'!r}; "
                    "accepted: a folder of the four IDX files, an .npz with x_train, y_train, "
                    f"x_test, y_test (images) or with X and y (a table), {tables}", EXIT_DATA)
@@ -156,16 +153,14 @@ def check_table_flags(args: argparse.Namespace, table: bool, resuming: bool,
 def _encode(encoder: Any, table: Any, *, quiet: bool, fit: bool = False, **kwargs: Any
             ) -> tuple[np.ndarray, np.ndarray | None]:
     """``encoder.transform`` (after ``fit`` when `fit`), its notes printed as ``xpnet: note:``."""
-    from ..datasets import TableWarning
-
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", TableWarning)
+        warnings.simplefilter("always", datasets.TableWarning)
         if fit:
             encoder.fit(table)
         X, y = encoder.transform(table, **kwargs)
     con = console(stderr=True, quiet=quiet)
     for w in caught:
-        if issubclass(w.category, TableWarning):
+        if issubclass(w.category, datasets.TableWarning):
             con.print(f"xpnet: note: {w.message}", markup=False, highlight=False)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -174,20 +169,18 @@ def _encode(encoder: Any, table: Any, *, quiet: bool, fit: bool = False, **kwarg
 
 def load_table(path: str, args: argparse.Namespace, saved_spec: Any = None) -> TableData:
     """Read and encode the training table, or reuse a resumed run's encoding (TableError: 3)."""
-    from ..datasets import MAX_CATEGORIES, TableEncoder, file_sha256, read_table
-
     if saved_spec is not None:
-        encoder = TableEncoder.from_dict(saved_spec)
-        table = read_table(path, kinds=encoder.kinds)
+        encoder = datasets.TableEncoder.from_dict(saved_spec)
+        table = datasets.read_table(path, kinds=encoder.kinds)
     else:
-        table = read_table(path)
-        encoder = TableEncoder(args.target, task=args.task,
-                               max_categories=args.max_categories or MAX_CATEGORIES,
-                               impute=bool(args.impute))
+        table = datasets.read_table(path)
+        encoder = datasets.TableEncoder(
+            args.target, task=args.task, impute=bool(args.impute),
+            max_categories=args.max_categories or datasets.MAX_CATEGORIES)
     X, y = _encode(encoder, table, quiet=args.quiet, fit=saved_spec is None)
     assert y is not None
     return TableData(table.name, X, y, encoder, table.source, table.n_rows,
-                     {Path(path).name: file_sha256(path)})
+                     {Path(path).name: datasets.file_sha256(path)})
 
 
 def scaled_model(sizes: list[int], numeric: list[int], X: Any, *, regression: bool,
@@ -240,27 +233,23 @@ def _regression_scores(encoder: Any, outputs: np.ndarray, y: np.ndarray) -> dict
 
 def table_encoder(meta: dict[str, Any], model_file: Any) -> Any:
     """The encoder stored with a model trained on a table, or None for other models."""
-    from ..datasets import TableEncoder, TableError
-
     spec = (meta.get("dataset") or {}).get("table")
     if spec is None:
         return None
     try:
-        return TableEncoder.from_dict(spec)
-    except TableError as exc:
+        return datasets.TableEncoder.from_dict(spec)
+    except datasets.TableError as exc:
         raise CLIError(f"{model_file}: damaged metadata: {exc}", EXIT_DATA) from None
 
 
 def _read(path: str, encoder: Any, *, with_target: bool) -> Any:
-    from ..datasets import read_table
-
     p = Path(path).expanduser()
     if not p.exists():
         raise CLIError(f"input {p} does not exist", EXIT_DATA)
     kinds = encoder.kinds
     if not with_target:
         kinds.pop(encoder.target, None)
-    return read_table(p, kinds=kinds)
+    return datasets.read_table(p, kinds=kinds)
 
 
 def _outputs(model: Any, X: np.ndarray) -> np.ndarray:
