@@ -288,6 +288,14 @@ def test_zero_padding_after_gzip_stream_is_skipped():
     assert read_idx(blob).tolist() == [1, 2]
 
 
+def test_gzip_file_far_larger_than_its_payload_is_refused_unread():
+    # 10 MB of zero padding took GzipFile 3 s to skip, a byte per call
+    blob = gz(idx_bytes(0x08, (2,), b"\x01\x02")) + bytes(10**7)
+    with pytest.raises(IDXError, match=r"larger than a gzip stream of shape \(2,\) of uint8 "
+                       r"needs \(at most 65546 bytes\)"):
+        read_idx(blob)
+
+
 def test_gzip_bomb_is_not_decompressed():
     # Header claims 10 bytes; the stream then inflates to 64 MiB of zeros.
     comp = zlib.compressobj(9, zlib.DEFLATED, 31)

@@ -40,6 +40,7 @@ MAX_PAYLOAD_BYTES = 2**31
 larger claims are rejected unread."""
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_SLACK = 1 << 16  # gzip headers (file names) and members beyond the data stored
 _CHUNK = 1 << 20
 
 _CODE_TO_DTYPE: dict[int, np.dtype] = {
@@ -175,6 +176,11 @@ def _check_sizes(name: str, shape_text: str, header_len: int, nbytes: int,
             f"{name}: payload truncated: header claims {shape_text} = {nbytes} bytes, more "
             f"than a {gz_size}-byte gzip file can hold"
         )
+    # GzipFile skips zero padding after a stream a byte per call (0.3 s per MB): bounded here
+    most = header_len + nbytes + nbytes // 1000 + _GZIP_SLACK
+    if gz_size is not None and gz_size > most:
+        raise IDXError(f"{name}: a {gz_size}-byte gzip file is larger than a gzip stream of "
+                       f"{shape_text} needs (at most {most} bytes): data after the stream?")
 
 
 def _parse(
