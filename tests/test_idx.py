@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xpnet.datasets import DatasetError, IDXError, read_idx, write_idx
+from xpnet.datasets import DatasetError, IDXError, read_idx, read_idx_header, write_idx
 from xpnet.datasets.idx import MAX_PAYLOAD_BYTES
 
 CODES = {
@@ -294,6 +294,14 @@ def test_gzip_file_far_larger_than_its_payload_is_refused_unread():
     with pytest.raises(IDXError, match=r"larger than a gzip stream of shape \(2,\) of uint8 "
                        r"needs \(at most 65546 bytes\)"):
         read_idx(blob)
+
+
+def test_gzip_header_name_is_read_only_in_the_first_64_kib():
+    # a file name (FNAME flag) that never ends: GzipFile read it a byte per call, 10 MB in 2 s
+    blob = b"\x1f\x8b\x08\x08" + bytes(6) + b"a" * 10**7
+    for read in (read_idx, read_idx_header):
+        with pytest.raises(IDXError, match="no IDX header in the first 64 KiB"):
+            read(blob)
 
 
 def test_gzip_bomb_is_not_decompressed():

@@ -102,6 +102,17 @@ def _reading(source: str | os.PathLike[str] | bytes | bytearray | memoryview, na
             if not gz:
                 yield f, size, None
                 return
+            # GzipFile reads a gzip header's file name a byte per call: that header must end,
+            # and the IDX header start, in the file's first 64 KiB (the size check bounds the rest)
+            try:
+                with gzip.GzipFile(fileobj=io.BytesIO(f.read(_GZIP_SLACK)), mode="rb") as head:
+                    head.read(20)
+            except EOFError:
+                if size <= _GZIP_SLACK:
+                    raise
+                raise IDXError(f"{name}: corrupt gzip data (no IDX header in the first 64 KiB: "
+                               "a gzip header that long?)") from None
+            f.seek(0)
             # GzipFile's reads inflate what is asked for and at most its 8 KiB buffer more
             with gzip.GzipFile(fileobj=f, mode="rb") as unpacked:
                 yield unpacked, None, size
