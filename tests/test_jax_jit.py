@@ -40,7 +40,7 @@ def _fit(monkeypatch, compiled, *, model_kw=None, fit_kw=None, prepare=None):
     kw = {"epochs": 3, "batch_size": 64, "verbose": 0,
           "optimizer": xn.Adam(lr=xn.schedules.StepDecay(1e-2, step_size=4, gamma=0.5))}
     kw.update(fit_kw or {})
-    h = m.fit(jnp.asarray(X), jnp.asarray(y), **kw)
+    h = m.fit(jnp.asarray(kw.pop("X", X)), jnp.asarray(y), **kw)
     return m, h, kw["optimizer"], sum(ran)
 
 
@@ -156,3 +156,68 @@ def test_user_classes_keep_the_eager_step(monkeypatch):
     m = xn.MLP([6, 3], backend="jax")
     trainer = xn.training.Trainer(m, X, y, optimizer=xn.SGD(lr=0.1), epochs=1, batch_size=32)
     assert trainer._jit is None  # NumPy data: it would be copied in at every step
+
+
+@pytest.mark.parametrize("policy", ["skip", "raise", "stop"])
+@pytest.mark.parametrize("window", [2, 64])
+def test_flags_read_in_batches_keep_the_guard_exact(monkeypatch, policy, window):
+    """The compiled step's flags are read every ``window`` steps and at the epoch's end,
+    not at every step; a step refused in the middle of a window changes nothing (the
+    later steps use the right Adam counts and scheduled rate), as on the eager path."""
+    reads = []
+    real = _jit.JitStep.flush
+
+    def counting(self):
+        reads.append(len(self.pending))
+        return real(self)
+
+    monkeypatch.setattr(_jit.JitStep, "flush", counting)
+    monkeypatch.setattr(_jit.JitStep, "WINDOW", window)
+    bad = _data()[0]
+    bad[64:128, 2] = 1e25  # batch 2 of 5: Adam's second moment overflows (an update)
+
+    def run(compiled):
+        try:
+            m, h, opt, _ = _fit(monkeypatch, compiled, fit_kw={
+                "on_nonfinite": policy, "shuffle": False, "X": bad, "optimizer": xn.Adam(
+                    lr=xn.schedules.StepDecay(1e-2, step_size=3, gamma=0.5))})
+        except xn.NonFiniteLossError as exc:
+            return str(exc)
+        return m, h, opt
+
+    fast, slow = run(True), run(False)
+    if policy == "raise":
+        assert fast == slow and "update" in fast and "epoch 1, step 2" in fast
+        assert reads[0] == min(window, 5)
+        return
+    (mf, hf, of), (ms, hs, os_) = fast, slow
+    _close(mf, ms)
+    np.testing.assert_allclose(hf.history.get("loss", []), hs.history.get("loss", []),
+                               rtol=1e-5)
+    assert hf.history.get("skipped_steps") == hs.history.get("skipped_steps")
+    assert of.state["step"] == os_.state["step"] == (12 if policy == "skip" else 1)
+    assert of.state["steps"] == os_.state["steps"]
+    if policy == "skip":  # one read per window and one at each epoch's end
+        assert [n for n in reads if n] == ([2, 2, 1] * 3 if window == 2 else [5, 5, 5])
+
+
+def test_fit_donates_only_the_arrays_its_steps_made(monkeypatch):
+    """An array held from before ``fit`` keeps its values (fit copies it once); an array
+    a callback reads during ``fit`` is donated to the next step (its memory reused)."""
+    seen = []
+
+    class Hold(xn.Callback):
+        def on_batch_end(self, batch, logs):
+            seen.append(self.model.params["0.W"])
+
+    m, h, opt, _ = _fit(monkeypatch, True, fit_kw={"epochs": 1})
+    before = {k: np.asarray(v) for k, v in m.params.items()}
+    held = dict(m.params)
+    slot = opt.state["exp_avg"]["0.W"]
+    m.fit(jnp.asarray(_data()[0]), jnp.asarray(_data()[1]), epochs=1, batch_size=64,
+          verbose=0, optimizer=opt, callbacks=[Hold()])
+    for k, v in held.items():  # the model's arrays before the fit: untouched
+        np.testing.assert_array_equal(np.asarray(v), before[k])
+    assert not slot.is_deleted()
+    assert [a.is_deleted() for a in seen] == [True] * 4 + [False]
+    assert seen[-1] is m.params["0.W"]

@@ -4,12 +4,18 @@ On JAX every array operation is a separate dispatch when run eagerly; a W2 step 
 about 60 of them, which made ``fit`` on JAX about 3x the same job written natively with
 ``jax.jit``. [`JitStep`][xpnet.training._jit.JitStep] traces the model's own forward,
 loss, backward and the optimizer's reference rule once per fit shape into one pure
-function ``(params, slots, lr, counts, X, y, weight) -> (new params, new slots, loss,
-correct, finite)``; the new values are those of the step where every loss, parameter
-and slot value is finite and the old ones elsewhere (the guard's ``where`` inside the
-same compiled kernel). When the flag says a step was not finite, nothing was changed
-and the trainer runs that step again through the ordinary guarded path, which names
-the cause and applies the policy (raise, stop, skip) exactly as on every backend.
+function of the parameters, slots and buffers (donated: their memory holds the new
+values), the batch, and the window's learning rates and update counts; it returns the
+new values, the loss, the correct count and a code (0: kept; else why it was refused).
+The new values are those of the step where every loss, parameter, slot and buffer
+value is finite and the old ones elsewhere (the guard's ``where`` inside the same
+compiled kernel), so the host never waits on a step: the codes are read every
+``WINDOW`` steps, at the epoch's end and whenever the guard is asked (a display, a
+callback reading the running logs). Which learning rate and Adam count a step uses
+follow from the steps kept before it in the window, on the device, so a refused step
+changes nothing, not the counts or the schedule; under ``raise`` and ``stop`` the steps
+after a refused one change nothing either, and the host applies the policy at the
+refused step when it reads the codes.
 
 Used by the [`Trainer`][xpnet.training.Trainer] for JAX models on one process, without
 gradient hooks, on data already on JAX, when every layer, the loss and the optimizer are
@@ -20,7 +26,10 @@ parameters: their new values are kept where the step is finite. Dropout's
 uniform draws are made on the host from the trainer's generator exactly as the eager
 step makes them (the same calls in the same order, found by tracing the forward pass
 once) and passed in. The gradients' keys and shapes are checked as the step is traced.
-A fit whose first step does not compile runs eagerly.
+A fit whose first step does not compile runs eagerly. Only arrays that this fit's
+steps made are donated: one the model held before the fit, or one assigned to it during
+the fit, is copied first (so a caller holding it keeps its values); one read from
+``model.params`` or the optimizer's state during the fit is deleted by the next step.
 ``XPNET_JAX_JIT=0`` turns it off (the tests compare both).
 """
 
@@ -34,10 +43,12 @@ from typing import Any
 import numpy as np
 
 from ..ops import ops_for
+from .guards import _BUFFERS, _UPDATE, HostGuard
 
 _log = logging.getLogger("xpnet")
 # model -> {key: compiled step}: a fit after a fit reuses the compiled step
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_WHY = ("loss", _BUFFERS, "gradient", _UPDATE)  # a refused step's code - 1: the cause
 
 
 def _enabled() -> bool:
@@ -57,6 +68,8 @@ def _settings_key(optimizer: Any) -> tuple:
 class JitStep:
     """One compiled training step for a JAX model (see the module docstring)."""
 
+    WINDOW = 64  # the most steps whose flags are read together
+
     def __init__(self, trainer: Any):
         import jax
 
@@ -69,27 +82,36 @@ class JitStep:
         cache = _CACHE.setdefault(model, {})
         if key not in cache:
             cache.clear()  # one compiled step per model: the settings of the last fit
-            cache[key] = jax.jit(self._pure, static_argnames=("rows",))
+            cache[key] = jax.jit(self._pure, static_argnames=("rows",),
+                                 donate_argnums=(0, 1, 2))
         self.fn = cache[key]
         self.tried = False
         self.plans: dict[int, list] = {}
         self.stochastic = any(layer.stochastic for layer in model.layers)
+        self.pending: list[tuple] = []  # (k, rows, loss, correct, code) of unread steps
+        self.window: tuple | None = None  # (learning rates, counts, halt) of this window
+        self.made: dict[str, dict] = {}  # the arrays this fit's steps made (may be donated)
+        g = trainer.guard
+        trainer.guard = _LazyGuard(g.policy, g.ops, g.xp, g.model, g.optimizer)
+        trainer.guard.jit = self
 
     @staticmethod
     def usable(trainer: Any) -> bool:
         """Whether this fit can run the compiled step."""
         model = trainer.model
         return (_enabled() and model.backend.name == "jax" and trainer.comm.size == 1
-                and not trainer.grad_hooks and isinstance(trainer.guard, _host_guard())
+                and not trainer.grad_hooks and isinstance(trainer.guard, HostGuard)
                 and all(_on_jax(a) for a in (trainer.X, trainer.y, trainer.sample_weight))
                 and _ours(model.loss) and _ours(trainer.optimizer)
                 and all(_ours(layer) for layer in model.layers))
 
-    def _pure(self, params: dict, slots: dict, hyper: Any, lo: Any, perm: Any, X: Any,
-              y: Any, weight: Any, masks: tuple, rows: int, buffers: dict) -> tuple:
+    def _pure(self, trained: dict, slots: dict, buffers: dict, carry: tuple, frozen: dict,
+              window: tuple, lo: Any, perm: Any, X: Any, y: Any, weight: Any, masks: tuple,
+              rows: int) -> tuple:
         """The step as a pure function of its inputs (traced by ``jax.jit``): the batch's
-        ``rows`` rows from ``lo`` (of ``perm`` when shuffled), the learning rate and the
-        parameters' update numbers in ``hyper``, the dropout draws made on the host."""
+        ``rows`` rows from ``lo`` (of ``perm`` when shuffled), the dropout draws made on
+        the host; ``carry`` (steps kept in this window, no step refused yet) picks the
+        learning rate and the update numbers from ``window``."""
         jax = self.jax
         xp = jax.numpy
         model, opt = self.trainer.model, self.trainer.optimizer
@@ -104,7 +126,8 @@ class JitStep:
 
         xb, yb, wb = batch(X), batch(y), batch(weight)
         saved = model._params, model._buffers
-        model._params, model._buffers = params, buffers
+        model._params = {k: trained[k] if k in trained else frozen[k] for k in saved[0]}
+        model._buffers = buffers
         new_buffers: dict = {}
         try:
             # the gradients' keys and shapes are checked as the step is traced
@@ -114,20 +137,31 @@ class JitStep:
                                                       new_buffers=new_buffers)
         finally:
             model._params, model._buffers = saved
-        trained = {k: params[k] for k in grads}
-        counts = {k: hyper[i + 1] for i, k in enumerate(self.keys)}
-        state = {s: slots[s] for s in opt.slots}
-        new, new_slots = opt._reference(trained, opt.clip_grads(grads), state, hyper[0],
-                                        counts, None)
-        ok = xp.isfinite(value)
-        for a in [*new.values(), *(v for s in opt.slots for v in new_slots[s].values()),
-                  *new_buffers.values()]:
-            ok = ok & xp.all(xp.isfinite(a))
-        new = {k: xp.where(ok, v, trained[k]) for k, v in new.items()}
-        new_slots = {s: {k: xp.where(ok, v, slots[s][k]) for k, v in new_slots[s].items()}
+        kept, good = carry
+        rates, counts, halt = window
+        ts = counts + kept.astype(counts.dtype) + 1  # each parameter's update number
+        new, new_slots = opt._reference(
+            {k: trained[k] for k in grads}, opt.clip_grads(grads), slots, rates[kept],
+            {k: ts[i] for i, k in enumerate(self.keys)}, None)
+        fine = [xp.isfinite(value), _finite(xp, new_buffers.values()),
+                _finite(xp, [*new.values(), *(v for s in new_slots.values()
+                                              for v in s.values())])]
+        ok = fine[0] & fine[1] & fine[2]
+        keep = ok & good
+        # why a step was refused, as the host guard names it (loss, buffers, gradient,
+        # update); the gradients are read only when the step is refused
+        bad_grads = jax.lax.cond(ok, lambda: xp.asarray(False),
+                                 lambda: ~_finite(xp, grads.values()))
+        code = xp.where(keep, 0, xp.argmax(xp.stack([~fine[0], ~fine[1], bad_grads,
+                                                     xp.asarray(True)])) + 1)
+        new = {k: xp.where(keep, v, trained[k]) for k, v in new.items()}
+        new_slots = {s: {k: xp.where(keep, v, slots[s][k]) for k, v in new_slots[s].items()}
                      for s in opt.slots}
-        new_buffers = {k: xp.where(ok, v, buffers[k]) for k, v in new_buffers.items()}
-        return new, new_slots, new_buffers, value, model.loss.count_correct(out, yb), ok
+        new_buffers = {k: xp.where(keep, new_buffers[k], v) if k in new_buffers else v
+                       for k, v in buffers.items()}
+        carry = (kept + keep.astype(kept.dtype), good & (keep | ~halt))
+        return (new, new_slots, new_buffers, carry, value, model.loss.count_correct(out, yb),
+                code)
 
     def _masks(self, rows: int) -> tuple | None:
         """The uniform draws of the step's dropout masks, made on the host from the
@@ -153,27 +187,54 @@ class JitStep:
         ops = ops_for(backend)  # the draws keep_mask makes; the mask is made in the step
         return tuple(ops.uniform(rng, shape, dtype, backend) for shape, _, dtype in plan)
 
-    def step(self, k: int, perm: Any) -> tuple[Any, Any, int] | None:
-        """Run the compiled step on batch ``k``; ``(loss, correct, rows)`` when it was
-        applied, None when the caller must run this step the ordinary way (a step that
-        was not finite, or one that does not compile: then never again in this fit)."""
-        trainer = self.trainer
+    def _open(self, k: int) -> None:
+        """Start a window of steps from step ``k``: the host's step counts and the
+        learning rates of the updates to come, on the device."""
+        trainer, jnp = self.trainer, self.jax.numpy
         model, opt = trainer.model, trainer.optimizer
-        state = opt.state
-        params = model._params
-        opt._aligned({k: params[k] for k in self.keys}, state, in_place=True, params=params)
-        step = int(state["step"])
-        steps = state["steps"]
-        hyper = np.asarray([opt.learning_rate(step), *(steps[k] + 1 for k in self.keys)],
-                           dtype=model.dtype_name)
+        state, params = opt.state, model._params
+        opt._aligned({key: params[key] for key in self.keys}, state, in_place=True,
+                     params=params)
+        step, dtype = int(state["step"]), model.backend.dtype(model.dtype_name)
+        # the steps left in the epoch; the table keeps one shape (its tail is never read)
+        rates = [opt.learning_rate(step + j) for j in range(min(self.WINDOW, trainer.steps - k))]
+        rates += rates[-1:] * (self.WINDOW - len(rates))
+        halt = trainer.guard.policy != "skip"  # raise, stop: no step after a refused one
+        self.window = (jnp.asarray(rates, dtype=dtype),
+                       jnp.asarray([state["steps"][key] for key in self.keys], dtype=dtype),
+                       jnp.asarray(halt))
+        self.carry = (jnp.asarray(0, dtype=jnp.int32), jnp.asarray(True))
+
+    def _mine(self, role: str, values: dict, keys: Any) -> dict:
+        """``values`` at ``keys``; an array this fit's step did not make is copied, so
+        that only those are donated (an array held from before the fit stays valid)."""
+        made = self.made.get(role, {})
+        return {k: values[k] if values[k] is made.get(k) else self.jax.numpy.array(
+            values[k], copy=True) for k in keys}
+
+    def step(self, k: int, perm: Any) -> bool | None:
+        """Run the compiled step on batch ``k`` without reading its flag; False when the
+        policy stopped training, None when the caller must run this step the ordinary
+        way (one that does not compile: then never again in this fit)."""
+        trainer = self.trainer
+        if trainer.guard.stopped:
+            return False
+        model, opt = trainer.model, trainer.optimizer
         lo, hi, rows = trainer._span(k)
-        slots = {s: {k: state[s][k] for k in self.keys} for s in opt.slots}
         masks = self._masks(hi - lo)
         if masks is None:
+            self.flush()
             trainer._jit = None
             return None
-        args = (dict(params), slots, hyper, np.int32(lo), perm, trainer.X, trainer.y,
-                trainer.sample_weight, masks, hi - lo, dict(model.buffers))
+        if self.window is None:
+            self._open(k)
+        params, state = model._params, opt.state
+        trained = self._mine("params", params, self.keys)
+        slots = {s: self._mine(s, state[s], self.keys) for s in opt.slots}
+        buffers = self._mine("buffers", model._buffers, model._buffers)
+        frozen = {key: v for key, v in params.items() if key not in trained}
+        args = (trained, slots, buffers, self.carry, frozen, self.window, np.int32(lo), perm,
+                trainer.X, trainer.y, trainer.sample_weight, masks, hi - lo)
         if self.tried:
             out = self.fn(*args)
         else:
@@ -185,18 +246,64 @@ class JitStep:
                            type(exc).__name__, exc)
                 trainer._jit = None
                 return None
-        new, new_slots, new_buffers, value, correct, ok = out
-        if not bool(ok):
-            return None
-        params.update(new)
-        if new_buffers:
-            dict.update(model.buffers, new_buffers)
+        new, new_slots, new_buffers, self.carry, value, correct, code = out
+        dict.update(params, new)  # the donated arrays are replaced everywhere they live
+        dict.update(model._buffers, new_buffers)
         for s in opt.slots:
             state[s].update(new_slots[s])
-        state["step"] = step + 1
-        for k in self.keys:
-            steps[k] += 1
-        return value, correct, rows
+        self.made = {"params": new, "buffers": new_buffers, **new_slots}
+        self.pending.append((k, rows, value, correct, code))
+        trainer.current = trainer._values(k, rows, value, correct)
+        trainer.step_done = k + 1
+        if len(self.pending) == self.WINDOW:
+            self.flush()
+        return not trainer.guard.stopped
+
+    def flush(self) -> None:
+        """Read the flags of the steps run since the last read (one sync): record the
+        kept steps' loss and count, advance the step counts by the kept steps, and pass
+        the first refused step to the guard's policy (raise, stop, or count a skip)."""
+        pending, self.pending, self.window = self.pending, [], None
+        if not pending:
+            return
+        trainer = self.trainer
+        guard, state = trainer.guard, trainer.optimizer.state
+        kept = 0
+        try:
+            for (k, rows, *_), (value, correct, code) in zip(
+                    pending, self.jax.device_get([p[2:] for p in pending]), strict=True):
+                if not code:
+                    guard.record(value, correct, rows)
+                    kept += 1
+                elif not guard._bad(k, _WHY[int(code) - 1]):  # "stop": from this step
+                    trainer.step_done = k
+                    break
+        finally:
+            state["step"] = int(state["step"]) + kept
+            state["steps"] = {key: n + kept for key, n in state["steps"].items()}
+
+
+class _LazyGuard(HostGuard):
+    """The host guard of a compiled fit: the steps' flags are read (by
+    [`JitStep.flush`][xpnet.training._jit.JitStep.flush]) before it answers."""
+
+    jit: JitStep
+
+    def apply(self, *args: Any, **kwargs: Any) -> bool:
+        self.jit.flush()
+        return super().apply(*args, **kwargs)
+
+    def running(self) -> dict[str, Any]:
+        self.jit.flush()
+        return super().running()
+
+    def poll(self) -> bool:
+        self.jit.flush()
+        return self.stopped
+
+    def end_epoch(self, n: int) -> int:
+        self.jit.flush()
+        return self.seen
 
 
 class _Recorder:
@@ -247,7 +354,9 @@ def _on_jax(a: Any) -> bool:
     return a is None or type(a).__module__.startswith("jax")
 
 
-def _host_guard() -> type:
-    from .guards import HostGuard
-
-    return HostGuard
+def _finite(xp: Any, arrays: Any) -> Any:
+    """One flag: every value of every array finite (True for none)."""
+    ok = xp.asarray(True)
+    for a in arrays:
+        ok = ok & xp.all(xp.isfinite(a))
+    return ok

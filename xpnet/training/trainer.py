@@ -462,12 +462,7 @@ class Trainer:
         if self._jit is not None:  # JAX: the whole step compiled (None: run it eagerly)
             done = self._jit.step(k, perm)
             if done is not None:
-                value, correct, rows = done
-                self.current = self._values(k, rows, value, correct)
-                assert isinstance(self.guard, HostGuard)
-                self.guard.record(value, correct, rows)
-                self.step_done = k + 1
-                return True
+                return done
         lo, hi, rows = self._span(k)
         xb, yb = self._take(self.X, lo, hi, perm), self._take(self.y, lo, hi, perm)
         wb = None if self.sample_weight is None else self._take(self.sample_weight, lo, hi,
