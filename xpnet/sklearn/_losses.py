@@ -68,10 +68,12 @@ def _poisson_terms(xp: Any, output: Any, target: Any) -> tuple[Any, Any]:
     return xlogy - target + p, p
 
 
-def _binary_log_terms(xp: Any, p: Any, target: Any) -> Any:
-    """``y log(p) + (1 - y) log(1 - p)`` element by element, ``p`` clipped to ``[eps, 1 - eps]``."""
+def _logistic_terms(xp: Any, output: Any, target: Any) -> tuple[Any, Any]:
+    """``-y log(p) - (1 - y) log(1 - p)`` (``p`` clipped), and ``p = sigmoid(output)``."""
+    p = sigmoid(output)
     pc = _clipped(xp, p)
-    return target * xp.log(pc) + (1.0 - target) * xp.log(1.0 - pc)
+    # (y - 1) and a difference: the exact negation of y log(p) + (1 - y) log(1 - p), bit for bit
+    return (target - 1.0) * xp.log(1.0 - pc) - target * xp.log(pc), p
 
 
 class HalfSquaredError(_PreparedTargets):
@@ -92,47 +94,41 @@ class HalfSquaredError(_PreparedTargets):
         return 0.5 * _namespace_of(output).mean(d * d, axis=1)
 
 
-class HalfPoissonDeviance(_PreparedTargets):
-    """scikit-learn's ``poisson`` loss on the log-scale output (prediction ``exp(z)``)."""
+class _SummedTerms(_PreparedTargets):
+    """Its `_terms` summed over outputs, averaged over rows; gradient ``(p - y) / n``."""
 
-    name = "sklearn_poisson"
+    _terms: Any  # (xp, output, target) -> (elementwise terms, predictions p)
 
     def value_and_grad(self, output, target, *, need_grad=True):
-        """Half Poisson deviance and ``(exp(output) - target) / n``."""
+        """The sum of the terms over the batch divided by its rows, and ``(p - target) / n``."""
         xp = _namespace_of(output)
         n = float(output.shape[0])
-        terms, p = _poisson_terms(xp, output, target)
-        value = xp.sum(terms) / n
-        return value, ((p - target) / n if need_grad else None)
+        terms, p = self._terms(xp, output, target)
+        return xp.sum(terms) / n, ((p - target) / n if need_grad else None)
 
     def per_sample(self, output, target):
-        """Half the Poisson deviance of each row, summed over its outputs."""
+        """Each row's terms, summed over its outputs."""
         xp = _namespace_of(output)
-        return xp.sum(_poisson_terms(xp, output, target)[0], axis=1)
+        return xp.sum(self._terms(xp, output, target)[0], axis=1)
+
+
+class HalfPoissonDeviance(_SummedTerms):
+    """scikit-learn's ``poisson``: half the deviance of ``exp(output)``, summed over outputs."""
+
+    name = "sklearn_poisson"
+    _terms = staticmethod(_poisson_terms)
 
     def output_transform(self, output):
         """Predictions: ``exp(output)``."""
         return _namespace_of(output).exp(output)
 
 
-class LogisticLogLoss(_PreparedTargets):
-    """scikit-learn's log loss on logistic outputs (0/1 float targets, summed over outputs)."""
+class LogisticLogLoss(_SummedTerms):
+    """scikit-learn's clipped log loss on logistic outputs (0/1 targets), summed over outputs."""
 
     name = "sklearn_logistic_log_loss"
     classification = True
-
-    def value_and_grad(self, output, target, *, need_grad=True):
-        """Clipped binary log loss summed over outputs, and ``(sigmoid(output) - target) / n``."""
-        xp = _namespace_of(output)
-        n = float(output.shape[0])
-        p = sigmoid(output)
-        value = -xp.sum(_binary_log_terms(xp, p, target)) / n
-        return value, ((p - target) / n if need_grad else None)
-
-    def per_sample(self, output, target):
-        """The clipped binary log loss of each row, summed over its outputs."""
-        xp = _namespace_of(output)
-        return -xp.sum(_binary_log_terms(xp, sigmoid(output), target), axis=1)
+    _terms = staticmethod(_logistic_terms)
 
     def output_transform(self, output):
         """Probabilities: the sigmoid of the outputs."""
