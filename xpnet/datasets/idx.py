@@ -11,7 +11,9 @@ An IDX file is a header followed by a C-order array, all big-endian::
 length is exactly what the header implies, *before* it allocates the array, so a hostile
 or damaged file can neither make it allocate gigabytes nor return a silently truncated
 array. Gzip input is read through `gzip.GzipFile` as a stream and never inflated more
-than 8 KiB past the header-implied size (a gzip bomb costs nothing).
+than 8 KiB past the header-implied size (a gzip bomb costs nothing); the parts GzipFile
+reads a byte at a time (a stored file name, zero padding) are bounded by refusing a gzip
+header that does not end in the first 64 KiB and a file much larger than its payload.
 """
 
 from __future__ import annotations
