@@ -53,14 +53,10 @@ def _row_count(shape: tuple[int, ...], name: str, n_features: int,
     """Rows an array of `shape` gives: rows, one image, or a stack of images."""
     want = f"(n, {n_features}) rows" + (
         f" or (n, {', '.join(map(str, image_shape))}) images" if image_shape else "")
-    if len(shape) == 1 and shape[0] == n_features:
+    if shape == (n_features,) or (image_shape and shape == image_shape):
         rows = 1
-    elif image_shape and shape == image_shape:
-        rows = 1
-    elif len(shape) == 2 and shape[1] == n_features:
-        rows = shape[0]
-    elif len(shape) >= 3 and (shape[1:] == image_shape if image_shape
-                              else math.prod(shape[1:]) == n_features):
+    elif shape[1:] == (n_features,) or len(shape) >= 3 and (
+            shape[1:] == image_shape if image_shape else math.prod(shape[1:]) == n_features):
         rows = shape[0]
     else:
         raise CLIError(f"{name} has shape {shape}; the model expects {want}", EXIT_DATA)
