@@ -493,14 +493,15 @@ class Trainer:
         return True
 
     def _values(self, k: int, rows: int, value: Any, correct: Any) -> StepValues:
-        """Step ``k``'s values; a display is due (on a rank that shows batches) at the
-        epoch's last step or ``display_interval`` after the last one."""
-        due = self._wants_batches and (
-            k == self.steps - 1
-            or time.perf_counter() - self._last_display >= self.display_interval)
         return StepValues(value, correct, rows,
                           min((k + 1) * self.batch_size, self.n) - k * self.batch_size,
-                          self._interrupt.signum or 0, due)
+                          self._interrupt.signum or 0, self._display_due(k))
+
+    def _display_due(self, k: int) -> bool:
+        """Whether this rank wants a progress display after step ``k`` (time or last step)."""
+        return self._wants_batches and (
+            k == self.steps - 1
+            or time.perf_counter() - self._last_display >= self.display_interval)
 
     # -- logs --------------------------------------------------------------------
     def _running_logs(self, k: int) -> dict[str, float]:
