@@ -83,12 +83,12 @@ class JitStep:
         if key not in cache:
             cache.clear()  # one compiled step per model: the settings of the last fit
             cache[key] = jax.jit(self._pure, static_argnames=("rows",),
-                                 donate_argnums=(0, 1, 2))
+                                 donate_argnums=(0, 1, 2, 3))
         self.fn = cache[key]
         self.tried = False
         self.plans: dict[int, list] = {}
         self.stochastic = any(layer.stochastic for layer in model.layers)
-        self.pending: list[tuple] = []  # (k, rows, loss, correct, code) of unread steps
+        self.pending: list[tuple[int, int]] = []  # (k, rows) of the steps not read yet
         self.window: tuple | None = None  # (learning rates, counts, halt) of this window
         self.made: dict[str, dict] = {}  # the arrays this fit's steps made (may be donated)
         g = trainer.guard
@@ -110,8 +110,9 @@ class JitStep:
               rows: int) -> tuple:
         """The step as a pure function of its inputs (traced by ``jax.jit``): the batch's
         ``rows`` rows from ``lo`` (of ``perm`` when shuffled), the dropout draws made on
-        the host; ``carry`` (steps kept in this window, no step refused yet) picks the
-        learning rate and the update numbers from ``window``."""
+        the host; ``carry`` (steps kept and run in this window, no step refused yet, and
+        each step's loss, correct count and code) picks the learning rate and the update
+        numbers from ``window``."""
         jax = self.jax
         xp = jax.numpy
         model, opt = self.trainer.model, self.trainer.optimizer
@@ -137,7 +138,7 @@ class JitStep:
                                                       new_buffers=new_buffers)
         finally:
             model._params, model._buffers = saved
-        kept, good = carry
+        kept, good, ran, log = carry
         rates, counts, halt = window
         ts = counts + kept.astype(counts.dtype) + 1  # each parameter's update number
         new, new_slots = opt._reference(
@@ -159,9 +160,11 @@ class JitStep:
                      for s in opt.slots}
         new_buffers = {k: xp.where(keep, new_buffers[k], v) if k in new_buffers else v
                        for k, v in buffers.items()}
-        carry = (kept + keep.astype(kept.dtype), good & (keep | ~halt))
-        return (new, new_slots, new_buffers, carry, value, model.loss.count_correct(out, yb),
-                code)
+        correct = model.loss.count_correct(out, yb)
+        row = [value, xp.asarray(0) if correct is None else correct, code]
+        log = log.at[ran].set(xp.stack([xp.asarray(v, dtype=log.dtype) for v in row]))
+        carry = (kept + keep.astype(kept.dtype), good & (keep | ~halt), ran + 1, log)
+        return new, new_slots, new_buffers, carry, value, correct
 
     def _masks(self, rows: int) -> tuple | None:
         """The uniform draws of the step's dropout masks, made on the host from the
@@ -203,7 +206,8 @@ class JitStep:
         self.window = (jnp.asarray(rates, dtype=dtype),
                        jnp.asarray([state["steps"][key] for key in self.keys], dtype=dtype),
                        jnp.asarray(halt))
-        self.carry = (jnp.asarray(0, dtype=jnp.int32), jnp.asarray(True))
+        self.carry = (jnp.asarray(0, dtype=jnp.int32), jnp.asarray(True),
+                      jnp.asarray(0, dtype=jnp.int32), jnp.zeros((self.WINDOW, 3), dtype=dtype))
 
     def _mine(self, role: str, values: dict, keys: Any) -> dict:
         """``values`` at ``keys``; an array this fit's step did not make is copied, so
@@ -246,13 +250,13 @@ class JitStep:
                            type(exc).__name__, exc)
                 trainer._jit = None
                 return None
-        new, new_slots, new_buffers, self.carry, value, correct, code = out
+        new, new_slots, new_buffers, self.carry, value, correct = out
         dict.update(params, new)  # the donated arrays are replaced everywhere they live
         dict.update(model._buffers, new_buffers)
         for s in opt.slots:
             state[s].update(new_slots[s])
         self.made = {"params": new, "buffers": new_buffers, **new_slots}
-        self.pending.append((k, rows, value, correct, code))
+        self.pending.append((k, rows))
         trainer.current = trainer._values(k, rows, value, correct)
         trainer.step_done = k + 1
         if len(self.pending) == self.WINDOW:
@@ -270,8 +274,8 @@ class JitStep:
         guard, state = trainer.guard, trainer.optimizer.state
         kept = 0
         try:
-            for (k, rows, *_), (value, correct, code) in zip(
-                    pending, self.jax.device_get([p[2:] for p in pending]), strict=True):
+            log = np.asarray(self.carry[3])[:len(pending)]
+            for (k, rows), (value, correct, code) in zip(pending, log, strict=True):
                 if not code:
                     guard.record(value, correct, rows)
                     kept += 1
