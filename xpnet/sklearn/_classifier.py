@@ -188,21 +188,16 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         self.n_outputs_ = k if k > 2 else 1
         self.out_activation_ = "softmax" if k > 2 else "logistic"
 
-    def _check_classes(self, y: Any) -> None:
-        """A warm start's labels are the first fit's (unknown labels: `_indices` refuses)."""
-        if self._multilabel or not self.warm_start:
-            return
-        given = to_numpy(_unique_sorted(y))
-        if set(given.tolist()) != set(to_numpy(self.classes_).tolist()):
-            raise ValueError(
-                "warm_start can only be used where `y` has the same classes as in the "
-                f"previous call to fit. Previously got {self.classes_}, `y` has {given}")
-
     def _set_targets(self, y: Any, *, first: bool, incremental: bool, classes: Any) -> None:
+        """New classes, or a warm start's labels checked (unknown labels: `_indices` refuses)."""
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._set_classes(y, classes if incremental else None)
-        else:
-            self._check_classes(y)
+        elif self.warm_start and not self._multilabel:
+            given = to_numpy(_unique_sorted(y))
+            if set(given.tolist()) != set(to_numpy(self.classes_).tolist()):
+                raise ValueError(
+                    "warm_start can only be used where `y` has the same classes as in the "
+                    f"previous call to fit. Previously got {self.classes_}, `y` has {given}")
 
     def _indices(self, y: Any) -> Any:
         """Class indices (int64) of ``y`` in ``classes_``; ValueError for unknown labels."""
@@ -271,8 +266,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             if classes is None and type_of_target(y) != "multilabel-indicator":
                 raise ValueError("classes must be passed on the first call to partial_fit.")
         elif classes is not None:
-            given = np.unique(np.asarray(classes) if isinstance(classes, (list, tuple))
-                              else to_numpy(classes))
+            given = np.unique(to_numpy(classes))
             if not np.array_equal(given, to_numpy(self.classes_)):
                 raise ValueError(f"`classes={classes!r}` is not the same as on last call to "
                                  f"partial_fit, was: {self.classes_!r}")
