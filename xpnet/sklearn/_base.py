@@ -242,15 +242,10 @@ class BaseMLP(BaseEstimator):
         self.loss_curve_: list[float] = []
         self._no_improvement_count = 0
         # As in scikit-learn, which of these is None depends on early_stopping.
-        self.validation_scores_: Any
-        self.best_validation_score_: Any
-        self.best_loss_: Any
-        if self.early_stopping:
-            self.validation_scores_, self.best_validation_score_ = [], -math.inf
-            self.best_loss_ = None
-        else:
-            self.validation_scores_ = self.best_validation_score_ = None
-            self.best_loss_ = math.inf
+        stopping = bool(self.early_stopping)
+        self.validation_scores_: Any = [] if stopping else None
+        self.best_validation_score_: Any = -math.inf if stopping else None
+        self.best_loss_: Any = None if stopping else math.inf
         self._best = BestWeights("max" if self.early_stopping else "min", rule="sklearn")
         xp = self.model_.xp  # the initial weights are the fallback "best" (scikit-learn's)
         self._best.params = {k: xp.asarray(v, copy=True) for k, v in self.model_.params.items()}

@@ -171,11 +171,9 @@ def _epochs(est: Any, data: Samples, bs: int, sample_idx: np.ndarray, val: Sampl
     try:
         est.n_iter_ = 0
         for _ in range(int(est.max_iter)):
-            order = None
             if est.shuffle:
                 sample_idx = sk_shuffle(sample_idx, random_state=est._random_state)
-                order = sample_idx
-            est.loss_ = _epoch(est, data, bs, order)
+            est.loss_ = _epoch(est, data, bs, sample_idx if est.shuffle else None)
             est.n_iter_ += 1
             est.t_ += data.rows.n
             est.loss_curve_.append(est.loss_)
