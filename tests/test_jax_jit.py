@@ -203,12 +203,14 @@ def test_flags_read_in_batches_keep_the_guard_exact(monkeypatch, policy, window)
 
 def test_fit_donates_only_the_arrays_its_steps_made(monkeypatch):
     """An array held from before ``fit`` keeps its values (fit copies it once); an array
-    a callback reads during ``fit`` is donated to the next step (its memory reused)."""
-    seen = []
+    a callback reads during ``fit`` is donated to the next step (its memory reused). The
+    step counts a callback reads advance at every step, flags read or not."""
+    seen, steps = [], []
 
     class Hold(xn.Callback):
         def on_batch_end(self, batch, logs):
             seen.append(self.model.params["0.W"])
+            steps.append(opt.state["step"])  # counted before the flags are read
 
     m, h, opt, _ = _fit(monkeypatch, True, fit_kw={"epochs": 1})
     before = {k: np.asarray(v) for k, v in m.params.items()}
@@ -221,3 +223,4 @@ def test_fit_donates_only_the_arrays_its_steps_made(monkeypatch):
     assert not slot.is_deleted()
     assert [a.is_deleted() for a in seen] == [True] * 4 + [False]
     assert seen[-1] is m.params["0.W"]
+    assert steps == [6, 7, 8, 9, 10] and opt.state["steps"]["0.W"] == 10

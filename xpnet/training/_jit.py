@@ -257,6 +257,8 @@ class JitStep:
             state[s].update(new_slots[s])
         self.made = {"params": new, "buffers": new_buffers, **new_slots}
         self.pending.append((k, rows))
+        state["step"] += 1  # counted as kept until the flags are read
+        state["steps"] = {key: n + 1 for key, n in state["steps"].items()}
         trainer.current = trainer._values(k, rows, value, correct)
         trainer.step_done = k + 1
         if len(self.pending) == self.WINDOW:
@@ -265,8 +267,8 @@ class JitStep:
 
     def flush(self) -> None:
         """Read the flags of the steps run since the last read (one sync): record the
-        kept steps' loss and count, advance the step counts by the kept steps, and pass
-        the first refused step to the guard's policy (raise, stop, or count a skip)."""
+        kept steps' loss and count, set the step counts back by the steps not kept, and
+        pass the first refused step to the guard's policy (raise, stop, or count a skip)."""
         pending, self.pending, self.window = self.pending, [], None
         if not pending:
             return
@@ -283,8 +285,9 @@ class JitStep:
                     trainer.step_done = k
                     break
         finally:
-            state["step"] = int(state["step"]) + kept
-            state["steps"] = {key: n + kept for key, n in state["steps"].items()}
+            dropped = len(pending) - kept
+            state["step"] -= dropped
+            state["steps"] = {key: n - dropped for key, n in state["steps"].items()}
 
 
 class _LazyGuard(HostGuard):
