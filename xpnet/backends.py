@@ -36,12 +36,12 @@ KNOWN_BACKENDS = ("numpy", "cupy", "torch", "array_api_strict", "jax")
 """Backend names xpnet knows by name. Any other Array API namespace works when
 its arrays are passed in directly (see [`backend_of`][xpnet.backends.backend_of])."""
 
-_MODULES = {
-    "numpy": "numpy",
-    "cupy": "cupy",
-    "torch": "torch",
-    "array_api_strict": "array_api_strict",
-    "jax": "jax",
+_LIBRARIES = {  # name: (its Array API namespace, how to install it)
+    "numpy": ("array_api_compat.numpy", "pip install numpy"),
+    "cupy": ("array_api_compat.cupy", 'pip install "cupy-cuda12x[ctk]" (or cupy-cuda13x[ctk])'),
+    "torch": ("array_api_compat.torch", "pip install torch"),
+    "array_api_strict": ("array_api_strict", "pip install array-api-strict"),
+    "jax": ("jax.numpy", "pip install jax"),
 }
 
 
@@ -360,29 +360,16 @@ def _dtype_name(dtype: Any) -> str:
     return s
 
 
-_NAMESPACE_NAMES: dict[int, tuple[Any, str]] = {}
-
-
-def _namespace_names(xp: Any) -> str:
-    """`_namespace_name`, looked up once per namespace (several microseconds each)."""
-    hit = _NAMESPACE_NAMES.get(id(xp))
-    if hit is None or hit[0] is not xp:
-        hit = _NAMESPACE_NAMES[id(xp)] = (xp, _namespace_name(xp))
-    return hit[1]
-
-
 def _namespace_name(xp: Any) -> str:
-    if array_api_compat.is_numpy_namespace(xp):
-        return "numpy"
-    if array_api_compat.is_cupy_namespace(xp):
-        return "cupy"
-    if array_api_compat.is_torch_namespace(xp):
-        return "torch"
-    if array_api_compat.is_array_api_strict_namespace(xp):
-        return "array_api_strict"
-    if array_api_compat.is_jax_namespace(xp):
-        return "jax"
+    """The backend name of namespace ``xp``, else its top module's name."""
+    for name in KNOWN_BACKENDS:  # array_api_compat.is_numpy_namespace...
+        if getattr(array_api_compat, f"is_{name}_namespace")(xp):
+            return name
     return getattr(xp, "__name__", "unknown").split(".")[0]
+
+
+# the namespaces of arrays (modules, so hashable): several microseconds saved per lookup
+_namespace_names = functools.cache(_namespace_name)
 
 
 def _jax_x64() -> bool:
@@ -405,17 +392,10 @@ def _probe_cupy(cupy: Any) -> None:
 @functools.cache
 def _probe(name: str) -> str | None:
     """Return None when backend ``name`` is usable, else the reason it is not."""
-    if name not in _MODULES:
+    if name not in _LIBRARIES:
         return f"unknown backend (known: {', '.join(KNOWN_BACKENDS)})"
-    module = _MODULES[name]
-    if importlib.util.find_spec(module) is None:
-        hint = {
-            "cupy": 'pip install "cupy-cuda12x[ctk]" (or cupy-cuda13x[ctk])',
-            "torch": "pip install torch",
-            "array_api_strict": "pip install array-api-strict",
-            "jax": "pip install jax",
-        }.get(name, f"pip install {module}")
-        return f"{module} is not installed ({hint})"
+    if importlib.util.find_spec(name) is None:
+        return f"{name} is not installed ({_LIBRARIES[name][1]})"
     if name == "cupy":
         if os.environ.get("XPNET_DISABLE_CUPY"):
             return "disabled by XPNET_DISABLE_CUPY"
@@ -431,9 +411,9 @@ def _probe(name: str) -> str | None:
             return f"CuPy is installed but cannot use a GPU: {first}"
         return None
     try:
-        importlib.import_module(module)
+        importlib.import_module(name)
     except Exception as exc:  # pragma: no cover - broken installs
-        return f"{module} failed to import: {exc}"
+        return f"{name} failed to import: {exc}"
     return None
 
 
@@ -472,19 +452,6 @@ def available_backends() -> list[str]:
     True
     """
     return [name for name, why in backend_status().items() if why is None]
-
-
-def _namespace(name: str) -> Any:
-    modules = {
-        "numpy": "array_api_compat.numpy",
-        "cupy": "array_api_compat.cupy",
-        "torch": "array_api_compat.torch",
-        "array_api_strict": "array_api_strict",
-        "jax": "jax.numpy",
-    }
-    if name not in modules:  # pragma: no cover - guarded by _probe
-        raise BackendError(name)
-    return importlib.import_module(modules[name])
 
 
 def get_backend(name: str | Backend = "auto", device: Any = None) -> Backend:
@@ -527,7 +494,7 @@ def get_backend(name: str | Backend = "auto", device: Any = None) -> Backend:
         # an Array API namespace module: a known library goes through its named path
         # (array-api-compat wrapper, device handling); any other is used as it is
         known = _namespace_name(name)
-        if known in _MODULES:
+        if known in _LIBRARIES:
             return get_backend(known, device)
         return Backend(known, name, device)
     if not isinstance(name, str):
@@ -540,14 +507,14 @@ def get_backend(name: str | Backend = "auto", device: Any = None) -> Backend:
     name = name.strip().lower().replace("-", "_")
     if name == "auto":
         name = "cupy" if _probe("cupy") is None else "numpy"
-    if name not in _MODULES:
+    if name not in _LIBRARIES:
         raise BackendError(
             f"unknown backend {name!r}; choose one of: auto, {', '.join(KNOWN_BACKENDS)}"
         )
     why = _probe(name)
     if why is not None:
         raise BackendError(f"backend {name!r} is not available: {why}")
-    xp = _namespace(name)
+    xp = importlib.import_module(_LIBRARIES[name][0])
     if name == "torch":
         import torch
 
