@@ -50,6 +50,17 @@ def _xp(**arrays: Any) -> Any:
     return first_be
 
 
+def _check_shapes(name: str, a: Any, other: str, b: Any) -> None:
+    """Refuse arrays ``a`` and ``b`` of two shapes, naming both."""
+    if a.shape != b.shape:
+        raise ValueError(f"{name} has shape {tuple(a.shape)}, {other} {tuple(b.shape)}")
+
+
+def _is_class(xp: Any, y: Any, k: int, like: Any) -> Any:
+    """(n, k) booleans, row ``i`` True in column ``y[i]``, on ``like``'s device."""
+    return xp.reshape(y, (-1, 1)) == xp.arange(k, device=array_api_compat.device(like))
+
+
 def _on_device(f: _F) -> _F:
     """Run `f` with its first array's device current (CuPy makes arrays on the current GPU)."""
     @functools.wraps(f)
@@ -84,14 +95,11 @@ def accuracy(y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
     """
     be = _xp(y_true=y_true, y_pred=y_pred, sample_weight=sample_weight)
     xp, f64 = be.xp, be.wide_float
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true has shape {tuple(y_true.shape)}, y_pred {tuple(y_pred.shape)}")
+    _check_shapes("y_true", y_true, "y_pred", y_pred)
     hits = xp.astype(y_true == y_pred, f64)
     if sample_weight is None:
         return xp.mean(hits)
-    if sample_weight.shape != y_true.shape:
-        raise ValueError(f"sample_weight has shape {tuple(sample_weight.shape)}, y_true "
-                         f"{tuple(y_true.shape)}")
+    _check_shapes("sample_weight", sample_weight, "y_true", y_true)
     w = xp.astype(sample_weight, f64)
     return xp.sum(hits * w) / xp.sum(w)
 
@@ -124,8 +132,7 @@ def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> Any:
         raise ValueError("scores must have shape (n, n_classes) matching y_true")
     if not 1 <= k <= scores.shape[1]:
         raise ValueError(f"k must be in [1, {scores.shape[1]}], got {k}")
-    classes = xp.arange(scores.shape[1], device=array_api_compat.device(scores))
-    true_score = xp.sum(xp.where(xp.reshape(y_true, (-1, 1)) == classes, scores, 0.0),
+    true_score = xp.sum(xp.where(_is_class(xp, y_true, scores.shape[1], scores), scores, 0.0),
                         axis=1, keepdims=True)
     higher = xp.sum(xp.astype(scores > true_score, be.index_dtype), axis=1)
     return xp.mean(xp.astype(higher < k, be.wide_float))
@@ -152,10 +159,9 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> Any:
     """
     be = _xp(y_true=y_true, y_pred=y_pred)
     xp, f64 = be.xp, be.wide_float
-    classes = xp.arange(num_classes, device=array_api_compat.device(y_true))
     # float matmul (exact for counts below 2**53): integer matmul is not supported everywhere
-    t = xp.astype(xp.reshape(y_true, (-1, 1)) == classes, f64)
-    p = xp.astype(xp.reshape(y_pred, (-1, 1)) == classes, f64)
+    t = xp.astype(_is_class(xp, y_true, num_classes, y_true), f64)
+    p = xp.astype(_is_class(xp, y_pred, num_classes, y_true), f64)
     return xp.astype(xp.round(xp.matrix_transpose(t) @ p), be.index_dtype)
 
 
@@ -182,9 +188,7 @@ def log_loss(y_true: Any, proba: Any, eps: float = 1e-12) -> Any:
     0.3466
     """
     xp = _xp(y_true=y_true, proba=proba).xp
-    classes = xp.arange(proba.shape[1], device=array_api_compat.device(proba))
-    hit = xp.reshape(y_true, (-1, 1)) == classes
-    p = xp.sum(xp.where(hit, proba, 0.0), axis=1)
+    p = xp.sum(xp.where(_is_class(xp, y_true, proba.shape[1], proba), proba, 0.0), axis=1)
     # minimum/maximum, not clip: array-api-compat's CuPy clip writes through boolean
     # masks, each a device sync
     return -xp.mean(xp.log(xp.minimum(xp.maximum(p, eps), 1.0)))
@@ -198,8 +202,7 @@ def _regression_pair(y_true: Any, y_pred: Any) -> tuple[Any, Any, Any]:
         y_pred = xp.reshape(y_pred, (-1,))
     if y_true.ndim == 2 and y_true.shape[1] == 1 and y_pred.ndim == 1:
         y_true = xp.reshape(y_true, (-1,))
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true has shape {tuple(y_true.shape)}, y_pred {tuple(y_pred.shape)}")
+    _check_shapes("y_true", y_true, "y_pred", y_pred)
     if y_true.shape[0] == 0:
         raise ValueError("y_true and y_pred are empty")
     return xp, xp.astype(y_true, f64), xp.astype(y_pred, f64)
