@@ -13,8 +13,8 @@ or staged, see [`choose_reducer`][xpnet.distributed.choose_reducer]). See
 
 Modules: ``_comm`` (communicators, [`init`][xpnet.distributed.init]), ``_sharding``,
 ``_parallel`` (the gradient hook, the agreed start, sharded validation), ``_reduce``
-(reducers), ``_gpu`` (GPU count, the rank's GPU, CuPy + NCCL), ``_devices`` (local rank
-from the launcher, GPU choice), ``_failure`` (abort on an uncaught exception,
+(reducers, NCCL among them), ``_devices`` (local rank from the launcher, the GPUs seen,
+the rank's GPU), ``_failure`` (abort on an uncaught exception,
 the watchdog).
 
 Examples
@@ -40,9 +40,8 @@ from ._comm import (
     SingleProcess,
     init,
 )
-from ._devices import choose_device, env_local_rank, env_world_size
+from ._devices import choose_device, env_local_rank, env_world_size, gpu_count, local_device
 from ._failure import EXIT_FAILED, EXIT_TIMEOUT, Watchdog, install_excepthook
-from ._gpu import gpu_count, local_device
 from ._parallel import (
     GradientAllreduce,
     agree_start,

@@ -1,12 +1,16 @@
-"""Where a rank runs: its rank on the node (from the launcher) and the GPU it takes."""
+# This module imports CuPy and PyTorch lazily, to count the GPUs they see.
+"""Where a rank runs: its rank on the node (from the launcher), the GPUs it sees, the one
+it takes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["LOCAL_RANK_VARS", "WORLD_SIZE_VARS", "env_local_rank", "env_world_size",
-           "choose_device"]
+           "choose_device", "gpu_count", "local_device"]
 
 #: Variables launchers set to the rank of a process among those on its node, in the
 #: order they are read: Open MPI's ``mpiexec``, MPICH/Intel MPI (Hydra), MVAPICH2, Slurm.
@@ -113,3 +117,65 @@ def choose_device(local_rank: int, n_devices: int, explicit: int | None = None) 
     if local_rank < 0:
         raise ValueError(f"local_rank must be >= 0, got {local_rank}")
     return local_rank % n_devices
+
+
+def gpu_count(backend_name: str) -> int:
+    """The number of GPUs ``backend_name`` (``"cupy"`` or ``"torch"``) sees; 0 if none.
+
+    Parameters
+    ----------
+    backend_name : str
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> from xpnet.distributed import gpu_count
+    >>> gpu_count("numpy")
+    0
+    """
+    with contextlib.suppress(Exception):  # no driver, no device: none seen
+        if backend_name == "cupy":
+            import cupy
+
+            return int(cupy.cuda.runtime.getDeviceCount())
+        if backend_name == "torch":
+            import torch
+
+            return int(torch.cuda.device_count())
+    return 0
+
+
+def local_device(comm: Any, backend_name: str = "cupy", explicit: int | None = None
+                 ) -> int | None:
+    """The GPU this rank should use: ``explicit``, else its rank on the node modulo the GPUs.
+
+    Parameters
+    ----------
+    comm : Communicator
+        Its ``local_rank`` picks the GPU.
+    backend_name : {"cupy", "torch"}
+    explicit : int, optional
+        A device the user chose (``--device``).
+
+    Returns
+    -------
+    int or None
+        None on one process without ``explicit`` (the backend's default device).
+
+    Raises
+    ------
+    ValueError
+        When this process sees no GPU, or ``explicit`` is not one of them.
+
+    Examples
+    --------
+    >>> import xpnet as xn
+    >>> xn.distributed.local_device(xn.distributed.SingleProcess()) is None
+    True
+    """
+    if comm.size == 1 and explicit is None:
+        return None
+    return choose_device(comm.local_rank, gpu_count(backend_name), explicit)

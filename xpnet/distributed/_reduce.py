@@ -90,13 +90,17 @@ def choose_reducer(backend_name: str, is_host: bool, *, nccl: bool, cuda_aware: 
 
 
 class _MPIReducer:
-    """What the reducers that go through MPI alone share: the communicator they sum over."""
+    """What the reducers share: the MPI communicator, and the flags summed in a host call."""
 
     name = ""
     inline_flags = False
 
-    def __init__(self, comm: Any):
+    def __init__(self, comm: Any, backend: Backend | None = None):
         self.comm = comm
+
+    def _sum_flags(self, flags: list[int]) -> list[int]:
+        summed = self.comm.allreduce(np.asarray(flags, dtype=np.int64), what="the step flags")
+        return [int(v) for v in summed.tolist()]
 
 
 def _read_flags(summed: Any) -> list[int]:
@@ -190,12 +194,7 @@ class StagedReducer(_MPIReducer):
 
 
 class CudaAwareMPIReducer(_MPIReducer):
-    """A device buffer handed straight to an MPI that reads GPU memory.
-
-    Parameters
-    ----------
-    comm : Communicator
-    """
+    """A device buffer handed straight to an MPI that reads GPU memory."""
 
     name = "cuda-aware-mpi"
 
@@ -204,8 +203,42 @@ class CudaAwareMPIReducer(_MPIReducer):
         """Sum ``flat`` on the device through MPI; the flags in a separate host call."""
         synchronize(backend)  # MPI reads the buffer now, not when the stream gets there
         self.comm.allreduce(flat, what="the gradient allreduce")
-        summed = self.comm.allreduce(np.asarray(flags, dtype=np.int64), what="the step flags")
-        return flat, [int(v) for v in summed.tolist()]
+        return flat, self._sum_flags(flags)
+
+
+class NcclReducer(_MPIReducer):  # pragma: no cover - needs GPUs
+    """``ncclAllReduce`` on the current CuPy stream; the control flags over MPI on the host."""
+
+    name = "nccl"
+
+    def __init__(self, comm: Any, backend: Any):
+        import cupy
+        from cupy.cuda import nccl
+
+        super().__init__(comm)
+        self.cupy, self.nccl = cupy, nccl
+        # rank 0 draws the NCCL id; every rank joins with it on its backend's GPU
+        uid = comm.bcast(nccl.get_unique_id() if comm.rank == 0 else None)
+        with cupy.cuda.Device(backend.device.id):
+            self.nccl_comm = nccl.NcclCommunicator(comm.size, uid, comm.rank)
+        self.types = {"float16": nccl.NCCL_FLOAT16, "float32": nccl.NCCL_FLOAT32,
+                      "float64": nccl.NCCL_FLOAT64}
+
+    def allreduce(self, flat: Any, flags: list[int], backend: Backend) -> tuple[Any, list[int]]:
+        """Sum ``flat`` in place on the GPU (queued on the stream) and the flags on the host."""
+        stream = self.cupy.cuda.get_current_stream()
+        dtype = self.types[np.dtype(flat.dtype).name]
+        self.nccl_comm.allReduce(flat.data.ptr, flat.data.ptr, flat.size, dtype,
+                                 self.nccl.NCCL_SUM, stream.ptr)
+        return flat, self._sum_flags(flags)
+
+
+def _nccl_available() -> bool:  # pragma: no cover - needs CuPy
+    try:
+        from cupy.cuda import nccl
+    except Exception:
+        return False
+    return bool(getattr(nccl, "available", True))
 
 
 def _cuda_aware_mpi() -> bool:  # pragma: no cover - needs a GPU build of MPI
@@ -220,6 +253,11 @@ def _cuda_aware_mpi() -> bool:  # pragma: no cover - needs a GPU build of MPI
     except (AttributeError, OSError):
         return False
     return bool(query())
+
+
+_KINDS: dict[str, type[_MPIReducer]] = {
+    "host": HostReducer, "nccl": NcclReducer, "cuda-aware-mpi": CudaAwareMPIReducer,
+    "staged": StagedReducer}
 
 
 def make_reducer(comm: Any, backend: Backend, kind: str | None = None) -> Any:
@@ -248,18 +286,9 @@ def make_reducer(comm: Any, backend: Backend, kind: str | None = None) -> Any:
     """
     nccl = cuda_aware = False
     if not backend.is_host:  # pragma: no cover - needs a GPU
-        from ._gpu import nccl_available
-
-        nccl = backend.name == "cupy" and nccl_available()
+        nccl = backend.name == "cupy" and _nccl_available()
         cuda_aware = _cuda_aware_mpi()
     kind = choose_reducer(backend.name, backend.is_host, nccl=nccl, cuda_aware=cuda_aware,
                           override=kind or os.environ.get("XPNET_REDUCER") or None)
-    if kind == "host":
-        return HostReducer(comm)
-    if kind == "staged":
-        return StagedReducer(comm)
-    if kind == "cuda-aware-mpi":  # pragma: no cover - needs a GPU
-        return CudaAwareMPIReducer(comm)
-    from ._gpu import NcclReducer  # pragma: no cover - needs a GPU
+    return _KINDS[kind](comm, backend)
 
-    return NcclReducer(comm, backend)  # pragma: no cover
