@@ -22,6 +22,14 @@ from .training import History, fit
 
 _TRAINABLE = operator.attrgetter("trainable")
 
+
+def _check_names(attr: str, what: str, given: Any, have: dict) -> None:
+    """Refuse a value for ``model.<attr>`` that is not a dict with exactly ``have``'s keys."""
+    if not isinstance(given, dict):
+        raise TypeError(f"{attr} must be a dict of arrays, got {type(given).__name__}")
+    if set(given) != set(have):
+        raise ValueError(f"{what} names differ: expected {sorted(have)}, got {sorted(given)}")
+
 if TYPE_CHECKING:
     from .optimizers import Optimizer
 
@@ -194,8 +202,9 @@ class Sequential:
         self._params: dict[str, Any] = {}
         self._step_cache: dict[str, Any] = {}  # the step's per-layer keys and views
         with self.backend.device_scope():
-            self._set_new_params(self._init_params())
-            self._set_new_buffers(self._init_buffers())
+            params, buffers = self._init_state()
+            self._set_new_params(params)
+            self._set_new_buffers(buffers)
 
     # -- construction --------------------------------------------------------
     @staticmethod
@@ -206,27 +215,20 @@ class Sequential:
         except (TypeError, ValueError):  # pragma: no cover
             return False
 
-    def _init_params(self) -> dict[str, Any]:
+    def _init_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Fresh parameters and buffers, keyed ``"<layer index>.<name>"``."""
         params: dict[str, Any] = {}
-        n = self.in_features
-        dtype = self.backend.dtype(self.dtype_name)
-        for i, layer in enumerate(self.layers):
-            p = layer.init(n, self.rng, backend=self.backend, dtype=dtype)
-            for k, v in p.items():
-                params[f"{i}.{k}"] = v
-            n = layer.out_features(n)
-        self.out_features = n
-        return params
-
-    def _init_buffers(self) -> dict[str, Any]:
         buffers: dict[str, Any] = {}
         n = self.in_features
         dtype = self.backend.dtype(self.dtype_name)
         for i, layer in enumerate(self.layers):
+            for k, v in layer.init(n, self.rng, backend=self.backend, dtype=dtype).items():
+                params[f"{i}.{k}"] = v
             for k, v in layer.init_buffers(n, backend=self.backend, dtype=dtype).items():
                 buffers[f"{i}.{k}"] = v
             n = layer.out_features(n)
-        return buffers
+        self.out_features = n
+        return params, buffers
 
     def _set_new_buffers(self, buffers: dict[str, Any]) -> None:
         """Take ``buffers`` as the model's buffers; per layer, their (short name, key)."""
@@ -284,11 +286,7 @@ class Sequential:
 
     @params.setter
     def params(self, params: dict[str, Any]) -> None:
-        if not isinstance(params, dict):
-            raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
-        if set(params) != set(self._params):
-            raise ValueError(f"parameter names differ: expected {sorted(self._params)}, "
-                             f"got {sorted(params)}")
+        _check_names("params", "parameter", params, self._params)
         if self.store is not None:
             for k, v in params.items():
                 self.store.check_value(k, v)
@@ -322,11 +320,7 @@ class Sequential:
 
     @buffers.setter
     def buffers(self, buffers: dict[str, Any]) -> None:
-        if not isinstance(buffers, dict):
-            raise TypeError(f"buffers must be a dict of arrays, got {type(buffers).__name__}")
-        if set(buffers) != set(self._buffers):
-            raise ValueError(f"buffer names differ: expected {sorted(self._buffers)}, "
-                             f"got {sorted(buffers)}")
+        _check_names("buffers", "buffer", buffers, self._buffers)
         for k, v in buffers.items():
             _check_buffer_value(k, v, self._buffers[k])
         self._buffers = _CheckedBuffers({k: buffers[k] for k in self._buffers})
