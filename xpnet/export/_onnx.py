@@ -120,18 +120,11 @@ def _check_outputs(outputs: Any) -> list[str]:
     return list(names)
 
 
-def _check_batch(batch: Any) -> int | None:
-    if batch == "dynamic" and isinstance(batch, str):
-        return None
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be 'dynamic' or a positive int, got {batch!r}")
-    return int(batch)
-
-
-def _check_opset(opset: Any) -> int | None:
-    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset < 1):
-        raise ValueError(f"opset must be None (ndonnx's default) or a positive int, got {opset!r}")
-    return opset
+def _positive_int(value: Any, name: str, other: str) -> int:
+    """``value`` if a positive int; else the error naming ``other``, the one other choice."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be {other} or a positive int, got {value!r}")
+    return int(value)
 
 
 def _check_path(path: Any) -> Path:
@@ -194,11 +187,10 @@ def _trace(model: Sequential, x: Any, ndx: Any) -> Any:
     dtype, h, width = x.dtype, x, model.in_features
     for i, layer in enumerate(model.layers):
         what = f"layer {i} ({type(layer).__name__})"
-        params = {k: ndx.asarray(np.ascontiguousarray(to_numpy(v)), dtype=dtype)
-                  for k, v in model.layer_params(i).items()}
-        buffers = {k: ndx.asarray(np.ascontiguousarray(to_numpy(v)), dtype=dtype)
-                   for k, v in model.layer_buffers(i).items()}  # running statistics
-        kw = {"buffers": buffers} if buffers else {}
+        params, buffers = ({k: ndx.asarray(np.ascontiguousarray(to_numpy(v)), dtype=dtype)
+                            for k, v in arrays.items()}
+                           for arrays in (model.layer_params(i), model.layer_buffers(i)))
+        kw = {"buffers": buffers} if buffers else {}  # running statistics
         try:
             result = layer.forward(params, h, train=False, **kw)
         except Exception as exc:
@@ -215,26 +207,10 @@ def _trace(model: Sequential, x: Any, ndx: Any) -> Any:
     return h
 
 
-def _predicted_labels(loss: Any, out: Any) -> Any:
-    """What ``Sequential.predict`` returns, computed from the raw outputs ``out``.
-
-    The rule of ``Sequential._labels_from_outputs``, written against the namespace of
-    ``out``; the one place to switch to the loss's own method for labels.
-    """
-    from ..backends import _namespace_of
-
-    xp = _namespace_of(out)
-    if loss.name == "cross_entropy":
-        return xp.argmax(out, axis=1)
-    if loss.name == "binary_cross_entropy":
-        return xp.astype(out > 0, xp.int64)
-    return out
-
-
 def _heads(model: Sequential, logits: Any, names: list[str]) -> dict[str, Any]:
     """The requested outputs from the traced raw outputs."""
     make = {"logits": lambda: logits, "proba": lambda: model.loss.output_transform(logits),
-            "labels": lambda: _predicted_labels(model.loss, logits)}
+            "labels": lambda: model.loss.predict_labels(logits)}  # as Sequential.predict
     heads = {}
     for name in names:
         try:
@@ -431,8 +407,12 @@ def export_onnx(model: Any, path: str | os.PathLike, *,
     >>> tmp.cleanup()
     """
     model, record = _check_model(model)
-    names, rows = _check_outputs(outputs), _check_batch(batch)
-    opset, path = _check_opset(opset), _check_path(path)
+    names = _check_outputs(outputs)
+    rows = None if isinstance(batch, str) and batch == "dynamic" else \
+        _positive_int(batch, "batch", "'dynamic'")
+    if opset is not None:
+        opset = _positive_int(opset, "opset", "None (ndonnx's default)")
+    path = _check_path(path)
     class_names = _check_class_names(class_names, record, model)
     versions = require_onnx()
     import onnx
