@@ -361,7 +361,6 @@ def _dtype_name(dtype: Any) -> str:
 
 
 def _namespace_name(xp: Any) -> str:
-    """The backend name of namespace ``xp``, else its top module's name."""
     for name in KNOWN_BACKENDS:  # array_api_compat.is_numpy_namespace...
         if getattr(array_api_compat, f"is_{name}_namespace")(xp):
             return name

@@ -51,7 +51,6 @@ def _xp(**arrays: Any) -> Any:
 
 
 def _check_shapes(name: str, a: Any, other: str, b: Any) -> None:
-    """Refuse arrays ``a`` and ``b`` of two shapes, naming both."""
     if a.shape != b.shape:
         raise ValueError(f"{name} has shape {tuple(a.shape)}, {other} {tuple(b.shape)}")
 

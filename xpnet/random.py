@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Backend
+from .backends import Backend, dtype_name
 from .ops import ops_for
 
 __all__ = ["RNG"]
@@ -163,8 +163,6 @@ class RNG:
 
     # -- draws ---------------------------------------------------------------
     def _host(self, values: np.ndarray, backend: Backend, dtype: Any) -> Any:
-        from .backends import dtype_name
-
         host = values.astype(dtype_name(dtype), copy=False)
         return backend.asarray(host, dtype=dtype)
 

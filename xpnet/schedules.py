@@ -29,11 +29,15 @@ __all__ = [
 ]
 
 
-def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
+def _check_positive(name: str, value: float, *, allow_zero: bool = False,
+                    most: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    if most is not None and value > most:
+        raise ValueError(f"{name} must be in {'[' if allow_zero else '('}0, {most:g}], "
+                         f"got {value!r}")
     return float(value)
 
 
@@ -190,9 +194,7 @@ class ExponentialDecay(Schedule):
 
     def __init__(self, lr: float, gamma: float):
         self.lr = _check_positive("lr", lr)
-        self.gamma = _check_positive("gamma", gamma)
-        if self.gamma > 1.0:
-            raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
+        self.gamma = _check_positive("gamma", gamma, most=1.0)
 
     def __call__(self, step: int) -> float:
         return self.lr * self.gamma**step
@@ -262,9 +264,8 @@ class LinearWarmup(Schedule):
     def __init__(self, after: Schedule | float, warmup_steps: int, start_factor: float = 0.0):
         self.after = get_schedule(after)
         self.warmup_steps = _check_steps("warmup_steps", warmup_steps)
-        self.start_factor = _check_positive("start_factor", start_factor, allow_zero=True)
-        if self.start_factor > 1.0:
-            raise ValueError(f"start_factor must be in [0, 1], got {start_factor!r}")
+        self.start_factor = _check_positive("start_factor", start_factor, allow_zero=True,
+                                            most=1.0)
 
     def __call__(self, step: int) -> float:
         if step >= self.warmup_steps:
