@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from ._devices import env_local_rank, env_world_size
-from ._failure import EXIT_TIMEOUT, Watchdog, install_excepthook
+from ._failure import EXIT_TIMEOUT, Watchdog, _waited_too_long, install_excepthook
 
 __all__ = ["Communicator", "SingleProcess", "MPICommunicator", "DistributedError", "init",
            "DEFAULT_TIMEOUT", "DEFAULT_SAVE_TIMEOUT", "MPI_INSTALL_HINT"]
@@ -332,11 +332,7 @@ class MPICommunicator(Communicator):
             parts = [values[lo:lo + BUCKET] for lo in range(0, values.size, BUCKET)]
         else:
             parts = [values]
-        if not guarded:
-            for part in parts:
-                self.comm.Allreduce(self.MPI.IN_PLACE, part, op=self.MPI.SUM)
-            return values
-        with self.watchdog.guard(what):
+        with self.watchdog.guard(what) if guarded else contextlib.nullcontext():
             for part in parts:
                 self.comm.Allreduce(self.MPI.IN_PLACE, part, op=self.MPI.SUM)
         return values
@@ -378,8 +374,7 @@ class MPICommunicator(Communicator):
 
     def _late(self, what: str, limit: float) -> str:
         if self._save is None:
-            return (f"rank {self.rank} waited more than {limit:g} s in {what}: another rank "
-                    "has failed, hung or left the training loop; ending every rank of the job")
+            return _waited_too_long(self.rank, limit, what)
         return (f"rank {self.rank} waited more than {limit:g} s "
                 f"(XPNET_DISTRIBUTED_SAVE_TIMEOUT) for rank 0 to finish {self._save[1]}: its "
                 "storage is too slow or it hung; ending every rank of the job")

@@ -98,7 +98,7 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._fired = False
 
-    def guard(self, what: str) -> _Guarded:
+    def guard(self, what: str) -> Watchdog:
         """A context manager: the block must end within ``timeout`` seconds.
 
         Parameters
@@ -110,19 +110,19 @@ class Watchdog:
         -------
         context manager
         """
-        return _Guarded(self, what)
+        self._what = what
+        return self
 
-    def _arm(self, what: str) -> None:
+    def __enter__(self) -> None:
         if self.timeout is None:
             return
         if self._thread is None:
             self._thread = threading.Thread(target=self._watch, name="xpnet-watchdog",
                                             daemon=True)
             self._thread.start()
-        self._what = what
         self._deadline = time.monotonic() + self.timeout
 
-    def _disarm(self) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._deadline = None
 
     def _watch(self) -> None:
@@ -132,21 +132,11 @@ class Watchdog:
             deadline = self._deadline
             if deadline is not None and time.monotonic() > deadline:
                 self._fired = True
-                self.expire(f"rank {self.rank} waited more than {self.timeout:g} s in "
-                            f"{self._what}: another rank has failed, hung or left the "
-                            "training loop; ending every rank of the job")
+                self.expire(_waited_too_long(self.rank, self.timeout, self._what))
                 return
             time.sleep(tick)
 
 
-class _Guarded:
-    __slots__ = ("dog", "what")
-
-    def __init__(self, dog: Watchdog, what: str):
-        self.dog, self.what = dog, what
-
-    def __enter__(self) -> None:
-        self.dog._arm(self.what)
-
-    def __exit__(self, *exc: object) -> None:
-        self.dog._disarm()
+def _waited_too_long(rank: int, limit: float, what: str) -> str:
+    return (f"rank {rank} waited more than {limit:g} s in {what}: another rank has failed, "
+            "hung or left the training loop; ending every rank of the job")
