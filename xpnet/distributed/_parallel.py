@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import math
 import signal
 from typing import Any
@@ -152,12 +153,10 @@ def _describe(model: Any, optimizer: Any, X: Any, y: Any, validation: Any,
     d = {"backend": b.name, "dtype": model.dtype_name,
          "parameters": [(k, tuple(p.shape)) for k, p in model.params.items()],
          "optimizer": repr(optimizer), "X shape": tuple(X.shape), "y shape": tuple(y.shape),
-         "X rows (sampled)": _sample_digest(X, b), "y rows (sampled)": _sample_digest(y, b)}
+         "X rows (sampled)": _sample_digest(X, b), "y rows (sampled)": _sample_digest(y, b),
+         "validation shape": None if validation is None else tuple(validation[0].shape)}
     if validation is not None:
-        d["validation shape"] = tuple(validation[0].shape)
         d["validation rows (sampled)"] = _sample_digest(validation[0], b)
-    else:
-        d["validation shape"] = None
     d.update(settings)
     return d
 
@@ -236,24 +235,33 @@ def _broadcast_arrays(comm: Any, model: Any, optimizer: Any) -> None:
     entries = [(None, k, p) for k, p in model.params.items()] + \
               [(s, k, state[s][k]) for s in slots for k in model.params if k in state[s]] + \
               [(_BUFFER, k, b) for k, b in buffers.items()]
-    sizes = [math.prod(a.shape) for _, _, a in entries]
-    host = np.empty(sum(sizes), dtype=np.dtype(model.dtype_name))
+    arrays = [a for _, _, a in entries]
+    host = np.empty(sum(math.prod(a.shape) for a in arrays), dtype=np.dtype(model.dtype_name))
     if comm.rank == 0 and entries:
-        host[:] = np.concatenate([np.reshape(to_numpy(a), (-1,)) for _, _, a in entries])
+        host[:] = _flat_host(arrays)
     comm.bcast_array(host)
     if comm.rank == 0:
         return
-    params, off = {}, 0
-    for (slot, key, a), n in zip(entries, sizes, strict=True):
-        part = host[off:off + n].reshape(tuple(a.shape))
-        off += n
+    params = {}
+    for (slot, key, _), part in zip(entries, _split(host, arrays), strict=True):
         if slot is None:
             params[key] = part
-        elif slot is _BUFFER:
-            buffers[key] = model.backend.asarray(part.copy(), dtype=model.dtype)
-        else:
-            state[slot][key] = model.backend.asarray(part.copy(), dtype=model.dtype)
+        else:  # a layer buffer or an optimizer slot
+            into = buffers if slot is _BUFFER else state[slot]
+            into[key] = model.backend.asarray(part.copy(), dtype=model.dtype)
     model.set_params(params)
+
+
+def _flat_host(arrays: list) -> np.ndarray:
+    """The arrays, flattened and concatenated into one host buffer."""
+    return np.concatenate([np.reshape(to_numpy(a), (-1,)) for a in arrays])
+
+
+def _split(host: np.ndarray, arrays: list) -> list[np.ndarray]:
+    """``host`` cut into consecutive views shaped like ``arrays``."""
+    bounds = list(itertools.accumulate((math.prod(a.shape) for a in arrays), initial=0))
+    return [host[lo:hi].reshape(tuple(a.shape))
+            for a, lo, hi in zip(arrays, bounds[:-1], bounds[1:], strict=True)]
 
 
 def average_buffers(comm: Any, model: Any) -> None:
@@ -284,17 +292,11 @@ def average_buffers(comm: Any, model: Any) -> None:
     buffers = getattr(model, "buffers", {})
     if comm.size == 1 or not buffers:
         return
-    host = np.concatenate([np.reshape(to_numpy(b), (-1,)).astype(np.float64)
-                           for b in buffers.values()])
+    host = _flat_host(list(buffers.values())).astype(np.float64)
     comm.allreduce(host, what="the buffers' average")
     host /= comm.size
-    new, off = {}, 0
-    for k, b in buffers.items():
-        n = math.prod(b.shape)
-        new[k] = model.backend.asarray(host[off:off + n].reshape(tuple(b.shape)),
-                                       dtype=model.dtype)
-        off += n
-    model.buffers = new
+    model.buffers = {k: model.backend.asarray(part, dtype=model.dtype) for k, part in
+                     zip(buffers, _split(host, list(buffers.values())), strict=True)}
 
 
 def evaluate_sharded(model: Any, X: Any, y: Any, comm: Any) -> dict[str, float]:
