@@ -253,7 +253,6 @@ def _broadcast_arrays(comm: Any, model: Any, optimizer: Any) -> None:
 
 
 def _flat_host(arrays: list) -> np.ndarray:
-    """The arrays, flattened and concatenated into one host buffer."""
     return np.concatenate([np.reshape(to_numpy(a), (-1,)) for a in arrays])
 
 

@@ -143,9 +143,7 @@ def _check_class_names(names: Any, record: dict, model: Sequential) -> list[str]
     """The class names: given, else the run record's, else None; checked against the model."""
     source = "class_names"
     if names is None:
-        dataset = record.get("dataset")
-        if not isinstance(dataset, dict):
-            dataset = {}
+        dataset = record["dataset"] if isinstance(record.get("dataset"), dict) else {}
         names, source = dataset.get("class_names", record.get("class_names")), "the run record"
     if names is None:
         return None
@@ -267,10 +265,10 @@ def _annotate(proto: Any, model: Sequential, record: dict, class_names: list[str
     proto.producer_name, proto.producer_version = "xpnet", __version__
     proto.graph.name = "xpnet"
     meta = {p.key: p.value for p in proto.metadata_props}  # keeps ndonnx's schema
+    outputs = [_value_spec(v) for v in proto.graph.output]
     meta.update({
         "xpnet_version": __version__, "ndonnx_version": versions["ndonnx"],
-        "input": json.dumps(_value_spec(proto.graph.input[0])),
-        "outputs": json.dumps([_value_spec(v) for v in proto.graph.output]),
+        "input": json.dumps(_value_spec(proto.graph.input[0])), "outputs": json.dumps(outputs),
         "model": json.dumps(model.get_config()), "loss": model.loss.name,
     })
     dataset = record.get("dataset")
@@ -281,19 +279,14 @@ def _annotate(proto: Any, model: Sequential, record: dict, class_names: list[str
     if class_names is not None:
         meta["class_names"] = json.dumps(class_names)
     onnx.helper.set_model_props(proto, meta)
-    outs = ", ".join(f"{s['name']} {s['dtype']} {s['shape']}" for s in
-                     map(_value_spec, proto.graph.output))
+    outs = ", ".join(f"{s['name']} {s['dtype']} {s['shape']}" for s in outputs)
     proto.doc_string = (f"xpnet {__version__} {type(model).__name__} "
                         f"({model.loss.name}); input {INPUT_NAME}, outputs {outs}")
 
 
 # ----------------------------------------------------------------------------- checking
 def _verify(data: bytes, model: Sequential, names: list[str], batch: int | None) -> None:
-    """Run the serialised graph in onnxruntime on seeded rows and compare with the model.
-
-    Float outputs must agree within a tolerance scaled to the dtype and the values'
-    magnitude; labels must agree wherever the model's decision is not a near-tie.
-    """
+    """Run the serialised graph in onnxruntime on seeded rows; its outputs must be the model's."""
     import onnxruntime as ort
 
     rows = 7 if batch is None else batch
@@ -306,16 +299,17 @@ def _verify(data: bytes, model: Sequential, names: list[str], batch: int | None)
     except Exception as exc:
         raise ExportError(f"onnxruntime {ort.__version__} cannot load the graph: "
                           f"{str(exc).splitlines()[0]}") from None
-    X = np.random.default_rng(0).standard_normal((rows, model.in_features))
-    X = X.astype(model.dtype_name)
+    X = np.random.default_rng(0).standard_normal((rows, model.in_features)).astype(model.dtype_name)
     got = dict(zip(names, session.run(names, {INPUT_NAME: X}), strict=True))
     logits = to_numpy(model.forward(X))
     want = {"logits": logits, "proba": to_numpy(model.predict_proba(X)),
             "labels": to_numpy(model.predict(X))}
+    # floats agree within a tolerance scaled to the dtype and the logits' magnitude; labels
+    # wherever the model's decision is not a near-tie
     rel = 1e-4 if model.dtype_name == "float32" else 1e-9
+    tol = rel * max(1.0, float(np.nanmax(np.abs(logits), initial=0.0)))
     for name in names:
         g, w = got[name], want[name]
-        tol = rel * max(1.0, float(np.nanmax(np.abs(logits), initial=0.0)))
         if g.shape != w.shape:
             bad = True
         elif w.dtype.kind == "f":
