@@ -517,11 +517,8 @@ def init(*, timeout: float | None = None, save_timeout: float | None = None,
     from mpi4py import MPI
 
     world = MPI.COMM_WORLD
-    if world.Get_size() == 1:
-        _WORLD = SingleProcess()
-        return _WORLD
-    comm = MPICommunicator(world, timeout=timeout, save_timeout=save_timeout)
-    if abort_on_error:
-        install_excepthook(comm)
-    _WORLD = comm
-    return comm
+    _WORLD = SingleProcess() if world.Get_size() == 1 else \
+        MPICommunicator(world, timeout=timeout, save_timeout=save_timeout)
+    if abort_on_error and _WORLD.size > 1:
+        install_excepthook(_WORLD)
+    return _WORLD

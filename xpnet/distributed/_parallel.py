@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import math
 import signal
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -77,15 +78,12 @@ class GradientAllreduce:
     def _lay_out(self, arrays: dict) -> None:
         """The buffer's layout for these keys (the trained parameters: frozen ones, such
         as a Normalization's statistics, have no gradient)."""
-        self.layout: list[tuple[str, int, int, tuple[int, ...]]] = []
-        offset = 0
-        for key, p in arrays.items():
-            n = math.prod(p.shape)
-            self.layout.append((key, offset, n, tuple(p.shape)))
-            offset += n
+        bounds = _offsets(arrays.values())
+        self.layout = [(key, lo, hi - lo, tuple(p.shape)) for (key, p), lo, hi in
+                       zip(arrays.items(), bounds[:-1], bounds[1:], strict=True)]
         self.keys = tuple(arrays)
         #: elements of the gradients in the buffer
-        self.size = offset
+        self.size = bounds[-1]
 
     def _pack(self, grads: dict, cur: Any, flags: list[int]) -> Any:
         if tuple(grads) != self.keys:  # the same on every rank: one model, one freezing
@@ -236,7 +234,7 @@ def _broadcast_arrays(comm: Any, model: Any, optimizer: Any) -> None:
               [(s, k, state[s][k]) for s in slots for k in model.params if k in state[s]] + \
               [(_BUFFER, k, b) for k, b in buffers.items()]
     arrays = [a for _, _, a in entries]
-    host = np.empty(sum(math.prod(a.shape) for a in arrays), dtype=np.dtype(model.dtype_name))
+    host = np.empty(_offsets(arrays)[-1], dtype=np.dtype(model.dtype_name))
     if comm.rank == 0 and entries:
         host[:] = _flat_host(arrays)
     comm.bcast_array(host)
@@ -256,9 +254,14 @@ def _flat_host(arrays: list) -> np.ndarray:
     return np.concatenate([np.reshape(to_numpy(a), (-1,)) for a in arrays])
 
 
+def _offsets(arrays: Iterable) -> list[int]:
+    """Where each array starts in one flat buffer of them all, then the buffer's size."""
+    return list(itertools.accumulate((math.prod(a.shape) for a in arrays), initial=0))
+
+
 def _split(host: np.ndarray, arrays: list) -> list[np.ndarray]:
     """``host`` cut into consecutive views shaped like ``arrays``."""
-    bounds = list(itertools.accumulate((math.prod(a.shape) for a in arrays), initial=0))
+    bounds = _offsets(arrays)
     return [host[lo:hi].reshape(tuple(a.shape))
             for a, lo, hi in zip(arrays, bounds[:-1], bounds[1:], strict=True)]
 
