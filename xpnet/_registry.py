@@ -71,17 +71,16 @@ class Registry:
 
     def check_rebuildable(self, obj: Any, name: str, what: str) -> dict:
         """`obj`'s config (JSON), or ValueError saying why loading could not rebuild it."""
-        cls = type(obj)
-        held = self._classes.get(name)
+        cls, held = type(obj), self._classes.get(name)
+        refused = f"{what} cannot be rebuilt from a checkpoint"
         if held is None:
-            raise ValueError(
-                f"{what} cannot be rebuilt from a checkpoint: {_qualified(cls)} is not "
-                f"registered; register it with xpnet.{self.register_call}({cls.__name__})")
+            raise ValueError(f"{refused}: {_qualified(cls)} is not registered; register it "
+                             f"with xpnet.{self.register_call}({cls.__name__})")
         if held is not cls:
             raise ValueError(
-                f"{what} cannot be rebuilt from a checkpoint: it would be stored as "
-                f"{name!r}, the name of {_qualified(held)}; give {cls.__name__} a name of "
-                f"its own and register it with xpnet.{self.register_call}")
+                f"{refused}: it would be stored as {name!r}, the name of {_qualified(held)}; "
+                f"give {cls.__name__} a name of its own and register it with "
+                f"xpnet.{self.register_call}")
         cfg = obj.get_config()
         try:
             cfg = json.loads(json.dumps(cfg))
@@ -97,26 +96,23 @@ class Registry:
                    if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in cfg]
         if missing:
             raise ValueError(
-                f"{what} cannot be rebuilt from a checkpoint: {cls.__name__}() takes "
-                f"{', '.join(map(repr, missing))}, which {cls.__name__}.get_config() does not "
-                "return; return every constructor argument from get_config()")
+                f"{refused}: {cls.__name__}() takes {', '.join(map(repr, missing))}, which "
+                f"{cls.__name__}.get_config() does not return; return every constructor "
+                "argument from get_config()")
         try:
             twin = cls(**cfg)
             twin_cfg = json.loads(json.dumps(twin.get_config()))
         except Exception as exc:  # the user's constructor: any error means "cannot rebuild"
-            raise ValueError(f"{what} cannot be rebuilt from a checkpoint: "
-                             f"{cls.__name__}(**{cfg!r}) fails: {exc}") from None
+            raise ValueError(f"{refused}: {cls.__name__}(**{cfg!r}) fails: {exc}") from None
         if twin_cfg != cfg:
-            raise ValueError(f"{what} cannot be rebuilt from a checkpoint: "
-                             f"{cls.__name__}(**get_config()) has the config {twin_cfg!r}, "
-                             f"not {cfg!r}")
+            raise ValueError(f"{refused}: {cls.__name__}(**get_config()) has the config "
+                             f"{twin_cfg!r}, not {cfg!r}")
         differs = _differing_attribute(obj, twin)
         if differs is not None:
             name, mine, theirs = differs
-            raise ValueError(f"{what} cannot be rebuilt from a checkpoint: "
-                             f"{cls.__name__}(**get_config()) has {name}={theirs!r}, this "
-                             f"object {name}={mine!r}; get_config() must return the values "
-                             "it was built with")
+            raise ValueError(f"{refused}: {cls.__name__}(**get_config()) has {name}={theirs!r}, "
+                             f"this object {name}={mine!r}; get_config() must return the "
+                             "values it was built with")
         return cfg
 
 
@@ -139,18 +135,10 @@ def _differing_value(path: str, a: Any, b: Any, depth: int) -> tuple[str, Any, A
         return None
     if type(a) is not type(b):
         return None if _equal(a, b) is not False else (path, a, b)
-    if isinstance(a, (list, tuple)):
-        if len(a) != len(b):
+    if isinstance(a, (list, tuple, dict)):  # item by item: an index or a key
+        if len(a) != len(b) or isinstance(a, dict) and a.keys() != b.keys():
             return path, a, b
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            found = _differing_value(f"{path}[{i}]", x, y, depth + 1)
-            if found is not None:
-                return found
-        return None
-    if isinstance(a, dict):
-        if set(a) != set(b):
-            return path, a, b
-        for k in a:
+        for k in a if isinstance(a, dict) else range(len(a)):
             found = _differing_value(f"{path}[{k!r}]", a[k], b[k], depth + 1)
             if found is not None:
                 return found
