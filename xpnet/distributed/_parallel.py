@@ -76,8 +76,7 @@ class GradientAllreduce:
         self._lay_out(model.params)
 
     def _lay_out(self, arrays: dict) -> None:
-        """The buffer's layout for these keys (the trained parameters: frozen ones, such
-        as a Normalization's statistics, have no gradient)."""
+        """The buffer's layout for these keys (trained ones: a frozen parameter has no gradient)."""
         bounds = _offsets(arrays.values())
         self.layout = [(key, lo, hi - lo, tuple(p.shape)) for (key, p), lo, hi in
                        zip(arrays.items(), bounds[:-1], bounds[1:], strict=True)]
@@ -224,8 +223,7 @@ _BUFFER = object()  # marks a layer buffer among the broadcast arrays
 
 
 def _broadcast_arrays(comm: Any, model: Any, optimizer: Any) -> None:
-    """Rank 0's parameters, layer buffers and optimizer slots, through one host buffer,
-    on every rank."""
+    """Rank 0's parameters, layer buffers and optimizer slots on every rank, in one host buffer."""
     if comm.size == 1:
         return
     state, slots = optimizer.state, getattr(optimizer, "slots", ())
