@@ -7,6 +7,7 @@ have been checked; this is the one place tests copy device arrays to the host.
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 import array_api_compat
@@ -291,35 +292,29 @@ def _check_layer(obj: Any, be: Any, host_x: np.ndarray, params: dict | None, see
     xb = be.asarray(host_x, dtype=f64)
     buffers = obj.init_buffers(host_x.shape[-1], backend=be, dtype=f64)
     kw = {"buffers": buffers} if buffers else {}
-    if _autodiff.needs(obj):  # no backward: the library's autodiff (torch, JAX)
-        out, cache = _autodiff.forward(obj, dev, xb, train, kw)
-    else:
-        out, cache = obj.forward(dev, xb, train=train, **kw)
+    auto = _autodiff.needs(obj)  # no backward: the library's autodiff (torch, JAX)
+    out, cache = _autodiff.forward(obj, dev, xb, train, kw) if auto else \
+        obj.forward(dev, xb, train=train, **kw)
     R = np.random.default_rng(seed + 1).normal(size=tuple(out.shape))
-    if _autodiff.needs(obj):
-        dx, grads = _autodiff.backward(type(obj).__name__, obj, cache,
-                                       be.asarray(R, dtype=f64))
-    else:
-        dx, grads = obj.backward(dev, cache, be.asarray(R, dtype=f64))
+    dy = be.asarray(R, dtype=f64)
+    dx, grads = _autodiff.backward(type(obj).__name__, obj, cache, dy) if auto else \
+        obj.backward(dev, cache, dy)
     what = f"{type(obj).__name__}: "
     # a frozen layer held inside `obj` (a Block's) has no gradients: its keys are not checked
     trained = {k: v for k, v in params.items() if key_trainable(obj, k)} \
         if obj.trainable and sublayers(obj) else params
     _check_grad_keys(what, trained, grads)
 
-    def fx(xv):
-        o, _ = obj.forward(dev, be.asarray(xv, dtype=f64), train=train, **kw)
+    def probe(v: np.ndarray, k: str | None) -> float:
+        # sum(forward * R) with the input (k None) or parameter k set to v
+        a = be.asarray(v, dtype=f64)
+        o, _ = obj.forward(*((dev, a) if k is None else ({**dev, k: a}, xb)), train=train, **kw)
         return float(np.sum(to_numpy(o) * R))
 
-    _compare("x", to_numpy(dx), _numeric_grad(fx, host_x.copy(), eps), rtol, atol, report,
-             what)
-    for k in trained:
-        def fp(pv, k=k):
-            o, _ = obj.forward({**dev, k: be.asarray(pv, dtype=f64)}, xb, train=train, **kw)
-            return float(np.sum(to_numpy(o) * R))
-
-        _compare(k, to_numpy(grads[k]), _numeric_grad(fp, params[k].copy(), eps), rtol, atol,
-                 report, what)
+    checks = [("x", dx, host_x, None), *((k, grads[k], params[k], k) for k in trained)]
+    for name, g, v, k in checks:
+        num = _numeric_grad(functools.partial(probe, k=k), v.copy(), eps)
+        _compare(name, to_numpy(g), num, rtol, atol, report, what)
 
 
 def _check_grad_keys(what: str, params: dict, grads: Any) -> None:
