@@ -228,7 +228,7 @@ def _build(model: Sequential, names: list[str], batch: int | None, opset: int | 
     x = ndx.argument(shape=(BATCH_DIM if batch is None else batch, model.in_features),
                      dtype=dtype)
     proto = ndx.build({INPUT_NAME: x}, _heads(model, _trace(model, x, ndx), names))
-    current = _opset_of(proto)
+    current = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     if opset is not None and opset != current:
         try:
             proto = onnx.version_converter.convert_version(proto, opset)
@@ -240,10 +240,6 @@ def _build(model: Sequential, names: list[str], batch: int | None, opset: int | 
         if batch is None and not dim.HasField("dim_value"):
             dim.dim_param = BATCH_DIM
     return proto
-
-
-def _opset_of(proto: Any) -> int:
-    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def _value_spec(value: Any) -> dict[str, Any]:
