@@ -115,6 +115,21 @@ def test_other_losses_labels_are_what_predict_returns(tmp_path, loss):
     assert got["labels"].dtype == (np.int64 if loss != "mse" else np.float64)
 
 
+class _RenamedCrossEntropy(xn.SoftmaxCrossEntropy):
+    name = "renamed_cross_entropy_onnx_test"
+
+
+@needs_onnx
+def test_a_custom_classification_loss_exports_the_labels_predict_returns(tmp_path):
+    """The labels head is the loss's own predict_labels, whatever the loss is called."""
+    model = xn.MLP([4, 8, 3], loss=_RenamedCrossEntropy(), backend="numpy", seed=0)
+    path = xn.export_onnx(model, tmp_path / "m.onnx", outputs="labels")
+    X = inputs(50, 4, "float32")
+    got = run(session(path), X)["labels"]
+    np.testing.assert_array_equal(got, model.predict(X))
+    assert got.dtype == np.int64 and len(set(got.tolist())) > 1
+
+
 @needs_onnx
 def test_static_batch_and_opset(tmp_path):
     model = xn.MLP([6, 5, 4], backend="numpy", seed=0)
