@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import array_api_compat
+
 from .blocks import sublayers
 from .layers import Layer
 
@@ -30,20 +32,10 @@ class Tape:
         self.cache, self.pullback = cache, pullback
 
 
-def _library(x: Any) -> str | None:
-    module = type(x).__module__
-    if module.startswith("torch"):
-        return "torch"
-    if module.startswith(("jax", "jaxlib")):
-        return "jax"
-    return None
-
-
 def forward(layer: Layer, params: dict, x: Any, train: bool, kw: dict) -> tuple[Any, Any]:
     """``layer.forward`` recorded for autodiff: ``(y, Tape)`` on PyTorch and JAX, the
     plain ``(y, cache)`` elsewhere (its `backward` then refuses)."""
-    lib = _library(x)
-    if lib == "torch":
+    if array_api_compat.is_torch_array(x):
         import torch
 
         with torch.enable_grad():
@@ -59,7 +51,7 @@ def forward(layer: Layer, params: dict, x: Any, train: bool, kw: dict) -> tuple[
             return grads[0], dict(zip(pl, grads[1:], strict=True))
 
         return y.detach(), Tape(_detached(cache), pull)
-    if lib == "jax":
+    if array_api_compat.is_jax_array(x):
         import jax
 
         def f(p: dict, xx: Any) -> tuple[Any, Any]:
