@@ -335,15 +335,13 @@ def dtype_name(dtype: Any) -> str:
     # warns when its dtypes are compared with NumPy's)
     key = (type(dtype), dtype)
     try:
-        return _DTYPE_NAMES[key]
-    except (KeyError, TypeError):  # not seen yet, or unhashable
-        pass
-    name = _dtype_name(dtype)
-    try:
+        name = _DTYPE_NAMES.get(key)
+    except TypeError:  # unhashable
+        return _dtype_name(dtype)
+    if name is None:
+        name = _dtype_name(dtype)
         if len(_DTYPE_NAMES) < 256:
             _DTYPE_NAMES[key] = name
-    except TypeError:
-        pass
     return name
 
 

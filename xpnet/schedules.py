@@ -406,8 +406,7 @@ def schedule_to_config(s: Any) -> dict:
             raise ValueError(f"the schedule {describe_lr(s)} cannot be saved: "
                              f"{type(s).__name__} is not registered (register it with "
                              "xpnet.schedules.register_schedule)")
-        cfg = s.get_config()
-        return {"class": type(s).__name__, "config": cfg}
+        return {"class": type(s).__name__, "config": s.get_config()}
     raise ValueError(f"the schedule {describe_lr(s)} is a function, which cannot be saved; "
                      "use a Schedule class (built-in or registered) to save it")
 
