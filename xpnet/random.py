@@ -75,12 +75,8 @@ class RNG:
         True
         """
         st = self.generator.bit_generator.state
-        out = {
-            "bit_generator": st["bit_generator"],
-            "state": {k: int(v) for k, v in st["state"].items()},
-            "has_uint32": int(st["has_uint32"]),
-            "uinteger": int(st["uinteger"]),
-        }
+        out = {**st, "state": {k: int(v) for k, v in st["state"].items()},
+               "has_uint32": int(st["has_uint32"]), "uinteger": int(st["uinteger"])}
         if self._stream is not None:
             out["device_stream"] = list(self._stream)
         return out
