@@ -8,11 +8,13 @@ over the target, so a crash mid-save leaves the previous file intact.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,12 +205,10 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
     config, opt_meta = check_saveable(model, optimizer)
     if not path.parent.exists():
         raise FileNotFoundError(f"cannot save to {path}: folder {path.parent} does not exist")
-    tensors: dict[str, np.ndarray] = {}
-    for k, v in model.params.items():
-        tensors[_PARAM + k] = np.ascontiguousarray(to_numpy(v))
+    tensors = {_PARAM + k: _host(v) for k, v in model.params.items()}
     _check_loadable_params(model, config, tensors)
     for k, v in getattr(model, "buffers", {}).items():
-        tensors[_BUF + k] = arr = np.ascontiguousarray(to_numpy(v))
+        tensors[_BUF + k] = arr = _host(v)
         if not np.isfinite(arr).all():
             raise ValueError(f"cannot save: buffer {k!r} contains NaN or inf, and load "
                              "refuses such a file")
@@ -232,6 +232,11 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
     data = st_save(tensors, metadata=meta)
     atomic_write_bytes(path, data)
     return path
+
+
+def _host(a: Any) -> np.ndarray:
+    """`a` as a C-contiguous host array, as safetensors writes it."""
+    return np.ascontiguousarray(to_numpy(a))
 
 
 def _check_loadable_params(model: Any, config: dict, tensors: dict[str, np.ndarray]) -> None:
@@ -274,9 +279,8 @@ def _saved_optimizer(model: Any, optimizer: Any, training: dict | None) -> tuple
     ``optimizer`` as given, else the record's ``optimizer`` entry, else the model's
     optimizer when it has a state; False means none."""
     training = dict(training) if training else None
-    if training and "optimizer" in training:
-        optimizer = training.pop("optimizer") if optimizer is None else optimizer
-        training.pop("optimizer", None)
+    held = training.pop("optimizer", None) if training else None
+    optimizer = held if optimizer is None else optimizer
     if optimizer is None and getattr(model, "optimizer", None) is not None \
             and model.optimizer.state is not None:
         optimizer = model.optimizer
@@ -286,21 +290,18 @@ def _saved_optimizer(model: Any, optimizer: Any, training: dict | None) -> tuple
 def _optimizer_tensors(model: Any, state: dict | None, opt_meta: dict) -> dict[str, np.ndarray]:
     """The optimizer slots as host tensors to write; ``opt_meta`` gains the step, the slot
     names and the parameters the state covers (frozen ones have none)."""
-    tensors: dict[str, np.ndarray] = {}
     if state is None:
-        return tensors
+        return {}
+    slots = {s: values for s, values in state.items() if s not in ("step", "steps")}
     opt_meta["step"] = int(state["step"])
-    opt_meta["slots"] = [s for s in state if s not in ("step", "steps")]
+    opt_meta["slots"] = list(slots)
     if "steps" in state:
         opt_meta["steps"] = {k: int(n) for k, n in state["steps"].items()}
-    if opt_meta["slots"]:
-        covered = state[opt_meta["slots"][0]]
+    if slots:
+        covered = next(iter(slots.values()))
         opt_meta["keys"] = [k for k in model.params if k in covered]
-    for slot, values in state.items():
-        if slot not in ("step", "steps"):
-            for k, v in values.items():
-                tensors[f"{_OPT}{slot}/{k}"] = np.ascontiguousarray(to_numpy(v))
-    return tensors
+    return {f"{_OPT}{slot}/{k}": _host(v) for slot, values in slots.items()
+            for k, v in values.items()}
 
 
 def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -313,18 +314,18 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(64)
-    if len(head) < 8:
-        raise CheckpointError(f"{path} is not an xpnet checkpoint: file too short ({size} bytes)")
-    header_len = int.from_bytes(head[:8], "little")
-    if header_len <= 1 or header_len > size - 8 or header_len > 100_000_000:
-        kind = _looks_like(head)
-        what = (f": it looks like {kind}, {size} bytes" if kind else
-                f" (safetensors header length {header_len} does not fit a {size}-byte file)")
-        raise CheckpointError(
-            f"{path} is not an xpnet checkpoint{what}. A checkpoint is the .safetensors "
-            "file that xn.save and xpnet train write (model.safetensors in a run folder)")
-    with open(path, "rb") as f:  # counted in the raw header: parsing it costs ~1 kB each
-        f.seek(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path} is not an xpnet checkpoint: file too short "
+                                  f"({size} bytes)")
+        header_len = int.from_bytes(head[:8], "little")
+        if header_len <= 1 or header_len > size - 8 or header_len > 100_000_000:
+            kind = _looks_like(head)
+            what = (f": it looks like {kind}, {size} bytes" if kind else
+                    f" (safetensors header length {header_len} does not fit a {size}-byte file)")
+            raise CheckpointError(
+                f"{path} is not an xpnet checkpoint{what}. A checkpoint is the .safetensors "
+                "file that xn.save and xpnet train write (model.safetensors in a run folder)")
+        f.seek(8)  # the tensors counted in the raw header: parsing it costs ~1 kB each
         count = f.read(header_len).count(b'"data_offsets"')
     if count > _MAX_TENSORS:
         raise CheckpointError(f"{path} holds {count:,} tensors; an xpnet checkpoint holds at "
@@ -395,10 +396,21 @@ def _json(meta: dict, key: str, path: Path) -> Any:
 # Errors a hostile or corrupted manifest can provoke while rebuilding objects from it.
 _CONFIG_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
                   RecursionError)
+_BAD_MODEL = "bad model architecture in metadata: "
+_BAD_OPT = "bad optimizer metadata: "
 
 # the constructor annotations a manifest value is checked against (others are left to the
 # constructor): "bias": "no" would be taken as true, "units": 8.0 as a size
 _SCALAR_TYPES = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
+
+
+@contextlib.contextmanager
+def _refusing(path: Path, what: str) -> Iterator[None]:
+    """Raise what a bad manifest provokes (`_CONFIG_ERRORS`) as a CheckpointError."""
+    try:
+        yield
+    except _CONFIG_ERRORS as exc:
+        raise CheckpointError(f"{path}: {what}{_bounded(exc)}") from None
 
 
 def _bounded(exc: BaseException, limit: int = 300) -> str:
@@ -455,25 +467,19 @@ def _check_shapes(config: Any, tensors: dict, path: Path) -> None:
     declare them is checked after the model is built.
     """
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
-        raise CheckpointError(f"{path}: bad model architecture in metadata: model config must "
-                              "be a dict with a 'layers' list")
-    try:
+        raise CheckpointError(f"{path}: {_BAD_MODEL}model config must be a dict with a "
+                              "'layers' list")
+    with _refusing(path, _BAD_MODEL):
         n = _checks.check_int("in_features", config.get("in_features"))
         for c in config["layers"]:
             for cls, inner in _held_configs(c):  # the layer's, and those of layers it holds
                 _check_config_types(cls, inner, f"layer {cls.__name__}")
         layers = [layer_from_config(c) for c in config["layers"]]
-    except _CONFIG_ERRORS as exc:
-        raise CheckpointError(f"{path}: bad model architecture in metadata: "
-                              f"{_bounded(exc)}") from None
     for i, layer in enumerate(layers):
-        try:
+        with _refusing(path, _BAD_MODEL):
             need = layer.param_shapes(n)
             bufs = layer.buffer_shapes(n)
             n = layer.out_features(n)
-        except _CONFIG_ERRORS as exc:
-            raise CheckpointError(f"{path}: bad model architecture in metadata: "
-                              f"{_bounded(exc)}") from None
         wanted = [(f"{_PARAM}{i}.{k}", v) for k, v in (need or {}).items()] + \
             [(f"{_BUF}{i}.{k}", v) for k, v in (bufs or {}).items()]
         for key, shape in wanted:
@@ -485,8 +491,7 @@ def _check_shapes(config: Any, tensors: dict, path: Path) -> None:
                 raise CheckpointError(f"{path}: tensor {key!r} has shape {got}, layer {i} "
                                       f"({type(layer).__name__}) needs {tuple(shape)}")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise CheckpointError(f"{path}: bad model architecture in metadata: layer {i} "
-                                  f"gives {n!r} features")
+            raise CheckpointError(f"{path}: {_BAD_MODEL}layer {i} gives {n!r} features")
 
 
 def _slot_keys(om: dict, tensors: dict, slots: list, params: dict, path: Path) -> list[str]:
@@ -495,7 +500,7 @@ def _slot_keys(om: dict, tensors: dict, slots: list, params: dict, path: Path) -
     keys = om.get("keys", list(params))
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) \
             or len(set(keys)) != len(keys) or not set(keys) <= set(params):
-        raise CheckpointError(f"{path}: bad optimizer metadata: keys {keys!r} are not distinct "
+        raise CheckpointError(f"{path}: {_BAD_OPT}keys {keys!r} are not distinct "
                               f"parameters of the model ({sorted(params)})")
     for slot in slots:
         prefix = f"{_OPT}{slot}/"
@@ -515,17 +520,9 @@ def _param_steps(om: dict, keys: list[str], step: int, path: Path) -> dict[str, 
     if not isinstance(steps, dict) or sorted(steps) != sorted(keys) or not all(
             isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= step
             for n in steps.values()):
-        raise CheckpointError(f"{path}: bad optimizer metadata: steps {steps!r} must give "
+        raise CheckpointError(f"{path}: {_BAD_OPT}steps {steps!r} must give "
                               f"each of {sorted(keys)} an update count in [0, {step}]")
     return {k: steps[k] for k in keys}
-
-
-def _check_training(training: Any, path: Path) -> None:
-    """The training record must pass the schema ``fit(resume=...)`` uses (TrainState)."""
-    try:
-        TrainState.from_record(training)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: {_bounded(exc)}") from None
 
 
 def _check_slot(arr: np.ndarray, name: str, nonnegative: bool, path: Path) -> None:
@@ -544,69 +541,51 @@ def _load_model(meta: dict, tensors: dict, be: Backend, path: Path) -> Sequentia
     _check_shapes(config, tensors, path)
     if config.get("dtype") in ("float32", "float64"):
         be.dtype(config["dtype"])  # BackendError: JAX holds float64 only in its 64-bit mode
-    try:
+    with _refusing(path, _BAD_MODEL):
         model = Sequential.from_config(config, backend=be)
-    except _CONFIG_ERRORS as exc:
-        raise CheckpointError(f"{path}: bad model architecture in metadata: "
-                              f"{_bounded(exc)}") from None
-    expected = {_PARAM + k: v for k, v in model.params.items()}
-    got = {k for k in tensors if k.startswith(_PARAM)}
-    if got != set(expected):
-        raise CheckpointError(
-            f"{path}: tensors do not match the architecture (missing "
-            f"{sorted(set(expected) - got)}, unexpected {sorted(got - set(expected))})"
-        )
-    for k, ref in expected.items():
-        _check_param(tensors[k], k, tuple(ref.shape), model.dtype_name, path)
-    model.params = {k[len(_PARAM):]: be.asarray(tensors[k], dtype=model.dtype)
-                    for k in expected}
-    _load_buffers(model, tensors, be, path)
+    model.params = _model_tensors(model, tensors, _PARAM, model.params, "tensors", path)
+    model.buffers = _model_tensors(model, tensors, _BUF, model.buffers, "buffers", path)
     return model
 
 
-def _load_buffers(model: Sequential, tensors: dict, be: Backend, path: Path) -> None:
-    """The file's buffers into the model, each checked like a parameter."""
-    expected = {_BUF + k: v for k, v in model.buffers.items()}
-    got = {k for k in tensors if k.startswith(_BUF)}
+def _model_tensors(model: Sequential, tensors: dict, prefix: str, refs: dict, what: str,
+                   path: Path) -> dict:
+    """The file's tensors under `prefix` for the keys of `refs`, each checked, on the backend."""
+    expected = {prefix + k: v for k, v in refs.items()}
+    got = {k for k in tensors if k.startswith(prefix)}
     if got != set(expected):
         raise CheckpointError(
-            f"{path}: buffers do not match the architecture (missing "
+            f"{path}: {what} do not match the architecture (missing "
             f"{sorted(set(expected) - got)}, unexpected {sorted(got - set(expected))})")
     for k, ref in expected.items():
-        _check_param(tensors[k], k, tuple(ref.shape), model.dtype_name, path)
-    model.buffers = {k[len(_BUF):]: be.asarray(tensors[k], dtype=model.dtype)
-                     for k in expected}
-
-
-def _check_param(arr: np.ndarray, k: str, shape: tuple, dtype_name: str, path: Path) -> None:
-    if tuple(arr.shape) != shape:
-        raise CheckpointError(f"{path}: tensor {k!r} has shape {tuple(arr.shape)}, the "
-                              f"architecture needs {shape}")
-    if str(arr.dtype) != dtype_name:
-        raise CheckpointError(f"{path}: tensor {k!r} has dtype {arr.dtype}, expected "
-                              f"{dtype_name}")
-    if not np.isfinite(arr).all():
-        raise CheckpointError(f"{path}: tensor {k!r} contains NaN or inf")
+        arr, shape = tensors[k], tuple(ref.shape)
+        if tuple(arr.shape) != shape:
+            raise CheckpointError(f"{path}: tensor {k!r} has shape {tuple(arr.shape)}, the "
+                                  f"architecture needs {shape}")
+        if str(arr.dtype) != model.dtype_name:
+            raise CheckpointError(f"{path}: tensor {k!r} has dtype {arr.dtype}, expected "
+                                  f"{model.dtype_name}")
+        if not np.isfinite(arr).all():
+            raise CheckpointError(f"{path}: tensor {k!r} contains NaN or inf")
+    return {k[len(prefix):]: model.backend.asarray(tensors[k], dtype=model.dtype)
+            for k in expected}
 
 
 def _load_optimizer(meta: dict, tensors: dict, model: Sequential, path: Path) -> Optimizer:
     """The optimizer of the manifest, with its state (every slot checked) when saved."""
     om = _json(meta, "optimizer", path)
-    try:
+    with _refusing(path, _BAD_OPT):
         cls = _optimizer_class(om["class"])
         if cls is not None:
             _check_config_types(cls, om["config"], f"optimizer {om['class']}")
         optimizer = optimizer_from_config(om["class"], om["config"])
-    except _CONFIG_ERRORS as exc:
-        raise CheckpointError(f"{path}: bad optimizer metadata: {_bounded(exc)}") from None
     if "step" not in om:
         return optimizer
     step, slots = om["step"], om.get("slots", [])
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise CheckpointError(f"{path}: bad optimizer metadata: step must be an int "
-                              f">= 0, got {step!r}")
+        raise CheckpointError(f"{path}: {_BAD_OPT}step must be an int >= 0, got {step!r}")
     if not isinstance(slots, list) or sorted(map(str, slots)) != sorted(optimizer.slots):
-        raise CheckpointError(f"{path}: bad optimizer metadata: slots {slots!r}, "
+        raise CheckpointError(f"{path}: {_BAD_OPT}slots {slots!r}, "
                               f"{type(optimizer).__name__} has {list(optimizer.slots)}")
     keys = _slot_keys(om, tensors, slots, model.params, path)
     state: dict = {"step": step, "steps": _param_steps(om, keys, step, path)}
@@ -662,8 +641,9 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
     if optimizer is not None:
         model.optimizer = optimizer
     training = _json(meta, "training", path) if "training" in meta else None
-    if training is not None:
-        _check_training(training, path)
+    if training is not None:  # the schema fit(resume=...) reads
+        with _refusing(path, ""):
+            TrainState.from_record(training)
     info = {k: v for k, v in meta.items() if k not in ("model", "optimizer", "training", "user")}
     if "user" in meta:
         info["user"] = _json(meta, "user", path)
