@@ -311,3 +311,18 @@ def test_torch_tensors_numpy_cannot_view_take_the_generic_update():
     with torch.no_grad():
         new, _ = opt.update(params, grads, state)
     np.testing.assert_allclose(new["w"].detach().numpy(), np.full(3, 0.9), rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", STORE_BACKENDS)
+def test_an_unchecked_update_that_overflows_is_applied_and_counted(backend):
+    """Without check_finite an update is applied whatever its values: it returns True and
+    the step counts advance (the store path returned False and left them behind)."""
+    be = xn.get_backend(_backend(backend))
+    m = xn.MLP([2, 2], backend=be, seed=0)
+    opt = xn.SGD(lr=1e38)
+    state = opt.init(m.params)
+    grads = {k: be.asarray(np.full(tuple(v.shape), -3e38, dtype="float32"))
+             for k, v in m.params.items()}
+    assert opt.update_(m.params, grads, state) is True
+    assert state["step"] == 1 and set(state["steps"].values()) == {1}
+    assert np.isinf(xn.to_numpy(m.params["0.W"])).all()

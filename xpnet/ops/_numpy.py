@@ -248,7 +248,8 @@ class NumpyOps(Ops):
                              slots2, spare_slots)
         if ok or not check:
             store.swap()
-        return ok
+            return True
+        return False
 
     def speedups(self) -> dict[str, dict[str, Any]]:
         """Whether the compiled optimizer update and the malloc tuning apply here, and why.
