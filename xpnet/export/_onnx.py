@@ -78,22 +78,19 @@ def require_onnx() -> dict[str, str]:
     >>> sorted(xn.export.require_onnx())
     ['ndonnx', 'onnx', 'onnxruntime']
     """
-    missing = [m for m in ("ndonnx", "onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+    names = ("ndonnx", "onnx", "onnxruntime")
+    missing = [m for m in names if importlib.util.find_spec(m) is None]
     python = "" if sys.version_info >= (3, 11) else "; ndonnx needs Python 3.11 or later"
     if missing:
         raise ImportError(f"ONNX export needs ndonnx, onnx and onnxruntime "
                           f"({', '.join(missing)} not installed): "
                           f'{ONNX_INSTALL}{python}')
-    import ndonnx
-    import onnx
-    import onnxruntime
-
-    found = tuple(int(p) if p.isdigit() else 0 for p in ndonnx.__version__.split(".")[:2])
+    versions = {m: importlib.import_module(m).__version__ for m in names}
+    found = tuple(int(p) if p.isdigit() else 0 for p in versions["ndonnx"].split(".")[:2])
     if found < _MIN_NDONNX:
         raise ImportError(f"ONNX export needs ndonnx >= {'.'.join(map(str, _MIN_NDONNX))}, "
-                          f'found {ndonnx.__version__}: pip install -U ndonnx')
-    return {"ndonnx": ndonnx.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__}
+                          f'found {versions["ndonnx"]}: pip install -U ndonnx')
+    return versions
 
 
 # ----------------------------------------------------------------------------- arguments
