@@ -240,20 +240,17 @@ def _host(a: Any) -> np.ndarray:
 
 
 def _check_loadable_params(model: Any, config: dict, tensors: dict[str, np.ndarray]) -> None:
-    """Refuse, before writing, parameters `load` would refuse: keys, shapes or dtype other
-    than the architecture's, or NaN/inf values."""
-    shapes: dict[str, tuple] | None = {}
+    """Refuse, before writing, parameters (keys, shapes, dtype, NaN/inf) `load` would refuse."""
+    shapes: dict[str, tuple] = {}
     n = model.in_features
     for i, layer in enumerate(model.layers):
         need = layer.param_shapes(n)
-        if need is None or shapes is None:
-            shapes = None
-        else:
-            shapes.update({f"{i}.{k}": tuple(v) for k, v in need.items()})
+        if need is None:  # a layer that does not declare its shapes: build the architecture
+            twin = Sequential.from_config(config, backend="numpy")
+            shapes = {k: tuple(v.shape) for k, v in twin.params.items()}
+            break
+        shapes.update({f"{i}.{k}": tuple(v) for k, v in need.items()})
         n = layer.out_features(n)
-    if shapes is None:  # a layer that does not declare its shapes: build the architecture
-        twin = Sequential.from_config(config, backend="numpy")
-        shapes = {k: tuple(v.shape) for k, v in twin.params.items()}
     why = "cannot save: load would refuse the file ({}); the model's parameters were " \
           "changed to values its architecture does not describe"
     got = {k[len(_PARAM):] for k in tensors if k.startswith(_PARAM)}
@@ -275,9 +272,7 @@ def _check_loadable_params(model: Any, config: dict, tensors: dict[str, np.ndarr
 
 
 def _saved_optimizer(model: Any, optimizer: Any, training: dict | None) -> tuple[Any, dict | None]:
-    """The optimizer `save` writes (None for none) and the training record without it:
-    ``optimizer`` as given, else the record's ``optimizer`` entry, else the model's
-    optimizer when it has a state; False means none."""
+    """The optimizer saved (given, else the record's, else the model's); the record without it."""
     training = dict(training) if training else None
     held = training.pop("optimizer", None) if training else None
     optimizer = held if optimizer is None else optimizer
@@ -288,8 +283,7 @@ def _saved_optimizer(model: Any, optimizer: Any, training: dict | None) -> tuple
 
 
 def _optimizer_tensors(model: Any, state: dict | None, opt_meta: dict) -> dict[str, np.ndarray]:
-    """The optimizer slots as host tensors to write; ``opt_meta`` gains the step, the slot
-    names and the parameters the state covers (frozen ones have none)."""
+    """The slots as host tensors; `opt_meta` gains the step, the slot names and the covered keys."""
     if state is None:
         return {}
     slots = {s: values for s, values in state.items() if s not in ("step", "steps")}
@@ -414,16 +408,14 @@ def _refusing(path: Path, what: str) -> Iterator[None]:
 
 
 def _bounded(exc: BaseException, limit: int = 300) -> str:
-    """An error's text cut to `limit` characters: a hostile manifest quoted in an error
-    made a message of megabytes."""
+    """An error's text cut to `limit` characters (a hostile manifest quoted ran to megabytes)."""
     text = str(exc)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 @functools.lru_cache(maxsize=256)
 def _init_hints(cls: type) -> dict[str, str]:
-    """The string annotations of the constructors' parameters along ``cls``'s MRO (the
-    subclass's own wins); built-in ``__init__``s (``object``'s) have none to read."""
+    """The string annotations of the ``__init__`` parameters along `cls`'s MRO (subclasses win)."""
     hints: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         init = klass.__dict__.get("__init__")
@@ -439,8 +431,7 @@ def _init_hints(cls: type) -> dict[str, str]:
 
 
 def _check_config_types(cls: type, config: Any, what: str) -> None:
-    """Each value of a constructor config against the scalar type its parameter is
-    documented with (``bool``, ``int``, ``float``, ``str``, or one of them ``| None``)."""
+    """Check each config value against its parameter's annotation where that is a scalar type."""
     if not isinstance(config, dict):
         return
     hints = _init_hints(cls)
@@ -452,20 +443,12 @@ def _check_config_types(cls: type, config: Any, what: str) -> None:
             continue
         want = _SCALAR_TYPES[parts[0]]
         if isinstance(value, bool) != (want == (bool,)) or not isinstance(value, want):
-            shown = repr(value)
             raise ValueError(f"{what}: {key!r} must be {parts[0]}, got "
-                             f"{type(value).__name__} {shown[:40]}")
+                             f"{type(value).__name__} {repr(value)[:40]}")
 
 
 def _check_shapes(config: Any, tensors: dict, path: Path) -> None:
-    """Compare every layer's declared parameter shapes with the file's tensors.
-
-    Building the model initialises its parameters, so a manifest that lies
-    (``in_features`` or ``units`` of 10**9 in a small file) would allocate far
-    more than the file holds. Each layer reports its shapes through
-    [`xpnet.Layer.param_shapes`][xpnet.layers.Layer.param_shapes]; a layer that does not
-    declare them is checked after the model is built.
-    """
+    """Compare the layers' declared shapes with the file's before a lying manifest allocates."""
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise CheckpointError(f"{path}: {_BAD_MODEL}model config must be a dict with a "
                               "'layers' list")
@@ -495,8 +478,7 @@ def _check_shapes(config: Any, tensors: dict, path: Path) -> None:
 
 
 def _slot_keys(om: dict, tensors: dict, slots: list, params: dict, path: Path) -> list[str]:
-    """The parameters the optimizer state covers: the record's ``keys`` (all parameters in
-    files without it), each slot holding a tensor for exactly those."""
+    """The parameters the optimizer state covers (the record's ``keys``, else all), in each slot."""
     keys = om.get("keys", list(params))
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) \
             or len(set(keys)) != len(keys) or not set(keys) <= set(params):
@@ -512,8 +494,7 @@ def _slot_keys(om: dict, tensors: dict, slots: list, params: dict, path: Path) -
 
 
 def _param_steps(om: dict, keys: list[str], step: int, path: Path) -> dict[str, int]:
-    """Each covered parameter's own update count: the record's ``steps``, or (files
-    written before per-parameter counts) the optimizer's step for every one."""
+    """Each covered parameter's update count: the record's ``steps``, else (old files) ``step``."""
     steps = om.get("steps")
     if steps is None:
         return dict.fromkeys(keys, step)
@@ -525,14 +506,19 @@ def _param_steps(om: dict, keys: list[str], step: int, path: Path) -> dict[str, 
     return {k: steps[k] for k in keys}
 
 
-def _check_slot(arr: np.ndarray, name: str, nonnegative: bool, path: Path) -> None:
-    """An optimizer slot is finite (resuming would write NaN/inf into the parameters),
-    and a second-moment slot is >= 0 (its square root is taken)."""
+def _slot_tensor(tensors: dict, name: str, ref: Any, model: Sequential, nonnegative: bool,
+                 path: Path) -> Any:
+    """Optimizer tensor `name` on the backend: `ref`'s shape and dtype, finite, >= 0 if asked."""
+    arr = tensors.get(name)
+    if arr is None or tuple(arr.shape) != tuple(ref.shape) or str(arr.dtype) != model.dtype_name:
+        raise CheckpointError(f"{path}: optimizer tensor {name!r} is missing or has the wrong "
+                              "shape or dtype")
     if arr.size and not np.isfinite(arr).all():
         raise CheckpointError(f"{path}: optimizer tensor {name!r} contains NaN or inf")
     if nonnegative and arr.size and float(arr.min()) < 0:
         raise CheckpointError(f"{path}: optimizer tensor {name!r} holds negative values "
                               f"(down to {float(arr.min()):.3g}); it is a mean of squares")
+    return model.backend.asarray(arr, dtype=model.dtype)
 
 
 def _load_model(meta: dict, tensors: dict, be: Backend, path: Path) -> Sequential:
@@ -590,16 +576,9 @@ def _load_optimizer(meta: dict, tensors: dict, model: Sequential, path: Path) ->
     keys = _slot_keys(om, tensors, slots, model.params, path)
     state: dict = {"step": step, "steps": _param_steps(om, keys, step, path)}
     for slot in slots:
-        state[slot] = {}
-        for k in keys:
-            ref = model.params[k]
-            name = f"{_OPT}{slot}/{k}"
-            if name not in tensors or tuple(tensors[name].shape) != tuple(ref.shape) \
-                    or str(tensors[name].dtype) != model.dtype_name:
-                raise CheckpointError(f"{path}: optimizer tensor {name!r} is missing or "
-                                      "has the wrong shape or dtype")
-            _check_slot(tensors[name], name, slot in optimizer.nonnegative_slots, path)
-            state[slot][k] = model.backend.asarray(tensors[name], dtype=model.dtype)
+        nonnegative = slot in optimizer.nonnegative_slots  # a mean of squares: square-rooted
+        state[slot] = {k: _slot_tensor(tensors, f"{_OPT}{slot}/{k}", model.params[k], model,
+                                       nonnegative, path) for k in keys}
     optimizer.state = state
     return optimizer
 
