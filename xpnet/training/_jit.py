@@ -362,8 +362,10 @@ def _on_jax(a: Any) -> bool:
 
 
 def _finite(xp: Any, arrays: Any) -> Any:
-    """One flag: every value of every array finite (True for none)."""
+    """One flag: every value of every array finite (True for none). ``sum(a - a)`` is 0,
+    or NaN where ``a`` holds an inf or NaN: one fused pass on XLA's CPU backend, where
+    ``all(isfinite(a))`` writes a mask and reduces it in two more."""
     ok = xp.asarray(True)
     for a in arrays:
-        ok = ok & xp.all(xp.isfinite(a))
+        ok = ok & xp.isfinite(xp.sum(a - a))
     return ok
