@@ -40,10 +40,10 @@ class Group:
 
     def shown(self) -> str:
         """The group as ``repr`` shows it (a function by its name)."""
-        params = _name(self.select) if callable(self.select) else (
-            repr(self.select) if isinstance(self.select, str) else repr(list(self.select)))
+        if not callable(self.select):
+            return repr(self.config(0))
         settings = "".join(f", {k!r}: {v!r}" for k, v in self._settings().items())
-        return f"{{'params': {params}{settings}}}"
+        return f"{{'params': {_name(self.select)}{settings}}}"
 
     def _settings(self) -> dict:
         out: dict = {}

@@ -240,7 +240,11 @@ class Backend:
     @property
     def _has_64bit(self) -> bool:
         """False on JAX without its 64-bit mode (int32 and float32 at most), else True."""
-        return self.name != "jax" or _jax_x64()
+        if self.name != "jax":
+            return True
+        import jax
+
+        return bool(jax.config.read("jax_enable_x64"))
 
     @property
     def index_dtype(self) -> Any:
@@ -367,13 +371,6 @@ def _namespace_name(xp: Any) -> str:
 
 # the namespaces of arrays (modules, so hashable): several microseconds saved per lookup
 _namespace_names = functools.cache(_namespace_name)
-
-
-def _jax_x64() -> bool:
-    """Whether JAX's 64-bit mode is on (else it makes float32 of float64 requests)."""
-    import jax
-
-    return bool(jax.config.read("jax_enable_x64"))
 
 
 def _probe_cupy(cupy: Any) -> None:
