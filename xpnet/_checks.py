@@ -97,8 +97,7 @@ def check_dtype(dtype: Any) -> str:
     return name
 
 
-def _is_array(a: Any) -> bool:
-    return array_api_compat.is_array_api_obj(a)
+_is_array = array_api_compat.is_array_api_obj
 
 
 def check_param_value(key: str, value: Any, ref: Any) -> None:
@@ -185,25 +184,21 @@ def as_array(name: str, a: Any, backend: Backend | None = None, *,
     return a
 
 
+# a dtype's kind from its name where it has no ``kind`` (Polars: Float64, Int8, Boolean...)
+_KIND_BY_NAME = (("float", "f"), ("decimal", "f"), ("int", "i"), ("uint", "i"), ("bool", "b"),
+                 ("date", "M"), ("time", "M"), ("duration", "M"), ("categorical", "C"),
+                 ("enum", "C"))
+_COLUMN_KINDS = {"b": "number", "i": "number", "u": "number", "f": "number", "C": "categories",
+                 "M": "dates or times", "m": "dates or times", "c": "complex numbers"}
+
+
 def _column_kind(dtype: Any) -> str:
-    """``"number"`` or what a column of this dtype holds (Polars dtypes by name)."""
-    kind = getattr(dtype, "kind", None)
+    """``"number"`` or what a column of this dtype holds (`_COLUMN_KINDS`, else text)."""
     text = str(dtype).lower()
-    if kind is None:  # a dtype of another library: Float64, Int8, Boolean, String...
-        kind = ("f" if text.startswith(("float", "decimal")) else
-                "i" if text.startswith(("int", "uint")) else
-                "b" if text.startswith("bool") else
-                "M" if text.startswith(("date", "time", "duration")) else
-                "C" if text.startswith(("categorical", "enum")) else "O")
-    if kind in "biuf":
-        return "number"
-    if text == "category" or kind == "C":
-        return "categories"
-    if kind in "Mm":
-        return "dates or times"
-    if kind == "c":
-        return "complex numbers"
-    return "text"
+    kind = getattr(dtype, "kind", None)
+    if kind is None:
+        kind = next((k for name, k in _KIND_BY_NAME if text.startswith(name)), "O")
+    return "categories" if text == "category" else _COLUMN_KINDS.get(kind, "text")
 
 
 def _numpy_dtype(dtype: Any) -> np.dtype | None:
@@ -212,6 +207,19 @@ def _numpy_dtype(dtype: Any) -> np.dtype | None:
         return np.dtype(getattr(dtype, "numpy_dtype", dtype))
     except TypeError:
         return None
+
+
+# how to fix a column that is not numbers, by (targets, text or categories)
+_FRAME_FIXES = {
+    (True, True): "encode them as integer labels 0..k-1 first, e.g. codes, names = "
+                  "pandas.factorize(y)",
+    (True, False): "convert them to numbers first",
+    (False, True): "encode it first: pandas.get_dummies(df) one-hot encodes text columns (or "
+                   "train from the file with `xpnet train --dataset FILE.csv`, which encodes "
+                   "them)",
+    (False, False): "convert it to numbers first (e.g. df[col].astype('int64'), or features "
+                    "such as the day of the week)",
+}
 
 
 def _from_frame(name: str, a: Any, targets: bool) -> Any:
@@ -224,27 +232,16 @@ def _from_frame(name: str, a: Any, targets: bool) -> Any:
         if what == "number":
             continue
         where = f"{name}: column {label!r}" if frame else f"{name} ({type(a).__name__})"
-        if targets:
-            fix = ("encode them as integer labels 0..k-1 first, e.g. codes, names = "
-                   "pandas.factorize(y)" if what in ("text", "categories") else
-                   "convert them to numbers first")
-        elif what in ("text", "categories"):
-            fix = ("encode it first: pandas.get_dummies(df) one-hot encodes text columns (or "
-                   "train from the file with `xpnet train --dataset FILE.csv`, which encodes "
-                   "them)")
-        else:
-            fix = "convert it to numbers first (e.g. df[col].astype('int64'), or features " \
-                  "such as the day of the week)"
+        fix = _FRAME_FIXES[targets, what in ("text", "categories")]
         raise TypeError(f"{where} holds {what} ({dt}); {fix}")
-    found = [_numpy_dtype(dt) for dt in dtypes]
-    numpy_dtypes = [d for d in found if d is not None]
+    found = [_numpy_dtype(dt) for dt in dtypes]  # None: another library's dtype
     if targets and None in found:
         return np.asarray(a.to_numpy())
     if targets:
-        target = np.result_type(*numpy_dtypes) if numpy_dtypes else np.dtype(np.float64)
-    else:
-        target = np.dtype(np.float32) if numpy_dtypes and None not in found and all(
-            d == np.float32 for d in numpy_dtypes) else np.dtype(np.float64)
+        target = np.result_type(*found) if found else np.dtype(np.float64)
+    else:  # float32 when every column is, else float64
+        target = np.dtype(np.float32 if found and all(d == np.float32 for d in found)
+                          else np.float64)
     try:
         # a copy of our own: pandas' copy-on-write views are read-only, which PyTorch warns of
         out = a.to_numpy(dtype=target, na_value=np.nan, copy=True) if target.kind == "f" \
@@ -257,12 +254,12 @@ def _from_frame(name: str, a: Any, targets: bool) -> Any:
     return np.asarray(out)
 
 
-def _check_numeric(name: str, dname: str) -> None:
+def _check_numeric(name: str, dname: str, expected: str = "numbers") -> None:
     if dname.startswith("complex"):
         raise TypeError(f"{name} has complex dtype {dname}; xpnet trains on real floats")
     if dname not in ("bool", "float16", "float32", "float64", "bfloat16") \
             and not dname.startswith(("int", "uint")):
-        raise TypeError(f"{name} has unsupported dtype {dname}; expected numbers")
+        raise TypeError(f"{name} has unsupported dtype {dname}; expected {expected}")
 
 
 def to_backend(name: str, a: Any, backend: Backend, dtype: str | None = None) -> Any:
@@ -270,15 +267,13 @@ def to_backend(name: str, a: Any, backend: Backend, dtype: str | None = None) ->
     a = _from_sequence(name, a)
     if not _is_array(a):
         raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    if backend.owns(a):
+        return a
     if isinstance(a, np.ndarray):
-        if backend.owns(a):
-            return a
         if dtype is not None:
             with np.errstate(over="ignore"):  # beyond the dtype's range: inf, refused after
                 a = a.astype(dtype, copy=False)
         return backend.asarray(a)
-    if backend.owns(a):
-        return a
     theirs = backend_of(a)
     if theirs.name != backend.name:
         kind = _kind(a)
@@ -297,10 +292,6 @@ def _in_dtype(a: Any, backend: Backend, dtype: str) -> Any:
     """``a`` (on ``backend``) cast to ``dtype``, or ``a`` itself when it has that dtype."""
     target = backend.dtype(dtype)
     return a if a.dtype == target else backend.xp.astype(a, target)
-
-
-def _host_view(a: Any) -> np.ndarray | None:
-    return a if isinstance(a, np.ndarray) else None
 
 
 def _check_host_values(name: str, host: np.ndarray, dtype: str) -> None:
@@ -370,24 +361,18 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
     if X.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 samples)")
     dname = dtype_name(X.dtype)
-    if dname.startswith("complex"):
-        raise TypeError(f"{name} has complex dtype {dname}; xpnet trains on real floats")
-    if dname.startswith(("int", "uint")) and isinstance(X, np.memmap):
-        pass  # converted (a batch at a time with stream=True): it cannot be cast in memory
-    elif dname in ("bool",) or dname.startswith(("int", "uint")):
+    _check_numeric(name, dname, "float32 or float64")
+    # an int memory map is converted (a batch at a time with stream=True), not cast in memory
+    if dname == "bool" or dname.startswith(("int", "uint")) and not isinstance(X, np.memmap):
         hint = " / 255" if dname == "uint8" else ""
-        raise TypeError(
-            f"{name} has dtype {dname}; convert it to floats first, "
-            f"e.g. {_cast_hint(X, name, 'float32')}{hint}"
-        )
-    elif dname not in ("float16", "float32", "float64", "bfloat16"):
-        raise TypeError(f"{name} has unsupported dtype {dname}; expected float32 or float64")
+        raise TypeError(f"{name} has dtype {dname}; convert it to floats first, "
+                        f"e.g. {_cast_hint(X, name, 'float32')}{hint}")
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features, the model expects {n_features}")
     if isinstance(X, np.ma.MaskedArray):
         raise TypeError(f"{name} is a masked array; fill or drop the masked values first "
                         f"(e.g. {name}.filled(0.0) or {name}.compressed())")
-    host = _host_view(X)
+    host = X if isinstance(X, np.ndarray) else None
     if not values and host is not None and backend.owns(host):
         host = None  # already where the model lives and checked by the caller
     if host is not None and host.size:
@@ -450,20 +435,26 @@ def warn_if_unscaled(model: Any, Xd: Any, name: str = "X") -> None:
         "model.)", name, j, mean[j], std[j], UNSCALED_LIMIT, name, name, Xd.shape[1], name)
 
 
+def _unmasked(name: str, a: Any, backend: Backend, what: str, values: bool) -> tuple[Any, bool]:
+    """Targets or weights as an array (`what`), not masked; and whether to read their values."""
+    a = as_array(name, a, backend, targets=True)
+    if not _is_array(a):
+        raise TypeError(f"{name} must be {what}, got {type(a).__name__}")
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array; fill or drop the masked values first")
+    # values=False skips reads on the device only: a host array is read before its copy
+    return a, values or (isinstance(a, np.ndarray) and not backend.owns(a))
+
+
 def check_y(y: Any, backend: Backend, dtype: str, n_samples: int, loss: Any, n_outputs: int,
             name: str = "y", *, values: bool = True) -> Any:
     """Targets checked by ``loss.check_target``."""
-    y = as_array(name, y, backend, targets=True)
-    if not _is_array(y):
-        raise TypeError(f"{name} must be an array, got {type(y).__name__}")
+    y, values = _unmasked(name, y, backend, "an array", values)
     if y.ndim == 0 or y.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {tuple(y.shape)}")
-    if isinstance(y, np.ma.MaskedArray):
-        raise TypeError(f"{name} is a masked array; fill or drop the masked values first")
     if y.shape[0] != n_samples:
         raise ValueError(f"X has {n_samples} samples but {name} has {y.shape[0]}")
     _check_numeric(name, dtype_name(y.dtype))
-    values = values or (isinstance(y, np.ndarray) and not backend.owns(y))
     return loss.check_target(y, backend=backend, dtype=dtype, n_outputs=n_outputs, name=name,
                              values=values)
 
@@ -531,17 +522,11 @@ def check_sample_weight(w: Any, backend: Backend, dtype: str, n_samples: int, lo
     if not getattr(loss, "has_per_sample", False):
         raise TypeError(f"{name} needs the loss of each row, but {type(loss).__name__} does "
                         "not define per_sample(output, target)")
-    w = as_array(name, w, backend, targets=True)
-    if not _is_array(w):
-        raise TypeError(f"{name} must be a 1-D array of weights, got {type(w).__name__}")
+    w, values = _unmasked(name, w, backend, "a 1-D array of weights", values)
     if w.ndim != 1 or w.shape[0] != n_samples:
         raise ValueError(f"{name} has shape {tuple(w.shape)}; expected ({n_samples},), one "
                          "weight per row of X")
-    dname = dtype_name(w.dtype)
-    _check_numeric(name, dname)
-    if isinstance(w, np.ma.MaskedArray):
-        raise TypeError(f"{name} is a masked array; fill or drop the masked values first")
-    values = values or (isinstance(w, np.ndarray) and not backend.owns(w))
+    _check_numeric(name, dtype_name(w.dtype))
     if values:
         if isinstance(w, np.ndarray):  # checked on the host, before any copy
             xp, wv = np, w.astype(np.float64)
