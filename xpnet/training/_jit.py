@@ -294,11 +294,7 @@ class _LazyGuard(HostGuard):
     """The host guard of a compiled fit: the steps' flags are read (by
     [`JitStep.flush`][xpnet.training._jit.JitStep.flush]) before it answers."""
 
-    jit: JitStep
-
-    def apply(self, *args: Any, **kwargs: Any) -> bool:
-        self.jit.flush()
-        return super().apply(*args, **kwargs)
+    jit: JitStep  # (a fit that falls back to the eager step has read every flag first)
 
     def running(self) -> dict[str, Any]:
         self.jit.flush()
