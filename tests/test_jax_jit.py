@@ -201,10 +201,16 @@ def test_flags_read_in_batches_keep_the_guard_exact(monkeypatch, policy, window)
         assert [n for n in reads if n] == ([2, 2, 1] * 3 if window == 2 else [5, 5, 5])
 
 
-def test_fit_donates_only_the_arrays_its_steps_made(monkeypatch):
-    """An array held from before ``fit`` keeps its values (fit copies it once); an array
-    a callback reads during ``fit`` is donated to the next step (its memory reused). The
-    step counts a callback reads advance at every step, flags read or not."""
+@pytest.mark.parametrize("donate", [False, True])
+def test_fit_donates_only_the_arrays_its_steps_made(monkeypatch, donate):
+    """An array held from before ``fit`` keeps its values (fit copies it once); where the
+    step donates (a GPU; forced here on the CPU) an array a callback reads during ``fit``
+    is donated to the next step (its memory reused), on a CPU it stays valid. The step
+    counts a callback reads advance at every step, flags read or not."""
+    from xpnet.training import _jit
+
+    monkeypatch.setattr(_jit, "_DONATE_ON_CPU", donate)
+    _jit._CACHE.clear()
     seen, steps = [], []
 
     class Hold(xn.Callback):
@@ -221,6 +227,6 @@ def test_fit_donates_only_the_arrays_its_steps_made(monkeypatch):
     for k, v in held.items():  # the model's arrays before the fit: untouched
         np.testing.assert_array_equal(np.asarray(v), before[k])
     assert not slot.is_deleted()
-    assert [a.is_deleted() for a in seen] == [True] * 4 + [False]
+    assert [a.is_deleted() for a in seen] == [donate] * 4 + [False]
     assert seen[-1] is m.params["0.W"]
     assert steps == [6, 7, 8, 9, 10] and opt.state["steps"]["0.W"] == 10

@@ -4,8 +4,8 @@ On JAX every array operation is a separate dispatch when run eagerly; a W2 step 
 about 60 of them, which made ``fit`` on JAX about 3x the same job written natively with
 ``jax.jit``. [`JitStep`][xpnet.training._jit.JitStep] traces the model's own forward,
 loss, backward and the optimizer's reference rule once per fit shape into one pure
-function of the parameters, slots and buffers (donated: their memory holds the new
-values), the batch, and the window's learning rates and update counts; it returns the
+function of the parameters, slots and buffers (donated on a GPU: their memory holds
+the new values), the batch, and the window's learning rates and update counts; it returns the
 new values, the loss, the correct count and a code (0: kept; else why it was refused).
 The new values are those of the step where every loss, parameter, slot and buffer
 value is finite and the old ones elsewhere (the guard's ``where`` inside the same
@@ -26,10 +26,11 @@ parameters: their new values are kept where the step is finite. Dropout's
 uniform draws are made on the host from the trainer's generator exactly as the eager
 step makes them (the same calls in the same order, found by tracing the forward pass
 once) and passed in. The gradients' keys and shapes are checked as the step is traced.
-A fit whose first step does not compile runs eagerly. Only arrays that this fit's
-steps made are donated: one the model held before the fit, or one assigned to it during
-the fit, is copied first (so a caller holding it keeps its values); one read from
+A fit whose first step does not compile runs eagerly. On a GPU only arrays that this
+fit's steps made are donated: one the model held before the fit, or one assigned to it
+during the fit, is copied first (so a caller holding it keeps its values); one read from
 ``model.params`` or the optimizer's state during the fit is deleted by the next step.
+On a CPU nothing is donated.
 ``XPNET_JAX_JIT=0`` turns it off (the tests compare both).
 """
 
@@ -48,6 +49,7 @@ from .guards import _BUFFERS, _UPDATE, HostGuard
 _log = logging.getLogger("xpnet")
 # model -> {key: compiled step}: a fit after a fit reuses the compiled step
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_DONATE_ON_CPU = False  # the tests set it to run a GPU's donating step on a CPU
 _WHY = ("loss", _BUFFERS, "gradient", _UPDATE)  # a refused step's code - 1: the cause
 
 
@@ -82,8 +84,12 @@ class JitStep:
         cache = _CACHE.setdefault(model, {})
         if key not in cache:
             cache.clear()  # one compiled step per model: the settings of the last fit
+            # donated off the CPU only: there it saves a second copy of the parameters and
+            # slots in the device's memory; on a CPU it measured no faster, and a held
+            # array read during the fit would be deleted by the next step
+            donate = _DONATE_ON_CPU or getattr(model.backend.device, "platform", "cpu") != "cpu"
             cache[key] = jax.jit(self._pure, static_argnames=("rows",),
-                                 donate_argnums=(0, 1, 2, 3))
+                                 donate_argnums=(0, 1, 2, 3) if donate else ())
         self.fn = cache[key]
         self.tried = False
         self.plans: dict[int, list] = {}
