@@ -394,9 +394,11 @@ def _run_chunks(kernel: Any, table: np.ndarray, hyper: Sequence[tuple[Any, ...]]
                 args.append(a[lo:hi])
             kernel(*args, *hyper[seg], tmp[:n])
             z = zeros[:n]
-            if not isfinite(dot(p2[lo:hi], z)) or spare_slots is not None \
-                    and not isfinite(float(dot(spare_slots[:, lo:hi], z).sum())):
+            if not isfinite(dot(p2[lo:hi], z)):
                 return False
+            for row in () if spare_slots is None else spare_slots:  # one dot per row: a
+                if not isfinite(dot(row[lo:hi], z)):  # product with the 2-D block is slower
+                    return False
     return True
 
 
