@@ -309,10 +309,10 @@ class _Plan(NamedTuple):
 
 def _plan(store: Any, opt: Any, kernels: Any, trained: tuple[int, ...]) -> _Plan:
     """The update's plan for ``trained``, cached in the store while the settings hold."""
-    key = ("plan", opt, trained, opt.weight_decay, opt.decay)
-    plan = store.cache.get(key)
-    if plan is not None and plan[0] is opt._groups:
-        return plan[1]
+    key, settings = ("plan", opt, trained), (opt.weight_decay, opt.decay)
+    plan = store.cache.get(key)  # one plan per trained set: a changed setting replaces it
+    if plan is not None and plan[0] is opt._groups and plan[1] == settings:
+        return plan[2]
     offsets = [store.offsets[k] for k in store.keys]
     sizes = [store.sizes[k] for k in store.keys]
     table = np.asarray([(s, offsets[s] + lo, offsets[s] + min(sizes[s], lo + CHUNK), offsets[s])
@@ -324,7 +324,7 @@ def _plan(store: Any, opt: Any, kernels: Any, trained: tuple[int, ...]) -> _Plan
     one = len(trained) == len(store.keys) and store.total <= CHUNK \
         and len({(wd, scale) for _, wd, scale in segments}) == 1
     plan = _Plan(table, segments, rows, one)
-    store.cache[key] = (opt._groups, plan)
+    store.cache[key] = (opt._groups, settings, plan)
     return plan
 
 
