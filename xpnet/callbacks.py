@@ -88,6 +88,19 @@ def _watch(monitor: str, mode: str, logs: dict | None = None,
     return monitor, mode, _BestWeights(mode, **tracker)
 
 
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return value
+
+
+def _amount(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite float >= 0, got {value!r}")
+    return float(value)
+
+
 def _monitored(cb: Any, logs: dict) -> float:
     """The value of ``cb.monitor`` in an epoch's logs."""
     if cb.monitor not in logs:
@@ -161,16 +174,12 @@ class EarlyStopping(Callback):
     def __init__(self, monitor: str = "val_loss", patience: int = 3, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = True,
                  best_weights: dict | None = None):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) \
-                or not math.isfinite(min_delta) or min_delta < 0:
-            raise ValueError(f"min_delta must be a finite float >= 0, got {min_delta!r}")
+        self.patience = _count("patience", patience)
+        self.min_delta = _amount("min_delta", min_delta)
         if best_weights is not None and not isinstance(best_weights, dict):
             raise TypeError(f"best_weights must be a dict of parameters, got "
                             f"{type(best_weights).__name__}")
         self._monitor, self._mode = monitor, mode
-        self.patience, self.min_delta = patience, float(min_delta)
         self.restore_best_weights, self.best_weights = restore_best_weights, best_weights
         self._reset()
 
@@ -429,16 +438,9 @@ class ReduceLROnPlateau(Callback):
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) \
                 or not 0.0 < factor < 1.0:
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
-        for name, value in (("patience", patience), ("cooldown", cooldown)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        for label, number in (("min_delta", min_delta), ("min_lr", min_lr)):
-            if isinstance(number, bool) or not isinstance(number, (int, float)) \
-                    or not math.isfinite(number) or number < 0:
-                raise ValueError(f"{label} must be a finite float >= 0, got {number!r}")
-        self._monitor, self._mode = monitor, mode
-        self.factor, self.patience, self.cooldown = float(factor), patience, cooldown
-        self.min_delta, self.min_lr = float(min_delta), float(min_lr)
+        self.patience, self.cooldown = _count("patience", patience), _count("cooldown", cooldown)
+        self.min_delta, self.min_lr = _amount("min_delta", min_delta), _amount("min_lr", min_lr)
+        self._monitor, self._mode, self.factor = monitor, mode, float(factor)
         self.monitor, self.mode, self._tracker = _watch(monitor, mode, min_delta=self.min_delta)
         self.reductions: list[tuple[int, float]] = []
         self.wait = self._cooling = 0
