@@ -119,6 +119,10 @@ def _kind(a: Any) -> str:
             "array_api_strict": "array_api_strict"}.get(mod, mod)
 
 
+def _a(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def _from_sequence(name: str, a: Any) -> Any:
     """Turn a list/tuple into a NumPy array; a ragged or non-numeric one is refused by name."""
     if not isinstance(a, (list, tuple)):
@@ -277,9 +281,8 @@ def to_backend(name: str, a: Any, backend: Backend, dtype: str | None = None) ->
     theirs = backend_of(a)
     if theirs.name != backend.name:
         kind = _kind(a)
-        article = "an" if kind[:1].lower() in "aeiou" else "a"
         raise TypeError(
-            f"{name} is {article} {kind} array but the model lives on backend {backend.name!r}; "
+            f"{name} is {_a(kind)} {kind} array but the model lives on backend {backend.name!r}; "
             f"pass a NumPy array, or move the model with model.to({theirs.name!r})"
         )
     raise TypeError(
@@ -400,18 +403,11 @@ def warn_if_unscaled(model: Any, Xd: Any, name: str = "X") -> None:
     if normalization and getattr(first, "_stats", None) is not None \
             or model in _warned_unscaled:
         return
-    n = int(Xd.shape[0])
-    step = max(1, n // UNSCALED_ROWS)
-    if isinstance(Xd, HostRows):
-        sample = np.asarray(Xd.array[::step][:UNSCALED_ROWS], dtype=np.float64)
-        mean, std = sample.mean(axis=0), sample.std(axis=0)
-    else:
-        xp = model.xp
-        idx = xp.arange(0, min(n, step * UNSCALED_ROWS), step,
-                        dtype=model.backend.index_dtype, device=model.backend.device)
-        sample = xp.take(Xd, idx, axis=0)
-        mean, std = xp.mean(sample, axis=0), xp.std(sample, axis=0)
-        mean, std = to_numpy(mean).astype(np.float64), to_numpy(std).astype(np.float64)
+    step = max(1, int(Xd.shape[0]) // UNSCALED_ROWS)
+    rows = slice(None, step * UNSCALED_ROWS, step)  # evenly spaced, at most UNSCALED_ROWS
+    xp, sample = (np, np.asarray(Xd.array[rows], dtype=np.float64)) \
+        if isinstance(Xd, HostRows) else (model.xp, Xd[rows, ...])
+    mean, std = (to_numpy(f(sample, axis=0)).astype(np.float64) for f in (xp.mean, xp.std))
     size = np.maximum(np.abs(mean), std)
     j = int(np.argmax(size))
     if not size[j] > UNSCALED_LIMIT:

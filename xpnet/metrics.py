@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import array_api_compat
 
-from ._checks import _kind
+from ._checks import _a, _kind
 from .backends import backend_of
 from .ops import ops_of
 
@@ -20,10 +20,6 @@ __all__ = ["accuracy", "top_k_accuracy", "confusion_matrix", "log_loss", "mean_a
            "root_mean_squared_error", "r2_score"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _a(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _xp(**arrays: Any) -> Any:
