@@ -24,16 +24,13 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 def _xp(**arrays: Any) -> Any:
     """The backend of the named arrays; refuse non-arrays, mixed libraries or devices."""
-    first_name, first, first_be = None, None, None
-    for name, a in arrays.items():
-        if a is None:
-            continue
+    named = [(name, a) for name, a in arrays.items() if a is not None]
+    (first_name, first), first_be = named[0], None
+    for name, a in named:
         if not array_api_compat.is_array_api_obj(a):
             raise TypeError(f"{name} must be an array, got {type(a).__name__}")
         be = backend_of(a)
-        if first_be is None:
-            first_name, first, first_be = name, a, be
-            continue
+        first_be = first_be or be
         if be.name != first_be.name:
             kind, other = _kind(a), _kind(first)
             raise TypeError(f"{name} is {_a(kind)} {kind} array but {first_name} is "
