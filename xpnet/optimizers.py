@@ -103,7 +103,7 @@ def _check_same_backend(key: str, g: Any, p: Any) -> None:
 
 def _check_betas(betas: Any) -> tuple[float, float]:
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"betas must be a pair of floats in [0, 1), got {betas!r}")
+        raise ValueError(f"betas must be a pair of floats, got {betas!r}")
     return (_finite("betas[0]", betas[0], high=1.0), _finite("betas[1]", betas[1], high=1.0))
 
 
@@ -119,6 +119,7 @@ _HYPER_CHECKS: dict[str, Callable[[Any], Any]] = {
     "momentum": lambda v: _finite("momentum", v, high=1.0),
     "alpha": lambda v: _finite("alpha", v, high=1.0),
     "betas": _check_betas,
+    "decay": lambda v: _check_decay(v),
 }
 """Hyper-parameters checked when assigned (``opt.weight_decay = nan`` is refused)."""
 
@@ -334,17 +335,13 @@ class Optimizer:
                  decay: DecayMask = "all", clip_norm: float | None = None,
                  clip_value: float | None = None, groups: list | None = None):
         self.lr = lr
-        self.weight_decay = _finite("weight_decay", weight_decay)
-        self.decay = _check_decay(decay)
+        self.weight_decay, self.decay = weight_decay, decay  # checked by __setattr__
         self.groups = groups
-        self.clip_norm = None if clip_norm is None else _finite(
-            "clip_norm", clip_norm, low_inclusive=False)
-        self.clip_value = None if clip_value is None else _finite(
-            "clip_value", clip_value, low_inclusive=False)
+        self.clip_norm, self.clip_value = clip_norm, clip_value
         self.state: dict | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        # a hyper-parameter assigned after construction is checked as the constructor does
+        # every assignment of a hyper-parameter, the constructor's included, is checked here
         check = _HYPER_CHECKS.get(name)
         super().__setattr__(name, value if check is None else check(value))
 
@@ -919,7 +916,7 @@ class SGD(Optimizer):
                  groups: list | None = None):
         super().__init__(lr, weight_decay=weight_decay, decay=decay, clip_norm=clip_norm,
                          clip_value=clip_value, groups=groups)
-        self.momentum = _finite("momentum", momentum, high=1.0)
+        self.momentum = momentum
         if nesterov and self.momentum == 0.0:
             raise ValueError("nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
@@ -971,11 +968,7 @@ class Adam(Optimizer):
                  groups: list | None = None):
         super().__init__(lr, weight_decay=weight_decay, decay=decay, clip_norm=clip_norm,
                          clip_value=clip_value, groups=groups)
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas must be a pair of floats, got {betas!r}")
-        self.betas = (_finite("betas[0]", betas[0], high=1.0), _finite("betas[1]", betas[1],
-                                                                        high=1.0))
-        self.eps = _finite("eps", eps, low_inclusive=False)
+        self.betas, self.eps = betas, eps
 
     def _update_one(self, p, g, slots, lr, t):
         b1, b2 = self.betas
@@ -1069,9 +1062,7 @@ class RMSprop(Optimizer):
                  clip_value: float | None = None, groups: list | None = None):
         super().__init__(lr, weight_decay=weight_decay, decay=decay, clip_norm=clip_norm,
                          clip_value=clip_value, groups=groups)
-        self.alpha = _finite("alpha", alpha, high=1.0)
-        self.eps = _finite("eps", eps, low_inclusive=False)
-        self.momentum = _finite("momentum", momentum, high=1.0)
+        self.alpha, self.eps, self.momentum = alpha, eps, momentum
         self.centered = bool(centered)
         slots = ["square_avg"]
         if self.momentum > 0:
