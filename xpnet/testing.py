@@ -226,22 +226,18 @@ def _check_model(obj: Any, host_x: np.ndarray, y: Any, eps: float, rtol: float, 
     be = obj.backend
     if y is None:
         raise ValueError("checking a model's gradients needs targets y")
-    host_y = to_numpy(y)
-    xb = be.asarray(host_x, dtype=be.xp.float64)
-    yb = be.asarray(host_y)
+    xb, yb = be.asarray(host_x, dtype=be.xp.float64), be.asarray(to_numpy(y))
     _, grads, _ = obj.loss_and_grads(xb, yb, train=train, return_buffers=True)
     original = {k: to_numpy(v).copy() for k, v in obj.params.items()}
-    try:
-        for k in grads:  # the trainable parameters (frozen ones have no gradient)
-            def f(p, k=k):
-                obj.params = {**obj.params, k: be.asarray(p, dtype=be.xp.float64)}
-                return float(obj.loss(obj._forward(xb, train=train)[0], yb))
+    for k in grads:  # the trainable parameters (frozen ones have no gradient)
+        def f(p, k=k):
+            obj.params = {**obj.params, k: be.asarray(p, dtype=be.xp.float64)}
+            return float(obj.loss(obj._forward(xb, train=train)[0], yb))
+        try:
             num = _numeric_grad(f, original[k].copy(), eps)
-            obj.params = {kk: be.asarray(v, dtype=be.xp.float64)
-                          for kk, v in original.items()}
-            _compare(k, to_numpy(grads[k]), num, rtol, atol, report)
-    finally:
-        obj.params = {kk: be.asarray(v, dtype=be.xp.float64) for kk, v in original.items()}
+        finally:  # the model's own values back after each probe, whatever happened
+            obj.params = {kk: be.asarray(v, dtype=be.xp.float64) for kk, v in original.items()}
+        _compare(k, to_numpy(grads[k]), num, rtol, atol, report)
 
 
 def _check_loss(obj: Any, be: Any, host_x: np.ndarray, y: Any, eps: float, rtol: float,
