@@ -71,26 +71,13 @@ def _progress_bar(enabled: bool, label: str, total: int | None) -> Iterator[Call
         yield lambda n: None
         return
     # rich is a dependency of xpnet; imported lazily to keep `import xpnet` fast.
+    from rich import progress as rp
     from rich.console import Console
     from rich.errors import LiveError
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
 
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )
+    bar = rp.Progress(rp.TextColumn("{task.description}"), rp.BarColumn(), rp.DownloadColumn(),
+                      rp.TransferSpeedColumn(), rp.TimeRemainingColumn(),
+                      console=Console(stderr=True), transient=False)
     try:
         bar.start()
     except LiveError:  # another live display is active (e.g. a concurrent download)

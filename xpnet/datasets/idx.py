@@ -136,12 +136,8 @@ def _read_header(
     """Read and check an IDX header: the shape and the (big-endian) dtype it declares."""
     head = stream.read(4)
     if len(head) < 4:
-        if gz:
-            raise IDXError(
-                f"{name}: decompressed data is {len(head)} bytes long; "
-                "an IDX header needs at least 4"
-            )
-        raise IDXError(f"{name}: file is {len(head)} bytes long; an IDX header needs at least 4")
+        raise IDXError(f"{name}: {'decompressed data' if gz else 'file'} is {len(head)} bytes "
+                       "long; an IDX header needs at least 4")
     if head[0] != 0 or head[1] != 0:
         raise IDXError(
             f"{name}: bad magic number: first two bytes are 0x{head[0]:02X} 0x{head[1]:02X}, "
@@ -196,14 +192,8 @@ def _check_sizes(name: str, shape_text: str, header_len: int, nbytes: int,
                        f"{shape_text} needs (at most {most} bytes): data after the stream?")
 
 
-def _parse(
-    stream: io.BufferedIOBase,
-    name: str,
-    *,
-    raw_size: int | None,
-    gz_size: int | None,
-    hasher: _Hasher | None = None,
-) -> np.ndarray:
+def _parse(stream: io.BufferedIOBase, name: str, *, raw_size: int | None, gz_size: int | None,
+           hasher: _Hasher | None = None) -> np.ndarray:
     """Parse an IDX stream; give one of `raw_size` and `gz_size`; `hasher` sees every raw byte."""
     dims, dtype = _read_header(stream, name, gz=gz_size is not None, hasher=hasher)
     header_len = 4 + 4 * len(dims)
@@ -272,9 +262,7 @@ def read_idx(source: str | os.PathLike[str] | bytes | bytearray | memoryview) ->
     array([[0, 1, 2],
            [3, 4, 5]], dtype=uint8)
     """
-    name = _describe(source)
-    with _reading(source, name) as (stream, raw_size, gz_size):
-        return _parse(stream, name, raw_size=raw_size, gz_size=gz_size)
+    return _read(source, _describe(source))
 
 
 def read_idx_header(
@@ -315,13 +303,17 @@ def read_idx_header(
     return dims, dtype.newbyteorder("=")
 
 
+def _read(source: str | os.PathLike[str] | bytes | bytearray | memoryview, name: str,
+          hasher: _Hasher | None = None) -> np.ndarray:
+    with _reading(source, name) as (stream, raw_size, gz_size):
+        return _parse(stream, name, raw_size=raw_size, gz_size=gz_size, hasher=hasher)
+
+
 def _read_idx_hashed(source: str | os.PathLike[str] | bytes, name: str
                      ) -> tuple[np.ndarray, str]:
     """The array of an IDX file or bytes (raw or gzip) and the SHA-256 of its IDX content."""
     hasher = hashlib.sha256()
-    with _reading(source, name) as (stream, raw_size, gz_size):
-        arr = _parse(stream, name, raw_size=raw_size, gz_size=gz_size, hasher=hasher)
-    return arr, hasher.hexdigest()
+    return _read(source, name, hasher), hasher.hexdigest()
 
 
 def write_idx(path: str | os.PathLike[str], array: object) -> Path:
@@ -374,12 +366,9 @@ def write_idx(path: str | os.PathLike[str], array: object) -> Path:
         raise IDXError(f"{path}: dimension in shape {arr.shape} does not fit in 32 bits")
     header = bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
     payload = np.ascontiguousarray(arr, dtype=_CODE_TO_DTYPE[code]).tobytes()
-    with atomic_open(path) as f:
-        if path.name.endswith(".gz"):
-            with gzip.GzipFile(filename="", fileobj=f, mode="wb", compresslevel=6, mtime=0) as gz:
-                gz.write(header)
-                gz.write(payload)
-        else:
-            f.write(header)
-            f.write(payload)
+    with atomic_open(path) as f, (
+            gzip.GzipFile(filename="", fileobj=f, mode="wb", compresslevel=6, mtime=0)
+            if path.name.endswith(".gz") else contextlib.nullcontext(f)) as out:
+        out.write(header)
+        out.write(payload)
     return path
