@@ -10,7 +10,7 @@ import math
 import os
 import sys
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -347,6 +347,30 @@ def _npz_member_shape(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path,
             f"the archive member holds at most {limit} bytes: truncated or corrupt"
         )
     return shape
+
+
+def _load_npz(path: Path, pick: Callable[[dict[str, zipfile.ZipInfo]], dict[str, str]],
+              sized: tuple[str, ...], error: type[DatasetError] = DatasetError
+              ) -> dict[str, np.ndarray]:
+    """The arrays `pick` maps names to members of; every header and `sized`'s float32 size first."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = _npz_members(zf)
+            keys = pick(members)
+            shapes = {name: _npz_member_shape(zf, members[key], path, name)
+                      for name, key in keys.items()}
+        check_data_size(sum(math.prod(shapes[name]) for name in sized),
+                        f"{path}'s {' and '.join(sized)}")
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[key] for name, key in keys.items()}
+    except DatasetError as exc:  # a ValueError too: first
+        if isinstance(exc, error):
+            raise
+        raise error(str(exc)) from None
+    except zipfile.BadZipFile as exc:
+        raise error(f"{path}: not an .npz (zip) file: {exc}") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise error(f"{path}: cannot read arrays: {exc}") from None
 
 
 def _image_array(x: Any, key: str) -> tuple[np.ndarray, tuple[int, ...]]:

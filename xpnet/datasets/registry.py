@@ -4,6 +4,7 @@ data on disk (a folder of IDX files or an ``.npz`` file)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import zipfile
@@ -11,14 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._core import (
-    Dataset,
-    DatasetError,
-    _npz_member_shape,
-    _npz_members,
-    check_data_size,
-    file_sha256,
-)
+from ._core import Dataset, DatasetError, _load_npz, check_data_size, file_sha256
 from .digits import load_digits
 from .idx import _read_idx_hashed, read_idx_header
 from .mnist import _ALIASES as _MNIST_ALIASES
@@ -193,33 +187,20 @@ def _npz_extras(arrays: dict[str, np.ndarray], path: Path
     return class_names, image_shape
 
 
-def _npz_keys(path: Path) -> dict[str, str]:
-    """The member key of each array `load_npz` reads, every header and size checked first."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            members = _npz_members(zf)
-            by_lower = {k.lower(): k for k in members}
-            absent = [want for want in _NPZ_KEYS if want not in by_lower]
-            if absent:
-                raise DatasetError(
-                    f"{path}: no array {absent[0]!r}; an .npz dataset needs "
-                    f"{', '.join(_NPZ_KEYS)} (found: {', '.join(sorted(members)) or 'none'})")
-            keys = {want: by_lower[want] for want in (*_NPZ_KEYS, "class_names", "image_shape")
-                    if want in by_lower}
-            shapes = {want: _npz_member_shape(zf, members[key], path, want)
-                      for want, key in keys.items()}
-            if "class_names" in keys and members[keys["class_names"]].file_size > \
-                    _MAX_NAMES_BYTES:
-                raise DatasetError(
-                    f"{path}: class_names takes {members[keys['class_names']].file_size:,} "
-                    f"bytes; at most {_MAX_NAMES_BYTES:,} are read (65,536 names of 256 "
-                    "characters)")
-            check_data_size(math.prod(shapes["x_train"]) + math.prod(shapes["x_test"]),
-                            f"{path}'s x_train and x_test")
-    except zipfile.BadZipFile as exc:
-        raise DatasetError(f"{path}: not an .npz (zip) file: {exc}") from None
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read: {exc}") from exc
+def _npz_keys(path: Path, members: dict[str, zipfile.ZipInfo]) -> dict[str, str]:
+    """The member of each array `load_npz` reads (any key case); class_names' size bounded."""
+    by_lower = {k.lower(): k for k in members}
+    absent = [want for want in _NPZ_KEYS if want not in by_lower]
+    if absent:
+        raise DatasetError(
+            f"{path}: no array {absent[0]!r}; an .npz dataset needs "
+            f"{', '.join(_NPZ_KEYS)} (found: {', '.join(sorted(members)) or 'none'})")
+    keys = {want: by_lower[want] for want in (*_NPZ_KEYS, "class_names", "image_shape")
+            if want in by_lower}
+    names_size = members[keys["class_names"]].file_size if "class_names" in keys else 0
+    if names_size > _MAX_NAMES_BYTES:
+        raise DatasetError(f"{path}: class_names takes {names_size:,} bytes; at most "
+                           f"{_MAX_NAMES_BYTES:,} are read (65,536 names of 256 characters)")
     return keys
 
 
@@ -264,26 +245,11 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
         digest = file_sha256(path)
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read: {exc}") from exc
-    keys = _npz_keys(path)
-    arrays: dict[str, np.ndarray] = {}
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            for want, key in keys.items():
-                arrays[want] = npz[key]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DatasetError(f"{path}: cannot read arrays: {exc}") from None
+    arrays = _load_npz(path, functools.partial(_npz_keys, path), ("x_train", "x_test"))
     class_names, image_shape = _npz_extras(arrays, path)
     try:
-        return Dataset.from_arrays(
-            path.stem,
-            arrays["x_train"],
-            arrays["y_train"],
-            arrays["x_test"],
-            arrays["y_test"],
-            class_names=class_names,
-            image_shape=image_shape,
-            source=str(path),
-            sha256={path.name: digest},
-        )
+        return Dataset.from_arrays(path.stem, *(arrays[k] for k in _NPZ_KEYS),
+                                   class_names=class_names, image_shape=image_shape,
+                                   source=str(path), sha256={path.name: digest})
     except DatasetError as exc:
         raise DatasetError(f"{path}: {exc}") from None

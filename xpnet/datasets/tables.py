@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._core import DatasetError, _npz_member_shape, _npz_members, check_data_size
+from ._core import DatasetError, _load_npz, _npz_members
 
 __all__ = ["MAX_CATEGORIES", "TABLE_FORMATS", "Table", "TableError", "TableWarning",
            "is_table_file", "read_table"]
@@ -422,23 +422,14 @@ def _cell_by_cell(texts: list[str], name: str, table: Table, want: str | None
 
 def _read_npz(p: Path) -> Table:
     """An .npz holding X (n, d) and y (n,): columns x0 .. x{d-1} and y."""
-    try:
-        with zipfile.ZipFile(p) as zf:  # the headers and sizes checked before any array is read
-            members = _npz_members(zf)
-            if "X" not in members or "y" not in members:
-                raise TableError(f"{p}: a table .npz holds arrays X and y; this one holds "
-                                 f"{', '.join(members) or 'nothing'}")
-            x_shape = _npz_member_shape(zf, members["X"], p, "X")
-            _npz_member_shape(zf, members["y"], p, "y")
-        check_data_size(math.prod(x_shape), f"{p}'s X")
-        with np.load(p, allow_pickle=False) as npz:
-            X, y = npz["X"], npz["y"]
-    except TableError:
-        raise
-    except DatasetError as exc:
-        raise TableError(str(exc)) from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise TableError(f"{p}: cannot read arrays: {exc}") from None
+    def pick(members: dict[str, zipfile.ZipInfo]) -> dict[str, str]:
+        if "X" not in members or "y" not in members:
+            raise TableError(f"{p}: a table .npz holds arrays X and y; this one holds "
+                             f"{', '.join(members) or 'nothing'}")
+        return {"X": "X", "y": "y"}
+
+    arrays = _load_npz(p, pick, ("X",), TableError)
+    X, y = arrays["X"], arrays["y"]
     if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
         raise TableError(f"{p}: X must be 2-D (rows, features) and y 1-D with one value per "
                          f"row; got X {X.shape} and y {y.shape}")
