@@ -90,7 +90,7 @@ def test_real_files_match_checksum_table(path):
     # ... and the compressed size is the published one, so the verifier accepts it
     # (it checks the .gz digest first, the content digest when the gzip wrapper differs).
     assert path.stat().st_size == spec.size
-    arr, digest = mnist_mod._verify_bytes("mnist", path, path.read_bytes(), spec)
+    arr, _, digest = mnist_mod._load_verified("mnist", spec, path)
     assert digest == _sha256(path)
     assert arr is None or arr.shape[0] in (10000, 60000)
 
@@ -107,7 +107,7 @@ def test_corrupted_real_file_fails_checksum(tmp_path):
     with pytest.raises(
         DatasetError, match=r"SHA-256 mismatch.*expected f7ae60f9.*got [0-9a-f]{64}"
     ):
-        mnist_mod._verify_bytes("mnist", p, p.read_bytes(), spec)
+        mnist_mod._load_verified("mnist", spec, p)
 
 
 def _idx_folder(folder: Path, images, labels, *, n_train: int, gz: bool = True) -> Path:
@@ -620,7 +620,7 @@ def test_uncompressed_real_file_verifies_by_content(tmp_path):
     p = tmp_path / "t10k-labels-idx1-ubyte"
     p.write_bytes(gzip.decompress(T10K_LABELS.read_bytes()))
     spec = CHECKSUMS["mnist"]["t10k-labels-idx1-ubyte.gz"]
-    arr, digest = mnist_mod._verify_bytes("mnist", p, p.read_bytes(), spec)
+    arr, _, digest = mnist_mod._load_verified("mnist", spec, p)
     assert digest == spec.raw_sha256
     assert arr is not None and arr.shape == (10000,)
 

@@ -14,6 +14,7 @@ file and both digests, never a silent re-download.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -21,6 +22,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -202,7 +204,7 @@ def _read_bounded(dataset: str, path: Path, spec: FileChecksum) -> bytes:
 
 def _mismatch(dataset: str, path: Path, spec: FileChecksum, digest: str,
               raw_digest: str | None) -> DatasetError:
-    content = "" if raw_digest is None or spec.raw_sha256 is None else \
+    content = "" if raw_digest is None else \
         f" (decompressed content: expected {spec.raw_sha256}, got {raw_digest})"
     return DatasetError(
         f"{path}: SHA-256 mismatch for {dataset} file {path.name}: expected {spec.sha256}, "
@@ -212,43 +214,41 @@ def _mismatch(dataset: str, path: Path, spec: FileChecksum, digest: str,
         "the dataset name instead (xpnet.datasets.load('DIR')).")
 
 
-def _verify_bytes(
-    dataset: str, path: Path, data: bytes, spec: FileChecksum
-) -> tuple[np.ndarray | None, str]:
-    """(array parsed while hashing, or None; digest) of `data` checked against `spec`."""
+def _load_verified(dataset: str, spec: FileChecksum, path: Path, parse: bool = True
+                   ) -> tuple[Any, str, str]:
+    """Read `path` once and verify it: (its array, or None unless `parse`; name; SHA-256)."""
+    try:
+        data = _read_bounded(dataset, path, spec)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read: {exc}") from exc
     digest = hashlib.sha256(data).hexdigest()
     if digest == spec.sha256:
-        return None, digest
-    if spec.raw_sha256 is None:
-        if data[:2] != b"\x1f\x8b":
-            raise DatasetError(
-                f"{path}: cannot verify the uncompressed file {path.name}: xpnet knows only "
-                f"the SHA-256 of the published {dataset} .gz files. Put the .gz files in "
-                f"{path.parent}, or load the folder unverified with "
-                f"xpnet.datasets.load({str(path.parent)!r})."
-            )
-        raise _mismatch(dataset, path, spec, digest, None)
-    try:
-        arr, raw_digest = _read_idx_hashed(data, str(path))
-    except DatasetError:
-        raise _mismatch(dataset, path, spec, digest, None) from None
-    if raw_digest != spec.raw_sha256:
+        return (_read_idx_hashed(data, str(path))[0] if parse else None), path.name, digest
+    if spec.raw_sha256 is None and data[:2] != b"\x1f\x8b":
+        raise DatasetError(
+            f"{path}: cannot verify the uncompressed file {path.name}: xpnet knows only "
+            f"the SHA-256 of the published {dataset} .gz files. Put the .gz files in "
+            f"{path.parent}, or load the folder unverified with "
+            f"xpnet.datasets.load({str(path.parent)!r})."
+        )
+    arr, raw_digest = None, None
+    if spec.raw_sha256 is not None:  # a re-compressed or uncompressed copy of the content
+        with contextlib.suppress(DatasetError):
+            arr, raw_digest = _read_idx_hashed(data, str(path))
+    if raw_digest is None or raw_digest != spec.raw_sha256:
         raise _mismatch(dataset, path, spec, digest, raw_digest)
-    return arr, digest
+    return arr, path.name, digest
+
+
+def _verified(dataset: str, spec: FileChecksum, path: Path) -> bool:
+    try:
+        _load_verified(dataset, spec, path, parse=False)
+    except DatasetError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- download
-
-
-def _content_ok(spec: FileChecksum, path: Path) -> bool:
-    """Whether `path` is a (re-compressed) copy whose IDX content has the known digest."""
-    if spec.raw_sha256 is None:
-        return False
-    try:
-        _, raw_digest = _read_idx_hashed(path, str(path))
-    except (DatasetError, OSError):
-        return False
-    return raw_digest == spec.raw_sha256
 
 
 def _tried(failures: list[tuple[str, str]]) -> str:
@@ -315,31 +315,15 @@ def download(
     """
     dataset = _canonical(name)
     folder = _folder(dataset, data_dir)
-    table = CHECKSUMS[dataset]
-    todo = []
-    for fname in FILES:
-        present = _find_local(folder, fname)
-        if present is not None:
-            try:
-                _verify_bytes(dataset, present, _read_bounded(dataset, present, table[fname]),
-                              table[fname])
-                continue
-            except (DatasetError, OSError):
-                pass  # damaged: fetch a verified copy onto the published name
-        todo.append(fname)
+    # a damaged file is replaced by a verified copy under the published name
+    todo = [f for f in FILES if not ((p := _find_local(folder, f)) is not None
+                                     and _verified(dataset, CHECKSUMS[dataset][f], p))]
     _fetch_files(dataset, folder, todo, mirrors=mirrors, progress=progress, timeout=timeout)
     return folder
 
 
-def _fetch_files(
-    dataset: str,
-    folder: Path,
-    fnames: Sequence[str],
-    *,
-    mirrors: Sequence[str] | None,
-    progress: bool,
-    timeout: float,
-) -> None:
+def _fetch_files(dataset: str, folder: Path, fnames: Sequence[str], *,
+                 mirrors: Sequence[str] | None, progress: bool, timeout: float) -> None:
     """Download each of fnames into folder, trying the mirrors in turn."""
     if not fnames:
         return
@@ -356,7 +340,7 @@ def _fetch_files(
             url = (base if base.endswith("/") else base + "/") + fname
             try:
                 fetch_verified(url, folder / fname, sha256=spec.sha256, size=spec.size,
-                               content_ok=functools.partial(_content_ok, spec),
+                               content_ok=functools.partial(_verified, dataset, spec),
                                timeout=timeout, progress=progress, label=f"{dataset} {fname}")
                 break
             except MirrorFailed as exc:
@@ -424,10 +408,10 @@ def load_mnist(
     # Files already here are verified first, so a damaged file is reported before any
     # download; load never replaces a file that exists.
     paths = {fname: _find_local(folder, fname) for fname in FILES}
-    loaded = {f: _load_verified(dataset, p, table[f]) for f, p in paths.items() if p is not None}
+    loaded = {f: _load_verified(dataset, table[f], p) for f, p in paths.items() if p is not None}
     missing = [fname for fname, path in paths.items() if path is None]
     _fetch_files(dataset, folder, missing, mirrors=mirrors, progress=progress, timeout=30.0)
-    loaded.update({f: _load_verified(dataset, folder / f, table[f]) for f in missing})
+    loaded.update({f: _load_verified(dataset, table[f], folder / f) for f in missing})
     x_train, y_train, x_test, y_test = (loaded[f][0] for f in FILES)
     for key, x in (("train images", x_train), ("test images", x_test)):
         if x.ndim != 3 or x.dtype != np.uint8:
@@ -436,18 +420,6 @@ def load_mnist(
     return Dataset.from_arrays(dataset, x_train, y_train, x_test, y_test,
                                class_names=CLASS_NAMES[dataset], source=str(folder),
                                sha256={loaded[f][1]: loaded[f][2] for f in FILES})
-
-
-def _load_verified(dataset: str, path: Path, spec: FileChecksum) -> tuple[np.ndarray, str, str]:
-    """Read path once, verify it against spec, parse it; return (array, name, digest)."""
-    try:
-        data = _read_bounded(dataset, path, spec)
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read: {exc}") from exc
-    arr, digest = _verify_bytes(dataset, path, data, spec)
-    if arr is None:
-        arr, _ = _read_idx_hashed(data, str(path))
-    return arr, path.name, digest
 
 
 def known_digests() -> Mapping[str, str]:
