@@ -403,8 +403,9 @@ def warn_if_unscaled(model: Any, Xd: Any, name: str = "X") -> None:
     if normalization and getattr(first, "_stats", None) is not None \
             or model in _warned_unscaled:
         return
-    step = max(1, int(Xd.shape[0]) // UNSCALED_ROWS)
-    rows = slice(None, step * UNSCALED_ROWS, step)  # evenly spaced, at most UNSCALED_ROWS
+    n = int(Xd.shape[0])
+    step = max(1, n // UNSCALED_ROWS)
+    rows = slice(0, min(n, step * UNSCALED_ROWS), step)  # evenly spaced, UNSCALED_ROWS at most
     xp, sample = (np, np.asarray(Xd.array[rows], dtype=np.float64)) \
         if isinstance(Xd, HostRows) else (model.xp, Xd[rows, ...])
     mean, std = (to_numpy(f(sample, axis=0)).astype(np.float64) for f in (xp.mean, xp.std))
