@@ -318,11 +318,9 @@ _NAMESPACES: dict[type, Any] = {}
 
 def _namespace_of(a: Any) -> Any:
     """``array_namespace(a)`` cached per array type (a lookup costs microseconds, per step)."""
-    t = type(a)
-    xp = _NAMESPACES.get(t)
+    xp = _NAMESPACES.get(type(a))
     if xp is None:
-        xp = array_api_compat.array_namespace(a)
-        _NAMESPACES[t] = xp
+        xp = _NAMESPACES[type(a)] = array_api_compat.array_namespace(a)
     return xp
 
 
@@ -554,9 +552,7 @@ def _cupy_device(cupy: Any, device: Any) -> Any:
     """The ``cupy.cuda.Device`` `device` names (current if None); an absent index refused."""
     if device is None:
         return cupy.cuda.Device()  # the current device, as CuPy itself defaults
-    if isinstance(device, bool):
-        raise BackendError(f"backend 'cupy': bad device {device!r}; use an int or 'cuda:N'")
-    if isinstance(device, int):
+    if isinstance(device, int) and not isinstance(device, bool):  # True: refused below
         idx = device
     elif hasattr(device, "id"):  # a cupy.cuda.Device
         idx = int(device.id)
