@@ -98,15 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(message: str) -> str:
-    """The message on one line, control characters escaped (it may quote a file)."""
-    return safe_text(" ".join(part.strip() for part in str(message).splitlines()
-                              if part.strip()))
-
-
 def _report(code: int, message: str, *, as_json: bool, status: str = "error") -> int:
     """One line on standard error; with --json also one JSON object on standard output."""
-    line = _one_line(message)
+    # on one line, control characters escaped (it may quote a file)
+    line = safe_text(" ".join(part.strip() for part in str(message).splitlines()
+                              if part.strip()))
     sys.stderr.write(f"xpnet: {'error: ' if status == 'error' else ''}{line}\n")
     sys.stderr.flush()
     if as_json:

@@ -12,8 +12,7 @@ import numpy as np
 from ._output import styled
 from ._plots import plot_confusion
 
-__all__ = ["DENSE_CONFUSION_MAX", "confusion", "per_class", "report", "print_confusion",
-           "print_report"]
+__all__ = ["DENSE_CONFUSION_MAX", "confusion", "per_class", "report", "print_report"]
 
 
 #: Up to this many classes the confusion matrix is built, printed (--json) and plotted;
@@ -70,28 +69,23 @@ def report(y: np.ndarray, pred: np.ndarray, names: list[str], plot_path: Path | 
             "confusion_matrix": None if cm is None else cm.tolist(), "plot": plot}, cm
 
 
-def print_confusion(con: Any, cm: np.ndarray | None, names: list[str]) -> None:
-    """The confusion matrix as a table, up to 20 classes."""
+def print_report(con: Any, cm: np.ndarray | None, names: list[str], plot: str | None) -> None:
+    """The confusion matrix as a table, up to 20 classes, and where its plot was written."""
     from rich.table import Table
 
     k = len(names)
     if cm is None or k > 20:
         more = " or --plot" if cm is not None else ""
         con.print(f"(confusion matrix of {k} classes not shown; use --json{more})")
-        return
-    cmt = Table(title="confusion matrix (rows: true class, columns: predicted)",
-                title_justify="left")
-    cmt.add_column("true \\ pred", style="bold")
-    for name in names:
-        cmt.add_column(name, justify="right")
-    for i, name in enumerate(names):
-        cmt.add_row(name, *[styled((str(v), "bold" if i == j else "dim" if v == 0 else ""))
-                            for j, v in enumerate(cm[i].tolist())])
-    con.print(cmt)
-
-
-def print_report(con: Any, cm: np.ndarray | None, names: list[str], plot: str | None) -> None:
-    """The confusion matrix (`print_confusion`) and where its plot was written."""
-    print_confusion(con, cm, names)
+    else:
+        cmt = Table(title="confusion matrix (rows: true class, columns: predicted)",
+                    title_justify="left")
+        cmt.add_column("true \\ pred", style="bold")
+        for name in names:
+            cmt.add_column(name, justify="right")
+        for i, name in enumerate(names):
+            cmt.add_row(name, *[styled((str(v), "bold" if i == j else "dim" if v == 0 else ""))
+                                for j, v in enumerate(cm[i].tolist())])
+        con.print(cmt)
     if plot is not None:
         con.print(f"confusion matrix plot: {plot}")

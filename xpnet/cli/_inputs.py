@@ -65,15 +65,6 @@ def _row_count(shape: tuple[int, ...], name: str, n_features: int,
     return rows
 
 
-def _check_dtype(dtype: np.dtype, name: str) -> None:
-    if dtype.hasobject:
-        raise CLIError(f"{name}: object arrays are not accepted", EXIT_DATA)
-    if not (dtype == np.bool_ or np.issubdtype(dtype, np.integer)
-            or np.issubdtype(dtype, np.floating)):
-        raise CLIError(f"{name} has dtype {dtype}; expected uint8, integers or floats",
-                       EXIT_DATA)
-
-
 def _npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from a .npy header, after checking the file holds that much data."""
     try:
@@ -110,7 +101,12 @@ def _plan(text: str, n_features: int, image_shape: tuple[int, ...] | None) -> _I
             raise CLIError(f"{path}: not a .npy, IDX or image file ({exc})",
                            EXIT_DATA) from None
         kind = "idx"
-    _check_dtype(dtype, str(path))
+    if dtype.hasobject:
+        raise CLIError(f"{path}: object arrays are not accepted", EXIT_DATA)
+    if not (dtype == np.bool_ or np.issubdtype(dtype, np.integer)
+            or np.issubdtype(dtype, np.floating)):
+        raise CLIError(f"{path} has dtype {dtype}; expected uint8, integers or floats",
+                       EXIT_DATA)
     rows = _row_count(shape, str(path), n_features, image_shape)
     return _Input(text, path, kind, shape, dtype, rows)
 

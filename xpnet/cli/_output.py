@@ -139,20 +139,15 @@ def print_json_rows(obj: dict[str, Any], key: str, rows: Iterable[Any],
         yield head + (", " if obj else "") + json.dumps(str(key)) + ": ["
         it, sep = iter(rows), ""
         while batch := list(itertools.islice(it, chunk)):
-            yield sep + _dumps_rows(batch)
+            try:  # plain types with finite floats (the common case) need no jsonable walk
+                text = json.dumps(batch, allow_nan=False)
+            except (TypeError, ValueError):  # NumPy scalars, paths, NaN: as print_json has them
+                text = json.dumps(jsonable(batch), allow_nan=False)
+            yield sep + text[1:-1]
             sep = ", "
         yield "]}\n"
 
     _write_stdout(pieces())
-
-
-def _dumps_rows(rows: list[Any]) -> str:
-    """`rows` as JSON without the brackets; the jsonable walk only when plain dumps fails."""
-    try:  # plain types with finite floats (the common case) need no jsonable walk
-        text = json.dumps(rows, allow_nan=False)
-    except (TypeError, ValueError):  # NumPy scalars, paths, NaN: as print_json writes them
-        text = json.dumps(jsonable(rows), allow_nan=False)
-    return text[1:-1]
 
 
 def _write_stdout(pieces: Iterable[str]) -> None:
@@ -167,7 +162,12 @@ def _write_stdout(pieces: Iterable[str]) -> None:
         raise  # the reader went away: main() ends quietly
     except OSError as exc:  # e.g. standard output on a full disk: one error, exit status 3
         _stdout_failed = True
-        _silence_stdout()
+        try:  # stdout to the null device: the flush at exit cannot fail
+            fd = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(fd, sys.stdout.fileno())
+            os.close(fd)
+        except (OSError, ValueError, AttributeError):  # no file descriptor (captured output)
+            pass
         from ._args import EXIT_DATA, CLIError
 
         raise CLIError(f"cannot write to standard output: {exc.strerror or exc}",
@@ -175,16 +175,6 @@ def _write_stdout(pieces: Iterable[str]) -> None:
 
 
 _stdout_failed = False
-
-
-def _silence_stdout() -> None:
-    """Point stdout at the null device, so that the flush at exit cannot fail."""
-    try:
-        fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, sys.stdout.fileno())
-        os.close(fd)
-    except (OSError, ValueError, AttributeError):  # no file descriptor (captured output)
-        pass
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -113,6 +113,9 @@ def new_record(*, command: str, settings: dict[str, Any], previous: Any,
                dataset: dict[str, Any], model: Any, optimizer: Any, steps_per_epoch: int,
                batch_size: int, saving: bool) -> dict[str, Any]:
     """The record of a starting run (``status`` ``'running'``), filled in by `RunRecorder`."""
+    from .._version import __version__
+    from ..backends import versions
+
     lineage = _lineage(command, previous, resume, resuming)
     return {
         "schema": RUN_SCHEMA,
@@ -123,7 +126,11 @@ def new_record(*, command: str, settings: dict[str, Any], previous: Any,
         "started_at": lineage["started_at"],
         "finished_at": None,
         "resumes": lineage["resumes"],
-        **_environment(backend),
+        "versions": {"xpnet": __version__, "python": platform.python_version(),
+                     **versions()},
+        "platform": {"system": platform.platform(), "machine": platform.machine(),
+                     "cpus": os.cpu_count()},
+        "backend": {"name": backend.name, "device": backend.device_name},
         "dataset": dataset,
         "model": {"config": model.get_config(), "num_params": model.num_params},
         "optimizer": repr(optimizer),
@@ -155,18 +162,6 @@ def _lineage(command: str, previous: Any, resume: dict[str, Any] | None,
     return {"command": first if isinstance(first, str) and first else command,
             "started_at": started if isinstance(started, str) and started else timestamp(),
             "resumes": resumes}
-
-
-def _environment(backend: Any) -> dict[str, Any]:
-    """``versions``, ``platform`` and ``backend`` of the run record."""
-    from .._version import __version__
-    from ..backends import versions
-
-    return {"versions": {"xpnet": __version__, "python": platform.python_version(),
-                         **versions()},
-            "platform": {"system": platform.platform(), "machine": platform.machine(),
-                         "cpus": os.cpu_count()},
-            "backend": {"name": backend.name, "device": backend.device_name}}
 
 
 class RunRecorder:

@@ -51,15 +51,6 @@ def _lock(fd: int, take: bool = True) -> bool:
     return True
 
 
-def _holder(text: str) -> dict[str, Any] | None:
-    """The holder a lock file describes, or None when it is empty or unreadable."""
-    try:
-        info = json.loads(text)
-    except ValueError:
-        return None
-    return info if isinstance(info, dict) and "pid" in info else None
-
-
 def _describe(info: dict[str, Any] | None) -> str:
     if info is None:
         return "another process (it has not yet written its pid)"
@@ -122,10 +113,10 @@ class RunLock:
     def _read_holder(self, fd: int, *, wait: bool) -> dict[str, Any] | None:
         """The holder in ``fd`` (at most 64 KiB); one that just locked gets 0.5 s to write it."""
         for _ in range(10 if wait else 1):
-            with contextlib.suppress(OSError, UnicodeDecodeError):
+            with contextlib.suppress(OSError, ValueError):  # empty or not yet whole
                 os.lseek(fd, 0, os.SEEK_SET)
-                info = _holder(os.read(fd, 1 << 16).decode("utf-8"))
-                if info is not None:
+                info = json.loads(os.read(fd, 1 << 16).decode("utf-8"))
+                if isinstance(info, dict) and "pid" in info:
                     return info
             if wait:
                 time.sleep(0.05)

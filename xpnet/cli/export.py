@@ -91,17 +91,6 @@ def _table_info(ckpt: Any, model_file: Path) -> dict[str, Any] | None:
     return info
 
 
-def _table_lines(t: dict[str, Any]) -> list[str]:
-    """The input's columns and, for regression, how to undo the target's scaling."""
-    n = t["numeric_features"]
-    lines = [f"  table   {n} number{'s' if n != 1 else ''}, then {len(t['features']) - n} "
-             "one-hot features (run.json: dataset.table.columns)"]
-    if t["task"] == "regression":
-        lines.append(f"  target  {t['target']}, standardized: times {t['target_std']:.6g} "
-                     f"plus {t['target_mean']:.6g} gives its units")
-    return lines
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     """Run ``xpnet export``: trace, check and write a saved model as ONNX."""
     try:
@@ -138,8 +127,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         con.print(f"  {kind:<7} {spec['name']:<7} {spec['dtype']:<8} [{shape}]")
     if info["class_names"]:
         con.print(f"  classes {', '.join(info['class_names'])}")
-    for line in _table_lines(table) if table is not None else []:
-        con.print(line)
+    if table is not None:  # the input's columns; for regression, how to undo the scaling
+        n = table["numeric_features"]
+        con.print(f"  table   {n} number{'s' if n != 1 else ''}, then "
+                  f"{len(table['features']) - n} one-hot features (run.json: "
+                  "dataset.table.columns)")
+        if table["task"] == "regression":
+            con.print(f"  target  {table['target']}, standardized: times "
+                      f"{table['target_std']:.6g} plus {table['target_mean']:.6g} gives its units")
     con.print(f"checked with onnx.checker and onnxruntime {versions['onnxruntime']} "
               f"(outputs match the model); traced with ndonnx {versions['ndonnx']}")
     return EXIT_OK

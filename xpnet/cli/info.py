@@ -22,15 +22,6 @@ from ._output import console, kv_table, print_fitted, print_json, styled
 __all__ = ["cmd_info", "cmd_download"]
 
 
-def _blas_info() -> list[dict[str, Any]]:
-    """The BLAS/OpenMP libraries in use and their threads (threadpoolctl, a dependency)."""
-    from threadpoolctl import threadpool_info
-
-    return [{"library": i.get("internal_api"), "api": i.get("user_api"),
-             "threads": i.get("num_threads"), "version": i.get("version"),
-             "threading": i.get("threading_layer")} for i in threadpool_info()]
-
-
 def cmd_info(args: argparse.Namespace) -> int:
     """Run ``xpnet info``: what xpnet can use on this machine."""
     info = _gather()
@@ -61,6 +52,8 @@ def _devices(status: dict[str, str | None]) -> dict[str, list[str]]:
 
 def _gather() -> dict[str, Any]:
     """Everything ``xpnet info`` reports, as JSON-ready data."""
+    from threadpoolctl import threadpool_info
+
     status = backend_status()
     devices = _devices(status)
     affinity: int | None
@@ -81,7 +74,10 @@ def _gather() -> dict[str, Any]:
         "backends": {name: {"available": why is None, "reason": why,
                             "devices": devices.get(name, [])} for name, why in status.items()},
         "auto_backend": "cupy" if status.get("cupy") is None else "numpy",
-        "blas": _blas_info(),
+        # the BLAS/OpenMP libraries in use and their threads (threadpoolctl, a dependency)
+        "blas": [{"library": i.get("internal_api"), "api": i.get("user_api"),
+                  "threads": i.get("num_threads"), "version": i.get("version"),
+                  "threading": i.get("threading_layer")} for i in threadpool_info()],
         "cpu_speedups": ops_for(get_backend("numpy")).speedups(),  # see xpnet.ops
         "data_cache": {"dir": str(cache), "env": "XPNET_DATA_DIR", "datasets": data},
     }
