@@ -387,8 +387,7 @@ def _image_array(x: Any, key: str) -> tuple[np.ndarray, tuple[int, ...]]:
     n_features = math.prod(image_shape)
     if n_features == 0:
         raise DatasetError(f"{key} has shape {x.shape}: each sample has no features")
-    if x.dtype != np.bool_ and not np.issubdtype(x.dtype, np.integer) \
-            and not np.issubdtype(x.dtype, np.floating):
+    if x.dtype.kind not in "biuf":
         raise DatasetError(
             f"{key} has dtype {x.dtype}; expected uint8, an integer or a float dtype")
     return x.reshape(n, n_features), image_shape
@@ -437,21 +436,16 @@ def check_float_values(x: np.ndarray, key: str) -> None:
 
 def _to_float32(x: np.ndarray, key: str) -> np.ndarray:
     """(n, n_features) float32 in [0, 1] from validated images: the one float copy."""
-    if x.dtype == np.bool_:
-        return x.astype(np.float32)
-    if np.issubdtype(x.dtype, np.integer):
-        if x.dtype != np.uint8:
-            lo, hi = int(x.min()), int(x.max())
-            if lo < 0 or hi > 255:
-                raise DatasetError(
-                    f"{key} holds integers in [{lo}, {hi}]; integer images must lie in "
-                    "[0, 255] (they are divided by 255)"
-                )
-        out = x.astype(np.float32)
-        out /= np.float32(255.0)
-        return out
+    if x.dtype.kind in "iu" and x.dtype != np.uint8:
+        lo, hi = int(x.min()), int(x.max())
+        if lo < 0 or hi > 255:
+            raise DatasetError(f"{key} holds integers in [{lo}, {hi}]; integer images must lie "
+                               "in [0, 255] (they are divided by 255)")
     out = x.astype(np.float32)  # float64 values beyond float32's range become inf here
-    check_float_values(out, key)
+    if x.dtype.kind in "iu":
+        out /= np.float32(255.0)
+    elif x.dtype.kind == "f":
+        check_float_values(out, key)
     return out
 
 
@@ -464,22 +458,15 @@ def _prepare_labels(y: Any, key: str) -> np.ndarray:
         raise DatasetError(f"{key} has shape {y.shape}; labels must be 1-D (n_samples,)")
     if y.shape[0] == 0:
         raise DatasetError(f"{key} is empty")
-    if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer):
+    if y.dtype.kind not in "iu":
         raise DatasetError(f"{key} has dtype {y.dtype}; labels must be non-negative integers")
-    lo = int(y.min())
-    if lo < 0:
+    if y.min() < 0:
         first = int(np.argmax(y < 0))
-        raise DatasetError(
-            f"{key} has a negative label {int(y[first])} at index {first}; "
-            "labels must be non-negative integers"
-        )
-    top = int(y.max())
-    if top >= MAX_CLASSES:
-        first = int(np.argmax(y == y.dtype.type(top)))
-        raise DatasetError(
-            f"{key} has label {top} at index {first}; labels must be < {MAX_CLASSES} "
-            "(xpnet.datasets.MAX_CLASSES)"
-        )
+        raise DatasetError(f"{key} has a negative label {int(y[first])} at index {first}; "
+                           "labels must be non-negative integers")
+    if y[first := int(np.argmax(y))] >= MAX_CLASSES:
+        raise DatasetError(f"{key} has label {int(y[first])} at index {first}; labels must be "
+                           f"< {MAX_CLASSES} (xpnet.datasets.MAX_CLASSES)")
     return y.astype(np.int64)
 
 
@@ -510,25 +497,6 @@ def _class_names(class_names: Sequence[str] | None, top: int, n_labels: int
             raise DatasetError(f"class name {i} has {len(name):,} characters "
                                f"({name[:20]!r}...); at most {_MAX_CLASS_NAME_CHARS} are taken")
     return names
-
-
-def _checked_splits(x_train: Any, y_train: Any, x_test: Any, y_test: Any,
-                    class_names: Sequence[str] | None
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, ...],
-                               tuple[str, ...]]:
-    """Both splits checked before any copy: (n, d) images, int64 labels, sample shape, classes."""
-    xtr, shape_tr = _image_array(x_train, "x_train")
-    xte, shape_te = _image_array(x_test, "x_test")
-    ytr = _prepare_labels(y_train, "y_train")
-    yte = _prepare_labels(y_test, "y_test")
-    _check_sample_counts(xtr, ytr, xte, yte)
-    if shape_tr != shape_te:
-        raise DatasetError(
-            f"x_train samples have shape {shape_tr} but x_test samples have {shape_te}"
-        )
-    names = _class_names(class_names, max(int(ytr.max()), int(yte.max())),
-                         ytr.shape[0] + yte.shape[0])
-    return xtr, ytr, xte, yte, shape_tr, names
 
 
 def _sample_shape(image_shape: Sequence[int], n_features: int) -> tuple[int, ...]:
@@ -677,8 +645,15 @@ class Dataset:
         'xor: 2 train / 2 test samples of 2 features, 2 classes (source: arrays)'
         """
         # shapes, labels and the class count first: they bound what is allocated next
-        xtr, ytr, xte, yte, shape, names = _checked_splits(x_train, y_train, x_test, y_test,
-                                                           class_names)
+        xtr, shape = _image_array(x_train, "x_train")
+        xte, shape_te = _image_array(x_test, "x_test")
+        ytr, yte = _prepare_labels(y_train, "y_train"), _prepare_labels(y_test, "y_test")
+        _check_sample_counts(xtr, ytr, xte, yte)
+        if shape != shape_te:
+            raise DatasetError(
+                f"x_train samples have shape {shape} but x_test samples have {shape_te}")
+        names = _class_names(class_names, max(int(ytr.max()), int(yte.max())),
+                             ytr.shape[0] + yte.shape[0])
         check_data_size(xtr.size + xte.size, f"{name}'s x_train and x_test")
         xtr, xte = _to_float32(xtr, "x_train"), _to_float32(xte, "x_test")
         if image_shape is not None:
