@@ -193,6 +193,7 @@ class DeviceGuard(_Guard):
                      params=model.params)
         new_params, new_state = opt.update(model.params, grads, opt.state)
         keep = self._commit(value, grads, new_params, new_state, buffers or {})
+        opt.state["step"], opt.state["steps"] = new_state["step"], new_state["steps"]
         if buffers:  # the old values where the step is not kept
             old = model.buffers
             dict.update(old, {b: xp.where(keep, v, old[b]) for b, v in buffers.items()})
@@ -222,20 +223,25 @@ class DeviceGuard(_Guard):
         store, slots = model.store, list(opt.slots)
         if store is None:
             return self._commit_each(value, grads, new_params, new_state, buffers)
-        head = [xp.reshape(value, (1,))] + [xp.reshape(g, (-1,)) for g in grads.values()] \
-            + [xp.reshape(b, (-1,)) for b in buffers.values()]
         rows = [{k: new_params[k] if k in grads else model.params[k] for k in store.keys}]
         rows += [{k: new_state[s][k] for k in grads} for s in slots]
-        flat_new = xp.concat(head + [piece for row in rows for piece in self._layout(row)])
+        flat_new, keep = self._checked(value, grads, buffers,
+                                       [piece for row in rows for piece in self._layout(row)])
+        start = flat_new.shape[0] - store.data.shape[0] * store.total
+        store.set_data(xp.where(keep, xp.reshape(flat_new[start:], store.data.shape),
+                                store.data))
+        return keep
+
+    def _checked(self, value: Any, grads: dict, buffers: dict, pieces: list) -> tuple[Any, Any]:
+        """The loss, gradients, buffers and ``pieces`` as one flat array, and the keep flag."""
+        xp = self.xp
+        head = [xp.reshape(a, (-1,)) for a in (value, *grads.values(), *buffers.values())]
+        flat_new = xp.concat(head + pieces)
         ok = xp.isfinite(xp.sum(flat_new, dtype=xp.float64))  # NaN/inf anywhere
         keep = ok if self.policy == "skip" else ok & self.good
         if self.policy != "skip":
             self.good = keep
-        start = flat_new.shape[0] - store.data.shape[0] * store.total
-        store.set_data(xp.where(keep, xp.reshape(flat_new[start:], store.data.shape),
-                                store.data))
-        opt.state["step"], opt.state["steps"] = new_state["step"], new_state["steps"]
-        return keep
+        return flat_new, keep
 
     def _layout(self, row: dict) -> list[Any]:
         """The pieces of one row of the store's buffer (`ParamStore.layout`): each
@@ -266,13 +272,8 @@ class DeviceGuard(_Guard):
             flat_old = self._own_flat  # the live values are the last step's views
         else:
             flat_old = xp.concat([xp.reshape(a, (-1,)) for a in old])
-        head = [xp.reshape(value, (1,))] + [xp.reshape(g, (-1,)) for g in grads.values()] \
-            + [xp.reshape(b, (-1,)) for b in buffers.values()]
-        flat_new = xp.concat(head + [xp.reshape(a, (-1,)) for a in new])
-        ok = xp.isfinite(xp.sum(flat_new, dtype=xp.float64))  # NaN/inf anywhere
-        keep = ok if self.policy == "skip" else ok & self.good
-        if self.policy != "skip":
-            self.good = keep
+        flat_new, keep = self._checked(value, grads, buffers,
+                                       [xp.reshape(a, (-1,)) for a in new])
         flat = xp.where(keep, flat_new[flat_new.shape[0] - flat_old.shape[0]:], flat_old)
         views, offset = [], 0
         for a in old:
@@ -284,7 +285,6 @@ class DeviceGuard(_Guard):
         for j, s in enumerate(slots):
             state[s] = dict(zip(grads, views[n + j * len(grads):n + (j + 1) * len(grads)],
                                 strict=True))
-        state["step"], state["steps"] = new_state["step"], new_state["steps"]
         self._own_flat, self._own_views = flat, views
         return keep
 
