@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import copy
-import functools
-import inspect
 import math
 import numbers
 import operator
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from . import _autodiff, _checks
 from .backends import Backend, get_backend, to_numpy
-from .blocks import _find, _frozen_prefixes, _summary_rows, _walk, sublayers
+from .blocks import _find, _frozen_prefixes, _keywords, _summary_rows, _walk, sublayers
 from .layers import ACTIVATIONS, Dense, Dropout, Layer, layer_from_config
 from .losses import Loss, get_loss, loss_config, loss_from_config
 from .random import RNG, _fresh_seed
 from .store import ParamStore
 from .training import History, fit
+from .training.fitting import _on_model_device as _on_device
+
+if TYPE_CHECKING:
+    from .optimizers import Optimizer
+
+__all__ = ["Sequential", "MLP"]
 
 _TRAINABLE = operator.attrgetter("trainable")
 
@@ -30,52 +33,25 @@ def _check_names(attr: str, what: str, given: Any, have: dict) -> None:
     if set(given) != set(have):
         raise ValueError(f"{what} names differ: expected {sorted(have)}, got {sorted(given)}")
 
-if TYPE_CHECKING:
-    from .optimizers import Optimizer
 
-__all__ = ["Sequential", "MLP"]
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _on_device(method: _F) -> _F:
-    """Run a public method with the model's device current (``Backend.device_scope``):
-    on CuPy every array it creates and every kernel output then lands on that GPU."""
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with self.backend.device_scope():
-            return method(self, *args, **kwargs)
-    return wrapper  # type: ignore[return-value]
-
-
-class _CheckedParams(dict):
-    """The parameters on an immutable backend (JAX, array_api_strict): a dict whose item
-    assignment is checked as ``model.params = ...`` is (kind, shape, dtype; known keys)."""
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if key not in self:
-            raise KeyError(f"{key!r} is not a parameter of this model (parameters: "
-                           f"{list(self)})")
-        _checks.check_param_value(key, value, dict.__getitem__(self, key))
-        dict.__setitem__(self, key, value)
-
-
-def _check_buffer_value(key: str, value: Any, ref: Any) -> None:
-    """Refuse a buffer value whose kind, shape or dtype differs from ``ref``'s."""
+def _check_value(what: str, key: str, value: Any, ref: Any) -> None:
+    """`_checks.check_param_value`, its messages naming a ``what`` (parameter, buffer)."""
     try:
         _checks.check_param_value(key, value, ref)
     except (TypeError, ValueError) as exc:
-        raise type(exc)(str(exc).replace("parameter", "buffer", 1)) from None
+        raise type(exc)(str(exc).replace("parameter", what, 1)) from None
 
 
-class _CheckedBuffers(dict):
-    """``model.buffers``: a dict whose item assignment is checked (known key, kind, shape,
-    dtype) as ``model.buffers = ...`` is."""
+class _Checked(dict):
+    """Parameters (immutable backends) or buffers: item assignment checked as the setter's."""
+
+    what = "parameter"
 
     def __setitem__(self, key: str, value: Any) -> None:
         if key not in self:
-            raise KeyError(f"{key!r} is not a buffer of this model (buffers: {list(self)})")
-        _check_buffer_value(key, value, dict.__getitem__(self, key))
+            raise KeyError(f"{key!r} is not a {self.what} of this model ({self.what}s: "
+                           f"{list(self)})")
+        _check_value(self.what, key, value, dict.__getitem__(self, key))
         dict.__setitem__(self, key, value)
 
     def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
@@ -84,7 +60,24 @@ class _CheckedBuffers(dict):
             self[k] = v
 
     def __reduce__(self) -> Any:  # copy/pickle keep the check
-        return (_CheckedBuffers, (dict(self),))
+        return (type(self), (dict(self),))
+
+    @classmethod
+    def replacing(cls, have: dict, given: Any, attr: str) -> Any:
+        """A new dict of ``given``'s values after checking them against ``have``'s."""
+        _check_names(attr, cls.what, given, have)
+        for k, v in given.items():
+            _check_value(cls.what, k, v, have[k])
+        return cls({k: given[k] for k in have})
+
+
+class _CheckedBuffers(_Checked):
+    what = "buffer"
+
+
+def _per_layer(arrays: dict, n: int) -> list[list[tuple[str, str]]]:
+    """Per layer ``i < n``, the ``(short name, key)`` pairs of the keys ``"<i>.<name>"``."""
+    return [[(k[len(f"{i}."):], k) for k in arrays if k.startswith(f"{i}.")] for i in range(n)]
 
 
 def _refuse_traced(X: Any, method: str) -> None:
@@ -194,9 +187,10 @@ class Sequential:
         self.feature_names_in_: list[str] | None = None
         self.stop_training = False
         """Set to True (e.g. by a callback) to stop ``fit`` after the current epoch."""
-        self._skip_kw = [self._accepts(layer, "need_input_grad") for layer in self.layers]
+        takes = [_keywords(type(layer).backward) for layer in self.layers]  # optional ones
+        self._skip_kw = ["need_input_grad" in t for t in takes]
+        self._param_kw = ["need_param_grads" in t for t in takes]
         self._autodiff = [_autodiff.needs(layer) for layer in self.layers]
-        self._param_kw = [self._accepts(layer, "need_param_grads") for layer in self.layers]
         self.rng = RNG(self.seed)
         self.store: ParamStore | None = None
         self._params: dict[str, Any] = {}
@@ -207,14 +201,6 @@ class Sequential:
             self._set_new_buffers(buffers)
 
     # -- construction --------------------------------------------------------
-    @staticmethod
-    def _accepts(layer: Layer, keyword: str) -> bool:
-        """Whether the layer's ``backward`` takes the optional ``keyword``."""
-        try:
-            return keyword in inspect.signature(layer.backward).parameters
-        except (TypeError, ValueError):  # pragma: no cover
-            return False
-
     def _init_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Fresh parameters and buffers, keyed ``"<layer index>.<name>"``."""
         params: dict[str, Any] = {}
@@ -233,9 +219,7 @@ class Sequential:
     def _set_new_buffers(self, buffers: dict[str, Any]) -> None:
         """Take ``buffers`` as the model's buffers; per layer, their (short name, key)."""
         self._buffers = _CheckedBuffers(buffers)
-        self._buffer_keys: list[list[tuple[str, str]]] = [
-            [(k[len(f"{i}."):], k) for k in buffers if k.startswith(f"{i}.")]
-            for i in range(len(self.layers))]
+        self._buffer_keys = _per_layer(buffers, len(self.layers))
 
     def _set_new_params(self, params: dict[str, Any]) -> None:
         """Take ``params`` as the model's parameters: a new store on a mutable backend."""
@@ -243,7 +227,7 @@ class Sequential:
             self.store = ParamStore(params, self.backend.xp)
             self._params = self.store.params
         else:
-            self.store, self._params = None, _CheckedParams(params)
+            self.store, self._params = None, _Checked(params)
 
     def __getstate__(self) -> dict[str, Any]:
         # pickled (and deep-copied) as plain arrays: the store is rebuilt on loading
@@ -286,15 +270,13 @@ class Sequential:
 
     @params.setter
     def params(self, params: dict[str, Any]) -> None:
-        _check_names("params", "parameter", params, self._params)
-        if self.store is not None:
-            for k, v in params.items():
-                self.store.check_value(k, v)
-            self.store.params.update(params)
+        if self.store is None:
+            self._params = _Checked.replacing(self._params, params, "params")
             return
+        _check_names("params", "parameter", params, self._params)
         for k, v in params.items():
-            _checks.check_param_value(k, v, self._params[k])
-        self._params = _CheckedParams({k: params[k] for k in self._params})
+            self.store.check_value(k, v)
+        self.store.params.update(params)
 
     @property
     def buffers(self) -> dict[str, Any]:
@@ -320,10 +302,7 @@ class Sequential:
 
     @buffers.setter
     def buffers(self, buffers: dict[str, Any]) -> None:
-        _check_names("buffers", "buffer", buffers, self._buffers)
-        for k, v in buffers.items():
-            _check_buffer_value(k, v, self._buffers[k])
-        self._buffers = _CheckedBuffers({k: buffers[k] for k in self._buffers})
+        self._buffers = _CheckedBuffers.replacing(self._buffers, buffers, "buffers")
 
     def layer_buffers(self, i: int) -> dict[str, Any]:
         """The buffers of layer ``i`` keyed by their short names (empty for most layers).
@@ -507,16 +486,11 @@ class Sequential:
         >>> m.trainable_keys
         ['2.W', '2.b']
         """
-        per = self._trained_keys()
-        trained = {key for keys in per for _, key in keys}
+        trained = {key for keys in self._train_plan()[0] for _, key in keys}
         return [k for k in self.params if k in trained]
 
-    def _trained_keys(self) -> list[list[tuple[str, str]]]:
-        """Per layer, its trained parameters' ``(short name, key)`` pairs (held layers too)."""
-        return self._train_plan()[0]
-
     def _train_plan(self) -> tuple[list[list[tuple[str, str]]], list[bool], int | None]:
-        """`_trained_keys`, which layers train, the lowest that does (cached while flags hold)."""
+        """Per layer its trained (short, key) pairs, which layers train, the lowest (cached)."""
         per = self._layer_keys()
         flags = tuple(map(_TRAINABLE, self.layers))
         cache = self._step_cache
@@ -551,14 +525,9 @@ class Sequential:
         """`layer_params`' (short name, key) pairs of every layer; rebuilt when keys change."""
         keys = (len(self.layers), *self._params)
         cached = getattr(self, "_layer_keys_cache", None)
-        if cached is not None and cached[0] == keys:
-            return cached[1]
-        per: list[list[tuple[str, str]]] = [[] for _ in self.layers]
-        for i in range(len(self.layers)):
-            prefix = f"{i}."
-            per[i] = [(k[len(prefix):], k) for k in self._params if k.startswith(prefix)]
-        self._layer_keys_cache = (keys, per)
-        return per
+        if cached is None or cached[0] != keys:
+            cached = self._layer_keys_cache = (keys, _per_layer(self._params, len(self.layers)))
+        return cached[1]
 
     # -- math ------------------------------------------------------------------
     def _forward(self, X: Any, *, train: bool, rng: RNG | None = None,
@@ -865,16 +834,14 @@ class Sequential:
     # -- inference -----------------------------------------------------------
     def _batched_outputs(self, X: Any, batch_size: int | None) -> Any:
         n = X.shape[0]
-        bs = n if batch_size is None else batch_size
-        if isinstance(X, _checks.HostRows):  # memory-mapped: read and converted per batch
-            parts = [self._forward(X.batch_rows(i, min(i + bs, n)), train=False)[0]
+        bs, mapped = (n if batch_size is None else batch_size), isinstance(X, _checks.HostRows)
+        if bs >= n and not mapped:
+            out = self._forward(X, train=False)[0]
+        else:  # in batches; a memory-mapped X is read and converted per batch
+            take = X.batch_rows if mapped else lambda lo, hi: X[lo:hi, ...]
+            parts = [self._forward(take(i, min(i + bs, n)), train=False)[0]
                      for i in range(0, n, bs)]
             out = parts[0] if len(parts) == 1 else self.xp.concat(parts, axis=0)
-        elif bs >= n:
-            out = self._forward(X, train=False)[0]
-        else:
-            parts = [self._forward(X[i:i + bs, ...], train=False)[0] for i in range(0, n, bs)]
-            out = self.xp.concat(parts, axis=0)
         self._check_outputs(out)
         return out
 
@@ -889,8 +856,7 @@ class Sequential:
     def _check_outputs(self, out: Any) -> None:
         """Refuse non-finite outputs, naming the cause (the weights or the inputs' range)."""
         xp = self.xp
-        ok = xp.all(xp.isfinite(out))  # one read from the device per call
-        if bool(ok):
+        if bool(xp.all(xp.isfinite(out))):  # one read from the device per call
             return
         bad = ~xp.all(xp.isfinite(out), axis=1)
         bad_rows = int(xp.sum(xp.astype(bad, self.backend.index_dtype)))
@@ -1094,12 +1060,7 @@ class Sequential:
         >>> m.params["0.b"].tolist(), str(m.params["0.W"].dtype)
         ([1.0, 1.0], 'float32')
         """
-        if not isinstance(params, dict):
-            raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
-        if set(params) != set(self.params):
-            raise ValueError(
-                f"parameter names differ: expected {sorted(self.params)}, got {sorted(params)}"
-            )
+        _check_names("params", "parameter", params, self.params)
         new = {}
         for k, v in params.items():
             if not _checks._is_array(v):

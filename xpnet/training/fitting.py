@@ -8,7 +8,8 @@ import logging
 import math
 import numbers
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .. import _checks
 from .._split import split_rows, take_rows
@@ -25,16 +26,17 @@ from .trainer import Trainer, _check_batch_rows
 
 __all__ = ["fit"]
 
+_F = TypeVar("_F", bound=Callable[..., Any])
 
-def _on_model_device(f: Any) -> Any:
-    """Run ``fit`` with the model's device current: on CuPy the data's casts, the
-    validation split and the optimizer state land on the model's GPU."""
+
+def _on_model_device(f: _F) -> _F:
+    """Run ``f(model, ...)`` on the model's device: on CuPy what it makes lands on that GPU."""
     @functools.wraps(f)
     def wrapper(model: Any, *args: Any, **kwargs: Any) -> Any:
         scope = getattr(getattr(model, "backend", None), "device_scope", None)
         with scope() if scope is not None else contextlib.nullcontext():
             return f(model, *args, **kwargs)
-    return wrapper
+    return wrapper  # type: ignore[return-value]
 
 
 @_on_model_device
