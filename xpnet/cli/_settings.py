@@ -10,6 +10,7 @@ BLAS thread limit.
 from __future__ import annotations
 
 import argparse
+from collections import ChainMap
 from pathlib import Path
 from typing import Any, cast
 
@@ -38,26 +39,18 @@ def resolve(args: argparse.Namespace, dataset_key: str, saved: dict[str, Any] | 
     explicit = {k for k in TRAIN_KEYS if getattr(args, k, None) is not None}
     saved = saved or {}
     ds_defaults = DEFAULTS.get(dataset_key, {})
-    s: dict[str, Any] = {}
-    for key in TRAIN_KEYS:
-        if key in explicit:
-            s[key] = getattr(args, key)
-        elif key in saved and key != "data_dir":  # a model file never chooses a folder
-            s[key] = saved[key]
-        elif key in ds_defaults:
-            s[key] = ds_defaults[key]
-        else:
-            s[key] = DEFAULTS["train"].get(key)
+    chain = ChainMap({k: getattr(args, k) for k in explicit},
+                     {k: v for k, v in saved.items() if k != "data_dir"},  # never a folder
+                     ds_defaults, DEFAULTS["train"])
+    s: dict[str, Any] = {key: chain.get(key) for key in TRAIN_KEYS}
     s["hidden"] = tuple(s["hidden"])
     opt_defaults = DEFAULTS["optimizers"][s["optimizer"]]
     opt_is_default = "optimizer" not in explicit and "optimizer" not in saved and \
         s["optimizer"] == ds_defaults.get("optimizer", DEFAULTS["train"]["optimizer"])
     for key in ("lr", "weight_decay", "momentum"):
         if s[key] is None:
-            if opt_is_default and key in ds_defaults:
-                s[key] = ds_defaults[key]
-            else:
-                s[key] = opt_defaults.get(key)
+            use_dataset = opt_is_default and key in ds_defaults
+            s[key] = ds_defaults[key] if use_dataset else opt_defaults.get(key)
     return s, explicit
 
 

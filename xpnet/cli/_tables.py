@@ -37,7 +37,7 @@ __all__ = ["TableData", "is_table", "check_dataset_file", "check_table_flags", "
 
 @dataclass(frozen=True, eq=False, repr=False)
 class TableData:
-    """A table encoded for training, shaped like a Dataset (no test split)."""
+    """A table encoded for training, shaped like a Dataset without its test split."""
 
     name: str
     x_train: np.ndarray
@@ -46,16 +46,6 @@ class TableData:
     source: str
     rows: int
     sha256: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def x_test(self) -> np.ndarray:
-        """No test split: an empty block."""
-        return np.zeros((0, self.n_features), dtype=np.float32)
-
-    @property
-    def y_test(self) -> np.ndarray:
-        """No test split: no labels."""
-        return np.zeros(0, dtype=self.y_train.dtype)
 
     @property
     def n_features(self) -> int:

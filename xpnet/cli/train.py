@@ -193,8 +193,7 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 
 def _locate_run(args: argparse.Namespace, out: Path | None) -> tuple[str, str, Any, int, Any]:
-    """The dataset spec, and with --resume the settings, epochs and checkpoint of the run in
-    --out: ``(spec_kind, spec, saved, done, resume_file)``."""
+    """(spec_kind, spec) and, with --resume, the saved settings, epochs done and checkpoint."""
     spec_kind, spec = dataset_spec(args.dataset) if args.dataset is not None \
         else ("name", DEFAULTS["train"]["dataset"])
     if out is not None and args.resume:
@@ -255,14 +254,11 @@ def _plan(args: argparse.Namespace, comm: Any, out: Path | None) -> _Plan:
     resumed_table = saved_table(resume_file) if table and resume_file is not None else None
     check_table_flags(args, table, saved is not None, resumed_table)
     dataset_key = "table" if table else spec if spec_kind == "name" else "train"
-    s, explicit = resolve(args, dataset_key, saved)
-    s["dataset"] = spec
-    check_settings(s)
+    s, explicit = _settings(args, comm, dataset_key, saved, spec)
     if out is not None:  # the files written in --out: new or regular, none of them the data
         inputs = dataset_inputs(spec, s["data_dir"])
         for name in (MODEL_FILE, RESUME_FILE, RUN_FILE, CURVES_FILE):
             check_output(out / name, "--out", inputs)
-    _rank_settings(s, saved, explicit, comm)
     if saved is not None:
         resume_conflicts(s, saved, explicit)
         if done >= s["epochs"]:
@@ -272,11 +268,16 @@ def _plan(args: argparse.Namespace, comm: Any, out: Path | None) -> _Plan:
                  resumed_table)
 
 
-def _rank_settings(s: dict, saved: dict | None, explicit: set[str], comm: Any) -> None:
-    """With several ranks: their number, and the batch per rank of a resumed run."""
+def _settings(args: argparse.Namespace, comm: Any, dataset_key: str, saved: dict | None,
+              spec: str) -> tuple[dict[str, Any], set[str]]:
+    """Checked settings (with the ranks and a resumed run's batch per rank); flags given."""
+    s, explicit = resolve(args, dataset_key, saved)
+    s["dataset"] = spec
+    check_settings(s)
     if comm.size > 1:
         s["ranks"] = comm.size
     s["batch_size"] = per_rank_batch(s, saved, explicit, comm.size)
+    return s, explicit
 
 
 def _load(args: argparse.Namespace, comm: Any, plan: _Plan) -> tuple[_Plan, _Data]:
@@ -287,10 +288,7 @@ def _load(args: argparse.Namespace, comm: Any, plan: _Plan) -> tuple[_Plan, _Dat
         else load_dataset(plan.spec, s["data_dir"], progress=not args.quiet)
     if plan.spec_kind == "path" and ds.name in DATASETS and plan.saved is None:
         # a folder holding the real MNIST files gets MNIST's defaults
-        s, explicit = resolve(args, ds.name, None)
-        s["dataset"] = plan.spec
-        check_settings(s)
-        _rank_settings(s, plan.saved, explicit, comm)
+        s, explicit = _settings(args, comm, ds.name, None, plan.spec)
         plan = replace(plan, s=s, explicit=explicit)
     summary = ds.summary()  # the dataset as loaded, before the split
     train_idx, val_idx = split(ds.x_train.shape[0], s["val_split"], s["seed"])
@@ -414,7 +412,7 @@ def _open_records(args: argparse.Namespace, comm: Any, plan: _Plan, data: _Data,
         "name": ds.name, "spec": plan.spec, "data_dir": s["data_dir"], "source": ds.source,
         "sha256": dict(ds.sha256), "n_train": int(data.n_train),
         "n_val": 0 if data.val is None else int(data.val[0].shape[0]),
-        "n_test": int(ds.x_test.shape[0]), "n_features": ds.n_features,
+        "n_test": 0 if plan.table else int(ds.x_test.shape[0]), "n_features": ds.n_features,
         "num_classes": ds.num_classes, "image_shape": list(ds.image_shape),
         "class_names": list(ds.class_names)}
     settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()}
@@ -572,8 +570,8 @@ def _best_model(run: _Run) -> Any:
     return BestModel()
 
 
-def _finish(run: _Run, history: Any, early: Any) -> dict[str, Any]:
-    """Test score and curves; run.json's final record. The summary's data."""
+def _finish(run: _Run, history: Any, early: Any) -> Path | None:
+    """Test score and curves (their file returned); run.json's final record."""
     ds, record, start = run.data.ds, run.rec.record, run.start_epoch
     if run.plan.table:  # no test split: the validation rows' scores
         test, validation = None, table_scores(run.model, ds, run.data.val)
@@ -587,10 +585,10 @@ def _finish(run: _Run, history: Any, early: Any) -> dict[str, Any]:
         curves = run.rec.out / CURVES_FILE
         plot_curves(record["history"], curves, f"{ds.name}: {_sizes(ds, run.plan.s)}, "
                     f"{run.plan.s['optimizer']} lr {run.plan.s['lr']:g}")
-    status = "stopped_early" if history.stopped_early else "completed"
     if run.plan.table:
         record["validation"] = validation
-    record.update(status=status, finished_at=timestamp(), test=test,
+    record.update(status="stopped_early" if history.stopped_early else "completed",
+                  finished_at=timestamp(), test=test,
                   train_seconds=train_secs, samples_per_second=sps,
                   stopped_early=history.stopped_early,
                   best_epoch=None if early is None or early.best_epoch < 0
@@ -598,30 +596,30 @@ def _finish(run: _Run, history: Any, early: Any) -> dict[str, Any]:
     record["files"]["curves"] = CURVES_FILE if curves else None
     assert run.rec.recorder is not None
     run.rec.recorder.write()
-    return {"status": status, "test": test, "train_secs": train_secs, "sps": sps,
-            "curves": curves, "validation": validation}
+    return curves
 
 
-def _print_summary(run: _Run, history: Any, result: dict[str, Any], total: float) -> None:
+def _print_summary(run: _Run, history: Any, curves: Path | None, total: float) -> None:
     """The result table (standard error) and, with --json, the summary (standard output)."""
-    out, test, record, model_file = run.rec.out, result["test"], run.rec.record, run.rec.model_file
+    out, record, model_file = run.rec.out, run.rec.record, run.rec.model_file
+    test, sps = record["test"], record["samples_per_second"]
     rows: list[tuple[str, str]] = []
     if test is not None:
         rows += [("test accuracy", f"{test.get('accuracy', float('nan')):.4f}"),
                  ("test loss", f"{test['loss']:.4f}")]
-    rows += _validation_rows(result.get("validation"))
+    rows += _validation_rows(record.get("validation"))
     ep_txt = f"{len(history.epoch)}"
     if run.start_epoch:
         ep_txt += f" ({run.start_epoch} before resuming)"
     if history.stopped_early:
         ep_txt += f", stopped early (best epoch {record['best_epoch']})"
     rows += [("epochs", ep_txt),
-             ("time", f"{fmt_secs(total)} (training {fmt_secs(result['train_secs'])})"),
-             ("samples/s", f"{result['sps']:,.0f}" if result["sps"] else "-")]
+             ("time", f"{fmt_secs(total)} (training {fmt_secs(record['train_seconds'])})"),
+             ("samples/s", f"{sps:,.0f}" if sps else "-")]
     if out is not None:
         rows += [("model", str(model_file)), ("run record", str(out / RUN_FILE))]
-        if result["curves"]:
-            rows.append(("curves", str(result["curves"])))
+        if curves:
+            rows.append(("curves", str(curves)))
         rows.append(("next", f"xpnet evaluate {shlex.quote(str(out))}"
                      + (" HELD-OUT-FILE" if run.plan.table else "")))
     else:
@@ -629,14 +627,14 @@ def _print_summary(run: _Run, history: Any, result: dict[str, Any], total: float
     # a long path folds onto the next row, whole
     console(stderr=True, quiet=run.args.quiet).print(kv_table("result", rows, overflow="fold"))
     if run.args.json:
-        curves, backend = result["curves"], run.data.backend
+        backend = run.data.backend
         print_json({
-            "status": result["status"], "dataset": run.data.ds.name, "backend": backend.name,
+            "status": record["status"], "dataset": run.data.ds.name, "backend": backend.name,
             "device": backend.device_name, "test": test,
-            **({"validation": result["validation"]} if run.plan.table else {}),
+            **({"validation": record["validation"]} if run.plan.table else {}),
             "epochs": len(history.epoch),
-            "stopped_early": history.stopped_early, "train_seconds": result["train_secs"],
-            "total_seconds": total, "samples_per_second": result["sps"],
+            "stopped_early": history.stopped_early, "train_seconds": record["train_seconds"],
+            "total_seconds": total, "samples_per_second": sps,
             "history": record["history"], "settings": record["settings"],
             "out": str(out.resolve()) if out else None,
             "model": str(model_file.resolve()) if out and model_file else None,
@@ -664,8 +662,9 @@ def _resume_hint(out: Path | None) -> str | None:
     return f"xpnet train --out {shlex.quote(str(out))} --resume"
 
 
-def _write_final(rec: _Records, guard: _SignalGuard) -> str:
-    """Rewrite run.json with its final status; a note for the message if that failed."""
+def _write_final(rec: _Records, guard: _SignalGuard, **final: Any) -> str:
+    """Rewrite run.json with its `final` status; a note for the message if that failed."""
+    rec.record.update(final, finished_at=timestamp())
     if rec.recorder is None:
         return ""
     try:
@@ -683,8 +682,7 @@ def _interrupted(run: _Run, exc: KeyboardInterrupt, guard: _SignalGuard) -> int:
         name = signal.Signals(code - 128).name
     except ValueError:
         name = f"signal {code - 128}"
-    run.rec.record.update(status="interrupted", finished_at=timestamp(), signal=name)
-    note = _write_final(run.rec, guard)
+    note = _write_final(run.rec, guard, status="interrupted", signal=name)
     hint = _resume_hint(out)
     done, epochs = run.rec.record["epochs_done"], run.plan.s["epochs"]
     if out is None:
@@ -748,8 +746,7 @@ def _kept(rec: _Records) -> str:
 def _failed(run: _Run, exc: BaseException, guard: _SignalGuard) -> BaseException:
     """Mark run.json failed, with the error; return the exception to raise."""
     message, code = _failure(run, exc)
-    run.rec.record.update(status="failed", error=message, finished_at=timestamp())
-    note = _write_final(run.rec, guard) + _kept(run.rec)
+    note = _write_final(run.rec, guard, status="failed", error=message) + _kept(run.rec)
     if code is not None:
         return CLIError(message + note, code)
     if note and isinstance(exc, Exception):
@@ -759,8 +756,7 @@ def _failed(run: _Run, exc: BaseException, guard: _SignalGuard) -> BaseException
 
 
 def _note_rank_failure(args: argparse.Namespace, comm: Any, exc: BaseException) -> None:
-    """Mark a failure of this rank alone, before fit ended (not divergence or interrupt):
-    main() ends the job."""
+    """Mark a failure of this rank alone before fit ended (main() then ends the job)."""
     if comm.size > 1 and not isinstance(exc, (NonFiniteLossError, KeyboardInterrupt)):
         args.rank_failure = True
 
@@ -775,8 +771,9 @@ def _train_on_other_rank(run: _Run) -> int:
         return EXIT_FAILURE
     except BaseException as exc:
         _note_rank_failure(run.args, run.comm, exc)
-        if getattr(run.args, "rank_failure", False):
-            _record_rank_failure(run, exc)
+        if getattr(run.args, "rank_failure", False):  # rank 0's run.json says which failed
+            _mark_failed(run, f"rank {run.comm.rank} of {run.comm.size}: "
+                              f"{classify(exc, 'train')[1]}")
         raise
     return EXIT_OK
 
@@ -827,11 +824,6 @@ def _aborted(run: _Run, code: int, message: str) -> None:
         print_json({"status": "error", "exit_code": code, "message": message})
 
 
-def _record_rank_failure(run: _Run, exc: BaseException) -> None:
-    """This rank failed alone and is about to end the job: mark rank 0's run.json failed."""
-    _mark_failed(run, f"rank {run.comm.rank} of {run.comm.size}: {classify(exc, 'train')[1]}")
-
-
 def _aborted_waiting(run: _Run, code: int, message: str) -> None:
     """A rank's wait timed out: unless rank 0 reports first, mark run.json failed, say so."""
     if code != EXIT_TIMEOUT:
@@ -868,7 +860,7 @@ def _run_recorded(run: _Run, guard: _SignalGuard, t_start: float) -> int:
     try:
         _announce(run)
         history, early = _fit(run)
-        result = _finish(run, history, early)
+        curves = _finish(run, history, early)
     except KeyboardInterrupt as exc:
         return _interrupted(run, exc, guard)
     except BaseException as exc:
@@ -878,7 +870,7 @@ def _run_recorded(run: _Run, guard: _SignalGuard, t_start: float) -> int:
         if raised is exc:
             raise
         raise raised from None
-    _print_summary(run, history, result, time.perf_counter() - t_start)
+    _print_summary(run, history, curves, time.perf_counter() - t_start)
     return EXIT_OK
 
 
