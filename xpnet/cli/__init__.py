@@ -125,11 +125,9 @@ def _rank(args: argparse.Namespace | None) -> tuple[int, int]:
 
 def _end_rank(code: int, message: str, args: argparse.Namespace | None, *,
               as_json: bool) -> int:
-    """Report a failure once per job: rank 0 for agreed ones, the failing rank otherwise.
-
-    A rank that failed alone while the others train names itself and ends the job
-    (``MPI_Abort``): the others are waiting in a collective for it.
-    """
+    """Report a failure once per job: rank 0 for agreed ones, the failing rank otherwise."""
+    # a rank that failed alone while the others train names itself and ends the job
+    # (MPI_Abort): the others are waiting in a collective for it
     rank, size = _rank(args)
     alone = bool(getattr(args, "rank_failure", False))
     if rank != 0 and not alone:

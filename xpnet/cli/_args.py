@@ -148,10 +148,6 @@ class CLIError(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse with flags spelled out; a usage error is one CLIError (exit 2) with suggestions."""
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
     def error(self, message: str) -> NoReturn:
         raise CLIError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
 
@@ -338,10 +334,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def _epilog(command: str | None = None) -> str:
     """The exit statuses `command` can end with (every command's when None), for --help."""
-    codes = COMMAND_EXIT_CODES.get(command, EXIT_CODES) if command else EXIT_CODES
-    lines = ["exit status:"]
-    lines += [f"  {code:<4} {text}" for code, text in codes.items()]
-    return "\n".join(lines)
+    codes = COMMAND_EXIT_CODES.get(command or "", EXIT_CODES)
+    return "\n".join(["exit status:", *(f"  {code:<4} {text}" for code, text in codes.items())])
 
 
 def _dflt(key: str) -> str:
@@ -366,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .._version import __version__
 
     parser = _Parser(
-        prog="xpnet", formatter_class=_HelpFormatter, epilog=_epilog(),
+        prog="xpnet", formatter_class=_HelpFormatter, epilog=_epilog(), allow_abbrev=False,
         description="Train, evaluate and use multilayer perceptrons on NumPy, CuPy or "
                     "PyTorch.\nStart with `xpnet train`: it trains on the bundled 8x8 "
                     "digits in seconds.")

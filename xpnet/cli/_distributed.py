@@ -45,8 +45,7 @@ def open_comm(args: argparse.Namespace) -> Any:
 
 def together(comm: Any, phase: Callable[[], Any], *, on: str = "all",
              command: str = "train") -> Any:
-    """Run `phase` on the ranks `on` and return its value (None elsewhere); a failure
-    anywhere is the same AgreedError on every rank."""
+    """`phase` on the ranks `on`, its value (None elsewhere); a failure: AgreedError on all."""
     runs_here = on == "all" or (on == "root") == comm.is_root
     failure = result = None
     if runs_here:
@@ -102,8 +101,7 @@ def global_steps(n_train: int, batch: int, ranks: int) -> tuple[int, int]:
 
 
 def share_plan(comm: Any, plan: Any) -> Any:
-    """Rank 0's plan (dataset, settings, resumed settings and table encoding) on every
-    rank; not its checkpoint file in ``--out``."""
+    """Rank 0's plan on every rank, without its checkpoint file in ``--out``."""
     shared = comm.bcast(plan if comm.is_root else None)
     return plan if comm.is_root else replace(shared, resume_file=None)
 

@@ -20,8 +20,9 @@ from ..datasets import load as load_dataset  # by canonical name or absolute pat
 from ..datasets.registry import _canonical_name
 from ._args import DATASETS, EXIT_DATA, EXIT_USAGE, MODEL_FILE, CLIError
 
-__all__ = ["dataset_spec", "load_dataset", "model_path", "run_meta", "require_classifier",
-           "class_names", "image_shape", "check_output", "dataset_inputs", "refuse_table"]
+__all__ = ["checked", "dataset_spec", "load_dataset", "model_path", "run_meta",
+           "require_classifier", "class_names", "image_shape", "check_output", "dataset_inputs",
+           "refuse_table"]
 
 #: A folder given as an input contributes at most this many of its files to the check of
 #: `check_output` (a dataset folder holds a handful).
@@ -36,17 +37,23 @@ def dataset_spec(value: str) -> tuple[str, str]:
         return "name", name
     path = Path(value).expanduser()
     if path.exists():
-        if not path.is_dir():
-            try:
-                check_regular(path)  # a FIFO would block the loader, a device never end
-            except OSError as exc:
-                raise CLIError(f"--dataset {path} {exc.strerror}", EXIT_DATA) from None
+        if not path.is_dir():  # a FIFO would block the loader, a device never end
+            checked(check_regular, path, "--dataset")
         return "path", str(path.resolve())
     if os.sep in value or "/" in value or "." in value or value.startswith("~"):
         raise CLIError(f"--dataset: no such file or folder: {value}", EXIT_DATA)
     raise CLIError(
         f"unknown dataset {value!r}; choose one of {', '.join(DATASETS)}, or give the path "
         "of a folder of IDX files or of an .npz file", EXIT_USAGE)
+
+
+def checked(check: Callable[[Path], None], path: Path, what: str, code: int = EXIT_DATA
+            ) -> None:
+    """``check(path)``; its OSError is a CLIError (exit `code`) naming `what` and `path`."""
+    try:
+        check(path)
+    except OSError as exc:
+        raise CLIError(f"{what} {path} {exc.strerror}", code) from None
 
 
 def dataset_inputs(spec: str, data_dir: str | None) -> list[Path]:
@@ -84,10 +91,7 @@ def _identities(paths: list[Path]) -> dict[tuple[int, int], Path]:
 
 def check_output(path: Path, flag: str, inputs: tuple[Path, ...] | list[Path] = ()) -> None:
     """Refuse (exit 2) an output that is not a regular file or is one of `inputs` (links too)."""
-    try:
-        check_target(path)
-    except OSError as exc:
-        raise CLIError(f"{flag} {path} {exc.strerror}", EXIT_USAGE) from None
+    checked(check_target, path, flag, EXIT_USAGE)
     try:
         st = os.stat(path)
     except OSError:

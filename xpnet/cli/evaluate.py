@@ -25,6 +25,7 @@ from ._confusion import print_report, report
 from ._inputs import read_inputs
 from ._io import (
     check_output,
+    checked,
     class_names,
     dataset_inputs,
     dataset_spec,
@@ -96,10 +97,8 @@ def _scores(model: Any, backend: Any, X: np.ndarray, y: np.ndarray
     yd = backend.asarray(y, dtype=backend.xp.int64)
     scores = model.predict_proba(X)
     pred = to_numpy(backend.xp.argmax(scores, axis=1))
-    top: dict[str, float] = {}
-    for kk in (3, 5):
-        if kk < model.out_features:
-            top[str(kk)] = float(metrics.top_k_accuracy(yd, scores, kk))
+    top = {str(k): float(metrics.top_k_accuracy(yd, scores, k))
+           for k in (3, 5) if k < model.out_features}
     return result, top, pred
 
 
@@ -183,10 +182,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         path = Path(text).expanduser()
         if not path.exists():
             raise CLIError(f"input {path} does not exist", EXIT_DATA)
-        try:
-            check_regular(path)  # a FIFO would block forever, a device never end
-        except OSError as exc:
-            raise CLIError(f"input {path} {exc.strerror}", EXIT_DATA) from None
+        checked(check_regular, path, "input")  # a FIFO would block forever, a device never end
     backend, model, meta, encoder = _load_classifier(model_file, args.backend, "predict")
     if encoder is not None:
         return predict_table(args, backend, model, encoder, model_file)

@@ -56,11 +56,8 @@ def _gather() -> dict[str, Any]:
 
     status = backend_status()
     devices = _devices(status)
-    affinity: int | None
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        affinity = os.cpu_count()
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else os.cpu_count()  # not Linux
     cache = cache_dir()
     data: dict[str, dict[str, Any]] = {}
     for name in ("mnist", "fashion-mnist"):
