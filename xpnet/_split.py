@@ -53,8 +53,16 @@ def split_rows(n: int, fraction: float, *, policy: str, seed: Any = None, labels
         raise ValueError(f"labels are used by the 'stratified' policy only, not {policy!r}")
     if fraction == 0:
         return (slice(0, n) if policy == "last" else np.arange(n)), None
-    if policy == "stratified":
-        return _stratified(n, fraction, seed, labels, name)
+    if policy == "stratified":  # scikit-learn's own split, its refusals named by `name`
+        from sklearn.model_selection import train_test_split
+
+        try:
+            train, val = train_test_split(np.arange(n), test_size=fraction, random_state=seed,
+                                          stratify=labels)
+        except ValueError as exc:
+            raise ValueError(f"{name}={fraction}: cannot split off a validation set: {exc}") \
+                from exc
+        return train, val
     n_val = int(math.floor(n * fraction))
     if not 1 <= n_val < n:
         raise ValueError(f"{name}={fraction} leaves {n_val} validation and {n - n_val} "
@@ -63,20 +71,6 @@ def split_rows(n: int, fraction: float, *, policy: str, seed: Any = None, labels
         return slice(0, n - n_val), slice(n - n_val, n)
     perm = np.random.default_rng(_checks.check_int("seed", seed, minimum=0)).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
-def _stratified(n: int, fraction: float, seed: Any, labels: Any,
-                name: str) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's ``train_test_split`` of ``range(n)``, its refusals named by ``name``."""
-    from sklearn.model_selection import train_test_split
-
-    try:
-        train, val = train_test_split(np.arange(n), test_size=fraction, random_state=seed,
-                                      stratify=labels)
-    except ValueError as exc:
-        raise ValueError(f"{name}={fraction}: cannot split off a validation set: {exc}") \
-            from exc
-    return train, val
 
 
 def take_rows(a: Any, rows: Rows) -> Any:
