@@ -62,7 +62,7 @@ from ._distributed import env_rank
 from ._failures import classify as _classify
 from ._output import print_json, safe_text
 from .evaluate import cmd_evaluate, cmd_predict
-from .export import add_export_parser, cmd_export
+from .export import cmd_export
 from .info import cmd_download, cmd_info
 from .train import cmd_train
 
@@ -80,8 +80,7 @@ _FLOAT_WARNINGS = r"(overflow|invalid value|divide by zero|underflow) encountere
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``xpnet`` command, ``export`` included.
 
-    See `xpnet.cli._args.build_parser`; `xpnet.cli.export.add_export_parser`
-    adds ``export``.
+    Every command's flags and their value checks are defined in `xpnet.cli._args`.
 
     Returns
     -------
@@ -93,9 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     >>> build_parser().parse_args(["export", "m.safetensors", "m.onnx"]).command
     'export'
     """
-    parser = _build_parser()
-    add_export_parser(parser)
-    return parser
+    return _build_parser()
 
 
 def _report(code: int, message: str, *, as_json: bool, status: str = "error") -> int:

@@ -356,7 +356,7 @@ def _dflt(key: str) -> str:
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    """The ``xpnet`` parser without ``export``; bad flags raise CLIError, --help SystemExit(0)."""
+    """The ``xpnet`` parser; bad flags raise CLIError, --help SystemExit(0)."""
     from .._version import __version__
 
     parser = _Parser(
@@ -371,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_info(sub)
     _add_download(sub)
+    _add_export(sub)
     return parser
 
 
@@ -574,3 +575,39 @@ def _add_download(sub: Any) -> None:
                    help="mnist or fashion-mnist")
     d.add_argument("--data-dir", metavar="DIR", help="target folder (default: the cache)")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _outputs(text: str) -> list[str]:
+    """--outputs: comma-separated names out of proba, logits, labels."""
+    from ..export import OUTPUTS
+
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [n for n in names if n not in OUTPUTS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(OUTPUTS)}, got {text!r}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a name is listed twice in {text!r}")
+    return names
+
+
+def _add_export(sub: Any) -> None:
+    x = add_command(
+        sub, "export",
+        help="write a saved model as an ONNX graph (needs ndonnx, onnx, onnxruntime)",
+        description="Trace a saved model's forward code into an ONNX graph with ndonnx, "
+                    "check it with onnx.checker and onnxruntime, and write it atomically.\n"
+                    "Input 'input' (the model's dtype, shape [batch, features]); outputs "
+                    "as --outputs says.\nNeeds pip install ndonnx onnx onnxruntime "
+                    "(Python >= 3.11).")
+    x.add_argument("model", metavar="MODEL", help="model file or run folder")
+    x.add_argument("output", metavar="OUTPUT", help="the .onnx file to write (replaced if it "
+                   "exists)")
+    x.add_argument("--outputs", type=_outputs, default=["proba"], metavar="NAMES",
+                   help="comma-separated graph outputs: proba (softmax/sigmoid), logits, "
+                        "labels (what `predict` returns) (default: proba)")
+    x.add_argument("--batch", type=_word_or_int("dynamic"), default="dynamic", metavar="dynamic|N",
+                   help="rows per call: dynamic (any) or a fixed N (default: dynamic)")
+    x.add_argument("--opset", type=_int_at_least(1), metavar="N",
+                   help="ONNX opset to convert to (default: the one ndonnx builds, 21)")
+    x.add_argument("--json", action="store_true", help="print one JSON object on stdout")

@@ -1,7 +1,7 @@
 """``xpnet export``: write a saved model as an ONNX graph (see ``docs/onnx.md``).
 
 The graph is traced from the layers' own forward code by [`xpnet.export_onnx`][];
-this module adds the subcommand's flags, turns the optional-dependency and tracing
+this module turns the optional-dependency and tracing
 errors into the command's exit statuses, and prints what was written.
 """
 
@@ -13,58 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import load_checkpoint
-from ..export import OUTPUTS, ExportError, export_onnx, require_onnx
-from ._args import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    EXIT_USAGE,
-    RUN_FILE,
-    CLIError,
-    _int_at_least,
-    _word_or_int,
-    add_command,
-)
+from ..export import ExportError, export_onnx, require_onnx
+from ._args import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, RUN_FILE, CLIError
 from ._io import check_output, model_path, run_meta
 from ._output import console, print_json, styled
 from ._tables import table_encoder
 
-__all__ = ["add_export_parser", "cmd_export"]
-
-
-def _outputs(text: str) -> list[str]:
-    """--outputs: comma-separated names out of proba, logits, labels."""
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    bad = [n for n in names if n not in OUTPUTS]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(
-            f"expected a comma-separated list of {', '.join(OUTPUTS)}, got {text!r}")
-    if len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"a name is listed twice in {text!r}")
-    return names
-
-
-def add_export_parser(parser: argparse.ArgumentParser) -> None:
-    """Add the ``export`` subcommand to the ``xpnet`` parser."""
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    x = add_command(
-        sub, "export",
-        help="write a saved model as an ONNX graph (needs ndonnx, onnx, onnxruntime)",
-        description="Trace a saved model's forward code into an ONNX graph with ndonnx, "
-                    "check it with onnx.checker and onnxruntime, and write it atomically.\n"
-                    "Input 'input' (the model's dtype, shape [batch, features]); outputs "
-                    "as --outputs says.\nNeeds pip install ndonnx onnx onnxruntime "
-                    "(Python >= 3.11).")
-    x.add_argument("model", metavar="MODEL", help="model file or run folder")
-    x.add_argument("output", metavar="OUTPUT", help="the .onnx file to write (replaced if it "
-                   "exists)")
-    x.add_argument("--outputs", type=_outputs, default=["proba"], metavar="NAMES",
-                   help="comma-separated graph outputs: proba (softmax/sigmoid), logits, "
-                        "labels (what `predict` returns) (default: proba)")
-    x.add_argument("--batch", type=_word_or_int("dynamic"), default="dynamic", metavar="dynamic|N",
-                   help="rows per call: dynamic (any) or a fixed N (default: dynamic)")
-    x.add_argument("--opset", type=_int_at_least(1), metavar="N",
-                   help="ONNX opset to convert to (default: the one ndonnx builds, 21)")
-    x.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+__all__ = ["cmd_export"]
 
 
 def _describe(path: Path) -> dict[str, Any]:
