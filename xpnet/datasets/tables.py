@@ -30,7 +30,7 @@ import os
 import re
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +123,6 @@ class Table:
     missing: dict[str, np.ndarray]
     lines: np.ndarray
     unit: str = "line"
-    notes: list[str] = field(default_factory=list)
 
     @property
     def n_rows(self) -> int:
@@ -486,11 +485,8 @@ def _read_parquet(p: Path) -> Table:
             col, t = col.cast(t.value_type), t.value_type
         if pat.is_string(t) or pat.is_large_string(t):  # a null is an empty, missing cell
             _put_array(table, name, np.asarray([v or "" for v in col.to_pylist()], dtype=str))
-        elif pat.is_integer(t) or pat.is_floating(t) or pat.is_boolean(t):
-            values = col.cast("float64").to_numpy(zero_copy_only=False)
-            _put_array(table, name, np.asarray(values, dtype=np.float64))
-            table.missing[name] |= np.asarray(col.is_null().to_numpy(zero_copy_only=False),
-                                              dtype=bool)
+        elif pat.is_integer(t) or pat.is_floating(t) or pat.is_boolean(t):  # a null: NaN
+            _put_array(table, name, col.cast("float64").to_numpy(zero_copy_only=False))
             table.kinds[name] = "float" if pat.is_floating(t) else "int"
         else:
             raise TableError(f"{p}, column {name!r}: Parquet type {t} is neither a number nor "
