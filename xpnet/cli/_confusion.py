@@ -47,14 +47,11 @@ def confusion(y: np.ndarray, pred: np.ndarray, k: int
 def per_class(support: np.ndarray, correct: np.ndarray, confused: np.ndarray,
               names: list[str]) -> list[dict[str, Any]]:
     """Support, correct count, accuracy and most frequent confusion of each true class."""
-    per_class: list[dict[str, Any]] = []
-    for c in range(support.shape[0]):
-        n, ok, other = int(support[c]), int(correct[c]), int(confused[c])
-        per_class.append({
-            "label": c, "class": names[c], "support": n, "correct": ok,
-            "accuracy": ok / n if n else None,
-            "most_confused_with": None if other < 0 else names[other]})
-    return per_class
+    counts = zip(support.tolist(), correct.tolist(), confused.tolist(), strict=True)
+    return [{"label": c, "class": names[c], "support": n, "correct": ok,
+             "accuracy": ok / n if n else None,
+             "most_confused_with": None if other < 0 else names[other]}
+            for c, (n, ok, other) in enumerate(counts)]
 
 
 def report(y: np.ndarray, pred: np.ndarray, names: list[str], plot_path: Path | None,

@@ -59,11 +59,9 @@ def _epoch_line_at(epoch: int, epochs: int, logs: dict[str, Any], samples: int,
 
 def _per_step(seconds: float) -> str:
     """Seconds per step as Keras writes them: ``2s/step``, ``3ms/step``, ``250us/step``."""
-    if seconds >= 1:
-        return f"{seconds:.0f}s/step"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.0f}ms/step"
-    return f"{seconds * 1e6:.0f}us/step"
+    scale, unit = next((s, u) for s, u in ((1, "s"), (1e3, "ms"), (1e6, "us"))
+                       if seconds * s >= 1 or u == "us")
+    return f"{seconds * scale:.0f}{unit}/step"
 
 
 # The widest each count of running values can be (loss 12.3456, 1,234,567 samples/s).

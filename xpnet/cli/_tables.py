@@ -395,6 +395,5 @@ def _json_row(header: list[str], row: list[Any], line: Any, unit: str) -> dict[s
 def _csv_text(rows: list[list[Any]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    for row in rows:
-        writer.writerow([repr(v) if isinstance(v, float) else v for v in row])
+    writer.writerows([repr(v) if isinstance(v, float) else v for v in row] for row in rows)
     return buf.getvalue()
