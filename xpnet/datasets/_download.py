@@ -11,8 +11,8 @@ rename is atomic on one file system, so a reader, or a second process downloadin
 same file at the same moment, sees either no file or a complete verified one: two
 concurrent downloads each rename their own complete copy, and the last rename wins with
 identical bytes. A file whose SHA-256 differs is still taken when ``content_ok`` accepts
-it (a re-compressed copy of the same content), and so is a copy another process already
-put in place when the target cannot be replaced.
+it (a re-compressed copy of the same content); when the target cannot be replaced, a copy
+another process already put in place is kept if ``content_ok`` accepts it.
 """
 
 from __future__ import annotations
@@ -90,17 +90,9 @@ def _progress_bar(enabled: bool, label: str, total: int | None) -> Iterator[Call
         bar.stop()
 
 
-def fetch_verified(
-    url: str,
-    target: Path,
-    *,
-    sha256: str,
-    size: int | None,
-    content_ok: Callable[[Path], bool],
-    timeout: float,
-    progress: bool,
-    label: str,
-) -> None:
+def fetch_verified(url: str, target: Path, *, sha256: str, size: int | None,
+                   content_ok: Callable[[Path], bool], timeout: float, progress: bool,
+                   label: str) -> None:
     """Fetch `url` to `target` if `sha256` or `content_ok` accepts it, else raise MirrorFailed."""
     # Imported here: urllib.request and http.client are only needed to download.
     import http.client
@@ -115,9 +107,8 @@ def fetch_verified(
             with contextlib.suppress(TypeError, ValueError):
                 announced = int(resp.headers.get("Content-Length"))
             if announced is not None and size is not None and announced != size:
-                raise MirrorFailed(
-                    f"server announces {announced} bytes, the published file has {size}"
-                )
+                raise MirrorFailed(f"server announces {announced} bytes, the published file "
+                                   f"has {size}")
             limit = size or announced or MAX_DOWNLOAD_BYTES
             deadline = DEADLINE_BASE_S + limit / MIN_BYTES_PER_S
             fd, tmp_path = create_temp(target, ".part")
@@ -133,7 +124,7 @@ def fetch_verified(
             raise MirrorFailed(f"got {received} bytes, the published file has {size}")
         if digest != sha256 and not content_ok(Path(tmp_name)):
             raise MirrorFailed(f"SHA-256 mismatch: expected {sha256}, got {digest}")
-        _publish(tmp_name, target, sha256, content_ok)
+        _publish(tmp_name, target, content_ok)
         tmp_name = None
     except MirrorFailed:
         raise
@@ -164,17 +155,15 @@ def _copy(resp: Any, out: Any, limit: int, start: float, deadline: float,
     return received, h.hexdigest()
 
 
-def _publish(tmp_name: str, target: Path, sha256: str, content_ok: Callable[[Path], bool]) -> None:
+def _publish(tmp_name: str, target: Path, content_ok: Callable[[Path], bool]) -> None:
     """Atomically move a verified temporary file onto target."""
     try:
         os.replace(tmp_name, target)
     except PermissionError:
         # Windows refuses to replace a file another process holds open. If that process
         # already put a verified copy there, ours is redundant.
-        if target.is_file() and (
-            hashlib.sha256(target.read_bytes()).hexdigest() == sha256 or content_ok(target)
-        ):
-            os.unlink(tmp_name)
-            return
-        raise
+        if not (target.is_file() and content_ok(target)):
+            raise
+        os.unlink(tmp_name)
+        return
     fsync_folder(target.parent)  # make the rename itself durable

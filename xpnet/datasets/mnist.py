@@ -241,6 +241,7 @@ def _load_verified(dataset: str, spec: FileChecksum, path: Path, parse: bool = T
 
 
 def _verified(dataset: str, spec: FileChecksum, path: Path) -> bool:
+    """Whether `path` has the published digest, or the published content (re-compressed)."""
     try:
         _load_verified(dataset, spec, path, parse=False)
     except DatasetError:
