@@ -60,10 +60,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 __all__ = ["CudaKernel", "RuleKernels", "class_key", "kernels_for", "register"]
 
 prange = range
 """``flat`` kernels loop over their pieces with this: ``numba.prange`` once compiled."""
+
+
+def l2_to(p: Any, g: Any, wd: Any, p2: Any) -> Any:
+    """A ufunc kernel's L2-decayed gradient ``g + wd p``, formed in ``p2`` (written last)."""
+    np.multiply(p, wd, out=p2)
+    p2 += g
+    return p2
 
 
 def compiled_loop(*args: Any) -> bool:

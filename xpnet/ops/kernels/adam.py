@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from . import CudaKernel, RuleKernels, compiled_loop, prange
+from . import CudaKernel, RuleKernels, compiled_loop, l2_to, prange
 
 
 def _arrays(opt):
@@ -28,9 +28,7 @@ def _hyper(opt, lr, t, wd):
 def _ufunc_to(p, g, m, v, p2, m2, v2, b1, b2, c1, c2, step_size, eps_scaled, wd, decay, has_wd,
               decoupled, tmp):
     if has_wd and not decoupled:
-        np.multiply(p, wd, out=p2)  # p2 holds the decayed gradient until the end
-        p2 += g
-        g = p2
+        g = l2_to(p, g, wd, p2)
     np.multiply(m, b1, out=m2)
     np.multiply(g, c1, out=tmp)
     m2 += tmp

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import CudaKernel, RuleKernels, compiled_loop, prange
+from . import CudaKernel, RuleKernels, compiled_loop, l2_to, prange
 
 
 def _arrays(opt):
@@ -20,9 +20,7 @@ def _hyper(opt, lr, t, wd):
 def _ufunc_to(p, g, sq, buf, ga, p2, sq2, buf2, ga2, lr, wd, a, c, eps, mom, has_wd, has_mom,
               centered, tmp):
     if has_wd:
-        np.multiply(p, wd, out=p2)  # p2 holds the decayed gradient until the end
-        p2 += g
-        g = p2
+        g = l2_to(p, g, wd, p2)
     np.multiply(sq, a, out=sq2)
     np.multiply(g, g, out=tmp)
     tmp *= c

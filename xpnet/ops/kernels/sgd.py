@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import CudaKernel, RuleKernels, compiled_loop, prange
+from . import CudaKernel, RuleKernels, compiled_loop, l2_to, prange
 
 
 def _arrays(opt):
@@ -17,9 +17,7 @@ def _hyper(opt, lr, t, wd):
 
 def _ufunc_to(p, g, buf, p2, buf2, lr, wd, mom, has_wd, has_mom, nesterov, first, tmp):
     if has_wd:
-        np.multiply(p, wd, out=p2)  # p2 holds the decayed gradient until the end
-        p2 += g
-        g = p2
+        g = l2_to(p, g, wd, p2)
     if has_mom:
         if first:
             buf2[...] = g
