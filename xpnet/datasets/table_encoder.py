@@ -291,10 +291,6 @@ class TableEncoder:
         """
         return {**{c["name"]: c["kind"] for c in self.columns}, self.target: self.target_kind}
 
-    def _check_fitted(self) -> None:
-        if not self._fitted:
-            raise RuntimeError("this TableEncoder is not fitted; call fit(table) first")
-
     def _check_missing(self, table: Table, *, impute: bool) -> None:
         """Refuse missing feature values (count and first line) unless they are filled."""
         for col in self.columns if not impute else []:
@@ -334,7 +330,8 @@ class TableEncoder:
             A missing column, missing values (without imputing), an unseen category
             with ``strict``, an unknown class in the target, data above the size cap.
         """
-        self._check_fitted()
+        if not self._fitted:
+            raise RuntimeError("this TableEncoder is not fitted; call fit(table) first")
         wanted = [c["name"] for c in self.columns] + ([self.target] if target else [])
         absent = [name for name in wanted if name not in table.columns]
         if absent:

@@ -194,17 +194,12 @@ def is_table_file(path: str | os.PathLike[str]) -> bool:
     suffix = p.suffix.lower()
     if suffix != ".npz":
         return suffix in TABLE_FORMATS
-    keys = _npz_names(p)
-    return keys is not None and {"X", "y"} <= keys and "x_train" not in {k.lower() for k in keys}
-
-
-def _npz_names(path: Path) -> set[str] | None:
-    """The array names in an .npz, or None when it cannot be opened."""
     try:
-        with zipfile.ZipFile(path) as z:
-            return set(_npz_members(z))
+        with zipfile.ZipFile(p) as z:
+            keys = set(_npz_members(z))
     except (OSError, zipfile.BadZipFile):
-        return None
+        return False
+    return {"X", "y"} <= keys and "x_train" not in {k.lower() for k in keys}
 
 
 def read_table(path: str | os.PathLike[str], *, kinds: dict[str, str] | None = None
@@ -319,8 +314,7 @@ def _read_delimited(p: Path, delimiter: str, kinds: dict[str, str]) -> Table:
                          "columns, then one line per row")
     if not lines:
         raise TableError(f"{p}: the file has a header ({', '.join(names)}) but no rows")
-    line_arr = np.asarray(lines, dtype=np.int64)
-    table = Table(p.stem, str(p), names, {}, {}, {}, line_arr, "line")
+    table = Table(p.stem, str(p), names, {}, {}, {}, np.asarray(lines, dtype=np.int64), "line")
     columns = list(zip(*rows, strict=True))  # rows to columns, at C speed
     del rows
     for name, column in zip(names, columns, strict=True):
