@@ -21,7 +21,7 @@ import math
 import numbers
 import weakref
 from collections.abc import Collection
-from typing import Any, Literal, overload
+from typing import Any, Literal, NoReturn, overload
 
 import array_api_compat
 import numpy as np
@@ -267,17 +267,23 @@ def _check_numeric(name: str, dname: str, expected: str = "numbers") -> None:
 
 
 def to_backend(name: str, a: Any, backend: Backend, dtype: str | None = None) -> Any:
-    """`a` on `backend`, a host array cast to `dtype` first; another backend's refused."""
+    """`a` on `backend` in `dtype` (a host one cast before its copy); another backend's refused."""
     a = _from_sequence(name, a)
     if not _is_array(a):
         raise TypeError(f"{name} must be an array, got {type(a).__name__}")
-    if backend.owns(a):
-        return a
-    if isinstance(a, np.ndarray):
+    if not backend.owns(a):
+        if not isinstance(a, np.ndarray):
+            _refuse_foreign(name, a, backend)
         if dtype is not None:
             with np.errstate(over="ignore"):  # beyond the dtype's range: inf, refused after
                 a = a.astype(dtype, copy=False)
-        return backend.asarray(a)
+        a = backend.asarray(a)
+    if dtype is None or a.dtype == (target := backend.dtype(dtype)):
+        return a
+    return backend.xp.astype(a, target)
+
+
+def _refuse_foreign(name: str, a: Any, backend: Backend) -> NoReturn:
     theirs = backend_of(a)
     if theirs.name != backend.name:
         kind = _kind(a)
@@ -289,12 +295,6 @@ def to_backend(name: str, a: Any, backend: Backend, dtype: str | None = None) ->
         f"{name} is on device {theirs.device} but the model is on {backend.device}; "
         f"move the data or the model (model.to({backend.name!r}, device=...))"
     )
-
-
-def _in_dtype(a: Any, backend: Backend, dtype: str) -> Any:
-    """``a`` (on ``backend``) cast to ``dtype``, or ``a`` itself when it has that dtype."""
-    target = backend.dtype(dtype)
-    return a if a.dtype == target else backend.xp.astype(a, target)
 
 
 def _check_host_values(name: str, host: np.ndarray, dtype: str) -> None:
@@ -382,7 +382,7 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
         _check_host_values(name, host, dtype)
     if stream and _streams(X, backend, dtype):
         return HostRows(X, backend, dtype)
-    Xd = _in_dtype(to_backend(name, X, backend, dtype), backend, dtype)
+    Xd = to_backend(name, X, backend, dtype)
     xp = backend.xp
     if values and host is None and not bool(xp.all(xp.isfinite(Xd))):
         raise ValueError(f"{name} contains NaN or infinite values; clean the data first")
@@ -499,7 +499,7 @@ def check_float_targets(y: Any, backend: Backend, dtype: str, n_outputs: int, na
         raise ValueError(
             f"{name} is 1-D but the model has {n_outputs} outputs; pass shape (n, {n_outputs})"
         )
-    yd = _in_dtype(to_backend(name, y, backend, dtype), backend, dtype)
+    yd = to_backend(name, y, backend, dtype)
     xp = backend.xp
     if values and not bool(xp.all(xp.isfinite(yd))):
         raise ValueError(f"{name} contains NaN or infinite values")
@@ -525,11 +525,8 @@ def check_sample_weight(w: Any, backend: Backend, dtype: str, n_samples: int, lo
                          "weight per row of X")
     _check_numeric(name, dtype_name(w.dtype))
     if values:
-        if isinstance(w, np.ndarray):  # checked on the host, before any copy
-            xp, wv = np, w.astype(np.float64)
-        else:
-            xp, wv = backend.xp, to_backend(name, w, backend)
-            wv = xp.astype(wv, backend.dtype(dtype))
+        xp, wv = (np, w.astype(np.float64)) if isinstance(w, np.ndarray) \
+            else (backend.xp, to_backend(name, w, backend, dtype))  # a host one before its copy
         if not bool(xp.all(xp.isfinite(wv))):
             raise ValueError(f"{name} contains NaN or infinite values")
         low = float(xp.min(wv))
@@ -538,4 +535,4 @@ def check_sample_weight(w: Any, backend: Backend, dtype: str, n_samples: int, lo
                              "be >= 0")
         if not float(xp.max(wv)) > 0:
             raise ValueError(f"{name} is all zero: at least one row needs a positive weight")
-    return _in_dtype(to_backend(name, w, backend), backend, dtype)
+    return to_backend(name, w, backend, dtype)
