@@ -42,6 +42,7 @@ command's guard lives beside ``fit``'s, in `xpnet.training.interrupt`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
@@ -203,10 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # rich exits this way when the reader of stdout goes away
         return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
     except BrokenPipeError:  # e.g. `xpnet info | head`
-        try:
+        with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # silence the flush at exit
-        except OSError:
-            pass
         return EXIT_OK
     except Exception as exc:
         code, message = _classify(exc, getattr(args, "command", None))

@@ -8,6 +8,7 @@ go through `jsonable`, which turns everything into plain JSON types.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -162,12 +163,12 @@ def _write_stdout(pieces: Iterable[str]) -> None:
         raise  # the reader went away: main() ends quietly
     except OSError as exc:  # e.g. standard output on a full disk: one error, exit status 3
         _stdout_failed = True
-        try:  # stdout to the null device: the flush at exit cannot fail
+        # stdout to the null device, so that the flush at exit cannot fail (captured output
+        # has no file descriptor)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             fd = os.open(os.devnull, os.O_WRONLY)
             os.dup2(fd, sys.stdout.fileno())
             os.close(fd)
-        except (OSError, ValueError, AttributeError):  # no file descriptor (captured output)
-            pass
         from ._args import EXIT_DATA, CLIError
 
         raise CLIError(f"cannot write to standard output: {exc.strerror or exc}",

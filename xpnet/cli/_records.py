@@ -8,6 +8,7 @@ epoch), ``run.json`` (`new_record`, kept in step by `RunRecorder`) and, with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -70,10 +71,8 @@ def _point_latest(out: Path) -> None:
         os.symlink(out.name, tmp, target_is_directory=True)
         os.replace(tmp, link)
     except (OSError, NotImplementedError):  # e.g. Windows without symlink rights
-        try:
+        with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
 
 
 def file_identity(path: Path) -> tuple[int, int, int, int] | None:

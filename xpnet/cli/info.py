@@ -8,6 +8,7 @@ verifies MNIST or Fashion-MNIST into the cache or ``--data-dir``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 from typing import Any
@@ -43,10 +44,8 @@ def _devices(status: dict[str, str | None]) -> dict[str, list[str]]:
         except BackendError as exc:  # pragma: no cover - probe said yes
             devices[name] = [f"unavailable: {exc}"]
         if name == "torch":
-            try:
+            with contextlib.suppress(BackendError):
                 devices[name].append(get_backend("torch", "cuda").device_name)
-            except BackendError:
-                pass
     return devices
 
 

@@ -14,6 +14,7 @@ standard output as one JSON object. With ``--distributed`` every rank of ``mpiex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import math
 import os
@@ -309,13 +310,10 @@ def _load(args: argparse.Namespace, comm: Any, plan: _Plan) -> tuple[_Plan, _Dat
 
 def _available_memory() -> int | None:
     """Bytes of memory available to a new allocation (Linux: MemAvailable), or None."""
-    try:
-        with open("/proc/meminfo", "rb") as f:
-            for line in f.read(1 << 16).decode("ascii", "replace").splitlines():
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo", "rb") as f:
+        for line in f.read(1 << 16).decode("ascii", "replace").splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
