@@ -132,15 +132,6 @@ def _bad_field(model_file: Any, field: str, want: str, value: Any) -> CLIError:
                     f"{type(value).__name__} {shown}", EXIT_DATA)
 
 
-def _check_dataset_meta(info: Any, model_file: Any) -> None:
-    """Types of the ``dataset`` metadata that ``evaluate`` and ``predict`` rely on."""
-    if not isinstance(info, dict):
-        raise _bad_field(model_file, "dataset", "an object", info)
-    for key, ok, want in _DATASET_META:
-        if key in info and not ok(info[key]):
-            raise _bad_field(model_file, f"dataset.{key}", want, info[key])
-
-
 #: The ``dataset`` metadata entries that are checked: (key, check of a value, what it must be).
 _DATASET_META: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     *((key, lambda v: isinstance(v, str), "a string") for key in ("name", "spec", "source")),
@@ -156,8 +147,12 @@ def run_meta(ckpt: Any, model_file: Any = "the model file") -> dict[str, Any]:
     user = ckpt.metadata.get("user")
     if not isinstance(user, dict):
         return {}
-    if "dataset" in user:
-        _check_dataset_meta(user["dataset"], model_file)
+    info = user.get("dataset", {})  # the entries that evaluate and predict rely on
+    if not isinstance(info, dict):
+        raise _bad_field(model_file, "dataset", "an object", info)
+    for key, ok, want in _DATASET_META:
+        if key in info and not ok(info[key]):
+            raise _bad_field(model_file, f"dataset.{key}", want, info[key])
     if "settings" in user and not isinstance(user["settings"], dict):
         raise _bad_field(model_file, "settings", "an object", user["settings"])
     return user

@@ -81,8 +81,12 @@ class RunLock:
             os.close(fd)
         else:  # pragma: no cover - another process keeps replacing the lock file
             raise CLIError(f"cannot lock {self.path}: it keeps being replaced", EXIT_DATA)
-        self.stale = self._read_holder(self._fd, wait=False)
-        self._write_holder(command)
+        self.stale = self._read_holder(fd, wait=False)
+        holder = {"pid": os.getpid(), "host": platform.node(),
+                  "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command}
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, json.dumps(holder).encode("utf-8"))
 
     def _open(self) -> int:
         """The lock file, opened without following a link or blocking on a FIFO (else exit 2)."""
@@ -121,14 +125,6 @@ class RunLock:
             if wait:
                 time.sleep(0.05)
         return None
-
-    def _write_holder(self, command: str) -> None:
-        assert self._fd is not None
-        info = {"pid": os.getpid(), "host": platform.node(),
-                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command}
-        os.ftruncate(self._fd, 0)
-        os.lseek(self._fd, 0, os.SEEK_SET)
-        os.write(self._fd, json.dumps(info).encode("utf-8"))
 
     def release(self) -> None:
         """Unlock and remove the lock file, and the folder if the lock made it; idempotent."""

@@ -232,14 +232,19 @@ def table_encoder(meta: dict[str, Any], model_file: Any) -> Any:
         raise CLIError(f"{model_file}: damaged metadata: {exc}", EXIT_DATA) from None
 
 
-def _read(path: str, encoder: Any, *, with_target: bool) -> Any:
+def _read(path: str, encoder: Any, args: argparse.Namespace, *, with_target: bool
+          ) -> tuple[Any, np.ndarray, np.ndarray | None]:
+    """The table at `path`, read with the model's column kinds, and its rows encoded."""
     p = Path(path).expanduser()
     if not p.exists():
         raise CLIError(f"input {p} does not exist", EXIT_DATA)
     kinds = encoder.kinds
     if not with_target:
         kinds.pop(encoder.target, None)
-    return datasets.read_table(p, kinds=kinds)
+    table = datasets.read_table(p, kinds=kinds)
+    X, y = _encode(encoder, table, quiet=False, target=with_target, strict=args.strict,
+                   impute=True if args.impute else None)
+    return table, X, y
 
 
 def _outputs(model: Any, X: np.ndarray) -> np.ndarray:
@@ -266,9 +271,7 @@ def evaluate_table(args: argparse.Namespace, backend: Any, model: Any, encoder: 
                            f"predicts a number ({encoder.target})", EXIT_USAGE)
         check_output(plot_path, "--plot-path" if args.plot_path else "--plot",
                      [Path(path).expanduser()])
-    table = _read(path, encoder, with_target=True)
-    X, y = _encode(encoder, table, quiet=False, strict=args.strict,
-                   impute=True if args.impute else None)
+    table, X, y = _read(path, encoder, args, with_target=True)
     assert y is not None
     result = model.evaluate(X, y)
     out: dict[str, Any] = {
@@ -339,9 +342,7 @@ def predict_table(args: argparse.Namespace, backend: Any, model: Any, encoder: A
                        f"({encoder.target})", EXIT_USAGE)
     path = Path(args.inputs[0]).expanduser()
     out_path = _output_target(args, [path], model_file)
-    table = _read(str(path), encoder, with_target=False)
-    X, _ = _encode(encoder, table, quiet=False, target=False, strict=args.strict,
-                   impute=True if args.impute else None)
+    table, X, _ = _read(str(path), encoder, args, with_target=False)
     outputs = _outputs(model, X)
     rows = _prediction_rows(encoder, outputs, args.proba, np.dtype(model.dtype_name))
     if out_path is not None:
