@@ -98,13 +98,9 @@ class Backend:
         >>> xn.get_backend("numpy").is_host, xn.get_backend("array_api_strict").is_host
         (True, True)
         """
-        if self.name in ("numpy", "array_api_strict"):
-            return True
-        if self.name == "torch":
-            return str(self.device).startswith("cpu")
-        if self.name == "jax":
-            return getattr(self.device, "platform", "") == "cpu"
-        return False
+        if self.name in ("torch", "jax"):  # a JAX device names its platform, torch's prints it
+            return str(getattr(self.device, "platform", self.device)).startswith("cpu")
+        return self.name in ("numpy", "array_api_strict")
 
     @property
     def mutable(self) -> bool:
