@@ -68,11 +68,7 @@ def _finite(name: str, value: Any, *, low: float = 0.0, high: float | None = Non
 
 
 def _trained(params: Params, grads: Params) -> Params:
-    """The parameters that ``grads`` updates (all of them, or the trainable subset).
-
-    A parameter without a gradient is frozen: it is left as it is and holds no
-    optimizer state. A gradient without a parameter is an error.
-    """
+    """The parameters ``grads`` updates (the others are frozen); a stray gradient is refused."""
     for k, g in grads.items():  # one type test per key; the backends named on a mismatch
         p = params.get(k)
         if p is not None and type(g) is not type(p):
@@ -137,8 +133,7 @@ def _deprecated_update_args(kwargs: dict) -> None:
 
 
 def _check_lr(lr: Any) -> Any:
-    """A positive float becomes a [`Constant`][xpnet.schedules.Constant];
-    a callable must give a rate at step 0."""
+    """A positive float as a `Constant`; a callable must give a rate at step 0."""
     if isinstance(lr, numbers.Real) and not isinstance(lr, bool):
         return get_schedule(_finite("lr", lr, low=0.0, low_inclusive=False))
     if not callable(lr):
@@ -282,14 +277,11 @@ class Optimizer:
         Clip each gradient element to ``[-clip_value, clip_value]``.
     groups : list of dict, optional
         Parameter groups, each ``{"params": ..., "lr_scale": float, "weight_decay":
-        float}`` (the settings optional): ``"params"`` is ``"weights"`` (arrays of two
-        or more dimensions), a function ``key -> bool``, or a list of parameter keys
-        (``"0.W"``) and layer prefixes (``"2."``: every parameter of layer 2, nested
-        ones included). A group's parameters are updated with ``lr_scale`` times the
-        (scheduled) learning rate, and with its ``weight_decay`` in place of the
-        optimizer's and of the ``decay`` mask. A parameter may be in one group only;
-        one in none takes the optimizer's settings. See
-        [`groups`][xpnet.optimizers.Optimizer.groups].
+        float}`` (settings optional): ``"params"`` is ``"weights"``, a function
+        ``key -> bool``, or a list of parameter keys and layer prefixes (as ``decay``).
+        A group's parameters use ``lr_scale`` times the scheduled rate and its
+        ``weight_decay`` instead of the optimizer's and the ``decay`` mask; a parameter
+        is in one group at most. See [`groups`][xpnet.optimizers.Optimizer.groups].
 
     Notes
     -----
@@ -335,7 +327,8 @@ class Optimizer:
                  decay: DecayMask = "all", clip_norm: float | None = None,
                  clip_value: float | None = None, groups: list | None = None):
         self.lr = lr
-        self.weight_decay, self.decay = weight_decay, decay  # checked by __setattr__
+        self.weight_decay = weight_decay  # checked by __setattr__, as every hyper-parameter
+        self.decay: Any = decay
         self.groups = groups
         self.clip_norm, self.clip_value = clip_norm, clip_value
         self.state: dict | None = None
@@ -450,8 +443,7 @@ class Optimizer:
         return 1.0 if group is None else group.lr_scale
 
     def _lr_for(self, key: str, p: Any, lr: Any) -> Any:
-        """The learning rate of parameter ``key`` for the step's rate ``lr`` (a float, or
-        a traced value in the compiled JAX step); every update path computes it here."""
+        """Parameter ``key``'s rate for the step's ``lr`` (a float or a traced JAX value)."""
         scale = self.lr_scale_for(key, p)
         return lr if scale == 1.0 else lr * scale
 
@@ -539,11 +531,9 @@ class Optimizer:
     def init(self, params: Params) -> dict:
         """Fresh optimizer state for ``params`` (zeros for every slot, step 0).
 
-        Given a model's ``params`` (or a subset of them, such as the trainable ones),
-        the slots are allocated in the model's [store][xpnet.store.ParamStore] (one
-        buffer for all slots) and the state's slot dicts are views into it, which is
-        what lets [`update_`][xpnet.optimizers.Optimizer.update_] run one kernel over
-        the whole model.
+        For a model's ``params`` (or a subset) the slots are views into one buffer of
+        the model's [store][xpnet.store.ParamStore], so that
+        [`update_`][xpnet.optimizers.Optimizer.update_] runs one kernel over the model.
 
         Parameters
         ----------
@@ -581,10 +571,10 @@ class Optimizer:
                keep: Any = None) -> tuple[Params, dict]:
         """Apply one update; return new params and new state (inputs untouched).
 
-        Clipping ([`clip_grads`][xpnet.optimizers.Optimizer.clip_grads]) comes first;
-        then the library's fused kernel for this exact class where one applies (CuPy
-        with ``XPNET_CUPY_FUSED=1``), else the reference rule ``_update_one``.
-        Parameters without a gradient in ``grads`` are frozen (see the class notes).
+        Gradients are clipped first ([`clip_grads`][xpnet.optimizers.Optimizer.clip_grads]),
+        then the library's fused kernel runs where one applies (CuPy with
+        ``XPNET_CUPY_FUSED=1``), else the reference rule. Parameters without a gradient
+        are frozen.
 
         Parameters
         ----------
@@ -595,10 +585,8 @@ class Optimizer:
         state : dict
             From [`init`][xpnet.optimizers.Optimizer.init] or a previous update.
         keep : 0-d bool array, optional
-            When given and False, the new parameters and slots are the old ones,
-            chosen on the device without a host sync. The step counts (host
-            integers) advance all the same: a caller that discards a step this way
-            sets them back when it reads the flag.
+            When False, the new parameters and slots are the old ones (chosen on the
+            device, no host sync); the step counts advance all the same.
 
         Returns
         -------
@@ -629,17 +617,12 @@ class Optimizer:
                 check_finite: bool = False, **deprecated: Any) -> bool:
         """Apply one update in place: ``params`` and ``state`` are modified.
 
-        The mutable fast path that [`xpnet.fit`][] uses. With a model's ``params`` and a
-        state from ``init(model.params)`` on NumPy, the rule runs as one kernel over the
-        model's flat buffers (numba where compiling pays, else NumPy ufuncs over
-        cache-sized chunks; see [`xpnet.store`][] and [`xpnet.ops`][]), writing the new
-        values beside the live ones and swapping them in: the dicts stay the same
-        objects, their arrays change. Elsewhere the reference rule runs and its result
-        is assigned to the dict entries (copied into the store where there is one,
-        rebound otherwise). Both give the bits of
-        [`update`][xpnet.optimizers.Optimizer.update]. ``grads`` is never modified;
-        parameters without a gradient are frozen, as in
-        [`update`][xpnet.optimizers.Optimizer.update].
+        What [`xpnet.fit`][] uses. On a model's ``params`` with ``init(model.params)``'s
+        state, NumPy and CPU torch run one kernel over the model's flat buffers (see
+        [`xpnet.store`][] and [`xpnet.ops`][]) and swap the new values in; elsewhere the
+        reference rule's result is assigned to the entries. Both give the bits of
+        [`update`][xpnet.optimizers.Optimizer.update]; ``grads`` is never modified, and
+        parameters without a gradient are frozen.
 
         Parameters
         ----------
@@ -648,13 +631,11 @@ class Optimizer:
             From [`init`][xpnet.optimizers.Optimizer.init].
         check_finite : bool
             Apply the update only if every new parameter and slot value is finite;
-            otherwise leave ``params`` and ``state`` exactly as they were (the step
-            counts too) and return False. The check is made as the new values are
-            written, so it costs no pass of its own on NumPy. ``fit`` uses this.
+            otherwise leave ``params`` and ``state`` (step counts too) as they were and
+            return False. On NumPy the kernel checks each value as it writes it.
         **deprecated
-            ``spare=`` and ``grads_finite=`` (earlier versions) are accepted with a
-            ``DeprecationWarning`` and ignored: the store keeps the spare buffers, and
-            the gradients are covered by the check of the new values.
+            ``spare=`` and ``grads_finite=`` (earlier versions): ignored, with a
+            ``DeprecationWarning``.
 
         Returns
         -------
@@ -717,10 +698,7 @@ class Optimizer:
 
     def _aligned(self, trained: Params, state: dict, *, in_place: bool,
                  params: Any = None) -> dict:
-        """``state`` with slots and step counts for exactly the trained parameters: a
-        frozen parameter's moments and count are dropped, a newly trained one's start at
-        zero. A state without per-parameter counts (saved by an earlier version) counts
-        every parameter at the state's step."""
+        """``state`` with slots and counts for exactly the trained parameters (new ones at zero)."""
         keys = list(trained)
         steps = state.get("steps")
         if steps is None:
@@ -784,9 +762,7 @@ class Optimizer:
 
     def _pure(self, ops: Any, params: Params, grads: Params, state: dict, lr: float,
               ts: dict[str, int], keep: Any) -> tuple[Params, dict]:
-        """The new parameters and slots of clipped ``grads``, each parameter at its own
-        update number ``ts[key]`` (1-based): the library's fused kernel for this class
-        where one applies, else the reference rule; inputs untouched."""
+        """New parameters and slots: the library's fused kernel, else the reference rule."""
         fused = ops.update(self, params, grads, state, lr, ts, keep)
         if fused is not None:
             return fused
@@ -794,8 +770,7 @@ class Optimizer:
 
     def _reference(self, params: Params, grads: Params, state: dict, lr: float,
                    ts: dict[str, int], keep: Any) -> tuple[Params, dict]:
-        """The reference update: weight decay, then ``_update_one`` per parameter at its
-        own learning rate (``lr`` scaled by its group's ``lr_scale``), masked by ``keep``."""
+        """Weight decay, then ``_update_one`` per parameter at its own rate, masked by ``keep``."""
         new_params: Params = {}
         new_slots: dict = {s: {} for s in self.slots}
         for k, p in params.items():
@@ -813,8 +788,7 @@ class Optimizer:
         return new_params, new_slots
 
     def _decayed(self, p: Any, g: Any, lr: float, wd: float) -> tuple[Any, Any]:
-        """Weight decay, applied once for every rule: ``(p, g + wd p)``, or
-        ``(p (1 - lr wd), g)`` for a decoupled rule; unchanged for ``wd == 0``."""
+        """``(p, g + wd p)``, or ``(p (1 - lr wd), g)`` for a decoupled rule."""
         if not wd:
             return p, g
         if self.decoupled:
@@ -822,9 +796,7 @@ class Optimizer:
         return p, g + wd * p
 
     def _update_one(self, p, g, slots: dict, lr: float, t: int):
-        """The rule for one parameter (the reference): ``(new p, {slot: new value})``.
-
-        ``p`` and ``g`` arrive with the parameter's weight decay already applied."""
+        """The reference rule on decayed ``p, g``: ``(new p, {slot: new value})``."""
         raise NotImplementedError
 
     def get_config(self) -> dict:
@@ -867,8 +839,7 @@ class Optimizer:
         return {}
 
     def _repr_args(self) -> dict:
-        """Settings shown by ``repr``: never raises (unlike
-        [`get_config`][xpnet.optimizers.Optimizer.get_config])."""
+        """Settings shown by ``repr`` (never raises, unlike ``get_config``)."""
         decay = self.decay
         shown = (None if decay == "all" else decay if isinstance(decay, str) else
                  sorted(decay) if isinstance(decay, frozenset) else
@@ -1190,8 +1161,7 @@ def _optimizer_class(name: Any) -> type | None:
 
 
 def _saveable_config(opt: Optimizer) -> dict:
-    """``{"class", "config"}`` of ``opt``, after checking that
-    [`optimizer_from_config`][xpnet.optimizers.optimizer_from_config] rebuilds its settings."""
+    """``{"class", "config"}`` of ``opt``, once checked to rebuild the same settings."""
     cls, name = type(opt), type(opt).__name__
     if _REGISTRY.get(name) is not cls:
         raise ValueError(f"{cls.__module__}.{cls.__qualname__} is not registered; register "

@@ -1,24 +1,16 @@
-"""CuPy ops: fused optimizer updates (one elementwise kernel per parameter), the
-device-side dropout sampler and the device scope of an array.
+"""CuPy ops: fused optimizer updates, the device-side dropout sampler and the device
+scope of an array.
 
-The reference [`xpnet.Optimizer.update`][xpnet.optimizers.Optimizer.update] on CuPy
-launches a dozen or more small kernels per parameter (each arithmetic step of the rule,
-then ``where(keep, ...)`` for each output). The rule's ``cupy.ElementwiseKernel``
-(``RuleKernels.cuda`` in [`xpnet.ops.kernels`][]) does the whole rule, the ``keep`` mask
-included, in one launch per parameter, and still returns new arrays
-(``update`` stays pure).
+The reference update launches a dozen or more small kernels per parameter; the rule's
+``cupy.ElementwiseKernel`` (``RuleKernels.cuda`` in [`xpnet.ops.kernels`][]) does the
+whole rule, the ``keep`` mask included, in one launch per parameter, and returns new
+arrays. Scalars are cast to the array dtype and the kernels compiled with
+``--fmad=false`` (no contraction into a fused multiply-add), so they give the reference
+rule's bits (``sqrt`` and division are IEEE-rounded by default).
 
-The kernels repeat the reference rule one rounding at a time: scalars are cast
-to the array dtype (as CuPy does with Python floats), and the kernels are
-compiled with ``--fmad=false`` so that ``a * b + c`` is not contracted into a
-fused multiply-add, which rounds once instead of twice. ``sqrt`` and division
-are IEEE-rounded (nvrtc's defaults without ``--use_fast_math``).
-
-Status: the kernel bodies are compiled with the host C++ compiler in
-``tests/test_cupy_kernel_source.py`` and give the reference rule's bits on the
-CPU. The CuPy side (``ElementwiseKernel`` binding, the 0-d ``keep`` broadcast,
-nvrtc) is tested only where a CUDA GPU is present (``tests/test_optimizers.py``)
-and has not run on a GPU yet, so it is off unless ``XPNET_CUPY_FUSED=1``.
+Status: ``tests/test_cupy_kernel_source.py`` compiles the bodies with the host C++
+compiler and checks those bits on the CPU; the CuPy side is tested only where a CUDA
+GPU is present and has not run on one yet, so it is off unless ``XPNET_CUPY_FUSED=1``.
 """
 
 from __future__ import annotations
@@ -117,13 +109,9 @@ class CupyOps(Ops):
 
     def uniform(self, rng: Any, shape: tuple[int, ...], dtype: Any,
                 backend: Any) -> Any:  # pragma: no cover - needs a GPU
-        """Uniform ``[0, 1)`` draws made on the device by a Philox4x32-10 kernel.
-
-        Draw ``(key, counter)`` of ``rng``'s device stream
-        ([`xpnet.RNG.device_stream`][xpnet.random.RNG.device_stream]): no host-to-device
-        copy per step, no generator state on the device, and a resumed run continues the
-        same stream. The numbers are those of `xpnet.ops._philox.uniform_host`, not the
-        host generator's.
+        """Uniform ``[0, 1)`` draws made on the device by a Philox4x32-10 kernel from
+        ``rng``'s device stream ([`xpnet.RNG.device_stream`][xpnet.random.RNG.device_stream]):
+        no copy per step, no state on the device (the numbers of ``_philox.uniform_host``).
         """
         import cupy
 

@@ -1,16 +1,11 @@
 """Optional compiled optimizer updates for NumPy arrays (with numba installed).
 
-The ufunc update (`xpnet.ops._numpy`) makes about a dozen passes over every
-parameter chunk. The rule's numba loop (``RuleKernels.loop_to`` in
-[`xpnet.ops.kernels`][]) reads each element once, does the whole rule in registers
-and checks each new value as it writes it; the rule's ``flat`` kernel runs that
-loop over every piece of the model's flat buffers in one call (in parallel over
-``XPNET_NUM_THREADS`` threads where asked).
-
-The loops repeat the reference rule's arithmetic operation for operation, in the
-arrays' own precision (every scalar is cast to the array dtype first, as NumPy does
-with Python floats), without fused multiply-adds, so both give bitwise-identical
-results (tested).
+The ufunc update makes about a dozen passes over each chunk; the rule's numba loop
+(``RuleKernels.loop_to`` in [`xpnet.ops.kernels`][]) reads each element once and checks
+each new value as it writes it, and its ``flat`` kernel runs the loop over the model's
+flat buffers in one call (over ``XPNET_NUM_THREADS`` threads where asked). The loops
+repeat the reference rule's arithmetic in the arrays' precision, without fused
+multiply-adds: the same bits (tested).
 
 When compiling pays (one rule for ``fit`` and ``Optimizer.update_``): numba is
 already imported, or the work ahead reaches `WORTH_IT` parameter-updates (for ``fit``,

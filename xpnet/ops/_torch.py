@@ -1,12 +1,10 @@
 """PyTorch ops: the NumPy optimizer kernels run on a CPU model's flat buffers, in place.
 
-A CPU tensor and ``tensor.numpy()`` share memory, so the store's buffers, their spare
-set and the gradients are handed to [`NumpyOps.update_store`][xpnet.ops.NumpyOps.update_store]
-as NumPy views: one fused pass writes the new values into the spare buffers and checks
-them as it writes (the ufunc or numba kernels, the same arithmetic as the reference rule,
-so the same bits as on NumPy), where the generic path would allocate a temporary per
-operation and read everything again in float64 to check it. Tensors on another device,
-or that need autograd, take the generic path.
+A CPU tensor and ``tensor.numpy()`` share memory, so the store's buffers and the
+gradients go to [`NumpyOps.update_store`][xpnet.ops.NumpyOps.update_store] as NumPy
+views: one pass writes and checks the new values (the bits of NumPy's update), where the
+generic path allocates per operation and reads everything again to check it. Tensors on
+another device, or that need autograd, take the generic path.
 """
 
 from __future__ import annotations
@@ -86,9 +84,8 @@ class TorchOps(Ops):
     name = "torch"
 
     def relu_grad(self, xp: Any, dy: Any, y: Any) -> Any:
-        """torch's ``threshold_backward`` (autograd's ReLU): one pass instead of a compare,
-        a cast and a product; 0 wherever ``y <= 0``, even where ``dy`` is not finite, and
-        ``dy`` where ``y`` is NaN (itself NaN there once the NaN has reached the loss)."""
+        """torch's ``threshold_backward`` (autograd's ReLU): one pass, 0 wherever ``y <= 0``
+        (even where ``dy`` is not finite), ``dy`` where ``y`` is NaN."""
         import torch
 
         return torch.ops.aten.threshold_backward(dy, y, 0)
@@ -99,8 +96,7 @@ class TorchOps(Ops):
 
     def update(self, opt: Any, params: dict, grads: dict, state: dict, lr: float,
                ts: dict[str, int], keep: Any) -> tuple[dict, dict] | None:
-        """The pure update of CPU tensors computed by the reference rule on NumPy views,
-        so that it gives the bits `update_store` gives (None elsewhere)."""
+        """The reference rule on NumPy views of CPU tensors: `update_store`'s bits."""
         arrays = [*params.values(), *grads.values(),
                   *(a for s in opt.slots for a in state[s].values())]
         if keep is not None:

@@ -3,22 +3,18 @@
 The policy (``on_nonfinite``) is chosen once per fit, and so is the guard:
 
 * [`HostGuard`][xpnet.training.HostGuard] for host backends (NumPy, CPU torch,
-  ``array_api_strict``), where reading a value costs nothing: the loss and the gradients
-  is read, then the update is applied only if every new parameter and optimizer slot is
-  finite (``Optimizer.update_(..., check_finite=True)``: on NumPy the update is written
-  into the store's spare buffers, checked as it is written, and swapped in; elsewhere
-  the reference update is checked before it is assigned).
-* [`DeviceGuard`][xpnet.training.DeviceGuard] for devices: the update is computed, then
-  one flag says whether the loss, the gradients and every new parameter and slot are
-  finite, and the step keeps the old values where it is false; the flag is read only at
-  display intervals and at the end of the epoch, so a GPU step never waits on the host.
-  ``XPNET_DEVICE_GUARD=1`` forces it on a host backend, where the tests check it against
-  the host guard.
+  ``array_api_strict``), where reading a value is free: the loss is read, and the update
+  is applied only if every new parameter and slot is finite
+  (``Optimizer.update_(..., check_finite=True)``).
+* [`DeviceGuard`][xpnet.training.DeviceGuard] for devices: one flag says whether the
+  loss, the gradients and every new value are finite, the old values are kept where it
+  is false, and it is read only at display intervals and the epoch's end, so a GPU step
+  never waits on the host. ``XPNET_DEVICE_GUARD=1`` forces it on a host backend (the
+  tests check it against the host guard).
 
-Both keep the epoch's running loss and correct count, so the offending update
-is never applied and never counted. The layers' new buffer values (BatchNorm's running
-statistics), when the step has any, are part of the step: checked with it, assigned to
-``model.buffers`` only where its update is, left as they were where it is skipped.
+Both keep the epoch's running loss and correct count, so an offending update is never
+applied nor counted. New buffer values (BatchNorm's running statistics) are checked
+with the step and assigned only where its update is.
 """
 
 from __future__ import annotations
@@ -109,14 +105,9 @@ class HostGuard(_Guard):
 
     def apply(self, k: int, value: Any, grads: dict, count: Any, rows: int,
               buffers: dict | None = None) -> bool:
-        """Apply step ``k``'s update (and assign its new ``buffers``) when finite; False
-        when the policy says stop.
-
-        The loss is read (one float), then the new buffer values; the gradients are not
-        checked apart: every one flows into a new value, which the update checks as it
-        writes it. Only when the update is refused are the gradients looked at, to name
-        the cause.
-        """
+        """Apply step ``k``'s update (and its new ``buffers``) when finite; False when the
+        policy says stop. The gradients are looked at only to name the cause of a refusal
+        (each flows into a new value, which the update checks)."""
         if not math.isfinite(float(value)):
             return self._bad(k, "loss")
         if buffers and not self.ops.all_finite(value, buffers):
@@ -211,14 +202,7 @@ class DeviceGuard(_Guard):
 
     def _commit(self, value: Any, grads: dict, new_params: dict, new_state: dict,
                 buffers: dict) -> Any:
-        """One flag for the loss, the gradients and every new value; the new parameters
-        and slots where it holds, the old ones elsewhere.
-
-        With a store, a handful of kernels whatever the number of parameters: the loss,
-        the gradients and the new values laid out as the store's buffer in one ``concat``,
-        one sum for the flag, one ``where`` between that and the live buffer, which
-        becomes the store's buffer (frozen parameters as they are, their slots zero, as
-        on the host)."""
+        """The step's keep flag; the store's buffer becomes ``where(keep, new, live)``."""
         xp, model, opt = self.xp, self.model, self.optimizer
         store, slots = model.store, list(opt.slots)
         if store is None:
@@ -244,8 +228,7 @@ class DeviceGuard(_Guard):
         return flat_new, keep
 
     def _layout(self, row: dict) -> list[Any]:
-        """The pieces of one row of the store's buffer (`ParamStore.layout`): each
-        segment's values (zeros for a key ``row`` lacks) and the gaps' zeros."""
+        """One row of the store's buffer in pieces (zeros for a key ``row`` lacks, and gaps)."""
         store, xp = self.model.store, self.xp
         return [(xp.reshape(row[k], (-1,)) if k in row else self._zeros(store.sizes[k]))
                 if isinstance(k, str) else k for k in store.layout(xp)]
@@ -259,8 +242,7 @@ class DeviceGuard(_Guard):
 
     def _commit_each(self, value: Any, grads: dict, new_params: dict, new_state: dict,
                      buffers: dict) -> Any:
-        """`_commit` without a store (immutable arrays): the guard keeps a flat buffer of
-        its own, and the parameters and slots become views of the ``where`` over it."""
+        """`_commit` without a store: parameters and slots become views of the guard's buffer."""
         xp, model, opt = self.xp, self.model, self.optimizer
         keys, slots = list(model.params), list(opt.slots)
         params, state = model.params, opt.state
