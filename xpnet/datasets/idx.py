@@ -213,12 +213,11 @@ def _parse(stream: io.BufferedIOBase, name: str, *, raw_size: int | None, gz_siz
             f"{name}: payload truncated: header claims {shape_text}, expected {nbytes} bytes "
             f"of data, got {got}"
         )
-    if gz_size is not None:
-        # One byte past the payload: must be end of data. This also makes zlib check the
-        # gzip trailer (CRC-32 and length).
-        if stream.read(1):
-            raise IDXError(f"{name}: unexpected trailing bytes after the {nbytes}-byte payload of "
-                           f"{shape_text} (decompressed data is longer than the header implies)")
+    # gzip: one byte past the payload must be the end of the data; this also makes zlib check
+    # the gzip trailer (CRC-32 and length)
+    if gz_size is not None and stream.read(1):
+        raise IDXError(f"{name}: unexpected trailing bytes after the {nbytes}-byte payload of "
+                       f"{shape_text} (decompressed data is longer than the header implies)")
     native = dtype.newbyteorder("=")
     return out.reshape(dims).astype(native, copy=False)
 
