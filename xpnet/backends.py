@@ -347,13 +347,8 @@ _DTYPE_NAMES: dict[tuple[type, Any], str] = {}  # str(dtype) costs microseconds,
 
 
 def _dtype_name(dtype: Any) -> str:
-    s = str(dtype)
-    for name in ("bfloat16", "float64", "float32", "float16", "complex64", "complex128",
-                 "uint64", "uint32", "uint16", "uint8", "int64", "int32", "int16", "int8",
-                 "bool"):
-        if s.endswith(name) or s.endswith(name + "'>") or s == name:
-            return name
-    return s
+    """The name after the library's: ``torch.float32``, ``<class 'numpy.int8'>``, ``float64``."""
+    return str(dtype).rsplit(".", 1)[-1].removesuffix("'>")
 
 
 def _namespace_name(xp: Any) -> str:
