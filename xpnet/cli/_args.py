@@ -177,10 +177,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     """Command name -> its parser (empty for a parser without subcommands)."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
+    return next((dict(a.choices) for a in parser._actions
+                 if isinstance(a, argparse._SubParsersAction)), {})
 
 
 def _long_flags(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:

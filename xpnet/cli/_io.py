@@ -7,6 +7,7 @@ of ``xpnet predict`` are read by `xpnet.cli._inputs`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -69,23 +70,14 @@ def _identities(paths: list[Path]) -> dict[tuple[int, int], Path]:
     """(device, inode) of each existing file in `paths`, a folder standing for its files."""
     found: dict[tuple[int, int], Path] = {}
     for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        found[(st.st_dev, st.st_ino)] = path
-        if not os.path.isdir(path):
-            continue
-        try:
-            with os.scandir(path) as entries:
-                for entry in itertools.islice(entries, _MAX_FOLDER_INPUTS):
-                    try:
-                        inner = entry.stat()
-                    except OSError:
-                        continue
-                    found[(inner.st_dev, inner.st_ino)] = Path(entry.path)
-        except OSError:
-            continue
+        inner: list[Path] = []
+        if os.path.isdir(path):
+            with contextlib.suppress(OSError), os.scandir(path) as entries:
+                inner = [Path(e.path) for e in itertools.islice(entries, _MAX_FOLDER_INPUTS)]
+        for file in (path, *inner):
+            with contextlib.suppress(OSError):
+                st = os.stat(file)
+                found[(st.st_dev, st.st_ino)] = file
     return found
 
 

@@ -115,16 +115,22 @@ def new_record(*, command: str, settings: dict[str, Any], previous: Any,
     from .._version import __version__
     from ..backends import versions
 
-    lineage = _lineage(command, previous, resume, resuming)
+    prev = previous or {}  # carried over: the first command, start time and resumes
+    # a hand-edited or damaged record: fields of the wrong type are not carried over
+    earlier = prev.get("resumes")
+    earlier = [r for r in earlier if isinstance(r, dict)] if isinstance(earlier, list) else []
+    first, started = prev.get("command"), prev.get("started_at")
     return {
         "schema": RUN_SCHEMA,
         "status": "running",
-        "command": lineage["command"],
+        "command": first if isinstance(first, str) and first else command,
         "settings": settings,
         "seed": settings["seed"],
-        "started_at": lineage["started_at"],
+        "started_at": started if isinstance(started, str) and started else timestamp(),
         "finished_at": None,
-        "resumes": lineage["resumes"],
+        "resumes": [*earlier, {"at": timestamp(), "command": command,
+                               "from_epoch": int((resume or {}).get("epoch", 0))}]
+        if resuming else [],
         "versions": {"xpnet": __version__, "python": platform.python_version(),
                      **versions()},
         "platform": {"system": platform.platform(), "machine": platform.machine(),
@@ -144,23 +150,6 @@ def new_record(*, command: str, settings: dict[str, Any], previous: Any,
         "files": {"model": MODEL_FILE if saving else None,
                   "run": RUN_FILE if saving else None, "curves": None},
     }
-
-
-def _lineage(command: str, previous: Any, resume: dict[str, Any] | None,
-             resuming: bool) -> dict[str, Any]:
-    """``command``, ``started_at``, ``resumes``: carried from ``previous``, one more if resuming."""
-    prev = previous or {}
-    # a hand-edited or damaged record: fields of the wrong type are not carried over
-    earlier = prev.get("resumes")
-    earlier = [r for r in earlier if isinstance(r, dict)] if isinstance(earlier, list) else []
-    first = prev.get("command")
-    started = prev.get("started_at")
-    resumes = [*earlier, {"at": timestamp(), "command": command,
-                          "from_epoch": int((resume or {}).get("epoch", 0))}] \
-        if resuming else []
-    return {"command": first if isinstance(first, str) and first else command,
-            "started_at": started if isinstance(started, str) and started else timestamp(),
-            "resumes": resumes}
 
 
 class RunRecorder:
