@@ -517,11 +517,9 @@ class CSVLogger(Callback):
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         """Append the epoch's row and rewrite the file atomically."""
         self.rows.append({"epoch": epoch + 1, **logs})
-        keys: list[str] = []
-        for row in self.rows:
-            keys += [k for k in row if k not in keys]
+        keys = dict.fromkeys(k for row in self.rows for k in row)  # in first-seen order
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer = csv.DictWriter(buf, fieldnames=list(keys))
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.path, buf.getvalue())

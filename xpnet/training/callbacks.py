@@ -507,9 +507,8 @@ class ProgressBar(Callback):
             self._progress.stop()
             self._progress = None
         parts = [f"epoch {epoch + 1:>{len(str(self.epochs))}}/{self.epochs}"]
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-            if key in logs:
-                parts.append(f"{key} {logs[key]:.4f}")
+        parts += [f"{key} {logs[key]:.4f}" for key in ("loss", "accuracy", "val_loss",
+                                                      "val_accuracy") if key in logs]
         secs = logs.get("seconds", 0.0)
         parts.append(f"{secs:.2f}s")
         if secs > 0:
