@@ -724,8 +724,6 @@ def versions() -> dict[str, str]:
     out = {}
     for pkg in ("numpy", "array-api-compat", "array-api-strict", "torch", "jax", "jaxlib",
                 "cupy", "cupy-cuda12x", "cupy-cuda13x", "safetensors", "rich", "numba"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            continue
     return out

@@ -246,10 +246,8 @@ class Communicator:
         message : str, optional
         """
         for hook in self.__dict__.get("_abort_hooks", []):
-            try:
+            with contextlib.suppress(BaseException):  # ending the job matters more
                 hook(code, message or "")
-            except BaseException:  # noqa: BLE001, S110 - ending the job matters more
-                pass
         if message:
             sys.stderr.write(f"xpnet.distributed: {message}\n")
             sys.stderr.flush()
