@@ -728,8 +728,8 @@ class Sequential:
                        return_buffers: bool = False) -> tuple[Any, ...]:
         """Mean loss on ``(X, y)`` and its gradient w.r.t. every trainable parameter.
 
-        The building block for custom training loops, and the call
-        [`xpnet.fit`][]'s step makes. The loss stays a 0-d array on the
+        The building block for custom training loops ([`xpnet.fit`][]'s step runs the
+        same forward, loss and backward on checked data). The loss stays a 0-d array on the
         device (call ``float()`` on it when you want the number).
 
         Parameters
@@ -764,7 +764,7 @@ class Sequential:
             Compare the keys and shapes of the gradients each layer's ``backward``
             returns with its parameters' (a ``ValueError`` names the layer, the key and
             both shapes). No value is read from the device; [`xpnet.fit`][] checks on
-            the first step of each fit and passes ``False`` afterwards.
+            the first step of each fit and not afterwards.
         input_grad : bool
             Also return the gradient of the loss w.r.t. ``X`` (saliency maps,
             adversarial examples): every layer is back-propagated, frozen ones

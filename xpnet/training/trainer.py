@@ -470,24 +470,17 @@ class Trainer:
         model = self.model
         # a model with buffers (running statistics) gets their new values back: the
         # guard assigns them only with the step's update
-        if self._grads_checked:  # fit checked the data, the first step the gradients
-            buffers: dict | None = {} if model._buffers else None
-            value, grads, out = model._loss_grads_out(
-                xb, yb, model.loss, train=True, rng=self.dropout_rng, weight=wb,
-                new_buffers=buffers)
-            new_buffers = [] if buffers is None else [buffers]
-        else:
-            value, grads, out, *new_buffers = model.loss_and_grads(
-                xb, yb, train=True, check_values=False, rng=self.dropout_rng,
-                return_output=True, sample_weight=wb, check_grads=True,
-                **({"return_buffers": True} if model.buffers else {}))
-            self._grads_checked = True
+        buffers: dict | None = {} if model._buffers else None
+        # the data is checked (fit); the first step checks the gradients' keys and shapes
+        value, grads, out = model._loss_grads_out(
+            xb, yb, model.loss, train=True, rng=self.dropout_rng, weight=wb,
+            check_grads=not self._grads_checked, new_buffers=buffers)
+        self._grads_checked = True
         self.current = self._values(k, rows, value, model.loss.count_correct(out, yb))
         for hook in self.grad_hooks:
             grads = hook(grads, self)
         cur = self.current
-        if not self.guard.apply(k, cur.loss, grads, cur.correct, cur.rows,
-                                buffers=new_buffers[0] if new_buffers else None):
+        if not self.guard.apply(k, cur.loss, grads, cur.correct, cur.rows, buffers=buffers):
             return False
         self.step_done = k + 1
         return True
