@@ -3,7 +3,7 @@
 * `fitting`: [`fit`][xpnet.training.fit] checks every argument and
   prepares the data before anything changes.
 * `trainer`: [`Trainer`][xpnet.training.Trainer] runs epochs and steps
-  through the model's public calls only; gradient hooks plug into its step
+  through the model's forward, loss and backward; gradient hooks plug into its step
   ([`StepValues`][xpnet.training.StepValues] is what a step produced), and so does data parallelism
   over the ranks of a [`xpnet.distributed`][] communicator.
 * `state`: [`TrainState`][xpnet.training.TrainState], the position of a run and

@@ -1,7 +1,7 @@
-"""The ``Trainer``: the epochs and steps of one fit, through the model's public calls only.
+"""The ``Trainer``: the epochs and steps of one fit.
 
-One step is: take a batch -> ``model.loss_and_grads`` (forward, loss,
-backward) -> the gradient hooks -> the non-finite guard, which applies the
+One step is: take a batch -> the model's forward, loss and backward (what
+``model.loss_and_grads`` runs after its checks) -> the gradient hooks -> the non-finite guard, which applies the
 optimizer update (and the layers' new buffer values, such as BatchNorm's running
 statistics, with it) -> the running sums. Gradient transformations (a
 data-parallel allreduce, parameter masks...) plug in as hooks: functions
