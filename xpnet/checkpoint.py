@@ -419,14 +419,9 @@ def _init_hints(cls: type) -> dict[str, str]:
     hints: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         init = klass.__dict__.get("__init__")
-        if not inspect.isfunction(init):
-            continue
-        try:
-            params = inspect.signature(init).parameters
-        except (TypeError, ValueError):
-            continue
-        hints.update({name: p.annotation for name, p in params.items()
-                      if isinstance(p.annotation, str)})
+        if inspect.isfunction(init):
+            hints.update({name: hint for name, hint in init.__annotations__.items()
+                          if isinstance(hint, str) and name != "return"})
     return hints
 
 
