@@ -172,11 +172,6 @@ def _check_decay(decay: Any) -> Any:
                      f"function key -> bool, got {decay!r}")
 
 
-def _ops(params: Params) -> Any:
-    """The ops of the parameters' library (generic ones for no parameters)."""
-    return ops_of(next(iter(params.values()), None))
-
-
 def global_norm(grads: Params) -> Any:
     """The L2 norm of all gradients together, as a 0-d device array.
 
@@ -559,7 +554,7 @@ class Optimizer:
         state: dict = {"step": 0, "steps": dict.fromkeys(params, 0)}
         store = getattr(params, "store", None)
         first = next(iter(params.values()), None)
-        with _ops(params).scope(first):  # zeros on CuPy: on the current GPU
+        with ops_of(first).scope(first):  # zeros on CuPy: on the current GPU
             if store is not None and params:
                 state.update(store.new_slots(self.slots, list(params)))
                 return state
@@ -606,8 +601,9 @@ class Optimizer:
         step = int(state["step"])
         lr = self.learning_rate(step)
         ts = {k: state["steps"][k] + 1 for k in trained}
-        ops = _ops(trained)
-        with ops.scope(next(iter(trained.values()), None)):
+        first = next(iter(trained.values()), None)
+        ops = ops_of(first)
+        with ops.scope(first):
             new, slots = self._pure(ops, trained, self.clip_grads(grads), state, lr, ts, keep)
         if trained is not params:
             new = {k: new.get(k, p) for k, p in params.items()}

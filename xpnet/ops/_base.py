@@ -1,10 +1,8 @@
-"""The generic ops: plain Array API code that runs on every namespace.
+"""The generic ops: plain Array API code for every namespace, what the others fall back to.
 
-Every method here is what the NumPy and CuPy ops fall back to; none of it
-reads a value back to the host (except [`Ops.all_finite`][xpnet.ops.Ops.all_finite], the host guard,
-by design), writes through a boolean mask, or calls a function that
-array-api-compat implements with one (``sign``, ``clip`` on CuPy): each of
-those would wait for a GPU.
+Nothing here reads a value back to the host (but the host checks, by design), writes
+through a boolean mask or calls what array-api-compat implements with one (``sign``,
+``clip`` on CuPy): each would wait for a GPU.
 """
 
 from __future__ import annotations
@@ -22,10 +20,7 @@ from ..backends import _namespace_of, dtype_name
 
 def cast_hyper(hyper: Iterable[Any], dtype_type: Any) -> tuple[Any, ...]:
     """Floats cast to the arrays' scalar type (as NumPy and CuPy cast Python floats); bools kept."""
-    out = []
-    for v in hyper:
-        out.append(v if isinstance(v, bool) else dtype_type(v))
-    return tuple(out)
+    return tuple(v if isinstance(v, bool) else dtype_type(v) for v in hyper)
 
 
 def hypers(kernels: Any, opt: Any, lr: float, ts: dict[str, int], params: dict) -> dict[str, tuple]:
@@ -45,14 +40,25 @@ def hypers(kernels: Any, opt: Any, lr: float, ts: dict[str, int], params: dict) 
     return out
 
 
+def store_of(params: Any, opt: Any, state: dict) -> Any:
+    """The store whose buffers hold ``params`` and ``state``'s slots, or None."""
+    store = getattr(params, "store", None)
+    if store is None or store.params is not params or store.slot_names != tuple(opt.slots):
+        return None
+    for s in opt.slots:
+        if state[s] is not store.slot_dicts[s]:
+            return None
+    return store
+
+
 class Ops:
     """Array operations behind one object per array library; this base is generic.
 
-    Layers, losses, optimizers and ``fit`` call these instead of choosing a fast
-    path themselves. The base class is written against the Array API standard
-    only; [`NumpyOps`][xpnet.ops.NumpyOps] and [`CupyOps`][xpnet.ops.CupyOps] override
-    what their library does faster. Get one with [`ops_for`][xpnet.ops.ops_for] (a
-    backend) or [`ops_of`][xpnet.ops.ops_of] (an array).
+    Layers, losses, optimizers and ``fit`` call these rather than pick a fast path;
+    [`NumpyOps`][xpnet.ops.NumpyOps], [`CupyOps`][xpnet.ops.CupyOps] and
+    [`TorchOps`][xpnet.ops.TorchOps] override what their library does faster. Get one
+    with [`ops_for`][xpnet.ops.ops_for] (a backend) or [`ops_of`][xpnet.ops.ops_of]
+    (an array).
 
     Examples
     --------
@@ -121,10 +127,8 @@ class Ops:
 
     def softmax_ce_labels(self, z: Any, y: Any,
                           need_grad: bool) -> tuple[Any, Any] | None:
-        """Softmax cross-entropy of logits ``z`` with integer labels ``y``, fast.
-
-        Returns ``(mean loss, gradient or None)``, or None when this library has
-        no fast path for these arrays (then the loss runs its generic code).
+        """``(mean loss, gradient or None)`` of softmax cross-entropy with integer labels,
+        or None where this library has no fast path (the loss then runs its own code).
 
         Examples
         --------
@@ -155,10 +159,7 @@ class Ops:
         return contextlib.nullcontext()
 
     def all_finite(self, value: Any, grads: dict[str, Any]) -> bool:
-        """Host guard: whether the loss and every gradient are finite.
-
-        One ``all(isfinite(g))`` per gradient: exact (no sum that large finite
-        values could overflow). Reads values back, so it is for host backends.
+        """Host check: whether the loss and every gradient are finite (exactly: no sum).
 
         Examples
         --------
@@ -175,11 +176,8 @@ class Ops:
         return self.arrays_finite(grads.values())
 
     def arrays_finite(self, arrays: Iterable[Any]) -> bool:
-        """Host check of an update's result: whether every element of ``arrays`` is finite.
-
-        One ``all(isfinite(a))`` per array, combined on the device and read back once:
-        exact (no sum that large finite values could overflow) and without float64
-        (which JAX may not have). Reads a value back, so it is for host backends.
+        """Host check: whether every element of ``arrays`` is finite (one read, no sum,
+        no float64, which JAX may not have).
 
         Examples
         --------
@@ -198,8 +196,7 @@ class Ops:
         return True if ok is None else bool(ok)
 
     def scope(self, a: Any) -> AbstractContextManager[Any]:
-        """A context under which new arrays land on ``a``'s device (nothing here; the
-        CuPy ops make ``a``'s GPU current).
+        """A context under which new arrays land on ``a``'s device (a no-op here).
 
         Examples
         --------
@@ -211,8 +208,7 @@ class Ops:
         return contextlib.nullcontext()
 
     def finite_flag(self, value: Any, grads: dict[str, Any]) -> Any:
-        """Device guard: [`all_finite`][xpnet.ops.Ops.all_finite] as a 0-d bool array,
-        with no host sync (one ``all(isfinite(g))`` per gradient, exact).
+        """[`all_finite`][xpnet.ops.Ops.all_finite] as a 0-d bool array, with no host sync.
 
         Examples
         --------
@@ -228,10 +224,8 @@ class Ops:
         return ok
 
     def uniform(self, rng: Any, shape: tuple[int, ...], dtype: Any, backend: Any) -> Any:
-        """Uniform ``[0, 1)`` draws on ``backend`` (the dropout sampler).
-
-        Drawn on the host from ``rng`` (an [`xpnet.RNG`][]) and copied to the
-        device, so every backend gets the same numbers.
+        """Uniform ``[0, 1)`` draws (dropout), made on the host from ``rng`` (an
+        [`xpnet.RNG`][]) and copied to ``backend``: the same numbers on every backend.
 
         Examples
         --------
@@ -250,9 +244,8 @@ class Ops:
                ts: dict[str, int], keep: Any) -> tuple[dict, dict] | None:
         """A fused pure update ``(new_params, new_slots)``, or None (no kernel here).
 
-        Called by [`xpnet.Optimizer.update`][xpnet.optimizers.Optimizer.update] with
-        clipped gradients; ``ts`` holds each parameter's 1-based update number and
-        ``keep`` is the optional 0-d mask.
+        [`Optimizer.update`][xpnet.optimizers.Optimizer.update] calls it with clipped
+        gradients, each parameter's 1-based update number ``ts`` and the optional mask.
 
         Examples
         --------
@@ -267,19 +260,10 @@ class Ops:
 
     def update_store(self, opt: Any, params: Any, grads: dict, state: dict, lr: float,
                      check: bool) -> bool | None:
-        """The reference rule run once over a model's whole flat buffer (PyTorch, and
-        any library without kernels of its own).
-
-        Applies when every parameter is trained at one update number, one weight
-        decay and one learning rate (the usual case; parameter groups with their own
-        settings take the per-parameter path): the gradients are laid out as the buffer (zeros in
-        the gaps, where the parameters and slots are zero and stay so), the optimizer's
-        ``_update_one`` runs once on the whole buffer with the library's own
-        element-wise operations (the same bits as per parameter), the new values go into
-        the spare buffer, one float64 sum checks them, and the buffers are swapped.
-        Returns None where it does not apply (then the optimizer runs the reference
-        rule parameter by parameter); see
-        [`NumpyOps.update_store`][xpnet.ops.NumpyOps.update_store] for the NumPy kernels.
+        """The reference rule run once over a model's flat buffer, into the spare one,
+        checked (if ``check``) by one float64 sum and swapped in: True, False (nothing
+        changed) or None (not a store's parameters, or parameters at different update
+        numbers, decays or rates: the optimizer then runs it per parameter).
 
         Examples
         --------
@@ -295,10 +279,8 @@ class Ops:
         >>> (before - m.params["0.b"]).tolist()
         [0.5, 0.5]
         """
-        store = getattr(params, "store", None)
-        if store is None or store.params is not params or len(grads) != len(store.keys) \
-                or store.slot_names != tuple(opt.slots) \
-                or any(state[s] is not store.slot_dicts[s] for s in opt.slots):
+        store = store_of(params, opt, state)
+        if store is None or len(grads) != len(store.keys):
             return None
         steps, first = state["steps"], store.keys[0]
         t = steps[first] + 1

@@ -1,10 +1,9 @@
-"""NumPy ops: faster routes to the generic results, in-place optimizer kernels,
-malloc tuning and the numba gate.
+"""NumPy ops: faster routes to the generic results, the flat optimizer update, malloc
+tuning and the numba gate.
 
-NumPy reduces a short axis slowly: ``a.max(axis=1)`` on a ``(60000, 10)``
-array makes one small inner loop per row, and ``a.sum(axis=0)`` on it adds
-rows of 10. The math helpers give the same results (up to float rounding, for
-the sums) through faster routes:
+NumPy reduces a short axis slowly (``a.max(axis=1)`` on a ``(60000, 10)`` array makes
+one small inner loop per row). The math helpers give the same results (up to float
+rounding, for the sums) through faster routes:
 
 * sums over a short axis go through BLAS as a product with a vector of ones;
 * a row-wise max over a few columns is a running ``np.maximum`` over them;
@@ -31,28 +30,15 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _malloc, _numba
-from ._base import Ops, cast_hyper
+from ._base import Ops, cast_hyper, store_of
 from .kernels import BY_TYPE, kernels_for
 
-_ONES: dict[tuple[int, str], np.ndarray] = {}
 CHUNK = 1 << 16  # elements per piece (measured: smaller chunks lose more to call overhead)
 _SHORT = 32  # axes up to this long count as short (measured crossover: 64-256)
 
 
 def _is_np_float2d(a: Any) -> bool:
     return type(a) is np.ndarray and a.ndim == 2 and a.dtype.kind == "f"
-
-
-def _ones(n: int, dtype: np.dtype) -> np.ndarray:
-    key = (n, dtype.str)
-    v = _ONES.get(key)
-    if v is None:
-        if len(_ONES) >= 16:
-            _ONES.clear()
-        v = np.ones(n, dtype=dtype)
-        v.setflags(write=False)
-        _ONES[key] = v
-    return v
 
 
 def _check_labels(y: np.ndarray, n: int, k: int) -> None:
@@ -83,13 +69,13 @@ class NumpyOps(Ops):
     def sum_rows(self, xp: Any, a: Any) -> Any:
         """Column sums; a short row goes through BLAS as ``ones @ a``."""
         if _is_np_float2d(a) and a.shape[1] <= _SHORT and a.shape[0] >= 64:
-            return _ones(a.shape[0], a.dtype) @ a
+            return _const(1.0, a.dtype, a.shape[0])[:a.shape[0]] @ a
         return super().sum_rows(xp, a)
 
     def row_sums(self, xp: Any, a: Any) -> Any:
         """Row sums through BLAS as ``a @ ones``."""
         if _is_np_float2d(a) and a.shape[0] >= 64:
-            return a @ _ones(a.shape[1], a.dtype).reshape(-1, 1)
+            return a @ _const(1.0, a.dtype, a.shape[1])[:a.shape[1], None]
         return super().row_sums(xp, a)
 
     def row_max(self, xp: Any, a: Any) -> Any:
@@ -109,13 +95,8 @@ class NumpyOps(Ops):
 
     def softmax_ce_labels(self, z: Any, y: Any,
                           need_grad: bool) -> tuple[Any, Any] | None:
-        """Softmax cross-entropy with labels in as few passes as possible.
-
-        The same arithmetic as the generic loss (shift by the row max, exp, sum,
-        log), with the short-axis reductions above, the label logits picked by
-        one flat ``take``, the exponentials formed in the shifted array's memory,
-        and the label column corrected through a flat index. The labels are
-        checked first (shape, integer dtype, range).
+        """Softmax cross-entropy with labels in as few passes as possible (the generic
+        loss's arithmetic; the labels' shape, dtype and range checked first).
 
         Examples
         --------
@@ -145,11 +126,10 @@ class NumpyOps(Ops):
         p[flat] -= 1.0 / n
         return loss, s
 
-    def training(self, *, num_params: int, n_updates: int) -> Any:
-        """Keep freed memory in the process (glibc malloc tuning, see
-        ``xpnet/ops/_malloc.py``) and leave numba unloaded when the fit is too
-        small to repay its import (``num_params * n_updates`` below
-        ``WORTH_IT`` and numba not imported yet).
+    @contextlib.contextmanager
+    def training(self, *, num_params: int, n_updates: int) -> Iterator[None]:
+        """For a fit: keep freed memory in the process (``xpnet/ops/_malloc.py``) and
+        decide once whether the compiled update pays (``xpnet/ops/_numba.py``).
 
         Examples
         --------
@@ -157,10 +137,6 @@ class NumpyOps(Ops):
         >>> with NumpyOps().training(num_params=10, n_updates=5):
         ...     pass
         """
-        return self._training(num_params, n_updates)
-
-    @contextlib.contextmanager
-    def _training(self, num_params: int, n_updates: int) -> Iterator[None]:
         tuned = _malloc.keep_freed_memory()
         try:
             with _numba.deciding(num_params, n_updates):
@@ -170,9 +146,8 @@ class NumpyOps(Ops):
                 _malloc.release()
 
     def all_finite(self, value: Any, grads: dict[str, Any]) -> bool:
-        """As [`Ops.all_finite`][xpnet.ops.Ops.all_finite], each NumPy gradient checked
-        exactly by a BLAS product with zeros (``inf * 0`` and NaN give NaN, any finite
-        value 0), half the time of its sum: ``all_finite`` below."""
+        """As [`Ops.all_finite`][xpnet.ops.Ops.all_finite], by BLAS products with zeros
+        (NaN exactly where a value is not finite; half the time of a sum)."""
         if not math.isfinite(float(value)):
             return False
         return all_finite(grads.values())
@@ -181,15 +156,12 @@ class NumpyOps(Ops):
                      check: bool) -> bool | None:
         """The step's update over the model's flat buffers (see [`xpnet.store`][]).
 
-        The rule's numba ``flat`` kernel where compiling pays (`xpnet.ops._numba`), else
-        its ufunc kernel chunk by chunk, reads the live parameters and slots and writes
-        the new values into the store's spare buffers, checking each as it is written;
-        when every one is finite (or ``check`` is False) the store swaps the spare
-        buffers in. A parameter without a gradient is frozen: copied as it is, its slots
-        zeroed. Returns True (applied), False (not applied: nothing changed) or None
-        (not applicable: ``params`` is not a store's parameters, ``state`` not its slots,
-        a gradient not a NumPy array of the parameter's shape and dtype, or the rule has
-        no host kernel), and then the caller runs the reference rule.
+        The rule's numba ``flat`` kernel where compiling pays, else its ufunc kernel
+        chunk by chunk, writes the new values into the store's spare buffers, checking
+        each as it writes it; the store swaps them in when all are finite (or ``check``
+        is False). Frozen parameters are copied, their slots zeroed. Returns True
+        (applied), False (nothing changed) or None (not a store's parameters and slots,
+        a gradient of another kind, or no host kernel: the caller runs the reference rule).
 
         Examples
         --------
@@ -201,21 +173,15 @@ class NumpyOps(Ops):
         >>> NumpyOps().update_store(opt, m.params, grads, state, 1e38, True)
         False
         """
-        store = getattr(params, "store", None)
-        if store is None or store.params is not params:
-            return None
-        return self._update_flat(store, opt, grads, state, lr, check)
+        store = store_of(params, opt, state)
+        return None if store is None else self._update_flat(store, opt, grads, state, lr, check)
 
     def _update_flat(self, store: Any, opt: Any, grads: dict, state: dict, lr: float,
                      check: bool) -> bool | None:
-        """`update_store` on a store whose buffers are NumPy arrays (or NumPy views of
-        another library's host memory: [`TorchOps`][xpnet.ops.TorchOps])."""
+        """`update_store` on NumPy buffers (or NumPy views of CPU tensors)."""
         kernels = BY_TYPE[type(opt)] if type(opt) in BY_TYPE else kernels_for(opt)
-        if kernels is None or kernels.ufunc_to is None or store.slot_names != tuple(opt.slots):
+        if kernels is None or kernels.ufunc_to is None:
             return None
-        for s in opt.slots:
-            if state[s] is not store.slot_dicts[s]:
-                return None
         gs, trained = [], []
         for i, k in enumerate(store.keys):
             g = grads.get(k)
@@ -287,8 +253,6 @@ class NumpyOps(Ops):
 
 def _copy_frozen(store: Any, trained: list[int], p2: np.ndarray, slots2: Any) -> None:
     """The spare buffers' frozen segments: the parameter as it is, zero slots."""
-    if len(trained) == len(store.keys):
-        return
     keep = set(trained)
     for i, k in enumerate(store.keys):
         if i not in keep:
@@ -375,14 +339,9 @@ def _chunked_threads(total: int) -> int:
 def _run_chunks(kernel: Any, table: np.ndarray, hyper: Sequence[tuple[Any, ...]], p: np.ndarray,
                 grads: Sequence[np.ndarray], slots: Sequence[np.ndarray], p2: np.ndarray,
                 slots2: Sequence[np.ndarray], spare_slots: np.ndarray | None) -> bool:
-    """A rule's ``ufunc_to`` over `table` into `p2`, `slots2`; False at a non-finite piece.
-
-    Each piece goes through the whole rule and has its new values checked while they
-    are still in the cache: a BLAS product with zeros is NaN exactly where a value is
-    inf or NaN (no sum that could overflow).
-    """
+    """A rule's ``ufunc_to`` piece by piece, each checked while in the cache; False: not finite."""
     tmp = np.empty(CHUNK, dtype=p.dtype)
-    zeros = _zeros(p.dtype)
+    zeros = _const(0.0, p.dtype, CHUNK)
     dot, isfinite = np.dot, math.isfinite
     with np.errstate(all="ignore"):
         for seg, lo, hi, go in table.tolist():
@@ -402,19 +361,17 @@ def _run_chunks(kernel: Any, table: np.ndarray, hyper: Sequence[tuple[Any, ...]]
     return True
 
 
-_ZEROS: dict[str, np.ndarray] = {}
+_CONST: dict[tuple[float, str], np.ndarray] = {}
 _MAX_ZEROS = 1 << 20  # elements: a long array is checked in pieces of at most this many
 
 
-def _zeros(dtype: np.dtype, n: int = CHUNK) -> np.ndarray:
-    """A cached read-only zero vector of `dtype`, `CHUNK` to ``_MAX_ZEROS`` long."""
-    z = _ZEROS.get(dtype.str)
-    n = max(min(n, _MAX_ZEROS), CHUNK)
-    if z is None or z.shape[0] < n:
-        z = np.zeros(n, dtype=dtype)
-        z.setflags(write=False)
-        _ZEROS[dtype.str] = z
-    return z
+def _const(value: float, dtype: np.dtype, n: int) -> np.ndarray:
+    """A cached read-only vector of `value`, at least `n` long (callers slice it)."""
+    v = _CONST.get((value, dtype.str))
+    if v is None or v.shape[0] < n:
+        v = _CONST[value, dtype.str] = np.full(n, value, dtype=dtype)
+        v.setflags(write=False)
+    return v
 
 
 def all_finite(arrays: Iterable[np.ndarray]) -> bool:
@@ -430,7 +387,7 @@ def all_finite(arrays: Iterable[np.ndarray]) -> bool:
                 continue
             flat = a.reshape(-1)
             n = flat.shape[0]
-            zeros = _zeros(a.dtype, n)
+            zeros = _const(0.0, a.dtype, max(min(n, _MAX_ZEROS), CHUNK))
             step = zeros.shape[0]
             if not all(isfinite(dot(flat[lo:lo + step], zeros[:min(step, n - lo)]))
                        for lo in range(0, n, step)):

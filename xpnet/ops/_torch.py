@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _numba
-from ._base import Ops
+from ._base import Ops, store_of
 from ._numpy import NumpyOps
 
 _NUMPY = NumpyOps()
@@ -26,7 +26,7 @@ class _HostView:
 
     def __init__(self, store: Any):
         self._store = store
-        self.params, self.slot_dicts = store.params, store.slot_dicts
+        self.params = store.params
         self.keys, self.shapes, self.offsets = store.keys, store.shapes, store.offsets
         self.sizes, self.total, self.slot_names = store.sizes, store.total, store.slot_names
         self.cache = store.cache.setdefault("numpy view", {})
@@ -115,8 +115,8 @@ class TorchOps(Ops):
                      check: bool) -> bool | None:
         """[`NumpyOps.update_store`][xpnet.ops.NumpyOps.update_store] on NumPy views of a
         CPU store and its gradients; the generic flat update elsewhere."""
-        store = getattr(params, "store", None)
-        if store is None or store.params is not params or not _host(store):
+        store = store_of(params, opt, state)
+        if store is None or not _host(store):
             return super().update_store(opt, params, grads, state, lr, check)
         host = {}
         for k, g in grads.items():
