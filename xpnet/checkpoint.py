@@ -229,8 +229,7 @@ def save(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
         meta["training"] = json.dumps(training)
     if metadata:
         meta["user"] = json.dumps(metadata)
-    data = st_save(tensors, metadata=meta)
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, st_save(tensors, metadata=meta))
     return path
 
 

@@ -54,10 +54,6 @@ class ExportError(ValueError):
     """
 
 
-# What to install: works from a clone and from a wheel alike.
-ONNX_INSTALL = "pip install ndonnx onnx onnxruntime"
-
-
 def require_onnx() -> dict[str, str]:
     """Import ndonnx, onnx and onnxruntime, or say how to install them.
 
@@ -84,7 +80,7 @@ def require_onnx() -> dict[str, str]:
     if missing:
         raise ImportError(f"ONNX export needs ndonnx, onnx and onnxruntime "
                           f"({', '.join(missing)} not installed): "
-                          f'{ONNX_INSTALL}{python}')
+                          f"pip install ndonnx onnx onnxruntime{python}")
     versions = {m: importlib.import_module(m).__version__ for m in names}
     found = tuple(int(p) if p.isdigit() else 0 for p in versions["ndonnx"].split(".")[:2])
     if found < _MIN_NDONNX:
