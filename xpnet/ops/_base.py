@@ -171,9 +171,7 @@ class Ops:
         >>> ops.all_finite(np.asarray(1.0), {"w": np.array([1.0, np.inf])})
         False
         """
-        if not math.isfinite(float(value)):
-            return False
-        return self.arrays_finite(grads.values())
+        return math.isfinite(float(value)) and self.arrays_finite(grads.values())
 
     def arrays_finite(self, arrays: Iterable[Any]) -> bool:
         """Host check: whether every element of ``arrays`` is finite (one read, no sum,

@@ -145,12 +145,10 @@ class NumpyOps(Ops):
             if tuned:
                 _malloc.release()
 
-    def all_finite(self, value: Any, grads: dict[str, Any]) -> bool:
-        """As [`Ops.all_finite`][xpnet.ops.Ops.all_finite], by BLAS products with zeros
+    def arrays_finite(self, arrays: Iterable[Any]) -> bool:
+        """As [`Ops.arrays_finite`][xpnet.ops.Ops.arrays_finite], by BLAS products with zeros
         (NaN exactly where a value is not finite; half the time of a sum)."""
-        if not math.isfinite(float(value)):
-            return False
-        return all_finite(grads.values())
+        return all_finite(arrays)
 
     def update_store(self, opt: Any, params: Any, grads: dict, state: dict, lr: float,
                      check: bool) -> bool | None:
