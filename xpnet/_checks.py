@@ -375,9 +375,8 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
     if isinstance(X, np.ma.MaskedArray):
         raise TypeError(f"{name} is a masked array; fill or drop the masked values first "
                         f"(e.g. {name}.filled(0.0) or {name}.compressed())")
-    host = X if isinstance(X, np.ndarray) else None
-    if not values and host is not None and backend.owns(host):
-        host = None  # already where the model lives and checked by the caller
+    # a host array is read here unless values=False and it is where the model lives
+    host = X if isinstance(X, np.ndarray) and (values or not backend.owns(X)) else None
     if host is not None and host.size:
         _check_host_values(name, host, dtype)
     if stream and _streams(X, backend, dtype):
