@@ -1,25 +1,23 @@
 """Accelerated ops: every speed path of xpnet, behind one object per array library.
 
-The rest of the package is written once against the Array API standard. Where
-a library does something faster than the standard spelling, or where a step
-needs library-specific help (in-place optimizer kernels, numba, CuPy
-elementwise kernels, glibc malloc tuning), that code lives here and nowhere
-else, behind the methods of an [`Ops`][xpnet.ops.Ops]:
+The rest of the package is written once against the Array API standard; where a
+library does something faster, or a step needs library-specific help, that code lives
+here, behind the methods of an [`Ops`][xpnet.ops.Ops]:
 
 * [`Ops`][xpnet.ops.Ops]: the generic ops, plain Array API code (every namespace);
-* [`NumpyOps`][xpnet.ops.NumpyOps]: NumPy fast paths, the in-place ufunc and numba optimizer
-  kernels, malloc tuning during ``fit``;
+* [`NumpyOps`][xpnet.ops.NumpyOps]: NumPy fast paths, the flat ufunc and numba optimizer
+  update, malloc tuning during ``fit``;
+* [`TorchOps`][xpnet.ops.TorchOps]: NumPy's update on a CPU model's buffers;
 * [`CupyOps`][xpnet.ops.CupyOps]: the fused CUDA optimizer kernels (``XPNET_CUPY_FUSED=1``)
   and a dropout sampler on the device.
 
-[`ops_for`][xpnet.ops.ops_for] picks the ops of a backend (``fit`` does, once);
-[`ops_of`][xpnet.ops.ops_of] picks those of an array's library (layers, losses and
-optimizers do, per call; a dictionary look-up on the array's type). The
-optimizer kernels are in [`xpnet.ops.kernels`][], one module per update rule.
+[`ops_for`][xpnet.ops.ops_for] picks a backend's ops (``fit``, once),
+[`ops_of`][xpnet.ops.ops_of] an array's (layers, losses and optimizers, per call: a
+look-up on the array's type). The optimizer kernels are in [`xpnet.ops.kernels`][].
 
-Environment variables: ``XPNET_JIT=0`` (no numba), ``XPNET_NUM_THREADS``
-(threads for the ufunc update, default 1), ``XPNET_MALLOC_TUNING=0`` (leave
-glibc alone), ``XPNET_CUPY_FUSED=1`` (fused CuPy updates).
+Environment variables: ``XPNET_JIT=0`` (no numba), ``XPNET_NUM_THREADS`` (threads of the
+compiled update, default 1), ``XPNET_MALLOC_TUNING=0`` (leave glibc alone),
+``XPNET_CUPY_FUSED=1`` (fused CuPy updates).
 
 Examples
 --------
@@ -63,9 +61,9 @@ def ops_for(backend: Any) -> Ops:
     Returns
     -------
     Ops
-        [`NumpyOps`][xpnet.ops.NumpyOps] for ``"numpy"``, [`CupyOps`][xpnet.ops.CupyOps]
-        for ``"cupy"``, the generic [`Ops`][xpnet.ops.Ops] for every other backend (one
-        shared object each).
+        One shared object per library: [`NumpyOps`][xpnet.ops.NumpyOps],
+        [`CupyOps`][xpnet.ops.CupyOps], [`TorchOps`][xpnet.ops.TorchOps], or the generic
+        [`Ops`][xpnet.ops.Ops] for every other backend.
 
     Examples
     --------
@@ -80,8 +78,8 @@ def ops_for(backend: Any) -> Ops:
 def ops_of(a: Any) -> Ops:
     """The ops of an array's library, looked up once per array type.
 
-    Plain ``np.ndarray`` gets [`NumpyOps`][xpnet.ops.NumpyOps] (subclasses such as masked
-    arrays get the generic ops), CuPy arrays [`CupyOps`][xpnet.ops.CupyOps], anything else
+    Plain ``np.ndarray`` (not a subclass such as a masked array) gets
+    [`NumpyOps`][xpnet.ops.NumpyOps], CuPy and torch arrays their ops, anything else
     the generic [`Ops`][xpnet.ops.Ops].
 
     Parameters
