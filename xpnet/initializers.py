@@ -122,13 +122,7 @@ def zeros(shape: tuple[int, ...], rng: RNG, backend: Backend, dtype: Any) -> Any
     return backend.xp.zeros(shape, dtype=dtype, device=backend.device)
 
 
-INITIALIZERS = {
-    "he_normal": he_normal,
-    "he_uniform": he_uniform,
-    "glorot_uniform": glorot_uniform,
-    "uniform": uniform,
-    "zeros": zeros,
-}
+INITIALIZERS = {f.__name__: f for f in (he_normal, he_uniform, glorot_uniform, uniform, zeros)}
 """Initializer names accepted by [`xpnet.Dense`][] and [`xpnet.MLP`][]."""
 
 
