@@ -208,10 +208,10 @@ class Sequential:
         n = self.in_features
         dtype = self.backend.dtype(self.dtype_name)
         for i, layer in enumerate(self.layers):
-            for k, v in layer.init(n, self.rng, backend=self.backend, dtype=dtype).items():
-                params[f"{i}.{k}"] = v
-            for k, v in layer.init_buffers(n, backend=self.backend, dtype=dtype).items():
-                buffers[f"{i}.{k}"] = v
+            params.update({f"{i}.{k}": v for k, v in layer.init(
+                n, self.rng, backend=self.backend, dtype=dtype).items()})
+            buffers.update({f"{i}.{k}": v for k, v in layer.init_buffers(
+                n, backend=self.backend, dtype=dtype).items()})
             n = layer.out_features(n)
         self.out_features = n
         return params, buffers
@@ -590,14 +590,12 @@ class Sequential:
     def _width_error(self, X: Any, upto: int) -> ValueError | None:
         """The error naming the first of layers ``0..upto-1`` whose output width is not
         what its ``out_features`` says (run again in eval mode), or None."""
-        params, per = self.params, self._layer_keys()
-        h, n = X, self.in_features
+        params, h, n = self._layer_params(self._layer_keys()), X, self.in_features
         try:
             for j in range(upto):
                 layer, declared = self.layers[j], self.layers[j].out_features(n)
                 kw = {"buffers": self.layer_buffers(j)} if self._buffer_keys[j] else {}
-                h, _ = layer.forward({short: params[key] for short, key in per[j]}, h,
-                                     train=False, **kw)
+                h, _ = layer.forward(params[j], h, train=False, **kw)
                 got = h.shape[-1] if len(h.shape) == 2 else None
                 if got != declared:
                     return ValueError(
@@ -620,9 +618,7 @@ class Sequential:
         lowest = 0 if input_grad is not None else first
         layer_grads = []
         dy = dout
-        for i in range(len(layers) - 1, -1, -1):
-            if lowest is None or i < lowest:
-                break
+        for i in range(len(layers) - 1, len(layers) - 1 if lowest is None else lowest - 1, -1):
             p = layer_params[i]
             kw = {}
             if self._skip_kw[i]:  # the layer's backward takes the optional need_input_grad=
@@ -713,10 +709,8 @@ class Sequential:
                         input_grad: list | None = None, new_buffers: dict | None = None):
         out, caches = self._forward(X, train=train, rng=rng, new_buffers=new_buffers,
                                     tape=True)
-        if weight is None:
-            value, dout = loss.value_and_grad(out, y)
-        else:
-            value, dout = loss.weighted_value_and_grad(out, y, weight)
+        value, dout = loss.value_and_grad(out, y) if weight is None else \
+            loss.weighted_value_and_grad(out, y, weight)
         grads = self._backward(caches, dout, check=check_grads, input_grad=input_grad)
         return value, grads, out
 

@@ -281,9 +281,7 @@ class ParamStore:
     def spares(self) -> tuple[Any, Any]:
         """The spare parameter buffer and spare slot buffer (None without slots), made
         on first use: where a checked update writes its new values."""
-        spare = self._spare
-        if spare is None:
-            spare = self._spare = self._empty(*self.data.shape)
+        spare = self.spare
         return spare[0, ...], (spare[1:, ...] if self.slot_names else None)
 
     @property
