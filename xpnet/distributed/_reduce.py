@@ -256,8 +256,7 @@ def _cuda_aware_mpi() -> bool:  # pragma: no cover - needs a GPU build of MPI
 
 
 _KINDS: dict[str, type[_MPIReducer]] = {
-    "host": HostReducer, "nccl": NcclReducer, "cuda-aware-mpi": CudaAwareMPIReducer,
-    "staged": StagedReducer}
+    kind.name: kind for kind in (HostReducer, NcclReducer, CudaAwareMPIReducer, StagedReducer)}
 
 
 def make_reducer(comm: Any, backend: Backend, kind: str | None = None) -> Any:
