@@ -52,10 +52,9 @@ def _plot_target(args: argparse.Namespace, model_file: Path) -> Path | None:
         else model_file.parent / CONFUSION_FILE
     if not plot_path.parent.is_dir():
         raise CLIError(f"--plot-path: folder {plot_path.parent} does not exist", EXIT_USAGE)
-    inputs = [model_file, model_file.parent / RUN_FILE]
-    if args.dataset is not None:
-        inputs += dataset_inputs(dataset_spec(args.dataset)[1], args.data_dir)
-    check_output(plot_path, "--plot-path" if args.plot_path else "--plot", inputs)
+    # the data is checked once known (_evaluation_data, evaluate_table), before it is read
+    check_output(plot_path, "--plot-path" if args.plot_path else "--plot",
+                 [model_file, model_file.parent / RUN_FILE])
     return plot_path
 
 
