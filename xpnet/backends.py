@@ -304,9 +304,8 @@ class Backend:
             xp = _namespace_of(a)
         except TypeError:
             return False
-        if _namespace_names(xp) != self.name:
-            return False
-        return str(array_api_compat.device(a)) == str(self.device)
+        return _namespace_names(xp) == self.name and \
+            str(array_api_compat.device(a)) == str(self.device)
 
 
 _NAMESPACES: dict[type, Any] = {}
