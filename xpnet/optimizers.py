@@ -107,19 +107,6 @@ def _positive_or_none(name: str) -> Callable[[Any], Any]:
     return lambda v: None if v is None else _finite(name, v, low_inclusive=False)
 
 
-_HYPER_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "weight_decay": lambda v: _finite("weight_decay", v),
-    "clip_norm": _positive_or_none("clip_norm"),
-    "clip_value": _positive_or_none("clip_value"),
-    "eps": lambda v: _finite("eps", v, low_inclusive=False),
-    "momentum": lambda v: _finite("momentum", v, high=1.0),
-    "alpha": lambda v: _finite("alpha", v, high=1.0),
-    "betas": _check_betas,
-    "decay": lambda v: _check_decay(v),
-}
-"""Hyper-parameters checked when assigned (``opt.weight_decay = nan`` is refused)."""
-
-
 def _deprecated_update_args(kwargs: dict) -> None:
     """``update_``'s arguments of earlier versions: warned about and ignored."""
     unknown = sorted(set(kwargs) - {"spare", "grads_finite"})
@@ -156,20 +143,28 @@ def _rate(schedule: Any, step: int) -> float:
 
 
 def _check_decay(decay: Any) -> Any:
-    if isinstance(decay, str):
-        if decay not in ("all", "weights"):
-            raise ValueError(f"decay must be 'all', 'weights', a collection of parameter keys "
-                             f"or a function key -> bool, got {decay!r}")
-        return decay
     if isinstance(decay, (list, tuple, set, frozenset)):
         bad = [k for k in decay if not isinstance(k, str)]
         if bad:
             raise ValueError(f"decay keys must be parameter keys such as '0.W', got {bad!r}")
         return frozenset(decay)
-    if callable(decay):
+    if decay in ("all", "weights") if isinstance(decay, str) else callable(decay):
         return decay
     raise ValueError(f"decay must be 'all', 'weights', a collection of parameter keys or a "
                      f"function key -> bool, got {decay!r}")
+
+
+_HYPER_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "weight_decay": lambda v: _finite("weight_decay", v),
+    "clip_norm": _positive_or_none("clip_norm"),
+    "clip_value": _positive_or_none("clip_value"),
+    "eps": lambda v: _finite("eps", v, low_inclusive=False),
+    "momentum": lambda v: _finite("momentum", v, high=1.0),
+    "alpha": lambda v: _finite("alpha", v, high=1.0),
+    "betas": _check_betas,
+    "decay": _check_decay,
+}
+"""Hyper-parameters checked when assigned (``opt.weight_decay = nan`` is refused)."""
 
 
 def global_norm(grads: Params) -> Any:
