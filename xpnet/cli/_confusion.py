@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._output import styled
+from ._output import styled, table
 from ._plots import plot_confusion
 
 __all__ = ["DENSE_CONFUSION_MAX", "confusion", "per_class", "report", "print_report"]
@@ -68,18 +68,14 @@ def report(y: np.ndarray, pred: np.ndarray, names: list[str], plot_path: Path | 
 
 def print_report(con: Any, cm: np.ndarray | None, names: list[str], plot: str | None) -> None:
     """The confusion matrix as a table, up to 20 classes, and where its plot was written."""
-    from rich.table import Table
-
     k = len(names)
     if cm is None or k > 20:
         more = " or --plot" if cm is not None else ""
         con.print(f"(confusion matrix of {k} classes not shown; use --json{more})")
     else:
-        cmt = Table(title="confusion matrix (rows: true class, columns: predicted)",
-                    title_justify="left")
-        cmt.add_column("true \\ pred", style="bold")
-        for name in names:
-            cmt.add_column(name, justify="right")
+        cmt = table("confusion matrix (rows: true class, columns: predicted)",
+                    ("true \\ pred", {"style": "bold"}),
+                    *((name, {"justify": "right"}) for name in names))
         for i, name in enumerate(names):
             cmt.add_row(name, *[styled((str(v), "bold" if i == j else "dim" if v == 0 else ""))
                                 for j, v in enumerate(cm[i].tolist())])

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-__all__ = ["console", "safe_text", "styled", "fit", "print_fitted", "kv_table", "jsonable",
+__all__ = ["console", "safe_text", "styled", "fit", "print_fitted", "table", "kv_table", "jsonable",
            "print_json", "print_json_rows", "write_json", "fmt_secs", "same_decimals", "carried"]
 
 
@@ -100,16 +100,23 @@ def print_fitted(con: Console, text: str | Text, indent: int = 0) -> None:
         con.print(line)
 
 
-def kv_table(title: str, rows: Iterable[tuple[Any, ...]], **value: Any) -> Any:
-    """A rich table of names (bold) and values, no header; `value`: the value column's options."""
+def table(title: str, *columns: str | tuple[str, dict[str, Any]], **options: Any) -> Any:
+    """A rich table titled `title` (left); each column a header or (header, its options)."""
     from rich.table import Table
 
-    table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(**value)
+    t = Table(title=title, title_justify="left", **options)
+    for column in columns:
+        header, column_options = (column, {}) if isinstance(column, str) else column
+        t.add_column(header, **column_options)
+    return t
+
+
+def kv_table(title: str, rows: Iterable[tuple[Any, ...]], **value: Any) -> Any:
+    """A rich table of names (bold) and values, no header; `value`: the value column's options."""
+    t = table(title, ("", {"style": "bold"}), ("", value), show_header=False)
     for row in rows:
-        table.add_row(*row)
-    return table
+        t.add_row(*row)
+    return t
 
 
 def jsonable(obj: Any) -> Any:

@@ -36,7 +36,7 @@ from ._io import (
     require_classifier,
     run_meta,
 )
-from ._output import carried, console, kv_table, print_fitted, print_json, print_json_rows
+from ._output import carried, console, kv_table, print_fitted, print_json, print_json_rows, table
 from ._plots import require_matplotlib
 from ._tables import evaluate_table, predict_table, table_encoder
 
@@ -147,8 +147,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _print_evaluation(out: dict[str, Any], model: Any, model_file: Path, ds: Any,
                       cm: np.ndarray | None, names: list[str]) -> None:
-    from rich.table import Table
-
     con = console(stderr=False)
     # broken between words to the terminal's width, continued under the value
     print_fitted(con, f"model  {model_file}  ({model.num_params:,} parameters, backend "
@@ -160,10 +158,9 @@ def _print_evaluation(out: dict[str, Any], model: Any, model_file: Path, ds: Any
         ("loss", f"{out['loss']:.4f}"),
         *((f"top-{k} accuracy", f"{v:.4f}") for k, v in out["top_k_accuracy"].items()),
         ("samples", f"{out['samples']:,}")], justify="right"))
-    pc = Table(title="per class", title_justify="left")
-    for col in ("class", "support", "correct", "accuracy", "most confused with"):
-        pc.add_column(col, justify="left" if col in ("class", "most confused with")
-                      else "right")
+    right = {"justify": "right"}
+    pc = table("per class", "class", ("support", right), ("correct", right), ("accuracy", right),
+               "most confused with")
     for row in out["per_class"]:
         acc = row["accuracy"]
         style = "red" if acc is not None and acc < (accuracy or 0) - 0.05 else ""
@@ -236,15 +233,9 @@ def _prediction_rows(items: Iterable[dict[str, Any]], labels: np.ndarray, probs:
 
 
 def _print_predictions(preds: Iterable[dict[str, Any]], top_k: int, model_file: Path) -> None:
-    from rich.table import Table
-
     con = console(stderr=False)
-    t = Table(title=f"predictions of {model_file}", title_justify="left")
-    t.add_column("input")
-    t.add_column("class", style="bold")
-    t.add_column("probability", justify="right")
-    if top_k > 1:
-        t.add_column(f"top {top_k}")
+    t = table(f"predictions of {model_file}", "input", ("class", {"style": "bold"}),
+              ("probability", {"justify": "right"}), *([f"top {top_k}"] if top_k > 1 else []))
     for p in preds:
         name = p["input"] + (" (inverted)" if p.get("inverted") else "")
         row = [name, p["class"], f"{p['probability']:.4f}"]

@@ -18,7 +18,7 @@ from ..backends import BackendError, backend_status, get_backend, versions
 from ..datasets import cache_dir, download
 from ..ops import ops_for
 from ._args import EXIT_OK
-from ._output import console, kv_table, print_fitted, print_json, styled
+from ._output import console, kv_table, print_fitted, print_json, styled, table
 
 __all__ = ["cmd_info", "cmd_download"]
 
@@ -81,29 +81,23 @@ def _gather() -> dict[str, Any]:
 
 def _show(info: dict[str, Any]) -> None:
     """Print ``info`` as tables and lines that fit the terminal's width."""
-    from rich.table import Table
-
     con = console(stderr=False)
     cpus = info["cpus"]
     print_fitted(con, f"xpnet {info['versions']['xpnet']} on Python "
                       f"{platform.python_version()}, {info['platform']}, {cpus['usable']} "
                       f"of {cpus['count']} CPUs usable", indent=2)
     con.print(kv_table("packages", info["versions"].items()))
-    b = Table(title=f"backends (auto picks {info['auto_backend']})", title_justify="left")
-    b.add_column("backend", style="bold")
-    b.add_column("status")
-    b.add_column("devices / reason")
+    b = table(f"backends (auto picks {info['auto_backend']})", ("backend", {"style": "bold"}),
+              "status", "devices / reason")
     for name, row in info["backends"].items():
-        if row["available"]:
-            b.add_row(name, styled(("available", "green")), ", ".join(row["devices"]))
-        else:
-            b.add_row(name, styled(("unavailable", "red")), row["reason"])
+        ok = row["available"]
+        b.add_row(name, styled(("available", "green") if ok else ("unavailable", "red")),
+                  ", ".join(row["devices"]) if ok else row["reason"])
     con.print(b)
-    bl = Table(title="BLAS", title_justify="left")
-    for col in ("library", "api", "threads", "version"):
-        bl.add_column(col)
+    columns = ("library", "api", "threads", "version")
+    bl = table("BLAS", *columns)
     for row in info["blas"]:
-        bl.add_row(*[str(row.get(c, "")) for c in ("library", "api", "threads", "version")])
+        bl.add_row(*[str(row.get(c, "")) for c in columns])
     con.print(bl)
     for key, row in info["cpu_speedups"].items():
         print_fitted(con, f"{key:<22}{'on ' if row['on'] else 'off'}  {row['why']}",
