@@ -138,45 +138,7 @@ class TableEncoder:
         inferred = self.task is None
         if self.task is None:
             self.task = "regression" if kind == "float" else "classification"
-        values = table.values[self.target]
-        if self.task == "classification":
-            if kind == "float" and not np.all(values == np.round(values)):
-                raise TableError(f"{table.where(column=self.target)}: the target holds "
-                                 "non-integer numbers; use --task regression, or round them "
-                                 "to class labels")
-            found = np.unique(values)
-            if found.shape[0] > self.max_categories:
-                raise TableError(f"{table.where(column=self.target)}: the target has "
-                                 f"{found.shape[0]:,} classes, more than {self.max_categories:,}"
-                                 "; for a number to predict use --task regression, or raise "
-                                 "--max-categories")
-            if found.shape[0] < 2:
-                raise TableError(f"{table.where(column=self.target)}: the target holds one "
-                                 f"class ({_class_name(found[0])!r}) in "
-                                 + (f"all {table.n_rows:,} rows" if table.n_rows > 1
-                                    else "its only row")
-                                 + "; a classifier needs at least 2 classes")
-            self.classes = [_class_name(v) for v in found.tolist()]
-            n_classes = len(self.classes)
-            if inferred and kind == "int" and n_classes > 20 and \
-                    n_classes * _ROWS_PER_CLASS > table.n_rows:
-                _note(f"{table.where(column=self.target)}: the target holds {n_classes:,} "
-                      f"different integers in {table.n_rows:,} rows, so it is trained as "
-                      f"{n_classes:,} classes; for a quantity to predict, use --task "
-                      "regression")
-        else:
-            if kind == "string":
-                raise TableError(f"{table.where(column=self.target)}: regression needs a "
-                                 "numeric target; this column holds text")
-            found = np.unique(values)
-            if inferred and found.shape[0] <= 10 and np.all(found == np.round(found)):
-                shown = ", ".join(_class_name(v) for v in found.tolist())
-                _note(f"{table.where(column=self.target)}: the target holds only the whole "
-                      f"numbers {shown}, written with decimals, so it is trained as a number "
-                      "to predict (regression); for classes, use --task classification")
-            self.target_mean = float(np.mean(values))
-            std = float(np.std(values))
-            self.target_std = std if std > 0 and math.isfinite(std) else 1.0
+        self._fit_target(table, inferred)
         self.columns = [self._fit_column(table, name) for name in table.columns
                         if name != self.target]
         if not self.columns:
@@ -185,6 +147,41 @@ class TableEncoder:
         self._fitted = True
         self._check_missing(table, impute=self.impute)
         return self
+
+    def _fit_target(self, table: Table, inferred: bool) -> None:
+        """The classes, or the target's mean and scale; a note when the other task may be meant."""
+        kind, values = self.target_kind, table.values[self.target]
+        at, found = table.where(column=self.target), np.unique(values)
+        if self.task == "regression":
+            if kind == "string":
+                raise TableError(f"{at}: regression needs a numeric target; this column holds text")
+            if inferred and found.shape[0] <= 10 and np.all(found == np.round(found)):
+                shown = ", ".join(_class_name(v) for v in found.tolist())
+                _note(f"{at}: the target holds only the whole numbers {shown}, written with "
+                      "decimals, so it is trained as a number to predict (regression); for "
+                      "classes, use --task classification")
+            self.target_mean = float(np.mean(values))
+            std = float(np.std(values))
+            self.target_std = std if std > 0 and math.isfinite(std) else 1.0
+            return
+        if kind == "float" and not np.all(values == np.round(values)):
+            raise TableError(f"{at}: the target holds non-integer numbers; use --task regression, "
+                             "or round them to class labels")
+        if found.shape[0] > self.max_categories:
+            raise TableError(f"{at}: the target has {found.shape[0]:,} classes, more than "
+                             f"{self.max_categories:,}; for a number to predict use --task "
+                             "regression, or raise --max-categories")
+        if found.shape[0] < 2:
+            rows = f"all {table.n_rows:,} rows" if table.n_rows > 1 else "its only row"
+            raise TableError(f"{at}: the target holds one class ({_class_name(found[0])!r}) in "
+                             f"{rows}; a classifier needs at least 2 classes")
+        self.classes = [_class_name(v) for v in found.tolist()]
+        n_classes = len(self.classes)
+        if inferred and kind == "int" and n_classes > 20 and \
+                n_classes * _ROWS_PER_CLASS > table.n_rows:
+            _note(f"{at}: the target holds {n_classes:,} different integers in {table.n_rows:,} "
+                  f"rows, so it is trained as {n_classes:,} classes; for a quantity to predict, "
+                  "use --task regression")
 
     def _fit_column(self, table: Table, name: str) -> dict[str, Any]:
         kind, values, missing = table.kinds[name], table.values[name], table.missing[name]
