@@ -83,33 +83,13 @@ class BaseMLP(BaseEstimator):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  dropout=0.0, backend="numpy", device=None, dtype=None):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.dropout = dropout
-        self.backend = backend
-        self.device = device
-        self.dtype = dtype
+        self._set_init_params(locals())
+
+    def _set_init_params(self, args: dict) -> None:
+        """Store each constructor argument under its own name, as scikit-learn requires."""
+        for name, value in args.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
 
     # -- subclass hooks ------------------------------------------------------
     def _model_loss(self) -> str:
@@ -197,7 +177,7 @@ class BaseMLP(BaseEstimator):
         """Build ``model_`` with scikit-learn's initial weights; reset the progress."""
         hidden = _checks.check_sizes("hidden_layer_sizes", self.hidden_layer_sizes)
         units = [int(X.shape[1]), *hidden, int(self.n_outputs_)]
-        model = MLP(units, activation=SKLEARN_NAMES.get(self.activation, self.activation),
+        model = MLP(units, activation=SKLEARN_NAMES.get(self.activation) or self.activation,
                     dropout=float(self.dropout), loss=self._model_loss(),
                     init="glorot_uniform", backend=self._resolve_backend(X),
                     dtype=self._compute_dtype(X), seed=self._model_seed())

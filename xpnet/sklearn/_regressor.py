@@ -104,9 +104,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  dropout=0.0, backend="numpy", device=None, dtype=None):
-        shared = {k: v for k, v in locals().items() if k not in ("self", "loss", "__class__")}
-        super().__init__(**shared)  # every argument but loss, by name
-        self.loss = loss
+        self._set_init_params(locals())
 
     def _check_params(self, incremental: bool = False) -> None:
         _checks.check_choice("loss", self.loss, LOSSES)
