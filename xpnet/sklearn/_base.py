@@ -73,6 +73,34 @@ def average_rows(xp: Any, a: Any, w: Any = None) -> Any:
     return xp.sum(a * wb, axis=0) / xp.sum(w)
 
 
+def _layer_list(suffix: str, name: str, doc: str) -> property:
+    """The model's `suffix` parameters in layer order; assigning a list checks, casts, moves."""
+
+    def get(est: BaseMLP) -> list:
+        return [est.model_.params[k] for k in layer_keys(est.model_.params, suffix)]
+
+    def assign(est: BaseMLP, value: Any) -> None:
+        if "model_" not in vars(est):
+            raise AttributeError(f"{name} can only be assigned on a fitted estimator; call fit "
+                                 "or partial_fit first")
+        m = est.model_
+        keys = layer_keys(m.params, suffix)
+        value = list(value)
+        if len(value) != len(keys):
+            raise ValueError(f"{name} must be a list of {len(keys)} arrays (one per layer), "
+                             f"got {len(value)}")
+        new = dict(m.params)
+        for i, (k, v) in enumerate(zip(keys, value, strict=True)):
+            v = v if array_api_compat.is_array_api_obj(v) else np.asarray(v, dtype=float)
+            if tuple(v.shape) != tuple(m.params[k].shape):
+                raise ValueError(f"{name}[{i}] has shape {tuple(v.shape)}, expected "
+                                 f"{tuple(m.params[k].shape)}")
+            new[k] = v
+        m.set_params(new)
+
+    return property(get, assign, doc=doc)
+
+
 class BaseMLP(BaseEstimator):
     """Shared machinery of MLPClassifier and MLPRegressor (their docstrings document it)."""
 
@@ -408,46 +436,10 @@ class BaseMLP(BaseEstimator):
         return new
 
     # -- scikit-learn's layout of the parameters -------------------------------
-    def _layer_arrays(self, suffix: str) -> list:
-        return [self.model_.params[k] for k in layer_keys(self.model_.params, suffix)]
-
-    def _assign(self, suffix: str, name: str, value: Any) -> None:
-        """Write a list of arrays into the model's parameters (checked, cast, on its device)."""
-        if "model_" not in vars(self):
-            raise AttributeError(f"{name} can only be assigned on a fitted estimator; call fit "
-                                 "or partial_fit first")
-        m = self.model_
-        keys = layer_keys(m.params, suffix)
-        value = list(value)
-        if len(value) != len(keys):
-            raise ValueError(f"{name} must be a list of {len(keys)} arrays (one per layer), "
-                             f"got {len(value)}")
-        new = dict(m.params)
-        for i, (k, v) in enumerate(zip(keys, value, strict=True)):
-            v = v if array_api_compat.is_array_api_obj(v) else np.asarray(v, dtype=float)
-            if tuple(v.shape) != tuple(m.params[k].shape):
-                raise ValueError(f"{name}[{i}] has shape {tuple(v.shape)}, expected "
-                                 f"{tuple(m.params[k].shape)}")
-            new[k] = v
-        m.set_params(new)
-
-    @property
-    def coefs_(self) -> list:
-        """Weight matrices (n_in, n_out) on the model's backend; assignable (cast, moved)."""
-        return self._layer_arrays(".W")
-
-    @coefs_.setter
-    def coefs_(self, value: Any) -> None:
-        self._assign(".W", "coefs_", value)
-
-    @property
-    def intercepts_(self) -> list:
-        """Bias vectors (n_out,) on the model's backend; assignable like `coefs_`."""
-        return self._layer_arrays(".b")
-
-    @intercepts_.setter
-    def intercepts_(self, value: Any) -> None:
-        self._assign(".b", "intercepts_", value)
+    coefs_ = _layer_list(".W", "coefs_", "Weight matrices (n_in, n_out) on the model's "
+                         "backend; assignable (cast, moved).")
+    intercepts_ = _layer_list(".b", "intercepts_", "Bias vectors (n_out,) on the model's "
+                              "backend; assignable like `coefs_`.")
 
     @property
     def n_layers_(self) -> int:
