@@ -28,10 +28,10 @@ def test_create_temp_names_the_file_after_its_target_and_follows_the_umask(tmp_p
 
 def test_sklearn_adamw_rule_decays_only_the_weight_matrices_before_its_step():
     pytest.importorskip("sklearn")
-    from xpnet.sklearn._optim import AdamWRule
+    from xpnet.sklearn._optim import AdamRule
 
     p = {"0.W": np.array([1.0]), "0.b": np.array([1.0])}
-    opt = AdamWRule(p, 0.1, 0.9, 0.999, 1e-8, weight_decay=0.5, mutable=True)
+    opt = AdamRule(p, 0.1, 0.9, 0.999, 1e-8, weight_decay=0.5, mutable=True)
     opt.update(p, {"0.W": np.array([0.0]), "0.b": np.array([0.0])})
     # a zero gradient: only the decay acts, 1 - 0.1 * 0.5, and not on the bias
     assert p["0.W"].tolist() == [0.95] and p["0.b"].tolist() == [1.0]

@@ -39,7 +39,7 @@ from ._namespaces import (
     get_namespace_and_device,
     move_to,
 )
-from ._optim import AdamRule, AdamWRule, RMSpropRule, SGDRule
+from ._optim import AdamRule, RMSpropRule, SGDRule
 
 #: scikit-learn's activation names that xpnet spells differently.
 SKLEARN_NAMES = {"logistic": "sigmoid"}
@@ -237,11 +237,9 @@ class BaseMLP(BaseEstimator):
         if self.solver == "sgd":
             return SGDRule(params, lr, self.learning_rate, self.momentum,
                            self.nesterovs_momentum, self.power_t, mutable=mutable)
-        if self.solver == "adam":
-            return AdamRule(params, lr, self.beta_1, self.beta_2, self.epsilon, mutable=mutable)
-        if self.solver == "adamw":
-            return AdamWRule(params, lr, self.beta_1, self.beta_2, self.epsilon,
-                             weight_decay=float(self.alpha), mutable=mutable)
+        if self.solver in ("adam", "adamw"):
+            return AdamRule(params, lr, self.beta_1, self.beta_2, self.epsilon, mutable=mutable,
+                            weight_decay=float(self.alpha) if self.solver == "adamw" else 0.0)
         return RMSpropRule(params, lr, self.epsilon)
 
     # -- progress of the stochastic solvers -----------------------------------

@@ -29,7 +29,7 @@ from ..backends import _namespace_of  # the package's namespace lookup, cached p
 from ..optimizers import RMSprop
 from ._losses import layer_keys
 
-__all__ = ["SGDRule", "AdamRule", "AdamWRule", "RMSpropRule"]
+__all__ = ["SGDRule", "AdamRule", "RMSpropRule"]
 
 
 def _zeros(params: dict) -> dict:
@@ -109,17 +109,21 @@ class SGDRule(_Rule):
 
 
 class AdamRule(_Rule):
-    """scikit-learn's ``AdamOptimizer`` (bias corrections folded into the step size)."""
+    """scikit-learn's ``AdamOptimizer``; ``solver="adamw"`` first shrinks the weight matrices."""
 
     def __init__(self, params: dict, learning_rate_init: float, beta_1: float, beta_2: float,
-                 epsilon: float, *, mutable: bool):
+                 epsilon: float, *, weight_decay: float = 0.0, mutable: bool):
         super().__init__(learning_rate_init, mutable)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.weight_decay = float(weight_decay)  # AdamW's: W *= 1 - lr_init * weight_decay
         self.t = 0
         self.ms = _zeros(params)
         self.vs = _zeros(params)
 
     def update(self, params: dict, grads: dict) -> None:
+        shrink = 1.0 - self.learning_rate_init * self.weight_decay
+        for k in layer_keys(params, ".W") if shrink != 1.0 else ():
+            self._scale_add(params, k, shrink)
         self.t += 1
         b1, b2 = self.beta_1, self.beta_2
         self.learning_rate = (self.learning_rate_init * math.sqrt(1 - b2 ** self.t)
@@ -130,21 +134,6 @@ class AdamRule(_Rule):
             v = self._scale_add(self.vs, k, b2, (1 - b2) * (g * g))
             xp = xp or _namespace_of(v)
             self._scale_add(params, k, 1.0, -self.learning_rate * m / (xp.sqrt(v) + self.epsilon))
-
-
-class AdamWRule(AdamRule):
-    """``solver="adamw"``: shrink weight matrices by ``lr_init * weight_decay``, then AdamRule."""
-
-    def __init__(self, params: dict, learning_rate_init: float, beta_1: float, beta_2: float,
-                 epsilon: float, *, weight_decay: float, mutable: bool):
-        super().__init__(params, learning_rate_init, beta_1, beta_2, epsilon, mutable=mutable)
-        self.weight_decay = float(weight_decay)
-
-    def update(self, params: dict, grads: dict) -> None:
-        shrink = 1.0 - self.learning_rate_init * self.weight_decay
-        for k in layer_keys(params, ".W") if shrink != 1.0 else ():
-            self._scale_add(params, k, shrink)
-        super().update(params, grads)
 
 
 class RMSpropRule(_Rule):
