@@ -27,7 +27,6 @@ from sklearn.utils.validation import (  # scikit-learn's own check of sample_wei
 
 from .. import _checks
 from ..backends import Backend, backend_of, dtype_name, get_backend
-from ..callbacks import _BestWeights as BestWeights
 from ..layers import ACTIVATIONS
 from ..model import MLP, Sequential
 from . import _solvers
@@ -215,8 +214,6 @@ class BaseMLP(BaseEstimator):
         self.t_ = 0
         self._optimizer: Any = None
         self._best: Any = None  # a BestWeights once a stochastic solver runs
-        if self.solver in STOCHASTIC:
-            self._reset_progress()
 
     def _set_initial_weights(self, model: Sequential, units: list[int]) -> None:
         """scikit-learn's ``_init_coef`` draws (biases too) from ``random_state``, in float64."""
@@ -241,55 +238,6 @@ class BaseMLP(BaseEstimator):
             return AdamRule(params, lr, self.beta_1, self.beta_2, self.epsilon, mutable=mutable,
                             weight_decay=float(self.alpha) if self.solver == "adamw" else 0.0)
         return RMSpropRule(params, lr, self.epsilon)
-
-    # -- progress of the stochastic solvers -----------------------------------
-    def _reset_progress(self) -> None:
-        """scikit-learn's ``_initialize`` bookkeeping for stochastic solvers."""
-        self.loss_curve_: list[float] = []
-        self._no_improvement_count = 0
-        # As in scikit-learn, which of these is None depends on early_stopping.
-        stopping = bool(self.early_stopping)
-        self.validation_scores_: Any = [] if stopping else None
-        self.best_validation_score_: Any = -math.inf if stopping else None
-        self.best_loss_: Any = None if stopping else math.inf
-        self._best = BestWeights("max" if self.early_stopping else "min", rule="sklearn")
-        xp = self.model_.xp  # the initial weights are the fallback "best" (scikit-learn's)
-        self._best.params = {k: xp.asarray(v, copy=True) for k, v in self.model_.params.items()}
-
-    def _start_stochastic(self) -> None:
-        """Before the epochs: progress exists (and suits ``early_stopping``); read tol anew."""
-        mode = "max" if self.early_stopping else "min"
-        if getattr(self, "_best", None) is None or self._best.mode != mode:
-            self._reset_progress()
-        # read anew on every fit, as scikit-learn does (set_params between warm starts)
-        self._best.min_delta, self._best.patience = float(self.tol), self.n_iter_no_change
-
-    def _update_no_improvement_count(self, val: Samples | None) -> None:
-        """scikit-learn's ``tol`` rule on the validation score or the training loss."""
-        if val is not None:  # the held-out score, weighted by their sample weights, if any
-            score = self._score_outputs(self._outputs(val.rows), val.Y,
-                                        None if val.weights is None else val.weights.device)
-            self.validation_scores_.append(score)
-            if self.verbose:
-                print(f"Validation score: {score:f}")
-            self._best.update(score, self.model_.params)  # keeps the best epoch's weights
-            self.best_validation_score_ = self._best.best
-        else:
-            self._best.update(self.loss_curve_[-1])
-            self.best_loss_ = self._best.best
-        self._no_improvement_count = self._best.wait
-
-    def _restore_best(self) -> None:
-        """Put the best epoch's weights back (a run that never improved keeps its weights)."""
-        best = self._best.params
-        if best is not None:
-            self.model_.params = {k: best[k] for k in self.model_.params}
-            self._best.params = None
-
-    def _check_finite_weights(self) -> None:
-        xp = self.model_.xp
-        if not all(bool(xp.all(xp.isfinite(p))) for p in self.model_.params.values()):
-            raise ValueError(NON_FINITE)
 
     # -- fit -------------------------------------------------------------------
     def fit(self, X, y, sample_weight=None):
@@ -340,7 +288,9 @@ class BaseMLP(BaseEstimator):
             _solvers.fit_lbfgs(self, data)
         else:
             _solvers.fit_stochastic(self, data, strata, incremental)
-        self._check_finite_weights()
+        xp = self.model_.xp
+        if not all(bool(xp.all(xp.isfinite(p))) for p in self.model_.params.values()):
+            raise ValueError(NON_FINITE)
         return self
 
     def _prepare(self, X: Any, y: Any, sample_weight: Any, *, first: bool, incremental: bool,

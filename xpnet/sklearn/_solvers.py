@@ -41,6 +41,7 @@ from sklearn.utils.optimize import _check_optimize_result  # scikit-learn's own 
 
 from .._split import split_rows
 from ..backends import to_numpy
+from ..callbacks import _BestWeights as BestWeights
 from ..ops import ops_for
 from ._data import Samples, device_index, take_on_device
 from ._losses import add_l2_penalty, layer_keys
@@ -133,9 +134,37 @@ def _epoch(est: Any, data: Samples, bs: int, order: np.ndarray | None) -> float:
     return float(total) / data.rows.n
 
 
+def _start_progress(est: Any) -> None:
+    """Progress that suits ``early_stopping`` (scikit-learn's ``_initialize``); tol read anew."""
+    stopping = bool(est.early_stopping)
+    if getattr(est, "_best", None) is None or est._best.mode != ("max" if stopping else "min"):
+        est.loss_curve_ = []
+        est._no_improvement_count = 0
+        # As in scikit-learn, which of these is None depends on early_stopping.
+        est.validation_scores_ = [] if stopping else None
+        est.best_validation_score_ = -math.inf if stopping else None
+        est.best_loss_ = None if stopping else math.inf
+        est._best = BestWeights("max" if stopping else "min", rule="sklearn")
+        xp = est.model_.xp  # the initial weights are the fallback "best" (scikit-learn's)
+        est._best.params = {k: xp.asarray(v, copy=True) for k, v in est.model_.params.items()}
+    # read anew on every fit, as scikit-learn does (set_params between warm starts)
+    est._best.min_delta, est._best.patience = float(est.tol), est.n_iter_no_change
+
+
 def _end_of_epoch(est: Any, val: Samples | None) -> bool:
-    """scikit-learn's bookkeeping after an epoch; True when training should stop."""
-    est._update_no_improvement_count(val)
+    """scikit-learn's ``tol`` rule and schedule after an epoch; True when training should stop."""
+    if val is not None:  # the held-out score, weighted by their sample weights, if any
+        score = est._score_outputs(est._outputs(val.rows), val.Y,
+                                   None if val.weights is None else val.weights.device)
+        est.validation_scores_.append(score)
+        if est.verbose:
+            print(f"Validation score: {score:f}")
+        est._best.update(score, est.model_.params)  # keeps the best epoch's weights
+        est.best_validation_score_ = est._best.best
+    else:
+        est._best.update(est.loss_curve_[-1])
+        est.best_loss_ = est._best.best
+    est._no_improvement_count = est._best.wait
     est._optimizer.iteration_ends(est.t_)
     if est._no_improvement_count <= est.n_iter_no_change:
         return False
@@ -153,7 +182,7 @@ def fit_stochastic(est: Any, data: Samples, strata: Any, incremental: bool) -> N
     """scikit-learn's ``_fit_stochastic``: epochs of mini-batch steps on ``data``."""
     if not incremental or getattr(est, "_optimizer", None) is None:
         est._optimizer = est._make_optimizer()
-    est._start_stochastic()
+    _start_progress(est)
     data, val = _split(est, data, strata)
     bs = _batch_size(est, data.rows.n)
     sample_idx = np.arange(data.rows.n, dtype=int)
@@ -162,8 +191,10 @@ def fit_stochastic(est: Any, data: Samples, strata: Any, incremental: bool) -> N
     with ops_for(model.backend).training(num_params=model.num_params,
                                          n_updates=est.max_iter * -(-data.rows.n // bs)):
         _epochs(est, data, bs, sample_idx, val, incremental)
-    if est.early_stopping:
-        est._restore_best()
+    best = est._best.params  # the best epoch's weights (a run that never improved keeps its own)
+    if est.early_stopping and best is not None:
+        est.model_.params = {k: best[k] for k in model.params}
+        est._best.params = None
 
 
 def _epochs(est: Any, data: Samples, bs: int, sample_idx: np.ndarray, val: Samples | None,
