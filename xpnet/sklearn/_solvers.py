@@ -28,6 +28,7 @@ NumPy is used on the host for index arrays, the weights' sums and the L-BFGS vec
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Iterator
@@ -226,13 +227,10 @@ def _epochs(est: Any, data: Samples, bs: int, sample_idx: np.ndarray, val: Sampl
 def _layout(params: dict) -> list[tuple[str, int, int, tuple]]:
     """``(key, start, stop, shape)`` per parameter, packed as scikit-learn: weights, then biases."""
     keys = layer_keys(params, ".W") + layer_keys(params, ".b")
-    out, start = [], 0
-    for k in keys:
-        shape = tuple(params[k].shape)
-        size = math.prod(shape)
-        out.append((k, start, start + size, shape))
-        start += size
-    return out
+    sizes = [math.prod(params[k].shape) for k in keys]
+    ends = list(itertools.accumulate(sizes))
+    return [(k, end - size, end, tuple(params[k].shape))
+            for k, size, end in zip(keys, sizes, ends, strict=True)]
 
 
 def _full_loss_grad(est: Any, data: Samples) -> tuple[Any, dict]:
