@@ -185,31 +185,29 @@ class TableEncoder:
 
     def _fit_column(self, table: Table, name: str) -> dict[str, Any]:
         kind, values, missing = table.kinds[name], table.values[name], table.missing[name]
-        present = values[~missing]
+        present, at = values[~missing], table.where(column=name)
         col: dict[str, Any] = {"name": name, "kind": kind, "fill": None}
         if present.shape[0] == 0:
-            raise TableError(f"{table.where(column=name)}: every value is missing; drop the "
-                             "column")
+            raise TableError(f"{at}: every value is missing; drop the column")
         if kind == "string":
             cats, counts = np.unique(present, return_counts=True)
             if cats.shape[0] > self.max_categories:
-                raise TableError(f"{table.where(column=name)}: {cats.shape[0]:,} categories, "
-                                 f"more than --max-categories {self.max_categories:,}; drop the "
-                                 "column, group its rare values, or raise --max-categories")
+                raise TableError(f"{at}: {cats.shape[0]:,} categories, more than --max-categories "
+                                 f"{self.max_categories:,}; drop the column, group its rare "
+                                 "values, or raise --max-categories")
             col["categories"] = cats.tolist()
             col["fill"] = str(cats[int(np.argmax(counts))])
             example = _formatted_number(col["categories"])
             if example is not None:
-                _note(f"{table.where(column=name)}: read as text, {cats.shape[0]:,} "
-                      f"categories, but its values are numbers written with separators or "
-                      f"signs ({example!r}); remove the ',', '%' or currency signs from the "
-                      "file to use them as numbers")
+                _note(f"{at}: read as text, {cats.shape[0]:,} categories, but its values are "
+                      f"numbers written with separators or signs ({example!r}); remove the ',', "
+                      "'%' or currency signs from the file to use them as numbers")
         else:
             col["fill"] = float(np.median(present))
             if kind == "int" and _looks_like_an_id(name, values, missing):
-                _note(f"{table.where(column=name)}: a different integer in every row "
-                      f"(an identifier or a row number?) is a feature a model can only "
-                      f"memorise; remove the column from the file if it is one")
+                _note(f"{at}: a different integer in every row (an identifier or a row number?) "
+                      "is a feature a model can only memorise; remove the column from the file "
+                      "if it is one")
         return col
 
     # -- applying ------------------------------------------------------------------
