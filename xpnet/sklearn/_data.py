@@ -43,13 +43,13 @@ def is_sparse(X: Any) -> bool:
 class Rows:
     """The rows of one fit or prediction: dense on the device, or CSR on the host."""
 
-    def __init__(self, X: Any, backend: Backend, dtype: str, n_features: int):
+    def __init__(self, X: Any, backend: Backend, dtype: str, n_features: int | None):
+        """``n_features=None``: dense `X` is already checked and on the device."""
         self.backend, self.dtype = backend, dtype
         self.sparse = is_sparse(X)
         self.n = int(X.shape[0])
-        if self.sparse:
-            self.X = X.tocsr()
-        else:
+        self.X = X.tocsr() if self.sparse else X
+        if n_features is not None and not self.sparse:
             self.X = _checks.check_X(X, backend, dtype, n_features)
 
     def _dense(self, block: Any) -> Any:
@@ -65,11 +65,8 @@ class Rows:
 
     def subset(self, idx: np.ndarray) -> Rows:
         """The rows ``idx`` (host indices) as a new `Rows` (a copy)."""
-        new = object.__new__(Rows)
-        new.backend, new.dtype, new.sparse = self.backend, self.dtype, self.sparse
-        new.n = len(idx)
-        new.X = self.X[idx] if self.sparse else self.take(device_index(self.backend, idx))
-        return new
+        X = self.X[idx] if self.sparse else self.take(device_index(self.backend, idx))
+        return Rows(X, self.backend, self.dtype, None)
 
     def chunks(self, size: int = CHUNK) -> Iterator[tuple[slice, Any]]:
         """``(rows, dense block)`` pairs covering every row in order; dense input is one block."""
@@ -97,7 +94,7 @@ class Weights:
     """Sample weights of one fit: ``device`` (model's dtype) and ``host`` (their sums)."""
 
     def __init__(self, w: Any, backend: Backend, dtype: str):
-        self.backend = backend
+        self.backend, self.dtype = backend, dtype
         #: In the checked dtype: batch sums are scikit-learn's to the bit.
         self.host = w if isinstance(w, np.ndarray) else to_numpy(w)
         target = backend.dtype(dtype)
@@ -108,10 +105,7 @@ class Weights:
 
     def subset(self, idx: np.ndarray) -> Weights:
         """The weights of rows ``idx`` (host indices) as a new `Weights`."""
-        new = object.__new__(Weights)
-        new.backend, new.host = self.backend, self.host[idx]
-        new.device = take_on_device(self.backend, self.device, device_index(self.backend, idx))
-        return new
+        return Weights(self.host[idx], self.backend, self.dtype)
 
     def take(self, idx: Any) -> Any:
         """The device weights of rows ``idx`` (from `device_index`, or a slice)."""
