@@ -32,7 +32,7 @@ import array_api_compat
 
 from ..backends import _namespace_of  # the package's namespace lookup, cached per type
 from ..layers import sigmoid
-from ..losses import Loss, softmax
+from ..losses import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
 
 __all__ = ["HalfSquaredError", "HalfPoissonDeviance", "LogisticLogLoss", "SoftmaxLogLoss",
            "add_l2_penalty", "layer_keys"]
@@ -123,23 +123,17 @@ class HalfPoissonDeviance(_SummedTerms):
         return _namespace_of(output).exp(output)
 
 
-class LogisticLogLoss(_SummedTerms):
+class LogisticLogLoss(_SummedTerms, BinaryCrossEntropy):
     """scikit-learn's clipped log loss on logistic outputs (0/1 targets), summed over outputs."""
 
     name = "sklearn_logistic_log_loss"
-    classification = True
     _terms = staticmethod(_logistic_terms)
 
-    def output_transform(self, output):
-        """Probabilities: the sigmoid of the outputs."""
-        return sigmoid(output)
 
-
-class SoftmaxLogLoss(_PreparedTargets):
-    """scikit-learn's log loss on a softmax output, integer labels as targets."""
+class SoftmaxLogLoss(_PreparedTargets, SoftmaxCrossEntropy):
+    """scikit-learn's clipped log loss on a softmax output, integer labels as targets."""
 
     name = "sklearn_softmax_log_loss"
-    classification = True
 
     def value_and_grad(self, output, target, *, need_grad=True):
         """Clipped log loss of the softmax, and ``(softmax(output) - onehot(target)) / n``."""
@@ -168,10 +162,6 @@ class SoftmaxLogLoss(_PreparedTargets):
         """The clipped log loss of each row."""
         xp = _namespace_of(output)
         return -xp.reshape(self._probabilities_and_logs(xp, output, target)[1], (-1,))
-
-    def output_transform(self, output):
-        """Probabilities: the softmax of the outputs (`xpnet.losses.softmax`, scikit-learn's)."""
-        return softmax(output)
 
 
 def layer_keys(params: dict, suffix: str) -> list[str]:
