@@ -14,7 +14,6 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target
 
 from ..backends import to_numpy
-from ..layers import sigmoid
 from ._base import BaseMLP, average_rows
 from ._losses import LogisticLogLoss, SoftmaxLogLoss
 from ._namespaces import as_output, move_to
@@ -232,14 +231,17 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def _score_outputs(self, out: Any, Y: Any, w: Any = None) -> float:
         """Accuracy (subset accuracy for multilabel), ``accuracy_score(sample_weight=w)``."""
         xp = self.model_.xp
-        if self._softmax:
-            ok = xp.argmax(out, axis=1) == Y
-        else:
-            pred = sigmoid(out) > 0.5
-            if not self._multilabel and self.classes_.shape[0] == 1:
-                pred = xp.zeros_like(pred)
-            ok = xp.all(pred == (Y > 0.5), axis=1)
+        d = self._decide(self._sk_loss().output_transform(out))  # what predict would say
+        ok = d == Y if self._softmax else xp.all(d == xp.astype(Y > 0.5, xp.int64), axis=1)
         return float(average_rows(xp, xp.astype(ok, self.model_.dtype), w))
+
+    def _decide(self, p: Any) -> Any:
+        """Class indices (softmax), else int64 0/1 per output (all 0 for a single class)."""
+        xp = self.model_.xp
+        if self._softmax:
+            return xp.argmax(p, axis=1)
+        d = xp.astype(p > 0.5, xp.int64)
+        return xp.zeros_like(d) if not self._multilabel and self.classes_.shape[0] == 1 else d
 
     # -- public API ------------------------------------------------------------
     @available_if(lambda est: est._check_solver())
@@ -327,16 +329,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             NumPy for string labels.
         """
         X = self._check_predict_input(X, "predict")
-        p = self._probabilities(X)
-        xp = self.model_.xp
+        d = self._decide(self._probabilities(X))
         if self._multilabel:
-            return as_output(xp.astype(p > 0.5, xp.int64), X)
-        if self._softmax:
-            idx = xp.argmax(p, axis=1)
-        else:
-            idx = xp.astype(p[:, 0] > 0.5, xp.int64)
-            if self.classes_.shape[0] == 1:
-                idx = xp.zeros_like(idx)
+            return as_output(d, X)
+        idx = d if self._softmax else d[:, 0]
         classes = self.classes_
         if isinstance(classes, np.ndarray):
             return classes[to_numpy(idx)]
