@@ -202,6 +202,20 @@ def test_predict_matches_the_model_on_encoded_raw_rows(trained):
     assert [p["line"] for p in js["predictions"]] == list(range(2, 62))
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_predictions_to_a_full_stdout_are_one_clean_error(trained):
+    """The CSV went to sys.stdout directly: a full disk ended in a traceback."""
+    d, _ = trained
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "xpnet", "predict", "run", "new.csv"],
+                              cwd=d, stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=300)
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == \
+        "xpnet: error: cannot write to standard output: No space left on device"
+
+
 def test_predict_never_writes_over_its_input(trained):
     d, _ = trained
     before = (d / "new.csv").read_bytes()

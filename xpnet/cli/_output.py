@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 __all__ = ["console", "safe_text", "styled", "fit", "print_fitted", "table", "kv_table", "jsonable",
-           "print_json", "print_json_rows", "write_json", "fmt_secs", "same_decimals", "carried"]
+           "print_json", "print_json_rows", "write_stdout", "write_json", "fmt_secs",
+           "same_decimals", "carried"]
 
 
 def console(*, stderr: bool, quiet: bool = False) -> Console:
@@ -136,7 +137,7 @@ def jsonable(obj: Any) -> Any:
 
 def print_json(obj: Any) -> None:
     """Write `obj` as one JSON line; an unwritable stdout is one CLIError (exit 3)."""
-    _write_stdout([json.dumps(jsonable(obj), allow_nan=False) + "\n"])
+    write_stdout([json.dumps(jsonable(obj), allow_nan=False) + "\n"])
 
 
 def print_json_rows(obj: dict[str, Any], key: str, rows: Iterable[Any],
@@ -155,10 +156,11 @@ def print_json_rows(obj: dict[str, Any], key: str, rows: Iterable[Any],
             sep = ", "
         yield "]}\n"
 
-    _write_stdout(pieces())
+    write_stdout(pieces())
 
 
-def _write_stdout(pieces: Iterable[str]) -> None:
+def write_stdout(pieces: Iterable[str]) -> None:
+    """Write `pieces` to stdout; an unwritable stdout is one CLIError (exit 3), then silenced."""
     global _stdout_failed
     if _stdout_failed:
         return

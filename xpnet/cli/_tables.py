@@ -28,7 +28,7 @@ from .. import datasets
 from ._args import EXIT_DATA, EXIT_OK, EXIT_USAGE, CLIError
 from ._confusion import print_report, report
 from ._io import check_output, run_meta
-from ._output import carried, console, kv_table, print_json, same_decimals
+from ._output import carried, console, kv_table, print_json, same_decimals, write_stdout
 
 __all__ = ["TableData", "is_table", "check_dataset_file", "check_table_flags", "load_table",
            "saved_table", "scaled_model", "table_scores", "table_encoder", "evaluate_table",
@@ -251,9 +251,8 @@ def _outputs(model: Any, X: np.ndarray) -> np.ndarray:
     """Class probabilities (classification) or the raw outputs (regression), on the host."""
     from ..backends import to_numpy
 
-    if model.loss.name == "cross_entropy":
-        return to_numpy(model.predict_proba(X)).astype(np.float64)
-    return to_numpy(model.predict(X)).astype(np.float64)
+    predict = model.predict_proba if model.loss.name == "cross_entropy" else model.predict
+    return to_numpy(predict(X)).astype(np.float64)
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -360,10 +359,7 @@ def predict_table(args: argparse.Namespace, backend: Any, model: Any, encoder: A
                                     for i, row in enumerate(rows[1:])],
                     "output": str(out_path.resolve()) if out_path else None})
     elif out_path is None:
-        import sys
-
-        sys.stdout.write(_csv_text(rows))
-        sys.stdout.flush()
+        write_stdout([_csv_text(rows)])
     return EXIT_OK
 
 
