@@ -20,7 +20,10 @@ from ..backends import _namespace_of, dtype_name
 
 def cast_hyper(hyper: Iterable[Any], dtype_type: Any) -> tuple[Any, ...]:
     """Floats cast to the arrays' scalar type (as NumPy and CuPy cast Python floats); bools kept."""
-    return tuple(v if isinstance(v, bool) else dtype_type(v) for v in hyper)
+    out = []
+    for v in hyper:
+        out.append(v if isinstance(v, bool) else dtype_type(v))
+    return tuple(out)
 
 
 def hypers(kernels: Any, opt: Any, lr: float, ts: dict[str, int], params: dict) -> dict[str, tuple]:
