@@ -8,7 +8,7 @@ backend and optimizers can treat parameters as plain arrays.
 from __future__ import annotations
 
 import math
-import operator
+import numbers
 from typing import Any
 
 from ._registry import Registry
@@ -301,16 +301,6 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
 
-def _as_int(value: Any) -> int | None:
-    """``value`` as a Python int when it is an integer (a NumPy one too, not a bool)."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
-
-
 class Dense(Layer):
     """Fully connected layer ``y = x @ W + b``.
 
@@ -333,11 +323,10 @@ class Dense(Layer):
     """
 
     def __init__(self, units: int, *, init: str = "he_normal", bias: bool = True):
-        n = _as_int(units)  # a NumPy integer (as MLP takes sizes) becomes a Python int
-        if n is None or n <= 0:
+        if isinstance(units, bool) or not isinstance(units, (int, numbers.Integral)) or units <= 0:
             raise ValueError(f"Dense units must be a positive int, got {units!r}")
         get_initializer(init)
-        self.units = n
+        self.units = int(units)  # a NumPy integer (as MLP takes sizes) becomes a Python int
         self.init_name = init
         self.bias = bias
 
@@ -602,12 +591,22 @@ def _check_norm(layer: str, eps: Any, affine: Any) -> float:
     return float(eps)
 
 
-def _gamma_beta(affine: bool, n: int, backend: Backend, dtype: Any) -> Params:
-    if not affine:
-        return {}
-    xp, dev = backend.xp, backend.device
-    return {"gamma": xp.ones((n,), dtype=dtype, device=dev),
-            "beta": xp.zeros((n,), dtype=dtype, device=dev)}
+class _Norm(Layer):
+    """The parameters of LayerNorm and BatchNorm: a per-feature ``gamma`` and ``beta``."""
+
+    affine = True
+
+    def init(self, in_features: int, rng: RNG, *, backend: Backend, dtype: Any) -> Params:
+        """``gamma`` ones and ``beta`` zeros, ``(in_features,)`` each (none without ``affine``)."""
+        if not self.affine:
+            return {}
+        xp, dev = backend.xp, backend.device
+        return {"gamma": xp.ones((in_features,), dtype=dtype, device=dev),
+                "beta": xp.zeros((in_features,), dtype=dtype, device=dev)}
+
+    def param_shapes(self, in_features: int) -> dict[str, tuple[int, ...]]:
+        """``gamma`` and ``beta``: ``(in_features,)`` each (none without ``affine``)."""
+        return {"gamma": (in_features,), "beta": (in_features,)} if self.affine else {}
 
 
 def _gamma_beta_grads(dy: Any, xhat: Any, need: bool) -> Params:
@@ -615,7 +614,7 @@ def _gamma_beta_grads(dy: Any, xhat: Any, need: bool) -> Params:
     return {"gamma": xp.sum(dy * xhat, axis=0), "beta": xp.sum(dy, axis=0)} if need else {}
 
 
-class LayerNorm(Layer):
+class LayerNorm(_Norm):
     """Layer normalization: each row to zero mean and unit variance, then scaled and shifted.
 
     ``gamma * xhat + beta``, with ``gamma`` and ``beta`` learned per feature (Ba et
@@ -643,15 +642,6 @@ class LayerNorm(Layer):
 
     def __init__(self, eps: float = 1e-5, *, affine: bool = True):
         self.eps, self.affine = _check_norm("LayerNorm", eps, affine), affine
-
-    def init(self, in_features: int, rng: RNG, *, backend: Backend, dtype: Any) -> Params:
-        """``gamma`` ones and ``beta`` zeros of shape ``(in_features,)`` (none without
-        ``affine``)."""
-        return _gamma_beta(self.affine, in_features, backend, dtype)
-
-    def param_shapes(self, in_features: int) -> dict[str, tuple[int, ...]]:
-        """``gamma`` and ``beta``: ``(in_features,)`` each (none without ``affine``)."""
-        return {"gamma": (in_features,), "beta": (in_features,)} if self.affine else {}
 
     def forward(self, params: Params, x: Any, *, train: bool = False) -> tuple[Any, Any]:
         """The normalised rows, scaled and shifted; the cache is ``(xhat, 1 / std)``."""
@@ -681,7 +671,7 @@ class LayerNorm(Layer):
         return {"eps": self.eps, "affine": self.affine}
 
 
-class BatchNorm(Layer):
+class BatchNorm(_Norm):
     """Batch normalization: each feature to zero mean and unit variance over the batch.
 
     ``torch.nn.BatchNorm1d``'s semantics (Ioffe & Szegedy, 2015). In training
@@ -737,15 +727,6 @@ class BatchNorm(Layer):
             raise ValueError(f"BatchNorm momentum must be a float in [0, 1], got {momentum!r}")
         self.eps, self.affine = _check_norm("BatchNorm", eps, affine), affine
         self.momentum = float(momentum)
-
-    def init(self, in_features: int, rng: RNG, *, backend: Backend, dtype: Any) -> Params:
-        """``gamma`` ones and ``beta`` zeros of shape ``(in_features,)`` (none without
-        ``affine``)."""
-        return _gamma_beta(self.affine, in_features, backend, dtype)
-
-    def param_shapes(self, in_features: int) -> dict[str, tuple[int, ...]]:
-        """``gamma`` and ``beta``: ``(in_features,)`` each (none without ``affine``)."""
-        return {"gamma": (in_features,), "beta": (in_features,)} if self.affine else {}
 
     def init_buffers(self, in_features: int, *, backend: Backend, dtype: Any) -> Params:
         """``running_mean`` zeros and ``running_var`` ones, of shape ``(in_features,)``."""

@@ -615,10 +615,11 @@ class Sequential:
         layers, per = self.layers, self._layer_keys()
         trained, trains, first = self._train_plan()
         layer_params = self._layer_params(per)
-        lowest = 0 if input_grad is not None else first
+        # the lowest layer back-propagated (every layer for input_grad; none when none trains)
+        lowest = 0 if input_grad is not None else len(layers) if first is None else first
         layer_grads = []
         dy = dout
-        for i in range(len(layers) - 1, len(layers) - 1 if lowest is None else lowest - 1, -1):
+        for i in range(len(layers) - 1, lowest - 1, -1):
             p = layer_params[i]
             kw = {}
             if self._skip_kw[i]:  # the layer's backward takes the optional need_input_grad=

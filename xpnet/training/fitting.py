@@ -183,7 +183,7 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     batch_size = _checks.check_int("batch_size", batch_size, allow_none=True)
     comm = _check_distributed(distributed)
     callbacks = _check_callbacks(callbacks)
-    _check_options(on_nonfinite, verbose, shuffle)
+    _check_options(on_nonfinite, verbose, shuffle=shuffle, sync_buffers=sync_buffers)
     display_interval = _checks.check_float("display_interval", display_interval, low=0.0)
     start = _start_state(resume, seed)
     optimizer = get_optimizer(optimizer if optimizer is not None else
@@ -201,8 +201,6 @@ def fit(model, X, y, *, epochs: int = 10, batch_size: int | None = 128,
     bs = Xd.shape[0] if batch_size is None else min(batch_size * comm.size, Xd.shape[0])
     steps = math.ceil(Xd.shape[0] / bs)
     _check_batch_rows(model, Xd.shape[0], bs, comm.size)  # BatchNorm: 2 rows per rank
-    if not isinstance(sync_buffers, bool):
-        raise TypeError(f"sync_buffers must be True or False, got {sync_buffers!r}")
     if start is not None:
         _check_resume(start, epochs, steps)
     else:
@@ -249,10 +247,8 @@ def _fresh_for(optimizer: Any, model: Any) -> None:
 def _trainable_params(model: Any) -> dict:
     """The trainable parameters, as views of the model's store where it has one (so
     that the optimizer's slots are allocated there)."""
-    keys = model.trainable_keys
-    if model.store is None:
-        return {k: model.params[k] for k in keys}
-    return ParamDict(model.store, {k: model.params[k] for k in keys})
+    params = {k: model.params[k] for k in model.trainable_keys}
+    return params if model.store is None else ParamDict(model.store, params)
 
 
 def _check_trainable(model: Any, comm: Communicator, *, weighted: bool) -> None:
@@ -287,13 +283,14 @@ def _check_callbacks(callbacks: Any) -> list[Callback]:
     return list(callbacks or [])
 
 
-def _check_options(on_nonfinite: Any, verbose: Any, shuffle: Any) -> None:
+def _check_options(on_nonfinite: Any, verbose: Any, **flags: Any) -> None:
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
     if verbose not in (0, 1, 2, True, False):
         raise ValueError(f"verbose must be 0, 1 or 2 (2 is the same as 1), got {verbose!r}")
-    if not isinstance(shuffle, bool):
-        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+    for name, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
 
 
 def _start_state(resume: Any, seed: Any) -> TrainState | None:
