@@ -247,8 +247,8 @@ def test_run_lock_refuses_a_second_holder_and_removes_the_folder_it_made(tmp_pat
 
 
 def test_confusion_counts_and_failure_classes():
+    from xpnet.cli._args import classify
     from xpnet.cli._confusion import confusion, per_class
-    from xpnet.cli._failures import classify
 
     support, correct, confused, cm = confusion(np.array([0, 0, 1]), np.array([0, 1, 1]), 2)
     assert (support.tolist(), correct.tolist(), confused.tolist(), cm.tolist()) == (

@@ -16,7 +16,7 @@ as `CLIError` with its exit status, which `main` reports as one line.
 One module per job:
 
 ================  ================================================================
-``_args``         defaults, exit codes, flags and their value checks
+``_args``         defaults, exit codes (an exception's too), flags and checks
 ``_settings``     ``train`` settings: defaults lookup, resume rules, optimizer, split
 ``_io``           reading datasets, saved models and their metadata
 ``_inputs``       reading ``predict`` inputs into one block, within the data cap
@@ -24,7 +24,6 @@ One module per job:
 ``_confusion``    ``evaluate``'s per-class counts and confusion matrix
 ``_records``      the run folder and ``run.json``
 ``_runlock``      one ``train`` per output folder (an exclusive lock)
-``_failures``     the exit status and message of an exception
 ``_distributed``  ``train --distributed``: phases agreed by every rank, rank 0 writes
 ``_plots``        training curves and confusion matrix PNGs
 ``_output``       consoles, styled text, JSON
@@ -59,8 +58,8 @@ from ._args import (
     CLIError,
 )
 from ._args import build_parser as _build_parser
+from ._args import classify as _classify
 from ._distributed import env_rank
-from ._failures import classify as _classify
 from ._output import print_json, safe_text
 from .evaluate import cmd_evaluate, cmd_predict
 from .export import cmd_export

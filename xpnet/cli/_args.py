@@ -1,8 +1,9 @@
 """The interface of the ``xpnet`` command: defaults, exit codes, flags and their checks.
 
 Everything a user can type or read back is defined here: `DEFAULTS`,
-`EXIT_CODES`, the names of the files a run writes, the argument parser and the
-per-flag value checks. No data, device or file is touched.
+`EXIT_CODES` (and `classify`, the exit status and message of an exception), the names of
+the files a run writes, the argument parser and the per-flag value checks. No data,
+device or file is touched.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any, NoReturn
 
 from ..datasets.registry import DATASET_NAMES
 
-__all__ = ["DEFAULTS", "EXIT_CODES", "COMMAND_EXIT_CODES", "CLIError", "build_parser"]
+__all__ = ["DEFAULTS", "EXIT_CODES", "COMMAND_EXIT_CODES", "CLIError", "classify",
+           "build_parser"]
 
 # -----------------------------------------------------------------------------------------
 # Defaults: the one place to change them. Lookup order for every `train` setting: the
@@ -142,6 +144,32 @@ class CLIError(Exception):
     def __init__(self, message: str, code: int = EXIT_USAGE):
         super().__init__(message)
         self.code = code
+
+
+def classify(exc: BaseException, command: str | None = None) -> tuple[int, str]:
+    """Exit status and one-line message for an exception that ended `command`."""
+    from ..backends import BackendError
+    from ..checkpoint import CheckpointError
+    from ..datasets import DatasetError
+    from ..training import NonFiniteLossError
+
+    if isinstance(exc, CLIError):
+        return exc.code, str(exc)
+    if isinstance(exc, BackendError):
+        return EXIT_BACKEND, f"{exc}; run `xpnet info` to see what is usable, or pass " \
+                             "--backend numpy"
+    if isinstance(exc, (DatasetError, CheckpointError)):
+        return EXIT_DATA, str(exc)
+    if isinstance(exc, NonFiniteLossError):
+        return EXIT_FAILURE, f"training diverged: {exc}"
+    if isinstance(exc, MemoryError):
+        advice = "lower --batch-size or --hidden" if command == "train" else \
+            "give fewer or smaller inputs, or use a machine with more memory"
+        return EXIT_FAILURE, f"out of memory ({exc or type(exc).__name__}); {advice}"
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        return EXIT_DATA, f"{where}{exc.strerror or exc}"
+    return EXIT_FAILURE, f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)"
 
 
 # ----------------------------------------------------------------------------- values

@@ -21,8 +21,7 @@ from typing import Any
 from ..backends import get_backend
 from ..distributed import DistributedError, SingleProcess, init, local_device
 from ..distributed._devices import _first_int
-from ._args import EXIT_USAGE, CLIError
-from ._failures import classify
+from ._args import EXIT_USAGE, CLIError, classify
 
 __all__ = ["open_comm", "together", "AgreedError", "per_rank_batch", "rank_device",
            "global_steps", "share_plan", "env_rank"]

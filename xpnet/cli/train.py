@@ -48,6 +48,7 @@ from ._args import (
     MODEL_FILE,
     RUN_FILE,
     CLIError,
+    classify,
 )
 from ._distributed import (
     global_steps,
@@ -57,7 +58,6 @@ from ._distributed import (
     share_plan,
     together,
 )
-from ._failures import classify
 from ._io import check_output, dataset_inputs, dataset_spec, load_dataset
 from ._output import (
     console,
