@@ -424,9 +424,9 @@ def _init_hints(cls: type) -> dict[str, str]:
     return hints
 
 
-def _check_config_types(cls: type, config: Any, what: str) -> None:
+def _check_config_types(cls: type | None, config: Any, what: str) -> None:
     """Check each config value against its parameter's annotation where that is a scalar type."""
-    if not isinstance(config, dict):
+    if cls is None or not isinstance(config, dict):  # an unknown class: refused by its lookup
         return
     hints = _init_hints(cls)
     for key, value in config.items():
@@ -555,9 +555,7 @@ def _load_optimizer(meta: dict, tensors: dict, model: Sequential, path: Path) ->
     """The optimizer of the manifest, with its state (every slot checked) when saved."""
     om = _json(meta, "optimizer", path)
     with _refusing(path, _BAD_OPT):
-        cls = _optimizer_class(om["class"])
-        if cls is not None:
-            _check_config_types(cls, om["config"], f"optimizer {om['class']}")
+        _check_config_types(_optimizer_class(om["class"]), om["config"], f"optimizer {om['class']}")
         optimizer = optimizer_from_config(om["class"], om["config"])
     if "step" not in om:
         return optimizer
