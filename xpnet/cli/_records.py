@@ -90,9 +90,8 @@ def make_output_folder(out: Path, *, latest: bool, overwrite: bool
     _mkdir(out, exist_ok=True)
     if latest:
         _point_latest(out)
-    if not overwrite:
-        return None
-    return {name: file_identity(out / name) for name in (MODEL_FILE, RESUME_FILE)}
+    return {name: file_identity(out / name) for name in (MODEL_FILE, RESUME_FILE)} \
+        if overwrite else None
 
 
 # ----------------------------------------------------------------------------- run.json

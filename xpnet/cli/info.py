@@ -28,8 +28,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     info = _gather()
     if args.json:
         print_json(info)
-        return EXIT_OK
-    _show(info)
+    else:
+        _show(info)
     return EXIT_OK
 
 
