@@ -311,8 +311,9 @@ def download(
     dataset = _canonical(name)
     folder = _folder(dataset, data_dir)
     # a damaged file is replaced by a verified copy under the published name
-    todo = [f for f in FILES if not ((p := _find_local(folder, f)) is not None
-                                     and _verified(dataset, CHECKSUMS[dataset][f], p))]
+    present = {f: _find_local(folder, f) for f in FILES}
+    todo = [f for f, p in present.items()
+            if p is None or not _verified(dataset, CHECKSUMS[dataset][f], p)]
     _fetch_files(dataset, folder, todo, mirrors=mirrors, progress=progress, timeout=timeout)
     return folder
 
