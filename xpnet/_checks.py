@@ -16,6 +16,7 @@ map of another dtype or backend is streamed (``check_X(..., stream=True)`` retur
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import numbers
@@ -175,10 +176,8 @@ def as_array(name: str, a: Any, backend: Backend | None = None, *,
         return _from_frame(name, a, targets)
     if hasattr(a, "__dlpack__"):
         for make in ([backend.xp.from_dlpack] if backend is not None else []) + [np.from_dlpack]:
-            try:
+            with contextlib.suppress(Exception):  # a device or layout this library cannot take
                 return make(a)
-            except Exception:  # noqa: BLE001 - a device or layout this library cannot take
-                continue
     if hasattr(a, "__array__"):
         out = np.asarray(a)
         if out.dtype == object:
