@@ -18,9 +18,19 @@ from typing import IO, Any
 import numpy as np
 
 __all__ = [
-    "Dataset", "DatasetError", "DownloadError", "FREE_CLASSES", "MAX_CLASSES", "MAX_DATA_BYTES",
-    "cache_dir", "check_class_count", "check_data_size", "check_float_values", "file_sha256",
-    "max_data_bytes", "read_npy_header",
+    "Dataset",
+    "DatasetError",
+    "DownloadError",
+    "FREE_CLASSES",
+    "MAX_CLASSES",
+    "MAX_DATA_BYTES",
+    "cache_dir",
+    "check_class_count",
+    "check_data_size",
+    "check_float_values",
+    "file_sha256",
+    "max_data_bytes",
+    "read_npy_header",
 ]
 
 
@@ -418,8 +428,10 @@ def check_float_values(x: np.ndarray, key: str) -> None:
             raise DatasetError(f"{key} contains {kind} (first at sample {start + int(bad[0])})")
         lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
     if lo < 0.0 or hi > 1.0:
-        raise DatasetError(f"{key} holds floats in [{lo:g}, {hi:g}]; float images must already be "
-                           "scaled to [0, 1] (uint8 images are scaled for you)")
+        raise DatasetError(
+            f"{key} holds floats in [{lo:g}, {hi:g}]; float images must already be "
+            "scaled to [0, 1] (uint8 images are scaled for you)"
+        )
 
 
 def _to_float32(x: np.ndarray, key: str) -> np.ndarray:
@@ -567,8 +579,10 @@ class Dataset:
                 raise DatasetError(f"Dataset.{key} must be an int64 NumPy array of shape (n,)")
         _check_sample_counts(self.x_train, self.y_train, self.x_test, self.y_test)
         if self.x_train.shape[1] != self.x_test.shape[1]:
-            raise DatasetError(f"x_train has {self.x_train.shape[1]} features but x_test has "
-                               f"{self.x_test.shape[1]}")
+            raise DatasetError(
+                f"x_train has {self.x_train.shape[1]} features but x_test has "
+                f"{self.x_test.shape[1]}"
+            )
         if math.prod(self.image_shape) != self.x_train.shape[1]:
             raise DatasetError(
                 f"image_shape {self.image_shape} does not match {self.x_train.shape[1]} features"

@@ -150,8 +150,10 @@ def _read_header(
         raise IDXError(f"{name}: header says ndim={ndim}; xpnet reads IDX arrays of 1 to 4 dims")
     dim_bytes = stream.read(4 * ndim)
     if len(dim_bytes) < 4 * ndim:
-        raise IDXError(f"{name}: header truncated: ndim={ndim} needs {4 * ndim} bytes of dimension "
-                       f"sizes, got {len(dim_bytes)}")
+        raise IDXError(
+            f"{name}: header truncated: ndim={ndim} needs {4 * ndim} bytes of dimension "
+            f"sizes, got {len(dim_bytes)}"
+        )
     if hasher is not None:
         hasher.update(head)
         hasher.update(dim_bytes)
@@ -162,8 +164,10 @@ def _check_sizes(name: str, shape_text: str, header_len: int, nbytes: int,
                  raw_size: int | None, gz_size: int | None) -> None:
     """Refuse a header whose payload size the limit or the file's size cannot hold."""
     if nbytes > MAX_PAYLOAD_BYTES:
-        raise IDXError(f"{name}: header claims {shape_text} = {nbytes} bytes, above the "
-                       f"{MAX_PAYLOAD_BYTES}-byte limit (corrupt header?)")
+        raise IDXError(
+            f"{name}: header claims {shape_text} = {nbytes} bytes, above the "
+            f"{MAX_PAYLOAD_BYTES}-byte limit (corrupt header?)"
+        )
     if raw_size is not None:
         have = raw_size - header_len
         if have < nbytes:

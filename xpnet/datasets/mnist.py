@@ -31,7 +31,13 @@ from ._download import MirrorFailed, fetch_verified
 from .idx import _read_idx_hashed
 
 __all__ = [
-    "CHECKSUMS", "CLASS_NAMES", "FILES", "MIRRORS", "FileChecksum", "download", "load_mnist",
+    "CHECKSUMS",
+    "CLASS_NAMES",
+    "FILES",
+    "MIRRORS",
+    "FileChecksum",
+    "download",
+    "load_mnist",
 ]
 
 FILES: tuple[str, ...] = (
