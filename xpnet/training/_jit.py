@@ -53,9 +53,11 @@ _DONATE_ON_CPU = False  # the tests set it to run a GPU's donating step on a CPU
 _WHY = ("loss", _BUFFERS, "gradient", _UPDATE)  # a refused step's code - 1: the cause
 
 
-def _enabled() -> bool:
-    return os.environ.get("XPNET_JAX_JIT", "1").strip().lower() not in ("0", "false", "no",
-                                                                          "off")
+def env_flag(name: str, default: bool) -> bool:
+    """The on/off environment variable ``name`` (1/true/yes/on, 0/false/no/off; else default)."""
+    value = os.environ.get(name, "").strip().lower()
+    return value in ("1", "true", "yes", "on") or (
+        default and value not in ("0", "false", "no", "off"))
 
 
 def _settings_key(optimizer: Any) -> tuple:
@@ -105,8 +107,9 @@ class JitStep:
     def usable(trainer: Any) -> bool:
         """Whether this fit can run the compiled step."""
         model = trainer.model
-        return (_enabled() and model.backend.name == "jax" and trainer.comm.size == 1
-                and not trainer.grad_hooks and isinstance(trainer.guard, HostGuard)
+        return (env_flag("XPNET_JAX_JIT", True) and model.backend.name == "jax"
+                and trainer.comm.size == 1 and not trainer.grad_hooks
+                and isinstance(trainer.guard, HostGuard)
                 and all(_on_jax(a) for a in (trainer.X, trainer.y, trainer.sample_weight))
                 and _ours(model.loss) and _ours(trainer.optimizer)
                 and all(_ours(layer) for layer in model.layers))

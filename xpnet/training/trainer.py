@@ -1,10 +1,10 @@
 """The ``Trainer``: the epochs and steps of one fit.
 
 One step is: take a batch -> the model's forward, loss and backward (what
-``model.loss_and_grads`` runs after its checks) -> the gradient hooks -> the non-finite guard, which applies the
-optimizer update (and the layers' new buffer values, such as BatchNorm's running
-statistics, with it) -> the running sums. Gradient transformations (a
-data-parallel allreduce, parameter masks...) plug in as hooks: functions
+``model.loss_and_grads`` runs after its checks) -> the gradient hooks -> the
+non-finite guard, which applies the optimizer update (and the layers' new buffer
+values, such as BatchNorm's running statistics, with it) -> the running sums.
+Gradient transformations (a data-parallel allreduce, parameter masks...) plug in as hooks: functions
 ``hook(grads, trainer) -> grads`` run in order on every step; a hook may also
 replace the step's values ([`StepValues`][xpnet.training.StepValues], ``trainer.current``).
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from ..distributed import (
 )
 from ..ops import ops_for
 from ..random import RNG
-from ._jit import JitStep
+from ._jit import JitStep, env_flag
 from ._metrics import values as metric_values
 from .callbacks import Callback, CallbackList, History
 from .guards import DeviceGuard, HostGuard
@@ -118,11 +117,6 @@ class _RunningLogs(Mapping):
 
     def __repr__(self) -> str:
         return repr(dict(self))
-
-
-def _device_guard_forced() -> bool:
-    """``XPNET_DEVICE_GUARD=1``: run the device guard on a host backend (for tests)."""
-    return os.environ.get("XPNET_DEVICE_GUARD", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _check_batch_rows(model: Any, n: int, batch_size: int, ranks: int) -> None:
@@ -256,7 +250,8 @@ class Trainer:
         self.dropout_rng = self.rng if comm.size == 1 else RNG(rank_seed(
             self._start.seed, comm.rank, self._start.epoch, self._start.step))
         self.ops, self._xp = ops_for(model.backend), model.xp
-        guard = HostGuard if model.backend.is_host and not _device_guard_forced() \
+        # XPNET_DEVICE_GUARD=1: the device guard on a host backend (for tests)
+        guard = HostGuard if model.backend.is_host and not env_flag("XPNET_DEVICE_GUARD", False) \
             else DeviceGuard
         self.guard = guard(on_nonfinite, self.ops, model.xp, model, optimizer)
         self._jit = JitStep(self) if JitStep.usable(self) else None
