@@ -382,11 +382,9 @@ class CallbackList:
     def __init__(self, callbacks: Iterable[Callback] = (), *, model: Any,
                  trainer: Any = None, progress: bool = False, rank: int = 0):
         self.history, self.trainer = History(), trainer
-        self.callbacks: list[Callback] = [self.history]
-        if progress:
-            self.callbacks.append(ProgressBar())
-        self.callbacks = [cb for cb in [*self.callbacks, *callbacks]
-                          if rank == 0 or not cb.rank_zero_only]
+        bar = [ProgressBar()] if progress else []
+        self.callbacks: list[Callback] = [cb for cb in [self.history, *bar, *callbacks]
+                                          if rank == 0 or not cb.rank_zero_only]
         for cb in self.callbacks:
             cb.set_model(model)
             cb.set_trainer(trainer)
