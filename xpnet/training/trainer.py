@@ -495,8 +495,7 @@ class Trainer:
     def _running_logs(self, k: int) -> dict[str, float]:
         sums = self.guard.running()
         denom = max(sums["seen"], 1)
-        logs = {"loss": sums["run_loss"] / denom,
-                "samples_seen": min((k + 1) * self.batch_size, self.n)}
+        logs = {"loss": sums["run_loss"] / denom}  # samples_seen: _RunningLogs' own
         if self.model.loss.classification:
             logs["accuracy"] = sums["run_correct"] / denom
         return logs
