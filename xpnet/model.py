@@ -1023,8 +1023,7 @@ class Sequential:
                 opt.state = {slot: values if slot in ("step", "steps") else
                              {k: move(v) for k, v in values.items()}
                              for slot, values in opt.state.items()}
-        self.backend = new
-        with new.device_scope():
+            self.backend = new  # once everything moved
             self._set_new_params(params)
             self._set_new_buffers(buffers)
         return self
