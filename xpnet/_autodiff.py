@@ -45,9 +45,8 @@ def forward(layer: Layer, params: dict, x: Any, train: bool, kw: dict) -> tuple[
         leaves = [xl, *pl.values()]
 
         def pull(dy: Any) -> tuple[Any, dict]:
-            got = torch.autograd.grad(y, leaves, grad_outputs=dy, allow_unused=True)
-            grads = [torch.zeros_like(a) if g is None else g for a, g in
-                     zip(leaves, got, strict=True)]
+            # an input the layer does not use gets zeros (torch >= 2.1)
+            grads = torch.autograd.grad(y, leaves, grad_outputs=dy, materialize_grads=True)
             return grads[0], dict(zip(pl, grads[1:], strict=True))
 
         return y.detach(), Tape(_detached(cache), pull)
