@@ -31,7 +31,7 @@ from ..layers import ACTIVATIONS
 from ..model import MLP, Sequential
 from . import _solvers
 from ._data import CHUNK, Rows, Samples, Weights, is_sparse
-from ._losses import layer_keys
+from ._losses import OUTPUT_LOSSES, layer_keys
 from ._namespaces import (
     check_same_namespace,
     float_dtypes,
@@ -119,13 +119,9 @@ class BaseMLP(BaseEstimator):
                 setattr(self, name, value)
 
     # -- subclass hooks ------------------------------------------------------
-    def _model_loss(self) -> str:
-        """The xpnet loss the model is built with (what ``model_.predict`` uses)."""
-        raise NotImplementedError
-
     def _sk_loss(self) -> Any:
-        """scikit-learn's training loss, an [`xpnet.Loss`][] (``_losses``)."""
-        raise NotImplementedError
+        """scikit-learn's training loss for ``out_activation_`` (``_losses.OUTPUT_LOSSES``)."""
+        return OUTPUT_LOSSES[self.out_activation_][1]
 
     def _set_targets(self, y: Any, *, first: bool, incremental: bool, classes: Any) -> None:
         """Set (or check) the target attributes: ``n_outputs_``, ``out_activation_``..."""
@@ -205,7 +201,7 @@ class BaseMLP(BaseEstimator):
         hidden = _checks.check_sizes("hidden_layer_sizes", self.hidden_layer_sizes)
         units = [int(X.shape[1]), *hidden, int(self.n_outputs_)]
         model = MLP(units, activation=SKLEARN_NAMES.get(self.activation) or self.activation,
-                    dropout=float(self.dropout), loss=self._model_loss(),
+                    dropout=float(self.dropout), loss=OUTPUT_LOSSES[self.out_activation_][0],
                     init="glorot_uniform", backend=self._resolve_backend(X),
                     dtype=self._compute_dtype(X), seed=self._model_seed())
         self._set_initial_weights(model, units)

@@ -15,7 +15,6 @@ from sklearn.utils.multiclass import type_of_target
 
 from ..backends import to_numpy
 from ._base import BaseMLP, average_rows
-from ._losses import LogisticLogLoss, SoftmaxLogLoss
 from ._namespaces import as_output, move_to
 
 __all__ = ["MLPClassifier"]
@@ -156,12 +155,6 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     @property
     def _softmax(self) -> bool:
         return self.out_activation_ == "softmax"
-
-    def _model_loss(self) -> str:
-        return "cross_entropy" if self._softmax else "binary_cross_entropy"
-
-    def _sk_loss(self) -> Any:
-        return SoftmaxLogLoss() if self._softmax else LogisticLogLoss()
 
     def _set_classes(self, y: Any, classes: Any = None) -> None:
         """Define ``classes_`` and the output layout from ``y`` (or ``classes``)."""

@@ -35,7 +35,7 @@ from ..layers import sigmoid
 from ..losses import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
 
 __all__ = ["HalfSquaredError", "HalfPoissonDeviance", "LogisticLogLoss", "SoftmaxLogLoss",
-           "add_l2_penalty", "layer_keys"]
+           "OUTPUT_LOSSES", "add_l2_penalty", "layer_keys"]
 
 
 class _PreparedTargets(Loss):
@@ -162,6 +162,16 @@ class SoftmaxLogLoss(_PreparedTargets, SoftmaxCrossEntropy):
         """The clipped log loss of each row."""
         xp = _namespace_of(output)
         return -xp.reshape(self._probabilities_and_logs(xp, output, target)[1], (-1,))
+
+
+#: Each ``out_activation_``: the xpnet loss ``model_`` is built with, and scikit-learn's
+#: training loss (the losses hold no state, so one instance serves every estimator).
+OUTPUT_LOSSES: dict[str, tuple[str, Loss]] = {
+    "softmax": ("cross_entropy", SoftmaxLogLoss()),
+    "logistic": ("binary_cross_entropy", LogisticLogLoss()),
+    "identity": ("mse", HalfSquaredError()),
+    "exp": ("mse", HalfPoissonDeviance()),
+}
 
 
 def layer_keys(params: dict, suffix: str) -> list[str]:

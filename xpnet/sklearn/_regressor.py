@@ -10,7 +10,6 @@ from sklearn.utils.metaestimators import available_if
 from .. import _checks
 from ..backends import to_numpy
 from ._base import BaseMLP, average_rows
-from ._losses import HalfPoissonDeviance, HalfSquaredError
 from ._namespaces import as_output
 
 __all__ = ["MLPRegressor"]
@@ -109,12 +108,6 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     def _check_params(self, incremental: bool = False) -> None:
         _checks.check_choice("loss", self.loss, LOSSES)
         super()._check_params(incremental)
-
-    def _model_loss(self) -> str:
-        return "mse"
-
-    def _sk_loss(self) -> Any:
-        return HalfPoissonDeviance() if self.out_activation_ == "exp" else HalfSquaredError()
 
     def _set_targets(self, y: Any, *, first: bool, incremental: bool, classes: Any) -> None:
         """The number of outputs is set on the first fit and kept after."""
