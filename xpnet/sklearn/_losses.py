@@ -12,7 +12,8 @@ grids only carry over with the same scaling (``sklearn/neural_network/_base.py``
   the gradient is ``(p - y) / n`` with the unclipped ``p``;
 - Poisson: half the Poisson deviance of ``exp(output)``, summed over outputs;
 - the penalty ``alpha / (2 n) * sum(W**2)`` over the weight matrices only (never the
-  biases), where ``n`` is the batch's number of rows; its gradient ``alpha / n * W``.
+  biases), where ``n`` is the batch's number of rows; its gradient ``alpha / n * W``
+  (added by `xpnet.sklearn._solvers`).
 
 With sample weights each loss is the weighted mean of its `per_sample` values,
 ``sum(w * l) / sum(w)``, and the gradient with respect to the outputs ``w (p - y) /
@@ -35,7 +36,7 @@ from ..layers import sigmoid
 from ..losses import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
 
 __all__ = ["HalfSquaredError", "HalfPoissonDeviance", "LogisticLogLoss", "SoftmaxLogLoss",
-           "OUTPUT_LOSSES", "add_l2_penalty", "layer_keys"]
+           "OUTPUT_LOSSES", "layer_keys"]
 
 
 class _PreparedTargets(Loss):
@@ -177,18 +178,3 @@ OUTPUT_LOSSES: dict[str, tuple[str, Loss]] = {
 def layer_keys(params: dict, suffix: str) -> list[str]:
     """The keys ending in `suffix` in layer order: ``".W"`` (what ``alpha`` decays) or ``".b"``."""
     return [k for k in params if k.endswith(suffix)]
-
-
-def add_l2_penalty(value: Any, grads: dict, params: dict, keys: list[str], alpha: float,
-                   n: float) -> Any:
-    """`value` + ``alpha / (2 n) * sum(W**2)`` over `keys`; adds ``alpha / n * W`` to `grads`."""
-    total = None
-    for k in keys:
-        xp = _namespace_of(params[k])
-        w = xp.reshape(params[k], (-1,))
-        sq = xp.vecdot(w, w)
-        total = sq if total is None else total + sq
-        grads[k] = grads[k] + params[k] * (alpha / n)
-    if total is None:
-        return value
-    return value + (0.5 * alpha) * total / float(n)

@@ -41,11 +41,11 @@ from sklearn.utils import shuffle as sk_shuffle
 from sklearn.utils.optimize import _check_optimize_result  # scikit-learn's own helper
 
 from .._split import split_rows
-from ..backends import to_numpy
+from ..backends import _namespace_of, to_numpy  # the package's cached namespace lookup
 from ..callbacks import _BestWeights as BestWeights
 from ..ops import ops_for
 from ._data import Samples, device_index, take_on_device
-from ._losses import add_l2_penalty, layer_keys
+from ._losses import layer_keys
 
 __all__ = ["fit_stochastic", "fit_lbfgs", "loss_and_grads"]
 
@@ -63,9 +63,16 @@ def loss_and_grads(est: Any, Xb: Any, yb: Any, *, weight: Any = None, total: flo
 def _with_l2(est: Any, value: Any, grads: dict, n: float) -> tuple[Any, dict]:
     """scikit-learn's L2 term with divisor `n` added to `value` and `grads` (none for adamw)."""
     alpha, params = float(est.alpha), est.model_.params
-    if alpha > 0 and est.solver != "adamw":
-        value = add_l2_penalty(value, grads, params, layer_keys(params, ".W"), alpha, n)
-    return value, grads
+    if alpha == 0 or est.solver == "adamw":
+        return value, grads
+    total: Any = None  # alpha / (2 n) * sum(W**2) over the weight matrices; gradient alpha / n * W
+    for k in layer_keys(params, ".W"):
+        xp = _namespace_of(params[k])
+        w = xp.reshape(params[k], (-1,))
+        sq = xp.vecdot(w, w)
+        total = sq if total is None else total + sq
+        grads[k] = grads[k] + params[k] * (alpha / n)
+    return value + (0.5 * alpha) * total / float(n), grads
 
 
 # ---------------------------------------------------------------------------
