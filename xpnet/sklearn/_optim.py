@@ -39,10 +39,12 @@ def _zeros(params: dict) -> dict:
 class _Rule:
     """What the epoch loop needs: ``update``, ``iteration_ends``, ``trigger_stopping``."""
 
-    def __init__(self, learning_rate_init: float, mutable: bool):
+    def __init__(self, learning_rate_init: float, mutable: bool, lr_schedule: str = "constant",
+                 power_t: float = 0.5):
         self.learning_rate_init = float(learning_rate_init)
         self.learning_rate = float(learning_rate_init)
         self.mutable = mutable
+        self.lr_schedule, self.power_t = lr_schedule, float(power_t)  # sgd's, as scikit-learn
 
     def update(self, params: dict, grads: dict) -> None:
         raise NotImplementedError
@@ -61,36 +63,16 @@ class _Rule:
         return x
 
     def iteration_ends(self, time_step: int) -> None:
-        """End of an epoch; ``time_step`` is the number of training samples seen so far."""
-
-    def trigger_stopping(self, msg: str, verbose: Any) -> bool:
-        """The no-improvement counter ran out: whether to stop (True) or go on (False)."""
-        if verbose:
-            print(msg + " Stopping.")
-        return True
-
-
-class SGDRule(_Rule):
-    """scikit-learn's ``SGDOptimizer``: momentum velocity, Nesterov, the lr schedules."""
-
-    def __init__(self, params: dict, learning_rate_init: float, lr_schedule: str,
-                 momentum: float, nesterov: bool, power_t: float, *, mutable: bool):
-        super().__init__(learning_rate_init, mutable)
-        self.lr_schedule = lr_schedule
-        self.momentum = float(momentum)
-        self.nesterov = bool(nesterov)
-        self.power_t = float(power_t)
-        self.velocities = _zeros(params)
-
-    def iteration_ends(self, time_step: int) -> None:
         """``invscaling``: ``lr = learning_rate_init / (time_step + 1) ** power_t``."""
         if self.lr_schedule == "invscaling":
             self.learning_rate = float(self.learning_rate_init) / (time_step + 1) ** self.power_t
 
     def trigger_stopping(self, msg: str, verbose: Any) -> bool:
-        """``adaptive``: divide the learning rate by 5, or stop once it is at most 1e-6."""
+        """Stop (True), or with ``adaptive`` divide the learning rate by 5 while above 1e-6."""
         if self.lr_schedule != "adaptive":
-            return super().trigger_stopping(msg, verbose)
+            if verbose:
+                print(msg + " Stopping.")
+            return True
         if self.learning_rate <= 1e-6:
             if verbose:
                 print(msg + " Learning rate too small. Stopping.")
@@ -99,6 +81,17 @@ class SGDRule(_Rule):
         if verbose:
             print(f"{msg} Setting learning rate to {self.learning_rate:f}")
         return False
+
+
+class SGDRule(_Rule):
+    """scikit-learn's ``SGDOptimizer``: momentum velocity, Nesterov, the lr schedules."""
+
+    def __init__(self, params: dict, learning_rate_init: float, lr_schedule: str,
+                 momentum: float, nesterov: bool, power_t: float, *, mutable: bool):
+        super().__init__(learning_rate_init, mutable, lr_schedule, power_t)
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.velocities = _zeros(params)
 
     def update(self, params: dict, grads: dict) -> None:
         """``v = momentum * v - lr * g``; add ``v`` (or ``momentum * v - lr * g``, Nesterov)."""
