@@ -470,11 +470,10 @@ def _cast_hint(a: Any, name: str, dtype: str) -> str:
 def check_labels(y: Any, backend: Backend, n_classes: int, name: str = "y", *,
                  values: bool = True) -> Any:
     """Integer class labels in ``[0, n_classes)``, returned as int64 on ``backend``."""
-    dname = dtype_name(y.dtype)
     if not is_integer_array(y):
         raise TypeError(
-            f"{name} has dtype {dname}; class labels must be integers 0..{n_classes - 1} "
-            f"(convert with {_cast_hint(y, name, 'int64')})"
+            f"{name} has dtype {dtype_name(y.dtype)}; class labels must be integers "
+            f"0..{n_classes - 1} (convert with {_cast_hint(y, name, 'int64')})"
         )
     yd = to_backend(name, y, backend)
     xp = backend.xp
