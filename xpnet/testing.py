@@ -56,12 +56,9 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
     >>> xn.testing.assert_close(np.float32([1, 2]), np.float32([1, 2.00001]), rtol=1e-5)
     """
     prefix = f"{err_msg}: " if err_msg else ""
-    a_is = array_api_compat.is_array_api_obj(actual)
-    d_is = array_api_compat.is_array_api_obj(desired)
-    if not a_is:
-        actual = np.asarray(actual)
-    if not d_is:
-        desired = np.asarray(desired)
+    a_is, d_is = (array_api_compat.is_array_api_obj(v) for v in (actual, desired))
+    actual = actual if a_is else np.asarray(actual)  # lists and scalars compared as NumPy
+    desired = desired if d_is else np.asarray(desired)
     if check_namespace and a_is and d_is and not isinstance(desired, np.ndarray):
         ba, bd = backend_of(actual), backend_of(desired)
         if ba.name != bd.name:
