@@ -142,9 +142,7 @@ def _end_rank(code: int, message: str, args: argparse.Namespace | None, *,
 
 def _wants_json(argv: list[str], args: argparse.Namespace | None) -> bool:
     """--json was given (before parsing succeeds, any '--json' word counts)."""
-    if args is not None:
-        return bool(getattr(args, "json", False))
-    return "--json" in argv
+    return bool(getattr(args, "json", False)) if args is not None else "--json" in argv
 
 
 def main(argv: list[str] | None = None) -> int:
