@@ -74,11 +74,7 @@ def fit(text: str | Text, width: int, indent: int = 0) -> list[Text]:
     indent = indent if indent <= width // 2 else min(2, width // 2)
     lines: list[Text] = []
     pad = ""
-    while True:
-        avail = width - len(pad)
-        plain = text.plain
-        if len(plain) <= avail:
-            break
+    while len(plain := text.plain) > (avail := width - len(pad)):
         # on the first line a break inside the label gains nothing: the rest is indented
         cut = plain.rfind(" ", indent + 1 if not pad else 1, avail + 1)
         if cut < 0:  # the first word is longer than the line: keep it whole
@@ -88,8 +84,7 @@ def fit(text: str | Text, width: int, indent: int = 0) -> list[Text]:
         head = text[:cut]
         head.rstrip()
         lines.append(Text(pad) + head)
-        rest = plain[cut:]
-        text = text[cut + len(rest) - len(rest.lstrip(" ")):]
+        text = text[len(plain) - len(plain[cut:].lstrip(" ")):]  # the spaces at the cut go
         pad = " " * indent
     if text.plain or not lines:
         lines.append(Text(pad) + text)
