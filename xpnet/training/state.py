@@ -142,10 +142,9 @@ class TrainState:
         for key in ("rng", "epoch_rng"):
             values[key] = _generator_state(record, key)
         if values.get("step", 0) > 0:
-            for key in ("epoch_rng", "rng"):
+            for key, what in (("epoch_rng", "the epoch's generator state"),
+                              ("rng", "the generator state")):
                 if values[key] is None:
-                    what = "the epoch's generator state" if key == "epoch_rng" else \
-                        "the generator state"
                     raise ValueError(f"training record has step {values['step']} > 0 but no "
                                      f"{key!r} ({what})")
         else:  # at an epoch boundary the mid-epoch keys are unset (to_record omits them)
