@@ -375,3 +375,14 @@ def test_a_subclass_with_its_own_rule_never_takes_the_parents_fast_paths(monkeyp
         p2, _ = opt.update({"w": np.array([1.0, 2.0, 3.0])}, {"w": np.array([0.3, -0.2, 0.0])},
                            opt.init(p))
         assert p2["w"].tolist() == [0.5, 2.5, 3.0]
+
+
+def test_a_decay_mask_assigned_later_is_checked_and_used_as_the_constructors():
+    opt = xn.AdamW(weight_decay=0.1)
+    opt.decay = ["0.W"]  # held as the constructor holds it (a list was called as a function)
+    assert opt.decay == frozenset({"0.W"})
+    assert (opt.weight_decay_for("0.W", np.ones((2, 2))),
+            opt.weight_decay_for("0.b", np.ones(2))) == (0.1, 0.0)
+    with pytest.raises(ValueError, match="decay must be 'all', 'weights'"):
+        opt.decay = "biases"
+    assert opt.decay == frozenset({"0.W"})
