@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import itertools
 import math
 import os
 import shlex
@@ -320,10 +321,9 @@ def _available_memory() -> int | None:
         return None
 
 
-def _check_model_memory(s: dict[str, Any], data: _Data) -> None:
+def _check_model_memory(sizes: list[int], s: dict[str, Any], data: _Data) -> None:
     """Refuse (exit 2, with the numbers) weights and gradients over the host's memory."""
-    sizes = [data.ds.n_features, *s["hidden"], data.ds.num_classes]
-    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+    pairs = list(itertools.pairwise(sizes))
     n = sum(a * b + b for a, b in pairs)
     itemsize = 8 if s["dtype"] == "float64" else 4
     largest = max(a * b for a, b in pairs)
@@ -342,14 +342,13 @@ def _build_model(plan: _Plan, data: _Data) -> tuple[Any, dict[str, Any] | None]:
     ds, s = data.ds, plan.s
     sizes = [ds.n_features, *s["hidden"], ds.num_classes]
     if plan.saved is None:
-        _check_model_memory(s, data)
+        _check_model_memory(sizes, s, data)
+        kwargs = {"activation": s["activation"], "dropout": s["dropout"],
+                  "backend": data.backend, "dtype": s["dtype"], "seed": s["seed"]}
         if plan.table:  # numeric columns scaled inside the model
             return scaled_model(sizes, ds.encoder.numeric_features, data.X,
-                                regression=ds.regression, activation=s["activation"],
-                                dropout=s["dropout"], backend=data.backend, dtype=s["dtype"],
-                                seed=s["seed"]), None
-        return MLP(sizes, activation=s["activation"], dropout=s["dropout"],
-                   backend=data.backend, dtype=s["dtype"], seed=s["seed"]), None
+                                regression=ds.regression, **kwargs), None
+        return MLP(sizes, **kwargs), None
     assert plan.resume_file is not None
     ckpt = load_checkpoint(plan.resume_file, backend=data.backend)
     model = ckpt.model
