@@ -136,10 +136,9 @@ def check_saveable(model: Any, optimizer: Any = None) -> tuple[dict, dict | None
     the optimizer Adam(lr=lambda(step), betas=(0.9, 0.999), eps=1e-08) cannot be saved
     """
     config = model.get_config()
-    for i, layer in enumerate(model.layers):
-        for path, held in reversed(list(_walk(layer, str(i)))):  # held layers first
+    for i, layer in enumerate(model.layers):  # the layers it holds first, then the layer
+        for path, held in [*reversed(list(_walk(layer, str(i)))), (str(i), layer)]:
             _layer_saveable(held, f"layer {path} ({type(held).__name__})")
-        _layer_saveable(layer, f"layer {i} ({type(layer).__name__})")
     config["loss"] = _loss_saveable(model.loss)
     if optimizer is None:
         return config, None
