@@ -472,19 +472,17 @@ def _data_line(ds: Any, summary: str, width: int) -> str:
     """The ``data`` line; if too wide, without the counts (``split`` has them), then the source."""
     what = (f"{'x'.join(map(str, ds.image_shape))} images ({ds.n_features} features)"
             if len(ds.image_shape) >= 2 else f"{ds.n_features} features")
-    shorter = f"{ds.name}: {what}, {ds.num_classes} classes"
-    if isinstance(ds, TableData):  # a table: its target, and regression has no classes
-        shorter = ds.short_summary()
-    for text in (summary, f"{shorter} (source: {ds.source})", shorter):
-        if _INDENT + len(text) <= width:
-            return "data     " + text
-    return "data     " + summary  # broken at spaces by print_fitted
+    # a table: its target, and regression has no classes
+    shorter = ds.short_summary() if isinstance(ds, TableData) \
+        else f"{ds.name}: {what}, {ds.num_classes} classes"
+    fitting = (text for text in (summary, f"{shorter} (source: {ds.source})", shorter)
+               if _INDENT + len(text) <= width)
+    return "data     " + next(fitting, summary)  # none fits: broken at spaces by print_fitted
 
 
 def _optimizer_text(s: dict[str, Any]) -> str:
     """The optimizer's name and the settings that are not zero, e.g. ``sgd (momentum 0.9)``."""
-    extras = [f"{label} {s[key]:g}" for key, label in (("momentum", "momentum"),
-                                                       ("weight_decay", "weight decay"))
+    extras = [f"{key.replace('_', ' ')} {s[key]:g}" for key in ("momentum", "weight_decay")
               if s.get(key)]
     return s["optimizer"] + (f" ({', '.join(extras)})" if extras else "")
 
