@@ -607,9 +607,8 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
         raise CheckpointError(f"{path}: checkpoint format version {meta.get('format_version')!r} "
                               f"is not supported (expected {FORMAT_VERSION})")
     model = _load_model(meta, tensors, be, path)
-    optimizer = _load_optimizer(meta, tensors, model, path) if "optimizer" in meta else None
-    if optimizer is not None:
-        model.optimizer = optimizer
+    if "optimizer" in meta:
+        model.optimizer = _load_optimizer(meta, tensors, model, path)
     training = _json(meta, "training", path) if "training" in meta else None
     if training is not None:  # the schema fit(resume=...) reads
         with _refusing(path, ""):
@@ -617,7 +616,7 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
     info = {k: v for k, v in meta.items() if k not in ("model", "optimizer", "training", "user")}
     if "user" in meta:
         info["user"] = _json(meta, "user", path)
-    return Checkpoint(model=model, optimizer=optimizer, training=training, metadata=info)
+    return Checkpoint(model=model, optimizer=model.optimizer, training=training, metadata=info)
 
 
 def load(path: str | os.PathLike, *, backend: str | Backend = "auto",
