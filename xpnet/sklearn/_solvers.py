@@ -267,22 +267,23 @@ def fit_lbfgs(est: Any, data: Samples) -> None:
         for k, lo, hi, shape in layout:
             model.params[k] = backend.asarray(theta[lo:hi].reshape(shape), dtype=dtype)
 
+    def flat(arrays: dict) -> np.ndarray:
+        parts = [to_numpy(arrays[k]).ravel() for k, *_ in layout]
+        return np.concatenate(parts).astype(np.float64, copy=False)
+
     def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
         unpack(theta)
         value, grads = _full_loss_grad(est, data)
-        grad = np.concatenate([to_numpy(grads[k]).ravel() for k, *_ in layout])
-        return float(value), grad.astype(np.float64, copy=False)
+        return float(value), flat(grads)
 
-    seen = [0]
+    seen = itertools.count(1)
 
     def progress(intermediate_result: Any) -> None:
-        seen[0] += 1
-        print(f"Iteration {seen[0]}, loss = {intermediate_result.fun:.8f}")
+        print(f"Iteration {next(seen)}, loss = {intermediate_result.fun:.8f}")
 
-    x0 = np.concatenate([to_numpy(model.params[k]).ravel() for k, *_ in layout])
     with ops_for(backend).training(num_params=model.num_params, n_updates=int(est.max_fun)):
         res = scipy.optimize.minimize(
-            fun, x0.astype(np.float64), method="L-BFGS-B", jac=True,
+            fun, flat(model.params), method="L-BFGS-B", jac=True,
             callback=progress if est.verbose else None,
             options={"maxfun": int(est.max_fun), "maxiter": int(est.max_iter),
                      "gtol": est.tol})
