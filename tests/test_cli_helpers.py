@@ -133,6 +133,12 @@ def test_settings_resolve_and_refusals():
     args = build_parser().parse_args(["train", "--optimizer", "sgd"])
     s, explicit = resolve(args, "digits", None)
     assert (s["batch_size"], s["lr"], s["momentum"], explicit) == (64, 0.05, 0.9, {"optimizer"})
+    # a table's weight decay (1e-4) goes with its default optimizer, Adam; another optimizer
+    # takes its own default (adamw 0.01, sgd 0), as --weight-decay's help says
+    for flags, want in (([], 1e-4), (["--optimizer", "adamw"], 0.01),
+                        (["--optimizer", "sgd"], 0.0), (["--weight-decay", "0.5"], 0.5)):
+        s, _ = resolve(build_parser().parse_args(["train", *flags]), "table", None)
+        assert s["weight_decay"] == want, flags
     with pytest.raises(CLIError, match="^--warmup-epochs 5 must be smaller than --epochs 5$"):
         check_settings({"warmup_epochs": 5, "epochs": 5})
     with pytest.raises(CLIError) as err:

@@ -33,6 +33,10 @@ _FIXED_ON_RESUME = ("dataset", "hidden", "activation", "dropout", "dtype", "val_
                     "optimizer", "seed", "target", "task", "max_categories")
 
 
+#: Settings whose default is the optimizer's unless the dataset sets it for its default one.
+_PER_OPTIMIZER = ("lr", "weight_decay", "momentum")
+
+
 def resolve(args: argparse.Namespace, dataset_key: str, saved: dict[str, Any] | None
             ) -> tuple[dict[str, Any], set[str]]:
     """Settings from flags > saved run > DEFAULTS[dataset] > DEFAULTS['train']; flags given."""
@@ -41,13 +45,14 @@ def resolve(args: argparse.Namespace, dataset_key: str, saved: dict[str, Any] | 
     ds_defaults = DEFAULTS.get(dataset_key, {})
     chain = ChainMap({k: getattr(args, k) for k in explicit},
                      {k: v for k, v in saved.items() if k != "data_dir"},  # never a folder
-                     ds_defaults, DEFAULTS["train"])
+                     {k: v for k, v in ds_defaults.items() if k not in _PER_OPTIMIZER},
+                     DEFAULTS["train"])
     s: dict[str, Any] = {key: chain.get(key) for key in TRAIN_KEYS}
     s["hidden"] = tuple(s["hidden"])
     opt_defaults = DEFAULTS["optimizers"][s["optimizer"]]
     opt_is_default = "optimizer" not in explicit and "optimizer" not in saved and \
         s["optimizer"] == ds_defaults.get("optimizer", DEFAULTS["train"]["optimizer"])
-    for key in ("lr", "weight_decay", "momentum"):
+    for key in _PER_OPTIMIZER:
         if s[key] is None:
             use_dataset = opt_is_default and key in ds_defaults
             s[key] = ds_defaults[key] if use_dataset else opt_defaults.get(key)
