@@ -159,8 +159,7 @@ class RNG:
 
     # -- draws ---------------------------------------------------------------
     def _host(self, values: np.ndarray, backend: Backend, dtype: Any) -> Any:
-        host = values.astype(dtype_name(dtype), copy=False)
-        return backend.asarray(host, dtype=dtype)
+        return backend.asarray(values.astype(dtype_name(dtype), copy=False), dtype=dtype)
 
     def normal(self, shape: tuple[int, ...], std: float, backend: Backend, dtype: Any) -> Any:
         """Normal(0, std) draws on the host, moved to ``backend`` as ``dtype``.
@@ -201,8 +200,7 @@ class RNG:
         >>> sorted(p.tolist()), str(p.dtype)
         ([0, 1, 2, 3, 4], 'int64')
         """
-        perm = self.generator.permutation(n)
-        return backend.asarray(perm, dtype=backend.index_dtype)
+        return backend.asarray(self.generator.permutation(n), dtype=backend.index_dtype)
 
     def host_permutation(self, n: int) -> np.ndarray:
         """A random permutation of ``range(n)`` as a host NumPy array.
