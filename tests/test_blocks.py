@@ -305,17 +305,18 @@ def test_config_round_trip_rebuilds_the_same_model():
 
 
 def test_an_unregistered_layer_in_a_block_is_named_before_saving(tmp_path):
-    class Twice(xn.Layer):
+    # a name no other test registers (the registry is global to the process)
+    class Doubled(xn.Layer):
         def forward(self, params, x, *, train=False):
             return 2 * x, None
 
         def backward(self, params, cache, dy):
             return 2 * dy, {}
 
-    m = xn.Sequential([xn.Dense(4), xn.Residual(xn.Block([xn.Dense(4), Twice()]))],
+    m = xn.Sequential([xn.Dense(4), xn.Residual(xn.Block([xn.Dense(4), Doubled()]))],
                       in_features=3, backend="numpy")
-    with pytest.raises(ValueError, match=r"layer 1.1 \(Twice\) cannot be rebuilt.*"
-                                         r"register_layer\(Twice\)"):
+    with pytest.raises(ValueError, match=r"layer 1.1 \(Doubled\) cannot be rebuilt.*"
+                                         r"register_layer\(Doubled\)"):
         xn.save(m, tmp_path / "m.safetensors")
     assert not (tmp_path / "m.safetensors").exists()
 

@@ -311,3 +311,14 @@ def test_finiteness_check_totals_gradient_sums_alike_on_host_and_device(device_p
               verbose=0, optimizer=xn.SGD(lr=1e-40), on_nonfinite="raise")
     assert len(h.epoch) == 2 and "skipped_steps" not in h.history
     assert all(np.isfinite(xn.to_numpy(v)).all() for v in m.params.values())
+
+
+def test_callback_list_says_whether_a_callback_reads_batches():
+    class PerBatch(xn.Callback):
+        def on_batch_end(self, batch, logs):
+            pass
+
+    quiet = xn.training.CallbackList([xn.EarlyStopping()], model=None)
+    assert quiet.wants_batches is False
+    assert xn.training.CallbackList([xn.EarlyStopping(), PerBatch()],
+                                    model=None).wants_batches is True

@@ -389,6 +389,11 @@ class CallbackList:
             cb.set_model(model)
             cb.set_trainer(trainer)
 
+    @property
+    def wants_batches(self) -> bool:
+        """Whether any callback has an ``on_batch_end`` (reading running values costs a sync)."""
+        return any(type(cb).on_batch_end is not Callback.on_batch_end for cb in self.callbacks)
+
     def on_train_begin(self, logs: dict) -> None:
         """Call every callback's ``on_train_begin``."""
         for cb in self.callbacks:
