@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..training import ProgressBar
+from ..training.callbacks import ProgressBar, _epoch_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -24,7 +24,6 @@ __all__ = ["TrainProgress", "epoch_line"]
 # accuracy are never dropped before the validation ones, and the epoch number and
 # training loss always stay.
 _DROPPED = ("samples", "short", "per_step", "seconds", "accuracy", "val_loss", "val_accuracy")
-_SHORT = {"accuracy": "acc", "val_accuracy": "val_acc"}
 _BAR_MIN, _BAR_MAX = 10, 40
 
 
@@ -33,35 +32,10 @@ def epoch_line(epoch: int, epochs: int, logs: dict[str, Any], samples: int, step
     """The epoch's line in `width`: drops samples/s, long names, ms/step, s, acc, val metrics."""
     line = ""
     for level in range(len(_DROPPED) + 1):
-        line = _epoch_line_at(epoch, epochs, logs, samples, steps, _DROPPED[:level])
+        line = _epoch_line(epoch, epochs, logs, samples, steps, _DROPPED[:level])
         if len(line) <= width:
             break
     return line
-
-
-def _epoch_line_at(epoch: int, epochs: int, logs: dict[str, Any], samples: int,
-                   steps: int, drop: tuple[str, ...]) -> str:
-    """The per-epoch line without the fields in `drop`, names shortened if "short" is in it."""
-    short = "short" in drop
-    parts = [f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}"]
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        if key in logs and key not in drop:
-            parts.append(f"{_SHORT.get(key, key) if short else key} {logs[key]:.4f}")
-    secs = logs.get("seconds", 0.0)
-    if "seconds" not in drop:
-        parts.append(f"{secs:.2f}s")
-    if secs > 0 and steps > 0 and "per_step" not in drop:
-        parts.append(_per_step(secs / steps))
-    if secs > 0 and "samples" not in drop:
-        parts.append(f"{samples / secs:,.0f} samples/s")
-    return "  ".join(parts)
-
-
-def _per_step(seconds: float) -> str:
-    """Seconds per step as Keras writes them: ``2s/step``, ``3ms/step``, ``250us/step``."""
-    scale, unit = next((s, u) for s, u in ((1, "s"), (1e3, "ms"), (1e6, "us"))
-                       if seconds * s >= 1 or u == "us")
-    return f"{seconds * scale:.0f}{unit}/step"
 
 
 # The widest each count of running values can be (loss 12.3456, 1,234,567 samples/s).
@@ -120,10 +94,6 @@ class TrainProgress(ProgressBar):
         columns.append(TextColumn("{task.fields[info]}", markup=False))
         return columns
 
-    def on_epoch_end(self, epoch: int, logs: dict) -> None:
-        """Replace the bar with the epoch's line (`epoch_line`)."""
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-        self.console.print(epoch_line(epoch, self.epochs, logs, self.samples, self.steps,
-                                      self.console.width), soft_wrap=True)
+    def _summary(self, epoch: int, logs: dict) -> str:
+        """The epoch's line (`epoch_line`), with ms/step, fitted to the console's width."""
+        return epoch_line(epoch, self.epochs, logs, self.samples, self.steps, self.console.width)

@@ -342,6 +342,34 @@ def _running_info(logs: Mapping[str, Any], seconds: float, parts: int) -> str:
     return "  ".join(info[:parts])
 
 
+_SHORT = {"accuracy": "acc", "val_accuracy": "val_acc"}
+
+
+def _epoch_line(epoch: int, epochs: int, logs: Mapping[str, Any], samples: int, steps: int,
+                drop: tuple[str, ...]) -> str:
+    """The epoch's summary line without the fields in `drop` ("short": acc, val_acc names)."""
+    short = "short" in drop
+    parts = [f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}"]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        if key in logs and key not in drop:
+            parts.append(f"{_SHORT.get(key, key) if short else key} {logs[key]:.4f}")
+    secs = logs.get("seconds", 0.0)
+    if "seconds" not in drop:
+        parts.append(f"{secs:.2f}s")
+    if secs > 0 and steps > 0 and "per_step" not in drop:
+        parts.append(_per_step(secs / steps))
+    if secs > 0 and "samples" not in drop:
+        parts.append(f"{samples / secs:,.0f} samples/s")
+    return "  ".join(parts)
+
+
+def _per_step(seconds: float) -> str:
+    """Seconds per step as Keras writes them: ``2s/step``, ``3ms/step``, ``250us/step``."""
+    scale, unit = next((s, u) for s, u in ((1, "s"), (1e3, "ms"), (1e6, "us"))
+                       if seconds * s >= 1 or u == "us")
+    return f"{seconds * scale:.0f}{unit}/step"
+
+
 class CallbackList:
     """The callbacks of one fit, called in order; owns the History and the progress bar.
 
@@ -509,14 +537,11 @@ class ProgressBar(Callback):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-        parts = [f"epoch {epoch + 1:>{len(str(self.epochs))}}/{self.epochs}"]
-        parts += [f"{key} {logs[key]:.4f}" for key in ("loss", "accuracy", "val_loss",
-                                                      "val_accuracy") if key in logs]
-        secs = logs.get("seconds", 0.0)
-        parts.append(f"{secs:.2f}s")
-        if secs > 0:
-            parts.append(f"{self.samples / secs:,.0f} samples/s")
-        self.console.print("  ".join(parts), soft_wrap=True)
+        self.console.print(self._summary(epoch, logs), soft_wrap=True)
+
+    def _summary(self, epoch: int, logs: dict) -> str:
+        """The epoch's summary line: metrics, seconds, samples/s."""
+        return _epoch_line(epoch, self.epochs, logs, self.samples, self.steps, ("per_step",))
 
     def on_train_end(self, logs: dict) -> None:
         """Close a bar left open by an interruption."""
