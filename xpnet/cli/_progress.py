@@ -30,12 +30,9 @@ _BAR_MIN, _BAR_MAX = 10, 40
 def epoch_line(epoch: int, epochs: int, logs: dict[str, Any], samples: int, steps: int,
                width: int) -> str:
     """The epoch's line in `width`: drops samples/s, long names, ms/step, s, acc, val metrics."""
-    line = ""
-    for level in range(len(_DROPPED) + 1):
-        line = _epoch_line(epoch, epochs, logs, samples, steps, _DROPPED[:level])
-        if len(line) <= width:
-            break
-    return line
+    lines = [_epoch_line(epoch, epochs, logs, samples, steps, _DROPPED[:level])
+             for level in range(len(_DROPPED) + 1)]
+    return next((line for line in lines if len(line) <= width), lines[-1])
 
 
 # The widest each count of running values can be (loss 12.3456, 1,234,567 samples/s).
