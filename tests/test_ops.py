@@ -259,3 +259,20 @@ def test_a_registered_rule_serves_the_store_update(path, monkeypatch):
     for k in shapes:
         assert live[k].tobytes() == ref[k].tobytes(), k
         assert s_live["buf"][k].tobytes() == s_ref["buf"][k].tobytes(), k
+
+
+@pytest.mark.parametrize("value, jit_off, fused", [
+    (None, False, False), ("", False, False), ("0", True, False), (" Off ", True, False),
+    ("no", True, False), ("FALSE", True, False), ("1", False, True), ("Yes", False, True),
+    ("on", False, True), ("true", False, True), ("2", False, False)])
+def test_on_off_flags_keep_their_defaults_and_spellings(monkeypatch, value, jit_off, fused):
+    """XPNET_JIT is on unless 0/false/no/off; XPNET_CUPY_FUSED is off unless 1/true/yes/on
+    (case and spaces ignored); anything else is the flag's default."""
+    from xpnet.ops import _cupy, _numba
+
+    for name in ("XPNET_JIT", "XPNET_CUPY_FUSED"):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert (_numba.switched_off(), _cupy.fused_enabled()) == (jit_off, fused)

@@ -704,6 +704,13 @@ def synchronize(backend: Backend) -> None:
         torch.cuda.synchronize(backend.device)
 
 
+def env_flag(name: str, default: bool) -> bool:
+    """The on/off environment variable ``name`` (1/true/yes/on, 0/false/no/off; else default)."""
+    value = os.environ.get(name, "").strip().lower()
+    return value in ("1", "true", "yes", "on") or (
+        default and value not in ("0", "false", "no", "off"))
+
+
 def versions() -> dict[str, str]:
     """Versions of xpnet's array libraries that are installed (without importing GPU ones).
 

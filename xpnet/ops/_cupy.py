@@ -15,11 +15,11 @@ GPU is present and has not run on one yet, so it is off unless ``XPNET_CUPY_FUSE
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import array_api_compat
 
+from ..backends import env_flag
 from . import _philox
 from ._base import Ops, hypers
 from .kernels import CudaKernel, RuleKernels, kernels_for
@@ -31,7 +31,7 @@ _UNIFORM: list[Any] = []
 
 def fused_enabled() -> bool:
     """Whether ``XPNET_CUPY_FUSED=1`` asks for the fused CuPy updates."""
-    return os.environ.get("XPNET_CUPY_FUSED", "0").strip().lower() in ("1", "true", "yes", "on")
+    return env_flag("XPNET_CUPY_FUSED", False)
 
 
 def applicable(params: dict, grads: dict, state: dict) -> bool:

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from ..backends import env_flag
+
 _failed = False
 _COMPILED: dict[Any, Any] = {}
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -57,7 +59,7 @@ def installed() -> bool:
 
 def switched_off() -> bool:
     """Whether ``XPNET_JIT`` is ``0`` (or ``false``, ``no``, ``off``)."""
-    return os.environ.get("XPNET_JIT", "1").strip().lower() in ("0", "false", "no", "off")
+    return not env_flag("XPNET_JIT", True)
 
 
 def failed() -> bool:

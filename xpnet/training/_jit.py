@@ -37,12 +37,12 @@ On a CPU nothing is donated.
 from __future__ import annotations
 
 import logging
-import os
 import weakref
 from typing import Any
 
 import numpy as np
 
+from ..backends import env_flag
 from ..ops import ops_for
 from .guards import _BUFFERS, _UPDATE, HostGuard
 
@@ -51,13 +51,6 @@ _log = logging.getLogger("xpnet")
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _DONATE_ON_CPU = False  # the tests set it to run a GPU's donating step on a CPU
 _WHY = ("loss", _BUFFERS, "gradient", _UPDATE)  # a refused step's code - 1: the cause
-
-
-def env_flag(name: str, default: bool) -> bool:
-    """The on/off environment variable ``name`` (1/true/yes/on, 0/false/no/off; else default)."""
-    value = os.environ.get(name, "").strip().lower()
-    return value in ("1", "true", "yes", "on") or (
-        default and value not in ("0", "false", "no", "off"))
 
 
 def _settings_key(optimizer: Any) -> tuple:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._checks import HostRows
-from ..backends import synchronize
+from ..backends import env_flag, synchronize
 from ..blocks import _walk
 from ..distributed import (
     GradientAllreduce,
@@ -38,7 +38,7 @@ from ..distributed import (
 )
 from ..ops import ops_for
 from ..random import RNG
-from ._jit import JitStep, env_flag
+from ._jit import JitStep
 from ._metrics import values as metric_values
 from .callbacks import Callback, CallbackList, History
 from .guards import DeviceGuard, HostGuard
