@@ -365,3 +365,28 @@ def test_config_of_a_model_with_a_loss_argument_is_json(tmp_path):
     # the older form (the loss's name alone) still loads
     cfg["loss"] = "mse"
     assert xn.Sequential.from_config(cfg, backend="numpy").loss.name == "mse"
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: xn.layers.layer_from_config({"class": "Nope"}),
+     r"^unknown layer class 'Nope'; register custom layers with xpnet\.register_layer "
+     r"\(known: Dense, "),
+    (lambda: xn.layers.layer_from_config({"class": ["Dense"]}),
+     r"^unknown layer class \['Dense'\]; register custom layers"),
+    (lambda: xn.layers.layer_from_config({"class": "Dense", "config": {"units": 2, "u": 1}}),
+     r"^layer Dense: bad config \{'units': 2, 'u': 1\}: .*'u'"),
+    (lambda: xn.layers.layer_from_config({"class": "Dense", "trainable": 1}),
+     r"^layer Dense: 'trainable' must be true or false, got 1$"),
+    (lambda: xn.losses.loss_from_config({"name": "hinge"}),
+     r"^unknown loss 'hinge'; register custom losses with xpnet\.register_loss "
+     r"\(known: cross_entropy, "),
+    (lambda: xn.losses.loss_from_config({"name": "mse", "config": {"scale": 2}}),
+     r"^loss mse: bad config \{'scale': 2\}: MeanSquaredError\(\) takes no arguments"),
+    (lambda: xn.losses.loss_from_config({"name": "mse", "config": [1]}),
+     r"^loss mse: config must be a dict, got \[1\]$"),
+])
+def test_rebuilding_from_a_config_names_what_is_wrong(call, message):
+    """An unknown class (with the names known and how to register one) and a config its
+    constructor refuses are ValueErrors, for layers and losses alike."""
+    with pytest.raises(ValueError, match=message):
+        call()

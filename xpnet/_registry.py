@@ -65,6 +65,19 @@ class Registry:
     def get(self, name: str) -> type | None:
         return self._classes.get(name)
 
+    def build(self, name: Any, kwargs: dict, what: str) -> Any:
+        """The class registered as `name` built from `kwargs`; ValueError for an unknown
+        name (called a `what`) or arguments its constructor refuses."""
+        cls = self._classes.get(name) if isinstance(name, str) else None
+        if cls is None:
+            plural = self.kind + ("es" if self.kind.endswith("s") else "s")
+            raise ValueError(f"unknown {what} {name!r}; register custom {plural} with "
+                             f"xpnet.{self.register_call} (known: {', '.join(self._classes)})")
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise ValueError(f"{self.kind} {name}: bad config {kwargs!r}: {exc}") from None
+
     def names(self) -> list[str]:
         """Registered names, in the order they were registered (built-in ones first)."""
         return list(self._classes)

@@ -930,20 +930,10 @@ def layer_from_config(config: dict) -> Layer:
     """
     if not isinstance(config, dict) or "class" not in config:
         raise ValueError(f"layer config must be a dict with a 'class' key, got {config!r}")
-    name = config["class"]
-    cls = _REGISTRY.get(name) if isinstance(name, str) else None
-    if cls is None:
-        raise ValueError(
-            f"unknown layer class {name!r}; register custom layers with "
-            f"xpnet.register_layer (known: {', '.join(_REGISTRY.names())})"
-        )
-    trainable = config.get("trainable", True)
+    name, trainable = config["class"], config.get("trainable", True)
     if not isinstance(trainable, bool):
         raise ValueError(f"layer {name}: 'trainable' must be true or false, got {trainable!r}")
-    try:
-        layer = cls(**config.get("config", {}))
-    except TypeError as exc:
-        raise ValueError(f"layer {name}: bad config {config.get('config')!r}: {exc}") from None
+    layer = _REGISTRY.build(name, config.get("config", {}), "layer class")
     if not trainable:
         layer.trainable = False
     return layer

@@ -706,16 +706,9 @@ def loss_from_config(config: str | dict) -> Loss:
     if not isinstance(config, dict) or not isinstance(config.get("name"), str):
         raise ValueError(f"loss config must be a name or a dict with a 'name', got {config!r}")
     name, kwargs = config["name"], config.get("config", {})
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise ValueError(f"unknown loss {name!r}; register custom losses with "
-                         f"xpnet.register_loss (known: {', '.join(_REGISTRY.names())})")
     if not isinstance(kwargs, dict):
         raise ValueError(f"loss {name}: config must be a dict, got {kwargs!r}")
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"loss {name}: bad config {kwargs!r}: {exc}") from None
+    return _REGISTRY.build(name, kwargs, "loss")
 
 
 def check_saveable(loss: Loss) -> str | dict:
