@@ -134,8 +134,10 @@ def _frozen_prefixes(layer: Layer, prefix: str = "") -> list[str]:
     return out
 
 
-def _walk(layer: Layer, path: str) -> Iterator[tuple[str, Layer]]:
-    """``(address, layer)`` of every layer held below ``layer`` (a residual's block: its own)."""
+def _walk(layer: Layer, path: str, root: bool = False) -> Iterator[tuple[str, Layer]]:
+    """``(address, layer)``: ``layer`` with ``root``, those below (a residual's block: its own)."""
+    if root:
+        yield path, layer
     for prefix, sub in sublayers(layer):
         sub_path = f"{path}.{prefix[:-1]}" if prefix else path
         yield sub_path, sub

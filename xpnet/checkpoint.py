@@ -137,7 +137,7 @@ def check_saveable(model: Any, optimizer: Any = None) -> tuple[dict, dict | None
     """
     config = model.get_config()
     for i, layer in enumerate(model.layers):  # the layers it holds first, then the layer
-        for path, held in [*reversed(list(_walk(layer, str(i)))), (str(i), layer)]:
+        for path, held in reversed(list(_walk(layer, str(i), root=True))):
             _layer_saveable(held, f"layer {path} ({type(held).__name__})")
     config["loss"] = _loss_saveable(model.loss)
     if optimizer is None:

@@ -418,11 +418,9 @@ class Sequential:
             chosen = [self._addressed(i) for i in layers]
         else:
             chosen = [self._addressed(layers)]
-        for layer in chosen:
-            layer.trainable = flag
-            if flag:  # unfreezing a layer that holds layers unfreezes them all
-                for _, sub in _walk(layer, ""):
-                    sub.trainable = True
+        for layer in chosen:  # unfreezing a layer that holds layers unfreezes them all
+            for _, sub in _walk(layer, "", root=True) if flag else [("", layer)]:
+                sub.trainable = flag
         return self
 
     def freeze(self, layers: int | str | list[int | str] | None = None) -> Sequential:
@@ -663,7 +661,7 @@ class Sequential:
 
     def _autodiff_name(self, i: int) -> str:
         """``layer 2.1 (Swish)``: the first layer at ``i`` (or held there) without backward."""
-        for address, layer in [(str(i), self.layers[i]), *_walk(self.layers[i], str(i))]:
+        for address, layer in _walk(self.layers[i], str(i), root=True):
             if type(layer).backward is Layer.backward:
                 return f"layer {address} ({type(layer).__name__})"
         return f"layer {i} ({type(self.layers[i]).__name__})"  # pragma: no cover

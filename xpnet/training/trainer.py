@@ -124,8 +124,7 @@ def _check_batch_rows(model: Any, n: int, batch_size: int, ranks: int) -> None:
     needs several rows per batch in training (BatchNorm: 2, for a variance)."""
     last = n - (math.ceil(n / batch_size) - 1) * batch_size
     fewest = min(batch_size, last) // ranks  # a rank's smallest share of a batch
-    held = [pair for i, top in enumerate(model.layers)
-            for pair in [(str(i), top), *_walk(top, str(i))]]
+    held = [pair for i, top in enumerate(model.layers) for pair in _walk(top, str(i), root=True)]
     for i, layer in held:  # a block's layers too, by address ("2.0")
         need = getattr(layer, "_min_batch_rows", 0)  # a rank may have no rows otherwise
         if fewest < need:
