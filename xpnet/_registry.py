@@ -66,8 +66,7 @@ class Registry:
         return self._classes.get(name)
 
     def build(self, name: Any, kwargs: dict, what: str) -> Any:
-        """The class registered as `name` built from `kwargs`; ValueError for an unknown
-        name (called a `what`) or arguments its constructor refuses."""
+        """`name`'s class built from `kwargs` (ValueError: unknown name, refused arguments)."""
         cls = self._classes.get(name) if isinstance(name, str) else None
         if cls is None:
             plural = self.kind + ("es" if self.kind.endswith("s") else "s")
