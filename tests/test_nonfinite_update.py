@@ -112,6 +112,56 @@ def test_a_slot_made_inf_in_place_is_noticed():
     assert state["step"] == 1
 
 
+@pytest.mark.parametrize("path", ["jit", "numpy"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("name", ["nesterov", "adamw", "rmsprop-centered-momentum"])
+def test_a_non_finite_value_in_any_slot_or_piece_is_refused(name, value, path, monkeypatch):
+    """Whichever new row (parameter or slot) and whichever piece the value lands in, the
+    update is refused and nothing changes (the ufunc path checks the new rows two by two
+    in one dot product each)."""
+    store_paths(path, monkeypatch)
+    make, _ = CASES[name]
+    rng = np.random.default_rng(1)
+    for slot in make().slots:
+        for flat_index in (0, 300 * 300 + 7, 700 * 300 - 1):  # first, a middle, last piece
+            opt = make()
+            params = ParamStore({k: rng.normal(size=s).astype("float32")
+                                 for k, s in SHAPES.items()}, np).params
+            state = opt.init(params)
+            grads = {k: rng.normal(size=s).astype("float32") for k, s in SHAPES.items()}
+            assert opt.update_(params, grads, state, check_finite=True)
+            state[slot]["a"].reshape(-1)[flat_index] = value
+            before = _snapshot(params, state, opt.slots)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                assert opt.update_(params, grads, state, check_finite=True) is False, slot
+            assert _snapshot(params, state, opt.slots) == before
+
+
+@pytest.mark.parametrize("path", ["jit", "numpy"])
+@pytest.mark.parametrize("name", ["momentum", "adam", "rmsprop-momentum-wd"])
+def test_finite_values_whose_products_overflow_are_applied(name, path, monkeypatch):
+    """New parameters and slots near 1e18: finite, but the dot product of two float32 rows
+    overflows; the update is applied (the check falls back to one row at a time)."""
+    calls = store_paths(path, monkeypatch)
+    make, _ = CASES[name]
+    opt = make()
+    params = ParamStore({k: np.full(s, 1e18, "float32") for k, s in SHAPES.items()},
+                        np).params
+    state = opt.init(params)
+    zeros = {k: np.zeros(s, "float32") for k, s in SHAPES.items()}
+    assert opt.update_(params, zeros, state, check_finite=True)
+    for slot in opt.slots:
+        for v in state[slot].values():
+            v[...] = 1e18
+    with np.errstate(over="ignore"):
+        product = np.dot(params["a"].reshape(-1), state[opt.slots[0]]["a"].reshape(-1))
+    assert float(product) == np.inf
+    assert opt.update_(params, zeros, state, check_finite=True) is True
+    assert state["step"] == 2 and len(calls) == 2
+    assert all(np.isfinite(v).all() for v in params.values())
+
+
 def test_a_clip_grads_override_keeps_its_gradients_checked(monkeypatch):
     """A rule whose ``clip_grads`` is its own may turn finite gradients into NaN: the
     update's own check sees the NaN new values and refuses the step."""
