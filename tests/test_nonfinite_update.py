@@ -117,8 +117,7 @@ def test_a_slot_made_inf_in_place_is_noticed():
 @pytest.mark.parametrize("name", ["nesterov", "adamw", "rmsprop-centered-momentum"])
 def test_a_non_finite_value_in_any_slot_or_piece_is_refused(name, value, path, monkeypatch):
     """Whichever new row (parameter or slot) and whichever piece the value lands in, the
-    update is refused and nothing changes (the ufunc path checks the new rows two by two
-    in one dot product each)."""
+    update is refused and nothing changes."""
     store_paths(path, monkeypatch)
     make, _ = CASES[name]
     rng = np.random.default_rng(1)
@@ -141,8 +140,8 @@ def test_a_non_finite_value_in_any_slot_or_piece_is_refused(name, value, path, m
 @pytest.mark.parametrize("path", ["jit", "numpy"])
 @pytest.mark.parametrize("name", ["momentum", "adam", "rmsprop-momentum-wd"])
 def test_finite_values_whose_products_overflow_are_applied(name, path, monkeypatch):
-    """New parameters and slots near 1e18: finite, but the dot product of two float32 rows
-    overflows; the update is applied (the check falls back to one row at a time)."""
+    """New parameters and slots near 1e18: finite, though a product of two such float32
+    rows overflows; the update is applied."""
     calls = store_paths(path, monkeypatch)
     make, _ = CASES[name]
     opt = make()

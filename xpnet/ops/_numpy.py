@@ -350,16 +350,11 @@ def _run_chunks(kernel: Any, table: np.ndarray, hyper: Sequence[tuple[Any, ...]]
             for a in slots2:
                 args.append(a[lo:hi])
             kernel(*args, *hyper[seg], tmp[:n])
-            # the new rows two by two: a dot product is finite only if both rows are
-            # (inf * 0 is NaN); one that overflows is checked row by row
             z = zeros[:n]
-            rows = [p2[lo:hi]]
-            if spare_slots is not None:
-                rows.extend(spare_slots[:, lo:hi])
-            if len(rows) % 2:
-                rows.append(z)
-            for a, b in zip(rows[::2], rows[1::2], strict=True):
-                if not isfinite(dot(a, b)) and not (isfinite(dot(a, z)) and isfinite(dot(b, z))):
+            if not isfinite(dot(p2[lo:hi], z)):
+                return False
+            for row in () if spare_slots is None else spare_slots:  # one dot per row: a
+                if not isfinite(dot(row[lo:hi], z)):  # product with the 2-D block is slower
                     return False
     return True
 
