@@ -27,16 +27,13 @@ def confusion(y: np.ndarray, pred: np.ndarray, k: int
                               return_counts=True)
     true, guess = np.divmod(pairs, k)
     support = np.bincount(y, minlength=k)
-    correct = np.zeros(k, dtype=np.int64)
-    diag = true == guess
-    correct[true[diag]] = counts[diag]
-    t, g, c = true[~diag], guess[~diag], counts[~diag]
+    correct = np.bincount(y[y == pred], minlength=k)
+    wrong = true != guess
+    t, g, c = true[wrong], guess[wrong], counts[wrong]
     order = np.lexsort((g, -c, t))  # by true class, then most frequent, then lowest label
-    t, g = t[order], g[order]
-    first = np.ones(t.shape[0], dtype=bool)
-    first[1:] = t[1:] != t[:-1]
+    rows, first = np.unique(t[order], return_index=True)
     confused = np.full(k, -1, dtype=np.int64)
-    confused[t[first]] = g[first]
+    confused[rows] = g[order][first]
     cm = None
     if k <= DENSE_CONFUSION_MAX:
         cm = np.zeros((k, k), dtype=np.int64)

@@ -51,10 +51,8 @@ def together(comm: Any, phase: Callable[[], Any], *, on: str = "all",
         try:
             result = phase()
         except Exception as exc:
-            code, message = classify(exc, command)
-            failure = (code, message)
-    outcomes = comm.allgather(failure)
-    for rank, outcome in enumerate(outcomes):
+            failure = classify(exc, command)
+    for rank, outcome in enumerate(comm.allgather(failure)):
         if outcome is not None:
             code, message = outcome
             raise AgreedError(message if rank == 0 else f"rank {rank}: {message}", code)

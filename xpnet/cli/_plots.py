@@ -81,10 +81,8 @@ def plot_confusion(cm: np.ndarray, names: list[str], path: Path, title: str) -> 
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if k <= 30:
-        for i in range(k):
-            for j in range(k):
-                if cm[i, j]:
-                    ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
-                            color="white" if frac[i, j] > 0.5 else "black")
+        for i, j in zip(*np.nonzero(cm), strict=True):
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
+                    color="white" if frac[i, j] > 0.5 else "black")
     ax.set_title(title)
     save_figure(fig, path)
