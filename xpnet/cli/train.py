@@ -126,9 +126,8 @@ class _Plan:
     s: dict[str, Any]
     explicit: set[str]
     table: bool = False  # --dataset is a table file (see _tables)
-    saved: dict[str, Any] | None = None  # with --resume: the run's settings,
-    done: int = 0  # its epochs done and its checkpoint further on
-    resume_file: Path | None = None
+    saved: dict[str, Any] | None = None  # with --resume: the run's settings
+    resume_file: Path | None = None  # and its checkpoint further on
     resumed_table: Any = None  # with --resume of a table run: its encoding (every rank)
 
 
@@ -137,9 +136,7 @@ class _Data:
     """The loaded data, split and batched, and the optimizer for its steps (`_load`)."""
 
     backend: Any
-    ds: Any
-    X: Any
-    y: Any
+    ds: Any  # its training rows only, after the split
     val: Any
     n_train: int
     bs: int
@@ -266,8 +263,7 @@ def _plan(args: argparse.Namespace, comm: Any, out: Path | None) -> _Plan:
         if done >= s["epochs"]:
             raise CLIError(f"the run in {out} has already done {done} epochs; pass "
                            f"--epochs N with N > {done} to train further", EXIT_USAGE)
-    return _Plan(spec_kind, spec, s, explicit, table, saved, done, resume_file,
-                 resumed_table)
+    return _Plan(spec_kind, spec, s, explicit, table, saved, resume_file, resumed_table)
 
 
 def _settings(args: argparse.Namespace, comm: Any, dataset_key: str, saved: dict | None,
@@ -294,18 +290,16 @@ def _load(args: argparse.Namespace, comm: Any, plan: _Plan) -> tuple[_Plan, _Dat
         plan = replace(plan, s=s, explicit=explicit)
     summary = ds.summary()  # the dataset as loaded, before the split
     train_idx, val_idx = split(ds.x_train.shape[0], s["val_split"], s["seed"])
-    if val_idx is None:  # every row, in order: no copy
-        X, y, val = ds.x_train, ds.y_train, None
-    else:
-        X, y = ds.x_train[train_idx], ds.y_train[train_idx]
+    val = None  # without validation rows: every row, in order, no copy
+    if val_idx is not None:
         val = (ds.x_train[val_idx], ds.y_train[val_idx])
         # the run keeps the dataset with its training rows only, so that the full array
         # is freed: one float copy of the data during training, not two
-        ds = replace(ds, x_train=X, y_train=y)
-    n_train = X.shape[0]
+        ds = replace(ds, x_train=ds.x_train[train_idx], y_train=ds.y_train[train_idx])
+    n_train = ds.x_train.shape[0]
     bs = min(s["batch_size"], n_train)
     global_bs, steps = global_steps(n_train, bs, comm.size)
-    return plan, _Data(backend, ds, X, y, val, n_train, bs, global_bs, steps,
+    return plan, _Data(backend, ds, val, n_train, bs, global_bs, steps,
                        make_optimizer(s, steps), summary)
 
 
@@ -346,7 +340,7 @@ def _build_model(plan: _Plan, data: _Data) -> tuple[Any, dict[str, Any] | None]:
         kwargs = {"activation": s["activation"], "dropout": s["dropout"],
                   "backend": data.backend, "dtype": s["dtype"], "seed": s["seed"]}
         if plan.table:  # numeric columns scaled inside the model
-            return scaled_model(sizes, ds.encoder.numeric_features, data.X,
+            return scaled_model(sizes, ds.encoder.numeric_features, ds.x_train,
                                 regression=ds.regression, **kwargs), None
         return MLP(sizes, **kwargs), None
     assert plan.resume_file is not None
@@ -513,8 +507,8 @@ def _fit(run: _Run) -> tuple[Any, Any]:
     if rec.recorder is not None:  # rank 0 only
         callbacks.append(recorder_callback(rec.recorder))
     with owned_process():  # the command owns its process: glibc malloc tuning on NumPy
-        history = fit(run.model, data.X, data.y, epochs=s["epochs"], batch_size=data.bs,
-                      optimizer=data.optimizer, validation_data=data.val,
+        history = fit(run.model, data.ds.x_train, data.ds.y_train, epochs=s["epochs"],
+                      batch_size=data.bs, optimizer=data.optimizer, validation_data=data.val,
                       callbacks=callbacks, seed=s["seed"], verbose=0, resume=run.resume,
                       distributed=run.comm)
     return history, early
