@@ -502,8 +502,8 @@ def _fit(run: _Run) -> tuple[Any, Any]:
         callbacks.append(early)
     if rec.out is not None:  # with early stopping the best epoch is the run's model
         callbacks.append(ModelCheckpoint(_checkpoint_file(rec.out, s), metadata=rec.meta))
-        if s["early_stopping"] > 0:
-            callbacks.append(_best_model(run))
+        if early is not None:
+            callbacks.append(_best_model(run, early))
     if rec.recorder is not None:  # rank 0 only
         callbacks.append(recorder_callback(rec.recorder))
     with owned_process():  # the command owns its process: glibc malloc tuning on NumPy
@@ -517,7 +517,12 @@ def _fit(run: _Run) -> tuple[Any, Any]:
 def _resumed_best_weights(run: _Run) -> dict[str, Any] | None:
     """The resumed run's best-epoch parameters: its model file, if it holds that epoch."""
     model_file, resume_file = run.rec.model_file, run.plan.resume_file
-    at = _earlier_best(run)[2]
+    # the epoch of the best value EarlyStopping watches before resuming (-1: none)
+    key = "val_loss" if run.data.val is not None else "loss"
+    best, at = math.inf, -1
+    for epoch, value in enumerate(((run.resume or {}).get("history") or {}).get(key) or []):
+        if isinstance(value, (int, float)) and math.isfinite(value) and value < best:
+            best, at = float(value), epoch
     if run.resume is None or resume_file is None or model_file is None or at < 0 or \
             resume_file == model_file or not model_file.is_file():
         return None
@@ -528,33 +533,18 @@ def _resumed_best_weights(run: _Run) -> dict[str, Any] | None:
     return dict(ckpt.model.params) if (ckpt.training or {}).get("epoch") == at + 1 else None
 
 
-def _earlier_best(run: _Run) -> tuple[str, float, int]:
-    """What EarlyStopping watches, its best value before resuming and that epoch (-1: none)."""
-    key = "val_loss" if run.data.val is not None else "loss"
-    best, at = math.inf, -1
-    for epoch, value in enumerate(((run.resume or {}).get("history") or {}).get(key) or []):
-        if isinstance(value, (int, float)) and math.isfinite(value) and value < best:
-            best, at = float(value), epoch
-    return key, best, at
-
-
-def _best_model(run: _Run) -> Any:
+def _best_model(run: _Run, early: EarlyStopping) -> Any:
     """A callback saving the model, optimizer state and position at each best epoch."""
-    key, earlier_best, _ = _earlier_best(run)
     meta = run.rec.meta
     path: Path = run.rec.model_file  # type: ignore[assignment]  # set when saving
 
-    class BestModel(Callback):
+    class BestModel(Callback):  # after `early`, which has just judged the epoch
         rank_zero_only = True
-        best = earlier_best
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-            value = logs.get(key)
-            if value is None or not value < self.best:
-                return
-            self.best = float(value)
-            save(self.model, path, metadata=meta,
-                 training=self.trainer.state.to_record() if self.trainer else None)
+            if early.best_epoch == epoch:
+                save(self.model, path, metadata=meta,
+                     training=self.trainer.state.to_record() if self.trainer else None)
 
     return BestModel()
 
