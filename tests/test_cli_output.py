@@ -65,7 +65,7 @@ def test_the_issue_example_mae_46_6_beside_rmse_58_49(capsys, monkeypatch):
     from types import SimpleNamespace
 
     from xpnet.cli._tables import _print_table_scores
-    from xpnet.cli.train import _validation_rows
+    from xpnet.cli.train import _score_rows
 
     monkeypatch.setenv("COLUMNS", "100")
     out = {"backend": "numpy", "device": "cpu", "source": "t.csv", "samples": 30,
@@ -74,7 +74,7 @@ def test_the_issue_example_mae_46_6_beside_rmse_58_49(capsys, monkeypatch):
     _print_table_scores(out, SimpleNamespace(num_params=10), "m.safetensors")
     text = capsys.readouterr().out
     assert re.search(r"MAE\s*│\s*46\.60 │", text) and re.search(r"RMSE\s*│\s*58\.49 │", text)
-    rows = dict(_validation_rows({"r2": 0.9, "mae": 46.6, "rmse": 58.49}))
+    rows = dict(_score_rows("validation", {"r2": 0.9, "mae": 46.6, "rmse": 58.49}))
     assert (rows["validation MAE"], rows["validation RMSE"]) == ("46.60", "58.49")
 
 

@@ -552,11 +552,10 @@ def _best_model(run: _Run, early: EarlyStopping) -> Any:
 def _finish(run: _Run, history: Any, early: Any) -> Path | None:
     """Test score and curves (their file returned); run.json's final record."""
     ds, record, start = run.data.ds, run.rec.record, run.start_epoch
+    test = None if run.plan.table else run.model.evaluate(ds.x_test, ds.y_test)
     if run.plan.table:  # no test split: the validation rows' scores
-        test, validation = None, table_scores(run.model, ds, run.data.val)
-    else:
-        test, validation = run.model.evaluate(ds.x_test, ds.y_test), None
-    train_secs = float(sum(list(history.history.get("seconds", [])[start:])))
+        record["validation"] = table_scores(run.model, ds, run.data.val)
+    train_secs = float(sum(history.history.get("seconds", [])[start:]))
     epochs_run = len(history.epoch) - start
     sps = run.data.n_train * epochs_run / train_secs if train_secs > 0 else None
     curves = None
@@ -564,8 +563,6 @@ def _finish(run: _Run, history: Any, early: Any) -> Path | None:
         curves = run.rec.out / CURVES_FILE
         plot_curves(record["history"], curves, f"{ds.name}: {_sizes(ds, run.plan.s)}, "
                     f"{run.plan.s['optimizer']} lr {run.plan.s['lr']:g}")
-    if run.plan.table:
-        record["validation"] = validation
     record.update(status="stopped_early" if history.stopped_early else "completed",
                   finished_at=timestamp(), test=test,
                   train_seconds=train_secs, samples_per_second=sps,
@@ -582,11 +579,7 @@ def _print_summary(run: _Run, history: Any, curves: Path | None, total: float) -
     """The result table (standard error) and, with --json, the summary (standard output)."""
     out, record, model_file = run.rec.out, run.rec.record, run.rec.model_file
     test, sps = record["test"], record["samples_per_second"]
-    rows: list[tuple[str, str]] = []
-    if test is not None:
-        rows += [("test accuracy", f"{test.get('accuracy', float('nan')):.4f}"),
-                 ("test loss", f"{test['loss']:.4f}")]
-    rows += _validation_rows(record.get("validation"))
+    rows = _score_rows("test", test) + _score_rows("validation", record.get("validation"))
     ep_txt = f"{len(history.epoch)}"
     if run.start_epoch:
         ep_txt += f" ({run.start_epoch} before resuming)"
@@ -621,16 +614,16 @@ def _print_summary(run: _Run, history: Any, curves: Path | None, total: float) -
             "curves": str(curves.resolve()) if curves else None})
 
 
-def _validation_rows(scores: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """The summary's rows for a table's validation scores (none without validation rows)."""
+def _score_rows(split: str, scores: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The summary's rows for the test or a table's validation scores (none without them)."""
     if not scores:
         return []
     if "r2" in scores:  # MAE and RMSE in the target's units: the same decimals
         mae, rmse = same_decimals([scores["mae"], scores["rmse"]])
-        return [("validation R²", f"{scores['r2']:.4f}"),
-                ("validation MAE", mae), ("validation RMSE", rmse)]
-    return [("validation accuracy", f"{scores['accuracy']:.4f}"),
-            ("validation loss", f"{scores['loss']:.4f}")]
+        return [(f"{split} R²", f"{scores['r2']:.4f}"),
+                (f"{split} MAE", mae), (f"{split} RMSE", rmse)]
+    return [(f"{split} accuracy", f"{scores.get('accuracy', float('nan')):.4f}"),
+            (f"{split} loss", f"{scores['loss']:.4f}")]
 
 
 # ----------------------------------------------------------------------------- endings
