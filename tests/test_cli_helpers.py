@@ -240,6 +240,17 @@ def test_read_inputs_names_each_row_of_a_stack(tmp_path):
     assert [item["input"][-6:] for item in items] == ["npy[0]", "npy[1]"]
 
 
+def test_read_inputs_takes_bools_and_refuses_complex_values(tmp_path):
+    from xpnet.cli._args import CLIError
+    from xpnet.cli._inputs import read_inputs
+
+    np.save(tmp_path / "b.npy", np.array([[True, False, True, True]]))
+    np.save(tmp_path / "c.npy", np.ones((1, 4), np.complex64))
+    assert read_inputs([str(tmp_path / "b.npy")], 4, None, "auto")[0].tolist() == [[1, 0, 1, 1]]
+    with pytest.raises(CLIError, match="dtype complex64; expected uint8, integers or floats"):
+        read_inputs([str(tmp_path / "c.npy")], 4, None, "auto")
+
+
 def test_run_lock_refuses_a_second_holder_and_removes_the_folder_it_made(tmp_path):
     from xpnet.cli._args import CLIError
     from xpnet.cli._runlock import RunLock

@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,14 @@ def _npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     return shape, dtype
 
 
+def _idx(read: Callable[[Path], Any], path: Path) -> Any:
+    """`read(path)`, its DatasetError a CLIError (exit 3)."""
+    try:
+        return read(path)
+    except datasets.DatasetError as exc:
+        raise CLIError(f"{path}: not a .npy, IDX or image file ({exc})", EXIT_DATA) from None
+
+
 def _plan(text: str, n_features: int, image_shape: tuple[int, ...] | None) -> _Input:
     """Check one input (a regular file: cmd_predict checked) from its name and header alone."""
     path = Path(text).expanduser()
@@ -91,20 +99,11 @@ def _plan(text: str, n_features: int, image_shape: tuple[int, ...] | None) -> _I
             raise CLIError(f"{path}: the model has no 2-D image shape to resize images to; "
                            "give .npy rows instead", EXIT_DATA)
         return _Input(text, path, "image")
-    if suffix == ".npy":
-        shape, dtype = _npy_shape(path)
-        kind = "npy"
-    else:
-        try:
-            shape, dtype = datasets.read_idx_header(path)
-        except datasets.DatasetError as exc:
-            raise CLIError(f"{path}: not a .npy, IDX or image file ({exc})",
-                           EXIT_DATA) from None
-        kind = "idx"
+    kind = "npy" if suffix == ".npy" else "idx"
+    shape, dtype = _npy_shape(path) if kind == "npy" else _idx(datasets.read_idx_header, path)
     if dtype.hasobject:
         raise CLIError(f"{path}: object arrays are not accepted", EXIT_DATA)
-    if not (dtype == np.bool_ or np.issubdtype(dtype, np.integer)
-            or np.issubdtype(dtype, np.floating)):
+    if dtype.kind not in "biuf":  # bool, integers, floats
         raise CLIError(f"{path} has dtype {dtype}; expected uint8, integers or floats",
                        EXIT_DATA)
     rows = _row_count(shape, str(path), n_features, image_shape)
@@ -175,31 +174,13 @@ def _fill(inp: _Input, dest: np.ndarray, image_shape: tuple[int, ...] | None,
         except (ValueError, OSError, EOFError) as exc:
             raise CLIError(f"{inp.path}: not a readable .npy file ({exc})", EXIT_DATA) from None
     else:
-        try:
-            arr = datasets.read_idx(inp.path)
-        except datasets.DatasetError as exc:
-            raise CLIError(f"{inp.path}: not a .npy, IDX or image file ({exc})",
-                           EXIT_DATA) from None
+        arr = _idx(datasets.read_idx, inp.path)
     if tuple(arr.shape) != inp.shape:
         raise CLIError(f"{inp.path} changed while it was being read (shape {inp.shape}, now "
                        f"{tuple(arr.shape)})", EXIT_DATA)
     _convert_into(dest, arr, str(inp.path))
     del arr
     return inp.text, inp.rows, None
-
-
-def _open_image(path: Path) -> Any:
-    """Open an image lazily, refusing sizes above Pillow's decompression-bomb limit."""
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            im = Image.open(path)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise CLIError(f"{path}: refused as a possible decompression bomb: {exc}",
-                           EXIT_DATA) from None
-    return im
 
 
 def _read_image(path: Path, image_shape: tuple[int, ...], invert: str
@@ -211,7 +192,10 @@ def _read_image(path: Path, image_shape: tuple[int, ...], invert: str
         raise CLIError("reading image files needs Pillow: pip install pillow",
                        EXIT_USAGE) from None
     try:
-        with _open_image(path) as im:
+        with warnings.catch_warnings():  # sizes above Pillow's decompression-bomb limit
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(path)  # lazily: the header alone
+        with opened as im:
             im = ImageOps.exif_transpose(im)
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and
                                                    "transparency" in im.info):
@@ -225,7 +209,10 @@ def _read_image(path: Path, image_shape: tuple[int, ...], invert: str
             if gray.size != (w, h):
                 gray = gray.resize((w, h), resample=resample)
             arr = np.asarray(gray, dtype=np.float32) / np.float32(255.0)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise CLIError(f"{path}: refused as a possible decompression bomb: {exc}",
+                       EXIT_DATA) from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise CLIError(f"{path}: cannot read the image: {exc}", EXIT_DATA) from None
     border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
     flip = invert == "yes" or (invert == "auto" and float(border.mean()) > 0.5)
