@@ -56,8 +56,8 @@ from ._args import (
     EXIT_OK,
     EXIT_USAGE,
     CLIError,
+    build_parser,
 )
-from ._args import build_parser as _build_parser
 from ._args import classify as _classify
 from ._distributed import env_rank
 from ._output import print_json, safe_text
@@ -75,24 +75,6 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 #: NumPy's floating-point warnings (overflow, invalid value, divide by zero, underflow).
 _FLOAT_WARNINGS = r"(overflow|invalid value|divide by zero|underflow) encountered"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``xpnet`` command, ``export`` included.
-
-    Every command's flags and their value checks are defined in `xpnet.cli._args`.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-
-    Examples
-    --------
-    >>> from xpnet.cli import build_parser
-    >>> build_parser().parse_args(["export", "m.safetensors", "m.onnx"]).command
-    'export'
-    """
-    return _build_parser()
 
 
 def _report(code: int, message: str, *, as_json: bool, status: str = "error") -> int:

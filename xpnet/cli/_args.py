@@ -382,7 +382,21 @@ def _dflt(key: str) -> str:
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    """The ``xpnet`` parser; bad flags raise CLIError, --help SystemExit(0)."""
+    """The argument parser of the ``xpnet`` command, ``export`` included.
+
+    Every command's flags and their value checks are defined here; a bad flag raises
+    `CLIError` (exit status 2), ``--help`` and ``--version`` `SystemExit` (0).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+
+    Examples
+    --------
+    >>> from xpnet.cli import build_parser
+    >>> build_parser().parse_args(["export", "m.safetensors", "m.onnx"]).command
+    'export'
+    """
     from .._version import __version__
 
     parser = _Parser(
@@ -392,12 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "digits in seconds.")
     parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_train(sub)
-    _add_evaluate(sub)
-    _add_predict(sub)
-    _add_info(sub)
-    _add_download(sub)
-    _add_export(sub)
+    for add in (_add_train, _add_evaluate, _add_predict, _add_info, _add_download, _add_export):
+        add(sub)
     return parser
 
 
