@@ -23,7 +23,7 @@ from ._args import DATASETS, EXIT_DATA, EXIT_USAGE, MODEL_FILE, CLIError
 
 __all__ = ["checked", "dataset_spec", "load_dataset", "model_path", "run_meta",
            "require_classifier", "class_names", "image_shape", "check_output", "dataset_inputs",
-           "refuse_table"]
+           "refuse_table", "bad_field"]
 
 #: A folder given as an input contributes at most this many of its files to the check of
 #: `check_output` (a dataset folder holds a handful).
@@ -81,8 +81,11 @@ def _identities(paths: list[Path]) -> dict[tuple[int, int], Path]:
     return found
 
 
-def check_output(path: Path, flag: str, inputs: tuple[Path, ...] | list[Path] = ()) -> None:
-    """Refuse (exit 2) an output that is not a regular file or is one of `inputs` (links too)."""
+def check_output(path: Path, flag: str, inputs: tuple[Path, ...] | list[Path] = (), *,
+                 folder: bool = False) -> None:
+    """Refuse (exit 2) an output not a regular file, one of `inputs`, or (`folder`) unplaced."""
+    if folder and not path.parent.is_dir():
+        raise CLIError(f"{flag}: folder {path.parent} does not exist", EXIT_USAGE)
     checked(check_target, path, flag, EXIT_USAGE)
     try:
         st = os.stat(path)
@@ -117,7 +120,8 @@ def model_path(value: str) -> Path:
     return path
 
 
-def _bad_field(model_file: Any, field: str, want: str, value: Any) -> CLIError:
+def bad_field(model_file: Any, field: str, want: str, value: Any) -> CLIError:
+    """The error (exit 3) of a metadata `field` that is not `want`, showing its value."""
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     return CLIError(f"{model_file}: damaged metadata: {field} must be {want}, got "
@@ -141,12 +145,12 @@ def run_meta(ckpt: Any, model_file: Any = "the model file") -> dict[str, Any]:
         return {}
     info = user.get("dataset", {})  # the entries that evaluate and predict rely on
     if not isinstance(info, dict):
-        raise _bad_field(model_file, "dataset", "an object", info)
+        raise bad_field(model_file, "dataset", "an object", info)
     for key, ok, want in _DATASET_META:
         if key in info and not ok(info[key]):
-            raise _bad_field(model_file, f"dataset.{key}", want, info[key])
+            raise bad_field(model_file, f"dataset.{key}", want, info[key])
     if "settings" in user and not isinstance(user["settings"], dict):
-        raise _bad_field(model_file, "settings", "an object", user["settings"])
+        raise bad_field(model_file, "settings", "an object", user["settings"])
     return user
 
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["console", "safe_text", "styled", "fit", "print_fitted", "table", "kv_table", "jsonable",
            "print_json", "print_json_rows", "write_stdout", "write_json", "fmt_secs",
-           "same_decimals", "carried"]
+           "same_decimals", "carried", "print_scores"]
 
 
 def console(*, stderr: bool, quiet: bool = False) -> Console:
@@ -113,6 +113,17 @@ def kv_table(title: str, rows: Iterable[tuple[Any, ...]], **value: Any) -> Any:
     for row in rows:
         t.add_row(*row)
     return t
+
+
+def print_scores(out: dict[str, Any], model: Any, model_file: Any, data: str,
+                 rows: list[tuple[str, str]]) -> None:
+    """``evaluate``'s model and `data` lines, then its metrics: `rows` and the samples."""
+    con = console(stderr=False)
+    # broken between words to the terminal's width, continued under the value
+    print_fitted(con, f"model  {model_file}  ({model.num_params:,} parameters, backend "
+                      f"{out['backend']} {out['device']})", 7)
+    print_fitted(con, f"data   {data}", 7)
+    con.print(kv_table("metrics", [*rows, ("samples", f"{out['samples']:,}")], justify="right"))
 
 
 def jsonable(obj: Any) -> Any:

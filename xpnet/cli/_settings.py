@@ -18,7 +18,7 @@ import numpy as np
 
 from .._split import split_rows
 from ._args import AUTO_ONE_THREAD_BELOW, DEFAULTS, EXIT_DATA, EXIT_USAGE, CLIError
-from ._io import run_meta
+from ._io import bad_field, run_meta
 
 __all__ = ["TRAIN_KEYS", "resolve", "check_settings", "saved_settings", "resume_conflicts",
            "make_optimizer", "split", "limit_threads"]
@@ -95,8 +95,7 @@ def _check_saved(settings: dict[str, Any], model_file: Path) -> None:
         try:
             argv.append(f"--{key.replace('_', '-')}={_as_flag_text(key, value)}")
         except ValueError as exc:
-            raise CLIError(f"{model_file}: damaged metadata: settings.{key} must be {exc}, "
-                           f"got {type(value).__name__} {value!r:.60}", EXIT_DATA) from None
+            raise bad_field(model_file, f"settings.{key}", str(exc), value) from None
     try:
         build_parser().parse_args(argv)
     except CLIError as exc:

@@ -28,7 +28,7 @@ from .. import datasets
 from ._args import EXIT_DATA, EXIT_OK, EXIT_USAGE, CLIError
 from ._confusion import print_report, report
 from ._io import check_output, run_meta
-from ._output import carried, console, kv_table, print_json, same_decimals, write_stdout
+from ._output import carried, console, print_json, print_scores, same_decimals, write_stdout
 
 __all__ = ["TableData", "is_table", "check_dataset_file", "check_table_flags", "load_table",
            "saved_table", "scaled_model", "table_scores", "table_encoder", "evaluate_table",
@@ -295,18 +295,14 @@ def evaluate_table(args: argparse.Namespace, backend: Any, model: Any, encoder: 
 
 
 def _print_table_scores(out: dict[str, Any], model: Any, model_file: Path) -> None:
-    con = console(stderr=False)
-    con.print(f"model  {model_file}  ({model.num_params:,} parameters, backend "
-              f"{out['backend']} {out['device']})")
-    con.print(f"data   {out['source']}: {out['samples']:,} rows; target {out['target']} "
-              f"({out['task']})")
     if out["task"] == "regression":  # in the target's units: the same decimals
         mae, rmse = same_decimals([out["mae"], out["rmse"]])
         rows = [("MAE", mae), ("RMSE", rmse), ("R²", f"{out['r2']:.4f}"),
                 ("loss (standardized)", f"{out['loss']:.4f}")]
     else:
         rows = [("accuracy", f"{out['accuracy']:.4f}"), ("loss", f"{out['loss']:.4f}")]
-    con.print(kv_table("metrics", [*rows, ("samples", f"{out['samples']:,}")], justify="right"))
+    print_scores(out, model, model_file, f"{out['source']}: {out['samples']:,} rows; target "
+                 f"{out['target']} ({out['task']})", rows)
 
 
 # ----------------------------------------------------------------------------- predict
@@ -324,9 +320,7 @@ def _output_target(args: argparse.Namespace, inputs: list[Path], model_file: Pat
         json_hint = f"; for JSON: --json > {out.name}" if out.suffix.lower() == ".json" else ""
         raise CLIError(f"--output {out}: the predictions are written as CSV (commas); name "
                        f"the file .csv{json_hint}", EXIT_USAGE)
-    if not out.parent.is_dir():
-        raise CLIError(f"--output: folder {out.parent} does not exist", EXIT_USAGE)
-    check_output(out, "--output", [*inputs, model_file])
+    check_output(out, "--output", [*inputs, model_file], folder=True)
     return out
 
 

@@ -36,7 +36,7 @@ from ._io import (
     require_classifier,
     run_meta,
 )
-from ._output import carried, console, kv_table, print_fitted, print_json, print_json_rows, table
+from ._output import carried, console, print_json, print_json_rows, print_scores, table
 from ._plots import require_matplotlib
 from ._tables import evaluate_table, predict_table, table_encoder
 
@@ -50,11 +50,9 @@ def _plot_target(args: argparse.Namespace, model_file: Path) -> Path | None:
     require_matplotlib()
     plot_path = Path(args.plot_path).expanduser() if args.plot_path \
         else model_file.parent / CONFUSION_FILE
-    if not plot_path.parent.is_dir():
-        raise CLIError(f"--plot-path: folder {plot_path.parent} does not exist", EXIT_USAGE)
     # the data is checked once known (_evaluation_data, evaluate_table), before it is read
     check_output(plot_path, "--plot-path" if args.plot_path else "--plot",
-                 [model_file, model_file.parent / RUN_FILE])
+                 [model_file, model_file.parent / RUN_FILE], folder=True)
     return plot_path
 
 
@@ -147,17 +145,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _print_evaluation(out: dict[str, Any], model: Any, model_file: Path, ds: Any,
                       cm: np.ndarray | None, names: list[str]) -> None:
-    con = console(stderr=False)
-    # broken between words to the terminal's width, continued under the value
-    print_fitted(con, f"model  {model_file}  ({model.num_params:,} parameters, backend "
-                      f"{out['backend']} {out['device']})", 7)
-    print_fitted(con, f"data   {ds.summary()}; evaluating the {out['split']} split", 7)
     accuracy = out["accuracy"]
-    con.print(kv_table("metrics", [
+    print_scores(out, model, model_file, f"{ds.summary()}; evaluating the {out['split']} split", [
         ("accuracy", f"{accuracy if accuracy is not None else float('nan'):.4f}"),
         ("loss", f"{out['loss']:.4f}"),
-        *((f"top-{k} accuracy", f"{v:.4f}") for k, v in out["top_k_accuracy"].items()),
-        ("samples", f"{out['samples']:,}")], justify="right"))
+        *((f"top-{k} accuracy", f"{v:.4f}") for k, v in out["top_k_accuracy"].items())])
+    con = console(stderr=False)
     right = {"justify": "right"}
     pc = table("per class", "class", ("support", right), ("correct", right), ("accuracy", right),
                "most confused with")
