@@ -650,10 +650,7 @@ def _write_final(rec: _Records, guard: _SignalGuard, **final: Any) -> str:
 def _interrupted(run: _Run, exc: KeyboardInterrupt, guard: _SignalGuard) -> int:
     """Ctrl-C or SIGTERM: run.json says interrupted, the user learns how to continue."""
     code, out = _exit_status(exc, guard.received), run.rec.out
-    try:
-        name = signal.Signals(code - 128).name
-    except ValueError:
-        name = f"signal {code - 128}"
+    name = signal.Signals(code - 128).name  # SIGINT or SIGTERM, the signals the guard takes
     note = _write_final(run.rec, guard, status="interrupted", signal=name)
     hint = _resume_hint(out)
     done, epochs = run.rec.record["epochs_done"], run.plan.s["epochs"]
@@ -727,12 +724,6 @@ def _failed(run: _Run, exc: BaseException, guard: _SignalGuard) -> BaseException
     return exc
 
 
-def _note_rank_failure(args: argparse.Namespace, comm: Any, exc: BaseException) -> None:
-    """Mark a failure of this rank alone before fit ended (main() then ends the job)."""
-    if comm.size > 1 and not isinstance(exc, (NonFiniteLossError, KeyboardInterrupt)):
-        args.rank_failure = True
-
-
 def _train_on_other_rank(run: _Run) -> int:
     """Ranks other than 0: train silently; rank 0 reports how the run ended."""
     try:
@@ -741,11 +732,10 @@ def _train_on_other_rank(run: _Run) -> int:
         return _exit_status(exc)
     except NonFiniteLossError:  # likewise; rank 0 says where
         return EXIT_FAILURE
-    except BaseException as exc:
-        _note_rank_failure(run.args, run.comm, exc)
-        if getattr(run.args, "rank_failure", False):  # rank 0's run.json says which failed
-            _mark_failed(run, f"rank {run.comm.rank} of {run.comm.size}: "
-                              f"{classify(exc, 'train')[1]}")
+    except BaseException as exc:  # this rank alone failed: main() ends the job, and
+        run.args.rank_failure = True  # rank 0's run.json says which rank failed
+        _mark_failed(run, f"rank {run.comm.rank} of {run.comm.size}: "
+                          f"{classify(exc, 'train')[1]}")
         raise
     return EXIT_OK
 
@@ -836,8 +826,9 @@ def _run_recorded(run: _Run, guard: _SignalGuard, t_start: float) -> int:
     except KeyboardInterrupt as exc:
         return _interrupted(run, exc, guard)
     except BaseException as exc:
-        if history is None:
-            _note_rank_failure(run.args, run.comm, exc)
+        # this rank alone, before fit ended (a divergence is every rank's): main() ends the job
+        if history is None and run.comm.size > 1 and not isinstance(exc, NonFiniteLossError):
+            run.args.rank_failure = True
         raised = _failed(run, exc, guard)
         if raised is exc:
             raise
