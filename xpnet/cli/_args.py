@@ -543,18 +543,18 @@ def _add_evaluate(sub: Any) -> None:
     e.add_argument("--data-dir", metavar="DIR", help="folder of the MNIST/Fashion-MNIST files")
     e.add_argument("--split", choices=("test", "train"), default="test",
                    help="which split (default: test)")
-    e.add_argument("--backend", type=_backend_name, default="auto", metavar="NAME",
-                   help="(default: auto)")
     e.add_argument("--plot", action="store_true",
                    help=f"save the confusion matrix as {CONFUSION_FILE} next to the model")
     e.add_argument("--plot-path", metavar="FILE", help="where to save the confusion matrix PNG "
                    "(implies --plot)")
-    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    _table_input_flags(e)
+    _saved_model_flags(e)
 
 
-def _table_input_flags(p: Any) -> None:
-    """``--strict`` and ``--impute`` of ``evaluate`` and ``predict`` on tables."""
+def _saved_model_flags(p: Any) -> None:
+    """The flags ``evaluate`` and ``predict`` share: --backend, --json, --strict, --impute."""
+    p.add_argument("--backend", type=_backend_name, default="auto", metavar="NAME",
+                   help="(default: auto)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--strict", action="store_true",
                    help="tables: refuse a category the model never saw in training "
                         "(default: encode it as all zeros, with a note)")
@@ -586,15 +586,12 @@ def _add_predict(sub: Any) -> None:
                    help="invert image files (dark strokes on a light background) to match "
                         "the training data's light-on-dark; auto decides from the border "
                         "(default: auto)")
-    p.add_argument("--backend", type=_backend_name, default="auto", metavar="NAME",
-                   help="(default: auto)")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--output", metavar="FILE",
                    help="tables: write the predictions as CSV to FILE (atomically) instead "
                         "of standard output")
     p.add_argument("--proba", action="store_true",
                    help="tables: add one probability column per class")
-    _table_input_flags(p)
+    _saved_model_flags(p)
 
 
 def _add_info(sub: Any) -> None:
