@@ -30,7 +30,7 @@ from ..backends import Backend, backend_of, dtype_name, get_backend
 from ..layers import ACTIVATIONS
 from ..model import MLP, Sequential
 from . import _solvers
-from ._data import CHUNK, Rows, Samples, Weights, is_sparse
+from ._data import Rows, Samples, Weights, is_sparse
 from ._losses import OUTPUT_LOSSES, layer_keys
 from ._namespaces import (
     check_same_namespace,
@@ -336,25 +336,20 @@ class BaseMLP(BaseEstimator):
         self._fit_namespace_ref = array_api_compat.array_namespace(ref).zeros(
             (0,), dtype=ref.dtype, device=array_api_compat.device(ref))
 
-    def _check_predict_input(self, X: Any, method: str) -> Any:
+    def _predict(self, X: Any, method: str) -> tuple[Any, Any]:
+        """Validated ``X`` and the predictions of the output layer (``output_transform``)."""
         check_is_fitted(self)
         if not is_sparse(X):
             check_same_namespace(X, self, attribute="_fit_namespace_ref", method=method)
-        return validate_data(self, X, reset=False, accept_sparse="csr", dtype=float_dtypes(X))
-
-    def _outputs(self, rows: Rows) -> Any:
-        """Raw model outputs for every row (one forward pass per chunk of sparse rows)."""
-        parts = [self.model_.forward(block) for _, block in rows.chunks()]
-        return parts[0] if len(parts) == 1 else self.model_.xp.concat(parts, axis=0)
-
-    def _predict_outputs(self, X: Any) -> Any:
-        """Raw outputs for validated ``X``, in chunks of rows."""
+        X = validate_data(self, X, reset=False, accept_sparse="csr", dtype=float_dtypes(X))
         m = self.model_
-        if is_sparse(X):
-            return self._outputs(Rows(X, m.backend, m.dtype_name, m.in_features))
-        n = X.shape[0]
-        parts = [m.forward(X[lo:min(lo + CHUNK, n), ...]) for lo in range(0, n, CHUNK)]
-        return parts[0] if len(parts) == 1 else m.xp.concat(parts, axis=0)
+        out = self._outputs(Rows(X, m.backend, m.dtype_name, None), split=True)
+        return X, self._sk_loss().output_transform(out)
+
+    def _outputs(self, rows: Rows, split: bool = False) -> Any:
+        """Raw model outputs for every row, one forward pass per chunk (`Rows.chunks`)."""
+        parts = [self.model_.forward(block) for _, block in rows.chunks(split)]
+        return parts[0] if len(parts) == 1 else self.model_.xp.concat(parts, axis=0)
 
     def __sklearn_array_api_convert__(self, converter):
         """A moved copy for ``move_estimator_to``, without optimizer state or best weights."""

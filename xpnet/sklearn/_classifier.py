@@ -15,6 +15,7 @@ from sklearn.utils.multiclass import type_of_target
 
 from ..backends import to_numpy
 from ._base import BaseMLP, average_rows
+from ._data import on_device
 from ._namespaces import as_output, move_to
 
 __all__ = ["MLPClassifier"]
@@ -192,7 +193,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                     f"previous call to fit. Previously got {self.classes_}, `y` has {given}")
 
     def _indices(self, y: Any) -> Any:
-        """Class indices (int64) of ``y`` in ``classes_``; ValueError for unknown labels."""
+        """Class indices of ``y`` in ``classes_``; ValueError for unknown labels."""
         classes = self.classes_
         y = to_numpy(y) if isinstance(classes, np.ndarray) else y  # string labels: on the host
         xp, last = array_api_compat.array_namespace(classes), classes.shape[0] - 1
@@ -201,7 +202,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if bool(xp.any(xp.take(classes, idx) != y)):
             raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
                              f"{classes}. 'y' has {_unique_sorted(y)}.")
-        return xp.astype(idx, xp.int64)
+        return idx
 
     def _encode_targets(self, y: Any) -> tuple[Any, Any]:
         """Device targets as the loss takes them, and the split's strata (binary) or None."""
@@ -211,10 +212,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             if y.ndim != 2 or y.shape[1] != self.n_outputs_:
                 raise ValueError(f"y has {y.shape[1] if y.ndim == 2 else 1} labels, the model "
                                  f"was fitted with {self.n_outputs_}")
-            Y = xp.astype(y if b.owns(y) else b.asarray(to_numpy(y)), m.dtype)
-            return Y, None
-        idx = self._indices(y)
-        idx = idx if b.owns(idx) else b.asarray(to_numpy(idx), dtype=xp.int64)
+            return on_device(b, y, m.dtype), None
+        idx = on_device(b, self._indices(y), xp.int64)
         if self._softmax:
             return idx, None
         Y = xp.reshape(xp.astype(idx == 1, m.dtype), (-1, 1))
@@ -281,13 +280,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         """
         return self._proba_columns(X, "predict_proba")
 
-    def _probabilities(self, X: Any) -> Any:
-        """Output-layer probabilities (softmax, or the sigmoid of each output) on the device."""
-        return self._sk_loss().output_transform(self._predict_outputs(X))
-
     def _proba_columns(self, X: Any, method: str) -> Any:
-        X = self._check_predict_input(X, method)
-        p = self._probabilities(X)
+        X, p = self._predict(X, method)
         if not self._softmax and not self._multilabel:
             p = self.model_.xp.concat([1.0 - p, p], axis=1)
         return as_output(p, X)
@@ -321,8 +315,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             Labels from ``classes_``; in ``X``'s namespace for numeric labels,
             NumPy for string labels.
         """
-        X = self._check_predict_input(X, "predict")
-        d = self._decide(self._probabilities(X))
+        X, p = self._predict(X, "predict")
+        d = self._decide(p)
         if self._multilabel:
             return as_output(d, X)
         idx = d if self._softmax else d[:, 0]

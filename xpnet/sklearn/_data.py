@@ -26,11 +26,13 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse
+from sklearn.utils import gen_batches
 
 from .. import _checks
 from ..backends import Backend, to_numpy
 
-__all__ = ["Rows", "Samples", "Weights", "device_index", "is_sparse", "take_on_device"]
+__all__ = ["Rows", "Samples", "Weights", "device_index", "is_sparse", "on_device",
+           "take_on_device"]
 
 #: Rows per chunk of a full pass (prediction, L-BFGS on sparse input, validation).
 CHUNK = 8192
@@ -63,19 +65,10 @@ class Rows:
             return self._dense(self.X[idx])
         return take_on_device(self.backend, self.X, idx)
 
-    def subset(self, idx: np.ndarray) -> Rows:
-        """The rows ``idx`` (host indices) as a new `Rows` (a copy)."""
-        X = self.X[idx] if self.sparse else self.take(device_index(self.backend, idx))
-        return Rows(X, self.backend, self.dtype, None)
-
-    def chunks(self, size: int = CHUNK) -> Iterator[tuple[slice, Any]]:
-        """``(rows, dense block)`` pairs covering every row in order; dense input is one block."""
-        if not self.sparse:
-            yield slice(0, self.n), self.X
-            return
-        for lo in range(0, self.n, size):
-            sl = slice(lo, min(lo + size, self.n))
-            yield sl, self._dense(self.X[sl])
+    def chunks(self, split: bool = False) -> Iterator[tuple[slice, Any]]:
+        """``(rows, dense block)`` pairs of `CHUNK` rows in order (dense: whole unless `split`)."""
+        for sl in gen_batches(self.n, CHUNK if self.sparse or split else self.n):
+            yield sl, self._dense(self.X[sl]) if self.sparse else self.X[sl, ...]
 
 
 def device_index(backend: Backend, idx: Any) -> Any:
@@ -83,6 +76,13 @@ def device_index(backend: Backend, idx: Any) -> Any:
     if isinstance(idx, slice) or backend.name == "numpy":
         return idx
     return backend.asarray(idx, dtype=backend.xp.int64)
+
+
+def on_device(backend: Backend, a: Any, dtype: Any) -> Any:
+    """`a` as `dtype` (a `backend` dtype) on its device: cast there, or sent from the host."""
+    if backend.owns(a):
+        return backend.xp.astype(a, dtype, copy=False)
+    return backend.asarray(to_numpy(a), dtype=dtype)
 
 
 def take_on_device(backend: Backend, a: Any, idx: Any) -> Any:
@@ -97,15 +97,7 @@ class Weights:
         self.backend, self.dtype = backend, dtype
         #: In the checked dtype: batch sums are scikit-learn's to the bit.
         self.host = w if isinstance(w, np.ndarray) else to_numpy(w)
-        target = backend.dtype(dtype)
-        if backend.owns(w):
-            self.device = w if w.dtype == target else backend.xp.astype(w, target)
-        else:
-            self.device = backend.asarray(self.host.astype(dtype, copy=False), dtype=target)
-
-    def subset(self, idx: np.ndarray) -> Weights:
-        """The weights of rows ``idx`` (host indices) as a new `Weights`."""
-        return Weights(self.host[idx], self.backend, self.dtype)
+        self.device = on_device(backend, w, backend.dtype(dtype))
 
     def take(self, idx: Any) -> Any:
         """The device weights of rows ``idx`` (from `device_index`, or a slice)."""
@@ -115,12 +107,11 @@ class Weights:
         """Each batch's weight sum, as scikit-learn's; ZeroDivisionError naming a zero batch."""
         host = self.host if order is None else self.host[order]
         sums = [float(host[lo:lo + batch_size].sum()) for lo in range(0, len(host), batch_size)]
-        zero = [i for i, s in enumerate(sums) if s == 0.0]
-        if zero:
-            lo = zero[0] * batch_size
+        if 0.0 in sums:
+            lo = sums.index(0.0) * batch_size
             raise ZeroDivisionError(
                 f"Weights sum to zero, can't be normalized: the sample weights of batch "
-                f"{zero[0]} (rows {lo} to {min(lo + batch_size, len(host)) - 1} of the "
+                f"{lo // batch_size} (rows {lo} to {min(lo + batch_size, len(host)) - 1} of the "
                 "epoch's order) sum to zero; give every batch a non-zero weight, e.g. a "
                 "larger batch_size or shuffle=True")
         return sums
@@ -136,6 +127,9 @@ class Samples:
 
     def subset(self, idx: np.ndarray) -> Samples:
         """The samples ``idx`` (host indices), a copy."""
-        b = self.rows.backend
-        return Samples(self.rows.subset(idx), take_on_device(b, self.Y, device_index(b, idx)),
-                       None if self.weights is None else self.weights.subset(idx))
+        rows, w = self.rows, self.weights
+        dev_idx = device_index(rows.backend, idx)
+        X = rows.X[idx] if rows.sparse else rows.take(dev_idx)
+        return Samples(Rows(X, rows.backend, rows.dtype, None),
+                       take_on_device(rows.backend, self.Y, dev_idx),
+                       None if w is None else Weights(w.host[idx], w.backend, w.dtype))

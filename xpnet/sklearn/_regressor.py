@@ -8,8 +8,8 @@ from sklearn.base import RegressorMixin
 from sklearn.utils.metaestimators import available_if
 
 from .. import _checks
-from ..backends import to_numpy
 from ._base import BaseMLP, average_rows
+from ._data import on_device
 from ._namespaces import as_output
 
 __all__ = ["MLPRegressor"]
@@ -122,8 +122,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         """``y`` as an ``(n, n_outputs)`` float array on the model's device."""
         m = self.model_
         b, xp = m.backend, m.xp
-        Y = y if b.owns(y) else b.asarray(to_numpy(y))
-        Y = xp.reshape(xp.astype(Y, m.dtype), (Y.shape[0], -1))
+        Y = xp.reshape(on_device(b, y, m.dtype), (y.shape[0], -1))
         if self.out_activation_ == "exp" and bool(xp.any(Y < 0)):
             raise ValueError("loss='poisson' needs y >= 0; y has negative values "
                              f"(the smallest is {float(xp.min(Y)):g})")
@@ -177,13 +176,9 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             In the model's dtype; same namespace and device as ``X`` (NumPy for
             NumPy, sparse or list input).
         """
-        X = self._check_predict_input(X, "predict")
-        out = self._predict_outputs(X)
-        xp = self.model_.xp
-        if self.out_activation_ == "exp":
-            out = xp.exp(out)
+        X, out = self._predict(X, "predict")
         if self.n_outputs_ == 1:
-            out = xp.reshape(out, (-1,))
+            out = self.model_.xp.reshape(out, (-1,))
         return as_output(out, X)
 
     def __sklearn_tags__(self):
