@@ -134,14 +134,11 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         pred = xp.exp(out) if self.out_activation_ == "exp" else out
         if not bool(xp.all(xp.isfinite(pred))):
             return float("nan")
-        sq_err, sq_dev = (Y - pred) ** 2, (Y - average_rows(xp, Y, w)) ** 2
-        if w is not None:
-            wc = xp.reshape(w, (-1, 1))
-            sq_err, sq_dev = wc * sq_err, wc * sq_dev
-        num, den = xp.sum(sq_err, axis=0), xp.sum(sq_dev, axis=0)
-        one = xp.ones_like(num)
-        safe = xp.where(den > 0, den, one)
-        r2 = xp.where(den > 0, 1.0 - num / safe, xp.where(num == 0, one, xp.zeros_like(num)))
+        wc = 1.0 if w is None else xp.reshape(w, (-1, 1))  # r2_score's weight: 1.0 unweighted
+        num = xp.sum(wc * (Y - pred) ** 2, axis=0)
+        den = xp.sum(wc * (Y - average_rows(xp, Y, w)) ** 2, axis=0)
+        safe = xp.where(den > 0, den, xp.ones_like(den))
+        r2 = xp.where(den > 0, 1.0 - num / safe, xp.astype(num == 0, num.dtype))
         return float(xp.mean(r2))
 
     @available_if(lambda est: est._check_solver())
