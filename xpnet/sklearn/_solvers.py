@@ -31,12 +31,12 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import gen_batches
 from sklearn.utils import shuffle as sk_shuffle
 from sklearn.utils.optimize import _check_optimize_result  # scikit-learn's own helper
 
@@ -116,30 +116,23 @@ def _batch_size(est: Any, n: int) -> int:
     return int(min(max(est.batch_size, 1), n))
 
 
-def _batches(data: Samples, bs: int, order: np.ndarray | None) -> Iterator[tuple]:
-    """``(X, y, weights, L2 divisor, rows)`` per batch; the epoch's weight sums checked first."""
-    rows, w = data.rows, data.weights
-    b = rows.backend
-    y_order: Any = None if order is None else device_index(b, order)
-    dev_order: Any = order if rows.sparse else y_order
-    sums = None if w is None else w.batch_sums(order, bs)
-    for i, lo in enumerate(range(0, rows.n, bs)):
-        sl = slice(lo, min(lo + bs, rows.n))
-        x_idx, y_idx = (sl, sl) if order is None else (dev_order[sl], y_order[sl])
-        size = sl.stop - sl.start
-        yield (rows.take(x_idx), take_on_device(b, data.Y, y_idx),
-               None if w is None else w.take(y_idx), size if sums is None else sums[i], size)
-
-
 def _epoch(est: Any, data: Samples, bs: int, order: np.ndarray | None) -> float:
     """One pass over the rows; returns the mean loss (one read from the device)."""
     model, opt = est.model_, est._optimizer
+    rows, w, b = data.rows, data.weights, data.rows.backend
+    y_order: Any = None if order is None else device_index(b, order)
+    x_order: Any = order if rows.sparse else y_order
+    sums = None if w is None else w.batch_sums(order, bs)  # every batch checked before a step
     total: Any = 0.0
-    for Xb, yb, wb, divisor, size in _batches(data, bs, order):
-        value, grads = loss_and_grads(est, Xb, yb, weight=wb, total=float(divisor))
+    for i, sl in enumerate(gen_batches(rows.n, bs)):
+        x_idx, y_idx = (sl, sl) if order is None else (x_order[sl], y_order[sl])
+        size = sl.stop - sl.start
+        value, grads = loss_and_grads(est, rows.take(x_idx), take_on_device(b, data.Y, y_idx),
+                                      weight=None if w is None else w.take(y_idx),
+                                      total=float(size if sums is None else sums[i]))
         total = total + value * size  # scikit-learn weighs each batch by its rows
         opt.update(model.params, grads)
-    return float(total) / data.rows.n
+    return float(total) / rows.n
 
 
 def _start_progress(est: Any) -> None:
@@ -195,37 +188,32 @@ def fit_stochastic(est: Any, data: Samples, strata: Any, incremental: bool) -> N
     bs = _batch_size(est, data.rows.n)
     sample_idx = np.arange(data.rows.n, dtype=int)
     model = est.model_
+    est.n_iter_ = 0
     # the package's per-fit memory setup (the Trainer's): freed step memory is reused
     with ops_for(model.backend).training(num_params=model.num_params,
                                          n_updates=est.max_iter * -(-data.rows.n // bs)):
-        _epochs(est, data, bs, sample_idx, val, incremental)
+        try:
+            for _ in range(int(est.max_iter)):
+                if est.shuffle:
+                    sample_idx = sk_shuffle(sample_idx, random_state=est._random_state)
+                est.loss_ = _epoch(est, data, bs, sample_idx if est.shuffle else None)
+                est.n_iter_ += 1
+                est.t_ += data.rows.n
+                est.loss_curve_.append(est.loss_)
+                if est.verbose:
+                    print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
+                if _end_of_epoch(est, val) or incremental:
+                    break
+                if est.n_iter_ == est.max_iter:
+                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) "
+                                  "reached and the optimization hasn't converged yet.",
+                                  ConvergenceWarning, stacklevel=4)
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.", stacklevel=4)
     best = est._best.params  # the best epoch's weights (a run that never improved keeps its own)
     if est.early_stopping and best is not None:
         est.model_.params = {k: best[k] for k in model.params}
         est._best.params = None
-
-
-def _epochs(est: Any, data: Samples, bs: int, sample_idx: np.ndarray, val: Samples | None,
-            incremental: bool) -> None:
-    try:
-        est.n_iter_ = 0
-        for _ in range(int(est.max_iter)):
-            if est.shuffle:
-                sample_idx = sk_shuffle(sample_idx, random_state=est._random_state)
-            est.loss_ = _epoch(est, data, bs, sample_idx if est.shuffle else None)
-            est.n_iter_ += 1
-            est.t_ += data.rows.n
-            est.loss_curve_.append(est.loss_)
-            if est.verbose:
-                print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
-            if _end_of_epoch(est, val) or incremental:
-                break
-            if est.n_iter_ == est.max_iter:
-                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) "
-                              "reached and the optimization hasn't converged yet.",
-                              ConvergenceWarning, stacklevel=5)
-    except KeyboardInterrupt:
-        warnings.warn("Training interrupted by user.", stacklevel=5)
 
 
 # ---------------------------------------------------------------------------
