@@ -183,7 +183,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     def _set_targets(self, y: Any, *, first: bool, incremental: bool, classes: Any) -> None:
         """New classes, or a warm start's labels checked (unknown labels: `_indices` refuses)."""
-        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+        if first:
             self._set_classes(y, classes if incremental else None)
         elif self.warm_start and not self._multilabel:
             given = to_numpy(_unique_sorted(y))
