@@ -399,19 +399,18 @@ def _open_records(args: argparse.Namespace, comm: Any, plan: _Plan, data: _Data,
     out = held.lock.folder if held.lock is not None else None
     replaces = None if out is None else make_output_folder(out, latest=default_folder,
                                                            overwrite=args.overwrite)
-    dataset_info = {
+    # the dataset as the checkpoint describes it (a table: with the encoding, applied again
+    # by evaluate and predict); run.json adds the files' hashes and the row counts
+    described = {
         "name": ds.name, "spec": plan.spec, "data_dir": s["data_dir"], "source": ds.source,
-        "sha256": dict(ds.sha256), "n_train": int(data.n_train),
-        "n_val": 0 if data.val is None else int(data.val[0].shape[0]),
-        "n_test": 0 if plan.table else int(ds.x_test.shape[0]), "n_features": ds.n_features,
-        "num_classes": ds.num_classes, "image_shape": list(ds.image_shape),
-        "class_names": list(ds.class_names)}
+        "n_features": ds.n_features, "num_classes": ds.num_classes,
+        "image_shape": list(ds.image_shape), "class_names": list(ds.class_names),
+        **({"table": ds.encoder.to_dict()} if plan.table else {})}
+    dataset_info = {**described, "sha256": dict(ds.sha256), "n_train": int(data.n_train),
+                    "n_val": 0 if data.val is None else int(data.val[0].shape[0]),
+                    "n_test": 0 if plan.table else int(ds.x_test.shape[0])}
     settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()}
-    meta: dict[str, Any] = {"xpnet_cli": RUN_SCHEMA, "settings": settings, "dataset": {
-        k: dataset_info[k] for k in ("name", "spec", "data_dir", "source", "n_features",
-                                     "num_classes", "image_shape", "class_names")}}
-    if plan.table:  # the encoding, applied again by evaluate and predict
-        dataset_info["table"] = meta["dataset"]["table"] = ds.encoder.to_dict()
+    meta = {"xpnet_cli": RUN_SCHEMA, "settings": settings, "dataset": described}
     previous = read_previous_record(out) if plan.saved is not None and out else None
     record = new_record(
         command=_command(args), settings=settings, previous=previous, resume=resume,
