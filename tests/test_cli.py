@@ -786,8 +786,8 @@ def test_plot_without_matplotlib_fails_before_training(tmp_path):
 
 
 def _loaded_runs(monkeypatch, tmp_path, *flags):
-    """``xpnet train`` on a small .npz in this process; the dataset as loaded and the
-    run as `_load` leaves it."""
+    """``xpnet train`` on a small .npz in this process; the dataset as loaded, the
+    run as `_load` leaves it and the (X, y) that fit trains on."""
     import numpy as np
 
     from xpnet.cli import main
@@ -799,7 +799,7 @@ def _loaded_runs(monkeypatch, tmp_path, *flags):
              y_train=rng.integers(0, 3, 50), x_test=rng.random((10, 4), dtype=np.float32),
              y_test=rng.integers(0, 3, 10))
     seen: dict = {}
-    real_load, real_dataset = train_mod._load, train_mod.load_dataset
+    real_load, real_dataset, real_fit = train_mod._load, train_mod.load_dataset, train_mod.fit
 
     def load(*args):
         plan, seen["run"] = real_load(*args)
@@ -809,22 +809,27 @@ def _loaded_runs(monkeypatch, tmp_path, *flags):
         seen["loaded"] = real_dataset(*a, **k)
         return seen["loaded"]
 
+    def fit(model, X, y, **kwargs):
+        seen["X"], seen["y"] = X, y
+        return real_fit(model, X, y, **kwargs)
+
     monkeypatch.setattr(train_mod, "_load", load)
     monkeypatch.setattr(train_mod, "load_dataset", dataset)
+    monkeypatch.setattr(train_mod, "fit", fit)
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--dataset", str(path), "--epochs", "1", "--hidden", "4",
                  "--no-save", "--quiet", *flags]) == 0
-    return seen["loaded"], seen["run"]
+    return seen["loaded"], seen["run"], (seen["X"], seen["y"])
 
 
 def test_train_keeps_one_float_copy_of_the_training_rows(monkeypatch, tmp_path):
     """With a validation split the run keeps the dataset with its training rows only
     (the full array is not held twice); without one it trains on the loaded array."""
-    loaded, run = _loaded_runs(monkeypatch, tmp_path, "--val-split", "0.2")
-    assert run.X.shape[0] == run.n_train == 40 and run.val[0].shape[0] == 10
-    assert run.ds.x_train is run.X and run.ds.y_train is run.y
+    loaded, run, (X, y) = _loaded_runs(monkeypatch, tmp_path, "--val-split", "0.2")
+    assert X.shape[0] == run.n_train == 40 and run.val[0].shape[0] == 10
+    assert run.ds.x_train is X and run.ds.y_train is y
     assert run.ds.x_test is loaded.x_test and run.ds.name == loaded.name
     rows = {r.tobytes() for r in loaded.x_train}
-    assert {r.tobytes() for r in run.X} | {r.tobytes() for r in run.val[0]} == rows
-    loaded, run = _loaded_runs(monkeypatch, tmp_path, "--val-split", "0")
-    assert run.X is loaded.x_train and run.y is loaded.y_train and run.val is None
+    assert {r.tobytes() for r in X} | {r.tobytes() for r in run.val[0]} == rows
+    loaded, run, (X, y) = _loaded_runs(monkeypatch, tmp_path, "--val-split", "0")
+    assert X is loaded.x_train and y is loaded.y_train and run.val is None
