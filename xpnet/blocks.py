@@ -115,23 +115,14 @@ def key_trainable(layer: Layer, name: str) -> bool:
     >>> xn.blocks.key_trainable(block, "0.W"), xn.blocks.key_trainable(block, "1.W")
     (False, True)
     """
-    while True:
-        if not layer.trainable:
-            return False
-        for prefix, sub in sublayers(layer):
-            if name.startswith(prefix):
-                layer, name = sub, name[len(prefix):]
-                break
-        else:
-            return True
+    return not name.startswith(_frozen_prefixes(layer))
 
 
-def _frozen_prefixes(layer: Layer, prefix: str = "") -> list[str]:
-    """The key prefixes of the frozen layers held below ``layer`` (``""``: all its keys)."""
-    out: list[str] = []
-    for p, sub in sublayers(layer):
-        out += [prefix + p] if not sub.trainable else _frozen_prefixes(sub, prefix + p)
-    return out
+def _frozen_prefixes(layer: Layer, prefix: str = "") -> tuple[str, ...]:
+    """The key prefixes of the frozen layers at or below ``layer`` (``""``: all its keys)."""
+    if not layer.trainable:
+        return (prefix,)
+    return tuple(f for p, sub in sublayers(layer) for f in _frozen_prefixes(sub, prefix + p))
 
 
 def _walk(layer: Layer, path: str, root: bool = False) -> Iterator[tuple[str, Layer]]:

@@ -495,11 +495,8 @@ class Sequential:
         plan = cache.get("train")
         if plan is not None and plan[0] is per and plan[1] == flags and not plan[2]:
             return plan[3]
-        out = []
-        for i, layer in enumerate(self.layers):
-            frozen = _frozen_prefixes(layer) if layer.trainable else [""]
-            out.append([(short, key) for short, key in per[i]
-                        if not any(short.startswith(f) for f in frozen)] if frozen else per[i])
+        out = [[(short, key) for short, key in keys if not short.startswith(frozen)]
+               for keys, frozen in zip(per, map(_frozen_prefixes, self.layers), strict=True)]
         trains = [bool(keys) for keys in out]
         result = (out, trains, next((i for i, t in enumerate(trains) if t), None))
         cache["train"] = (per, flags, any(map(sublayers, self.layers)), result)
