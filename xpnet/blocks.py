@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -116,6 +117,11 @@ def key_trainable(layer: Layer, name: str) -> bool:
     (False, True)
     """
     return not name.startswith(_frozen_prefixes(layer))
+
+
+def _widths(layers: list[Layer], n: int) -> list[int]:
+    """Each layer's input width along a stack of layers, then the stack's output width."""
+    return list(itertools.accumulate(layers, lambda w, layer: layer.out_features(w), initial=n))
 
 
 def _frozen_prefixes(layer: Layer, prefix: str = "") -> tuple[str, ...]:
@@ -298,13 +304,12 @@ class Block(Layer):
         """``get(layer, its in_features)`` of each layer, keyed ``"<j>.<name>"``; None
         when one returns None."""
         out: dict[str, Any] = {}
-        n = in_features
+        widths = _widths(self.layers, in_features)
         for j, layer in enumerate(self.layers):
-            part = get(layer, n)
+            part = get(layer, widths[j])
             if part is None:
                 return None
             out.update({f"{j}.{k}": v for k, v in part.items()})
-            n = layer.out_features(n)
         return out
 
     def init(self, in_features: int, rng: RNG, *, backend: Backend, dtype: Any) -> Params:
@@ -319,10 +324,7 @@ class Block(Layer):
 
     def out_features(self, in_features: int) -> int:
         """The last layer's output width."""
-        n = in_features
-        for layer in self.layers:
-            n = layer.out_features(n)
-        return n
+        return _widths(self.layers, in_features)[-1]
 
     def init_buffers(self, in_features: int, *, backend: Backend, dtype: Any) -> Params:
         """Each layer's buffers (``BatchNorm``'s running statistics), keyed

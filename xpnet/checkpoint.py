@@ -25,7 +25,7 @@ from . import _checks
 from ._files import atomic_write_bytes
 from ._version import __version__
 from .backends import Backend, get_backend, to_numpy
-from .blocks import _held_configs, _walk
+from .blocks import _held_configs, _walk, _widths
 from .layers import check_saveable as _layer_saveable
 from .layers import layer_from_config
 from .losses import check_saveable as _loss_saveable
@@ -240,15 +240,14 @@ def _host(a: Any) -> np.ndarray:
 def _check_loadable_params(model: Any, config: dict, tensors: dict[str, np.ndarray]) -> None:
     """Refuse, before writing, parameters (keys, shapes, dtype, NaN/inf) `load` would refuse."""
     shapes: dict[str, tuple] = {}
-    n = model.in_features
+    widths = _widths(model.layers, model.in_features)
     for i, layer in enumerate(model.layers):
-        need = layer.param_shapes(n)
+        need = layer.param_shapes(widths[i])
         if need is None:  # a layer that does not declare its shapes: build the architecture
             twin = Sequential.from_config(config, backend="numpy")
             shapes = {k: tuple(v.shape) for k, v in twin.params.items()}
             break
         shapes.update({f"{i}.{k}": tuple(v) for k, v in need.items()})
-        n = layer.out_features(n)
     why = "cannot save: load would refuse the file ({}); the model's parameters were " \
           "changed to values its architecture does not describe"
     got = {k[len(_PARAM):] for k in tensors if k.startswith(_PARAM)}

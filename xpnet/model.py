@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _autodiff, _checks
 from .backends import Backend, get_backend, to_numpy
-from .blocks import _find, _frozen_prefixes, _keywords, _summary_rows, _walk, sublayers
+from .blocks import _find, _frozen_prefixes, _keywords, _summary_rows, _walk, _widths, sublayers
 from .layers import ACTIVATIONS, Dense, Dropout, Layer, layer_from_config
 from .losses import Loss, get_loss, loss_config, loss_from_config
 from .random import RNG, _fresh_seed
@@ -205,15 +205,14 @@ class Sequential:
         """Fresh parameters and buffers, keyed ``"<layer index>.<name>"``."""
         params: dict[str, Any] = {}
         buffers: dict[str, Any] = {}
-        n = self.in_features
+        widths = _widths(self.layers, self.in_features)
         dtype = self.backend.dtype(self.dtype_name)
         for i, layer in enumerate(self.layers):
             params.update({f"{i}.{k}": v for k, v in layer.init(
-                n, self.rng, backend=self.backend, dtype=dtype).items()})
+                widths[i], self.rng, backend=self.backend, dtype=dtype).items()})
             buffers.update({f"{i}.{k}": v for k, v in layer.init_buffers(
-                n, backend=self.backend, dtype=dtype).items()})
-            n = layer.out_features(n)
-        self.out_features = n
+                widths[i], backend=self.backend, dtype=dtype).items()})
+        self.out_features = widths[-1]
         return params, buffers
 
     def _set_new_buffers(self, buffers: dict[str, Any]) -> None:
@@ -1145,10 +1144,9 @@ class Sequential:
          2 Dense(units=3, init='he_normal', bias=True)       3          27
         total params: 67  backend: numpy (cpu)  dtype: float32
         """
-        rows, n = [], self.in_features
-        for i, layer in enumerate(self.layers):  # a block's layers below it, indented
-            rows += _summary_rows(layer, str(i), n)
-            n = layer.out_features(n)
+        ins = _widths(self.layers, self.in_features)  # a block's layers below it, indented
+        rows = [row for i, layer in enumerate(self.layers)
+                for row in _summary_rows(layer, str(i), ins[i])]
         labels = ["  " * depth + label for _, label, _, depth in rows]
         at = max(2, *(len(address) for address, *_ in rows))
         width = max([5] + [len(label) for label in labels]) + 2
