@@ -383,8 +383,7 @@ class Sequential:
         >>> m.layer_params(1)
         {}
         """
-        prefix = f"{i}."
-        return {k[len(prefix):]: v for k, v in self.params.items() if k.startswith(prefix)}
+        return {short: self._params[key] for short, key in self._layer_keys()[i]}
 
     def _layer_index(self, i: Any) -> int:
         if isinstance(i, bool) or not isinstance(i, numbers.Integral):
@@ -412,11 +411,9 @@ class Sequential:
 
     def _set_trainable(self, layers: Any, flag: bool) -> Sequential:
         if layers is None:
-            chosen = list(self.layers)
-        elif isinstance(layers, (list, tuple, range)):
-            chosen = [self._addressed(i) for i in layers]
-        else:
-            chosen = [self._addressed(layers)]
+            layers = range(len(self.layers))
+        many = isinstance(layers, (list, tuple, range))
+        chosen = [self._addressed(i) for i in (layers if many else [layers])]
         for layer in chosen:  # unfreezing a layer that holds layers unfreezes them all
             for _, sub in _walk(layer, "", root=True) if flag else [("", layer)]:
                 sub.trainable = flag
@@ -693,11 +690,9 @@ class Sequential:
         """
         _refuse_traced(X, "forward")
         X = _checks.check_X(X, self.backend, self.dtype_name, self.in_features)
-        if not return_intermediates:
-            return self._forward(X, train=train)[0]
-        outputs: list = []
-        self._forward(X, train=train, outputs=outputs)
-        return outputs
+        outputs: list | None = [] if return_intermediates else None
+        out = self._forward(X, train=train, outputs=outputs)[0]
+        return out if outputs is None else outputs
 
     def _loss_grads_out(self, X, y, loss: Loss, *, train: bool, rng: RNG | None = None,
                         weight: Any = None, check_grads: bool = False,
@@ -811,9 +806,7 @@ class Sequential:
         value, grads, out = self._loss_grads_out(Xd, yd, loss_obj, train=train, rng=rng,
                                                  weight=wd, check_grads=check_grads,
                                                  input_grad=sink, new_buffers=new_buffers)
-        result = (value, grads, out) if return_output else (value, grads)
-        if sink is not None:
-            result += tuple(sink)
+        result = ((value, grads, out) if return_output else (value, grads)) + tuple(sink or ())
         if return_buffers:
             return result + (new_buffers,)
         if new_buffers:
@@ -943,13 +936,9 @@ class Sequential:
                              self.out_features)
         wd = None if sample_weight is None else _checks.check_sample_weight(
             sample_weight, self.backend, self.dtype_name, Xd.shape[0], self.loss)
-        return self._evaluate(Xd, yd, batch_size, wd)
-
-    def _evaluate(self, Xd: Any, yd: Any, batch_size: int | None = 8192,
-                  weight: Any = None) -> dict[str, float]:
         out = self._batched_outputs(Xd, batch_size)
-        value = self.loss(out, yd) if weight is None else \
-            self.loss.weighted_value_and_grad(out, yd, weight, need_grad=False)[0]
+        value = self.loss(out, yd) if wd is None else \
+            self.loss.weighted_value_and_grad(out, yd, wd, need_grad=False)[0]
         result = {"loss": float(value)}
         correct = self.loss.count_correct(out, yd)
         if correct is not None:
@@ -1061,9 +1050,7 @@ class Sequential:
                     f"parameter {k!r} has shape {tuple(v.shape)}, expected "
                     f"{tuple(self.params[k].shape)}"
                 )
-            new[k] = _checks.to_backend(f"params[{k!r}]", v, self.backend)
-            if new[k].dtype != self.dtype:
-                new[k] = self.xp.astype(new[k], self.dtype)
+            new[k] = _checks.to_backend(f"params[{k!r}]", v, self.backend, self.dtype_name)
             if not bool(self.xp.all(self.xp.isfinite(new[k]))):
                 raise ValueError(f"parameter {k!r} contains NaN or infinite values")
         self.params = {k: new[k] for k in self.params}
@@ -1205,7 +1192,6 @@ def MLP(sizes: list[int], *, activation: str = "relu", dropout: float = 0.0,
     for i, s in enumerate(sizes):
         if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0:
             raise ValueError(f"sizes[{i}] must be a positive int, got {s!r}")
-    sizes = [int(s) for s in sizes]
     if activation not in ACTIVATIONS and activation != "identity":
         raise ValueError(
             f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}, identity"
