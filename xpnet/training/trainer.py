@@ -270,7 +270,6 @@ class Trainer:
         # the callbacks with an on_batch_end, called directly after each step
         self._batch_end = [cb.on_batch_end for cb in self.callbacks.callbacks
                            if type(cb).on_batch_end is not Callback.on_batch_end]
-        self._wants_batches = bool(self._batch_end)
         self._last_display = 0.0
         self.current: StepValues | None = None
         self._grads_checked = False  # the first step compares gradient keys and shapes
@@ -486,15 +485,19 @@ class Trainer:
 
     def _display_due(self, k: int) -> bool:
         """Whether this rank wants a progress display after step ``k`` (time or last step)."""
-        return self._wants_batches and (
+        return bool(self._batch_end) and (
             k == self.steps - 1
             or time.perf_counter() - self._last_display >= self.display_interval)
 
     # -- logs --------------------------------------------------------------------
     def _running_logs(self, k: int) -> dict[str, float]:
+        return self._means()  # samples_seen: _RunningLogs' own
+
+    def _means(self) -> dict[str, float]:
+        """The epoch's running loss (and accuracy) over the rows seen so far."""
         sums = self.guard.running()
         denom = max(sums["seen"], 1)
-        logs = {"loss": sums["run_loss"] / denom}  # samples_seen: _RunningLogs' own
+        logs = {"loss": sums["run_loss"] / denom}
         if self.model.loss.classification:
             logs["accuracy"] = sums["run_correct"] / denom
         return logs
@@ -513,12 +516,7 @@ class Trainer:
         -------
         dict of str to float
         """
-        logs: dict[str, float] = {}
-        if seen > 0:
-            sums = self.guard.running()
-            logs["loss"] = sums["run_loss"] / seen
-            if self.model.loss.classification:
-                logs["accuracy"] = sums["run_correct"] / seen
+        logs = self._means() if seen > 0 else {}  # the guard's sums cover `seen` rows
         logs.update(metric_values(self.metrics, self.model, self.X, self.y, ""))
         logs.update(self.evaluate())
         if self.validation is not None:
