@@ -28,7 +28,6 @@ import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -55,10 +54,6 @@ _CODE_TO_DTYPE: dict[int, np.dtype] = {
 }
 _KIND_SIZE_TO_CODE = {(dt.kind, dt.itemsize): code for code, dt in _CODE_TO_DTYPE.items()}
 _CODES_TEXT = ", ".join(f"0x{c:02X} ({_CODE_TO_DTYPE[c].name})" for c in sorted(_CODE_TO_DTYPE))
-
-
-class _Hasher(Protocol):
-    def update(self, data: bytes | memoryview, /) -> None: ...
 
 
 class IDXError(DatasetError):
@@ -130,10 +125,9 @@ def _reading(source: str | os.PathLike[str] | bytes | bytearray | memoryview, na
             raise IDXError(f"{name}: cannot read: {exc}") from exc
 
 
-def _read_header(
-    stream: io.BufferedIOBase, name: str, *, gz: bool, hasher: _Hasher | None = None
-) -> tuple[tuple[int, ...], np.dtype]:
-    """Read and check an IDX header: the shape and the (big-endian) dtype it declares."""
+def _read_header(stream: io.BufferedIOBase, name: str, *, gz: bool
+                 ) -> tuple[tuple[int, ...], np.dtype, bytes]:
+    """Read and check an IDX header: the shape and (big-endian) dtype it declares, its bytes."""
     head = stream.read(4)
     if len(head) < 4:
         raise IDXError(f"{name}: {'decompressed data' if gz else 'file'} is {len(head)} bytes "
@@ -154,10 +148,12 @@ def _read_header(
             f"{name}: header truncated: ndim={ndim} needs {4 * ndim} bytes of dimension "
             f"sizes, got {len(dim_bytes)}"
         )
-    if hasher is not None:
-        hasher.update(head)
-        hasher.update(dim_bytes)
-    return struct.unpack(f">{ndim}I", dim_bytes), _CODE_TO_DTYPE[code]
+    return struct.unpack(f">{ndim}I", dim_bytes), _CODE_TO_DTYPE[code], head + dim_bytes
+
+
+def _truncated(name: str, shape_text: str, nbytes: int, got: int) -> IDXError:
+    return IDXError(f"{name}: payload truncated: header claims {shape_text}, expected {nbytes} "
+                    f"bytes of data, got {got}")
 
 
 def _check_sizes(name: str, shape_text: str, header_len: int, nbytes: int,
@@ -171,10 +167,7 @@ def _check_sizes(name: str, shape_text: str, header_len: int, nbytes: int,
     if raw_size is not None:
         have = raw_size - header_len
         if have < nbytes:
-            raise IDXError(
-                f"{name}: payload truncated: header claims {shape_text}, expected {nbytes} "
-                f"bytes of data, got {have}"
-            )
+            raise _truncated(name, shape_text, nbytes, have)
         if have > nbytes:
             raise IDXError(
                 f"{name}: {have - nbytes} unexpected trailing bytes after the {nbytes}-byte "
@@ -190,40 +183,6 @@ def _check_sizes(name: str, shape_text: str, header_len: int, nbytes: int,
     if gz_size is not None and gz_size > most:
         raise IDXError(f"{name}: a {gz_size}-byte gzip file is larger than a gzip stream of "
                        f"{shape_text} needs (at most {most} bytes): data after the stream?")
-
-
-def _parse(stream: io.BufferedIOBase, name: str, *, raw_size: int | None, gz_size: int | None,
-           hasher: _Hasher | None = None) -> np.ndarray:
-    """Parse an IDX stream; give one of `raw_size` and `gz_size`; `hasher` sees every raw byte."""
-    dims, dtype = _read_header(stream, name, gz=gz_size is not None, hasher=hasher)
-    header_len = 4 + 4 * len(dims)
-    count = math.prod(dims)
-    nbytes = count * dtype.itemsize
-    shape_text = f"shape {dims} of {dtype.name}"
-    _check_sizes(name, shape_text, header_len, nbytes, raw_size, gz_size)
-    # Only now, with the size known to be consistent, allocate.
-    out = np.empty(count, dtype=dtype)
-    view = out.view(np.uint8).data
-    got = 0
-    while got < nbytes:
-        n = stream.readinto(view[got : got + _CHUNK])
-        if not n:
-            break
-        if hasher is not None:
-            hasher.update(view[got : got + n])
-        got += n
-    if got < nbytes:
-        raise IDXError(
-            f"{name}: payload truncated: header claims {shape_text}, expected {nbytes} bytes "
-            f"of data, got {got}"
-        )
-    # gzip: one byte past the payload must be the end of the data; this also makes zlib check
-    # the gzip trailer (CRC-32 and length)
-    if gz_size is not None and stream.read(1):
-        raise IDXError(f"{name}: unexpected trailing bytes after the {nbytes}-byte payload of "
-                       f"{shape_text} (decompressed data is longer than the header implies)")
-    native = dtype.newbyteorder("=")
-    return out.reshape(dims).astype(native, copy=False)
 
 
 def read_idx(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> np.ndarray:
@@ -259,7 +218,7 @@ def read_idx(source: str | os.PathLike[str] | bytes | bytearray | memoryview) ->
     array([[0, 1, 2],
            [3, 4, 5]], dtype=uint8)
     """
-    return _read(source, _describe(source))
+    return _read_idx(source, _describe(source))[0]
 
 
 def read_idx_header(
@@ -296,21 +255,39 @@ def read_idx_header(
     """
     name = _describe(source)
     with _reading(source, name) as (stream, _, gz_size):
-        dims, dtype = _read_header(stream, name, gz=gz_size is not None)
+        dims, dtype, _ = _read_header(stream, name, gz=gz_size is not None)
     return dims, dtype.newbyteorder("=")
 
 
-def _read(source: str | os.PathLike[str] | bytes | bytearray | memoryview, name: str,
-          hasher: _Hasher | None = None) -> np.ndarray:
+def _read_idx(source: str | os.PathLike[str] | bytes | bytearray | memoryview, name: str, *,
+              hashed: bool = False) -> tuple[np.ndarray, str]:
+    """An IDX file's or bytes' array (raw or gzip); the SHA-256 of its IDX content if `hashed`."""
     with _reading(source, name) as (stream, raw_size, gz_size):
-        return _parse(stream, name, raw_size=raw_size, gz_size=gz_size, hasher=hasher)
-
-
-def _read_idx_hashed(source: str | os.PathLike[str] | bytes, name: str
-                     ) -> tuple[np.ndarray, str]:
-    """The array of an IDX file or bytes (raw or gzip) and the SHA-256 of its IDX content."""
-    hasher = hashlib.sha256()
-    return _read(source, name, hasher), hasher.hexdigest()
+        dims, dtype, header = _read_header(stream, name, gz=gz_size is not None)
+        count = math.prod(dims)
+        nbytes = count * dtype.itemsize
+        shape_text = f"shape {dims} of {dtype.name}"
+        _check_sizes(name, shape_text, len(header), nbytes, raw_size, gz_size)
+        # Only now, with the size known to be consistent, allocate.
+        out = np.empty(count, dtype=dtype)
+        view = out.view(np.uint8).data
+        got = 0
+        while got < nbytes and (n := stream.readinto(view[got : got + _CHUNK])):
+            got += n
+        if got < nbytes:
+            raise _truncated(name, shape_text, nbytes, got)
+        # gzip: one byte past the payload must be the end of the data; this also makes zlib
+        # check the gzip trailer (CRC-32 and length)
+        if gz_size is not None and stream.read(1):
+            raise IDXError(f"{name}: unexpected trailing bytes after the {nbytes}-byte payload "
+                           f"of {shape_text} (decompressed data is longer than the header "
+                           "implies)")
+    array = out.reshape(dims).astype(dtype.newbyteorder("="), copy=False)
+    if not hashed:
+        return array, ""
+    digest = hashlib.sha256(header)
+    digest.update(view)
+    return array, digest.hexdigest()
 
 
 def write_idx(path: str | os.PathLike[str], array: object) -> Path:

@@ -28,7 +28,7 @@ import numpy as np
 
 from ._core import Dataset, DatasetError, DownloadError, cache_dir
 from ._download import MirrorFailed, fetch_verified
-from .idx import _read_idx_hashed
+from .idx import _read_idx
 
 __all__ = [
     "CHECKSUMS",
@@ -223,7 +223,7 @@ def _load_verified(dataset: str, spec: FileChecksum, path: Path, parse: bool = T
         raise DatasetError(f"{path}: cannot read: {exc}") from exc
     digest = hashlib.sha256(data).hexdigest()
     if digest == spec.sha256:
-        return (_read_idx_hashed(data, str(path))[0] if parse else None), path.name, digest
+        return (_read_idx(data, str(path))[0] if parse else None), path.name, digest
     if spec.raw_sha256 is None and data[:2] != b"\x1f\x8b":
         raise DatasetError(
             f"{path}: cannot verify the uncompressed file {path.name}: xpnet knows only "
@@ -234,7 +234,7 @@ def _load_verified(dataset: str, spec: FileChecksum, path: Path, parse: bool = T
     arr, raw_digest = None, None
     if spec.raw_sha256 is not None:  # a re-compressed or uncompressed copy of the content
         with contextlib.suppress(DatasetError):
-            arr, raw_digest = _read_idx_hashed(data, str(path))
+            arr, raw_digest = _read_idx(data, str(path), hashed=True)
     if raw_digest is None or raw_digest != spec.raw_sha256:
         raise _mismatch(dataset, path, spec, digest, raw_digest)
     return arr, path.name, digest
@@ -437,10 +437,5 @@ def known_digests() -> Mapping[str, str]:
     >>> known_digests()["f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"]
     'mnist/t10k-labels-idx1-ubyte.gz'
     """
-    out = {}
-    for dataset, table in CHECKSUMS.items():
-        for fname, spec in table.items():
-            out[spec.sha256] = f"{dataset}/{fname}"
-            if spec.raw_sha256:
-                out[spec.raw_sha256] = f"{dataset}/{fname}"
-    return out
+    return {digest: f"{dataset}/{fname}" for dataset, table in CHECKSUMS.items()
+            for fname, spec in table.items() for digest in (spec.sha256, spec.raw_sha256) if digest}

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._core import Dataset, DatasetError, _load_npz, check_data_size, file_sha256
 from .digits import load_digits
-from .idx import _read_idx_hashed, read_idx_header
+from .idx import _read_idx, read_idx_header
 from .mnist import _ALIASES as _MNIST_ALIASES
 from .mnist import CLASS_NAMES, FILES, _find_local, known_digests, load_mnist
 
@@ -144,7 +144,7 @@ def load_idx_folder(folder: str | os.PathLike[str]) -> Dataset:
             digests[path.name] = archive = file_sha256(path)
         except OSError as exc:
             raise DatasetError(f"{path}: cannot read: {exc}") from exc
-        arr, content = _read_idx_hashed(path, str(path))
+        arr, content = _read_idx(path, str(path), hashed=True)
         owners.add(known.get(archive, known.get(content, "")).split("/")[0])
         arrays.append(arr)
     name, class_names = folder.resolve().name or "idx", None
