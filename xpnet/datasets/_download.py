@@ -126,8 +126,6 @@ def fetch_verified(url: str, target: Path, *, sha256: str, size: int | None,
             raise MirrorFailed(f"SHA-256 mismatch: expected {sha256}, got {digest}")
         _publish(tmp_name, target, content_ok)
         tmp_name = None
-    except MirrorFailed:
-        raise
     except (OSError, http.client.HTTPException, ValueError) as exc:
         raise MirrorFailed(_explain(exc, timeout)) from None
     finally:
