@@ -77,6 +77,7 @@ def create_temp(path: str | os.PathLike[str], suffix: str = ".tmp") -> tuple[int
         mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
         mode = None
+    # not tempfile.mkstemp: it creates mode 0o600, and the umask cannot be read without a race
     for _ in range(100):
         tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{suffix}"
         try:
@@ -106,20 +107,16 @@ def fsync_folder(folder: str | os.PathLike[str]) -> None:
             os.close(fd)
 
 
-_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
-          (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
-
-
-def _kind(mode: int) -> str | None:
-    """What a file of this ``st_mode`` is, in words (for messages); None if no known kind."""
-    return next((what for test, what in _KINDS if test(mode)), None)
+#: What a file is, in words, by the type letter `stat.filemode` gives it (none for a regular file).
+_KINDS = {"l": "a symbolic link", "d": "a folder", "p": "a FIFO", "c": "a device", "b": "a device",
+          "s": "a socket"}
 
 
 def check_regular(path: str | os.PathLike[str]) -> None:
     """Raise OSError (EINVAL) naming what `path` is unless it is a regular file."""
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
-        what = _kind(mode)
+        what = _KINDS.get(stat.filemode(mode)[0])
         raise OSError(errno.EINVAL, (f"is {what}, not" if what else "is not")
                       + " a regular file: xpnet reads only regular files", str(path))
 
@@ -131,7 +128,7 @@ def check_target(path: str | os.PathLike[str]) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISREG(mode):
-        what = _kind(mode)
+        what = _KINDS.get(stat.filemode(mode)[0])
         raise OSError(errno.EEXIST, f"is {what}: xpnet writes only over regular files" if what
                       else "is not a regular file", str(path))
 
