@@ -65,12 +65,13 @@ def _with_l2(est: Any, value: Any, grads: dict, n: float) -> tuple[Any, dict]:
     alpha, params = float(est.alpha), est.model_.params
     if alpha == 0 or est.solver == "adamw":
         return value, grads
-    total: Any = None  # alpha / (2 n) * sum(W**2) over the weight matrices; gradient alpha / n * W
+    # alpha / (2 n) * sum(W**2) over the weight matrices, the sum from 0 as scikit-learn's;
+    # gradient alpha / n * W
+    total: Any = 0.0
     for k in layer_keys(params, ".W"):
         xp = _namespace_of(params[k])
         w = xp.reshape(params[k], (-1,))
-        sq = xp.vecdot(w, w)
-        total = sq if total is None else total + sq
+        total = total + xp.vecdot(w, w)
         grads[k] = grads[k] + params[k] * (alpha / n)
     return value + (0.5 * alpha) * total / float(n), grads
 
