@@ -267,11 +267,9 @@ def _check_header(header: list[str], p: Path) -> tuple[str, ...]:
     seen: set[str] = set()
     for i, name in enumerate(names):
         if not name:
-            hint = ""
-            if i == 0:
-                hint = " (pandas writes its index there: df.to_csv(path, index=False))"
-            elif i == len(names) - 1:
-                hint = " (it ends with a separator; remove it, and the one ending each row if any)"
+            hint = {0: " (pandas writes its index there: df.to_csv(path, index=False))",
+                    len(names) - 1: " (it ends with a separator; remove it, and the one ending "
+                    "each row if any)"}.get(i, "")
             raise TableError(f"{p}, line 1: column {i + 1} has no name; the first line must "
                              f"name every column{hint}")
         if name in seen:
