@@ -442,6 +442,17 @@ def test_npy_header_length_is_checked_before_it_is_read(tmp_path):
     assert peak < 2**20
 
 
+def test_npy_format_version_3_is_refused_with_its_own_message():
+    """Before: the version message was wrapped as a malformed header, naming the file twice."""
+    import io
+
+    buf = io.BytesIO(b"\x93NUMPY\x03\x00" + (10).to_bytes(4, "little") + b"{}" + b" " * 8)
+    with pytest.raises(DatasetError) as info:
+        xds.read_npy_header(buf, "a.npy")
+    assert str(info.value) == ("a.npy uses .npy format version 3.0; xpnet reads versions 1.0 "
+                               "and 2.0 (numeric arrays)")
+
+
 # -------------------------------------------------------------------------------- digits
 
 

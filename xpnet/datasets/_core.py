@@ -311,6 +311,8 @@ def read_npy_header(f: IO[bytes], name: str) -> tuple[tuple[int, ...], np.dtype,
         read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
         shape, fortran, dtype = read(io.BytesIO(size + f.read(length)),
                                      max_header_size=_MAX_NPY_HEADER)
+    except DatasetError:  # the version's own message (a ValueError too)
+        raise
     except (ValueError, OSError, EOFError) as exc:
         raise DatasetError(f"{name} has a malformed .npy header: {exc}") from None
     if dtype.hasobject:
