@@ -230,3 +230,25 @@ def test_fit_donates_only_the_arrays_its_steps_made(monkeypatch, donate):
     assert [a.is_deleted() for a in seen] == [donate] * 4 + [False]
     assert seen[-1] is m.params["0.W"]
     assert steps == [6, 7, 8, 9, 10] and opt.state["steps"]["0.W"] == 10
+
+
+@pytest.mark.parametrize("where", ["trace", "masks"])
+def test_a_step_that_does_not_compile_hands_the_fit_to_the_eager_step(monkeypatch, where):
+    """A first step whose trace fails, or a dropout plan that cannot be recorded, gives
+    the fit back to the eager step at once: no compiled step runs, the results are the
+    eager fit's."""
+    if where == "trace":
+        def broken(self, *args, **kwargs):
+            raise RuntimeError("no trace")
+        monkeypatch.setattr(_jit.JitStep, "_pure", broken)
+    else:
+        def unrecorded(self, *args):
+            raise RuntimeError("a generator call the recorder does not know")
+        monkeypatch.setattr(_jit._Recorder, "keep_mask", unrecorded)
+    # (masks: a dropout model; a failed trace has made that step's draws, so none here)
+    kw = {"model_kw": {"dropout": 0.2}} if where == "masks" else {}
+    m, h, opt, ran = _fit(monkeypatch, True, **kw)
+    e, he, eopt, _ = _fit(monkeypatch, False, **kw)
+    assert ran == 0 and opt.state["step"] == eopt.state["step"] == 15
+    assert h.history["loss"] == pytest.approx(he.history["loss"], rel=1e-5)
+    _close(m, e)

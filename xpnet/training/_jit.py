@@ -184,8 +184,7 @@ class JitStep:
             try:
                 self.jax.eval_shape(lambda x: model._forward(x, train=True, rng=rec), spec)
             except Exception as exc:  # noqa: BLE001 - a generator call not recorded
-                _log.debug("the compiled JAX step is not used for this fit (%s: %s)",
-                           type(exc).__name__, exc)
+                self._eager(exc)
                 return None
             plan = self.plans[rows] = rec.calls
         rng, backend = self.trainer.dropout_rng, model.backend
@@ -229,8 +228,6 @@ class JitStep:
         lo, hi, rows = trainer._span(k)
         masks = self._masks(hi - lo)
         if masks is None:
-            self.flush()
-            trainer._jit = None
             return None
         if self.window is None:
             self._open(k)
@@ -241,17 +238,14 @@ class JitStep:
         frozen = {key: v for key, v in params.items() if key not in trained}
         args = (trained, slots, buffers, self.carry, frozen, self.window, np.int32(lo), perm,
                 trainer.X, trainer.y, trainer.sample_weight, masks, hi - lo)
-        if self.tried:
+        try:
             out = self.fn(*args)
-        else:
-            self.tried = True
-            try:
-                out = self.fn(*args)
-            except Exception as exc:  # noqa: BLE001 - any trace failure: run eagerly
-                _log.debug("the compiled JAX step is not used for this fit (%s: %s)",
-                           type(exc).__name__, exc)
-                trainer._jit = None
-                return None
+        except Exception as exc:  # noqa: BLE001 - a first step that does not compile: eagerly
+            if self.tried:
+                raise
+            self._eager(exc)
+            return None
+        self.tried = True
         new, new_slots, new_buffers, self.carry, value, correct = out
         dict.update(params, new)  # the donated arrays are replaced everywhere they live
         dict.update(model._buffers, new_buffers)
@@ -266,6 +260,13 @@ class JitStep:
         if len(self.pending) == self.WINDOW:
             self.flush()
         return not trainer.guard.stopped
+
+    def _eager(self, exc: Exception) -> None:
+        """Hand this fit back to the eager step (every flag read first), logging why."""
+        _log.debug("the compiled JAX step is not used for this fit (%s: %s)",
+                   type(exc).__name__, exc)
+        self.flush()
+        self.trainer._jit = None
 
     def flush(self) -> None:
         """Read the flags of the steps run since the last read (one sync): record the
