@@ -103,11 +103,8 @@ def _check_saved(settings: dict[str, Any], model_file: Path) -> None:
                        f"{exc}", EXIT_DATA) from None
 
 
-def saved_settings(model_file: Path) -> tuple[dict[str, Any], int]:
+def saved_settings(ckpt: Any, model_file: Path) -> tuple[dict[str, Any], int]:
     """The settings and epochs done of a run saved by ``xpnet train`` (exit 3 when absent)."""
-    from ..checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(model_file, backend="numpy")
     settings = run_meta(ckpt, model_file).get("settings")
     if not isinstance(settings, dict):
         raise CLIError(f"{model_file} was not written by `xpnet train` (no run settings in it); "

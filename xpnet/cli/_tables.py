@@ -188,11 +188,9 @@ def scaled_model(sizes: list[int], numeric: list[int], X: Any, *, regression: bo
                       backend=body.backend, dtype=body.dtype_name, seed=body.seed)
 
 
-def saved_table(model_file: Path) -> Any:
+def saved_table(ckpt: Any, model_file: Any) -> Any:
     """The table encoding of the run being resumed (exit 3 when it has none)."""
-    from ..checkpoint import load_checkpoint
-
-    meta = run_meta(load_checkpoint(model_file, backend="numpy"), model_file)
+    meta = run_meta(ckpt, model_file)
     spec = (meta.get("dataset") or {}).get("table")
     if spec is None:
         raise CLIError(f"{model_file} was not trained on a table; resume it with its own "

@@ -191,8 +191,9 @@ def _check_flags(args: argparse.Namespace) -> None:
         require_matplotlib()
 
 
-def _locate_run(args: argparse.Namespace, out: Path | None) -> tuple[str, str, Any, int, Any]:
-    """(spec_kind, spec) and, with --resume, the saved settings, epochs done and checkpoint."""
+def _locate_run(args: argparse.Namespace, out: Path | None
+                ) -> tuple[str, str, Any, int, Path | None, Any]:
+    """(spec_kind, spec); with --resume, the saved settings, epochs done, file and checkpoint."""
     spec_kind, spec = dataset_spec(args.dataset) if args.dataset is not None \
         else ("name", DEFAULTS["train"]["dataset"])
     if out is not None and args.resume:
@@ -200,17 +201,18 @@ def _locate_run(args: argparse.Namespace, out: Path | None) -> tuple[str, str, A
         if model_file is None:
             raise CLIError(f"nothing to resume: {out / MODEL_FILE} does not exist; run "
                            "without --resume to start a new run", EXIT_DATA)
-        saved, done = saved_settings(model_file)
+        ckpt = load_checkpoint(model_file, backend="numpy")
+        saved, done = saved_settings(ckpt, model_file)
         if args.dataset is None:
             spec_kind = "name" if saved["dataset"] in DATASETS else "path"
             spec = saved["dataset"]
-        return spec_kind, spec, saved, done, model_file
+        return spec_kind, spec, saved, done, model_file, ckpt
     if out is not None and not args.overwrite and \
             any((out / name).exists() for name in (MODEL_FILE, RESUME_FILE)):
         raise CLIError(f"{out} already holds a run ({MODEL_FILE}); pass --resume to "
                        "continue it, --overwrite to replace it, or choose another --out",
                        EXIT_USAGE)
-    return spec_kind, spec, None, 0, None
+    return spec_kind, spec, None, 0, None, None
 
 
 def _resume_source(out: Path) -> Path | None:
@@ -246,11 +248,11 @@ def _lock_out(args: argparse.Namespace, held: _Held) -> Path | None:
 
 def _plan(args: argparse.Namespace, comm: Any, out: Path | None) -> _Plan:
     """Settings from flags, the resumed run and the defaults; all checks before data."""
-    # saved and resume_file: both set with --resume, or neither
-    spec_kind, spec, saved, done, resume_file = _locate_run(args, out)
+    # saved, resume_file and ckpt: all set with --resume, or none
+    spec_kind, spec, saved, done, resume_file, ckpt = _locate_run(args, out)
     check_dataset_file(spec_kind, spec)
     table = is_table(spec_kind, spec)
-    resumed_table = saved_table(resume_file) if table and resume_file is not None else None
+    resumed_table = saved_table(ckpt, resume_file) if table and ckpt is not None else None
     check_table_flags(args, table, saved is not None, resumed_table)
     dataset_key = "table" if table else spec if spec_kind == "name" else "train"
     s, explicit = _settings(args, comm, dataset_key, saved, spec)
