@@ -322,3 +322,17 @@ def test_callback_list_says_whether_a_callback_reads_batches():
     assert quiet.wants_batches is False
     assert xn.training.CallbackList([xn.EarlyStopping(), PerBatch()],
                                     model=None).wants_batches is True
+
+
+def test_progress_bar_draws_on_a_rich_console_it_is_given():
+    """A rich Console passed as the stream is drawn on as it is (the CLI's TrainProgress
+    gives its console so)."""
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    X = np.zeros((8, 3), "float32")
+    xn.MLP([3, 2], backend="numpy").fit(X, np.zeros(8, "int64"), epochs=2, verbose=0,
+                                         callbacks=[xn.ProgressBar(Console(file=out))])
+    assert "epoch 2/2  loss" in out.getvalue()

@@ -10,12 +10,9 @@ useful fields until they fit, instead of letting the terminal wrap them mid-numb
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..training.callbacks import ProgressBar, _epoch_line
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 __all__ = ["TrainProgress", "epoch_line"]
 
@@ -52,17 +49,8 @@ def _extras_width(info_parts: int, elapsed: bool, eta: bool) -> int:
 
 
 class TrainProgress(ProgressBar):
-    """ProgressBar with elapsed time and ETA, every line fitted to the console's width."""
-
-    def __init__(self, console: Console | None = None):
-        super().__init__()
-        self._console = console
-
-    def on_train_begin(self, logs: dict) -> None:
-        """Open the console (or take the given one) and note the run's size."""
-        super().on_train_begin(logs)
-        if self._console is not None:
-            self.console = self._console
+    """ProgressBar with elapsed time and ETA, every line fitted to the console's width
+    (``TrainProgress(console)`` draws on a given rich ``Console``, as ProgressBar does)."""
 
     def _columns(self, epoch: int) -> list[Any]:
         """The live bar's columns, the most that fit the console's width."""

@@ -466,9 +466,10 @@ class ProgressBar(Callback):
 
     Parameters
     ----------
-    stream : file, optional
+    stream : file or rich.console.Console, optional
         Where to draw (default: standard error, so standard output stays clean).
-        When it is not a terminal only the per-epoch lines are written.
+        When it is not a terminal only the per-epoch lines are written. A rich
+        ``Console`` is drawn on as it is (its width, its terminal setting).
 
     Examples
     --------
@@ -495,7 +496,8 @@ class ProgressBar(Callback):
         """Open the console and note the run's size."""
         from rich.console import Console
 
-        self.console = Console(file=self.stream or sys.stderr, highlight=False)
+        self.console = self.stream if isinstance(self.stream, Console) else \
+            Console(file=self.stream or sys.stderr, highlight=False)
         self.epochs = logs["epochs"]
         self.steps = logs["steps_per_epoch"]
         self.samples = logs["samples"]
