@@ -324,7 +324,7 @@ def _check_model_memory(sizes: list[int], s: dict[str, Any], data: _Data) -> Non
     itemsize = 8 if s["dtype"] == "float64" else 4
     largest = max(a * b for a, b in pairs)
     need = 2 * n * itemsize + 8 * largest  # + the float64 draw of the largest layer
-    avail = _available_memory() if data.backend is None or data.backend.is_host else None
+    avail = _available_memory() if data.backend.is_host else None
     if avail is not None and need > avail:
         raise CLIError(
             f"--hidden {','.join(map(str, s['hidden']))}: the model has {n:,} parameters; "
