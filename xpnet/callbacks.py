@@ -305,17 +305,11 @@ class ModelCheckpoint(Callback):
         parent = Path(self.path.format(epoch=0)).resolve().parent
         if not parent.exists():
             raise FileNotFoundError(f"ModelCheckpoint folder {parent} does not exist")
-        check_writable(parent, self._estimated_bytes())
-        self.monitor, self.mode, self._tracker = _watch(self._monitor, self._mode, logs)
-
-    def _estimated_bytes(self) -> int:
-        """Size of one checkpoint: parameters plus optimizer slots, plus the header."""
-        if self.model is None:
-            return 0
-        per_copy = self.model.num_params * (8 if self.model.dtype_name == "float64" else 4)
-        opt = getattr(self.model, "optimizer", None)
+        opt = self.model.optimizer  # a file: the parameters, each slot (2 if none), a header
         copies = 1 + (len(opt.slots) if opt is not None else 2)
-        return per_copy * copies + 64 * 1024
+        itemsize = 8 if self.model.dtype_name == "float64" else 4
+        check_writable(parent, self.model.num_params * itemsize * copies + 64 * 1024)
+        self.monitor, self.mode, self._tracker = _watch(self._monitor, self._mode, logs)
 
     @property
     def best(self) -> float:
@@ -466,10 +460,8 @@ class ReduceLROnPlateau(Callback):
         if self._cooling > 0:
             self._cooling -= 1
             self.wait = 0
-        if improved:
+        if improved or self._cooling > 0:  # (the wait is 0 while cooling down)
             self.wait = 0
-            return
-        if self._cooling > 0:
             return
         self.wait += 1
         if self.wait < self.patience:
