@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .. import _checks
+from .._param_groups import _names
 from .._split import split_rows, take_rows
 from ..backends import to_numpy
 from ..distributed import Communicator, SingleProcess
@@ -224,8 +225,7 @@ def _check_decay_keys(optimizer: Any, model: Any) -> None:
     decay off for the parameter meant, silently)."""
     decay = getattr(optimizer, "decay", None)
     if getattr(optimizer, "weight_decay", 0.0) and isinstance(decay, frozenset):
-        unknown = sorted(e for e in decay if e not in model.params and not (
-            e.endswith(".") and any(k.startswith(e) for k in model.params)))
+        unknown = sorted(e for e in decay if not any(_names(e, k) for k in model.params))
         if unknown:
             raise ValueError(f"the optimizer's decay mask names {unknown}, which are not "
                              f"parameters of this model (parameters: {list(model.params)})")
