@@ -59,7 +59,7 @@ from ._args import (
     build_parser,
 )
 from ._args import classify as _classify
-from ._distributed import env_rank
+from ._distributed import env_rank, json_asked
 from ._output import print_json, safe_text
 from .evaluate import cmd_evaluate, cmd_predict
 from .export import cmd_export
@@ -114,7 +114,7 @@ def _end_rank(code: int, message: str, args: argparse.Namespace | None, *,
     if rank != 0:
         message = f"rank {rank} of {size}: {message}"
         # rank 0 prints the JSON of the job; the job ends before it can
-        as_json = "--json" in (getattr(args, "argv", None) or ())
+        as_json = json_asked(args)
     code = _report(code, message, as_json=as_json)
     comm = getattr(args, "comm", None)
     if alone and comm is not None and comm.size > 1:

@@ -24,7 +24,7 @@ from ..distributed._devices import _first_int
 from ._args import EXIT_USAGE, CLIError, classify
 
 __all__ = ["open_comm", "together", "AgreedError", "per_rank_batch", "rank_device",
-           "global_steps", "share_plan", "env_rank"]
+           "global_steps", "share_plan", "env_rank", "json_asked"]
 
 
 class AgreedError(CLIError):
@@ -108,3 +108,8 @@ def env_rank() -> int:
     rank = _first_int(os.environ, ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK",
                                    "SLURM_PROCID"))
     return 0 if rank is None else rank
+
+
+def json_asked(args: argparse.Namespace | None) -> bool:
+    """--json on the command line: ranks other than 0 run with ``args.json`` cleared."""
+    return "--json" in (getattr(args, "argv", None) or ())

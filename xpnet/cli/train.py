@@ -53,6 +53,7 @@ from ._args import (
 )
 from ._distributed import (
     global_steps,
+    json_asked,
     open_comm,
     per_rank_batch,
     rank_device,
@@ -793,7 +794,7 @@ def _aborted_waiting(run: _Run, code: int, message: str) -> None:
         return  # a rank failing alone has reported itself
     if run.comm.save_in_progress is None:
         time.sleep(_RANK0_GRACE)
-    if _mark_failed(run, message) and "--json" in (getattr(run.args, "argv", None) or ()):
+    if _mark_failed(run, message) and json_asked(run.args):
         print_json({"status": "error", "exit_code": code, "message": message})
 
 
