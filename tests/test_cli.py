@@ -111,6 +111,14 @@ def test_train_writes_model_record_and_plot(trained):
         (64, 512), (512, 256), (256, 10)]
 
 
+def test_the_docs_run_json_dataset_row_lists_its_keys_in_order(trained):
+    """docs/cli.md's run.json `dataset` row names an image run's keys in run.json's order."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    row = re.search(r"^\| `dataset` \| ([^;|]*);", page, re.M).group(1)
+    run = json.loads((trained.out / "run.json").read_text())
+    assert re.findall(r"`(\w+)`", row) == list(run["dataset"])
+
+
 def test_default_train_reaches_95_percent(tmp_path):
     """The user's first run: `xpnet train` with nothing else."""
     s = one_json(xpnet("train", "--json", cwd=tmp_path))
