@@ -52,6 +52,17 @@ def test_parameter_keys_nest_and_plain_layers_keep_flat_keys(backend):
     assert m.num_params == 4 * 8 + 8 + 2 * (8 * 8 + 8) + 8 * 3 + 3
 
 
+def test_layer_params_and_buffers_take_an_index_as_the_layers_list_does():
+    m = _model("numpy")
+    assert list(m.layer_params(-1)) == list(m.layer_params(3)) == ["W", "b"]
+    assert m.layer_params(-3) == m.layer_params(1) == {} == m.layer_buffers(-1)
+    for f in (m.layer_params, m.layer_buffers):
+        with pytest.raises(IndexError, match="layer index 4 is out of range for 4 layers"):
+            f(4)
+        with pytest.raises(TypeError, match="layer index must be an int"):
+            f(1.0)
+
+
 def test_summary_lists_held_layers_under_their_addresses():
     lines = _model("numpy").summary().splitlines()
     assert lines[3].split() == ["2", "Residual(Block)", "8", "144"]

@@ -322,7 +322,8 @@ class Sequential:
         >>> sorted(m.layer_buffers(1)), m.layer_buffers(0)
         (['running_mean', 'running_var'], {})
         """
-        return {short: self._buffers[key] for short, key in self._buffer_keys[i]}
+        return {short: self._buffers[key]
+                for short, key in self._buffer_keys[self._layer_index(i)]}
 
     @property
     def dtype(self) -> Any:
@@ -383,7 +384,8 @@ class Sequential:
         >>> m.layer_params(1)
         {}
         """
-        return {short: self._params[key] for short, key in self._layer_keys()[i]}
+        return {short: self._params[key]
+                for short, key in self._layer_keys()[self._layer_index(i)]}
 
     def _layer_index(self, i: Any) -> int:
         if isinstance(i, bool) or not isinstance(i, numbers.Integral):
