@@ -212,6 +212,27 @@ def test_a_normalization_never_adapted_is_named_when_the_features_look_unscaled(
     assert "adapting the original afterwards changes nothing" in notes[0]
 
 
+def test_a_loaded_model_whose_normalization_was_adapted_logs_nothing(caplog, tmp_path):
+    """Loading rebuilds the layer from its config: its statistics come back as the model's
+    parameters, and a fit of the loaded model (a resumed run) no longer calls it never
+    adapted."""
+    _, X, y = table()
+    raw = X * 1000
+    m = model(first=[xn.Normalization().adapt(raw)])
+    xn.save(m, tmp_path / "m.safetensors")
+    loaded = xn.load(tmp_path / "m.safetensors")
+    with caplog.at_level(logging.WARNING, logger="xpnet"):
+        loaded.fit(raw, y, epochs=1, verbose=0)
+        xn.load(tmp_path / "m.safetensors").fit(raw * 2, y, epochs=1, verbose=0)
+    assert not [r for r in caplog.records if "unscaled" in r.getMessage()]
+    fresh = model(first=[xn.Normalization()])  # never adapted: still named
+    xn.save(fresh, tmp_path / "fresh.safetensors")
+    with caplog.at_level(logging.WARNING, logger="xpnet"):
+        xn.load(tmp_path / "fresh.safetensors").fit(raw, y, epochs=1, verbose=0)
+    notes = [r.getMessage() for r in caplog.records if "unscaled" in r.getMessage()]
+    assert len(notes) == 1 and "was never adapted" in notes[0]
+
+
 def test_a_column_of_labels_in_a_data_frame_is_told_how_to_take_the_column():
     _, X, y = table()
     with pytest.raises(ValueError, match=r"y\.iloc\[:, 0\]"):

@@ -398,9 +398,13 @@ def warn_if_unscaled(model: Any, Xd: Any, name: str = "X") -> None:
     """Log once per model when `Xd` looks unscaled and no adapted Normalization leads."""
     first = model.layers[0] if model.layers else None
     normalization = type(first).__name__ == "Normalization"
-    if normalization and getattr(first, "_stats", None) is not None \
-            or model in _warned_unscaled:
+    if model in _warned_unscaled:
         return
+    if normalization:  # adapted, or loaded adapted (its mean and scale are not 0 and 1)
+        stats = model.layer_params(0)
+        if getattr(first, "_stats", None) is not None or (to_numpy(stats["mean"]) != 0).any() \
+                or (to_numpy(stats["scale"]) != 1).any():
+            return
     n = int(Xd.shape[0])
     step = max(1, n // UNSCALED_ROWS)
     rows = slice(0, min(n, step * UNSCALED_ROWS), step)  # evenly spaced, UNSCALED_ROWS at most
