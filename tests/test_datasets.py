@@ -162,6 +162,30 @@ def test_load_dotted_names_and_known_digest(tmp_path, real_test_set):
     assert ds.x_test.shape == (10000, 784)
 
 
+@needs_real_mnist
+def test_a_file_whose_digest_is_known_is_not_hashed_again_while_read(tmp_path, real_test_set,
+                                                                      monkeypatch):
+    from xpnet.datasets import registry
+
+    hashed = []
+    real_read = registry._read_idx
+    monkeypatch.setattr(registry, "_read_idx",
+                        lambda *a, **kw: hashed.append(kw["hashed"]) or real_read(*a, **kw))
+    images, labels = real_test_set
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte", images[:100])
+    write_idx(folder / "train-labels-idx1-ubyte", labels[:100])
+    for gz in (T10K_IMAGES, T10K_LABELS):  # the real content, uncompressed: a known digest
+        (folder / gz.name[:-3]).write_bytes(gzip.decompress(gz.read_bytes()))
+    ds = load(folder)
+    assert hashed == [True, True, False, False]
+    assert ds.x_test.shape == (10000, 784) and set(ds.sha256) == {
+        "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte"}
+    np.testing.assert_array_equal(ds.y_test, labels)
+
+
 def test_idx_folder_missing_files(tmp_path):
     write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros((2, 3, 3), np.uint8))
     with pytest.raises(

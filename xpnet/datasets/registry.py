@@ -144,8 +144,8 @@ def load_idx_folder(folder: str | os.PathLike[str]) -> Dataset:
             digests[path.name] = archive = file_sha256(path)
         except OSError as exc:
             raise DatasetError(f"{path}: cannot read: {exc}") from exc
-        arr, content = _read_idx(path, str(path), hashed=True)
-        owners.add(known.get(archive, known.get(content, "")).split("/")[0])
+        arr, content = _read_idx(path, str(path), hashed=archive not in known)
+        owners.add((known.get(archive) or known.get(content, "")).split("/")[0])
         arrays.append(arr)
     name, class_names = folder.resolve().name or "idx", None
     if len(owners) == 1 and (owner := owners.pop()) in CLASS_NAMES:
