@@ -212,3 +212,46 @@ def test_a_file_that_is_not_a_checkpoint_is_named_by_what_it_looks_like(tmp_path
         xn.load(path, backend="numpy")
     assert f"is not an xpnet checkpoint: it looks like {kind}. A checkpoint is the " \
            ".safetensors file that xn.save and xpnet train write" in str(info.value)
+
+
+def test_the_header_read_refuses_a_bad_file_with_the_full_loads_error(tmp_path, blobs):
+    """``xpnet train --resume`` reads the headers alone (_read_records) to compare positions
+    and take the settings: a file that is not a checkpoint, a damaged header, a foreign or
+    future format and a damaged training record get the full load's error, word for word."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from xpnet.checkpoint import _read_records
+
+    m = _trained("numpy", blobs)
+    good = xn.save(m, tmp_path / "good.safetensors", training={"epoch": 2},
+                   metadata={"run": 7})
+    tensors = load_file(good)
+    with safe_open(str(good), framework="numpy") as f:
+        meta = f.metadata()
+    head = _read_records(good)
+    full = xn.load_checkpoint(good, backend="numpy")
+    assert head.model is None and head.optimizer is None
+    assert (head.training, head.metadata) == (full.training, full.metadata)
+    assert head.training == {"epoch": 2} and head.metadata["user"] == {"run": 7}
+    bad = {"png": b"\x89PNG\r\n\x1a\n" + bytes(166), "short": b"12345",
+           "truncated": good.read_bytes()[:-100],
+           "huge-header": struct.pack("<Q", 2**60) + b"{}"}
+    for name, blob in bad.items():
+        (tmp_path / f"{name}.safetensors").write_bytes(blob)
+    for name, edit in [("foreign", {"format": "pt"}), ("future", {"format_version": "2"}),
+                       ("record", {"training": "{not json"}),
+                       ("position", {"training": json.dumps({"epoch": -1})})]:
+        save_file(tensors, tmp_path / f"{name}.safetensors", metadata=dict(meta, **edit))
+        bad[name] = b""
+    (tmp_path / "folder.safetensors").mkdir()
+    for name in [*bad, "folder", "absent"]:
+        path = tmp_path / f"{name}.safetensors"
+        with pytest.raises((ValueError, FileNotFoundError)) as want:
+            xn.load_checkpoint(path, backend="numpy")
+        with pytest.raises(type(want.value)) as got:
+            _read_records(path)
+        assert str(got.value) == str(want.value), name
+    with pytest.raises(xn.CheckpointError, match=r"format version '2' is not supported "
+                                                 r"\(expected 1\)"):
+        _read_records(tmp_path / "future.safetensors")

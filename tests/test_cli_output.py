@@ -157,3 +157,33 @@ def test_early_stopping_on_resume_goes_on_from_the_runs_best(tmp_path, capsys):
     assert part["test"] == full["test"]  # the best epoch's weights, restored
     for name in ("full", "part"):
         assert json.loads((tmp_path / name / "run.json").read_text())["best_epoch"] == best
+
+
+def test_resuming_a_digits_run_reads_the_tensors_of_each_file_once(tmp_path, capsys,
+                                                                    monkeypatch):
+    """--resume compared last.safetensors and model.safetensors by loading both whole, loaded
+    the winner again for its settings and once more onto the training backend: five full
+    reads of a checkpoint; the headers answer all but the two whose tensors are used."""
+    import xpnet.checkpoint
+
+    _run(capsys, "train", "--dataset", "digits", "--hidden", "16", "--epochs", "2",
+         "--early-stopping", "5", "--out", tmp_path / "run", "--quiet")
+    reads = []
+    real = xpnet.checkpoint._read
+
+    def spy(path, *args, **kwargs):
+        tensors, meta = real(path, *args, **kwargs)
+        reads.append((path.name, len(tensors)))  # the number of tensors read
+        return tensors, meta
+
+    monkeypatch.setattr(xpnet.checkpoint, "_read", spy)
+    out, _ = _run(capsys, "train", "--resume", "--out", tmp_path / "run", "--epochs", "3",
+                  "--quiet", "--json")
+    assert json.loads(out)["epochs"] == 3
+    full = [name for name, n in reads if n]
+    # last.safetensors onto the training backend (parameters and Adam's two slots, 2 layers);
+    # model.safetensors for the best epoch's weights, which EarlyStopping restores
+    assert full == ["last.safetensors", "model.safetensors"], reads
+    assert [n for _, n in reads if n] == [12, 12]
+    assert [name for name, n in reads if not n] == [
+        "last.safetensors", "model.safetensors", "last.safetensors", "model.safetensors"]

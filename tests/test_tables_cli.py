@@ -457,32 +457,33 @@ def test_parquet_trains_and_predicts(tmp_path, capsys, monkeypatch):
     assert out.splitlines()[0] == "label,probability" and len(out.splitlines()) == 81
 
 
-def test_resuming_a_table_run_reads_its_settings_and_encoding_from_one_load(
-        tmp_path, capsys, monkeypatch):
-    """--resume of a table run: the settings and the table encoding come from one read."""
+def test_resuming_a_table_run_reads_its_tensors_once_per_file(tmp_path, capsys, monkeypatch):
+    """--resume of a table run: the settings, the table encoding and which file is further on
+    come from the files' headers; the tensors of each file are read once (they were read five
+    times: last.safetensors three times, model.safetensors twice)."""
     import xpnet.checkpoint
-    import xpnet.cli.train
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "t.csv").write_text(table_text(60))
     code, out, err = run(capsys, "train", "--dataset", "t.csv", "--target", "label", "--out",
                          "run", "--epochs", "2", "--quiet")
     assert code == 0, err
-    loads = []
-    real = xpnet.checkpoint.load_checkpoint
+    reads = []
+    real = xpnet.checkpoint._read
 
-    def spy(path, **kwargs):
-        loads.append(Path(path).name)
-        return real(path, **kwargs)
+    def spy(path, *args, **kwargs):
+        tensors, meta = real(path, *args, **kwargs)
+        reads.append((Path(path).name, bool(tensors)))  # True: the tensors were read
+        return tensors, meta
 
-    monkeypatch.setattr(xpnet.checkpoint, "load_checkpoint", spy)
-    monkeypatch.setattr(xpnet.cli.train, "load_checkpoint", spy)
+    monkeypatch.setattr(xpnet.checkpoint, "_read", spy)
     code, out, err = run(capsys, "train", "--out", "run", "--resume", "--epochs", "3",
                          "--quiet", "--json")
     assert code == 0, err
     assert json.loads(out)["epochs"] == 3
-    # last.safetensors (the resume file, further on): read for the position against
-    # model.safetensors, once for the settings and the table encoding, once onto the
-    # training backend; model.safetensors again for its best-epoch weights
-    assert loads == ["last.safetensors", "model.safetensors", "last.safetensors",
-                     "last.safetensors", "model.safetensors"]
+    # headers: both files for the position, last.safetensors (further on) for the settings
+    # and the encoding, model.safetensors for its epoch; tensors: last.safetensors onto the
+    # training backend, model.safetensors for its best-epoch weights
+    assert reads == [("last.safetensors", False), ("model.safetensors", False),
+                     ("last.safetensors", False), ("last.safetensors", True),
+                     ("model.safetensors", False), ("model.safetensors", True)]

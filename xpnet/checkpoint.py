@@ -295,7 +295,8 @@ def _optimizer_tensors(model: Any, state: dict | None, opt_meta: dict) -> dict[s
             for k, v in values.items()}
 
 
-def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def _read(path: Path, tensors: bool = True) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The file's tensors (none unless `tensors`) and metadata, after every check of its header."""
     from safetensors import safe_open
 
     if not path.exists():
@@ -332,12 +333,16 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
                 raise CheckpointError(
                     f"{path} holds {len(keys):,} tensors; the model and optimizer it "
                     f"describes can use at most {limit:,}: damaged or not written by xpnet")
-            tensors = {k: f.get_tensor(k) for k in keys}
+            arrays = {k: f.get_tensor(k) for k in keys} if tensors else {}
     except CheckpointError:
         raise
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"{path} is not a valid xpnet checkpoint: {_bounded(exc)}") from None
-    return tensors, meta
+    # the exact text save writes: int() would also take " 1" and Arabic-Indic digits
+    if meta.get("format_version") != str(FORMAT_VERSION):
+        raise CheckpointError(f"{path}: checkpoint format version {meta.get('format_version')!r} "
+                              f"is not supported (expected {FORMAT_VERSION})")
+    return arrays, meta
 
 
 # tensors a checkpoint may hold per layer of its manifest, parameters and optimizer slots
@@ -601,13 +606,19 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
     path = Path(path)
     be = get_backend(backend, device)
     tensors, meta = _read(path)
-    # the exact text save writes: int() would also take " 1" and Arabic-Indic digits
-    if meta.get("format_version") != str(FORMAT_VERSION):
-        raise CheckpointError(f"{path}: checkpoint format version {meta.get('format_version')!r} "
-                              f"is not supported (expected {FORMAT_VERSION})")
     model = _load_model(meta, tensors, be, path)
     if "optimizer" in meta:
         model.optimizer = _load_optimizer(meta, tensors, model, path)
+    return _records(meta, path, model)
+
+
+def _read_records(path: Path) -> Checkpoint:
+    """`load_checkpoint` without the tensors: the training record and metadata; no model."""
+    return _records(_read(path, tensors=False)[1], path)
+
+
+def _records(meta: dict, path: Path, model: Any = None) -> Checkpoint:
+    """The checkpoint of `model` with the file's training record and metadata, both checked."""
     training = _json(meta, "training", path) if "training" in meta else None
     if training is not None:  # the schema fit(resume=...) reads
         with _refusing(path, ""):
@@ -615,7 +626,8 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend = "auto",
     info = {k: v for k, v in meta.items() if k not in ("model", "optimizer", "training", "user")}
     if "user" in meta:
         info["user"] = _json(meta, "user", path)
-    return Checkpoint(model=model, optimizer=model.optimizer, training=training, metadata=info)
+    return Checkpoint(model=model, optimizer=getattr(model, "optimizer", None),
+                      training=training, metadata=info)
 
 
 def load(path: str | os.PathLike, *, backend: str | Backend = "auto",

@@ -30,7 +30,7 @@ from typing import Any
 from .._version import __version__
 from ..backends import get_backend
 from ..callbacks import Callback, EarlyStopping, ModelCheckpoint
-from ..checkpoint import CheckpointError, load_checkpoint, save
+from ..checkpoint import CheckpointError, _read_records, load_checkpoint, save
 from ..distributed import EXIT_TIMEOUT
 from ..model import MLP, Sequential
 from ..ops._malloc import owned_process
@@ -202,7 +202,7 @@ def _locate_run(args: argparse.Namespace, out: Path | None
         if model_file is None:
             raise CLIError(f"nothing to resume: {out / MODEL_FILE} does not exist; run "
                            "without --resume to start a new run", EXIT_DATA)
-        ckpt = load_checkpoint(model_file, backend="numpy")
+        ckpt = _read_records(model_file)  # the settings and position: no tensors read
         saved, done = saved_settings(ckpt, model_file)
         if args.dataset is None:
             spec_kind = "name" if saved["dataset"] in DATASETS else "path"
@@ -224,7 +224,7 @@ def _resume_source(out: Path) -> Path | None:
 
     def position(path: Path) -> tuple[int, int]:
         try:
-            training = load_checkpoint(path, backend="numpy").training or {}
+            training = _read_records(path).training or {}
         except CheckpointError:
             return (-1, -1)
         return int(training.get("epoch", 0)), int(training.get("step", 0))
@@ -528,11 +528,12 @@ def _resumed_best_weights(run: _Run) -> dict[str, Any] | None:
     if run.resume is None or resume_file is None or model_file is None or at < 0 or \
             resume_file == model_file or not model_file.is_file():
         return None
-    try:
-        ckpt = load_checkpoint(model_file, backend=run.data.backend)
+    try:  # the tensors read only when the file holds that epoch
+        if (_read_records(model_file).training or {}).get("epoch") != at + 1:
+            return None
+        return dict(load_checkpoint(model_file, backend=run.data.backend).model.params)
     except CheckpointError:
         return None
-    return dict(ckpt.model.params) if (ckpt.training or {}).get("epoch") == at + 1 else None
 
 
 def _best_model(run: _Run, early: EarlyStopping) -> Any:
