@@ -163,6 +163,23 @@ def test_unfreezing_a_layer_gives_a_first_adam_step_of_lr(backend):
     assert opt.state["steps"]["0.W"] == 1 and opt.state["steps"]["2.W"] == 19
 
 
+def test_a_store_assignment_is_refused_by_library_first_with_the_library_named():
+    # the store and the immutable backends' dicts share one check: the kind comes first
+    # and names the library, a non-array is refused as such (not as "shape ()")
+    torch = pytest.importorskip("torch")
+    m = xn.MLP([3, 2], backend="torch", seed=0)
+    before = xn.to_numpy(m.params["0.b"]).tolist()
+    with pytest.raises(TypeError, match=r"^parameter '0.b' is a NumPy ndarray, the model's "
+                                        r"arrays are torch Tensor$"):
+        m.params["0.b"] = np.zeros(3, "float32")
+    with pytest.raises(TypeError, match=r"^parameter '0.b' is a list, the model's arrays "
+                                        r"are torch Tensor$"):
+        m.params = {**m.params, "0.b": [1.0, 1.0]}
+    assert xn.to_numpy(m.params["0.b"]).tolist() == before
+    m.params["0.b"] = torch.nn.Parameter(torch.ones(2))  # any torch array is copied in
+    assert xn.to_numpy(m.params["0.b"]).tolist() == [1.0, 1.0]
+
+
 def test_params_are_views_of_one_buffer_and_assignments_are_checked():
     m = xn.MLP([4, 8, 3], backend="numpy", seed=0)
     params = m.params

@@ -27,7 +27,7 @@ from typing import Any, Literal, NoReturn, overload
 import array_api_compat
 import numpy as np
 
-from .backends import Backend, backend_of, dtype_name, to_numpy
+from .backends import Backend, _namespace_of, backend_of, dtype_name, to_numpy
 
 FLOAT_DTYPES = ("float32", "float64")
 
@@ -101,16 +101,20 @@ def check_dtype(dtype: Any) -> str:
 _is_array = array_api_compat.is_array_api_obj
 
 
-def check_param_value(key: str, value: Any, ref: Any) -> None:
-    """Refuse a parameter value whose kind, shape or dtype differs from ``ref``'s."""
-    if not _is_array(value) or type(value) is not type(ref):
-        raise TypeError(f"parameter {key!r} is a {_kind(value)} {type(value).__name__}, the "
-                        f"model's arrays are {_kind(ref)} {type(ref).__name__}")
+def check_param_value(key: str, value: Any, ref: Any, what: str = "parameter", *,
+                      copied: bool = False) -> None:
+    """Refuse a `what` unlike `ref` in kind, shape or dtype (`copied`: any array of its library)."""
+    if not _is_array(value) or type(value) is not type(ref) and not (
+            copied and _namespace_of(value) is _namespace_of(ref)):
+        kind = f"{_kind(value)} {type(value).__name__}" if _is_array(value) \
+            else type(value).__name__
+        raise TypeError(f"{what} {key!r} is {_a(kind)} {kind}, the model's arrays are "
+                        f"{_kind(ref)} {type(ref).__name__}")
     if tuple(value.shape) != tuple(ref.shape):
-        raise ValueError(f"parameter {key!r} has shape {tuple(value.shape)}, expected "
+        raise ValueError(f"{what} {key!r} has shape {tuple(value.shape)}, expected "
                          f"{tuple(ref.shape)}")
     if dtype_name(value.dtype) != dtype_name(ref.dtype):
-        raise TypeError(f"parameter {key!r} has dtype {dtype_name(value.dtype)}, the model's "
+        raise TypeError(f"{what} {key!r} has dtype {dtype_name(value.dtype)}, the model's "
                         f"is {dtype_name(ref.dtype)}")
 
 

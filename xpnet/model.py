@@ -34,14 +34,6 @@ def _check_names(attr: str, what: str, given: Any, have: dict) -> None:
         raise ValueError(f"{what} names differ: expected {sorted(have)}, got {sorted(given)}")
 
 
-def _check_value(what: str, key: str, value: Any, ref: Any) -> None:
-    """`_checks.check_param_value`, its messages naming a ``what`` (parameter, buffer)."""
-    try:
-        _checks.check_param_value(key, value, ref)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(str(exc).replace("parameter", what, 1)) from None
-
-
 class _Checked(dict):
     """Parameters (immutable backends) or buffers: item assignment checked as the setter's."""
 
@@ -51,7 +43,7 @@ class _Checked(dict):
         if key not in self:
             raise KeyError(f"{key!r} is not a {self.what} of this model ({self.what}s: "
                            f"{list(self)})")
-        _check_value(self.what, key, value, dict.__getitem__(self, key))
+        _checks.check_param_value(key, value, dict.__getitem__(self, key), self.what)
         dict.__setitem__(self, key, value)
 
     def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
@@ -67,7 +59,7 @@ class _Checked(dict):
         """A new dict of ``given``'s values after checking them against ``have``'s."""
         _check_names(attr, cls.what, given, have)
         for k, v in given.items():
-            _check_value(cls.what, k, v, have[k])
+            _checks.check_param_value(k, v, have[k], cls.what)
         return cls({k: given[k] for k in have})
 
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .backends import _namespace_of, dtype_name
+from ._checks import check_param_value
 
 __all__ = ["ParamDict", "ParamStore"]
 
@@ -218,19 +218,8 @@ class ParamStore:
         return pieces
 
     def check_value(self, key: str, value: Any) -> None:
-        """Refuse an array of the wrong shape or dtype for parameter ``key``."""
-        shape = tuple(getattr(value, "shape", ()))
-        if shape != self.shapes[key]:
-            raise ValueError(f"parameter {key!r} has shape {shape}, expected "
-                             f"{self.shapes[key]}")
-        dt = getattr(value, "dtype", None)
-        if dt is None or dtype_name(dt) != dtype_name(self.dtype):
-            raise TypeError(f"parameter {key!r} has dtype "
-                            f"{dtype_name(dt) if dt is not None else type(value).__name__}, "
-                            f"the model's is {dtype_name(self.dtype)}")
-        if _namespace_of(value) is not self.xp and type(value) is not type(self.flat):
-            raise TypeError(f"parameter {key!r} is a {type(value).__name__}, the model's "
-                            f"arrays are {type(self.flat).__name__}")
+        """Refuse an array of the wrong library, shape or dtype for parameter ``key``."""
+        check_param_value(key, value, dict.__getitem__(self.params, key), copied=True)
 
     # -- optimizer slots -----------------------------------------------------
     def new_slots(self, names: tuple[str, ...], keys: list[str]) -> dict[str, ParamDict]:
