@@ -1,7 +1,8 @@
 """``xpnet train``: train an MLP and keep a resumable run folder.
 
-Everything that can be checked is checked before data is loaded or a device is touched;
-the ``--out`` folder is locked first (`_runlock`: one run per folder);
+Everything that can be checked is checked before data is loaded or a device is touched
+(a resumed checkpoint from its header; its tensors are read, once, when the model is
+built); the ``--out`` folder is locked first (`_runlock`: one run per folder);
 then the data, the model and the output folder; then ``fit`` with a checkpoint and a run
 record rewritten after every epoch. From the first ``run.json`` write on, every ending
 leaves it final: ``completed``/``stopped_early``, ``interrupted`` (Ctrl-C or SIGTERM,
