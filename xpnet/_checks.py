@@ -356,9 +356,7 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
             raise ValueError(f"{name} has {X.shape[1]} features, the model expects "
                              f"{n_features}")
         return X
-    X = as_array(name, X, backend)
-    if not _is_array(X):
-        raise TypeError(f"{name} must be a 2-D float array, got {type(X).__name__}")
+    X, read = _unmasked(name, X, backend, "a 2-D float array", values, targets=False)
     if X.ndim != 2:
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}"
@@ -375,11 +373,7 @@ def check_X(X: Any, backend: Backend, dtype: str, n_features: int | None,
                         f"e.g. {_cast_hint(X, name, 'float32')}{hint}")
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features, the model expects {n_features}")
-    if isinstance(X, np.ma.MaskedArray):
-        raise TypeError(f"{name} is a masked array; fill or drop the masked values first "
-                        f"(e.g. {name}.filled(0.0) or {name}.compressed())")
-    # a host array is read here unless values=False and it is where the model lives
-    host = X if isinstance(X, np.ndarray) and (values or not backend.owns(X)) else None
+    host = X if isinstance(X, np.ndarray) and read else None
     if host is not None and host.size:
         _check_host_values(name, host, dtype)
     if stream and _streams(X, backend, dtype):
@@ -438,13 +432,15 @@ def warn_if_unscaled(model: Any, Xd: Any, name: str = "X") -> None:
         "model.)", name, j, mean[j], std[j], UNSCALED_LIMIT, name, name, Xd.shape[1], name)
 
 
-def _unmasked(name: str, a: Any, backend: Backend, what: str, values: bool) -> tuple[Any, bool]:
-    """Targets or weights as an array (`what`), not masked; and whether to read their values."""
-    a = as_array(name, a, backend, targets=True)
+def _unmasked(name: str, a: Any, backend: Backend, what: str, values: bool,
+              targets: bool = True) -> tuple[Any, bool]:
+    """`a` as an array (`what`), not masked; and whether to read its values."""
+    a = as_array(name, a, backend, targets=targets)
     if not _is_array(a):
         raise TypeError(f"{name} must be {what}, got {type(a).__name__}")
     if isinstance(a, np.ma.MaskedArray):
-        raise TypeError(f"{name} is a masked array; fill or drop the masked values first")
+        hint = "" if targets else f" (e.g. {name}.filled(0.0) or {name}.compressed())"
+        raise TypeError(f"{name} is a masked array; fill or drop the masked values first{hint}")
     # values=False skips reads on the device only: a host array is read before its copy
     return a, values or (isinstance(a, np.ndarray) and not backend.owns(a))
 
