@@ -15,7 +15,7 @@ What a caller may rely on:
 
 * ``model.params`` (and ``opt.state[slot]``) is the same dict object for the life of
   the model; assigning an array to one of its keys copies the values into the store
-  and refuses a wrong shape or dtype.
+  and refuses an array of another library, shape or dtype.
 * The update of ``fit`` writes the spare buffer and swaps it in (NumPy, and PyTorch
   when every parameter shares its update number and weight decay), so
   ``model.params[k]`` is a different array after a step: hold the dict, not the array.
