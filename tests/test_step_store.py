@@ -178,6 +178,11 @@ def test_a_store_assignment_is_refused_by_library_first_with_the_library_named()
     assert xn.to_numpy(m.params["0.b"]).tolist() == before
     m.params["0.b"] = torch.nn.Parameter(torch.ones(2))  # any torch array is copied in
     assert xn.to_numpy(m.params["0.b"]).tolist() == [1.0, 1.0]
+    # its values only: the store stays out of autograd (before, the whole buffer required
+    # grad and every later step went on recording a graph)
+    assert not m.store.data.requires_grad and m.params["0.b"].grad_fn is None
+    m.fit(np.ones((8, 3), "float32"), np.zeros(8, "int64"), epochs=1, verbose=0)
+    assert not any(v.requires_grad for v in m.params.values())
 
 
 def test_params_are_views_of_one_buffer_and_assignments_are_checked():

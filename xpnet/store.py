@@ -92,6 +92,8 @@ class ParamDict(dict):
         if type(value) is not type(view) or value.shape != view.shape \
                 or value.dtype != view.dtype:  # the full check only where it can fail
             self.store.check_value(key, value)
+        if getattr(value, "requires_grad", False):  # a torch Parameter: its values only,
+            value = value.detach()  # or the store would join its autograd graph
         view[...] = value
 
     def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
