@@ -48,6 +48,12 @@ class _PreparedTargets(Loss):
         return y
 
 
+def _in_place(a: Any) -> bool:
+    """Whether ``a[rows, cols] -= v`` works in place (NumPy, CuPy, PyTorch)."""
+    return (array_api_compat.is_numpy_array(a) or array_api_compat.is_cupy_array(a)
+            or array_api_compat.is_torch_array(a))
+
+
 def _clipped(xp: Any, p: Any) -> Any:
     eps = float(xp.finfo(p.dtype).eps)
     # minimum/maximum, not compat clip (boolean-mask writes, a sync, on CuPy)
@@ -138,7 +144,12 @@ class SoftmaxLogLoss(_PreparedTargets, SoftmaxCrossEntropy):
         value = -xp.mean(logs)
         if not need_grad:
             return value, None
-        classes = xp.arange(k, dtype=target.dtype, device=array_api_compat.device(p))
+        device = array_api_compat.device(p)
+        if _in_place(p):  # subtract 1 at each row's label: no one-hot matrix
+            p[xp.arange(n, device=device), target] -= 1.0
+            p /= float(n)
+            return value, p
+        classes = xp.arange(k, dtype=target.dtype, device=device)
         hit = xp.astype(xp.reshape(target, (n, 1)) == classes, p.dtype)
         return value, (p - hit) / float(n)
 
