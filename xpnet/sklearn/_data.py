@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse
-from sklearn.utils import gen_batches
 
 from .. import _checks
 from ..backends import Backend, to_numpy
@@ -67,8 +66,15 @@ class Rows:
 
     def chunks(self, split: bool = False) -> Iterator[tuple[slice, Any]]:
         """``(rows, dense block)`` pairs of `CHUNK` rows in order (dense: whole unless `split`)."""
-        for sl in gen_batches(self.n, CHUNK if self.sparse or split else self.n):
+        for sl in batches(self.n, CHUNK if self.sparse or split else self.n):
             yield sl, self._dense(self.X[sl]) if self.sparse else self.X[sl, ...]
+
+
+def batches(n: int, size: int) -> Iterator[slice]:
+    """scikit-learn's ``gen_batches(n, size)`` without its per-call parameter validation
+    (about 43 us, a third of a one-row ``predict``)."""
+    for lo in range(0, n, max(size, 1)):
+        yield slice(lo, min(lo + size, n))
 
 
 def device_index(backend: Backend, idx: Any) -> Any:

@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import gen_batches
 from sklearn.utils import shuffle as sk_shuffle
 from sklearn.utils.optimize import _check_optimize_result  # scikit-learn's own helper
 
@@ -44,7 +43,7 @@ from .._split import split_rows
 from ..backends import _namespace_of, to_numpy  # the package's cached namespace lookup
 from ..callbacks import _BestWeights as BestWeights
 from ..ops import ops_for
-from ._data import Samples, device_index, take_on_device
+from ._data import Samples, batches, device_index, take_on_device
 from ._losses import layer_keys
 
 __all__ = ["fit_stochastic", "fit_lbfgs", "loss_and_grads"]
@@ -125,7 +124,7 @@ def _epoch(est: Any, data: Samples, bs: int, order: np.ndarray | None) -> float:
     x_order: Any = order if rows.sparse else y_order
     sums = None if w is None else w.batch_sums(order, bs)  # every batch checked before a step
     total: Any = 0.0
-    for i, sl in enumerate(gen_batches(rows.n, bs)):
+    for i, sl in enumerate(batches(rows.n, bs)):
         x_idx, y_idx = (sl, sl) if order is None else (x_order[sl], y_order[sl])
         size = sl.stop - sl.start
         value, grads = loss_and_grads(est, rows.take(x_idx), take_on_device(b, data.Y, y_idx),
