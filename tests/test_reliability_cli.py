@@ -408,6 +408,30 @@ def test_early_stopping_saves_the_best_epoch_and_resumes_from_the_last(tmp_path,
                               backend="numpy").training["epoch"] == last + 1
 
 
+def test_a_resume_whose_newer_checkpoint_has_damaged_tensors_stops_naming_it(tmp_path,
+                                                                            capsys):
+    """The newer file is chosen from its header; its tensors are read when the model is
+    built, and a damaged one ends the resume with exit status 3 before run.json changes."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    out = tmp_path / "r"
+    assert _train(out, "--epochs", "3", "--hidden", "16", "--early-stopping", "2") == 0
+    last = out / "last.safetensors"
+    with safe_open(last, "np") as f:
+        meta = f.metadata()
+    tensors = load_file(last)
+    key = next(k for k in tensors if k.endswith("W"))
+    tensors[key] = tensors[key][:1]  # the wrong shape; the header's records stay sound
+    save_file(tensors, last, metadata=meta)
+    record = (out / "run.json").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "4", "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "last.safetensors" in err and key.split("/")[-1] in err
+    assert (out / "run.json").read_bytes() == record
+
+
 def _digits_test():
     ds = xn.datasets.load("digits")
     return ds.x_test, ds.y_test
