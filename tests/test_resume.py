@@ -39,8 +39,17 @@ class _CtrlCAt(xn.Callback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
+@pytest.fixture
+def terminal_sigint():
+    """Python's own Ctrl-C handler, as in a terminal: a process started in the background
+    by a non-interactive shell inherits SIGINT ignored, and Python then leaves it so."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_mid_epoch_then_resume_in_new_process(tmp_path):
+def test_ctrl_c_mid_epoch_then_resume_in_new_process(tmp_path, terminal_sigint):
     X, y = _data()
     straight = _model()
     straight.fit(X, y, epochs=3, optimizer=xn.Adam(1e-2), **FIT)
